@@ -1,0 +1,306 @@
+"""Role interfaces every connector implements, and the plain data they exchange with the hub.
+
+The domain (integration_hub.*) talks only to these roles; a connector module translates them to one
+system's API. A system may play several roles (Clarus is a warehouse and an inventory master).
+Every method raises :mod:`connectors.errors` types on failure, never returns a fake success.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable
+
+
+# --- data ----------------------------------------------------------------------------------------
+@dataclass
+class StockChange:
+    """Master → hub: item ``sku`` at ``location`` is now ``quantity`` in ``state`` (absolute)."""
+
+    sku: str
+    location: str  # master's location id (Location.external_id)
+    quantity: int
+    state: str = "available"
+    changed_at: datetime | None = None
+    ref: str = ""  # master's change id, for logs
+
+
+@dataclass
+class InventoryTarget:
+    """Hub → storefront: set ``sku`` on ``channel_ref`` (supply channel key / inventory list id) to
+    ``quantity`` (absolute). ``known_version``/``known_ref`` are what the hub last saw, if anything."""
+
+    sku: str
+    channel_ref: str
+    quantity: int
+    known_version: int | None = None
+    known_ref: str = ""
+
+
+@dataclass
+class InventoryResult:
+    sku: str
+    channel_ref: str
+    quantity: int
+    version: int | None = None
+    ref: str = ""  # storefront id of the inventory entry / record
+    ok: bool = True
+    error: Exception | None = None
+
+
+@dataclass
+class StorefrontStock:
+    sku: str
+    channel_ref: str
+    quantity: int
+    version: int | None = None
+    ref: str = ""
+
+
+@dataclass
+class Address:
+    first_name: str = ""
+    last_name: str = ""
+    company: str = ""
+    street: str = ""
+    street2: str = ""
+    postal_code: str = ""
+    city: str = ""
+    region: str = ""
+    country: str = ""
+    phone: str = ""
+    email: str = ""
+
+
+@dataclass
+class OrderLineData:
+    line_id: str
+    sku: str
+    quantity: int
+    unit_price_cents: int | None = None
+    name: str = ""
+    custom_fields: dict = field(default_factory=dict)
+
+
+@dataclass
+class StorefrontOrder:
+    """An order as the storefront holds it, normalised."""
+
+    external_id: str
+    order_number: str
+    channel_ref: str  # supply channel / store / site the order belongs to
+    lines: list[OrderLineData]
+    version: int | None = None
+    placed_at: datetime | None = None
+    currency: str = ""
+    total_cents: int | None = None
+    customer_email: str = ""
+    shipping_address: Address = field(default_factory=Address)
+    billing_address: Address = field(default_factory=Address)
+    shipping_method: str = ""
+    gift_message: str = ""
+    delivery_notes: str = ""
+    custom_fields: dict = field(default_factory=dict)
+    promotion_codes: list[str] = field(default_factory=list)
+    status: str = ""  # storefront order state
+    shipment_state: str = ""
+    raw: dict = field(default_factory=dict)
+
+
+@dataclass
+class WarehouseOrderLine:
+    line_id: str
+    sku: str  # master SKU
+    quantity: int
+    parent_line_id: str = ""  # set for bundle components
+    unit_price_cents: int | None = None
+    custom_fields: dict = field(default_factory=dict)
+
+
+@dataclass
+class WarehouseOrder:
+    """What the warehouse needs to fulfil: every field, master SKUs, mapped shipping method."""
+
+    order_ref: str  # hub idempotency key / order reference the warehouse must deduplicate on
+    order_number: str
+    channel: str
+    lines: list[WarehouseOrderLine]
+    shipping_address: Address
+    shipping_method: str  # warehouse service code
+    carrier: str = ""
+    billing_address: Address | None = None
+    customer_email: str = ""
+    gift_message: str = ""
+    delivery_notes: str = ""
+    custom_fields: dict = field(default_factory=dict)
+    placed_at: datetime | None = None
+    currency: str = ""
+    total_cents: int | None = None
+
+
+@dataclass
+class Acknowledgement:
+    order_ref: str
+    warehouse_ref: str  # the warehouse's id for the order
+    duplicate: bool = False  # the warehouse already had it (idempotent replay)
+
+
+@dataclass
+class Parcel:
+    carrier: str
+    tracking_number: str
+    tracking_url: str = ""
+    lines: list[tuple[str, int]] = field(default_factory=list)  # (sku, quantity)
+
+
+@dataclass
+class Dispatch:
+    """Warehouse confirmation that an order (or part of it) physically left."""
+
+    order_ref: str
+    warehouse_ref: str
+    dispatched_at: datetime | None
+    parcels: list[Parcel]
+    ref: str = ""  # the warehouse's dispatch / fulfilment record id
+    complete: bool = True
+
+
+@dataclass
+class Fulfilment:
+    """Storefront-side fulfilment (e.g. ship-from-store, click & collect) to report to the master."""
+
+    order_ref: str
+    fulfilment_ref: str
+    lines: list[tuple[str, int]]
+    location: str = ""
+    fulfilled_at: datetime | None = None
+
+
+@dataclass
+class DemandLine:
+    order_ref: str
+    sku: str
+    quantity: int
+    channel: str
+    location: str = ""
+    ordered_at: datetime | None = None
+    promotion_codes: list[str] = field(default_factory=list)
+    bundle_sku: str = ""
+    unit_price_cents: int | None = None
+    is_return: bool = False
+
+
+@dataclass
+class Recommendation:
+    sku: str
+    location: str
+    recommended_quantity: int
+    kind: str = "purchase"  # purchase | transfer
+    supplier: str = ""
+    reason: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Page:
+    """One page of a cursor-based poll; ``cursor`` is what to pass next time (opaque to the hub)."""
+
+    items: list
+    cursor: str
+    has_more: bool = False
+
+
+# --- roles ---------------------------------------------------------------------------------------
+class Connector(abc.ABC):
+    """Built from a :class:`integration_hub.core.models.Connection`; owns one HttpClient."""
+
+    system_type: str = ""
+
+    def __init__(self, connection, client=None):
+        self.connection = connection
+        self.client = client or self.build_client()
+
+    @abc.abstractmethod
+    def build_client(self):
+        ...
+
+    def verify_webhook(self, body: bytes, headers: dict) -> bool:
+        """True if an inbound webhook carries a valid signature for this connection."""
+        from integration_hub.core.webhooks import verify_hmac
+
+        return verify_hmac(self.connection.get_webhook_secret(), body, headers)
+
+
+class InventoryMaster(abc.ABC):
+    @abc.abstractmethod
+    def stock_changes(self, cursor: str) -> Page:
+        """StockChange items changed since ``cursor`` ('' = from the beginning)."""
+
+    def parse_stock_webhook(self, payload: dict) -> list[StockChange]:
+        raise NotImplementedError
+
+    def stock_snapshot(self, skus: Iterable[str] | None = None) -> Iterable[StockChange]:
+        """Full quantities (for drift checks); connectors page through internally."""
+        raise NotImplementedError
+
+
+class Storefront(abc.ABC):
+    @abc.abstractmethod
+    def set_stock(self, targets: list[InventoryTarget]) -> list[InventoryResult]:
+        """Set absolute quantities. Handles version conflicts by re-reading; per-item failures are
+        returned in results (``ok=False``), whole-call failures raise."""
+
+    @abc.abstractmethod
+    def get_stock(self, skus: list[str], channel_ref: str) -> list[StorefrontStock]:
+        ...
+
+    @abc.abstractmethod
+    def orders_since(self, cursor: str, limit: int = 100) -> Page:
+        """StorefrontOrder items created/modified since ``cursor``."""
+
+    def parse_order_webhook(self, payload: dict) -> list[StorefrontOrder] | list[str]:
+        """Orders (or order ids to fetch) carried by a subscription message."""
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def get_order(self, external_id: str) -> StorefrontOrder:
+        ...
+
+    @abc.abstractmethod
+    def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None) -> int | None:
+        """Set the order shipped with tracking; version/409 safe. Returns the new version."""
+
+    def list_skus(self) -> Iterable[str]:
+        """Every variant SKU the storefront sells (catalogue audit)."""
+        raise NotImplementedError
+
+
+class Warehouse(abc.ABC):
+    @abc.abstractmethod
+    def send_order(self, order: WarehouseOrder) -> Acknowledgement:
+        """Transmit; must be idempotent on ``order.order_ref``. Raises if not positively acknowledged."""
+
+    @abc.abstractmethod
+    def dispatches_since(self, cursor: str) -> Page:
+        """Dispatch items confirmed since ``cursor``."""
+
+    def parse_dispatch_webhook(self, payload: dict) -> list[Dispatch]:
+        raise NotImplementedError
+
+    def order_status(self, order_ref: str) -> str | None:
+        """The warehouse's status for an order, or None if it does not have it (orphan check)."""
+        raise NotImplementedError
+
+    def send_fulfilment(self, fulfilment: Fulfilment) -> str:
+        """Report a storefront-side fulfilment; returns the master's acknowledgement id."""
+        raise NotImplementedError
+
+
+class Planner(abc.ABC):
+    @abc.abstractmethod
+    def push_demand(self, lines: list[DemandLine]) -> int:
+        ...
+
+    @abc.abstractmethod
+    def recommendations(self) -> list[Recommendation]:
+        ...

@@ -1,0 +1,314 @@
+"""The one HTTP client layer every connector uses (ARCHITECTURE principle 3).
+
+- pooled ``requests.Session`` per (process, API root), keep-alive;
+- connect/read timeouts on every call;
+- OAuth2 client-credentials token cache (Django cache, so Redis-shared when configured), refreshed
+  once on a 401;
+- a token bucket per connection shared by every worker (:mod:`connectors.ratelimit`);
+- exponential back-off with full jitter for retryable failures, honouring ``Retry-After``;
+- every failure mapped onto :mod:`connectors.errors`.
+
+Retrying a POST is only safe when the target deduplicates it: callers send an idempotency key.
+"""
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from . import errors, ratelimit
+
+log = logging.getLogger(__name__)
+
+_sessions: dict[str, requests.Session] = {}
+_sessions_lock = threading.Lock()
+
+
+def pooled_session(key: str, pool_size: int = 32) -> requests.Session:
+    with _sessions_lock:
+        session = _sessions.get(key)
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            _sessions[key] = session
+        return session
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+# --- authentication ----------------------------------------------------------------------------
+class Auth:
+    def apply(self, client: "HttpClient", headers: dict) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def invalidate(self) -> None:
+        pass
+
+
+@dataclass
+class NoAuth(Auth):
+    def apply(self, client, headers):
+        return None
+
+
+@dataclass
+class HeaderAuth(Auth):
+    """A static API key or bearer token sent in a header."""
+
+    header: str
+    value: str
+
+    def apply(self, client, headers):
+        headers[self.header] = self.value
+
+
+@dataclass
+class OAuthClientCredentials(Auth):
+    """OAuth 2.0 client-credentials grant with HTTP Basic client authentication (commercetools,
+    Salesforce Account Manager). Tokens are cached until shortly before they expire."""
+
+    token_url: str
+    client_id: str
+    client_secret: str
+    scope: str = ""
+    extra: dict = field(default_factory=dict)
+    timeout: float = 10.0
+    _local: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def cache_key(self) -> str:
+        return f"hub:oauth:{self.token_url}:{self.client_id}:{self.scope}"
+
+    def _cache(self):
+        try:
+            from django.core.cache import cache
+
+            return cache
+        except Exception:  # usable outside Django (bench scripts)
+            return None
+
+    def token(self, session: requests.Session) -> str:
+        cache = self._cache()
+        cached = cache.get(self.cache_key) if cache is not None else self._local.get("token")
+        if cached and (cache is not None or self._local.get("expires", 0) > time.time()):
+            return cached
+        data = {"grant_type": "client_credentials", **self.extra}
+        if self.scope:
+            data["scope"] = self.scope
+        try:
+            resp = session.post(self.token_url, data=data, auth=(self.client_id, self.client_secret), timeout=self.timeout)
+        except requests.Timeout as exc:
+            raise errors.TimeoutError_(f"token request timed out: {exc}") from exc
+        except requests.RequestException as exc:
+            raise errors.RetryableError(f"token request failed: {exc}") from exc
+        if resp.status_code == 429 or resp.status_code >= 500:
+            cls = errors.RateLimitedError if resp.status_code == 429 else errors.RetryableError
+            raise cls(f"token endpoint answered {resp.status_code}", status=resp.status_code,
+                      retry_after=parse_retry_after(resp.headers.get("Retry-After")))
+        if resp.status_code != 200:
+            raise errors.PermanentError(f"token endpoint refused the credentials ({resp.status_code}): {resp.text[:200]}",
+                                        status=resp.status_code)
+        body = resp.json()
+        token, ttl = body["access_token"], int(body.get("expires_in", 3600))
+        ttl = max(1, ttl - min(60, ttl // 10))  # renew a little early
+        if cache is not None:
+            cache.set(self.cache_key, token, ttl)
+        else:
+            self._local.update(token=token, expires=time.time() + ttl)
+        return token
+
+    def apply(self, client, headers):
+        headers["Authorization"] = f"Bearer {self.token(client.session)}"
+
+    def invalidate(self):
+        cache = self._cache()
+        if cache is not None:
+            cache.delete(self.cache_key)
+        self._local.clear()
+
+
+# --- the client ----------------------------------------------------------------------------------
+@dataclass
+class ClientStats:
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    conflicts: int = 0
+    timeouts: int = 0
+    server_errors: int = 0
+    waited_seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class HttpClient:
+    """JSON-over-HTTP client for one connection."""
+
+    def __init__(
+        self,
+        system: str,
+        base_url: str,
+        *,
+        auth: Auth | None = None,
+        rate_per_second: float = 10.0,
+        burst: int = 10,
+        timeout: float = 10.0,
+        connect_timeout: float = 3.05,
+        max_retries: int = 5,
+        backoff_base: float = 0.2,
+        backoff_cap: float = 30.0,
+        bucket_name: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        default_headers: dict | None = None,
+    ):
+        self.system = system
+        self.base_url = base_url.rstrip("/")
+        self.auth = auth or NoAuth()
+        self.timeout = (connect_timeout, timeout)
+        self.max_retries = max_retries
+        self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
+        self.sleep = sleep
+        self.session = pooled_session(self.base_url)
+        self.bucket = ratelimit.bucket_for(bucket_name or f"{system}:{self.base_url}", rate_per_second, burst)
+        self.default_headers = {"Accept": "application/json", "User-Agent": "integration-hub/1.0", **(default_headers or {})}
+        self.stats = ClientStats()
+
+    @classmethod
+    def for_connection(cls, connection, auth: Auth | None = None, **kw) -> "HttpClient":
+        return cls(
+            connection.system_type, connection.base_url, auth=auth,
+            rate_per_second=connection.rate_limit_per_second, burst=connection.rate_limit_burst,
+            timeout=connection.timeout_seconds, max_retries=connection.max_retries,
+            bucket_name=f"conn:{connection.pk}", **kw,
+        )
+
+    def url(self, path: str) -> str:
+        if path.startswith("http://") or path.startswith("https://"):
+            return path
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def backoff(self, attempt: int, retry_after: float | None = None) -> float:
+        delay = random.uniform(0, min(self.backoff_cap, self.backoff_base * (2 ** attempt)))
+        if retry_after is not None:
+            delay = max(delay, retry_after + random.uniform(0, self.backoff_base))
+        return delay
+
+    def _error_for(self, resp: requests.Response) -> errors.ConnectorError:
+        status = resp.status_code
+        try:
+            body: Any = resp.json()
+        except ValueError:
+            body = resp.text[:2000]
+        msg = f"{self.system} {resp.request.method} {resp.url} → {status}: {str(body)[:300]}"
+        kw = dict(status=status, body=body, system=self.system)
+        if status == 429:
+            self.stats.rate_limited += 1
+            return errors.RateLimitedError(msg, retry_after=parse_retry_after(resp.headers.get("Retry-After")), **kw)
+        if status == 409:
+            self.stats.conflicts += 1
+            return errors.ConflictError(msg, current_version=_current_version(body), **kw)
+        if status == 404:
+            return errors.NotFoundError(msg, **kw)
+        if status in (400, 422):
+            return errors.BadDataError(msg, **kw)
+        if status in (408,) or status >= 500:
+            self.stats.server_errors += 1
+            return errors.RetryableError(msg, retry_after=parse_retry_after(resp.headers.get("Retry-After")), **kw)
+        return errors.PermanentError(msg, **kw)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict | None = None,
+        json: Any = None,
+        data: Any = None,
+        headers: dict | None = None,
+        ok: Iterable[int] = (200, 201, 202, 204),
+        retries: int | None = None,
+        retry_conflicts: bool = False,
+    ) -> requests.Response:
+        """Send one request, retrying what is retryable. Returns the response for an ``ok`` status,
+        raises a :class:`connectors.errors.ConnectorError` otherwise."""
+        ok = set(ok)
+        max_retries = self.max_retries if retries is None else retries
+        attempt, refreshed_auth = 0, False
+        url = self.url(path)
+        while True:
+            self.stats.waited_seconds += ratelimit.acquire(self.bucket, self.sleep)
+            hdrs = dict(self.default_headers)
+            if headers:
+                hdrs.update(headers)
+            try:
+                self.auth.apply(self, hdrs)
+                self.stats.requests += 1
+                resp = self.session.request(method, url, params=params, json=json, data=data, headers=hdrs, timeout=self.timeout)
+                if resp.status_code in ok:
+                    return resp
+                if resp.status_code == 401 and not refreshed_auth and not isinstance(self.auth, NoAuth):
+                    self.auth.invalidate()
+                    refreshed_auth = True
+                    continue
+                err = self._error_for(resp)
+            except requests.Timeout as exc:
+                self.stats.timeouts += 1
+                err = errors.TimeoutError_(f"{self.system} {method} {url} timed out: {exc}", system=self.system)
+            except requests.ConnectionError as exc:
+                err = errors.RetryableError(f"{self.system} {method} {url} connection failed: {exc}", system=self.system)
+            except errors.ConnectorError as exc:  # raised by auth (token endpoint)
+                err = exc
+            retry = err.retryable and (retry_conflicts or not isinstance(err, errors.ConflictError))
+            if not retry or attempt >= max_retries:
+                raise err
+            delay = self.backoff(attempt, err.retry_after)
+            log.info("%s: %s, retry %d/%d in %.2fs", self.system, err, attempt + 1, max_retries, delay)
+            self.stats.retries += 1
+            self.stats.waited_seconds += delay
+            self.sleep(delay)
+            attempt += 1
+
+    def get(self, path: str, **kw) -> requests.Response:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw) -> requests.Response:
+        return self.request("POST", path, **kw)
+
+    def put(self, path: str, **kw) -> requests.Response:
+        return self.request("PUT", path, **kw)
+
+    def delete(self, path: str, **kw) -> requests.Response:
+        return self.request("DELETE", path, **kw)
+
+
+def _current_version(body) -> int | None:
+    """commercetools puts the current version in ``errors[].currentVersion`` of a 409 body."""
+    if isinstance(body, dict):
+        if isinstance(body.get("currentVersion"), int):
+            return body["currentVersion"]
+        for item in body.get("errors") or []:
+            if isinstance(item, dict) and isinstance(item.get("currentVersion"), int):
+                return item["currentVersion"]
+    return None

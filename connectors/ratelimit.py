@@ -1,0 +1,93 @@
+"""Token-bucket rate limiting shared by every worker of a connection.
+
+With REDIS_URL set the bucket lives in Redis (one Lua script, atomic across processes and hosts);
+otherwise it lives in process memory, which is right for the embedded single-worker default.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+_LUA = """
+local key = KEYS[1]
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local state = redis.call('HMGET', key, 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil then tokens = burst; ts = now end
+tokens = math.min(burst, tokens + (now - ts) * rate)
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = (1 - tokens) / rate
+  tokens = tokens - 1
+end
+redis.call('HSET', key, 'tokens', tokens, 'ts', now)
+redis.call('EXPIRE', key, math.ceil(burst / rate) + 60)
+return tostring(wait)
+"""
+
+
+class LocalBucket:
+    def __init__(self, rate: float, burst: int):
+        self.rate, self.burst = max(rate, 0.001), max(burst, 1)
+        self.tokens, self.ts = float(self.burst), time.monotonic()
+        self.lock = threading.Lock()
+
+    def reserve(self) -> float:
+        """Take one token; return how long the caller must sleep before using it."""
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.ts) * self.rate)
+            self.ts = now
+            self.tokens -= 1
+            return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
+class RedisBucket:
+    def __init__(self, client, key: str, rate: float, burst: int):
+        self.client, self.key, self.rate, self.burst = client, key, max(rate, 0.001), max(burst, 1)
+        self.script = client.register_script(_LUA)
+
+    def reserve(self) -> float:
+        return float(self.script(keys=[self.key], args=[self.rate, self.burst, time.time()]))
+
+
+_local: dict[tuple, LocalBucket] = {}
+_local_lock = threading.Lock()
+_redis_client = None
+
+
+def _redis():
+    global _redis_client
+    from django.conf import settings
+
+    url = getattr(settings, "REDIS_URL", "")
+    if not url:
+        return None
+    if _redis_client is None:
+        import redis
+
+        _redis_client = redis.Redis.from_url(url)
+    return _redis_client
+
+
+def bucket_for(name: str, rate: float, burst: int):
+    client = _redis()
+    if client is not None:
+        return RedisBucket(client, f"hub:ratelimit:{name}", rate, burst)
+    key = (name, rate, burst)
+    with _local_lock:
+        if key not in _local:
+            _local[key] = LocalBucket(rate, burst)
+        return _local[key]
+
+
+def acquire(bucket, sleep=time.sleep) -> float:
+    wait = bucket.reserve()
+    if wait > 0:
+        sleep(wait)
+    return wait

@@ -1,0 +1,39 @@
+"""Connection → connector instance. Each system module registers its class(es) here."""
+from __future__ import annotations
+
+import importlib
+
+# system_type → "module:Class". Modules are imported lazily.
+CONNECTORS = {
+    "commercetools": "connectors.commercetools:CommercetoolsConnector",
+    "sfcc": "connectors.sfcc:SFCCConnector",
+    "wair": "connectors.wair:WairConnector",
+    "clarus": "connectors.clarus:ClarusConnector",
+    "archean": "connectors.archean:ArcheanConnector",
+    "inventory_planner": "connectors.inventory_planner:InventoryPlannerConnector",
+}
+
+_cache: dict = {}
+
+
+def connector_class(system_type: str):
+    try:
+        target = CONNECTORS[system_type]
+    except KeyError:
+        raise LookupError(f"no connector for system type {system_type!r}") from None
+    module_name, cls_name = target.split(":")
+    return getattr(importlib.import_module(module_name), cls_name)
+
+
+def get_connector(connection, fresh: bool = False):
+    """A connector for ``connection``, cached per process and connection version (so pooled sessions,
+    token caches and rate-limit buckets are reused)."""
+    key = (connection.pk, connection.system_type, connection.base_url, connection.rate_limit_per_second,
+           connection.rate_limit_burst, connection.timeout_seconds, connection.max_retries, repr(connection.options))
+    if fresh or key not in _cache:
+        _cache[key] = connector_class(connection.system_type)(connection)
+    return _cache[key]
+
+
+def clear_cache():
+    _cache.clear()

@@ -1,0 +1,66 @@
+"""The exception queue: everything that could not proceed, merged by a stable key."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Kind(models.TextChoices):
+    SKU_MISMATCH = "sku_mismatch", "SKU mismatch"
+    UNKNOWN_SKU = "unknown_sku", "unknown SKU"
+    STUCK_ORDER = "stuck_order", "stuck order"
+    ORPHANED_ORDER = "orphaned_order", "orphaned order"
+    SYNC_TIMEOUT = "sync_timeout", "sync timeout"
+    RATE_LIMITED = "rate_limited", "rate-limit rejection"
+    MISSING_DISPATCH = "missing_dispatch", "missing dispatch notification"
+    STOCK_DRIFT = "stock_drift", "stock drift"
+    BAD_PAYLOAD = "bad_payload", "bad payload"
+
+
+class Severity(models.TextChoices):
+    INFO = "info", "info"
+    WARNING = "warning", "warning"
+    ERROR = "error", "error"
+    CRITICAL = "critical", "critical"
+
+
+class Status(models.TextChoices):
+    OPEN = "open", "open"
+    ACKNOWLEDGED = "acknowledged", "acknowledged"
+    RESOLVED = "resolved", "resolved"
+    IGNORED = "ignored", "ignored"
+
+
+ACTIVE_STATUSES = (Status.OPEN, Status.ACKNOWLEDGED)
+
+
+class ExceptionRecord(models.Model):
+    kind = models.CharField(max_length=20, choices=Kind.choices, db_index=True)
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.ERROR)
+    dedupe_key = models.CharField(max_length=300, unique=True, help_text="same failure → same key → one row")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN, db_index=True)
+    title = models.CharField(max_length=300)
+    message = models.TextField(blank=True)
+    context = models.JSONField(default=dict, blank=True)
+    connection = models.ForeignKey("core.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="exceptions")
+    channel = models.ForeignKey("core.Channel", null=True, blank=True, on_delete=models.SET_NULL, related_name="exceptions")
+    sku = models.CharField(max_length=100, blank=True, db_index=True)
+    order_ref = models.CharField(max_length=100, blank=True, db_index=True)
+    count = models.PositiveIntegerField(default=1)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    status_changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    status_reason = models.TextField(blank=True)
+    times_reopened = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-last_seen"]
+        indexes = [models.Index(fields=["status", "kind", "-last_seen"])]
+
+    def __str__(self) -> str:
+        return f"[{self.kind}] {self.title}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES

@@ -1,0 +1,138 @@
+"""Raise, merge and resolve exception records.
+
+``raise_exception`` is idempotent per ``dedupe_key``: a repeat bumps ``count`` and ``last_seen``
+and refreshes the context; a repeat of a resolved/ignored failure reopens it (ignored stays
+ignored: someone decided it does not matter). ``clear`` is what a later success calls.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .models import ACTIVE_STATUSES, ExceptionRecord, Kind, Severity, Status
+
+
+def make_key(kind: str, *parts) -> str:
+    return ":".join([str(kind), *[str(p) for p in parts if p not in (None, "")]])[:300]
+
+
+@dataclass
+class Problem:
+    kind: str
+    key: str
+    title: str
+    message: str = ""
+    severity: str = Severity.ERROR
+    context: dict = field(default_factory=dict)
+    connection_id: int | None = None
+    channel_id: int | None = None
+    sku: str = ""
+    order_ref: str = ""
+
+
+def raise_exception(kind: str, key: str, title: str, *, message: str = "", severity: str = Severity.ERROR,
+                    context: dict | None = None, connection=None, channel=None, sku: str = "", order_ref: str = "") -> ExceptionRecord:
+    """Record one failure, merging into the existing row with the same key."""
+    if kind not in Kind.values:
+        raise ValueError(f"unknown exception kind {kind!r}")
+    now = timezone.now()
+    values = dict(
+        kind=kind, severity=severity, title=title[:300], message=message, context=context or {},
+        connection_id=getattr(connection, "pk", connection), channel_id=getattr(channel, "pk", channel),
+        sku=(sku or "")[:100], order_ref=(order_ref or "")[:100], last_seen=now,
+    )
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                rec = ExceptionRecord.objects.select_for_update().filter(dedupe_key=key).first()
+                if rec is None:
+                    return ExceptionRecord.objects.create(dedupe_key=key, first_seen=now, **values)
+                for name, value in values.items():
+                    setattr(rec, name, value)
+                rec.count = F("count") + 1
+                if rec.status == Status.RESOLVED:
+                    rec.status, rec.status_changed_at, rec.status_changed_by = Status.OPEN, now, None
+                    rec.status_reason = "recurred after resolution"
+                    rec.times_reopened = F("times_reopened") + 1
+                rec.save()
+                rec.refresh_from_db(fields=["count", "times_reopened"])
+                return rec
+        except IntegrityError:  # two workers created the same key at once: merge on the next pass
+            continue
+    raise RuntimeError(f"could not record exception {key}")
+
+
+def raise_many(problems: Iterable[Problem]) -> int:
+    """Bulk version for audits that find thousands of problems: two queries per 1000 keys, not 2 per row."""
+    problems = list({p.key: p for p in problems}.values())
+    if not problems:
+        return 0
+    now = timezone.now()
+    written = 0
+    for start in range(0, len(problems), 1000):
+        chunk = problems[start:start + 1000]
+        with transaction.atomic():
+            existing = {r.dedupe_key: r for r in ExceptionRecord.objects.select_for_update().filter(dedupe_key__in=[p.key for p in chunk])}
+            new, updated = [], []
+            for p in chunk:
+                rec = existing.get(p.key)
+                if rec is None:
+                    new.append(ExceptionRecord(
+                        kind=p.kind, severity=p.severity, dedupe_key=p.key, title=p.title[:300], message=p.message,
+                        context=p.context, connection_id=p.connection_id, channel_id=p.channel_id, sku=p.sku[:100],
+                        order_ref=p.order_ref[:100], first_seen=now, last_seen=now))
+                else:
+                    rec.title, rec.message, rec.context, rec.severity, rec.last_seen = p.title[:300], p.message, p.context, p.severity, now
+                    rec.count += 1
+                    if rec.status == Status.RESOLVED:
+                        rec.status, rec.status_changed_at, rec.status_changed_by = Status.OPEN, now, None
+                        rec.status_reason = "recurred after resolution"
+                        rec.times_reopened += 1
+                    updated.append(rec)
+            ExceptionRecord.objects.bulk_create(new, batch_size=500)
+            ExceptionRecord.objects.bulk_update(
+                updated, ["title", "message", "context", "severity", "last_seen", "count", "status",
+                          "status_changed_at", "status_changed_by", "status_reason", "times_reopened"], batch_size=500)
+            written += len(new) + len(updated)
+    return written
+
+
+def _set_status(qs, status: str, user=None, reason: str = "") -> int:
+    return qs.update(status=status, status_changed_at=timezone.now(), status_changed_by=user, status_reason=reason)
+
+
+def resolve(record: ExceptionRecord | int, user=None, reason: str = "") -> None:
+    pk = getattr(record, "pk", record)
+    _set_status(ExceptionRecord.objects.filter(pk=pk), Status.RESOLVED, user, reason)
+
+
+def acknowledge(record: ExceptionRecord | int, user=None, reason: str = "") -> None:
+    pk = getattr(record, "pk", record)
+    _set_status(ExceptionRecord.objects.filter(pk=pk, status=Status.OPEN), Status.ACKNOWLEDGED, user, reason)
+
+
+def ignore(record: ExceptionRecord | int, user=None, reason: str = "") -> None:
+    if not reason:
+        raise ValueError("ignoring an exception needs a reason")
+    pk = getattr(record, "pk", record)
+    _set_status(ExceptionRecord.objects.filter(pk=pk), Status.IGNORED, user, reason)
+
+
+def clear(key: str | Iterable[str], reason: str = "cleared by a later success") -> int:
+    """Auto-resolve active exceptions whose key a later success has cleared. Returns rows resolved."""
+    keys = [key] if isinstance(key, str) else list(key)
+    if not keys:
+        return 0
+    total = 0
+    for start in range(0, len(keys), 1000):
+        total += _set_status(ExceptionRecord.objects.filter(dedupe_key__in=keys[start:start + 1000], status__in=ACTIVE_STATUSES),
+                             Status.RESOLVED, None, reason)
+    return total
+
+
+def clear_prefix(prefix: str, reason: str = "cleared by a later success") -> int:
+    return _set_status(ExceptionRecord.objects.filter(dedupe_key__startswith=prefix, status__in=ACTIVE_STATUSES), Status.RESOLVED, None, reason)

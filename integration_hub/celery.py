@@ -1,0 +1,10 @@
+"""The Celery application. Tasks live in each sub-app's ``tasks.py`` and are discovered here."""
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "integration_hub.settings")
+
+app = Celery("integration_hub")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

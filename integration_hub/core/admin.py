@@ -1,0 +1,74 @@
+from django import forms
+from django.contrib import admin
+
+from .models import AuditEntry, Channel, Connection, Location, SyncCursor
+
+
+class ConnectionForm(forms.ModelForm):
+    secret = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
+                             help_text="Stored encrypted. Leave empty to keep the current secret; or name an env variable instead.")
+    webhook_secret = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
+                                     help_text="Secret inbound webhooks are signed with. Stored encrypted.")
+
+    class Meta:
+        model = Connection
+        exclude = ["secret_encrypted", "webhook_secret_encrypted"]
+
+    def save(self, commit=True):
+        obj = super().save(commit=False)
+        if self.cleaned_data.get("secret"):
+            obj.set_secret(self.cleaned_data["secret"])
+        if self.cleaned_data.get("webhook_secret"):
+            obj.set_webhook_secret(self.cleaned_data["webhook_secret"])
+        if commit:
+            obj.save()
+        return obj
+
+
+@admin.register(Connection)
+class ConnectionAdmin(admin.ModelAdmin):
+    form = ConnectionForm
+    list_display = ["name", "system_type", "base_url", "enabled", "rate_limit_per_second", "last_success_at", "last_error_at"]
+    list_filter = ["system_type", "enabled"]
+    search_fields = ["name", "base_url"]
+    readonly_fields = ["last_success_at", "last_error_at", "last_error"]
+
+
+@admin.register(Channel)
+class ChannelAdmin(admin.ModelAdmin):
+    list_display = ["key", "name", "connection", "external_id", "warehouse", "active"]
+    list_filter = ["connection", "active"]
+    list_select_related = ["connection", "warehouse"]
+    search_fields = ["key", "name", "external_id"]
+
+
+@admin.register(Location)
+class LocationAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "connection", "external_id", "active"]
+    list_filter = ["connection", "active"]
+    list_select_related = ["connection"]
+    search_fields = ["code", "name", "external_id"]
+
+
+@admin.register(SyncCursor)
+class SyncCursorAdmin(admin.ModelAdmin):
+    list_display = ["connection", "stream", "value", "updated_at"]
+    list_select_related = ["connection"]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = ["at", "action", "content_type", "object_repr", "actor", "source"]
+    list_filter = ["action", "content_type", "source"]
+    list_select_related = ["actor", "content_type"]
+    search_fields = ["object_repr", "object_id"]
+    readonly_fields = [f.name for f in AuditEntry._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

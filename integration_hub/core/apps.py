@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class CoreConfig(AppConfig):
+    name = "integration_hub.core"
+    label = "core"
+    verbose_name = "Systems & access"
+
+    def ready(self):
+        from . import audit, roles
+        from .models import Channel, Connection, Location
+
+        audit.track(Connection, Channel, Location)
+        post_migrate.connect(roles.sync_role_permissions, dispatch_uid="hub-sync-role-permissions")

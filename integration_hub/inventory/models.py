@@ -1,0 +1,144 @@
+"""Stock as mastered by the WMS/ERP, the rules that turn it into available-to-sell per channel,
+the outbox of pushes waiting to go, and what each storefront last confirmed."""
+from __future__ import annotations
+
+from django.db import models
+
+from integration_hub.catalog.models import Item
+from integration_hub.core.models import Channel, Location
+
+
+class InventoryState(models.TextChoices):
+    AVAILABLE = "available", "available"
+    INSPECTION = "inspection", "in inspection"
+    DAMAGED = "damaged", "damaged"
+    IN_TRANSIT = "in_transit", "in transit"
+    RESERVED = "reserved", "reserved"
+
+
+SALEABLE_STATES = (InventoryState.AVAILABLE,)
+
+
+class StockPool(models.Model):
+    """A set of locations whose stock is sold jointly by every channel that shares the pool."""
+
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    locations = models.ManyToManyField(Location, related_name="pools")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ChannelStockRule(models.Model):
+    """Which locations feed a channel, and how much to hold back.
+
+    segregated: the channel sells only from ``locations`` (its own);
+    shared: the channel sells from ``pool``'s locations, together with the other channels on the pool.
+    """
+
+    class Mode(models.TextChoices):
+        SEGREGATED = "segregated", "segregated locations"
+        SHARED = "shared", "shared pool"
+
+    channel = models.OneToOneField(Channel, on_delete=models.CASCADE, related_name="stock_rule")
+    mode = models.CharField(max_length=12, choices=Mode.choices, default=Mode.SEGREGATED)
+    locations = models.ManyToManyField(Location, blank=True, related_name="segregated_rules")
+    pool = models.ForeignKey(StockPool, null=True, blank=True, on_delete=models.PROTECT, related_name="rules")
+    safety_buffer = models.PositiveIntegerField(default=0, help_text="units held back per SKU on this channel")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.channel.key}: {self.get_mode_display()}"
+
+
+class StockLevel(models.Model):
+    """Quantity of an item at a location in one inventory state, as the master last reported it."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="stock_levels")
+    location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="stock_levels")
+    state = models.CharField(max_length=12, choices=InventoryState.choices, default=InventoryState.AVAILABLE)
+    quantity = models.IntegerField(default=0)
+    source_updated_at = models.DateTimeField(null=True, blank=True, help_text="master's timestamp; older updates are ignored")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["item", "location", "state"], name="uniq_stock_item_loc_state")]
+        indexes = [models.Index(fields=["location", "state", "item"])]
+
+    def __str__(self) -> str:
+        return f"{self.item_id}@{self.location_id}/{self.state}={self.quantity}"
+
+
+class PendingPush(models.Model):
+    """Outbox row: 'channel C must be told SKU S's current ATS'. Keyed (channel, item) so repeated
+    changes coalesce; written in the same transaction as the change that caused it."""
+
+    class Priority(models.IntegerChoices):
+        ORDER = 0, "live order decrement"
+        ROUTINE = 5, "routine adjustment"
+        SWEEP = 9, "drift / sweep"
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="pending_pushes")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="pending_pushes")
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.ROUTINE)
+    reason = models.CharField(max_length=100, blank=True)
+    changes = models.PositiveIntegerField(default=1, help_text="raw changes coalesced into this row")
+    attempts = models.PositiveIntegerField(default=0)
+    not_before = models.DateTimeField(null=True, blank=True, help_text="back-off: do not try before")
+    claimed_until = models.DateTimeField(null=True, blank=True, help_text="a worker holds this row until then")
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["channel", "item"], name="uniq_pending_push")]
+        indexes = [models.Index(fields=["priority", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"push {self.item_id} → {self.channel_id} (p{self.priority})"
+
+
+class ChannelStock(models.Model):
+    """What the hub last pushed and the storefront confirmed for (channel, item)."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="confirmed_stock")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="channel_stock")
+    storefront_sku = models.CharField(max_length=100)
+    confirmed_quantity = models.IntegerField(null=True, blank=True)
+    storefront_version = models.BigIntegerField(null=True, blank=True)
+    storefront_ref = models.CharField(max_length=200, blank=True, help_text="inventory entry id / record id")
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    observed_quantity = models.IntegerField(null=True, blank=True, help_text="last quantity read back from the storefront (drift check)")
+    observed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["channel", "item"], name="uniq_channel_stock")]
+
+    def __str__(self) -> str:
+        return f"{self.storefront_sku}@{self.channel_id}={self.confirmed_quantity}"
+
+
+class Reservation(models.Model):
+    """Hub-side hold on stock for a captured order the master does not yet know about.
+
+    Created when an order is captured (live decrement: the order's channels get priority pushes),
+    released when the warehouse acknowledges the order (from then on the master's own figures carry
+    it) or when the order is cancelled. Counts against every channel that sells from the same
+    locations as ``channel``.
+    """
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="reservations")
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="reservations")
+    order_ref = models.CharField(max_length=100, db_index=True)
+    quantity = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    release_reason = models.CharField(max_length=50, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["order_ref", "item", "channel"], name="uniq_reservation")]
+        indexes = [models.Index(fields=["item"], condition=models.Q(released_at__isnull=True), name="active_reservations")]
+
+    def __str__(self) -> str:
+        return f"reserve {self.quantity}×{self.item_id} for {self.order_ref}"

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ReconciliationConfig(AppConfig):
+    name = "integration_hub.reconciliation"
+    label = "reconciliation"

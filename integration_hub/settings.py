@@ -1,0 +1,203 @@
+"""Integration Hub settings.
+
+One engine, two sizes (ARCHITECTURE principle 8): everything is chosen by environment variables.
+
+Embedded default (nothing set): SQLite in ``var/`` and a Celery broker that needs no server
+(kombu's SQLAlchemy transport on a second SQLite file). At scale set:
+
+  DATABASE_URL        postgres://user@host:5432/dbname
+  CELERY_BROKER_URL   redis://host:6379/0  or  amqp://guest:guest@host:5672//
+  REDIS_URL           redis://host:6379/1   (shared rate limiter + cache across workers/hosts)
+  HUB_SECRET_KEY      Django secret key
+  HUB_ENCRYPTION_KEY  key used to encrypt connection secrets at rest (defaults to one derived from the secret key)
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("HUB_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+SECRET_KEY = os.environ.get("HUB_SECRET_KEY", "dev-only-insecure-key-change-me-in-production-0123456789")
+DEBUG = env_bool("HUB_DEBUG", True)
+ALLOWED_HOSTS = [h for h in os.environ.get("HUB_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("HUB_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "django_celery_beat",
+    "drf_spectacular",
+    "integration_hub.core",
+    "integration_hub.catalog",
+    "integration_hub.inventory",
+    "integration_hub.orders",
+    "integration_hub.planning",
+    "integration_hub.reconciliation",
+    "integration_hub.console",
+    "integration_hub.api",
+    "exceptions_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "integration_hub.core.audit.CurrentUserMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "integration_hub.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "integration_hub.core.roles.roles_context",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "integration_hub.wsgi.application"
+
+# --- database --------------------------------------------------------------------------------
+SQLITE_PATH = VAR_DIR / os.environ.get("HUB_SQLITE_NAME", "hub.sqlite3")
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+    if os.environ.get("HUB_TEST_DB_NAME"):
+        DATABASES["default"]["TEST"] = {"NAME": os.environ["HUB_TEST_DB_NAME"]}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SQLITE_PATH,
+            # WAL + IMMEDIATE transactions let the web server, worker, beat and sandbox share one file.
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            # A file (not :memory:) so a real Celery worker process can see the test database.
+            "TEST": {"NAME": str(VAR_DIR / os.environ.get("HUB_TEST_DB_NAME", "test_hub.sqlite3"))},
+        }
+    }
+if os.environ.get("HUB_DB_NAME_OVERRIDE"):
+    # A Celery worker started by the tests points at the test database this way.
+    DATABASES["default"]["NAME"] = os.environ["HUB_DB_NAME_OVERRIDE"]
+IS_SQLITE = DATABASES["default"]["ENGINE"].endswith("sqlite3")
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = os.environ.get("HUB_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- cache / redis ----------------------------------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- celery -----------------------------------------------------------------------------------
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or f"sqla+sqlite:///{VAR_DIR / 'broker.sqlite3'}"
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# Live order decrements go first: a dedicated queue a worker consumes ahead of routine work.
+CELERY_TASK_QUEUES_ORDER = ["priority", "default"]
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "polling_interval": 0.5}
+
+# --- DRF --------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["integration_hub.core.roles.HasModelRolePermission"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+        "rest_framework.filters.SearchFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {"TITLE": "Integration Hub API", "VERSION": "1.0.0"}
+
+# --- hub behaviour ----------------------------------------------------------------------------
+HUB = {
+    # Secret used to verify inbound webhooks when a connection has none of its own.
+    "WEBHOOK_SECRET": os.environ.get("HUB_WEBHOOK_SECRET", "dev-webhook-secret"),
+    "ENCRYPTION_KEY": os.environ.get("HUB_ENCRYPTION_KEY", ""),
+    # Minutes after which an order sent to the warehouse with no acknowledgement is stuck.
+    "ACK_TIMEOUT_MINUTES": int(os.environ.get("HUB_ACK_TIMEOUT_MINUTES", "15")),
+    # Minutes after a warehouse dispatch by which the storefront must show it shipped.
+    "DISPATCH_NOTIFY_MINUTES": int(os.environ.get("HUB_DISPATCH_NOTIFY_MINUTES", "60")),
+    "SANDBOX_URL": os.environ.get("HUB_SANDBOX_URL", "http://127.0.0.1:8765"),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("HUB_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,117 @@
+"""Shared fixtures: a real sandbox over HTTP, a real Celery worker process, users per role."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Tests never share the broker of a hub running on the same machine.
+if not os.environ.get("CELERY_BROKER_URL"):
+    os.environ["CELERY_BROKER_URL"] = f"sqla+sqlite:///{ROOT / 'var' / 'test-broker.sqlite3'}"
+
+
+# --- sandbox ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def sandbox_server():
+    from connectors.sandbox import make_server
+
+    server = make_server(port=0)
+    server.start_in_thread()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def sandbox(sandbox_server):
+    """The sandbox, reset to empty with faults off before each test."""
+    for emulator in sandbox_server.emulators.values():
+        emulator.reset_all()
+    return sandbox_server
+
+
+# --- users ---------------------------------------------------------------------------------------
+@pytest.fixture
+def make_user(db):
+    from django.contrib.auth.models import Group, User
+
+    def make(role: str | None, username: str | None = None, password: str = "pass-Word-123"):
+        user = User.objects.create_user(username or f"user-{role}", password=password, is_staff=(role == "admin"))
+        if role:
+            user.groups.add(Group.objects.get(name=role))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def role_client(make_user, client):
+    """``role_client("ops")`` → a Django test client logged in as a user with that role."""
+
+    def login(role: str | None):
+        client.force_login(make_user(role))
+        return client
+
+    return login
+
+
+# --- real Celery worker ----------------------------------------------------------------------------
+@pytest.fixture
+def celery_worker_process(transactional_db, settings):
+    """Start ``celery worker`` as a separate process on the test database and broker.
+
+    Yields a handle with ``kill()`` (SIGKILL, to test acks_late recovery) and ``restart()``."""
+    from django.db import connection
+
+    db_name = str(connection.settings_dict["NAME"])
+    env = dict(os.environ, HUB_DB_NAME_OVERRIDE=db_name, DJANGO_SETTINGS_MODULE="integration_hub.settings",
+               CELERY_TASK_ALWAYS_EAGER="0", PYTHONUNBUFFERED="1")
+    log_path = ROOT / "var" / f"test-worker-{os.getpid()}.log"
+
+    class Handle:
+        proc: subprocess.Popen | None = None
+
+        def start(self):
+            self.log = open(log_path, "ab")
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "integration_hub", "worker", "-Q", "priority,default",
+                 "-c", "2", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "INFO"],
+                cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                if b"ready." in log_path.read_bytes()[-20000:]:
+                    return self
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"celery worker exited: {log_path.read_text()[-3000:]}")
+                time.sleep(0.2)
+            raise RuntimeError(f"celery worker did not start: {log_path.read_text()[-3000:]}")
+
+        def kill(self):
+            if self.proc and self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(10)
+
+        def stop(self):
+            if self.proc and self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+
+        def restart(self):
+            self.kill()
+            log_path.write_bytes(b"")
+            return self.start()
+
+    log_path.parent.mkdir(exist_ok=True)
+    log_path.write_bytes(b"")
+    handle = Handle().start()
+    yield handle
+    handle.stop()
