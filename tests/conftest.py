@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+VAR = Path(os.environ.get("HUB_VAR_DIR", ROOT / "var"))
+VAR.mkdir(parents=True, exist_ok=True)
 
 # Tests never share the broker of a hub running on the same machine.
 if not os.environ.get("CELERY_BROKER_URL"):
-    os.environ["CELERY_BROKER_URL"] = f"sqla+sqlite:///{ROOT / 'var' / 'test-broker.sqlite3'}"
+    os.environ["CELERY_BROKER_URL"] = f"sqla+sqlite:///{VAR / 'test-broker.sqlite3'}"
 
 
 # --- sandbox ---------------------------------------------------------------------------------------
@@ -72,7 +74,7 @@ def celery_worker_process(transactional_db, settings):
     db_name = str(connection.settings_dict["NAME"])
     env = dict(os.environ, HUB_DB_NAME_OVERRIDE=db_name, DJANGO_SETTINGS_MODULE="integration_hub.settings",
                CELERY_TASK_ALWAYS_EAGER="0", PYTHONUNBUFFERED="1")
-    log_path = ROOT / "var" / f"test-worker-{os.getpid()}.log"
+    log_path = VAR / f"test-worker-{os.getpid()}.log"
 
     class Handle:
         proc: subprocess.Popen | None = None
