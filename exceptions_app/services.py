@@ -3,6 +3,20 @@
 ``raise_exception`` is idempotent per ``dedupe_key``: a repeat bumps ``count`` and ``last_seen``
 and refreshes the context; a repeat of a resolved/ignored failure reopens it (ignored stays
 ignored: someone decided it does not matter). ``clear`` is what a later success calls.
+
+Dedupe key conventions (build them with :func:`make_key`; the fixing code clears the same key):
+  unknown_sku       unknown_sku:<channel key>:<storefront sku>          (order lines, catalogue audit)
+  sku_mismatch      sku_mismatch:<channel key>:<storefront sku>         (context: suggested item/transform)
+  stock_drift       stock_drift:<channel key>:<storefront sku>
+  stuck_order       stuck_order:<order idempotency key>
+  orphaned_order    orphaned_order:<channel key>:<order external id>
+  missing_dispatch  missing_dispatch:<order idempotency key>
+  rate_limited      rate_limited:<connection name>:<operation>
+  sync_timeout      sync_timeout:<connection name>:<operation>
+  bad_payload       bad_payload:<connection name>:<source>:<ref>
+Records also carry ``sku`` / ``order_ref`` / ``channel`` / ``connection`` columns for filtering; context
+holds what a person needs to decide (payload excerpt, suggestion, last error) and ``context["action"]``
+names the fix the console offers ("map_sku", "retry_order", "resend_dispatch", "repush_stock", ...).
 """
 from __future__ import annotations
 

@@ -1,6 +1,29 @@
 """Sandbox emulators of every external system, served over real HTTP by :mod:`.server`.
 
 Run standalone: ``python -m connectors.sandbox --port 8765``. Tests start one in a thread.
+
+Control contract (``POST /_sandbox/<prefix>/<action>`` with a JSON body → ``control_<action>``), so the
+demo seeder and the pair tests can drive any emulator the same way:
+
+storefront emulators (commercetools, sfcc)
+  seed_catalog   {"channels": ["<channel external id>", ...], "skus": ["<storefront sku>", ...],
+                  "products": [{"key": "...", "skus": [...]}] (optional), "quantity": 0}
+                 creates channels / inventory lists, products with variants, and stock entries
+  create_orders  {"orders": [{"channel": "<channel external id>", "lines": [{"sku": "...", "quantity": 1}],
+                  "shipping_method": "...", "gift_message": "...", "delivery_notes": "...",
+                  "custom_fields": {...}, "email": "...", "address": {...}}]}  → {"ids": [...]}
+                 new orders; each also produces an order-created notification to the configured hub URL
+  configure_webhooks {"order_url": "http://hub/hooks/...", "secret": "..."}
+  state          {"skus": [...]} → {"inventory": {channel: {sku: qty}}, "orders": {id: {shipment_state, tracking, ...}}}
+master / warehouse emulators (wair, clarus, archean)
+  seed_locations {"locations": [{"id": "...", "name": "..."}]}
+  seed_stock     {"rows": [{"sku", "location", "state", "quantity"}]}   bulk, no notifications
+  set_stock      {"rows": [...]}  changes that are recorded on the change feed and pushed to the hub webhook
+  dispatch       {"order_ref": "...", "parcels": [{"carrier", "tracking_number", "lines": [[sku, qty]]}]}
+  configure_webhooks {"stock_url": "...", "dispatch_url": "...", "secret": "..."}
+  state          {} → {"orders": {order_ref: {...}}, "order_receipts": {order_ref: n_times_received}, "fulfilments": [...]}
+planner emulator (inventory_planner)
+  state          {} → {"demand_lines": n, "recommendations": [...]}
 """
 from __future__ import annotations
 
