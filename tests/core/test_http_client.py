@@ -1,0 +1,167 @@
+"""The shared client layer over real HTTP: retries, back-off, Retry-After, OAuth cache, error taxonomy."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from connectors import errors
+from connectors.http import HttpClient, OAuthClientCredentials, parse_retry_after
+from connectors.sandbox.server import Emulator, Response, SandboxServer, route
+
+
+class EchoEmulator(Emulator):
+    prefix = "echo"
+    exempt_patterns = (r"^/oauth/token$",)
+
+    def reset(self):
+        self.tokens_issued = 0
+        self.valid_token = "tok-1"
+        self.revoked = False
+
+    @route("POST", r"/oauth/token")
+    def token(self, req):
+        if req.header("Authorization") != "Basic Y2xpZW50OnNlY3JldA==":  # client:secret
+            return Response(401, {"error": "invalid_client"})
+        self.tokens_issued += 1
+        self.valid_token = f"tok-{self.tokens_issued}"
+        return Response(200, {"access_token": self.valid_token, "expires_in": 3600, "token_type": "Bearer"})
+
+    @route("GET", r"/things/(?P<id>\d+)")
+    def thing(self, req):
+        if req.header("Authorization") not in ("", f"Bearer {self.valid_token}"):
+            return Response(401, {"error": "invalid_token"})
+        return Response(200, {"id": int(req.params["id"])})
+
+    @route("POST", r"/things")
+    def create(self, req):
+        data = req.json()
+        if not data or "name" not in data:
+            return Response(400, {"message": "name is required"})
+        return Response(201, data)
+
+    @route("PUT", r"/versioned")
+    def versioned(self, req):
+        return Response(409, {"statusCode": 409, "errors": [{"code": "ConcurrentModification", "currentVersion": 7}]})
+
+
+@pytest.fixture(scope="module")
+def echo_server():
+    server = SandboxServer([EchoEmulator()], port=0)
+    server.start_in_thread()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def echo(echo_server):
+    emulator = echo_server.emulators["echo"]
+    emulator.reset_all()
+    return echo_server
+
+
+def client(url, **kw):
+    kw.setdefault("backoff_base", 0.01)
+    return HttpClient("echo", url + "/echo", rate_per_second=1000, burst=1000, bucket_name=f"test-{time.time()}", **kw)
+
+
+def test_success_and_pooled_session(echo):
+    c1, c2 = client(echo.url), client(echo.url)
+    assert c1.get("/things/5").json() == {"id": 5}
+    assert c1.session is c2.session  # one pooled session per API root
+
+
+def test_5xx_is_retried_then_succeeds(echo):
+    echo.emulators["echo"].faults.fail_next = [503, 502]
+    c = client(echo.url)
+    assert c.get("/things/1").json() == {"id": 1}
+    assert c.stats.retries == 2 and c.stats.server_errors == 2
+
+
+def test_retries_end(echo):
+    echo.emulators["echo"].faults.fail_next = [503] * 10
+    c = client(echo.url, max_retries=2)
+    with pytest.raises(errors.RetryableError):
+        c.get("/things/1")
+    assert c.stats.requests == 3
+
+
+def test_429_honours_retry_after(echo):
+    echo.emulators["echo"].faults.fail_next = [429]  # the sandbox answers Retry-After: 1
+    slept = []
+    c = client(echo.url, sleep=lambda s: slept.append(s))
+    assert c.get("/things/2").json() == {"id": 2}
+    assert c.stats.rate_limited == 1
+    assert max(slept) >= 1.0
+
+
+def test_real_rate_limit_429_then_recovers(echo):
+    em = echo.emulators["echo"]
+    em.faults.rate_limit_per_second, em.faults.rate_limit_burst = 50, 1
+    c = client(echo.url, max_retries=8)
+    for i in range(5):
+        assert c.get(f"/things/{i}").status_code == 200
+    assert em.stats.rate_limited >= 1
+    assert c.stats.rate_limited == em.stats.rate_limited
+
+
+def test_timeout_is_retryable_and_classified(echo):
+    em = echo.emulators["echo"]
+    em.faults.timeout_rate, em.faults.hang_seconds = 1.0, 1.0
+    c = client(echo.url, timeout=0.2, max_retries=1)
+    with pytest.raises(errors.TimeoutError_):
+        c.get("/things/1")
+    assert c.stats.timeouts == 2
+
+
+def test_error_taxonomy(echo):
+    c = client(echo.url)
+    with pytest.raises(errors.BadDataError) as bad:
+        c.post("/things", json={})
+    assert bad.value.status == 400 and "name is required" in str(bad.value)
+    with pytest.raises(errors.NotFoundError):
+        c.get("/nothing")
+    with pytest.raises(errors.ConflictError) as conflict:
+        c.put("/versioned", json={})
+    assert conflict.value.current_version == 7
+    assert c.stats.requests == 3  # none of these is retried
+
+
+def test_oauth_token_cached_and_refreshed_on_401(echo, settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "oauth-test"}}
+    from django.core.cache import cache
+
+    cache.clear()
+    auth = OAuthClientCredentials(echo.url + "/echo/oauth/token", "client", "secret")
+    c = client(echo.url, auth=auth)
+    for i in range(3):
+        c.get(f"/things/{i}")
+    em = echo.emulators["echo"]
+    assert em.tokens_issued == 1
+    em.valid_token = "rotated"  # server revokes the cached token
+    c.get("/things/9")
+    assert em.tokens_issued == 2
+
+
+def test_oauth_bad_credentials_is_permanent(echo):
+    from django.core.cache import cache
+
+    cache.clear()
+    auth = OAuthClientCredentials(echo.url + "/echo/oauth/token", "client", "wrong")
+    with pytest.raises(errors.PermanentError):
+        client(echo.url, auth=auth).get("/things/1")
+
+
+def test_backoff_is_jittered_and_capped():
+    c = HttpClient("x", "http://127.0.0.1:9", backoff_base=1, backoff_cap=5)
+    delays = [c.backoff(10) for _ in range(50)]
+    assert all(0 <= d <= 5 for d in delays) and len(set(delays)) > 1
+    assert c.backoff(0, retry_after=3) >= 3
+
+
+def test_parse_retry_after():
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("garbage") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
