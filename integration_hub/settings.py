@@ -117,7 +117,6 @@ if os.environ.get("HUB_DB_NAME_OVERRIDE"):
 IS_SQLITE = DATABASES["default"]["ENGINE"].endswith("sqlite3")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-FORMS_URLFIELD_ASSUME_HTTPS = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -101,6 +101,11 @@ def history_for(obj: Model):
     ).select_related("actor")
 
 
+def _meaningful(model, data: dict) -> dict:
+    volatile = {f.attname for f in model._meta.concrete_fields if getattr(f, "auto_now", False)}
+    return {k: v for k, v in data.items() if k not in volatile}
+
+
 def _pre_save(sender, instance, raw=False, **kwargs):
     if raw or instance.pk is None:
         instance._audit_before = None
@@ -114,8 +119,8 @@ def _post_save(sender, instance, created, raw=False, **kwargs):
         return
     after = snapshot(instance)
     before = getattr(instance, "_audit_before", None)
-    if not created and before == after:
-        return
+    if not created and before is not None and _meaningful(sender, before) == _meaningful(sender, after):
+        return  # saved without a real change (only auto timestamps moved)
     _write(instance, "create" if created else "update", None if created else before, after)
 
 
