@@ -1,0 +1,93 @@
+"""Run the whole hub on one machine: sandbox systems, demo data, web console, Celery worker and beat.
+
+Every part is a child process; if one dies the others are stopped and the command exits non-zero.
+Ctrl-C stops everything. Used by ``./hub up``; in production run the parts under a process manager.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = "Run sandbox + web + worker + beat together (demo / laptop mode)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--addr", default=os.environ.get("HUB_ADDR", "127.0.0.1:8000"))
+        parser.add_argument("--no-sandbox", action="store_true", help="talk to real systems; do not start the sandbox")
+        parser.add_argument("--no-seed", action="store_true", help="do not seed demo data")
+        parser.add_argument("--storefront", default="commercetools", choices=["commercetools", "sfcc"])
+        parser.add_argument("--master", default="wair", choices=["wair", "clarus", "archean"])
+        parser.add_argument("--concurrency", type=int, default=2)
+
+    def handle(self, *args, **opts):
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        py = sys.executable
+        try:
+            if not opts["no_sandbox"]:
+                sandbox_url = settings.HUB["SANDBOX_URL"]
+                port = sandbox_url.rsplit(":", 1)[-1].split("/")[0]
+                self.spawn("sandbox", [py, "-m", "connectors.sandbox", "--port", port], env)
+                self.wait_http(f"{sandbox_url}/_sandbox/health", "sandbox")
+            call_command("migrate", interactive=False, verbosity=0)
+            call_command("setup_beat")
+            if not opts["no_seed"]:
+                call_command("seed_demo", storefront=opts["storefront"], master=opts["master"], hub_url=f"http://{opts['addr']}")
+            self.spawn("worker", [py, "-m", "celery", "-A", "integration_hub", "worker", "-Q", "priority,default",
+                                  "-c", str(opts["concurrency"]), "-l", "INFO", "--without-gossip", "--without-mingle"], env)
+            self.spawn("beat", [py, "-m", "celery", "-A", "integration_hub", "beat", "-l", "INFO"], env)
+            self.spawn("web", [py, "manage.py", "runserver", opts["addr"], "--noreload"], env)
+            self.wait_http(f"http://{opts['addr']}/accounts/login/", "web console")
+            self.stdout.write(self.style.SUCCESS(
+                f"\nIntegration Hub is running: http://{opts['addr']}/  (admin: http://{opts['addr']}/admin/)\n"
+                "Log in as admin / ops / cx / finance with password 'hub-demo'. Ctrl-C stops everything.\n"))
+            self.supervise()
+        except KeyboardInterrupt:
+            self.stdout.write("\nstopping …")
+        finally:
+            self.stop_all()
+
+    def spawn(self, name, cmd, env):
+        self.stdout.write(f"starting {name}: {' '.join(cmd[1:])}")
+        self.children.append((name, subprocess.Popen(cmd, env=env, cwd=settings.BASE_DIR)))
+
+    def wait_http(self, url, name, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for child_name, proc in self.children:
+                if proc.poll() is not None:
+                    raise CommandError(f"{child_name} exited with {proc.returncode} while waiting for {name}")
+            try:
+                if requests.get(url, timeout=2).status_code < 500:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        raise CommandError(f"{name} did not answer at {url} within {timeout}s")
+
+    def supervise(self):
+        while True:
+            for name, proc in self.children:
+                if proc.poll() is not None:
+                    raise CommandError(f"{name} exited with code {proc.returncode}; stopping the hub")
+            time.sleep(1)
+
+    def stop_all(self):
+        for _, proc in reversed(self.children):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.time() + 15
+        for _, proc in self.children:
+            try:
+                proc.wait(max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
