@@ -161,7 +161,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Live order decrements go first: a dedicated queue a worker consumes ahead of routine work.
 CELERY_TASK_QUEUES_ORDER = ["priority", "default"]
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "polling_interval": 0.5}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A task not acked within this window (worker killed mid-task) is redelivered.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 
 # --- DRF --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -26,8 +26,13 @@ class Job:
     enabled: bool = True
 
 
+SCHEDULE = [
+    Job("core: worker heartbeat", "core.heartbeat", every_seconds=60, description="shows on the dashboard when a worker last ran"),
+]
+
+
 def collect() -> list[Job]:
-    jobs: list[Job] = []
+    jobs: list[Job] = list(SCHEDULE)
     for app in APPS:
         module = f"integration_hub.{app}.beat"
         if app == "core" or importlib.util.find_spec(module) is None:

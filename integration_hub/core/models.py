@@ -158,3 +158,15 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_repr} by {self.actor or 'system'}"
+
+
+class Heartbeat(models.Model):
+    """Liveness of background parts: a beat job makes a worker touch its row every minute, so the
+    dashboard can say when a worker last ran anything (and a missing worker is visible)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    at = models.DateTimeField()
+    detail = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.at:%Y-%m-%d %H:%M:%S}"
