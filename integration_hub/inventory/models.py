@@ -87,6 +87,9 @@ class PendingPush(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     not_before = models.DateTimeField(null=True, blank=True, help_text="back-off: do not try before")
     claimed_until = models.DateTimeField(null=True, blank=True, help_text="a worker holds this row until then")
+    claim_token = models.CharField(max_length=32, blank=True, default="",
+                                   help_text="set by the claiming worker; any new change clears it, so the worker "
+                                             "deletes the row after its push only if nothing changed meanwhile")
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
