@@ -1,4 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "inventory"
-urlpatterns: list = []
+urlpatterns = [
+    path("stock/<slug:name>/", views.stock_webhook, name="stock-webhook"),
+]

@@ -1,0 +1,173 @@
+"""Catalogue audit: every SKU a storefront sells vs the hub's SKU mappings.
+
+Per storefront connection: ``Storefront.list_skus()`` once, the mappings of its channels in one query,
+the item master in one query (indexed by :func:`transforms.normalise`), then pure set arithmetic.
+For each channel, a storefront SKU with no active mapping (channel-specific or global) becomes:
+
+* ``sku_mismatch`` (key ``sku_mismatch:<channel>:<storefront sku>``) when an unmapped master item has
+  the same :func:`~integration_hub.catalog.transforms.normalise` key — i.e. a transform from
+  :func:`~integration_hub.catalog.transforms.candidate_specs` (or at least the loose comparison) would
+  match. ``context`` carries ``suggested_item_sku`` / ``suggested_item_id`` and ``transform`` (the
+  TransformSpec fields, or None when only the loose key matches) so the console can create the mapping
+  (and the IdentifierTransform) in one click (``action: "map_sku"``);
+* ``unknown_sku`` (key ``unknown_sku:<channel>:<storefront sku>``) otherwise.
+
+Problems are written with ``raise_many``; records this audit owns for SKUs that are now mapped (or,
+for sku_mismatch, gone from the storefront) are cleared.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+
+from django.db.models import Q
+
+from exceptions_app.models import ACTIVE_STATUSES, ExceptionRecord
+from exceptions_app.services import Problem, make_key, raise_many
+from exceptions_app.services import _set_status  # same status bookkeeping as clear()
+from integration_hub.core.models import Channel
+
+from .models import Item, SkuMapping
+from .transforms import TransformError, TransformSpec, apply, candidate_specs, normalise
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AuditResult:
+    connection: str
+    storefront_skus: int = 0
+    channels: int = 0
+    mapped: int = 0
+    mismatches: int = 0
+    unknown: int = 0
+    cleared: int = 0
+    per_channel: dict = field(default_factory=dict)
+
+
+def describe(spec: TransformSpec | None) -> str:
+    if spec is None:
+        return "loose match (case / leading zeros)"
+    parts = []
+    if spec.strip_leading_zeros:
+        parts.append("strip leading zeros")
+    if spec.pad_to_length:
+        parts.append(f"pad with zeros to {spec.pad_to_length}")
+    if spec.fixed_length:
+        parts.append(f"exactly {spec.fixed_length} characters")
+    if spec.prefix:
+        parts.append(f"prefix {spec.prefix!r}")
+    if spec.suffix:
+        parts.append(f"suffix {spec.suffix!r}")
+    if spec.case != "keep":
+        parts.append(f"{spec.case} case")
+    return ", ".join(parts) or "identity"
+
+
+def find_transform(master_sku: str, storefront_sku: str, specs: list[TransformSpec]) -> TransformSpec | None:
+    for spec in specs:
+        try:
+            if apply(master_sku, spec) == storefront_sku:
+                return spec
+        except TransformError:
+            continue
+    return None
+
+
+def audit_skus(connection, storefront_skus) -> AuditResult:
+    """Audit ``storefront_skus`` (what ``list_skus`` returned) for every active channel of ``connection``."""
+    skus = {s.strip() for s in storefront_skus if isinstance(s, str) and s.strip()}
+    out = AuditResult(connection.name, storefront_skus=len(skus))
+    channels = list(Channel.objects.filter(connection=connection, active=True))
+    out.channels = len(channels)
+    if not channels:
+        return out
+    chan_ids = {c.pk for c in channels}
+    global_skus, global_items = set(), set()
+    chan_skus, chan_items = defaultdict(set), defaultdict(set)
+    for ch_id, sf_sku, item_id in (SkuMapping.objects.filter(active=True).filter(Q(channel__isnull=True) | Q(channel__in=chan_ids))
+                                   .values_list("channel_id", "storefront_sku", "item_id")):
+        if ch_id is None:
+            global_skus.add(sf_sku)
+            global_items.add(item_id)
+        else:
+            chan_skus[ch_id].add(sf_sku)
+            chan_items[ch_id].add(item_id)
+    index: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for item_id, sku in Item.objects.filter(active=True).values_list("id", "sku").iterator(chunk_size=5000):
+        index[normalise(sku)].append((item_id, sku))
+    specs = candidate_specs()
+
+    problems: list[Problem] = []
+    resolved: set[tuple[str, str]] = set()  # (channel key, storefront sku) now mapped
+    for ch in channels:
+        mapped_skus = global_skus | chan_skus[ch.pk]
+        mapped_items = global_items | chan_items[ch.pk]
+        present_mapped = skus & mapped_skus
+        out.mapped += len(present_mapped)
+        resolved.update((ch.key, s) for s in present_mapped)
+        stats = {"mapped": len(present_mapped), "mismatch": 0, "unknown": 0}
+        for sf_sku in sorted(skus - mapped_skus):
+            candidates = [c for c in index.get(normalise(sf_sku), []) if c[0] not in mapped_items]
+            if candidates:
+                best, spec = candidates[0], None
+                for cand in candidates:
+                    spec = find_transform(cand[1], sf_sku, specs)
+                    if spec is not None:
+                        best = cand
+                        break
+                stats["mismatch"] += 1
+                problems.append(Problem(
+                    kind="sku_mismatch", key=make_key("sku_mismatch", ch.key, sf_sku), severity="warning",
+                    title=f"{sf_sku} on {ch.key} looks like master item {best[1]} ({describe(spec)})",
+                    message=f"The storefront SKU {sf_sku!r} has no mapping on {ch.key}; master item {best[1]!r} matches "
+                            f"with {describe(spec)}. Map it to stop the channel showing stale stock.",
+                    connection_id=connection.pk, channel_id=ch.pk, sku=sf_sku,
+                    context={"storefront_sku": sf_sku, "channel": ch.key, "suggested_item_sku": best[1],
+                             "suggested_item_id": best[0], "transform": asdict(spec) if spec else None,
+                             "transform_label": describe(spec), "match": "transform" if spec else "normalised",
+                             "other_candidates": [c[1] for c in candidates if c != best][:5], "action": "map_sku"}))
+            else:
+                stats["unknown"] += 1
+                problems.append(Problem(
+                    kind="unknown_sku", key=make_key("unknown_sku", ch.key, sf_sku), severity="warning",
+                    title=f"{sf_sku} is sold on {ch.key} but maps to no master item",
+                    message="No SKU mapping and no master item that a known transform would match; its stock is never pushed.",
+                    connection_id=connection.pk, channel_id=ch.pk, sku=sf_sku,
+                    context={"storefront_sku": sf_sku, "channel": ch.key, "action": "map_sku"}))
+        out.mismatches += stats["mismatch"]
+        out.unknown += stats["unknown"]
+        out.per_channel[ch.key] = stats
+    raise_many(problems)
+
+    # clear what this audit raised before and no longer applies
+    raised = {p.key for p in problems}
+    prefix_q = Q()
+    for ch in channels:
+        prefix_q |= Q(dedupe_key__startswith=f"sku_mismatch:{ch.key}:") | Q(dedupe_key__startswith=f"unknown_sku:{ch.key}:")
+    stale_ids = []
+    for rec_id, key, kind in (ExceptionRecord.objects.filter(prefix_q, status__in=ACTIVE_STATUSES, kind__in=["sku_mismatch", "unknown_sku"])
+                              .values_list("id", "dedupe_key", "kind")):
+        if key in raised:
+            continue
+        _, ch_key, sf_sku = key.split(":", 2)
+        if (ch_key, sf_sku) in resolved or (kind == "sku_mismatch" and (sf_sku not in skus or
+                                                                      make_key("unknown_sku", ch_key, sf_sku) in raised)):
+            stale_ids.append(rec_id)
+    for start in range(0, len(stale_ids), 1000):
+        out.cleared += _set_status(ExceptionRecord.objects.filter(id__in=stale_ids[start:start + 1000]), "resolved", None,
+                                   "catalogue audit: SKU now mapped")
+    return out
+
+
+def audit_connection(connection) -> AuditResult:
+    from connectors.registry import get_connector
+
+    return audit_skus(connection, get_connector(connection).list_skus())
+
+
+def audit_all() -> list[AuditResult]:
+    from integration_hub.core.models import STOREFRONT_SYSTEMS, Connection
+
+    return [audit_connection(c) for c in Connection.objects.filter(enabled=True, system_type__in=list(STOREFRONT_SYSTEMS))]

@@ -1,0 +1,11 @@
+"""Periodic jobs of the stock engine (installed by ``manage.py setup_beat``; editable in the admin)."""
+from integration_hub.core.beat import Job
+
+SCHEDULE = [
+    Job("stock: sweep pending pushes", "inventory.sweep_pending", every_seconds=30,
+        description="Frees claims of killed workers and re-dispatches pending pushes left behind (broker outage, lost nudge, back-off expired)."),
+    Job("stock: poll inventory masters", "inventory.poll_masters", every_seconds=60,
+        description="Fetches stock changes since the stored cursor from every enabled inventory master (backs up the webhooks)."),
+    Job("stock: drift check", "inventory.drift_check", crontab="20 */6 * * *",
+        description="Reads every storefront quantity back and raises stock_drift where it differs from hub ATS; queues repairs."),
+]

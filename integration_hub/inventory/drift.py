@@ -1,0 +1,101 @@
+"""Full drift check: what the hub says a channel should show (ATS) vs what the storefront shows.
+
+Per channel: ATS for the whole channel in one query, the storefront read back with
+``Storefront.get_stock`` in chunks, ``ChannelStock.observed_quantity`` written in bulk. A pair whose
+storefront quantity differs from ATS (a missing storefront entry counts as 0) raises ``stock_drift``
+with both numbers; pairs that agree clear it. Pairs that still have a pending push are in flight and
+are not judged. A drifted pair gets its ``confirmed_quantity`` reset to what the storefront really
+shows and a SWEEP push is queued, so the repair is not skipped as "already confirmed".
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from exceptions_app.services import Problem, clear, make_key, raise_many
+from integration_hub.core.models import Channel
+
+from . import ats, outbox
+from .models import ChannelStock, PendingPush
+from .sql import upsert
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 100
+
+
+@dataclass
+class DriftResult:
+    channel: str
+    checked: int = 0
+    drifted: int = 0
+    in_flight: int = 0
+    agreed: int = 0
+
+
+def check_channel(channel: Channel) -> DriftResult:
+    from connectors.registry import get_connector
+
+    out = DriftResult(channel.key)
+    expected = ats.for_channel(channel.pk)
+    if not expected:
+        return out
+    connector = get_connector(channel.connection)
+    by_sku = {a.storefront_sku: a for a in expected.values()}
+    skus = sorted(by_sku)
+    observed = {}
+    for start in range(0, len(skus), READ_CHUNK):
+        for s in connector.get_stock(skus[start:start + READ_CHUNK], channel.external_id):
+            observed[s.sku] = s
+    in_flight = set(PendingPush.objects.filter(channel=channel).values_list("item_id", flat=True))
+    now = timezone.now()
+    seen_rows, drift_rows, problems, agree_keys, repush = [], [], [], [], []
+    for sku, a in by_sku.items():
+        out.checked += 1
+        obs = observed.get(sku)
+        obs_qty = obs.quantity if obs is not None else None
+        row = (channel.pk, a.item_id, sku, obs_qty, now, obs_qty, obs.version if obs is not None else None,
+               ((obs.ref or "") if obs is not None else "")[:200])
+        key = make_key("stock_drift", channel.key, sku)
+        if a.item_id in in_flight:
+            out.in_flight += 1
+            seen_rows.append(row)
+            continue
+        if (obs_qty or 0) == a.quantity:
+            out.agreed += 1
+            seen_rows.append(row)
+            agree_keys.append(key)
+            continue
+        out.drifted += 1
+        drift_rows.append(row)
+        repush.append((channel.pk, a.item_id))
+        problems.append(Problem(
+            kind="stock_drift", key=key, severity="warning", channel_id=channel.pk, connection_id=channel.connection_id, sku=sku,
+            title=f"{sku} on {channel.key}: storefront shows {obs_qty if obs_qty is not None else 'nothing'}, hub ATS is {a.quantity}",
+            message="The storefront quantity differs from the available-to-sell the hub computes from the master. "
+                    "A repair push has been queued.",
+            context={"storefront_sku": sku, "channel": channel.key, "master_ats": a.quantity, "storefront_quantity": obs_qty,
+                     "storefront_missing": obs is None, "action": "repush_stock"}))
+    with transaction.atomic():
+        cols = ["channel_id", "item_id", "storefront_sku", "observed_quantity", "observed_at", "confirmed_quantity",
+                "storefront_version", "storefront_ref"]
+        upsert(ChannelStock, cols, ["channel_id", "item_id"], ["storefront_sku", "observed_quantity", "observed_at"], seen_rows)
+        # drifted: the storefront really shows obs_qty, so that is what is "confirmed" now
+        upsert(ChannelStock, cols, ["channel_id", "item_id"], cols[2:], drift_rows)
+        if repush:
+            outbox.enqueue_pairs(repush, priority=PendingPush.Priority.SWEEP, reason="drift repair")
+    if problems:
+        raise_many(problems)
+    if agree_keys:
+        clear(agree_keys, reason="storefront agrees with hub ATS")
+    return out
+
+
+def check_all(channel_ids=None) -> list[DriftResult]:
+    qs = Channel.objects.filter(active=True, stock_rule__isnull=False, connection__enabled=True).select_related("connection")
+    if channel_ids:
+        qs = qs.filter(pk__in=channel_ids)
+    return [check_channel(ch) for ch in qs]

@@ -1,0 +1,283 @@
+"""Inbound stock from inventory masters: webhook batches and polled change pages.
+
+:func:`apply_stock_changes` is the one entry point. It validates every change, maps the master's
+location ids (``Location.external_id`` on that connection) and master SKUs (``Item.sku``), writes
+``StockLevel`` with one upsert per 2,000 rows, ignores changes older than what is stored
+(``source_updated_at``; the guard is in the upsert itself so concurrent writers cannot regress a
+row), and enqueues the pushes those changes cause in the same transaction.
+
+Bad rows never block good ones; each becomes an exception record merged by key:
+  unknown SKU        unknown_sku:<connection name>:<master sku>   (no channel yet: the master's name
+                     takes the channel slot of the convention)
+  unknown location   bad_payload:<connection name>:stock-location:<location id>
+  bad quantity/state bad_payload:<connection name>:stock:<change ref | sku@location>
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone as dt_timezone
+
+from django.db import connection as db, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from connectors.base import StockChange
+from exceptions_app.services import Problem, clear, make_key, raise_many
+from integration_hub.catalog.models import Item
+from integration_hub.core.models import Location, SyncCursor
+
+from . import outbox
+from .models import InventoryState, PendingPush, StockLevel
+
+log = logging.getLogger(__name__)
+
+UPSERT_CHUNK = 2000
+LOOKUP_CHUNK = 5000
+ATS_STATES = {InventoryState.AVAILABLE.value, InventoryState.RESERVED.value}
+_INT_RX = re.compile(r"^\s*\d+\s*$")
+
+
+@dataclass
+class ApplyResult:
+    received: int = 0
+    applied: int = 0  # rows written with a new quantity
+    unchanged: int = 0  # same quantity as stored (timestamp refreshed only)
+    stale: int = 0  # older than what is stored: ignored
+    rejected: int = 0  # became exception records
+    enqueued: int = 0  # pending-push rows inserted or updated
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class InvalidChange(ValueError):
+    pass
+
+
+def _field(change, name, default=None):
+    if isinstance(change, dict):
+        return change.get(name, default)
+    return getattr(change, name, default)
+
+
+def _quantity(value) -> int:
+    if isinstance(value, bool):
+        raise InvalidChange(f"quantity {value!r} is not a number")
+    if isinstance(value, int):
+        q = value
+    elif isinstance(value, float) and value.is_integer():
+        q = int(value)
+    elif isinstance(value, str) and _INT_RX.match(value):
+        q = int(value)
+    else:
+        raise InvalidChange(f"quantity {value!r} is not a whole number")
+    if q < 0:
+        raise InvalidChange(f"quantity {q} is negative")
+    return q
+
+
+def _timestamp(value) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, str):
+        parsed = parse_datetime(value)
+        if parsed is None:
+            raise InvalidChange(f"changed_at {value!r} is not a timestamp")
+        value = parsed
+    if not isinstance(value, datetime):
+        raise InvalidChange(f"changed_at {value!r} is not a timestamp")
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, dt_timezone.utc)
+    return value
+
+
+def _validate(change) -> tuple[str, str, int, str, datetime | None, str]:
+    sku, loc = _field(change, "sku"), _field(change, "location")
+    if not isinstance(sku, str) or not sku.strip():
+        raise InvalidChange(f"sku {sku!r} is missing or not text")
+    if isinstance(loc, int) and not isinstance(loc, bool):
+        loc = str(loc)
+    if not isinstance(loc, str) or not loc.strip():
+        raise InvalidChange(f"location {loc!r} is missing or not text")
+    state = _field(change, "state", InventoryState.AVAILABLE) or InventoryState.AVAILABLE
+    if state not in InventoryState.values:
+        raise InvalidChange(f"state {state!r} is not one of {', '.join(InventoryState.values)}")
+    qty = _quantity(_field(change, "quantity"))
+    return sku.strip(), loc.strip(), qty, str(state), _timestamp(_field(change, "changed_at")), str(_field(change, "ref", "") or "")
+
+
+def _excerpt(change) -> dict:
+    if isinstance(change, dict):
+        raw = change
+    elif isinstance(change, StockChange):
+        raw = asdict(change)
+    else:
+        raw = {"value": repr(change)}
+    return {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in list(raw.items())[:12]}
+
+
+def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyResult:
+    """Apply absolute stock changes from master ``connection``. Returns counts; never raises for a bad row."""
+    changes = list(changes)
+    result = ApplyResult(received=len(changes))
+    problems: list[Problem] = []
+    conn_name = connection.name
+
+    parsed = []
+    for change in changes:
+        try:
+            parsed.append(_validate(change))
+        except InvalidChange as exc:
+            sku, loc = _field(change, "sku"), _field(change, "location")
+            ref = str(_field(change, "ref", "") or f"{sku}@{loc}")
+            problems.append(Problem(
+                kind="bad_payload", key=make_key("bad_payload", conn_name, source, ref),
+                title=f"Rejected stock change from {conn_name}: {exc}", message=str(exc),
+                context={"change": _excerpt(change), "connection": conn_name, "action": "fix_master_data"},
+                connection_id=connection.pk, sku=str(sku or "")[:100]))
+
+    with transaction.atomic():
+        locations = {}
+        ext_ids = sorted({p[1] for p in parsed})
+        for start in range(0, len(ext_ids), LOOKUP_CHUNK):
+            locations.update(Location.objects.filter(connection=connection, external_id__in=ext_ids[start:start + LOOKUP_CHUNK])
+                             .values_list("external_id", "id"))
+        skus = sorted({p[0] for p in parsed})
+        items: dict[str, int] = {}
+        for start in range(0, len(skus), LOOKUP_CHUNK):
+            items.update(Item.objects.filter(sku__in=skus[start:start + LOOKUP_CHUNK]).values_list("sku", "id"))
+
+        unknown_locations: dict[str, list] = defaultdict(list)
+        unknown_skus: dict[str, list] = defaultdict(list)
+        latest: dict[tuple[int, int, str], tuple] = {}
+        multiplicity: dict[tuple[int, int, str], int] = defaultdict(int)
+        for order, (sku, loc, qty, state, ts, ref) in enumerate(parsed):
+            loc_id, item_id = locations.get(loc), items.get(sku)
+            if loc_id is None:
+                unknown_locations[loc].append((sku, qty, state, ref))
+                continue
+            if item_id is None:
+                unknown_skus[sku].append((loc, qty, state, ref))
+                continue
+            key = (item_id, loc_id, state)
+            multiplicity[key] += 1
+            prev = latest.get(key)
+            # the newest change wins; without timestamps, the later one in the batch
+            if prev is None or (ts or prev[1] or datetime.min.replace(tzinfo=dt_timezone.utc)) >= (prev[1] or datetime.min.replace(tzinfo=dt_timezone.utc)):
+                latest[key] = (qty, ts, order)
+        for loc, rows in unknown_locations.items():
+            problems.append(Problem(
+                kind="bad_payload", key=make_key("bad_payload", conn_name, "stock-location", loc),
+                title=f"Stock for unknown location {loc!r} from {conn_name}",
+                message=f"{len(rows)} change(s) name location {loc!r}, which is not configured for {conn_name}. "
+                        "Add the location (or fix the master) and re-sync.",
+                context={"location": loc, "changes": len(rows), "example": dict(zip(("sku", "quantity", "state", "ref"), rows[0])),
+                         "connection": conn_name, "action": "add_location"},
+                connection_id=connection.pk))
+        for sku, rows in unknown_skus.items():
+            problems.append(Problem(
+                kind="unknown_sku", key=make_key("unknown_sku", conn_name, sku), severity="warning",
+                title=f"Stock for unknown master SKU {sku!r} from {conn_name}",
+                message=f"{len(rows)} change(s) for {sku!r}, which is not in the item master.",
+                context={"master_sku": sku, "changes": len(rows), "example": dict(zip(("location", "quantity", "state", "ref"), rows[0])),
+                         "connection": conn_name, "action": "add_item"},
+                connection_id=connection.pk, sku=sku))
+
+        existing: dict[tuple[int, int, str], tuple[int, datetime | None]] = {}
+        keys = list(latest)
+        item_ids = sorted({k[0] for k in keys})
+        loc_ids = sorted({k[1] for k in keys})
+        for start in range(0, len(item_ids), LOOKUP_CHUNK):
+            for i, loc, st, qty, ts in (StockLevel.objects.filter(item_id__in=item_ids[start:start + LOOKUP_CHUNK], location_id__in=loc_ids)
+                                        .values_list("item_id", "location_id", "state", "quantity", "source_updated_at")):
+                existing[(i, loc, st)] = (qty, ts)
+
+        rows, touched = [], defaultdict(list)  # touched: location_id -> [item ids, repeated per raw change]
+        for key, (qty, ts, _) in latest.items():
+            old = existing.get(key)
+            if old is not None and old[1] is not None and ts is not None and ts < old[1]:
+                result.stale += multiplicity[key]
+                continue
+            rows.append((key, qty, ts))
+            if old is not None and old[0] == qty:
+                result.unchanged += multiplicity[key]
+            else:
+                result.applied += multiplicity[key]
+                if key[2] in ATS_STATES:
+                    touched[key[1]].extend([key[0]] * multiplicity[key])
+        _upsert_levels(rows)
+        for loc_id, ids in touched.items():
+            result.enqueued += outbox.enqueue(ids, location_ids=[loc_id], priority=PendingPush.Priority.ROUTINE,
+                                              reason=f"{source}:{conn_name}")
+
+    result.rejected = len(changes) - len(parsed) + sum(len(v) for v in unknown_locations.values()) + sum(len(v) for v in unknown_skus.values())
+    if problems:
+        raise_many(problems)
+    applied_skus = {sku for sku, loc, *_ in parsed if sku in items and loc in locations}
+    if applied_skus:
+        clear([make_key("unknown_sku", conn_name, s) for s in applied_skus], reason="master SKU now known")
+    return result
+
+
+def _upsert_levels(rows: list[tuple[tuple[int, int, str], int, datetime | None]]) -> None:
+    if not rows:
+        return
+    table = StockLevel._meta.db_table
+    now = db.ops.adapt_datetimefield_value(timezone.now())
+    with db.cursor() as cur:
+        for start in range(0, len(rows), UPSERT_CHUNK):
+            chunk = rows[start:start + UPSERT_CHUNK]
+            params: list = []
+            for (item_id, loc_id, state), qty, ts in chunk:
+                params += [item_id, loc_id, state, qty, db.ops.adapt_datetimefield_value(ts), now]
+            cur.execute(
+                f"""INSERT INTO {table} (item_id, location_id, state, quantity, source_updated_at, updated_at)
+                    VALUES """ + ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk)) + f"""
+                    ON CONFLICT (item_id, location_id, state) DO UPDATE SET
+                        quantity = excluded.quantity,
+                        source_updated_at = COALESCE(excluded.source_updated_at, {table}.source_updated_at),
+                        updated_at = excluded.updated_at
+                    WHERE {table}.source_updated_at IS NULL OR excluded.source_updated_at IS NULL
+                       OR excluded.source_updated_at >= {table}.source_updated_at""",
+                params)
+
+
+# --- polling ---------------------------------------------------------------------------------------
+STREAM = "stock"
+
+
+@dataclass
+class PollResult:
+    pages: int = 0
+    changes: int = 0
+    cursor: str = ""
+    has_more: bool = False
+    applied: ApplyResult | None = None
+
+
+def poll_master(connection, *, max_pages: int = 50) -> PollResult:
+    """Fetch stock changes since the stored cursor, page by page; each page and the cursor advance
+    commit together, so a crash re-fetches at most one page (applying it twice is harmless: absolute
+    quantities with timestamps)."""
+    from connectors.registry import get_connector
+
+    connector = get_connector(connection)
+    cursor, _ = SyncCursor.objects.get_or_create(connection=connection, stream=STREAM)
+    out = PollResult(cursor=cursor.value, applied=ApplyResult())
+    for _ in range(max_pages):
+        page = connector.stock_changes(cursor.value)
+        with transaction.atomic():
+            res = apply_stock_changes(connection, page.items, source="stock-poll")
+            SyncCursor.objects.filter(pk=cursor.pk).update(value=page.cursor or cursor.value, updated_at=timezone.now())
+        cursor.value = page.cursor or cursor.value
+        out.pages += 1
+        out.changes += len(page.items)
+        for k, v in res.as_dict().items():
+            setattr(out.applied, k, getattr(out.applied, k) + v)
+        out.cursor, out.has_more = cursor.value, page.has_more
+        if not page.has_more:
+            break
+    return out

@@ -1,0 +1,125 @@
+"""Celery tasks of the stock engine. Thin: they call :mod:`.push`, :mod:`.services`, :mod:`.drift`.
+
+Every task is idempotent (acks_late is global): pushing absolute targets twice is harmless, the outbox
+rows are claimed with a lease, and the sweep re-dispatches whatever a killed worker left behind.
+"""
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.utils import timezone
+
+from connectors import errors
+from exceptions_app.services import clear, make_key, raise_exception
+from integration_hub.core.models import Connection
+
+from . import drift, push
+from .models import PendingPush
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="inventory.push_pending", ignore_result=True)
+def push_pending(max_priority: int | None = None, batch_size: int = push.BATCH_SIZE, time_budget: float = 50.0) -> dict:
+    """Drain the outbox (only ORDER rows when ``max_priority`` is 0 — the "priority" queue)."""
+    totals, more = push.drain(max_priority=max_priority, batch_size=batch_size, time_budget=time_budget)
+    if more:  # time budget used up with work left: continue in a fresh task so other work interleaves
+        urgent = max_priority is not None and max_priority <= PendingPush.Priority.ORDER
+        push_pending.apply_async(kwargs={"max_priority": max_priority, "batch_size": batch_size, "time_budget": time_budget},
+                                 queue="priority" if urgent else "default")
+    result = {"claimed": totals.claimed, "pushed": totals.pushed, "skipped": totals.skipped, "failed": totals.failed,
+              "dropped": totals.dropped, "requeued": totals.requeued, "more": more}
+    if totals.claimed:
+        log.info("push_pending(max_priority=%s): %s", max_priority, result)
+    return result
+
+
+@shared_task(name="inventory.sweep_pending", ignore_result=True)
+def sweep_pending() -> dict:
+    """Beat: free claims a dead worker left behind and dispatch drains for anything ready to push."""
+    released = push.release_expired_claims()
+    counts = push.claimable_counts()
+    if counts["order"]:
+        push_pending.apply_async(kwargs={"max_priority": int(PendingPush.Priority.ORDER)}, queue="priority")
+    if counts["other"] or counts["order"]:
+        push_pending.apply_async(queue="default")
+    return {"released": released, **counts}
+
+
+def _master_connections():
+    from connectors.base import InventoryMaster
+    from connectors.registry import connector_class
+
+    for conn in Connection.objects.filter(enabled=True).order_by("pk"):
+        if not conn.is_master:
+            continue
+        try:
+            cls = connector_class(conn.system_type)
+        except (LookupError, ImportError):
+            continue
+        if issubclass(cls, InventoryMaster):
+            yield conn
+
+
+@shared_task(name="inventory.poll_masters", ignore_result=True)
+def poll_masters() -> int:
+    """Beat: one poll task per enabled inventory-master connection."""
+    n = 0
+    for conn in _master_connections():
+        poll_stock.apply_async(args=[conn.pk])
+        n += 1
+    return n
+
+
+@shared_task(name="inventory.poll_stock", ignore_result=True)
+def poll_stock(connection_id: int, max_pages: int = 50) -> dict:
+    """Fetch stock changes since the cursor from one master. Failures become exception records
+    (``rate_limited`` / ``sync_timeout`` keyed on the connection) and are cleared by the next success;
+    the next beat tick retries."""
+    from django.core.cache import cache
+
+    from .services import poll_master
+
+    conn = Connection.objects.get(pk=connection_id)
+    lock = f"hub:stock-poll:{conn.pk}"
+    if not cache.add(lock, 1, timeout=300):  # another worker is polling this master right now
+        return {"skipped": "already polling"}
+    keys = [make_key("rate_limited", conn.name, "stock_changes"), make_key("sync_timeout", conn.name, "stock_changes")]
+    try:
+        res = poll_master(conn, max_pages=max_pages)
+    except errors.ConnectorError as exc:
+        kind = "rate_limited" if isinstance(exc, errors.RateLimitedError) else "sync_timeout"
+        raise_exception(kind, make_key(kind, conn.name, "stock_changes"), f"Polling stock from {conn.name} failed",
+                        message=str(exc)[:2000], connection=conn,
+                        context={"operation": "stock_changes", "error": type(exc).__name__, "action": "retry_poll"})
+        Connection.objects.filter(pk=conn.pk).update(last_error_at=timezone.now(), last_error=str(exc)[:2000])
+        return {"error": str(exc)[:300]}
+    finally:
+        cache.delete(lock)
+    clear(keys, reason="poll succeeded")
+    Connection.objects.filter(pk=conn.pk).update(last_success_at=timezone.now())
+    if res.has_more:
+        poll_stock.apply_async(args=[conn.pk])
+    return {"pages": res.pages, "changes": res.changes, **(res.applied.as_dict() if res.applied else {})}
+
+
+@shared_task(name="inventory.drift_check", ignore_result=True)
+def drift_check(channel_ids: list[int] | None = None) -> list[dict]:
+    """Beat: compare hub ATS with storefront quantities for every channel (or the given ones). A
+    storefront that cannot be read is logged for that channel and the others still run."""
+    from dataclasses import asdict
+
+    from integration_hub.core.models import Channel
+
+    qs = Channel.objects.filter(active=True, stock_rule__isnull=False, connection__enabled=True).select_related("connection")
+    if channel_ids:
+        qs = qs.filter(pk__in=[int(c) for c in channel_ids])
+    out = []
+    for channel in qs:
+        try:
+            out.append(asdict(drift.check_channel(channel)))
+        except errors.ConnectorError as exc:
+            log.warning("drift check of %s failed: %s", channel.key, exc)
+            out.append({"channel": channel.key, "error": str(exc)[:300]})
+    return out

@@ -1,0 +1,184 @@
+"""Inbound stock: apply_stock_changes, the signed webhook view, the cursor poll."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from connectors.base import Page, StockChange
+from exceptions_app.models import ExceptionRecord
+from integration_hub.core.webhooks import HEADER, sign
+from integration_hub.inventory.models import PendingPush, StockLevel
+from integration_hub.inventory.services import apply_stock_changes, poll_master
+
+
+@pytest.fixture
+def topo(world):
+    world.channel("web", locations=["dc1"])
+    world.channel("outlet", locations=["shop"])
+    world.location("dc1"), world.location("shop")  # external ids DC1, SHOP
+    world.item("A")
+    world.item("B")
+    world.item("kit", bundle_of={"A": 2})
+    return world
+
+
+def level(world, sku, loc, state="available"):
+    return StockLevel.objects.filter(item=world.items[sku], location=world.locations[loc], state=state).values_list("quantity", flat=True).first()
+
+
+def test_apply_updates_levels_and_enqueues_in_bulk(topo, django_assert_max_num_queries):
+    changes = [StockChange("A", "DC1", 5), StockChange("B", "SHOP", 7), StockChange("A", "DC1", 9, state="damaged")]
+    with django_assert_max_num_queries(12):
+        res = apply_stock_changes(topo.master, changes)
+    assert (res.received, res.applied, res.rejected) == (3, 3, 0)
+    assert level(topo, "A", "dc1") == 5 and level(topo, "B", "shop") == 7 and level(topo, "A", "dc1", "damaged") == 9
+    got = {(p.channel.key, p.item.sku) for p in PendingPush.objects.select_related("channel", "item")}
+    assert got == {("web", "A"), ("web", "kit"), ("outlet", "B")}  # damaged does not move ATS; outlet has no A change
+
+
+def test_unchanged_quantity_enqueues_nothing(topo):
+    apply_stock_changes(topo.master, [StockChange("A", "DC1", 5)])
+    PendingPush.objects.all().delete()
+    res = apply_stock_changes(topo.master, [StockChange("A", "DC1", 5)])
+    assert res.unchanged == 1 and res.enqueued == 0 and not PendingPush.objects.exists()
+
+
+def test_older_changes_are_ignored(topo):
+    now = timezone.now()
+    apply_stock_changes(topo.master, [StockChange("A", "DC1", 5, changed_at=now)])
+    res = apply_stock_changes(topo.master, [StockChange("A", "DC1", 1, changed_at=now - timedelta(minutes=1))])
+    assert res.stale == 1 and level(topo, "A", "dc1") == 5
+    res = apply_stock_changes(topo.master, [StockChange("A", "DC1", 2, changed_at=now + timedelta(seconds=1))])
+    assert res.applied == 1 and level(topo, "A", "dc1") == 2
+    # within one batch the newest wins, whatever the order
+    apply_stock_changes(topo.master, [StockChange("B", "DC1", 8, changed_at=now + timedelta(seconds=5)),
+                                      StockChange("B", "DC1", 3, changed_at=now + timedelta(seconds=2))])
+    assert level(topo, "B", "dc1") == 8
+
+
+def test_bad_rows_become_exceptions_and_lose_nothing_else(topo):
+    changes = [
+        StockChange("A", "DC1", 4),
+        StockChange("A", "SHOP", -3, ref="chg-neg"),
+        {"sku": "B", "location": "DC1", "quantity": "lots", "ref": "chg-str"},
+        {"sku": "B", "location": "DC1", "quantity": 2.5},
+        StockChange("B", "DC1", 6, state="sold"),
+        StockChange("NOPE", "DC1", 1),
+        StockChange("NOPE", "SHOP", 1),
+        StockChange("B", "MARS", 1),
+        StockChange("B", "SHOP", "12"),
+        {"location": "DC1", "quantity": 1},
+    ]
+    res = apply_stock_changes(topo.master, changes)
+    assert res.received == 10 and res.applied == 2 and res.rejected == 8
+    assert level(topo, "A", "dc1") == 4 and level(topo, "B", "shop") == 12
+    assert level(topo, "A", "shop") is None
+    keys = set(ExceptionRecord.objects.values_list("dedupe_key", flat=True))
+    assert {"bad_payload:wair:stock:chg-neg", "bad_payload:wair:stock:chg-str", "unknown_sku:wair:NOPE",
+            "bad_payload:wair:stock-location:MARS", "bad_payload:wair:stock:B@DC1"} <= keys
+    nope = ExceptionRecord.objects.get(dedupe_key="unknown_sku:wair:NOPE")
+    assert nope.kind == "unknown_sku" and nope.context["changes"] == 2 and nope.connection == topo.master
+    neg = ExceptionRecord.objects.get(dedupe_key="bad_payload:wair:stock:chg-neg")
+    assert "negative" in neg.message and neg.context["change"]["quantity"] == -3
+    # the same bad row again merges into the same record
+    apply_stock_changes(topo.master, [StockChange("A", "SHOP", -3, ref="chg-neg")])
+    assert ExceptionRecord.objects.get(dedupe_key="bad_payload:wair:stock:chg-neg").count == 2
+
+
+def test_unknown_sku_clears_when_item_appears(topo):
+    from integration_hub.catalog.models import Item
+
+    apply_stock_changes(topo.master, [StockChange("NEW", "DC1", 1)])
+    assert ExceptionRecord.objects.get(dedupe_key="unknown_sku:wair:NEW").status == "open"
+    Item.objects.create(sku="NEW")
+    apply_stock_changes(topo.master, [StockChange("NEW", "DC1", 1)])
+    assert ExceptionRecord.objects.get(dedupe_key="unknown_sku:wair:NEW").status == "resolved"
+
+
+class FakeMaster:
+    """Minimal master: HMAC webhook verification as the base Connector does, a paged change feed."""
+
+    def __init__(self, connection, pages=()):
+        self.connection, self.pages = connection, list(pages)
+        self.cursors_seen = []
+
+    def verify_webhook(self, body, headers):
+        from integration_hub.core.webhooks import verify_hmac
+
+        return verify_hmac(self.connection.get_webhook_secret(), body, headers)
+
+    def parse_stock_webhook(self, payload):
+        return [StockChange(r["sku"], r["location"], r["quantity"], r.get("state", "available")) for r in payload["changes"]]
+
+    def stock_changes(self, cursor):
+        self.cursors_seen.append(cursor)
+        return self.pages.pop(0)
+
+
+@pytest.fixture
+def fake_master(topo, monkeypatch):
+    import connectors.registry as registry
+
+    fake = FakeMaster(topo.master)
+    monkeypatch.setattr(registry, "get_connector", lambda conn, fresh=False: fake)
+    return fake
+
+
+def post(client, body: bytes, secret="dev-webhook-secret", name="wair"):
+    return client.post(f"/hooks/stock/{name}/", data=body, content_type="application/json",
+                       headers={HEADER: sign(secret, body)})
+
+
+def test_webhook_view(topo, fake_master, client):
+    body = json.dumps({"changes": [{"sku": "A", "location": "DC1", "quantity": 11}, {"sku": "A", "location": "DC1", "quantity": -1}]}).encode()
+    r = post(client, body)
+    assert r.status_code == 200, r.content
+    assert r.json()["applied"] == 1 and r.json()["rejected"] == 1
+    assert level(topo, "A", "dc1") == 11
+    assert post(client, body, secret="wrong").status_code == 401
+    assert client.post("/hooks/stock/wair/", data=body, content_type="application/json").status_code == 401
+    assert post(client, b"{not json").status_code == 400
+    assert ExceptionRecord.objects.filter(dedupe_key__startswith="bad_payload:wair:stock-webhook").exists()
+    assert post(client, json.dumps({"no": "changes"}).encode()).status_code == 400
+    assert post(client, body, name="nosuch").status_code == 404
+    assert client.get("/hooks/stock/wair/").status_code == 405
+
+
+def test_poll_advances_cursor_with_each_page(topo, fake_master):
+    from integration_hub.core.models import SyncCursor
+
+    fake_master.pages = [Page([StockChange("A", "DC1", 3)], "c1", has_more=True),
+                         Page([StockChange("B", "DC1", 4), StockChange("A", "DC1", -2)], "c2", has_more=False)]
+    res = poll_master(topo.master)
+    assert fake_master.cursors_seen == ["", "c1"]
+    assert res.pages == 2 and res.changes == 3 and res.applied.applied == 2 and res.applied.rejected == 1
+    assert SyncCursor.objects.get(connection=topo.master, stream="stock").value == "c2"
+    fake_master.pages = [Page([], "c2")]
+    poll_master(topo.master)
+    assert fake_master.cursors_seen[-1] == "c2"
+
+
+def test_poll_failure_keeps_cursor(topo, fake_master):
+    from connectors import errors
+    from integration_hub.core.models import SyncCursor
+    from integration_hub.inventory.tasks import poll_stock
+
+    fake_master.pages = [Page([StockChange("A", "DC1", 3)], "c1", has_more=True)]
+
+    def boom(cursor):
+        if cursor == "c1":
+            raise errors.TimeoutError_("master timed out")
+        return fake_master.pages.pop(0)
+
+    fake_master.stock_changes = boom
+    out = poll_stock(topo.master.pk)
+    assert "timed out" in out["error"]
+    assert SyncCursor.objects.get(connection=topo.master, stream="stock").value == "c1"  # first page kept
+    rec = ExceptionRecord.objects.get(dedupe_key="sync_timeout:wair:stock_changes")
+    fake_master.stock_changes = lambda cursor: Page([], "c1")
+    poll_stock(topo.master.pk)
+    rec.refresh_from_db()
+    assert rec.status == "resolved"

@@ -1,0 +1,179 @@
+"""Draining the outbox against a fake storefront: skip-if-confirmed, mid-push changes, back-off,
+exception records, priority, claims, and a fixed query count per batch."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from connectors import errors
+from exceptions_app.models import ExceptionRecord
+from integration_hub.inventory import outbox, push
+from integration_hub.inventory.models import ChannelStock, PendingPush
+
+ORDER, ROUTINE = PendingPush.Priority.ORDER, PendingPush.Priority.ROUTINE
+
+
+@pytest.fixture
+def topo(world, fake_storefront):
+    world.channel("web", locations=["dc1"], buffer=1)
+    world.channel("b2b", locations=["dc1"])
+    for n in range(3):
+        world.item(f"S{n}")
+        world.stock(f"S{n}", "dc1", 10 + n)
+    return world
+
+
+def enqueue_all(world, priority=ROUTINE):
+    return outbox.enqueue([i.pk for i in world.items.values()], priority=priority)
+
+
+def test_push_sends_absolute_targets_and_records_confirmation(topo, fake_storefront):
+    enqueue_all(topo)
+    res = push.push_batch()
+    assert (res.claimed, res.pushed, res.failed) == (6, 6, 0)
+    assert fake_storefront.quantities[("sc-web", "SF-S2")] == 11 and fake_storefront.quantities[("sc-b2b", "SF-S2")] == 12
+    assert len(fake_storefront.calls) == 1  # one call per storefront connection
+    assert not PendingPush.objects.exists()
+    cs = ChannelStock.objects.get(channel=topo.channels["web"], item=topo.items["S0"])
+    assert (cs.confirmed_quantity, cs.storefront_version, cs.storefront_sku, cs.storefront_ref) == (9, 1, "SF-S0", "ie-SF-S0")
+    # unchanged ATS: nothing is sent again
+    enqueue_all(topo)
+    res = push.push_batch()
+    assert res.skipped == 6 and res.pushed == 0 and len(fake_storefront.calls) == 1 and not PendingPush.objects.exists()
+    # a real change is sent, with the version we know
+    topo.stock("S0", "dc1", 3)
+    enqueue_all(topo)
+    res = push.push_batch()
+    assert res.pushed == 2 and res.skipped == 4
+    sent = {(t.channel_ref, t.sku): t for t in fake_storefront.calls[-1]}
+    assert sent[("sc-web", "SF-S0")].quantity == 2 and sent[("sc-web", "SF-S0")].known_version == 1
+
+
+def test_change_during_push_is_not_lost(topo, fake_storefront):
+    enqueue_all(topo)
+
+    def meanwhile(targets):
+        if len(fake_storefront.calls) == 1:
+            topo.stock("S1", "dc1", 50)  # the master moves while the request is in flight
+            outbox.enqueue([topo.items["S1"].pk])
+
+    fake_storefront.on_call = meanwhile
+    res = push.push_batch()
+    assert res.pushed == 6 and res.requeued == 2
+    rows = PendingPush.objects.all()
+    assert {r.item.sku for r in rows} == {"S1"} and all(r.claimed_until is None for r in rows)
+    res = push.push_batch()
+    assert res.pushed == 2
+    assert fake_storefront.quantities[("sc-web", "SF-S1")] == 49
+    assert not PendingPush.objects.exists()
+
+
+def test_failures_back_off_then_raise_and_clear(topo, fake_storefront):
+    enqueue_all(topo)
+    for attempt in range(1, 4):
+        fake_storefront.raise_next = [errors.RateLimitedError("429 Too Many Requests", status=429, retry_after=30)]
+        res = push.push_batch()
+        assert res.failed == 6
+        rows = list(PendingPush.objects.all())
+        assert all(r.attempts == attempt and "RateLimitedError" in r.last_error for r in rows)
+        assert all(r.not_before >= timezone.now() + timedelta(seconds=29) for r in rows)  # honours Retry-After
+        assert push.push_batch().claimed == 0  # backing off
+        if attempt < push.FAILURES_BEFORE_EXCEPTION:
+            assert not ExceptionRecord.objects.filter(kind="rate_limited").exists()
+        PendingPush.objects.update(not_before=None)
+    rec = ExceptionRecord.objects.get(dedupe_key="rate_limited:shop:set_stock")
+    assert rec.status == "open" and rec.context["rows_waiting"] == 6
+    topo.storefront.refresh_from_db()
+    assert "429" in topo.storefront.last_error
+    res = push.push_batch()
+    assert res.pushed == 6
+    rec.refresh_from_db()
+    assert rec.status == "resolved"
+
+
+def test_timeouts_raise_sync_timeout(topo, fake_storefront):
+    enqueue_all(topo)
+    for _ in range(push.FAILURES_BEFORE_EXCEPTION):
+        fake_storefront.raise_next = [errors.TimeoutError_("read timed out")]
+        push.push_batch()
+        PendingPush.objects.update(not_before=None)
+    assert ExceptionRecord.objects.get(dedupe_key="sync_timeout:shop:set_stock").kind == "sync_timeout"
+
+
+def test_per_item_failures(topo, fake_storefront):
+    enqueue_all(topo)
+    fake_storefront.item_errors = {"SF-S1": errors.NotFoundError("no such sku"), "SF-S2": errors.BadDataError("quantity too big")}
+    res = push.push_batch()
+    assert res.pushed == 2 and res.failed == 4
+    assert set(PendingPush.objects.values_list("item__sku", flat=True)) == {"S1", "S2"}
+    assert ExceptionRecord.objects.get(dedupe_key="unknown_sku:web:SF-S1").context["action"] == "map_sku"
+    assert ExceptionRecord.objects.filter(dedupe_key="bad_payload:shop:set_stock:b2b/SF-S2").exists()
+    fake_storefront.item_errors = {}
+    PendingPush.objects.update(not_before=None)
+    push.push_batch()
+    assert ExceptionRecord.objects.get(dedupe_key="unknown_sku:web:SF-S1").status == "resolved"
+
+
+def test_unpushable_rows_are_dropped(topo, fake_storefront):
+    from integration_hub.catalog.models import SkuMapping
+
+    enqueue_all(topo)
+    SkuMapping.objects.filter(item=topo.items["S0"]).delete()
+    res = push.push_batch()
+    assert res.dropped == 2 and res.pushed == 4 and not PendingPush.objects.exists()
+
+
+def test_order_priority_first_and_priority_only_drain(topo, fake_storefront):
+    outbox.enqueue([topo.items["S0"].pk, topo.items["S1"].pk], priority=ROUTINE)
+    outbox.enqueue([topo.items["S2"].pk], channel_ids=[topo.channels["web"].pk], priority=ORDER)
+    res = push.push_batch(batch_size=1)
+    assert res.pushed == 1 and fake_storefront.calls[0][0].sku == "SF-S2"
+    outbox.enqueue([topo.items["S2"].pk], channel_ids=[topo.channels["b2b"].pk], priority=ORDER)
+    topo.stock("S2", "dc1", 1)
+    totals, more = push.drain(max_priority=ORDER)
+    assert totals.pushed == 1 and not more
+    assert PendingPush.objects.count() == 4 and not PendingPush.objects.filter(priority=ORDER).exists()
+
+
+def test_claims_are_exclusive_and_expired_claims_recover(topo):
+    enqueue_all(topo)
+    t1, lease1, rows1 = push.claim(batch_size=4)
+    t2, lease2, rows2 = push.claim(batch_size=4)
+    assert len(rows1) == 4 and len(rows2) == 2 and not {r["id"] for r in rows1} & {r["id"] for r in rows2}
+    assert push.claim()[2] == []
+    PendingPush.objects.filter(claim_token=t1).update(claimed_until=timezone.now() - timedelta(seconds=1))  # worker died
+    assert push.release_expired_claims() == 4
+    assert push.claimable_counts() == {"order": 0, "other": 4}
+
+
+def _queries(fn):
+    with CaptureQueriesContext(connection) as ctx:
+        fn()
+    return len(ctx.captured_queries)
+
+
+def test_push_runs_a_fixed_number_of_queries(world, fake_storefront):
+    from integration_hub.catalog.models import Item, SkuMapping
+    from integration_hub.inventory.models import StockLevel
+
+    world.channel("web", locations=["dc1"])
+    world.channel("app", locations=["dc1"])
+    loc = world.location("dc1")
+    Item.objects.bulk_create([Item(sku=f"Q{n:03d}") for n in range(200)])
+    items = list(Item.objects.order_by("pk").values_list("pk", flat=True))
+    SkuMapping.objects.bulk_create([SkuMapping(item_id=i, storefront_sku=f"SF{i}") for i in items])
+    StockLevel.objects.bulk_create([StockLevel(item_id=i, location=loc, quantity=5) for i in items])
+
+    counts, start = [], 0
+    for n in (3, 60, 130):  # fresh items each time (confirmed ones would be skipped)
+        PendingPush.objects.all().delete()
+        outbox.enqueue(items[start:start + n])  # 2n rows over two channels
+        start += n
+        counts.append(_queries(lambda: push.push_batch(batch_size=400)))
+        assert len(fake_storefront.calls[-1]) == 2 * n
+    assert counts[0] == counts[1] == counts[2], counts
+    assert counts[0] <= 15, counts  # claim 3, ATS 1, confirmed 1, channels 1, upsert, delete, release, connection, clear (+4 savepoints)
