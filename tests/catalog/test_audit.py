@@ -1,0 +1,91 @@
+"""Catalogue audit: storefront SKUs vs mappings -> unknown_sku / sku_mismatch with the matching transform."""
+from __future__ import annotations
+
+import pytest
+
+from exceptions_app.models import ExceptionRecord
+from integration_hub.catalog.audit import audit_skus
+from integration_hub.catalog.models import Item, SkuMapping
+from integration_hub.core.models import Channel, Connection
+
+
+@pytest.fixture
+def shop(db):
+    conn = Connection.objects.create(name="shop", system_type="commercetools", base_url="http://127.0.0.1:9/ct")
+    web = Channel.objects.create(key="web", name="web", connection=conn, external_id="sc-web")
+    app = Channel.objects.create(key="app", name="app", connection=conn, external_id="sc-app")
+    for sku in ("123", "00456", "ab-7", "mapped", "only-web"):
+        Item.objects.create(sku=sku)
+    SkuMapping.objects.create(item=Item.objects.get(sku="mapped"), storefront_sku="MAPPED")
+    SkuMapping.objects.create(item=Item.objects.get(sku="only-web"), channel=web, storefront_sku="ONLY-WEB")
+    return conn, web, app
+
+
+def records():
+    return {r.dedupe_key: r for r in ExceptionRecord.objects.all()}
+
+
+def test_audit_classifies_storefront_skus(shop, django_assert_max_num_queries):
+    conn, web, app = shop
+    storefront = ["MAPPED", "ONLY-WEB", "00000123", "456", "AB-7", "ghost"]
+    with django_assert_max_num_queries(10):
+        res = audit_skus(conn, storefront)
+    recs = records()
+    assert res.per_channel["web"] == {"mapped": 2, "mismatch": 3, "unknown": 1}
+    # ONLY-WEB is mapped on web only: on app its item is free, so upper-casing suggests it
+    assert res.per_channel["app"] == {"mapped": 1, "mismatch": 4, "unknown": 1}
+    pad = recs["sku_mismatch:web:00000123"]
+    assert pad.context["suggested_item_sku"] == "123" and pad.context["transform"]["pad_to_length"] == 8
+    assert pad.context["action"] == "map_sku" and pad.context["suggested_item_id"] == Item.objects.get(sku="123").pk
+    assert recs["sku_mismatch:web:456"].context["transform"]["strip_leading_zeros"] is True
+    assert recs["sku_mismatch:web:AB-7"].context["transform"]["case"] == "upper"
+    assert recs["unknown_sku:web:ghost"].kind == "unknown_sku" and recs["unknown_sku:web:ghost"].channel == web
+    assert recs["sku_mismatch:app:ONLY-WEB"].context["suggested_item_sku"] == "only-web"
+    assert "unknown_sku:web:MAPPED" not in recs
+
+
+def test_audit_reruns_merge_and_clear_fixed_skus(shop):
+    conn, web, app = shop
+    audit_skus(conn, ["00000123", "ghost"])
+    audit_skus(conn, ["00000123", "ghost"])
+    assert records()["sku_mismatch:web:00000123"].count == 2
+    SkuMapping.objects.create(item=Item.objects.get(sku="123"), storefront_sku="00000123")  # the one-click fix
+    res = audit_skus(conn, ["00000123"])
+    recs = records()
+    assert recs["sku_mismatch:web:00000123"].status == "resolved"
+    assert recs["sku_mismatch:app:00000123"].status == "resolved"
+    assert recs["unknown_sku:web:ghost"].status == "open"  # not on the storefront any more, but may come from orders
+    assert res.cleared == 2
+
+
+def test_loose_match_without_exact_transform(shop):
+    conn, web, app = shop
+    Item.objects.create(sku="0042x")
+    audit_skus(conn, ["42X"])  # strip zeros *and* upper: one of the candidate specs
+    rec = records()["sku_mismatch:web:42X"]
+    assert rec.context["suggested_item_sku"] == "0042x" and rec.context["match"] == "transform"
+    Item.objects.create(sku="  099y")
+    audit_skus(conn, ["99Y "])
+    assert records()["sku_mismatch:web:99Y"].context["suggested_item_sku"] == "  099y"
+
+
+def test_audit_task_over_fake_connector(shop, monkeypatch):
+    import connectors.registry as registry
+    from integration_hub.catalog.tasks import audit_catalogue
+
+    class Fake:
+        def list_skus(self):
+            return iter(["MAPPED", "nope"])
+
+    monkeypatch.setattr(registry, "get_connector", lambda c, fresh=False: Fake())
+    out = audit_catalogue()
+    assert out[0]["connection"] == "shop" and out[0]["unknown"] == 2
+
+
+def test_beat_jobs_are_registered(db):
+    from django.core.management import call_command
+    from django_celery_beat.models import PeriodicTask
+
+    call_command("setup_beat")
+    names = set(PeriodicTask.objects.values_list("task", flat=True))
+    assert {"inventory.sweep_pending", "inventory.poll_masters", "inventory.drift_check", "catalog.audit_catalogue"} <= names
