@@ -1,0 +1,318 @@
+"""Stock sync benchmark — prints, side by side in one run:
+
+(a) ATS recompute for 100k and 1M (SKU × channel) rows: the set-based query vs a naive per-row loop
+    (``ats.naive_for_pair``, the executable spec: ORM queries per pair). The naive loop is timed on a
+    sample and extrapolated — the output says so.
+(b) push throughput against the commercetools sandbox with a configured rate limit: requests/s achieved
+    vs the limit (utilisation %), 429s seen.
+(c) coalescing: 100k raw master changes (webhook-sized batches through ``apply_stock_changes``) →
+    outbox rows → storefront pushes actually sent.
+
+Runs on its own: a throwaway SQLite database and broker under a temp dir, its own sandbox server on a
+free port. ``python bench/stock_sync.py`` (about 3–4 minutes on 2 cores) or ``--quick`` (under a minute).
+Benchmarks are never tests: this prints numbers, it asserts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def setup_django(tmp: str) -> None:
+    os.environ["HUB_VAR_DIR"] = tmp
+    os.environ["DJANGO_SETTINGS_MODULE"] = "integration_hub.settings"
+    for var in ("DATABASE_URL", "REDIS_URL", "HUB_DB_NAME_OVERRIDE"):
+        os.environ.pop(var, None)  # always the embedded size: a throwaway SQLite file
+    os.environ["CELERY_BROKER_URL"] = f"sqla+sqlite:///{tmp}/bench-broker.sqlite3"
+    os.environ.setdefault("HUB_LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    settings.HUB["STOCK_PUSH_ON_COMMIT"] = False  # the bench drains explicitly; no broker round trips
+    call_command("migrate", verbosity=0)
+
+
+def fmt_s(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.2f} s"
+
+
+# --- data --------------------------------------------------------------------------------------------
+def build_catalogue(n_items: int, n_channels: int, seed: int = 7):
+    """n_items master items (1% bundles), global mappings, 8 locations, n_channels channels (half on a
+    shared pool, half segregated), ~3 stock rows per item plus reserved/damaged rows, some holds."""
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from integration_hub.catalog.models import BundleComponent, Item, SkuMapping
+    from integration_hub.core.models import Channel, Connection, Location
+    from integration_hub.inventory.models import ChannelStockRule, StockPool
+
+    rnd = random.Random(seed)
+    master = Connection.objects.create(name="bench-wair", system_type="wair", base_url="http://127.0.0.1:9/wair")
+    shop = Connection.objects.create(name="bench-shop", system_type="commercetools", base_url="http://127.0.0.1:9/commercetools")
+    locs = [Location.objects.create(code=f"l{i}", name=f"L{i}", connection=master, external_id=f"L{i}") for i in range(8)]
+    pool = StockPool.objects.create(code="eu", name="EU")
+    pool.locations.set(locs[:4])
+    channels = []
+    for k in range(n_channels):
+        ch = Channel.objects.create(key=f"ch{k}", name=f"Channel {k}", connection=shop, external_id=f"sc-{k}")
+        if k % 2 == 0:
+            ChannelStockRule.objects.create(channel=ch, mode="shared", pool=pool, safety_buffer=k % 3)
+        else:
+            rule = ChannelStockRule.objects.create(channel=ch, mode="segregated", safety_buffer=k % 3)
+            rule.locations.set(rnd.sample(locs[4:], 2))
+        channels.append(ch)
+
+    n_bundles = max(1, n_items // 100)
+    with transaction.atomic(), connection.cursor() as cur:
+        t_item = Item._meta.db_table
+        cur.executemany(f"INSERT INTO {t_item} (sku, name, parent_sku, attributes, is_bundle, active) VALUES (%s, '', '', '{{}}', %s, %s)",
+                        [(f"M{n:07d}", n >= n_items - n_bundles, True) for n in range(n_items)])
+        ids = list(Item.objects.order_by("id").values_list("id", flat=True))
+        plain, bundles = ids[:-n_bundles], ids[-n_bundles:]
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        cur.executemany(f"INSERT INTO {SkuMapping._meta.db_table} (item_id, channel_id, storefront_sku, storefront_product, "
+                        f"safety_buffer, active, created_at, updated_at) VALUES (%s, NULL, %s, '', %s, %s, %s, %s)",
+                        [(i, f"SF{i}", (rnd.choice([0, 1, 4]) if rnd.random() < 0.02 else None), True, now, now) for i in ids])
+        cur.executemany(f"INSERT INTO {BundleComponent._meta.db_table} (bundle_id, component_id, quantity) VALUES (%s, %s, %s)",
+                        [(b, c, q) for b in bundles for c, q in zip(rnd.sample(plain, 2), (1, rnd.randint(1, 3)))])
+        rows = []
+        for i in plain:
+            for loc in rnd.sample(locs, 3):
+                rows.append((i, loc.pk, "available", rnd.randint(0, 40), now))
+            r = rnd.random()
+            if r < 0.10:
+                rows.append((i, rnd.choice(locs).pk, "reserved", rnd.randint(1, 5), now))
+            elif r < 0.15:
+                rows.append((i, rnd.choice(locs).pk, "damaged", rnd.randint(1, 5), now))
+        cur.executemany("INSERT OR IGNORE INTO inventory_stocklevel (item_id, location_id, state, quantity, updated_at) VALUES (%s, %s, %s, %s, %s)", rows)
+        cur.executemany("INSERT INTO inventory_reservation (item_id, channel_id, order_ref, quantity, created_at, released_at, release_reason) "
+                        "VALUES (%s, %s, %s, %s, %s, NULL, '')",
+                        [(rnd.choice(plain), rnd.choice(channels).pk, f"o{n}", rnd.randint(1, 2), now) for n in range(max(10, n_items // 50))])
+    cur = connection.cursor()
+    cur.execute("ANALYZE")
+    return master, shop, channels, locs, ids
+
+
+def bench_ats(quick: bool) -> list[tuple]:
+    from django.db import connection
+
+    from integration_hub.inventory import ats
+
+    n_items, n_channels = (10_000, 10) if quick else (100_000, 10)
+    t0 = time.perf_counter()
+    master, shop, channels, locs, ids = build_catalogue(n_items, n_channels)
+    print(f"    built {n_items:,} items × {n_channels} channels in {fmt_s(time.perf_counter() - t0)}", flush=True)
+    out = []
+    sample = 150 if quick else 300
+    # naive per-row loop: time a random sample of pairs, extrapolate
+    rnd = random.Random(3)
+    pairs = [(rnd.choice(channels).pk, rnd.choice(ids)) for _ in range(sample)]
+    t0 = time.perf_counter()
+    for c, i in pairs:
+        ats.naive_for_pair(c, i)
+    per_pair = (time.perf_counter() - t0) / sample
+    for label, chans in ((f"{n_items // 1000}k", channels[:1]), (f"{n_items * n_channels // 1000}k", channels)):
+        t0 = time.perf_counter()
+        rows = ats.compute([c.pk for c in chans])
+        elapsed = time.perf_counter() - t0
+        naive = per_pair * len(rows)
+        out.append((label, len(rows), elapsed, naive, sample))
+        print(f"    {label:>6} rows: set-based {fmt_s(elapsed)}", flush=True)
+    connection.close()
+    return out
+
+
+# --- sandbox + push throughput ---------------------------------------------------------------------
+def start_sandbox():
+    from connectors.sandbox import make_server
+
+    server = make_server(port=0)
+    server.start_in_thread()
+    return server
+
+
+def bench_push(server, quick: bool, rate: float) -> dict | str:
+    import requests
+
+    try:
+        from connectors.registry import connector_class
+
+        connector_class("commercetools")
+    except Exception as exc:  # connector not available in this checkout
+        return f"skipped: commercetools connector not available ({exc})"
+    if "commercetools" not in server.emulators:
+        return "skipped: commercetools sandbox emulator not available"
+    from django.db import transaction
+
+    from integration_hub.catalog.models import Item, SkuMapping
+    from integration_hub.core.models import Channel, Connection, Location
+    from integration_hub.inventory import outbox, push
+    from integration_hub.inventory.models import ChannelStockRule, PendingPush, StockLevel
+
+    n_items = 300 if quick else 1000
+    base = server.url
+    conn = Connection.objects.create(
+        name="bench-ct", system_type="commercetools", base_url=f"{base}/commercetools", auth_url=f"{base}/commercetools",
+        client_id="bench", options={"project_key": "bench", "auth_url": f"{base}/commercetools"},
+        rate_limit_per_second=rate, rate_limit_burst=max(1, int(rate // 5)), max_retries=8, timeout_seconds=10)
+    conn.set_secret("bench-secret")
+    conn.save()
+    master = Connection.objects.get(name="bench-wair")
+    loc = Location.objects.create(code="push-l", name="push", connection=master, external_id="PUSH")
+    ch = Channel.objects.create(key="push-ch", name="push", connection=conn, external_id="bench-supply")
+    rule = ChannelStockRule.objects.create(channel=ch, mode="segregated")
+    rule.locations.set([loc])
+    items = [Item(sku=f"P{n:05d}") for n in range(n_items)]
+    Item.objects.bulk_create(items)
+    items = list(Item.objects.filter(sku__startswith="P").order_by("id"))
+    SkuMapping.objects.bulk_create([SkuMapping(item=i, channel=ch, storefront_sku=f"PUSH-{i.sku}") for i in items])
+    StockLevel.objects.bulk_create([StockLevel(item=i, location=loc, quantity=7) for i in items])
+    skus = [f"PUSH-{i.sku}" for i in items]
+    requests.post(f"{base}/_sandbox/commercetools/seed_catalog", json={"channels": ["bench-supply"], "skus": skus, "quantity": 0}, timeout=60).raise_for_status()
+    requests.post(f"{base}/_sandbox/commercetools/faults", json={"rate_limit_per_second": rate, "rate_limit_burst": max(1, int(rate // 5))}, timeout=10).raise_for_status()
+    requests.post(f"{base}/_sandbox/commercetools/stats", timeout=10)
+    with transaction.atomic():
+        outbox.enqueue([i.pk for i in items], channel_ids=[ch.pk])
+    t0 = time.perf_counter()
+    totals, _ = push.drain(batch_size=200, time_budget=600)
+    while PendingPush.objects.exists() and time.perf_counter() - t0 < 600:  # rows in back-off after 429s
+        time.sleep(0.2)
+        PendingPush.objects.update(not_before=None)
+        more, _ = push.drain(batch_size=200, time_budget=600)
+        totals.add(more)
+    elapsed = time.perf_counter() - t0
+    stats = requests.get(f"{base}/_sandbox/commercetools/stats", timeout=10).json()
+    state = requests.post(f"{base}/_sandbox/commercetools/state", json={"skus": skus[:5]}, timeout=10).json()
+    return {"targets": totals.pushed, "failed": totals.failed, "elapsed": elapsed, "requests": stats.get("requests", 0),
+            "rate_limited": stats.get("rate_limited", 0), "rate": rate, "sample_state": state.get("inventory", {})}
+
+
+# --- coalescing ------------------------------------------------------------------------------------
+class CountingStorefront:
+    """In-process storefront for (c): counts what would be sent, so (c) measures coalescing alone."""
+
+    def __init__(self):
+        self.sent = 0
+        self.calls = 0
+
+    def set_stock(self, targets):
+        from connectors.base import InventoryResult
+
+        self.calls += 1
+        self.sent += len(targets)
+        return [InventoryResult(t.sku, t.channel_ref, t.quantity, version=1) for t in targets]
+
+
+def bench_coalescing(quick: bool) -> dict:
+    import connectors.registry as registry
+    from connectors.base import StockChange
+    from integration_hub.catalog.models import Item
+    from integration_hub.core.models import Connection
+    from integration_hub.inventory import push
+    from integration_hub.inventory.models import PendingPush
+    from integration_hub.inventory.services import apply_stock_changes
+
+    n_changes = 20_000 if quick else 100_000
+    hot = 500  # a hot set: the same SKUs change again and again (sales, recounts, transfers)
+    batch = 1_000  # one webhook / poll page
+    drain_every = 10  # workers drain after every 10 pages (10k changes) — a busy, not idle, hub
+    master = Connection.objects.get(name="bench-wair")
+    skus = list(Item.objects.filter(is_bundle=False, sku__startswith="M").order_by("id").values_list("sku", flat=True)[:hot])
+    locs = [f"L{i}" for i in range(8)]
+    rnd = random.Random(11)
+    fake = CountingStorefront()
+    real = registry.get_connector
+    registry.get_connector = lambda c, fresh=False: fake if c.system_type == "commercetools" else real(c, fresh)
+    PendingPush.objects.all().delete()
+    uncoalesced = applied = drains = 0
+
+    def drain():
+        nonlocal uncoalesced, drains
+        uncoalesced += sum(PendingPush.objects.values_list("changes", flat=True))  # one push per change per channel
+        push.drain(batch_size=500, time_budget=600)
+        drains += 1
+
+    try:
+        t0 = time.perf_counter()
+        for n, start in enumerate(range(0, n_changes, batch), 1):
+            changes = [StockChange(rnd.choice(skus), rnd.choice(locs), rnd.randint(0, 60)) for _ in range(min(batch, n_changes - start))]
+            applied += apply_stock_changes(master, changes).applied
+            if n % drain_every == 0:
+                drain()
+        if PendingPush.objects.exists():
+            drain()
+        elapsed = time.perf_counter() - t0
+    finally:
+        registry.get_connector = real
+    return {"changes": n_changes, "applied": applied, "pushes": fake.sent, "calls": fake.calls, "drains": drains,
+            "elapsed": elapsed, "uncoalesced": uncoalesced, "skus": hot}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller run (10k items) for a fast check")
+    parser.add_argument("--rate", type=float, default=50.0, help="sandbox + connection rate limit, requests/s (default 50)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    args = parser.parse_args(argv)
+    tmp = tempfile.mkdtemp(prefix="hub-bench-stock-")
+    started = time.perf_counter()
+    try:
+        setup_django(tmp)
+        print(f"stock_sync bench ({'quick' if args.quick else 'full'}) — SQLite under {tmp}", flush=True)
+        print("(a) ATS recompute", flush=True)
+        ats_rows = bench_ats(args.quick)
+        server = start_sandbox()
+        print(f"(b) push throughput (sandbox at {server.url}, limit {args.rate:g} req/s)", flush=True)
+        pushed = bench_push(server, args.quick, args.rate)
+        print("(c) coalescing", flush=True)
+        coal = bench_coalescing(args.quick)
+        server.shutdown()
+
+        print()
+        print("=" * 96)
+        print("(a) ATS recompute              rows     set-based   naive per-row loop              ratio")
+        for label, n, t_set, t_naive, sample in ats_rows:
+            print(f"    {label:>6} SKU×channel   {n:>9,}   {fmt_s(t_set):>9}   {fmt_s(t_naive):>9} "
+                  f"(extrapolated from {sample} pairs)   {t_naive / t_set:>8,.0f}×")
+        print("(b) push throughput")
+        if isinstance(pushed, str):
+            print(f"    {pushed}")
+        else:
+            rps = pushed["requests"] / pushed["elapsed"] if pushed["elapsed"] else 0.0
+            print(f"    targets confirmed {pushed['targets']:,} (failed attempts {pushed['failed']}) in {fmt_s(pushed['elapsed'])}: "
+                  f"{pushed['targets'] / pushed['elapsed']:.1f} SKUs/s")
+            print(f"    HTTP requests {pushed['requests']:,} → {rps:.1f} req/s vs limit {pushed['rate']:g} req/s: "
+                  f"utilisation {100 * rps / pushed['rate']:.0f}%, 429s seen {pushed['rate_limited']}")
+        print("(c) coalescing")
+        print(f"    {coal['changes']:,} raw master changes ({coal['skus']} hot SKUs × 8 locations, {coal['applied']:,} moved a quantity; "
+              f"{fmt_s(coal['elapsed'])} incl. pushing)")
+        print(f"    without coalescing: {coal['uncoalesced']:,} channel pushes (every change × every channel it feeds)")
+        print(f"    with the outbox:    {coal['pushes']:,} pushes sent in {coal['drains']} drains ({coal['calls']} set_stock calls) "
+              f"→ {coal['uncoalesced'] / max(1, coal['pushes']):.1f}× fewer; {coal['changes'] / max(1, coal['pushes']):.1f} raw changes per push")
+        print("=" * 96)
+        print(f"total {fmt_s(time.perf_counter() - started)}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
