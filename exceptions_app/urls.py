@@ -1,4 +1,13 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "exceptions"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.ExceptionListView.as_view(), name="list"),
+    path("bulk/", views.BulkStatusView.as_view(), name="bulk"),
+    path("<int:pk>/", views.ExceptionDetailView.as_view(), name="detail"),
+    path("<int:pk>/status/", views.StatusActionView.as_view(), name="status"),
+    path("<int:pk>/map-sku/", views.MapSkuView.as_view(), name="map_sku"),
+    path("<int:pk>/order/", views.OrderActionView.as_view(), name="order_action"),
+]

@@ -1,4 +1,36 @@
-from django.urls import path  # noqa: F401
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.routers import DefaultRouter
+
+from . import views
 
 app_name = "api"
-urlpatterns: list = []
+
+class ApiRoot(DefaultRouter.APIRootView):
+    """Integration Hub API: each endpoint checks its own role permissions."""
+
+    permission_classes = [IsAuthenticated]
+
+
+router = DefaultRouter()
+router.APIRootView = ApiRoot
+router.register("exceptions", views.ExceptionViewSet, basename="exception")
+router.register("orders", views.OrderViewSet, basename="order")
+router.register("sku-mappings", views.SkuMappingViewSet, basename="skumapping")
+router.register("transforms", views.TransformViewSet, basename="transform")
+router.register("channel-rules", views.ChannelStockRuleViewSet, basename="channelrule")
+router.register("shipping-methods", views.ShippingMapViewSet, basename="shippingmap")
+router.register("stock-levels", views.StockLevelViewSet, basename="stocklevel")
+router.register("pending-pushes", views.PendingPushViewSet, basename="pendingpush")
+router.register("reports", views.ReportViewSet, basename="report")
+
+
+urlpatterns = [
+    path("token/", obtain_auth_token, name="token"),
+    path("schema/", SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]), name="docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]), name="redoc"),
+    path("", include(router.urls)),
+]

@@ -1,4 +1,16 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "console"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.HomeView.as_view(), name="home"),
+    path("dashboard/", views.DashboardView.as_view(), name="dashboard"),
+    path("rules/sku-mappings/import/", views.MappingImportView.as_view(), name="mapping_import"),
+    path("rules/<slug:slug>/", views.RuleListView.as_view(), name="rule_list"),
+    path("rules/<slug:slug>/new/", views.RuleEditView.as_view(), name="rule_new"),
+    path("rules/<slug:slug>/<int:pk>/", views.RuleEditView.as_view(), name="rule_edit"),
+    path("rules/<slug:slug>/<int:pk>/delete/", views.RuleDeleteView.as_view(), name="rule_delete"),
+    path("schedules/", views.ScheduleListView.as_view(), name="schedule_list"),
+    path("schedules/<int:pk>/", views.ScheduleEditView.as_view(), name="schedule_edit"),
+]

@@ -29,7 +29,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "catalog.add_skumapping", "catalog.change_skumapping",
         "orders.change_order", "orders.retry_order", "orders.cancel_order",
         "inventory.change_pendingpush",
-        "console.view_dashboard",
+        "console.view_dashboard", "console.import_mappings",
     ],
     # Customer service: look up orders and their exceptions, retry or cancel an order with a reason.
     CX: [

@@ -1,4 +1,11 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "reconciliation"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.ReportListView.as_view(), name="list"),
+    path("run/", views.RunReportView.as_view(), name="run"),
+    path("<int:pk>/", views.ReportDetailView.as_view(), name="detail"),
+    path("<int:pk>/csv/", views.ReportCsvView.as_view(), name="csv"),
+]

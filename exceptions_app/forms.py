@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from django import forms
+
+from integration_hub.catalog.models import Item
+
+from .triage import EDITABLE_ORDER_FIELDS
+
+
+class StatusForm(forms.Form):
+    ACTIONS = [("acknowledge", "Acknowledge"), ("ignore", "Ignore"), ("resolve", "Resolve"), ("reopen", "Reopen")]
+    action = forms.ChoiceField(choices=ACTIONS)
+    reason = forms.CharField(required=False, max_length=1000, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("action") == "ignore" and not (data.get("reason") or "").strip():
+            self.add_error("reason", "Say why this exception can be ignored.")
+        return data
+
+
+class MapSkuForm(forms.Form):
+    MODES = [("suggested", "use the suggested item and transform"), ("item", "map to the item I choose")]
+    mode = forms.ChoiceField(choices=MODES, initial="suggested", widget=forms.RadioSelect)
+    item_sku = forms.CharField(required=False, max_length=100, label="Master SKU")
+    all_channels = forms.BooleanField(required=False, label="map on every channel (not just this one)")
+    bulk = forms.BooleanField(required=False, label="apply the same transform to all similar open exceptions")
+
+    def __init__(self, *args, suggestion=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.suggestion = suggestion
+        if suggestion is None or suggestion.item is None:
+            self.fields["mode"].initial = "item"
+
+    def clean(self):
+        data = super().clean()
+        mode = data.get("mode")
+        if mode == "suggested":
+            if self.suggestion is None or self.suggestion.item is None:
+                raise forms.ValidationError("There is no suggestion for this SKU: choose an item.")
+            data["item"] = self.suggestion.item
+            data["spec"] = self.suggestion.spec
+        elif mode == "item":
+            sku = (data.get("item_sku") or "").strip()
+            if not sku:
+                self.add_error("item_sku", "Enter the master SKU to map to.")
+                return data
+            item = Item.objects.filter(sku=sku).first()
+            if item is None:
+                self.add_error("item_sku", f"No master item with SKU {sku!r}.")
+                return data
+            data["item"] = item
+            data["spec"] = None
+            if data.get("bulk"):
+                self.add_error("bulk", "Bulk-apply needs a transform: use the suggestion.")
+        return data
+
+
+class OrderActionForm(forms.Form):
+    ACTIONS = [("retry", "Retry send"), ("edit", "Edit field and resend"), ("cancel", "Cancel order")]
+    action = forms.ChoiceField(choices=ACTIONS)
+    field = forms.ChoiceField(choices=list(EDITABLE_ORDER_FIELDS.items()), required=False)
+    value = forms.CharField(required=False, max_length=2000)
+    reason = forms.CharField(required=False, max_length=1000)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("action") == "edit" and not data.get("field"):
+            self.add_error("field", "Choose the field to correct.")
+        if data.get("action") == "cancel" and not (data.get("reason") or "").strip():
+            self.add_error("reason", "Say why the order is cancelled.")
+        return data

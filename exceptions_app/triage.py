@@ -1,0 +1,474 @@
+"""Fix actions behind the exception queue's resolve screens (plain functions: the console views and the
+API call them; tests call them directly).
+
+SKU problems (``sku_mismatch`` / ``unknown_sku``, key ``<kind>:<channel key>:<storefront sku>``):
+  * :func:`suggest` — the item and transform that would match, from the record's context (the catalogue
+    audit puts ``suggested_item_sku`` / ``suggested_transform`` there) or, failing that, computed here
+    with the same loose comparison the audit uses (``transforms.normalise`` + ``candidate_specs``).
+  * :func:`map_sku` — create (or repoint) the mapping, re-queue the work (stock push for the item on
+    the affected channels; revalidation of orders held for that SKU) and resolve the exception at once:
+    the mapping *is* the fix, the re-queued work runs under its own exception keys.
+  * :func:`bulk_map_with_transform` — the same for every similar open row (same kind, channel) whose
+    storefront SKU the chosen transform produces from a master SKU. Set-based: one item lookup, one
+    bulk insert, one audit insert, one push enqueue, one clear.
+
+Stuck orders (``stuck_order:<idempotency key>``): :func:`retry_order`, :func:`edit_and_resend`,
+:func:`cancel_order` call the order flow's services (``integration_hub.orders.services``). Those do
+not resolve the exception: the key is cleared by the order flow when the warehouse acknowledges.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Func, Q, Value
+from django.db.models.functions import Upper
+
+from integration_hub.catalog import transforms
+from integration_hub.catalog.models import IdentifierTransform, Item, SkuMapping
+from integration_hub.core import audit
+from integration_hub.core.models import Channel
+
+from . import services
+from .models import ACTIVE_STATUSES, ExceptionRecord, Kind, Status
+
+log = logging.getLogger(__name__)
+
+SKU_KINDS = (Kind.SKU_MISMATCH, Kind.UNKNOWN_SKU)
+ORDER_KINDS = (Kind.STUCK_ORDER, Kind.MISSING_DISPATCH, Kind.ORPHANED_ORDER)
+# order fields a person may correct from the console before resending (what order validation names)
+EDITABLE_ORDER_FIELDS = {
+    "shipping_method": "storefront shipping method",
+    "warehouse_shipping_method": "warehouse shipping method",
+    "gift_message": "gift message",
+    "delivery_notes": "delivery notes",
+    "customer_email": "customer e-mail",
+}
+
+
+class TriageError(Exception):
+    """The fix cannot be applied as asked (message is shown to the user)."""
+
+
+# --- what each record offers -----------------------------------------------------------------------
+def action_for(record: ExceptionRecord) -> str:
+    if record.kind in SKU_KINDS:
+        return "map_sku"
+    if record.kind == Kind.STUCK_ORDER or (record.context or {}).get("action") == "retry_order":
+        return "order"
+    return (record.context or {}).get("action", "")
+
+
+# --- SKU suggestions -----------------------------------------------------------------------------
+@dataclass
+class Suggestion:
+    item: Item | None = None
+    spec: transforms.TransformSpec | None = None
+    transform: IdentifierTransform | None = None  # an existing transform with that spec, if any
+    source: str = ""  # "audit" or "computed"
+    alternatives: list = field(default_factory=list)
+
+    @property
+    def spec_label(self) -> str:
+        return describe_spec(self.spec) if self.spec else ""
+
+
+def describe_spec(spec: transforms.TransformSpec) -> str:
+    parts = []
+    if spec.strip_leading_zeros:
+        parts.append("strip leading zeros")
+    if spec.pad_to_length:
+        parts.append(f"pad with zeros to {spec.pad_to_length}")
+    if spec.fixed_length:
+        parts.append(f"exactly {spec.fixed_length} characters")
+    if spec.prefix:
+        parts.append(f"prefix '{spec.prefix}'")
+    if spec.suffix:
+        parts.append(f"suffix '{spec.suffix}'")
+    if spec.case != "keep":
+        parts.append(f"{spec.case} case")
+    return ", ".join(parts) or "identity"
+
+
+def _spec_from_context(value) -> transforms.TransformSpec | None:
+    if not value:
+        return None
+    if isinstance(value, dict):
+        known = {k: value[k] for k in ("strip_leading_zeros", "pad_to_length", "fixed_length", "prefix", "suffix", "case") if k in value}
+        if known:
+            return transforms.TransformSpec(**known)
+        if "name" in value:
+            value = value["name"]
+        elif "id" in value:
+            value = value["id"]
+    t = IdentifierTransform.objects.filter(Q(name=str(value)) | Q(pk=int(value) if str(value).isdigit() else None)).first()
+    return transforms.TransformSpec.from_model(t) if t else None
+
+
+def _ltrim_zeros(expr):
+    return Func(expr, Value("0"), function="LTRIM", output_field=Item._meta.get_field("sku"))
+
+
+def matching_spec(master_sku: str, storefront_sku: str) -> transforms.TransformSpec | None:
+    for spec in [transforms.TransformSpec()] + transforms.candidate_specs():
+        try:
+            if transforms.apply(master_sku, spec) == storefront_sku:
+                return spec
+        except transforms.TransformError:
+            continue
+    return None
+
+
+def candidates_for(storefront_skus: list[str]) -> dict[str, list[Item]]:
+    """{normalised key: [items]} for the given storefront SKUs — one query (normalised comparison in SQL)."""
+    keys = {transforms.normalise(s) for s in storefront_skus if s}
+    if not keys:
+        return {}
+    out: dict[str, list[Item]] = {}
+    qs = Item.objects.annotate(norm=Upper(_ltrim_zeros(F("sku")))).filter(norm__in=keys | ({""} if "0" in keys else set()))
+    for item in qs.order_by("sku"):
+        out.setdefault(transforms.normalise(item.sku), []).append(item)
+    return out
+
+
+def _transform_for_spec(spec: transforms.TransformSpec, channel: Channel | None) -> IdentifierTransform | None:
+    qs = IdentifierTransform.objects.filter(
+        strip_leading_zeros=spec.strip_leading_zeros, pad_to_length=spec.pad_to_length, fixed_length=spec.fixed_length,
+        prefix=spec.prefix, suffix=spec.suffix, case=spec.case, active=True)
+    if channel is not None:
+        qs = qs.filter(Q(channel=channel) | Q(channel__isnull=True, connection_id=channel.connection_id)
+                       | Q(channel__isnull=True, connection__isnull=True))
+    return qs.order_by("channel_id", "id").first()
+
+
+def suggest(record: ExceptionRecord) -> Suggestion:
+    ctx = record.context or {}
+    sku_value = ctx.get("suggested_item_sku") or ctx.get("suggested_sku") or ctx.get("master_sku") or ctx.get("item_sku")
+    spec = _spec_from_context(ctx.get("suggested_transform") or ctx.get("transform"))
+    if sku_value:
+        item = Item.objects.filter(sku=sku_value).first()
+        if item is not None:
+            spec = spec or matching_spec(item.sku, record.sku)
+            return Suggestion(item=item, spec=spec, transform=_transform_for_spec(spec, record.channel) if spec else None,
+                              source="audit")
+    found = candidates_for([record.sku]).get(transforms.normalise(record.sku), []) if record.sku else []
+    for item in found:
+        spec = matching_spec(item.sku, record.sku)
+        if spec is not None:
+            return Suggestion(item=item, spec=spec, transform=_transform_for_spec(spec, record.channel), source="computed",
+                              alternatives=[i for i in found if i.pk != item.pk])
+    return Suggestion(alternatives=found)
+
+
+def similar_open(record: ExceptionRecord):
+    """Open SKU problems like this one: same kind and channel, still active, not this row."""
+    return (ExceptionRecord.objects.filter(kind=record.kind, channel_id=record.channel_id, status__in=ACTIVE_STATUSES)
+            .exclude(pk=record.pk).exclude(sku=""))
+
+
+# --- re-queueing work (the other engineers' services, behind one function each) ---------------------------
+def _optional(module: str, name: str):
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def requeue_stock(item_ids, channel_ids=None, reason: str = "sku mapping fixed") -> int:
+    """Queue a push of the items' ATS to the channels (the outbox coalesces repeats)."""
+    enqueue = _optional("integration_hub.inventory.outbox", "enqueue")
+    if enqueue is None or not item_ids:
+        return 0
+    from integration_hub.inventory.models import PendingPush
+
+    return enqueue(list(item_ids), channel_ids=channel_ids, priority=PendingPush.Priority.ROUTINE, reason=reason)
+
+
+def revalidate_orders(skus, channel: Channel | None) -> int:
+    """Ask the order flow to re-check held orders waiting on these storefront SKUs. Returns orders released
+    (0 when the order flow is not installed)."""
+    revalidate = _optional("integration_hub.orders.services", "revalidate_held")
+    if revalidate is None:
+        return 0
+    total = 0
+    for sku in sorted(set(skus)):
+        result = revalidate(sku=sku, channel=channel)
+        total += result if isinstance(result, int) else len(result or [])
+    return total
+
+
+def _acting(user):
+    """Keep the request's actor/source (console or api) when there is one; else act as ``user``."""
+    if audit.current_user() is not None:
+        return contextlib.nullcontext()
+    return audit.acting_as(user, "console")
+
+
+def revalidate_channel(channel: Channel | None) -> int:
+    """Re-check every held order on ``channel`` (all channels when None), e.g. after a shipping map change."""
+    revalidate = _optional("integration_hub.orders.services", "revalidate_held")
+    if revalidate is None:
+        return 0
+    result = revalidate(sku=None, channel=channel)
+    return result if isinstance(result, int) else len(result or [])
+
+
+# --- SKU fixes ---------------------------------------------------------------------------------------
+@dataclass
+class FixResult:
+    resolved: int = 0
+    mappings_created: int = 0
+    mappings_updated: int = 0
+    pushes_queued: int = 0
+    orders_revalidated: int = 0
+    skipped: list = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = (f"{self.mappings_created} mapping(s) created, {self.mappings_updated} updated; "
+                f"{self.pushes_queued} stock push(es) queued; {self.orders_revalidated} held order(s) revalidated; "
+                f"{self.resolved} exception(s) resolved")
+        if self.skipped:
+            text += f"; {len(self.skipped)} skipped"
+        return text
+
+
+def _ensure_transform(spec: transforms.TransformSpec | None, channel: Channel | None) -> IdentifierTransform | None:
+    if spec is None or spec == transforms.TransformSpec():
+        return None
+    existing = _transform_for_spec(spec, channel)
+    if existing is not None:
+        return existing
+    name = f"{describe_spec(spec)} @{channel.key if channel else 'all'}"[:100]
+    return IdentifierTransform.objects.create(
+        name=name, connection_id=channel.connection_id if channel else None, channel=channel,
+        strip_leading_zeros=spec.strip_leading_zeros, pad_to_length=spec.pad_to_length, fixed_length=spec.fixed_length,
+        prefix=spec.prefix, suffix=spec.suffix, case=spec.case)
+
+
+def _keys_for(kind_skus: list[tuple[str, str]], channel_keys: list[str]) -> list[str]:
+    return [services.make_key(kind, ck, sku) for kind, sku in kind_skus for ck in channel_keys]
+
+
+def _upsert_mappings(pairs: list[tuple[Item, str]], channel: Channel | None, transform: IdentifierTransform | None,
+                     user=None) -> tuple[list[SkuMapping], list[SkuMapping]]:
+    """Create or repoint mappings (channel, storefront sku) → item in bulk, audited. Returns (created, updated)."""
+    skus = [sku for _, sku in pairs]
+    existing = {m.storefront_sku: m for m in SkuMapping.objects.filter(channel=channel, storefront_sku__in=skus)}
+    befores, created, updated = {}, [], []
+    for item, sku in pairs:
+        m = existing.get(sku)
+        if m is None:
+            created.append(SkuMapping(item=item, channel=channel, storefront_sku=sku, transform=transform, active=True))
+        elif m.item_id != item.pk or not m.active or m.transform_id != (transform.pk if transform else None):
+            befores[m.pk] = audit.snapshot(m)
+            m.item, m.transform, m.active = item, transform, True
+            updated.append(m)
+    SkuMapping.objects.bulk_create(created, batch_size=500)
+    if updated:
+        SkuMapping.objects.bulk_update(updated, ["item", "transform", "active", "updated_at"], batch_size=500)
+    if created and created[0].pk is None:  # backends without RETURNING ids
+        created = list(SkuMapping.objects.filter(channel=channel, storefront_sku__in=[m.storefront_sku for m in created]))
+    audit.record_many(created, "create", user=user)
+    audit.record_many(updated, "update", user=user, befores=befores)
+    return created, updated
+
+
+def _after_mapping(records: list[ExceptionRecord], items: list[Item], channel: Channel | None, user, result: FixResult,
+                   note: str) -> None:
+    channel_ids = [channel.pk] if channel is not None else None
+    result.pushes_queued += requeue_stock({i.pk for i in items}, channel_ids, reason="sku mapping fixed in console")
+    result.orders_revalidated += revalidate_orders([r.sku for r in records], channel)
+    if channel is not None:
+        channel_keys = [channel.key]
+    else:
+        channel_keys = list(Channel.objects.values_list("key", flat=True))
+    keys = set(_keys_for([(k, r.sku) for r in records for k in SKU_KINDS], channel_keys)) | {r.dedupe_key for r in records}
+    who = getattr(user, "username", "") or "system"
+    result.resolved += services.clear(sorted(keys), reason=f"{note} by {who}; stock push queued")
+    # the rows this user fixed carry the user, not just the automatic "cleared" stamp
+    ExceptionRecord.objects.filter(pk__in=[r.pk for r in records], status=Status.RESOLVED).update(
+        status_changed_by=user if getattr(user, "is_authenticated", False) else None)
+
+
+def map_sku(record: ExceptionRecord, item: Item, *, all_channels: bool = False, spec: transforms.TransformSpec | None = None,
+            user=None) -> FixResult:
+    """Map ``record.sku`` to ``item`` (on the record's channel, or globally) and resolve the exception."""
+    if record.kind not in SKU_KINDS:
+        raise TriageError("this exception is not a SKU problem")
+    if not record.sku:
+        raise TriageError("the exception names no storefront SKU")
+    channel = None if all_channels or record.channel_id is None else record.channel
+    result = FixResult()
+    with _acting(user), transaction.atomic():
+        try:
+            transform = _ensure_transform(spec, channel)
+            created, updated = _upsert_mappings([(item, record.sku)], channel, transform, user)
+        except IntegrityError as exc:
+            raise TriageError(f"could not create the mapping: {exc}") from exc
+        result.mappings_created, result.mappings_updated = len(created), len(updated)
+        _after_mapping([record], [item], channel, user, result, f"mapped {record.sku} → {item.sku}")
+    return result
+
+
+def bulk_map_with_transform(record: ExceptionRecord, spec: transforms.TransformSpec, *, user=None,
+                            include_self: bool = True) -> FixResult:
+    """Apply ``spec`` to every similar open SKU problem: map each storefront SKU to the master item the
+    transform turns into it. Rows with no such item (or more than one) are skipped and stay open."""
+    if record.kind not in SKU_KINDS:
+        raise TriageError("this exception is not a SKU problem")
+    records = list(similar_open(record).select_related("channel"))
+    if include_self:
+        records.insert(0, record)
+    channel = record.channel
+    result = FixResult()
+    candidates = candidates_for([r.sku for r in records])
+    pairs, fixed, items = [], [], {}
+    for r in records:
+        matches = []
+        for item in candidates.get(transforms.normalise(r.sku), []):
+            try:
+                if transforms.apply(item.sku, spec) == r.sku:
+                    matches.append(item)
+            except transforms.TransformError:
+                continue
+        if len(matches) != 1:
+            result.skipped.append((r.sku, "no master SKU matches" if not matches else "several master SKUs match"))
+            continue
+        pairs.append((matches[0], r.sku))
+        fixed.append(r)
+        items[matches[0].pk] = matches[0]
+    if not pairs:
+        return result
+    with _acting(user), transaction.atomic():
+        transform = _ensure_transform(spec, channel)
+        created, updated = _upsert_mappings(pairs, channel, transform, user)
+        result.mappings_created, result.mappings_updated = len(created), len(updated)
+        _after_mapping(fixed, list(items.values()), channel, user, result, f"bulk-mapped with '{describe_spec(spec)}'")
+    return result
+
+
+# --- status changes (audited) ----------------------------------------------------------------------------
+def change_status(record: ExceptionRecord, action: str, user=None, reason: str = "") -> ExceptionRecord:
+    """acknowledge / ignore / resolve / reopen, with an audit entry (who, when, before/after)."""
+    reason = (reason or "").strip()
+    before = audit.snapshot(record)
+    if action == "acknowledge":
+        if record.status != Status.OPEN:
+            raise TriageError("only open exceptions can be acknowledged")
+        services.acknowledge(record, user=user, reason=reason)
+    elif action == "ignore":
+        if not reason:
+            raise TriageError("say why this exception can be ignored")
+        services.ignore(record, user=user, reason=reason)
+    elif action == "resolve":
+        services.resolve(record, user=user, reason=reason or "resolved by hand")
+    elif action == "reopen":
+        if record.is_active:
+            raise TriageError("this exception is already open")
+        ExceptionRecord.objects.filter(pk=record.pk).update(status=Status.OPEN, status_reason=reason or "reopened",
+                                                            status_changed_by=user, status_changed_at=_now())
+    else:
+        raise TriageError(f"unknown action {action!r}")
+    record.refresh_from_db()
+    audit.record_many([record], "update", user=user, befores={record.pk: before})
+    return record
+
+
+def bulk_change_status(records: list[ExceptionRecord], action: str, user=None, reason: str = "") -> int:
+    """acknowledge / ignore / resolve many rows: one UPDATE, one audit INSERT."""
+    reason = (reason or "").strip()
+    if action == "ignore" and not reason:
+        raise TriageError("say why these exceptions can be ignored")
+    target = {"acknowledge": Status.ACKNOWLEDGED, "ignore": Status.IGNORED, "resolve": Status.RESOLVED}.get(action)
+    if target is None:
+        raise TriageError(f"unknown action {action!r}")
+    eligible = [r for r in records if (r.status == Status.OPEN if action == "acknowledge" else r.status != target)]
+    if not eligible:
+        return 0
+    befores = {r.pk: audit.snapshot(r) for r in eligible}
+    now = _now()
+    ExceptionRecord.objects.filter(pk__in=list(befores)).update(
+        status=target, status_changed_at=now, status_changed_by=user if getattr(user, "is_authenticated", False) else None,
+        status_reason=reason or f"{action}d in bulk")
+    fresh = list(ExceptionRecord.objects.filter(pk__in=list(befores)))
+    audit.record_many(fresh, "update", user=user, befores=befores)
+    return len(fresh)
+
+
+def _now():
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+# --- stuck orders ---------------------------------------------------------------------------------------
+def order_for(record: ExceptionRecord):
+    from integration_hub.orders.models import Order
+
+    ref = record.order_ref or (record.context or {}).get("order_ref", "")
+    key_ref = record.dedupe_key.split(":", 1)[1] if ":" in record.dedupe_key else ""
+    q = Q()
+    for value in {ref, key_ref} - {""}:
+        q |= Q(idempotency_key=value) | Q(order_number=value) | Q(external_id=value)
+    if not q:
+        return None
+    qs = Order.objects.filter(q)
+    if record.channel_id:
+        qs = qs.filter(channel_id=record.channel_id)
+    return qs.select_related("channel", "warehouse").first()
+
+
+def _order_service(name: str):
+    fn = _optional("integration_hub.orders.services", name)
+    if fn is None:
+        raise TriageError("the order flow is not installed on this hub: cannot act on orders yet")
+    return fn
+
+
+def _wrap(call):
+    from integration_hub.orders.state import IllegalTransition
+
+    try:
+        return call()
+    except IllegalTransition as exc:
+        raise TriageError(str(exc)) from exc
+    except (ValueError, LookupError) as exc:
+        raise TriageError(str(exc)) from exc
+
+
+def _note(record: ExceptionRecord | None, user, text: str) -> None:
+    """Mark the exception acknowledged with what was done; the order flow clears it on success."""
+    if record is None or not record.is_active:
+        return
+    before = audit.snapshot(record)
+    ExceptionRecord.objects.filter(pk=record.pk).update(status=Status.ACKNOWLEDGED, status_reason=text[:1000],
+                                                        status_changed_by=user, status_changed_at=_now())
+    record.refresh_from_db()
+    audit.record_many([record], "update", user=user, befores={record.pk: before})
+
+
+def retry_order(order, user=None, record: ExceptionRecord | None = None):
+    result = _wrap(lambda: _order_service("retry_send")(order, actor=user))
+    _note(record, user, "resend requested; resolves when the warehouse acknowledges")
+    return result
+
+
+def edit_and_resend(order, field_name: str, value: str, user=None, record: ExceptionRecord | None = None):
+    if field_name not in EDITABLE_ORDER_FIELDS:
+        raise TriageError(f"{field_name!r} cannot be edited from the console")
+    result = _wrap(lambda: _order_service("update_field_and_resend")(order, field_name, value, actor=user))
+    _note(record, user, f"{EDITABLE_ORDER_FIELDS[field_name]} corrected and resend requested; resolves when the warehouse acknowledges")
+    return result
+
+
+def cancel_order(order, reason: str, user=None, record: ExceptionRecord | None = None):
+    reason = (reason or "").strip()
+    if not reason:
+        raise TriageError("say why the order is cancelled")
+    result = _wrap(lambda: _order_service("cancel")(order, reason, actor=user))
+    if record is not None and record.is_active:
+        change_status(record, "resolve", user=user, reason=f"order cancelled: {reason}")
+    return result

@@ -1,0 +1,192 @@
+"""Exception queue screens: list with filters, detail with context + audit, and the fix actions.
+Thin: parsing and permissions here, the work in :mod:`exceptions_app.triage`."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.views import View
+from django.views.generic import TemplateView
+
+from integration_hub.core import audit
+from integration_hub.console.services import history_rows
+from integration_hub.core.roles import PermissionRequired
+
+from . import triage
+from .filters import ExceptionFilter
+from .forms import MapSkuForm, OrderActionForm, StatusForm
+from .models import ExceptionRecord, Status
+
+PAGE_SIZE = 50
+
+
+class ExceptionListView(PermissionRequired, TemplateView):
+    permission_required = "exceptions_app.view_exceptionrecord"
+    template_name = "exceptions_app/list.html"
+
+    def get_context_data(self, **kwargs):
+        ctx = super().get_context_data(**kwargs)
+        qs = ExceptionRecord.objects.select_related("channel", "connection").defer("context", "message")
+        flt = ExceptionFilter(self.request.GET, queryset=qs)
+        rows = flt.qs if flt.is_valid() else qs.none()
+        page = Paginator(rows.order_by("-last_seen", "-id"), PAGE_SIZE).get_page(self.request.GET.get("page"))
+        query = self.request.GET.copy()
+        query.pop("page", None)
+        ctx.update(filter=flt, page=page, rows=page.object_list, query=query.urlencode(),
+                   can_change=self.request.user.has_perm("exceptions_app.change_exceptionrecord"))
+        return ctx
+
+
+class ExceptionDetailView(PermissionRequired, TemplateView):
+    permission_required = "exceptions_app.view_exceptionrecord"
+    template_name = "exceptions_app/detail.html"
+
+    def get_context_data(self, pk, **kwargs):
+        ctx = super().get_context_data(**kwargs)
+        record = get_object_or_404(ExceptionRecord.objects.select_related("channel", "connection", "status_changed_by"), pk=pk)
+        user = self.request.user
+        action = triage.action_for(record)
+        ctx.update(record=record, action=action, history=history_rows(audit.history_for(record)[:50]),
+                   status_form=kwargs.get("status_form") or StatusForm(),
+                   can_change=user.has_perm("exceptions_app.change_exceptionrecord"))
+        if action == "map_sku":
+            suggestion = triage.suggest(record)
+            similar = triage.similar_open(record)
+            ctx.update(suggestion=suggestion, similar_count=similar.count(),
+                       map_form=kwargs.get("map_form") or MapSkuForm(suggestion=suggestion),
+                       can_map=user.has_perms(["catalog.add_skumapping", "catalog.change_skumapping",
+                                               "exceptions_app.change_exceptionrecord"]))
+        if action == "order" or record.kind in triage.ORDER_KINDS:
+            order = triage.order_for(record)
+            ctx.update(order=order, order_form=kwargs.get("order_form") or OrderActionForm(
+                initial={"field": (record.context or {}).get("field", "")}),
+                transitions=list(order.transitions.select_related("actor").order_by("-at")[:20]) if order else [],
+                can_retry=user.has_perm("orders.retry_order"), can_cancel=user.has_perm("orders.cancel_order"),
+                can_edit=user.has_perms(["orders.change_order", "orders.retry_order"]))
+        return ctx
+
+
+class _RecordAction(PermissionRequired, View):
+    http_method_names = ["post"]
+
+    def record(self, pk):
+        return get_object_or_404(ExceptionRecord.objects.select_related("channel", "connection"), pk=pk)
+
+    def back(self, record):
+        return redirect(reverse("exceptions:detail", args=[record.pk]))
+
+    def rerender(self, pk, **forms):
+        view = ExceptionDetailView()
+        view.setup(self.request, pk=pk)
+        response = view.render_to_response(view.get_context_data(pk=pk, **forms))
+        response.status_code = 400
+        return response
+
+
+class StatusActionView(_RecordAction):
+    permission_required = "exceptions_app.change_exceptionrecord"
+
+    def post(self, request, pk):
+        record = self.record(pk)
+        form = StatusForm(request.POST)
+        if not form.is_valid():
+            return self.rerender(pk, status_form=form)
+        try:
+            triage.change_status(record, form.cleaned_data["action"], user=request.user, reason=form.cleaned_data["reason"])
+        except triage.TriageError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Exception {form.cleaned_data['action']}d." if form.cleaned_data["action"] != "reopen"
+                             else "Exception reopened.")
+        return self.back(record)
+
+
+class BulkStatusView(PermissionRequired, View):
+    """Acknowledge or ignore the selected rows of the queue in one go."""
+
+    permission_required = "exceptions_app.change_exceptionrecord"
+    http_method_names = ["post"]
+
+    def post(self, request):
+        ids = [int(x) for x in request.POST.getlist("ids") if x.isdigit()]
+        action = request.POST.get("action")
+        reason = (request.POST.get("reason") or "").strip()
+        back = reverse("exceptions:list") + ("?" + request.POST.get("query", "") if request.POST.get("query") else "")
+        if not ids or action not in ("acknowledge", "ignore", "resolve"):
+            messages.error(request, "Select rows and an action.")
+            return redirect(back)
+        if action == "ignore" and not reason:
+            messages.error(request, "Say why the selected exceptions can be ignored.")
+            return redirect(back)
+        records = list(ExceptionRecord.objects.filter(pk__in=ids[:500]))
+        done = triage.bulk_change_status(records, action, user=request.user, reason=reason)
+        messages.success(request, f"{done} exception(s) {action}d.")
+        return redirect(back)
+
+
+class MapSkuView(_RecordAction):
+    permission_required = ("catalog.add_skumapping", "catalog.change_skumapping", "exceptions_app.change_exceptionrecord")
+
+    def post(self, request, pk):
+        record = self.record(pk)
+        if triage.action_for(record) != "map_sku":
+            messages.error(request, "This exception is not a SKU problem.")
+            return self.back(record)
+        suggestion = triage.suggest(record)
+        form = MapSkuForm(request.POST, suggestion=suggestion)
+        if not form.is_valid():
+            return self.rerender(pk, map_form=form)
+        data = form.cleaned_data
+        try:
+            if data.get("bulk") and data.get("spec") is not None:
+                result = triage.bulk_map_with_transform(record, data["spec"], user=request.user)
+            else:
+                result = triage.map_sku(record, data["item"], all_channels=data.get("all_channels", False),
+                                        spec=data.get("spec"), user=request.user)
+        except triage.TriageError as exc:
+            messages.error(request, str(exc))
+            return self.back(record)
+        messages.success(request, "Mapping saved — " + result.summary() + ". The exception resolves as soon as the "
+                         "mapping exists; the stock push and held orders are re-queued and report their own problems.")
+        return self.back(record)
+
+
+class OrderActionView(_RecordAction):
+    permission_required = "exceptions_app.view_exceptionrecord"
+
+    NEEDS = {"retry": ["orders.retry_order"], "edit": ["orders.change_order", "orders.retry_order"],
+             "cancel": ["orders.cancel_order"]}
+
+    def post(self, request, pk):
+        record = self.record(pk)
+        form = OrderActionForm(request.POST)
+        if not form.is_valid():
+            return self.rerender(pk, order_form=form)
+        action = form.cleaned_data["action"]
+        if not request.user.has_perms(self.NEEDS[action]):
+            raise PermissionDenied("Your role does not allow this order action.")
+        order = triage.order_for(record)
+        if order is None:
+            messages.error(request, "The order this exception names is not in the hub.")
+            return self.back(record)
+        try:
+            if action == "retry":
+                triage.retry_order(order, user=request.user, record=record)
+                messages.success(request, f"Order {order} queued for resend. The exception resolves when the warehouse acknowledges it.")
+            elif action == "edit":
+                triage.edit_and_resend(order, form.cleaned_data["field"], form.cleaned_data["value"], user=request.user, record=record)
+                messages.success(request, f"Order {order} corrected and queued for resend. The exception resolves when the warehouse acknowledges it.")
+            else:
+                triage.cancel_order(order, form.cleaned_data["reason"], user=request.user, record=record)
+                messages.success(request, f"Order {order} cancelled.")
+        except triage.TriageError as exc:
+            messages.error(request, str(exc))
+        return self.back(record)
+
+
+def kind_counts():
+    return dict(ExceptionRecord.objects.filter(status__in=(Status.OPEN, Status.ACKNOWLEDGED)).values_list("kind")
+                .annotate(n=Count("id")).values_list("kind", "n"))

@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from exceptions_app.models import ExceptionRecord
+from integration_hub.catalog.models import IdentifierTransform, Item, SkuMapping
+from integration_hub.core.models import Channel, Connection, Location
+from integration_hub.inventory.models import ChannelStockRule, PendingPush, StockLevel, StockPool
+from integration_hub.orders.models import Order, OrderLine, ShippingMethodMap
+from integration_hub.reconciliation.models import Report, ReportRow
+
+
+class ExceptionSerializer(serializers.ModelSerializer):
+    channel = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    connection = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    status_changed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ExceptionRecord
+        fields = ["id", "kind", "severity", "status", "dedupe_key", "title", "message", "context", "connection", "channel",
+                  "sku", "order_ref", "count", "first_seen", "last_seen", "status_changed_at", "status_changed_by",
+                  "status_reason", "times_reopened"]
+        read_only_fields = fields
+
+
+class StatusChangeSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=1000)
+
+
+class OrderLineSerializer(serializers.ModelSerializer):
+    item_sku = serializers.CharField(source="item.sku", default=None, read_only=True)
+
+    class Meta:
+        model = OrderLine
+        fields = ["id", "line_id", "storefront_sku", "item_sku", "quantity", "unit_price_cents", "shipped_quantity", "parent"]
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    channel = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    warehouse = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    lines = OrderLineSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Order
+        fields = ["id", "channel", "external_id", "order_number", "state", "placed_at", "currency", "total_cents",
+                  "shipping_method", "warehouse_shipping_method", "warehouse", "warehouse_ref", "send_attempts",
+                  "sent_at", "acknowledged_at", "dispatched_at", "notified_at", "tracking", "hold_reason",
+                  "created_at", "updated_at", "lines"]
+        read_only_fields = fields
+
+
+class CancelSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=1000)
+
+
+class SkuMappingSerializer(serializers.ModelSerializer):
+    item = serializers.SlugRelatedField(slug_field="sku", queryset=Item.objects.all(), help_text="master SKU")
+    channel = serializers.SlugRelatedField(slug_field="key", queryset=Channel.objects.all(), allow_null=True, required=False,
+                                           help_text="channel key; null = every channel")
+    transform = serializers.SlugRelatedField(slug_field="name", queryset=IdentifierTransform.objects.all(), allow_null=True,
+                                             required=False)
+
+    class Meta:
+        model = SkuMapping
+        fields = ["id", "item", "channel", "storefront_sku", "storefront_product", "transform", "safety_buffer", "active",
+                  "created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at"]
+        validators = []  # the unique (channel, sku) pair is checked below with a readable message
+
+    def validate(self, attrs):
+        channel = attrs.get("channel", getattr(self.instance, "channel", None))
+        sku = attrs.get("storefront_sku", getattr(self.instance, "storefront_sku", None))
+        clash = SkuMapping.objects.filter(channel=channel, storefront_sku=sku)
+        if self.instance is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise serializers.ValidationError({"storefront_sku": f"{sku!r} is already mapped on this channel scope."})
+        return attrs
+
+
+class TransformSerializer(serializers.ModelSerializer):
+    connection = serializers.SlugRelatedField(slug_field="name", queryset=Connection.objects.all(), allow_null=True, required=False)
+    channel = serializers.SlugRelatedField(slug_field="key", queryset=Channel.objects.all(), allow_null=True, required=False)
+
+    class Meta:
+        model = IdentifierTransform
+        fields = ["id", "name", "connection", "channel", "strip_leading_zeros", "pad_to_length", "fixed_length", "prefix",
+                  "suffix", "case", "active"]
+
+
+class ChannelStockRuleSerializer(serializers.ModelSerializer):
+    channel = serializers.SlugRelatedField(slug_field="key", queryset=Channel.objects.all())
+    locations = serializers.SlugRelatedField(slug_field="code", queryset=Location.objects.all(), many=True, required=False)
+    pool = serializers.SlugRelatedField(slug_field="code", queryset=StockPool.objects.all(), allow_null=True, required=False)
+
+    class Meta:
+        model = ChannelStockRule
+        fields = ["id", "channel", "mode", "locations", "pool", "safety_buffer", "updated_at"]
+        read_only_fields = ["updated_at"]
+
+    def validate(self, attrs):
+        mode = attrs.get("mode", getattr(self.instance, "mode", None))
+        pool = attrs.get("pool", getattr(self.instance, "pool", None))
+        if mode == ChannelStockRule.Mode.SHARED and pool is None:
+            raise serializers.ValidationError({"pool": "a shared channel needs a stock pool"})
+        return attrs
+
+
+class ShippingMapSerializer(serializers.ModelSerializer):
+    channel = serializers.SlugRelatedField(slug_field="key", queryset=Channel.objects.all(), allow_null=True, required=False)
+
+    class Meta:
+        model = ShippingMethodMap
+        fields = ["id", "channel", "storefront_method", "warehouse_method", "carrier", "active"]
+        validators = []
+
+
+class StockLevelSerializer(serializers.ModelSerializer):
+    sku = serializers.CharField(source="item.sku", read_only=True)
+    location = serializers.SlugRelatedField(slug_field="code", read_only=True)
+
+    class Meta:
+        model = StockLevel
+        fields = ["id", "sku", "location", "state", "quantity", "source_updated_at", "updated_at"]
+        read_only_fields = fields
+
+
+class PendingPushSerializer(serializers.ModelSerializer):
+    sku = serializers.CharField(source="item.sku", read_only=True)
+    channel = serializers.SlugRelatedField(slug_field="key", read_only=True)
+
+    class Meta:
+        model = PendingPush
+        fields = ["id", "channel", "sku", "priority", "reason", "changes", "attempts", "not_before", "claimed_until",
+                  "last_error", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class ReportSerializer(serializers.ModelSerializer):
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Report
+        fields = ["id", "kind", "run_date", "status", "trigger", "requested_by", "started_at", "finished_at", "row_count",
+                  "total_value", "params", "error"]
+        read_only_fields = fields
+
+
+class ReportRowSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ReportRow
+        exclude = ["report"]
+
+
+class RunReportSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=Report._meta.get_field("kind").choices)

@@ -1,0 +1,225 @@
+"""REST API (DRF) over the same objects and services as the console.
+
+Auth: session (browser, CSRF enforced) or ``Authorization: Token <key>`` (``POST /api/token/``).
+Permissions: :class:`core.roles.HasModelRolePermission` — model permissions for every method including
+GET; actions name their own permissions (``required_permissions``). Lists are filtered with
+django-filter and paginated (``?page=``, 50 per page).
+"""
+from __future__ import annotations
+
+from django.db.models import Prefetch
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from exceptions_app import services as exc_services
+from exceptions_app import triage
+from exceptions_app.filters import ExceptionFilter
+from exceptions_app.models import ExceptionRecord, Kind
+from integration_hub.catalog.models import IdentifierTransform, SkuMapping
+from integration_hub.inventory.models import ChannelStockRule, PendingPush, StockLevel
+from integration_hub.orders.models import Order, OrderLine, ShippingMethodMap
+from integration_hub.reconciliation import services as recon
+from integration_hub.reconciliation.models import Report, ReportRow
+
+from . import serializers as s
+
+
+class ActionPermissions:
+    """``ACTION_PERMS = {"retry": [...]}``: the permissions an extra action needs (read by
+    HasModelRolePermission); standard actions fall back to the model permissions."""
+
+    ACTION_PERMS: dict[str, list[str]] = {}
+
+    @property
+    def required_permissions(self):
+        return self.ACTION_PERMS.get(getattr(self, "action", None))
+
+
+class ExceptionViewSet(ActionPermissions, viewsets.ReadOnlyModelViewSet):
+    """The exception queue. Defaults to active rows (open/acknowledged): ``?status=all`` for every row."""
+
+    queryset = ExceptionRecord.objects.select_related("channel", "connection", "status_changed_by").order_by("-last_seen", "-id")
+    serializer_class = s.ExceptionSerializer
+    filterset_class = ExceptionFilter
+    search_fields = ["sku", "order_ref", "title", "dedupe_key"]
+    ordering_fields = ["last_seen", "first_seen", "count", "severity"]
+    ACTION_PERMS = {a: ["exceptions_app.change_exceptionrecord"] for a in ("acknowledge", "ignore", "resolve")}
+
+    def filter_queryset(self, queryset):
+        # the list defaults to active rows; a single row is reachable whatever its status
+        return queryset if self.detail else super().filter_queryset(queryset)
+
+    def _change(self, request, pk, verb):
+        record = self.get_object()
+        body = s.StatusChangeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            triage.change_status(record, verb, user=request.user, reason=body.validated_data.get("reason", ""))
+        except triage.TriageError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        return Response(s.ExceptionSerializer(record).data)
+
+    @extend_schema(request=s.StatusChangeSerializer, responses=s.ExceptionSerializer)
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request, pk=None):
+        return self._change(request, pk, "acknowledge")
+
+    @extend_schema(request=s.StatusChangeSerializer, responses=s.ExceptionSerializer)
+    @action(detail=True, methods=["post"])
+    def ignore(self, request, pk=None):
+        return self._change(request, pk, "ignore")
+
+    @extend_schema(request=s.StatusChangeSerializer, responses=s.ExceptionSerializer)
+    @action(detail=True, methods=["post"])
+    def resolve(self, request, pk=None):
+        return self._change(request, pk, "resolve")
+
+
+class OrderViewSet(ActionPermissions, viewsets.ReadOnlyModelViewSet):
+    queryset = (Order.objects.select_related("channel", "warehouse")
+                .prefetch_related(Prefetch("lines", queryset=OrderLine.objects.select_related("item")))
+                .order_by("-created_at", "-id"))
+    serializer_class = s.OrderSerializer
+    filterset_fields = {"state": ["exact", "in"], "channel__key": ["exact"], "order_number": ["exact"],
+                        "external_id": ["exact"], "created_at": ["gte", "lte"], "updated_at": ["gte", "lte"]}
+    search_fields = ["order_number", "external_id", "idempotency_key", "customer_email"]
+    ordering_fields = ["created_at", "updated_at", "placed_at"]
+    ACTION_PERMS = {"retry": ["orders.view_order", "orders.retry_order"],
+                    "cancel": ["orders.view_order", "orders.cancel_order"]}
+
+    def _record(self, order):
+        return ExceptionRecord.objects.filter(dedupe_key=exc_services.make_key(Kind.STUCK_ORDER, order.idempotency_key)).first()
+
+    @extend_schema(request=None, responses={202: s.OrderSerializer, 400: OpenApiResponse(description="not possible in this state")})
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        order = self.get_object()
+        try:
+            triage.retry_order(order, user=request.user, record=self._record(order))
+        except triage.TriageError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        return Response(s.OrderSerializer(self.get_object()).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=s.CancelSerializer, responses={200: s.OrderSerializer, 400: OpenApiResponse(description="not possible")})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        order = self.get_object()
+        body = s.CancelSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            triage.cancel_order(order, body.validated_data["reason"], user=request.user, record=self._record(order))
+        except triage.TriageError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        return Response(s.OrderSerializer(self.get_object()).data)
+
+
+class SkuMappingViewSet(viewsets.ModelViewSet):
+    """SKU mappings. Writes re-queue a stock push for the item and resolve that SKU's mismatch exceptions."""
+
+    queryset = SkuMapping.objects.select_related("item", "channel", "transform").order_by("id")
+    serializer_class = s.SkuMappingSerializer
+    filterset_fields = {"channel__key": ["exact", "isnull"], "storefront_sku": ["exact", "startswith"],
+                        "item__sku": ["exact", "startswith"], "active": ["exact"]}
+    search_fields = ["storefront_sku", "item__sku"]
+    ordering_fields = ["storefront_sku", "updated_at"]
+
+    def _after(self, obj, before=None):
+        from integration_hub.console.views import _requeue_mapping
+
+        _requeue_mapping(obj, before)
+
+    def perform_create(self, serializer):
+        self._after(serializer.save())
+
+    def perform_update(self, serializer):
+        from integration_hub.core import audit
+
+        before = audit.snapshot(serializer.instance)
+        self._after(serializer.save(), before)
+
+    def perform_destroy(self, instance):
+        item_id, channel_id = instance.item_id, instance.channel_id
+        instance.delete()
+        triage.requeue_stock({item_id}, [channel_id] if channel_id else None, reason="sku mapping deleted")
+
+
+class TransformViewSet(viewsets.ModelViewSet):
+    queryset = IdentifierTransform.objects.select_related("connection", "channel").order_by("name")
+    serializer_class = s.TransformSerializer
+    filterset_fields = ["active", "channel__key", "connection__name"]
+
+
+class ChannelStockRuleViewSet(viewsets.ModelViewSet):
+    """Which locations feed each channel. Writes re-queue every mapped SKU on the channel."""
+
+    queryset = ChannelStockRule.objects.select_related("channel", "pool").prefetch_related("locations").order_by("id")
+    serializer_class = s.ChannelStockRuleSerializer
+    filterset_fields = ["mode", "channel__key"]
+
+    def perform_create(self, serializer):
+        from integration_hub.console.views import _requeue_channel_rule
+
+        _requeue_channel_rule(serializer.save(), None)
+
+    def perform_update(self, serializer):
+        from integration_hub.console.views import _requeue_channel_rule
+
+        _requeue_channel_rule(serializer.save(), None)
+
+
+class ShippingMapViewSet(viewsets.ModelViewSet):
+    queryset = ShippingMethodMap.objects.select_related("channel").order_by("id")
+    serializer_class = s.ShippingMapSerializer
+    filterset_fields = ["channel__key", "storefront_method", "active"]
+
+
+class StockLevelViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = StockLevel.objects.select_related("item", "location").order_by("id")
+    serializer_class = s.StockLevelSerializer
+    filterset_fields = {"item__sku": ["exact", "in"], "location__code": ["exact"], "state": ["exact"], "quantity": ["lt", "gt"]}
+
+
+class PendingPushViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = PendingPush.objects.select_related("item", "channel").order_by("priority", "created_at", "id")
+    serializer_class = s.PendingPushSerializer
+    filterset_fields = {"channel__key": ["exact"], "priority": ["exact", "lte"], "attempts": ["gte"], "item__sku": ["exact"]}
+
+
+class ReportViewSet(ActionPermissions, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Finance reconciliation reports: list, rows (paginated), CSV (streamed), run on demand."""
+
+    queryset = Report.objects.select_related("requested_by").order_by("-started_at", "-id")
+    serializer_class = s.ReportSerializer
+    filterset_fields = {"kind": ["exact"], "run_date": ["exact", "gte", "lte"], "status": ["exact"]}
+    ACTION_PERMS = {"rows": ["reconciliation.view_report"],
+                    "csv": ["reconciliation.view_report", "reconciliation.download_report"],
+                    "run": ["reconciliation.run_report"]}
+
+    @extend_schema(responses=s.ReportRowSerializer(many=True), filters=False)
+    @action(detail=True, methods=["get"])
+    def rows(self, request, pk=None):
+        report = self.get_object()
+        qs = ReportRow.objects.filter(report_id=report.pk).order_by("id")
+        page = self.paginate_queryset(qs)
+        return self.get_paginated_response(s.ReportRowSerializer(page, many=True).data)
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiResponse(description="the report as CSV")}, filters=False)
+    @action(detail=True, methods=["get"])
+    def csv(self, request, pk=None):
+        report = get_object_or_404(Report, pk=pk, status=Report.Status.DONE)
+        response = StreamingHttpResponse(recon.iter_csv(report), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{recon.csv_filename(report)}"'
+        return response
+
+    @extend_schema(request=s.RunReportSerializer, responses={201: s.ReportSerializer})
+    @action(detail=False, methods=["post"])
+    def run(self, request):
+        body = s.RunReportSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        report = recon.generate(body.validated_data["kind"], user=request.user)
+        return Response(s.ReportSerializer(report).data, status=status.HTTP_201_CREATED)

@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+from django import forms
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+from integration_hub.catalog.models import IdentifierTransform, Item, SkuMapping
+from integration_hub.inventory.models import ChannelStockRule
+from integration_hub.orders.models import ShippingMethodMap
+
+
+class SkuMappingForm(forms.ModelForm):
+    item_sku = forms.CharField(label="Master SKU", max_length=100)
+
+    class Meta:
+        model = SkuMapping
+        fields = ["channel", "storefront_sku", "storefront_product", "transform", "safety_buffer", "active"]
+        help_texts = {"channel": "empty: every channel"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["item_sku"].initial = self.instance.item.sku
+        self.order_fields(["item_sku", *self.Meta.fields])
+
+    def clean_item_sku(self):
+        sku = self.cleaned_data["item_sku"].strip()
+        item = Item.objects.filter(sku=sku).first()
+        if item is None:
+            raise forms.ValidationError(f"No master item with SKU {sku!r}.")
+        self.instance.item = item
+        return sku
+
+    def clean(self):
+        data = super().clean()
+        channel, sku = data.get("channel"), data.get("storefront_sku")
+        if sku:
+            clash = SkuMapping.objects.filter(channel=channel, storefront_sku=sku).exclude(pk=self.instance.pk)
+            if clash.exists():
+                raise forms.ValidationError(f"{sku!r} is already mapped on {'that channel' if channel else 'every channel'}.")
+        return data
+
+
+class TransformForm(forms.ModelForm):
+    class Meta:
+        model = IdentifierTransform
+        fields = ["name", "connection", "channel", "strip_leading_zeros", "pad_to_length", "fixed_length", "prefix",
+                  "suffix", "case", "active"]
+
+
+class ChannelRuleForm(forms.ModelForm):
+    class Meta:
+        model = ChannelStockRule
+        fields = ["channel", "mode", "locations", "pool", "safety_buffer"]
+        widgets = {"locations": forms.CheckboxSelectMultiple}
+
+    def clean(self):
+        data = super().clean()
+        mode = data.get("mode")
+        if mode == ChannelStockRule.Mode.SHARED and not data.get("pool"):
+            self.add_error("pool", "A shared channel needs a stock pool.")
+        if mode == ChannelStockRule.Mode.SEGREGATED and not data.get("locations"):
+            self.add_error("locations", "A segregated channel needs at least one location.")
+        return data
+
+
+class ShippingMapForm(forms.ModelForm):
+    class Meta:
+        model = ShippingMethodMap
+        fields = ["channel", "storefront_method", "warehouse_method", "carrier", "active"]
+        help_texts = {"channel": "empty: every channel"}
+
+    def clean(self):
+        data = super().clean()
+        clash = ShippingMethodMap.objects.filter(channel=data.get("channel"), storefront_method=data.get("storefront_method"))
+        if data.get("storefront_method") and clash.exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError("That storefront method is already mapped for this channel.")
+        return data
+
+
+class ScheduleForm(forms.ModelForm):
+    """Enable/disable a beat job and change how often it runs (interval) or when (crontab)."""
+
+    every = forms.IntegerField(min_value=1, required=False, label="Run every")
+    period = forms.ChoiceField(choices=IntervalSchedule.PERIOD_CHOICES, required=False)
+    cron = forms.CharField(required=False, label="or crontab (m h dom mon dow)", max_length=100,
+                           help_text="e.g. '30 5 * * *' for 05:30 daily; leave empty to use the interval")
+
+    class Meta:
+        model = PeriodicTask
+        fields = ["enabled"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        task = self.instance
+        if task.interval_id:
+            self.fields["every"].initial = task.interval.every
+            self.fields["period"].initial = task.interval.period
+        if task.crontab_id:
+            c = task.crontab
+            self.fields["cron"].initial = f"{c.minute} {c.hour} {c.day_of_month} {c.month_of_year} {c.day_of_week}"
+
+    def clean(self):
+        data = super().clean()
+        cron = (data.get("cron") or "").strip()
+        if cron:
+            parts = cron.split()
+            if len(parts) != 5:
+                self.add_error("cron", "Five fields: minute hour day-of-month month day-of-week.")
+            data["cron_parts"] = parts
+        elif not data.get("every") or not data.get("period"):
+            self.add_error("every", "Give an interval (number and period) or a crontab.")
+        return data
+
+    def save(self, commit=True):
+        task = super().save(commit=False)
+        data = self.cleaned_data
+        if data.get("cron_parts"):
+            minute, hour, dom, month, dow = data["cron_parts"]
+            task.crontab, _ = CrontabSchedule.objects.get_or_create(minute=minute, hour=hour, day_of_month=dom,
+                                                                    month_of_year=month, day_of_week=dow)
+            task.interval = None
+        else:
+            task.interval, _ = IntervalSchedule.objects.get_or_create(every=data["every"], period=data["period"])
+            task.crontab = None
+        if commit:
+            task.save()
+        return task
+
+
+class CsvImportForm(forms.Form):
+    file = forms.FileField(label="CSV file")
+
+    def clean_file(self):
+        f = self.cleaned_data["file"]
+        if f.size > 50 * 1024 * 1024:
+            raise forms.ValidationError("The file is larger than 50 MB: split it.")
+        return f

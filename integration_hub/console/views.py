@@ -1,0 +1,318 @@
+"""Staff console: dashboard, rule editing pages with audit history, CSV import, beat schedules.
+Thin views; figures in :mod:`.services`, import in :mod:`.csv_import`, fixes in exceptions_app.triage."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from django.contrib import messages
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.db.models import Q
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.views import View
+from django.views.generic import TemplateView
+from django_celery_beat.models import PeriodicTask
+
+from exceptions_app import triage
+from integration_hub.catalog.models import IdentifierTransform, SkuMapping
+from integration_hub.core import audit
+from integration_hub.core.models import AuditEntry
+from integration_hub.core.roles import PermissionRequired
+from integration_hub.inventory.models import ChannelStockRule
+from integration_hub.orders.models import ShippingMethodMap
+
+from . import csv_import, services
+from .services import history_rows
+from .forms import ChannelRuleForm, CsvImportForm, ScheduleForm, ShippingMapForm, SkuMappingForm, TransformForm
+
+PAGE_SIZE = 50
+
+
+class DashboardView(PermissionRequired, TemplateView):
+    permission_required = "console.view_dashboard"
+    template_name = "console/dashboard.html"
+
+    def get_context_data(self, **kwargs):
+        ctx = super().get_context_data(**kwargs)
+        ctx["d"] = services.dashboard(self.request.user)
+        return ctx
+
+
+class HomeView(View):
+    """``/``: the dashboard for roles that have it, the reports for finance, else the login page."""
+
+    def get(self, request):
+        user = request.user
+        if not user.is_authenticated:
+            return redirect(f"{reverse('login')}?next=/")
+        if user.has_perm("console.view_dashboard"):
+            return DashboardView.as_view()(request)
+        if user.has_perm("reconciliation.view_report"):
+            return redirect("reconciliation:list")
+        raise PermissionDenied("Your account has no role in the hub yet: ask an administrator.")
+
+
+# --- rule editing ---------------------------------------------------------------------------------------------
+@dataclass
+class RuleType:
+    slug: str
+    model: type
+    form: type
+    title: str
+    columns: list  # (label, callable(obj) -> value)
+    search: list = field(default_factory=list)
+    select_related: list = field(default_factory=list)
+    prefetch: list = field(default_factory=list)
+    after_save: Callable | None = None
+    help: str = ""
+
+    def perm(self, action: str) -> str:
+        return f"{self.model._meta.app_label}.{action}_{self.model._meta.model_name}"
+
+
+def _requeue_mapping(obj: SkuMapping, before: dict | None):
+    items = {obj.item_id} | ({before["item_id"]} if before and before.get("item_id") else set())
+    channels = None if obj.channel_id is None or (before and before.get("channel_id") is None) else \
+        sorted({obj.channel_id} | ({before["channel_id"]} if before and before.get("channel_id") else set()))
+    n = triage.requeue_stock(items, channels, reason="sku mapping edited")
+    if obj.active:
+        from exceptions_app import services as exc_services
+        from exceptions_app.models import Kind
+        from integration_hub.core.models import Channel
+
+        keys = [exc_services.make_key(k, ck, obj.storefront_sku) for k in (Kind.SKU_MISMATCH, Kind.UNKNOWN_SKU)
+                for ck in ([obj.channel.key] if obj.channel_id else Channel.objects.values_list("key", flat=True))]
+        exc_services.clear(keys, reason="mapping created in the console")
+    return f"{n} stock push(es) queued"
+
+
+def _requeue_channel_rule(obj: ChannelStockRule, before):
+    item_ids = set(SkuMapping.objects.filter(Q(channel_id=obj.channel_id) | Q(channel__isnull=True), active=True)
+                   .values_list("item_id", flat=True))
+    n = triage.requeue_stock(item_ids, [obj.channel_id], reason="channel stock rule changed")
+    return f"{n} stock push(es) queued for {obj.channel}"
+
+
+def _revalidate_shipping(obj: ShippingMethodMap, before):
+    n = triage.revalidate_channel(obj.channel)
+    return f"{n} held order(s) revalidated"
+
+
+def _yesno(v):
+    return "yes" if v else "no"
+
+
+RULES: dict[str, RuleType] = {r.slug: r for r in [
+    RuleType("sku-mappings", SkuMapping, SkuMappingForm, "SKU mappings", [
+        ("Storefront SKU", lambda o: o.storefront_sku), ("Master SKU", lambda o: o.item.sku),
+        ("Channel", lambda o: o.channel.key if o.channel_id else "all channels"),
+        ("Transform", lambda o: o.transform.name if o.transform_id else ""), ("Buffer", lambda o: o.safety_buffer),
+        ("Active", lambda o: _yesno(o.active)), ("Updated", lambda o: o.updated_at)],
+        search=["storefront_sku", "item__sku"], select_related=["item", "channel", "transform"], after_save=_requeue_mapping,
+        help="Saving re-queues a stock push for the item and resolves SKU exceptions for that storefront SKU."),
+    RuleType("transforms", IdentifierTransform, TransformForm, "Identifier transforms", [
+        ("Name", lambda o: o.name), ("Connection", lambda o: o.connection.name if o.connection_id else ""),
+        ("Channel", lambda o: o.channel.key if o.channel_id else ""), ("Strip zeros", lambda o: _yesno(o.strip_leading_zeros)),
+        ("Pad to", lambda o: o.pad_to_length), ("Fixed length", lambda o: o.fixed_length), ("Prefix", lambda o: o.prefix),
+        ("Suffix", lambda o: o.suffix), ("Case", lambda o: o.case), ("Active", lambda o: _yesno(o.active))],
+        search=["name", "prefix", "suffix"], select_related=["connection", "channel"]),
+    RuleType("channel-rules", ChannelStockRule, ChannelRuleForm, "Channel stock rules", [
+        ("Channel", lambda o: o.channel.key), ("Mode", lambda o: o.get_mode_display()),
+        ("Locations", lambda o: ", ".join(loc.code for loc in o.locations.all())), ("Pool", lambda o: o.pool.code if o.pool_id else ""),
+        ("Safety buffer", lambda o: o.safety_buffer), ("Updated", lambda o: o.updated_at)],
+        search=["channel__key", "channel__name"], select_related=["channel", "pool"], prefetch=["locations"],
+        after_save=_requeue_channel_rule,
+        help="Saving recomputes and re-queues every mapped SKU on the channel."),
+    RuleType("shipping-methods", ShippingMethodMap, ShippingMapForm, "Shipping method maps", [
+        ("Storefront method", lambda o: o.storefront_method), ("Warehouse method", lambda o: o.warehouse_method),
+        ("Carrier", lambda o: o.carrier), ("Channel", lambda o: o.channel.key if o.channel_id else "all channels"),
+        ("Active", lambda o: _yesno(o.active))],
+        search=["storefront_method", "warehouse_method", "carrier"], select_related=["channel"], after_save=_revalidate_shipping,
+        help="Saving re-checks orders held for an unmapped shipping method."),
+]}
+
+
+def _rule(slug) -> RuleType:
+    if slug not in RULES:
+        raise Http404("no such rule table")
+    return RULES[slug]
+
+
+def _require(request, perms):
+    if not request.user.has_perms(perms):
+        raise PermissionDenied("Your role does not allow this page.")
+
+
+class RuleListView(PermissionRequired, TemplateView):
+    template_name = "console/rule_list.html"
+
+    def has_permission(self):
+        return self.request.user.has_perm(_rule(self.kwargs["slug"]).perm("view"))
+
+    def get_context_data(self, slug, **kwargs):
+        ctx = super().get_context_data(**kwargs)
+        rt = _rule(slug)
+        qs = rt.model.objects.select_related(*rt.select_related).prefetch_related(*rt.prefetch)
+        q = self.request.GET.get("q", "").strip()
+        if q and rt.search:
+            cond = Q()
+            for f in rt.search:
+                cond |= Q(**{f"{f}__icontains": q})
+            qs = qs.filter(cond)
+        page = Paginator(qs.order_by("pk"), PAGE_SIZE).get_page(self.request.GET.get("page"))
+        user = self.request.user
+        ctx.update(rt=rt, page=page, q=q, headers=[c[0] for c in rt.columns],
+                   rows=[(o, [fn(o) for _, fn in rt.columns]) for o in page.object_list],
+                   can_add=user.has_perm(rt.perm("add")), can_change=user.has_perm(rt.perm("change")),
+                   can_import=slug == "sku-mappings" and user.has_perms(["console.import_mappings", "catalog.add_skumapping",
+                                                                         "catalog.change_skumapping"]))
+        return ctx
+
+
+class RuleEditView(PermissionRequired, TemplateView):
+    template_name = "console/rule_edit.html"
+
+    def has_permission(self):
+        rt = _rule(self.kwargs["slug"])
+        return self.request.user.has_perm(rt.perm("view" if self.kwargs.get("pk") else "add"))
+
+    def get_object(self, rt, pk):
+        if pk is None:
+            return rt.model()
+        return get_object_or_404(rt.model.objects.select_related(*rt.select_related), pk=pk)
+
+    def get_context_data(self, slug, pk=None, form=None, **kwargs):
+        ctx = super().get_context_data(**kwargs)
+        rt = _rule(slug)
+        obj = self.get_object(rt, pk)
+        user = self.request.user
+        can_save = user.has_perm(rt.perm("change" if pk else "add"))
+        form = form or rt.form(instance=obj)
+        if not can_save:
+            for f in form.fields.values():
+                f.disabled = True
+        history = history_rows(audit.history_for(obj)[:100]) if pk else []
+        ctx.update(rt=rt, obj=obj, form=form, history=history, can_save=can_save,
+                   can_delete=bool(pk) and user.has_perm(rt.perm("delete")))
+        return ctx
+
+    def post(self, request, slug, pk=None):
+        rt = _rule(slug)
+        _require(request, [rt.perm("change" if pk else "add")])
+        obj = self.get_object(rt, pk)
+        before = audit.snapshot(obj) if pk else None
+        before_locations = sorted(obj.locations.values_list("code", flat=True)) if pk and rt.model is ChannelStockRule else None
+        form = rt.form(request.POST, instance=obj)
+        if not form.is_valid():
+            response = self.render_to_response(self.get_context_data(slug=slug, pk=pk, form=form))
+            response.status_code = 400
+            return response
+        with transaction.atomic():
+            obj = form.save()
+            if rt.model is ChannelStockRule:
+                after_locations = sorted(obj.locations.values_list("code", flat=True))
+                if after_locations != before_locations:
+                    AuditEntry.objects.create(
+                        content_type=ContentType.objects.get_for_model(ChannelStockRule), object_id=str(obj.pk),
+                        object_repr=str(obj)[:300], action="update", actor=request.user,
+                        before={"locations": before_locations}, after={"locations": after_locations}, source="console")
+            note = rt.after_save(obj, before) if rt.after_save else ""
+        messages.success(request, f"Saved {obj}." + (f" {note}." if note else ""))
+        return redirect("console:rule_edit", slug=slug, pk=obj.pk)
+
+
+class RuleDeleteView(PermissionRequired, View):
+    http_method_names = ["post"]
+
+    def has_permission(self):
+        return self.request.user.has_perm(_rule(self.kwargs["slug"]).perm("delete"))
+
+    def post(self, request, slug, pk):
+        rt = _rule(slug)
+        obj = get_object_or_404(rt.model, pk=pk)
+        label = str(obj)
+        with transaction.atomic():
+            before = audit.snapshot(obj)
+            obj.delete()
+            if rt.after_save and rt.model is SkuMapping:
+                triage.requeue_stock({before["item_id"]}, [before["channel_id"]] if before.get("channel_id") else None,
+                                     reason="sku mapping deleted")
+        messages.success(request, f"Deleted {label}.")
+        return redirect("console:rule_list", slug=slug)
+
+
+class MappingImportView(PermissionRequired, TemplateView):
+    permission_required = ("console.import_mappings", "catalog.add_skumapping", "catalog.change_skumapping")
+    template_name = "console/mapping_import.html"
+
+    def get_context_data(self, **kwargs):
+        ctx = super().get_context_data(**kwargs)
+        ctx.setdefault("form", CsvImportForm())
+        ctx["columns"] = [*csv_import.REQUIRED, *csv_import.OPTIONAL]
+        return ctx
+
+    def post(self, request):
+        form = CsvImportForm(request.POST, request.FILES)
+        if not form.is_valid():
+            return self.render_to_response(self.get_context_data(form=form), status=400)
+        result = csv_import.import_sku_mappings(form.cleaned_data["file"].read(), user=request.user)
+        if request.POST.get("format") == "csv":
+            response = HttpResponse(csv_import.error_report_csv(result), content_type="text/csv")
+            response["Content-Disposition"] = 'attachment; filename="mapping-import-errors.csv"'
+            return response
+        status = 400 if result.fatal else 200
+        return self.render_to_response(self.get_context_data(form=CsvImportForm(), result=result), status=status)
+
+
+# --- beat schedules -----------------------------------------------------------------------------------
+class ScheduleListView(PermissionRequired, TemplateView):
+    permission_required = "django_celery_beat.view_periodictask"
+    template_name = "console/schedule_list.html"
+
+    def get_context_data(self, **kwargs):
+        ctx = super().get_context_data(**kwargs)
+        ctx["tasks"] = list(PeriodicTask.objects.select_related("interval", "crontab").order_by("name")[:500])
+        ctx["can_change"] = self.request.user.has_perm("django_celery_beat.change_periodictask")
+        return ctx
+
+
+class ScheduleEditView(PermissionRequired, TemplateView):
+    permission_required = "django_celery_beat.view_periodictask"
+    template_name = "console/schedule_edit.html"
+
+    def get_context_data(self, pk, form=None, **kwargs):
+        ctx = super().get_context_data(**kwargs)
+        task = get_object_or_404(PeriodicTask.objects.select_related("interval", "crontab"), pk=pk)
+        ctx.update(task=task, form=form or ScheduleForm(instance=task),
+                   can_change=self.request.user.has_perm("django_celery_beat.change_periodictask"),
+                   history=history_rows(audit.history_for(task)[:100]))
+        return ctx
+
+    def post(self, request, pk):
+        _require(request, ["django_celery_beat.change_periodictask"])
+        task = get_object_or_404(PeriodicTask.objects.select_related("interval", "crontab"), pk=pk)
+        before = schedule_snapshot(task)
+        form = ScheduleForm(request.POST, instance=task)
+        if not form.is_valid():
+            return self.render_to_response(self.get_context_data(pk=pk, form=form), status=400)
+        with transaction.atomic():
+            task = form.save()
+            after = schedule_snapshot(task)
+            if after != before:
+                AuditEntry.objects.create(content_type=ContentType.objects.get_for_model(PeriodicTask), object_id=str(task.pk),
+                                          object_repr=task.name[:300], action="update", actor=request.user,
+                                          before=before, after=after, source="console")
+        messages.success(request, f"Saved schedule '{task.name}'.")
+        return redirect("console:schedule_edit", pk=task.pk)
+
+
+def schedule_snapshot(task: PeriodicTask) -> dict:
+    """What a person edits on a beat job (the scheduler's own bookkeeping — last run, run count — is not
+    audited, so beat's saves never flood the history)."""
+    return {"enabled": task.enabled, "interval": str(task.interval) if task.interval_id else None,
+            "crontab": str(task.crontab) if task.crontab_id else None}

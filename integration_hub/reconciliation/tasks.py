@@ -1,0 +1,24 @@
+"""Celery entry points for the reconciliation reports (thin: the work is in services)."""
+from __future__ import annotations
+
+from celery import shared_task
+
+from . import services
+from .models import Report
+
+
+@shared_task(name="reconciliation.daily_reports")
+def daily_reports(keep_days: int = 90) -> dict:
+    """Run every report for today, then drop reports older than ``keep_days``. Safe to run twice: a
+    second run adds a second (identical) snapshot and never alters the first."""
+    reports = services.generate_all(trigger=Report.Trigger.SCHEDULE)
+    purged = services.purge(keep_days)
+    return {"reports": {r.kind: r.row_count for r in reports}, "purged": purged}
+
+
+@shared_task(name="reconciliation.run_report")
+def run_report(kind: str, user_id: int | None = None) -> int:
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    return services.generate(kind, user=user).pk

@@ -1,0 +1,88 @@
+"""Finance screens: report list (run on demand), paginated report view, streamed CSV download."""
+from __future__ import annotations
+
+from functools import cached_property
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.views import View
+from django.views.generic import TemplateView
+
+from integration_hub.core.roles import PermissionRequired
+
+from . import services
+from .models import Report, ReportKind, ReportRow
+
+PAGE_SIZE = 100
+
+
+class KnownCountPaginator(Paginator):
+    """The report already knows its row count: no COUNT(*) over a million rows per page view."""
+
+    def __init__(self, object_list, per_page, count: int, **kwargs):
+        super().__init__(object_list, per_page, **kwargs)
+        self._known = count
+
+    @cached_property
+    def count(self):
+        return self._known
+
+
+class ReportListView(PermissionRequired, TemplateView):
+    permission_required = "reconciliation.view_report"
+    template_name = "reconciliation/list.html"
+
+    def get_context_data(self, **kwargs):
+        ctx = super().get_context_data(**kwargs)
+        qs = Report.objects.select_related("requested_by").order_by("-started_at", "-id")
+        kind = self.request.GET.get("kind", "")
+        if kind in ReportKind.values:
+            qs = qs.filter(kind=kind)
+        ctx.update(page=Paginator(qs, 50).get_page(self.request.GET.get("page")), kinds=ReportKind.choices, kind=kind,
+                   can_run=self.request.user.has_perm("reconciliation.run_report"),
+                   can_download=self.request.user.has_perm("reconciliation.download_report"))
+        return ctx
+
+
+class RunReportView(PermissionRequired, View):
+    permission_required = "reconciliation.run_report"
+    http_method_names = ["post"]
+
+    def post(self, request):
+        kind = request.POST.get("kind", "")
+        if kind not in ReportKind.values:
+            messages.error(request, "Choose a report.")
+            return redirect("reconciliation:list")
+        report = services.generate(kind, user=request.user)
+        if report.status == Report.Status.FAILED:
+            messages.error(request, f"The report failed: {report.error}")
+            return redirect("reconciliation:list")
+        messages.success(request, f"{report.get_kind_display()}: {report.row_count} row(s).")
+        return redirect("reconciliation:detail", pk=report.pk)
+
+
+class ReportDetailView(PermissionRequired, TemplateView):
+    permission_required = "reconciliation.view_report"
+    template_name = "reconciliation/detail.html"
+
+    def get_context_data(self, pk, **kwargs):
+        ctx = super().get_context_data(**kwargs)
+        report = get_object_or_404(Report.objects.select_related("requested_by"), pk=pk)
+        rows = ReportRow.objects.filter(report_id=report.pk).order_by("id")
+        page = KnownCountPaginator(rows, PAGE_SIZE, report.row_count).get_page(self.request.GET.get("page"))
+        ctx.update(report=report, page=page, is_drift=report.kind == ReportKind.STOCK_DRIFT,
+                   can_download=self.request.user.has_perm("reconciliation.download_report"))
+        return ctx
+
+
+class ReportCsvView(PermissionRequired, View):
+    permission_required = ("reconciliation.view_report", "reconciliation.download_report")
+
+    def get(self, request, pk):
+        report = get_object_or_404(Report, pk=pk, status=Report.Status.DONE)
+        response = StreamingHttpResponse(services.iter_csv(report), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{services.csv_filename(report)}"'
+        response["Cache-Control"] = "no-store"
+        return response
