@@ -1,0 +1,482 @@
+"""commercetools Composable Commerce as a Storefront.
+
+Modelled on the published HTTP API (see :mod:`connectors.sandbox.commercetools` for the emulated surface):
+
+- auth: OAuth 2.0 client credentials against ``<auth_url>/oauth/token`` (HTTP Basic client auth), scope
+  ``manage_project:<project_key>`` unless ``options["scopes"]`` narrows it; tokens cached by the client layer.
+- stock: one InventoryEntry per (SKU, supply channel). ``set_stock`` reads the entries of up to 100 SKUs of
+  one channel with one query (``where=supplyChannel(id="…") and sku in (…)``), creates the missing ones,
+  and sets the absolute quantity with ``changeQuantity`` at the entry's version. A 409
+  ``ConcurrentModification`` is retried with the ``currentVersion`` it reports (or after a re-read) — safe
+  because the target is absolute. A SKU that has no entry and is not a variant of any product is refused
+  (``NotFoundError``: unknown SKU), unless ``options["require_product"]`` is false.
+- orders: polled with ``where=lastModifiedAt > T or (lastModifiedAt = T and id > I)``, ``sort=lastModifiedAt
+  asc, id asc``; the cursor is ``"<lastModifiedAt>|<id>"``. Pushed by a Subscription with an HTTP destination
+  (AuthorizationHeader authentication: the static ``Authorization`` header carries the webhook secret)
+  as ``OrderCreated`` Messages.
+- fulfilment: ``addDelivery`` (parcels with ``trackingData {trackingId, carrier}``) and
+  ``changeShipmentState: Shipped`` in one versioned update; idempotent by tracking number.
+
+Channel mapping: ``InventoryTarget.channel_ref`` is the supply channel *key* (``Channel.external_id``),
+resolved to its id once per connector. ``StorefrontOrder.channel_ref`` is the key of the supply channel of
+the order's line items, else the order's store key.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import OrderedDict, defaultdict
+from datetime import datetime
+from typing import Iterable, Iterator
+
+from . import errors
+from .base import (Address, Connector, InventoryResult, InventoryTarget, OrderLineData, Page, Parcel, Storefront,
+                   StorefrontOrder, StorefrontStock)
+from .http import HttpClient, OAuthClientCredentials
+
+log = logging.getLogger(__name__)
+
+CHUNK = 100  # SKUs per inventory query (keeps the URL well under ct's limits)
+PAGE_LIMIT = 500  # ct's maximum page size
+CONFLICT_RETRIES = 5
+STREET_NUMBER_FIRST = {"GB", "IE", "US", "CA", "AU", "NZ", "FR", "ZA"}
+
+
+def q(value: str) -> str:
+    """A Query Predicate string literal."""
+    return json.dumps(str(value))
+
+
+def q_list(values: Iterable[str]) -> str:
+    return "(" + ", ".join(q(v) for v in values) + ")"
+
+
+def _parse_dt(value) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _localized(value) -> str:
+    if isinstance(value, dict):
+        return value.get("en") or value.get("en-GB") or next(iter(value.values()), "") or ""
+    return value or ""
+
+
+class CommercetoolsConnector(Connector, Storefront):
+    system_type = "commercetools"
+
+    def __init__(self, connection, client: HttpClient | None = None):
+        options = connection.options or {}
+        self.project_key = options.get("project_key") or ""
+        if not self.project_key:
+            raise errors.PermanentError(f"connection {connection.name}: options.project_key is required for commercetools")
+        self.require_product = options.get("require_product", True)
+        self.gift_field = options.get("gift_message_field", "giftMessage")
+        self.notes_field = options.get("delivery_notes_field", "deliveryNotes")
+        self._lock = threading.Lock()
+        self._channel_id_by_key: dict[str, str] = {}
+        self._channel_key_by_id: dict[str, str] = {}
+        self._shipping_key_by_id: dict[str, str] = {}
+        self._discount_code_by_id: dict[str, str] = {}
+        super().__init__(connection, client)
+
+    # --- client ----------------------------------------------------------------------------------
+    @staticmethod
+    def auth_for(connection) -> OAuthClientCredentials:
+        options = connection.options or {}
+        root = (connection.auth_url or connection.base_url).rstrip("/")
+        scope = options.get("scopes") or f"manage_project:{options.get('project_key', '')}"
+        if isinstance(scope, (list, tuple)):
+            scope = " ".join(scope)
+        return OAuthClientCredentials(token_url=f"{root}/oauth/token", client_id=connection.client_id,
+                                      client_secret=connection.get_secret(), scope=scope)
+
+    def build_client(self, **kw) -> HttpClient:
+        return HttpClient.for_connection(self.connection, auth=self.auth_for(self.connection), **kw)
+
+    def path(self, tail: str) -> str:
+        return f"/{self.project_key}/{tail.lstrip('/')}"
+
+    def _query(self, resource: str, where: str | list[str] | None = None, *, sort: list[str] | None = None,
+               limit: int = PAGE_LIMIT, offset: int = 0, expand: list[str] | None = None, total: bool = False) -> dict:
+        params: dict = {"limit": limit, "withTotal": "true" if total else "false"}
+        if offset:
+            params["offset"] = offset
+        if where:
+            params["where"] = where
+        if sort:
+            params["sort"] = sort
+        if expand:
+            params["expand"] = expand
+        body = self.client.get(self.path(resource), params=params).json()
+        if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+            raise errors.BadDataError(f"commercetools {resource} query answered an unexpected body: {str(body)[:200]}")
+        return body
+
+    def _query_all(self, resource: str, where: str | None = None, expand: list[str] | None = None) -> Iterator[dict]:
+        """Every match, paged by id (ct's recommended way past the 10,000 offset limit)."""
+        last = None
+        while True:
+            clauses = [where] if where else []
+            if last:
+                clauses.append(f"id > {q(last)}")
+            page = self._query(resource, clauses or None, sort=["id asc"], expand=expand)
+            results = page["results"]
+            yield from results
+            if len(results) < PAGE_LIMIT:
+                return
+            last = results[-1]["id"]
+
+    # --- reference caches ---------------------------------------------------------------------------
+    def _resolve(self, resource: str, field: str, wanted: set[str], cache: dict, value_of) -> None:
+        missing = sorted(v for v in wanted if v and v not in cache)
+        for i in range(0, len(missing), CHUNK):
+            chunk = missing[i:i + CHUNK]
+            for obj in self._query(resource, f"{field} in {q_list(chunk)}")["results"]:
+                with self._lock:
+                    cache[obj[field]] = value_of(obj)
+
+    def channel_ids(self, keys: Iterable[str]) -> dict[str, str]:
+        """Supply channel key → id (cached)."""
+        keys = set(keys)
+
+        def remember(obj):
+            self._channel_key_by_id[obj["id"]] = obj.get("key", "")
+            return obj["id"]
+
+        self._resolve("channels", "key", keys, self._channel_id_by_key, remember)
+        return {k: self._channel_id_by_key[k] for k in keys if k in self._channel_id_by_key}
+
+    def channel_keys(self, ids: Iterable[str]) -> dict[str, str]:
+        ids = set(ids)
+
+        def remember(obj):
+            if obj.get("key"):
+                self._channel_id_by_key[obj["key"]] = obj["id"]
+            return obj.get("key", "")
+
+        self._resolve("channels", "id", ids, self._channel_key_by_id, remember)
+        return {i: self._channel_key_by_id[i] for i in ids if i in self._channel_key_by_id}
+
+    # --- stock ---------------------------------------------------------------------------------------
+    def _entries(self, channel_id: str, skus: list[str]) -> dict[str, dict]:
+        where = f"supplyChannel(id={q(channel_id)}) and sku in {q_list(skus)}"
+        return {e["sku"]: e for e in self._query("inventory", where)["results"]}
+
+    def _skus_in_catalogue(self, skus: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(skus), CHUNK):
+            chunk = skus[i:i + CHUNK]
+            lst = q_list(chunk)
+            where = f"masterVariant(sku in {lst}) or variants(sku in {lst})"
+            for p in self._query_all("product-projections", where):
+                for v in [p.get("masterVariant") or {}] + list(p.get("variants") or []):
+                    if v.get("sku") in chunk:
+                        found.add(v["sku"])
+        return found
+
+    @staticmethod
+    def _ok(t: InventoryTarget, entry: dict) -> InventoryResult:
+        return InventoryResult(t.sku, t.channel_ref, int(entry["quantityOnStock"]), version=entry.get("version"), ref=entry["id"])
+
+    def _write_entry(self, t: InventoryTarget, channel_id: str, entry: dict | None) -> InventoryResult:
+        for _ in range(CONFLICT_RETRIES):
+            if entry is None:
+                draft = {"sku": t.sku, "supplyChannel": {"typeId": "channel", "id": channel_id}, "quantityOnStock": t.quantity}
+                try:
+                    return self._ok(t, self.client.post(self.path("inventory"), json=draft).json())
+                except errors.BadDataError as exc:
+                    if "DuplicateField" not in json.dumps(exc.body, default=str):
+                        raise
+                    entry = self._entries(channel_id, [t.sku]).get(t.sku)  # another worker created it
+                    if entry is None:
+                        raise
+                    continue
+            if entry.get("quantityOnStock") == t.quantity:
+                return self._ok(t, entry)  # already right: nothing to change
+            update = {"version": entry["version"], "actions": [{"action": "changeQuantity", "quantity": t.quantity}]}
+            try:
+                return self._ok(t, self.client.post(self.path(f"inventory/{entry['id']}"), json=update).json())
+            except errors.ConflictError as exc:
+                if exc.current_version is not None and exc.current_version != entry["version"]:
+                    entry = {**entry, "version": exc.current_version, "quantityOnStock": None}
+                else:
+                    entry = self.client.get(self.path(f"inventory/{entry['id']}")).json()
+            except errors.NotFoundError:
+                entry = None  # deleted meanwhile: create it again
+        raise errors.ConflictError(f"inventory entry for {t.sku} on {t.channel_ref} still conflicting after "
+                                   f"{CONFLICT_RETRIES} attempts", system=self.system_type)
+
+    def set_stock(self, targets: list[InventoryTarget]) -> list[InventoryResult]:
+        latest: OrderedDict[tuple[str, str], InventoryTarget] = OrderedDict()
+        for t in targets:  # absolute targets: the last one for a pair wins
+            latest.pop((t.sku, t.channel_ref), None)
+            latest[(t.sku, t.channel_ref)] = t
+        by_channel: dict[str, list[InventoryTarget]] = defaultdict(list)
+        for t in latest.values():
+            by_channel[t.channel_ref].append(t)
+        ids = self.channel_ids(by_channel)
+        results: dict[tuple[str, str], InventoryResult] = {}
+        abort: errors.ConnectorError | None = None
+
+        def fail(t: InventoryTarget, exc: Exception):
+            results[(t.sku, t.channel_ref)] = InventoryResult(t.sku, t.channel_ref, t.quantity, ok=False, error=exc)
+
+        for channel_ref, group in by_channel.items():
+            channel_id = ids.get(channel_ref)
+            if channel_id is None:
+                exc = errors.PermanentError(f"commercetools project {self.project_key} has no supply channel with key "
+                                            f"{channel_ref!r} (check Channel.external_id)", system=self.system_type)
+                for t in group:
+                    fail(t, exc)
+                continue
+            for i in range(0, len(group), CHUNK):
+                chunk = group[i:i + CHUNK]
+                if abort is None:
+                    try:
+                        entries = self._entries(channel_id, [t.sku for t in chunk])
+                        missing = [t.sku for t in chunk if t.sku not in entries]
+                        known = self._skus_in_catalogue(missing) if missing and self.require_product else set(missing)
+                    except errors.ConnectorError as exc:
+                        abort = exc
+                for t in chunk:
+                    if abort is not None:  # the system is down / refusing us: don't hammer it item by item
+                        fail(t, abort)
+                        continue
+                    if t.sku not in entries and t.sku not in known:
+                        fail(t, errors.NotFoundError(f"SKU {t.sku!r} is not a product variant in commercetools project "
+                                                     f"{self.project_key}", system=self.system_type))
+                        continue
+                    try:
+                        results[(t.sku, t.channel_ref)] = self._write_entry(t, channel_id, entries.get(t.sku))
+                    except errors.ConnectorError as exc:
+                        fail(t, exc)
+                        if isinstance(exc, errors.RetryableError) or (isinstance(exc, errors.PermanentError)
+                                                                      and exc.status in (401, 403)):
+                            abort = exc
+        return [results[(t.sku, t.channel_ref)] for t in latest.values()]
+
+    def get_stock(self, skus: list[str], channel_ref: str) -> list[StorefrontStock]:
+        channel_id = self.channel_ids([channel_ref]).get(channel_ref)
+        if channel_id is None:
+            raise errors.NotFoundError(f"commercetools project {self.project_key} has no supply channel {channel_ref!r}",
+                                       system=self.system_type)
+        out = []
+        skus = list(dict.fromkeys(skus))
+        for i in range(0, len(skus), CHUNK):
+            for sku, e in self._entries(channel_id, skus[i:i + CHUNK]).items():
+                out.append(StorefrontStock(sku, channel_ref, int(e["quantityOnStock"]), version=e.get("version"), ref=e["id"]))
+        return out
+
+    def list_skus(self) -> Iterator[str]:
+        for p in self._query_all("product-projections"):
+            for v in [p.get("masterVariant") or {}] + list(p.get("variants") or []):
+                if v.get("sku"):
+                    yield v["sku"]
+
+    # --- orders --------------------------------------------------------------------------------------
+    @staticmethod
+    def _address(a: dict | None, email: str = "") -> Address:
+        a = a or {}
+        name, number = a.get("streetName", "") or "", a.get("streetNumber", "") or ""
+        if a.get("country") in STREET_NUMBER_FIRST:
+            street = f"{number} {name}".strip()
+        else:
+            street = f"{name} {number}".strip()
+        street2 = ", ".join(x for x in (a.get("additionalStreetInfo"), a.get("building"), a.get("apartment")) if x)
+        return Address(first_name=a.get("firstName", "") or "", last_name=a.get("lastName", "") or "",
+                       company=a.get("company", "") or "", street=street, street2=street2,
+                       postal_code=a.get("postalCode", "") or "", city=a.get("city", "") or "",
+                       region=a.get("region", "") or a.get("state", "") or "", country=a.get("country", "") or "",
+                       phone=a.get("phone", "") or a.get("mobile", "") or "", email=a.get("email", "") or email)
+
+    def _prime(self, orders: list[dict]) -> None:
+        """Resolve every channel / shipping method / discount code id the orders reference (one query each)."""
+        channel_ids, sm_ids, dc_ids = set(), set(), set()
+        for o in orders:
+            for li in o.get("lineItems") or []:
+                ref = li.get("supplyChannel") or {}
+                if ref.get("obj", {}).get("key"):
+                    self._channel_key_by_id[ref["id"]] = ref["obj"]["key"]
+                elif ref.get("id"):
+                    channel_ids.add(ref["id"])
+            ref = (o.get("shippingInfo") or {}).get("shippingMethod") or {}
+            if ref.get("obj"):
+                self._shipping_key_by_id[ref["id"]] = ref["obj"].get("key") or ""
+            elif ref.get("id"):
+                sm_ids.add(ref["id"])
+            for dc in o.get("discountCodes") or []:
+                ref = dc.get("discountCode") or {}
+                if ref.get("obj", {}).get("code"):
+                    self._discount_code_by_id[ref["id"]] = ref["obj"]["code"]
+                elif ref.get("id"):
+                    dc_ids.add(ref["id"])
+        if channel_ids:
+            self.channel_keys(channel_ids)
+        if sm_ids:
+            self._resolve("shipping-methods", "id", sm_ids, self._shipping_key_by_id, lambda o: o.get("key") or "")
+        if dc_ids:
+            self._resolve("discount-codes", "id", dc_ids, self._discount_code_by_id, lambda o: o.get("code") or "")
+
+    def to_order(self, o: dict) -> StorefrontOrder:
+        """A ct Order → StorefrontOrder. Call :meth:`_prime` first for the referenced ids."""
+        try:
+            lines = []
+            channel_ref = ""
+            for li in o.get("lineItems") or []:
+                price = (li.get("price") or {}).get("value") or {}
+                sku = (li.get("variant") or {}).get("sku") or ""
+                lines.append(OrderLineData(line_id=li["id"], sku=sku, quantity=int(li["quantity"]),
+                                           unit_price_cents=price.get("centAmount"), name=_localized(li.get("name")),
+                                           custom_fields=dict((li.get("custom") or {}).get("fields") or {})))
+                ch_id = (li.get("supplyChannel") or {}).get("id")
+                if ch_id and not channel_ref:
+                    channel_ref = self._channel_key_by_id.get(ch_id, "")
+            for cli in o.get("customLineItems") or []:  # fees, gift wrap: no SKU to fulfil
+                log.debug("order %s: custom line item %s ignored", o.get("id"), cli.get("slug"))
+            if not channel_ref:
+                channel_ref = (o.get("store") or {}).get("key", "")
+            total = o.get("totalPrice") or {}
+            shipping = o.get("shippingInfo") or {}
+            sm_ref = shipping.get("shippingMethod") or {}
+            shipping_method = (sm_ref.get("obj") or {}).get("key") or self._shipping_key_by_id.get(sm_ref.get("id", ""), "") \
+                or shipping.get("shippingMethodName", "")
+            fields = dict((o.get("custom") or {}).get("fields") or {})
+            gift = fields.pop(self.gift_field, "") or ""
+            notes = fields.pop(self.notes_field, "") or ""
+            codes = []
+            for dc in o.get("discountCodes") or []:
+                ref = dc.get("discountCode") or {}
+                codes.append((ref.get("obj") or {}).get("code") or self._discount_code_by_id.get(ref.get("id", "")) or ref.get("id", ""))
+            email = o.get("customerEmail") or (o.get("shippingAddress") or {}).get("email") or ""
+            return StorefrontOrder(
+                external_id=o["id"], order_number=o.get("orderNumber") or o["id"], channel_ref=channel_ref, lines=lines,
+                version=o.get("version"), placed_at=_parse_dt(o.get("createdAt")), currency=total.get("currencyCode", ""),
+                total_cents=total.get("centAmount"), customer_email=email,
+                shipping_address=self._address(o.get("shippingAddress"), email),
+                billing_address=self._address(o.get("billingAddress") or o.get("shippingAddress"), email),
+                shipping_method=shipping_method, gift_message=str(gift), delivery_notes=str(notes), custom_fields=fields,
+                promotion_codes=[c for c in codes if c], status=o.get("orderState", ""), shipment_state=o.get("shipmentState") or "",
+                raw=o)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise errors.BadDataError(f"commercetools order {o.get('id') if isinstance(o, dict) else o!r} is malformed: "
+                                      f"{type(exc).__name__}: {exc}", system=self.system_type, body=o) from exc
+
+    def orders_since(self, cursor: str, limit: int = 100) -> Page:
+        limit = max(1, min(int(limit), PAGE_LIMIT))
+        where = None
+        if cursor:
+            ts, _, oid = cursor.partition("|")
+            where = f"lastModifiedAt > {q(ts)}"
+            if oid:
+                where = f"{where} or (lastModifiedAt = {q(ts)} and id > {q(oid)})"
+        body = self._query("orders", where, sort=["lastModifiedAt asc", "id asc"], limit=limit)
+        raw = body["results"]
+        self._prime(raw)
+        orders = [self.to_order(o) for o in raw]
+        next_cursor = f"{raw[-1]['lastModifiedAt']}|{raw[-1]['id']}" if raw else cursor
+        return Page(items=orders, cursor=next_cursor, has_more=len(raw) >= limit)
+
+    def get_order(self, external_id: str) -> StorefrontOrder:
+        o = self.client.get(self.path(f"orders/{external_id}")).json()
+        self._prime([o])
+        return self.to_order(o)
+
+    def verify_webhook(self, body: bytes, headers: dict) -> bool:
+        """ct HTTP destinations authenticate with a static ``Authorization`` header (AuthorizationHeader)."""
+        from integration_hub.core.webhooks import verify_static_header
+
+        return verify_static_header(self.connection.get_webhook_secret(), headers, "Authorization")
+
+    def parse_order_webhook(self, payload) -> list:
+        """An ``OrderCreated`` Message → [StorefrontOrder]; other order Messages / change notifications →
+        [order id] to fetch; Messages about other resources → []."""
+        messages = payload if isinstance(payload, list) else [payload]
+        out: list = []
+        orders = []
+        for m in messages:
+            if not isinstance(m, dict) or "notificationType" not in m:
+                raise errors.BadDataError(f"not a commercetools subscription payload: {str(m)[:200]}", system=self.system_type, body=m)
+            resource = m.get("resource") or {}
+            if m["notificationType"] == "Message" and m.get("type") == "OrderCreated":
+                order = m.get("order")
+                if not isinstance(order, dict) or not order.get("id") or not isinstance(order.get("lineItems"), list):
+                    raise errors.BadDataError("OrderCreated message without a usable order", system=self.system_type, body=m)
+                orders.append(order)
+                out.append(order)
+            elif resource.get("typeId") == "order" and resource.get("id"):
+                out.append(resource["id"])
+            elif m["notificationType"] not in ("Message", "ResourceCreated", "ResourceUpdated", "ResourceDeleted"):
+                raise errors.BadDataError(f"unknown notificationType {m['notificationType']!r}", system=self.system_type, body=m)
+        if orders:
+            self._prime(orders)
+        return [self.to_order(x) if isinstance(x, dict) else x for x in out]
+
+    # --- fulfilment --------------------------------------------------------------------------------
+    @staticmethod
+    def _delivery_items(order: dict, parcel: Parcel | None, remaining: dict[str, int]) -> list[dict]:
+        """Allocate (sku, qty) parcel lines to the order's line items; unknown SKUs are ignored."""
+        items = []
+        by_sku: dict[str, list[dict]] = defaultdict(list)
+        for li in order.get("lineItems") or []:
+            by_sku[(li.get("variant") or {}).get("sku")].append(li)
+        for sku, qty in (parcel.lines if parcel else []):
+            for li in by_sku.get(sku, []):
+                take = min(qty, remaining.get(li["id"], 0))
+                if take > 0:
+                    items.append({"id": li["id"], "quantity": take})
+                    remaining[li["id"]] -= take
+                    qty -= take
+                if qty <= 0:
+                    break
+        return items
+
+    def shipped_actions(self, order: dict, parcels: list[Parcel]) -> list[dict]:
+        """Update actions that make ``order`` shipped with ``parcels``; [] when it already is."""
+        existing = {(p.get("trackingData") or {}).get("trackingId")
+                    for d in (order.get("shippingInfo") or {}).get("deliveries") or [] for p in d.get("parcels") or []}
+        new = [p for p in parcels if not p.tracking_number or p.tracking_number not in existing]
+        if parcels and all(not p.tracking_number for p in parcels) and existing - {None}:
+            new = []  # untracked parcels, and the order already has a delivery: don't duplicate it
+        actions = []
+        if new:
+            remaining = {li["id"]: int(li["quantity"]) for li in order.get("lineItems") or []}
+            draft_parcels, delivery_items = [], []
+            for p in new:
+                items = self._delivery_items(order, p, remaining)
+                delivery_items += items
+                draft = {"items": items}
+                if p.tracking_number or p.carrier:
+                    draft["trackingData"] = {k: v for k, v in (("trackingId", p.tracking_number), ("carrier", p.carrier),
+                                                               ("provider", p.carrier)) if v}
+                draft_parcels.append(draft)
+            if not delivery_items:  # parcels without line detail ship the whole order
+                delivery_items = [{"id": li["id"], "quantity": int(li["quantity"])} for li in order.get("lineItems") or []]
+            merged: dict[str, int] = defaultdict(int)
+            for it in delivery_items:
+                merged[it["id"]] += it["quantity"]
+            actions.append({"action": "addDelivery", "items": [{"id": k, "quantity": v} for k, v in merged.items()],
+                            "parcels": draft_parcels})
+        if order.get("shipmentState") not in ("Shipped", "Delivered"):
+            actions.append({"action": "changeShipmentState", "shipmentState": "Shipped"})
+        return actions
+
+    def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None) -> int | None:
+        order = self.client.get(self.path(f"orders/{external_id}")).json()
+        for _ in range(CONFLICT_RETRIES):
+            actions = self.shipped_actions(order, parcels)
+            if not actions:
+                return order.get("version")
+            try:
+                order = self.client.post(self.path(f"orders/{external_id}"),
+                                         json={"version": order["version"], "actions": actions}).json()
+                return order.get("version")
+            except errors.ConflictError:
+                # Someone else changed the order (possibly our own earlier attempt landed): re-read and recompute.
+                order = self.client.get(self.path(f"orders/{external_id}")).json()
+        raise errors.ConflictError(f"order {external_id} still conflicting after {CONFLICT_RETRIES} attempts", system=self.system_type)

@@ -1,0 +1,1183 @@
+"""commercetools Composable Commerce emulator (HTTP API), served under ``/commercetools``.
+
+Modelled on the published HTTP API (docs.commercetools.com, confirmed via the SDK type docs):
+
+- ``POST /oauth/token`` — client-credentials grant, client authenticated with HTTP Basic; answers
+  ``{access_token, token_type: "Bearer", expires_in, scope}``; ``invalid_client`` (401) on bad
+  credentials. Real ct serves this on the auth host; here it sits under the same prefix, so a Connection's
+  ``auth_url`` equals its ``base_url``. Exempt from rate limiting and fault injection.
+- Every project route needs ``Authorization: Bearer <token>``: 401 ``invalid_token`` otherwise, 403
+  ``insufficient_scope`` when the token's ``manage_project:<key>`` scope names another project.
+- Query endpoints take ``where`` (Query Predicates: ``=, !=, <, <=, >, >=, in (...), not in (...),
+  is defined, is not defined, and, or, not(...)``, nested ``field(pred)`` on objects/references/arrays),
+  ``sort`` (repeatable, ``path asc|desc``), ``limit`` (default 20, max 500), ``offset`` (max 10,000) and
+  ``withTotal``; they answer a PagedQueryResponse ``{limit, offset, count, total, results}``.
+- Versioned updates ``POST /<resource>/<id>`` with ``{version, actions}``: a stale version is 409 with
+  ``errors[0] = {code: "ConcurrentModification", currentVersion, ...}``. ``faults.conflict_rate`` injects
+  the same 409 (via :meth:`Emulator.maybe_conflict`).
+- Channels (``/channels``), InventoryEntry (``/inventory``: sku + supplyChannel unique, ``DuplicateField``
+  400 on a second draft; actions ``changeQuantity``, ``addQuantity``, ``removeQuantity``;
+  ``availableQuantity`` = ``quantityOnStock`` - reserved), product projections (``/product-projections``)
+  and Orders (``/orders``: actions ``changeShipmentState``, ``changeOrderState``, ``addDelivery`` with
+  ``parcels[].trackingData {trackingId, carrier, ...}``, ``addParcelToDelivery``; ``expand`` of
+  ``shippingInfo.shippingMethod``). Orders use ``inventoryMode`` TrackOnly: each line decrements the
+  entry of its supply channel (stock may go negative, as in ct).
+- Subscriptions: an HTTP destination with ``AuthorizationHeader`` authentication (the header value is sent
+  verbatim as ``Authorization``) receives one ``OrderCreated`` Message per created order, in the Platform
+  payload format (``notificationType: "Message"``, ``resource``, ``resourceVersion``, ``sequenceNumber``,
+  ``resourceUserProvidedIdentifiers``, ``order``). Delivery runs on background threads from a bounded
+  queue; a failed delivery is retried a few times (at-least-once), then dropped and counted.
+
+The emulator holds one project's data; the project key in the path must match the token's scope.
+
+Control actions (``POST /_sandbox/commercetools/<action>``, see :mod:`connectors.sandbox`):
+seed_catalog, create_orders, configure_webhooks, state, set_inventory, set_credentials, revoke_tokens,
+wait_webhooks.
+"""
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import logging
+import queue
+import re
+import secrets
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from .server import Emulator, HttpError, Request, Response, route
+
+log = logging.getLogger("sandbox.commercetools")
+
+DEFAULT_CLIENT_ID = "hub-demo"
+DEFAULT_CLIENT_SECRET = "hub-demo-secret"
+TOKEN_TTL = 172800  # ct access tokens live 48 h
+MAX_LIMIT = 500
+MAX_OFFSET = 10000
+SHIPMENT_STATES = {"Shipped", "Delivered", "Ready", "Pending", "Delayed", "Partial", "Backorder"}
+ORDER_STATES = {"Open", "Confirmed", "Complete", "Cancelled"}
+WEBHOOK_QUEUE_SIZE = 100_000
+WEBHOOK_WORKERS = 4
+WEBHOOK_ATTEMPTS = 4
+WEBHOOK_RETRY_DELAYS = (0.2, 0.5, 1.0)
+
+P = r"/(?P<project>[A-Za-z0-9_-]+)"
+
+
+def now_iso(dt: datetime | None = None) -> str:
+    dt = dt or datetime.now(timezone.utc)
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def parse_dt(value: str) -> datetime | None:
+    if not isinstance(value, str) or not _ISO_RX.match(value):
+        return None
+    v = value.strip()
+    if v.endswith("Z"):
+        v = v[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(v)
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+_ISO_RX = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+
+
+def ct_error(status: int, code: str, message: str, **extra) -> HttpError:
+    return HttpError(status, {"statusCode": status, "message": message, "errors": [{"code": code, "message": message, **extra}]})
+
+
+# --- Query Predicates ----------------------------------------------------------------------------
+_TOKEN_RX = re.compile(r"""
+    \s*(?:
+      (?P<str>"(?:[^"\\]|\\.)*")
+    | (?P<num>-?\d+(?:\.\d+)?)
+    | (?P<op><=|>=|!=|<>|=|<|>|\(|\)|,)
+    | (?P<word>[A-Za-z_][A-Za-z0-9_.]*)
+    )""", re.X)
+
+
+def _tokenize(text: str) -> list[tuple[str, Any]]:
+    out, pos = [], 0
+    text = text.strip()
+    while pos < len(text):
+        m = _TOKEN_RX.match(text, pos)
+        if not m or m.end() == pos:
+            raise ct_error(400, "InvalidInput", f"Malformed parameter: where: syntax error at {pos}: {text[pos:pos + 20]!r}")
+        pos = m.end()
+        if m.group("str") is not None:
+            out.append(("val", json.loads(m.group("str"))))
+        elif m.group("num") is not None:
+            n = m.group("num")
+            out.append(("val", float(n) if "." in n else int(n)))
+        elif m.group("op") is not None:
+            out.append(("op", m.group("op")))
+        else:
+            w = m.group("word")
+            lw = w.lower()
+            if lw in ("true", "false"):
+                out.append(("val", lw == "true"))
+            elif lw in ("and", "or", "not", "in", "is", "defined", "empty", "contains", "any", "all"):
+                out.append(("kw", lw))
+            else:
+                out.append(("id", w))
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+    return out
+
+
+def _cmp_values(a, b):
+    """Normalise for comparison: ISO datetimes compare as instants."""
+    da, db = parse_dt(a) if isinstance(a, str) else None, parse_dt(b) if isinstance(b, str) else None
+    if da is not None and db is not None:
+        return da, db
+    return a, b
+
+
+def _compare(actual, op: str, expected) -> bool:
+    if actual is None:
+        return op in ("!=", "<>") and expected is not None
+    a, b = _cmp_values(actual, expected)
+    try:
+        if op == "=":
+            return a == b
+        if op in ("!=", "<>"):
+            return a != b
+        if op == "<":
+            return a < b
+        if op == "<=":
+            return a <= b
+        if op == ">":
+            return a > b
+        if op == ">=":
+            return a >= b
+    except TypeError:
+        return False
+    raise ct_error(400, "InvalidInput", f"Malformed parameter: where: unknown operator {op}")
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.toks = _tokenize(text)
+        self.i = 0
+
+    def peek(self, k=0):
+        j = self.i + k
+        return self.toks[j] if j < len(self.toks) else (None, None)
+
+    def take(self, kind=None, value=None):
+        tok = self.peek()
+        if tok[0] is None or (kind and tok[0] != kind) or (value is not None and tok[1] != value):
+            raise ct_error(400, "InvalidInput", f"Malformed parameter: where: expected {value or kind}, got {tok[1]!r}")
+        self.i += 1
+        return tok
+
+    def parse(self) -> Callable[[dict], bool]:
+        fn = self.expr()
+        if self.peek()[0] is not None:
+            raise ct_error(400, "InvalidInput", f"Malformed parameter: where: unexpected {self.peek()[1]!r}")
+        return fn
+
+    def expr(self):
+        left = self.term()
+        while self.peek() == ("kw", "or"):
+            self.take()
+            right = self.term()
+            left = (lambda l, r: lambda o: l(o) or r(o))(left, right)
+        return left
+
+    def term(self):
+        left = self.factor()
+        while self.peek() == ("kw", "and"):
+            self.take()
+            right = self.factor()
+            left = (lambda l, r: lambda o: l(o) and r(o))(left, right)
+        return left
+
+    def factor(self):
+        tok = self.peek()
+        if tok == ("kw", "not"):
+            self.take()
+            self.take("op", "(")
+            inner = self.expr()
+            self.take("op", ")")
+            return lambda o: not inner(o)
+        if tok == ("op", "("):
+            self.take()
+            inner = self.expr()
+            self.take("op", ")")
+            return inner
+        name = self.take("id")[1]
+        return self.field(name.split("."))
+
+    def values(self):
+        self.take("op", "(")
+        vals = [self.take("val")[1]]
+        while self.peek() == ("op", ","):
+            self.take()
+            vals.append(self.take("val")[1])
+        self.take("op", ")")
+        return vals
+
+    def field(self, path: list[str]):
+        tok = self.peek()
+
+        def get(o):
+            for p in path:
+                o = o.get(p) if isinstance(o, dict) else None
+            return o
+
+        def over(value, pred):  # arrays match if any element matches
+            if isinstance(value, list):
+                return any(pred(v) for v in value)
+            return pred(value)
+
+        if tok == ("op", "("):  # nested predicate on an object / reference / array
+            self.take()
+            inner = self.expr()
+            self.take("op", ")")
+            return lambda o: over(get(o), lambda v: isinstance(v, dict) and inner(v))
+        if tok[0] == "op":
+            op = self.take()[1]
+            val = self.take("val")[1]
+            return lambda o: over(get(o), lambda v: _compare(v, op, val))
+        if tok == ("kw", "in"):
+            self.take()
+            vals = self.values()
+            return lambda o: over(get(o), lambda v: any(_compare(v, "=", x) for x in vals))
+        if tok == ("kw", "not") and self.peek(1) == ("kw", "in"):
+            self.take(), self.take()
+            vals = self.values()
+            return lambda o: not over(get(o), lambda v: any(_compare(v, "=", x) for x in vals))
+        if tok == ("kw", "is"):
+            self.take()
+            negate = False
+            if self.peek() == ("kw", "not"):
+                self.take()
+                negate = True
+            what = self.take("kw")[1]
+            if what == "defined":
+                return lambda o: (get(o) is None) if negate else (get(o) is not None)
+            if what == "empty":
+                return lambda o: bool(get(o)) if negate else (get(o) in ([], None))
+            raise ct_error(400, "InvalidInput", f"Malformed parameter: where: is {what}")
+        if tok == ("kw", "contains"):
+            self.take()
+            if self.peek() in (("kw", "any"), ("kw", "all")):
+                mode = self.take()[1]
+                vals = self.values()
+                agg = any if mode == "any" else all
+                return lambda o: agg(x in (get(o) or []) for x in vals)
+            val = self.take("val")[1]
+            return lambda o: val in (get(o) or [])
+        raise ct_error(400, "InvalidInput", f"Malformed parameter: where: unexpected {tok[1]!r} after {'.'.join(path)}")
+
+
+def compile_where(clauses: list[str]) -> Callable[[dict], bool]:
+    """Several ``where`` parameters are combined with ``and`` (as in ct)."""
+    preds = [_Parser(c).parse() for c in clauses if c and c.strip()]
+    return lambda o: all(p(o) for p in preds)
+
+
+def _sort_key_fn(sorts: list[str]):
+    specs = []
+    for s in sorts:
+        parts = s.strip().split()
+        if not parts:
+            continue
+        direction = parts[1].lower() if len(parts) > 1 else "asc"
+        if direction not in ("asc", "desc"):
+            raise ct_error(400, "InvalidInput", f"Malformed parameter: sort: {s}")
+        specs.append((parts[0].split("."), direction == "desc"))
+    return specs
+
+
+def _apply_sort(items: list[dict], sorts: list[str]) -> list[dict]:
+    specs = _sort_key_fn(sorts)
+    for path, desc in reversed(specs):  # stable multi-key sort
+        def key(o, path=path):
+            for p in path:
+                o = o.get(p) if isinstance(o, dict) else None
+            if isinstance(o, str):
+                dt = parse_dt(o)
+                if dt is not None:
+                    return (1, dt.timestamp(), "")
+                return (1, 0, o)
+            return (0 if o is None else 1, o if isinstance(o, (int, float)) else 0, "")
+        items.sort(key=key, reverse=desc)
+    return items
+
+
+# --- the emulator ----------------------------------------------------------------------------------
+class CommercetoolsEmulator(Emulator):
+    prefix = "commercetools"
+    exempt_patterns = (r"^/oauth/token$",)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.credentials = {DEFAULT_CLIENT_ID: DEFAULT_CLIENT_SECRET}
+            self.allowed_projects: set[str] | None = None  # None = any project key
+            self.token_ttl = TOKEN_TTL
+            self.tokens: dict[str, dict] = {}
+            self.tokens_issued = 0
+            self.channels: dict[str, dict] = {}
+            self.channel_by_key: dict[str, str] = {}
+            self.inventory: dict[str, dict] = {}
+            self.inventory_index: dict[tuple[str, str | None], str] = {}  # (sku, channel id) → entry id
+            self.inventory_by_key: dict[str, str] = {}
+            self.products: dict[str, dict] = {}
+            self.product_by_key: dict[str, str] = {}
+            self.sku_prices: dict[str, int] = {}
+            self.sku_product: dict[str, tuple[str, int]] = {}  # sku → (product id, variant id)
+            self.shipping_methods: dict[str, dict] = {}
+            self.shipping_method_by_key: dict[str, str] = {}
+            self.discount_codes: dict[str, dict] = {}  # code → DiscountCode
+            self.orders: dict[str, dict] = {}
+            self.order_by_number: dict[str, str] = {}
+            self.order_seq = 100000
+            self.message_seq: dict[str, int] = {}
+            self.last_ts: datetime | None = None
+            # subscription
+            self.generation = getattr(self, "generation", 0) + 1
+            self.webhook: dict | None = None
+            self.webhook_stats = {"queued": 0, "delivered": 0, "attempts": 0, "retried": 0, "dropped": 0, "overflow": 0}
+            self.inflight = 0
+            old = getattr(self, "_queue", None)
+            if old is not None:
+                try:
+                    while True:
+                        old.get_nowait()
+                        old.task_done()
+                except queue.Empty:
+                    pass
+            else:
+                self._queue: queue.Queue = queue.Queue(WEBHOOK_QUEUE_SIZE)
+                self._workers: list[threading.Thread] = []
+
+    # --- helpers ----------------------------------------------------------------------------------
+    def _tick(self) -> str:
+        """A strictly increasing timestamp (ms), so createdAt/lastModifiedAt order = write order."""
+        now = datetime.now(timezone.utc)
+        now = now.replace(microsecond=(now.microsecond // 1000) * 1000)
+        if self.last_ts is not None and now <= self.last_ts:
+            now = self.last_ts + timedelta(milliseconds=1)
+        self.last_ts = now
+        return now_iso(now)
+
+    def _auth(self, req: Request) -> dict:
+        header = req.header("Authorization")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        with self.lock:
+            info = self.tokens.get(token)
+        if not info or info["expires"] < time.time():
+            raise HttpError(401, {"statusCode": 401, "message": "invalid_token",
+                                  "errors": [{"code": "invalid_token", "message": "invalid_token"}],
+                                  "error": "invalid_token", "error_description": "invalid_token"},
+                            {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        project = req.params.get("project")
+        if project and info["projects"] is not None and project not in info["projects"]:
+            msg = f"Insufficient scope. One of the following scopes is missing: manage_project:{project}"
+            raise HttpError(403, {"statusCode": 403, "message": msg, "errors": [{"code": "insufficient_scope", "message": msg}],
+                                  "error": "insufficient_scope", "error_description": msg})
+        if project and self.allowed_projects is not None and project not in self.allowed_projects:
+            raise ct_error(404, "ResourceNotFound", f"Project '{project}' not found")
+        return info
+
+    @staticmethod
+    def _body(req: Request) -> dict:
+        data = req.json()
+        if not isinstance(data, dict):
+            raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON.")
+        return data
+
+    def _query(self, req: Request, items, *, default_sort: list[str] | None = None, transform=None) -> Response:
+        try:
+            limit = int(req.q("limit", "20"))
+            offset = int(req.q("offset", "0"))
+        except ValueError:
+            raise ct_error(400, "InvalidInput", "Malformed parameter: limit/offset must be integers") from None
+        if not 0 <= limit <= MAX_LIMIT:
+            raise ct_error(400, "InvalidInput", f"Malformed parameter: limit: must be between 0 and {MAX_LIMIT}")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise ct_error(400, "InvalidInput", f"Malformed parameter: offset: must be between 0 and {MAX_OFFSET}")
+        pred = compile_where(req.query.get("where", []))
+        with self.lock:
+            matched = [o for o in items() if pred(o)]
+            sorts = req.query.get("sort") or default_sort or []
+            if sorts:
+                _apply_sort(matched, sorts)
+            page = [copy.deepcopy(o) for o in matched[offset:offset + limit]]
+            if transform:
+                page = [transform(o, req) for o in page]
+        body = {"limit": limit, "offset": offset, "count": len(page), "results": page}
+        if req.q("withTotal", "true").lower() != "false":
+            body["total"] = len(matched)
+        return Response(200, body)
+
+    def _check_version(self, resource: dict, data: dict, type_name: str) -> None:
+        version = data.get("version")
+        if not isinstance(version, int):
+            raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON: missing required field 'version'.")
+        current = resource["version"]
+        if version != current or self.maybe_conflict():
+            msg = f"Object {resource['id']} has a different version than expected. Expected: {version} - Actual: {current}."
+            raise HttpError(409, {"statusCode": 409, "message": msg, "errors": [
+                {"code": "ConcurrentModification", "message": msg, "currentVersion": current,
+                 "expectedVersion": version, "resourceId": resource["id"]}]})
+
+    @staticmethod
+    def _actions(data: dict) -> list[dict]:
+        actions = data.get("actions")
+        if not isinstance(actions, list) or not all(isinstance(a, dict) and a.get("action") for a in actions):
+            raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON: 'actions' must be a list of update actions.")
+        return actions
+
+    # --- OAuth ------------------------------------------------------------------------------------
+    @route("POST", r"/oauth/token")
+    def token(self, req: Request) -> Response:
+        header = req.header("Authorization")
+        client_id = secret = None
+        if header.lower().startswith("basic "):
+            try:
+                client_id, _, secret = base64.b64decode(header[6:].strip()).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                client_id = None
+        form = req.form()
+        unauthorized = {"statusCode": 401, "message": "Please provide valid client credentials using HTTP Basic Authentication.",
+                        "errors": [{"code": "invalid_client", "message": "Please provide valid client credentials using HTTP Basic Authentication."}],
+                        "error": "invalid_client", "error_description": "Please provide valid client credentials using HTTP Basic Authentication."}
+        with self.lock:
+            if not client_id or self.credentials.get(client_id) != secret:
+                return Response(401, unauthorized)
+            if form.get("grant_type") != "client_credentials":
+                msg = "Invalid grant_type; only client_credentials is supported here."
+                return Response(400, {"statusCode": 400, "message": msg, "errors": [{"code": "unsupported_grant_type", "message": msg}],
+                                      "error": "unsupported_grant_type", "error_description": msg})
+            scope = form.get("scope", "").strip()
+            projects: set[str] | None = None
+            if scope:
+                projects = set()
+                for s in scope.split():
+                    perm, _, project = s.partition(":")
+                    if not project or not perm:
+                        msg = f"Invalid scope '{s}'"
+                        return Response(400, {"statusCode": 400, "message": msg, "errors": [{"code": "invalid_scope", "message": msg}],
+                                              "error": "invalid_scope", "error_description": msg})
+                    projects.add(project)
+            else:
+                scope = "manage_project:" + (sorted(self.allowed_projects)[0] if self.allowed_projects else "demo")
+            token = secrets.token_urlsafe(24)
+            self.tokens[token] = {"client_id": client_id, "scope": scope, "projects": projects, "expires": time.time() + self.token_ttl}
+            self.tokens_issued += 1
+            return Response(200, {"access_token": token, "token_type": "Bearer", "expires_in": self.token_ttl, "scope": scope})
+
+    # --- channels ----------------------------------------------------------------------------------
+    def _new_channel(self, key: str, name: str | None = None, roles=None) -> dict:
+        ts = self._tick()
+        ch = {"id": str(uuid.uuid4()), "version": 1, "key": key, "roles": roles or ["InventorySupply"],
+              "name": {"en": name or key}, "createdAt": ts, "lastModifiedAt": ts}
+        self.channels[ch["id"]] = ch
+        self.channel_by_key[key] = ch["id"]
+        return ch
+
+    @route("GET", P + r"/channels")
+    def channels_query(self, req):
+        self._auth(req)
+        return self._query(req, lambda: self.channels.values(), default_sort=["createdAt asc"])
+
+    @route("POST", P + r"/channels")
+    def channels_create(self, req):
+        self._auth(req)
+        data = self._body(req)
+        key = data.get("key")
+        if not key:
+            raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON: missing required field 'key'.")
+        with self.lock:
+            if key in self.channel_by_key:
+                raise ct_error(400, "DuplicateField", f"A duplicate value '\"{key}\"' exists for field 'key'.", field="key", duplicateValue=key)
+            name = data.get("name", {}).get("en") if isinstance(data.get("name"), dict) else None
+            return Response(201, copy.deepcopy(self._new_channel(key, name, data.get("roles"))))
+
+    def _channel(self, id_or_key: str, by_key: bool) -> dict:
+        cid = self.channel_by_key.get(id_or_key) if by_key else id_or_key
+        ch = self.channels.get(cid or "")
+        if not ch:
+            raise ct_error(404, "ResourceNotFound", f"The Resource with {'key' if by_key else 'ID'} '{id_or_key}' was not found.")
+        return ch
+
+    @route("GET", P + r"/channels/(?P<id>[^/=]+)")
+    def channel_get(self, req):
+        self._auth(req)
+        with self.lock:
+            return Response(200, copy.deepcopy(self._channel(req.params["id"], False)))
+
+    @route("GET", P + r"/channels/key=(?P<key>[^/]+)")
+    def channel_get_key(self, req):
+        self._auth(req)
+        with self.lock:
+            return Response(200, copy.deepcopy(self._channel(req.params["key"], True)))
+
+    # --- inventory ---------------------------------------------------------------------------------
+    def _resolve_channel_ref(self, ref) -> str | None:
+        if ref is None:
+            return None
+        if not isinstance(ref, dict) or ref.get("typeId", "channel") != "channel":
+            raise ct_error(400, "InvalidJsonInput", "supplyChannel must be a ResourceIdentifier to a channel.")
+        if ref.get("id"):
+            if ref["id"] not in self.channels:
+                raise ct_error(400, "ReferencedResourceNotFound", f"The referenced object of type 'channel' with identifier '{ref['id']}' was not found.",
+                               typeId="channel", id=ref["id"])
+            return ref["id"]
+        if ref.get("key"):
+            cid = self.channel_by_key.get(ref["key"])
+            if not cid:
+                raise ct_error(400, "ReferencedResourceNotFound", f"The referenced object of type 'channel' with key '{ref['key']}' was not found.",
+                               typeId="channel", key=ref["key"])
+            return cid
+        raise ct_error(400, "InvalidJsonInput", "supplyChannel needs an id or a key.")
+
+    def _new_entry(self, sku: str, channel_id: str | None, quantity: int, key: str | None = None, extra: dict | None = None) -> dict:
+        ts = self._tick()
+        entry = {"id": str(uuid.uuid4()), "version": 1, "sku": sku, "quantityOnStock": quantity, "availableQuantity": quantity,
+                 "reserved": 0, "createdAt": ts, "lastModifiedAt": ts}
+        if key:
+            entry["key"] = key
+        if channel_id:
+            entry["supplyChannel"] = {"typeId": "channel", "id": channel_id}
+        for k in ("restockableInDays", "expectedDelivery", "minCartQuantity", "maxCartQuantity", "custom"):
+            if extra and k in extra:
+                entry[k] = extra[k]
+        self.inventory[entry["id"]] = entry
+        self.inventory_index[(sku, channel_id)] = entry["id"]
+        if key:
+            self.inventory_by_key[key] = entry["id"]
+        return entry
+
+    def _set_entry_quantity(self, entry: dict, quantity: int) -> None:
+        entry["quantityOnStock"] = quantity
+        entry["availableQuantity"] = quantity - entry.get("reserved", 0)
+        entry["version"] += 1
+        entry["lastModifiedAt"] = self._tick()
+
+    @staticmethod
+    def _public_entry(entry: dict, req=None) -> dict:
+        entry.pop("reserved", None)
+        return entry
+
+    @route("GET", P + r"/inventory")
+    def inventory_query(self, req):
+        self._auth(req)
+        return self._query(req, lambda: self.inventory.values(), default_sort=["createdAt asc"], transform=self._public_entry)
+
+    @route("POST", P + r"/inventory")
+    def inventory_create(self, req):
+        self._auth(req)
+        data = self._body(req)
+        sku, qty = data.get("sku"), data.get("quantityOnStock")
+        if not isinstance(sku, str) or not sku:
+            raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON: missing required field 'sku'.")
+        if not isinstance(qty, int) or isinstance(qty, bool):
+            raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON: 'quantityOnStock' must be an integer.")
+        with self.lock:
+            channel_id = self._resolve_channel_ref(data.get("supplyChannel"))
+            if (sku, channel_id) in self.inventory_index:
+                msg = (f"An inventory entry for SKU '{sku}' and supply channel '{channel_id}' already exists."
+                       if channel_id else f"An inventory entry for SKU '{sku}' without supply channel already exists.")
+                raise ct_error(400, "DuplicateField", msg, field="sku", duplicateValue=sku,
+                               conflictingResource={"typeId": "inventory-entry", "id": self.inventory_index[(sku, channel_id)]})
+            key = data.get("key")
+            if key and key in self.inventory_by_key:
+                raise ct_error(400, "DuplicateField", f"A duplicate value '\"{key}\"' exists for field 'key'.", field="key", duplicateValue=key)
+            entry = self._new_entry(sku, channel_id, qty, key, data)
+            return Response(201, self._public_entry(copy.deepcopy(entry)))
+
+    def _entry(self, req) -> dict:
+        by_key = "key" in req.params and req.params.get("key") is not None
+        ident = req.params["key"] if by_key else req.params["id"]
+        eid = self.inventory_by_key.get(ident) if by_key else ident
+        entry = self.inventory.get(eid or "")
+        if not entry:
+            raise ct_error(404, "ResourceNotFound", f"The Resource with {'key' if by_key else 'ID'} '{ident}' was not found.")
+        return entry
+
+    @route("GET", P + r"/inventory/(?P<id>[^/=]+)")
+    @route("GET", P + r"/inventory/key=(?P<key>[^/]+)")
+    def inventory_get(self, req):
+        self._auth(req)
+        with self.lock:
+            return Response(200, self._public_entry(copy.deepcopy(self._entry(req))))
+
+    @route("POST", P + r"/inventory/(?P<id>[^/=]+)")
+    @route("POST", P + r"/inventory/key=(?P<key>[^/]+)")
+    def inventory_update(self, req):
+        self._auth(req)
+        data = self._body(req)
+        actions = self._actions(data)
+        with self.lock:
+            entry = self._entry(req)
+            self._check_version(entry, data, "inventory-entry")
+            new = copy.deepcopy(entry)
+            for a in actions:
+                kind = a["action"]
+                if kind in ("changeQuantity", "addQuantity", "removeQuantity"):
+                    q = a.get("quantity")
+                    if not isinstance(q, int) or isinstance(q, bool):
+                        raise ct_error(400, "InvalidJsonInput", f"Request body does not contain valid JSON: {kind}.quantity must be an integer.")
+                    if kind == "changeQuantity":
+                        target = q
+                    elif kind == "addQuantity":
+                        target = new["quantityOnStock"] + q
+                    else:
+                        target = new["quantityOnStock"] - q
+                    new["quantityOnStock"] = target
+                    new["availableQuantity"] = target - new.get("reserved", 0)
+                elif kind in ("setRestockableInDays", "setExpectedDelivery"):
+                    field = "restockableInDays" if kind == "setRestockableInDays" else "expectedDelivery"
+                    if a.get(field) is None:
+                        new.pop(field, None)
+                    else:
+                        new[field] = a[field]
+                else:
+                    raise ct_error(400, "InvalidOperation", f"Unknown update action '{kind}' for inventory entries.")
+            new["version"] = entry["version"] + 1
+            new["lastModifiedAt"] = self._tick()
+            entry.clear()
+            entry.update(new)
+            return Response(200, self._public_entry(copy.deepcopy(entry)))
+
+    @route("DELETE", P + r"/inventory/(?P<id>[^/=]+)")
+    def inventory_delete(self, req):
+        self._auth(req)
+        try:
+            version = int(req.q("version", ""))
+        except ValueError:
+            raise ct_error(400, "InvalidInput", "Missing or malformed parameter: version") from None
+        with self.lock:
+            entry = self._entry(req)
+            self._check_version(entry, {"version": version}, "inventory-entry")
+            del self.inventory[entry["id"]]
+            ch = (entry.get("supplyChannel") or {}).get("id")
+            self.inventory_index.pop((entry["sku"], ch), None)
+            if entry.get("key"):
+                self.inventory_by_key.pop(entry["key"], None)
+            return Response(200, self._public_entry(copy.deepcopy(entry)))
+
+    # --- products -----------------------------------------------------------------------------------
+    @staticmethod
+    def _price_for(sku: str) -> int:
+        return 1500 + int(hashlib.sha1(sku.encode()).hexdigest()[:4], 16) % 8500  # 15.00 … 99.99
+
+    def _new_product(self, key: str, skus: list[str], name: str | None = None, currency: str = "GBP") -> dict:
+        ts = self._tick()
+        pid = str(uuid.uuid4())
+        variants = []
+        for i, sku in enumerate(skus, start=1):
+            cents = self.sku_prices.setdefault(sku, self._price_for(sku))
+            variants.append({"id": i, "sku": sku, "key": sku,
+                             "prices": [{"id": str(uuid.uuid4()), "value": {"type": "centPrecision", "currencyCode": currency,
+                                                                            "centAmount": cents, "fractionDigits": 2}}],
+                             "attributes": [], "images": []})
+            self.sku_product[sku] = (pid, i)
+        product = {"id": pid, "version": 1, "key": key, "productType": {"typeId": "product-type", "id": "apparel"},
+                   "name": {"en": name or key}, "slug": {"en": key.lower()}, "categories": [],
+                   "masterVariant": variants[0] if variants else {"id": 1, "attributes": [], "prices": [], "images": []},
+                   "variants": variants[1:], "published": True, "hasStagedChanges": False,
+                   "createdAt": ts, "lastModifiedAt": ts}
+        self.products[pid] = product
+        self.product_by_key[key] = pid
+        return product
+
+    @route("GET", P + r"/product-projections")
+    def product_projections(self, req):
+        self._auth(req)
+        return self._query(req, lambda: self.products.values(), default_sort=["createdAt asc"])
+
+    @route("GET", P + r"/product-projections/(?P<id>[^/=]+)")
+    def product_projection_get(self, req):
+        self._auth(req)
+        with self.lock:
+            p = self.products.get(req.params["id"])
+            if not p:
+                raise ct_error(404, "ResourceNotFound", f"The Resource with ID '{req.params['id']}' was not found.")
+            return Response(200, copy.deepcopy(p))
+
+    # --- orders ---------------------------------------------------------------------------------------
+    def _shipping_method(self, key: str) -> dict:
+        sid = self.shipping_method_by_key.get(key)
+        if sid:
+            return self.shipping_methods[sid]
+        ts = self._tick()
+        sm = {"id": str(uuid.uuid4()), "version": 1, "key": key, "name": key.replace("-", " ").title(),
+              "localizedName": {"en": key.replace("-", " ").title()}, "isDefault": False, "zoneRates": [],
+              "createdAt": ts, "lastModifiedAt": ts}
+        self.shipping_methods[sm["id"]] = sm
+        self.shipping_method_by_key[key] = sm["id"]
+        return sm
+
+    def _discount_code(self, code: str) -> dict:
+        dc = self.discount_codes.get(code)
+        if dc is None:
+            ts = self._tick()
+            dc = {"id": str(uuid.uuid4()), "version": 1, "code": code, "isActive": True, "cartDiscounts": [],
+                  "groups": [], "references": [], "createdAt": ts, "lastModifiedAt": ts}
+            self.discount_codes[code] = dc
+        return dc
+
+    @route("GET", P + r"/shipping-methods")
+    def shipping_methods_query(self, req):
+        self._auth(req)
+        return self._query(req, lambda: self.shipping_methods.values(), default_sort=["createdAt asc"])
+
+    @route("GET", P + r"/discount-codes")
+    def discount_codes_query(self, req):
+        self._auth(req)
+        return self._query(req, lambda: self.discount_codes.values(), default_sort=["createdAt asc"])
+
+    def _expand(self, order: dict, req: Request) -> dict:
+        expand = set(req.query.get("expand", []))
+        if "discountCodes[*].discountCode" in expand:
+            by_id = {d["id"]: d for d in self.discount_codes.values()}
+            for dc in order.get("discountCodes", []):
+                ref = dc.get("discountCode") or {}
+                if ref.get("id") in by_id:
+                    ref["obj"] = copy.deepcopy(by_id[ref["id"]])
+        if "shippingInfo.shippingMethod" in expand:
+            ref = (order.get("shippingInfo") or {}).get("shippingMethod")
+            if ref and ref.get("id") in self.shipping_methods:
+                ref["obj"] = copy.deepcopy(self.shipping_methods[ref["id"]])
+        if "lineItems[*].supplyChannel" in expand:
+            for li in order.get("lineItems", []):
+                ref = li.get("supplyChannel")
+                if ref and ref.get("id") in self.channels:
+                    ref["obj"] = copy.deepcopy(self.channels[ref["id"]])
+        return order
+
+    @staticmethod
+    def _address(a: dict | None, email: str = "") -> dict | None:
+        if not a:
+            return None
+        if not isinstance(a, dict):
+            raise ct_error(400, "InvalidJsonInput", "address must be an object")
+        out = {
+            "firstName": a.get("firstName", a.get("first_name", "")), "lastName": a.get("lastName", a.get("last_name", "")),
+            "company": a.get("company", ""), "streetName": a.get("streetName", a.get("street", "")),
+            "streetNumber": a.get("streetNumber", ""), "additionalStreetInfo": a.get("additionalStreetInfo", a.get("street2", "")),
+            "postalCode": a.get("postalCode", a.get("postal_code", "")), "city": a.get("city", ""), "region": a.get("region", ""),
+            "country": a.get("country", "GB"), "phone": a.get("phone", ""), "email": a.get("email", email),
+        }
+        return {k: v for k, v in out.items() if v not in ("", None)}
+
+    def _build_order(self, spec: dict) -> dict:
+        channel_key = spec.get("channel")
+        channel_id = None
+        if channel_key:
+            channel_id = self.channel_by_key.get(channel_key) or self._new_channel(channel_key)["id"]
+        lines = spec.get("lines") or []
+        if not lines:
+            raise ct_error(400, "InvalidInput", "an order needs at least one line")
+        currency = spec.get("currency", "GBP")
+        ts = spec.get("created_at") or self._tick()
+        if spec.get("created_at"):
+            dt = parse_dt(spec["created_at"])
+            if dt is None:
+                raise ct_error(400, "InvalidInput", f"created_at is not an ISO datetime: {spec['created_at']!r}")
+            ts = now_iso(dt)
+        if spec.get("order_number"):
+            number = str(spec["order_number"])
+        else:
+            self.order_seq += 1
+            number = f"CT{self.order_seq}"
+        if number in self.order_by_number:
+            raise ct_error(400, "DuplicateField", f"A duplicate value '\"{number}\"' exists for field 'orderNumber'.",
+                           field="orderNumber", duplicateValue=number)
+        money = lambda cents: {"type": "centPrecision", "currencyCode": currency, "centAmount": int(cents), "fractionDigits": 2}  # noqa: E731
+        line_items, total = [], 0
+        for ln in lines:
+            sku, qty = ln.get("sku"), ln.get("quantity", 1)
+            if not sku or not isinstance(qty, int) or qty < 1:
+                raise ct_error(400, "InvalidInput", f"bad order line {ln!r}")
+            cents = int(ln.get("price", self.sku_prices.get(sku) or self._price_for(sku)))
+            pid, vid = self.sku_product.get(sku, (None, 1))
+            pname = self.products[pid]["name"]["en"] if pid else sku
+            li = {"id": str(uuid.uuid4()), "productId": pid or str(uuid.uuid5(uuid.NAMESPACE_URL, "ct-product/" + sku)),
+                  "productKey": self.products[pid]["key"] if pid else None, "name": {"en": ln.get("name") or pname},
+                  "productType": {"typeId": "product-type", "id": "apparel"},
+                  "variant": {"id": vid, "sku": sku, "prices": [], "attributes": [], "images": []},
+                  "price": {"id": str(uuid.uuid4()), "value": money(cents)}, "quantity": qty,
+                  "totalPrice": money(cents * qty), "discountedPricePerQuantity": [], "taxedPricePortions": [],
+                  "state": [{"quantity": qty, "state": {"typeId": "state", "id": "initial"}}],
+                  "priceMode": "Platform", "lineItemMode": "Standard", "inventoryMode": "TrackOnly"}
+            if li["productKey"] is None:
+                del li["productKey"]
+            if channel_id:
+                li["supplyChannel"] = {"typeId": "channel", "id": channel_id}
+                li["distributionChannel"] = {"typeId": "channel", "id": channel_id}
+            if ln.get("custom_fields"):
+                li["custom"] = {"type": {"typeId": "type", "id": "line-item-fields"}, "fields": dict(ln["custom_fields"])}
+            line_items.append(li)
+            total += cents * qty
+        shipping_cents = int(spec.get("shipping_price", 395))
+        total += shipping_cents
+        sm_key = spec.get("shipping_method") or "standard"
+        sm = self._shipping_method(sm_key)
+        email = spec.get("email") or f"customer{self.order_seq}@example.com"
+        address = self._address(spec.get("address"), email) or {
+            "firstName": "Alex", "lastName": "Morgan", "streetName": "High Street", "streetNumber": "12", "postalCode": "SW1A 1AA",
+            "city": "London", "country": "GB", "email": email}
+        fields = dict(spec.get("custom_fields") or {})
+        if spec.get("gift_message"):
+            fields["giftMessage"] = spec["gift_message"]
+        if spec.get("delivery_notes"):
+            fields["deliveryNotes"] = spec["delivery_notes"]
+        order = {
+            "id": spec.get("id") or str(uuid.uuid4()), "version": 1, "orderNumber": number, "customerEmail": email,
+            "createdAt": ts, "lastModifiedAt": ts, "completedAt": None, "origin": "Customer",
+            "lineItems": line_items, "customLineItems": [], "totalPrice": money(total),
+            "taxedPrice": {"totalNet": money(round(total / 1.2)), "totalGross": money(total), "taxPortions": []},
+            "shippingAddress": address, "billingAddress": self._address(spec.get("billing_address"), email) or copy.deepcopy(address),
+            "shippingMode": "Single",
+            "shippingInfo": {"shippingMethodName": sm["name"], "price": money(shipping_cents),
+                             "shippingRate": {"price": money(shipping_cents), "tiers": []},
+                             "shippingMethod": {"typeId": "shipping-method", "id": sm["id"]},
+                             "shippingMethodState": "MatchesCart", "deliveries": []},
+            "discountCodes": [{"discountCode": {"typeId": "discount-code", "id": self._discount_code(c)["id"]},
+                               "state": "MatchesCart"} for c in spec.get("discount_codes") or []],
+            "orderState": "Open", "shipmentState": "Pending", "paymentState": "Paid",
+            "inventoryMode": "TrackOnly", "taxMode": "Platform", "taxRoundingMode": "HalfEven", "refusedGifts": [],
+            "syncInfo": [], "returnInfo": [], "itemShippingAddresses": [],
+        }
+        del order["completedAt"]
+        if channel_key:
+            order["store"] = {"typeId": "store", "key": channel_key}
+        if fields:
+            order["custom"] = {"type": {"typeId": "type", "id": "order-fields", "key": "order-fields"}, "fields": fields}
+        if order["id"] in self.orders:
+            raise ct_error(400, "DuplicateField", f"order id {order['id']} exists", field="id", duplicateValue=order["id"])
+        return order
+
+    def _track_inventory(self, order: dict) -> None:
+        """inventoryMode TrackOnly: ordered quantities leave the supply channel's entry (may go negative)."""
+        for li in order["lineItems"]:
+            ch = (li.get("supplyChannel") or {}).get("id")
+            eid = self.inventory_index.get((li["variant"]["sku"], ch))
+            if eid:
+                entry = self.inventory[eid]
+                self._set_entry_quantity(entry, entry["quantityOnStock"] - li["quantity"])
+
+    def _order(self, req) -> dict:
+        if req.params.get("number") is not None:
+            oid = self.order_by_number.get(req.params["number"])
+            label = f"orderNumber '{req.params['number']}'"
+        else:
+            oid, label = req.params["id"], f"ID '{req.params['id']}'"
+        order = self.orders.get(oid or "")
+        if not order:
+            raise ct_error(404, "ResourceNotFound", f"The Resource with {label} was not found.")
+        return order
+
+    @route("GET", P + r"/orders")
+    def orders_query(self, req):
+        self._auth(req)
+        return self._query(req, lambda: self.orders.values(), default_sort=["createdAt asc"], transform=self._expand)
+
+    @route("GET", P + r"/orders/(?P<id>[^/=]+)")
+    @route("GET", P + r"/orders/order-number=(?P<number>[^/]+)")
+    def order_get(self, req):
+        self._auth(req)
+        with self.lock:
+            return Response(200, self._expand(copy.deepcopy(self._order(req)), req))
+
+    @route("POST", P + r"/orders/(?P<id>[^/=]+)")
+    @route("POST", P + r"/orders/order-number=(?P<number>[^/]+)")
+    def order_update(self, req):
+        self._auth(req)
+        data = self._body(req)
+        actions = self._actions(data)
+        with self.lock:
+            order = self._order(req)
+            self._check_version(order, data, "order")
+            new = copy.deepcopy(order)
+            line_ids = {li["id"]: li["quantity"] for li in new["lineItems"]}
+            for a in actions:
+                kind = a["action"]
+                if kind == "changeShipmentState":
+                    state = a.get("shipmentState")
+                    if state not in SHIPMENT_STATES:
+                        raise ct_error(400, "InvalidInput", f"Invalid shipmentState {state!r}")
+                    new["shipmentState"] = state
+                elif kind == "changeOrderState":
+                    state = a.get("orderState")
+                    if state not in ORDER_STATES:
+                        raise ct_error(400, "InvalidInput", f"Invalid orderState {state!r}")
+                    new["orderState"] = state
+                    if state == "Complete":
+                        new["completedAt"] = self._tick()
+                elif kind == "changePaymentState":
+                    new["paymentState"] = a.get("paymentState")
+                elif kind == "addDelivery":
+                    new["shippingInfo"]["deliveries"].append(self._delivery(a, line_ids))
+                elif kind == "addParcelToDelivery":
+                    delivery = next((d for d in new["shippingInfo"]["deliveries"] if d["id"] == a.get("deliveryId")
+                                     or (a.get("deliveryKey") and d.get("key") == a.get("deliveryKey"))), None)
+                    if delivery is None:
+                        raise ct_error(400, "InvalidOperation", f"No delivery {a.get('deliveryId') or a.get('deliveryKey')!r} on this order.")
+                    delivery["parcels"].append(self._parcel(a, line_ids))
+                elif kind == "setCustomField":
+                    custom = new.setdefault("custom", {"type": {"typeId": "type", "id": "order-fields"}, "fields": {}})
+                    if a.get("value") is None:
+                        custom["fields"].pop(a.get("name"), None)
+                    else:
+                        custom["fields"][a.get("name")] = a["value"]
+                else:
+                    raise ct_error(400, "InvalidOperation", f"Unknown or unsupported update action '{kind}' for orders.")
+            new["version"] = order["version"] + 1
+            new["lastModifiedAt"] = self._tick()
+            order.clear()
+            order.update(new)
+            return Response(200, self._expand(copy.deepcopy(order), req))
+
+    def _items(self, items, line_ids: dict) -> list[dict]:
+        out = []
+        for it in items or []:
+            if not isinstance(it, dict) or it.get("id") not in line_ids:
+                raise ct_error(400, "InvalidOperation", f"Delivery item {it!r} does not reference a line item of this order.")
+            q = it.get("quantity")
+            if not isinstance(q, int) or q < 1 or q > line_ids[it["id"]]:
+                raise ct_error(400, "InvalidOperation", f"Delivery item quantity {q!r} is not between 1 and the ordered quantity.")
+            out.append({"id": it["id"], "quantity": q})
+        return out
+
+    def _parcel(self, p: dict, line_ids: dict) -> dict:
+        parcel = {"id": str(uuid.uuid4()), "createdAt": self._tick(), "items": self._items(p.get("items"), line_ids)}
+        td = p.get("trackingData")
+        if td is not None:
+            if not isinstance(td, dict):
+                raise ct_error(400, "InvalidJsonInput", "trackingData must be an object")
+            parcel["trackingData"] = {k: td[k] for k in ("trackingId", "carrier", "provider", "providerTransaction", "isReturn") if k in td}
+        if p.get("key"):
+            parcel["key"] = p["key"]
+        if p.get("measurements"):
+            parcel["measurements"] = p["measurements"]
+        return parcel
+
+    def _delivery(self, a: dict, line_ids: dict) -> dict:
+        d = {"id": str(uuid.uuid4()), "createdAt": self._tick(), "items": self._items(a.get("items"), line_ids),
+             "parcels": [self._parcel(p, line_ids) for p in a.get("parcels") or []]}
+        if a.get("deliveryKey"):
+            d["key"] = a["deliveryKey"]
+        if a.get("address"):
+            d["address"] = a["address"]
+        return d
+
+    # --- subscription delivery ---------------------------------------------------------------------
+    def _ensure_workers(self) -> None:
+        self._workers = [t for t in self._workers if t.is_alive()]
+        while len(self._workers) < WEBHOOK_WORKERS:
+            t = threading.Thread(target=self._deliver_loop, name=f"ct-subscription-{len(self._workers)}", daemon=True)
+            t.start()
+            self._workers.append(t)
+
+    def _message(self, order: dict, project: str) -> dict:
+        seq = self.message_seq.get(order["id"], 0) + 1
+        self.message_seq[order["id"]] = seq
+        return {"notificationType": "Message", "projectKey": project, "id": str(uuid.uuid4()), "version": 1,
+                "sequenceNumber": seq, "resource": {"typeId": "order", "id": order["id"]}, "resourceVersion": order["version"],
+                "resourceUserProvidedIdentifiers": {"orderNumber": order["orderNumber"]}, "type": "OrderCreated",
+                "order": copy.deepcopy(order), "createdAt": order["createdAt"], "lastModifiedAt": order["createdAt"],
+                "createdBy": {"isPlatformClient": True}, "lastModifiedBy": {"isPlatformClient": True}}
+
+    def _enqueue(self, messages: list[dict]) -> None:
+        if not self.webhook or not messages:
+            return
+        target = (self.generation, self.webhook["url"], self.webhook["secret"])
+        self._ensure_workers()
+        for m in messages:
+            try:
+                self._queue.put_nowait((target, m))
+                self.webhook_stats["queued"] += 1
+            except queue.Full:
+                self.webhook_stats["overflow"] += 1
+                self.webhook_stats["dropped"] += 1
+
+    def _deliver_loop(self) -> None:
+        import requests
+
+        session = requests.Session()
+        while True:
+            (generation, url, secret), message = self._queue.get()
+            try:
+                with self.lock:
+                    if generation != self.generation:
+                        continue
+                    self.inflight += 1
+                body = json.dumps(message).encode()
+                delivered = False
+                for attempt in range(WEBHOOK_ATTEMPTS):
+                    with self.lock:
+                        if generation != self.generation:
+                            break
+                        self.webhook_stats["attempts"] += 1
+                    try:
+                        r = session.post(url, data=body, timeout=10,
+                                         headers={"Content-Type": "application/json", "Authorization": secret,
+                                                  "User-Agent": "commercetools-subscriptions (sandbox)"})
+                        delivered = 200 <= r.status_code < 300
+                    except requests.RequestException as exc:
+                        log.debug("subscription delivery to %s failed: %s", url, exc)
+                    if delivered:
+                        break
+                    if attempt < WEBHOOK_ATTEMPTS - 1:
+                        with self.lock:
+                            self.webhook_stats["retried"] += 1
+                        time.sleep(WEBHOOK_RETRY_DELAYS[min(attempt, len(WEBHOOK_RETRY_DELAYS) - 1)])
+                with self.lock:
+                    if generation == self.generation:
+                        self.webhook_stats["delivered" if delivered else "dropped"] += 1
+                    self.inflight -= 1
+            except Exception:  # never let a worker die
+                log.exception("subscription worker failed")
+            finally:
+                self._queue.task_done()
+
+    # --- control actions ---------------------------------------------------------------------------
+    def control_set_credentials(self, payload: dict) -> dict:
+        """{"client_id", "client_secret", "replace": false, "projects": [...] | null, "token_ttl": seconds}"""
+        with self.lock:
+            if payload.get("replace"):
+                self.credentials = {}
+            if payload.get("client_id"):
+                self.credentials[payload["client_id"]] = payload.get("client_secret", "")
+            if "projects" in payload:
+                self.allowed_projects = set(payload["projects"]) if payload["projects"] is not None else None
+            if payload.get("token_ttl"):
+                self.token_ttl = int(payload["token_ttl"])
+            return {"clients": sorted(self.credentials), "projects": sorted(self.allowed_projects) if self.allowed_projects else None}
+
+    def control_revoke_tokens(self, payload: dict) -> dict:
+        with self.lock:
+            n = len(self.tokens)
+            self.tokens.clear()
+            return {"revoked": n}
+
+    def control_seed_catalog(self, payload: dict) -> dict:
+        channels = payload.get("channels") or []
+        skus = list(payload.get("skus") or [])
+        products = payload.get("products")
+        quantity = payload.get("quantity", 0)
+        currency = payload.get("currency", "GBP")
+        with self.lock:
+            for key in channels:
+                if key not in self.channel_by_key:
+                    self._new_channel(key)
+            if products:
+                for p in products:
+                    if p["key"] in self.product_by_key:
+                        continue
+                    self._new_product(p["key"], list(p.get("skus") or []), p.get("name"), currency)
+                    skus += [s for s in p.get("skus") or [] if s not in skus]
+            else:
+                for sku in skus:
+                    if sku not in self.sku_product:
+                        self._new_product(f"P-{sku}", [sku], None, currency)
+            created = 0
+            if quantity is not None:
+                for key in channels:
+                    cid = self.channel_by_key[key]
+                    for sku in dict.fromkeys(skus):
+                        if (sku, cid) not in self.inventory_index:
+                            self._new_entry(sku, cid, int(quantity))
+                            created += 1
+            return {"channels": len(self.channels), "products": len(self.products), "skus": len(self.sku_product),
+                    "inventory_entries_created": created}
+
+    def control_create_orders(self, payload: dict) -> dict:
+        specs = payload.get("orders") or []
+        project = payload.get("project_key") or (sorted(self.allowed_projects)[0] if self.allowed_projects else "demo")
+        with self.lock:
+            built = [self._build_order(s) for s in specs]  # validate everything before storing anything
+            numbers = [o["orderNumber"] for o in built]
+            if len(set(numbers)) != len(numbers):
+                raise ct_error(400, "DuplicateField", "duplicate orderNumber in the batch", field="orderNumber")
+            messages = []
+            for order in built:
+                self.orders[order["id"]] = order
+                self.order_by_number[order["orderNumber"]] = order["id"]
+                if not payload.get("no_inventory_tracking"):
+                    self._track_inventory(order)
+                messages.append(self._message(order, project))
+            self._enqueue(messages)
+            return {"ids": [o["id"] for o in built], "order_numbers": numbers}
+
+    def control_configure_webhooks(self, payload: dict) -> dict:
+        """HTTP destination with AuthorizationHeader authentication: ``secret`` is the header value."""
+        with self.lock:
+            url = payload.get("order_url")
+            if not url:
+                self.webhook = None
+                return {"subscription": None}
+            self.webhook = {"url": url, "secret": payload.get("secret", "")}
+            return {"subscription": {"key": "hub-orders", "destination": {"type": "HTTP", "url": url,
+                                                                         "authentication": {"type": "AuthorizationHeader"}},
+                                     "messages": [{"resourceTypeId": "order", "types": ["OrderCreated"]}]}}
+
+    def control_wait_webhooks(self, payload: dict) -> dict:
+        """Block until the subscription queue is drained (or ``timeout`` seconds) → delivery stats."""
+        deadline = time.time() + float(payload.get("timeout", 30))
+        while time.time() < deadline:
+            with self.lock:
+                if self._queue.unfinished_tasks == 0 and self.inflight == 0:
+                    break
+            time.sleep(0.02)
+        with self.lock:
+            return {**self.webhook_stats, "pending": self._queue.unfinished_tasks}
+
+    def control_set_inventory(self, payload: dict) -> dict:
+        """Storefront-side quantity changes (merchant edits, other integrations): {"rows": [{"channel", "sku",
+        "quantity"}]} or one row inline. Bumps versions; creates missing entries."""
+        rows = payload.get("rows") or ([payload] if payload.get("sku") else [])
+        out = {}
+        with self.lock:
+            for r in rows:
+                key = r.get("channel")
+                cid = None
+                if key:
+                    cid = self.channel_by_key.get(key) or self._new_channel(key)["id"]
+                eid = self.inventory_index.get((r["sku"], cid))
+                if eid:
+                    entry = self.inventory[eid]
+                    self._set_entry_quantity(entry, int(r["quantity"]))
+                else:
+                    entry = self._new_entry(r["sku"], cid, int(r["quantity"]))
+                out[f"{key}/{r['sku']}"] = entry["version"]
+        return {"versions": out}
+
+    def control_state(self, payload: dict) -> dict:
+        skus = set(payload.get("skus") or [])
+        with self.lock:
+            inventory: dict[str, dict] = {}
+            versions: dict[str, dict] = {}
+            for e in self.inventory.values():
+                if skus and e["sku"] not in skus:
+                    continue
+                ch = (e.get("supplyChannel") or {}).get("id")
+                key = self.channels[ch]["key"] if ch in self.channels else ""
+                inventory.setdefault(key, {})[e["sku"]] = e["availableQuantity"]
+                versions.setdefault(key, {})[e["sku"]] = e["version"]
+            orders = {}
+            for o in self.orders.values():
+                deliveries = o["shippingInfo"]["deliveries"]
+                orders[o["id"]] = {
+                    "order_number": o["orderNumber"], "version": o["version"], "order_state": o["orderState"],
+                    "shipment_state": o.get("shipmentState"), "deliveries": len(deliveries),
+                    "tracking": [p["trackingData"].get("trackingId") for d in deliveries for p in d["parcels"] if p.get("trackingData")],
+                    "carriers": [p["trackingData"].get("carrier") for d in deliveries for p in d["parcels"] if p.get("trackingData")],
+                }
+            return {"inventory": inventory, "versions": versions, "orders": orders, "tokens_issued": self.tokens_issued,
+                    "webhooks": dict(self.webhook_stats, pending=self._queue.unfinished_tasks)}

@@ -1,0 +1,414 @@
+"""commercetools connector against the commercetools emulator, over real HTTP."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from connectors import errors
+from connectors.base import InventoryTarget, Parcel
+from connectors.commercetools import CommercetoolsConnector
+
+SKUS = [f"SKU-{i:03d}" for i in range(1, 6)]
+
+
+def control(sandbox, action, payload=None):
+    r = requests.post(f"{sandbox.url}/_sandbox/commercetools/{action}", json=payload or {}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def faults(sandbox, **switches):
+    r = requests.post(f"{sandbox.url}/_sandbox/commercetools/faults", json=switches, timeout=5)
+    assert r.status_code == 200, r.text
+
+
+@pytest.fixture
+def ct_conn(db, sandbox):
+    from django.core.cache import cache
+
+    from integration_hub.core.models import Connection
+
+    cache.clear()  # token cache is keyed by URL: never reuse a token from an earlier test's emulator
+    conn = Connection(name="ct-test", system_type="commercetools", base_url=f"{sandbox.url}/commercetools",
+                      auth_url=f"{sandbox.url}/commercetools", client_id="hub-demo", options={"project_key": "demo"},
+                      rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=4)
+    conn.set_secret("hub-demo-secret")
+    conn.set_webhook_secret("ct-hook-secret")
+    conn.save()
+    return conn
+
+
+@pytest.fixture
+def ct(ct_conn):
+    """A connector whose client backs off fast (tests stay quick)."""
+    c = CommercetoolsConnector.__new__(CommercetoolsConnector)
+    CommercetoolsConnector.__init__(c, ct_conn, client=None)
+    c.client = c.build_client(backoff_base=0.01)
+    return c
+
+
+@pytest.fixture
+def emu(sandbox):
+    return sandbox.emulators["commercetools"]
+
+
+@pytest.fixture
+def catalog(sandbox):
+    return control(sandbox, "seed_catalog", {"channels": ["uk-web", "eu-web"], "skus": SKUS, "quantity": 0})
+
+
+# --- auth ------------------------------------------------------------------------------------------
+def test_token_fetched_once_and_cached(ct, emu, catalog):
+    for _ in range(3):
+        ct.get_stock(SKUS, "uk-web")
+    assert emu.tokens_issued == 1
+    token_calls = [k for k in emu.stats.by_route if "oauth" in k]
+    assert emu.stats.by_route[token_calls[0]] == 1
+
+
+def test_revoked_token_is_refreshed_once(ct, emu, sandbox, catalog):
+    ct.get_stock(SKUS, "uk-web")
+    control(sandbox, "revoke_tokens")
+    stock = ct.get_stock(SKUS, "uk-web")
+    assert len(stock) == len(SKUS)
+    assert emu.tokens_issued == 2
+
+
+def test_bad_credentials_are_a_permanent_error(ct_conn, sandbox, catalog):
+    ct_conn.set_secret("wrong")
+    ct_conn.save()
+    c = CommercetoolsConnector(ct_conn)
+    with pytest.raises(errors.PermanentError) as exc:
+        c.get_stock(SKUS, "uk-web")
+    assert exc.value.status == 401
+
+
+def test_api_refuses_requests_without_token(sandbox, catalog):
+    r = requests.get(f"{sandbox.url}/commercetools/demo/inventory", timeout=5)
+    assert r.status_code == 401 and r.json()["errors"][0]["code"] == "invalid_token"
+
+
+def test_token_scoped_to_another_project_is_refused(ct_conn, sandbox, catalog):
+    ct_conn.options = {"project_key": "demo", "scopes": "manage_project:other"}
+    ct_conn.save()
+    with pytest.raises(errors.PermanentError) as exc:
+        CommercetoolsConnector(ct_conn).get_stock(SKUS, "uk-web")
+    assert exc.value.status == 403
+
+
+# --- stock ---------------------------------------------------------------------------------------
+def test_set_stock_updates_existing_and_creates_missing(ct, sandbox, catalog):
+    control(sandbox, "seed_catalog", {"channels": [], "skus": ["NEW-1"], "quantity": None})  # product, no entry
+    targets = [InventoryTarget(s, "uk-web", i + 1) for i, s in enumerate(SKUS)] + [InventoryTarget("NEW-1", "eu-web", 9)]
+    results = ct.set_stock(targets)
+    assert [r.ok for r in results] == [True] * 6
+    assert [(r.sku, r.quantity) for r in results] == [(t.sku, t.quantity) for t in targets]
+    assert all(r.version and r.ref for r in results)
+    state = control(sandbox, "state")["inventory"]
+    assert state["uk-web"] == {s: i + 1 for i, s in enumerate(SKUS)}
+    assert state["eu-web"]["NEW-1"] == 9 and state["eu-web"]["SKU-001"] == 0
+    # unchanged targets are not written again
+    before = control(sandbox, "state")["versions"]["uk-web"]
+    again = ct.set_stock(targets[:5])
+    assert all(r.ok for r in again) and control(sandbox, "state")["versions"]["uk-web"] == before
+
+
+def test_set_stock_reads_in_batches_of_100(ct, emu, sandbox):
+    skus = [f"B-{i:04d}" for i in range(250)]
+    control(sandbox, "seed_catalog", {"channels": ["uk-web"], "skus": skus, "quantity": 0})
+    emu.stats.by_route.clear()
+    results = ct.set_stock([InventoryTarget(s, "uk-web", 3) for s in skus])
+    assert all(r.ok for r in results)
+    reads = sum(v for k, v in emu.stats.by_route.items() if k.startswith("GET") and k.endswith("/inventory$"))
+    writes = sum(v for k, v in emu.stats.by_route.items() if k.startswith("POST") and "inventory/" in k)
+    assert reads == 3 and writes == 250
+
+
+def test_unknown_sku_and_channel_are_per_item_failures(ct, sandbox, catalog):
+    results = ct.set_stock([InventoryTarget("SKU-001", "uk-web", 4), InventoryTarget("NOPE", "uk-web", 1),
+                            InventoryTarget("SKU-002", "no-such-channel", 1)])
+    assert results[0].ok
+    assert not results[1].ok and isinstance(results[1].error, errors.NotFoundError)
+    assert not results[2].ok and isinstance(results[2].error, errors.PermanentError)
+    assert "no-such-channel" not in control(sandbox, "state")["inventory"]
+
+
+def test_stale_version_conflict_is_recovered(ct, emu, sandbox, catalog):
+    ct.set_stock([InventoryTarget("SKU-001", "uk-web", 5)])
+    # someone else changes the entry between our read and our write
+    original = ct._entries
+
+    def read_then_race(channel_id, skus):
+        entries = original(channel_id, skus)
+        control(sandbox, "set_inventory", {"channel": "uk-web", "sku": "SKU-001", "quantity": 42})
+        return entries
+
+    ct._entries = read_then_race
+    [res] = ct.set_stock([InventoryTarget("SKU-001", "uk-web", 7)])
+    assert res.ok and res.quantity == 7
+    assert ct.client.stats.conflicts == 1
+    assert control(sandbox, "state")["inventory"]["uk-web"]["SKU-001"] == 7
+    assert res.version == control(sandbox, "state")["versions"]["uk-web"]["SKU-001"]
+
+
+def test_injected_conflicts_are_retried(ct, sandbox, catalog):
+    faults(sandbox, conflict_rate=0.5)
+    results = ct.set_stock([InventoryTarget(s, "uk-web", 11) for s in SKUS])
+    assert all(r.ok for r in results)
+    assert set(control(sandbox, "state")["inventory"]["uk-web"].values()) == {11}
+
+
+def test_raw_409_body_carries_current_version(ct, sandbox, catalog):
+    [entry] = ct._entries(ct.channel_ids(["uk-web"])["uk-web"], ["SKU-001"]).values()
+    with pytest.raises(errors.ConflictError) as exc:
+        ct.client.post(ct.path(f"inventory/{entry['id']}"), json={"version": entry["version"] + 5,
+                                                                  "actions": [{"action": "changeQuantity", "quantity": 1}]})
+    assert exc.value.current_version == entry["version"]
+    assert exc.value.body["errors"][0]["code"] == "ConcurrentModification"
+
+
+def test_duplicate_inventory_entry_is_refused(ct, catalog):
+    with pytest.raises(errors.BadDataError) as exc:
+        ct.client.post(ct.path("inventory"), json={"sku": "SKU-001", "supplyChannel": {"typeId": "channel", "key": "uk-web"},
+                                                   "quantityOnStock": 1})
+    assert exc.value.body["errors"][0]["code"] == "DuplicateField"
+
+
+def test_429_retry_after_is_honoured(ct, sandbox, catalog):
+    faults(sandbox, fail_next=[429])  # the emulator answers Retry-After: 1
+    start = time.monotonic()
+    stock = ct.get_stock(SKUS, "uk-web")
+    elapsed = time.monotonic() - start
+    assert len(stock) == 5
+    assert ct.client.stats.rate_limited == 1
+    assert elapsed >= 1.0
+
+
+def test_rate_limit_past_configured_rate(ct, sandbox, catalog):
+    ct.get_stock(SKUS, "uk-web")  # token + channel lookups out of the way
+    faults(sandbox, rate_limit_per_second=5, rate_limit_burst=2)
+    sleeps = []
+    ct.client.sleep = lambda s: (sleeps.append(s), time.sleep(min(s, 0.3)))
+    results = ct.set_stock([InventoryTarget(s, "uk-web", 2) for s in SKUS])
+    assert all(r.ok for r in results)
+    assert ct.client.stats.rate_limited > 0
+    assert any(s >= 1.0 for s in sleeps)  # waited at least Retry-After
+
+
+def test_5xx_is_retried(ct, sandbox, catalog):
+    faults(sandbox, fail_next=[503, 502])
+    ct.client.sleep = lambda s: None
+    assert len(ct.get_stock(SKUS, "uk-web")) == 5
+    assert ct.client.stats.server_errors == 2 and ct.client.stats.retries == 2
+
+
+def test_persistent_outage_fails_items_without_hammering(ct, emu, sandbox, catalog):
+    ct.get_stock(SKUS, "uk-web")
+    faults(sandbox, error_rate=1.0)
+    ct.client.sleep = lambda s: None
+    emu.stats.by_route.clear()
+    results = ct.set_stock([InventoryTarget(s, "uk-web", 8) for s in SKUS])
+    assert not any(r.ok for r in results)
+    assert all(isinstance(r.error, errors.RetryableError) for r in results)
+    assert sum(emu.stats.by_route.values()) == ct.client.max_retries + 1  # one failed read, not one per SKU
+
+
+# --- orders --------------------------------------------------------------------------------------
+ORDER = {"channel": "uk-web", "lines": [{"sku": "SKU-001", "quantity": 2}, {"sku": "SKU-002", "quantity": 1, "price": 1250}],
+         "shipping_method": "express", "gift_message": "Happy birthday!", "delivery_notes": "Leave with neighbour",
+         "custom_fields": {"loyaltyTier": "gold"}, "email": "ann@example.com", "discount_codes": ["SPRING10"],
+         "address": {"firstName": "Ann", "lastName": "Lee", "streetName": "Station Road", "streetNumber": "4",
+                     "postalCode": "M1 1AA", "city": "Manchester", "country": "GB"}}
+
+
+def test_get_order_has_everything_fulfilment_needs(ct, sandbox, catalog):
+    [oid] = control(sandbox, "create_orders", {"orders": [ORDER]})["ids"]
+    o = ct.get_order(oid)
+    assert o.external_id == oid and o.order_number.startswith("CT") and o.channel_ref == "uk-web"
+    assert [(l.sku, l.quantity) for l in o.lines] == [("SKU-001", 2), ("SKU-002", 1)]
+    assert o.lines[1].unit_price_cents == 1250
+    assert o.shipping_method == "express"
+    assert o.gift_message == "Happy birthday!" and o.delivery_notes == "Leave with neighbour"
+    assert o.custom_fields == {"loyaltyTier": "gold"}
+    assert o.promotion_codes == ["SPRING10"]
+    assert o.shipping_address.street == "4 Station Road" and o.shipping_address.city == "Manchester"
+    assert o.customer_email == "ann@example.com" and o.currency == "GBP" and o.total_cents > 0
+    assert o.version == 1 and o.placed_at is not None and o.status == "Open"
+
+
+def test_get_missing_order_is_not_found(ct, catalog):
+    with pytest.raises(errors.NotFoundError):
+        ct.get_order("00000000-0000-0000-0000-000000000000")
+
+
+def test_order_decrements_storefront_stock(ct, sandbox, catalog):
+    ct.set_stock([InventoryTarget("SKU-001", "uk-web", 10)])
+    control(sandbox, "create_orders", {"orders": [ORDER]})
+    assert control(sandbox, "state")["inventory"]["uk-web"]["SKU-001"] == 8
+
+
+def test_orders_since_paginates_with_cursor(ct, emu, sandbox, catalog):
+    ids = control(sandbox, "create_orders", {"orders": [dict(ORDER, email=f"c{i}@example.com") for i in range(7)]})["ids"]
+    seen, cursor, pages = [], "", 0
+    while True:
+        page = ct.orders_since(cursor, limit=3)
+        pages += 1
+        seen += [o.external_id for o in page.items]
+        cursor = page.cursor
+        if not page.has_more:
+            break
+    assert sorted(seen) == sorted(ids) and len(seen) == 7 and pages == 3
+    assert ct.orders_since(cursor, limit=3).items == []
+    # a modified order comes back after the cursor; nothing else does
+    ct.mark_shipped(ids[2], [Parcel("DPD", "TRK-1")])
+    page = ct.orders_since(cursor, limit=3)
+    assert [o.external_id for o in page.items] == [ids[2]] and page.items[0].shipment_state == "Shipped"
+
+
+def test_orders_with_equal_timestamps_are_not_skipped(ct, emu, sandbox, catalog):
+    ts = "2026-01-01T10:00:00.000Z"
+    ids = control(sandbox, "create_orders", {"orders": [dict(ORDER, created_at=ts) for _ in range(5)]})["ids"]
+    seen, cursor = [], ""
+    for _ in range(10):
+        page = ct.orders_since(cursor, limit=2)
+        seen += [o.external_id for o in page.items]
+        cursor = page.cursor
+        if not page.has_more:
+            break
+    assert sorted(seen) == sorted(ids)
+
+
+# --- webhooks ------------------------------------------------------------------------------------
+class _Receiver:
+    def __init__(self, fail_first=0):
+        self.bodies, self.headers, self.fail_first = [], [], fail_first
+        receiver = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if receiver.fail_first > 0:
+                    receiver.fail_first -= 1
+                    self.send_response(503)
+                else:
+                    receiver.bodies.append(body)
+                    receiver.headers.append(dict(self.headers.items()))
+                    self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/orders/ct/"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = _Receiver()
+    yield r
+    r.close()
+
+
+def test_order_created_message_is_parsed_and_verified(ct, sandbox, catalog, receiver):
+    control(sandbox, "configure_webhooks", {"order_url": receiver.url, "secret": "ct-hook-secret"})
+    [oid] = control(sandbox, "create_orders", {"orders": [ORDER]})["ids"]
+    stats = control(sandbox, "wait_webhooks", {"timeout": 10})
+    assert stats["delivered"] == 1 and len(receiver.bodies) == 1
+    body, headers = receiver.bodies[0], receiver.headers[0]
+    assert ct.verify_webhook(body, headers)
+    assert not ct.verify_webhook(body, {**headers, "Authorization": "wrong"})
+    assert not ct.verify_webhook(body, {k: v for k, v in headers.items() if k.lower() != "authorization"})
+    payload = json.loads(body)
+    assert payload["notificationType"] == "Message" and payload["type"] == "OrderCreated"
+    assert payload["resource"] == {"typeId": "order", "id": oid} and payload["sequenceNumber"] == 1
+    [order] = ct.parse_order_webhook(payload)
+    assert order.external_id == oid and order.channel_ref == "uk-web" and order.shipping_method == "express"
+    assert order.promotion_codes == ["SPRING10"] and order.gift_message == "Happy birthday!"
+
+
+def test_failed_deliveries_are_retried_then_dropped(ct, sandbox, catalog):
+    flaky = _Receiver(fail_first=2)
+    try:
+        control(sandbox, "configure_webhooks", {"order_url": flaky.url, "secret": "s"})
+        control(sandbox, "create_orders", {"orders": [ORDER]})
+        stats = control(sandbox, "wait_webhooks", {"timeout": 10})
+        assert stats["delivered"] == 1 and stats["retried"] == 2 and len(flaky.bodies) == 1
+    finally:
+        flaky.close()
+    control(sandbox, "configure_webhooks", {"order_url": "http://127.0.0.1:9/nothing", "secret": "s"})
+    control(sandbox, "create_orders", {"orders": [ORDER]})
+    stats = control(sandbox, "wait_webhooks", {"timeout": 15})
+    assert stats["dropped"] == 1
+
+
+def test_other_messages_and_bad_payloads(ct, catalog):
+    assert ct.parse_order_webhook({"notificationType": "Message", "type": "OrderStateChanged",
+                                   "resource": {"typeId": "order", "id": "o-1"}}) == ["o-1"]
+    assert ct.parse_order_webhook({"notificationType": "Message", "type": "CustomerCreated",
+                                   "resource": {"typeId": "customer", "id": "c-1"}}) == []
+    for bad in ({"hello": "world"}, "not json object",
+                {"notificationType": "Message", "type": "OrderCreated", "resource": {"typeId": "order", "id": "x"}},
+                {"notificationType": "Message", "type": "OrderCreated", "order": {"id": "x", "lineItems": [{"quantity": 1}]}},
+                {"notificationType": "Carrier pigeon"}):
+        with pytest.raises(errors.BadDataError):
+            ct.parse_order_webhook(bad)
+
+
+# --- fulfilment ------------------------------------------------------------------------------------
+def test_mark_shipped_with_tracking_is_idempotent(ct, sandbox, catalog):
+    [oid] = control(sandbox, "create_orders", {"orders": [ORDER]})["ids"]
+    parcels = [Parcel("DPD", "TRK-100", lines=[("SKU-001", 2)]), Parcel("DPD", "TRK-101", lines=[("SKU-002", 1)])]
+    v1 = ct.mark_shipped(oid, parcels)
+    state = control(sandbox, "state")["orders"][oid]
+    assert state["shipment_state"] == "Shipped" and state["tracking"] == ["TRK-100", "TRK-101"] and state["carriers"] == ["DPD", "DPD"]
+    assert state["deliveries"] == 1 and v1 == state["version"] == 2
+    assert ct.mark_shipped(oid, parcels) == v1  # replay: nothing added, no write
+    state = control(sandbox, "state")["orders"][oid]
+    assert state["deliveries"] == 1 and state["version"] == 2
+    order = ct.get_order(oid)
+    delivery = order.raw["shippingInfo"]["deliveries"][0]
+    assert sorted((i["quantity"]) for i in delivery["items"]) == [1, 2]
+
+
+def test_mark_shipped_survives_concurrent_modification(ct, emu, sandbox, catalog):
+    [oid] = control(sandbox, "create_orders", {"orders": [ORDER]})["ids"]
+    real_get, reads = ct.client.get, []
+
+    def get_then_someone_edits(path, **kw):
+        resp = real_get(path, **kw)
+        reads.append(path)
+        if len(reads) == 1:  # another integration touches the order between our read and our write
+            with emu.lock:
+                emu.orders[oid]["version"] += 1
+        return resp
+
+    ct.client.get = get_then_someone_edits
+    version = ct.mark_shipped(oid, [Parcel("Royal Mail", "RM-1")])
+    state = control(sandbox, "state")["orders"][oid]
+    assert state["shipment_state"] == "Shipped" and state["tracking"] == ["RM-1"] and version == state["version"] == 3
+    assert ct.client.stats.conflicts == 1 and len(reads) == 2
+
+
+def test_list_skus_pages_through_the_catalogue(ct, sandbox):
+    products = [{"key": f"P-{i}", "skus": [f"V-{i}-{s}" for s in "SML"]} for i in range(400)]
+    control(sandbox, "seed_catalog", {"channels": [], "products": products, "quantity": None})
+    skus = list(ct.list_skus())
+    assert len(skus) == 1200 and len(set(skus)) == 1200
+
+
+def test_flash_sale_order_volume_is_fast(sandbox, catalog):
+    start = time.monotonic()
+    out = control(sandbox, "create_orders", {"orders": [dict(ORDER, email=f"f{i}@example.com") for i in range(5000)]})
+    assert len(out["ids"]) == 5000 and time.monotonic() - start < 10
