@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import csv
 import logging
-from datetime import timedelta
+from datetime import timedelta, timezone as dt_timezone
 from decimal import Decimal
 from typing import Iterator
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, CharField, Count, F, IntegerField, Q, Sum, Value
+from django.db.models import BigIntegerField, BooleanField, Case, CharField, Count, When, F, IntegerField, Q, Sum, Value
 from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
@@ -77,6 +77,13 @@ def storefront_shipped_q() -> Q:
     return q
 
 
+def _with_shipped_flag(qs):
+    """``sf_shipped`` as a boolean column: CASE WHEN keeps NULL JSON keys (no such key) from turning a
+    NOT (...) into NULL, which ``exclude()`` over JSON key lookups would do."""
+    return qs.annotate(sf_shipped=Case(When(storefront_shipped_q(), then=Value(True)), default=Value(False),
+                                       output_field=BooleanField()))
+
+
 def _insert_select(qs) -> int:
     """``INSERT INTO reportrow (ROW_COLUMNS) <qs as SQL>``; ``qs`` must be ``.values(*ROW_COLUMNS)`` of
     annotations only, so its SELECT list is in exactly that order."""
@@ -117,8 +124,7 @@ def _order_rows(report: Report, qs, event):
 
 
 def shipped_not_dispatched(report: Report) -> int:
-    qs = (Order.objects.filter(storefront_shipped_q())
-          .filter(dispatched_at__isnull=True)
+    qs = (_with_shipped_flag(Order.objects.all()).filter(sf_shipped=True, dispatched_at__isnull=True)
           .exclude(state__in=[OrderState.CANCELLED, OrderState.DISPATCHED]))
     return _insert_select(_order_rows(report, qs, Coalesce(F("notified_at"), F("updated_at"))))
 
@@ -128,8 +134,7 @@ def dispatched_not_shipped(report: Report, now=None) -> int:
     minutes = int(settings.HUB["DISPATCH_NOTIFY_MINUTES"])
     report.params["dispatch_notify_minutes"] = minutes
     cutoff = now - timedelta(minutes=minutes)
-    qs = (Order.objects.filter(dispatched_at__isnull=False, dispatched_at__lt=cutoff)
-          .exclude(storefront_shipped_q())
+    qs = (_with_shipped_flag(Order.objects.all()).filter(dispatched_at__isnull=False, dispatched_at__lt=cutoff, sf_shipped=False)
           .exclude(state=OrderState.CANCELLED))
     return _insert_select(_order_rows(report, qs, F("dispatched_at")))
 
@@ -252,7 +257,7 @@ def _fmt(value) -> str:
     if isinstance(value, Decimal):
         return f"{value.normalize():f}" if value == value.to_integral() else f"{value:f}".rstrip("0")
     if hasattr(value, "isoformat"):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if getattr(value, "tzinfo", None) else value.isoformat()
+        return value.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if getattr(value, "tzinfo", None) else value.isoformat()
     return str(value)
 
 

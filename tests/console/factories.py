@@ -79,3 +79,15 @@ def channel_stock(w: World, its: list[Item], observed: int | None, confirmed: in
 
 def ago(**kw):
     return timezone.now() - timedelta(**kw)
+
+
+def count_queries(client, url, method="get", **kw) -> int:
+    """Queries one request runs, after a warm-up request (per-process caches such as content types)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    getattr(client, method)(url, **kw)
+    with CaptureQueriesContext(connection) as ctx:
+        r = getattr(client, method)(url, **kw)
+    assert r.status_code == 200, (url, r.status_code, r.content[:300])
+    return len(ctx.captured_queries)

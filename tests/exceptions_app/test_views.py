@@ -1,0 +1,202 @@
+"""Exception queue screens: filters, pagination, fixed query counts, status actions with audit, SKU fixes."""
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from exceptions_app import triage
+from exceptions_app.models import ExceptionRecord, Kind, Status
+from integration_hub.catalog.models import IdentifierTransform, SkuMapping
+from integration_hub.core.audit import history_for
+from integration_hub.inventory.models import PendingPush
+from tests.console import factories as f
+
+
+@pytest.fixture
+def w(db):
+    return f.world()
+
+
+def _count(client, url):
+    client.get(url)  # warm per-process caches (content types) so only per-request queries are counted
+    with CaptureQueriesContext(connection) as ctx:
+        r = client.get(url)
+    assert r.status_code == 200, r.content[:500]
+    return len(ctx.captured_queries)
+
+
+def test_queue_and_detail_run_a_fixed_number_of_queries(w, role_client):
+    client = role_client("ops")
+    its = f.items(50)
+    recs = f.sku_exceptions(w, its[:5])
+    small_list = _count(client, "/exceptions/")
+    small_detail = _count(client, f"/exceptions/{recs[0].pk}/")
+    f.sku_exceptions(w, its[5:])
+    big_list = _count(client, "/exceptions/")
+    big_detail = _count(client, f"/exceptions/{recs[0].pk}/")
+    assert small_list == big_list
+    assert small_detail == big_detail
+    assert big_list <= 12
+
+
+def test_filters_search_and_pagination(w, role_client):
+    client = role_client("cx")
+    its = f.items(60)
+    f.sku_exceptions(w, its)
+    unknown = f.sku_exceptions(w, w.items[:1], kind=Kind.UNKNOWN_SKU, strip=False)[0]
+    html = client.get("/exceptions/").content.decode()
+    assert "Page 1 of 2" in html and "61 rows" in html
+    html = client.get("/exceptions/?kind=unknown_sku").content.decode()
+    assert unknown.sku in html and "1 row" in html
+    target = its[7].sku.lstrip("0")
+    html = client.get(f"/exceptions/?q={target}").content.decode()
+    assert f"<code>{target}</code>" in html and "1 row" in html
+    ExceptionRecord.objects.filter(pk=unknown.pk).update(status=Status.IGNORED)
+    assert "0 rows" in client.get("/exceptions/?kind=unknown_sku").content.decode()
+    assert "1 row" in client.get("/exceptions/?kind=unknown_sku&status=ignored").content.decode()
+    assert "1 row" in client.get(f"/exceptions/?channel={w.channel.pk}&kind=unknown_sku&status=all").content.decode()
+    ExceptionRecord.objects.filter(pk=unknown.pk).update(first_seen=f.ago(days=8))
+    assert "1 row" in client.get("/exceptions/?age=7d&status=all").content.decode()
+    # cx sees the queue but no triage controls
+    assert 'name="ids"' not in html
+
+
+def test_acknowledge_ignore_resolve_are_audited(w, role_client):
+    client = role_client("ops")
+    rec = f.sku_exceptions(w, w.items[:1])[0]
+    assert client.post(f"/exceptions/{rec.pk}/status/", {"action": "acknowledge"}).status_code == 302
+    rec.refresh_from_db()
+    assert rec.status == Status.ACKNOWLEDGED and rec.status_changed_by.username == "user-ops"
+    r = client.post(f"/exceptions/{rec.pk}/status/", {"action": "ignore", "reason": ""})
+    assert r.status_code == 400 and "Say why" in r.content.decode()
+    rec.refresh_from_db()
+    assert rec.status == Status.ACKNOWLEDGED
+    client.post(f"/exceptions/{rec.pk}/status/", {"action": "ignore", "reason": "discontinued line"})
+    rec.refresh_from_db()
+    assert rec.status == Status.IGNORED and rec.status_reason == "discontinued line"
+    entries = list(history_for(rec))
+    assert [(e.before["status"], e.after["status"]) for e in reversed(entries)] == [("open", "acknowledged"), ("acknowledged", "ignored")]
+    assert all(e.actor.username == "user-ops" for e in entries)
+    html = client.get(f"/exceptions/{rec.pk}/").content.decode()
+    assert "discontinued line" in html and "Audit history" in html
+
+
+def test_bulk_acknowledge(w, role_client):
+    client = role_client("ops")
+    recs = f.sku_exceptions(w, f.items(4))
+    r = client.post("/exceptions/bulk/", {"ids": [str(r.pk) for r in recs[:3]], "action": "acknowledge"})
+    assert r.status_code == 302
+    assert ExceptionRecord.objects.filter(status=Status.ACKNOWLEDGED).count() == 3
+    client.post("/exceptions/bulk/", {"ids": [str(recs[3].pk)], "action": "ignore"})  # no reason: refused
+    assert ExceptionRecord.objects.get(pk=recs[3].pk).status == Status.OPEN
+
+
+def test_suggestion_from_audit_context_and_computed(w):
+    rec = f.sku_exceptions(w, w.items[:1])[0]
+    s = triage.suggest(rec)
+    assert s.item == w.items[0] and s.spec.strip_leading_zeros and s.source == "computed"
+    rec.context = {"suggested_item_sku": w.items[1].sku, "transform": None}
+    rec.save()
+    s = triage.suggest(rec)
+    assert s.item == w.items[1] and s.source == "audit"
+
+
+def test_fix_sku_mismatch_creates_mapping_requeues_and_resolves(w, role_client):
+    client = role_client("ops")
+    f.stock(w, w.items, 7)
+    rec = f.sku_exceptions(w, w.items[:1])[0]
+    html = client.get(f"/exceptions/{rec.pk}/").content.decode()
+    assert w.items[0].sku in html and "strip leading zeros" in html
+    r = client.post(f"/exceptions/{rec.pk}/map-sku/", {"mode": "suggested"})
+    assert r.status_code == 302
+    m = SkuMapping.objects.get(storefront_sku=rec.sku)
+    assert m.item == w.items[0] and m.channel == w.channel and m.transform.strip_leading_zeros
+    rec.refresh_from_db()
+    assert rec.status == Status.RESOLVED and rec.status_changed_by.username == "user-ops"
+    assert PendingPush.objects.filter(channel=w.channel, item=w.items[0]).exists()
+    audit = list(history_for(m))
+    assert audit and audit[0].action == "create" and audit[0].actor.username == "user-ops"
+
+
+def test_map_to_chosen_item_and_bad_input(w, role_client):
+    client = role_client("ops")
+    rec = f.sku_exceptions(w, w.items[:1], kind=Kind.UNKNOWN_SKU, strip=False)[0]
+    r = client.post(f"/exceptions/{rec.pk}/map-sku/", {"mode": "item", "item_sku": "NOPE"})
+    assert r.status_code == 400 and "No master item" in r.content.decode()
+    assert not SkuMapping.objects.exists()
+    r = client.post(f"/exceptions/{rec.pk}/map-sku/", {"mode": "item", "item_sku": w.items[2].sku, "all_channels": "on"})
+    assert r.status_code == 302
+    m = SkuMapping.objects.get(storefront_sku=rec.sku)
+    assert m.item == w.items[2] and m.channel is None and m.transform is None
+    rec.refresh_from_db()
+    assert rec.status == Status.RESOLVED
+
+
+def test_bulk_apply_transform_to_similar_rows(w, role_client):
+    client = role_client("ops")
+    its = f.items(30)
+    recs = f.sku_exceptions(w, its)
+    # one row whose SKU no master item produces stays open
+    odd = f.sku_exceptions(w, w.items[:1], strip=False)[0]
+    ExceptionRecord.objects.filter(pk=odd.pk).update(kind=Kind.SKU_MISMATCH)
+    r = client.post(f"/exceptions/{recs[0].pk}/map-sku/", {"mode": "suggested", "bulk": "on"})
+    assert r.status_code == 302
+    assert SkuMapping.objects.filter(channel=w.channel).count() == 30
+    assert IdentifierTransform.objects.count() == 1
+    assert ExceptionRecord.objects.filter(pk__in=[x.pk for x in recs], status=Status.RESOLVED).count() == 30
+    assert ExceptionRecord.objects.get(pk=odd.pk).status == Status.OPEN
+
+
+def test_bulk_apply_is_set_based(w, django_assert_max_num_queries):
+    its = f.items(200)
+    recs = f.sku_exceptions(w, its)
+    spec = triage.suggest(recs[0]).spec
+    with django_assert_max_num_queries(25):
+        result = triage.bulk_map_with_transform(recs[0], spec)
+    assert result.mappings_created == 200 and result.resolved == 200
+
+
+def test_order_action_without_order_flow_is_refused_cleanly(w, role_client, monkeypatch):
+    from exceptions_app import services as exc
+    from integration_hub.orders.models import OrderState
+
+    order = f.orders(w, 1, state=OrderState.HELD)[0]
+    rec = exc.raise_exception(Kind.STUCK_ORDER, exc.make_key(Kind.STUCK_ORDER, order.idempotency_key), "stuck",
+                              order_ref=order.idempotency_key, channel=w.channel)
+    monkeypatch.setattr(triage, "_optional", lambda module, name: None)
+    client = role_client("cx")
+    html = client.get(f"/exceptions/{rec.pk}/").content.decode()
+    assert "Retry send" in html and "Edit field and resend" not in html  # cx may retry/cancel, not edit
+    r = client.post(f"/exceptions/{rec.pk}/order/", {"action": "retry"}, follow=True)
+    assert "not installed" in r.content.decode()
+    rec.refresh_from_db()
+    assert rec.status == Status.OPEN
+    r = client.post(f"/exceptions/{rec.pk}/order/", {"action": "edit", "field": "gift_message", "value": "x"})
+    assert r.status_code == 403
+
+
+def test_order_actions_call_the_order_services(w, role_client, monkeypatch):
+    from exceptions_app import services as exc
+    from integration_hub.orders.models import OrderState
+
+    order = f.orders(w, 1, state=OrderState.HELD)[0]
+    rec = exc.raise_exception(Kind.STUCK_ORDER, exc.make_key(Kind.STUCK_ORDER, order.idempotency_key), "stuck",
+                              order_ref=order.idempotency_key, channel=w.channel)
+    calls = []
+    fake = {
+        "retry_send": lambda o, actor=None: calls.append(("retry", o.pk, actor.username)),
+        "update_field_and_resend": lambda o, field, value, actor=None: calls.append(("edit", field, value)),
+        "cancel": lambda o, reason, actor=None: calls.append(("cancel", reason)),
+    }
+    monkeypatch.setattr(triage, "_optional", lambda module, name: fake.get(name))
+    client = role_client("ops")
+    client.post(f"/exceptions/{rec.pk}/order/", {"action": "edit", "field": "shipping_method", "value": "express"})
+    rec.refresh_from_db()
+    assert calls == [("edit", "shipping_method", "express")]
+    assert rec.status == Status.ACKNOWLEDGED and "resolves when the warehouse acknowledges" in rec.status_reason
+    r = client.post(f"/exceptions/{rec.pk}/order/", {"action": "cancel", "reason": ""})
+    assert r.status_code == 400
+    client.post(f"/exceptions/{rec.pk}/order/", {"action": "cancel", "reason": "fraud"})
+    rec.refresh_from_db()
+    assert calls[-1] == ("cancel", "fraud") and rec.status == Status.RESOLVED
