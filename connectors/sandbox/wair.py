@@ -1,0 +1,598 @@
+"""WAIR for Retail emulator (inventory master + warehouse), served under ``/wair``.
+
+What is confirmed and what is modelled
+--------------------------------------
+WAIR's public integration API (docs.wair.ai) is an *inbound* data API for its replenishment engine:
+JSON bodies in camelCase, records identified by ``id`` plus a business ``code``, SKUs and locations
+referenced as ``skuId`` / ``locationId``, reads paged with ``offset`` / ``limit`` and a
+``moreRecordsAvailable`` flag, 401 for a missing/invalid credential, 400 with the validation errors in
+the body, 500 for system errors. Those conventions are followed here.
+
+The hub needs WAIR in the ERP/WMS role (stock per SKU per location per state, a change feed, order
+intake with an acknowledgement id, dispatch confirmations); no public documentation of such endpoints
+was found, so **the routes and shapes below are modelled, not copied**: a conventional versioned REST
+API in WAIR's naming style.
+
+Wire API (all under ``/wair/api/v1``; every route needs ``X-Api-Key``, else 401)
+  GET  /locations                                   → {locations: [{id, code, name}]}
+  GET  /stock?skuId=a,b&locationId=&offset=&limit=  → {stock: [{skuId, locationId, state, quantity,
+                                                       updatedAt}], offset, limit, total, moreRecordsAvailable}
+  GET  /stock/changes?since=<cursor>&limit=          → {changes: [{id, skuId, locationId, state, quantity
+                                                       (absolute), changedAt}], nextCursor, moreRecordsAvailable}
+                                                       cursor = last change id seen ('' / absent = start)
+  POST /orders      (Idempotency-Key required)      201 {orderId, orderRef, status: "accepted", receivedAt}
+                                                    200 same orderId on a replay (Idempotent-Replayed: true)
+                                                    202 {orderRef, status: "pending"} while auto-ack is off
+                                                    422 {errors: [{field, code, message}]} on invalid input,
+                                                        or when a key is reused with a different body
+  GET  /orders/{orderRef}                           → {orderRef, orderId, status, lines, dispatches}; 404
+  GET  /dispatches?since=<cursor>&limit=            → {dispatches: [{id, orderRef, orderId, dispatchedAt,
+                                                       complete, parcels: [{carrier, trackingNumber,
+                                                       trackingUrl, lines: [{skuId, quantity}]}]}],
+                                                       nextCursor, moreRecordsAvailable}
+  POST /fulfilments (Idempotency-Key required)      201 {fulfilmentId, orderRef, status}; 200 on replay
+
+Stock states on the wire: ``available``, ``inspection``, ``damaged``, ``inTransit``, ``reserved``.
+Error bodies: ``{"statusCode", "code", "message", "errors": [{"field", "code", "message"}]}``.
+
+Outbound webhooks (signed with :func:`connectors.sandbox.server.send_webhook`, ``X-Hub-Signature``) are
+delivered by one background thread per emulator with bounded retries:
+  stock_url    {"type": "stock.changed", "batchId", "changes": [<change rows as in the feed>]}
+  dispatch_url {"type": "dispatch.confirmed", "dispatches": [<dispatch rows as in the feed>]}
+
+Control actions (``POST /_sandbox/wair/<action>``; contract in :mod:`connectors.sandbox`):
+seed_locations, seed_stock, set_stock, dispatch, configure_webhooks, state, plus set_auto_ack
+{"enabled"}, acknowledge {"order_refs": [...] | absent = all pending}, set_api_key {"key"},
+set_service_codes {"codes": [...] | null}, wait_webhooks {"timeout"}.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from .server import Emulator, HttpError, Request, Response, route, send_webhook
+
+log = logging.getLogger("sandbox.wair")
+
+DEFAULT_API_KEY = "wair-demo-key"
+API = r"/api/v1"
+DEFAULT_LIMIT = 500
+MAX_LIMIT = 5000
+WIRE_STATES = ("available", "inspection", "damaged", "inTransit", "reserved")
+# control payloads may use the hub's names
+STATE_ALIASES = {"in_transit": "inTransit", "in-transit": "inTransit", "intransit": "inTransit"}
+WEBHOOK_CHUNK = 500
+WEBHOOK_ATTEMPTS = 3
+WEBHOOK_RETRY_DELAYS = (0.2, 0.5)
+TRACKING_URLS = {
+    "dhl": "https://www.dhl.com/track?tracking-id={}",
+    "ups": "https://www.ups.com/track?tracknum={}",
+    "dpd": "https://track.dpd.co.uk/parcels/{}",
+    "royal_mail": "https://www.royalmail.com/track-your-item#/tracking-results/{}",
+}
+
+
+def now_iso() -> str:
+    dt = datetime.now(timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def wair_error(status: int, code: str, message: str, errors: list[dict] | None = None, headers: dict | None = None) -> HttpError:
+    return HttpError(status, {"statusCode": status, "code": code, "message": message,
+                              "errors": errors or [{"code": code, "message": message}]}, headers)
+
+
+def _wire_state(value: Any) -> str:
+    state = STATE_ALIASES.get(str(value), str(value)) if value not in (None, "") else "available"
+    if state not in WIRE_STATES:
+        raise wair_error(400, "InvalidState", f"state {value!r} is not one of {', '.join(WIRE_STATES)}")
+    return state
+
+
+def _int(value: Any, name: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise wair_error(400, "InvalidValue", f"{name} {value!r} must be an integer >= {minimum}")
+    return value
+
+
+class WairEmulator(Emulator):
+    prefix = "wair"
+
+    def reset(self) -> None:
+        with self.lock:
+            self.api_key = DEFAULT_API_KEY
+            self.auto_ack = True
+            self.service_codes: set[str] | None = None  # None = any service code accepted
+            self.locations: dict[str, dict] = {}
+            self.stock: dict[tuple[str, str, str], list] = {}  # (sku, location, state) → [qty, updatedAt]
+            self._sorted_keys: list | None = None
+            self.changes: list[dict] = []  # change id n is changes[n - 1]
+            self.orders: dict[str, dict] = {}  # orderRef → order record
+            self.order_keys: dict[str, tuple[str, str]] = {}  # Idempotency-Key → (orderRef, body fingerprint)
+            self.order_receipts: dict[str, int] = {}
+            self.order_seq = 0
+            self.dispatches: list[dict] = []  # dispatch id n is dispatches[n - 1]
+            self.fulfilments: list[dict] = []
+            self.fulfilment_keys: dict[str, dict] = {}
+            # webhooks: a generation counter makes queued deliveries from before a reset void
+            self.generation = getattr(self, "generation", 0) + 1
+            self.webhooks: dict = {"stock_url": "", "dispatch_url": "", "secret": ""}
+            self.webhook_stats = {"queued": 0, "delivered": 0, "attempts": 0, "retried": 0, "dropped": 0}
+            self.inflight = 0
+            if getattr(self, "_queue", None) is None:
+                self._queue: queue.Queue = queue.Queue()
+                self._worker: threading.Thread | None = None
+            else:
+                try:
+                    while True:
+                        self._queue.get_nowait()
+                        self._queue.task_done()
+                except queue.Empty:
+                    pass
+
+    def error_body(self, status: int, message: str, code: str = "") -> Any:
+        code = code or str(status)
+        return {"statusCode": status, "code": code, "message": message, "errors": [{"code": code, "message": message}]}
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _auth(self, req: Request) -> None:
+        given = req.header("X-Api-Key")
+        if not given or given != self.api_key:
+            raise wair_error(401, "Unauthorized", "missing or invalid API key (X-Api-Key)")
+
+    @staticmethod
+    def _paging(req: Request) -> tuple[int, int]:
+        try:
+            offset = int(req.q("offset", "0") or 0)
+            limit = int(req.q("limit", str(DEFAULT_LIMIT)) or DEFAULT_LIMIT)
+        except ValueError:
+            raise wair_error(400, "InvalidQuery", "offset and limit must be integers") from None
+        if offset < 0 or not 1 <= limit <= MAX_LIMIT:
+            raise wair_error(400, "InvalidQuery", f"offset must be >= 0 and limit between 1 and {MAX_LIMIT}")
+        return offset, limit
+
+    @staticmethod
+    def _cursor(req: Request) -> tuple[int, int]:
+        since = req.q("since", "") or ""
+        try:
+            start = int(since) if since else 0
+            limit = int(req.q("limit", str(DEFAULT_LIMIT)) or DEFAULT_LIMIT)
+        except ValueError:
+            raise wair_error(400, "InvalidCursor", f"cursor {since!r} is not valid") from None
+        if start < 0 or not 1 <= limit <= MAX_LIMIT:
+            raise wair_error(400, "InvalidCursor", f"cursor must be >= 0 and limit between 1 and {MAX_LIMIT}")
+        return start, limit
+
+    @staticmethod
+    def _body(req: Request) -> dict:
+        data = req.json()
+        if not isinstance(data, dict):
+            raise wair_error(400, "InvalidJsonInput", "request body must be a JSON object")
+        return data
+
+    def _keys(self) -> list:
+        if self._sorted_keys is None:
+            self._sorted_keys = sorted(self.stock)
+        return self._sorted_keys
+
+    def _put_stock(self, sku: str, loc: str, state: str, qty: int, ts: str) -> None:
+        key = (sku, loc, state)
+        row = self.stock.get(key)
+        if row is None:
+            self.stock[key] = [qty, ts]
+            self._sorted_keys = None
+        else:
+            row[0], row[1] = qty, ts
+
+    # --- locations / stock -----------------------------------------------------------------------
+    @route("GET", API + r"/locations")
+    def locations_list(self, req):
+        self._auth(req)
+        with self.lock:
+            return Response(200, {"locations": [dict(l) for l in self.locations.values()]})
+
+    @route("GET", API + r"/stock")
+    def stock_list(self, req):
+        self._auth(req)
+        offset, limit = self._paging(req)
+        skus = {s for v in req.query.get("skuId", []) for s in v.split(",") if s}
+        loc = req.q("locationId", "") or ""
+        with self.lock:
+            if skus:
+                keys = [k for s in sorted(skus) for k in self._keys_for_sku(s)]
+            else:
+                keys = self._keys()
+            if loc:
+                keys = [k for k in keys if k[1] == loc]
+            page = keys[offset:offset + limit]
+            rows = [{"skuId": k[0], "locationId": k[1], "state": k[2], "quantity": self.stock[k][0],
+                     "updatedAt": self.stock[k][1]} for k in page]
+            return Response(200, {"stock": rows, "offset": offset, "limit": limit, "total": len(keys),
+                                  "moreRecordsAvailable": offset + len(page) < len(keys)})
+
+    def _keys_for_sku(self, sku: str) -> list:
+        import bisect
+
+        keys = self._keys()
+        i = bisect.bisect_left(keys, (sku,))
+        out = []
+        while i < len(keys) and keys[i][0] == sku:
+            out.append(keys[i])
+            i += 1
+        return out
+
+    @route("GET", API + r"/stock/changes")
+    def stock_changes(self, req):
+        self._auth(req)
+        start, limit = self._cursor(req)
+        with self.lock:
+            page = self.changes[start:start + limit]
+            next_cursor = str(page[-1]["id"]) if page else str(min(start, len(self.changes)))
+            return Response(200, {"changes": [dict(c) for c in page], "nextCursor": next_cursor,
+                                  "moreRecordsAvailable": start + len(page) < len(self.changes)})
+
+    # --- orders ----------------------------------------------------------------------------------
+    def _validate_order(self, body: dict, key: str) -> list[dict]:
+        errs: list[dict] = []
+
+        def err(fld: str, code: str, message: str):
+            errs.append({"field": fld, "code": code, "message": message})
+
+        ref = body.get("orderRef")
+        if not isinstance(ref, str) or not ref.strip():
+            err("orderRef", "Required", "orderRef is required")
+        elif ref != key:
+            err("orderRef", "Mismatch", "orderRef must equal the Idempotency-Key header")
+        lines = body.get("lines")
+        if not isinstance(lines, list) or not lines:
+            err("lines", "Required", "at least one order line is required")
+            lines = []
+        line_ids = set()
+        for i, line in enumerate(lines):
+            if not isinstance(line, dict):
+                err(f"lines[{i}]", "Invalid", "order line must be an object")
+                continue
+            lid = line.get("lineId")
+            if not isinstance(lid, str) or not lid:
+                err(f"lines[{i}].lineId", "Required", "lineId is required")
+            elif lid in line_ids:
+                err(f"lines[{i}].lineId", "Duplicate", f"lineId {lid!r} appears twice")
+            else:
+                line_ids.add(lid)
+            if not isinstance(line.get("skuId"), str) or not line.get("skuId", "").strip():
+                err(f"lines[{i}].skuId", "Required", "skuId is required")
+            qty = line.get("quantity")
+            if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0:
+                err(f"lines[{i}].quantity", "Invalid", f"quantity {qty!r} must be a positive integer")
+        for i, line in enumerate(lines):
+            if isinstance(line, dict) and line.get("parentLineId") and line["parentLineId"] not in line_ids:
+                err(f"lines[{i}].parentLineId", "UnknownLine", f"parentLineId {line['parentLineId']!r} is not a line of this order")
+        addr = body.get("shippingAddress")
+        if not isinstance(addr, dict):
+            err("shippingAddress", "Required", "shippingAddress is required")
+        else:
+            if not (addr.get("firstName") or addr.get("lastName") or addr.get("company")):
+                err("shippingAddress.lastName", "Required", "a recipient name or company is required")
+            for fld in ("street", "city", "postalCode", "country"):
+                if not isinstance(addr.get(fld), str) or not addr.get(fld, "").strip():
+                    err(f"shippingAddress.{fld}", "Required", f"{fld} is required")
+            c = addr.get("country")
+            if isinstance(c, str) and c and (len(c) != 2 or not c.isalpha()):
+                err("shippingAddress.country", "Invalid", f"country {c!r} must be an ISO 3166-1 alpha-2 code")
+        service = body.get("serviceCode")
+        if not isinstance(service, str) or not service.strip():
+            err("serviceCode", "Required", "serviceCode is required")
+        elif self.service_codes is not None and service not in self.service_codes:
+            err("serviceCode", "UnknownServiceCode", f"service code {service!r} is not configured in WAIR")
+        return errs
+
+    def _public_order(self, o: dict) -> dict:
+        return {"orderRef": o["orderRef"], "orderId": o["orderId"], "status": o["status"], "receivedAt": o["receivedAt"],
+                "acknowledgedAt": o["acknowledgedAt"], "lines": o["request"].get("lines", []),
+                "dispatches": [d["id"] for d in o["dispatches"]]}
+
+    def _accept(self, o: dict) -> None:
+        if o["orderId"] is None:
+            self.order_seq += 1
+            o["orderId"] = f"WO-{self.order_seq:07d}"
+            o["status"] = "accepted"
+            o["acknowledgedAt"] = now_iso()
+
+    @route("POST", API + r"/orders")
+    def order_create(self, req):
+        self._auth(req)
+        key = req.header("Idempotency-Key").strip()
+        if not key:
+            raise wair_error(400, "IdempotencyKeyRequired", "the Idempotency-Key header is required",
+                             [{"field": "Idempotency-Key", "code": "Required", "message": "header is required"}])
+        body = self._body(req)
+        fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+        with self.lock:
+            known = self.order_keys.get(key)
+            if known is not None:
+                ref, fp = known
+                if fp != fingerprint:
+                    raise wair_error(422, "IdempotencyKeyReused",
+                                     f"Idempotency-Key {key!r} was used with a different request body",
+                                     [{"field": "Idempotency-Key", "code": "IdempotencyKeyReused",
+                                       "message": "same key, different body"}])
+                o = self.orders[ref]
+                self.order_receipts[ref] = self.order_receipts.get(ref, 0) + 1
+                return self._order_answer(o, replay=True)
+            errs = self._validate_order(body, key)
+            if errs:
+                raise wair_error(422, "ValidationFailed", f"order has {len(errs)} invalid field(s)", errs)
+            ref = body["orderRef"]
+            self.order_keys[key] = (ref, fingerprint)
+            self.order_receipts[ref] = self.order_receipts.get(ref, 0) + 1
+            o = {"orderRef": ref, "orderId": None, "status": "pending", "receivedAt": now_iso(), "acknowledgedAt": None,
+                 "request": body, "dispatches": [], "dispatched": {}}
+            self.orders[ref] = o
+            if self.auto_ack:
+                self._accept(o)
+            return self._order_answer(o, replay=False)
+
+    def _order_answer(self, o: dict, replay: bool) -> Response:
+        if o["orderId"] is None:
+            return Response(202, {"orderRef": o["orderRef"], "status": "pending", "receivedAt": o["receivedAt"]})
+        headers = {"Idempotent-Replayed": "true"} if replay else {}
+        return Response(200 if replay else 201, {"orderId": o["orderId"], "orderRef": o["orderRef"], "status": "accepted",
+                                                 "receivedAt": o["receivedAt"]}, headers)
+
+    @route("GET", API + r"/orders/(?P<ref>[^/]+)")
+    def order_get(self, req):
+        self._auth(req)
+        from urllib.parse import unquote
+
+        ref = unquote(req.params["ref"])
+        with self.lock:
+            o = self.orders.get(ref)
+            if o is None:
+                raise wair_error(404, "OrderNotFound", f"order {ref!r} not found")
+            return Response(200, self._public_order(o))
+
+    # --- dispatches / fulfilments ----------------------------------------------------------------
+    @route("GET", API + r"/dispatches")
+    def dispatch_list(self, req):
+        self._auth(req)
+        start, limit = self._cursor(req)
+        with self.lock:
+            page = self.dispatches[start:start + limit]
+            next_cursor = str(page[-1]["id"]) if page else str(min(start, len(self.dispatches)))
+            return Response(200, {"dispatches": [json.loads(json.dumps(d)) for d in page], "nextCursor": next_cursor,
+                                  "moreRecordsAvailable": start + len(page) < len(self.dispatches)})
+
+    @route("POST", API + r"/fulfilments")
+    def fulfilment_create(self, req):
+        self._auth(req)
+        key = req.header("Idempotency-Key").strip()
+        if not key:
+            raise wair_error(400, "IdempotencyKeyRequired", "the Idempotency-Key header is required",
+                             [{"field": "Idempotency-Key", "code": "Required", "message": "header is required"}])
+        body = self._body(req)
+        with self.lock:
+            if key in self.fulfilment_keys:
+                f = self.fulfilment_keys[key]
+                return Response(200, {"fulfilmentId": f["fulfilmentId"], "orderRef": f["orderRef"], "status": "recorded"},
+                                {"Idempotent-Replayed": "true"})
+            errs = []
+            if not isinstance(body.get("orderRef"), str) or not body.get("orderRef"):
+                errs.append({"field": "orderRef", "code": "Required", "message": "orderRef is required"})
+            lines = body.get("lines")
+            if not isinstance(lines, list) or not lines:
+                errs.append({"field": "lines", "code": "Required", "message": "at least one line is required"})
+                lines = []
+            for i, line in enumerate(lines):
+                if not isinstance(line, dict) or not isinstance(line.get("skuId"), str) or not line.get("skuId"):
+                    errs.append({"field": f"lines[{i}].skuId", "code": "Required", "message": "skuId is required"})
+                    continue
+                q = line.get("quantity")
+                if isinstance(q, bool) or not isinstance(q, int) or q <= 0:
+                    errs.append({"field": f"lines[{i}].quantity", "code": "Invalid", "message": f"quantity {q!r} must be a positive integer"})
+            loc = body.get("locationId")
+            if loc and self.locations and loc not in self.locations:
+                errs.append({"field": "locationId", "code": "UnknownLocation", "message": f"location {loc!r} is not known"})
+            if errs:
+                raise wair_error(422, "ValidationFailed", f"fulfilment has {len(errs)} invalid field(s)", errs)
+            f = {"fulfilmentId": f"FF-{len(self.fulfilments) + 1:07d}", "idempotencyKey": key, "orderRef": body["orderRef"],
+                 "fulfilmentRef": body.get("fulfilmentRef", ""), "locationId": loc or "", "lines": lines,
+                 "fulfilledAt": body.get("fulfilledAt"), "receivedAt": now_iso()}
+            self.fulfilments.append(f)
+            self.fulfilment_keys[key] = f
+            return Response(201, {"fulfilmentId": f["fulfilmentId"], "orderRef": f["orderRef"], "status": "recorded"})
+
+    # --- webhooks --------------------------------------------------------------------------------
+    def _ensure_worker(self) -> None:
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._deliver_loop, name="wair-webhooks", daemon=True)
+            self._worker.start()
+
+    def _enqueue(self, kind: str, payload: dict) -> None:
+        """Caller holds the lock."""
+        url = self.webhooks.get(f"{kind}_url")
+        if not url:
+            return
+        self._ensure_worker()
+        self._queue.put((self.generation, url, self.webhooks.get("secret", ""), payload))
+        self.webhook_stats["queued"] += 1
+
+    def _deliver_loop(self) -> None:
+        while True:
+            generation, url, secret, payload = self._queue.get()
+            try:
+                with self.lock:
+                    if generation != self.generation:
+                        continue
+                    self.inflight += 1
+                delivered = False
+                for attempt in range(WEBHOOK_ATTEMPTS):
+                    with self.lock:
+                        if generation != self.generation:
+                            break
+                        self.webhook_stats["attempts"] += 1
+                    status = send_webhook(url, secret, payload, timeout=10)
+                    delivered = 200 <= status < 300
+                    if delivered:
+                        break
+                    if attempt < WEBHOOK_ATTEMPTS - 1:
+                        with self.lock:
+                            self.webhook_stats["retried"] += 1
+                        time.sleep(WEBHOOK_RETRY_DELAYS[min(attempt, len(WEBHOOK_RETRY_DELAYS) - 1)])
+                with self.lock:
+                    if generation == self.generation:
+                        self.webhook_stats["delivered" if delivered else "dropped"] += 1
+                    self.inflight -= 1
+            except Exception:  # never let the worker die
+                log.exception("wair webhook worker failed")
+            finally:
+                self._queue.task_done()
+
+    # --- control actions -------------------------------------------------------------------------
+    def control_set_api_key(self, payload: dict) -> dict:
+        with self.lock:
+            self.api_key = str(payload.get("key") or DEFAULT_API_KEY)
+            return {"api_key_set": True}
+
+    def control_set_auto_ack(self, payload: dict) -> dict:
+        with self.lock:
+            self.auto_ack = bool(payload.get("enabled", True))
+            return {"auto_ack": self.auto_ack}
+
+    def control_set_service_codes(self, payload: dict) -> dict:
+        with self.lock:
+            codes = payload.get("codes")
+            self.service_codes = None if codes is None else {str(c) for c in codes}
+            return {"service_codes": None if self.service_codes is None else sorted(self.service_codes)}
+
+    def control_acknowledge(self, payload: dict) -> dict:
+        """Accept pending orders (all, or ``order_refs``) → {"acknowledged": {orderRef: orderId}}."""
+        with self.lock:
+            refs = payload.get("order_refs")
+            targets = [self.orders[r] for r in refs if r in self.orders] if refs else \
+                [o for o in self.orders.values() if o["orderId"] is None]
+            out = {}
+            for o in targets:
+                self._accept(o)
+                out[o["orderRef"]] = o["orderId"]
+            return {"acknowledged": out}
+
+    def control_seed_locations(self, payload: dict) -> dict:
+        with self.lock:
+            for loc in payload.get("locations") or []:
+                lid = str(loc["id"])
+                self.locations[lid] = {"id": lid, "code": str(loc.get("code") or lid), "name": str(loc.get("name") or lid)}
+            return {"locations": len(self.locations)}
+
+    def _rows(self, payload: dict) -> list[tuple[str, str, str, int]]:
+        out = []
+        for i, r in enumerate(payload.get("rows") or []):
+            try:
+                sku, loc = str(r["sku"]), str(r["location"])
+            except (KeyError, TypeError):
+                raise wair_error(400, "InvalidRow", f"row {i} needs sku and location") from None
+            out.append((sku, loc, _wire_state(r.get("state")), _int(r.get("quantity"), f"rows[{i}].quantity")))
+        return out
+
+    def control_seed_stock(self, payload: dict) -> dict:
+        """Bulk load current quantities; no change records, no webhooks."""
+        rows = self._rows(payload)
+        ts = now_iso()
+        with self.lock:
+            for sku, loc, state, qty in rows:
+                self._put_stock(sku, loc, state, qty, ts)
+            return {"rows": len(rows), "stock_rows": len(self.stock)}
+
+    def control_set_stock(self, payload: dict) -> dict:
+        """Set quantities: each row becomes a change on the feed; the batch goes to the stock webhook."""
+        rows = self._rows(payload)
+        with self.lock:
+            new = []
+            for sku, loc, state, qty in rows:
+                ts = now_iso()
+                self._put_stock(sku, loc, state, qty, ts)
+                change = {"id": len(self.changes) + 1, "skuId": sku, "locationId": loc, "state": state,
+                          "quantity": qty, "changedAt": ts}
+                self.changes.append(change)
+                new.append(change)
+            for i in range(0, len(new), WEBHOOK_CHUNK):
+                chunk = new[i:i + WEBHOOK_CHUNK]
+                self._enqueue("stock", {"type": "stock.changed", "batchId": str(uuid.uuid4()),
+                                        "changes": [dict(c) for c in chunk]})
+            return {"changes": [c["id"] for c in new], "cursor": str(len(self.changes))}
+
+    def control_dispatch(self, payload: dict) -> dict:
+        """{"order_ref", "parcels": [{"carrier", "tracking_number", "tracking_url"?, "lines": [[sku, qty]]}],
+        "complete"?: bool} → the dispatch record. Parcels without lines carry everything not yet dispatched."""
+        ref = payload.get("order_ref")
+        with self.lock:
+            o = self.orders.get(ref)
+            if o is None:
+                raise wair_error(400, "OrderNotFound", f"order {ref!r} is unknown to WAIR")
+            self._accept(o)  # a warehouse that ships an order has accepted it
+            ordered: dict[str, int] = {}
+            for line in o["request"].get("lines", []):
+                ordered[line["skuId"]] = ordered.get(line["skuId"], 0) + line["quantity"]
+            parcels = []
+            for i, p in enumerate(payload.get("parcels") or [{}]):
+                carrier = str(p.get("carrier") or "dhl")
+                tn = str(p.get("tracking_number") or f"{carrier.upper()}{o['orderId'][-7:]}{len(self.dispatches) + 1:04d}{i}")
+                url = p.get("tracking_url") or TRACKING_URLS.get(carrier.lower(), "https://track.example.com/{}").format(tn)
+                if p.get("lines"):
+                    lines = [{"skuId": str(s), "quantity": _int(q, "parcel line quantity", 1)} for s, q in p["lines"]]
+                else:
+                    lines = [{"skuId": s, "quantity": q - o["dispatched"].get(s, 0)} for s, q in ordered.items()
+                             if q - o["dispatched"].get(s, 0) > 0]
+                for line in lines:
+                    o["dispatched"][line["skuId"]] = o["dispatched"].get(line["skuId"], 0) + line["quantity"]
+                parcels.append({"carrier": carrier, "trackingNumber": tn, "trackingUrl": url, "lines": lines})
+            complete = payload.get("complete")
+            if complete is None:
+                complete = all(o["dispatched"].get(s, 0) >= q for s, q in ordered.items())
+            d = {"id": len(self.dispatches) + 1, "orderRef": ref, "orderId": o["orderId"],
+                 "dispatchedAt": payload.get("dispatched_at") or now_iso(), "complete": bool(complete), "parcels": parcels}
+            self.dispatches.append(d)
+            o["dispatches"].append(d)
+            o["status"] = "dispatched" if complete else "partially_dispatched"
+            self._enqueue("dispatch", {"type": "dispatch.confirmed", "dispatches": [json.loads(json.dumps(d))]})
+            return json.loads(json.dumps(d))
+
+    def control_configure_webhooks(self, payload: dict) -> dict:
+        with self.lock:
+            self.webhooks = {"stock_url": payload.get("stock_url") or "", "dispatch_url": payload.get("dispatch_url") or "",
+                             "secret": payload.get("secret") or ""}
+            return {k: v for k, v in self.webhooks.items() if k != "secret"}
+
+    def control_wait_webhooks(self, payload: dict) -> dict:
+        """Block until queued webhooks are delivered or dropped (or ``timeout`` seconds) → delivery stats."""
+        deadline = time.time() + float(payload.get("timeout", 30))
+        while time.time() < deadline:
+            with self.lock:
+                if self._queue.unfinished_tasks == 0 and self.inflight == 0:
+                    break
+            time.sleep(0.02)
+        with self.lock:
+            return {**self.webhook_stats, "pending": self._queue.unfinished_tasks}
+
+    def control_state(self, payload: dict) -> dict:
+        with self.lock:
+            orders = {ref: {"orderId": o["orderId"], "status": o["status"], "receivedAt": o["receivedAt"],
+                            "acknowledgedAt": o["acknowledgedAt"], "request": json.loads(json.dumps(o["request"])),
+                            "dispatches": [d["id"] for d in o["dispatches"]], "dispatched": dict(o["dispatched"])}
+                      for ref, o in self.orders.items()}
+            stock = {}
+            skus = payload.get("skus")
+            if skus:
+                for s in skus:
+                    for k in self._keys_for_sku(s):
+                        stock.setdefault(s, {}).setdefault(k[1], {})[k[2]] = self.stock[k][0]
+            return {"orders": orders, "order_receipts": dict(self.order_receipts),
+                    "fulfilments": [dict(f) for f in self.fulfilments], "dispatches": len(self.dispatches),
+                    "changes": len(self.changes), "stock_rows": len(self.stock), "stock": stock,
+                    "auto_ack": self.auto_ack, "webhooks": dict(self.webhook_stats)}

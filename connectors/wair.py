@@ -1,0 +1,362 @@
+"""WAIR for Retail connector: inventory master (stock feed, webhooks, snapshots) and warehouse (order
+intake with acknowledgement, dispatch confirmations, storefront-side fulfilments).
+
+The wire API is described in :mod:`connectors.sandbox.wair`. WAIR's public documentation (docs.wair.ai)
+confirms the conventions used (camelCase JSON, ``skuId``/``locationId``, offset/limit paging with
+``moreRecordsAvailable``, 401/400/500 semantics); the ERP/WMS routes themselves (change feed, orders,
+dispatches, fulfilments) are **modelled, not copied** — no public documentation of them was found.
+
+Connection settings: ``base_url`` = API root (e.g. ``https://wair.example.com`` or the sandbox's
+``http://127.0.0.1:8765/wair``); the API key is the connection secret (``get_secret()``), sent as
+``X-Api-Key``. ``options``: ``page_size`` (default 500), ``api_prefix`` (default ``/api/v1``).
+
+Error handling (every call goes through :class:`connectors.http.HttpClient`):
+- 401/403 → PermanentError; 404 → NotFoundError; 429 → RateLimitedError (Retry-After honoured);
+  5xx/timeouts → RetryableError (retried with backoff by the client first).
+- 422 → :class:`WairValidationError` (a BadDataError) with ``fields`` = {field path: message}.
+- ``send_order`` answered 202 "pending" (received, not acknowledged) → :class:`NotAcknowledged`, a
+  RetryableError: the order is at WAIR but has no acknowledgement id yet. Re-sending is safe (the
+  Idempotency-Key is the order ref; WAIR never creates a second order) and is how the hub asks again.
+
+Malformed rows in inbound payloads
+- Stock (``parse_stock_webhook`` / ``stock_changes``): every row becomes a StockChange. Rows that are
+  well-formed are typed (int quantity, aware datetime, hub state name); fields that are not are carried
+  through *raw* (e.g. ``quantity="lots"``, ``state="on-fire"``), so
+  :func:`integration_hub.inventory.services.apply_stock_changes` — the one validator — rejects exactly
+  that row with a ``bad_payload`` exception record and applies every other row. Nothing is dropped here.
+- Dispatches (``parse_dispatch_webhook`` / ``dispatches_since``): return a :class:`ParsedBatch` (a list of
+  good Dispatch items) whose ``rejected`` lists :class:`RejectedRow` (index, ref, field, message, raw)
+  for rows that could not be understood; callers record those as ``bad_payload`` exceptions. Only an
+  unusable envelope (not an object / no list) raises BadDataError.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable
+from urllib.parse import quote
+
+from . import errors
+from .base import (Acknowledgement, Connector, Dispatch, Fulfilment, InventoryMaster, Page, Parcel, StockChange,
+                   Warehouse, WarehouseOrder)
+from .http import HeaderAuth, HttpClient
+
+API_KEY_HEADER = "X-Api-Key"
+DEFAULT_PAGE_SIZE = 500
+SNAPSHOT_SKU_CHUNK = 100
+# WAIR wire state → hub inventory state (integration_hub.inventory.models.InventoryState)
+STATE_FROM_WIRE = {"available": "available", "inspection": "inspection", "damaged": "damaged",
+                   "inTransit": "in_transit", "reserved": "reserved"}
+_INT_RX = re.compile(r"^\s*-?\d+\s*$")
+
+
+class NotAcknowledged(errors.RetryableError):
+    """WAIR received the order (202) but has not acknowledged it: no order id yet. The order is *sent*,
+    not *acknowledged*; ask again later (same Idempotency-Key — never a duplicate order)."""
+
+    kind = "not_acknowledged"
+
+    def __init__(self, message: str, *, order_ref: str = "", **kw):
+        super().__init__(message, **kw)
+        self.order_ref = order_ref
+
+
+class WairValidationError(errors.BadDataError):
+    """422 from WAIR; ``fields`` maps each offending field path (e.g. ``shippingAddress.postalCode``,
+    ``lines[0].quantity``) to WAIR's message."""
+
+    def __init__(self, message: str, *, fields: dict[str, str] | None = None, code: str = "", **kw):
+        super().__init__(message, **kw)
+        self.fields = fields or {}
+        self.code = code
+
+
+@dataclass
+class RejectedRow:
+    index: int
+    ref: str
+    field: str
+    message: str
+    raw: Any = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class ParsedBatch(list):
+    """A list of the rows that parsed, plus ``rejected``: the rows that did not (never silently lost)."""
+
+    def __init__(self, items: Iterable = (), rejected: list[RejectedRow] | None = None):
+        super().__init__(items)
+        self.rejected: list[RejectedRow] = rejected or []
+
+
+class _RowError(ValueError):
+    def __init__(self, field_name: str, message: str):
+        super().__init__(message)
+        self.field = field_name
+
+
+def _parse_dt(value: Any) -> datetime | None:
+    """ISO-8601 (with ``Z``) → aware datetime; None if absent; raises ValueError if unreadable."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a timestamp")
+    dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _address(a) -> dict | None:
+    if a is None:
+        return None
+    return {"firstName": a.first_name, "lastName": a.last_name, "company": a.company, "street": a.street,
+            "street2": a.street2, "postalCode": a.postal_code, "city": a.city, "region": a.region,
+            "country": a.country, "phone": a.phone, "email": a.email}
+
+
+def _iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class WairConnector(Connector, InventoryMaster, Warehouse):
+    system_type = "wair"
+
+    def __init__(self, connection, client=None):
+        options = connection.options or {}
+        self.page_size = int(options.get("page_size") or DEFAULT_PAGE_SIZE)
+        self.api = "/" + str(options.get("api_prefix") or "/api/v1").strip("/")
+        super().__init__(connection, client)
+
+    def build_client(self) -> HttpClient:
+        return HttpClient.for_connection(self.connection, auth=HeaderAuth(API_KEY_HEADER, self.connection.get_secret()))
+
+    def _path(self, path: str) -> str:
+        return f"{self.api}/{path.lstrip('/')}"
+
+    def _call(self, method: str, path: str, **kw):
+        """One request; 422 becomes WairValidationError with the field list."""
+        try:
+            return self.client.request(method, self._path(path), **kw)
+        except errors.BadDataError as exc:
+            body = exc.body if isinstance(exc.body, dict) else {}
+            fields = {}
+            for e in body.get("errors") or []:
+                if isinstance(e, dict) and e.get("field"):
+                    fields[str(e["field"])] = str(e.get("message") or e.get("code") or "invalid")
+            if not fields and exc.status != 422:
+                raise
+            detail = "; ".join(f"{k}: {v}" for k, v in fields.items()) or str(body.get("message") or exc)
+            raise WairValidationError(f"WAIR rejected {method} {path}: {detail}", fields=fields,
+                                      code=str(body.get("code") or ""), status=exc.status, body=exc.body,
+                                      system=self.system_type) from exc
+
+    # --- locations ---------------------------------------------------------------------------------
+    def locations(self) -> list[dict]:
+        """[{id, code, name}] as WAIR knows them (Location.external_id = id)."""
+        return list(self._call("GET", "locations").json().get("locations") or [])
+
+    # --- inventory master --------------------------------------------------------------------------
+    @staticmethod
+    def stock_change_from_row(row: Any, index: int = 0) -> StockChange:
+        """One feed/webhook row → StockChange. Well-formed fields are typed; malformed ones are carried
+        raw so the hub's validator rejects just this row (see module docstring)."""
+        if not isinstance(row, dict):
+            return StockChange(sku=None, location=None, quantity=None, ref=f"row-{index}:{str(row)[:40]}")  # type: ignore[arg-type]
+        qty = row.get("quantity")
+        if isinstance(qty, str) and _INT_RX.match(qty):
+            qty = int(qty)
+        elif isinstance(qty, float) and qty.is_integer():
+            qty = int(qty)
+        state = row.get("state")
+        state = STATE_FROM_WIRE.get(state, state) if state not in (None, "") else "available"
+        changed = row.get("changedAt", row.get("updatedAt"))
+        try:
+            changed = _parse_dt(changed)
+        except ValueError:
+            pass  # carried raw: the hub rejects the row with "changed_at ... is not a timestamp"
+        loc = row.get("locationId")
+        if isinstance(loc, int) and not isinstance(loc, bool):
+            loc = str(loc)
+        ref = row.get("id")
+        return StockChange(sku=row.get("skuId"), location=loc, quantity=qty, state=state, changed_at=changed,
+                           ref=str(ref) if ref not in (None, "") else "")
+
+    def stock_changes(self, cursor: str) -> Page:
+        params = {"limit": self.page_size}
+        if cursor:
+            params["since"] = cursor
+        body = self._call("GET", "stock/changes", params=params).json()
+        rows = body.get("changes")
+        if not isinstance(rows, list):
+            raise errors.BadDataError("WAIR stock/changes answer has no 'changes' list", body=body, system=self.system_type)
+        items = [self.stock_change_from_row(r, i) for i, r in enumerate(rows)]
+        return Page(items=items, cursor=str(body.get("nextCursor") or cursor or ""),
+                    has_more=bool(body.get("moreRecordsAvailable")))
+
+    def parse_stock_webhook(self, payload: dict) -> list[StockChange]:
+        """``{"type": "stock.changed", "batchId", "changes": [...]}`` → one StockChange per row."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("changes"), list):
+            raise errors.BadDataError("stock webhook: 'changes' must be a list", body=payload, system=self.system_type)
+        if payload.get("type") not in (None, "stock.changed"):
+            raise errors.BadDataError(f"stock webhook: unexpected type {payload.get('type')!r}", body=payload,
+                                      system=self.system_type)
+        batch = str(payload.get("batchId") or "")
+        out = []
+        for i, row in enumerate(payload["changes"]):
+            change = self.stock_change_from_row(row, i)
+            if not change.ref and batch:
+                change.ref = f"{batch}#{i}"
+            out.append(change)
+        return out
+
+    def stock_snapshot(self, skus: Iterable[str] | None = None) -> Iterable[StockChange]:
+        """Every current quantity (optionally for ``skus``), paging through ``/stock``. A generator."""
+        if skus is None:
+            yield from self._stock_pages({})
+            return
+        skus = list(dict.fromkeys(skus))
+        for i in range(0, len(skus), SNAPSHOT_SKU_CHUNK):
+            yield from self._stock_pages({"skuId": ",".join(skus[i:i + SNAPSHOT_SKU_CHUNK])})
+
+    def _stock_pages(self, params: dict) -> Iterable[StockChange]:
+        offset = 0
+        while True:
+            body = self._call("GET", "stock", params={**params, "offset": offset, "limit": self.page_size}).json()
+            rows = body.get("stock")
+            if not isinstance(rows, list):
+                raise errors.BadDataError("WAIR stock answer has no 'stock' list", body=body, system=self.system_type)
+            for i, row in enumerate(rows):
+                yield self.stock_change_from_row(row, offset + i)
+            offset += len(rows)
+            if not rows or not body.get("moreRecordsAvailable"):
+                return
+
+    # --- warehouse ---------------------------------------------------------------------------------
+    @staticmethod
+    def order_body(order: WarehouseOrder) -> dict:
+        """Every WarehouseOrder field in WAIR's order shape (bundle components keep ``parentLineId``)."""
+        return {
+            "orderRef": order.order_ref,
+            "orderNumber": order.order_number,
+            "channel": order.channel,
+            "placedAt": _iso(order.placed_at),
+            "currency": order.currency,
+            "totalCents": order.total_cents,
+            "customerEmail": order.customer_email,
+            "serviceCode": order.shipping_method,
+            "carrier": order.carrier,
+            "shippingAddress": _address(order.shipping_address),
+            "billingAddress": _address(order.billing_address),
+            "giftMessage": order.gift_message,
+            "deliveryNotes": order.delivery_notes,
+            "customFields": dict(order.custom_fields or {}),
+            "lines": [{"lineId": line.line_id, "skuId": line.sku, "quantity": line.quantity,
+                       "parentLineId": line.parent_line_id or None, "unitPriceCents": line.unit_price_cents,
+                       "customFields": dict(line.custom_fields or {})} for line in order.lines],
+        }
+
+    def send_order(self, order: WarehouseOrder) -> Acknowledgement:
+        resp = self._call("POST", "orders", json=self.order_body(order), headers={"Idempotency-Key": order.order_ref},
+                          ok=(200, 201, 202))
+        body = resp.json() if resp.content else {}
+        order_id = body.get("orderId")
+        if resp.status_code == 202 or not order_id:
+            raise NotAcknowledged(f"WAIR received order {order.order_ref} but has not acknowledged it "
+                                  f"(status {body.get('status') or resp.status_code})",
+                                  order_ref=order.order_ref, status=resp.status_code, body=body, system=self.system_type)
+        duplicate = resp.status_code == 200 or resp.headers.get("Idempotent-Replayed", "").lower() == "true"
+        return Acknowledgement(order_ref=order.order_ref, warehouse_ref=str(order_id), duplicate=duplicate)
+
+    def order_status(self, order_ref: str) -> str | None:
+        try:
+            body = self._call("GET", f"orders/{quote(order_ref, safe='')}").json()
+        except errors.NotFoundError:
+            return None
+        return str(body.get("status") or "")
+
+    def get_order(self, order_ref: str) -> dict | None:
+        """WAIR's full record for an order (orderId, status, lines, dispatch ids), or None."""
+        try:
+            return self._call("GET", f"orders/{quote(order_ref, safe='')}").json()
+        except errors.NotFoundError:
+            return None
+
+    @staticmethod
+    def dispatch_from_row(row: Any) -> Dispatch:
+        """Raises _RowError naming the offending field."""
+        if not isinstance(row, dict):
+            raise _RowError("", "dispatch row is not an object")
+        ref = row.get("orderRef")
+        if not isinstance(ref, str) or not ref:
+            raise _RowError("orderRef", "orderRef is missing")
+        try:
+            when = _parse_dt(row.get("dispatchedAt"))
+        except ValueError:
+            raise _RowError("dispatchedAt", f"dispatchedAt {row.get('dispatchedAt')!r} is not a timestamp") from None
+        parcels_raw = row.get("parcels")
+        if not isinstance(parcels_raw, list) or not parcels_raw:
+            raise _RowError("parcels", "a dispatch needs at least one parcel")
+        parcels = []
+        for i, p in enumerate(parcels_raw):
+            if not isinstance(p, dict):
+                raise _RowError(f"parcels[{i}]", "parcel is not an object")
+            tn = p.get("trackingNumber")
+            if not isinstance(tn, str) or not tn:
+                raise _RowError(f"parcels[{i}].trackingNumber", "trackingNumber is missing")
+            lines = []
+            for j, line in enumerate(p.get("lines") or []):
+                sku = line.get("skuId") if isinstance(line, dict) else None
+                qty = line.get("quantity") if isinstance(line, dict) else None
+                if not isinstance(sku, str) or not sku or isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0:
+                    raise _RowError(f"parcels[{i}].lines[{j}]", f"parcel line {line!r} needs skuId and a positive quantity")
+                lines.append((sku, qty))
+            parcels.append(Parcel(carrier=str(p.get("carrier") or ""), tracking_number=tn,
+                                  tracking_url=str(p.get("trackingUrl") or ""), lines=lines))
+        return Dispatch(order_ref=ref, warehouse_ref=str(row.get("orderId") or ""), dispatched_at=when, parcels=parcels,
+                        ref=str(row.get("id") or ""), complete=bool(row.get("complete", True)))
+
+    def _dispatch_rows(self, rows: list) -> ParsedBatch:
+        good, rejected = [], []
+        for i, row in enumerate(rows):
+            try:
+                good.append(self.dispatch_from_row(row))
+            except _RowError as exc:
+                ref = str(row.get("id") or row.get("orderRef") or f"row-{i}") if isinstance(row, dict) else f"row-{i}"
+                rejected.append(RejectedRow(index=i, ref=ref, field=exc.field, message=str(exc), raw=row))
+        return ParsedBatch(good, rejected)
+
+    def dispatches_since(self, cursor: str) -> Page:
+        """Page.items is a :class:`ParsedBatch` (check ``page.items.rejected``)."""
+        params = {"limit": self.page_size}
+        if cursor:
+            params["since"] = cursor
+        body = self._call("GET", "dispatches", params=params).json()
+        rows = body.get("dispatches")
+        if not isinstance(rows, list):
+            raise errors.BadDataError("WAIR dispatches answer has no 'dispatches' list", body=body, system=self.system_type)
+        return Page(items=self._dispatch_rows(rows), cursor=str(body.get("nextCursor") or cursor or ""),
+                    has_more=bool(body.get("moreRecordsAvailable")))
+
+    def parse_dispatch_webhook(self, payload: dict) -> ParsedBatch:
+        """``{"type": "dispatch.confirmed", "dispatches": [...]}`` → ParsedBatch of Dispatch (+ ``rejected``)."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("dispatches"), list):
+            raise errors.BadDataError("dispatch webhook: 'dispatches' must be a list", body=payload, system=self.system_type)
+        return self._dispatch_rows(payload["dispatches"])
+
+    def send_fulfilment(self, fulfilment: Fulfilment) -> str:
+        body = {"orderRef": fulfilment.order_ref, "fulfilmentRef": fulfilment.fulfilment_ref,
+                "locationId": fulfilment.location or None, "fulfilledAt": _iso(fulfilment.fulfilled_at),
+                "lines": [{"skuId": sku, "quantity": qty} for sku, qty in fulfilment.lines]}
+        key = f"{fulfilment.order_ref}:{fulfilment.fulfilment_ref}"
+        resp = self._call("POST", "fulfilments", json=body, headers={"Idempotency-Key": key}, ok=(200, 201))
+        fid = resp.json().get("fulfilmentId")
+        if not fid:
+            raise errors.RetryableError(f"WAIR answered {resp.status_code} without a fulfilmentId", status=resp.status_code,
+                                        body=resp.text[:500], system=self.system_type)
+        return str(fid)

@@ -1,0 +1,383 @@
+"""WAIR connector against the WAIR emulator, over real HTTP."""
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from connectors import errors
+from connectors.base import Address, Fulfilment, WarehouseOrder, WarehouseOrderLine
+from connectors.http import HeaderAuth, HttpClient
+from connectors.wair import NotAcknowledged, ParsedBatch, WairConnector, WairValidationError
+
+KEY = "wair-demo-key"
+
+
+def control(sandbox, action, payload=None, expect=200):
+    r = requests.post(f"{sandbox.url}/_sandbox/wair/{action}", json=payload or {}, timeout=30)
+    assert r.status_code == expect, r.text
+    return r.json()
+
+
+def faults(sandbox, **switches):
+    r = requests.post(f"{sandbox.url}/_sandbox/wair/faults", json=switches, timeout=5)
+    assert r.status_code == 200, r.text
+
+
+@pytest.fixture
+def wair_conn(db, sandbox):
+    from integration_hub.core.models import Connection
+
+    conn = Connection(name="wair-test", system_type="wair", base_url=f"{sandbox.url}/wair", rate_limit_per_second=1000,
+                      rate_limit_burst=1000, timeout_seconds=5, max_retries=3, options={"page_size": 2})
+    conn.set_secret(KEY)
+    conn.set_webhook_secret("wair-hook-secret")
+    conn.save()
+    return conn
+
+
+class Sleeps(list):
+    def __call__(self, seconds):
+        self.append(seconds)
+
+
+@pytest.fixture
+def sleeps():
+    return Sleeps()
+
+
+@pytest.fixture
+def wair(wair_conn, sleeps):
+    """Connector whose client records back-off sleeps instead of sleeping (the suite stays fast)."""
+    client = HttpClient.for_connection(wair_conn, auth=HeaderAuth("X-Api-Key", wair_conn.get_secret()), sleep=sleeps)
+    return WairConnector(wair_conn, client=client)
+
+
+def order(ref="HUB-1", **kw) -> WarehouseOrder:
+    fields = dict(
+        order_ref=ref, order_number="10001", channel="web",
+        lines=[WarehouseOrderLine("l1", "SKU-A", 2, unit_price_cents=1999, custom_fields={"engraving": "AB"}),
+               WarehouseOrderLine("l2", "KIT-1", 1),
+               WarehouseOrderLine("l2.1", "SKU-B", 1, parent_line_id="l2"),
+               WarehouseOrderLine("l2.2", "SKU-C", 2, parent_line_id="l2")],
+        shipping_address=Address(first_name="Ada", last_name="Lovelace", street="1 Analytical Way", postal_code="EC1A 1AA",
+                                 city="London", country="GB", phone="+44 20 0000", email="ada@example.com"),
+        billing_address=Address(first_name="Ada", last_name="Lovelace", street="2 Bill St", postal_code="EC1A 1AB",
+                                city="London", country="GB"),
+        shipping_method="DHL-EXP", carrier="dhl", customer_email="ada@example.com", gift_message="Happy birthday!",
+        delivery_notes="Leave with neighbour", custom_fields={"giftWrap": True, "source": "app"},
+        placed_at=datetime(2026, 11, 1, 12, 30, tzinfo=timezone.utc), currency="GBP", total_cents=5997)
+    fields.update(kw)
+    return WarehouseOrder(**fields)
+
+
+# --- auth ----------------------------------------------------------------------------------------------
+def test_auth_refused_then_accepted(wair_conn, wair, sandbox):
+    control(sandbox, "seed_locations", {"locations": [{"id": "DC1", "name": "Main DC"}, {"id": "SHOP1", "name": "Shop"}]})
+    bad = WairConnector(wair_conn, client=HttpClient.for_connection(wair_conn, auth=HeaderAuth("X-Api-Key", "wrong")))
+    with pytest.raises(errors.PermanentError) as exc:
+        bad.locations()
+    assert exc.value.status == 401 and exc.value.body["code"] == "Unauthorized"
+    assert [l["id"] for l in wair.locations()] == ["DC1", "SHOP1"]
+    control(sandbox, "set_api_key", {"key": "rotated"})
+    with pytest.raises(errors.PermanentError):
+        wair.locations()
+
+
+def test_build_client_uses_connection_secret(wair_conn, sandbox):
+    c = WairConnector(wair_conn)
+    assert c.client.auth.header == "X-Api-Key" and c.client.auth.value == KEY
+    assert c.locations() == []
+
+
+# --- stock -----------------------------------------------------------------------------------------------
+def test_stock_change_feed_pages_with_cursor(wair, sandbox):
+    rows = [{"sku": f"S{i}", "location": "DC1", "state": "available", "quantity": i} for i in range(5)]
+    rows[4]["state"] = "in_transit"
+    control(sandbox, "set_stock", {"rows": rows})
+    seen, cursor, pages = [], "", 0
+    while True:
+        page = wair.stock_changes(cursor)
+        pages += 1
+        seen += page.items
+        assert page.cursor != cursor or not page.items
+        cursor = page.cursor
+        if not page.has_more:
+            break
+    assert pages == 3 and [c.sku for c in seen] == ["S0", "S1", "S2", "S3", "S4"]
+    assert seen[4].state == "in_transit" and seen[3].quantity == 3 and seen[0].location == "DC1"
+    assert all(c.changed_at and c.changed_at.tzinfo for c in seen) and seen[0].ref == "1"
+    # nothing new: same cursor, empty page; a later change continues from there
+    empty = wair.stock_changes(cursor)
+    assert (empty.items, empty.cursor, empty.has_more) == ([], cursor, False)
+    control(sandbox, "set_stock", {"rows": [{"sku": "S0", "location": "DC1", "quantity": 42}]})
+    nxt = wair.stock_changes(cursor)
+    assert [(c.sku, c.quantity) for c in nxt.items] == [("S0", 42)] and nxt.cursor == "6"
+
+
+def test_invalid_cursor_is_bad_data(wair):
+    with pytest.raises(errors.BadDataError):
+        wair.stock_changes("not-a-cursor")
+
+
+def test_stock_snapshot_pages_and_filters(wair, sandbox):
+    rows = [{"sku": f"S{i}", "location": loc, "state": "available", "quantity": i}
+            for i in range(4) for loc in ("DC1", "SHOP1")] + [{"sku": "S1", "location": "DC1", "state": "damaged", "quantity": 9}]
+    control(sandbox, "seed_stock", {"rows": rows})
+    everything = list(wair.stock_snapshot())
+    assert len(everything) == 9
+    assert {(c.sku, c.location, c.state, c.quantity) for c in everything} == \
+        {(r["sku"], r["location"], r["state"], r["quantity"]) for r in rows}
+    some = list(wair.stock_snapshot(["S1", "S3"]))
+    assert sorted((c.sku, c.location, c.state) for c in some) == [
+        ("S1", "DC1", "available"), ("S1", "DC1", "damaged"), ("S1", "SHOP1", "available"),
+        ("S3", "DC1", "available"), ("S3", "SHOP1", "available")]
+    assert control(sandbox, "state")["changes"] == 0  # seeding is not a change
+
+
+def test_seed_stock_bulk_is_fast(sandbox):
+    import time
+
+    rows = [{"sku": f"SKU-{i:06d}", "location": "DC1", "state": "available", "quantity": i % 50} for i in range(100_000)]
+    t = time.monotonic()
+    out = control(sandbox, "seed_stock", {"rows": rows})
+    assert out["stock_rows"] == 100_000 and time.monotonic() - t < 10
+
+
+class Receiver:
+    """A local HTTP endpoint standing in for the hub's webhook views."""
+
+    def __init__(self):
+        self.received: list[tuple[str, dict, bytes]] = []
+        self.fail_first = 0
+        self.event = threading.Event()
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if outer.fail_first:
+                    outer.fail_first -= 1
+                    self.send_response(503)
+                else:
+                    outer.received.append((self.path, dict(self.headers.items()), body))
+                    outer.event.set()
+                    self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+def test_stock_webhook_signed_batched_and_parsed(wair, sandbox, receiver):
+    control(sandbox, "configure_webhooks", {"stock_url": f"{receiver.url}/stock", "dispatch_url": f"{receiver.url}/dispatch",
+                                            "secret": "wair-hook-secret"})
+    receiver.fail_first = 1  # first delivery fails: the emulator retries
+    control(sandbox, "set_stock", {"rows": [{"sku": "A", "location": "DC1", "quantity": 3},
+                                            {"sku": "B", "location": "DC1", "state": "reserved", "quantity": 1}]})
+    stats = control(sandbox, "wait_webhooks", {"timeout": 10})
+    assert stats["delivered"] == 1 and stats["retried"] == 1
+    path, headers, body = receiver.received[0]
+    assert path == "/stock"
+    assert wair.verify_webhook(body, headers)
+    assert not wair.verify_webhook(body + b" ", headers)
+    changes = wair.parse_stock_webhook(json.loads(body))
+    assert [(c.sku, c.location, c.state, c.quantity, c.ref) for c in changes] == [
+        ("A", "DC1", "available", 3, "1"), ("B", "DC1", "reserved", 1, "2")]
+
+
+def test_malformed_stock_row_loses_nothing_else(wair, wair_conn):
+    from exceptions_app.models import ExceptionRecord
+    from integration_hub.catalog.models import Item
+    from integration_hub.core.models import Location
+    from integration_hub.inventory.models import StockLevel
+    from integration_hub.inventory.services import apply_stock_changes
+
+    Item.objects.bulk_create([Item(sku="A"), Item(sku="B"), Item(sku="C")])
+    Location.objects.create(code="dc1", name="DC1", connection=wair_conn, external_id="DC1")
+    payload = {"type": "stock.changed", "batchId": "b-1", "changes": [
+        {"id": 10, "skuId": "A", "locationId": "DC1", "state": "available", "quantity": 5, "changedAt": "2026-11-22T10:00:00.000Z"},
+        {"id": 11, "skuId": "B", "locationId": "DC1", "state": "available", "quantity": "lots", "changedAt": "2026-11-22T10:00:00Z"},
+        "garbage",
+        {"id": 13, "skuId": "C", "locationId": "DC1", "state": "on-fire", "quantity": 1},
+        {"id": 14, "skuId": "C", "locationId": "DC1", "state": "inTransit", "quantity": "7"},
+    ]}
+    changes = wair.parse_stock_webhook(payload)
+    assert len(changes) == 5  # every row comes through; the hub's validator decides
+    assert (changes[0].quantity, changes[4].quantity, changes[4].state) == (5, 7, "in_transit")
+    res = apply_stock_changes(wair_conn, changes, source="stock-webhook")
+    assert (res.received, res.applied, res.rejected) == (5, 2, 3)
+    levels = dict(((s.item.sku, s.state), s.quantity) for s in StockLevel.objects.select_related("item"))
+    assert levels == {("A", "available"): 5, ("C", "in_transit"): 7}
+    keys = set(ExceptionRecord.objects.values_list("dedupe_key", flat=True))
+    assert {"bad_payload:wair-test:stock-webhook:11", "bad_payload:wair-test:stock-webhook:13"} <= keys
+    assert any("quantity" in r.message for r in ExceptionRecord.objects.filter(dedupe_key__endswith=":11"))
+
+
+def test_unusable_stock_envelope_raises_bad_data(wair):
+    with pytest.raises(errors.BadDataError):
+        wair.parse_stock_webhook({"rows": []})
+    with pytest.raises(errors.BadDataError):
+        wair.parse_stock_webhook({"type": "dispatch.confirmed", "changes": []})
+
+
+# --- orders ----------------------------------------------------------------------------------------------
+def test_send_order_acknowledged_and_replay_is_idempotent(wair, sandbox):
+    ack = wair.send_order(order())
+    assert ack.order_ref == "HUB-1" and ack.warehouse_ref.startswith("WO-") and not ack.duplicate
+    again = wair.send_order(order())
+    assert again.warehouse_ref == ack.warehouse_ref and again.duplicate
+    state = control(sandbox, "state")
+    assert state["order_receipts"] == {"HUB-1": 2} and list(state["orders"]) == ["HUB-1"]
+    assert wair.order_status("HUB-1") == "accepted"
+    assert wair.order_status("NOPE") is None
+
+
+def test_every_order_field_reaches_wair(wair, sandbox):
+    wair.send_order(order())
+    sent = control(sandbox, "state")["orders"]["HUB-1"]["request"]
+    assert sent["giftMessage"] == "Happy birthday!" and sent["deliveryNotes"] == "Leave with neighbour"
+    assert sent["customFields"] == {"giftWrap": True, "source": "app"}
+    assert sent["serviceCode"] == "DHL-EXP" and sent["carrier"] == "dhl"
+    assert sent["orderNumber"] == "10001" and sent["channel"] == "web" and sent["customerEmail"] == "ada@example.com"
+    assert sent["placedAt"] == "2026-11-01T12:30:00Z" and sent["currency"] == "GBP" and sent["totalCents"] == 5997
+    assert sent["shippingAddress"]["postalCode"] == "EC1A 1AA" and sent["shippingAddress"]["phone"] == "+44 20 0000"
+    assert sent["billingAddress"]["street"] == "2 Bill St"
+    lines = {l["lineId"]: l for l in sent["lines"]}
+    assert lines["l1"]["customFields"] == {"engraving": "AB"} and lines["l1"]["unitPriceCents"] == 1999
+    assert lines["l2.1"]["parentLineId"] == "l2" and lines["l2.2"]["quantity"] == 2 and lines["l1"]["parentLineId"] is None
+
+
+def test_pending_order_raises_not_acknowledged_until_acked(wair, sandbox):
+    control(sandbox, "set_auto_ack", {"enabled": False})
+    with pytest.raises(NotAcknowledged) as exc:
+        wair.send_order(order("HUB-2"))
+    assert exc.value.retryable and exc.value.order_ref == "HUB-2" and exc.value.status == 202
+    assert isinstance(exc.value, errors.RetryableError)
+    with pytest.raises(NotAcknowledged):
+        wair.send_order(order("HUB-2"))
+    assert wair.order_status("HUB-2") == "pending"
+    acked = control(sandbox, "acknowledge", {})["acknowledged"]
+    ack = wair.send_order(order("HUB-2"))
+    assert ack.warehouse_ref == acked["HUB-2"] and ack.duplicate
+    state = control(sandbox, "state")
+    assert state["order_receipts"] == {"HUB-2": 3} and len(state["orders"]) == 1
+
+
+def test_invalid_order_is_bad_data_with_fields(wair, sandbox):
+    bad = order("HUB-3", shipping_address=Address(first_name="Ada", street="", city="London", country="GBR"),
+                shipping_method="", lines=[WarehouseOrderLine("l1", "SKU-A", 0), WarehouseOrderLine("l2", "SKU-B", 1, parent_line_id="zz")])
+    with pytest.raises(WairValidationError) as exc:
+        wair.send_order(bad)
+    err = exc.value
+    assert isinstance(err, errors.BadDataError) and not err.retryable and err.status == 422
+    assert {"shippingAddress.street", "shippingAddress.postalCode", "shippingAddress.country", "serviceCode",
+            "lines[0].quantity", "lines[1].parentLineId"} <= set(err.fields)
+    assert "serviceCode" in str(err)
+    assert control(sandbox, "state")["orders"] == {}
+
+
+def test_unknown_service_code_and_key_reuse_rejected(wair, sandbox):
+    control(sandbox, "set_service_codes", {"codes": ["STD"]})
+    with pytest.raises(WairValidationError) as exc:
+        wair.send_order(order("HUB-4"))
+    assert exc.value.fields.keys() == {"serviceCode"}
+    wair.send_order(order("HUB-4", shipping_method="STD"))
+    with pytest.raises(WairValidationError) as exc:
+        wair.send_order(order("HUB-4", shipping_method="STD", gift_message="changed"))
+    assert exc.value.code == "IdempotencyKeyReused"
+
+
+# --- dispatch / fulfilment ------------------------------------------------------------------------------------
+def test_dispatch_feed_and_webhook(wair, sandbox, receiver):
+    control(sandbox, "configure_webhooks", {"dispatch_url": f"{receiver.url}/dispatch", "secret": "wair-hook-secret"})
+    ack = wair.send_order(order("HUB-5"))
+    control(sandbox, "dispatch", {"order_ref": "HUB-5", "parcels": [{"carrier": "dhl", "tracking_number": "JD1",
+                                                                   "lines": [["SKU-A", 2]]}]})
+    control(sandbox, "dispatch", {"order_ref": "HUB-5", "parcels": [{"carrier": "ups", "tracking_number": "1Z9"}]})
+    control(sandbox, "dispatch", {"order_ref": "NOPE"}, expect=400)
+    page = wair.dispatches_since("")
+    assert isinstance(page.items, ParsedBatch) and page.items.rejected == []
+    first, second = page.items
+    assert (first.order_ref, first.warehouse_ref, first.complete, first.ref) == ("HUB-5", ack.warehouse_ref, False, "1")
+    assert first.parcels[0].tracking_number == "JD1" and first.parcels[0].lines == [("SKU-A", 2)]
+    assert "JD1" in first.parcels[0].tracking_url and first.dispatched_at.tzinfo
+    assert second.complete and second.parcels[0].carrier == "ups"
+    assert sorted(second.parcels[0].lines) == [("KIT-1", 1), ("SKU-B", 1), ("SKU-C", 2)]
+    assert page.cursor == "2" and not page.has_more
+    assert wair.dispatches_since(page.cursor).items == []
+    assert wair.order_status("HUB-5") == "dispatched"
+    control(sandbox, "wait_webhooks", {"timeout": 10})
+    bodies = [json.loads(b) for p, h, b in receiver.received if p == "/dispatch"]
+    assert len(bodies) == 2 and all(wair.verify_webhook(b, h) for p, h, b in receiver.received)
+    parsed = wair.parse_dispatch_webhook(bodies[1])
+    assert [d.parcels[0].tracking_number for d in parsed] == ["1Z9"]
+
+
+def test_dispatch_webhook_bad_row_is_reported_not_dropped(wair):
+    good = {"id": 7, "orderRef": "HUB-9", "orderId": "WO-1", "dispatchedAt": "2026-11-22T10:00:00Z", "complete": True,
+            "parcels": [{"carrier": "dhl", "trackingNumber": "T1", "lines": [{"skuId": "A", "quantity": 1}]}]}
+    bad = {**good, "id": 8, "parcels": [{"carrier": "dhl", "trackingNumber": ""}]}
+    parsed = wair.parse_dispatch_webhook({"type": "dispatch.confirmed", "dispatches": [bad, good, 5]})
+    assert [d.ref for d in parsed] == ["7"]
+    assert [(r.index, r.ref, r.field) for r in parsed.rejected] == [(0, "8", "parcels[0].trackingNumber"), (2, "row-2", "")]
+    with pytest.raises(errors.BadDataError):
+        wair.parse_dispatch_webhook({"nope": 1})
+
+
+def test_fulfilment_is_idempotent(wair, sandbox):
+    control(sandbox, "seed_locations", {"locations": [{"id": "SHOP1"}]})
+    f = Fulfilment(order_ref="HUB-6", fulfilment_ref="F1", lines=[("SKU-A", 1)], location="SHOP1",
+                   fulfilled_at=datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc))
+    fid = wair.send_fulfilment(f)
+    assert fid.startswith("FF-") and wair.send_fulfilment(f) == fid
+    fulfilments = control(sandbox, "state")["fulfilments"]
+    assert len(fulfilments) == 1 and fulfilments[0]["locationId"] == "SHOP1" and fulfilments[0]["lines"] == [{"skuId": "SKU-A", "quantity": 1}]
+    with pytest.raises(WairValidationError) as exc:
+        wair.send_fulfilment(Fulfilment(order_ref="HUB-6", fulfilment_ref="F2", lines=[("SKU-A", 1)], location="MARS"))
+    assert "locationId" in exc.value.fields
+
+
+# --- client behaviour against WAIR faults ---------------------------------------------------------------------
+def test_429_and_5xx_are_retried_honouring_retry_after(wair, sandbox, sleeps):
+    faults(sandbox, fail_next=[429, 503])
+    ack = wair.send_order(order("HUB-7"))
+    assert ack.warehouse_ref and wair.client.stats.retries == 2
+    assert sleeps[0] >= 1.0  # Retry-After: 1 on the 429
+    assert control(sandbox, "state")["order_receipts"] == {"HUB-7": 1}
+
+
+def test_retries_end_with_a_typed_error(wair, sandbox):
+    faults(sandbox, fail_next=[503, 503, 503, 503])
+    with pytest.raises(errors.RetryableError) as exc:
+        wair.stock_changes("")
+    assert exc.value.status == 503 and not isinstance(exc.value, NotAcknowledged)
+    faults(sandbox, rate_limit_per_second=1, rate_limit_burst=1)
+    wair.client.max_retries = 0
+    wair.stock_changes("")
+    with pytest.raises(errors.RateLimitedError) as exc:
+        wair.stock_changes("")
+    assert exc.value.retry_after >= 1
+
+
+def test_registry_builds_wair_connector(wair_conn):
+    from connectors.registry import get_connector
+
+    assert isinstance(get_connector(wair_conn, fresh=True), WairConnector)
