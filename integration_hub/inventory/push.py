@@ -103,11 +103,11 @@ def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
     return delay
 
 
-def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None) -> BatchResult:
+def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, lease_seconds: int = LEASE_SECONDS) -> BatchResult:
     from connectors.registry import get_connector
 
     out = BatchResult()
-    token, lease, rows = claim(batch_size, max_priority)
+    token, lease, rows = claim(batch_size, max_priority, lease_seconds)
     if not rows:
         return out
     out.claimed = len(rows)
@@ -244,13 +244,14 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None) ->
     return out
 
 
-def drain(max_priority: int | None = None, batch_size: int = BATCH_SIZE, time_budget: float = 50.0) -> tuple[BatchResult, bool]:
+def drain(max_priority: int | None = None, batch_size: int = BATCH_SIZE, time_budget: float = 50.0,
+          lease_seconds: int = LEASE_SECONDS) -> tuple[BatchResult, bool]:
     """Push batches until nothing is claimable or ``time_budget`` seconds are used.
     Returns (totals, more) — ``more`` is True when it stopped on the budget with work left."""
     total = BatchResult()
     started = time.monotonic()
     while True:
-        res = push_batch(batch_size, max_priority)
+        res = push_batch(batch_size, max_priority, lease_seconds)
         total.add(res)
         if res.claimed == 0:
             return total, False

@@ -21,12 +21,16 @@ log = logging.getLogger(__name__)
 
 
 @shared_task(name="inventory.push_pending", ignore_result=True)
-def push_pending(max_priority: int | None = None, batch_size: int = push.BATCH_SIZE, time_budget: float = 50.0) -> dict:
-    """Drain the outbox (only ORDER rows when ``max_priority`` is 0 — the "priority" queue)."""
-    totals, more = push.drain(max_priority=max_priority, batch_size=batch_size, time_budget=time_budget)
+def push_pending(max_priority: int | None = None, batch_size: int = push.BATCH_SIZE, time_budget: float = 50.0,
+                 lease_seconds: int = push.LEASE_SECONDS) -> dict:
+    """Drain the outbox (only ORDER rows when ``max_priority`` is 0 — the "priority" queue).
+    ``lease_seconds``: how long a claimed batch stays reserved if this worker dies mid-push."""
+    totals, more = push.drain(max_priority=max_priority, batch_size=batch_size, time_budget=time_budget,
+                              lease_seconds=lease_seconds)
     if more:  # time budget used up with work left: continue in a fresh task so other work interleaves
         urgent = max_priority is not None and max_priority <= PendingPush.Priority.ORDER
-        push_pending.apply_async(kwargs={"max_priority": max_priority, "batch_size": batch_size, "time_budget": time_budget},
+        push_pending.apply_async(kwargs={"max_priority": max_priority, "batch_size": batch_size, "time_budget": time_budget,
+                                         "lease_seconds": lease_seconds},
                                  queue="priority" if urgent else "default")
     result = {"claimed": totals.claimed, "pushed": totals.pushed, "skipped": totals.skipped, "failed": totals.failed,
               "dropped": totals.dropped, "requeued": totals.requeued, "more": more}

@@ -146,3 +146,31 @@ def fake_storefront(monkeypatch):
 
 
 __all__ = ["World", "FakeStorefront", "errors"]
+
+
+# --- over HTTP against the sandbox -----------------------------------------------------------------
+def sandbox_control(sandbox, prefix, action, payload=None, method="POST"):
+    import requests
+
+    r = requests.request(method, f"{sandbox.url}/_sandbox/{prefix}/{action}", json=payload, timeout=30)
+    r.raise_for_status()
+    return r.json()
+
+
+@pytest.fixture
+def ct_world(world, sandbox):
+    """``world`` whose storefront is the commercetools sandbox (real connector, real HTTP)."""
+    import connectors.registry as registry
+
+    registry.clear_cache()  # a reset sandbox has new channel ids: no connector cached from another test
+    shop = world.storefront
+    shop.base_url = shop.auth_url = f"{sandbox.url}/commercetools"
+    shop.client_id = "hub-demo"
+    shop.options = {"project_key": "hubtest"}
+    shop.rate_limit_per_second, shop.rate_limit_burst, shop.max_retries = 500, 50, 2
+    shop.set_secret("hub-demo-secret")
+    shop.save()
+    world.sandbox = sandbox
+    world.control = lambda action, payload=None, method="POST": sandbox_control(sandbox, "commercetools", action, payload, method)
+    yield world
+    registry.clear_cache()
