@@ -256,7 +256,8 @@ def _upsert_mappings(pairs: list[tuple[Item, str]], channel: Channel | None, tra
                      user=None) -> tuple[list[SkuMapping], list[SkuMapping]]:
     """Create or repoint mappings (channel, storefront sku) → item in bulk, audited. Returns (created, updated)."""
     skus = [sku for _, sku in pairs]
-    existing = {m.storefront_sku: m for m in SkuMapping.objects.filter(channel=channel, storefront_sku__in=skus)}
+    existing = {m.storefront_sku: m for m in SkuMapping.objects.filter(channel=channel, storefront_sku__in=skus)
+                .select_related("item", "channel")}
     befores, created, updated = {}, [], []
     for item, sku in pairs:
         m = existing.get(sku)

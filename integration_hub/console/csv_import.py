@@ -96,7 +96,7 @@ def import_sku_mappings(data: bytes | str, user=None) -> ImportResult:
             result.fatal = f"more than {MAX_ROWS} rows: split the file"
             return result
 
-    items = dict(Item.objects.filter(sku__in={r["master_sku"] for _, r in rows if r.get("master_sku")}).values_list("sku", "pk"))
+    items = {i.sku: i for i in Item.objects.filter(sku__in={r["master_sku"] for _, r in rows if r.get("master_sku")})}
     channels = {c.key: c for c in Channel.objects.all()}
 
     parsed: list[tuple[int, dict, dict]] = []
@@ -117,7 +117,7 @@ def import_sku_mappings(data: bytes | str, user=None) -> ImportResult:
         elif ch_key and ch_key not in channels:
             reason = f"unknown channel {ch_key!r}"
         else:
-            values = {"item_id": items[master], "channel": channels.get(ch_key) if ch_key else None, "storefront_sku": sku,
+            values = {"item": items[master], "channel": channels.get(ch_key) if ch_key else None, "storefront_sku": sku,
                       "storefront_product": r.get("storefront_product", "")[:200]}
             buf = r.get("safety_buffer", "")
             if buf:
@@ -145,14 +145,15 @@ def import_sku_mappings(data: bytes | str, user=None) -> ImportResult:
         return result
 
     skus = {v["storefront_sku"] for _, _, v in parsed}
-    existing = {(m.channel_id, m.storefront_sku): m for m in SkuMapping.objects.filter(storefront_sku__in=skus)}
+    existing = {(m.channel_id, m.storefront_sku): m
+                for m in SkuMapping.objects.filter(storefront_sku__in=skus).select_related("item", "channel")}
     new, changed, befores = [], [], {}
-    fields = ("item_id", "storefront_product", "safety_buffer", "active")
+    fields = ("item", "storefront_product", "safety_buffer", "active")
     for line, r, v in parsed:
         ch = v["channel"]
         m = existing.get((ch.pk if ch else None, v["storefront_sku"]))
         if m is None:
-            new.append(SkuMapping(channel=ch, **{k: v[k] for k in ("item_id", "storefront_sku", *fields[1:])}))
+            new.append(SkuMapping(channel=ch, **{k: v[k] for k in ("item", "storefront_sku", *fields[1:])}))
         elif any(getattr(m, f) != v[f] for f in fields):
             befores[m.pk] = audit.snapshot(m)
             for f in fields:

@@ -1,0 +1,184 @@
+"""Dashboard, rule editing with audit history, CSV import of mappings, beat schedules."""
+from __future__ import annotations
+
+import pytest
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from exceptions_app.models import ExceptionRecord, Kind, Status
+from integration_hub.catalog.models import SkuMapping
+from integration_hub.console import csv_import
+from integration_hub.core.audit import history_for
+from integration_hub.core.models import AuditEntry
+from integration_hub.inventory.models import PendingPush
+from integration_hub.orders.models import OrderState
+
+from . import factories as f
+
+
+@pytest.fixture
+def w(db):
+    return f.world()
+
+
+def _fill(w, n, offset):
+    its = f.items(n, prefix=f"7{offset}")
+    f.pushes(w, its)
+    f.sku_exceptions(w, its)
+    f.orders(w, n, state=OrderState.HELD, start=offset * 1000)
+
+
+def test_dashboard_figures_and_fixed_queries(w, role_client):
+    client = role_client("ops")
+    _fill(w, 5, 1)
+    small = f.count_queries(client, "/dashboard/")
+    _fill(w, 45, 2)
+    big = f.count_queries(client, "/dashboard/")
+    assert small == big and big <= 10
+    html = client.get("/dashboard/").content.decode()
+    assert "Pending stock pushes" in html and ">50<" in html  # 50 pushes, 50 exceptions, 50 orders
+    assert "SKU mismatch" in html and "held" in html and "Oldest stuck item" in html
+    assert "wair" in html and "never" in html  # connections without a successful sync yet
+
+
+def test_dashboard_hides_sections_a_role_may_not_see(w, role_client):
+    _fill(w, 3, 1)
+    html = role_client("cx").get("/dashboard/").content.decode()
+    assert "Orders by state" in html and "Open exceptions by kind" in html
+    assert "Pending stock pushes" not in html and "Connections" not in html
+
+
+def test_edit_mapping_records_who_and_before_after_and_requeues(w, role_client):
+    client = role_client("ops")
+    f.stock(w, w.items, 4)
+    m = f.mappings(w, w.items[:1])[0]
+    r = client.post(f"/rules/sku-mappings/{m.pk}/", {"item_sku": w.items[1].sku, "channel": w.channel.pk,
+                                                      "storefront_sku": m.storefront_sku, "active": "on", "safety_buffer": "2"})
+    assert r.status_code == 302, r.content[:2000]
+    m.refresh_from_db()
+    assert m.item == w.items[1] and m.safety_buffer == 2
+    entry = history_for(m).first()
+    assert entry.actor.username == "user-ops" and entry.source == "console"
+    assert entry.before["item_id"] == w.items[0].pk and entry.after["item_id"] == w.items[1].pk
+    # the storefront SKU now sells item 1: its ATS is queued (item 0 is no longer mapped on the channel)
+    assert set(PendingPush.objects.values_list("item_id", flat=True)) == {w.items[1].pk}
+    html = client.get(f"/rules/sku-mappings/{m.pk}/").content.decode()
+    assert "Audit history" in html and "user-ops" in html and "safety_buffer" in html
+
+
+def test_mapping_form_rejects_unknown_item_and_duplicates(w, role_client):
+    client = role_client("ops")
+    m = f.mappings(w, w.items[:1])[0]
+    r = client.post("/rules/sku-mappings/new/", {"item_sku": "NOPE", "storefront_sku": "A1", "active": "on"})
+    assert r.status_code == 400 and "No master item" in r.content.decode()
+    r = client.post("/rules/sku-mappings/new/", {"item_sku": w.items[1].sku, "channel": w.channel.pk,
+                                                  "storefront_sku": m.storefront_sku, "active": "on"})
+    assert r.status_code == 400 and "already mapped" in r.content.decode()
+    assert SkuMapping.objects.count() == 1
+
+
+def test_channel_rule_edit_audits_locations(w, role_client):
+    from integration_hub.core.models import Location
+
+    client = role_client("admin")
+    loc2 = Location.objects.create(code="wh2", name="Warehouse 2", connection=w.master, external_id="WH2")
+    r = client.post(f"/rules/channel-rules/{w.rule.pk}/", {"channel": w.channel.pk, "mode": "segregated",
+                                                             "locations": [w.location.pk, loc2.pk], "safety_buffer": "3"})
+    assert r.status_code == 302, r.content[:3000]
+    entries = list(history_for(w.rule))
+    assert any(e.after == {"locations": ["wh1", "wh2"]} for e in entries)
+    assert any(e.before and e.before.get("safety_buffer") == 0 and e.after.get("safety_buffer") == 3 for e in entries)
+    r = client.post(f"/rules/channel-rules/{w.rule.pk}/", {"channel": w.channel.pk, "mode": "shared", "safety_buffer": "3"})
+    assert r.status_code == 400 and "needs a stock pool" in r.content.decode()
+
+
+def test_rule_list_pages_run_fixed_queries(w, role_client):
+    client = role_client("admin")
+    f.mappings(w, f.items(5, prefix="81"))
+    small = {slug: f.count_queries(client, f"/rules/{slug}/") for slug in ("sku-mappings", "channel-rules", "transforms", "shipping-methods")}
+    f.mappings(w, f.items(45, prefix="82"))
+    big = {slug: f.count_queries(client, f"/rules/{slug}/") for slug in small}
+    assert small == big
+
+
+def test_schedule_enable_and_interval_with_history(w, role_client):
+    client = role_client("admin")
+    task = PeriodicTask.objects.create(name="stock: sweep", task="inventory.sweep",
+                                       interval=IntervalSchedule.objects.create(every=60, period="seconds"))
+    r = client.post(f"/schedules/{task.pk}/", {"every": "5", "period": "minutes"})  # enabled unticked → disabled
+    assert r.status_code == 302
+    task.refresh_from_db()
+    assert not task.enabled and task.interval.every == 5 and task.interval.period == "minutes"
+    e = history_for(task).get()
+    assert e.before["enabled"] is True and e.after["enabled"] is False and e.actor.username == "user-admin"
+    r = client.post(f"/schedules/{task.pk}/", {"enabled": "on", "cron": "30 5 * * *"})
+    task.refresh_from_db()
+    assert task.enabled and task.crontab.hour == "5" and task.interval is None
+    html = client.get(f"/schedules/{task.pk}/").content.decode()
+    assert "Audit history" in html and "user-admin" in html
+    r = client.post(f"/schedules/{task.pk}/", {"enabled": "on", "cron": "30 5 *"})
+    assert r.status_code == 400
+
+
+CSV = """master_sku,storefront_sku,channel,safety_buffer,active
+{a},A-1,web,2,yes
+{b},B-1,,,
+NOPE,C-1,web,,
+{a},,web,,
+{b},D-1,nochannel,,
+{a},E-1,web,-3,
+{b},A-1,web,,
+{c},F-1,web,,maybe
+"""
+
+
+def test_csv_import_keeps_good_rows_and_reports_bad_ones(w):
+    from exceptions_app import services as exc
+
+    exc.raise_exception(Kind.UNKNOWN_SKU, exc.make_key(Kind.UNKNOWN_SKU, "web", "A-1"), "A-1 unknown", sku="A-1")
+    a, b, c = (i.sku for i in w.items)
+    result = csv_import.import_sku_mappings(CSV.format(a=a, b=b, c=c).encode())
+    assert result.fatal == ""
+    assert (result.created, result.updated) == (2, 0)
+    reasons = {e.line: e.reason for e in result.errors}
+    assert reasons == {4: "unknown master SKU 'NOPE'", 5: "storefront_sku is empty", 6: "unknown channel 'nochannel'",
+                       7: "safety_buffer '-3' is not a whole number >= 0", 8: "duplicate of line 2 (same channel and storefront SKU)",
+                       9: "active 'maybe' is not yes/no"}
+    a1 = SkuMapping.objects.get(storefront_sku="A-1")
+    assert a1.channel == w.channel and a1.safety_buffer == 2
+    assert SkuMapping.objects.get(storefront_sku="B-1").channel is None
+    assert AuditEntry.objects.filter(source="csv-import", action="create").count() == 2
+    assert ExceptionRecord.objects.get(sku="A-1").status == Status.RESOLVED
+    # re-import updates in place
+    again = csv_import.import_sku_mappings(f"master_sku,storefront_sku,channel,safety_buffer\n{b},A-1,web,5\n")
+    assert (again.created, again.updated) == (0, 1)
+    entry = AuditEntry.objects.filter(source="csv-import", action="update").get()
+    assert entry.before["item_id"] == w.items[0].pk and entry.after["item_id"] == w.items[1].pk
+
+
+def test_csv_import_bulk_is_set_based(w, django_assert_max_num_queries):
+    its = f.items(2000, prefix="9")
+    body = "master_sku,storefront_sku,channel\n" + "".join(f"{i.sku},SF{i.sku},web\n" for i in its)
+    # batched writes (SQLite caps bind variables per statement, so ~20 INSERT batches), never one per row
+    with django_assert_max_num_queries(60):
+        result = csv_import.import_sku_mappings(body)
+    assert result.created == 2000 and not result.errors
+
+
+def test_csv_import_missing_columns_is_fatal(w):
+    result = csv_import.import_sku_mappings("sku,foo\n1,2\n")
+    assert "missing column(s): master_sku, storefront_sku" in result.fatal
+    assert not SkuMapping.objects.exists()
+
+
+def test_csv_import_page(w, role_client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client = role_client("ops")
+    a, b, c = (i.sku for i in w.items)
+    up = SimpleUploadedFile("m.csv", CSV.format(a=a, b=b, c=c).encode(), content_type="text/csv")
+    r = client.post("/rules/sku-mappings/import/", {"file": up, "format": "html"})
+    html = r.content.decode()
+    assert r.status_code == 200 and "Rejected rows" in html and "unknown master SKU" in html
+    up = SimpleUploadedFile("m.csv", CSV.format(a=a, b=b, c=c).encode(), content_type="text/csv")
+    r = client.post("/rules/sku-mappings/import/", {"file": up, "format": "csv"})
+    assert r["Content-Type"] == "text/csv" and b"unknown channel" in r.content
