@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -74,6 +75,7 @@ def now_iso(dt: datetime | None = None) -> str:
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
+@functools.lru_cache(maxsize=100_000)
 def parse_dt(value: str) -> datetime | None:
     if not isinstance(value, str) or not _ISO_RX.match(value):
         return None
@@ -167,6 +169,9 @@ class _Parser:
     def __init__(self, text: str):
         self.toks = _tokenize(text)
         self.i = 0
+        self.level = 0  # nesting depth: only top-level conjunctions give index hints
+        self.top_or = False
+        self.hints: dict[str, set] = {}
 
     def peek(self, k=0):
         j = self.i + k
@@ -189,6 +194,8 @@ class _Parser:
         left = self.term()
         while self.peek() == ("kw", "or"):
             self.take()
+            if self.level == 0:
+                self.top_or = True
             right = self.term()
             left = (lambda l, r: lambda o: l(o) or r(o))(left, right)
         return left
@@ -206,16 +213,26 @@ class _Parser:
         if tok == ("kw", "not"):
             self.take()
             self.take("op", "(")
+            self.level += 1
             inner = self.expr()
+            self.level -= 1
             self.take("op", ")")
             return lambda o: not inner(o)
         if tok == ("op", "("):
             self.take()
+            self.level += 1
             inner = self.expr()
+            self.level -= 1
             self.take("op", ")")
             return inner
         name = self.take("id")[1]
         return self.field(name.split("."))
+
+    def hint(self, path: list[str], vals) -> None:
+        if self.level == 0:
+            key = ".".join(path)
+            vals = {v for v in vals if isinstance(v, (str, int))}
+            self.hints[key] = self.hints[key] & vals if key in self.hints else vals
 
     def values(self):
         self.take("op", "(")
@@ -241,16 +258,24 @@ class _Parser:
 
         if tok == ("op", "("):  # nested predicate on an object / reference / array
             self.take()
+            self.level += 1
             inner = self.expr()
+            self.level -= 1
             self.take("op", ")")
             return lambda o: over(get(o), lambda v: isinstance(v, dict) and inner(v))
         if tok[0] == "op":
             op = self.take()[1]
             val = self.take("val")[1]
+            if op == "=":
+                self.hint(path, [val])
             return lambda o: over(get(o), lambda v: _compare(v, op, val))
         if tok == ("kw", "in"):
             self.take()
             vals = self.values()
+            self.hint(path, vals)
+            if all(isinstance(x, str) and parse_dt(x) is None for x in vals):
+                plain = set(vals)
+                return lambda o: over(get(o), lambda v: v in plain if isinstance(v, str) else False)
             return lambda o: over(get(o), lambda v: any(_compare(v, "=", x) for x in vals))
         if tok == ("kw", "not") and self.peek(1) == ("kw", "in"):
             self.take(), self.take()
@@ -282,8 +307,22 @@ class _Parser:
 
 def compile_where(clauses: list[str]) -> Callable[[dict], bool]:
     """Several ``where`` parameters are combined with ``and`` (as in ct)."""
-    preds = [_Parser(c).parse() for c in clauses if c and c.strip()]
-    return lambda o: all(p(o) for p in preds)
+    return compile_where_hints(clauses)[0]
+
+
+def compile_where_hints(clauses: list[str]) -> tuple[Callable[[dict], bool], dict[str, set]]:
+    """The predicate plus ``{field path: allowed values}`` implied by top-level ``=`` / ``in`` terms of a
+    pure conjunction (used to narrow candidates through an index; the predicate still decides)."""
+    preds, hints = [], {}
+    for c in clauses:
+        if not c or not c.strip():
+            continue
+        parser = _Parser(c)
+        preds.append(parser.parse())
+        if not parser.top_or:
+            for k, v in parser.hints.items():
+                hints[k] = hints[k] & v if k in hints else set(v)
+    return (lambda o: all(p(o) for p in preds)), hints
 
 
 def _sort_key_fn(sorts: list[str]):
@@ -332,6 +371,7 @@ class CommercetoolsEmulator(Emulator):
             self.inventory: dict[str, dict] = {}
             self.inventory_index: dict[tuple[str, str | None], str] = {}  # (sku, channel id) → entry id
             self.inventory_by_key: dict[str, str] = {}
+            self.inventory_by_sku: dict[str, set[str]] = {}
             self.products: dict[str, dict] = {}
             self.product_by_key: dict[str, str] = {}
             self.sku_prices: dict[str, int] = {}
@@ -397,7 +437,8 @@ class CommercetoolsEmulator(Emulator):
             raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON.")
         return data
 
-    def _query(self, req: Request, items, *, default_sort: list[str] | None = None, transform=None) -> Response:
+    def _query(self, req: Request, items, *, default_sort: list[str] | None = None, transform=None,
+               index: dict[str, Callable] | None = None) -> Response:
         try:
             limit = int(req.q("limit", "20"))
             offset = int(req.q("offset", "0"))
@@ -407,9 +448,16 @@ class CommercetoolsEmulator(Emulator):
             raise ct_error(400, "InvalidInput", f"Malformed parameter: limit: must be between 0 and {MAX_LIMIT}")
         if not 0 <= offset <= MAX_OFFSET:
             raise ct_error(400, "InvalidInput", f"Malformed parameter: offset: must be between 0 and {MAX_OFFSET}")
-        pred = compile_where(req.query.get("where", []))
+        pred, hints = compile_where_hints(req.query.get("where", []))
         with self.lock:
-            matched = [o for o in items() if pred(o)]
+            candidates = None
+            for field, lookup in (index or {}).items():
+                if field in hints:
+                    found = {id(o): o for o in lookup(hints[field])}
+                    if candidates is None or len(found) < len(candidates):
+                        candidates = found
+            pool = candidates.values() if candidates is not None else items()
+            matched = [o for o in pool if pred(o)]
             sorts = req.query.get("sort") or default_sort or []
             if sorts:
                 _apply_sort(matched, sorts)
@@ -490,7 +538,9 @@ class CommercetoolsEmulator(Emulator):
     @route("GET", P + r"/channels")
     def channels_query(self, req):
         self._auth(req)
-        return self._query(req, lambda: self.channels.values(), default_sort=["createdAt asc"])
+        return self._query(req, lambda: self.channels.values(), default_sort=["createdAt asc"], index={
+            "id": lambda ids: [self.channels[i] for i in ids if i in self.channels],
+            "key": lambda keys: [self.channels[self.channel_by_key[k]] for k in keys if k in self.channel_by_key]})
 
     @route("POST", P + r"/channels")
     def channels_create(self, req):
@@ -556,6 +606,7 @@ class CommercetoolsEmulator(Emulator):
                 entry[k] = extra[k]
         self.inventory[entry["id"]] = entry
         self.inventory_index[(sku, channel_id)] = entry["id"]
+        self.inventory_by_sku.setdefault(sku, set()).add(entry["id"])
         if key:
             self.inventory_by_key[key] = entry["id"]
         return entry
@@ -574,7 +625,9 @@ class CommercetoolsEmulator(Emulator):
     @route("GET", P + r"/inventory")
     def inventory_query(self, req):
         self._auth(req)
-        return self._query(req, lambda: self.inventory.values(), default_sort=["createdAt asc"], transform=self._public_entry)
+        return self._query(req, lambda: self.inventory.values(), default_sort=["createdAt asc"], transform=self._public_entry, index={
+            "id": lambda ids: [self.inventory[i] for i in ids if i in self.inventory],
+            "sku": lambda skus: [self.inventory[i] for sku in skus for i in self.inventory_by_sku.get(sku, ())]})
 
     @route("POST", P + r"/inventory")
     def inventory_create(self, req):
@@ -665,6 +718,7 @@ class CommercetoolsEmulator(Emulator):
             del self.inventory[entry["id"]]
             ch = (entry.get("supplyChannel") or {}).get("id")
             self.inventory_index.pop((entry["sku"], ch), None)
+            self.inventory_by_sku.get(entry["sku"], set()).discard(entry["id"])
             if entry.get("key"):
                 self.inventory_by_key.pop(entry["key"], None)
             return Response(200, self._public_entry(copy.deepcopy(entry)))
@@ -885,7 +939,9 @@ class CommercetoolsEmulator(Emulator):
     @route("GET", P + r"/orders")
     def orders_query(self, req):
         self._auth(req)
-        return self._query(req, lambda: self.orders.values(), default_sort=["createdAt asc"], transform=self._expand)
+        return self._query(req, lambda: self.orders.values(), default_sort=["createdAt asc"], transform=self._expand, index={
+            "id": lambda ids: [self.orders[i] for i in ids if i in self.orders],
+            "orderNumber": lambda ns: [self.orders[self.order_by_number[n]] for n in ns if n in self.order_by_number]})
 
     @route("GET", P + r"/orders/(?P<id>[^/=]+)")
     @route("GET", P + r"/orders/order-number=(?P<number>[^/]+)")

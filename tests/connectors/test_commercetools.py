@@ -412,3 +412,97 @@ def test_flash_sale_order_volume_is_fast(sandbox, catalog):
     start = time.monotonic()
     out = control(sandbox, "create_orders", {"orders": [dict(ORDER, email=f"f{i}@example.com") for i in range(5000)]})
     assert len(out["ids"]) == 5000 and time.monotonic() - start < 10
+
+
+# --- emulator details -----------------------------------------------------------------------------
+def test_query_predicates():
+    from connectors.sandbox.commercetools import compile_where, compile_where_hints
+
+    o = {"sku": "A", "supplyChannel": {"typeId": "channel", "id": "c1"}, "lastModifiedAt": "2026-01-01T10:00:00.000Z",
+         "quantityOnStock": 5, "variants": [{"sku": "X"}, {"sku": "Y"}], "id": "m"}
+    assert compile_where(['sku in ("A", "B") and supplyChannel(id="c1")'])(o)
+    assert not compile_where(['sku in ("B") and supplyChannel(id="c1")'])(o)
+    assert compile_where(['lastModifiedAt > "2026-01-01T09:59:59Z"'])(o)  # instants, not strings
+    assert not compile_where(['lastModifiedAt > "2026-01-01T10:00:00Z"'])(o)
+    assert compile_where(['lastModifiedAt > "2026-01-01T10:00:00Z" or (lastModifiedAt = "2026-01-01T10:00:00Z" and id > "a")'])(o)
+    assert compile_where(["quantityOnStock >= 5 and quantityOnStock < 6", 'variants(sku = "Y")'])(o)
+    assert compile_where(['not(sku = "B") and key is not defined and sku not in ("C")'])(o)
+    assert not compile_where(['variants(sku = "Z")'])(o)
+    assert compile_where_hints(['sku in ("A", "B") and supplyChannel(id="c1")'])[1] == {"sku": {"A", "B"}}
+    assert compile_where_hints(['sku = "A" or sku = "B"'])[1] == {}
+
+
+@pytest.mark.parametrize("params", [{"where": 'sku in ("A"'}, {"where": "sku ~ 1"}, {"limit": "501"}, {"offset": "-1"}])
+def test_malformed_queries_are_bad_data(ct, catalog, params):
+    with pytest.raises(errors.BadDataError) as exc:
+        ct.client.get(ct.path("inventory"), params=params)
+    assert exc.value.body["errors"][0]["code"] == "InvalidInput"
+
+
+def test_paged_query_response_shape(ct, catalog):
+    body = ct.client.get(ct.path("inventory"), params={"limit": 3, "offset": 2, "sort": "sku desc"}).json()
+    assert (body["limit"], body["offset"], body["count"], body["total"]) == (3, 2, 3, 10)
+    assert [e["sku"] for e in body["results"]] == ["SKU-004", "SKU-004", "SKU-003"]
+    assert {"id", "version", "sku", "supplyChannel", "quantityOnStock", "availableQuantity", "createdAt", "lastModifiedAt"} \
+        <= set(body["results"][0])
+
+
+def test_duplicate_targets_last_one_wins(ct, sandbox, catalog):
+    results = ct.set_stock([InventoryTarget("SKU-001", "uk-web", 1), InventoryTarget("SKU-001", "uk-web", 6)])
+    assert [(r.sku, r.quantity, r.ok) for r in results] == [("SKU-001", 6, True)]
+    assert control(sandbox, "state")["inventory"]["uk-web"]["SKU-001"] == 6
+
+
+def test_entry_created_concurrently_is_updated_not_duplicated(ct, sandbox, catalog):
+    control(sandbox, "seed_catalog", {"channels": [], "skus": ["RACE-1"], "quantity": None})
+    original = ct._entries
+    calls = []
+
+    def stale_read(channel_id, skus):
+        entries = original(channel_id, skus)
+        if not calls:  # another worker creates the entry right after our read
+            control(sandbox, "set_inventory", {"channel": "uk-web", "sku": "RACE-1", "quantity": 50})
+        calls.append(skus)
+        return entries
+
+    ct._entries = stale_read
+    [res] = ct.set_stock([InventoryTarget("RACE-1", "uk-web", 4)])
+    assert res.ok and res.quantity == 4 and len(calls) == 2
+    assert control(sandbox, "state")["inventory"]["uk-web"]["RACE-1"] == 4
+
+
+def test_concurrent_writers_never_lose_an_update(ct_conn, sandbox, catalog):
+    def writer(q):
+        c = CommercetoolsConnector(ct_conn)
+        c.client.sleep = lambda s: None
+        for _ in range(5):
+            assert all(r.ok for r in c.set_stock([InventoryTarget(s, "uk-web", q) for s in SKUS]))
+
+    threads = [threading.Thread(target=writer, args=(q,)) for q in (3, 4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    final = control(sandbox, "state")["inventory"]["uk-web"]
+    assert set(final.values()) <= {3, 4}
+    c = CommercetoolsConnector(ct_conn)
+    assert all(r.ok for r in c.set_stock([InventoryTarget(s, "uk-web", 9) for s in SKUS]))
+    assert set(control(sandbox, "state")["inventory"]["uk-web"].values()) == {9}
+
+
+def test_get_stock_reports_storefront_side_changes(ct, sandbox, catalog):
+    control(sandbox, "set_inventory", {"rows": [{"channel": "eu-web", "sku": "SKU-003", "quantity": 17}]})
+    stock = {s.sku: s for s in ct.get_stock(SKUS + ["ABSENT"], "eu-web")}
+    assert set(stock) == set(SKUS) and stock["SKU-003"].quantity == 17 and stock["SKU-003"].version == 2
+    with pytest.raises(errors.NotFoundError):
+        ct.get_stock(SKUS, "no-such-channel")
+
+
+def test_connection_without_project_key_is_refused(ct_conn):
+    ct_conn.options = {}
+    with pytest.raises(errors.PermanentError):
+        CommercetoolsConnector(ct_conn)
+
+
+def test_registry_builds_the_connector(ct_conn):
+    from connectors.registry import get_connector
+
+    assert isinstance(get_connector(ct_conn, fresh=True), CommercetoolsConnector)
