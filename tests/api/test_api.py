@@ -1,0 +1,147 @@
+"""REST API: filtering, pagination, actions, writes with re-queue, schema, fixed query counts."""
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from exceptions_app.models import ExceptionRecord, Kind, Status
+from integration_hub.catalog.models import SkuMapping
+from integration_hub.inventory.models import PendingPush
+from integration_hub.orders.models import OrderState
+from integration_hub.reconciliation.models import Report
+from tests.console import factories as f
+
+
+@pytest.fixture
+def w(db):
+    return f.world()
+
+
+@pytest.fixture
+def api(make_user):
+    def as_role(role):
+        c = APIClient()
+        c.force_authenticate(make_user(role))
+        return c
+    return as_role
+
+
+def test_exceptions_filter_paginate_and_act(w, api):
+    recs = f.sku_exceptions(w, f.items(60))
+    f.sku_exceptions(w, w.items[:1], kind=Kind.UNKNOWN_SKU, strip=False)
+    c = api("ops")
+    body = c.get("/api/exceptions/").json()
+    assert body["count"] == 61 and len(body["results"]) == 50 and body["next"]
+    assert c.get("/api/exceptions/?kind=unknown_sku").json()["count"] == 1
+    assert c.get(f"/api/exceptions/?q={recs[3].sku}").json()["count"] == 1
+    assert c.get(f"/api/exceptions/?channel={w.channel.pk}&severity=warning").json()["count"] == 61
+    r = c.post(f"/api/exceptions/{recs[0].pk}/ignore/", {"reason": ""}, format="json")
+    assert r.status_code == 400
+    r = c.post(f"/api/exceptions/{recs[0].pk}/ignore/", {"reason": "test SKU"}, format="json")
+    assert r.status_code == 200 and r.json()["status"] == "ignored"
+    assert c.get("/api/exceptions/").json()["count"] == 60
+    assert c.get("/api/exceptions/?status=ignored").json()["count"] == 1
+    assert c.get(f"/api/exceptions/{recs[0].pk}/").status_code == 200  # detail reachable whatever the status
+
+
+def test_orders_read_and_actions(w, api, monkeypatch):
+    from exceptions_app import triage
+
+    orders = f.orders(w, 3, state=OrderState.HELD)
+    f.orders(w, 2, state=OrderState.SENT, start=100)
+    c = api("cx")
+    body = c.get("/api/orders/?state=held").json()
+    assert body["count"] == 3 and body["results"][0]["lines"][0]["item_sku"] == w.items[0].sku
+    calls = []
+    monkeypatch.setattr(triage, "_optional", lambda m, n: {"retry_send": lambda o, actor=None: calls.append(("retry", o.pk)),
+                                                           "cancel": lambda o, reason, actor=None: calls.append(("cancel", reason))}.get(n))
+    assert c.post(f"/api/orders/{orders[0].pk}/retry/").status_code == 202
+    assert c.post(f"/api/orders/{orders[0].pk}/cancel/", {}, format="json").status_code == 400
+    assert c.post(f"/api/orders/{orders[1].pk}/cancel/", {"reason": "duplicate"}, format="json").status_code == 200
+    assert calls == [("retry", orders[0].pk), ("cancel", "duplicate")]
+    fin = api("finance")
+    assert fin.get("/api/orders/").status_code == 200
+    assert fin.post(f"/api/orders/{orders[0].pk}/retry/").status_code == 403
+
+
+def test_sku_mapping_crud_requeues_and_resolves(w, api):
+    from exceptions_app import services as exc
+
+    f.stock(w, w.items, 3)
+    rec = exc.raise_exception(Kind.UNKNOWN_SKU, exc.make_key(Kind.UNKNOWN_SKU, "web", "NEW-1"), "unknown", sku="NEW-1", channel=w.channel)
+    c = api("ops")
+    r = c.post("/api/sku-mappings/", {"item": w.items[0].sku, "channel": "web", "storefront_sku": "NEW-1"}, format="json")
+    assert r.status_code == 201, r.content
+    assert PendingPush.objects.filter(item=w.items[0], channel=w.channel).exists()
+    rec.refresh_from_db()
+    assert rec.status == Status.RESOLVED
+    r = c.post("/api/sku-mappings/", {"item": w.items[1].sku, "channel": "web", "storefront_sku": "NEW-1"}, format="json")
+    assert r.status_code == 400 and "already mapped" in r.content.decode()
+    r = c.post("/api/sku-mappings/", {"item": "nope", "storefront_sku": "X"}, format="json")
+    assert r.status_code == 400
+    pk = SkuMapping.objects.get().pk
+    assert c.patch(f"/api/sku-mappings/{pk}/", {"safety_buffer": 4}, format="json").status_code == 200
+    assert c.delete(f"/api/sku-mappings/{pk}/").status_code == 403  # ops may not delete
+    assert api("admin").delete(f"/api/sku-mappings/{pk}/").status_code == 204
+    assert c.get("/api/sku-mappings/?channel__key=web").json()["count"] == 0
+
+
+def test_channel_rules_and_stock_and_pushes(w, api):
+    f.stock(w, w.items, 9)
+    f.pushes(w, w.items[:2])
+    c = api("admin")
+    r = c.get("/api/channel-rules/").json()
+    assert r["results"][0]["locations"] == ["wh1"] and r["results"][0]["channel"] == "web"
+    r = c.patch(f"/api/channel-rules/{w.rule.pk}/", {"mode": "shared"}, format="json")
+    assert r.status_code == 400 and "pool" in r.content.decode()
+    assert c.get(f"/api/stock-levels/?item__sku={w.items[0].sku}").json()["count"] == 1
+    assert c.get("/api/pending-pushes/?channel__key=web").json()["count"] == 2
+
+
+def test_reports_api_run_rows_csv(w, api):
+    f.stock(w, w.items, 2)
+    f.mappings(w, w.items)
+    c = api("finance")
+    r = c.post("/api/reports/run/", {"kind": "stock_drift"}, format="json")
+    assert r.status_code == 201 and r.json()["row_count"] == 3
+    pk = r.json()["id"]
+    rows = c.get(f"/api/reports/{pk}/rows/").json()
+    assert rows["count"] == 3 and rows["results"][0]["master_quantity"] == 2
+    resp = c.get(f"/api/reports/{pk}/csv/")
+    assert resp.status_code == 200 and b"".join(resp.streaming_content).count(b"\n") == 4
+    assert c.get("/api/reports/?kind=stock_drift").json()["count"] == 1
+    assert Report.objects.get().requested_by.username == "user-finance"
+
+
+def test_schema_and_docs(w, api):
+    c = api("ops")
+    r = c.get("/api/schema/?format=json")
+    assert r.status_code == 200
+    paths = r.json()["paths"]
+    for p in ("/api/exceptions/", "/api/orders/{id}/retry/", "/api/orders/{id}/cancel/", "/api/sku-mappings/",
+              "/api/channel-rules/", "/api/stock-levels/", "/api/pending-pushes/", "/api/reports/{id}/csv/"):
+        assert p in paths
+    assert c.get("/api/docs/").status_code == 200
+
+
+def test_list_endpoints_run_fixed_queries(w, make_user):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(make_user("admin"))
+
+    def fill(n, off):
+        its = f.items(n, prefix=f"6{off}")
+        f.sku_exceptions(w, its)
+        f.orders(w, n, start=off * 1000)
+        f.mappings(w, its)
+        f.stock(w, its, 1)
+        f.pushes(w, its)
+
+    urls = ["/api/exceptions/", "/api/orders/", "/api/sku-mappings/", "/api/channel-rules/", "/api/stock-levels/",
+            "/api/pending-pushes/", "/api/reports/"]
+    fill(5, 1)
+    small = {u: f.count_queries(client, u, HTTP_ACCEPT="application/json") for u in urls}
+    fill(45, 2)
+    big = {u: f.count_queries(client, u, HTTP_ACCEPT="application/json") for u in urls}
+    assert small == big
