@@ -14,9 +14,12 @@ Error handling (every call goes through :class:`connectors.http.HttpClient`):
 - 401/403 → PermanentError; 404 → NotFoundError; 429 → RateLimitedError (Retry-After honoured);
   5xx/timeouts → RetryableError (retried with backoff by the client first).
 - 422 → :class:`WairValidationError` (a BadDataError) with ``fields`` = {field path: message}.
-- ``send_order`` answered 202 "pending" (received, not acknowledged) → :class:`NotAcknowledged`, a
-  RetryableError: the order is at WAIR but has no acknowledgement id yet. Re-sending is safe (the
-  Idempotency-Key is the order ref; WAIR never creates a second order) and is how the hub asks again.
+- ``send_order`` / ``send_fulfilment`` answered 202 "pending" (received, not acknowledged) →
+  :class:`NotAcknowledged`, a RetryableError with ``kind == "not_acknowledged"``: the order is at WAIR
+  but has no acknowledgement id yet, so the hub marks it *sent*, not *acknowledged*. Re-sending is safe
+  (the Idempotency-Key is the order ref; WAIR never creates a second order) and is how the hub asks again.
+  Order intake retries 409 too ("key in flight"), since the key makes every retry a replay.
+- ``cancel_order`` once dispatched → :class:`AlreadyDispatched` (PermanentError).
 
 Malformed rows in inbound payloads
 - Stock (``parse_stock_webhook`` / ``stock_changes``): every row becomes a StockChange. Rows that are
@@ -60,6 +63,12 @@ class NotAcknowledged(errors.RetryableError):
     def __init__(self, message: str, *, order_ref: str = "", **kw):
         super().__init__(message, **kw)
         self.order_ref = order_ref
+
+
+class AlreadyDispatched(errors.PermanentError):
+    """Cancel refused: WAIR has dispatched (part of) the order."""
+
+    kind = "already_dispatched"
 
 
 class WairValidationError(errors.BadDataError):
@@ -262,8 +271,10 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         }
 
     def send_order(self, order: WarehouseOrder) -> Acknowledgement:
+        # Idempotency-Key = order ref: retries (timeouts, 5xx, 429, 409 "key in flight") can never create a
+        # second order, so the client may retry every one of them.
         resp = self._call("POST", "orders", json=self.order_body(order), headers={"Idempotency-Key": order.order_ref},
-                          ok=(200, 201, 202))
+                          ok=(200, 201, 202), retry_conflicts=True)
         body = resp.json() if resp.content else {}
         order_id = body.get("orderId")
         if resp.status_code == 202 or not order_id:
@@ -273,7 +284,19 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         duplicate = resp.status_code == 200 or resp.headers.get("Idempotent-Replayed", "").lower() == "true"
         return Acknowledgement(order_ref=order.order_ref, warehouse_ref=str(order_id), duplicate=duplicate)
 
+    def cancel_order(self, order_ref: str) -> str:
+        """Ask WAIR to cancel an order not yet dispatched → its status ("cancelled"). Raises NotFoundError
+        if WAIR does not have it, :class:`AlreadyDispatched` (a PermanentError) once it shipped."""
+        try:
+            body = self._call("POST", f"orders/{quote(order_ref, safe='')}/cancel").json()
+        except errors.ConflictError as exc:
+            raise AlreadyDispatched(f"WAIR cannot cancel {order_ref}: already dispatched", status=exc.status, body=exc.body,
+                                    system=self.system_type) from exc
+        return str(body.get("status") or "")
+
     def order_status(self, order_ref: str) -> str | None:
+        """WAIR's status (pending | accepted | partially_dispatched | dispatched | cancelled), or None if
+        WAIR does not have the order (orphan check)."""
         try:
             body = self._call("GET", f"orders/{quote(order_ref, safe='')}").json()
         except errors.NotFoundError:
@@ -350,12 +373,19 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         return self._dispatch_rows(payload["dispatches"])
 
     def send_fulfilment(self, fulfilment: Fulfilment) -> str:
+        """Report a storefront-side fulfilment → WAIR's fulfilment id. Idempotency-Key
+        ``<order_ref>:<fulfilment_ref>``; 202 pending → :class:`NotAcknowledged` (send again later)."""
         body = {"orderRef": fulfilment.order_ref, "fulfilmentRef": fulfilment.fulfilment_ref,
                 "locationId": fulfilment.location or None, "fulfilledAt": _iso(fulfilment.fulfilled_at),
                 "lines": [{"skuId": sku, "quantity": qty} for sku, qty in fulfilment.lines]}
         key = f"{fulfilment.order_ref}:{fulfilment.fulfilment_ref}"
-        resp = self._call("POST", "fulfilments", json=body, headers={"Idempotency-Key": key}, ok=(200, 201))
-        fid = resp.json().get("fulfilmentId")
+        resp = self._call("POST", "fulfilments", json=body, headers={"Idempotency-Key": key}, ok=(200, 201, 202),
+                          retry_conflicts=True)
+        answer = resp.json() if resp.content else {}
+        fid = answer.get("fulfilmentId")
+        if resp.status_code == 202 and not fid:
+            raise NotAcknowledged(f"WAIR received fulfilment {key} but has not acknowledged it", order_ref=fulfilment.order_ref,
+                                  status=202, body=answer, system=self.system_type)
         if not fid:
             raise errors.RetryableError(f"WAIR answered {resp.status_code} without a fulfilmentId", status=resp.status_code,
                                         body=resp.text[:500], system=self.system_type)

@@ -25,12 +25,17 @@ Wire API (all under ``/wair/api/v1``; every route needs ``X-Api-Key``, else 401)
                                                     202 {orderRef, status: "pending"} while auto-ack is off
                                                     422 {errors: [{field, code, message}]} on invalid input,
                                                         or when a key is reused with a different body
+                                                    409 IdempotencyKeyInFlight (injected at faults.conflict_rate)
   GET  /orders/{orderRef}                           → {orderRef, orderId, status, lines, dispatches}; 404
+                                                       status: pending | accepted | partially_dispatched |
+                                                       dispatched | cancelled
+  POST /orders/{orderRef}/cancel                    → 200 the order (idempotent); 409 once dispatched; 404
   GET  /dispatches?since=<cursor>&limit=            → {dispatches: [{id, orderRef, orderId, dispatchedAt,
                                                        complete, parcels: [{carrier, trackingNumber,
                                                        trackingUrl, lines: [{skuId, quantity}]}]}],
                                                        nextCursor, moreRecordsAvailable}
-  POST /fulfilments (Idempotency-Key required)      201 {fulfilmentId, orderRef, status}; 200 on replay
+  POST /fulfilments (Idempotency-Key required)      201 {fulfilmentId, orderRef, status}; 200 on replay;
+                                                    202 {status: "pending"} while fulfilment auto-ack is off
 
 Stock states on the wire: ``available``, ``inspection``, ``damaged``, ``inTransit``, ``reserved``.
 Error bodies: ``{"statusCode", "code", "message", "errors": [{"field", "code", "message"}]}``.
@@ -41,9 +46,16 @@ delivered by one background thread per emulator with bounded retries:
   dispatch_url {"type": "dispatch.confirmed", "dispatches": [<dispatch rows as in the feed>]}
 
 Control actions (``POST /_sandbox/wair/<action>``; contract in :mod:`connectors.sandbox`):
-seed_locations, seed_stock, set_stock, dispatch, configure_webhooks, state, plus set_auto_ack
-{"enabled"}, acknowledge {"order_refs": [...] | absent = all pending}, set_api_key {"key"},
-set_service_codes {"codes": [...] | null}, wait_webhooks {"timeout"}.
+seed_locations, seed_stock, set_stock, dispatch, configure_webhooks, state, plus
+  set_auto_ack {"enabled": bool, "fulfilments": bool}   off → intake answers 202 pending (no id)
+  acknowledge {"order_refs": [...] | absent = all}     accept pending orders (and their fulfilments)
+  set_api_key {"key"}                                    rotate the valid key (default "wair-demo-key")
+  set_service_codes {"codes": [...] | null}              restrict serviceCode (null = any)
+  lose_responses {"count", "rate", "hang_seconds"}       store the order, then lose the answer (504)
+  send_raw_webhook {"kind": "stock"|"dispatch", "payload"}  push an arbitrary (malformed) body, signed
+  wait_webhooks {"timeout"}                              block until queued webhooks are delivered
+Fault switches of the base class apply to every API route (latency, 5xx, hangs, 429 past the rate,
+fail_next); ``conflict_rate`` injects 409 on order intake.
 """
 from __future__ import annotations
 
@@ -96,9 +108,9 @@ def _wire_state(value: Any) -> str:
     return state
 
 
-def _int(value: Any, name: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise wair_error(400, "InvalidValue", f"{name} {value!r} must be an integer >= {minimum}")
+def _int(value: Any, name: str, minimum: int | None = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+        raise wair_error(400, "InvalidValue", f"{name} {value!r} must be an integer" + (f" >= {minimum}" if minimum is not None else ""))
     return value
 
 
@@ -109,6 +121,13 @@ class WairEmulator(Emulator):
         with self.lock:
             self.api_key = DEFAULT_API_KEY
             self.auto_ack = True
+            self.fulfilment_auto_ack = True
+            # order intake faults: the order is stored, then the response is lost (hang + 504), so the
+            # client's retry must be answered as a replay — never a second order
+            self.lose_responses = 0  # the next n order/fulfilment POSTs
+            self.lost_response_rate = 0.0
+            self.lost_response_seconds = 0.0  # how long the lost response hangs before the 504
+            self.stats_lost_responses = 0
             self.service_codes: set[str] | None = None  # None = any service code accepted
             self.locations: dict[str, dict] = {}
             self.stock: dict[tuple[str, str, str], list] = {}  # (sku, location, state) → [qty, updatedAt]
@@ -120,6 +139,7 @@ class WairEmulator(Emulator):
             self.order_seq = 0
             self.dispatches: list[dict] = []  # dispatch id n is dispatches[n - 1]
             self.fulfilments: list[dict] = []
+            self.fulfilment_seq = 0
             self.fulfilment_keys: dict[str, dict] = {}
             # webhooks: a generation counter makes queued deliveries from before a reset void
             self.generation = getattr(self, "generation", 0) + 1
@@ -314,6 +334,32 @@ class WairEmulator(Emulator):
                              [{"field": "Idempotency-Key", "code": "Required", "message": "header is required"}])
         body = self._body(req)
         fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+        if self.maybe_conflict():  # as a server does while a request with the same key is still in flight
+            raise wair_error(409, "IdempotencyKeyInFlight", f"a request with Idempotency-Key {key!r} is being processed",
+                             headers={"Retry-After": "0"})
+        return self._maybe_lose(self._order_create(key, body, fingerprint))
+
+    def _maybe_lose(self, resp: Response) -> Response:
+        """Order/fulfilment intake fault: the write is committed, then the answer never arrives in time."""
+        import random
+
+        with self.lock:
+            lose = False
+            if self.lose_responses > 0:
+                self.lose_responses -= 1
+                lose = True
+            elif self.lost_response_rate and random.random() < self.lost_response_rate:
+                lose = True
+            if lose:
+                self.stats_lost_responses += 1
+            hang = self.lost_response_seconds
+        if not lose:
+            return resp
+        if hang:
+            time.sleep(hang)
+        return Response(504, self.error_body(504, "gateway timeout (the request was processed)", "GatewayTimeout"))
+
+    def _order_create(self, key: str, body: dict, fingerprint: str) -> Response:
         with self.lock:
             known = self.order_keys.get(key)
             if known is not None:
@@ -358,6 +404,24 @@ class WairEmulator(Emulator):
                 raise wair_error(404, "OrderNotFound", f"order {ref!r} not found")
             return Response(200, self._public_order(o))
 
+    @route("POST", API + r"/orders/(?P<ref>[^/]+)/cancel")
+    def order_cancel(self, req):
+        """Cancel an order not yet dispatched: 200 (also when already cancelled), 409 once dispatched, 404."""
+        self._auth(req)
+        from urllib.parse import unquote
+
+        ref = unquote(req.params["ref"])
+        with self.lock:
+            o = self.orders.get(ref)
+            if o is None:
+                raise wair_error(404, "OrderNotFound", f"order {ref!r} not found")
+            if o["status"] in ("dispatched", "partially_dispatched"):
+                raise wair_error(409, "AlreadyDispatched", f"order {ref!r} has been dispatched and cannot be cancelled")
+            if o["status"] != "cancelled":
+                o["status"] = "cancelled"
+                o["cancelledAt"] = now_iso()
+            return Response(200, self._public_order(o))
+
     # --- dispatches / fulfilments ----------------------------------------------------------------
     @route("GET", API + r"/dispatches")
     def dispatch_list(self, req):
@@ -377,11 +441,24 @@ class WairEmulator(Emulator):
             raise wair_error(400, "IdempotencyKeyRequired", "the Idempotency-Key header is required",
                              [{"field": "Idempotency-Key", "code": "Required", "message": "header is required"}])
         body = self._body(req)
+        return self._maybe_lose(self._fulfilment_create(key, body))
+
+    @staticmethod
+    def _fulfilment_answer(f: dict, replay: bool) -> Response:
+        if f["fulfilmentId"] is None:
+            return Response(202, {"orderRef": f["orderRef"], "status": "pending", "receivedAt": f["receivedAt"]})
+        return Response(200 if replay else 201, {"fulfilmentId": f["fulfilmentId"], "orderRef": f["orderRef"], "status": "recorded"},
+                        {"Idempotent-Replayed": "true"} if replay else {})
+
+    def _accept_fulfilment(self, f: dict) -> None:
+        if f["fulfilmentId"] is None:
+            self.fulfilment_seq += 1
+            f["fulfilmentId"] = f"FF-{self.fulfilment_seq:07d}"
+
+    def _fulfilment_create(self, key: str, body: dict) -> Response:
         with self.lock:
             if key in self.fulfilment_keys:
-                f = self.fulfilment_keys[key]
-                return Response(200, {"fulfilmentId": f["fulfilmentId"], "orderRef": f["orderRef"], "status": "recorded"},
-                                {"Idempotent-Replayed": "true"})
+                return self._fulfilment_answer(self.fulfilment_keys[key], replay=True)
             errs = []
             if not isinstance(body.get("orderRef"), str) or not body.get("orderRef"):
                 errs.append({"field": "orderRef", "code": "Required", "message": "orderRef is required"})
@@ -401,12 +478,14 @@ class WairEmulator(Emulator):
                 errs.append({"field": "locationId", "code": "UnknownLocation", "message": f"location {loc!r} is not known"})
             if errs:
                 raise wair_error(422, "ValidationFailed", f"fulfilment has {len(errs)} invalid field(s)", errs)
-            f = {"fulfilmentId": f"FF-{len(self.fulfilments) + 1:07d}", "idempotencyKey": key, "orderRef": body["orderRef"],
+            f = {"fulfilmentId": None, "idempotencyKey": key, "orderRef": body["orderRef"],
                  "fulfilmentRef": body.get("fulfilmentRef", ""), "locationId": loc or "", "lines": lines,
                  "fulfilledAt": body.get("fulfilledAt"), "receivedAt": now_iso()}
+            if self.fulfilment_auto_ack:
+                self._accept_fulfilment(f)
             self.fulfilments.append(f)
             self.fulfilment_keys[key] = f
-            return Response(201, {"fulfilmentId": f["fulfilmentId"], "orderRef": f["orderRef"], "status": "recorded"})
+            return self._fulfilment_answer(f, replay=False)
 
     # --- webhooks --------------------------------------------------------------------------------
     def _ensure_worker(self) -> None:
@@ -461,9 +540,34 @@ class WairEmulator(Emulator):
             return {"api_key_set": True}
 
     def control_set_auto_ack(self, payload: dict) -> dict:
+        """{"enabled": bool (orders), "fulfilments": bool (optional, storefront-side fulfilments)}"""
         with self.lock:
-            self.auto_ack = bool(payload.get("enabled", True))
-            return {"auto_ack": self.auto_ack}
+            if "enabled" in payload:
+                self.auto_ack = bool(payload["enabled"])
+            if "fulfilments" in payload:
+                self.fulfilment_auto_ack = bool(payload["fulfilments"])
+            return {"auto_ack": self.auto_ack, "fulfilment_auto_ack": self.fulfilment_auto_ack}
+
+    def control_lose_responses(self, payload: dict) -> dict:
+        """{"count": n, "rate": 0..1, "hang_seconds": s}: order/fulfilment POSTs are processed, then answered
+        504 after ``hang_seconds`` (set it above the client timeout to simulate a lost response)."""
+        with self.lock:
+            self.lose_responses = int(payload.get("count", 0))
+            self.lost_response_rate = float(payload.get("rate", 0.0))
+            self.lost_response_seconds = float(payload.get("hang_seconds", 0.0))
+            return {"count": self.lose_responses, "rate": self.lost_response_rate, "hang_seconds": self.lost_response_seconds}
+
+    def control_send_raw_webhook(self, payload: dict) -> dict:
+        """{"kind": "stock" | "dispatch", "payload": {...}}: deliver an arbitrary (e.g. malformed) body through
+        the signed webhook path, as a misbehaving WAIR would."""
+        kind = payload.get("kind")
+        if kind not in ("stock", "dispatch"):
+            raise wair_error(400, "InvalidKind", "kind must be 'stock' or 'dispatch'")
+        with self.lock:
+            if not self.webhooks.get(f"{kind}_url"):
+                raise wair_error(400, "NoWebhook", f"no {kind}_url configured")
+            self._enqueue(kind, payload.get("payload"))
+            return {"queued": True}
 
     def control_set_service_codes(self, payload: dict) -> dict:
         with self.lock:
@@ -472,7 +576,8 @@ class WairEmulator(Emulator):
             return {"service_codes": None if self.service_codes is None else sorted(self.service_codes)}
 
     def control_acknowledge(self, payload: dict) -> dict:
-        """Accept pending orders (all, or ``order_refs``) → {"acknowledged": {orderRef: orderId}}."""
+        """Accept pending orders (all, or ``order_refs``) and pending fulfilments
+        → {"acknowledged": {orderRef: orderId}, "fulfilments": {idempotencyKey: fulfilmentId}}."""
         with self.lock:
             refs = payload.get("order_refs")
             targets = [self.orders[r] for r in refs if r in self.orders] if refs else \
@@ -481,7 +586,12 @@ class WairEmulator(Emulator):
             for o in targets:
                 self._accept(o)
                 out[o["orderRef"]] = o["orderId"]
-            return {"acknowledged": out}
+            ff = {}
+            for f in self.fulfilments:
+                if f["fulfilmentId"] is None and (not refs or f["orderRef"] in refs):
+                    self._accept_fulfilment(f)
+                    ff[f["idempotencyKey"]] = f["fulfilmentId"]
+            return {"acknowledged": out, "fulfilments": ff}
 
     def control_seed_locations(self, payload: dict) -> dict:
         with self.lock:
@@ -497,7 +607,8 @@ class WairEmulator(Emulator):
                 sku, loc = str(r["sku"]), str(r["location"])
             except (KeyError, TypeError):
                 raise wair_error(400, "InvalidRow", f"row {i} needs sku and location") from None
-            out.append((sku, loc, _wire_state(r.get("state")), _int(r.get("quantity"), f"rows[{i}].quantity")))
+            # negative quantities are stored and reported as they are (an oversold master does that)
+            out.append((sku, loc, _wire_state(r.get("state")), _int(r.get("quantity"), f"rows[{i}].quantity", None)))
         return out
 
     def control_seed_stock(self, payload: dict) -> dict:
@@ -535,6 +646,8 @@ class WairEmulator(Emulator):
             o = self.orders.get(ref)
             if o is None:
                 raise wair_error(400, "OrderNotFound", f"order {ref!r} is unknown to WAIR")
+            if o["status"] == "cancelled":
+                raise wair_error(400, "OrderCancelled", f"order {ref!r} was cancelled")
             self._accept(o)  # a warehouse that ships an order has accepted it
             ordered: dict[str, int] = {}
             for line in o["request"].get("lines", []):
@@ -581,11 +694,17 @@ class WairEmulator(Emulator):
             return {**self.webhook_stats, "pending": self._queue.unfinished_tasks}
 
     def control_state(self, payload: dict) -> dict:
+        """{"skus": [...]?, "order_refs": [...]?, "brief": bool?} → orders (with the request as received unless
+        ``brief``), order_receipts (valid POSTs per order ref, replays included), fulfilments, counters."""
         with self.lock:
+            refs = payload.get("order_refs")
+            selected = [(r, self.orders[r]) for r in refs if r in self.orders] if refs else list(self.orders.items())
+            brief = bool(payload.get("brief"))
             orders = {ref: {"orderId": o["orderId"], "status": o["status"], "receivedAt": o["receivedAt"],
-                            "acknowledgedAt": o["acknowledgedAt"], "request": json.loads(json.dumps(o["request"])),
+                            "acknowledgedAt": o["acknowledgedAt"],
+                            **({} if brief else {"request": json.loads(json.dumps(o["request"]))}),
                             "dispatches": [d["id"] for d in o["dispatches"]], "dispatched": dict(o["dispatched"])}
-                      for ref, o in self.orders.items()}
+                      for ref, o in selected}
             stock = {}
             skus = payload.get("skus")
             if skus:
@@ -593,6 +712,7 @@ class WairEmulator(Emulator):
                     for k in self._keys_for_sku(s):
                         stock.setdefault(s, {}).setdefault(k[1], {})[k[2]] = self.stock[k][0]
             return {"orders": orders, "order_receipts": dict(self.order_receipts),
-                    "fulfilments": [dict(f) for f in self.fulfilments], "dispatches": len(self.dispatches),
+                    "fulfilments": [json.loads(json.dumps(f)) for f in self.fulfilments], "dispatches": len(self.dispatches),
                     "changes": len(self.changes), "stock_rows": len(self.stock), "stock": stock,
-                    "auto_ack": self.auto_ack, "webhooks": dict(self.webhook_stats)}
+                    "auto_ack": self.auto_ack, "fulfilment_auto_ack": self.fulfilment_auto_ack,
+                    "lost_responses": self.stats_lost_responses, "webhooks": dict(self.webhook_stats)}

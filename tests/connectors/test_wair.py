@@ -226,9 +226,8 @@ def test_malformed_stock_row_loses_nothing_else(wair, wair_conn):
     assert (res.received, res.applied, res.rejected) == (5, 2, 3)
     levels = dict(((s.item.sku, s.state), s.quantity) for s in StockLevel.objects.select_related("item"))
     assert levels == {("A", "available"): 5, ("C", "in_transit"): 7}
-    keys = set(ExceptionRecord.objects.values_list("dedupe_key", flat=True))
-    assert {"bad_payload:wair-test:stock-webhook:11", "bad_payload:wair-test:stock-webhook:13"} <= keys
-    assert any("quantity" in r.message for r in ExceptionRecord.objects.filter(dedupe_key__endswith=":11"))
+    bad = {r.sku: r.message for r in ExceptionRecord.objects.filter(kind="bad_payload")}
+    assert len(bad) == 3 and "quantity" in bad["B"] and "state" in bad["C"]  # each names what is wrong
 
 
 def test_unusable_stock_envelope_raises_bad_data(wair):
@@ -381,3 +380,64 @@ def test_registry_builds_wair_connector(wair_conn):
     from connectors.registry import get_connector
 
     assert isinstance(get_connector(wair_conn, fresh=True), WairConnector)
+
+
+# --- hardening: lost answers, in-flight conflicts, cancel, pending fulfilments, raw webhooks ---------------------
+def test_lost_response_is_retried_as_a_replay_never_a_second_order(wair_conn, sandbox, sleeps):
+    wair_conn.timeout_seconds = 0.3
+    client = HttpClient.for_connection(wair_conn, auth=HeaderAuth("X-Api-Key", KEY), sleep=sleeps)
+    wair = WairConnector(wair_conn, client=client)
+    control(sandbox, "lose_responses", {"count": 2, "hang_seconds": 0.6})  # beyond the client's read timeout
+    ack = wair.send_order(order("HUB-10"))
+    assert ack.duplicate and client.stats.timeouts == 2
+    state = control(sandbox, "state", {"brief": True})
+    assert state["order_receipts"] == {"HUB-10": 3} and list(state["orders"]) == ["HUB-10"]
+    assert state["orders"]["HUB-10"]["orderId"] == ack.warehouse_ref and "request" not in state["orders"]["HUB-10"]
+    assert state["lost_responses"] == 2
+
+
+def test_in_flight_conflict_on_order_intake_is_retried(wair, sandbox):
+    faults(sandbox, conflict_rate=1.0)
+    with pytest.raises(errors.ConflictError):
+        wair.send_order(order("HUB-11"))  # every attempt conflicts: retries end with the typed error
+    assert wair.client.stats.conflicts == 4  # first try + max_retries=3
+    faults(sandbox, conflict_rate=0.0)
+    assert wair.send_order(order("HUB-11")).warehouse_ref
+    assert control(sandbox, "state")["order_receipts"] == {"HUB-11": 1}
+
+
+def test_cancel_order(wair, sandbox):
+    from connectors.wair import AlreadyDispatched
+
+    wair.send_order(order("HUB-12"))
+    wair.send_order(order("HUB-13"))
+    assert wair.cancel_order("HUB-12") == "cancelled" and wair.cancel_order("HUB-12") == "cancelled"
+    assert wair.order_status("HUB-12") == "cancelled"
+    control(sandbox, "dispatch", {"order_ref": "HUB-12"}, expect=400)
+    control(sandbox, "dispatch", {"order_ref": "HUB-13"})
+    with pytest.raises(AlreadyDispatched):
+        wair.cancel_order("HUB-13")
+    with pytest.raises(errors.NotFoundError):
+        wair.cancel_order("NOPE")
+
+
+def test_pending_fulfilment_raises_not_acknowledged(wair, sandbox):
+    control(sandbox, "set_auto_ack", {"fulfilments": False})
+    f = Fulfilment(order_ref="HUB-14", fulfilment_ref="F1", lines=[("SKU-A", 2)])
+    with pytest.raises(NotAcknowledged) as exc:
+        wair.send_fulfilment(f)
+    assert exc.value.kind == "not_acknowledged"
+    acked = control(sandbox, "acknowledge", {"order_refs": ["HUB-14"]})["fulfilments"]
+    assert wair.send_fulfilment(f) == acked["HUB-14:F1"]
+    assert len(control(sandbox, "state")["fulfilments"]) == 1
+
+
+def test_raw_webhook_and_negative_stock_reach_the_hub_as_sent(wair, sandbox, receiver):
+    control(sandbox, "configure_webhooks", {"stock_url": f"{receiver.url}/stock", "secret": "wair-hook-secret"})
+    control(sandbox, "set_stock", {"rows": [{"sku": "A", "location": "DC1", "quantity": -3}]})
+    control(sandbox, "send_raw_webhook", {"kind": "stock", "payload": {"type": "stock.changed", "changes": [{"skuId": "B"}]}})
+    control(sandbox, "wait_webhooks", {"timeout": 10})
+    parsed = [wair.parse_stock_webhook(json.loads(b)) for _, _, b in receiver.received]
+    assert [(c.sku, c.quantity) for batch in parsed for c in batch] == [("A", -3), ("B", None)]
+    assert all(wair.verify_webhook(b, h) for _, h, b in receiver.received)
+    control(sandbox, "send_raw_webhook", {"kind": "dispatch", "payload": {}}, expect=400)  # no dispatch_url
