@@ -10,7 +10,7 @@ Bad rows never block good ones; each becomes an exception record merged by key:
   unknown SKU        unknown_sku:<connection name>:<master sku>   (no channel yet: the master's name
                      takes the channel slot of the convention)
   unknown location   bad_payload:<connection name>:stock-location:<location id>
-  bad quantity/state bad_payload:<connection name>:stock:<change ref | sku@location>
+  bad quantity/state bad_payload:<connection name>:stock:<sku@location> (the change ref when those are missing)
 """
 from __future__ import annotations
 
@@ -132,11 +132,14 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
             parsed.append(_validate(change))
         except InvalidChange as exc:
             sku, loc = _field(change, "sku"), _field(change, "location")
-            ref = str(_field(change, "ref", "") or f"{sku}@{loc}")
+            ref = str(_field(change, "ref", "") or "")
+            # keyed on what is wrong (sku@location), not the change id, so a recurring bad feed is one record
+            subject = f"{sku}@{loc}" if isinstance(sku, str) and sku and loc not in (None, "") else (ref or f"{sku}@{loc}")
             problems.append(Problem(
-                kind="bad_payload", key=make_key("bad_payload", conn_name, source, ref),
+                kind="bad_payload", key=make_key("bad_payload", conn_name, "stock", subject),
                 title=f"Rejected stock change from {conn_name}: {exc}", message=str(exc),
-                context={"change": _excerpt(change), "connection": conn_name, "action": "fix_master_data"},
+                context={"change": _excerpt(change), "ref": ref, "source": source, "connection": conn_name,
+                         "action": "fix_master_data"},
                 connection_id=connection.pk, sku=str(sku or "")[:100]))
 
     with transaction.atomic():

@@ -64,8 +64,8 @@ def test_bad_rows_become_exceptions_and_lose_nothing_else(topo):
         StockChange("A", "DC1", 4),
         StockChange("A", "SHOP", -3, ref="chg-neg"),
         {"sku": "B", "location": "DC1", "quantity": "lots", "ref": "chg-str"},
-        {"sku": "B", "location": "DC1", "quantity": 2.5},
-        StockChange("B", "DC1", 6, state="sold"),
+        {"sku": "B", "location": "SHOP", "quantity": 2.5},
+        StockChange("kit", "DC1", 6, state="sold"),
         StockChange("NOPE", "DC1", 1),
         StockChange("NOPE", "SHOP", 1),
         StockChange("B", "MARS", 1),
@@ -77,15 +77,16 @@ def test_bad_rows_become_exceptions_and_lose_nothing_else(topo):
     assert level(topo, "A", "dc1") == 4 and level(topo, "B", "shop") == 12
     assert level(topo, "A", "shop") is None
     keys = set(ExceptionRecord.objects.values_list("dedupe_key", flat=True))
-    assert {"bad_payload:wair:stock:chg-neg", "bad_payload:wair:stock:chg-str", "unknown_sku:wair:NOPE",
-            "bad_payload:wair:stock-location:MARS", "bad_payload:wair:stock:B@DC1"} <= keys
+    assert {"bad_payload:wair:stock:A@SHOP", "bad_payload:wair:stock:B@DC1", "bad_payload:wair:stock:B@SHOP",
+            "bad_payload:wair:stock:kit@DC1", "unknown_sku:wair:NOPE", "bad_payload:wair:stock-location:MARS"} <= keys
     nope = ExceptionRecord.objects.get(dedupe_key="unknown_sku:wair:NOPE")
     assert nope.kind == "unknown_sku" and nope.context["changes"] == 2 and nope.connection == topo.master
-    neg = ExceptionRecord.objects.get(dedupe_key="bad_payload:wair:stock:chg-neg")
-    assert "negative" in neg.message and neg.context["change"]["quantity"] == -3
-    # the same bad row again merges into the same record
-    apply_stock_changes(topo.master, [StockChange("A", "SHOP", -3, ref="chg-neg")])
-    assert ExceptionRecord.objects.get(dedupe_key="bad_payload:wair:stock:chg-neg").count == 2
+    neg = ExceptionRecord.objects.get(dedupe_key="bad_payload:wair:stock:A@SHOP")
+    assert "negative" in neg.message and neg.context["change"]["quantity"] == -3 and neg.context["ref"] == "chg-neg"
+    assert "sold" in ExceptionRecord.objects.get(dedupe_key="bad_payload:wair:stock:kit@DC1").message
+    # the same bad row again (new change id) merges into the same record
+    apply_stock_changes(topo.master, [StockChange("A", "SHOP", -3, ref="chg-neg-2")])
+    assert ExceptionRecord.objects.get(dedupe_key="bad_payload:wair:stock:A@SHOP").count == 2
 
 
 def test_unknown_sku_clears_when_item_appears(topo):
