@@ -288,10 +288,13 @@ def _after_mapping(records: list[ExceptionRecord], items: list[Item], channel: C
         channel_keys = list(Channel.objects.values_list("key", flat=True))
     keys = set(_keys_for([(k, r.sku) for r in records for k in SKU_KINDS], channel_keys)) | {r.dedupe_key for r in records}
     who = getattr(user, "username", "") or "system"
+    befores = {r.pk: audit.snapshot(r) for r in records}
     result.resolved += services.clear(sorted(keys), reason=f"{note} by {who}; stock push queued")
-    # the rows this user fixed carry the user, not just the automatic "cleared" stamp
-    ExceptionRecord.objects.filter(pk__in=[r.pk for r in records], status=Status.RESOLVED).update(
+    # the rows this user fixed carry the user, not just the automatic "cleared" stamp, and an audit entry
+    ExceptionRecord.objects.filter(pk__in=list(befores), status=Status.RESOLVED).update(
         status_changed_by=user if getattr(user, "is_authenticated", False) else None)
+    fixed = list(ExceptionRecord.objects.filter(pk__in=list(befores), status=Status.RESOLVED))
+    audit.record_many(fixed, "update", user=user, befores=befores)
 
 
 def map_sku(record: ExceptionRecord, item: Item, *, all_channels: bool = False, spec: transforms.TransformSpec | None = None,

@@ -114,6 +114,8 @@ def test_fix_sku_mismatch_creates_mapping_requeues_and_resolves(w, role_client):
     assert m.item == w.items[0] and m.channel == w.channel and m.transform.strip_leading_zeros
     rec.refresh_from_db()
     assert rec.status == Status.RESOLVED and rec.status_changed_by.username == "user-ops"
+    change = history_for(rec).get()
+    assert (change.before["status"], change.after["status"], change.actor.username) == ("open", "resolved", "user-ops")
     assert PendingPush.objects.filter(channel=w.channel, item=w.items[0]).exists()
     audit = list(history_for(m))
     assert audit and audit[0].action == "create" and audit[0].actor.username == "user-ops"

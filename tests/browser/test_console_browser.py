@@ -1,0 +1,94 @@
+"""End-to-end in a real browser: ops triages and fixes a SKU mismatch; finance downloads a report."""
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from exceptions_app.models import ExceptionRecord, Kind, Status
+from integration_hub.catalog.models import SkuMapping
+from integration_hub.inventory.models import PendingPush
+from integration_hub.orders.models import OrderState
+from tests.console import factories as f
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_ops_filters_exceptions_and_fixes_a_sku_mismatch(page, login, shots):
+    w = f.world()
+    f.stock(w, w.items, 12)
+    recs = f.sku_exceptions(w, w.items)  # three mismatches: SKUs listed without leading zeros
+    f.sku_exceptions(w, f.items(4, prefix="4"), kind=Kind.UNKNOWN_SKU, strip=False)
+    f.orders(w, 3, state=OrderState.HELD)
+    f.pushes(w, w.items[:2])
+    target = recs[1]
+    login("ops")
+    page.wait_for_selector("text=Sync health")
+    if shots:
+        page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
+
+    page.click("nav >> text=Exceptions")
+    page.wait_for_selector("#exception-table")
+    assert page.locator("#exception-table tbody tr").count() == 7
+    page.select_option("#id_kind", "sku_mismatch")
+    page.click("#filters button[type=submit]")
+    page.wait_for_url("**kind=sku_mismatch**")
+    assert page.locator("#exception-table tbody tr").count() == 3
+    page.fill("#id_q", target.sku)
+    page.click("#filters button[type=submit]")
+    page.wait_for_url(f"**q={target.sku}**")
+    rows = page.locator("#exception-table tbody tr")
+    assert rows.count() == 1
+    if shots:
+        page.goto("/exceptions/")
+        page.screenshot(path=str(shots / "exceptions.png"), full_page=True)
+        page.go_back()
+
+    page.click(f"#exception-table a:has-text('{target.title}')")
+    page.wait_for_selector("#fix-sku")
+    assert w.items[1].sku in page.inner_text("#fix-sku")
+    page.check("input[name=mode][value=suggested]")
+    page.click("#apply-mapping")
+    page.wait_for_selector(".messages li")
+    assert "Mapping saved" in page.inner_text(".messages")
+    assert page.inner_text("#record-status") == "resolved"
+    if shots:
+        page.screenshot(path=str(shots / "resolved.png"), full_page=True)
+
+    target.refresh_from_db()
+    assert target.status == Status.RESOLVED
+    m = SkuMapping.objects.get(storefront_sku=target.sku)
+    assert m.item_id == w.items[1].pk and m.channel_id == w.channel.pk
+    assert PendingPush.objects.filter(item=w.items[1], channel=w.channel).exists()
+    # the queue no longer lists it
+    page.goto(f"/exceptions/?q={target.sku}")
+    assert "No exceptions match" in page.inner_text("#exception-table")
+    assert ExceptionRecord.objects.filter(kind=Kind.SKU_MISMATCH, status=Status.OPEN).count() == 2
+
+
+def test_finance_runs_and_downloads_a_report(page, login, tmp_path, shots):
+    w = f.world()
+    f.stock(w, w.items, 10)
+    f.mappings(w, w.items)
+    f.channel_stock(w, w.items[:1], observed=16)
+    f.channel_stock(w, w.items[1:], observed=10)
+    login("finance")
+    page.wait_for_selector("h1:has-text('Reconciliation reports')")
+    assert page.locator("nav >> text=Exceptions").count() == 0
+    page.select_option("#run-kind", "stock_drift")
+    page.click("text=Run report")
+    page.wait_for_selector("#download-csv")
+    assert "1 row" in page.inner_text("main")
+    if shots:
+        page.screenshot(path=str(shots / "report.png"), full_page=True)
+    with page.expect_download() as info:
+        page.click("#download-csv")
+    download = info.value
+    path = tmp_path / download.suggested_filename
+    download.save_as(path)
+    assert download.suggested_filename.startswith("stock_drift-")
+    rows = list(csv.reader(io.StringIO(path.read_text())))
+    assert rows[0][:3] == ["channel", "master sku", "storefront sku"]
+    assert rows[1] == ["web", w.items[0].sku, w.items[0].sku.lstrip("0"), "10", "16", "6", "2.5", "15"]
+    assert len(rows) == 2
