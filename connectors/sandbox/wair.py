@@ -51,6 +51,8 @@ seed_locations, seed_stock, set_stock, dispatch, configure_webhooks, state, plus
   acknowledge {"order_refs": [...] | absent = all}     accept pending orders (and their fulfilments)
   set_api_key {"key"}                                    rotate the valid key (default "wair-demo-key")
   set_service_codes {"codes": [...] | null}              restrict serviceCode (null = any)
+  set_allocation {"enabled", "location"}                 accepted orders reserve stock there; dispatch
+                                                         takes it out of available + reserved (on the feed)
   lose_responses {"count", "rate", "hang_seconds"}       store the order, then lose the answer (504)
   send_raw_webhook {"kind": "stock"|"dispatch", "payload"}  push an arbitrary (malformed) body, signed
   wait_webhooks {"timeout"}                              block until queued webhooks are delivered
@@ -129,6 +131,9 @@ class WairEmulator(Emulator):
             self.lost_response_seconds = 0.0  # how long the lost response hangs before the 504
             self.stats_lost_responses = 0
             self.service_codes: set[str] | None = None  # None = any service code accepted
+            # allocation: when on, accepting an order moves its lines into "reserved" at ``location`` and a
+            # dispatch takes them out of on-hand ("available") and "reserved" — all on the change feed
+            self.allocation: dict = {"enabled": False, "location": ""}
             self.locations: dict[str, dict] = {}
             self.stock: dict[tuple[str, str, str], list] = {}  # (sku, location, state) → [qty, updatedAt]
             self._sorted_keys: list | None = None
@@ -324,6 +329,62 @@ class WairEmulator(Emulator):
             o["orderId"] = f"WO-{self.order_seq:07d}"
             o["status"] = "accepted"
             o["acknowledgedAt"] = now_iso()
+            if self.allocation["enabled"] and self.allocation["location"]:
+                loc = self.allocation["location"]
+                o["allocation"] = {"location": loc, "open": dict(self._physical_lines(o))}
+                self._record([(sku, loc, "reserved", self._qty(sku, loc, "reserved") + q)
+                              for sku, q in o["allocation"]["open"].items()])
+
+    @staticmethod
+    def _physical_lines(o: dict) -> dict[str, int]:
+        """SKU → quantity over the lines the warehouse picks: a bundle parent line (one that other lines name
+        as ``parentLineId``) is not picked, its components are."""
+        lines = o["request"].get("lines", [])
+        parents = {l.get("parentLineId") for l in lines if l.get("parentLineId")}
+        out: dict[str, int] = {}
+        for line in lines:
+            if line.get("lineId") not in parents:
+                out[line["skuId"]] = out.get(line["skuId"], 0) + line["quantity"]
+        return out
+
+    def _qty(self, sku: str, loc: str, state: str) -> int:
+        row = self.stock.get((sku, loc, state))
+        return row[0] if row else 0
+
+    def _record(self, rows: list[tuple[str, str, str, int]]) -> list[dict]:
+        """Set quantities, append them to the change feed and queue the stock webhook (caller holds the lock)."""
+        new = []
+        for sku, loc, state, qty in rows:
+            ts = now_iso()
+            self._put_stock(sku, loc, state, qty, ts)
+            change = {"id": len(self.changes) + 1, "skuId": sku, "locationId": loc, "state": state,
+                      "quantity": qty, "changedAt": ts}
+            self.changes.append(change)
+            new.append(change)
+        for i in range(0, len(new), WEBHOOK_CHUNK):
+            self._enqueue("stock", {"type": "stock.changed", "batchId": str(uuid.uuid4()),
+                                    "changes": [dict(c) for c in new[i:i + WEBHOOK_CHUNK]]})
+        return new
+
+    def _release(self, o: dict, picked: dict[str, int] | None) -> None:
+        """Dispatch (``picked``) takes stock out of on-hand and reserved; cancel (None) frees what is left."""
+        alloc = o.get("allocation")
+        if not alloc:
+            return
+        loc, rows = alloc["location"], []
+        if picked is None:
+            for sku, q in alloc["open"].items():
+                if q > 0:
+                    rows.append((sku, loc, "reserved", max(0, self._qty(sku, loc, "reserved") - q)))
+            alloc["open"] = {}
+        else:
+            for sku, q in picked.items():
+                freed = min(q, alloc["open"].get(sku, 0))
+                alloc["open"][sku] = alloc["open"].get(sku, 0) - freed
+                rows.append((sku, loc, "available", self._qty(sku, loc, "available") - q))
+                if freed:
+                    rows.append((sku, loc, "reserved", max(0, self._qty(sku, loc, "reserved") - freed)))
+        self._record(rows)
 
     @route("POST", API + r"/orders")
     def order_create(self, req):
@@ -420,6 +481,7 @@ class WairEmulator(Emulator):
             if o["status"] != "cancelled":
                 o["status"] = "cancelled"
                 o["cancelledAt"] = now_iso()
+                self._release(o, None)
             return Response(200, self._public_order(o))
 
     # --- dispatches / fulfilments ----------------------------------------------------------------
@@ -624,19 +686,16 @@ class WairEmulator(Emulator):
         """Set quantities: each row becomes a change on the feed; the batch goes to the stock webhook."""
         rows = self._rows(payload)
         with self.lock:
-            new = []
-            for sku, loc, state, qty in rows:
-                ts = now_iso()
-                self._put_stock(sku, loc, state, qty, ts)
-                change = {"id": len(self.changes) + 1, "skuId": sku, "locationId": loc, "state": state,
-                          "quantity": qty, "changedAt": ts}
-                self.changes.append(change)
-                new.append(change)
-            for i in range(0, len(new), WEBHOOK_CHUNK):
-                chunk = new[i:i + WEBHOOK_CHUNK]
-                self._enqueue("stock", {"type": "stock.changed", "batchId": str(uuid.uuid4()),
-                                        "changes": [dict(c) for c in chunk]})
+            new = self._record(rows)
             return {"changes": [c["id"] for c in new], "cursor": str(len(self.changes))}
+
+    def control_set_allocation(self, payload: dict) -> dict:
+        """{"enabled": bool, "location": "<location id>"}: allocate accepted orders at ``location``."""
+        with self.lock:
+            self.allocation = {"enabled": bool(payload.get("enabled", True)), "location": str(payload.get("location") or "")}
+            if self.allocation["enabled"] and not self.allocation["location"]:
+                raise wair_error(400, "LocationRequired", "allocation needs a location")
+            return dict(self.allocation)
 
     def control_dispatch(self, payload: dict) -> dict:
         """{"order_ref", "parcels": [{"carrier", "tracking_number", "tracking_url"?, "lines": [[sku, qty]]}],
@@ -649,10 +708,8 @@ class WairEmulator(Emulator):
             if o["status"] == "cancelled":
                 raise wair_error(400, "OrderCancelled", f"order {ref!r} was cancelled")
             self._accept(o)  # a warehouse that ships an order has accepted it
-            ordered: dict[str, int] = {}
-            for line in o["request"].get("lines", []):
-                ordered[line["skuId"]] = ordered.get(line["skuId"], 0) + line["quantity"]
-            parcels = []
+            ordered = self._physical_lines(o)
+            parcels, picked = [], {}
             for i, p in enumerate(payload.get("parcels") or [{}]):
                 carrier = str(p.get("carrier") or "dhl")
                 tn = str(p.get("tracking_number") or f"{carrier.upper()}{o['orderId'][-7:]}{len(self.dispatches) + 1:04d}{i}")
@@ -662,8 +719,11 @@ class WairEmulator(Emulator):
                 else:
                     lines = [{"skuId": s, "quantity": q - o["dispatched"].get(s, 0)} for s, q in ordered.items()
                              if q - o["dispatched"].get(s, 0) > 0]
+                    if not lines:
+                        raise wair_error(400, "NothingToDispatch", f"every line of order {ref!r} has been dispatched")
                 for line in lines:
                     o["dispatched"][line["skuId"]] = o["dispatched"].get(line["skuId"], 0) + line["quantity"]
+                    picked[line["skuId"]] = picked.get(line["skuId"], 0) + line["quantity"]
                 parcels.append({"carrier": carrier, "trackingNumber": tn, "trackingUrl": url, "lines": lines})
             complete = payload.get("complete")
             if complete is None:
@@ -673,6 +733,7 @@ class WairEmulator(Emulator):
             self.dispatches.append(d)
             o["dispatches"].append(d)
             o["status"] = "dispatched" if complete else "partially_dispatched"
+            self._release(o, picked)
             self._enqueue("dispatch", {"type": "dispatch.confirmed", "dispatches": [json.loads(json.dumps(d))]})
             return json.loads(json.dumps(d))
 

@@ -174,7 +174,7 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
 
@@ -319,7 +319,7 @@ def test_dispatch_feed_and_webhook(wair, sandbox, receiver):
     assert first.parcels[0].tracking_number == "JD1" and first.parcels[0].lines == [("SKU-A", 2)]
     assert "JD1" in first.parcels[0].tracking_url and first.dispatched_at.tzinfo
     assert second.complete and second.parcels[0].carrier == "ups"
-    assert sorted(second.parcels[0].lines) == [("KIT-1", 1), ("SKU-B", 1), ("SKU-C", 2)]
+    assert sorted(second.parcels[0].lines) == [("SKU-B", 1), ("SKU-C", 2)]  # the kit line itself is not picked
     assert page.cursor == "2" and not page.has_more
     assert wair.dispatches_since(page.cursor).items == []
     assert wair.order_status("HUB-5") == "dispatched"
@@ -441,3 +441,28 @@ def test_raw_webhook_and_negative_stock_reach_the_hub_as_sent(wair, sandbox, rec
     assert [(c.sku, c.quantity) for batch in parsed for c in batch] == [("A", -3), ("B", None)]
     assert all(wair.verify_webhook(b, h) for _, h, b in receiver.received)
     control(sandbox, "send_raw_webhook", {"kind": "dispatch", "payload": {}}, expect=400)  # no dispatch_url
+
+
+def test_allocation_moves_stock_through_the_change_feed(wair, sandbox):
+    control(sandbox, "seed_stock", {"rows": [{"sku": s, "location": "DC1", "quantity": 10} for s in ("SKU-A", "SKU-B", "SKU-C")]})
+    control(sandbox, "set_allocation", {"enabled": True, "location": "DC1"})
+    wair.send_order(order("HUB-20"))  # A×2, kit (B×1 + C×2)
+    wair.send_order(order("HUB-21"))
+    state = control(sandbox, "state", {"skus": ["SKU-A", "SKU-B", "SKU-C", "KIT-1"]})["stock"]
+    assert state["SKU-A"]["DC1"] == {"available": 10, "reserved": 4} and state["SKU-C"]["DC1"]["reserved"] == 4
+    assert "KIT-1" not in state
+    control(sandbox, "dispatch", {"order_ref": "HUB-20"})
+    wair.cancel_order("HUB-21")
+    state = control(sandbox, "state", {"skus": ["SKU-A", "SKU-C"]})["stock"]
+    assert state["SKU-A"]["DC1"] == {"available": 8, "reserved": 0} and state["SKU-C"]["DC1"] == {"available": 8, "reserved": 0}
+    control(sandbox, "dispatch", {"order_ref": "HUB-20"}, expect=400)  # nothing left to ship
+    feed, cursor = [], ""
+    while True:
+        page = wair.stock_changes(cursor)
+        feed += page.items
+        cursor = page.cursor
+        if not page.has_more:
+            break
+    last = {(c.sku, c.state): c.quantity for c in feed}  # the feed replays to the same end state
+    assert last == {("SKU-A", "reserved"): 0, ("SKU-B", "reserved"): 0, ("SKU-C", "reserved"): 0,
+                    ("SKU-A", "available"): 8, ("SKU-B", "available"): 9, ("SKU-C", "available"): 8}
