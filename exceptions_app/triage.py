@@ -59,6 +59,8 @@ def action_for(record: ExceptionRecord) -> str:
         return "map_sku"
     if record.kind == Kind.STUCK_ORDER or (record.context or {}).get("action") == "retry_order":
         return "order"
+    if record.kind == Kind.STOCK_DRIFT:
+        return "repush_stock"
     return (record.context or {}).get("action", "")
 
 
@@ -476,3 +478,29 @@ def cancel_order(order, reason: str, user=None, record: ExceptionRecord | None =
     if record is not None and record.is_active:
         change_status(record, "resolve", user=user, reason=f"order cancelled: {reason}")
     return result
+
+
+# --- stock re-push (stock_drift, bad_payload on a stock push) ------------------------------------------------
+def mapped_item_id(record: ExceptionRecord) -> int | None:
+    """The item the record's storefront SKU maps to on its channel (channel-specific mapping first)."""
+    if not record.sku or record.channel_id is None:
+        return None
+    m = (SkuMapping.objects.filter(storefront_sku=record.sku, active=True)
+         .filter(Q(channel_id=record.channel_id) | Q(channel__isnull=True)).order_by(F("channel_id").asc(nulls_last=True)).first())
+    return m.item_id if m else None
+
+
+def repush_stock(record: ExceptionRecord, user=None) -> int:
+    """Queue a fresh push of the SKU's ATS to the record's channel. The exception stays (acknowledged) until
+    the stock engine's next drift check / successful push clears its key."""
+    item_id = mapped_item_id(record)
+    if item_id is None:
+        raise TriageError("this SKU has no active mapping on the channel: map it first")
+    enqueue_pairs = _optional("integration_hub.inventory.outbox", "enqueue_pairs")
+    if enqueue_pairs is None:
+        raise TriageError("the stock engine is not installed on this hub")
+    from integration_hub.inventory.models import PendingPush
+
+    n = enqueue_pairs([(record.channel_id, item_id)], priority=PendingPush.Priority.ROUTINE, reason="console re-push")
+    _note(record, user, "stock push re-queued from the console; resolves when the storefront confirms the quantity")
+    return n

@@ -9,5 +9,6 @@ urlpatterns = [
     path("<int:pk>/", views.ExceptionDetailView.as_view(), name="detail"),
     path("<int:pk>/status/", views.StatusActionView.as_view(), name="status"),
     path("<int:pk>/map-sku/", views.MapSkuView.as_view(), name="map_sku"),
+    path("<int:pk>/repush/", views.RepushView.as_view(), name="repush"),
     path("<int:pk>/order/", views.OrderActionView.as_view(), name="order_action"),
 ]

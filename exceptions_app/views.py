@@ -59,6 +59,9 @@ class ExceptionDetailView(PermissionRequired, TemplateView):
                        map_form=kwargs.get("map_form") or MapSkuForm(suggestion=suggestion),
                        can_map=user.has_perms(["catalog.add_skumapping", "catalog.change_skumapping",
                                                "exceptions_app.change_exceptionrecord"]))
+        if action == "repush_stock":
+            ctx.update(can_repush=user.has_perms(["inventory.change_pendingpush", "exceptions_app.change_exceptionrecord"]),
+                       mapped_item_id=triage.mapped_item_id(record))
         if action == "order" or record.kind in triage.ORDER_KINDS:
             order = triage.order_for(record)
             ctx.update(order=order, order_form=kwargs.get("order_form") or OrderActionForm(
@@ -151,6 +154,20 @@ class MapSkuView(_RecordAction):
             return self.back(record)
         messages.success(request, "Mapping saved — " + result.summary() + ". The exception resolves as soon as the "
                          "mapping exists; the stock push and held orders are re-queued and report their own problems.")
+        return self.back(record)
+
+
+class RepushView(_RecordAction):
+    permission_required = ("inventory.change_pendingpush", "exceptions_app.change_exceptionrecord")
+
+    def post(self, request, pk):
+        record = self.record(pk)
+        try:
+            triage.repush_stock(record, user=request.user)
+        except triage.TriageError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, "Stock push queued. The exception resolves when the storefront confirms the quantity.")
         return self.back(record)
 
 

@@ -202,3 +202,20 @@ def test_order_actions_call_the_order_services(w, role_client, monkeypatch):
     client.post(f"/exceptions/{rec.pk}/order/", {"action": "cancel", "reason": "fraud"})
     rec.refresh_from_db()
     assert calls[-1] == ("cancel", "fraud") and rec.status == Status.RESOLVED
+
+
+def test_repush_stock_for_drift(w, role_client):
+    from exceptions_app import services as exc
+
+    f.stock(w, w.items, 5)
+    f.mappings(w, w.items[:1])
+    sku = w.items[0].sku.lstrip("0")
+    rec = exc.raise_exception(Kind.STOCK_DRIFT, exc.make_key(Kind.STOCK_DRIFT, "web", sku), "drift", sku=sku, channel=w.channel,
+                              context={"master_ats": 5, "storefront_quantity": 9, "action": "repush_stock"})
+    client = role_client("ops")
+    assert "Queue a stock push" in client.get(f"/exceptions/{rec.pk}/").content.decode()
+    assert client.post(f"/exceptions/{rec.pk}/repush/").status_code == 302
+    assert PendingPush.objects.filter(channel=w.channel, item=w.items[0]).exists()
+    rec.refresh_from_db()
+    assert rec.status == Status.ACKNOWLEDGED
+    assert role_client("cx").post(f"/exceptions/{rec.pk}/repush/").status_code == 403
