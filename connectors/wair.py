@@ -183,17 +183,22 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         elif isinstance(qty, float) and qty.is_integer():
             qty = int(qty)
         state = row.get("state")
-        state = STATE_FROM_WIRE.get(state, state) if state not in (None, "") else "available"
+        if state in (None, ""):
+            state = "available"
+        elif isinstance(state, str):
+            state = STATE_FROM_WIRE.get(state, state)  # unknown names stay as sent: the hub rejects the row
         changed = row.get("changedAt", row.get("updatedAt"))
         try:
             changed = _parse_dt(changed)
         except ValueError:
             pass  # carried raw: the hub rejects the row with "changed_at ... is not a timestamp"
-        loc = row.get("locationId")
+        loc, sku = row.get("locationId"), row.get("skuId")
         if isinstance(loc, int) and not isinstance(loc, bool):
             loc = str(loc)
+        if isinstance(sku, int) and not isinstance(sku, bool):
+            sku = str(sku)  # a numeric id sent as a JSON number; catalogue transforms handle padding
         ref = row.get("id")
-        return StockChange(sku=row.get("skuId"), location=loc, quantity=qty, state=state, changed_at=changed,
+        return StockChange(sku=sku, location=loc, quantity=qty, state=state, changed_at=changed,
                            ref=str(ref) if ref not in (None, "") else "")
 
     def stock_changes(self, cursor: str) -> Page:

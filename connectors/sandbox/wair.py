@@ -68,7 +68,7 @@ import queue
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .server import Emulator, HttpError, Request, Response, route, send_webhook
@@ -138,6 +138,7 @@ class WairEmulator(Emulator):
             self.stock: dict[tuple[str, str, str], list] = {}  # (sku, location, state) → [qty, updatedAt]
             self._sorted_keys: list | None = None
             self.changes: list[dict] = []  # change id n is changes[n - 1]
+            self._last_tick: datetime | None = None
             self.orders: dict[str, dict] = {}  # orderRef → order record
             self.order_keys: dict[str, tuple[str, str]] = {}  # Idempotency-Key → (orderRef, body fingerprint)
             self.order_receipts: dict[str, int] = {}
@@ -347,6 +348,15 @@ class WairEmulator(Emulator):
                 out[line["skuId"]] = out.get(line["skuId"], 0) + line["quantity"]
         return out
 
+    def _tick(self) -> str:
+        """Strictly increasing change timestamps (µs), so feed order = time order even within one burst and
+        a receiver's "ignore older than stored" guard never drops a later change."""
+        now = datetime.now(timezone.utc)
+        if self._last_tick is not None and now <= self._last_tick:
+            now = self._last_tick + timedelta(microseconds=1)
+        self._last_tick = now
+        return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
     def _qty(self, sku: str, loc: str, state: str) -> int:
         row = self.stock.get((sku, loc, state))
         return row[0] if row else 0
@@ -355,7 +365,7 @@ class WairEmulator(Emulator):
         """Set quantities, append them to the change feed and queue the stock webhook (caller holds the lock)."""
         new = []
         for sku, loc, state, qty in rows:
-            ts = now_iso()
+            ts = self._tick()
             self._put_stock(sku, loc, state, qty, ts)
             change = {"id": len(self.changes) + 1, "skuId": sku, "locationId": loc, "state": state,
                       "quantity": qty, "changedAt": ts}

@@ -111,6 +111,8 @@ def test_stock_change_feed_pages_with_cursor(wair, sandbox):
     assert pages == 3 and [c.sku for c in seen] == ["S0", "S1", "S2", "S3", "S4"]
     assert seen[4].state == "in_transit" and seen[3].quantity == 3 and seen[0].location == "DC1"
     assert all(c.changed_at and c.changed_at.tzinfo for c in seen) and seen[0].ref == "1"
+    stamps = [c.changed_at for c in seen]
+    assert all(a < b for a, b in zip(stamps, stamps[1:]))  # strictly increasing, even within one burst
     # nothing new: same cursor, empty page; a later change continues from there
     empty = wair.stock_changes(cursor)
     assert (empty.items, empty.cursor, empty.has_more) == ([], cursor, False)
@@ -218,16 +220,20 @@ def test_malformed_stock_row_loses_nothing_else(wair, wair_conn):
         "garbage",
         {"id": 13, "skuId": "C", "locationId": "DC1", "state": "on-fire", "quantity": 1},
         {"id": 14, "skuId": "C", "locationId": "DC1", "state": "inTransit", "quantity": "7"},
+        {"id": 15, "skuId": 42, "locationId": "DC1", "state": ["available"], "quantity": 1},
+        {"id": 16, "skuId": "A", "locationId": "DC1", "state": "damaged", "quantity": 2, "changedAt": 1700000000},
     ]}
     changes = wair.parse_stock_webhook(payload)
-    assert len(changes) == 5  # every row comes through; the hub's validator decides
-    assert (changes[0].quantity, changes[4].quantity, changes[4].state) == (5, 7, "in_transit")
+    assert len(changes) == 7  # every row comes through; the hub's validator decides
+    assert (changes[0].quantity, changes[4].quantity, changes[4].state, changes[5].sku) == (5, 7, "in_transit", "42")
     res = apply_stock_changes(wair_conn, changes, source="stock-webhook")
-    assert (res.received, res.applied, res.rejected) == (5, 2, 3)
+    assert (res.received, res.applied, res.rejected) == (7, 2, 5)
     levels = dict(((s.item.sku, s.state), s.quantity) for s in StockLevel.objects.select_related("item"))
     assert levels == {("A", "available"): 5, ("C", "in_transit"): 7}
-    bad = {r.sku: r.message for r in ExceptionRecord.objects.filter(kind="bad_payload")}
-    assert len(bad) == 3 and "quantity" in bad["B"] and "state" in bad["C"]  # each names what is wrong
+    bad = {(r.sku, r.message) for r in ExceptionRecord.objects.filter(kind="bad_payload")}
+    assert len(bad) == 5  # each names what is wrong
+    assert any(sku == "B" and "quantity" in m for sku, m in bad) and any(sku == "C" and "state" in m for sku, m in bad)
+    assert any(sku == "A" and "changed_at" in m for sku, m in bad)
 
 
 def test_unusable_stock_envelope_raises_bad_data(wair):
