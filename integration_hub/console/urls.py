@@ -11,6 +11,8 @@ urlpatterns = [
     path("rules/<slug:slug>/new/", views.RuleEditView.as_view(), name="rule_new"),
     path("rules/<slug:slug>/<int:pk>/", views.RuleEditView.as_view(), name="rule_edit"),
     path("rules/<slug:slug>/<int:pk>/delete/", views.RuleDeleteView.as_view(), name="rule_delete"),
+    path("orders/", views.OrderListView.as_view(), name="order_list"),
+    path("orders/<int:pk>/", views.OrderDetailView.as_view(), name="order_detail"),
     path("schedules/", views.ScheduleListView.as_view(), name="schedule_list"),
     path("schedules/<int:pk>/", views.ScheduleEditView.as_view(), name="schedule_edit"),
 ]

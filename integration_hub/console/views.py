@@ -316,3 +316,82 @@ def schedule_snapshot(task: PeriodicTask) -> dict:
     audited, so beat's saves never flood the history)."""
     return {"enabled": task.enabled, "interval": str(task.interval) if task.interval_id else None,
             "crontab": str(task.crontab) if task.crontab_id else None}
+
+
+# --- orders (look-up for ops / customer service) -------------------------------------------------------------
+class OrderListView(PermissionRequired, TemplateView):
+    permission_required = "orders.view_order"
+    template_name = "console/order_list.html"
+
+    def get_context_data(self, **kwargs):
+        from integration_hub.core.models import Channel
+        from integration_hub.orders.models import Order, OrderState
+
+        ctx = super().get_context_data(**kwargs)
+        qs = Order.objects.select_related("channel", "warehouse").defer("raw", "billing_address", "shipping_address", "custom_fields")
+        state, channel, q = (self.request.GET.get(k, "").strip() for k in ("state", "channel", "q"))
+        if state in OrderState.values:
+            qs = qs.filter(state=state)
+        if channel:
+            qs = qs.filter(channel__key=channel)
+        if q:
+            qs = qs.filter(Q(order_number__iexact=q) | Q(external_id__iexact=q) | Q(idempotency_key__iexact=q)
+                           | Q(customer_email__iexact=q) | Q(warehouse_ref__iexact=q))
+        page = Paginator(qs.order_by("-created_at", "-id"), PAGE_SIZE).get_page(self.request.GET.get("page"))
+        query = self.request.GET.copy()
+        query.pop("page", None)
+        ctx.update(page=page, states=OrderState.choices, state=state, channel=channel, q=q, query=query.urlencode(),
+                   channels=list(Channel.objects.values_list("key", "name")))
+        return ctx
+
+
+class OrderDetailView(PermissionRequired, TemplateView):
+    permission_required = "orders.view_order"
+    template_name = "console/order_detail.html"
+
+    def get_context_data(self, pk, form=None, **kwargs):
+        from exceptions_app.forms import OrderActionForm
+        from exceptions_app.models import ExceptionRecord
+        from integration_hub.orders.models import Order
+
+        ctx = super().get_context_data(**kwargs)
+        order = get_object_or_404(Order.objects.select_related("channel", "warehouse"), pk=pk)
+        user = self.request.user
+        refs = {order.idempotency_key, order.order_number, order.external_id} - {""}
+        ctx.update(order=order, lines=list(order.lines.select_related("item").order_by("id")),
+                   transitions=list(order.transitions.select_related("actor").order_by("-at", "-id")[:50]),
+                   order_form=form or OrderActionForm(),
+                   can_retry=user.has_perm("orders.retry_order"), can_cancel=user.has_perm("orders.cancel_order"),
+                   can_edit=user.has_perms(["orders.change_order", "orders.retry_order"]))
+        if user.has_perm("exceptions_app.view_exceptionrecord"):
+            ctx["exceptions"] = list(ExceptionRecord.objects.filter(order_ref__in=refs).order_by("-last_seen")[:20])
+        return ctx
+
+    def post(self, request, pk):
+        from exceptions_app.forms import OrderActionForm
+        from exceptions_app.models import ExceptionRecord, Kind
+        from exceptions_app.services import make_key
+        from integration_hub.orders.models import Order
+
+        order = get_object_or_404(Order.objects.select_related("channel", "warehouse"), pk=pk)
+        form = OrderActionForm(request.POST)
+        if not form.is_valid():
+            return self.render_to_response(self.get_context_data(pk=pk, form=form), status=400)
+        action = form.cleaned_data["action"]
+        needs = {"retry": ["orders.retry_order"], "edit": ["orders.change_order", "orders.retry_order"],
+                 "cancel": ["orders.cancel_order"]}[action]
+        _require(request, needs)
+        record = ExceptionRecord.objects.filter(dedupe_key=make_key(Kind.STUCK_ORDER, order.idempotency_key)).first()
+        try:
+            if action == "retry":
+                triage.retry_order(order, user=request.user, record=record)
+                messages.success(request, f"Order {order} queued for resend.")
+            elif action == "edit":
+                triage.edit_and_resend(order, form.cleaned_data["field"], form.cleaned_data["value"], user=request.user, record=record)
+                messages.success(request, f"Order {order} corrected and queued for resend.")
+            else:
+                triage.cancel_order(order, form.cleaned_data["reason"], user=request.user, record=record)
+                messages.success(request, f"Order {order} cancelled.")
+        except triage.TriageError as exc:
+            messages.error(request, str(exc))
+        return redirect("console:order_detail", pk=order.pk)

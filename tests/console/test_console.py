@@ -182,3 +182,21 @@ def test_csv_import_page(w, role_client):
     up = SimpleUploadedFile("m.csv", CSV.format(a=a, b=b, c=c).encode(), content_type="text/csv")
     r = client.post("/rules/sku-mappings/import/", {"file": up, "format": "csv"})
     assert r["Content-Type"] == "text/csv" and b"unknown channel" in r.content
+
+
+def test_order_pages_fixed_queries_and_actions(w, role_client, monkeypatch):
+    from exceptions_app import triage
+
+    client = role_client("cx")
+    orders = f.orders(w, 5, state=OrderState.HELD)
+    small = f.count_queries(client, "/orders/"), f.count_queries(client, f"/orders/{orders[0].pk}/")
+    f.orders(w, 45, state=OrderState.SENT, start=500)
+    big = f.count_queries(client, "/orders/"), f.count_queries(client, f"/orders/{orders[0].pk}/")
+    assert small == big
+    assert "1 row" in client.get("/orders/?q=WEB-3").content.decode()
+    assert "5 rows" in client.get("/orders/?state=held").content.decode()
+    calls = []
+    monkeypatch.setattr(triage, "_optional", lambda m, n: {"retry_send": lambda o, actor=None: calls.append(o.pk)}.get(n))
+    r = client.post(f"/orders/{orders[0].pk}/", {"action": "retry"})
+    assert r.status_code == 302 and calls == [orders[0].pk]
+    assert client.post(f"/orders/{orders[0].pk}/", {"action": "edit", "field": "gift_message", "value": "x"}).status_code == 403
