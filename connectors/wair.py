@@ -289,6 +289,14 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         duplicate = resp.status_code == 200 or resp.headers.get("Idempotent-Replayed", "").lower() == "true"
         return Acknowledgement(order_ref=order.order_ref, warehouse_ref=str(order_id), duplicate=duplicate)
 
+    def acknowledgement(self, order_ref: str) -> Acknowledgement | None:
+        """Ask (read-only) whether WAIR has acknowledged an order it received: the Acknowledgement, None
+        while it is still pending. NotFoundError if WAIR never received it (send it again)."""
+        body = self._call("GET", f"orders/{quote(order_ref, safe='')}").json()
+        if not body.get("orderId"):
+            return None
+        return Acknowledgement(order_ref=order_ref, warehouse_ref=str(body["orderId"]), duplicate=True)
+
     def cancel_order(self, order_ref: str) -> str:
         """Ask WAIR to cancel an order not yet dispatched → its status ("cancelled"). Raises NotFoundError
         if WAIR does not have it, :class:`AlreadyDispatched` (a PermanentError) once it shipped."""

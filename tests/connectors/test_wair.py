@@ -279,7 +279,11 @@ def test_pending_order_raises_not_acknowledged_until_acked(wair, sandbox):
     with pytest.raises(NotAcknowledged):
         wair.send_order(order("HUB-2"))
     assert wair.order_status("HUB-2") == "pending"
+    assert wair.acknowledgement("HUB-2") is None
+    with pytest.raises(errors.NotFoundError):
+        wair.acknowledgement("NEVER-SENT")
     acked = control(sandbox, "acknowledge", {})["acknowledged"]
+    assert wair.acknowledgement("HUB-2").warehouse_ref == acked["HUB-2"]
     ack = wair.send_order(order("HUB-2"))
     assert ack.warehouse_ref == acked["HUB-2"] and ack.duplicate
     state = control(sandbox, "state")
@@ -472,3 +476,37 @@ def test_allocation_moves_stock_through_the_change_feed(wair, sandbox):
     last = {(c.sku, c.state): c.quantity for c in feed}  # the feed replays to the same end state
     assert last == {("SKU-A", "reserved"): 0, ("SKU-B", "reserved"): 0, ("SKU-C", "reserved"): 0,
                     ("SKU-A", "available"): 8, ("SKU-B", "available"): 9, ("SKU-C", "available"): 8}
+
+
+def test_end_to_end_into_the_hub_webhook_view_and_poll(wair_conn, sandbox, receiver, client, settings):
+    """Emulator → signed webhook → the hub's real stock view; and the cursor poll through the registry."""
+    from connectors.registry import clear_cache
+    from integration_hub.catalog.models import Item
+    from integration_hub.core.models import Location, SyncCursor
+    from integration_hub.inventory.models import StockLevel
+    from integration_hub.inventory.services import poll_master
+
+    settings.HUB = {**settings.HUB, "STOCK_PUSH_ON_COMMIT": False}
+    clear_cache()
+    Item.objects.bulk_create([Item(sku="A"), Item(sku="B")])
+    Location.objects.create(code="dc1", name="DC1", connection=wair_conn, external_id="DC1")
+    control(sandbox, "configure_webhooks", {"stock_url": f"{receiver.url}/stock", "secret": "wair-hook-secret"})
+    control(sandbox, "set_stock", {"rows": [{"sku": "A", "location": "DC1", "quantity": 6},
+                                            {"sku": "B", "location": "DC1", "state": "in_transit", "quantity": 2}]})
+    control(sandbox, "wait_webhooks", {"timeout": 10})
+    _, headers, body = receiver.received[0]
+    r = client.post(f"/hooks/stock/{wair_conn.name}/", data=body, content_type="application/json",
+                    headers={"X-Hub-Signature": headers["X-Hub-Signature"]})
+    assert r.status_code == 200, r.content
+    assert r.json()["applied"] == 2
+    got = {(s.item.sku, s.state): s.quantity for s in StockLevel.objects.select_related("item")}
+    assert got == {("A", "available"): 6, ("B", "in_transit"): 2}
+    forged = client.post(f"/hooks/stock/{wair_conn.name}/", data=body.replace(b"6", b"9"), content_type="application/json",
+                         headers={"X-Hub-Signature": headers["X-Hub-Signature"]})
+    assert forged.status_code == 401
+
+    control(sandbox, "set_stock", {"rows": [{"sku": "A", "location": "DC1", "quantity": 1}]})
+    out = poll_master(wair_conn)
+    assert out.changes == 3 and SyncCursor.objects.get(connection=wair_conn).value == "3"
+    assert StockLevel.objects.get(item__sku="A", state="available").quantity == 1
+    clear_cache()
