@@ -1,0 +1,225 @@
+"""Clarus WMS as Warehouse + InventoryMaster.
+
+Wire API: see :mod:`connectors.sandbox.clarus` (modelled, not copied — no public Clarus reference was
+found; the shapes follow common WMS REST conventions). Patterns follow :mod:`connectors.wair`.
+
+- Orders go in as **pick instructions**; ``client_reference`` = the hub's order ref, which Clarus keeps
+  unique: a replay answers 409 ``DUPLICATE_REFERENCE`` with the existing ``pick_instruction_id``, which
+  this connector turns into ``Acknowledgement(duplicate=True)`` — idempotent end to end.
+- A dispatch is **confirmed only when its manifest closes**: ``/dispatches`` lists only dispatches on
+  closed manifests, sequenced by close; ``Dispatch.dispatched_at`` is the manifest close time.
+- Stock by location and state: AVAILABLE → available, QC_HOLD → inspection (quarantine), DAMAGED →
+  damaged, IN_TRANSIT → in_transit. The movement feed carries absolute quantities; its cursor is the last
+  sequence number read. Unknown states / malformed rows are passed through raw so the hub's single
+  validator (``apply_stock_changes``) rejects exactly that row with an exception record.
+
+Connection: ``base_url`` = API root (sandbox ``http://127.0.0.1:8765/clarus``), secret = API key
+(``X-Api-Key``). options: ``page_size`` (default 500), ``client_code`` (sent as ``X-Clarus-Client``).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Iterable
+from urllib.parse import quote
+
+from . import errors
+from .base import Acknowledgement, Connector, Dispatch, InventoryMaster, Page, Parcel, StockChange, Warehouse, WarehouseOrder
+from .http import HeaderAuth, HttpClient
+from .wair import ParsedBatch, RejectedRow
+
+STATE_FROM_WIRE = {"AVAILABLE": "available", "QC_HOLD": "inspection", "QUARANTINE": "inspection", "DAMAGED": "damaged",
+                   "IN_TRANSIT": "in_transit"}
+API = "/api/v1"
+
+
+class _RowError(ValueError):
+    def __init__(self, field_name: str, message: str):
+        super().__init__(message)
+        self.field = field_name
+
+
+def _dt(value) -> datetime | None:
+    if value in (None, ""):
+        return None
+    dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _ship_to(a) -> dict:
+    if a is None:
+        return {}
+    return {"name": " ".join(p for p in (a.first_name, a.last_name) if p).strip() or a.company, "company": a.company,
+            "address_line_1": a.street, "address_line_2": a.street2, "town": a.city, "county": a.region,
+            "postcode": a.postal_code, "country_code": a.country, "phone": a.phone, "email": a.email}
+
+
+class ClarusConnector(Connector, Warehouse, InventoryMaster):
+    system_type = "clarus"
+
+    def __init__(self, connection, client=None):
+        opts = connection.options or {}
+        self.page_size = int(opts.get("page_size") or 500)
+        self.client_code = str(opts.get("client_code") or "")
+        super().__init__(connection, client)
+
+    def build_client(self):
+        headers = {"X-Clarus-Client": self.client_code} if self.client_code else None
+        return HttpClient.for_connection(self.connection, auth=HeaderAuth("X-Api-Key", self.connection.get_secret()),
+                                         default_headers=headers)
+
+    # --- inventory master ----------------------------------------------------------------------------
+    @staticmethod
+    def stock_change_from_row(row: Any, index: int = 0) -> StockChange:
+        if not isinstance(row, dict):
+            return StockChange(sku=None, location=None, quantity=None, ref=f"row-{index}")  # type: ignore[arg-type]
+        qty = row.get("quantity")
+        if isinstance(qty, str) and qty.strip().lstrip("-").isdigit():
+            qty = int(qty)
+        state = row.get("state")
+        state = STATE_FROM_WIRE.get(str(state).upper(), state) if state not in (None, "") else "available"
+        when = row.get("occurred_at") or row.get("updated_at")
+        try:
+            when = _dt(when)
+        except ValueError:
+            pass  # carried raw: the hub rejects this row
+        ref = row.get("movement_id") or row.get("sequence") or ""
+        return StockChange(sku=row.get("sku"), location=str(row["location"]) if row.get("location") not in (None, "") else None,
+                           quantity=qty, state=state, changed_at=when, ref=str(ref))
+
+    def stock_changes(self, cursor: str) -> Page:
+        body = self.client.get(f"{API}/stock/movements", params={"after": cursor or "0", "limit": self.page_size}).json()
+        rows = body.get("movements")
+        if not isinstance(rows, list):
+            raise errors.BadDataError("Clarus movements answer has no 'movements' list", body=body, system="clarus")
+        return Page([self.stock_change_from_row(r, i) for i, r in enumerate(rows)],
+                    str(body.get("next_after") or cursor or ""), bool(body.get("has_more")))
+
+    def parse_stock_webhook(self, payload: dict) -> list[StockChange]:
+        if not isinstance(payload, dict) or not isinstance(payload.get("movements"), list):
+            raise errors.BadDataError("Clarus stock webhook: 'movements' must be a list", body=payload, system="clarus")
+        if payload.get("event") not in (None, "stock.moved"):
+            raise errors.BadDataError(f"Clarus stock webhook: unexpected event {payload.get('event')!r}", body=payload, system="clarus")
+        return [self.stock_change_from_row(r, i) for i, r in enumerate(payload["movements"])]
+
+    def stock_snapshot(self, skus: Iterable[str] | None = None) -> Iterable[StockChange]:
+        params: dict = {"page_size": self.page_size}
+        sku_list = list(dict.fromkeys(skus)) if skus is not None else None
+        chunks = [None] if sku_list is None else [sku_list[i:i + 100] for i in range(0, len(sku_list), 100)]
+        for chunk in chunks:
+            page = 1
+            while True:
+                p = dict(params, page=page)
+                if chunk:
+                    p["sku"] = ",".join(chunk)
+                body = self.client.get(f"{API}/stock", params=p).json()
+                rows = body.get("items")
+                if not isinstance(rows, list):
+                    raise errors.BadDataError("Clarus stock answer has no 'items' list", body=body, system="clarus")
+                for i, row in enumerate(rows):
+                    yield self.stock_change_from_row(row, i)
+                if not rows or page * int(body.get("page_size") or self.page_size) >= int(body.get("total") or 0):
+                    break
+                page += 1
+
+    # --- warehouse ------------------------------------------------------------------------------------
+    @staticmethod
+    def pick_body(order: WarehouseOrder) -> dict:
+        return {
+            "client_reference": order.order_ref, "order_number": order.order_number, "channel": order.channel,
+            "order_date": _iso(order.placed_at), "service_code": order.shipping_method, "carrier": order.carrier,
+            "ship_to": _ship_to(order.shipping_address), "bill_to": _ship_to(order.billing_address),
+            "customer_email": order.customer_email, "gift_message": order.gift_message,
+            "delivery_instructions": order.delivery_notes, "currency": order.currency, "order_value_cents": order.total_cents,
+            "attributes": dict(order.custom_fields or {}),
+            "lines": [{"line_no": l.line_id, "sku": l.sku, "quantity": l.quantity, "parent_line_no": l.parent_line_id or None,
+                       "unit_price_cents": l.unit_price_cents, "attributes": dict(l.custom_fields or {})} for l in order.lines],
+        }
+
+    def send_order(self, order: WarehouseOrder) -> Acknowledgement:
+        try:
+            resp = self.client.post(f"{API}/pick-instructions", json=self.pick_body(order), ok=(200, 201))
+        except errors.ConflictError as exc:
+            err = (exc.body or {}).get("error", {}) if isinstance(exc.body, dict) else {}
+            pid = (err.get("details") or {}).get("pick_instruction_id")
+            if err.get("code") == "DUPLICATE_REFERENCE" and pid:
+                return Acknowledgement(order.order_ref, str(pid), duplicate=True)
+            raise
+        except errors.BadDataError as exc:
+            err = (exc.body or {}).get("error", {}) if isinstance(exc.body, dict) else {}
+            fields = (err.get("details") or {}).get("fields") or {}
+            detail = "; ".join(f"{k}: {v}" for k, v in fields.items()) or err.get("message") or str(exc)
+            raise errors.BadDataError(f"Clarus rejected pick instruction {order.order_ref}: {detail}", status=exc.status,
+                                      body=exc.body, system="clarus") from exc
+        body = resp.json()
+        pid = body.get("pick_instruction_id")
+        if not pid:
+            raise errors.RetryableError(f"Clarus answered {resp.status_code} without a pick_instruction_id", body=body, system="clarus")
+        return Acknowledgement(order.order_ref, str(pid), duplicate=False)
+
+    def order_status(self, order_ref: str) -> str | None:
+        try:
+            return str(self.client.get(f"{API}/pick-instructions/{quote(order_ref, safe='')}").json().get("status") or "")
+        except errors.NotFoundError:
+            return None
+
+    @staticmethod
+    def dispatch_from_row(row: Any) -> Dispatch:
+        if not isinstance(row, dict):
+            raise _RowError("", "dispatch row is not an object")
+        ref = row.get("client_reference")
+        if not isinstance(ref, str) or not ref:
+            raise _RowError("client_reference", "client_reference is missing")
+        if not row.get("manifest_closed_at"):
+            raise _RowError("manifest_closed_at", "dispatch is not on a closed manifest: not confirmed")
+        try:
+            when = _dt(row["manifest_closed_at"])
+        except ValueError:
+            raise _RowError("manifest_closed_at", f"{row['manifest_closed_at']!r} is not a timestamp") from None
+        parcels = []
+        for i, p in enumerate(row.get("parcels") or []):
+            if not isinstance(p, dict) or not p.get("tracking_number"):
+                raise _RowError(f"parcels[{i}].tracking_number", "tracking_number is missing")
+            lines = []
+            for j, line in enumerate(p.get("lines") or []):
+                qty = line.get("quantity") if isinstance(line, dict) else None
+                if not isinstance(line, dict) or not line.get("sku") or isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0:
+                    raise _RowError(f"parcels[{i}].lines[{j}]", f"parcel line {line!r} needs sku and a positive quantity")
+                lines.append((str(line["sku"]), qty))
+            parcels.append(Parcel(carrier=str(p.get("carrier") or ""), tracking_number=str(p["tracking_number"]),
+                                  tracking_url=str(p.get("tracking_url") or ""), lines=lines))
+        if not parcels:
+            raise _RowError("parcels", "a dispatch needs at least one parcel")
+        return Dispatch(order_ref=ref, warehouse_ref=str(row.get("pick_instruction_id") or ""), dispatched_at=when,
+                        parcels=parcels, ref=str(row.get("dispatch_id") or ""), complete=bool(row.get("complete", True)))
+
+    def _rows(self, rows: list) -> ParsedBatch:
+        good, rejected = [], []
+        for i, row in enumerate(rows):
+            try:
+                good.append(self.dispatch_from_row(row))
+            except _RowError as exc:
+                ref = str(row.get("dispatch_id") or row.get("client_reference") or f"row-{i}") if isinstance(row, dict) else f"row-{i}"
+                rejected.append(RejectedRow(index=i, ref=ref, field=exc.field, message=str(exc), raw=row))
+        return ParsedBatch(good, rejected)
+
+    def dispatches_since(self, cursor: str) -> Page:
+        """Confirmed dispatches (closed manifests). ``Page.items`` is a ParsedBatch (see ``.rejected``)."""
+        body = self.client.get(f"{API}/dispatches", params={"after": cursor or "0", "limit": self.page_size}).json()
+        rows = body.get("dispatches")
+        if not isinstance(rows, list):
+            raise errors.BadDataError("Clarus dispatches answer has no 'dispatches' list", body=body, system="clarus")
+        return Page(self._rows(rows), str(body.get("next_after") or cursor or ""), bool(body.get("has_more")))
+
+    def parse_dispatch_webhook(self, payload: dict) -> ParsedBatch:
+        if not isinstance(payload, dict) or not isinstance(payload.get("dispatches"), list):
+            raise errors.BadDataError("Clarus dispatch webhook: 'dispatches' must be a list", body=payload, system="clarus")
+        if payload.get("event") not in (None, "manifest.closed"):
+            raise errors.BadDataError(f"Clarus dispatch webhook: unexpected event {payload.get('event')!r}", body=payload,
+                                      system="clarus")
+        return self._rows(payload["dispatches"])

@@ -1,0 +1,253 @@
+"""Archean R247 Stock emulator: inventory master (stock changes feed + signed stock pushes) and
+fulfilment (sales-order transmission, **item fulfilment** records).
+
+No public R247 reference was found: the shapes are **modelled** (JSON:API-flavoured error objects
+``{"errors": [{"status", "code", "title", "detail"}]}``, ``Authorization: Bearer <api key>``, opaque
+cursors, ``Idempotency-Key`` on writes). Routes (below ``/archean``):
+
+  GET  /api/v2/stock/changes?cursor=&limit=        {"data": [change], "next_cursor", "has_more"}
+  GET  /api/v2/stock?page=&per_page=&item_code=    {"data": [level], "meta": {"page", "per_page", "total"}}
+  POST /api/v2/sales-orders                        Idempotency-Key = order reference; a replay answers 200 with
+                                                   the stored order and ``Idempotent-Replayed: true``
+  GET  /api/v2/sales-orders/{reference}
+  GET  /api/v2/item-fulfilments?cursor=&limit=     the record of goods leaving: the only evidence of shipment
+  POST /api/v2/item-fulfilments                    a fulfilment done elsewhere (ship-from-store), Idempotency-Key
+
+Buckets: SALEABLE, QUARANTINE, DAMAGED, TRANSIT. A sales order's ``status`` may say "SHIPPED" (control
+``set_order_status``) without any item fulfilment — the hub must not treat that as dispatched.
+
+Control: seed_locations, seed_stock, set_stock (feed + signed push ``{"type": "stock.changed", "data": [...]}``
+to the stock webhook), dispatch (creates an item fulfilment record; pushes
+``{"type": "item_fulfilment.created", "data": [...]}``), set_order_status, configure_webhooks, state.
+"""
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timezone
+
+from .server import Emulator, HttpError, Request, Response, route, send_webhook
+
+API = r"/api/v2"
+DEFAULT_KEY = "archean-sandbox-key"
+HUB_TO_WIRE = {"available": "SALEABLE", "inspection": "QUARANTINE", "damaged": "DAMAGED", "in_transit": "TRANSIT"}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _err(status: int, code: str, title: str, detail: str = "") -> HttpError:
+    return HttpError(status, {"errors": [{"status": str(status), "code": code, "title": title, "detail": detail or title}]})
+
+
+class ArcheanEmulator(Emulator):
+    prefix = "archean"
+
+    def reset(self):
+        self.api_key = DEFAULT_KEY
+        self.locations: dict[str, dict] = {}
+        self.stock: dict[tuple[str, str, str], dict] = {}
+        self.changes: list[dict] = []
+        self.orders: dict[str, dict] = {}
+        self.receipts: dict[str, int] = {}
+        self.order_seq = itertools.count(1)
+        self.fulfilments: list[dict] = []
+        self.external_fulfilments: dict[str, dict] = {}
+        self.webhooks = {"stock_url": "", "dispatch_url": "", "secret": ""}
+        self.webhook_log: list[tuple[str, int]] = []
+
+    def error_body(self, status, message, code=""):
+        codes = {429: "rate_limited", 503: "unavailable", 504: "timeout", 404: "not_found", 405: "method_not_allowed"}
+        return {"errors": [{"status": str(status), "code": codes.get(status, code or "error"), "title": message, "detail": message}]}
+
+    def _auth(self, req: Request):
+        if req.header("Authorization") != f"Bearer {self.api_key}":
+            raise _err(401, "unauthorised", "Invalid or missing bearer token")
+
+    @staticmethod
+    def _cursor(value) -> int:
+        try:
+            return int(value or 0)
+        except ValueError:
+            raise _err(400, "invalid_cursor", "Cursor is not valid") from None
+
+    # --- stock -------------------------------------------------------------------------------------
+    @route("GET", API + r"/stock/changes")
+    def stock_changes(self, req):
+        self._auth(req)
+        after, limit = self._cursor(req.q("cursor")), min(1000, int(req.q("limit", "500")))
+        with self.lock:
+            page = self.changes[after:after + limit]
+            return Response(200, {"data": page, "next_cursor": str(after + len(page)),
+                                  "has_more": after + len(page) < len(self.changes)})
+
+    @route("GET", API + r"/stock")
+    def stock_levels(self, req):
+        self._auth(req)
+        page, per = max(1, int(req.q("page", "1"))), min(1000, int(req.q("per_page", "250")))
+        codes = set(filter(None, (req.q("item_code") or "").split(",")))
+        with self.lock:
+            rows = [{"item_code": k[0], "store_code": k[1], "bucket": k[2], "on_hand": v["on_hand"], "changed_at": v["changed_at"]}
+                    for k, v in sorted(self.stock.items()) if not codes or k[0] in codes]
+        return Response(200, {"data": rows[(page - 1) * per: page * per], "meta": {"page": page, "per_page": per, "total": len(rows)}})
+
+    # --- sales orders ---------------------------------------------------------------------------------
+    @route("POST", API + r"/sales-orders")
+    def create_order(self, req):
+        self._auth(req)
+        key = req.header("Idempotency-Key")
+        body = req.json()
+        if not key:
+            raise _err(400, "idempotency_key_required", "Idempotency-Key header is required")
+        if not isinstance(body, dict) or body.get("reference") != key:
+            raise _err(422, "reference_mismatch", "reference must equal the Idempotency-Key")
+        lines = body.get("lines")
+        if not isinstance(lines, list) or not lines or any(
+                not isinstance(l, dict) or not l.get("item_code") or not isinstance(l.get("quantity"), int) or l["quantity"] <= 0
+                for l in lines):
+            raise _err(422, "invalid_lines", "Every line needs item_code and a positive integer quantity")
+        if not (body.get("delivery") or {}).get("postcode"):
+            raise _err(422, "invalid_delivery", "delivery.postcode is required")
+        with self.lock:
+            self.receipts[key] = self.receipts.get(key, 0) + 1
+            existing = self.orders.get(key)
+            if existing is not None:
+                return Response(200, self._order_view(existing), {"Idempotent-Replayed": "true"})
+            order = {"id": f"SO{next(self.order_seq):06d}", "reference": key, "status": "OPEN", "created_at": _now(),
+                     "request": body, "fulfilled": {}}
+            self.orders[key] = order
+            return Response(201, self._order_view(order))
+
+    def _order_view(self, o):
+        return {"data": {"id": o["id"], "reference": o["reference"], "status": o["status"], "created_at": o["created_at"],
+                         "fulfilled": dict(o["fulfilled"])}}
+
+    @route("GET", API + r"/sales-orders/(?P<ref>[^/]+)")
+    def get_order(self, req):
+        self._auth(req)
+        with self.lock:
+            o = self.orders.get(req.params["ref"])
+            if o is None:
+                raise _err(404, "not_found", f"Sales order {req.params['ref']} not found")
+            return Response(200, self._order_view(o))
+
+    @route("GET", API + r"/item-fulfilments")
+    def list_fulfilments(self, req):
+        self._auth(req)
+        after, limit = self._cursor(req.q("cursor")), min(500, int(req.q("limit", "100")))
+        with self.lock:
+            page = self.fulfilments[after:after + limit]
+            return Response(200, {"data": page, "next_cursor": str(after + len(page)),
+                                  "has_more": after + len(page) < len(self.fulfilments)})
+
+    @route("POST", API + r"/item-fulfilments")
+    def post_fulfilment(self, req):
+        self._auth(req)
+        key = req.header("Idempotency-Key")
+        body = req.json() or {}
+        if not key:
+            raise _err(400, "idempotency_key_required", "Idempotency-Key header is required")
+        with self.lock:
+            if key in self.external_fulfilments:
+                return Response(200, {"data": self.external_fulfilments[key]}, {"Idempotent-Replayed": "true"})
+            rec = {"id": f"XF{len(self.external_fulfilments) + 1:06d}", "sales_order_reference": body.get("sales_order_reference"),
+                   "lines": body.get("lines") or [], "store_code": body.get("store_code"), "fulfilled_at": body.get("fulfilled_at")}
+            self.external_fulfilments[key] = rec
+            return Response(201, {"data": rec})
+
+    # --- control -----------------------------------------------------------------------------------------
+    def _rows(self, payload):
+        out = []
+        for r in payload.get("rows") or []:
+            state = r.get("state") or "available"
+            out.append((str(r["sku"]), str(r["location"]), HUB_TO_WIRE.get(state, state), int(r["quantity"])))
+        return out
+
+    def _post(self, kind, payload):
+        url, secret = self.webhooks.get(f"{kind}_url"), self.webhooks.get("secret", "")
+        if url:
+            status = send_webhook(url, secret, payload)
+            with self.lock:
+                self.webhook_log.append((kind, status))
+
+    def control_set_api_key(self, payload):
+        with self.lock:
+            self.api_key = payload.get("key") or DEFAULT_KEY
+        return {"ok": True}
+
+    def control_seed_locations(self, payload):
+        with self.lock:
+            for loc in payload.get("locations") or []:
+                self.locations[str(loc["id"])] = {"id": str(loc["id"]), "name": loc.get("name", "")}
+        return {"locations": len(self.locations)}
+
+    def control_seed_stock(self, payload):
+        ts = _now()
+        with self.lock:
+            for sku, loc, bucket, qty in self._rows(payload):
+                self.stock[(sku, loc, bucket)] = {"on_hand": qty, "changed_at": ts}
+        return {"stock_rows": len(self.stock)}
+
+    def control_set_stock(self, payload):
+        with self.lock:
+            new = []
+            for sku, loc, bucket, qty in self._rows(payload):
+                ts = _now()
+                self.stock[(sku, loc, bucket)] = {"on_hand": qty, "changed_at": ts}
+                c = {"change_id": f"CH{len(self.changes) + 1:08d}", "item_code": sku, "store_code": loc, "bucket": bucket,
+                     "on_hand": qty, "changed_at": ts}
+                self.changes.append(c)
+                new.append(c)
+        if new:
+            self._post("stock", {"type": "stock.changed", "data": new})
+        return {"changes": [c["change_id"] for c in new], "cursor": str(len(self.changes))}
+
+    def control_set_order_status(self, payload):
+        with self.lock:
+            self.orders[payload["order_ref"]]["status"] = payload["status"]
+        return {"ok": True}
+
+    def control_dispatch(self, payload):
+        ref = payload.get("order_ref")
+        with self.lock:
+            o = self.orders.get(ref)
+            if o is None:
+                raise _err(404, "not_found", f"Sales order {ref} not found")
+            ordered: dict[str, int] = {}
+            for line in o["request"]["lines"]:
+                ordered[line["item_code"]] = ordered.get(line["item_code"], 0) + line["quantity"]
+            created = []
+            for i, p in enumerate(payload.get("parcels") or [{}]):
+                if p.get("lines"):
+                    lines = [{"item_code": str(s), "quantity": int(q)} for s, q in p["lines"]]
+                else:
+                    lines = [{"item_code": s, "quantity": q - o["fulfilled"].get(s, 0)} for s, q in ordered.items()
+                             if q - o["fulfilled"].get(s, 0) > 0]
+                for line in lines:
+                    o["fulfilled"][line["item_code"]] = o["fulfilled"].get(line["item_code"], 0) + line["quantity"]
+                carrier = p.get("carrier") or "Royal Mail"
+                rec = {"id": f"IF{len(self.fulfilments) + 1:07d}", "sales_order_id": o["id"], "sales_order_reference": ref,
+                       "lines": lines, "carrier": carrier,
+                       "tracking_number": p.get("tracking_number") or f"RM{len(self.fulfilments) + 1:09d}GB",
+                       "tracking_url": p.get("tracking_url") or "", "fulfilled_at": payload.get("dispatched_at") or _now()}
+                rec["order_fully_fulfilled"] = all(o["fulfilled"].get(s, 0) >= q for s, q in ordered.items())
+                self.fulfilments.append(rec)
+                created.append(rec)
+            o["status"] = "FULFILLED" if created[-1]["order_fully_fulfilled"] else "PART_FULFILLED"
+        self._post("dispatch", {"type": "item_fulfilment.created", "data": created})
+        return {"fulfilments": [r["id"] for r in created], "dispatch_id": created[0]["id"]}
+
+    def control_configure_webhooks(self, payload):
+        with self.lock:
+            self.webhooks = {"stock_url": payload.get("stock_url", ""), "dispatch_url": payload.get("dispatch_url", ""),
+                             "secret": payload.get("secret", "")}
+        return {"stock_url": self.webhooks["stock_url"], "dispatch_url": self.webhooks["dispatch_url"]}
+
+    def control_state(self, payload):
+        with self.lock:
+            return {"orders": {ref: {"id": o["id"], "status": o["status"], "request": o["request"], "fulfilled": dict(o["fulfilled"])}
+                               for ref, o in self.orders.items()},
+                    "order_receipts": dict(self.receipts), "fulfilments": [dict(f) for f in self.fulfilments],
+                    "external_fulfilments": list(self.external_fulfilments.values()),
+                    "stock": {f"{k[0]}@{k[1]}:{k[2]}": v["on_hand"] for k, v in self.stock.items()},
+                    "changes": len(self.changes), "webhooks": list(self.webhook_log)}

@@ -1,0 +1,388 @@
+"""Salesforce B2C Commerce (SFCC) emulator, modelled on OCAPI 23.2 and Account Manager.
+
+Routes (below ``/sfcc``):
+  POST /dwsso/oauth2/access_token                          Account Manager client-credentials grant (HTTP Basic
+                                                           client auth, form body ``grant_type=client_credentials``)
+  GET|PUT|PATCH /s/-/dw/data/v23_2/inventory_lists/{list}/product_inventory_records/{product_id}
+                                                           Data API product inventory record; ``allocation.amount``
+                                                           is the absolute allocation; PUT replaces, PATCH merges
+  POST /s/-/dw/batch                                       OCAPI batch: ``multipart/mixed`` sub-requests, one part
+                                                           per record (``x-dw-content-id``,
+                                                           ``x-dw-resource-path-extension``), the method and resource
+                                                           path in the outer ``x-dw-http-method`` /
+                                                           ``x-dw-resource-path`` headers; answer is multipart with
+                                                           ``x-dw-status-code`` per part
+  POST /s/-/dw/data/v23_2/product_search                   products (start/count paging)
+  POST /s/{site}/dw/shop/v23_2/order_search                Shop API order search: filtered_query with a
+                                                           ``range_filter`` on ``last_modified``; sorts; start/count
+  GET|PATCH /s/{site}/dw/shop/v23_2/orders/{order_no}      order; PATCH sets ``shipping_status`` / ``status`` and
+                                                           ``c_*`` custom attributes (tracking is carried in
+                                                           ``c_trackingNumbers`` / ``c_carrier``)
+
+Errors use the OCAPI fault document ``{"_v": "23.2", "fault": {"type", "message", "arguments"}}``;
+Account Manager errors use the OAuth ``{"error", "error_description"}`` shape. What is not confirmed
+against the published docs (the exact batch header set) is kept close to the OCAPI batch description.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json as _json
+import secrets
+from base64 import b64decode
+from datetime import datetime, timezone
+
+from .server import Emulator, HttpError, Request, Response, route, send_webhook
+
+V = "v23_2"
+DATA = rf"/s/-/dw/data/{V}"
+SHOP = rf"/s/(?P<site>[^/]+)/dw/shop/{V}"
+BOUNDARY = "sfcc-batch-boundary"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _fault(status: int, type_: str, message: str, **arguments) -> HttpError:
+    return HttpError(status, {"_v": "23.2", "fault": {"type": type_, "message": message, "arguments": arguments}})
+
+
+class SFCCEmulator(Emulator):
+    prefix = "sfcc"
+    exempt_patterns = (r"^/dwsso/",)
+
+    def reset(self):
+        self.clients: dict[str, str] = {}  # client_id -> secret; empty = any non-empty pair is accepted
+        self.tokens: dict[str, str] = {}
+        self.lists: dict[str, dict[str, dict]] = {}  # inventory list id -> product id -> record
+        self.products: set[str] = set()
+        self.orders: dict[str, dict] = {}
+        self.order_seq = itertools.count(1001)
+        self.webhook = {"order_url": "", "secret": ""}
+        self.patches: list[dict] = []
+
+    def error_body(self, status, message, code=""):
+        types = {429: "QuotaExceededException", 503: "ServiceUnavailableException", 409: "ResourceStateConflictException",
+                 404: "ResourceNotFoundException", 405: "MethodNotAllowedException"}
+        return {"_v": "23.2", "fault": {"type": types.get(status, code or "InternalServerErrorException"), "message": message}}
+
+    # --- Account Manager -------------------------------------------------------------------------
+    @route("POST", r"/dwsso/oauth2/access_token")
+    def token(self, req: Request) -> Response:
+        auth = req.header("Authorization")
+        client_id = secret = ""
+        if auth.startswith("Basic "):
+            try:
+                client_id, secret = b64decode(auth[6:]).decode().split(":", 1)
+            except (ValueError, UnicodeDecodeError):
+                pass
+        form = req.form()
+        if form.get("grant_type") != "client_credentials":
+            return Response(400, {"error": "unsupported_grant_type", "error_description": "grant_type must be client_credentials"})
+        with self.lock:
+            known = self.clients.get(client_id) if self.clients else (secret or None)
+            if not client_id or not secret or known != secret:
+                return Response(401, {"error": "invalid_client", "error_description": "Client authentication failed"})
+            token = secrets.token_hex(16)
+            self.tokens[token] = client_id
+        return Response(200, {"access_token": token, "scope": form.get("scope", "mail"), "token_type": "Bearer", "expires_in": 1799})
+
+    def _auth(self, req: Request) -> None:
+        value = req.header("Authorization")
+        token = value[7:] if value.startswith("Bearer ") else ""
+        if token not in self.tokens:
+            raise _fault(401, "InvalidAccessTokenException", "The request is unauthorized, the access token is invalid.")
+
+    # --- inventory records -------------------------------------------------------------------------
+    def _record_view(self, list_id: str, pid: str, rec: dict) -> dict:
+        return {"_v": "23.2", "_type": "product_inventory_record", "_resource_state": rec["_resource_state"],
+                "product_id": pid, "inventory_list_id": list_id, "allocation": {"amount": rec["amount"], "reset_date": rec["reset_date"]},
+                "ats": rec["amount"], "stock_level": rec["amount"], "perpetual": rec.get("perpetual", False),
+                "last_modified": rec["last_modified"]}
+
+    def _write_record(self, method: str, list_id: str, pid: str, body) -> tuple[int, dict]:
+        """(status, body) for one PUT/PATCH of an inventory record; caller holds the lock."""
+        if list_id not in self.lists:
+            return 404, {"_v": "23.2", "fault": {"type": "InventoryListNotFoundException",
+                                                 "message": f"No inventory list with ID '{list_id}' could be found.",
+                                                 "arguments": {"listId": list_id}}}
+        if pid not in self.products:
+            return 404, {"_v": "23.2", "fault": {"type": "ProductNotFoundException",
+                                                 "message": f"No product with ID '{pid}' could be found.",
+                                                 "arguments": {"productId": pid}}}
+        if not isinstance(body, dict):
+            return 400, {"_v": "23.2", "fault": {"type": "MalformedDocumentException", "message": "Body must be a JSON object."}}
+        existing = self.lists[list_id].get(pid)
+        if method == "PATCH" and existing is None:
+            return 404, {"_v": "23.2", "fault": {"type": "ProductInventoryRecordNotFoundException",
+                                                 "message": f"No inventory record for product '{pid}' in list '{list_id}'.",
+                                                 "arguments": {"productId": pid, "listId": list_id}}}
+        state = body.get("_resource_state")
+        if existing is not None and state and state != existing["_resource_state"]:
+            return 409, {"_v": "23.2", "fault": {"type": "ResourceStateConflictException",
+                                                 "message": "The resource state has changed.", "arguments": {}}}
+        if self.maybe_conflict():
+            return 409, {"_v": "23.2", "fault": {"type": "ResourceStateConflictException",
+                                                 "message": "The resource state has changed.", "arguments": {}}}
+        allocation = body.get("allocation")
+        amount = allocation.get("amount") if isinstance(allocation, dict) else None
+        if method == "PUT" or amount is not None:
+            if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0 or int(amount) != amount:
+                return 400, {"_v": "23.2", "fault": {"type": "InvalidDocumentException",
+                                                     "message": "allocation.amount must be a non-negative number.",
+                                                     "arguments": {"productId": pid}}}
+        rec = dict(existing or {"amount": 0, "reset_date": _now()})
+        if amount is not None:
+            rec["amount"] = int(amount)
+            rec["reset_date"] = _now()
+        if "perpetual" in body:
+            rec["perpetual"] = bool(body["perpetual"])
+        rec["last_modified"] = _now()
+        rec["_resource_state"] = hashlib.sha1(f"{pid}:{rec['amount']}:{rec['last_modified']}".encode()).hexdigest()
+        self.lists[list_id][pid] = rec
+        return (201 if existing is None and method == "PUT" else 200), self._record_view(list_id, pid, rec)
+
+    @route("GET", DATA + r"/inventory_lists/(?P<list>[^/]+)/product_inventory_records/(?P<pid>[^/]+)")
+    def get_record(self, req):
+        self._auth(req)
+        list_id, pid = req.params["list"], req.params["pid"]
+        with self.lock:
+            rec = self.lists.get(list_id, {}).get(pid)
+            if rec is None:
+                raise _fault(404, "ProductInventoryRecordNotFoundException",
+                             f"No inventory record for product '{pid}' in list '{list_id}'.", productId=pid, listId=list_id)
+            return Response(200, self._record_view(list_id, pid, rec))
+
+    @route("PUT", DATA + r"/inventory_lists/(?P<list>[^/]+)/product_inventory_records/(?P<pid>[^/]+)")
+    @route("PATCH", DATA + r"/inventory_lists/(?P<list>[^/]+)/product_inventory_records/(?P<pid>[^/]+)")
+    def write_record(self, req):
+        self._auth(req)
+        with self.lock:
+            status, body = self._write_record(req.method, req.params["list"], req.params["pid"], req.json())
+        return Response(status, body)
+
+    @route("POST", r"/s/-/dw/batch")
+    def batch(self, req):
+        self._auth(req)
+        method = req.header("x-dw-http-method", "GET").upper()
+        base = req.header("x-dw-resource-path")
+        prefix = f"/s/-/dw/data/{V}/inventory_lists/"
+        if not base.startswith(prefix) or not base.rstrip("/").endswith("/product_inventory_records"):
+            raise _fault(400, "UnsupportedBatchResourceException", f"Batch not supported for resource path '{base}'.")
+        list_id = base[len(prefix):].split("/", 1)[0]
+        ctype = req.header("Content-Type")
+        if "boundary=" not in ctype:
+            raise _fault(400, "MalformedDocumentException", "multipart/mixed body with a boundary is required.")
+        boundary = ctype.split("boundary=", 1)[1].strip().strip('"')
+        parts = parse_multipart(req.body, boundary)
+        if len(parts) > 50:
+            raise _fault(400, "BatchRequestLimitExceededException", "A batch request may contain at most 50 sub-requests.")
+        out = []
+        with self.lock:
+            for headers, body in parts:
+                cid = headers.get("x-dw-content-id", "")
+                pid = headers.get("x-dw-resource-path-extension", "").strip("/")
+                sub_method = headers.get("x-dw-http-method", method).upper()
+                if sub_method == "GET":
+                    rec = self.lists.get(list_id, {}).get(pid)
+                    if rec is None:
+                        status, doc = 404, {"_v": "23.2", "fault": {"type": "ProductInventoryRecordNotFoundException",
+                                                                    "message": f"No inventory record for '{pid}'."}}
+                    else:
+                        status, doc = 200, self._record_view(list_id, pid, rec)
+                else:
+                    try:
+                        payload = _json.loads(body) if body.strip() else None
+                    except ValueError:
+                        payload = None
+                    status, doc = self._write_record(sub_method, list_id, pid, payload)
+                out.append((cid, status, doc))
+        return Response(200, build_multipart([({"x-dw-content-id": c, "x-dw-status-code": str(s)}, _json.dumps(d))
+                                              for c, s, d in out], BOUNDARY),
+                        content_type=f"multipart/mixed; boundary={BOUNDARY}")
+
+    @route("POST", DATA + r"/product_search")
+    def product_search(self, req):
+        self._auth(req)
+        body = req.json() or {}
+        start, count = int(body.get("start", 0)), min(200, int(body.get("count", 25)))
+        with self.lock:
+            ids = sorted(self.products)
+        hits = [{"_type": "product_search_hit", "product_id": p, "id": p} for p in ids[start:start + count]]
+        return Response(200, {"_v": "23.2", "count": len(hits), "hits": hits, "start": start, "total": len(ids)})
+
+    # --- orders ----------------------------------------------------------------------------------------
+    @route("POST", SHOP + r"/order_search")
+    def order_search(self, req):
+        self._auth(req)
+        body = req.json() or {}
+        start, count = int(body.get("start", 0)), int(body.get("count", 25))
+        if count > 200:
+            raise _fault(400, "ValueOutOfRangeException", "count must be between 1 and 200.", count=count)
+        flt = (((body.get("query") or {}).get("filtered_query") or {}).get("filter") or {}).get("range_filter") or {}
+        site = req.params["site"]
+        with self.lock:
+            orders = [o for o in self.orders.values() if o["site_id"] == site]
+            if flt.get("field") == "last_modified" and flt.get("from"):
+                inclusive = flt.get("from_inclusive", True)
+                orders = [o for o in orders if (o["last_modified"] >= flt["from"] if inclusive else o["last_modified"] > flt["from"])]
+            orders.sort(key=lambda o: (o["last_modified"], o["order_no"]))
+            page = [dict(o) for o in orders[start:start + count]]
+        hits = [{"_type": "order_search_hit", "data": o, "relevance": 1.0} for o in page]
+        return Response(200, {"_v": "23.2", "_type": "order_search_result", "count": len(hits), "hits": hits,
+                              "start": start, "total": len(orders)})
+
+    @route("GET", SHOP + r"/orders/(?P<no>[^/]+)")
+    def get_order(self, req):
+        self._auth(req)
+        with self.lock:
+            order = self.orders.get(req.params["no"])
+            if order is None or order["site_id"] != req.params["site"]:
+                raise _fault(404, "OrderNotFoundException", f"No order with number '{req.params['no']}' was found.",
+                             orderNo=req.params["no"])
+            return Response(200, dict(order))
+
+    @route("PATCH", SHOP + r"/orders/(?P<no>[^/]+)")
+    def patch_order(self, req):
+        self._auth(req)
+        body = req.json()
+        if not isinstance(body, dict):
+            raise _fault(400, "MalformedDocumentException", "Body must be a JSON object.")
+        allowed = {"status", "shipping_status", "export_status", "confirmation_status", "payment_status"}
+        for key in body:
+            if key not in allowed and not key.startswith("c_"):
+                raise _fault(400, "PropertyConstraintViolationException", f"Property '{key}' cannot be updated.", property=key)
+        if body.get("shipping_status") not in (None, "not_shipped", "part_shipped", "shipped"):
+            raise _fault(400, "InvalidEnumValueException", "shipping_status is not a valid value.")
+        with self.lock:
+            order = self.orders.get(req.params["no"])
+            if order is None or order["site_id"] != req.params["site"]:
+                raise _fault(404, "OrderNotFoundException", f"No order with number '{req.params['no']}' was found.")
+            if order["status"] == "cancelled" and body.get("shipping_status") == "shipped":
+                raise _fault(400, "OrderStatusTransitionException", "A cancelled order cannot be shipped.")
+            order.update(body)
+            order["last_modified"] = _now()
+            self.patches.append({"order_no": order["order_no"], **body})
+            return Response(200, dict(order))
+
+    # --- control ---------------------------------------------------------------------------------------
+    def control_configure_client(self, payload):
+        with self.lock:
+            self.clients[payload["client_id"]] = payload["client_secret"]
+        return {"clients": sorted(self.clients)}
+
+    def control_seed_catalog(self, payload):
+        qty = int(payload.get("quantity", 0))
+        skus = list(payload.get("skus") or [])
+        for product in payload.get("products") or []:
+            skus += list(product.get("skus") or [])
+        with self.lock:
+            self.products.update(skus)
+            for list_id in payload.get("channels") or []:
+                records = self.lists.setdefault(list_id, {})
+                for sku in skus:
+                    if sku not in records:
+                        now = _now()
+                        records[sku] = {"amount": qty, "reset_date": now, "last_modified": now,
+                                        "_resource_state": hashlib.sha1(f"{sku}:{qty}:{now}".encode()).hexdigest()}
+        return {"inventory_lists": sorted(self.lists), "products": len(self.products)}
+
+    def _address(self, a: dict) -> dict:
+        return {"first_name": a.get("first_name", ""), "last_name": a.get("last_name", ""), "company_name": a.get("company", ""),
+                "address1": a.get("street", ""), "address2": a.get("street2", ""), "postal_code": a.get("postal_code", ""),
+                "city": a.get("city", ""), "state_code": a.get("region", ""), "country_code": a.get("country", ""),
+                "phone": a.get("phone", "")}
+
+    def control_create_orders(self, payload):
+        ids = []
+        with self.lock:
+            for spec in payload.get("orders") or []:
+                no = str(spec.get("order_no") or f"{next(self.order_seq):08d}")
+                now = _now()
+                address = self._address(spec.get("address") or {"first_name": "Sam", "last_name": "Shopper", "street": "1 High St",
+                                                                 "postal_code": "SW1A 1AA", "city": "London", "country": "GB"})
+                items = []
+                for i, line in enumerate(spec.get("lines") or [], start=1):
+                    price = line.get("price", 19.99)
+                    items.append({"_type": "product_item", "item_id": f"{no}-{i}", "product_id": line["sku"],
+                                  "product_name": line.get("name", line["sku"]), "quantity": int(line.get("quantity", 1)),
+                                  "base_price": price, "price": round(price * int(line.get("quantity", 1)), 2),
+                                  "shipment_id": "me", "inventory_id": spec.get("channel", "")})
+                order = {
+                    "_v": "23.2", "_type": "order", "order_no": no, "site_id": spec.get("site", "RefArch"),
+                    "status": "new", "shipping_status": "not_shipped", "export_status": "ready",
+                    "confirmation_status": "confirmed", "payment_status": "paid",
+                    "creation_date": now, "last_modified": now, "currency": spec.get("currency", "GBP"),
+                    "order_total": round(sum(i["price"] for i in items), 2),
+                    "customer_info": {"email": spec.get("email", "shopper@example.com"), "customer_name": "Sam Shopper"},
+                    "billing_address": address, "product_items": items,
+                    "shipments": [{"shipment_id": "me", "shipping_address": address,
+                                   "shipping_method": {"id": spec.get("shipping_method", "standard")},
+                                   "gift": bool(spec.get("gift_message")), "gift_message": spec.get("gift_message", ""),
+                                   "tracking_number": None}],
+                    "coupon_items": [{"code": c, "status_code": "applied", "valid": True} for c in spec.get("promotion_codes") or []],
+                    "c_deliveryNotes": spec.get("delivery_notes", ""),
+                }
+                for k, v in (spec.get("custom_fields") or {}).items():
+                    order[f"c_{k}"] = v
+                self.orders[no] = order
+                ids.append(no)
+            hook = dict(self.webhook)
+        if hook["order_url"]:
+            for no in ids:
+                send_webhook(hook["order_url"], hook["secret"], {"type": "order.created", "order_no": no,
+                                                                  "site_id": self.orders[no]["site_id"]})
+        return {"ids": ids}
+
+    def control_cancel_order(self, payload):
+        with self.lock:
+            order = self.orders[payload["order_no"]]
+            order["status"] = "cancelled"
+            order["last_modified"] = _now()
+        return {"ok": True}
+
+    def control_configure_webhooks(self, payload):
+        with self.lock:
+            self.webhook = {"order_url": payload.get("order_url", ""), "secret": payload.get("secret", "")}
+        return self.webhook
+
+    def control_state(self, payload):
+        skus = set(payload.get("skus") or [])
+        with self.lock:
+            inventory = {lid: {pid: r["amount"] for pid, r in recs.items() if not skus or pid in skus} for lid, recs in self.lists.items()}
+            orders = {no: {"status": o["status"], "shipment_state": o["shipping_status"], "shipping_status": o["shipping_status"],
+                           "tracking": [t for t in (o.get("c_trackingNumbers") or "").split(",") if t],
+                           "carrier": o.get("c_carrier", ""), "last_modified": o["last_modified"]}
+                      for no, o in self.orders.items()}
+        return {"inventory": inventory, "orders": orders, "patches": len(self.patches)}
+
+
+# --- multipart helpers (also used by the connector) -------------------------------------------------
+def build_multipart(parts: list[tuple[dict, str]], boundary: str) -> bytes:
+    chunks = []
+    for headers, body in parts:
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        chunks.append(f"--{boundary}\r\n{head}\r\n{body}\r\n")
+    chunks.append(f"--{boundary}--\r\n")
+    return "".join(chunks).encode()
+
+
+def parse_multipart(body: bytes, boundary: str) -> list[tuple[dict, str]]:
+    text = body.decode("utf-8", "replace")
+    out = []
+    for chunk in text.split(f"--{boundary}")[1:]:
+        if chunk.startswith("--"):
+            break
+        chunk = chunk.lstrip("\r\n")
+        head, _, payload = chunk.partition("\r\n\r\n")
+        headers = {}
+        for line in head.split("\r\n"):
+            if ":" in line:
+                k, v = line.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+        if payload.endswith("\r\n"):
+            payload = payload[:-2]
+        out.append((headers, payload))
+    return out
+

@@ -1,0 +1,126 @@
+"""Archean R247 Stock connector against the Archean emulator, over real HTTP."""
+from __future__ import annotations
+
+import pytest
+import requests
+
+from connectors import errors
+from connectors.archean import ArcheanConnector
+from connectors.base import Address, Fulfilment, WarehouseOrder, WarehouseOrderLine
+from connectors.registry import get_connector
+
+
+def control(sandbox, action, payload=None):
+    r = requests.post(f"{sandbox.url}/_sandbox/archean/{action}", json=payload or {}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.fixture
+def ar_conn(db, sandbox):
+    from integration_hub.core.models import Connection
+
+    conn = Connection(name="archean-test", system_type="archean", base_url=f"{sandbox.url}/archean", options={"page_size": 2},
+                      rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=4)
+    conn.set_secret("archean-sandbox-key")
+    conn.save()
+    return conn
+
+
+@pytest.fixture
+def ar(ar_conn):
+    c = ArcheanConnector(ar_conn)
+    c.client.backoff_base = 0.01
+    return c
+
+
+def order(ref="R-1") -> WarehouseOrder:
+    return WarehouseOrder(order_ref=ref, order_number="5001", channel="uk-web",
+                          lines=[WarehouseOrderLine("1", "ITEM-A", 2), WarehouseOrderLine("2", "ITEM-B", 1)],
+                          shipping_address=Address(first_name="Bo", street="3 Mill Ln", postal_code="LS1 1AA", city="Leeds", country="GB"),
+                          shipping_method="RM48", gift_message="Cheers", delivery_notes="Porch")
+
+
+def test_registry_builds_archean(ar_conn):
+    assert isinstance(get_connector(ar_conn, fresh=True), ArcheanConnector)
+
+
+def test_send_order_idempotency_key(ar, sandbox):
+    ack = ar.send_order(order())
+    assert ack.warehouse_ref.startswith("SO") and not ack.duplicate
+    again = ar.send_order(order())
+    assert again.duplicate and again.warehouse_ref == ack.warehouse_ref
+    state = control(sandbox, "state")
+    assert len(state["orders"]) == 1 and state["order_receipts"]["R-1"] == 2
+    assert state["orders"]["R-1"]["request"]["gift_message"] == "Cheers"
+    assert ar.order_status("R-1") == "OPEN" and ar.order_status("nope") is None
+
+
+def test_send_order_rejected_with_detail(ar):
+    bad = order("R-2")
+    bad.shipping_address = Address()
+    with pytest.raises(errors.BadDataError, match="invalid_delivery"):
+        ar.send_order(bad)
+
+
+def test_item_fulfilments_are_the_only_dispatch_trigger(ar, sandbox):
+    ar.send_order(order())
+    control(sandbox, "set_order_status", {"order_ref": "R-1", "status": "SHIPPED"})
+    assert list(ar.dispatches_since("").items) == []  # a status alone is no evidence of shipment
+    control(sandbox, "dispatch", {"order_ref": "R-1", "parcels": [{"carrier": "RM", "tracking_number": "RM1", "lines": [["ITEM-A", 2]]}]})
+    control(sandbox, "dispatch", {"order_ref": "R-1", "parcels": [{"carrier": "RM", "tracking_number": "RM2"}]})
+    page = ar.dispatches_since("")
+    assert [d.ref for d in page.items] == ["IF0000001", "IF0000002"]
+    first, second = page.items
+    assert first.order_ref == "R-1" and not first.complete and first.parcels[0].lines == [("ITEM-A", 2)]
+    assert second.complete and second.parcels[0].tracking_number == "RM2" and second.parcels[0].lines == [("ITEM-B", 1)]
+    assert ar.dispatches_since(page.cursor).items == []
+
+
+def test_status_push_is_not_a_dispatch(ar):
+    with pytest.raises(errors.BadDataError):
+        ar.parse_dispatch_webhook({"type": "sales_order.status_changed", "data": [{"sales_order_reference": "R-1"}]})
+    batch = ar.parse_dispatch_webhook({"type": "item_fulfilment.created", "data": [
+        {"id": "IF1", "sales_order_reference": "R-1", "lines": [{"item_code": "A", "quantity": 1}], "tracking_number": "T"},
+        {"id": "IF2", "sales_order_reference": "R-1", "lines": []}]})
+    assert [d.ref for d in batch] == ["IF1"] and [r.ref for r in batch.rejected] == ["IF2"]
+
+
+def test_stock_changes_pages_and_buckets(ar, sandbox):
+    control(sandbox, "set_stock", {"rows": [
+        {"sku": "ITEM-A", "location": "S01", "state": "available", "quantity": 7},
+        {"sku": "ITEM-A", "location": "S01", "state": "inspection", "quantity": 1},
+        {"sku": "ITEM-B", "location": "S02", "state": "damaged", "quantity": 2}]})
+    p1 = ar.stock_changes("")
+    p2 = ar.stock_changes(p1.cursor)
+    assert p1.has_more and not p2.has_more
+    got = [(c.sku, c.location, c.state, c.quantity) for c in p1.items + p2.items]
+    assert got == [("ITEM-A", "S01", "available", 7), ("ITEM-A", "S01", "inspection", 1), ("ITEM-B", "S02", "damaged", 2)]
+    assert ar.stock_changes(p2.cursor).items == []
+    assert sorted((c.sku, c.quantity) for c in ar.stock_snapshot(["ITEM-A"])) == [("ITEM-A", 1), ("ITEM-A", 7)]
+
+
+def test_stock_push_parse(ar):
+    changes = ar.parse_stock_webhook({"type": "stock.changed", "data": [
+        {"change_id": "C1", "item_code": "A", "store_code": "S01", "bucket": "TRANSIT", "on_hand": 3, "changed_at": "2026-11-01T00:00:00Z"}]})
+    assert (changes[0].state, changes[0].quantity, changes[0].ref) == ("in_transit", 3, "C1")
+    with pytest.raises(errors.BadDataError):
+        ar.parse_stock_webhook({"type": "stock.changed"})
+
+
+def test_send_fulfilment_idempotent_and_not_on_the_dispatch_feed(ar, sandbox):
+    ar.send_order(order())
+    f = Fulfilment(order_ref="R-1", fulfilment_ref="store-7", lines=[("ITEM-A", 1)], location="S01")
+    fid = ar.send_fulfilment(f)
+    assert ar.send_fulfilment(f) == fid
+    assert len(control(sandbox, "state")["external_fulfilments"]) == 1
+    assert list(ar.dispatches_since("").items) == []
+
+
+def test_bad_token_and_rate_limit(ar_conn, ar, sandbox):
+    requests.post(f"{sandbox.url}/_sandbox/archean/faults", json={"fail_next": [429]}, timeout=5)
+    ar.stock_changes("")
+    assert ar.client.stats.rate_limited == 1
+    ar_conn.set_secret("bad")
+    with pytest.raises(errors.PermanentError):
+        ArcheanConnector(ar_conn).stock_changes("")
