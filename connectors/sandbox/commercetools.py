@@ -20,8 +20,13 @@ Modelled on the published HTTP API (docs.commercetools.com, confirmed via the SD
   ``availableQuantity`` = ``quantityOnStock`` - reserved), product projections (``/product-projections``)
   and Orders (``/orders``: actions ``changeShipmentState``, ``changeOrderState``, ``addDelivery`` with
   ``parcels[].trackingData {trackingId, carrier, ...}``, ``addParcelToDelivery``; ``expand`` of
-  ``shippingInfo.shippingMethod``). Orders use ``inventoryMode`` TrackOnly: each line decrements the
-  entry of its supply channel (stock may go negative, as in ct).
+  ``shippingInfo.shippingMethod``, ``discountCodes[*].discountCode``, ``lineItems[*].supplyChannel``).
+  Orders use ``inventoryMode`` TrackOnly: each line decrements the entry of its supply channel (stock may go
+  negative, as in ct). Where no entry exists, real ct refuses the order with OutOfStock; the sandbox
+  accepts it and marks that line ``inventoryMode: None`` so demo and tests can order anything.
+- Rate limits: ct publishes no general request-rate limit (it asks clients to back off on 502/503); the
+  sandbox's ``rate_limit_per_second`` switch answers 429 with ``Retry-After`` so the hub's handling is
+  exercised anyway.
 - Subscriptions: an HTTP destination with ``AuthorizationHeader`` authentication (the header value is sent
   verbatim as ``Authorization``) receives one ``OrderCreated`` Message per created order, in the Platform
   payload format (``notificationType: "Message"``, ``resource``, ``resourceVersion``, ``sequenceNumber``,
@@ -924,6 +929,8 @@ class CommercetoolsEmulator(Emulator):
             if eid:
                 entry = self.inventory[eid]
                 self._set_entry_quantity(entry, entry["quantityOnStock"] - li["quantity"])
+            else:
+                li["inventoryMode"] = "None"
 
     def _order(self, req) -> dict:
         if req.params.get("number") is not None:

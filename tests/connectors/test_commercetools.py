@@ -506,3 +506,31 @@ def test_registry_builds_the_connector(ct_conn):
     from connectors.registry import get_connector
 
     assert isinstance(get_connector(ct_conn, fresh=True), CommercetoolsConnector)
+
+
+def test_timeouts_are_retried_then_reported(ct_conn, sandbox, catalog):
+    ct_conn.timeout_seconds, ct_conn.max_retries = 0.3, 1
+    c = CommercetoolsConnector(ct_conn)
+    c.client.sleep = lambda s: None
+    c.get_stock(SKUS, "uk-web")  # token and channel cached
+    faults(sandbox, timeout_rate=1.0, hang_seconds=0.6)
+    results = c.set_stock([InventoryTarget(s, "uk-web", 1) for s in SKUS])
+    assert all(isinstance(r.error, errors.TimeoutError_) for r in results)
+    assert c.client.stats.timeouts == 2
+
+
+def test_webhook_auth_with_django_headers_and_bearer_value(ct, rf):
+    body = b"{}"
+    ok = rf.post("/hooks/orders/ct/", data=body, content_type="application/json", HTTP_AUTHORIZATION="ct-hook-secret")
+    bearer = rf.post("/hooks/orders/ct/", data=body, content_type="application/json", HTTP_AUTHORIZATION="Bearer ct-hook-secret")
+    bad = rf.post("/hooks/orders/ct/", data=body, content_type="application/json", HTTP_AUTHORIZATION="Bearer nope")
+    assert ct.verify_webhook(body, ok.headers) and ct.verify_webhook(body, bearer.headers)
+    assert not ct.verify_webhook(body, bad.headers)
+
+
+def test_first_poll_can_start_from_a_configured_instant(ct_conn, sandbox, catalog):
+    old = control(sandbox, "create_orders", {"orders": [dict(ORDER, created_at="2020-05-01T00:00:00Z")]})["ids"]
+    new = control(sandbox, "create_orders", {"orders": [ORDER]})["ids"]
+    ct_conn.options = {"project_key": "demo", "orders_start": "2025-01-01T00:00:00.000Z"}
+    page = CommercetoolsConnector(ct_conn).orders_since("")
+    assert [o.external_id for o in page.items] == new and old[0] not in page.cursor
