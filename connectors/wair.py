@@ -10,6 +10,11 @@ Connection settings: ``base_url`` = API root (e.g. ``https://wair.example.com`` 
 ``http://127.0.0.1:8765/wair``); the API key is the connection secret (``get_secret()``), sent as
 ``X-Api-Key``. ``options``: ``page_size`` (default 500), ``api_prefix`` (default ``/api/v1``).
 
+Public entry points (besides the role methods stock_changes, parse_stock_webhook, stock_snapshot,
+send_order, dispatches_since, parse_dispatch_webhook, order_status, send_fulfilment):
+``locations()``, ``acknowledgement(order_ref)`` (read-only ack check), ``cancel_order(order_ref)``,
+``order_body(order)`` (the exact request body, for logs / previews), ``get_order(order_ref)``.
+
 Error handling (every call goes through :class:`connectors.http.HttpClient`):
 - 401/403 → PermanentError; 404 → NotFoundError; 429 → RateLimitedError (Retry-After honoured);
   5xx/timeouts → RetryableError (retried with backoff by the client first).
@@ -35,7 +40,7 @@ Malformed rows in inbound payloads
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable
 from urllib.parse import quote
