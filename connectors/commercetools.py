@@ -8,7 +8,8 @@ Modelled on the published HTTP API (see :mod:`connectors.sandbox.commercetools` 
   one channel with one query (``where=supplyChannel(id="…") and sku in (…)``), creates the missing ones,
   and sets the absolute quantity with ``changeQuantity`` at the entry's version. A 409
   ``ConcurrentModification`` is retried with the ``currentVersion`` it reports (or after a re-read) — safe
-  because the target is absolute. A SKU that has no entry and is not a variant of any product is refused
+  because the target is absolute. Writes of a batch run on ``options["write_concurrency"]`` threads (default 4)
+  under the connection's shared rate limit. A SKU that has no entry and is not a variant of any product is refused
   (``NotFoundError``: unknown SKU), unless ``options["require_product"]`` is false.
 - orders: polled with ``where=lastModifiedAt > T or (lastModifiedAt = T and id > I)``, ``sort=lastModifiedAt
   asc, id asc``; the cursor is ``"<lastModifiedAt>|<id>"`` (``options["orders_start"]``, an ISO instant, bounds
@@ -28,6 +29,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Iterable, Iterator
 
@@ -79,7 +81,10 @@ class CommercetoolsConnector(Connector, Storefront):
         self.require_product = options.get("require_product", True)
         self.gift_field = options.get("gift_message_field", "giftMessage")
         self.notes_field = options.get("delivery_notes_field", "deliveryNotes")
-        self.orders_start = options.get("orders_start", "")  # ISO instant the first order poll starts from
+        self.orders_start = options.get("orders_start", "")
+        # ct has no bulk inventory update: writes of one batch go out on a few threads (the client's shared
+        # rate limiter still caps the request rate)
+        self.write_concurrency = max(1, int(options.get("write_concurrency", 4)))  # ISO instant the first order poll starts from
         self._lock = threading.Lock()
         self._channel_id_by_key: dict[str, str] = {}
         self._channel_key_by_id: dict[str, str] = {}
@@ -224,43 +229,60 @@ class CommercetoolsConnector(Connector, Storefront):
             by_channel[t.channel_ref].append(t)
         ids = self.channel_ids(by_channel)
         results: dict[tuple[str, str], InventoryResult] = {}
-        abort: errors.ConnectorError | None = None
+        state: dict[str, errors.ConnectorError | None] = {"abort": None}
 
         def fail(t: InventoryTarget, exc: Exception):
             results[(t.sku, t.channel_ref)] = InventoryResult(t.sku, t.channel_ref, t.quantity, ok=False, error=exc)
 
-        for channel_ref, group in by_channel.items():
-            channel_id = ids.get(channel_ref)
-            if channel_id is None:
-                exc = errors.PermanentError(f"commercetools project {self.project_key} has no supply channel with key "
-                                            f"{channel_ref!r} (check Channel.external_id)", system=self.system_type)
-                for t in group:
-                    fail(t, exc)
-                continue
-            for i in range(0, len(group), CHUNK):
-                chunk = group[i:i + CHUNK]
-                if abort is None:
-                    try:
-                        entries = self._entries(channel_id, [t.sku for t in chunk])
-                        missing = [t.sku for t in chunk if t.sku not in entries]
-                        known = self._skus_in_catalogue(missing) if missing and self.require_product else set(missing)
-                    except errors.ConnectorError as exc:
-                        abort = exc
-                for t in chunk:
-                    if abort is not None:  # the system is down / refusing us: don't hammer it item by item
-                        fail(t, abort)
-                        continue
-                    if t.sku not in entries and t.sku not in known:
-                        fail(t, errors.NotFoundError(f"SKU {t.sku!r} is not a product variant in commercetools project "
-                                                     f"{self.project_key}", system=self.system_type))
-                        continue
-                    try:
-                        results[(t.sku, t.channel_ref)] = self._write_entry(t, channel_id, entries.get(t.sku))
-                    except errors.ConnectorError as exc:
+        def write(t: InventoryTarget, channel_id: str, entry: dict | None):
+            if state["abort"] is not None:  # the system is down / refusing us: don't hammer it item by item
+                fail(t, state["abort"])
+                return
+            try:
+                results[(t.sku, t.channel_ref)] = self._write_entry(t, channel_id, entry)
+            except errors.ConnectorError as exc:
+                fail(t, exc)
+                if isinstance(exc, errors.RetryableError) or (isinstance(exc, errors.PermanentError) and exc.status in (401, 403)):
+                    state["abort"] = exc
+
+        pool = ThreadPoolExecutor(self.write_concurrency, thread_name_prefix="ct-write") if self.write_concurrency > 1 else None
+        try:
+            for channel_ref, group in by_channel.items():
+                channel_id = ids.get(channel_ref)
+                if channel_id is None:
+                    exc = errors.PermanentError(f"commercetools project {self.project_key} has no supply channel with key "
+                                                f"{channel_ref!r} (check Channel.external_id)", system=self.system_type)
+                    for t in group:
                         fail(t, exc)
-                        if isinstance(exc, errors.RetryableError) or (isinstance(exc, errors.PermanentError)
-                                                                      and exc.status in (401, 403)):
-                            abort = exc
+                    continue
+                for i in range(0, len(group), CHUNK):
+                    chunk = group[i:i + CHUNK]
+                    if state["abort"] is None:
+                        try:
+                            entries = self._entries(channel_id, [t.sku for t in chunk])
+                            missing = [t.sku for t in chunk if t.sku not in entries]
+                            known = self._skus_in_catalogue(missing) if missing and self.require_product else set(missing)
+                        except errors.ConnectorError as exc:
+                            state["abort"] = exc
+                    writes = []
+                    for t in chunk:
+                        if state["abort"] is not None:
+                            fail(t, state["abort"])
+                        elif t.sku not in entries and t.sku not in known:
+                            fail(t, errors.NotFoundError(f"SKU {t.sku!r} is not a product variant in commercetools project "
+                                                         f"{self.project_key}", system=self.system_type))
+                        elif entries.get(t.sku, {}).get("quantityOnStock") == t.quantity:
+                            results[(t.sku, t.channel_ref)] = self._ok(t, entries[t.sku])  # already right: no write
+                        else:
+                            writes.append(t)
+                    if pool is not None and len(writes) > 1:
+                        list(pool.map(lambda t: write(t, channel_id, entries.get(t.sku)), writes))
+                    else:
+                        for t in writes:
+                            write(t, channel_id, entries.get(t.sku))
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
         return [results[(t.sku, t.channel_ref)] for t in latest.values()]
 
     def get_stock(self, skus: list[str], channel_ref: str) -> list[StorefrontStock]:
