@@ -181,7 +181,11 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Integration Hub API", "VERSION": "1.0.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Integration Hub API", "VERSION": "1.0.0",
+    "ENUM_NAME_OVERRIDES": {"ExceptionKindEnum": "exceptions_app.models.Kind",
+                            "ReportKindEnum": "integration_hub.reconciliation.models.ReportKind"},
+}
 
 # --- hub behaviour ----------------------------------------------------------------------------
 HUB = {

@@ -27,6 +27,22 @@ class StatusChangeSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=1000)
 
 
+class MapSkuSerializer(serializers.Serializer):
+    item = serializers.CharField(required=False, allow_blank=True, max_length=100,
+                                 help_text="master SKU to map to; empty = the suggested item (and its transform)")
+    all_channels = serializers.BooleanField(default=False, help_text="map on every channel, not just the exception's")
+    bulk = serializers.BooleanField(default=False, help_text="apply the suggested transform to all similar open exceptions")
+
+
+class FixResultSerializer(serializers.Serializer):
+    resolved = serializers.IntegerField()
+    mappings_created = serializers.IntegerField()
+    mappings_updated = serializers.IntegerField()
+    pushes_queued = serializers.IntegerField()
+    orders_revalidated = serializers.IntegerField()
+    skipped = serializers.ListField(child=serializers.ListField(child=serializers.CharField()))
+
+
 class OrderLineSerializer(serializers.ModelSerializer):
     item_sku = serializers.CharField(source="item.sku", default=None, read_only=True)
 

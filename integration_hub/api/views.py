@@ -48,7 +48,11 @@ class ExceptionViewSet(ActionPermissions, viewsets.ReadOnlyModelViewSet):
     filterset_class = ExceptionFilter
     search_fields = ["sku", "order_ref", "title", "dedupe_key"]
     ordering_fields = ["last_seen", "first_seen", "count", "severity"]
-    ACTION_PERMS = {a: ["exceptions_app.change_exceptionrecord"] for a in ("acknowledge", "ignore", "resolve")}
+    ACTION_PERMS = {
+        **{a: ["exceptions_app.change_exceptionrecord"] for a in ("acknowledge", "ignore", "resolve")},
+        "map_sku": ["exceptions_app.change_exceptionrecord", "catalog.add_skumapping", "catalog.change_skumapping"],
+        "repush": ["exceptions_app.change_exceptionrecord", "inventory.change_pendingpush"],
+    }
 
     def filter_queryset(self, queryset):
         # the list defaults to active rows; a single row is reachable whatever its status
@@ -78,6 +82,53 @@ class ExceptionViewSet(ActionPermissions, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def resolve(self, request, pk=None):
         return self._change(request, pk, "resolve")
+
+
+    @extend_schema(request=s.MapSkuSerializer, responses=s.FixResultSerializer)
+    @action(detail=True, methods=["post"], url_path="map-sku")
+    def map_sku(self, request, pk=None):
+        """Fix a sku_mismatch / unknown_sku: create the mapping (suggested or chosen item), re-queue the stock
+        push and held orders, resolve the exception (and, with ``bulk``, every similar open one)."""
+        from integration_hub.catalog.models import Item
+
+        record = self.get_object()
+        body = s.MapSkuSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        try:
+            if triage.action_for(record) != "map_sku":
+                raise triage.TriageError("this exception is not a SKU problem")
+            suggestion = triage.suggest(record)
+            if data.get("item"):
+                item = Item.objects.filter(sku=data["item"]).first()
+                if item is None:
+                    raise triage.TriageError(f"no master item with SKU {data['item']!r}")
+                spec = None
+            else:
+                if suggestion.item is None:
+                    raise triage.TriageError("no suggestion for this SKU: name the master item")
+                item, spec = suggestion.item, suggestion.spec
+            if data["bulk"]:
+                if spec is None:
+                    raise triage.TriageError("bulk-apply needs the suggested transform")
+                result = triage.bulk_map_with_transform(record, spec, user=request.user)
+            else:
+                result = triage.map_sku(record, item, all_channels=data["all_channels"], spec=spec, user=request.user)
+        except triage.TriageError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        return Response(s.FixResultSerializer(result).data)
+
+    @extend_schema(request=None, responses={202: s.ExceptionSerializer})
+    @action(detail=True, methods=["post"])
+    def repush(self, request, pk=None):
+        """Queue a fresh stock push for a stock_drift exception's SKU on its channel."""
+        record = self.get_object()
+        try:
+            triage.repush_stock(record, user=request.user)
+        except triage.TriageError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        record.refresh_from_db()
+        return Response(s.ExceptionSerializer(record).data, status=status.HTTP_202_ACCEPTED)
 
 
 class OrderViewSet(ActionPermissions, viewsets.ReadOnlyModelViewSet):

@@ -145,3 +145,24 @@ def test_list_endpoints_run_fixed_queries(w, make_user):
     fill(45, 2)
     big = {u: f.count_queries(client, u, HTTP_ACCEPT="application/json") for u in urls}
     assert small == big
+
+
+def test_map_sku_action_suggested_chosen_and_bulk(w, api):
+    recs = f.sku_exceptions(w, f.items(6))
+    c = api("ops")
+    r = c.post(f"/api/exceptions/{recs[0].pk}/map-sku/", {}, format="json")
+    assert r.status_code == 200 and r.json()["resolved"] == 1 and r.json()["mappings_created"] == 1
+    r = c.post(f"/api/exceptions/{recs[1].pk}/map-sku/", {"item": "nope"}, format="json")
+    assert r.status_code == 400 and "no master item" in r.content.decode()
+    r = c.post(f"/api/exceptions/{recs[1].pk}/map-sku/", {"bulk": True}, format="json")
+    assert r.status_code == 200 and r.json()["resolved"] == 5
+    assert ExceptionRecord.objects.filter(status=Status.RESOLVED).count() == 6
+    assert api("cx").post(f"/api/exceptions/{recs[1].pk}/map-sku/", {}, format="json").status_code == 403
+
+
+def test_openapi_schema_validates_without_warnings(db, tmp_path):
+    from django.core.management import call_command
+
+    out = tmp_path / "schema.yml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    assert "/api/exceptions/{id}/map-sku/" in out.read_text()
