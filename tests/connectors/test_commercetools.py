@@ -29,25 +29,23 @@ def faults(sandbox, **switches):
 
 @pytest.fixture
 def ct_conn(db, sandbox):
-    from django.core.cache import cache
-
     from integration_hub.core.models import Connection
 
-    cache.clear()  # token cache is keyed by URL: never reuse a token from an earlier test's emulator
     conn = Connection(name="ct-test", system_type="commercetools", base_url=f"{sandbox.url}/commercetools",
                       auth_url=f"{sandbox.url}/commercetools", client_id="hub-demo", options={"project_key": "demo"},
                       rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=4)
     conn.set_secret("hub-demo-secret")
     conn.set_webhook_secret("ct-hook-secret")
     conn.save()
+    # the token cache is keyed by URL and client: never reuse a token issued by an earlier test's emulator
+    CommercetoolsConnector.auth_for(conn).invalidate()
     return conn
 
 
 @pytest.fixture
 def ct(ct_conn):
     """A connector whose client backs off fast (tests stay quick)."""
-    c = CommercetoolsConnector.__new__(CommercetoolsConnector)
-    CommercetoolsConnector.__init__(c, ct_conn, client=None)
+    c = CommercetoolsConnector(ct_conn)
     c.client = c.build_client(backoff_base=0.01)
     return c
 
