@@ -7,8 +7,13 @@ confirms the conventions used (camelCase JSON, ``skuId``/``locationId``, offset/
 dispatches, fulfilments) are **modelled, not copied** — no public documentation of them was found.
 
 Connection settings: ``base_url`` = API root (e.g. ``https://wair.example.com`` or the sandbox's
-``http://127.0.0.1:8765/wair``); the API key is the connection secret (``get_secret()``), sent as
-``X-Api-Key``. ``options``: ``page_size`` (default 500), ``api_prefix`` (default ``/api/v1``).
+``http://127.0.0.1:8765/wair``). Authentication, two modes:
+- ``client_id`` set: WAIR's published token flow — ``POST <base_url>/Token`` with ``X-Tenant`` and
+  ``{username: client_id, password: secret}``; the bearer token is cached (Django cache, so shared by
+  workers) until shortly before ``expiresIn`` and fetched again once on a 401 (:class:`WairTokenAuth`).
+- ``client_id`` empty: the connection secret is a static API key sent as ``X-Api-Key``.
+``options``: ``tenant`` (sent as ``X-Tenant`` on every call), ``page_size`` (default 500),
+``api_prefix`` (default ``/api/v1``).
 
 Public entry points (besides the role methods stock_changes, parse_stock_webhook, stock_snapshot,
 send_order, dispatches_since, parse_dispatch_webhook, order_status, send_fulfilment):
@@ -40,7 +45,8 @@ Malformed rows in inbound payloads
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
 from urllib.parse import quote
@@ -48,7 +54,7 @@ from urllib.parse import quote
 from . import errors
 from .base import (Acknowledgement, Connector, Dispatch, Fulfilment, InventoryMaster, Page, Parcel, StockChange,
                    Warehouse, WarehouseOrder)
-from .http import HeaderAuth, HttpClient
+from .http import Auth, HeaderAuth, HttpClient
 
 API_KEY_HEADER = "X-Api-Key"
 DEFAULT_PAGE_SIZE = 500
@@ -57,6 +63,76 @@ SNAPSHOT_SKU_CHUNK = 100
 STATE_FROM_WIRE = {"available": "available", "inspection": "inspection", "damaged": "damaged",
                    "inTransit": "in_transit", "reserved": "reserved"}
 _INT_RX = re.compile(r"^\s*-?\d+\s*$")
+
+
+@dataclass
+class WairTokenAuth(Auth):
+    """WAIR's ``POST /Token`` (JSON username/password + ``X-Tenant``) → bearer token, cached until shortly
+    before it expires; :meth:`invalidate` (called by the client on a 401) forces a new one."""
+
+    token_url: str
+    username: str
+    password: str
+    tenant: str = ""
+    timeout: float = 10.0
+    _local: dict = field(default_factory=dict, repr=False)  # used outside Django (bench scripts)
+
+    @property
+    def cache_key(self) -> str:
+        return f"hub:wair-token:{self.token_url}:{self.tenant}:{self.username}"
+
+    @staticmethod
+    def _cache():
+        try:
+            from django.core.cache import cache
+
+            return cache
+        except Exception:  # pragma: no cover - outside Django
+            return None
+
+    def token(self, session) -> str:
+        import requests
+
+        cache = self._cache()
+        if cache is not None:
+            cached = cache.get(self.cache_key)
+        else:
+            cached = self._local.get("token") if self._local.get("expires", 0) > time.time() else None
+        if cached:
+            return cached
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.tenant:
+            headers["X-Tenant"] = self.tenant
+        try:
+            resp = session.post(self.token_url, json={"username": self.username, "password": self.password},
+                                headers=headers, timeout=self.timeout)
+        except requests.Timeout as exc:
+            raise errors.TimeoutError_(f"WAIR token request timed out: {exc}", system="wair") from exc
+        except requests.RequestException as exc:
+            raise errors.RetryableError(f"WAIR token request failed: {exc}", system="wair") from exc
+        if resp.status_code == 429 or resp.status_code >= 500:
+            cls = errors.RateLimitedError if resp.status_code == 429 else errors.RetryableError
+            raise cls(f"WAIR token endpoint answered {resp.status_code}", status=resp.status_code, system="wair")
+        if resp.status_code != 200:
+            raise errors.PermanentError(f"WAIR refused the credentials ({resp.status_code}): {resp.text[:200]}",
+                                        status=resp.status_code, system="wair")
+        body = resp.json()
+        token, ttl = body["accessToken"], int(body.get("expiresIn") or 3600)
+        ttl = max(1, ttl - min(60, ttl // 10))  # renew a little early
+        if cache is not None:
+            cache.set(self.cache_key, token, ttl)
+        else:
+            self._local.update(token=token, expires=time.time() + ttl)
+        return token
+
+    def apply(self, client, headers):
+        headers["Authorization"] = f"Bearer {self.token(client.session)}"
+
+    def invalidate(self):
+        cache = self._cache()
+        if cache is not None:
+            cache.delete(self.cache_key)
+        self._local.clear()
 
 
 class NotAcknowledged(errors.RetryableError):
@@ -148,7 +224,14 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         super().__init__(connection, client)
 
     def build_client(self) -> HttpClient:
-        return HttpClient.for_connection(self.connection, auth=HeaderAuth(API_KEY_HEADER, self.connection.get_secret()))
+        conn = self.connection
+        tenant = str((conn.options or {}).get("tenant") or "")
+        if conn.client_id:
+            auth = WairTokenAuth(f"{conn.base_url.rstrip('/')}/Token", conn.client_id, conn.get_secret(), tenant,
+                                 timeout=conn.timeout_seconds)
+        else:
+            auth = HeaderAuth(API_KEY_HEADER, conn.get_secret())
+        return HttpClient.for_connection(conn, auth=auth, default_headers={"X-Tenant": tenant} if tenant else None)
 
     def _path(self, path: str) -> str:
         return f"{self.api}/{path.lstrip('/')}"

@@ -13,7 +13,13 @@ intake with an acknowledgement id, dispatch confirmations); no public documentat
 was found, so **the routes and shapes below are modelled, not copied**: a conventional versioned REST
 API in WAIR's naming style.
 
-Wire API (all under ``/wair/api/v1``; every route needs ``X-Api-Key``, else 401)
+Authentication. As published: ``POST /Token`` (API root) with header ``X-Tenant`` and body
+``{username, password}`` → ``{accessToken, expiresIn, tokenType, scope}``; calls then send
+``Authorization: Bearer <accessToken>`` and ``X-Tenant``. Also accepted (modelled, for integrations
+configured with a static key): ``X-Api-Key``. Anything else is 401. Sandbox defaults: user "hub",
+password "wair-demo-password", tenant "DEMO", API key "wair-demo-key".
+
+Wire API (all under ``/wair/api/v1``; every route needs a token or key as above, else 401)
   GET  /locations                                   → {locations: [{id, code, name}]}
   GET  /stock?skuId=a,b&locationId=&offset=&limit=  → {stock: [{skuId, locationId, state, quantity,
                                                        updatedAt}], offset, limit, total, moreRecordsAvailable}
@@ -50,6 +56,7 @@ seed_locations, seed_stock, set_stock, dispatch, configure_webhooks, state, plus
   set_auto_ack {"enabled": bool, "fulfilments": bool}   off → intake answers 202 pending (no id)
   acknowledge {"order_refs": [...] | absent = all}     accept pending orders (and their fulfilments)
   set_api_key {"key"}                                    rotate the valid key (default "wair-demo-key")
+  set_credentials {"username", "password", "tenant", "token_ttl", "replace"}; revoke_tokens {}
   set_service_codes {"codes": [...] | null}              restrict serviceCode (null = any)
   set_allocation {"enabled", "location"}                 accepted orders reserve stock there; dispatch
                                                          takes it out of available + reserved (on the feed)
@@ -76,6 +83,10 @@ from .server import Emulator, HttpError, Request, Response, route, send_webhook
 log = logging.getLogger("sandbox.wair")
 
 DEFAULT_API_KEY = "wair-demo-key"
+DEFAULT_USERNAME = "hub"
+DEFAULT_PASSWORD = "wair-demo-password"
+DEFAULT_TENANT = "DEMO"
+TOKEN_TTL = 3600
 API = r"/api/v1"
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 5000
@@ -118,10 +129,17 @@ def _int(value: Any, name: str, minimum: int | None = 0) -> int:
 
 class WairEmulator(Emulator):
     prefix = "wair"
+    exempt_patterns = (r"^/Token$",)  # the token endpoint stays reachable under injected faults
 
     def reset(self) -> None:
         with self.lock:
             self.api_key = DEFAULT_API_KEY
+            # POST /Token (as published): username/password for a tenant → bearer token
+            self.credentials = {DEFAULT_USERNAME: DEFAULT_PASSWORD}
+            self.tenant = DEFAULT_TENANT
+            self.token_ttl = TOKEN_TTL
+            self.tokens: dict[str, float] = {}  # token → expiry (epoch seconds)
+            self.tokens_issued = 0
             self.auto_ack = True
             self.fulfilment_auto_ack = True
             # order intake faults: the order is stored, then the response is lost (hang + 504), so the
@@ -169,9 +187,35 @@ class WairEmulator(Emulator):
 
     # --- helpers ---------------------------------------------------------------------------------
     def _auth(self, req: Request) -> None:
+        """A bearer token from POST /Token (with the X-Tenant it was issued for), or the API key."""
+        bearer = req.header("Authorization")
+        if bearer.startswith("Bearer "):
+            with self.lock:
+                expiry = self.tokens.get(bearer[7:].strip())
+                if expiry is None or expiry < time.time():
+                    raise wair_error(401, "Unauthorized", "expired, missing or invalid token")
+                if req.header("X-Tenant") != self.tenant:
+                    raise wair_error(401, "Unauthorized", f"token not valid for tenant {req.header('X-Tenant')!r}")
+            return
         given = req.header("X-Api-Key")
         if not given or given != self.api_key:
-            raise wair_error(401, "Unauthorized", "missing or invalid API key (X-Api-Key)")
+            raise wair_error(401, "Unauthorized", "missing or invalid API key (X-Api-Key) or bearer token")
+
+    @route("POST", r"/Token")
+    def token(self, req):
+        """As published: X-Tenant header, body {username, password} → {accessToken, expiresIn, tokenType, scope}."""
+        body = self._body(req)
+        errs = [{"field": f, "code": "Required", "message": f"{f} is required"} for f in ("username", "password")
+                if not isinstance(body.get(f), str) or not body.get(f)]
+        if errs:
+            raise wair_error(400, "ValidationFailed", "username and password are required", errs)
+        with self.lock:
+            if req.header("X-Tenant") != self.tenant or self.credentials.get(body["username"]) != body["password"]:
+                raise wair_error(401, "Unauthorized", "invalid tenant, username or password")
+            token = uuid.uuid4().hex
+            self.tokens[token] = time.time() + self.token_ttl
+            self.tokens_issued += 1
+            return Response(200, {"accessToken": token, "expiresIn": self.token_ttl, "tokenType": "Bearer", "scope": "api"})
 
     @staticmethod
     def _paging(req: Request) -> tuple[int, int]:
@@ -611,6 +655,25 @@ class WairEmulator(Emulator):
             self.api_key = str(payload.get("key") or DEFAULT_API_KEY)
             return {"api_key_set": True}
 
+    def control_set_credentials(self, payload: dict) -> dict:
+        """{"username", "password", "tenant"?, "token_ttl"?, "replace"?: bool}"""
+        with self.lock:
+            if payload.get("replace"):
+                self.credentials = {}
+            if payload.get("username"):
+                self.credentials[str(payload["username"])] = str(payload.get("password") or "")
+            if payload.get("tenant"):
+                self.tenant = str(payload["tenant"])
+            if payload.get("token_ttl") is not None:
+                self.token_ttl = int(payload["token_ttl"])
+            return {"users": sorted(self.credentials), "tenant": self.tenant, "token_ttl": self.token_ttl}
+
+    def control_revoke_tokens(self, payload: dict) -> dict:
+        with self.lock:
+            n = len(self.tokens)
+            self.tokens.clear()
+            return {"revoked": n}
+
     def control_set_auto_ack(self, payload: dict) -> dict:
         """{"enabled": bool (orders), "fulfilments": bool (optional, storefront-side fulfilments)}"""
         with self.lock:
@@ -786,4 +849,5 @@ class WairEmulator(Emulator):
                     "fulfilments": [json.loads(json.dumps(f)) for f in self.fulfilments], "dispatches": len(self.dispatches),
                     "changes": len(self.changes), "stock_rows": len(self.stock), "stock": stock,
                     "auto_ack": self.auto_ack, "fulfilment_auto_ack": self.fulfilment_auto_ack,
-                    "lost_responses": self.stats_lost_responses, "webhooks": dict(self.webhook_stats)}
+                    "lost_responses": self.stats_lost_responses, "tokens_issued": self.tokens_issued,
+                    "webhooks": dict(self.webhook_stats)}

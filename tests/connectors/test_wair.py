@@ -510,3 +510,47 @@ def test_end_to_end_into_the_hub_webhook_view_and_poll(wair_conn, sandbox, recei
     assert out.changes == 3 and SyncCursor.objects.get(connection=wair_conn).value == "3"
     assert StockLevel.objects.get(item__sku="A", state="available").quantity == 1
     clear_cache()
+
+
+# --- WAIR's published token flow -------------------------------------------------------------------------------
+@pytest.fixture
+def token_conn(db, sandbox):
+    from django.core.cache import cache
+
+    from integration_hub.core.models import Connection
+
+    cache.clear()
+    conn = Connection(name="wair-token", system_type="wair", base_url=f"{sandbox.url}/wair", client_id="hub",
+                      options={"tenant": "DEMO"}, rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5)
+    conn.set_secret("wair-demo-password")
+    conn.save()
+    yield conn
+    cache.clear()
+
+
+def test_token_auth_is_cached_and_refreshed_on_401(token_conn, sandbox):
+    from connectors.wair import WairTokenAuth
+
+    wair = WairConnector(token_conn)
+    assert isinstance(wair.client.auth, WairTokenAuth)
+    control(sandbox, "seed_locations", {"locations": [{"id": "DC1"}]})
+    assert [l["id"] for l in wair.locations()] == ["DC1"] and wair.stock_changes("").items == []
+    assert control(sandbox, "state")["tokens_issued"] == 1  # one token for both calls
+    control(sandbox, "revoke_tokens")
+    assert wair.locations()  # 401 → new token → same call succeeds
+    assert control(sandbox, "state")["tokens_issued"] == 2
+
+
+def test_token_auth_refused(token_conn, sandbox):
+    from django.core.cache import cache
+
+    token_conn.options = {"tenant": "OTHER"}
+    with pytest.raises(errors.PermanentError) as exc:
+        WairConnector(token_conn).locations()
+    assert exc.value.status == 401
+    cache.clear()
+    token_conn.options = {"tenant": "DEMO"}
+    token_conn.set_secret("wrong")
+    with pytest.raises(errors.PermanentError):
+        WairConnector(token_conn).locations()
+    assert control(sandbox, "state")["tokens_issued"] == 0
