@@ -198,6 +198,16 @@ def _parse_dt(value: Any) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
+def _flag(value: Any, name: str, default: bool = True) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise _RowError(name, f"{name} {value!r} is not true/false")
+
+
 def _address(a) -> dict | None:
     if a is None:
         return None
@@ -253,10 +263,25 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
                                       code=str(body.get("code") or ""), status=exc.status, body=exc.body,
                                       system=self.system_type) from exc
 
+    def _json(self, resp) -> dict:
+        """The JSON object of a 2xx answer; anything else (an HTML page from a proxy, a list) is bad data."""
+        if not resp.content:
+            return {}
+        try:
+            body = resp.json()
+        except ValueError:
+            raise errors.BadDataError(f"WAIR {resp.request.method} {resp.url} answered {resp.status_code} with non-JSON: "
+                                      f"{resp.text[:200]!r}", status=resp.status_code, body=resp.text[:2000],
+                                      system=self.system_type) from None
+        if not isinstance(body, dict):
+            raise errors.BadDataError(f"WAIR {resp.request.method} {resp.url} answered a {type(body).__name__}, not an object",
+                                      status=resp.status_code, body=body, system=self.system_type)
+        return body
+
     # --- locations ---------------------------------------------------------------------------------
     def locations(self) -> list[dict]:
         """[{id, code, name}] as WAIR knows them (Location.external_id = id)."""
-        return list(self._call("GET", "locations").json().get("locations") or [])
+        return list(self._json(self._call("GET", "locations")).get("locations") or [])
 
     # --- inventory master --------------------------------------------------------------------------
     @staticmethod
@@ -293,7 +318,7 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         params = {"limit": self.page_size}
         if cursor:
             params["since"] = cursor
-        body = self._call("GET", "stock/changes", params=params).json()
+        body = self._json(self._call("GET", "stock/changes", params=params))
         rows = body.get("changes")
         if not isinstance(rows, list):
             raise errors.BadDataError("WAIR stock/changes answer has no 'changes' list", body=body, system=self.system_type)
@@ -329,7 +354,7 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
     def _stock_pages(self, params: dict) -> Iterable[StockChange]:
         offset = 0
         while True:
-            body = self._call("GET", "stock", params={**params, "offset": offset, "limit": self.page_size}).json()
+            body = self._json(self._call("GET", "stock", params={**params, "offset": offset, "limit": self.page_size}))
             rows = body.get("stock")
             if not isinstance(rows, list):
                 raise errors.BadDataError("WAIR stock answer has no 'stock' list", body=body, system=self.system_type)
@@ -368,7 +393,7 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         # second order, so the client may retry every one of them.
         resp = self._call("POST", "orders", json=self.order_body(order), headers={"Idempotency-Key": order.order_ref},
                           ok=(200, 201, 202), retry_conflicts=True)
-        body = resp.json() if resp.content else {}
+        body = self._json(resp)
         order_id = body.get("orderId")
         if resp.status_code == 202 or not order_id:
             raise NotAcknowledged(f"WAIR received order {order.order_ref} but has not acknowledged it "
@@ -380,7 +405,7 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
     def acknowledgement(self, order_ref: str) -> Acknowledgement | None:
         """Ask (read-only) whether WAIR has acknowledged an order it received: the Acknowledgement, None
         while it is still pending. NotFoundError if WAIR never received it (send it again)."""
-        body = self._call("GET", f"orders/{quote(order_ref, safe='')}").json()
+        body = self._json(self._call("GET", f"orders/{quote(order_ref, safe='')}"))
         if not body.get("orderId"):
             return None
         return Acknowledgement(order_ref=order_ref, warehouse_ref=str(body["orderId"]), duplicate=True)
@@ -389,7 +414,7 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         """Ask WAIR to cancel an order not yet dispatched → its status ("cancelled"). Raises NotFoundError
         if WAIR does not have it, :class:`AlreadyDispatched` (a PermanentError) once it shipped."""
         try:
-            body = self._call("POST", f"orders/{quote(order_ref, safe='')}/cancel").json()
+            body = self._json(self._call("POST", f"orders/{quote(order_ref, safe='')}/cancel"))
         except errors.ConflictError as exc:
             raise AlreadyDispatched(f"WAIR cannot cancel {order_ref}: already dispatched", status=exc.status, body=exc.body,
                                     system=self.system_type) from exc
@@ -399,7 +424,7 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         """WAIR's status (pending | accepted | partially_dispatched | dispatched | cancelled), or None if
         WAIR does not have the order (orphan check)."""
         try:
-            body = self._call("GET", f"orders/{quote(order_ref, safe='')}").json()
+            body = self._json(self._call("GET", f"orders/{quote(order_ref, safe='')}"))
         except errors.NotFoundError:
             return None
         return str(body.get("status") or "")
@@ -407,7 +432,7 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
     def get_order(self, order_ref: str) -> dict | None:
         """WAIR's full record for an order (orderId, status, lines, dispatch ids), or None."""
         try:
-            return self._call("GET", f"orders/{quote(order_ref, safe='')}").json()
+            return self._json(self._call("GET", f"orders/{quote(order_ref, safe='')}"))
         except errors.NotFoundError:
             return None
 
@@ -443,7 +468,7 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
             parcels.append(Parcel(carrier=str(p.get("carrier") or ""), tracking_number=tn,
                                   tracking_url=str(p.get("trackingUrl") or ""), lines=lines))
         return Dispatch(order_ref=ref, warehouse_ref=str(row.get("orderId") or ""), dispatched_at=when, parcels=parcels,
-                        ref=str(row.get("id") or ""), complete=bool(row.get("complete", True)))
+                        ref=str(row.get("id") or ""), complete=_flag(row.get("complete"), "complete"))
 
     def _dispatch_rows(self, rows: list) -> ParsedBatch:
         good, rejected = [], []
@@ -460,7 +485,7 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         params = {"limit": self.page_size}
         if cursor:
             params["since"] = cursor
-        body = self._call("GET", "dispatches", params=params).json()
+        body = self._json(self._call("GET", "dispatches", params=params))
         rows = body.get("dispatches")
         if not isinstance(rows, list):
             raise errors.BadDataError("WAIR dispatches answer has no 'dispatches' list", body=body, system=self.system_type)
@@ -482,7 +507,7 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         key = f"{fulfilment.order_ref}:{fulfilment.fulfilment_ref}"
         resp = self._call("POST", "fulfilments", json=body, headers={"Idempotency-Key": key}, ok=(200, 201, 202),
                           retry_conflicts=True)
-        answer = resp.json() if resp.content else {}
+        answer = self._json(resp)
         fid = answer.get("fulfilmentId")
         if resp.status_code == 202 and not fid:
             raise NotAcknowledged(f"WAIR received fulfilment {key} but has not acknowledged it", order_ref=fulfilment.order_ref,

@@ -554,3 +554,39 @@ def test_token_auth_refused(token_conn, sandbox):
     with pytest.raises(errors.PermanentError):
         WairConnector(token_conn).locations()
     assert control(sandbox, "state")["tokens_issued"] == 0
+
+
+def test_non_json_answer_is_bad_data(wair_conn):
+    class Html(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<html>proxy says hi</html>" if "changes" in self.path else b"[1, 2]"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Html)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        wair_conn.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+        wair = WairConnector(wair_conn)
+        with pytest.raises(errors.BadDataError) as exc:
+            wair.stock_changes("")
+        assert "non-JSON" in str(exc.value)
+        with pytest.raises(errors.BadDataError):
+            wair.locations()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_dispatch_complete_flag_parsing(wair):
+    row = {"id": 1, "orderRef": "R", "parcels": [{"trackingNumber": "T"}]}
+    parsed = wair.parse_dispatch_webhook({"dispatches": [{**row, "complete": "false"}, {**row, "id": 2},
+                                                         {**row, "id": 3, "complete": "maybe"}]})
+    assert [(d.ref, d.complete) for d in parsed] == [("1", False), ("2", True)]
+    assert [(r.ref, r.field) for r in parsed.rejected] == [("3", "complete")]
