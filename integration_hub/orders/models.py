@@ -38,6 +38,7 @@ class Order(models.Model):
     billing_address = models.JSONField(default=dict, blank=True)
     shipping_method = models.CharField(max_length=100, blank=True, help_text="storefront shipping method key")
     warehouse_shipping_method = models.CharField(max_length=100, blank=True)
+    warehouse_carrier = models.CharField(max_length=100, blank=True)
     gift_message = models.TextField(blank=True)
     delivery_notes = models.TextField(blank=True)
     custom_fields = models.JSONField(default=dict, blank=True)
@@ -47,6 +48,7 @@ class Order(models.Model):
     idempotency_key = models.CharField(max_length=100, unique=True)
     warehouse_ref = models.CharField(max_length=100, blank=True, help_text="acknowledgement id from the warehouse")
     send_attempts = models.PositiveIntegerField(default=0)
+    notify_attempts = models.PositiveIntegerField(default=0, help_text="attempts to mark the storefront order shipped")
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
@@ -54,6 +56,9 @@ class Order(models.Model):
     notified_at = models.DateTimeField(null=True, blank=True)
     tracking = models.JSONField(default=list, blank=True, help_text="[{carrier, tracking_number, tracking_url, lines}]")
     hold_reason = models.TextField(blank=True)
+    last_error = models.TextField(blank=True, help_text="last failure talking to the warehouse / storefront")
+    claim_token = models.CharField(max_length=32, blank=True, db_index=True,
+                                   help_text="set while a worker works on the order; the lease is next_attempt_at")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -119,3 +124,29 @@ class ShippingMethodMap(models.Model):
 
     def __str__(self) -> str:
         return f"{self.storefront_method} → {self.warehouse_method}"
+
+
+class StorefrontFulfilment(models.Model):
+    """A fulfilment the storefront side did itself (ship-from-store, click & collect), to be reported to the
+    inventory master until it acknowledges. One row per (order, fulfilment_ref); retried until ``ack_id``."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="storefront_fulfilments")
+    fulfilment_ref = models.CharField(max_length=100)
+    warehouse = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="storefront_fulfilments")
+    lines = models.JSONField(default=list, help_text="[[master sku, quantity], …]")
+    location = models.CharField(max_length=100, blank=True, help_text="master location id")
+    fulfilled_at = models.DateTimeField(null=True, blank=True)
+    ack_id = models.CharField(max_length=100, blank=True, help_text="the master's acknowledgement id")
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["order", "fulfilment_ref"], name="uniq_sf_fulfilment")]
+        indexes = [models.Index(fields=["acknowledged_at", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.order} fulfilment {self.fulfilment_ref}"
