@@ -448,6 +448,30 @@ class CommercetoolsConnector(Connector, Storefront):
             self._prime(orders)
         return [self.to_order(x) if isinstance(x, dict) else x for x in out]
 
+    def ensure_order_subscription(self, url: str, key: str = "integration-hub-orders") -> dict:
+        """Create or repoint the Subscription that pushes ``OrderCreated`` Messages to the hub at ``url`` (HTTP
+        destination, AuthorizationHeader = this connection's webhook secret). Idempotent; returns it."""
+        secret = self.connection.get_webhook_secret()
+        if not secret:
+            raise errors.PermanentError(f"connection {self.connection.name} has no webhook secret to authenticate "
+                                        "subscription deliveries with", system=self.system_type)
+        destination = {"type": "HTTP", "url": url, "authentication": {"type": "AuthorizationHeader", "headerValue": secret}}
+        messages = [{"resourceTypeId": "order", "types": ["OrderCreated"]}]
+        try:
+            current = self.client.get(self.path(f"subscriptions/key={key}")).json()
+        except errors.NotFoundError:
+            return self.client.post(self.path("subscriptions"),
+                                    json={"key": key, "destination": destination, "messages": messages}).json()
+        # ct never returns the header value, so the destination is always re-set (a secret rotation must land)
+        actions = [{"action": "changeDestination", "destination": destination}, {"action": "setMessages", "messages": messages}]
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                return self.client.post(self.path(f"subscriptions/key={key}"),
+                                        json={"version": current["version"], "actions": actions}).json()
+            except errors.ConflictError:
+                current = self.client.get(self.path(f"subscriptions/key={key}")).json()
+        raise errors.ConflictError(f"subscription {key} still conflicting after {CONFLICT_RETRIES} attempts", system=self.system_type)
+
     # --- fulfilment --------------------------------------------------------------------------------
     @staticmethod
     def _delivery_items(order: dict, parcel: Parcel | None, remaining: dict[str, int]) -> list[dict]:

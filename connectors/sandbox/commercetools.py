@@ -27,7 +27,8 @@ Modelled on the published HTTP API (docs.commercetools.com, confirmed via the SD
 - Rate limits: ct publishes no general request-rate limit (it asks clients to back off on 502/503); the
   sandbox's ``rate_limit_per_second`` switch answers 429 with ``Retry-After`` so the hub's handling is
   exercised anyway.
-- Subscriptions: an HTTP destination with ``AuthorizationHeader`` authentication (the header value is sent
+- Subscriptions (``/subscriptions``: create, query, get by id/key, ``changeDestination``/``setMessages``
+  updates, delete): an HTTP destination with ``AuthorizationHeader`` authentication (the header value is sent
   verbatim as ``Authorization``) receives one ``OrderCreated`` Message per created order, in the Platform
   payload format (``notificationType: "Message"``, ``resource``, ``resourceVersion``, ``sequenceNumber``,
   ``resourceUserProvidedIdentifiers``, ``order``). Delivery runs on background threads from a bounded
@@ -391,7 +392,7 @@ class CommercetoolsEmulator(Emulator):
             self.last_ts: datetime | None = None
             # subscription
             self.generation = getattr(self, "generation", 0) + 1
-            self.webhook: dict | None = None
+            self.subscriptions: dict[str, dict] = {}  # id → Subscription
             self.webhook_stats = {"queued": 0, "delivered": 0, "attempts": 0, "retried": 0, "dropped": 0, "overflow": 0}
             self.inflight = 0
             old = getattr(self, "_queue", None)
@@ -1056,25 +1057,143 @@ class CommercetoolsEmulator(Emulator):
                 "order": copy.deepcopy(order), "createdAt": order["createdAt"], "lastModifiedAt": order["createdAt"],
                 "createdBy": {"isPlatformClient": True}, "lastModifiedBy": {"isPlatformClient": True}}
 
+    def _targets(self, resource_type: str, message_type: str) -> list[tuple]:
+        out = []
+        for sub in self.subscriptions.values():
+            if not any(m.get("resourceTypeId") == resource_type and (not m.get("types") or message_type in m["types"])
+                       for m in sub.get("messages") or []):
+                continue
+            dest = sub["destination"]
+            auth = dest.get("authentication") or {}
+            header = auth.get("headerValue") if auth.get("type") == "AuthorizationHeader" else None
+            out.append((self.generation, dest["url"], header))
+        return out
+
     def _enqueue(self, messages: list[dict]) -> None:
-        if not self.webhook or not messages:
+        if not messages:
             return
-        target = (self.generation, self.webhook["url"], self.webhook["secret"])
+        targets = self._targets("order", "OrderCreated")
+        if not targets:
+            return
         self._ensure_workers()
-        for m in messages:
-            try:
-                self._queue.put_nowait((target, m))
-                self.webhook_stats["queued"] += 1
-            except queue.Full:
-                self.webhook_stats["overflow"] += 1
-                self.webhook_stats["dropped"] += 1
+        for target in targets:
+            for m in messages:
+                try:
+                    self._queue.put_nowait((target, m))
+                    self.webhook_stats["queued"] += 1
+                except queue.Full:
+                    self.webhook_stats["overflow"] += 1
+                    self.webhook_stats["dropped"] += 1
+
+    # --- Subscriptions API ---------------------------------------------------------------------------
+    def _validate_subscription(self, data: dict) -> None:
+        dest = data.get("destination")
+        if not isinstance(dest, dict) or dest.get("type") != "HTTP" or not str(dest.get("url", "")).startswith(("http://", "https://")):
+            raise ct_error(400, "InvalidInput", "The sandbox supports HTTP destinations with an http(s) url only.")
+        auth = dest.get("authentication")
+        if auth is not None and (not isinstance(auth, dict) or auth.get("type") != "AuthorizationHeader" or not auth.get("headerValue")):
+            raise ct_error(400, "InvalidInput", "authentication must be {type: AuthorizationHeader, headerValue}.")
+        messages = data.get("messages", [])
+        if not isinstance(messages, list) or not all(isinstance(m, dict) and m.get("resourceTypeId") for m in messages):
+            raise ct_error(400, "InvalidInput", "messages must be a list of {resourceTypeId, types}.")
+
+    @staticmethod
+    def _public_subscription(sub: dict, req=None) -> dict:
+        auth = sub["destination"].get("authentication")
+        if auth:  # ct never returns the header value
+            sub["destination"]["authentication"] = {"type": auth["type"]}
+        return sub
+
+    def _upsert_subscription(self, data: dict) -> dict:
+        self._validate_subscription(data)
+        ts = self._tick()
+        sub = {"id": str(uuid.uuid4()), "version": 1, "key": data.get("key"), "destination": copy.deepcopy(data["destination"]),
+               "messages": copy.deepcopy(data.get("messages") or []), "changes": copy.deepcopy(data.get("changes") or []),
+               "format": {"type": "Platform"}, "status": "Healthy", "createdAt": ts, "lastModifiedAt": ts}
+        if not sub["key"]:
+            del sub["key"]
+        self.subscriptions[sub["id"]] = sub
+        return sub
+
+    def _subscription(self, req) -> dict:
+        if req.params.get("key") is not None:
+            sub = next((s for s in self.subscriptions.values() if s.get("key") == req.params["key"]), None)
+        else:
+            sub = self.subscriptions.get(req.params["id"])
+        if not sub:
+            raise ct_error(404, "ResourceNotFound", f"The Resource with {'key' if req.params.get('key') is not None else 'ID'} "
+                                                    f"'{req.params.get('key') or req.params.get('id')}' was not found.")
+        return sub
+
+    @route("GET", P + r"/subscriptions")
+    def subscriptions_query(self, req):
+        self._auth(req)
+        return self._query(req, lambda: self.subscriptions.values(), default_sort=["createdAt asc"], transform=self._public_subscription)
+
+    @route("POST", P + r"/subscriptions")
+    def subscriptions_create(self, req):
+        self._auth(req)
+        data = self._body(req)
+        with self.lock:
+            if data.get("key") and any(s.get("key") == data["key"] for s in self.subscriptions.values()):
+                raise ct_error(400, "DuplicateField", f"A duplicate value '\"{data['key']}\"' exists for field 'key'.",
+                               field="key", duplicateValue=data["key"])
+            return Response(201, self._public_subscription(copy.deepcopy(self._upsert_subscription(data))))
+
+    @route("GET", P + r"/subscriptions/(?P<id>[^/=]+)")
+    @route("GET", P + r"/subscriptions/key=(?P<key>[^/]+)")
+    def subscription_get(self, req):
+        self._auth(req)
+        with self.lock:
+            return Response(200, self._public_subscription(copy.deepcopy(self._subscription(req))))
+
+    @route("POST", P + r"/subscriptions/(?P<id>[^/=]+)")
+    @route("POST", P + r"/subscriptions/key=(?P<key>[^/]+)")
+    def subscription_update(self, req):
+        self._auth(req)
+        data = self._body(req)
+        actions = self._actions(data)
+        with self.lock:
+            sub = self._subscription(req)
+            self._check_version(sub, data, "subscription")
+            new = copy.deepcopy(sub)
+            for a in actions:
+                if a["action"] == "changeDestination":
+                    self._validate_subscription({"destination": a.get("destination"), "messages": new["messages"]})
+                    new["destination"] = copy.deepcopy(a["destination"])
+                elif a["action"] == "setMessages":
+                    self._validate_subscription({"destination": new["destination"], "messages": a.get("messages") or []})
+                    new["messages"] = copy.deepcopy(a.get("messages") or [])
+                elif a["action"] == "setChanges":
+                    new["changes"] = copy.deepcopy(a.get("changes") or [])
+                else:
+                    raise ct_error(400, "InvalidOperation", f"Unknown update action '{a['action']}' for subscriptions.")
+            new["version"] = sub["version"] + 1
+            new["lastModifiedAt"] = self._tick()
+            sub.clear()
+            sub.update(new)
+            return Response(200, self._public_subscription(copy.deepcopy(sub)))
+
+    @route("DELETE", P + r"/subscriptions/(?P<id>[^/=]+)")
+    @route("DELETE", P + r"/subscriptions/key=(?P<key>[^/]+)")
+    def subscription_delete(self, req):
+        self._auth(req)
+        try:
+            version = int(req.q("version", ""))
+        except ValueError:
+            raise ct_error(400, "InvalidInput", "Missing or malformed parameter: version") from None
+        with self.lock:
+            sub = self._subscription(req)
+            self._check_version(sub, {"version": version}, "subscription")
+            del self.subscriptions[sub["id"]]
+            return Response(200, self._public_subscription(copy.deepcopy(sub)))
 
     def _deliver_loop(self) -> None:
         import requests
 
         session = requests.Session()
         while True:
-            (generation, url, secret), message = self._queue.get()
+            (generation, url, header), message = self._queue.get()
             try:
                 with self.lock:
                     if generation != self.generation:
@@ -1088,9 +1207,10 @@ class CommercetoolsEmulator(Emulator):
                             break
                         self.webhook_stats["attempts"] += 1
                     try:
-                        r = session.post(url, data=body, timeout=10,
-                                         headers={"Content-Type": "application/json", "Authorization": secret,
-                                                  "User-Agent": "commercetools-subscriptions (sandbox)"})
+                        headers = {"Content-Type": "application/json", "User-Agent": "commercetools-subscriptions (sandbox)"}
+                        if header:
+                            headers["Authorization"] = header
+                        r = session.post(url, data=body, timeout=10, headers=headers)
                         delivered = 200 <= r.status_code < 300
                     except requests.RequestException as exc:
                         log.debug("subscription delivery to %s failed: %s", url, exc)
@@ -1179,16 +1299,20 @@ class CommercetoolsEmulator(Emulator):
             return {"ids": [o["id"] for o in built], "order_numbers": numbers}
 
     def control_configure_webhooks(self, payload: dict) -> dict:
-        """HTTP destination with AuthorizationHeader authentication: ``secret`` is the header value."""
+        """(Re)creates the subscription ``hub-orders``: HTTP destination ``order_url`` with AuthorizationHeader
+        authentication (``secret`` is the header value), OrderCreated messages. No ``order_url`` removes it."""
         with self.lock:
+            for sid in [i for i, s in self.subscriptions.items() if s.get("key") == "hub-orders"]:
+                del self.subscriptions[sid]
             url = payload.get("order_url")
             if not url:
-                self.webhook = None
                 return {"subscription": None}
-            self.webhook = {"url": url, "secret": payload.get("secret", "")}
-            return {"subscription": {"key": "hub-orders", "destination": {"type": "HTTP", "url": url,
-                                                                         "authentication": {"type": "AuthorizationHeader"}},
-                                     "messages": [{"resourceTypeId": "order", "types": ["OrderCreated"]}]}}
+            dest = {"type": "HTTP", "url": url}
+            if payload.get("secret"):
+                dest["authentication"] = {"type": "AuthorizationHeader", "headerValue": payload["secret"]}
+            sub = self._upsert_subscription({"key": "hub-orders", "destination": dest,
+                                             "messages": [{"resourceTypeId": "order", "types": ["OrderCreated"]}]})
+            return {"subscription": self._public_subscription(copy.deepcopy(sub))}
 
     def control_wait_webhooks(self, payload: dict) -> dict:
         """Block until the subscription queue is drained (or ``timeout`` seconds) → delivery stats."""

@@ -532,3 +532,16 @@ def test_first_poll_can_start_from_a_configured_instant(ct_conn, sandbox, catalo
     ct_conn.options = {"project_key": "demo", "orders_start": "2025-01-01T00:00:00.000Z"}
     page = CommercetoolsConnector(ct_conn).orders_since("")
     assert [o.external_id for o in page.items] == new and old[0] not in page.cursor
+
+
+def test_subscription_registered_through_the_api_delivers_orders(ct, ct_conn, emu, sandbox, catalog, receiver):
+    sub = ct.ensure_order_subscription("http://127.0.0.1:9/old-url")
+    assert sub["destination"] == {"type": "HTTP", "url": "http://127.0.0.1:9/old-url", "authentication": {"type": "AuthorizationHeader"}}
+    sub = ct.ensure_order_subscription(receiver.url)  # repointed, not duplicated
+    assert sub["version"] == 2 and len(emu.subscriptions) == 1
+    [oid] = control(sandbox, "create_orders", {"orders": [ORDER]})["ids"]
+    assert control(sandbox, "wait_webhooks", {"timeout": 10})["delivered"] == 1
+    assert ct.verify_webhook(receiver.bodies[0], receiver.headers[0])
+    assert json.loads(receiver.bodies[0])["resource"]["id"] == oid
+    control(sandbox, "configure_webhooks", {"order_url": ""})  # control subscription gone, API one stays
+    assert len(emu.subscriptions) == 1
