@@ -15,6 +15,9 @@ storefront emulators (commercetools, sfcc)
                  new orders; each also produces an order-created notification to the configured hub URL
   configure_webhooks {"order_url": "http://hub/hooks/...", "secret": "..."}
   state          {"skus": [...]} → {"inventory": {channel: {sku: qty}}, "orders": {id: {shipment_state, tracking, ...}}}
+  commercetools extras: set_inventory {"rows": [{"channel", "sku", "quantity"}]} (storefront-side change, bumps
+                 the version: drift / 409 tests), set_credentials {"client_id", "client_secret"}, revoke_tokens {},
+                 wait_webhooks {"timeout": s} → delivery stats once the subscription queue is drained
 master / warehouse emulators (wair, clarus, archean)
   seed_locations {"locations": [{"id": "...", "name": "..."}]}
   seed_stock     {"rows": [{"sku", "location", "state", "quantity"}]}   bulk, no notifications
