@@ -1,1 +1,90 @@
-"""Models for this app (none yet)."""
+"""Demand feed to the planner (Inventory Planner) and the recommendations it sends back.
+
+The feed is **state, not events**: every demand line has a stable key
+``<order ref>|<sku>|<bundle sku>|sale|return`` and :class:`DemandFeedEntry` remembers the quantity last
+sent for it per planner connection. A line is sent once; it is sent again only when its quantity changes
+(an order cancelled after it was sent goes again with 0; more saleable returns raise the return line).
+"""
+from __future__ import annotations
+
+from django.db import models
+
+from integration_hub.catalog.models import Item
+from integration_hub.core.models import Connection
+from integration_hub.orders.models import Order, OrderLine
+
+
+class ReturnCondition(models.TextChoices):
+    """The state returned units were booked into (the hub's inventory states). Only ``available``
+    (saleable) returns offset demand: a damaged or quarantined unit did not come back to sellable stock."""
+
+    AVAILABLE = "available", "saleable"
+    INSPECTION = "inspection", "inspection / quarantine"
+    DAMAGED = "damaged", "damaged"
+
+
+class ReturnLine(models.Model):
+    """Units of an order line a customer sent back (recorded by :func:`planning.services.record_returns`)."""
+
+    order_line = models.ForeignKey(OrderLine, on_delete=models.CASCADE, related_name="planning_returns")
+    external_ref = models.CharField(max_length=150, unique=True, help_text="return / RMA line id from the storefront or master")
+    quantity = models.PositiveIntegerField()
+    condition = models.CharField(max_length=16, choices=ReturnCondition.choices, default=ReturnCondition.AVAILABLE)
+    returned_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.quantity}× returned ({self.condition}) {self.external_ref}"
+
+
+class DemandFeedEntry(models.Model):
+    """The quantity last sent to ``connection`` for one demand line key."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="demand_entries")
+    key = models.CharField(max_length=400)
+    order = models.ForeignKey(Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="demand_entries")
+    sku = models.CharField(max_length=100)
+    bundle_sku = models.CharField(max_length=100, blank=True)
+    channel = models.CharField(max_length=64, blank=True)
+    location = models.CharField(max_length=100, blank=True)
+    quantity = models.IntegerField(help_text="negative for return lines")
+    is_return = models.BooleanField(default=False)
+    sent_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-sent_at", "-id"]
+        verbose_name_plural = "demand feed entries"
+        constraints = [models.UniqueConstraint(fields=["connection", "key"], name="uniq_demand_entry")]
+
+    def __str__(self) -> str:
+        return f"{self.key} = {self.quantity}"
+
+
+class Recommendation(models.Model):
+    """A replenishment / purchase (or transfer) recommendation as last read from the planner."""
+
+    class Kind(models.TextChoices):
+        PURCHASE = "purchase", "purchase"
+        TRANSFER = "transfer", "transfer"
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="recommendations")
+    sku = models.CharField(max_length=100, db_index=True)
+    item = models.ForeignKey(Item, on_delete=models.SET_NULL, null=True, blank=True, related_name="recommendations")
+    location = models.CharField(max_length=100, blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PURCHASE)
+    recommended_quantity = models.IntegerField()
+    supplier = models.CharField(max_length=200, blank=True)
+    reason = models.TextField(blank=True)
+    raw = models.JSONField(default=dict, blank=True)
+    fetched_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-recommended_quantity", "sku"]
+        constraints = [models.UniqueConstraint(fields=["connection", "sku", "location", "kind"], name="uniq_recommendation")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.recommended_quantity}× {self.sku} @ {self.location or '-'}"

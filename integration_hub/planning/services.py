@@ -1,0 +1,344 @@
+"""Demand feed to the planner and recommendations back, as plain functions (tasks are thin wrappers).
+
+Demand lines (:func:`build_demand`) are built set-based from ``orders.Order`` / ``OrderLine`` in a fixed
+number of queries:
+
+- an order's lines count as demand once the order is validated (validated, sent, acknowledged,
+  dispatched, storefront notified, held); a cancelled or failed order's lines count 0 — if they were
+  sent before, they are re-sent with 0 (the planner upserts by line key), never sent otherwise; a
+  captured order is not judged yet;
+- bundle lines are exploded to their components: component lines the order flow already exploded
+  (``OrderLine.parent``) are used as they are, a bundle line without component lines is exploded from
+  ``catalog.BundleComponent``; either way the component line keeps ``bundle_sku``;
+- channel = ``Channel.key``; location = the warehouse connection's name (the planner's warehouse);
+  promotion codes = ``Order.promotion_codes``;
+- returns (:class:`ReturnLine`) are sent as return lines (negative quantity) — only units returned
+  into the saleable state (``available``) offset demand; units booked into inspection/quarantine or
+  damaged did not come back to sellable stock, so they still need replenishing and are not sent.
+
+The key of a line is ``<order ref>|<sku>|<bundle sku>|sale|return`` (the same id the Inventory Planner
+connector sends). :class:`DemandFeedEntry` keeps what was last sent per key: each line goes once and is
+re-sent only if its quantity changes. Only orders / returns touched since the last successful run
+(minus an overlap) are re-read; the cursor is ``SyncCursor(connection, "demand")``.
+
+Failures: a connector error stops the run (entries already sent stay recorded, the cursor does not move,
+the next run resumes) and raises ``rate_limited`` / ``sync_timeout`` / ``bad_payload`` keyed
+``<kind>:<connection name>:push_demand`` (cleared by the next success).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from connectors import errors
+from connectors.base import DemandLine
+from exceptions_app.services import Problem, clear, make_key, raise_exception, raise_many
+from integration_hub.catalog.models import BundleComponent, Item
+from integration_hub.core.models import Connection, SyncCursor
+from integration_hub.inventory.sql import upsert
+from integration_hub.orders.models import OrderLine, OrderState as S
+
+from .models import DemandFeedEntry, Recommendation, ReturnCondition, ReturnLine
+
+log = logging.getLogger(__name__)
+
+DEMAND_STATES = (S.VALIDATED, S.SENT, S.ACKNOWLEDGED, S.DISPATCHED, S.STOREFRONT_NOTIFIED, S.HELD)
+VOID_STATES = (S.CANCELLED, S.FAILED)
+STREAM = "demand"
+OVERLAP = timedelta(minutes=10)
+SEND_CHUNK = 2000
+LOOKUP_CHUNK = 5000
+OPERATION = "push_demand"
+
+
+def line_key(order_ref: str, sku: str, bundle_sku: str, is_return: bool) -> str:
+    return f"{order_ref}|{sku}|{bundle_sku}|{'return' if is_return else 'sale'}"
+
+
+@dataclass
+class _Acc:
+    """One demand line being accumulated (several order lines of the same SKU in one order add up)."""
+
+    order_id: int
+    order_ref: str
+    sku: str
+    bundle_sku: str
+    channel: str
+    location: str
+    ordered_at: datetime | None
+    promotion_codes: list
+    unit_price_cents: int | None
+    is_return: bool
+    quantity: int = 0
+
+    def line(self) -> DemandLine:
+        return DemandLine(order_ref=self.order_ref, sku=self.sku, quantity=self.quantity, channel=self.channel,
+                          location=self.location, ordered_at=self.ordered_at, promotion_codes=list(self.promotion_codes or []),
+                          bundle_sku=self.bundle_sku, unit_price_cents=self.unit_price_cents, is_return=self.is_return)
+
+
+LINE_FIELDS = ("id", "order_id", "order__idempotency_key", "order__state", "order__channel__key", "order__warehouse__name",
+               "order__placed_at", "order__created_at", "order__promotion_codes", "item_id", "item__sku", "item__is_bundle",
+               "quantity", "unit_price_cents", "parent_id", "parent__item__sku", "parent__storefront_sku")
+
+
+def _components(bundle_item_ids) -> dict[int, list[tuple[str, int]]]:
+    out: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    if bundle_item_ids:
+        for bundle_id, sku, qty in (BundleComponent.objects.filter(bundle_id__in=list(bundle_item_ids))
+                                    .values_list("bundle_id", "component__sku", "quantity").order_by("bundle_id", "component__sku")):
+            out[bundle_id].append((sku, qty))
+    return out
+
+
+def build_demand(since: datetime | None) -> dict[str, _Acc]:
+    """Desired state of every demand line of orders updated since ``since`` (None = all). 3 queries."""
+    lines = OrderLine.objects.filter(item__isnull=False, order__state__in=DEMAND_STATES + VOID_STATES)
+    if since is not None:
+        lines = lines.filter(order__updated_at__gte=since)
+    rows = [dict(zip(LINE_FIELDS, r)) for r in lines.values_list(*LINE_FIELDS).order_by("order_id", "id")]
+    has_components = {r["parent_id"] for r in rows if r["parent_id"]}
+    bundles = _components({r["item_id"] for r in rows if r["item__is_bundle"] and r["id"] not in has_components})
+    out: dict[str, _Acc] = {}
+
+    def add(r, sku: str, bundle_sku: str, qty: int):
+        void = r["order__state"] in VOID_STATES
+        key = line_key(r["order__idempotency_key"], sku, bundle_sku, False)
+        acc = out.get(key)
+        if acc is None:
+            acc = out[key] = _Acc(r["order_id"], r["order__idempotency_key"], sku, bundle_sku, r["order__channel__key"],
+                                  r["order__warehouse__name"] or "", r["order__placed_at"] or r["order__created_at"],
+                                  r["order__promotion_codes"] or [], None if bundle_sku and not r["parent_id"] else r["unit_price_cents"],
+                                  False)
+        acc.quantity += 0 if void else qty
+
+    for r in rows:
+        if r["item__is_bundle"]:
+            if r["id"] in has_components:
+                continue  # its exploded component lines carry the demand
+            for sku, per in bundles.get(r["item_id"], []):
+                add(r, sku, r["item__sku"], r["quantity"] * per)
+            continue
+        bundle_sku = (r["parent__item__sku"] or r["parent__storefront_sku"] or "") if r["parent_id"] else ""
+        add(r, r["item__sku"], bundle_sku, r["quantity"])
+    return out
+
+
+RETURN_FIELDS = ("order_line__order_id", "order_line__order__idempotency_key", "order_line__order__channel__key",
+                 "order_line__order__warehouse__name", "order_line__item_id", "order_line__item__sku", "order_line__item__is_bundle",
+                 "order_line__parent_id", "order_line__parent__item__sku", "order_line__parent__storefront_sku",
+                 "quantity", "condition", "returned_at", "created_at")
+
+
+def build_returns(since: datetime | None) -> dict[str, _Acc]:
+    """Return lines (saleable units only) of every order with a return touched since ``since``. 3 queries."""
+    touched = ReturnLine.objects.all()
+    if since is not None:
+        touched = touched.filter(updated_at__gte=since)
+    qs = ReturnLine.objects.filter(order_line__order_id__in=touched.values("order_line__order_id"), order_line__item__isnull=False)
+    rows = [dict(zip(RETURN_FIELDS, r)) for r in qs.values_list(*RETURN_FIELDS).order_by("order_line__order_id", "id")]
+    bundles = _components({r["order_line__item_id"] for r in rows if r["order_line__item__is_bundle"]})
+    out: dict[str, _Acc] = {}
+
+    def add(r, sku, bundle_sku, qty):
+        key = line_key(r["order_line__order__idempotency_key"], sku, bundle_sku, True)
+        acc = out.get(key)
+        if acc is None:
+            acc = out[key] = _Acc(r["order_line__order_id"], r["order_line__order__idempotency_key"], sku, bundle_sku,
+                                  r["order_line__order__channel__key"], r["order_line__order__warehouse__name"] or "",
+                                  r["returned_at"] or r["created_at"], [], None, True)
+        if r["condition"] == ReturnCondition.AVAILABLE:
+            acc.quantity += qty
+
+    for r in rows:
+        if r["order_line__item__is_bundle"]:
+            for sku, per in bundles.get(r["order_line__item_id"], []):
+                add(r, sku, r["order_line__item__sku"], r["quantity"] * per)
+        else:
+            parent = (r["order_line__parent__item__sku"] or r["order_line__parent__storefront_sku"] or "") if r["order_line__parent_id"] else ""
+            add(r, r["order_line__item__sku"], parent, r["quantity"])
+    return out
+
+
+@dataclass
+class FeedResult:
+    considered: int = 0
+    sent: int = 0
+    unchanged: int = 0
+    returns_sent: int = 0
+    zeroed: int = 0  # lines of cancelled/failed orders re-sent with 0
+    batches: int = 0
+    error: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _signed(acc: _Acc) -> int:
+    return -acc.quantity if acc.is_return else acc.quantity
+
+
+def push_demand_feed(connection: Connection, *, full: bool = False) -> FeedResult:
+    """Send new and changed demand lines to planner ``connection``. Never raises a connector error: it
+    becomes an exception record and ``result.error``."""
+    from connectors.registry import get_connector
+
+    started = timezone.now()
+    cursor, _ = SyncCursor.objects.get_or_create(connection=connection, stream=STREAM)
+    since = None if full or not cursor.value else (parse_datetime(cursor.value) or started) - OVERLAP
+    desired = build_demand(since)
+    desired.update(build_returns(since))
+    out = FeedResult(considered=len(desired))
+
+    keys = list(desired)
+    sent_before: dict[str, int] = {}
+    for start in range(0, len(keys), LOOKUP_CHUNK):
+        sent_before.update(DemandFeedEntry.objects.filter(connection=connection, key__in=keys[start:start + LOOKUP_CHUNK])
+                           .values_list("key", "quantity"))
+    todo = []
+    for key, acc in desired.items():
+        qty = _signed(acc)
+        previous = sent_before.get(key)
+        if (previous is None and qty == 0) or previous == qty:
+            out.unchanged += 1
+            continue
+        todo.append((key, acc))
+
+    connector = get_connector(connection)
+    for start in range(0, len(todo), SEND_CHUNK):
+        chunk = todo[start:start + SEND_CHUNK]
+        try:
+            connector.push_demand([acc.line() for _, acc in chunk])
+        except errors.ConnectorError as exc:
+            kind = ("rate_limited" if isinstance(exc, errors.RateLimitedError)
+                    else "bad_payload" if isinstance(exc, errors.BadDataError) else "sync_timeout")
+            raise_exception(kind, make_key(kind, connection.name, OPERATION), f"Demand feed to {connection.name} failed",
+                            message=str(exc)[:2000], connection=connection,
+                            context={"operation": OPERATION, "error": type(exc).__name__, "lines_waiting": len(todo) - start,
+                                     "action": "retry_demand_feed"})
+            Connection.objects.filter(pk=connection.pk).update(last_error_at=timezone.now(), last_error=str(exc)[:2000])
+            out.error = str(exc)[:500]
+            return out
+        now = timezone.now()
+        with transaction.atomic():
+            upsert(DemandFeedEntry, ["connection_id", "key", "order_id", "sku", "bundle_sku", "channel", "location", "quantity",
+                                     "is_return", "sent_at"], ["connection_id", "key"],
+                   ["quantity", "sent_at", "channel", "location"],
+                   [(connection.pk, key[:400], acc.order_id, acc.sku[:100], acc.bundle_sku[:100], (acc.channel or "")[:64],
+                     (acc.location or "")[:100], _signed(acc), acc.is_return, now) for key, acc in chunk])
+        out.batches += 1
+        out.sent += len(chunk)
+        out.returns_sent += sum(1 for _, acc in chunk if acc.is_return)
+        out.zeroed += sum(1 for _, acc in chunk if not acc.is_return and acc.quantity == 0)
+    SyncCursor.objects.filter(pk=cursor.pk).update(value=started.isoformat(), updated_at=timezone.now())
+    Connection.objects.filter(pk=connection.pk).update(last_success_at=timezone.now())
+    clear([make_key(k, connection.name, OPERATION) for k in ("rate_limited", "sync_timeout", "bad_payload")],
+          reason="demand feed succeeded")
+    return out
+
+
+# --- returns -----------------------------------------------------------------------------------------
+def record_returns(rows: list[dict], *, source: str = "returns") -> int:
+    """Record returned units. Each row: ``external_ref``, ``order_ref`` (the hub order key) and ``line_id``
+    (storefront line id), ``quantity`` > 0, ``condition`` (available | inspection | damaged; default
+    available), optional ``returned_at``. Upserts by ``external_ref`` (a re-sent return, or a unit moved
+    out of inspection, updates the row). Rows naming an unknown order line or bad values become
+    ``bad_payload`` exception records; the others are stored. Returns rows stored. 2 queries + writes."""
+    wanted = {(str(r.get("order_ref", "")), str(r.get("line_id", ""))) for r in rows}
+    refs = sorted({o for o, _ in wanted})
+    lines = {}
+    for start in range(0, len(refs), LOOKUP_CHUNK):
+        for pk, ref, line_id in (OrderLine.objects.filter(order__idempotency_key__in=refs[start:start + LOOKUP_CHUNK])
+                                 .values_list("id", "order__idempotency_key", "line_id")):
+            lines[(ref, line_id)] = pk
+    good, problems = [], []
+    for r in rows:
+        ext = str(r.get("external_ref") or "")
+        qty, cond = r.get("quantity"), r.get("condition") or ReturnCondition.AVAILABLE
+        line_pk = lines.get((str(r.get("order_ref", "")), str(r.get("line_id", ""))))
+        reason = ("external_ref is missing" if not ext else
+                  f"order line {r.get('order_ref')}/{r.get('line_id')} is unknown" if line_pk is None else
+                  f"quantity {qty!r} is not a positive whole number" if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0 else
+                  f"condition {cond!r} is not one of {', '.join(ReturnCondition.values)}" if cond not in ReturnCondition.values else "")
+        if reason:
+            problems.append(Problem(kind="bad_payload", key=make_key("bad_payload", source, "return", ext or r.get("order_ref") or "?"),
+                                    title=f"Return not recorded: {reason}", message=reason, order_ref=str(r.get("order_ref", ""))[:100],
+                                    context={"row": {k: str(v)[:200] for k, v in r.items()}, "action": "fix_return"}))
+            continue
+        returned = r.get("returned_at")
+        if isinstance(returned, str):
+            returned = parse_datetime(returned)
+        good.append((line_pk, ext[:150], qty, cond, returned))
+    now = timezone.now()
+    with transaction.atomic():
+        upsert(ReturnLine, ["order_line_id", "external_ref", "quantity", "condition", "returned_at", "created_at", "updated_at"],
+               ["external_ref"], ["quantity", "condition", "returned_at", "updated_at"],
+               [(pk, ext, qty, cond, ret, now, now) for pk, ext, qty, cond, ret in good])
+    if problems:
+        raise_many(problems)
+    return len(good)
+
+
+# --- recommendations ----------------------------------------------------------------------------------
+@dataclass
+class RefreshResult:
+    fetched: int = 0
+    stored: int = 0
+    removed: int = 0
+    unknown_skus: int = 0
+    error: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def refresh_recommendations(connection: Connection) -> RefreshResult:
+    """Replace ``connection``'s recommendations with what the planner says now (upsert + delete the rest)."""
+    from connectors.registry import get_connector
+
+    out = RefreshResult()
+    key_prefix = "recommendations"
+    try:
+        recs = get_connector(connection).recommendations()
+    except errors.ConnectorError as exc:
+        kind = "rate_limited" if isinstance(exc, errors.RateLimitedError) else "sync_timeout"
+        raise_exception(kind, make_key(kind, connection.name, key_prefix), f"Reading recommendations from {connection.name} failed",
+                        message=str(exc)[:2000], connection=connection,
+                        context={"operation": key_prefix, "error": type(exc).__name__, "action": "retry_recommendations"})
+        out.error = str(exc)[:500]
+        return out
+    out.fetched = len(recs)
+    latest = {}
+    for r in recs:
+        latest[(r.sku[:100], (r.location or "")[:100], r.kind if r.kind in Recommendation.Kind.values else "purchase")] = r
+    skus = sorted({k[0] for k in latest})
+    items: dict[str, int] = {}
+    for start in range(0, len(skus), LOOKUP_CHUNK):
+        items.update(Item.objects.filter(sku__in=skus[start:start + LOOKUP_CHUNK]).values_list("sku", "id"))
+    now = timezone.now()
+    rows = [(connection.pk, sku, items.get(sku), loc, kind, int(r.recommended_quantity), (r.supplier or "")[:200], r.reason or "",
+             r.raw or {}, now) for (sku, loc, kind), r in latest.items()]
+    rows = [row[:8] + (json.dumps(row[8], default=str),) + row[9:] for row in rows]
+    with transaction.atomic():
+        out.stored = upsert(Recommendation, ["connection_id", "sku", "item_id", "location", "kind", "recommended_quantity", "supplier",
+                                             "reason", "raw", "fetched_at"], ["connection_id", "sku", "location", "kind"],
+                            ["item_id", "recommended_quantity", "supplier", "reason", "raw", "fetched_at"], rows)
+        out.removed, _ = Recommendation.objects.filter(connection=connection, fetched_at__lt=now).delete()
+    out.unknown_skus = sum(1 for sku in skus if sku not in items)
+    clear([make_key(k, connection.name, key_prefix) for k in ("rate_limited", "sync_timeout")], reason="recommendations read")
+    Connection.objects.filter(pk=connection.pk).update(last_success_at=now)
+    return out
+
+
+def planner_connections():
+    from integration_hub.core.models import PLANNER_SYSTEMS
+
+    return Connection.objects.filter(enabled=True, system_type__in=list(PLANNER_SYSTEMS)).order_by("pk")
+

@@ -1,0 +1,190 @@
+"""Planning: demand feed built from orders (set-based), sent to the Inventory Planner emulator over real
+HTTP; returns and non-saleable states; recommendations read back; the ops page."""
+from __future__ import annotations
+
+import pytest
+import requests
+from django.utils import timezone
+
+from exceptions_app.models import ExceptionRecord
+from integration_hub.planning import services
+from integration_hub.planning.models import DemandFeedEntry, Recommendation, ReturnLine
+
+
+def ip_control(sandbox, action, payload=None):
+    r = requests.post(f"{sandbox.url}/_sandbox/inventory_planner/{action}", json=payload or {}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.fixture
+def world(db, sandbox):
+    from integration_hub.catalog.models import BundleComponent, Item
+    from integration_hub.core.models import Channel, Connection
+
+    sf = Connection.objects.create(name="ct", system_type="commercetools", base_url="http://127.0.0.1:1/ct")
+    wh = Connection.objects.create(name="clarus-dc", system_type="clarus", base_url="http://127.0.0.1:1/clarus")
+    ip = Connection(name="planner", system_type="inventory_planner", base_url=f"{sandbox.url}/inventory_planner", client_id="a1234",
+                    rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=1)
+    ip.set_secret("ip-sandbox-key")
+    ip.save()
+    channel = Channel.objects.create(key="uk-web", name="UK web", connection=sf, external_id="uk", warehouse=wh)
+    a, b = Item.objects.create(sku="A", name="Mug"), Item.objects.create(sku="B", name="Spoon")
+    kit = Item.objects.create(sku="KIT", is_bundle=True)
+    BundleComponent.objects.create(bundle=kit, component=a, quantity=1)
+    BundleComponent.objects.create(bundle=kit, component=b, quantity=2)
+    return {"ip": ip, "channel": channel, "wh": wh, "A": a, "B": b, "KIT": kit}
+
+
+def make_order(world, ref, state, lines, promos=("SUMMER",)):
+    from integration_hub.orders.models import Order, OrderLine
+
+    order = Order.objects.create(channel=world["channel"], external_id=ref, order_number=ref, idempotency_key=f"uk-web:{ref}",
+                                 state=state, warehouse=world["wh"], promotion_codes=list(promos), placed_at=timezone.now())
+    made = {}
+    for line_id, sku, qty, parent in lines:
+        made[line_id] = OrderLine.objects.create(order=order, line_id=line_id, storefront_sku=sku, item=world[sku], quantity=qty,
+                                                 parent=made.get(parent), unit_price_cents=999)
+    return order
+
+
+@pytest.fixture
+def orders(world):
+    o1 = make_order(world, "O1", "dispatched", [("1", "A", 2, None), ("2", "KIT", 1, None)])  # bundle not exploded
+    o2 = make_order(world, "O2", "sent", [("1", "KIT", 2, None), ("1a", "A", 2, "1"), ("1b", "B", 4, "1"), ("2", "A", 1, None)],
+                    promos=())
+    o3 = make_order(world, "O3", "captured", [("1", "A", 5, None)])
+    o4 = make_order(world, "O4", "cancelled", [("1", "B", 3, None)])
+    return o1, o2, o3, o4
+
+
+def test_first_feed_sends_each_demand_line_once(world, orders, sandbox):
+    res = services.push_demand_feed(world["ip"])
+    assert not res.error and res.batches == 1
+    lines = ip_control(sandbox, "state")["lines"]
+    got = {k: v["quantity"] for k, v in lines.items()}
+    assert got == {
+        "uk-web:O1|A||sale": 2,        # plain line
+        "uk-web:O1|A|KIT|sale": 1,     # bundle exploded from the catalogue
+        "uk-web:O1|B|KIT|sale": 2,
+        "uk-web:O2|A|KIT|sale": 2,     # components exploded by the order flow (parent)
+        "uk-web:O2|B|KIT|sale": 4,
+        "uk-web:O2|A||sale": 1,
+    }  # O3 is not validated yet, O4 was cancelled before it was ever sent
+    first = lines["uk-web:O1|A||sale"]
+    assert first["channel"] == "uk-web" and first["warehouse"] == "clarus-dc" and first["promotion_codes"] == ["SUMMER"]
+    assert lines["uk-web:O1|B|KIT|sale"]["bundle_sku"] == "KIT"
+    assert DemandFeedEntry.objects.filter(connection=world["ip"]).count() == 6
+
+    posts = ip_control(sandbox, "state")["posts"]
+    again = services.push_demand_feed(world["ip"], full=True)
+    assert again.sent == 0 and again.unchanged == 7  # incl. the never-sent cancelled O4 line (0)
+    assert ip_control(sandbox, "state")["posts"] == posts  # nothing re-sent
+
+
+def test_cancelled_after_sending_is_resent_as_zero(world, orders, sandbox):
+    from integration_hub.orders.models import Order
+
+    services.push_demand_feed(world["ip"])
+    Order.objects.filter(pk=orders[0].pk).update(state="cancelled", updated_at=timezone.now())
+    Order.objects.filter(pk=orders[2].pk).update(state="validated", updated_at=timezone.now())
+    res = services.push_demand_feed(world["ip"])
+    assert res.zeroed == 3 and res.sent == 4
+    lines = ip_control(sandbox, "state")["lines"]
+    assert lines["uk-web:O1|A||sale"]["quantity"] == 0 and lines["uk-web:O1|B|KIT|sale"]["quantity"] == 0
+    assert lines["uk-web:O3|A||sale"]["quantity"] == 5
+
+
+def test_returns_only_saleable_units_offset_demand(world, orders, sandbox):
+    services.push_demand_feed(world["ip"])
+    stored = services.record_returns([
+        {"external_ref": "RMA-1", "order_ref": "uk-web:O2", "line_id": "2", "quantity": 1, "condition": "available"},
+        {"external_ref": "RMA-2", "order_ref": "uk-web:O2", "line_id": "1b", "quantity": 2, "condition": "damaged"},
+        {"external_ref": "RMA-3", "order_ref": "uk-web:O1", "line_id": "2", "quantity": 1, "condition": "inspection"},
+        {"external_ref": "RMA-4", "order_ref": "uk-web:O9", "line_id": "1", "quantity": 1},
+        {"external_ref": "RMA-5", "order_ref": "uk-web:O2", "line_id": "2", "quantity": 0},
+    ])
+    assert stored == 3 and ReturnLine.objects.count() == 3
+    assert ExceptionRecord.objects.filter(kind="bad_payload", dedupe_key__contains="RMA-4").exists()
+    assert ExceptionRecord.objects.filter(kind="bad_payload", dedupe_key__contains="RMA-5").exists()
+    res = services.push_demand_feed(world["ip"])
+    assert res.returns_sent == 1
+    lines = ip_control(sandbox, "state")["lines"]
+    returns = {k: v["quantity"] for k, v in lines.items() if v["type"] == "return"}
+    assert returns == {"uk-web:O2|A||return": -1}  # damaged / quarantined units are not sent
+    # the inspected bundle comes back saleable: its components go as returns with the bundle kept
+    services.record_returns([{"external_ref": "RMA-3", "order_ref": "uk-web:O1", "line_id": "2", "quantity": 1, "condition": "available"}])
+    services.push_demand_feed(world["ip"])
+    lines = ip_control(sandbox, "state")["lines"]
+    assert lines["uk-web:O1|A|KIT|return"]["quantity"] == -1 and lines["uk-web:O1|B|KIT|return"]["quantity"] == -2
+
+
+def test_build_demand_is_set_based(world, orders, django_assert_max_num_queries):
+    for i in range(30):
+        make_order(world, f"X{i}", "acknowledged", [("1", "KIT", 1, None), ("2", "A", 1, None)])
+    with django_assert_max_num_queries(2):
+        desired = services.build_demand(None)
+    assert len(desired) == 7 + 30 * 3  # O4 (cancelled) is present with quantity 0
+    with django_assert_max_num_queries(2):
+        services.build_returns(None)
+
+
+def test_planner_failure_becomes_exception_and_next_run_resumes(world, orders, sandbox):
+    requests.post(f"{sandbox.url}/_sandbox/inventory_planner/faults", json={"error_rate": 1.0}, timeout=5)
+    res = services.push_demand_feed(world["ip"])
+    assert res.error and res.sent == 0
+    rec = ExceptionRecord.objects.get(dedupe_key="sync_timeout:planner:push_demand")
+    assert rec.status == "open"
+    assert DemandFeedEntry.objects.count() == 0
+    requests.post(f"{sandbox.url}/_sandbox/inventory_planner/faults", json={"error_rate": 0.0}, timeout=5)
+    res = services.push_demand_feed(world["ip"])
+    assert res.sent == 6 and not res.error
+    rec.refresh_from_db()
+    assert rec.status == "resolved"
+
+
+def test_recommendations_refresh_replaces_rows(world, orders, sandbox):
+    ip_control(sandbox, "seed_variants", {"variants": [{"sku": "A", "warehouse": "clarus-dc", "stock": 1, "vendor": "Acme"},
+                                                       {"sku": "GHOST", "warehouse": "clarus-dc", "stock": -3}]})
+    services.push_demand_feed(world["ip"])
+    res = services.refresh_recommendations(world["ip"])
+    assert not res.error and res.unknown_skus == 1
+    recs = {r.sku: r for r in Recommendation.objects.all()}
+    assert recs["A"].recommended_quantity == 2 + 1 + 2 + 1 - 1 and recs["A"].supplier == "Acme" and recs["A"].item == world["A"]
+    assert recs["B"].recommended_quantity == 6 and recs["GHOST"].item is None
+    ip_control(sandbox, "seed_variants", {"variants": [{"sku": "B", "warehouse": "clarus-dc", "stock": 100}]})
+    res = services.refresh_recommendations(world["ip"])
+    assert res.removed == 1 and not Recommendation.objects.filter(sku="B").exists()
+
+
+def test_tasks_run_every_planner(world, orders, sandbox):
+    from integration_hub.planning import tasks
+
+    out = tasks.push_demand()
+    assert out["planner"]["sent"] == 6
+    assert tasks.refresh_recommendations()["planner"]["stored"] >= 2
+
+
+def test_beat_jobs_point_at_registered_tasks():
+    from integration_hub.celery import app
+    from integration_hub.planning.beat import SCHEDULE
+
+    app.loader.import_default_modules()
+    assert {j.task for j in SCHEDULE} <= set(app.tasks)
+
+
+def test_ops_page_lists_recommendations(world, orders, sandbox, role_client, django_assert_max_num_queries):
+    services.push_demand_feed(world["ip"])
+    services.refresh_recommendations(world["ip"])
+    client = role_client("ops")
+    client.get("/planning/")
+    with django_assert_max_num_queries(12):
+        resp = client.get("/planning/?q=A")
+    assert resp.status_code == 200
+    body = resp.content.decode()
+    assert "Replenishment recommendations" in body and "Mug" in body and "Spoon" not in body  # B filtered out
+
+
+def test_ops_page_permissions(db, client, role_client):
+    assert client.get("/planning/").status_code == 302  # login first
+    assert role_client("cx").get("/planning/").status_code == 403
