@@ -4,7 +4,7 @@ from django import forms
 
 from integration_hub.catalog.models import Item
 
-from .triage import EDITABLE_ORDER_FIELDS
+from .triage import EDITABLE_ORDER_FIELDS, field_choices
 
 
 class StatusForm(forms.Form):
@@ -62,6 +62,10 @@ class OrderActionForm(forms.Form):
     field = forms.ChoiceField(choices=list(EDITABLE_ORDER_FIELDS.items()), required=False)
     value = forms.CharField(required=False, max_length=2000)
     reason = forms.CharField(required=False, max_length=1000)
+
+    def __init__(self, *args, record=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["field"].choices = field_choices(record)
 
     def clean(self):
         data = super().clean()

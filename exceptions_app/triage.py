@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import re
 import logging
 from dataclasses import dataclass, field
 
@@ -39,14 +40,30 @@ log = logging.getLogger(__name__)
 
 SKU_KINDS = (Kind.SKU_MISMATCH, Kind.UNKNOWN_SKU)
 ORDER_KINDS = (Kind.STUCK_ORDER, Kind.MISSING_DISPATCH, Kind.ORPHANED_ORDER)
-# order fields a person may correct from the console before resending (what order validation names)
+# order fields a person may correct from the console before resending (the order flow's
+# update_field_and_resend accepts these plus the paths a hold names: lines.<id>.storefront_sku,
+# shipping_address.<part>, billing_address.<part>)
 EDITABLE_ORDER_FIELDS = {
     "shipping_method": "storefront shipping method",
-    "warehouse_shipping_method": "warehouse shipping method",
     "gift_message": "gift message",
     "delivery_notes": "delivery notes",
-    "customer_email": "customer e-mail",
 }
+EDITABLE_PATH = re.compile(r"^(lines\.[^.]+\.storefront_sku|(shipping|billing)_address\.[a-z0-9_]+)$")
+
+
+def editable_field(path: str) -> bool:
+    return path in EDITABLE_ORDER_FIELDS or bool(EDITABLE_PATH.match(path or ""))
+
+
+def field_choices(record: ExceptionRecord | None) -> list[tuple[str, str]]:
+    """The fields offered for "edit and resend": the ones the hold names first, then the usual ones."""
+    ctx = (record.context or {}) if record is not None else {}
+    named = dict(ctx.get("fields") or {}) if isinstance(ctx.get("fields"), dict) else {}
+    if ctx.get("field"):
+        named.setdefault(ctx["field"], "named by the exception")
+    out = [(path, f"{path} — {why}") for path, why in named.items() if editable_field(path)]
+    out += [(k, v) for k, v in EDITABLE_ORDER_FIELDS.items() if k not in named]
+    return out
 
 
 class TriageError(Exception):
@@ -195,11 +212,13 @@ def revalidate_orders(skus, channel: Channel | None) -> int:
     revalidate = _optional("integration_hub.orders.services", "revalidate_held")
     if revalidate is None:
         return 0
-    total = 0
-    for sku in sorted(set(skus)):
-        result = revalidate(sku=sku, channel=channel)
-        total += result if isinstance(result, int) else len(result or [])
-    return total
+    skus = sorted(set(skus))
+    if not skus:
+        return 0
+    # one SKU: only the orders waiting on it; many (bulk fixes): every held order on the channel in one
+    # batched pass, rather than one pass per SKU
+    result = revalidate(sku=skus[0] if len(skus) == 1 else None, channel=channel)
+    return result if isinstance(result, int) else len(result or [])
 
 
 def _acting(user):
@@ -414,7 +433,12 @@ def _now():
 def order_for(record: ExceptionRecord):
     from integration_hub.orders.models import Order
 
-    ref = record.order_ref or (record.context or {}).get("order_ref", "")
+    ctx = record.context or {}
+    if str(ctx.get("order_id", "")).isdigit():
+        found = Order.objects.filter(pk=int(ctx["order_id"])).select_related("channel", "warehouse").first()
+        if found is not None:
+            return found
+    ref = record.order_ref or ctx.get("order_ref", "")
     key_ref = record.dedupe_key.split(":", 1)[1] if ":" in record.dedupe_key else ""
     q = Q()
     for value in {ref, key_ref} - {""}:
@@ -463,10 +487,11 @@ def retry_order(order, user=None, record: ExceptionRecord | None = None):
 
 
 def edit_and_resend(order, field_name: str, value: str, user=None, record: ExceptionRecord | None = None):
-    if field_name not in EDITABLE_ORDER_FIELDS:
+    if not editable_field(field_name):
         raise TriageError(f"{field_name!r} cannot be edited from the console")
     result = _wrap(lambda: _order_service("update_field_and_resend")(order, field_name, value, actor=user))
-    _note(record, user, f"{EDITABLE_ORDER_FIELDS[field_name]} corrected and resend requested; resolves when the warehouse acknowledges")
+    _note(record, user, f"{EDITABLE_ORDER_FIELDS.get(field_name, field_name)} corrected and resend requested; "
+                        "resolves when the warehouse acknowledges")
     return result
 
 

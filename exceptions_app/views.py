@@ -64,8 +64,7 @@ class ExceptionDetailView(PermissionRequired, TemplateView):
                        mapped_item_id=triage.mapped_item_id(record))
         if action == "order" or record.kind in triage.ORDER_KINDS:
             order = triage.order_for(record)
-            ctx.update(order=order, order_form=kwargs.get("order_form") or OrderActionForm(
-                initial={"field": (record.context or {}).get("field", "")}),
+            ctx.update(order=order, order_form=kwargs.get("order_form") or OrderActionForm(record=record),
                 transitions=list(order.transitions.select_related("actor").order_by("-at")[:20]) if order else [],
                 can_retry=user.has_perm("orders.retry_order"), can_cancel=user.has_perm("orders.cancel_order"),
                 can_edit=user.has_perms(["orders.change_order", "orders.retry_order"]))
@@ -179,7 +178,7 @@ class OrderActionView(_RecordAction):
 
     def post(self, request, pk):
         record = self.record(pk)
-        form = OrderActionForm(request.POST)
+        form = OrderActionForm(request.POST, record=record)
         if not form.is_valid():
             return self.rerender(pk, order_form=form)
         action = form.cleaned_data["action"]

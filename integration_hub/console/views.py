@@ -351,37 +351,34 @@ class OrderDetailView(PermissionRequired, TemplateView):
 
     def get_context_data(self, pk, form=None, **kwargs):
         from exceptions_app.forms import OrderActionForm
-        from exceptions_app.models import ExceptionRecord
         from integration_hub.orders.models import Order
 
         ctx = super().get_context_data(**kwargs)
         order = get_object_or_404(Order.objects.select_related("channel", "warehouse"), pk=pk)
         user = self.request.user
-        refs = {order.idempotency_key, order.order_number, order.external_id} - {""}
+        exceptions = order_exceptions(order)
         ctx.update(order=order, lines=list(order.lines.select_related("item").order_by("id")),
                    transitions=list(order.transitions.select_related("actor").order_by("-at", "-id")[:50]),
-                   order_form=form or OrderActionForm(),
+                   order_form=form or OrderActionForm(record=_active_order_problem(exceptions)),
                    can_retry=user.has_perm("orders.retry_order"), can_cancel=user.has_perm("orders.cancel_order"),
                    can_edit=user.has_perms(["orders.change_order", "orders.retry_order"]))
         if user.has_perm("exceptions_app.view_exceptionrecord"):
-            ctx["exceptions"] = list(ExceptionRecord.objects.filter(order_ref__in=refs).order_by("-last_seen")[:20])
+            ctx["exceptions"] = exceptions
         return ctx
 
     def post(self, request, pk):
         from exceptions_app.forms import OrderActionForm
-        from exceptions_app.models import ExceptionRecord, Kind
-        from exceptions_app.services import make_key
         from integration_hub.orders.models import Order
 
         order = get_object_or_404(Order.objects.select_related("channel", "warehouse"), pk=pk)
-        form = OrderActionForm(request.POST)
+        record = _active_order_problem(order_exceptions(order))
+        form = OrderActionForm(request.POST, record=record)
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(pk=pk, form=form), status=400)
         action = form.cleaned_data["action"]
         needs = {"retry": ["orders.retry_order"], "edit": ["orders.change_order", "orders.retry_order"],
                  "cancel": ["orders.cancel_order"]}[action]
         _require(request, needs)
-        record = ExceptionRecord.objects.filter(dedupe_key=make_key(Kind.STUCK_ORDER, order.idempotency_key)).first()
         try:
             if action == "retry":
                 triage.retry_order(order, user=request.user, record=record)
@@ -395,3 +392,21 @@ class OrderDetailView(PermissionRequired, TemplateView):
         except triage.TriageError as exc:
             messages.error(request, str(exc))
         return redirect("console:order_detail", pk=order.pk)
+
+
+def order_exceptions(order) -> list:
+    """Exceptions about this order: by reference, or by the order id the order flow puts in the context."""
+    from exceptions_app.models import ExceptionRecord
+
+    refs = {order.idempotency_key, order.order_number, order.external_id} - {""}
+    return list(ExceptionRecord.objects.filter(Q(order_ref__in=refs) | Q(context__order_id=order.pk))
+                .order_by("-last_seen")[:20])
+
+
+def _active_order_problem(records):
+    from exceptions_app.models import Kind
+
+    for r in records:
+        if r.is_active and r.kind in (Kind.STUCK_ORDER, Kind.BAD_PAYLOAD):
+            return r
+    return None

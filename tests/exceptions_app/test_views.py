@@ -219,3 +219,26 @@ def test_repush_stock_for_drift(w, role_client):
     rec.refresh_from_db()
     assert rec.status == Status.ACKNOWLEDGED
     assert role_client("cx").post(f"/exceptions/{rec.pk}/repush/").status_code == 403
+
+
+def test_held_order_exception_offers_the_named_field(w, role_client, monkeypatch):
+    from exceptions_app import services as exc
+    from integration_hub.orders.models import OrderState
+
+    order = f.orders(w, 1, state=OrderState.HELD)[0]
+    line = order.lines.get()
+    path = f"lines.{line.line_id}.storefront_sku"
+    rec = exc.raise_exception(Kind.BAD_PAYLOAD, exc.make_key(Kind.BAD_PAYLOAD, "ct", "order", order.idempotency_key),
+                              f"Order {order} held: {path}", context={"fields": {path: "unknown SKU"}, "action": "retry_order",
+                                                                      "order_id": order.pk})
+    assert triage.order_for(rec) == order
+    client = role_client("ops")
+    html = client.get(f"/exceptions/{rec.pk}/").content.decode()
+    assert f'value="{path}"' in html
+    calls = []
+    monkeypatch.setattr(triage, "_optional", lambda m, n: {"update_field_and_resend": lambda o, field, value, actor=None:
+                                                           calls.append((field, value))}.get(n))
+    client.post(f"/exceptions/{rec.pk}/order/", {"action": "edit", "field": path, "value": "SKU-9"})
+    assert calls == [(path, "SKU-9")]
+    html = client.get(f"/orders/{order.pk}/").content.decode()
+    assert f'value="{path}"' in html and rec.title in html
