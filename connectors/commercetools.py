@@ -48,7 +48,7 @@ STREET_NUMBER_FIRST = {"GB", "IE", "US", "CA", "AU", "NZ", "FR", "ZA"}
 
 def q(value: str) -> str:
     """A Query Predicate string literal."""
-    return json.dumps(str(value))
+    return json.dumps(str(value), ensure_ascii=False)
 
 
 def q_list(values: Iterable[str]) -> str:
@@ -81,10 +81,10 @@ class CommercetoolsConnector(Connector, Storefront):
         self.require_product = options.get("require_product", True)
         self.gift_field = options.get("gift_message_field", "giftMessage")
         self.notes_field = options.get("delivery_notes_field", "deliveryNotes")
-        self.orders_start = options.get("orders_start", "")
+        self.orders_start = options.get("orders_start", "")  # ISO instant the first order poll starts from
         # ct has no bulk inventory update: writes of one batch go out on a few threads (the client's shared
         # rate limiter still caps the request rate)
-        self.write_concurrency = max(1, int(options.get("write_concurrency", 4)))  # ISO instant the first order poll starts from
+        self.write_concurrency = max(1, int(options.get("write_concurrency", 4)))
         self._lock = threading.Lock()
         self._channel_id_by_key: dict[str, str] = {}
         self._channel_key_by_id: dict[str, str] = {}
@@ -244,6 +244,9 @@ class CommercetoolsConnector(Connector, Storefront):
                 fail(t, exc)
                 if isinstance(exc, errors.RetryableError) or (isinstance(exc, errors.PermanentError) and exc.status in (401, 403)):
                     state["abort"] = exc
+            except (ValueError, KeyError, TypeError) as exc:  # an unreadable answer: report it, keep the batch going
+                fail(t, errors.RetryableError(f"commercetools answered an unreadable inventory entry for {t.sku}: "
+                                              f"{type(exc).__name__}: {exc}", system=self.system_type))
 
         pool = ThreadPoolExecutor(self.write_concurrency, thread_name_prefix="ct-write") if self.write_concurrency > 1 else None
         try:
@@ -392,6 +395,8 @@ class CommercetoolsConnector(Connector, Storefront):
                                       f"{type(exc).__name__}: {exc}", system=self.system_type, body=o) from exc
 
     def orders_since(self, cursor: str, limit: int = 100) -> Page:
+        """Orders modified after ``cursor``, oldest first. Items are StorefrontOrder; an order that cannot be read
+        is handed over as its id (str), like :meth:`parse_order_webhook` does, so it cannot stall the stream."""
         limit = max(1, min(int(limit), PAGE_LIMIT))
         where = None
         if not cursor and self.orders_start:
@@ -404,7 +409,17 @@ class CommercetoolsConnector(Connector, Storefront):
         body = self._query("orders", where, sort=["lastModifiedAt asc", "id asc"], limit=limit)
         raw = body["results"]
         self._prime(raw)
-        orders = [self.to_order(o) for o in raw]
+        orders: list = []
+        for o in raw:
+            try:
+                orders.append(self.to_order(o))
+            except errors.BadDataError as exc:
+                # one malformed order must not block the stream: hand over its id; the caller's get_order()
+                # raises the same BadDataError for that order alone (→ exception record), the rest flows on
+                log.error("commercetools order %s unreadable: %s", o.get("id"), exc)
+                if not isinstance(o, dict) or not o.get("id"):
+                    raise
+                orders.append(o["id"])
         next_cursor = f"{raw[-1]['lastModifiedAt']}|{raw[-1]['id']}" if raw else cursor
         return Page(items=orders, cursor=next_cursor, has_more=len(raw) >= limit)
 

@@ -545,3 +545,14 @@ def test_subscription_registered_through_the_api_delivers_orders(ct, ct_conn, em
     assert json.loads(receiver.bodies[0])["resource"]["id"] == oid
     control(sandbox, "configure_webhooks", {"order_url": ""})  # control subscription gone, API one stays
     assert len(emu.subscriptions) == 1
+
+
+def test_malformed_order_does_not_block_the_stream(ct, emu, sandbox, catalog):
+    ids = control(sandbox, "create_orders", {"orders": [ORDER, ORDER, ORDER]})["ids"]
+    with emu.lock:
+        emu.orders[ids[1]]["lineItems"][0].pop("quantity")
+    page = ct.orders_since("", limit=10)
+    assert [getattr(o, "external_id", o) for o in page.items] == ids
+    assert page.items[1] == ids[1]
+    with pytest.raises(errors.BadDataError):
+        ct.get_order(ids[1])
