@@ -60,6 +60,7 @@ seed_locations, seed_stock, set_stock, dispatch, configure_webhooks, state, plus
   set_service_codes {"codes": [...] | null}              restrict serviceCode (null = any)
   set_allocation {"enabled", "location"}                 accepted orders reserve stock there; dispatch
                                                          takes it out of available + reserved (on the feed)
+  set_auto_dispatch {"after_seconds": s | null, "carrier"}  ship accepted orders s seconds after acceptance
   lose_responses {"count", "rate", "hang_seconds"}       store the order, then lose the answer (504)
   send_raw_webhook {"kind": "stock"|"dispatch", "payload"}  push an arbitrary (malformed) body, signed
   wait_webhooks {"timeout"}                              block until queued webhooks are delivered
@@ -68,6 +69,7 @@ fail_next); ``conflict_rate`` injects 409 on order intake.
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
@@ -152,6 +154,9 @@ class WairEmulator(Emulator):
             # allocation: when on, accepting an order moves its lines into "reserved" at ``location`` and a
             # dispatch takes them out of on-hand ("available") and "reserved" — all on the change feed
             self.allocation: dict = {"enabled": False, "location": ""}
+            # auto-dispatch (demo / end-to-end benches): accepted orders ship after ``after_seconds``
+            self.auto_dispatch: dict = {"after_seconds": None, "carrier": "dhl"}
+            self._dispatch_queue: collections.deque = collections.deque()  # (monotonic accepted, orderRef)
             self.locations: dict[str, dict] = {}
             self.stock: dict[tuple[str, str, str], list] = {}  # (sku, location, state) → [qty, updatedAt]
             self._sorted_keys: list | None = None
@@ -173,6 +178,7 @@ class WairEmulator(Emulator):
             if getattr(self, "_queue", None) is None:
                 self._queue: queue.Queue = queue.Queue()
                 self._worker: threading.Thread | None = None
+                self._ticker: threading.Thread | None = None
             else:
                 try:
                     while True:
@@ -374,6 +380,7 @@ class WairEmulator(Emulator):
             o["orderId"] = f"WO-{self.order_seq:07d}"
             o["status"] = "accepted"
             o["acknowledgedAt"] = now_iso()
+            self._dispatch_queue.append((time.monotonic(), o["orderRef"]))
             if self.allocation["enabled"] and self.allocation["location"]:
                 loc = self.allocation["location"]
                 o["allocation"] = {"location": loc, "open": dict(self._physical_lines(o))}
@@ -762,6 +769,35 @@ class WairEmulator(Emulator):
             new = self._record(rows)
             return {"changes": [c["id"] for c in new], "cursor": str(len(self.changes))}
 
+    def control_set_auto_dispatch(self, payload: dict) -> dict:
+        """{"after_seconds": s | null, "carrier": "dhl"}: ship every accepted order s seconds after it was
+        accepted (one parcel, all lines), as a running warehouse would; null switches it off."""
+        with self.lock:
+            after = payload.get("after_seconds")
+            self.auto_dispatch = {"after_seconds": None if after is None else max(0.0, float(after)),
+                                  "carrier": str(payload.get("carrier") or "dhl")}
+            if after is not None and (self._ticker is None or not self._ticker.is_alive()):
+                self._ticker = threading.Thread(target=self._auto_dispatch_loop, name="wair-auto-dispatch", daemon=True)
+                self._ticker.start()
+            return dict(self.auto_dispatch)
+
+    def _auto_dispatch_loop(self) -> None:
+        while True:
+            time.sleep(0.05)
+            try:
+                with self.lock:
+                    after = self.auto_dispatch["after_seconds"]
+                    if after is None:
+                        continue
+                    now = time.monotonic()
+                    while self._dispatch_queue and now - self._dispatch_queue[0][0] >= after:
+                        _, ref = self._dispatch_queue.popleft()
+                        o = self.orders.get(ref)
+                        if o is not None and o["status"] == "accepted":
+                            self._dispatch(o, {"parcels": [{"carrier": self.auto_dispatch["carrier"]}]})
+            except Exception:  # never let the ticker die
+                log.exception("wair auto-dispatch failed")
+
     def control_set_allocation(self, payload: dict) -> dict:
         """{"enabled": bool, "location": "<location id>"}: allocate accepted orders at ``location``."""
         with self.lock:
@@ -778,37 +814,51 @@ class WairEmulator(Emulator):
             o = self.orders.get(ref)
             if o is None:
                 raise wair_error(400, "OrderNotFound", f"order {ref!r} is unknown to WAIR")
-            if o["status"] == "cancelled":
-                raise wair_error(400, "OrderCancelled", f"order {ref!r} was cancelled")
-            self._accept(o)  # a warehouse that ships an order has accepted it
-            ordered = self._physical_lines(o)
-            parcels, picked = [], {}
-            for i, p in enumerate(payload.get("parcels") or [{}]):
-                carrier = str(p.get("carrier") or "dhl")
-                tn = str(p.get("tracking_number") or f"{carrier.upper()}{o['orderId'][-7:]}{len(self.dispatches) + 1:04d}{i}")
-                url = p.get("tracking_url") or TRACKING_URLS.get(carrier.lower(), "https://track.example.com/{}").format(tn)
-                if p.get("lines"):
-                    lines = [{"skuId": str(s), "quantity": _int(q, "parcel line quantity", 1)} for s, q in p["lines"]]
-                else:
-                    lines = [{"skuId": s, "quantity": q - o["dispatched"].get(s, 0)} for s, q in ordered.items()
-                             if q - o["dispatched"].get(s, 0) > 0]
-                    if not lines:
-                        raise wair_error(400, "NothingToDispatch", f"every line of order {ref!r} has been dispatched")
-                for line in lines:
-                    o["dispatched"][line["skuId"]] = o["dispatched"].get(line["skuId"], 0) + line["quantity"]
-                    picked[line["skuId"]] = picked.get(line["skuId"], 0) + line["quantity"]
-                parcels.append({"carrier": carrier, "trackingNumber": tn, "trackingUrl": url, "lines": lines})
-            complete = payload.get("complete")
-            if complete is None:
-                complete = all(o["dispatched"].get(s, 0) >= q for s, q in ordered.items())
-            d = {"id": len(self.dispatches) + 1, "orderRef": ref, "orderId": o["orderId"],
-                 "dispatchedAt": payload.get("dispatched_at") or now_iso(), "complete": bool(complete), "parcels": parcels}
-            self.dispatches.append(d)
-            o["dispatches"].append(d)
-            o["status"] = "dispatched" if complete else "partially_dispatched"
-            self._release(o, picked)
-            self._enqueue("dispatch", {"type": "dispatch.confirmed", "dispatches": [json.loads(json.dumps(d))]})
-            return json.loads(json.dumps(d))
+            return self._dispatch(o, payload)
+
+    def _dispatch(self, o: dict, payload: dict) -> dict:
+        """Caller holds the lock. Validates every parcel before changing anything."""
+        ref = o["orderRef"]
+        if o["status"] == "cancelled":
+            raise wair_error(400, "OrderCancelled", f"order {ref!r} was cancelled")
+        ordered = self._physical_lines(o)
+        shipped = dict(o["dispatched"])  # working copy: committed only when every parcel is valid
+        parcels, picked = [], {}
+        for i, p in enumerate(payload.get("parcels") or [{}]):
+            if not isinstance(p, dict):
+                raise wair_error(400, "InvalidParcel", f"parcels[{i}] must be an object")
+            if p.get("lines"):
+                try:
+                    lines = [{"skuId": str(sku), "quantity": _int(q, f"parcels[{i}] line quantity", 1)} for sku, q in p["lines"]]
+                except (TypeError, ValueError):
+                    raise wair_error(400, "InvalidParcel", f"parcels[{i}].lines must be [[sku, quantity], ...]") from None
+            else:
+                lines = [{"skuId": sku, "quantity": q - shipped.get(sku, 0)} for sku, q in ordered.items() if q - shipped.get(sku, 0) > 0]
+                if not lines:
+                    raise wair_error(400, "NothingToDispatch", f"every line of order {ref!r} has been dispatched")
+            for line in lines:
+                shipped[line["skuId"]] = shipped.get(line["skuId"], 0) + line["quantity"]
+                picked[line["skuId"]] = picked.get(line["skuId"], 0) + line["quantity"]
+            parcels.append((p, lines))
+        self._accept(o)  # a warehouse that ships an order has accepted it
+        out = []
+        for i, (p, lines) in enumerate(parcels):
+            carrier = str(p.get("carrier") or "dhl")
+            tn = str(p.get("tracking_number") or f"{carrier.upper()}{o['orderId'][-7:]}{len(self.dispatches) + 1:04d}{i}")
+            url = p.get("tracking_url") or TRACKING_URLS.get(carrier.lower(), "https://track.example.com/{}").format(tn)
+            out.append({"carrier": carrier, "trackingNumber": tn, "trackingUrl": url, "lines": lines})
+        o["dispatched"] = shipped
+        complete = payload.get("complete")
+        if complete is None:
+            complete = all(shipped.get(sku, 0) >= q for sku, q in ordered.items())
+        d = {"id": len(self.dispatches) + 1, "orderRef": ref, "orderId": o["orderId"],
+             "dispatchedAt": payload.get("dispatched_at") or now_iso(), "complete": bool(complete), "parcels": out}
+        self.dispatches.append(d)
+        o["dispatches"].append(d)
+        o["status"] = "dispatched" if complete else "partially_dispatched"
+        self._release(o, picked)
+        self._enqueue("dispatch", {"type": "dispatch.confirmed", "dispatches": [json.loads(json.dumps(d))]})
+        return json.loads(json.dumps(d))
 
     def control_configure_webhooks(self, payload: dict) -> dict:
         with self.lock:

@@ -590,3 +590,23 @@ def test_dispatch_complete_flag_parsing(wair):
                                                          {**row, "id": 3, "complete": "maybe"}]})
     assert [(d.ref, d.complete) for d in parsed] == [("1", False), ("2", True)]
     assert [(r.ref, r.field) for r in parsed.rejected] == [("3", "complete")]
+
+
+def test_auto_dispatch_ships_accepted_orders(wair, sandbox):
+    import time
+
+    control(sandbox, "set_auto_dispatch", {"after_seconds": 0.1, "carrier": "dpd"})
+    wair.send_order(order("HUB-30"))
+    control(sandbox, "set_auto_ack", {"enabled": False})
+    with pytest.raises(NotAcknowledged):
+        wair.send_order(order("HUB-31"))  # pending orders are not shipped
+    deadline = time.time() + 5
+    while time.time() < deadline and not wair.dispatches_since("").items:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    (d,) = wair.dispatches_since("").items
+    assert d.order_ref == "HUB-30" and d.complete and d.parcels[0].carrier == "dpd"
+    assert "track.dpd" in d.parcels[0].tracking_url
+    assert wair.order_status("HUB-31") == "pending"
+    control(sandbox, "dispatch", {"order_ref": "HUB-30", "parcels": [{"lines": [["SKU-A"]]}]}, expect=400)  # bad parcel
+    assert control(sandbox, "state")["orders"]["HUB-30"]["dispatched"] == {"SKU-A": 2, "SKU-B": 1, "SKU-C": 2}
