@@ -29,7 +29,8 @@ Error handling (every call goes through :class:`connectors.http.HttpClient`):
   but has no acknowledgement id yet, so the hub marks it *sent*, not *acknowledged*. Re-sending is safe
   (the Idempotency-Key is the order ref; WAIR never creates a second order) and is how the hub asks again.
   Order intake retries 409 too ("key in flight"), since the key makes every retry a replay.
-- ``cancel_order`` once dispatched → :class:`AlreadyDispatched` (PermanentError).
+- ``cancel_order`` once dispatched → :class:`AlreadyDispatched` (PermanentError); ``send_order`` for an
+  order WAIR holds as cancelled → :class:`OrderCancelled` (PermanentError).
 
 Malformed rows in inbound payloads
 - Stock (``parse_stock_webhook`` / ``stock_changes``): every row becomes a StockChange. Rows that are
@@ -150,6 +151,12 @@ class AlreadyDispatched(errors.PermanentError):
     """Cancel refused: WAIR has dispatched (part of) the order."""
 
     kind = "already_dispatched"
+
+
+class OrderCancelled(errors.PermanentError):
+    """``send_order`` for an order WAIR holds as cancelled (a replay after a cancel)."""
+
+    kind = "cancelled"
 
 
 class WairValidationError(errors.BadDataError):
@@ -395,6 +402,9 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
                           ok=(200, 201, 202), retry_conflicts=True)
         body = self._json(resp)
         order_id = body.get("orderId")
+        if body.get("status") == "cancelled":
+            raise OrderCancelled(f"WAIR has order {order.order_ref} as cancelled; it will not be fulfilled",
+                                 status=resp.status_code, body=body, system=self.system_type)
         if resp.status_code == 202 or not order_id:
             raise NotAcknowledged(f"WAIR received order {order.order_ref} but has not acknowledged it "
                                   f"(status {body.get('status') or resp.status_code})",

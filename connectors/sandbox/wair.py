@@ -508,10 +508,13 @@ class WairEmulator(Emulator):
             return self._order_answer(o, replay=False)
 
     def _order_answer(self, o: dict, replay: bool) -> Response:
-        if o["orderId"] is None:
-            return Response(202, {"orderRef": o["orderRef"], "status": "pending", "receivedAt": o["receivedAt"]})
         headers = {"Idempotent-Replayed": "true"} if replay else {}
-        return Response(200 if replay else 201, {"orderId": o["orderId"], "orderRef": o["orderRef"], "status": "accepted",
+        if o["status"] == "cancelled":  # a replay for an order cancelled meanwhile: say so, never re-create it
+            return Response(200, {"orderId": o["orderId"], "orderRef": o["orderRef"], "status": "cancelled",
+                                  "receivedAt": o["receivedAt"]}, headers)
+        if o["orderId"] is None:
+            return Response(202, {"orderRef": o["orderRef"], "status": "pending", "receivedAt": o["receivedAt"]}, headers)
+        return Response(200 if replay else 201, {"orderId": o["orderId"], "orderRef": o["orderRef"], "status": o["status"],
                                                  "receivedAt": o["receivedAt"]}, headers)
 
     @route("GET", API + r"/orders/(?P<ref>[^/]+)")

@@ -429,6 +429,11 @@ def test_cancel_order(wair, sandbox):
         wair.cancel_order("HUB-13")
     with pytest.raises(errors.NotFoundError):
         wair.cancel_order("NOPE")
+    from connectors.wair import OrderCancelled
+
+    with pytest.raises(OrderCancelled):
+        wair.send_order(order("HUB-12"))  # a late retry never revives a cancelled order
+    assert wair.send_order(order("HUB-13")).duplicate  # replay of a dispatched order still acknowledges
 
 
 def test_pending_fulfilment_raises_not_acknowledged(wair, sandbox):
