@@ -96,7 +96,7 @@ def claim(batch_size: int = BATCH_SIZE, max_priority: int | None = None, lease_s
 
 
 def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
-    delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * (2 ** max(0, attempts - 1)))
+    delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * (2 ** min(20, max(0, attempts - 1))))
     delay = delay * random.uniform(0.5, 1.0)
     if retry_after:
         delay = max(delay, float(retry_after))
