@@ -13,8 +13,10 @@ Reports
 
 How "shipped in the storefront" is known: the hub marks an order shipped in the storefront only after
 the warehouse dispatch (state ``storefront_notified``, ``notified_at``); a storefront-side fulfilment
-arrives with the order payload (commercetools ``shipmentState`` Shipped/Delivered, SFCC
-``shipping_status`` shipped) which the order mirror keeps in ``Order.raw``. Both count.
+(ship-from-store, click & collect) is a ``StorefrontFulfilment`` row, open in the master until it is
+acknowledged; and a shipment state set in the storefront itself arrives with the order payload
+(commercetools ``shipmentState`` Shipped/Delivered, SFCC ``shipping_status`` shipped), kept in
+``Order.raw``. All count.
 
 CSV export streams over ``.iterator(chunk_size=…)`` (see :func:`iter_csv`), so a million rows never sit
 in memory at once.
@@ -29,14 +31,14 @@ from typing import Iterator
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, BooleanField, Case, CharField, Count, When, F, IntegerField, Q, Sum, Value
+from django.db.models import BigIntegerField, BooleanField, Case, CharField, Count, Exists, OuterRef, Subquery, When, F, IntegerField, Q, Sum, Value
 from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
 from integration_hub.catalog.models import Item
 from integration_hub.core.models import Channel
 from integration_hub.inventory.models import ChannelStock
-from integration_hub.orders.models import Order, OrderState
+from integration_hub.orders.models import Order, OrderState, StorefrontFulfilment
 
 from .models import Report, ReportKind, ReportRow
 
@@ -124,9 +126,19 @@ def _order_rows(report: Report, qs, event):
 
 
 def shipped_not_dispatched(report: Report) -> int:
-    qs = (_with_shipped_flag(Order.objects.all()).filter(sf_shipped=True, dispatched_at__isnull=True)
+    """Storefront shows it fulfilled (shipped state in its payload, or a storefront-side fulfilment such as
+    ship-from-store) while the warehouse/master has not closed it: no dispatch recorded and, for
+    storefront-side fulfilments, not every one acknowledged by the master."""
+    fulfilments = StorefrontFulfilment.objects.filter(order=OuterRef("pk"))
+    unacked = fulfilments.filter(acknowledged_at__isnull=True)
+    qs = (_with_shipped_flag(Order.objects.all())
+          .annotate(f_any=Exists(fulfilments), f_open=Exists(unacked),
+                    f_at=Subquery(unacked.order_by("fulfilled_at").values("fulfilled_at")[:1]))
+          .filter(Q(sf_shipped=True) | Q(f_any=True))
+          .filter(dispatched_at__isnull=True)
+          .filter(Q(f_any=False) | Q(f_open=True))
           .exclude(state__in=[OrderState.CANCELLED, OrderState.DISPATCHED]))
-    return _insert_select(_order_rows(report, qs, Coalesce(F("notified_at"), F("updated_at"))))
+    return _insert_select(_order_rows(report, qs, Coalesce(F("f_at"), F("notified_at"), F("updated_at"))))
 
 
 def dispatched_not_shipped(report: Report, now=None) -> int:

@@ -33,11 +33,19 @@ def test_shipped_in_storefront_but_open_in_warehouse(w):
     f.orders(w, 1, state=OrderState.STOREFRONT_NOTIFIED, start=20, dispatched_at=now, notified_at=now)  # consistent
     f.orders(w, 1, state=OrderState.CANCELLED, start=30, raw={"shipmentState": "Shipped"})  # cancelled: not finance's problem
     f.orders(w, 1, state=OrderState.SENT, start=40, raw={"shipping_status": "shipped"})  # SFCC shape
+    from integration_hub.orders.models import StorefrontFulfilment
+
+    ship_from_store = f.orders(w, 2, state=OrderState.VALIDATED, start=50)
+    StorefrontFulfilment.objects.create(order=ship_from_store[0], fulfilment_ref="F1", warehouse=w.master, fulfilled_at=f.ago(hours=2))
+    StorefrontFulfilment.objects.create(order=ship_from_store[1], fulfilment_ref="F2", warehouse=w.master,
+                                        fulfilled_at=f.ago(hours=2), ack_id="A2", acknowledged_at=f.ago(hours=1))
     report = services.generate(ReportKind.SHIPPED_NOT_DISPATCHED)
     assert report.status == Report.Status.DONE, report.error
-    refs = sorted(ReportRow.objects.filter(report=report).values_list("order_ref", flat=True))
-    assert refs == ["WEB-0", "WEB-1", "WEB-40"]
-    assert report.row_count == 3
+    rows = {r.order_ref: r for r in ReportRow.objects.filter(report=report)}
+    # WEB-50: fulfilled by a store, the master has not acknowledged it; WEB-51's fulfilment is acknowledged
+    assert sorted(rows) == ["WEB-0", "WEB-1", "WEB-40", "WEB-50"]
+    assert report.row_count == 4
+    assert abs((rows["WEB-50"].event_at - f.ago(hours=2)).total_seconds()) < 60
 
 
 def test_dispatched_but_not_shipped_after_agreed_time(w, settings):
