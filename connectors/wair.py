@@ -349,14 +349,16 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
             out.append(change)
         return out
 
-    def stock_snapshot(self, skus: Iterable[str] | None = None) -> Iterable[StockChange]:
-        """Every current quantity (optionally for ``skus``), paging through ``/stock``. A generator."""
+    def stock_snapshot(self, skus: Iterable[str] | None = None, location: str | None = None) -> Iterable[StockChange]:
+        """Every current quantity (optionally only for ``skus`` and/or one ``location``), paging through
+        ``/stock`` (SKUs asked for in chunks of 100). A generator; rows carry ``changed_at`` = WAIR's updatedAt."""
+        base = {"locationId": location} if location else {}
         if skus is None:
-            yield from self._stock_pages({})
+            yield from self._stock_pages(base)
             return
         skus = list(dict.fromkeys(skus))
         for i in range(0, len(skus), SNAPSHOT_SKU_CHUNK):
-            yield from self._stock_pages({"skuId": ",".join(skus[i:i + SNAPSHOT_SKU_CHUNK])})
+            yield from self._stock_pages({**base, "skuId": ",".join(skus[i:i + SNAPSHOT_SKU_CHUNK])})
 
     def _stock_pages(self, params: dict) -> Iterable[StockChange]:
         offset = 0

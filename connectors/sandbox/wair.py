@@ -41,7 +41,8 @@ Wire API (all under ``/wair/api/v1``; every route needs a token or key as above,
                                                        trackingUrl, lines: [{skuId, quantity}]}]}],
                                                        nextCursor, moreRecordsAvailable}
   POST /fulfilments (Idempotency-Key required)      201 {fulfilmentId, orderRef, status}; 200 on replay;
-                                                    202 {status: "pending"} while fulfilment auto-ack is off
+                                                    202 {status: "pending"} while fulfilment auto-ack is off;
+                                                    the lines leave ``locationId``'s on-hand (change feed)
 
 Stock states on the wire: ``available``, ``inspection``, ``damaged``, ``inTransit``, ``reserved``.
 Error bodies: ``{"statusCode", "code", "message", "errors": [{"field", "code", "message"}]}``.
@@ -609,6 +610,9 @@ class WairEmulator(Emulator):
                  "fulfilledAt": body.get("fulfilledAt"), "receivedAt": now_iso()}
             if self.fulfilment_auto_ack:
                 self._accept_fulfilment(f)
+            if loc:  # the goods left that location: its on-hand drops (on the change feed, like any movement)
+                self._record([(line["skuId"], loc, "available", self._qty(line["skuId"], loc, "available") - line["quantity"])
+                              for line in lines])
             self.fulfilments.append(f)
             self.fulfilment_keys[key] = f
             return self._fulfilment_answer(f, replay=False)

@@ -138,6 +138,8 @@ def test_stock_snapshot_pages_and_filters(wair, sandbox):
     assert sorted((c.sku, c.location, c.state) for c in some) == [
         ("S1", "DC1", "available"), ("S1", "DC1", "damaged"), ("S1", "SHOP1", "available"),
         ("S3", "DC1", "available"), ("S3", "SHOP1", "available")]
+    shop = list(wair.stock_snapshot(["S1", "S2"], location="SHOP1"))
+    assert sorted((c.sku, c.quantity) for c in shop) == [("S1", 1), ("S2", 2)] and {c.location for c in shop} == {"SHOP1"}
     assert control(sandbox, "state")["changes"] == 0  # seeding is not a change
 
 
@@ -353,12 +355,15 @@ def test_dispatch_webhook_bad_row_is_reported_not_dropped(wair):
 
 def test_fulfilment_is_idempotent(wair, sandbox):
     control(sandbox, "seed_locations", {"locations": [{"id": "SHOP1"}]})
+    control(sandbox, "seed_stock", {"rows": [{"sku": "SKU-A", "location": "SHOP1", "quantity": 5}]})
     f = Fulfilment(order_ref="HUB-6", fulfilment_ref="F1", lines=[("SKU-A", 1)], location="SHOP1",
                    fulfilled_at=datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc))
     fid = wair.send_fulfilment(f)
     assert fid.startswith("FF-") and wair.send_fulfilment(f) == fid
     fulfilments = control(sandbox, "state")["fulfilments"]
     assert len(fulfilments) == 1 and fulfilments[0]["locationId"] == "SHOP1" and fulfilments[0]["lines"] == [{"skuId": "SKU-A", "quantity": 1}]
+    (change,) = wair.stock_changes("").items  # the shipped unit left the shop's on-hand once, not per replay
+    assert (change.sku, change.location, change.state, change.quantity) == ("SKU-A", "SHOP1", "available", 4)
     with pytest.raises(WairValidationError) as exc:
         wair.send_fulfilment(Fulfilment(order_ref="HUB-6", fulfilment_ref="F2", lines=[("SKU-A", 1)], location="MARS"))
     assert "locationId" in exc.value.fields
