@@ -321,7 +321,7 @@ class SFCCEmulator(Emulator):
                                    "shipping_method": {"id": spec.get("shipping_method", "standard")},
                                    "gift": bool(spec.get("gift_message")), "gift_message": spec.get("gift_message", ""),
                                    "tracking_number": None}],
-                    "coupon_items": [{"code": c, "status_code": "applied", "valid": True} for c in spec.get("promotion_codes") or []],
+                    "coupon_items": [{"code": c, "status_code": "applied", "valid": True} for c in (spec.get("promotion_codes") or spec.get("discount_codes") or [])],
                     "c_deliveryNotes": spec.get("delivery_notes", ""),
                 }
                 for k, v in (spec.get("custom_fields") or {}).items():
