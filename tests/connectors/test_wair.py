@@ -620,3 +620,13 @@ def test_auto_dispatch_ships_accepted_orders(wair, sandbox):
     assert wair.order_status("HUB-31") == "pending"
     control(sandbox, "dispatch", {"order_ref": "HUB-30", "parcels": [{"lines": [["SKU-A"]]}]}, expect=400)  # bad parcel
     assert control(sandbox, "state")["orders"]["HUB-30"]["dispatched"] == {"SKU-A": 2, "SKU-B": 1, "SKU-C": 2}
+
+
+def test_concurrent_sends_of_one_order_create_it_once(wair, sandbox):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        acks = list(pool.map(lambda _: wair.send_order(order("HUB-40")), range(16)))
+    assert len({a.warehouse_ref for a in acks}) == 1 and sum(not a.duplicate for a in acks) == 1
+    state = control(sandbox, "state", {"brief": True})
+    assert list(state["orders"]) == ["HUB-40"] and state["order_receipts"] == {"HUB-40": 16}
