@@ -160,7 +160,7 @@ def _ats_sql() -> tuple[str, list, str]:
     try:
         from integration_hub.inventory import ats
         return ats._sql(None, None), ats._params(None, None), "inventory.ats"
-    except (ImportError, AttributeError):  # pragma: no cover - only before the stock engine exists
+    except (ImportError, AttributeError, TypeError):  # pragma: no cover - stock engine missing or reshaped
         table = ChannelStock._meta.db_table
         return (f"SELECT channel_id, item_id, storefront_sku, confirmed_quantity FROM {table} "
                 f"WHERE confirmed_quantity IS NOT NULL", [], "channel_stock.confirmed_quantity")

@@ -200,3 +200,21 @@ def test_order_pages_fixed_queries_and_actions(w, role_client, monkeypatch):
     r = client.post(f"/orders/{orders[0].pk}/", {"action": "retry"})
     assert r.status_code == 302 and calls == [orders[0].pk]
     assert client.post(f"/orders/{orders[0].pk}/", {"action": "edit", "field": "gift_message", "value": "x"}).status_code == 403
+
+
+def test_edit_pages_and_schedules_run_fixed_queries(w, role_client):
+    client = role_client("admin")
+    m = f.mappings(w, w.items[:1])[0]
+    for n in range(5):
+        m.safety_buffer = n
+        m.save()
+    tasks = [PeriodicTask(name=f"job {i}", task="x", interval=IntervalSchedule.objects.get_or_create(every=60 + i, period="seconds")[0])
+             for i in range(5)]
+    PeriodicTask.objects.bulk_create(tasks)
+    small = f.count_queries(client, f"/rules/sku-mappings/{m.pk}/"), f.count_queries(client, "/schedules/")
+    for n in range(45):
+        m.safety_buffer = 100 + n
+        m.save()
+    PeriodicTask.objects.bulk_create([PeriodicTask(name=f"more {i}", task="x", interval=tasks[0].interval) for i in range(45)])
+    big = f.count_queries(client, f"/rules/sku-mappings/{m.pk}/"), f.count_queries(client, "/schedules/")
+    assert small == big
