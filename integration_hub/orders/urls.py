@@ -1,4 +1,9 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "orders"
-urlpatterns: list = []
+urlpatterns = [
+    path("orders/<slug:name>/", views.order_webhook, name="order-webhook"),
+    path("dispatch/<slug:name>/", views.dispatch_webhook, name="dispatch-webhook"),
+]

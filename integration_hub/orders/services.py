@@ -1,0 +1,1134 @@
+"""The order flow: storefront → hub → warehouse → dispatch → storefront shipped.
+
+Every public function here is what views, tasks, the admin and the console call; they hold the rules.
+States change only through :mod:`.state` (``transition`` / ``transition_many``), so every move is checked
+against the machine and logged with its cause and actor.
+
+Flow
+- **capture** (webhook or poll): one Order per (channel, storefront id) — the idempotency key
+  ``<channel key>-<external id>`` is unique, so a webhook delivered twice and an overlapping poll give one
+  row. Lines are stored, SKUs mapped (:mod:`.mapping`), bundles exploded to component lines and stock
+  reserved (``inventory.Reservation`` + an ORDER-priority outbox row) in the same transaction.
+- **validate**: every field the warehouse needs; failures hold the order with one exception per cause,
+  naming the field (``unknown_sku:<channel>:<sku>``, ``bad_payload:<connection>:order:<order key>``) with
+  ``context["fields"]`` as paths :func:`update_field_and_resend` accepts.
+- **send**: claimed in batches with a lease (``claim_token`` + ``next_attempt_at``: a killed worker's orders
+  come back when the lease runs out), posted with the idempotency key in parallel threads (HTTP only;
+  the database work is set-based before and after). Only a positive acknowledgement moves an order to
+  *acknowledged*; "received, not acknowledged", 429s and timeouts leave it *sent* with a back-off, and the
+  beat resends (safe: the warehouse deduplicates on the key). No acknowledgement within
+  ``HUB["ACK_TIMEOUT_MINUTES"]`` raises ``stuck_order``. A 422 holds the order naming the fields.
+- **dispatch**: the warehouse's confirmation (webhook or poll) records tracking and moves the order to
+  *dispatched*; only then does :func:`notify_storefront` mark the storefront order shipped (version/409
+  safe in the connector) and move it to *storefront_notified*. A partial dispatch (``complete=False``)
+  records its parcels but the order stays acknowledged until the warehouse confirms the rest.
+- **fulfilments done storefront-side** are rows (:class:`StorefrontFulfilment`) re-sent to the master
+  until it returns an acknowledgement id.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from connectors import errors
+from connectors.base import Dispatch, Fulfilment, Parcel, StorefrontOrder
+from exceptions_app.services import Problem, clear, make_key, raise_many
+from integration_hub.core.models import Channel, Connection, SyncCursor
+from integration_hub.inventory.models import PendingPush, Reservation
+
+from . import mapping
+from .models import Order, OrderLine, OrderState as S, StorefrontFulfilment
+from .state import IllegalTransition, log_created, transition, transition_many
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 200
+LEASE_SECONDS = 90
+HTTP_THREADS = 8
+BACKOFF_BASE_SECONDS = 5
+BACKOFF_CAP_SECONDS = 300
+ORDERS_STREAM = "orders"
+DISPATCH_STREAM = "dispatches"
+EDITABLE_BEFORE_SEND = {S.CAPTURED, S.VALIDATED, S.HELD, S.FAILED}
+ADDRESS_PARTS = set(mapping.ADDRESS_FIELDS)
+
+
+class OrderActionError(ValueError):
+    """A console/admin action that does not apply to the order as it stands (message says why)."""
+
+
+# --- keys -------------------------------------------------------------------------------------------
+def order_key(channel: Channel, external_id: str) -> str:
+    return f"{channel.key}-{external_id}"[:100]
+
+
+def _bad_key(conn_name: str, source: str, ref: str) -> str:
+    return make_key("bad_payload", conn_name, source, ref)
+
+
+def order_problem_key(order: Order) -> str:
+    return _bad_key(order.channel.connection.name, "order", order.idempotency_key)
+
+
+def backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, min(attempts - 1, 10))))
+
+
+def _chunks(seq, n=500):
+    seq = list(seq)
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+# --- nudging workers ----------------------------------------------------------------------------------
+def kick(delay: float = 0) -> None:
+    """Ask a worker to process due orders now (after the current transaction commits). Best effort: the
+    beat sweep finds anything a lost nudge leaves behind. At most one nudge per second per process."""
+    from django.core.cache import cache
+
+    def nudge():
+        if not cache.add("orders:kick", 1, timeout=1):
+            return
+        try:
+            from .tasks import process
+
+            process.apply_async(queue="priority", countdown=delay or None, retry=False)
+        except Exception as exc:  # broker down: rows are safe in the database
+            log.warning("could not dispatch orders.process (%s); the sweep will pick the orders up", exc)
+
+    transaction.on_commit(nudge)
+
+
+# --- capture ------------------------------------------------------------------------------------------
+@dataclass
+class CaptureResult:
+    created: list = field(default_factory=list)  # Order rows
+    existing: int = 0
+    rejected: int = 0
+
+    def as_dict(self) -> dict:
+        return {"created": len(self.created), "existing": self.existing, "rejected": self.rejected}
+
+
+def _addr(a) -> dict:
+    return {k: v for k, v in asdict(a).items()} if a is not None else {}
+
+
+def _new_order(channel: Channel, so: StorefrontOrder) -> Order:
+    return Order(
+        channel=channel, external_id=so.external_id, order_number=so.order_number or "", state=S.CAPTURED,
+        storefront_version=so.version, placed_at=so.placed_at, currency=so.currency or "", total_cents=so.total_cents,
+        customer_email=so.customer_email or "", shipping_address=_addr(so.shipping_address),
+        billing_address=_addr(so.billing_address), shipping_method=so.shipping_method or "",
+        gift_message=so.gift_message or "", delivery_notes=so.delivery_notes or "", custom_fields=dict(so.custom_fields or {}),
+        promotion_codes=list(so.promotion_codes or []), raw=so.raw or {}, warehouse_id=channel.warehouse_id,
+        idempotency_key=order_key(channel, so.external_id))
+
+
+def _capture(pairs: list[tuple[Channel, StorefrontOrder]], source: str) -> CaptureResult:
+    """Insert the orders not yet known (by idempotency key) with their lines, map them and reserve stock.
+    Runs in one transaction; retried when a concurrent capture inserted the same order first."""
+    by_key: dict[str, tuple[Channel, StorefrontOrder]] = {}
+    for channel, so in pairs:
+        by_key.setdefault(order_key(channel, so.external_id), (channel, so))
+    result = CaptureResult()
+    if not by_key:
+        return result
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                known = set()
+                for chunk in _chunks(by_key):
+                    known.update(Order.objects.filter(idempotency_key__in=chunk).values_list("idempotency_key", flat=True))
+                new = [_new_order(ch, so) for k, (ch, so) in by_key.items() if k not in known]
+                result = CaptureResult(existing=len(known))
+                if not new:
+                    return result
+                Order.objects.bulk_create(new, batch_size=500)
+                if any(o.pk is None for o in new):  # backends that cannot return ids from bulk inserts
+                    ids = {}
+                    for chunk in _chunks([o.idempotency_key for o in new]):
+                        ids.update(Order.objects.filter(idempotency_key__in=chunk).values_list("idempotency_key", "pk"))
+                    for o in new:
+                        o.pk = o.id = ids[o.idempotency_key]
+                lines = []
+                for o in new:
+                    so = by_key[o.idempotency_key][1]
+                    for ln in so.lines:
+                        lines.append(OrderLine(order_id=o.pk, line_id=str(ln.line_id)[:100], storefront_sku=(ln.sku or "")[:100],
+                                               quantity=max(int(ln.quantity or 0), 0), unit_price_cents=ln.unit_price_cents,
+                                               custom_fields=dict(ln.custom_fields or {})))
+                OrderLine.objects.bulk_create(lines, batch_size=500)
+                log_created(new, f"captured from {source}")
+                _map_lines([o.pk for o in new])
+                result.created = new
+                kick()
+                return result
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            log.info("concurrent capture of the same orders; retrying")
+    return result
+
+
+def resolve_channel(connection: Connection, channel_ref: str, channels: list[Channel] | None = None) -> Channel | None:
+    """The hub channel a storefront order belongs to: by supply channel / store key, else the connection's
+    only active channel."""
+    channels = channels if channels is not None else list(Channel.objects.filter(connection=connection, active=True))
+    for ch in channels:
+        if channel_ref and ch.external_id == channel_ref:
+            return ch
+    for ch in channels:
+        if channel_ref and ch.key == channel_ref:
+            return ch
+    return channels[0] if len(channels) == 1 else None
+
+
+def capture(channel: Channel, storefront_order: StorefrontOrder, source: str = "api") -> tuple[Order, bool]:
+    """One storefront order → (Order, created). Deduplicated by (channel, external id)."""
+    result = _capture([(channel, storefront_order)], source)
+    order = Order.objects.get(idempotency_key=order_key(channel, storefront_order.external_id))
+    return order, bool(result.created)
+
+
+def capture_many(connection: Connection, storefront_orders, source: str = "poll") -> CaptureResult:
+    """Bulk capture for polls and webhook batches: a fixed number of queries per batch. Orders whose channel
+    cannot be determined are not dropped silently: each raises a ``bad_payload`` exception."""
+    channels = list(Channel.objects.filter(connection=connection, active=True))
+    pairs, problems = [], []
+    for so in storefront_orders:
+        ch = resolve_channel(connection, so.channel_ref, channels)
+        if ch is None:
+            problems.append(Problem(
+                "bad_payload", _bad_key(connection.name, "order", so.external_id),
+                f"Order {so.order_number or so.external_id} from {connection.name}: unknown channel {so.channel_ref!r}",
+                message="No active hub channel matches the order's supply channel / store; add the channel and re-poll.",
+                context={"fields": {"channel_ref": f"{so.channel_ref!r} matches no channel"}, "action": "check_channel",
+                         "order_id": so.external_id}, connection_id=connection.pk, order_ref=so.external_id))
+            continue
+        pairs.append((ch, so))
+    result = _capture(pairs, source)
+    result.rejected = len(problems)
+    if problems:
+        raise_many(problems)
+    return result
+
+
+# --- mapping + reservations ---------------------------------------------------------------------------
+def _map_lines(order_ids) -> None:
+    """Resolve top-level lines without an item, explode bundles into component lines, reserve stock.
+    Idempotent: resolved lines and existing components / reservations are left alone."""
+    order_ids = list(order_ids)
+    if not order_ids:
+        return
+    lines = []
+    for chunk in _chunks(order_ids):
+        lines += list(OrderLine.objects.filter(order_id__in=chunk, parent__isnull=True)
+                      .select_related("item", "order__channel"))
+    unresolved: dict[int, list[OrderLine]] = defaultdict(list)
+    channels = {}
+    for ln in lines:
+        channels[ln.order.channel_id] = ln.order.channel
+        if ln.item_id is None:
+            unresolved[ln.order.channel_id].append(ln)
+    changed = []
+    for channel_id, group in unresolved.items():
+        res = mapping.resolve_skus(channels[channel_id], [ln.storefront_sku for ln in group])
+        for ln in group:
+            r = res.get(ln.storefront_sku)
+            if r and r.item is not None:
+                ln.item = r.item
+                changed.append(ln)
+    if changed:
+        OrderLine.objects.bulk_update(changed, ["item"], batch_size=500)
+    # explode bundles that have no component lines yet
+    bundle_lines = [ln for ln in lines if ln.item_id and ln.item.is_bundle]
+    if bundle_lines:
+        have = set(OrderLine.objects.filter(parent_id__in=[ln.pk for ln in bundle_lines]).values_list("parent_id", flat=True).distinct())
+        comps = mapping.bundle_components([ln.item_id for ln in bundle_lines])
+        new = []
+        for ln in bundle_lines:
+            if ln.pk in have:
+                continue
+            for comp, per in comps.get(ln.item_id, []):
+                new.append(OrderLine(order_id=ln.order_id, line_id=f"{ln.line_id}/{comp.sku}"[:100], storefront_sku=ln.storefront_sku,
+                                     item=comp, parent_id=ln.pk, quantity=ln.quantity * per,
+                                     custom_fields={"bundle_sku": ln.item.sku}))
+        OrderLine.objects.bulk_create(new, batch_size=500)
+    _reserve(order_ids)
+
+
+def _reserve(order_ids) -> int:
+    """Reservation rows for every picked line with an item (bundle components, not their parent), plus an
+    ORDER-priority push for the channels selling from the same locations. Existing rows are kept."""
+    want: dict[tuple[str, int, int], int] = defaultdict(int)
+    for chunk in _chunks(order_ids):
+        rows = (OrderLine.objects.filter(order_id__in=chunk, item__isnull=False, order__state__in=list(EDITABLE_BEFORE_SEND | {S.SENT}))
+                .exclude(item__is_bundle=True)
+                .values_list("order__idempotency_key", "item_id", "order__channel_id", "quantity"))
+        for key, item_id, channel_id, qty in rows:
+            want[(key, item_id, channel_id)] += qty
+    if not want:
+        return 0
+    existing = set()
+    keys = sorted({k for k, _, _ in want})
+    for chunk in _chunks(keys):
+        existing.update(Reservation.objects.filter(order_ref__in=chunk).values_list("order_ref", "item_id", "channel_id"))
+    new = [Reservation(order_ref=k, item_id=i, channel_id=c, quantity=q) for (k, i, c), q in want.items() if (k, i, c) not in existing]
+    if not new:
+        return 0
+    Reservation.objects.bulk_create(new, batch_size=500, ignore_conflicts=True)
+    _enqueue_stock({(r.channel_id, r.item_id) for r in new}, "order reserved")
+    return len(new)
+
+
+def _release(order_keys, reason: str) -> int:
+    keys = list(order_keys)
+    pairs = set()
+    now = timezone.now()
+    n = 0
+    for chunk in _chunks(keys):
+        qs = Reservation.objects.filter(order_ref__in=chunk, released_at__isnull=True)
+        pairs.update(qs.values_list("channel_id", "item_id"))
+        n += qs.update(released_at=now, release_reason=reason[:50])
+    if pairs:
+        _enqueue_stock(pairs, f"order {reason}")
+    return n
+
+
+def _enqueue_stock(pairs, reason: str) -> None:
+    """Queue live-order pushes for the channels whose ATS the reservations touch."""
+    from integration_hub.inventory import outbox
+
+    by_channel: dict[int, set[int]] = defaultdict(set)
+    for channel_id, item_id in pairs:
+        by_channel[channel_id].add(item_id)
+    for channel_id, items in by_channel.items():
+        locations = outbox.locations_for_channel(channel_id)
+        if locations:
+            outbox.enqueue(items, location_ids=locations, priority=PendingPush.Priority.ORDER, reason=reason)
+        else:
+            outbox.enqueue(items, channel_ids=[channel_id], priority=PendingPush.Priority.ORDER, reason=reason)
+
+
+# --- validation ---------------------------------------------------------------------------------------
+@dataclass
+class ValidationOutcome:
+    validated: list[int] = field(default_factory=list)
+    held: list[int] = field(default_factory=list)
+
+
+def validate_many(order_ids, actor=None, cause: str = "validated") -> ValidationOutcome:
+    """Validate captured / held / failed orders: validated ones are ready to send; the rest are held with
+    exceptions naming the fields. A fixed number of queries per batch."""
+    order_ids = list(order_ids)
+    out = ValidationOutcome()
+    if not order_ids:
+        return out
+    wanted_states = [S.CAPTURED, S.HELD, S.FAILED]
+    with transaction.atomic():
+        _map_lines(order_ids)
+        orders = []
+        for chunk in _chunks(order_ids):
+            orders += list(Order.objects.filter(pk__in=chunk, state__in=wanted_states).select_related("channel__connection", "channel__warehouse"))
+        if not orders:
+            return out
+        lines_by_order: dict[int, list[OrderLine]] = defaultdict(list)
+        for chunk in _chunks([o.pk for o in orders]):
+            for ln in OrderLine.objects.filter(order_id__in=chunk).select_related("item").order_by("pk"):
+                lines_by_order[ln.order_id].append(ln)
+        maps = mapping.shipping_maps({o.channel_id for o in orders})
+        problems: list[Problem] = []
+        ok, held, resolved_keys, ok_keys = [], [], set(), []
+        unknown_by_key: dict[str, dict] = {}
+        for o in orders:
+            fields: dict[str, str] = {}
+            unknown = []
+            lines = lines_by_order.get(o.pk, [])
+            top = [ln for ln in lines if ln.parent_id is None]
+            with_components = {ln.parent_id for ln in lines if ln.parent_id}
+            if not top:
+                fields["lines"] = "the order has no lines"
+            for ln in top:
+                path = f"lines.{ln.line_id}"
+                if not ln.storefront_sku:
+                    fields[f"{path}.storefront_sku"] = "the line has no SKU"
+                elif ln.item_id is None:
+                    unknown.append(ln)
+                elif ln.item.is_bundle and ln.pk not in with_components:
+                    fields[f"{path}.storefront_sku"] = f"bundle {ln.item.sku} has no components defined"
+                else:
+                    resolved_keys.add(make_key("unknown_sku", o.channel.key, ln.storefront_sku))
+                if ln.quantity <= 0:
+                    fields[f"{path}.quantity"] = f"quantity {ln.quantity} must be positive"
+            ship = mapping.map_shipping(maps, o.channel_id, o.shipping_method)
+            if not o.shipping_method:
+                fields["shipping_method"] = "the order has no shipping method"
+            elif ship is None:
+                fields["shipping_method"] = f"storefront shipping method {o.shipping_method!r} has no warehouse mapping"
+            fields.update(mapping.address_problems("shipping_address", o.shipping_address))
+            warehouse = o.warehouse or o.channel.warehouse
+            if warehouse is None:
+                fields["warehouse"] = f"channel {o.channel.key} has no warehouse"
+            for ln in unknown:
+                key = make_key("unknown_sku", o.channel.key, ln.storefront_sku)
+                entry = unknown_by_key.setdefault(key, {"channel": o.channel, "sku": ln.storefront_sku, "orders": [], "fields": {}})
+                entry["orders"].append(o.idempotency_key)
+                entry["fields"][o.idempotency_key] = f"lines.{ln.line_id}.storefront_sku"
+            if fields or unknown:
+                reasons = [f"{k}: {v}" for k, v in fields.items()] + [f"lines.{ln.line_id}.storefront_sku: unknown SKU {ln.storefront_sku!r}" for ln in unknown]
+                o.hold_reason = "; ".join(reasons)[:2000]
+                held.append(o)
+                if fields:
+                    problems.append(Problem(
+                        "bad_payload", order_problem_key(o), f"Order {o} held: {', '.join(fields)}",
+                        message="; ".join(f"{k}: {v}" for k, v in fields.items()),
+                        context={"fields": fields, "action": "retry_order", "order_id": o.pk, "state": S.HELD},
+                        connection_id=o.channel.connection_id, channel_id=o.channel_id, order_ref=o.idempotency_key))
+            else:
+                o.warehouse_shipping_method, o.warehouse_carrier = ship.warehouse_method, ship.carrier
+                o.warehouse_id = warehouse.pk
+                o.hold_reason = ""
+                ok.append(o)
+                ok_keys.append(order_problem_key(o))
+        for key, e in unknown_by_key.items():
+            problems.append(Problem(
+                "unknown_sku", key, f"Unknown SKU {e['sku']} on channel {e['channel'].key}",
+                message=f"{len(e['orders'])} order(s) held until the SKU is mapped (or a transform matches it).",
+                context={"orders": e["orders"][:50], "fields": e["fields"], "field": next(iter(e["fields"].values())),
+                         "action": "map_sku"}, channel_id=e["channel"].pk, connection_id=e["channel"].connection_id,
+                sku=e["sku"], order_ref=e["orders"][0]))
+        if ok:
+            Order.objects.bulk_update(ok, ["warehouse_shipping_method", "warehouse_carrier", "warehouse", "hold_reason"], batch_size=500)
+            out.validated = transition_many([o.pk for o in ok], S.VALIDATED, cause, actor=actor, from_states=wanted_states,
+                                            next_attempt_at=None, claim_token="")
+        if held:
+            Order.objects.bulk_update(held, ["hold_reason"], batch_size=500)
+            fresh = [o.pk for o in held if o.state != S.HELD]
+            out.held = transition_many(fresh, S.HELD, f"held: {held[0].hold_reason[:200]}" if len(held) == 1 else "held: validation failed",
+                                       actor=actor, from_states=[S.CAPTURED, S.FAILED], claim_token="")
+            out.held += [o.pk for o in held if o.state == S.HELD]
+            Order.objects.filter(pk__in=[o.pk for o in held if o.state == S.HELD]).update(claim_token="")
+        if problems:
+            raise_many(problems)
+        if ok_keys:
+            clear(ok_keys, reason="order validated")
+        still_unknown = set(unknown_by_key)
+        if resolved_keys - still_unknown:
+            clear(sorted(resolved_keys - still_unknown), reason="SKU now maps to an item")
+        if out.validated:
+            kick()
+    return out
+
+
+def validate(order: Order, actor=None) -> Order:
+    validate_many([order.pk], actor=actor)
+    order.refresh_from_db()
+    return order
+
+
+def revalidate_held(sku: str | None = None, channel: Channel | None = None, actor=None) -> int:
+    """Re-run validation for held orders (e.g. after a SKU mapping or shipping map was fixed), optionally
+    only those with a line of ``sku`` / on ``channel``. Returns how many are now validated (and queued)."""
+    qs = Order.objects.filter(state=S.HELD)
+    if channel is not None:
+        qs = qs.filter(channel=channel)
+    if sku:
+        qs = qs.filter(lines__storefront_sku=sku)
+    ids = list(qs.values_list("pk", flat=True).distinct())
+    total = 0
+    for chunk in _chunks(ids, BATCH_SIZE):
+        total += len(validate_many(chunk, actor=actor, cause=f"revalidated{f' after {sku} was mapped' if sku else ''}").validated)
+    return total
+
+
+# --- claiming work ------------------------------------------------------------------------------------
+def _claim(base_q: Q, limit: int, lease_seconds: int) -> list[int]:
+    """Lease up to ``limit`` due orders matching ``base_q`` to this worker (ids returned)."""
+    now = timezone.now()
+    due = base_q & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+    ids = list(Order.objects.filter(due).order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:limit])
+    if not ids:
+        return []
+    token = uuid.uuid4().hex
+    Order.objects.filter(due, pk__in=ids).update(claim_token=token, next_attempt_at=now + timedelta(seconds=lease_seconds))
+    return list(Order.objects.filter(claim_token=token).values_list("pk", flat=True))
+
+
+SEND_DUE = Q(state__in=[S.VALIDATED, S.SENT])
+NOTIFY_DUE = Q(state=S.DISPATCHED)
+VALIDATE_DUE = Q(state=S.CAPTURED)
+
+
+def _parallel(fn, jobs: list) -> list:
+    """Run ``fn(job)`` for each job in a small thread pool (HTTP only, no database); results in order,
+    an exception instance where a call failed."""
+    def safe(job):
+        try:
+            return fn(job)
+        except Exception as exc:  # noqa: BLE001 — returned, classified by the caller
+            return exc
+
+    if len(jobs) <= 1:
+        return [safe(j) for j in jobs]
+    with ThreadPoolExecutor(max_workers=min(HTTP_THREADS, len(jobs))) as pool:
+        return list(pool.map(safe, jobs))
+
+
+def _connector(conn: Connection):
+    from connectors.registry import get_connector
+
+    return get_connector(conn)
+
+
+# --- send ---------------------------------------------------------------------------------------------
+@dataclass
+class SendResult:
+    acknowledged: int = 0
+    pending: int = 0
+    retrying: int = 0
+    held: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __add__(self, other: "SendResult") -> "SendResult":
+        return SendResult(*(a + b for a, b in zip(asdict(self).values(), asdict(other).values())))
+
+
+def send_due(limit: int = BATCH_SIZE, lease_seconds: int = LEASE_SECONDS, actor=None) -> SendResult:
+    """Claim and send up to ``limit`` validated / unacknowledged orders that are due."""
+    ids = _claim(SEND_DUE, limit, lease_seconds)
+    return _send_claimed(ids, actor=actor) if ids else SendResult()
+
+
+def _send_claimed(ids: list[int], actor=None) -> SendResult:
+    result = SendResult()
+    with transaction.atomic():
+        first = transition_many(ids, S.SENT, "sending to warehouse", actor=actor, from_states=[S.VALIDATED],
+                                send_attempts=F("send_attempts") + 1)
+        again = [i for i in ids if i not in set(first)]
+        transition_many(again, S.SENT, "resending: not acknowledged yet", actor=actor, from_states=[S.SENT],
+                        send_attempts=F("send_attempts") + 1)
+    orders = list(Order.objects.filter(pk__in=ids, state=S.SENT).select_related("channel", "warehouse"))
+    if not orders:
+        return result
+    lines: dict[int, list[OrderLine]] = defaultdict(list)
+    for ln in OrderLine.objects.filter(order_id__in=[o.pk for o in orders]).select_related("item").order_by("pk"):
+        lines[ln.order_id].append(ln)
+    jobs = []
+    for o in orders:
+        wo = mapping.build_warehouse_order(o, lines[o.pk])
+        jobs.append((o, wo))
+
+    def call(job):
+        o, wo = job
+        return _connector(o.warehouse).send_order(wo)
+
+    outcomes = _parallel(call, jobs)
+    now = timezone.now()
+    acked, later, held, problems, cleared = [], [], [], [], []
+    for (o, _), res in zip(jobs, outcomes):
+        o.claim_token = ""
+        if isinstance(res, Exception):
+            o.last_error = f"{type(res).__name__}: {res}"[:2000]
+            if isinstance(res, errors.BadDataError) and not isinstance(res, errors.RetryableError):
+                fields = dict(getattr(res, "fields", None) or {}) or {"body": str(res)}
+                o.hold_reason = "warehouse rejected: " + "; ".join(f"{k}: {v}" for k, v in fields.items())
+                held.append(o)
+                problems.append(Problem(
+                    "bad_payload", _bad_key(o.warehouse.name, "order", o.idempotency_key),
+                    f"{o.warehouse.name} rejected order {o}: {', '.join(fields)}", message=o.hold_reason,
+                    context={"fields": fields, "action": "retry_order", "order_id": o.pk},
+                    connection_id=o.warehouse_id, channel_id=o.channel_id, order_ref=o.idempotency_key))
+                continue
+            o.next_attempt_at = now + backoff(o.send_attempts)
+            later.append(o)
+            if getattr(res, "kind", "") == "not_acknowledged" or type(res).__name__ == "NotAcknowledged":
+                result.pending += 1
+            else:
+                result.retrying += 1
+                problems.append(_transport_problem(o.warehouse, "send_order", res))
+                if isinstance(res, (errors.PermanentError, errors.NotFoundError)):
+                    problems.append(_stuck_problem(o, f"the warehouse refuses the request: {res}"))
+            continue
+        o.warehouse_ref = str(res.warehouse_ref)[:100]
+        o.last_error, o.next_attempt_at, o.hold_reason = "", None, ""
+        acked.append(o)
+        cleared += [make_key("stuck_order", o.idempotency_key), _bad_key(o.warehouse.name, "order", o.idempotency_key),
+                    make_key("orphaned_order", o.channel.key, o.external_id)]
+    with transaction.atomic():
+        if acked:
+            Order.objects.bulk_update(acked, ["warehouse_ref", "last_error", "next_attempt_at", "hold_reason", "claim_token"], batch_size=500)
+            moved = transition_many([o.pk for o in acked], S.ACKNOWLEDGED, "acknowledged by warehouse", actor=actor, from_states=[S.SENT])
+            result.acknowledged = len(moved)
+            _release([o.idempotency_key for o in acked if o.pk in set(moved)], "acknowledged")
+            conns = {o.warehouse.name for o in acked}
+            cleared += [make_key(k, c, "send_order") for c in conns for k in ("rate_limited", "sync_timeout")]
+        if later:
+            Order.objects.bulk_update(later, ["last_error", "next_attempt_at", "claim_token"], batch_size=500)
+        if held:
+            Order.objects.bulk_update(held, ["last_error", "hold_reason", "claim_token"], batch_size=500)
+            result.held = len(transition_many([o.pk for o in held], S.HELD, "held: warehouse rejected the order", actor=actor,
+                                              from_states=[S.SENT]))
+        if problems:
+            raise_many(problems)
+    if cleared:
+        clear(cleared, reason="warehouse acknowledged")
+    return result
+
+
+def _transport_problem(conn: Connection, operation: str, exc: Exception) -> Problem:
+    if isinstance(exc, errors.RateLimitedError):
+        kind = "rate_limited"
+    elif isinstance(exc, errors.RetryableError):
+        kind = "sync_timeout"
+    else:
+        kind = "sync_timeout"
+    return Problem(kind, make_key(kind, conn.name, operation), f"{conn.name}: {operation} failing ({type(exc).__name__})",
+                   message=str(exc)[:1000], severity="warning", context={"last_error": str(exc)[:1000], "action": "check_connection"},
+                   connection_id=conn.pk)
+
+
+def _stuck_problem(o: Order, why: str) -> Problem:
+    return Problem("stuck_order", make_key("stuck_order", o.idempotency_key), f"Order {o} not acknowledged by the warehouse",
+                   message=why, context={"order_id": o.pk, "sent_at": o.sent_at.isoformat() if o.sent_at else None,
+                                         "attempts": o.send_attempts, "last_error": o.last_error, "action": "retry_order"},
+                   connection_id=o.warehouse_id, channel_id=o.channel_id, order_ref=o.idempotency_key)
+
+
+def send(order: Order, actor=None) -> Order:
+    """Send one order now (validating it first if needed). Returns it refreshed."""
+    order.refresh_from_db()
+    if order.state in (S.CAPTURED, S.HELD, S.FAILED):
+        validate(order, actor=actor)
+    if order.state not in (S.VALIDATED, S.SENT):
+        raise OrderActionError(f"order {order} is {order.get_state_display()}; nothing to send")
+    Order.objects.filter(pk=order.pk).update(next_attempt_at=None)
+    ids = _claim(Q(pk=order.pk) & SEND_DUE, 1, LEASE_SECONDS)
+    if ids:
+        _send_claimed(ids, actor=actor)
+    order.refresh_from_db()
+    return order
+
+
+def retry_send(order: Order, actor=None) -> Order:
+    """Console/admin "retry": revalidate a held/failed order and send it, or resend an unacknowledged one."""
+    order.refresh_from_db()
+    if order.state not in (S.CAPTURED, S.VALIDATED, S.SENT, S.HELD, S.FAILED):
+        raise OrderActionError(f"order {order} is {order.get_state_display()}; it cannot be retried")
+    return send(order, actor=actor)
+
+
+def update_field_and_resend(order: Order, field: str, value, actor=None) -> Order:
+    """Fix one field of an order the warehouse does not have yet, then revalidate and send it.
+
+    ``field``: ``shipping_method``, ``gift_message``, ``delivery_notes``, ``lines.<line id>.storefront_sku``
+    (the path the hold exception names), ``shipping_address.<part>`` / ``billing_address.<part>`` with part one
+    of first_name, last_name, company, street, street2, postal_code, city, region, country, phone, email."""
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        if locked.state not in EDITABLE_BEFORE_SEND:
+            raise OrderActionError(f"order {locked} is {locked.get_state_display()}: the warehouse may already have it, "
+                                   "so it can no longer be edited in the hub")
+        value = "" if value is None else str(value).strip()
+        if field in ("shipping_method", "gift_message", "delivery_notes"):
+            before = getattr(locked, field)
+            setattr(locked, field, value)
+            locked.save(update_fields=[field, "updated_at"])
+        elif field.startswith(("shipping_address.", "billing_address.")):
+            which, _, part = field.partition(".")
+            if part not in ADDRESS_PARTS:
+                raise OrderActionError(f"unknown address part {part!r}")
+            addr = dict(getattr(locked, which) or {})
+            before = addr.get(part, "")
+            addr[part] = value
+            setattr(locked, which, addr)
+            locked.save(update_fields=[which, "updated_at"])
+        elif field.startswith("lines.") and field.endswith(".storefront_sku"):
+            line_id = field[len("lines."):-len(".storefront_sku")]
+            line = locked.lines.filter(line_id=line_id, parent__isnull=True).first()
+            if line is None:
+                raise OrderActionError(f"order {locked} has no line {line_id!r}")
+            if not value:
+                raise OrderActionError("a SKU is required")
+            before = line.storefront_sku
+            line.components.all().delete()
+            line.storefront_sku, line.item = value[:100], None
+            line.save(update_fields=["storefront_sku", "item"])
+            Reservation.objects.filter(order_ref=locked.idempotency_key, released_at__isnull=True).delete()
+        else:
+            raise OrderActionError(f"field {field!r} cannot be edited")
+        cause = f"edited {field}: {before!r} → {value!r}"
+        if locked.state in (S.VALIDATED, S.HELD):  # log the edit; validation then starts from held
+            transition(locked, S.HELD, cause, actor=actor)
+            cause = f"revalidated after {field} was edited"
+        else:
+            cause = f"{cause}; revalidated"
+    validate_many([order.pk], actor=actor, cause=cause)
+    order.refresh_from_db()
+    if order.state == S.VALIDATED:
+        return send(order, actor=actor)
+    return order
+
+
+def cancel(order: Order, reason: str, actor=None) -> Order:
+    """Cancel an order the warehouse does not have; releases its reservations and clears its exceptions."""
+    if not reason or not reason.strip():
+        raise OrderActionError("cancelling an order needs a reason")
+    order.refresh_from_db()
+    if order.state in (S.SENT, S.ACKNOWLEDGED):
+        raise OrderActionError(f"order {order} is {order.get_state_display()}: cancel it in the warehouse "
+                               f"({order.warehouse}) first; the hub cannot recall it")
+    with transaction.atomic():
+        transition(order, S.CANCELLED, f"cancelled: {reason.strip()}", actor=actor, claim_token="", next_attempt_at=None)
+        _release([order.idempotency_key], "cancelled")
+    clear([order_problem_key(order), make_key("stuck_order", order.idempotency_key),
+           make_key("orphaned_order", order.channel.key, order.external_id), make_key("missing_dispatch", order.idempotency_key)],
+          reason=f"order cancelled: {reason.strip()}"[:200])
+    return order
+
+
+# --- dispatch -----------------------------------------------------------------------------------------
+def _parcel_dict(p: Parcel) -> dict:
+    return {"carrier": p.carrier, "tracking_number": p.tracking_number, "tracking_url": p.tracking_url,
+            "lines": [[s, q] for s, q in p.lines]}
+
+
+def _parcels(order: Order) -> list[Parcel]:
+    return [Parcel(carrier=t.get("carrier", ""), tracking_number=t.get("tracking_number", ""), tracking_url=t.get("tracking_url", ""),
+                   lines=[(s, int(q)) for s, q in t.get("lines") or []]) for t in order.tracking or []]
+
+
+@dataclass
+class DispatchResult:
+    dispatched: int = 0
+    partial: int = 0
+    duplicate: int = 0
+    unknown: int = 0
+    rejected: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def record_dispatches(connection: Connection, dispatches, source: str = "dispatch") -> DispatchResult:
+    """Warehouse dispatch confirmations → tracking on the order, state dispatched, storefront notify queued.
+    Idempotent (parcels merge by tracking number). Rows the connector could not parse
+    (``dispatches.rejected``) and dispatches for orders the hub does not know become ``bad_payload``."""
+    dispatches = list(dispatches)
+    res = DispatchResult()
+    problems = [Problem("bad_payload", _bad_key(connection.name, source, r.ref),
+                        f"Unreadable dispatch {r.ref} from {connection.name}: {r.field or 'row'}", message=r.message,
+                        context={"fields": {r.field or "row": r.message}, "raw": r.raw, "action": "check_sender"},
+                        connection_id=connection.pk)
+                for r in getattr(dispatches, "rejected", None) or []]
+    res.rejected = len(problems)
+    with transaction.atomic():
+        refs = sorted({d.order_ref for d in dispatches})
+        orders = {}
+        for chunk in _chunks(refs):
+            orders.update({o.idempotency_key: o for o in Order.objects.select_for_update().filter(idempotency_key__in=chunk).select_related("channel")})
+        changed, to_ack, to_dispatch = {}, [], []
+        for d in dispatches:
+            o = orders.get(d.order_ref)
+            if o is None or o.state in (S.CANCELLED, S.CAPTURED, S.VALIDATED, S.HELD, S.FAILED):
+                res.unknown += 1
+                why = "unknown to the hub" if o is None else f"{o.get_state_display()} in the hub"
+                problems.append(Problem("bad_payload", _bad_key(connection.name, source, d.ref or d.order_ref),
+                                        f"{connection.name} dispatched order {d.order_ref}, which is {why}",
+                                        message="Check the order in the warehouse and the hub.",
+                                        context={"fields": {"orderRef": why}, "dispatch_ref": d.ref, "action": "check_order",
+                                                 "parcels": [_parcel_dict(p) for p in d.parcels]},
+                                        connection_id=connection.pk, order_ref=d.order_ref))
+                continue
+            known = {t.get("tracking_number") for t in o.tracking or []}
+            new = [_parcel_dict(p) for p in d.parcels if not p.tracking_number or p.tracking_number not in known]
+            if new:
+                o.tracking = list(o.tracking or []) + new
+                changed[o.pk] = o
+            if d.warehouse_ref and not o.warehouse_ref:
+                o.warehouse_ref = d.warehouse_ref[:100]
+                changed[o.pk] = o
+            if not d.complete:
+                res.partial += 1
+                if o.state == S.SENT:
+                    to_ack.append(o)
+                continue
+            if o.state in (S.DISPATCHED, S.STOREFRONT_NOTIFIED):
+                res.duplicate += 1
+                continue
+            if o.state == S.SENT:
+                to_ack.append(o)
+            to_dispatch.append(o)
+            o.dispatched_at = d.dispatched_at or timezone.now()
+            changed[o.pk] = o
+        if changed:
+            Order.objects.bulk_update(list(changed.values()), ["tracking", "warehouse_ref", "dispatched_at"], batch_size=500)
+        if to_ack:
+            moved = transition_many([o.pk for o in to_ack], S.ACKNOWLEDGED, "acknowledged: the warehouse confirmed a dispatch",
+                                    from_states=[S.SENT], claim_token="", next_attempt_at=None)
+            _release([o.idempotency_key for o in to_ack if o.pk in set(moved)], "acknowledged")
+        if to_dispatch:
+            moved = transition_many([o.pk for o in to_dispatch], S.DISPATCHED, f"dispatch confirmed by {connection.name} ({source})",
+                                    from_states=[S.ACKNOWLEDGED], claim_token="", next_attempt_at=None)
+            res.dispatched = len(moved)
+            if moved:
+                kick()
+        if problems:
+            raise_many(problems)
+    acked_keys = [make_key("stuck_order", o.idempotency_key) for o in to_ack + to_dispatch]
+    if acked_keys:
+        clear(acked_keys, reason="the warehouse dispatched the order")
+    return res
+
+
+def record_dispatch(connection: Connection, dispatch: Dispatch, source: str = "dispatch") -> DispatchResult:
+    return record_dispatches(connection, [dispatch], source=source)
+
+
+# --- storefront notification ------------------------------------------------------------------------
+@dataclass
+class NotifyResult:
+    notified: int = 0
+    retrying: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def notify_due(limit: int = BATCH_SIZE, lease_seconds: int = LEASE_SECONDS) -> NotifyResult:
+    ids = _claim(NOTIFY_DUE, limit, lease_seconds)
+    return _notify_claimed(ids) if ids else NotifyResult()
+
+
+def _notify_claimed(ids: list[int], actor=None) -> NotifyResult:
+    """Mark claimed *dispatched* orders shipped in their storefront. Never called for an order without
+    a warehouse dispatch confirmation (the claim only takes state dispatched)."""
+    result = NotifyResult()
+    Order.objects.filter(pk__in=ids, state=S.DISPATCHED).update(notify_attempts=F("notify_attempts") + 1)
+    orders = list(Order.objects.filter(pk__in=ids, state=S.DISPATCHED).select_related("channel__connection"))
+
+    def call(o):
+        return _connector(o.channel.connection).mark_shipped(o.external_id, _parcels(o), known_version=o.storefront_version)
+
+    outcomes = _parallel(call, orders)
+    now = timezone.now()
+    done, later, problems = [], [], []
+    for o, res in zip(orders, outcomes):
+        o.claim_token = ""
+        if isinstance(res, Exception):
+            o.last_error = f"mark shipped: {type(res).__name__}: {res}"[:2000]
+            o.next_attempt_at = now + backoff(o.notify_attempts)
+            later.append(o)
+            problems.append(_transport_problem(o.channel.connection, "mark_shipped", res))
+            continue
+        if res is not None:
+            o.storefront_version = res
+        o.last_error, o.next_attempt_at = "", None
+        done.append(o)
+    with transaction.atomic():
+        if done:
+            Order.objects.bulk_update(done, ["storefront_version", "last_error", "next_attempt_at", "claim_token"], batch_size=500)
+            result.notified = len(transition_many([o.pk for o in done], S.STOREFRONT_NOTIFIED, "storefront marked shipped",
+                                                  actor=actor, from_states=[S.DISPATCHED]))
+        if later:
+            Order.objects.bulk_update(later, ["last_error", "next_attempt_at", "claim_token"], batch_size=500)
+            result.retrying = len(later)
+        if problems:
+            raise_many(problems)
+    if done:
+        conns = {o.channel.connection.name for o in done}
+        clear([make_key("missing_dispatch", o.idempotency_key) for o in done]
+              + [make_key(k, c, "mark_shipped") for c in conns for k in ("rate_limited", "sync_timeout")],
+              reason="storefront marked shipped")
+    return result
+
+
+def notify_storefront(order: Order, actor=None) -> Order:
+    """Mark one dispatched order shipped in the storefront now. Refuses an order the warehouse has not
+    confirmed as dispatched."""
+    order.refresh_from_db()
+    if order.state == S.STOREFRONT_NOTIFIED:
+        return order
+    if order.state != S.DISPATCHED:
+        raise OrderActionError(f"order {order} is {order.get_state_display()}: the storefront is told only after the "
+                               "warehouse confirms the dispatch")
+    Order.objects.filter(pk=order.pk, state=S.DISPATCHED).update(next_attempt_at=None)
+    ids = _claim(Q(pk=order.pk) & NOTIFY_DUE, 1, LEASE_SECONDS)
+    if ids:
+        _notify_claimed(ids, actor=actor)
+    order.refresh_from_db()
+    return order
+
+
+# --- processing loop (what the worker runs) ---------------------------------------------------------
+def validate_due(limit: int = BATCH_SIZE, lease_seconds: int = LEASE_SECONDS) -> int:
+    ids = _claim(VALIDATE_DUE, limit, lease_seconds)
+    if not ids:
+        return 0
+    out = validate_many(ids)
+    return len(out.validated) + len(out.held)
+
+
+def process_due(batch_size: int = BATCH_SIZE, lease_seconds: int = LEASE_SECONDS) -> dict:
+    """One pass: validate captured orders, send due ones, notify dispatched ones. Returns counts."""
+    validated = validate_due(batch_size, lease_seconds)
+    sent = send_due(batch_size, lease_seconds)
+    notified = notify_due(batch_size, lease_seconds)
+    return {"validated": validated, **{f"send_{k}": v for k, v in sent.as_dict().items()}, **{f"notify_{k}": v for k, v in notified.as_dict().items()}}
+
+
+def release_expired_claims() -> int:
+    """Orders a dead worker claimed: the lease (next_attempt_at) ran out, so they are due again anyway;
+    clear the stale token so the console does not show them as in progress."""
+    return Order.objects.filter(claim_token__gt="", next_attempt_at__lte=timezone.now()).update(claim_token="")
+
+
+def pending_work() -> int:
+    now = timezone.now()
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    return Order.objects.filter((VALIDATE_DUE | SEND_DUE | NOTIFY_DUE) & due).count()
+
+
+# --- polls ----------------------------------------------------------------------------------------------
+def _cursor(conn: Connection, stream: str) -> SyncCursor:
+    return SyncCursor.objects.get_or_create(connection=conn, stream=stream)[0]
+
+
+def poll_orders(connection: Connection, max_pages: int = 20, page_size: int = 500) -> dict:
+    """Catch-up: capture storefront orders modified since the stored cursor. The cursor advances in the
+    same transaction as the capture, so a crash re-reads the page (captures are idempotent)."""
+    connector = _connector(connection)
+    cur = _cursor(connection, ORDERS_STREAM)
+    totals = {"pages": 0, "created": 0, "existing": 0, "rejected": 0}
+    value = cur.value
+    for _ in range(max_pages):
+        page = connector.orders_since(value, limit=page_size)
+        with transaction.atomic():
+            r = capture_many(connection, page.items, source="poll")
+            SyncCursor.objects.filter(pk=cur.pk).update(value=page.cursor or value, updated_at=timezone.now())
+        totals["pages"] += 1
+        totals["created"] += len(r.created)
+        totals["existing"] += r.existing
+        totals["rejected"] += r.rejected
+        value = page.cursor or value
+        if not page.has_more:
+            break
+    return totals
+
+
+def poll_dispatches(connection: Connection, max_pages: int = 20) -> dict:
+    connector = _connector(connection)
+    cur = _cursor(connection, DISPATCH_STREAM)
+    totals = defaultdict(int)
+    value = cur.value
+    for _ in range(max_pages):
+        page = connector.dispatches_since(value)
+        with transaction.atomic():
+            r = record_dispatches(connection, page.items, source="dispatch-poll")
+            SyncCursor.objects.filter(pk=cur.pk).update(value=page.cursor or value, updated_at=timezone.now())
+        totals["pages"] += 1
+        for k, v in r.as_dict().items():
+            totals[k] += v
+        value = page.cursor or value
+        if not page.has_more:
+            break
+    return dict(totals)
+
+
+def fetch_and_capture(connection: Connection, external_ids: list[str]) -> CaptureResult:
+    """Orders a subscription only named (change notifications): fetch each and capture."""
+    connector = _connector(connection)
+    known = set(Order.objects.filter(channel__connection=connection, external_id__in=external_ids).values_list("external_id", flat=True))
+    todo = [i for i in dict.fromkeys(external_ids) if i not in known]
+    fetched = [r for r in _parallel(connector.get_order, todo) if not isinstance(r, Exception)]
+    return capture_many(connection, fetched, source="webhook-fetch")
+
+
+# --- beat checks ---------------------------------------------------------------------------------------
+def resend_unacknowledged(limit: int = 1000) -> dict:
+    """Beat: orders sent but not acknowledged within HUB["ACK_TIMEOUT_MINUTES"] → ``stuck_order`` exception
+    and made due for an immediate resend (safe: the warehouse deduplicates on the idempotency key)."""
+    cutoff = timezone.now() - timedelta(minutes=settings.HUB["ACK_TIMEOUT_MINUTES"])
+    stuck = list(Order.objects.filter(state=S.SENT, sent_at__lt=cutoff).select_related("channel")[:limit])
+    if stuck:
+        raise_many([_stuck_problem(o, f"sent {o.sent_at:%Y-%m-%d %H:%M} UTC, {o.send_attempts} attempt(s), no acknowledgement"
+                                      f"{': ' + o.last_error if o.last_error else ''}") for o in stuck])
+        now = timezone.now()
+        Order.objects.filter(pk__in=[o.pk for o in stuck]).filter(Q(claim_token="") | Q(next_attempt_at__lte=now)).update(next_attempt_at=None)
+    result = send_due(limit=BATCH_SIZE)
+    return {"stuck": len(stuck), **result.as_dict()}
+
+
+def find_missing_dispatches(limit: int = 1000) -> dict:
+    """Beat: dispatched by the warehouse, storefront still not told after HUB["DISPATCH_NOTIFY_MINUTES"] →
+    ``missing_dispatch`` exception and an immediate notify retry."""
+    cutoff = timezone.now() - timedelta(minutes=settings.HUB["DISPATCH_NOTIFY_MINUTES"])
+    late = list(Order.objects.filter(state=S.DISPATCHED, dispatched_at__lt=cutoff).select_related("channel")[:limit])
+    if late:
+        raise_many([Problem("missing_dispatch", make_key("missing_dispatch", o.idempotency_key),
+                            f"Order {o} dispatched but not shown shipped in the storefront",
+                            message=f"dispatched {o.dispatched_at:%Y-%m-%d %H:%M} UTC{': ' + o.last_error if o.last_error else ''}",
+                            context={"order_id": o.pk, "tracking": o.tracking, "action": "resend_dispatch"},
+                            channel_id=o.channel_id, connection_id=o.channel.connection_id, order_ref=o.idempotency_key)
+                    for o in late])
+        now = timezone.now()
+        Order.objects.filter(pk__in=[o.pk for o in late]).filter(Q(claim_token="") | Q(next_attempt_at__lte=now)).update(next_attempt_at=None)
+    result = notify_due(limit=BATCH_SIZE)
+    return {"late": len(late), **result.as_dict()}
+
+
+def _window_cursor(connection: Connection, since: datetime) -> str | None:
+    """A cursor meaning "modified since ``since``" for connectors whose cursor format is documented."""
+    if connection.system_type == "commercetools":  # "<lastModifiedAt>|<id>" (connectors.commercetools)
+        ts = since.astimezone(dt_timezone.utc)
+        return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z|"
+    return None
+
+
+def find_orphans(window_minutes: int = 24 * 60, grace_minutes: int | None = None, max_pages: int = 10,
+                 check_limit: int = 200) -> dict:
+    """Beat: orders in the storefront that never reached the warehouse → ``orphaned_order``.
+
+    1. Storefront side: orders modified in the last ``window_minutes`` (older than the grace period) that
+       the hub never captured — recorded and captured now (the normal flow then sends them).
+    2. Warehouse side: hub orders past the grace period that are still not acknowledged are looked up in
+       the warehouse (``order_status``); those it does not have are recorded and made due for sending."""
+    grace = timedelta(minutes=grace_minutes if grace_minutes is not None else settings.HUB["ACK_TIMEOUT_MINUTES"])
+    now = timezone.now()
+    problems, counts = [], {"storefront_missing": 0, "warehouse_missing": 0, "checked": 0}
+    for conn in Connection.objects.filter(enabled=True, system_type__in=["commercetools", "sfcc"]).order_by("pk"):
+        cursor = _window_cursor(conn, now - timedelta(minutes=window_minutes))
+        if cursor is None or not conn.channels.exists():
+            continue
+        connector = _connector(conn)
+        channels = list(Channel.objects.filter(connection=conn, active=True))
+        missing = []
+        try:
+            for _ in range(max_pages):
+                page = connector.orders_since(cursor, limit=500)
+                by_key = {}
+                for so in page.items:
+                    ch = resolve_channel(conn, so.channel_ref, channels)
+                    if ch is not None and (so.placed_at is None or so.placed_at < now - grace):
+                        by_key[order_key(ch, so.external_id)] = (ch, so)
+                known = set()
+                for chunk in _chunks(by_key):
+                    known.update(Order.objects.filter(idempotency_key__in=chunk).values_list("idempotency_key", flat=True))
+                missing += [v for k, v in by_key.items() if k not in known]
+                cursor = page.cursor
+                if not page.has_more:
+                    break
+        except errors.ConnectorError as exc:
+            log.warning("orphan scan of %s failed: %s", conn.name, exc)
+            continue
+        for ch, so in missing:
+            problems.append(Problem("orphaned_order", make_key("orphaned_order", ch.key, so.external_id),
+                                    f"Order {so.order_number or so.external_id} is in {conn.name} but never reached the hub",
+                                    message="Captured now by the orphan check; check the subscription / poll.",
+                                    context={"order_id": so.external_id, "placed_at": so.placed_at.isoformat() if so.placed_at else None,
+                                             "action": "retry_order"},
+                                    channel_id=ch.pk, connection_id=conn.pk, order_ref=order_key(ch, so.external_id)))
+        if missing:
+            _capture(missing, "orphan check")
+        counts["storefront_missing"] += len(missing)
+    stale = list(Order.objects.filter(state__in=[S.VALIDATED, S.SENT], created_at__lt=now - grace)
+                 .select_related("channel", "warehouse").order_by("created_at")[:check_limit])
+    by_wh = defaultdict(list)
+    for o in stale:
+        if o.warehouse is not None:
+            by_wh[o.warehouse].append(o)
+    for wh, group in by_wh.items():
+        connector = _connector(wh)
+        statuses = _parallel(lambda o: connector.order_status(o.idempotency_key), group)
+        counts["checked"] += len(group)
+        gone = [o for o, st in zip(group, statuses) if st is None]
+        for o in gone:
+            problems.append(Problem("orphaned_order", make_key("orphaned_order", o.channel.key, o.external_id),
+                                    f"Order {o} is not in {wh.name}",
+                                    message=f"{o.get_state_display()} in the hub since {o.created_at:%Y-%m-%d %H:%M} UTC; resending.",
+                                    context={"order_id": o.pk, "state": o.state, "last_error": o.last_error, "action": "retry_order"},
+                                    channel_id=o.channel_id, connection_id=wh.pk, order_ref=o.idempotency_key))
+        if gone:
+            Order.objects.filter(pk__in=[o.pk for o in gone]).filter(Q(claim_token="") | Q(next_attempt_at__lte=now)).update(next_attempt_at=None)
+        counts["warehouse_missing"] += len(gone)
+    if problems:
+        raise_many(problems)
+        kick()
+    return counts
+
+
+# --- storefront-side fulfilments ------------------------------------------------------------------------
+def record_storefront_fulfilment(order: Order, fulfilment_ref: str, lines, location: str = "",
+                                 fulfilled_at: datetime | None = None) -> tuple[StorefrontFulfilment, bool]:
+    """Remember a fulfilment the storefront side made (ship-from-store, click & collect) so the master is
+    told until it acknowledges. ``lines``: [(master sku, quantity)]. Idempotent per (order, ref)."""
+    warehouse = order.warehouse or order.channel.warehouse
+    if warehouse is None:
+        raise OrderActionError(f"order {order} has no warehouse to report the fulfilment to")
+    return StorefrontFulfilment.objects.get_or_create(
+        order=order, fulfilment_ref=str(fulfilment_ref)[:100],
+        defaults={"warehouse": warehouse, "lines": [[str(s), int(q)] for s, q in lines], "location": location or "",
+                  "fulfilled_at": fulfilled_at or timezone.now()})
+
+
+def send_fulfilments(limit: int = BATCH_SIZE) -> dict:
+    """Report unacknowledged storefront-side fulfilments to the master; back off on failure, retry forever
+    (a ``sync_timeout`` exception tells people once retries keep failing)."""
+    now = timezone.now()
+    rows = list(StorefrontFulfilment.objects.filter(acknowledged_at__isnull=True)
+                .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+                .select_related("order", "warehouse").order_by("pk")[:limit])
+    if not rows:
+        return {"acknowledged": 0, "retrying": 0}
+    StorefrontFulfilment.objects.filter(pk__in=[r.pk for r in rows]).update(next_attempt_at=now + timedelta(seconds=LEASE_SECONDS),
+                                                                          attempts=F("attempts") + 1)
+
+    def call(r):
+        return _connector(r.warehouse).send_fulfilment(Fulfilment(
+            order_ref=r.order.idempotency_key, fulfilment_ref=r.fulfilment_ref, lines=[(s, int(q)) for s, q in r.lines],
+            location=r.location, fulfilled_at=r.fulfilled_at))
+
+    outcomes = _parallel(call, rows)
+    ok, bad, problems = [], [], []
+    for r, res in zip(rows, outcomes):
+        r.attempts += 1
+        if isinstance(res, Exception):
+            r.last_error = f"{type(res).__name__}: {res}"[:2000]
+            r.next_attempt_at = now + backoff(r.attempts)
+            bad.append(r)
+            if r.attempts >= 3:
+                problems.append(_transport_problem(r.warehouse, "send_fulfilment", res))
+        else:
+            r.ack_id, r.acknowledged_at, r.last_error, r.next_attempt_at = str(res)[:100], timezone.now(), "", None
+            ok.append(r)
+    StorefrontFulfilment.objects.bulk_update(ok + bad, ["ack_id", "acknowledged_at", "last_error", "next_attempt_at"], batch_size=500)
+    if problems:
+        raise_many(problems)
+    if ok:
+        clear([make_key(k, c, "send_fulfilment") for c in {r.warehouse.name for r in ok} for k in ("rate_limited", "sync_timeout")])
+    return {"acknowledged": len(ok), "retrying": len(bad)}
+
+
+def storefront_connections():
+    return Connection.objects.filter(enabled=True, system_type__in=["commercetools", "sfcc"], channels__isnull=False).distinct().order_by("pk")
+
+
+def warehouse_connections():
+    return Connection.objects.filter(enabled=True, fulfilled_channels__isnull=False).distinct().order_by("pk")
+
+
+__all__ = ["capture", "capture_many", "validate", "validate_many", "send", "retry_send", "update_field_and_resend", "cancel",
+           "revalidate_held", "record_dispatch", "record_dispatches", "notify_storefront", "poll_orders", "poll_dispatches",
+           "resend_unacknowledged", "find_orphans", "find_missing_dispatches", "record_storefront_fulfilment", "send_fulfilments",
+           "process_due", "IllegalTransition", "OrderActionError"]

@@ -1,0 +1,123 @@
+"""Celery tasks of the order flow. Thin: they call :mod:`.services`.
+
+Safe to run twice (acks_late is global): capture deduplicates on the idempotency key, work is claimed
+per order with a lease (a killed worker's orders are due again when the lease ends and the beat sweep
+re-dispatches them), the warehouse deduplicates resends, and marking shipped is idempotent.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from celery import shared_task
+from django.core.cache import cache
+from django.utils import timezone
+
+from connectors import errors
+from exceptions_app.services import clear, make_key, raise_exception
+from integration_hub.core.models import Connection
+
+from . import services
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="orders.process", ignore_result=True)
+def process(batch_size: int = services.BATCH_SIZE, lease_seconds: int = services.LEASE_SECONDS, time_budget: float = 50.0) -> dict:
+    """Validate captured orders, send due ones, notify dispatched ones, until nothing is due or the time
+    budget is used (then continue in a fresh task so other work interleaves)."""
+    deadline = time.monotonic() + time_budget
+    totals: dict[str, int] = {}
+    more = False
+    while True:
+        counts = services.process_due(batch_size=batch_size, lease_seconds=lease_seconds)
+        for k, v in counts.items():
+            totals[k] = totals.get(k, 0) + v
+        if not any(counts.values()):
+            break
+        if time.monotonic() > deadline:
+            more = True
+            break
+    if more:
+        process.apply_async(kwargs={"batch_size": batch_size, "lease_seconds": lease_seconds, "time_budget": time_budget},
+                            queue="priority")
+    if any(totals.values()):
+        log.info("orders.process: %s", totals)
+    return totals
+
+
+@shared_task(name="orders.sweep", ignore_result=True)
+def sweep(lease_seconds: int = services.LEASE_SECONDS, workers: int = 1) -> dict:
+    """Beat: clear stale claims of dead workers and dispatch processing for anything due."""
+    released = services.release_expired_claims()
+    due = services.pending_work()
+    if due:
+        for _ in range(max(1, min(int(workers), 1 + due // services.BATCH_SIZE))):
+            process.apply_async(kwargs={"lease_seconds": lease_seconds}, queue="priority")
+    return {"released": released, "due": due}
+
+
+def _guarded(conn: Connection, operation: str, fn):
+    """Run one poll of ``conn``; failures become rate_limited / sync_timeout records, cleared on success."""
+    lock = f"hub:orders:{operation}:{conn.pk}"
+    if not cache.add(lock, 1, timeout=300):
+        return {"skipped": "already running"}
+    try:
+        result = fn(conn)
+    except errors.ConnectorError as exc:
+        kind = "rate_limited" if isinstance(exc, errors.RateLimitedError) else "sync_timeout"
+        raise_exception(kind, make_key(kind, conn.name, operation), f"{operation} from {conn.name} failed",
+                        message=str(exc)[:2000], connection=conn,
+                        context={"operation": operation, "error": type(exc).__name__, "action": "retry_poll"})
+        Connection.objects.filter(pk=conn.pk).update(last_error_at=timezone.now(), last_error=str(exc)[:2000])
+        return {"error": str(exc)[:300]}
+    finally:
+        cache.delete(lock)
+    clear([make_key("rate_limited", conn.name, operation), make_key("sync_timeout", conn.name, operation)], reason="poll succeeded")
+    Connection.objects.filter(pk=conn.pk).update(last_success_at=timezone.now())
+    return result
+
+
+@shared_task(name="orders.poll_orders", ignore_result=True)
+def poll_orders(connection_id: int | None = None, max_pages: int = 20) -> dict:
+    """Beat (catch-up behind the subscription): capture orders since the cursor from every storefront."""
+    conns = services.storefront_connections()
+    if connection_id:
+        conns = conns.filter(pk=connection_id)
+    return {c.name: _guarded(c, "orders_since", lambda conn: services.poll_orders(conn, max_pages=max_pages)) for c in conns}
+
+
+@shared_task(name="orders.poll_dispatches", ignore_result=True)
+def poll_dispatches(connection_id: int | None = None, max_pages: int = 20) -> dict:
+    """Beat (behind the dispatch webhook): record dispatch confirmations since the cursor from every warehouse."""
+    conns = services.warehouse_connections()
+    if connection_id:
+        conns = conns.filter(pk=connection_id)
+    return {c.name: _guarded(c, "dispatches_since", lambda conn: services.poll_dispatches(conn, max_pages=max_pages)) for c in conns}
+
+
+@shared_task(name="orders.fetch_orders", ignore_result=True)
+def fetch_orders(connection_id: int, external_ids: list[str]) -> dict:
+    """Orders a subscription message only named: fetch and capture (the poll catches up if this is lost)."""
+    conn = Connection.objects.get(pk=connection_id)
+    return services.fetch_and_capture(conn, list(external_ids)).as_dict()
+
+
+@shared_task(name="orders.resend_unacknowledged", ignore_result=True)
+def resend_unacknowledged() -> dict:
+    return services.resend_unacknowledged()
+
+
+@shared_task(name="orders.find_orphans", ignore_result=True)
+def find_orphans() -> dict:
+    return services.find_orphans()
+
+
+@shared_task(name="orders.find_missing_dispatches", ignore_result=True)
+def find_missing_dispatches() -> dict:
+    return services.find_missing_dispatches()
+
+
+@shared_task(name="orders.send_fulfilments", ignore_result=True)
+def send_fulfilments() -> dict:
+    return services.send_fulfilments()

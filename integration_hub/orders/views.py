@@ -1,0 +1,100 @@
+"""Signed inbound webhooks of the order flow (thin edges; the rules are in :mod:`.services`).
+
+``POST /hooks/orders/<connection name>/``   storefront subscription (commercetools OrderCreated Messages;
+    authenticated by the connector's ``verify_webhook`` — the static ``Authorization`` header for ct).
+    Orders carried in the message are captured at once (one insert batch, deduplicated); messages that
+    only name an order queue a fetch. The worker validates and sends after the commit, so the
+    storefront gets its 200 quickly even in a flash sale.
+``POST /hooks/dispatch/<connection name>/`` warehouse dispatch confirmations (HMAC ``X-Hub-Signature``).
+
+401 bad signature; 400 unreadable body (also a ``bad_payload`` exception record); 404 unknown connection.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from django.db import transaction
+from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from connectors import errors
+from exceptions_app.services import make_key, raise_exception
+from integration_hub.core.models import MASTER_SYSTEMS, STOREFRONT_SYSTEMS, Connection
+
+from . import services
+
+log = logging.getLogger(__name__)
+
+
+def _bad(conn: Connection, source: str, reason: str, body: bytes) -> JsonResponse:
+    raise_exception("bad_payload", make_key("bad_payload", conn.name, source, "unparseable"),
+                    f"Unreadable {source} from {conn.name}", message=reason, connection=conn,
+                    context={"body_excerpt": body[:500].decode("utf-8", "replace"), "action": "check_sender"})
+    return JsonResponse({"error": reason}, status=400)
+
+
+def _connection(name: str, systems) -> Connection:
+    conn = Connection.objects.filter(name=name, enabled=True, system_type__in=list(systems)).first()
+    if conn is None:
+        raise Http404("no such connection")
+    return conn
+
+
+def _payload(connector, request):
+    """(payload, None) or (None, error response)."""
+    if not connector.verify_webhook(request.body, request.headers):
+        return None, JsonResponse({"error": "bad signature"}, status=401)
+    try:
+        return json.loads(request.body), None
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, _bad(connector.connection, f"{'order' if connector.connection.is_storefront else 'dispatch'}-webhook",
+                          f"malformed JSON: {exc}", request.body)
+
+
+@csrf_exempt
+@require_POST
+def order_webhook(request, name: str):
+    from connectors.registry import get_connector
+
+    conn = _connection(name, STOREFRONT_SYSTEMS)
+    connector = get_connector(conn)
+    payload, error = _payload(connector, request)
+    if error is not None:
+        return error
+    try:
+        parsed = connector.parse_order_webhook(payload)
+    except NotImplementedError:
+        return JsonResponse({"error": f"{conn.system_type} does not push orders"}, status=400)
+    except (errors.BadDataError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return _bad(conn, "order-webhook", f"payload not understood: {exc}", request.body)
+    orders = [x for x in parsed if not isinstance(x, str)]
+    ids = [x for x in parsed if isinstance(x, str)]
+    with transaction.atomic():
+        result = services.capture_many(conn, orders, source="webhook")
+        if ids:
+            from .tasks import fetch_orders
+
+            transaction.on_commit(lambda: fetch_orders.apply_async(args=[conn.pk, ids], queue="priority", retry=False))
+    return JsonResponse({**result.as_dict(), "to_fetch": len(ids)})
+
+
+@csrf_exempt
+@require_POST
+def dispatch_webhook(request, name: str):
+    from connectors.registry import get_connector
+
+    conn = _connection(name, MASTER_SYSTEMS)
+    connector = get_connector(conn)
+    payload, error = _payload(connector, request)
+    if error is not None:
+        return error
+    try:
+        dispatches = connector.parse_dispatch_webhook(payload)
+    except NotImplementedError:
+        return JsonResponse({"error": f"{conn.system_type} does not push dispatches"}, status=400)
+    except (errors.BadDataError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return _bad(conn, "dispatch-webhook", f"payload not understood: {exc}", request.body)
+    result = services.record_dispatches(conn, dispatches, source="dispatch-webhook")
+    return JsonResponse(result.as_dict())

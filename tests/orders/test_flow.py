@@ -1,0 +1,350 @@
+"""Order flow with fake connectors: capture, mapping, hold/revalidate, send/ack, dispatch, notify, beat checks."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from connectors import errors
+from connectors.base import Dispatch, Parcel
+from connectors.wair import NotAcknowledged, WairConnector, WairValidationError
+from exceptions_app.models import ExceptionRecord
+from integration_hub.inventory.models import PendingPush, Reservation
+from integration_hub.orders import services
+from integration_hub.orders.models import Order, OrderLine, OrderState as S, OrderTransition, ShippingMethodMap
+
+from .conftest import make_so
+
+
+def exc(key):
+    return ExceptionRecord.objects.filter(dedupe_key=key).first()
+
+
+def run_all():
+    for _ in range(5):
+        if not any(services.process_due().values()):
+            break
+
+
+# --- capture ---------------------------------------------------------------------------------------
+def test_capture_deduplicates_webhook_twice_and_poll_overlap(world):
+    so = make_so("ct-1", lines=[("SKU-1", 2)])
+    o1, created1 = services.capture(world.channel, so)
+    o2, created2 = services.capture(world.channel, so)  # webhook redelivered
+    r = services.capture_many(world.ct, [so, make_so("ct-2")], source="poll")  # poll overlaps
+    assert created1 and not created2 and o1.pk == o2.pk
+    assert (len(r.created), r.existing) == (1, 1)
+    assert Order.objects.filter(external_id="ct-1").count() == 1
+    assert OrderLine.objects.filter(order=o1).count() == 1
+    assert OrderTransition.objects.filter(order=o1).count() == 1
+    res = Reservation.objects.get(order_ref=o1.idempotency_key)
+    assert (res.item.sku, res.quantity, res.channel_id, res.released_at) == ("SKU-1", 2, world.channel.pk, None)
+    push = PendingPush.objects.get(channel=world.channel, item=world.items["SKU-1"])
+    assert push.priority == PendingPush.Priority.ORDER
+
+
+def test_unknown_channel_is_an_exception_not_a_loss(world):
+    r = services.capture_many(world.ct, [make_so("ct-9", channel_ref="nowhere"), make_so("ct-10")], source="poll")
+    # one channel on the connection: orders fall back to it
+    assert len(r.created) == 2
+    from integration_hub.core.models import Channel
+
+    Channel.objects.create(key="eu-web", name="EU", connection=world.ct, external_id="eu-web", warehouse=world.wh)
+    r = services.capture_many(world.ct, [make_so("ct-11", channel_ref="nowhere")], source="poll")
+    assert r.rejected == 1 and not r.created
+    rec = exc("bad_payload:ct:order:ct-11")
+    assert rec and "channel_ref" in rec.context["fields"]
+
+
+def test_capture_queries_do_not_grow_with_batch(world, django_assert_max_num_queries, django_assert_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    small = [make_so(lines=[("SKU-1", 1), ("BUNDLE-1", 1)]) for _ in range(5)]
+    big = [make_so(lines=[("SKU-1", 1), ("BUNDLE-1", 1)]) for _ in range(200)]
+    with CaptureQueriesContext(connection) as q_small:
+        services.capture_many(world.ct, small)
+    with CaptureQueriesContext(connection) as q_big:
+        services.capture_many(world.ct, big)
+    # no per-order queries: only bulk INSERTs, which SQLite (999 parameters a statement) splits into chunks
+    assert len(q_small) <= 20
+    per_row = [q["sql"] for q in q_big.captured_queries if q["sql"].startswith(("SELECT", "UPDATE"))]
+    assert len(per_row) <= 12, per_row
+    assert len(q_big) <= 40, len(q_big)
+    with django_assert_max_num_queries(45):
+        services.capture_many(world.ct, [make_so(lines=[("SKU-2", 3)]) for _ in range(300)])
+
+
+# --- mapping ---------------------------------------------------------------------------------------
+def test_everything_the_warehouse_needs_reaches_the_request_body(world, fakes):
+    from integration_hub.catalog.models import IdentifierTransform
+
+    wh, _ = fakes
+    IdentifierTransform.objects.create(name="strip zeros", connection=world.ct, strip_leading_zeros=True)
+    ShippingMethodMap.objects.create(channel=world.channel, storefront_method="express", warehouse_method="UK-EXP", carrier="dpd")
+    so = make_so("ct-100", lines=[("SKU-1", 1), ("BUNDLE-1", 2), ("123", 4)], shipping_method="express",
+                 gift_message="Happy birthday!", delivery_notes="Leave with neighbour", custom_fields={"giftWrap": True})
+    so.lines[0].custom_fields = {"engraving": "AM"}
+    order, _ = services.capture(world.channel, so)
+    run_all()
+    order.refresh_from_db()
+    assert order.state == S.ACKNOWLEDGED, order.hold_reason
+    body = WairConnector.order_body(wh.sent[0])
+    assert body["orderRef"] == order.idempotency_key
+    assert body["serviceCode"] == "UK-EXP" and body["carrier"] == "dpd"  # channel-specific map beats the global one
+    assert body["giftMessage"] == "Happy birthday!" and body["deliveryNotes"] == "Leave with neighbour"
+    assert body["customFields"]["giftWrap"] is True
+    assert body["shippingAddress"]["postalCode"] == "SW1A 1AA" and body["shippingAddress"]["lastName"] == "Morgan"
+    assert body["billingAddress"]["city"] == "London"
+    lines = {(ln["skuId"], ln["quantity"], ln["parentLineId"]) for ln in body["lines"]}
+    bundle_line = "ct-100-L2"
+    assert lines == {("SKU-1", 1, None), ("BUNDLE-1", 2, None), ("SKU-1", 4, bundle_line), ("SKU-2", 2, bundle_line),
+                     ("000123", 4, None)}
+    assert body["lines"][0]["customFields"] == {"engraving": "AM"}
+    # reservations: picked lines only (components, not the bundle parent); released on acknowledgement
+    res = {(r.item.sku, r.quantity) for r in Reservation.objects.filter(order_ref=order.idempotency_key)}
+    assert res == {("SKU-1", 5), ("SKU-2", 2), ("000123", 4)}
+    assert not Reservation.objects.filter(order_ref=order.idempotency_key, released_at__isnull=True).exists()
+
+
+def test_channel_mapping_wins_over_global(world, fakes):
+    from integration_hub.catalog.models import SkuMapping
+
+    SkuMapping.objects.create(item=world.items["SKU-3"], channel=world.channel, storefront_sku="SKU-1")
+    order, _ = services.capture(world.channel, make_so(lines=[("SKU-1", 1)]))
+    assert order.lines.get().item.sku == "SKU-3"
+
+
+# --- hold + revalidate ---------------------------------------------------------------------------------
+def test_unknown_sku_holds_then_revalidation_after_mapping_sends(world, fakes):
+    from integration_hub.catalog.models import SkuMapping
+
+    wh, _ = fakes
+    a, _ = services.capture(world.channel, make_so("ct-a", lines=[("NEW-1", 1), ("SKU-1", 1)]))
+    b, _ = services.capture(world.channel, make_so("ct-b", lines=[("NEW-1", 2)]))
+    run_all()
+    a.refresh_from_db(), b.refresh_from_db()
+    assert a.state == b.state == S.HELD and not wh.sent
+    assert "lines.ct-a-L1.storefront_sku" in a.hold_reason
+    rec = exc("unknown_sku:uk-web:NEW-1")
+    assert rec.status == "open" and rec.sku == "NEW-1" and set(rec.context["orders"]) == {a.idempotency_key, b.idempotency_key}
+    assert rec.context["fields"][a.idempotency_key] == "lines.ct-a-L1.storefront_sku"
+    assert services.revalidate_held(sku="NEW-1") == 0  # still unknown: still held
+    SkuMapping.objects.create(item=world.items["SKU-2"], storefront_sku="NEW-1")
+    assert services.revalidate_held(sku="NEW-1") == 2
+    rec.refresh_from_db()
+    assert rec.status == "resolved"
+    run_all()
+    assert set(Order.objects.filter(pk__in=[a.pk, b.pk]).values_list("state", flat=True)) == {S.ACKNOWLEDGED}
+    assert {wo.order_ref for wo in wh.sent} == {a.idempotency_key, b.idempotency_key}
+    assert Reservation.objects.filter(order_ref=b.idempotency_key, item__sku="SKU-2", quantity=2).exists()
+
+
+def test_bad_fields_hold_with_named_fields_and_edit_resends(world, fakes, make_user):
+    from connectors.base import Address
+
+    wh, _ = fakes
+    user = make_user("ops")
+    o, _ = services.capture(world.channel, make_so("ct-x", shipping_method="teleport",
+                                                    shipping_address=Address(last_name="Doe", street="1 Road", city="Leeds", country="GB")))
+    run_all()
+    o.refresh_from_db()
+    assert o.state == S.HELD
+    rec = exc("bad_payload:ct:order:uk-web-ct-x")
+    assert set(rec.context["fields"]) == {"shipping_method", "shipping_address.postal_code"}
+    o = services.update_field_and_resend(o, "shipping_method", "express", actor=user)
+    assert o.state == S.HELD and "postal_code" in o.hold_reason
+    o = services.update_field_and_resend(o, "shipping_address.postal_code", "LS1 1AA", actor=user)
+    assert o.state == S.ACKNOWLEDGED
+    assert wh.sent[-1].shipping_method == "EXP24" and wh.sent[-1].shipping_address.postal_code == "LS1 1AA"
+    rec.refresh_from_db()
+    assert rec.status == "resolved"
+    causes = list(o.transitions.values_list("cause", flat=True))
+    assert any("edited shipping_method: 'teleport' → 'express'" in c for c in causes)
+    assert o.transitions.filter(actor=user).exists()
+    with pytest.raises(services.OrderActionError):
+        services.update_field_and_resend(o, "gift_message", "too late")
+
+
+def test_line_sku_edit_remaps_and_rereserves(world, fakes):
+    o, _ = services.capture(world.channel, make_so("ct-s", lines=[("TYPO-1", 1)]))
+    run_all()
+    o = services.update_field_and_resend(o, "lines.ct-s-L1.storefront_sku", "BUNDLE-1")
+    assert o.state == S.ACKNOWLEDGED
+    assert {(ln.item.sku, ln.quantity) for ln in o.lines.all()} == {("BUNDLE-1", 1), ("SKU-1", 2), ("SKU-2", 1)}
+
+
+def test_warehouse_rejection_holds_with_fields(world, fakes):
+    wh, _ = fakes
+    o, _ = services.capture(world.channel, make_so("ct-r"))
+    wh.script[o.idempotency_key] = [WairValidationError("bad", fields={"serviceCode": "not configured"})]
+    run_all()
+    o.refresh_from_db()
+    assert o.state == S.HELD and "serviceCode" in o.hold_reason
+    assert exc(f"bad_payload:wair:order:{o.idempotency_key}").context["fields"] == {"serviceCode": "not configured"}
+    o = services.retry_send(o)
+    assert o.state == S.ACKNOWLEDGED
+    assert exc(f"bad_payload:wair:order:{o.idempotency_key}").status == "resolved"
+
+
+# --- send, ack, timeout ----------------------------------------------------------------------------------
+def test_no_ack_within_timeout_raises_stuck_order_and_resends(world, fakes, settings):
+    wh, _ = fakes
+    o, _ = services.capture(world.channel, make_so("ct-t"))
+    wh.script[o.idempotency_key] = [NotAcknowledged("pending", order_ref=o.idempotency_key)] * 2 + \
+                                   [errors.RateLimitedError("429", status=429)]
+    run_all()
+    o.refresh_from_db()
+    assert o.state == S.SENT and o.send_attempts == 1 and o.next_attempt_at > timezone.now()
+    assert services.resend_unacknowledged()["stuck"] == 0  # not late yet
+    Order.objects.filter(pk=o.pk).update(sent_at=timezone.now() - timedelta(minutes=settings.HUB["ACK_TIMEOUT_MINUTES"] + 1))
+    out = services.resend_unacknowledged()
+    assert out["stuck"] == 1 and out["pending"] == 1
+    rec = exc(f"stuck_order:{o.idempotency_key}")
+    assert rec.status == "open" and rec.order_ref == o.idempotency_key
+    services.resend_unacknowledged()  # 429 this time: still sent, counted on the same record
+    assert exc(f"stuck_order:{o.idempotency_key}").count == 2
+    assert exc("rate_limited:wair:send_order") is not None
+    services.resend_unacknowledged()
+    o.refresh_from_db()
+    assert o.state == S.ACKNOWLEDGED and o.send_attempts == 4
+    assert exc(f"stuck_order:{o.idempotency_key}").status == "resolved"
+    assert exc("rate_limited:wair:send_order").status == "resolved"
+    assert len({wo.order_ref for wo in wh.sent}) == 1
+    assert o.transitions.filter(from_state=S.SENT, to_state=S.SENT).count() == 3
+
+
+def test_send_batch_query_count_is_fixed(world, fakes, django_assert_max_num_queries):
+    services.capture_many(world.ct, [make_so(lines=[("SKU-1", 1), ("BUNDLE-1", 1)]) for _ in range(150)])
+    assert services.validate_due(limit=200) == 150
+    with django_assert_max_num_queries(30):
+        r = services.send_due(limit=200)
+    assert r.acknowledged == 150
+
+
+# --- dispatch + notify -----------------------------------------------------------------------------------
+def test_storefront_is_told_only_after_dispatch_confirmation(world, fakes):
+    wh, sf = fakes
+    o, _ = services.capture(world.channel, make_so("ct-d"))
+    run_all()
+    o.refresh_from_db()
+    assert o.state == S.ACKNOWLEDGED
+    run_all()
+    assert sf.shipped == []
+    with pytest.raises(services.OrderActionError):
+        services.notify_storefront(o)
+    d = Dispatch(order_ref=o.idempotency_key, warehouse_ref="WO-1", dispatched_at=timezone.now(),
+                 parcels=[Parcel(carrier="dhl", tracking_number="TN1", lines=[("SKU-1", 1)])])
+    assert services.record_dispatch(world.wh, d).dispatched == 1
+    assert services.record_dispatch(world.wh, d).duplicate == 1  # webhook + poll: same dispatch twice
+    run_all()
+    o.refresh_from_db()
+    assert o.state == S.STOREFRONT_NOTIFIED and o.storefront_version == 2
+    assert len(sf.shipped) == 1 and sf.shipped[0][1][0].tracking_number == "TN1"
+    assert o.tracking == [{"carrier": "dhl", "tracking_number": "TN1", "tracking_url": "", "lines": [["SKU-1", 1]]}]
+
+
+def test_dispatch_before_ack_acknowledges_first_and_unknown_refs_are_recorded(world, fakes):
+    wh, _ = fakes
+    o, _ = services.capture(world.channel, make_so("ct-e"))
+    wh.script[o.idempotency_key] = [NotAcknowledged("pending")]
+    run_all()
+    o.refresh_from_db()
+    assert o.state == S.SENT
+    r = services.record_dispatches(world.wh, [
+        Dispatch(order_ref=o.idempotency_key, warehouse_ref="WO-9", dispatched_at=None, parcels=[Parcel("ups", "1Z")]),
+        Dispatch(order_ref="nope", warehouse_ref="", dispatched_at=None, parcels=[Parcel("ups", "1Y")], ref="D7")])
+    assert (r.dispatched, r.unknown) == (1, 1)
+    o.refresh_from_db()
+    assert o.state == S.DISPATCHED and o.warehouse_ref == "WO-9"
+    path = list(o.transitions.values_list("to_state", flat=True))
+    assert path[-2:] == [S.ACKNOWLEDGED, S.DISPATCHED]
+    assert not Reservation.objects.filter(order_ref=o.idempotency_key, released_at__isnull=True).exists()
+    assert exc("bad_payload:wair:dispatch:D7") is not None
+
+
+def test_partial_dispatch_keeps_order_acknowledged(world, fakes):
+    o, _ = services.capture(world.channel, make_so("ct-p", lines=[("SKU-1", 2)]))
+    run_all()
+    services.record_dispatch(world.wh, Dispatch(order_ref=o.idempotency_key, warehouse_ref="", dispatched_at=None,
+                                                parcels=[Parcel("dhl", "P1", lines=[("SKU-1", 1)])], complete=False))
+    o.refresh_from_db()
+    assert o.state == S.ACKNOWLEDGED and len(o.tracking) == 1
+
+
+def test_missing_dispatch_notification_is_raised_and_retried(world, fakes, settings):
+    _, sf = fakes
+    o, _ = services.capture(world.channel, make_so("ct-m"))
+    run_all()
+    sf.fail = [errors.ConflictError("409"), errors.TimeoutError_("slow")]
+    services.record_dispatch(world.wh, Dispatch(order_ref=o.idempotency_key, warehouse_ref="", dispatched_at=timezone.now(),
+                                                parcels=[Parcel("dhl", "M1")]))
+    run_all()
+    o.refresh_from_db()
+    assert o.state == S.DISPATCHED and o.last_error
+    Order.objects.filter(pk=o.pk).update(dispatched_at=timezone.now() - timedelta(minutes=settings.HUB["DISPATCH_NOTIFY_MINUTES"] + 1))
+    out = services.find_missing_dispatches()
+    assert out["late"] == 1
+    rec = exc(f"missing_dispatch:{o.idempotency_key}")
+    assert rec.status == "open"
+    services.find_missing_dispatches()
+    o.refresh_from_db()
+    assert o.state == S.STOREFRONT_NOTIFIED
+    rec.refresh_from_db()
+    assert rec.status == "resolved"
+
+
+# --- cancel, orphans, fulfilments ------------------------------------------------------------------------
+def test_cancel_releases_reservations_and_refuses_orders_at_the_warehouse(world, fakes):
+    a, _ = services.capture(world.channel, make_so("ct-c1", lines=[("UNKNOWN", 1), ("SKU-1", 3)]))
+    run_all()
+    a.refresh_from_db()
+    assert a.state == S.HELD
+    with pytest.raises(services.OrderActionError):
+        services.cancel(a, "")
+    services.cancel(a, "customer changed their mind")
+    assert a.state == S.CANCELLED
+    assert Reservation.objects.get(order_ref=a.idempotency_key).release_reason == "cancelled"
+    b, _ = services.capture(world.channel, make_so("ct-c2"))
+    run_all()
+    with pytest.raises(services.OrderActionError):
+        services.cancel(b, "too late")
+
+
+def test_orphans_found_on_both_sides(world, fakes):
+    wh, sf = fakes
+    # hub has it, warehouse never got it (e.g. lost before the hub recorded the send)
+    o, _ = services.capture(world.channel, make_so("ct-o"))
+    services.validate_due()
+    Order.objects.filter(pk=o.pk).update(created_at=timezone.now() - timedelta(hours=2), next_attempt_at=timezone.now() + timedelta(hours=1))
+    sf.orders = []
+    out = services.find_orphans(grace_minutes=30)
+    assert out["warehouse_missing"] == 1
+    assert exc("orphaned_order:uk-web:ct-o").status == "open"
+    run_all()  # made due again → sent → acknowledged, which clears the orphan record
+    o.refresh_from_db()
+    assert o.state == S.ACKNOWLEDGED and exc("orphaned_order:uk-web:ct-o").status == "resolved"
+    # storefront has it, hub never captured it
+    so = make_so("ct-lost")
+    so.placed_at = timezone.now() - timedelta(hours=1)
+    sf.orders = [so]
+    out = services.find_orphans(grace_minutes=30)
+    assert out["storefront_missing"] == 1
+    assert Order.objects.filter(external_id="ct-lost").exists()
+
+
+def test_storefront_fulfilment_retried_until_acknowledged(world, fakes):
+    wh, _ = fakes
+    o, _ = services.capture(world.channel, make_so("ct-f"))
+    f, created = services.record_storefront_fulfilment(o, "SF-1", [("SKU-1", 1)], location="STORE-7")
+    assert created and not services.record_storefront_fulfilment(o, "SF-1", [("SKU-1", 1)])[1]
+    wh.script["F:SF-1"] = [errors.RetryableError("503")]
+    assert services.send_fulfilments() == {"acknowledged": 0, "retrying": 1}
+    f.refresh_from_db()
+    assert f.ack_id == "" and f.last_error and f.next_attempt_at > timezone.now()
+    type(f).objects.filter(pk=f.pk).update(next_attempt_at=None)
+    assert services.send_fulfilments()["acknowledged"] == 1
+    f.refresh_from_db()
+    assert f.ack_id == "FA-2" and f.acknowledged_at and f.attempts == 2
+    assert services.send_fulfilments() == {"acknowledged": 0, "retrying": 0}
