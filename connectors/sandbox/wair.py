@@ -249,7 +249,10 @@ class WairEmulator(Emulator):
 
     @staticmethod
     def _body(req: Request) -> dict:
-        data = req.json()
+        try:
+            data = req.json()
+        except HttpError:
+            raise wair_error(400, "InvalidJsonInput", "request body is not valid JSON") from None
         if not isinstance(data, dict):
             raise wair_error(400, "InvalidJsonInput", "request body must be a JSON object")
         return data

@@ -630,3 +630,10 @@ def test_concurrent_sends_of_one_order_create_it_once(wair, sandbox):
     assert len({a.warehouse_ref for a in acks}) == 1 and sum(not a.duplicate for a in acks) == 1
     state = control(sandbox, "state", {"brief": True})
     assert list(state["orders"]) == ["HUB-40"] and state["order_receipts"] == {"HUB-40": 16}
+
+
+def test_order_refs_with_reserved_characters(wair, sandbox):
+    ref = "web/10 01#a?b"
+    ack = wair.send_order(order(ref))
+    assert wair.order_status(ref) == "accepted" and wair.acknowledgement(ref).warehouse_ref == ack.warehouse_ref
+    assert wair.cancel_order(ref) == "cancelled"
