@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 100  # SKUs per inventory query (keeps the URL well under ct's limits)
 PAGE_LIMIT = 500  # ct's maximum page size
-CONFLICT_RETRIES = 5
+CONFLICT_RETRIES = 8  # hot SKUs in a sale: every TrackOnly order bumps the entry's version
 STREET_NUMBER_FIRST = {"GB", "IE", "US", "CA", "AU", "NZ", "FR", "ZA"}
 
 
@@ -394,9 +394,23 @@ class CommercetoolsConnector(Connector, Storefront):
             raise errors.BadDataError(f"commercetools order {o.get('id') if isinstance(o, dict) else o!r} is malformed: "
                                       f"{type(exc).__name__}: {exc}", system=self.system_type, body=o) from exc
 
+    def _report_bad_order(self, o: dict, exc: Exception) -> None:
+        log.error("commercetools order %s unreadable, skipped: %s", o.get("id"), exc)
+        try:
+            from exceptions_app.services import make_key, raise_exception
+        except Exception:  # used outside the hub (bench scripts): the log line is all there is
+            return
+        raise_exception(
+            "bad_payload", make_key("bad_payload", self.connection.name, "order", o["id"]),
+            f"Order {o.get('orderNumber') or o['id']} from {self.connection.name} cannot be read",
+            message=f"{exc}. Fix the order in commercetools (any change brings it back into the poll).",
+            context={"order_id": o["id"], "order_number": o.get("orderNumber", ""), "error": str(exc)[:500],
+                     "payload": json.dumps(o, default=str)[:2000], "action": "check_order"},
+            connection=self.connection.pk, order_ref=o["id"])
+
     def orders_since(self, cursor: str, limit: int = 100) -> Page:
-        """Orders modified after ``cursor``, oldest first. Items are StorefrontOrder; an order that cannot be read
-        is handed over as its id (str), like :meth:`parse_order_webhook` does, so it cannot stall the stream."""
+        """Orders modified after ``cursor``, oldest first. An order that cannot be read is skipped and recorded
+        as a ``bad_payload`` exception (it must not stall every order behind it)."""
         limit = max(1, min(int(limit), PAGE_LIMIT))
         where = None
         if not cursor and self.orders_start:
@@ -414,12 +428,12 @@ class CommercetoolsConnector(Connector, Storefront):
             try:
                 orders.append(self.to_order(o))
             except errors.BadDataError as exc:
-                # one malformed order must not block the stream: hand over its id; the caller's get_order()
-                # raises the same BadDataError for that order alone (→ exception record), the rest flows on
-                log.error("commercetools order %s unreadable: %s", o.get("id"), exc)
                 if not isinstance(o, dict) or not o.get("id"):
                     raise
-                orders.append(o["id"])
+                # One malformed order must not stall the stream: it becomes a bad_payload exception record
+                # and the poll moves past it. Any later change in ct bumps lastModifiedAt, so a fixed order
+                # comes back through this same poll.
+                self._report_bad_order(o, exc)
         next_cursor = f"{raw[-1]['lastModifiedAt']}|{raw[-1]['id']}" if raw else cursor
         return Page(items=orders, cursor=next_cursor, has_more=len(raw) >= limit)
 

@@ -154,11 +154,14 @@ def test_stale_version_conflict_is_recovered(ct, emu, sandbox, catalog):
     assert res.version == control(sandbox, "state")["versions"]["uk-web"]["SKU-001"]
 
 
-def test_injected_conflicts_are_retried(ct, sandbox, catalog):
-    faults(sandbox, conflict_rate=0.5)
-    results = ct.set_stock([InventoryTarget(s, "uk-web", 11) for s in SKUS])
+def test_injected_conflicts_are_retried(ct, sandbox):
+    skus = [f"C-{i:02d}" for i in range(20)]
+    control(sandbox, "seed_catalog", {"channels": ["uk-web"], "skus": skus, "quantity": 0})
+    faults(sandbox, conflict_rate=0.3)
+    results = ct.set_stock([InventoryTarget(s, "uk-web", 11) for s in skus])
     assert all(r.ok for r in results)
     assert set(control(sandbox, "state")["inventory"]["uk-web"].values()) == {11}
+    assert ct.client.stats.conflicts > 0
 
 
 def test_raw_409_body_carries_current_version(ct, sandbox, catalog):
@@ -552,7 +555,12 @@ def test_malformed_order_does_not_block_the_stream(ct, emu, sandbox, catalog):
     with emu.lock:
         emu.orders[ids[1]]["lineItems"][0].pop("quantity")
     page = ct.orders_since("", limit=10)
-    assert [getattr(o, "external_id", o) for o in page.items] == ids
-    assert page.items[1] == ids[1]
+    assert [o.external_id for o in page.items] == [ids[0], ids[2]]
+    assert page.cursor.endswith(ids[2])
+    from exceptions_app.models import ExceptionRecord
+
+    rec = ExceptionRecord.objects.get(kind="bad_payload")
+    assert rec.dedupe_key == f"bad_payload:ct-test:order:{ids[1]}" and rec.order_ref == ids[1]
+    assert "quantity" in rec.message and rec.context["action"] == "check_order"
     with pytest.raises(errors.BadDataError):
         ct.get_order(ids[1])
