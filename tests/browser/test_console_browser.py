@@ -92,3 +92,29 @@ def test_finance_runs_and_downloads_a_report(page, login, tmp_path, shots):
     assert rows[0][:3] == ["channel", "master sku", "storefront sku"]
     assert rows[1] == ["web", w.items[0].sku, w.items[0].sku.lstrip("0"), "10", "16", "6", "2.5", "15"]
     assert len(rows) == 2
+
+
+def test_ops_imports_mappings_and_sees_rejected_rows_and_history(page, login, tmp_path, shots):
+    w = f.world()
+    login("ops")
+    page.click("nav >> text=SKU mappings")
+    page.click("text=Import CSV")
+    body = f"master_sku,storefront_sku,channel\n{w.items[0].sku},A-1,web\nNOPE,B-1,web\n{w.items[1].sku},C-1,elsewhere\n"
+    path = tmp_path / "mappings.csv"
+    path.write_text(body)
+    page.set_input_files("input[type=file]", str(path))
+    page.click("button[value=html]")
+    page.wait_for_selector("#import-result")
+    text = page.inner_text("#import-result")
+    assert "unknown master SKU 'NOPE'" in text and "unknown channel 'elsewhere'" in text
+    if shots:
+        page.screenshot(path=str(shots / "import.png"), full_page=True)
+    m = SkuMapping.objects.get(storefront_sku="A-1")
+    page.goto(f"/rules/sku-mappings/{m.pk}/")
+    page.fill("#id_safety_buffer", "3")
+    page.click("button:has-text('Save')")
+    page.wait_for_selector(".messages li")
+    history = page.inner_text("#history")
+    assert "user-ops" in history and "csv-import" in history and "safety_buffer" in history
+    if shots:
+        page.screenshot(path=str(shots / "mapping-edit.png"), full_page=True)
