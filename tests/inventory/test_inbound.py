@@ -183,3 +183,12 @@ def test_poll_failure_keeps_cursor(topo, fake_master):
     poll_stock(topo.master.pk)
     rec.refresh_from_db()
     assert rec.status == "resolved"
+
+
+def test_thousand_master_changes_to_one_sku_leave_one_push_row(topo):
+    changes = [StockChange("A", "DC1", n % 37) for n in range(1000)]
+    for start in range(0, 1000, 100):  # ten webhook batches
+        apply_stock_changes(topo.master, changes[start:start + 100])
+    rows = PendingPush.objects.filter(item=topo.items["A"])
+    assert rows.count() == 1 and rows[0].changes == 1000
+    assert level(topo, "A", "dc1") == 999 % 37  # the last change wins

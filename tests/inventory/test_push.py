@@ -177,3 +177,72 @@ def test_push_runs_a_fixed_number_of_queries(world, fake_storefront):
         assert len(fake_storefront.calls[-1]) == 2 * n
     assert counts[0] == counts[1] == counts[2], counts
     assert counts[0] <= 15, counts  # claim 3, ATS 1, confirmed 1, channels 1, upsert, delete, release, connection, clear (+4 savepoints)
+
+
+def test_sweep_releases_dead_claims_and_dispatches_by_priority(topo, monkeypatch):
+    from integration_hub.inventory import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.push_pending, "apply_async", lambda *a, **kw: sent.append(kw))
+    outbox.enqueue([topo.items["S0"].pk], priority=ORDER)
+    outbox.enqueue([topo.items["S1"].pk])
+    PendingPush.objects.filter(item=topo.items["S1"]).update(claimed_until=timezone.now() - timedelta(seconds=5), claim_token="dead")
+    out = tasks.sweep_pending()
+    assert out == {"released": 2, "order": 2, "other": 2}
+    assert {"queue": "priority", "kwargs": {"max_priority": 0}} in sent and {"queue": "default"} in sent
+    sent.clear()
+    PendingPush.objects.update(not_before=timezone.now() + timedelta(minutes=5))  # all backing off
+    assert tasks.sweep_pending() == {"released": 0, "order": 0, "other": 0} and sent == []
+
+
+def test_push_task_continues_in_a_new_task_when_out_of_time(topo, fake_storefront, monkeypatch):
+    from integration_hub.inventory import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.push_pending, "apply_async", lambda *a, **kw: sent.append(kw))
+    enqueue_all(topo)
+    out = tasks.push_pending(batch_size=2, time_budget=0)
+    assert out["pushed"] == 2 and out["more"] is True
+    assert sent[0]["queue"] == "default" and sent[0]["kwargs"]["batch_size"] == 2
+    out = tasks.push_pending(batch_size=100)
+    assert out["pushed"] == 4 and out["more"] is False
+
+
+def test_concurrent_claims_never_overlap(transactional_db):
+    """Four threads (own DB connections) claim from the same outbox at once: each row exactly once."""
+    import threading
+
+    from django.db import connections
+
+    from integration_hub.catalog.models import Item, SkuMapping
+    from integration_hub.core.models import Channel, Connection
+    from integration_hub.inventory.models import ChannelStockRule
+
+    shop = Connection.objects.create(name="shop", system_type="commercetools", base_url="http://127.0.0.1:9/ct")
+    ch = Channel.objects.create(key="web", name="web", connection=shop, external_id="sc-web")
+    ChannelStockRule.objects.create(channel=ch)
+    Item.objects.bulk_create([Item(sku=f"C{n:04d}") for n in range(400)])
+    SkuMapping.objects.bulk_create([SkuMapping(item=i, storefront_sku=f"SF-{i.sku}") for i in Item.objects.all()])
+    outbox.enqueue(Item.objects.values_list("pk", flat=True))
+    assert PendingPush.objects.count() == 400
+    claimed, errors_seen = [], []
+
+    def worker():
+        try:
+            while True:
+                _, _, rows = push.claim(batch_size=7)
+                if not rows:
+                    return
+                claimed.extend(r["id"] for r in rows)
+        except Exception as exc:  # pragma: no cover - surfaced below
+            errors_seen.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors_seen
+    assert len(claimed) == 400 and len(set(claimed)) == 400
