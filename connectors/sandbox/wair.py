@@ -25,7 +25,9 @@ Wire API (all under ``/wair/api/v1``; every route needs a token or key as above,
                                                        updatedAt}], offset, limit, total, moreRecordsAvailable}
   GET  /stock/changes?since=<cursor>&limit=          → {changes: [{id, skuId, locationId, state, quantity
                                                        (absolute), changedAt}], nextCursor, moreRecordsAvailable}
-                                                       cursor = last change id seen ('' / absent = start)
+                                                       cursor = last change id seen ('' / absent = start);
+                                                       a cursor past the end (WAIR restarted) answers
+                                                       nextCursor = the end. changedAt strictly increases.
   POST /orders      (Idempotency-Key required)      201 {orderId, orderRef, status: "accepted", receivedAt}
                                                     200 same orderId on a replay (Idempotent-Replayed: true)
                                                     202 {orderRef, status: "pending"} while auto-ack is off
