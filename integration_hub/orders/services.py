@@ -725,13 +725,14 @@ def record_dispatches(connection: Connection, dispatches, source: str = "dispatc
     """Warehouse dispatch confirmations → tracking on the order, state dispatched, storefront notify queued.
     Idempotent (parcels merge by tracking number). Rows the connector could not parse
     (``dispatches.rejected``) and dispatches for orders the hub does not know become ``bad_payload``."""
+    rejected = list(getattr(dispatches, "rejected", None) or [])
     dispatches = list(dispatches)
     res = DispatchResult()
     problems = [Problem("bad_payload", _bad_key(connection.name, source, r.ref),
                         f"Unreadable dispatch {r.ref} from {connection.name}: {r.field or 'row'}", message=r.message,
                         context={"fields": {r.field or "row": r.message}, "raw": r.raw, "action": "check_sender"},
                         connection_id=connection.pk)
-                for r in getattr(dispatches, "rejected", None) or []]
+                for r in rejected]
     res.rejected = len(problems)
     with transaction.atomic():
         refs = sorted({d.order_ref for d in dispatches})

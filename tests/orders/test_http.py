@@ -1,0 +1,170 @@
+"""The order flow over real HTTP: hub webhooks (live server) ↔ commercetools and WAIR emulators."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from integration_hub.orders import services
+from integration_hub.orders.models import Order, OrderState as S
+
+from .conftest import control, make_so, sandbox_world
+
+
+@pytest.fixture
+def no_kick(monkeypatch):
+    """No worker runs in these tests: the test drives processing itself."""
+    monkeypatch.setattr(services, "kick", lambda delay=0: None)
+
+
+def drain():
+    for _ in range(20):
+        if not any(services.process_due().values()):
+            return
+    raise AssertionError("orders still due after 20 passes")
+
+
+def spec(i, **kw):
+    return {"channel": "uk-web", "order_number": f"FS{i}", "lines": [{"sku": "SKU-1", "quantity": 1}, {"sku": "SKU-2", "quantity": 2}],
+            "shipping_method": "standard", **kw}
+
+
+# --- webhook edges ------------------------------------------------------------------------------------
+def test_order_webhook_rejects_bad_auth_and_bad_bodies(world, client):
+    from django.conf import settings
+
+    url = "/hooks/orders/ct/"
+    assert client.post(url, data=b"{}", content_type="application/json").status_code == 401
+    assert client.post(url, data=b"{}", content_type="application/json", HTTP_AUTHORIZATION="wrong").status_code == 401
+    good = settings.HUB["WEBHOOK_SECRET"]
+    r = client.post(url, data=b"{not json", content_type="application/json", HTTP_AUTHORIZATION=good)
+    assert r.status_code == 400 and "malformed" in r.json()["error"]
+    r = client.post(url, data=json.dumps({"hello": 1}), content_type="application/json", HTTP_AUTHORIZATION=good)
+    assert r.status_code == 400
+    from exceptions_app.models import ExceptionRecord
+
+    assert ExceptionRecord.objects.filter(dedupe_key="bad_payload:ct:order-webhook:unparseable").exists()
+    assert client.post("/hooks/orders/nope/", data=b"{}", content_type="application/json").status_code == 404
+    assert client.get(url).status_code == 405
+
+
+def test_dispatch_webhook_needs_hmac(world, fakes, client):
+    from integration_hub.core.webhooks import sign
+
+    o, _ = services.capture(world.channel, make_so("ct-w"))
+    for _ in range(3):
+        services.process_due()
+    body = json.dumps({"type": "dispatch.confirmed", "dispatches": [
+        {"id": 5, "orderRef": o.idempotency_key, "orderId": "WO-1", "dispatchedAt": "2026-11-22T10:00:00Z", "complete": True,
+         "parcels": [{"carrier": "dhl", "trackingNumber": "JD01", "lines": [{"skuId": "SKU-1", "quantity": 1}]}]},
+        {"id": 6, "parcels": []}]}).encode()
+    url = "/hooks/dispatch/wair/"
+    assert client.post(url, data=body, content_type="application/json").status_code == 401
+    from django.conf import settings
+
+    sig = sign(settings.HUB["WEBHOOK_SECRET"], body)
+    r = client.post(url, data=body, content_type="application/json", HTTP_X_HUB_SIGNATURE=sig)
+    assert r.status_code == 200, r.content
+    assert r.json()["dispatched"] == 1 and r.json()["rejected"] == 1
+    o.refresh_from_db()
+    assert o.state == S.DISPATCHED and o.tracking[0]["tracking_number"] == "JD01"
+
+
+# --- end to end over HTTP --------------------------------------------------------------------------------
+@pytest.mark.django_db(transaction=True)
+def test_webhook_twice_plus_poll_overlap_gives_one_order_and_one_warehouse_receipt(sandbox, live_server, no_kick):
+    ct, wh, channel = sandbox_world(sandbox)
+    hook = f"{live_server.url}/hooks/orders/{ct.name}/"
+    control(sandbox, "commercetools", "configure_webhooks", {"order_url": hook, "secret": "ct-hook-secret"})
+    control(sandbox, "wair", "configure_webhooks", {"dispatch_url": f"{live_server.url}/hooks/dispatch/{wh.name}/",
+                                                    "secret": "wair-hook-secret"})
+    created = control(sandbox, "commercetools", "create_orders",
+                      {"orders": [spec(i, gift_message="For you", delivery_notes="Ring twice") for i in range(25)]})
+    stats = control(sandbox, "commercetools", "wait_webhooks", {"timeout": 30})
+    assert stats["pending"] == 0
+    assert Order.objects.count() == 25
+    # the subscription delivers the same message again (at-least-once)
+    emu = sandbox.emulators["commercetools"]
+    msg = emu._message(emu.orders[created["ids"][0]], "demo")
+    r = requests.post(hook, data=json.dumps(msg), headers={"Authorization": "ct-hook-secret", "Content-Type": "application/json"})
+    assert r.status_code == 200 and r.json()["existing"] == 1 and r.json()["created"] == 0
+    # and the catch-up poll overlaps everything
+    res = services.poll_orders(ct)
+    assert res["created"] == 0 and res["existing"] == 25
+    drain()
+    assert set(Order.objects.values_list("state", flat=True)) == {S.ACKNOWLEDGED}
+    state = control(sandbox, "wair", "state")
+    keys = set(Order.objects.values_list("idempotency_key", flat=True))
+    assert set(state["orders"]) == keys
+    assert all(state["order_receipts"][k] == 1 for k in keys)
+    o = Order.objects.get(external_id=created["ids"][0])
+    req = state["orders"][o.idempotency_key]["request"]
+    assert req["giftMessage"] == "For you" and req["deliveryNotes"] == "Ring twice"
+    assert req["serviceCode"] == "STD48" and req["carrier"] == "royal_mail"
+    assert sorted((ln["skuId"], ln["quantity"]) for ln in req["lines"]) == [("SKU-1", 1), ("SKU-2", 2)]
+
+    # nothing shipped in the storefront before the warehouse confirms
+    assert not any(x["shipment_state"] == "Shipped" for x in control(sandbox, "commercetools", "state")["orders"].values())
+    for k in sorted(keys)[:10]:
+        control(sandbox, "wair", "dispatch", {"order_ref": k, "parcels": [{"carrier": "dhl"}]})
+    assert control(sandbox, "wair", "wait_webhooks", {"timeout": 30})["pending"] == 0
+    assert Order.objects.filter(state=S.DISPATCHED).count() == 10
+    assert services.poll_dispatches(wh)["duplicate"] == 10  # poll overlapping the webhook changes nothing
+    drain()
+    ct_orders = control(sandbox, "commercetools", "state")["orders"]
+    shipped = {oid for oid, x in ct_orders.items() if x["shipment_state"] == "Shipped"}
+    notified = set(Order.objects.filter(state=S.STOREFRONT_NOTIFIED).values_list("external_id", flat=True))
+    assert shipped == notified and len(shipped) == 10
+    for oid in shipped:
+        hub = Order.objects.get(external_id=oid)
+        assert ct_orders[oid]["tracking"] == [t["tracking_number"] for t in hub.tracking]
+        assert ct_orders[oid]["deliveries"] == 1
+    # notifying again (e.g. a retried task) adds no second delivery
+    hub = Order.objects.get(external_id=next(iter(shipped)))
+    services._connector(ct).mark_shipped(hub.external_id, services._parcels(hub))
+    assert control(sandbox, "commercetools", "state")["orders"][hub.external_id]["deliveries"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_unacknowledged_order_is_resent_until_acknowledged_never_duplicated(sandbox, no_kick, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from exceptions_app.models import ExceptionRecord
+
+    ct, wh, channel = sandbox_world(sandbox)
+    control(sandbox, "wair", "set_auto_ack", {"enabled": False})
+    order, _ = services.capture(channel, make_so("ct-ack"))
+    drain()
+    order.refresh_from_db()
+    assert order.state == S.SENT and "not acknowledged" in order.last_error
+    Order.objects.filter(pk=order.pk).update(sent_at=timezone.now() - timedelta(minutes=settings.HUB["ACK_TIMEOUT_MINUTES"] + 5))
+    assert services.resend_unacknowledged()["stuck"] == 1
+    assert ExceptionRecord.objects.get(dedupe_key=f"stuck_order:{order.idempotency_key}").status == "open"
+    control(sandbox, "wair", "set_auto_ack", {"enabled": True})
+    control(sandbox, "wair", "acknowledge", {})
+    services.resend_unacknowledged()
+    order.refresh_from_db()
+    assert order.state == S.ACKNOWLEDGED and order.warehouse_ref.startswith("WO-")
+    assert ExceptionRecord.objects.get(dedupe_key=f"stuck_order:{order.idempotency_key}").status == "resolved"
+    state = control(sandbox, "wair", "state")
+    assert list(state["orders"]) == [order.idempotency_key] and state["order_receipts"][order.idempotency_key] == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_warehouse_validation_error_holds_order_naming_the_field(sandbox, no_kick):
+    from exceptions_app.models import ExceptionRecord
+
+    ct, wh, channel = sandbox_world(sandbox)
+    control(sandbox, "wair", "set_service_codes", {"codes": ["EXP24"]})
+    order, _ = services.capture(channel, make_so("ct-422"))
+    drain()
+    order.refresh_from_db()
+    assert order.state == S.HELD and "serviceCode" in order.hold_reason
+    rec = ExceptionRecord.objects.get(dedupe_key=f"bad_payload:{wh.name}:order:{order.idempotency_key}")
+    assert "serviceCode" in rec.context["fields"]
+    order = services.update_field_and_resend(order, "shipping_method", "express")
+    assert order.state == S.ACKNOWLEDGED
+    assert control(sandbox, "wair", "state")["orders"][order.idempotency_key]["request"]["serviceCode"] == "EXP24"
