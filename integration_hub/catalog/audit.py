@@ -75,11 +75,15 @@ def find_transform(master_sku: str, storefront_sku: str, specs: list[TransformSp
     return None
 
 
-def audit_skus(connection, storefront_skus) -> AuditResult:
-    """Audit ``storefront_skus`` (what ``list_skus`` returned) for every active channel of ``connection``."""
+def audit_skus(connection, storefront_skus, channels=None) -> AuditResult:
+    """Audit ``storefront_skus`` (what ``list_skus`` returned) for every active channel of ``connection``
+    (or only ``channels``)."""
     skus = {s.strip() for s in storefront_skus if isinstance(s, str) and s.strip()}
     out = AuditResult(connection.name, storefront_skus=len(skus))
-    channels = list(Channel.objects.filter(connection=connection, active=True))
+    qs = Channel.objects.filter(connection=connection, active=True)
+    if channels is not None:
+        qs = qs.filter(pk__in=[getattr(c, "pk", c) for c in channels])
+    channels = list(qs)
     out.channels = len(channels)
     if not channels:
         return out
@@ -165,6 +169,13 @@ def audit_connection(connection) -> AuditResult:
     from connectors.registry import get_connector
 
     return audit_skus(connection, get_connector(connection).list_skus())
+
+
+def audit_channel(channel) -> AuditResult:
+    """Audit one channel (reads the storefront's SKU list once)."""
+    from connectors.registry import get_connector
+
+    return audit_skus(channel.connection, get_connector(channel.connection).list_skus(), channels=[channel])
 
 
 def audit_all() -> list[AuditResult]:

@@ -89,3 +89,17 @@ def test_beat_jobs_are_registered(db):
     call_command("setup_beat")
     names = set(PeriodicTask.objects.values_list("task", flat=True))
     assert {"inventory.sweep_pending", "inventory.poll_masters", "inventory.drift_check", "catalog.audit_catalogue"} <= names
+
+
+def test_audit_one_channel_only(shop, monkeypatch):
+    import connectors.registry as registry
+    from integration_hub.catalog.audit import audit_channel
+
+    class Fake:
+        def list_skus(self):
+            return ["ghost"]
+
+    conn, web, app = shop
+    monkeypatch.setattr(registry, "get_connector", lambda c, fresh=False: Fake())
+    res = audit_channel(app)
+    assert list(res.per_channel) == ["app"] and set(records()) == {"unknown_sku:app:ghost"}
