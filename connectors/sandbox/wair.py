@@ -26,8 +26,8 @@ Wire API (all under ``/wair/api/v1``; every route needs a token or key as above,
   GET  /stock/changes?since=<cursor>&limit=          → {changes: [{id, skuId, locationId, state, quantity
                                                        (absolute), changedAt}], nextCursor, moreRecordsAvailable}
                                                        cursor = last change id seen ('' / absent = start);
-                                                       a cursor past the end (WAIR restarted) answers
-                                                       nextCursor = the end. changedAt strictly increases.
+                                                       a cursor past the end (WAIR restarted) replays from
+                                                       the start. changedAt strictly increases.
   POST /orders      (Idempotency-Key required)      201 {orderId, orderRef, status: "accepted", receivedAt}
                                                     200 same orderId on a replay (Idempotent-Replayed: true)
                                                     202 {orderRef, status: "pending"} while auto-ack is off
@@ -315,8 +315,10 @@ class WairEmulator(Emulator):
         self._auth(req)
         start, limit = self._cursor(req)
         with self.lock:
+            if start > len(self.changes):  # a cursor from before a restart: replay from the start
+                start = 0
             page = self.changes[start:start + limit]
-            next_cursor = str(page[-1]["id"]) if page else str(min(start, len(self.changes)))
+            next_cursor = str(page[-1]["id"]) if page else str(start)
             return Response(200, {"changes": [dict(c) for c in page], "nextCursor": next_cursor,
                                   "moreRecordsAvailable": start + len(page) < len(self.changes)})
 
@@ -560,8 +562,10 @@ class WairEmulator(Emulator):
         self._auth(req)
         start, limit = self._cursor(req)
         with self.lock:
+            if start > len(self.dispatches):  # a cursor from before a restart: replay from the start
+                start = 0
             page = self.dispatches[start:start + limit]
-            next_cursor = str(page[-1]["id"]) if page else str(min(start, len(self.dispatches)))
+            next_cursor = str(page[-1]["id"]) if page else str(start)
             return Response(200, {"dispatches": [json.loads(json.dumps(d)) for d in page], "nextCursor": next_cursor,
                                   "moreRecordsAvailable": start + len(page) < len(self.dispatches)})
 

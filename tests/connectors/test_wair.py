@@ -121,6 +121,13 @@ def test_stock_change_feed_pages_with_cursor(wair, sandbox):
     assert [(c.sku, c.quantity) for c in nxt.items] == [("S0", 42)] and nxt.cursor == "6"
 
 
+def test_cursor_from_before_a_restart_replays_from_the_start(wair, sandbox):
+    control(sandbox, "set_stock", {"rows": [{"sku": "S", "location": "DC1", "quantity": 1}]})
+    page = wair.stock_changes("500")  # the hub's cursor is past the end of a freshly restarted WAIR
+    assert [(c.sku, c.quantity) for c in page.items] == [("S", 1)] and page.cursor == "1"
+    assert wair.dispatches_since("9").items == [] and wair.dispatches_since("9").cursor == "0"
+
+
 def test_invalid_cursor_is_bad_data(wair):
     with pytest.raises(errors.BadDataError):
         wair.stock_changes("not-a-cursor")
