@@ -97,6 +97,8 @@ class CommercetoolsConnector(Connector, Storefront):
     def auth_for(connection) -> OAuthClientCredentials:
         options = connection.options or {}
         root = (connection.auth_url or connection.base_url).rstrip("/")
+        if root.endswith("/oauth/token"):
+            root = root[: -len("/oauth/token")]
         scope = options.get("scopes") or f"manage_project:{options.get('project_key', '')}"
         if isinstance(scope, (list, tuple)):
             scope = " ".join(scope)
@@ -551,6 +553,10 @@ class CommercetoolsConnector(Connector, Storefront):
         return actions
 
     def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None) -> int | None:
+        """One versioned update: ``addDelivery`` with the parcels whose tracking numbers the order does not carry
+        yet (parcel lines are matched to line items by SKU; parcels without matching lines ship the whole
+        order) and ``changeShipmentState: Shipped`` unless already Shipped/Delivered. A replay changes nothing.
+        On 409 the order is re-read and the actions recomputed (our earlier attempt may have landed)."""
         order = self.client.get(self.path(f"orders/{external_id}")).json()
         for _ in range(CONFLICT_RETRIES):
             actions = self.shipped_actions(order, parcels)

@@ -564,3 +564,21 @@ def test_malformed_order_does_not_block_the_stream(ct, emu, sandbox, catalog):
     assert "quantity" in rec.message and rec.context["action"] == "check_order"
     with pytest.raises(errors.BadDataError):
         ct.get_order(ids[1])
+
+
+def test_second_dispatch_adds_only_the_new_parcel(ct, sandbox, catalog):
+    [oid] = control(sandbox, "create_orders", {"orders": [ORDER]})["ids"]
+    ct.mark_shipped(oid, [Parcel("DPD", "TRK-A", lines=[("SKU-001", 2)])])
+    version = ct.mark_shipped(oid, [Parcel("DPD", "TRK-A", lines=[("SKU-001", 2)]), Parcel("DHL", "TRK-B", lines=[("SKU-002", 1)])])
+    state = control(sandbox, "state")["orders"][oid]
+    assert state["tracking"] == ["TRK-A", "TRK-B"] and state["deliveries"] == 2 and state["version"] == version == 3
+    deliveries = ct.get_order(oid).raw["shippingInfo"]["deliveries"]
+    assert [[i["quantity"] for i in d["items"]] for d in deliveries] == [[2], [1]]
+
+
+def test_unmatched_parcel_lines_ship_the_whole_order(ct, sandbox, catalog):
+    [oid] = control(sandbox, "create_orders", {"orders": [ORDER]})["ids"]
+    ct.mark_shipped(oid, [Parcel("Royal Mail", "RM-9", lines=[("MASTER-ONLY-SKU", 1)])])
+    [delivery] = ct.get_order(oid).raw["shippingInfo"]["deliveries"]
+    assert sorted(i["quantity"] for i in delivery["items"]) == [1, 2]
+    assert delivery["parcels"][0]["trackingData"] == {"trackingId": "RM-9", "carrier": "Royal Mail", "provider": "Royal Mail"}
