@@ -26,6 +26,7 @@ from exceptions_app.models import Kind
 from integration_hub.catalog.models import Item, SkuMapping
 from integration_hub.core import audit
 from integration_hub.core.models import Channel
+from integration_hub.reconciliation.services import safe_cell
 
 REQUIRED = ("master_sku", "storefront_sku")
 OPTIONAL = ("channel", "storefront_product", "safety_buffer", "active")
@@ -201,5 +202,5 @@ def error_report_csv(result: ImportResult) -> str:
     w = csv.writer(out)
     w.writerow(["line", "reason", "master_sku", "storefront_sku", "channel"])
     for e in result.errors:
-        w.writerow([e.line, e.reason, e.row.get("master_sku", ""), e.row.get("storefront_sku", ""), e.row.get("channel", "")])
+        w.writerow([e.line, safe_cell(e.reason), *(safe_cell(e.row.get(k, "")) for k in ("master_sku", "storefront_sku", "channel"))])
     return out.getvalue()

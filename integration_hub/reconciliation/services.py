@@ -263,9 +263,20 @@ class _Echo:
         return value
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(text: str) -> str:
+    """Neutralise spreadsheet formulas in text cells (CSV injection): SKUs and order ids come from
+    external systems, and finance opens these files in Excel."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 def _fmt(value) -> str:
     if value is None:
         return ""
+    if isinstance(value, str):
+        return safe_cell(value)
     if isinstance(value, Decimal):
         return f"{value.normalize():f}" if value == value.to_integral() else f"{value:f}".rstrip("0")
     if hasattr(value, "isoformat"):

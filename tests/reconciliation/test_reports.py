@@ -189,3 +189,12 @@ def test_daily_beat_job_generates_every_report_and_purges_old(w):
     assert set(out["reports"]) == set(ReportKind.values) and out["purged"] == 1
     assert Report.objects.filter(trigger=Report.Trigger.SCHEDULE).count() == 3
     assert not Report.objects.filter(pk=old.pk).exists() and not ReportRow.objects.filter(sku="x").exists()
+
+
+def test_csv_neutralises_spreadsheet_formulas(w):
+    report = Report.objects.create(kind=ReportKind.STOCK_DRIFT, run_date=timezone.localdate(), status=Report.Status.DONE,
+                                   started_at=timezone.now(), row_count=1)
+    ReportRow.objects.create(report=report, channel_key="web", sku="=HYPERLINK(\"http://x\")", storefront_sku="@SUM(A1)",
+                             master_quantity=-3, storefront_quantity=0, difference=3)
+    data = _csv(_download(report))
+    assert data[1][1] == "'=HYPERLINK(\"http://x\")" and data[1][2] == "'@SUM(A1)" and data[1][3] == "-3"
