@@ -31,6 +31,7 @@ from .http import HeaderAuth, HttpClient
 from .wair import ParsedBatch, RejectedRow
 
 API = "/api/v2"
+STATUS_EVENTS = {"sales_order.status_changed", "sales_order.updated"}  # acknowledged and ignored: not shipments
 STATE_FROM_WIRE = {"SALEABLE": "available", "QUARANTINE": "inspection", "DAMAGED": "damaged", "TRANSIT": "in_transit"}
 
 
@@ -212,10 +213,12 @@ class ArcheanConnector(Connector, InventoryMaster, Warehouse):
         return Page(self._rows(rows), str(body.get("next_cursor") or cursor or ""), bool(body.get("has_more")))
 
     def parse_dispatch_webhook(self, payload: dict) -> ParsedBatch:
+        if isinstance(payload, dict) and payload.get("type") in STATUS_EVENTS:
+            # order status pushes (e.g. "SHIPPED") are not evidence of shipment: only item fulfilments are
+            return ParsedBatch([])
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
             raise errors.BadDataError("R247 fulfilment push: 'data' must be a list", body=payload, system="archean")
         if payload.get("type") != "item_fulfilment.created":
-            # order status pushes (e.g. "SHIPPED") are not evidence of shipment: only item fulfilments are
             raise errors.BadDataError(f"R247 push of type {payload.get('type')!r} is not an item fulfilment", body=payload,
                                       system="archean")
         return self._rows(payload["data"])

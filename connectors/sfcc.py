@@ -24,7 +24,8 @@ product items (BOPIS / multi-list sites), else ``options["default_inventory_list
 
 Connection.options: ``site_id`` (default "RefArch"), ``api_version`` (default "v23_2"),
 ``default_inventory_list``, ``batch_size`` (default 50), ``tracking_attribute``, ``carrier_attribute``,
-``delivery_notes_attribute`` (default ``c_deliveryNotes``), ``scope``.
+``delivery_notes_attribute`` (default ``c_deliveryNotes``), ``scope``, ``orders_start`` (ISO instant: the
+first poll starts there instead of at the beginning of time).
 """
 from __future__ import annotations
 
@@ -124,6 +125,7 @@ class SFCCConnector(Connector, Storefront):
         self.tracking_attr = opts.get("tracking_attribute", "c_trackingNumbers")
         self.carrier_attr = opts.get("carrier_attribute", "c_carrier")
         self.notes_attr = opts.get("delivery_notes_attribute", "c_deliveryNotes")
+        self.orders_start = str(opts.get("orders_start") or "")  # ISO instant bounding the very first poll
         super().__init__(connection, client)
 
     def build_client(self):
@@ -241,7 +243,7 @@ class SFCCConnector(Connector, Storefront):
             status=o.get("status", "") or "", shipment_state=o.get("shipping_status", "") or "", raw=o)
 
     def orders_since(self, cursor: str, limit: int = 100) -> Page:
-        since, _, after_no = (cursor or "").partition("|")
+        since, _, after_no = (cursor or self.orders_start).partition("|")
         count = max(1, min(200, limit))
         start, out = 0, []
         query: dict = {"match_all_query": {}}

@@ -10,7 +10,8 @@ number of queries:
 - bundle lines are exploded to their components: component lines the order flow already exploded
   (``OrderLine.parent``) are used as they are, a bundle line without component lines is exploded from
   ``catalog.BundleComponent``; either way the component line keeps ``bundle_sku``;
-- channel = ``Channel.key``; location = the warehouse connection's name (the planner's warehouse);
+- channel = ``Channel.key``; location = the warehouse connection's name, or the planner's warehouse id for
+  it from the planner connection's ``options["warehouses"]`` (``{"<connection name>": "<warehouse id>"}``);
   promotion codes = ``Order.promotion_codes``;
 - returns (:class:`ReturnLine`) are sent as return lines (negative quantity) — only units returned
   into the saleable state (``available``) offset demand; units booked into inspection/quarantine or
@@ -211,6 +212,9 @@ def push_demand_feed(connection: Connection, *, full: bool = False) -> FeedResul
             continue
         todo.append((key, acc))
 
+    warehouses = (connection.options or {}).get("warehouses") or {}
+    for _, acc in todo:  # hub warehouse (connection name) → the planner's warehouse id, when configured
+        acc.location = str(warehouses.get(acc.location, acc.location))
     connector = get_connector(connection)
     for start in range(0, len(todo), SEND_CHUNK):
         chunk = todo[start:start + SEND_CHUNK]

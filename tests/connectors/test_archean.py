@@ -78,8 +78,10 @@ def test_item_fulfilments_are_the_only_dispatch_trigger(ar, sandbox):
 
 
 def test_status_push_is_not_a_dispatch(ar):
+    status = ar.parse_dispatch_webhook({"type": "sales_order.status_changed", "data": [{"sales_order_reference": "R-1", "status": "SHIPPED"}]})
+    assert list(status) == [] and status.rejected == []  # acknowledged, never a Dispatch
     with pytest.raises(errors.BadDataError):
-        ar.parse_dispatch_webhook({"type": "sales_order.status_changed", "data": [{"sales_order_reference": "R-1"}]})
+        ar.parse_dispatch_webhook({"type": "something.else", "data": []})
     batch = ar.parse_dispatch_webhook({"type": "item_fulfilment.created", "data": [
         {"id": "IF1", "sales_order_reference": "R-1", "lines": [{"item_code": "A", "quantity": 1}], "tracking_number": "T"},
         {"id": "IF2", "sales_order_reference": "R-1", "lines": []}]})

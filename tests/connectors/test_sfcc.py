@@ -175,3 +175,15 @@ def test_order_webhook_is_signed_and_parsed(sf, sandbox):
     assert sf.parse_order_webhook({"order_no": "00001001"}) == ["00001001"]
     with pytest.raises(errors.BadDataError):
         sf.parse_order_webhook({"nothing": 1})
+
+
+def test_orders_start_bounds_the_first_poll(sf_conn, sandbox):
+    old = control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}]}]})["ids"]
+    state = control(sandbox, "state", {})["orders"]
+    from datetime import datetime, timedelta
+
+    after_old = datetime.fromisoformat(state[old[0]]["last_modified"].replace("Z", "+00:00")) + timedelta(microseconds=1)
+    sf_conn.options = {**sf_conn.options, "orders_start": after_old.isoformat(timespec="microseconds").replace("+00:00", "Z")}
+    new = control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}]}]})["ids"]
+    page = SFCCConnector(sf_conn).orders_since("")
+    assert [o.external_id for o in page.items] == new

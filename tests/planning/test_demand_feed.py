@@ -188,3 +188,15 @@ def test_ops_page_lists_recommendations(world, orders, sandbox, role_client, dja
 def test_ops_page_permissions(db, client, role_client):
     assert client.get("/planning/").status_code == 302  # login first
     assert role_client("cx").get("/planning/").status_code == 403
+
+
+def test_planner_warehouse_ids_from_options(world, orders, sandbox):
+    world["ip"].options = {"warehouses": {"clarus-dc": "wh-42"}}
+    world["ip"].save()
+    import connectors.registry as registry
+
+    registry.clear_cache()
+    services.push_demand_feed(world["ip"])
+    lines = ip_control(sandbox, "state")["lines"]
+    assert {v["warehouse"] for v in lines.values()} == {"wh-42"}
+    assert set(DemandFeedEntry.objects.values_list("location", flat=True)) == {"wh-42"}
