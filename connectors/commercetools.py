@@ -13,7 +13,9 @@ Modelled on the published HTTP API (see :mod:`connectors.sandbox.commercetools` 
   (``NotFoundError``: unknown SKU), unless ``options["require_product"]`` is false.
 - orders: polled with ``where=lastModifiedAt > T or (lastModifiedAt = T and id > I)``, ``sort=lastModifiedAt
   asc, id asc``; the cursor is ``"<lastModifiedAt>|<id>"`` (``options["orders_start"]``, an ISO instant, bounds
-  the very first poll). Orders modified after they were seen come back (the hub deduplicates on id). Pushed by a Subscription with an HTTP destination
+  the very first poll; ``options["orders_poll_lag_seconds"]`` keeps the newest seconds for the next poll so
+  two orders stamped in the same millisecond cannot straddle the cursor). Orders modified after they were
+  seen come back (the hub deduplicates on id). Pushed by a Subscription with an HTTP destination
   (AuthorizationHeader authentication: the static ``Authorization`` header carries the webhook secret)
   as ``OrderCreated`` Messages.
 - fulfilment: ``addDelivery`` (parcels with ``trackingData {trackingId, carrier}``) and
@@ -30,7 +32,8 @@ import logging
 import threading
 from collections import OrderedDict, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Iterable, Iterator
 
 from . import errors
@@ -82,6 +85,7 @@ class CommercetoolsConnector(Connector, Storefront):
         self.gift_field = options.get("gift_message_field", "giftMessage")
         self.notes_field = options.get("delivery_notes_field", "deliveryNotes")
         self.orders_start = options.get("orders_start", "")  # ISO instant the first order poll starts from
+        self.orders_lag = float(options.get("orders_poll_lag_seconds", 0))  # production: 2-5 s (see orders_since)
         # ct has no bulk inventory update: writes of one batch go out on a few threads (the client's shared
         # rate limiter still caps the request rate)
         self.write_concurrency = max(1, int(options.get("write_concurrency", 4)))
@@ -414,15 +418,21 @@ class CommercetoolsConnector(Connector, Storefront):
         """Orders modified after ``cursor``, oldest first. An order that cannot be read is skipped and recorded
         as a ``bad_payload`` exception (it must not stall every order behind it)."""
         limit = max(1, min(int(limit), PAGE_LIMIT))
-        where = None
         if not cursor and self.orders_start:
             cursor = self.orders_start  # don't page through years of history on the first poll
+        clauses = []
         if cursor:
             ts, _, oid = cursor.partition("|")
             where = f"lastModifiedAt > {q(ts)}"
             if oid:
                 where = f"{where} or (lastModifiedAt = {q(ts)} and id > {q(oid)})"
-        body = self._query("orders", where, sort=["lastModifiedAt asc", "id asc"], limit=limit)
+            clauses.append(where)
+        if self.orders_lag:
+            # leave the last few seconds for the next poll: an order written in the same millisecond as the
+            # cursor's but with a smaller id would otherwise be skipped for good
+            upto = datetime.now(dt_timezone.utc) - timedelta(seconds=self.orders_lag)
+            clauses.append(f"lastModifiedAt <= {q(upto.strftime('%Y-%m-%dT%H:%M:%S.') + f'{upto.microsecond // 1000:03d}Z')}")
+        body = self._query("orders", clauses or None, sort=["lastModifiedAt asc", "id asc"], limit=limit)
         raw = body["results"]
         self._prime(raw)
         orders: list = []

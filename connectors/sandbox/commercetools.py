@@ -1221,9 +1221,9 @@ class CommercetoolsEmulator(Emulator):
                             self.webhook_stats["retried"] += 1
                         time.sleep(WEBHOOK_RETRY_DELAYS[min(attempt, len(WEBHOOK_RETRY_DELAYS) - 1)])
                 with self.lock:
-                    if generation == self.generation:
+                    if generation == self.generation:  # a reset meanwhile zeroed the counters
                         self.webhook_stats["delivered" if delivered else "dropped"] += 1
-                    self.inflight -= 1
+                        self.inflight -= 1
             except Exception:  # never let a worker die
                 log.exception("subscription worker failed")
             finally:

@@ -582,3 +582,11 @@ def test_unmatched_parcel_lines_ship_the_whole_order(ct, sandbox, catalog):
     [delivery] = ct.get_order(oid).raw["shippingInfo"]["deliveries"]
     assert sorted(i["quantity"] for i in delivery["items"]) == [1, 2]
     assert delivery["parcels"][0]["trackingData"] == {"trackingId": "RM-9", "carrier": "Royal Mail", "provider": "Royal Mail"}
+
+
+def test_poll_lag_leaves_the_newest_orders_for_the_next_poll(ct_conn, sandbox, catalog):
+    old = control(sandbox, "create_orders", {"orders": [dict(ORDER, created_at="2026-01-01T00:00:00Z")]})["ids"]
+    control(sandbox, "create_orders", {"orders": [ORDER]})
+    ct_conn.options = {"project_key": "demo", "orders_poll_lag_seconds": 60}
+    page = CommercetoolsConnector(ct_conn).orders_since("")
+    assert [o.external_id for o in page.items] == old
