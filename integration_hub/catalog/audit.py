@@ -130,6 +130,7 @@ def audit_skus(connection, storefront_skus, channels=None) -> AuditResult:
                     connection_id=connection.pk, channel_id=ch.pk, sku=sf_sku,
                     context={"storefront_sku": sf_sku, "channel": ch.key, "suggested_item_sku": best[1],
                              "suggested_item_id": best[0], "transform": asdict(spec) if spec else None,
+                             "suggested_transform": asdict(spec) if spec else None,
                              "transform_label": describe(spec), "match": "transform" if spec else "normalised",
                              "other_candidates": [c[1] for c in candidates if c != best][:5], "action": "map_sku"}))
             else:

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from celery import shared_task
 
 from connectors import errors
+from exceptions_app.services import clear, make_key, raise_exception
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +24,17 @@ def audit_catalogue(connection_id: int | None = None) -> list[dict]:
         qs = qs.filter(pk=connection_id)
     out = []
     for conn in qs:
+        key = make_key("sync_timeout", conn.name, "catalogue_audit")
         try:
             res = asdict(audit_connection(conn))
-        except errors.ConnectorError as exc:
+        except (errors.ConnectorError, NotImplementedError) as exc:
             log.warning("catalogue audit of %s failed: %s", conn.name, exc)
-            res = {"connection": conn.name, "error": str(exc)[:300]}
-        except NotImplementedError:
-            res = {"connection": conn.name, "error": "connector cannot list SKUs"}
+            text = str(exc) or "connector cannot list SKUs"
+            raise_exception("sync_timeout", key, f"Catalogue audit could not read the SKUs of {conn.name}",
+                            message=text[:2000], connection=conn,
+                            context={"operation": "list_skus", "error": type(exc).__name__, "action": "retry_audit"})
+            res = {"connection": conn.name, "error": text[:300]}
+        else:
+            clear(key, reason="catalogue audit completed")
         out.append(res)
     return out

@@ -121,9 +121,15 @@ def drift_check(channel_ids: list[int] | None = None) -> list[dict]:
         qs = qs.filter(pk__in=[int(c) for c in channel_ids])
     out = []
     for channel in qs:
+        key = make_key("sync_timeout", channel.connection.name, f"drift_check/{channel.key}")
         try:
             out.append(asdict(drift.check_channel(channel)))
         except errors.ConnectorError as exc:
             log.warning("drift check of %s failed: %s", channel.key, exc)
+            raise_exception("sync_timeout", key, f"Drift check of {channel.key} could not read {channel.connection.name}",
+                            message=str(exc)[:2000], connection=channel.connection, channel=channel,
+                            context={"operation": "get_stock", "error": type(exc).__name__, "action": "retry_drift_check"})
             out.append({"channel": channel.key, "error": str(exc)[:300]})
+        else:
+            clear(key, reason="drift check completed")
     return out

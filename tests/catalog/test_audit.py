@@ -103,3 +103,27 @@ def test_audit_one_channel_only(shop, monkeypatch):
     monkeypatch.setattr(registry, "get_connector", lambda c, fresh=False: Fake())
     res = audit_channel(app)
     assert list(res.per_channel) == ["app"] and set(records()) == {"unknown_sku:app:ghost"}
+
+
+def test_audit_task_records_unreadable_storefront(shop, monkeypatch):
+    import connectors.registry as registry
+    from connectors import errors
+    from integration_hub.catalog.tasks import audit_catalogue
+
+    class Down:
+        def list_skus(self):
+            raise errors.TimeoutError_("read timed out")
+
+    monkeypatch.setattr(registry, "get_connector", lambda c, fresh=False: Down())
+    assert "timed out" in audit_catalogue()[0]["error"]
+    rec = ExceptionRecord.objects.get(dedupe_key="sync_timeout:shop:catalogue_audit")
+    assert rec.status == "open"
+
+    class Up:
+        def list_skus(self):
+            return []
+
+    monkeypatch.setattr(registry, "get_connector", lambda c, fresh=False: Up())
+    audit_catalogue()
+    rec.refresh_from_db()
+    assert rec.status == "resolved"

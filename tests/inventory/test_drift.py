@@ -54,3 +54,17 @@ def test_drift_task_covers_every_channel(topo, fake_storefront):
     fake_storefront.quantities[("sc-web", "SF-B")] = 80
     out = drift_check()
     assert out[0]["channel"] == "web" and out[0]["drifted"] == 1
+
+
+def test_unreadable_storefront_is_recorded_and_cleared(topo, fake_storefront):
+    from connectors import errors
+    from integration_hub.inventory.tasks import drift_check
+
+    real = fake_storefront.get_stock
+    fake_storefront.get_stock = lambda skus, ref: (_ for _ in ()).throw(errors.NotFoundError("no supply channel sc-web"))
+    assert "no supply channel" in drift_check()[0]["error"]
+    rec = ExceptionRecord.objects.get(dedupe_key="sync_timeout:shop:drift_check/web")
+    fake_storefront.get_stock = real
+    drift_check()
+    rec.refresh_from_db()
+    assert rec.status == "resolved"
