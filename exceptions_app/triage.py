@@ -206,6 +206,12 @@ def requeue_stock(item_ids, channel_ids=None, reason: str = "sku mapping fixed")
     return enqueue(list(item_ids), channel_ids=channel_ids, priority=PendingPush.Priority.ROUTINE, reason=reason)
 
 
+def kick_pushes() -> bool:
+    """Nudge a worker to drain the stock outbox now (best effort: the sweep finds the rows anyway)."""
+    kick = _optional("integration_hub.inventory.outbox", "kick")
+    return bool(kick()) if kick is not None else False
+
+
 def revalidate_orders(skus, channel: Channel | None) -> int:
     """Ask the order flow to re-check held orders waiting on these storefront SKUs. Returns orders released
     (0 when the order flow is not installed)."""

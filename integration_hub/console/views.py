@@ -410,3 +410,49 @@ def _active_order_problem(records):
         if r.is_active and r.kind in (Kind.STUCK_ORDER, Kind.BAD_PAYLOAD):
             return r
     return None
+
+
+# --- stock push queue -------------------------------------------------------------------------------------
+class PushQueueView(PermissionRequired, TemplateView):
+    """The outbox of stock pushes: what waits, what keeps failing and why; "retry now" lifts the back-off."""
+
+    permission_required = "inventory.view_pendingpush"
+    template_name = "console/push_list.html"
+
+    def get_context_data(self, **kwargs):
+        from integration_hub.core.models import Channel
+        from integration_hub.inventory.models import PendingPush
+
+        ctx = super().get_context_data(**kwargs)
+        qs = PendingPush.objects.select_related("item", "channel")
+        channel, failing, q = (self.request.GET.get(k, "").strip() for k in ("channel", "failing", "q"))
+        if channel:
+            qs = qs.filter(channel__key=channel)
+        if failing:
+            qs = qs.filter(attempts__gt=0)
+        if q:
+            qs = qs.filter(item__sku__iexact=q)
+        page = Paginator(qs.order_by("priority", "created_at", "id"), PAGE_SIZE).get_page(self.request.GET.get("page"))
+        query = self.request.GET.copy()
+        query.pop("page", None)
+        ctx.update(page=page, channel=channel, failing=failing, q=q, query=query.urlencode(),
+                   channels=list(Channel.objects.values_list("key", "name")),
+                   can_change=self.request.user.has_perm("inventory.change_pendingpush"))
+        return ctx
+
+
+class PushRetryView(PermissionRequired, View):
+    permission_required = "inventory.change_pendingpush"
+    http_method_names = ["post"]
+
+    def post(self, request):
+        from integration_hub.inventory.models import PendingPush
+
+        ids = [int(x) for x in request.POST.getlist("ids") if x.isdigit()][:1000]
+        if not ids:
+            messages.error(request, "Select the pushes to retry.")
+            return redirect("console:push_list")
+        n = PendingPush.objects.filter(pk__in=ids).update(not_before=None)
+        kicked = triage.kick_pushes()
+        messages.success(request, f"{n} push(es) will be retried now" + ("." if kicked else " (workers will pick them up on the next sweep)."))
+        return redirect("console:push_list")

@@ -218,3 +218,18 @@ def test_edit_pages_and_schedules_run_fixed_queries(w, role_client):
     PeriodicTask.objects.bulk_create([PeriodicTask(name=f"more {i}", task="x", interval=tasks[0].interval) for i in range(45)])
     big = f.count_queries(client, f"/rules/sku-mappings/{m.pk}/"), f.count_queries(client, "/schedules/")
     assert small == big
+
+
+def test_push_queue_page_and_retry_now(w, role_client):
+    client = role_client("ops")
+    f.pushes(w, f.items(5, prefix="31"))
+    PendingPush.objects.filter(pk=PendingPush.objects.first().pk).update(attempts=3, not_before=f.ago(minutes=-30), last_error="429 Too Many")
+    small = f.count_queries(client, "/pushes/")
+    f.pushes(w, f.items(45, prefix="32"))
+    assert f.count_queries(client, "/pushes/") == small
+    html = client.get("/pushes/?failing=1").content.decode()
+    assert "429 Too Many" in html and "1 row" in html
+    stuck = PendingPush.objects.get(attempts=3)
+    assert client.post("/pushes/retry/", {"ids": [stuck.pk]}).status_code == 302
+    stuck.refresh_from_db()
+    assert stuck.not_before is None
