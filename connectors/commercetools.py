@@ -112,6 +112,10 @@ class CommercetoolsConnector(Connector, Storefront):
     def build_client(self, **kw) -> HttpClient:
         return HttpClient.for_connection(self.connection, auth=self.auth_for(self.connection), **kw)
 
+    def ping(self) -> dict:
+        """Credentials, scope and project key check (``GET /<projectKey>``): the project, or a ConnectorError."""
+        return self.client.get(f"/{self.project_key}").json()
+
     def path(self, tail: str) -> str:
         return f"/{self.project_key}/{tail.lstrip('/')}"
 

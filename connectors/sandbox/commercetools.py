@@ -532,6 +532,17 @@ class CommercetoolsEmulator(Emulator):
             self.tokens_issued += 1
             return Response(200, {"access_token": token, "token_type": "Bearer", "expires_in": self.token_ttl, "scope": scope})
 
+    # --- project ---------------------------------------------------------------------------------------
+    @route("GET", P)
+    def project(self, req):
+        self._auth(req)
+        key = req.params["project"]
+        return Response(200, {"key": key, "name": key, "version": 1, "countries": ["GB", "DE", "NL", "FR"],
+                              "currencies": ["GBP", "EUR"], "languages": ["en", "en-GB", "de"],
+                              "createdAt": "2024-01-01T00:00:00.000Z", "trialUntil": None,
+                              "messages": {"enabled": True, "deleteDaysAfterCreation": 15},
+                              "carts": {"countryTaxRateFallbackEnabled": False}})
+
     # --- channels ----------------------------------------------------------------------------------
     def _new_channel(self, key: str, name: str | None = None, roles=None) -> dict:
         ts = self._tick()

@@ -590,3 +590,10 @@ def test_poll_lag_leaves_the_newest_orders_for_the_next_poll(ct_conn, sandbox, c
     ct_conn.options = {"project_key": "demo", "orders_poll_lag_seconds": 60}
     page = CommercetoolsConnector(ct_conn).orders_since("")
     assert [o.external_id for o in page.items] == old
+
+
+def test_ping_checks_credentials_and_project(ct, ct_conn, sandbox):
+    assert ct.ping()["key"] == "demo"
+    control(sandbox, "set_credentials", {"projects": ["other"]})
+    with pytest.raises(errors.NotFoundError):
+        ct.ping()
