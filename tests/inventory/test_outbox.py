@@ -119,3 +119,21 @@ def test_enqueue_pairs(topo):
     de, a = topo.channels["de"].pk, topo.items["A"].pk
     assert outbox.enqueue_pairs([(de, a), (de, a)], priority=SWEEP, reason="drift") == 1
     assert pairs() == {("de", "A")}
+
+
+def test_broker_outage_loses_nothing(topo, settings, monkeypatch, django_capture_on_commit_callbacks):
+    from integration_hub.inventory import tasks
+
+    settings.HUB = {**settings.HUB, "STOCK_PUSH_ON_COMMIT": True}
+
+    def broker_down(*a, **kw):
+        raise ConnectionRefusedError("broker unreachable")
+
+    monkeypatch.setattr(tasks.push_pending, "apply_async", broker_down)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        outbox.enqueue([topo.items["A"].pk], priority=ORDER)
+    assert len(callbacks) == 1  # the nudge ran, failed quietly (logged) ...
+    assert PendingPush.objects.filter(item=topo.items["A"]).count() == 3  # ... and the work is safe in the outbox
+    sent = []
+    monkeypatch.setattr(tasks.push_pending, "apply_async", lambda *a, **kw: sent.append(kw))
+    assert tasks.sweep_pending()["order"] == 6 and sent  # A and the kit on 3 channels: the sweep dispatches them
