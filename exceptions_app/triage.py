@@ -477,13 +477,17 @@ def _wrap(call):
 
 def _note(record: ExceptionRecord | None, user, text: str) -> None:
     """Mark the exception acknowledged with what was done; the order flow clears it on success."""
-    if record is None or not record.is_active:
+    if record is None:
+        return
+    record.refresh_from_db()  # the service may already have resolved it (e.g. an immediate successful send)
+    if not record.is_active:
         return
     before = audit.snapshot(record)
-    ExceptionRecord.objects.filter(pk=record.pk).update(status=Status.ACKNOWLEDGED, status_reason=text[:1000],
-                                                        status_changed_by=user, status_changed_at=_now())
+    updated = ExceptionRecord.objects.filter(pk=record.pk, status__in=ACTIVE_STATUSES).update(
+        status=Status.ACKNOWLEDGED, status_reason=text[:1000], status_changed_by=user, status_changed_at=_now())
     record.refresh_from_db()
-    audit.record_many([record], "update", user=user, befores={record.pk: before})
+    if updated:
+        audit.record_many([record], "update", user=user, befores={record.pk: before})
 
 
 def retry_order(order, user=None, record: ExceptionRecord | None = None):
@@ -506,8 +510,10 @@ def cancel_order(order, reason: str, user=None, record: ExceptionRecord | None =
     if not reason:
         raise TriageError("say why the order is cancelled")
     result = _wrap(lambda: _order_service("cancel")(order, reason, actor=user))
-    if record is not None and record.is_active:
-        change_status(record, "resolve", user=user, reason=f"order cancelled: {reason}")
+    if record is not None:
+        record.refresh_from_db()  # the order flow clears the order's keys itself on cancel
+        if record.is_active:
+            change_status(record, "resolve", user=user, reason=f"order cancelled: {reason}")
     return result
 
 

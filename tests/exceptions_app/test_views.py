@@ -242,3 +242,16 @@ def test_held_order_exception_offers_the_named_field(w, role_client, monkeypatch
     assert calls == [(path, "SKU-9")]
     html = client.get(f"/orders/{order.pk}/").content.decode()
     assert f'value="{path}"' in html and rec.title in html
+
+
+def test_retry_that_succeeds_at_once_leaves_the_exception_resolved(w, role_client, monkeypatch):
+    from exceptions_app import services as exc
+    from integration_hub.orders.models import OrderState
+
+    order = f.orders(w, 1, state=OrderState.SENT)[0]
+    key = exc.make_key(Kind.STUCK_ORDER, order.idempotency_key)
+    rec = exc.raise_exception(Kind.STUCK_ORDER, key, "stuck", order_ref=order.idempotency_key, channel=w.channel)
+    monkeypatch.setattr(triage, "_optional", lambda m, n: {"retry_send": lambda o, actor=None: exc.clear(key)}.get(n))
+    role_client("ops").post(f"/exceptions/{rec.pk}/order/", {"action": "retry"})
+    rec.refresh_from_db()
+    assert rec.status == Status.RESOLVED
