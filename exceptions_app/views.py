@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views import View
@@ -18,7 +17,7 @@ from integration_hub.core.roles import PermissionRequired
 from . import triage
 from .filters import ExceptionFilter
 from .forms import MapSkuForm, OrderActionForm, StatusForm
-from .models import ExceptionRecord, Status
+from .models import ExceptionRecord
 
 PAGE_SIZE = 50
 
@@ -202,7 +201,3 @@ class OrderActionView(_RecordAction):
             messages.error(request, str(exc))
         return self.back(record)
 
-
-def kind_counts():
-    return dict(ExceptionRecord.objects.filter(status__in=(Status.OPEN, Status.ACKNOWLEDGED)).values_list("kind")
-                .annotate(n=Count("id")).values_list("kind", "n"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import resource
 import time
 
-import pytest
 from django.db import connection
 from django.utils import timezone
 

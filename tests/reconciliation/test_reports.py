@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from integration_hub.core.beat import collect
-from integration_hub.orders.models import Order, OrderState
+from integration_hub.orders.models import OrderState
 from integration_hub.reconciliation import services, tasks
 from integration_hub.reconciliation.models import Report, ReportKind, ReportRow
 from tests.console import factories as f
