@@ -168,8 +168,9 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
             key = (item_id, loc_id, state)
             multiplicity[key] += 1
             prev = latest.get(key)
-            # the newest change wins; without timestamps, the later one in the batch
-            if prev is None or (ts or prev[1] or datetime.min.replace(tzinfo=dt_timezone.utc)) >= (prev[1] or datetime.min.replace(tzinfo=dt_timezone.utc)):
+            # the newest change wins; a change without a timestamp, or with an equal one, wins over the
+            # earlier rows of the batch (masters list changes in order)
+            if prev is None or ts is None or prev[1] is None or ts >= prev[1]:
                 latest[key] = (qty, ts, order)
         for loc, rows in unknown_locations.items():
             problems.append(Problem(
