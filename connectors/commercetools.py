@@ -27,6 +27,7 @@ the order's line items, else the order's store key.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -37,7 +38,7 @@ from datetime import timezone as dt_timezone
 from typing import Iterable, Iterator
 
 from . import errors
-from .base import (Address, Connector, InventoryResult, InventoryTarget, OrderLineData, Page, Parcel, Storefront,
+from .base import (Address, Connector, Fulfilment, InventoryResult, InventoryTarget, OrderLineData, Page, Parcel, Storefront,
                    StorefrontOrder, StorefrontStock)
 from .http import HttpClient, OAuthClientCredentials
 
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 CHUNK = 100  # SKUs per inventory query (keeps the URL well under ct's limits)
 PAGE_LIMIT = 500  # ct's maximum page size
 CONFLICT_RETRIES = 8  # hot SKUs in a sale: every TrackOnly order bumps the entry's version
+HUB_DELIVERY_PREFIX = "hub-"  # deliveryKey of deliveries the hub adds; any other delivery was made storefront-side
 STREET_NUMBER_FIRST = {"GB", "IE", "US", "CA", "AU", "NZ", "FR", "ZA"}
 
 
@@ -560,11 +562,35 @@ class CommercetoolsConnector(Connector, Storefront):
             merged: dict[str, int] = defaultdict(int)
             for it in delivery_items:
                 merged[it["id"]] += it["quantity"]
-            actions.append({"action": "addDelivery", "items": [{"id": k, "quantity": v} for k, v in merged.items()],
-                            "parcels": draft_parcels})
+            tag = hashlib.sha1("|".join(sorted(p.tracking_number or "" for p in new)).encode()).hexdigest()[:16]
+            existing_keys = {d.get("key") for d in (order.get("shippingInfo") or {}).get("deliveries") or []}
+            key = f"{HUB_DELIVERY_PREFIX}{tag}"
+            while key in existing_keys:  # untracked parcels shipped twice on purpose: keys must stay unique
+                key = f"{key}-{len(existing_keys)}"
+            actions.append({"action": "addDelivery", "deliveryKey": key,
+                            "items": [{"id": k, "quantity": v} for k, v in merged.items()], "parcels": draft_parcels})
         if order.get("shipmentState") not in ("Shipped", "Delivered"):
             actions.append({"action": "changeShipmentState", "shipmentState": "Shipped"})
         return actions
+
+    def storefront_fulfilments(self, order: StorefrontOrder | dict) -> list[Fulfilment]:
+        """Deliveries made on the storefront side (ship-from-store, click & collect, Merchant Center) — every
+        delivery the hub did not add — as Fulfilments to report to the master. ``fulfilment_ref`` is the
+        delivery id, stable across polls."""
+        raw = order.raw if isinstance(order, StorefrontOrder) else order
+        if not isinstance(raw, dict):
+            raise errors.BadDataError("storefront_fulfilments needs a commercetools order", system=self.system_type)
+        sku_of = {li.get("id"): (li.get("variant") or {}).get("sku") or "" for li in raw.get("lineItems") or []}
+        location = order.channel_ref if isinstance(order, StorefrontOrder) else (raw.get("store") or {}).get("key", "")
+        out = []
+        for d in (raw.get("shippingInfo") or {}).get("deliveries") or []:
+            if (d.get("key") or "").startswith(HUB_DELIVERY_PREFIX):
+                continue
+            lines = [(sku_of.get(i.get("id"), ""), int(i.get("quantity") or 0)) for i in d.get("items") or []]
+            out.append(Fulfilment(order_ref=raw.get("id", ""), fulfilment_ref=d.get("id", ""),
+                                  lines=[(s, q) for s, q in lines if s and q > 0], location=location,
+                                  fulfilled_at=_parse_dt(d.get("createdAt"))))
+        return out
 
     def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None) -> int | None:
         """One versioned update: ``addDelivery`` with the parcels whose tracking numbers the order does not carry

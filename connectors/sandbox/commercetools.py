@@ -38,7 +38,7 @@ The emulator holds one project's data; the project key in the path must match th
 
 Control actions (``POST /_sandbox/commercetools/<action>``, see :mod:`connectors.sandbox`):
 seed_catalog, create_orders, configure_webhooks, state, set_inventory, set_credentials, revoke_tokens,
-wait_webhooks.
+wait_webhooks, store_fulfil (a delivery added storefront-side, e.g. ship-from-store).
 """
 from __future__ import annotations
 
@@ -997,6 +997,9 @@ class CommercetoolsEmulator(Emulator):
                 elif kind == "changePaymentState":
                     new["paymentState"] = a.get("paymentState")
                 elif kind == "addDelivery":
+                    if a.get("deliveryKey") and any(d.get("key") == a["deliveryKey"] for d in new["shippingInfo"]["deliveries"]):
+                        raise ct_error(400, "DuplicateField", f"A duplicate value '\"{a['deliveryKey']}\"' exists for field 'key'.",
+                                       field="key", duplicateValue=a["deliveryKey"])
                     new["shippingInfo"]["deliveries"].append(self._delivery(a, line_ids))
                 elif kind == "addParcelToDelivery":
                     delivery = next((d for d in new["shippingInfo"]["deliveries"] if d["id"] == a.get("deliveryId")
@@ -1335,6 +1338,31 @@ class CommercetoolsEmulator(Emulator):
             time.sleep(0.02)
         with self.lock:
             return {**self.webhook_stats, "pending": self._queue.unfinished_tasks}
+
+    def control_store_fulfil(self, payload: dict) -> dict:
+        """A storefront-side fulfilment (store staff / Merchant Center adds a delivery): {"order": id or
+        orderNumber, "lines": [[sku, qty]] (default: everything), "tracking": "...", "carrier": "..."}."""
+        with self.lock:
+            ref = str(payload.get("order", ""))
+            order = self.orders.get(ref) or self.orders.get(self.order_by_number.get(ref, ""))
+            if order is None:
+                raise ct_error(404, "ResourceNotFound", f"no order {ref!r}")
+            by_sku = {li["variant"]["sku"]: li for li in order["lineItems"]}
+            wanted = payload.get("lines") or [[li["variant"]["sku"], li["quantity"]] for li in order["lineItems"]]
+            items = []
+            for sku, qty in wanted:
+                if sku not in by_sku:
+                    raise ct_error(400, "InvalidOperation", f"order {ref} has no line for {sku!r}")
+                items.append({"id": by_sku[sku]["id"], "quantity": int(qty)})
+            parcel = {"items": items}
+            if payload.get("tracking"):
+                parcel["trackingData"] = {"trackingId": payload["tracking"], "carrier": payload.get("carrier", "")}
+            delivery = self._delivery({"items": items, "parcels": [parcel], "deliveryKey": f"store-{uuid.uuid4().hex[:12]}"},
+                                      {li["id"]: li["quantity"] for li in order["lineItems"]})
+            order["shippingInfo"]["deliveries"].append(delivery)
+            order["version"] += 1
+            order["lastModifiedAt"] = self._tick()
+            return {"delivery_id": delivery["id"], "version": order["version"]}
 
     def control_set_inventory(self, payload: dict) -> dict:
         """Storefront-side quantity changes (merchant edits, other integrations): {"rows": [{"channel", "sku",

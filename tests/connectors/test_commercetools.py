@@ -597,3 +597,15 @@ def test_ping_checks_credentials_and_project(ct, ct_conn, sandbox):
     control(sandbox, "set_credentials", {"projects": ["other"]})
     with pytest.raises(errors.NotFoundError):
         ct.ping()
+
+
+def test_storefront_side_fulfilments_exclude_the_hubs_own_deliveries(ct, sandbox, catalog):
+    [oid] = control(sandbox, "create_orders", {"orders": [ORDER]})["ids"]
+    ct.mark_shipped(oid, [Parcel("DPD", "TRK-1", lines=[("SKU-002", 1)])])
+    made = control(sandbox, "store_fulfil", {"order": oid, "lines": [["SKU-001", 2]], "tracking": "STORE-1"})
+    order = ct.get_order(oid)
+    [f] = ct.storefront_fulfilments(order)
+    assert f.fulfilment_ref == made["delivery_id"] and f.lines == [("SKU-001", 2)] and f.order_ref == oid
+    assert f.location == "uk-web" and f.fulfilled_at is not None
+    assert order.raw["shippingInfo"]["deliveries"][0]["key"].startswith("hub-")
+    assert ct.mark_shipped(oid, [Parcel("DPD", "TRK-1", lines=[("SKU-002", 1)])]) == made["version"]  # still idempotent
