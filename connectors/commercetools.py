@@ -114,9 +114,13 @@ class CommercetoolsConnector(Connector, Storefront):
     def build_client(self, **kw) -> HttpClient:
         return HttpClient.for_connection(self.connection, auth=self.auth_for(self.connection), **kw)
 
+    def _get(self, path: str, **kw):
+        """Reads are safe to repeat; a 409 on a read is never a version conflict (proxies, injected faults)."""
+        return self.client.get(path, retry_conflicts=True, **kw)
+
     def ping(self) -> dict:
         """Credentials, scope and project key check (``GET /<projectKey>``): the project, or a ConnectorError."""
-        return self.client.get(f"/{self.project_key}").json()
+        return self._get(f"/{self.project_key}").json()
 
     def path(self, tail: str) -> str:
         return f"/{self.project_key}/{tail.lstrip('/')}"
@@ -132,7 +136,7 @@ class CommercetoolsConnector(Connector, Storefront):
             params["sort"] = sort
         if expand:
             params["expand"] = expand
-        body = self.client.get(self.path(resource), params=params).json()
+        body = self._get(self.path(resource), params=params).json()
         if not isinstance(body, dict) or not isinstance(body.get("results"), list):
             raise errors.BadDataError(f"commercetools {resource} query answered an unexpected body: {str(body)[:200]}")
         return body
@@ -225,7 +229,7 @@ class CommercetoolsConnector(Connector, Storefront):
                 if exc.current_version is not None and exc.current_version != entry["version"]:
                     entry = {**entry, "version": exc.current_version, "quantityOnStock": None}
                 else:
-                    entry = self.client.get(self.path(f"inventory/{entry['id']}")).json()
+                    entry = self._get(self.path(f"inventory/{entry['id']}")).json()
             except errors.NotFoundError:
                 entry = None  # deleted meanwhile: create it again
         raise errors.ConflictError(f"inventory entry for {t.sku} on {t.channel_ref} still conflicting after "
@@ -456,7 +460,7 @@ class CommercetoolsConnector(Connector, Storefront):
         return Page(items=orders, cursor=next_cursor, has_more=len(raw) >= limit)
 
     def get_order(self, external_id: str) -> StorefrontOrder:
-        o = self.client.get(self.path(f"orders/{external_id}")).json()
+        o = self._get(self.path(f"orders/{external_id}")).json()
         self._prime([o])
         return self.to_order(o)
 
@@ -505,7 +509,7 @@ class CommercetoolsConnector(Connector, Storefront):
         destination = {"type": "HTTP", "url": url, "authentication": {"type": "AuthorizationHeader", "headerValue": secret}}
         messages = [{"resourceTypeId": "order", "types": ["OrderCreated"]}]
         try:
-            current = self.client.get(self.path(f"subscriptions/key={key}")).json()
+            current = self._get(self.path(f"subscriptions/key={key}")).json()
         except errors.NotFoundError:
             return self.client.post(self.path("subscriptions"),
                                     json={"key": key, "destination": destination, "messages": messages}).json()
@@ -516,7 +520,7 @@ class CommercetoolsConnector(Connector, Storefront):
                 return self.client.post(self.path(f"subscriptions/key={key}"),
                                         json={"version": current["version"], "actions": actions}).json()
             except errors.ConflictError:
-                current = self.client.get(self.path(f"subscriptions/key={key}")).json()
+                current = self._get(self.path(f"subscriptions/key={key}")).json()
         raise errors.ConflictError(f"subscription {key} still conflicting after {CONFLICT_RETRIES} attempts", system=self.system_type)
 
     # --- fulfilment --------------------------------------------------------------------------------
@@ -597,7 +601,7 @@ class CommercetoolsConnector(Connector, Storefront):
         yet (parcel lines are matched to line items by SKU; parcels without matching lines ship the whole
         order) and ``changeShipmentState: Shipped`` unless already Shipped/Delivered. A replay changes nothing.
         On 409 the order is re-read and the actions recomputed (our earlier attempt may have landed)."""
-        order = self.client.get(self.path(f"orders/{external_id}")).json()
+        order = self._get(self.path(f"orders/{external_id}")).json()
         for _ in range(CONFLICT_RETRIES):
             actions = self.shipped_actions(order, parcels)
             if not actions:
@@ -608,5 +612,5 @@ class CommercetoolsConnector(Connector, Storefront):
                 return order.get("version")
             except errors.ConflictError:
                 # Someone else changed the order (possibly our own earlier attempt landed): re-read and recompute.
-                order = self.client.get(self.path(f"orders/{external_id}")).json()
+                order = self._get(self.path(f"orders/{external_id}")).json()
         raise errors.ConflictError(f"order {external_id} still conflicting after {CONFLICT_RETRIES} attempts", system=self.system_type)

@@ -609,3 +609,11 @@ def test_storefront_side_fulfilments_exclude_the_hubs_own_deliveries(ct, sandbox
     assert f.location == "uk-web" and f.fulfilled_at is not None
     assert order.raw["shippingInfo"]["deliveries"][0]["key"].startswith("hub-")
     assert ct.mark_shipped(oid, [Parcel("DPD", "TRK-1", lines=[("SKU-002", 1)])]) == made["version"]  # still idempotent
+
+
+def test_a_409_on_a_read_is_retried(ct, sandbox, catalog):
+    [oid] = control(sandbox, "create_orders", {"orders": [ORDER]})["ids"]
+    ct.get_stock(SKUS, "uk-web")
+    faults(sandbox, fail_next=[409])
+    ct.client.sleep = lambda s: None
+    assert ct.mark_shipped(oid, [Parcel("DPD", "T-409")]) == 2
