@@ -34,6 +34,14 @@ Modelled on the published HTTP API (docs.commercetools.com, confirmed via the SD
   ``resourceUserProvidedIdentifiers``, ``order``). Delivery runs on background threads from a bounded
   queue; a failed delivery is retried a few times (at-least-once), then dropped and counted.
 
+Sources checked: docs.commercetools.com (InventoryEntry: one entry per SKU and supply channel,
+quantityOnStock/availableQuantity; TrackOnly lets stock go negative but needs an entry; Order messages:
+id/version/sequenceNumber/resource/resourceVersion/type; "Error handling through timeout and retries"), the
+commercetools SDK type docs (ConcurrentModificationError {code, currentVersion, expectedVersion, resourceId,
+message "Object $resourceId has a different version than expected. Expected: … - Actual: …"};
+AuthorizationHeader {type, headerValue}; OrderCreated {order}; addDelivery/addParcelToDelivery with
+trackingData {trackingId, carrier, provider, providerTransaction, isReturn}).
+
 The emulator holds one project's data; the project key in the path must match the token's scope.
 
 Control actions (``POST /_sandbox/commercetools/<action>``, see :mod:`connectors.sandbox`):
