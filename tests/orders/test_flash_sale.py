@@ -1,0 +1,98 @@
+"""Flash sale: 5,000 orders through a real Celery worker with 409s, 429s, timeouts and a worker kill.
+
+Every order must reach the warehouse exactly once (one WAIR order per hub order; replays of the same
+idempotency key are fine) and no storefront order may be marked shipped before the warehouse confirms
+its dispatch.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+
+from integration_hub.orders.models import Order, OrderState as S
+
+from .conftest import control, faults, sandbox_world
+
+N = 5000
+DISPATCHED = 4000  # the rest stay undispatched: they must never show as shipped
+
+
+def _counts():
+    return Counter(Order.objects.values_list("state", flat=True))
+
+
+def _wait(what, cond, timeout, tick):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        tick()
+        time.sleep(1.0)
+    raise AssertionError(f"timed out waiting for {what}: {dict(_counts())}")
+
+
+@pytest.mark.worker
+@pytest.mark.slow
+def test_flash_sale_every_order_once_none_shipped_without_dispatch(sandbox, celery_worker_process):
+    from integration_hub.orders import tasks
+
+    started = time.time()
+    ct, wh, channel = sandbox_world(sandbox, rate=120, retries=2, timeout=1.0)
+    for i in range(0, N, 1000):
+        control(sandbox, "commercetools", "create_orders", {"orders": [
+            {"channel": "uk-web", "order_number": f"FS{j}", "shipping_method": "standard" if j % 3 else "express",
+             "gift_message": "Enjoy" if j % 7 == 0 else "", "lines": [{"sku": "SKU-1", "quantity": 1 + j % 2}, {"sku": "SKU-3", "quantity": 1}]}
+            for j in range(i, i + 1000)]})
+    faults(sandbox, "wair", rate_limit_per_second=200, rate_limit_burst=40, conflict_rate=0.03, timeout_rate=0.005, hang_seconds=1.5)
+    faults(sandbox, "commercetools", rate_limit_per_second=300, rate_limit_burst=60, conflict_rate=0.05, timeout_rate=0.003,
+           hang_seconds=1.5)
+
+    def tick():
+        tasks.sweep.apply_async(kwargs={"lease_seconds": 15, "workers": 2}, queue="priority")
+
+    tasks.poll_orders.apply_async(kwargs={"max_pages": 50})
+    _wait("capture", lambda: Order.objects.count() >= N, 90, lambda: None)
+    # kill the worker in the middle of sending
+    _wait("some acknowledgements", lambda: _counts()[S.ACKNOWLEDGED] >= 1000, 90, tick)
+    celery_worker_process.kill()
+    killed_at = _counts()
+    celery_worker_process.restart()
+    tasks.poll_orders.apply_async()  # overlapping catch-up poll: must change nothing
+    _wait("all acknowledged", lambda: _counts()[S.ACKNOWLEDGED] == N, 180, tick)
+    assert killed_at[S.ACKNOWLEDGED] < N, "the kill came too late to test anything"
+
+    # nothing is shipped before the warehouse confirms
+    ct_state = control(sandbox, "commercetools", "state")["orders"]
+    assert not [o for o in ct_state.values() if o["shipment_state"] == "Shipped"]
+
+    wair = sandbox.emulators["wair"]
+    keys = sorted(Order.objects.values_list("idempotency_key", flat=True))
+    for k in keys[:DISPATCHED]:
+        wair.control_dispatch({"order_ref": k, "parcels": [{"carrier": "dhl"}]})
+    tasks.poll_dispatches.apply_async(kwargs={"max_pages": 50})
+    _wait("storefront notified", lambda: _counts()[S.STOREFRONT_NOTIFIED] == DISPATCHED, 150,
+          lambda: (tick(), tasks.poll_dispatches.apply_async(kwargs={"max_pages": 50})))
+
+    # exactly once in the warehouse
+    state = control(sandbox, "wair", "state")
+    assert len(keys) == len(set(keys)) == N
+    assert set(state["orders"]) == set(keys)
+    assert len({o["orderId"] for o in state["orders"].values()}) == N
+    # shipped in the storefront exactly when dispatched in the warehouse
+    ct_state = control(sandbox, "commercetools", "state")["orders"]
+    shipped = {oid for oid, o in ct_state.items() if o["shipment_state"] == "Shipped"}
+    dispatched_ids = set(Order.objects.filter(idempotency_key__in=keys[:DISPATCHED]).values_list("external_id", flat=True))
+    assert shipped == dispatched_ids
+    assert all(ct_state[oid]["deliveries"] == 1 for oid in shipped)
+    counts = _counts()
+    assert counts == Counter({S.STOREFRONT_NOTIFIED: DISPATCHED, S.ACKNOWLEDGED: N - DISPATCHED}), counts
+    # the faults really happened
+    ws, cs = wair.stats, sandbox.emulators["commercetools"].stats
+    assert ws.rate_limited and ws.conflicts and ws.injected_timeouts, ws
+    assert cs.conflicts and cs.rate_limited, cs
+    receipts = sum(state["order_receipts"].values())
+    assert receipts >= N
+    print(f"flash sale: {N} orders in {time.time() - started:.0f}s; warehouse receipts {receipts} (replays {receipts - N}); "
+          f"acknowledged at kill: {killed_at[S.ACKNOWLEDGED]}")
