@@ -3,8 +3,8 @@
 Modelled on OCAPI 23.2 and Account Manager (see :mod:`connectors.sandbox.sfcc` for the emulated routes):
 
 - auth: Account Manager client-credentials grant, ``POST https://account.demandware.com/dwsso/oauth2/access_token``
-  with HTTP Basic client authentication (``Connection.auth_url`` overrides the token URL; the sandbox
-  serves it under ``/sfcc/dwsso/oauth2/access_token``);
+  with HTTP Basic client authentication (``Connection.auth_url`` = the Account Manager root or the full token
+  URL; the sandbox serves it under ``/sfcc/dwsso/oauth2/access_token``, so ``auth_url`` = ``<sandbox>/sfcc``);
 - stock: Data API product inventory records, one record per (inventory list, product); the hub sets
   ``allocation.amount`` to the absolute available-to-sell figure with PUT (idempotent: replaying it
   cannot double-count). Records are written through the OCAPI batch resource (``POST /s/-/dw/batch``,
@@ -41,7 +41,15 @@ from .base import (Address, Connector, InventoryResult, InventoryTarget, OrderLi
                    StorefrontOrder, StorefrontStock)
 from .http import HttpClient, OAuthClientCredentials
 
-ACCOUNT_MANAGER_TOKEN_URL = "https://account.demandware.com/dwsso/oauth2/access_token"
+ACCOUNT_MANAGER = "https://account.demandware.com"
+TOKEN_PATH = "/dwsso/oauth2/access_token"
+
+
+def token_url(auth_url: str) -> str:
+    """``Connection.auth_url`` is the Account Manager root (``https://account.demandware.com``; the sandbox:
+    ``http://127.0.0.1:8765/sfcc``) or the full token URL; blank means Account Manager."""
+    root = (auth_url or ACCOUNT_MANAGER).rstrip("/")
+    return root if "/oauth2/" in root else root + TOKEN_PATH
 MAX_BATCH = 50
 _KNOWN_ORDER_KEYS = {"c_deliveryNotes"}
 
@@ -130,7 +138,7 @@ class SFCCConnector(Connector, Storefront):
 
     def build_client(self):
         c = self.connection
-        auth = OAuthClientCredentials(token_url=c.auth_url or ACCOUNT_MANAGER_TOKEN_URL, client_id=c.client_id,
+        auth = OAuthClientCredentials(token_url=token_url(c.auth_url), client_id=c.client_id,
                                       client_secret=c.get_secret(), scope=(c.options or {}).get("scope", ""),
                                       timeout=c.timeout_seconds)
         return HttpClient.for_connection(c, auth=auth)

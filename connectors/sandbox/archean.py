@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from .server import Emulator, HttpError, Request, Response, route, send_webhook
 
 API = r"/api/v2"
-DEFAULT_KEY = "archean-sandbox-key"
+DEFAULT_KEY = "archean-demo-key"  # what seed_demo configures
 HUB_TO_WIRE = {"available": "SALEABLE", "inspection": "QUARANTINE", "damaged": "DAMAGED", "in_transit": "TRANSIT"}
 
 

@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from .server import Emulator, HttpError, Request, Response, route, send_webhook
 
 API = r"/api/v1"
-DEFAULT_KEY = "clarus-sandbox-key"
+DEFAULT_KEY = "clarus-demo-key"  # what seed_demo configures
 HUB_TO_WIRE = {"available": "AVAILABLE", "inspection": "QC_HOLD", "damaged": "DAMAGED", "in_transit": "IN_TRANSIT"}
 WIRE_STATES = set(HUB_TO_WIRE.values())
 

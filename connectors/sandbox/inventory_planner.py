@@ -23,8 +23,8 @@ from datetime import datetime, timezone
 from .server import Emulator, HttpError, Request, Response, route
 
 API = r"/api/v1"
-DEFAULT_KEY = "ip-sandbox-key"
-DEFAULT_ACCOUNT = "a1234"
+DEFAULT_KEY = "ip-demo-key"  # what seed_demo configures
+DEFAULT_ACCOUNT = "demo-account"
 MAX_LINES = 500
 
 

@@ -22,7 +22,7 @@ def ar_conn(db, sandbox):
 
     conn = Connection(name="archean-test", system_type="archean", base_url=f"{sandbox.url}/archean", options={"page_size": 2},
                       rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=4)
-    conn.set_secret("archean-sandbox-key")
+    conn.set_secret("archean-demo-key")
     conn.save()
     return conn
 

@@ -24,7 +24,7 @@ def cl_conn(db, sandbox):
 
     conn = Connection(name="clarus-test", system_type="clarus", base_url=f"{sandbox.url}/clarus",
                       options={"page_size": 3}, rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=4)
-    conn.set_secret("clarus-sandbox-key")
+    conn.set_secret("clarus-demo-key")
     conn.save()
     return conn
 

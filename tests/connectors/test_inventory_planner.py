@@ -21,9 +21,9 @@ def ip_conn(db, sandbox):
     from integration_hub.core.models import Connection
 
     conn = Connection(name="ip-test", system_type="inventory_planner", base_url=f"{sandbox.url}/inventory_planner",
-                      client_id="a1234", options={"batch_size": 100, "page_size": 2},
+                      client_id="demo-account", options={"batch_size": 100, "page_size": 2},
                       rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=4)
-    conn.set_secret("ip-sandbox-key")
+    conn.set_secret("ip-demo-key")
     conn.save()
     return conn
 

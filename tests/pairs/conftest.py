@@ -8,8 +8,8 @@ import pytest
 import requests
 
 # sandbox credentials each emulator accepts by default
-SECRETS = {"commercetools": "hub-demo-secret", "sfcc": "am-secret", "wair": "wair-demo-key", "clarus": "clarus-sandbox-key",
-           "archean": "archean-sandbox-key", "inventory_planner": "ip-sandbox-key"}
+SECRETS = {"commercetools": "hub-demo-secret", "sfcc": "am-secret", "wair": "wair-demo-key", "clarus": "clarus-demo-key",
+           "archean": "archean-demo-key", "inventory_planner": "ip-demo-key"}
 
 
 @dataclass
@@ -33,11 +33,11 @@ class Pair:
         if system_type == "commercetools":
             conn.auth_url, conn.client_id, conn.options = url, "hub-demo", {"project_key": "hubtest"}
         elif system_type == "sfcc":
-            conn.auth_url, conn.client_id = f"{url}/dwsso/oauth2/access_token", "am-client"
+            conn.auth_url, conn.client_id = url, "am-client"  # the Account Manager root, as seed_demo sets it
             conn.options = {"site_id": "RefArch"}
             self.control("sfcc", "configure_client", {"client_id": "am-client", "client_secret": SECRETS["sfcc"]})
         elif system_type == "inventory_planner":
-            conn.client_id = "a1234"
+            conn.client_id = "demo-account"
         conn.set_secret(SECRETS[system_type])
         conn.save()
         self.conns[conn.name] = conn

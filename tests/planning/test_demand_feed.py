@@ -24,9 +24,9 @@ def world(db, sandbox):
 
     sf = Connection.objects.create(name="ct", system_type="commercetools", base_url="http://127.0.0.1:1/ct")
     wh = Connection.objects.create(name="clarus-dc", system_type="clarus", base_url="http://127.0.0.1:1/clarus")
-    ip = Connection(name="planner", system_type="inventory_planner", base_url=f"{sandbox.url}/inventory_planner", client_id="a1234",
+    ip = Connection(name="planner", system_type="inventory_planner", base_url=f"{sandbox.url}/inventory_planner", client_id="demo-account",
                     rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=1)
-    ip.set_secret("ip-sandbox-key")
+    ip.set_secret("ip-demo-key")
     ip.save()
     channel = Channel.objects.create(key="uk-web", name="UK web", connection=sf, external_id="uk", warehouse=wh)
     a, b = Item.objects.create(sku="A", name="Mug"), Item.objects.create(sku="B", name="Spoon")
