@@ -45,8 +45,28 @@ def pending_pushes() -> dict:
 
 
 def connections() -> list[dict]:
-    return list(Connection.objects.order_by("name").values(
+    """Each connection with its last success/error and where each of its polled streams stopped (2 queries)."""
+    from integration_hub.core.models import SyncCursor
+
+    rows = list(Connection.objects.order_by("name").values(
         "id", "name", "system_type", "enabled", "last_success_at", "last_error_at", "last_error"))
+    cursors: dict[int, list] = {}
+    for c in SyncCursor.objects.order_by("stream").values("connection_id", "stream", "updated_at"):
+        cursors.setdefault(c["connection_id"], []).append(c)
+    for r in rows:
+        r["cursors"] = cursors.get(r["id"], [])
+    return rows
+
+
+HEARTBEAT_STALE = timedelta(minutes=3)
+
+
+def heartbeats() -> list[dict]:
+    """Background workers' last sign of life (the core.heartbeat beat job touches a row every minute)."""
+    from integration_hub.core.models import Heartbeat
+
+    now = timezone.now()
+    return [{**h, "stale": now - h["at"] > HEARTBEAT_STALE} for h in Heartbeat.objects.order_by("name").values("name", "at", "detail")]
 
 
 def exceptions_by_kind() -> dict:
@@ -91,6 +111,9 @@ def dashboard(user) -> dict:
     if user.has_perm("core.view_connection"):
         out["connections"] = connections()
         out["sections"].add("connections")
+    if user.has_perm("core.view_heartbeat"):
+        out["heartbeats"] = heartbeats()
+        out["sections"].add("heartbeats")
     if user.has_perm("exceptions_app.view_exceptionrecord"):
         out["exceptions"] = exceptions_by_kind()
         out["sections"].add("exceptions")

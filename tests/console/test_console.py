@@ -33,11 +33,17 @@ def test_dashboard_figures_and_fixed_queries(w, role_client):
     small = f.count_queries(client, "/dashboard/")
     _fill(w, 45, 2)
     big = f.count_queries(client, "/dashboard/")
-    assert small == big and big <= 10
+    assert small == big and big <= 12
     html = client.get("/dashboard/").content.decode()
     assert "Pending stock pushes" in html and ">50<" in html  # 50 pushes, 50 exceptions, 50 orders
     assert "SKU mismatch" in html and "held" in html and "Oldest stuck item" in html
     assert "wair" in html and "never" in html  # connections without a successful sync yet
+    assert "no heartbeat yet" in html
+    from integration_hub.core.models import Heartbeat
+
+    Heartbeat.objects.create(name="worker", at=f.ago(minutes=10))
+    html = client.get("/dashboard/").content.decode()
+    assert 'class="value bad" style="font-size:1.1rem">worker: 10' in html
 
 
 def test_dashboard_hides_sections_a_role_may_not_see(w, role_client):
