@@ -192,9 +192,10 @@ def test_429_retry_after_is_honoured(ct, sandbox, catalog):
 
 def test_rate_limit_past_configured_rate(ct, sandbox, catalog):
     ct.get_stock(SKUS, "uk-web")  # token + channel lookups out of the way
-    faults(sandbox, rate_limit_per_second=5, rate_limit_burst=2)
+    faults(sandbox, rate_limit_per_second=20, rate_limit_burst=2)
     sleeps = []
-    ct.client.sleep = lambda s: (sleeps.append(s), time.sleep(min(s, 0.3)))
+    ct.client.sleep = lambda s: (sleeps.append(s), time.sleep(min(s, 0.3)))  # shortened: keeps the suite fast
+    ct.write_concurrency = 1  # sequential, so no request can be starved past its retries
     results = ct.set_stock([InventoryTarget(s, "uk-web", 2) for s in SKUS])
     assert all(r.ok for r in results)
     assert ct.client.stats.rate_limited > 0
@@ -510,11 +511,11 @@ def test_registry_builds_the_connector(ct_conn):
 
 
 def test_timeouts_are_retried_then_reported(ct_conn, sandbox, catalog):
-    ct_conn.timeout_seconds, ct_conn.max_retries = 0.3, 1
+    ct_conn.timeout_seconds, ct_conn.max_retries = 0.5, 1
     c = CommercetoolsConnector(ct_conn)
     c.client.sleep = lambda s: None
     c.get_stock(SKUS, "uk-web")  # token and channel cached
-    faults(sandbox, timeout_rate=1.0, hang_seconds=0.6)
+    faults(sandbox, timeout_rate=1.0, hang_seconds=1.0)
     results = c.set_stock([InventoryTarget(s, "uk-web", 1) for s in SKUS])
     assert all(isinstance(r.error, errors.TimeoutError_) for r in results)
     assert c.client.stats.timeouts == 2
