@@ -5,6 +5,7 @@ from functools import cached_property
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views import View
@@ -71,8 +72,14 @@ class ReportDetailView(PermissionRequired, TemplateView):
         ctx = super().get_context_data(**kwargs)
         report = get_object_or_404(Report.objects.select_related("requested_by"), pk=pk)
         rows = ReportRow.objects.filter(report_id=report.pk).order_by("id")
-        page = KnownCountPaginator(rows, PAGE_SIZE, report.row_count).get_page(self.request.GET.get("page"))
-        ctx.update(report=report, page=page, is_drift=report.kind == ReportKind.STOCK_DRIFT,
+        q = self.request.GET.get("q", "").strip()
+        if q:
+            rows = rows.filter(Q(sku=q) | Q(storefront_sku=q) | Q(order_ref=q) | Q(external_id=q) | Q(channel_key=q))
+            paginator = Paginator(rows, PAGE_SIZE)
+        else:
+            paginator = KnownCountPaginator(rows, PAGE_SIZE, report.row_count)
+        page = paginator.get_page(self.request.GET.get("page"))
+        ctx.update(report=report, page=page, q=q, query=f"q={q}" if q else "", is_drift=report.kind == ReportKind.STOCK_DRIFT,
                    can_download=self.request.user.has_perm("reconciliation.download_report"))
         return ctx
 

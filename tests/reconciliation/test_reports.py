@@ -198,3 +198,11 @@ def test_csv_neutralises_spreadsheet_formulas(w):
                              master_quantity=-3, storefront_quantity=0, difference=3)
     data = _csv(_download(report))
     assert data[1][1] == "'=HYPERLINK(\"http://x\")" and data[1][2] == "'@SUM(A1)" and data[1][3] == "-3"
+
+
+def test_report_page_finds_rows(w, role_client):
+    f.stock(w, w.items, 2)
+    f.mappings(w, w.items)
+    report = services.generate(ReportKind.STOCK_DRIFT)
+    html = role_client("finance").get(f"/reports/{report.pk}/?q={w.items[1].sku}").content.decode()
+    assert "1 row" in html and w.items[1].sku in html and w.items[0].sku not in html
