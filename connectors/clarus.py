@@ -23,7 +23,8 @@ from typing import Any, Iterable
 from urllib.parse import quote
 
 from . import errors
-from .base import Acknowledgement, Connector, Dispatch, InventoryMaster, Page, Parcel, StockChange, Warehouse, WarehouseOrder
+from .base import (Acknowledgement, Connector, Dispatch, Fulfilment, InventoryMaster, Page, Parcel, StockChange, Warehouse,
+                   WarehouseOrder)
 from .http import HeaderAuth, HttpClient
 from .wair import ParsedBatch, RejectedRow
 
@@ -223,3 +224,22 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
             raise errors.BadDataError(f"Clarus dispatch webhook: unexpected event {payload.get('event')!r}", body=payload,
                                       system="clarus")
         return self._rows(payload["dispatches"])
+
+    def send_fulfilment(self, fulfilment: Fulfilment) -> str:
+        """A storefront-side fulfilment (ship-from-store) for an order Clarus holds, so Clarus stops picking
+        those units. Idempotent on ``<order ref>:<fulfilment ref>`` (a replay returns the first id)."""
+        reference = f"{fulfilment.order_ref}:{fulfilment.fulfilment_ref}"
+        body = {"reference": reference, "client_reference": fulfilment.order_ref, "location": fulfilment.location or None,
+                "fulfilled_at": _iso(fulfilment.fulfilled_at), "lines": [{"sku": s, "quantity": q} for s, q in fulfilment.lines]}
+        try:
+            resp = self.client.post(f"{API}/external-fulfilments", json=body, ok=(200, 201))
+        except errors.ConflictError as exc:
+            err = (exc.body or {}).get("error", {}) if isinstance(exc.body, dict) else {}
+            fid = (err.get("details") or {}).get("external_fulfilment_id")
+            if err.get("code") == "DUPLICATE_REFERENCE" and fid:
+                return str(fid)
+            raise
+        fid = resp.json().get("external_fulfilment_id")
+        if not fid:
+            raise errors.RetryableError(f"Clarus answered {resp.status_code} without an external_fulfilment_id", system="clarus")
+        return str(fid)

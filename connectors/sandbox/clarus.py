@@ -11,6 +11,8 @@ No public Clarus API reference was found, so the wire shape is **modelled** on c
   GET  /api/v1/pick-instructions/{client_reference}
   GET  /api/v1/dispatches?after=<seq>&limit=     dispatches on **closed** manifests only, in manifest-close order;
                                                  a dispatch packed onto an open manifest is not confirmed yet
+  POST /api/v1/external-fulfilments              goods of a pick instruction shipped elsewhere (store); unique
+                                                 ``reference`` (409 DUPLICATE_REFERENCE on a repeat)
   GET  /api/v1/stock?page=&page_size=&sku=       stock by location and state
   GET  /api/v1/stock/movements?after=<seq>&limit= absolute quantity after each movement
   States: AVAILABLE, QC_HOLD (inspection / quarantine), DAMAGED, IN_TRANSIT.
@@ -58,6 +60,7 @@ class ClarusEmulator(Emulator):
         self.manifest_seq = itertools.count(1)
         self.dispatches: list[dict] = []  # confirmed (manifest closed), in close order; sequence = index + 1
         self.open_dispatches: list[dict] = []
+        self.external: dict[str, dict] = {}  # reference -> fulfilment done outside the warehouse
         self.webhooks = {"stock_url": "", "dispatch_url": "", "secret": ""}
         self.webhook_log: list[tuple[str, int]] = []
 
@@ -130,6 +133,28 @@ class ClarusEmulator(Emulator):
             page = self.dispatches[after:after + limit]
             return Response(200, {"dispatches": page, "next_after": after + len(page),
                                   "has_more": after + len(page) < len(self.dispatches)})
+
+    @route("POST", API + r"/external-fulfilments")
+    def external_fulfilment(self, req):
+        """Goods for a pick instruction left from somewhere else (store): Clarus reduces what it still picks."""
+        self._auth(req)
+        body = req.json()
+        if not isinstance(body, dict) or not body.get("reference") or not body.get("client_reference"):
+            raise _err(422, "VALIDATION_FAILED", "reference and client_reference are required",
+                       fields={"reference": "required", "client_reference": "required"})
+        with self.lock:
+            existing = self.external.get(body["reference"])
+            if existing is not None:
+                raise _err(409, "DUPLICATE_REFERENCE", f"reference {body['reference']} already exists",
+                           external_fulfilment_id=existing["external_fulfilment_id"])
+            pick = self.picks.get(body["client_reference"])
+            if pick is None:
+                raise _err(404, "NOT_FOUND", f"No pick instruction with client_reference {body['client_reference']}")
+            rec = {"external_fulfilment_id": f"EF-{len(self.external) + 1:06d}", **body}
+            for line in body.get("lines") or []:
+                pick["dispatched"][line["sku"]] = pick["dispatched"].get(line["sku"], 0) + int(line["quantity"])
+            self.external[body["reference"]] = rec
+            return Response(201, rec)
 
     # --- stock -------------------------------------------------------------------------------------------
     def _stock_row(self, key, v):
@@ -271,7 +296,7 @@ class ClarusEmulator(Emulator):
         with self.lock:
             return {"orders": {ref: {"pick_instruction_id": p["pick_instruction_id"], "status": p["status"],
                                      "request": p["request"], "dispatched": dict(p["dispatched"])} for ref, p in self.picks.items()},
-                    "order_receipts": dict(self.receipts), "fulfilments": [],
+                    "order_receipts": dict(self.receipts), "fulfilments": list(self.external.values()),
                     "dispatches": len(self.dispatches), "open_dispatches": len(self.open_dispatches),
                     "stock": {f"{k[0]}@{k[1]}:{k[2]}": v["quantity"] for k, v in self.stock.items()},
                     "movements": len(self.movements), "webhooks": list(self.webhook_log)}

@@ -141,3 +141,16 @@ def test_wrong_key_is_permanent(cl_conn):
     cl_conn.set_secret("nope")
     with pytest.raises(errors.PermanentError):
         ClarusConnector(cl_conn).stock_changes("")
+
+
+def test_send_fulfilment_idempotent(cl, sandbox):
+    from connectors.base import Fulfilment
+
+    cl.send_order(order())
+    f = Fulfilment(order_ref="ORD-1", fulfilment_ref="store-9", lines=[("SKU-A", 2)], location="STORE9")
+    fid = cl.send_fulfilment(f)
+    assert fid.startswith("EF-") and cl.send_fulfilment(f) == fid
+    state = control(sandbox, "state")
+    assert len(state["fulfilments"]) == 1 and state["orders"]["ORD-1"]["dispatched"] == {"SKU-A": 2}
+    with pytest.raises(errors.NotFoundError):
+        cl.send_fulfilment(Fulfilment(order_ref="NOPE", fulfilment_ref="x", lines=[("SKU-A", 1)]))
