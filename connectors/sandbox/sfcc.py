@@ -272,6 +272,12 @@ class SFCCEmulator(Emulator):
             self.clients[payload["client_id"]] = payload["client_secret"]
         return {"clients": sorted(self.clients)}
 
+    def control_revoke_tokens(self, payload):
+        with self.lock:
+            n = len(self.tokens)
+            self.tokens.clear()
+        return {"revoked": n}
+
     def control_seed_catalog(self, payload):
         qty = int(payload.get("quantity", 0))
         skus = list(payload.get("skus") or [])

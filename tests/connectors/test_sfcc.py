@@ -187,3 +187,9 @@ def test_orders_start_bounds_the_first_poll(sf_conn, sandbox):
     new = control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}]}]})["ids"]
     page = SFCCConnector(sf_conn).orders_since("")
     assert [o.external_id for o in page.items] == new
+
+
+def test_expired_token_is_renewed_once(sf, sandbox):
+    sf.get_stock(["SF-001"], "inv_uk")
+    control(sandbox, "revoke_tokens")
+    assert [s.quantity for s in sf.get_stock(["SF-001"], "inv_uk")] == [3]  # 401 → new token → same call succeeds
