@@ -6,6 +6,8 @@ SCHEDULE = [
         description="Frees claims of killed workers and re-dispatches pending pushes left behind (broker outage, lost nudge, back-off expired)."),
     Job("stock: poll inventory masters", "inventory.poll_masters", every_seconds=60,
         description="Fetches stock changes since the stored cursor from every enabled inventory master (backs up the webhooks)."),
+    Job("stock: nightly master snapshot", "inventory.resync_masters", crontab="10 3 * * *",
+        description="Applies every master's full stock snapshot: the safety net for changes both webhooks and the feed missed."),
     Job("stock: drift check", "inventory.drift_check", crontab="20 */6 * * *",
         description="Reads every storefront quantity back and raises stock_drift where it differs from hub ATS; queues repairs."),
 ]

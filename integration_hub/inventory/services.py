@@ -285,3 +285,27 @@ def poll_master(connection, *, max_pages: int = 50) -> PollResult:
         if not page.has_more:
             break
     return out
+
+
+def resync_master(connection, *, chunk: int = 5000) -> ApplyResult:
+    """Apply the master's full snapshot (``stock_snapshot``) — the initial load, and the nightly safety net
+    for anything a lost webhook and the change feed both missed. Same validation and outbox as the feed;
+    rows older than what is stored are ignored, unchanged ones enqueue nothing."""
+    from connectors.registry import get_connector
+
+    total = ApplyResult()
+    batch: list = []
+
+    def flush():
+        res = apply_stock_changes(connection, batch, source="stock-snapshot")
+        for k, v in res.as_dict().items():
+            setattr(total, k, getattr(total, k) + v)
+        batch.clear()
+
+    for change in get_connector(connection).stock_snapshot():
+        batch.append(change)
+        if len(batch) >= chunk:
+            flush()
+    if batch:
+        flush()
+    return total

@@ -108,6 +108,31 @@ def poll_stock(connection_id: int, max_pages: int = 50) -> dict:
     return {"pages": res.pages, "changes": res.changes, **(res.applied.as_dict() if res.applied else {})}
 
 
+@shared_task(name="inventory.resync_masters", ignore_result=True)
+def resync_masters(connection_id: int | None = None) -> list[dict]:
+    """Beat (nightly): apply every master's full stock snapshot. Failures become sync_timeout /
+    rate_limited records keyed ``<kind>:<connection>:stock_snapshot``, cleared by the next success."""
+    from .services import resync_master
+
+    out = []
+    for conn in _master_connections():
+        if connection_id and conn.pk != int(connection_id):
+            continue
+        keys = [make_key("rate_limited", conn.name, "stock_snapshot"), make_key("sync_timeout", conn.name, "stock_snapshot")]
+        try:
+            res = resync_master(conn)
+        except (errors.ConnectorError, NotImplementedError) as exc:
+            kind = "rate_limited" if isinstance(exc, errors.RateLimitedError) else "sync_timeout"
+            raise_exception(kind, make_key(kind, conn.name, "stock_snapshot"), f"Stock snapshot from {conn.name} failed",
+                            message=str(exc)[:2000] or type(exc).__name__, connection=conn,
+                            context={"operation": "stock_snapshot", "error": type(exc).__name__, "action": "retry_resync"})
+            out.append({"connection": conn.name, "error": str(exc)[:300]})
+            continue
+        clear(keys, reason="snapshot applied")
+        out.append({"connection": conn.name, **res.as_dict()})
+    return out
+
+
 @shared_task(name="inventory.drift_check", ignore_result=True)
 def drift_check(channel_ids: list[int] | None = None) -> list[dict]:
     """Beat: compare hub ATS with storefront quantities for every channel (or the given ones). A

@@ -106,7 +106,7 @@ def test_worker_killed_mid_drain_then_sweep_recovers(hub, celery_worker_process,
     StockLevel.objects.bulk_create([StockLevel(item=hub.items[f"M{n:02d}"], location=dc1, quantity=100 + n) for n in range(30)])
     with transaction.atomic():
         outbox.enqueue([i.pk for i in hub.items.values()])
-    hub.ct("faults", {"latency_ms": 60})  # ~0.2 s per pushed SKU: the drain takes several seconds
+    hub.ct("faults", {"latency_ms": 120})  # ~0.15 s per pushed SKU: the drain takes several seconds
     push_pending.apply_async(kwargs={"batch_size": 5, "lease_seconds": 3})
     assert wait_for(lambda: ChannelStock.objects.exists(), timeout=60, interval=0.05)
     celery_worker_process.kill()  # SIGKILL mid-drain: acks_late, but the broker message is gone with the worker
