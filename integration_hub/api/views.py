@@ -180,9 +180,9 @@ class SkuMappingViewSet(viewsets.ModelViewSet):
     ordering_fields = ["storefront_sku", "updated_at"]
 
     def _after(self, obj, before=None):
-        from integration_hub.console.views import _requeue_mapping
+        from integration_hub.console.services import after_mapping_saved
 
-        _requeue_mapping(obj, before)
+        after_mapping_saved(obj, before)
 
     def perform_create(self, serializer):
         self._after(serializer.save())
@@ -213,14 +213,14 @@ class ChannelStockRuleViewSet(viewsets.ModelViewSet):
     filterset_fields = ["mode", "channel__key"]
 
     def perform_create(self, serializer):
-        from integration_hub.console.views import _requeue_channel_rule
+        from integration_hub.console.services import after_channel_rule_saved
 
-        _requeue_channel_rule(serializer.save(), None)
+        after_channel_rule_saved(serializer.save())
 
     def perform_update(self, serializer):
-        from integration_hub.console.views import _requeue_channel_rule
+        from integration_hub.console.services import after_channel_rule_saved
 
-        _requeue_channel_rule(serializer.save(), None)
+        after_channel_rule_saved(serializer.save())
 
 
 class ShippingMapViewSet(viewsets.ModelViewSet):

@@ -147,3 +147,39 @@ def history_rows(entries) -> list[HistoryRow]:
         changes = [(k, before.get(k), after.get(k)) for k in keys if before.get(k) != after.get(k) and k not in VOLATILE]
         out.append(HistoryRow(e, changes))
     return out
+
+
+# --- side effects of rule edits (console pages and API share them) ------------------------------------------
+def after_mapping_saved(obj, before: dict | None) -> str:
+    """A mapping was created or edited: push the ATS of the item(s) it touches and resolve the SKU exceptions
+    for its storefront SKU. ``before``: the audit snapshot before the edit (None when created)."""
+    from exceptions_app import triage
+
+    items = {obj.item_id} | ({before["item_id"]} if before and before.get("item_id") else set())
+    channels = None if obj.channel_id is None or (before and before.get("channel_id") is None) else \
+        sorted({obj.channel_id} | ({before["channel_id"]} if before and before.get("channel_id") else set()))
+    n = triage.requeue_stock(items, channels, reason="sku mapping edited")
+    if obj.active:
+        from exceptions_app import services as exc_services
+        from exceptions_app.models import Kind
+        from integration_hub.core.models import Channel
+
+        keys = [exc_services.make_key(k, ck, obj.storefront_sku) for k in (Kind.SKU_MISMATCH, Kind.UNKNOWN_SKU)
+                for ck in ([obj.channel.key] if obj.channel_id else Channel.objects.values_list("key", flat=True))]
+        exc_services.clear(keys, reason="SKU mapped")
+        released = triage.revalidate_orders([obj.storefront_sku], obj.channel if obj.channel_id else None)
+        return f"{n} stock push(es) queued, {released} held order(s) revalidated"
+    return f"{n} stock push(es) queued"
+
+
+def after_channel_rule_saved(obj, before=None) -> str:
+    """A channel's stock rule changed: every mapped SKU on the channel needs its ATS pushed again."""
+    from django.db.models import Q
+
+    from exceptions_app import triage
+    from integration_hub.catalog.models import SkuMapping
+
+    item_ids = set(SkuMapping.objects.filter(Q(channel_id=obj.channel_id) | Q(channel__isnull=True), active=True)
+                   .values_list("item_id", flat=True))
+    n = triage.requeue_stock(item_ids, [obj.channel_id], reason="channel stock rule changed")
+    return f"{n} stock push(es) queued for {obj.channel}"

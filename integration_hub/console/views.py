@@ -75,29 +75,6 @@ class RuleType:
         return f"{self.model._meta.app_label}.{action}_{self.model._meta.model_name}"
 
 
-def _requeue_mapping(obj: SkuMapping, before: dict | None):
-    items = {obj.item_id} | ({before["item_id"]} if before and before.get("item_id") else set())
-    channels = None if obj.channel_id is None or (before and before.get("channel_id") is None) else \
-        sorted({obj.channel_id} | ({before["channel_id"]} if before and before.get("channel_id") else set()))
-    n = triage.requeue_stock(items, channels, reason="sku mapping edited")
-    if obj.active:
-        from exceptions_app import services as exc_services
-        from exceptions_app.models import Kind
-        from integration_hub.core.models import Channel
-
-        keys = [exc_services.make_key(k, ck, obj.storefront_sku) for k in (Kind.SKU_MISMATCH, Kind.UNKNOWN_SKU)
-                for ck in ([obj.channel.key] if obj.channel_id else Channel.objects.values_list("key", flat=True))]
-        exc_services.clear(keys, reason="mapping created in the console")
-    return f"{n} stock push(es) queued"
-
-
-def _requeue_channel_rule(obj: ChannelStockRule, before):
-    item_ids = set(SkuMapping.objects.filter(Q(channel_id=obj.channel_id) | Q(channel__isnull=True), active=True)
-                   .values_list("item_id", flat=True))
-    n = triage.requeue_stock(item_ids, [obj.channel_id], reason="channel stock rule changed")
-    return f"{n} stock push(es) queued for {obj.channel}"
-
-
 def _revalidate_shipping(obj: ShippingMethodMap, before):
     n = triage.revalidate_channel(obj.channel)
     return f"{n} held order(s) revalidated"
@@ -113,7 +90,7 @@ RULES: dict[str, RuleType] = {r.slug: r for r in [
         ("Channel", lambda o: o.channel.key if o.channel_id else "all channels"),
         ("Transform", lambda o: o.transform.name if o.transform_id else ""), ("Buffer", lambda o: o.safety_buffer),
         ("Active", lambda o: _yesno(o.active)), ("Updated", lambda o: o.updated_at)],
-        search=["storefront_sku", "item__sku"], select_related=["item", "channel", "transform"], after_save=_requeue_mapping,
+        search=["storefront_sku", "item__sku"], select_related=["item", "channel", "transform"], after_save=services.after_mapping_saved,
         help="Saving re-queues a stock push for the item and resolves SKU exceptions for that storefront SKU."),
     RuleType("transforms", IdentifierTransform, TransformForm, "Identifier transforms", [
         ("Name", lambda o: o.name), ("Connection", lambda o: o.connection.name if o.connection_id else ""),
@@ -126,7 +103,7 @@ RULES: dict[str, RuleType] = {r.slug: r for r in [
         ("Locations", lambda o: ", ".join(loc.code for loc in o.locations.all())), ("Pool", lambda o: o.pool.code if o.pool_id else ""),
         ("Safety buffer", lambda o: o.safety_buffer), ("Updated", lambda o: o.updated_at)],
         search=["channel__key", "channel__name"], select_related=["channel", "pool"], prefetch=["locations"],
-        after_save=_requeue_channel_rule,
+        after_save=services.after_channel_rule_saved,
         help="Saving recomputes and re-queues every mapped SKU on the channel."),
     RuleType("shipping-methods", ShippingMethodMap, ShippingMapForm, "Shipping method maps", [
         ("Storefront method", lambda o: o.storefront_method), ("Warehouse method", lambda o: o.warehouse_method),
