@@ -126,8 +126,9 @@ class CommercetoolsConnector(Connector, Storefront):
         return f"/{self.project_key}/{tail.lstrip('/')}"
 
     def _query(self, resource: str, where: str | list[str] | None = None, *, sort: list[str] | None = None,
-               limit: int = PAGE_LIMIT, offset: int = 0, expand: list[str] | None = None, total: bool = False) -> dict:
-        params: dict = {"limit": limit, "withTotal": "true" if total else "false"}
+               limit: int = PAGE_LIMIT, offset: int = 0, expand: list[str] | None = None, total: bool = False,
+               extra: dict | None = None) -> dict:
+        params: dict = {"limit": limit, "withTotal": "true" if total else "false", **(extra or {})}
         if offset:
             params["offset"] = offset
         if where:
@@ -141,14 +142,15 @@ class CommercetoolsConnector(Connector, Storefront):
             raise errors.BadDataError(f"commercetools {resource} query answered an unexpected body: {str(body)[:200]}")
         return body
 
-    def _query_all(self, resource: str, where: str | None = None, expand: list[str] | None = None) -> Iterator[dict]:
+    def _query_all(self, resource: str, where: str | None = None, expand: list[str] | None = None,
+                   extra: dict | None = None) -> Iterator[dict]:
         """Every match, paged by id (ct's recommended way past the 10,000 offset limit)."""
         last = None
         while True:
             clauses = [where] if where else []
             if last:
                 clauses.append(f"id > {q(last)}")
-            page = self._query(resource, clauses or None, sort=["id asc"], expand=expand)
+            page = self._query(resource, clauses or None, sort=["id asc"], expand=expand, extra=extra)
             results = page["results"]
             yield from results
             if len(results) < PAGE_LIMIT:
@@ -197,7 +199,8 @@ class CommercetoolsConnector(Connector, Storefront):
             chunk = skus[i:i + CHUNK]
             lst = q_list(chunk)
             where = f"masterVariant(sku in {lst}) or variants(sku in {lst})"
-            for p in self._query_all("product-projections", where):
+            # staged: a product being prepared for launch (not yet published) may already hold stock
+            for p in self._query_all("product-projections", where, extra={"staged": "true"}):
                 for v in [p.get("masterVariant") or {}] + list(p.get("variants") or []):
                     if v.get("sku") in chunk:
                         found.add(v["sku"])
