@@ -1,0 +1,203 @@
+"""Order flow benchmark — orders/minute end to end against the sandbox's configured rate limit, and the
+lost / duplicated counts (both must be 0).
+
+Phases, each timed:
+(a) intake: storefront (commercetools emulator) → hub capture (cursor poll) → validate → send to WAIR →
+    acknowledged. One WAIR request per order, so the ceiling is 60 × the WAIR limit orders/minute.
+(b) fulfilment: WAIR dispatches every order → hub dispatch poll → commercetools marked shipped. Marking
+    shipped is a read plus a versioned update (two requests), so the ceiling is 30 × the ct limit.
+Then it counts: orders lost (in the storefront but not acknowledged / not shipped), duplicated (more
+than one WAIR order or more than one delivery for a storefront order), and receipts (replays of the same
+idempotency key, which the warehouse absorbs).
+
+The pipeline runs in this process through the same service functions the Celery tasks call
+(``integration_hub.orders.services``: leased batches, HTTP in a small thread pool), against its own
+sandbox server on a free port and a throwaway SQLite database under a temp dir. ``--faults`` injects
+409s, 429s and timeouts on both emulators.
+
+``python bench/orders.py`` (10,000 orders, a few minutes on 2 cores) or ``--quick`` (1,000 orders).
+Benchmarks are never tests: this prints numbers, it asserts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def setup_django(tmp: str) -> None:
+    os.environ["HUB_VAR_DIR"] = tmp
+    os.environ["DJANGO_SETTINGS_MODULE"] = "integration_hub.settings"
+    for var in ("DATABASE_URL", "REDIS_URL", "HUB_DB_NAME_OVERRIDE"):
+        os.environ.pop(var, None)
+    os.environ["CELERY_BROKER_URL"] = f"sqla+sqlite:///{tmp}/bench-broker.sqlite3"
+    os.environ.setdefault("HUB_LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    settings.HUB["STOCK_PUSH_ON_COMMIT"] = False  # no broker round trips: the bench drives everything
+    call_command("migrate", verbosity=0)
+
+
+def control(url: str, prefix: str, action: str, payload=None):
+    import requests
+
+    r = requests.post(f"{url}/_sandbox/{prefix}/{action}", json=payload or {}, timeout=120)
+    r.raise_for_status()
+    return r.json()
+
+
+def build(url: str, rate: float):
+    from integration_hub.catalog.models import Item, SkuMapping
+    from integration_hub.core.models import Channel, Connection
+    from integration_hub.orders.models import ShippingMethodMap
+
+    ct = Connection(name="bench-ct", system_type="commercetools", base_url=f"{url}/commercetools", auth_url=f"{url}/commercetools",
+                    client_id="hub-demo", options={"project_key": "demo"}, rate_limit_per_second=rate,
+                    rate_limit_burst=max(1, int(rate // 5)), timeout_seconds=2, max_retries=3)
+    ct.set_secret("hub-demo-secret")
+    ct.save()
+    wh = Connection(name="bench-wair", system_type="wair", base_url=f"{url}/wair", rate_limit_per_second=rate,
+                    rate_limit_burst=max(1, int(rate // 5)), timeout_seconds=2, max_retries=3, options={"page_size": 500})
+    wh.set_secret("wair-demo-key")
+    wh.save()
+    channel = Channel.objects.create(key="uk-web", name="UK web", connection=ct, external_id="uk-web", warehouse=wh)
+    skus = [f"SKU-{i}" for i in range(1, 21)]
+    for s in skus:
+        SkuMapping.objects.create(item=Item.objects.create(sku=s), storefront_sku=s)
+    ShippingMethodMap.objects.create(storefront_method="standard", warehouse_method="STD48", carrier="royal_mail")
+    ShippingMethodMap.objects.create(storefront_method="express", warehouse_method="EXP24", carrier="dhl")
+    control(url, "commercetools", "seed_catalog", {"channels": ["uk-web"], "skus": skus, "quantity": 10 ** 6})
+    return ct, wh, channel, skus
+
+
+def run_until(done, step, limit_s: float) -> bool:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if done():
+            return True
+        if not step():
+            time.sleep(0.05)
+    return done()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1,000 orders instead of 10,000")
+    parser.add_argument("--orders", type=int, default=0, help="number of orders (overrides --quick)")
+    parser.add_argument("--rate", type=float, default=100.0, help="sandbox limit per emulator, requests/s (default 100)")
+    parser.add_argument("--faults", action="store_true", help="inject 409s, 429s and timeouts")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    args = parser.parse_args(argv)
+    n = args.orders or (1000 if args.quick else 10000)
+    tmp = tempfile.mkdtemp(prefix="hub-bench-orders-")
+    try:
+        setup_django(tmp)
+        from connectors.sandbox import make_server
+
+        server = make_server(port=0)
+        server.start_in_thread()
+        url = server.url
+        from django.db.models import Count
+
+        from integration_hub.orders import services
+        from integration_hub.orders.models import Order, OrderState as S
+
+        services.kick = lambda delay=0: None  # no broker: this process does the work
+        ct, wh, channel, skus = build(url, args.rate)
+        for i in range(0, n, 1000):
+            control(url, "commercetools", "create_orders", {"orders": [
+                {"channel": "uk-web", "order_number": f"B{j}", "shipping_method": "standard" if j % 4 else "express",
+                 "gift_message": "Enjoy" if j % 9 == 0 else "",
+                 "lines": [{"sku": skus[j % len(skus)], "quantity": 1 + j % 3}, {"sku": skus[(j * 7) % len(skus)], "quantity": 1}]}
+                for j in range(i, min(n, i + 1000))]})
+        limits = {"rate_limit_per_second": args.rate, "rate_limit_burst": max(1, int(args.rate // 5))}
+        if args.faults:
+            limits.update(conflict_rate=0.03, timeout_rate=0.005, hang_seconds=2.5)
+        for prefix in ("commercetools", "wair"):
+            control(url, prefix, "faults", limits)
+        services.BACKOFF_BASE_SECONDS = 1  # a bench wants the retry to happen while it watches
+
+        def pending(state):
+            return lambda: not Order.objects.exclude(state=state).exists() and Order.objects.count() >= n
+
+        print(f"order flow benchmark: {n} orders, sandbox limit {args.rate:g} req/s per system"
+              f"{' with injected 409s/429s/timeouts' if args.faults else ''}")
+        t0 = time.monotonic()
+        polled = [False]
+
+        def intake_step():
+            if not polled[0]:
+                services.poll_orders(ct, max_pages=1000)
+                polled[0] = True
+            return any(services.process_due(batch_size=200).values())
+
+        ok_a = run_until(pending(S.ACKNOWLEDGED), intake_step, 3600)
+        ta = time.monotonic() - t0
+        wair = server.emulators["wair"]
+        keys = list(Order.objects.values_list("idempotency_key", flat=True))
+        for k in keys:
+            wair.control_dispatch({"order_ref": k, "parcels": [{"carrier": "dhl"}]})
+        t1 = time.monotonic()
+        dispatched_polled = [False]
+
+        def fulfil_step():
+            if not dispatched_polled[0]:
+                services.poll_dispatches(wh, max_pages=1000)
+                dispatched_polled[0] = True
+            return any(services.process_due(batch_size=200).values())
+
+        ok_b = run_until(pending(S.STOREFRONT_NOTIFIED), fulfil_step, 3600)
+        tb = time.monotonic() - t1
+
+        # --- counts ---------------------------------------------------------------------------------
+        ct_orders = control(url, "commercetools", "state")["orders"]
+        wstate = control(url, "wair", "state")
+        hub = dict(Order.objects.values_list("external_id", "idempotency_key"))
+        states = dict(Order.objects.values_list("state").annotate(c=Count("pk")))
+        lost_intake = sum(1 for oid in ct_orders if oid not in hub or hub[oid] not in wstate["orders"])
+        lost_shipping = sum(1 for o in ct_orders.values() if o["shipment_state"] != "Shipped")
+        dup_wair = len(wstate["orders"]) - len(set(wstate["orders"]) & set(hub.values()))
+        dup_wair += len(wstate["orders"]) - len({o["orderId"] for o in wstate["orders"].values()})
+        dup_hub = len(hub) - len(set(hub.values()))
+        dup_deliveries = sum(1 for o in ct_orders.values() if o["deliveries"] > 1)
+        receipts = sum(wstate["order_receipts"].values())
+        ws, cs = wair.stats, server.emulators["commercetools"].stats
+
+        def per_min(count, secs):
+            return count / secs * 60 if secs else 0.0
+
+        intake_ceiling = args.rate * 60
+        ship_ceiling = args.rate * 60 / 2
+        print(f"(a) intake  storefront → warehouse acknowledged: {n} in {ta:.1f} s = {per_min(n, ta):,.0f} orders/min "
+              f"(ceiling {intake_ceiling:,.0f} at {args.rate:g} req/s: {per_min(n, ta) / intake_ceiling:.0%}){'' if ok_a else '  [INCOMPLETE]'}")
+        print(f"(b) shipped warehouse dispatch → storefront shipped:  {n} in {tb:.1f} s = {per_min(n, tb):,.0f} orders/min "
+              f"(ceiling {ship_ceiling:,.0f}: 2 requests/order: {per_min(n, tb) / ship_ceiling:.0%}){'' if ok_b else '  [INCOMPLETE]'}")
+        print(f"    end to end (a + b): {per_min(n, ta + tb):,.0f} orders/min")
+        print(f"    hub states: {states}")
+        print(f"    lost: {lost_intake} never reached the warehouse, {lost_shipping} not shipped in the storefront")
+        print(f"    duplicated: {dup_wair} extra warehouse orders, {dup_hub} extra hub orders, {dup_deliveries} orders with >1 delivery")
+        print(f"    warehouse receipts {receipts} for {len(wstate['orders'])} orders (replays absorbed by the idempotency key: {receipts - len(wstate['orders'])})")
+        print(f"    sandbox: WAIR {ws.requests} requests, {ws.rate_limited} × 429, {ws.conflicts} × 409, {ws.injected_timeouts} timeouts; "
+              f"commercetools {cs.requests} requests, {cs.rate_limited} × 429, {cs.conflicts} × 409, {cs.injected_timeouts} timeouts")
+        server.shutdown()
+        return 0
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
