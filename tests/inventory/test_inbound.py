@@ -192,3 +192,12 @@ def test_thousand_master_changes_to_one_sku_leave_one_push_row(topo):
     rows = PendingPush.objects.filter(item=topo.items["A"])
     assert rows.count() == 1 and rows[0].changes == 1000
     assert level(topo, "A", "dc1") == 999 % 37  # the last change wins
+
+
+def test_webhook_is_csrf_exempt(topo, fake_master):
+    from django.test import Client
+
+    body = json.dumps({"changes": [{"sku": "B", "location": "DC1", "quantity": 2}]}).encode()
+    r = Client(enforce_csrf_checks=True).post("/hooks/stock/wair/", data=body, content_type="application/json",
+                                             headers={HEADER: sign("dev-webhook-secret", body)})
+    assert r.status_code == 200 and level(topo, "B", "dc1") == 2
