@@ -753,7 +753,7 @@ class CommercetoolsEmulator(Emulator):
     def _price_for(sku: str) -> int:
         return 1500 + int(hashlib.sha1(sku.encode()).hexdigest()[:4], 16) % 8500  # 15.00 … 99.99
 
-    def _new_product(self, key: str, skus: list[str], name: str | None = None, currency: str = "GBP") -> dict:
+    def _new_product(self, key: str, skus: list[str], name: str | None = None, currency: str = "GBP", published: bool = True) -> dict:
         ts = self._tick()
         pid = str(uuid.uuid4())
         variants = []
@@ -767,7 +767,7 @@ class CommercetoolsEmulator(Emulator):
         product = {"id": pid, "version": 1, "key": key, "productType": {"typeId": "product-type", "id": "apparel"},
                    "name": {"en": name or key}, "slug": {"en": key.lower()}, "categories": [],
                    "masterVariant": variants[0] if variants else {"id": 1, "attributes": [], "prices": [], "images": []},
-                   "variants": variants[1:], "published": True, "hasStagedChanges": False,
+                   "variants": variants[1:], "published": bool(published), "hasStagedChanges": False,
                    "createdAt": ts, "lastModifiedAt": ts}
         self.products[pid] = product
         self.product_by_key[key] = pid
@@ -776,7 +776,9 @@ class CommercetoolsEmulator(Emulator):
     @route("GET", P + r"/product-projections")
     def product_projections(self, req):
         self._auth(req)
-        return self._query(req, lambda: self.products.values(), default_sort=["createdAt asc"])
+        staged = req.q("staged", "false").lower() == "true"  # current projections exist for published products only
+        return self._query(req, lambda: [p for p in self.products.values() if staged or p["published"]], default_sort=["createdAt asc"],
+                           index={"id": lambda ids: [self.products[i] for i in ids if i in self.products and (staged or self.products[i]["published"])]})
 
     @route("GET", P + r"/product-projections/(?P<id>[^/=]+)")
     def product_projection_get(self, req):
@@ -1285,7 +1287,7 @@ class CommercetoolsEmulator(Emulator):
                 for p in products:
                     if p["key"] in self.product_by_key:
                         continue
-                    self._new_product(p["key"], list(p.get("skus") or []), p.get("name"), currency)
+                    self._new_product(p["key"], list(p.get("skus") or []), p.get("name"), currency, p.get("published", True))
                     skus += [s for s in p.get("skus") or [] if s not in skus]
             else:
                 for sku in skus:

@@ -618,3 +618,12 @@ def test_a_409_on_a_read_is_retried(ct, sandbox, catalog):
     faults(sandbox, fail_next=[409])
     ct.client.sleep = lambda s: None
     assert ct.mark_shipped(oid, [Parcel("DPD", "T-409")]) == 2
+
+
+def test_unpublished_products_take_stock_but_are_not_listed_as_sold(ct, sandbox, catalog):
+    control(sandbox, "seed_catalog", {"channels": [], "products": [{"key": "LAUNCH", "skus": ["NEXT-1"], "published": False}],
+                                      "quantity": None})
+    [res] = ct.set_stock([InventoryTarget("NEXT-1", "uk-web", 12)])
+    assert res.ok and res.quantity == 12
+    skus = set(ct.list_skus())
+    assert "NEXT-1" not in skus and set(SKUS) <= skus
