@@ -78,7 +78,6 @@ SHIPMENT_STATES = {"Shipped", "Delivered", "Ready", "Pending", "Delayed", "Parti
 ORDER_STATES = {"Open", "Confirmed", "Complete", "Cancelled"}
 WEBHOOK_QUEUE_SIZE = 100_000
 WEBHOOK_WORKERS = 4
-WEBHOOK_ATTEMPTS = 4
 WEBHOOK_RETRY_DELAYS = (0.2, 0.5, 1.0)
 
 P = r"/(?P<project>[A-Za-z0-9_-]+)"
@@ -403,6 +402,8 @@ class CommercetoolsEmulator(Emulator):
             self.subscriptions: dict[str, dict] = {}  # id → Subscription
             self.webhook_stats = {"queued": 0, "delivered": 0, "attempts": 0, "retried": 0, "dropped": 0, "overflow": 0}
             self.inflight = 0
+            self.retry_delays = WEBHOOK_RETRY_DELAYS  # len + 1 attempts per message
+            self.delivery_workers = max(WEBHOOK_WORKERS, getattr(self, "delivery_workers", 0))  # threads never shrink
             old = getattr(self, "_queue", None)
             if old is not None:
                 try:
@@ -1067,7 +1068,7 @@ class CommercetoolsEmulator(Emulator):
     # --- subscription delivery ---------------------------------------------------------------------
     def _ensure_workers(self) -> None:
         self._workers = [t for t in self._workers if t.is_alive()]
-        while len(self._workers) < WEBHOOK_WORKERS:
+        while len(self._workers) < self.delivery_workers:
             t = threading.Thread(target=self._deliver_loop, name=f"ct-subscription-{len(self._workers)}", daemon=True)
             t.start()
             self._workers.append(t)
@@ -1225,7 +1226,8 @@ class CommercetoolsEmulator(Emulator):
                     self.inflight += 1
                 body = json.dumps(message).encode()
                 delivered = False
-                for attempt in range(WEBHOOK_ATTEMPTS):
+                delays = self.retry_delays
+                for attempt in range(len(delays) + 1):
                     with self.lock:
                         if generation != self.generation:
                             break
@@ -1240,10 +1242,10 @@ class CommercetoolsEmulator(Emulator):
                         log.debug("subscription delivery to %s failed: %s", url, exc)
                     if delivered:
                         break
-                    if attempt < WEBHOOK_ATTEMPTS - 1:
+                    if attempt < len(delays):
                         with self.lock:
                             self.webhook_stats["retried"] += 1
-                        time.sleep(WEBHOOK_RETRY_DELAYS[min(attempt, len(WEBHOOK_RETRY_DELAYS) - 1)])
+                        time.sleep(delays[attempt])
                 with self.lock:
                     if generation == self.generation:  # a reset meanwhile zeroed the counters
                         self.webhook_stats["delivered" if delivered else "dropped"] += 1
@@ -1324,8 +1326,13 @@ class CommercetoolsEmulator(Emulator):
 
     def control_configure_webhooks(self, payload: dict) -> dict:
         """(Re)creates the subscription ``hub-orders``: HTTP destination ``order_url`` with AuthorizationHeader
-        authentication (``secret`` is the header value), OrderCreated messages. No ``order_url`` removes it."""
+        authentication (``secret`` is the header value), OrderCreated messages. No ``order_url`` removes it.
+        Optional: ``concurrency`` (delivery threads, ≤ 32), ``retry_delays`` (seconds between attempts)."""
         with self.lock:
+            if payload.get("concurrency"):
+                self.delivery_workers = max(1, min(32, int(payload["concurrency"])))
+            if payload.get("retry_delays") is not None:
+                self.retry_delays = tuple(float(d) for d in payload["retry_delays"])[:10]
             for sid in [i for i, s in self.subscriptions.items() if s.get("key") == "hub-orders"]:
                 del self.subscriptions[sid]
             url = payload.get("order_url")

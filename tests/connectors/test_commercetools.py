@@ -343,16 +343,17 @@ def test_order_created_message_is_parsed_and_verified(ct, sandbox, catalog, rece
 def test_failed_deliveries_are_retried_then_dropped(ct, sandbox, catalog):
     flaky = _Receiver(fail_first=2)
     try:
-        control(sandbox, "configure_webhooks", {"order_url": flaky.url, "secret": "s"})
+        control(sandbox, "configure_webhooks", {"order_url": flaky.url, "secret": "s", "retry_delays": [0.05, 0.05, 0.05]})
         control(sandbox, "create_orders", {"orders": [ORDER]})
         stats = control(sandbox, "wait_webhooks", {"timeout": 10})
         assert stats["delivered"] == 1 and stats["retried"] == 2 and len(flaky.bodies) == 1
     finally:
         flaky.close()
-    control(sandbox, "configure_webhooks", {"order_url": "http://127.0.0.1:9/nothing", "secret": "s"})
+    control(sandbox, "configure_webhooks", {"order_url": "http://127.0.0.1:9/nothing", "secret": "s", "retry_delays": [0.05] * 3,
+                                            "concurrency": 8})
     control(sandbox, "create_orders", {"orders": [ORDER]})
     stats = control(sandbox, "wait_webhooks", {"timeout": 15})
-    assert stats["dropped"] == 1
+    assert stats["dropped"] == 1 and stats["attempts"] == 3 + 4  # cumulative: 3 above, then 1 + 3 retries
 
 
 def test_other_messages_and_bad_payloads(ct, catalog):
