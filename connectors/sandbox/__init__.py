@@ -17,7 +17,9 @@ storefront emulators (commercetools, sfcc)
   state          {"skus": [...]} → {"inventory": {channel: {sku: qty}}, "orders": {id: {shipment_state, tracking, ...}}}
   commercetools extras: set_inventory {"rows": [{"channel", "sku", "quantity"}]} (storefront-side change, bumps
                  the version: drift / 409 tests), set_credentials {"client_id", "client_secret"}, revoke_tokens {},
-                 wait_webhooks {"timeout": s} → delivery stats once the subscription queue is drained
+                 wait_webhooks {"timeout": s} → delivery stats once the subscription queue is drained,
+                 store_fulfil {"order", "lines", "tracking"} (ship-from-store delivery); configure_webhooks also
+                 takes "concurrency" and "retry_delays"
 master / warehouse emulators (wair, clarus, archean)
   seed_locations {"locations": [{"id": "...", "name": "..."}]}
   seed_stock     {"rows": [{"sku", "location", "state", "quantity"}]}   bulk, no notifications
