@@ -218,9 +218,93 @@ def capture_many(connection: Connection, storefront_orders, source: str = "poll"
         pairs.append((ch, so))
     result = _capture(pairs, source)
     result.rejected = len(problems)
+    _record_storefront_side(connection, pairs)
+    _apply_storefront_cancellations(connection, pairs)
     if problems:
         raise_many(problems)
     return result
+
+
+def _apply_storefront_cancellations(connection: Connection, pairs) -> int:
+    """Orders cancelled in the storefront: cancelled in the hub (reservations released) while the warehouse
+    does not have them yet; once it does, a ``bad_payload`` record asks a person to cancel it there."""
+    cancelled = [order_key(ch, so.external_id) for ch, so in pairs if (so.status or "").lower() == "cancelled"]
+    if not cancelled:
+        return 0
+    n, problems = 0, []
+    for o in Order.objects.filter(idempotency_key__in=cancelled).exclude(state=S.CANCELLED).select_related("channel", "warehouse"):
+        if o.state in EDITABLE_BEFORE_SEND:
+            cancel(o, "cancelled in the storefront")
+            n += 1
+        elif o.state in (S.SENT, S.ACKNOWLEDGED):
+            problems.append(Problem("bad_payload", _bad_key(connection.name, "order-cancel", o.idempotency_key),
+                                    f"Order {o} was cancelled in {connection.name} after it reached {o.warehouse}",
+                                    message="The hub cannot recall an order from the warehouse: cancel it there.",
+                                    context={"fields": {"status": "Cancelled in the storefront"}, "order_id": o.pk,
+                                             "state": o.state, "action": "cancel_in_warehouse"},
+                                    connection_id=connection.pk, channel_id=o.channel_id, order_ref=o.idempotency_key))
+    if problems:
+        raise_many(problems)
+    return n
+
+
+def _record_storefront_side(connection: Connection, pairs) -> int:
+    """Fulfilments the storefront side made itself (connector ``storefront_fulfilments``: deliveries the hub
+    did not add) → StorefrontFulfilment rows, storefront SKUs mapped to master SKUs (bundles to their
+    components), reported to the master by :func:`send_fulfilments` until acknowledged. No queries when
+    the polled orders carry none."""
+    try:
+        finder = getattr(_connector(connection), "storefront_fulfilments", None)
+    except errors.ConnectorError:
+        return 0
+    if finder is None:
+        return 0
+    found = []
+    for ch, so in pairs:
+        try:
+            fs = finder(so)
+        except (errors.BadDataError, NotImplementedError):
+            continue
+        if fs:
+            found.append((ch, so, fs))
+    if not found:
+        return 0
+    keys = [order_key(ch, so.external_id) for ch, so, _ in found]
+    orders = {o.idempotency_key: o for o in Order.objects.filter(idempotency_key__in=keys).select_related("channel")}
+    known = set(StorefrontFulfilment.objects.filter(order__in=list(orders.values())).values_list("order_id", "fulfilment_ref"))
+    rows, problems = [], []
+    for ch, so, fs in found:
+        o = orders.get(order_key(ch, so.external_id))
+        warehouse_id = o and (o.warehouse_id or ch.warehouse_id)
+        if o is None or not warehouse_id:
+            continue
+        res = mapping.resolve_skus(ch, {sku for f in fs for sku, _ in f.lines})
+        comps = mapping.bundle_components([r.item.pk for r in res.values() if r.item and r.item.is_bundle])
+        for f in fs:
+            if (o.pk, f.fulfilment_ref[:100]) in known:
+                continue
+            lines: dict[str, int] = defaultdict(int)
+            for sku, qty in f.lines:
+                r = res.get(sku)
+                if r is None or r.item is None:
+                    problems.append(Problem("unknown_sku", make_key("unknown_sku", ch.key, sku), f"Unknown SKU {sku} on channel {ch.key}",
+                                            message=f"storefront fulfilment {f.fulfilment_ref} of order {o} cannot be reported to the master",
+                                            context={"orders": [o.idempotency_key], "action": "map_sku"}, channel_id=ch.pk, sku=sku,
+                                            order_ref=o.idempotency_key))
+                    continue
+                if r.item.is_bundle and comps.get(r.item.pk):
+                    for comp, per in comps[r.item.pk]:
+                        lines[comp.sku] += qty * per
+                else:
+                    lines[r.item.sku] += qty
+            if lines and not any(p.order_ref == o.idempotency_key for p in problems):
+                rows.append(StorefrontFulfilment(order=o, fulfilment_ref=f.fulfilment_ref[:100], warehouse_id=warehouse_id,
+                                                 lines=[[k, v] for k, v in sorted(lines.items())], location=(f.location or "")[:100],
+                                                 fulfilled_at=f.fulfilled_at or timezone.now()))
+    StorefrontFulfilment.objects.bulk_create(rows, ignore_conflicts=True)
+    if problems:
+        raise_many(problems)
+    return len(rows)
 
 
 # --- mapping + reservations ---------------------------------------------------------------------------

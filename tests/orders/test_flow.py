@@ -348,3 +348,15 @@ def test_storefront_fulfilment_retried_until_acknowledged(world, fakes):
     f.refresh_from_db()
     assert f.ack_id == "FA-2" and f.acknowledged_at and f.attempts == 2
     assert services.send_fulfilments() == {"acknowledged": 0, "retrying": 0}
+
+
+def test_storefront_cancellation_cancels_before_send_and_flags_after(world, fakes):
+    a = make_so("ct-k1", lines=[("NOPE", 1)])
+    b = make_so("ct-k2")
+    services.capture_many(world.ct, [a, b])
+    run_all()
+    a.status = b.status = "Cancelled"
+    services.capture_many(world.ct, [a, b])
+    oa, ob = Order.objects.get(external_id="ct-k1"), Order.objects.get(external_id="ct-k2")
+    assert oa.state == S.CANCELLED and ob.state == S.ACKNOWLEDGED
+    assert exc(f"bad_payload:ct:order-cancel:{ob.idempotency_key}").context["action"] == "cancel_in_warehouse"

@@ -168,3 +168,26 @@ def test_warehouse_validation_error_holds_order_naming_the_field(sandbox, no_kic
     order = services.update_field_and_resend(order, "shipping_method", "express")
     assert order.state == S.ACKNOWLEDGED
     assert control(sandbox, "wair", "state")["orders"][order.idempotency_key]["request"]["serviceCode"] == "EXP24"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_storefront_side_fulfilment_reported_to_master_until_acknowledged(sandbox, no_kick):
+    from integration_hub.orders.models import StorefrontFulfilment
+
+    ct, wh, channel = sandbox_world(sandbox)
+    created = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1)]})
+    services.poll_orders(ct)
+    drain()
+    control(sandbox, "commercetools", "store_fulfil", {"order": created["ids"][0], "lines": [["SKU-2", 2]], "tracking": "STORE-1"})
+    services.poll_orders(ct)
+    services.poll_orders(ct)  # seen again: still one row
+    f = StorefrontFulfilment.objects.get()
+    assert f.lines == [["SKU-2", 2]] and f.ack_id == ""
+    control(sandbox, "wair", "faults", {"fail_next": [503, 503, 503, 503, 503]})
+    assert services.send_fulfilments()["retrying"] == 1
+    StorefrontFulfilment.objects.update(next_attempt_at=None)
+    assert services.send_fulfilments()["acknowledged"] == 1
+    f.refresh_from_db()
+    assert f.ack_id.startswith("FF-") and f.attempts == 2
+    wair = control(sandbox, "wair", "state")["fulfilments"]
+    assert len(wair) == 1 and wair[0]["orderRef"] == Order.objects.get().idempotency_key
