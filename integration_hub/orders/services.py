@@ -488,7 +488,8 @@ def validate_many(order_ids, actor=None, cause: str = "validated") -> Validation
             problems.append(Problem(
                 "unknown_sku", key, f"Unknown SKU {e['sku']} on channel {e['channel'].key}",
                 message=f"{len(e['orders'])} order(s) held until the SKU is mapped (or a transform matches it).",
-                context={"orders": e["orders"][:50], "fields": e["fields"], "field": next(iter(e["fields"].values())),
+                context={"orders": e["orders"][:50], "order_fields": dict(list(e["fields"].items())[:50]),
+                         "field": next(iter(e["fields"].values())),
                          "action": "map_sku"}, channel_id=e["channel"].pk, connection_id=e["channel"].connection_id,
                 sku=e["sku"], order_ref=e["orders"][0]))
         if ok:

@@ -129,7 +129,8 @@ def test_unknown_sku_holds_then_revalidation_after_mapping_sends(world, fakes):
     assert "lines.ct-a-L1.storefront_sku" in a.hold_reason
     rec = exc("unknown_sku:uk-web:NEW-1")
     assert rec.status == "open" and rec.sku == "NEW-1" and set(rec.context["orders"]) == {a.idempotency_key, b.idempotency_key}
-    assert rec.context["fields"][a.idempotency_key] == "lines.ct-a-L1.storefront_sku"
+    assert rec.context["order_fields"][a.idempotency_key] == "lines.ct-a-L1.storefront_sku"
+    assert rec.context["field"] in ("lines.ct-a-L1.storefront_sku", "lines.ct-b-L1.storefront_sku")
     assert services.revalidate_held(sku="NEW-1") == 0  # still unknown: still held
     SkuMapping.objects.create(item=world.items["SKU-2"], storefront_sku="NEW-1")
     assert services.revalidate_held(sku="NEW-1") == 2
