@@ -26,6 +26,7 @@ import random
 import time
 import uuid
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -145,22 +146,30 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
     problems: list[Problem] = []
     clear_keys: list[str] = []
     conn_status: dict[int, tuple[bool, str]] = {}
-    for conn_id, work in per_conn.items():
-        conn: Connection = channels[work[0][0][0]].connection
-        targets = [t for _, _, t in work]
-        out.connections[conn.name] = out.connections.get(conn.name, 0) + len(targets)
-        whole_error: Exception | None = None
-        results = []
+    def send(conn: Connection, targets: list[InventoryTarget]):
+        """(results, whole-call error). Pure HTTP — no database access, so it can run in a thread."""
         if not conn.enabled:
-            whole_error = errors.PermanentError(f"connection {conn.name} is disabled")
-        else:
-            try:
-                results = get_connector(conn).set_stock(targets)
-            except errors.ConnectorError as exc:
-                whole_error = exc
-            except Exception as exc:  # a connector bug must not lose the rows: back off and record it
-                log.exception("set_stock on %s failed unexpectedly", conn.name)
-                whole_error = exc
+            return [], errors.PermanentError(f"connection {conn.name} is disabled")
+        try:
+            return get_connector(conn).set_stock(targets), None
+        except errors.ConnectorError as exc:
+            return [], exc
+        except Exception as exc:  # a connector bug must not lose the rows: back off and record it
+            log.exception("set_stock on %s failed unexpectedly", conn.name)
+            return [], exc
+
+    calls = {conn_id: (channels[work[0][0][0]].connection, [t for _, _, t in work]) for conn_id, work in per_conn.items()}
+    if len(calls) > 1:  # storefronts are independent: a slow or rate-limited one must not hold up the others
+        with ThreadPoolExecutor(max_workers=min(8, len(calls)), thread_name_prefix="set-stock") as pool:
+            futures = {conn_id: pool.submit(send, conn, targets) for conn_id, (conn, targets) in calls.items()}
+            answers = {conn_id: f.result() for conn_id, f in futures.items()}
+    else:
+        answers = {conn_id: send(conn, targets) for conn_id, (conn, targets) in calls.items()}
+
+    for conn_id, work in per_conn.items():
+        conn, targets = calls[conn_id]
+        out.connections[conn.name] = out.connections.get(conn.name, 0) + len(targets)
+        results, whole_error = answers[conn_id]
         by_target = {(r.sku, r.channel_ref): r for r in results or []}
         retry_errors: list[tuple[Exception, dict]] = []
         any_ok = False

@@ -246,3 +246,35 @@ def test_concurrent_claims_never_overlap(transactional_db):
         t.join(60)
     assert not errors_seen
     assert len(claimed) == 400 and len(set(claimed)) == 400
+
+
+def test_storefronts_are_pushed_concurrently_and_independently(world, monkeypatch):
+    import threading
+    import time as _time
+
+    import connectors.registry as registry
+    from integration_hub.core.models import Connection
+
+    from .conftest import FakeStorefront
+
+    sfcc = Connection.objects.create(name="sfcc", system_type="sfcc", base_url="http://127.0.0.1:9/sfcc")
+    world.channel("web", locations=["dc1"])
+    world.channel("eu", locations=["dc1"], connection=sfcc)
+    world.item("A")
+    world.stock("A", "dc1", 4)
+    slow, fast = FakeStorefront(), FakeStorefront()
+    seen_threads = set()
+
+    def slow_call(targets):
+        seen_threads.add(threading.get_ident())
+        _time.sleep(0.5)
+        raise errors.TimeoutError_("storefront hangs")
+
+    slow.on_call = slow_call
+    fast.on_call = lambda targets: seen_threads.add(threading.get_ident())
+    monkeypatch.setattr(registry, "get_connector", lambda c, fresh=False: slow if c.system_type == "commercetools" else fast)
+    outbox.enqueue([world.items["A"].pk])
+    res = push.push_batch()
+    assert res.pushed == 1 and res.failed == 1 and len(seen_threads) == 2
+    assert fast.quantities == {("sc-eu", "SF-A"): 4}
+    assert set(PendingPush.objects.values_list("channel__key", flat=True)) == {"web"}
