@@ -10,7 +10,8 @@ One batch (:func:`push_batch`) runs a fixed number of queries whatever its size:
 2. ATS for all claimed pairs in one query (:mod:`.ats`), the last confirmed values in one query, the
    channels and their connections in one query.
 3. pairs whose ATS equals ``ChannelStock.confirmed_quantity`` are not sent (state, not events);
-4. one ``Storefront.set_stock`` call per storefront connection (the HttpClient rate-limits per
+4. one ``Storefront.set_stock`` call per storefront connection, concurrently when a batch spans several
+   (no database access inside; the HttpClient rate-limits per
    connection — shared through Redis when configured — and honours Retry-After; the connector
    handles 409 by re-reading the version);
 5. ChannelStock upserted in bulk, then only the claimed rows whose ``claim_token`` is still ours are
