@@ -71,3 +71,26 @@ def test_sfcc_order_webhook_captures_the_order(pair, live_server, eager_celery):
 
     order = Order.objects.get(external_id=no)  # captured by the webhook → fetch task, no poll
     assert order.channel.key == "web" and order.gift_message == "Happy birthday"
+
+
+def test_archean_item_fulfilment_webhook_ships_status_push_does_not(pair, live_server):
+    import json
+
+    import requests
+
+    from exceptions_app.models import ExceptionRecord
+    from integration_hub.core.webhooks import HEADER, sign
+
+    sf, wh = pair.connection("commercetools"), hooked(pair, pair.connection("archean"), "r247-hook")
+    pair.topology(sf, wh, list_id="sc-web")
+    pair.control("archean", "configure_webhooks", {"dispatch_url": f"{live_server.url}/hooks/dispatch/archean/", "secret": "r247-hook"})
+    order = flows.order_out(pair, sf, wh, "sc-web")
+    body = json.dumps({"type": "sales_order.status_changed", "data": [{"sales_order_reference": order.idempotency_key,
+                                                                        "status": "SHIPPED"}]}).encode()
+    r = requests.post(f"{live_server.url}/hooks/dispatch/archean/", data=body, headers={HEADER: sign("r247-hook", body)}, timeout=10)
+    assert r.status_code == 200
+    order.refresh_from_db()
+    assert order.state == "acknowledged" and not ExceptionRecord.objects.filter(kind="bad_payload").exists()
+    pair.control("archean", "dispatch", {"order_ref": order.idempotency_key, "parcels": [{"carrier": "RM", "tracking_number": "RM-7"}]})
+    order.refresh_from_db()
+    assert order.state == "dispatched" and order.tracking[0]["tracking_number"] == "RM-7"
