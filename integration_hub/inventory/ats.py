@@ -11,11 +11,11 @@ Rules (ARCHITECTURE principle 6 — one query for a whole channel, or for any se
   reservation on a bundle item holds ``quantity × component quantity`` of each component.
 * Safety buffer: ``SkuMapping.safety_buffer`` when set, else ``ChannelStockRule.safety_buffer``.
 * Result floored at 0.
-* Bundles: ``min over components of floor(component stock / component quantity)`` where component
-  stock is the component's ATS on the channel *before* any buffer (floored at 0), and then the
-  bundle's own buffer (its mapping's override, else the channel buffer) is held back from the bundle
-  quantity. ``floor(s/q) - b <= floor((s-b)/q)``, so this is never less conservative than buffering
-  each component. A bundle without components has ATS 0.
+* Bundles: ``min over components of floor(component ATS / component quantity)``, where component ATS
+  is the component's ATS on the channel (its own per-SKU buffer when its mapping sets one, else the
+  channel buffer; floored at 0) whether or not the component is itself sold on the channel. The
+  channel buffer is thus held back once, at component level; a bundle mapping with an explicit
+  ``safety_buffer`` holds that many bundles back on top. A bundle without components has ATS 0.
 * Only pairs with an active SkuMapping for the channel (channel-specific, which wins, else a
   global one with ``channel`` null) exist at all: unmapped items are never pushed.
 
@@ -118,7 +118,7 @@ def _sql(pair_count: int | None, channel_count: int | None) -> str:
         SELECT cand.*, ROW_NUMBER() OVER (PARTITION BY channel_id, item_id ORDER BY generic, mapping_id) AS rn FROM cand
     ),
     targets AS (
-        SELECT rk.channel_id, rk.item_id, rk.storefront_sku,
+        SELECT rk.channel_id, rk.item_id, rk.storefront_sku, rk.own_buffer, rk.channel_buffer,
                COALESCE(rk.own_buffer, rk.channel_buffer) AS buffer, i.is_bundle
           FROM ranked rk JOIN {{item}} i ON i.id = rk.item_id
          WHERE rk.rn = 1
@@ -162,17 +162,32 @@ def _sql(pair_count: int | None, channel_count: int | None) -> str:
           LEFT JOIN on_hand s ON s.channel_id = n.channel_id AND s.item_id = n.item_id
           LEFT JOIN held h ON h.channel_id = n.channel_id AND h.item_id = n.item_id
     ),
+    comp_map AS (
+        SELECT channel_id, item_id, own_buffer FROM (
+            SELECT c.channel_id, c.item_id, m.safety_buffer AS own_buffer,
+                   ROW_NUMBER() OVER (PARTITION BY c.channel_id, c.item_id
+                                      ORDER BY CASE WHEN m.channel_id IS NULL THEN 1 ELSE 0 END, m.id) AS rn
+              FROM (SELECT DISTINCT t.channel_id, bc.component_id AS item_id
+                      FROM targets t JOIN {{bundle}} bc ON bc.bundle_id = t.item_id WHERE t.is_bundle = %s) c
+              JOIN {{mapping}} m ON m.item_id = c.item_id AND m.active = %s
+                                AND (m.channel_id = c.channel_id OR m.channel_id IS NULL)
+        ) x WHERE rn = 1
+    ),
     kits AS (
-        SELECT t.channel_id, t.item_id, MIN(COALESCE(rw.qty, 0) / bc.quantity) AS qty
+        SELECT t.channel_id, t.item_id,
+               MIN(CASE WHEN COALESCE(rw.qty, 0) - COALESCE(cm.own_buffer, t.channel_buffer) > 0
+                        THEN COALESCE(rw.qty, 0) - COALESCE(cm.own_buffer, t.channel_buffer) ELSE 0 END / bc.quantity) AS qty
           FROM targets t
           JOIN {{bundle}} bc ON bc.bundle_id = t.item_id
           LEFT JOIN raw rw ON rw.channel_id = t.channel_id AND rw.item_id = bc.component_id
+          LEFT JOIN comp_map cm ON cm.channel_id = t.channel_id AND cm.item_id = bc.component_id
          WHERE t.is_bundle = %s
          GROUP BY t.channel_id, t.item_id
     ),
     result AS (
         SELECT t.channel_id, t.item_id, t.storefront_sku,
-               COALESCE(CASE WHEN t.is_bundle = %s THEN k.qty ELSE rw.qty END, 0) - t.buffer AS qty
+               CASE WHEN t.is_bundle = %s THEN COALESCE(k.qty, 0) - COALESCE(t.own_buffer, 0)
+                    ELSE COALESCE(rw.qty, 0) - t.buffer END AS qty
           FROM targets t
           LEFT JOIN raw rw ON rw.channel_id = t.channel_id AND rw.item_id = t.item_id
           LEFT JOIN kits k ON k.channel_id = t.channel_id AND k.item_id = t.item_id
@@ -194,6 +209,7 @@ def _params(pairs: list[tuple[int, int]] | None, channel_ids: list[int] | None) 
     params += [True] if pairs else [True, True]  # cand: m.active
     params += [False, True]  # need
     params += [InventoryState.AVAILABLE, InventoryState.AVAILABLE, InventoryState.RESERVED]  # on_hand
+    params += [True, True]  # comp_map: is_bundle, m.active
     params += [True, True]  # kits, result
     return params
 
@@ -238,10 +254,8 @@ def naive_for_pair(channel_id: int, item_id: int) -> int | None:
     rule = ChannelStockRule.objects.filter(channel_id=channel_id, channel__active=True).select_related("pool").first()
     if rule is None:
         return None
-    mappings = list(SkuMapping.objects.filter(item_id=item_id, active=True).filter(Q(channel_id=channel_id) | Q(channel__isnull=True)))
-    if not mappings:
+    if not SkuMapping.objects.filter(item_id=item_id, active=True).filter(Q(channel_id=channel_id) | Q(channel__isnull=True)).exists():
         return None
-    mapping = min(mappings, key=lambda m: (m.channel_id is None, m.id))
 
     def locations_of(r):
         if r.mode == ChannelStockRule.Mode.SHARED:
@@ -263,11 +277,16 @@ def naive_for_pair(channel_id: int, item_id: int) -> int | None:
             held += kit_held * bc.quantity
         return max(0, avail - reserved - held)
 
-    buffer = mapping.safety_buffer if mapping.safety_buffer is not None else rule.safety_buffer
+    def buffer_of(iid: int, own_only: bool = False) -> int:
+        found = list(SkuMapping.objects.filter(item_id=iid, active=True).filter(Q(channel_id=channel_id) | Q(channel__isnull=True)))
+        own = min(found, key=lambda m: (m.channel_id is None, m.id)).safety_buffer if found else None
+        if own is not None:
+            return own
+        return 0 if own_only else rule.safety_buffer
+
     item = Item.objects.get(pk=item_id)
     if item.is_bundle:
         comps = list(BundleComponent.objects.filter(bundle_id=item_id))
-        base = min((raw(bc.component_id) // bc.quantity for bc in comps), default=0)
-    else:
-        base = raw(item_id)
-    return max(0, base - buffer)
+        base = min((max(0, raw(bc.component_id) - buffer_of(bc.component_id)) // bc.quantity for bc in comps), default=0)
+        return max(0, base - buffer_of(item_id, own_only=True))
+    return max(0, raw(item_id) - buffer_of(item_id))

@@ -140,9 +140,15 @@ def test_bundle_buffer_and_missing_component_stock(world):
     world.item("kit", bundle_of={"a": 2, "b": 1})
     world.stock("a", "dc1", 21)
     world.stock("b", "dc1", 30)
-    assert both(world, "web", "kit") == 8  # floor(21/2)=10, minus the bundle's buffer 2
+    assert both(world, "web", "kit") == 9  # component ATS a = 21-2 = 19 -> floor(19/2) = 9; b = 28
     world.item("kit2", bundle_of={"a": 1, "b": 1}, buffer=0)
-    assert both(world, "web", "kit2") == 21
+    assert both(world, "web", "kit2") == 19  # the channel buffer is held once, at component level
+    world.item("kit4", bundle_of={"a": 1, "b": 1}, buffer=5)
+    assert both(world, "web", "kit4") == 14  # an explicit bundle buffer holds bundles back on top
+    from integration_hub.catalog.models import SkuMapping
+
+    SkuMapping.objects.create(item=world.items["a"], channel=world.channels["web"], storefront_sku="A-WEB", safety_buffer=15)
+    assert both(world, "web", "kit2") == 6  # the component's own per-SKU buffer counts too: 21-15
     world.item("c", mapped=False)
     world.item("kit3", bundle_of={"a": 1, "c": 1})  # c has no stock rows at all
     assert both(world, "web", "kit3") == 0
