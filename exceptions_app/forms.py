@@ -57,7 +57,8 @@ class MapSkuForm(forms.Form):
 
 
 class OrderActionForm(forms.Form):
-    ACTIONS = [("retry", "Retry send"), ("edit", "Edit field and resend"), ("cancel", "Cancel order")]
+    ACTIONS = [("retry", "Retry send"), ("edit", "Edit field and resend"), ("notify", "Resend shipped notification"),
+               ("cancel", "Cancel order")]
     action = forms.ChoiceField(choices=ACTIONS)
     field = forms.ChoiceField(choices=list(EDITABLE_ORDER_FIELDS.items()), required=False)
     value = forms.CharField(required=False, max_length=2000)

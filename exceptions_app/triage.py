@@ -74,7 +74,7 @@ class TriageError(Exception):
 def action_for(record: ExceptionRecord) -> str:
     if record.kind in SKU_KINDS:
         return "map_sku"
-    if record.kind == Kind.STUCK_ORDER or (record.context or {}).get("action") == "retry_order":
+    if record.kind in (Kind.STUCK_ORDER, Kind.MISSING_DISPATCH) or (record.context or {}).get("action") in ("retry_order", "resend_dispatch"):
         return "order"
     if record.kind == Kind.STOCK_DRIFT:
         return "repush_stock"
@@ -502,6 +502,13 @@ def edit_and_resend(order, field_name: str, value: str, user=None, record: Excep
     result = _wrap(lambda: _order_service("update_field_and_resend")(order, field_name, value, actor=user))
     _note(record, user, f"{EDITABLE_ORDER_FIELDS.get(field_name, field_name)} corrected and resend requested; "
                         "resolves when the warehouse acknowledges")
+    return result
+
+
+def resend_dispatch(order, user=None, record: ExceptionRecord | None = None):
+    """Tell the storefront again that a dispatched order shipped (missing_dispatch)."""
+    result = _wrap(lambda: _order_service("notify_storefront")(order, actor=user))
+    _note(record, user, "shipped notification resent; resolves when the storefront shows the order shipped")
     return result
 
 

@@ -173,7 +173,7 @@ class OrderActionView(_RecordAction):
     permission_required = "exceptions_app.view_exceptionrecord"
 
     NEEDS = {"retry": ["orders.retry_order"], "edit": ["orders.change_order", "orders.retry_order"],
-             "cancel": ["orders.cancel_order"]}
+             "notify": ["orders.retry_order"], "cancel": ["orders.cancel_order"]}
 
     def post(self, request, pk):
         record = self.record(pk)
@@ -194,6 +194,9 @@ class OrderActionView(_RecordAction):
             elif action == "edit":
                 triage.edit_and_resend(order, form.cleaned_data["field"], form.cleaned_data["value"], user=request.user, record=record)
                 messages.success(request, f"Order {order} corrected and queued for resend. The exception resolves when the warehouse acknowledges it.")
+            elif action == "notify":
+                triage.resend_dispatch(order, user=request.user, record=record)
+                messages.success(request, f"Shipped notification for {order} resent.")
             else:
                 triage.cancel_order(order, form.cleaned_data["reason"], user=request.user, record=record)
                 messages.success(request, f"Order {order} cancelled.")

@@ -354,7 +354,7 @@ class OrderDetailView(PermissionRequired, TemplateView):
             return self.render_to_response(self.get_context_data(pk=pk, form=form), status=400)
         action = form.cleaned_data["action"]
         needs = {"retry": ["orders.retry_order"], "edit": ["orders.change_order", "orders.retry_order"],
-                 "cancel": ["orders.cancel_order"]}[action]
+                 "notify": ["orders.retry_order"], "cancel": ["orders.cancel_order"]}[action]
         _require(request, needs)
         try:
             if action == "retry":
@@ -363,6 +363,9 @@ class OrderDetailView(PermissionRequired, TemplateView):
             elif action == "edit":
                 triage.edit_and_resend(order, form.cleaned_data["field"], form.cleaned_data["value"], user=request.user, record=record)
                 messages.success(request, f"Order {order} corrected and queued for resend.")
+            elif action == "notify":
+                triage.resend_dispatch(order, user=request.user, record=record)
+                messages.success(request, f"Shipped notification for {order} resent.")
             else:
                 triage.cancel_order(order, form.cleaned_data["reason"], user=request.user, record=record)
                 messages.success(request, f"Order {order} cancelled.")
@@ -384,7 +387,7 @@ def _active_order_problem(records):
     from exceptions_app.models import Kind
 
     for r in records:
-        if r.is_active and r.kind in (Kind.STUCK_ORDER, Kind.BAD_PAYLOAD):
+        if r.is_active and r.kind in (Kind.STUCK_ORDER, Kind.BAD_PAYLOAD, Kind.MISSING_DISPATCH):
             return r
     return None
 

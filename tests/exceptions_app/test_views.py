@@ -255,3 +255,20 @@ def test_retry_that_succeeds_at_once_leaves_the_exception_resolved(w, role_clien
     role_client("ops").post(f"/exceptions/{rec.pk}/order/", {"action": "retry"})
     rec.refresh_from_db()
     assert rec.status == Status.RESOLVED
+
+
+def test_missing_dispatch_offers_resend_notification(w, role_client, monkeypatch):
+    from exceptions_app import services as exc
+    from integration_hub.orders.models import OrderState
+
+    order = f.orders(w, 1, state=OrderState.DISPATCHED, dispatched_at=f.ago(hours=3))[0]
+    rec = exc.raise_exception(Kind.MISSING_DISPATCH, exc.make_key(Kind.MISSING_DISPATCH, order.idempotency_key), "not shipped",
+                              context={"order_id": order.pk, "action": "resend_dispatch"})
+    calls = []
+    monkeypatch.setattr(triage, "_optional", lambda m, n: {"notify_storefront": lambda o, actor=None: calls.append(o.pk)}.get(n))
+    client = role_client("cx")
+    html = client.get(f"/exceptions/{rec.pk}/").content.decode()
+    assert "Resend shipped notification" in html and "Retry send" not in html
+    client.post(f"/exceptions/{rec.pk}/order/", {"action": "notify"})
+    rec.refresh_from_db()
+    assert calls == [order.pk] and rec.status == Status.ACKNOWLEDGED
