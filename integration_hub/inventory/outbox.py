@@ -70,7 +70,9 @@ def enqueue(item_ids: Iterable[int], *, location_ids: Iterable[int] | None = Non
             priority: int = PendingPush.Priority.ROUTINE, reason: str = "") -> int:
     """Upsert a pending push for every (channel, item) whose ATS depends on ``item_ids``.
 
-    Affected items are the items themselves plus every bundle containing one of them. Affected
+    Affected items are the items themselves, every bundle containing one of them, and — for bundle items
+    (a reservation on a kit holds its components) — their components and the other bundles sharing those
+    components. Affected
     channels are the active channels with a stock rule, restricted to those drawing on
     ``location_ids`` and/or to ``channel_ids`` when given; only pairs with an active SKU mapping
     (channel-specific or global) are queued. Repeated ids count as repeated changes.
@@ -105,10 +107,17 @@ def enqueue(item_ids: Iterable[int], *, location_ids: Iterable[int] | None = Non
             INSERT INTO {push} (channel_id, item_id, priority, reason, changes, attempts, claim_token, last_error,
                                 created_at, updated_at)
             WITH src(item_id, n) AS (VALUES """ + ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS INTEGER))"] * len(chunk)) + """),
+            comps AS (  -- a held / changed bundle holds its components
+                SELECT bc.component_id AS item_id, s.n, s.item_id AS via FROM src s JOIN {bundle} bc ON bc.bundle_id = s.item_id
+            ),
             affected AS (
                 SELECT item_id, n FROM src
                 UNION ALL
+                SELECT item_id, n FROM comps
+                UNION ALL  -- bundles containing a changed item
                 SELECT bc.bundle_id, s.n FROM src s JOIN {bundle} bc ON bc.component_id = s.item_id
+                UNION ALL  -- other bundles sharing a component with a changed bundle
+                SELECT bc.bundle_id, c.n FROM comps c JOIN {bundle} bc ON bc.component_id = c.item_id WHERE bc.bundle_id <> c.via
             ),
             agg AS (SELECT item_id, SUM(n) AS n FROM affected GROUP BY item_id),
             chan_loc AS (""" + ats.CHANNEL_LOCATIONS_SQL + """),

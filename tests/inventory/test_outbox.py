@@ -137,3 +137,11 @@ def test_broker_outage_loses_nothing(topo, settings, monkeypatch, django_capture
     sent = []
     monkeypatch.setattr(tasks.push_pending, "apply_async", lambda *a, **kw: sent.append(kw))
     assert tasks.sweep_pending()["order"] == 6 and sent  # A and the kit on 3 channels: the sweep dispatches them
+
+
+def test_enqueue_of_a_bundle_reaches_its_components_and_sibling_bundles(topo):
+    topo.item("kit2", bundle_of={"A": 2})
+    topo.item("kit3", bundle_of={"B": 1})
+    outbox.enqueue([topo.items["kit"].pk], channel_ids=[topo.channels["de"].pk], priority=ORDER)  # e.g. a kit reserved
+    assert pairs() == {("de", "kit"), ("de", "A"), ("de", "kit2")}  # D is unmapped; kit3 shares nothing
+    assert PendingPush.objects.get(item=topo.items["kit"]).changes == 1
