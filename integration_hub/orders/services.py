@@ -83,6 +83,58 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, min(attempts - 1, 10))))
 
 
+def _save_fields(model, objs, fields: list[str], max_groups: int = 20) -> None:
+    """Write ``fields`` of ``objs``: one plain UPDATE per distinct combination of values when there are few
+    (the usual case: every acknowledged order gets the same cleared fields), else ``bulk_update``."""
+    objs = list(objs)
+    if not objs:
+        return
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for o in objs:
+        groups[tuple(repr(getattr(o, model._meta.get_field(f).attname)) for f in fields)].append(o.pk)
+    if len(groups) > max_groups:
+        model.objects.bulk_update(objs, fields, batch_size=500)
+        return
+    first = {}
+    for o in objs:
+        first.setdefault(tuple(repr(getattr(o, model._meta.get_field(f).attname)) for f in fields), o)
+    for key, pks in groups.items():
+        sample = first[key]
+        values = {model._meta.get_field(f).attname: getattr(sample, model._meta.get_field(f).attname) for f in fields}
+        for chunk in _chunks(pks):
+            model.objects.filter(pk__in=chunk).update(**values)
+
+
+def _save_varying(model, objs, fields: list[str]) -> None:
+    """Per-row values in one ``UPDATE … SET f = CASE id WHEN … END`` per field and 500 rows (what
+    ``bulk_update`` does, without its per-row expression objects, which dominate at this size)."""
+    from django.db import connection as db
+
+    objs = list(objs)
+    table, pk_col = model._meta.db_table, model._meta.pk.column
+    for name in fields:
+        f = model._meta.get_field(name)
+        for chunk in _chunks(objs):
+            params: list = []
+            whens = []
+            for o in chunk:
+                whens.append("WHEN %s THEN %s")
+                params += [o.pk, f.get_db_prep_save(getattr(o, f.attname), db)]
+            params += [o.pk for o in chunk]
+            sql = (f'UPDATE {db.ops.quote_name(table)} SET {db.ops.quote_name(f.column)} = CASE {db.ops.quote_name(pk_col)} '
+                   f'{" ".join(whens)} END WHERE {db.ops.quote_name(pk_col)} IN ({", ".join(["%s"] * len(chunk))})')
+            with db.cursor() as cur:
+                cur.execute(sql, params)
+
+
+def _save_split(model, objs, varying: list[str], constant: list[str]) -> None:
+    """``varying`` fields differ per row (one CASE update each); ``constant`` ones are grouped (plain UPDATEs)."""
+    if varying:
+        _save_varying(model, objs, varying)
+    if constant:
+        _save_fields(model, objs, constant)
+
+
 def _chunks(seq, n=500):
     seq = list(seq)
     for i in range(0, len(seq), n):
@@ -160,16 +212,29 @@ def _capture(pairs: list[tuple[Channel, StorefrontOrder]], source: str) -> Captu
                         ids.update(Order.objects.filter(idempotency_key__in=chunk).values_list("idempotency_key", "pk"))
                     for o in new:
                         o.pk = o.id = ids[o.idempotency_key]
+                # SKUs resolved before the insert (one lookup per channel), so lines are written once
+                skus_by_channel: dict[int, tuple[Channel, set[str]]] = {}
+                for o in new:
+                    ch, so = by_key[o.idempotency_key]
+                    skus_by_channel.setdefault(ch.pk, (ch, set()))[1].update(ln.sku for ln in so.lines if ln.sku)
+                resolved = {cid: mapping.resolve_skus(ch, skus) for cid, (ch, skus) in skus_by_channel.items()}
                 lines = []
                 for o in new:
-                    so = by_key[o.idempotency_key][1]
+                    ch, so = by_key[o.idempotency_key]
                     for ln in so.lines:
+                        r = resolved[ch.pk].get(ln.sku or "")
                         lines.append(OrderLine(order_id=o.pk, line_id=str(ln.line_id)[:100], storefront_sku=(ln.sku or "")[:100],
-                                               quantity=max(int(ln.quantity or 0), 0), unit_price_cents=ln.unit_price_cents,
-                                               custom_fields=dict(ln.custom_fields or {})))
+                                               item=r.item if r else None, quantity=max(int(ln.quantity or 0), 0),
+                                               unit_price_cents=ln.unit_price_cents, custom_fields=dict(ln.custom_fields or {})))
                 OrderLine.objects.bulk_create(lines, batch_size=500)
                 log_created(new, f"captured from {source}")
-                _map_lines([o.pk for o in new])
+                preloaded = None
+                if all(ln.pk for ln in lines):
+                    orders_by_pk = {o.pk: o for o in new}
+                    for ln in lines:
+                        ln.order = orders_by_pk[ln.order_id]
+                    preloaded = lines
+                _map_lines([o.pk for o in new], preloaded)
                 result.created = new
                 kick()
                 return result
@@ -308,16 +373,18 @@ def _record_storefront_side(connection: Connection, pairs) -> int:
 
 
 # --- mapping + reservations ---------------------------------------------------------------------------
-def _map_lines(order_ids) -> None:
+def _map_lines(order_ids, lines: list[OrderLine] | None = None) -> None:
     """Resolve top-level lines without an item, explode bundles into component lines, reserve stock.
-    Idempotent: resolved lines and existing components / reservations are left alone."""
+    Idempotent: resolved lines and existing components / reservations are left alone. ``lines``: the
+    orders' top-level lines with ``order`` (and its channel) and ``item`` already in memory (capture)."""
     order_ids = list(order_ids)
     if not order_ids:
         return
-    lines = []
-    for chunk in _chunks(order_ids):
-        lines += list(OrderLine.objects.filter(order_id__in=chunk, parent__isnull=True)
-                      .select_related("item", "order__channel"))
+    if lines is None:
+        lines = []
+        for chunk in _chunks(order_ids):
+            lines += list(OrderLine.objects.filter(order_id__in=chunk, parent__isnull=True)
+                          .select_related("item", "order__channel"))
     unresolved: dict[int, list[OrderLine]] = defaultdict(list)
     channels = {}
     for ln in lines:
@@ -337,7 +404,9 @@ def _map_lines(order_ids) -> None:
     # explode bundles that have no component lines yet
     bundle_lines = [ln for ln in lines if ln.item_id and ln.item.is_bundle]
     if bundle_lines:
-        have = set(OrderLine.objects.filter(parent_id__in=[ln.pk for ln in bundle_lines]).values_list("parent_id", flat=True).distinct())
+        have = set()
+        for chunk in _chunks([ln.pk for ln in bundle_lines]):
+            have.update(OrderLine.objects.filter(parent_id__in=chunk).values_list("parent_id", flat=True).distinct())
         comps = mapping.bundle_components([ln.item_id for ln in bundle_lines])
         new = []
         for ln in bundle_lines:
@@ -423,7 +492,7 @@ def validate_many(order_ids, actor=None, cause: str = "validated") -> Validation
         _map_lines(order_ids)
         orders = []
         for chunk in _chunks(order_ids):
-            orders += list(Order.objects.filter(pk__in=chunk, state__in=wanted_states).select_related("channel__connection", "channel__warehouse"))
+            orders += list(Order.objects.filter(pk__in=chunk, state__in=wanted_states).select_related("channel__connection", "channel__warehouse", "warehouse"))
         if not orders:
             return out
         lines_by_order: dict[int, list[OrderLine]] = defaultdict(list)
@@ -493,7 +562,7 @@ def validate_many(order_ids, actor=None, cause: str = "validated") -> Validation
                          "action": "map_sku"}, channel_id=e["channel"].pk, connection_id=e["channel"].connection_id,
                 sku=e["sku"], order_ref=e["orders"][0]))
         if ok:
-            Order.objects.bulk_update(ok, ["warehouse_shipping_method", "warehouse_carrier", "warehouse", "hold_reason"], batch_size=500)
+            _save_fields(Order, ok, ["warehouse_shipping_method", "warehouse_carrier", "warehouse", "hold_reason"])
             out.validated = transition_many([o.pk for o in ok], S.VALIDATED, cause, actor=actor, from_states=wanted_states,
                                             next_attempt_at=None, claim_token="")
         if held:
@@ -653,14 +722,14 @@ def _send_claimed(ids: list[int], actor=None) -> SendResult:
                     make_key("orphaned_order", o.channel.key, o.external_id)]
     with transaction.atomic():
         if acked:
-            Order.objects.bulk_update(acked, ["warehouse_ref", "last_error", "next_attempt_at", "hold_reason", "claim_token"], batch_size=500)
+            _save_split(Order, acked, ["warehouse_ref"], ["last_error", "next_attempt_at", "hold_reason", "claim_token"])
             moved = transition_many([o.pk for o in acked], S.ACKNOWLEDGED, "acknowledged by warehouse", actor=actor, from_states=[S.SENT])
             result.acknowledged = len(moved)
             _release([o.idempotency_key for o in acked if o.pk in set(moved)], "acknowledged")
             conns = {o.warehouse.name for o in acked}
             cleared += [make_key(k, c, "send_order") for c in conns for k in ("rate_limited", "sync_timeout")]
         if later:
-            Order.objects.bulk_update(later, ["last_error", "next_attempt_at", "claim_token"], batch_size=500)
+            _save_split(Order, later, ["last_error", "next_attempt_at"], ["claim_token"])
         if held:
             Order.objects.bulk_update(held, ["last_error", "hold_reason", "claim_token"], batch_size=500)
             result.held = len(transition_many([o.pk for o in held], S.HELD, "held: warehouse rejected the order", actor=actor,
@@ -924,7 +993,7 @@ def _notify_claimed(ids: list[int], actor=None) -> NotifyResult:
         done.append(o)
     with transaction.atomic():
         if done:
-            Order.objects.bulk_update(done, ["storefront_version", "last_error", "next_attempt_at", "claim_token"], batch_size=500)
+            _save_split(Order, done, ["storefront_version"], ["last_error", "next_attempt_at", "claim_token"])
             result.notified = len(transition_many([o.pk for o in done], S.STOREFRONT_NOTIFIED, "storefront marked shipped",
                                                   actor=actor, from_states=[S.DISPATCHED]))
         if later:

@@ -52,8 +52,11 @@ def test_flash_sale_every_order_once_none_shipped_without_dispatch(sandbox, cele
     def tick():
         tasks.sweep.apply_async(kwargs={"lease_seconds": 15, "workers": 2}, queue="priority")
 
+    phases = {}
+    t = time.time()
     tasks.poll_orders.apply_async(kwargs={"max_pages": 50})
     _wait("capture", lambda: Order.objects.count() >= N, 90, lambda: None)
+    phases["capture"] = time.time() - t
     # kill the worker in the middle of sending
     _wait("some acknowledgements", lambda: _counts()[S.ACKNOWLEDGED] >= 1000, 90, tick)
     celery_worker_process.kill()
@@ -61,6 +64,7 @@ def test_flash_sale_every_order_once_none_shipped_without_dispatch(sandbox, cele
     celery_worker_process.restart()
     tasks.poll_orders.apply_async()  # overlapping catch-up poll: must change nothing
     _wait("all acknowledged", lambda: _counts()[S.ACKNOWLEDGED] == N, 180, tick)
+    phases["acknowledged"] = time.time() - t
     assert killed_at[S.ACKNOWLEDGED] < N, "the kill came too late to test anything"
 
     # nothing is shipped before the warehouse confirms
@@ -71,10 +75,12 @@ def test_flash_sale_every_order_once_none_shipped_without_dispatch(sandbox, cele
     keys = sorted(Order.objects.values_list("idempotency_key", flat=True))
     for k in keys[:DISPATCHED]:
         wair.control_dispatch({"order_ref": k, "parcels": [{"carrier": "dhl"}]})
+    t = time.time()
     tasks.poll_dispatches.apply_async(kwargs={"max_pages": 50})
     _wait("storefront notified", lambda: _counts()[S.STOREFRONT_NOTIFIED] == DISPATCHED, 150,
           lambda: (tick(), tasks.poll_dispatches.apply_async(kwargs={"max_pages": 50})))
 
+    phases["notified"] = time.time() - t
     # exactly once in the warehouse
     state = control(sandbox, "wair", "state")
     assert len(keys) == len(set(keys)) == N
@@ -95,4 +101,4 @@ def test_flash_sale_every_order_once_none_shipped_without_dispatch(sandbox, cele
     receipts = sum(state["order_receipts"].values())
     assert receipts >= N
     print(f"flash sale: {N} orders in {time.time() - started:.0f}s; warehouse receipts {receipts} (replays {receipts - N}); "
-          f"acknowledged at kill: {killed_at[S.ACKNOWLEDGED]}")
+          f"acknowledged at kill: {killed_at[S.ACKNOWLEDGED]}; phases {({k: round(v) for k, v in phases.items()})}")
