@@ -278,3 +278,20 @@ def test_storefronts_are_pushed_concurrently_and_independently(world, monkeypatc
     assert res.pushed == 1 and res.failed == 1 and len(seen_threads) == 2
     assert fast.quantities == {("sc-eu", "SF-A"): 4}
     assert set(PendingPush.objects.values_list("channel__key", flat=True)) == {"web"}
+
+
+def test_stock_management_command(topo, fake_storefront):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    def run(*args):
+        out = StringIO()
+        call_command("stock", *args, stdout=out)
+        return out.getvalue()
+
+    assert "outbox empty" in run("status")
+    assert "3 push(es) queued for b2b" in run("requeue", "--channel", "b2b")
+    assert "waiting" in run("status")
+    assert "pushed 3" in run("push")
+    assert fake_storefront.quantities[("sc-b2b", "SF-S1")] == 11
