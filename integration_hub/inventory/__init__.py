@@ -15,4 +15,5 @@ Map of the package (each module's docstring has the details):
   tasks.py     push_pending, sweep_pending, poll_masters, poll_stock, resync_masters, drift_check
   beat.py      the periodic jobs (setup_beat installs them)
   sql.py       portable bulk upsert
+  management/commands/stock.py   ``manage.py stock push|sweep|poll|resync|drift|requeue|status``
 """
