@@ -24,6 +24,7 @@ from integration_hub.catalog.transforms import TransformError, TransformSpec, ap
 from .models import Order, ShippingMethodMap
 
 MAX_PAD = 20
+CANDIDATE_CHUNK = 2000  # item lookups per query when undoing transforms (well under SQLite's 32,766 parameters)
 ADDRESS_FIELDS = ("first_name", "last_name", "company", "street", "street2", "postal_code", "city", "region",
                   "country", "phone", "email")
 REQUIRED_ADDRESS = ("street", "postal_code", "city", "country")
@@ -85,8 +86,8 @@ def resolve_skus(channel, skus) -> dict[str, Resolution]:
                         wanted.setdefault(c, set()).add(sku)
             names = sorted(wanted)
             items = []
-            for start in range(0, len(names), 500):
-                items += list(Item.objects.filter(sku__in=names[start:start + 500], active=True))
+            for start in range(0, len(names), CANDIDATE_CHUNK):
+                items += list(Item.objects.filter(sku__in=names[start:start + CANDIDATE_CHUNK], active=True))
             for sku in missing:
                 for t, spec in specs:  # first transform (most specific) that matches wins
                     hits = []

@@ -191,3 +191,14 @@ def test_storefront_side_fulfilment_reported_to_master_until_acknowledged(sandbo
     assert f.ack_id.startswith("FF-") and f.attempts == 2
     wair = control(sandbox, "wair", "state")["fulfilments"]
     assert len(wair) == 1 and wair[0]["orderRef"] == Order.objects.get().idempotency_key
+
+
+@pytest.mark.django_db(transaction=True)
+def test_change_notification_ids_are_fetched_and_captured_once(sandbox, no_kick):
+    ct, wh, channel = sandbox_world(sandbox)
+    created = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1), spec(2)]})
+    r = services.fetch_and_capture(ct, created["ids"] + created["ids"][:1])
+    assert len(r.created) == 2
+    assert len(services.fetch_and_capture(ct, created["ids"]).created) == 0
+    o = Order.objects.get(external_id=created["ids"][0])
+    assert o.order_number == "FS1" and o.lines.count() == 2
