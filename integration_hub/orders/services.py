@@ -189,19 +189,18 @@ def _new_order(channel: Channel, so: StorefrontOrder) -> Order:
 def _capture(pairs: list[tuple[Channel, StorefrontOrder]], source: str) -> CaptureResult:
     """Insert the orders not yet known (by idempotency key) with their lines, map them and reserve stock.
     Runs in one transaction; retried when a concurrent capture inserted the same order first."""
-    by_key: dict[str, tuple[Channel, StorefrontOrder]] = {}
+    by_pair: dict[tuple[int, str], tuple[Channel, StorefrontOrder]] = {}
     for channel, so in pairs:
-        by_key.setdefault(order_key(channel, so.external_id), (channel, so))
+        by_pair.setdefault((channel.pk, so.external_id), (channel, so))
     result = CaptureResult()
-    if not by_key:
+    if not by_pair:
         return result
     for attempt in range(3):
         try:
             with transaction.atomic():
-                known = set()
-                for chunk in _chunks(by_key):
-                    known.update(Order.objects.filter(idempotency_key__in=chunk).values_list("idempotency_key", flat=True))
-                new = [_new_order(ch, so) for k, (ch, so) in by_key.items() if k not in known]
+                known = _known_pairs(by_pair)
+                new = [_new_order(ch, so) for k, (ch, so) in by_pair.items() if k not in known]
+                by_key = {o.idempotency_key: by_pair[(o.channel_id, o.external_id)] for o in new}
                 result = CaptureResult(existing=len(known))
                 if not new:
                     return result
@@ -245,6 +244,31 @@ def _capture(pairs: list[tuple[Channel, StorefrontOrder]], source: str) -> Captu
     return result
 
 
+def _known_pairs(pairs) -> set[tuple[int, str]]:
+    """Which (channel id, external id) pairs already have an Order (the dedupe key of capture)."""
+    by_channel: dict[int, list[str]] = defaultdict(list)
+    for channel_id, external_id in pairs:
+        by_channel[channel_id].append(external_id)
+    known = set()
+    for channel_id, ids in by_channel.items():
+        for chunk in _chunks(ids):
+            known.update(Order.objects.filter(channel_id=channel_id, external_id__in=chunk).values_list("channel_id", "external_id"))
+    return known
+
+
+def _orders_for(pairs, qs=None) -> dict[tuple[int, str], Order]:
+    """(channel id, external id) → Order for the pairs that exist."""
+    by_channel: dict[int, list[str]] = defaultdict(list)
+    for channel_id, external_id in pairs:
+        by_channel[channel_id].append(external_id)
+    qs = qs if qs is not None else Order.objects.all()
+    out = {}
+    for channel_id, ids in by_channel.items():
+        for chunk in _chunks(ids):
+            out.update({(o.channel_id, o.external_id): o for o in qs.filter(channel_id=channel_id, external_id__in=chunk)})
+    return out
+
+
 def resolve_channel(connection: Connection, channel_ref: str, channels: list[Channel] | None = None) -> Channel | None:
     """The hub channel a storefront order belongs to: by supply channel / store key, else the connection's
     only active channel."""
@@ -261,7 +285,7 @@ def resolve_channel(connection: Connection, channel_ref: str, channels: list[Cha
 def capture(channel: Channel, storefront_order: StorefrontOrder, source: str = "api") -> tuple[Order, bool]:
     """One storefront order → (Order, created). Deduplicated by (channel, external id)."""
     result = _capture([(channel, storefront_order)], source)
-    order = Order.objects.get(idempotency_key=order_key(channel, storefront_order.external_id))
+    order = Order.objects.get(channel=channel, external_id=storefront_order.external_id)
     return order, bool(result.created)
 
 
@@ -293,11 +317,11 @@ def capture_many(connection: Connection, storefront_orders, source: str = "poll"
 def _apply_storefront_cancellations(connection: Connection, pairs) -> int:
     """Orders cancelled in the storefront: cancelled in the hub (reservations released) while the warehouse
     does not have them yet; once it does, a ``bad_payload`` record asks a person to cancel it there."""
-    cancelled = [order_key(ch, so.external_id) for ch, so in pairs if (so.status or "").lower() == "cancelled"]
+    cancelled = [(ch.pk, so.external_id) for ch, so in pairs if (so.status or "").lower() == "cancelled"]
     if not cancelled:
         return 0
     n, problems = 0, []
-    for o in Order.objects.filter(idempotency_key__in=cancelled).exclude(state=S.CANCELLED).select_related("channel", "warehouse"):
+    for o in _orders_for(cancelled, Order.objects.exclude(state=S.CANCELLED).select_related("channel", "warehouse")).values():
         if o.state in EDITABLE_BEFORE_SEND:
             cancel(o, "cancelled in the storefront")
             n += 1
@@ -334,12 +358,11 @@ def _record_storefront_side(connection: Connection, pairs) -> int:
             found.append((ch, so, fs))
     if not found:
         return 0
-    keys = [order_key(ch, so.external_id) for ch, so, _ in found]
-    orders = {o.idempotency_key: o for o in Order.objects.filter(idempotency_key__in=keys).select_related("channel")}
+    orders = _orders_for([(ch.pk, so.external_id) for ch, so, _ in found], Order.objects.select_related("channel"))
     known = set(StorefrontFulfilment.objects.filter(order__in=list(orders.values())).values_list("order_id", "fulfilment_ref"))
     rows, problems = [], []
     for ch, so, fs in found:
-        o = orders.get(order_key(ch, so.external_id))
+        o = orders.get((ch.pk, so.external_id))
         warehouse_id = o and (o.warehouse_id or ch.warehouse_id)
         if o is None or not warehouse_id:
             continue
@@ -1176,10 +1199,8 @@ def find_orphans(window_minutes: int = 24 * 60, grace_minutes: int | None = None
                 for so in page.items:
                     ch = resolve_channel(conn, so.channel_ref, channels)
                     if ch is not None and (so.placed_at is None or so.placed_at < now - grace):
-                        by_key[order_key(ch, so.external_id)] = (ch, so)
-                known = set()
-                for chunk in _chunks(by_key):
-                    known.update(Order.objects.filter(idempotency_key__in=chunk).values_list("idempotency_key", flat=True))
+                        by_key[(ch.pk, so.external_id)] = (ch, so)
+                known = _known_pairs(by_key)
                 missing += [v for k, v in by_key.items() if k not in known]
                 cursor = page.cursor
                 if not page.has_more:

@@ -362,3 +362,13 @@ def test_storefront_cancellation_cancels_before_send_and_flags_after(world, fake
     oa, ob = Order.objects.get(external_id="ct-k1"), Order.objects.get(external_id="ct-k2")
     assert oa.state == S.CANCELLED and ob.state == S.ACKNOWLEDGED
     assert exc(f"bad_payload:ct:order-cancel:{ob.idempotency_key}").context["action"] == "cancel_in_warehouse"
+
+
+def test_dedupe_survives_a_renamed_channel_key(world):
+    so = make_so("ct-rename")
+    o, _ = services.capture(world.channel, so)
+    world.channel.key = "uk-web-new"
+    world.channel.save()
+    o2, created = services.capture(world.channel, so)
+    assert not created and o2.pk == o.pk and o2.idempotency_key == o.idempotency_key
+    assert services.capture_many(world.ct, [so]).existing == 1
