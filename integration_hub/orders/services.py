@@ -744,6 +744,10 @@ def _send_claimed(ids: list[int], actor=None) -> SendResult:
         cleared += [make_key("stuck_order", o.idempotency_key), _bad_key(o.warehouse.name, "order", o.idempotency_key),
                     make_key("orphaned_order", o.channel.key, o.external_id)]
     with transaction.atomic():
+        if later or held:  # a dispatch confirmation may have moved some on meanwhile: leave those alone
+            still_sent = set(Order.objects.filter(pk__in=[o.pk for o in later + held], state=S.SENT).values_list("pk", flat=True))
+            later = [o for o in later if o.pk in still_sent]
+            held = [o for o in held if o.pk in still_sent]
         if acked:
             _save_split(Order, acked, ["warehouse_ref"], ["last_error", "next_attempt_at", "hold_reason", "claim_token"])
             moved = transition_many([o.pk for o in acked], S.ACKNOWLEDGED, "acknowledged by warehouse", actor=actor, from_states=[S.SENT])
