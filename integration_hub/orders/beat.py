@@ -2,7 +2,7 @@
 from integration_hub.core.beat import Job
 
 SCHEDULE = [
-    Job("orders: sweep", "orders.sweep", every_seconds=30, queue="priority",
+    Job("orders: sweep", "orders.sweep", every_seconds=30, queue="priority", kwargs={"workers": 4},
         description="Clears claims of killed workers and dispatches processing of due orders (validate, send, resend, notify)."),
     Job("orders: poll storefront orders", "orders.poll_orders", every_seconds=60,
         description="Captures storefront orders modified since the stored cursor (catch-up behind the subscription webhook)."),
