@@ -147,6 +147,7 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
     problems: list[Problem] = []
     clear_keys: list[str] = []
     conn_status: dict[int, tuple[bool, str]] = {}
+
     def send(conn: Connection, targets: list[InventoryTarget]):
         """(results, whole-call error). Pure HTTP — no database access, so it can run in a thread."""
         if not conn.enabled:
