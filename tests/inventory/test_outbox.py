@@ -145,3 +145,13 @@ def test_enqueue_of_a_bundle_reaches_its_components_and_sibling_bundles(topo):
     outbox.enqueue([topo.items["kit"].pk], channel_ids=[topo.channels["de"].pk], priority=ORDER)  # e.g. a kit reserved
     assert pairs() == {("de", "kit"), ("de", "A"), ("de", "kit2")}  # D is unmapped; kit3 shares nothing
     assert PendingPush.objects.get(item=topo.items["kit"]).changes == 1
+
+
+def test_kick_routes_order_work_to_the_priority_queue(monkeypatch):
+    from integration_hub.inventory import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.push_pending, "apply_async", lambda *a, **kw: sent.append(kw))
+    assert outbox.kick(ORDER) and outbox.kick(ROUTINE) and outbox.kick(None)
+    assert sent[0] == {"kwargs": {"max_priority": 0}, "queue": "priority", "retry": False}
+    assert sent[1] == sent[2] == {"queue": "default", "retry": False}
