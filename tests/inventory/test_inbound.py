@@ -201,3 +201,23 @@ def test_webhook_is_csrf_exempt(topo, fake_master):
     r = Client(enforce_csrf_checks=True).post("/hooks/stock/wair/", data=body, content_type="application/json",
                                              headers={HEADER: sign("dev-webhook-secret", body)})
     assert r.status_code == 200 and level(topo, "B", "dc1") == 2
+
+
+def test_apply_runs_a_fixed_number_of_queries(world):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from integration_hub.catalog.models import Item, SkuMapping
+
+    world.channel("web", locations=["dc1", "dc2"])
+    world.location("dc1"), world.location("dc2")
+    Item.objects.bulk_create([Item(sku=f"Q{n:04d}") for n in range(600)])
+    SkuMapping.objects.bulk_create([SkuMapping(item=i, storefront_sku=f"SF-{i.sku}") for i in Item.objects.all()])
+    counts = []
+    for start, n in ((0, 3), (3, 300)):  # two locations each time; fresh SKUs so every row is new
+        changes = [StockChange(f"Q{i:04d}", loc, 5) for i in range(start, start + n) for loc in ("DC1", "DC2")]
+        with CaptureQueriesContext(connection) as ctx:
+            res = apply_stock_changes(world.master, changes)
+        assert res.applied == 2 * n
+        counts.append(len(ctx.captured_queries))
+    assert counts[0] == counts[1], counts
