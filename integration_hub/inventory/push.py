@@ -22,6 +22,7 @@ One batch (:func:`push_batch`) runs a fixed number of queries whatever its size:
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -30,6 +31,12 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
 
 from django.db import connection as db, transaction
 from django.db.models import F, Q
@@ -97,6 +104,30 @@ def claim(batch_size: int = BATCH_SIZE, max_priority: int | None = None, lease_s
     return token, lease, rows
 
 
+@contextlib.contextmanager
+def connection_lock(conn: Connection):
+    """Embedded mode only: one process at a time talks to a storefront connection.
+
+    Without Redis the HttpClient's token bucket lives in process memory, so two prefork worker children
+    would each spend the full rate. On one machine (which is what the embedded size is) an exclusive
+    ``flock`` per connection in the var dir serialises their ``set_stock`` calls, so the per-process
+    bucket is the only one spending; the kernel drops the lock if the holder dies. With ``REDIS_URL``
+    set the bucket is shared by every worker on every host and pushes run in parallel, unlocked."""
+    from django.conf import settings
+
+    if getattr(settings, "REDIS_URL", "") or fcntl is None:
+        yield
+        return
+    lock_dir = Path(settings.VAR_DIR) / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"stock-push-conn-{conn.pk}.lock", "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
     delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * (2 ** min(20, max(0, attempts - 1))))
     delay = delay * random.uniform(0.5, 1.0)
@@ -153,7 +184,8 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
         if not conn.enabled:
             return [], errors.PermanentError(f"connection {conn.name} is disabled")
         try:
-            return get_connector(conn).set_stock(targets), None
+            with connection_lock(conn):
+                return get_connector(conn).set_stock(targets), None
         except errors.ConnectorError as exc:
             return [], exc
         except Exception as exc:  # a connector bug must not lose the rows: back off and record it

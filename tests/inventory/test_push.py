@@ -295,3 +295,39 @@ def test_stock_management_command(topo, fake_storefront):
     assert "waiting" in run("status")
     assert "pushed 3" in run("push")
     assert fake_storefront.quantities[("sc-b2b", "SF-S1")] == 11
+
+
+def test_embedded_mode_serialises_pushes_per_connection(settings, tmp_path):
+    """Without Redis each process has its own token bucket: a per-connection flock keeps two worker
+    processes (here: threads with their own lock handles) from pushing to one storefront at once."""
+    import threading
+    import time as _time
+    from types import SimpleNamespace
+
+    settings.REDIS_URL = ""
+    settings.VAR_DIR = tmp_path
+    active, peak, lock = {1: 0, 2: 0}, {1: 0, 2: 0}, threading.Lock()
+    both_at_once = threading.Event()
+
+    def hold(pk):
+        with push.connection_lock(SimpleNamespace(pk=pk)):
+            with lock:
+                active[pk] += 1
+                peak[pk] = max(peak[pk], active[pk])
+                if active[1] and active[2]:
+                    both_at_once.set()
+            _time.sleep(0.15)
+            with lock:
+                active[pk] -= 1
+
+    threads = [threading.Thread(target=hold, args=(pk,)) for pk in (1, 1, 1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert peak == {1: 1, 2: 1}  # never two pushes to the same connection at once
+    assert both_at_once.is_set()  # different storefronts are not held up by each other
+    settings.REDIS_URL = "redis://example.invalid/0"  # shared bucket: no lock needed, pushes run in parallel
+    with push.connection_lock(SimpleNamespace(pk=1)):
+        with push.connection_lock(SimpleNamespace(pk=1)):
+            pass
