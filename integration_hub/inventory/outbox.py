@@ -72,9 +72,8 @@ def enqueue(item_ids: Iterable[int], *, location_ids: Iterable[int] | None = Non
 
     Affected items are the items themselves, every bundle containing one of them, and — for bundle items
     (a reservation on a kit holds its components) — their components and the other bundles sharing those
-    components. Affected
-    channels are the active channels with a stock rule, restricted to those drawing on
-    ``location_ids`` and/or to ``channel_ids`` when given; only pairs with an active SKU mapping
+    components. Affected channels are the active channels with a stock rule, restricted to those drawing
+    on ``location_ids`` and/or to ``channel_ids`` when given; only pairs with an active SKU mapping
     (channel-specific or global) are queued. Repeated ids count as repeated changes.
 
     Call it inside the transaction that changed the stock / reservation. Returns rows inserted or updated.
