@@ -66,6 +66,10 @@ class Command(BaseCommand):
             seeded = Item.objects.exists()
             if not seeded:
                 self.hub_data(conns[storefront], conns[master], rng)
+            else:  # another pair chosen on an existing database: the same channels and locations move over
+                Channel.objects.exclude(connection=conns[storefront]).update(connection=conns[storefront])
+                Channel.objects.exclude(warehouse=conns[master]).update(warehouse=conns[master])
+                Location.objects.exclude(connection=conns[master]).update(connection=conns[master])
         self.stdout.write(f"hub: {Item.objects.count()} items, {SkuMapping.objects.count()} mappings, "
                           f"{StockLevel.objects.count()} stock rows" + (" (already seeded)" if seeded else ""))
         if not no_sandbox:
@@ -80,6 +84,8 @@ class Command(BaseCommand):
         StockLevel.objects.all().delete()
         BundleComponent.objects.all().delete()
         SkuMapping.objects.all().delete()
+        IdentifierTransform.objects.all().delete()
+        ShippingMethodMap.objects.all().delete()
         Item.objects.all().delete()
         ChannelStockRule.objects.all().delete()
         StockPool.objects.all().delete()
