@@ -52,6 +52,9 @@ from .state import IllegalTransition, log_created, transition, transition_many
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
+# Orders per HTTP batch (send / notify): small enough that a batch finishes well inside its lease even when
+# 429s and timeouts slow some calls down, so no other worker re-claims (and re-sends) orders still in flight.
+HTTP_BATCH_SIZE = 48
 LEASE_SECONDS = 90
 HTTP_THREADS = 8
 BACKOFF_BASE_SECONDS = 5
@@ -1065,8 +1068,8 @@ def validate_due(limit: int = BATCH_SIZE, lease_seconds: int = LEASE_SECONDS) ->
 def process_due(batch_size: int = BATCH_SIZE, lease_seconds: int = LEASE_SECONDS) -> dict:
     """One pass: validate captured orders, send due ones, notify dispatched ones. Returns counts."""
     validated = validate_due(batch_size, lease_seconds)
-    sent = send_due(batch_size, lease_seconds)
-    notified = notify_due(batch_size, lease_seconds)
+    sent = send_due(min(batch_size, HTTP_BATCH_SIZE), lease_seconds)
+    notified = notify_due(min(batch_size, HTTP_BATCH_SIZE), lease_seconds)
     return {"validated": validated, **{f"send_{k}": v for k, v in sent.as_dict().items()}, **{f"notify_{k}": v for k, v in notified.as_dict().items()}}
 
 
