@@ -11,7 +11,8 @@ than one WAIR order or more than one delivery for a storefront order), and recei
 idempotency key, which the warehouse absorbs).
 
 The pipeline runs in this process through the same service functions the Celery tasks call
-(``integration_hub.orders.services``: leased batches, HTTP in a small thread pool), against its own
+(``integration_hub.orders.services``: leased batches, HTTP in a small thread pool; ``--workers`` loops in
+parallel, like worker processes — the capture and dispatch polls run once, then the loops drain), against its own
 sandbox server on a free port and a throwaway SQLite database under a temp dir. ``--faults`` injects
 409s, 429s and timeouts on both emulators.
 
@@ -81,14 +82,37 @@ def build(url: str, rate: float):
     return ct, wh, channel, skus
 
 
-def run_until(done, step, limit_s: float) -> bool:
+def run_until(done, step, limit_s: float, workers: int = 1) -> bool:
+    """Call ``step`` in ``workers`` threads (each like one Celery worker process running orders.process)
+    until ``done()``."""
+    import threading
+
+    from django.db import connection
+
     deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if done():
-            return True
-        if not step():
-            time.sleep(0.05)
-    return done()
+    finished = threading.Event()
+
+    def loop():
+        try:
+            while not finished.is_set() and time.monotonic() < deadline:
+                if not step():
+                    time.sleep(0.05)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(max(1, workers))]
+    for t in threads:
+        t.start()
+    try:
+        while time.monotonic() < deadline:
+            if done():
+                return True
+            time.sleep(0.1)
+        return done()
+    finally:
+        finished.set()
+        for t in threads:
+            t.join()
 
 
 def main(argv=None) -> int:
@@ -97,6 +121,7 @@ def main(argv=None) -> int:
     parser.add_argument("--orders", type=int, default=0, help="number of orders (overrides --quick)")
     parser.add_argument("--rate", type=float, default=100.0, help="sandbox limit per emulator, requests/s (default 100)")
     parser.add_argument("--faults", action="store_true", help="inject 409s, 429s and timeouts")
+    parser.add_argument("--workers", type=int, default=2, help="processing loops in parallel, like worker processes (default 2)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = parser.parse_args(argv)
     n = args.orders or (1000 if args.quick else 10000)
@@ -131,33 +156,23 @@ def main(argv=None) -> int:
         def pending(state):
             return lambda: not Order.objects.exclude(state=state).exists() and Order.objects.count() >= n
 
-        print(f"order flow benchmark: {n} orders, sandbox limit {args.rate:g} req/s per system"
+        print(f"order flow benchmark: {n} orders, sandbox limit {args.rate:g} req/s per system, {args.workers} processing loop(s)"
               f"{' with injected 409s/429s/timeouts' if args.faults else ''}")
         t0 = time.monotonic()
-        polled = [False]
+        services.poll_orders(ct, max_pages=1000)  # capture (timed: part of intake)
 
-        def intake_step():
-            if not polled[0]:
-                services.poll_orders(ct, max_pages=1000)
-                polled[0] = True
+        def step():
             return any(services.process_due(batch_size=200).values())
 
-        ok_a = run_until(pending(S.ACKNOWLEDGED), intake_step, 3600)
+        ok_a = run_until(pending(S.ACKNOWLEDGED), step, 3600, args.workers)
         ta = time.monotonic() - t0
         wair = server.emulators["wair"]
         keys = list(Order.objects.values_list("idempotency_key", flat=True))
         for k in keys:
             wair.control_dispatch({"order_ref": k, "parcels": [{"carrier": "dhl"}]})
         t1 = time.monotonic()
-        dispatched_polled = [False]
-
-        def fulfil_step():
-            if not dispatched_polled[0]:
-                services.poll_dispatches(wh, max_pages=1000)
-                dispatched_polled[0] = True
-            return any(services.process_due(batch_size=200).values())
-
-        ok_b = run_until(pending(S.STOREFRONT_NOTIFIED), fulfil_step, 3600)
+        services.poll_dispatches(wh, max_pages=1000)
+        ok_b = run_until(pending(S.STOREFRONT_NOTIFIED), step, 3600, args.workers)
         tb = time.monotonic() - t1
 
         # --- counts ---------------------------------------------------------------------------------
