@@ -7,7 +7,8 @@
     storefront gets its 200 quickly even in a flash sale.
 ``POST /hooks/dispatch/<connection name>/`` warehouse dispatch confirmations (HMAC ``X-Hub-Signature``).
 
-401 bad signature; 400 unreadable body (also a ``bad_payload`` exception record); 404 unknown connection.
+401 bad signature; 400 unreadable body (also a ``bad_payload`` exception record); 404 unknown connection;
+503 when the storefront could not be asked about the message (the sender retries; the poll catches up).
 """
 from __future__ import annotations
 
@@ -69,6 +70,9 @@ def order_webhook(request, name: str):
         return JsonResponse({"error": f"{conn.system_type} does not push orders"}, status=400)
     except (errors.BadDataError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return _bad(conn, "order-webhook", f"payload not understood: {exc}", request.body)
+    except errors.ConnectorError as exc:  # e.g. resolving channel ids failed: the sender retries, the poll catches up
+        log.warning("order webhook from %s could not be processed now: %s", conn.name, exc)
+        return JsonResponse({"error": f"temporarily unavailable: {exc}"}, status=503)
     orders = [x for x in parsed if not isinstance(x, str)]
     ids = [x for x in parsed if isinstance(x, str)]
     with transaction.atomic():
