@@ -17,6 +17,10 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 class Command(BaseCommand):
     help = "Run sandbox + web + worker + beat together (demo / laptop mode)."
 
@@ -30,6 +34,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         self.children: list[tuple[str, subprocess.Popen]] = []
+        # SIGTERM (process managers, `kill`) stops the children too, like Ctrl-C does.
+        signal.signal(signal.SIGTERM, _interrupt)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         py = sys.executable
         try:
