@@ -183,3 +183,15 @@ def after_channel_rule_saved(obj, before=None) -> str:
                    .values_list("item_id", flat=True))
     n = triage.requeue_stock(item_ids, [obj.channel_id], reason="channel stock rule changed")
     return f"{n} stock push(es) queued for {obj.channel}"
+
+
+def run_periodic_task_now(task) -> str:
+    """Queue a django-celery-beat job's task immediately; returns the Celery task id."""
+    import json
+
+    from integration_hub.celery import app
+
+    kwargs = json.loads(task.kwargs or "{}")
+    args = json.loads(task.args or "[]")
+    options = {"queue": task.queue} if task.queue else {}
+    return app.send_task(task.task, args=args, kwargs=kwargs, **options).id

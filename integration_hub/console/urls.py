@@ -17,4 +17,5 @@ urlpatterns = [
     path("pushes/retry/", views.PushRetryView.as_view(), name="push_retry"),
     path("schedules/", views.ScheduleListView.as_view(), name="schedule_list"),
     path("schedules/<int:pk>/", views.ScheduleEditView.as_view(), name="schedule_edit"),
+    path("schedules/<int:pk>/run/", views.ScheduleRunView.as_view(), name="schedule_run"),
 ]

@@ -104,6 +104,7 @@ POSTS = [
     ("/rules/transforms/{transform}/", {"name": "strip2", "case": "keep"}, {"admin"}),
     ("/rules/shipping-methods/{ship}/", {"storefront_method": "std", "warehouse_method": "UPS"}, {"admin"}),
     ("/schedules/{task}/", {"enabled": "on", "every": "30", "period": "seconds"}, {"admin"}),
+    ("/schedules/{task}/run/", {}, {"admin"}),
     ("/reports/run/", {"kind": "stock_drift"}, {"finance", "admin"}),
     ("/api/exceptions/{rec}/acknowledge/", {}, {"ops", "admin"}),
     ("/api/exceptions/{rec2}/ignore/", {"reason": "x"}, {"ops", "admin"}),
