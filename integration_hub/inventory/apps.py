@@ -12,3 +12,7 @@ class InventoryConfig(AppConfig):
         from .models import ChannelStockRule, StockPool
 
         audit.track(ChannelStockRule, StockPool)
+
+        from . import signals
+
+        signals.connect()
