@@ -1,7 +1,9 @@
 """Token-bucket rate limiting shared by every worker of a connection.
 
-With REDIS_URL set the bucket lives in Redis (one Lua script, atomic across processes and hosts);
-otherwise it lives in process memory, which is right for the embedded single-worker default.
+With REDIS_URL set the bucket lives in Redis (one Lua script, atomic across processes and hosts).
+Otherwise, in a configured Django process, it lives in a small file under HUB_VAR_DIR guarded by
+``flock``, so the prefork children of the embedded worker (and the web process) share one bucket per
+connection on this host. Outside Django (plain scripts) it lives in process memory.
 """
 from __future__ import annotations
 
@@ -47,6 +49,33 @@ class LocalBucket:
             return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
+class FileBucket:
+    """Token bucket shared by the processes of one host: state in a file, updated under an exclusive flock."""
+
+    def __init__(self, path, rate: float, burst: int):
+        self.path, self.rate, self.burst = str(path), max(rate, 0.001), max(burst, 1)
+
+    def reserve(self) -> float:
+        import fcntl
+        import os
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            raw = os.pread(fd, 64, 0).decode(errors="ignore").split()
+            now = time.time()
+            try:
+                tokens, ts = float(raw[0]), float(raw[1])
+            except (IndexError, ValueError):
+                tokens, ts = float(self.burst), now
+            tokens = min(self.burst, tokens + max(0.0, now - ts) * self.rate) - 1
+            state = f"{tokens:.6f} {now:.6f}".ljust(64).encode()
+            os.pwrite(fd, state, 0)
+            return 0.0 if tokens >= 0 else -tokens / self.rate
+        finally:
+            os.close(fd)  # closing releases the lock
+
+
 class RedisBucket:
     def __init__(self, client, key: str, rate: float, burst: int):
         self.client, self.key, self.rate, self.burst = client, key, max(rate, 0.001), max(burst, 1)
@@ -65,6 +94,8 @@ def _redis():
     global _redis_client
     from django.conf import settings
 
+    if not settings.configured:
+        return None
     url = getattr(settings, "REDIS_URL", "")
     if not url:
         return None
@@ -75,10 +106,27 @@ def _redis():
     return _redis_client
 
 
+def _file_dir():
+    try:
+        from django.conf import settings
+
+        if settings.configured:
+            path = settings.VAR_DIR / "ratelimit"
+            path.mkdir(parents=True, exist_ok=True)
+            return path
+    except Exception:  # not in a Django process
+        return None
+    return None
+
+
 def bucket_for(name: str, rate: float, burst: int):
     client = _redis()
     if client is not None:
         return RedisBucket(client, f"hub:ratelimit:{name}", rate, burst)
+    directory = _file_dir()
+    if directory is not None:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        return FileBucket(directory / f"{safe}-{rate:g}-{burst}.bucket", rate, burst)
     key = (name, rate, burst)
     with _local_lock:
         if key not in _local:

@@ -165,3 +165,37 @@ def test_parse_retry_after():
     assert parse_retry_after(None) is None
     assert parse_retry_after("garbage") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+def test_file_bucket_is_shared_across_processes(tmp_path):
+    """Two processes taking tokens from one file bucket together stay within its rate."""
+    import multiprocessing
+
+    from connectors.ratelimit import FileBucket, acquire
+
+    path = tmp_path / "b.bucket"
+
+    def take(n):
+        bucket = FileBucket(path, rate=50, burst=5)
+        for _ in range(n):
+            acquire(bucket)
+
+    start = time.time()
+    procs = [multiprocessing.get_context("fork").Process(target=take, args=(30,)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    elapsed = time.time() - start
+    # 60 tokens at 50/s with a burst of 5 need at least (60 - 5) / 50 = 1.1 s; two private buckets would take 0.5 s
+    assert elapsed >= 1.0, elapsed
+    assert all(p.exitcode == 0 for p in procs)
+
+
+def test_bucket_choice(settings, tmp_path):
+    from connectors import ratelimit
+
+    settings.REDIS_URL = ""
+    ratelimit._redis_client = None
+    settings.VAR_DIR = tmp_path
+    assert isinstance(ratelimit.bucket_for("conn:1", 10, 10), ratelimit.FileBucket)
