@@ -202,3 +202,29 @@ def test_change_notification_ids_are_fetched_and_captured_once(sandbox, no_kick)
     assert len(services.fetch_and_capture(ct, created["ids"]).created) == 0
     o = Order.objects.get(external_id=created["ids"][0])
     assert o.order_number == "FS1" and o.lines.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_burst_with_concurrent_duplicates_gives_each_order_once(sandbox, live_server, no_kick):
+    from concurrent.futures import ThreadPoolExecutor
+
+    ct, wh, channel = sandbox_world(sandbox)
+    hook = f"{live_server.url}/hooks/orders/{ct.name}/"
+    emu = sandbox.emulators["commercetools"]
+    created = control(sandbox, "commercetools", "create_orders", {"orders": [spec(i) for i in range(300)]})  # no subscription yet
+    messages = [json.dumps(emu._message(emu.orders[oid], "demo")) for oid in created["ids"]]
+
+    def post(body):
+        r = requests.post(hook, data=body, headers={"Authorization": "ct-hook-secret", "Content-Type": "application/json"}, timeout=60)
+        return r.status_code, r.json()
+
+    with ThreadPoolExecutor(8) as pool:  # every message twice, concurrently, in a shuffled order
+        results = list(pool.map(post, messages + messages[::-1]))
+    assert {code for code, _ in results} == {200}
+    assert sum(body["created"] for _, body in results) == 300
+    assert sum(body["existing"] for _, body in results) == 300
+    assert services.poll_orders(ct)["created"] == 0
+    drain()
+    state = control(sandbox, "wair", "state")
+    assert Order.objects.count() == len(state["orders"]) == 300
+    assert set(state["order_receipts"].values()) == {1}
