@@ -644,8 +644,9 @@ def _claim(base_q: Q, limit: int, lease_seconds: int) -> list[int]:
     return list(Order.objects.filter(claim_token=token).values_list("pk", flat=True))
 
 
-SEND_DUE = Q(state__in=[S.VALIDATED, S.SENT])
-NOTIFY_DUE = Q(state=S.DISPATCHED)
+# a disabled connection is not talked to: its orders wait (and the orphan / stuck checks report them)
+SEND_DUE = Q(state__in=[S.VALIDATED, S.SENT], warehouse__enabled=True)
+NOTIFY_DUE = Q(state=S.DISPATCHED, channel__connection__enabled=True)
 VALIDATE_DUE = Q(state=S.CAPTURED)
 
 
@@ -1067,9 +1068,16 @@ def validate_due(limit: int = BATCH_SIZE, lease_seconds: int = LEASE_SECONDS) ->
 
 def process_due(batch_size: int = BATCH_SIZE, lease_seconds: int = LEASE_SECONDS) -> dict:
     """One pass: validate captured orders, send due ones, notify dispatched ones. Returns counts."""
-    validated = validate_due(batch_size, lease_seconds)
-    sent = send_due(min(batch_size, HTTP_BATCH_SIZE), lease_seconds)
-    notified = notify_due(min(batch_size, HTTP_BATCH_SIZE), lease_seconds)
+    def phase(name, fn, empty):
+        try:
+            return fn()
+        except Exception:  # noqa: BLE001 — one failing phase must not starve the others; its claims expire and retry
+            log.exception("orders: %s failed; its orders are retried when their lease ends", name)
+            return empty
+
+    validated = phase("validate", lambda: validate_due(batch_size, lease_seconds), 0)
+    sent = phase("send", lambda: send_due(min(batch_size, HTTP_BATCH_SIZE), lease_seconds), SendResult())
+    notified = phase("notify", lambda: notify_due(min(batch_size, HTTP_BATCH_SIZE), lease_seconds), NotifyResult())
     return {"validated": validated, **{f"send_{k}": v for k, v in sent.as_dict().items()}, **{f"notify_{k}": v for k, v in notified.as_dict().items()}}
 
 
@@ -1232,6 +1240,8 @@ def find_orphans(window_minutes: int = 24 * 60, grace_minutes: int | None = None
         if o.warehouse is not None:
             by_wh[o.warehouse].append(o)
     for wh, group in by_wh.items():
+        if not wh.enabled:
+            continue
         connector = _connector(wh)
         statuses = _parallel(lambda o: connector.order_status(o.idempotency_key), group)
         counts["checked"] += len(group)

@@ -372,3 +372,25 @@ def test_dedupe_survives_a_renamed_channel_key(world):
     o2, created = services.capture(world.channel, so)
     assert not created and o2.pk == o.pk and o2.idempotency_key == o.idempotency_key
     assert services.capture_many(world.ct, [so]).existing == 1
+
+
+def test_disabled_warehouse_is_not_called_and_a_failing_phase_does_not_block_others(world, fakes, monkeypatch):
+    wh, _ = fakes
+    world.wh.enabled = False
+    world.wh.save()
+    o, _ = services.capture(world.channel, make_so("ct-off"))
+    run_all()
+    o.refresh_from_db()
+    assert o.state == S.VALIDATED and wh.sent == []
+    world.wh.enabled = True
+    world.wh.save()
+
+    def broken(*a, **k):
+        raise RuntimeError("database hiccup")
+
+    monkeypatch.setattr(services, "validate_due", broken)
+    services.capture(world.channel, make_so("ct-later"))
+    out = services.process_due()
+    assert out["validated"] == 0 and out["send_acknowledged"] == 1  # sending went on without validation
+    o.refresh_from_db()
+    assert o.state == S.ACKNOWLEDGED
