@@ -1159,7 +1159,9 @@ def resend_unacknowledged(limit: int = 1000) -> dict:
                                       f"{': ' + o.last_error if o.last_error else ''}") for o in stuck])
         now = timezone.now()
         Order.objects.filter(pk__in=[o.pk for o in stuck]).filter(Q(claim_token="") | Q(next_attempt_at__lte=now)).update(next_attempt_at=None)
-    result = send_due(limit=BATCH_SIZE)
+    result = send_due(limit=HTTP_BATCH_SIZE)
+    if stuck:
+        kick()  # the rest of the stuck orders are due now: workers pick them up batch by batch
     return {"stuck": len(stuck), **result.as_dict()}
 
 
@@ -1177,7 +1179,9 @@ def find_missing_dispatches(limit: int = 1000) -> dict:
                     for o in late])
         now = timezone.now()
         Order.objects.filter(pk__in=[o.pk for o in late]).filter(Q(claim_token="") | Q(next_attempt_at__lte=now)).update(next_attempt_at=None)
-    result = notify_due(limit=BATCH_SIZE)
+    result = notify_due(limit=HTTP_BATCH_SIZE)
+    if late:
+        kick()
     return {"late": len(late), **result.as_dict()}
 
 
