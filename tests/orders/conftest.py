@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 import pytest
 import requests
 
-from connectors import errors
 from connectors.base import Acknowledgement, Address, OrderLineData, StorefrontOrder
 
 _seq = itertools.count(1)
