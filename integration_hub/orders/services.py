@@ -324,7 +324,7 @@ def _apply_storefront_cancellations(connection: Connection, pairs) -> int:
     if not cancelled:
         return 0
     n, problems = 0, []
-    for o in _orders_for(cancelled, Order.objects.exclude(state=S.CANCELLED).select_related("channel", "warehouse")).values():
+    for o in _orders_for(cancelled, Order.objects.exclude(state=S.CANCELLED).select_related("channel", "warehouse").defer("raw")).values():
         if o.state in EDITABLE_BEFORE_SEND:
             cancel(o, "cancelled in the storefront")
             n += 1
@@ -361,7 +361,7 @@ def _record_storefront_side(connection: Connection, pairs) -> int:
             found.append((ch, so, fs))
     if not found:
         return 0
-    orders = _orders_for([(ch.pk, so.external_id) for ch, so, _ in found], Order.objects.select_related("channel"))
+    orders = _orders_for([(ch.pk, so.external_id) for ch, so, _ in found], Order.objects.select_related("channel").defer("raw"))
     known = set(StorefrontFulfilment.objects.filter(order__in=list(orders.values())).values_list("order_id", "fulfilment_ref"))
     rows, problems = [], []
     for ch, so, fs in found:
@@ -518,7 +518,7 @@ def validate_many(order_ids, actor=None, cause: str = "validated") -> Validation
         _map_lines(order_ids)
         orders = []
         for chunk in _chunks(order_ids):
-            orders += list(Order.objects.filter(pk__in=chunk, state__in=wanted_states).select_related("channel__connection", "channel__warehouse", "warehouse"))
+            orders += list(Order.objects.filter(pk__in=chunk, state__in=wanted_states).select_related("channel__connection", "channel__warehouse", "warehouse").defer("raw"))
         if not orders:
             return out
         lines_by_order: dict[int, list[OrderLine]] = defaultdict(list)
@@ -700,7 +700,7 @@ def _send_claimed(ids: list[int], actor=None) -> SendResult:
         again = [i for i in ids if i not in set(first)]
         transition_many(again, S.SENT, "resending: not acknowledged yet", actor=actor, from_states=[S.SENT],
                         send_attempts=F("send_attempts") + 1)
-    orders = list(Order.objects.filter(pk__in=ids, state=S.SENT).select_related("channel", "warehouse"))
+    orders = list(Order.objects.filter(pk__in=ids, state=S.SENT).select_related("channel", "warehouse").defer("raw"))
     if not orders:
         return result
     lines: dict[int, list[OrderLine]] = defaultdict(list)
@@ -923,7 +923,7 @@ def record_dispatches(connection: Connection, dispatches, source: str = "dispatc
         refs = sorted({d.order_ref for d in dispatches})
         orders = {}
         for chunk in _chunks(refs):
-            orders.update({o.idempotency_key: o for o in Order.objects.select_for_update().filter(idempotency_key__in=chunk).select_related("channel")})
+            orders.update({o.idempotency_key: o for o in Order.objects.select_for_update().filter(idempotency_key__in=chunk).select_related("channel").defer("raw")})
         changed, to_ack, to_dispatch = {}, [], []
         for d in dispatches:
             o = orders.get(d.order_ref)
@@ -1002,7 +1002,7 @@ def _notify_claimed(ids: list[int], actor=None) -> NotifyResult:
     a warehouse dispatch confirmation (the claim only takes state dispatched)."""
     result = NotifyResult()
     Order.objects.filter(pk__in=ids, state=S.DISPATCHED).update(notify_attempts=F("notify_attempts") + 1)
-    orders = list(Order.objects.filter(pk__in=ids, state=S.DISPATCHED).select_related("channel__connection"))
+    orders = list(Order.objects.filter(pk__in=ids, state=S.DISPATCHED).select_related("channel__connection").defer("raw"))
 
     def call(o):
         return _connector(o.channel.connection).mark_shipped(o.external_id, _parcels(o), known_version=o.storefront_version)
@@ -1153,7 +1153,7 @@ def resend_unacknowledged(limit: int = 1000) -> dict:
     """Beat: orders sent but not acknowledged within HUB["ACK_TIMEOUT_MINUTES"] → ``stuck_order`` exception
     and made due for an immediate resend (safe: the warehouse deduplicates on the idempotency key)."""
     cutoff = timezone.now() - timedelta(minutes=settings.HUB["ACK_TIMEOUT_MINUTES"])
-    stuck = list(Order.objects.filter(state=S.SENT, sent_at__lt=cutoff).select_related("channel")[:limit])
+    stuck = list(Order.objects.filter(state=S.SENT, sent_at__lt=cutoff).select_related("channel").defer("raw")[:limit])
     if stuck:
         raise_many([_stuck_problem(o, f"sent {o.sent_at:%Y-%m-%d %H:%M} UTC, {o.send_attempts} attempt(s), no acknowledgement"
                                       f"{': ' + o.last_error if o.last_error else ''}") for o in stuck])
@@ -1169,7 +1169,7 @@ def find_missing_dispatches(limit: int = 1000) -> dict:
     """Beat: dispatched by the warehouse, storefront still not told after HUB["DISPATCH_NOTIFY_MINUTES"] →
     ``missing_dispatch`` exception and an immediate notify retry."""
     cutoff = timezone.now() - timedelta(minutes=settings.HUB["DISPATCH_NOTIFY_MINUTES"])
-    late = list(Order.objects.filter(state=S.DISPATCHED, dispatched_at__lt=cutoff).select_related("channel")[:limit])
+    late = list(Order.objects.filter(state=S.DISPATCHED, dispatched_at__lt=cutoff).select_related("channel").defer("raw")[:limit])
     if late:
         raise_many([Problem("missing_dispatch", make_key("missing_dispatch", o.idempotency_key),
                             f"Order {o} dispatched but not shown shipped in the storefront",
@@ -1238,7 +1238,7 @@ def find_orphans(window_minutes: int = 24 * 60, grace_minutes: int | None = None
             _capture(missing, "orphan check")
         counts["storefront_missing"] += len(missing)
     stale = list(Order.objects.filter(state__in=[S.VALIDATED, S.SENT], created_at__lt=now - grace)
-                 .select_related("channel", "warehouse").order_by("created_at")[:check_limit])
+                 .select_related("channel", "warehouse").defer("raw").order_by("created_at")[:check_limit])
     by_wh = defaultdict(list)
     for o in stale:
         if o.warehouse is not None:
