@@ -248,6 +248,9 @@ def bench_push(server, quick: bool, rate: float) -> dict | str:
     requests.post(f"{base}/_sandbox/commercetools/seed_catalog", json={"channels": ["bench-supply"], "skus": skus, "quantity": 0}, timeout=60).raise_for_status()
     requests.post(f"{base}/_sandbox/commercetools/faults", json={"rate_limit_per_second": rate, "rate_limit_burst": max(1, int(rate // 5))}, timeout=10).raise_for_status()
     requests.post(f"{base}/_sandbox/commercetools/stats", timeout=10)
+    # (a)'s catalogue has global mappings, so creating this channel's rule queued those items here too;
+    # (b) measures only its own SKUs.
+    PendingPush.objects.filter(channel=ch).delete()
     with transaction.atomic():
         outbox.enqueue([i.pk for i in items], channel_ids=[ch.pk])
     t0 = time.perf_counter()

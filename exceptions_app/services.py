@@ -90,8 +90,10 @@ def raise_many(problems: Iterable[Problem]) -> int:
     for start in range(0, len(problems), 1000):
         chunk = problems[start:start + 1000]
         with transaction.atomic():
-            existing = {r.dedupe_key: r for r in ExceptionRecord.objects.select_for_update().filter(dedupe_key__in=[p.key for p in chunk])}
-            new, updated = [], []
+            existing = {r["dedupe_key"]: r for r in ExceptionRecord.objects.select_for_update()
+                        .filter(dedupe_key__in=[p.key for p in chunk])
+                        .values("pk", "dedupe_key", "title", "message", "context", "severity")}
+            new, changed = [], []
             for p in chunk:
                 rec = existing.get(p.key)
                 if rec is None:
@@ -99,20 +101,33 @@ def raise_many(problems: Iterable[Problem]) -> int:
                         kind=p.kind, severity=p.severity, dedupe_key=p.key, title=p.title[:300], message=p.message,
                         context=p.context, connection_id=p.connection_id, channel_id=p.channel_id, sku=p.sku[:100],
                         order_ref=p.order_ref[:100], first_seen=now, last_seen=now))
-                else:
-                    rec.title, rec.message, rec.context, rec.severity, rec.last_seen = p.title[:300], p.message, p.context, p.severity, now
-                    rec.count += 1
-                    if rec.status == Status.RESOLVED:
-                        rec.status, rec.status_changed_at, rec.status_changed_by = Status.OPEN, now, None
-                        rec.status_reason = "recurred after resolution"
-                        rec.times_reopened += 1
-                    updated.append(rec)
+                elif (rec["title"], rec["message"], rec["context"], rec["severity"]) != (p.title[:300], p.message, p.context, p.severity):
+                    changed.append(ExceptionRecord(pk=rec["pk"], title=p.title[:300], message=p.message, context=p.context, severity=p.severity))
             ExceptionRecord.objects.bulk_create(new, batch_size=500)
-            ExceptionRecord.objects.bulk_update(
-                updated, ["title", "message", "context", "severity", "last_seen", "count", "status",
-                          "status_changed_at", "status_changed_by", "status_reason", "times_reopened"], batch_size=500)
-            written += len(new) + len(updated)
+            if existing:
+                # Repeats are set-based: one UPDATE bumps count/last_seen, one reopens resolved rows; only rows
+                # whose text or context changed are rewritten individually.
+                repeat = ExceptionRecord.objects.filter(pk__in=[r["pk"] for r in existing.values()])
+                repeat.filter(status=Status.RESOLVED).update(
+                    status=Status.OPEN, status_changed_at=now, status_changed_by=None,
+                    status_reason="recurred after resolution", times_reopened=F("times_reopened") + 1)
+                repeat.update(count=F("count") + 1, last_seen=now)
+                _rewrite(changed)
+            written += len(new) + len(existing)
     return written
+
+
+def _rewrite(records: list[ExceptionRecord]) -> None:
+    """title/message/context/severity of many rows: one executemany (bulk_update's CASE chains are slow)."""
+    if not records:
+        return
+    from django.db import connection
+
+    table = ExceptionRecord._meta.db_table
+    ctx_field = ExceptionRecord._meta.get_field("context")
+    rows = [(r.title, r.message, ctx_field.get_db_prep_value(r.context, connection), r.severity, r.pk) for r in records]
+    with connection.cursor() as cur:
+        cur.executemany(f"UPDATE {table} SET title = %s, message = %s, context = %s, severity = %s WHERE id = %s", rows)
 
 
 def _set_status(qs, status: str, user=None, reason: str = "") -> int:

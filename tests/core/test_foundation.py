@@ -170,7 +170,10 @@ def test_raise_many_is_bulk_and_merges(db, django_assert_max_num_queries):
     exc.raise_many(problems[:10])
     assert ExceptionRecord.objects.count() == 1500
     s7 = ExceptionRecord.objects.get(dedupe_key="unknown_sku:web:S7")
-    assert s7.count == 2 and s7.status == Status.OPEN
+    assert s7.count == 2 and s7.status == Status.OPEN and s7.times_reopened == 1
+    exc.raise_many([exc.Problem(Kind.UNKNOWN_SKU, "unknown_sku:web:S7", "S7 again", context={"attempt": 3})])
+    s7.refresh_from_db()
+    assert (s7.title, s7.context, s7.count) == ("S7 again", {"attempt": 3}, 3)
 
 
 def test_unknown_kind_rejected(db):
