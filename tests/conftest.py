@@ -117,3 +117,21 @@ def celery_worker_process(transactional_db, settings):
     handle = Handle().start()
     yield handle
     handle.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_stray_db_sessions(django_db_setup, django_db_blocker):
+    """Live-server and sandbox threads keep persistent PostgreSQL connections (CONN_MAX_AGE); end them
+    before pytest-django drops the test database, so teardown never finds it 'accessed by other users'."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock():
+        try:
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        except Exception:  # best effort: never fail the run over housekeeping
+            pass
