@@ -23,9 +23,10 @@ log = logging.getLogger(__name__)
 
 
 @shared_task(name="orders.process", ignore_result=True)
-def process(batch_size: int = services.BATCH_SIZE, lease_seconds: int = services.LEASE_SECONDS, time_budget: float = 50.0) -> dict:
+def process(batch_size: int = services.BATCH_SIZE, lease_seconds: int = services.LEASE_SECONDS, time_budget: float = 10.0) -> dict:
     """Validate captured orders, send due ones, notify dispatched ones, until nothing is due or the time
-    budget is used (then continue in a fresh task so other work interleaves)."""
+    budget is used (then continue in a fresh task, so polls and other queued work get a worker slot in
+    between — a flash sale must not starve the capture poll)."""
     deadline = time.monotonic() + time_budget
     totals: dict[str, int] = {}
     more = False

@@ -47,7 +47,7 @@ def test_flash_sale_every_order_once_none_shipped_without_dispatch(sandbox, cele
              "gift_message": "Enjoy" if j % 7 == 0 else "", "lines": [{"sku": "SKU-1", "quantity": 1 + j % 2}, {"sku": "SKU-3", "quantity": 1}]}
             for j in range(i, i + 1000)]})
     faults(sandbox, "wair", rate_limit_per_second=200, rate_limit_burst=40, conflict_rate=0.03, timeout_rate=0.005, hang_seconds=1.5)
-    faults(sandbox, "commercetools", rate_limit_per_second=250, rate_limit_burst=40, conflict_rate=0.05, timeout_rate=0.003,
+    faults(sandbox, "commercetools", rate_limit_per_second=300, rate_limit_burst=60, conflict_rate=0.05, timeout_rate=0.003,
            hang_seconds=1.5)
 
     def tick():
