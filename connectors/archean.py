@@ -20,7 +20,6 @@ Connection: ``base_url`` = API root (sandbox ``http://127.0.0.1:8765/archean``),
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any, Iterable
 from urllib.parse import quote
 
@@ -28,30 +27,11 @@ from . import errors
 from .base import (Acknowledgement, Connector, Dispatch, Fulfilment, InventoryMaster, Page, Parcel, StockChange, Warehouse,
                    WarehouseOrder)
 from .http import HeaderAuth, HttpClient
-from .wair import ParsedBatch, RejectedRow
+from .parsing import ParsedBatch, RowError as _RowError, parse_iso as _dt, parse_rows, to_iso as _iso
 
 API = "/api/v2"
 STATUS_EVENTS = {"sales_order.status_changed", "sales_order.updated"}  # acknowledged and ignored: not shipments
 STATE_FROM_WIRE = {"SALEABLE": "available", "QUARANTINE": "inspection", "DAMAGED": "damaged", "TRANSIT": "in_transit"}
-
-
-class _RowError(ValueError):
-    def __init__(self, field_name: str, message: str):
-        super().__init__(message)
-        self.field = field_name
-
-
-def _dt(value) -> datetime | None:
-    if value in (None, ""):
-        return None
-    dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-
-
-def _iso(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _addr(a) -> dict:
@@ -192,14 +172,7 @@ class ArcheanConnector(Connector, InventoryMaster, Warehouse):
                         ref=str(row["id"]), complete=bool(row.get("order_fully_fulfilled", False)))
 
     def _rows(self, rows: list) -> ParsedBatch:
-        good, rejected = [], []
-        for i, row in enumerate(rows):
-            try:
-                good.append(self.dispatch_from_fulfilment(row))
-            except _RowError as exc:
-                ref = str(row.get("id") or row.get("sales_order_reference") or f"row-{i}") if isinstance(row, dict) else f"row-{i}"
-                rejected.append(RejectedRow(index=i, ref=ref, field=exc.field, message=str(exc), raw=row))
-        return ParsedBatch(good, rejected)
+        return parse_rows(rows, self.dispatch_from_fulfilment, ("id", "sales_order_reference"))
 
     def dispatches_since(self, cursor: str) -> Page:
         """Item fulfilment records since ``cursor`` as Dispatch items (a ParsedBatch; see ``.rejected``)."""

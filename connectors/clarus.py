@@ -18,7 +18,6 @@ Connection: ``base_url`` = API root (sandbox ``http://127.0.0.1:8765/clarus``), 
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any, Iterable
 from urllib.parse import quote
 
@@ -26,30 +25,11 @@ from . import errors
 from .base import (Acknowledgement, Connector, Dispatch, Fulfilment, InventoryMaster, Page, Parcel, StockChange, Warehouse,
                    WarehouseOrder)
 from .http import HeaderAuth, HttpClient
-from .wair import ParsedBatch, RejectedRow
+from .parsing import ParsedBatch, RowError as _RowError, parse_iso as _dt, parse_rows, to_iso as _iso
 
 STATE_FROM_WIRE = {"AVAILABLE": "available", "QC_HOLD": "inspection", "QUARANTINE": "inspection", "DAMAGED": "damaged",
                    "IN_TRANSIT": "in_transit"}
 API = "/api/v1"
-
-
-class _RowError(ValueError):
-    def __init__(self, field_name: str, message: str):
-        super().__init__(message)
-        self.field = field_name
-
-
-def _dt(value) -> datetime | None:
-    if value in (None, ""):
-        return None
-    dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-
-
-def _iso(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _ship_to(a) -> dict:
@@ -200,14 +180,7 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
                         parcels=parcels, ref=str(row.get("dispatch_id") or ""), complete=bool(row.get("complete", True)))
 
     def _rows(self, rows: list) -> ParsedBatch:
-        good, rejected = [], []
-        for i, row in enumerate(rows):
-            try:
-                good.append(self.dispatch_from_row(row))
-            except _RowError as exc:
-                ref = str(row.get("dispatch_id") or row.get("client_reference") or f"row-{i}") if isinstance(row, dict) else f"row-{i}"
-                rejected.append(RejectedRow(index=i, ref=ref, field=exc.field, message=str(exc), raw=row))
-        return ParsedBatch(good, rejected)
+        return parse_rows(rows, self.dispatch_from_row, ("dispatch_id", "client_reference"))
 
     def dispatches_since(self, cursor: str) -> Page:
         """Confirmed dispatches (closed manifests). ``Page.items`` is a ParsedBatch (see ``.rejected``)."""

@@ -17,11 +17,11 @@ secret = API key; ``client_id`` (or ``options["account"]``) = account id. option
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
 
 from . import errors
 from .base import Connector, DemandLine, Planner, Recommendation
 from .http import HeaderAuth, HttpClient
+from .parsing import to_iso as _iso
 
 API = "/api/v1"
 MAX_BATCH = 500
@@ -29,12 +29,6 @@ MAX_BATCH = 500
 
 def line_id(line: DemandLine) -> str:
     return f"{line.order_ref}|{line.sku}|{line.bundle_sku}|{'return' if line.is_return else 'sale'}"
-
-
-def _iso(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 class _TwoHeaderAuth(HeaderAuth):

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
 from urllib.parse import quote
@@ -56,6 +56,8 @@ from . import errors
 from .base import (Acknowledgement, Connector, Dispatch, Fulfilment, InventoryMaster, Page, Parcel, StockChange,
                    Warehouse, WarehouseOrder)
 from .http import Auth, HeaderAuth, HttpClient
+from .parsing import ParsedBatch, parse_rows, to_iso as _iso
+from .parsing import RowError as _RowError
 
 API_KEY_HEADER = "X-Api-Key"
 DEFAULT_PAGE_SIZE = 500
@@ -169,32 +171,6 @@ class WairValidationError(errors.BadDataError):
         self.code = code
 
 
-@dataclass
-class RejectedRow:
-    index: int
-    ref: str
-    field: str
-    message: str
-    raw: Any = None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-class ParsedBatch(list):
-    """A list of the rows that parsed, plus ``rejected``: the rows that did not (never silently lost)."""
-
-    def __init__(self, items: Iterable = (), rejected: list[RejectedRow] | None = None):
-        super().__init__(items)
-        self.rejected: list[RejectedRow] = rejected or []
-
-
-class _RowError(ValueError):
-    def __init__(self, field_name: str, message: str):
-        super().__init__(message)
-        self.field = field_name
-
-
 def _parse_dt(value: Any) -> datetime | None:
     """ISO-8601 (with ``Z``) → aware datetime; None if absent; raises ValueError if unreadable."""
     if value in (None, ""):
@@ -221,14 +197,6 @@ def _address(a) -> dict | None:
     return {"firstName": a.first_name, "lastName": a.last_name, "company": a.company, "street": a.street,
             "street2": a.street2, "postalCode": a.postal_code, "city": a.city, "region": a.region,
             "country": a.country, "phone": a.phone, "email": a.email}
-
-
-def _iso(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 class WairConnector(Connector, InventoryMaster, Warehouse):
@@ -483,14 +451,7 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
                         ref=str(row.get("id") or ""), complete=_flag(row.get("complete"), "complete"))
 
     def _dispatch_rows(self, rows: list) -> ParsedBatch:
-        good, rejected = [], []
-        for i, row in enumerate(rows):
-            try:
-                good.append(self.dispatch_from_row(row))
-            except _RowError as exc:
-                ref = str(row.get("id") or row.get("orderRef") or f"row-{i}") if isinstance(row, dict) else f"row-{i}"
-                rejected.append(RejectedRow(index=i, ref=ref, field=exc.field, message=str(exc), raw=row))
-        return ParsedBatch(good, rejected)
+        return parse_rows(rows, self.dispatch_from_row, ("id", "orderRef"))
 
     def dispatches_since(self, cursor: str) -> Page:
         """Page.items is a :class:`ParsedBatch` (check ``page.items.rejected``)."""

@@ -92,24 +92,7 @@ class Suggestion:
 
     @property
     def spec_label(self) -> str:
-        return describe_spec(self.spec) if self.spec else ""
-
-
-def describe_spec(spec: transforms.TransformSpec) -> str:
-    parts = []
-    if spec.strip_leading_zeros:
-        parts.append("strip leading zeros")
-    if spec.pad_to_length:
-        parts.append(f"pad with zeros to {spec.pad_to_length}")
-    if spec.fixed_length:
-        parts.append(f"exactly {spec.fixed_length} characters")
-    if spec.prefix:
-        parts.append(f"prefix '{spec.prefix}'")
-    if spec.suffix:
-        parts.append(f"suffix '{spec.suffix}'")
-    if spec.case != "keep":
-        parts.append(f"{spec.case} case")
-    return ", ".join(parts) or "identity"
+        return transforms.describe(self.spec) if self.spec else ""
 
 
 def _spec_from_context(value) -> transforms.TransformSpec | None:
@@ -268,7 +251,7 @@ def _ensure_transform(spec: transforms.TransformSpec | None, channel: Channel | 
     existing = _transform_for_spec(spec, channel)
     if existing is not None:
         return existing
-    name = f"{describe_spec(spec)} @{channel.key if channel else 'all'}"[:100]
+    name = f"{transforms.describe(spec)} @{channel.key if channel else 'all'}"[:100]
     return IdentifierTransform.objects.create(
         name=name, connection_id=channel.connection_id if channel else None, channel=channel,
         strip_leading_zeros=spec.strip_leading_zeros, pad_to_length=spec.pad_to_length, fixed_length=spec.fixed_length,
@@ -377,7 +360,7 @@ def bulk_map_with_transform(record: ExceptionRecord, spec: transforms.TransformS
         transform = _ensure_transform(spec, channel)
         created, updated = _upsert_mappings(pairs, channel, transform, user)
         result.mappings_created, result.mappings_updated = len(created), len(updated)
-        _after_mapping(fixed, list(items.values()), channel, user, result, f"bulk-mapped with '{describe_spec(spec)}'")
+        _after_mapping(fixed, list(items.values()), channel, user, result, f"bulk-mapped with '{transforms.describe(spec)}'")
     return result
 
 

@@ -29,7 +29,7 @@ from exceptions_app.services import _set_status  # same status bookkeeping as cl
 from integration_hub.core.models import Channel
 
 from .models import Item, SkuMapping
-from .transforms import TransformError, TransformSpec, apply, candidate_specs, normalise
+from .transforms import TransformError, TransformSpec, apply, candidate_specs, describe, normalise
 
 log = logging.getLogger(__name__)
 
@@ -44,25 +44,6 @@ class AuditResult:
     unknown: int = 0
     cleared: int = 0
     per_channel: dict = field(default_factory=dict)
-
-
-def describe(spec: TransformSpec | None) -> str:
-    if spec is None:
-        return "loose match (case / leading zeros)"
-    parts = []
-    if spec.strip_leading_zeros:
-        parts.append("strip leading zeros")
-    if spec.pad_to_length:
-        parts.append(f"pad with zeros to {spec.pad_to_length}")
-    if spec.fixed_length:
-        parts.append(f"exactly {spec.fixed_length} characters")
-    if spec.prefix:
-        parts.append(f"prefix {spec.prefix!r}")
-    if spec.suffix:
-        parts.append(f"suffix {spec.suffix!r}")
-    if spec.case != "keep":
-        parts.append(f"{spec.case} case")
-    return ", ".join(parts) or "identity"
 
 
 def find_transform(master_sku: str, storefront_sku: str, specs: list[TransformSpec]) -> TransformSpec | None:

@@ -56,3 +56,23 @@ def candidate_specs() -> list[TransformSpec]:
     specs += [TransformSpec(pad_to_length=n) for n in (6, 8, 10, 12, 13, 14)]
     specs += [TransformSpec(case="upper"), TransformSpec(case="lower"), TransformSpec(strip_leading_zeros=True, case="upper")]
     return specs
+
+
+def describe(spec: TransformSpec | None) -> str:
+    """Human wording of a transform ("strip leading zeros, upper case"), for exception titles and screens."""
+    if spec is None:
+        return "loose match (case / leading zeros)"
+    parts = []
+    if spec.strip_leading_zeros:
+        parts.append("strip leading zeros")
+    if spec.pad_to_length:
+        parts.append(f"pad with zeros to {spec.pad_to_length}")
+    if spec.fixed_length:
+        parts.append(f"exactly {spec.fixed_length} characters")
+    if spec.prefix:
+        parts.append(f"prefix {spec.prefix!r}")
+    if spec.suffix:
+        parts.append(f"suffix {spec.suffix!r}")
+    if spec.case != "keep":
+        parts.append(f"{spec.case} case")
+    return ", ".join(parts) or "identity"
