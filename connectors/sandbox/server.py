@@ -177,6 +177,8 @@ class Emulator:
             if f.fail_next:
                 status = f.fail_next.pop(0)
                 self.stats.injected_errors += 1
+                if status == 429:
+                    self.stats.rate_limited += 1  # rate_limited counts every 429 served
                 headers = {"Retry-After": "1"} if status in (429, 503) else {}
                 return Response(status, self.error_body(status, "injected fault", "Injected"), headers)
         if f.timeout_rate and random.random() < f.timeout_rate:

@@ -31,7 +31,10 @@ UNKNOWN = 10  # storefront-only SKUs the master has never heard of
 
 # How each system's sandbox connection is configured (credentials as the emulators expect them).
 SYSTEMS = {
-    "commercetools": dict(client_id="hub-demo", secret="hub-demo-secret", options={"project_key": "demo"}, auth=True, rate=50),
+    # orders_poll_lag_seconds: the catch-up poll stays 2 s behind "now" so two orders stamped in the same
+    # millisecond cannot straddle the cursor (webhooks still capture at once)
+    "commercetools": dict(client_id="hub-demo", secret="hub-demo-secret", options={"project_key": "demo", "orders_poll_lag_seconds": 2},
+                          auth=True, rate=50),
     "sfcc": dict(client_id="hub-demo", secret="hub-demo-secret", options={"site_id": "RefArch", "organization_id": "f_ecom_demo"}, auth=True, rate=40),
     "wair": dict(client_id="", secret="wair-demo-key", options={}, rate=50),
     "clarus": dict(client_id="hub-demo", secret="clarus-demo-key", options={"warehouse": "CLR1"}, rate=50),
