@@ -531,3 +531,27 @@ def repush_stock(record: ExceptionRecord, user=None) -> int:
     n = enqueue_pairs([(record.channel_id, item_id)], priority=PendingPush.Priority.ROUTINE, reason="console re-push")
     _note(record, user, "stock push re-queued from the console; resolves when the storefront confirms the quantity")
     return n
+
+
+# --- order actions offered on the exception detail page and the order page ------------------------------
+ORDER_ACTION_PERMISSIONS = {"retry": ["orders.retry_order"], "edit": ["orders.change_order", "orders.retry_order"],
+                            "notify": ["orders.retry_order"], "cancel": ["orders.cancel_order"]}
+
+
+def run_order_action(order, action: str, data: dict, user=None, record: ExceptionRecord | None = None) -> str:
+    """Carry out one order fix (``OrderActionForm.cleaned_data`` in ``data``); returns what to tell the
+    person. Raises TriageError when the order flow refuses it."""
+    then = " The exception resolves when the warehouse acknowledges it." if record is not None else ""
+    if action == "retry":
+        retry_order(order, user=user, record=record)
+        return f"Order {order} queued for resend.{then}"
+    if action == "edit":
+        edit_and_resend(order, data["field"], data["value"], user=user, record=record)
+        return f"Order {order} corrected and queued for resend.{then}"
+    if action == "notify":
+        resend_dispatch(order, user=user, record=record)
+        return f"Shipped notification for {order} resent."
+    if action == "cancel":
+        cancel_order(order, data["reason"], user=user, record=record)
+        return f"Order {order} cancelled."
+    raise TriageError(f"unknown order action {action!r}")

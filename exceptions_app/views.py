@@ -172,8 +172,7 @@ class RepushView(_RecordAction):
 class OrderActionView(_RecordAction):
     permission_required = "exceptions_app.view_exceptionrecord"
 
-    NEEDS = {"retry": ["orders.retry_order"], "edit": ["orders.change_order", "orders.retry_order"],
-             "notify": ["orders.retry_order"], "cancel": ["orders.cancel_order"]}
+    NEEDS = triage.ORDER_ACTION_PERMISSIONS
 
     def post(self, request, pk):
         record = self.record(pk)
@@ -188,18 +187,7 @@ class OrderActionView(_RecordAction):
             messages.error(request, "The order this exception names is not in the hub.")
             return self.back(record)
         try:
-            if action == "retry":
-                triage.retry_order(order, user=request.user, record=record)
-                messages.success(request, f"Order {order} queued for resend. The exception resolves when the warehouse acknowledges it.")
-            elif action == "edit":
-                triage.edit_and_resend(order, form.cleaned_data["field"], form.cleaned_data["value"], user=request.user, record=record)
-                messages.success(request, f"Order {order} corrected and queued for resend. The exception resolves when the warehouse acknowledges it.")
-            elif action == "notify":
-                triage.resend_dispatch(order, user=request.user, record=record)
-                messages.success(request, f"Shipped notification for {order} resent.")
-            else:
-                triage.cancel_order(order, form.cleaned_data["reason"], user=request.user, record=record)
-                messages.success(request, f"Order {order} cancelled.")
+            messages.success(request, triage.run_order_action(order, action, form.cleaned_data, user=request.user, record=record))
         except triage.TriageError as exc:
             messages.error(request, str(exc))
         return self.back(record)

@@ -368,22 +368,9 @@ class OrderDetailView(PermissionRequired, TemplateView):
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(pk=pk, form=form), status=400)
         action = form.cleaned_data["action"]
-        needs = {"retry": ["orders.retry_order"], "edit": ["orders.change_order", "orders.retry_order"],
-                 "notify": ["orders.retry_order"], "cancel": ["orders.cancel_order"]}[action]
-        _require(request, needs)
+        _require(request, triage.ORDER_ACTION_PERMISSIONS[action])
         try:
-            if action == "retry":
-                triage.retry_order(order, user=request.user, record=record)
-                messages.success(request, f"Order {order} queued for resend.")
-            elif action == "edit":
-                triage.edit_and_resend(order, form.cleaned_data["field"], form.cleaned_data["value"], user=request.user, record=record)
-                messages.success(request, f"Order {order} corrected and queued for resend.")
-            elif action == "notify":
-                triage.resend_dispatch(order, user=request.user, record=record)
-                messages.success(request, f"Shipped notification for {order} resent.")
-            else:
-                triage.cancel_order(order, form.cleaned_data["reason"], user=request.user, record=record)
-                messages.success(request, f"Order {order} cancelled.")
+            messages.success(request, triage.run_order_action(order, action, form.cleaned_data, user=request.user, record=record))
         except triage.TriageError as exc:
             messages.error(request, str(exc))
         return redirect("console:order_detail", pk=order.pk)
