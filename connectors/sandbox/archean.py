@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 from datetime import datetime, timezone
 
-from .server import Emulator, HttpError, Request, Response, route, send_webhook
+from .server import HttpError, MasterEmulator, Request, Response, route
 
 API = r"/api/v2"
 DEFAULT_KEY = "archean-demo-key"  # what seed_demo configures
@@ -40,12 +40,11 @@ def _err(status: int, code: str, title: str, detail: str = "") -> HttpError:
     return HttpError(status, {"errors": [{"status": str(status), "code": code, "title": title, "detail": detail or title}]})
 
 
-class ArcheanEmulator(Emulator):
+class ArcheanEmulator(MasterEmulator):
     prefix = "archean"
 
     def reset(self):
-        self.api_key = DEFAULT_KEY
-        self.locations: dict[str, dict] = {}
+        self.reset_master(DEFAULT_KEY)
         self.stock: dict[tuple[str, str, str], dict] = {}
         self.changes: list[dict] = []
         self.orders: dict[str, dict] = {}
@@ -53,8 +52,6 @@ class ArcheanEmulator(Emulator):
         self.order_seq = itertools.count(1)
         self.fulfilments: list[dict] = []
         self.external_fulfilments: dict[str, dict] = {}
-        self.webhooks = {"stock_url": "", "dispatch_url": "", "secret": ""}
-        self.webhook_log: list[tuple[str, int]] = []
 
     def error_body(self, status, message, code=""):
         codes = {429: "rate_limited", 503: "unavailable", 504: "timeout", 404: "not_found", 405: "method_not_allowed"}
@@ -163,24 +160,6 @@ class ArcheanEmulator(Emulator):
             out.append((str(r["sku"]), str(r["location"]), HUB_TO_WIRE.get(state, state), int(r["quantity"])))
         return out
 
-    def _post(self, kind, payload):
-        url, secret = self.webhooks.get(f"{kind}_url"), self.webhooks.get("secret", "")
-        if url:
-            status = send_webhook(url, secret, payload)
-            with self.lock:
-                self.webhook_log.append((kind, status))
-
-    def control_set_api_key(self, payload):
-        with self.lock:
-            self.api_key = payload.get("key") or DEFAULT_KEY
-        return {"ok": True}
-
-    def control_seed_locations(self, payload):
-        with self.lock:
-            for loc in payload.get("locations") or []:
-                self.locations[str(loc["id"])] = {"id": str(loc["id"]), "name": loc.get("name", "")}
-        return {"locations": len(self.locations)}
-
     def control_seed_stock(self, payload):
         ts = _now()
         with self.lock:
@@ -236,12 +215,6 @@ class ArcheanEmulator(Emulator):
             o["status"] = "FULFILLED" if created[-1]["order_fully_fulfilled"] else "PART_FULFILLED"
         self._post("dispatch", {"type": "item_fulfilment.created", "data": created})
         return {"fulfilments": [r["id"] for r in created], "dispatch_id": created[0]["id"]}
-
-    def control_configure_webhooks(self, payload):
-        with self.lock:
-            self.webhooks = {"stock_url": payload.get("stock_url", ""), "dispatch_url": payload.get("dispatch_url", ""),
-                             "secret": payload.get("secret", "")}
-        return {"stock_url": self.webhooks["stock_url"], "dispatch_url": self.webhooks["dispatch_url"]}
 
     def control_state(self, payload):
         with self.lock:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 from datetime import datetime, timezone
 
-from .server import Emulator, HttpError, Request, Response, route, send_webhook
+from .server import HttpError, MasterEmulator, Request, Response, route
 
 API = r"/api/v1"
 DEFAULT_KEY = "clarus-demo-key"  # what seed_demo configures
@@ -45,12 +45,11 @@ def _err(http_status: int, code: str, message: str, **details) -> HttpError:
     return HttpError(http_status, {"error": {"code": code, "message": message, "details": details}})
 
 
-class ClarusEmulator(Emulator):
+class ClarusEmulator(MasterEmulator):
     prefix = "clarus"
 
     def reset(self):
-        self.api_key = DEFAULT_KEY
-        self.locations: dict[str, dict] = {}
+        self.reset_master(DEFAULT_KEY)
         self.stock: dict[tuple[str, str, str], dict] = {}  # (sku, location, STATE) -> {quantity, updated_at}
         self.movements: list[dict] = []
         self.picks: dict[str, dict] = {}  # client_reference -> pick instruction
@@ -61,8 +60,6 @@ class ClarusEmulator(Emulator):
         self.dispatches: list[dict] = []  # confirmed (manifest closed), in close order; sequence = index + 1
         self.open_dispatches: list[dict] = []
         self.external: dict[str, dict] = {}  # reference -> fulfilment done outside the warehouse
-        self.webhooks = {"stock_url": "", "dispatch_url": "", "secret": ""}
-        self.webhook_log: list[tuple[str, int]] = []
 
     def error_body(self, status, message, code=""):
         codes = {429: "RATE_LIMITED", 503: "SERVICE_UNAVAILABLE", 504: "GATEWAY_TIMEOUT", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
@@ -187,24 +184,6 @@ class ClarusEmulator(Emulator):
             out.append((str(r["sku"]), str(r["location"]), HUB_TO_WIRE.get(state, state), int(r["quantity"])))
         return out
 
-    def _post(self, kind: str, payload: dict):
-        url, secret = self.webhooks.get(f"{kind}_url"), self.webhooks.get("secret", "")
-        if url:
-            status = send_webhook(url, secret, payload)
-            with self.lock:
-                self.webhook_log.append((kind, status))
-
-    def control_set_api_key(self, payload):
-        with self.lock:
-            self.api_key = payload.get("key") or DEFAULT_KEY
-        return {"ok": True}
-
-    def control_seed_locations(self, payload):
-        with self.lock:
-            for loc in payload.get("locations") or []:
-                self.locations[str(loc["id"])] = {"id": str(loc["id"]), "name": loc.get("name", "")}
-        return {"locations": len(self.locations)}
-
     def control_seed_stock(self, payload):
         ts = _now()
         with self.lock:
@@ -285,12 +264,6 @@ class ClarusEmulator(Emulator):
         self._post("dispatch", {"event": "manifest.closed", "manifest_id": mid, "dispatches": confirmed})
         return {"manifest_id": mid, "manifest_closed": True, "dispatches": [d["dispatch_id"] for d in confirmed],
                 "dispatch_id": confirmed[0]["dispatch_id"] if confirmed else ""}
-
-    def control_configure_webhooks(self, payload):
-        with self.lock:
-            self.webhooks = {"stock_url": payload.get("stock_url", ""), "dispatch_url": payload.get("dispatch_url", ""),
-                             "secret": payload.get("secret", "")}
-        return {"stock_url": self.webhooks["stock_url"], "dispatch_url": self.webhooks["dispatch_url"]}
 
     def control_state(self, payload):
         with self.lock:
