@@ -83,59 +83,68 @@ class HeaderAuth(Auth):
         headers[self.header] = self.value
 
 
-@dataclass
-class OAuthClientCredentials(Auth):
-    """OAuth 2.0 client-credentials grant with HTTP Basic client authentication (commercetools,
-    Salesforce Account Manager). Tokens are cached until shortly before they expire."""
+class CachedTokenAuth(Auth):
+    """A bearer token fetched from a token endpoint and cached (Django cache, so Redis-shared when
+    configured; process memory outside Django) until shortly before it expires. Subclasses implement
+    :meth:`fetch` (one POST to their endpoint) and :attr:`cache_key`; a 401 on an API call makes the
+    client call :meth:`invalidate` and fetch once more. Failures map onto the error taxonomy."""
 
-    token_url: str
-    client_id: str
-    client_secret: str
-    scope: str = ""
-    extra: dict = field(default_factory=dict)
+    system = "oauth"
     timeout: float = 10.0
-    _local: dict = field(default_factory=dict, repr=False)
 
     @property
-    def cache_key(self) -> str:
-        return f"hub:oauth:{self.token_url}:{self.client_id}:{self.scope}"
+    def cache_key(self) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
 
-    def _cache(self):
+    def fetch(self, session: requests.Session) -> requests.Response:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def parse(self, body: dict) -> tuple[str, int]:
+        """(token, seconds to live) from the endpoint's JSON."""
+        return body["access_token"], int(body.get("expires_in") or 3600)
+
+    def _local_store(self) -> dict:
+        if not hasattr(self, "_local_tokens"):
+            self._local_tokens: dict = {}
+        return self._local_tokens
+
+    @staticmethod
+    def _cache():
         try:
+            from django.conf import settings
             from django.core.cache import cache
 
-            return cache
+            return cache if settings.configured else None
         except Exception:  # usable outside Django (bench scripts)
             return None
 
     def token(self, session: requests.Session) -> str:
-        cache = self._cache()
-        cached = cache.get(self.cache_key) if cache is not None else self._local.get("token")
-        if cached and (cache is not None or self._local.get("expires", 0) > time.time()):
+        cache, local = self._cache(), self._local_store()
+        if cache is not None:
+            cached = cache.get(self.cache_key)
+        else:
+            cached = local.get("token") if local.get("expires", 0) > time.time() else None
+        if cached:
             return cached
-        data = {"grant_type": "client_credentials", **self.extra}
-        if self.scope:
-            data["scope"] = self.scope
         try:
-            resp = session.post(self.token_url, data=data, auth=(self.client_id, self.client_secret), timeout=self.timeout)
+            resp = self.fetch(session)
         except requests.Timeout as exc:
-            raise errors.TimeoutError_(f"token request timed out: {exc}") from exc
+            raise errors.TimeoutError_(f"{self.system} token request timed out: {exc}", system=self.system) from exc
         except requests.RequestException as exc:
-            raise errors.RetryableError(f"token request failed: {exc}") from exc
+            raise errors.RetryableError(f"{self.system} token request failed: {exc}", system=self.system) from exc
         if resp.status_code == 429 or resp.status_code >= 500:
             cls = errors.RateLimitedError if resp.status_code == 429 else errors.RetryableError
-            raise cls(f"token endpoint answered {resp.status_code}", status=resp.status_code,
+            raise cls(f"{self.system} token endpoint answered {resp.status_code}", status=resp.status_code, system=self.system,
                       retry_after=parse_retry_after(resp.headers.get("Retry-After")))
         if resp.status_code != 200:
-            raise errors.PermanentError(f"token endpoint refused the credentials ({resp.status_code}): {resp.text[:200]}",
-                                        status=resp.status_code)
-        body = resp.json()
-        token, ttl = body["access_token"], int(body.get("expires_in", 3600))
+            raise errors.PermanentError(f"{self.system} token endpoint refused the credentials ({resp.status_code}): "
+                                        f"{resp.text[:200]}", status=resp.status_code, system=self.system)
+        token, ttl = self.parse(resp.json())
         ttl = max(1, ttl - min(60, ttl // 10))  # renew a little early
         if cache is not None:
             cache.set(self.cache_key, token, ttl)
         else:
-            self._local.update(token=token, expires=time.time() + ttl)
+            local.update(token=token, expires=time.time() + ttl)
         return token
 
     def apply(self, client, headers):
@@ -145,7 +154,30 @@ class OAuthClientCredentials(Auth):
         cache = self._cache()
         if cache is not None:
             cache.delete(self.cache_key)
-        self._local.clear()
+        self._local_store().clear()
+
+
+@dataclass
+class OAuthClientCredentials(CachedTokenAuth):
+    """OAuth 2.0 client-credentials grant with HTTP Basic client authentication (commercetools,
+    Salesforce Account Manager)."""
+
+    token_url: str
+    client_id: str
+    client_secret: str
+    scope: str = ""
+    extra: dict = field(default_factory=dict)
+    timeout: float = 10.0
+
+    @property
+    def cache_key(self) -> str:
+        return f"hub:oauth:{self.token_url}:{self.client_id}:{self.scope}"
+
+    def fetch(self, session: requests.Session) -> requests.Response:
+        data = {"grant_type": "client_credentials", **self.extra}
+        if self.scope:
+            data["scope"] = self.scope
+        return session.post(self.token_url, data=data, auth=(self.client_id, self.client_secret), timeout=self.timeout)
 
 
 # --- the client ----------------------------------------------------------------------------------

@@ -46,8 +46,7 @@ Malformed rows in inbound payloads
 from __future__ import annotations
 
 import re
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable
 from urllib.parse import quote
@@ -55,7 +54,7 @@ from urllib.parse import quote
 from . import errors
 from .base import (Acknowledgement, Connector, Dispatch, Fulfilment, InventoryMaster, Page, Parcel, StockChange,
                    Warehouse, WarehouseOrder)
-from .http import Auth, HeaderAuth, HttpClient
+from .http import CachedTokenAuth, HeaderAuth, HttpClient
 from .parsing import ParsedBatch, parse_rows, to_iso as _iso
 from .parsing import RowError as _RowError
 
@@ -69,7 +68,7 @@ _INT_RX = re.compile(r"^\s*-?\d+\s*$")
 
 
 @dataclass
-class WairTokenAuth(Auth):
+class WairTokenAuth(CachedTokenAuth):
     """WAIR's ``POST /Token`` (JSON username/password + ``X-Tenant``) → bearer token, cached until shortly
     before it expires; :meth:`invalidate` (called by the client on a 401) forces a new one."""
 
@@ -78,64 +77,21 @@ class WairTokenAuth(Auth):
     password: str
     tenant: str = ""
     timeout: float = 10.0
-    _local: dict = field(default_factory=dict, repr=False)  # used outside Django (bench scripts)
+    system = "wair"
 
     @property
     def cache_key(self) -> str:
         return f"hub:wair-token:{self.token_url}:{self.tenant}:{self.username}"
 
-    @staticmethod
-    def _cache():
-        try:
-            from django.core.cache import cache
-
-            return cache
-        except Exception:  # pragma: no cover - outside Django
-            return None
-
-    def token(self, session) -> str:
-        import requests
-
-        cache = self._cache()
-        if cache is not None:
-            cached = cache.get(self.cache_key)
-        else:
-            cached = self._local.get("token") if self._local.get("expires", 0) > time.time() else None
-        if cached:
-            return cached
+    def fetch(self, session):
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.tenant:
             headers["X-Tenant"] = self.tenant
-        try:
-            resp = session.post(self.token_url, json={"username": self.username, "password": self.password},
-                                headers=headers, timeout=self.timeout)
-        except requests.Timeout as exc:
-            raise errors.TimeoutError_(f"WAIR token request timed out: {exc}", system="wair") from exc
-        except requests.RequestException as exc:
-            raise errors.RetryableError(f"WAIR token request failed: {exc}", system="wair") from exc
-        if resp.status_code == 429 or resp.status_code >= 500:
-            cls = errors.RateLimitedError if resp.status_code == 429 else errors.RetryableError
-            raise cls(f"WAIR token endpoint answered {resp.status_code}", status=resp.status_code, system="wair")
-        if resp.status_code != 200:
-            raise errors.PermanentError(f"WAIR refused the credentials ({resp.status_code}): {resp.text[:200]}",
-                                        status=resp.status_code, system="wair")
-        body = resp.json()
-        token, ttl = body["accessToken"], int(body.get("expiresIn") or 3600)
-        ttl = max(1, ttl - min(60, ttl // 10))  # renew a little early
-        if cache is not None:
-            cache.set(self.cache_key, token, ttl)
-        else:
-            self._local.update(token=token, expires=time.time() + ttl)
-        return token
+        return session.post(self.token_url, json={"username": self.username, "password": self.password},
+                            headers=headers, timeout=self.timeout)
 
-    def apply(self, client, headers):
-        headers["Authorization"] = f"Bearer {self.token(client.session)}"
-
-    def invalidate(self):
-        cache = self._cache()
-        if cache is not None:
-            cache.delete(self.cache_key)
-        self._local.clear()
+    def parse(self, body: dict) -> tuple[str, int]:
+        return body["accessToken"], int(body.get("expiresIn") or 3600)
 
 
 class NotAcknowledged(errors.RetryableError):
