@@ -4,9 +4,10 @@ Columns (header row required; order free; extra columns ignored):
   master_sku        required — an existing Item.sku
   storefront_sku    required
   channel           optional — channel key; empty = every channel
-  storefront_product, safety_buffer (integer >= 0), active (1/0, true/false, yes/no; default true)
+  storefront_product, safety_buffer (whole number 0..1,000,000), active (1/0, true/false, yes/no; default true)
 
-Broken rows are rejected with a reason and line number; good rows are kept. A row whose
+Broken rows are rejected with a reason and line number; good rows are kept — including a row the database
+itself refuses (the bulk write then falls back to one savepoint per row). A row whose
 (channel, storefront_sku) is already mapped updates that mapping (repoint/buffer/active). Writes are bulk
 (one lookup per referenced table, bulk_create + bulk_update in batches) and audited with
 :func:`core.audit.record_many` (source ``csv-import``). Afterwards the affected items' stock is re-queued
@@ -16,9 +17,10 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import DatabaseError, IntegrityError, transaction
 
 from exceptions_app import services as exc_services
 from exceptions_app import triage
@@ -55,6 +57,89 @@ class ImportResult:
     @property
     def ok(self) -> int:
         return self.created + self.updated + self.unchanged
+
+
+FIELDS = ("item", "storefront_product", "safety_buffer", "active")
+WHOLE = re.compile(r"^[0-9]+$")  # ASCII digits only: str.isdigit() accepts '²', which int() refuses
+MAX_SAFETY_BUFFER = 1_000_000  # units held back per SKU; anything larger is a typo, and the column is 32-bit
+
+
+def _max_length(name: str) -> int:
+    return SkuMapping._meta.get_field(name).max_length
+
+
+def _validate(r: dict, items: dict, channels: dict) -> tuple[str | None, dict]:
+    """(reason the row is refused, or None; the model values) — every check the database would make, so a
+    bad row is reported with its line instead of failing the write."""
+    sku, master = r.get("storefront_sku", ""), r.get("master_sku", "")
+    ch_key = r.get("channel", "")
+    if not master:
+        return "master_sku is empty", {}
+    if not sku:
+        return "storefront_sku is empty", {}
+    for name, value in (("storefront_sku", sku), ("storefront_product", r.get("storefront_product", ""))):
+        if len(value) > _max_length(name):
+            return f"{name} is longer than {_max_length(name)} characters", {}
+    if master not in items:
+        return f"unknown master SKU {master!r}", {}
+    if ch_key and ch_key not in channels:
+        return f"unknown channel {ch_key!r}", {}
+    buf = r.get("safety_buffer", "")
+    if buf and (not WHOLE.match(buf) or int(buf) > MAX_SAFETY_BUFFER):
+        return f"safety_buffer {buf!r} is not a whole number from 0 to {MAX_SAFETY_BUFFER}", {}
+    act = r.get("active", "").lower()
+    if act and act not in TRUE | FALSE:
+        return f"active {r.get('active')!r} is not yes/no", {}
+    return None, {"item": items[master], "channel": channels.get(ch_key) if ch_key else None, "storefront_sku": sku,
+                  "storefront_product": r.get("storefront_product", ""), "safety_buffer": int(buf) if buf else None,
+                  "active": act not in FALSE}
+
+
+def _existing(skus) -> dict:
+    """{(channel id, storefront sku): mapping} already in the database for these storefront SKUs."""
+    return {(m.channel_id, m.storefront_sku): m
+            for m in SkuMapping.objects.filter(storefront_sku__in=skus).select_related("item", "channel")}
+
+
+def _bulk(new: list, changed: list) -> None:
+    SkuMapping.objects.bulk_create(new, batch_size=1000)
+    if new and new[0].pk is None:  # backends without RETURNING ids
+        pk_of = {(m.channel_id, m.storefront_sku): m.pk
+                 for m in SkuMapping.objects.filter(storefront_sku__in=[m.storefront_sku for m in new])}
+        for m in new:
+            m.pk = pk_of[(m.channel_id, m.storefront_sku)]
+    if changed:
+        SkuMapping.objects.bulk_update(changed, list(FIELDS) + ["updated_at"], batch_size=1000)
+
+
+def _write(new: list, changed: list, line_of: dict, result: ImportResult) -> tuple[list, list]:
+    """Bulk-write the rows (one savepoint). If the database refuses any of them (a mapping created by someone
+    else meanwhile, a value the checks above missed), write them one savepoint each instead so the good rows
+    are kept and each refused row becomes a RowError. Returns the (created, updated) rows actually written."""
+    try:
+        with transaction.atomic():
+            _bulk(new, changed)
+        return new, changed
+    except DatabaseError:
+        pass
+    written_new, written_changed = [], []
+    new_ids = {id(m) for m in new}
+    for m in new + changed:
+        is_new = id(m) in new_ids
+        if is_new:
+            m.pk, m._state.adding = None, True  # the failed bulk insert may have handed out ids it rolled back
+        try:
+            with transaction.atomic():
+                _bulk(*(([m], []) if is_new else ([], [m])))
+        except DatabaseError as exc:
+            line, row = line_of[id(m)]
+            reason = ("already mapped (created while this file was imported): import the row again to update it"
+                      if isinstance(exc, IntegrityError) else f"refused by the database: {exc}")
+            result.errors.append(RowError(line, reason, row))
+            continue
+        (written_new if is_new else written_changed).append(m)
+    result.errors.sort(key=lambda e: e.line)
+    return written_new, written_changed
 
 
 def _decode(data: bytes | str) -> str:
@@ -103,39 +188,12 @@ def import_sku_mappings(data: bytes | str, user=None) -> ImportResult:
     parsed: list[tuple[int, dict, dict]] = []
     seen: dict[tuple, int] = {}
     for line, r in rows:
-        reason = None
-        sku, master = r.get("storefront_sku", ""), r.get("master_sku", "")
-        ch_key = r.get("channel", "")
-        values = {}
-        if not master:
-            reason = "master_sku is empty"
-        elif not sku:
-            reason = "storefront_sku is empty"
-        elif len(sku) > 100:
-            reason = "storefront_sku is longer than 100 characters"
-        elif master not in items:
-            reason = f"unknown master SKU {master!r}"
-        elif ch_key and ch_key not in channels:
-            reason = f"unknown channel {ch_key!r}"
-        else:
-            values = {"item": items[master], "channel": channels.get(ch_key) if ch_key else None, "storefront_sku": sku,
-                      "storefront_product": r.get("storefront_product", "")[:200]}
-            buf = r.get("safety_buffer", "")
-            if buf:
-                if not buf.isdigit():
-                    reason = f"safety_buffer {buf!r} is not a whole number >= 0"
-                else:
-                    values["safety_buffer"] = int(buf)
-            else:
-                values["safety_buffer"] = None
-            act = r.get("active", "").lower()
-            if act and act not in TRUE | FALSE:
-                reason = reason or f"active {r.get('active')!r} is not yes/no"
-            values["active"] = act not in FALSE
-            key = (ch_key, sku)
-            if reason is None and key in seen:
+        reason, values = _validate(r, items, channels)
+        if reason is None:
+            key = (r.get("channel", ""), values["storefront_sku"])
+            if key in seen:
                 reason = f"duplicate of line {seen[key]} (same channel and storefront SKU)"
-            elif reason is None:
+            else:
                 seen[key] = line
         if reason:
             result.errors.append(RowError(line, reason, r))
@@ -146,31 +204,27 @@ def import_sku_mappings(data: bytes | str, user=None) -> ImportResult:
         return result
 
     skus = {v["storefront_sku"] for _, _, v in parsed}
-    existing = {(m.channel_id, m.storefront_sku): m
-                for m in SkuMapping.objects.filter(storefront_sku__in=skus).select_related("item", "channel")}
+    existing = _existing(skus)
     new, changed, befores = [], [], {}
-    fields = ("item", "storefront_product", "safety_buffer", "active")
+    line_of: dict[int, tuple[int, dict]] = {}  # id(mapping) -> (line, row), to report a row the database refuses
     for line, r, v in parsed:
         ch = v["channel"]
         m = existing.get((ch.pk if ch else None, v["storefront_sku"]))
         if m is None:
-            new.append(SkuMapping(channel=ch, **{k: v[k] for k in ("item", "storefront_sku", *fields[1:])}))
-        elif any(getattr(m, f) != v[f] for f in fields):
+            m = SkuMapping(channel=ch, **{k: v[k] for k in ("item", "storefront_sku", *FIELDS[1:])})
+            new.append(m)
+        elif any(getattr(m, f) != v[f] for f in FIELDS):
             befores[m.pk] = audit.snapshot(m)
-            for f in fields:
+            for f in FIELDS:
                 setattr(m, f, v[f])
             changed.append(m)
         else:
             result.unchanged += 1
+            continue
+        line_of[id(m)] = (line, r)
 
     with audit.acting_as(user, "csv-import"), transaction.atomic():
-        SkuMapping.objects.bulk_create(new, batch_size=1000)
-        if new and new[0].pk is None:
-            pk_of = {(m.channel_id, m.storefront_sku): m.pk for m in SkuMapping.objects.filter(storefront_sku__in=[m.storefront_sku for m in new])}
-            for m in new:
-                m.pk = pk_of[(m.channel_id, m.storefront_sku)]
-        if changed:
-            SkuMapping.objects.bulk_update(changed, list(fields) + ["updated_at"], batch_size=1000)
+        new, changed = _write(new, changed, line_of, result)
         audit.record_many(new, "create", user=user, source="csv-import")
         audit.record_many(changed, "update", user=user, source="csv-import", befores=befores)
         result.created, result.updated = len(new), len(changed)

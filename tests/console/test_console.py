@@ -147,7 +147,7 @@ def test_csv_import_keeps_good_rows_and_reports_bad_ones(w):
     assert (result.created, result.updated) == (2, 0)
     reasons = {e.line: e.reason for e in result.errors}
     assert reasons == {4: "unknown master SKU 'NOPE'", 5: "storefront_sku is empty", 6: "unknown channel 'nochannel'",
-                       7: "safety_buffer '-3' is not a whole number >= 0", 8: "duplicate of line 2 (same channel and storefront SKU)",
+                       7: "safety_buffer '-3' is not a whole number from 0 to 1000000", 8: "duplicate of line 2 (same channel and storefront SKU)",
                        9: "active 'maybe' is not yes/no"}
     a1 = SkuMapping.objects.get(storefront_sku="A-1")
     assert a1.channel == w.channel and a1.safety_buffer == 2
@@ -159,6 +159,40 @@ def test_csv_import_keeps_good_rows_and_reports_bad_ones(w):
     assert (again.created, again.updated) == (0, 1)
     entry = AuditEntry.objects.filter(source="csv-import", action="update").get()
     assert entry.before["item_id"] == w.items[0].pk and entry.after["item_id"] == w.items[1].pk
+
+
+def test_csv_import_refuses_bad_numbers_and_long_text_but_keeps_good_rows(w):
+    a, b, c = (i.sku for i in w.items)
+    body = ("master_sku,storefront_sku,channel,safety_buffer,storefront_product\n"
+            f"{a},G-1,web,\u00b2,\n"                      # a superscript two: str.isdigit() says yes, int() says no
+            f"{a},G-2,web,99999999999999999999,\n"         # would overflow the column at insert
+            f"{b},G-3,web,4,{'p' * 201}\n"                 # longer than storefront_product allows: refused, not cut
+            f"{b},G-4,web,1000001,\n"
+            f"{c},G-5,web,7,prod-5\n")
+    result = csv_import.import_sku_mappings(body.encode())
+    assert result.fatal == "" and result.created == 1
+    reasons = {e.line: e.reason for e in result.errors}
+    assert reasons == {2: "safety_buffer '\u00b2' is not a whole number from 0 to 1000000",
+                       3: "safety_buffer '99999999999999999999' is not a whole number from 0 to 1000000",
+                       4: "storefront_product is longer than 200 characters",
+                       5: "safety_buffer '1000001' is not a whole number from 0 to 1000000"}
+    assert list(SkuMapping.objects.values_list("storefront_sku", "safety_buffer", "storefront_product")) == [("G-5", 7, "prod-5")]
+
+
+def test_csv_import_row_the_database_refuses_is_reported_and_the_rest_kept(w, monkeypatch):
+    """A mapping created by someone else between the import's look-up and its write makes the bulk insert
+    fail: that row becomes a RowError and the other rows are still written and audited."""
+    a, b, c = (i.sku for i in w.items)
+    f.mappings(w, w.items[:1])  # storefront SKU a.lstrip("0") already mapped on web
+    taken = a.lstrip("0")
+    monkeypatch.setattr(csv_import, "_existing", lambda skus: {})  # the look-up ran before the other writer
+    body = f"master_sku,storefront_sku,channel\n{b},H-1,web\n{b},{taken},web\n{c},H-3,web\n"
+    result = csv_import.import_sku_mappings(body)
+    assert result.created == 2
+    assert [(e.line, e.reason.split(" (")[0]) for e in result.errors] == [(3, "already mapped")]
+    assert set(SkuMapping.objects.values_list("storefront_sku", flat=True)) == {taken, "H-1", "H-3"}
+    assert SkuMapping.objects.get(storefront_sku=taken).item == w.items[0]
+    assert AuditEntry.objects.filter(source="csv-import", action="create").count() == 2
 
 
 def test_csv_import_bulk_is_set_based(w, django_assert_max_num_queries):
