@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 from django import forms
-from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+from django.core.exceptions import ValidationError
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from integration_hub.catalog.models import IdentifierTransform, Item, SkuMapping
+from integration_hub.core import beat
 from integration_hub.inventory.models import ChannelStockRule
 from integration_hub.orders.models import ShippingMethodMap
 
@@ -95,36 +97,21 @@ class ScheduleForm(forms.ModelForm):
         if task.interval_id:
             self.fields["every"].initial = task.interval.every
             self.fields["period"].initial = task.interval.period
-        if task.crontab_id:
-            c = task.crontab
-            self.fields["cron"].initial = f"{c.minute} {c.hour} {c.day_of_month} {c.month_of_year} {c.day_of_week}"
+        self.fields["cron"].initial = beat.cron_text(task)
 
     def clean(self):
         data = super().clean()
-        cron = (data.get("cron") or "").strip()
-        if cron:
-            parts = cron.split()
-            if len(parts) != 5:
-                self.add_error("cron", "Five fields: minute hour day-of-month month day-of-week.")
-            data["cron_parts"] = parts
-        elif not data.get("every") or not data.get("period"):
-            self.add_error("every", "Give an interval (number and period) or a crontab.")
+        try:
+            data["schedule"] = beat.clean_schedule(every=data.get("every"), period=data.get("period"), cron=data.get("cron"))
+        except ValidationError as exc:
+            for name, errors in exc.message_dict.items():
+                self.add_error(name, errors)
         return data
 
     def save(self, commit=True):
+        """Saved through :func:`core.beat.apply_schedule` (audited before/after whatever the path)."""
         task = super().save(commit=False)
-        data = self.cleaned_data
-        if data.get("cron_parts"):
-            minute, hour, dom, month, dow = data["cron_parts"]
-            task.crontab, _ = CrontabSchedule.objects.get_or_create(minute=minute, hour=hour, day_of_month=dom,
-                                                                    month_of_year=month, day_of_week=dow)
-            task.interval = None
-        else:
-            task.interval, _ = IntervalSchedule.objects.get_or_create(every=data["every"], period=data["period"])
-            task.crontab = None
-        if commit:
-            task.save()
-        return task
+        return beat.apply_schedule(task, self.cleaned_data["schedule"], commit=commit)
 
 
 class CsvImportForm(forms.Form):

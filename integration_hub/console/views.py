@@ -273,17 +273,11 @@ class ScheduleEditView(PermissionRequired, TemplateView):
     def post(self, request, pk):
         _require(request, ["django_celery_beat.change_periodictask"])
         task = get_object_or_404(PeriodicTask.objects.select_related("interval", "crontab"), pk=pk)
-        before = schedule_snapshot(task)
         form = ScheduleForm(request.POST, instance=task)
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(pk=pk, form=form), status=400)
         with transaction.atomic():
-            task = form.save()
-            after = schedule_snapshot(task)
-            if after != before:
-                AuditEntry.objects.create(content_type=ContentType.objects.get_for_model(PeriodicTask), object_id=str(task.pk),
-                                          object_repr=task.name[:300], action="update", actor=request.user,
-                                          before=before, after=after, source="console")
+            task = form.save()  # audited by core.beat.track_schedule_changes
         messages.success(request, f"Saved schedule '{task.name}'.")
         return redirect("console:schedule_edit", pk=task.pk)
 
@@ -301,13 +295,6 @@ class ScheduleRunView(PermissionRequired, View):
                                   before=None, after={"run_now": result}, source="console")
         messages.success(request, f"Sent '{task.name}' to the workers (task id {result}).")
         return redirect("console:schedule_edit", pk=task.pk)
-
-
-def schedule_snapshot(task: PeriodicTask) -> dict:
-    """What a person edits on a beat job (the scheduler's own bookkeeping — last run, run count — is not
-    audited, so beat's saves never flood the history)."""
-    return {"enabled": task.enabled, "interval": str(task.interval) if task.interval_id else None,
-            "crontab": str(task.crontab) if task.crontab_id else None}
 
 
 # --- orders (look-up for ops / customer service) -------------------------------------------------------------

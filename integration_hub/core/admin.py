@@ -1,6 +1,9 @@
 from django import forms
 from django.contrib import admin
+from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
+from django_celery_beat.models import PeriodicTask
 
+from . import beat
 from .models import AuditEntry, Channel, Connection, Location, SyncCursor
 
 
@@ -72,3 +75,27 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# Beat jobs: django-celery-beat's admin, with its bulk enable/disable/toggle actions audited too (they use
+# queryset.update(), which sends no signals; single saves are audited by beat.track_schedule_changes).
+admin.site.unregister(PeriodicTask)
+
+
+@admin.register(PeriodicTask)
+class AuditedPeriodicTaskAdmin(BeatPeriodicTaskAdmin):
+    def enable_tasks(self, request, queryset):
+        with beat.audited_bulk_change(queryset):
+            super().enable_tasks(request, queryset)
+
+    def disable_tasks(self, request, queryset):
+        with beat.audited_bulk_change(queryset):
+            super().disable_tasks(request, queryset)
+
+    def toggle_tasks(self, request, queryset):
+        with beat.audited_bulk_change(queryset):
+            super().toggle_tasks(request, queryset)
+
+    enable_tasks.short_description = BeatPeriodicTaskAdmin.enable_tasks.short_description
+    disable_tasks.short_description = BeatPeriodicTaskAdmin.disable_tasks.short_description
+    toggle_tasks.short_description = BeatPeriodicTaskAdmin.toggle_tasks.short_description

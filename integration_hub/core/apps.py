@@ -8,8 +8,9 @@ class CoreConfig(AppConfig):
     verbose_name = "Systems & access"
 
     def ready(self):
-        from . import audit, roles
+        from . import audit, beat, roles
         from .models import Channel, Connection, Location
 
         audit.track(Connection, Channel, Location)
+        beat.track_schedule_changes()  # beat jobs: audited whatever edits them (console, API, admin, setup_beat)
         post_migrate.connect(roles.sync_role_permissions, dispatch_uid="hub-sync-role-permissions")

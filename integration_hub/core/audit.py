@@ -59,13 +59,14 @@ def snapshot(obj: Model) -> dict:
     return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
 
 
-def _write(obj: Model, action: str, before, after, user=None, source=None):
+def write(obj: Model, action: str, before, after, user=None, source=None, repr_: str | None = None):
+    """One audit entry for ``obj`` (actor and source from :func:`acting_as` unless given)."""
     from .models import AuditEntry
 
-    AuditEntry.objects.create(
+    return AuditEntry.objects.create(
         content_type=ContentType.objects.get_for_model(type(obj)),
         object_id=str(obj.pk),
-        object_repr=str(obj)[:300],
+        object_repr=(repr_ if repr_ is not None else str(obj))[:300],
         action=action,
         actor=user if user is not None else current_user(),
         before=before,
@@ -121,11 +122,11 @@ def _post_save(sender, instance, created, raw=False, **kwargs):
     before = getattr(instance, "_audit_before", None)
     if not created and before is not None and _meaningful(sender, before) == _meaningful(sender, after):
         return  # saved without a real change (only auto timestamps moved)
-    _write(instance, "create" if created else "update", None if created else before, after)
+    write(instance, "create" if created else "update", None if created else before, after)
 
 
 def _post_delete(sender, instance, **kwargs):
-    _write(instance, "delete", snapshot(instance), None)
+    write(instance, "delete", snapshot(instance), None)
 
 
 def track(*models: type[Model]) -> None:

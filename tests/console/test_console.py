@@ -114,7 +114,7 @@ def test_schedule_enable_and_interval_with_history(w, role_client):
     assert r.status_code == 302
     task.refresh_from_db()
     assert not task.enabled and task.interval.every == 5 and task.interval.period == "minutes"
-    e = history_for(task).get()
+    e = history_for(task).get(action="update")
     assert e.before["enabled"] is True and e.after["enabled"] is False and e.actor.username == "user-admin"
     r = client.post(f"/schedules/{task.pk}/", {"enabled": "on", "cron": "30 5 * * *"})
     task.refresh_from_db()
@@ -123,6 +123,53 @@ def test_schedule_enable_and_interval_with_history(w, role_client):
     assert "Audit history" in html and "user-admin" in html
     r = client.post(f"/schedules/{task.pk}/", {"enabled": "on", "cron": "30 5 *"})
     assert r.status_code == 400
+
+
+@pytest.mark.parametrize("cron,why", [("61 * * * *", "minute"), ("0 25 * * *", "hour"), ("0 5 32 * *", "day of month"),
+                                      ("0 5 * 13 *", "month of year"), ("0 5 * * funday", "day of week"), ("*/0 * * * *", "minute")])
+def test_schedule_invalid_crontab_is_refused_on_the_field(w, role_client, cron, why):
+    client = role_client("admin")
+    task = PeriodicTask.objects.create(name="stock: sweep", task="inventory.sweep",
+                                       interval=IntervalSchedule.objects.create(every=60, period="seconds"))
+    r = client.post(f"/schedules/{task.pk}/", {"enabled": "on", "cron": cron})
+    assert r.status_code == 400
+    form = r.context["form"]
+    assert list(form.errors) == ["cron"] and "Not a valid crontab" in form.errors["cron"][0] and why in form.errors["cron"][0]
+    task.refresh_from_db()
+    assert task.crontab is None and task.interval.every == 60
+    assert not history_for(task).filter(action="update").exists()
+
+
+def test_schedule_changes_are_audited_whatever_the_path(w, role_client):
+    """setup_beat --reset, a plain ORM save (what the Django admin's change form does) and the admin's bulk
+    enable/disable actions all leave before/after history."""
+    from django.core.management import call_command
+
+    call_command("setup_beat")
+    task = PeriodicTask.objects.get(name="core: worker heartbeat")
+    created = history_for(task).get()
+    assert created.action == "create" and created.source == "setup_beat" and created.after["interval"] == "every 60 seconds"
+    task.interval = IntervalSchedule.objects.create(every=5, period="minutes")
+    task.save()
+    call_command("setup_beat", reset=True)
+    reset = history_for(task).filter(source="setup_beat", action="update").get()
+    assert reset.before["interval"] == "every 5 minutes" and reset.after["interval"] == "every 60 seconds"
+    call_command("setup_beat", reset=True)  # nothing to change: no new entry
+    assert history_for(task).filter(source="setup_beat", action="update").count() == 1
+    # beat's own bookkeeping (last run, run count) is not a change anyone made
+    task.refresh_from_db()
+    task.total_run_count += 1
+    task.save()
+    assert history_for(task).count() == 3
+
+    client = role_client("admin")
+    r = client.post("/admin/django_celery_beat/periodictask/", {"action": "disable_tasks", "_selected_action": [task.pk]})
+    assert r.status_code == 302
+    entry = history_for(task).filter(source="admin").get()
+    assert entry.before["enabled"] is True and entry.after["enabled"] is False and entry.actor.username == "user-admin"
+    r = client.post(f"/admin/django_celery_beat/periodictask/{task.pk}/delete/", {"post": "yes"})
+    assert r.status_code == 302
+    assert AuditEntry.objects.filter(object_id=str(task.pk), action="delete", source="admin").exists()
 
 
 CSV = """master_sku,storefront_sku,channel,safety_buffer,active
