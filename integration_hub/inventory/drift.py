@@ -6,6 +6,10 @@ storefront quantity differs from ATS (a missing storefront entry counts as 0) ra
 with both numbers; pairs that agree clear it. Pairs that still have a pending push are in flight and
 are not judged. A drifted pair gets its ``confirmed_quantity`` reset to what the storefront really
 shows and a SWEEP push is queued, so the repair is not skipped as "already confirmed".
+
+Pairs the hub no longer pushes (mapping removed or deactivated, channel inactive or without a rule) but
+whose storefront SKU was last confirmed or seen with a positive quantity are checked too, against 0: a
+storefront still selling them is drift, and the queued push withdraws it (see :mod:`.push`).
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import logging
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from exceptions_app.services import Problem, clear, make_key, raise_many
@@ -40,11 +45,17 @@ def check_channel(channel: Channel) -> DriftResult:
     from connectors.registry import get_connector
 
     out = DriftResult(channel.key)
-    expected = ats.for_channel(channel.pk)
-    if not expected:
+    expected = ats.for_channel(channel.pk)  # {} for an inactive channel or one without a rule
+    by_sku = {a.storefront_sku: a for a in expected.values()}
+    # no longer pushed, last known positive: the storefront must show 0 now
+    for item_id, sku in (ChannelStock.objects.filter(channel=channel)
+                         .filter(Q(confirmed_quantity__gt=0) | Q(observed_quantity__gt=0))
+                         .exclude(storefront_sku="").values_list("item_id", "storefront_sku").iterator(chunk_size=5000)):
+        if item_id not in expected and sku not in by_sku:  # a SKU another item sells under is judged with it
+            by_sku[sku] = ats.Ats(channel.pk, item_id, sku, 0)
+    if not by_sku:
         return out
     connector = get_connector(channel.connection)
-    by_sku = {a.storefront_sku: a for a in expected.values()}
     skus = sorted(by_sku)
     observed = {}
     for start in range(0, len(skus), READ_CHUNK):
@@ -66,7 +77,8 @@ def check_channel(channel: Channel) -> DriftResult:
             continue
         if (obs_qty or 0) == a.quantity:
             out.agreed += 1
-            seen_rows.append(row)
+            # a withdrawn pair the storefront shows at 0: record 0 as confirmed, so it leaves the check
+            (seen_rows if a.item_id in expected else drift_rows).append(row)
             agree_keys.append(key)
             continue
         out.drifted += 1
@@ -94,8 +106,16 @@ def check_channel(channel: Channel) -> DriftResult:
     return out
 
 
-def check_all(channel_ids=None) -> list[DriftResult]:
-    qs = Channel.objects.filter(active=True, stock_rule__isnull=False, connection__enabled=True).select_related("connection")
+def channels_to_check(channel_ids=None):
+    """Active channels with a rule, plus any channel (inactive, rule deleted) where a storefront SKU was
+    last confirmed or seen positive — those must be seen to reach 0. Storefront connection enabled."""
+    withdrawn = ChannelStock.objects.filter(Q(confirmed_quantity__gt=0) | Q(observed_quantity__gt=0)).values("channel_id")
+    qs = Channel.objects.filter(Q(active=True, stock_rule__isnull=False) | Q(pk__in=withdrawn), connection__enabled=True) \
+        .select_related("connection").order_by("pk")
     if channel_ids:
-        qs = qs.filter(pk__in=channel_ids)
-    return [check_channel(ch) for ch in qs]
+        qs = qs.filter(pk__in=[int(c) for c in channel_ids])
+    return qs
+
+
+def check_all(channel_ids=None) -> list[DriftResult]:
+    return [check_channel(ch) for ch in channels_to_check(channel_ids)]

@@ -20,11 +20,11 @@ from collections import Counter
 from typing import Iterable
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from . import ats
-from .models import PendingPush
+from .models import ChannelStock, PendingPush
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ PAIR_CHUNK = 2000
 
 
 def _t() -> dict[str, str]:
-    return {**ats._tables(), "push": PendingPush._meta.db_table}
+    return {**ats._tables(), "push": PendingPush._meta.db_table, "cstock": ChannelStock._meta.db_table}
 
 
 def channel_locations() -> list[tuple[int, int]]:
@@ -74,7 +74,9 @@ def enqueue(item_ids: Iterable[int], *, location_ids: Iterable[int] | None = Non
     (a reservation on a kit holds its components) — their components and the other bundles sharing those
     components. Affected channels are the active channels with a stock rule, restricted to those drawing
     on ``location_ids`` and/or to ``channel_ids`` when given; only pairs with an active SKU mapping
-    (channel-specific or global) are queued. Repeated ids count as repeated changes.
+    (channel-specific or global) are queued — plus unmapped pairs whose storefront was last confirmed (or
+    seen) with a positive quantity, so the push can withdraw it (set it to 0) instead of leaving it on
+    sale. Repeated ids count as repeated changes.
 
     Call it inside the transaction that changed the stock / reservation. Returns rows inserted or updated.
     """
@@ -130,6 +132,10 @@ def enqueue(item_ids: Iterable[int], *, location_ids: Iterable[int] | None = Non
                  WHERE EXISTS (SELECT 1 FROM {mapping} m
                                 WHERE m.item_id = a.item_id AND m.active = %s
                                   AND (m.channel_id = ch.channel_id OR m.channel_id IS NULL))
+                    -- unmapped now, but the storefront was last told a positive quantity: the push withdraws it
+                    OR EXISTS (SELECT 1 FROM {cstock} cs
+                                WHERE cs.channel_id = ch.channel_id AND cs.item_id = a.item_id
+                                  AND (cs.confirmed_quantity > 0 OR cs.observed_quantity > 0))
             )
             SELECT channel_id, item_id, %s, %s, n, 0, '', '', %s, %s FROM pairs WHERE 1 = 1
             """ + _upsert_tail()).format(**_t())
@@ -146,6 +152,19 @@ def enqueue(item_ids: Iterable[int], *, location_ids: Iterable[int] | None = Non
     if total:
         _kick_on_commit(priority)
     return total
+
+
+def enqueue_withdrawals(channel_ids: Iterable[int], reason: str) -> int:
+    """Queue a push for every pair of ``channel_ids`` whose storefront was last confirmed (or seen) with a
+    positive quantity: used when a channel stops being pushable as a whole (deactivated, rule deleted),
+    which :func:`enqueue` cannot see because it only looks at active channels with a rule. The push then
+    sets those storefront SKUs to 0. Two queries."""
+    ids = sorted({int(c) for c in channel_ids})
+    if not ids:
+        return 0
+    pairs = ChannelStock.objects.filter(channel_id__in=ids).filter(
+        models.Q(confirmed_quantity__gt=0) | models.Q(observed_quantity__gt=0)).values_list("channel_id", "item_id")
+    return enqueue_pairs(list(pairs), priority=PendingPush.Priority.ROUTINE, reason=reason)
 
 
 def enqueue_pairs(pairs: Iterable[tuple[int, int]], *, priority: int = PendingPush.Priority.SWEEP, reason: str = "") -> int:
@@ -209,4 +228,4 @@ def _kick_on_commit(priority: int) -> None:
     transaction.on_commit(nudge)
 
 
-__all__ = ["enqueue", "enqueue_pairs", "channels_for_locations", "locations_for_channel", "channel_locations", "kick"]
+__all__ = ["enqueue", "enqueue_pairs", "enqueue_withdrawals", "channels_for_locations", "locations_for_channel", "channel_locations", "kick"]

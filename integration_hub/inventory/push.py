@@ -10,19 +10,25 @@ One batch (:func:`push_batch`) runs a fixed number of queries whatever its size:
 2. ATS for all claimed pairs in one query (:mod:`.ats`), the last confirmed values in one query, the
    channels and their connections in one query.
 3. pairs whose ATS equals ``ChannelStock.confirmed_quantity`` are not sent (state, not events);
+   pairs that are no longer pushable (mapping deleted / deactivated, channel inactive or without a
+   rule) but were last confirmed (or seen) positive are *withdrawn*: 0 is pushed to the storefront SKU
+   they were confirmed under, so the storefront does not keep selling a quantity nobody maintains; a
+   mapping moved to another storefront SKU zeroes the old one too (one query for the SKUs' current
+   owners, only when there is something to withdraw);
 4. one ``Storefront.set_stock`` call per storefront connection, concurrently when a batch spans several
-   (no database access inside; the HttpClient rate-limits per
-   connection — shared through Redis when configured — and honours Retry-After; the connector
-   handles 409 by re-reading the version);
+   (no database access inside; the HttpClient rate-limits per connection — shared by every process
+   through Redis, or through a file bucket on the host in embedded mode — and honours Retry-After; the
+   connector handles 409 by re-reading the version). Nothing else serialises pushes to a connection,
+   so an order-decrement drain never waits behind a routine batch;
 5. ChannelStock upserted in bulk, then only the claimed rows whose ``claim_token`` is still ours are
    deleted: an ``enqueue`` that arrived while we were pushing cleared the token, so that row is
    released and pushed again with the newer figure. Failed rows get ``attempts + 1``, an exponential
    ``not_before`` (at least the server's Retry-After) and ``last_error``; repeated failures raise
-   ``rate_limited`` / ``sync_timeout`` exception records, which a later success clears.
+   ``rate_limited`` / ``sync_timeout`` exception records (a 409 that outlasts the connector's re-reads
+   is a ``sync_timeout`` titled and marked as a conflict), which a later success clears.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 import time
@@ -31,12 +37,6 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX
-    fcntl = None
 
 from django.db import connection as db, transaction
 from django.db.models import F, Q
@@ -59,6 +59,11 @@ FAILURES_BEFORE_EXCEPTION = 3
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_CAP_SECONDS = 900.0
 OPERATION = "set_stock"
+
+# roles of a target in a batch
+SET = "set"  # the pair's ATS under its current storefront SKU
+WITHDRAW = "withdraw"  # the pair is no longer pushable: zero the SKU it was last confirmed under
+RENAMED = "renamed"  # the mapping moved to another storefront SKU: zero the old one
 
 
 @dataclass
@@ -104,36 +109,75 @@ def claim(batch_size: int = BATCH_SIZE, max_priority: int | None = None, lease_s
     return token, lease, rows
 
 
-@contextlib.contextmanager
-def connection_lock(conn: Connection):
-    """Embedded mode only: one process at a time talks to a storefront connection.
-
-    Without Redis the HttpClient's token bucket lives in process memory, so two prefork worker children
-    would each spend the full rate. On one machine (which is what the embedded size is) an exclusive
-    ``flock`` per connection in the var dir serialises their ``set_stock`` calls, so the per-process
-    bucket is the only one spending; the kernel drops the lock if the holder dies. With ``REDIS_URL``
-    set the bucket is shared by every worker on every host and pushes run in parallel, unlocked."""
-    from django.conf import settings
-
-    if getattr(settings, "REDIS_URL", "") or fcntl is None:
-        yield
-        return
-    lock_dir = Path(settings.VAR_DIR) / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"stock-push-conn-{conn.pk}.lock", "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
     delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * (2 ** min(20, max(0, attempts - 1))))
     delay = delay * random.uniform(0.5, 1.0)
     if retry_after:
         delay = max(delay, float(retry_after))
     return delay
+
+
+def _plan_withdrawals(withdraw: list[tuple], per_conn: dict, done: list, problems: list, out: BatchResult) -> None:
+    """Add a quantity-0 target for every storefront SKU the hub last confirmed positive and no longer
+    maintains (ARCHITECTURE principle 1: the storefront must not keep selling stock nobody updates).
+    A SKU that another item's active mapping now owns on that channel is left to that item's push.
+    One query (the owners)."""
+    from integration_hub.catalog.models import SkuMapping
+
+    skus = {cs["storefront_sku"] for _, _, _, cs, _ in withdraw if cs["storefront_sku"]}
+    owners: dict[str, list[tuple]] = defaultdict(list)
+    for ch_id, sku, item_id in SkuMapping.objects.filter(storefront_sku__in=skus, active=True) \
+            .values_list("channel_id", "storefront_sku", "item_id"):
+        owners[sku].append((ch_id, item_id))
+    for pair, row, channel, cs, role in withdraw:
+        sku = cs["storefront_sku"]
+        owned = any(item_id != pair[1] and ch_id in (None, pair[0]) for ch_id, item_id in owners.get(sku, ()))
+        if role == RENAMED:
+            if sku and not owned:
+                per_conn[channel.connection_id].append((pair, row, InventoryTarget(
+                    sku=sku, channel_ref=channel.external_id, quantity=0, known_version=cs["storefront_version"],
+                    known_ref=cs["storefront_ref"] or ""), RENAMED))
+            continue
+        if owned:  # another item sells under this SKU now: its own push sets the quantity
+            out.dropped += 1
+            done.append(row["id"])
+            continue
+        if not sku:
+            out.dropped += 1
+            done.append(row["id"])
+            last = cs["confirmed_quantity"] if cs["confirmed_quantity"] is not None else cs["observed_quantity"]
+            problems.append(Problem(
+                kind="stock_drift", key=make_key("stock_drift", channel.key, f"item-{pair[1]}"), severity="error",
+                channel_id=channel.pk, connection_id=channel.connection_id,
+                title=f"Item {pair[1]} is no longer sold on {channel.key} but the storefront may still show {last}",
+                message="The pair stopped being pushable (mapping removed, channel inactive or without a rule) and the "
+                        "storefront SKU it was last confirmed under is unknown, so the hub cannot set it to 0. "
+                        "Set the storefront quantity to 0 by hand.",
+                context={"channel": channel.key, "item_id": pair[1], "last_confirmed_quantity": last,
+                         "action": "repush_stock"}))
+            continue
+        per_conn[channel.connection_id].append((pair, row, InventoryTarget(
+            sku=sku, channel_ref=channel.external_id, quantity=0, known_version=cs["storefront_version"],
+            known_ref=cs["storefront_ref"] or ""), WITHDRAW))
+
+
+def _repeated_failure(conn: Connection, err: Exception, attempts: int, rows_waiting: int) -> Problem:
+    """The exception record for a connection whose pushes keep failing after the outbox's retries.
+    A version conflict (409) that outlasted the connector's re-reads is a ``sync_timeout`` too (the kinds
+    are fixed) but says so in its title and context: someone else keeps writing those entries."""
+    if isinstance(err, errors.RateLimitedError):
+        kind, what, reason = "rate_limited", "rate limited", "rate_limited"
+    elif isinstance(err, errors.ConflictError):
+        kind, what, reason = "sync_timeout", "version conflict (409) after every re-read", "conflict"
+    else:
+        kind, what, reason = "sync_timeout", type(err).__name__, "error"
+    return Problem(
+        kind=kind, key=make_key(kind, conn.name, OPERATION), severity="error",
+        title=f"Stock pushes to {conn.name} keep failing ({what})",
+        message=str(err)[:2000], connection_id=conn.pk,
+        context={"operation": OPERATION, "reason": reason, "error": type(err).__name__, "attempts": attempts,
+                 "rows_waiting": rows_waiting, "retry_after": getattr(err, "retry_after", None),
+                 "last_error": str(err)[:500], "action": "retry_push"})
 
 
 def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, lease_seconds: int = LEASE_SECONDS) -> BatchResult:
@@ -150,20 +194,28 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
     item_ids = {i for _, i in by_pair}
     confirmed = {(cs["channel_id"], cs["item_id"]): cs for cs in ChannelStock.objects.filter(
         channel_id__in=channel_ids, item_id__in=item_ids).values(
-        "channel_id", "item_id", "storefront_sku", "confirmed_quantity", "storefront_version", "storefront_ref")}
+        "channel_id", "item_id", "storefront_sku", "confirmed_quantity", "observed_quantity", "storefront_version",
+        "storefront_ref")}
     channels = Channel.objects.select_related("connection").in_bulk(channel_ids)
 
     done: list[int] = []  # rows finished (pushed, skipped, dropped): delete if untouched since the claim
     failures: dict[int, tuple[str, float | None]] = {}  # row id -> (error text, retry_after)
-    per_conn: dict[int, list] = defaultdict(list)
+    per_conn: dict[int, list] = defaultdict(list)  # connection id -> [(pair, row, target, role)]
+    withdraw: list[tuple] = []  # (pair, row, channel, cs, role): a storefront SKU that must be zeroed
+    problems: list[Problem] = []
     for pair, row in by_pair.items():
         a = targets_ats.get(pair)
         channel = channels.get(pair[0])
-        if a is None or channel is None or not channel.active:
-            out.dropped += 1
-            done.append(row["id"])
-            continue
         cs = confirmed.get(pair)
+        if a is None or channel is None or not channel.active:
+            # No longer pushable. If the storefront was last told a positive quantity it would keep selling
+            # it: withdraw it (push 0 to the SKU it was confirmed under) before letting the pair go.
+            if channel is not None and cs and ((cs["confirmed_quantity"] or 0) > 0 or (cs["observed_quantity"] or 0) > 0):
+                withdraw.append((pair, row, channel, cs, WITHDRAW))
+            else:
+                out.dropped += 1
+                done.append(row["id"])
+            continue
         if cs and cs["storefront_sku"] == a.storefront_sku and cs["confirmed_quantity"] == a.quantity:
             out.skipped += 1
             done.append(row["id"])
@@ -171,11 +223,15 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
         target = InventoryTarget(sku=a.storefront_sku, channel_ref=channel.external_id, quantity=a.quantity,
                                  known_version=cs["storefront_version"] if cs and cs["storefront_sku"] == a.storefront_sku else None,
                                  known_ref=(cs["storefront_ref"] or "") if cs and cs["storefront_sku"] == a.storefront_sku else "")
-        per_conn[channel.connection_id].append((pair, row, target))
+        per_conn[channel.connection_id].append((pair, row, target, SET))
+        if cs and cs["storefront_sku"] != a.storefront_sku and ((cs["confirmed_quantity"] or 0) > 0 or (cs["observed_quantity"] or 0) > 0):
+            # the mapping now points at another storefront SKU: the old one still shows the old quantity
+            withdraw.append((pair, row, channel, cs, RENAMED))
+    if withdraw:
+        _plan_withdrawals(withdraw, per_conn, done, problems, out)
 
     now = timezone.now()
     confirmations: list[tuple] = []
-    problems: list[Problem] = []
     clear_keys: list[str] = []
     conn_status: dict[int, tuple[bool, str]] = {}
 
@@ -184,15 +240,14 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
         if not conn.enabled:
             return [], errors.PermanentError(f"connection {conn.name} is disabled")
         try:
-            with connection_lock(conn):
-                return get_connector(conn).set_stock(targets), None
+            return get_connector(conn).set_stock(targets), None
         except errors.ConnectorError as exc:
             return [], exc
         except Exception as exc:  # a connector bug must not lose the rows: back off and record it
             log.exception("set_stock on %s failed unexpectedly", conn.name)
             return [], exc
 
-    calls = {conn_id: (channels[work[0][0][0]].connection, [t for _, _, t in work]) for conn_id, work in per_conn.items()}
+    calls = {conn_id: (channels[work[0][0][0]].connection, [w[2] for w in work]) for conn_id, work in per_conn.items()}
     if len(calls) > 1:  # storefronts are independent: a slow or rate-limited one must not hold up the others
         with ThreadPoolExecutor(max_workers=min(8, len(calls)), thread_name_prefix="set-stock") as pool:
             futures = {conn_id: pool.submit(send, conn, targets) for conn_id, (conn, targets) in calls.items()}
@@ -207,23 +262,36 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
         by_target = {(r.sku, r.channel_ref): r for r in results or []}
         retry_errors: list[tuple[Exception, dict]] = []
         any_ok = False
-        for pair, row, target in work:
+        # a row may carry two targets (its new SKU and the withdrawal of its old one): it is done only
+        # when every target of it is confirmed, and only then is its confirmation recorded
+        row_ok: dict[int, bool] = {}
+        row_confirm: dict[int, tuple] = {}
+        row_error: dict[int, Exception] = {}
+        row_of: dict[int, dict] = {}
+        for pair, row, target, role in work:
             channel = channels[pair[0]]
+            row_of[row["id"]] = row
             res = None if whole_error else by_target.get((target.sku, target.channel_ref))
-            if res is not None and res.ok:
-                any_ok = True
-                out.pushed += 1
-                done.append(row["id"])
-                confirmations.append((pair[0], pair[1], target.sku, res.quantity, res.version,
-                                      (res.ref or target.known_ref or "")[:200], now))
-                clear_keys += [make_key("unknown_sku", channel.key, target.sku),
-                               make_key("bad_payload", conn.name, OPERATION, f"{channel.key}/{target.sku}")]
+            withdrawn_missing = (role != SET and res is not None and not res.ok
+                                 and isinstance(res.error, errors.NotFoundError))  # nothing there to oversell
+            if res is not None and (res.ok or withdrawn_missing):
+                any_ok = any_ok or res.ok
+                row_ok.setdefault(row["id"], True)
+                if role == SET:
+                    row_confirm[row["id"]] = (pair[0], pair[1], target.sku, res.quantity, res.version,
+                                              (res.ref or target.known_ref or "")[:200], now)
+                    clear_keys.extend([make_key("unknown_sku", channel.key, target.sku),
+                                       make_key("bad_payload", conn.name, OPERATION, f"{channel.key}/{target.sku}")])
+                elif role == WITHDRAW:
+                    row_confirm[row["id"]] = (pair[0], pair[1], target.sku, 0,
+                                              res.version if res.ok else None,
+                                              ((res.ref if res.ok else "") or target.known_ref or "")[:200], now)
                 continue
-            out.failed += 1
+            row_ok[row["id"]] = False
             err = whole_error or (res.error if res is not None and res.error else None) \
                 or errors.RetryableError(f"{conn.name} returned no result for {target.sku} on {target.channel_ref}")
-            failures[row["id"]] = (f"{type(err).__name__}: {err}"[:2000], getattr(err, "retry_after", None))
-            if isinstance(err, errors.NotFoundError) and not whole_error:
+            row_error.setdefault(row["id"], err)
+            if isinstance(err, errors.NotFoundError) and not whole_error and role == SET:
                 problems.append(Problem(
                     kind="unknown_sku", key=make_key("unknown_sku", channel.key, target.sku),
                     title=f"{conn.name} has no SKU {target.sku} on {channel.key}",
@@ -237,22 +305,25 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
                     message=str(err)[:2000], connection_id=conn.pk, channel_id=channel.pk, sku=target.sku,
                     context={"storefront_sku": target.sku, "channel": channel.key, "quantity": target.quantity,
                              "last_error": str(err)[:500], "action": "repush_stock"}))
-            else:
+            elif not (isinstance(err, (errors.NotFoundError, errors.BadDataError)) and not whole_error):
                 retry_errors.append((err, row))
+        for row_id, ok in row_ok.items():
+            if ok:
+                out.pushed += 1
+                done.append(row_id)
+                if row_id in row_confirm:
+                    confirmations.append(row_confirm[row_id])
+            else:
+                out.failed += 1
+                err = row_error[row_id]
+                failures[row_id] = (f"{type(err).__name__}: {err}"[:2000], getattr(err, "retry_after", None))
         if any_ok:
-            clear_keys += [make_key("rate_limited", conn.name, OPERATION), make_key("sync_timeout", conn.name, OPERATION)]
+            clear_keys += [make_key(k, conn.name, OPERATION) for k in ("rate_limited", "sync_timeout")]
         if retry_errors:
             worst = max(row["attempts"] + 1 for _, row in retry_errors)
             err = retry_errors[0][0]
             if worst >= FAILURES_BEFORE_EXCEPTION and not any_ok:
-                kind = "rate_limited" if isinstance(err, errors.RateLimitedError) else "sync_timeout"
-                problems.append(Problem(
-                    kind=kind, key=make_key(kind, conn.name, OPERATION),
-                    title=f"Stock pushes to {conn.name} keep failing ({'rate limited' if kind == 'rate_limited' else type(err).__name__})",
-                    message=str(err)[:2000], connection_id=conn.pk, severity="error",
-                    context={"operation": OPERATION, "attempts": worst, "rows_waiting": len(retry_errors),
-                             "retry_after": getattr(err, "retry_after", None), "last_error": str(err)[:500],
-                             "action": "retry_push"}))
+                problems.append(_repeated_failure(conn, err, worst, len({r["id"] for _, r in retry_errors})))
         conn_status[conn.pk] = (any_ok or not (whole_error or retry_errors), str(whole_error or (retry_errors[0][0] if retry_errors else ""))[:2000])
 
     # failed rows, grouped by error (a whole-call failure is one group): one UPDATE per distinct error

@@ -139,13 +139,8 @@ def drift_check(channel_ids: list[int] | None = None) -> list[dict]:
     storefront that cannot be read is logged for that channel and the others still run."""
     from dataclasses import asdict
 
-    from integration_hub.core.models import Channel
-
-    qs = Channel.objects.filter(active=True, stock_rule__isnull=False, connection__enabled=True).select_related("connection")
-    if channel_ids:
-        qs = qs.filter(pk__in=[int(c) for c in channel_ids])
     out = []
-    for channel in qs:
+    for channel in drift.channels_to_check(channel_ids):
         key = make_key("sync_timeout", channel.connection.name, f"drift_check/{channel.key}")
         try:
             out.append(asdict(drift.check_channel(channel)))

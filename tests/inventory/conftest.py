@@ -53,12 +53,14 @@ class World:
     def item(self, sku, *, mapped=True, storefront_sku=None, channel=None, buffer=None, bundle_of=None):
         from integration_hub.catalog.models import BundleComponent, Item, SkuMapping
 
+        # seeded with bulk_create: no edit signals, so the outbox starts empty (tests of the signals that
+        # re-queue stock after mapping / bundle edits use save() and delete() themselves)
         it = Item.objects.create(sku=sku, is_bundle=bool(bundle_of))
-        for comp, qty in (bundle_of or {}).items():
-            BundleComponent.objects.create(bundle=it, component=self.items[comp], quantity=qty)
+        BundleComponent.objects.bulk_create([BundleComponent(bundle=it, component=self.items[comp], quantity=qty)
+                                             for comp, qty in (bundle_of or {}).items()])
         if mapped:
-            SkuMapping.objects.create(item=it, channel=self.channels[channel] if channel else None,
-                                      storefront_sku=storefront_sku or f"SF-{sku}", safety_buffer=buffer)
+            SkuMapping.objects.bulk_create([SkuMapping(item=it, channel=self.channels[channel] if channel else None,
+                                                       storefront_sku=storefront_sku or f"SF-{sku}", safety_buffer=buffer)])
         self.items[sku] = it
         return it
 

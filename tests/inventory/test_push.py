@@ -297,37 +297,75 @@ def test_stock_management_command(topo, fake_storefront):
     assert fake_storefront.quantities[("sc-b2b", "SF-S1")] == 11
 
 
-def test_embedded_mode_serialises_pushes_per_connection(settings, tmp_path):
-    """Without Redis each process has its own token bucket: a per-connection flock keeps two worker
-    processes (here: threads with their own lock handles) from pushing to one storefront at once."""
+@pytest.mark.django_db(transaction=True)
+def test_priority_drain_is_not_held_up_by_a_routine_batch_in_flight(world, fake_storefront, settings, tmp_path):
+    """Embedded mode (no Redis): a routine batch stuck in ``set_stock`` (slow storefront, Retry-After
+    waits) must not make an order decrement wait — no per-connection lock around the push; the rate
+    limiter (file bucket shared by the processes of the host) is what paces them."""
     import threading
     import time as _time
-    from types import SimpleNamespace
+
+    from django.db import connections
 
     settings.REDIS_URL = ""
     settings.VAR_DIR = tmp_path
-    active, peak, lock = {1: 0, 2: 0}, {1: 0, 2: 0}, threading.Lock()
-    both_at_once = threading.Event()
+    world.channel("web", locations=["dc1"])
+    for sku in ("R0", "R1", "R2", "HOT"):
+        world.item(sku)
+        world.stock(sku, "dc1", 5)
+    outbox.enqueue([world.items[s].pk for s in ("R0", "R1", "R2")], priority=ROUTINE)
+    in_flight, release = threading.Event(), threading.Event()
 
-    def hold(pk):
-        with push.connection_lock(SimpleNamespace(pk=pk)):
-            with lock:
-                active[pk] += 1
-                peak[pk] = max(peak[pk], active[pk])
-                if active[1] and active[2]:
-                    both_at_once.set()
-            _time.sleep(0.15)
-            with lock:
-                active[pk] -= 1
+    def slow_routine(targets):
+        if any(t.sku.startswith("SF-R") for t in targets):
+            in_flight.set()
+            release.wait(15)
 
-    threads = [threading.Thread(target=hold, args=(pk,)) for pk in (1, 1, 1, 2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert peak == {1: 1, 2: 1}  # never two pushes to the same connection at once
-    assert both_at_once.is_set()  # different storefronts are not held up by each other
-    settings.REDIS_URL = "redis://example.invalid/0"  # shared bucket: no lock needed, pushes run in parallel
-    with push.connection_lock(SimpleNamespace(pk=1)):
-        with push.connection_lock(SimpleNamespace(pk=1)):
-            pass
+    fake_storefront.on_call = slow_routine
+    results = {}
+
+    def routine():
+        try:
+            results["routine"] = push.push_batch()
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=routine)
+    worker.start()
+    try:
+        assert in_flight.wait(10)
+        outbox.enqueue([world.items["HOT"].pk], priority=ORDER)
+        started = _time.monotonic()
+        res = push.push_batch(max_priority=ORDER)
+        elapsed = _time.monotonic() - started
+        assert not release.is_set()
+    finally:
+        release.set()
+        worker.join(20)
+    assert res.pushed == 1 and elapsed < 5, elapsed
+    assert fake_storefront.quantities[("sc-web", "SF-HOT")] == 5
+    assert results["routine"].pushed == 3
+
+
+def test_conflict_that_outlasts_the_retries_is_filed_as_a_conflict(topo, fake_storefront):
+    enqueue_all(topo)
+    for _ in range(push.FAILURES_BEFORE_EXCEPTION):
+        fake_storefront.raise_next = [errors.ConflictError("409 version mismatch", status=409)]
+        push.push_batch()
+        PendingPush.objects.update(not_before=None)
+    rec = ExceptionRecord.objects.get(dedupe_key="sync_timeout:shop:set_stock")
+    assert rec.kind == "sync_timeout" and "conflict" in rec.title
+    assert rec.context["reason"] == "conflict" and rec.context["error"] == "ConflictError"
+    push.push_batch()
+    rec.refresh_from_db()
+    assert rec.status == "resolved"
+
+
+def test_timeouts_are_not_called_conflicts(topo, fake_storefront):
+    enqueue_all(topo)
+    for _ in range(push.FAILURES_BEFORE_EXCEPTION):
+        fake_storefront.raise_next = [errors.TimeoutError_("read timed out")]
+        push.push_batch()
+        PendingPush.objects.update(not_before=None)
+    rec = ExceptionRecord.objects.get(dedupe_key="sync_timeout:shop:set_stock")
+    assert rec.context["reason"] == "error" and "conflict" not in rec.title
