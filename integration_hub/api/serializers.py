@@ -115,10 +115,17 @@ class ChannelStockRuleSerializer(serializers.ModelSerializer):
         read_only_fields = ["updated_at"]
 
     def validate(self, attrs):
-        mode = attrs.get("mode", getattr(self.instance, "mode", None))
+        from integration_hub.console.services import channel_rule_errors
+
+        mode = attrs.get("mode", getattr(self.instance, "mode", ChannelStockRule.Mode.SEGREGATED))
         pool = attrs.get("pool", getattr(self.instance, "pool", None))
-        if mode == ChannelStockRule.Mode.SHARED and pool is None:
-            raise serializers.ValidationError({"pool": "a shared channel needs a stock pool"})
+        if "locations" in attrs:
+            locations = attrs["locations"]
+        else:
+            locations = list(self.instance.locations.all()) if self.instance is not None else []
+        errors = channel_rule_errors(mode, pool, locations)
+        if errors:
+            raise serializers.ValidationError(errors)
         return attrs
 
 
@@ -128,7 +135,17 @@ class ShippingMapSerializer(serializers.ModelSerializer):
     class Meta:
         model = ShippingMethodMap
         fields = ["id", "channel", "storefront_method", "warehouse_method", "carrier", "active"]
-        validators = []
+        validators = []  # the unique (channel, method) pair is checked below with a readable message (not a 500)
+
+    def validate(self, attrs):
+        from integration_hub.console.services import shipping_map_clash
+
+        channel = attrs.get("channel", getattr(self.instance, "channel", None))
+        method = attrs.get("storefront_method", getattr(self.instance, "storefront_method", None))
+        clash = shipping_map_clash(channel, method, getattr(self.instance, "pk", None))
+        if clash:
+            raise serializers.ValidationError({"storefront_method": clash})
+        return attrs
 
 
 class StockLevelSerializer(serializers.ModelSerializer):

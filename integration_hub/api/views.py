@@ -7,6 +7,7 @@ django-filter and paginated (``?page=``, 50 per page).
 """
 from __future__ import annotations
 
+from django.db import transaction
 from django.db.models import Prefetch
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
@@ -21,6 +22,7 @@ from exceptions_app import triage
 from exceptions_app.filters import ExceptionFilter
 from exceptions_app.models import ExceptionRecord, Kind
 from integration_hub.catalog.models import IdentifierTransform, SkuMapping
+from integration_hub.core import audit
 from integration_hub.inventory.models import ChannelStockRule, PendingPush, StockLevel
 from integration_hub.orders.models import Order, OrderLine, ShippingMethodMap
 from integration_hub.reconciliation import services as recon
@@ -29,7 +31,25 @@ from integration_hub.reconciliation.models import Report, ReportRow
 from . import serializers as s
 
 
-class ActionPermissions:
+class ActsAsRequestUser:
+    """Audit entries written while an API request runs name the API user. DRF authenticates (token or
+    session) inside the view, after :class:`core.audit.CurrentUserMiddleware` has run, so the middleware sees
+    no user for token calls: take it here, once DRF knows who is calling."""
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        user = request.user if getattr(request.user, "is_authenticated", False) else None
+        self._acting = audit.acting_as(user, "api")
+        self._acting.__enter__()
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        acting, self._acting = getattr(self, "_acting", None), None
+        if acting is not None:
+            acting.__exit__(None, None, None)
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+class ActionPermissions(ActsAsRequestUser):
     """``ACTION_PERMS = {"retry": [...]}``: the permissions an extra action needs (read by
     HasModelRolePermission); standard actions fall back to the model permissions."""
 
@@ -169,7 +189,7 @@ class OrderViewSet(ActionPermissions, viewsets.ReadOnlyModelViewSet):
         return Response(s.OrderSerializer(self.get_object()).data)
 
 
-class SkuMappingViewSet(viewsets.ModelViewSet):
+class SkuMappingViewSet(ActsAsRequestUser, viewsets.ModelViewSet):
     """SKU mappings. Writes re-queue a stock push for the item and resolve that SKU's mismatch exceptions."""
 
     queryset = SkuMapping.objects.select_related("item", "channel", "transform").order_by("id")
@@ -188,8 +208,6 @@ class SkuMappingViewSet(viewsets.ModelViewSet):
         self._after(serializer.save())
 
     def perform_update(self, serializer):
-        from integration_hub.core import audit
-
         before = audit.snapshot(serializer.instance)
         self._after(serializer.save(), before)
 
@@ -199,43 +217,57 @@ class SkuMappingViewSet(viewsets.ModelViewSet):
         triage.requeue_stock({item_id}, [channel_id] if channel_id else None, reason="sku mapping deleted")
 
 
-class TransformViewSet(viewsets.ModelViewSet):
+class TransformViewSet(ActsAsRequestUser, viewsets.ModelViewSet):
     queryset = IdentifierTransform.objects.select_related("connection", "channel").order_by("name")
     serializer_class = s.TransformSerializer
     filterset_fields = ["active", "channel__key", "connection__name"]
 
 
-class ChannelStockRuleViewSet(viewsets.ModelViewSet):
+class ChannelStockRuleViewSet(ActsAsRequestUser, viewsets.ModelViewSet):
     """Which locations feed each channel. Writes re-queue every mapped SKU on the channel."""
 
     queryset = ChannelStockRule.objects.select_related("channel", "pool").prefetch_related("locations").order_by("id")
     serializer_class = s.ChannelStockRuleSerializer
     filterset_fields = ["mode", "channel__key"]
 
-    def perform_create(self, serializer):
-        from integration_hub.console.services import after_channel_rule_saved
+    def _save(self, serializer):
+        from integration_hub.console import services as rules
 
-        after_channel_rule_saved(serializer.save())
+        instance = serializer.instance
+        before = audit.snapshot(instance) if instance is not None else None
+        locations = rules.rule_location_codes(instance) if instance is not None else None
+        with transaction.atomic():
+            obj = serializer.save()
+            rules.audit_rule_locations(obj, locations)  # m2m: the automatic audit sees only concrete fields
+            rules.after_channel_rule_saved(obj, before)
 
-    def perform_update(self, serializer):
-        from integration_hub.console.services import after_channel_rule_saved
-
-        after_channel_rule_saved(serializer.save())
+    perform_create = perform_update = _save
 
 
-class ShippingMapViewSet(viewsets.ModelViewSet):
+class ShippingMapViewSet(ActsAsRequestUser, viewsets.ModelViewSet):
+    """Storefront → warehouse shipping methods. Writes re-check orders held for an unmapped method."""
+
     queryset = ShippingMethodMap.objects.select_related("channel").order_by("id")
     serializer_class = s.ShippingMapSerializer
     filterset_fields = ["channel__key", "storefront_method", "active"]
 
+    def _save(self, serializer):
+        from integration_hub.console.services import after_shipping_map_saved
 
-class StockLevelViewSet(viewsets.ReadOnlyModelViewSet):
+        before = audit.snapshot(serializer.instance) if serializer.instance is not None else None
+        with transaction.atomic():
+            after_shipping_map_saved(serializer.save(), before)
+
+    perform_create = perform_update = _save
+
+
+class StockLevelViewSet(ActsAsRequestUser, viewsets.ReadOnlyModelViewSet):
     queryset = StockLevel.objects.select_related("item", "location").order_by("id")
     serializer_class = s.StockLevelSerializer
     filterset_fields = {"item__sku": ["exact", "in"], "location__code": ["exact"], "state": ["exact"], "quantity": ["lt", "gt"]}
 
 
-class PendingPushViewSet(viewsets.ReadOnlyModelViewSet):
+class PendingPushViewSet(ActsAsRequestUser, viewsets.ReadOnlyModelViewSet):
     queryset = PendingPush.objects.select_related("item", "channel").order_by("priority", "created_at", "id")
     serializer_class = s.PendingPushSerializer
     filterset_fields = {"channel__key": ["exact"], "priority": ["exact", "lte"], "attempts": ["gte"], "item__sku": ["exact"]}

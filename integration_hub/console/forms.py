@@ -6,6 +6,8 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from integration_hub.catalog.models import IdentifierTransform, Item, SkuMapping
 from integration_hub.core import beat
+
+from . import services
 from integration_hub.inventory.models import ChannelStockRule
 from integration_hub.orders.models import ShippingMethodMap
 
@@ -57,11 +59,8 @@ class ChannelRuleForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        mode = data.get("mode")
-        if mode == ChannelStockRule.Mode.SHARED and not data.get("pool"):
-            self.add_error("pool", "A shared channel needs a stock pool.")
-        if mode == ChannelStockRule.Mode.SEGREGATED and not data.get("locations"):
-            self.add_error("locations", "A segregated channel needs at least one location.")
+        for name, message in services.channel_rule_errors(data.get("mode"), data.get("pool"), data.get("locations")).items():
+            self.add_error(name, message)
         return data
 
 
@@ -73,9 +72,9 @@ class ShippingMapForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        clash = ShippingMethodMap.objects.filter(channel=data.get("channel"), storefront_method=data.get("storefront_method"))
-        if data.get("storefront_method") and clash.exclude(pk=self.instance.pk).exists():
-            raise forms.ValidationError("That storefront method is already mapped for this channel.")
+        clash = services.shipping_map_clash(data.get("channel"), data.get("storefront_method"), self.instance.pk)
+        if clash:
+            raise forms.ValidationError(clash)
         return data
 
 

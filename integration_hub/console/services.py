@@ -172,6 +172,61 @@ def after_mapping_saved(obj, before: dict | None) -> str:
     return f"{n} stock push(es) queued"
 
 
+def shipping_map_clash(channel, storefront_method: str, exclude_pk=None) -> str | None:
+    """Why this (channel, storefront method) cannot be saved, or None (the form and the serializer ask this)."""
+    from integration_hub.orders.models import ShippingMethodMap
+
+    if not storefront_method:
+        return None
+    clash = ShippingMethodMap.objects.filter(channel=channel, storefront_method=storefront_method)
+    if exclude_pk is not None:
+        clash = clash.exclude(pk=exclude_pk)
+    if clash.exists():
+        return f"{storefront_method!r} is already mapped for {'this channel' if channel else 'every channel'}."
+    return None
+
+
+def after_shipping_map_saved(obj, before: dict | None = None) -> str:
+    """A shipping method map changed: orders held for an unmapped method on its channel (and on the channel it
+    was moved away from) are checked again."""
+    from exceptions_app import triage
+
+    channel = obj.channel if obj.channel_id else None
+    if before is not None and before.get("channel_id") != obj.channel_id:
+        channel = None  # moved between channels (or to/from "every channel"): re-check them all
+    n = triage.revalidate_channel(channel)
+    return f"{n} held order(s) revalidated"
+
+
+def channel_rule_errors(mode, pool, locations) -> dict[str, str]:
+    """{field: message} for a channel stock rule that cannot feed its channel (form and serializer share it)."""
+    from integration_hub.inventory.models import ChannelStockRule
+
+    errors = {}
+    if mode == ChannelStockRule.Mode.SHARED and not pool:
+        errors["pool"] = "A shared channel needs a stock pool."
+    if mode == ChannelStockRule.Mode.SEGREGATED and not list(locations or []):
+        errors["locations"] = "A segregated channel needs at least one location."
+    return errors
+
+
+def rule_location_codes(rule) -> list[str] | None:
+    """The rule's locations as sorted codes (None for a rule not saved yet): take it before an edit."""
+    return sorted(rule.locations.values_list("code", flat=True)) if rule.pk else None
+
+
+def audit_rule_locations(rule, before: list[str] | None) -> bool:
+    """Audit a change of a channel rule's locations (many-to-many: the automatic audit only sees concrete
+    fields). Actor and source come from the request (console or api). Returns whether anything changed."""
+    from integration_hub.core import audit
+
+    after = rule_location_codes(rule)
+    if after == before:
+        return False
+    audit.write(rule, "update", {"locations": before}, {"locations": after})
+    return True
+
+
 def after_channel_rule_saved(obj, before=None) -> str:
     """A channel's stock rule changed: every mapped SKU on the channel needs its ATS pushed again."""
     from django.db.models import Q

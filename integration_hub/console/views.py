@@ -75,11 +75,6 @@ class RuleType:
         return f"{self.model._meta.app_label}.{action}_{self.model._meta.model_name}"
 
 
-def _revalidate_shipping(obj: ShippingMethodMap, before):
-    n = triage.revalidate_channel(obj.channel)
-    return f"{n} held order(s) revalidated"
-
-
 def _yesno(v):
     return "yes" if v else "no"
 
@@ -109,7 +104,7 @@ RULES: dict[str, RuleType] = {r.slug: r for r in [
         ("Storefront method", lambda o: o.storefront_method), ("Warehouse method", lambda o: o.warehouse_method),
         ("Carrier", lambda o: o.carrier), ("Channel", lambda o: o.channel.key if o.channel_id else "all channels"),
         ("Active", lambda o: _yesno(o.active))],
-        search=["storefront_method", "warehouse_method", "carrier"], select_related=["channel"], after_save=_revalidate_shipping,
+        search=["storefront_method", "warehouse_method", "carrier"], select_related=["channel"], after_save=services.after_shipping_map_saved,
         help="Saving re-checks orders held for an unmapped shipping method."),
 ]}
 
@@ -183,7 +178,7 @@ class RuleEditView(PermissionRequired, TemplateView):
         _require(request, [rt.perm("change" if pk else "add")])
         obj = self.get_object(rt, pk)
         before = audit.snapshot(obj) if pk else None
-        before_locations = sorted(obj.locations.values_list("code", flat=True)) if pk and rt.model is ChannelStockRule else None
+        before_locations = services.rule_location_codes(obj) if rt.model is ChannelStockRule else None
         form = rt.form(request.POST, instance=obj)
         if not form.is_valid():
             response = self.render_to_response(self.get_context_data(slug=slug, pk=pk, form=form))
@@ -192,12 +187,7 @@ class RuleEditView(PermissionRequired, TemplateView):
         with transaction.atomic():
             obj = form.save()
             if rt.model is ChannelStockRule:
-                after_locations = sorted(obj.locations.values_list("code", flat=True))
-                if after_locations != before_locations:
-                    AuditEntry.objects.create(
-                        content_type=ContentType.objects.get_for_model(ChannelStockRule), object_id=str(obj.pk),
-                        object_repr=str(obj)[:300], action="update", actor=request.user,
-                        before={"locations": before_locations}, after={"locations": after_locations}, source="console")
+                services.audit_rule_locations(obj, before_locations)
             note = rt.after_save(obj, before) if rt.after_save else ""
         messages.success(request, f"Saved {obj}." + (f" {note}." if note else ""))
         return redirect("console:rule_edit", slug=slug, pk=obj.pk)

@@ -98,6 +98,48 @@ def test_channel_rules_and_stock_and_pushes(w, api):
     assert c.get("/api/pending-pushes/?channel__key=web").json()["count"] == 2
 
 
+def test_channel_rule_locations_edit_is_audited_and_segregated_needs_locations(w, api):
+    from integration_hub.core.audit import history_for
+    from integration_hub.core.models import Location
+
+    loc2 = Location.objects.create(code="wh2", name="Warehouse 2", connection=w.master, external_id="WH2")
+    c = api("admin")
+    r = c.patch(f"/api/channel-rules/{w.rule.pk}/", {"locations": ["wh1", "wh2"]}, format="json")
+    assert r.status_code == 200, r.content
+    entry = history_for(w.rule).get(after={"locations": ["wh1", "wh2"]})
+    assert entry.before == {"locations": ["wh1"]} and entry.source == "api" and entry.actor.username == "user-admin"
+    # the same rule as the console form: a segregated channel sells from at least one location
+    r = c.patch(f"/api/channel-rules/{w.rule.pk}/", {"locations": []}, format="json")
+    assert r.status_code == 400 and "at least one location" in r.json()["locations"][0]
+    w.rule.refresh_from_db()
+    assert sorted(w.rule.locations.values_list("code", flat=True)) == ["wh1", "wh2"]
+    other = f.Channel.objects.create(key="app", name="App", connection=w.storefront, external_id="app-sc", warehouse=w.master)
+    r = c.post("/api/channel-rules/", {"channel": other.key, "mode": "segregated"}, format="json")
+    assert r.status_code == 400 and "locations" in r.json()
+    r = c.post("/api/channel-rules/", {"channel": other.key, "mode": "segregated", "locations": ["wh2"]}, format="json")
+    assert r.status_code == 201
+    assert history_for(other.stock_rule).filter(after={"locations": ["wh2"]}, source="api").exists()
+
+
+def test_shipping_map_duplicate_is_400_and_writes_revalidate_held_orders(w, api, monkeypatch):
+    from exceptions_app import triage
+
+    calls = []
+    monkeypatch.setattr(triage, "revalidate_channel", lambda channel: calls.append(channel) or 0)
+    c = api("admin")
+    r = c.post("/api/shipping-methods/", {"channel": "web", "storefront_method": "express", "warehouse_method": "NDD"}, format="json")
+    assert r.status_code == 201, r.content
+    assert calls == [w.channel]
+    r = c.post("/api/shipping-methods/", {"channel": "web", "storefront_method": "express", "warehouse_method": "X"}, format="json")
+    assert r.status_code == 400 and "already mapped" in r.json()["storefront_method"][0]
+    pk = c.post("/api/shipping-methods/", {"storefront_method": "express", "warehouse_method": "STD"}, format="json").json()["id"]
+    assert calls == [w.channel, None]  # a map for every channel: every channel's held orders
+    r = c.patch(f"/api/shipping-methods/{pk}/", {"channel": "web"}, format="json")
+    assert r.status_code == 400 and "already mapped" in r.content.decode()
+    r = c.patch(f"/api/shipping-methods/{pk}/", {"carrier": "DPD"}, format="json")
+    assert r.status_code == 200 and len(calls) == 3
+
+
 def test_reports_api_run_rows_csv(w, api):
     f.stock(w, w.items, 2)
     f.mappings(w, w.items)
