@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from rest_framework import serializers
 
 from exceptions_app.models import ExceptionRecord
 from integration_hub.catalog.models import IdentifierTransform, Item, SkuMapping
+from integration_hub.core import beat
 from integration_hub.core.models import Channel, Connection, Location
 from integration_hub.inventory.models import ChannelStockRule, PendingPush, StockLevel, StockPool
 from integration_hub.orders.models import Order, OrderLine, ShippingMethodMap
@@ -146,6 +148,48 @@ class ShippingMapSerializer(serializers.ModelSerializer):
         if clash:
             raise serializers.ValidationError({"storefront_method": clash})
         return attrs
+
+
+class ScheduleSerializer(serializers.ModelSerializer):
+    """A beat job: enable/disable it, or change how often (``every`` + ``period``) or when (``cron``) it runs.
+    Validated and saved by the same code as the console's schedule page (:mod:`core.beat`), audited alike."""
+
+    every = serializers.IntegerField(min_value=1, required=False, allow_null=True, help_text="interval: run every N periods")
+    period = serializers.ChoiceField(choices=IntervalSchedule.PERIOD_CHOICES, required=False, allow_null=True)
+    cron = serializers.CharField(required=False, allow_blank=True, max_length=100,
+                                 help_text="crontab 'm h dom mon dow' (e.g. '30 5 * * *'); replaces the interval")
+
+    class Meta:
+        model = PeriodicTask
+        fields = ["id", "name", "task", "description", "enabled", "every", "period", "cron", "queue", "last_run_at",
+                  "total_run_count"]
+        read_only_fields = ["id", "name", "task", "description", "queue", "last_run_at", "total_run_count"]
+
+    def to_representation(self, task):
+        data = super().to_representation(task)
+        data["every"] = task.interval.every if task.interval_id else None
+        data["period"] = task.interval.period if task.interval_id else None
+        data["cron"] = beat.cron_text(task) or None
+        return data
+
+    def validate(self, attrs):
+        from django.core.exceptions import ValidationError as DjangoValidationError
+
+        wants = {k: attrs.get(k) for k in ("every", "period", "cron") if k in attrs}
+        if not wants:
+            attrs["schedule"] = None  # only enabled/disabled
+            return attrs
+        if not wants.get("cron") and self.instance is not None and self.instance.interval_id:
+            wants.setdefault("every", self.instance.interval.every)  # PATCH {"every": 5} keeps the period
+            wants.setdefault("period", self.instance.interval.period)
+        try:
+            attrs["schedule"] = beat.clean_schedule(every=wants.get("every"), period=wants.get("period"), cron=wants.get("cron"))
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        return attrs
+
+    def update(self, task, validated):
+        return beat.apply_schedule(task, validated.get("schedule"), enabled=validated.get("enabled"))
 
 
 class StockLevelSerializer(serializers.ModelSerializer):

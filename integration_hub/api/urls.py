@@ -25,6 +25,7 @@ router.register("shipping-methods", views.ShippingMapViewSet, basename="shipping
 router.register("stock-levels", views.StockLevelViewSet, basename="stocklevel")
 router.register("pending-pushes", views.PendingPushViewSet, basename="pendingpush")
 router.register("reports", views.ReportViewSet, basename="report")
+router.register("schedules", views.ScheduleViewSet, basename="schedule")
 
 
 urlpatterns = [

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Prefetch
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from django_celery_beat.models import PeriodicTask
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -259,6 +260,21 @@ class ShippingMapViewSet(ActsAsRequestUser, viewsets.ModelViewSet):
             after_shipping_map_saved(serializer.save(), before)
 
     perform_create = perform_update = _save
+
+
+class ScheduleViewSet(ActsAsRequestUser, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
+                      viewsets.GenericViewSet):
+    """Beat schedules (django-celery-beat jobs): list, read, enable/disable, change the interval or crontab.
+    Writes need ``django_celery_beat.change_periodictask`` (admins); every change is audited before/after."""
+
+    queryset = PeriodicTask.objects.select_related("interval", "crontab").order_by("name")
+    serializer_class = s.ScheduleSerializer
+    filterset_fields = ["enabled", "task"]
+    search_fields = ["name", "task"]
+
+    def perform_update(self, serializer):
+        with transaction.atomic():
+            serializer.save()  # core.beat.apply_schedule; audited by core.beat.track_schedule_changes
 
 
 class StockLevelViewSet(ActsAsRequestUser, viewsets.ReadOnlyModelViewSet):

@@ -140,6 +140,40 @@ def test_shipping_map_duplicate_is_400_and_writes_revalidate_held_orders(w, api,
     assert r.status_code == 200 and len(calls) == 3
 
 
+def test_schedules_api_enable_interval_crontab_audited(w, api):
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    from integration_hub.core.audit import history_for
+
+    task = PeriodicTask.objects.create(name="stock: sweep", task="inventory.sweep",
+                                       interval=IntervalSchedule.objects.create(every=60, period="seconds"))
+    c = api("admin")
+    body = c.get("/api/schedules/").json()
+    assert body["count"] == 1 and body["results"][0] == {
+        "id": task.pk, "name": "stock: sweep", "task": "inventory.sweep", "description": "", "enabled": True, "every": 60,
+        "period": "seconds", "cron": None, "queue": None, "last_run_at": None, "total_run_count": 0}
+    r = c.patch(f"/api/schedules/{task.pk}/", {"enabled": False}, format="json")
+    assert r.status_code == 200 and r.json()["enabled"] is False and r.json()["every"] == 60
+    r = c.patch(f"/api/schedules/{task.pk}/", {"every": 5}, format="json")  # keeps the period
+    assert r.status_code == 200 and (r.json()["every"], r.json()["period"]) == (5, "seconds")
+    r = c.patch(f"/api/schedules/{task.pk}/", {"cron": "30 5 * * 1-5"}, format="json")
+    assert r.status_code == 200 and r.json()["cron"] == "30 5 * * 1-5" and r.json()["every"] is None
+    # the console's validation: a crontab beat cannot run is refused, on the field, and nothing changes
+    r = c.patch(f"/api/schedules/{task.pk}/", {"cron": "61 5 * * *"}, format="json")
+    assert r.status_code == 400 and "Not a valid crontab" in r.json()["cron"][0]
+    task.refresh_from_db()
+    assert task.crontab.minute == "30" and not task.enabled
+    entries = list(history_for(task).filter(action="update").order_by("id"))
+    assert [(e.before["enabled"], e.after["enabled"]) for e in entries][:1] == [(True, False)]
+    assert [e.after["crontab"] for e in entries] == [None, None, "30 5 * * 1-5"]
+    assert {(e.source, e.actor.username) for e in entries} == {("api", "user-admin")}
+    # reading needs the view permission, writing the change permission (admins)
+    assert api("ops").patch(f"/api/schedules/{task.pk}/", {"enabled": True}, format="json").status_code == 403
+    assert api("finance").get("/api/schedules/").status_code == 403
+    assert c.post("/api/schedules/", {"name": "x"}, format="json").status_code == 405
+    assert c.delete(f"/api/schedules/{task.pk}/").status_code == 405
+
+
 def test_reports_api_run_rows_csv(w, api):
     f.stock(w, w.items, 2)
     f.mappings(w, w.items)
@@ -161,7 +195,7 @@ def test_schema_and_docs(w, api):
     assert r.status_code == 200
     paths = r.json()["paths"]
     for p in ("/api/exceptions/", "/api/orders/{id}/retry/", "/api/orders/{id}/cancel/", "/api/sku-mappings/",
-              "/api/channel-rules/", "/api/stock-levels/", "/api/pending-pushes/", "/api/reports/{id}/csv/"):
+              "/api/channel-rules/", "/api/stock-levels/", "/api/pending-pushes/", "/api/reports/{id}/csv/", "/api/schedules/", "/api/schedules/{id}/"):
         assert p in paths
     assert c.get("/api/docs/").status_code == 200
 
