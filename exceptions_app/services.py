@@ -20,6 +20,7 @@ names the fix the console offers ("map_sku", "retry_order", "resend_dispatch", "
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -81,40 +82,59 @@ def raise_exception(kind: str, key: str, title: str, *, message: str = "", sever
 
 
 def raise_many(problems: Iterable[Problem]) -> int:
-    """Bulk version for audits that find thousands of problems: two queries per 1000 keys, not 2 per row."""
+    """Bulk version for audits that find thousands of problems: a fixed handful of queries per 1000 keys,
+    not 2 per row. The same key several times in one call is one row whose ``count`` grows by that many
+    (the last occurrence's text and context win). Safe against another worker creating the same key at
+    the same moment: the chunk is retried in a fresh savepoint and the key merges into that row."""
+    problems = list(problems)
+    repeats = Counter(p.key for p in problems)
     problems = list({p.key: p for p in problems}.values())
     if not problems:
         return 0
-    now = timezone.now()
     written = 0
     for start in range(0, len(problems), 1000):
         chunk = problems[start:start + 1000]
-        with transaction.atomic():
-            existing = {r["dedupe_key"]: r for r in ExceptionRecord.objects.select_for_update()
-                        .filter(dedupe_key__in=[p.key for p in chunk])
-                        .values("pk", "dedupe_key", "title", "message", "context", "severity")}
-            new, changed = [], []
-            for p in chunk:
-                rec = existing.get(p.key)
-                if rec is None:
-                    new.append(ExceptionRecord(
-                        kind=p.kind, severity=p.severity, dedupe_key=p.key, title=p.title[:300], message=p.message,
-                        context=p.context, connection_id=p.connection_id, channel_id=p.channel_id, sku=p.sku[:100],
-                        order_ref=p.order_ref[:100], first_seen=now, last_seen=now))
-                elif (rec["title"], rec["message"], rec["context"], rec["severity"]) != (p.title[:300], p.message, p.context, p.severity):
-                    changed.append(ExceptionRecord(pk=rec["pk"], title=p.title[:300], message=p.message, context=p.context, severity=p.severity))
-            ExceptionRecord.objects.bulk_create(new, batch_size=500)
-            if existing:
-                # Repeats are set-based: one UPDATE bumps count/last_seen, one reopens resolved rows; only rows
-                # whose text or context changed are rewritten individually.
-                repeat = ExceptionRecord.objects.filter(pk__in=[r["pk"] for r in existing.values()])
-                repeat.filter(status=Status.RESOLVED).update(
-                    status=Status.OPEN, status_changed_at=now, status_changed_by=None,
-                    status_reason="recurred after resolution", times_reopened=F("times_reopened") + 1)
-                repeat.update(count=F("count") + 1, last_seen=now)
-                _rewrite(changed)
-            written += len(new) + len(existing)
+        for attempt in range(3):
+            try:
+                written += _raise_chunk(chunk, repeats)
+                break
+            except IntegrityError:  # a concurrent raise created one of the keys: merge into it on the next pass
+                if attempt == 2:
+                    raise
     return written
+
+
+def _raise_chunk(chunk: list[Problem], repeats: Counter) -> int:
+    now = timezone.now()
+    with transaction.atomic():
+        existing = {r["dedupe_key"]: r for r in ExceptionRecord.objects.select_for_update()
+                    .filter(dedupe_key__in=[p.key for p in chunk])
+                    .values("pk", "dedupe_key", "title", "message", "context", "severity")}
+        new, changed = [], []
+        for p in chunk:
+            rec = existing.get(p.key)
+            if rec is None:
+                new.append(ExceptionRecord(
+                    kind=p.kind, severity=p.severity, dedupe_key=p.key, title=p.title[:300], message=p.message,
+                    context=p.context, connection_id=p.connection_id, channel_id=p.channel_id, sku=p.sku[:100],
+                    order_ref=p.order_ref[:100], count=repeats[p.key], first_seen=now, last_seen=now))
+            elif (rec["title"], rec["message"], rec["context"], rec["severity"]) != (p.title[:300], p.message, p.context, p.severity):
+                changed.append(ExceptionRecord(pk=rec["pk"], title=p.title[:300], message=p.message, context=p.context, severity=p.severity))
+        ExceptionRecord.objects.bulk_create(new, batch_size=500)
+        if existing:
+            # Repeats are set-based: one UPDATE reopens resolved rows, one per distinct repeat count bumps
+            # count/last_seen; only rows whose text or context changed are rewritten individually.
+            repeat = ExceptionRecord.objects.filter(pk__in=[r["pk"] for r in existing.values()])
+            repeat.filter(status=Status.RESOLVED).update(
+                status=Status.OPEN, status_changed_at=now, status_changed_by=None,
+                status_reason="recurred after resolution", times_reopened=F("times_reopened") + 1)
+            by_n: dict[int, list[int]] = {}
+            for key, rec in existing.items():
+                by_n.setdefault(repeats[key], []).append(rec["pk"])
+            for n, pks in by_n.items():
+                ExceptionRecord.objects.filter(pk__in=pks).update(count=F("count") + n, last_seen=now)
+            _rewrite(changed)
+    return len(new) + len(existing)
 
 
 def _rewrite(records: list[ExceptionRecord]) -> None:

@@ -176,6 +176,35 @@ def test_raise_many_is_bulk_and_merges(db, django_assert_max_num_queries):
     assert (s7.title, s7.context, s7.count) == ("S7 again", {"attempt": 3}, 3)
 
 
+def test_raise_many_counts_repeated_keys_in_one_call(db):
+    p = exc.Problem(Kind.UNKNOWN_SKU, "unknown_sku:web:R1", "R1", sku="R1")
+    exc.raise_many([p, p, p, exc.Problem(Kind.UNKNOWN_SKU, "unknown_sku:web:R2", "R2")])
+    assert ExceptionRecord.objects.get(dedupe_key="unknown_sku:web:R1").count == 3
+    exc.raise_many([p, p])
+    assert ExceptionRecord.objects.get(dedupe_key="unknown_sku:web:R1").count == 5
+    assert ExceptionRecord.objects.get(dedupe_key="unknown_sku:web:R2").count == 1
+
+
+def test_raise_many_merges_a_key_another_worker_created_meanwhile(db, monkeypatch):
+    """Two workers raising the same new key at once: the second one's INSERT hits the unique key
+    (PostgreSQL raises IntegrityError once the first commits). It must merge, not fail — a push batch
+    that already committed would otherwise skip its clears."""
+    exc.raise_exception(Kind.STOCK_DRIFT, "stock_drift:web:Z", "other worker")  # committed by the other worker ...
+    real_select = ExceptionRecord.objects.select_for_update
+    calls = []
+
+    def not_yet_visible(*args, **kwargs):  # ... after our SELECT ran: the first read does not see it
+        calls.append(1)
+        return ExceptionRecord.objects.none() if len(calls) == 1 else real_select(*args, **kwargs)
+
+    monkeypatch.setattr(ExceptionRecord.objects, "select_for_update", not_yet_visible)
+    p = exc.Problem(Kind.STOCK_DRIFT, "stock_drift:web:Z", "ours", context={"n": 1})
+    assert exc.raise_many([p, p, exc.Problem(Kind.STOCK_DRIFT, "stock_drift:web:Y", "y")]) == 2
+    z = ExceptionRecord.objects.get(dedupe_key="stock_drift:web:Z")
+    assert z.count == 3 and z.title == "ours" and z.context == {"n": 1}
+    assert ExceptionRecord.objects.get(dedupe_key="stock_drift:web:Y").count == 1
+
+
 def test_unknown_kind_rejected(db):
     with pytest.raises(ValueError):
         exc.raise_exception("nonsense", "k", "t")
