@@ -4,12 +4,17 @@ Per storefront connection: ``Storefront.list_skus()`` once, the mappings of its 
 the item master in one query (indexed by :func:`transforms.normalise`), then pure set arithmetic.
 For each channel, a storefront SKU with no active mapping (channel-specific or global) becomes:
 
-* ``sku_mismatch`` (key ``sku_mismatch:<channel>:<storefront sku>``) when an unmapped master item has
-  the same :func:`~integration_hub.catalog.transforms.normalise` key — i.e. a transform from
-  :func:`~integration_hub.catalog.transforms.candidate_specs` (or at least the loose comparison) would
-  match. ``context`` carries ``suggested_item_sku`` / ``suggested_item_id`` and ``transform`` (the
-  TransformSpec fields, or None when only the loose key matches) so the console can create the mapping
-  (and the IdentifierTransform) in one click (``action: "map_sku"``);
+* ``sku_mismatch`` (key ``sku_mismatch:<channel>:<storefront sku>``) when an unmapped master item
+  matches. The admin-configured :class:`~integration_hub.catalog.models.IdentifierTransform` rows that
+  apply to the channel are tried first (channel-specific, then the connection's, then global ones;
+  active only): a master item matches when applying the transform to its SKU gives the storefront SKU
+  (``match: "configured_transform"``, ``configured_transform: {id, name}``). Otherwise an unmapped
+  master item with the same :func:`~integration_hub.catalog.transforms.normalise` key matches — i.e. a
+  transform from :func:`~integration_hub.catalog.transforms.candidate_specs` (or at least the loose
+  comparison) would. ``context`` carries ``suggested_item_sku`` / ``suggested_item_id`` and
+  ``transform`` (the TransformSpec fields, or None when only the loose key matches) so the console can
+  create the mapping (re-using the configured IdentifierTransform, or creating one) in one click
+  (``action: "map_sku"``);
 * ``unknown_sku`` (key ``unknown_sku:<channel>:<storefront sku>``) otherwise.
 
 Problems are written with ``raise_many``; records this audit owns for SKUs that are now mapped (or,
@@ -28,7 +33,7 @@ from exceptions_app.services import Problem, make_key, raise_many
 from exceptions_app.services import _set_status  # same status bookkeeping as clear()
 from integration_hub.core.models import Channel
 
-from .models import Item, SkuMapping
+from .models import IdentifierTransform, Item, SkuMapping
 from .transforms import TransformError, TransformSpec, apply, candidate_specs, describe, normalise
 
 log = logging.getLogger(__name__)
@@ -53,6 +58,48 @@ def find_transform(master_sku: str, storefront_sku: str, specs: list[TransformSp
                 return spec
         except TransformError:
             continue
+    return None
+
+
+def configured_transforms(connection, channels) -> dict[int, list[tuple[IdentifierTransform, TransformSpec]]]:
+    """{channel id: [(transform, spec)]} of the active IdentifierTransforms that apply to each channel:
+    the channel's own first, then those of its storefront connection, then global ones. One query."""
+    chan_ids = [c.pk for c in channels]
+    rows = list(IdentifierTransform.objects.filter(active=True).filter(
+        Q(channel__in=chan_ids) | Q(channel__isnull=True, connection=connection) | Q(channel__isnull=True, connection__isnull=True))
+        .order_by("name"))
+    out = {}
+    for ch_id in chan_ids:
+        mine = [t for t in rows if t.channel_id == ch_id]
+        conn = [t for t in rows if t.channel_id is None and t.connection_id is not None]
+        anywhere = [t for t in rows if t.channel_id is None and t.connection_id is None]
+        out[ch_id] = [(t, TransformSpec.from_model(t)) for t in mine + conn + anywhere]
+    return out
+
+
+def match_configured(sf_sku: str, transforms, index, mapped_items) -> tuple | None:
+    """(transform, spec, (item id, master sku)) for the first configured transform that turns an unmapped
+    master item's SKU into ``sf_sku``. Instead of applying every transform to the whole item master, the
+    storefront SKU is stripped of the transform's prefix/suffix and looked up by its normalised key (a
+    transform only adds affixes, pads/strips zeros and changes case, all of which the key ignores), and
+    the transform is then applied to those few candidates to confirm."""
+    folded = sf_sku.upper()
+    for t, spec in transforms:
+        if spec.prefix and not folded.startswith(spec.prefix.upper()):
+            continue
+        if spec.suffix and not folded.endswith(spec.suffix.upper()):
+            continue
+        core = sf_sku[len(spec.prefix):len(sf_sku) - len(spec.suffix)]
+        if not core.strip():
+            continue
+        for cand in index.get(normalise(core), []):
+            if cand[0] in mapped_items:
+                continue
+            try:
+                if apply(cand[1], spec) == sf_sku:
+                    return t, spec, cand
+            except TransformError:
+                continue
     return None
 
 
@@ -83,6 +130,7 @@ def audit_skus(connection, storefront_skus, channels=None) -> AuditResult:
     for item_id, sku in Item.objects.filter(active=True).values_list("id", "sku").iterator(chunk_size=5000):
         index[normalise(sku)].append((item_id, sku))
     specs = candidate_specs()
+    configured = configured_transforms(connection, channels)
 
     problems: list[Problem] = []
     resolved: set[tuple[str, str]] = set()  # (channel key, storefront sku) now mapped
@@ -94,6 +142,23 @@ def audit_skus(connection, storefront_skus, channels=None) -> AuditResult:
         resolved.update((ch.key, s) for s in present_mapped)
         stats = {"mapped": len(present_mapped), "mismatch": 0, "unknown": 0}
         for sf_sku in sorted(skus - mapped_skus):
+            found = match_configured(sf_sku, configured[ch.pk], index, mapped_items) if configured[ch.pk] else None
+            if found is not None:
+                t, spec, best = found
+                stats["mismatch"] += 1
+                problems.append(Problem(
+                    kind="sku_mismatch", key=make_key("sku_mismatch", ch.key, sf_sku), severity="warning",
+                    title=f"{sf_sku} on {ch.key} looks like master item {best[1]} (transform {t.name!r})",
+                    message=f"The storefront SKU {sf_sku!r} has no mapping on {ch.key}; the configured transform "
+                            f"{t.name!r} ({describe(spec)}) turns master item {best[1]!r} into it. Map it to stop the "
+                            f"channel showing stale stock.",
+                    connection_id=connection.pk, channel_id=ch.pk, sku=sf_sku,
+                    context={"storefront_sku": sf_sku, "channel": ch.key, "suggested_item_sku": best[1],
+                             "suggested_item_id": best[0], "transform": asdict(spec), "suggested_transform": asdict(spec),
+                             "transform_label": f"{t.name}: {describe(spec)}", "match": "configured_transform",
+                             "configured_transform": {"id": t.pk, "name": t.name}, "other_candidates": [],
+                             "action": "map_sku"}))
+                continue
             candidates = [c for c in index.get(normalise(sf_sku), []) if c[0] not in mapped_items]
             if candidates:
                 best, spec = candidates[0], None

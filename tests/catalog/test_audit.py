@@ -127,3 +127,40 @@ def test_audit_task_records_unreadable_storefront(shop, monkeypatch):
     audit_catalogue()
     rec.refresh_from_db()
     assert rec.status == "resolved"
+
+
+def test_configured_transforms_are_tried_first_and_reported(shop, django_assert_max_num_queries):
+    """Admin-configured IdentifierTransform rows (channel's, then connection's, then global; active only)
+    match by applying them — also where the loose key cannot (a prefix)."""
+    from integration_hub.catalog.models import IdentifierTransform
+
+    conn, web, app = shop
+    other = Connection.objects.create(name="other", system_type="sfcc", base_url="http://127.0.0.1:9/sfcc")
+    Item.objects.create(sku="0777")
+    uk = IdentifierTransform.objects.create(name="uk prefix", connection=conn, prefix="UK-", strip_leading_zeros=True)
+    IdentifierTransform.objects.create(name="app suffix", channel=app, suffix="-A", case="upper")
+    IdentifierTransform.objects.create(name="elsewhere", connection=other, prefix="X-")
+    IdentifierTransform.objects.create(name="off", connection=conn, prefix="OFF-", active=False)
+    with django_assert_max_num_queries(11):
+        audit_skus(conn, ["UK-777", "AB-7-A", "X-123", "OFF-123", "uk-777"])
+    recs = records()
+    rec = recs["sku_mismatch:web:UK-777"]
+    assert rec.context["match"] == "configured_transform" and rec.context["suggested_item_sku"] == "0777"
+    assert rec.context["configured_transform"] == {"id": uk.pk, "name": "uk prefix"}
+    assert rec.context["transform"]["prefix"] == "UK-" and "uk prefix" in rec.title
+    assert recs["sku_mismatch:app:AB-7-A"].context["configured_transform"]["name"] == "app suffix"
+    assert "unknown_sku:web:AB-7-A" in recs  # the app-only transform does not apply to web
+    assert "unknown_sku:web:X-123" in recs  # another connection's transform does not apply here
+    assert "unknown_sku:web:OFF-123" in recs  # inactive transforms are not tried
+    assert "unknown_sku:web:uk-777" in recs  # applying the transform must give the SKU exactly
+
+
+def test_configured_transform_suggestion_reuses_the_transform_in_triage(shop):
+    from exceptions_app import triage
+    from integration_hub.catalog.models import IdentifierTransform
+
+    conn, web, app = shop
+    t = IdentifierTransform.objects.create(name="uk prefix", connection=conn, prefix="UK-")
+    audit_skus(conn, ["UK-123"])
+    suggestion = triage.suggest(ExceptionRecord.objects.get(dedupe_key="sku_mismatch:web:UK-123"))
+    assert suggestion.item.sku == "123" and suggestion.spec.prefix == "UK-" and suggestion.transform == t
