@@ -31,6 +31,7 @@ from .services import history_rows
 from .forms import ChannelRuleForm, CsvImportForm, ScheduleForm, ShippingMapForm, SkuMappingForm, TransformForm
 
 PAGE_SIZE = 50
+RECENT_CHANGES = 20  # audit entries (edits, imports, deletions) shown under each rules table
 
 
 class DashboardView(PermissionRequired, TemplateView):
@@ -141,6 +142,7 @@ class RuleListView(PermissionRequired, TemplateView):
         ctx.update(rt=rt, page=page, q=q, headers=[c[0] for c in rt.columns],
                    rows=[(o, [fn(o) for _, fn in rt.columns]) for o in page.object_list],
                    can_add=user.has_perm(rt.perm("add")), can_change=user.has_perm(rt.perm("change")),
+                   recent=history_rows(audit.recent_for_model(rt.model)[:RECENT_CHANGES]),
                    can_import=slug == "sku-mappings" and user.has_perms(["console.import_mappings", "catalog.add_skumapping",
                                                                          "catalog.change_skumapping"]))
         return ctx

@@ -102,6 +102,14 @@ def history_for(obj: Model):
     ).select_related("actor")
 
 
+def recent_for_model(model: type[Model]):
+    """Audit entries for every row of ``model``, newest first — deletions included (slice it)."""
+    from .models import AuditEntry
+
+    return (AuditEntry.objects.filter(content_type=ContentType.objects.get_for_model(model))
+            .select_related("actor").order_by("-at", "-id"))
+
+
 def _meaningful(model, data: dict) -> dict:
     volatile = {f.attname for f in model._meta.concrete_fields if getattr(f, "auto_now", False)}
     return {k: v for k, v in data.items() if k not in volatile}

@@ -202,6 +202,9 @@ def test_schema_and_docs(w, api):
 
 def test_list_endpoints_run_fixed_queries(w, make_user):
     from django.test import Client
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    from integration_hub.reconciliation import services as recon
 
     client = Client()
     client.force_login(make_user("admin"))
@@ -210,15 +213,22 @@ def test_list_endpoints_run_fixed_queries(w, make_user):
         its = f.items(n, prefix=f"6{off}")
         f.sku_exceptions(w, its)
         f.orders(w, n, start=off * 1000)
-        f.mappings(w, its)
         f.stock(w, its, 1)
         f.pushes(w, its)
+        f.grow_rule_tables(w, n, f"5{off}")  # sku mappings, transforms, channel rules (+ locations/pools), shipping maps
+        every = IntervalSchedule.objects.create(every=off, period="minutes")
+        PeriodicTask.objects.bulk_create([PeriodicTask(name=f"job {off}-{i}", task="x", interval=every) for i in range(n)])
+        for _ in range(2):
+            recon.generate("stock_drift")
 
-    urls = ["/api/exceptions/", "/api/orders/", "/api/sku-mappings/", "/api/channel-rules/", "/api/stock-levels/",
-            "/api/pending-pushes/", "/api/reports/"]
-    fill(5, 1)
+    urls = ["/api/exceptions/", "/api/orders/", "/api/sku-mappings/", "/api/transforms/", "/api/channel-rules/",
+            "/api/shipping-methods/", "/api/stock-levels/", "/api/pending-pushes/", "/api/reports/", "/api/schedules/"]
+    fill(3, 1)
     small = {u: f.count_queries(client, u, HTTP_ACCEPT="application/json") for u in urls}
-    fill(45, 2)
+    counts = {u: client.get(u, HTTP_ACCEPT="application/json").json()["count"] for u in urls}
+    fill(30, 2)
+    grown = {u: client.get(u, HTTP_ACCEPT="application/json").json()["count"] for u in urls}
+    assert all(grown[u] > counts[u] for u in urls), (counts, grown)  # every table grew between the two measurements
     big = {u: f.count_queries(client, u, HTTP_ACCEPT="application/json") for u in urls}
     assert small == big
 

@@ -77,6 +77,26 @@ def channel_stock(w: World, its: list[Item], observed: int | None, confirmed: in
                                                    observed_quantity=observed, confirmed_quantity=confirmed) for i in its])
 
 
+def grow_rule_tables(w: World, n: int, tag: str) -> None:
+    """n more rows in every rules table (with the relations their list pages show) and their audit entries."""
+    from integration_hub.catalog.models import IdentifierTransform
+    from integration_hub.inventory.models import StockPool
+    from integration_hub.orders.models import ShippingMethodMap
+
+    mappings(w, items(n, prefix=tag))
+    for i in range(n):
+        IdentifierTransform.objects.create(name=f"t{tag}-{i}", connection=w.storefront, channel=w.channel, prefix=f"P{i}")
+        ch = Channel.objects.create(key=f"c{tag}-{i}", name=f"Channel {tag}-{i}", connection=w.storefront, external_id=f"x{tag}{i}")
+        loc = Location.objects.create(code=f"l{tag}-{i}", name="loc", connection=w.master, external_id=f"L{tag}{i}")
+        if i % 2:
+            rule = ChannelStockRule.objects.create(channel=ch, mode="segregated")
+            rule.locations.add(loc, w.location)
+        else:
+            pool = StockPool.objects.create(code=f"p{tag}-{i}", name="pool")
+            ChannelStockRule.objects.create(channel=ch, mode="shared", pool=pool)
+        ShippingMethodMap.objects.create(channel=ch if i % 2 else None, storefront_method=f"m{tag}-{i}", warehouse_method="STD")
+
+
 def ago(**kw):
     return timezone.now() - timedelta(**kw)
 

@@ -97,13 +97,41 @@ def test_channel_rule_edit_audits_locations(w, role_client):
     assert r.status_code == 400 and "needs a stock pool" in r.content.decode()
 
 
+RULE_SLUGS = ("sku-mappings", "channel-rules", "transforms", "shipping-methods")
+
+
 def test_rule_list_pages_run_fixed_queries(w, role_client):
+    from integration_hub.catalog.models import IdentifierTransform
+    from integration_hub.inventory.models import ChannelStockRule
+    from integration_hub.orders.models import ShippingMethodMap
+
     client = role_client("admin")
-    f.mappings(w, f.items(5, prefix="81"))
-    small = {slug: f.count_queries(client, f"/rules/{slug}/") for slug in ("sku-mappings", "channel-rules", "transforms", "shipping-methods")}
-    f.mappings(w, f.items(45, prefix="82"))
-    big = {slug: f.count_queries(client, f"/rules/{slug}/") for slug in small}
+    f.grow_rule_tables(w, 3, "81")
+    small = {slug: f.count_queries(client, f"/rules/{slug}/") for slug in RULE_SLUGS}
+    sizes = [m.objects.count() for m in (SkuMapping, IdentifierTransform, ChannelStockRule, ShippingMethodMap)]
+    f.grow_rule_tables(w, 30, "82")
+    assert [m.objects.count() for m in (SkuMapping, IdentifierTransform, ChannelStockRule, ShippingMethodMap)] == [s + 30 for s in sizes]
+    big = {slug: f.count_queries(client, f"/rules/{slug}/") for slug in RULE_SLUGS}
     assert small == big
+
+
+def test_rule_list_shows_recent_changes_including_deletions(w, role_client):
+    client = role_client("admin")
+    m = f.mappings(w, w.items[:1])[0]
+    r = client.post(f"/rules/sku-mappings/{m.pk}/", {"item_sku": w.items[0].sku, "channel": w.channel.pk,
+                                                      "storefront_sku": m.storefront_sku, "active": "on", "safety_buffer": "4"})
+    assert r.status_code == 302
+    label = str(m)
+    assert client.post(f"/rules/sku-mappings/{m.pk}/delete/").status_code == 302
+    assert not SkuMapping.objects.exists()
+    html = client.get("/rules/sku-mappings/").content.decode()
+    panel = html[html.index('id="recent-changes"'):]
+    assert "Recent changes" in panel and label.replace(">", "&gt;") in panel
+    assert panel.index(">delete<") < panel.index(">update<")  # newest first; the deleted row is still listed
+    assert "user-admin" in panel and "safety_buffer" in panel
+    # each table shows its own changes only
+    other = client.get("/rules/transforms/").content.decode()
+    assert label.replace(">", "&gt;") not in other and "No changes recorded yet." in other
 
 
 def test_schedule_enable_and_interval_with_history(w, role_client):

@@ -88,6 +88,8 @@ PAGES = [
     ("/api/reports/{report}/", {"finance", "admin"}),
     ("/api/reports/{report}/rows/", {"finance", "admin"}),
     ("/api/reports/{report}/csv/", {"finance", "admin"}),
+    ("/api/schedules/", {"admin"}),
+    ("/api/schedules/{task}/", {"admin"}),
 ]
 
 # state-changing endpoints: (url, data, roles allowed). Denied roles must get 403 and change nothing.
