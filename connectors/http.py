@@ -4,7 +4,8 @@
 - connect/read timeouts on every call;
 - OAuth2 client-credentials token cache (Django cache, so Redis-shared when configured), refreshed
   once on a 401;
-- a token bucket per connection shared by every worker (:mod:`connectors.ratelimit`);
+- a token bucket per connection shared by every worker (:mod:`connectors.ratelimit`); a 429 blocks the
+  shared bucket for its Retry-After, so every worker of the connection waits, not only the one refused;
 - exponential back-off with full jitter for retryable failures, honouring ``Retry-After``;
 - every failure mapped onto :mod:`connectors.errors`.
 
@@ -313,14 +314,24 @@ class HttpClient:
             except errors.ConnectorError as exc:  # raised by auth (token endpoint)
                 err = exc
             retry = err.retryable and (retry_conflicts or not isinstance(err, errors.ConflictError))
+            delay = self.backoff(attempt, err.retry_after)
+            if isinstance(err, errors.RateLimitedError):
+                # the server refuses this connection for a while: every worker sharing the bucket waits it
+                # out, not just this one (whether or not this call retries)
+                self._block(err.retry_after if err.retry_after is not None else delay)
             if not retry or attempt >= max_retries:
                 raise err
-            delay = self.backoff(attempt, err.retry_after)
             log.info("%s: %s, retry %d/%d in %.2fs", self.system, err, attempt + 1, max_retries, delay)
             self.stats.retries += 1
             self.stats.waited_seconds += delay
             self.sleep(delay)
             attempt += 1
+
+    def _block(self, seconds: float) -> None:
+        try:
+            self.bucket.block(seconds)
+        except Exception as exc:  # the shared store is down: this worker still backs off on its own
+            log.warning("%s: could not record the rate-limit block on the shared limiter: %s", self.system, exc)
 
     def get(self, path: str, **kw) -> requests.Response:
         return self.request("GET", path, **kw)

@@ -199,3 +199,102 @@ def test_bucket_choice(settings, tmp_path):
     ratelimit._redis_client = None
     settings.VAR_DIR = tmp_path
     assert isinstance(ratelimit.bucket_for("conn:1", 10, 10), ratelimit.FileBucket)
+
+
+# --- the shared limiter: Redis (as on CI) and the shared 429 block ---------------------------------
+def _redis_or_skip():
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=0.5)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip("Redis is not running at 127.0.0.1:6379")
+    return client
+
+
+def _take_from_redis(key, n):
+    import redis
+
+    from connectors.ratelimit import RedisBucket, acquire
+
+    bucket = RedisBucket(redis.Redis(host="127.0.0.1", port=6379), key, rate=50, burst=5)
+    for _ in range(n):
+        acquire(bucket)
+
+
+def test_redis_bucket_is_shared_across_processes():
+    """Two processes taking tokens from one Redis bucket together stay within its rate."""
+    import multiprocessing
+
+    client = _redis_or_skip()
+    key = f"hub:ratelimit:test-shared-{time.time()}"
+    start = time.time()
+    procs = [multiprocessing.get_context("fork").Process(target=_take_from_redis, args=(key, 30)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    elapsed = time.time() - start
+    client.delete(key)
+    assert all(p.exitcode == 0 for p in procs)
+    # 60 tokens at 50/s with a burst of 5 need at least (60 - 5) / 50 = 1.1 s; two private buckets would take 0.5 s
+    assert elapsed >= 1.0, elapsed
+
+
+def test_redis_bucket_runs_on_the_server_clock(monkeypatch):
+    """A worker whose clock is 100 s behind must not see a 100 s wait (or a free refill when ahead)."""
+    import redis
+
+    from connectors import ratelimit
+
+    client = _redis_or_skip()
+    key = f"hub:ratelimit:test-clock-{time.time()}"
+    a = ratelimit.RedisBucket(redis.Redis(host="127.0.0.1", port=6379), key, rate=10, burst=2)
+    assert a.reserve() == 0.0
+    real = time.time
+    monkeypatch.setattr(ratelimit.time, "time", lambda: real() - 100)  # the other host's clock is off
+    b = ratelimit.RedisBucket(redis.Redis(host="127.0.0.1", port=6379), key, rate=10, burst=2)
+    assert b.reserve() == 0.0  # the second token of the burst
+    assert 0.0 < b.reserve() <= 0.11  # then the shared rate applies, no more
+    monkeypatch.setattr(ratelimit.time, "time", lambda: real() + 100)
+    assert 0.1 <= a.reserve() <= 0.21  # a clock ahead does not refill the bucket either
+    client.delete(key)
+
+
+@pytest.mark.parametrize("kind", ["file", "redis", "local"])
+def test_block_is_seen_by_every_holder_of_the_bucket(kind, tmp_path):
+    from connectors import ratelimit
+
+    if kind == "redis":
+        import redis
+
+        _redis_or_skip()
+        key = f"hub:ratelimit:test-block-{time.time()}"
+        one, two = (ratelimit.RedisBucket(redis.Redis(host="127.0.0.1", port=6379), key, rate=100, burst=100) for _ in range(2))
+    elif kind == "file":
+        one, two = (ratelimit.FileBucket(tmp_path / "x.bucket", rate=100, burst=100) for _ in range(2))
+    else:
+        one = two = ratelimit.LocalBucket(rate=100, burst=100)
+    assert two.reserve() == 0.0
+    one.block(2.0)  # worker one got a 429 with Retry-After: 2
+    assert 1.5 < two.reserve() <= 2.0  # worker two waits it out too
+    one.block(0.5)  # a shorter block does not shorten the longer one
+    assert 1.4 < two.reserve() <= 2.0
+
+
+def test_429_blocks_the_connection_for_every_worker(echo, settings, tmp_path):
+    """Worker A is refused with 429 Retry-After: 1; worker B (another client on the same connection's
+    bucket — another process in production) waits the second out before its next request."""
+    settings.REDIS_URL = ""
+    settings.VAR_DIR = tmp_path
+    name = f"conn-test-{time.time()}"
+    a_slept, b_slept = [], []
+    a = HttpClient("echo", echo.url + "/echo", rate_per_second=1000, burst=1000, bucket_name=name, max_retries=0,
+                   sleep=a_slept.append)
+    b = HttpClient("echo", echo.url + "/echo", rate_per_second=1000, burst=1000, bucket_name=name, sleep=b_slept.append)
+    echo.emulators["echo"].faults.fail_next = [429]  # the sandbox answers Retry-After: 1
+    with pytest.raises(errors.RateLimitedError):
+        a.get("/things/1")
+    assert b.get("/things/2").status_code == 200
+    assert b_slept and 0.8 <= b_slept[0] <= 1.0, b_slept
