@@ -226,3 +226,12 @@ def test_webhook_signature_replay_window():
     body = b"{}"
     old = webhooks.sign("secret", body, timestamp=int(time.time()) - 3600)
     assert not webhooks.verify_hmac("secret", body, {"X-Hub-Signature": old})
+
+
+def test_every_celery_setting_is_one_celery_reads(settings):
+    """A CELERY_* setting Celery does not know is dead configuration that reads as if it did something."""
+    from celery.app.defaults import NAMESPACES, flatten
+
+    known = {name for name, _ in flatten(NAMESPACES)}
+    ours = {k[len("CELERY_"):].lower() for k in dir(settings) if k.startswith("CELERY_")}
+    assert ours - known == set()
