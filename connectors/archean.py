@@ -122,8 +122,9 @@ class ArcheanConnector(Connector, InventoryMaster, Warehouse):
                 "delivery": _addr(order.shipping_address), "invoice": _addr(order.billing_address),
                 "gift_message": order.gift_message, "delivery_notes": order.delivery_notes,
                 "custom_fields": dict(order.custom_fields or {}),
+                # a bundle's own line: ``pickable: false`` (paperwork only); its components are fulfilled
                 "lines": [{"line_ref": l.line_id, "item_code": l.sku, "quantity": l.quantity,
-                           "parent_line_ref": l.parent_line_id or None, "unit_price_cents": l.unit_price_cents,
+                           "parent_line_ref": l.parent_line_id or None, "pickable": l.pickable, "unit_price_cents": l.unit_price_cents,
                            "custom_fields": dict(l.custom_fields or {})} for l in order.lines]}
 
     def send_order(self, order: WarehouseOrder) -> Acknowledgement:
@@ -137,13 +138,38 @@ class ArcheanConnector(Connector, InventoryMaster, Warehouse):
         if not data.get("id"):
             raise errors.RetryableError(f"R247 answered {resp.status_code} without a sales order id", body=data, system="archean")
         duplicate = resp.status_code == 200 or resp.headers.get("Idempotent-Replayed", "").lower() == "true"
-        return Acknowledgement(order.order_ref, str(data["id"]), duplicate=duplicate)
+        try:
+            received = _dt(data.get("created_at"))
+        except (ValueError, TypeError):
+            received = None
+        return Acknowledgement(order.order_ref, str(data["id"]), duplicate=duplicate, received_at=received)
 
     def order_status(self, order_ref: str) -> str | None:
         try:
             return str((self.client.get(f"{API}/sales-orders/{quote(order_ref, safe='')}").json().get("data") or {}).get("status") or "")
         except errors.NotFoundError:
             return None
+
+    def cancel_order(self, order_ref: str) -> str:
+        """``POST /sales-orders/{ref}/cancel`` (Idempotency-Key) → "CANCELLED". R247 refuses (409
+        ``already_fulfilled``) once any item fulfilment exists: raised as PermanentError."""
+        try:
+            resp = self.client.post(f"{API}/sales-orders/{quote(order_ref, safe='')}/cancel", json={}, ok=(200,),
+                                    headers={"Idempotency-Key": f"{order_ref}:cancel"})
+        except errors.ConflictError as exc:
+            raise errors.PermanentError(f"R247 refuses to cancel {order_ref}: {_error_detail(exc)}", status=exc.status,
+                                        body=exc.body, system="archean") from exc
+        return str(((resp.json() or {}).get("data") or {}).get("status") or "")
+
+    def dispatches_for(self, order_ref: str) -> list[Dispatch]:
+        """Item fulfilments of one sales order (``/item-fulfilments?sales_order_reference=``); NotFoundError if
+        R247 does not have the order."""
+        self.client.get(f"{API}/sales-orders/{quote(order_ref, safe='')}")  # 404 → NotFoundError
+        body = self.client.get(f"{API}/item-fulfilments", params={"sales_order_reference": order_ref, "limit": self.page_size}).json()
+        rows = body.get("data")
+        if not isinstance(rows, list):
+            raise errors.BadDataError("R247 item-fulfilments answer has no 'data' list", body=body, system="archean")
+        return [d for d in self._rows(rows) if d.order_ref == order_ref]
 
     @staticmethod
     def dispatch_from_fulfilment(row: Any) -> Dispatch:

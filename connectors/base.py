@@ -113,6 +113,7 @@ class WarehouseOrderLine:
     sku: str  # master SKU
     quantity: int
     parent_line_id: str = ""  # set for bundle components
+    pickable: bool = True  # False for a bundle's own line: sent for the paperwork, its components are the goods
     unit_price_cents: int | None = None
     custom_fields: dict = field(default_factory=dict)
 
@@ -143,6 +144,7 @@ class Acknowledgement:
     order_ref: str
     warehouse_ref: str  # the warehouse's id for the order
     duplicate: bool = False  # the warehouse already had it (idempotent replay)
+    received_at: datetime | None = None  # when the warehouse took the order, on its own clock (when it says)
 
 
 @dataclass
@@ -289,6 +291,17 @@ class Warehouse(abc.ABC):
 
     def order_status(self, order_ref: str) -> str | None:
         """The warehouse's status for an order, or None if it does not have it (orphan check)."""
+        raise NotImplementedError
+
+    def cancel_order(self, order_ref: str) -> str:
+        """Ask the warehouse to cancel an order it holds → its status once cancelled. Raises
+        :class:`errors.NotFoundError` if it does not have the order and a :class:`errors.PermanentError`
+        when it refuses (e.g. already picked or dispatched)."""
+        raise NotImplementedError
+
+    def dispatches_for(self, order_ref: str) -> list[Dispatch]:
+        """The dispatch confirmations the warehouse holds for one order (a lost confirmation found by
+        the missing-dispatch check); [] when none. NotFoundError if it does not have the order."""
         raise NotImplementedError
 
     def send_fulfilment(self, fulfilment: Fulfilment) -> str:

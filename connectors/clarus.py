@@ -32,6 +32,14 @@ STATE_FROM_WIRE = {"AVAILABLE": "available", "QC_HOLD": "inspection", "QUARANTIN
 API = "/api/v1"
 
 
+def _when(value):
+    """An acknowledgement's timestamp, or None when absent or unreadable (not worth refusing the ack over)."""
+    try:
+        return _dt(value)
+    except (ValueError, TypeError):
+        return None
+
+
 def _ship_to(a) -> dict:
     if a is None:
         return {}
@@ -118,8 +126,9 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
             "customer_email": order.customer_email, "gift_message": order.gift_message,
             "delivery_instructions": order.delivery_notes, "currency": order.currency, "order_value_cents": order.total_cents,
             "attributes": dict(order.custom_fields or {}),
+            # a bundle's own line goes with ``pickable: false`` (paperwork only); its components are picked
             "lines": [{"line_no": l.line_id, "sku": l.sku, "quantity": l.quantity, "parent_line_no": l.parent_line_id or None,
-                       "unit_price_cents": l.unit_price_cents, "attributes": dict(l.custom_fields or {})} for l in order.lines],
+                       "pickable": l.pickable, "unit_price_cents": l.unit_price_cents, "attributes": dict(l.custom_fields or {})} for l in order.lines],
         }
 
     def send_order(self, order: WarehouseOrder) -> Acknowledgement:
@@ -129,7 +138,8 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
             err = (exc.body or {}).get("error", {}) if isinstance(exc.body, dict) else {}
             pid = (err.get("details") or {}).get("pick_instruction_id")
             if err.get("code") == "DUPLICATE_REFERENCE" and pid:
-                return Acknowledgement(order.order_ref, str(pid), duplicate=True)
+                return Acknowledgement(order.order_ref, str(pid), duplicate=True,
+                                       received_at=_when((err.get("details") or {}).get("received_at")))
             raise
         except errors.BadDataError as exc:
             err = (exc.body or {}).get("error", {}) if isinstance(exc.body, dict) else {}
@@ -141,13 +151,34 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
         pid = body.get("pick_instruction_id")
         if not pid:
             raise errors.RetryableError(f"Clarus answered {resp.status_code} without a pick_instruction_id", body=body, system="clarus")
-        return Acknowledgement(order.order_ref, str(pid), duplicate=False)
+        return Acknowledgement(order.order_ref, str(pid), duplicate=False, received_at=_when(body.get("received_at")))
 
     def order_status(self, order_ref: str) -> str | None:
         try:
             return str(self.client.get(f"{API}/pick-instructions/{quote(order_ref, safe='')}").json().get("status") or "")
         except errors.NotFoundError:
             return None
+
+    def cancel_order(self, order_ref: str) -> str:
+        """``POST /pick-instructions/{ref}/cancel`` → "CANCELLED" (a repeat answers the same). Clarus refuses
+        (409 ``ALREADY_PICKED``) once the goods are packed or dispatched: raised as PermanentError."""
+        try:
+            body = self.client.post(f"{API}/pick-instructions/{quote(order_ref, safe='')}/cancel", json={}, ok=(200,)).json()
+        except errors.ConflictError as exc:
+            err = (exc.body or {}).get("error", {}) if isinstance(exc.body, dict) else {}
+            raise errors.PermanentError(f"Clarus refuses to cancel {order_ref}: {err.get('message') or exc}", status=exc.status,
+                                        body=exc.body, system="clarus") from exc
+        return str(body.get("status") or "")
+
+    def dispatches_for(self, order_ref: str) -> list[Dispatch]:
+        """Confirmed dispatches of one pick instruction (``/dispatches?client_reference=``); NotFoundError if
+        Clarus does not have it."""
+        self.client.get(f"{API}/pick-instructions/{quote(order_ref, safe='')}")  # 404 → NotFoundError
+        body = self.client.get(f"{API}/dispatches", params={"client_reference": order_ref, "limit": self.page_size}).json()
+        rows = body.get("dispatches")
+        if not isinstance(rows, list):
+            raise errors.BadDataError("Clarus dispatches answer has no 'dispatches' list", body=body, system="clarus")
+        return [d for d in self._rows(rows) if d.order_ref == order_ref]
 
     @staticmethod
     def dispatch_from_row(row: Any) -> Dispatch:

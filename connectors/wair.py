@@ -316,6 +316,9 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
             "giftMessage": order.gift_message,
             "deliveryNotes": order.delivery_notes,
             "customFields": dict(order.custom_fields or {}),
+            # a bundle's own line (WarehouseOrderLine.pickable False) is not flagged separately: WAIR never picks
+            # a line that other lines name as parentLineId (its components are the goods). Adding a field would
+            # change the body of orders already in flight, which WAIR refuses under the same Idempotency-Key.
             "lines": [{"lineId": line.line_id, "skuId": line.sku, "quantity": line.quantity,
                        "parentLineId": line.parent_line_id or None, "unitPriceCents": line.unit_price_cents,
                        "customFields": dict(line.custom_fields or {})} for line in order.lines],
@@ -336,7 +339,11 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
                                   f"(status {body.get('status') or resp.status_code})",
                                   order_ref=order.order_ref, status=resp.status_code, body=body, system=self.system_type)
         duplicate = resp.status_code == 200 or resp.headers.get("Idempotent-Replayed", "").lower() == "true"
-        return Acknowledgement(order_ref=order.order_ref, warehouse_ref=str(order_id), duplicate=duplicate)
+        try:
+            received = _parse_dt(body.get("receivedAt"))
+        except ValueError:
+            received = None  # a timestamp we cannot read is not worth refusing an acknowledgement over
+        return Acknowledgement(order_ref=order.order_ref, warehouse_ref=str(order_id), duplicate=duplicate, received_at=received)
 
     def acknowledgement(self, order_ref: str) -> Acknowledgement | None:
         """Ask (read-only) whether WAIR has acknowledged an order it received: the Acknowledgement, None
@@ -355,6 +362,24 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
             raise AlreadyDispatched(f"WAIR cannot cancel {order_ref}: already dispatched", status=exc.status, body=exc.body,
                                     system=self.system_type) from exc
         return str(body.get("status") or "")
+
+    def dispatches_for(self, order_ref: str) -> list[Dispatch]:
+        """The dispatches WAIR recorded for one order: the order names their ids, and the dispatch feed's cursor
+        is the last id seen, so ``since=<id - 1>&limit=1`` reads exactly dispatch ``id``. NotFoundError if
+        WAIR does not have the order."""
+        body = self._json(self._call("GET", f"orders/{quote(order_ref, safe='')}"))
+        out = []
+        for did in body.get("dispatches") or []:
+            try:
+                since = int(did) - 1
+            except (TypeError, ValueError):
+                raise errors.BadDataError(f"WAIR order {order_ref} names dispatch {did!r}, not a dispatch id", body=body,
+                                          system=self.system_type) from None
+            params = {"limit": 1, **({"since": str(since)} if since > 0 else {})}
+            page = self._json(self._call("GET", "dispatches", params=params))
+            batch = self._dispatch_rows([r for r in page.get("dispatches") or [] if isinstance(r, dict) and str(r.get("id")) == str(did)])
+            out += [d for d in batch if d.order_ref == order_ref]
+        return out
 
     def order_status(self, order_ref: str) -> str | None:
         """WAIR's status (pending | accepted | partially_dispatched | dispatched | cancelled), or None if

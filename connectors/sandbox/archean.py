@@ -8,9 +8,16 @@ cursors, ``Idempotency-Key`` on writes). Routes (below ``/archean``):
   GET  /api/v2/stock/changes?cursor=&limit=        {"data": [change], "next_cursor", "has_more"}
   GET  /api/v2/stock?page=&per_page=&item_code=    {"data": [level], "meta": {"page", "per_page", "total"}}
   POST /api/v2/sales-orders                        Idempotency-Key = order reference; a replay answers 200 with
-                                                   the stored order and ``Idempotent-Replayed: true``
+                                                   the stored order and ``Idempotent-Replayed: true``. Intake
+                                                   **allocates**: each fulfilled line's quantity leaves the SALEABLE
+                                                   bucket (stores with the most stock first), on the change feed and
+                                                   the stock push. Kit headers (lines other lines name as
+                                                   ``parent_line_ref``, or ``pickable: false``) are never allocated.
   GET  /api/v2/sales-orders/{reference}
-  GET  /api/v2/item-fulfilments?cursor=&limit=     the record of goods leaving: the only evidence of shipment
+  POST /api/v2/sales-orders/{reference}/cancel     200 status CANCELLED (allocation back to SALEABLE; repeat-safe);
+                                                   409 already_fulfilled once an item fulfilment exists; 404
+  GET  /api/v2/item-fulfilments?cursor=&limit=&sales_order_reference=
+                                                   the record of goods leaving: the only evidence of shipment
   POST /api/v2/item-fulfilments                    a fulfilment done elsewhere (ship-from-store), Idempotency-Key
 
 Buckets: SALEABLE, QUARANTINE, DAMAGED, TRANSIT. A sales order's ``status`` may say "SHIPPED" (control
@@ -23,8 +30,10 @@ to the stock webhook), dispatch (creates an item fulfilment record; pushes
 from __future__ import annotations
 
 import itertools
+import threading
 from datetime import datetime, timezone
 
+from .clarus import picked_lines
 from .server import HttpError, MasterEmulator, Request, Response, route
 
 API = r"/api/v2"
@@ -111,9 +120,62 @@ class ArcheanEmulator(MasterEmulator):
             if existing is not None:
                 return Response(200, self._order_view(existing), {"Idempotent-Replayed": "true"})
             order = {"id": f"SO{next(self.order_seq):06d}", "reference": key, "status": "OPEN", "created_at": _now(),
-                     "request": body, "fulfilled": {}}
+                     "request": body, "fulfilled": {}, "allocated": {}}
             self.orders[key] = order
-            return Response(201, self._order_view(order))
+            changed = self._allocate(order)
+            view = self._order_view(order)
+        self._push_async(changed)
+        return Response(201, view)
+
+    def _ordered(self, o) -> dict[str, int]:
+        return picked_lines(o["request"]["lines"], "line_ref", "parent_line_ref", "item_code")
+
+    def _change(self, sku, loc, bucket, qty) -> dict:
+        """Set an absolute on-hand and record the change (caller holds the lock)."""
+        ts = _now()
+        self.stock[(sku, loc, bucket)] = {"on_hand": qty, "changed_at": ts}
+        c = {"change_id": f"CH{len(self.changes) + 1:08d}", "item_code": sku, "store_code": loc, "bucket": bucket,
+             "on_hand": qty, "changed_at": ts}
+        self.changes.append(c)
+        return c
+
+    def _allocate(self, o) -> list[dict]:
+        changed = []
+        for sku, qty in sorted(self._ordered(o).items()):
+            free = sorted(((v["on_hand"], k[1]) for k, v in self.stock.items() if k[0] == sku and k[2] == "SALEABLE"
+                           and v["on_hand"] > 0), key=lambda x: (-x[0], x[1]))
+            for have, loc in free:
+                if qty <= 0:
+                    break
+                take = min(have, qty)
+                changed.append(self._change(sku, loc, "SALEABLE", have - take))
+                o["allocated"][f"{sku}@{loc}"] = o["allocated"].get(f"{sku}@{loc}", 0) + take
+                qty -= take
+        return changed
+
+    def _push_async(self, changes: list[dict]) -> None:
+        if changes and self.webhooks.get("stock_url"):
+            threading.Thread(target=self._post, args=("stock", {"type": "stock.changed", "data": changes}), daemon=True).start()
+
+    @route("POST", API + r"/sales-orders/(?P<ref>[^/]+)/cancel")
+    def cancel_order(self, req):
+        self._auth(req)
+        with self.lock:
+            o = self.orders.get(req.params["ref"])
+            if o is None:
+                raise _err(404, "not_found", f"Sales order {req.params['ref']} not found")
+            if o["fulfilled"]:
+                raise _err(409, "already_fulfilled", f"Sales order {req.params['ref']} has item fulfilments and cannot be cancelled")
+            changed = []
+            if o["status"] != "CANCELLED":
+                o["status"] = "CANCELLED"
+                for key, n in sorted(o["allocated"].items()):
+                    sku, loc = key.rsplit("@", 1)
+                    changed.append(self._change(sku, loc, "SALEABLE", self.stock.get((sku, loc, "SALEABLE"), {"on_hand": 0})["on_hand"] + n))
+                o["allocated"] = {}
+            view = self._order_view(o)
+        self._push_async(changed)
+        return Response(200, view)
 
     def _order_view(self, o):
         return {"data": {"id": o["id"], "reference": o["reference"], "status": o["status"], "created_at": o["created_at"],
@@ -132,10 +194,12 @@ class ArcheanEmulator(MasterEmulator):
     def list_fulfilments(self, req):
         self._auth(req)
         after, limit = self._cursor(req.q("cursor")), min(500, int(req.q("limit", "100")))
+        ref = req.q("sales_order_reference")
         with self.lock:
-            page = self.fulfilments[after:after + limit]
+            rows = self.fulfilments if not ref else [f for f in self.fulfilments if f["sales_order_reference"] == ref]
+            page = rows[after:after + limit]
             return Response(200, {"data": page, "next_cursor": str(after + len(page)),
-                                  "has_more": after + len(page) < len(self.fulfilments)})
+                                  "has_more": after + len(page) < len(rows)})
 
     @route("POST", API + r"/item-fulfilments")
     def post_fulfilment(self, req):
@@ -169,14 +233,7 @@ class ArcheanEmulator(MasterEmulator):
 
     def control_set_stock(self, payload):
         with self.lock:
-            new = []
-            for sku, loc, bucket, qty in self._rows(payload):
-                ts = _now()
-                self.stock[(sku, loc, bucket)] = {"on_hand": qty, "changed_at": ts}
-                c = {"change_id": f"CH{len(self.changes) + 1:08d}", "item_code": sku, "store_code": loc, "bucket": bucket,
-                     "on_hand": qty, "changed_at": ts}
-                self.changes.append(c)
-                new.append(c)
+            new = [self._change(sku, loc, bucket, qty) for sku, loc, bucket, qty in self._rows(payload)]
         if new:
             self._post("stock", {"type": "stock.changed", "data": new})
         return {"changes": [c["change_id"] for c in new], "cursor": str(len(self.changes))}
@@ -192,9 +249,9 @@ class ArcheanEmulator(MasterEmulator):
             o = self.orders.get(ref)
             if o is None:
                 raise _err(404, "not_found", f"Sales order {ref} not found")
-            ordered: dict[str, int] = {}
-            for line in o["request"]["lines"]:
-                ordered[line["item_code"]] = ordered.get(line["item_code"], 0) + line["quantity"]
+            if o["status"] == "CANCELLED":
+                raise _err(409, "cancelled", f"Sales order {ref} was cancelled")
+            ordered = self._ordered(o)
             created = []
             for i, p in enumerate(payload.get("parcels") or [{}]):
                 if p.get("lines"):
@@ -218,7 +275,8 @@ class ArcheanEmulator(MasterEmulator):
 
     def control_state(self, payload):
         with self.lock:
-            return {"orders": {ref: {"id": o["id"], "status": o["status"], "request": o["request"], "fulfilled": dict(o["fulfilled"])}
+            return {"orders": {ref: {"id": o["id"], "status": o["status"], "request": o["request"], "fulfilled": dict(o["fulfilled"]),
+                                     "allocated": dict(o["allocated"])}
                                for ref, o in self.orders.items()},
                     "order_receipts": dict(self.receipts), "fulfilments": [dict(f) for f in self.fulfilments],
                     "external_fulfilments": list(self.external_fulfilments.values()),

@@ -7,9 +7,19 @@ No public Clarus API reference was found, so the wire shape is **modelled** on c
 
   POST /api/v1/pick-instructions                 order intake; ``client_reference`` is unique: a repeat answers
                                                  409 DUPLICATE_REFERENCE carrying the existing
-                                                 ``pick_instruction_id`` (nothing is created twice)
+                                                 ``pick_instruction_id`` and ``received_at`` (nothing is created twice).
+                                                 Intake **allocates**: each picked line's quantity leaves AVAILABLE
+                                                 (locations with the most free stock first), on the movement feed and
+                                                 the stock webhook, as a WMS reports free stock. A line that other
+                                                 lines name as ``parent_line_no`` (a kit header), or sent with
+                                                 ``pickable: false``, is paperwork: never allocated nor picked.
   GET  /api/v1/pick-instructions/{client_reference}
-  GET  /api/v1/dispatches?after=<seq>&limit=     dispatches on **closed** manifests only, in manifest-close order;
+  POST /api/v1/pick-instructions/{client_reference}/cancel
+                                                 200 status CANCELLED (allocation returned to AVAILABLE; repeat-safe);
+                                                 409 ALREADY_PICKED once packed or dispatched; 404
+  GET  /api/v1/dispatches?after=<seq>&limit=&client_reference=
+                                                 dispatches on **closed** manifests only, in manifest-close order
+                                                 (optionally of one pick instruction);
                                                  a dispatch packed onto an open manifest is not confirmed yet
   POST /api/v1/external-fulfilments              goods of a pick instruction shipped elsewhere (store); unique
                                                  ``reference`` (409 DUPLICATE_REFERENCE on a repeat)
@@ -27,6 +37,7 @@ close_manifest, configure_webhooks, state.
 from __future__ import annotations
 
 import itertools
+import threading
 from datetime import datetime, timezone
 
 from .server import HttpError, MasterEmulator, Request, Response, route
@@ -39,6 +50,18 @@ WIRE_STATES = set(HUB_TO_WIRE.values())
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def picked_lines(lines, line_key: str, parent_key: str, sku_key: str) -> dict[str, int]:
+    """SKU → quantity over the lines a warehouse picks: not a kit header (a line other lines name as their
+    parent) and not sent with ``pickable: false``. Shared by the Clarus and Archean emulators."""
+    parents = {l.get(parent_key) for l in lines if isinstance(l, dict) and l.get(parent_key)}
+    out: dict[str, int] = {}
+    for line in lines:
+        if line.get(line_key) in parents or line.get("pickable") is False:
+            continue
+        out[line[sku_key]] = out.get(line[sku_key], 0) + line["quantity"]
+    return out
 
 
 def _err(http_status: int, code: str, message: str, **details) -> HttpError:
@@ -103,11 +126,71 @@ class ClarusEmulator(MasterEmulator):
             existing = self.picks.get(ref)
             if existing is not None:
                 raise _err(409, "DUPLICATE_REFERENCE", f"client_reference {ref} already exists",
-                           pick_instruction_id=existing["pick_instruction_id"], status=existing["status"])
+                           pick_instruction_id=existing["pick_instruction_id"], status=existing["status"],
+                           received_at=existing["received_at"])
             pick = {"pick_instruction_id": f"PI-{next(self.pick_seq):07d}", "client_reference": ref, "status": "RECEIVED",
-                    "received_at": _now(), "request": body, "dispatched": {}}
+                    "received_at": _now(), "request": body, "dispatched": {}, "allocated": {}}
             self.picks[ref] = pick
-            return Response(201, self._pick_view(pick))
+            moved = self._allocate(pick)
+            view = self._pick_view(pick)
+        self._post_async(moved)
+        return Response(201, view)
+
+    def _ordered(self, pick) -> dict[str, int]:
+        return picked_lines(pick["request"]["lines"], "line_no", "parent_line_no", "sku")
+
+    def _move(self, sku, loc, state, qty) -> dict:
+        """Set an absolute quantity and record the movement (caller holds the lock)."""
+        ts = _now()
+        self.stock[(sku, loc, state)] = {"quantity": qty, "updated_at": ts}
+        m = {"sequence": len(self.movements) + 1, "movement_id": f"MV-{len(self.movements) + 1:08d}", "sku": sku,
+             "location": loc, "state": state, "quantity": qty, "occurred_at": ts}
+        self.movements.append(m)
+        return m
+
+    def _allocate(self, pick) -> list[dict]:
+        """Take the picked lines out of AVAILABLE, locations with the most free stock first (what is short stays
+        back-ordered). Caller holds the lock; returns the movements."""
+        moved = []
+        for sku, qty in sorted(self._ordered(pick).items()):
+            free = sorted(((v["quantity"], k[1]) for k, v in self.stock.items() if k[0] == sku and k[2] == "AVAILABLE"
+                           and v["quantity"] > 0), key=lambda x: (-x[0], x[1]))
+            for have, loc in free:
+                if qty <= 0:
+                    break
+                take = min(have, qty)
+                moved.append(self._move(sku, loc, "AVAILABLE", have - take))
+                pick["allocated"][f"{sku}@{loc}"] = pick["allocated"].get(f"{sku}@{loc}", 0) + take
+                qty -= take
+        return moved
+
+    def _post_async(self, movements: list[dict]) -> None:
+        """The stock webhook for intake / cancel movements, off the request thread (the caller is waiting)."""
+        if movements and self.webhooks.get("stock_url"):
+            threading.Thread(target=self._post, args=("stock", {"event": "stock.moved", "movements": movements}),
+                             daemon=True).start()
+
+    @route("POST", API + r"/pick-instructions/(?P<ref>[^/]+)/cancel")
+    def cancel_pick(self, req):
+        self._auth(req)
+        with self.lock:
+            p = self.picks.get(req.params["ref"])
+            if p is None:
+                raise _err(404, "NOT_FOUND", f"No pick instruction with client_reference {req.params['ref']}")
+            if p["status"] in ("PACKED", "PART_DISPATCHED", "DISPATCHED"):
+                raise _err(409, "ALREADY_PICKED", f"Pick instruction {req.params['ref']} is {p['status']} and cannot be cancelled",
+                           status=p["status"])
+            moved = []
+            if p["status"] != "CANCELLED":
+                p["status"] = "CANCELLED"
+                for key, n in sorted(p["allocated"].items()):
+                    sku, loc = key.rsplit("@", 1)
+                    have = self.stock.get((sku, loc, "AVAILABLE"), {"quantity": 0})["quantity"]
+                    moved.append(self._move(sku, loc, "AVAILABLE", have + n))
+                p["allocated"] = {}
+            view = self._pick_view(p)
+        self._post_async(moved)
+        return Response(200, view)
 
     def _pick_view(self, p):
         return {"pick_instruction_id": p["pick_instruction_id"], "client_reference": p["client_reference"],
@@ -126,10 +209,12 @@ class ClarusEmulator(MasterEmulator):
     def list_dispatches(self, req):
         self._auth(req)
         after, limit = int(req.q("after", "0") or 0), min(500, int(req.q("limit", "100")))
+        ref = req.q("client_reference")
         with self.lock:
-            page = self.dispatches[after:after + limit]
+            rows = self.dispatches if not ref else [d for d in self.dispatches if d["client_reference"] == ref]
+            page = rows[after:after + limit]
             return Response(200, {"dispatches": page, "next_after": after + len(page),
-                                  "has_more": after + len(page) < len(self.dispatches)})
+                                  "has_more": after + len(page) < len(rows)})
 
     @route("POST", API + r"/external-fulfilments")
     def external_fulfilment(self, req):
@@ -193,14 +278,7 @@ class ClarusEmulator(MasterEmulator):
 
     def control_set_stock(self, payload):
         with self.lock:
-            new = []
-            for sku, loc, state, qty in self._rows(payload):
-                ts = _now()
-                self.stock[(sku, loc, state)] = {"quantity": qty, "updated_at": ts}
-                m = {"sequence": len(self.movements) + 1, "movement_id": f"MV-{len(self.movements) + 1:08d}", "sku": sku,
-                     "location": loc, "state": state, "quantity": qty, "occurred_at": ts}
-                self.movements.append(m)
-                new.append(m)
+            new = [self._move(sku, loc, state, qty) for sku, loc, state, qty in self._rows(payload)]
         if new:
             self._post("stock", {"event": "stock.moved", "movements": new})
         return {"movements": [m["sequence"] for m in new], "cursor": str(len(self.movements))}
@@ -211,9 +289,9 @@ class ClarusEmulator(MasterEmulator):
             pick = self.picks.get(ref)
             if pick is None:
                 raise _err(404, "NOT_FOUND", f"No pick instruction with client_reference {ref}")
-            ordered: dict[str, int] = {}
-            for line in pick["request"]["lines"]:
-                ordered[line["sku"]] = ordered.get(line["sku"], 0) + line["quantity"]
+            if pick["status"] == "CANCELLED":
+                raise _err(409, "CANCELLED", f"Pick instruction {ref} was cancelled")
+            ordered = self._ordered(pick)
             parcels = []
             for i, p in enumerate(payload.get("parcels") or [{}]):
                 carrier = p.get("carrier") or "DPD"
@@ -269,6 +347,7 @@ class ClarusEmulator(MasterEmulator):
         with self.lock:
             return {"orders": {ref: {"pick_instruction_id": p["pick_instruction_id"], "status": p["status"],
                                      "request": p["request"], "dispatched": dict(p["dispatched"])} for ref, p in self.picks.items()},
+                    "allocated": {ref: dict(p["allocated"]) for ref, p in self.picks.items() if p["allocated"]},
                     "order_receipts": dict(self.receipts), "fulfilments": list(self.external.values()),
                     "dispatches": len(self.dispatches), "open_dispatches": len(self.open_dispatches),
                     "stock": {f"{k[0]}@{k[1]}:{k[2]}": v["quantity"] for k, v in self.stock.items()},

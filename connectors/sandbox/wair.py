@@ -61,8 +61,12 @@ seed_locations, seed_stock, set_stock, dispatch, configure_webhooks, state, plus
   set_api_key {"key"}                                    rotate the valid key (default "wair-demo-key")
   set_credentials {"username", "password", "tenant", "token_ttl", "replace"}; revoke_tokens {}
   set_service_codes {"codes": [...] | null}              restrict serviceCode (null = any)
-  set_allocation {"enabled", "location"}                 accepted orders reserve stock there; dispatch
-                                                         takes it out of available + reserved (on the feed)
+  set_allocation {"enabled", "location"?}               accepted orders reserve their picked lines ("reserved"
+                                                         state) — at ``location``, or (default, no location) per
+                                                         SKU where the most is free; dispatch takes them out of
+                                                         available + reserved, a cancel frees them (all on the
+                                                         feed). On by default, as a running WMS; enabled false
+                                                         turns it off
   set_auto_dispatch {"after_seconds": s | null, "carrier"}  ship accepted orders s seconds after acceptance
   lose_responses {"count", "rate", "hang_seconds"}       store the order, then lose the answer (504)
   send_raw_webhook {"kind": "stock"|"dispatch", "payload"}  push an arbitrary (malformed) body, signed
@@ -154,9 +158,10 @@ class WairEmulator(Emulator):
             self.lost_response_seconds = 0.0  # how long the lost response hangs before the 504
             self.stats_lost_responses = 0
             self.service_codes: set[str] | None = None  # None = any service code accepted
-            # allocation: when on, accepting an order moves its lines into "reserved" at ``location`` and a
-            # dispatch takes them out of on-hand ("available") and "reserved" — all on the change feed
-            self.allocation: dict = {"enabled": False, "location": ""}
+            # allocation: when on (the default), accepting an order moves its picked lines into "reserved" (at
+            # ``location``, or per SKU where the most is free when it is "") and a dispatch takes them out of
+            # on-hand ("available") and "reserved" — all on the change feed
+            self.allocation: dict = {"enabled": True, "location": ""}
             # auto-dispatch (demo / end-to-end benches): accepted orders ship after ``after_seconds``
             self.auto_dispatch: dict = {"after_seconds": None, "carrier": "dhl"}
             self._dispatch_queue: collections.deque = collections.deque()  # (monotonic accepted, orderRef)
@@ -389,11 +394,24 @@ class WairEmulator(Emulator):
             o["status"] = "accepted"
             o["acknowledgedAt"] = now_iso()
             self._dispatch_queue.append((time.monotonic(), o["orderRef"]))
-            if self.allocation["enabled"] and self.allocation["location"]:
-                loc = self.allocation["location"]
-                o["allocation"] = {"location": loc, "open": dict(self._physical_lines(o))}
-                self._record([(sku, loc, "reserved", self._qty(sku, loc, "reserved") + q)
-                              for sku, q in o["allocation"]["open"].items()])
+            if self.allocation["enabled"]:
+                at = {}
+                for sku in self._physical_lines(o):
+                    loc = self.allocation["location"] or self._best_location(sku)
+                    if loc:
+                        at[sku] = loc
+                o["allocation"] = {"at": at, "open": {sku: q for sku, q in self._physical_lines(o).items() if sku in at}}
+                self._record([(sku, at[sku], "reserved", self._qty(sku, at[sku], "reserved") + q)
+                              for sku, q in sorted(o["allocation"]["open"].items())])
+
+    def _best_location(self, sku: str) -> str:
+        """Where ``sku`` has the most free stock (available − reserved; ties by location id); "" if WAIR holds
+        none of it anywhere (the line stays unallocated, i.e. back-ordered)."""
+        free: dict[str, int] = {}
+        for (s, loc, state) in self._keys_for_sku(sku):
+            if s == sku and state in ("available", "reserved"):
+                free[loc] = free.get(loc, 0) + (self._qty(sku, loc, state) * (1 if state == "available" else -1))
+        return min(free, key=lambda loc: (-free[loc], loc)) if free else ""
 
     @staticmethod
     def _physical_lines(o: dict) -> dict[str, int]:
@@ -440,14 +458,18 @@ class WairEmulator(Emulator):
         alloc = o.get("allocation")
         if not alloc:
             return
-        loc, rows = alloc["location"], []
+        rows = []
         if picked is None:
             for sku, q in alloc["open"].items():
+                loc = alloc["at"][sku]
                 if q > 0:
                     rows.append((sku, loc, "reserved", max(0, self._qty(sku, loc, "reserved") - q)))
             alloc["open"] = {}
         else:
             for sku, q in picked.items():
+                loc = alloc["at"].get(sku)
+                if loc is None:  # never allocated (back-ordered): nothing of ours to take out
+                    continue
                 freed = min(q, alloc["open"].get(sku, 0))
                 alloc["open"][sku] = alloc["open"].get(sku, 0) - freed
                 rows.append((sku, loc, "available", self._qty(sku, loc, "available") - q))
@@ -815,11 +837,10 @@ class WairEmulator(Emulator):
                 log.exception("wair auto-dispatch failed")
 
     def control_set_allocation(self, payload: dict) -> dict:
-        """{"enabled": bool, "location": "<location id>"}: allocate accepted orders at ``location``."""
+        """{"enabled": bool, "location": "<location id>"?}: allocate accepted orders at ``location`` (absent: per
+        SKU where the most is free)."""
         with self.lock:
             self.allocation = {"enabled": bool(payload.get("enabled", True)), "location": str(payload.get("location") or "")}
-            if self.allocation["enabled"] and not self.allocation["location"]:
-                raise wair_error(400, "LocationRequired", "allocation needs a location")
             return dict(self.allocation)
 
     def control_dispatch(self, payload: dict) -> dict:

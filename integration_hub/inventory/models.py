@@ -123,12 +123,22 @@ class ChannelStock(models.Model):
 
 
 class Reservation(models.Model):
-    """Hub-side hold on stock for a captured order the master does not yet know about.
+    """Hub-side hold on stock for a captured order until the master's own stock figures carry it.
 
-    Created when an order is captured (live decrement: the order's channels get priority pushes),
-    released when the warehouse acknowledges the order (from then on the master's own figures carry
-    it) or when the order is cancelled. Counts against every channel that sells from the same
-    locations as ``channel``.
+    Created when an order is captured (live decrement: the order's channels get priority pushes). When
+    the warehouse acknowledges the order the row is only marked (``acknowledged_at`` = when the master
+    took the order, on the master's clock when it says so; ``warehouse`` = that master): the master's
+    stock feed may not show the order's allocation yet, and releasing then would let ATS bounce back up
+    (an oversell window). It is released by whichever comes first:
+
+    * an inbound stock update from ``warehouse`` for ``item`` at a location ``channel`` draws on, changed
+      at or after ``acknowledged_at`` (``inventory.services.apply_stock_changes``, same transaction as
+      the StockLevel write): from then on the master's figure carries the order;
+    * the order's dispatch confirmation;
+    * the order's cancellation.
+
+    Active rows (``released_at`` null) count against every channel that sells from the same locations
+    as ``channel``.
     """
 
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="reservations")
@@ -136,6 +146,11 @@ class Reservation(models.Model):
     order_ref = models.CharField(max_length=100, db_index=True)
     quantity = models.PositiveIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True,
+                                           help_text="when the warehouse took the order; the master's stock feed releases "
+                                                     "the row with its first update changed at or after this")
+    warehouse = models.ForeignKey("core.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                  help_text="the master that acknowledged the order (whose stock feed releases the row)")
     released_at = models.DateTimeField(null=True, blank=True)
     release_reason = models.CharField(max_length=50, blank=True)
 

@@ -6,6 +6,10 @@ location ids (``Location.external_id`` on that connection) and master SKUs (``It
 (``source_updated_at``; the guard is in the upsert itself so concurrent writers cannot regress a
 row), and enqueues the pushes those changes cause in the same transaction.
 
+Reservations the master now carries are released in the same transaction
+(:func:`_release_reflected_reservations`): an acknowledged order's hold stays until this master reports
+the item at a location the order's channel draws on with a change time at or after the acknowledgement.
+
 Bad rows never block good ones; each becomes an exception record merged by key:
   unknown SKU        unknown_sku:<connection name>:<master sku>   (no channel yet: the master's name
                      takes the channel slot of the convention)
@@ -30,7 +34,7 @@ from integration_hub.catalog.models import Item
 from integration_hub.core.models import Location, SyncCursor
 
 from . import outbox
-from .models import InventoryState, PendingPush, StockLevel
+from .models import InventoryState, PendingPush, Reservation, StockLevel
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,7 @@ class ApplyResult:
     stale: int = 0  # older than what is stored: ignored
     rejected: int = 0  # became exception records
     enqueued: int = 0  # pending-push rows inserted or updated
+    released: int = 0  # acknowledged orders' reservations the master's figures now carry
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -216,6 +221,7 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
         for loc_id, ids in touched.items():
             result.enqueued += outbox.enqueue(ids, location_ids=[loc_id], priority=PendingPush.Priority.ROUTINE,
                                               reason=f"{source}:{conn_name}")
+        result.released = _release_reflected_reservations(connection, rows)
 
     result.rejected = len(changes) - len(parsed) + sum(len(v) for v in unknown_locations.values()) + sum(len(v) for v in unknown_skus.values())
     if problems:
@@ -224,6 +230,66 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
     if applied_skus:
         clear([make_key("unknown_sku", conn_name, s) for s in applied_skus], reason="master SKU now known")
     return result
+
+
+RELEASE_CHUNK = 2000  # (item, location) pairs per statement: 6,000 bind parameters
+
+
+def _release_reflected_reservations(connection, rows: list[tuple[tuple[int, int, str], int, datetime | None]]) -> int:
+    """Release the reservations of orders ``connection`` acknowledged whose item it has now reported (``rows``:
+    the levels just written) at a location the order's channel draws on, changed at or after the
+    acknowledgement — the master's figure carries the order from then on. One UPDATE per 2,000 (item,
+    location) pairs, plus priority pushes for the (channel, item) pairs whose ATS that changes; a change
+    without a timestamp counts as now. Call inside the transaction that wrote ``rows``."""
+    from .ats import CHANNEL_LOCATIONS_SQL, _tables
+
+    now = timezone.now()
+    newest: dict[tuple[int, int], datetime] = {}
+    for (item_id, loc_id, state), _qty, ts in rows:
+        if state not in ATS_STATES:
+            continue
+        ts = ts or now
+        if newest.get((item_id, loc_id)) is None or ts > newest[(item_id, loc_id)]:
+            newest[(item_id, loc_id)] = ts
+    if not newest or not Reservation.objects.filter(released_at__isnull=True, acknowledged_at__isnull=False,
+                                                    warehouse_id=connection.pk).exists():
+        return 0
+    tables = _tables()
+    res = db.ops.quote_name(tables["res"])
+    ts_sql = "CAST(%s AS TIMESTAMP WITH TIME ZONE)" if db.vendor == "postgresql" else "%s"
+    pairs: set[tuple[int, int]] = set()
+    released = 0
+    items = sorted(newest.items())
+    with db.cursor() as cur:
+        for start in range(0, len(items), RELEASE_CHUNK):
+            chunk = items[start:start + RELEASE_CHUNK]
+            params: list = []
+            for (item_id, loc_id), ts in chunk:
+                params += [item_id, loc_id, db.ops.adapt_datetimefield_value(ts)]
+            sql = ("WITH chg(item_id, location_id, changed_at) AS (VALUES "
+                   + ", ".join([f"(CAST(%s AS BIGINT), CAST(%s AS BIGINT), {ts_sql})"] * len(chunk)) + "), "
+                   + "chan_loc AS (" + CHANNEL_LOCATIONS_SQL.format(**tables) + ") "
+                   + f"""UPDATE {res} SET released_at = %s, release_reason = %s
+                    WHERE released_at IS NULL AND acknowledged_at IS NOT NULL AND warehouse_id = %s
+                      AND EXISTS (SELECT 1 FROM chg JOIN chan_loc cl ON cl.location_id = chg.location_id
+                                   WHERE chg.item_id = {res}.item_id AND cl.channel_id = {res}.channel_id
+                                     AND chg.changed_at >= {res}.acknowledged_at)
+                    RETURNING channel_id, item_id""")
+            cur.execute(sql, params + [True, True, db.ops.adapt_datetimefield_value(now), "master stock feed", connection.pk])
+            got = cur.fetchall()
+            released += len(got)
+            pairs.update((int(c), int(i)) for c, i in got)
+    by_channel: dict[int, set[int]] = defaultdict(set)
+    for channel_id, item_id in pairs:
+        by_channel[channel_id].add(item_id)
+    for channel_id, item_ids in by_channel.items():  # the hold is gone: every channel selling from those shelves
+        locations = outbox.locations_for_channel(channel_id)
+        reason = f"reservation carried by {connection.name}"[:100]
+        if locations:
+            outbox.enqueue(item_ids, location_ids=locations, priority=PendingPush.Priority.ORDER, reason=reason)
+        else:
+            outbox.enqueue(item_ids, channel_ids=[channel_id], priority=PendingPush.Priority.ORDER, reason=reason)
+    return released
 
 
 def _upsert_levels(rows: list[tuple[tuple[int, int, str], int, datetime | None]]) -> None:

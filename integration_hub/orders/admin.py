@@ -51,7 +51,7 @@ class OrderAdmin(admin.ModelAdmin):
     def retry_orders(self, request, queryset):
         _run(self, request, queryset, lambda o: services.retry_send(o, actor=request.user), "Retried")
 
-    @admin.action(description="Cancel in the hub (orders not yet at the warehouse)", permissions=["cancel"])
+    @admin.action(description="Cancel (asks the warehouse first when it has the order)", permissions=["cancel"])
     def cancel_orders(self, request, queryset):
         _run(self, request, queryset, lambda o: services.cancel(o, f"cancelled in admin by {request.user}", actor=request.user), "Cancelled")
 

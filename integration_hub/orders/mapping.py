@@ -155,16 +155,19 @@ def address_problems(prefix: str, d: dict | None) -> dict[str, str]:
 
 def build_warehouse_order(order: Order, lines=None) -> WarehouseOrder:
     """The WarehouseOrder for a validated order. ``lines``: the order's lines with ``item`` and ``parent``
-    loaded (pass them to avoid queries). A bundle line is sent as itself followed by its component
-    lines, each naming it in ``parent_line_id`` (the warehouse picks the components, not the parent). Deterministic: the same order always gives the same body (the warehouse
-    deduplicates on the key *and* refuses a reused key with a different body)."""
+    loaded (pass them to avoid queries). A bundle line is sent as itself, marked ``pickable=False`` (every
+    warehouse connector says so in its own wire terms), followed by its component lines, each naming it in
+    ``parent_line_id``: the warehouse picks, allocates and ships the components, never the parent.
+    Deterministic: the same order always gives the same body (the warehouse deduplicates on the key *and*
+    refuses a reused key with a different body)."""
     lines = list(order.lines.select_related("item").all()) if lines is None else lines
     by_id = {ln.pk: ln for ln in lines}
+    parents = {ln.parent_id for ln in lines if ln.parent_id}
     out = []
     for ln in sorted(lines, key=lambda x: x.pk):
         parent = by_id.get(ln.parent_id) if ln.parent_id else None
         out.append(WarehouseOrderLine(line_id=ln.line_id, sku=ln.item.sku if ln.item else "", quantity=ln.quantity,
-                                      parent_line_id=parent.line_id if parent else "",
+                                      parent_line_id=parent.line_id if parent else "", pickable=ln.pk not in parents,
                                       unit_price_cents=ln.unit_price_cents, custom_fields=dict(ln.custom_fields or {})))
     custom = dict(order.custom_fields or {})
     if order.promotion_codes:

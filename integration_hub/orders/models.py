@@ -52,7 +52,13 @@ class Order(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
-    dispatched_at = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True, help_text="when the goods left, as the warehouse says")
+    dispatch_received_at = models.DateTimeField(null=True, blank=True,
+                                                help_text="when the hub received the dispatch confirmation (the agreed "
+                                                          "time to show it shipped runs from here)")
+    cancel_requested_at = models.DateTimeField(null=True, blank=True,
+                                               help_text="a cancel the warehouse must confirm (the order reached it)")
+    cancel_reason = models.CharField(max_length=300, blank=True)
     notified_at = models.DateTimeField(null=True, blank=True)
     tracking = models.JSONField(default=list, blank=True, help_text="[{carrier, tracking_number, tracking_url, lines}]")
     hold_reason = models.TextField(blank=True)

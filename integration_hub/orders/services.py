@@ -61,6 +61,10 @@ BACKOFF_BASE_SECONDS = 5
 BACKOFF_CAP_SECONDS = 300
 ORDERS_STREAM = "orders"
 DISPATCH_STREAM = "dispatches"
+# retries end (ARCHITECTURE principle 4): after this many sends without an acknowledgement the order fails
+MAX_SEND_ATTEMPTS = 30
+ORPHAN_STREAM = "orphan-scan"
+DISPATCH_AUDIT_STREAM = "dispatch-audit"
 EDITABLE_BEFORE_SEND = {S.CAPTURED, S.VALIDATED, S.HELD, S.FAILED}
 ADDRESS_PARTS = set(mapping.ADDRESS_FIELDS)
 
@@ -315,25 +319,20 @@ def capture_many(connection: Connection, storefront_orders, source: str = "poll"
 
 
 def _apply_storefront_cancellations(connection: Connection, pairs) -> int:
-    """Orders cancelled in the storefront: cancelled in the hub (reservations released) while the warehouse
-    does not have them yet; once it does, a ``bad_payload`` record asks a person to cancel it there."""
+    """Orders cancelled in the storefront: cancelled in the hub at once (reservations released) while the
+    warehouse does not have them yet; once it does, a warehouse cancel is requested (:func:`cancel_due` asks
+    the warehouse; the order is cancelled on its confirmation, or an exception says it refused). A fixed
+    number of queries per batch."""
     cancelled = [(ch.pk, so.external_id) for ch, so in pairs if (so.status or "").lower() == "cancelled"]
     if not cancelled:
         return 0
-    n, problems = 0, []
-    for o in _orders_for(cancelled, Order.objects.exclude(state=S.CANCELLED).select_related("channel", "warehouse").defer("raw")).values():
-        if o.state in EDITABLE_BEFORE_SEND:
-            cancel(o, "cancelled in the storefront")
-            n += 1
-        elif o.state in (S.SENT, S.ACKNOWLEDGED):
-            problems.append(Problem("bad_payload", _bad_key(connection.name, "order-cancel", o.idempotency_key),
-                                    f"Order {o} was cancelled in {connection.name} after it reached {o.warehouse}",
-                                    message="The hub cannot recall an order from the warehouse: cancel it there.",
-                                    context={"fields": {"status": "Cancelled in the storefront"}, "order_id": o.pk,
-                                             "state": o.state, "action": "cancel_in_warehouse"},
-                                    connection_id=connection.pk, channel_id=o.channel_id, order_ref=o.idempotency_key))
-    if problems:
-        raise_many(problems)
+    orders = list(_orders_for(cancelled, Order.objects.exclude(state=S.CANCELLED).select_related("channel", "warehouse")
+                              .defer("raw")).values())
+    before = [o for o in orders if o.state in EDITABLE_BEFORE_SEND]
+    n = len(cancel_many(before, "cancelled in the storefront")) if before else 0
+    at_warehouse = [o.pk for o in orders if o.state in (S.SENT, S.ACKNOWLEDGED) and o.cancel_requested_at is None]
+    if at_warehouse:
+        request_warehouse_cancel(at_warehouse, f"cancelled in {connection.name}")
     return n
 
 
@@ -361,13 +360,18 @@ def _record_storefront_side(connection: Connection, pairs) -> int:
     orders = _orders_for([(ch.pk, so.external_id) for ch, so, _ in found], Order.objects.select_related("channel").defer("raw"))
     known = set(StorefrontFulfilment.objects.filter(order__in=list(orders.values())).values_list("order_id", "fulfilment_ref"))
     rows, problems = [], []
+    # SKUs resolved once per channel and bundles exploded once for the whole batch (not per order)
+    by_channel: dict[int, tuple[Channel, set[str]]] = {}
+    for ch, so, fs in found:
+        by_channel.setdefault(ch.pk, (ch, set()))[1].update(sku for f in fs for sku, _ in f.lines)
+    resolved = {cid: mapping.resolve_skus(ch, skus) for cid, (ch, skus) in by_channel.items()}
+    comps = mapping.bundle_components({r.item.pk for res in resolved.values() for r in res.values() if r.item and r.item.is_bundle})
     for ch, so, fs in found:
         o = orders.get((ch.pk, so.external_id))
         warehouse_id = o and (o.warehouse_id or ch.warehouse_id)
         if o is None or not warehouse_id:
             continue
-        res = mapping.resolve_skus(ch, {sku for f in fs for sku, _ in f.lines})
-        comps = mapping.bundle_components([r.item.pk for r in res.values() if r.item and r.item.is_bundle])
+        res = resolved[ch.pk]
         for f in fs:
             if (o.pk, f.fulfilment_ref[:100]) in known:
                 continue
@@ -479,6 +483,23 @@ def _release(order_keys, reason: str) -> int:
     if pairs:
         _enqueue_stock(pairs, f"order {reason}")
     return n
+
+
+def _hold_until_master_shows(acks) -> None:
+    """Acknowledged orders keep their reservations until the master's stock feed carries them: mark each
+    active row with when the master took the order (``acks``: (order key, warehouse id, time)); the inbound
+    stock apply releases it (``inventory.services``), or dispatch / cancel do. ATS does not change here,
+    so nothing is pushed. One executemany."""
+    from django.db import connection as db
+
+    rows = [[db.ops.adapt_datetimefield_value(at), wh, key] for key, wh, at in acks]
+    if not rows:
+        return
+    table = db.ops.quote_name(Reservation._meta.db_table)
+    with db.cursor() as cur:
+        for chunk in _chunks(rows):
+            cur.executemany(f"UPDATE {table} SET acknowledged_at = %s, warehouse_id = %s "
+                            "WHERE order_ref = %s AND released_at IS NULL AND acknowledged_at IS NULL", chunk)
 
 
 def _enqueue_stock(pairs, reason: str) -> None:
@@ -642,7 +663,8 @@ def _claim(base_q: Q, limit: int, lease_seconds: int) -> list[int]:
 
 
 # a disabled connection is not talked to: its orders wait (and the orphan / stuck checks report them)
-SEND_DUE = Q(state__in=[S.VALIDATED, S.SENT], warehouse__enabled=True)
+SEND_DUE = Q(state__in=[S.VALIDATED, S.SENT], warehouse__enabled=True, cancel_requested_at__isnull=True)
+CANCEL_DUE = Q(state__in=[S.SENT, S.ACKNOWLEDGED], warehouse__enabled=True, cancel_requested_at__isnull=False)
 NOTIFY_DUE = Q(state=S.DISPATCHED, channel__connection__enabled=True)
 VALIDATE_DUE = Q(state=S.CAPTURED)
 
@@ -675,6 +697,7 @@ class SendResult:
     pending: int = 0
     retrying: int = 0
     held: int = 0
+    failed: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -714,7 +737,8 @@ def _send_claimed(ids: list[int], actor=None) -> SendResult:
 
     outcomes = _parallel(call, jobs)
     now = timezone.now()
-    acked, later, held, problems, cleared = [], [], [], [], []
+    acked, later, held, problems, cleared, failed = [], [], [], [], [], []
+    ack_at: dict[int, datetime] = {}
     for (o, _), res in zip(jobs, outcomes):
         o.claim_token = ""
         if isinstance(res, Exception):
@@ -729,31 +753,45 @@ def _send_claimed(ids: list[int], actor=None) -> SendResult:
                     context={"fields": fields, "action": "retry_order", "order_id": o.pk},
                     connection_id=o.warehouse_id, channel_id=o.channel_id, order_ref=o.idempotency_key))
                 continue
+            pending = getattr(res, "kind", "") == "not_acknowledged" or type(res).__name__ == "NotAcknowledged"
+            if not pending:
+                problems.append(_transport_problem(o.warehouse, "send_order", res))
+            if isinstance(res, (errors.PermanentError, errors.NotFoundError)) or o.send_attempts >= MAX_SEND_ATTEMPTS:
+                # a refusal resending cannot change (auth refused, order cancelled at the warehouse, bad route), or
+                # retries used up: the order fails with a record naming the cause; a person retries or cancels it
+                why = (f"the warehouse refuses the order ({type(res).__name__}): {res}"
+                       if isinstance(res, (errors.PermanentError, errors.NotFoundError))
+                       else f"{o.send_attempts} sends without an acknowledgement; last: {type(res).__name__}: {res}")
+                o.next_attempt_at = None
+                failed.append((o, why))
+                problems.append(_failed_problem(o, why))
+                continue
             o.next_attempt_at = now + backoff(o.send_attempts)
             later.append(o)
-            if getattr(res, "kind", "") == "not_acknowledged" or type(res).__name__ == "NotAcknowledged":
+            if pending:
                 result.pending += 1
             else:
                 result.retrying += 1
-                problems.append(_transport_problem(o.warehouse, "send_order", res))
-                if isinstance(res, (errors.PermanentError, errors.NotFoundError)):
-                    problems.append(_stuck_problem(o, f"the warehouse refuses the request: {res}"))
             continue
         o.warehouse_ref = str(res.warehouse_ref)[:100]
         o.last_error, o.next_attempt_at, o.hold_reason = "", None, ""
+        ack_at[o.pk] = getattr(res, "received_at", None) or now
         acked.append(o)
         cleared += [make_key("stuck_order", o.idempotency_key), _bad_key(o.warehouse.name, "order", o.idempotency_key),
                     make_key("orphaned_order", o.channel.key, o.external_id)]
     with transaction.atomic():
-        if later or held:  # a dispatch confirmation may have moved some on meanwhile: leave those alone
-            still_sent = set(Order.objects.filter(pk__in=[o.pk for o in later + held], state=S.SENT).values_list("pk", flat=True))
+        if later or held or failed:  # a dispatch confirmation may have moved some on meanwhile: leave those alone
+            still_sent = set(Order.objects.filter(pk__in=[o.pk for o, _ in failed] + [o.pk for o in later + held],
+                                                  state=S.SENT).values_list("pk", flat=True))
             later = [o for o in later if o.pk in still_sent]
             held = [o for o in held if o.pk in still_sent]
+            failed = [(o, why) for o, why in failed if o.pk in still_sent]
         if acked:
             _save_split(Order, acked, ["warehouse_ref"], ["last_error", "next_attempt_at", "hold_reason", "claim_token"])
-            moved = transition_many([o.pk for o in acked], S.ACKNOWLEDGED, "acknowledged by warehouse", actor=actor, from_states=[S.SENT])
+            moved = set(transition_many([o.pk for o in acked], S.ACKNOWLEDGED, "acknowledged by warehouse", actor=actor,
+                                        from_states=[S.SENT]))
             result.acknowledged = len(moved)
-            _release([o.idempotency_key for o in acked if o.pk in set(moved)], "acknowledged")
+            _hold_until_master_shows([(o.idempotency_key, o.warehouse_id, ack_at[o.pk]) for o in acked if o.pk in moved])
             conns = {o.warehouse.name for o in acked}
             cleared += [make_key(k, c, "send_order") for c in conns for k in ("rate_limited", "sync_timeout")]
         if later:
@@ -762,6 +800,11 @@ def _send_claimed(ids: list[int], actor=None) -> SendResult:
             Order.objects.bulk_update(held, ["last_error", "hold_reason", "claim_token"], batch_size=500)
             result.held = len(transition_many([o.pk for o in held], S.HELD, "held: warehouse rejected the order", actor=actor,
                                               from_states=[S.SENT]))
+        if failed:
+            _save_varying(Order, [o for o, _ in failed], ["last_error", "next_attempt_at", "claim_token"])
+            for why, group in _group_by_cause(failed).items():
+                result.failed += len(transition_many([o.pk for o in group], S.FAILED, f"failed: {why}", actor=actor,
+                                                     from_states=[S.SENT]))
         if problems:
             raise_many(problems)
     if cleared:
@@ -779,6 +822,22 @@ def _transport_problem(conn: Connection, operation: str, exc: Exception) -> Prob
     return Problem(kind, make_key(kind, conn.name, operation), f"{conn.name}: {operation} failing ({type(exc).__name__})",
                    message=str(exc)[:1000], severity="warning", context={"last_error": str(exc)[:1000], "action": "check_connection"},
                    connection_id=conn.pk)
+
+
+def _group_by_cause(failed: list[tuple[Order, str]]) -> dict[str, list[Order]]:
+    """Failed orders grouped by the cause logged on their transition (the exception type, not the message, so a
+    batch refused for one reason is one transition_many)."""
+    out: dict[str, list[Order]] = defaultdict(list)
+    for o, why in failed:
+        out[why.split(":")[0][:200]].append(o)
+    return out
+
+
+def _failed_problem(o: Order, why: str) -> Problem:
+    return Problem("stuck_order", make_key("stuck_order", o.idempotency_key), f"Order {o} failed: not accepted by {o.warehouse}",
+                   message=why[:1000], context={"order_id": o.pk, "state": S.FAILED, "attempts": o.send_attempts,
+                                                "last_error": o.last_error, "action": "retry_order"},
+                   connection_id=o.warehouse_id, channel_id=o.channel_id, order_ref=o.idempotency_key)
 
 
 def _stuck_problem(o: Order, why: str) -> Problem:
@@ -808,6 +867,8 @@ def retry_send(order: Order, actor=None) -> Order:
     order.refresh_from_db()
     if order.state not in (S.CAPTURED, S.VALIDATED, S.SENT, S.HELD, S.FAILED):
         raise OrderActionError(f"order {order} is {order.get_state_display()}; it cannot be retried")
+    if order.state == S.FAILED:  # a person retries: the attempt budget starts again
+        Order.objects.filter(pk=order.pk, state=S.FAILED).update(send_attempts=0)
     return send(order, actor=actor)
 
 
@@ -863,21 +924,131 @@ def update_field_and_resend(order: Order, field: str, value, actor=None) -> Orde
     return order
 
 
+def _cancelled_keys(o: Order) -> list[str]:
+    return [order_problem_key(o), make_key("stuck_order", o.idempotency_key), make_key("orphaned_order", o.channel.key, o.external_id),
+            make_key("missing_dispatch", o.idempotency_key), _bad_key(o.warehouse.name if o.warehouse_id and o.warehouse else "",
+                                                                      "order-cancel", o.idempotency_key)]
+
+
+def cancel_many(orders, reason: str, actor=None, from_states=None) -> list[int]:
+    """Cancel orders the warehouse does not have (or has confirmed cancelling): one transition_many, one
+    release of their reservations, one clear of their exception keys. Returns the ids cancelled."""
+    orders = list(orders)
+    with transaction.atomic():
+        moved = set(transition_many([o.pk for o in orders], S.CANCELLED, f"cancelled: {reason}", actor=actor,
+                                    from_states=from_states or list(EDITABLE_BEFORE_SEND), claim_token="", next_attempt_at=None))
+        done = [o for o in orders if o.pk in moved]
+        _release([o.idempotency_key for o in done], "cancelled")
+    if done:
+        clear([k for o in done for k in _cancelled_keys(o)], reason=f"order cancelled: {reason}"[:200])
+    return sorted(moved)
+
+
+def request_warehouse_cancel(order_ids, reason: str) -> int:
+    """Orders the warehouse already has: remember that they must be cancelled there (the send loop no longer
+    resends them) and nudge a worker to ask the warehouse (:func:`cancel_due`)."""
+    n = Order.objects.filter(pk__in=list(order_ids), state__in=[S.SENT, S.ACKNOWLEDGED], cancel_requested_at__isnull=True).update(
+        cancel_requested_at=timezone.now(), cancel_reason=reason[:300], next_attempt_at=None, claim_token="")
+    if n:
+        kick()
+    return n
+
+
 def cancel(order: Order, reason: str, actor=None) -> Order:
-    """Cancel an order the warehouse does not have; releases its reservations and clears its exceptions."""
+    """Cancel an order: at once when the warehouse does not have it (reservations released, exceptions
+    cleared); when it does (sent / acknowledged), the warehouse is asked to cancel it now and the order is
+    cancelled on its confirmation — a refusal (already picked or dispatched) raises an exception record
+    and leaves the order as it is."""
     if not reason or not reason.strip():
         raise OrderActionError("cancelling an order needs a reason")
     order.refresh_from_db()
     if order.state in (S.SENT, S.ACKNOWLEDGED):
-        raise OrderActionError(f"order {order} is {order.get_state_display()}: cancel it in the warehouse "
-                               f"({order.warehouse}) first; the hub cannot recall it")
-    with transaction.atomic():
-        transition(order, S.CANCELLED, f"cancelled: {reason.strip()}", actor=actor, claim_token="", next_attempt_at=None)
-        _release([order.idempotency_key], "cancelled")
-    clear([order_problem_key(order), make_key("stuck_order", order.idempotency_key),
-           make_key("orphaned_order", order.channel.key, order.external_id), make_key("missing_dispatch", order.idempotency_key)],
-          reason=f"order cancelled: {reason.strip()}"[:200])
+        if order.warehouse is None or not order.warehouse.enabled:
+            raise OrderActionError(f"order {order} is {order.get_state_display()} and its warehouse ({order.warehouse}) is "
+                                   "not reachable from the hub: cancel it in the warehouse")
+        # a person asking (again) asks the warehouse now, with their reason
+        Order.objects.filter(pk=order.pk).update(cancel_requested_at=timezone.now(), cancel_reason=reason.strip()[:300],
+                                                 next_attempt_at=None, claim_token="")
+        ids = _claim(Q(pk=order.pk) & CANCEL_DUE, 1, LEASE_SECONDS)
+        if ids:
+            _cancel_claimed(ids, actor=actor)
+        order.refresh_from_db()
+        return order
+    if order.state not in EDITABLE_BEFORE_SEND:
+        raise OrderActionError(f"order {order} is {order.get_state_display()}; it can no longer be cancelled")
+    cancel_many([order], reason.strip(), actor=actor)
+    order.refresh_from_db()
     return order
+
+
+@dataclass
+class CancelResult:
+    cancelled: int = 0
+    refused: int = 0
+    retrying: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def cancel_due(limit: int = HTTP_BATCH_SIZE, lease_seconds: int = LEASE_SECONDS) -> CancelResult:
+    ids = _claim(CANCEL_DUE, limit, lease_seconds)
+    return _cancel_claimed(ids) if ids else CancelResult()
+
+
+def _cancel_claimed(ids: list[int], actor=None) -> CancelResult:
+    """Ask the warehouse to cancel claimed orders with a cancel request. Confirmed (or the warehouse never had
+    the order) → cancelled, reservations released; refused (already picked / dispatched) → the request is
+    dropped and a ``bad_payload`` record names the refusal; transport failures back off and retry."""
+    result = CancelResult()
+    orders = list(Order.objects.filter(pk__in=ids, state__in=[S.SENT, S.ACKNOWLEDGED], cancel_requested_at__isnull=False)
+                  .select_related("channel", "warehouse").defer("raw"))
+
+    def call(o):
+        return _connector(o.warehouse).cancel_order(o.idempotency_key)
+
+    outcomes = _parallel(call, orders)
+    now = timezone.now()
+    done, refused, later, problems = [], [], [], []
+    for o, res in zip(orders, outcomes):
+        o.claim_token = ""
+        if isinstance(res, errors.NotFoundError) or not isinstance(res, Exception):
+            done.append(o)
+            continue
+        o.last_error = f"cancel: {type(res).__name__}: {res}"[:2000]
+        if isinstance(res, (errors.PermanentError, errors.BadDataError)) or isinstance(res, NotImplementedError):
+            o.cancel_requested_at, o.next_attempt_at = None, None
+            refused.append(o)
+            problems.append(Problem("bad_payload", _bad_key(o.warehouse.name, "order-cancel", o.idempotency_key),
+                                    f"{o.warehouse.name} refused to cancel order {o}",
+                                    message=f"{o.cancel_reason or 'cancel requested'}; the warehouse answered: {res}"[:1000],
+                                    context={"fields": {"status": str(res)[:300]}, "order_id": o.pk, "state": o.state,
+                                             "action": "cancel_in_warehouse"},
+                                    connection_id=o.warehouse_id, channel_id=o.channel_id, order_ref=o.idempotency_key))
+            continue
+        o.next_attempt_at = now + backoff(o.send_attempts or 1)
+        later.append(o)
+        problems.append(_transport_problem(o.warehouse, "cancel_order", res))
+    with transaction.atomic():
+        if refused:
+            _save_varying(Order, refused, ["last_error", "cancel_requested_at", "next_attempt_at", "claim_token"])
+            result.refused = len(refused)
+        if later:
+            _save_varying(Order, later, ["last_error", "next_attempt_at", "claim_token"])
+            result.retrying = len(later)
+        if problems:
+            raise_many(problems)
+    for reason, group in _by(done, lambda o: o.cancel_reason or "cancel requested").items():
+        result.cancelled += len(cancel_many(group, f"{reason} (confirmed by {group[0].warehouse})", actor=actor,
+                                            from_states=[S.SENT, S.ACKNOWLEDGED]))
+    return result
+
+
+def _by(items, key) -> dict:
+    out: dict = defaultdict(list)
+    for it in items:
+        out[key(it)].append(it)
+    return out
 
 
 # --- dispatch -----------------------------------------------------------------------------------------
@@ -916,6 +1087,7 @@ def record_dispatches(connection: Connection, dispatches, source: str = "dispatc
                         connection_id=connection.pk)
                 for r in rejected]
     res.rejected = len(problems)
+    received = timezone.now()
     with transaction.atomic():
         refs = sorted({d.order_ref for d in dispatches})
         orders = {}
@@ -953,19 +1125,24 @@ def record_dispatches(connection: Connection, dispatches, source: str = "dispatc
             if o.state == S.SENT:
                 to_ack.append(o)
             to_dispatch.append(o)
-            o.dispatched_at = d.dispatched_at or timezone.now()
+            # the warehouse's time is kept; the agreed time to show it shipped runs from when the hub heard of it
+            o.dispatched_at = d.dispatched_at or received
+            o.dispatch_received_at = received
             changed[o.pk] = o
         if changed:
-            Order.objects.bulk_update(list(changed.values()), ["tracking", "warehouse_ref", "dispatched_at"], batch_size=500)
+            Order.objects.bulk_update(list(changed.values()), ["tracking", "warehouse_ref", "dispatched_at", "dispatch_received_at"],
+                                      batch_size=500)
         if to_ack:
-            moved = transition_many([o.pk for o in to_ack], S.ACKNOWLEDGED, "acknowledged: the warehouse confirmed a dispatch",
-                                    from_states=[S.SENT], claim_token="", next_attempt_at=None)
-            _release([o.idempotency_key for o in to_ack if o.pk in set(moved)], "acknowledged")
+            moved = set(transition_many([o.pk for o in to_ack], S.ACKNOWLEDGED, "acknowledged: the warehouse confirmed a dispatch",
+                                        from_states=[S.SENT], claim_token="", next_attempt_at=None))
+            _hold_until_master_shows([(o.idempotency_key, o.warehouse_id or connection.pk, received) for o in to_ack if o.pk in moved])
         if to_dispatch:
             moved = transition_many([o.pk for o in to_dispatch], S.DISPATCHED, f"dispatch confirmed by {connection.name} ({source})",
                                     from_states=[S.ACKNOWLEDGED], claim_token="", next_attempt_at=None)
             res.dispatched = len(moved)
             if moved:
+                by_pk = {o.pk: o for o in to_dispatch}
+                _release([by_pk[pk].idempotency_key for pk in moved], "dispatched")
                 kick()
         if problems:
             raise_many(problems)
@@ -1075,7 +1252,9 @@ def process_due(batch_size: int = BATCH_SIZE, lease_seconds: int = LEASE_SECONDS
     validated = phase("validate", lambda: validate_due(batch_size, lease_seconds), 0)
     sent = phase("send", lambda: send_due(min(batch_size, HTTP_BATCH_SIZE), lease_seconds), SendResult())
     notified = phase("notify", lambda: notify_due(min(batch_size, HTTP_BATCH_SIZE), lease_seconds), NotifyResult())
-    return {"validated": validated, **{f"send_{k}": v for k, v in sent.as_dict().items()}, **{f"notify_{k}": v for k, v in notified.as_dict().items()}}
+    cancelled = phase("cancel", lambda: cancel_due(min(batch_size, HTTP_BATCH_SIZE), lease_seconds), CancelResult())
+    return {"validated": validated, **{f"send_{k}": v for k, v in sent.as_dict().items()},
+            **{f"notify_{k}": v for k, v in notified.as_dict().items()}, **{f"cancel_{k}": v for k, v in cancelled.as_dict().items()}}
 
 
 def release_expired_claims() -> int:
@@ -1087,7 +1266,7 @@ def release_expired_claims() -> int:
 def pending_work() -> int:
     now = timezone.now()
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    return Order.objects.filter((VALIDATE_DUE | SEND_DUE | NOTIFY_DUE) & due).count()
+    return Order.objects.filter((VALIDATE_DUE | SEND_DUE | NOTIFY_DUE | CANCEL_DUE) & due).count()
 
 
 # --- polls ----------------------------------------------------------------------------------------------
@@ -1162,63 +1341,139 @@ def resend_unacknowledged(limit: int = 1000) -> dict:
     return {"stuck": len(stuck), **result.as_dict()}
 
 
-def find_missing_dispatches(limit: int = 1000) -> dict:
-    """Beat: dispatched by the warehouse, storefront still not told after HUB["DISPATCH_NOTIFY_MINUTES"] →
-    ``missing_dispatch`` exception and an immediate notify retry."""
+def find_missing_dispatches(limit: int = 1000, warehouse_check_limit: int = 50) -> dict:
+    """Beat, both sides of a dispatch:
+
+    1. Hub side: dispatched by the warehouse, storefront still not told ``HUB["DISPATCH_NOTIFY_MINUTES"]``
+       after the hub received the confirmation → ``missing_dispatch`` exception and an immediate notify retry.
+    2. Warehouse side: orders acknowledged longer than ``HUB["DISPATCH_DUE_MINUTES"]`` (default 24 h) ago with
+       no dispatch in the hub are looked up in the warehouse (``dispatches_for``; at most
+       ``warehouse_check_limit`` per warehouse per run, walking a persisted cursor so every order gets its
+       turn). A dispatch found there — its confirmation got lost — is processed as if it had arrived;
+       otherwise ``missing_dispatch`` names the order (the warehouse does not have it, or has not shipped it)."""
     cutoff = timezone.now() - timedelta(minutes=settings.HUB["DISPATCH_NOTIFY_MINUTES"])
-    late = list(Order.objects.filter(state=S.DISPATCHED, dispatched_at__lt=cutoff).select_related("channel").defer("raw")[:limit])
+    # measured from when the hub received the confirmation: an old confirmation caught late by a poll is not
+    # overdue the moment it arrives (rows from before the field existed fall back to the warehouse's time)
+    overdue = Q(dispatch_received_at__lt=cutoff) | Q(dispatch_received_at__isnull=True, dispatched_at__lt=cutoff)
+    late = list(Order.objects.filter(overdue, state=S.DISPATCHED).select_related("channel").defer("raw")[:limit])
     if late:
         raise_many([Problem("missing_dispatch", make_key("missing_dispatch", o.idempotency_key),
                             f"Order {o} dispatched but not shown shipped in the storefront",
-                            message=f"dispatched {o.dispatched_at:%Y-%m-%d %H:%M} UTC{': ' + o.last_error if o.last_error else ''}",
+                            message=f"dispatched {o.dispatched_at:%Y-%m-%d %H:%M} UTC (confirmation received "
+                                    f"{(o.dispatch_received_at or o.dispatched_at):%Y-%m-%d %H:%M} UTC)"
+                                    f"{': ' + o.last_error if o.last_error else ''}",
                             context={"order_id": o.pk, "tracking": o.tracking, "action": "resend_dispatch"},
                             channel_id=o.channel_id, connection_id=o.channel.connection_id, order_ref=o.idempotency_key)
                     for o in late])
         now = timezone.now()
         Order.objects.filter(pk__in=[o.pk for o in late]).filter(Q(claim_token="") | Q(next_attempt_at__lte=now)).update(next_attempt_at=None)
+    audit = audit_undispatched(warehouse_check_limit)
     result = notify_due(limit=HTTP_BATCH_SIZE)
-    if late:
+    if late or audit["recovered"]:
         kick()
-    return {"late": len(late), **result.as_dict()}
+    return {"late": len(late), **audit, **result.as_dict()}
+
+
+def audit_undispatched(limit_per_warehouse: int = 50) -> dict:
+    """Warehouse side of :func:`find_missing_dispatches` (see there)."""
+    due = timezone.now() - timedelta(minutes=int(settings.HUB.get("DISPATCH_DUE_MINUTES", 24 * 60)))
+    counts = {"audited": 0, "recovered": 0, "undispatched": 0}
+    for wh in warehouse_connections():
+        cur = _cursor(wh, DISPATCH_AUDIT_STREAM)
+        after = int(cur.value) if (cur.value or "").isdigit() else 0
+        base = Order.objects.filter(state=S.ACKNOWLEDGED, warehouse=wh, acknowledged_at__lt=due, cancel_requested_at__isnull=True)
+        group = list(base.filter(pk__gt=after).select_related("channel").defer("raw").order_by("pk")[:limit_per_warehouse])
+        # the walk wraps: the next run starts again from the oldest once this one reached the end
+        SyncCursor.objects.filter(pk=cur.pk).update(value=str(group[-1].pk) if len(group) == limit_per_warehouse else "",
+                                                    updated_at=timezone.now())
+        if not group:
+            continue
+        connector = _connector(wh)
+        found = _parallel(lambda o: connector.dispatches_for(o.idempotency_key), group)
+        counts["audited"] += len(group)
+        recovered, problems = [], []
+        for o, res in zip(group, found):
+            if isinstance(res, list) and res:
+                recovered += res
+                continue
+            if isinstance(res, Exception) and not isinstance(res, errors.NotFoundError):
+                log.warning("dispatch audit of %s at %s failed: %s", o, wh.name, res)
+                continue
+            why = f"{wh.name} does not have the order" if isinstance(res, errors.NotFoundError) else \
+                f"{wh.name} has not dispatched it"
+            counts["undispatched"] += 1
+            problems.append(Problem("missing_dispatch", make_key("missing_dispatch", o.idempotency_key),
+                                    f"Order {o} acknowledged {o.acknowledged_at:%Y-%m-%d %H:%M} UTC, no dispatch yet",
+                                    message=f"{why}; past the agreed dispatch time.", severity="warning",
+                                    context={"order_id": o.pk, "state": o.state, "warehouse": wh.name, "action": "check_order"},
+                                    channel_id=o.channel_id, connection_id=wh.pk, order_ref=o.idempotency_key))
+        if recovered:
+            r = record_dispatches(wh, recovered, source="dispatch-audit")
+            counts["recovered"] += r.dispatched + r.partial
+            log.warning("%s: %d dispatch confirmation(s) were never received; recovered by the dispatch audit", wh.name, len(recovered))
+        if problems:
+            raise_many(problems)
+    return counts
 
 
 def _window_cursor(connection: Connection, since: datetime) -> str | None:
-    """A cursor meaning "modified since ``since``" for connectors whose cursor format is documented."""
-    if connection.system_type == "commercetools":  # "<lastModifiedAt>|<id>" (connectors.commercetools)
-        ts = since.astimezone(dt_timezone.utc)
+    """A cursor meaning "modified since ``since``" for connectors whose cursor format is documented:
+    commercetools ``<lastModifiedAt>|<id>`` and SFCC ``<last_modified>|<order_no>`` (see the connectors)."""
+    ts = since.astimezone(dt_timezone.utc)
+    if connection.system_type == "commercetools":
         return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z|"
+    if connection.system_type == "sfcc":
+        return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "|"
     return None
 
 
+def _cursor_time(cursor: str) -> str:
+    """The timestamp part of a window cursor, comparable as text (both formats are ISO 8601 UTC)."""
+    return (cursor or "").partition("|")[0].rstrip("Z")
+
+
 def find_orphans(window_minutes: int = 24 * 60, grace_minutes: int | None = None, max_pages: int = 10,
-                 check_limit: int = 200) -> dict:
+                 check_limit: int = 200, page_size: int = 500) -> dict:
     """Beat: orders in the storefront that never reached the warehouse → ``orphaned_order``.
 
-    1. Storefront side: orders modified in the last ``window_minutes`` (older than the grace period) that
-       the hub never captured — recorded and captured now (the normal flow then sends them).
+    1. Storefront side (commercetools and SFCC): orders modified in the last ``window_minutes`` that the hub
+       never captured — recorded and captured now (the normal flow then sends them). The scan walks a
+       cursor persisted per connection (stream ``orphan-scan``): each run reads up to ``max_pages`` pages
+       from where the last one stopped (never before the window start), so on a busy day newer orders are
+       reached on the next runs instead of re-reading the same first pages. A page holding orders younger
+       than the grace period is checked up to them and re-read next time (the cursor does not pass them).
     2. Warehouse side: hub orders past the grace period that are still not acknowledged are looked up in
        the warehouse (``order_status``); those it does not have are recorded and made due for sending."""
     grace = timedelta(minutes=grace_minutes if grace_minutes is not None else settings.HUB["ACK_TIMEOUT_MINUTES"])
     now = timezone.now()
-    problems, counts = [], {"storefront_missing": 0, "warehouse_missing": 0, "checked": 0}
+    problems, counts = [], {"storefront_missing": 0, "warehouse_missing": 0, "checked": 0, "scanned": 0}
     for conn in Connection.objects.filter(enabled=True, system_type__in=["commercetools", "sfcc"]).order_by("pk"):
-        cursor = _window_cursor(conn, now - timedelta(minutes=window_minutes))
-        if cursor is None or not conn.channels.exists():
+        start = _window_cursor(conn, now - timedelta(minutes=window_minutes))
+        if start is None or not conn.channels.exists():
             continue
+        stored = _cursor(conn, ORPHAN_STREAM)
+        cursor = stored.value if stored.value and _cursor_time(stored.value) > _cursor_time(start) else start
         connector = _connector(conn)
         channels = list(Channel.objects.filter(connection=conn, active=True))
         missing = []
         try:
             for _ in range(max_pages):
-                page = connector.orders_since(cursor, limit=500)
-                by_key = {}
+                page = connector.orders_since(cursor, limit=page_size)
+                by_key, young = {}, False
                 for so in page.items:
+                    if so.placed_at is not None and so.placed_at >= now - grace:
+                        young = True  # still within its grace period: look again next run
+                        continue
                     ch = resolve_channel(conn, so.channel_ref, channels)
-                    if ch is not None and (so.placed_at is None or so.placed_at < now - grace):
+                    if ch is not None:
                         by_key[(ch.pk, so.external_id)] = (ch, so)
+                counts["scanned"] += len(page.items)
                 known = _known_pairs(by_key)
                 missing += [v for k, v in by_key.items() if k not in known]
-                cursor = page.cursor
+                if young:
+                    break
+                cursor = page.cursor or cursor
+                SyncCursor.objects.filter(pk=stored.pk).update(value=cursor, updated_at=timezone.now())
                 if not page.has_more:
                     break
         except errors.ConnectorError as exc:

@@ -83,6 +83,27 @@ class FakeWarehouse:
     def order_status(self, ref):
         return self.status.get(ref, "accepted" if ref in self.ids else None)
 
+    def cancel_order(self, ref):
+        """``script["C:<ref>"]``: outcomes in turn (exceptions raised); else cancelled if known, 404 if not."""
+        from connectors import errors
+
+        self.cancelled = getattr(self, "cancelled", []) + [ref]
+        todo = self.script.get(f"C:{ref}")
+        if todo:
+            raise todo.pop(0)
+        if ref not in self.ids:
+            raise errors.NotFoundError(f"{ref} not found")
+        self.status[ref] = "cancelled"
+        return "cancelled"
+
+    def dispatches_for(self, ref):
+        """``dispatches[ref]``: what the warehouse holds for the order (lost confirmations)."""
+        from connectors import errors
+
+        if ref not in self.ids:
+            raise errors.NotFoundError(f"{ref} not found")
+        return list(getattr(self, "dispatches", {}).get(ref, []))
+
     def send_fulfilment(self, f):
         self.fulfilments.append(f)
         todo = self.script.get(f"F:{f.fulfilment_ref}")

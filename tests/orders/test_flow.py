@@ -102,10 +102,12 @@ def test_everything_the_warehouse_needs_reaches_the_request_body(world, fakes):
     assert lines == {("SKU-1", 1, None), ("BUNDLE-1", 2, None), ("SKU-1", 4, bundle_line), ("SKU-2", 2, bundle_line),
                      ("000123", 4, None)}
     assert body["lines"][0]["customFields"] == {"engraving": "AM"}
-    # reservations: picked lines only (components, not the bundle parent); released on acknowledgement
+    # reservations: picked lines only (components, not the bundle parent); kept on acknowledgement (marked with
+    # the warehouse) until the master's stock feed carries the order
     res = {(r.item.sku, r.quantity) for r in Reservation.objects.filter(order_ref=order.idempotency_key)}
     assert res == {("SKU-1", 5), ("SKU-2", 2), ("000123", 4)}
-    assert not Reservation.objects.filter(order_ref=order.idempotency_key, released_at__isnull=True).exists()
+    held = Reservation.objects.filter(order_ref=order.idempotency_key, released_at__isnull=True)
+    assert held.count() == 3 and all(r.acknowledged_at and r.warehouse_id == world.wh.pk for r in held)
 
 
 def test_channel_mapping_wins_over_global(world, fakes):
@@ -285,7 +287,7 @@ def test_missing_dispatch_notification_is_raised_and_retried(world, fakes, setti
     run_all()
     o.refresh_from_db()
     assert o.state == S.DISPATCHED and o.last_error
-    Order.objects.filter(pk=o.pk).update(dispatched_at=timezone.now() - timedelta(minutes=settings.HUB["DISPATCH_NOTIFY_MINUTES"] + 1))
+    Order.objects.filter(pk=o.pk).update(dispatch_received_at=timezone.now() - timedelta(minutes=settings.HUB["DISPATCH_NOTIFY_MINUTES"] + 1))
     out = services.find_missing_dispatches()
     assert out["late"] == 1
     rec = exc(f"missing_dispatch:{o.idempotency_key}")
@@ -308,10 +310,31 @@ def test_cancel_releases_reservations_and_refuses_orders_at_the_warehouse(world,
     services.cancel(a, "customer changed their mind")
     assert a.state == S.CANCELLED
     assert Reservation.objects.get(order_ref=a.idempotency_key).release_reason == "cancelled"
+    # the warehouse has it: the hub asks the warehouse, and cancels on its confirmation
+    wh, _ = fakes
     b, _ = services.capture(world.channel, make_so("ct-c2"))
     run_all()
+    b = services.cancel(b, "customer called")
+    assert b.state == S.CANCELLED and wh.cancelled == [b.idempotency_key]
+    assert Reservation.objects.get(order_ref=b.idempotency_key).release_reason == "cancelled"
+    assert "confirmed by wair" in b.transitions.last().cause
+    # the warehouse refuses (already picked): the order stays, an exception names the refusal, no retry loop
+    c, _ = services.capture(world.channel, make_so("ct-c3"))
+    run_all()
+    wh.script[f"C:{c.idempotency_key}"] = [errors.PermanentError("ALREADY_PICKED: packed")]
+    c = services.cancel(c, "too late")
+    assert c.state == S.ACKNOWLEDGED and c.cancel_requested_at is None and "ALREADY_PICKED" in c.last_error
+    rec = exc(f"bad_payload:wair:order-cancel:{c.idempotency_key}")
+    assert rec.status == "open" and "ALREADY_PICKED" in rec.message
+    assert Reservation.objects.filter(order_ref=c.idempotency_key, released_at__isnull=True).exists()
+    assert services.process_due()["cancel_refused"] == 0 and wh.cancelled.count(c.idempotency_key) == 1
+    # a dispatched order cannot be cancelled at all
+    d, _ = services.capture(world.channel, make_so("ct-c4"))
+    run_all()
+    services.record_dispatch(world.wh, Dispatch(order_ref=d.idempotency_key, warehouse_ref="", dispatched_at=None,
+                                                parcels=[Parcel("dhl", "D4")]))
     with pytest.raises(services.OrderActionError):
-        services.cancel(b, "too late")
+        services.cancel(d, "too late")
 
 
 def test_orphans_found_on_both_sides(world, fakes):
@@ -360,8 +383,13 @@ def test_storefront_cancellation_cancels_before_send_and_flags_after(world, fake
     a.status = b.status = "Cancelled"
     services.capture_many(world.ct, [a, b])
     oa, ob = Order.objects.get(external_id="ct-k1"), Order.objects.get(external_id="ct-k2")
-    assert oa.state == S.CANCELLED and ob.state == S.ACKNOWLEDGED
-    assert exc(f"bad_payload:ct:order-cancel:{ob.idempotency_key}").context["action"] == "cancel_in_warehouse"
+    # before the warehouse has it: cancelled at once; after: a warehouse cancel is requested, not sent again
+    assert oa.state == S.CANCELLED and ob.state == S.ACKNOWLEDGED and ob.cancel_requested_at is not None
+    assert ob.cancel_reason == "cancelled in ct"
+    out = services.process_due()
+    ob.refresh_from_db()
+    assert out["cancel_cancelled"] == 1 and ob.state == S.CANCELLED
+    assert Reservation.objects.get(order_ref=ob.idempotency_key).release_reason == "cancelled"
 
 
 def test_dedupe_survives_a_renamed_channel_key(world):
