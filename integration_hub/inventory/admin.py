@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin
 
 from .models import ChannelStock, ChannelStockRule, PendingPush, Reservation, StockLevel, StockPool
@@ -9,8 +10,24 @@ class StockPoolAdmin(admin.ModelAdmin):
     filter_horizontal = ["locations"]
 
 
+class ChannelStockRuleAdminForm(forms.ModelForm):
+    class Meta:
+        model = ChannelStockRule
+        fields = "__all__"
+
+    def clean(self):
+        from integration_hub.console.services import channel_rule_errors  # one rule for admin, console and API
+
+        data = super().clean()
+        for name, message in channel_rule_errors(data.get("mode"), data.get("pool"), data.get("locations")).items():
+            if name not in self.errors:
+                self.add_error(name, message)
+        return data
+
+
 @admin.register(ChannelStockRule)
 class ChannelStockRuleAdmin(admin.ModelAdmin):
+    form = ChannelStockRuleAdminForm
     list_display = ["channel", "mode", "pool", "safety_buffer", "updated_at"]
     list_select_related = ["channel", "pool"]
     filter_horizontal = ["locations"]

@@ -48,6 +48,22 @@ class ChannelStockRule(models.Model):
     safety_buffer = models.PositiveIntegerField(default=0, help_text="units held back per SKU on this channel")
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        constraints = [
+            # a shared rule without a pool draws on no location: every SKU on the channel would show 0
+            models.CheckConstraint(condition=~models.Q(mode="shared") | models.Q(pool__isnull=False),
+                                   name="shared_rule_has_pool"),
+        ]
+
+    def clean(self):
+        """A rule must feed its channel from somewhere. The pool is checked here; a segregated rule's
+        locations (many-to-many, saved after the row) are checked by the forms and the API serializer
+        (``console.services.channel_rule_errors``), with the same wording."""
+        from django.core.exceptions import ValidationError
+
+        if self.mode == self.Mode.SHARED and not self.pool_id:
+            raise ValidationError({"pool": "A shared channel needs a stock pool."})
+
     def __str__(self) -> str:
         return f"{self.channel.key}: {self.get_mode_display()}"
 
