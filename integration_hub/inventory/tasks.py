@@ -81,26 +81,25 @@ def poll_stock(connection_id: int, max_pages: int = 50) -> dict:
     """Fetch stock changes since the cursor from one master. Failures become exception records
     (``rate_limited`` / ``sync_timeout`` keyed on the connection) and are cleared by the next success;
     the next beat tick retries."""
-    from django.core.cache import cache
+    from integration_hub.core.locks import exclusive
 
     from .services import poll_master
 
     conn = Connection.objects.get(pk=connection_id)
-    lock = f"hub:stock-poll:{conn.pk}"
-    if not cache.add(lock, 1, timeout=300):  # another worker is polling this master right now
-        return {"skipped": "already polling"}
     keys = [make_key("rate_limited", conn.name, "stock_changes"), make_key("sync_timeout", conn.name, "stock_changes")]
-    try:
-        res = poll_master(conn, max_pages=max_pages)
-    except errors.ConnectorError as exc:
-        kind = "rate_limited" if isinstance(exc, errors.RateLimitedError) else "sync_timeout"
-        raise_exception(kind, make_key(kind, conn.name, "stock_changes"), f"Polling stock from {conn.name} failed",
-                        message=str(exc)[:2000], connection=conn,
-                        context={"operation": "stock_changes", "error": type(exc).__name__, "action": "retry_poll"})
-        Connection.objects.filter(pk=conn.pk).update(last_error_at=timezone.now(), last_error=str(exc)[:2000])
-        return {"error": str(exc)[:300]}
-    finally:
-        cache.delete(lock)
+    # one poller per master across every worker process (Redis key, or a host-wide file lock embedded)
+    with exclusive(f"stock-poll-{conn.pk}", timeout=300) as got:
+        if not got:  # another worker is polling this master right now
+            return {"skipped": "already polling"}
+        try:
+            res = poll_master(conn, max_pages=max_pages)
+        except errors.ConnectorError as exc:
+            kind = "rate_limited" if isinstance(exc, errors.RateLimitedError) else "sync_timeout"
+            raise_exception(kind, make_key(kind, conn.name, "stock_changes"), f"Polling stock from {conn.name} failed",
+                            message=str(exc)[:2000], connection=conn,
+                            context={"operation": "stock_changes", "error": type(exc).__name__, "action": "retry_poll"})
+            Connection.objects.filter(pk=conn.pk).update(last_error_at=timezone.now(), last_error=str(exc)[:2000])
+            return {"error": str(exc)[:300]}
     clear(keys, reason="poll succeeded")
     Connection.objects.filter(pk=conn.pk).update(last_success_at=timezone.now())
     if res.has_more:

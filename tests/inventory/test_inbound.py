@@ -221,3 +221,35 @@ def test_apply_runs_a_fixed_number_of_queries(world):
         assert res.applied == 2 * n
         counts.append(len(ctx.captured_queries))
     assert counts[0] == counts[1], counts
+
+
+def _hold_poll_lock(name, held, release):
+    from integration_hub.core.locks import exclusive
+
+    with exclusive(name) as got:
+        held.put(got)
+        release.wait(20)
+
+
+def test_one_poller_per_master_across_worker_processes(topo, fake_master, settings, tmp_path):
+    """Embedded mode (no Redis, per-process cache): a worker process polling a master makes the poll task
+    in another process skip it; once it is done (or dead) the next poll runs."""
+    import multiprocessing
+
+    from integration_hub.inventory.tasks import poll_stock
+
+    settings.REDIS_URL = ""
+    settings.VAR_DIR = tmp_path
+    fake_master.pages = [Page([StockChange("A", "DC1", 3)], "c1"), Page([StockChange("A", "DC1", 4)], "c2")]
+    ctx = multiprocessing.get_context("fork")
+    held, release = ctx.Queue(), ctx.Event()
+    other = ctx.Process(target=_hold_poll_lock, args=(f"stock-poll-{topo.master.pk}", held, release))
+    other.start()
+    try:
+        assert held.get(timeout=20) is True  # the other worker process is polling this master
+        assert poll_stock(topo.master.pk) == {"skipped": "already polling"}
+        assert len(fake_master.pages) == 2  # nothing fetched twice
+    finally:
+        release.set()
+        other.join(20)
+    assert poll_stock(topo.master.pk).get("changes") == 1
