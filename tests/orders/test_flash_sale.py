@@ -1,4 +1,9 @@
-"""Flash sale: 5,000 orders through a real Celery worker with 409s, 429s, timeouts and a worker kill.
+"""Flash sale: 5,000 orders through a real Celery worker with 409s, 429s, timeouts, lost responses and a
+worker kill.
+
+The real duplicate risk is a response lost *after* WAIR stored the order (the injected timeouts of the
+base sandbox hang before the handler runs, so they cannot create anything): WAIR's ``lose_responses``
+stores the order and then answers 504 past the client's timeout, so the hub's retry must be a replay.
 
 Every order must reach the warehouse exactly once (one WAIR order per hub order; replays of the same
 idempotency key are fine) and no storefront order may be marked shipped before the warehouse confirms
@@ -48,6 +53,8 @@ def test_flash_sale_every_order_once_none_shipped_without_dispatch(sandbox, cele
              "gift_message": "Enjoy" if j % 7 == 0 else "", "lines": [{"sku": "SKU-1", "quantity": 1 + j % 2}, {"sku": "SKU-3", "quantity": 1}]}
             for j in range(i, i + 1000)]})
     faults(sandbox, "wair", rate_limit_per_second=200, rate_limit_burst=40, conflict_rate=0.03, timeout_rate=0.005, hang_seconds=1.5)
+    # order stored, answer lost beyond the client's 1 s timeout: the retry (same Idempotency-Key) must be a replay
+    control(sandbox, "wair", "lose_responses", {"rate": 0.01, "hang_seconds": 1.2})
     faults(sandbox, "commercetools", rate_limit_per_second=300, rate_limit_burst=60, conflict_rate=0.05, timeout_rate=0.003,
            hang_seconds=1.5, fail_next=[429])
 
@@ -100,7 +107,11 @@ def test_flash_sale_every_order_once_none_shipped_without_dispatch(sandbox, cele
     ws, cs = wair.stats, sandbox.emulators["commercetools"].stats
     assert ws.rate_limited and ws.conflicts and ws.injected_timeouts, ws
     assert cs.conflicts and cs.rate_limited, cs
+    # exactly one WAIR order per idempotency key: WAIR numbers every order it creates, so N keys and ids
+    # WO-0000001 … WO-<N> mean nothing was created twice, although responses were lost after the write
+    assert state["lost_responses"] > 0, state["lost_responses"]
+    assert sorted(o["orderId"] for o in state["orders"].values()) == [f"WO-{i:07d}" for i in range(1, N + 1)]
     receipts = sum(state["order_receipts"].values())
-    assert receipts >= N
+    assert receipts > N and all(state["order_receipts"][k] >= 1 for k in keys)  # the lost answers were replayed
     print(f"flash sale: {N} orders in {time.time() - started:.0f}s; warehouse receipts {receipts} (replays {receipts - N}); "
           f"acknowledged at kill: {killed_at[S.ACKNOWLEDGED]}; phases {({k: round(v) for k, v in phases.items()})}")

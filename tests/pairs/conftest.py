@@ -78,6 +78,12 @@ class Pair:
         totals, _ = push.drain(time_budget=20)
         return polled, totals
 
+    def push(self):
+        """Drain the stock outbox only (no master poll): what the storefront shows from the hub's own state."""
+        from integration_hub.inventory import push
+
+        return push.drain(time_budget=20)[0]
+
     def orders_out(self, storefront):
         from integration_hub.orders import services
 

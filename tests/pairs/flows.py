@@ -74,3 +74,39 @@ def dispatch_back(pair, storefront, master, order, shipped_state, **dispatch_ext
     assert [t["tracking_number"] for t in order.tracking] == ["TRK-0001"]
     sf = storefront_order(pair, storefront, order)
     assert sf["shipment_state"] == shipped_state and "TRK-0001" in sf["tracking"], sf
+
+
+def stock_held_until_dispatch(pair, storefront, master, list_id):
+    """The oversell window: an order's units stay off the storefront from capture through acknowledgement
+    (the master has not reported its allocation yet) and once the master's feed carries them, until and
+    after dispatch — the storefront ATS never bounces back up. The master allocates on intake, only the
+    picked lines (A 1 + the kit's A 1, B 2 — never the KIT header line), and ships only those."""
+    from integration_hub.inventory.models import Reservation
+
+    pair.control(master.system_type, "set_stock", {"rows": STOCK_ROWS})
+    pair.stock_sync(master)
+    inv = storefront_inventory(pair, storefront, list_id)
+    assert (inv["SF-A"], inv["SF-B"], inv["SF-KIT"]) == (7, 4, 2), inv
+    order = order_out(pair, storefront, master, list_id)  # captured, sent, acknowledged
+    seen = []
+    pair.push()  # the hub's own view, before the master's feed says anything
+    seen.append(storefront_inventory(pair, storefront, list_id))
+    assert Reservation.objects.filter(order_ref=order.idempotency_key, released_at__isnull=True).count() == 2
+    pair.stock_sync(master)  # the master's allocation arrives: it carries the order, the hold goes
+    seen.append(storefront_inventory(pair, storefront, list_id))
+    assert not Reservation.objects.filter(order_ref=order.idempotency_key, released_at__isnull=True).exists()
+    assert set(Reservation.objects.filter(order_ref=order.idempotency_key).values_list("release_reason", flat=True)) == \
+        {"master stock feed"}
+    pair.stock_sync(master)
+    seen.append(storefront_inventory(pair, storefront, list_id))
+    for inv in seen:  # A 7 − 2, B 4 − 2, KIT min(5, 2 // 2): reduced at every step, never back up
+        assert (inv["SF-A"], inv["SF-B"], inv["SF-KIT"]) == (5, 2, 1), seen
+    dispatch_back(pair, storefront, master, order, SHIPPED[storefront.system_type])
+    shipped = {sku for t in order.tracking for sku, _ in t["lines"]}
+    assert shipped == {"A", "B"}, order.tracking  # the kit header is paperwork, not goods
+    pair.stock_sync(master)
+    inv = storefront_inventory(pair, storefront, list_id)
+    assert (inv["SF-A"], inv["SF-B"], inv["SF-KIT"]) == (5, 2, 1), inv
+
+
+SHIPPED = {"commercetools": "Shipped", "sfcc": "shipped"}

@@ -22,3 +22,8 @@ def test_order_out_and_only_item_fulfilments_ship(pair):
     assert order.state == "acknowledged"  # a status is not an item fulfilment
     assert flows.storefront_order(pair, sf, order)["shipment_state"] != "Shipped"
     flows.dispatch_back(pair, sf, wh, order, "Shipped")
+
+
+def test_stock_stays_held_from_capture_to_dispatch(pair):
+    sf, wh = setup(pair)
+    flows.stock_held_until_dispatch(pair, sf, wh, "sc-web")

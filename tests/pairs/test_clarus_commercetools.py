@@ -35,3 +35,8 @@ def test_dispatch_back(pair):
     sf, wh = setup(pair)
     order = flows.order_out(pair, sf, wh, "sc-web")
     flows.dispatch_back(pair, sf, wh, order, "Shipped")
+
+
+def test_stock_stays_held_from_capture_to_dispatch(pair):
+    sf, wh = setup(pair)
+    flows.stock_held_until_dispatch(pair, sf, wh, "sc-web")

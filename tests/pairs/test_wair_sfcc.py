@@ -18,3 +18,8 @@ def test_order_out_and_dispatch_back(pair):
     order = flows.order_out(pair, sf, wh, "inv_web")
     assert flows.storefront_order(pair, sf, order)["shipment_state"] == "not_shipped"
     flows.dispatch_back(pair, sf, wh, order, "shipped")
+
+
+def test_stock_stays_held_from_capture_to_dispatch(pair):
+    sf, wh = setup(pair)
+    flows.stock_held_until_dispatch(pair, sf, wh, "inv_web")
