@@ -41,10 +41,27 @@ def test_admin_site_only_for_admin_role(role_client, role, status):
     assert resp.status_code == status
 
 
-def test_admin_can_edit_mappings_ops_cannot_edit_connections(role_client):
+def test_admin_can_edit_mappings_ops_cannot_edit_connections(role_client, make_user, client):
+    from integration_hub.core.models import Connection
+
+    conn = Connection.objects.create(name="shop", system_type="commercetools", base_url="http://127.0.0.1:1/ct")
     admin = role_client("admin")
     assert admin.get("/admin/core/connection/").status_code == 200
+    assert admin.get(f"/admin/core/connection/{conn.pk}/change/").status_code == 200
     assert admin.get("/admin/django_celery_beat/periodictask/").status_code == 200
+    assert admin.get("/admin/catalog/skumapping/add/").status_code == 200
+    client.logout()
+    client.force_login(make_user("ops"))
+    for url in ("/admin/core/connection/", f"/admin/core/connection/{conn.pk}/change/",
+                "/admin/django_celery_beat/periodictask/"):
+        assert client.get(url).status_code in (302, 403), url
+    r = client.post(f"/admin/core/connection/{conn.pk}/change/", {"name": "hijacked", "system_type": "commercetools",
+                                                                  "base_url": "http://evil"})
+    assert r.status_code in (302, 403)
+    conn.refresh_from_db()
+    assert conn.name == "shop" and conn.base_url == "http://127.0.0.1:1/ct"
+    # and the same through the console API: ops has no connection permissions at all
+    assert not make_user("ops", username="ops2").has_perm("core.change_connection")
 
 
 def test_anonymous_redirected_to_login(client, db):
