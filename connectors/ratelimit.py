@@ -6,15 +6,19 @@ Otherwise, in a configured Django process, it lives in a small file under HUB_VA
 ``flock``, so the prefork children of the embedded worker (and the web process) share one bucket per
 connection on this host. Outside Django (plain scripts) it lives in process memory.
 
-Every bucket also keeps a shared "blocked until": when one worker gets a 429 with Retry-After, the
-client calls :meth:`block`, and every worker's next :meth:`reserve` waits that out too instead of
-spending requests the server will refuse.
+Every bucket can also be blocked: when one worker gets a 429 with Retry-After, the client calls
+``block``, and every worker's next ``reserve`` waits that out too instead of spending requests the
+server will refuse; after the block requests resume at the rate, spaced (no burst).
 """
 from __future__ import annotations
 
 import threading
 import time
 
+# State per bucket: ``tokens`` and ``ts``, the time from which tokens refill. A block (429 Retry-After)
+# empties the bucket and moves ``ts`` to the end of the block, so after it requests resume at the rate,
+# spaced, instead of every waiting worker firing at once; while ``ts`` is in the future each reserve
+# waits until then plus its place in the queue.
 _LUA_RESERVE = """
 if redis.replicate_commands then pcall(redis.replicate_commands) end  -- Redis < 5: TIME before writes
 local key = KEYS[1]
@@ -22,67 +26,81 @@ local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', key, 'tokens', 'ts', 'blocked')
+local state = redis.call('HMGET', key, 'tokens', 'ts')
 local tokens = tonumber(state[1])
 local ts = tonumber(state[2])
-local blocked = tonumber(state[3]) or 0
 if tokens == nil then tokens = burst; ts = now end
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-else
-  wait = (1 - tokens) / rate
-  tokens = tokens - 1
+if now > ts then
+  tokens = math.min(burst, tokens + (now - ts) * rate)
+  ts = now
 end
-if blocked > now then wait = math.max(wait, blocked - now) end
-redis.call('HSET', key, 'tokens', tokens, 'ts', now)
-redis.call('EXPIRE', key, math.ceil(math.max(burst / rate, blocked - now)) + 60)
+tokens = tokens - 1
+local wait = math.max(0, ts - now)
+if tokens < 0 then wait = wait + (-tokens) / rate end
+redis.call('HSET', key, 'tokens', tokens, 'ts', ts)
+redis.call('EXPIRE', key, math.ceil(math.max(0, ts - now) + burst / rate) + 60)
 return tostring(wait)
 """
 
 _LUA_BLOCK = """
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local key = KEYS[1]
-local seconds = tonumber(ARGV[1])
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local seconds = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local blocked = tonumber(redis.call('HGET', key, 'blocked')) or 0
-if now + seconds > blocked then
-  redis.call('HSET', key, 'blocked', now + seconds)
-  local ttl = redis.call('TTL', key)
-  if ttl < seconds + 60 then redis.call('EXPIRE', key, math.ceil(seconds) + 60) end
+local state = redis.call('HMGET', key, 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil then tokens = burst; ts = now end
+if now > ts then
+  tokens = math.min(burst, tokens + (now - ts) * rate)
+  ts = now
 end
-return tostring(math.max(blocked, now + seconds) - now)
+redis.call('HSET', key, 'tokens', math.min(tokens, 0), 'ts', math.max(ts, now + seconds))
+redis.call('EXPIRE', key, math.ceil(math.max(ts, now + seconds) - now + burst / rate) + 60)
+return 'ok'
 """
+
+
+def _reserve(now: float, tokens: float, ts: float, rate: float, burst: int) -> tuple[float, float, float]:
+    """(tokens, ts, wait) after taking one token at ``now``."""
+    if now > ts:
+        tokens, ts = min(burst, tokens + (now - ts) * rate), now
+    tokens -= 1
+    wait = max(0.0, ts - now) + (-tokens / rate if tokens < 0 else 0.0)
+    return tokens, ts, wait
+
+
+def _block(now: float, tokens: float, ts: float, rate: float, burst: int, seconds: float) -> tuple[float, float]:
+    """(tokens, ts) after the server refused us for ``seconds``: nothing refills until then, no burst after."""
+    if now > ts:
+        tokens, ts = min(burst, tokens + (now - ts) * rate), now
+    return min(tokens, 0.0), max(ts, now + max(0.0, seconds))
 
 
 class LocalBucket:
     def __init__(self, rate: float, burst: int):
         self.rate, self.burst = max(rate, 0.001), max(burst, 1)
         self.tokens, self.ts = float(self.burst), time.monotonic()
-        self.blocked_until = 0.0
         self.lock = threading.Lock()
 
     def reserve(self) -> float:
         """Take one token; return how long the caller must sleep before using it."""
         with self.lock:
-            now = time.monotonic()
-            self.tokens = min(self.burst, self.tokens + (now - self.ts) * self.rate)
-            self.ts = now
-            self.tokens -= 1
-            wait = 0.0 if self.tokens >= 0 else -self.tokens / self.rate
-            return max(wait, self.blocked_until - now)
+            self.tokens, self.ts, wait = _reserve(time.monotonic(), self.tokens, self.ts, self.rate, self.burst)
+            return wait
 
     def block(self, seconds: float) -> None:
         """Nobody takes a token for ``seconds`` (the server said Retry-After)."""
         with self.lock:
-            self.blocked_until = max(self.blocked_until, time.monotonic() + max(0.0, seconds))
+            self.tokens, self.ts = _block(time.monotonic(), self.tokens, self.ts, self.rate, self.burst, seconds)
 
 
 class FileBucket:
-    """Token bucket shared by the processes of one host: state in a file, updated under an exclusive flock.
-    The file holds ``tokens ts blocked_until`` (wall-clock seconds: every process on the host shares it)."""
+    """Token bucket shared by the processes of one host: state in a file, updated under an exclusive flock
+    (wall-clock seconds: every process on the host shares the clock)."""
 
     def __init__(self, path, rate: float, burst: int):
         self.path, self.rate, self.burst = str(path), max(rate, 0.001), max(burst, 1)
@@ -94,32 +112,23 @@ class FileBucket:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            raw = os.pread(fd, 96, 0).decode(errors="ignore").split()
+            raw = os.pread(fd, 64, 0).decode(errors="ignore").split()
             now = time.time()
             try:
                 tokens, ts = float(raw[0]), float(raw[1])
             except (IndexError, ValueError):
                 tokens, ts = float(self.burst), now
-            try:
-                blocked = float(raw[2])
-            except (IndexError, ValueError):
-                blocked = 0.0
-            tokens, ts, blocked, result = fn(now, tokens, ts, blocked)
-            os.pwrite(fd, f"{tokens:.6f} {ts:.6f} {blocked:.6f}".ljust(96).encode(), 0)
+            tokens, ts, result = fn(now, tokens, ts)
+            os.pwrite(fd, f"{tokens:.6f} {ts:.6f}".ljust(64).encode(), 0)
             return result
         finally:
             os.close(fd)  # closing releases the lock
 
     def reserve(self) -> float:
-        def take(now, tokens, ts, blocked):
-            tokens = min(self.burst, tokens + max(0.0, now - ts) * self.rate) - 1
-            wait = 0.0 if tokens >= 0 else -tokens / self.rate
-            return tokens, now, blocked, max(wait, blocked - now)
-
-        return self._update(take)
+        return self._update(lambda now, tokens, ts: _reserve(now, tokens, ts, self.rate, self.burst))
 
     def block(self, seconds: float) -> None:
-        self._update(lambda now, tokens, ts, blocked: (tokens, ts, max(blocked, now + max(0.0, seconds)), 0.0))
+        self._update(lambda now, tokens, ts: (*_block(now, tokens, ts, self.rate, self.burst, seconds), 0.0))
 
 
 class RedisBucket:
@@ -132,7 +141,7 @@ class RedisBucket:
         return float(self.script(keys=[self.key], args=[self.rate, self.burst]))
 
     def block(self, seconds: float) -> None:
-        self.block_script(keys=[self.key], args=[max(0.0, float(seconds))])
+        self.block_script(keys=[self.key], args=[self.rate, self.burst, max(0.0, float(seconds))])
 
 
 _local: dict[tuple, LocalBucket] = {}
