@@ -1058,8 +1058,47 @@ def _parcel_dict(p: Parcel) -> dict:
 
 
 def _parcels(order: Order) -> list[Parcel]:
+    """The order's parcels as the warehouse reported them (master SKUs)."""
     return [Parcel(carrier=t.get("carrier", ""), tracking_number=t.get("tracking_number", ""), tracking_url=t.get("tracking_url", ""),
                    lines=[(s, int(q)) for s, q in t.get("lines") or []]) for t in order.tracking or []]
+
+
+def _storefront_parcels(order: Order, lines: list[OrderLine]) -> list[Parcel]:
+    """The parcels with their lines in the storefront's terms: a warehouse (master) SKU goes back to the order
+    line it was mapped from (SKU mappings and transforms differ on the two sides), and bundle components to
+    their bundle line — as many whole bundles as the parcel carries every component for. Lines the order
+    does not explain are dropped (the storefront could not place them either)."""
+    picked = [ln for ln in lines if ln.item_id is not None and not any(c.parent_id == ln.pk for c in lines)]
+    by_sku: dict[str, list[OrderLine]] = defaultdict(list)
+    for ln in picked:
+        by_sku[ln.item.sku].append(ln)
+    parents = {ln.pk: ln for ln in lines}
+    out = []
+    for p in _parcels(order):
+        plain: dict[str, int] = defaultdict(int)
+        kit_units: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))  # parent pk → component pk → units
+        for sku, qty in p.lines:
+            candidates = by_sku.get(sku, [])
+            for i, ln in enumerate(candidates):
+                if qty <= 0:
+                    break
+                take = qty if i == len(candidates) - 1 else min(qty, ln.quantity)  # the last line takes what is left
+                if ln.parent_id:
+                    kit_units[ln.parent_id][ln.pk] += take
+                else:
+                    plain[ln.storefront_sku] += take
+                qty -= take
+        for parent_id, got in kit_units.items():
+            parent = parents.get(parent_id)
+            comps = [c for c in lines if c.parent_id == parent_id]
+            if parent is None or not comps or not parent.quantity:
+                continue
+            whole = min(got.get(c.pk, 0) * parent.quantity // c.quantity for c in comps)
+            if whole > 0:
+                plain[parent.storefront_sku] += whole
+        out.append(Parcel(carrier=p.carrier, tracking_number=p.tracking_number, tracking_url=p.tracking_url,
+                          lines=[(s, q) for s, q in plain.items()]))
+    return out
 
 
 @dataclass
@@ -1177,9 +1216,14 @@ def _notify_claimed(ids: list[int], actor=None) -> NotifyResult:
     result = NotifyResult()
     Order.objects.filter(pk__in=ids, state=S.DISPATCHED).update(notify_attempts=F("notify_attempts") + 1)
     orders = list(Order.objects.filter(pk__in=ids, state=S.DISPATCHED).select_related("channel__connection").defer("raw"))
+    lines: dict[int, list[OrderLine]] = defaultdict(list)
+    for chunk in _chunks([o.pk for o in orders]):
+        for ln in OrderLine.objects.filter(order_id__in=chunk).select_related("item").order_by("pk"):
+            lines[ln.order_id].append(ln)
+    parcels = {o.pk: _storefront_parcels(o, lines[o.pk]) for o in orders}
 
     def call(o):
-        return _connector(o.channel.connection).mark_shipped(o.external_id, _parcels(o), known_version=o.storefront_version)
+        return _connector(o.channel.connection).mark_shipped(o.external_id, parcels[o.pk], known_version=o.storefront_version)
 
     outcomes = _parallel(call, orders)
     now = timezone.now()

@@ -126,3 +126,45 @@ def test_bad_token_and_rate_limit(ar_conn, ar, sandbox):
     ar_conn.set_secret("bad")
     with pytest.raises(errors.PermanentError):
         ArcheanConnector(ar_conn).stock_changes("")
+
+
+def test_intake_allocates_on_the_feed_cancel_returns_and_fulfilled_orders_refuse(ar, sandbox):
+    control(sandbox, "seed_locations", {"locations": [{"id": "S1"}]})
+    control(sandbox, "set_stock", {"rows": [{"sku": "ITEM-A", "location": "S1", "quantity": 5},
+                                            {"sku": "ITEM-B", "location": "S1", "quantity": 2},
+                                            {"sku": "KIT", "location": "S1", "quantity": 7}]})
+    cursor = _drain(ar, "")[1]
+    wo = order("R-A")
+    wo.lines = [WarehouseOrderLine("1", "ITEM-A", 2), WarehouseOrderLine("2", "KIT", 1, pickable=False),
+                WarehouseOrderLine("2.1", "ITEM-B", 1, parent_line_id="2")]
+    ack = ar.send_order(wo)
+    assert ack.received_at is not None
+    assert [l["pickable"] for l in ar.order_body(wo)["lines"]] == [True, False, True]
+    moved = _Page(*_drain(ar, cursor))
+    assert {(c.sku, c.quantity) for c in moved.items} == {("ITEM-A", 3), ("ITEM-B", 1)}  # never the KIT header
+    assert ar.cancel_order("R-A") == "CANCELLED"
+    assert {(c.sku, c.quantity) for c in _drain(ar, moved.cursor)[0]} == {("ITEM-A", 5), ("ITEM-B", 2)}
+    ar.send_order(order("R-B"))
+    control(sandbox, "dispatch", {"order_ref": "R-B", "parcels": [{"tracking_number": "RM1"}]})
+    with pytest.raises(errors.PermanentError):
+        ar.cancel_order("R-B")
+    (d,) = ar.dispatches_for("R-B")
+    assert d.parcels[0].tracking_number == "RM1" and sorted(d.parcels[0].lines) == [("ITEM-A", 2), ("ITEM-B", 1)]
+    with pytest.raises(errors.NotFoundError):
+        ar.dispatches_for("nope")
+
+
+class _Page:
+    def __init__(self, items, cursor):
+        self.items, self.cursor = items, cursor
+
+
+def _drain(conn, cursor):
+    """Every change after ``cursor`` (all pages) → (changes, the cursor at the end)."""
+    items = []
+    while True:
+        page = conn.stock_changes(cursor)
+        items += page.items
+        cursor = page.cursor
+        if not page.has_more:
+            return items, cursor

@@ -89,7 +89,8 @@ def test_dispatch_is_confirmed_only_when_manifest_closes(cl, sandbox):
     assert len(page.items) == 1 and not page.items.rejected
     d = page.items[0]
     assert d.order_ref == "ORD-1" and d.warehouse_ref.startswith("PI-") and d.complete
-    assert d.parcels[0].tracking_number == "DPD123" and sorted(d.parcels[0].lines) == [("BUNDLE-1", 1), ("SKU-A", 2), ("SKU-B", 1)]
+    # the kit header line is paperwork: only the goods are picked and shipped
+    assert d.parcels[0].tracking_number == "DPD123" and sorted(d.parcels[0].lines) == [("SKU-A", 2), ("SKU-B", 1)]
     assert d.dispatched_at is not None
     assert cl.dispatches_since(page.cursor).items == []
     assert cl.order_status("ORD-1") == "DISPATCHED"
@@ -154,3 +155,53 @@ def test_send_fulfilment_idempotent(cl, sandbox):
     assert len(state["fulfilments"]) == 1 and state["orders"]["ORD-1"]["dispatched"] == {"SKU-A": 2}
     with pytest.raises(errors.NotFoundError):
         cl.send_fulfilment(Fulfilment(order_ref="NOPE", fulfilment_ref="x", lines=[("SKU-A", 1)]))
+
+
+def test_intake_allocates_picked_lines_on_the_feed_and_cancel_returns_them(cl, sandbox):
+    control(sandbox, "seed_locations", {"locations": [{"id": "DC1"}, {"id": "DC2"}]})
+    control(sandbox, "set_stock", {"rows": [{"sku": "SKU-A", "location": "DC1", "quantity": 1},
+                                            {"sku": "SKU-A", "location": "DC2", "quantity": 5},
+                                            {"sku": "SKU-B", "location": "DC1", "quantity": 3},
+                                            {"sku": "BUNDLE-1", "location": "DC1", "quantity": 9}]})
+    cursor = _drain(cl, "")[1]
+    ack = cl.send_order(order())
+    assert ack.received_at is not None
+    assert cl.send_order(order()).received_at == ack.received_at  # a replay names the original intake time
+    moved = _Page(*_drain(cl, cursor))
+    assert {(c.sku, c.location, c.quantity) for c in moved.items} == {("SKU-A", "DC2", 3), ("SKU-B", "DC1", 2)}
+    assert all(c.changed_at >= ack.received_at for c in moved.items)  # what releases the hub's reservation
+    assert cl.dispatches_for("ORD-1") == []
+    assert cl.cancel_order("ORD-1") == "CANCELLED" and cl.cancel_order("ORD-1") == "CANCELLED"
+    back = _Page(*_drain(cl, moved.cursor))
+    assert {(c.sku, c.location, c.quantity) for c in back.items} == {("SKU-A", "DC2", 5), ("SKU-B", "DC1", 3)}
+    with pytest.raises(errors.NotFoundError):
+        cl.cancel_order("NOPE")
+
+
+def test_pickable_false_is_never_allocated_and_cancel_refused_once_packed(cl, sandbox):
+    control(sandbox, "set_stock", {"rows": [{"sku": "KIT-X", "location": "DC1", "quantity": 4}]})
+    wo = order("ORD-K")
+    wo.lines = [WarehouseOrderLine("1", "KIT-X", 1, pickable=False), WarehouseOrderLine("2", "SKU-A", 1)]
+    cl.send_order(wo)
+    assert control(sandbox, "state")["stock"]["KIT-X@DC1:AVAILABLE"] == 4
+    control(sandbox, "dispatch", {"order_ref": "ORD-K", "parcels": [{"carrier": "DPD", "tracking_number": "K1"}]})
+    with pytest.raises(errors.PermanentError):
+        cl.cancel_order("ORD-K")
+    (d,) = cl.dispatches_for("ORD-K")
+    assert d.parcels[0].lines == [("SKU-A", 1)] and d.parcels[0].tracking_number == "K1"
+
+
+class _Page:
+    def __init__(self, items, cursor):
+        self.items, self.cursor = items, cursor
+
+
+def _drain(conn, cursor):
+    """Every change after ``cursor`` (all pages) → (changes, the cursor at the end)."""
+    items = []
+    while True:
+        page = conn.stock_changes(cursor)
+        items += page.items
+        cursor = page.cursor
+        if not page.has_more:
+            return items, cursor

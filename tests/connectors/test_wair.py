@@ -495,6 +495,25 @@ def test_allocation_moves_stock_through_the_change_feed(wair, sandbox):
                     ("SKU-A", "available"): 8, ("SKU-B", "available"): 9, ("SKU-C", "available"): 8}
 
 
+def test_allocation_is_on_by_default_where_most_is_free_and_dispatches_are_found_per_order(wair, sandbox):
+    control(sandbox, "seed_stock", {"rows": [{"sku": "SKU-A", "location": "DC1", "quantity": 3},
+                                             {"sku": "SKU-A", "location": "DC2", "quantity": 10},
+                                             {"sku": "SKU-B", "location": "DC1", "quantity": 5}]})
+    ack = wair.send_order(order("HUB-30"))  # A×2, kit (B×1 + C×2); WAIR holds no C: back-ordered, not allocated
+    assert ack.received_at is not None
+    changes = wair.stock_changes("").items
+    assert {(c.sku, c.location, c.state, c.quantity) for c in changes} == {("SKU-A", "DC2", "reserved", 2),
+                                                                          ("SKU-B", "DC1", "reserved", 1)}
+    assert all(c.changed_at >= ack.received_at for c in changes)
+    assert wair.dispatches_for("HUB-30") == []
+    control(sandbox, "dispatch", {"order_ref": "HUB-30", "parcels": [{"carrier": "dhl", "tracking_number": "D30", "lines": [["SKU-A", 2]]}]})
+    control(sandbox, "dispatch", {"order_ref": "HUB-30", "parcels": [{"carrier": "dhl", "tracking_number": "D31"}]})
+    found = wair.dispatches_for("HUB-30")
+    assert [p.tracking_number for d in found for p in d.parcels] == ["D30", "D31"] and found[-1].complete
+    with pytest.raises(errors.NotFoundError):
+        wair.dispatches_for("NOPE")
+
+
 def test_end_to_end_into_the_hub_webhook_view_and_poll(wair_conn, sandbox, receiver, client, settings):
     """Emulator → signed webhook → the hub's real stock view; and the cursor poll through the registry."""
     from connectors.registry import clear_cache

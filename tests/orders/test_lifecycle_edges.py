@@ -207,3 +207,26 @@ def test_orphan_scan_covers_sfcc(sandbox):
     out = services.find_orphans(grace_minutes=0)
     assert out["storefront_missing"] == 3
     assert set(Order.objects.filter(channel__connection=sf).values_list("external_id", flat=True)) == set(ids)
+
+
+# --- parcels in the storefront's terms -------------------------------------------------------------------
+def test_parcels_reach_the_storefront_with_its_own_skus_and_bundle_lines(world, fakes):
+    from integration_hub.catalog.models import IdentifierTransform
+
+    _, sf = fakes
+    IdentifierTransform.objects.create(name="strip zeros", connection=world.ct, strip_leading_zeros=True)
+    o, _ = services.capture(world.channel, make_so("ct-parcels", lines=[("123", 4), ("BUNDLE-1", 1)]))
+    run_all()
+    o.refresh_from_db()
+    assert o.state == S.ACKNOWLEDGED, o.hold_reason
+    # first parcel: the transformed SKU only (partial); second: the bundle's components (master SKUs)
+    services.record_dispatch(world.wh, Dispatch(order_ref=o.idempotency_key, warehouse_ref="", dispatched_at=None, complete=False,
+                                                parcels=[Parcel("dhl", "PT1", lines=[("000123", 4)])]))
+    services.record_dispatch(world.wh, Dispatch(order_ref=o.idempotency_key, warehouse_ref="", dispatched_at=None,
+                                                parcels=[Parcel("dhl", "PT2", lines=[("SKU-1", 2), ("SKU-2", 1)])]))
+    run_all()
+    o.refresh_from_db()
+    assert o.state == S.STOREFRONT_NOTIFIED
+    (_, parcels), = sf.shipped
+    assert [(p.tracking_number, p.lines) for p in parcels] == [("PT1", [("123", 4)]), ("PT2", [("BUNDLE-1", 1)])]
+    assert [t["lines"] for t in o.tracking] == [[["000123", 4]], [["SKU-1", 2], ["SKU-2", 1]]]  # the warehouse's terms kept
