@@ -6,8 +6,9 @@ SKU problems (``sku_mismatch`` / ``unknown_sku``, key ``<kind>:<channel key>:<st
     audit puts ``suggested_item_sku`` / ``suggested_transform`` there) or, failing that, computed here
     with the same loose comparison the audit uses (``transforms.normalise`` + ``candidate_specs``).
   * :func:`map_sku` — create (or repoint) the mapping, re-queue the work (stock push for the item on
-    the affected channels; revalidation of orders held for that SKU) and resolve the exception at once:
-    the mapping *is* the fix, the re-queued work runs under its own exception keys.
+    the affected channels; revalidation of orders held for that SKU) and acknowledge the exception (who,
+    what was done): it resolves when the re-queued push succeeds — the push engine clears the SKU's
+    ``sku_mismatch`` / ``unknown_sku`` keys once the storefront confirms the quantity.
   * :func:`bulk_map_with_transform` — the same for every similar open row (same kind, channel) whose
     storefront SKU the chosen transform produces from a master SKU. Set-based: one item lookup, one
     bulk insert, one audit insert, one push enqueue, one clear.
@@ -230,6 +231,7 @@ def revalidate_channel(channel: Channel | None) -> int:
 @dataclass
 class FixResult:
     resolved: int = 0
+    acknowledged: int = 0  # SKU fixes: waiting for the re-queued stock push to confirm (it then resolves them)
     mappings_created: int = 0
     mappings_updated: int = 0
     pushes_queued: int = 0
@@ -239,7 +241,9 @@ class FixResult:
     def summary(self) -> str:
         text = (f"{self.mappings_created} mapping(s) created, {self.mappings_updated} updated; "
                 f"{self.pushes_queued} stock push(es) queued; {self.orders_revalidated} held order(s) revalidated; "
-                f"{self.resolved} exception(s) resolved")
+                f"{self.acknowledged} exception(s) acknowledged until the storefront confirms the stock push")
+        if self.resolved:
+            text += f"; {self.resolved} exception(s) resolved"
         if self.skipped:
             text += f"; {len(self.skipped)} skipped"
         return text
@@ -256,10 +260,6 @@ def _ensure_transform(spec: transforms.TransformSpec | None, channel: Channel | 
         name=name, connection_id=channel.connection_id if channel else None, channel=channel,
         strip_leading_zeros=spec.strip_leading_zeros, pad_to_length=spec.pad_to_length, fixed_length=spec.fixed_length,
         prefix=spec.prefix, suffix=spec.suffix, case=spec.case)
-
-
-def _keys_for(kind_skus: list[tuple[str, str]], channel_keys: list[str]) -> list[str]:
-    return [services.make_key(kind, ck, sku) for kind, sku in kind_skus for ck in channel_keys]
 
 
 def _upsert_mappings(pairs: list[tuple[Item, str]], channel: Channel | None, transform: IdentifierTransform | None,
@@ -287,6 +287,34 @@ def _upsert_mappings(pairs: list[tuple[Item, str]], channel: Channel | None, tra
     return created, updated
 
 
+def acknowledge_sku_fix(keys, user=None, note: str = "SKU mapped") -> int:
+    """A mapping that should fix these SKU exceptions was saved: mark the active ones acknowledged (who, what
+    was done) — not resolved. They resolve when the re-queued stock push succeeds: the push engine clears the
+    ``sku_mismatch`` / ``unknown_sku`` keys of every (channel, storefront SKU) the storefront confirms. Console
+    triage, the rules pages, the API and the CSV import all call this. Returns rows acknowledged."""
+    keys = sorted(set(keys))
+    who = getattr(user, "username", "") or "system"
+    actor = user if getattr(user, "is_authenticated", False) else None
+    reason = f"{note} by {who}; resolves when the storefront confirms the re-queued stock push"[:1000]
+    done = 0
+    for start in range(0, len(keys), 1000):
+        active = ExceptionRecord.objects.filter(dedupe_key__in=keys[start:start + 1000], status__in=ACTIVE_STATUSES)
+        befores = {r.pk: audit.snapshot(r) for r in active}
+        if not befores:
+            continue
+        ExceptionRecord.objects.filter(pk__in=list(befores)).update(
+            status=Status.ACKNOWLEDGED, status_reason=reason, status_changed_by=actor, status_changed_at=_now())
+        fresh = list(ExceptionRecord.objects.filter(pk__in=list(befores)))
+        audit.record_many(fresh, "update", user=actor, befores=befores)
+        done += len(fresh)
+    return done
+
+
+def sku_fix_keys(storefront_skus, channel_keys) -> list[str]:
+    """The SKU exception keys a mapping of these storefront SKUs on these channels addresses."""
+    return [services.make_key(kind, ck, sku) for sku in storefront_skus for kind in SKU_KINDS for ck in channel_keys]
+
+
 def _after_mapping(records: list[ExceptionRecord], items: list[Item], channel: Channel | None, user, result: FixResult,
                    note: str) -> None:
     channel_ids = [channel.pk] if channel is not None else None
@@ -296,20 +324,14 @@ def _after_mapping(records: list[ExceptionRecord], items: list[Item], channel: C
         channel_keys = [channel.key]
     else:
         channel_keys = list(Channel.objects.values_list("key", flat=True))
-    keys = set(_keys_for([(k, r.sku) for r in records for k in SKU_KINDS], channel_keys)) | {r.dedupe_key for r in records}
-    who = getattr(user, "username", "") or "system"
-    befores = {r.pk: audit.snapshot(r) for r in records}
-    result.resolved += services.clear(sorted(keys), reason=f"{note} by {who}; stock push queued")
-    # the rows this user fixed carry the user, not just the automatic "cleared" stamp, and an audit entry
-    ExceptionRecord.objects.filter(pk__in=list(befores), status=Status.RESOLVED).update(
-        status_changed_by=user if getattr(user, "is_authenticated", False) else None)
-    fixed = list(ExceptionRecord.objects.filter(pk__in=list(befores), status=Status.RESOLVED))
-    audit.record_many(fixed, "update", user=user, befores=befores)
+    keys = set(sku_fix_keys([r.sku for r in records], channel_keys)) | {r.dedupe_key for r in records}
+    result.acknowledged += acknowledge_sku_fix(keys, user, note)
 
 
 def map_sku(record: ExceptionRecord, item: Item, *, all_channels: bool = False, spec: transforms.TransformSpec | None = None,
             user=None) -> FixResult:
-    """Map ``record.sku`` to ``item`` (on the record's channel, or globally) and resolve the exception."""
+    """Map ``record.sku`` to ``item`` (on the record's channel, or globally); the exception is acknowledged
+    until the re-queued stock push confirms (see :func:`acknowledge_sku_fix`)."""
     if record.kind not in SKU_KINDS:
         raise TriageError("this exception is not a SKU problem")
     if not record.sku:

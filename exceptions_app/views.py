@@ -150,8 +150,8 @@ class MapSkuView(_RecordAction):
         except triage.TriageError as exc:
             messages.error(request, str(exc))
             return self.back(record)
-        messages.success(request, "Mapping saved — " + result.summary() + ". The exception resolves as soon as the "
-                         "mapping exists; the stock push and held orders are re-queued and report their own problems.")
+        messages.success(request, "Mapping saved — " + result.summary() + ". The exception is acknowledged and "
+                         "resolves when the storefront confirms the re-queued stock push; held orders are re-checked.")
         return self.back(record)
 
 

@@ -38,6 +38,7 @@ class MapSkuSerializer(serializers.Serializer):
 
 class FixResultSerializer(serializers.Serializer):
     resolved = serializers.IntegerField()
+    acknowledged = serializers.IntegerField(help_text="SKU exceptions acknowledged until the re-queued stock push confirms")
     mappings_created = serializers.IntegerField()
     mappings_updated = serializers.IntegerField()
     pushes_queued = serializers.IntegerField()

@@ -7,6 +7,8 @@ django-filter and paginated (``?page=``, 50 per page).
 """
 from __future__ import annotations
 
+from functools import partial
+
 from django.db import transaction
 from django.db.models import Prefetch
 from django.http import StreamingHttpResponse
@@ -28,6 +30,7 @@ from integration_hub.inventory.models import ChannelStockRule, PendingPush, Stoc
 from integration_hub.orders.models import Order, OrderLine, ShippingMethodMap
 from integration_hub.reconciliation import services as recon
 from integration_hub.reconciliation.models import Report, ReportRow
+from integration_hub.reconciliation.views import KnownCountPaginator
 
 from . import serializers as s
 
@@ -109,7 +112,8 @@ class ExceptionViewSet(ActionPermissions, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"], url_path="map-sku")
     def map_sku(self, request, pk=None):
         """Fix a sku_mismatch / unknown_sku: create the mapping (suggested or chosen item), re-queue the stock
-        push and held orders, resolve the exception (and, with ``bulk``, every similar open one)."""
+        push and held orders, acknowledge the exception (and, with ``bulk``, every similar open one); the
+        confirmed stock push resolves it."""
         from integration_hub.catalog.models import Item
 
         record = self.get_object()
@@ -191,7 +195,8 @@ class OrderViewSet(ActionPermissions, viewsets.ReadOnlyModelViewSet):
 
 
 class SkuMappingViewSet(ActsAsRequestUser, viewsets.ModelViewSet):
-    """SKU mappings. Writes re-queue a stock push for the item and resolve that SKU's mismatch exceptions."""
+    """SKU mappings. Writes re-queue a stock push for the item and acknowledge that SKU's mismatch exceptions
+    (the confirmed push resolves them)."""
 
     queryset = SkuMapping.objects.select_related("item", "channel", "transform").order_by("id")
     serializer_class = s.SkuMappingSerializer
@@ -304,6 +309,7 @@ class ReportViewSet(ActionPermissions, mixins.ListModelMixin, mixins.RetrieveMod
     def rows(self, request, pk=None):
         report = self.get_object()
         qs = ReportRow.objects.filter(report_id=report.pk).order_by("id")
+        self.paginator.django_paginator_class = partial(KnownCountPaginator, count=report.row_count)  # no COUNT(*)
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(s.ReportRowSerializer(page, many=True).data)
 

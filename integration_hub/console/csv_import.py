@@ -11,7 +11,7 @@ itself refuses (the bulk write then falls back to one savepoint per row). A row 
 (channel, storefront_sku) is already mapped updates that mapping (repoint/buffer/active). Writes are bulk
 (one lookup per referenced table, bulk_create + bulk_update in batches) and audited with
 :func:`core.audit.record_many` (source ``csv-import``). Afterwards the affected items' stock is re-queued
-for push and the SKU exceptions the new mappings fix are resolved.
+for push and the SKU exceptions the new mappings fix are acknowledged (the confirmed push resolves them).
 """
 from __future__ import annotations
 
@@ -22,9 +22,7 @@ from dataclasses import dataclass, field
 
 from django.db import DatabaseError, IntegrityError, transaction
 
-from exceptions_app import services as exc_services
 from exceptions_app import triage
-from exceptions_app.models import Kind
 from integration_hub.catalog.models import Item, SkuMapping
 from integration_hub.core import audit
 from integration_hub.core.models import Channel
@@ -51,7 +49,7 @@ class ImportResult:
     unchanged: int = 0
     errors: list[RowError] = field(default_factory=list)
     pushes_queued: int = 0
-    exceptions_resolved: int = 0
+    exceptions_acknowledged: int = 0  # until the re-queued stock push confirms (which resolves them)
     fatal: str = ""
 
     @property
@@ -236,18 +234,11 @@ def import_sku_mappings(data: bytes | str, user=None) -> ImportResult:
         for channel_id, item_ids in by_channel.items():
             result.pushes_queued += triage.requeue_stock(item_ids, [channel_id] if channel_id else None,
                                                          reason="sku mappings imported")
-        keys = []
         all_keys = list(channels)
         key_of = {ch.pk: key for key, ch in channels.items()}
-        for m in touched:
-            if not m.active:
-                continue
-            chs = [key_of[m.channel_id]] if m.channel_id else all_keys
-            for ck in chs:
-                keys += [exc_services.make_key(Kind.SKU_MISMATCH, ck, m.storefront_sku),
-                         exc_services.make_key(Kind.UNKNOWN_SKU, ck, m.storefront_sku)]
-        who = getattr(user, "username", "") or "system"
-        result.exceptions_resolved = exc_services.clear(keys, reason=f"mapped by CSV import ({who}); stock push queued")
+        keys = [k for m in touched if m.active
+                for k in triage.sku_fix_keys([m.storefront_sku], [key_of[m.channel_id]] if m.channel_id else all_keys)]
+        result.exceptions_acknowledged = triage.acknowledge_sku_fix(keys, user, "mapped by CSV import")
     return result
 
 

@@ -151,8 +151,9 @@ def history_rows(entries) -> list[HistoryRow]:
 
 # --- side effects of rule edits (console pages and API share them) ------------------------------------------
 def after_mapping_saved(obj, before: dict | None) -> str:
-    """A mapping was created or edited: push the ATS of the item(s) it touches and resolve the SKU exceptions
-    for its storefront SKU. ``before``: the audit snapshot before the edit (None when created)."""
+    """A mapping was created or edited: push the ATS of the item(s) it touches and acknowledge the SKU
+    exceptions for its storefront SKU (the confirmed push resolves them). ``before``: the audit snapshot
+    before the edit (None when created)."""
     from exceptions_app import triage
 
     items = {obj.item_id} | ({before["item_id"]} if before and before.get("item_id") else set())
@@ -160,13 +161,12 @@ def after_mapping_saved(obj, before: dict | None) -> str:
         sorted({obj.channel_id} | ({before["channel_id"]} if before and before.get("channel_id") else set()))
     n = triage.requeue_stock(items, channels, reason="sku mapping edited")
     if obj.active:
-        from exceptions_app import services as exc_services
-        from exceptions_app.models import Kind
+        from integration_hub.core import audit
         from integration_hub.core.models import Channel
 
-        keys = [exc_services.make_key(k, ck, obj.storefront_sku) for k in (Kind.SKU_MISMATCH, Kind.UNKNOWN_SKU)
-                for ck in ([obj.channel.key] if obj.channel_id else Channel.objects.values_list("key", flat=True))]
-        exc_services.clear(keys, reason="SKU mapped")
+        channel_keys = [obj.channel.key] if obj.channel_id else list(Channel.objects.values_list("key", flat=True))
+        triage.acknowledge_sku_fix(triage.sku_fix_keys([obj.storefront_sku], channel_keys), audit.current_user(),
+                                   f"mapped {obj.storefront_sku} → {obj.item.sku}")
         released = triage.revalidate_orders([obj.storefront_sku], obj.channel if obj.channel_id else None)
         return f"{n} stock push(es) queued, {released} held order(s) revalidated"
     return f"{n} stock push(es) queued"

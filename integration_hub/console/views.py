@@ -87,7 +87,7 @@ RULES: dict[str, RuleType] = {r.slug: r for r in [
         ("Transform", lambda o: o.transform.name if o.transform_id else ""), ("Buffer", lambda o: o.safety_buffer),
         ("Active", lambda o: _yesno(o.active)), ("Updated", lambda o: o.updated_at)],
         search=["storefront_sku", "item__sku"], select_related=["item", "channel", "transform"], after_save=services.after_mapping_saved,
-        help="Saving re-queues a stock push for the item and resolves SKU exceptions for that storefront SKU."),
+        help="Saving re-queues a stock push for the item; SKU exceptions for that storefront SKU resolve when the storefront confirms it."),
     RuleType("transforms", IdentifierTransform, TransformForm, "Identifier transforms", [
         ("Name", lambda o: o.name), ("Connection", lambda o: o.connection.name if o.connection_id else ""),
         ("Channel", lambda o: o.channel.key if o.channel_id else ""), ("Strip zeros", lambda o: _yesno(o.strip_leading_zeros)),

@@ -281,6 +281,7 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
                     row_confirm[row["id"]] = (pair[0], pair[1], target.sku, res.quantity, res.version,
                                               (res.ref or target.known_ref or "")[:200], now)
                     clear_keys.extend([make_key("unknown_sku", channel.key, target.sku),
+                                       make_key("sku_mismatch", channel.key, target.sku),  # the mapping works
                                        make_key("bad_payload", conn.name, OPERATION, f"{channel.key}/{target.sku}")])
                 elif role == WITHDRAW:
                     row_confirm[row["id"]] = (pair[0], pair[1], target.sku, 0,

@@ -74,7 +74,8 @@ def test_sku_mapping_crud_requeues_and_resolves(w, api):
     assert r.status_code == 201, r.content
     assert PendingPush.objects.filter(item=w.items[0], channel=w.channel).exists()
     rec.refresh_from_db()
-    assert rec.status == Status.RESOLVED
+    assert rec.status == Status.ACKNOWLEDGED  # the confirmed push resolves it
+    assert rec.status_changed_by.username == "user-ops"
     r = c.post("/api/sku-mappings/", {"item": w.items[1].sku, "channel": "web", "storefront_sku": "NEW-1"}, format="json")
     assert r.status_code == 400 and "already mapped" in r.content.decode()
     r = c.post("/api/sku-mappings/", {"item": "nope", "storefront_sku": "X"}, format="json")
@@ -189,6 +190,26 @@ def test_reports_api_run_rows_csv(w, api):
     assert Report.objects.get().requested_by.username == "user-finance"
 
 
+def test_report_rows_page_uses_the_stored_row_count(w, api):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from integration_hub.reconciliation import services as recon
+
+    f.stock(w, w.items, 2)
+    f.mappings(w, w.items)
+    report = recon.generate("stock_drift")
+    assert report.row_count == 3
+    c = api("finance")
+    with CaptureQueriesContext(connection) as ctx:
+        body = c.get(f"/api/reports/{report.pk}/rows/").json()
+    assert body["count"] == 3 and len(body["results"]) == 3
+    assert not [q["sql"] for q in ctx.captured_queries if "COUNT(" in q["sql"].upper()]
+    Report.objects.filter(pk=report.pk).update(row_count=120)  # the stored figure is what pages are cut from
+    body = c.get(f"/api/reports/{report.pk}/rows/?page=2").json()
+    assert body["count"] == 120 and body["previous"] and body["next"]
+
+
 def test_schema_and_docs(w, api):
     c = api("ops")
     r = c.get("/api/schema/?format=json")
@@ -237,12 +258,13 @@ def test_map_sku_action_suggested_chosen_and_bulk(w, api):
     recs = f.sku_exceptions(w, f.items(6))
     c = api("ops")
     r = c.post(f"/api/exceptions/{recs[0].pk}/map-sku/", {}, format="json")
-    assert r.status_code == 200 and r.json()["resolved"] == 1 and r.json()["mappings_created"] == 1
+    assert r.status_code == 200 and r.json()["acknowledged"] == 1 and r.json()["mappings_created"] == 1
     r = c.post(f"/api/exceptions/{recs[1].pk}/map-sku/", {"item": "nope"}, format="json")
     assert r.status_code == 400 and "no master item" in r.content.decode()
     r = c.post(f"/api/exceptions/{recs[1].pk}/map-sku/", {"bulk": True}, format="json")
-    assert r.status_code == 200 and r.json()["resolved"] == 5
-    assert ExceptionRecord.objects.filter(status=Status.RESOLVED).count() == 6
+    # the five others, and the first one again (still active until its push confirms)
+    assert r.status_code == 200 and r.json()["acknowledged"] == 6
+    assert ExceptionRecord.objects.filter(status=Status.ACKNOWLEDGED).count() == 6
     assert api("cx").post(f"/api/exceptions/{recs[1].pk}/map-sku/", {}, format="json").status_code == 403
 
 

@@ -15,7 +15,25 @@ from tests.console import factories as f
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_ops_filters_exceptions_and_fixes_a_sku_mismatch(page, login, shots):
+def _storefront_on_sandbox(w, sandbox, skus):
+    """The world's storefront is the commercetools sandbox (real connector over HTTP) listing ``skus``."""
+    import connectors.registry as registry
+    import requests
+
+    registry.clear_cache()
+    shop = w.storefront
+    shop.base_url = shop.auth_url = f"{sandbox.url}/commercetools"
+    shop.client_id, shop.options = "hub-demo", {"project_key": "hubtest"}
+    shop.set_secret("hub-demo-secret")
+    shop.save()
+    r = requests.post(f"{sandbox.url}/_sandbox/commercetools/seed_catalog",
+                      json={"channels": [w.channel.external_id], "skus": skus, "quantity": 0}, timeout=30)
+    r.raise_for_status()
+
+
+def test_ops_filters_exceptions_and_fixes_a_sku_mismatch(page, login, shots, sandbox):
+    from integration_hub.inventory.push import push_batch
+
     w = f.world()
     f.stock(w, w.items, 12)
     recs = f.sku_exceptions(w, w.items)  # three mismatches: SKUs listed without leading zeros
@@ -23,6 +41,7 @@ def test_ops_filters_exceptions_and_fixes_a_sku_mismatch(page, login, shots):
     f.orders(w, 3, state=OrderState.HELD)
     f.pushes(w, w.items[:2])
     target = recs[1]
+    _storefront_on_sandbox(w, sandbox, [r.sku for r in recs])
     login("ops")
     page.wait_for_selector("text=Sync health")
     if shots:
@@ -52,15 +71,24 @@ def test_ops_filters_exceptions_and_fixes_a_sku_mismatch(page, login, shots):
     page.click("#apply-mapping")
     page.wait_for_selector(".messages li")
     assert "Mapping saved" in page.inner_text(".messages")
+    # saved and re-queued, not yet on the storefront: acknowledged by this user until the push confirms
+    assert page.inner_text("#record-status") == "acknowledged"
+    m = SkuMapping.objects.get(storefront_sku=target.sku)
+    assert m.item_id == w.items[1].pk and m.channel_id == w.channel.pk
+    assert PendingPush.objects.filter(item=w.items[1], channel=w.channel).exists()
+
+    # a worker drains the outbox: the storefront (sandbox, over HTTP) confirms the quantity → resolved
+    result = push_batch()
+    assert result.claimed >= 1 and not PendingPush.objects.filter(item=w.items[1], channel=w.channel).exists()
+    page.reload()
+    page.wait_for_selector("#record-status")
     assert page.inner_text("#record-status") == "resolved"
+    assert "stock push succeeded" in page.inner_text("main")
     if shots:
         page.screenshot(path=str(shots / "resolved.png"), full_page=True)
 
     target.refresh_from_db()
     assert target.status == Status.RESOLVED
-    m = SkuMapping.objects.get(storefront_sku=target.sku)
-    assert m.item_id == w.items[1].pk and m.channel_id == w.channel.pk
-    assert PendingPush.objects.filter(item=w.items[1], channel=w.channel).exists()
     # the queue no longer lists it
     page.goto(f"/exceptions/?q={target.sku}")
     assert "No exceptions match" in page.inner_text("#exception-table")

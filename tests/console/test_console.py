@@ -228,11 +228,12 @@ def test_csv_import_keeps_good_rows_and_reports_bad_ones(w):
     assert a1.channel == w.channel and a1.safety_buffer == 2
     assert SkuMapping.objects.get(storefront_sku="B-1").channel is None
     assert AuditEntry.objects.filter(source="csv-import", action="create").count() == 2
-    assert ExceptionRecord.objects.get(sku="A-1").status == Status.RESOLVED
+    assert ExceptionRecord.objects.get(sku="A-1").status == Status.ACKNOWLEDGED  # the confirmed push resolves it
+    assert result.exceptions_acknowledged == 1
     # re-import updates in place
     again = csv_import.import_sku_mappings(f"master_sku,storefront_sku,channel,safety_buffer\n{b},A-1,web,5\n")
     assert (again.created, again.updated) == (0, 1)
-    entry = AuditEntry.objects.filter(source="csv-import", action="update").get()
+    entry = AuditEntry.objects.filter(source="csv-import", action="update", content_type__model="skumapping").get()
     assert entry.before["item_id"] == w.items[0].pk and entry.after["item_id"] == w.items[1].pk
 
 

@@ -102,7 +102,30 @@ def test_suggestion_from_audit_context_and_computed(w):
     assert s.item == w.items[1] and s.source == "audit"
 
 
-def test_fix_sku_mismatch_creates_mapping_requeues_and_resolves(w, role_client):
+class ConfirmingStorefront:
+    """A storefront that accepts every quantity (what a successful push looks like to the push engine)."""
+
+    def __init__(self, fail=False):
+        self.pushed, self.fail = [], fail
+
+    def set_stock(self, targets):
+        from connectors import errors
+        from connectors.base import InventoryResult
+
+        self.pushed += [(t.sku, t.quantity) for t in targets]
+        return [InventoryResult(t.sku, t.channel_ref, t.quantity, version=1, ok=not self.fail,
+                                error=errors.RetryableError("storefront down") if self.fail else None) for t in targets]
+
+
+def drain_pushes(monkeypatch, storefront):
+    import connectors.registry as registry
+    from integration_hub.inventory.push import push_batch
+
+    monkeypatch.setattr(registry, "get_connector", lambda conn, fresh=False: storefront)
+    return push_batch()
+
+
+def test_fix_sku_mismatch_acknowledges_then_the_confirmed_push_resolves(w, role_client, monkeypatch):
     client = role_client("ops")
     f.stock(w, w.items, 7)
     rec = f.sku_exceptions(w, w.items[:1])[0]
@@ -112,13 +135,26 @@ def test_fix_sku_mismatch_creates_mapping_requeues_and_resolves(w, role_client):
     assert r.status_code == 302
     m = SkuMapping.objects.get(storefront_sku=rec.sku)
     assert m.item == w.items[0] and m.channel == w.channel and m.transform.strip_leading_zeros
+    # the mapping is saved, but nothing has reached the storefront yet: acknowledged (who, what), not resolved
     rec.refresh_from_db()
-    assert rec.status == Status.RESOLVED and rec.status_changed_by.username == "user-ops"
+    assert rec.status == Status.ACKNOWLEDGED and rec.status_changed_by.username == "user-ops"
+    assert "resolves when the storefront confirms" in rec.status_reason
     change = history_for(rec).get()
-    assert (change.before["status"], change.after["status"], change.actor.username) == ("open", "resolved", "user-ops")
+    assert (change.before["status"], change.after["status"], change.actor.username) == ("open", "acknowledged", "user-ops")
     assert PendingPush.objects.filter(channel=w.channel, item=w.items[0]).exists()
     audit = list(history_for(m))
     assert audit and audit[0].action == "create" and audit[0].actor.username == "user-ops"
+    # a failed push leaves it acknowledged (still in the active queue)
+    drain_pushes(monkeypatch, ConfirmingStorefront(fail=True))
+    rec.refresh_from_db()
+    assert rec.status == Status.ACKNOWLEDGED
+    # the storefront confirms the quantity under that SKU: now it is resolved
+    PendingPush.objects.update(not_before=None)
+    shop = ConfirmingStorefront()
+    drain_pushes(monkeypatch, shop)
+    assert (rec.sku, 7) in shop.pushed
+    rec.refresh_from_db()
+    assert rec.status == Status.RESOLVED and rec.status_reason == "stock push succeeded"
 
 
 def test_map_to_chosen_item_and_bad_input(w, role_client):
@@ -132,7 +168,7 @@ def test_map_to_chosen_item_and_bad_input(w, role_client):
     m = SkuMapping.objects.get(storefront_sku=rec.sku)
     assert m.item == w.items[2] and m.channel is None and m.transform is None
     rec.refresh_from_db()
-    assert rec.status == Status.RESOLVED
+    assert rec.status == Status.ACKNOWLEDGED
 
 
 def test_bulk_apply_transform_to_similar_rows(w, role_client):
@@ -146,7 +182,7 @@ def test_bulk_apply_transform_to_similar_rows(w, role_client):
     assert r.status_code == 302
     assert SkuMapping.objects.filter(channel=w.channel).count() == 30
     assert IdentifierTransform.objects.count() == 1
-    assert ExceptionRecord.objects.filter(pk__in=[x.pk for x in recs], status=Status.RESOLVED).count() == 30
+    assert ExceptionRecord.objects.filter(pk__in=[x.pk for x in recs], status=Status.ACKNOWLEDGED).count() == 30
     assert ExceptionRecord.objects.get(pk=odd.pk).status == Status.OPEN
 
 
@@ -156,7 +192,7 @@ def test_bulk_apply_is_set_based(w, django_assert_max_num_queries):
     spec = triage.suggest(recs[0]).spec
     with django_assert_max_num_queries(25):
         result = triage.bulk_map_with_transform(recs[0], spec)
-    assert result.mappings_created == 200 and result.resolved == 200
+    assert result.mappings_created == 200 and result.acknowledged == 200
 
 
 def test_order_action_without_order_flow_is_refused_cleanly(w, role_client, monkeypatch):
