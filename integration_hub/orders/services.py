@@ -326,7 +326,7 @@ def _apply_storefront_cancellations(connection: Connection, pairs) -> int:
     cancelled = [(ch.pk, so.external_id) for ch, so in pairs if (so.status or "").lower() == "cancelled"]
     if not cancelled:
         return 0
-    orders = list(_orders_for(cancelled, Order.objects.exclude(state=S.CANCELLED).select_related("channel", "warehouse")
+    orders = list(_orders_for(cancelled, Order.objects.exclude(state=S.CANCELLED).select_related("channel__connection", "warehouse")
                               .defer("raw")).values())
     before = [o for o in orders if o.state in EDITABLE_BEFORE_SEND]
     n = len(cancel_many(before, "cancelled in the storefront")) if before else 0
@@ -1002,7 +1002,7 @@ def _cancel_claimed(ids: list[int], actor=None) -> CancelResult:
     dropped and a ``bad_payload`` record names the refusal; transport failures back off and retry."""
     result = CancelResult()
     orders = list(Order.objects.filter(pk__in=ids, state__in=[S.SENT, S.ACKNOWLEDGED], cancel_requested_at__isnull=False)
-                  .select_related("channel", "warehouse").defer("raw"))
+                  .select_related("channel__connection", "warehouse").defer("raw"))
 
     def call(o):
         return _connector(o.warehouse).cancel_order(o.idempotency_key)

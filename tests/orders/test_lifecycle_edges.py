@@ -230,3 +230,23 @@ def test_parcels_reach_the_storefront_with_its_own_skus_and_bundle_lines(world, 
     (_, parcels), = sf.shipped
     assert [(p.tracking_number, p.lines) for p in parcels] == [("PT1", [("123", 4)]), ("PT2", [("BUNDLE-1", 1)])]
     assert [t["lines"] for t in o.tracking] == [[["000123", 4]], [["SKU-1", 2], ["SKU-2", 1]]]  # the warehouse's terms kept
+
+
+# --- batched polls ------------------------------------------------------------------------------------------
+def _cancel_queries(world, n, tag):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    sos = [make_so(f"ct-{tag}-{i}", lines=[("NOPE", 1), ("SKU-1", 1)]) for i in range(n)]  # held: not at the warehouse
+    services.capture_many(world.ct, sos)
+    run_all()
+    for so in sos:
+        so.status = "Cancelled"
+    with CaptureQueriesContext(connection) as ctx:
+        services.capture_many(world.ct, sos)
+    assert Order.objects.filter(external_id__startswith=f"ct-{tag}-", state=S.CANCELLED).count() == n
+    return len(ctx.captured_queries)
+
+
+def test_storefront_cancellations_run_a_fixed_number_of_queries(world, fakes):
+    assert _cancel_queries(world, 2, "q2") == _cancel_queries(world, 8, "q8")
