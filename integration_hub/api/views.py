@@ -321,10 +321,11 @@ class ReportViewSet(ActionPermissions, mixins.ListModelMixin, mixins.RetrieveMod
         response["Content-Disposition"] = f'attachment; filename="{recon.csv_filename(report)}"'
         return response
 
-    @extend_schema(request=s.RunReportSerializer, responses={201: s.ReportSerializer})
+    @extend_schema(request=s.RunReportSerializer, responses={202: s.ReportSerializer})
     @action(detail=False, methods=["post"])
     def run(self, request):
+        """Queue a report: answers at once with the report (status ``running``); poll it until ``done``."""
         body = s.RunReportSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        report = recon.generate(body.validated_data["kind"], user=request.user)
-        return Response(s.ReportSerializer(report).data, status=status.HTTP_201_CREATED)
+        report = recon.queue_report(body.validated_data["kind"], user=request.user)
+        return Response(s.ReportSerializer(report).data, status=status.HTTP_202_ACCEPTED)

@@ -207,15 +207,42 @@ BUILDERS = {
 }
 
 
-def generate(kind: str, *, trigger: str = Report.Trigger.ON_DEMAND, user=None, run_date=None) -> Report:
-    """Run one report now. The rows and the totals commit together; a failure leaves a FAILED report
-    (with the error) and no partial rows."""
+def _new_report(kind: str, trigger: str, user, run_date=None) -> Report:
     if kind not in BUILDERS:
         raise ValueError(f"unknown report kind {kind!r}")
     now = timezone.now()
-    report = Report.objects.create(kind=kind, run_date=run_date or timezone.localdate(now), trigger=trigger,
-                                   requested_by=user if getattr(user, "is_authenticated", False) else None,
-                                   started_at=now, params={})
+    return Report.objects.create(kind=kind, run_date=run_date or timezone.localdate(now), trigger=trigger,
+                                 requested_by=user if getattr(user, "is_authenticated", False) else None,
+                                 started_at=now, params={})
+
+
+def queue_report(kind: str, *, user=None) -> Report:
+    """On demand (pages and API): record the report now — status ``running`` until a worker has built it —
+    and hand the work to ``reconciliation.run_report``, sent once this transaction commits. If the broker
+    refuses the task the report is marked failed with the reason (never left running silently)."""
+    report = _new_report(kind, Report.Trigger.ON_DEMAND, user)
+
+    def send():
+        from .tasks import run_report
+
+        try:
+            run_report.delay(kind, user_id=report.requested_by_id, report_id=report.pk)
+        except Exception as exc:  # broker down or misconfigured
+            log.exception("could not queue reconciliation report %s", report.pk)
+            Report.objects.filter(pk=report.pk, status=Report.Status.RUNNING).update(
+                status=Report.Status.FAILED, error=f"could not queue the report: {type(exc).__name__}: {exc}"[:2000],
+                finished_at=timezone.now())
+
+    transaction.on_commit(send)
+    return report
+
+
+def generate(kind: str, *, trigger: str = Report.Trigger.ON_DEMAND, user=None, run_date=None,
+             report: Report | None = None) -> Report:
+    """Run one report now (``report``: the row :func:`queue_report` created, else a new one). The rows and the
+    totals commit together; a failure leaves a FAILED report (with the error) and no partial rows."""
+    if report is None:
+        report = _new_report(kind, trigger, user, run_date)
     try:
         with transaction.atomic():
             BUILDERS[kind](report)

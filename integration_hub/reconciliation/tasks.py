@@ -17,8 +17,15 @@ def daily_reports(keep_days: int = 90) -> dict:
 
 
 @shared_task(name="reconciliation.run_report")
-def run_report(kind: str, user_id: int | None = None) -> int:
+def run_report(kind: str, user_id: int | None = None, report_id: int | None = None) -> int | None:
+    """Build a report: the one :func:`services.queue_report` recorded (``report_id``), else a new one. Safe to
+    run twice: a report that is no longer running is left as it is."""
     from django.contrib.auth import get_user_model
 
     user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
-    return services.generate(kind, user=user).pk
+    if report_id is None:
+        return services.generate(kind, user=user).pk
+    report = Report.objects.filter(pk=report_id).first()
+    if report is None or report.status != Report.Status.RUNNING:
+        return report_id if report is not None else None
+    return services.generate(report.kind, user=user, report=report).pk

@@ -1,4 +1,5 @@
-"""Finance screens: report list (run on demand), paginated report view, streamed CSV download."""
+"""Finance screens: report list (run on demand: queued to a worker, the list shows it running then done),
+paginated report view, streamed CSV download."""
 from __future__ import annotations
 
 from functools import cached_property
@@ -41,7 +42,9 @@ class ReportListView(PermissionRequired, TemplateView):
         kind = self.request.GET.get("kind", "")
         if kind in ReportKind.values:
             qs = qs.filter(kind=kind)
-        ctx.update(page=Paginator(qs, 50).get_page(self.request.GET.get("page")), kinds=ReportKind.choices, kind=kind,
+        page = Paginator(qs, 50).get_page(self.request.GET.get("page"))
+        ctx.update(page=page, kinds=ReportKind.choices, kind=kind,
+                   running=any(r.status == Report.Status.RUNNING for r in page.object_list),
                    can_run=self.request.user.has_perm("reconciliation.run_report"),
                    can_download=self.request.user.has_perm("reconciliation.download_report"))
         return ctx
@@ -56,12 +59,10 @@ class RunReportView(PermissionRequired, View):
         if kind not in ReportKind.values:
             messages.error(request, "Choose a report.")
             return redirect("reconciliation:list")
-        report = services.generate(kind, user=request.user)
-        if report.status == Report.Status.FAILED:
-            messages.error(request, f"The report failed: {report.error}")
-            return redirect("reconciliation:list")
-        messages.success(request, f"{report.get_kind_display()}: {report.row_count} row(s).")
-        return redirect("reconciliation:detail", pk=report.pk)
+        report = services.queue_report(kind, user=request.user)
+        messages.success(request, f"{report.get_kind_display()} queued: it shows here as running, then done "
+                                  "(this page refreshes itself while a report runs).")
+        return redirect("reconciliation:list")
 
 
 class ReportDetailView(PermissionRequired, TemplateView):

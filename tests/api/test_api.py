@@ -175,13 +175,27 @@ def test_schedules_api_enable_interval_crontab_audited(w, api):
     assert c.delete(f"/api/schedules/{task.pk}/").status_code == 405
 
 
-def test_reports_api_run_rows_csv(w, api):
+@pytest.fixture
+def eager_tasks():
+    """Celery runs a task in-process as soon as it is sent (as a worker would, without one)."""
+    from integration_hub.celery import app
+
+    old = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = old
+
+
+def test_reports_api_run_rows_csv(w, api, eager_tasks, django_capture_on_commit_callbacks):
     f.stock(w, w.items, 2)
     f.mappings(w, w.items)
     c = api("finance")
-    r = c.post("/api/reports/run/", {"kind": "stock_drift"}, format="json")
-    assert r.status_code == 201 and r.json()["row_count"] == 3
+    with django_capture_on_commit_callbacks(execute=True):
+        r = c.post("/api/reports/run/", {"kind": "stock_drift"}, format="json")
+    assert r.status_code == 202 and r.json()["status"] == "running"  # answered before the work ran
     pk = r.json()["id"]
+    body = c.get(f"/api/reports/{pk}/").json()
+    assert body["status"] == "done" and body["row_count"] == 3
     rows = c.get(f"/api/reports/{pk}/rows/").json()
     assert rows["count"] == 3 and rows["results"][0]["master_quantity"] == 2
     resp = c.get(f"/api/reports/{pk}/csv/")

@@ -173,12 +173,47 @@ def test_report_pages_run_fixed_queries(w, role_client):
     assert small == big
 
 
-def test_run_on_demand_from_the_page(w, role_client):
+def test_run_on_demand_is_queued_to_a_worker_and_listed_when_done(w, role_client, monkeypatch,
+                                                                   django_capture_on_commit_callbacks):
+    from integration_hub.reconciliation import tasks as recon_tasks
+
+    sent = []
+    monkeypatch.setattr(recon_tasks.run_report, "delay", lambda *a, **kw: sent.append((a, kw)))
     client = role_client("finance")
-    r = client.post("/reports/run/", {"kind": "dispatched_unshipped"})
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client.post("/reports/run/", {"kind": "dispatched_unshipped"})
     report = Report.objects.get()
-    assert r.status_code == 302 and r["Location"].endswith(f"/reports/{report.pk}/")
+    # the request only records the report and queues the work
+    assert r.status_code == 302 and r["Location"].endswith("/reports/")
+    assert report.status == Report.Status.RUNNING and report.finished_at is None
     assert report.trigger == Report.Trigger.ON_DEMAND and report.requested_by.username == "user-finance"
+    assert sent == [(("dispatched_unshipped",), {"user_id": report.requested_by_id, "report_id": report.pk})]
+    html = client.get("/reports/").content.decode()
+    assert "queued / running" in html and 'http-equiv="refresh"' in html
+    # the worker builds that same report; the list then shows it done (and stops refreshing)
+    assert recon_tasks.run_report.apply(args=sent[0][0], kwargs=sent[0][1]).get() == report.pk
+    report.refresh_from_db()
+    assert report.status == Report.Status.DONE and report.finished_at is not None
+    html = client.get("/reports/").content.decode()
+    assert 'data-report-status="done"' in html and "queued / running" not in html and 'http-equiv="refresh"' not in html
+    # run twice (acks_late redelivery): the finished report is left as it is
+    assert recon_tasks.run_report.apply(args=sent[0][0], kwargs=sent[0][1]).get() == report.pk
+    assert Report.objects.count() == 1
+
+
+def test_run_on_demand_with_the_broker_down_fails_visibly(w, role_client, monkeypatch, django_capture_on_commit_callbacks):
+    from integration_hub.reconciliation import tasks as recon_tasks
+
+    def down(*a, **kw):
+        raise ConnectionRefusedError("broker unreachable")
+
+    monkeypatch.setattr(recon_tasks.run_report, "delay", down)
+    client = role_client("finance")
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/reports/run/", {"kind": "stock_drift"})
+    report = Report.objects.get()
+    assert report.status == Report.Status.FAILED and "could not queue the report" in report.error
+    assert "broker unreachable" in client.get("/reports/").content.decode()
 
 
 def test_daily_beat_job_generates_every_report_and_purges_old(w):
