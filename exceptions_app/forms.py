@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from django import forms
 
+from integration_hub.catalog import transforms
 from integration_hub.catalog.models import Item
 
-from .triage import EDITABLE_ORDER_FIELDS, field_choices
+from .triage import EDITABLE_ORDER_FIELDS, field_choices, matching_spec
 
 
 class StatusForm(forms.Form):
@@ -20,17 +21,32 @@ class StatusForm(forms.Form):
 
 
 class MapSkuForm(forms.Form):
-    MODES = [("suggested", "use the suggested item and transform"), ("item", "map to the item I choose")]
+    """How to fix a SKU problem: the suggestion, one of the near-match items, one of the configured transforms
+    that produces this storefront SKU, or an item typed by hand."""
+
+    MODES = [("suggested", "use the suggested item and transform"), ("alternative", "map to one of the near matches"),
+             ("transform", "use a configured transform"), ("item", "map to the item I choose")]
     mode = forms.ChoiceField(choices=MODES, initial="suggested", widget=forms.RadioSelect)
+    alternative = forms.ChoiceField(required=False, widget=forms.RadioSelect, label="Near match")
+    transform = forms.ChoiceField(required=False, widget=forms.RadioSelect, label="Configured transform")
     item_sku = forms.CharField(required=False, max_length=100, label="Master SKU")
     all_channels = forms.BooleanField(required=False, label="map on every channel (not just this one)")
     bulk = forms.BooleanField(required=False, label="apply the same transform to all similar open exceptions")
 
-    def __init__(self, *args, suggestion=None, **kwargs):
+    def __init__(self, *args, suggestion=None, alternatives=(), transform_options=(), storefront_sku: str = "", **kwargs):
         super().__init__(*args, **kwargs)
         self.suggestion = suggestion
+        self.storefront_sku = storefront_sku
+        self.alternatives = {i.sku: i for i in alternatives}
+        self.transform_options = {f"{t.pk}:{i.pk}": (t, i) for t, i in transform_options}
+        self.fields["alternative"].choices = [(i.sku, f"{i.sku}" + (f" — {i.name}" if i.name else "")) for i in alternatives]
+        self.fields["transform"].choices = [(k, f"{t.name} ({transforms.describe(transforms.TransformSpec.from_model(t))}): "
+                                                f"{i.sku} → {storefront_sku}") for k, (t, i) in self.transform_options.items()]
+        modes = [m for m in self.MODES if (m[0] != "suggested" or (suggestion is not None and suggestion.item is not None))
+                 and (m[0] != "alternative" or self.alternatives) and (m[0] != "transform" or self.transform_options)]
+        self.fields["mode"].choices = modes
         if suggestion is None or suggestion.item is None:
-            self.fields["mode"].initial = "item"
+            self.fields["mode"].initial = modes[0][0]
 
     def clean(self):
         data = super().clean()
@@ -40,6 +56,21 @@ class MapSkuForm(forms.Form):
                 raise forms.ValidationError("There is no suggestion for this SKU: choose an item.")
             data["item"] = self.suggestion.item
             data["spec"] = self.suggestion.spec
+        elif mode == "alternative":
+            item = self.alternatives.get(data.get("alternative") or "")
+            if item is None:
+                self.add_error("alternative", "Choose one of the near matches.")
+                return data
+            data["item"] = item
+            data["spec"] = matching_spec(item.sku, self.storefront_sku)  # a plain mapping when no transform fits
+        elif mode == "transform":
+            chosen = self.transform_options.get(data.get("transform") or "")
+            if chosen is None:
+                self.add_error("transform", "Choose one of the configured transforms.")
+                return data
+            transform, item = chosen
+            data["item"] = item
+            data["spec"] = transforms.TransformSpec.from_model(transform)
         elif mode == "item":
             sku = (data.get("item_sku") or "").strip()
             if not sku:
@@ -51,8 +82,8 @@ class MapSkuForm(forms.Form):
                 return data
             data["item"] = item
             data["spec"] = None
-            if data.get("bulk"):
-                self.add_error("bulk", "Bulk-apply needs a transform: use the suggestion.")
+        if data.get("bulk") and data.get("spec") is None and "item" in data:
+            self.add_error("bulk", "Bulk-apply needs a transform: use the suggestion or a configured transform.")
         return data
 
 

@@ -166,6 +166,48 @@ def suggest(record: ExceptionRecord) -> Suggestion:
     return Suggestion(alternatives=found)
 
 
+def near_matches(record: ExceptionRecord, suggestion: Suggestion | None = None) -> list[Item]:
+    """Master items whose SKU loosely equals the storefront SKU (case, leading zeros), other than the
+    suggested one: the alternatives a person may pick instead (one query)."""
+    if not record.sku:
+        return []
+    found = candidates_for([record.sku]).get(transforms.normalise(record.sku), [])
+    skip = suggestion.item.pk if suggestion is not None and suggestion.item is not None else None
+    return [i for i in found if i.pk != skip]
+
+
+def transform_options(record: ExceptionRecord, limit: int = 50) -> list[tuple[IdentifierTransform, Item]]:
+    """(configured transform, master item) pairs where the transform turns the item's SKU into exactly this
+    storefront SKU — active transforms that apply to the record's channel (its own, its connection's or
+    global). Two queries: the transforms, then the candidate items of every transform at once."""
+    if not record.sku:
+        return []
+    qs = IdentifierTransform.objects.filter(active=True)
+    if record.channel_id is not None:
+        qs = qs.filter(Q(channel_id=record.channel_id) | Q(channel__isnull=True, connection_id=record.channel.connection_id)
+                       | Q(channel__isnull=True, connection__isnull=True))
+    found = list(qs.order_by("name", "id")[:limit])
+    cores = {}
+    for t in found:  # undo prefix/suffix, then compare loosely (the transform's own rules are checked below)
+        core = record.sku
+        if t.prefix and core.upper().startswith(t.prefix.upper()):
+            core = core[len(t.prefix):]
+        if t.suffix and core.upper().endswith(t.suffix.upper()):
+            core = core[:-len(t.suffix)]
+        cores[t.pk] = transforms.normalise(core) if core else ""
+    candidates = candidates_for([c for c in set(cores.values()) if c])
+    out = []
+    for t in found:
+        spec = transforms.TransformSpec.from_model(t)
+        for item in candidates.get(cores[t.pk], []):
+            try:
+                if transforms.apply(item.sku, spec) == record.sku:
+                    out.append((t, item))
+            except transforms.TransformError:
+                continue
+    return out
+
+
 def similar_open(record: ExceptionRecord):
     """Open SKU problems like this one: same kind and channel, still active, not this row."""
     return (ExceptionRecord.objects.filter(kind=record.kind, channel_id=record.channel_id, status__in=ACTIVE_STATUSES)

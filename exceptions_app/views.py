@@ -55,7 +55,7 @@ class ExceptionDetailView(PermissionRequired, TemplateView):
             suggestion = triage.suggest(record)
             similar = triage.similar_open(record)
             ctx.update(suggestion=suggestion, similar_count=similar.count(),
-                       map_form=kwargs.get("map_form") or MapSkuForm(suggestion=suggestion),
+                       map_form=kwargs.get("map_form") or map_form(record, suggestion),
                        can_map=user.has_perms(["catalog.add_skumapping", "catalog.change_skumapping",
                                                "exceptions_app.change_exceptionrecord"]))
         if action == "repush_stock":
@@ -68,6 +68,12 @@ class ExceptionDetailView(PermissionRequired, TemplateView):
                 can_retry=user.has_perm("orders.retry_order"), can_cancel=user.has_perm("orders.cancel_order"),
                 can_edit=user.has_perms(["orders.change_order", "orders.retry_order"]))
         return ctx
+
+
+def map_form(record, suggestion, data=None) -> MapSkuForm:
+    """The SKU fix form with this record's choices: near-match items and configured transforms that fit."""
+    return MapSkuForm(data, suggestion=suggestion, alternatives=triage.near_matches(record, suggestion),
+                      transform_options=triage.transform_options(record), storefront_sku=record.sku)
 
 
 class _RecordAction(PermissionRequired, View):
@@ -137,7 +143,7 @@ class MapSkuView(_RecordAction):
             messages.error(request, "This exception is not a SKU problem.")
             return self.back(record)
         suggestion = triage.suggest(record)
-        form = MapSkuForm(request.POST, suggestion=suggestion)
+        form = map_form(record, suggestion, request.POST)
         if not form.is_valid():
             return self.rerender(pk, map_form=form)
         data = form.cleaned_data

@@ -308,3 +308,43 @@ def test_missing_dispatch_offers_resend_notification(w, role_client, monkeypatch
     client.post(f"/exceptions/{rec.pk}/order/", {"action": "notify"})
     rec.refresh_from_db()
     assert calls == [order.pk] and rec.status == Status.ACKNOWLEDGED
+
+
+def test_triage_offers_near_matches_and_configured_transforms_as_choices(w, role_client):
+    from integration_hub.catalog.models import Item
+
+    client = role_client("ops")
+    plain = Item.objects.create(sku="1000", name="the unpadded one")  # loosely equal to 00001000, like the suggestion
+    rec = f.sku_exceptions(w, w.items[:1])[0]  # storefront lists "1000"
+    html = client.get(f"/exceptions/{rec.pk}/").content.decode()
+    assert 'id="near-matches"' in html and 'value="1000"' in html and "the unpadded one" in html
+    # pick the near match rather than the suggested 00001000
+    r = client.post(f"/exceptions/{rec.pk}/map-sku/", {"mode": "alternative"})
+    assert r.status_code == 400 and "Choose one of the near matches" in r.content.decode()
+    r = client.post(f"/exceptions/{rec.pk}/map-sku/", {"mode": "alternative", "alternative": "1000"})
+    assert r.status_code == 302
+    m = SkuMapping.objects.get(storefront_sku="1000")
+    assert m.item == plain and m.transform is None  # "1000" is "1000": no transform needed
+
+    # a configured transform (prefix + strip zeros) that turns a master SKU into the storefront SKU
+    uk = IdentifierTransform.objects.create(name="uk shop", channel=w.channel, connection=w.storefront, prefix="UK-",
+                                            strip_leading_zeros=True)
+    IdentifierTransform.objects.create(name="other", channel=w.channel, prefix="FR-")  # produces nothing here
+    from exceptions_app import services as exc
+
+    other = exc.raise_exception(Kind.UNKNOWN_SKU, exc.make_key(Kind.UNKNOWN_SKU, "web", "UK-1001"), "UK-1001 unknown",
+                                sku="UK-1001", channel=w.channel)
+    assert [(t.name, i.sku) for t, i in triage.transform_options(other)] == [("uk shop", w.items[1].sku)]
+    html = client.get(f"/exceptions/{other.pk}/").content.decode()
+    assert 'id="transform-options"' in html and f"{w.items[1].sku} → UK-1001" in html and "FR-" not in html
+    r = client.post(f"/exceptions/{other.pk}/map-sku/", {"mode": "transform", "transform": f"{uk.pk}:{w.items[1].pk}"})
+    assert r.status_code == 302
+    m = SkuMapping.objects.get(storefront_sku="UK-1001")
+    assert m.item == w.items[1] and m.transform == uk and m.channel == w.channel
+    other.refresh_from_db()
+    assert other.status == Status.ACKNOWLEDGED
+    # a choice the page did not offer is refused
+    third = exc.raise_exception(Kind.UNKNOWN_SKU, exc.make_key(Kind.UNKNOWN_SKU, "web", "UK-1002"), "UK-1002 unknown",
+                                sku="UK-1002", channel=w.channel)
+    r = client.post(f"/exceptions/{third.pk}/map-sku/", {"mode": "transform", "transform": f"{uk.pk}:{w.items[1].pk}"})
+    assert r.status_code == 400 and not SkuMapping.objects.filter(storefront_sku="UK-1002").exists()
