@@ -200,6 +200,9 @@ HUB = {
     "ACK_TIMEOUT_MINUTES": int(os.environ.get("HUB_ACK_TIMEOUT_MINUTES", "15")),
     # Minutes after a warehouse dispatch by which the storefront must show it shipped.
     "DISPATCH_NOTIFY_MINUTES": int(os.environ.get("HUB_DISPATCH_NOTIFY_MINUTES", "60")),
+    # Minutes after the warehouse acknowledged an order by which it should have dispatched it; older
+    # acknowledged orders are looked up in the warehouse (a lost dispatch confirmation) or flagged.
+    "DISPATCH_DUE_MINUTES": int(os.environ.get("HUB_DISPATCH_DUE_MINUTES", str(24 * 60))),
     "SANDBOX_URL": os.environ.get("HUB_SANDBOX_URL", "http://127.0.0.1:8765"),
 }
 

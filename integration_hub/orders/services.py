@@ -1420,7 +1420,7 @@ def find_missing_dispatches(limit: int = 1000, warehouse_check_limit: int = 50) 
 
 def audit_undispatched(limit_per_warehouse: int = 50) -> dict:
     """Warehouse side of :func:`find_missing_dispatches` (see there)."""
-    due = timezone.now() - timedelta(minutes=int(settings.HUB.get("DISPATCH_DUE_MINUTES", 24 * 60)))
+    due = timezone.now() - timedelta(minutes=int(settings.HUB["DISPATCH_DUE_MINUTES"]))
     counts = {"audited": 0, "recovered": 0, "undispatched": 0}
     for wh in warehouse_connections():
         cur = _cursor(wh, DISPATCH_AUDIT_STREAM)
