@@ -203,6 +203,7 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
     per_conn: dict[int, list] = defaultdict(list)  # connection id -> [(pair, row, target, role)]
     withdraw: list[tuple] = []  # (pair, row, channel, cs, role): a storefront SKU that must be zeroed
     problems: list[Problem] = []
+    skip_clears: list[str] = []
     for pair, row in by_pair.items():
         a = targets_ats.get(pair)
         channel = channels.get(pair[0])
@@ -219,6 +220,9 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
         if cs and cs["storefront_sku"] == a.storefront_sku and cs["confirmed_quantity"] == a.quantity:
             out.skipped += 1
             done.append(row["id"])
+            # the storefront already confirmed this SKU at this quantity: the mapping works
+            skip_clears.extend([make_key("unknown_sku", channel.key, a.storefront_sku),
+                                make_key("sku_mismatch", channel.key, a.storefront_sku)])
             continue
         target = InventoryTarget(sku=a.storefront_sku, channel_ref=channel.external_id, quantity=a.quantity,
                                  known_version=cs["storefront_version"] if cs and cs["storefront_sku"] == a.storefront_sku else None,
@@ -232,7 +236,7 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
 
     now = timezone.now()
     confirmations: list[tuple] = []
-    clear_keys: list[str] = []
+    clear_keys: list[str] = list(skip_clears)
     conn_status: dict[int, tuple[bool, str]] = {}
 
     def send(conn: Connection, targets: list[InventoryTarget]):
