@@ -264,6 +264,19 @@ def generate_all(*, trigger: str = Report.Trigger.SCHEDULE, user=None) -> list[R
     return [generate(kind, trigger=trigger, user=user) for kind in BUILDERS]
 
 
+STALE_RUNNING_HOURS = 6
+
+
+def fail_stale(hours: int = STALE_RUNNING_HOURS) -> int:
+    """Reports still ``running`` ``hours`` after they started lost their worker for good (acks_late brings a
+    killed task back; a lost host or a purged queue does not): mark them failed so finance sees it and
+    runs them again, instead of a report that says "running" for ever."""
+    cutoff = timezone.now() - timedelta(hours=hours)
+    return Report.objects.filter(status=Report.Status.RUNNING, started_at__lt=cutoff).update(
+        status=Report.Status.FAILED, finished_at=timezone.now(),
+        error=f"no worker finished this report within {hours} hours; run it again")
+
+
 def purge(keep_days: int = 90) -> int:
     """Delete reports older than ``keep_days`` (rows with one set-based DELETE, no per-row cascade)."""
     cutoff = timezone.now() - timedelta(days=keep_days)

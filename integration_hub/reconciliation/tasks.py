@@ -9,11 +9,13 @@ from .models import Report
 
 @shared_task(name="reconciliation.daily_reports")
 def daily_reports(keep_days: int = 90) -> dict:
-    """Run every report for today, then drop reports older than ``keep_days``. Safe to run twice: a
+    """Fail on-demand runs whose worker was lost, run every report for today, then drop reports older
+    than ``keep_days``. Safe to run twice: a
     second run adds a second (identical) snapshot and never alters the first."""
+    stale = services.fail_stale()
     reports = services.generate_all(trigger=Report.Trigger.SCHEDULE)
     purged = services.purge(keep_days)
-    return {"reports": {r.kind: r.row_count for r in reports}, "purged": purged}
+    return {"reports": {r.kind: r.row_count for r in reports}, "purged": purged, "stale_failed": stale}
 
 
 @shared_task(name="reconciliation.run_report")

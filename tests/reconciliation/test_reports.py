@@ -220,8 +220,16 @@ def test_daily_beat_job_generates_every_report_and_purges_old(w):
     assert any(j.task == "reconciliation.daily_reports" and j.crontab for j in collect())
     old = Report.objects.create(kind=ReportKind.STOCK_DRIFT, run_date=timezone.localdate(), started_at=f.ago(days=120), status="done")
     ReportRow.objects.create(report=old, sku="x")
+    lost = Report.objects.create(kind=ReportKind.STOCK_DRIFT, run_date=timezone.localdate(), started_at=f.ago(hours=7),
+                                 status=Report.Status.RUNNING)
+    fresh = Report.objects.create(kind=ReportKind.STOCK_DRIFT, run_date=timezone.localdate(), started_at=f.ago(hours=1),
+                                  status=Report.Status.RUNNING)
     out = tasks.daily_reports.apply(kwargs={"keep_days": 90}).get()
-    assert set(out["reports"]) == set(ReportKind.values) and out["purged"] == 1
+    assert set(out["reports"]) == set(ReportKind.values) and out["purged"] == 1 and out["stale_failed"] == 1
+    lost.refresh_from_db()
+    fresh.refresh_from_db()
+    assert lost.status == Report.Status.FAILED and "run it again" in lost.error and lost.finished_at
+    assert fresh.status == Report.Status.RUNNING  # a worker may still be building it
     assert Report.objects.filter(trigger=Report.Trigger.SCHEDULE).count() == 3
     assert not Report.objects.filter(pk=old.pk).exists() and not ReportRow.objects.filter(sku="x").exists()
 
