@@ -179,6 +179,22 @@ class Fulfilment:
 
 
 @dataclass
+class StorefrontReturn:
+    """Returned (or announced) units of one storefront order line, as the storefront tracks them now.
+    ``return_ref`` is the storefront's stable id of the return item (the same item read again is the same
+    return; its ``condition`` may move on). ``condition`` is the hub's: ``advised`` (announced, not back
+    yet), ``inspection`` (received, not yet judged), ``available`` (back in saleable stock) or ``damaged``."""
+
+    return_ref: str
+    order_ref: str  # storefront order id
+    line_id: str  # storefront line item id
+    quantity: int
+    condition: str
+    state: str = ""  # the storefront's own state name, for people
+    returned_at: datetime | None = None
+
+
+@dataclass
 class DemandLine:
     order_ref: str
     sku: str
@@ -274,6 +290,13 @@ class Storefront(abc.ABC):
 
     def list_skus(self) -> Iterable[str]:
         """Every variant SKU the storefront sells (catalogue audit)."""
+        raise NotImplementedError
+
+    def storefront_returns(self, order: StorefrontOrder):
+        """The returns an order (as read by :meth:`orders_since` / :meth:`get_order`) carries now:
+        a :class:`connectors.parsing.ParsedBatch` of :class:`StorefrontReturn`, whose ``rejected`` rows are
+        the return entries that cannot be read. Storefronts without returns on the order raise
+        NotImplementedError."""
         raise NotImplementedError
 
 

@@ -18,6 +18,8 @@ Modelled on the published HTTP API (see :mod:`connectors.sandbox.commercetools` 
   seen come back (the hub deduplicates on id). Pushed by a Subscription with an HTTP destination
   (AuthorizationHeader authentication: the static ``Authorization`` header carries the webhook secret)
   as ``OrderCreated`` Messages.
+- returns: ``returnInfo[].items[]`` (LineItemReturnItem) of the polled orders — adding a return or changing
+  its ``shipmentState`` bumps ``lastModifiedAt``, so the order poll brings it back (:meth:`storefront_returns`).
 - fulfilment: ``addDelivery`` (parcels with ``trackingData {trackingId, carrier}``) and
   ``changeShipmentState: Shipped`` in one versioned update; idempotent by tracking number.
 
@@ -39,8 +41,9 @@ from typing import Iterable, Iterator
 
 from . import errors
 from .base import (Address, Connector, Fulfilment, InventoryResult, InventoryTarget, OrderLineData, Page, Parcel, Storefront,
-                   StorefrontOrder, StorefrontStock)
+                   StorefrontOrder, StorefrontReturn, StorefrontStock)
 from .http import HttpClient, OAuthClientCredentials
+from .parsing import ParsedBatch, RejectedRow
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,9 @@ PAGE_LIMIT = 500  # ct's maximum page size
 CONFLICT_RETRIES = 8  # hot SKUs in a sale: every TrackOnly order bumps the entry's version
 HUB_DELIVERY_PREFIX = "hub-"  # deliveryKey of deliveries the hub adds; any other delivery was made storefront-side
 STREET_NUMBER_FIRST = {"GB", "IE", "US", "CA", "AU", "NZ", "FR", "ZA"}
+# ReturnShipmentState → the hub's return condition. Advised: announced, not back yet; Returned: received, not
+# judged yet; BackInStock: restocked, saleable; Unusable: damaged / written off. Only BackInStock offsets demand.
+RETURN_CONDITIONS = {"Advised": "advised", "Returned": "inspection", "BackInStock": "available", "Unusable": "damaged"}
 
 
 def q(value: str) -> str:
@@ -598,6 +604,61 @@ class CommercetoolsConnector(Connector, Storefront):
                                   lines=[(s, q) for s, q in lines if s and q > 0], location=location,
                                   fulfilled_at=_parse_dt(d.get("createdAt"))))
         return out
+
+    def storefront_returns(self, order: StorefrontOrder | dict) -> ParsedBatch:
+        """The order's ``returnInfo`` as :class:`StorefrontReturn` rows, one per LineItemReturnItem (its id is
+        the return's stable ref; ``shipmentState`` gives the condition, see ``RETURN_CONDITIONS``;
+        ``returnDate`` of its ReturnInfo, else the item's ``createdAt``, is when it came back). Return items
+        of custom line items (fees, gift wrap) carry no SKU and are skipped. An entry that cannot be read
+        (not an object, no id, a quantity that is not a positive whole number, a line item the order does
+        not have, an unknown shipmentState) is a ``rejected`` row naming the field; the others still count."""
+        raw = order.raw if isinstance(order, StorefrontOrder) else order
+        if not isinstance(raw, dict):
+            raise errors.BadDataError("storefront_returns needs a commercetools order", system=self.system_type)
+        infos = raw.get("returnInfo")
+        good: list[StorefrontReturn] = []
+        rejected: list[RejectedRow] = []
+        if infos in (None, []):
+            return ParsedBatch(good, rejected)
+        order_id = str(raw.get("id", ""))
+
+        def reject(ref: str, field: str, message: str, value) -> None:
+            rejected.append(RejectedRow(index=len(rejected), ref=ref, field=field, message=message, raw=value))
+
+        if not isinstance(infos, list):
+            reject(f"{order_id}/returnInfo", "returnInfo", f"returnInfo is not a list: {str(infos)[:100]}", infos)
+            return ParsedBatch(good, rejected)
+        lines = {li.get("id") for li in raw.get("lineItems") or [] if isinstance(li, dict)}
+        for n, info in enumerate(infos):
+            items = info.get("items") if isinstance(info, dict) else None
+            if not isinstance(items, list):
+                reject(f"{order_id}/returnInfo[{n}]", f"returnInfo[{n}].items", "a ReturnInfo without an items list", info)
+                continue
+            returned_at = _parse_dt(info.get("returnDate"))
+            for i, item in enumerate(items):
+                where = f"returnInfo[{n}].items[{i}]"
+                if not isinstance(item, dict):
+                    reject(f"{order_id}/{where}", where, "a return item is not an object", item)
+                    continue
+                if item.get("type") == "CustomLineItemReturnItem" or (item.get("customLineItemId") and not item.get("lineItemId")):
+                    continue
+                ref = item.get("id")
+                qty = item.get("quantity")
+                state = item.get("shipmentState")
+                problem = (("id", "the return item has no id") if not isinstance(ref, str) or not ref else
+                           ("quantity", f"quantity {qty!r} is not a positive whole number")
+                           if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0 else
+                           ("lineItemId", f"lineItemId {item.get('lineItemId')!r} is not a line item of the order")
+                           if item.get("lineItemId") not in lines else
+                           ("shipmentState", f"shipmentState {state!r} is not one of {', '.join(RETURN_CONDITIONS)}")
+                           if state not in RETURN_CONDITIONS else None)
+                if problem:
+                    reject(f"{order_id}/{ref if isinstance(ref, str) and ref else where}", f"{where}.{problem[0]}", problem[1], item)
+                    continue
+                good.append(StorefrontReturn(return_ref=ref, order_ref=order_id, line_id=item["lineItemId"], quantity=qty,
+                                             condition=RETURN_CONDITIONS[state], state=state,
+                                             returned_at=returned_at or _parse_dt(item.get("createdAt"))))
+        return ParsedBatch(good, rejected)
 
     def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None) -> int | None:
         """One versioned update: ``addDelivery`` with the parcels whose tracking numbers the order does not carry

@@ -19,7 +19,9 @@ Modelled on the published HTTP API (docs.commercetools.com, confirmed via the SD
   400 on a second draft; actions ``changeQuantity``, ``addQuantity``, ``removeQuantity``;
   ``availableQuantity`` = ``quantityOnStock`` - reserved), product projections (``/product-projections``)
   and Orders (``/orders``: actions ``changeShipmentState``, ``changeOrderState``, ``addDelivery`` with
-  ``parcels[].trackingData {trackingId, carrier, ...}``, ``addParcelToDelivery``; ``expand`` of
+  ``parcels[].trackingData {trackingId, carrier, ...}``, ``addParcelToDelivery``, ``addReturnInfo`` (ReturnItemDrafts →
+  LineItemReturnItems with ``shipmentState`` Advised | Returned | BackInStock | Unusable, paymentState Initial; no
+  more units returned than ordered), ``setReturnShipmentState``, ``setReturnPaymentState``; ``expand`` of
   ``shippingInfo.shippingMethod``, ``discountCodes[*].discountCode``, ``lineItems[*].supplyChannel``).
   Orders use ``inventoryMode`` TrackOnly: each line decrements the entry of its supply channel (stock may go
   negative, as in ct). Where no entry exists, real ct refuses the order with OutOfStock; the sandbox
@@ -46,7 +48,8 @@ The emulator holds one project's data; the project key in the path must match th
 
 Control actions (``POST /_sandbox/commercetools/<action>``, see :mod:`connectors.sandbox`):
 seed_catalog, create_orders, configure_webhooks, state, set_inventory, set_credentials, revoke_tokens,
-wait_webhooks, store_fulfil (a delivery added storefront-side, e.g. ship-from-store).
+wait_webhooks, store_fulfil (a delivery added storefront-side, e.g. ship-from-store), add_return / return_state (a
+return booked or moved on storefront-side, as addReturnInfo / setReturnShipmentState do).
 """
 from __future__ import annotations
 
@@ -76,6 +79,8 @@ MAX_LIMIT = 500
 MAX_OFFSET = 10000
 SHIPMENT_STATES = {"Shipped", "Delivered", "Ready", "Pending", "Delayed", "Partial", "Backorder"}
 ORDER_STATES = {"Open", "Confirmed", "Complete", "Cancelled"}
+RETURN_SHIPMENT_STATES = {"Advised", "Returned", "BackInStock", "Unusable"}
+RETURN_PAYMENT_STATES = {"NonRefundable", "Initial", "Refunded", "NotRefunded"}
 WEBHOOK_QUEUE_SIZE = 100_000
 WEBHOOK_WORKERS = 4
 WEBHOOK_RETRY_DELAYS = (0.2, 0.5, 1.0)
@@ -1018,6 +1023,16 @@ class CommercetoolsEmulator(Emulator):
                     if delivery is None:
                         raise ct_error(400, "InvalidOperation", f"No delivery {a.get('deliveryId') or a.get('deliveryKey')!r} on this order.")
                     delivery["parcels"].append(self._parcel(a, line_ids))
+                elif kind == "addReturnInfo":
+                    new.setdefault("returnInfo", []).append(self._return_info(new, a))
+                elif kind in ("setReturnShipmentState", "setReturnPaymentState"):
+                    item = self._return_item(new, a)
+                    field, allowed = (("shipmentState", RETURN_SHIPMENT_STATES) if kind == "setReturnShipmentState"
+                                      else ("paymentState", RETURN_PAYMENT_STATES))
+                    if a.get(field) not in allowed:
+                        raise ct_error(400, "InvalidInput", f"Invalid {field} {a.get(field)!r}")
+                    item[field] = a[field]
+                    item["lastModifiedAt"] = self._tick()
                 elif kind == "setCustomField":
                     custom = new.setdefault("custom", {"type": {"typeId": "type", "id": "order-fields"}, "fields": {}})
                     if a.get("value") is None:
@@ -1064,6 +1079,57 @@ class CommercetoolsEmulator(Emulator):
         if a.get("address"):
             d["address"] = a["address"]
         return d
+
+    def _return_info(self, order: dict, a: dict) -> dict:
+        """``addReturnInfo``: ReturnItemDrafts {quantity, lineItemId | customLineItemId, shipmentState, comment,
+        key} → a ReturnInfo with LineItemReturnItems (paymentState Initial). A line item cannot have more units
+        returned than were ordered."""
+        drafts = a.get("items")
+        if not isinstance(drafts, list) or not drafts:
+            raise ct_error(400, "InvalidInput", "addReturnInfo needs at least one return item")
+        ordered = {li["id"]: li["quantity"] for li in order["lineItems"]}
+        returned: dict[str, int] = {}
+        for info in order.get("returnInfo") or []:
+            for it in info.get("items") or []:
+                if it.get("lineItemId"):
+                    returned[it["lineItemId"]] = returned.get(it["lineItemId"], 0) + int(it.get("quantity") or 0)
+        items = []
+        for d in drafts:
+            if not isinstance(d, dict):
+                raise ct_error(400, "InvalidJsonInput", "a return item draft must be an object")
+            line, qty, state = d.get("lineItemId"), d.get("quantity"), d.get("shipmentState")
+            if line not in ordered:
+                raise ct_error(400, "InvalidOperation", f"Return item draft {d!r} does not reference a line item of this order.")
+            if not isinstance(qty, int) or isinstance(qty, bool) or qty < 1:
+                raise ct_error(400, "InvalidInput", f"Return item quantity {qty!r} must be a positive integer.")
+            if state not in RETURN_SHIPMENT_STATES:
+                raise ct_error(400, "InvalidInput", f"Invalid shipmentState {state!r}")
+            returned[line] = returned.get(line, 0) + qty
+            if returned[line] > ordered[line]:
+                raise ct_error(400, "InvalidOperation", f"Line item {line} has {ordered[line]} units; {returned[line]} would be returned.")
+            ts = self._tick()
+            item = {"type": "LineItemReturnItem", "id": str(uuid.uuid4()), "quantity": qty, "lineItemId": line,
+                    "shipmentState": state, "paymentState": "Initial", "createdAt": ts, "lastModifiedAt": ts}
+            for k in ("key", "comment"):
+                if d.get(k):
+                    item[k] = d[k]
+            items.append(item)
+        info = {"items": items}
+        if a.get("returnTrackingId"):
+            info["returnTrackingId"] = a["returnTrackingId"]
+        if a.get("returnDate"):
+            if parse_dt(a["returnDate"]) is None:
+                raise ct_error(400, "InvalidInput", f"returnDate is not an ISO datetime: {a['returnDate']!r}")
+            info["returnDate"] = a["returnDate"]
+        return info
+
+    @staticmethod
+    def _return_item(order: dict, a: dict) -> dict:
+        for info in order.get("returnInfo") or []:
+            for it in info.get("items") or []:
+                if (a.get("returnItemId") and it.get("id") == a["returnItemId"]) or (a.get("returnItemKey") and it.get("key") == a["returnItemKey"]):
+                    return it
+        raise ct_error(400, "InvalidOperation", f"No return item {a.get('returnItemId') or a.get('returnItemKey')!r} on this order.")
 
     # --- subscription delivery ---------------------------------------------------------------------
     def _ensure_workers(self) -> None:
@@ -1381,6 +1447,48 @@ class CommercetoolsEmulator(Emulator):
             order["lastModifiedAt"] = self._tick()
             return {"delivery_id": delivery["id"], "version": order["version"]}
 
+    def _control_order(self, payload: dict) -> dict:
+        ref = str(payload.get("order", ""))
+        order = self.orders.get(ref) or self.orders.get(self.order_by_number.get(ref, ""))
+        if order is None:
+            raise ct_error(404, "ResourceNotFound", f"no order {ref!r}")
+        return order
+
+    def control_add_return(self, payload: dict) -> dict:
+        """A return booked storefront-side (Merchant Center / returns app), as ``addReturnInfo`` would:
+        {"order": id or orderNumber, "items": [{"sku" or "line_item_id", "quantity", "state": "Advised"}],
+        "tracking": "...", "return_date": ISO}. Bumps version and lastModifiedAt → {"return_item_ids", "version"}."""
+        with self.lock:
+            order = self._control_order(payload)
+            by_sku = {li["variant"]["sku"]: li["id"] for li in order["lineItems"]}
+            drafts = []
+            for it in payload.get("items") or []:
+                line = it.get("line_item_id") or by_sku.get(it.get("sku"))
+                if line is None:
+                    raise ct_error(400, "InvalidOperation", f"order {payload.get('order')} has no line for {it.get('sku')!r}")
+                drafts.append({"lineItemId": line, "quantity": it.get("quantity", 1), "shipmentState": it.get("state", "Advised"),
+                               **({"comment": it["comment"]} if it.get("comment") else {})})
+            info = self._return_info(order, {"items": drafts, "returnTrackingId": payload.get("tracking"),
+                                             "returnDate": payload.get("return_date")})
+            order.setdefault("returnInfo", []).append(info)
+            order["version"] += 1
+            order["lastModifiedAt"] = self._tick()
+            return {"return_item_ids": [i["id"] for i in info["items"]], "version": order["version"]}
+
+    def control_return_state(self, payload: dict) -> dict:
+        """A return item moves on storefront-side (``setReturnShipmentState``): {"order", "return_item_id",
+        "state": "Returned" | "BackInStock" | "Unusable" | "Advised"} → {"version"}."""
+        with self.lock:
+            order = self._control_order(payload)
+            item = self._return_item(order, {"returnItemId": payload.get("return_item_id")})
+            if payload.get("state") not in RETURN_SHIPMENT_STATES:
+                raise ct_error(400, "InvalidInput", f"Invalid shipmentState {payload.get('state')!r}")
+            item["shipmentState"] = payload["state"]
+            item["lastModifiedAt"] = self._tick()
+            order["version"] += 1
+            order["lastModifiedAt"] = item["lastModifiedAt"]
+            return {"version": order["version"]}
+
     def control_set_inventory(self, payload: dict) -> dict:
         """Storefront-side quantity changes (merchant edits, other integrations): {"rows": [{"channel", "sku",
         "quantity"}]} or one row inline. Bumps versions; creates missing entries."""
@@ -1421,6 +1529,10 @@ class CommercetoolsEmulator(Emulator):
                     "shipment_state": o.get("shipmentState"), "deliveries": len(deliveries),
                     "tracking": [p["trackingData"].get("trackingId") for d in deliveries for p in d["parcels"] if p.get("trackingData")],
                     "carriers": [p["trackingData"].get("carrier") for d in deliveries for p in d["parcels"] if p.get("trackingData")],
+                    "returns": {it["id"]: {"line_item_id": it.get("lineItemId"), "quantity": it.get("quantity"),
+                                           "shipment_state": it.get("shipmentState")}
+                                for info in o.get("returnInfo") or [] if isinstance(info, dict)
+                                for it in info.get("items") or [] if isinstance(it, dict) and it.get("id")},
                 }
             return {"inventory": inventory, "versions": versions, "orders": orders, "tokens_issued": self.tokens_issued,
                     "webhooks": dict(self.webhook_stats, pending=self._queue.unfinished_tasks)}

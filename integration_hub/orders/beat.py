@@ -5,7 +5,8 @@ SCHEDULE = [
     Job("orders: sweep", "orders.sweep", every_seconds=30, queue="priority", kwargs={"workers": 4},
         description="Clears claims of killed workers and dispatches processing of due orders (validate, send, resend, notify)."),
     Job("orders: poll storefront orders", "orders.poll_orders", every_seconds=60,
-        description="Captures storefront orders modified since the stored cursor (catch-up behind the subscription webhook)."),
+        description="Captures storefront orders modified since the stored cursor (catch-up behind the subscription webhook) "
+                    "and records the returns they carry for the planner."),
     Job("orders: poll warehouse dispatches", "orders.poll_dispatches", every_seconds=60,
         description="Records warehouse dispatch confirmations since the stored cursor (behind the dispatch webhook)."),
     Job("orders: resend unacknowledged", "orders.resend_unacknowledged", every_seconds=120,

@@ -170,9 +170,10 @@ class CaptureResult:
     created: list = field(default_factory=list)  # Order rows
     existing: int = 0
     rejected: int = 0
+    returns: int = 0  # return rows recorded or changed (planning.ReturnLine)
 
     def as_dict(self) -> dict:
-        return {"created": len(self.created), "existing": self.existing, "rejected": self.rejected}
+        return {"created": len(self.created), "existing": self.existing, "rejected": self.rejected, "returns": self.returns}
 
 
 def _addr(a) -> dict:
@@ -312,6 +313,7 @@ def capture_many(connection: Connection, storefront_orders, source: str = "poll"
     result = _capture(pairs, source)
     result.rejected = len(problems)
     _record_storefront_side(connection, pairs)
+    result.returns = _record_storefront_returns(connection, pairs)
     _apply_storefront_cancellations(connection, pairs)
     if problems:
         raise_many(problems)
@@ -397,6 +399,58 @@ def _record_storefront_side(connection: Connection, pairs) -> int:
     if problems:
         raise_many(problems)
     return len(rows)
+
+
+def _record_storefront_returns(connection: Connection, pairs) -> int:
+    """Returns the polled orders carry (connector ``storefront_returns``) → ``planning.ReturnLine`` through
+    :func:`integration_hub.planning.services.record_returns`, one row per storefront return item keyed
+    ``<order key>/<return item ref>``: the same item read on every later poll is the same row, and an item
+    that moved on (advised → received → back in stock / unusable) updates it. Return entries the connector
+    cannot read become one ``bad_payload:<connection>:returns:<order key>`` record per order listing them
+    (the order and its other returns still go through); it is cleared when the order's returns next read
+    cleanly. No queries when the batch carries no returns."""
+    try:
+        finder = getattr(_connector(connection), "storefront_returns", None)
+    except errors.ConnectorError:
+        return 0
+    if finder is None:
+        return 0
+    from connectors.parsing import ParsedBatch, RejectedRow
+
+    rows, problems, clean = [], [], []
+    for ch, so in pairs:
+        try:
+            batch = finder(so)
+        except NotImplementedError:
+            return 0
+        except errors.BadDataError as exc:
+            batch = ParsedBatch([], [RejectedRow(0, so.external_id, "order", str(exc)[:500])])
+        key = order_key(ch, so.external_id)
+        bad = _bad_key(connection.name, "returns", key)
+        if batch.rejected:
+            problems.append(Problem(
+                "bad_payload", bad, f"Returns of order {so.order_number or so.external_id} from {connection.name} cannot be read",
+                message="; ".join(f"{r.field}: {r.message}" for r in batch.rejected)[:2000]
+                + ". The planner does not see these returns; fix them in the storefront (any change brings the order back "
+                  "into the poll).",
+                context={"order_id": so.external_id, "rejected": [{"ref": r.ref, "field": r.field, "message": r.message,
+                                                                   "raw": str(r.raw)[:500]} for r in batch.rejected[:20]],
+                         "action": "check_order"},
+                connection_id=connection.pk, channel_id=ch.pk, order_ref=key))
+        elif len(batch):
+            clean.append(bad)
+        rows += [{"external_ref": f"{key}/{r.return_ref}", "order_ref": key, "line_id": r.line_id, "quantity": r.quantity,
+                  "condition": r.condition, "returned_at": r.returned_at} for r in batch]
+    if not rows and not problems:
+        return 0
+    from integration_hub.planning.services import record_returns
+
+    stored = record_returns(rows, source=connection.name) if rows else 0
+    if problems:
+        raise_many(problems)
+    if clean:
+        clear(clean, reason="the order's returns read cleanly")
+    return stored
 
 
 # --- mapping + reservations ---------------------------------------------------------------------------
@@ -1323,7 +1377,7 @@ def poll_orders(connection: Connection, max_pages: int = 20, page_size: int = 50
     same transaction as the capture, so a crash re-reads the page (captures are idempotent)."""
     connector = _connector(connection)
     cur = _cursor(connection, ORDERS_STREAM)
-    totals = {"pages": 0, "created": 0, "existing": 0, "rejected": 0}
+    totals = {"pages": 0, "created": 0, "existing": 0, "rejected": 0, "returns": 0}
     value = cur.value
     for _ in range(max_pages):
         page = connector.orders_since(value, limit=page_size)
@@ -1334,6 +1388,7 @@ def poll_orders(connection: Connection, max_pages: int = 20, page_size: int = 50
         totals["created"] += len(r.created)
         totals["existing"] += r.existing
         totals["rejected"] += r.rejected
+        totals["returns"] += r.returns
         value = page.cursor or value
         if not page.has_more:
             break

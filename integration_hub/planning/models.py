@@ -15,9 +15,11 @@ from integration_hub.orders.models import Order, OrderLine
 
 
 class ReturnCondition(models.TextChoices):
-    """The state returned units were booked into (the hub's inventory states). Only ``available``
-    (saleable) returns offset demand: a damaged or quarantined unit did not come back to sellable stock."""
+    """Where returned units stand (the hub's inventory states, plus ``advised``: announced by the customer,
+    not back yet). Only ``available`` (saleable) returns offset demand: an announced unit has not arrived,
+    and a damaged or quarantined one did not come back to sellable stock."""
 
+    ADVISED = "advised", "advised (not back yet)"
     AVAILABLE = "available", "saleable"
     INSPECTION = "inspection", "inspection / quarantine"
     DAMAGED = "damaged", "damaged"

@@ -14,8 +14,10 @@ number of queries:
   it from the planner connection's ``options["warehouses"]`` (``{"<connection name>": "<warehouse id>"}``);
   promotion codes = ``Order.promotion_codes``;
 - returns (:class:`ReturnLine`) are sent as return lines (negative quantity) — only units returned
-  into the saleable state (``available``) offset demand; units booked into inspection/quarantine or
-  damaged did not come back to sellable stock, so they still need replenishing and are not sent.
+  into the saleable state (``available``) offset demand; units only announced (``advised``), booked into
+  inspection/quarantine or damaged did not come back to sellable stock, so they still need replenishing
+  and are not sent. Returns come in with the storefront order poll (``orders.services.capture_many`` →
+  connector ``storefront_returns`` → :func:`record_returns`), keyed by the storefront's return item id.
 
 The key of a line is ``<order ref>|<sku>|<bundle sku>|sale|return`` (the same id the Inventory Planner
 connector sends). :class:`DemandFeedEntry` keeps what was last sent per key: each line goes once and is
@@ -32,7 +34,7 @@ import json
 import logging
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.db import transaction
 from django.utils import timezone
@@ -251,10 +253,13 @@ def push_demand_feed(connection: Connection, *, full: bool = False) -> FeedResul
 # --- returns -----------------------------------------------------------------------------------------
 def record_returns(rows: list[dict], *, source: str = "returns") -> int:
     """Record returned units. Each row: ``external_ref``, ``order_ref`` (the hub order key) and ``line_id``
-    (storefront line id), ``quantity`` > 0, ``condition`` (available | inspection | damaged; default
-    available), optional ``returned_at``. Upserts by ``external_ref`` (a re-sent return, or a unit moved
-    out of inspection, updates the row). Rows naming an unknown order line or bad values become
-    ``bad_payload`` exception records; the others are stored. Returns rows stored. 2 queries + writes."""
+    (storefront line id), ``quantity`` > 0, ``condition`` (advised | available | inspection | damaged;
+    default available), optional ``returned_at``. Upserts by ``external_ref``: the same return read again is
+    one row, and a return that moved on (advised → received → back in stock) updates it; rows that change
+    nothing are not written (``updated_at`` is when the return last changed, which is what the demand feed
+    re-reads). The same ``external_ref`` twice in one call: the last row wins. Rows naming an unknown order
+    line or bad values become ``bad_payload`` exception records keyed ``bad_payload:<source>:return:<ref>``;
+    the others are stored. Returns rows written. 3 queries + writes."""
     wanted = {(str(r.get("order_ref", "")), str(r.get("line_id", ""))) for r in rows}
     refs = sorted({o for o, _ in wanted})
     lines = {}
@@ -262,32 +267,63 @@ def record_returns(rows: list[dict], *, source: str = "returns") -> int:
         for pk, ref, line_id in (OrderLine.objects.filter(order__idempotency_key__in=refs[start:start + LOOKUP_CHUNK])
                                  .values_list("id", "order__idempotency_key", "line_id")):
             lines[(ref, line_id)] = pk
-    good, problems = [], []
+    good: dict[str, tuple] = {}
+    problems = []
     for r in rows:
         ext = str(r.get("external_ref") or "")
         qty, cond = r.get("quantity"), r.get("condition") or ReturnCondition.AVAILABLE
         line_pk = lines.get((str(r.get("order_ref", "")), str(r.get("line_id", ""))))
+        returned = r.get("returned_at")
+        if isinstance(returned, str):
+            try:
+                returned = parse_datetime(returned)
+            except ValueError:
+                returned = None
         reason = ("external_ref is missing" if not ext else
                   f"order line {r.get('order_ref')}/{r.get('line_id')} is unknown" if line_pk is None else
                   f"quantity {qty!r} is not a positive whole number" if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0 else
-                  f"condition {cond!r} is not one of {', '.join(ReturnCondition.values)}" if cond not in ReturnCondition.values else "")
+                  f"condition {cond!r} is not one of {', '.join(ReturnCondition.values)}" if cond not in ReturnCondition.values else
+                  f"returned_at {r.get('returned_at')!r} is not a date and time" if r.get("returned_at") and not isinstance(returned, datetime)
+                  else "")
         if reason:
             problems.append(Problem(kind="bad_payload", key=make_key("bad_payload", source, "return", ext or r.get("order_ref") or "?"),
                                     title=f"Return not recorded: {reason}", message=reason, order_ref=str(r.get("order_ref", ""))[:100],
                                     context={"row": {k: str(v)[:200] for k, v in r.items()}, "action": "fix_return"}))
             continue
-        returned = r.get("returned_at")
-        if isinstance(returned, str):
-            returned = parse_datetime(returned)
-        good.append((line_pk, ext[:150], qty, cond, returned))
+        if returned is not None and timezone.is_naive(returned):
+            returned = timezone.make_aware(returned, dt_timezone.utc)
+        good[ext[:150]] = (line_pk, ext[:150], qty, str(cond), returned)
+    before = {}
+    exts = list(good)
+    for start in range(0, len(exts), LOOKUP_CHUNK):
+        for ext, *rest in (ReturnLine.objects.filter(external_ref__in=exts[start:start + LOOKUP_CHUNK])
+                           .values_list("external_ref", "order_line_id", "quantity", "condition", "returned_at")):
+            before[ext] = tuple(rest)
+    changed = [row for ext, row in good.items() if before.get(ext) != (row[0], row[2], row[3], row[4])]
     now = timezone.now()
     with transaction.atomic():
         upsert(ReturnLine, ["order_line_id", "external_ref", "quantity", "condition", "returned_at", "created_at", "updated_at"],
-               ["external_ref"], ["quantity", "condition", "returned_at", "updated_at"],
-               [(pk, ext, qty, cond, ret, now, now) for pk, ext, qty, cond, ret in good])
+               ["external_ref"], ["order_line_id", "quantity", "condition", "returned_at", "updated_at"],
+               [(pk, ext, qty, cond, ret, now, now) for pk, ext, qty, cond, ret in changed])
     if problems:
         raise_many(problems)
-    return len(good)
+    return len(changed)
+
+
+def returns_summary(recent: int = 10) -> dict:
+    """For the ops page: returned lines and units per condition (only ``available`` offsets demand), when a
+    return last changed, and the ``recent`` latest changes with their order and SKU. 2 queries."""
+    from django.db.models import Count, Max, Sum
+
+    by = {c: {"condition": c, "label": label, "lines": 0, "units": 0, "offsets": c == ReturnCondition.AVAILABLE}
+          for c, label in ReturnCondition.choices}
+    last = None
+    for cond, n, units, at in (ReturnLine.objects.order_by().values_list("condition").annotate(Count("id"), Sum("quantity"), Max("updated_at"))):
+        if cond in by:
+            by[cond].update(lines=n, units=units or 0)
+        last = at if last is None or (at and at > last) else last
+    latest = list(ReturnLine.objects.select_related("order_line__order", "order_line__item").order_by("-updated_at", "-id")[:recent])
+    return {"conditions": list(by.values()), "lines": sum(c["lines"] for c in by.values()), "last_changed": last, "recent": latest}
 
 
 # --- recommendations ----------------------------------------------------------------------------------

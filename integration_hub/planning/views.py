@@ -1,4 +1,5 @@
-"""Ops page: the planner's replenishment / purchase recommendations (login + planning.view_recommendation).
+"""Ops page: the planner's replenishment / purchase recommendations (login + planning.view_recommendation),
+with the returns the hub has recorded (per condition; only saleable ones offset demand) and the latest ones.
 A fixed number of queries per page whatever the row count."""
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from django.views.generic import TemplateView
 from integration_hub.core.roles import PermissionRequired
 
 from .models import DemandFeedEntry, Recommendation
-from .services import planner_connections
+from .services import planner_connections, returns_summary
 
 PAGE_SIZE = 50
 
@@ -36,5 +37,6 @@ class RecommendationListView(PermissionRequired, TemplateView):
         feed = DemandFeedEntry.objects.aggregate(last=Max("sent_at"))
         ctx.update(page=page, q=q, kind=kind, location=location, kinds=Recommendation.Kind.choices, query=params.urlencode(),
                    planners=list(planner_connections().values("name", "last_success_at", "last_error")),
-                   last_fetched=Recommendation.objects.aggregate(last=Max("fetched_at"))["last"], last_sent=feed["last"])
+                   last_fetched=Recommendation.objects.aggregate(last=Max("fetched_at"))["last"], last_sent=feed["last"],
+                   returns=returns_summary())
         return ctx

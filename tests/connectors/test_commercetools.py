@@ -628,3 +628,86 @@ def test_unpublished_products_take_stock_but_are_not_listed_as_sold(ct, sandbox,
     assert res.ok and res.quantity == 12
     skus = set(ct.list_skus())
     assert "NEXT-1" not in skus and set(SKUS) <= skus
+
+
+# --- returns ---------------------------------------------------------------------------------------------
+def _update(ct, oid, version, *actions):
+    return ct.client.post(ct.path(f"orders/{oid}"), json={"version": version, "actions": list(actions)}).json()
+
+
+def test_returns_are_added_and_moved_with_the_real_update_actions(ct, sandbox, catalog):
+    [oid] = control(sandbox, "create_orders", {"orders": [ORDER]})["ids"]
+    first = ct.orders_since("")
+    order = ct.get_order(oid)
+    assert ct.storefront_returns(order) == [] and not ct.storefront_returns(order).rejected
+    lines = {ln.sku: ln.line_id for ln in order.lines}
+    body = _update(ct, oid, order.version, {"action": "addReturnInfo", "returnTrackingId": "RET-9", "returnDate": "2026-11-20T10:00:00.000Z",
+                                            "items": [{"lineItemId": lines["SKU-001"], "quantity": 2, "shipmentState": "Advised"},
+                                                      {"lineItemId": lines["SKU-002"], "quantity": 1, "shipmentState": "Returned"}]})
+    assert body["version"] == order.version + 1 and body["lastModifiedAt"] > order.raw["lastModifiedAt"]
+    [info] = body["returnInfo"]
+    assert info["returnTrackingId"] == "RET-9" and [i["type"] for i in info["items"]] == ["LineItemReturnItem"] * 2
+    assert all(i["paymentState"] == "Initial" and i["createdAt"] for i in info["items"])
+    # the order poll brings the modified order back
+    again = ct.orders_since(first.cursor)
+    assert [o.external_id for o in again.items] == [oid]
+    rets = ct.storefront_returns(again.items[0])
+    assert [(r.line_id, r.quantity, r.state, r.condition) for r in rets] == [
+        (lines["SKU-001"], 2, "Advised", "advised"), (lines["SKU-002"], 1, "Returned", "inspection")]
+    assert rets[0].return_ref == info["items"][0]["id"] and rets[0].order_ref == oid
+    assert rets[0].returned_at.isoformat().startswith("2026-11-20T10:00")
+
+    body = _update(ct, oid, body["version"],
+                   {"action": "setReturnShipmentState", "returnItemId": info["items"][0]["id"], "shipmentState": "BackInStock"},
+                   {"action": "setReturnShipmentState", "returnItemId": info["items"][1]["id"], "shipmentState": "Unusable"},
+                   {"action": "setReturnPaymentState", "returnItemId": info["items"][1]["id"], "paymentState": "Refunded"})
+    rets = ct.storefront_returns(ct.get_order(oid))
+    assert [(r.return_ref, r.condition) for r in rets] == [(info["items"][0]["id"], "available"), (info["items"][1]["id"], "damaged")]
+    state = control(sandbox, "state")["orders"][oid]["returns"]
+    assert state[info["items"][1]["id"]] == {"line_item_id": lines["SKU-002"], "quantity": 1, "shipment_state": "Unusable"}
+
+
+def test_return_update_actions_are_validated(ct, sandbox, catalog):
+    [oid] = control(sandbox, "create_orders", {"orders": [ORDER]})["ids"]
+    order = ct.get_order(oid)
+    line = order.lines[1].line_id  # 1 unit ordered
+    with pytest.raises(errors.BadDataError):  # more returned than ordered
+        _update(ct, oid, order.version, {"action": "addReturnInfo", "items": [{"lineItemId": line, "quantity": 2, "shipmentState": "Advised"}]})
+    with pytest.raises(errors.BadDataError):
+        _update(ct, oid, order.version, {"action": "addReturnInfo", "items": [{"lineItemId": "nope", "quantity": 1, "shipmentState": "Advised"}]})
+    with pytest.raises(errors.BadDataError):
+        _update(ct, oid, order.version, {"action": "addReturnInfo", "items": [{"lineItemId": line, "quantity": 1, "shipmentState": "Lost"}]})
+    with pytest.raises(errors.BadDataError):
+        _update(ct, oid, order.version, {"action": "setReturnShipmentState", "returnItemId": "nope", "shipmentState": "Returned"})
+    made = control(sandbox, "add_return", {"order": order.order_number, "items": [{"sku": "SKU-002", "quantity": 1}]})
+    assert made["version"] == order.version + 1
+    with pytest.raises(errors.ConflictError):  # stale version
+        _update(ct, oid, order.version, {"action": "setReturnShipmentState", "returnItemId": made["return_item_ids"][0],
+                                         "shipmentState": "Returned"})
+    assert control(sandbox, "state")["orders"][oid]["returns"][made["return_item_ids"][0]]["shipment_state"] == "Advised"
+
+
+def test_unreadable_return_entries_are_rejected_and_the_rest_kept(ct, emu, sandbox, catalog):
+    [oid] = control(sandbox, "create_orders", {"orders": [ORDER]})["ids"]
+    [good] = control(sandbox, "add_return", {"order": oid, "items": [{"sku": "SKU-001", "quantity": 1, "state": "BackInStock"}]})["return_item_ids"]
+    with emu.lock:
+        o = emu.orders[oid]
+        line = o["lineItems"][0]["id"]
+        o["returnInfo"] += [
+            {"items": [{"id": "q0", "quantity": 0, "lineItemId": line, "shipmentState": "Returned"},
+                       {"id": "st", "quantity": 1, "lineItemId": line, "shipmentState": "Lost"},
+                       {"quantity": 1, "lineItemId": line, "shipmentState": "Returned"},
+                       {"type": "CustomLineItemReturnItem", "id": "fee", "quantity": 1, "customLineItemId": "gift-wrap",
+                        "shipmentState": "Returned"},
+                       "junk"]},
+            {"no": "items"}]
+    rets = ct.storefront_returns(ct.get_order(oid))
+    assert [r.return_ref for r in rets] == [good]  # the custom line item return (no SKU) is skipped, not rejected
+    assert [(r.ref, r.field) for r in rets.rejected] == [
+        (f"{oid}/q0", "returnInfo[1].items[0].quantity"), (f"{oid}/st", "returnInfo[1].items[1].shipmentState"),
+        (f"{oid}/returnInfo[1].items[2]", "returnInfo[1].items[2].id"), (f"{oid}/returnInfo[1].items[4]", "returnInfo[1].items[4]"),
+        (f"{oid}/returnInfo[2]", "returnInfo[2].items")]
+    with emu.lock:
+        emu.orders[oid]["returnInfo"] = {"items": []}
+    rets = ct.storefront_returns(ct.get_order(oid))
+    assert list(rets) == [] and [r.field for r in rets.rejected] == ["returnInfo"]

@@ -200,3 +200,42 @@ def test_planner_warehouse_ids_from_options(world, orders, sandbox):
     lines = ip_control(sandbox, "state")["lines"]
     assert {v["warehouse"] for v in lines.values()} == {"wh-42"}
     assert set(DemandFeedEntry.objects.values_list("location", flat=True)) == {"wh-42"}
+
+
+def test_record_returns_is_idempotent_and_follows_state_changes(world, orders, sandbox):
+    row = {"external_ref": "ct/R1", "order_ref": "uk-web:O1", "line_id": "1", "quantity": 2, "condition": "advised",
+           "returned_at": "2026-11-20T10:00:00Z"}
+    assert services.record_returns([row]) == 1
+    first = ReturnLine.objects.get()
+    assert services.record_returns([row, dict(row)]) == 0  # seen again: nothing written
+    assert ReturnLine.objects.get().updated_at == first.updated_at
+    services.push_demand_feed(world["ip"])
+    assert DemandFeedEntry.objects.filter(is_return=True).count() == 0  # announced units do not offset demand
+    # advised → back in stock, with a stale copy earlier in the same batch: the last row wins
+    assert services.record_returns([row, dict(row, condition="available")]) == 1
+    assert ReturnLine.objects.get().condition == "available" and ReturnLine.objects.count() == 1
+    assert services.push_demand_feed(world["ip"]).returns_sent == 1
+    assert ip_control(sandbox, "state")["lines"]["uk-web:O1|A||return"]["quantity"] == -2
+    assert services.record_returns([dict(row, condition="available", returned_at="yesterday")]) == 0
+    assert ExceptionRecord.objects.filter(dedupe_key="bad_payload:returns:return:ct/R1", title__contains="returned_at").exists()
+
+
+def test_ops_page_shows_returns_in_fixed_queries(world, orders, sandbox, role_client, django_assert_num_queries):
+    client = role_client("ops")
+
+    def add(n, start):
+        services.record_returns([{"external_ref": f"R{i}", "order_ref": "uk-web:O2", "line_id": "2", "quantity": 1,
+                                  "condition": ("available", "damaged", "inspection", "advised")[i % 4]} for i in range(start, start + n)])
+
+    add(5, 0)
+    client.get("/planning/")
+    with django_assert_num_queries(11) as small:
+        resp = client.get("/planning/")
+    body = resp.content.decode()
+    assert "Latest returns" in body and "advised (not back yet)" in body and "O2" in body
+    summary = {c["condition"]: (c["lines"], c["units"]) for c in services.returns_summary()["conditions"]}
+    assert summary == {"available": (2, 2), "damaged": (1, 1), "inspection": (1, 1), "advised": (1, 1)}
+    add(45, 5)
+    with django_assert_num_queries(len(small.captured_queries)):
+        resp = client.get("/planning/")
+    assert resp.status_code == 200 and services.returns_summary()["lines"] == 50
