@@ -19,7 +19,9 @@ storefront emulators (commercetools, sfcc)
                  the version: drift / 409 tests), set_credentials {"client_id", "client_secret"}, revoke_tokens {},
                  wait_webhooks {"timeout": s} → delivery stats once the subscription queue is drained,
                  store_fulfil {"order", "lines", "tracking"} (ship-from-store delivery); configure_webhooks also
-                 takes "concurrency" and "retry_delays"
+                 takes "concurrency" and "retry_delays"; add_return {"order", "items": [{"sku", "quantity", "state"}],
+                 "tracking", "return_date"} → {"return_item_ids"}, return_state {"order", "return_item_id", "state"}
+                 (returns booked / moved on storefront-side, as addReturnInfo / setReturnShipmentState)
 master / warehouse emulators (wair, clarus, archean)
   seed_locations {"locations": [{"id": "...", "name": "..."}]}
   seed_stock     {"rows": [{"sku", "location", "state", "quantity"}]}   bulk, no notifications

@@ -81,7 +81,8 @@ def _guarded(conn: Connection, operation: str, fn):
 
 @shared_task(name="orders.poll_orders", ignore_result=True)
 def poll_orders(connection_id: int | None = None, max_pages: int = 20) -> dict:
-    """Beat (catch-up behind the subscription): capture orders since the cursor from every storefront."""
+    """Beat (catch-up behind the subscription): capture orders since the cursor from every storefront, and
+    record the returns the modified orders carry for the planner (``services.capture_many``)."""
     conns = services.storefront_connections()
     if connection_id:
         conns = conns.filter(pk=connection_id)

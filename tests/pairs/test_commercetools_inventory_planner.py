@@ -81,7 +81,11 @@ def test_return_advised_then_back_in_stock_offsets_demand_once(pair):
     assert ReturnLine.objects.get().condition == "inspection"
     assert planning.push_demand_feed(ip).returns_sent == 0  # received, not inspected yet
     _ct_update(sf, order.external_id, {"action": "setReturnShipmentState", "returnItemId": item_id, "shipmentState": "BackInStock"})
-    assert pair.orders_out(sf)[0]["returns"] == 1
+    from integration_hub.orders.beat import SCHEDULE
+    from integration_hub.orders.tasks import poll_orders
+
+    assert any(j.task == "orders.poll_orders" and j.every_seconds for j in SCHEDULE)  # the beat job that reads returns
+    assert poll_orders(connection_id=sf.pk)[sf.name]["returns"] == 1
     assert ReturnLine.objects.get().condition == "available"
     assert planning.push_demand_feed(ip).returns_sent == 1
     assert _return_lines(pair) == {f"{key}|A||return": -1}
