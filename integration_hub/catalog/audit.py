@@ -1,7 +1,9 @@
 """Catalogue audit: every SKU a storefront sells vs the hub's SKU mappings.
 
-Per storefront connection: ``Storefront.list_skus()`` once, the mappings of its channels in one query,
-the item master in one query (indexed by :func:`transforms.normalise`), then pure set arithmetic.
+Per storefront connection: ``Storefront.list_skus()`` once, then set-based SQL (:func:`lookup`): per batch of
+storefront SKUs one query for their mappings and one that joins them (and the cores the configured transforms
+would have to turn into them) to the item master on the normalised SKU — the item master never comes into
+Python, only the matches do; a fixed number of queries whatever the size of the catalogue.
 For each channel, a storefront SKU with no active mapping (channel-specific or global) becomes:
 
 * ``sku_mismatch`` (key ``sku_mismatch:<channel>:<storefront sku>``) when an unmapped master item
@@ -26,6 +28,7 @@ import logging
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
+from django import db
 from django.db.models import Q
 
 from exceptions_app.models import ACTIVE_STATUSES, ExceptionRecord
@@ -34,9 +37,11 @@ from exceptions_app.services import _set_status  # same status bookkeeping as cl
 from integration_hub.core.models import Channel
 
 from .models import IdentifierTransform, Item, SkuMapping
-from .transforms import TransformError, TransformSpec, apply, candidate_specs, describe, normalise
+from .transforms import TransformError, TransformSpec, apply, candidate_specs, describe, normalise_sql
 
 log = logging.getLogger(__name__)
+
+BATCH = 2000  # storefront SKUs per lookup (2 queries); with their transform cores, well within SQL parameter limits
 
 
 @dataclass
@@ -77,35 +82,55 @@ def configured_transforms(connection, channels) -> dict[int, list[tuple[Identifi
     return out
 
 
-def match_configured(sf_sku: str, transforms, index, mapped_items) -> tuple | None:
-    """(transform, spec, (item id, master sku)) for the first configured transform that turns an unmapped
-    master item's SKU into ``sf_sku``. Instead of applying every transform to the whole item master, the
-    storefront SKU is stripped of the transform's prefix/suffix and looked up by its normalised key (a
-    transform only adds affixes, pads/strips zeros and changes case, all of which the key ignores), and
-    the transform is then applied to those few candidates to confirm."""
+def strip_affixes(sf_sku: str, spec: TransformSpec) -> str | None:
+    """What a master SKU must loosely equal (same :func:`normalise` key) for ``spec`` to turn it into ``sf_sku``:
+    the storefront SKU without the transform's prefix/suffix (compared case-insensitively, as the transform may
+    change case); None when they do not fit. A transform only adds affixes, pads/strips zeros and changes case,
+    all of which the key ignores, so applying it to those few candidates confirms the match."""
     folded = sf_sku.upper()
-    for t, spec in transforms:
-        if spec.prefix and not folded.startswith(spec.prefix.upper()):
-            continue
-        if spec.suffix and not folded.endswith(spec.suffix.upper()):
-            continue
-        core = sf_sku[len(spec.prefix):len(sf_sku) - len(spec.suffix)]
-        if not core.strip():
-            continue
-        for cand in index.get(normalise(core), []):
-            if cand[0] in mapped_items:
-                continue
-            try:
-                if apply(cand[1], spec) == sf_sku:
-                    return t, spec, cand
-            except TransformError:
-                continue
-    return None
+    if (spec.prefix and not folded.startswith(spec.prefix.upper())) or (spec.suffix and not folded.endswith(spec.suffix.upper())):
+        return None
+    core = sf_sku[len(spec.prefix):len(sf_sku) - len(spec.suffix)]
+    return core if core.strip() else None
+
+
+def lookup(skus: list[str], cores: set[str], chan_ids: list[int]) -> tuple[dict, dict]:
+    """Set-based lookup of a batch of storefront SKUs: two queries, whatever the size of the item master.
+
+    * ``mapped``: {storefront sku: {channel id, None for global}} of its active mappings on ``chan_ids``;
+    * ``candidates``: {value: {item id: (master sku, {channel ids, None for global, of the item's active
+      mappings})}} for each storefront SKU and transform core: the active master items with the same normalised
+      SKU, in SKU order. The values are staged inline (a ``VALUES`` list) and joined to the item master in the
+      database, which computes both sides' key with :func:`normalise_sql`; only matches come back."""
+    mapped, candidates = defaultdict(set), defaultdict(dict)
+    for sf_sku, ch_id in (SkuMapping.objects.filter(Q(channel__isnull=True) | Q(channel__in=chan_ids), active=True,
+                                                     storefront_sku__in=skus).values_list("storefront_sku", "channel_id")):
+        mapped[sf_sku].add(ch_id)
+    values = sorted(set(skus) | cores)
+    if not values:
+        return mapped, candidates
+    qn = db.connection.ops.quote_name
+    channel_list = ", ".join(["%s"] * len(chan_ids))
+    sql = (f"WITH v (value) AS (VALUES {', '.join(['(%s)'] * len(values))}), "
+           f"s AS MATERIALIZED (SELECT value, {normalise_sql('value')} AS sku_key FROM v) "  # a column SQLite can index
+           f"SELECT s.value, i.id, i.sku, m.id, m.channel_id FROM s "
+           f"JOIN {qn(Item._meta.db_table)} i ON {normalise_sql('i.sku')} = s.sku_key "
+           f"LEFT JOIN {qn(SkuMapping._meta.db_table)} m ON m.item_id = i.id AND m.active = %s "
+           f"AND (m.channel_id IS NULL OR m.channel_id IN ({channel_list})) "
+           f"WHERE i.active = %s ORDER BY i.sku, i.id")
+    with db.connection.cursor() as cur:
+        cur.execute(sql, [*values, True, *chan_ids, True])
+        for value, item_id, item_sku, mapping_id, ch_id in cur.fetchall():
+            _, on = candidates[value].setdefault(item_id, (item_sku, set()))
+            if mapping_id is not None:
+                on.add(ch_id)
+    return mapped, candidates
 
 
 def audit_skus(connection, storefront_skus, channels=None) -> AuditResult:
     """Audit ``storefront_skus`` (what ``list_skus`` returned) for every active channel of ``connection``
-    (or only ``channels``)."""
+    (or only ``channels``). A fixed number of queries per :data:`BATCH` storefront SKUs; the item master and
+    the mappings stay in the database."""
     skus = {s.strip() for s in storefront_skus if isinstance(s, str) and s.strip()}
     out = AuditResult(connection.name, storefront_skus=len(skus))
     qs = Channel.objects.filter(connection=connection, active=True)
@@ -115,34 +140,37 @@ def audit_skus(connection, storefront_skus, channels=None) -> AuditResult:
     out.channels = len(channels)
     if not channels:
         return out
-    chan_ids = {c.pk for c in channels}
-    global_skus, global_items = set(), set()
-    chan_skus, chan_items = defaultdict(set), defaultdict(set)
-    for ch_id, sf_sku, item_id in (SkuMapping.objects.filter(active=True).filter(Q(channel__isnull=True) | Q(channel__in=chan_ids))
-                                   .values_list("channel_id", "storefront_sku", "item_id")):
-        if ch_id is None:
-            global_skus.add(sf_sku)
-            global_items.add(item_id)
-        else:
-            chan_skus[ch_id].add(sf_sku)
-            chan_items[ch_id].add(item_id)
-    index: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for item_id, sku in Item.objects.filter(active=True).values_list("id", "sku").iterator(chunk_size=5000):
-        index[normalise(sku)].append((item_id, sku))
-    specs = candidate_specs()
+    chan_ids = [c.pk for c in channels]
     configured = configured_transforms(connection, channels)
+    by_id = {t.pk: spec for pairs in configured.values() for t, spec in pairs}
+    cores: dict[tuple[str, int], str] = {}  # (storefront sku, transform id) -> what the master SKU must loosely equal
+    mapped, candidates = {}, {}
+    ordered = sorted(skus)
+    for start in range(0, len(ordered), BATCH):
+        batch = ordered[start:start + BATCH]
+        batch_cores = {(s, t_id): core for s in batch for t_id, spec in by_id.items()
+                       if (core := strip_affixes(s, spec)) is not None}
+        cores.update(batch_cores)
+        found_mapped, found_candidates = lookup(batch, set(batch_cores.values()), chan_ids)
+        mapped.update(found_mapped)
+        candidates.update(found_candidates)
+    specs = candidate_specs()
 
     problems: list[Problem] = []
     resolved: set[tuple[str, str]] = set()  # (channel key, storefront sku) now mapped
     for ch in channels:
-        mapped_skus = global_skus | chan_skus[ch.pk]
-        mapped_items = global_items | chan_items[ch.pk]
-        present_mapped = skus & mapped_skus
+        here = {None, ch.pk}
+
+        def unmapped(value):  # candidate (item id, master sku) pairs not mapped on this channel (nor globally)
+            return [(item_id, sku) for item_id, (sku, on) in candidates.get(value, {}).items() if not on & here]
+
+        present_mapped = {s for s in skus if mapped.get(s, set()) & here}
         out.mapped += len(present_mapped)
         resolved.update((ch.key, s) for s in present_mapped)
         stats = {"mapped": len(present_mapped), "mismatch": 0, "unknown": 0}
-        for sf_sku in sorted(skus - mapped_skus):
-            found = match_configured(sf_sku, configured[ch.pk], index, mapped_items) if configured[ch.pk] else None
+        for sf_sku in sorted(skus - present_mapped):
+            found = next(((t, spec, cand) for t, spec in configured[ch.pk] if (sf_sku, t.pk) in cores
+                          for cand in unmapped(cores[sf_sku, t.pk]) if find_transform(cand[1], sf_sku, [spec]) is not None), None)
             if found is not None:
                 t, spec, best = found
                 stats["mismatch"] += 1
@@ -159,10 +187,10 @@ def audit_skus(connection, storefront_skus, channels=None) -> AuditResult:
                              "configured_transform": {"id": t.pk, "name": t.name}, "other_candidates": [],
                              "action": "map_sku"}))
                 continue
-            candidates = [c for c in index.get(normalise(sf_sku), []) if c[0] not in mapped_items]
-            if candidates:
-                best, spec = candidates[0], None
-                for cand in candidates:
+            near = unmapped(sf_sku)
+            if near:
+                best, spec = near[0], None
+                for cand in near:
                     spec = find_transform(cand[1], sf_sku, specs)
                     if spec is not None:
                         best = cand
@@ -178,7 +206,7 @@ def audit_skus(connection, storefront_skus, channels=None) -> AuditResult:
                              "suggested_item_id": best[0], "transform": asdict(spec) if spec else None,
                              "suggested_transform": asdict(spec) if spec else None,
                              "transform_label": describe(spec), "match": "transform" if spec else "normalised",
-                             "other_candidates": [c[1] for c in candidates if c != best][:5], "action": "map_sku"}))
+                             "other_candidates": [c[1] for c in near if c != best][:5], "action": "map_sku"}))
             else:
                 stats["unknown"] += 1
                 problems.append(Problem(

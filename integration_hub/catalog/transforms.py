@@ -50,6 +50,12 @@ def normalise(identifier: str) -> str:
     return (str(identifier).strip().upper().lstrip("0") or "0")
 
 
+def normalise_sql(column: str) -> str:
+    """:func:`normalise` as a SQL expression over ``column`` (SQLite and PostgreSQL), for set-based matching in
+    the database. Same steps; ``TRIM`` strips spaces only and SQLite's ``UPPER`` folds ASCII letters only."""
+    return f"COALESCE(NULLIF(LTRIM(UPPER(TRIM({column})), '0'), ''), '0')"
+
+
 def candidate_specs() -> list[TransformSpec]:
     """Transforms the catalogue audit tries when a storefront SKU matches no mapping."""
     specs = [TransformSpec(strip_leading_zeros=True)]

@@ -164,3 +164,120 @@ def test_configured_transform_suggestion_reuses_the_transform_in_triage(shop):
     audit_skus(conn, ["UK-123"])
     suggestion = triage.suggest(ExceptionRecord.objects.get(dedupe_key="sku_mismatch:web:UK-123"))
     assert suggestion.item.sku == "123" and suggestion.spec.prefix == "UK-" and suggestion.transform == t
+
+
+def storefront_of(n: int, tag: str, conn) -> list[str]:
+    """``n`` master items ``<tag>00000…``: 3 in 10 sold under a near-miss SKU (zeros stripped, upper case), a
+    configured transform's prefix, or an unknown SKU; the rest mapped globally under their own SKU."""
+    from integration_hub.catalog.models import IdentifierTransform
+
+    items = Item.objects.bulk_create([Item(sku=f"{tag}{i:05d}") for i in range(n)])
+    IdentifierTransform.objects.create(name=f"{tag} prefix", connection=conn, prefix="Q-")
+    SkuMapping.objects.bulk_create([SkuMapping(item=it, storefront_sku=it.sku) for i, it in enumerate(items) if i % 10 > 2])
+    kinds = {0: lambda s: s.upper(), 1: lambda s: f"Q-{s}", 2: lambda s: f"ghost-{s}"}
+    return [kinds.get(i % 10, lambda s: s)(it.sku) for i, it in enumerate(items)]
+
+
+def test_audit_query_count_does_not_grow_with_the_catalogue(db):
+    """Principle 6: 50 or 500 storefront SKUs (and a bigger item master the second time), same queries."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    counts = {}
+    for n in (50, 500):
+        conn = Connection.objects.create(name=f"shop{n}", system_type="commercetools", base_url="http://127.0.0.1:9/ct")
+        Channel.objects.create(key=f"web{n}", name="web", connection=conn, external_id=f"sc-web{n}")
+        Channel.objects.create(key=f"app{n}", name="app", connection=conn, external_id=f"sc-app{n}")
+        storefront = storefront_of(n, f"c{n}-", conn)
+        audit_skus(conn, storefront)  # first run: raise_many's inserts are batched by the backend's parameter limit
+        with CaptureQueriesContext(connection) as ctx:  # the daily re-run
+            res = audit_skus(conn, storefront)
+        counts[n] = len(ctx.captured_queries)
+        assert res.mapped == 2 * (n * 7 // 10) and res.mismatches == 2 * (2 * n // 10) and res.unknown == 2 * (n // 10)
+        rec = ExceptionRecord.objects.get(dedupe_key=f"sku_mismatch:web{n}:Q-c{n}-00001")
+        assert rec.context["match"] == "configured_transform" and rec.context["suggested_item_sku"] == f"c{n}-00001"
+        assert ExceptionRecord.objects.get(dedupe_key=f"sku_mismatch:app{n}:C{n}-00000").context["match"] == "transform"
+    # channels, transforms, mappings, item join; raise_many (savepoint, existing, reopen, count, release); stale records
+    assert counts == {50: 10, 500: 10}
+
+
+def test_audit_batches_storefront_skus_with_the_same_outcome(shop, monkeypatch, django_assert_num_queries):
+    """Big storefronts are looked up BATCH SKUs at a time (two queries each); the outcome does not change."""
+    import integration_hub.catalog.audit as audit
+    from integration_hub.catalog.models import IdentifierTransform
+
+    conn, web, app = shop
+    IdentifierTransform.objects.create(name="uk prefix", connection=conn, prefix="UK-", strip_leading_zeros=True)
+    storefront = ["MAPPED", "ONLY-WEB", "00000123", "456", "AB-7", "ghost", "UK-456"]
+    audit_skus(conn, storefront)
+    whole = {k: (r.kind, r.context) for k, r in records().items()}
+    ExceptionRecord.objects.all().delete()
+    monkeypatch.setattr(audit, "BATCH", 2)
+    with django_assert_num_queries(9 + 2 * 3):  # 7 SKUs: 4 batches instead of 1
+        res = audit_skus(conn, storefront)
+    assert {k: (r.kind, r.context) for k, r in records().items()} == whole
+    assert res.per_channel["web"] == {"mapped": 2, "mismatch": 4, "unknown": 1}
+    assert whole["sku_mismatch:web:UK-456"][1]["configured_transform"]["name"] == "uk prefix"
+
+
+def test_items_mapped_elsewhere_are_not_suggested(shop):
+    conn, web, app = shop
+    audit_skus(conn, ["Mapped", "Only-Web"])  # "mapped" is mapped globally, "only-web" on web only
+    recs = records()
+    assert "unknown_sku:web:Mapped" in recs and "unknown_sku:app:Mapped" in recs
+    assert "unknown_sku:web:Only-Web" in recs
+    assert recs["sku_mismatch:app:Only-Web"].context["suggested_item_sku"] == "only-web"
+
+
+@pytest.mark.parametrize("raw", ["000ab12", "AB12", "  0042x ", "0", "000", "", " ", "a0b", "00-7", "x00"])
+def test_normalise_sql_agrees_with_normalise(db, raw):
+    from django.db import connection
+
+    from integration_hub.catalog.transforms import normalise, normalise_sql
+
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT {normalise_sql('%s')}", [raw])
+        assert cur.fetchone()[0] == normalise(raw)
+
+
+def test_audit_does_not_load_the_item_master_into_python(db):
+    """20,000 master items, 200 storefront SKUs: only the matches come back from the database, no Item object
+    is built (the item master stays in SQL however big it is)."""
+    from unittest import mock
+
+    from django.db.backends.utils import CursorWrapper
+    from django.db.models.signals import post_init
+
+    conn = Connection.objects.create(name="big", system_type="commercetools", base_url="http://127.0.0.1:9/ct")
+    Channel.objects.create(key="big", name="big", connection=conn, external_id="sc-big")
+    Item.objects.bulk_create([Item(sku=f"{i:07d}") for i in range(20_000)], batch_size=2000)
+    storefront = [str(i) for i in range(0, 20_000, 100)]  # leading zeros stripped: 200 near-misses
+    fetched, built = [0], []
+
+    def counting(name):
+        def fetch(self, *args):
+            rows = getattr(self.cursor, name)(*args)
+            fetched[0] += (rows is not None) if name == "fetchone" else len(rows)
+            return rows
+        return fetch
+
+    def iterate(self):
+        for row in self.cursor:
+            fetched[0] += 1
+            yield row
+
+    def on_init(sender, **kw):
+        built.append(sender)
+
+    post_init.connect(on_init, sender=Item)
+    try:
+        with mock.patch.multiple(CursorWrapper, create=True, fetchone=counting("fetchone"), fetchmany=counting("fetchmany"),
+                                 fetchall=counting("fetchall"), __iter__=iterate):
+            res = audit_skus(conn, storefront)
+    finally:
+        post_init.disconnect(on_init, sender=Item)
+    assert res.mismatches == 200 and res.unknown == 0
+    assert built == []
+    assert fetched[0] < 1000, fetched[0]  # 200 matches, 200 new records' ids and the records read back, not 20,000 items
+    rec = ExceptionRecord.objects.get(dedupe_key="sku_mismatch:big:100")
+    assert rec.context["suggested_item_sku"] == "0000100" and rec.context["transform"]["pad_to_length"] is None
