@@ -25,9 +25,9 @@ import re
 import logging
 from dataclasses import dataclass, field
 
-from django.db import IntegrityError, transaction
-from django.db.models import F, Func, Q, Value
-from django.db.models.functions import Upper
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
+from django.db.models.expressions import RawSQL
 
 from integration_hub.catalog import transforms
 from integration_hub.catalog.models import IdentifierTransform, Item, SkuMapping
@@ -111,10 +111,6 @@ def _spec_from_context(value) -> transforms.TransformSpec | None:
     return transforms.TransformSpec.from_model(t) if t else None
 
 
-def _ltrim_zeros(expr):
-    return Func(expr, Value("0"), function="LTRIM", output_field=Item._meta.get_field("sku"))
-
-
 def matching_spec(master_sku: str, storefront_sku: str) -> transforms.TransformSpec | None:
     for spec in [transforms.TransformSpec()] + transforms.candidate_specs():
         try:
@@ -131,7 +127,10 @@ def candidates_for(storefront_skus: list[str]) -> dict[str, list[Item]]:
     if not keys:
         return {}
     out: dict[str, list[Item]] = {}
-    qs = Item.objects.annotate(norm=Upper(_ltrim_zeros(F("sku")))).filter(norm__in=keys | ({""} if "0" in keys else set()))
+    qn = connection.ops.quote_name
+    column = f"{qn(Item._meta.db_table)}.{qn('sku')}"
+    qs = Item.objects.annotate(norm=RawSQL(transforms.normalise_sql(column), (), output_field=Item._meta.get_field("sku"))
+                               ).filter(norm__in=keys)
     for item in qs.order_by("sku"):
         out.setdefault(transforms.normalise(item.sku), []).append(item)
     return out
