@@ -18,6 +18,17 @@ Modelled on OCAPI 23.2 and Account Manager (see :mod:`connectors.sandbox.sfcc` f
   carrier in the custom attributes named by options ``tracking_attribute`` / ``carrier_attribute``
   (defaults ``c_trackingNumbers`` / ``c_carrier``) — the SFCC order has no tracking field on the order
   itself, so sites carry it as a custom attribute. SFCC orders have no integer version: ``version`` is None.
+  The same PATCH writes the hub's marker (option ``hub_marker_attribute``, default ``c_hubDispatchRef``:
+  ``hub-<digest of the tracking numbers>``), so the hub can tell its own shipped updates from anyone else's;
+  like the tracking attributes it must be defined on the Order in Business Manager;
+- storefront-side fulfilments (ship-from-store, store staff or an OMS shipping the order themselves):
+  :meth:`SFCCConnector.storefront_fulfilments` reads them off the polled order, one per OCAPI shipment,
+  ``fulfilment_ref`` = ``<order_no>/<shipment_id>`` (stable across polls), lines = the shipment's product
+  items, location = the shipment's ``c_fromStoreId`` (the SFRA store-pickup / ship-from-store attribute).
+  A shipment is store-shipped when its own ``shipping_status`` is ``shipped`` (the hub never writes
+  shipment-level status), or when the order's ``shipping_status`` is ``shipped`` without the hub's
+  marker (the store / OMS shipped the rest of the order, tracking in the order's tracking attribute).
+  The hub reports them to the master until it acknowledges (``orders.services.send_fulfilments``).
 
 ``Channel.external_id`` is the inventory list id. An order's channel is the ``inventory_id`` of its
 product items (BOPIS / multi-list sites), else ``options["default_inventory_list"]``.
@@ -25,10 +36,14 @@ product items (BOPIS / multi-list sites), else ``options["default_inventory_list
 Connection.options: ``site_id`` (default "RefArch"), ``api_version`` (default "v23_2"),
 ``default_inventory_list``, ``batch_size`` (default 50), ``tracking_attribute``, ``carrier_attribute``,
 ``delivery_notes_attribute`` (default ``c_deliveryNotes``), ``scope``, ``orders_start`` (ISO instant: the
-first poll starts there instead of at the beginning of time).
+first poll starts there instead of at the beginning of time), ``hub_marker_attribute``,
+``storefront_fulfilments`` (default true; false: the site never ships itself, nothing is read),
+``storefront_fulfilments_from`` (ISO instant: orders created before it are never read as store-shipped —
+set it when enabling the marker on a site whose earlier hub-shipped orders carry none).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from datetime import datetime
@@ -37,9 +52,10 @@ from typing import Iterable
 from django.utils.dateparse import parse_datetime
 
 from . import errors
-from .base import (Address, Connector, InventoryResult, InventoryTarget, OrderLineData, Page, Parcel, Storefront,
+from .base import (Address, Connector, Fulfilment, InventoryResult, InventoryTarget, OrderLineData, Page, Parcel, Storefront,
                    StorefrontOrder, StorefrontStock)
 from .http import HttpClient, OAuthClientCredentials
+from .parsing import ParsedBatch, RejectedRow, parse_iso
 
 ACCOUNT_MANAGER = "https://account.demandware.com"
 TOKEN_PATH = "/dwsso/oauth2/access_token"
@@ -51,6 +67,8 @@ def token_url(auth_url: str) -> str:
     root = (auth_url or ACCOUNT_MANAGER).rstrip("/")
     return root if "/oauth2/" in root else root + TOKEN_PATH
 MAX_BATCH = 50
+HUB_MARKER_PREFIX = "hub-"
+SHIPPING_STATUSES = ("not_shipped", "part_shipped", "shipped")
 _KNOWN_ORDER_KEYS = {"c_deliveryNotes"}
 
 
@@ -133,6 +151,9 @@ class SFCCConnector(Connector, Storefront):
         self.tracking_attr = opts.get("tracking_attribute", "c_trackingNumbers")
         self.carrier_attr = opts.get("carrier_attribute", "c_carrier")
         self.notes_attr = opts.get("delivery_notes_attribute", "c_deliveryNotes")
+        self.marker_attr = opts.get("hub_marker_attribute", "c_hubDispatchRef")
+        self.reads_fulfilments = str(opts.get("storefront_fulfilments", True)).lower() not in ("false", "0", "no", "")
+        self.fulfilments_from = parse_iso(opts.get("storefront_fulfilments_from"))
         self.orders_start = str(opts.get("orders_start") or "")  # ISO instant bounding the very first poll
         super().__init__(connection, client)
 
@@ -233,7 +254,8 @@ class SFCCConnector(Connector, Storefront):
         items = o.get("product_items") or []
         shipment = (o.get("shipments") or [{}])[0]
         channel = next((i.get("inventory_id") for i in items if i.get("inventory_id")), "") or self.default_list or o.get("site_id", "")
-        custom = {k[2:]: v for k, v in o.items() if k.startswith("c_") and k not in (self.notes_attr, self.tracking_attr, self.carrier_attr)}
+        own = (self.notes_attr, self.tracking_attr, self.carrier_attr, self.marker_attr, "c_trackingUrls")
+        custom = {k[2:]: v for k, v in o.items() if k.startswith("c_") and k not in own}
         lines = [OrderLineData(line_id=str(i.get("item_id") or i.get("product_id")), sku=str(i.get("product_id", "")),
                                quantity=int(i.get("quantity", 0)), unit_price_cents=_cents(i.get("base_price")),
                                name=i.get("product_name", "") or "",
@@ -291,9 +313,108 @@ class SFCCConnector(Connector, Storefront):
     def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None) -> int | None:
         tracking = ",".join(p.tracking_number for p in parcels if p.tracking_number)
         carriers = ",".join(dict.fromkeys(p.carrier for p in parcels if p.carrier))
-        body = {"shipping_status": "shipped", self.tracking_attr: tracking, self.carrier_attr: carriers}
+        body = {"shipping_status": "shipped", self.tracking_attr: tracking, self.carrier_attr: carriers,
+                self.marker_attr: hub_marker(tracking)}
         urls = ",".join(p.tracking_url for p in parcels if p.tracking_url)
         if urls:
             body["c_trackingUrls"] = urls
         self.client.request("PATCH", self._shop(f"/orders/{external_id}"), json=body, retry_conflicts=True)
         return None
+
+    # --- storefront-side fulfilments ------------------------------------------------------------------
+    def storefront_fulfilments(self, order: StorefrontOrder | dict) -> ParsedBatch:
+        """Shipments someone other than the hub shipped (ship-from-store, store staff / OMS) as
+        :class:`Fulfilment` rows to report to the master — see the module docstring for the rules. The
+        hub's own shipped update (its marker on the order) is never one. A shipment that cannot be read
+        (no product items, an item without product id or with a quantity that is not a positive whole
+        number, an unknown shipping status, ``part_shipped`` with no shipment saying which lines left) is
+        a ``rejected`` row naming the field, never a partial report; the order's other shipments still count."""
+        raw = order.raw if isinstance(order, StorefrontOrder) else order
+        if not isinstance(raw, dict) or not raw.get("order_no"):
+            raise errors.BadDataError("storefront_fulfilments needs an SFCC order document", system=self.system_type)
+        good: list[Fulfilment] = []
+        rejected: list[RejectedRow] = []
+        if not self.reads_fulfilments:
+            return ParsedBatch(good, rejected)
+        no = str(raw["order_no"])
+        if self.fulfilments_from:
+            try:
+                created = parse_iso(raw.get("creation_date"))
+            except ValueError:
+                created = None
+            if created is not None and created < self.fulfilments_from:
+                return ParsedBatch(good, rejected)
+
+        def reject(ref: str, field: str, message: str, value) -> None:
+            rejected.append(RejectedRow(index=len(rejected), ref=ref, field=field, message=message, raw=value))
+
+        status = _status(raw.get("shipping_status"))
+        if status not in SHIPPING_STATUSES:
+            reject(no, "shipping_status", f"shipping_status {raw.get('shipping_status')!r} is not one of "
+                                          f"{', '.join(SHIPPING_STATUSES)}", raw.get("shipping_status"))
+            return ParsedBatch(good, rejected)
+        shipments, items = raw.get("shipments"), raw.get("product_items")
+        if status == "not_shipped" and not any(isinstance(s, dict) and _status(s.get("shipping_status")) == "shipped"
+                                               for s in shipments or [] if isinstance(shipments, list)):
+            return ParsedBatch(good, rejected)  # the common case: nothing has left yet
+        if not isinstance(shipments, list) or not shipments:
+            reject(no, "shipments", "a shipped order without a shipments list", shipments)
+            return ParsedBatch(good, rejected)
+        if not isinstance(items, list):
+            reject(no, "product_items", "a shipped order without a product_items list", items)
+            return ParsedBatch(good, rejected)
+        order_shipped_by_store = status == "shipped" and not raw.get(self.marker_attr)
+        any_own = False
+        for n, s in enumerate(shipments):
+            where = f"shipments[{n}]"
+            if not isinstance(s, dict) or not s.get("shipment_id"):
+                reject(f"{no}/{where}", where, "a shipment that is not an object with a shipment_id", s)
+                continue
+            sid = str(s["shipment_id"])
+            ref = f"{no}/{sid}"
+            own = _status(s.get("shipping_status")) if s.get("shipping_status") is not None else ""
+            if own and own not in SHIPPING_STATUSES:
+                reject(ref, f"{where}.shipping_status", f"shipping_status {s.get('shipping_status')!r} is not one of "
+                                                         f"{', '.join(SHIPPING_STATUSES)}", s)
+                continue
+            any_own = any_own or own == "shipped"
+            if own != "shipped" and not order_shipped_by_store:
+                continue
+            lines, problem = [], None
+            mine = [i for i in items if not isinstance(i, dict) or str(i.get("shipment_id") or "") == sid
+                    or (not i.get("shipment_id") and len(shipments) == 1)]
+            for i, item in enumerate(mine):
+                qty = item.get("quantity") if isinstance(item, dict) else None
+                if not isinstance(item, dict) or not item.get("product_id"):
+                    problem = ("product_items", f"product item {item.get('item_id') if isinstance(item, dict) else i!r} "
+                                                "has no product_id")
+                elif isinstance(qty, bool) or not isinstance(qty, (int, float)) or qty <= 0 or int(qty) != qty:
+                    problem = ("product_items.quantity", f"product item {item.get('item_id') or item['product_id']!r} quantity "
+                                                         f"{qty!r} is not a positive whole number")
+                else:
+                    lines.append((str(item["product_id"]), int(qty)))
+                if problem:
+                    break
+            if problem is None and not lines:
+                problem = ("product_items", f"shipment {sid!r} is shipped but holds no product items")
+            if problem:
+                reject(ref, f"{where}.{problem[0]}", problem[1], s)
+                continue
+            merged: dict[str, int] = {}
+            for sku, q in lines:
+                merged[sku] = merged.get(sku, 0) + q
+            good.append(Fulfilment(order_ref=no, fulfilment_ref=ref, lines=list(merged.items()),
+                                   location=str(s.get("c_fromStoreId") or ""), fulfilled_at=_dt(raw.get("last_modified"))))
+        if status == "part_shipped" and not any_own:
+            reject(no, "shipping_status", "shipping_status is part_shipped but no shipment is marked shipped: which lines "
+                                          "left the store is unknown (set the shipped shipment's shipping_status)", status)
+        return ParsedBatch(good, rejected)
+
+
+def _status(value) -> str:
+    return str(value or "").strip().lower()
+
+
+def hub_marker(tracking: str) -> str:
+    """What the hub writes to the marker attribute with its own shipped update."""
+    return HUB_MARKER_PREFIX + hashlib.sha1(tracking.encode()).hexdigest()[:16]

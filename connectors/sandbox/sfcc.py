@@ -17,7 +17,18 @@ Routes (below ``/sfcc``):
                                                            ``range_filter`` on ``last_modified``; sorts; start/count
   GET|PATCH /s/{site}/dw/shop/v23_2/orders/{order_no}      order; PATCH sets ``shipping_status`` / ``status`` and
                                                            ``c_*`` custom attributes (tracking is carried in
-                                                           ``c_trackingNumbers`` / ``c_carrier``)
+                                                           ``c_trackingNumbers`` / ``c_carrier``); every shipment
+                                                           has its own ``shipping_status``, product items name
+                                                           their ``shipment_id``
+
+Control actions beyond the storefront contract in :mod:`connectors.sandbox`: configure_client, revoke_tokens,
+cancel_order, and store_ship {"order_no", "tracking", "carrier", "store", "lines": [[sku, qty]] (default: every
+line not shipped yet)} — store staff / an OMS ship the order themselves: all remaining lines → the order's
+``shipping_status`` becomes ``shipped`` with the tracking appended to ``c_trackingNumbers`` (no hub marker);
+some lines → they move to a new shipment (product items split where a quantity is partial) whose own
+``shipping_status`` is ``shipped`` with ``tracking_number``, and the order becomes ``part_shipped``. The
+shipment carries ``c_fromStoreId`` = ``store``. Either bumps ``last_modified`` (the order comes back in
+order_search).
 
 Errors use the OCAPI fault document ``{"_v": "23.2", "fault": {"type", "message", "arguments"}}``;
 Account Manager errors use the OAuth ``{"error", "error_description"}`` shape. What is not confirmed
@@ -326,7 +337,7 @@ class SFCCEmulator(Emulator):
                     "shipments": [{"shipment_id": "me", "shipping_address": address,
                                    "shipping_method": {"id": spec.get("shipping_method", "standard")},
                                    "gift": bool(spec.get("gift_message")), "gift_message": spec.get("gift_message", ""),
-                                   "tracking_number": None}],
+                                   "shipping_status": "not_shipped", "tracking_number": None}],
                     "coupon_items": [{"code": c, "status_code": "applied", "valid": True} for c in (spec.get("promotion_codes") or spec.get("discount_codes") or [])],
                     "c_deliveryNotes": spec.get("delivery_notes", ""),
                 }
@@ -348,6 +359,67 @@ class SFCCEmulator(Emulator):
             order["last_modified"] = _now()
         return {"ok": True}
 
+    def control_store_ship(self, payload):
+        """Store staff / an OMS ship (part of) an order themselves — see the module docstring."""
+        no = str(payload.get("order_no", ""))
+        tracking, carrier, store = str(payload.get("tracking") or ""), str(payload.get("carrier") or ""), payload.get("store")
+        with self.lock:
+            order = self.orders.get(no)
+            if order is None:
+                raise _fault(404, "OrderNotFoundException", f"No order with number '{no}' was found.", orderNo=no)
+            if order["status"] == "cancelled":
+                raise _fault(400, "OrderStatusTransitionException", "A cancelled order cannot be shipped.")
+            shipped = {s["shipment_id"] for s in order["shipments"] if s.get("shipping_status") == "shipped"}
+            open_items = [i for i in order["product_items"] if i["shipment_id"] not in shipped]
+            wanted = payload.get("lines")
+            remaining = {}
+            for i in open_items:
+                remaining[i["product_id"]] = remaining.get(i["product_id"], 0) + i["quantity"]
+            if wanted:
+                asked = {}
+                for sku, qty in wanted:
+                    asked[sku] = asked.get(sku, 0) + int(qty)
+                for sku, qty in asked.items():
+                    if qty <= 0 or qty > remaining.get(sku, 0):
+                        raise _fault(400, "InvalidQuantityException",
+                                     f"order {no} has {remaining.get(sku, 0)} unshipped of {sku!r}, cannot ship {qty}.")
+            if not open_items:
+                raise _fault(400, "OrderStatusTransitionException", f"order {no} has nothing left to ship.")
+            if not wanted or asked == remaining:  # everything that is left: the order-level update
+                for s in order["shipments"]:
+                    if s["shipment_id"] not in shipped and store:
+                        s["c_fromStoreId"] = store
+                order["shipping_status"] = "shipped"
+                if tracking:
+                    order["c_trackingNumbers"] = ",".join(t for t in (order.get("c_trackingNumbers") or "", tracking) if t)
+                if carrier:
+                    order["c_carrier"] = carrier
+                sid = ",".join(s["shipment_id"] for s in order["shipments"] if s["shipment_id"] not in shipped)
+            else:
+                sid = f"store-{len(order['shipments'])}"
+                base = next(s for s in order["shipments"] if s["shipment_id"] not in shipped)
+                order["shipments"].append({"shipment_id": sid, "shipping_address": base["shipping_address"],
+                                           "shipping_method": base["shipping_method"], "gift": False, "gift_message": "",
+                                           "shipping_status": "shipped", "tracking_number": tracking or None,
+                                           "c_carrier": carrier, **({"c_fromStoreId": store} if store else {})})
+                for sku, qty in asked.items():
+                    for item in [i for i in open_items if i["product_id"] == sku]:
+                        if qty <= 0:
+                            break
+                        take = min(qty, item["quantity"])
+                        qty -= take
+                        if take == item["quantity"]:
+                            item["shipment_id"] = sid
+                            continue
+                        item["quantity"] -= take
+                        item["price"] = round(item["base_price"] * item["quantity"], 2)
+                        order["product_items"].append({**item, "item_id": f"{item['item_id']}-{sid}", "quantity": take,
+                                                       "price": round(item["base_price"] * take, 2), "shipment_id": sid})
+                order["shipping_status"] = "part_shipped"
+            order["last_modified"] = _now()
+            return {"order_no": no, "shipment_id": sid, "shipping_status": order["shipping_status"],
+                    "last_modified": order["last_modified"]}
+
     def control_configure_webhooks(self, payload):
         with self.lock:
             self.webhook = {"order_url": payload.get("order_url", ""), "secret": payload.get("secret", "")}
@@ -359,7 +431,9 @@ class SFCCEmulator(Emulator):
             inventory = {lid: {pid: r["amount"] for pid, r in recs.items() if not skus or pid in skus} for lid, recs in self.lists.items()}
             orders = {no: {"status": o["status"], "shipment_state": o["shipping_status"], "shipping_status": o["shipping_status"],
                            "tracking": [t for t in (o.get("c_trackingNumbers") or "").split(",") if t],
-                           "carrier": o.get("c_carrier", ""), "last_modified": o["last_modified"]}
+                           "carrier": o.get("c_carrier", ""), "last_modified": o["last_modified"],
+                           "hub_marker": o.get("c_hubDispatchRef", ""),
+                           "shipments": {s["shipment_id"]: s.get("shipping_status", "") for s in o["shipments"]}}
                       for no, o in self.orders.items()}
         return {"inventory": inventory, "orders": orders, "patches": len(self.patches)}
 

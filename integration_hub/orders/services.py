@@ -342,21 +342,46 @@ def _record_storefront_side(connection: Connection, pairs) -> int:
     """Fulfilments the storefront side made itself (connector ``storefront_fulfilments``: deliveries the hub
     did not add) → StorefrontFulfilment rows, storefront SKUs mapped to master SKUs (bundles to their
     components), reported to the master by :func:`send_fulfilments` until acknowledged. No queries when
-    the polled orders carry none."""
+    the polled orders carry none. Fulfilments the connector cannot read (its ``rejected`` rows, or a
+    BadDataError for the whole order) become one ``bad_payload:<connection>:fulfilments:<order key>`` record
+    per order naming them (the order's readable fulfilments still go through); cleared when they next read
+    cleanly."""
     try:
         finder = getattr(_connector(connection), "storefront_fulfilments", None)
     except errors.ConnectorError:
         return 0
     if finder is None:
         return 0
-    found = []
+    from connectors.parsing import ParsedBatch, RejectedRow
+
+    found, unreadable, clean = [], [], []
     for ch, so in pairs:
         try:
             fs = finder(so)
-        except (errors.BadDataError, NotImplementedError):
+        except NotImplementedError:
             continue
+        except errors.BadDataError as exc:
+            fs = ParsedBatch([], [RejectedRow(0, so.external_id, "order", str(exc)[:500])])
+        rejected = getattr(fs, "rejected", None)
+        bad = _bad_key(connection.name, "fulfilments", order_key(ch, so.external_id))
+        if rejected:
+            unreadable.append(Problem(
+                "bad_payload", bad, f"Storefront fulfilments of order {so.order_number or so.external_id} from {connection.name} "
+                                    "cannot be read",
+                message="; ".join(f"{r.ref} {r.field}: {r.message}" for r in rejected)[:2000]
+                + ". The master is not told about these; fix the order in the storefront (any change brings it back into the poll).",
+                context={"order_id": so.external_id, "rejected": [{"ref": r.ref, "field": r.field, "message": r.message,
+                                                                   "raw": str(r.raw)[:500]} for r in rejected[:20]],
+                         "action": "check_order"},
+                connection_id=connection.pk, channel_id=ch.pk, order_ref=order_key(ch, so.external_id)))
+        elif fs:
+            clean.append(bad)
         if fs:
             found.append((ch, so, fs))
+    if unreadable:
+        raise_many(unreadable)
+    if clean:
+        clear(clean, reason="the order's storefront fulfilments read cleanly")
     if not found:
         return 0
     orders = _orders_for([(ch.pk, so.external_id) for ch, so, _ in found], Order.objects.select_related("channel").defer("raw"))

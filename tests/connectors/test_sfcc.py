@@ -193,3 +193,95 @@ def test_expired_token_is_renewed_once(sf, sandbox):
     sf.get_stock(["SF-001"], "inv_uk")
     control(sandbox, "revoke_tokens")
     assert [s.quantity for s in sf.get_stock(["SF-001"], "inv_uk")] == [3]  # 401 → new token → same call succeeds
+
+
+# --- storefront-side fulfilments (ship-from-store) ------------------------------------------------------
+def _order(sandbox, lines=(("SF-001", 2), ("SF-002", 1))):
+    return control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": s, "quantity": q}
+                                                                                          for s, q in lines]}]})["ids"][0]
+
+
+def test_store_shipped_order_is_a_storefront_fulfilment_and_comes_back_in_the_poll(sf, sandbox):
+    no = _order(sandbox)
+    cursor = sf.orders_since("").cursor
+    assert sf.storefront_fulfilments(sf.get_order(no)) == []  # nothing has left yet
+    control(sandbox, "store_ship", {"order_no": no, "tracking": "STORE-TRK-1", "carrier": "Royal Mail", "store": "STORE1"})
+    [polled] = sf.orders_since(cursor).items  # the store's update bumps last_modified
+    assert polled.external_id == no and polled.shipment_state == "shipped"
+    batch = sf.storefront_fulfilments(polled)
+    assert batch.rejected == []
+    [f] = batch
+    assert f.fulfilment_ref == f"{no}/me" and f.order_ref == no and sorted(f.lines) == [("SF-001", 2), ("SF-002", 1)]
+    assert f.location == "STORE1" and f.fulfilled_at is not None
+    assert sf.storefront_fulfilments(sf.get_order(no)) == [f]  # stable across reads: same ref, same lines
+
+
+def test_partial_store_shipments_are_one_fulfilment_each(sf, sandbox):
+    no = _order(sandbox, lines=(("SF-001", 3), ("SF-002", 1)))
+    first = control(sandbox, "store_ship", {"order_no": no, "tracking": "S-1", "store": "STORE1", "lines": [["SF-001", 1]]})
+    order = sf.get_order(no)
+    assert order.shipment_state == "part_shipped"
+    [f1] = sf.storefront_fulfilments(order)
+    assert f1.fulfilment_ref == f"{no}/{first['shipment_id']}" and f1.lines == [("SF-001", 1)] and f1.location == "STORE1"
+    control(sandbox, "store_ship", {"order_no": no, "tracking": "S-2", "store": "STORE2"})  # the rest, order-level
+    batch = sf.storefront_fulfilments(sf.get_order(no))
+    assert batch.rejected == [] and len(batch) == 2
+    by_ref = {f.fulfilment_ref: f for f in batch}
+    assert by_ref[f1.fulfilment_ref].lines == [("SF-001", 1)]  # unchanged by the later shipment
+    assert sorted(by_ref[f"{no}/me"].lines) == [("SF-001", 2), ("SF-002", 1)] and by_ref[f"{no}/me"].location == "STORE2"
+
+
+def test_hub_shipped_order_is_not_a_storefront_fulfilment(sf, sandbox):
+    no = _order(sandbox)
+    sf.mark_shipped(no, [Parcel("DPD", "TRK-HUB-1")])
+    order = sf.get_order(no)
+    assert order.shipment_state == "shipped" and order.raw["c_hubDispatchRef"].startswith("hub-")
+    assert "hubDispatchRef" not in order.custom_fields  # the hub's own bookkeeping is not sent to a warehouse
+    assert sf.storefront_fulfilments(order) == [] and sf.storefront_fulfilments(order).rejected == []
+    # a store shipment on another order of the same site is still seen; the hub's own is not
+    other = _order(sandbox)
+    control(sandbox, "store_ship", {"order_no": other, "tracking": "STORE-9"})
+    assert [f.fulfilment_ref for f in sf.storefront_fulfilments(sf.get_order(other))] == [f"{other}/me"]
+    # a store shipment made before the hub's dispatch stays the store's after the hub marks the order shipped
+    third = _order(sandbox)
+    made = control(sandbox, "store_ship", {"order_no": third, "tracking": "S-3", "lines": [["SF-002", 1]]})
+    sf.mark_shipped(third, [Parcel("DPD", "TRK-HUB-3")])
+    [f] = sf.storefront_fulfilments(sf.get_order(third))
+    assert f.fulfilment_ref == f"{third}/{made['shipment_id']}" and f.lines == [("SF-002", 1)]
+
+
+def test_unreadable_store_shipments_are_rejected_rows_naming_the_field(sf, sandbox):
+    no = _order(sandbox)
+    # part_shipped set through OCAPI, but no shipment says which lines left
+    sf.client.request("PATCH", sf._shop(f"/orders/{no}"), json={"shipping_status": "part_shipped"})
+    batch = sf.storefront_fulfilments(sf.get_order(no))
+    assert list(batch) == [] and [(r.ref, r.field) for r in batch.rejected] == [(no, "shipping_status")]
+    assert "which lines" in batch.rejected[0].message
+    # a store shipment with an unusable line is rejected whole (never a partial report); the other still counts
+    control(sandbox, "store_ship", {"order_no": no, "tracking": "S-1", "lines": [["SF-002", 1]]})
+    control(sandbox, "store_ship", {"order_no": no, "tracking": "S-2"})
+    raw = sf.get_order(no).raw
+    for item in raw["product_items"]:
+        if item["shipment_id"] == "me":
+            item["quantity"] = "two"
+    batch = sf.storefront_fulfilments(raw)
+    assert [f.lines for f in batch] == [[("SF-002", 1)]]
+    [r] = batch.rejected
+    assert r.ref == f"{no}/me" and r.field == "shipments[0].product_items.quantity" and "'two'" in r.message
+    raw["shipping_status"] = "SENT"
+    assert [r.field for r in sf.storefront_fulfilments(raw).rejected] == ["shipping_status"]
+    with pytest.raises(errors.BadDataError):
+        sf.storefront_fulfilments({"no": "order"})
+
+
+def test_storefront_fulfilments_options(sf_conn, sandbox):
+    no = _order(sandbox)
+    control(sandbox, "store_ship", {"order_no": no, "tracking": "S-1"})
+    sf_conn.options = {**sf_conn.options, "storefront_fulfilments": False}
+    assert SFCCConnector(sf_conn).storefront_fulfilments(SFCCConnector(sf_conn).get_order(no)) == []
+    sf_conn.options = {**sf_conn.options, "storefront_fulfilments": True, "storefront_fulfilments_from": "2999-01-01T00:00:00Z"}
+    c = SFCCConnector(sf_conn)
+    assert c.storefront_fulfilments(c.get_order(no)) == []  # created before the cut-over: never read as store-shipped
+    sf_conn.options = {**sf_conn.options, "storefront_fulfilments_from": "2000-01-01T00:00:00Z"}
+    c = SFCCConnector(sf_conn)
+    assert len(c.storefront_fulfilments(c.get_order(no))) == 1

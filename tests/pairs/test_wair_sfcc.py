@@ -23,3 +23,90 @@ def test_order_out_and_dispatch_back(pair):
 def test_stock_stays_held_from_capture_to_dispatch(pair):
     sf, wh = setup(pair)
     flows.stock_held_until_dispatch(pair, sf, wh, "inv_web")
+
+
+def _fulfilment_world(pair):
+    """The pair with a store (a WAIR location) that ships SFCC orders itself, and one order at WAIR."""
+    sf, wh = setup(pair)
+    order = flows.order_out(pair, sf, wh, "inv_web")  # captured, sent, acknowledged (WAIR allocated it at DC1)
+    pair.control("wair", "seed_locations", {"locations": [{"id": "STORE1", "name": "High Street store"}]})
+    pair.control("wair", "seed_stock", {"rows": [{"sku": s, "location": "STORE1", "state": "available", "quantity": 10}
+                                                 for s in ("A", "B")]})
+    return sf, wh, order
+
+
+def test_store_shipped_order_reaches_wair_once_and_is_resent_until_acknowledged(pair):
+    from integration_hub.orders import services
+    from integration_hub.orders.models import StorefrontFulfilment
+
+    sf, wh, order = _fulfilment_world(pair)
+    pair.control("wair", "set_auto_ack", {"fulfilments": False})  # WAIR takes fulfilments but holds them pending
+    pair.control("sfcc", "store_ship", {"order_no": order.external_id, "tracking": "STORE-TRK-1", "carrier": "Royal Mail",
+                                        "store": "STORE1"})
+    pair.orders_out(sf)
+    pair.orders_out(sf)  # the next poll: nothing new, still one row
+    f = StorefrontFulfilment.objects.get()
+    assert (f.order_id, f.fulfilment_ref, f.location, f.warehouse_id) == (order.pk, f"{order.external_id}/me", "STORE1", wh.pk)
+    assert f.lines == [["A", 2], ["B", 2]]  # SF-A 1 + the kit's A 1 and B 2, in master SKUs
+    # WAIR unavailable: nothing reaches it, the row waits for the next round
+    pair.control("wair", "faults", {"fail_next": [503, 503, 503]})
+    assert services.send_fulfilments() == {"acknowledged": 0, "retrying": 1}
+    assert pair.control("wair", "state")["fulfilments"] == []
+    # received but not acknowledged (202 pending): sent again, every round, until WAIR acknowledges
+    for _ in range(2):
+        StorefrontFulfilment.objects.update(next_attempt_at=None)
+        assert services.send_fulfilments() == {"acknowledged": 0, "retrying": 1}
+    f.refresh_from_db()
+    assert f.ack_id == "" and "not acknowledged" in f.last_error
+    pair.control("wair", "acknowledge", {"order_refs": [order.idempotency_key]})
+    StorefrontFulfilment.objects.update(next_attempt_at=None)
+    assert services.send_fulfilments() == {"acknowledged": 1, "retrying": 0}
+    StorefrontFulfilment.objects.update(next_attempt_at=None)
+    assert services.send_fulfilments() == {"acknowledged": 0, "retrying": 0}  # acknowledged: never sent again
+    pair.orders_out(sf)
+    assert StorefrontFulfilment.objects.count() == 1
+    f.refresh_from_db()
+    assert f.ack_id.startswith("FF-") and f.attempts == 4 and f.last_error == ""
+    state = pair.control("wair", "state", {"skus": ["A", "B"]})
+    [got] = state["fulfilments"]  # exactly once at WAIR, however often it was sent
+    assert got["orderRef"] == order.idempotency_key and got["fulfilmentRef"] == f.fulfilment_ref and got["locationId"] == "STORE1"
+    assert sorted((ln["skuId"], ln["quantity"]) for ln in got["lines"]) == [("A", 2), ("B", 2)]
+    assert (state["stock"]["A"]["STORE1"]["available"], state["stock"]["B"]["STORE1"]["available"]) == (8, 8)
+
+
+def test_the_hubs_own_shipped_update_is_not_a_store_fulfilment(pair):
+    from exceptions_app.models import ExceptionRecord
+    from integration_hub.orders.models import StorefrontFulfilment
+
+    sf, wh = setup(pair)
+    order = flows.order_out(pair, sf, wh, "inv_web")
+    flows.dispatch_back(pair, sf, wh, order, "shipped")  # WAIR dispatch → SFCC shipped by the hub
+    assert flows.storefront_order(pair, sf, order)["hub_marker"].startswith("hub-")
+    polled, _ = pair.orders_out(sf)  # the hub's PATCH bumped last_modified: the order is polled again
+    assert polled["created"] == 0
+    assert not StorefrontFulfilment.objects.exists()
+    assert not ExceptionRecord.objects.filter(dedupe_key__contains="fulfilments").exists()
+    assert pair.control("wair", "state")["fulfilments"] == []
+
+
+def test_unreadable_store_shipment_is_an_exception_until_it_reads(pair):
+    from connectors.registry import get_connector
+    from exceptions_app.models import ExceptionRecord
+    from integration_hub.orders.models import StorefrontFulfilment
+
+    sf, wh, order = _fulfilment_world(pair)
+    c = get_connector(sf, fresh=True)
+    c.client.request("PATCH", c._shop(f"/orders/{order.external_id}"), json={"shipping_status": "part_shipped"})
+    pair.orders_out(sf)
+    rec = ExceptionRecord.objects.get(dedupe_key=f"bad_payload:{sf.name}:fulfilments:{order.idempotency_key}")
+    assert rec.status in ("open", "acknowledged") and "shipping_status" in rec.message and "which lines" in rec.message
+    assert rec.context["rejected"][0]["field"] == "shipping_status"
+    assert not StorefrontFulfilment.objects.exists()
+    # the store records which lines left: it reads, the fulfilment is recorded and the exception resolves
+    made = pair.control("sfcc", "store_ship", {"order_no": order.external_id, "tracking": "S-1", "store": "STORE1",
+                                               "lines": [["SF-A", 1]]})
+    pair.orders_out(sf)
+    rec.refresh_from_db()
+    assert rec.status == "resolved"
+    f = StorefrontFulfilment.objects.get()
+    assert f.fulfilment_ref == f"{order.external_id}/{made['shipment_id']}" and f.lines == [["A", 1]]
