@@ -194,6 +194,17 @@ class StorefrontReturn:
     returned_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class OrderChanged:
+    """A subscription message saying an order changed in a way the hub mirrors on orders it already has
+    (returns booked or moved on, cancelled in the storefront): the order is re-read by id even when the hub
+    has it, and goes through the same capture path as the poll (which is idempotent). ``reason`` names the
+    message, for logs."""
+
+    external_id: str
+    reason: str = ""
+
+
 @dataclass
 class DemandLine:
     order_ref: str
@@ -276,8 +287,9 @@ class Storefront(abc.ABC):
     def orders_since(self, cursor: str, limit: int = 100) -> Page:
         """StorefrontOrder items created/modified since ``cursor``."""
 
-    def parse_order_webhook(self, payload: dict) -> list[StorefrontOrder] | list[str]:
-        """Orders (or order ids to fetch) carried by a subscription message."""
+    def parse_order_webhook(self, payload: dict) -> list[StorefrontOrder | str | OrderChanged]:
+        """Orders (or order ids to fetch when the hub does not have them, or :class:`OrderChanged` to re-read
+        even when it does) carried by a subscription message."""
         raise NotImplementedError
 
     @abc.abstractmethod

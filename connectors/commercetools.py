@@ -17,9 +17,12 @@ Modelled on the published HTTP API (see :mod:`connectors.sandbox.commercetools` 
   two orders stamped in the same millisecond cannot straddle the cursor). Orders modified after they were
   seen come back (the hub deduplicates on id). Pushed by a Subscription with an HTTP destination
   (AuthorizationHeader authentication: the static ``Authorization`` header carries the webhook secret)
-  as ``OrderCreated`` Messages.
+  as ``OrderCreated`` Messages; return Messages and ``OrderStateChanged`` → Cancelled make the hub re-read
+  an order it already has (:meth:`parse_order_webhook`).
 - returns: ``returnInfo[].items[]`` (LineItemReturnItem) of the polled orders — adding a return or changing
-  its ``shipmentState`` bumps ``lastModifiedAt``, so the order poll brings it back (:meth:`storefront_returns`).
+  its ``shipmentState`` bumps ``lastModifiedAt``, so the order poll brings it back (:meth:`storefront_returns`);
+  the subscription's ``ReturnInfoAdded`` / ``ReturnInfoSet`` / ``OrderReturnShipmentStateChanged`` Messages
+  bring it sooner.
 - fulfilment: ``addDelivery`` (parcels with ``trackingData {trackingId, carrier}``) and
   ``changeShipmentState: Shipped`` in one versioned update; idempotent by tracking number.
 
@@ -40,8 +43,8 @@ from datetime import timezone as dt_timezone
 from typing import Iterable, Iterator
 
 from . import errors
-from .base import (Address, Connector, Fulfilment, InventoryResult, InventoryTarget, OrderLineData, Page, Parcel, Storefront,
-                   StorefrontOrder, StorefrontReturn, StorefrontStock)
+from .base import (Address, Connector, Fulfilment, InventoryResult, InventoryTarget, OrderChanged, OrderLineData, Page, Parcel,
+                   Storefront, StorefrontOrder, StorefrontReturn, StorefrontStock)
 from .http import HttpClient, OAuthClientCredentials
 from .parsing import ParsedBatch, RejectedRow
 
@@ -55,6 +58,12 @@ STREET_NUMBER_FIRST = {"GB", "IE", "US", "CA", "AU", "NZ", "FR", "ZA"}
 # ReturnShipmentState → the hub's return condition. Advised: announced, not back yet; Returned: received, not
 # judged yet; BackInStock: restocked, saleable; Unusable: damaged / written off. Only BackInStock offsets demand.
 RETURN_CONDITIONS = {"Advised": "advised", "Returned": "inspection", "BackInStock": "available", "Unusable": "damaged"}
+# Order Messages after which the hub re-reads an order it already has (state, not events: the message only says
+# when). Returns: ReturnInfoAdded (addReturnInfo), ReturnInfoSet (setReturnInfo), OrderReturnShipmentStateChanged
+# (setReturnShipmentState) — the names in ct's Messages reference; "OrderReturnInfoAdded" is accepted too, as some
+# integrations spell it, though ct's reference does not list it. OrderStateChanged only when it says Cancelled.
+RETURN_MESSAGES = frozenset({"ReturnInfoAdded", "OrderReturnInfoAdded", "ReturnInfoSet", "OrderReturnShipmentStateChanged"})
+SUBSCRIBED_MESSAGES = ["OrderCreated", "OrderStateChanged", "ReturnInfoAdded", "ReturnInfoSet", "OrderReturnShipmentStateChanged"]
 
 
 def q(value: str) -> str:
@@ -485,8 +494,10 @@ class CommercetoolsConnector(Connector, Storefront):
                 or verify_static_header(f"Bearer {secret}", headers, "Authorization"))
 
     def parse_order_webhook(self, payload) -> list:
-        """An ``OrderCreated`` Message → [StorefrontOrder]; other order Messages / change notifications →
-        [order id] to fetch; Messages about other resources → []."""
+        """An ``OrderCreated`` Message → [StorefrontOrder]; a return Message (``RETURN_MESSAGES``) or an
+        ``OrderStateChanged`` to ``Cancelled`` → [:class:`OrderChanged`] (re-read even when the hub has the
+        order); other order Messages / change notifications → [order id] to fetch when the hub does not have
+        it; Messages about other resources → [] (debug log). A payload list may mix them."""
         messages = payload if isinstance(payload, list) else [payload]
         out: list = []
         orders = []
@@ -500,23 +511,31 @@ class CommercetoolsConnector(Connector, Storefront):
                     raise errors.BadDataError("OrderCreated message without a usable order", system=self.system_type, body=m)
                 orders.append(order)
                 out.append(order)
+            elif m["notificationType"] == "Message" and (m.get("type") in RETURN_MESSAGES or (
+                    m.get("type") == "OrderStateChanged" and m.get("orderState") == "Cancelled")):
+                if resource.get("typeId") != "order" or not isinstance(resource.get("id"), str) or not resource["id"]:
+                    raise errors.BadDataError(f"{m['type']} message without an order resource", system=self.system_type, body=m)
+                out.append(OrderChanged(resource["id"], m["type"]))
             elif resource.get("typeId") == "order" and resource.get("id"):
                 out.append(resource["id"])
             elif m["notificationType"] not in ("Message", "ResourceCreated", "ResourceUpdated", "ResourceDeleted"):
                 raise errors.BadDataError(f"unknown notificationType {m['notificationType']!r}", system=self.system_type, body=m)
+            else:
+                log.debug("commercetools %s %s about %s ignored", m["notificationType"], m.get("type", ""), resource.get("typeId"))
         if orders:
             self._prime(orders)
         return [self.to_order(x) if isinstance(x, dict) else x for x in out]
 
     def ensure_order_subscription(self, url: str, key: str = "integration-hub-orders") -> dict:
-        """Create or repoint the Subscription that pushes ``OrderCreated`` Messages to the hub at ``url`` (HTTP
-        destination, AuthorizationHeader = this connection's webhook secret). Idempotent; returns it."""
+        """Create or repoint the Subscription that pushes order Messages (``SUBSCRIBED_MESSAGES``: OrderCreated,
+        cancellations, returns) to the hub at ``url`` (HTTP destination, AuthorizationHeader = this connection's
+        webhook secret). Idempotent; returns it."""
         secret = self.connection.get_webhook_secret()
         if not secret:
             raise errors.PermanentError(f"connection {self.connection.name} has no webhook secret to authenticate "
                                         "subscription deliveries with", system=self.system_type)
         destination = {"type": "HTTP", "url": url, "authentication": {"type": "AuthorizationHeader", "headerValue": secret}}
-        messages = [{"resourceTypeId": "order", "types": ["OrderCreated"]}]
+        messages = [{"resourceTypeId": "order", "types": list(SUBSCRIBED_MESSAGES)}]
         try:
             current = self._get(self.path(f"subscriptions/key={key}")).json()
         except errors.NotFoundError:

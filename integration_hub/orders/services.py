@@ -1439,12 +1439,26 @@ def poll_dispatches(connection: Connection, max_pages: int = 20) -> dict:
     return dict(totals)
 
 
-def fetch_and_capture(connection: Connection, external_ids: list[str]) -> CaptureResult:
-    """Orders a subscription only named (change notifications): fetch each and capture."""
+def fetch_and_capture(connection: Connection, external_ids: list[str], refresh_ids: list[str] = ()) -> CaptureResult:
+    """Orders a subscription only named (change notifications): fetch each the hub does not have yet and
+    capture it. ``refresh_ids``: orders a message said changed in a way the hub mirrors (a return booked or
+    moved on, a cancellation): each is re-read (one GET) even when the hub has it, and goes through
+    :func:`capture_many` like a polled order — returns by :func:`_record_storefront_returns` (upserted per
+    return item, so the same message twice, or the poll reading the same order later, counts nothing twice),
+    storefront cancellations and fulfilments likewise. A fetch that fails is logged and left to the poll
+    (the change bumped the order's lastModifiedAt, so the poll brings it back)."""
     connector = _connector(connection)
-    known = set(Order.objects.filter(channel__connection=connection, external_id__in=external_ids).values_list("external_id", flat=True))
-    todo = [i for i in dict.fromkeys(external_ids) if i not in known]
-    fetched = [r for r in _parallel(connector.get_order, todo) if not isinstance(r, Exception)]
+    refresh = list(dict.fromkeys(refresh_ids))
+    named = [i for i in dict.fromkeys(external_ids) if i not in set(refresh)]
+    known = set(Order.objects.filter(channel__connection=connection, external_id__in=named).values_list("external_id", flat=True))
+    todo = [i for i in named if i not in known] + refresh
+    fetched = []
+    for external_id, r in zip(todo, _parallel(connector.get_order, todo)):
+        if isinstance(r, Exception):
+            log.warning("order %s named by a %s subscription message could not be fetched (the poll catches up): %s",
+                        external_id, connection.name, r)
+        else:
+            fetched.append(r)
     return capture_many(connection, fetched, source="webhook-fetch")
 
 

@@ -99,10 +99,11 @@ def poll_dispatches(connection_id: int | None = None, max_pages: int = 20) -> di
 
 
 @shared_task(name="orders.fetch_orders", ignore_result=True)
-def fetch_orders(connection_id: int, external_ids: list[str]) -> dict:
-    """Orders a subscription message only named: fetch and capture (the poll catches up if this is lost)."""
+def fetch_orders(connection_id: int, external_ids: list[str], refresh_ids: list[str] | None = None) -> dict:
+    """Orders a subscription message only named: fetch and capture; ``refresh_ids``: orders a message said
+    changed (returns, cancellation), re-read even when known (the poll catches up if this is lost)."""
     conn = Connection.objects.get(pk=connection_id)
-    return services.fetch_and_capture(conn, list(external_ids)).as_dict()
+    return services.fetch_and_capture(conn, list(external_ids), refresh_ids=list(refresh_ids or [])).as_dict()
 
 
 @shared_task(name="orders.resend_unacknowledged", ignore_result=True)

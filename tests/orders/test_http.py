@@ -228,3 +228,148 @@ def test_webhook_burst_with_concurrent_duplicates_gives_each_order_once(sandbox,
     state = control(sandbox, "wair", "state")
     assert Order.objects.count() == len(state["orders"]) == 300
     assert set(state["order_receipts"].values()) == {1}
+
+
+# --- return and cancellation messages about orders the hub already has -------------------------------------
+@pytest.fixture
+def eager_celery():
+    """The webhook's queued fetch runs in the request as it commits (a worker would run it just after)."""
+    from integration_hub.celery import app
+
+    old = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = old
+
+
+def ct_message(sandbox, order_id, message_type, **fields):
+    """A commercetools Order Message in the Platform payload format, about the sandbox order as it is now."""
+    import uuid
+
+    order = sandbox.emulators["commercetools"].orders[order_id]
+    return {"notificationType": "Message", "projectKey": "demo", "id": str(uuid.uuid4()), "version": 1,
+            "sequenceNumber": order["version"], "resource": {"typeId": "order", "id": order_id},
+            "resourceVersion": order["version"], "resourceUserProvidedIdentifiers": {"orderNumber": order["orderNumber"]},
+            "type": message_type, "createdAt": order["lastModifiedAt"], "lastModifiedAt": order["lastModifiedAt"], **fields}
+
+
+def hook_post(url, message, secret="ct-hook-secret"):
+    headers = {"Content-Type": "application/json", **({"Authorization": secret} if secret else {})}
+    return requests.post(url, data=json.dumps(message), headers=headers, timeout=30)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_return_messages_re_read_a_known_order_and_record_its_returns_once(sandbox, live_server, no_kick, eager_celery):
+    from integration_hub.planning.models import ReturnLine
+
+    ct, wh, channel = sandbox_world(sandbox)
+    hook = f"{live_server.url}/hooks/orders/{ct.name}/"
+    [oid] = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1)]})["ids"]
+    assert services.poll_orders(ct)["created"] == 1  # the hub has the order
+    order = Order.objects.get(external_id=oid)
+    [item_id] = control(sandbox, "commercetools", "add_return", {"order": oid, "items": [{"sku": "SKU-2", "quantity": 1}]})["return_item_ids"]
+    emu = sandbox.emulators["commercetools"]
+    added = ct_message(sandbox, oid, "ReturnInfoAdded", returnInfo=emu.orders[oid]["returnInfo"][-1])
+
+    # a bad signature records nothing
+    assert hook_post(hook, added, secret="wrong").status_code == 401
+    assert hook_post(hook, added, secret=None).status_code == 401
+    assert not ReturnLine.objects.exists()
+
+    r = hook_post(hook, added)
+    assert r.status_code == 200, r.text
+    ret = ReturnLine.objects.get()
+    assert (ret.external_ref, ret.condition, ret.quantity) == (f"{order.idempotency_key}/{item_id}", "advised", 1)
+    assert ret.order_line.storefront_sku == "SKU-2"
+    assert r.json() == {"created": 0, "existing": 0, "rejected": 0, "returns": 0, "to_fetch": 0, "to_refresh": 1}
+    first_change = ret.updated_at
+
+    # at-least-once delivery: the same message again changes nothing
+    assert hook_post(hook, added).status_code == 200
+    assert ReturnLine.objects.count() == 1 and ReturnLine.objects.get().updated_at == first_change
+    assert services.fetch_and_capture(ct, [], refresh_ids=[oid, oid]).returns == 0
+
+    # the item moves on in the storefront (setReturnShipmentState), the message says so
+    _ct_update(ct, oid, {"action": "setReturnShipmentState", "returnItemId": item_id, "shipmentState": "Returned"})
+    changed = ct_message(sandbox, oid, "OrderReturnShipmentStateChanged", returnItemId=item_id, returnShipmentState="Returned")
+    assert hook_post(hook, changed).status_code == 200
+    assert ReturnLine.objects.get().condition == "inspection"
+    control(sandbox, "commercetools", "return_state", {"order": oid, "return_item_id": item_id, "state": "BackInStock"})
+    older_name = ct_message(sandbox, oid, "OrderReturnInfoAdded")  # tolerated spelling: re-read all the same
+    assert hook_post(hook, older_name).json()["to_refresh"] == 1
+    assert ReturnLine.objects.get().condition == "available"
+
+    # the scheduled poll reads the same order afterwards: nothing counted twice
+    res = services.poll_orders(ct)
+    assert res["returns"] == 0 and res["created"] == 0, res
+    assert ReturnLine.objects.count() == 1 and Order.objects.count() == 1
+
+
+def _ct_update(ct_conn, order_id, *actions):
+    """The real commercetools update action over HTTP, at the order's current version."""
+    from connectors.registry import get_connector
+
+    ct = get_connector(ct_conn)
+    version = ct.get_order(order_id).version
+    return ct.client.post(ct.path(f"orders/{order_id}"), json={"version": version, "actions": list(actions)}).json()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_return_message_about_an_order_the_hub_lacks_captures_it_with_its_returns(sandbox, live_server, no_kick, eager_celery):
+    from integration_hub.planning.models import ReturnLine
+
+    ct, wh, channel = sandbox_world(sandbox)
+    [oid] = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1)]})["ids"]  # OrderCreated was lost
+    control(sandbox, "commercetools", "add_return", {"order": oid, "items": [{"sku": "SKU-1", "quantity": 1, "state": "Returned"}]})
+    r = hook_post(f"{live_server.url}/hooks/orders/{ct.name}/", ct_message(sandbox, oid, "ReturnInfoAdded"))
+    assert r.status_code == 200
+    assert Order.objects.get().external_id == oid and ReturnLine.objects.get().condition == "inspection"
+    assert r.json()["to_refresh"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancelled_in_the_storefront_message_cancels_a_known_order(sandbox, live_server, no_kick, eager_celery):
+    ct, wh, channel = sandbox_world(sandbox)
+    hook = f"{live_server.url}/hooks/orders/{ct.name}/"
+    [oid] = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1)]})["ids"]
+    services.poll_orders(ct)
+    # another state change names the known order: not re-read (one task, no storefront call)
+    r = hook_post(hook, ct_message(sandbox, oid, "OrderStateChanged", orderState="Confirmed", oldOrderState="Open"))
+    assert r.status_code == 200 and (r.json()["to_fetch"], r.json()["to_refresh"]) == (1, 0)
+    assert Order.objects.get().state == S.CAPTURED
+    _ct_update(ct, oid, {"action": "changeOrderState", "orderState": "Cancelled"})
+    r = hook_post(hook, ct_message(sandbox, oid, "OrderStateChanged", orderState="Cancelled", oldOrderState="Open"))
+    assert r.status_code == 200
+    assert Order.objects.get().state == S.CANCELLED
+    assert r.json()["to_refresh"] == 1
+
+
+def test_order_webhook_query_count_is_fixed_and_unknown_messages_are_acknowledged(world, client):
+    from django.conf import settings
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from integration_hub.planning.models import ReturnLine
+
+    url, good = "/hooks/orders/ct/", settings.HUB["WEBHOOK_SECRET"]
+
+    def msgs(n, kind="ReturnInfoAdded"):
+        return [{"notificationType": "Message", "type": kind, "resource": {"typeId": "order", "id": f"o-{i}"}} for i in range(n)]
+
+    counts = []
+    for batch in (msgs(1), msgs(5) + msgs(5, "OrderReturnShipmentStateChanged")):
+        with CaptureQueriesContext(connection) as ctx:
+            r = client.post(url, data=json.dumps(batch), content_type="application/json", HTTP_AUTHORIZATION=good)
+        assert r.status_code == 200, r.content
+        counts.append(len(ctx.captured_queries))
+    assert counts[0] == counts[1]
+    assert r.json()["to_refresh"] == 5 and r.json()["to_fetch"] == 0  # five orders, each re-read once
+    assert not ReturnLine.objects.exists()
+
+    for unknown in ({"notificationType": "Message", "type": "CustomerCreated", "resource": {"typeId": "customer", "id": "c-1"}},
+                    {"notificationType": "ResourceUpdated", "resource": {"typeId": "product", "id": "p-1"}}):
+        r = client.post(url, data=json.dumps(unknown), content_type="application/json", HTTP_AUTHORIZATION=good)
+        assert r.status_code == 200 and r.json()["to_fetch"] == r.json()["to_refresh"] == 0
+    bad = {"notificationType": "Message", "type": "ReturnInfoAdded", "resource": {"typeId": "customer", "id": "c-1"}}
+    r = client.post(url, data=json.dumps(bad), content_type="application/json", HTTP_AUTHORIZATION=good)
+    assert r.status_code == 400 and "without an order resource" in r.json()["error"]

@@ -172,3 +172,60 @@ def test_malformed_return_info_is_an_exception_and_nothing_else_is_lost(pair):
     pair.orders_out(sf)
     rec.refresh_from_db()
     assert rec.status == "resolved"
+
+
+# --- returns pushed by the subscription: the same rows as the poll's, counted once ---------------------------
+def test_return_messages_from_the_subscription_reach_the_planner_once(pair, live_server):
+    import json
+    import uuid
+
+    import requests
+
+    from integration_hub.celery import app
+    from integration_hub.planning.models import ReturnLine
+
+    sf, wh, ip = pair.connection("commercetools"), pair.connection("clarus"), pair.connection("inventory_planner")
+    sf.set_webhook_secret("ct-hook")
+    sf.save()
+    import connectors.registry as registry
+
+    registry.clear_cache()
+    pair.topology(sf, wh, list_id="sc-web")
+    order = flows.order_out(pair, sf, wh, "sc-web")  # the hub has the order
+    key = order.idempotency_key
+    assert not planning.push_demand_feed(ip).error
+    emu = pair.sandbox.emulators["commercetools"]
+
+    def message(kind, **fields):
+        o = emu.orders[order.external_id]
+        return {"notificationType": "Message", "projectKey": "hubtest", "id": str(uuid.uuid4()), "version": 1,
+                "sequenceNumber": o["version"], "resource": {"typeId": "order", "id": o["id"]}, "resourceVersion": o["version"],
+                "type": kind, "createdAt": o["lastModifiedAt"], "lastModifiedAt": o["lastModifiedAt"], **fields}
+
+    def deliver(m, secret="ct-hook"):
+        return requests.post(f"{live_server.url}/hooks/orders/{sf.name}/", data=json.dumps(m), timeout=30,
+                             headers={"Content-Type": "application/json", "Authorization": secret}).status_code
+
+    old, app.conf.task_always_eager = app.conf.task_always_eager, True  # the queued re-read runs as the request commits
+    try:
+        [item_id] = pair.control("commercetools", "add_return", {"order": order.external_id,
+                                                                 "items": [{"sku": "SF-A", "quantity": 1, "state": "Returned"}]})["return_item_ids"]
+        added = message("ReturnInfoAdded", returnInfo=emu.orders[order.external_id]["returnInfo"][-1])
+        assert deliver(added, secret="not-it") == 401 and not ReturnLine.objects.exists()
+        assert deliver(added) == 200 and deliver(added) == 200  # at-least-once: twice
+        assert ReturnLine.objects.get().condition == "inspection"
+        assert planning.push_demand_feed(ip).returns_sent == 0  # received, not yet back in stock
+
+        _ct_update(sf, order.external_id, {"action": "setReturnShipmentState", "returnItemId": item_id, "shipmentState": "BackInStock"})
+        assert deliver(message("OrderReturnShipmentStateChanged", returnItemId=item_id, returnShipmentState="BackInStock")) == 200
+    finally:
+        app.conf.task_always_eager = old
+    assert ReturnLine.objects.get().condition == "available"
+    assert planning.push_demand_feed(ip).returns_sent == 1
+    assert _return_lines(pair) == {f"{key}|A||return": -1}
+
+    posts = pair.control("inventory_planner", "state")["posts"]
+    assert pair.orders_out(sf)[0]["returns"] == 0  # the scheduled poll reads the same order: nothing new
+    assert planning.push_demand_feed(ip).sent == 0
+    assert pair.control("inventory_planner", "state")["posts"] == posts
+    assert ReturnLine.objects.count() == 1 and _return_lines(pair) == {f"{key}|A||return": -1}
