@@ -22,6 +22,8 @@ storefront emulators (commercetools, sfcc)
                  takes "concurrency" and "retry_delays"; add_return {"order", "items": [{"sku", "quantity", "state"}],
                  "tracking", "return_date"} → {"return_item_ids"}, return_state {"order", "return_item_id", "state"}
                  (returns booked / moved on storefront-side, as addReturnInfo / setReturnShipmentState)
+  sfcc extras:   store_ship {"order_no", "tracking", "carrier", "store", "lines": [[sku, qty]] (default: all left)}
+                 (store staff / an OMS ship the order themselves: order-level shipped, or a new shipped shipment)
 master / warehouse emulators (wair, clarus, archean)
   seed_locations {"locations": [{"id": "...", "name": "..."}]}
   seed_stock     {"rows": [{"sku", "location", "state", "quantity"}]}   bulk, no notifications
