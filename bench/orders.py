@@ -58,18 +58,20 @@ def control(url: str, prefix: str, action: str, payload=None):
     return r.json()
 
 
-def build(url: str, rate: float):
+def build(url: str, rate: float, headroom: float = 0.95):
+    """The hub's two connections, configured a little under the sandbox's limit (``headroom``), as production
+    connections should be: request timing jitter then never trips the server's bucket."""
     from integration_hub.catalog.models import Item, SkuMapping
     from integration_hub.core.models import Channel, Connection
     from integration_hub.orders.models import ShippingMethodMap
 
     ct = Connection(name="bench-ct", system_type="commercetools", base_url=f"{url}/commercetools", auth_url=f"{url}/commercetools",
-                    client_id="hub-demo", options={"project_key": "demo"}, rate_limit_per_second=rate,
-                    rate_limit_burst=max(1, int(rate // 5)), timeout_seconds=2, max_retries=3)
+                    client_id="hub-demo", options={"project_key": "demo"}, rate_limit_per_second=rate * headroom,
+                    rate_limit_burst=max(1, int(rate // 5 * headroom)), timeout_seconds=2, max_retries=3)
     ct.set_secret("hub-demo-secret")
     ct.save()
-    wh = Connection(name="bench-wair", system_type="wair", base_url=f"{url}/wair", rate_limit_per_second=rate,
-                    rate_limit_burst=max(1, int(rate // 5)), timeout_seconds=2, max_retries=3, options={"page_size": 500})
+    wh = Connection(name="bench-wair", system_type="wair", base_url=f"{url}/wair", rate_limit_per_second=rate * headroom,
+                    rate_limit_burst=max(1, int(rate // 5 * headroom)), timeout_seconds=2, max_retries=3, options={"page_size": 500})
     wh.set_secret("wair-demo-key")
     wh.save()
     channel = Channel.objects.create(key="uk-web", name="UK web", connection=ct, external_id="uk-web", warehouse=wh)
@@ -120,6 +122,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="1,000 orders instead of 10,000")
     parser.add_argument("--orders", type=int, default=0, help="number of orders (overrides --quick)")
     parser.add_argument("--rate", type=float, default=100.0, help="sandbox limit per emulator, requests/s (default 100)")
+    parser.add_argument("--headroom", type=float, default=0.95,
+                        help="the connections' configured rate as a share of the sandbox limit (default 0.95)")
     parser.add_argument("--faults", action="store_true", help="inject 409s, 429s and timeouts")
     parser.add_argument("--workers", type=int, default=2, help="processing loops in parallel, like worker processes (default 2)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
@@ -139,7 +143,7 @@ def main(argv=None) -> int:
         from integration_hub.orders.models import Order, OrderState as S
 
         services.kick = lambda delay=0: None  # no broker: this process does the work
-        ct, wh, channel, skus = build(url, args.rate)
+        ct, wh, channel, skus = build(url, args.rate, args.headroom)
         for i in range(0, n, 1000):
             control(url, "commercetools", "create_orders", {"orders": [
                 {"channel": "uk-web", "order_number": f"B{j}", "shipping_method": "standard" if j % 4 else "express",
@@ -156,7 +160,8 @@ def main(argv=None) -> int:
         def pending(state):
             return lambda: not Order.objects.exclude(state=state).exists() and Order.objects.count() >= n
 
-        print(f"order flow benchmark: {n} orders, sandbox limit {args.rate:g} req/s per system, {args.workers} processing loop(s)"
+        print(f"order flow benchmark: {n} orders, sandbox limit {args.rate:g} req/s per system (connections at "
+              f"{args.headroom:.0%} of it), {args.workers} processing loop(s)"
               f"{' with injected 409s/429s/timeouts' if args.faults else ''}")
         t0 = time.monotonic()
         services.poll_orders(ct, max_pages=1000)  # capture (timed: part of intake)
