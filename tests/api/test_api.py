@@ -103,7 +103,7 @@ def test_channel_rule_locations_edit_is_audited_and_segregated_needs_locations(w
     from integration_hub.core.audit import history_for
     from integration_hub.core.models import Location
 
-    loc2 = Location.objects.create(code="wh2", name="Warehouse 2", connection=w.master, external_id="WH2")
+    Location.objects.create(code="wh2", name="Warehouse 2", connection=w.master, external_id="WH2")
     c = api("admin")
     r = c.patch(f"/api/channel-rules/{w.rule.pk}/", {"locations": ["wh1", "wh2"]}, format="json")
     assert r.status_code == 200, r.content
