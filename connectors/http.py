@@ -317,9 +317,12 @@ class HttpClient:
             delay = self.backoff(attempt, err.retry_after)
             if isinstance(err, errors.RateLimitedError):
                 # the server refuses this connection for a while: every worker sharing the bucket waits it
-                # out, not just this one (whether or not this call retries)
-                self._block(err.retry_after if err.retry_after is not None else delay)
-            if not retry or attempt >= max_retries:
+                # out, not just this one (whether or not this call retries) — for at most backoff_cap: a
+                # quota-style Retry-After of an hour must not park every worker inside a request
+                self._block(min(err.retry_after if err.retry_after is not None else delay, self.backoff_cap))
+            if not retry or attempt >= max_retries or delay > self.backoff_cap:
+                # a wait longer than backoff_cap is not slept here: the error (with its retry_after) goes to
+                # the caller, whose outbox row / next attempt time backs off without holding a worker
                 raise err
             log.info("%s: %s, retry %d/%d in %.2fs", self.system, err, attempt + 1, max_retries, delay)
             self.stats.retries += 1

@@ -40,6 +40,10 @@ class EchoEmulator(Emulator):
             return Response(400, {"message": "name is required"})
         return Response(201, data)
 
+    @route("GET", r"/quota")
+    def quota(self, req):
+        return Response(429, {"message": "hourly quota used"}, {"Retry-After": "3600"})
+
     @route("PUT", r"/versioned")
     def versioned(self, req):
         return Response(409, {"statusCode": 409, "errors": [{"code": "ConcurrentModification", "currentVersion": 7}]})
@@ -302,3 +306,23 @@ def test_429_blocks_the_connection_for_every_worker(echo, settings, tmp_path):
         a.get("/things/1")
     assert b.get("/things/2").status_code == 200
     assert b_slept and 0.8 <= b_slept[0] <= 1.05, b_slept
+
+
+def test_a_long_retry_after_is_handed_to_the_caller_not_slept_by_every_worker(echo, settings, tmp_path):
+    """A quota-style 429 (Retry-After: 3600) is not slept inside the request: the caller gets the error with
+    its retry_after (its outbox row or next attempt backs off), and the shared block that makes the other
+    workers of the connection wait is capped at backoff_cap."""
+    settings.REDIS_URL = ""
+    settings.VAR_DIR = tmp_path
+    name = f"conn-quota-{time.time()}"
+    a_slept, b_slept = [], []
+    a = HttpClient("echo", echo.url + "/echo", rate_per_second=1000, burst=1000, bucket_name=name, max_retries=5,
+                   backoff_cap=2.0, sleep=a_slept.append)
+    b = HttpClient("echo", echo.url + "/echo", rate_per_second=1000, burst=1000, bucket_name=name, backoff_cap=2.0,
+                   sleep=b_slept.append)
+    with pytest.raises(errors.RateLimitedError) as caught:
+        a.get("/quota")
+    assert caught.value.retry_after == 3600
+    assert a.stats.requests == 1 and not any(s > 2.0 for s in a_slept), a_slept  # no retry, no hour-long sleep
+    assert b.get("/things/2").status_code == 200
+    assert b_slept and 1.5 <= b_slept[0] <= 2.05, b_slept  # the others wait the capped block only
