@@ -8,7 +8,8 @@ row), and enqueues the pushes those changes cause in the same transaction.
 
 Reservations the master now carries are released in the same transaction
 (:func:`_release_reflected_reservations`): an acknowledged order's hold stays until this master reports
-the item at a location the order's channel draws on with a change time at or after the acknowledgement.
+a changed figure for the item at a location the order's channel draws on, with a change time at or after
+the acknowledgement (a repeated, unchanged figure releases nothing).
 
 Bad rows never block good ones; each becomes an exception record merged by key:
   unknown SKU        unknown_sku:<connection name>:<master sku>   (no channel yet: the master's name
@@ -221,7 +222,9 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
         for loc_id, ids in touched.items():
             result.enqueued += outbox.enqueue(ids, location_ids=[loc_id], priority=PendingPush.Priority.ROUTINE,
                                               reason=f"{source}:{conn_name}")
-        result.released = _release_reflected_reservations(connection, rows)
+        # only a figure that moved can carry an order's allocation (a repeat of the same figure cannot)
+        result.released = _release_reflected_reservations(
+            connection, [r for r in rows if existing.get(r[0]) is None or existing[r[0]][0] != r[1]])
 
     result.rejected = len(changes) - len(parsed) + sum(len(v) for v in unknown_locations.values()) + sum(len(v) for v in unknown_skus.values())
     if problems:

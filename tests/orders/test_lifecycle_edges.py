@@ -107,8 +107,11 @@ def test_reservation_released_only_by_a_feed_update_at_or_after_the_acknowledgem
     apply_stock_changes(world.wh, [StockChange("SKU-1", "DC9", 8, changed_at=timezone.now())])
     apply_stock_changes(world.wh, [StockChange("SKU-1", "DC1", 8, state="damaged", changed_at=timezone.now())])
     assert held.count() == 2
+    # the same figure repeated after the acknowledgement does not carry the order: no release
+    res = apply_stock_changes(world.wh, [StockChange("SKU-1", "DC1", 8, changed_at=acked + timedelta(milliseconds=1))])
+    assert res.released == 0 and held.count() == 2
     # the master reports SKU-1 at the channel's location after it took the order: that hold goes, SKU-2's stays
-    res = apply_stock_changes(world.wh, [StockChange("SKU-1", "DC1", 6, changed_at=acked + timedelta(milliseconds=1))])
+    res = apply_stock_changes(world.wh, [StockChange("SKU-1", "DC1", 6, changed_at=acked + timedelta(milliseconds=2))])
     assert res.released == 1
     assert list(held.values_list("item__sku", flat=True)) == ["SKU-2"]
     assert Reservation.objects.get(order_ref=o.idempotency_key, item__sku="SKU-1").release_reason == "master stock feed"
