@@ -330,9 +330,9 @@ def _apply_storefront_cancellations(connection: Connection, pairs) -> int:
         return 0
     orders = list(_orders_for(cancelled, Order.objects.exclude(state=S.CANCELLED).select_related("channel__connection", "warehouse")
                               .defer("raw")).values())
-    before = [o for o in orders if o.state in EDITABLE_BEFORE_SEND]
+    before = [o for o in orders if o.state in EDITABLE_BEFORE_SEND and not _maybe_at_warehouse(o)]
     n = len(cancel_many(before, "cancelled in the storefront")) if before else 0
-    at_warehouse = [o.pk for o in orders if o.state in (S.SENT, S.ACKNOWLEDGED) and o.cancel_requested_at is None]
+    at_warehouse = [o.pk for o in orders if _maybe_at_warehouse(o) and o.cancel_requested_at is None]
     if at_warehouse:
         request_warehouse_cancel(at_warehouse, f"cancelled in {connection.name}")
     return n
@@ -743,9 +743,22 @@ def _claim(base_q: Q, limit: int, lease_seconds: int) -> list[int]:
 
 # a disabled connection is not talked to: its orders wait (and the orphan / stuck checks report them)
 SEND_DUE = Q(state__in=[S.VALIDATED, S.SENT], warehouse__enabled=True, cancel_requested_at__isnull=True)
-CANCEL_DUE = Q(state__in=[S.SENT, S.ACKNOWLEDGED], warehouse__enabled=True, cancel_requested_at__isnull=False)
+# orders the warehouse may have: sent / acknowledged, and failed ones that were ever sent (FAILED follows 30
+# NotAcknowledged answers, which for WAIR mean it holds the order) — cancelling those asks the warehouse
+AT_WAREHOUSE = Q(state__in=[S.SENT, S.ACKNOWLEDGED]) | (Q(state=S.FAILED) & (Q(send_attempts__gt=0) | Q(sent_at__isnull=False)))
+CANCEL_DUE = AT_WAREHOUSE & Q(warehouse__enabled=True, cancel_requested_at__isnull=False)
 NOTIFY_DUE = Q(state=S.DISPATCHED, channel__connection__enabled=True)
 VALIDATE_DUE = Q(state=S.CAPTURED)
+
+
+def _maybe_at_warehouse(o: Order) -> bool:
+    """:data:`AT_WAREHOUSE` for one loaded order."""
+    return o.state in (S.SENT, S.ACKNOWLEDGED) or (o.state == S.FAILED and (o.send_attempts > 0 or o.sent_at is not None))
+
+
+def _lease_free(now) -> Q:
+    """Orders no worker holds a live lease on: a send in flight keeps its lease, so a cancel never runs alongside it."""
+    return Q(claim_token="") | Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
 
 
 def _parallel(fn, jobs: list) -> list:
@@ -870,6 +883,18 @@ def _send_claimed(ids: list[int], actor=None) -> SendResult:
             moved = set(transition_many([o.pk for o in acked], S.ACKNOWLEDGED, "acknowledged by warehouse", actor=actor,
                                         from_states=[S.SENT]))
             result.acknowledged = len(moved)
+            unmoved = [o.pk for o in acked if o.pk not in moved]
+            gone = set(Order.objects.filter(pk__in=unmoved, state=S.CANCELLED).values_list("pk", flat=True)) if unmoved else set()
+            for o in acked:
+                if o.pk in gone:  # cancelled in the hub while this send was in flight, yet the warehouse took it
+                    problems.append(Problem(
+                        "bad_payload", _bad_key(o.warehouse.name, "order-cancel", o.idempotency_key),
+                        f"{o.warehouse.name} accepted order {o} after it was cancelled in the hub",
+                        message=f"The warehouse acknowledged the order ({o.warehouse_ref}) while it was being cancelled: "
+                                "cancel it in the warehouse.",
+                        context={"order_id": o.pk, "state": S.CANCELLED, "warehouse_ref": o.warehouse_ref,
+                                 "action": "cancel_in_warehouse"},
+                        connection_id=o.warehouse_id, channel_id=o.channel_id, order_ref=o.idempotency_key))
             _hold_until_master_shows([(o.idempotency_key, o.warehouse_id, ack_at[o.pk]) for o in acked if o.pk in moved])
             conns = {o.warehouse.name for o in acked}
             cleared += [make_key(k, c, "send_order") for c in conns for k in ("rate_limited", "sync_timeout")]
@@ -1026,9 +1051,11 @@ def cancel_many(orders, reason: str, actor=None, from_states=None) -> list[int]:
 def request_warehouse_cancel(order_ids, reason: str) -> int:
     """Orders the warehouse already has: remember that they must be cancelled there (the send loop no longer
     resends them) and nudge a worker to ask the warehouse (:func:`cancel_due`)."""
-    n = Order.objects.filter(pk__in=list(order_ids), state__in=[S.SENT, S.ACKNOWLEDGED], cancel_requested_at__isnull=True).update(
-        cancel_requested_at=timezone.now(), cancel_reason=reason[:300], next_attempt_at=None, claim_token="")
-    if n:
+    now, ids = timezone.now(), list(order_ids)
+    n = Order.objects.filter(AT_WAREHOUSE, pk__in=ids, cancel_requested_at__isnull=True).update(
+        cancel_requested_at=now, cancel_reason=reason[:300])
+    if n:  # due at once unless a send is in flight: then when it ends (or its lease runs out)
+        Order.objects.filter(_lease_free(now), pk__in=ids, cancel_requested_at=now).update(next_attempt_at=None, claim_token="")
         kick()
     return n
 
@@ -1041,13 +1068,15 @@ def cancel(order: Order, reason: str, actor=None) -> Order:
     if not reason or not reason.strip():
         raise OrderActionError("cancelling an order needs a reason")
     order.refresh_from_db()
-    if order.state in (S.SENT, S.ACKNOWLEDGED):
+    if _maybe_at_warehouse(order):
         if order.warehouse is None or not order.warehouse.enabled:
             raise OrderActionError(f"order {order} is {order.get_state_display()} and its warehouse ({order.warehouse}) is "
                                    "not reachable from the hub: cancel it in the warehouse")
-        # a person asking (again) asks the warehouse now, with their reason
-        Order.objects.filter(pk=order.pk).update(cancel_requested_at=timezone.now(), cancel_reason=reason.strip()[:300],
-                                                 next_attempt_at=None, claim_token="")
+        # a person asking (again) asks the warehouse now, with their reason — unless a send of it is in flight:
+        # then the cancel waits for that send's lease (cancel_due asks once it has landed or lapsed)
+        now = timezone.now()
+        Order.objects.filter(pk=order.pk).update(cancel_requested_at=now, cancel_reason=reason.strip()[:300])
+        Order.objects.filter(_lease_free(now), pk=order.pk).update(next_attempt_at=None, claim_token="")
         ids = _claim(Q(pk=order.pk) & CANCEL_DUE, 1, LEASE_SECONDS)
         if ids:
             _cancel_claimed(ids, actor=actor)
@@ -1080,7 +1109,7 @@ def _cancel_claimed(ids: list[int], actor=None) -> CancelResult:
     the order) → cancelled, reservations released; refused (already picked / dispatched) → the request is
     dropped and a ``bad_payload`` record names the refusal; transport failures back off and retry."""
     result = CancelResult()
-    orders = list(Order.objects.filter(pk__in=ids, state__in=[S.SENT, S.ACKNOWLEDGED], cancel_requested_at__isnull=False)
+    orders = list(Order.objects.filter(AT_WAREHOUSE, pk__in=ids, cancel_requested_at__isnull=False)
                   .select_related("channel__connection", "warehouse").defer("raw"))
 
     def call(o):
@@ -1088,9 +1117,18 @@ def _cancel_claimed(ids: list[int], actor=None) -> CancelResult:
 
     outcomes = _parallel(call, orders)
     now = timezone.now()
+    ack_wait = timedelta(minutes=settings.HUB["ACK_TIMEOUT_MINUTES"])
     done, refused, later, problems = [], [], [], []
     for o, res in zip(orders, outcomes):
         o.claim_token = ""
+        if (isinstance(res, errors.NotFoundError) and o.state == S.SENT
+                and now < max((t for t in (o.sent_at, o.cancel_requested_at) if t is not None), default=now - ack_wait) + ack_wait):
+            # a send may still be landing: "not there" is "not there yet", not cancelled — asked again until the
+            # acknowledgement timeout has passed since the last send could have started; then it is truly absent
+            o.last_error = f"cancel: {type(res).__name__}: {res} (not at the warehouse yet)"[:2000]
+            o.next_attempt_at = now + backoff(o.send_attempts or 1)
+            later.append(o)
+            continue
         if isinstance(res, errors.NotFoundError) or not isinstance(res, Exception):
             done.append(o)
             continue
@@ -1119,7 +1157,7 @@ def _cancel_claimed(ids: list[int], actor=None) -> CancelResult:
             raise_many(problems)
     for reason, group in _by(done, lambda o: o.cancel_reason or "cancel requested").items():
         result.cancelled += len(cancel_many(group, f"{reason} (confirmed by {group[0].warehouse})", actor=actor,
-                                            from_states=[S.SENT, S.ACKNOWLEDGED]))
+                                            from_states=[S.SENT, S.ACKNOWLEDGED, S.FAILED]))
     return result
 
 
@@ -1214,7 +1252,8 @@ def record_dispatches(connection: Connection, dispatches, source: str = "dispatc
         changed, to_ack, to_dispatch = {}, [], []
         for d in dispatches:
             o = orders.get(d.order_ref)
-            if o is None or o.state in (S.CANCELLED, S.CAPTURED, S.VALIDATED, S.HELD, S.FAILED):
+            if o is None or o.state in (S.CANCELLED, S.CAPTURED, S.VALIDATED, S.HELD) or (o.state == S.FAILED
+                                                                                     and not _maybe_at_warehouse(o)):
                 res.unknown += 1
                 why = "unknown to the hub" if o is None else f"{o.get_state_display()} in the hub"
                 problems.append(Problem("bad_payload", _bad_key(connection.name, source, d.ref or d.order_ref),
@@ -1234,13 +1273,13 @@ def record_dispatches(connection: Connection, dispatches, source: str = "dispatc
                 changed[o.pk] = o
             if not d.complete:
                 res.partial += 1
-                if o.state == S.SENT:
+                if o.state in (S.SENT, S.FAILED):
                     to_ack.append(o)
                 continue
             if o.state in (S.DISPATCHED, S.STOREFRONT_NOTIFIED):
                 res.duplicate += 1
                 continue
-            if o.state == S.SENT:
+            if o.state in (S.SENT, S.FAILED):
                 to_ack.append(o)
             to_dispatch.append(o)
             # the warehouse's time is kept; the agreed time to show it shipped runs from when the hub heard of it
@@ -1251,8 +1290,13 @@ def record_dispatches(connection: Connection, dispatches, source: str = "dispatc
             Order.objects.bulk_update(list(changed.values()), ["tracking", "warehouse_ref", "dispatched_at", "dispatch_received_at"],
                                       batch_size=500)
         if to_ack:
-            moved = set(transition_many([o.pk for o in to_ack], S.ACKNOWLEDGED, "acknowledged: the warehouse confirmed a dispatch",
+            moved = set(transition_many([o.pk for o in to_ack if o.state == S.SENT], S.ACKNOWLEDGED,
+                                        "acknowledged: the warehouse confirmed a dispatch",
                                         from_states=[S.SENT], claim_token="", next_attempt_at=None))
+            # a failed order (no acknowledgement in time) the warehouse did have: its dispatch is the acknowledgement
+            moved |= set(transition_many([o.pk for o in to_ack if o.state == S.FAILED], S.ACKNOWLEDGED,
+                                         "acknowledged: the warehouse confirmed a dispatch of an order the hub had marked failed",
+                                         from_states=[S.FAILED], claim_token="", next_attempt_at=None))
             _hold_until_master_shows([(o.idempotency_key, o.warehouse_id or connection.pk, received) for o in to_ack if o.pk in moved])
         if to_dispatch:
             moved = transition_many([o.pk for o in to_dispatch], S.DISPATCHED, f"dispatch confirmed by {connection.name} ({source})",

@@ -14,7 +14,9 @@ ALLOWED: dict[str, set[str]] = {
     S.DISPATCHED: {S.STOREFRONT_NOTIFIED},
     S.STOREFRONT_NOTIFIED: set(),
     S.HELD: {S.VALIDATED, S.CANCELLED, S.FAILED, S.HELD},
-    S.FAILED: {S.VALIDATED, S.CANCELLED},
+    # FAILED → ACKNOWLEDGED: the warehouse confirms a dispatch of a failed order it did receive (after
+    # NotAcknowledged answers); the dispatch then moves it on
+    S.FAILED: {S.VALIDATED, S.CANCELLED, S.ACKNOWLEDGED},
     S.CANCELLED: set(),
 }
 
