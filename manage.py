@@ -7,6 +7,7 @@ import sys
 def main():
     """Run administrative tasks."""
     os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'integration_hub.settings')
+    os.umask(0o077)  # var/, databases, logs, reports: owner-only (integration_hub/core/filemodes.py)
     try:
         from django.core.management import execute_from_command_line
     except ImportError as exc:

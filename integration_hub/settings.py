@@ -8,8 +8,12 @@ Embedded default (nothing set): SQLite in ``var/`` and a Celery broker that need
   DATABASE_URL        postgres://user@host:5432/dbname
   CELERY_BROKER_URL   redis://host:6379/0  or  amqp://guest:guest@host:5672//
   REDIS_URL           redis://host:6379/1   (shared rate limiter + cache across workers/hosts)
-  HUB_SECRET_KEY      Django secret key
-  HUB_ENCRYPTION_KEY  key used to encrypt connection secrets at rest (defaults to one derived from the secret key)
+  HUB_SECRET_KEY      Django secret key (required when debug is off)
+  HUB_ENCRYPTION_KEY  Fernet key(s), newest first, encrypting connection secrets at rest (required when debug
+                      is off; only the debug demo derives one from the secret key)
+
+Debug is off unless HUB_DEBUG=true (``./hub up`` sets it for its loopback demo); the security block at the
+end holds the production defaults (HTTPS-only cookies, HSTS, SSL redirect, CSP) and the start-up refusals.
 """
 from __future__ import annotations
 
@@ -17,10 +21,12 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_INLINE
+
+from integration_hub.core import deploy_guard, filemodes
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("HUB_VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+VAR_DIR = filemodes.private_dir(Path(os.environ.get("HUB_VAR_DIR", BASE_DIR / "var")))
 
 
 def env_bool(name: str, default: bool = False) -> bool:
@@ -30,8 +36,8 @@ def env_bool(name: str, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-SECRET_KEY = os.environ.get("HUB_SECRET_KEY", "dev-only-insecure-key-change-me-in-production-0123456789")
-DEBUG = env_bool("HUB_DEBUG", True)
+SECRET_KEY = os.environ.get("HUB_SECRET_KEY") or deploy_guard.DEV_SECRET_KEY
+DEBUG = env_bool("HUB_DEBUG", False)
 ALLOWED_HOSTS = [h for h in os.environ.get("HUB_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("HUB_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
@@ -42,6 +48,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "csp",
     "rest_framework",
     "rest_framework.authtoken",
     "django_filters",
@@ -61,6 +68,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files on the production path (waitress)
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -130,7 +139,13 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(os.environ.get("HUB_STATIC_ROOT", VAR_DIR / "static"))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise indexes it at start-up (filled by collectstatic)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Compressed copies (gzip) made by collectstatic; no manifest, so pages render before collectstatic too.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
@@ -213,4 +228,40 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("HUB_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- security ---------------------------------------------------------------------------------
+# Unsafe combinations refuse to start (debug on a public host; debug off with the public dev key or
+# without a real encryption key): integration_hub/core/deploy_guard.py.
+deploy_guard.check(debug=DEBUG, allowed_hosts=ALLOWED_HOSTS, secret_key=os.environ.get("HUB_SECRET_KEY"),
+                   encryption_key=HUB["ENCRYPTION_KEY"])
+# Error reports (debug page, e-mails) mask connection-URL passwords and sensitive variables.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "integration_hub.core.error_reports.HubExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "integration_hub.core.error_reports.HubExceptionReporter"
+# HTTPS: on by default whenever debug is off (`manage.py check --deploy` passes). Behind a TLS-terminating
+# proxy set HUB_SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO (the proxy must set/overwrite that header).
+SECURE_SSL_REDIRECT = env_bool("HUB_SECURE_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("HUB_SECURE_COOKIES", not DEBUG)
+SECURE_HSTS_SECONDS = int(os.environ.get("HUB_SECURE_HSTS_SECONDS", "0" if DEBUG else str(365 * 24 * 3600)))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HUB_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("HUB_SECURE_HSTS_PRELOAD", True)
+_proxy_header, _, _proxy_value = os.environ.get("HUB_SECURE_PROXY_SSL_HEADER", "").partition("=")
+SECURE_PROXY_SSL_HEADER = (_proxy_header.strip(), _proxy_value.strip() or "https") if _proxy_header.strip() else None
+SECURE_REFERRER_POLICY = "same-origin"
+# Content-Security-Policy (django-csp 4). Scripts only from our static files (no inline script or event
+# handler anywhere: templates use static/console/hub.js); inline CSS is allowed — base.html and the
+# admin carry <style> blocks and style attributes. blob: workers are Redoc's search.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "worker-src": [SELF, "blob:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
 }

@@ -12,5 +12,6 @@ import os
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'integration_hub.settings')
+os.umask(0o077)  # files the web process writes are owner-only (integration_hub/core/filemodes.py)
 
 application = get_wsgi_application()

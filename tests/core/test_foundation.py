@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from cryptography.fernet import Fernet
 from django.db import IntegrityError, transaction
 
 from exceptions_app import services as exc
@@ -99,7 +100,7 @@ def test_connection_secret_encrypted_at_rest(db, monkeypatch):
 def test_secret_with_wrong_key_fails_loudly(db, settings):
     conn = Connection(name="x", system_type="wair", base_url="http://x")
     conn.set_secret("s3cret")
-    settings.HUB = {**settings.HUB, "ENCRYPTION_KEY": "another-key"}
+    settings.HUB = {**settings.HUB, "ENCRYPTION_KEY": Fernet.generate_key().decode()}  # another real key
     with pytest.raises(ValueError, match="cannot be decrypted"):
         conn.get_secret()
 

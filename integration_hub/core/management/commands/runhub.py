@@ -1,7 +1,9 @@
 """Run the whole hub on one machine: sandbox systems, demo data, web console, Celery worker and beat.
 
 Every part is a child process; if one dies the others are stopped and the command exits non-zero.
-Ctrl-C stops everything. Used by ``./hub up``; in production run the parts under a process manager.
+Ctrl-C stops everything. Used by ``./hub up`` (which sets HUB_DEBUG=true: a loopback demo, so the web
+console must listen on a loopback address while debug is on); in production run the parts under a
+process manager with debug off.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import requests
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+
+from integration_hub.core.deploy_guard import LOOPBACK_HOSTS
 
 
 def _interrupt(signum, frame):
@@ -33,6 +37,10 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int, default=2)
 
     def handle(self, *args, **opts):
+        host = opts["addr"].rsplit(":", 1)[0] if ":" in opts["addr"] else ("127.0.0.1" if opts["addr"].isdigit() else opts["addr"])
+        if settings.DEBUG and host.lower() not in LOOPBACK_HOSTS:
+            raise CommandError(f"debug is on: the demo listens on loopback only, not {opts['addr']} "
+                               "(use --addr 127.0.0.1:PORT, or HUB_DEBUG=false with real keys)")
         self.children: list[tuple[str, subprocess.Popen]] = []
         # SIGTERM (process managers, `kill`) stops the children too, like Ctrl-C does.
         signal.signal(signal.SIGTERM, _interrupt)
