@@ -1,4 +1,7 @@
-"""Shared fixtures: a real sandbox over HTTP, a real Celery worker process, users per role."""
+"""Shared fixtures: a real sandbox over HTTP, a real Celery worker process, users per role.
+
+The test-only environment (keys, plain http) is set by tests/hub_test_env.py, a plugin pytest.ini loads
+before the settings are imported (this file is read too late for that)."""
 from __future__ import annotations
 
 import os

@@ -61,6 +61,14 @@ def legacy_key(secret_key: str) -> bytes:
 
 
 @lru_cache(maxsize=8)
+def _parsed(value: str) -> tuple[bytes, ...]:
+    try:
+        return tuple(parse_keys(value))
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+
+
+@lru_cache(maxsize=8)
 def _multi(keys: tuple[bytes, ...]) -> MultiFernet:
     return MultiFernet([Fernet(k) for k in keys])
 
@@ -69,10 +77,7 @@ def configured_keys() -> tuple[bytes, ...]:
     """The keys in use: the configured list, or (debug only) the derived key plus the legacy one."""
     value = settings.HUB.get("ENCRYPTION_KEY") or ""
     if value:
-        try:
-            return tuple(parse_keys(value))
-        except ValueError as exc:
-            raise ImproperlyConfigured(str(exc)) from None
+        return _parsed(value)
     if not settings.DEBUG:
         raise ImproperlyConfigured("HUB_ENCRYPTION_KEY must be set when debug is off")
     return derive_key(settings.SECRET_KEY), legacy_key(settings.SECRET_KEY)
