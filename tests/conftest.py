@@ -18,6 +18,17 @@ if not os.environ.get("CELERY_BROKER_URL"):
     os.environ["CELERY_BROKER_URL"] = f"sqla+sqlite:///{VAR / 'test-broker.sqlite3'}"
 
 
+# The sandbox and the test servers listen on loopback, which the outbound guard (connectors/egress.py)
+# refuses unless allow-listed. Settings are loaded before this file (pytest-django), so the running
+# settings are set too; worker subprocesses inherit the environment variable.
+LOOPBACK_ALLOW = "127.0.0.1,localhost,::1"
+os.environ.setdefault("HUB_OUTBOUND_ALLOW", LOOPBACK_ALLOW)
+from django.conf import settings as _settings  # noqa: E402
+
+if _settings.configured and not _settings.HUB.get("OUTBOUND_ALLOW"):
+    _settings.HUB["OUTBOUND_ALLOW"] = os.environ["HUB_OUTBOUND_ALLOW"]
+
+
 # --- sandbox ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def sandbox_server():
