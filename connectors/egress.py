@@ -41,6 +41,8 @@ ENV_NAME = "HUB_OUTBOUND_ALLOW"
 SCHEMES = ("http", "https")
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# special-purpose ranges some Python releases count as global (IANA IPv4 Special-Purpose Address Registry)
+_SPECIAL_V4 = [ipaddress.ip_network(n) for n in ("0.0.0.0/8", "192.0.0.0/24", "198.18.0.0/15")]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -117,7 +119,7 @@ def blocked_reason(ip: IPAddress) -> str | None:
         return "a shared (CGNAT) address"
     if ip.is_private:
         return "a private address"
-    if ip.is_reserved:
+    if ip.is_reserved or (ip.version == 4 and any(ip in net for net in _SPECIAL_V4)):
         return "a reserved address"
     if not ip.is_global:
         return "an address that is not publicly routable"
