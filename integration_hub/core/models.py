@@ -22,8 +22,9 @@ _SECRET_ENV_RX = re.compile(rf"^{SECRET_ENV_PREFIX}[A-Z0-9_]+$")
 URL_FIELDS = ("base_url", "auth_url")
 
 
-class SecretEnvNotAllowed(ValueError):
-    """A connection names an environment variable outside the HUB_CONN_ prefix; its value is never read."""
+class SecretEnvNotAllowed(errors.PermanentError, ValueError):
+    """A connection names an environment variable outside the HUB_CONN_ prefix; its value is never read.
+    A permanent connector error, so the sync that needed the secret records it for people to fix."""
 
 
 def secret_env_problem(name: str) -> str | None:
@@ -157,7 +158,7 @@ class Connection(models.Model):
         name = getattr(self, field)
         problem = secret_env_problem(name)
         if problem:
-            raise SecretEnvNotAllowed(f"connection {self.name}: {field} {problem}")
+            raise SecretEnvNotAllowed(f"connection {self.name}: {field} {problem}", system=self.system_type)
         return os.environ.get(name, "")
 
     def set_secret(self, plaintext: str) -> None:

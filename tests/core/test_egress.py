@@ -403,3 +403,19 @@ def test_runhub_allows_exactly_the_sandbox_host(settings):
     egress.check_url("http://127.0.0.1:8765/wair")
     with pytest.raises(errors.UnsafeDestinationError):
         egress.check_url("http://10.0.0.1/")
+
+
+def test_a_disallowed_secret_env_in_the_database_stops_the_sync_with_a_record(db, monkeypatch):
+    """A row saved before the rule (or written around the admin) is refused when the secret is needed,
+    and the failure is an exception record ops see, not a traceback nobody reads."""
+    from exceptions_app.models import ExceptionRecord
+    from integration_hub.inventory.tasks import poll_stock
+
+    monkeypatch.setenv("HUB_ENCRYPTION_KEY", "never-sent")
+    conn = Connection.objects.create(name="old", system_type="wair", base_url="https://api.example.com",
+                                     secret_env="HUB_ENCRYPTION_KEY", max_retries=0)
+    assert "error" in poll_stock(conn.pk)
+    rec = ExceptionRecord.objects.get(connection=conn)
+    assert "HUB_CONN_" in rec.message and "never-sent" not in rec.message
+    conn.refresh_from_db()
+    assert "HUB_CONN_" in conn.last_error
