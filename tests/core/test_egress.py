@@ -268,9 +268,15 @@ def test_remote_body_reaches_admins_only(remote, db, role_client, make_user, cli
     rec = ExceptionRecord.objects.get(connection=conn)
     assert MARKER not in rec.message and MARKER not in str(rec.context)
 
+    planner = Connection.objects.create(name="planner", system_type="inventory_planner", base_url=f"{main.url}/t",
+                                        max_retries=0, rate_limit_per_second=1000)
+    with pytest.raises(errors.RetryableError) as failed:
+        HttpClient.for_connection(planner).get("/api/v1/stock/changes")
+    Connection.record_error(planner.pk, failed.value)
+
     ops = role_client("ops")
     for url in (reverse("console:dashboard"), reverse("exceptions:list"), reverse("exceptions:detail", args=[rec.pk]),
-                "/api/exceptions/"):
+                "/api/exceptions/", "/planning/"):
         page = ops.get(url)
         assert page.status_code == 200, url
         assert MARKER not in page.content.decode(), url
