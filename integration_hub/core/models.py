@@ -122,13 +122,15 @@ class Connection(models.Model):
         return cleared
 
     def save(self, *args, **kwargs):
-        self.secrets_cleared = self._drop_secrets_for_new_url()
         update_fields = kwargs.get("update_fields")
+        saves_urls = update_fields is None or bool(set(update_fields) & set(URL_FIELDS))
+        self.secrets_cleared = self._drop_secrets_for_new_url() if saves_urls else []
         if self.secrets_cleared and update_fields is not None:
             kwargs["update_fields"] = list({*update_fields, *self.secrets_cleared})
         super().save(*args, **kwargs)
-        self._loaded = {f: getattr(self, f) for f in (*URL_FIELDS, "secret_env", "webhook_secret_env")}
-        self._supplied = set()
+        if saves_urls:
+            self._loaded = {f: getattr(self, f) for f in (*URL_FIELDS, "secret_env", "webhook_secret_env")}
+            self._supplied = set()
 
     # -- validation (admin form, any full_clean) --------------------------------------------------
     def clean(self):

@@ -392,7 +392,11 @@ def test_model_save_path_clears_secrets_on_url_change(db):
     conn.save()
     assert conn.secrets_cleared == ["secret_encrypted"]
     assert Connection.objects.get(pk=conn.pk).secret_encrypted == ""
+    conn.set_secret("k2")
+    conn.save(update_fields=["secret_encrypted"])
     conn.auth_url = "https://auth.example.com"
+    conn.save(update_fields=["client_id"])  # the URL change is not saved: nothing cleared
+    assert conn.secrets_cleared == [] and Connection.objects.get(pk=conn.pk).get_secret() == "k2"
     conn.set_secret("k2")
     conn.save(update_fields=["auth_url", "secret_encrypted"])
     assert Connection.objects.get(pk=conn.pk).get_secret() == "k2"
