@@ -12,8 +12,9 @@
   the error (``exc.body`` / ``exc.detail``) for connector logic and for admins;
 - outbound destinations guarded (:mod:`connectors.egress`): connections go only to verified public
   addresses unless ``HUB_OUTBOUND_ALLOW`` lists them;
-- redirects are not followed automatically (``requests`` strips only ``Authorization`` on a cross-host
-  redirect and would re-send ``X-Api-Key``, account and other custom headers to the new host): a redirect
+- redirects are not followed automatically (``requests.Session.rebuild_auth`` strips only
+  ``Authorization`` on a cross-host redirect and would re-send ``X-Api-Key``, account and other custom
+  headers to the new host; method rewriting below follows ``Session.rebuild_method``): a redirect
   within the same origin (scheme, host, port) is followed up to ``MAX_REDIRECTS`` times, one to another
   origin is a :class:`connectors.errors.RedirectRefusedError`. Token requests follow no redirect at all.
 
