@@ -35,6 +35,7 @@ def setup_django(tmp: str) -> None:
         os.environ.pop(var, None)  # always the embedded size: a throwaway SQLite file
     os.environ["CELERY_BROKER_URL"] = f"sqla+sqlite:///{tmp}/bench-broker.sqlite3"
     os.environ.setdefault("HUB_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("HUB_OUTBOUND_ALLOW", "127.0.0.1,localhost,::1")  # the bench's own loopback sandbox
     import django
 
     django.setup()

@@ -1,6 +1,8 @@
 """One error taxonomy for every external call (ARCHITECTURE principle 3)."""
 from __future__ import annotations
 
+DETAIL_LIMIT = 2000
+
 
 class ConnectorError(Exception):
     """Base class. ``retryable`` says whether the same call may succeed later."""
@@ -11,6 +13,14 @@ class ConnectorError(Exception):
     def __init__(self, message: str, *, status: int | None = None, body=None, retry_after: float | None = None, system: str = ""):
         super().__init__(message)
         self.status, self.body, self.retry_after, self.system = status, body, retry_after, system
+
+    @property
+    def detail(self) -> str:
+        """What the remote answered (an excerpt of its body), for admins only: never part of ``str(self)``,
+        which people on the ops screens read (a body can carry anything the remote chose to return)."""
+        if self.body is None or self.body == "":
+            return ""
+        return str(self.body)[:DETAIL_LIMIT]
 
 
 class RetryableError(ConnectorError):
@@ -55,3 +65,23 @@ class BadDataError(ConnectorError):
     """Our payload (or theirs) is invalid: needs a person or a data fix, not a retry."""
 
     kind = "bad_data"
+
+
+class UnsafeDestinationError(PermanentError):
+    """The destination is not allowed: not http(s), or its host resolves to a loopback, private,
+    link-local (metadata), CGNAT, multicast or reserved address that ``HUB_OUTBOUND_ALLOW`` does not list
+    (:mod:`connectors.egress`). Needs an admin to fix the URL or the allow-list, not a retry."""
+
+    kind = "unsafe_destination"
+
+
+class RedirectRefusedError(PermanentError):
+    """The remote redirected to another origin (scheme, host, port). Redirects are followed within the
+    same origin only: credentials headers (API keys, account ids) must never travel to a different host."""
+
+    kind = "redirect_refused"
+
+
+def error_detail(exc: BaseException) -> str:
+    """The admin-only detail of any exception ("" when it has none)."""
+    return exc.detail if isinstance(exc, ConnectorError) else ""

@@ -7,7 +7,16 @@
 - a token bucket per connection shared by every worker (:mod:`connectors.ratelimit`); a 429 blocks the
   shared bucket for its Retry-After, so every worker of the connection waits, not only the one refused;
 - exponential back-off with full jitter for retryable failures, honouring ``Retry-After``;
-- every failure mapped onto :mod:`connectors.errors`.
+- every failure mapped onto :mod:`connectors.errors`; an error's message (what ops read) names the
+  system, method, URL without its query, status and error class — never the remote's body, which stays on
+  the error (``exc.body`` / ``exc.detail``) for connector logic and for admins;
+- outbound destinations guarded (:mod:`connectors.egress`): connections go only to verified public
+  addresses unless ``HUB_OUTBOUND_ALLOW`` lists them;
+- redirects are not followed automatically (``requests.Session.rebuild_auth`` strips only
+  ``Authorization`` on a cross-host redirect and would re-send ``X-Api-Key``, account and other custom
+  headers to the new host; method rewriting below follows ``Session.rebuild_method``): a redirect
+  within the same origin (scheme, host, port) is followed up to ``MAX_REDIRECTS`` times, one to another
+  origin is a :class:`connectors.errors.RedirectRefusedError`. Token requests follow no redirect at all.
 
 Retrying a POST is only safe when the target deduplicates it: callers send an idempotency key.
 """
@@ -16,20 +25,24 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
+from urllib.parse import urljoin, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies, select_proxy
 
-from . import errors, ratelimit
+from . import egress, errors, ratelimit
+from .egress import display_url
 
 log = logging.getLogger(__name__)
 
 _sessions: dict[str, requests.Session] = {}
 _sessions_lock = threading.Lock()
+MAX_REDIRECTS = 5
 
 
 def pooled_session(key: str, pool_size: int = 32) -> requests.Session:
@@ -37,7 +50,7 @@ def pooled_session(key: str, pool_size: int = 32) -> requests.Session:
         session = _sessions.get(key)
         if session is None:
             session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+            adapter = egress.GuardedAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             _sessions[key] = session
@@ -130,16 +143,22 @@ class CachedTokenAuth(Auth):
         try:
             resp = self.fetch(session)
         except requests.Timeout as exc:
-            raise errors.TimeoutError_(f"{self.system} token request timed out: {exc}", system=self.system) from exc
+            raise errors.TimeoutError_(f"{self.system} token request timed out: {_reason(exc)}", system=self.system) from exc
         except requests.RequestException as exc:
-            raise errors.RetryableError(f"{self.system} token request failed: {exc}", system=self.system) from exc
+            raise errors.RetryableError(f"{self.system} token request failed: {_reason(exc)}", system=self.system) from exc
+        if resp.is_redirect:  # fetch() sends allow_redirects=False: credentials never follow a redirect
+            raise errors.RedirectRefusedError(
+                f"{self.system} token endpoint {display_url(resp.url)} redirected ({resp.status_code}) to "
+                f"{display_url(urljoin(resp.url, resp.headers.get('Location', '')))}; credential requests follow no "
+                f"redirect: set the token URL to the final address", status=resp.status_code, system=self.system)
         if resp.status_code == 429 or resp.status_code >= 500:
             cls = errors.RateLimitedError if resp.status_code == 429 else errors.RetryableError
             raise cls(f"{self.system} token endpoint answered {resp.status_code}", status=resp.status_code, system=self.system,
                       retry_after=parse_retry_after(resp.headers.get("Retry-After")))
         if resp.status_code != 200:
-            raise errors.PermanentError(f"{self.system} token endpoint refused the credentials ({resp.status_code}): "
-                                        f"{resp.text[:200]}", status=resp.status_code, system=self.system)
+            raise errors.PermanentError(f"{self.system} token endpoint {display_url(resp.url)} refused the credentials "
+                                        f"({resp.status_code})", status=resp.status_code, body=resp.text[:errors.DETAIL_LIMIT],
+                                        system=self.system)
         token, ttl = self.parse(resp.json())
         ttl = max(1, ttl - min(60, ttl // 10))  # renew a little early
         if cache is not None:
@@ -178,7 +197,8 @@ class OAuthClientCredentials(CachedTokenAuth):
         data = {"grant_type": "client_credentials", **self.extra}
         if self.scope:
             data["scope"] = self.scope
-        return session.post(self.token_url, data=data, auth=(self.client_id, self.client_secret), timeout=self.timeout)
+        return session.post(self.token_url, data=data, auth=(self.client_id, self.client_secret), timeout=self.timeout,
+                            allow_redirects=False)
 
 
 # --- the client ----------------------------------------------------------------------------------
@@ -249,27 +269,62 @@ class HttpClient:
         return delay
 
     def _error_for(self, resp: requests.Response) -> errors.ConnectorError:
+        """The taxonomy error for a refused response. Its message is the classified summary ops read; the
+        body (parsed JSON or a text excerpt) rides on the error for connectors and admins only."""
         status = resp.status_code
         try:
             body: Any = resp.json()
         except ValueError:
-            body = resp.text[:2000]
-        msg = f"{self.system} {resp.request.method} {resp.url} → {status}: {str(body)[:300]}"
-        kw = dict(status=status, body=body, system=self.system)
+            body = resp.text[:errors.DETAIL_LIMIT]
+        kw: dict = dict(status=status, body=body, system=self.system)
         if status == 429:
             self.stats.rate_limited += 1
-            return errors.RateLimitedError(msg, retry_after=parse_retry_after(resp.headers.get("Retry-After")), **kw)
-        if status == 409:
+            cls, kw["retry_after"] = errors.RateLimitedError, parse_retry_after(resp.headers.get("Retry-After"))
+        elif status == 409:
             self.stats.conflicts += 1
-            return errors.ConflictError(msg, current_version=_current_version(body), **kw)
-        if status == 404:
-            return errors.NotFoundError(msg, **kw)
-        if status in (400, 422):
-            return errors.BadDataError(msg, **kw)
-        if status in (408,) or status >= 500:
+            cls, kw["current_version"] = errors.ConflictError, _current_version(body)
+        elif status == 404:
+            cls = errors.NotFoundError
+        elif status in (400, 422):
+            cls = errors.BadDataError
+        elif status in (408,) or status >= 500:
             self.stats.server_errors += 1
-            return errors.RetryableError(msg, retry_after=parse_retry_after(resp.headers.get("Retry-After")), **kw)
-        return errors.PermanentError(msg, **kw)
+            cls, kw["retry_after"] = errors.RetryableError, parse_retry_after(resp.headers.get("Retry-After"))
+        else:
+            cls = errors.PermanentError
+        msg = f"{self.system} {resp.request.method} {display_url(resp.url)} → {status} ({cls.kind})"
+        return cls(msg, **kw)
+
+    def _proxied(self, url: str) -> bool:
+        proxies = dict(self.session.proxies or {})
+        if self.session.trust_env:
+            proxies = {**get_environ_proxies(url), **proxies}
+        return bool(select_proxy(url, proxies))
+
+    def _send(self, method: str, url: str, *, params, json, data, headers: dict, ok: set[int]) -> requests.Response:
+        """One exchange: the guarded request, then same-origin redirects (at most MAX_REDIRECTS)."""
+        for _hop in range(MAX_REDIRECTS + 1):
+            # direct connections are verified where the socket opens (egress.GuardedAdapter); through a
+            # proxy only the target's name can be checked, here, before the proxy is asked
+            egress.check_url(url, resolve_host=self._proxied(url))
+            resp = self.session.request(method, url, params=params, json=json, data=data, headers=headers,
+                                        timeout=self.timeout, allow_redirects=False)
+            if resp.status_code in ok or not resp.is_redirect:
+                return resp
+            target = urljoin(resp.url, resp.headers["Location"])
+            if _origin(target) != _origin(resp.url):
+                resp.close()
+                raise errors.RedirectRefusedError(
+                    f"{self.system} {method} {display_url(resp.url)} → {resp.status_code} redirect to another origin "
+                    f"{display_url(target)}, not followed (credentials stay with the configured host): "
+                    f"set the connection's URL to the final address", status=resp.status_code, system=self.system)
+            resp.close()
+            if (resp.status_code == 303 and method != "HEAD") or (resp.status_code in (301, 302) and method == "POST"):
+                method, json, data = "GET", None, None  # what requests / browsers do (RFC 9110 §15.4)
+                headers = {k: v for k, v in headers.items() if k.lower() not in ("content-type", "content-length")}
+            url, params = target, None  # the Location carries its own query
+        raise errors.PermanentError(f"{self.system} {method} {display_url(url)}: more than {MAX_REDIRECTS} redirects",
+                                    system=self.system)
 
     def request(
         self,
@@ -298,7 +353,7 @@ class HttpClient:
             try:
                 self.auth.apply(self, hdrs)
                 self.stats.requests += 1
-                resp = self.session.request(method, url, params=params, json=json, data=data, headers=hdrs, timeout=self.timeout)
+                resp = self._send(method, url, params=params, json=json, data=data, headers=hdrs, ok=ok)
                 if resp.status_code in ok:
                     return resp
                 if resp.status_code == 401 and not refreshed_auth and not isinstance(self.auth, NoAuth):
@@ -308,9 +363,11 @@ class HttpClient:
                 err = self._error_for(resp)
             except requests.Timeout as exc:
                 self.stats.timeouts += 1
-                err = errors.TimeoutError_(f"{self.system} {method} {url} timed out: {exc}", system=self.system)
+                err = errors.TimeoutError_(f"{self.system} {method} {display_url(url)} timed out: {_reason(exc)}",
+                                           system=self.system)
             except requests.ConnectionError as exc:
-                err = errors.RetryableError(f"{self.system} {method} {url} connection failed: {exc}", system=self.system)
+                err = errors.RetryableError(f"{self.system} {method} {display_url(url)} connection failed: {_reason(exc)}",
+                                            system=self.system)
             except errors.ConnectorError as exc:  # raised by auth (token endpoint)
                 err = exc
             retry = err.retryable and (retry_conflicts or not isinstance(err, errors.ConflictError))
@@ -347,6 +404,20 @@ class HttpClient:
 
     def delete(self, path: str, **kw) -> requests.Response:
         return self.request("DELETE", path, **kw)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(scheme)
+
+
+_QUERY_RX = re.compile(r"\?[^\s'\")]*")
+
+
+def _reason(exc: BaseException) -> str:
+    """A transport failure's reason without the query strings urllib3 quotes (they can carry keys)."""
+    return _QUERY_RX.sub("?…", str(exc))[:300]
 
 
 def _current_version(body) -> int | None:

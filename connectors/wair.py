@@ -54,6 +54,7 @@ from urllib.parse import quote
 from . import errors
 from .base import (Acknowledgement, Connector, Dispatch, Fulfilment, InventoryMaster, Page, Parcel, StockChange,
                    Warehouse, WarehouseOrder)
+from .egress import display_url
 from .http import CachedTokenAuth, HeaderAuth, HttpClient
 from .parsing import ParsedBatch, parse_rows, to_iso as _iso
 from .parsing import RowError as _RowError
@@ -88,7 +89,7 @@ class WairTokenAuth(CachedTokenAuth):
         if self.tenant:
             headers["X-Tenant"] = self.tenant
         return session.post(self.token_url, json={"username": self.username, "password": self.password},
-                            headers=headers, timeout=self.timeout)
+                            headers=headers, timeout=self.timeout, allow_redirects=False)
 
     def parse(self, body: dict) -> tuple[str, int]:
         return body["accessToken"], int(body.get("expiresIn") or 3600)
@@ -201,8 +202,9 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         try:
             body = resp.json()
         except ValueError:
-            raise errors.BadDataError(f"WAIR {resp.request.method} {resp.url} answered {resp.status_code} with non-JSON: "
-                                      f"{resp.text[:200]!r}", status=resp.status_code, body=resp.text[:2000],
+            raise errors.BadDataError(f"WAIR {resp.request.method} {display_url(resp.url)} answered {resp.status_code} "
+                                      f"with non-JSON ({resp.headers.get('Content-Type') or 'no content type'})",
+                                      status=resp.status_code, body=resp.text[:2000],
                                       system=self.system_type) from None
         if not isinstance(body, dict):
             raise errors.BadDataError(f"WAIR {resp.request.method} {resp.url} answered a {type(body).__name__}, not an object",

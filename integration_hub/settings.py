@@ -219,6 +219,9 @@ HUB = {
     # acknowledged orders are looked up in the warehouse (a lost dispatch confirmation) or flagged.
     "DISPATCH_DUE_MINUTES": int(os.environ.get("HUB_DISPATCH_DUE_MINUTES", str(24 * 60))),
     "SANDBOX_URL": os.environ.get("HUB_SANDBOX_URL", "http://127.0.0.1:8765"),
+    # Hosts / CIDRs outbound calls may reach although internal (loopback, private, link-local …); empty =
+    # public addresses only (connectors/egress.py). `./hub up` and the tests allow the loopback sandbox.
+    "OUTBOUND_ALLOW": os.environ.get("HUB_OUTBOUND_ALLOW", ""),
 }
 
 LOGGING = {

@@ -15,6 +15,9 @@ TEST_ENV = {
     "HUB_ENCRYPTION_KEY": Fernet.generate_key().decode(),
     "HUB_SECURE_SSL_REDIRECT": "false",
     "HUB_SECURE_COOKIES": "false",
+    # The sandbox and the test servers listen on loopback, which the outbound guard
+    # (connectors/egress.py) refuses unless allow-listed.
+    "HUB_OUTBOUND_ALLOW": "127.0.0.1,localhost,::1",
 }
 for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)

@@ -1,5 +1,5 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
@@ -8,10 +8,15 @@ from .models import AuditEntry, Channel, Connection, Location, SyncCursor
 
 
 class ConnectionForm(forms.ModelForm):
+    """URLs and secret variable names are validated by ``Connection.clean`` (outbound guard, HUB_CONN_
+    prefix). Changing the API or token URL drops the stored secrets unless new ones are entered here."""
+
     secret = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
-                             help_text="Stored encrypted. Leave empty to keep the current secret; or name an env variable instead.")
+                             help_text="Stored encrypted. Leave empty to keep the current secret (a changed API or "
+                                       "token URL clears it: enter it again); or name an env variable (HUB_CONN_…) instead.")
     webhook_secret = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
-                                     help_text="Secret inbound webhooks are signed with. Stored encrypted.")
+                                     help_text="Secret inbound webhooks are signed with. Stored encrypted; cleared "
+                                               "when the API or token URL changes unless entered again.")
 
     class Meta:
         model = Connection
@@ -35,6 +40,26 @@ class ConnectionAdmin(admin.ModelAdmin):
     list_filter = ["system_type", "enabled"]
     search_fields = ["name", "base_url"]
     readonly_fields = ["last_success_at", "last_error_at", "last_error"]
+
+    @staticmethod
+    def shows_remote_detail(request) -> bool:
+        """What a remote answered is shown only to those who may change connections (the admin role), never
+        to view-only staff such as ops (permissions, not group names: integration_hub/core/roles.py)."""
+        return request.user.has_perm("core.change_connection")
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields + ["last_error_detail"] if self.shows_remote_detail(request) else fields
+
+    def get_exclude(self, request, obj=None):
+        return None if self.shows_remote_detail(request) else ["last_error_detail"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        cleared = getattr(obj, "secrets_cleared", [])
+        if cleared:
+            messages.warning(request, f"The API / token URL of {obj.name} changed, so its stored credentials were cleared "
+                                      f"({', '.join(cleared)}): enter the secrets for the new URL.")
 
 
 @admin.register(Channel)

@@ -3,11 +3,48 @@ sync cursors, and the audit trail kept for every admin-editable rule."""
 from __future__ import annotations
 
 import os
+import re
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
+
+from connectors import egress, errors
 
 from . import crypto
+
+# Connection secrets named by environment variable must carry this prefix: secret_env may never name the
+# hub's own settings (HUB_SECRET_KEY, HUB_ENCRYPTION_KEY, DATABASE_URL, CELERY_BROKER_URL, REDIS_URL …),
+# which would otherwise be sent to whatever URL the connection points at.
+SECRET_ENV_PREFIX = "HUB_CONN_"
+_SECRET_ENV_RX = re.compile(rf"^{SECRET_ENV_PREFIX}[A-Z0-9_]+$")
+URL_FIELDS = ("base_url", "auth_url")
+
+
+class SecretEnvNotAllowed(errors.PermanentError, ValueError):
+    """A connection names an environment variable outside the HUB_CONN_ prefix; its value is never read.
+    A permanent connector error, so the sync that needed the secret records it for people to fix."""
+
+
+def secret_env_problem(name: str) -> str | None:
+    """Why ``name`` may not hold a connection secret (``None`` when it may)."""
+    if not name or _SECRET_ENV_RX.match(name):
+        return None
+    return (f"{name!r} is not allowed: connection secrets come only from environment variables named "
+            f"{SECRET_ENV_PREFIX}<NAME> (capitals, digits, underscores), never from the hub's own settings")
+
+
+def _option_urls(value, path="options"):
+    """Every http(s) URL in a connection's options, with where it sits."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _option_urls(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _option_urls(v, f"{path}[{i}]")
+    elif isinstance(value, str) and re.match(r"^\s*[a-zA-Z][a-zA-Z0-9+.-]*://", value):
+        yield path, value.strip()
 
 
 class SystemType(models.TextChoices):
@@ -45,7 +82,9 @@ class Connection(models.Model):
     enabled = models.BooleanField(default=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
+    last_error = models.TextField(blank=True, help_text="classified summary of the last failure (status, error class, URL)")
+    last_error_detail = models.TextField(blank=True, editable=False,
+                                         help_text="what the remote answered to the last failure; admins only")
 
     class Meta:
         ordering = ["name"]
@@ -53,24 +92,106 @@ class Connection(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.get_system_type_display()})"
 
+    # -- loaded state: which secrets a URL change must drop ----------------------------------------
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        obj = super().from_db(db, field_names, values)
+        obj._loaded = {f: obj.__dict__.get(f) for f in (*URL_FIELDS, "secret_env", "webhook_secret_env")}
+        return obj
+
+    def urls_changed(self) -> bool:
+        loaded = getattr(self, "_loaded", None)
+        return bool(loaded) and any(f in self.__dict__ and loaded.get(f) is not None and self.__dict__[f] != loaded[f]
+                                    for f in URL_FIELDS)
+
+    def _drop_secrets_for_new_url(self) -> list[str]:
+        """A changed API or token URL must not receive the secrets meant for the old one: clear every
+        stored secret and secret variable name this same save does not supply anew."""
+        if not self.urls_changed():
+            return []
+        loaded, supplied = self._loaded, getattr(self, "_supplied", set())
+        cleared = []
+        for field, kind in (("secret_encrypted", "secret"), ("webhook_secret_encrypted", "webhook_secret")):
+            if getattr(self, field) and kind not in supplied:
+                setattr(self, field, "")
+                cleared.append(field)
+        for field in ("secret_env", "webhook_secret_env"):
+            if getattr(self, field) and getattr(self, field) == loaded.get(field):
+                setattr(self, field, "")
+                cleared.append(field)
+        return cleared
+
+    def save(self, *args, **kwargs):
+        update_fields = kwargs.get("update_fields")
+        saves_urls = update_fields is None or bool(set(update_fields) & set(URL_FIELDS))
+        self.secrets_cleared = self._drop_secrets_for_new_url() if saves_urls else []
+        if self.secrets_cleared and update_fields is not None:
+            kwargs["update_fields"] = list({*update_fields, *self.secrets_cleared})
+        super().save(*args, **kwargs)
+        if saves_urls:
+            self._loaded = {f: getattr(self, f) for f in (*URL_FIELDS, "secret_env", "webhook_secret_env")}
+            self._supplied = set()
+
+    # -- validation (admin form, any full_clean) --------------------------------------------------
+    def clean(self):
+        super().clean()
+        problems: dict[str, list[str]] = {}
+        for field in URL_FIELDS:
+            url = getattr(self, field)
+            if url:
+                try:
+                    egress.check_url(url)
+                except errors.UnsafeDestinationError as exc:
+                    problems.setdefault(field, []).append(str(exc))
+        for where, url in _option_urls(self.options or {}):
+            try:
+                egress.check_url(url)
+            except errors.UnsafeDestinationError as exc:
+                problems.setdefault("options", []).append(f"{where}: {exc}")
+        for field in ("secret_env", "webhook_secret_env"):
+            problem = secret_env_problem(getattr(self, field))
+            if problem:
+                problems.setdefault(field, []).append(problem)
+        if problems:
+            raise ValidationError(problems)
+
     # -- secrets ---------------------------------------------------------------------------
+    def _from_env(self, field: str) -> str:
+        name = getattr(self, field)
+        problem = secret_env_problem(name)
+        if problem:
+            raise SecretEnvNotAllowed(f"connection {self.name}: {field} {problem}", system=self.system_type)
+        return os.environ.get(name, "")
+
     def set_secret(self, plaintext: str) -> None:
         self.secret_encrypted = crypto.encrypt(plaintext)
+        self._supplied = {*getattr(self, "_supplied", set()), "secret"}
 
     def get_secret(self) -> str:
         if self.secret_env:
-            return os.environ.get(self.secret_env, "")
+            return self._from_env("secret_env")
         return crypto.decrypt(self.secret_encrypted)
 
     def set_webhook_secret(self, plaintext: str) -> None:
         self.webhook_secret_encrypted = crypto.encrypt(plaintext)
+        self._supplied = {*getattr(self, "_supplied", set()), "webhook_secret"}
 
     def get_webhook_secret(self) -> str:
         if self.webhook_secret_env:
-            return os.environ.get(self.webhook_secret_env, "")
+            return self._from_env("webhook_secret_env")
         if self.webhook_secret_encrypted:
             return crypto.decrypt(self.webhook_secret_encrypted)
         return settings.HUB["WEBHOOK_SECRET"]
+
+    # -- health ------------------------------------------------------------------------------
+    @classmethod
+    def record_error(cls, pk: int, exc: BaseException | str, *, detail: str = "", at=None) -> None:
+        """Note a failure on the connection: ``last_error`` gets the classified message (what ops see),
+        ``last_error_detail`` what the remote answered (admins only)."""
+        if not detail and isinstance(exc, BaseException):
+            detail = errors.error_detail(exc)
+        cls.objects.filter(pk=pk).update(last_error_at=at or timezone.now(), last_error=str(exc)[:2000],
+                                         last_error_detail=detail[:errors.DETAIL_LIMIT])
 
     @property
     def is_storefront(self) -> bool:

@@ -237,7 +237,7 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
     now = timezone.now()
     confirmations: list[tuple] = []
     clear_keys: list[str] = list(skip_clears)
-    conn_status: dict[int, tuple[bool, str]] = {}
+    conn_status: dict[int, tuple[bool, BaseException | str]] = {}
 
     def send(conn: Connection, targets: list[InventoryTarget]):
         """(results, whole-call error). Pure HTTP — no database access, so it can run in a thread."""
@@ -329,7 +329,7 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
             err = retry_errors[0][0]
             if worst >= FAILURES_BEFORE_EXCEPTION and not any_ok:
                 problems.append(_repeated_failure(conn, err, worst, len({r["id"] for _, r in retry_errors})))
-        conn_status[conn.pk] = (any_ok or not (whole_error or retry_errors), str(whole_error or (retry_errors[0][0] if retry_errors else ""))[:2000])
+        conn_status[conn.pk] = (any_ok or not (whole_error or retry_errors), whole_error or (retry_errors[0][0] if retry_errors else ""))
 
     # failed rows, grouped by error (a whole-call failure is one group): one UPDATE per distinct error
     groups: dict[tuple[str, float | None], list[dict]] = defaultdict(list)
@@ -351,11 +351,11 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
             out.requeued = len(done) - deleted
         # rows changed mid-push (token cleared by enqueue): hand them back for another pass now
         PendingPush.objects.filter(id__in=[r["id"] for r in rows], claimed_until=lease).update(claimed_until=None, claim_token="")
-        for conn_pk, (ok, text) in conn_status.items():
+        for conn_pk, (ok, err) in conn_status.items():
             if ok:
                 Connection.objects.filter(pk=conn_pk).update(last_success_at=now)
-            else:
-                Connection.objects.filter(pk=conn_pk).update(last_error_at=now, last_error=text)
+            else:  # the summary for ops; what the remote answered for admins only
+                Connection.record_error(conn_pk, err, at=now)
     if problems:
         raise_many(problems)
     if clear_keys:

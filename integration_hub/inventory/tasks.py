@@ -98,7 +98,7 @@ def poll_stock(connection_id: int, max_pages: int = 50) -> dict:
             raise_exception(kind, make_key(kind, conn.name, "stock_changes"), f"Polling stock from {conn.name} failed",
                             message=str(exc)[:2000], connection=conn,
                             context={"operation": "stock_changes", "error": type(exc).__name__, "action": "retry_poll"})
-            Connection.objects.filter(pk=conn.pk).update(last_error_at=timezone.now(), last_error=str(exc)[:2000])
+            Connection.record_error(conn.pk, exc)
             return {"error": str(exc)[:300]}
     clear(keys, reason="poll succeeded")
     Connection.objects.filter(pk=conn.pk).update(last_success_at=timezone.now())

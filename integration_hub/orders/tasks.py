@@ -70,7 +70,7 @@ def _guarded(conn: Connection, operation: str, fn):
         raise_exception(kind, make_key(kind, conn.name, operation), f"{operation} from {conn.name} failed",
                         message=str(exc)[:2000], connection=conn,
                         context={"operation": operation, "error": type(exc).__name__, "action": "retry_poll"})
-        Connection.objects.filter(pk=conn.pk).update(last_error_at=timezone.now(), last_error=str(exc)[:2000])
+        Connection.record_error(conn.pk, exc)
         return {"error": str(exc)[:300]}
     finally:
         cache.delete(lock)

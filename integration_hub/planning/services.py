@@ -229,7 +229,7 @@ def push_demand_feed(connection: Connection, *, full: bool = False) -> FeedResul
                             message=str(exc)[:2000], connection=connection,
                             context={"operation": OPERATION, "error": type(exc).__name__, "lines_waiting": len(todo) - start,
                                      "action": "retry_demand_feed"})
-            Connection.objects.filter(pk=connection.pk).update(last_error_at=timezone.now(), last_error=str(exc)[:2000])
+            Connection.record_error(connection.pk, exc)
             out.error = str(exc)[:500]
             return out
         now = timezone.now()

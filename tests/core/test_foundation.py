@@ -92,8 +92,8 @@ def test_connection_secret_encrypted_at_rest(db, monkeypatch):
     raw = Connection.objects.values_list("secret_encrypted", flat=True).get(pk=conn.pk)
     assert "s3cret" not in raw
     assert Connection.objects.get(pk=conn.pk).get_secret() == "s3cret"
-    conn.secret_env = "HUB_TEST_SECRET"
-    monkeypatch.setenv("HUB_TEST_SECRET", "from-env")
+    conn.secret_env = "HUB_CONN_TEST_SECRET"
+    monkeypatch.setenv("HUB_CONN_TEST_SECRET", "from-env")
     assert conn.get_secret() == "from-env"
 
 

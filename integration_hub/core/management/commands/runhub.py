@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -49,6 +50,7 @@ class Command(BaseCommand):
         try:
             if not opts["no_sandbox"]:
                 sandbox_url = settings.HUB["SANDBOX_URL"]
+                self.allow_outbound(urlsplit(sandbox_url).hostname or "", env)
                 port = sandbox_url.rsplit(":", 1)[-1].split("/")[0]
                 self.spawn("sandbox", [py, "-m", "connectors.sandbox", "--port", port], env)
                 self.wait_http(f"{sandbox_url}/_sandbox/health", "sandbox")
@@ -69,6 +71,16 @@ class Command(BaseCommand):
             self.stdout.write("\nstopping …")
         finally:
             self.stop_all()
+
+    def allow_outbound(self, host: str, env: dict) -> None:
+        """The sandbox listens on loopback, which the outbound guard refuses by default
+        (connectors/egress.py): allow exactly its host, here and in every child process."""
+        allowed = [h.strip() for h in env.get("HUB_OUTBOUND_ALLOW", "").split(",") if h.strip()]
+        if host and host not in allowed:
+            allowed.append(host)
+        env["HUB_OUTBOUND_ALLOW"] = ",".join(allowed)
+        settings.HUB["OUTBOUND_ALLOW"] = env["HUB_OUTBOUND_ALLOW"]
+        self.stdout.write(f"outbound allow-list (HUB_OUTBOUND_ALLOW): {env['HUB_OUTBOUND_ALLOW']}")
 
     def spawn(self, name, cmd, env):
         self.stdout.write(f"starting {name}: {' '.join(cmd[1:])}")
