@@ -1,10 +1,9 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.routers import DefaultRouter
 
-from . import views
+from . import tokens, views
 
 app_name = "api"
 
@@ -29,7 +28,9 @@ router.register("schedules", views.ScheduleViewSet, basename="schedule")
 
 
 urlpatterns = [
-    path("token/", obtain_auth_token, name="token"),
+    path("token/", tokens.TokenLoginView.as_view(), name="token"),
+    path("token/logout/", tokens.TokenLogoutView.as_view(), name="token-logout"),
+    path("token/logoutall/", tokens.TokenLogoutAllView.as_view(), name="token-logoutall"),
     path("schema/", SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]), name="docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]), name="redoc"),
