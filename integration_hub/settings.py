@@ -223,6 +223,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR", "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"ExceptionKindEnum": "exceptions_app.models.Kind",
                             "ReportKindEnum": "integration_hub.reconciliation.models.ReportKind"},
+    # sec-auth: 400/401/403/404 documented on every operation that can answer them
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "integration_hub.api.schema.document_error_responses"],
 }
 
 # --- hub behaviour ----------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-from django.urls import include, path
+from django.http import JsonResponse
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.routers import DefaultRouter
@@ -27,6 +29,13 @@ router.register("reports", views.ReportViewSet, basename="report")
 router.register("schedules", views.ScheduleViewSet, basename="schedule")
 
 
+@csrf_exempt  # answers 404 to every method; changes nothing
+def not_found(request, *args, **kwargs):
+    """Any other /api/…/ URL (e.g. ``/api/orders/0.5/``, which no route's id pattern matches): a JSON 404
+    like DRF's, not Django's HTML page."""
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
 urlpatterns = [
     path("token/", tokens.TokenLoginView.as_view(), name="token"),
     path("token/logout/", tokens.TokenLogoutView.as_view(), name="token-logout"),
@@ -35,4 +44,5 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]), name="docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]), name="redoc"),
     path("", include(router.urls)),
+    re_path(r"^.*/$", not_found),  # last
 ]

@@ -198,3 +198,20 @@ def test_admin_issues_a_token_shown_once_and_lists_only_a_digest_prefix(make_use
     detail = client.get(f"/admin/knox/authtoken/{row.pk}/change/")
     assert detail.status_code == 200 and shown[0] not in detail.content.decode()
     assert "Save" not in detail.content.decode()  # read-only: revoke and issue a new one instead
+
+
+def test_unknown_api_urls_answer_json_404(make_user):
+    api = APIClient(enforce_csrf_checks=True)
+    api.force_authenticate(make_user("admin"))
+    for method in ("get", "post", "delete"):
+        r = getattr(api, method)("/api/channel-rules/0.5/")
+        assert r.status_code == 404 and r["Content-Type"] == "application/json" and r.json() == {"detail": "Not found."}
+
+
+def test_schema_documents_the_error_answers(make_user):
+    api = APIClient()
+    api.force_authenticate(make_user("ops"))
+    paths = api.get("/api/schema/?format=json").json()["paths"]
+    assert {"400", "401", "403", "404"} <= set(paths["/api/sku-mappings/{id}/"]["put"]["responses"])
+    assert {"401", "403"} <= set(paths["/api/orders/"]["get"]["responses"])
+    assert "401" not in paths["/api/token/"]["post"]["responses"]  # public: no credentials to be wrong

@@ -31,6 +31,7 @@ def test_ten_wrong_passwords_lock_the_account_for_the_cooloff(url, make_user):
     make_user("admin", username="alice")
     codes = [attempt(url, "alice", "wrong-guess").status_code for _ in range(10)]
     assert codes == [200] * 9 + [429]  # wrong password re-shows the form; the 10th failure locks
+    assert "wrong-guess" not in "".join(AccessAttempt.objects.values_list("post_data", flat=True))  # masked
     r = attempt(url, "alice", PASSWORD)
     assert r.status_code == 429 and not logged_in(r)
     page = r.content.decode()
