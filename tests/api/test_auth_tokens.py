@@ -132,6 +132,8 @@ def test_token_view_is_rate_limited_per_client(make_user, settings):
     make_user("ops")
     codes = [get_token(APIClient(), "user-ops").status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
+    forged = get_token(APIClient(), "user-ops", HTTP_X_FORWARDED_FOR="198.51.100.77")
+    assert forged.status_code == 429  # a client-written X-Forwarded-For does not make a new client
     assert get_token(APIClient(), "user-ops", REMOTE_ADDR="10.0.0.9").status_code == 200  # another client
 
 
