@@ -18,6 +18,7 @@ end holds the production defaults (HTTPS-only cookies, HSTS, SSL redirect, CSP) 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -50,7 +51,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "csp",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # hashed, expiring API tokens (sec-auth)
+    "axes",  # login lockout (sec-auth)
     "django_filters",
     "django_celery_beat",
     "drf_spectacular",
@@ -77,6 +79,7 @@ MIDDLEWARE = [
     "integration_hub.core.audit.CurrentUserMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # sec-auth: turns a lockout into the lockout page / 429 (keep last)
 ]
 
 ROOT_URLCONF = "integration_hub.urls"
@@ -131,6 +134,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
 LANGUAGE_CODE = "en-gb"
@@ -183,11 +188,40 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 
 # --- DRF --------------------------------------------------------------------------------------
+# --- authentication: login lockout, API tokens (sec-auth) -------------------------------------
+# django-axes (https://django-axes.readthedocs.io/en/latest/4_configuration.html): every login that goes
+# through django.contrib.auth.authenticate(request, ...) — console, Django admin, POST /api/token/ — counts.
+AUTHENTICATION_BACKENDS = [
+    "integration_hub.core.login_lockout.LockoutBackend",  # first: axes refuses locked-out logins before the password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"  # shared by every web process; admin can unlock
+AXES_FAILURE_LIMIT = int(os.environ.get("HUB_LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("HUB_LOGIN_COOLOFF_MINUTES", "15")))
+# Either counter locks: one username failing from many addresses, or one address trying many usernames.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "integration_hub.core.login_lockout.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "integration_hub.core.login_lockout.client_ip"
+# Behind N reverse proxies that append to X-Forwarded-For, the client is the Nth address from the right.
+# 0 (default): REMOTE_ADDR only — a client-sent X-Forwarded-For is never trusted.
+HUB_TRUSTED_PROXY_COUNT = int(os.environ.get("HUB_TRUSTED_PROXY_COUNT", "0"))
+# django-rest-knox (https://jazzband.github.io/django-rest-knox/settings/): only a SHA-512 digest is stored.
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=float(os.environ.get("HUB_API_TOKEN_TTL_HOURS", "10"))),
+    "AUTH_HEADER_PREFIX": "Token",  # same header as before: Authorization: Token <key>
+}
+HUB_API_TOKEN_RATE = os.environ.get("HUB_API_TOKEN_RATE", "20/minute")  # POST /api/token/ per client address
+
 REST_FRAMEWORK = {
+    # Token first: its WWW-Authenticate header makes DRF answer 401 (not 403) to missing/invalid
+    # credentials; session second keeps CSRF enforcement for browser users.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
+    "DEFAULT_THROTTLE_RATES": {"api_token": HUB_API_TOKEN_RATE},
+    "NUM_PROXIES": HUB_TRUSTED_PROXY_COUNT,
     "DEFAULT_PERMISSION_CLASSES": ["integration_hub.core.roles.HasModelRolePermission"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
@@ -204,6 +238,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR", "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"ExceptionKindEnum": "exceptions_app.models.Kind",
                             "ReportKindEnum": "integration_hub.reconciliation.models.ReportKind"},
+    # sec-auth: 400/401/403/404 documented on every operation that can answer them
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "integration_hub.api.schema.document_error_responses"],
 }
 
 # --- hub behaviour ----------------------------------------------------------------------------

@@ -1,16 +1,14 @@
-from django.urls import include, path
-from drf_spectacular.views import (
-    SpectacularAPIView,
-    SpectacularRedocView,
-    SpectacularSwaggerSplitView,
-)
-from rest_framework.authtoken.views import obtain_auth_token
+from django.http import JsonResponse
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.routers import DefaultRouter
 
-from . import views
+from . import tokens, views
 
 app_name = "api"
+
 
 class ApiRoot(DefaultRouter.APIRootView):
     """Integration Hub API: each endpoint checks its own role permissions."""
@@ -32,11 +30,21 @@ router.register("reports", views.ReportViewSet, basename="report")
 router.register("schedules", views.ScheduleViewSet, basename="schedule")
 
 
+@csrf_exempt  # answers 404 to every method; changes nothing
+def not_found(request, *args, **kwargs):
+    """Any other /api/…/ URL (e.g. ``/api/orders/0.5/``, which no route's id pattern matches): a JSON 404
+    like DRF's, not Django's HTML page."""
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
 urlpatterns = [
-    path("token/", obtain_auth_token, name="token"),
+    path("token/", tokens.TokenLoginView.as_view(), name="token"),
+    path("token/logout/", tokens.TokenLogoutView.as_view(), name="token-logout"),
+    path("token/logoutall/", tokens.TokenLogoutAllView.as_view(), name="token-logoutall"),
     path("schema/", SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]), name="schema"),
     # the split view serves its start-up script as a file: no inline script under the CSP
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]), name="docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]), name="redoc"),
     path("", include(router.urls)),
+    re_path(r"^.*/$", not_found),  # last
 ]

@@ -1,6 +1,7 @@
 """REST API (DRF) over the same objects and services as the console.
 
-Auth: session (browser, CSRF enforced) or ``Authorization: Token <key>`` (``POST /api/token/``).
+Auth: ``Authorization: Token <key>`` (hashed, expiring knox tokens from ``POST /api/token/``, see
+:mod:`integration_hub.api.tokens`) or session (browser, CSRF enforced). Missing/invalid credentials → 401.
 Permissions: :class:`core.roles.HasModelRolePermission` — model permissions for every method including
 GET; actions name their own permissions (``required_permissions``). Lists are filtered with
 django-filter and paginated (``?page=``, 50 per page).

@@ -43,8 +43,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "reconciliation.*", "orders.view_order", "orders.view_orderline", "inventory.view_stocklevel",
         "core.view_channel", "catalog.view_item",
     ],
-    # Admins: everything in the hub, beat schedules, users' tokens.
-    ADMIN: [f"{app}.*" for app in HUB_APPS] + ["django_celery_beat.*", "authtoken.*", "auth.view_user"],
+    # Admins: everything in the hub, beat schedules, API tokens (knox), login lockouts (axes: unlock).
+    ADMIN: [f"{app}.*" for app in HUB_APPS] + ["django_celery_beat.*", "knox.*", "axes.*", "auth.view_user"],
 }
 
 
