@@ -29,7 +29,8 @@ _MAX_CONTAINER = 500  # bigger dicts/lists in frame variables are masked in thei
 
 def mask_url_credentials(text: str) -> str:
     """``text`` with the password of every ``scheme://user:password@`` replaced by stars."""
-    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('head')}{SUBSTITUTE}@", text)
+    # str(): lazy string proxies (e.g. a package's lazily translated setting) pass isinstance(str) too
+    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('head')}{SUBSTITUTE}@", str(text))
 
 
 class HubExceptionReporterFilter(SafeExceptionReporterFilter):
