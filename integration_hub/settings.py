@@ -193,8 +193,6 @@ SPECTACULAR_SETTINGS = {
 
 # --- hub behaviour ----------------------------------------------------------------------------
 HUB = {
-    # Secret used to verify inbound webhooks when a connection has none of its own.
-    "WEBHOOK_SECRET": os.environ.get("HUB_WEBHOOK_SECRET", "dev-webhook-secret"),
     "ENCRYPTION_KEY": os.environ.get("HUB_ENCRYPTION_KEY", ""),
     # Minutes after which an order sent to the warehouse with no acknowledgement is stuck.
     "ACK_TIMEOUT_MINUTES": int(os.environ.get("HUB_ACK_TIMEOUT_MINUTES", "15")),
@@ -204,6 +202,9 @@ HUB = {
     # acknowledged orders are looked up in the warehouse (a lost dispatch confirmation) or flagged.
     "DISPATCH_DUE_MINUTES": int(os.environ.get("HUB_DISPATCH_DUE_MINUTES", str(24 * 60))),
     "SANDBOX_URL": os.environ.get("HUB_SANDBOX_URL", "http://127.0.0.1:8765"),
+    # Stock rows stamped further than this ahead of the hub's clock are rejected as bad data (a row dated
+    # years ahead would otherwise make every later real change look stale); dispatch times are clamped.
+    "FUTURE_TOLERANCE_SECONDS": int(os.environ.get("HUB_FUTURE_TOLERANCE_SECONDS", "300")),
 }
 
 LOGGING = {
