@@ -40,8 +40,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 
-from django.db import IntegrityError, transaction
-from django.views.decorators.debug import sensitive_variables
+from django.views.decorators.debug import sensitive_variables  # importable without settings (the sandbox signs with sign())
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +142,8 @@ def webhook_secret(connection) -> str:
 def claim(connection, sig: Signature, now: float | None = None) -> bool:
     """Record ``sig`` as used for ``connection``: True the first time, False for a replay. Runs in the
     caller's transaction (a savepoint), so a request that fails afterwards releases its signature."""
+    from django.db import IntegrityError, transaction
+
     from .models import WebhookSignature
 
     current = datetime.fromtimestamp(time.time() if now is None else now, tz=dt_timezone.utc)

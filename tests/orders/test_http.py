@@ -67,6 +67,27 @@ def test_dispatch_webhook_needs_hmac(world, fakes, client):
     assert o.state == S.DISPATCHED and o.tracking[0]["tracking_number"] == "JD01"
 
 
+def test_dispatch_webhook_replay_is_refused_and_a_future_dispatch_time_is_clamped(world, fakes, client):
+    from django.utils import timezone
+
+    from integration_hub.core.webhooks import sign
+
+    o, _ = services.capture(world.channel, make_so("ct-future"))
+    for _ in range(3):
+        services.process_due()
+    body = json.dumps({"type": "dispatch.confirmed", "dispatches": [
+        {"id": 7, "orderRef": o.idempotency_key, "orderId": "WO-7", "dispatchedAt": "2102-01-01T00:00:00Z", "complete": True,
+         "parcels": [{"carrier": "dhl", "trackingNumber": "JD07", "lines": [{"skuId": "SKU-1", "quantity": 1}]}]}]}).encode()
+    sig = sign("wair-hook-secret", body)
+    before = timezone.now()
+    r = client.post("/hooks/dispatch/wair/", data=body, content_type="application/json", HTTP_X_HUB_SIGNATURE=sig)
+    assert r.status_code == 200 and r.json()["dispatched"] == 1, r.content
+    o.refresh_from_db()
+    assert o.state == S.DISPATCHED and before <= o.dispatched_at <= timezone.now()  # not 2102
+    r = client.post("/hooks/dispatch/wair/", data=body, content_type="application/json", HTTP_X_HUB_SIGNATURE=sig)
+    assert r.status_code == 401
+
+
 # --- end to end over HTTP --------------------------------------------------------------------------------
 @pytest.mark.django_db(transaction=True)
 def test_webhook_twice_plus_poll_overlap_gives_one_order_and_one_warehouse_receipt(sandbox, live_server, no_kick, eager_celery):
