@@ -552,6 +552,7 @@ class CommercetoolsConnector(Connector, Storefront):
             raise errors.BadDataError("OrderCreated message without a usable order id", system=self.system_type, body=m)
         return oid
 
+    @sensitive_variables("secret", "destination", "actions")
     def ensure_order_subscription(self, url: str, key: str = "integration-hub-orders") -> dict:
         """Create or repoint the Subscription that pushes order Messages (``SUBSCRIBED_MESSAGES``: OrderCreated,
         cancellations, returns) to the hub at ``url`` (HTTP destination, AuthorizationHeader = this connection's

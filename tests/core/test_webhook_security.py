@@ -94,7 +94,7 @@ def test_a_valid_signature_with_extra_parts_or_duplicates_is_refused(master, cli
     assert post_stock(client, body, good).status_code == 200 and level() == 5
 
 
-@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@hsettings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(header=st.one_of(
     st.text(max_size=300),
     st.builds(lambda t, v: f"t={t},v1={v}", st.one_of(st.integers(), st.text(max_size=20)), st.text(max_size=80)),
@@ -113,7 +113,7 @@ def test_fuzzed_signature_headers_never_500_and_never_verify(master, client, hea
         assert verify() is False
 
 
-@hsettings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=st.text(max_size=200))
 @example(value="\ud800")
 @example(value="é" * 5000)

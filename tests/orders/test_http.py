@@ -380,6 +380,8 @@ def test_order_webhook_query_count_is_fixed_and_unknown_messages_are_acknowledge
         assert r.status_code == 200, r.content
         counts.append(len(ctx.captured_queries))
     assert counts[0] == counts[1]
+    # hints only: the connection lookup and the request's transaction — no capture, no order lookup in the request
+    assert counts[0] <= 3, [q["sql"] for q in ctx.captured_queries]
     assert r.json()["to_refresh"] == 5 and r.json()["to_fetch"] == 0  # five orders, each re-read once
     assert not ReturnLine.objects.exists()
 
