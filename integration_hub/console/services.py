@@ -10,7 +10,11 @@ from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 
 from exceptions_app.models import ACTIVE_STATUSES, ExceptionRecord, Kind, Severity
-from integration_hub.core.models import WEBHOOK_SYSTEMS, Connection, webhook_secret_configured
+from integration_hub.core.models import (
+    WEBHOOK_SYSTEMS,
+    Connection,
+    webhook_secret_configured,
+)
 from integration_hub.inventory.models import PendingPush
 from integration_hub.orders.models import Order, OrderState
 

@@ -38,9 +38,10 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
-from django.views.decorators.debug import sensitive_variables  # importable without settings (the sandbox signs with sign())
+# importable without Django settings: the sandbox signs with sign()
+from django.views.decorators.debug import sensitive_variables
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +147,9 @@ def claim(connection, sig: Signature, now: float | None = None) -> bool:
 
     from .models import WebhookSignature
 
-    current = datetime.fromtimestamp(time.time() if now is None else now, tz=dt_timezone.utc)
+    current = datetime.fromtimestamp(time.time() if now is None else now, tz=UTC)
     WebhookSignature.objects.filter(expires_at__lt=current).delete()
-    expires = datetime.fromtimestamp(sig.timestamp, tz=dt_timezone.utc) + timedelta(seconds=TOLERANCE)
+    expires = datetime.fromtimestamp(sig.timestamp, tz=UTC) + timedelta(seconds=TOLERANCE)
     try:
         with transaction.atomic():
             WebhookSignature.objects.create(connection=connection, digest=sig.digest, expires_at=expires)

@@ -8,10 +8,12 @@ import logging
 import operator
 import sys
 import time
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from connectors.base import StockChange
 from exceptions_app.models import ExceptionRecord
@@ -271,7 +273,7 @@ def test_a_forged_order_created_message_never_reaches_the_warehouse(db, sandbox,
     from tests.orders.conftest import control, sandbox_world
 
     monkeypatch.setattr(services, "kick", lambda delay=0: None)
-    ct, wh, channel = sandbox_world(sandbox)
+    ct, _wh, _channel = sandbox_world(sandbox)
     [real] = control(sandbox, "commercetools", "create_orders", {"orders": [
         {"channel": "uk-web", "order_number": "REAL-1", "lines": [{"sku": "SKU-1", "quantity": 1}], "shipping_method": "standard"}]})["ids"]
     emu = sandbox.emulators["commercetools"]
@@ -388,8 +390,8 @@ def test_concurrent_replays_across_connections_to_the_database_are_accepted_once
 def test_a_row_dated_in_the_future_is_rejected_and_cannot_freeze_the_sku(master):
     from integration_hub.inventory.services import apply_stock_changes
 
-    now = datetime.now(dt_timezone.utc)
-    res = apply_stock_changes(master, [StockChange("A", "DC1", 5, changed_at=datetime(2102, 1, 1, tzinfo=dt_timezone.utc)),
+    now = datetime.now(UTC)
+    res = apply_stock_changes(master, [StockChange("A", "DC1", 5, changed_at=datetime(2102, 1, 1, tzinfo=UTC)),
                                        StockChange("B", "DC1", 3, changed_at=now)])
     assert (res.applied, res.rejected) == (1, 1) and level("A") is None and level("B") == 3
     rec = ExceptionRecord.objects.get(dedupe_key="bad_payload:wair:stock:A@DC1")
@@ -404,9 +406,9 @@ def test_a_level_already_frozen_by_a_future_time_accepts_real_changes(master):
     from integration_hub.inventory.models import StockLevel
     from integration_hub.inventory.services import apply_stock_changes
 
-    now = datetime.now(dt_timezone.utc)
+    now = datetime.now(UTC)
     apply_stock_changes(master, [StockChange("A", "DC1", 4242, changed_at=now)])
-    StockLevel.objects.filter(item__sku="A").update(source_updated_at=datetime(2102, 1, 1, tzinfo=dt_timezone.utc))
+    StockLevel.objects.filter(item__sku="A").update(source_updated_at=datetime(2102, 1, 1, tzinfo=UTC))
     res = apply_stock_changes(master, [StockChange("A", "DC1", 0, changed_at=now)])
     assert res.applied == 1 and res.stale == 0 and level("A") == 0
     assert StockLevel.objects.get(item__sku="A").source_updated_at < now + timedelta(seconds=1)
@@ -416,7 +418,7 @@ def test_future_tolerance_is_a_setting(master, settings):
     from integration_hub.inventory.services import apply_stock_changes
 
     settings.HUB = {**settings.HUB, "FUTURE_TOLERANCE_SECONDS": 3600}
-    ahead = datetime.now(dt_timezone.utc) + timedelta(minutes=30)
+    ahead = datetime.now(UTC) + timedelta(minutes=30)
     assert apply_stock_changes(master, [StockChange("A", "DC1", 1, changed_at=ahead)]).applied == 1
     settings.HUB = {**settings.HUB, "FUTURE_TOLERANCE_SECONDS": 60}
     assert apply_stock_changes(master, [StockChange("B", "DC1", 1, changed_at=ahead)]).rejected == 1
