@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
 
+from django.views.decorators.debug import sensitive_variables
+
 
 # --- data ----------------------------------------------------------------------------------------
 @dataclass
@@ -253,11 +255,15 @@ class Connector(abc.ABC):
     def build_client(self):
         ...
 
+    @sensitive_variables("secret")
     def verify_webhook(self, body: bytes, headers: dict) -> bool:
-        """True if an inbound webhook carries a valid signature for this connection."""
-        from integration_hub.core.webhooks import verify_hmac
+        """True if an inbound webhook carries a valid ``X-Hub-Signature`` for this connection that was never
+        accepted before (a True answer consumes it: a replay answers False). A connection without a webhook
+        secret refuses everything. Never raises on any header or body."""
+        from integration_hub.core import webhooks
 
-        return verify_hmac(self.connection.get_webhook_secret(), body, headers)
+        secret = webhooks.webhook_secret(self.connection)
+        return webhooks.verify_hmac(secret, body, headers, connection=self.connection)
 
 
 class InventoryMaster(abc.ABC):
@@ -287,9 +293,11 @@ class Storefront(abc.ABC):
     def orders_since(self, cursor: str, limit: int = 100) -> Page:
         """StorefrontOrder items created/modified since ``cursor``."""
 
-    def parse_order_webhook(self, payload: dict) -> list[StorefrontOrder | str | OrderChanged]:
-        """Orders (or order ids to fetch when the hub does not have them, or :class:`OrderChanged` to re-read
-        even when it does) carried by a subscription message."""
+    def parse_order_webhook(self, payload: dict) -> list[str | OrderChanged]:
+        """The hints a subscription message carries: order ids to fetch when the hub does not have them, and
+        :class:`OrderChanged` for orders to re-read even when it does. Never an order itself: whatever a
+        message says about an order is only a hint, the order is always read from the storefront's API
+        (:mod:`integration_hub.orders.notifications`)."""
         raise NotImplementedError
 
     @abc.abstractmethod

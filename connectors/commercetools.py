@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 from collections import OrderedDict, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,8 @@ from datetime import timezone as dt_timezone
 from typing import Iterable, Iterator
 
 from . import errors
+from django.views.decorators.debug import sensitive_variables
+
 from .base import (Address, Connector, Fulfilment, InventoryResult, InventoryTarget, OrderChanged, OrderLineData, Page, Parcel,
                    Storefront, StorefrontOrder, StorefrontReturn, StorefrontStock)
 from .http import HttpClient, OAuthClientCredentials
@@ -64,6 +67,14 @@ RETURN_CONDITIONS = {"Advised": "advised", "Returned": "inspection", "BackInStoc
 # integrations spell it, though ct's reference does not list it. OrderStateChanged only when it says Cancelled.
 RETURN_MESSAGES = frozenset({"ReturnInfoAdded", "OrderReturnInfoAdded", "ReturnInfoSet", "OrderReturnShipmentStateChanged"})
 SUBSCRIBED_MESSAGES = ["OrderCreated", "OrderStateChanged", "ReturnInfoAdded", "ReturnInfoSet", "OrderReturnShipmentStateChanged"]
+
+
+_ID_RX = re.compile(r"[A-Za-z0-9_-]{1,256}")  # ct ids are UUIDs; keys use [A-Za-z0-9_-]: nothing that can leave the URL path
+
+
+def _order_id(value) -> bool:
+    """Whether ``value`` can be an order id named by a message (it becomes part of a request path)."""
+    return isinstance(value, str) and _ID_RX.fullmatch(value) is not None
 
 
 def q(value: str) -> str:
@@ -482,11 +493,14 @@ class CommercetoolsConnector(Connector, Storefront):
         self._prime([o])
         return self.to_order(o)
 
+    @sensitive_variables("secret")
     def verify_webhook(self, body: bytes, headers: dict) -> bool:
-        """ct HTTP destinations authenticate with a static ``Authorization`` header (AuthorizationHeader)."""
-        from integration_hub.core.webhooks import verify_static_header
+        """ct HTTP destinations authenticate with a static ``Authorization`` header (AuthorizationHeader,
+        https://docs.commercetools.com/api/projects/subscriptions#authorizationheader). It covers neither
+        body nor time, so what such a message says is only ever a hint (:meth:`parse_order_webhook`)."""
+        from integration_hub.core.webhooks import verify_static_header, webhook_secret
 
-        secret = self.connection.get_webhook_secret()
+        secret = webhook_secret(self.connection)
         if not secret:
             return False
         # the header value is whatever was configured on the destination: the bare secret or "Bearer <secret>"
@@ -494,38 +508,51 @@ class CommercetoolsConnector(Connector, Storefront):
                 or verify_static_header(f"Bearer {secret}", headers, "Authorization"))
 
     def parse_order_webhook(self, payload) -> list:
-        """An ``OrderCreated`` Message → [StorefrontOrder]; a return Message (``RETURN_MESSAGES``) or an
-        ``OrderStateChanged`` to ``Cancelled`` → [:class:`OrderChanged`] (re-read even when the hub has the
-        order); other order Messages / change notifications → [order id] to fetch when the hub does not have
-        it; Messages about other resources → [] (debug log). A payload list may mix them."""
+        """Subscription Messages → hints, never orders (the static header authenticates no content, so an
+        order carried in a message is not trusted; :mod:`integration_hub.orders.notifications` re-reads it):
+
+        - ``OrderCreated`` and other order Messages / change notifications → [order id] to fetch when the hub
+          does not have it (the Message's ``resource.id``, else the embedded ``order.id``);
+        - a return Message (``RETURN_MESSAGES``) or an ``OrderStateChanged`` to ``Cancelled`` →
+          [:class:`OrderChanged`] (re-read even when the hub has the order);
+        - Messages about other resources → [] (debug log). A payload list may mix them."""
         messages = payload if isinstance(payload, list) else [payload]
         out: list = []
-        orders = []
         for m in messages:
             if not isinstance(m, dict) or "notificationType" not in m:
                 raise errors.BadDataError(f"not a commercetools subscription payload: {str(m)[:200]}", system=self.system_type, body=m)
             resource = m.get("resource") or {}
+            if not isinstance(resource, dict):
+                raise errors.BadDataError("subscription message with a malformed resource", system=self.system_type, body=m)
             if m["notificationType"] == "Message" and m.get("type") == "OrderCreated":
-                order = m.get("order")
-                if not isinstance(order, dict) or not order.get("id") or not isinstance(order.get("lineItems"), list):
-                    raise errors.BadDataError("OrderCreated message without a usable order", system=self.system_type, body=m)
-                orders.append(order)
-                out.append(order)
+                out.append(self._created_order_id(m, resource))
             elif m["notificationType"] == "Message" and (m.get("type") in RETURN_MESSAGES or (
                     m.get("type") == "OrderStateChanged" and m.get("orderState") == "Cancelled")):
-                if resource.get("typeId") != "order" or not isinstance(resource.get("id"), str) or not resource["id"]:
+                if resource.get("typeId") != "order" or not _order_id(resource.get("id")):
                     raise errors.BadDataError(f"{m['type']} message without an order resource", system=self.system_type, body=m)
                 out.append(OrderChanged(resource["id"], m["type"]))
             elif resource.get("typeId") == "order" and resource.get("id"):
+                if not _order_id(resource["id"]):
+                    raise errors.BadDataError("order message with a malformed order id", system=self.system_type, body=m)
                 out.append(resource["id"])
             elif m["notificationType"] not in ("Message", "ResourceCreated", "ResourceUpdated", "ResourceDeleted"):
                 raise errors.BadDataError(f"unknown notificationType {m['notificationType']!r}", system=self.system_type, body=m)
             else:
                 log.debug("commercetools %s %s about %s ignored", m["notificationType"], m.get("type", ""), resource.get("typeId"))
-        if orders:
-            self._prime(orders)
-        return [self.to_order(x) if isinstance(x, dict) else x for x in out]
+        return out
 
+    def _created_order_id(self, m: dict, resource: dict) -> str:
+        order = m.get("order")
+        embedded = order.get("id") if isinstance(order, dict) else None
+        named = resource.get("id") if resource.get("typeId") == "order" else None
+        if named and embedded and named != embedded:
+            raise errors.BadDataError("OrderCreated message whose resource and order ids differ", system=self.system_type, body=m)
+        oid = named or embedded
+        if not _order_id(oid):
+            raise errors.BadDataError("OrderCreated message without a usable order id", system=self.system_type, body=m)
+        return oid
+
+    @sensitive_variables("secret", "destination", "actions")
     def ensure_order_subscription(self, url: str, key: str = "integration-hub-orders") -> dict:
         """Create or repoint the Subscription that pushes order Messages (``SUBSCRIBED_MESSAGES``: OrderCreated,
         cancellations, returns) to the hub at ``url`` (HTTP destination, AuthorizationHeader = this connection's

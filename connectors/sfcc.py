@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from datetime import datetime
 from typing import Iterable
@@ -70,6 +71,7 @@ MAX_BATCH = 50
 HUB_MARKER_PREFIX = "hub-"
 SHIPPING_STATUSES = ("not_shipped", "part_shipped", "shipped")
 _KNOWN_ORDER_KEYS = {"c_deliveryNotes"}
+_ORDER_NO_RX = re.compile(r"[A-Za-z0-9_-]{1,100}")  # an order number named by a webhook becomes part of a request path
 
 
 def build_multipart(parts: list[tuple[dict, str]], boundary: str) -> bytes:
@@ -302,13 +304,24 @@ class SFCCConnector(Connector, Storefront):
 
     def parse_order_webhook(self, payload: dict) -> list[str]:
         """The site's order hook (a custom cartridge job / hook script) posts ``{"order_no": ...}`` or
-        ``{"orders": [{"order_no": ...}]}``; the hub fetches each order."""
+        ``{"orders": [{"order_no": ...}]}``; those are hints only: the hub fetches each order by number
+        (:mod:`integration_hub.orders.notifications`), whatever else the body carries."""
+        if not isinstance(payload, dict):
+            raise errors.BadDataError("sfcc order webhook is not a JSON object", body=payload, system="sfcc")
         if payload.get("order_no"):
-            return [str(payload["order_no"])]
-        nos = [str(o["order_no"]) for o in payload.get("orders") or [] if isinstance(o, dict) and o.get("order_no")]
+            nos = [payload["order_no"]]
+        else:
+            orders = payload.get("orders")
+            nos = [o.get("order_no") for o in orders if isinstance(o, dict) and o.get("order_no")] if isinstance(orders, list) else []
         if not nos:
             raise errors.BadDataError("sfcc order webhook without order_no", body=payload, system="sfcc")
-        return nos
+        out = []
+        for no in nos:
+            no = str(no) if isinstance(no, (str, int)) and not isinstance(no, bool) else ""
+            if not _ORDER_NO_RX.fullmatch(no):
+                raise errors.BadDataError(f"sfcc order webhook with a malformed order_no {no[:60]!r}", body=payload, system="sfcc")
+            out.append(no)
+        return out
 
     def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None) -> int | None:
         tracking = ",".join(p.tracking_number for p in parcels if p.tracking_number)

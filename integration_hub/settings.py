@@ -245,8 +245,6 @@ SPECTACULAR_SETTINGS = {
 
 # --- hub behaviour ----------------------------------------------------------------------------
 HUB = {
-    # Secret used to verify inbound webhooks when a connection has none of its own.
-    "WEBHOOK_SECRET": os.environ.get("HUB_WEBHOOK_SECRET", "dev-webhook-secret"),
     "ENCRYPTION_KEY": os.environ.get("HUB_ENCRYPTION_KEY", ""),
     # Minutes after which an order sent to the warehouse with no acknowledgement is stuck.
     "ACK_TIMEOUT_MINUTES": int(os.environ.get("HUB_ACK_TIMEOUT_MINUTES", "15")),
@@ -259,6 +257,9 @@ HUB = {
     # Hosts / CIDRs outbound calls may reach although internal (loopback, private, link-local …); empty =
     # public addresses only (connectors/egress.py). `./hub up` and the tests allow the loopback sandbox.
     "OUTBOUND_ALLOW": os.environ.get("HUB_OUTBOUND_ALLOW", ""),
+    # Stock rows stamped further than this ahead of the hub's clock are rejected as bad data (a row dated
+    # years ahead would otherwise make every later real change look stale); dispatch times are clamped.
+    "FUTURE_TOLERANCE_SECONDS": int(os.environ.get("HUB_FUTURE_TOLERANCE_SECONDS", "300")),
 }
 
 LOGGING = {

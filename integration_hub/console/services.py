@@ -10,7 +10,11 @@ from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 
 from exceptions_app.models import ACTIVE_STATUSES, ExceptionRecord, Kind, Severity
-from integration_hub.core.models import Connection
+from integration_hub.core.models import (
+    WEBHOOK_SYSTEMS,
+    Connection,
+    webhook_secret_configured,
+)
 from integration_hub.inventory.models import PendingPush
 from integration_hub.orders.models import Order, OrderState
 
@@ -49,12 +53,16 @@ def connections() -> list[dict]:
     from integration_hub.core.models import SyncCursor
 
     rows = list(Connection.objects.order_by("name").values(
-        "id", "name", "system_type", "enabled", "last_success_at", "last_error_at", "last_error"))
+        "id", "name", "system_type", "enabled", "last_success_at", "last_error_at", "last_error",
+        "webhook_secret_env", "webhook_secret_encrypted"))
     cursors: dict[int, list] = {}
     for c in SyncCursor.objects.order_by("stream").values("connection_id", "stream", "updated_at"):
         cursors.setdefault(c["connection_id"], []).append(c)
     for r in rows:
         r["cursors"] = cursors.get(r["id"], [])
+        # receives webhooks but refuses them all: no secret of its own (there is no shared default)
+        r["webhook_secret_missing"] = (r["system_type"] in WEBHOOK_SYSTEMS and
+                                       not webhook_secret_configured(r.pop("webhook_secret_env"), r.pop("webhook_secret_encrypted")))
     return rows
 
 
@@ -111,6 +119,7 @@ def dashboard(user) -> dict:
     if user.has_perm("core.view_connection"):
         out["connections"] = connections()
         out["sections"].add("connections")
+        out["webhook_secret_missing"] = [c for c in out["connections"] if c["enabled"] and c["webhook_secret_missing"]]
     if user.has_perm("core.view_heartbeat"):
         out["heartbeats"] = heartbeats()
         out["sections"].add("heartbeats")

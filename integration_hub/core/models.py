@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from connectors import egress, errors
 
@@ -59,6 +60,15 @@ class SystemType(models.TextChoices):
 STOREFRONT_SYSTEMS = {SystemType.COMMERCETOOLS, SystemType.SFCC}
 MASTER_SYSTEMS = {SystemType.WAIR, SystemType.CLARUS, SystemType.ARCHEAN}
 PLANNER_SYSTEMS = {SystemType.INVENTORY_PLANNER}
+WEBHOOK_SYSTEMS = STOREFRONT_SYSTEMS | MASTER_SYSTEMS  # systems that post webhooks to the hub
+
+
+def webhook_secret_configured(env_name: str, encrypted: str) -> bool:
+    """True if a connection with these field values has a webhook secret (env variable set and non-empty,
+    or one stored encrypted) — usable on ``.values()`` rows without loading or decrypting anything."""
+    if env_name:
+        return bool(os.environ.get(env_name, ""))
+    return bool(encrypted)
 
 
 class Connection(models.Model):
@@ -176,12 +186,25 @@ class Connection(models.Model):
         self.webhook_secret_encrypted = crypto.encrypt(plaintext)
         self._supplied = {*getattr(self, "_supplied", set()), "webhook_secret"}
 
+    @sensitive_variables()
     def get_webhook_secret(self) -> str:
+        """This connection's own webhook secret, or '' when it has none: there is no shared default, and a
+        connection without a secret refuses every webhook (:mod:`integration_hub.core.webhooks`)."""
         if self.webhook_secret_env:
             return self._from_env("webhook_secret_env")
         if self.webhook_secret_encrypted:
             return crypto.decrypt(self.webhook_secret_encrypted)
-        return settings.HUB["WEBHOOK_SECRET"]
+        return ""
+
+    @property
+    def has_webhook_secret(self) -> bool:
+        """Whether a webhook secret is configured (without decrypting it)."""
+        return webhook_secret_configured(self.webhook_secret_env, self.webhook_secret_encrypted)
+
+    @property
+    def receives_webhooks(self) -> bool:
+        """Storefronts post order messages, inventory masters post stock and dispatch webhooks."""
+        return self.system_type in WEBHOOK_SYSTEMS
 
     # -- health ------------------------------------------------------------------------------
     @classmethod
@@ -291,3 +314,19 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class WebhookSignature(models.Model):
+    """A webhook signature the hub has accepted, kept while its timestamp is inside the tolerance window
+    so the same signed request cannot be accepted twice (see :func:`integration_hub.core.webhooks.claim`).
+    ``digest`` is the HMAC the sender computed over its timestamp and body; it reveals nothing of the secret."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="+")
+    digest = models.CharField(max_length=64)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["connection", "digest"], name="uniq_webhook_signature")]
+
+    def __str__(self) -> str:
+        return f"{self.connection_id}:{self.digest[:12]}…"

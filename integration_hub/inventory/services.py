@@ -16,6 +16,8 @@ Bad rows never block good ones; each becomes an exception record merged by key:
                      takes the channel slot of the convention)
   unknown location   bad_payload:<connection name>:stock-location:<location id>
   bad quantity/state bad_payload:<connection name>:stock:<sku@location> (the change ref when those are missing)
+  or a change time   (also a ``changed_at`` more than ``HUB["FUTURE_TOLERANCE_SECONDS"]`` ahead of the hub's
+  in the future      clock: kept, it would make every later real change of that SKU look stale)
 """
 from __future__ import annotations
 
@@ -23,8 +25,9 @@ import logging
 import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime, timedelta, timezone as dt_timezone
 
+from django.conf import settings
 from django.db import connection as db, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -100,7 +103,12 @@ def _timestamp(value) -> datetime | None:
     return value
 
 
-def _validate(change) -> tuple[str, str, int, str, datetime | None, str]:
+def future_horizon() -> datetime:
+    """The latest change time the hub accepts: now plus ``HUB["FUTURE_TOLERANCE_SECONDS"]`` (default 300)."""
+    return timezone.now() + timedelta(seconds=int(settings.HUB.get("FUTURE_TOLERANCE_SECONDS", 300)))
+
+
+def _validate(change, horizon: datetime | None = None) -> tuple[str, str, int, str, datetime | None, str]:
     sku, loc = _field(change, "sku"), _field(change, "location")
     if not isinstance(sku, str) or not sku.strip():
         raise InvalidChange(f"sku {sku!r} is missing or not text")
@@ -112,7 +120,12 @@ def _validate(change) -> tuple[str, str, int, str, datetime | None, str]:
     if state not in InventoryState.values:
         raise InvalidChange(f"state {state!r} is not one of {', '.join(InventoryState.values)}")
     qty = _quantity(_field(change, "quantity"))
-    return sku.strip(), loc.strip(), qty, str(state), _timestamp(_field(change, "changed_at")), str(_field(change, "ref", "") or "")
+    ts = _timestamp(_field(change, "changed_at"))
+    if ts is not None and horizon is not None and ts > horizon:
+        # kept, it would make every later real change of this SKU look stale until that date
+        raise InvalidChange(f"changed_at {ts.isoformat()} is in the future (more than "
+                            f"{int(settings.HUB.get('FUTURE_TOLERANCE_SECONDS', 300))} s ahead of the hub's clock)")
+    return sku.strip(), loc.strip(), qty, str(state), ts, str(_field(change, "ref", "") or "")
 
 
 def _excerpt(change) -> dict:
@@ -133,9 +146,10 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
     conn_name = connection.name
 
     parsed = []
+    horizon = future_horizon()
     for change in changes:
         try:
-            parsed.append(_validate(change))
+            parsed.append(_validate(change, horizon))
         except InvalidChange as exc:
             sku, loc = _field(change, "sku"), _field(change, "location")
             ref = str(_field(change, "ref", "") or "")
@@ -208,7 +222,8 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
         rows, touched = [], defaultdict(list)  # touched: location_id -> [item ids, repeated per raw change]
         for key, (qty, ts, _) in latest.items():
             old = existing.get(key)
-            if old is not None and old[1] is not None and ts is not None and ts < old[1]:
+            # a stored time beyond the horizon (written before this check existed) never makes a change stale
+            if old is not None and old[1] is not None and ts is not None and ts < old[1] <= horizon:
                 result.stale += multiplicity[key]
                 continue
             rows.append((key, qty, ts))
@@ -218,7 +233,7 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
                 result.applied += multiplicity[key]
                 if key[2] in ATS_STATES:
                     touched[key[1]].extend([key[0]] * multiplicity[key])
-        _upsert_levels(rows)
+        _upsert_levels(rows, horizon)
         for loc_id, ids in touched.items():
             result.enqueued += outbox.enqueue(ids, location_ids=[loc_id], priority=PendingPush.Priority.ROUTINE,
                                               reason=f"{source}:{conn_name}")
@@ -295,11 +310,12 @@ def _release_reflected_reservations(connection, rows: list[tuple[tuple[int, int,
     return released
 
 
-def _upsert_levels(rows: list[tuple[tuple[int, int, str], int, datetime | None]]) -> None:
+def _upsert_levels(rows: list[tuple[tuple[int, int, str], int, datetime | None]], horizon: datetime | None = None) -> None:
     if not rows:
         return
     table = StockLevel._meta.db_table
     now = db.ops.adapt_datetimefield_value(timezone.now())
+    future = db.ops.adapt_datetimefield_value(horizon or future_horizon())
     with db.cursor() as cur:
         for start in range(0, len(rows), UPSERT_CHUNK):
             chunk = rows[start:start + UPSERT_CHUNK]
@@ -314,8 +330,9 @@ def _upsert_levels(rows: list[tuple[tuple[int, int, str], int, datetime | None]]
                         source_updated_at = COALESCE(excluded.source_updated_at, {table}.source_updated_at),
                         updated_at = excluded.updated_at
                     WHERE {table}.source_updated_at IS NULL OR excluded.source_updated_at IS NULL
-                       OR excluded.source_updated_at >= {table}.source_updated_at""",
-                params)
+                       OR excluded.source_updated_at >= {table}.source_updated_at
+                       OR {table}.source_updated_at > %s""",
+                params + [future])
 
 
 # --- polling ---------------------------------------------------------------------------------------

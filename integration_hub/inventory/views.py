@@ -1,7 +1,8 @@
 """Signed stock webhooks from inventory masters: ``POST /hooks/stock/<connection name>/``.
 
-Thin edge: authenticate (the connector's ``verify_webhook`` — HMAC ``X-Hub-Signature`` by default),
-parse JSON, let the connector turn the payload into StockChange rows, and hand them to
+Thin edge: authenticate (the connector's ``verify_webhook`` — HMAC ``X-Hub-Signature`` by default, each
+signature accepted once: a replay inside the window answers 401 and changes nothing; a connection without a
+webhook secret refuses everything), parse JSON, let the connector turn the payload into StockChange rows, and hand them to
 :func:`integration_hub.inventory.services.apply_stock_changes`. 401 bad signature, 400 malformed body
 (also recorded as a ``bad_payload`` exception), 200 with the counts otherwise.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 
+from django.db import transaction
 from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -32,6 +34,7 @@ def _bad(conn: Connection, reason: str, body: bytes) -> JsonResponse:
 
 @csrf_exempt
 @require_POST
+@transaction.atomic  # the accepted signature (replay cache) is recorded with the changes: a failed request frees it
 def stock_webhook(request, name: str):
     from connectors.registry import get_connector
 

@@ -1244,6 +1244,7 @@ def record_dispatches(connection: Connection, dispatches, source: str = "dispatc
                 for r in rejected]
     res.rejected = len(problems)
     received = timezone.now()
+    horizon = received + timedelta(seconds=int(settings.HUB.get("FUTURE_TOLERANCE_SECONDS", 300)))
     with transaction.atomic():
         refs = sorted({d.order_ref for d in dispatches})
         orders = {}
@@ -1283,7 +1284,11 @@ def record_dispatches(connection: Connection, dispatches, source: str = "dispatc
                 to_ack.append(o)
             to_dispatch.append(o)
             # the warehouse's time is kept; the agreed time to show it shipped runs from when the hub heard of it
-            o.dispatched_at = d.dispatched_at or received
+            # (a time ahead of the hub's clock by more than HUB["FUTURE_TOLERANCE_SECONDS"] is clamped to now)
+            o.dispatched_at = d.dispatched_at if d.dispatched_at and d.dispatched_at <= horizon else received
+            if d.dispatched_at and d.dispatched_at > horizon:
+                log.warning("%s dispatch %s for %s is dated %s, in the future: recorded as dispatched now", connection.name,
+                            d.ref, d.order_ref, d.dispatched_at.isoformat())
             o.dispatch_received_at = received
             changed[o.pk] = o
         if changed:
@@ -1490,19 +1495,36 @@ def fetch_and_capture(connection: Connection, external_ids: list[str], refresh_i
     :func:`capture_many` like a polled order — returns by :func:`_record_storefront_returns` (upserted per
     return item, so the same message twice, or the poll reading the same order later, counts nothing twice),
     storefront cancellations and fulfilments likewise. A fetch that fails is logged and left to the poll
-    (the change bumped the order's lastModifiedAt, so the poll brings it back)."""
+    (the change bumped the order's lastModifiedAt, so the poll brings it back). An id the storefront answers
+    404 for — it never issued that order (a forged or mistaken message) — captures nothing and becomes a
+    ``bad_payload`` record naming the id. Only what the storefront's API returns is ever captured: this is
+    the one path every inbound order notification takes (:mod:`.notifications`)."""
     connector = _connector(connection)
     refresh = list(dict.fromkeys(refresh_ids))
     named = [i for i in dict.fromkeys(external_ids) if i not in set(refresh)]
     known = set(Order.objects.filter(channel__connection=connection, external_id__in=named).values_list("external_id", flat=True))
     todo = [i for i in named if i not in known] + refresh
-    fetched = []
+    fetched, unknown = [], []
     for external_id, r in zip(todo, _parallel(connector.get_order, todo)):
-        if isinstance(r, Exception):
+        if isinstance(r, errors.NotFoundError):
+            unknown.append(Problem("bad_payload", make_key("bad_payload", connection.name, "order-notification", external_id),
+                                   f"{connection.name} has no order {external_id!r}, which a notification named",
+                                   message="A subscription/webhook message named an order the storefront does not know; nothing "
+                                           "was captured. Check the sender (a forged or misrouted message) if this repeats.",
+                                   severity="warning", context={"order_id": external_id, "action": "check_sender"},
+                                   connection_id=connection.pk))
+        elif isinstance(r, Exception):
             log.warning("order %s named by a %s subscription message could not be fetched (the poll catches up): %s",
                         external_id, connection.name, r)
+        elif r.external_id != external_id:
+            log.warning("order %s named by a %s message was read back as %s: not captured", external_id, connection.name,
+                        r.external_id)
         else:
             fetched.append(r)
+    if unknown:
+        log.warning("%s: %d order(s) named by notifications are unknown to the storefront: %s", connection.name,
+                    len(unknown), ", ".join(p.context["order_id"] for p in unknown)[:500])
+        raise_many(unknown)
     return capture_many(connection, fetched, source="webhook-fetch")
 
 

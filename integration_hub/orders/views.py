@@ -1,13 +1,14 @@
 """Signed inbound webhooks of the order flow (thin edges; the rules are in :mod:`.services`).
 
 ``POST /hooks/orders/<connection name>/``   storefront subscription (commercetools OrderCreated, return and
-    cancellation Messages; authenticated by the connector's ``verify_webhook`` — the static ``Authorization``
-    header for ct). Orders carried in the message are captured at once (one insert batch, deduplicated);
-    messages that only name an order queue a fetch of the orders the hub does not have; messages saying an
-    order changed in a way the hub mirrors (``OrderChanged``: a return booked or moved on, a cancellation)
-    queue a re-read of that order even when the hub has it, recorded by the poll's own idempotent path. The
-    worker fetches, validates and sends after the commit, so the storefront gets its 200 quickly (a fixed
+    cancellation Messages; SFCC hook posts naming order numbers; authenticated by the connector's
+    ``verify_webhook`` — the static ``Authorization`` header for ct, HMAC ``X-Hub-Signature`` otherwise).
+    Every message is only a hint (:mod:`.notifications`): the order ids it names are queued for a read from
+    the storefront's API (orders the hub lacks; ``OrderChanged`` — a return booked or moved on, a
+    cancellation — re-read even when the hub has it), never captured from the message body. The worker
+    fetches, captures, validates and sends after the commit, so the storefront gets its 200 quickly (a fixed
     number of queries, no storefront call) even in a flash sale. Other messages are acknowledged and ignored.
+    The answer is ``{"to_fetch": n, "to_refresh": m}``.
 ``POST /hooks/dispatch/<connection name>/`` warehouse dispatch confirmations (HMAC ``X-Hub-Signature``).
 
 401 bad signature; 400 unreadable body (also a ``bad_payload`` exception record); 404 unknown connection;
@@ -24,11 +25,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from connectors import errors
-from connectors.base import OrderChanged
 from exceptions_app.services import make_key, raise_exception
 from integration_hub.core.models import MASTER_SYSTEMS, STOREFRONT_SYSTEMS, Connection
 
-from . import services
+from . import notifications, services
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ def _payload(connector, request):
 
 @csrf_exempt
 @require_POST
+@transaction.atomic  # the accepted signature is recorded with what the request did: a failed request frees it
 def order_webhook(request, name: str):
     from connectors.registry import get_connector
 
@@ -77,21 +78,12 @@ def order_webhook(request, name: str):
     except errors.ConnectorError as exc:  # e.g. resolving channel ids failed: the sender retries, the poll catches up
         log.warning("order webhook from %s could not be processed now: %s", conn.name, exc)
         return JsonResponse({"error": f"temporarily unavailable: {exc}"}, status=503)
-    orders = [x for x in parsed if not isinstance(x, (str, OrderChanged))]
-    changed = list(dict.fromkeys(x.external_id for x in parsed if isinstance(x, OrderChanged)))
-    ids = [x for x in dict.fromkeys(x for x in parsed if isinstance(x, str)) if x not in changed]
-    with transaction.atomic():
-        result = services.capture_many(conn, orders, source="webhook")
-        if ids or changed:
-            from .tasks import fetch_orders
-
-            transaction.on_commit(lambda: fetch_orders.apply_async(args=[conn.pk, ids], kwargs={"refresh_ids": changed},
-                                                                   queue="priority", retry=False))
-    return JsonResponse({**result.as_dict(), "to_fetch": len(ids), "to_refresh": len(changed)})
+    return JsonResponse(notifications.queue_hints(conn, parsed))  # the reads are queued as the view's transaction commits
 
 
 @csrf_exempt
 @require_POST
+@transaction.atomic
 def dispatch_webhook(request, name: str):
     from connectors.registry import get_connector
 

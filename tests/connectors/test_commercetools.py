@@ -335,7 +335,9 @@ def test_order_created_message_is_parsed_and_verified(ct, sandbox, catalog, rece
     payload = json.loads(body)
     assert payload["notificationType"] == "Message" and payload["type"] == "OrderCreated"
     assert payload["resource"] == {"typeId": "order", "id": oid} and payload["sequenceNumber"] == 1
-    [order] = ct.parse_order_webhook(payload)
+    # the message is a hint: only the order id is taken, the order itself is read from the API
+    assert ct.parse_order_webhook(payload) == [oid]
+    order = ct.get_order(oid)
     assert order.external_id == oid and order.channel_ref == "uk-web" and order.shipping_method == "express"
     assert order.promotion_codes == ["SPRING10"] and order.gift_message == "Happy birthday!"
 
@@ -361,9 +363,17 @@ def test_other_messages_and_bad_payloads(ct, catalog):
                                    "resource": {"typeId": "order", "id": "o-1"}}) == ["o-1"]
     assert ct.parse_order_webhook({"notificationType": "Message", "type": "CustomerCreated",
                                    "resource": {"typeId": "customer", "id": "c-1"}}) == []
+    # OrderCreated: the id only, from the resource or the embedded order (whatever else the order says)
+    assert ct.parse_order_webhook({"notificationType": "Message", "type": "OrderCreated",
+                                   "resource": {"typeId": "order", "id": "x"}}) == ["x"]
+    assert ct.parse_order_webhook({"notificationType": "Message", "type": "OrderCreated",
+                                   "order": {"id": "x", "lineItems": [{"quantity": 1}]}}) == ["x"]
     for bad in ({"hello": "world"}, "not json object",
-                {"notificationType": "Message", "type": "OrderCreated", "resource": {"typeId": "order", "id": "x"}},
-                {"notificationType": "Message", "type": "OrderCreated", "order": {"id": "x", "lineItems": [{"quantity": 1}]}},
+                {"notificationType": "Message", "type": "OrderCreated"},
+                {"notificationType": "Message", "type": "OrderCreated", "resource": {"typeId": "order", "id": "x"}, "order": {"id": "y"}},
+                {"notificationType": "Message", "type": "OrderCreated", "resource": {"typeId": "order", "id": "../carts/x"}},
+                {"notificationType": "Message", "type": "OrderStateChanged", "resource": {"typeId": "order", "id": "a/b"}},
+                {"notificationType": "Message", "type": "OrderCreated", "resource": "order"},
                 {"notificationType": "Carrier pigeon"}):
         with pytest.raises(errors.BadDataError):
             ct.parse_order_webhook(bad)

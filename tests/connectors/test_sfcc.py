@@ -35,6 +35,7 @@ def sf_conn(db, sandbox):
                       options={"site_id": "RefArch", "default_inventory_list": "inv_uk"},
                       rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=4)
     conn.set_secret("am-secret")
+    conn.set_webhook_secret("sfcc-hook-secret")
     conn.save()
     control(sandbox, "configure_client", {"client_id": "am-client", "client_secret": "am-secret"})
     control(sandbox, "seed_catalog", {"channels": LISTS, "skus": SKUS, "quantity": 3})
@@ -170,11 +171,15 @@ def test_order_webhook_is_signed_and_parsed(sf, sandbox):
     from integration_hub.core.webhooks import sign
 
     body = b'{"type": "order.created", "order_no": "00001001"}'
-    assert sf.verify_webhook(body, {"X-Hub-Signature": sign(sf.connection.get_webhook_secret(), body)})
+    header = {"X-Hub-Signature": sign("sfcc-hook-secret", body)}
+    assert sf.verify_webhook(body, header)
+    assert not sf.verify_webhook(body, header)  # accepted once: the same signed request again is a replay
     assert not sf.verify_webhook(body, {"X-Hub-Signature": sign("other", body)})
     assert sf.parse_order_webhook({"order_no": "00001001"}) == ["00001001"]
-    with pytest.raises(errors.BadDataError):
-        sf.parse_order_webhook({"nothing": 1})
+    assert sf.parse_order_webhook({"orders": [{"order_no": "1"}, {"order_no": 2}]}) == ["1", "2"]
+    for bad in ({"nothing": 1}, {"order_no": "../../customers/x"}, {"orders": [{"order_no": "a b"}]}, ["not", "an object"]):
+        with pytest.raises(errors.BadDataError):
+            sf.parse_order_webhook(bad)
 
 
 def test_orders_start_bounds_the_first_poll(sf_conn, sandbox):

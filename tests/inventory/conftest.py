@@ -87,7 +87,9 @@ def world(db, settings):
     w = World()
     w.storefront = Connection.objects.create(name="shop", system_type="commercetools", base_url="http://127.0.0.1:9/commercetools",
                                              options={"project_key": "p"})
-    w.master = Connection.objects.create(name="wair", system_type="wair", base_url="http://127.0.0.1:9/wair")
+    w.master = Connection(name="wair", system_type="wair", base_url="http://127.0.0.1:9/wair")
+    w.master.set_webhook_secret("wair-hook-secret")  # each connection its own secret: there is no default
+    w.master.save()
     return w
 
 

@@ -67,15 +67,15 @@ def test_signed_webhook_from_the_sandbox_format(wair, client):
         {"id": 1, "skuId": "A", "locationId": "DC1", "state": "available", "quantity": 5, "changedAt": "2026-01-01T10:00:00Z"},
         {"id": 2, "skuId": "B", "locationId": "DC1", "state": "available", "quantity": "lots", "changedAt": "2026-01-01T10:00:00Z"},
     ]}).encode()
-    r = client.post("/hooks/stock/wair/", data=body, content_type="application/json", headers={HEADER: sign("dev-webhook-secret", body)})
+    r = client.post("/hooks/stock/wair/", data=body, content_type="application/json", headers={HEADER: sign("wair-hook-secret", body)})
     assert r.status_code == 200 and r.json()["applied"] == 1 and r.json()["rejected"] == 1
     older = json.dumps({"type": "stock.changed", "changes": [
         {"id": 3, "skuId": "A", "locationId": "DC1", "quantity": 1, "changedAt": "2025-12-31T10:00:00Z"}]}).encode()
-    r = client.post("/hooks/stock/wair/", data=older, content_type="application/json", headers={HEADER: sign("dev-webhook-secret", older)})
+    r = client.post("/hooks/stock/wair/", data=older, content_type="application/json", headers={HEADER: sign("wair-hook-secret", older)})
     assert r.json()["stale"] == 1 and qty(wair, "A", "dc1") == 5
     wrong_type = json.dumps({"type": "dispatch.confirmed", "changes": []}).encode()
     r = client.post("/hooks/stock/wair/", data=wrong_type, content_type="application/json",
-                    headers={HEADER: sign("dev-webhook-secret", wrong_type)})
+                    headers={HEADER: sign("wair-hook-secret", wrong_type)})
     assert r.status_code == 400
 
 

@@ -109,7 +109,7 @@ class FakeMaster:
     def verify_webhook(self, body, headers):
         from integration_hub.core.webhooks import verify_hmac
 
-        return verify_hmac(self.connection.get_webhook_secret(), body, headers)
+        return verify_hmac(self.connection.get_webhook_secret(), body, headers, connection=self.connection)
 
     def parse_stock_webhook(self, payload):
         return [StockChange(r["sku"], r["location"], r["quantity"], r.get("state", "available")) for r in payload["changes"]]
@@ -128,7 +128,7 @@ def fake_master(topo, monkeypatch):
     return fake
 
 
-def post(client, body: bytes, secret="dev-webhook-secret", name="wair"):
+def post(client, body: bytes, secret="wair-hook-secret", name="wair"):
     return client.post(f"/hooks/stock/{name}/", data=body, content_type="application/json",
                        headers={HEADER: sign(secret, body)})
 
@@ -199,7 +199,7 @@ def test_webhook_is_csrf_exempt(topo, fake_master):
 
     body = json.dumps({"changes": [{"sku": "B", "location": "DC1", "quantity": 2}]}).encode()
     r = Client(enforce_csrf_checks=True).post("/hooks/stock/wair/", data=body, content_type="application/json",
-                                             headers={HEADER: sign("dev-webhook-secret", body)})
+                                             headers={HEADER: sign("wair-hook-secret", body)})
     assert r.status_code == 200 and level(topo, "B", "dc1") == 2
 
 

@@ -37,6 +37,7 @@ def hub(transactional_db, sandbox):
     w.storefront.save()
     w.master = Connection.objects.create(name="wair", system_type="wair", base_url=f"{sandbox.url}/wair")
     w.master.set_secret("wair-demo-key")
+    w.master.set_webhook_secret("wair-hook-secret")
     w.master.save()
     w.channel("web", locations=["dc1", "dc2"], external_id="sc-web")
     skus = [f"SKU-{n:02d}" for n in range(30)]
@@ -56,7 +57,7 @@ def storefront_qty(w, skus=None):
 
 
 def test_wair_webhook_reaches_commercetools_via_real_worker(hub, live_server, celery_worker_process):
-    hub.wair("configure_webhooks", {"stock_url": f"{live_server.url}/hooks/stock/wair/", "secret": "dev-webhook-secret"})
+    hub.wair("configure_webhooks", {"stock_url": f"{live_server.url}/hooks/stock/wair/", "secret": "wair-hook-secret"})
     hub.wair("set_stock", {"rows": [{"sku": f"M{n:02d}", "location": "DC1", "state": "available", "quantity": n} for n in range(30)]
                            + [{"sku": "M05", "location": "DC2", "state": "available", "quantity": 4},
                               {"sku": "M06", "location": "DC2", "state": "damaged", "quantity": 50},

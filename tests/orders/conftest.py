@@ -34,9 +34,13 @@ def world(db):
     from integration_hub.inventory.models import ChannelStockRule
     from integration_hub.orders.models import ShippingMethodMap
 
-    ct = Connection.objects.create(name="ct", system_type="commercetools", base_url="http://127.0.0.1:9/commercetools",
-                                   options={"project_key": "demo"})
-    wh = Connection.objects.create(name="wair", system_type="wair", base_url="http://127.0.0.1:9/wair")
+    ct = Connection(name="ct", system_type="commercetools", base_url="http://127.0.0.1:9/commercetools",
+                    options={"project_key": "demo"})
+    ct.set_webhook_secret("ct-hook-secret")  # each connection its own secret: there is no default
+    ct.save()
+    wh = Connection(name="wair", system_type="wair", base_url="http://127.0.0.1:9/wair")
+    wh.set_webhook_secret("wair-hook-secret")
+    wh.save()
     channel = Channel.objects.create(key="uk-web", name="UK web", connection=ct, external_id="uk-web", warehouse=wh)
     loc = Location.objects.create(code="dc1", name="DC1", connection=wh, external_id="DC1")
     rule = ChannelStockRule.objects.create(channel=channel, mode="segregated")

@@ -7,6 +7,7 @@ memory, so they are re-seeded from the hub's data every time.
 from __future__ import annotations
 
 import random
+import secrets
 from decimal import Decimal
 
 import requests
@@ -115,7 +116,7 @@ class Command(BaseCommand):
             if not conn.secret_encrypted and not conn.secret_env:
                 conn.set_secret(cfg["secret"])
             if not conn.webhook_secret_encrypted and not conn.webhook_secret_env:
-                conn.set_webhook_secret(f"{system}-webhook-secret")
+                conn.set_webhook_secret(secrets.token_urlsafe(32))  # random, one per connection (the sandbox is told it)
             conn.save()
             out[system] = conn
         return out
