@@ -55,3 +55,10 @@ class BadDataError(ConnectorError):
     """Our payload (or theirs) is invalid: needs a person or a data fix, not a retry."""
 
     kind = "bad_data"
+
+
+class ConfigurationError(PermanentError):
+    """The connection itself is unusable as configured (a required option missing, a number that is not one):
+    no retry helps until an admin fixes it. Raised before any call (:func:`connectors.options.check`)."""
+
+    kind = "configuration"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from rest_framework import serializers
+from rest_framework.validators import UniqueValidator
 
 from exceptions_app.models import ExceptionRecord
 from integration_hub.catalog.models import IdentifierTransform, Item, SkuMapping
@@ -108,7 +109,9 @@ class TransformSerializer(serializers.ModelSerializer):
 
 
 class ChannelStockRuleSerializer(serializers.ModelSerializer):
-    channel = serializers.SlugRelatedField(slug_field="key", queryset=Channel.objects.all())
+    # one rule per channel (a OneToOneField): declared fields get no automatic UniqueValidator, so name it
+    channel = serializers.SlugRelatedField(slug_field="key", queryset=Channel.objects.all(), validators=[
+        UniqueValidator(queryset=ChannelStockRule.objects.all(), message="This channel already has a stock rule: edit that one.")])
     locations = serializers.SlugRelatedField(slug_field="code", queryset=Location.objects.all(), many=True, required=False)
     pool = serializers.SlugRelatedField(slug_field="code", queryset=StockPool.objects.all(), allow_null=True, required=False)
 

@@ -229,7 +229,7 @@ class MappingImportView(PermissionRequired, TemplateView):
         form = CsvImportForm(request.POST, request.FILES)
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(form=form), status=400)
-        result = csv_import.import_sku_mappings(form.cleaned_data["file"].read(), user=request.user)
+        result = csv_import.import_sku_mappings(form.cleaned_data["file"], user=request.user)  # streamed, not read whole
         if request.POST.get("format") == "csv":
             response = HttpResponse(csv_import.error_report_csv(result), content_type="text/csv")
             response["Content-Disposition"] = 'attachment; filename="mapping-import-errors.csv"'
