@@ -5,7 +5,12 @@ from django import forms
 from integration_hub.catalog import transforms
 from integration_hub.catalog.models import Item
 
-from .triage import EDITABLE_ORDER_FIELDS, ORDER_ACTION_PERMISSIONS, field_choices, matching_spec
+from .triage import (
+    EDITABLE_ORDER_FIELDS,
+    ORDER_ACTION_PERMISSIONS,
+    field_choices,
+    matching_spec,
+)
 
 
 class StatusForm(forms.Form):
