@@ -8,7 +8,8 @@ Columns (header row required; order free; extra columns ignored):
 
 Broken rows are rejected with a reason and line number; good rows are kept — including a row the database
 itself refuses (the bulk write then falls back to one savepoint per row). A row the CSV reader itself cannot
-read (a value over the reader's field limit of 131,072 characters, a NUL byte) is such a rejected row too.
+read (a value over the reader's field limit of 131,072 characters) is such a rejected row too, and so is a
+value with a NUL character (PostgreSQL refuses those).
 
 Limits (memory stays flat whatever the upload): the file is read as a stream (never whole into memory; the
 view passes the uploaded file, which Django spools to disk above 2.5 MB); every non-blank row, good or bad,
@@ -214,9 +215,9 @@ def _text_stream(data: bytes | str | IO[bytes]) -> tuple[IO[str], str]:
 
 
 def _rows(reader, result: ImportResult):
-    """Yield (line, row) for each non-blank row the reader can read; rows it cannot read (csv.Error: a value
-    over the field limit, a NUL byte) and rows with more values than columns are rejected here and counted
-    as rows too. Stops (fatal) after MAX_ROWS rows."""
+    """Yield (line, row) for each non-blank row the reader can read; rows it cannot read (csv.Error, e.g. a
+    value over the field limit) and rows with more values than columns are rejected here — and counted as
+    rows too. Stops (fatal) after MAX_ROWS rows."""
     seen = 0
     while True:
         try:

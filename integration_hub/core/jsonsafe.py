@@ -16,7 +16,9 @@ import re
 
 MAX_DEPTH = 64
 
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# a string literal; the closing quote is optional so that an unterminated string matches once, to the end
+# (a required quote would make every later quote a new start: quadratic time on '"\\"\\"\\"…')
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
 
 

@@ -4,6 +4,7 @@ their system needs."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -70,6 +71,10 @@ def test_nesting_within_the_bound_still_parses(w, client):
     assert jsonsafe.loads("[" * 64 + "]" * 64) == json.loads("[" * 64 + "]" * 64)
     with pytest.raises(ValueError, match="nested deeper than 64"):
         jsonsafe.loads("[" * 65 + "]" * 65)
+    started = time.monotonic()
+    with pytest.raises(ValueError):  # an unterminated string of escaped quotes: linear time (quadratic took minutes)
+        jsonsafe.loads("[" * 100 + '"' + '\\"' * 50_000)
+    assert time.monotonic() - started < 5
     body = json.dumps({"type": "stock.changed", "changes": [{"skuId": w.items[0].sku, "locationId": "WH1", "quantity": 7}]}).encode()
     r = client.post("/hooks/stock/wair/", data=body, content_type="application/json", headers={HEADER: sign("wair-hook-secret", body)})
     assert r.status_code == 200, r.content
