@@ -108,7 +108,7 @@ class CommercetoolsConnector(Connector, Storefront):
         options = connection.options or {}
         self.project_key = options.get("project_key") or ""
         if not self.project_key:
-            raise errors.PermanentError(f"connection {connection.name}: options.project_key is required for commercetools")
+            raise errors.ConfigurationError(f"connection {connection.name}: options.project_key is required for commercetools")
         self.require_product = options.get("require_product", True)
         self.gift_field = options.get("gift_message_field", "giftMessage")
         self.notes_field = options.get("delivery_notes_field", "deliveryNotes")

@@ -82,6 +82,13 @@ class RedirectRefusedError(PermanentError):
     kind = "redirect_refused"
 
 
+class ConfigurationError(PermanentError):
+    """The connection itself is unusable as configured (a required option missing, a number that is not one):
+    no retry helps until an admin fixes it. Raised before any call (:func:`connectors.options.check`)."""
+
+    kind = "configuration"
+
+
 def error_detail(exc: BaseException) -> str:
     """The admin-only detail of any exception ("" when it has none)."""
     return exc.detail if isinstance(exc, ConnectorError) else ""

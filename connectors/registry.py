@@ -27,12 +27,15 @@ def connector_class(system_type: str):
 
 def get_connector(connection, fresh: bool = False):
     """A connector for ``connection``, cached per process and connection version (so pooled sessions,
-    token caches and rate-limit buckets are reused)."""
+    token caches and rate-limit buckets are reused). Unusable options raise ``errors.ConfigurationError``."""
     key = (connection.pk, connection.system_type, connection.base_url, connection.rate_limit_per_second,
            connection.rate_limit_burst, connection.timeout_seconds, connection.max_retries, repr(connection.options),
            # a rotated webhook secret takes effect at once (verify_webhook reads it from this connection object)
            connection.webhook_secret_env, connection.webhook_secret_encrypted)
     if fresh or key not in _cache:
+        from .options import check
+
+        check(connection)  # ConfigurationError (a PermanentError) before a connector half-builds
         _cache[key] = connector_class(connection.system_type)(connection)
     return _cache[key]
 

@@ -33,7 +33,7 @@ Modelled on OCAPI 23.2 and Account Manager (see :mod:`connectors.sandbox.sfcc` f
 ``Channel.external_id`` is the inventory list id. An order's channel is the ``inventory_id`` of its
 product items (BOPIS / multi-list sites), else ``options["default_inventory_list"]``.
 
-Connection.options: ``site_id`` (default "RefArch"), ``api_version`` (default "v23_2"),
+Connection.options: ``site_id`` (required, :mod:`connectors.options`), ``api_version`` (default "v23_2"),
 ``default_inventory_list``, ``batch_size`` (default 50), ``tracking_attribute``, ``carrier_attribute``,
 ``delivery_notes_attribute`` (default ``c_deliveryNotes``), ``scope``, ``orders_start`` (ISO instant: the
 first poll starts there instead of at the beginning of time), ``hub_marker_attribute``,

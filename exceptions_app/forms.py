@@ -5,7 +5,12 @@ from django import forms
 from integration_hub.catalog import transforms
 from integration_hub.catalog.models import Item
 
-from .triage import EDITABLE_ORDER_FIELDS, field_choices, matching_spec
+from .triage import (
+    EDITABLE_ORDER_FIELDS,
+    ORDER_ACTION_PERMISSIONS,
+    field_choices,
+    matching_spec,
+)
 
 
 class StatusForm(forms.Form):
@@ -98,6 +103,16 @@ class OrderActionForm(forms.Form):
     def __init__(self, *args, record=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["field"].choices = field_choices(record)
+
+    @staticmethod
+    def allowed(user, data) -> bool:
+        """Checked before the form is validated, so a user without the permission gets a 403 whatever they
+        post and never sees validation messages: the posted action's permissions, or — for a missing or
+        unknown action, which the form then refuses — the permissions of at least one order action."""
+        perms = ORDER_ACTION_PERMISSIONS.get(data.get("action") or "")
+        if perms is None:
+            return any(user.has_perms(p) for p in ORDER_ACTION_PERMISSIONS.values())
+        return user.has_perms(perms)
 
     def clean(self):
         data = super().clean()

@@ -181,6 +181,8 @@ class OrderActionView(_RecordAction):
     NEEDS = triage.ORDER_ACTION_PERMISSIONS
 
     def post(self, request, pk):
+        if not OrderActionForm.allowed(request.user, request.POST):  # before validation: no messages for them
+            raise PermissionDenied("Your role does not allow this order action.")
         record = self.record(pk)
         form = OrderActionForm(request.POST, record=record)
         if not form.is_valid():

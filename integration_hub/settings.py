@@ -223,6 +223,9 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"api_token": HUB_API_TOKEN_RATE},
     "NUM_PROXIES": HUB_TRUSTED_PROXY_COUNT,
     "DEFAULT_PERMISSION_CLASSES": ["integration_hub.core.roles.HasModelRolePermission"],
+    # JSON nested deeper than core.jsonsafe.MAX_DEPTH is a 400, not a RecursionError
+    "DEFAULT_PARSER_CLASSES": ["integration_hub.api.parsers.BoundedJSONParser", "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from rest_framework import serializers
+from rest_framework.validators import UniqueValidator
 
 from exceptions_app.models import ExceptionRecord
 from integration_hub.catalog.models import IdentifierTransform, Item, SkuMapping
@@ -12,10 +13,13 @@ from integration_hub.orders.models import Order, OrderLine, ShippingMethodMap
 from integration_hub.reconciliation.models import Report, ReportRow
 
 
+# Declared fields over nullable model fields say ``allow_null=True`` (the generated ones do it themselves), so the
+# OpenAPI schema marks them nullable: tests/api/test_schema_nullable.py checks every serializer.
 class ExceptionSerializer(serializers.ModelSerializer):
-    channel = serializers.SlugRelatedField(slug_field="key", read_only=True)
-    connection = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    status_changed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    channel = serializers.SlugRelatedField(slug_field="key", read_only=True, allow_null=True)
+    connection = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    status_changed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True,
+                                                     help_text="who last changed the status; null: nobody yet")
 
     class Meta:
         model = ExceptionRecord
@@ -47,7 +51,8 @@ class FixResultSerializer(serializers.Serializer):
 
 
 class OrderLineSerializer(serializers.ModelSerializer):
-    item_sku = serializers.CharField(source="item.sku", default=None, read_only=True)
+    item_sku = serializers.CharField(source="item.sku", default=None, read_only=True, allow_null=True,
+                                     help_text="master SKU; null while the line is unmapped")
 
     class Meta:
         model = OrderLine
@@ -56,7 +61,7 @@ class OrderLineSerializer(serializers.ModelSerializer):
 
 class OrderSerializer(serializers.ModelSerializer):
     channel = serializers.SlugRelatedField(slug_field="key", read_only=True)
-    warehouse = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    warehouse = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
     lines = OrderLineSerializer(many=True, read_only=True)
 
     class Meta:
@@ -108,7 +113,9 @@ class TransformSerializer(serializers.ModelSerializer):
 
 
 class ChannelStockRuleSerializer(serializers.ModelSerializer):
-    channel = serializers.SlugRelatedField(slug_field="key", queryset=Channel.objects.all())
+    # one rule per channel (a OneToOneField): declared fields get no automatic UniqueValidator, so name it
+    channel = serializers.SlugRelatedField(slug_field="key", queryset=Channel.objects.all(), validators=[
+        UniqueValidator(queryset=ChannelStockRule.objects.all(), message="This channel already has a stock rule: edit that one.")])
     locations = serializers.SlugRelatedField(slug_field="code", queryset=Location.objects.all(), many=True, required=False)
     pool = serializers.SlugRelatedField(slug_field="code", queryset=StockPool.objects.all(), allow_null=True, required=False)
 
@@ -157,7 +164,7 @@ class ScheduleSerializer(serializers.ModelSerializer):
 
     every = serializers.IntegerField(min_value=1, required=False, allow_null=True, help_text="interval: run every N periods")
     period = serializers.ChoiceField(choices=IntervalSchedule.PERIOD_CHOICES, required=False, allow_null=True)
-    cron = serializers.CharField(required=False, allow_blank=True, max_length=100,
+    cron = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=100,
                                  help_text="crontab 'm h dom mon dow' (e.g. '30 5 * * *'); replaces the interval")
 
     class Meta:
@@ -215,7 +222,8 @@ class PendingPushSerializer(serializers.ModelSerializer):
 
 
 class ReportSerializer(serializers.ModelSerializer):
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True,
+                                                help_text="who asked for it; null: the scheduled run")
 
     class Meta:
         model = Report

@@ -8,12 +8,12 @@ django-filter and paginated (``?page=``, 50 per page).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import partial
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
-from django.http import StreamingHttpResponse
-from django.shortcuts import get_object_or_404
+from django.http import Http404, StreamingHttpResponse
 from django_celery_beat.models import PeriodicTask
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -36,7 +36,27 @@ from integration_hub.reconciliation.views import KnownCountPaginator
 from . import serializers as s
 
 
-class ActsAsRequestUser:
+@contextmanager
+def refused_as_400():
+    """A write the database refuses (a unique row created by someone else between validation and save) is
+    a 400 with a message, not an IntegrityError (500). The serializers check uniqueness first; this closes
+    the race."""
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError as exc:
+        raise ValidationError({"detail": "This conflicts with a row saved meanwhile (same unique key): reload and "
+                                         "try again."}) from exc
+
+
+class NumericLookup:
+    """Detail URLs take a numeric id only, so ``/api/reports/null,null/csv/`` is a 404 at the router
+    instead of a ValueError in a look-up (every viewset here has it, through :class:`ActsAsRequestUser`)."""
+
+    lookup_value_regex = r"[0-9]+"
+
+
+class ActsAsRequestUser(NumericLookup):
     """Audit entries written while an API request runs name the API user. DRF authenticates (token or
     session) inside the view, after :class:`core.audit.CurrentUserMiddleware` has run, so the middleware sees
     no user for token calls: take it here, once DRF knows who is calling."""
@@ -212,11 +232,13 @@ class SkuMappingViewSet(ActsAsRequestUser, viewsets.ModelViewSet):
         after_mapping_saved(obj, before)
 
     def perform_create(self, serializer):
-        self._after(serializer.save())
+        with refused_as_400():
+            self._after(serializer.save())
 
     def perform_update(self, serializer):
         before = audit.snapshot(serializer.instance)
-        self._after(serializer.save(), before)
+        with refused_as_400():
+            self._after(serializer.save(), before)
 
     def perform_destroy(self, instance):
         item_id, channel_id = instance.item_id, instance.channel_id
@@ -228,6 +250,12 @@ class TransformViewSet(ActsAsRequestUser, viewsets.ModelViewSet):
     queryset = IdentifierTransform.objects.select_related("connection", "channel").order_by("name")
     serializer_class = s.TransformSerializer
     filterset_fields = ["active", "channel__key", "connection__name"]
+
+    def perform_create(self, serializer):
+        with refused_as_400():
+            serializer.save()
+
+    perform_update = perform_create
 
 
 class ChannelStockRuleViewSet(ActsAsRequestUser, viewsets.ModelViewSet):
@@ -243,7 +271,7 @@ class ChannelStockRuleViewSet(ActsAsRequestUser, viewsets.ModelViewSet):
         instance = serializer.instance
         before = audit.snapshot(instance) if instance is not None else None
         locations = rules.rule_location_codes(instance) if instance is not None else None
-        with transaction.atomic():
+        with refused_as_400():
             obj = serializer.save()
             rules.audit_rule_locations(obj, locations)  # m2m: the automatic audit sees only concrete fields
             rules.after_channel_rule_saved(obj, before)
@@ -262,7 +290,7 @@ class ShippingMapViewSet(ActsAsRequestUser, viewsets.ModelViewSet):
         from integration_hub.console.services import after_shipping_map_saved
 
         before = audit.snapshot(serializer.instance) if serializer.instance is not None else None
-        with transaction.atomic():
+        with refused_as_400():
             after_shipping_map_saved(serializer.save(), before)
 
     perform_create = perform_update = _save
@@ -314,10 +342,13 @@ class ReportViewSet(ActionPermissions, mixins.ListModelMixin, mixins.RetrieveMod
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(s.ReportRowSerializer(page, many=True).data)
 
-    @extend_schema(responses={(200, "text/csv"): OpenApiResponse(description="the report as CSV")}, filters=False)
+    @extend_schema(responses={(200, "text/csv"): OpenApiResponse(description="the report as CSV"),
+                              404: OpenApiResponse(description="no such report, or not finished")}, filters=False)
     @action(detail=True, methods=["get"])
     def csv(self, request, pk=None):
-        report = get_object_or_404(Report, pk=pk, status=Report.Status.DONE)
+        report = self.get_object()  # DRF's look-up: a pk that is not a number is a 404, never a ValueError
+        if report.status != Report.Status.DONE:
+            raise Http404("the report has not finished")
         response = StreamingHttpResponse(recon.iter_csv(report), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{recon.csv_filename(report)}"'
         return response

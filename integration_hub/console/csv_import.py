@@ -7,7 +7,15 @@ Columns (header row required; order free; extra columns ignored):
   storefront_product, safety_buffer (whole number 0..1,000,000), active (1/0, true/false, yes/no; default true)
 
 Broken rows are rejected with a reason and line number; good rows are kept — including a row the database
-itself refuses (the bulk write then falls back to one savepoint per row). A row whose
+itself refuses (the bulk write then falls back to one savepoint per row). A row the CSV reader itself cannot
+read (a value over the reader's field limit of 131,072 characters) is such a rejected row too, and so is a
+value with a NUL character (PostgreSQL refuses those).
+
+Limits (memory stays flat whatever the upload): the file is read as a stream (never whole into memory; the
+view passes the uploaded file, which Django spools to disk above 2.5 MB); every non-blank row, good or bad,
+counts toward ``MAX_ROWS`` (more is fatal: nothing is imported, split the file); only the first
+``MAX_KEPT_ERRORS`` rejected rows (lowest line numbers) are kept for the page and the error report, with
+``error_count`` saying how many there were in all. A row whose
 (channel, storefront_sku) is already mapped updates that mapping (repoint/buffer/active). Writes are bulk
 (one lookup per referenced table, bulk_create + bulk_update in batches) and audited with
 :func:`core.audit.record_many` (source ``csv-import``). Afterwards the affected items' stock is re-queued
@@ -15,10 +23,14 @@ for push and the SKU exceptions the new mappings fix are acknowledged (the confi
 """
 from __future__ import annotations
 
+import codecs
 import csv
+import heapq
 import io
+import itertools
 import re
 from dataclasses import dataclass, field
+from typing import IO
 
 from django.db import DatabaseError, IntegrityError, transaction
 
@@ -30,7 +42,10 @@ from integration_hub.reconciliation.services import safe_cell
 
 REQUIRED = ("master_sku", "storefront_sku")
 OPTIONAL = ("channel", "storefront_product", "safety_buffer", "active")
-MAX_ROWS = 200_000
+COLUMNS = (*REQUIRED, *OPTIONAL)
+MAX_ROWS = 200_000  # every non-blank row, good or bad
+MAX_KEPT_ERRORS = 1_000  # rejected rows listed (page and error report); error_count counts them all
+KEPT_CELL = 200  # characters of each value kept with a rejected row (the report shows three columns)
 TRUE = {"1", "true", "yes", "y", "t"}
 FALSE = {"0", "false", "no", "n", "f"}
 
@@ -47,14 +62,36 @@ class ImportResult:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
-    errors: list[RowError] = field(default_factory=list)
+    error_count: int = 0  # every rejected row; ``errors`` keeps the first MAX_KEPT_ERRORS of them
     pushes_queued: int = 0
     exceptions_acknowledged: int = 0  # until the re-queued stock push confirms (which resolves them)
     fatal: str = ""
+    _kept: list = field(default_factory=list, repr=False)  # max-heap by line: (-line, seq, RowError)
+    _seq: itertools.count = field(default_factory=itertools.count, repr=False)
 
     @property
     def ok(self) -> int:
         return self.created + self.updated + self.unchanged
+
+    def reject(self, line: int, reason: str, row: dict) -> None:
+        """Count a rejected row; keep it (trimmed) if it is among the MAX_KEPT_ERRORS lowest lines."""
+        self.error_count += 1
+        if len(self._kept) >= MAX_KEPT_ERRORS and line >= -self._kept[0][0]:
+            return
+        kept = {k: (v or "")[:KEPT_CELL] for k, v in row.items() if k in COLUMNS}
+        heapq.heappush(self._kept, (-line, next(self._seq), RowError(line, reason, kept)))
+        if len(self._kept) > MAX_KEPT_ERRORS:
+            heapq.heappop(self._kept)
+
+    @property
+    def errors(self) -> list[RowError]:
+        """The kept rejected rows, by line."""
+        return [e for _, _, e in sorted(self._kept, key=lambda t: (-t[0], t[1]))]
+
+    @property
+    def errors_truncated(self) -> int:
+        """Rejected rows counted but not listed."""
+        return self.error_count - len(self._kept)
 
 
 FIELDS = ("item", "storefront_product", "safety_buffer", "active")
@@ -71,6 +108,9 @@ def _validate(r: dict, items: dict, channels: dict) -> tuple[str | None, dict]:
     bad row is reported with its line instead of failing the write."""
     sku, master = r.get("storefront_sku", ""), r.get("master_sku", "")
     ch_key = r.get("channel", "")
+    nul = next((k for k, v in r.items() if "\x00" in v), None)
+    if nul:  # PostgreSQL refuses NUL in text (and its driver raises before the database sees the row)
+        return f"{nul} contains a NUL character", {}
     if not master:
         return "master_sku is empty", {}
     if not sku:
@@ -133,52 +173,109 @@ def _write(new: list, changed: list, line_of: dict, result: ImportResult) -> tup
             line, row = line_of[id(m)]
             reason = ("already mapped (created while this file was imported): import the row again to update it"
                       if isinstance(exc, IntegrityError) else f"refused by the database: {exc}")
-            result.errors.append(RowError(line, reason, row))
+            result.reject(line, reason, row)
             continue
         (written_new if is_new else written_changed).append(m)
-    result.errors.sort(key=lambda e: e.line)
     return written_new, written_changed
 
 
-def _decode(data: bytes | str) -> str:
-    if isinstance(data, str):
-        return data
+def _binary(data) -> IO[bytes]:
+    if isinstance(data, (bytes, bytearray)):
+        return io.BytesIO(data)
+    return data  # a binary file: an upload (Django spools big ones to disk), an open file
+
+
+def _encoding(f: IO[bytes]) -> str:
+    """utf-8 (BOM allowed), else cp1252, else latin-1 (which decodes anything) — decided by reading the
+    file through once in chunks, so the choice is as before without holding the file in memory."""
     for enc in ("utf-8-sig", "cp1252"):
+        f.seek(0)
+        decoder = codecs.getincrementaldecoder(enc)()
         try:
-            return data.decode(enc)
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             continue
-    return data.decode("latin-1")
+        f.seek(0)
+        return enc
+    f.seek(0)
+    return "latin-1"
 
 
-def import_sku_mappings(data: bytes | str, user=None) -> ImportResult:
+def _text_stream(data: bytes | str | IO[bytes]) -> tuple[IO[str], str]:
+    """(a text stream of the CSV, a sample of its start for the dialect sniffer)."""
+    if isinstance(data, str):
+        return io.StringIO(data, newline=""), data[:4096]
+    f = _binary(data)
+    enc = _encoding(f)
+    sample = f.read(16384).decode(enc, "ignore")[:4096]
+    f.seek(0)
+    return io.TextIOWrapper(f, encoding=enc, newline=""), sample
+
+
+def _rows(reader, result: ImportResult):
+    """Yield (line, row) for each non-blank row the reader can read; rows it cannot read (csv.Error, e.g. a
+    value over the field limit) and rows with more values than columns are rejected here — and counted as
+    rows too. Stops (fatal) after MAX_ROWS rows."""
+    seen = 0
+    while True:
+        try:
+            raw = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            reason = (f"a value is longer than {csv.field_size_limit():,} characters" if "field limit" in str(exc)
+                      else f"unreadable CSV row: {exc}")
+            row = {}
+        else:
+            if not any((v or "").strip() for k, v in raw.items() if k) and None not in raw:
+                continue  # a blank line
+            row = {k: (raw.get(k) or "").strip() for k in COLUMNS if k in raw}  # other columns are ignored
+            reason = "more values than columns" if None in raw else ""
+        seen += 1
+        if seen > MAX_ROWS:
+            result.fatal = f"more than {MAX_ROWS:,} rows: split the file"
+            return
+        line = reader.reader.line_num  # DictReader's own line_num is not updated when a row raises
+        if reason:
+            result.reject(line, reason, row)
+        else:
+            yield line, row
+
+
+def import_sku_mappings(data: bytes | str | IO[bytes], user=None) -> ImportResult:
+    """Import a CSV given as text, bytes or a binary file (read as a stream; an upload is passed as is)."""
     result = ImportResult()
-    text = _decode(data)
+    stream, sample = _text_stream(data)
     try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+        return _import(stream, sample, result, user)
+    finally:
+        if isinstance(stream, io.TextIOWrapper):
+            stream.detach()  # the caller's file stays open (and is the caller's to close)
+
+
+def _import(stream: IO[str], sample: str, result: ImportResult, user) -> ImportResult:
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
-    headers = [h.strip().lower() for h in (reader.fieldnames or [])]
+    reader = csv.DictReader(stream, dialect=dialect)
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as exc:
+        result.fatal = f"the header row cannot be read: {exc}"
+        return result
+    headers = [h.strip().lower() for h in (fieldnames or [])]
     missing = [c for c in REQUIRED if c not in headers]
     if missing:
-        result.fatal = f"missing column(s): {', '.join(missing)} (found: {', '.join(headers) or 'nothing'})"
+        result.fatal = f"missing column(s): {', '.join(missing)} (found: {', '.join(headers)[:500] or 'nothing'})"
         return result
     reader.fieldnames = headers
 
-    rows: list[tuple[int, dict]] = []
-    for raw in reader:
-        line = reader.line_num
-        row = {k: (v or "").strip() for k, v in raw.items() if k}
-        if not any(row.values()):
-            continue
-        if None in raw:
-            result.errors.append(RowError(line, "more values than columns", row))
-            continue
-        rows.append((line, row))
-        if len(rows) > MAX_ROWS:
-            result.fatal = f"more than {MAX_ROWS} rows: split the file"
-            return result
+    rows: list[tuple[int, dict]] = list(_rows(reader, result))
+    if result.fatal:
+        return result
 
     items = {i.sku: i for i in Item.objects.filter(sku__in={r["master_sku"] for _, r in rows if r.get("master_sku")})}
     channels = {c.key: c for c in Channel.objects.all()}
@@ -194,7 +291,7 @@ def import_sku_mappings(data: bytes | str, user=None) -> ImportResult:
             else:
                 seen[key] = line
         if reason:
-            result.errors.append(RowError(line, reason, r))
+            result.reject(line, reason, r)
         else:
             parsed.append((line, r, values))
 
@@ -246,6 +343,12 @@ def error_report_csv(result: ImportResult) -> str:
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(["line", "reason", "master_sku", "storefront_sku", "channel"])
+    if result.fatal:
+        w.writerow(["", safe_cell(f"nothing imported: {result.fatal}"), "", "", ""])
     for e in result.errors:
         w.writerow([e.line, safe_cell(e.reason), *(safe_cell(e.row.get(k, "")) for k in ("master_sku", "storefront_sku", "channel"))])
+    if result.errors_truncated:
+        more = (f"… and {result.errors_truncated:,} more rejected rows not listed ({result.error_count:,} in all; "
+                f"the first {MAX_KEPT_ERRORS:,} are above)")
+        w.writerow(["", more, "", "", ""])
     return out.getvalue()

@@ -229,7 +229,7 @@ class MappingImportView(PermissionRequired, TemplateView):
         form = CsvImportForm(request.POST, request.FILES)
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(form=form), status=400)
-        result = csv_import.import_sku_mappings(form.cleaned_data["file"].read(), user=request.user)
+        result = csv_import.import_sku_mappings(form.cleaned_data["file"], user=request.user)  # streamed, not read whole
         if request.POST.get("format") == "csv":
             response = HttpResponse(csv_import.error_report_csv(result), content_type="text/csv")
             response["Content-Disposition"] = 'attachment; filename="mapping-import-errors.csv"'
@@ -341,13 +341,15 @@ class OrderDetailView(PermissionRequired, TemplateView):
         from exceptions_app.forms import OrderActionForm
         from integration_hub.orders.models import Order
 
+        if not OrderActionForm.allowed(request.user, request.POST):  # before validation: no messages for them
+            raise PermissionDenied("Your role does not allow this order action.")
         order = get_object_or_404(Order.objects.select_related("channel", "warehouse"), pk=pk)
         record = _active_order_problem(order_exceptions(order))
         form = OrderActionForm(request.POST, record=record)
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(pk=pk, form=form), status=400)
         action = form.cleaned_data["action"]
-        _require(request, triage.ORDER_ACTION_PERMISSIONS[action])
+        _require(request, triage.ORDER_ACTION_PERMISSIONS[action])  # the cleaned action (same as checked above)
         try:
             messages.success(request, triage.run_order_action(order, action, form.cleaned_data, user=request.user, record=record))
         except triage.TriageError as exc:

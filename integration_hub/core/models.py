@@ -224,6 +224,17 @@ class Connection(models.Model):
     def is_master(self) -> bool:
         return self.system_type in MASTER_SYSTEMS
 
+    def clean(self):
+        """The system's required options (``connectors.options``, the same check the connector runs before
+        use): the admin form and serializers that call ``full_clean`` show it as a field error."""
+        from django.core.exceptions import ValidationError
+
+        from connectors.options import describe, option_errors
+
+        problems = option_errors(self.system_type, self.options, self.client_id)
+        if problems:
+            raise ValidationError({"options": describe(problems)})
+
 
 class Channel(models.Model):
     """A storefront sales channel: a commercetools supply channel / store, an SFCC inventory list / site."""

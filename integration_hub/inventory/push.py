@@ -327,7 +327,8 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
         if retry_errors:
             worst = max(row["attempts"] + 1 for _, row in retry_errors)
             err = retry_errors[0][0]
-            if worst >= FAILURES_BEFORE_EXCEPTION and not any_ok:
+            # a misconfigured connection (ConfigurationError) is reported at once: no retry can fix it
+            if (worst >= FAILURES_BEFORE_EXCEPTION or isinstance(err, errors.ConfigurationError)) and not any_ok:
                 problems.append(_repeated_failure(conn, err, worst, len({r["id"] for _, r in retry_errors})))
         conn_status[conn.pk] = (any_ok or not (whole_error or retry_errors), whole_error or (retry_errors[0][0] if retry_errors else ""))
 

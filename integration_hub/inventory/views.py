@@ -8,7 +8,6 @@ webhook secret refuses everything), parse JSON, let the connector turn the paylo
 """
 from __future__ import annotations
 
-import json
 import logging
 
 from django.db import transaction
@@ -18,6 +17,7 @@ from django.views.decorators.http import require_POST
 
 from connectors import errors
 from exceptions_app.services import make_key, raise_exception
+from integration_hub.core import jsonsafe, misconfig
 from integration_hub.core.models import Connection, MASTER_SYSTEMS
 
 from .services import apply_stock_changes
@@ -41,12 +41,15 @@ def stock_webhook(request, name: str):
     conn = Connection.objects.filter(name=name, enabled=True, system_type__in=list(MASTER_SYSTEMS)).first()
     if conn is None:
         raise Http404("no such inventory master")
-    connector = get_connector(conn)
+    try:
+        connector = get_connector(conn)
+    except errors.ConfigurationError as exc:
+        return misconfig.webhook_response(conn, exc, "stock-webhook")
     body = request.body
     if not connector.verify_webhook(body, request.headers):
         return JsonResponse({"error": "bad signature"}, status=401)
     try:
-        payload = json.loads(body)
+        payload = jsonsafe.loads(body)  # bounded nesting: too deep is a ValueError (400), never a RecursionError
     except (ValueError, UnicodeDecodeError) as exc:
         return _bad(conn, f"malformed JSON: {exc}", body)
     try:

@@ -16,7 +16,6 @@
 """
 from __future__ import annotations
 
-import json
 import logging
 
 from django.db import transaction
@@ -26,6 +25,7 @@ from django.views.decorators.http import require_POST
 
 from connectors import errors
 from exceptions_app.services import make_key, raise_exception
+from integration_hub.core import jsonsafe, misconfig
 from integration_hub.core.models import MASTER_SYSTEMS, STOREFRONT_SYSTEMS, Connection
 
 from . import notifications, services
@@ -52,7 +52,7 @@ def _payload(connector, request):
     if not connector.verify_webhook(request.body, request.headers):
         return None, JsonResponse({"error": "bad signature"}, status=401)
     try:
-        return json.loads(request.body), None
+        return jsonsafe.loads(request.body), None  # bounded nesting: too deep is a ValueError (400)
     except (ValueError, UnicodeDecodeError) as exc:
         return None, _bad(connector.connection, f"{'order' if connector.connection.is_storefront else 'dispatch'}-webhook",
                           f"malformed JSON: {exc}", request.body)
@@ -65,7 +65,10 @@ def order_webhook(request, name: str):
     from connectors.registry import get_connector
 
     conn = _connection(name, STOREFRONT_SYSTEMS)
-    connector = get_connector(conn)
+    try:
+        connector = get_connector(conn)
+    except errors.ConfigurationError as exc:
+        return misconfig.webhook_response(conn, exc, "order-webhook")
     payload, error = _payload(connector, request)
     if error is not None:
         return error
@@ -88,7 +91,10 @@ def dispatch_webhook(request, name: str):
     from connectors.registry import get_connector
 
     conn = _connection(name, MASTER_SYSTEMS)
-    connector = get_connector(conn)
+    try:
+        connector = get_connector(conn)
+    except errors.ConfigurationError as exc:
+        return misconfig.webhook_response(conn, exc, "dispatch-webhook")
     payload, error = _payload(connector, request)
     if error is not None:
         return error

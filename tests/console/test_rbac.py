@@ -53,9 +53,9 @@ PAGES = [
     ("/rules/channel-rules/", {"ops", "admin"}),
     ("/rules/channel-rules/new/", {"admin"}),
     ("/rules/channel-rules/{rule}/", {"ops", "admin"}),
-    ("/rules/shipping-methods/", {"ops", "cx", "admin"}),
+    ("/rules/shipping-methods/", {"ops", "admin"}),  # not cx: orders and their exceptions only
     ("/rules/shipping-methods/new/", {"admin"}),
-    ("/rules/shipping-methods/{ship}/", {"ops", "cx", "admin"}),
+    ("/rules/shipping-methods/{ship}/", {"ops", "admin"}),
     ("/orders/", {"ops", "cx", "finance", "admin"}),
     ("/orders/{order}/", {"ops", "cx", "finance", "admin"}),
     ("/pushes/", {"ops", "admin"}),
@@ -68,7 +68,7 @@ PAGES = [
     ("/api/redoc/", {"ops", "cx", "finance", "admin"}),
     ("/api/transforms/{transform}/", {"ops", "admin"}),
     ("/api/channel-rules/{rule}/", {"ops", "admin"}),
-    ("/api/shipping-methods/{ship}/", {"ops", "cx", "admin"}),
+    ("/api/shipping-methods/{ship}/", {"ops", "admin"}),
     ("/api/stock-levels/{stock}/", {"ops", "finance", "admin"}),
     ("/api/pending-pushes/{push}/", {"ops", "admin"}),
     ("/api/schema/", {"ops", "cx", "finance", "admin"}),
@@ -81,7 +81,7 @@ PAGES = [
     ("/api/sku-mappings/{mapping}/", {"ops", "admin"}),
     ("/api/transforms/", {"ops", "admin"}),
     ("/api/channel-rules/", {"ops", "admin"}),
-    ("/api/shipping-methods/", {"ops", "cx", "admin"}),
+    ("/api/shipping-methods/", {"ops", "admin"}),
     ("/api/stock-levels/", {"ops", "finance", "admin"}),
     ("/api/pending-pushes/", {"ops", "admin"}),
     ("/api/reports/", {"finance", "admin"}),
@@ -237,3 +237,47 @@ def test_the_matrix_covers_every_url(ids):
               "api:api-root"}
     missing = sorted(every - covered - exempt)
     assert not missing, missing
+
+
+def test_cx_reads_orders_and_their_exceptions_but_not_shipping_maps(ids, client, make_user):
+    """README: cx looks up orders and their exceptions only — shipping-method maps are a rule table."""
+    from rest_framework.test import APIClient
+
+    cx = make_user("cx")
+    assert not cx.has_perm("orders.view_shippingmethodmap") and cx.has_perm("orders.view_ordertransition")
+    client.force_login(cx)
+    for url in ("/rules/shipping-methods/", f"/rules/shipping-methods/{ids['ship']}/"):
+        assert client.get(url).status_code == 403, url
+    html = client.get(f"/orders/{ids['order']}/").content.decode()
+    assert "Shipping maps" not in html
+    api = APIClient()
+    api.force_authenticate(cx)
+    assert api.get("/api/shipping-methods/").status_code == 403
+    assert api.get(f"/api/shipping-methods/{ids['ship']}/").status_code == 403
+    assert api.get(f"/api/orders/{ids['order']}/").status_code == 200
+    assert api.get(f"/api/exceptions/{ids['stuck']}/").status_code == 200
+
+
+@pytest.mark.parametrize("data", [{"action": "cancel"}, {"action": "cancel", "reason": ""}, {"action": "nonsense"}, {}])
+def test_order_actions_check_the_permission_before_validating_the_form(ids, client, make_user, data):
+    """A role without the order permission gets 403 whatever it posts, never the form's validation messages."""
+    from django.contrib.auth.models import Permission
+
+    from integration_hub.orders.models import Order
+
+    client.force_login(make_user("finance"))
+    r = client.post(f"/orders/{ids['order']}/", data)
+    assert r.status_code == 403 and "Say why" not in r.content.decode()
+    # the exception page's order action: a user who may read exceptions but not act on orders
+    reader = make_user(None, username="reader")
+    reader.user_permissions.add(Permission.objects.get(codename="view_exceptionrecord"))
+    client.force_login(reader)
+    r = client.post(f"/exceptions/{ids['stuck']}/order/", data)
+    assert r.status_code == 403 and "Say why" not in r.content.decode()
+    assert Order.objects.get(pk=ids["order"]).state == "held"
+    # a role that may cancel sees the validation message (400) instead
+    client.force_login(make_user("cx"))
+    r = client.post(f"/orders/{ids['order']}/", data)
+    assert r.status_code == 400
+    if data.get("action") == "cancel":
+        assert "Say why the order is cancelled." in r.content.decode()
