@@ -21,8 +21,7 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.core.failures import Failure, FailureGroup, ServerError
-from schemathesis.openapi.checks import JsonSchemaError, UndefinedStatusCode
+from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -65,34 +64,6 @@ def served_schema() -> dict:
 schema = schemathesis.openapi.from_dict(served_schema())
 schema.app = wsgi_app
 OPERATIONS = sorted(op.ok().label for op in schema.get_all_operations())
-
-# Failures other engineers are fixing in parallel (issue 11). Only these exact cases are tolerated, and only
-# as an xfail naming that fix; anything else on the same operation still fails. Remove an entry (and its
-# branch in _known_sibling_failure) once the fix is merged.
-SIBLING_NULLABLE_FIX = "issue 11 item 13 (nullable API fields documented as non-null) — sibling fix"
-SIBLING_REPORT_ID_FIX = "issue 11 item 11 (GET /api/reports/null,null/csv/ is a 500) — sibling fix"
-KNOWN_NULLABLE = {
-    ("GET /api/exceptions/", "/components/schemas/Exception/properties/status_changed_by"),
-    ("GET /api/exceptions/{id}/", "/components/schemas/Exception/properties/status_changed_by"),
-    ("GET /api/reports/", "/components/schemas/Report/properties/requested_by"),
-    ("GET /api/reports/{id}/", "/components/schemas/Report/properties/requested_by"),
-    ("GET /api/schedules/", "/components/schemas/Schedule/properties/cron"),
-    ("GET /api/schedules/{id}/", "/components/schemas/Schedule/properties/cron"),
-    ("PUT /api/schedules/{id}/", "/components/schemas/Schedule/properties/cron"),
-    ("PATCH /api/schedules/{id}/", "/components/schemas/Schedule/properties/cron"),
-}
-
-
-def _known_sibling_failure(label: str, case, failure) -> str | None:
-    """The sibling fix that owns this failure, or None (a real failure of this suite)."""
-    if isinstance(failure, JsonSchemaError) and failure.instance is None and any(
-            label == op and pointer in failure.message for op, pointer in KNOWN_NULLABLE):
-        return SIBLING_NULLABLE_FIX
-    if (label == "GET /api/reports/{id}/csv/" and isinstance(failure, ServerError | UndefinedStatusCode)
-            and getattr(failure, "status_code", None) == 500 and not str(case.path_parameters.get("id", "")).isdigit()):
-        return SIBLING_REPORT_ID_FIX
-    return None
-
 
 @pytest.fixture(scope="module")
 def fuzz_world(django_db_setup, django_db_blocker):
@@ -151,7 +122,6 @@ def test_the_fuzzed_schema_is_the_one_the_app_serves(tokens):
 def test_api_fuzz(label, tokens):
     operation = schema.find_operation_by_label(label)
     strategy = st.one_of(operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE))
-    known = []
 
     @given(case=strategy)
     @settings(max_examples=FEWER_EXAMPLES.get(label, MAX_EXAMPLES), deadline=None, derandomize=True, database=None, phases=[Phase.generate],
@@ -162,12 +132,6 @@ def test_api_fuzz(label, tokens):
             try:
                 case.validate_response(response, checks=CHECKS)
             except (FailureGroup, Failure) as exc:
-                failures = exc.exceptions if isinstance(exc, FailureGroup) else [exc]
-                unknown = [x for x in failures if _known_sibling_failure(label, case, x) is None]
-                known.extend(f"{_known_sibling_failure(label, case, x)}: {x.title}" for x in failures if x not in unknown)
-                if unknown:
-                    raise FailureGroup(unknown) from None
+                raise AssertionError(f"{label} as {role}: {exc}") from exc
 
     fuzz()
-    if known:
-        pytest.xfail("; ".join(sorted(set(known))))
