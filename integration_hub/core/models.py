@@ -144,8 +144,16 @@ class Connection(models.Model):
 
     # -- validation (admin form, any full_clean) --------------------------------------------------
     def clean(self):
+        """URLs against the outbound guard, secret variable names against the prefix, and the system's
+        required options (``connectors.options``, the same check the connector runs before use): the admin
+        form and serializers that call ``full_clean`` show each as a field error."""
+        from connectors.options import describe, option_errors
+
         super().clean()
         problems: dict[str, list[str]] = {}
+        option_problems = option_errors(self.system_type, self.options, self.client_id)
+        if option_problems:
+            problems["options"] = [describe(option_problems)]
         for field in URL_FIELDS:
             url = getattr(self, field)
             if url:
@@ -223,17 +231,6 @@ class Connection(models.Model):
     @property
     def is_master(self) -> bool:
         return self.system_type in MASTER_SYSTEMS
-
-    def clean(self):
-        """The system's required options (``connectors.options``, the same check the connector runs before
-        use): the admin form and serializers that call ``full_clean`` show it as a field error."""
-        from django.core.exceptions import ValidationError
-
-        from connectors.options import describe, option_errors
-
-        problems = option_errors(self.system_type, self.options, self.client_id)
-        if problems:
-            raise ValidationError({"options": describe(problems)})
 
 
 class Channel(models.Model):
