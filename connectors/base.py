@@ -28,13 +28,17 @@ class StockChange:
 @dataclass
 class InventoryTarget:
     """Hub → storefront: set ``sku`` on ``channel_ref`` (supply channel key / inventory list id) to
-    ``quantity`` (absolute). ``known_version``/``known_ref`` are what the hub last saw, if anything."""
+    ``quantity`` (absolute). ``known_version``/``known_ref`` are what the hub last saw, if anything.
+    ``as_of`` is when the hub computed ``quantity`` (its stock snapshot): a storefront that subtracts its own
+    orders placed after a reset instant (SFCC's allocation ``reset_date``) resets at this instant, so orders
+    placed while the figure was on its way are still subtracted. None = now."""
 
     sku: str
     channel_ref: str
     quantity: int
     known_version: int | None = None
     known_ref: str = ""
+    as_of: datetime | None = None
 
 
 @dataclass

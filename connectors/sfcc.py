@@ -5,9 +5,18 @@ Modelled on OCAPI 23.2 and Account Manager (see :mod:`connectors.sandbox.sfcc` f
 - auth: Account Manager client-credentials grant, ``POST https://account.demandware.com/dwsso/oauth2/access_token``
   with HTTP Basic client authentication (``Connection.auth_url`` = the Account Manager root or the full token
   URL; the sandbox serves it under ``/sfcc/dwsso/oauth2/access_token``, so ``auth_url`` = ``<sandbox>/sfcc``);
-- stock: Data API product inventory records, one record per (inventory list, product); the hub sets
-  ``allocation.amount`` to the absolute available-to-sell figure with PUT (idempotent: replaying it
-  cannot double-count). Records are written through the OCAPI batch resource (``POST /s/-/dw/batch``,
+- stock: Data API product inventory records (OCAPI Data API 23.2, ProductInventoryRecords resource and the
+  ProductInventoryRecord document), one record per (inventory list, product). SFCC sells
+  ``ats`` = allocation + pre-order/back-order allocation + ``inventory_turnover`` (the sum of the record's
+  inventory transactions — the site's own order decrements — after ``allocation.reset_date``). The hub
+  PATCHes only what it owns, ``{"allocation": {"amount": <its figure>, "reset_date": <InventoryTarget.as_of>}}``:
+  the reset instant is when the hub computed the figure, so orders placed while the figure was on its way are
+  still subtracted by the site (a write without reset_date resets at arrival and forgets them: an oversell
+  window), and the record's other settings (pre-order / back-order handling and allocation, perpetual flag,
+  in-stock date, custom attributes) are left as Business Manager set them (a PUT would replace them). A record
+  that does not exist yet (404 ``ProductInventoryRecordNotFoundException``) is created with PUT. Orders placed
+  before the snapshot and not yet captured by the hub are the remaining window (the order poll's lag).
+  Drift reads back ``ats``. Records are written through the OCAPI batch resource (``POST /s/-/dw/batch``,
   ``multipart/mixed``, at most ``batch_size`` ≤ 50 sub-requests), per inventory list; per-record
   failures come back with their own ``x-dw-status-code``. A 409 on a record (resource state changed)
   is simply re-sent: the value is absolute, so the last writer is the hub's current figure;
@@ -46,7 +55,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Iterable
 
 from django.utils.dateparse import parse_datetime
@@ -100,6 +109,23 @@ def _fault_text(doc) -> str:
     if isinstance(doc, dict) and isinstance(doc.get("fault"), dict):
         return f"{doc['fault'].get('type', '')}: {doc['fault'].get('message', '')}"
     return str(doc)[:300]
+
+
+def _fault_type(doc) -> str:
+    return str(doc["fault"].get("type", "")) if isinstance(doc, dict) and isinstance(doc.get("fault"), dict) else ""
+
+
+def utc_iso(value: datetime | None = None) -> str:
+    """An OCAPI / SCAPI DateTime: UTC, milliseconds, ``Z``."""
+    value = value or datetime.now(UTC)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def allocation_body(t: InventoryTarget) -> dict:
+    """The only part of a ProductInventoryRecord the hub owns: the allocation and its reset instant."""
+    return {"allocation": {"amount": int(t.quantity), "reset_date": utc_iso(t.as_of)}}
 
 
 def _part_error(status: int, doc, sku: str, list_id: str) -> errors.ConnectorError:
@@ -197,42 +223,50 @@ class SFCCConnector(Connector, Storefront):
 
     # --- stock ------------------------------------------------------------------------------------------
     def set_stock(self, targets: list[InventoryTarget]) -> list[InventoryResult]:
+        """PATCH each record's allocation (amount + reset_date = the target's ``as_of``), through the batch
+        resource; a record that does not exist yet (404 ``ProductInventoryRecordNotFoundException``) is
+        created with PUT. A 409 is re-sent (the body is absolute), at most twice."""
         by_list: dict[str, list[InventoryTarget]] = {}
         for t in targets:
             by_list.setdefault(t.channel_ref, []).append(t)
         results: list[InventoryResult] = []
         for list_id, items in by_list.items():
             latest = {t.sku: t for t in items}  # a repeated SKU: the last target wins
-            pending = list(latest.values())
-            for attempt in range(3):
-                conflicted: list[InventoryTarget] = []
-                for start in range(0, len(pending), self.batch_size):
-                    chunk = pending[start:start + self.batch_size]
-                    answers = self._batch("PUT", list_id, [(t.sku, {"allocation": {"amount": int(t.quantity)}}) for t in chunk])
-                    for t in chunk:
-                        status, doc = answers.get(t.sku, (500, "missing from batch response"))
-                        if status in (200, 201):
-                            amount = ((doc or {}).get("allocation") or {}).get("amount", t.quantity)
-                            results.append(InventoryResult(t.sku, list_id, int(amount), None, f"{list_id}/{t.sku}"))
-                        elif status == 409 and attempt < 2:
-                            conflicted.append(t)
-                        else:
-                            results.append(InventoryResult(t.sku, list_id, t.quantity, None, "", ok=False,
-                                                           error=_part_error(status, doc, t.sku, list_id)))
-                if not conflicted:
+            pending = [("PATCH", t) for t in latest.values()]
+            for attempt in range(4):
+                again: list[tuple[str, InventoryTarget]] = []
+                for method in ("PATCH", "PUT"):
+                    todo = [t for m, t in pending if m == method]
+                    for start in range(0, len(todo), self.batch_size):
+                        chunk = todo[start:start + self.batch_size]
+                        answers = self._batch(method, list_id, [(t.sku, allocation_body(t)) for t in chunk])
+                        for t in chunk:
+                            status, doc = answers.get(t.sku, (500, "missing from batch response"))
+                            if status in (200, 201):
+                                amount = ((doc or {}).get("allocation") or {}).get("amount", t.quantity)
+                                results.append(InventoryResult(t.sku, list_id, int(amount), None, f"{list_id}/{t.sku}"))
+                            elif method == "PATCH" and status == 404 and _fault_type(doc) == "ProductInventoryRecordNotFoundException":
+                                again.append(("PUT", t))  # no record yet: create it
+                            elif status == 409 and attempt < 2:
+                                again.append((method, t))
+                            else:
+                                results.append(InventoryResult(t.sku, list_id, t.quantity, None, "", ok=False,
+                                                               error=_part_error(status, doc, t.sku, list_id)))
+                if not again:
                     break
-                pending = conflicted
+                pending = again
         return results
 
     def get_stock(self, skus: list[str], channel_ref: str) -> list[StorefrontStock]:
+        """What the site sells now: each record's ``ats`` (allocation + pre-order/back-order − turnover since
+        the reset date), not the allocation the hub wrote."""
         out = []
         skus = list(dict.fromkeys(skus))
         for start in range(0, len(skus), self.batch_size):
             answers = self._batch("GET", channel_ref, [(s, None) for s in skus[start:start + self.batch_size]])
             for sku, (status, doc) in answers.items():
                 if status == 200 and isinstance(doc, dict):
-                    out.append(StorefrontStock(sku, channel_ref, int((doc.get("allocation") or {}).get("amount", 0)), None,
-                                               f"{channel_ref}/{sku}"))
+                    out.append(StorefrontStock(sku, channel_ref, int(doc.get("ats") or 0), None, f"{channel_ref}/{sku}"))
                 elif status != 404:
                     raise _part_error(status, doc, sku, channel_ref)
         return out

@@ -4,8 +4,13 @@ Routes (below ``/sfcc``):
   POST /dwsso/oauth2/access_token                          Account Manager client-credentials grant (HTTP Basic
                                                            client auth, form body ``grant_type=client_credentials``)
   GET|PUT|PATCH /s/-/dw/data/v23_2/inventory_lists/{list}/product_inventory_records/{product_id}
-                                                           Data API product inventory record; ``allocation.amount``
-                                                           is the absolute allocation; PUT replaces, PATCH merges
+                                                           Data API product inventory record: PUT creates or replaces
+                                                           (settings not in the body back to defaults), PATCH changes
+                                                           only the given properties (404 when there is no record);
+                                                           ``ats`` = allocation + pre-order/back-order allocation +
+                                                           turnover since ``allocation.reset_date`` (orders decrement,
+                                                           cancellations give back); read-only / unknown properties,
+                                                           a bad reset_date or enum are 400 faults
   POST /s/-/dw/batch                                       OCAPI batch: ``multipart/mixed`` sub-requests, one part
                                                            per record (``x-dw-content-id``,
                                                            ``x-dw-resource-path-extension``), the method and resource
@@ -22,7 +27,7 @@ Routes (below ``/sfcc``):
                                                            their ``shipment_id``
 
 Control actions beyond the storefront contract in :mod:`connectors.sandbox`: configure_client, revoke_tokens,
-cancel_order, and store_ship {"order_no", "tracking", "carrier", "store", "lines": [[sku, qty]] (default: every
+cancel_order, record {"list", "sku"} (the full inventory record), and store_ship {"order_no", "tracking", "carrier", "store", "lines": [[sku, qty]] (default: every
 line not shipped yet)} — store staff / an OMS ship the order themselves: all remaining lines → the order's
 ``shipping_status`` becomes ``shipped`` with the tracking appended to ``c_trackingNumbers`` (no hub marker);
 some lines → they move to a new shipment (product items split where a quantity is partial) whose own
@@ -41,7 +46,7 @@ import itertools
 import json as _json
 import secrets
 from base64 import b64decode
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .server import Emulator, HttpError, Request, Response, route, send_webhook
 
@@ -52,11 +57,67 @@ BOUNDARY = "sfcc-batch-boundary"
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _fault(status: int, type_: str, message: str, **arguments) -> HttpError:
     return HttpError(status, {"_v": "23.2", "fault": {"type": type_, "message": message, "arguments": arguments}})
+
+
+WRITABLE = ("allocation", "perpetual_flag", "pre_order_back_order_handling", "pre_order_back_order_allocation",
+            "in_stock_date")
+HANDLING = ("none", "preorder", "backorder")
+
+
+def _iso(value) -> str:
+    """A DateTime as the sandbox stores it (UTC, microseconds, ``Z``), so stored instants compare as text."""
+    dt = datetime.fromisoformat(str(value))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _new_record(now: str) -> dict:
+    return {"amount": 0, "reset_date": now, "transactions": [], "perpetual_flag": False,
+            "pre_order_back_order_handling": "none", "pre_order_back_order_allocation": 0, "in_stock_date": None,
+            "creation_date": now, "last_modified": now, "_resource_state": ""}
+
+
+def _turnover(rec: dict) -> int:
+    return sum(delta for at, delta in rec["transactions"] if at > rec["reset_date"])
+
+
+def _number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value >= 0 and int(value) == value
+
+
+def _record_problem(method: str, body: dict) -> tuple[str, str] | None:
+    """Why OCAPI would refuse this ProductInventoryRecord body (fault type, message), or None."""
+    for key in body:
+        if key not in WRITABLE and not key.startswith(("c_", "_")):
+            return "PropertyConstraintViolationException", f"Property '{key}' is read-only or unknown."
+    allocation = body.get("allocation")
+    if allocation is None and method == "PUT":
+        return "MissingPropertyException", "allocation.amount is required."
+    if allocation is not None:
+        if not isinstance(allocation, dict) or set(allocation) - {"amount", "reset_date"}:
+            return "InvalidDocumentException", "allocation must be an object with amount and reset_date."
+        if method == "PUT" and "amount" not in allocation:
+            return "MissingPropertyException", "allocation.amount is required."
+        if "amount" in allocation and not _number(allocation["amount"]):
+            return "InvalidDocumentException", "allocation.amount must be a non-negative number."
+        if allocation.get("reset_date") is not None:
+            try:
+                _iso(allocation["reset_date"])
+            except (TypeError, ValueError):
+                return "InvalidDocumentException", "allocation.reset_date must be an ISO 8601 DateTime."
+    if "pre_order_back_order_handling" in body and body["pre_order_back_order_handling"] not in HANDLING:
+        return "InvalidEnumValueException", "pre_order_back_order_handling must be one of none, preorder, backorder."
+    if "pre_order_back_order_allocation" in body and not _number(body["pre_order_back_order_allocation"]):
+        return "InvalidDocumentException", "pre_order_back_order_allocation must be a non-negative number."
+    if "perpetual_flag" in body and not isinstance(body["perpetual_flag"], bool):
+        return "InvalidDocumentException", "perpetual_flag must be a boolean."
+    return None
 
 
 class SFCCEmulator(Emulator):
@@ -107,13 +168,27 @@ class SFCCEmulator(Emulator):
 
     # --- inventory records -------------------------------------------------------------------------
     def _record_view(self, list_id: str, pid: str, rec: dict) -> dict:
+        """The ProductInventoryRecord document (Data API 23.2): ``inventory_turnover`` is the sum of the
+        record's inventory transactions after ``allocation.reset_date`` (negative when orders dominate),
+        ``ats`` = allocation + pre-order/back-order allocation + that turnover, ``stock_level`` = allocation +
+        turnover."""
+        turnover = _turnover(rec)
+        pboa = rec["pre_order_back_order_allocation"] if rec["pre_order_back_order_handling"] != "none" else 0
         return {"_v": "23.2", "_type": "product_inventory_record", "_resource_state": rec["_resource_state"],
-                "product_id": pid, "inventory_list_id": list_id, "allocation": {"amount": rec["amount"], "reset_date": rec["reset_date"]},
-                "ats": rec["amount"], "stock_level": rec["amount"], "perpetual": rec.get("perpetual", False),
+                "product_id": pid, "inventory_list_id": list_id,
+                "allocation": {"amount": rec["amount"], "reset_date": rec["reset_date"]},
+                "ats": max(0, rec["amount"] + pboa + turnover), "stock_level": max(0, rec["amount"] + turnover),
+                "inventory_turnover": turnover, "quantity_on_order": 0, "perpetual_flag": rec["perpetual_flag"],
+                "pre_order_back_order_handling": rec["pre_order_back_order_handling"],
+                "pre_order_back_order_allocation": rec["pre_order_back_order_allocation"],
+                "in_stock_date": rec["in_stock_date"], "creation_date": rec["creation_date"],
                 "last_modified": rec["last_modified"]}
 
     def _write_record(self, method: str, list_id: str, pid: str, body) -> tuple[int, dict]:
-        """(status, body) for one PUT/PATCH of an inventory record; caller holds the lock."""
+        """(status, body) for one PUT/PATCH of an inventory record; caller holds the lock. PUT creates (or
+        replaces: every writable property not in the body goes back to its default); PATCH changes only the
+        properties in the body and needs the record to exist. ``allocation.amount`` without
+        ``allocation.reset_date`` resets the turnover at the server's "now"."""
         if list_id not in self.lists:
             return 404, {"_v": "23.2", "fault": {"type": "InventoryListNotFoundException",
                                                  "message": f"No inventory list with ID '{list_id}' could be found.",
@@ -129,6 +204,9 @@ class SFCCEmulator(Emulator):
             return 404, {"_v": "23.2", "fault": {"type": "ProductInventoryRecordNotFoundException",
                                                  "message": f"No inventory record for product '{pid}' in list '{list_id}'.",
                                                  "arguments": {"productId": pid, "listId": list_id}}}
+        problem = _record_problem(method, body)
+        if problem:
+            return 400, {"_v": "23.2", "fault": {"type": problem[0], "message": problem[1], "arguments": {"productId": pid}}}
         state = body.get("_resource_state")
         if existing is not None and state and state != existing["_resource_state"]:
             return 409, {"_v": "23.2", "fault": {"type": "ResourceStateConflictException",
@@ -136,23 +214,33 @@ class SFCCEmulator(Emulator):
         if self.maybe_conflict():
             return 409, {"_v": "23.2", "fault": {"type": "ResourceStateConflictException",
                                                  "message": "The resource state has changed.", "arguments": {}}}
-        allocation = body.get("allocation")
-        amount = allocation.get("amount") if isinstance(allocation, dict) else None
-        if method == "PUT" or amount is not None:
-            if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0 or int(amount) != amount:
-                return 400, {"_v": "23.2", "fault": {"type": "InvalidDocumentException",
-                                                     "message": "allocation.amount must be a non-negative number.",
-                                                     "arguments": {"productId": pid}}}
-        rec = dict(existing or {"amount": 0, "reset_date": _now()})
-        if amount is not None:
-            rec["amount"] = int(amount)
-            rec["reset_date"] = _now()
-        if "perpetual" in body:
-            rec["perpetual"] = bool(body["perpetual"])
-        rec["last_modified"] = _now()
-        rec["_resource_state"] = hashlib.sha1(f"{pid}:{rec['amount']}:{rec['last_modified']}".encode()).hexdigest()
-        self.lists[list_id][pid] = rec
-        return (201 if existing is None and method == "PUT" else 200), self._record_view(list_id, pid, rec)
+        now = _now()
+        base = _new_record(now) if existing is None else dict(existing)
+        if method == "PUT" and existing is not None:  # replace: the record's other settings back to defaults
+            base = {**_new_record(now), "transactions": existing["transactions"], "creation_date": existing["creation_date"]}
+        allocation = body.get("allocation") or {}
+        if "amount" in allocation:
+            base["amount"] = int(allocation["amount"])
+            base["reset_date"] = _iso(allocation["reset_date"]) if allocation.get("reset_date") else now
+        elif allocation.get("reset_date"):
+            base["reset_date"] = _iso(allocation["reset_date"])
+        for key in WRITABLE:
+            if key in body and key != "allocation":
+                base[key] = body[key]
+        base["last_modified"] = now
+        base["_resource_state"] = hashlib.sha1(f"{pid}:{base['amount']}:{base['reset_date']}:{now}".encode()).hexdigest()
+        self.lists[list_id][pid] = base
+        return (201 if existing is None else 200), self._record_view(list_id, pid, base)
+
+    def _order_transactions(self, order: dict, sign: int) -> None:
+        """The inventory transactions an order makes on its product items' records (caller holds the lock):
+        placing it decrements (turnover goes down), cancelling / failing it gives the units back."""
+        now = _now()
+        for item in order["product_items"]:
+            rec = self.lists.get(item.get("inventory_id") or "", {}).get(item["product_id"])
+            if rec is not None:
+                rec["transactions"].append((now, sign * int(item["quantity"])))
+                rec["last_modified"] = now
 
     @route("GET", DATA + r"/inventory_lists/(?P<list>[^/]+)/product_inventory_records/(?P<pid>[^/]+)")
     def get_record(self, req):
@@ -300,9 +388,10 @@ class SFCCEmulator(Emulator):
                 records = self.lists.setdefault(list_id, {})
                 for sku in skus:
                     if sku not in records:
-                        now = _now()
-                        records[sku] = {"amount": qty, "reset_date": now, "last_modified": now,
-                                        "_resource_state": hashlib.sha1(f"{sku}:{qty}:{now}".encode()).hexdigest()}
+                        rec = _new_record(_now())
+                        rec["amount"] = qty
+                        rec["_resource_state"] = hashlib.sha1(f"{sku}:{qty}:{rec['reset_date']}".encode()).hexdigest()
+                        records[sku] = rec
         return {"inventory_lists": sorted(self.lists), "products": len(self.products)}
 
     def _address(self, a: dict) -> dict:
@@ -344,6 +433,7 @@ class SFCCEmulator(Emulator):
                 for k, v in (spec.get("custom_fields") or {}).items():
                     order[f"c_{k}"] = v
                 self.orders[no] = order
+                self._order_transactions(order, -1)  # placing the order decrements its records (turnover)
                 ids.append(no)
             hook = dict(self.webhook)
         if hook["order_url"]:
@@ -355,6 +445,8 @@ class SFCCEmulator(Emulator):
     def control_cancel_order(self, payload):
         with self.lock:
             order = self.orders[payload["order_no"]]
+            if order["status"] not in ("cancelled", "failed"):
+                self._order_transactions(order, +1)
             order["status"] = "cancelled"
             order["last_modified"] = _now()
         return {"ok": True}
@@ -420,6 +512,12 @@ class SFCCEmulator(Emulator):
             return {"order_no": no, "shipment_id": sid, "shipping_status": order["shipping_status"],
                     "last_modified": order["last_modified"]}
 
+    def control_record(self, payload):
+        """The full ProductInventoryRecord document of {"list", "sku"} (what Business Manager shows)."""
+        with self.lock:
+            rec = self.lists.get(payload.get("list", ""), {}).get(payload.get("sku", ""))
+            return self._record_view(payload["list"], payload["sku"], rec) if rec else {}
+
     def control_configure_webhooks(self, payload):
         with self.lock:
             self.webhook = {"order_url": payload.get("order_url", ""), "secret": payload.get("secret", "")}
@@ -428,7 +526,8 @@ class SFCCEmulator(Emulator):
     def control_state(self, payload):
         skus = set(payload.get("skus") or [])
         with self.lock:
-            inventory = {lid: {pid: r["amount"] for pid, r in recs.items() if not skus or pid in skus} for lid, recs in self.lists.items()}
+            inventory = {lid: {pid: self._record_view(lid, pid, r)["ats"] for pid, r in recs.items() if not skus or pid in skus}
+                         for lid, recs in self.lists.items()}
             orders = {no: {"status": o["status"], "shipment_state": o["shipping_status"], "shipping_status": o["shipping_status"],
                            "tracking": [t for t in (o.get("c_trackingNumbers") or "").split(",") if t],
                            "carrier": o.get("c_carrier", ""), "last_modified": o["last_modified"],

@@ -189,6 +189,7 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
         return out
     out.claimed = len(rows)
     by_pair = {(r["channel_id"], r["item_id"]): r for r in rows}
+    snapshot = timezone.now()  # the figures below hold as of this instant (InventoryTarget.as_of)
     targets_ats = ats.for_pairs(by_pair)
     channel_ids = {c for c, _ in by_pair}
     item_ids = {i for _, i in by_pair}
@@ -226,7 +227,8 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
             continue
         target = InventoryTarget(sku=a.storefront_sku, channel_ref=channel.external_id, quantity=a.quantity,
                                  known_version=cs["storefront_version"] if cs and cs["storefront_sku"] == a.storefront_sku else None,
-                                 known_ref=(cs["storefront_ref"] or "") if cs and cs["storefront_sku"] == a.storefront_sku else "")
+                                 known_ref=(cs["storefront_ref"] or "") if cs and cs["storefront_sku"] == a.storefront_sku else "",
+                                 as_of=snapshot)
         per_conn[channel.connection_id].append((pair, row, target, SET))
         if cs and cs["storefront_sku"] != a.storefront_sku and ((cs["confirmed_quantity"] or 0) > 0 or (cs["observed_quantity"] or 0) > 0):
             # the mapping now points at another storefront SKU: the old one still shows the old quantity
