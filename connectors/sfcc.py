@@ -23,10 +23,12 @@ Modelled on OCAPI 23.2 and Account Manager (see :mod:`connectors.sandbox.sfcc` f
 - orders: Shop API ``order_search`` on ``last_modified`` (ascending, paged with start/count) per site;
   the cursor is ``<last_modified>|<order_no>`` of the last order seen, so orders sharing a timestamp
   across page boundaries are neither skipped nor repeated;
-- shipped: ``PATCH /orders/{order_no}`` with ``shipping_status = shipped`` and the tracking numbers and
-  carrier in the custom attributes named by options ``tracking_attribute`` / ``carrier_attribute``
-  (defaults ``c_trackingNumbers`` / ``c_carrier``) — the SFCC order has no tracking field on the order
-  itself, so sites carry it as a custom attribute. SFCC orders have no integer version: ``version`` is None.
+- shipped: the tracking numbers and carrier go into the custom attributes named by options
+  ``tracking_attribute`` / ``carrier_attribute`` (defaults ``c_trackingNumbers`` / ``c_carrier``) with the Shop
+  API ``PATCH /orders/{order_no}`` (which considers only ``status`` and custom attributes — the SFCC order has no
+  tracking field, so sites carry it as a custom attribute), then ``shipping_status`` = shipped with the Data API
+  ``PUT /s/-/dw/data/{version}/sites/{site}/orders/{order_no}/shipping_status`` (``{"status": "shipped"}``).
+  SFCC orders have no integer version: ``version`` is None.
   The same PATCH writes the hub's marker (option ``hub_marker_attribute``, default ``c_hubDispatchRef``:
   ``hub-<digest of the tracking numbers>``), so the hub can tell its own shipped updates from anyone else's;
   like the tracking attributes it must be defined on the Order in Business Manager;
@@ -345,15 +347,25 @@ class SFCCConnector(Connector, Storefront):
         return nos
 
     def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None) -> int | None:
+        """Tracking, carrier and the hub's marker into the order's custom attributes (Shop API PATCH — it
+        considers only ``status`` and custom attributes), then ``shipping_status`` = shipped through the Data
+        API status resource. The attributes go first, so the order never reads shipped without the marker
+        (which would make it look store-shipped). Both calls are idempotent; a retry repeats both."""
         tracking = ",".join(p.tracking_number for p in parcels if p.tracking_number)
         carriers = ",".join(dict.fromkeys(p.carrier for p in parcels if p.carrier))
-        body = {"shipping_status": "shipped", self.tracking_attr: tracking, self.carrier_attr: carriers,
-                self.marker_attr: hub_marker(tracking)}
+        body = {self.tracking_attr: tracking, self.carrier_attr: carriers, self.marker_attr: hub_marker(tracking)}
         urls = ",".join(p.tracking_url for p in parcels if p.tracking_url)
         if urls:
             body["c_trackingUrls"] = urls
         self.client.request("PATCH", self._shop(f"/orders/{external_id}"), json=body, retry_conflicts=True)
+        self.set_order_status(external_id, "shipping_status", "shipped")
         return None
+
+    def set_order_status(self, order_no: str, field: str, value: str) -> None:
+        """OCAPI Data API ``PUT /sites/{site}/orders/{order_no}/<field>`` with ``{"status": value}`` for
+        ``status`` / ``shipping_status`` / ``export_status`` / ``payment_status`` / ``confirmation_status``."""
+        self.client.request("PUT", f"/s/-/dw/data/{self.version}/sites/{self.site_id}/orders/{order_no}/{field}",
+                            json={"status": value}, retry_conflicts=True)
 
     # --- storefront-side fulfilments ------------------------------------------------------------------
     def storefront_fulfilments(self, order: StorefrontOrder | dict) -> ParsedBatch:

@@ -20,14 +20,21 @@ Routes (below ``/sfcc``):
   POST /s/-/dw/data/v23_2/product_search                   products (start/count paging)
   POST /s/{site}/dw/shop/v23_2/order_search                Shop API order search: filtered_query with a
                                                            ``range_filter`` on ``last_modified``; sorts; start/count
-  GET|PATCH /s/{site}/dw/shop/v23_2/orders/{order_no}      order; PATCH sets ``shipping_status`` / ``status`` and
-                                                           ``c_*`` custom attributes (tracking is carried in
-                                                           ``c_trackingNumbers`` / ``c_carrier``); every shipment
+  GET|PATCH /s/{site}/dw/shop/v23_2/orders/{order_no}      order; PATCH considers only ``status`` and ``c_*`` custom
+                                                           attributes (tracking is carried in ``c_trackingNumbers`` /
+                                                           ``c_carrier``), anything else is ignored; every shipment
                                                            has its own ``shipping_status``, product items name
                                                            their ``shipment_id``
+  GET /s/-/dw/data/v23_2/sites/{site}/orders/{order_no}    Data API order
+  PUT /s/-/dw/data/v23_2/sites/{site}/orders/{order_no}/{status|shipping_status|export_status|payment_status|
+      confirmation_status}                                 ``{"status": <enum>}`` → 204; order status transitions as
+                                                           documented (a placed order never returns to created /
+                                                           failed); failing / cancelling releases the order's
+                                                           inventory (turnover given back)
 
 Control actions beyond the storefront contract in :mod:`connectors.sandbox`: configure_client, revoke_tokens,
-cancel_order, record {"list", "sku"} (the full inventory record), and store_ship {"order_no", "tracking", "carrier", "store", "lines": [[sku, qty]] (default: every
+cancel_order, set_order {"order_no", "status", "export_status", "shipping_status"} (the
+site changes an order), record {"list", "sku"} (the full inventory record), and store_ship {"order_no", "tracking", "carrier", "store", "lines": [[sku, qty]] (default: every
 line not shipped yet)} — store staff / an OMS ship the order themselves: all remaining lines → the order's
 ``shipping_status`` becomes ``shipped`` with the tracking appended to ``c_trackingNumbers`` (no hub marker);
 some lines → they move to a new shipment (product items split where a quantity is partial) whose own
@@ -118,6 +125,20 @@ def _record_problem(method: str, body: dict) -> tuple[str, str] | None:
     if "perpetual_flag" in body and not isinstance(body["perpetual_flag"], bool):
         return "InvalidDocumentException", "perpetual_flag must be a boolean."
     return None
+
+
+ORDER_STATUSES = {
+    "status": ("created", "new", "open", "completed", "cancelled", "failed"),
+    "shipping_status": ("not_shipped", "part_shipped", "shipped"),
+    "export_status": ("not_exported", "exported", "ready", "failed"),
+    "payment_status": ("not_paid", "part_paid", "paid"),
+    "confirmation_status": ("not_confirmed", "confirmed"),
+}
+# order status changes the platform allows (Orders API "Order Status": a placed order never goes back to created /
+# failed; only a created order fails; cancelled / failed orders can be brought back)
+STATUS_TRANSITIONS = {("created", "new"), ("created", "failed"), ("failed", "created"), ("new", "open"),
+                      ("new", "completed"), ("open", "completed"), ("new", "cancelled"), ("open", "cancelled"),
+                      ("completed", "cancelled"), ("cancelled", "new"), ("cancelled", "open"), ("cancelled", "completed")}
 
 
 class SFCCEmulator(Emulator):
@@ -344,26 +365,72 @@ class SFCCEmulator(Emulator):
 
     @route("PATCH", SHOP + r"/orders/(?P<no>[^/]+)")
     def patch_order(self, req):
+        """Shop API order update: only ``status`` and custom attributes are considered (OCAPI Shop API
+        ``PATCH /orders/{order_no}``); other properties (``shipping_status``, ``export_status`` …) are ignored —
+        they are set through the Data API status resources."""
         self._auth(req)
         body = req.json()
         if not isinstance(body, dict):
             raise _fault(400, "MalformedDocumentException", "Body must be a JSON object.")
-        allowed = {"status", "shipping_status", "export_status", "confirmation_status", "payment_status"}
-        for key in body:
-            if key not in allowed and not key.startswith("c_"):
-                raise _fault(400, "PropertyConstraintViolationException", f"Property '{key}' cannot be updated.", property=key)
-        if body.get("shipping_status") not in (None, "not_shipped", "part_shipped", "shipped"):
-            raise _fault(400, "InvalidEnumValueException", "shipping_status is not a valid value.")
         with self.lock:
-            order = self.orders.get(req.params["no"])
-            if order is None or order["site_id"] != req.params["site"]:
-                raise _fault(404, "OrderNotFoundException", f"No order with number '{req.params['no']}' was found.")
-            if order["status"] == "cancelled" and body.get("shipping_status") == "shipped":
-                raise _fault(400, "OrderStatusTransitionException", "A cancelled order cannot be shipped.")
-            order.update(body)
+            order = self._site_order(req)
+            changes = {k: v for k, v in body.items() if k.startswith("c_")}
+            if "status" in body and body["status"] != order["status"]:
+                self._set_status(order, "status", body["status"])
+            order.update(changes)
             order["last_modified"] = _now()
-            self.patches.append({"order_no": order["order_no"], **body})
+            self.patches.append({"order_no": order["order_no"], **changes, **({"status": body["status"]} if "status" in body else {})})
             return Response(200, dict(order))
+
+    def _site_order(self, req) -> dict:
+        order = self.orders.get(req.params["no"])
+        if order is None or order["site_id"] != req.params["site"]:
+            raise _fault(404, "OrderNotFoundException", f"No order with number '{req.params['no']}' was found.",
+                         orderNo=req.params["no"])
+        return order
+
+    def _set_status(self, order: dict, field: str, value) -> None:
+        """One order status change with the platform's side effects (caller holds the lock): an order that
+        fails or is cancelled gives its inventory back; one brought back from there takes it again."""
+        allowed = ORDER_STATUSES[field]
+        if value not in allowed:
+            raise _fault(400, "InvalidEnumValueException", f"{field} '{value}' is not one of {', '.join(allowed)}.",
+                         property=field)
+        current = order[field]
+        if field == "status":
+            if (current, value) not in STATUS_TRANSITIONS and current != value:
+                raise _fault(400, "OrderStatusTransitionException",
+                             f"The order status cannot change from '{current}' to '{value}'.", fromStatus=current, toStatus=value)
+            released = ("cancelled", "failed")
+            if value in released and current not in released:
+                self._order_transactions(order, +1)
+            elif current in released and value not in released:
+                self._order_transactions(order, -1)
+        if field == "shipping_status" and value == "shipped" and order["status"] in ("cancelled", "failed"):
+            raise _fault(400, "OrderStatusTransitionException", f"A {order['status']} order cannot be shipped.")
+        order[field] = value  # order level only: a shipment's own shipping_status is the store's / OMS's
+
+    @route("GET", DATA + r"/sites/(?P<site>[^/]+)/orders/(?P<no>[^/]+)")
+    def data_get_order(self, req):
+        self._auth(req)
+        with self.lock:
+            return Response(200, dict(self._site_order(req)))
+
+    @route("PUT", DATA + r"/sites/(?P<site>[^/]+)/orders/(?P<no>[^/]+)/(?P<field>status|shipping_status|export_status|"
+                         r"payment_status|confirmation_status)")
+    def data_order_status(self, req):
+        """Data API order status resources: ``PUT …/orders/{no}/<field>`` with ``{"status": <enum value>}``
+        (OrderStatusUpdateRequest and its siblings); 204 No Content."""
+        self._auth(req)
+        body = req.json()
+        if not isinstance(body, dict) or set(body) - {"status", "_v", "_type"} or "status" not in body:
+            raise _fault(400, "InvalidDocumentException", "The body must be a status update request: {\"status\": …}.")
+        with self.lock:
+            order = self._site_order(req)
+            self._set_status(order, req.params["field"], body["status"])
+            order["last_modified"] = _now()
+            self.patches.append({"order_no": order["order_no"], req.params["field"]: body["status"]})
+        return Response(204, None)
 
     # --- control ---------------------------------------------------------------------------------------
     def control_configure_client(self, payload):
@@ -417,7 +484,8 @@ class SFCCEmulator(Emulator):
                                   "shipment_id": "me", "inventory_id": spec.get("channel", "")})
                 order = {
                     "_v": "23.2", "_type": "order", "order_no": no, "site_id": spec.get("site", "RefArch"),
-                    "status": "new", "shipping_status": "not_shipped", "export_status": "ready",
+                    "status": spec.get("status", "new"), "shipping_status": "not_shipped",
+                    "export_status": spec.get("export_status", "ready"),
                     "confirmation_status": "confirmed", "payment_status": "paid",
                     "creation_date": now, "last_modified": now, "currency": spec.get("currency", "GBP"),
                     "order_total": round(sum(i["price"] for i in items), 2),
@@ -433,7 +501,8 @@ class SFCCEmulator(Emulator):
                 for k, v in (spec.get("custom_fields") or {}).items():
                     order[f"c_{k}"] = v
                 self.orders[no] = order
-                self._order_transactions(order, -1)  # placing the order decrements its records (turnover)
+                if order["status"] != "failed":
+                    self._order_transactions(order, -1)  # placing the order decrements its records (turnover)
                 ids.append(no)
             hook = dict(self.webhook)
         if hook["order_url"]:
@@ -512,6 +581,19 @@ class SFCCEmulator(Emulator):
             return {"order_no": no, "shipment_id": sid, "shipping_status": order["shipping_status"],
                     "last_modified": order["last_modified"]}
 
+    def control_set_order(self, payload):
+        """The site (a job, an OMS, Business Manager) changes an order: {"order_no", "status", "export_status",
+        "shipping_status"} — each through the same rules and side effects as the Data API; bumps last_modified."""
+        with self.lock:
+            order = self.orders.get(str(payload.get("order_no", "")))
+            if order is None:
+                raise _fault(404, "OrderNotFoundException", f"No order with number '{payload.get('order_no')}' was found.")
+            for field in ("status", "export_status", "shipping_status"):
+                if field in payload:
+                    self._set_status(order, field, payload[field])
+            order["last_modified"] = _now()
+            return {"order_no": order["order_no"], "status": order["status"], "export_status": order["export_status"]}
+
     def control_record(self, payload):
         """The full ProductInventoryRecord document of {"list", "sku"} (what Business Manager shows)."""
         with self.lock:
@@ -528,7 +610,7 @@ class SFCCEmulator(Emulator):
         with self.lock:
             inventory = {lid: {pid: self._record_view(lid, pid, r)["ats"] for pid, r in recs.items() if not skus or pid in skus}
                          for lid, recs in self.lists.items()}
-            orders = {no: {"status": o["status"], "shipment_state": o["shipping_status"], "shipping_status": o["shipping_status"],
+            orders = {no: {"status": o["status"], "export_status": o["export_status"], "shipment_state": o["shipping_status"], "shipping_status": o["shipping_status"],
                            "tracking": [t for t in (o.get("c_trackingNumbers") or "").split(",") if t],
                            "carrier": o.get("c_carrier", ""), "last_modified": o["last_modified"],
                            "hub_marker": o.get("c_hubDispatchRef", ""),

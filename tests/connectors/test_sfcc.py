@@ -215,8 +215,8 @@ def test_hub_shipped_order_is_not_a_storefront_fulfilment(sf, sandbox):
 
 def test_unreadable_store_shipments_are_rejected_rows_naming_the_field(sf, sandbox):
     no = _order(sandbox)
-    # part_shipped set through OCAPI, but no shipment says which lines left
-    sf.client.request("PATCH", sf._shop(f"/orders/{no}"), json={"shipping_status": "part_shipped"})
+    # part_shipped set through the Data API, but no shipment says which lines left
+    sf.set_order_status(no, "shipping_status", "part_shipped")
     batch = sf.storefront_fulfilments(sf.get_order(no))
     assert list(batch) == [] and [(r.ref, r.field) for r in batch.rejected] == [(no, "shipping_status")]
     assert "which lines" in batch.rejected[0].message
@@ -248,3 +248,18 @@ def test_storefront_fulfilments_options(sf_conn, sandbox):
     sf_conn.options = {**sf_conn.options, "storefront_fulfilments_from": "2000-01-01T00:00:00Z"}
     c = SFCCConnector(sf_conn)
     assert len(c.storefront_fulfilments(c.get_order(no))) == 1
+
+
+def test_shipped_lands_through_the_data_api_not_the_shop_patch(sf, sandbox):
+    """The Shop API PATCH considers only status and custom attributes: a shipping_status in it is ignored.
+    mark_shipped writes the attributes there and shipping_status with the Data API status resource."""
+    no = _order(sandbox)
+    sf.client.request("PATCH", sf._shop(f"/orders/{no}"), json={"shipping_status": "shipped", "c_note": "x"})
+    state = control(sandbox, "state", {})["orders"][no]
+    assert state["shipping_status"] == "not_shipped"  # ignored, as OCAPI does
+    sf.mark_shipped(no, [Parcel("DPD", "TRK-9")])
+    state = control(sandbox, "state", {})["orders"][no]
+    assert state["shipping_status"] == "shipped" and state["tracking"] == ["TRK-9"] and state["hub_marker"].startswith("hub-")
+    assert state["shipments"] == {"me": "not_shipped"}  # order level only: shipments stay the store's to mark
+    with pytest.raises(errors.BadDataError):
+        sf.set_order_status(no, "shipping_status", "delivered")

@@ -96,7 +96,7 @@ def test_unreadable_store_shipment_is_an_exception_until_it_reads(pair):
 
     sf, wh, order = _fulfilment_world(pair)
     c = get_connector(sf, fresh=True)
-    c.client.request("PATCH", c._shop(f"/orders/{order.external_id}"), json={"shipping_status": "part_shipped"})
+    c.set_order_status(order.external_id, "shipping_status", "part_shipped")
     pair.orders_out(sf)
     rec = ExceptionRecord.objects.get(dedupe_key=f"bad_payload:{sf.name}:fulfilments:{order.idempotency_key}")
     assert rec.status in ("open", "acknowledged") and "shipping_status" in rec.message and "which lines" in rec.message
