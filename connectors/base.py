@@ -109,6 +109,11 @@ class StorefrontOrder:
     status: str = ""  # storefront order state
     shipment_state: str = ""
     raw: dict = field(default_factory=dict)
+    # False: the storefront says the order is not to be fulfilled (not placed yet, failed, not released for
+    # export): the hub does not capture it; one it already has still follows cancellations, returns, fulfilments
+    capturable: bool = True
+    # True: the storefront still waits for the hub's export handshake (Storefront.mark_exported) on this order
+    awaiting_export: bool = False
 
 
 @dataclass
@@ -303,6 +308,12 @@ class Storefront(abc.ABC):
     @abc.abstractmethod
     def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None) -> int | None:
         """Set the order shipped with tracking; version/409 safe. Returns the new version."""
+
+    def mark_exported(self, external_id: str, ok: bool) -> None:
+        """Export handshake: the warehouse acknowledged the order (``ok``) or the hub gave up on it (not ``ok``).
+        Storefronts that gate fulfilment on an export status (SFCC ``export_status`` exported / failed) record
+        it; the default does nothing. Idempotent; raises :mod:`connectors.errors` types on failure."""
+        return None
 
     def list_skus(self) -> Iterable[str]:
         """Every variant SKU the storefront sells (catalogue audit)."""

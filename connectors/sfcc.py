@@ -23,6 +23,13 @@ Modelled on OCAPI 23.2 and Account Manager (see :mod:`connectors.sandbox.sfcc` f
 - orders: Shop API ``order_search`` on ``last_modified`` (ascending, paged with start/count) per site;
   the cursor is ``<last_modified>|<order_no>`` of the last order seen, so orders sharing a timestamp
   across page boundaries are neither skipped nor repeated;
+- readiness: only orders that are placed (``status`` new / open / completed; ``created`` = not placed yet,
+  ``failed`` = its inventory was released) and released for export (``export_status`` = ready) are
+  ``capturable``; a cancelled order follows the hub's cancel path (Orders API "Update Order Statuses");
+- export handshake (:meth:`SFCCConnector.mark_exported`): once the warehouse acknowledged the order the hub sets
+  ``export_status`` = exported (SFCC finalises the order's inventory transactions; other export jobs skip it),
+  failed where the hub gives up (the order failed in the hub) — Data API
+  ``PUT /s/-/dw/data/{version}/sites/{site}/orders/{order_no}/export_status`` ``{"status": …}``;
 - shipped: the tracking numbers and carrier go into the custom attributes named by options
   ``tracking_attribute`` / ``carrier_attribute`` (defaults ``c_trackingNumbers`` / ``c_carrier``) with the Shop
   API ``PATCH /orders/{order_no}`` (which considers only ``status`` and custom attributes — the SFCC order has no
@@ -80,6 +87,7 @@ def token_url(auth_url: str) -> str:
 MAX_BATCH = 50
 HUB_MARKER_PREFIX = "hub-"
 SHIPPING_STATUSES = ("not_shipped", "part_shipped", "shipped")
+PLACED_STATUSES = ("new", "open", "completed")
 _KNOWN_ORDER_KEYS = {"c_deliveryNotes"}
 
 
@@ -306,7 +314,8 @@ class SFCCConnector(Connector, Storefront):
             shipping_method=((shipment.get("shipping_method") or {}).get("id", "") or ""),
             gift_message=shipment.get("gift_message", "") or "", delivery_notes=o.get(self.notes_attr, "") or "",
             custom_fields=custom, promotion_codes=[c["code"] for c in o.get("coupon_items") or [] if c.get("code")],
-            status=o.get("status", "") or "", shipment_state=o.get("shipping_status", "") or "", raw=o)
+            status=o.get("status", "") or "", shipment_state=o.get("shipping_status", "") or "", raw=o,
+            capturable=capturable(o), awaiting_export=_status(o.get("export_status")) == "ready")
 
     def orders_since(self, cursor: str, limit: int = 100) -> Page:
         since, _, after_no = (cursor or self.orders_start).partition("|")
@@ -360,6 +369,11 @@ class SFCCConnector(Connector, Storefront):
         self.client.request("PATCH", self._shop(f"/orders/{external_id}"), json=body, retry_conflicts=True)
         self.set_order_status(external_id, "shipping_status", "shipped")
         return None
+
+    def mark_exported(self, external_id: str, ok: bool) -> None:
+        """The export handshake: ``export_status`` = exported once the warehouse acknowledged the order (SFCC
+        then finalises its inventory transactions and other export jobs skip it), failed where the hub gave up."""
+        self.set_order_status(external_id, "export_status", "exported" if ok else "failed")
 
     def set_order_status(self, order_no: str, field: str, value: str) -> None:
         """OCAPI Data API ``PUT /sites/{site}/orders/{order_no}/<field>`` with ``{"status": value}`` for
@@ -455,6 +469,13 @@ class SFCCConnector(Connector, Storefront):
             reject(no, "shipping_status", "shipping_status is part_shipped but no shipment is marked shipped: which lines "
                                           "left the store is unknown (set the shipped shipment's shipping_status)", status)
         return ParsedBatch(good, rejected)
+
+
+def capturable(o: dict) -> bool:
+    """An order the hub may send to the warehouse: placed (``status`` new / open / completed — ``created`` is
+    not placed yet, ``failed`` released its inventory, ``cancelled`` follows the cancel path) and released for
+    export (``export_status`` = ready)."""
+    return _status(o.get("status")) in PLACED_STATUSES and _status(o.get("export_status")) == "ready"
 
 
 def _status(value) -> str:

@@ -263,3 +263,25 @@ def test_shipped_lands_through_the_data_api_not_the_shop_patch(sf, sandbox):
     assert state["shipments"] == {"me": "not_shipped"}  # order level only: shipments stay the store's to mark
     with pytest.raises(errors.BadDataError):
         sf.set_order_status(no, "shipping_status", "delivered")
+
+
+def test_orders_are_capturable_only_when_placed_and_ready_for_export(sf, sandbox):
+    specs = [{}, {"status": "created"}, {"status": "failed"}, {"export_status": "not_exported"}, {"export_status": "exported"}]
+    ids = control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}], **x}
+                                                       for x in specs]})["ids"]
+    by = {o.external_id: o for o in sf.orders_since("").items}
+    assert [by[i].capturable for i in ids] == [True, False, False, False, False]
+    assert [by[i].awaiting_export for i in ids] == [True, True, True, False, False]
+    control(sandbox, "cancel_order", {"order_no": ids[0]})
+    assert not sf.get_order(ids[0]).capturable  # cancelled: the cancel path, never a capture
+
+
+def test_mark_exported_sets_the_export_status(sf, sandbox):
+    a, b = (_order(sandbox) for _ in range(2))
+    sf.mark_exported(a, True)
+    sf.mark_exported(b, False)
+    state = control(sandbox, "state", {})["orders"]
+    assert (state[a]["export_status"], state[b]["export_status"]) == ("exported", "failed")
+    assert not sf.get_order(a).awaiting_export
+    with pytest.raises(errors.NotFoundError):
+        sf.mark_exported("99999999", True)

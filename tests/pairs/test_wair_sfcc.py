@@ -137,3 +137,59 @@ def test_an_order_placed_while_a_push_is_in_flight_is_not_oversold(pair, monkeyp
     pair.orders_out(sf)  # captured: the hub reserves 2
     pair.push()
     assert flows.storefront_inventory(pair, sf, "inv_web")["SF-A"] == 5
+
+
+def test_only_placed_orders_released_for_export_are_captured(pair):
+    """``created`` (not placed yet), ``failed`` (inventory released) and ``not_exported`` (not released for
+    export) orders never reach WAIR; once the site places / releases one, the next poll captures it."""
+    from integration_hub.orders.models import Order
+
+    sf, wh = setup(pair)
+    created = flows.place_order(pair, sf, "inv_web", status="created")
+    failed = flows.place_order(pair, sf, "inv_web", status="failed")
+    held_back = flows.place_order(pair, sf, "inv_web", export_status="not_exported")
+    polled, _ = pair.orders_out(sf)
+    assert polled["created"] == 0 and not Order.objects.exists()
+    assert pair.control("wair", "state")["order_receipts"] == {}
+    pair.control("sfcc", "set_order", {"order_no": created, "status": "new"})  # payment authorised: placed
+    pair.control("sfcc", "set_order", {"order_no": held_back, "export_status": "ready"})
+    polled, _ = pair.orders_out(sf)
+    assert polled["created"] == 2
+    assert set(Order.objects.values_list("external_id", flat=True)) == {created, held_back}
+    assert not Order.objects.filter(external_id=failed).exists()
+
+
+def test_acknowledged_orders_are_marked_exported_and_given_up_ones_failed(pair):
+    from integration_hub.orders.models import Order
+
+    sf, wh = setup(pair)
+    order = flows.order_out(pair, sf, wh, "inv_web")  # captured, sent, acknowledged by WAIR
+    assert flows.storefront_order(pair, sf, order)["export_status"] == "exported"
+    pair.control("wair", "faults", {"fail_next": [403, 403, 403]})  # WAIR refuses the next order outright
+    refused = flows.place_order(pair, sf, "inv_web")
+    pair.orders_out(sf)
+    assert Order.objects.get(external_id=refused).state == "failed"
+    assert pair.control("sfcc", "state")["orders"][refused]["export_status"] == "failed"
+
+
+def test_a_lost_export_mark_is_repaired_when_the_order_is_read_again(pair):
+    """SFCC is down when WAIR acknowledges: the export mark is lost (a warning record says so); the hub's own
+    shipped update later bumps the order, the poll reads it still ``ready`` and marks it exported."""
+    from exceptions_app.models import ExceptionRecord
+    from integration_hub.orders import services
+    from integration_hub.orders.models import Order
+
+    sf, wh = setup(pair)
+    no = flows.place_order(pair, sf, "inv_web")
+    services.poll_orders(sf)
+    pair.control("sfcc", "faults", {"fail_next": [503, 503, 503]})
+    services.process_due()
+    order = Order.objects.get(external_id=no)
+    assert order.state == "acknowledged" and flows.storefront_order(pair, sf, order)["export_status"] == "ready"
+    rec = ExceptionRecord.objects.get(dedupe_key=f"sync_timeout:{sf.name}:mark_exported")
+    assert rec.status == "open"
+    flows.dispatch_back(pair, sf, wh, order, "shipped")  # the hub's shipped update bumps last_modified
+    pair.orders_out(sf)
+    assert flows.storefront_order(pair, sf, order)["export_status"] == "exported"
+    rec.refresh_from_db()
+    assert rec.status == "resolved"
