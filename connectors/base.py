@@ -313,7 +313,6 @@ class Storefront(abc.ABC):
         """Export handshake: the warehouse acknowledged the order (``ok``) or the hub gave up on it (not ``ok``).
         Storefronts that gate fulfilment on an export status (SFCC ``export_status`` exported / failed) record
         it; the default does nothing. Idempotent; raises :mod:`connectors.errors` types on failure."""
-        return None
 
     def list_skus(self) -> Iterable[str]:
         """Every variant SKU the storefront sells (catalogue audit)."""

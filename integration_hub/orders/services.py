@@ -936,7 +936,7 @@ def mark_exported(outcomes: list[tuple[Order, bool]]) -> int:
         if conn is None or not conn.enabled:
             continue
         connector = _connector(conn)
-        answers = _parallel(lambda job: connector.mark_exported(job[0].external_id, job[1]), group)
+        answers = _parallel(lambda job, c=connector: c.mark_exported(job[0].external_id, job[1]), group)
         failures = [r for r in answers if isinstance(r, Exception)]
         done += len(answers) - len(failures)
         if failures:
