@@ -175,8 +175,30 @@ def _address(a: dict | None) -> Address:
                    country=a.get("country_code", "") or "", phone=a.get("phone", "") or "")
 
 
+API_FAMILIES = ("ocapi", "scapi_oci")
+
+
+def api_family(connection) -> str:
+    """``options["api_family"]``: ``ocapi`` (OCAPI Shop/Data API + inventory lists; the default, for existing
+    realms) or ``scapi_oci`` (B2C Commerce API Admin Orders + Omnichannel Inventory; new realms)."""
+    family = str((connection.options or {}).get("api_family") or "ocapi").strip().lower()
+    if family not in API_FAMILIES:
+        raise errors.PermanentError(f"sfcc connection {connection.name}: api_family {family!r} is not one of "
+                                    f"{', '.join(API_FAMILIES)}", system="sfcc")
+    return family
+
+
 class SFCCConnector(Connector, Storefront):
     system_type = "sfcc"
+    api_family = "ocapi"
+
+    def __new__(cls, connection, client=None):
+        """The connection's ``api_family`` picks the class: ``scapi_oci`` → :class:`connectors.sfcc_scapi.SFCCScapiConnector`."""
+        if cls is SFCCConnector and api_family(connection) == "scapi_oci":
+            from .sfcc_scapi import SFCCScapiConnector
+
+            cls = SFCCScapiConnector
+        return super().__new__(cls)
 
     def __init__(self, connection, client=None):
         opts = connection.options or {}

@@ -56,6 +56,7 @@ from base64 import b64decode
 from datetime import UTC, datetime
 
 from .server import Emulator, HttpError, Request, Response, route, send_webhook
+from .sfcc_scapi import ScapiRoutes
 
 V = "v23_2"
 DATA = rf"/s/-/dw/data/{V}"
@@ -141,19 +142,23 @@ STATUS_TRANSITIONS = {("created", "new"), ("created", "failed"), ("failed", "cre
                       ("completed", "cancelled"), ("cancelled", "new"), ("cancelled", "open"), ("cancelled", "completed")}
 
 
-class SFCCEmulator(Emulator):
+class SFCCEmulator(ScapiRoutes, Emulator):
     prefix = "sfcc"
     exempt_patterns = (r"^/dwsso/",)
 
     def reset(self):
         self.clients: dict[str, str] = {}  # client_id -> secret; empty = any non-empty pair is accepted
-        self.tokens: dict[str, str] = {}
+        self.tokens: dict[str, dict] = {}  # token -> {"client", "scope"}
         self.lists: dict[str, dict[str, dict]] = {}  # inventory list id -> product id -> record
         self.products: set[str] = set()
         self.orders: dict[str, dict] = {}
         self.order_seq = itertools.count(1001)
         self.webhook = {"order_url": "", "secret": ""}
         self.patches: list[dict] = []
+        self.reset_scapi()
+
+    def now(self) -> str:
+        return _now()
 
     def error_body(self, status, message, code=""):
         types = {429: "QuotaExceededException", 503: "ServiceUnavailableException", 409: "ResourceStateConflictException",
@@ -178,7 +183,7 @@ class SFCCEmulator(Emulator):
             if not client_id or not secret or known != secret:
                 return Response(401, {"error": "invalid_client", "error_description": "Client authentication failed"})
             token = secrets.token_hex(16)
-            self.tokens[token] = client_id
+            self.tokens[token] = {"client": client_id, "scope": form.get("scope", "")}
         return Response(200, {"access_token": token, "scope": form.get("scope", "mail"), "token_type": "Bearer", "expires_in": 1799})
 
     def _auth(self, req: Request) -> None:
@@ -252,6 +257,14 @@ class SFCCEmulator(Emulator):
         base["_resource_state"] = hashlib.sha1(f"{pid}:{base['amount']}:{base['reset_date']}:{now}".encode()).hexdigest()
         self.lists[list_id][pid] = base
         return (201 if existing is None else 200), self._record_view(list_id, pid, base)
+
+    def _inventory_event(self, order: dict, event: str) -> None:
+        """What placing (``place``), cancelling / failing (``release``) or shipping (``fulfil``) an order does to
+        the site's inventory: inventory lists record a transaction (turnover); OCI reserves / releases / fulfils."""
+        if self.site_inventory == "oci":
+            self.oci_order(order, event)
+        elif event != "fulfil":
+            self._order_transactions(order, -1 if event == "place" else +1)
 
     def _order_transactions(self, order: dict, sign: int) -> None:
         """The inventory transactions an order makes on its product items' records (caller holds the lock):
@@ -403,11 +416,13 @@ class SFCCEmulator(Emulator):
                              f"The order status cannot change from '{current}' to '{value}'.", fromStatus=current, toStatus=value)
             released = ("cancelled", "failed")
             if value in released and current not in released:
-                self._order_transactions(order, +1)
+                self._inventory_event(order, "release")
             elif current in released and value not in released:
-                self._order_transactions(order, -1)
+                self._inventory_event(order, "place")
         if field == "shipping_status" and value == "shipped" and order["status"] in ("cancelled", "failed"):
             raise _fault(400, "OrderStatusTransitionException", f"A {order['status']} order cannot be shipped.")
+        if field == "shipping_status" and value == "shipped" and order["shipping_status"] != "shipped":
+            self._inventory_event(order, "fulfil")
         order[field] = value  # order level only: a shipment's own shipping_status is the store's / OMS's
 
     @route("GET", DATA + r"/sites/(?P<site>[^/]+)/orders/(?P<no>[^/]+)")
@@ -459,6 +474,9 @@ class SFCCEmulator(Emulator):
                         rec["amount"] = qty
                         rec["_resource_state"] = hashlib.sha1(f"{sku}:{qty}:{rec['reset_date']}".encode()).hexdigest()
                         records[sku] = rec
+                oci = self.oci.setdefault(list_id, {})  # the same id as an OCI location
+                for sku in skus:
+                    oci.setdefault(sku, {"onHand": qty, "reserved": 0, "safetyStockCount": 0, "effectiveDate": ""})
         return {"inventory_lists": sorted(self.lists), "products": len(self.products)}
 
     def _address(self, a: dict) -> dict:
@@ -502,7 +520,7 @@ class SFCCEmulator(Emulator):
                     order[f"c_{k}"] = v
                 self.orders[no] = order
                 if order["status"] != "failed":
-                    self._order_transactions(order, -1)  # placing the order decrements its records (turnover)
+                    self._inventory_event(order, "place")  # placing the order decrements / reserves its inventory
                 ids.append(no)
             hook = dict(self.webhook)
         if hook["order_url"]:
@@ -515,7 +533,7 @@ class SFCCEmulator(Emulator):
         with self.lock:
             order = self.orders[payload["order_no"]]
             if order["status"] not in ("cancelled", "failed"):
-                self._order_transactions(order, +1)
+                self._inventory_event(order, "release")
             order["status"] = "cancelled"
             order["last_modified"] = _now()
         return {"ok": True}
@@ -550,6 +568,8 @@ class SFCCEmulator(Emulator):
                 for s in order["shipments"]:
                     if s["shipment_id"] not in shipped and store:
                         s["c_fromStoreId"] = store
+                if order["shipping_status"] != "shipped":
+                    self._inventory_event(order, "fulfil")
                 order["shipping_status"] = "shipped"
                 if tracking:
                     order["c_trackingNumbers"] = ",".join(t for t in (order.get("c_trackingNumbers") or "", tracking) if t)
@@ -608,8 +628,12 @@ class SFCCEmulator(Emulator):
     def control_state(self, payload):
         skus = set(payload.get("skus") or [])
         with self.lock:
-            inventory = {lid: {pid: self._record_view(lid, pid, r)["ats"] for pid, r in recs.items() if not skus or pid in skus}
-                         for lid, recs in self.lists.items()}
+            if self.site_inventory == "oci":  # what the site sells: OCI's available-to-fulfil per location
+                inventory = {loc: {sku: self._oci_view(loc, sku, r)["atf"] for sku, r in recs.items() if not skus or sku in skus}
+                             for loc, recs in self.oci.items()}
+            else:
+                inventory = {lid: {pid: self._record_view(lid, pid, r)["ats"] for pid, r in recs.items() if not skus or pid in skus}
+                             for lid, recs in self.lists.items()}
             orders = {no: {"status": o["status"], "export_status": o["export_status"], "shipment_state": o["shipping_status"], "shipping_status": o["shipping_status"],
                            "tracking": [t for t in (o.get("c_trackingNumbers") or "").split(",") if t],
                            "carrier": o.get("c_carrier", ""), "last_modified": o["last_modified"],

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import time
+
 import requests
 
 from connectors import errors
@@ -42,6 +44,7 @@ def test_order_placed_while_the_figure_is_on_its_way_is_still_subtracted(sf, san
 
 def test_orders_placed_before_the_snapshot_are_not_subtracted_twice(sf, sandbox):
     _order(sandbox, "SF-002", 1)  # the hub has seen it: its figure already carries it
+    time.sleep(0.002)  # reset_date has milliseconds: an order in the same millisecond counts (never oversell)
     sf.set_stock([InventoryTarget("SF-002", "inv_uk", 5, as_of=datetime.now(UTC))])
     assert _record(sandbox, "SF-002")["ats"] == 5
     assert control(sandbox, "state", {})["inventory"]["inv_uk"]["SF-002"] == 5
