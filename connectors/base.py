@@ -39,6 +39,9 @@ class InventoryTarget:
     known_version: int | None = None
     known_ref: str = ""
     as_of: datetime | None = None
+    # units of this storefront's own open orders (on this channel, in this SKU) that ``quantity`` has subtracted:
+    # filled only for storefronts that hold their own reservations (``Storefront.reserves_own_orders``)
+    held: int = 0
 
 
 @dataclass
@@ -283,6 +286,10 @@ class InventoryMaster(abc.ABC):
 
 
 class Storefront(abc.ABC):
+    # True: the storefront keeps its own reservation for every order placed on it until it ships (SFCC on
+    # Omnichannel Inventory); the push engine then tells it, per target, how much of the hub's figure is those
+    # orders (InventoryTarget.held), so that the same order is not subtracted twice
+    reserves_own_orders: bool = False
     @abc.abstractmethod
     def set_stock(self, targets: list[InventoryTarget]) -> list[InventoryResult]:
         """Set absolute quantities. Handles version conflicts by re-reading; per-item failures are

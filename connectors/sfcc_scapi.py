@@ -49,7 +49,14 @@ import uuid
 from datetime import datetime
 
 from . import errors
-from .base import InventoryResult, InventoryTarget, Page, Parcel, StorefrontOrder, StorefrontStock
+from .base import (
+    InventoryResult,
+    InventoryTarget,
+    Page,
+    Parcel,
+    StorefrontOrder,
+    StorefrontStock,
+)
 from .http import HttpClient, OAuthClientCredentials
 from .sfcc import SFCCConnector, hub_marker, token_url, utc_iso
 
@@ -92,6 +99,7 @@ def parse_cursor(cursor: str) -> tuple[datetime | None, set[str]]:
 class SFCCScapiConnector(SFCCConnector):
     system_type = "sfcc"
     api_family = "scapi_oci"
+    reserves_own_orders = True  # OCI reserves every order placed on the site until it ships
 
     def __init__(self, connection, client=None):
         opts = connection.options or {}
@@ -101,7 +109,7 @@ class SFCCScapiConnector(SFCCConnector):
 
     @property
     def tenant(self) -> str:
-        return self.org[len("f_ecom_"):] if self.org.startswith("f_ecom_") else self.org
+        return self.org.removeprefix("f_ecom_")
 
     def build_client(self):
         c = self.connection
@@ -174,7 +182,7 @@ class SFCCScapiConnector(SFCCConnector):
         for start in range(0, len(items), self.oci_batch):
             chunk = items[start:start + self.oci_batch]
             records = [{"actionRequestId": ids[id(t)], "locationIdentifier": t.channel_ref, "stockKeepingUnit": t.sku,
-                        "onHand": int(t.quantity) + int(getattr(t, "held", 0) or 0), "effectiveDate": utc_iso(t.as_of)}
+                        "onHand": int(t.quantity) + int(t.held or 0), "effectiveDate": utc_iso(t.as_of)}
                        for t in chunk]
             answer = self.client.post(OCI.format(org=self.org) + "/batch-update", json={"records": records},
                                       retry_conflicts=True).json()

@@ -114,7 +114,7 @@ class ScapiRoutes:
         if grant is None:
             raise problem(401, "unauthorized", "Unauthorized", "The access token is missing, invalid or expired.")
         granted = set(str(grant.get("scope", "")).split())
-        tenant = org[len("f_ecom_"):] if org.startswith("f_ecom_") else None
+        tenant = org.removeprefix("f_ecom_") if org.startswith("f_ecom_") else None
         needed = {f"{scope}.rw"} if write else {scope, f"{scope}.rw"}
         if tenant is None or f"SALESFORCE_COMMERCE_API:{tenant}" not in granted or not needed & granted:
             raise problem(403, "forbidden", "Forbidden",

@@ -1,9 +1,28 @@
-"""Pair: WAIR for Retail (inventory master + warehouse) ↔ Salesforce Commerce Cloud (storefront)."""
+"""Pair: WAIR for Retail (inventory master + warehouse) ↔ Salesforce Commerce Cloud (storefront), on both SFCC API
+families: ``ocapi`` (OCAPI Shop/Data API, inventory lists) and ``scapi_oci`` (B2C Commerce API Admin Orders,
+Omnichannel Inventory — the site reserves its own orders, the hub sends on hand)."""
+import pytest
+
 from . import flows
+
+
+@pytest.fixture(params=["ocapi", "scapi_oci"])
+def family(request):
+    return request.param
+
+
+@pytest.fixture
+def pair(pair, family):
+    pair.family = family
+    return pair
 
 
 def setup(pair):
     sf, wh = pair.connection("sfcc"), pair.connection("wair")
+    if pair.family == "scapi_oci":
+        sf.options = {**sf.options, "api_family": "scapi_oci", "organization_id": "f_ecom_hubt_001"}
+        sf.save()
+        pair.control("sfcc", "configure_site", {"inventory": "oci"})
     pair.topology(sf, wh, list_id="inv_web")
     return sf, wh
 
@@ -95,8 +114,7 @@ def test_unreadable_store_shipment_is_an_exception_until_it_reads(pair):
     from integration_hub.orders.models import StorefrontFulfilment
 
     sf, wh, order = _fulfilment_world(pair)
-    c = get_connector(sf, fresh=True)
-    c.set_order_status(order.external_id, "shipping_status", "part_shipped")
+    get_connector(sf, fresh=True).set_order_status(order.external_id, "shipping_status", "part_shipped")
     pair.orders_out(sf)
     rec = ExceptionRecord.objects.get(dedupe_key=f"bad_payload:{sf.name}:fulfilments:{order.idempotency_key}")
     assert rec.status in ("open", "acknowledged") and "shipping_status" in rec.message and "which lines" in rec.message
@@ -144,7 +162,7 @@ def test_only_placed_orders_released_for_export_are_captured(pair):
     export) orders never reach WAIR; once the site places / releases one, the next poll captures it."""
     from integration_hub.orders.models import Order
 
-    sf, wh = setup(pair)
+    sf, _ = setup(pair)
     created = flows.place_order(pair, sf, "inv_web", status="created")
     failed = flows.place_order(pair, sf, "inv_web", status="failed")
     held_back = flows.place_order(pair, sf, "inv_web", export_status="not_exported")
