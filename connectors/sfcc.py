@@ -1,6 +1,11 @@
-"""Salesforce B2C Commerce (SFCC) as a Storefront.
+"""Salesforce B2C Commerce (SFCC) as a Storefront, on either API family (``options.api_family``):
 
-Modelled on OCAPI 23.2 and Account Manager (see :mod:`connectors.sandbox.sfcc` for the emulated routes):
+- ``ocapi`` (default; realms that have OCAPI settings — Salesforce no longer provisions them for new realms from
+  2026-09-01): this module, OCAPI Shop / Data API (current version 24.5, documents as in 23.2) with inventory lists;
+- ``scapi_oci`` (new realms, sites on Omnichannel Inventory): :mod:`connectors.sfcc_scapi` — B2C Commerce API Admin
+  Orders + OCI; ``SFCCConnector(connection)`` builds that class when the option says so.
+
+The OCAPI family, with Account Manager (see :mod:`connectors.sandbox.sfcc` for the emulated routes):
 
 - auth: Account Manager client-credentials grant, ``POST https://account.demandware.com/dwsso/oauth2/access_token``
   with HTTP Basic client authentication (``Connection.auth_url`` = the Account Manager root or the full token
@@ -51,7 +56,8 @@ Modelled on OCAPI 23.2 and Account Manager (see :mod:`connectors.sandbox.sfcc` f
 ``Channel.external_id`` is the inventory list id. An order's channel is the ``inventory_id`` of its
 product items (BOPIS / multi-list sites), else ``options["default_inventory_list"]``.
 
-Connection.options: ``site_id`` (default "RefArch"), ``api_version`` (default "v23_2"),
+Connection.options: ``api_family`` (``ocapi`` | ``scapi_oci``), ``site_id`` (default "RefArch"), ``api_version``
+(default ``v24_5``, the current OCAPI version), ``organization_id`` (``scapi_oci``: ``f_ecom_<realm>_<instance>``),
 ``default_inventory_list``, ``batch_size`` (default 50), ``tracking_attribute``, ``carrier_attribute``,
 ``delivery_notes_attribute`` (default ``c_deliveryNotes``), ``scope``, ``orders_start`` (ISO instant: the
 first poll starts there instead of at the beginning of time), ``hub_marker_attribute``,
@@ -88,6 +94,9 @@ MAX_BATCH = 50
 HUB_MARKER_PREFIX = "hub-"
 SHIPPING_STATUSES = ("not_shipped", "part_shipped", "shipped")
 PLACED_STATUSES = ("new", "open", "completed")
+# the current OCAPI version ("OCAPI Versioning and Deprecation Policy": the newest, 24.5; a version is supported for
+# at least two years after it is published) — set options.api_version to pin another
+OCAPI_VERSION = "v24_5"
 _KNOWN_ORDER_KEYS = {"c_deliveryNotes"}
 
 
@@ -203,7 +212,7 @@ class SFCCConnector(Connector, Storefront):
     def __init__(self, connection, client=None):
         opts = connection.options or {}
         self.site_id = opts.get("site_id", "RefArch")
-        self.version = opts.get("api_version", "v23_2")
+        self.version = opts.get("api_version", OCAPI_VERSION)
         self.batch_size = max(1, min(MAX_BATCH, int(opts.get("batch_size", MAX_BATCH))))
         self.default_list = opts.get("default_inventory_list", "")
         self.tracking_attr = opts.get("tracking_attribute", "c_trackingNumbers")

@@ -1,9 +1,11 @@
-"""Salesforce B2C Commerce (SFCC) emulator, modelled on OCAPI 23.2 and Account Manager.
+"""Salesforce B2C Commerce (SFCC) emulator, modelled on OCAPI (Shop / Data API 23.2 documents, served under any
+version v23_x … v29_x: 24.5 is the current one) and Account Manager; the B2C Commerce API (SCAPI) Admin Orders
+and Omnichannel Inventory routes are in :mod:`connectors.sandbox.sfcc_scapi` (same orders, same state).
 
 Routes (below ``/sfcc``):
   POST /dwsso/oauth2/access_token                          Account Manager client-credentials grant (HTTP Basic
                                                            client auth, form body ``grant_type=client_credentials``)
-  GET|PUT|PATCH /s/-/dw/data/v23_2/inventory_lists/{list}/product_inventory_records/{product_id}
+  GET|PUT|PATCH /s/-/dw/data/{v}/inventory_lists/{list}/product_inventory_records/{product_id}
                                                            Data API product inventory record: PUT creates or replaces
                                                            (settings not in the body back to defaults), PATCH changes
                                                            only the given properties (404 when there is no record);
@@ -17,16 +19,16 @@ Routes (below ``/sfcc``):
                                                            path in the outer ``x-dw-http-method`` /
                                                            ``x-dw-resource-path`` headers; answer is multipart with
                                                            ``x-dw-status-code`` per part
-  POST /s/-/dw/data/v23_2/product_search                   products (start/count paging)
-  POST /s/{site}/dw/shop/v23_2/order_search                Shop API order search: filtered_query with a
+  POST /s/-/dw/data/{v}/product_search                   products (start/count paging)
+  POST /s/{site}/dw/shop/{v}/order_search                Shop API order search: filtered_query with a
                                                            ``range_filter`` on ``last_modified``; sorts; start/count
-  GET|PATCH /s/{site}/dw/shop/v23_2/orders/{order_no}      order; PATCH considers only ``status`` and ``c_*`` custom
+  GET|PATCH /s/{site}/dw/shop/{v}/orders/{order_no}      order; PATCH considers only ``status`` and ``c_*`` custom
                                                            attributes (tracking is carried in ``c_trackingNumbers`` /
                                                            ``c_carrier``), anything else is ignored; every shipment
                                                            has its own ``shipping_status``, product items name
                                                            their ``shipment_id``
-  GET /s/-/dw/data/v23_2/sites/{site}/orders/{order_no}    Data API order
-  PUT /s/-/dw/data/v23_2/sites/{site}/orders/{order_no}/{status|shipping_status|export_status|payment_status|
+  GET /s/-/dw/data/{v}/sites/{site}/orders/{order_no}    Data API order
+  PUT /s/-/dw/data/{v}/sites/{site}/orders/{order_no}/{status|shipping_status|export_status|payment_status|
       confirmation_status}                                 ``{"status": <enum>}`` → 204; order status transitions as
                                                            documented (a placed order never returns to created /
                                                            failed); failing / cancelling releases the order's
@@ -51,6 +53,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json as _json
+import re
 import secrets
 from base64 import b64decode
 from datetime import UTC, datetime
@@ -58,7 +61,7 @@ from datetime import UTC, datetime
 from .server import Emulator, HttpError, Request, Response, route, send_webhook
 from .sfcc_scapi import ScapiRoutes
 
-V = "v23_2"
+V = r"v(?:2[3-9])_\d+"  # OCAPI versions the emulator serves (URL form v<yy>_<n>; 24.5 is the current one)
 DATA = rf"/s/-/dw/data/{V}"
 SHOP = rf"/s/(?P<site>[^/]+)/dw/shop/{V}"
 BOUNDARY = "sfcc-batch-boundary"
@@ -300,10 +303,10 @@ class SFCCEmulator(ScapiRoutes, Emulator):
         self._auth(req)
         method = req.header("x-dw-http-method", "GET").upper()
         base = req.header("x-dw-resource-path")
-        prefix = f"/s/-/dw/data/{V}/inventory_lists/"
-        if not base.startswith(prefix) or not base.rstrip("/").endswith("/product_inventory_records"):
+        m = re.match(rf"^/s/-/dw/data/{V}/inventory_lists/([^/]+)/product_inventory_records/?$", base)
+        if m is None:
             raise _fault(400, "UnsupportedBatchResourceException", f"Batch not supported for resource path '{base}'.")
-        list_id = base[len(prefix):].split("/", 1)[0]
+        list_id = m.group(1)
         ctype = req.header("Content-Type")
         if "boundary=" not in ctype:
             raise _fault(400, "MalformedDocumentException", "multipart/mixed body with a boundary is required.")
