@@ -3,9 +3,8 @@ back-order allocation + the turnover (the site's own order decrements) since ``a
 writes only the allocation, reset at the instant its figure was computed."""
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import time
+from datetime import UTC, datetime, timedelta
 
 import requests
 
