@@ -40,7 +40,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from connectors import errors
-from connectors.base import Dispatch, Fulfilment, Parcel, StorefrontOrder
+from connectors.base import Dispatch, Fulfilment, Parcel, Storefront, StorefrontOrder
 from exceptions_app.services import Problem, clear, make_key, raise_many
 from integration_hub.core.models import Channel, Connection, SyncCursor
 from integration_hub.inventory.models import PendingPush, Reservation
@@ -936,6 +936,8 @@ def mark_exported(outcomes: list[tuple[Order, bool]]) -> int:
         if conn is None or not conn.enabled:
             continue
         connector = _connector(conn)
+        if type(connector).mark_exported is Storefront.mark_exported:  # no export handshake on this storefront
+            continue
         answers = _parallel(lambda job, c=connector: c.mark_exported(job[0].external_id, job[1]), group)
         failures = [r for r in answers if isinstance(r, Exception)]
         done += len(answers) - len(failures)
