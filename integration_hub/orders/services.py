@@ -936,8 +936,8 @@ def mark_exported(outcomes: list[tuple[Order, bool]]) -> int:
         if conn is None or not conn.enabled:
             continue
         connector = _connector(conn)
-        if type(connector).mark_exported is Storefront.mark_exported:  # no export handshake on this storefront
-            continue
+        if getattr(type(connector), "mark_exported", Storefront.mark_exported) is Storefront.mark_exported:
+            continue  # no export handshake on this storefront
         answers = _parallel(lambda job, c=connector: c.mark_exported(job[0].external_id, job[1]), group)
         failures = [r for r in answers if isinstance(r, Exception)]
         done += len(answers) - len(failures)
