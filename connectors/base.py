@@ -30,13 +30,20 @@ class StockChange:
 @dataclass
 class InventoryTarget:
     """Hub → storefront: set ``sku`` on ``channel_ref`` (supply channel key / inventory list id) to
-    ``quantity`` (absolute). ``known_version``/``known_ref`` are what the hub last saw, if anything."""
+    ``quantity`` (absolute). ``known_version``/``known_ref`` are what the hub last saw, if anything.
+    ``as_of`` is when the hub computed ``quantity`` (its stock snapshot): a storefront that subtracts its own
+    orders placed after a reset instant (SFCC's allocation ``reset_date``) resets at this instant, so orders
+    placed while the figure was on its way are still subtracted. None = now."""
 
     sku: str
     channel_ref: str
     quantity: int
     known_version: int | None = None
     known_ref: str = ""
+    as_of: datetime | None = None
+    # units of this storefront's own open orders (on this channel, in this SKU) that ``quantity`` has subtracted:
+    # filled only for storefronts that hold their own reservations (``Storefront.reserves_own_orders``)
+    held: int = 0
 
 
 @dataclass
@@ -107,6 +114,11 @@ class StorefrontOrder:
     status: str = ""  # storefront order state
     shipment_state: str = ""
     raw: dict = field(default_factory=dict)
+    # False: the storefront says the order is not to be fulfilled (not placed yet, failed, not released for
+    # export): the hub does not capture it; one it already has still follows cancellations, returns, fulfilments
+    capturable: bool = True
+    # True: the storefront still waits for the hub's export handshake (Storefront.mark_exported) on this order
+    awaiting_export: bool = False
 
 
 @dataclass
@@ -280,6 +292,10 @@ class InventoryMaster(abc.ABC):
 
 
 class Storefront(abc.ABC):
+    # True: the storefront keeps its own reservation for every order placed on it until it ships (SFCC on
+    # Omnichannel Inventory); the push engine then tells it, per target, how much of the hub's figure is those
+    # orders (InventoryTarget.held), so that the same order is not subtracted twice
+    reserves_own_orders: bool = False
     @abc.abstractmethod
     def set_stock(self, targets: list[InventoryTarget]) -> list[InventoryResult]:
         """Set absolute quantities. Handles version conflicts by re-reading; per-item failures are
@@ -307,6 +323,11 @@ class Storefront(abc.ABC):
     @abc.abstractmethod
     def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None) -> int | None:
         """Set the order shipped with tracking; version/409 safe. Returns the new version."""
+
+    def mark_exported(self, external_id: str, ok: bool) -> None:
+        """Export handshake: the warehouse acknowledged the order (``ok``) or the hub gave up on it (not ``ok``).
+        Storefronts that gate fulfilment on an export status (SFCC ``export_status`` exported / failed) record
+        it; the default does nothing. Idempotent; raises :mod:`connectors.errors` types on failure."""
 
     def list_skus(self) -> Iterable[str]:
         """Every variant SKU the storefront sells (catalogue audit)."""

@@ -1,23 +1,46 @@
-"""Salesforce B2C Commerce (SFCC) as a Storefront.
+"""Salesforce B2C Commerce (SFCC) as a Storefront, on either API family (``options.api_family``):
 
-Modelled on OCAPI 23.2 and Account Manager (see :mod:`connectors.sandbox.sfcc` for the emulated routes):
+- ``ocapi`` (default; realms that have OCAPI settings — Salesforce no longer provisions them for new realms from
+  2026-09-01): this module, OCAPI Shop / Data API (current version 24.5, documents as in 23.2) with inventory lists;
+- ``scapi_oci`` (new realms, sites on Omnichannel Inventory): :mod:`connectors.sfcc_scapi` — B2C Commerce API Admin
+  Orders + OCI; ``SFCCConnector(connection)`` builds that class when the option says so.
+
+The OCAPI family, with Account Manager (see :mod:`connectors.sandbox.sfcc` for the emulated routes):
 
 - auth: Account Manager client-credentials grant, ``POST https://account.demandware.com/dwsso/oauth2/access_token``
   with HTTP Basic client authentication (``Connection.auth_url`` = the Account Manager root or the full token
   URL; the sandbox serves it under ``/sfcc/dwsso/oauth2/access_token``, so ``auth_url`` = ``<sandbox>/sfcc``);
-- stock: Data API product inventory records, one record per (inventory list, product); the hub sets
-  ``allocation.amount`` to the absolute available-to-sell figure with PUT (idempotent: replaying it
-  cannot double-count). Records are written through the OCAPI batch resource (``POST /s/-/dw/batch``,
+- stock: Data API product inventory records (OCAPI Data API 23.2, ProductInventoryRecords resource and the
+  ProductInventoryRecord document), one record per (inventory list, product). SFCC sells
+  ``ats`` = allocation + pre-order/back-order allocation + ``inventory_turnover`` (the sum of the record's
+  inventory transactions — the site's own order decrements — after ``allocation.reset_date``). The hub
+  PATCHes only what it owns, ``{"allocation": {"amount": <its figure>, "reset_date": <InventoryTarget.as_of>}}``:
+  the reset instant is when the hub computed the figure, so orders placed while the figure was on its way are
+  still subtracted by the site (a write without reset_date resets at arrival and forgets them: an oversell
+  window), and the record's other settings (pre-order / back-order handling and allocation, perpetual flag,
+  in-stock date, custom attributes) are left as Business Manager set them (a PUT would replace them). A record
+  that does not exist yet (404 ``ProductInventoryRecordNotFoundException``) is created with PUT. Orders placed
+  before the snapshot and not yet captured by the hub are the remaining window (the order poll's lag).
+  Drift reads back ``ats``. Records are written through the OCAPI batch resource (``POST /s/-/dw/batch``,
   ``multipart/mixed``, at most ``batch_size`` ≤ 50 sub-requests), per inventory list; per-record
   failures come back with their own ``x-dw-status-code``. A 409 on a record (resource state changed)
   is simply re-sent: the value is absolute, so the last writer is the hub's current figure;
 - orders: Shop API ``order_search`` on ``last_modified`` (ascending, paged with start/count) per site;
   the cursor is ``<last_modified>|<order_no>`` of the last order seen, so orders sharing a timestamp
   across page boundaries are neither skipped nor repeated;
-- shipped: ``PATCH /orders/{order_no}`` with ``shipping_status = shipped`` and the tracking numbers and
-  carrier in the custom attributes named by options ``tracking_attribute`` / ``carrier_attribute``
-  (defaults ``c_trackingNumbers`` / ``c_carrier``) — the SFCC order has no tracking field on the order
-  itself, so sites carry it as a custom attribute. SFCC orders have no integer version: ``version`` is None.
+- readiness: only orders that are placed (``status`` new / open / completed; ``created`` = not placed yet,
+  ``failed`` = its inventory was released) and released for export (``export_status`` = ready) are
+  ``capturable``; a cancelled order follows the hub's cancel path (Orders API "Update Order Statuses");
+- export handshake (:meth:`SFCCConnector.mark_exported`): once the warehouse acknowledged the order the hub sets
+  ``export_status`` = exported (SFCC finalises the order's inventory transactions; other export jobs skip it),
+  failed where the hub gives up (the order failed in the hub) — Data API
+  ``PUT /s/-/dw/data/{version}/sites/{site}/orders/{order_no}/export_status`` ``{"status": …}``;
+- shipped: the tracking numbers and carrier go into the custom attributes named by options
+  ``tracking_attribute`` / ``carrier_attribute`` (defaults ``c_trackingNumbers`` / ``c_carrier``) with the Shop
+  API ``PATCH /orders/{order_no}`` (which considers only ``status`` and custom attributes — the SFCC order has no
+  tracking field, so sites carry it as a custom attribute), then ``shipping_status`` = shipped with the Data API
+  ``PUT /s/-/dw/data/{version}/sites/{site}/orders/{order_no}/shipping_status`` (``{"status": "shipped"}``).
+  SFCC orders have no integer version: ``version`` is None.
   The same PATCH writes the hub's marker (option ``hub_marker_attribute``, default ``c_hubDispatchRef``:
   ``hub-<digest of the tracking numbers>``), so the hub can tell its own shipped updates from anyone else's;
   like the tracking attributes it must be defined on the Order in Business Manager;
@@ -33,7 +56,8 @@ Modelled on OCAPI 23.2 and Account Manager (see :mod:`connectors.sandbox.sfcc` f
 ``Channel.external_id`` is the inventory list id. An order's channel is the ``inventory_id`` of its
 product items (BOPIS / multi-list sites), else ``options["default_inventory_list"]``.
 
-Connection.options: ``site_id`` (required, :mod:`connectors.options`), ``api_version`` (default "v23_2"),
+Connection.options: ``api_family`` (``ocapi`` | ``scapi_oci``), ``site_id`` (required, :mod:`connectors.options`), ``api_version``
+(default ``v24_5``, the current OCAPI version), ``organization_id`` (``scapi_oci``: ``f_ecom_<realm>_<instance>``),
 ``default_inventory_list``, ``batch_size`` (default 50), ``tracking_attribute``, ``carrier_attribute``,
 ``delivery_notes_attribute`` (default ``c_deliveryNotes``), ``scope``, ``orders_start`` (ISO instant: the
 first poll starts there instead of at the beginning of time), ``hub_marker_attribute``,
@@ -47,7 +71,7 @@ import hashlib
 import json
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Iterable
 
 from django.utils.dateparse import parse_datetime
@@ -70,6 +94,10 @@ def token_url(auth_url: str) -> str:
 MAX_BATCH = 50
 HUB_MARKER_PREFIX = "hub-"
 SHIPPING_STATUSES = ("not_shipped", "part_shipped", "shipped")
+PLACED_STATUSES = ("new", "open", "completed")
+# the current OCAPI version ("OCAPI Versioning and Deprecation Policy": the newest, 24.5; a version is supported for
+# at least two years after it is published) — set options.api_version to pin another
+OCAPI_VERSION = "v24_5"
 _KNOWN_ORDER_KEYS = {"c_deliveryNotes"}
 _ORDER_NO_RX = re.compile(r"[A-Za-z0-9_-]{1,100}")  # an order number named by a webhook becomes part of a request path
 
@@ -102,6 +130,23 @@ def _fault_text(doc) -> str:
     if isinstance(doc, dict) and isinstance(doc.get("fault"), dict):
         return f"{doc['fault'].get('type', '')}: {doc['fault'].get('message', '')}"
     return str(doc)[:300]
+
+
+def _fault_type(doc) -> str:
+    return str(doc["fault"].get("type", "")) if isinstance(doc, dict) and isinstance(doc.get("fault"), dict) else ""
+
+
+def utc_iso(value: datetime | None = None) -> str:
+    """An OCAPI / SCAPI DateTime: UTC, milliseconds, ``Z``."""
+    value = value or datetime.now(UTC)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def allocation_body(t: InventoryTarget) -> dict:
+    """The only part of a ProductInventoryRecord the hub owns: the allocation and its reset instant."""
+    return {"allocation": {"amount": int(t.quantity), "reset_date": utc_iso(t.as_of)}}
 
 
 def _part_error(status: int, doc, sku: str, list_id: str) -> errors.ConnectorError:
@@ -141,13 +186,35 @@ def _address(a: dict | None) -> Address:
                    country=a.get("country_code", "") or "", phone=a.get("phone", "") or "")
 
 
+API_FAMILIES = ("ocapi", "scapi_oci")
+
+
+def api_family(connection) -> str:
+    """``options["api_family"]``: ``ocapi`` (OCAPI Shop/Data API + inventory lists; the default, for existing
+    realms) or ``scapi_oci`` (B2C Commerce API Admin Orders + Omnichannel Inventory; new realms)."""
+    family = str((connection.options or {}).get("api_family") or "ocapi").strip().lower()
+    if family not in API_FAMILIES:
+        raise errors.PermanentError(f"sfcc connection {connection.name}: api_family {family!r} is not one of "
+                                    f"{', '.join(API_FAMILIES)}", system="sfcc")
+    return family
+
+
 class SFCCConnector(Connector, Storefront):
     system_type = "sfcc"
+    api_family = "ocapi"
+
+    def __new__(cls, connection, client=None):
+        """The connection's ``api_family`` picks the class: ``scapi_oci`` → :class:`connectors.sfcc_scapi.SFCCScapiConnector`."""
+        if cls is SFCCConnector and api_family(connection) == "scapi_oci":
+            from .sfcc_scapi import SFCCScapiConnector
+
+            cls = SFCCScapiConnector
+        return super().__new__(cls)
 
     def __init__(self, connection, client=None):
         opts = connection.options or {}
         self.site_id = opts.get("site_id", "RefArch")
-        self.version = opts.get("api_version", "v23_2")
+        self.version = opts.get("api_version", OCAPI_VERSION)
         self.batch_size = max(1, min(MAX_BATCH, int(opts.get("batch_size", MAX_BATCH))))
         self.default_list = opts.get("default_inventory_list", "")
         self.tracking_attr = opts.get("tracking_attribute", "c_trackingNumbers")
@@ -199,42 +266,50 @@ class SFCCConnector(Connector, Storefront):
 
     # --- stock ------------------------------------------------------------------------------------------
     def set_stock(self, targets: list[InventoryTarget]) -> list[InventoryResult]:
+        """PATCH each record's allocation (amount + reset_date = the target's ``as_of``), through the batch
+        resource; a record that does not exist yet (404 ``ProductInventoryRecordNotFoundException``) is
+        created with PUT. A 409 is re-sent (the body is absolute), at most twice."""
         by_list: dict[str, list[InventoryTarget]] = {}
         for t in targets:
             by_list.setdefault(t.channel_ref, []).append(t)
         results: list[InventoryResult] = []
         for list_id, items in by_list.items():
             latest = {t.sku: t for t in items}  # a repeated SKU: the last target wins
-            pending = list(latest.values())
-            for attempt in range(3):
-                conflicted: list[InventoryTarget] = []
-                for start in range(0, len(pending), self.batch_size):
-                    chunk = pending[start:start + self.batch_size]
-                    answers = self._batch("PUT", list_id, [(t.sku, {"allocation": {"amount": int(t.quantity)}}) for t in chunk])
-                    for t in chunk:
-                        status, doc = answers.get(t.sku, (500, "missing from batch response"))
-                        if status in (200, 201):
-                            amount = ((doc or {}).get("allocation") or {}).get("amount", t.quantity)
-                            results.append(InventoryResult(t.sku, list_id, int(amount), None, f"{list_id}/{t.sku}"))
-                        elif status == 409 and attempt < 2:
-                            conflicted.append(t)
-                        else:
-                            results.append(InventoryResult(t.sku, list_id, t.quantity, None, "", ok=False,
-                                                           error=_part_error(status, doc, t.sku, list_id)))
-                if not conflicted:
+            pending = [("PATCH", t) for t in latest.values()]
+            for attempt in range(4):
+                again: list[tuple[str, InventoryTarget]] = []
+                for method in ("PATCH", "PUT"):
+                    todo = [t for m, t in pending if m == method]
+                    for start in range(0, len(todo), self.batch_size):
+                        chunk = todo[start:start + self.batch_size]
+                        answers = self._batch(method, list_id, [(t.sku, allocation_body(t)) for t in chunk])
+                        for t in chunk:
+                            status, doc = answers.get(t.sku, (500, "missing from batch response"))
+                            if status in (200, 201):
+                                amount = ((doc or {}).get("allocation") or {}).get("amount", t.quantity)
+                                results.append(InventoryResult(t.sku, list_id, int(amount), None, f"{list_id}/{t.sku}"))
+                            elif method == "PATCH" and status == 404 and _fault_type(doc) == "ProductInventoryRecordNotFoundException":
+                                again.append(("PUT", t))  # no record yet: create it
+                            elif status == 409 and attempt < 2:
+                                again.append((method, t))
+                            else:
+                                results.append(InventoryResult(t.sku, list_id, t.quantity, None, "", ok=False,
+                                                               error=_part_error(status, doc, t.sku, list_id)))
+                if not again:
                     break
-                pending = conflicted
+                pending = again
         return results
 
     def get_stock(self, skus: list[str], channel_ref: str) -> list[StorefrontStock]:
+        """What the site sells now: each record's ``ats`` (allocation + pre-order/back-order − turnover since
+        the reset date), not the allocation the hub wrote."""
         out = []
         skus = list(dict.fromkeys(skus))
         for start in range(0, len(skus), self.batch_size):
             answers = self._batch("GET", channel_ref, [(s, None) for s in skus[start:start + self.batch_size]])
             for sku, (status, doc) in answers.items():
                 if status == 200 and isinstance(doc, dict):
-                    out.append(StorefrontStock(sku, channel_ref, int((doc.get("allocation") or {}).get("amount", 0)), None,
-                                               f"{channel_ref}/{sku}"))
+                    out.append(StorefrontStock(sku, channel_ref, int(doc.get("ats") or 0), None, f"{channel_ref}/{sku}"))
                 elif status != 404:
                     raise _part_error(status, doc, sku, channel_ref)
         return out
@@ -272,7 +347,8 @@ class SFCCConnector(Connector, Storefront):
             shipping_method=((shipment.get("shipping_method") or {}).get("id", "") or ""),
             gift_message=shipment.get("gift_message", "") or "", delivery_notes=o.get(self.notes_attr, "") or "",
             custom_fields=custom, promotion_codes=[c["code"] for c in o.get("coupon_items") or [] if c.get("code")],
-            status=o.get("status", "") or "", shipment_state=o.get("shipping_status", "") or "", raw=o)
+            status=o.get("status", "") or "", shipment_state=o.get("shipping_status", "") or "", raw=o,
+            capturable=capturable(o), awaiting_export=_status(o.get("export_status")) == "ready")
 
     def orders_since(self, cursor: str, limit: int = 100) -> Page:
         since, _, after_no = (cursor or self.orders_start).partition("|")
@@ -324,15 +400,30 @@ class SFCCConnector(Connector, Storefront):
         return out
 
     def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None) -> int | None:
+        """Tracking, carrier and the hub's marker into the order's custom attributes (Shop API PATCH — it
+        considers only ``status`` and custom attributes), then ``shipping_status`` = shipped through the Data
+        API status resource. The attributes go first, so the order never reads shipped without the marker
+        (which would make it look store-shipped). Both calls are idempotent; a retry repeats both."""
         tracking = ",".join(p.tracking_number for p in parcels if p.tracking_number)
         carriers = ",".join(dict.fromkeys(p.carrier for p in parcels if p.carrier))
-        body = {"shipping_status": "shipped", self.tracking_attr: tracking, self.carrier_attr: carriers,
-                self.marker_attr: hub_marker(tracking)}
+        body = {self.tracking_attr: tracking, self.carrier_attr: carriers, self.marker_attr: hub_marker(tracking)}
         urls = ",".join(p.tracking_url for p in parcels if p.tracking_url)
         if urls:
             body["c_trackingUrls"] = urls
         self.client.request("PATCH", self._shop(f"/orders/{external_id}"), json=body, retry_conflicts=True)
+        self.set_order_status(external_id, "shipping_status", "shipped")
         return None
+
+    def mark_exported(self, external_id: str, ok: bool) -> None:
+        """The export handshake: ``export_status`` = exported once the warehouse acknowledged the order (SFCC
+        then finalises its inventory transactions and other export jobs skip it), failed where the hub gave up."""
+        self.set_order_status(external_id, "export_status", "exported" if ok else "failed")
+
+    def set_order_status(self, order_no: str, field: str, value: str) -> None:
+        """OCAPI Data API ``PUT /sites/{site}/orders/{order_no}/<field>`` with ``{"status": value}`` for
+        ``status`` / ``shipping_status`` / ``export_status`` / ``payment_status`` / ``confirmation_status``."""
+        self.client.request("PUT", f"/s/-/dw/data/{self.version}/sites/{self.site_id}/orders/{order_no}/{field}",
+                            json={"status": value}, retry_conflicts=True)
 
     # --- storefront-side fulfilments ------------------------------------------------------------------
     def storefront_fulfilments(self, order: StorefrontOrder | dict) -> ParsedBatch:
@@ -422,6 +513,13 @@ class SFCCConnector(Connector, Storefront):
             reject(no, "shipping_status", "shipping_status is part_shipped but no shipment is marked shipped: which lines "
                                           "left the store is unknown (set the shipped shipment's shipping_status)", status)
         return ParsedBatch(good, rejected)
+
+
+def capturable(o: dict) -> bool:
+    """An order the hub may send to the warehouse: placed (``status`` new / open / completed — ``created`` is
+    not placed yet, ``failed`` released its inventory, ``cancelled`` follows the cancel path) and released for
+    export (``export_status`` = ready)."""
+    return _status(o.get("status")) in PLACED_STATUSES and _status(o.get("export_status")) == "ready"
 
 
 def _status(value) -> str:

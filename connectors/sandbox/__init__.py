@@ -24,6 +24,9 @@ storefront emulators (commercetools, sfcc)
                  (returns booked / moved on storefront-side, as addReturnInfo / setReturnShipmentState)
   sfcc extras:   store_ship {"order_no", "tracking", "carrier", "store", "lines": [[sku, qty]] (default: all left)}
                  (store staff / an OMS ship the order themselves: order-level shipped, or a new shipped shipment)
+                 create_orders also takes "status" / "export_status"; set_order {"order_no", "status",
+                 "export_status", "shipping_status"} (the site changes an order); record {"list", "sku"} (a full
+                 inventory record); configure_site {"inventory": "lists" | "oci"}; oci {"location"} (OCI records)
 master / warehouse emulators (wair, clarus, archean)
   seed_locations {"locations": [{"id": "...", "name": "..."}]}
   seed_stock     {"rows": [{"sku", "location", "state", "quantity"}]}   bulk, no notifications

@@ -364,6 +364,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(payload)))
             for k, v in resp.headers.items():
                 self.send_header(k, v)
+            if (self.headers.get("Connection") or "").lower() == "close":  # say so when closing (RFC 9112 §9.6)
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):  # client gave up (timeout test)

@@ -21,6 +21,12 @@ class ConnectionForm(forms.ModelForm):
     class Meta:
         model = Connection
         exclude = ["secret_encrypted", "webhook_secret_encrypted"]
+        help_texts = {"options": (
+            "System specific settings (JSON): project key, site id, scopes, account id … Salesforce Commerce Cloud: "
+            '"api_family" = "scapi_oci" (B2C Commerce API orders + Omnichannel Inventory; API root '
+            "https://<shortCode>.api.commercecloud.salesforce.com, needs \"organization_id\" f_ecom_<realm>_<instance>) "
+            'or "ocapi" (the default: OCAPI Shop/Data API + inventory lists; "api_version" defaults to v24_5); '
+            '"site_id"; see the README for the Account Manager / Business Manager settings each needs.')}
 
     def save(self, commit=True):
         obj = super().save(commit=False)

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import connection as db, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from connectors import errors
@@ -161,6 +161,29 @@ def _plan_withdrawals(withdraw: list[tuple], per_conn: dict, done: list, problem
             known_ref=cs["storefront_ref"] or ""), WITHDRAW))
 
 
+def _fill_held(per_conn: dict, channels: dict) -> None:
+    """For storefronts that keep their own reservation per order (``Storefront.reserves_own_orders``): how many
+    units of each target's SKU the hub's open orders from that channel hold (placed there, not cancelled, not yet
+    shipped there) → ``InventoryTarget.held``. One query, only when such a storefront is in the batch."""
+    from connectors.registry import get_connector
+    from integration_hub.orders.models import OrderLine, OrderState
+
+    own = {cid for cid, work in per_conn.items()
+           if getattr(get_connector(channels[work[0][0][0]].connection), "reserves_own_orders", False)}
+    if not own:
+        return
+    wanted = [(pair[0], target) for cid in own for pair, _, target, role in per_conn[cid] if role == SET]
+    if not wanted:
+        return
+    held = {(c, s): q for c, s, q in OrderLine.objects.filter(
+        order__channel_id__in={c for c, _ in wanted}, storefront_sku__in={t.sku for _, t in wanted}, parent__isnull=True)
+        .exclude(order__state__in=[OrderState.CANCELLED, OrderState.STOREFRONT_NOTIFIED])
+        .values("order__channel_id", "storefront_sku").annotate(q=Sum("quantity"))
+        .values_list("order__channel_id", "storefront_sku", "q")}
+    for channel_id, target in wanted:
+        target.held = int(held.get((channel_id, target.sku)) or 0)
+
+
 def _repeated_failure(conn: Connection, err: Exception, attempts: int, rows_waiting: int) -> Problem:
     """The exception record for a connection whose pushes keep failing after the outbox's retries.
     A version conflict (409) that outlasted the connector's re-reads is a ``sync_timeout`` too (the kinds
@@ -189,6 +212,7 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
         return out
     out.claimed = len(rows)
     by_pair = {(r["channel_id"], r["item_id"]): r for r in rows}
+    snapshot = timezone.now()  # the figures below hold as of this instant (InventoryTarget.as_of)
     targets_ats = ats.for_pairs(by_pair)
     channel_ids = {c for c, _ in by_pair}
     item_ids = {i for _, i in by_pair}
@@ -226,7 +250,8 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
             continue
         target = InventoryTarget(sku=a.storefront_sku, channel_ref=channel.external_id, quantity=a.quantity,
                                  known_version=cs["storefront_version"] if cs and cs["storefront_sku"] == a.storefront_sku else None,
-                                 known_ref=(cs["storefront_ref"] or "") if cs and cs["storefront_sku"] == a.storefront_sku else "")
+                                 known_ref=(cs["storefront_ref"] or "") if cs and cs["storefront_sku"] == a.storefront_sku else "",
+                                 as_of=snapshot)
         per_conn[channel.connection_id].append((pair, row, target, SET))
         if cs and cs["storefront_sku"] != a.storefront_sku and ((cs["confirmed_quantity"] or 0) > 0 or (cs["observed_quantity"] or 0) > 0):
             # the mapping now points at another storefront SKU: the old one still shows the old quantity
@@ -251,6 +276,7 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
             log.exception("set_stock on %s failed unexpectedly", conn.name)
             return [], exc
 
+    _fill_held(per_conn, channels)
     calls = {conn_id: (channels[work[0][0][0]].connection, [w[2] for w in work]) for conn_id, work in per_conn.items()}
     if len(calls) > 1:  # storefronts are independent: a slow or rate-limited one must not hold up the others
         with ThreadPoolExecutor(max_workers=min(8, len(calls)), thread_name_prefix="set-stock") as pool:

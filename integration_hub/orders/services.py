@@ -40,7 +40,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from connectors import errors
-from connectors.base import Dispatch, Fulfilment, Parcel, StorefrontOrder
+from connectors.base import Dispatch, Fulfilment, Parcel, Storefront, StorefrontOrder
 from exceptions_app.services import Problem, clear, make_key, raise_many
 from integration_hub.core.models import Channel, Connection, SyncCursor
 from integration_hub.inventory.models import PendingPush, Reservation
@@ -196,7 +196,8 @@ def _capture(pairs: list[tuple[Channel, StorefrontOrder]], source: str) -> Captu
     Runs in one transaction; retried when a concurrent capture inserted the same order first."""
     by_pair: dict[tuple[int, str], tuple[Channel, StorefrontOrder]] = {}
     for channel, so in pairs:
-        by_pair.setdefault((channel.pk, so.external_id), (channel, so))
+        if so.capturable:  # not placed / not released for export: never captured (the storefront decides)
+            by_pair.setdefault((channel.pk, so.external_id), (channel, so))
     result = CaptureResult()
     if not by_pair:
         return result
@@ -913,7 +914,55 @@ def _send_claimed(ids: list[int], actor=None) -> SendResult:
             raise_many(problems)
     if cleared:
         clear(cleared, reason="warehouse acknowledged")
+    exported = [(o, True) for o in acked if o.pk in moved] if acked else []
+    mark_exported(exported + [(o, False) for o, _ in failed])
     return result
+
+
+def mark_exported(outcomes: list[tuple[Order, bool]]) -> int:
+    """The storefront export handshake (:meth:`Storefront.mark_exported`): acknowledged by the warehouse
+    (True) or given up on (False). HTTP only after the database work; a failure is a warning record per
+    storefront (cleared by a later success) and is repaired when the poll reads the order again still waiting
+    (the hub's own shipped update bumps it). Returns the orders marked."""
+    if not outcomes:
+        return 0
+    conns = Connection.objects.in_bulk({o.channel.connection_id for o, _ in outcomes})
+    done, problems, cleared = 0, [], []
+    by_conn: dict[int, list[tuple[Order, bool]]] = defaultdict(list)
+    for o, ok in outcomes:
+        by_conn[o.channel.connection_id].append((o, ok))
+    for conn_id, group in by_conn.items():
+        conn = conns.get(conn_id)
+        if conn is None or not conn.enabled:
+            continue
+        connector = _connector(conn)
+        if getattr(type(connector), "mark_exported", Storefront.mark_exported) is Storefront.mark_exported:
+            continue  # no export handshake on this storefront
+        answers = _parallel(lambda job, c=connector: c.mark_exported(job[0].external_id, job[1]), group)
+        failures = [r for r in answers if isinstance(r, Exception)]
+        done += len(answers) - len(failures)
+        if failures:
+            log.warning("%s: export status of %d order(s) not set: %s", conn.name, len(failures), failures[0])
+            problems.append(_transport_problem(conn, "mark_exported", failures[0]))
+        else:
+            cleared += [make_key(k, conn.name, "mark_exported") for k in ("rate_limited", "sync_timeout")]
+    if problems:
+        raise_many(problems)
+    if cleared:
+        clear(cleared, reason="export status set")
+    return done
+
+
+def _repair_exports(connection: Connection, storefront_orders) -> int:
+    """Orders the storefront still shows waiting for the export handshake although the hub already has an
+    answer (acknowledged or later: exported; failed: failed) — the earlier mark was lost. One query."""
+    waiting = [so.external_id for so in storefront_orders if so.awaiting_export]
+    if not waiting:
+        return 0
+    answered = {S.ACKNOWLEDGED: True, S.DISPATCHED: True, S.STOREFRONT_NOTIFIED: True, S.FAILED: False}
+    orders = (Order.objects.filter(channel__connection=connection, external_id__in=waiting, state__in=list(answered))
+              .select_related("channel").defer("raw"))
+    return mark_exported([(o, answered[o.state]) for o in orders])
 
 
 def _transport_problem(conn: Connection, operation: str, exc: Exception) -> Problem:
@@ -1458,6 +1507,7 @@ def poll_orders(connection: Connection, max_pages: int = 20, page_size: int = 50
         with transaction.atomic():
             r = capture_many(connection, page.items, source="poll")
             SyncCursor.objects.filter(pk=cur.pk).update(value=page.cursor or value, updated_at=timezone.now())
+        _repair_exports(connection, page.items)
         totals["pages"] += 1
         totals["created"] += len(r.created)
         totals["existing"] += r.existing
@@ -1669,7 +1719,7 @@ def find_orphans(window_minutes: int = 24 * 60, grace_minutes: int | None = None
                         young = True  # still within its grace period: look again next run
                         continue
                     ch = resolve_channel(conn, so.channel_ref, channels)
-                    if ch is not None:
+                    if ch is not None and so.capturable:
                         by_key[(ch.pk, so.external_id)] = (ch, so)
                 counts["scanned"] += len(page.items)
                 known = _known_pairs(by_key)

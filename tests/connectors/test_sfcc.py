@@ -2,51 +2,13 @@
 from __future__ import annotations
 
 import pytest
-import requests
 
 from connectors import errors
 from connectors.base import InventoryTarget, Parcel
 from connectors.registry import get_connector
 from connectors.sfcc import SFCCConnector
 
-LISTS = ["inv_uk", "inv_eu"]
-SKUS = [f"SF-{i:03d}" for i in range(1, 121)]
-
-
-def control(sandbox, action, payload=None, prefix="sfcc"):
-    r = requests.post(f"{sandbox.url}/_sandbox/{prefix}/{action}", json=payload or {}, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def faults(sandbox, **switches):
-    assert requests.post(f"{sandbox.url}/_sandbox/sfcc/faults", json=switches, timeout=5).status_code == 200
-
-
-@pytest.fixture
-def sf_conn(db, sandbox):
-    from django.core.cache import cache
-
-    from integration_hub.core.models import Connection
-
-    cache.clear()
-    conn = Connection(name="sfcc-test", system_type="sfcc", base_url=f"{sandbox.url}/sfcc",
-                      auth_url=f"{sandbox.url}/sfcc/dwsso/oauth2/access_token", client_id="am-client",
-                      options={"site_id": "RefArch", "default_inventory_list": "inv_uk"},
-                      rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=4)
-    conn.set_secret("am-secret")
-    conn.set_webhook_secret("sfcc-hook-secret")
-    conn.save()
-    control(sandbox, "configure_client", {"client_id": "am-client", "client_secret": "am-secret"})
-    control(sandbox, "seed_catalog", {"channels": LISTS, "skus": SKUS, "quantity": 3})
-    return conn
-
-
-@pytest.fixture
-def sf(sf_conn):
-    c = SFCCConnector(sf_conn)
-    c.client.backoff_base = 0.01
-    return c
+from .conftest import SKUS, control, faults
 
 
 def test_registry_builds_sfcc(sf_conn):
@@ -257,8 +219,8 @@ def test_hub_shipped_order_is_not_a_storefront_fulfilment(sf, sandbox):
 
 def test_unreadable_store_shipments_are_rejected_rows_naming_the_field(sf, sandbox):
     no = _order(sandbox)
-    # part_shipped set through OCAPI, but no shipment says which lines left
-    sf.client.request("PATCH", sf._shop(f"/orders/{no}"), json={"shipping_status": "part_shipped"})
+    # part_shipped set through the Data API, but no shipment says which lines left
+    sf.set_order_status(no, "shipping_status", "part_shipped")
     batch = sf.storefront_fulfilments(sf.get_order(no))
     assert list(batch) == [] and [(r.ref, r.field) for r in batch.rejected] == [(no, "shipping_status")]
     assert "which lines" in batch.rejected[0].message
@@ -290,3 +252,40 @@ def test_storefront_fulfilments_options(sf_conn, sandbox):
     sf_conn.options = {**sf_conn.options, "storefront_fulfilments_from": "2000-01-01T00:00:00Z"}
     c = SFCCConnector(sf_conn)
     assert len(c.storefront_fulfilments(c.get_order(no))) == 1
+
+
+def test_shipped_lands_through_the_data_api_not_the_shop_patch(sf, sandbox):
+    """The Shop API PATCH considers only status and custom attributes: a shipping_status in it is ignored.
+    mark_shipped writes the attributes there and shipping_status with the Data API status resource."""
+    no = _order(sandbox)
+    sf.client.request("PATCH", sf._shop(f"/orders/{no}"), json={"shipping_status": "shipped", "c_note": "x"})
+    state = control(sandbox, "state", {})["orders"][no]
+    assert state["shipping_status"] == "not_shipped"  # ignored, as OCAPI does
+    sf.mark_shipped(no, [Parcel("DPD", "TRK-9")])
+    state = control(sandbox, "state", {})["orders"][no]
+    assert state["shipping_status"] == "shipped" and state["tracking"] == ["TRK-9"] and state["hub_marker"].startswith("hub-")
+    assert state["shipments"] == {"me": "not_shipped"}  # order level only: shipments stay the store's to mark
+    with pytest.raises(errors.BadDataError):
+        sf.set_order_status(no, "shipping_status", "delivered")
+
+
+def test_orders_are_capturable_only_when_placed_and_ready_for_export(sf, sandbox):
+    specs = [{}, {"status": "created"}, {"status": "failed"}, {"export_status": "not_exported"}, {"export_status": "exported"}]
+    ids = control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}], **x}
+                                                       for x in specs]})["ids"]
+    by = {o.external_id: o for o in sf.orders_since("").items}
+    assert [by[i].capturable for i in ids] == [True, False, False, False, False]
+    assert [by[i].awaiting_export for i in ids] == [True, True, True, False, False]
+    control(sandbox, "cancel_order", {"order_no": ids[0]})
+    assert not sf.get_order(ids[0]).capturable  # cancelled: the cancel path, never a capture
+
+
+def test_mark_exported_sets_the_export_status(sf, sandbox):
+    a, b = (_order(sandbox) for _ in range(2))
+    sf.mark_exported(a, True)
+    sf.mark_exported(b, False)
+    state = control(sandbox, "state", {})["orders"]
+    assert (state[a]["export_status"], state[b]["export_status"]) == ("exported", "failed")
+    assert not sf.get_order(a).awaiting_export
+    with pytest.raises(errors.NotFoundError):
+        sf.mark_exported("99999999", True)

@@ -1,0 +1,308 @@
+"""The SFCC emulator's B2C Commerce API (SCAPI) Admin Orders and Omnichannel Inventory (OCI) routes, mixed into
+:class:`connectors.sandbox.sfcc.SFCCEmulator` so that both API families see the same orders.
+
+Routes (below ``/sfcc``), following commerce-sdk ``apis/orders-oas-1.5.2`` (Orders 1.5.2):
+  GET   /checkout/orders/v1/organizations/{org}/orders                getOrders: ``siteId`` required; ``limit`` 1–200
+                                                                      (default 100), ``offset`` ≥ 0, offset + limit ≤
+                                                                      10,000; ``sortBy`` creation_date (default) |
+                                                                      last_modified_date, ``sortOrder`` desc (default) |
+                                                                      asc; ``exportStatus`` ≤ 3 and ``status`` ≤ 2
+                                                                      comma-separated values; ``lastModifiedDateFrom``
+                                                                      (≥) / ``lastModifiedDateTo`` (<), creationDate*
+                                                                      likewise → ``{"data": [Order]}``
+  GET   …/orders/{orderNo}                                            getOrder
+  PATCH …/orders/{orderNo}                                            updateOrder: only ``c_`` properties → 204
+  PUT   …/orders/{orderNo}/{status|shipping-status|export-status|payment-status|confirmation-status}
+                                                                      ``{"status": <enum>}`` (no other property) → 204
+Errors are RFC 7807 ``{"type", "title", "detail"}``. Every call needs an Account Manager token whose scope holds
+``SALESFORCE_COMMERCE_API:<tenant>`` for the organization (``f_ecom_<tenant>``) and ``sfcc.orders`` (reads) /
+``sfcc.orders.rw`` (writes) — 403 otherwise. Dates are rendered with milliseconds, as SCAPI does.
+
+OCI (field names of the OCI "Availability Records, Batch Update" resource; the SCAPI path and the
+get-availability shapes are the sandbox's reading, not confirmed against a published spec):
+  POST /inventory/availability/v1/organizations/{org}/availability-records/actions/batch-update
+       ``{"records": [{"actionRequestId", "locationIdentifier", "stockKeepingUnit", "onHand", "effectiveDate",
+       "safetyStockCount"?}]}`` ≤ 100 records; partial success → 200 ``{"success": [ids], "errors": [{
+       "actionRequestId", "errorCode", "message"}]}``; an ``actionRequestId`` already applied is not applied again;
+       an ``effectiveDate`` older than the record's is ignored (the newer figure stays)
+  POST …/availability-records/actions/get-availability  ``{"skus", "locations"}`` → ``{"records": [{"sku",
+       "locationId", "onHand", "reserved", "safetyStockCount", "atf", "effectiveDate"}]}``
+Scope ``sfcc.inventory.availability`` / ``.rw``. On an OCI site (control ``configure_site`` ``{"inventory": "oci"}``)
+placing an order reserves its units at the order's location (ATF = on hand − reserved − safety stock), cancelling
+or failing releases them, and shipping (the order's shipping status → shipped) fulfils them: on hand and reserved
+both go down.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from .server import HttpError, Response, route
+
+ORG = r"/checkout/orders/v1/organizations/(?P<org>[^/]+)/orders"
+OCI = r"/inventory/availability/v1/organizations/(?P<org>[^/]+)/availability-records/actions"
+STATUS_FIELDS = {"status": "status", "shipping-status": "shipping_status", "export-status": "export_status",
+                 "payment-status": "payment_status", "confirmation-status": "confirmation_status"}
+SCAPI_STATUS = {"status": ("created", "new", "completed", "cancelled", "failed", "failed_with_reopen")}
+EXPORT = ("not_exported", "exported", "ready", "failed")
+ORDER_STATUS_FILTER = ("new", "completed", "cancelled")
+_SNAKE = re.compile(r"_([a-z0-9])")
+ERR = "https://api.commercecloud.salesforce.com/documentation/error/v1/errors/"
+
+
+def problem(status: int, slug: str, title: str, detail: str) -> HttpError:
+    return HttpError(status, {"type": ERR + slug, "title": title, "detail": detail})
+
+
+def camel(key: str) -> str:
+    return key if key.startswith("c_") else _SNAKE.sub(lambda m: m.group(1).upper(), key)
+
+
+def _ms(value: str) -> str:
+    """A stored instant (microseconds) as SCAPI renders it (milliseconds)."""
+    if not value:
+        return value
+    dt = datetime.fromisoformat(value)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def scapi_view(value, key: str = ""):
+    if isinstance(value, dict):
+        return {camel(k): scapi_view(v, k) for k, v in value.items() if not k.startswith("_") and v is not None}
+    if isinstance(value, list):
+        return [scapi_view(v) for v in value]
+    if key in ("last_modified", "creation_date") and isinstance(value, str):
+        return _ms(value)
+    return value
+
+
+def _date(req, name: str) -> datetime | None:
+    value = req.q(name)
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise problem(400, "bad-request", "Bad Request", f"{name} {value!r} is not a date-time.") from None
+
+
+def _int(req, name: str, default: int, low: int, high: int | None = None) -> int:
+    raw = req.q(name)
+    try:
+        value = int(raw) if raw is not None else default
+    except ValueError:
+        raise problem(400, "bad-request", "Bad Request", f"{name} must be an integer.") from None
+    if value < low or (high is not None and value > high):
+        raise problem(400, "bad-request", "Bad Request",
+                      f"{name} must be between {low} and {high}." if high is not None else f"{name} must be ≥ {low}.")
+    return value
+
+
+class ScapiRoutes:
+    """Mixed into the SFCC emulator; uses its lock, tokens, orders and ``_set_status``."""
+
+    def reset_scapi(self) -> None:
+        self.site_inventory = "lists"  # "lists" (inventory lists, OCAPI) or "oci"
+        self.oci: dict[str, dict[str, dict]] = {}  # location -> sku -> {"onHand", "reserved", "safetyStockCount", "effectiveDate"}
+        self.oci_applied: set[str] = set()  # actionRequestIds already applied
+
+    # --- auth -------------------------------------------------------------------------------------------
+    def _admin_auth(self, req, org: str, scope: str, write: bool) -> None:
+        value = req.header("Authorization")
+        token = value[7:] if value.startswith("Bearer ") else ""
+        grant = self.tokens.get(token)
+        if grant is None:
+            raise problem(401, "unauthorized", "Unauthorized", "The access token is missing, invalid or expired.")
+        granted = set(str(grant.get("scope", "")).split())
+        tenant = org.removeprefix("f_ecom_") if org.startswith("f_ecom_") else None
+        needed = {f"{scope}.rw"} if write else {scope, f"{scope}.rw"}
+        if tenant is None or f"SALESFORCE_COMMERCE_API:{tenant}" not in granted or not needed & granted:
+            raise problem(403, "forbidden", "Forbidden",
+                          f"The token's scopes do not allow this call (needs SALESFORCE_COMMERCE_API:{tenant} and "
+                          f"{' or '.join(sorted(needed))}).")
+
+    def _scapi_order(self, req) -> dict:
+        site = req.q("siteId")
+        if not site:
+            raise problem(400, "bad-request", "Bad Request", "The query parameter siteId is required.")
+        order = self.orders.get(req.params["no"])
+        if order is None or order["site_id"] != site:
+            raise problem(404, "order-not-found", "Order Not Found", f"No order with number '{req.params['no']}' was found.")
+        return order
+
+    # --- Admin Orders -----------------------------------------------------------------------------------
+    @route("GET", ORG)
+    def scapi_get_orders(self, req):
+        self._admin_auth(req, req.params["org"], "sfcc.orders", write=False)
+        site = req.q("siteId")
+        if not site:
+            raise problem(400, "bad-request", "Bad Request", "The query parameter siteId is required.")
+        limit = _int(req, "limit", 100, 1, 200)
+        offset = _int(req, "offset", 0, 0)
+        if offset + limit > 10_000:
+            raise problem(400, "bad-request", "Bad Request", "The sum of offset and limit cannot be greater than 10000.")
+        sort_by, sort_order = req.q("sortBy", "creation_date"), req.q("sortOrder", "desc")
+        if sort_by not in ("creation_date", "last_modified_date") or sort_order not in ("asc", "desc"):
+            raise problem(400, "bad-request", "Bad Request", "sortBy / sortOrder is not a valid value.")
+        filters = {}
+        for name, field, allowed, most in (("exportStatus", "export_status", EXPORT, 3),
+                                           ("status", "status", ORDER_STATUS_FILTER, 2)):
+            raw = req.q(name)
+            if raw:
+                values = [v.strip() for v in raw.split(",") if v.strip()]
+                if len(values) > most or any(v not in allowed for v in values):
+                    raise problem(400, "bad-request", "Bad Request",
+                                  f"{name} takes at most {most} of {', '.join(allowed)}.")
+                filters[field] = set(values)
+        bounds = {k: _date(req, k) for k in ("lastModifiedDateFrom", "lastModifiedDateTo", "creationDateFrom", "creationDateTo")}
+        with self.lock:
+            docs = [scapi_view(o) for o in self.orders.values() if o["site_id"] == site
+                    and all(o[f] in vals for f, vals in filters.items())]
+        def at(doc, key):
+            return datetime.fromisoformat(doc[key])
+        for key, field, lower in (("lastModifiedDateFrom", "lastModified", True), ("lastModifiedDateTo", "lastModified", False),
+                                  ("creationDateFrom", "creationDate", True), ("creationDateTo", "creationDate", False)):
+            if bounds[key] is not None:
+                docs = [d for d in docs if (at(d, field) >= bounds[key] if lower else at(d, field) < bounds[key])]
+        field = "lastModified" if sort_by == "last_modified_date" else "creationDate"
+        docs.sort(key=lambda d: (d[field], d["orderNo"]), reverse=sort_order == "desc")
+        return Response(200, {"data": docs[offset:offset + limit]})
+
+    @route("GET", ORG + r"/(?P<no>[^/]+)")
+    def scapi_get_order(self, req):
+        self._admin_auth(req, req.params["org"], "sfcc.orders", write=False)
+        with self.lock:
+            return Response(200, scapi_view(self._scapi_order(req)))
+
+    @route("PATCH", ORG + r"/(?P<no>[^/]+)")
+    def scapi_update_order(self, req):
+        self._admin_auth(req, req.params["org"], "sfcc.orders", write=True)
+        body = req.json()
+        if not isinstance(body, dict) or any(not k.startswith("c_") for k in body):
+            bad = [k for k in body if not k.startswith("c_")] if isinstance(body, dict) else ["(not an object)"]
+            raise problem(400, "bad-request", "Bad Request", f"OrderUpdateRequest takes only c_ properties, not {', '.join(bad)}.")
+        with self.lock:
+            order = self._scapi_order(req)
+            order.update(body)
+            order["last_modified"] = self.now()
+            self.patches.append({"order_no": order["order_no"], **body})
+        return Response(204, None)
+
+    @route("PUT", ORG + r"/(?P<no>[^/]+)/(?P<field>status|shipping-status|export-status|payment-status|confirmation-status)")
+    def scapi_order_status(self, req):
+        self._admin_auth(req, req.params["org"], "sfcc.orders", write=True)
+        body = req.json()
+        if not isinstance(body, dict) or set(body) != {"status"}:
+            raise problem(400, "bad-request", "Bad Request", "The body must be {\"status\": …} and nothing else.")
+        field = STATUS_FIELDS[req.params["field"]]
+        value = body["status"]
+        if field == "status" and value == "failed_with_reopen":
+            value = "failed"
+        with self.lock:
+            order = self._scapi_order(req)
+            try:
+                self._set_status(order, field, value)
+            except HttpError as exc:  # the emulator's OCAPI fault → the SCAPI problem document
+                fault = (exc.body or {}).get("fault") or {}
+                raise problem(400, "bad-request", "Bad Request", fault.get("message", "invalid status")) from None
+            order["last_modified"] = self.now()
+            self.patches.append({"order_no": order["order_no"], field: value})
+        return Response(204, None)
+
+    # --- OCI ----------------------------------------------------------------------------------------------
+    def _oci_view(self, location: str, sku: str, rec: dict) -> dict:
+        atf = max(0, rec["onHand"] - rec["reserved"] - rec["safetyStockCount"])
+        return {"sku": sku, "locationId": location, "onHand": rec["onHand"], "reserved": rec["reserved"],
+                "safetyStockCount": rec["safetyStockCount"], "atf": atf, "ato": atf, "effectiveDate": rec["effectiveDate"]}
+
+    @route("POST", OCI + r"/batch-update")
+    def oci_batch_update(self, req):
+        self._admin_auth(req, req.params["org"], "sfcc.inventory.availability", write=True)
+        body = req.json()
+        records = body.get("records") if isinstance(body, dict) else None
+        if not isinstance(records, list) or not records:
+            raise problem(400, "bad-request", "Bad Request", "records must be a non-empty list.")
+        if len(records) > 100:
+            raise problem(400, "bad-request", "Bad Request", "A batch update takes at most 100 records.")
+        success, failed = [], []
+        with self.lock:
+            for rec in records:
+                rid = rec.get("actionRequestId") if isinstance(rec, dict) else None
+                why = self._oci_problem(rec)
+                if why:
+                    failed.append({"actionRequestId": rid, "errorCode": why[0], "message": why[1]})
+                    continue
+                if rid in self.oci_applied:  # a replay: applied once already
+                    success.append(rid)
+                    continue
+                stored = self.oci[rec["locationIdentifier"]].setdefault(
+                    rec["stockKeepingUnit"], {"onHand": 0, "reserved": 0, "safetyStockCount": 0, "effectiveDate": ""})
+                when = datetime.fromisoformat(rec["effectiveDate"])
+                if not stored["effectiveDate"] or when >= datetime.fromisoformat(stored["effectiveDate"]):
+                    stored["onHand"] = int(rec["onHand"])
+                    if "safetyStockCount" in rec:
+                        stored["safetyStockCount"] = int(rec["safetyStockCount"])
+                    stored["effectiveDate"] = rec["effectiveDate"]
+                self.oci_applied.add(rid)
+                success.append(rid)
+        return Response(200, {"success": success, "errors": failed})
+
+    def _oci_problem(self, rec) -> tuple[str, str] | None:
+        if not isinstance(rec, dict):
+            return "INVALID_RECORD", "a record must be an object"
+        for key in ("actionRequestId", "locationIdentifier", "stockKeepingUnit", "effectiveDate"):
+            if not rec.get(key) or not isinstance(rec.get(key), str):
+                return "MISSING_FIELD", f"{key} is required"
+        on_hand = rec.get("onHand")
+        if isinstance(on_hand, bool) or not isinstance(on_hand, (int, float)) or on_hand < 0:
+            return "INVALID_QUANTITY", "onHand must be a non-negative number"
+        try:
+            datetime.fromisoformat(rec["effectiveDate"])
+        except ValueError:
+            return "INVALID_DATE", "effectiveDate must be an ISO 8601 date-time"
+        if rec["locationIdentifier"] not in self.oci:
+            return "LOCATION_NOT_FOUND", f"location {rec['locationIdentifier']!r} does not exist"
+        return None
+
+    @route("POST", OCI + r"/get-availability")
+    def oci_get_availability(self, req):
+        self._admin_auth(req, req.params["org"], "sfcc.inventory.availability", write=False)
+        body = req.json() or {}
+        skus, locations = body.get("skus") or [], body.get("locations") or []
+        if not isinstance(skus, list) or not isinstance(locations, list) or len(skus) > 100:
+            raise problem(400, "bad-request", "Bad Request", "skus (≤ 100) and locations must be lists.")
+        with self.lock:
+            out = [self._oci_view(loc, sku, self.oci[loc][sku]) for loc in locations if loc in self.oci
+                   for sku in skus if sku in self.oci[loc]]
+        return Response(200, {"records": out})
+
+    def oci_order(self, order: dict, event: str) -> None:
+        """An order's OCI reservation (caller holds the lock): ``place`` reserves, ``release`` frees, ``fulfil``
+        ships (on hand and reserved go down)."""
+        for item in order["product_items"]:
+            rec = self.oci.get(item.get("inventory_id") or "", {}).get(item["product_id"])
+            if rec is None:
+                continue
+            qty = int(item["quantity"])
+            if event == "place":
+                rec["reserved"] += qty
+            elif event == "release":
+                rec["reserved"] = max(0, rec["reserved"] - qty)
+            elif event == "fulfil":
+                rec["reserved"] = max(0, rec["reserved"] - qty)
+                rec["onHand"] = max(0, rec["onHand"] - qty)
+
+    def control_configure_site(self, payload):
+        """{"inventory": "lists" | "oci"}: whether the site sells from inventory lists (OCAPI records) or OCI."""
+        mode = payload.get("inventory", "lists")
+        if mode not in ("lists", "oci"):
+            raise problem(400, "bad-request", "Bad Request", "inventory must be lists or oci")
+        with self.lock:
+            self.site_inventory = mode
+        return {"inventory": mode}
+
+    def control_oci(self, payload):
+        """The OCI records of {"location"} (all when omitted)."""
+        with self.lock:
+            return {loc: {sku: self._oci_view(loc, sku, r) for sku, r in recs.items()} for loc, recs in self.oci.items()
+                    if not payload.get("location") or loc == payload["location"]}

@@ -1,0 +1,218 @@
+"""Salesforce B2C Commerce on the B2C Commerce API (SCAPI) + Omnichannel Inventory (OCI): ``api_family`` = ``scapi_oci``.
+
+Chosen per connection (``Connection.options["api_family"]``; :class:`connectors.sfcc.SFCCConnector` builds this
+class when it says ``scapi_oci``). Everything the hub does with an order after reading it (channel, lines,
+store-shipped fulfilments, the hub's marker) is the OCAPI connector's: SCAPI's camelCase order document is
+turned into the OCAPI shape (:func:`to_ocapi`) first.
+
+- auth: Account Manager client-credentials grant as for OCAPI, with the Admin API scopes: the tenant scope
+  ``SALESFORCE_COMMERCE_API:<tenant>`` (``<tenant>`` = ``organization_id`` without ``f_ecom_``) plus ``sfcc.orders.rw``
+  and the OCI scope (``sfcc.inventory.availability.rw``) — "Authorization for Admin APIs" guide; option ``scope``
+  overrides. ``Connection.base_url`` = ``https://<shortCode>.api.commercecloud.salesforce.com``.
+- orders: Admin Orders API 1.5 (commerce-sdk ``apis/orders-oas-1.5.2``). ``getOrders``
+  ``GET /checkout/orders/v1/organizations/{org}/orders?siteId=…&lastModifiedDateFrom=…&sortBy=last_modified_date
+  &sortOrder=asc&exportStatus=ready,exported,failed&limit=…&offset=…``: limit ≤ 200, offset + limit ≤ 10,000, the
+  answer is ``{"data": [...]}`` without a total. The window moves instead of the offset: the cursor is
+  ``<lastModified>|<orderNo>,<orderNo>…`` (the orders already seen at that instant), the next call starts at that
+  instant, so neither offsets past 10,000 nor ties at the boundary lose or repeat an order. ``not_exported`` orders
+  are not read (never capturable); ``exported`` / ``failed`` are, so cancellations and store shipments of orders the
+  hub already has still arrive. Capture gating as OCAPI: status new / completed and exportStatus ready.
+- export handshake: ``PUT …/orders/{orderNo}/export-status`` ``{"status": "exported" | "failed"}`` (204).
+- shipped: ``PATCH …/orders/{orderNo}`` with the ``c_`` tracking / carrier / marker attributes (OrderUpdateRequest
+  takes only ``c_`` properties; 204), then ``PUT …/orders/{orderNo}/shipping-status`` ``{"status": "shipped"}``.
+- stock: OCI availability batch update, ``POST /inventory/availability/v1/organizations/{org}/availability-records/
+  actions/batch-update`` with ≤ 100 records ``{"actionRequestId", "locationIdentifier", "stockKeepingUnit",
+  "onHand", "effectiveDate"}`` (field names of the OCI "Availability Records, Batch Update" resource; Salesforce
+  recommends batchInventoryUpdate for deltas of ≤ 100 SKUs and the Impex file import for full loads — "Inventory
+  IMPEX Best Practices"). ``Channel.external_id`` is the OCI location id. ``actionRequestId`` is idempotent: a
+  record re-sent after a lost answer carries the same id and is not applied twice. ``effectiveDate`` is the hub's
+  snapshot instant (``InventoryTarget.as_of``): OCI keeps the newest, so a late, older figure never overwrites a
+  newer one. Partial success: failed records come back in ``errors``.
+
+  Which figure OCI gets: OCI computes available-to-fulfil itself — ATF = on hand − its own reservations (made when
+  the site places an order, held until the order is fulfilled or the reservation released) − safety stock. The hub
+  therefore sends **on hand**: the master's sellable quantity at the channel's locations, *not* net of the hub's
+  reservations for orders OCI already holds — the same order subtracted by both would be oversold the other way
+  (undersold twice). The hub's reservations on an OCI channel's own orders thus mean nothing to OCI; they keep their
+  meaning for the *other* channels selling from the same shelves (a commercetools channel sharing the DC still must
+  not sell units an OCI order took). The push engine's figure includes every hub reservation, so the connector adds
+  back the units the hub holds for this storefront's own orders (``InventoryTarget.held``, filled by the push engine;
+  0 when unknown). Drift reads OCI's ATF back through ``availability-records/actions/get-availability``.
+
+Not built: the Impex full-load path (``/inventory/impex/v1``) and ``oms-status-events``; the catalogue audit
+(:meth:`list_skus`) needs the Products API and raises NotImplementedError here.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+
+from . import errors
+from .base import (
+    InventoryResult,
+    InventoryTarget,
+    Page,
+    Parcel,
+    StorefrontOrder,
+    StorefrontStock,
+)
+from .http import HttpClient, OAuthClientCredentials
+from .sfcc import SFCCConnector, hub_marker, token_url, utc_iso
+
+ORDERS = "/checkout/orders/v1/organizations/{org}/orders"
+OCI = "/inventory/availability/v1/organizations/{org}/availability-records/actions"
+MAX_LIMIT = 200
+MAX_WINDOW = 10_000  # offset + limit
+MAX_OCI_RECORDS = 100
+READ_EXPORT_STATUSES = "ready,exported,failed"  # at most three values (getOrders exportStatus)
+STATUS_ROUTES = {"status": "status", "shipping_status": "shipping-status", "export_status": "export-status",
+                 "payment_status": "payment-status", "confirmation_status": "confirmation-status"}
+_CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def snake(key: str) -> str:
+    return key if key.startswith(("c_", "_")) else _CAMEL.sub(r"_\1", key).lower()
+
+
+def to_ocapi(value):
+    """A SCAPI (camelCase) document in the OCAPI (snake_case) shape; custom ``c_`` attributes are kept as they are."""
+    if isinstance(value, dict):
+        return {snake(k): to_ocapi(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_ocapi(v) for v in value]
+    return value
+
+
+def _instant(value) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def parse_cursor(cursor: str) -> tuple[datetime | None, set[str]]:
+    ts, _, nos = (cursor or "").partition("|")
+    return _instant(ts), {n for n in nos.split(",") if n}
+
+
+class SFCCScapiConnector(SFCCConnector):
+    system_type = "sfcc"
+    api_family = "scapi_oci"
+    reserves_own_orders = True  # OCI reserves every order placed on the site until it ships
+
+    def __init__(self, connection, client=None):
+        opts = connection.options or {}
+        self.org = str(opts.get("organization_id") or "")
+        self.oci_batch = max(1, min(MAX_OCI_RECORDS, int(opts.get("oci_batch_size", MAX_OCI_RECORDS))))
+        super().__init__(connection, client)
+
+    @property
+    def tenant(self) -> str:
+        return self.org.removeprefix("f_ecom_")
+
+    def build_client(self):
+        c = self.connection
+        scope = (c.options or {}).get("scope") or f"SALESFORCE_COMMERCE_API:{self.tenant} sfcc.orders.rw sfcc.inventory.availability.rw"
+        auth = OAuthClientCredentials(token_url=token_url(c.auth_url), client_id=c.client_id, client_secret=c.get_secret(),
+                                      scope=scope, timeout=c.timeout_seconds)
+        return HttpClient.for_connection(c, auth=auth)
+
+    def _orders(self, suffix: str = "") -> str:
+        return ORDERS.format(org=self.org) + suffix
+
+    # --- orders -----------------------------------------------------------------------------------------
+    def orders_since(self, cursor: str, limit: int = 100) -> Page:
+        since, seen = parse_cursor(cursor or self.orders_start)
+        lim = max(1, min(MAX_LIMIT, limit))
+        params = {"siteId": self.site_id, "sortBy": "last_modified_date", "sortOrder": "asc",
+                  "exportStatus": READ_EXPORT_STATUSES, "limit": lim}
+        if since:
+            params["lastModifiedDateFrom"] = utc_iso(since)
+        offset, out, has_more = 0, [], False
+        while True:
+            if offset + lim > MAX_WINDOW:  # the window is full: the next call starts from the last order read
+                has_more = True
+                break
+            data = self.client.get(self._orders(), params={**params, "offset": offset}).json().get("data") or []
+            offset += len(data)
+            has_more = len(data) == lim
+            for doc in data:
+                at = _instant(doc.get("lastModified"))
+                if since and at is not None and (at < since or (at == since and str(doc.get("orderNo")) in seen)):
+                    continue
+                out.append(doc)
+            if out or not has_more:
+                break
+        if not out:
+            return Page([], cursor or "", has_more)
+        last_at = out[-1].get("lastModified", "")
+        same = {str(d.get("orderNo")) for d in out if d.get("lastModified") == last_at}
+        if since and _instant(last_at) == since:
+            same |= seen
+        return Page([self._to_order(to_ocapi(d)) for d in out], f"{last_at}|{','.join(sorted(same))}", has_more)
+
+    def get_order(self, external_id: str) -> StorefrontOrder:
+        return self._to_order(to_ocapi(self.client.get(self._orders(f"/{external_id}"), params={"siteId": self.site_id}).json()))
+
+    def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None) -> int | None:
+        tracking = ",".join(p.tracking_number for p in parcels if p.tracking_number)
+        body = {self.tracking_attr: tracking, self.carrier_attr: ",".join(dict.fromkeys(p.carrier for p in parcels if p.carrier)),
+                self.marker_attr: hub_marker(tracking)}
+        urls = ",".join(p.tracking_url for p in parcels if p.tracking_url)
+        if urls:
+            body["c_trackingUrls"] = urls
+        self.client.request("PATCH", self._orders(f"/{external_id}"), params={"siteId": self.site_id}, json=body)
+        self.set_order_status(external_id, "shipping_status", "shipped")
+        return None
+
+    def set_order_status(self, order_no: str, field: str, value: str) -> None:
+        self.client.request("PUT", self._orders(f"/{order_no}/{STATUS_ROUTES[field]}"), params={"siteId": self.site_id},
+                            json={"status": value})
+
+    def list_skus(self):
+        raise NotImplementedError("the catalogue audit needs the SCAPI Products API, not built for api_family scapi_oci")
+
+    # --- stock (OCI) ------------------------------------------------------------------------------------
+    def set_stock(self, targets: list[InventoryTarget]) -> list[InventoryResult]:
+        latest = {(t.channel_ref, t.sku): t for t in targets}  # a repeated pair: the last target wins
+        items = list(latest.values())
+        ids = {id(t): str(uuid.uuid4()) for t in items}  # one actionRequestId per record, kept across retries
+        results: list[InventoryResult] = []
+        for start in range(0, len(items), self.oci_batch):
+            chunk = items[start:start + self.oci_batch]
+            records = [{"actionRequestId": ids[id(t)], "locationIdentifier": t.channel_ref, "stockKeepingUnit": t.sku,
+                        "onHand": int(t.quantity) + int(t.held or 0), "effectiveDate": utc_iso(t.as_of)}
+                       for t in chunk]
+            answer = self.client.post(OCI.format(org=self.org) + "/batch-update", json={"records": records},
+                                      retry_conflicts=True).json()
+            failed = {str(e.get("actionRequestId")): e for e in answer.get("errors") or [] if isinstance(e, dict)}
+            for t, rec in zip(chunk, records):
+                err = failed.get(rec["actionRequestId"])
+                if err is None:
+                    results.append(InventoryResult(t.sku, t.channel_ref, t.quantity, None, f"{t.channel_ref}/{t.sku}"))
+                else:
+                    results.append(InventoryResult(t.sku, t.channel_ref, t.quantity, None, "", ok=False,
+                                                   error=_oci_error(err, t)))
+        return results
+
+    def get_stock(self, skus: list[str], channel_ref: str) -> list[StorefrontStock]:
+        """OCI's own available-to-fulfil for the location (what the site sells), for the drift check."""
+        out = []
+        skus = list(dict.fromkeys(skus))
+        for start in range(0, len(skus), self.oci_batch):
+            body = self.client.post(OCI.format(org=self.org) + "/get-availability",
+                                    json={"skus": skus[start:start + self.oci_batch], "locations": [channel_ref]}).json()
+            for rec in body.get("records") or []:
+                if rec.get("locationId") == channel_ref and rec.get("sku"):
+                    out.append(StorefrontStock(str(rec["sku"]), channel_ref, int(rec.get("atf") or 0), None,
+                                               f"{channel_ref}/{rec['sku']}"))
+        return out
+
+
+def _oci_error(err: dict, t: InventoryTarget) -> errors.ConnectorError:
+    code = str(err.get("errorCode") or err.get("code") or "")
+    msg = f"OCI record {t.channel_ref}/{t.sku}: {code}: {err.get('message', '')}"
+    if code in ("LOCATION_NOT_FOUND", "SKU_NOT_FOUND"):
+        return errors.NotFoundError(msg, body=err, system="sfcc")
+    return errors.BadDataError(msg, body=err, system="sfcc")

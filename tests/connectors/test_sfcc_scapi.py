@@ -1,0 +1,169 @@
+"""SFCC on the B2C Commerce API (Admin Orders) + Omnichannel Inventory, against the SFCC emulator over real HTTP."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from connectors import errors
+from connectors.base import InventoryTarget, Parcel
+from connectors.registry import get_connector
+from connectors.sfcc import SFCCConnector
+from connectors.sfcc_scapi import MAX_WINDOW, SFCCScapiConnector
+
+from .conftest import control
+
+ORDERS = "/checkout/orders/v1/organizations/f_ecom_zzxy_prd/orders"
+
+
+def _orders(sandbox, n, **extra):
+    return control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}], **extra}
+                                                         for _ in range(n)]})["ids"]
+
+
+def _raw(scapi, method, path, **kw):
+    return scapi.client.request(method, path, ok=range(200, 600), retries=0, **kw)
+
+
+def test_api_family_picks_the_connector(scapi_conn, sf_conn):
+    assert isinstance(get_connector(scapi_conn, fresh=True), SFCCScapiConnector)
+    assert type(get_connector(sf_conn, fresh=True)).__name__ == "SFCCConnector"
+    scapi_conn.options = {**scapi_conn.options, "api_family": "graphql"}
+    with pytest.raises(errors.PermanentError):
+        get_connector(scapi_conn, fresh=True)
+
+
+def test_orders_page_by_moving_the_window_and_map_like_ocapi(scapi, sandbox):
+    ids = _orders(sandbox, 7, gift_message="Hi", delivery_notes="Back door", custom_fields={"giftWrap": True})
+    seen, cursor, calls = [], "", 0
+    while True:
+        page = scapi.orders_since(cursor, limit=3)
+        seen += page.items
+        cursor, calls = page.cursor, calls + 1
+        if not page.has_more:
+            break
+    assert [o.external_id for o in seen] == ids and calls >= 3
+    first = seen[0]
+    assert first.channel_ref == "inv_uk" and first.lines[0].sku == "SF-001" and first.gift_message == "Hi"
+    assert first.delivery_notes == "Back door" and first.custom_fields == {"giftWrap": True}
+    assert first.shipping_address.city == "London" and first.capturable and first.awaiting_export
+    again = scapi.orders_since(cursor)
+    assert again.items == [] and again.cursor == cursor
+    scapi.mark_shipped(ids[3], [Parcel("DPD", "TRK-1")])  # a change brings the order back once
+    assert [o.external_id for o in scapi.orders_since(cursor).items] == [ids[3]]
+
+
+def test_orders_sharing_one_instant_are_neither_lost_nor_repeated(scapi, sandbox):
+    emu = sandbox.emulators["sfcc"]
+    ids = _orders(sandbox, 5)
+    with emu.lock:  # five orders modified in the same millisecond
+        for no in ids:
+            emu.orders[no]["last_modified"] = "2026-01-01T00:00:00.000000Z"
+    got, cursor = [], ""
+    for _ in range(6):
+        page = scapi.orders_since(cursor, limit=2)
+        got += [o.external_id for o in page.items]
+        cursor = page.cursor
+        if not page.has_more and not page.items:
+            break
+    assert sorted(got) == sorted(ids) and len(got) == len(set(got))
+
+
+def test_getorders_limits_are_the_specs(scapi, sandbox):
+    for params in ({"siteId": "RefArch", "limit": 201}, {"siteId": "RefArch", "limit": 0},
+                   {"siteId": "RefArch", "limit": 200, "offset": MAX_WINDOW - 199}, {"limit": 5},
+                   {"siteId": "RefArch", "exportStatus": "ready,exported,failed,not_exported"},
+                   {"siteId": "RefArch", "sortBy": "orderNo"}):
+        r = _raw(scapi, "GET", ORDERS, params=params)
+        assert r.status_code == 400 and {"type", "title", "detail"} <= set(r.json()), (params, r.text)
+    assert _raw(scapi, "GET", ORDERS, params={"siteId": "RefArch", "limit": 200, "offset": MAX_WINDOW - 200}).status_code == 200
+    assert _raw(scapi, "GET", ORDERS + "/nope", params={"siteId": "RefArch"}).status_code == 404
+
+
+def test_not_exported_orders_are_not_read_and_created_ones_not_capturable(scapi, sandbox):
+    ready, created, held = _orders(sandbox, 1) + _orders(sandbox, 1, status="created") + _orders(sandbox, 1, export_status="not_exported")
+    by = {o.external_id: o for o in scapi.orders_since("").items}
+    assert held not in by and by[ready].capturable and not by[created].capturable
+
+
+def test_shipped_and_export_status_land(scapi, sandbox):
+    a, b = _orders(sandbox, 2)
+    scapi.mark_shipped(a, [Parcel("DPD", "TRK-9", "https://t/9")])
+    scapi.mark_exported(a, True)
+    scapi.mark_exported(b, False)
+    state = control(sandbox, "state")["orders"]
+    assert state[a]["shipping_status"] == "shipped" and state[a]["tracking"] == ["TRK-9"] and state[a]["hub_marker"].startswith("hub-")
+    assert (state[a]["export_status"], state[b]["export_status"]) == ("exported", "failed")
+    r = _raw(scapi, "PATCH", ORDERS + f"/{a}", params={"siteId": "RefArch"}, json={"shippingStatus": "shipped"})
+    assert r.status_code == 400  # OrderUpdateRequest takes only c_ properties
+    r = _raw(scapi, "PUT", ORDERS + f"/{a}/shipping-status", params={"siteId": "RefArch"}, json={"status": "delivered"})
+    assert r.status_code == 400
+    with pytest.raises(errors.NotFoundError):
+        scapi.mark_exported("99999999", True)
+
+
+def test_admin_scopes_are_checked(scapi_conn, sandbox):
+    from django.core.cache import cache
+
+    cache.clear()
+    scapi_conn.options = {**scapi_conn.options, "scope": "sfcc.orders.rw"}  # no tenant scope
+    c = SFCCConnector(scapi_conn)
+    with pytest.raises(errors.PermanentError):
+        c.orders_since("")
+    cache.clear()
+    scapi_conn.options = {**scapi_conn.options, "scope": "SALESFORCE_COMMERCE_API:zzxy_prd sfcc.orders"}  # read only
+    c = SFCCConnector(scapi_conn)
+    no = _orders(sandbox, 1)[0]
+    assert c.get_order(no).external_id == no
+    with pytest.raises(errors.PermanentError):
+        c.mark_exported(no, True)
+
+
+# --- OCI stock --------------------------------------------------------------------------------------------
+def test_oci_gets_on_hand_and_computes_atf_with_its_own_reservations(scapi, sandbox):
+    now = datetime.now(UTC)
+    results = scapi.set_stock([InventoryTarget(s, "inv_uk", 10, as_of=now) for s in ("SF-001", "SF-002")])
+    assert all(r.ok for r in results)
+    _orders(sandbox, 2)  # the site reserves 2 × SF-001 in OCI
+    oci = control(sandbox, "oci", {"location": "inv_uk"})["inv_uk"]
+    assert (oci["SF-001"]["onHand"], oci["SF-001"]["reserved"], oci["SF-001"]["atf"]) == (10, 2, 8)
+    assert {s.sku: s.quantity for s in scapi.get_stock(["SF-001", "SF-002", "NOPE"], "inv_uk")} == {"SF-001": 8, "SF-002": 10}
+    assert control(sandbox, "state")["inventory"]["inv_uk"]["SF-001"] == 8
+
+
+def test_oci_keeps_the_newest_figure_and_applies_a_record_once(scapi, sandbox):
+    now = datetime.now(UTC)
+    scapi.set_stock([InventoryTarget("SF-003", "inv_uk", 7, as_of=now)])
+    scapi.set_stock([InventoryTarget("SF-003", "inv_uk", 2, as_of=now - timedelta(seconds=5))])  # late and older
+    assert control(sandbox, "oci", {"location": "inv_uk"})["inv_uk"]["SF-003"]["onHand"] == 7
+    url = f"{sandbox.url}/sfcc/inventory/availability/v1/organizations/f_ecom_zzxy_prd/availability-records/actions/batch-update"
+    token = scapi.client.request("POST", "/inventory/availability/v1/organizations/f_ecom_zzxy_prd/availability-records/actions/"
+                                 "get-availability", json={"skus": [], "locations": []}).request.headers["Authorization"]
+    rec = {"actionRequestId": "req-1", "locationIdentifier": "inv_uk", "stockKeepingUnit": "SF-004", "onHand": 5,
+           "effectiveDate": (now + timedelta(seconds=1)).isoformat()}
+    for _ in range(2):  # the same request replayed: applied once
+        assert requests.post(url, json={"records": [rec]}, headers={"Authorization": token}, timeout=5).status_code == 200
+    control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-004", "quantity": 1}]}]})
+    rec2 = {**rec, "onHand": 9}  # same id, new figure: still the first application only
+    requests.post(url, json={"records": [rec2]}, headers={"Authorization": token}, timeout=5)
+    assert control(sandbox, "oci", {"location": "inv_uk"})["inv_uk"]["SF-004"]["onHand"] == 5
+    r = requests.post(url, json={"records": [rec] * 101}, headers={"Authorization": token}, timeout=5)
+    assert r.status_code == 400
+
+
+def test_oci_record_errors_are_per_record(scapi, sandbox):
+    results = scapi.set_stock([InventoryTarget("SF-005", "inv_uk", 3), InventoryTarget("SF-005", "nowhere", 3),
+                               InventoryTarget("SF-006", "inv_uk", -1)])
+    by = {(r.sku, r.channel_ref): r for r in results}
+    assert by[("SF-005", "inv_uk")].ok
+    assert isinstance(by[("SF-005", "nowhere")].error, errors.NotFoundError)
+    assert isinstance(by[("SF-006", "inv_uk")].error, errors.BadDataError)
+
+
+def test_oci_batches_are_at_most_100_records(scapi, sandbox):
+    emu = sandbox.emulators["sfcc"]
+    before = sum(v for k, v in emu.stats.by_route.items() if "batch-update" in k)
+    targets = [InventoryTarget(f"SF-{i:03d}", "inv_uk", i) for i in range(1, 121)]
+    assert all(r.ok for r in scapi.set_stock(targets))
+    assert sum(v for k, v in emu.stats.by_route.items() if "batch-update" in k) - before == 2

@@ -1,0 +1,64 @@
+"""Contract: Salesforce's own B2C Commerce client — the ``commerce-sdk`` npm package (its ``Orders`` class is the
+SCAPI Admin Orders API, generated from ``apis/orders-oas-1.5.2``) — against the SFCC sandbox, for the SCAPI
+routes the connector uses: getOrders (lastModifiedDateFrom, sortBy/sortOrder, exportStatus, limit/offset),
+getOrder, updateOrder (c_ attributes), updateOrderShippingStatus, updateOrderExportStatus, and the spec's limits
+(limit ≤ 200, offset + limit ≤ 10,000, 404 for an unknown order). The package is installed by ``./hub test``
+from ``tests/contract/package-lock.json`` (``npm ci``) when node is on the machine; without it the test is skipped
+and says why."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+HERE = Path(__file__).parent
+SCRIPT = HERE / "sfcc_orders_client.js"
+ORG, SITE = "f_ecom_zzxy_prd", "RefArch"
+
+pytestmark = pytest.mark.skipif(not shutil.which("node") or not (HERE / "node_modules" / "commerce-sdk").is_dir(),
+                                reason="node or tests/contract/node_modules/commerce-sdk missing (./hub test runs npm ci)")
+
+
+def control(sandbox, action, payload=None):
+    r = requests.post(f"{sandbox.url}/_sandbox/sfcc/{action}", json=payload or {}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_commerce_sdk_orders_client_against_the_sandbox(sandbox):
+    control(sandbox, "configure_client", {"client_id": "sdk-client", "client_secret": "sdk-secret"})
+    control(sandbox, "seed_catalog", {"channels": ["inv_uk"], "skus": ["SF-001"], "quantity": 5})
+    no = control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 2}],
+                                                        "gift_message": "Hi"}]})["ids"][0]
+    token = requests.post(f"{sandbox.url}/sfcc/dwsso/oauth2/access_token", auth=("sdk-client", "sdk-secret"), timeout=5,
+                          data={"grant_type": "client_credentials",
+                                "scope": "SALESFORCE_COMMERCE_API:zzxy_prd sfcc.orders.rw"}).json()["access_token"]
+    args = {"baseUri": f"{sandbox.url}/sfcc/checkout/orders/v1", "token": token, "organizationId": ORG, "siteId": SITE,
+            "since": "2000-01-01T00:00:00.000Z", "orderNo": no}
+    proc = subprocess.run(["node", str(SCRIPT), json.dumps(args)], cwd=HERE, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    res = {r["call"]: r for r in json.loads(proc.stdout)}
+
+    got = res["getOrders"]
+    assert got["ok"], got
+    [order] = [o for o in got["data"]["data"] if o["orderNo"] == no]
+    assert set(got["data"]) == {"data"}  # OrdersResponse: additionalProperties false
+    assert order["status"] == "new" and order["exportStatus"] == "ready" and order["siteId"] == SITE
+    item = order["productItems"][0]
+    assert (item["productId"], item["quantity"], item["shipmentId"]) == ("SF-001", 2, "me")
+    assert order["shipments"][0]["shippingAddress"]["postalCode"] and order["lastModified"].endswith("Z")
+    assert res["getOrder"]["ok"], {k: v.get("error") for k, v in res.items() if not v["ok"]}
+    assert res["getOrder"]["data"]["orderNo"] == no
+    for call in ("updateOrder", "updateOrderShippingStatus", "updateOrderExportStatus"):
+        assert res[call]["ok"], res[call]  # 204, no body
+    after = res["getOrder:after"]["data"]
+    assert after["shippingStatus"] == "shipped" and after["exportStatus"] == "exported"
+    assert after["c_trackingNumbers"] == "SDK-TRK-1" and after["c_carrier"] == "DPD"
+    for call, status in (("getOrders:limit201", 400), ("getOrders:window", 400), ("getOrder:missing", 404)):
+        r = res[call]
+        assert not r["ok"] and r["status"] == status, r
+        assert {"type", "title", "detail"} <= set(r["body"] or {}), r  # RFC 7807 ErrorResponse
