@@ -23,6 +23,7 @@ Retrying a POST is only safe when the target deduplicates it: callers send an id
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import logging
 import random
 import re
@@ -191,7 +192,9 @@ class OAuthClientCredentials(CachedTokenAuth):
 
     @property
     def cache_key(self) -> str:
-        return f"hub:oauth:{self.token_url}:{self.client_id}:{self.scope}"
+        # hashed: URLs and space-separated scopes are not portable cache-key characters (memcached)
+        digest = hashlib.sha256(f"{self.token_url}\n{self.client_id}\n{self.scope}".encode()).hexdigest()[:32]
+        return f"hub:oauth:{digest}"
 
     def fetch(self, session: requests.Session) -> requests.Response:
         data = {"grant_type": "client_credentials", **self.extra}
