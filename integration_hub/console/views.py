@@ -41,10 +41,6 @@ class DashboardView(PermissionRequired, TemplateView):
     def get_context_data(self, **kwargs):
         ctx = super().get_context_data(**kwargs)
         ctx["d"] = services.dashboard(self.request.user)
-        # tiles, charts, progress bars: templates/monitoring/_live.html
-        from integration_hub.monitoring.dashboard import live
-
-        ctx["live"] = live(self.request.user, self.request.GET.get("range", "hour"))
         return ctx
 
 
