@@ -116,13 +116,14 @@ def _svg(title: str, lines: list[tuple[str, list]], range_name: str) -> str:
     style = Style(background="transparent", plot_background="#ffffff", foreground="#1c2433",
                   foreground_strong="#1c2433", foreground_subtle="#e2e6ee", font_family="system-ui, sans-serif",
                   colors=("#2457d6", "#c53030", "#1f8a4c", "#b7791f", "#6b46c1", "#2b6cb0", "#8b1a1a"),
-                  label_font_size=11, major_label_font_size=11, legend_font_size=11, title_font_size=13)
+                  label_font_size=11, major_label_font_size=11, legend_font_size=11, title_font_size=13,
+                  no_data_font_size=16)
     fmt = "%H:%M" if range_name != "week" else "%a %H:%M"
     chart = pygal.DateTimeLine(width=640, height=260, style=style, js=[], disable_xml_declaration=True,
                                show_dots=False, fill=False, legend_at_bottom=True, legend_at_bottom_columns=4,
                                x_value_formatter=lambda dt: dt.strftime(fmt), x_label_rotation=0,
                                show_minor_x_labels=False, truncate_legend=-1, no_data_text="no samples yet",
-                               margin=8, explicit_size=False)
+                               margin=8, margin_bottom=28, explicit_size=False)
     chart.title = None
     chart.add_xml_filter(_without_scripts)
     for label, points in lines:

@@ -96,10 +96,9 @@ def test_progress_bar_fed_by_the_task():
         p.advance(150, force=True)
     (row,) = progress.current()
     assert row.finished_at is not None and row.percent == 100
-    with pytest.raises(RuntimeError):
-        with progress.track("resync:x", "Resync", total=5):
-            raise RuntimeError("master down")
-    failed = [r for r in progress.current() if r.key == "resync:x"][0]
+    with pytest.raises(RuntimeError), progress.track("resync:x", "Resync", total=5):
+        raise RuntimeError("master down")
+    failed = next(r for r in progress.current() if r.key == "resync:x")
     assert failed.error == "master down" and failed.finished_at
 
 
