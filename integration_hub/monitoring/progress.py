@@ -25,6 +25,12 @@ class Tracker:
         self.row = row
         self._last_write = 0.0
 
+    def finish(self, error: str = "") -> None:
+        now = timezone.now()
+        total = self.row.total if self.row.total is not None else self.row.done
+        TaskProgress.objects.filter(pk=self.row.pk).update(done=self.row.done, total=total, finished_at=now,
+                                                           updated_at=now, error=error[:300])
+
     def advance(self, n: int = 1, total: int | None = None, force: bool = False) -> None:
         self.row.done += n
         if total is not None:
@@ -36,21 +42,24 @@ class Tracker:
                                                                updated_at=timezone.now())
 
 
-@contextlib.contextmanager
-def track(key: str, label: str, total: int | None = None):
+def start(key: str, label: str, total: int | None = None) -> "Tracker":
+    """For loops that cannot sit in a ``with``: ``p = start(...)``, ``p.advance()``, ``p.finish()``."""
     now = timezone.now()
     row, _ = TaskProgress.objects.update_or_create(key=key, defaults={
         "label": label[:200], "done": 0, "total": total, "started_at": now, "updated_at": now,
         "finished_at": None, "error": ""})
-    tracker = Tracker(row)
+    return Tracker(row)
+
+
+@contextlib.contextmanager
+def track(key: str, label: str, total: int | None = None):
+    tracker = start(key, label, total)
     try:
         yield tracker
     except BaseException as exc:
-        TaskProgress.objects.filter(pk=row.pk).update(done=row.done, finished_at=timezone.now(), updated_at=timezone.now(),
-                                                      error=(str(exc) or type(exc).__name__)[:300])
+        tracker.finish(error=str(exc) or type(exc).__name__)
         raise
-    TaskProgress.objects.filter(pk=row.pk).update(done=row.done, total=row.total if row.total is not None else row.done,
-                                                  finished_at=timezone.now(), updated_at=timezone.now())
+    tracker.finish()
 
 
 def current(now=None) -> list[TaskProgress]:
@@ -60,6 +69,7 @@ def current(now=None) -> list[TaskProgress]:
     from django.db.models import Q
 
     now = now or timezone.now()
-    return list(TaskProgress.objects.filter(Q(finished_at__isnull=True) |
+    # a running row not updated for an hour belongs to a worker that died: not shown
+    return list(TaskProgress.objects.filter(Q(finished_at__isnull=True, updated_at__gte=now - timedelta(hours=1)) |
                                             Q(finished_at__gte=now - timedelta(seconds=SHOW_FINISHED_FOR)))
                 .order_by("-started_at")[:10])

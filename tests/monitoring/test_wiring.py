@@ -1,0 +1,37 @@
+"""Monitoring's place in the hub: beat jobs installed by setup_beat, the resync task feeding its progress bar."""
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def test_setup_beat_installs_the_monitoring_jobs():
+    from django.core.management import call_command
+    from django_celery_beat.models import PeriodicTask
+
+    call_command("setup_beat")
+    tasks = dict(PeriodicTask.objects.values_list("task", "interval__every"))
+    assert tasks["monitoring.tick"] == 60 and tasks["monitoring.deliver_due"] == 30
+
+
+def test_full_resync_feeds_its_progress_bar(w, monkeypatch):
+    from integration_hub.inventory import services, tasks
+    from integration_hub.monitoring.models import TaskProgress
+
+    seen = []
+
+    class Res:
+        def as_dict(self):
+            return {}
+
+    def fake_resync(conn):
+        row = TaskProgress.objects.get(key="stock-resync")
+        seen.append((row.done, row.total, row.finished_at))
+        return Res()
+
+    monkeypatch.setattr(services, "resync_master", fake_resync)
+    tasks.resync_masters()
+    assert seen == [(0, 1, None)]
+    row = TaskProgress.objects.get(key="stock-resync")
+    assert (row.done, row.total) == (1, 1) and row.finished_at is not None
