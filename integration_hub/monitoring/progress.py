@@ -42,7 +42,7 @@ class Tracker:
                                                                updated_at=timezone.now())
 
 
-def start(key: str, label: str, total: int | None = None) -> "Tracker":
+def start(key: str, label: str, total: int | None = None) -> Tracker:
     """For loops that cannot sit in a ``with``: ``p = start(...)``, ``p.advance()``, ``p.finish()``."""
     now = timezone.now()
     row, _ = TaskProgress.objects.update_or_create(key=key, defaults={
