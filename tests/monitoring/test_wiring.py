@@ -35,3 +35,22 @@ def test_full_resync_feeds_its_progress_bar(w, monkeypatch):
     assert seen == [(0, 1, None)]
     row = TaskProgress.objects.get(key="stock-resync")
     assert (row.done, row.total) == (1, 1) and row.finished_at is not None
+
+
+def test_setup_alerts_installs_the_shipped_rules_once_and_keeps_edits():
+    from django.core.management import call_command
+
+    from integration_hub.core.models import AuditEntry
+    from integration_hub.monitoring import figures
+    from integration_hub.monitoring.defaults import DEFAULT_RULES
+    from integration_hub.monitoring.models import AlertRule
+
+    call_command("setup_alerts")
+    assert AlertRule.objects.count() == len(DEFAULT_RULES)
+    assert all(r.figure in figures.FIGURES for r in AlertRule.objects.all())
+    assert AuditEntry.objects.filter(source="setup_alerts").count() == len(DEFAULT_RULES)
+    AlertRule.objects.filter(name="Connection failing").update(threshold=5)
+    AlertRule.objects.filter(name="Stock pushes stuck").delete()
+    call_command("setup_alerts")
+    assert AlertRule.objects.get(name="Connection failing").threshold == 5
+    assert AlertRule.objects.count() == len(DEFAULT_RULES)
