@@ -1,6 +1,7 @@
 """The live part of the dashboard: per-flow health tiles coloured by the open alert firings, charts over the
 last hour / day / week from the sampled figures, and progress bars of long work. A fixed number of queries
-(tiles 1, charts 1, progress 1) whatever the data size; sections only for roles allowed to see them.
+(tiles 1, charts 1 — rendered at most every ``CHART_CACHE_SECONDS`` and shared —, progress 1) whatever the data
+size; sections only for roles allowed to see them.
 
 Charts are server-rendered SVG drawn with pygal (https://www.pygal.org/, a pip dependency): no script runs
 in the page for them (pygal's tooltip script is switched off, ``js=[]``, and its inline config script removed), so a strict CSP
@@ -100,6 +101,17 @@ def _series(pairs, since, hourly: bool):
     return out
 
 
+MAX_POINTS = 240  # per line: more is not visible at this size and costs rendering time
+
+
+def thin(points: list[tuple], max_points: int = MAX_POINTS) -> list[tuple]:
+    """At most ``max_points`` points: consecutive runs collapse to their worst (highest) value."""
+    if len(points) <= max_points:
+        return points
+    size = -(-len(points) // max_points)
+    return [(chunk[-1][0], max(v for _, v in chunk)) for chunk in (points[i:i + size] for i in range(0, len(points), size))]
+
+
 def _without_scripts(root):
     """pygal always writes its config as an inline ``<script>``; the dashboard runs no chart script (CSP)."""
     for parent in list(root.iter()):
@@ -127,20 +139,30 @@ def _svg(title: str, lines: list[tuple[str, list]], range_name: str) -> str:
     chart.title = None
     chart.add_xml_filter(_without_scripts)
     for label, points in lines:
-        chart.add(label, [(at, v) for at, v in points])
+        chart.add(label, thin(points))
     return chart.render(is_unicode=True)
 
 
+CHART_CACHE_SECONDS = 30  # samples arrive once a minute; every viewer within this shares one rendering
+
+
 def charts(user, range_name: str, now=None) -> list[Chart]:
-    now = now or timezone.now()
-    since = now - RANGES[range_name]
+    from django.core.cache import cache
+
     wanted = [c for c in CHARTS if user.has_perm(c[2])]
-    pairs = [(f, k) for c in wanted for f, k, _ in c[3]]
-    if not pairs:
+    if not wanted:
         return []
-    data = _series(pairs, since, range_name in HOURLY)
-    return [Chart(slug, title, _svg(title, [(label, data[(f, k)]) for f, k, label in lines], range_name))
-            for slug, title, _, lines in wanted]
+    cache_key = f"monitoring:charts:{range_name}:{','.join(c[0] for c in wanted)}"
+    cached = cache.get(cache_key) if now is None else None
+    if cached is not None:
+        return cached
+    now = now or timezone.now()
+    pairs = [(f, k) for c in wanted for f, k, _ in c[3]]
+    data = _series(pairs, now - RANGES[range_name], range_name in HOURLY)
+    out = [Chart(slug, title, _svg(title, [(label, data[(f, k)]) for f, k, label in lines], range_name))
+           for slug, title, _, lines in wanted]
+    cache.set(cache_key, out, CHART_CACHE_SECONDS)
+    return out
 
 
 def live(user, range_name: str = "hour") -> dict:

@@ -17,6 +17,15 @@ from .conftest import make_rule
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _no_chart_cache():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 def _samples(n_minutes: int):
     now = timezone.now()
     rows = []
@@ -32,7 +41,10 @@ def _samples(n_minutes: int):
 
 
 def count(client, url):
+    from django.core.cache import cache
     from django.db import connection
+
+    cache.clear()  # count the charts' own query, not a shared rendering
     from django.test.utils import CaptureQueriesContext
 
     with CaptureQueriesContext(connection) as ctx:
@@ -132,3 +144,24 @@ def test_console_dashboard_includes_the_live_part(role_client):
     assert 'hx-get="/monitoring/live/?range=hour"' in html and 'hx-trigger="load"' in html
     assert "django_htmx/htmx-2.min.js" in html and "monitoring/monitoring.css" in html
     assert not re.search(r"<script(?![^>]*\bsrc=)", html)  # every script is a static file
+
+
+def test_long_series_are_thinned_to_their_worst_values():
+    from integration_hub.monitoring.dashboard import thin
+
+    pts = [(i, i % 10) for i in range(1000)]
+    out = thin(pts, 100)
+    assert len(out) == 100 and all(v == 9 for _, v in out)
+    assert thin(pts[:50], 100) == pts[:50]
+
+
+def test_charts_are_rendered_once_for_every_viewer_within_the_cache_window(role_client):
+    client = role_client("ops")
+    _samples(3)
+    first = count(client, "/monitoring/live/")
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        client.get("/monitoring/live/")
+    assert len(ctx.captured_queries) == first - 1  # the samples query is skipped
