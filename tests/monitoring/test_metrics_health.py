@@ -116,3 +116,26 @@ def test_sentry_only_with_dsn_and_package(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "sentry_sdk", FakeSdk)
     assert sentry.init_from_env({"SENTRY_DSN": "https://k@sentry.example.com/1"}) is True
     assert calls[0]["dsn"] == "https://k@sentry.example.com/1" and calls[0]["send_default_pii"] is False
+
+
+def test_metrics_cost_a_fixed_number_of_queries(client, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from integration_hub.monitoring import rules
+    from tests.monitoring.conftest import make_rule
+
+    settings.HUB = {**settings.HUB, "METRICS_TOKEN": "t0ken"}
+    w = f.world()
+
+    def scrape():
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer t0ken").status_code == 200
+        return len(ctx.captured_queries)
+
+    small = scrape()
+    f.pushes(w, f.items(200))
+    for i in range(5):
+        make_rule(name=f"r{i}", key="*", threshold=0)
+    rules.evaluate({("push_queue_depth", "web"): 200.0, ("push_queue_depth", "app"): 3.0})
+    assert scrape() == small <= 8

@@ -172,3 +172,15 @@ def test_bad_rule_input_is_a_form_error_not_a_500(admin_client):
     resp = admin_client.post("/admin/monitoring/notificationchannel/add/", {
         "name": "hook", "kind": "webhook", "min_severity": "warning", "url": "ftp://x", "secret": ""})
     assert resp.status_code == 200 and b"errorlist" in resp.content
+
+
+def test_a_rules_channels_are_audited():
+    a = make_channel("a", "email", recipients="a@example.com")
+    b = make_channel("b", "email", recipients="b@example.com")
+    rule = make_rule(threshold=1, channels=[a])
+    rule.channels.add(b)
+    rule.channels.remove(a)
+    entries = [(e.before, e.after) for e in AuditEntry.objects.filter(
+        object_id=str(rule.pk), content_type__model="alertrule", action="update").order_by("id")]
+    assert entries == [({"channels": []}, {"channels": ["a"]}), ({"channels": ["a"]}, {"channels": ["a", "b"]}),
+                       ({"channels": ["a", "b"]}, {"channels": ["b"]})]
