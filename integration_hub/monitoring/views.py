@@ -53,14 +53,17 @@ class AlertsView(PermissionRequired, TemplateView):
         ctx = super().get_context_data(**kwargs)
         user = self.request.user
         ctx["firings"] = list(Firing.objects.select_related("rule").order_by("-started_at", "-id")[:RECENT])
-        ctx["rules"] = list(AlertRule.objects.prefetch_related("channels").order_by("name"))
+        ctx["rules"] = list(AlertRule.objects.prefetch_related("channels").order_by("name")) if user.has_perm(
+            "monitoring.view_alertrule") else []
         ctx["channels"] = list(NotificationChannel.objects.order_by("name")) if user.has_perm(
             "monitoring.view_notificationchannel") else []
         ctx["deliveries"] = list(Delivery.objects.select_related("channel", "firing").order_by("-created_at", "-id")[:RECENT]) \
             if user.has_perm("monitoring.view_delivery") else []
         ctx["can_test"] = user.has_perm("monitoring.change_notificationchannel")
-        ctx["changes"] = list(audit.recent_for_model(AlertRule)[:10]) + list(audit.recent_for_model(NotificationChannel)[:10])
-        ctx["changes"].sort(key=lambda e: (e.at, e.id), reverse=True)
+        ctx["changes"] = []
+        if user.has_perm("monitoring.view_alertrule"):
+            ctx["changes"] = list(audit.recent_for_model(AlertRule)[:10]) + list(audit.recent_for_model(NotificationChannel)[:10])
+            ctx["changes"].sort(key=lambda e: (e.at, e.id), reverse=True)
         return ctx
 
 

@@ -159,5 +159,24 @@ def test_send_test_button(receiver, role_client):
     assert admin.post("/monitoring/channels/99999/test/").status_code == 404
 
 
-def test_alerts_screen_roles(role_client):
-    assert role_client("finance").get("/monitoring/alerts/").status_code == 403
+def test_alerts_screen_roles(client, make_user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_rule(name="queue high", threshold=1)
+    rules.evaluate({("push_queue_depth", ""): 5.0}, timezone.now())
+    client.force_login(make_user("finance"))
+    assert client.get("/monitoring/alerts/").status_code == 403
+    client.force_login(make_user("cx"))
+    html = client.get("/monitoring/alerts/").content.decode()
+    assert "queue high" in html and "Rules</h2>" not in html and "Send test" not in html  # firings only
+    client.force_login(make_user("ops"))
+    with CaptureQueriesContext(connection) as small:
+        html = client.get("/monitoring/alerts/").content.decode()
+    assert "Rules</h2>" in html and "Notification outbox" not in html  # no deliveries yet
+    for i in range(10):
+        make_rule(name=f"r{i}", threshold=1, channels=[make_channel(f"c{i}", "email", recipients="x@example.com")])
+    rules.evaluate({("push_queue_depth", ""): 5.0}, timezone.now())
+    with CaptureQueriesContext(connection) as big:
+        html = client.get("/monitoring/alerts/").content.decode()
+    assert "Notification outbox" in html and len(big.captured_queries) == len(small.captured_queries)
