@@ -56,7 +56,42 @@ def kick(now=None) -> int:
     return len(ids)
 
 
+def queue_digests(now=None) -> int:
+    """One ``digest`` delivery per enabled digest channel for today (a second run the same day adds nothing)."""
+    now = now or timezone.now()
+    rows = [Delivery(channel=c, event=Delivery.Event.DIGEST, digest_day=timezone.localdate(now))
+            for c in NotificationChannel.objects.filter(enabled=True, daily_digest=True)]
+    Delivery.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def digest_message(d: Delivery) -> Message:
+    """The last 24 hours before the digest was queued: what fired, what is still open, at or above the
+    channel's minimum severity (1 query)."""
+    from .models import SEVERITY_RANK, Firing
+
+    until = d.created_at
+    since = until - timedelta(hours=24)
+    floor = SEVERITY_RANK.get(d.channel.min_severity, 0)
+    firings = [f for f in Firing.objects.filter(Q(started_at__gte=since) | Q(recovered_at__isnull=True) |
+                                                 Q(recovered_at__gte=since), started_at__lte=until)
+               .order_by("started_at") if SEVERITY_RANK.get(f.severity, 0) >= floor]
+    still_open = [f for f in firings if f.recovered_at is None]
+    lines = [f"{len(firings)} alert(s) in the 24 hours to {until:%Y-%m-%d %H:%M} UTC, {len(still_open)} still open."]
+    for f in firings:
+        state = "OPEN" if f.recovered_at is None else f"recovered {f.recovered_at:%H:%M}"
+        lines.append(f"- [{f.severity}] {f.message} — since {f.started_at:%m-%d %H:%M} · {state}")
+    payload = {"event": "digest", "delivery_id": d.pk, "day": d.digest_day.isoformat() if d.digest_day else None,
+               "firings": [{"id": f.pk, "message": f.message, "severity": f.severity, "flow": f.flow,
+                            "started_at": f.started_at.isoformat(),
+                            "recovered_at": f.recovered_at.isoformat() if f.recovered_at else None} for f in firings]}
+    return Message("digest", f"Daily alert digest: {len(firings)} alert(s), {len(still_open)} open", "\n".join(lines),
+                   payload=payload, delivery_id=d.pk)
+
+
 def message_for(d: Delivery) -> Message:
+    if d.event == Delivery.Event.DIGEST:
+        return digest_message(d)
     if d.event == Delivery.Event.TEST:
         return Message("test", "Test notification", f"A test from the Integration Hub to channel {d.channel.name}.",
                        payload={"event": "test", "channel": d.channel.name, "delivery_id": d.pk}, delivery_id=d.pk)

@@ -17,7 +17,7 @@ class NotificationChannelForm(forms.ModelForm):
 
     class Meta:
         model = NotificationChannel
-        fields = ["name", "kind", "recipients", "min_severity", "enabled"]
+        fields = ["name", "kind", "recipients", "role", "min_severity", "daily_digest", "enabled"]
 
     def clean(self):
         data = super().clean()
@@ -26,8 +26,8 @@ class NotificationChannelForm(forms.ModelForm):
         has_url = bool(url or (self.instance.pk and self.instance.url_encrypted))
         if kind == NotificationChannel.Kind.EMAIL:
             addresses = [a.strip() for a in (data.get("recipients") or "").split(",") if a.strip()]
-            if not addresses:
-                self.add_error("recipients", "Give at least one address.")
+            if not addresses and not data.get("role"):
+                self.add_error("recipients", "Give at least one address or a role.")
             for a in addresses:
                 try:
                     validate_email(a)

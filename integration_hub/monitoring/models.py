@@ -8,7 +8,8 @@ notification channels and the delivery outbox.
 * :class:`AlertState` — per (rule, key): since when it breaches, and the open firing if any.
 * :class:`Firing` — one breach, from when it fired until it recovered.
 * :class:`NotificationChannel` — email, Slack, Microsoft Teams or a signed generic webhook.
-* :class:`Delivery` — the outbox: one row per (firing, channel, event), unique, retried with back-off.
+* :class:`Delivery` — the outbox: one row per (firing, channel, event) — or per (channel, day) for the
+  optional daily digest —, unique, retried with back-off.
 """
 from __future__ import annotations
 
@@ -59,13 +60,26 @@ class NotificationChannel(models.Model):
     recipients = models.CharField(max_length=500, blank=True, help_text="email: comma separated addresses")
     url_encrypted = models.TextField(blank=True, editable=False, help_text="webhook URL (a credential: stored encrypted)")
     secret_encrypted = models.TextField(blank=True, editable=False, help_text="generic webhook: HMAC secret")
+    role = models.CharField(max_length=20, blank=True, choices=[(r, r) for r in ("ops", "cx", "finance", "admin")],
+                            help_text="email: also every active user of this role who has an address")
     min_severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.WARNING,
                                     help_text="firings below this severity are not sent here")
+    daily_digest = models.BooleanField(default=False, help_text="also send a daily digest of the last 24 hours")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
+
+    def email_recipients(self) -> list[str]:
+        """The listed addresses plus the role's users (1 query when a role is set)."""
+        out = [r.strip() for r in self.recipients.split(",") if r.strip()]
+        if self.role:
+            from django.contrib.auth.models import User
+
+            out += [e for e in User.objects.filter(groups__name=self.role, is_active=True).exclude(email="")
+                    .order_by("email").values_list("email", flat=True).distinct()]
+        return list(dict.fromkeys(out))
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()})"
@@ -178,6 +192,7 @@ class Delivery(models.Model):
         FIRED = "fired", "fired"
         RECOVERED = "recovered", "recovered"
         TEST = "test", "test"
+        DIGEST = "digest", "daily digest"
 
     class Status(models.TextChoices):
         PENDING = "pending", "pending"
@@ -193,12 +208,15 @@ class Delivery(models.Model):
     claim_token = models.CharField(max_length=32, blank=True, default="")
     claimed_until = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    digest_day = models.DateField(null=True, blank=True, help_text="digest: the day it covers (one per channel and day)")
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["firing", "channel", "event"], name="alerts_uniq_delivery")]
+        constraints = [models.UniqueConstraint(fields=["firing", "channel", "event"], name="alerts_uniq_delivery"),
+                       models.UniqueConstraint(fields=["channel", "digest_day"], condition=models.Q(event="digest"),
+                                               name="alerts_uniq_digest")]
         indexes = [models.Index(fields=["status", "next_attempt_at"])]
 
     def __str__(self) -> str:

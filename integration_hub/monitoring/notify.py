@@ -66,7 +66,7 @@ def post_json(url: str, body: bytes, headers: dict | None = None) -> int:
 def send(channel: NotificationChannel, msg: Message) -> None:
     kind = channel.kind
     if kind == NotificationChannel.Kind.EMAIL:
-        recipients = [r.strip() for r in channel.recipients.split(",") if r.strip()]
+        recipients = channel.email_recipients()
         if not recipients:
             raise SendError("no recipients configured")
         try:

@@ -29,3 +29,13 @@ def deliver_one(delivery_id: int) -> str:
     from . import delivery
 
     return delivery.deliver(delivery_id)
+
+
+@shared_task(name="monitoring.daily_digest", ignore_result=True, acks_late=True)
+def daily_digest() -> int:
+    """Queue today's digest for every channel that asks for one, then send."""
+    from . import delivery
+
+    n = delivery.queue_digests()
+    delivery.kick()
+    return n

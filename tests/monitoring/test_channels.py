@@ -180,3 +180,43 @@ def test_alerts_screen_roles(client, make_user):
     with CaptureQueriesContext(connection) as big:
         html = client.get("/monitoring/alerts/").content.decode()
     assert "Notification outbox" in html and len(big.captured_queries) == len(small.captured_queries)
+
+
+def test_daily_digest_per_role_once_a_day(make_user):
+    from django.contrib.auth.models import User
+
+    from integration_hub.monitoring.models import Firing
+
+    ops1, ops2 = make_user("ops", "ops1"), make_user("ops", "ops2")
+    User.objects.filter(pk=ops1.pk).update(email="ops1@example.com")
+    User.objects.filter(pk=ops2.pk).update(email="ops2@example.com", is_active=False)
+    make_user("cx", "cx1")
+    digest = make_channel("ops-digest", "email", recipients="lead@example.com", min_severity="error")
+    digest.role, digest.daily_digest = "ops", True
+    digest.save()
+    make_channel("no-digest", "email", recipients="x@example.com")
+    make_rule(name="queue high", threshold=10, severity="error", cooldown_minutes=0)
+    make_rule(name="queue warm", threshold=5, severity="warning", cooldown_minutes=0)
+    now = timezone.now()
+    rules.evaluate({("push_queue_depth", ""): 50.0}, now - timedelta(hours=3))
+    rules.evaluate({("push_queue_depth", ""): 1.0}, now - timedelta(hours=2))
+    rules.evaluate({("push_queue_depth", ""): 50.0}, now - timedelta(hours=1))
+    Firing.objects.create(rule=Firing.objects.first().rule, key="old", severity="error", value=1, peak=1, message="old one",
+                          started_at=now - timedelta(days=3), recovered_at=now - timedelta(days=2))
+    assert delivery.queue_digests() == 1
+    assert delivery.queue_digests() == 1  # same day again: the unique key keeps one
+    (pk,) = Delivery.objects.filter(event="digest").values_list("pk", flat=True)
+    assert delivery.deliver(pk) == "sent"
+    (m,) = mail.outbox
+    assert m.to == ["lead@example.com", "ops1@example.com"]  # listed + active ops users with an address
+    assert "2 alert(s)" in m.subject and "1 open" in m.subject  # the warning-level ones are below this channel
+    assert "queue high" in m.body and "queue warm" not in m.body and "old one" not in m.body
+
+
+def test_setup_beat_has_the_digest_job(db):
+    from django.core.management import call_command
+    from django_celery_beat.models import PeriodicTask
+
+    call_command("setup_beat")
+    job = PeriodicTask.objects.get(task="monitoring.daily_digest")
+    assert (job.crontab.minute, job.crontab.hour) == ("0", "7")
