@@ -139,10 +139,11 @@ class AlertRule(models.Model):
             return value >= self.threshold
         return value < self.threshold
 
-    def effective_flow(self) -> str:
+    def effective_flow(self, key: str | None = None) -> str:
+        """The tile a firing of this rule colours: the rule's own, else the figure's for that key."""
         from .figures import flow_of
 
-        return self.flow or flow_of(self.figure, self.key)
+        return self.flow or flow_of(self.figure, self.key if key is None else key)
 
     def condition_text(self) -> str:
         return f"{self.figure}{'[' + self.key + ']' if self.key else ''} {self.get_op_display()} {self.threshold:g}"

@@ -108,7 +108,7 @@ def _evaluate(values, now) -> Outcome:
                         changed_firings.append(firing)
                 elif now - state.breach_since >= window and (
                         state.last_recovered_at is None or now - state.last_recovered_at >= cooldown):
-                    new_firings.append(Firing(rule=rule, key=key, severity=rule.severity, flow=rule.effective_flow(),
+                    new_firings.append(Firing(rule=rule, key=key, severity=rule.severity, flow=rule.effective_flow(key),
                                               value=value, peak=value, message=message(rule, key, value)[:500],
                                               started_at=now))
             else:

@@ -184,3 +184,10 @@ def test_a_rules_channels_are_audited():
         object_id=str(rule.pk), content_type__model="alertrule", action="update").order_by("id")]
     assert entries == [({"channels": []}, {"channels": ["a"]}), ({"channels": ["a"]}, {"channels": ["a", "b"]}),
                        ({"channels": ["a", "b"]}, {"channels": ["b"]})]
+
+
+def test_each_key_colours_its_own_flow():
+    make_rule(name="any exception", figure="exceptions_open", key="*", threshold=0)
+    out = rules.evaluate({("exceptions_open", "sku_mismatch"): 2.0, ("exceptions_open", "missing_dispatch"): 1.0,
+                          ("exceptions_open", "stuck_order"): 0.0, ("exceptions_open", "sku_mismatch:error"): 2.0}, at(0))
+    assert sorted((f.key, f.flow) for f in out.fired) == [("missing_dispatch", "dispatch"), ("sku_mismatch", "catalogue")]
