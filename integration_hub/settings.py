@@ -232,8 +232,8 @@ if os.environ.get("HUB_SMTP_HOST"):
     EMAIL_PORT = int(os.environ.get("HUB_SMTP_PORT", "587"))
     EMAIL_HOST_USER = os.environ.get("HUB_SMTP_USER", "")
     EMAIL_HOST_PASSWORD = os.environ.get("HUB_SMTP_PASSWORD", "")
-    EMAIL_USE_TLS = env_bool("HUB_SMTP_TLS", True)
-    EMAIL_USE_SSL = env_bool("HUB_SMTP_SSL", False)
+    EMAIL_USE_SSL = env_bool("HUB_SMTP_SSL", False)  # implicit TLS (port 465)
+    EMAIL_USE_TLS = env_bool("HUB_SMTP_TLS", not EMAIL_USE_SSL)  # STARTTLS
     EMAIL_TIMEOUT = 15
 else:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"

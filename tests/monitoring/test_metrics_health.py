@@ -139,3 +139,25 @@ def test_metrics_cost_a_fixed_number_of_queries(client, settings):
         make_rule(name=f"r{i}", key="*", threshold=0)
     rules.evaluate({("push_queue_depth", "web"): 200.0, ("push_queue_depth", "app"): 3.0})
     assert scrape() == small <= 8
+
+
+def _settings_in_a_fresh_process(env: dict, expr: str) -> str:
+    import os
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", f"import django; django.setup(); from django.conf import settings; print(repr(({expr},)))"],
+                         env={**os.environ, "DJANGO_SETTINGS_MODULE": "integration_hub.settings", **env},
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_smtp_settings_come_from_the_environment():
+    expr = "settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS, settings.EMAIL_USE_SSL"
+    # (a 1-tuple of the expression for one value, the tuple itself for several)
+    assert _settings_in_a_fresh_process({"HUB_SMTP_HOST": ""}, "settings.EMAIL_BACKEND") == \
+        "('django.core.mail.backends.console.EmailBackend',)"
+    assert _settings_in_a_fresh_process({"HUB_SMTP_HOST": "smtp.example.com", "HUB_SMTP_PORT": "2525"}, expr) == \
+        "('django.core.mail.backends.smtp.EmailBackend', 'smtp.example.com', 2525, True, False)"
+    assert _settings_in_a_fresh_process({"HUB_SMTP_HOST": "smtp.example.com", "HUB_SMTP_SSL": "true"}, expr).endswith(
+        "False, True)")
