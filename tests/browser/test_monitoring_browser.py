@@ -51,4 +51,12 @@ def test_tile_goes_red_and_back_while_the_sandbox_injects_faults(page, login, sh
     page.wait_for_selector('[data-testid="tile-stock"][data-colour="green"]', timeout=15_000)
     assert page.evaluate("window.__marker") == "same page"  # refreshed in place, never reloaded
     assert page.locator('[data-testid="chart-queue"] svg').count() == 1
+
+    page.click("text=Alerts and notification channels")
+    page.wait_for_selector('[data-testid="firing"]')
+    row = page.locator('[data-testid="firing"]').first.inner_text()
+    assert "master failing" in row and "open" not in row  # fired once, recovered once
+    assert page.locator('[data-testid="firing"]').count() == 1
+    if shots:
+        page.screenshot(path=str(shots / "alerts.png"), full_page=True)
     registry.clear_cache()
