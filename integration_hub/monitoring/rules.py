@@ -77,6 +77,8 @@ def evaluate(values: dict[tuple[str, str], float], now=None) -> Outcome:
 
 def _evaluate(values, now) -> Outcome:
     out = Outcome()
+    # a rule switched off stops colouring its tile: its open firings close (quietly, no notice)
+    Firing.objects.filter(recovered_at__isnull=True, rule__enabled=False).update(recovered_at=now)
     rules = list(AlertRule.objects.filter(enabled=True).prefetch_related("channels"))
     if not rules:
         return out

@@ -94,10 +94,16 @@ def test_channel_min_severity_and_recovery_notice_switch():
     assert list(Delivery.objects.values_list("channel__name", "event")) == [("mail", "fired")]
 
 
-def test_disabled_rule_is_not_evaluated():
+def test_disabled_rule_is_not_evaluated_and_its_open_firing_closes():
     make_rule(threshold=1, enabled=False)
     assert rules.evaluate(q(5), at(0)).fired == []
     assert not AlertState.objects.exists()
+    on = make_rule(name="on", threshold=1)
+    rules.evaluate(q(5), at(1))
+    AlertRule.objects.filter(pk=on.pk).update(enabled=False)
+    rules.evaluate(q(5), at(2))
+    assert Firing.objects.get().recovered_at == at(2)
+    assert not Delivery.objects.filter(event="recovered").exists()
 
 
 def test_evaluation_runs_in_a_fixed_number_of_queries():
