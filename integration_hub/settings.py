@@ -309,3 +309,32 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [NONE],
     },
 }
+# --- monitoring: alerts, live dashboard, metrics, health, logs (integration_hub.monitoring) ----------------
+INSTALLED_APPS += ["django_htmx", "integration_hub.monitoring"]
+MIDDLEWARE.insert(0, "integration_hub.monitoring.metrics.RequestMetricsMiddleware")
+HUB.update({
+    # bearer token for /metrics (Prometheus); unset = the endpoint does not exist (404)
+    "METRICS_TOKEN": os.environ.get("HUB_METRICS_TOKEN", ""),
+    # days of sampled figures kept for the dashboard charts (a week is charted)
+    "MONITORING_RETENTION_DAYS": float(os.environ.get("HUB_MONITORING_RETENTION_DAYS", "8")),
+    "DASHBOARD_REFRESH_SECONDS": int(os.environ.get("HUB_DASHBOARD_REFRESH_SECONDS", "15")),
+})
+# Alert email goes through Django's mail backend: SMTP when HUB_SMTP_HOST is set, else the log (console).
+if os.environ.get("HUB_SMTP_HOST"):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = os.environ["HUB_SMTP_HOST"]
+    EMAIL_PORT = int(os.environ.get("HUB_SMTP_PORT", "587"))
+    EMAIL_HOST_USER = os.environ.get("HUB_SMTP_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("HUB_SMTP_PASSWORD", "")
+    EMAIL_USE_SSL = env_bool("HUB_SMTP_SSL", False)  # implicit TLS (port 465)
+    EMAIL_USE_TLS = env_bool("HUB_SMTP_TLS", not EMAIL_USE_SSL)  # STARTTLS
+    EMAIL_TIMEOUT = 15
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = os.environ.get("HUB_MAIL_FROM", "integration-hub@localhost")
+if os.environ.get("HUB_LOG_FORMAT", "").strip().lower() == "json":
+    LOGGING["formatters"]["json"] = {"()": "integration_hub.monitoring.logs.JsonFormatter"}
+    LOGGING["handlers"]["console"]["formatter"] = "json"
+from integration_hub.monitoring.sentry import init_from_env as _init_sentry
+
+_init_sentry()  # only when SENTRY_DSN is set and sentry-sdk is installed

@@ -16,5 +16,6 @@ urlpatterns = [
     path("exceptions/", include("exceptions_app.urls")),
     path("reports/", include("integration_hub.reconciliation.urls")),
     path("planning/", include("integration_hub.planning.urls")),
+    path("", include("integration_hub.monitoring.urls")),  # /healthz, /readyz, /metrics, /monitoring/
     path("", include("integration_hub.console.urls")),
 ]

@@ -15,7 +15,7 @@ import importlib.util
 import json
 from dataclasses import dataclass, field
 
-APPS = ("core", "catalog", "inventory", "orders", "planning", "reconciliation", "console", "api")
+APPS = ("core", "catalog", "inventory", "orders", "planning", "reconciliation", "console", "api", "monitoring")
 
 
 @dataclass

@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 OPS, CX, FINANCE, ADMIN = "ops", "cx", "finance", "admin"
 ROLES = (OPS, CX, FINANCE, ADMIN)
 
-HUB_APPS = ("core", "catalog", "inventory", "orders", "planning", "reconciliation", "console", "api", "exceptions_app")
+HUB_APPS = ("core", "catalog", "inventory", "orders", "planning", "reconciliation", "console", "api", "exceptions_app",
+            "monitoring")
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     # Ops keep sync healthy: see everything operational, triage exceptions, fix SKU mismatches
@@ -30,6 +31,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "orders.change_order", "orders.retry_order", "orders.cancel_order",
         "inventory.change_pendingpush",
         "console.view_dashboard", "console.import_mappings",
+        "monitoring.view_firing", "monitoring.view_alertrule", "monitoring.view_delivery", "monitoring.view_taskprogress",
     ],
     # Customer service: look up orders and their exceptions, retry or cancel an order with a reason. Named
     # models, not ``orders.view_*``: rule tables that live in the orders app (shipping-method maps) are not cx's.
@@ -38,6 +40,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "exceptions_app.view_exceptionrecord",
         "orders.retry_order", "orders.cancel_order",
         "console.view_dashboard",
+        "monitoring.view_firing",
     ],
     # Finance: reconciliation reports (view + download), read-only orders and stock.
     FINANCE: [

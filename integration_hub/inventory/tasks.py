@@ -111,12 +111,14 @@ def poll_stock(connection_id: int, max_pages: int = 50) -> dict:
 def resync_masters(connection_id: int | None = None) -> list[dict]:
     """Beat (nightly): apply every master's full stock snapshot. Failures become sync_timeout /
     rate_limited records keyed ``<kind>:<connection>:stock_snapshot``, cleared by the next success."""
+    from integration_hub.monitoring import progress
+
     from .services import resync_master
 
     out = []
-    for conn in _master_connections():
-        if connection_id and conn.pk != int(connection_id):
-            continue
+    conns = [c for c in _master_connections() if not connection_id or c.pk == int(connection_id)]
+    bar = progress.start("stock-resync", "Full stock resync from the masters", total=len(conns))  # dashboard bar
+    for conn in conns:
         keys = [make_key("rate_limited", conn.name, "stock_snapshot"), make_key("sync_timeout", conn.name, "stock_snapshot")]
         try:
             res = resync_master(conn)
@@ -126,9 +128,12 @@ def resync_masters(connection_id: int | None = None) -> list[dict]:
                             message=str(exc)[:2000] or type(exc).__name__, connection=conn,
                             context={"operation": "stock_snapshot", "error": type(exc).__name__, "action": "retry_resync"})
             out.append({"connection": conn.name, "error": str(exc)[:300]})
+            bar.advance(force=True)
             continue
         clear(keys, reason="snapshot applied")
         out.append({"connection": conn.name, **res.as_dict()})
+        bar.advance(force=True)
+    bar.finish()
     return out
 
 

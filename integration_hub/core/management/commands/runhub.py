@@ -56,6 +56,7 @@ class Command(BaseCommand):
                 self.wait_http(f"{sandbox_url}/_sandbox/health", "sandbox")
             call_command("migrate", interactive=False, verbosity=0)
             call_command("setup_beat")
+            call_command("setup_alerts")  # shipped alert rules (missing ones only)
             if not opts["no_seed"]:
                 call_command("seed_demo", storefront=opts["storefront"], master=opts["master"], hub_url=f"http://{opts['addr']}")
             self.spawn("worker", [py, "-m", "celery", "-A", "integration_hub", "worker", "-Q", "priority,default",

@@ -1,0 +1,41 @@
+"""Celery tasks of monitoring (thin: the work is in :mod:`.figures`, :mod:`.sampling`, :mod:`.rules`, :mod:`.delivery`)."""
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(name="monitoring.tick", ignore_result=True, acks_late=True)
+def tick() -> dict:
+    """Compute the figures once, store them as a sample, evaluate the alert rules on them."""
+    from . import figures, rules, sampling
+
+    values = figures.compute()
+    stored = sampling.record(values)
+    outcome = rules.evaluate(values)
+    return {"samples": stored, "fired": len(outcome.fired), "recovered": len(outcome.recovered),
+            "skipped": outcome.skipped}
+
+
+@shared_task(name="monitoring.deliver_due", ignore_result=True, acks_late=True)
+def deliver_due() -> int:
+    """Sweep: queue every due notification (those whose task was lost, and retries whose back-off expired)."""
+    from . import delivery
+
+    return delivery.kick()
+
+
+@shared_task(name="monitoring.deliver_one", ignore_result=True, acks_late=True)
+def deliver_one(delivery_id: int) -> str:
+    from . import delivery
+
+    return delivery.deliver(delivery_id)
+
+
+@shared_task(name="monitoring.daily_digest", ignore_result=True, acks_late=True)
+def daily_digest() -> int:
+    """Queue today's digest for every channel that asks for one, then send."""
+    from . import delivery
+
+    n = delivery.queue_digests()
+    delivery.kick()
+    return n
