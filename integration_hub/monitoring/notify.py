@@ -48,6 +48,7 @@ def post_json(url: str, body: bytes, headers: dict | None = None) -> int:
     """The one place notifications leave the hub over HTTP. Raises :class:`SendError` unless 2xx."""
     import requests
 
+    from connectors import errors
     from connectors.http import pooled_session
 
     if not url or not url.lower().startswith(("http://", "https://")):
@@ -58,6 +59,8 @@ def post_json(url: str, body: bytes, headers: dict | None = None) -> int:
                             timeout=TIMEOUT, allow_redirects=False)
     except requests.RequestException as exc:
         raise SendError(f"{type(exc).__name__}: {exc}"[:500]) from exc
+    except errors.UnsafeDestinationError as exc:  # the outbound guard (connectors/egress.py): internal address
+        raise SendError(str(exc)[:500]) from exc
     if not 200 <= resp.status_code < 300:
         raise SendError(f"HTTP {resp.status_code}: {resp.text[:300]}")
     return resp.status_code

@@ -220,3 +220,13 @@ def test_setup_beat_has_the_digest_job(db):
     call_command("setup_beat")
     job = PeriodicTask.objects.get(task="monitoring.daily_digest")
     assert (job.crontab.minute, job.crontab.hour) == ("0", "7")
+
+
+def test_a_channel_pointing_at_an_internal_address_is_refused_by_the_outbound_guard(settings):
+    """Notification webhooks go through the client layer's guarded session: the cloud metadata address
+    (or any internal one not in HUB_OUTBOUND_ALLOW) is a failed delivery, never a request."""
+    from integration_hub.monitoring.notify import SendError, post_json
+
+    settings.HUB = {**settings.HUB, "OUTBOUND_ALLOW": ""}
+    with pytest.raises(SendError, match="169.254.169.254"):
+        post_json("http://169.254.169.254/latest/meta-data/", b"{}")
