@@ -28,13 +28,20 @@ class StockChange:
 @dataclass
 class InventoryTarget:
     """Hub → storefront: set ``sku`` on ``channel_ref`` (supply channel key / inventory list id) to
-    ``quantity`` (absolute). ``known_version``/``known_ref`` are what the hub last saw, if anything."""
+    ``quantity`` (absolute). ``known_version``/``known_ref`` are what the hub last saw, if anything.
+
+    ``ledger``: for storefronts that decrement their own stock when an order is placed (commercetools),
+    ``quantity`` plus every unit of this channel's own storefront orders the hub has ever captured for the
+    item (a running total that never goes down). Such a storefront applies the *change* of the ledger since
+    the figure its entry was last brought to, so its own decrements for orders the hub has not captured yet
+    are kept (see :mod:`connectors.commercetools`). ``None``: an absolute write. Other storefronts ignore it."""
 
     sku: str
     channel_ref: str
     quantity: int
     known_version: int | None = None
     known_ref: str = ""
+    ledger: int | None = None
 
 
 @dataclass
@@ -50,11 +57,17 @@ class InventoryResult:
 
 @dataclass
 class StorefrontStock:
+    """What the storefront offers (commercetools: ``availableQuantity``, net of its cart reservations) and, for
+    ledger-keeping storefronts, the ledger figure its entry was last brought to (``None``: never, or not kept)
+    and the units it holds above what the hub left it at (``unexplained_increase``: never its own orders)."""
+
     sku: str
     channel_ref: str
     quantity: int
     version: int | None = None
     ref: str = ""
+    ledger: int | None = None
+    unexplained_increase: int = 0
 
 
 @dataclass

@@ -4,13 +4,45 @@ Modelled on the published HTTP API (see :mod:`connectors.sandbox.commercetools` 
 
 - auth: OAuth 2.0 client credentials against ``<auth_url>/oauth/token`` (HTTP Basic client auth), scope
   ``manage_project:<project_key>`` unless ``options["scopes"]`` narrows it; tokens cached by the client layer.
-- stock: one InventoryEntry per (SKU, supply channel). ``set_stock`` reads the entries of up to 100 SKUs of
-  one channel with one query (``where=supplyChannel(id="…") and sku in (…)``), creates the missing ones,
-  and sets the absolute quantity with ``changeQuantity`` at the entry's version. A 409
-  ``ConcurrentModification`` is retried with the ``currentVersion`` it reports (or after a re-read) — safe
-  because the target is absolute. Writes of a batch run on ``options["write_concurrency"]`` threads (default 4)
-  under the connection's shared rate limit. A SKU that has no entry and is not a variant of any product is refused
-  (``NotFoundError``: unknown SKU), unless ``options["require_product"]`` is false.
+- stock: one InventoryEntry per (SKU, supply channel), created with a ``key`` (:meth:`entry_key`). ``set_stock``
+  reads the entries of up to 100 SKUs of one channel with one query (``where=supplyChannel(id="…") and sku in
+  (…)``), creates the missing ones and updates the others at their version. Writes of a batch run on
+  ``options["write_concurrency"]`` threads (default 4) under the connection's shared rate limit. A SKU that has no
+  entry and is not a variant of any product is refused (``NotFoundError``: unknown SKU), unless
+  ``options["require_product"]`` is false.
+
+  **Invariant.** ct takes an order's units off the entry itself (InventoryMode TrackOnly / ReserveOnOrder; since
+  the 2026-01-19 release "it can now take up to 10 seconds for changes to be reflected in the availableQuantity
+  and quantityOnStock fields", docs.commercetools.com/api/releases/2026-01-19-inventory-update-processing-with-
+  eventual-consistency). So an entry must show, once ct's own pending decrements have landed::
+
+      quantityOnStock = master available − safety buffers − hub reservations − ct orders the hub has not captured
+
+  (= ATS − uncaptured; ``availableQuantity`` is lower still by ct's cart Reservations). An absolute write cannot
+  keep that: it erases every decrement the hub has not captured, and re-posting it after a 409 erases the one
+  that caused the 409 (the oversell of issue 12). Instead each target carries a *ledger* L = ATS + K, K = every
+  unit the hub has ever captured in the channel's own orders on lines of this SKU — the units ct took off this
+  entry (:func:`integration_hub.inventory.ats.captured_units`; a bundle line counts for the bundle's SKU).
+  The entry's quantity is then ``Q0 + ΣΔL − Σ(ct decrements)``, and ``ΔL = ΔATS + ΔK``: capturing an order
+  lowers ATS and raises K by its quantity (ΔL = 0: ct's decrement is not made twice, whether it has landed or
+  not); a master change, buffer change, other channels' reservations and a cancellation (ct puts nothing back)
+  move ATS only. Summed: ``Q = ATS − (orders placed − orders captured)``, the invariant. Every write is therefore
+  the *change* of L since the entry's marker — custom fields ``hubLedger`` (the L it was brought to) and
+  ``hubOnStock`` (its quantityOnStock right after) on the Type ``integration-hub-inventory`` — sent as
+  ``addQuantity`` / ``removeQuantity`` + the new marker in one update at the version just read
+  (:meth:`stock_actions`):
+
+  * 409 (a decrement, another worker, or our own earlier attempt): re-read, recompute from the fresh marker;
+  * a lost answer: the client re-sends at the old version → 409 → the re-read shows our marker → done, never
+    applied twice; a write that failed outright is recomputed by the next push the same way;
+  * skip-if-equal: the marker is L and the entry holds nothing above ``hubOnStock``;
+  * withdraw: L = 0 + K (the entry ends at 0 less ct's uncaptured orders);
+  * resync / drift repair: units above ``hubOnStock`` cannot be ct's own orders (they only take stock away), so
+    they are taken out relatively (:meth:`unexplained_increase`); a figure below is ct's own and kept.
+
+  The one absolute write is the first on an entry that has no marker (it may drop a decrement of an order not
+  captured at that moment; ct refuses orders for SKUs without an entry, so entries the hub creates start right).
+  ``options["orders_decrement_stock"] = false`` (orders with InventoryMode None) makes every write absolute.
 - orders: polled with ``where=lastModifiedAt > T or (lastModifiedAt = T and id > I)``, ``sort=lastModifiedAt
   asc, id asc``; the cursor is ``"<lastModifiedAt>|<id>"`` (``options["orders_start"]``, an ISO instant, bounds
   the very first poll; ``options["orders_poll_lag_seconds"]`` keeps the newest seconds for the next poll so
@@ -35,6 +67,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 from collections import OrderedDict, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +85,10 @@ log = logging.getLogger(__name__)
 
 CHUNK = 100  # SKUs per inventory query (keeps the URL well under ct's limits)
 PAGE_LIMIT = 500  # ct's maximum page size
+LEDGER_TYPE_KEY = "integration-hub-inventory"  # custom Type holding the ledger marker on inventory entries
+LEDGER_FIELD = "hubLedger"  # the ledger figure the hub last brought the entry to
+ON_STOCK_FIELD = "hubOnStock"  # the entry's quantityOnStock right after that write
+KEY_RX = re.compile(r"[A-Za-z0-9_-]+")
 CONFLICT_RETRIES = 8  # hot SKUs in a sale: every TrackOnly order bumps the entry's version
 HUB_DELIVERY_PREFIX = "hub-"  # deliveryKey of deliveries the hub adds; any other delivery was made storefront-side
 STREET_NUMBER_FIRST = {"GB", "IE", "US", "CA", "AU", "NZ", "FR", "ZA"}
@@ -106,6 +143,13 @@ class CommercetoolsConnector(Connector, Storefront):
         # ct has no bulk inventory update: writes of one batch go out on a few threads (the client's shared
         # rate limiter still caps the request rate)
         self.write_concurrency = max(1, int(options.get("write_concurrency", 4)))
+        # orders placed with inventoryMode TrackOnly / ReserveOnOrder decrement the entries themselves: stock writes
+        # then go through the ledger (relative, see stock_actions); false only for projects ordering with mode None
+        self.orders_decrement_stock = bool(options.get("orders_decrement_stock", True))
+        self.ledger_type_key = options.get("ledger_type_key") or LEDGER_TYPE_KEY
+        self.ledger_field = options.get("ledger_field") or LEDGER_FIELD
+        self.on_stock_field = options.get("ledger_on_stock_field") or ON_STOCK_FIELD
+        self._ledger_type_ready = False
         self._lock = threading.Lock()
         self._channel_id_by_key: dict[str, str] = {}
         self._channel_key_by_id: dict[str, str] = {}
@@ -221,33 +265,131 @@ class CommercetoolsConnector(Connector, Storefront):
                         found.add(v["sku"])
         return found
 
+    def _ok(self, t: InventoryTarget, entry: dict) -> InventoryResult:
+        """A confirmed target. A ledger write confirms the hub's figure ``t.quantity`` (the entry shows it net of
+        the storefront's own orders the hub has not captured yet); an absolute write the entry's quantity."""
+        quantity = t.quantity if self._ledger_of(t) is not None else int(entry["quantityOnStock"])
+        return InventoryResult(t.sku, t.channel_ref, quantity, version=entry.get("version"), ref=entry["id"])
+
+    def _ledger_of(self, t: InventoryTarget) -> int | None:
+        return t.ledger if self.orders_decrement_stock else None
+
+    def _field(self, entry: dict, name: str) -> int | None:
+        value = ((entry.get("custom") or {}).get("fields") or {}).get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return int(value)
+
+    def marker(self, entry: dict) -> tuple[int, int] | None:
+        """(ledger, quantityOnStock) the hub last brought the entry to (custom fields ``ledger_field`` and
+        ``on_stock_field``), or None when the hub never wrote it through the ledger."""
+        ledger, on_stock = self._field(entry, self.ledger_field), self._field(entry, self.on_stock_field)
+        return None if ledger is None or on_stock is None else (ledger, on_stock)
+
+    def ensure_ledger_type(self) -> None:
+        """The custom Type (resource ``inventory-entry``, two Number fields) that holds the ledger marker; created
+        once if the project lacks it (scope ``manage_types``). Cached per connector."""
+        if self._ledger_type_ready:
+            return
+        try:
+            self._get(self.path(f"types/key={self.ledger_type_key}"))
+        except errors.NotFoundError:
+            field = {"type": {"name": "Number"}, "required": False, "inputHint": "SingleLine"}
+            draft = {"key": self.ledger_type_key, "name": {"en": "Integration Hub inventory"},
+                     "description": {"en": "Where the Integration Hub last brought this entry (do not edit)"},
+                     "resourceTypeIds": ["inventory-entry"],
+                     "fieldDefinitions": [{**field, "name": self.ledger_field, "label": {"en": "Hub ledger"}},
+                                          {**field, "name": self.on_stock_field, "label": {"en": "Hub quantityOnStock"}}]}
+            try:
+                self.client.post(self.path("types"), json=draft)
+            except errors.BadDataError as exc:
+                if "DuplicateField" not in json.dumps(exc.body, default=str):
+                    raise  # another worker created it meanwhile: fine
+        self._ledger_type_ready = True
+
+    def _marker_actions(self, entry: dict, ledger: int, on_stock: int) -> list[dict]:
+        fields = {self.ledger_field: ledger, self.on_stock_field: on_stock}
+        if entry.get("custom"):
+            # an entry with a custom type already: set the fields on it (a type without them answers InvalidField
+            # — add the two Number fields to that type, see the README)
+            return [{"action": "setCustomField", "name": k, "value": v} for k, v in fields.items()]
+        self.ensure_ledger_type()
+        return [{"action": "setCustomType", "type": {"typeId": "type", "key": self.ledger_type_key}, "fields": fields}]
+
+    def unexplained_increase(self, entry: dict) -> int:
+        """Units the entry holds above what the hub last left it at: never the storefront's own orders (they only
+        take stock away; ct does not put a cancelled order's units back), so a Merchant Center edit or another
+        integration — the hub takes it back out. 0 for an entry without a marker."""
+        mark = self.marker(entry)
+        return max(0, int(entry.get("quantityOnStock") or 0) - mark[1]) if mark else 0
+
+    def stock_actions(self, t: InventoryTarget, entry: dict) -> list[dict]:
+        """The update actions that bring ``entry`` to ``t``; [] when it already is.
+
+        Ledger write (``t.ledger``, orders decrement the entry themselves): ``addQuantity`` / ``removeQuantity`` of
+        the ledger's change since the entry's marker, less any :meth:`unexplained_increase`, plus the new marker
+        (ledger, resulting quantityOnStock), in one update at the entry's version. The storefront's own decrements
+        are never overwritten: a relative change lands on top of them, and a decrement that lands between our read
+        and our write moves the version, so the write is refused (409) and recomputed from a fresh read. An entry
+        without a marker (made elsewhere, or written before this scheme) is set absolutely once, with the marker —
+        the one write that can drop a decrement (of an order the hub had not captured at that moment).
+        Absolute write (no ledger, or ``orders_decrement_stock`` off): ``changeQuantity``."""
+        ledger = self._ledger_of(t)
+        on_stock = int(entry.get("quantityOnStock") or 0)
+        if ledger is None:
+            return [] if entry.get("quantityOnStock") == t.quantity else [{"action": "changeQuantity", "quantity": t.quantity}]
+        mark = self.marker(entry)
+        if mark is None:
+            actions = [] if entry.get("quantityOnStock") == t.quantity else [{"action": "changeQuantity", "quantity": t.quantity}]
+            return actions + self._marker_actions(entry, ledger, t.quantity)
+        delta = (ledger - mark[0]) - self.unexplained_increase(entry)
+        if delta == 0 and ledger == mark[0] and on_stock <= mark[1]:
+            return []
+        actions = []
+        if delta:
+            actions.append({"action": "addQuantity", "quantity": delta} if delta > 0 else {"action": "removeQuantity", "quantity": -delta})
+        return actions + self._marker_actions(entry, ledger, on_stock + delta)
+
     @staticmethod
-    def _ok(t: InventoryTarget, entry: dict) -> InventoryResult:
-        return InventoryResult(t.sku, t.channel_ref, int(entry["quantityOnStock"]), version=entry.get("version"), ref=entry["id"])
+    def entry_key(sku: str, channel_key: str) -> str:
+        """InventoryEntry ``key`` (2-256 of ``[A-Za-z0-9_-]``, what the Import API addresses entries by): readable
+        ``<channel key>--<sku>`` when that fits, else a hash of both."""
+        raw = f"{channel_key}--{sku}"
+        if 2 <= len(raw) <= 256 and KEY_RX.fullmatch(raw):
+            return raw
+        return "hub-" + hashlib.sha256(f"{channel_key}\x00{sku}".encode()).hexdigest()[:40]
 
     def _write_entry(self, t: InventoryTarget, channel_id: str, entry: dict | None) -> InventoryResult:
+        """Create or update one entry. Every retry starts from a fresh read (never re-posts a figure computed from
+        a stale one): after a 409 — an order's decrement, another worker, or our own earlier attempt whose answer
+        was lost and which the client re-sent — the entry is read again and :meth:`stock_actions` recomputed, so a
+        write that landed is seen by its marker and not applied twice."""
+        ledger = self._ledger_of(t)
         for _ in range(CONFLICT_RETRIES):
             if entry is None:
-                draft = {"sku": t.sku, "supplyChannel": {"typeId": "channel", "id": channel_id}, "quantityOnStock": t.quantity}
+                draft = {"key": self.entry_key(t.sku, t.channel_ref), "sku": t.sku,
+                         "supplyChannel": {"typeId": "channel", "id": channel_id}, "quantityOnStock": t.quantity}
+                if ledger is not None:
+                    self.ensure_ledger_type()
+                    draft["custom"] = {"type": {"typeId": "type", "key": self.ledger_type_key},
+                                       "fields": {self.ledger_field: ledger, self.on_stock_field: t.quantity}}
                 try:
                     return self._ok(t, self.client.post(self.path("inventory"), json=draft).json())
                 except errors.BadDataError as exc:
                     if "DuplicateField" not in json.dumps(exc.body, default=str):
                         raise
-                    entry = self._entries(channel_id, [t.sku]).get(t.sku)  # another worker created it
+                    entry = self._entries(channel_id, [t.sku]).get(t.sku)  # another worker (or our lost answer) created it
                     if entry is None:
                         raise
                     continue
-            if entry.get("quantityOnStock") == t.quantity:
+            actions = self.stock_actions(t, entry)
+            if not actions:
                 return self._ok(t, entry)  # already right: nothing to change
-            update = {"version": entry["version"], "actions": [{"action": "changeQuantity", "quantity": t.quantity}]}
+            update = {"version": entry["version"], "actions": actions}
             try:
                 return self._ok(t, self.client.post(self.path(f"inventory/{entry['id']}"), json=update).json())
-            except errors.ConflictError as exc:
-                if exc.current_version is not None and exc.current_version != entry["version"]:
-                    entry = {**entry, "version": exc.current_version, "quantityOnStock": None}
-                else:
-                    entry = self._get(self.path(f"inventory/{entry['id']}")).json()
+            except errors.ConflictError:
+                entry = self._get(self.path(f"inventory/{entry['id']}")).json()
             except errors.NotFoundError:
                 entry = None  # deleted meanwhile: create it again
         raise errors.ConflictError(f"inventory entry for {t.sku} on {t.channel_ref} still conflicting after "
@@ -308,7 +450,7 @@ class CommercetoolsConnector(Connector, Storefront):
                         elif t.sku not in entries and t.sku not in known:
                             fail(t, errors.NotFoundError(f"SKU {t.sku!r} is not a product variant in commercetools project "
                                                          f"{self.project_key}", system=self.system_type))
-                        elif entries.get(t.sku, {}).get("quantityOnStock") == t.quantity:
+                        elif t.sku in entries and not self.stock_actions(t, entries[t.sku]):
                             results[(t.sku, t.channel_ref)] = self._ok(t, entries[t.sku])  # already right: no write
                         else:
                             writes.append(t)
@@ -331,7 +473,12 @@ class CommercetoolsConnector(Connector, Storefront):
         skus = list(dict.fromkeys(skus))
         for i in range(0, len(skus), CHUNK):
             for sku, e in self._entries(channel_id, skus[i:i + CHUNK]).items():
-                out.append(StorefrontStock(sku, channel_ref, int(e["quantityOnStock"]), version=e.get("version"), ref=e["id"]))
+                # what the storefront offers: availableQuantity (quantityOnStock less its cart reservations)
+                offered = e.get("availableQuantity", e["quantityOnStock"])
+                mark = self.marker(e) if self.orders_decrement_stock else None
+                out.append(StorefrontStock(sku, channel_ref, int(offered), version=e.get("version"), ref=e["id"],
+                                           ledger=mark[0] if mark else None,
+                                           unexplained_increase=self.unexplained_increase(e) if mark else 0))
         return out
 
     def list_skus(self) -> Iterator[str]:

@@ -390,6 +390,14 @@ class CommercetoolsEmulator(Emulator):
             self.inventory_index: dict[tuple[str, str | None], str] = {}  # (sku, channel id) → entry id
             self.inventory_by_key: dict[str, str] = {}
             self.inventory_by_sku: dict[str, set[str]] = {}
+            # order-driven inventory updates are eventually consistent in ct (release 2026-01-19: up to ~10 s):
+            # an order's decrement is queued and lands ``decrement_delay`` seconds later (0 = at once)
+            self.decrement_delay = 0.0
+            self.pending_decrements: list[dict] = []  # {"due", "entry", "quantity", "order"} oldest first
+            self.land_on_write = 0  # test switch: land one pending decrement just before each of the next N inventory updates
+            self.lose_inventory_responses = 0  # test switch: apply the next N inventory updates, then answer 502
+            self.types: dict[str, dict] = {}  # id → Type
+            self.type_by_key: dict[str, str] = {}
             self.products: dict[str, dict] = {}
             self.product_by_key: dict[str, str] = {}
             self.sku_prices: dict[str, int] = {}
@@ -632,9 +640,11 @@ class CommercetoolsEmulator(Emulator):
             entry["key"] = key
         if channel_id:
             entry["supplyChannel"] = {"typeId": "channel", "id": channel_id}
-        for k in ("restockableInDays", "expectedDelivery", "minCartQuantity", "maxCartQuantity", "custom"):
+        for k in ("restockableInDays", "expectedDelivery", "minCartQuantity", "maxCartQuantity"):
             if extra and k in extra:
                 entry[k] = extra[k]
+        if extra and extra.get("custom") is not None:
+            entry["custom"] = self._custom_from_draft(extra["custom"], "inventory-entry")
         self.inventory[entry["id"]] = entry
         self.inventory_index[(sku, channel_id)] = entry["id"]
         self.inventory_by_sku.setdefault(sku, set()).add(entry["id"])
@@ -648,6 +658,103 @@ class CommercetoolsEmulator(Emulator):
         entry["version"] += 1
         entry["lastModifiedAt"] = self._tick()
 
+    # --- types (custom fields) ---------------------------------------------------------------------------
+    def _type_ref(self, ref) -> dict:
+        if not isinstance(ref, dict) or ref.get("typeId", "type") != "type" or not (ref.get("id") or ref.get("key")):
+            raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON: type must be a TypeResourceIdentifier.")
+        tid = ref.get("id") or self.type_by_key.get(ref.get("key"))
+        if tid not in self.types:
+            ident = ref.get("id") or ref.get("key")
+            raise ct_error(400, "ReferencedResourceNotFound", f"The referenced object of type 'type' '{ident}' was not found.",
+                           typeId="type", **({"id": ref["id"]} if ref.get("id") else {"key": ref.get("key")}))
+        return self.types[tid]
+
+    def _check_field(self, type_: dict, name, value) -> None:
+        defs = {d["name"]: d for d in type_.get("fieldDefinitions") or []}
+        if name not in defs:
+            raise ct_error(400, "InvalidField", f"The field '{name}' is not defined on type '{type_.get('key')}'.", field=name,
+                           invalidValue=value, allowedValues=[])
+        kind = (defs[name].get("type") or {}).get("name")
+        if value is not None and kind == "Number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ct_error(400, "InvalidField", f"The value '{value}' is not valid for field '{name}' (Number).", field=name,
+                           invalidValue=value)
+
+    def _custom_from_draft(self, draft, resource_type: str) -> dict:
+        if not isinstance(draft, dict):
+            raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON: custom must be a CustomFieldsDraft.")
+        type_ = self._type_ref(draft.get("type"))
+        if resource_type not in type_.get("resourceTypeIds", []):
+            raise ct_error(400, "InvalidOperation", f"Type '{type_['key']}' is not defined for resource type '{resource_type}'.")
+        fields = draft.get("fields") or {}
+        for name, value in fields.items():
+            self._check_field(type_, name, value)
+        return {"type": {"typeId": "type", "id": type_["id"]}, "fields": {k: v for k, v in fields.items() if v is not None}}
+
+    def _custom_action(self, resource: dict, a: dict) -> None:
+        if a["action"] == "setCustomType":
+            if a.get("type") is None:
+                resource.pop("custom", None)
+            else:
+                resource["custom"] = self._custom_from_draft({"type": a["type"], "fields": a.get("fields")}, "inventory-entry")
+            return
+        custom = resource.get("custom")
+        if not custom:
+            raise ct_error(400, "InvalidOperation", "The resource has no custom type: use setCustomType first.")
+        self._check_field(self.types[custom["type"]["id"]], a.get("name"), a.get("value"))
+        if a.get("value") is None:
+            custom["fields"].pop(a.get("name"), None)
+        else:
+            custom["fields"][a["name"]] = a["value"]
+
+    @route("POST", P + r"/types")
+    def types_create(self, req):
+        self._auth(req)
+        data = self._body(req)
+        key = data.get("key")
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9_-]{2,256}", key):
+            raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON: 'key' must be 2-256 of [A-Za-z0-9_-].")
+        if not isinstance(data.get("name"), dict) or not isinstance(data.get("resourceTypeIds"), list) or not data["resourceTypeIds"]:
+            raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON: 'name' and 'resourceTypeIds' are required.")
+        defs = data.get("fieldDefinitions") or []
+        for d in defs:
+            if not isinstance(d, dict) or not d.get("name") or not isinstance(d.get("type"), dict) \
+                    or not isinstance(d.get("required"), bool) or not isinstance(d.get("label"), dict):
+                raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON: a FieldDefinition needs "
+                                                        "type, name, label and required.")
+        with self.lock:
+            if key in self.type_by_key:
+                raise ct_error(400, "DuplicateField", f"A duplicate value '\"{key}\"' exists for field 'key'.", field="key", duplicateValue=key)
+            ts = self._tick()
+            t = {"id": str(uuid.uuid4()), "version": 1, "key": key, "name": data["name"], "resourceTypeIds": list(data["resourceTypeIds"]),
+                 "fieldDefinitions": [{"inputHint": "SingleLine", **d} for d in defs], "createdAt": ts, "lastModifiedAt": ts}
+            if data.get("description"):
+                t["description"] = data["description"]
+            self.types[t["id"]] = t
+            self.type_by_key[key] = t["id"]
+            return Response(201, copy.deepcopy(t))
+
+    @route("GET", P + r"/types/key=(?P<key>[^/]+)")
+    def type_get_key(self, req):
+        self._auth(req)
+        with self.lock:
+            tid = self.type_by_key.get(req.params["key"])
+            if not tid:
+                raise ct_error(404, "ResourceNotFound", f"The Resource with key '{req.params['key']}' was not found.")
+            return Response(200, copy.deepcopy(self.types[tid]))
+
+    # --- inventory, continued ----------------------------------------------------------------------------
+    def _land_due(self, force: int = 0) -> int:
+        """Apply queued order decrements that are due (and the ``force`` oldest ones regardless). Lock held."""
+        now = time.monotonic()
+        landed = 0
+        while self.pending_decrements and (landed < force or self.pending_decrements[0]["due"] <= now):
+            d = self.pending_decrements.pop(0)
+            entry = self.inventory.get(d["entry"])
+            if entry is not None:  # an entry deleted meanwhile takes nothing
+                self._set_entry_quantity(entry, entry["quantityOnStock"] - d["quantity"])
+            landed += 1
+        return landed
+
     @staticmethod
     def _public_entry(entry: dict, req=None) -> dict:
         entry.pop("reserved", None)
@@ -656,6 +763,8 @@ class CommercetoolsEmulator(Emulator):
     @route("GET", P + r"/inventory")
     def inventory_query(self, req):
         self._auth(req)
+        with self.lock:
+            self._land_due()
         return self._query(req, lambda: self.inventory.values(), default_sort=["createdAt asc"], transform=self._public_entry, index={
             "id": lambda ids: [self.inventory[i] for i in ids if i in self.inventory],
             "sku": lambda skus: [self.inventory[i] for sku in skus for i in self.inventory_by_sku.get(sku, ())]})
@@ -696,6 +805,7 @@ class CommercetoolsEmulator(Emulator):
     def inventory_get(self, req):
         self._auth(req)
         with self.lock:
+            self._land_due()
             return Response(200, self._public_entry(copy.deepcopy(self._entry(req))))
 
     @route("POST", P + r"/inventory/(?P<id>[^/=]+)")
@@ -705,11 +815,18 @@ class CommercetoolsEmulator(Emulator):
         data = self._body(req)
         actions = self._actions(data)
         with self.lock:
+            self._land_due()
             entry = self._entry(req)
+            if self.land_on_write > 0 and self.pending_decrements:
+                self.land_on_write -= 1
+                self._land_due(force=1)  # an order's decrement lands between the client's read and its write
             self._check_version(entry, data, "inventory-entry")
             new = copy.deepcopy(entry)
             for a in actions:
                 kind = a["action"]
+                if kind in ("setCustomType", "setCustomField"):
+                    self._custom_action(new, a)
+                    continue
                 if kind in ("changeQuantity", "addQuantity", "removeQuantity"):
                     q = a.get("quantity")
                     if not isinstance(q, int) or isinstance(q, bool):
@@ -734,6 +851,9 @@ class CommercetoolsEmulator(Emulator):
             new["lastModifiedAt"] = self._tick()
             entry.clear()
             entry.update(new)
+            if self.lose_inventory_responses > 0:  # applied, but the answer never reaches the client
+                self.lose_inventory_responses -= 1
+                raise HttpError(502, {"statusCode": 502, "message": "Bad Gateway (injected: update applied, response lost)"})
             return Response(200, self._public_entry(copy.deepcopy(entry)))
 
     @route("DELETE", P + r"/inventory/(?P<id>[^/=]+)")
@@ -950,11 +1070,17 @@ class CommercetoolsEmulator(Emulator):
         return order
 
     def _track_inventory(self, order: dict) -> None:
-        """inventoryMode TrackOnly: ordered quantities leave the supply channel's entry (may go negative)."""
+        """inventoryMode TrackOnly: ordered quantities leave the supply channel's entry (may go negative).
+        With ``decrement_delay`` > 0 the decrement is queued and lands that many seconds later (ct since
+        2026-01-19: order-driven inventory updates are eventually consistent, up to ~10 s); until then the
+        entry still shows the old figure and its version does not move."""
         for li in order["lineItems"]:
             ch = (li.get("supplyChannel") or {}).get("id")
             eid = self.inventory_index.get((li["variant"]["sku"], ch))
-            if eid:
+            if eid and self.decrement_delay > 0:
+                self.pending_decrements.append({"due": time.monotonic() + self.decrement_delay, "entry": eid,
+                                                "quantity": li["quantity"], "order": order["id"]})
+            elif eid:
                 entry = self.inventory[eid]
                 self._set_entry_quantity(entry, entry["quantityOnStock"] - li["quantity"])
             else:
@@ -1509,9 +1635,41 @@ class CommercetoolsEmulator(Emulator):
                 out[f"{key}/{r['sku']}"] = entry["version"]
         return {"versions": out}
 
+    def control_inventory_settings(self, payload: dict) -> dict:
+        """Switches of the inventory model: ``decrement_delay`` (seconds an order's decrement takes to land),
+        ``land_on_write`` (land one pending decrement right before each of the next N inventory updates: the
+        writer's version is stale, a real 409), ``lose_inventory_responses`` (apply the next N inventory updates
+        but answer 502, as a response lost on the way back)."""
+        with self.lock:
+            for name, cast in (("decrement_delay", float), ("land_on_write", int), ("lose_inventory_responses", int)):
+                if name in payload:
+                    setattr(self, name, cast(payload[name]))
+            return {"decrement_delay": self.decrement_delay, "land_on_write": self.land_on_write,
+                    "lose_inventory_responses": self.lose_inventory_responses, "pending": len(self.pending_decrements)}
+
+    def control_land_decrements(self, payload: dict) -> dict:
+        """Land the ``count`` oldest pending order decrements now (all when ``count`` is absent)."""
+        with self.lock:
+            count = int(payload.get("count", len(self.pending_decrements)))
+            return {"landed": self._land_due(force=count), "pending": len(self.pending_decrements)}
+
+    def control_reserve(self, payload: dict) -> dict:
+        """Cart reservations on an entry (ct Reservations: ``availableQuantity`` drops, ``quantityOnStock`` does
+        not): {"channel", "sku", "quantity"} sets the entry's reserved total."""
+        with self.lock:
+            cid = self.channel_by_key.get(payload.get("channel") or "")
+            eid = self.inventory_index.get((payload.get("sku"), cid))
+            if not eid:
+                raise HttpError(404, {"message": "no such inventory entry"})
+            entry = self.inventory[eid]
+            entry["reserved"] = int(payload.get("quantity") or 0)
+            self._set_entry_quantity(entry, entry["quantityOnStock"])
+            return {"availableQuantity": entry["availableQuantity"], "quantityOnStock": entry["quantityOnStock"]}
+
     def control_state(self, payload: dict) -> dict:
         skus = set(payload.get("skus") or [])
         with self.lock:
+            self._land_due()
             inventory: dict[str, dict] = {}
             versions: dict[str, dict] = {}
             for e in self.inventory.values():
