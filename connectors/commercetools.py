@@ -2,8 +2,10 @@
 
 Modelled on the published HTTP API (see :mod:`connectors.sandbox.commercetools` for the emulated surface):
 
-- auth: OAuth 2.0 client credentials against ``<auth_url>/oauth/token`` (HTTP Basic client auth), scope
-  ``manage_project:<project_key>`` unless ``options["scopes"]`` narrows it; tokens cached by the client layer.
+- auth: OAuth 2.0 client credentials against ``<auth_url>/oauth/token`` (HTTP Basic client auth); a blank
+  ``auth_url`` is derived from the API host (``api.<region>`` → ``auth.<region>.commercetools.com``). Scopes: the
+  least the calls need (``LEAST_SCOPES``), never ``manage_project``, unless ``options["scopes"]`` says otherwise;
+  tokens cached by the client layer.
 - stock: one InventoryEntry per (SKU, supply channel), created with a ``key`` (:meth:`entry_key`). ``set_stock``
   reads the entries of up to 100 SKUs of one channel with one query (``where=supplyChannel(id="…") and sku in
   (…)``), creates the missing ones and updates the others at their version. Writes of a batch run on
@@ -89,6 +91,12 @@ LEDGER_TYPE_KEY = "integration-hub-inventory"  # custom Type holding the ledger 
 LEDGER_FIELD = "hubLedger"  # the ledger figure the hub last brought the entry to
 ON_STOCK_FIELD = "hubOnStock"  # the entry's quantityOnStock right after that write
 KEY_RX = re.compile(r"[A-Za-z0-9_-]+")
+API_HOST_RX = re.compile(r"^(?P<scheme>https?)://api\.(?P<region>[a-z0-9.-]+)\.commercetools\.com(?:/.*)?$")
+# what each call needs (API reference, per-endpoint OAuth scopes): inventory read/write and channel / product
+# lookups (manage_products), orders read + shipped update + shipping-method lookups (manage_orders), discount
+# code lookups, the order Subscription, the ledger's custom Type, ping (GET /{projectKey})
+LEAST_SCOPES = ("manage_products", "manage_orders", "view_discount_codes", "manage_subscriptions", "manage_types",
+                "view_project_settings")
 CONFLICT_RETRIES = 8  # hot SKUs in a sale: every TrackOnly order bumps the entry's version
 HUB_DELIVERY_PREFIX = "hub-"  # deliveryKey of deliveries the hub adds; any other delivery was made storefront-side
 STREET_NUMBER_FIRST = {"GB", "IE", "US", "CA", "AU", "NZ", "FR", "ZA"}
@@ -159,12 +167,30 @@ class CommercetoolsConnector(Connector, Storefront):
 
     # --- client ----------------------------------------------------------------------------------
     @staticmethod
-    def auth_for(connection) -> OAuthClientCredentials:
-        options = connection.options or {}
-        root = (connection.auth_url or connection.base_url).rstrip("/")
+    def token_root(connection) -> str:
+        """The auth host: ``auth_url`` when set, else derived from the API host (``https://api.<region>.commercetools
+        .com`` → ``https://auth.<region>.commercetools.com``, where ct's tokens come from); any other API root
+        (the sandbox) serves tokens itself."""
+        root = (connection.auth_url or "").rstrip("/")
+        if not root:
+            base = (connection.base_url or "").rstrip("/")
+            m = API_HOST_RX.match(base)
+            root = f"{m.group('scheme')}://auth.{m.group('region')}.commercetools.com" if m else base
         if root.endswith("/oauth/token"):
             root = root[: -len("/oauth/token")]
-        scope = options.get("scopes") or f"manage_project:{options.get('project_key', '')}"
+        return root
+
+    @staticmethod
+    def default_scopes(project_key: str) -> str:
+        """The least scopes the connector's calls need (per-endpoint scopes of the API reference), never
+        ``manage_project``."""
+        return " ".join(f"{s}:{project_key}" for s in LEAST_SCOPES)
+
+    @classmethod
+    def auth_for(cls, connection) -> OAuthClientCredentials:
+        options = connection.options or {}
+        root = cls.token_root(connection)
+        scope = options.get("scopes") or cls.default_scopes(options.get("project_key", ""))
         if isinstance(scope, (list, tuple)):
             scope = " ".join(scope)
         return OAuthClientCredentials(token_url=f"{root}/oauth/token", client_id=connection.client_id,
@@ -513,11 +539,12 @@ class CommercetoolsConnector(Connector, Storefront):
                     self._channel_key_by_id[ref["id"]] = ref["obj"]["key"]
                 elif ref.get("id"):
                     channel_ids.add(ref["id"])
-            ref = (o.get("shippingInfo") or {}).get("shippingMethod") or {}
-            if ref.get("obj"):
-                self._shipping_key_by_id[ref["id"]] = ref["obj"].get("key") or ""
-            elif ref.get("id"):
-                sm_ids.add(ref["id"])
+            for _, info in self.shipping_infos(o):
+                ref = info.get("shippingMethod") or {}
+                if ref.get("obj"):
+                    self._shipping_key_by_id[ref["id"]] = ref["obj"].get("key") or ""
+                elif ref.get("id"):
+                    sm_ids.add(ref["id"])
             for dc in o.get("discountCodes") or []:
                 ref = dc.get("discountCode") or {}
                 if ref.get("obj", {}).get("code"):
@@ -550,7 +577,8 @@ class CommercetoolsConnector(Connector, Storefront):
             if not channel_ref:
                 channel_ref = (o.get("store") or {}).get("key", "")
             total = o.get("totalPrice") or {}
-            shipping = o.get("shippingInfo") or {}
+            infos = self.shipping_infos(o)
+            shipping = infos[0][1] if infos else {}  # Multiple mode: the first Shipping's method
             sm_ref = shipping.get("shippingMethod") or {}
             shipping_method = (sm_ref.get("obj") or {}).get("key") or self._shipping_key_by_id.get(sm_ref.get("id", ""), "") \
                 or shipping.get("shippingMethodName", "")
@@ -717,38 +745,82 @@ class CommercetoolsConnector(Connector, Storefront):
                     break
         return items
 
+    @staticmethod
+    def shipping_infos(order: dict) -> list[tuple[str | None, dict]]:
+        """(shippingKey, ShippingInfo) of the order: ShippingMode Single has one top-level ``shippingInfo`` (key
+        None); Multiple keeps one per ``shipping[]`` entry."""
+        if order.get("shippingMode") == "Multiple":
+            return [(sh.get("shippingKey"), sh.get("shippingInfo") or {}) for sh in order.get("shipping") or [] if isinstance(sh, dict)]
+        return [(None, order.get("shippingInfo") or {})]
+
+    @classmethod
+    def deliveries(cls, order: dict) -> list[dict]:
+        return [d for _, info in cls.shipping_infos(order) for d in info.get("deliveries") or [] if isinstance(d, dict)]
+
+    @staticmethod
+    def _line_shipping_key(order: dict, keys: list[str]) -> dict[str, str]:
+        """Line item id → the shippingKey it goes out under (Multiple mode: its shippingDetails target, else the
+        first Shipping's key)."""
+        out = {}
+        for li in order.get("lineItems") or []:
+            targets = (li.get("shippingDetails") or {}).get("targets") or []
+            wanted = next((t.get("shippingMethodKey") or t.get("addressKey") for t in targets
+                           if (t.get("shippingMethodKey") or t.get("addressKey")) in keys), None)
+            out[li.get("id")] = wanted or keys[0]
+        return out
+
     def shipped_actions(self, order: dict, parcels: list[Parcel]) -> list[dict]:
-        """Update actions that make ``order`` shipped with ``parcels``; [] when it already is."""
-        existing = {(p.get("trackingData") or {}).get("trackingId")
-                    for d in (order.get("shippingInfo") or {}).get("deliveries") or [] for p in d.get("parcels") or []}
+        """Update actions that make ``order`` shipped with ``parcels``; [] when it already is. In ShippingMode
+        Multiple every ``addDelivery`` names the ``shippingKey`` of the Shipping its items go out under (one
+        delivery per Shipping the parcels touch). A ``Canceled`` shipment state is never turned into Shipped
+        (the parcels are still recorded as a delivery)."""
+        deliveries = self.deliveries(order)
+        existing = {(p.get("trackingData") or {}).get("trackingId") for d in deliveries for p in d.get("parcels") or []}
         new = [p for p in parcels if not p.tracking_number or p.tracking_number not in existing]
         if parcels and all(not p.tracking_number for p in parcels) and existing - {None}:
             new = []  # untracked parcels, and the order already has a delivery: don't duplicate it
         actions = []
         if new:
+            multiple = order.get("shippingMode") == "Multiple"
+            keys = [k for k, _ in self.shipping_infos(order) if k] if multiple else []
+            if multiple and not keys:
+                raise errors.BadDataError(f"order {order.get('id')} has ShippingMode Multiple but no shipping[] entry",
+                                          system=self.system_type, body=order)
+            key_of_line = self._line_shipping_key(order, keys) if multiple else {}
             remaining = {li["id"]: int(li["quantity"]) for li in order.get("lineItems") or []}
-            draft_parcels, delivery_items = [], []
+            groups: OrderedDict[str | None, tuple[list, list]] = OrderedDict()  # shippingKey -> (parcel drafts, items)
             for p in new:
                 items = self._delivery_items(order, p, remaining)
-                delivery_items += items
                 draft = {"items": items}
                 if p.tracking_number or p.carrier:
                     draft["trackingData"] = {k: v for k, v in (("trackingId", p.tracking_number), ("carrier", p.carrier),
                                                                ("provider", p.carrier)) if v}
-                draft_parcels.append(draft)
-            if not delivery_items:  # parcels without line detail ship the whole order
-                delivery_items = [{"id": li["id"], "quantity": int(li["quantity"])} for li in order.get("lineItems") or []]
-            merged: dict[str, int] = defaultdict(int)
-            for it in delivery_items:
-                merged[it["id"]] += it["quantity"]
+                key = (key_of_line.get(items[0]["id"]) if items else keys[0]) if multiple else None
+                drafts, group_items = groups.setdefault(key, ([], []))
+                drafts.append(draft)
+                group_items += items
             tag = hashlib.sha1("|".join(sorted(p.tracking_number or "" for p in new)).encode()).hexdigest()[:16]
-            existing_keys = {d.get("key") for d in (order.get("shippingInfo") or {}).get("deliveries") or []}
-            key = f"{HUB_DELIVERY_PREFIX}{tag}"
-            while key in existing_keys:  # untracked parcels shipped twice on purpose: keys must stay unique
-                key = f"{key}-{len(existing_keys)}"
-            actions.append({"action": "addDelivery", "deliveryKey": key,
-                            "items": [{"id": k, "quantity": v} for k, v in merged.items()], "parcels": draft_parcels})
-        if order.get("shipmentState") not in ("Shipped", "Delivered"):
+            existing_keys = {d.get("key") for d in deliveries}
+            for n, (shipping_key, (drafts, items)) in enumerate(groups.items()):
+                if not items:  # parcels without line detail ship the whole order (its lines of this Shipping)
+                    items = [{"id": li["id"], "quantity": int(li["quantity"])} for li in order.get("lineItems") or []
+                             if not multiple or key_of_line.get(li["id"]) == shipping_key]
+                merged: dict[str, int] = defaultdict(int)
+                for it in items:
+                    merged[it["id"]] += it["quantity"]
+                key = f"{HUB_DELIVERY_PREFIX}{tag}" + (f"-{n}" if n else "")
+                while key in existing_keys:  # untracked parcels shipped twice on purpose: keys must stay unique
+                    key = f"{key}-{len(existing_keys)}"
+                existing_keys.add(key)
+                action = {"action": "addDelivery", "deliveryKey": key,
+                          "items": [{"id": k, "quantity": v} for k, v in merged.items()], "parcels": drafts}
+                if shipping_key is not None:
+                    action["shippingKey"] = shipping_key
+                actions.append(action)
+        state = order.get("shipmentState")
+        if state == "Canceled":
+            log.warning("commercetools order %s: shipment state Canceled, not changed to Shipped", order.get("id"))
+        elif state not in ("Shipped", "Delivered"):
             actions.append({"action": "changeShipmentState", "shipmentState": "Shipped"})
         return actions
 
@@ -762,7 +834,7 @@ class CommercetoolsConnector(Connector, Storefront):
         sku_of = {li.get("id"): (li.get("variant") or {}).get("sku") or "" for li in raw.get("lineItems") or []}
         location = order.channel_ref if isinstance(order, StorefrontOrder) else (raw.get("store") or {}).get("key", "")
         out = []
-        for d in (raw.get("shippingInfo") or {}).get("deliveries") or []:
+        for d in self.deliveries(raw):
             if (d.get("key") or "").startswith(HUB_DELIVERY_PREFIX):
                 continue
             lines = [(sku_of.get(i.get("id"), ""), int(i.get("quantity") or 0)) for i in d.get("items") or []]

@@ -77,7 +77,21 @@ DEFAULT_CLIENT_SECRET = "hub-demo-secret"
 TOKEN_TTL = 172800  # ct access tokens live 48 h
 MAX_LIMIT = 500
 MAX_OFFSET = 10000
-SHIPMENT_STATES = {"Shipped", "Delivered", "Ready", "Pending", "Delayed", "Partial", "Backorder"}
+# OAuth scopes per endpoint, as the API reference lists them (``security`` of each operation in
+# commercetools-api-reference oas/api/openapi.yaml): resource → (any of these to read, any of these to write).
+# ``manage_X`` grants ``view_X`` too, ``manage_project`` grants everything.
+ENDPOINT_SCOPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "": (("view_project_settings",), ("manage_project_settings",)),
+    "inventory": (("view_products",), ("manage_products",)),
+    "channels": (("view_channels", "view_products"), ("manage_channels", "manage_products")),
+    "orders": (("view_orders",), ("manage_orders",)),
+    "product-projections": (("view_products", "view_published_products"), ()),
+    "subscriptions": (("manage_subscriptions",), ("manage_subscriptions",)),
+    "types": (("view_types",), ("manage_types",)),
+    "shipping-methods": (("view_orders", "view_shipping_methods", "manage_my_orders"), ("manage_orders", "manage_shipping_methods")),
+    "discount-codes": (("view_discount_codes",), ("manage_discount_codes",)),
+}
+SHIPMENT_STATES = {"Shipped", "Delivered", "Ready", "Pending", "Delayed", "Partial", "Backorder", "Canceled"}
 ORDER_STATES = {"Open", "Confirmed", "Complete", "Cancelled"}
 RETURN_SHIPMENT_STATES = {"Advised", "Returned", "BackInStock", "Unusable"}
 RETURN_PAYMENT_STATES = {"NonRefundable", "Initial", "Refunded", "NotRefunded"}
@@ -454,9 +468,29 @@ class CommercetoolsEmulator(Emulator):
             msg = f"Insufficient scope. One of the following scopes is missing: manage_project:{project}"
             raise HttpError(403, {"statusCode": 403, "message": msg, "errors": [{"code": "insufficient_scope", "message": msg}],
                                   "error": "insufficient_scope", "error_description": msg})
+        if project and info.get("grants") is not None:
+            self._check_scope(req, project, info["grants"])
         if project and self.allowed_projects is not None and project not in self.allowed_projects:
             raise ct_error(404, "ResourceNotFound", f"Project '{project}' not found")
         return info
+
+    @staticmethod
+    def _check_scope(req: Request, project: str, grants: set[tuple[str, str]]) -> None:
+        """403 ``insufficient_scope`` unless the token holds one of the endpoint's scopes for ``project``."""
+        parts = req.path.strip("/").split("/")
+        resource = parts[1] if len(parts) > 1 else ""
+        if resource not in ENDPOINT_SCOPES:
+            return
+        granted = {perm for perm, proj in grants if proj == project}
+        if "manage_project" in granted:
+            return
+        needed = ENDPOINT_SCOPES[resource][0 if req.method in ("GET", "HEAD") else 1]
+        if any(n in granted or (n.startswith("view_") and "manage_" + n[5:] in granted) for n in needed):
+            return
+        missing = ", ".join(f"{n}:{project}" for n in needed + ("manage_project",))
+        msg = f"Insufficient scope. One of the following scopes is missing: {missing}"
+        raise HttpError(403, {"statusCode": 403, "message": msg, "errors": [{"code": "insufficient_scope", "message": msg}],
+                              "error": "insufficient_scope", "error_description": msg})
 
     @staticmethod
     def _body(req: Request) -> dict:
@@ -538,8 +572,9 @@ class CommercetoolsEmulator(Emulator):
                                       "error": "unsupported_grant_type", "error_description": msg})
             scope = form.get("scope", "").strip()
             projects: set[str] | None = None
+            grants: set[tuple[str, str]] | None = None
             if scope:
-                projects = set()
+                projects, grants = set(), set()
                 for s in scope.split():
                     perm, _, project = s.partition(":")
                     if not project or not perm:
@@ -547,10 +582,12 @@ class CommercetoolsEmulator(Emulator):
                         return Response(400, {"statusCode": 400, "message": msg, "errors": [{"code": "invalid_scope", "message": msg}],
                                               "error": "invalid_scope", "error_description": msg})
                     projects.add(project)
+                    grants.add((perm, project))
             else:
                 scope = "manage_project:" + (sorted(self.allowed_projects)[0] if self.allowed_projects else "demo")
             token = secrets.token_urlsafe(24)
-            self.tokens[token] = {"client_id": client_id, "scope": scope, "projects": projects, "expires": time.time() + self.token_ttl}
+            self.tokens[token] = {"client_id": client_id, "scope": scope, "projects": projects, "grants": grants,
+                                  "expires": time.time() + self.token_ttl}
             self.tokens_issued += 1
             return Response(200, {"access_token": token, "token_type": "Bearer", "expires_in": self.token_ttl, "scope": scope})
 
@@ -959,6 +996,11 @@ class CommercetoolsEmulator(Emulator):
             ref = (order.get("shippingInfo") or {}).get("shippingMethod")
             if ref and ref.get("id") in self.shipping_methods:
                 ref["obj"] = copy.deepcopy(self.shipping_methods[ref["id"]])
+        if "shipping[*].shippingInfo.shippingMethod" in expand:
+            for sh in order.get("shipping") or []:
+                ref = (sh.get("shippingInfo") or {}).get("shippingMethod")
+                if ref and ref.get("id") in self.shipping_methods:
+                    ref["obj"] = copy.deepcopy(self.shipping_methods[ref["id"]])
         if "lineItems[*].supplyChannel" in expand:
             for li in order.get("lineItems", []):
                 ref = li.get("supplyChannel")
@@ -1061,6 +1103,16 @@ class CommercetoolsEmulator(Emulator):
             "syncInfo": [], "returnInfo": [], "itemShippingAddresses": [],
         }
         del order["completedAt"]
+        if spec.get("shipping_mode") == "Multiple":
+            # ShippingMode Multiple: no top-level shippingInfo; each Shipping {shippingKey, shippingInfo,
+            # shippingAddress} holds its own deliveries, and line items say where they go (shippingDetails)
+            key = spec.get("shipping_key") or sm_key
+            order["shippingMode"] = "Multiple"
+            order["shipping"] = [{"shippingKey": key, "shippingInfo": order.pop("shippingInfo"),
+                                  "shippingAddress": copy.deepcopy(address)}]
+            for li in line_items:
+                li["shippingDetails"] = {"targets": [{"addressKey": key, "quantity": li["quantity"], "shippingMethodKey": key}],
+                                         "valid": True}
         if channel_key:
             order["store"] = {"typeId": "store", "key": channel_key}
         if fields:
@@ -1139,12 +1191,12 @@ class CommercetoolsEmulator(Emulator):
                 elif kind == "changePaymentState":
                     new["paymentState"] = a.get("paymentState")
                 elif kind == "addDelivery":
-                    if a.get("deliveryKey") and any(d.get("key") == a["deliveryKey"] for d in new["shippingInfo"]["deliveries"]):
+                    if a.get("deliveryKey") and any(d.get("key") == a["deliveryKey"] for d in self._all_deliveries(new)):
                         raise ct_error(400, "DuplicateField", f"A duplicate value '\"{a['deliveryKey']}\"' exists for field 'key'.",
                                        field="key", duplicateValue=a["deliveryKey"])
-                    new["shippingInfo"]["deliveries"].append(self._delivery(a, line_ids))
+                    self._deliveries_for(new, a.get("shippingKey")).append(self._delivery(a, line_ids))
                 elif kind == "addParcelToDelivery":
-                    delivery = next((d for d in new["shippingInfo"]["deliveries"] if d["id"] == a.get("deliveryId")
+                    delivery = next((d for d in self._all_deliveries(new) if d["id"] == a.get("deliveryId")
                                      or (a.get("deliveryKey") and d.get("key") == a.get("deliveryKey"))), None)
                     if delivery is None:
                         raise ct_error(400, "InvalidOperation", f"No delivery {a.get('deliveryId') or a.get('deliveryKey')!r} on this order.")
@@ -1196,6 +1248,27 @@ class CommercetoolsEmulator(Emulator):
         if p.get("measurements"):
             parcel["measurements"] = p["measurements"]
         return parcel
+
+    @staticmethod
+    def _all_deliveries(order: dict) -> list[dict]:
+        if order.get("shippingMode") == "Multiple":
+            return [d for sh in order.get("shipping") or [] for d in (sh.get("shippingInfo") or {}).get("deliveries") or []]
+        return list((order.get("shippingInfo") or {}).get("deliveries") or [])
+
+    @staticmethod
+    def _deliveries_for(order: dict, shipping_key) -> list:
+        """The deliveries list an ``addDelivery`` appends to: Single mode refuses a ``shippingKey``; Multiple mode
+        needs one naming a Shipping of the order."""
+        if order.get("shippingMode") != "Multiple":
+            if shipping_key is not None:
+                raise ct_error(400, "InvalidOperation", "shippingKey can only be set on Orders with ShippingMode 'Multiple'.")
+            return order["shippingInfo"]["deliveries"]
+        if not shipping_key:
+            raise ct_error(400, "InvalidOperation", "shippingKey is required for Orders with ShippingMode 'Multiple'.")
+        for sh in order.get("shipping") or []:
+            if sh.get("shippingKey") == shipping_key:
+                return sh["shippingInfo"].setdefault("deliveries", [])
+        raise ct_error(400, "InvalidOperation", f"The order has no Shipping with shippingKey '{shipping_key}'.")
 
     def _delivery(self, a: dict, line_ids: dict) -> dict:
         d = {"id": str(uuid.uuid4()), "createdAt": self._tick(), "items": self._items(a.get("items"), line_ids),
@@ -1568,7 +1641,8 @@ class CommercetoolsEmulator(Emulator):
                 parcel["trackingData"] = {"trackingId": payload["tracking"], "carrier": payload.get("carrier", "")}
             delivery = self._delivery({"items": items, "parcels": [parcel], "deliveryKey": f"store-{uuid.uuid4().hex[:12]}"},
                                       {li["id"]: li["quantity"] for li in order["lineItems"]})
-            order["shippingInfo"]["deliveries"].append(delivery)
+            key = order["shipping"][0]["shippingKey"] if order.get("shippingMode") == "Multiple" else None
+            self._deliveries_for(order, key).append(delivery)
             order["version"] += 1
             order["lastModifiedAt"] = self._tick()
             return {"delivery_id": delivery["id"], "version": order["version"]}
@@ -1681,7 +1755,7 @@ class CommercetoolsEmulator(Emulator):
                 versions.setdefault(key, {})[e["sku"]] = e["version"]
             orders = {}
             for o in self.orders.values():
-                deliveries = o["shippingInfo"]["deliveries"]
+                deliveries = self._all_deliveries(o)
                 orders[o["id"]] = {
                     "order_number": o["orderNumber"], "version": o["version"], "order_state": o["orderState"],
                     "shipment_state": o.get("shipmentState"), "deliveries": len(deliveries),
