@@ -49,10 +49,10 @@ Modelled on the published HTTP API (see :mod:`connectors.sandbox.commercetools` 
   asc, id asc``; the cursor is ``"<lastModifiedAt>|<id>"`` (``options["orders_start"]``, an ISO instant, bounds
   the very first poll; ``options["orders_poll_lag_seconds"]`` keeps the newest seconds for the next poll so
   two orders stamped in the same millisecond cannot straddle the cursor). Orders modified after they were
-  seen come back (the hub deduplicates on id). Pushed by a Subscription with an HTTP destination
-  (AuthorizationHeader authentication: the static ``Authorization`` header carries the webhook secret)
-  as ``OrderCreated`` Messages; return Messages and ``OrderStateChanged`` → Cancelled make the hub re-read
-  an order it already has (:meth:`parse_order_webhook`).
+  seen come back (the hub deduplicates on id). Pushed by a Subscription through a relay — ct has no HTTP
+  Destination: GoogleCloudPubSub or SQS from ``options["relay"]`` (:meth:`ensure_order_subscription`,
+  :mod:`integration_hub.orders.relays`); each Message only names orders (:meth:`order_hints`), which are then read
+  from the API. :meth:`parse_order_webhook` / :meth:`verify_webhook` serve the bare-message path.
 - returns: ``returnInfo[].items[]`` (LineItemReturnItem) of the polled orders — adding a return or changing
   its ``shipmentState`` bumps ``lastModifiedAt``, so the order poll brings it back (:meth:`storefront_returns`);
   the subscription's ``ReturnInfoAdded`` / ``ReturnInfoSet`` / ``OrderReturnShipmentStateChanged`` Messages
@@ -701,29 +701,96 @@ class CommercetoolsConnector(Connector, Storefront):
             self._prime(orders)
         return [self.to_order(x) if isinstance(x, dict) else x for x in out]
 
-    def ensure_order_subscription(self, url: str, key: str = "integration-hub-orders") -> dict:
-        """Create or repoint the Subscription that pushes order Messages (``SUBSCRIBED_MESSAGES``: OrderCreated,
-        cancellations, returns) to the hub at ``url`` (HTTP destination, AuthorizationHeader = this connection's
-        webhook secret). Idempotent; returns it."""
-        secret = self.connection.get_webhook_secret()
-        if not secret:
-            raise errors.PermanentError(f"connection {self.connection.name} has no webhook secret to authenticate "
-                                        "subscription deliveries with", system=self.system_type)
-        destination = {"type": "HTTP", "url": url, "authentication": {"type": "AuthorizationHeader", "headerValue": secret}}
+    @staticmethod
+    def order_hints(payload) -> tuple[list[str], list[str]]:
+        """A relayed Subscription payload (one Message or change notification, or a list) → (order ids to fetch
+        when the hub does not have them, order ids to re-read even when it does). Only ids are taken: the order
+        itself is always read from the API (a relayed body is a hint, never the order). ``RETURN_MESSAGES`` and
+        ``OrderStateChanged`` (a cancellation, among others) are re-reads; any other order Message or change
+        notification names an order; payloads about other resources give nothing. Not a ct payload →
+        BadDataError. A duplicate or late message only re-reads the order's current state."""
+        messages = payload if isinstance(payload, list) else [payload]
+        ids: list[str] = []
+        changed: list[str] = []
+        for m in messages:
+            if not isinstance(m, dict) or m.get("notificationType") not in ("Message", "ResourceCreated", "ResourceUpdated",
+                                                                            "ResourceDeleted"):
+                raise errors.BadDataError(f"not a commercetools subscription payload: {str(m)[:200]}", body=m)
+            resource = m.get("resource") or {}
+            if resource.get("typeId") != "order":
+                continue
+            oid = resource.get("id")
+            if not isinstance(oid, str) or not oid:
+                raise errors.BadDataError(f"{m.get('type') or m['notificationType']} without an order id", body=m)
+            if m["notificationType"] == "ResourceDeleted":
+                continue
+            if m.get("type") in RETURN_MESSAGES or m.get("type") == "OrderStateChanged":
+                changed.append(oid)
+            else:
+                ids.append(oid)
+        changed = list(dict.fromkeys(changed))
+        return [i for i in dict.fromkeys(ids) if i not in changed], changed
+
+    def subscription_destination(self) -> dict:
+        """The Destination (API reference: GoogleCloudPubSubDestination / SqsDestination) from
+        ``options["relay"]``: ``{"type": "GoogleCloudPubSub", "projectId", "topic"}`` or ``{"type": "SQS",
+        "queueUrl", "region", "authenticationMode": "IAM"}`` (``Credentials`` mode: ``accessKey`` and the secret in
+        the environment variable ``accessSecret_env``). Only the reference's fields are written."""
+        relay = (self.connection.options or {}).get("relay") or {}
+        kind = relay.get("type")
+        if kind == "GoogleCloudPubSub":
+            if not relay.get("projectId") or not relay.get("topic"):
+                raise errors.PermanentError("options.relay needs projectId and topic for GoogleCloudPubSub", system=self.system_type)
+            return {"type": "GoogleCloudPubSub", "projectId": relay["projectId"], "topic": relay["topic"]}
+        if kind == "SQS":
+            if not relay.get("queueUrl") or not relay.get("region"):
+                raise errors.PermanentError("options.relay needs queueUrl and region for SQS", system=self.system_type)
+            dest = {"type": "SQS", "queueUrl": relay["queueUrl"], "region": relay["region"],
+                    "authenticationMode": relay.get("authenticationMode") or "IAM"}
+            if dest["authenticationMode"] == "Credentials":
+                import os
+
+                secret = os.environ.get(relay.get("accessSecret_env") or "", "")
+                if not relay.get("accessKey") or not secret:
+                    raise errors.PermanentError("SQS Credentials mode needs options.relay.accessKey and the secret in the "
+                                                "environment variable named by accessSecret_env", system=self.system_type)
+                dest.update(accessKey=relay["accessKey"], accessSecret=secret)
+            return dest
+        raise errors.PermanentError(f"connection {self.connection.name}: options.relay.type must be GoogleCloudPubSub or SQS "
+                                    f"(commercetools Subscriptions have no HTTP destination)", system=self.system_type)
+
+    def ensure_order_subscription(self, destination: dict | None = None, key: str = "integration-hub-orders") -> dict:
+        """Create or repoint the Subscription that relays the order Messages the hub reads (``SUBSCRIBED_MESSAGES``)
+        to ``destination`` (default :meth:`subscription_destination`), ``format`` Platform. Idempotent: nothing is
+        written when the Subscription already says exactly that; a changed destination or message list is one
+        update (``changeDestination`` / ``setMessages``); a different format (no update action exists for it) is a
+        delete and re-create. Returns the Subscription."""
+        destination = destination or self.subscription_destination()
         messages = [{"resourceTypeId": "order", "types": list(SUBSCRIBED_MESSAGES)}]
-        try:
-            current = self._get(self.path(f"subscriptions/key={key}")).json()
-        except errors.NotFoundError:
-            return self.client.post(self.path("subscriptions"),
-                                    json={"key": key, "destination": destination, "messages": messages}).json()
-        # ct never returns the header value, so the destination is always re-set (a secret rotation must land)
-        actions = [{"action": "changeDestination", "destination": destination}, {"action": "setMessages", "messages": messages}]
+        fmt = {"type": "Platform"}
+        draft = {"key": key, "destination": destination, "messages": messages, "format": fmt}
         for _ in range(CONFLICT_RETRIES):
+            try:
+                current = self._get(self.path(f"subscriptions/key={key}")).json()
+            except errors.NotFoundError:
+                return self.client.post(self.path("subscriptions"), json=draft).json()
+            if (current.get("format") or {"type": "Platform"}).get("type") != "Platform":
+                self.client.delete(self.path(f"subscriptions/key={key}"), params={"version": current["version"]})
+                continue
+            actions = []
+            shown = {k: v for k, v in (current.get("destination") or {}).items() if k != "accessSecret"}
+            if shown != {k: v for k, v in destination.items() if k != "accessSecret"} or "accessSecret" in destination:
+                actions.append({"action": "changeDestination", "destination": destination})
+            have = [{"resourceTypeId": m.get("resourceTypeId"), "types": sorted(m.get("types") or [])} for m in current.get("messages") or []]
+            if have != [{"resourceTypeId": "order", "types": sorted(SUBSCRIBED_MESSAGES)}]:
+                actions.append({"action": "setMessages", "messages": messages})
+            if not actions:
+                return current
             try:
                 return self.client.post(self.path(f"subscriptions/key={key}"),
                                         json={"version": current["version"], "actions": actions}).json()
             except errors.ConflictError:
-                current = self._get(self.path(f"subscriptions/key={key}")).json()
+                continue
         raise errors.ConflictError(f"subscription {key} still conflicting after {CONFLICT_RETRIES} attempts", system=self.system_type)
 
     # --- fulfilment --------------------------------------------------------------------------------

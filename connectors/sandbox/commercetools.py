@@ -30,11 +30,20 @@ Modelled on the published HTTP API (docs.commercetools.com, confirmed via the SD
   sandbox's ``rate_limit_per_second`` switch answers 429 with ``Retry-After`` so the hub's handling is
   exercised anyway.
 - Subscriptions (``/subscriptions``: create, query, get by id/key, ``changeDestination``/``setMessages``
-  updates, delete): an HTTP destination with ``AuthorizationHeader`` authentication (the header value is sent
-  verbatim as ``Authorization``) receives one ``OrderCreated`` Message per created order, in the Platform
-  payload format (``notificationType: "Message"``, ``resource``, ``resourceVersion``, ``sequenceNumber``,
-  ``resourceUserProvidedIdentifiers``, ``order``). Delivery runs on background threads from a bounded
-  queue; a failed delivery is retried a few times (at-least-once), then dropped and counted.
+  updates, delete): only the reference's Destinations (``DESTINATIONS``: GoogleCloudPubSub, SQS, SNS, EventBridge,
+  EventGrid, AzureServiceBus, ConfluentCloud, IronMQ, with their required fields — no HTTP), format Platform or
+  CloudEvents, secrets never returned. Order Messages (OrderCreated, OrderStateChanged, ReturnInfoAdded,
+  OrderReturnShipmentStateChanged) are delivered in each relay's envelope: GoogleCloudPubSub → the push endpoint
+  set by ``configure_relay`` (Pub/Sub push envelope, OIDC token signed by the sandbox key, certs at
+  ``GET /oauth2/v1/certs``); SQS → ``SendMessage`` (boto3; moto in tests). ``configure_webhooks`` is a harness,
+  not a Subscription: an operator relay forwarding bare Messages with a static ``Authorization`` header.
+  Delivery runs on background threads from a bounded queue; a failed delivery is retried a few times
+  (at-least-once), then dropped and counted.
+- Per-endpoint OAuth scopes (``ENDPOINT_SCOPES``, from the reference) are enforced: 403 ``insufficient_scope``.
+- Inventory: order decrements land ``decrement_delay`` seconds late (eventual consistency since 2026-01-19);
+  ``land_on_write`` / ``lose_inventory_responses`` / ``reserve`` for tests (see ``control_inventory_settings``);
+  custom Types (``/types``) and ``setCustomType`` / ``setCustomField`` on entries. Orders in ShippingMode
+  Multiple (``shipping[]``, ``addDelivery`` needs ``shippingKey``).
 
 Sources checked: docs.commercetools.com (InventoryEntry: one entry per SKU and supply channel,
 quantityOnStock/availableQuantity; TrackOnly lets stock go negative but needs an entry; Order messages:
@@ -91,6 +100,13 @@ ENDPOINT_SCOPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "shipping-methods": (("view_orders", "view_shipping_methods", "manage_my_orders"), ("manage_orders", "manage_shipping_methods")),
     "discount-codes": (("view_discount_codes",), ("manage_discount_codes",)),
 }
+# Subscription Destinations of the API reference (Destination discriminator) and the fields each requires
+DESTINATIONS: dict[str, tuple[str, ...]] = {
+    "GoogleCloudPubSub": ("projectId", "topic"), "SQS": ("queueUrl", "region"), "SNS": ("topicArn",),
+    "EventBridge": ("region", "accountId"), "EventGrid": ("uri", "accessKey"), "AzureServiceBus": ("connectionString",),
+    "ConfluentCloud": ("bootstrapServer", "apiKey", "apiSecret", "acks", "topic"), "IronMQ": ("uri",),
+}
+SECRET_FIELDS = ("accessSecret", "apiSecret", "connectionString", "accessKey")
 SHIPMENT_STATES = {"Shipped", "Delivered", "Ready", "Pending", "Delayed", "Partial", "Backorder", "Canceled"}
 ORDER_STATES = {"Open", "Confirmed", "Complete", "Cancelled"}
 RETURN_SHIPMENT_STATES = {"Advised", "Returned", "BackInStock", "Unusable"}
@@ -386,10 +402,54 @@ def _apply_sort(items: list[dict], sorts: list[str]) -> list[dict]:
     return items
 
 
+# --- Pub/Sub push tokens -----------------------------------------------------------------------------
+_KEY: tuple[str, str, Any] | None = None
+_KEY_LOCK = threading.Lock()
+
+
+def _signing_key():
+    """(kid, certificate PEM, private key) the sandbox signs its Google-style OIDC tokens with (made once)."""
+    global _KEY
+    with _KEY_LOCK:
+        if _KEY is None:
+            from cryptography import x509
+            from cryptography.hazmat.primitives import hashes, serialization
+            from cryptography.hazmat.primitives.asymmetric import rsa
+            from cryptography.x509.oid import NameOID
+
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sandbox pubsub signer")])
+            now = datetime.now(timezone.utc)
+            cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                    .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+                    .not_valid_after(now + timedelta(days=3650)).sign(key, hashes.SHA256()))
+            _KEY = (secrets.token_hex(8), cert.public_bytes(serialization.Encoding.PEM).decode(), key)
+        return _KEY
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def oidc_token(audience: str, email: str, issuer: str = "https://accounts.google.com", ttl: int = 3600) -> str:
+    """An RS256 ID token shaped like the ones Pub/Sub push attaches (iss, aud, email, email_verified, iat, exp)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    kid, _, key = _signing_key()
+    now = int(time.time())
+    header = {"alg": "RS256", "kid": kid, "typ": "JWT"}
+    claims = {"iss": issuer, "aud": audience, "email": email, "email_verified": True, "sub": "1" + kid,
+              "azp": "1" + kid, "iat": now, "exp": now + ttl}
+    signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{_b64url(signature)}"
+
+
 # --- the emulator ----------------------------------------------------------------------------------
 class CommercetoolsEmulator(Emulator):
     prefix = "commercetools"
-    exempt_patterns = (r"^/oauth/token$",)
+    exempt_patterns = (r"^/oauth/token$", r"^/oauth2/v1/certs$")
 
     def reset(self) -> None:
         with self.lock:
@@ -426,7 +486,13 @@ class CommercetoolsEmulator(Emulator):
             self.last_ts: datetime | None = None
             # subscription
             self.generation = getattr(self, "generation", 0) + 1
-            self.subscriptions: dict[str, dict] = {}  # id → Subscription
+            self.subscriptions: dict[str, dict] = {}  # id → Subscription (reference Destinations only)
+            # sandbox-only harness (control configure_webhooks): an operator-run relay forwarding bare Messages to a
+            # URL with a static Authorization header — not a ct Destination, never listed by the Subscriptions API
+            self.direct_relays: dict[str, dict] = {}
+            # where a Destination's messages go on from the relay: GoogleCloudPubSub "projects/P/topics/T" →
+            # {push_url, audience, service_account, subscription} (a Pub/Sub push subscription)
+            self.pubsub_push: dict[str, dict] = {}
             self.webhook_stats = {"queued": 0, "delivered": 0, "attempts": 0, "retried": 0, "dropped": 0, "overflow": 0}
             self.inflight = 0
             self.retry_delays = WEBHOOK_RETRY_DELAYS  # len + 1 attempts per message
@@ -1221,8 +1287,11 @@ class CommercetoolsEmulator(Emulator):
                     raise ct_error(400, "InvalidOperation", f"Unknown or unsupported update action '{kind}' for orders.")
             new["version"] = order["version"] + 1
             new["lastModifiedAt"] = self._tick()
+            old_state = order.get("orderState")
+            before_returns = {it["id"]: it.get("shipmentState") for info in order.get("returnInfo") or [] for it in info.get("items") or []}
             order.clear()
             order.update(new)
+            self._emit_update_messages(order, req.params.get("project") or "demo", old_state, before_returns)
             return Response(200, self._expand(copy.deepcopy(order), req))
 
     def _items(self, items, line_ids: dict) -> list[dict]:
@@ -1338,36 +1407,63 @@ class CommercetoolsEmulator(Emulator):
             t.start()
             self._workers.append(t)
 
-    def _message(self, order: dict, project: str) -> dict:
+    def _message(self, order: dict, project: str, kind: str = "OrderCreated", **fields) -> dict:
+        """An order Message in the Platform format; ``OrderCreated`` carries the order, the others their own fields
+        (OrderStateChanged {orderState, oldOrderState}, ReturnInfoAdded / ReturnInfoSet {returnInfo},
+        OrderReturnShipmentStateChanged {returnItemId, returnShipmentState})."""
         seq = self.message_seq.get(order["id"], 0) + 1
         self.message_seq[order["id"]] = seq
-        return {"notificationType": "Message", "projectKey": project, "id": str(uuid.uuid4()), "version": 1,
-                "sequenceNumber": seq, "resource": {"typeId": "order", "id": order["id"]}, "resourceVersion": order["version"],
-                "resourceUserProvidedIdentifiers": {"orderNumber": order["orderNumber"]}, "type": "OrderCreated",
-                "order": copy.deepcopy(order), "createdAt": order["createdAt"], "lastModifiedAt": order["createdAt"],
-                "createdBy": {"isPlatformClient": True}, "lastModifiedBy": {"isPlatformClient": True}}
+        m = {"notificationType": "Message", "projectKey": project, "id": str(uuid.uuid4()), "version": 1,
+             "sequenceNumber": seq, "resource": {"typeId": "order", "id": order["id"]}, "resourceVersion": order["version"],
+             "resourceUserProvidedIdentifiers": {"orderNumber": order["orderNumber"]}, "type": kind,
+             "createdAt": order["lastModifiedAt"], "lastModifiedAt": order["lastModifiedAt"],
+             "createdBy": {"isPlatformClient": True}, "lastModifiedBy": {"isPlatformClient": True}, **copy.deepcopy(fields)}
+        if kind == "OrderCreated":
+            m["order"] = copy.deepcopy(order)
+        return m
+
+    def _emit_update_messages(self, order: dict, project: str, old_state, before_returns: dict) -> None:
+        """The Messages an order update produces (lock held): OrderStateChanged, ReturnInfoAdded,
+        OrderReturnShipmentStateChanged."""
+        out = []
+        if order.get("orderState") != old_state:
+            out.append(self._message(order, project, "OrderStateChanged", orderState=order["orderState"], oldOrderState=old_state))
+        for info in order.get("returnInfo") or []:
+            items = info.get("items") or []
+            if items and all(it["id"] not in before_returns for it in items):
+                out.append(self._message(order, project, "ReturnInfoAdded", returnInfo=info))
+            for it in items:
+                if it["id"] in before_returns and before_returns[it["id"]] != it.get("shipmentState"):
+                    out.append(self._message(order, project, "OrderReturnShipmentStateChanged", returnItemId=it["id"],
+                                             returnShipmentState=it.get("shipmentState")))
+        self._enqueue(out)
 
     def _targets(self, resource_type: str, message_type: str) -> list[tuple]:
         out = []
+        for relay in self.direct_relays.values():
+            if message_type in relay["types"]:
+                out.append((self.generation, "direct", relay))
         for sub in self.subscriptions.values():
             if not any(m.get("resourceTypeId") == resource_type and (not m.get("types") or message_type in m["types"])
                        for m in sub.get("messages") or []):
                 continue
             dest = sub["destination"]
-            auth = dest.get("authentication") or {}
-            header = auth.get("headerValue") if auth.get("type") == "AuthorizationHeader" else None
-            out.append((self.generation, dest["url"], header))
+            if dest["type"] == "GoogleCloudPubSub":
+                topic = f"projects/{dest['projectId']}/topics/{dest['topic']}"
+                if topic in self.pubsub_push:
+                    out.append((self.generation, "pubsub", {**self.pubsub_push[topic], "topic": topic}))
+                else:
+                    self.webhook_stats["unrouted"] = self.webhook_stats.get("unrouted", 0) + 1  # a topic nobody reads
+            elif dest["type"] == "SQS":
+                out.append((self.generation, "sqs", dict(dest)))
         return out
 
     def _enqueue(self, messages: list[dict]) -> None:
         if not messages:
             return
-        targets = self._targets("order", "OrderCreated")
-        if not targets:
-            return
         self._ensure_workers()
-        for target in targets:
-            for m in messages:
+        for m in messages:
+            for target in self._targets("order", m["type"]):
                 try:
                     self._queue.put_nowait((target, m))
                     self.webhook_stats["queued"] += 1
@@ -1377,21 +1473,30 @@ class CommercetoolsEmulator(Emulator):
 
     # --- Subscriptions API ---------------------------------------------------------------------------
     def _validate_subscription(self, data: dict) -> None:
+        """The Destination must be one of the reference's (``DESTINATIONS``) with its required fields; there is no
+        HTTP Destination for Subscriptions (HTTP exists for API Extensions only)."""
         dest = data.get("destination")
-        if not isinstance(dest, dict) or dest.get("type") != "HTTP" or not str(dest.get("url", "")).startswith(("http://", "https://")):
-            raise ct_error(400, "InvalidInput", "The sandbox supports HTTP destinations with an http(s) url only.")
-        auth = dest.get("authentication")
-        if auth is not None and (not isinstance(auth, dict) or auth.get("type") != "AuthorizationHeader" or not auth.get("headerValue")):
-            raise ct_error(400, "InvalidInput", "authentication must be {type: AuthorizationHeader, headerValue}.")
+        kind = dest.get("type") if isinstance(dest, dict) else None
+        if kind not in DESTINATIONS:
+            raise ct_error(400, "InvalidInput", f"Destination type {kind!r} is not valid. Valid types: {', '.join(DESTINATIONS)}.")
+        missing = [f for f in DESTINATIONS[kind] if not dest.get(f)]
+        if kind == "SQS" and dest.get("authenticationMode", "Credentials") == "Credentials":
+            missing += [f for f in ("accessKey", "accessSecret") if not dest.get(f)]
+        if kind == "SQS" and dest.get("authenticationMode") not in (None, "Credentials", "IAM"):
+            missing.append("authenticationMode")
+        if missing:
+            raise ct_error(400, "InvalidInput", f"{kind} destination is missing or has invalid: {', '.join(missing)}.")
+        fmt = data.get("format") or {"type": "Platform"}
+        if not isinstance(fmt, dict) or fmt.get("type") not in ("Platform", "CloudEvents"):
+            raise ct_error(400, "InvalidInput", "format must be {type: Platform} or {type: CloudEvents, cloudEventsVersion}.")
         messages = data.get("messages", [])
         if not isinstance(messages, list) or not all(isinstance(m, dict) and m.get("resourceTypeId") for m in messages):
             raise ct_error(400, "InvalidInput", "messages must be a list of {resourceTypeId, types}.")
 
     @staticmethod
     def _public_subscription(sub: dict, req=None) -> dict:
-        auth = sub["destination"].get("authentication")
-        if auth:  # ct never returns the header value
-            sub["destination"]["authentication"] = {"type": auth["type"]}
+        for f in ("accessSecret", "apiSecret", "connectionString"):  # secrets are never returned
+            sub["destination"].pop(f, None)
         return sub
 
     def _upsert_subscription(self, data: dict) -> dict:
@@ -1399,7 +1504,8 @@ class CommercetoolsEmulator(Emulator):
         ts = self._tick()
         sub = {"id": str(uuid.uuid4()), "version": 1, "key": data.get("key"), "destination": copy.deepcopy(data["destination"]),
                "messages": copy.deepcopy(data.get("messages") or []), "changes": copy.deepcopy(data.get("changes") or []),
-               "format": {"type": "Platform"}, "status": "Healthy", "createdAt": ts, "lastModifiedAt": ts}
+               "format": copy.deepcopy(data.get("format") or {"type": "Platform"}), "status": "Healthy", "createdAt": ts,
+               "lastModifiedAt": ts}
         if not sub["key"]:
             del sub["key"]
         self.subscriptions[sub["id"]] = sub
@@ -1449,10 +1555,11 @@ class CommercetoolsEmulator(Emulator):
             new = copy.deepcopy(sub)
             for a in actions:
                 if a["action"] == "changeDestination":
-                    self._validate_subscription({"destination": a.get("destination"), "messages": new["messages"]})
+                    self._validate_subscription({"destination": a.get("destination"), "messages": new["messages"], "format": new["format"]})
                     new["destination"] = copy.deepcopy(a["destination"])
                 elif a["action"] == "setMessages":
-                    self._validate_subscription({"destination": new["destination"], "messages": a.get("messages") or []})
+                    self._validate_subscription({"destination": new["destination"], "messages": a.get("messages") or [],
+                                                 "format": new["format"]})
                     new["messages"] = copy.deepcopy(a.get("messages") or [])
                 elif a["action"] == "setChanges":
                     new["changes"] = copy.deepcopy(a.get("changes") or [])
@@ -1483,7 +1590,7 @@ class CommercetoolsEmulator(Emulator):
 
         session = requests.Session()
         while True:
-            (generation, url, header), message = self._queue.get()
+            (generation, kind, cfg), message = self._queue.get()
             try:
                 with self.lock:
                     if generation != self.generation:
@@ -1498,13 +1605,9 @@ class CommercetoolsEmulator(Emulator):
                             break
                         self.webhook_stats["attempts"] += 1
                     try:
-                        headers = {"Content-Type": "application/json", "User-Agent": "commercetools-subscriptions (sandbox)"}
-                        if header:
-                            headers["Authorization"] = header
-                        r = session.post(url, data=body, timeout=10, headers=headers)
-                        delivered = 200 <= r.status_code < 300
-                    except requests.RequestException as exc:
-                        log.debug("subscription delivery to %s failed: %s", url, exc)
+                        delivered = self._send(session, kind, cfg, message, body)
+                    except Exception as exc:  # the relay is down / refused: retried like ct / Pub/Sub / SQS would
+                        log.debug("subscription delivery (%s) failed: %s", kind, exc)
                     if delivered:
                         break
                     if attempt < len(delays):
@@ -1519,6 +1622,51 @@ class CommercetoolsEmulator(Emulator):
                 log.exception("subscription worker failed")
             finally:
                 self._queue.task_done()
+
+    def _send(self, session, kind: str, cfg: dict, message: dict, body: bytes) -> bool:
+        """One delivery in the relay's own envelope. ``direct``: the bare Message (harness). ``pubsub``: the Pub/Sub
+        push request — ``{"message": {"data": base64(Message), "attributes", "messageId", "publishTime"},
+        "subscription"}`` with a Google-style OIDC token (RS256, signed by the sandbox's key, certs at
+        ``/oauth2/v1/certs``) as ``Authorization: Bearer``. ``sqs``: ``SendMessage`` of the Message as the body
+        (boto3; under moto in tests)."""
+        if kind == "direct":
+            headers = {"Content-Type": "application/json", "User-Agent": "commercetools-subscriptions (sandbox)"}
+            if cfg.get("header"):
+                headers["Authorization"] = cfg["header"]
+            return 200 <= session.post(cfg["url"], data=body, timeout=10, headers=headers).status_code < 300
+        if kind == "pubsub":
+            envelope = {"message": {"data": base64.b64encode(body).decode(), "attributes": {"resourceTypeId": "order",
+                                                                                           "type": message["type"]},
+                                    "messageId": str(int(time.time() * 1000)) + secrets.token_hex(2), "publishTime": now_iso()},
+                        "subscription": cfg.get("subscription") or cfg["topic"].replace("/topics/", "/subscriptions/") + "-push"}
+            token = oidc_token(cfg.get("audience") or cfg["push_url"], cfg.get("service_account") or "ct-relay@sandbox.iam.gserviceaccount.com")
+            r = session.post(cfg["push_url"], json=envelope, timeout=10,
+                             headers={"Authorization": f"Bearer {token}", "User-Agent": "APIs-Google (sandbox)"})
+            return r.status_code in (102, 200, 201, 202, 204)
+        if kind == "sqs":
+            import boto3
+
+            client = boto3.client("sqs", region_name=cfg["region"])
+            client.send_message(QueueUrl=cfg["queueUrl"], MessageBody=body.decode())
+            return True
+        return False
+
+    @route("GET", r"/oauth2/v1/certs")
+    def google_certs(self, req):
+        """The sandbox's signing certificate in Google's format ({kid: PEM}) for its Pub/Sub push tokens."""
+        kid, cert_pem, _ = _signing_key()
+        return Response(200, {kid: cert_pem})
+
+    def control_configure_relay(self, payload: dict) -> dict:
+        """Where a GoogleCloudPubSub Destination's messages are pushed: {"topic": "projects/P/topics/T", "push_url",
+        "audience", "service_account", "subscription"} (a Pub/Sub push subscription); no push_url removes it."""
+        with self.lock:
+            topic = payload.get("topic") or ""
+            if not payload.get("push_url"):
+                self.pubsub_push.pop(topic, None)
+                return {"relays": sorted(self.pubsub_push)}
+            self.pubsub_push[topic] = {k: payload.get(k) for k in ("push_url", "audience", "service_account", "subscription")}
+            return {"relays": sorted(self.pubsub_push)}
 
     # --- control actions ---------------------------------------------------------------------------
     def control_set_credentials(self, payload: dict) -> dict:
@@ -1590,25 +1738,22 @@ class CommercetoolsEmulator(Emulator):
             return {"ids": [o["id"] for o in built], "order_numbers": numbers}
 
     def control_configure_webhooks(self, payload: dict) -> dict:
-        """(Re)creates the subscription ``hub-orders``: HTTP destination ``order_url`` with AuthorizationHeader
-        authentication (``secret`` is the header value), OrderCreated messages. No ``order_url`` removes it.
-        Optional: ``concurrency`` (delivery threads, ≤ 32), ``retry_delays`` (seconds between attempts)."""
+        """Sandbox harness, not a ct Destination: an operator-run relay that forwards each ``OrderCreated`` Message
+        (plus ``types``, if given) bare to ``order_url``, with ``secret`` as the ``Authorization`` header. No
+        ``order_url`` removes it. Optional: ``concurrency`` (delivery threads, ≤ 32), ``retry_delays`` (seconds
+        between attempts). Real projects relay through a Subscription Destination (see ``configure_relay``)."""
         with self.lock:
             if payload.get("concurrency"):
                 self.delivery_workers = max(1, min(32, int(payload["concurrency"])))
             if payload.get("retry_delays") is not None:
                 self.retry_delays = tuple(float(d) for d in payload["retry_delays"])[:10]
-            for sid in [i for i, s in self.subscriptions.items() if s.get("key") == "hub-orders"]:
-                del self.subscriptions[sid]
             url = payload.get("order_url")
             if not url:
-                return {"subscription": None}
-            dest = {"type": "HTTP", "url": url}
-            if payload.get("secret"):
-                dest["authentication"] = {"type": "AuthorizationHeader", "headerValue": payload["secret"]}
-            sub = self._upsert_subscription({"key": "hub-orders", "destination": dest,
-                                             "messages": [{"resourceTypeId": "order", "types": ["OrderCreated"]}]})
-            return {"subscription": self._public_subscription(copy.deepcopy(sub))}
+                self.direct_relays.pop("hub-orders", None)
+                return {"relay": None}
+            self.direct_relays["hub-orders"] = {"url": url, "header": payload.get("secret") or None,
+                                                "types": set(payload.get("types") or ["OrderCreated"])}
+            return {"relay": {"url": url, "types": sorted(self.direct_relays["hub-orders"]["types"])}}
 
     def control_wait_webhooks(self, payload: dict) -> dict:
         """Block until the subscription queue is drained (or ``timeout`` seconds) → delivery stats."""
@@ -1673,6 +1818,7 @@ class CommercetoolsEmulator(Emulator):
             order.setdefault("returnInfo", []).append(info)
             order["version"] += 1
             order["lastModifiedAt"] = self._tick()
+            self._enqueue([self._message(order, payload.get("project_key") or "demo", "ReturnInfoAdded", returnInfo=info)])
             return {"return_item_ids": [i["id"] for i in info["items"]], "version": order["version"]}
 
     def control_return_state(self, payload: dict) -> dict:
@@ -1687,6 +1833,8 @@ class CommercetoolsEmulator(Emulator):
             item["lastModifiedAt"] = self._tick()
             order["version"] += 1
             order["lastModifiedAt"] = item["lastModifiedAt"]
+            self._enqueue([self._message(order, payload.get("project_key") or "demo", "OrderReturnShipmentStateChanged",
+                                         returnItemId=item["id"], returnShipmentState=item["shipmentState"])])
             return {"version": order["version"]}
 
     def control_set_inventory(self, payload: dict) -> dict:
