@@ -1240,6 +1240,7 @@ class CommercetoolsEmulator(Emulator):
             self._check_version(order, data, "order")
             new = copy.deepcopy(order)
             line_ids = {li["id"]: li["quantity"] for li in new["lineItems"]}
+            set_return_info = False
             for a in actions:
                 kind = a["action"]
                 if kind == "changeShipmentState":
@@ -1269,6 +1270,12 @@ class CommercetoolsEmulator(Emulator):
                     delivery["parcels"].append(self._parcel(a, line_ids))
                 elif kind == "addReturnInfo":
                     new.setdefault("returnInfo", []).append(self._return_info(new, a))
+                elif kind == "setReturnInfo":  # replaces every ReturnInfo (ReturnInfoDrafts in items)
+                    drafts = a.get("items") or []
+                    new["returnInfo"] = []
+                    for draft in drafts:
+                        new["returnInfo"].append(self._return_info(new, draft if isinstance(draft, dict) else {}))
+                    set_return_info = True
                 elif kind in ("setReturnShipmentState", "setReturnPaymentState"):
                     item = self._return_item(new, a)
                     field, allowed = (("shipmentState", RETURN_SHIPMENT_STATES) if kind == "setReturnShipmentState"
@@ -1291,7 +1298,7 @@ class CommercetoolsEmulator(Emulator):
             before_returns = {it["id"]: it.get("shipmentState") for info in order.get("returnInfo") or [] for it in info.get("items") or []}
             order.clear()
             order.update(new)
-            self._emit_update_messages(order, req.params.get("project") or "demo", old_state, before_returns)
+            self._emit_update_messages(order, req.params.get("project") or "demo", old_state, before_returns, set_return_info)
             return Response(200, self._expand(copy.deepcopy(order), req))
 
     def _items(self, items, line_ids: dict) -> list[dict]:
@@ -1422,12 +1429,15 @@ class CommercetoolsEmulator(Emulator):
             m["order"] = copy.deepcopy(order)
         return m
 
-    def _emit_update_messages(self, order: dict, project: str, old_state, before_returns: dict) -> None:
-        """The Messages an order update produces (lock held): OrderStateChanged, ReturnInfoAdded,
+    def _emit_update_messages(self, order: dict, project: str, old_state, before_returns: dict, set_return_info: bool = False) -> None:
+        """The Messages an order update produces (lock held): OrderStateChanged, ReturnInfoAdded / ReturnInfoSet,
         OrderReturnShipmentStateChanged."""
         out = []
         if order.get("orderState") != old_state:
             out.append(self._message(order, project, "OrderStateChanged", orderState=order["orderState"], oldOrderState=old_state))
+        if set_return_info:
+            self._enqueue(out + [self._message(order, project, "ReturnInfoSet", returnInfo=order.get("returnInfo") or [])])
+            return
         for info in order.get("returnInfo") or []:
             items = info.get("items") or []
             if items and all(it["id"] not in before_returns for it in items):

@@ -33,7 +33,7 @@ def run_fetch_now(monkeypatch):
 
 
 def pubsub_world(sandbox):
-    ct, wh, channel = sandbox_world(sandbox)
+    ct, _wh, _channel = sandbox_world(sandbox)
     ct.options = {**ct.options, "relay": {**TOPIC, "audience": AUDIENCE, "service_account": SA,
                                           "certs_url": f"{sandbox.url}/commercetools/oauth2/v1/certs"}}
     ct.save()
@@ -175,7 +175,7 @@ def sqs(monkeypatch):
 
 
 def sqs_world(sandbox, url):
-    ct, wh, channel = sandbox_world(sandbox)
+    ct, _wh, _channel = sandbox_world(sandbox)
     ct.options = {**ct.options, "relay": {"type": "SQS", "queueUrl": url, "region": "eu-west-1", "authenticationMode": "IAM"}}
     ct.save()
     return ct
@@ -213,3 +213,32 @@ def test_sqs_message_is_kept_when_the_fetch_fails(db, sandbox, sqs, run_fetch_no
     control(sandbox, "commercetools", "faults", {"error_rate": 0.0})
     out = relays.consume_sqs(ct, wait_seconds=2, time_budget=0)
     assert out["deleted"] == 1 and Order.objects.filter(external_id=oid).exists()
+
+
+def test_sandbox_emits_every_subscribed_message_type(db, sandbox, sqs):
+    client, url = sqs
+    ct = sqs_world(sandbox, url)
+    c = CommercetoolsConnector(ct)
+    c.ensure_order_subscription()
+    [oid] = control(sandbox, "commercetools", "create_orders", {"orders": [
+        {"channel": "uk-web", "lines": [{"sku": "SKU-1", "quantity": 2}], "shipping_method": "standard"}]})["ids"]
+    emu = sandbox.emulators["commercetools"]
+    line = emu.orders[oid]["lineItems"][0]["id"]
+
+    def update(*actions):
+        c.client.post(c.path(f"orders/{oid}"), json={"version": emu.orders[oid]["version"], "actions": list(actions)})
+
+    update({"action": "addReturnInfo", "items": [{"lineItemId": line, "quantity": 1, "shipmentState": "Advised"}]})
+    item = emu.orders[oid]["returnInfo"][0]["items"][0]["id"]
+    update({"action": "setReturnShipmentState", "returnItemId": item, "shipmentState": "BackInStock"})
+    update({"action": "setReturnInfo", "items": [{"items": [{"lineItemId": line, "quantity": 2, "shipmentState": "Returned"}]}]})
+    update({"action": "changeOrderState", "orderState": "Cancelled"})
+    control(sandbox, "commercetools", "wait_webhooks", {"timeout": 30})
+    types = []
+    while True:
+        batch = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages") or []
+        if not batch:
+            break
+        types += [json.loads(m["Body"])["type"] for m in batch]
+        client.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)])
+    assert sorted(types) == sorted(SUBSCRIBED_MESSAGES)
