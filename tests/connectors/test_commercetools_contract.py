@@ -155,7 +155,9 @@ def test_every_sandbox_response_loads_through_the_sdk_schema(traffic):
             dropped = {k for k in set(a) - set(b) if a[k] is not None}  # a null is an absent optional field
             assert not dropped, f"{method} {path}: fields outside the SDK schema: {sorted(dropped)}"
     assert {"InventoryEntrySchema", "OrderSchema", "SubscriptionSchema", "TypeSchema", "ChannelPagedQueryResponseSchema",
-            "ProductProjectionPagedQueryResponseSchema", "OrderPagedQueryResponseSchema", "ProjectSchema"} <= loaded
+            "ProductProjectionPagedQueryResponseSchema", "OrderPagedQueryResponseSchema", "ProjectSchema",
+            "InventoryPagedQueryResponseSchema", "ShippingMethodPagedQueryResponseSchema",
+            "DiscountCodePagedQueryResponseSchema"} <= loaded
 
 
 def test_the_sdk_refuses_what_the_connector_used_to_send():
