@@ -158,6 +158,10 @@ class CommercetoolsConnector(Connector, Storefront):
         self.ledger_field = options.get("ledger_field") or LEDGER_FIELD
         self.on_stock_field = options.get("ledger_on_stock_field") or ON_STOCK_FIELD
         self._ledger_type_ready = False
+        # the Import API for bulk first syncs / full resyncs (connectors.commercetools_import): off unless asked for
+        self.import_api = bool(options.get("import_api", False))
+        self.import_min = max(1, int(options.get("import_min", 20)))  # fewer absolute writes than this go one by one
+        self._importer = None
         self._lock = threading.Lock()
         self._channel_id_by_key: dict[str, str] = {}
         self._channel_key_by_id: dict[str, str] = {}
@@ -191,6 +195,8 @@ class CommercetoolsConnector(Connector, Storefront):
         options = connection.options or {}
         root = cls.token_root(connection)
         scope = options.get("scopes") or cls.default_scopes(options.get("project_key", ""))
+        if not options.get("scopes") and options.get("import_api"):
+            scope += f" manage_import_containers:{options.get('project_key', '')}"
         if isinstance(scope, (list, tuple)):
             scope = " ".join(scope)
         return OAuthClientCredentials(token_url=f"{root}/oauth/token", client_id=connection.client_id,
@@ -296,6 +302,14 @@ class CommercetoolsConnector(Connector, Storefront):
         the storefront's own orders the hub has not captured yet); an absolute write the entry's quantity."""
         quantity = t.quantity if self._ledger_of(t) is not None else int(entry["quantityOnStock"])
         return InventoryResult(t.sku, t.channel_ref, quantity, version=entry.get("version"), ref=entry["id"])
+
+    @property
+    def importer(self):
+        if self._importer is None:
+            from .commercetools_import import InventoryImporter
+
+            self._importer = InventoryImporter(self)
+        return self._importer
 
     def _ledger_of(self, t: InventoryTarget) -> int | None:
         return t.ledger if self.orders_decrement_stock else None
@@ -469,7 +483,7 @@ class CommercetoolsConnector(Connector, Storefront):
                             known = self._skus_in_catalogue(missing) if missing and self.require_product else set(missing)
                         except errors.ConnectorError as exc:
                             state["abort"] = exc
-                    writes = []
+                    writes, imports = [], []
                     for t in chunk:
                         if state["abort"] is not None:
                             fail(t, state["abort"])
@@ -478,8 +492,25 @@ class CommercetoolsConnector(Connector, Storefront):
                                                          f"{self.project_key}", system=self.system_type))
                         elif t.sku in entries and not self.stock_actions(t, entries[t.sku]):
                             results[(t.sku, t.channel_ref)] = self._ok(t, entries[t.sku])  # already right: no write
+                        elif self.import_api and (t.sku not in entries or (
+                                self._ledger_of(t) is not None and self.marker(entries[t.sku]) is None)):
+                            imports.append(t)  # absolute anyway (new entry / first ledger write): the bulk path
                         else:
                             writes.append(t)
+                    if imports and len(imports) < self.import_min:
+                        writes, imports = writes + imports, []
+                    if imports and state["abort"] is None:
+                        try:
+                            for t, res in zip(imports, self.importer.write(imports)):
+                                results[(t.sku, t.channel_ref)] = res
+                        except errors.ConnectorError as exc:
+                            for t in imports:
+                                fail(t, exc)
+                            if isinstance(exc, errors.RetryableError) or exc.status in (401, 403):
+                                state["abort"] = exc
+                    elif imports:
+                        for t in imports:
+                            fail(t, state["abort"])
                     if pool is not None and len(writes) > 1:
                         list(pool.map(lambda t: write(t, channel_id, entries.get(t.sku)), writes))
                     else:

@@ -99,6 +99,10 @@ ENDPOINT_SCOPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "types": (("view_types",), ("manage_types",)),
     "shipping-methods": (("view_orders", "view_shipping_methods", "manage_my_orders"), ("manage_orders", "manage_shipping_methods")),
     "discount-codes": (("view_discount_codes",), ("manage_discount_codes",)),
+    # Import API (import-openapi.yaml)
+    "import-containers": (("view_import_containers", "manage_import_containers"), ("manage_import_containers",)),
+    "import-operations": (("view_import_containers", "manage_import_containers"), ("manage_import_containers",)),
+    "inventories": (("manage_products",), ("manage_products",)),
 }
 # Subscription Destinations of the API reference (Destination discriminator) and the fields each requires
 DESTINATIONS: dict[str, tuple[str, ...]] = {
@@ -471,6 +475,11 @@ class CommercetoolsEmulator(Emulator):
             self.land_on_write = 0  # test switch: land one pending decrement just before each of the next N inventory updates
             self.lose_inventory_responses = 0  # test switch: apply the next N inventory updates, then answer 502
             self.types: dict[str, dict] = {}  # id → Type
+            # Import API (import-openapi.yaml): containers by key, operations by id (oldest first)
+            self.import_containers: dict[str, dict] = {}
+            self.import_operations: dict[str, dict] = {}
+            self.import_queue: list[tuple[float, str, dict]] = []  # (due, operation id, InventoryImport)
+            self.import_delay = 0.0  # seconds an operation stays "processing"
             self.type_by_key: dict[str, str] = {}
             self.products: dict[str, dict] = {}
             self.product_by_key: dict[str, str] = {}
@@ -844,6 +853,123 @@ class CommercetoolsEmulator(Emulator):
             if not tid:
                 raise ct_error(404, "ResourceNotFound", f"The Resource with key '{req.params['key']}' was not found.")
             return Response(200, copy.deepcopy(self.types[tid]))
+
+    # --- Import API (inventory) ----------------------------------------------------------------------------
+    @route("POST", P + r"/import-containers")
+    def import_container_create(self, req):
+        self._auth(req)
+        data = self._body(req)
+        key = data.get("key")
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9_-]{2,256}", key):
+            raise ct_error(400, "InvalidJsonInput", "ImportContainerDraft needs a key of 2-256 [A-Za-z0-9_-].")
+        with self.lock:
+            if key in self.import_containers:
+                raise ct_error(400, "DuplicateField", f"A duplicate value '\"{key}\"' exists for field 'key'.", field="key")
+            ts = self._tick()
+            c = {"key": key, "resourceType": data.get("resourceType"), "version": 1, "createdAt": ts, "lastModifiedAt": ts}
+            self.import_containers[key] = c
+            return Response(201, copy.deepcopy(c))
+
+    @route("GET", P + r"/import-containers/(?P<key>[^/]+)")
+    def import_container_get(self, req):
+        self._auth(req)
+        with self.lock:
+            c = self.import_containers.get(req.params["key"])
+            if c is None:
+                raise ct_error(404, "ResourceNotFound", f"Import container '{req.params['key']}' was not found.")
+            return Response(200, copy.deepcopy(c))
+
+    @route("POST", P + r"/inventories/import-containers/(?P<key>[^/]+)")
+    def inventory_import(self, req):
+        """InventoryImportRequest: at most 20 InventoryImport resources → one ImportOperationStatus each."""
+        self._auth(req)
+        data = self._body(req)
+        resources = data.get("resources")
+        if data.get("type") != "inventory" or not isinstance(resources, list) or not 1 <= len(resources) <= 20:
+            raise ct_error(400, "InvalidInput", "An InventoryImportRequest has type 'inventory' and 1 to 20 resources.")
+        with self.lock:
+            container = self.import_containers.get(req.params["key"])
+            if container is None or container.get("resourceType") not in (None, "inventory"):
+                raise ct_error(404, "ResourceNotFound", f"Import container '{req.params['key']}' was not found.")
+            out = []
+            for res in resources:
+                ts = self._tick()
+                op = {"id": str(uuid.uuid4()), "version": 1, "importContainerKey": container["key"],
+                      "resourceKey": str(res.get("key") if isinstance(res, dict) else ""), "state": "processing",
+                      "createdAt": ts, "lastModifiedAt": ts, "expiresAt": ts}
+                problems = [f for f in ("key", "sku") if not isinstance(res, dict) or not isinstance(res.get(f), str) or not res.get(f)]
+                if isinstance(res, dict) and (isinstance(res.get("quantityOnStock"), bool) or not isinstance(res.get("quantityOnStock"), (int, float))):
+                    problems.append("quantityOnStock")
+                if problems:
+                    op["state"] = "validationFailed"
+                    op["errors"] = [{"code": "InvalidField", "message": f"Invalid or missing field '{f}'.", "field": f} for f in problems]
+                else:
+                    self.import_queue.append((time.monotonic() + self.import_delay, op["id"], copy.deepcopy(res)))
+                self.import_operations[op["id"]] = op
+                out.append({"operationId": op["id"], "state": op["state"], **({"errors": op["errors"]} if op.get("errors") else {})})
+            return Response(201, {"operationStatus": out})
+
+    def _run_imports(self) -> None:
+        """Process due import operations (lock held): resolve the supply channel and Type by key, then create or
+        overwrite the entry by key (quantityOnStock absolute, custom fields as given)."""
+        now = time.monotonic()
+        keep = []
+        for due, op_id, res in self.import_queue:
+            if due > now:
+                keep.append((due, op_id, res))
+                continue
+            op = self.import_operations[op_id]
+            op["lastModifiedAt"] = self._tick()
+            ch_key = (res.get("supplyChannel") or {}).get("key")
+            cid = self.channel_by_key.get(ch_key) if ch_key else None
+            custom = res.get("custom")
+            type_id = self.type_by_key.get((custom or {}).get("type", {}).get("key")) if custom else None
+            missing = ([{"typeId": "channel", "key": ch_key}] if ch_key and not cid else []) + \
+                      ([{"typeId": "type", "key": custom["type"].get("key")}] if custom and not type_id else [])
+            if missing:
+                op["state"] = "unresolved"
+                op["unresolvedReferences"] = missing
+                continue
+            eid = self.inventory_by_key.get(res["key"]) or self.inventory_index.get((res["sku"], cid))
+            fields = {k: (v.get("value") if isinstance(v, dict) else v) for k, v in ((custom or {}).get("fields") or {}).items()}
+            if eid is None:
+                entry = self._new_entry(res["sku"], cid, int(res["quantityOnStock"]), res["key"])
+            else:
+                entry = self.inventory[eid]
+                if entry.get("key") != res["key"]:
+                    entry["key"] = res["key"]
+                    self.inventory_by_key[res["key"]] = eid
+                self._set_entry_quantity(entry, int(res["quantityOnStock"]))
+            if custom:
+                entry["custom"] = {"type": {"typeId": "type", "id": type_id}, "fields": fields}
+            op["state"] = "imported"
+            op["resourceVersion"] = entry["version"]
+        self.import_queue = keep
+
+    @route("GET", P + r"/import-containers/(?P<key>[^/]+)/import-operations")
+    def import_operations_list(self, req):
+        self._auth(req)
+        limit = int(float(req.q("limit", "20")))
+        offset = int(float(req.q("offset", "0")))
+        with self.lock:
+            self._run_imports()
+            ops = [o for o in self.import_operations.values() if o["importContainerKey"] == req.params["key"]]
+            if req.q("state", ""):
+                ops = [o for o in ops if o["state"] == req.q("state", "")]
+            if "createdAt desc" in (req.query.get("sort") or []):
+                ops = ops[::-1]
+            page = [copy.deepcopy(o) for o in ops[offset:offset + limit]]
+            return Response(200, {"limit": limit, "offset": offset, "count": len(page), "total": len(ops), "results": page})
+
+    @route("GET", P + r"/import-operations/(?P<id>[^/]+)")
+    def import_operation_get(self, req):
+        self._auth(req)
+        with self.lock:
+            self._run_imports()
+            op = self.import_operations.get(req.params["id"])
+            if op is None:
+                raise ct_error(404, "ResourceNotFound", f"Import operation '{req.params['id']}' was not found.")
+            return Response(200, copy.deepcopy(op))
 
     # --- inventory, continued ----------------------------------------------------------------------------
     def _land_due(self, force: int = 0) -> int:
