@@ -11,7 +11,10 @@ one request per 500 operations). Host ``https://import.<region>.commercetools.co
 Used by :meth:`CommercetoolsConnector.set_stock` when ``options["import_api"]`` is on, for the writes that are
 absolute anyway and safe to make without a version: entries that do not exist yet (ct refuses orders for them, so
 there is no storefront decrement to keep) and entries without the hub's ledger marker (the one absolute write, see
-the connector's invariant). The import carries the ledger marker, so every later write is the relative one. One
+the connector's invariant). The import carries the ledger marker, so every later write is the relative one.
+Caveat: an import is applied later and without a version, so for a marker-less entry that already exists a
+decrement landing between the hub's read and the import's processing is overwritten (the adoption write's
+window, widened by the import's latency); new entries have no decrements to lose. One
 container per connection (``options["import_container"]``, default ``integration-hub-inventory-<id>``), reused.
 Outcomes become the targets' results: ``imported`` → confirmed; ``validationFailed`` / ``unresolved`` / ``rejected``
 → ``BadDataError`` (the push records a ``bad_payload`` exception per SKU); still ``processing`` after
