@@ -33,7 +33,13 @@ class InventoryTarget:
     ``quantity`` (absolute). ``known_version``/``known_ref`` are what the hub last saw, if anything.
     ``as_of`` is when the hub computed ``quantity`` (its stock snapshot): a storefront that subtracts its own
     orders placed after a reset instant (SFCC's allocation ``reset_date``) resets at this instant, so orders
-    placed while the figure was on its way are still subtracted. None = now."""
+    placed while the figure was on its way are still subtracted. None = now.
+
+    ``ledger``: for storefronts that decrement their own stock when an order is placed (commercetools),
+    ``quantity`` plus every unit of this channel's own storefront orders the hub has ever captured for the
+    item (a running total that never goes down). Such a storefront applies the *change* of the ledger since
+    the figure its entry was last brought to, so its own decrements for orders the hub has not captured yet
+    are kept (see :mod:`connectors.commercetools`). ``None``: an absolute write. Other storefronts ignore it."""
 
     sku: str
     channel_ref: str
@@ -44,6 +50,7 @@ class InventoryTarget:
     # units of this storefront's own open orders (on this channel, in this SKU) that ``quantity`` has subtracted:
     # filled only for storefronts that hold their own reservations (``Storefront.reserves_own_orders``)
     held: int = 0
+    ledger: int | None = None
 
 
 @dataclass
@@ -59,11 +66,17 @@ class InventoryResult:
 
 @dataclass
 class StorefrontStock:
+    """What the storefront offers (commercetools: ``availableQuantity``, net of its cart reservations) and, for
+    ledger-keeping storefronts, the ledger figure its entry was last brought to (``None``: never, or not kept)
+    and the units it holds above what the hub left it at (``unexplained_increase``: never its own orders)."""
+
     sku: str
     channel_ref: str
     quantity: int
     version: int | None = None
     ref: str = ""
+    ledger: int | None = None
+    unexplained_increase: int = 0
 
 
 @dataclass

@@ -2,23 +2,57 @@
 
 Modelled on the published HTTP API (see :mod:`connectors.sandbox.commercetools` for the emulated surface):
 
-- auth: OAuth 2.0 client credentials against ``<auth_url>/oauth/token`` (HTTP Basic client auth), scope
-  ``manage_project:<project_key>`` unless ``options["scopes"]`` narrows it; tokens cached by the client layer.
-- stock: one InventoryEntry per (SKU, supply channel). ``set_stock`` reads the entries of up to 100 SKUs of
-  one channel with one query (``where=supplyChannel(id="…") and sku in (…)``), creates the missing ones,
-  and sets the absolute quantity with ``changeQuantity`` at the entry's version. A 409
-  ``ConcurrentModification`` is retried with the ``currentVersion`` it reports (or after a re-read) — safe
-  because the target is absolute. Writes of a batch run on ``options["write_concurrency"]`` threads (default 4)
-  under the connection's shared rate limit. A SKU that has no entry and is not a variant of any product is refused
-  (``NotFoundError``: unknown SKU), unless ``options["require_product"]`` is false.
+- auth: OAuth 2.0 client credentials against ``<auth_url>/oauth/token`` (HTTP Basic client auth); a blank
+  ``auth_url`` is derived from the API host (``api.<region>`` → ``auth.<region>.commercetools.com``). Scopes: the
+  least the calls need (``LEAST_SCOPES``), never ``manage_project``, unless ``options["scopes"]`` says otherwise;
+  tokens cached by the client layer.
+- stock: one InventoryEntry per (SKU, supply channel), created with a ``key`` (:meth:`entry_key`). ``set_stock``
+  reads the entries of up to 100 SKUs of one channel with one query (``where=supplyChannel(id="…") and sku in
+  (…)``), creates the missing ones and updates the others at their version. Writes of a batch run on
+  ``options["write_concurrency"]`` threads (default 4) under the connection's shared rate limit. A SKU that has no
+  entry and is not a variant of any product is refused (``NotFoundError``: unknown SKU), unless
+  ``options["require_product"]`` is false.
+
+  **Invariant.** ct takes an order's units off the entry itself (InventoryMode TrackOnly / ReserveOnOrder; since
+  the 2026-01-19 release "it can now take up to 10 seconds for changes to be reflected in the availableQuantity
+  and quantityOnStock fields", docs.commercetools.com/api/releases/2026-01-19-inventory-update-processing-with-
+  eventual-consistency). So an entry must show, once ct's own pending decrements have landed::
+
+      quantityOnStock = master available − safety buffers − hub reservations − ct orders the hub has not captured
+
+  (= ATS − uncaptured; ``availableQuantity`` is lower still by ct's cart Reservations). An absolute write cannot
+  keep that: it erases every decrement the hub has not captured, and re-posting it after a 409 erases the one
+  that caused the 409 (the oversell of issue 12). Instead each target carries a *ledger* L = ATS + K, K = every
+  unit the hub has ever captured in the channel's own orders on lines of this SKU — the units ct took off this
+  entry (:func:`integration_hub.inventory.ats.captured_units`; a bundle line counts for the bundle's SKU).
+  The entry's quantity is then ``Q0 + ΣΔL − Σ(ct decrements)``, and ``ΔL = ΔATS + ΔK``: capturing an order
+  lowers ATS and raises K by its quantity (ΔL = 0: ct's decrement is not made twice, whether it has landed or
+  not); a master change, buffer change, other channels' reservations and a cancellation (ct puts nothing back)
+  move ATS only. Summed: ``Q = ATS − (orders placed − orders captured)``, the invariant. Every write is therefore
+  the *change* of L since the entry's marker — custom fields ``hubLedger`` (the L it was brought to) and
+  ``hubOnStock`` (its quantityOnStock right after) on the Type ``integration-hub-inventory`` — sent as
+  ``addQuantity`` / ``removeQuantity`` + the new marker in one update at the version just read
+  (:meth:`stock_actions`):
+
+  * 409 (a decrement, another worker, or our own earlier attempt): re-read, recompute from the fresh marker;
+  * a lost answer: the client re-sends at the old version → 409 → the re-read shows our marker → done, never
+    applied twice; a write that failed outright is recomputed by the next push the same way;
+  * skip-if-equal: the marker is L and the entry holds nothing above ``hubOnStock``;
+  * withdraw: L = 0 + K (the entry ends at 0 less ct's uncaptured orders);
+  * resync / drift repair: units above ``hubOnStock`` cannot be ct's own orders (they only take stock away), so
+    they are taken out relatively (:meth:`unexplained_increase`); a figure below is ct's own and kept.
+
+  The one absolute write is the first on an entry that has no marker (it may drop a decrement of an order not
+  captured at that moment; ct refuses orders for SKUs without an entry, so entries the hub creates start right).
+  ``options["orders_decrement_stock"] = false`` (orders with InventoryMode None) makes every write absolute.
 - orders: polled with ``where=lastModifiedAt > T or (lastModifiedAt = T and id > I)``, ``sort=lastModifiedAt
   asc, id asc``; the cursor is ``"<lastModifiedAt>|<id>"`` (``options["orders_start"]``, an ISO instant, bounds
   the very first poll; ``options["orders_poll_lag_seconds"]`` keeps the newest seconds for the next poll so
   two orders stamped in the same millisecond cannot straddle the cursor). Orders modified after they were
-  seen come back (the hub deduplicates on id). Pushed by a Subscription with an HTTP destination
-  (AuthorizationHeader authentication: the static ``Authorization`` header carries the webhook secret)
-  as ``OrderCreated`` Messages; return Messages and ``OrderStateChanged`` → Cancelled make the hub re-read
-  an order it already has (:meth:`parse_order_webhook`).
+  seen come back (the hub deduplicates on id). Pushed by a Subscription through a relay — ct has no HTTP
+  Destination: GoogleCloudPubSub or SQS from ``options["relay"]`` (:meth:`ensure_order_subscription`,
+  :mod:`integration_hub.orders.relays`); each Message only names orders (:meth:`order_hints`), which are then read
+  from the API. :meth:`parse_order_webhook` / :meth:`verify_webhook` serve the bare-message path.
 - returns: ``returnInfo[].items[]`` (LineItemReturnItem) of the polled orders — adding a return or changing
   its ``shipmentState`` bumps ``lastModifiedAt``, so the order poll brings it back (:meth:`storefront_returns`);
   the subscription's ``ReturnInfoAdded`` / ``ReturnInfoSet`` / ``OrderReturnShipmentStateChanged`` Messages
@@ -43,9 +77,9 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Iterable, Iterator
 
-from . import errors
 from django.views.decorators.debug import sensitive_variables
 
+from . import errors
 from .base import (Address, Connector, Fulfilment, InventoryResult, InventoryTarget, OrderChanged, OrderLineData, Page, Parcel,
                    Storefront, StorefrontOrder, StorefrontReturn, StorefrontStock)
 from .http import HttpClient, OAuthClientCredentials
@@ -55,6 +89,16 @@ log = logging.getLogger(__name__)
 
 CHUNK = 100  # SKUs per inventory query (keeps the URL well under ct's limits)
 PAGE_LIMIT = 500  # ct's maximum page size
+LEDGER_TYPE_KEY = "integration-hub-inventory"  # custom Type holding the ledger marker on inventory entries
+LEDGER_FIELD = "hubLedger"  # the ledger figure the hub last brought the entry to
+ON_STOCK_FIELD = "hubOnStock"  # the entry's quantityOnStock right after that write
+KEY_RX = re.compile(r"[A-Za-z0-9_-]+")
+API_HOST_RX = re.compile(r"^(?P<scheme>https?)://api\.(?P<region>[a-z0-9.-]+)\.commercetools\.com(?:/.*)?$")
+# what each call needs (API reference, per-endpoint OAuth scopes): inventory read/write and channel / product
+# lookups (manage_products), orders read + shipped update + shipping-method lookups (manage_orders), discount
+# code lookups, the order Subscription, the ledger's custom Type, ping (GET /{projectKey})
+LEAST_SCOPES = ("manage_products", "manage_orders", "view_discount_codes", "manage_subscriptions", "manage_types",
+                "view_project_settings")
 CONFLICT_RETRIES = 8  # hot SKUs in a sale: every TrackOnly order bumps the entry's version
 HUB_DELIVERY_PREFIX = "hub-"  # deliveryKey of deliveries the hub adds; any other delivery was made storefront-side
 STREET_NUMBER_FIRST = {"GB", "IE", "US", "CA", "AU", "NZ", "FR", "ZA"}
@@ -117,6 +161,17 @@ class CommercetoolsConnector(Connector, Storefront):
         # ct has no bulk inventory update: writes of one batch go out on a few threads (the client's shared
         # rate limiter still caps the request rate)
         self.write_concurrency = max(1, int(options.get("write_concurrency", 4)))
+        # orders placed with inventoryMode TrackOnly / ReserveOnOrder decrement the entries themselves: stock writes
+        # then go through the ledger (relative, see stock_actions); false only for projects ordering with mode None
+        self.orders_decrement_stock = bool(options.get("orders_decrement_stock", True))
+        self.ledger_type_key = options.get("ledger_type_key") or LEDGER_TYPE_KEY
+        self.ledger_field = options.get("ledger_field") or LEDGER_FIELD
+        self.on_stock_field = options.get("ledger_on_stock_field") or ON_STOCK_FIELD
+        self._ledger_type_ready = False
+        # the Import API for bulk first syncs / full resyncs (connectors.commercetools_import): off unless asked for
+        self.import_api = bool(options.get("import_api", False))
+        self.import_min = max(1, int(options.get("import_min", 20)))  # fewer absolute writes than this go one by one
+        self._importer = None
         self._lock = threading.Lock()
         self._channel_id_by_key: dict[str, str] = {}
         self._channel_key_by_id: dict[str, str] = {}
@@ -126,12 +181,32 @@ class CommercetoolsConnector(Connector, Storefront):
 
     # --- client ----------------------------------------------------------------------------------
     @staticmethod
-    def auth_for(connection) -> OAuthClientCredentials:
-        options = connection.options or {}
-        root = (connection.auth_url or connection.base_url).rstrip("/")
+    def token_root(connection) -> str:
+        """The auth host: ``auth_url`` when set, else derived from the API host (``https://api.<region>.commercetools
+        .com`` → ``https://auth.<region>.commercetools.com``, where ct's tokens come from); any other API root
+        (the sandbox) serves tokens itself."""
+        root = (connection.auth_url or "").rstrip("/")
+        if not root:
+            base = (connection.base_url or "").rstrip("/")
+            m = API_HOST_RX.match(base)
+            root = f"{m.group('scheme')}://auth.{m.group('region')}.commercetools.com" if m else base
         if root.endswith("/oauth/token"):
             root = root[: -len("/oauth/token")]
-        scope = options.get("scopes") or f"manage_project:{options.get('project_key', '')}"
+        return root
+
+    @staticmethod
+    def default_scopes(project_key: str) -> str:
+        """The least scopes the connector's calls need (per-endpoint scopes of the API reference), never
+        ``manage_project``."""
+        return " ".join(f"{s}:{project_key}" for s in LEAST_SCOPES)
+
+    @classmethod
+    def auth_for(cls, connection) -> OAuthClientCredentials:
+        options = connection.options or {}
+        root = cls.token_root(connection)
+        scope = options.get("scopes") or cls.default_scopes(options.get("project_key", ""))
+        if not options.get("scopes") and options.get("import_api"):
+            scope += f" manage_import_containers:{options.get('project_key', '')}"
         if isinstance(scope, (list, tuple)):
             scope = " ".join(scope)
         return OAuthClientCredentials(token_url=f"{root}/oauth/token", client_id=connection.client_id,
@@ -232,33 +307,139 @@ class CommercetoolsConnector(Connector, Storefront):
                         found.add(v["sku"])
         return found
 
+    def _ok(self, t: InventoryTarget, entry: dict) -> InventoryResult:
+        """A confirmed target. A ledger write confirms the hub's figure ``t.quantity`` (the entry shows it net of
+        the storefront's own orders the hub has not captured yet); an absolute write the entry's quantity."""
+        quantity = t.quantity if self._ledger_of(t) is not None else int(entry["quantityOnStock"])
+        return InventoryResult(t.sku, t.channel_ref, quantity, version=entry.get("version"), ref=entry["id"])
+
+    @property
+    def importer(self):
+        if self._importer is None:
+            from .commercetools_import import InventoryImporter
+
+            self._importer = InventoryImporter(self)
+        return self._importer
+
+    def _ledger_of(self, t: InventoryTarget) -> int | None:
+        return t.ledger if self.orders_decrement_stock else None
+
+    def _field(self, entry: dict, name: str) -> int | None:
+        value = ((entry.get("custom") or {}).get("fields") or {}).get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return int(value)
+
+    def marker(self, entry: dict) -> tuple[int, int] | None:
+        """(ledger, quantityOnStock) the hub last brought the entry to (custom fields ``ledger_field`` and
+        ``on_stock_field``), or None when the hub never wrote it through the ledger."""
+        ledger, on_stock = self._field(entry, self.ledger_field), self._field(entry, self.on_stock_field)
+        return None if ledger is None or on_stock is None else (ledger, on_stock)
+
+    def ensure_ledger_type(self) -> None:
+        """The custom Type (resource ``inventory-entry``, two Number fields) that holds the ledger marker; created
+        once if the project lacks it (scope ``manage_types``). Cached per connector."""
+        if self._ledger_type_ready:
+            return
+        try:
+            self._get(self.path(f"types/key={self.ledger_type_key}"))
+        except errors.NotFoundError:
+            field = {"type": {"name": "Number"}, "required": False, "inputHint": "SingleLine"}
+            draft = {"key": self.ledger_type_key, "name": {"en": "Integration Hub inventory"},
+                     "description": {"en": "Where the Integration Hub last brought this entry (do not edit)"},
+                     "resourceTypeIds": ["inventory-entry"],
+                     "fieldDefinitions": [{**field, "name": self.ledger_field, "label": {"en": "Hub ledger"}},
+                                          {**field, "name": self.on_stock_field, "label": {"en": "Hub quantityOnStock"}}]}
+            try:
+                self.client.post(self.path("types"), json=draft)
+            except errors.BadDataError as exc:
+                if "DuplicateField" not in json.dumps(exc.body, default=str):
+                    raise  # another worker created it meanwhile: fine
+        self._ledger_type_ready = True
+
+    def _marker_actions(self, entry: dict, ledger: int, on_stock: int) -> list[dict]:
+        fields = {self.ledger_field: ledger, self.on_stock_field: on_stock}
+        if entry.get("custom"):
+            # an entry with a custom type already: set the fields on it (a type without them answers InvalidField
+            # — add the two Number fields to that type, see the README)
+            return [{"action": "setCustomField", "name": k, "value": v} for k, v in fields.items()]
+        self.ensure_ledger_type()
+        return [{"action": "setCustomType", "type": {"typeId": "type", "key": self.ledger_type_key}, "fields": fields}]
+
+    def unexplained_increase(self, entry: dict) -> int:
+        """Units the entry holds above what the hub last left it at: never the storefront's own orders (they only
+        take stock away; ct does not put a cancelled order's units back), so a Merchant Center edit or another
+        integration — the hub takes it back out. 0 for an entry without a marker."""
+        mark = self.marker(entry)
+        return max(0, int(entry.get("quantityOnStock") or 0) - mark[1]) if mark else 0
+
+    def stock_actions(self, t: InventoryTarget, entry: dict) -> list[dict]:
+        """The update actions that bring ``entry`` to ``t``; [] when it already is.
+
+        Ledger write (``t.ledger``, orders decrement the entry themselves): ``addQuantity`` / ``removeQuantity`` of
+        the ledger's change since the entry's marker, less any :meth:`unexplained_increase`, plus the new marker
+        (ledger, resulting quantityOnStock), in one update at the entry's version. The storefront's own decrements
+        are never overwritten: a relative change lands on top of them, and a decrement that lands between our read
+        and our write moves the version, so the write is refused (409) and recomputed from a fresh read. An entry
+        without a marker (made elsewhere, or written before this scheme) is set absolutely once, with the marker —
+        the one write that can drop a decrement (of an order the hub had not captured at that moment).
+        Absolute write (no ledger, or ``orders_decrement_stock`` off): ``changeQuantity``."""
+        ledger = self._ledger_of(t)
+        on_stock = int(entry.get("quantityOnStock") or 0)
+        if ledger is None:
+            return [] if entry.get("quantityOnStock") == t.quantity else [{"action": "changeQuantity", "quantity": t.quantity}]
+        mark = self.marker(entry)
+        if mark is None:
+            actions = [] if entry.get("quantityOnStock") == t.quantity else [{"action": "changeQuantity", "quantity": t.quantity}]
+            return actions + self._marker_actions(entry, ledger, t.quantity)
+        delta = (ledger - mark[0]) - self.unexplained_increase(entry)
+        if delta == 0 and ledger == mark[0] and on_stock <= mark[1]:
+            return []
+        actions = []
+        if delta:
+            actions.append({"action": "addQuantity", "quantity": delta} if delta > 0 else {"action": "removeQuantity", "quantity": -delta})
+        return actions + self._marker_actions(entry, ledger, on_stock + delta)
+
     @staticmethod
-    def _ok(t: InventoryTarget, entry: dict) -> InventoryResult:
-        return InventoryResult(t.sku, t.channel_ref, int(entry["quantityOnStock"]), version=entry.get("version"), ref=entry["id"])
+    def entry_key(sku: str, channel_key: str) -> str:
+        """InventoryEntry ``key`` (2-256 of ``[A-Za-z0-9_-]``, what the Import API addresses entries by): readable
+        ``<channel key>--<sku>`` when that fits, else a hash of both."""
+        raw = f"{channel_key}--{sku}"
+        if 2 <= len(raw) <= 256 and KEY_RX.fullmatch(raw):
+            return raw
+        return "hub-" + hashlib.sha256(f"{channel_key}\x00{sku}".encode()).hexdigest()[:40]
 
     def _write_entry(self, t: InventoryTarget, channel_id: str, entry: dict | None) -> InventoryResult:
+        """Create or update one entry. Every retry starts from a fresh read (never re-posts a figure computed from
+        a stale one): after a 409 — an order's decrement, another worker, or our own earlier attempt whose answer
+        was lost and which the client re-sent — the entry is read again and :meth:`stock_actions` recomputed, so a
+        write that landed is seen by its marker and not applied twice."""
+        ledger = self._ledger_of(t)
         for _ in range(CONFLICT_RETRIES):
             if entry is None:
-                draft = {"sku": t.sku, "supplyChannel": {"typeId": "channel", "id": channel_id}, "quantityOnStock": t.quantity}
+                draft = {"key": self.entry_key(t.sku, t.channel_ref), "sku": t.sku,
+                         "supplyChannel": {"typeId": "channel", "id": channel_id}, "quantityOnStock": t.quantity}
+                if ledger is not None:
+                    self.ensure_ledger_type()
+                    draft["custom"] = {"type": {"typeId": "type", "key": self.ledger_type_key},
+                                       "fields": {self.ledger_field: ledger, self.on_stock_field: t.quantity}}
                 try:
                     return self._ok(t, self.client.post(self.path("inventory"), json=draft).json())
                 except errors.BadDataError as exc:
                     if "DuplicateField" not in json.dumps(exc.body, default=str):
                         raise
-                    entry = self._entries(channel_id, [t.sku]).get(t.sku)  # another worker created it
+                    entry = self._entries(channel_id, [t.sku]).get(t.sku)  # another worker (or our lost answer) created it
                     if entry is None:
                         raise
                     continue
-            if entry.get("quantityOnStock") == t.quantity:
+            actions = self.stock_actions(t, entry)
+            if not actions:
                 return self._ok(t, entry)  # already right: nothing to change
-            update = {"version": entry["version"], "actions": [{"action": "changeQuantity", "quantity": t.quantity}]}
+            update = {"version": entry["version"], "actions": actions}
             try:
                 return self._ok(t, self.client.post(self.path(f"inventory/{entry['id']}"), json=update).json())
-            except errors.ConflictError as exc:
-                if exc.current_version is not None and exc.current_version != entry["version"]:
-                    entry = {**entry, "version": exc.current_version, "quantityOnStock": None}
-                else:
-                    entry = self._get(self.path(f"inventory/{entry['id']}")).json()
+            except errors.ConflictError:
+                entry = self._get(self.path(f"inventory/{entry['id']}")).json()
             except errors.NotFoundError:
                 entry = None  # deleted meanwhile: create it again
         raise errors.ConflictError(f"inventory entry for {t.sku} on {t.channel_ref} still conflicting after "
@@ -312,17 +493,34 @@ class CommercetoolsConnector(Connector, Storefront):
                             known = self._skus_in_catalogue(missing) if missing and self.require_product else set(missing)
                         except errors.ConnectorError as exc:
                             state["abort"] = exc
-                    writes = []
+                    writes, imports = [], []
                     for t in chunk:
                         if state["abort"] is not None:
                             fail(t, state["abort"])
                         elif t.sku not in entries and t.sku not in known:
                             fail(t, errors.NotFoundError(f"SKU {t.sku!r} is not a product variant in commercetools project "
                                                          f"{self.project_key}", system=self.system_type))
-                        elif entries.get(t.sku, {}).get("quantityOnStock") == t.quantity:
+                        elif t.sku in entries and not self.stock_actions(t, entries[t.sku]):
                             results[(t.sku, t.channel_ref)] = self._ok(t, entries[t.sku])  # already right: no write
+                        elif self.import_api and (t.sku not in entries or (
+                                self._ledger_of(t) is not None and self.marker(entries[t.sku]) is None)):
+                            imports.append(t)  # absolute anyway (new entry / first ledger write): the bulk path
                         else:
                             writes.append(t)
+                    if imports and len(imports) < self.import_min:
+                        writes, imports = writes + imports, []
+                    if imports and state["abort"] is None:
+                        try:
+                            for t, res in zip(imports, self.importer.write(imports)):
+                                results[(t.sku, t.channel_ref)] = res
+                        except errors.ConnectorError as exc:
+                            for t in imports:
+                                fail(t, exc)
+                            if isinstance(exc, errors.RetryableError) or exc.status in (401, 403):
+                                state["abort"] = exc
+                    elif imports:
+                        for t in imports:
+                            fail(t, state["abort"])
                     if pool is not None and len(writes) > 1:
                         list(pool.map(lambda t: write(t, channel_id, entries.get(t.sku)), writes))
                     else:
@@ -342,7 +540,12 @@ class CommercetoolsConnector(Connector, Storefront):
         skus = list(dict.fromkeys(skus))
         for i in range(0, len(skus), CHUNK):
             for sku, e in self._entries(channel_id, skus[i:i + CHUNK]).items():
-                out.append(StorefrontStock(sku, channel_ref, int(e["quantityOnStock"]), version=e.get("version"), ref=e["id"]))
+                # what the storefront offers: availableQuantity (quantityOnStock less its cart reservations)
+                offered = e.get("availableQuantity", e["quantityOnStock"])
+                mark = self.marker(e) if self.orders_decrement_stock else None
+                out.append(StorefrontStock(sku, channel_ref, int(offered), version=e.get("version"), ref=e["id"],
+                                           ledger=mark[0] if mark else None,
+                                           unexplained_increase=self.unexplained_increase(e) if mark else 0))
         return out
 
     def list_skus(self) -> Iterator[str]:
@@ -377,11 +580,12 @@ class CommercetoolsConnector(Connector, Storefront):
                     self._channel_key_by_id[ref["id"]] = ref["obj"]["key"]
                 elif ref.get("id"):
                     channel_ids.add(ref["id"])
-            ref = (o.get("shippingInfo") or {}).get("shippingMethod") or {}
-            if ref.get("obj"):
-                self._shipping_key_by_id[ref["id"]] = ref["obj"].get("key") or ""
-            elif ref.get("id"):
-                sm_ids.add(ref["id"])
+            for _, info in self.shipping_infos(o):
+                ref = info.get("shippingMethod") or {}
+                if ref.get("obj"):
+                    self._shipping_key_by_id[ref["id"]] = ref["obj"].get("key") or ""
+                elif ref.get("id"):
+                    sm_ids.add(ref["id"])
             for dc in o.get("discountCodes") or []:
                 ref = dc.get("discountCode") or {}
                 if ref.get("obj", {}).get("code"):
@@ -414,7 +618,8 @@ class CommercetoolsConnector(Connector, Storefront):
             if not channel_ref:
                 channel_ref = (o.get("store") or {}).get("key", "")
             total = o.get("totalPrice") or {}
-            shipping = o.get("shippingInfo") or {}
+            infos = self.shipping_infos(o)
+            shipping = infos[0][1] if infos else {}  # Multiple mode: the first Shipping's method
             sm_ref = shipping.get("shippingMethod") or {}
             shipping_method = (sm_ref.get("obj") or {}).get("key") or self._shipping_key_by_id.get(sm_ref.get("id", ""), "") \
                 or shipping.get("shippingMethodName", "")
@@ -552,30 +757,96 @@ class CommercetoolsConnector(Connector, Storefront):
             raise errors.BadDataError("OrderCreated message without a usable order id", system=self.system_type, body=m)
         return oid
 
-    @sensitive_variables("secret", "destination", "actions")
-    def ensure_order_subscription(self, url: str, key: str = "integration-hub-orders") -> dict:
-        """Create or repoint the Subscription that pushes order Messages (``SUBSCRIBED_MESSAGES``: OrderCreated,
-        cancellations, returns) to the hub at ``url`` (HTTP destination, AuthorizationHeader = this connection's
-        webhook secret). Idempotent; returns it."""
-        secret = self.connection.get_webhook_secret()
-        if not secret:
-            raise errors.PermanentError(f"connection {self.connection.name} has no webhook secret to authenticate "
-                                        "subscription deliveries with", system=self.system_type)
-        destination = {"type": "HTTP", "url": url, "authentication": {"type": "AuthorizationHeader", "headerValue": secret}}
+    @staticmethod
+    def order_hints(payload) -> tuple[list[str], list[str]]:
+        """A relayed Subscription payload (one Message or change notification, or a list) → (order ids to fetch
+        when the hub does not have them, order ids to re-read even when it does). Only ids are taken: the order
+        itself is always read from the API (a relayed body is a hint, never the order). ``RETURN_MESSAGES`` and
+        ``OrderStateChanged`` (a cancellation, among others) are re-reads; any other order Message or change
+        notification names an order; payloads about other resources give nothing. Not a ct payload →
+        BadDataError. A duplicate or late message only re-reads the order's current state."""
+        messages = payload if isinstance(payload, list) else [payload]
+        ids: list[str] = []
+        changed: list[str] = []
+        for m in messages:
+            if not isinstance(m, dict) or m.get("notificationType") not in ("Message", "ResourceCreated", "ResourceUpdated",
+                                                                            "ResourceDeleted"):
+                raise errors.BadDataError(f"not a commercetools subscription payload: {str(m)[:200]}", body=m)
+            resource = m.get("resource") or {}
+            if resource.get("typeId") != "order":
+                continue
+            oid = resource.get("id")
+            if not _order_id(oid):  # ids become part of a request path: plain id characters only
+                raise errors.BadDataError(f"{m.get('type') or m['notificationType']} without a usable order id", body=m)
+            if m["notificationType"] == "ResourceDeleted":
+                continue
+            if m.get("type") in RETURN_MESSAGES or m.get("type") == "OrderStateChanged":
+                changed.append(oid)
+            else:
+                ids.append(oid)
+        changed = list(dict.fromkeys(changed))
+        return [i for i in dict.fromkeys(ids) if i not in changed], changed
+
+    def subscription_destination(self) -> dict:
+        """The Destination (API reference: GoogleCloudPubSubDestination / SqsDestination) from
+        ``options["relay"]``: ``{"type": "GoogleCloudPubSub", "projectId", "topic"}`` or ``{"type": "SQS",
+        "queueUrl", "region", "authenticationMode": "IAM"}`` (``Credentials`` mode: ``accessKey`` and the secret in
+        the environment variable ``accessSecret_env``). Only the reference's fields are written."""
+        relay = (self.connection.options or {}).get("relay") or {}
+        kind = relay.get("type")
+        if kind == "GoogleCloudPubSub":
+            if not relay.get("projectId") or not relay.get("topic"):
+                raise errors.PermanentError("options.relay needs projectId and topic for GoogleCloudPubSub", system=self.system_type)
+            return {"type": "GoogleCloudPubSub", "projectId": relay["projectId"], "topic": relay["topic"]}
+        if kind == "SQS":
+            if not relay.get("queueUrl") or not relay.get("region"):
+                raise errors.PermanentError("options.relay needs queueUrl and region for SQS", system=self.system_type)
+            dest = {"type": "SQS", "queueUrl": relay["queueUrl"], "region": relay["region"],
+                    "authenticationMode": relay.get("authenticationMode") or "IAM"}
+            if dest["authenticationMode"] == "Credentials":
+                import os
+
+                secret = os.environ.get(relay.get("accessSecret_env") or "", "")
+                if not relay.get("accessKey") or not secret:
+                    raise errors.PermanentError("SQS Credentials mode needs options.relay.accessKey and the secret in the "
+                                                "environment variable named by accessSecret_env", system=self.system_type)
+                dest.update(accessKey=relay["accessKey"], accessSecret=secret)
+            return dest
+        raise errors.PermanentError(f"connection {self.connection.name}: options.relay.type must be GoogleCloudPubSub or SQS "
+                                    f"(commercetools Subscriptions have no HTTP destination)", system=self.system_type)
+
+    def ensure_order_subscription(self, destination: dict | None = None, key: str = "integration-hub-orders") -> dict:
+        """Create or repoint the Subscription that relays the order Messages the hub reads (``SUBSCRIBED_MESSAGES``)
+        to ``destination`` (default :meth:`subscription_destination`), ``format`` Platform. Idempotent: nothing is
+        written when the Subscription already says exactly that; a changed destination or message list is one
+        update (``changeDestination`` / ``setMessages``); a different format (no update action exists for it) is a
+        delete and re-create. Returns the Subscription."""
+        destination = destination or self.subscription_destination()
         messages = [{"resourceTypeId": "order", "types": list(SUBSCRIBED_MESSAGES)}]
-        try:
-            current = self._get(self.path(f"subscriptions/key={key}")).json()
-        except errors.NotFoundError:
-            return self.client.post(self.path("subscriptions"),
-                                    json={"key": key, "destination": destination, "messages": messages}).json()
-        # ct never returns the header value, so the destination is always re-set (a secret rotation must land)
-        actions = [{"action": "changeDestination", "destination": destination}, {"action": "setMessages", "messages": messages}]
+        fmt = {"type": "Platform"}
+        draft = {"key": key, "destination": destination, "messages": messages, "format": fmt}
         for _ in range(CONFLICT_RETRIES):
+            try:
+                current = self._get(self.path(f"subscriptions/key={key}")).json()
+            except errors.NotFoundError:
+                return self.client.post(self.path("subscriptions"), json=draft).json()
+            if (current.get("format") or {"type": "Platform"}).get("type") != "Platform":
+                self.client.delete(self.path(f"subscriptions/key={key}"), params={"version": current["version"]})
+                continue
+            actions = []
+            shown = {k: v for k, v in (current.get("destination") or {}).items() if k != "accessSecret"}
+            if shown != {k: v for k, v in destination.items() if k != "accessSecret"} or "accessSecret" in destination:
+                actions.append({"action": "changeDestination", "destination": destination})
+            have = [{"resourceTypeId": m.get("resourceTypeId"), "types": sorted(m.get("types") or [])} for m in current.get("messages") or []]
+            if have != [{"resourceTypeId": "order", "types": sorted(SUBSCRIBED_MESSAGES)}]:
+                actions.append({"action": "setMessages", "messages": messages})
+            if not actions:
+                return current
             try:
                 return self.client.post(self.path(f"subscriptions/key={key}"),
                                         json={"version": current["version"], "actions": actions}).json()
             except errors.ConflictError:
-                current = self._get(self.path(f"subscriptions/key={key}")).json()
+                continue
         raise errors.ConflictError(f"subscription {key} still conflicting after {CONFLICT_RETRIES} attempts", system=self.system_type)
 
     # --- fulfilment --------------------------------------------------------------------------------
@@ -597,38 +868,82 @@ class CommercetoolsConnector(Connector, Storefront):
                     break
         return items
 
+    @staticmethod
+    def shipping_infos(order: dict) -> list[tuple[str | None, dict]]:
+        """(shippingKey, ShippingInfo) of the order: ShippingMode Single has one top-level ``shippingInfo`` (key
+        None); Multiple keeps one per ``shipping[]`` entry."""
+        if order.get("shippingMode") == "Multiple":
+            return [(sh.get("shippingKey"), sh.get("shippingInfo") or {}) for sh in order.get("shipping") or [] if isinstance(sh, dict)]
+        return [(None, order.get("shippingInfo") or {})]
+
+    @classmethod
+    def deliveries(cls, order: dict) -> list[dict]:
+        return [d for _, info in cls.shipping_infos(order) for d in info.get("deliveries") or [] if isinstance(d, dict)]
+
+    @staticmethod
+    def _line_shipping_key(order: dict, keys: list[str]) -> dict[str, str]:
+        """Line item id → the shippingKey it goes out under (Multiple mode: its shippingDetails target, else the
+        first Shipping's key)."""
+        out = {}
+        for li in order.get("lineItems") or []:
+            targets = (li.get("shippingDetails") or {}).get("targets") or []
+            wanted = next((t.get("shippingMethodKey") or t.get("addressKey") for t in targets
+                           if (t.get("shippingMethodKey") or t.get("addressKey")) in keys), None)
+            out[li.get("id")] = wanted or keys[0]
+        return out
+
     def shipped_actions(self, order: dict, parcels: list[Parcel]) -> list[dict]:
-        """Update actions that make ``order`` shipped with ``parcels``; [] when it already is."""
-        existing = {(p.get("trackingData") or {}).get("trackingId")
-                    for d in (order.get("shippingInfo") or {}).get("deliveries") or [] for p in d.get("parcels") or []}
+        """Update actions that make ``order`` shipped with ``parcels``; [] when it already is. In ShippingMode
+        Multiple every ``addDelivery`` names the ``shippingKey`` of the Shipping its items go out under (one
+        delivery per Shipping the parcels touch). A ``Canceled`` shipment state is never turned into Shipped
+        (the parcels are still recorded as a delivery)."""
+        deliveries = self.deliveries(order)
+        existing = {(p.get("trackingData") or {}).get("trackingId") for d in deliveries for p in d.get("parcels") or []}
         new = [p for p in parcels if not p.tracking_number or p.tracking_number not in existing]
         if parcels and all(not p.tracking_number for p in parcels) and existing - {None}:
             new = []  # untracked parcels, and the order already has a delivery: don't duplicate it
         actions = []
         if new:
+            multiple = order.get("shippingMode") == "Multiple"
+            keys = [k for k, _ in self.shipping_infos(order) if k] if multiple else []
+            if multiple and not keys:
+                raise errors.BadDataError(f"order {order.get('id')} has ShippingMode Multiple but no shipping[] entry",
+                                          system=self.system_type, body=order)
+            key_of_line = self._line_shipping_key(order, keys) if multiple else {}
             remaining = {li["id"]: int(li["quantity"]) for li in order.get("lineItems") or []}
-            draft_parcels, delivery_items = [], []
+            groups: OrderedDict[str | None, tuple[list, list]] = OrderedDict()  # shippingKey -> (parcel drafts, items)
             for p in new:
                 items = self._delivery_items(order, p, remaining)
-                delivery_items += items
                 draft = {"items": items}
                 if p.tracking_number or p.carrier:
                     draft["trackingData"] = {k: v for k, v in (("trackingId", p.tracking_number), ("carrier", p.carrier),
                                                                ("provider", p.carrier)) if v}
-                draft_parcels.append(draft)
-            if not delivery_items:  # parcels without line detail ship the whole order
-                delivery_items = [{"id": li["id"], "quantity": int(li["quantity"])} for li in order.get("lineItems") or []]
-            merged: dict[str, int] = defaultdict(int)
-            for it in delivery_items:
-                merged[it["id"]] += it["quantity"]
+                key = (key_of_line.get(items[0]["id"]) if items else keys[0]) if multiple else None
+                drafts, group_items = groups.setdefault(key, ([], []))
+                drafts.append(draft)
+                group_items += items
             tag = hashlib.sha1("|".join(sorted(p.tracking_number or "" for p in new)).encode()).hexdigest()[:16]
-            existing_keys = {d.get("key") for d in (order.get("shippingInfo") or {}).get("deliveries") or []}
-            key = f"{HUB_DELIVERY_PREFIX}{tag}"
-            while key in existing_keys:  # untracked parcels shipped twice on purpose: keys must stay unique
-                key = f"{key}-{len(existing_keys)}"
-            actions.append({"action": "addDelivery", "deliveryKey": key,
-                            "items": [{"id": k, "quantity": v} for k, v in merged.items()], "parcels": draft_parcels})
-        if order.get("shipmentState") not in ("Shipped", "Delivered"):
+            existing_keys = {d.get("key") for d in deliveries}
+            for n, (shipping_key, (drafts, items)) in enumerate(groups.items()):
+                if not items:  # parcels without line detail ship the whole order (its lines of this Shipping)
+                    items = [{"id": li["id"], "quantity": int(li["quantity"])} for li in order.get("lineItems") or []
+                             if not multiple or key_of_line.get(li["id"]) == shipping_key]
+                merged: dict[str, int] = defaultdict(int)
+                for it in items:
+                    merged[it["id"]] += it["quantity"]
+                key = f"{HUB_DELIVERY_PREFIX}{tag}" + (f"-{n}" if n else "")
+                while key in existing_keys:  # untracked parcels shipped twice on purpose: keys must stay unique
+                    key = f"{key}-{len(existing_keys)}"
+                existing_keys.add(key)
+                action = {"action": "addDelivery", "deliveryKey": key,
+                          "items": [{"id": k, "quantity": v} for k, v in merged.items()], "parcels": drafts}
+                if shipping_key is not None:
+                    action["shippingKey"] = shipping_key
+                actions.append(action)
+        state = order.get("shipmentState")
+        if state == "Canceled":
+            log.warning("commercetools order %s: shipment state Canceled, not changed to Shipped", order.get("id"))
+        elif state not in ("Shipped", "Delivered"):
             actions.append({"action": "changeShipmentState", "shipmentState": "Shipped"})
         return actions
 
@@ -642,7 +957,7 @@ class CommercetoolsConnector(Connector, Storefront):
         sku_of = {li.get("id"): (li.get("variant") or {}).get("sku") or "" for li in raw.get("lineItems") or []}
         location = order.channel_ref if isinstance(order, StorefrontOrder) else (raw.get("store") or {}).get("key", "")
         out = []
-        for d in (raw.get("shippingInfo") or {}).get("deliveries") or []:
+        for d in self.deliveries(raw):
             if (d.get("key") or "").startswith(HUB_DELIVERY_PREFIX):
                 continue
             lines = [(sku_of.get(i.get("id"), ""), int(i.get("quantity") or 0)) for i in d.get("items") or []]

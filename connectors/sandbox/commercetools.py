@@ -30,11 +30,20 @@ Modelled on the published HTTP API (docs.commercetools.com, confirmed via the SD
   sandbox's ``rate_limit_per_second`` switch answers 429 with ``Retry-After`` so the hub's handling is
   exercised anyway.
 - Subscriptions (``/subscriptions``: create, query, get by id/key, ``changeDestination``/``setMessages``
-  updates, delete): an HTTP destination with ``AuthorizationHeader`` authentication (the header value is sent
-  verbatim as ``Authorization``) receives one ``OrderCreated`` Message per created order, in the Platform
-  payload format (``notificationType: "Message"``, ``resource``, ``resourceVersion``, ``sequenceNumber``,
-  ``resourceUserProvidedIdentifiers``, ``order``). Delivery runs on background threads from a bounded
-  queue; a failed delivery is retried a few times (at-least-once), then dropped and counted.
+  updates, delete): only the reference's Destinations (``DESTINATIONS``: GoogleCloudPubSub, SQS, SNS, EventBridge,
+  EventGrid, AzureServiceBus, ConfluentCloud, IronMQ, with their required fields — no HTTP), format Platform or
+  CloudEvents, secrets never returned. Order Messages (OrderCreated, OrderStateChanged, ReturnInfoAdded,
+  OrderReturnShipmentStateChanged) are delivered in each relay's envelope: GoogleCloudPubSub → the push endpoint
+  set by ``configure_relay`` (Pub/Sub push envelope, OIDC token signed by the sandbox key, certs at
+  ``GET /oauth2/v1/certs``); SQS → ``SendMessage`` (boto3; moto in tests). ``configure_webhooks`` is a harness,
+  not a Subscription: an operator relay forwarding bare Messages with a static ``Authorization`` header.
+  Delivery runs on background threads from a bounded queue; a failed delivery is retried a few times
+  (at-least-once), then dropped and counted.
+- Per-endpoint OAuth scopes (``ENDPOINT_SCOPES``, from the reference) are enforced: 403 ``insufficient_scope``.
+- Inventory: order decrements land ``decrement_delay`` seconds late (eventual consistency since 2026-01-19);
+  ``land_on_write`` / ``lose_inventory_responses`` / ``reserve`` for tests (see ``control_inventory_settings``);
+  custom Types (``/types``) and ``setCustomType`` / ``setCustomField`` on entries. Orders in ShippingMode
+  Multiple (``shipping[]``, ``addDelivery`` needs ``shippingKey``).
 
 Sources checked: docs.commercetools.com (InventoryEntry: one entry per SKU and supply channel,
 quantityOnStock/availableQuantity; TrackOnly lets stock go negative but needs an entry; Order messages:
@@ -77,7 +86,32 @@ DEFAULT_CLIENT_SECRET = "hub-demo-secret"
 TOKEN_TTL = 172800  # ct access tokens live 48 h
 MAX_LIMIT = 500
 MAX_OFFSET = 10000
-SHIPMENT_STATES = {"Shipped", "Delivered", "Ready", "Pending", "Delayed", "Partial", "Backorder"}
+# OAuth scopes per endpoint, as the API reference lists them (``security`` of each operation in
+# commercetools-api-reference oas/api/openapi.yaml): resource → (any of these to read, any of these to write).
+# ``manage_X`` grants ``view_X`` too, ``manage_project`` grants everything.
+ENDPOINT_SCOPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "": (("view_project_settings",), ("manage_project_settings",)),
+    "inventory": (("view_products",), ("manage_products",)),
+    "channels": (("view_channels", "view_products"), ("manage_channels", "manage_products")),
+    "orders": (("view_orders",), ("manage_orders",)),
+    "product-projections": (("view_products", "view_published_products"), ()),
+    "subscriptions": (("manage_subscriptions",), ("manage_subscriptions",)),
+    "types": (("view_types",), ("manage_types",)),
+    "shipping-methods": (("view_orders", "view_shipping_methods", "manage_my_orders"), ("manage_orders", "manage_shipping_methods")),
+    "discount-codes": (("view_discount_codes",), ("manage_discount_codes",)),
+    # Import API (import-openapi.yaml)
+    "import-containers": (("view_import_containers", "manage_import_containers"), ("manage_import_containers",)),
+    "import-operations": (("view_import_containers", "manage_import_containers"), ("manage_import_containers",)),
+    "inventories": (("manage_products",), ("manage_products",)),
+}
+# Subscription Destinations of the API reference (Destination discriminator) and the fields each requires
+DESTINATIONS: dict[str, tuple[str, ...]] = {
+    "GoogleCloudPubSub": ("projectId", "topic"), "SQS": ("queueUrl", "region"), "SNS": ("topicArn",),
+    "EventBridge": ("region", "accountId"), "EventGrid": ("uri", "accessKey"), "AzureServiceBus": ("connectionString",),
+    "ConfluentCloud": ("bootstrapServer", "apiKey", "apiSecret", "acks", "topic"), "IronMQ": ("uri",),
+}
+SECRET_FIELDS = ("accessSecret", "apiSecret", "connectionString", "accessKey")
+SHIPMENT_STATES = {"Shipped", "Delivered", "Ready", "Pending", "Delayed", "Partial", "Backorder", "Canceled"}
 ORDER_STATES = {"Open", "Confirmed", "Complete", "Cancelled"}
 RETURN_SHIPMENT_STATES = {"Advised", "Returned", "BackInStock", "Unusable"}
 RETURN_PAYMENT_STATES = {"NonRefundable", "Initial", "Refunded", "NotRefunded"}
@@ -372,10 +406,54 @@ def _apply_sort(items: list[dict], sorts: list[str]) -> list[dict]:
     return items
 
 
+# --- Pub/Sub push tokens -----------------------------------------------------------------------------
+_KEY: tuple[str, str, Any] | None = None
+_KEY_LOCK = threading.Lock()
+
+
+def _signing_key():
+    """(kid, certificate PEM, private key) the sandbox signs its Google-style OIDC tokens with (made once)."""
+    global _KEY
+    with _KEY_LOCK:
+        if _KEY is None:
+            from cryptography import x509
+            from cryptography.hazmat.primitives import hashes, serialization
+            from cryptography.hazmat.primitives.asymmetric import rsa
+            from cryptography.x509.oid import NameOID
+
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sandbox pubsub signer")])
+            now = datetime.now(timezone.utc)
+            cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                    .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+                    .not_valid_after(now + timedelta(days=3650)).sign(key, hashes.SHA256()))
+            _KEY = (secrets.token_hex(8), cert.public_bytes(serialization.Encoding.PEM).decode(), key)
+        return _KEY
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def oidc_token(audience: str, email: str, issuer: str = "https://accounts.google.com", ttl: int = 3600) -> str:
+    """An RS256 ID token shaped like the ones Pub/Sub push attaches (iss, aud, email, email_verified, iat, exp)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    kid, _, key = _signing_key()
+    now = int(time.time())
+    header = {"alg": "RS256", "kid": kid, "typ": "JWT"}
+    claims = {"iss": issuer, "aud": audience, "email": email, "email_verified": True, "sub": "1" + kid,
+              "azp": "1" + kid, "iat": now, "exp": now + ttl}
+    signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{_b64url(signature)}"
+
+
 # --- the emulator ----------------------------------------------------------------------------------
 class CommercetoolsEmulator(Emulator):
     prefix = "commercetools"
-    exempt_patterns = (r"^/oauth/token$",)
+    exempt_patterns = (r"^/oauth/token$", r"^/oauth2/v1/certs$")
 
     def reset(self) -> None:
         with self.lock:
@@ -390,6 +468,19 @@ class CommercetoolsEmulator(Emulator):
             self.inventory_index: dict[tuple[str, str | None], str] = {}  # (sku, channel id) → entry id
             self.inventory_by_key: dict[str, str] = {}
             self.inventory_by_sku: dict[str, set[str]] = {}
+            # order-driven inventory updates are eventually consistent in ct (release 2026-01-19: up to ~10 s):
+            # an order's decrement is queued and lands ``decrement_delay`` seconds later (0 = at once)
+            self.decrement_delay = 0.0
+            self.pending_decrements: list[dict] = []  # {"due", "entry", "quantity", "order"} oldest first
+            self.land_on_write = 0  # test switch: land one pending decrement just before each of the next N inventory updates
+            self.lose_inventory_responses = 0  # test switch: apply the next N inventory updates, then answer 502
+            self.types: dict[str, dict] = {}  # id → Type
+            # Import API (import-openapi.yaml): containers by key, operations by id (oldest first)
+            self.import_containers: dict[str, dict] = {}
+            self.import_operations: dict[str, dict] = {}
+            self.import_queue: list[tuple[float, str, dict]] = []  # (due, operation id, InventoryImport)
+            self.import_delay = 0.0  # seconds an operation stays "processing"
+            self.type_by_key: dict[str, str] = {}
             self.products: dict[str, dict] = {}
             self.product_by_key: dict[str, str] = {}
             self.sku_prices: dict[str, int] = {}
@@ -404,7 +495,13 @@ class CommercetoolsEmulator(Emulator):
             self.last_ts: datetime | None = None
             # subscription
             self.generation = getattr(self, "generation", 0) + 1
-            self.subscriptions: dict[str, dict] = {}  # id → Subscription
+            self.subscriptions: dict[str, dict] = {}  # id → Subscription (reference Destinations only)
+            # sandbox-only harness (control configure_webhooks): an operator-run relay forwarding bare Messages to a
+            # URL with a static Authorization header — not a ct Destination, never listed by the Subscriptions API
+            self.direct_relays: dict[str, dict] = {}
+            # where a Destination's messages go on from the relay: GoogleCloudPubSub "projects/P/topics/T" →
+            # {push_url, audience, service_account, subscription} (a Pub/Sub push subscription)
+            self.pubsub_push: dict[str, dict] = {}
             self.webhook_stats = {"queued": 0, "delivered": 0, "attempts": 0, "retried": 0, "dropped": 0, "overflow": 0}
             self.inflight = 0
             self.retry_delays = WEBHOOK_RETRY_DELAYS  # len + 1 attempts per message
@@ -446,9 +543,29 @@ class CommercetoolsEmulator(Emulator):
             msg = f"Insufficient scope. One of the following scopes is missing: manage_project:{project}"
             raise HttpError(403, {"statusCode": 403, "message": msg, "errors": [{"code": "insufficient_scope", "message": msg}],
                                   "error": "insufficient_scope", "error_description": msg})
+        if project and info.get("grants") is not None:
+            self._check_scope(req, project, info["grants"])
         if project and self.allowed_projects is not None and project not in self.allowed_projects:
             raise ct_error(404, "ResourceNotFound", f"Project '{project}' not found")
         return info
+
+    @staticmethod
+    def _check_scope(req: Request, project: str, grants: set[tuple[str, str]]) -> None:
+        """403 ``insufficient_scope`` unless the token holds one of the endpoint's scopes for ``project``."""
+        parts = req.path.strip("/").split("/")
+        resource = parts[1] if len(parts) > 1 else ""
+        if resource not in ENDPOINT_SCOPES:
+            return
+        granted = {perm for perm, proj in grants if proj == project}
+        if "manage_project" in granted:
+            return
+        needed = ENDPOINT_SCOPES[resource][0 if req.method in ("GET", "HEAD") else 1]
+        if any(n in granted or (n.startswith("view_") and "manage_" + n[5:] in granted) for n in needed):
+            return
+        missing = ", ".join(f"{n}:{project}" for n in needed + ("manage_project",))
+        msg = f"Insufficient scope. One of the following scopes is missing: {missing}"
+        raise HttpError(403, {"statusCode": 403, "message": msg, "errors": [{"code": "insufficient_scope", "message": msg}],
+                              "error": "insufficient_scope", "error_description": msg})
 
     @staticmethod
     def _body(req: Request) -> dict:
@@ -530,8 +647,9 @@ class CommercetoolsEmulator(Emulator):
                                       "error": "unsupported_grant_type", "error_description": msg})
             scope = form.get("scope", "").strip()
             projects: set[str] | None = None
+            grants: set[tuple[str, str]] | None = None
             if scope:
-                projects = set()
+                projects, grants = set(), set()
                 for s in scope.split():
                     perm, _, project = s.partition(":")
                     if not project or not perm:
@@ -539,10 +657,12 @@ class CommercetoolsEmulator(Emulator):
                         return Response(400, {"statusCode": 400, "message": msg, "errors": [{"code": "invalid_scope", "message": msg}],
                                               "error": "invalid_scope", "error_description": msg})
                     projects.add(project)
+                    grants.add((perm, project))
             else:
                 scope = "manage_project:" + (sorted(self.allowed_projects)[0] if self.allowed_projects else "demo")
             token = secrets.token_urlsafe(24)
-            self.tokens[token] = {"client_id": client_id, "scope": scope, "projects": projects, "expires": time.time() + self.token_ttl}
+            self.tokens[token] = {"client_id": client_id, "scope": scope, "projects": projects, "grants": grants,
+                                  "expires": time.time() + self.token_ttl}
             self.tokens_issued += 1
             return Response(200, {"access_token": token, "token_type": "Bearer", "expires_in": self.token_ttl, "scope": scope})
 
@@ -632,9 +752,11 @@ class CommercetoolsEmulator(Emulator):
             entry["key"] = key
         if channel_id:
             entry["supplyChannel"] = {"typeId": "channel", "id": channel_id}
-        for k in ("restockableInDays", "expectedDelivery", "minCartQuantity", "maxCartQuantity", "custom"):
+        for k in ("restockableInDays", "expectedDelivery", "minCartQuantity", "maxCartQuantity"):
             if extra and k in extra:
                 entry[k] = extra[k]
+        if extra and extra.get("custom") is not None:
+            entry["custom"] = self._custom_from_draft(extra["custom"], "inventory-entry")
         self.inventory[entry["id"]] = entry
         self.inventory_index[(sku, channel_id)] = entry["id"]
         self.inventory_by_sku.setdefault(sku, set()).add(entry["id"])
@@ -648,6 +770,220 @@ class CommercetoolsEmulator(Emulator):
         entry["version"] += 1
         entry["lastModifiedAt"] = self._tick()
 
+    # --- types (custom fields) ---------------------------------------------------------------------------
+    def _type_ref(self, ref) -> dict:
+        if not isinstance(ref, dict) or ref.get("typeId", "type") != "type" or not (ref.get("id") or ref.get("key")):
+            raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON: type must be a TypeResourceIdentifier.")
+        tid = ref.get("id") or self.type_by_key.get(ref.get("key"))
+        if tid not in self.types:
+            ident = ref.get("id") or ref.get("key")
+            raise ct_error(400, "ReferencedResourceNotFound", f"The referenced object of type 'type' '{ident}' was not found.",
+                           typeId="type", **({"id": ref["id"]} if ref.get("id") else {"key": ref.get("key")}))
+        return self.types[tid]
+
+    def _check_field(self, type_: dict, name, value) -> None:
+        defs = {d["name"]: d for d in type_.get("fieldDefinitions") or []}
+        if name not in defs:
+            raise ct_error(400, "InvalidField", f"The field '{name}' is not defined on type '{type_.get('key')}'.", field=name,
+                           invalidValue=value, allowedValues=[])
+        kind = (defs[name].get("type") or {}).get("name")
+        if value is not None and kind == "Number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ct_error(400, "InvalidField", f"The value '{value}' is not valid for field '{name}' (Number).", field=name,
+                           invalidValue=value)
+
+    def _custom_from_draft(self, draft, resource_type: str) -> dict:
+        if not isinstance(draft, dict):
+            raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON: custom must be a CustomFieldsDraft.")
+        type_ = self._type_ref(draft.get("type"))
+        if resource_type not in type_.get("resourceTypeIds", []):
+            raise ct_error(400, "InvalidOperation", f"Type '{type_['key']}' is not defined for resource type '{resource_type}'.")
+        fields = draft.get("fields") or {}
+        for name, value in fields.items():
+            self._check_field(type_, name, value)
+        return {"type": {"typeId": "type", "id": type_["id"]}, "fields": {k: v for k, v in fields.items() if v is not None}}
+
+    def _custom_action(self, resource: dict, a: dict) -> None:
+        if a["action"] == "setCustomType":
+            if a.get("type") is None:
+                resource.pop("custom", None)
+            else:
+                resource["custom"] = self._custom_from_draft({"type": a["type"], "fields": a.get("fields")}, "inventory-entry")
+            return
+        custom = resource.get("custom")
+        if not custom:
+            raise ct_error(400, "InvalidOperation", "The resource has no custom type: use setCustomType first.")
+        self._check_field(self.types[custom["type"]["id"]], a.get("name"), a.get("value"))
+        if a.get("value") is None:
+            custom["fields"].pop(a.get("name"), None)
+        else:
+            custom["fields"][a["name"]] = a["value"]
+
+    @route("POST", P + r"/types")
+    def types_create(self, req):
+        self._auth(req)
+        data = self._body(req)
+        key = data.get("key")
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9_-]{2,256}", key):
+            raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON: 'key' must be 2-256 of [A-Za-z0-9_-].")
+        if not isinstance(data.get("name"), dict) or not isinstance(data.get("resourceTypeIds"), list) or not data["resourceTypeIds"]:
+            raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON: 'name' and 'resourceTypeIds' are required.")
+        defs = data.get("fieldDefinitions") or []
+        for d in defs:
+            if not isinstance(d, dict) or not d.get("name") or not isinstance(d.get("type"), dict) \
+                    or not isinstance(d.get("required"), bool) or not isinstance(d.get("label"), dict):
+                raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON: a FieldDefinition needs "
+                                                        "type, name, label and required.")
+        with self.lock:
+            if key in self.type_by_key:
+                raise ct_error(400, "DuplicateField", f"A duplicate value '\"{key}\"' exists for field 'key'.", field="key", duplicateValue=key)
+            ts = self._tick()
+            t = {"id": str(uuid.uuid4()), "version": 1, "key": key, "name": data["name"], "resourceTypeIds": list(data["resourceTypeIds"]),
+                 "fieldDefinitions": [{"inputHint": "SingleLine", **d} for d in defs], "createdAt": ts, "lastModifiedAt": ts}
+            if data.get("description"):
+                t["description"] = data["description"]
+            self.types[t["id"]] = t
+            self.type_by_key[key] = t["id"]
+            return Response(201, copy.deepcopy(t))
+
+    @route("GET", P + r"/types/key=(?P<key>[^/]+)")
+    def type_get_key(self, req):
+        self._auth(req)
+        with self.lock:
+            tid = self.type_by_key.get(req.params["key"])
+            if not tid:
+                raise ct_error(404, "ResourceNotFound", f"The Resource with key '{req.params['key']}' was not found.")
+            return Response(200, copy.deepcopy(self.types[tid]))
+
+    # --- Import API (inventory) ----------------------------------------------------------------------------
+    @route("POST", P + r"/import-containers")
+    def import_container_create(self, req):
+        self._auth(req)
+        data = self._body(req)
+        key = data.get("key")
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9_-]{2,256}", key):
+            raise ct_error(400, "InvalidJsonInput", "ImportContainerDraft needs a key of 2-256 [A-Za-z0-9_-].")
+        with self.lock:
+            if key in self.import_containers:
+                raise ct_error(400, "DuplicateField", f"A duplicate value '\"{key}\"' exists for field 'key'.", field="key")
+            ts = self._tick()
+            c = {"key": key, "resourceType": data.get("resourceType"), "version": 1, "createdAt": ts, "lastModifiedAt": ts}
+            self.import_containers[key] = c
+            return Response(201, copy.deepcopy(c))
+
+    @route("GET", P + r"/import-containers/(?P<key>[^/]+)")
+    def import_container_get(self, req):
+        self._auth(req)
+        with self.lock:
+            c = self.import_containers.get(req.params["key"])
+            if c is None:
+                raise ct_error(404, "ResourceNotFound", f"Import container '{req.params['key']}' was not found.")
+            return Response(200, copy.deepcopy(c))
+
+    @route("POST", P + r"/inventories/import-containers/(?P<key>[^/]+)")
+    def inventory_import(self, req):
+        """InventoryImportRequest: at most 20 InventoryImport resources → one ImportOperationStatus each."""
+        self._auth(req)
+        data = self._body(req)
+        resources = data.get("resources")
+        if data.get("type") != "inventory" or not isinstance(resources, list) or not 1 <= len(resources) <= 20:
+            raise ct_error(400, "InvalidInput", "An InventoryImportRequest has type 'inventory' and 1 to 20 resources.")
+        with self.lock:
+            container = self.import_containers.get(req.params["key"])
+            if container is None or container.get("resourceType") not in (None, "inventory"):
+                raise ct_error(404, "ResourceNotFound", f"Import container '{req.params['key']}' was not found.")
+            out = []
+            for res in resources:
+                ts = self._tick()
+                op = {"id": str(uuid.uuid4()), "version": 1, "importContainerKey": container["key"],
+                      "resourceKey": str(res.get("key") if isinstance(res, dict) else ""), "state": "processing",
+                      "createdAt": ts, "lastModifiedAt": ts, "expiresAt": ts}
+                problems = [f for f in ("key", "sku") if not isinstance(res, dict) or not isinstance(res.get(f), str) or not res.get(f)]
+                if isinstance(res, dict) and (isinstance(res.get("quantityOnStock"), bool) or not isinstance(res.get("quantityOnStock"), (int, float))):
+                    problems.append("quantityOnStock")
+                if problems:
+                    op["state"] = "validationFailed"
+                    op["errors"] = [{"code": "InvalidField", "message": f"Invalid or missing field '{f}'.", "field": f} for f in problems]
+                else:
+                    self.import_queue.append((time.monotonic() + self.import_delay, op["id"], copy.deepcopy(res)))
+                self.import_operations[op["id"]] = op
+                out.append({"operationId": op["id"], "state": op["state"], **({"errors": op["errors"]} if op.get("errors") else {})})
+            return Response(201, {"operationStatus": out})
+
+    def _run_imports(self) -> None:
+        """Process due import operations (lock held): resolve the supply channel and Type by key, then create or
+        overwrite the entry by key (quantityOnStock absolute, custom fields as given)."""
+        now = time.monotonic()
+        keep = []
+        for due, op_id, res in self.import_queue:
+            if due > now:
+                keep.append((due, op_id, res))
+                continue
+            op = self.import_operations[op_id]
+            op["lastModifiedAt"] = self._tick()
+            ch_key = (res.get("supplyChannel") or {}).get("key")
+            cid = self.channel_by_key.get(ch_key) if ch_key else None
+            custom = res.get("custom")
+            type_id = self.type_by_key.get((custom or {}).get("type", {}).get("key")) if custom else None
+            missing = ([{"typeId": "channel", "key": ch_key}] if ch_key and not cid else []) + \
+                      ([{"typeId": "type", "key": custom["type"].get("key")}] if custom and not type_id else [])
+            if missing:
+                op["state"] = "unresolved"
+                op["unresolvedReferences"] = missing
+                continue
+            eid = self.inventory_by_key.get(res["key"]) or self.inventory_index.get((res["sku"], cid))
+            fields = {k: (v.get("value") if isinstance(v, dict) else v) for k, v in ((custom or {}).get("fields") or {}).items()}
+            if eid is None:
+                entry = self._new_entry(res["sku"], cid, int(res["quantityOnStock"]), res["key"])
+            else:
+                entry = self.inventory[eid]
+                if entry.get("key") != res["key"]:
+                    entry["key"] = res["key"]
+                    self.inventory_by_key[res["key"]] = eid
+                self._set_entry_quantity(entry, int(res["quantityOnStock"]))
+            if custom:
+                entry["custom"] = {"type": {"typeId": "type", "id": type_id}, "fields": fields}
+            op["state"] = "imported"
+            op["resourceVersion"] = entry["version"]
+        self.import_queue = keep
+
+    @route("GET", P + r"/import-containers/(?P<key>[^/]+)/import-operations")
+    def import_operations_list(self, req):
+        self._auth(req)
+        limit = int(float(req.q("limit", "20")))
+        offset = int(float(req.q("offset", "0")))
+        with self.lock:
+            self._run_imports()
+            ops = [o for o in self.import_operations.values() if o["importContainerKey"] == req.params["key"]]
+            if req.q("state", ""):
+                ops = [o for o in ops if o["state"] == req.q("state", "")]
+            if "createdAt desc" in (req.query.get("sort") or []):
+                ops = ops[::-1]
+            page = [copy.deepcopy(o) for o in ops[offset:offset + limit]]
+            return Response(200, {"limit": limit, "offset": offset, "count": len(page), "total": len(ops), "results": page})
+
+    @route("GET", P + r"/import-operations/(?P<id>[^/]+)")
+    def import_operation_get(self, req):
+        self._auth(req)
+        with self.lock:
+            self._run_imports()
+            op = self.import_operations.get(req.params["id"])
+            if op is None:
+                raise ct_error(404, "ResourceNotFound", f"Import operation '{req.params['id']}' was not found.")
+            return Response(200, copy.deepcopy(op))
+
+    # --- inventory, continued ----------------------------------------------------------------------------
+    def _land_due(self, force: int = 0) -> int:
+        """Apply queued order decrements that are due (and the ``force`` oldest ones regardless). Lock held."""
+        now = time.monotonic()
+        landed = 0
+        while self.pending_decrements and (landed < force or self.pending_decrements[0]["due"] <= now):
+            d = self.pending_decrements.pop(0)
+            entry = self.inventory.get(d["entry"])
+            if entry is not None:  # an entry deleted meanwhile takes nothing
+                self._set_entry_quantity(entry, entry["quantityOnStock"] - d["quantity"])
+            landed += 1
+        return landed
+
     @staticmethod
     def _public_entry(entry: dict, req=None) -> dict:
         entry.pop("reserved", None)
@@ -656,6 +992,8 @@ class CommercetoolsEmulator(Emulator):
     @route("GET", P + r"/inventory")
     def inventory_query(self, req):
         self._auth(req)
+        with self.lock:
+            self._land_due()
         return self._query(req, lambda: self.inventory.values(), default_sort=["createdAt asc"], transform=self._public_entry, index={
             "id": lambda ids: [self.inventory[i] for i in ids if i in self.inventory],
             "sku": lambda skus: [self.inventory[i] for sku in skus for i in self.inventory_by_sku.get(sku, ())]})
@@ -696,6 +1034,7 @@ class CommercetoolsEmulator(Emulator):
     def inventory_get(self, req):
         self._auth(req)
         with self.lock:
+            self._land_due()
             return Response(200, self._public_entry(copy.deepcopy(self._entry(req))))
 
     @route("POST", P + r"/inventory/(?P<id>[^/=]+)")
@@ -705,11 +1044,18 @@ class CommercetoolsEmulator(Emulator):
         data = self._body(req)
         actions = self._actions(data)
         with self.lock:
+            self._land_due()
             entry = self._entry(req)
+            if self.land_on_write > 0 and self.pending_decrements:
+                self.land_on_write -= 1
+                self._land_due(force=1)  # an order's decrement lands between the client's read and its write
             self._check_version(entry, data, "inventory-entry")
             new = copy.deepcopy(entry)
             for a in actions:
                 kind = a["action"]
+                if kind in ("setCustomType", "setCustomField"):
+                    self._custom_action(new, a)
+                    continue
                 if kind in ("changeQuantity", "addQuantity", "removeQuantity"):
                     q = a.get("quantity")
                     if not isinstance(q, int) or isinstance(q, bool):
@@ -734,6 +1080,9 @@ class CommercetoolsEmulator(Emulator):
             new["lastModifiedAt"] = self._tick()
             entry.clear()
             entry.update(new)
+            if self.lose_inventory_responses > 0:  # applied, but the answer never reaches the client
+                self.lose_inventory_responses -= 1
+                raise HttpError(502, {"statusCode": 502, "message": "Bad Gateway (injected: update applied, response lost)"})
             return Response(200, self._public_entry(copy.deepcopy(entry)))
 
     @route("DELETE", P + r"/inventory/(?P<id>[^/=]+)")
@@ -839,6 +1188,11 @@ class CommercetoolsEmulator(Emulator):
             ref = (order.get("shippingInfo") or {}).get("shippingMethod")
             if ref and ref.get("id") in self.shipping_methods:
                 ref["obj"] = copy.deepcopy(self.shipping_methods[ref["id"]])
+        if "shipping[*].shippingInfo.shippingMethod" in expand:
+            for sh in order.get("shipping") or []:
+                ref = (sh.get("shippingInfo") or {}).get("shippingMethod")
+                if ref and ref.get("id") in self.shipping_methods:
+                    ref["obj"] = copy.deepcopy(self.shipping_methods[ref["id"]])
         if "lineItems[*].supplyChannel" in expand:
             for li in order.get("lineItems", []):
                 ref = li.get("supplyChannel")
@@ -941,6 +1295,16 @@ class CommercetoolsEmulator(Emulator):
             "syncInfo": [], "returnInfo": [], "itemShippingAddresses": [],
         }
         del order["completedAt"]
+        if spec.get("shipping_mode") == "Multiple":
+            # ShippingMode Multiple: no top-level shippingInfo; each Shipping {shippingKey, shippingInfo,
+            # shippingAddress} holds its own deliveries, and line items say where they go (shippingDetails)
+            key = spec.get("shipping_key") or sm_key
+            order["shippingMode"] = "Multiple"
+            order["shipping"] = [{"shippingKey": key, "shippingInfo": order.pop("shippingInfo"),
+                                  "shippingAddress": copy.deepcopy(address)}]
+            for li in line_items:
+                li["shippingDetails"] = {"targets": [{"addressKey": key, "quantity": li["quantity"], "shippingMethodKey": key}],
+                                         "valid": True}
         if channel_key:
             order["store"] = {"typeId": "store", "key": channel_key}
         if fields:
@@ -950,11 +1314,17 @@ class CommercetoolsEmulator(Emulator):
         return order
 
     def _track_inventory(self, order: dict) -> None:
-        """inventoryMode TrackOnly: ordered quantities leave the supply channel's entry (may go negative)."""
+        """inventoryMode TrackOnly: ordered quantities leave the supply channel's entry (may go negative).
+        With ``decrement_delay`` > 0 the decrement is queued and lands that many seconds later (ct since
+        2026-01-19: order-driven inventory updates are eventually consistent, up to ~10 s); until then the
+        entry still shows the old figure and its version does not move."""
         for li in order["lineItems"]:
             ch = (li.get("supplyChannel") or {}).get("id")
             eid = self.inventory_index.get((li["variant"]["sku"], ch))
-            if eid:
+            if eid and self.decrement_delay > 0:
+                self.pending_decrements.append({"due": time.monotonic() + self.decrement_delay, "entry": eid,
+                                                "quantity": li["quantity"], "order": order["id"]})
+            elif eid:
                 entry = self.inventory[eid]
                 self._set_entry_quantity(entry, entry["quantityOnStock"] - li["quantity"])
             else:
@@ -996,6 +1366,7 @@ class CommercetoolsEmulator(Emulator):
             self._check_version(order, data, "order")
             new = copy.deepcopy(order)
             line_ids = {li["id"]: li["quantity"] for li in new["lineItems"]}
+            set_return_info = False
             for a in actions:
                 kind = a["action"]
                 if kind == "changeShipmentState":
@@ -1013,18 +1384,24 @@ class CommercetoolsEmulator(Emulator):
                 elif kind == "changePaymentState":
                     new["paymentState"] = a.get("paymentState")
                 elif kind == "addDelivery":
-                    if a.get("deliveryKey") and any(d.get("key") == a["deliveryKey"] for d in new["shippingInfo"]["deliveries"]):
+                    if a.get("deliveryKey") and any(d.get("key") == a["deliveryKey"] for d in self._all_deliveries(new)):
                         raise ct_error(400, "DuplicateField", f"A duplicate value '\"{a['deliveryKey']}\"' exists for field 'key'.",
                                        field="key", duplicateValue=a["deliveryKey"])
-                    new["shippingInfo"]["deliveries"].append(self._delivery(a, line_ids))
+                    self._deliveries_for(new, a.get("shippingKey")).append(self._delivery(a, line_ids))
                 elif kind == "addParcelToDelivery":
-                    delivery = next((d for d in new["shippingInfo"]["deliveries"] if d["id"] == a.get("deliveryId")
+                    delivery = next((d for d in self._all_deliveries(new) if d["id"] == a.get("deliveryId")
                                      or (a.get("deliveryKey") and d.get("key") == a.get("deliveryKey"))), None)
                     if delivery is None:
                         raise ct_error(400, "InvalidOperation", f"No delivery {a.get('deliveryId') or a.get('deliveryKey')!r} on this order.")
                     delivery["parcels"].append(self._parcel(a, line_ids))
                 elif kind == "addReturnInfo":
                     new.setdefault("returnInfo", []).append(self._return_info(new, a))
+                elif kind == "setReturnInfo":  # replaces every ReturnInfo (ReturnInfoDrafts in items)
+                    drafts = a.get("items") or []
+                    new["returnInfo"] = []
+                    for draft in drafts:
+                        new["returnInfo"].append(self._return_info(new, draft if isinstance(draft, dict) else {}))
+                    set_return_info = True
                 elif kind in ("setReturnShipmentState", "setReturnPaymentState"):
                     item = self._return_item(new, a)
                     field, allowed = (("shipmentState", RETURN_SHIPMENT_STATES) if kind == "setReturnShipmentState"
@@ -1043,8 +1420,11 @@ class CommercetoolsEmulator(Emulator):
                     raise ct_error(400, "InvalidOperation", f"Unknown or unsupported update action '{kind}' for orders.")
             new["version"] = order["version"] + 1
             new["lastModifiedAt"] = self._tick()
+            old_state = order.get("orderState")
+            before_returns = {it["id"]: it.get("shipmentState") for info in order.get("returnInfo") or [] for it in info.get("items") or []}
             order.clear()
             order.update(new)
+            self._emit_update_messages(order, req.params.get("project") or "demo", old_state, before_returns, set_return_info)
             return Response(200, self._expand(copy.deepcopy(order), req))
 
     def _items(self, items, line_ids: dict) -> list[dict]:
@@ -1070,6 +1450,27 @@ class CommercetoolsEmulator(Emulator):
         if p.get("measurements"):
             parcel["measurements"] = p["measurements"]
         return parcel
+
+    @staticmethod
+    def _all_deliveries(order: dict) -> list[dict]:
+        if order.get("shippingMode") == "Multiple":
+            return [d for sh in order.get("shipping") or [] for d in (sh.get("shippingInfo") or {}).get("deliveries") or []]
+        return list((order.get("shippingInfo") or {}).get("deliveries") or [])
+
+    @staticmethod
+    def _deliveries_for(order: dict, shipping_key) -> list:
+        """The deliveries list an ``addDelivery`` appends to: Single mode refuses a ``shippingKey``; Multiple mode
+        needs one naming a Shipping of the order."""
+        if order.get("shippingMode") != "Multiple":
+            if shipping_key is not None:
+                raise ct_error(400, "InvalidOperation", "shippingKey can only be set on Orders with ShippingMode 'Multiple'.")
+            return order["shippingInfo"]["deliveries"]
+        if not shipping_key:
+            raise ct_error(400, "InvalidOperation", "shippingKey is required for Orders with ShippingMode 'Multiple'.")
+        for sh in order.get("shipping") or []:
+            if sh.get("shippingKey") == shipping_key:
+                return sh["shippingInfo"].setdefault("deliveries", [])
+        raise ct_error(400, "InvalidOperation", f"The order has no Shipping with shippingKey '{shipping_key}'.")
 
     def _delivery(self, a: dict, line_ids: dict) -> dict:
         d = {"id": str(uuid.uuid4()), "createdAt": self._tick(), "items": self._items(a.get("items"), line_ids),
@@ -1139,36 +1540,66 @@ class CommercetoolsEmulator(Emulator):
             t.start()
             self._workers.append(t)
 
-    def _message(self, order: dict, project: str) -> dict:
+    def _message(self, order: dict, project: str, kind: str = "OrderCreated", **fields) -> dict:
+        """An order Message in the Platform format; ``OrderCreated`` carries the order, the others their own fields
+        (OrderStateChanged {orderState, oldOrderState}, ReturnInfoAdded / ReturnInfoSet {returnInfo},
+        OrderReturnShipmentStateChanged {returnItemId, returnShipmentState})."""
         seq = self.message_seq.get(order["id"], 0) + 1
         self.message_seq[order["id"]] = seq
-        return {"notificationType": "Message", "projectKey": project, "id": str(uuid.uuid4()), "version": 1,
-                "sequenceNumber": seq, "resource": {"typeId": "order", "id": order["id"]}, "resourceVersion": order["version"],
-                "resourceUserProvidedIdentifiers": {"orderNumber": order["orderNumber"]}, "type": "OrderCreated",
-                "order": copy.deepcopy(order), "createdAt": order["createdAt"], "lastModifiedAt": order["createdAt"],
-                "createdBy": {"isPlatformClient": True}, "lastModifiedBy": {"isPlatformClient": True}}
+        m = {"notificationType": "Message", "projectKey": project, "id": str(uuid.uuid4()), "version": 1,
+             "sequenceNumber": seq, "resource": {"typeId": "order", "id": order["id"]}, "resourceVersion": order["version"],
+             "resourceUserProvidedIdentifiers": {"orderNumber": order["orderNumber"]}, "type": kind,
+             "createdAt": order["lastModifiedAt"], "lastModifiedAt": order["lastModifiedAt"],
+             "createdBy": {"isPlatformClient": True}, "lastModifiedBy": {"isPlatformClient": True}, **copy.deepcopy(fields)}
+        if kind == "OrderCreated":
+            m["order"] = copy.deepcopy(order)
+        return m
+
+    def _emit_update_messages(self, order: dict, project: str, old_state, before_returns: dict, set_return_info: bool = False) -> None:
+        """The Messages an order update produces (lock held): OrderStateChanged, ReturnInfoAdded / ReturnInfoSet,
+        OrderReturnShipmentStateChanged."""
+        out = []
+        if order.get("orderState") != old_state:
+            out.append(self._message(order, project, "OrderStateChanged", orderState=order["orderState"], oldOrderState=old_state))
+        if set_return_info:
+            self._enqueue(out + [self._message(order, project, "ReturnInfoSet", returnInfo=order.get("returnInfo") or [])])
+            return
+        for info in order.get("returnInfo") or []:
+            items = info.get("items") or []
+            if items and all(it["id"] not in before_returns for it in items):
+                out.append(self._message(order, project, "ReturnInfoAdded", returnInfo=info))
+            for it in items:
+                if it["id"] in before_returns and before_returns[it["id"]] != it.get("shipmentState"):
+                    out.append(self._message(order, project, "OrderReturnShipmentStateChanged", returnItemId=it["id"],
+                                             returnShipmentState=it.get("shipmentState")))
+        self._enqueue(out)
 
     def _targets(self, resource_type: str, message_type: str) -> list[tuple]:
         out = []
+        for relay in self.direct_relays.values():
+            if message_type in relay["types"]:
+                out.append((self.generation, "direct", relay))
         for sub in self.subscriptions.values():
             if not any(m.get("resourceTypeId") == resource_type and (not m.get("types") or message_type in m["types"])
                        for m in sub.get("messages") or []):
                 continue
             dest = sub["destination"]
-            auth = dest.get("authentication") or {}
-            header = auth.get("headerValue") if auth.get("type") == "AuthorizationHeader" else None
-            out.append((self.generation, dest["url"], header))
+            if dest["type"] == "GoogleCloudPubSub":
+                topic = f"projects/{dest['projectId']}/topics/{dest['topic']}"
+                if topic in self.pubsub_push:
+                    out.append((self.generation, "pubsub", {**self.pubsub_push[topic], "topic": topic}))
+                else:
+                    self.webhook_stats["unrouted"] = self.webhook_stats.get("unrouted", 0) + 1  # a topic nobody reads
+            elif dest["type"] == "SQS":
+                out.append((self.generation, "sqs", dict(dest)))
         return out
 
     def _enqueue(self, messages: list[dict]) -> None:
         if not messages:
             return
-        targets = self._targets("order", "OrderCreated")
-        if not targets:
-            return
         self._ensure_workers()
-        for target in targets:
-            for m in messages:
+        for m in messages:
+            for target in self._targets("order", m["type"]):
                 try:
                     self._queue.put_nowait((target, m))
                     self.webhook_stats["queued"] += 1
@@ -1178,21 +1609,30 @@ class CommercetoolsEmulator(Emulator):
 
     # --- Subscriptions API ---------------------------------------------------------------------------
     def _validate_subscription(self, data: dict) -> None:
+        """The Destination must be one of the reference's (``DESTINATIONS``) with its required fields; there is no
+        HTTP Destination for Subscriptions (HTTP exists for API Extensions only)."""
         dest = data.get("destination")
-        if not isinstance(dest, dict) or dest.get("type") != "HTTP" or not str(dest.get("url", "")).startswith(("http://", "https://")):
-            raise ct_error(400, "InvalidInput", "The sandbox supports HTTP destinations with an http(s) url only.")
-        auth = dest.get("authentication")
-        if auth is not None and (not isinstance(auth, dict) or auth.get("type") != "AuthorizationHeader" or not auth.get("headerValue")):
-            raise ct_error(400, "InvalidInput", "authentication must be {type: AuthorizationHeader, headerValue}.")
+        kind = dest.get("type") if isinstance(dest, dict) else None
+        if kind not in DESTINATIONS:
+            raise ct_error(400, "InvalidInput", f"Destination type {kind!r} is not valid. Valid types: {', '.join(DESTINATIONS)}.")
+        missing = [f for f in DESTINATIONS[kind] if not dest.get(f)]
+        if kind == "SQS" and dest.get("authenticationMode", "Credentials") == "Credentials":
+            missing += [f for f in ("accessKey", "accessSecret") if not dest.get(f)]
+        if kind == "SQS" and dest.get("authenticationMode") not in (None, "Credentials", "IAM"):
+            missing.append("authenticationMode")
+        if missing:
+            raise ct_error(400, "InvalidInput", f"{kind} destination is missing or has invalid: {', '.join(missing)}.")
+        fmt = data.get("format") or {"type": "Platform"}
+        if not isinstance(fmt, dict) or fmt.get("type") not in ("Platform", "CloudEvents"):
+            raise ct_error(400, "InvalidInput", "format must be {type: Platform} or {type: CloudEvents, cloudEventsVersion}.")
         messages = data.get("messages", [])
         if not isinstance(messages, list) or not all(isinstance(m, dict) and m.get("resourceTypeId") for m in messages):
             raise ct_error(400, "InvalidInput", "messages must be a list of {resourceTypeId, types}.")
 
     @staticmethod
     def _public_subscription(sub: dict, req=None) -> dict:
-        auth = sub["destination"].get("authentication")
-        if auth:  # ct never returns the header value
-            sub["destination"]["authentication"] = {"type": auth["type"]}
+        for f in ("accessSecret", "apiSecret", "connectionString"):  # secrets are never returned
+            sub["destination"].pop(f, None)
         return sub
 
     def _upsert_subscription(self, data: dict) -> dict:
@@ -1200,7 +1640,8 @@ class CommercetoolsEmulator(Emulator):
         ts = self._tick()
         sub = {"id": str(uuid.uuid4()), "version": 1, "key": data.get("key"), "destination": copy.deepcopy(data["destination"]),
                "messages": copy.deepcopy(data.get("messages") or []), "changes": copy.deepcopy(data.get("changes") or []),
-               "format": {"type": "Platform"}, "status": "Healthy", "createdAt": ts, "lastModifiedAt": ts}
+               "format": copy.deepcopy(data.get("format") or {"type": "Platform"}), "status": "Healthy", "createdAt": ts,
+               "lastModifiedAt": ts}
         if not sub["key"]:
             del sub["key"]
         self.subscriptions[sub["id"]] = sub
@@ -1250,10 +1691,11 @@ class CommercetoolsEmulator(Emulator):
             new = copy.deepcopy(sub)
             for a in actions:
                 if a["action"] == "changeDestination":
-                    self._validate_subscription({"destination": a.get("destination"), "messages": new["messages"]})
+                    self._validate_subscription({"destination": a.get("destination"), "messages": new["messages"], "format": new["format"]})
                     new["destination"] = copy.deepcopy(a["destination"])
                 elif a["action"] == "setMessages":
-                    self._validate_subscription({"destination": new["destination"], "messages": a.get("messages") or []})
+                    self._validate_subscription({"destination": new["destination"], "messages": a.get("messages") or [],
+                                                 "format": new["format"]})
                     new["messages"] = copy.deepcopy(a.get("messages") or [])
                 elif a["action"] == "setChanges":
                     new["changes"] = copy.deepcopy(a.get("changes") or [])
@@ -1284,7 +1726,7 @@ class CommercetoolsEmulator(Emulator):
 
         session = requests.Session()
         while True:
-            (generation, url, header), message = self._queue.get()
+            (generation, kind, cfg), message = self._queue.get()
             try:
                 with self.lock:
                     if generation != self.generation:
@@ -1299,13 +1741,9 @@ class CommercetoolsEmulator(Emulator):
                             break
                         self.webhook_stats["attempts"] += 1
                     try:
-                        headers = {"Content-Type": "application/json", "User-Agent": "commercetools-subscriptions (sandbox)"}
-                        if header:
-                            headers["Authorization"] = header
-                        r = session.post(url, data=body, timeout=10, headers=headers)
-                        delivered = 200 <= r.status_code < 300
-                    except requests.RequestException as exc:
-                        log.debug("subscription delivery to %s failed: %s", url, exc)
+                        delivered = self._send(session, kind, cfg, message, body)
+                    except Exception as exc:  # the relay is down / refused: retried like ct / Pub/Sub / SQS would
+                        log.debug("subscription delivery (%s) failed: %s", kind, exc)
                     if delivered:
                         break
                     if attempt < len(delays):
@@ -1320,6 +1758,51 @@ class CommercetoolsEmulator(Emulator):
                 log.exception("subscription worker failed")
             finally:
                 self._queue.task_done()
+
+    def _send(self, session, kind: str, cfg: dict, message: dict, body: bytes) -> bool:
+        """One delivery in the relay's own envelope. ``direct``: the bare Message (harness). ``pubsub``: the Pub/Sub
+        push request — ``{"message": {"data": base64(Message), "attributes", "messageId", "publishTime"},
+        "subscription"}`` with a Google-style OIDC token (RS256, signed by the sandbox's key, certs at
+        ``/oauth2/v1/certs``) as ``Authorization: Bearer``. ``sqs``: ``SendMessage`` of the Message as the body
+        (boto3; under moto in tests)."""
+        if kind == "direct":
+            headers = {"Content-Type": "application/json", "User-Agent": "commercetools-subscriptions (sandbox)"}
+            if cfg.get("header"):
+                headers["Authorization"] = cfg["header"]
+            return 200 <= session.post(cfg["url"], data=body, timeout=10, headers=headers).status_code < 300
+        if kind == "pubsub":
+            envelope = {"message": {"data": base64.b64encode(body).decode(), "attributes": {"resourceTypeId": "order",
+                                                                                           "type": message["type"]},
+                                    "messageId": str(int(time.time() * 1000)) + secrets.token_hex(2), "publishTime": now_iso()},
+                        "subscription": cfg.get("subscription") or cfg["topic"].replace("/topics/", "/subscriptions/") + "-push"}
+            token = oidc_token(cfg.get("audience") or cfg["push_url"], cfg.get("service_account") or "ct-relay@sandbox.iam.gserviceaccount.com")
+            r = session.post(cfg["push_url"], json=envelope, timeout=10,
+                             headers={"Authorization": f"Bearer {token}", "User-Agent": "APIs-Google (sandbox)"})
+            return r.status_code in (102, 200, 201, 202, 204)
+        if kind == "sqs":
+            import boto3
+
+            client = boto3.client("sqs", region_name=cfg["region"])
+            client.send_message(QueueUrl=cfg["queueUrl"], MessageBody=body.decode())
+            return True
+        return False
+
+    @route("GET", r"/oauth2/v1/certs")
+    def google_certs(self, req):
+        """The sandbox's signing certificate in Google's format ({kid: PEM}) for its Pub/Sub push tokens."""
+        kid, cert_pem, _ = _signing_key()
+        return Response(200, {kid: cert_pem})
+
+    def control_configure_relay(self, payload: dict) -> dict:
+        """Where a GoogleCloudPubSub Destination's messages are pushed: {"topic": "projects/P/topics/T", "push_url",
+        "audience", "service_account", "subscription"} (a Pub/Sub push subscription); no push_url removes it."""
+        with self.lock:
+            topic = payload.get("topic") or ""
+            if not payload.get("push_url"):
+                self.pubsub_push.pop(topic, None)
+                return {"relays": sorted(self.pubsub_push)}
+            self.pubsub_push[topic] = {k: payload.get(k) for k in ("push_url", "audience", "service_account", "subscription")}
+            return {"relays": sorted(self.pubsub_push)}
 
     # --- control actions ---------------------------------------------------------------------------
     def control_set_credentials(self, payload: dict) -> dict:
@@ -1391,25 +1874,22 @@ class CommercetoolsEmulator(Emulator):
             return {"ids": [o["id"] for o in built], "order_numbers": numbers}
 
     def control_configure_webhooks(self, payload: dict) -> dict:
-        """(Re)creates the subscription ``hub-orders``: HTTP destination ``order_url`` with AuthorizationHeader
-        authentication (``secret`` is the header value), OrderCreated messages. No ``order_url`` removes it.
-        Optional: ``concurrency`` (delivery threads, ≤ 32), ``retry_delays`` (seconds between attempts)."""
+        """Sandbox harness, not a ct Destination: an operator-run relay that forwards each ``OrderCreated`` Message
+        (plus ``types``, if given) bare to ``order_url``, with ``secret`` as the ``Authorization`` header. No
+        ``order_url`` removes it. Optional: ``concurrency`` (delivery threads, ≤ 32), ``retry_delays`` (seconds
+        between attempts). Real projects relay through a Subscription Destination (see ``configure_relay``)."""
         with self.lock:
             if payload.get("concurrency"):
                 self.delivery_workers = max(1, min(32, int(payload["concurrency"])))
             if payload.get("retry_delays") is not None:
                 self.retry_delays = tuple(float(d) for d in payload["retry_delays"])[:10]
-            for sid in [i for i, s in self.subscriptions.items() if s.get("key") == "hub-orders"]:
-                del self.subscriptions[sid]
             url = payload.get("order_url")
             if not url:
-                return {"subscription": None}
-            dest = {"type": "HTTP", "url": url}
-            if payload.get("secret"):
-                dest["authentication"] = {"type": "AuthorizationHeader", "headerValue": payload["secret"]}
-            sub = self._upsert_subscription({"key": "hub-orders", "destination": dest,
-                                             "messages": [{"resourceTypeId": "order", "types": ["OrderCreated"]}]})
-            return {"subscription": self._public_subscription(copy.deepcopy(sub))}
+                self.direct_relays.pop("hub-orders", None)
+                return {"relay": None}
+            self.direct_relays["hub-orders"] = {"url": url, "header": payload.get("secret") or None,
+                                                "types": set(payload.get("types") or ["OrderCreated"])}
+            return {"relay": {"url": url, "types": sorted(self.direct_relays["hub-orders"]["types"])}}
 
     def control_wait_webhooks(self, payload: dict) -> dict:
         """Block until the subscription queue is drained (or ``timeout`` seconds) → delivery stats."""
@@ -1442,7 +1922,8 @@ class CommercetoolsEmulator(Emulator):
                 parcel["trackingData"] = {"trackingId": payload["tracking"], "carrier": payload.get("carrier", "")}
             delivery = self._delivery({"items": items, "parcels": [parcel], "deliveryKey": f"store-{uuid.uuid4().hex[:12]}"},
                                       {li["id"]: li["quantity"] for li in order["lineItems"]})
-            order["shippingInfo"]["deliveries"].append(delivery)
+            key = order["shipping"][0]["shippingKey"] if order.get("shippingMode") == "Multiple" else None
+            self._deliveries_for(order, key).append(delivery)
             order["version"] += 1
             order["lastModifiedAt"] = self._tick()
             return {"delivery_id": delivery["id"], "version": order["version"]}
@@ -1473,6 +1954,7 @@ class CommercetoolsEmulator(Emulator):
             order.setdefault("returnInfo", []).append(info)
             order["version"] += 1
             order["lastModifiedAt"] = self._tick()
+            self._enqueue([self._message(order, payload.get("project_key") or "demo", "ReturnInfoAdded", returnInfo=info)])
             return {"return_item_ids": [i["id"] for i in info["items"]], "version": order["version"]}
 
     def control_return_state(self, payload: dict) -> dict:
@@ -1487,6 +1969,8 @@ class CommercetoolsEmulator(Emulator):
             item["lastModifiedAt"] = self._tick()
             order["version"] += 1
             order["lastModifiedAt"] = item["lastModifiedAt"]
+            self._enqueue([self._message(order, payload.get("project_key") or "demo", "OrderReturnShipmentStateChanged",
+                                         returnItemId=item["id"], returnShipmentState=item["shipmentState"])])
             return {"version": order["version"]}
 
     def control_set_inventory(self, payload: dict) -> dict:
@@ -1509,9 +1993,41 @@ class CommercetoolsEmulator(Emulator):
                 out[f"{key}/{r['sku']}"] = entry["version"]
         return {"versions": out}
 
+    def control_inventory_settings(self, payload: dict) -> dict:
+        """Switches of the inventory model: ``decrement_delay`` (seconds an order's decrement takes to land),
+        ``land_on_write`` (land one pending decrement right before each of the next N inventory updates: the
+        writer's version is stale, a real 409), ``lose_inventory_responses`` (apply the next N inventory updates
+        but answer 502, as a response lost on the way back)."""
+        with self.lock:
+            for name, cast in (("decrement_delay", float), ("land_on_write", int), ("lose_inventory_responses", int)):
+                if name in payload:
+                    setattr(self, name, cast(payload[name]))
+            return {"decrement_delay": self.decrement_delay, "land_on_write": self.land_on_write,
+                    "lose_inventory_responses": self.lose_inventory_responses, "pending": len(self.pending_decrements)}
+
+    def control_land_decrements(self, payload: dict) -> dict:
+        """Land the ``count`` oldest pending order decrements now (all when ``count`` is absent)."""
+        with self.lock:
+            count = int(payload.get("count", len(self.pending_decrements)))
+            return {"landed": self._land_due(force=count), "pending": len(self.pending_decrements)}
+
+    def control_reserve(self, payload: dict) -> dict:
+        """Cart reservations on an entry (ct Reservations: ``availableQuantity`` drops, ``quantityOnStock`` does
+        not): {"channel", "sku", "quantity"} sets the entry's reserved total."""
+        with self.lock:
+            cid = self.channel_by_key.get(payload.get("channel") or "")
+            eid = self.inventory_index.get((payload.get("sku"), cid))
+            if not eid:
+                raise HttpError(404, {"message": "no such inventory entry"})
+            entry = self.inventory[eid]
+            entry["reserved"] = int(payload.get("quantity") or 0)
+            self._set_entry_quantity(entry, entry["quantityOnStock"])
+            return {"availableQuantity": entry["availableQuantity"], "quantityOnStock": entry["quantityOnStock"]}
+
     def control_state(self, payload: dict) -> dict:
         skus = set(payload.get("skus") or [])
         with self.lock:
+            self._land_due()
             inventory: dict[str, dict] = {}
             versions: dict[str, dict] = {}
             for e in self.inventory.values():
@@ -1523,7 +2039,7 @@ class CommercetoolsEmulator(Emulator):
                 versions.setdefault(key, {})[e["sku"]] = e["version"]
             orders = {}
             for o in self.orders.values():
-                deliveries = o["shippingInfo"]["deliveries"]
+                deliveries = self._all_deliveries(o)
                 orders[o["id"]] = {
                     "order_number": o["orderNumber"], "version": o["version"], "order_state": o["orderState"],
                     "shipment_state": o.get("shipmentState"), "deliveries": len(deliveries),

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from django.db import connection
+from django.db.models import Sum
 
 from integration_hub.catalog.models import BundleComponent, Item, SkuMapping
 from integration_hub.core.models import Channel
@@ -290,3 +291,25 @@ def naive_for_pair(channel_id: int, item_id: int) -> int | None:
         base = min((max(0, raw(bc.component_id) - buffer_of(bc.component_id)) // bc.quantity for bc in comps), default=0)
         return max(0, base - buffer_of(item_id, own_only=True))
     return max(0, raw(item_id) - buffer_of(item_id))
+
+
+def captured_units(channel_ids: Iterable[int], item_ids: Iterable[int] | None = None) -> dict[tuple[int, str], int]:
+    """{(channel_id, storefront_sku): units} of the channel's *own* storefront orders the hub has captured, by
+    the SKU of the order line (top-level lines: a bundle line counts for the bundle's SKU, its components for
+    nothing — the storefront took the bundle's units off, not the components'), ever, cancelled or not: a
+    running total that only goes up. ``item_ids`` narrows to lines of those items (the pairs of a batch).
+
+    It is the ledger offset for storefronts that decrement their own stock when an order is placed
+    (``connectors.base.InventoryTarget.ledger`` = ATS + this): capturing such an order lowers ATS by its
+    lines and raises this by the same for the SKUs the storefront decremented, so the ledger does not move
+    and the storefront's own decrement is not made a second time; a cancellation raises ATS only (the
+    storefront puts nothing back), so the units go back on sale; a master figure taking over a reservation
+    moves neither. One query. Computed *before* ATS in a batch: a capture in between errs low (held back
+    until the push it queues), never high."""
+    from django.apps import apps  # orders depends on inventory, not the other way round: no import
+
+    lines = apps.get_model("orders", "OrderLine").objects.filter(order__channel_id__in=list(channel_ids), parent__isnull=True)
+    if item_ids is not None:
+        lines = lines.filter(item_id__in=list(item_ids))
+    return {(r["order__channel_id"], r["storefront_sku"]): int(r["units"] or 0)
+            for r in lines.values("order__channel_id", "storefront_sku").annotate(units=Sum("quantity"))}

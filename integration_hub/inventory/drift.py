@@ -3,7 +3,10 @@
 Per channel: ATS for the whole channel in one query, the storefront read back with
 ``Storefront.get_stock`` in chunks, ``ChannelStock.observed_quantity`` written in bulk. A pair whose
 storefront quantity differs from ATS (a missing storefront entry counts as 0) raises ``stock_drift``
-with both numbers; pairs that agree clear it. Pairs that still have a pending push are in flight and
+with both numbers; pairs that agree clear it. A storefront entry that keeps the hub's ledger (commercetools,
+see :mod:`connectors.commercetools`) agrees when its ledger is the hub's (ATS + the channel's captured
+units) and it holds no unexplained increase: it may then show *less* than ATS (``availableQuantity``: its
+own orders not captured yet, its cart reservations), never more. Pairs that still have a pending push are in flight and
 are not judged. A drifted pair gets its ``confirmed_quantity`` reset to what the storefront really
 shows and a SWEEP push is queued, so the repair is not skipped as "already confirmed".
 
@@ -62,6 +65,7 @@ def check_channel(channel: Channel) -> DriftResult:
         for s in connector.get_stock(skus[start:start + READ_CHUNK], channel.external_id):
             observed[s.sku] = s
     in_flight = set(PendingPush.objects.filter(channel=channel).values_list("item_id", flat=True))
+    captured = ats.captured_units([channel.pk])  # the ledger offsets (see push): only read for ledger-kept entries
     now = timezone.now()
     seen_rows, drift_rows, problems, agree_keys, repush = [], [], [], [], []
     for sku, a in by_sku.items():
@@ -75,14 +79,25 @@ def check_channel(channel: Channel) -> DriftResult:
             out.in_flight += 1
             seen_rows.append(row)
             continue
-        if (obs_qty or 0) == a.quantity:
+        ledger = obs.ledger if obs is not None else None
+        if ledger is not None:
+            # a storefront that decrements on its own orders (ct): it may show less than ATS (its orders the hub
+            # has not captured yet, cart reservations); it is in step when its ledger is the hub's and it holds
+            # nothing the hub did not leave there
+            expected_ledger = a.quantity + captured.get((channel.pk, sku), 0)
+            in_step = ledger == expected_ledger and not obs.unexplained_increase
+        else:
+            in_step = (obs_qty or 0) == a.quantity
+        if in_step:
             out.agreed += 1
             # a withdrawn pair the storefront shows at 0: record 0 as confirmed, so it leaves the check
             (seen_rows if a.item_id in expected else drift_rows).append(row)
             agree_keys.append(key)
             continue
         out.drifted += 1
-        drift_rows.append(row)
+        # what the storefront really shows is "confirmed" now — for a ledger entry nothing is: the repair push
+        # must not be skipped because its figure happens to equal ATS
+        drift_rows.append(row if ledger is None else row[:5] + (None,) + row[6:])
         repush.append((channel.pk, a.item_id))
         problems.append(Problem(
             kind="stock_drift", key=key, severity="warning", channel_id=channel.pk, connection_id=channel.connection_id, sku=sku,
@@ -90,7 +105,9 @@ def check_channel(channel: Channel) -> DriftResult:
             message="The storefront quantity differs from the available-to-sell the hub computes from the master. "
                     "A repair push has been queued.",
             context={"storefront_sku": sku, "channel": channel.key, "master_ats": a.quantity, "storefront_quantity": obs_qty,
-                     "storefront_missing": obs is None, "action": "repush_stock"}))
+                     "storefront_missing": obs is None, "action": "repush_stock",
+                     **({"storefront_ledger": ledger, "hub_ledger": expected_ledger,
+                         "unexplained_increase": obs.unexplained_increase} if ledger is not None else {})}))
     with transaction.atomic():
         cols = ["channel_id", "item_id", "storefront_sku", "observed_quantity", "observed_at", "confirmed_quantity",
                 "storefront_version", "storefront_ref"]

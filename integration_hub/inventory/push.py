@@ -15,6 +15,12 @@ One batch (:func:`push_batch`) runs a fixed number of queries whatever its size:
    they were confirmed under, so the storefront does not keep selling a quantity nobody maintains; a
    mapping moved to another storefront SKU zeroes the old one too (one query for the SKUs' current
    owners, only when there is something to withdraw);
+   Every target carries ``ledger`` = ATS + the units of the channel's own orders the hub has captured under
+   that storefront SKU (:func:`.ats.captured_units`); storefronts that decrement their own stock on an order (commercetools)
+   apply the ledger's change relatively, so what they show is always
+   ``master available − buffers − hub reservations − their own orders the hub has not captured yet``
+   (see :mod:`connectors.commercetools`); the others write ``quantity`` absolutely and ignore it.
+   A renamed mapping's old SKU is zeroed absolutely (it is no longer the item's);
 4. one ``Storefront.set_stock`` call per storefront connection, concurrently when a batch spans several
    (no database access inside; the HttpClient rate-limits per connection — shared by every process
    through Redis, or through a file bucket on the host in embedded mode — and honours Retry-After; the
@@ -117,7 +123,8 @@ def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
     return delay
 
 
-def _plan_withdrawals(withdraw: list[tuple], per_conn: dict, done: list, problems: list, out: BatchResult) -> None:
+def _plan_withdrawals(withdraw: list[tuple], per_conn: dict, done: list, problems: list, out: BatchResult,
+                      captured: dict | None = None) -> None:
     """Add a quantity-0 target for every storefront SKU the hub last confirmed positive and no longer
     maintains (ARCHITECTURE principle 1: the storefront must not keep selling stock nobody updates).
     A SKU that another item's active mapping now owns on that channel is left to that item's push.
@@ -156,9 +163,10 @@ def _plan_withdrawals(withdraw: list[tuple], per_conn: dict, done: list, problem
                 context={"channel": channel.key, "item_id": pair[1], "last_confirmed_quantity": last,
                          "action": "repush_stock"}))
             continue
+        # ledger 0 + captured: a self-decrementing storefront ends at 0 less its own orders not captured yet
         per_conn[channel.connection_id].append((pair, row, InventoryTarget(
             sku=sku, channel_ref=channel.external_id, quantity=0, known_version=cs["storefront_version"],
-            known_ref=cs["storefront_ref"] or ""), WITHDRAW))
+            known_ref=cs["storefront_ref"] or "", ledger=(captured or {}).get((pair[0], sku), 0)), WITHDRAW))
 
 
 def _fill_held(per_conn: dict, channels: dict) -> None:
@@ -213,9 +221,10 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
     out.claimed = len(rows)
     by_pair = {(r["channel_id"], r["item_id"]): r for r in rows}
     snapshot = timezone.now()  # the figures below hold as of this instant (InventoryTarget.as_of)
-    targets_ats = ats.for_pairs(by_pair)
     channel_ids = {c for c, _ in by_pair}
     item_ids = {i for _, i in by_pair}
+    captured = ats.captured_units(channel_ids, item_ids)  # before ATS: a capture in between errs low, not high
+    targets_ats = ats.for_pairs(by_pair)
     confirmed = {(cs["channel_id"], cs["item_id"]): cs for cs in ChannelStock.objects.filter(
         channel_id__in=channel_ids, item_id__in=item_ids).values(
         "channel_id", "item_id", "storefront_sku", "confirmed_quantity", "observed_quantity", "storefront_version",
@@ -251,13 +260,13 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
         target = InventoryTarget(sku=a.storefront_sku, channel_ref=channel.external_id, quantity=a.quantity,
                                  known_version=cs["storefront_version"] if cs and cs["storefront_sku"] == a.storefront_sku else None,
                                  known_ref=(cs["storefront_ref"] or "") if cs and cs["storefront_sku"] == a.storefront_sku else "",
-                                 as_of=snapshot)
+                                 as_of=snapshot, ledger=a.quantity + captured.get((pair[0], a.storefront_sku), 0))
         per_conn[channel.connection_id].append((pair, row, target, SET))
         if cs and cs["storefront_sku"] != a.storefront_sku and ((cs["confirmed_quantity"] or 0) > 0 or (cs["observed_quantity"] or 0) > 0):
             # the mapping now points at another storefront SKU: the old one still shows the old quantity
             withdraw.append((pair, row, channel, cs, RENAMED))
     if withdraw:
-        _plan_withdrawals(withdraw, per_conn, done, problems, out)
+        _plan_withdrawals(withdraw, per_conn, done, problems, out, captured)
 
     now = timezone.now()
     confirmations: list[tuple] = []

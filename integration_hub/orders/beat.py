@@ -7,6 +7,9 @@ SCHEDULE = [
     Job("orders: poll storefront orders", "orders.poll_orders", every_seconds=60,
         description="Captures storefront orders modified since the stored cursor (catch-up behind the subscription webhook) "
                     "and records the returns they carry for the planner."),
+    Job("orders: commercetools SQS relay", "orders.consume_sqs", every_seconds=30, queue="priority",
+        description="Long-polls the SQS queue of every commercetools connection with options.relay type SQS; a message is "
+                    "deleted once the orders it names are in the hub (nothing to do without such a connection)."),
     Job("orders: poll warehouse dispatches", "orders.poll_dispatches", every_seconds=60,
         description="Records warehouse dispatch confirmations since the stored cursor (behind the dispatch webhook)."),
     Job("orders: resend unacknowledged", "orders.resend_unacknowledged", every_seconds=120,

@@ -106,6 +106,14 @@ def fetch_orders(connection_id: int, external_ids: list[str], refresh_ids: list[
     return services.fetch_and_capture(conn, list(external_ids), refresh_ids=list(refresh_ids or [])).as_dict()
 
 
+@shared_task(name="orders.consume_sqs", ignore_result=True)
+def consume_sqs(wait_seconds: int = 20, time_budget: float = 25.0) -> dict:
+    """Long-poll every commercetools SQS relay (see :mod:`.relays`); messages are deleted once their orders are in."""
+    from . import relays
+
+    return relays.consume_all_sqs(wait_seconds=wait_seconds, time_budget=time_budget)
+
+
 @shared_task(name="orders.resend_unacknowledged", ignore_result=True)
 def resend_unacknowledged() -> dict:
     return services.resend_unacknowledged()

@@ -116,16 +116,32 @@ def test_burst_stays_within_the_configured_rate_limit(shop):
 
 def test_drift_over_http(shop):
     push.push_batch()
-    shop.control("set_inventory", {"rows": [{"channel": "sc-app", "sku": "SKU-07", "quantity": 0}]})
+    # a Merchant Center edit puts units on sale the hub never left there: drift, taken back out by the repair
+    shop.control("set_inventory", {"rows": [{"channel": "sc-app", "sku": "SKU-07", "quantity": 50}]})
     res = drift.check_channel(shop.channels["app"])
     assert res.drifted == 1 and res.agreed == 11
     rec = ExceptionRecord.objects.get(dedupe_key="stock_drift:app:SKU-07")
-    assert rec.context["master_ats"] == 10 and rec.context["storefront_quantity"] == 0
+    assert rec.context["master_ats"] == 10 and rec.context["storefront_quantity"] == 50
+    assert rec.context["unexplained_increase"] == 40
     push.push_batch()
     assert storefront(shop, ["SKU-07"])["sc-app"]["SKU-07"] == 10
     assert drift.check_channel(shop.channels["app"]).drifted == 0
     rec.refresh_from_db()
     assert rec.status == "resolved"
+
+
+def test_drift_keeps_the_storefronts_own_decrease(shop):
+    """ct decrements on its own orders: showing less than ATS with the ledger in step is its orders the hub has not
+    captured yet (or cart reservations) — never overwritten by a repair, so no drift."""
+    push.push_batch()
+    shop.control("set_inventory", {"rows": [{"channel": "sc-app", "sku": "SKU-07", "quantity": 7}]})
+    res = drift.check_channel(shop.channels["app"])
+    assert res.drifted == 0 and res.agreed == 12
+    assert not PendingPush.objects.exists()
+    shop.stock("I07", "dc1", 8)  # ATS 10 -> 11: the change is applied on top of the storefront's own figure
+    outbox.enqueue([shop.items["I07"].pk])
+    push.push_batch()
+    assert storefront(shop, ["SKU-07"])["sc-app"]["SKU-07"] == 8
 
 
 def test_catalogue_audit_over_http(shop):
@@ -146,3 +162,29 @@ def test_unknown_storefront_sku_becomes_exception(shop):
     res = push.push_batch()
     assert res.failed == 2 and res.pushed == 24
     assert ExceptionRecord.objects.get(dedupe_key="unknown_sku:web:NOT-IN-CT").kind == "unknown_sku"
+
+
+def test_push_keeps_the_storefronts_own_order_decrement_until_captured(shop):
+    """push.py hands ct the ledger (ATS + the channel's captured units): an order ct took off itself stays off
+    while the hub has not captured it, and capturing it writes nothing."""
+    from integration_hub.inventory.models import Reservation
+    from integration_hub.orders.models import Order, OrderLine
+
+    push.push_batch()
+    web, item = shop.channels["web"], shop.items["I03"]
+    shop.control("create_orders", {"orders": [{"channel": "sc-web", "lines": [{"sku": "SKU-03", "quantity": 1}]}]})
+    assert storefront(shop, ["SKU-03"])["sc-web"]["SKU-03"] == 2
+    shop.stock("I03", "dc1", 7)  # restock before the hub has seen the order: ATS 3 -> 7
+    outbox.enqueue([item.pk])
+    push.push_batch()
+    assert storefront(shop, ["SKU-03"])["sc-web"]["SKU-03"] == 6  # 7 less the order ct already took off (not 7)
+    order = Order.objects.create(channel=web, external_id="ct-1", idempotency_key="CT-1")  # the hub captures it
+    OrderLine.objects.create(order=order, line_id="li-1", storefront_sku="SKU-03", item=item, quantity=1)
+    Reservation.objects.create(item=item, channel=web, order_ref="CT-1", quantity=1)
+    outbox.enqueue([item.pk])
+    before = shop.control("state", {"skus": ["SKU-03"]})["versions"]["sc-web"]["SKU-03"]
+    push.push_batch()
+    assert storefront(shop, ["SKU-03"])["sc-web"]["SKU-03"] == 6
+    assert shop.control("state", {"skus": ["SKU-03"]})["versions"]["sc-web"]["SKU-03"] == before  # nothing written
+    assert ChannelStock.objects.get(channel=web, item=item).confirmed_quantity == 6
+    assert drift.check_channel(web).drifted == 0
