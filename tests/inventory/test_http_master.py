@@ -22,6 +22,7 @@ def wair(world, sandbox):
     m.base_url = f"{sandbox.url}/wair"
     m.options = {"page_size": 3}  # force paging
     m.set_secret("wair-demo-key")
+    m.set_webhook_secret("wair-hook-secret")  # a URL change clears stored secrets unless the same save sets them
     m.save()
     world.channel("web", locations=["dc1", "dc2"])
     world.location("dc1"), world.location("dc2")  # external ids DC1, DC2
