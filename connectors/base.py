@@ -244,6 +244,10 @@ class Connector(abc.ABC):
     """Built from a :class:`integration_hub.core.models.Connection`; owns one HttpClient."""
 
     system_type: str = ""
+    #: the vendor's published document this connector follows (URL), "" when none was found
+    api_document: str = ""
+    #: True when the wire shape is an assumption (no published API): the admin and README say so
+    modelled: bool = False
 
     def __init__(self, connection, client=None):
         self.connection = connection

@@ -1,7 +1,9 @@
 """Clarus WMS as Warehouse + InventoryMaster.
 
-Wire API: see :mod:`connectors.sandbox.clarus` (modelled, not copied — no public Clarus reference was
-found; the shapes follow common WMS REST conventions). Patterns follow :mod:`connectors.wair`.
+**Modelled on no published API (yet).** Clarus publishes its API at documentation.claruswms.com (OAuth 2
+client credentials + ``X-Clarus-Subdomain``, JSON:API ``goods_outs``, GraphQL stock, webhook events); this
+connector still speaks an assumed shape, described in :mod:`connectors.sandbox.clarus` — it is to be
+rebuilt on the published one (issue 16). Patterns follow :mod:`connectors.wair`.
 
 - Orders go in as **pick instructions**; ``client_reference`` = the hub's order ref, which Clarus keeps
   unique: a replay answers 409 ``DUPLICATE_REFERENCE`` with the existing ``pick_instruction_id``, which
@@ -50,6 +52,8 @@ def _ship_to(a) -> dict:
 
 class ClarusConnector(Connector, Warehouse, InventoryMaster):
     system_type = "clarus"
+    api_document = ""  # documentation.claruswms.com is published, but this connector does not follow it yet
+    modelled = True
 
     def __init__(self, connection, client=None):
         opts = connection.options or {}

@@ -1,5 +1,5 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
@@ -17,6 +17,11 @@ class ConnectionForm(forms.ModelForm):
         model = Connection
         exclude = ["secret_encrypted", "webhook_secret_encrypted"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "system_type" in self.fields:
+            self.fields["system_type"].help_text = system_type_help()
+
     def save(self, commit=True):
         obj = super().save(commit=False)
         if self.cleaned_data.get("secret"):
@@ -28,6 +33,25 @@ class ConnectionForm(forms.ModelForm):
         return obj
 
 
+def system_type_help() -> str:
+    """Help text of the system type field: which connectors are modelled on no published API."""
+    from connectors.registry import connector_class
+
+    from .models import SystemType
+
+    modelled = []
+    for value, label in SystemType.choices:
+        try:
+            if connector_class(value).modelled:
+                modelled.append(label)
+        except LookupError:
+            continue
+    if not modelled:
+        return ""
+    return (f"Modelled on no published API (the wire shape is an assumption; check it against the tenant's API): "
+            f"{', '.join(modelled)}.")
+
+
 @admin.register(Connection)
 class ConnectionAdmin(admin.ModelAdmin):
     form = ConnectionForm
@@ -35,6 +59,16 @@ class ConnectionAdmin(admin.ModelAdmin):
     list_filter = ["system_type", "enabled"]
     search_fields = ["name", "base_url"]
     readonly_fields = ["last_success_at", "last_error_at", "last_error"]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        from connectors.registry import api_notice
+
+        obj = self.get_object(request, object_id) if request.method == "GET" else None
+        if obj is not None:
+            modelled, notice = api_notice(obj.system_type)
+            if notice:
+                (messages.warning if modelled else messages.info)(request, notice)
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 @admin.register(Channel)
