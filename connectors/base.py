@@ -217,6 +217,49 @@ class DemandLine:
     bundle_sku: str = ""
     unit_price_cents: int | None = None
     is_return: bool = False
+    currency: str = ""  # the order's ISO currency (the price's)
+    key: str = ""  # the hub's stable line key (planning.services.line_key), when the caller has it
+
+
+@dataclass
+class PlannerVariant:
+    """Hub item master → planner: one sellable variant (SKU) the demand lines refer to."""
+
+    sku: str
+    title: str = ""
+    product_id: str = ""  # style / parent (the item's own SKU when it has none)
+    barcode: str = ""
+    price_cents: int | None = None
+    is_bundle: bool = False
+    components: list[tuple[str, int]] = field(default_factory=list)  # (component sku, quantity) of a bundle
+    stock: dict[str, int] = field(default_factory=dict)  # planner warehouse id → available units, where known
+    updated_at: datetime | None = None
+
+
+@dataclass
+class PlannerWarehouse:
+    """A planner warehouse the demand lines name (``DemandLine.location``)."""
+
+    id: str
+    name: str = ""
+    currency: str = ""
+
+
+@dataclass
+class PlannerStockOrder:
+    """Planner → hub: a purchase order, transfer or assembly order as the planner holds it."""
+
+    ref: str  # the planner's id
+    reference: str = ""
+    kind: str = "po"  # po | transfer | assembly
+    status: str = ""
+    vendor: str = ""
+    warehouse: str = ""
+    source_warehouse: str = ""
+    expected_at: datetime | None = None
+    created_at: datetime | None = None
+    lines: list[tuple[str, int, int]] = field(default_factory=list)  # (sku, ordered, received)
+    raw: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -349,10 +392,20 @@ class Warehouse(abc.ABC):
 
 
 class Planner(abc.ABC):
+    #: "push" — :meth:`push_demand` transmits the lines; "pull" — the planner fetches the hub's demand files
+    #: itself, so :meth:`push_demand` only checks the lines can be written and the hub's feed table is the file
+    demand_delivery: str = "push"
+
     @abc.abstractmethod
-    def push_demand(self, lines: list[DemandLine]) -> int:
-        ...
+    def push_demand(self, lines: list[DemandLine], variants: list[PlannerVariant] = (),
+                    warehouses: list[PlannerWarehouse] = ()) -> int:
+        """Deliver new / changed demand lines (with the variants and warehouses they name, which planners
+        that need reference data first get before the lines). Returns how many lines were delivered."""
 
     @abc.abstractmethod
     def recommendations(self) -> list[Recommendation]:
         ...
+
+    def stock_orders(self) -> list[PlannerStockOrder]:
+        """Open purchase orders / transfers the planner holds."""
+        raise NotImplementedError

@@ -1,0 +1,140 @@
+"""The demand files a planner pulls from the hub, and the reference data (variants, warehouses) that goes with
+the demand.
+
+Inventory Planner's Starter CSV connector fetches *complete* files from permanent URLs once a day, one
+warehouse per connector (GET, HEAD on set-up, optional HTTP basic auth). The hub serves, per planner
+connection and planner warehouse id:
+
+  /planning/feeds/<connection>/<warehouse>/products.csv       every non-bundle item, with its available stock
+                                                              in that warehouse (the hub's stock levels)
+  /planning/feeds/<connection>/<warehouse>/sales-orders.csv   every demand line the feed has published for that
+                                                              warehouse (``DemandFeedEntry``) with a quantity ≠ 0:
+                                                              cancelled lines drop out of the complete file
+
+Access: the connection's feed token, as the HTTP basic password (any user name) or ``?token=``; only its
+SHA-256 is stored (:class:`FeedToken`), compared in constant time; a wrong token, an unknown connection or
+a connection that is not a pulling planner all answer 401 alike. Responses are streamed row by row from
+``.iterator()`` querysets. Tokens are issued with ``manage.py planner_feed_token <connection>``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+from typing import Iterable, Iterator
+
+from django.db.models import Sum
+
+from connectors.base import DemandLine, PlannerVariant, PlannerWarehouse
+from integration_hub.catalog.models import Item
+from integration_hub.core.models import Connection, PLANNER_SYSTEMS
+
+from .models import DemandFeedEntry, FeedToken
+
+ITER_CHUNK = 2000
+
+
+# --- tokens ------------------------------------------------------------------------------------------------
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def issue_token(connection: Connection) -> str:
+    """A new random feed token for ``connection`` (the previous one stops working). Shown once."""
+    token = secrets.token_urlsafe(32)
+    FeedToken.objects.update_or_create(connection=connection, defaults={"token_sha256": _digest(token)})
+    return token
+
+
+def presented_token(request) -> str:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header[:6].lower() == "basic ":
+        try:
+            _, _, password = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8").partition(":")
+            return password
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return ""
+    return request.GET.get("token", "")
+
+
+def authorised_connection(name: str, token: str) -> Connection | None:
+    """The pulling planner connection ``name`` if ``token`` is its feed token, else None (constant-time
+    comparison; the same answer whatever was wrong)."""
+    stored = (FeedToken.objects.filter(connection__name=name, connection__enabled=True,
+                                       connection__system_type__in=list(PLANNER_SYSTEMS))
+              .select_related("connection").first())
+    expected = stored.token_sha256 if stored else "0" * 64
+    ok = hmac.compare_digest(_digest(token or ""), expected) and bool(token) and stored is not None
+    return stored.connection if ok else None
+
+
+# --- warehouses ----------------------------------------------------------------------------------------------
+def planner_warehouse_map(connection: Connection) -> dict[str, str]:
+    """Hub warehouse connection name → the planner's warehouse id (``options["warehouses"]``; default: the name)."""
+    return {str(k): str(v) for k, v in ((connection.options or {}).get("warehouses") or {}).items()}
+
+
+def hub_warehouses(connection: Connection, planner_ids: Iterable[str]) -> dict[str, str]:
+    """Hub warehouse connection name → planner id, for the planner ids given."""
+    mapping = planner_warehouse_map(connection)
+    wanted = set(planner_ids)
+    names = set(Connection.objects.filter(name__in=wanted).values_list("name", flat=True))  # ids that are names
+    out = {name: mapping.get(name, name) for name in names if mapping.get(name, name) in wanted}
+    out.update({name: pid for name, pid in mapping.items() if pid in wanted})
+    return out
+
+
+def planner_warehouses(connection: Connection, planner_ids: Iterable[str]) -> list[PlannerWarehouse]:
+    currency = str((connection.options or {}).get("currency") or "")
+    return [PlannerWarehouse(id=pid, name=pid, currency=currency) for pid in sorted(set(planner_ids)) if pid]
+
+
+# --- variants --------------------------------------------------------------------------------------------------
+def _stock(connection: Connection, planner_ids: Iterable[str], skus: Iterable[str] | None) -> dict[str, dict[str, int]]:
+    from integration_hub.inventory.models import StockLevel
+
+    names = hub_warehouses(connection, planner_ids)
+    if not names:
+        return {}
+    qs = StockLevel.objects.filter(state="available", location__connection__name__in=list(names))
+    if skus is not None:
+        qs = qs.filter(item__sku__in=list(skus))
+    out: dict[str, dict[str, int]] = {}
+    for sku, wh, qty in qs.values_list("item__sku", "location__connection__name").annotate(q=Sum("quantity")).order_by():
+        slot = out.setdefault(sku, {})
+        slot[names[wh]] = slot.get(names[wh], 0) + int(qty or 0)
+    return out
+
+
+def _variant(item: Item, stock: dict[str, dict[str, int]]) -> PlannerVariant:
+    return PlannerVariant(sku=item.sku, title=item.name or item.sku, product_id=item.parent_sku or item.sku, is_bundle=item.is_bundle,
+                          stock=stock.get(item.sku, {}), updated_at=getattr(item, "updated_at", None))
+
+
+def planner_variants(connection: Connection, skus: Iterable[str], planner_ids: Iterable[str]) -> list[PlannerVariant]:
+    """The item-master variants named by demand lines, with their available stock per planner warehouse."""
+    skus = sorted(set(skus))
+    ids = list(planner_ids)
+    stock = _stock(connection, ids, skus)
+    return [_variant(i, stock) for i in Item.objects.filter(sku__in=skus).order_by("sku")]
+
+
+def all_variants(connection: Connection, planner_id: str) -> Iterator[PlannerVariant]:
+    """Every non-bundle item (sales lines name components, never bundles), streamed."""
+    stock = _stock(connection, [planner_id], None)
+    for item in Item.objects.filter(is_bundle=False).order_by("sku").iterator(chunk_size=ITER_CHUNK):
+        yield _variant(item, stock)
+
+
+# --- demand lines -------------------------------------------------------------------------------------------------
+def published_lines(connection: Connection, planner_id: str) -> Iterator[tuple[DemandLine, object]]:
+    """``(line, sent_at)`` for every published line of ``planner_id`` whose quantity is not 0, streamed."""
+    qs = (DemandFeedEntry.objects.filter(connection=connection, location=planner_id).exclude(quantity=0)
+          .order_by("key").values_list("key", "order_ref", "sku", "bundle_sku", "channel", "location", "quantity", "is_return",
+                                       "currency", "unit_price_cents", "ordered_at", "sent_at", "order__idempotency_key"))
+    for key, ref, sku, bundle, channel, loc, qty, is_return, currency, price, ordered, sent, order_key in qs.iterator(chunk_size=ITER_CHUNK):
+        yield DemandLine(order_ref=ref or order_key or key.split("|", 1)[0], sku=sku, quantity=abs(qty), channel=channel, location=loc,
+                         ordered_at=ordered, bundle_sku=bundle, unit_price_cents=price, is_return=is_return, currency=currency,
+                         key=key), sent
