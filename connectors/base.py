@@ -233,6 +233,7 @@ class PlannerVariant:
     is_bundle: bool = False
     components: list[tuple[str, int]] = field(default_factory=list)  # (component sku, quantity) of a bundle
     stock: dict[str, int] = field(default_factory=dict)  # planner warehouse id → available units, where known
+    on_hand: dict[str, int] = field(default_factory=dict)  # planner warehouse id → units physically there (all states but in transit)
     updated_at: datetime | None = None
 
 
@@ -243,6 +244,17 @@ class PlannerWarehouse:
     id: str
     name: str = ""
     currency: str = ""
+
+
+@dataclass
+class PlannerAllocation:
+    """Stock held by an open order of a channel the planner does not manage (a web order not yet dispatched)."""
+
+    id: str  # stable: <order ref>|<sku>
+    sku: str
+    location: str  # planner warehouse id
+    quantity: int
+    since: datetime | None = None
 
 
 @dataclass
@@ -395,12 +407,15 @@ class Planner(abc.ABC):
     #: "push" — :meth:`push_demand` transmits the lines; "pull" — the planner fetches the hub's demand files
     #: itself, so :meth:`push_demand` only checks the lines can be written and the hub's feed table is the file
     demand_delivery: str = "push"
+    #: True when the planner takes the open orders' allocations (:class:`PlannerAllocation`) with the demand
+    uses_allocations: bool = False
 
     @abc.abstractmethod
     def push_demand(self, lines: list[DemandLine], variants: list[PlannerVariant] = (),
-                    warehouses: list[PlannerWarehouse] = ()) -> int:
+                    warehouses: list[PlannerWarehouse] = (), allocations: list[PlannerAllocation] = ()) -> int:
         """Deliver new / changed demand lines (with the variants and warehouses they name, which planners
-        that need reference data first get before the lines). Returns how many lines were delivered."""
+        that need reference data first get before the lines, and — when :attr:`uses_allocations` — every
+        open allocation). Returns how many lines were delivered."""
 
     @abc.abstractmethod
     def recommendations(self) -> list[Recommendation]:

@@ -197,7 +197,7 @@ class InventoryPlannerConnector(Connector, Planner):
                                       system=self.system_type)
 
     def push_demand(self, lines: list[DemandLine], variants: list[PlannerVariant] = (),
-                    warehouses: list[PlannerWarehouse] = ()) -> int:
+                    warehouses: list[PlannerWarehouse] = (), allocations=()) -> int:
         self.check_lines(lines)
         if self.delivery == "url":
             return len(lines)  # pulled by the planner from the hub's feed files

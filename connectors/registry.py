@@ -11,6 +11,7 @@ CONNECTORS = {
     "clarus": "connectors.clarus:ClarusConnector",
     "archean": "connectors.archean:ArcheanConnector",
     "inventory_planner": "connectors.inventory_planner:InventoryPlannerConnector",
+    "wair_replenishment": "connectors.wair_replenishment:WairReplenishmentConnector",
 }
 
 _cache: dict = {}

@@ -31,8 +31,13 @@ master / warehouse emulators (wair, clarus, archean)
   dispatch       {"order_ref": "...", "parcels": [{"carrier", "tracking_number", "lines": [[sku, qty]]}]}
   configure_webhooks {"stock_url": "...", "dispatch_url": "...", "secret": "..."}
   state          {} → {"orders": {order_ref: {...}}, "order_receipts": {order_ref: n_times_received}, "fulfilments": [...]}
-planner emulator (inventory_planner)
-  state          {} → {"demand_lines": n, "recommendations": [...]}
+planner emulators (inventory_planner, wair_replenishment)
+  state          {} → inventory_planner: {"lines": {...}, "files": [...], "recommendations": [...]};
+                 wair_replenishment: {"batches", "calls", "items", "locations", "stock", "sales", "stocknotforreplenishment"}
+  inventory_planner extras: pull {"products_url", "sales_orders_url", "warehouse", "username", "password"} (the Starter
+                 CSV connector's daily pull), ingest {"kind", "text"} (one Advanced CSV file), seed_variants,
+                 seed_purchase_orders
+  wair_replenishment extras: seed_transfers {"transfers": [...]}, set_credentials
 """
 from __future__ import annotations
 
@@ -47,6 +52,7 @@ EMULATORS = {
     "clarus": "connectors.sandbox.clarus:ClarusEmulator",
     "archean": "connectors.sandbox.archean:ArcheanEmulator",
     "inventory_planner": "connectors.sandbox.inventory_planner:InventoryPlannerEmulator",
+    "wair_replenishment": "connectors.sandbox.wair_replenishment:WairReplenishmentEmulator",
 }
 
 

@@ -27,7 +27,7 @@ from typing import Iterable, Iterator
 
 from django.db.models import Sum
 
-from connectors.base import DemandLine, PlannerVariant, PlannerWarehouse
+from connectors.base import DemandLine, PlannerAllocation, PlannerVariant, PlannerWarehouse
 from integration_hub.catalog.models import Item
 from integration_hub.core.models import Connection, PLANNER_SYSTEMS
 
@@ -92,29 +92,36 @@ def planner_warehouses(connection: Connection, planner_ids: Iterable[str]) -> li
 
 
 # --- variants --------------------------------------------------------------------------------------------------
-def _stock(connection: Connection, planner_ids: Iterable[str], skus: Iterable[str] | None) -> dict[str, dict[str, int]]:
+def _stock(connection: Connection, planner_ids: Iterable[str], skus: Iterable[str] | None):
+    """``(available, on_hand)``: sku → planner warehouse id → units. On hand = every state but in transit."""
     from integration_hub.inventory.models import StockLevel
 
     names = hub_warehouses(connection, planner_ids)
     if not names:
-        return {}
-    qs = StockLevel.objects.filter(state="available", location__connection__name__in=list(names))
+        return {}, {}
+    qs = StockLevel.objects.filter(location__connection__name__in=list(names)).exclude(state="in_transit")
     if skus is not None:
         qs = qs.filter(item__sku__in=list(skus))
-    out: dict[str, dict[str, int]] = {}
-    for sku, wh, qty in qs.values_list("item__sku", "location__connection__name").annotate(q=Sum("quantity")).order_by():
-        slot = out.setdefault(sku, {})
-        slot[names[wh]] = slot.get(names[wh], 0) + int(qty or 0)
-    return out
+    available: dict[str, dict[str, int]] = {}
+    on_hand: dict[str, dict[str, int]] = {}
+    for sku, wh, state, qty in (qs.values_list("item__sku", "location__connection__name", "state").annotate(q=Sum("quantity"))
+                                .order_by()):
+        for target, wanted in ((on_hand, True), (available, state == "available")):
+            if wanted:
+                slot = target.setdefault(sku, {})
+                slot[names[wh]] = slot.get(names[wh], 0) + int(qty or 0)
+    return available, on_hand
 
 
-def _variant(item: Item, stock: dict[str, dict[str, int]]) -> PlannerVariant:
+def _variant(item: Item, stock) -> PlannerVariant:
+    available, on_hand = stock
     return PlannerVariant(sku=item.sku, title=item.name or item.sku, product_id=item.parent_sku or item.sku, is_bundle=item.is_bundle,
-                          stock=stock.get(item.sku, {}), updated_at=getattr(item, "updated_at", None))
+                          stock=available.get(item.sku, {}), on_hand=on_hand.get(item.sku, {}),
+                          updated_at=getattr(item, "updated_at", None))
 
 
 def planner_variants(connection: Connection, skus: Iterable[str], planner_ids: Iterable[str]) -> list[PlannerVariant]:
-    """The item-master variants named by demand lines, with their available stock per planner warehouse."""
+    """The item-master variants named by demand lines, with their stock per planner warehouse."""
     skus = sorted(set(skus))
     ids = list(planner_ids)
     stock = _stock(connection, ids, skus)
@@ -126,6 +133,27 @@ def all_variants(connection: Connection, planner_id: str) -> Iterator[PlannerVar
     stock = _stock(connection, [planner_id], None)
     for item in Item.objects.filter(is_bundle=False).order_by("sku").iterator(chunk_size=ITER_CHUNK):
         yield _variant(item, stock)
+
+
+OPEN_STATES = ("validated", "sent", "acknowledged", "held")  # taken, not yet dispatched: the stock is allocated
+
+
+def open_allocations(connection: Connection) -> list[PlannerAllocation]:
+    """Every unit held by an order not yet dispatched, per (order, sku), at the planner warehouse id of its
+    warehouse — bundles as their components (the order's exploded lines). One query."""
+    from integration_hub.orders.models import OrderLine
+
+    mapping = planner_warehouse_map(connection)
+    acc: dict[str, PlannerAllocation] = {}
+    rows = (OrderLine.objects.filter(order__state__in=OPEN_STATES, item__isnull=False, item__is_bundle=False)
+            .values_list("order__idempotency_key", "item__sku", "order__warehouse__name", "quantity", "order__placed_at",
+                         "order__created_at").order_by("order_id", "id"))
+    for ref, sku, wh, qty, placed, created in rows.iterator(chunk_size=ITER_CHUNK):
+        key = f"{ref}|{sku}"
+        if key not in acc:
+            acc[key] = PlannerAllocation(id=key, sku=sku, location=mapping.get(wh or "", wh or ""), quantity=0, since=placed or created)
+        acc[key].quantity += qty
+    return [a for a in acc.values() if a.quantity > 0 and a.location]
 
 
 # --- demand lines -------------------------------------------------------------------------------------------------

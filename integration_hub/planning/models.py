@@ -77,6 +77,7 @@ class Recommendation(models.Model):
     class Kind(models.TextChoices):
         PURCHASE = "purchase", "purchase"
         TRANSFER = "transfer", "transfer"
+        TARGET = "target", "stock target"
 
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="recommendations")
     sku = models.CharField(max_length=100, db_index=True)

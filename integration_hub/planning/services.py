@@ -223,14 +223,16 @@ def push_demand_feed(connection: Connection, *, full: bool = False) -> FeedResul
     for start in range(0, len(todo), SEND_CHUNK):
         chunk = todo[start:start + SEND_CHUNK]
         try:
-            variants = warehouses = ()
+            variants = warehouses = allocations = ()
             if getattr(connector, "demand_delivery", "push") == "push":  # reference data goes before the lines
-                from .feeds import planner_variants, planner_warehouses
+                from .feeds import open_allocations, planner_variants, planner_warehouses
 
                 wh_ids = sorted({acc.location for _, acc in chunk})
                 variants = planner_variants(connection, {acc.sku for _, acc in chunk}, wh_ids)
                 warehouses = planner_warehouses(connection, wh_ids)
-            connector.push_demand([acc.line() for _, acc in chunk], variants, warehouses)
+                if getattr(connector, "uses_allocations", False):
+                    allocations = open_allocations(connection)
+            connector.push_demand([acc.line() for _, acc in chunk], variants, warehouses, allocations)
         except errors.ConnectorError as exc:
             kind = ("rate_limited" if isinstance(exc, errors.RateLimitedError)
                     else "bad_payload" if isinstance(exc, errors.BadDataError) else "sync_timeout")

@@ -39,8 +39,12 @@ SYSTEMS = {
     "wair": dict(client_id="", secret="wair-demo-key", options={}, rate=50),
     "clarus": dict(client_id="hub-demo", secret="clarus-demo-key", options={"warehouse": "CLR1"}, rate=50),
     "archean": dict(client_id="hub-demo", secret="archean-demo-key", options={"tenant": "demo"}, rate=50),
-    "inventory_planner": dict(client_id="demo-account", secret="ip-demo-key", options={"account": "demo-account"}, rate=10),
+    "inventory_planner": dict(client_id="demo-account", secret="ip-demo-key", options={"account": "demo-account", "currency": "GBP"},
+                              rate=10),
+    # WAIR's published role: the replenishment engine the hub feeds (items, stock on hand, sales, allocations)
+    "wair_replenishment": dict(client_id="hub", secret="wair-demo-password", options={"tenant": "DEMO"}, rate=10),
 }
+PLANNERS = ("inventory_planner", "wair_replenishment")  # always enabled in the demo
 
 
 def master_sku(style: int, size: int) -> str:
@@ -111,7 +115,7 @@ class Command(BaseCommand):
                 system_type=system, base_url=f"{self.sandbox}/{system}", auth_url=f"{self.sandbox}/{system}" if cfg.get("auth") else "",
                 client_id=cfg["client_id"], options=cfg["options"], rate_limit_per_second=cfg["rate"],
                 rate_limit_burst=max(1, int(cfg["rate"])), timeout_seconds=10))
-            conn.enabled = system in (storefront, master, "inventory_planner")
+            conn.enabled = system in (storefront, master, *PLANNERS)
             if not conn.secret_encrypted and not conn.secret_env:
                 conn.set_secret(cfg["secret"])
             if not conn.webhook_secret_encrypted and not conn.webhook_secret_env:
