@@ -409,6 +409,9 @@ class Planner(abc.ABC):
     demand_delivery: str = "push"
     #: True when the planner takes the open orders' allocations (:class:`PlannerAllocation`) with the demand
     uses_allocations: bool = False
+    #: True when the planner wants every variant with its stock in every warehouse, and an upload on every
+    #: run (stock moves without new demand) — not only the variants the new lines name
+    full_reference_data: bool = False
 
     @abc.abstractmethod
     def push_demand(self, lines: list[DemandLine], variants: list[PlannerVariant] = (),

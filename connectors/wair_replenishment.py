@@ -18,8 +18,9 @@ items 25 000, transfers 10 000, purchase orders 25 000. Authentication: ``POST /
 - ``GET /Recommendations/transfers?offset=&limit=`` → ``{transfers: [{fromLocationId, toLocationId, skuId,
   quantity, referenceId, transferType, plannedDispatchDate, …}], …}``; all open transfers every time.
 
-One upload cycle of :meth:`push_demand` (one batch): Items, Locations (the hub's warehouses and one location
-per sales channel), Stock (on hand), Sales (the demand lines), StockNotForReplenishment (every open web-order
+One upload cycle of :meth:`push_demand` (one batch) on every feed run, new lines or not: Items (every
+item), Locations (the hub's warehouses and one location per sales channel), Stock (on hand of every item
+in every warehouse), Sales (the new / changed demand lines), StockNotForReplenishment (every open web-order
 allocation, full load), each split to the documented sizes (``options["max_per_call"]`` may lower them). If
 any call fails the batch is still stopped (WAIR then knows the cycle ended) and the error is raised; the
 feed resends, which is harmless (upsert by id).
@@ -69,6 +70,7 @@ class WairReplenishmentConnector(Connector, Planner):
     modelled = False
     demand_delivery = "push"
     uses_allocations = True
+    full_reference_data = True  # WAIR wants the stock on hand of every SKU, as soon as it changes
 
     def __init__(self, connection, client=None):
         opts = connection.options or {}

@@ -128,11 +128,21 @@ def planner_variants(connection: Connection, skus: Iterable[str], planner_ids: I
     return [_variant(i, stock) for i in Item.objects.filter(sku__in=skus).order_by("sku")]
 
 
-def all_variants(connection: Connection, planner_id: str) -> Iterator[PlannerVariant]:
-    """Every non-bundle item (sales lines name components, never bundles), streamed."""
-    stock = _stock(connection, [planner_id], None)
+def all_variants(connection: Connection, planner_ids: Iterable[str]) -> Iterator[PlannerVariant]:
+    """Every non-bundle item (sales lines name components, never bundles) with its stock in the planner
+    warehouses given, streamed."""
+    stock = _stock(connection, list(planner_ids), None)
     for item in Item.objects.filter(is_bundle=False).order_by("sku").iterator(chunk_size=ITER_CHUNK):
         yield _variant(item, stock)
+
+
+def all_planner_warehouse_ids(connection: Connection) -> list[str]:
+    """The planner ids of every enabled stock master / warehouse connection."""
+    from integration_hub.core.models import MASTER_SYSTEMS
+
+    mapping = planner_warehouse_map(connection)
+    names = Connection.objects.filter(enabled=True, system_type__in=list(MASTER_SYSTEMS)).values_list("name", flat=True)
+    return sorted({mapping.get(n, n) for n in names})
 
 
 OPEN_STATES = ("validated", "sent", "acknowledged", "held")  # taken, not yet dispatched: the stock is allocated

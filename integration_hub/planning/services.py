@@ -220,18 +220,20 @@ def push_demand_feed(connection: Connection, *, full: bool = False) -> FeedResul
     for _, acc in todo:  # hub warehouse (connection name) → the planner's warehouse id, when configured
         acc.location = str(warehouses.get(acc.location, acc.location))
     connector = get_connector(connection)
-    for start in range(0, len(todo), SEND_CHUNK):
-        chunk = todo[start:start + SEND_CHUNK]
+    full = getattr(connector, "full_reference_data", False)  # a cycle on every run, with every variant's stock
+    chunks = [todo[start:start + SEND_CHUNK] for start in range(0, len(todo), SEND_CHUNK)] or ([[]] if full else [])
+    for start, chunk in zip(range(0, max(1, len(todo)), SEND_CHUNK), chunks):
         try:
             variants = warehouses = allocations = ()
             if getattr(connector, "demand_delivery", "push") == "push":  # reference data goes before the lines
-                from .feeds import open_allocations, planner_variants, planner_warehouses
+                from . import feeds
 
-                wh_ids = sorted({acc.location for _, acc in chunk})
-                variants = planner_variants(connection, {acc.sku for _, acc in chunk}, wh_ids)
-                warehouses = planner_warehouses(connection, wh_ids)
+                wh_ids = sorted({acc.location for _, acc in chunk} | (set(feeds.all_planner_warehouse_ids(connection)) if full else set()))
+                variants = (list(feeds.all_variants(connection, wh_ids)) if full
+                            else feeds.planner_variants(connection, {acc.sku for _, acc in chunk}, wh_ids))
+                warehouses = feeds.planner_warehouses(connection, wh_ids)
                 if getattr(connector, "uses_allocations", False):
-                    allocations = open_allocations(connection)
+                    allocations = feeds.open_allocations(connection)
             connector.push_demand([acc.line() for _, acc in chunk], variants, warehouses, allocations)
         except errors.ConnectorError as exc:
             kind = ("rate_limited" if isinstance(exc, errors.RateLimitedError)

@@ -73,7 +73,7 @@ def feed_file(request, connection: str, warehouse: str, name: str):
     if request.method == "HEAD":
         return HttpResponse(b"", content_type="text/csv; charset=utf-8", headers=headers)
     if name == "products.csv":
-        rows = ip.csv_lines(ip.PRODUCT_COLUMNS, (ip.product_row(v, warehouse) for v in feeds.all_variants(conn, warehouse)))
+        rows = ip.csv_lines(ip.PRODUCT_COLUMNS, (ip.product_row(v, warehouse) for v in feeds.all_variants(conn, [warehouse])))
     else:
         rows = ip.csv_lines(ip.SALES_ORDER_COLUMNS, (ip.sales_order_row(line, sent, currency=connector.currency)
                                                      for line, sent in feeds.published_lines(conn, warehouse)))

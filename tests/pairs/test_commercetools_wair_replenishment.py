@@ -31,10 +31,19 @@ def test_storefront_sales_and_master_stock_feed_wair_and_targets_come_back(pair,
     hub_on_hand = {}
     for sku, qty in StockLevel.objects.filter(location__connection=wh).exclude(state="in_transit").values_list("item__sku", "quantity"):
         hub_on_hand[sku] = hub_on_hand.get(sku, 0) + qty
-    assert on_hand == {k: v for k, v in hub_on_hand.items() if k in on_hand} and set(on_hand) == {"A", "B"}
+    assert on_hand == hub_on_hand and set(on_hand) == {"A", "B", "C"}  # every item's stock, not only the ones sold
+    assert on_hand["C"] == 5 + 2  # quarantined units are on hand too (not sellable, but there)
+    assert set(st["items"]) == {"A", "B", "C"}  # the bundle is not an item WAIR replenishes
     held = {a["skuId"]: a["quantity"] for a in st["stocknotforreplenishment"].values()}
     assert held == {"A": 2, "B": 2}  # the open order: A + a kit of A and 2×B
-    assert planning.push_demand_feed(wr).sent == 0  # nothing changed: no new cycle
+
+    # the next run has no new demand, but stock moved: WAIR still gets a cycle with the stock on hand
+    pair.control("clarus", "set_stock", {"rows": [{"sku": "C", "location": "DC1", "state": "inspection", "quantity": 1}]})
+    pair.stock_sync(wh)
+    assert planning.push_demand_feed(wr).sent == 0
+    st = pair.control("wair_replenishment", "state")
+    assert st["batches"] == {"started": 2, "stopped": 2} and st["stock"]["clarus|C"]["quantity"] == 1 + 2
+    assert len(st["sales"]) == 3  # no sale sent twice
 
     pair.control("wair_replenishment", "seed_transfers", {"transfers": [
         {"fromLocationId": "clarus", "toLocationId": "store-1", "skuId": "A", "quantity": 2, "referenceId": "RD_9", "transferType": "Replenishment"}]})
