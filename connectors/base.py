@@ -116,6 +116,16 @@ class WarehouseOrderLine:
     pickable: bool = True  # False for a bundle's own line: sent for the paperwork, its components are the goods
     unit_price_cents: int | None = None
     custom_fields: dict = field(default_factory=dict)
+    warehouse_product_id: str = ""  # the warehouse's own id of the product, where the hub has stored one
+
+
+@dataclass
+class WarehouseProduct:
+    """Hub item master → a warehouse that needs products created before orders name them."""
+
+    sku: str
+    description: str = ""
+    barcode: str = ""
 
 
 @dataclass
@@ -400,6 +410,11 @@ class Warehouse(abc.ABC):
 
     def send_fulfilment(self, fulfilment: Fulfilment) -> str:
         """Report a storefront-side fulfilment; returns the master's acknowledgement id."""
+        raise NotImplementedError
+
+    def sync_products(self, products: list[WarehouseProduct]) -> dict[str, str]:
+        """Make sure the warehouse has these products → ``{sku: the warehouse's product id}``. Warehouses
+        whose orders name products by SKU raise NotImplementedError."""
         raise NotImplementedError
 
 

@@ -37,7 +37,10 @@ SYSTEMS = {
                           auth=True, rate=50),
     "sfcc": dict(client_id="hub-demo", secret="hub-demo-secret", options={"site_id": "RefArch", "organization_id": "f_ecom_demo"}, auth=True, rate=40),
     "wair": dict(client_id="", secret="wair-demo-key", options={}, rate=50),
-    "clarus": dict(client_id="hub-demo", secret="clarus-demo-key", options={"warehouse": "CLR1"}, rate=50),
+    # OAuth client credentials + tenant subdomain; goods outs go to warehouse DC1; webhooks identified by Clarus's headers
+    "clarus": dict(client_id="hub-demo", secret="clarus-demo-key", rate=50,
+                   options={"subdomain": "demo", "account_id": "1", "warehouse_id": "DC1", "webhook_domain": "https://demo.claruswms.co.uk",
+                            "webhook_api_domain": "https://clarus-api.com", "webhook_automation_ids": ["41", "42", "43"]}),
     "archean": dict(client_id="hub-demo", secret="archean-demo-key", options={"tenant": "demo"}, rate=50),
     "inventory_planner": dict(client_id="demo-account", secret="ip-demo-key", options={"account": "demo-account", "currency": "GBP"},
                               rate=10),
@@ -56,7 +59,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--storefront", default="commercetools", choices=["commercetools", "sfcc"])
-        parser.add_argument("--master", default="wair", choices=["wair", "clarus", "archean"])
+        parser.add_argument("--master", default="clarus", choices=["wair", "clarus", "archean"])
         parser.add_argument("--hub-url", default="http://127.0.0.1:8000", help="where the sandboxes send webhooks")
         parser.add_argument("--sandbox-url", default=None)
         parser.add_argument("--reset", action="store_true", help="delete the hub's demo data first")
