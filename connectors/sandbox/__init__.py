@@ -24,7 +24,9 @@ storefront emulators (commercetools, sfcc)
                  (returns booked / moved on storefront-side, as addReturnInfo / setReturnShipmentState)
   sfcc extras:   store_ship {"order_no", "tracking", "carrier", "store", "lines": [[sku, qty]] (default: all left)}
                  (store staff / an OMS ship the order themselves: order-level shipped, or a new shipped shipment)
-master / warehouse emulators (wair, clarus, archean)
+master / warehouse emulators (wair, clarus, archean) — clarus: locations are Clarus warehouses; "dispatch" picks and,
+unless "close_manifest": false, completes the goods out (the "sales order completed" event); "close_manifest"
+{"manifest_id": <goods out id>} completes a picked one; webhooks carry Clarus's identification headers, no signature
   seed_locations {"locations": [{"id": "...", "name": "..."}]}
   seed_stock     {"rows": [{"sku", "location", "state", "quantity"}]}   bulk, no notifications
   set_stock      {"rows": [...]}  changes that are recorded on the change feed and pushed to the hub webhook
