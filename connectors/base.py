@@ -143,6 +143,16 @@ class WarehouseOrderLine:
     pickable: bool = True  # False for a bundle's own line: sent for the paperwork, its components are the goods
     unit_price_cents: int | None = None
     custom_fields: dict = field(default_factory=dict)
+    warehouse_product_id: str = ""  # the warehouse's own id of the product, where the hub has stored one
+
+
+@dataclass
+class WarehouseProduct:
+    """Hub item master → a warehouse that needs products created before orders name them."""
+
+    sku: str
+    description: str = ""
+    barcode: str = ""
 
 
 @dataclass
@@ -244,6 +254,61 @@ class DemandLine:
     bundle_sku: str = ""
     unit_price_cents: int | None = None
     is_return: bool = False
+    currency: str = ""  # the order's ISO currency (the price's)
+    key: str = ""  # the hub's stable line key (planning.services.line_key), when the caller has it
+
+
+@dataclass
+class PlannerVariant:
+    """Hub item master → planner: one sellable variant (SKU) the demand lines refer to."""
+
+    sku: str
+    title: str = ""
+    product_id: str = ""  # style / parent (the item's own SKU when it has none)
+    barcode: str = ""
+    price_cents: int | None = None
+    is_bundle: bool = False
+    components: list[tuple[str, int]] = field(default_factory=list)  # (component sku, quantity) of a bundle
+    stock: dict[str, int] = field(default_factory=dict)  # planner warehouse id → available units, where known
+    on_hand: dict[str, int] = field(default_factory=dict)  # planner warehouse id → units physically there (all states but in transit)
+    updated_at: datetime | None = None
+
+
+@dataclass
+class PlannerWarehouse:
+    """A planner warehouse the demand lines name (``DemandLine.location``)."""
+
+    id: str
+    name: str = ""
+    currency: str = ""
+
+
+@dataclass
+class PlannerAllocation:
+    """Stock held by an open order of a channel the planner does not manage (a web order not yet dispatched)."""
+
+    id: str  # stable: <order ref>|<sku>
+    sku: str
+    location: str  # planner warehouse id
+    quantity: int
+    since: datetime | None = None
+
+
+@dataclass
+class PlannerStockOrder:
+    """Planner → hub: a purchase order, transfer or assembly order as the planner holds it."""
+
+    ref: str  # the planner's id
+    reference: str = ""
+    kind: str = "po"  # po | transfer | assembly
+    status: str = ""
+    vendor: str = ""
+    warehouse: str = ""
+    source_warehouse: str = ""
+    expected_at: datetime | None = None
+    created_at: datetime | None = None
+    lines: list[tuple[str, int, int]] = field(default_factory=list)  # (sku, ordered, received)
+    raw: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -271,6 +336,10 @@ class Connector(abc.ABC):
     """Built from a :class:`integration_hub.core.models.Connection`; owns one HttpClient."""
 
     system_type: str = ""
+    #: the vendor's published document this connector follows (URL), "" when none was found
+    api_document: str = ""
+    #: True when the wire shape is an assumption (no published API): the admin and README say so
+    modelled: bool = False
 
     def __init__(self, connection, client=None):
         self.connection = connection
@@ -385,12 +454,33 @@ class Warehouse(abc.ABC):
         """Report a storefront-side fulfilment; returns the master's acknowledgement id."""
         raise NotImplementedError
 
+    def sync_products(self, products: list[WarehouseProduct]) -> dict[str, str]:
+        """Make sure the warehouse has these products → ``{sku: the warehouse's product id}``. Warehouses
+        whose orders name products by SKU raise NotImplementedError."""
+        raise NotImplementedError
+
 
 class Planner(abc.ABC):
+    #: "push" — :meth:`push_demand` transmits the lines; "pull" — the planner fetches the hub's demand files
+    #: itself, so :meth:`push_demand` only checks the lines can be written and the hub's feed table is the file
+    demand_delivery: str = "push"
+    #: True when the planner takes the open orders' allocations (:class:`PlannerAllocation`) with the demand
+    uses_allocations: bool = False
+    #: True when the planner wants every variant with its stock in every warehouse, and an upload on every
+    #: run (stock moves without new demand) — not only the variants the new lines name
+    full_reference_data: bool = False
+
     @abc.abstractmethod
-    def push_demand(self, lines: list[DemandLine]) -> int:
-        ...
+    def push_demand(self, lines: list[DemandLine], variants: list[PlannerVariant] = (),
+                    warehouses: list[PlannerWarehouse] = (), allocations: list[PlannerAllocation] = ()) -> int:
+        """Deliver new / changed demand lines (with the variants and warehouses they name, which planners
+        that need reference data first get before the lines, and — when :attr:`uses_allocations` — every
+        open allocation). Returns how many lines were delivered."""
 
     @abc.abstractmethod
     def recommendations(self) -> list[Recommendation]:
         ...
+
+    def stock_orders(self) -> list[PlannerStockOrder]:
+        """Open purchase orders / transfers the planner holds."""
+        raise NotImplementedError

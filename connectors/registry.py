@@ -11,9 +11,24 @@ CONNECTORS = {
     "clarus": "connectors.clarus:ClarusConnector",
     "archean": "connectors.archean:ArcheanConnector",
     "inventory_planner": "connectors.inventory_planner:InventoryPlannerConnector",
+    "wair_replenishment": "connectors.wair_replenishment:WairReplenishmentConnector",
 }
 
 _cache: dict = {}
+
+
+def api_notice(system_type: str) -> tuple[bool, str]:
+    """``(modelled, text)``: what the admin tells people about a system type's connector — the published
+    document it follows, or that its shape is an assumption (no published API). ``(False, "")`` for
+    unknown types."""
+    try:
+        cls = connector_class(system_type)
+    except LookupError:
+        return False, ""
+    if cls.modelled:
+        return True, (f"{cls.__name__} is modelled on no published API: its paths, fields and states are an assumption "
+                      f"(see the docstring of {cls.__module__}). Check them against the tenant's real API before go-live.")
+    return False, f"{cls.__name__} follows the published API: {cls.api_document}" if cls.api_document else ""
 
 
 def connector_class(system_type: str):

@@ -1,10 +1,14 @@
 """WAIR for Retail connector: inventory master (stock feed, webhooks, snapshots) and warehouse (order
 intake with acknowledgement, dispatch confirmations, storefront-side fulfilments).
 
-The wire API is described in :mod:`connectors.sandbox.wair`. WAIR's public documentation (docs.wair.ai)
-confirms the conventions used (camelCase JSON, ``skuId``/``locationId``, offset/limit paging with
-``moreRecordsAvailable``, 401/400/500 semantics); the ERP/WMS routes themselves (change feed, orders,
-dispatches, fulfilments) are **modelled, not copied** — no public documentation of them was found.
+**Modelled on no published API.** WAIR's published API (docs.wair.ai) is a replenishment engine's: the
+retailer pushes items, locations, stock and sales in and pulls recommendations out. Nothing published lets
+WAIR act as a stock master that pushes available-to-sell, or as a warehouse that takes web orders and
+confirms dispatch — the role this adapter plays, for retailers who describe running WAIR that way. Its
+routes (change feed, orders, dispatches, fulfilments) are an assumption, described in
+:mod:`connectors.sandbox.wair`; only the conventions are WAIR's published ones (``POST /Token`` with
+``X-Tenant``, camelCase JSON, ``skuId``/``locationId``, offset/limit paging with ``moreRecordsAvailable``,
+401/400/500 semantics).
 
 Connection settings: ``base_url`` = API root (e.g. ``https://wair.example.com`` or the sandbox's
 ``http://127.0.0.1:8765/wair``). Authentication, two modes:
@@ -158,6 +162,8 @@ def _address(a) -> dict | None:
 
 class WairConnector(Connector, InventoryMaster, Warehouse):
     system_type = "wair"
+    api_document = ""  # WAIR publishes no master / warehouse API (docs.wair.ai is its replenishment API)
+    modelled = True
 
     def __init__(self, connection, client=None):
         options = connection.options or {}

@@ -138,3 +138,18 @@ def _close_stray_db_sessions(django_db_setup, django_db_blocker):
                             "WHERE datname = current_database() AND pid <> pg_backend_pid()")
         except Exception:  # best effort: never fail the run over housekeeping
             pass
+
+
+@pytest.fixture
+def sftp_server(tmp_path):
+    """A real SFTP server on 127.0.0.1 (paramiko's server side in a thread) with the Advanced CSV
+    connector's subdirectories under a temporary root; stopped after the test."""
+    from tests.sftp_server import SFTPServer
+
+    root = tmp_path / "sftp"
+    root.mkdir()
+    for folder in ("warehouses", "variants", "variant_warehouses", "sales_orders"):
+        (root / folder).mkdir()
+    server = SFTPServer(root)
+    yield server
+    server.stop()

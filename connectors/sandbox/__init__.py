@@ -27,15 +27,22 @@ storefront emulators (commercetools, sfcc)
                  create_orders also takes "status" / "export_status"; set_order {"order_no", "status",
                  "export_status", "shipping_status"} (the site changes an order); record {"list", "sku"} (a full
                  inventory record); configure_site {"inventory": "lists" | "oci"}; oci {"location"} (OCI records)
-master / warehouse emulators (wair, clarus, archean)
+master / warehouse emulators (wair, clarus, archean) — clarus: locations are Clarus warehouses; "dispatch" picks and,
+unless "close_manifest": false, completes the goods out (the "sales order completed" event); "close_manifest"
+{"manifest_id": <goods out id>} completes a picked one; webhooks carry Clarus's identification headers, no signature
   seed_locations {"locations": [{"id": "...", "name": "..."}]}
   seed_stock     {"rows": [{"sku", "location", "state", "quantity"}]}   bulk, no notifications
   set_stock      {"rows": [...]}  changes that are recorded on the change feed and pushed to the hub webhook
   dispatch       {"order_ref": "...", "parcels": [{"carrier", "tracking_number", "lines": [[sku, qty]]}]}
   configure_webhooks {"stock_url": "...", "dispatch_url": "...", "secret": "..."}
   state          {} → {"orders": {order_ref: {...}}, "order_receipts": {order_ref: n_times_received}, "fulfilments": [...]}
-planner emulator (inventory_planner)
-  state          {} → {"demand_lines": n, "recommendations": [...]}
+planner emulators (inventory_planner, wair_replenishment)
+  state          {} → inventory_planner: {"lines": {...}, "files": [...], "recommendations": [...]};
+                 wair_replenishment: {"batches", "calls", "items", "locations", "stock", "sales", "stocknotforreplenishment"}
+  inventory_planner extras: pull {"products_url", "sales_orders_url", "warehouse", "username", "password"} (the Starter
+                 CSV connector's daily pull), ingest {"kind", "text"} (one Advanced CSV file), seed_variants,
+                 seed_purchase_orders
+  wair_replenishment extras: seed_transfers {"transfers": [...]}, set_credentials
 """
 from __future__ import annotations
 
@@ -50,6 +57,7 @@ EMULATORS = {
     "clarus": "connectors.sandbox.clarus:ClarusEmulator",
     "archean": "connectors.sandbox.archean:ArcheanEmulator",
     "inventory_planner": "connectors.sandbox.inventory_planner:InventoryPlannerEmulator",
+    "wair_replenishment": "connectors.sandbox.wair_replenishment:WairReplenishmentEmulator",
 }
 
 

@@ -33,12 +33,23 @@ import itertools
 import threading
 from datetime import datetime, timezone
 
-from .clarus import picked_lines
 from .server import HttpError, MasterEmulator, Request, Response, route
 
 API = r"/api/v2"
 DEFAULT_KEY = "archean-demo-key"  # what seed_demo configures
 HUB_TO_WIRE = {"available": "SALEABLE", "inspection": "QUARANTINE", "damaged": "DAMAGED", "in_transit": "TRANSIT"}
+
+
+def picked_lines(lines, line_key: str, parent_key: str, sku_key: str) -> dict[str, int]:
+    """SKU → quantity over the lines a warehouse picks: not a kit header (a line other lines name as their
+    parent) and not sent with ``pickable: false``."""
+    parents = {ln.get(parent_key) for ln in lines if isinstance(ln, dict) and ln.get(parent_key)}
+    out: dict[str, int] = {}
+    for line in lines:
+        if line.get(line_key) in parents or line.get("pickable") is False:
+            continue
+        out[line[sku_key]] = out.get(line[sku_key], 0) + line["quantity"]
+    return out
 
 
 def _now() -> str:

@@ -103,3 +103,20 @@ class BundleComponent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bundle.sku} ∋ {self.quantity}× {self.component.sku}"
+
+
+class WarehouseProduct(models.Model):
+    """A warehouse's own id for an item, for warehouses whose orders name products by id (Clarus WMS: products
+    must exist there before a goods out references them). Written by
+    :func:`integration_hub.catalog.warehouse_products.sync_warehouse_products`."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="warehouse_products")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="warehouse_products")
+    external_id = models.CharField(max_length=100)
+    synced_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["connection", "item"], name="uniq_warehouse_product")]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} @ {self.connection_id} = {self.external_id}"

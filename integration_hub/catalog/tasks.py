@@ -38,3 +38,16 @@ def audit_catalogue(connection_id: int | None = None) -> list[dict]:
             clear(key, reason="catalogue audit completed")
         out.append(res)
     return out
+
+
+@shared_task(name="catalog.sync_warehouse_products", ignore_result=True)
+def sync_warehouse_products(connection_id: int | None = None) -> dict:
+    """Beat: create the items a warehouse must know (Clarus) and store their ids, for every enabled master."""
+    from integration_hub.core.models import MASTER_SYSTEMS, Connection
+
+    from .warehouse_products import sync_warehouse_products as sync
+
+    qs = Connection.objects.filter(enabled=True, system_type__in=list(MASTER_SYSTEMS))
+    if connection_id:
+        qs = qs.filter(pk=connection_id)
+    return {conn.name: sync(conn).as_dict() for conn in qs}

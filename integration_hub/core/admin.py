@@ -28,6 +28,11 @@ class ConnectionForm(forms.ModelForm):
             'or "ocapi" (the default: OCAPI Shop/Data API + inventory lists; "api_version" defaults to v24_5); '
             '"site_id"; see the README for the Account Manager / Business Manager settings each needs.')}
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "system_type" in self.fields:
+            self.fields["system_type"].help_text = system_type_help()
+
     def save(self, commit=True):
         obj = super().save(commit=False)
         if self.cleaned_data.get("secret"):
@@ -37,6 +42,25 @@ class ConnectionForm(forms.ModelForm):
         if commit:
             obj.save()
         return obj
+
+
+def system_type_help() -> str:
+    """Help text of the system type field: which connectors are modelled on no published API."""
+    from connectors.registry import connector_class
+
+    from .models import SystemType
+
+    modelled = []
+    for value, label in SystemType.choices:
+        try:
+            if connector_class(value).modelled:
+                modelled.append(label)
+        except LookupError:
+            continue
+    if not modelled:
+        return ""
+    return (f"Modelled on no published API (the wire shape is an assumption; check it against the tenant's API): "
+            f"{', '.join(modelled)}.")
 
 
 @admin.register(Connection)
@@ -66,6 +90,16 @@ class ConnectionAdmin(admin.ModelAdmin):
         if cleared:
             messages.warning(request, f"The API / token URL of {obj.name} changed, so its stored credentials were cleared "
                                       f"({', '.join(cleared)}): enter the secrets for the new URL.")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        from connectors.registry import api_notice
+
+        obj = self.get_object(request, object_id) if request.method == "GET" else None
+        if obj is not None:
+            modelled, notice = api_notice(obj.system_type)
+            if notice:
+                (messages.warning if modelled else messages.info)(request, notice)
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 @admin.register(Channel)

@@ -55,11 +55,12 @@ class SystemType(models.TextChoices):
     CLARUS = "clarus", "Clarus WMS"
     ARCHEAN = "archean", "Archean R247 Stock"
     INVENTORY_PLANNER = "inventory_planner", "Inventory Planner"
+    WAIR_REPLENISHMENT = "wair_replenishment", "WAIR (replenishment API)"
 
 
 STOREFRONT_SYSTEMS = {SystemType.COMMERCETOOLS, SystemType.SFCC}
 MASTER_SYSTEMS = {SystemType.WAIR, SystemType.CLARUS, SystemType.ARCHEAN}
-PLANNER_SYSTEMS = {SystemType.INVENTORY_PLANNER}
+PLANNER_SYSTEMS = {SystemType.INVENTORY_PLANNER, SystemType.WAIR_REPLENISHMENT}
 WEBHOOK_SYSTEMS = STOREFRONT_SYSTEMS | MASTER_SYSTEMS  # systems that post webhooks to the hub
 
 

@@ -823,6 +823,9 @@ def _send_claimed(ids: list[int], actor=None) -> SendResult:
     for o in orders:
         wo = mapping.build_warehouse_order(o, lines[o.pk])
         jobs.append((o, wo))
+    from integration_hub.catalog.warehouse_products import attach_ids
+
+    attach_ids(jobs)  # the warehouse's own product ids, where it needs them (Clarus)
 
     def call(job):
         o, wo = job

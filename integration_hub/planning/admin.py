@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import DemandFeedEntry, Recommendation, ReturnLine
+from .models import DemandFeedEntry, Recommendation, ReturnLine, StockOrder
 
 
 @admin.register(Recommendation)
@@ -25,3 +25,10 @@ class ReturnLineAdmin(admin.ModelAdmin):
     list_filter = ("condition",)
     search_fields = ("external_ref",)
     raw_id_fields = ("order_line",)
+
+
+@admin.register(StockOrder)
+class StockOrderAdmin(admin.ModelAdmin):
+    list_display = ("reference", "kind", "status", "vendor", "warehouse", "expected_at", "units_open", "connection", "fetched_at")
+    list_filter = ("kind", "status", "connection")
+    search_fields = ("reference", "external_id", "vendor")

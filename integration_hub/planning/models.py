@@ -56,6 +56,11 @@ class DemandFeedEntry(models.Model):
     quantity = models.IntegerField(help_text="negative for return lines")
     is_return = models.BooleanField(default=False)
     sent_at = models.DateTimeField()
+    # what a planner that pulls files (Inventory Planner's CSV connector) needs to write the line again
+    order_ref = models.CharField(max_length=200, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    unit_price_cents = models.IntegerField(null=True, blank=True)
+    ordered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-sent_at", "-id"]
@@ -72,6 +77,7 @@ class Recommendation(models.Model):
     class Kind(models.TextChoices):
         PURCHASE = "purchase", "purchase"
         TRANSFER = "transfer", "transfer"
+        TARGET = "target", "stock target"
 
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="recommendations")
     sku = models.CharField(max_length=100, db_index=True)
@@ -90,3 +96,46 @@ class Recommendation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.recommended_quantity}× {self.sku} @ {self.location or '-'}"
+
+
+class FeedToken(models.Model):
+    """The secret a planner presents to pull the hub's demand files (HTTP basic password or ``?token=``).
+    Only its SHA-256 is stored; the token itself is shown once, when issued (``manage.py planner_feed_token``)."""
+
+    connection = models.OneToOneField(Connection, on_delete=models.CASCADE, related_name="feed_token")
+    token_sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"feed token of {self.connection.name} (issued {self.created_at:%Y-%m-%d})"
+
+
+class StockOrder(models.Model):
+    """A purchase order / transfer / assembly order as last read from the planner (Stock Orders API)."""
+
+    class Kind(models.TextChoices):
+        PO = "po", "purchase order"
+        TRANSFER = "transfer", "transfer"
+        ASSEMBLY = "assembly", "assembly"
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="stock_orders")
+    external_id = models.CharField(max_length=100)
+    reference = models.CharField(max_length=200, blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PO)
+    status = models.CharField(max_length=64, blank=True)
+    vendor = models.CharField(max_length=200, blank=True)
+    warehouse = models.CharField(max_length=100, blank=True)
+    source_warehouse = models.CharField(max_length=100, blank=True)
+    expected_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(null=True, blank=True)
+    lines = models.JSONField(default=list, blank=True, help_text="[[sku, ordered, received], ...]")
+    units_open = models.IntegerField(default=0, help_text="ordered − received over all lines")
+    raw = models.JSONField(default=dict, blank=True)
+    fetched_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["expected_at", "reference"]
+        constraints = [models.UniqueConstraint(fields=["connection", "external_id"], name="uniq_stock_order")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.reference or self.external_id} ({self.status})"

@@ -80,16 +80,18 @@ class _Acc:
     unit_price_cents: int | None
     is_return: bool
     quantity: int = 0
+    currency: str = ""
 
     def line(self) -> DemandLine:
         return DemandLine(order_ref=self.order_ref, sku=self.sku, quantity=self.quantity, channel=self.channel,
                           location=self.location, ordered_at=self.ordered_at, promotion_codes=list(self.promotion_codes or []),
-                          bundle_sku=self.bundle_sku, unit_price_cents=self.unit_price_cents, is_return=self.is_return)
+                          bundle_sku=self.bundle_sku, unit_price_cents=self.unit_price_cents, is_return=self.is_return,
+                          currency=self.currency, key=line_key(self.order_ref, self.sku, self.bundle_sku, self.is_return))
 
 
 LINE_FIELDS = ("id", "order_id", "order__idempotency_key", "order__state", "order__channel__key", "order__warehouse__name",
                "order__placed_at", "order__created_at", "order__promotion_codes", "item_id", "item__sku", "item__is_bundle",
-               "quantity", "unit_price_cents", "parent_id", "parent__item__sku", "parent__storefront_sku")
+               "quantity", "unit_price_cents", "parent_id", "parent__item__sku", "parent__storefront_sku", "order__currency")
 
 
 def _components(bundle_item_ids) -> dict[int, list[tuple[str, int]]]:
@@ -119,7 +121,7 @@ def build_demand(since: datetime | None) -> dict[str, _Acc]:
             acc = out[key] = _Acc(r["order_id"], r["order__idempotency_key"], sku, bundle_sku, r["order__channel__key"],
                                   r["order__warehouse__name"] or "", r["order__placed_at"] or r["order__created_at"],
                                   r["order__promotion_codes"] or [], None if bundle_sku and not r["parent_id"] else r["unit_price_cents"],
-                                  False)
+                                  False, currency=r["order__currency"] or "")
         acc.quantity += 0 if void else qty
 
     for r in rows:
@@ -137,7 +139,7 @@ def build_demand(since: datetime | None) -> dict[str, _Acc]:
 RETURN_FIELDS = ("order_line__order_id", "order_line__order__idempotency_key", "order_line__order__channel__key",
                  "order_line__order__warehouse__name", "order_line__item_id", "order_line__item__sku", "order_line__item__is_bundle",
                  "order_line__parent_id", "order_line__parent__item__sku", "order_line__parent__storefront_sku",
-                 "quantity", "condition", "returned_at", "created_at")
+                 "quantity", "condition", "returned_at", "created_at", "order_line__order__currency")
 
 
 def build_returns(since: datetime | None) -> dict[str, _Acc]:
@@ -156,7 +158,7 @@ def build_returns(since: datetime | None) -> dict[str, _Acc]:
         if acc is None:
             acc = out[key] = _Acc(r["order_line__order_id"], r["order_line__order__idempotency_key"], sku, bundle_sku,
                                   r["order_line__order__channel__key"], r["order_line__order__warehouse__name"] or "",
-                                  r["returned_at"] or r["created_at"], [], None, True)
+                                  r["returned_at"] or r["created_at"], [], None, True, currency=r["order_line__order__currency"] or "")
         if r["condition"] == ReturnCondition.AVAILABLE:
             acc.quantity += qty
 
@@ -218,10 +220,21 @@ def push_demand_feed(connection: Connection, *, full: bool = False) -> FeedResul
     for _, acc in todo:  # hub warehouse (connection name) → the planner's warehouse id, when configured
         acc.location = str(warehouses.get(acc.location, acc.location))
     connector = get_connector(connection)
-    for start in range(0, len(todo), SEND_CHUNK):
-        chunk = todo[start:start + SEND_CHUNK]
+    full = getattr(connector, "full_reference_data", False)  # a cycle on every run, with every variant's stock
+    chunks = [todo[start:start + SEND_CHUNK] for start in range(0, len(todo), SEND_CHUNK)] or ([[]] if full else [])
+    for start, chunk in zip(range(0, max(1, len(todo)), SEND_CHUNK), chunks):
         try:
-            connector.push_demand([acc.line() for _, acc in chunk])
+            variants = warehouses = allocations = ()
+            if getattr(connector, "demand_delivery", "push") == "push":  # reference data goes before the lines
+                from . import feeds
+
+                wh_ids = sorted({acc.location for _, acc in chunk} | (set(feeds.all_planner_warehouse_ids(connection)) if full else set()))
+                variants = (list(feeds.all_variants(connection, wh_ids)) if full
+                            else feeds.planner_variants(connection, {acc.sku for _, acc in chunk}, wh_ids))
+                warehouses = feeds.planner_warehouses(connection, wh_ids)
+                if getattr(connector, "uses_allocations", False):
+                    allocations = feeds.open_allocations(connection)
+            connector.push_demand([acc.line() for _, acc in chunk], variants, warehouses, allocations)
         except errors.ConnectorError as exc:
             kind = ("rate_limited" if isinstance(exc, errors.RateLimitedError)
                     else "bad_payload" if isinstance(exc, errors.BadDataError) else "sync_timeout")
@@ -235,10 +248,12 @@ def push_demand_feed(connection: Connection, *, full: bool = False) -> FeedResul
         now = timezone.now()
         with transaction.atomic():
             upsert(DemandFeedEntry, ["connection_id", "key", "order_id", "sku", "bundle_sku", "channel", "location", "quantity",
-                                     "is_return", "sent_at"], ["connection_id", "key"],
-                   ["quantity", "sent_at", "channel", "location"],
+                                     "is_return", "sent_at", "order_ref", "currency", "unit_price_cents", "ordered_at"],
+                   ["connection_id", "key"],
+                   ["quantity", "sent_at", "channel", "location", "order_ref", "currency", "unit_price_cents", "ordered_at"],
                    [(connection.pk, key[:400], acc.order_id, acc.sku[:100], acc.bundle_sku[:100], (acc.channel or "")[:64],
-                     (acc.location or "")[:100], _signed(acc), acc.is_return, now) for key, acc in chunk])
+                     (acc.location or "")[:100], _signed(acc), acc.is_return, now, acc.order_ref[:200], (acc.currency or "")[:3],
+                     acc.unit_price_cents, acc.ordered_at) for key, acc in chunk])
         out.batches += 1
         out.sent += len(chunk)
         out.returns_sent += sum(1 for _, acc in chunk if acc.is_return)
@@ -382,3 +397,45 @@ def planner_connections():
 
     return Connection.objects.filter(enabled=True, system_type__in=list(PLANNER_SYSTEMS)).order_by("pk")
 
+
+
+# --- stock orders (purchase orders / transfers the planner holds) ----------------------------------------------
+def refresh_stock_orders(connection: Connection) -> RefreshResult:
+    """Replace ``connection``'s stock orders with what the planner holds now. A planner without stock orders
+    (``NotImplementedError``) leaves nothing; a connector error becomes an exception record and ``.error``."""
+    from connectors.registry import get_connector
+
+    from .models import StockOrder
+
+    out = RefreshResult()
+    key_prefix = "stock_orders"
+    try:
+        orders = get_connector(connection).stock_orders()
+    except NotImplementedError:
+        return out
+    except errors.ConnectorError as exc:
+        kind = "rate_limited" if isinstance(exc, errors.RateLimitedError) else "sync_timeout"
+        raise_exception(kind, make_key(kind, connection.name, key_prefix), f"Reading stock orders from {connection.name} failed",
+                        message=str(exc)[:2000], connection=connection,
+                        context={"operation": key_prefix, "error": type(exc).__name__, "action": "retry_recommendations"})
+        out.error = str(exc)[:500]
+        return out
+    out.fetched = len(orders)
+    now = timezone.now()
+    rows = {}
+    for o in orders:
+        if not o.ref:
+            continue
+        rows[o.ref[:100]] = (connection.pk, o.ref[:100], o.reference[:200], o.kind, o.status[:64], o.vendor[:200], o.warehouse[:100],
+                             o.source_warehouse[:100], o.expected_at, o.created_at, json.dumps([list(x) for x in o.lines]),
+                             sum(max(0, ordered - received) for _, ordered, received in o.lines), json.dumps(o.raw or {}, default=str),
+                             now)
+    with transaction.atomic():
+        out.stored = upsert(StockOrder, ["connection_id", "external_id", "reference", "kind", "status", "vendor", "warehouse",
+                                         "source_warehouse", "expected_at", "created_at", "lines", "units_open", "raw", "fetched_at"],
+                            ["connection_id", "external_id"],
+                            ["reference", "kind", "status", "vendor", "warehouse", "source_warehouse", "expected_at", "created_at",
+                             "lines", "units_open", "raw", "fetched_at"], list(rows.values()))
+        out.removed, _ = StockOrder.objects.filter(connection=connection, fetched_at__lt=now).delete()
+    clear([make_key(k, connection.name, key_prefix) for k in ("rate_limited", "sync_timeout")], reason="stock orders read")
+    return out

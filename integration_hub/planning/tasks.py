@@ -37,12 +37,19 @@ def push_demand(connection_id: int | None = None, full: bool = False) -> dict:
 
 @shared_task(name="planning.refresh_recommendations", ignore_result=True)
 def refresh_recommendations(connection_id: int | None = None) -> dict:
-    """Beat (daily, after the feed): read replenishment / purchase recommendations back."""
+    """Beat (daily, after the feed): read replenishment / purchase recommendations back, and the planner's open
+    purchase orders / transfers."""
     conns = services.planner_connections()
     if connection_id is not None:
         conns = conns.filter(pk=connection_id)
     out = {}
+
+    def both(c):
+        res = services.refresh_recommendations(c).as_dict()
+        res["stock_orders"] = services.refresh_stock_orders(c).as_dict()
+        return res
+
     for conn in conns:
-        out[conn.name] = _locked("recs", conn.pk, lambda c=conn: services.refresh_recommendations(c).as_dict())
+        out[conn.name] = _locked("recs", conn.pk, lambda c=conn: both(c))
     return out
 

@@ -5,4 +5,5 @@ from . import views
 app_name = "planning"
 urlpatterns = [
     path("", views.RecommendationListView.as_view(), name="recommendations"),
+    path("feeds/<slug:connection>/<str:warehouse>/<str:name>", views.feed_file, name="feed_file"),
 ]

@@ -168,3 +168,70 @@ def _drain(conn, cursor):
         cursor = page.cursor
         if not page.has_more:
             return items, cursor
+
+
+# --- the modelled shape lives in one place -------------------------------------------------------------
+def _shape_values(shape) -> set[str]:
+    import dataclasses
+
+    out = set()
+    for f in dataclasses.fields(shape):
+        v = getattr(shape, f.name)
+        vals = v.values() if isinstance(v, dict) else v if isinstance(v, tuple) else [v]
+        out.update(x for x in vals if isinstance(x, str))
+        if isinstance(v, dict) and f.name == "states":
+            out.update(v)  # the wire bucket names are the keys
+    return out
+
+
+def test_every_archean_wire_name_is_in_the_shape_block():
+    import ast
+    import inspect
+
+    import connectors.archean as mod
+
+    tree = ast.parse(inspect.getsource(mod))
+    shape_cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ArcheanShape")
+    inside = {id(n) for n in ast.walk(shape_cls)}
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef)) and n.body and isinstance(n.body[0], ast.Expr)}
+    lookups = {id(n.slice) for n in ast.walk(tree) if isinstance(n, ast.Subscript)}  # shape["concept"]: the hub's own names
+    wire = _shape_values(mod.SHAPE) - set(mod.SHAPE.states.values())  # hub inventory states are the hub's, too
+    stray = sorted({n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                    and id(n) not in inside | docstrings | lookups and n.value in wire})
+    assert stray == [], f"Archean wire names spelled outside ArcheanShape: {stray}"
+    assert {"item_code", "/sales-orders", "SALEABLE", "Idempotency-Key", "on_hand"} <= wire
+
+
+def test_a_tenant_shape_is_one_change(db, sandbox):
+    from integration_hub.core.models import Connection
+
+    conn = Connection(name="archean-tenant", system_type="archean", base_url=f"{sandbox.url}/archean",
+                      options={"shape": {"stock_row": {"quantity": "qty", "sku": "sku_code"}, "states": {"OK": "available"}}},
+                      rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=1)
+    conn.set_secret("archean-demo-key")
+    conn.save()
+    c = ArcheanConnector(conn)
+    [change] = c.parse_stock_webhook({"type": "stock.changed", "data": [{"sku_code": "X", "qty": 3, "store_code": "S1", "bucket": "OK"}]})
+    assert (change.sku, change.quantity, change.location, change.state) == ("X", 3, "S1", "available")
+    assert c.shape.stock_row["location"] == "store_code"  # untouched fields keep the modelled names
+    conn.options = {"shape": {"api": "/not-here"}}
+    with pytest.raises(errors.NotFoundError):
+        ArcheanConnector(conn).stock_changes("")
+    conn.options = {"shape": {"no_such_field": 1}}
+    with pytest.raises(errors.PermanentError, match="no_such_field"):
+        ArcheanConnector(conn)
+
+
+def test_admin_says_archean_is_modelled(role_client):
+    from integration_hub.core.models import Connection
+
+    ar = Connection.objects.create(name="r247", system_type="archean", base_url="http://127.0.0.1:1/archean")
+    ct = Connection.objects.create(name="shop", system_type="commercetools", base_url="http://127.0.0.1:1/ct")
+    admin = role_client("admin")
+    page = admin.get(f"/admin/core/connection/{ar.pk}/change/").content.decode()
+    assert "modelled on no published API" in page and "Archean R247 Stock" in page  # notice + system type help
+    assert "ArcheanConnector is modelled" in page
+    other = admin.get(f"/admin/core/connection/{ct.pk}/change/").content.decode()
+    assert "CommercetoolsConnector is modelled" not in other
+    assert "Modelled on no published API" in admin.get("/admin/core/connection/add/").content.decode()

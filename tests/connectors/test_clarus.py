@@ -1,15 +1,21 @@
-"""Clarus WMS connector against the Clarus emulator, over real HTTP."""
+"""Clarus WMS connector on its published API, against the Clarus emulator over real HTTP: OAuth client
+credentials + X-Clarus-Subdomain, products before goods outs, goods outs idempotent on the hub's reference
+(looked up first), GraphQL stock mapped to the hub's states, completed goods outs as dispatches (event and
+poll), cancellation as Clarus allows it, and webhook identification headers."""
 from __future__ import annotations
-
-from datetime import datetime, timezone
 
 import pytest
 import requests
 
 from connectors import errors
-from connectors.base import Address, WarehouseOrder, WarehouseOrderLine
+from connectors.base import Address, WarehouseOrder, WarehouseOrderLine, WarehouseProduct
 from connectors.clarus import ClarusConnector
-from connectors.registry import get_connector
+from connectors.registry import api_notice, get_connector
+
+OPTIONS = {"subdomain": "demo", "account_id": "1", "warehouse_id": "DC1", "webhook_domain": "https://demo.claruswms.co.uk",
+           "webhook_api_domain": "https://clarus-api.com", "webhook_automation_ids": ["41", "42", "43"]}
+HEADERS = {"X-ClarusWMS-Domain": "https://demo.claruswms.co.uk", "X-ClarusWMS-API-Domain": "https://clarus-api.com",
+           "X-ClarusWMS-Subdomain": "demo", "X-ClarusWMS-Automation-ID": "43"}
 
 
 def control(sandbox, action, payload=None):
@@ -22,10 +28,11 @@ def control(sandbox, action, payload=None):
 def cl_conn(db, sandbox):
     from integration_hub.core.models import Connection
 
-    conn = Connection(name="clarus-test", system_type="clarus", base_url=f"{sandbox.url}/clarus",
-                      options={"page_size": 3}, rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=4)
+    conn = Connection(name="clarus-test", system_type="clarus", base_url=f"{sandbox.url}/clarus", client_id="hub-demo",
+                      options=dict(OPTIONS), rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=2)
     conn.set_secret("clarus-demo-key")
     conn.save()
+    control(sandbox, "seed_locations", {"locations": [{"id": "DC1"}, {"id": "DC2"}]})
     return conn
 
 
@@ -38,170 +45,172 @@ def cl(cl_conn):
 
 def order(ref="ORD-1", **kw) -> WarehouseOrder:
     return WarehouseOrder(
-        order_ref=ref, order_number="1001", channel="uk-web",
-        lines=[WarehouseOrderLine("1", "SKU-A", 2), WarehouseOrderLine("2", "BUNDLE-1", 1),
-               WarehouseOrderLine("2.1", "SKU-B", 1, parent_line_id="2")],
-        shipping_address=Address(first_name="Ann", last_name="Lee", street="1 High St", postal_code="SW1A 1AA", city="London",
-                                 country="GB"),
-        shipping_method="DPD-NEXT", carrier="DPD", gift_message="For you", delivery_notes="Side door",
-        custom_fields={"vip": True}, placed_at=datetime(2026, 11, 1, tzinfo=timezone.utc), **kw)
+        order_ref=ref, order_number="1001", channel="uk-web", shipping_method="STD48", carrier="DPD",
+        lines=[WarehouseOrderLine("1", "KIT", 1, pickable=False), WarehouseOrderLine("1a", "SKU-A", 2, parent_line_id="1"),
+               WarehouseOrderLine("2", "SKU-B", 1)],
+        shipping_address=Address(first_name="Ann", last_name="Lee", street="1 High St", postal_code="LS1 1AA", city="Leeds", country="GB"),
+        gift_message="Happy birthday", delivery_notes="Side door", **kw)
 
 
-def test_registry_builds_clarus(cl_conn):
+def test_registry_document_and_required_subdomain(cl_conn):
     assert isinstance(get_connector(cl_conn, fresh=True), ClarusConnector)
+    assert api_notice("clarus") == (False, "ClarusConnector follows the published API: "
+                                           "https://documentation.claruswms.com/api-reference/introduction")
+    cl_conn.options = {}
+    with pytest.raises(errors.PermanentError, match="subdomain"):
+        ClarusConnector(cl_conn)
 
 
-def test_send_order_is_idempotent_on_ref(cl, sandbox):
+def test_oauth_client_credentials_and_the_subdomain_header(cl_conn, cl, sandbox):
+    assert cl.stock_changes("").items == []  # a token was fetched, the subdomain sent
+    r = requests.post(f"{sandbox.url}/clarus/graphql", json={"query": "{ products { all { edges { node { id } } } } }"},
+                      headers={"Authorization": cl.client.auth.token(cl.client.session)}, timeout=5)
+    assert r.status_code == 401  # a token without the tenant subdomain is not enough
+    cl_conn.set_secret("wrong")
+    other = ClarusConnector(cl_conn)
+    other.client.auth.invalidate()
+    with pytest.raises(errors.PermanentError, match="refused the credentials"):
+        other.stock_changes("")
+
+
+def test_products_first_then_an_idempotent_goods_out(cl, sandbox):
+    ids = cl.sync_products([WarehouseProduct("SKU-A", "Mug"), WarehouseProduct("SKU-B", "Spoon")])
+    assert set(ids) == {"SKU-A", "SKU-B"} and cl.sync_products([WarehouseProduct("SKU-A")]) == {"SKU-A": ids["SKU-A"]}
+    assert control(sandbox, "state")["products"] == ids  # found by code the second time, not created twice
+    control(sandbox, "seed_stock", {"rows": [{"sku": "SKU-A", "location": "DC1", "quantity": 5}, {"sku": "SKU-B", "location": "DC1", "quantity": 5}]})
     ack = cl.send_order(order())
-    assert ack.warehouse_ref.startswith("PI-") and not ack.duplicate
     again = cl.send_order(order())
-    assert again.duplicate and again.warehouse_ref == ack.warehouse_ref
-    state = control(sandbox, "state")
-    assert len(state["orders"]) == 1 and state["order_receipts"]["ORD-1"] == 2
-    req = state["orders"]["ORD-1"]["request"]
-    assert req["gift_message"] == "For you" and req["delivery_instructions"] == "Side door" and req["attributes"] == {"vip": True}
-    assert req["lines"][2]["parent_line_no"] == "2" and req["ship_to"]["name"] == "Ann Lee"
-    assert cl.order_status("ORD-1") == "RECEIVED" and cl.order_status("NOPE") is None
+    assert not ack.duplicate and again.duplicate and again.warehouse_ref == ack.warehouse_ref
+    st = control(sandbox, "state")
+    assert st["goods_outs"] == 1 and st["order_receipts"] == {"ORD-1": 1}  # the repeat was looked up, never re-posted
+    g = st["orders"]["ORD-1"]
+    assert g["status"] == "ALLOCATED" and {ln["code"]: ln["order_quantity"] for ln in g["lines"]} == {"SKU-A": 2, "SKU-B": 1}
+    kit_line = next(ln for ln in g["lines"] if ln["code"] == "SKU-A")
+    assert kit_line["attributes"]["string1"] == "KIT" and kit_line["attributes"]["alt_line_reference"] == "1a"
+    a = g["attributes"]
+    assert (a["string1"], a["string2"], a["string3"], a["delivery_notes"], a["external_system_reference1"]) == (
+        "STD48", "DPD", "Happy birthday", "Side door", "ORD-1")
+    assert g["address"]["country_code"] == "GB" and g["address"]["name"] == "Ann Lee"
+    assert cl.order_status("ORD-1") == "ALLOCATED" and cl.order_status("NOPE") is None
 
 
-def test_send_order_validation_error_names_fields(cl):
-    bad = order("ORD-2")
-    bad.shipping_address = Address()
-    with pytest.raises(errors.BadDataError) as exc:
-        cl.send_order(bad)
-    assert "ship_to.postcode" in str(exc.value)
+def test_unknown_products_are_created_at_send_time_and_stored_ids_are_used(cl, sandbox):
+    ack = cl.send_order(order("ORD-2"))  # never synced: found-or-created on the way
+    assert ack.warehouse_ref and set(control(sandbox, "state")["products"]) == {"SKU-A", "SKU-B"}
+    stored = control(sandbox, "state")["products"]
+    fresh = ClarusConnector(cl.connection)
+    wo = order("ORD-3")
+    for ln in wo.lines:
+        ln.warehouse_product_id = stored.get(ln.sku, "")
+    before = sandbox.emulators["clarus"].stats.requests
+    fresh.send_order(wo)
+    assert sandbox.emulators["clarus"].stats.requests - before <= 3  # token + look-up + POST: no product look-up
 
 
-def test_send_order_retries_5xx(cl, sandbox):
-    requests.post(f"{sandbox.url}/_sandbox/clarus/faults", json={"fail_next": [503, 429]}, timeout=5)
-    assert not cl.send_order(order("ORD-3")).duplicate
-    assert cl.client.stats.retries == 2
+def test_a_lost_answer_is_looked_up_not_posted_again(cl, sandbox, monkeypatch):
+    cl.sync_products([WarehouseProduct("SKU-A"), WarehouseProduct("SKU-B")])
+    real = cl.client.post
+
+    def lose(path, **kw):
+        resp = real(path, **kw)
+        if path == "/api/goods_outs":
+            raise errors.TimeoutError_("read timed out", system="clarus")
+        return resp
+
+    monkeypatch.setattr(cl.client, "post", lose)
+    ack = cl.send_order(order("ORD-4"))
+    assert ack.duplicate and control(sandbox, "state")["order_receipts"]["ORD-4"] == 1
 
 
-def test_dispatch_is_confirmed_only_when_manifest_closes(cl, sandbox):
-    cl.send_order(order())
-    opened = control(sandbox, "dispatch", {"order_ref": "ORD-1", "close_manifest": False,
-                                           "parcels": [{"carrier": "DPD", "tracking_number": "DPD123"}]})
-    page = cl.dispatches_since("")
-    assert list(page.items) == [] and page.cursor in ("", "0")
-    control(sandbox, "close_manifest", {"manifest_id": opened["manifest_id"]})
-    page = cl.dispatches_since(page.cursor)
-    assert len(page.items) == 1 and not page.items.rejected
-    d = page.items[0]
-    assert d.order_ref == "ORD-1" and d.warehouse_ref.startswith("PI-") and d.complete
-    # the kit header line is paperwork: only the goods are picked and shipped
-    assert d.parcels[0].tracking_number == "DPD123" and sorted(d.parcels[0].lines) == [("SKU-A", 2), ("SKU-B", 1)]
-    assert d.dispatched_at is not None
-    assert cl.dispatches_since(page.cursor).items == []
-    assert cl.order_status("ORD-1") == "DISPATCHED"
+def test_a_rejected_goods_out_says_why(cl, cl_conn):
+    cl_conn.options = {**OPTIONS, "warehouse_id": "NOWHERE"}
+    with pytest.raises(errors.BadDataError, match="warehouse_id"):
+        ClarusConnector(cl_conn).send_order(order("ORD-5"))
 
 
-def test_dispatch_webhook_parsing_and_rejects(cl):
-    batch = cl.parse_dispatch_webhook({"event": "manifest.closed", "dispatches": [
-        {"client_reference": "A", "dispatch_id": "DS1", "manifest_closed_at": "2026-11-01T10:00:00Z", "complete": False,
-         "parcels": [{"carrier": "DPD", "tracking_number": "T1", "lines": [{"sku": "X", "quantity": 1}]}]},
-        {"client_reference": "B", "dispatch_id": "DS2", "parcels": [{"tracking_number": "T2"}]},  # open manifest
-        {"dispatch_id": "DS3"}]})
-    assert [d.order_ref for d in batch] == ["A"] and not batch[0].complete
-    assert [(r.ref, r.field) for r in batch.rejected] == [("DS2", "manifest_closed_at"), ("DS3", "client_reference")]
-    with pytest.raises(errors.BadDataError):
-        cl.parse_dispatch_webhook({"event": "stock.moved", "dispatches": []})
-
-
-def test_stock_feed_by_location_and_state(cl, sandbox):
-    control(sandbox, "seed_locations", {"locations": [{"id": "DC1", "name": "Main DC"}]})
-    control(sandbox, "set_stock", {"rows": [
-        {"sku": "SKU-A", "location": "DC1", "state": "available", "quantity": 10},
-        {"sku": "SKU-A", "location": "DC1", "state": "inspection", "quantity": 2},
-        {"sku": "SKU-A", "location": "DC1", "state": "damaged", "quantity": 1},
-        {"sku": "SKU-B", "location": "DC1", "state": "in_transit", "quantity": 5},
-        {"sku": "SKU-B", "location": "DC1", "state": "available", "quantity": 0}]})
-    first = cl.stock_changes("")
-    assert first.has_more and len(first.items) == 3 and first.cursor == "3"
-    rest = cl.stock_changes(first.cursor)
-    assert not rest.has_more and rest.cursor == "5"
-    got = [(c.sku, c.location, c.state, c.quantity) for c in first.items + rest.items]
-    assert got == [("SKU-A", "DC1", "available", 10), ("SKU-A", "DC1", "inspection", 2), ("SKU-A", "DC1", "damaged", 1),
-                   ("SKU-B", "DC1", "in_transit", 5), ("SKU-B", "DC1", "available", 0)]
-    assert all(c.changed_at is not None and c.ref for c in got and first.items)
-    assert cl.stock_changes(rest.cursor).items == []
-    snap = sorted((c.sku, c.state, c.quantity) for c in cl.stock_snapshot())
-    assert len(snap) == 5 and ("SKU-A", "inspection", 2) in snap
-    assert sorted(c.state for c in cl.stock_snapshot(["SKU-B"])) == ["available", "in_transit"]
-
-
-def test_stock_webhook_carries_bad_rows_raw(cl):
-    changes = cl.parse_stock_webhook({"event": "stock.moved", "movements": [
-        {"sku": "A", "location": "DC1", "state": "AVAILABLE", "quantity": 4, "occurred_at": "2026-11-01T10:00:00Z", "movement_id": "M1"},
-        {"sku": "B", "location": "DC1", "state": "ON_FIRE", "quantity": "lots"}]})
-    assert (changes[0].state, changes[0].quantity, changes[0].ref) == ("available", 4, "M1")
-    assert (changes[1].state, changes[1].quantity) == ("ON_FIRE", "lots")  # the hub's validator rejects this row
-
-
-def test_wrong_key_is_permanent(cl_conn):
-    cl_conn.set_secret("nope")
-    with pytest.raises(errors.PermanentError):
-        ClarusConnector(cl_conn).stock_changes("")
-
-
-def test_send_fulfilment_idempotent(cl, sandbox):
-    from connectors.base import Fulfilment
-
-    cl.send_order(order())
-    f = Fulfilment(order_ref="ORD-1", fulfilment_ref="store-9", lines=[("SKU-A", 2)], location="STORE9")
-    fid = cl.send_fulfilment(f)
-    assert fid.startswith("EF-") and cl.send_fulfilment(f) == fid
-    state = control(sandbox, "state")
-    assert len(state["fulfilments"]) == 1 and state["orders"]["ORD-1"]["dispatched"] == {"SKU-A": 2}
-    with pytest.raises(errors.NotFoundError):
-        cl.send_fulfilment(Fulfilment(order_ref="NOPE", fulfilment_ref="x", lines=[("SKU-A", 1)]))
-
-
-def test_intake_allocates_picked_lines_on_the_feed_and_cancel_returns_them(cl, sandbox):
-    control(sandbox, "seed_locations", {"locations": [{"id": "DC1"}, {"id": "DC2"}]})
-    control(sandbox, "set_stock", {"rows": [{"sku": "SKU-A", "location": "DC1", "quantity": 1},
-                                            {"sku": "SKU-A", "location": "DC2", "quantity": 5},
-                                            {"sku": "SKU-B", "location": "DC1", "quantity": 3},
-                                            {"sku": "BUNDLE-1", "location": "DC1", "quantity": 9}]})
-    cursor = _drain(cl, "")[1]
-    ack = cl.send_order(order())
-    assert ack.received_at is not None
-    assert cl.send_order(order()).received_at == ack.received_at  # a replay names the original intake time
-    moved = _Page(*_drain(cl, cursor))
-    assert {(c.sku, c.location, c.quantity) for c in moved.items} == {("SKU-A", "DC2", 3), ("SKU-B", "DC1", 2)}
-    assert all(c.changed_at >= ack.received_at for c in moved.items)  # what releases the hub's reservation
-    assert cl.dispatches_for("ORD-1") == []
-    assert cl.cancel_order("ORD-1") == "CANCELLED" and cl.cancel_order("ORD-1") == "CANCELLED"
-    back = _Page(*_drain(cl, moved.cursor))
-    assert {(c.sku, c.location, c.quantity) for c in back.items} == {("SKU-A", "DC2", 5), ("SKU-B", "DC1", 3)}
+def test_cancellation_as_clarus_allows_it(cl, sandbox):
+    cl.sync_products([WarehouseProduct("SKU-A"), WarehouseProduct("SKU-B")])
+    cl.send_order(order("PEND"))  # nothing in stock: PENDING → deleted on cancel
+    assert cl.cancel_order("PEND") == "DELETED" and cl.order_status("PEND") is None
+    control(sandbox, "seed_stock", {"rows": [{"sku": "SKU-A", "location": "DC1", "quantity": 9}, {"sku": "SKU-B", "location": "DC1", "quantity": 9}]})
+    cl.send_order(order("ALLOC"))
+    assert control(sandbox, "state")["allocated"] == {"SKU-A@DC1": 2, "SKU-B@DC1": 1}
+    assert cl.cancel_order("ALLOC") == "CANCELLED" and control(sandbox, "state")["allocated"] == {}
+    cl.send_order(order("SHIPPED"))
+    control(sandbox, "dispatch", {"order_ref": "SHIPPED"})
+    with pytest.raises(errors.PermanentError, match="already dispatched"):
+        cl.cancel_order("SHIPPED")
     with pytest.raises(errors.NotFoundError):
         cl.cancel_order("NOPE")
+    assert cl.send_order(order("ALLOC")).duplicate is False  # a cancelled goods out is not a duplicate
 
 
-def test_pickable_false_is_never_allocated_and_cancel_refused_once_packed(cl, sandbox):
-    control(sandbox, "set_stock", {"rows": [{"sku": "KIT-X", "location": "DC1", "quantity": 4}]})
-    wo = order("ORD-K")
-    wo.lines = [WarehouseOrderLine("1", "KIT-X", 1, pickable=False), WarehouseOrderLine("2", "SKU-A", 1)]
+def test_completed_goods_outs_are_the_dispatches_event_and_poll(cl, sandbox):
+    cl.sync_products([WarehouseProduct("SKU-A"), WarehouseProduct("SKU-B")])
+    control(sandbox, "seed_stock", {"rows": [{"sku": "SKU-A", "location": "DC1", "quantity": 9}, {"sku": "SKU-B", "location": "DC1", "quantity": 9}]})
+    ack = cl.send_order(order("D-1"))
+    picked = control(sandbox, "dispatch", {"order_ref": "D-1", "close_manifest": False, "parcels": [{"carrier": "DPD", "tracking_number": "T1"}]})
+    assert list(cl.dispatches_since("").items) == [] and cl.dispatches_for("D-1") == []  # picked is not dispatched
+    emu = sandbox.emulators["clarus"]
+    with emu.lock:
+        picked_record = emu._goods_out_record(emu.goods_outs[str(picked["manifest_id"])])
+    assert list(cl.parse_dispatch_webhook(picked_record)) == []  # an event about a not-completed order: no dispatch
+    control(sandbox, "close_manifest", {"manifest_id": picked["manifest_id"]})
+    with emu.lock:
+        record = emu._goods_out_record(emu.goods_outs[str(picked["manifest_id"])])
+    [d] = cl.parse_dispatch_webhook(record)
+    assert (d.order_ref, d.warehouse_ref, d.complete, d.parcels[0].tracking_number) == ("D-1", ack.warehouse_ref, True, "T1")
+    assert sorted(d.parcels[0].lines) == [("SKU-A", 2), ("SKU-B", 1)] and d.dispatched_at is not None
+    page = cl.dispatches_since("")  # the poll fallback finds the same dispatch
+    assert [x.ref for x in page.items] == [d.ref] and page.cursor
+    assert list(cl.dispatches_since(page.cursor).items)[0].ref == d.ref  # at the cursor: again (the hub deduplicates)
+    assert [x.ref for x in cl.dispatches_for("D-1")] == [d.ref]
+    broken = {"data": {"type": "goods_outs", "id": 9, "attributes": {"reference": "D-9", "goods_out_status_code": "COMPLETED",
+                                                                     "actual_date_of_dispatch": "soon", "lines": []}}}
+    assert list(cl.parse_dispatch_webhook(broken)) == [] and cl.parse_dispatch_webhook(broken).rejected
+    with pytest.raises(errors.BadDataError):
+        cl.parse_dispatch_webhook({"data": {"type": "stocks"}})
+
+
+def test_stock_from_graphql_in_the_hubs_states(cl, sandbox):
+    control(sandbox, "seed_stock", {"rows": [{"sku": "A", "location": "DC1", "state": "available", "quantity": 7},
+                                             {"sku": "A", "location": "DC1", "state": "inspection", "quantity": 2},
+                                             {"sku": "B", "location": "DC2", "state": "damaged", "quantity": 3},
+                                             {"sku": "B", "location": "DC2", "state": "available", "quantity": 1}]})
+    got = {(c.sku, c.location, c.state): c.quantity for c in cl.stock_changes("").items}
+    assert got == {("A", "DC1", "available"): 7, ("A", "DC1", "inspection"): 2, ("B", "DC2", "damaged"): 3, ("B", "DC2", "available"): 1}
+    cl.sync_products([WarehouseProduct("A"), WarehouseProduct("B")])
+    wo = WarehouseOrder("S-1", "1", "web", [WarehouseOrderLine("1", "A", 3)], Address(first_name="X", street="1", postal_code="P", country="GB"), "STD")
     cl.send_order(wo)
-    assert control(sandbox, "state")["stock"]["KIT-X@DC1:AVAILABLE"] == 4
-    control(sandbox, "dispatch", {"order_ref": "ORD-K", "parcels": [{"carrier": "DPD", "tracking_number": "K1"}]})
-    with pytest.raises(errors.PermanentError):
-        cl.cancel_order("ORD-K")
-    (d,) = cl.dispatches_for("ORD-K")
-    assert d.parcels[0].lines == [("SKU-A", 1)] and d.parcels[0].tracking_number == "K1"
+    assert {(c.sku, c.state): c.quantity for c in cl.stock_changes("").items}[("A", "available")] == 4  # allocation excluded
+    # a hold released: the stock event names the record, the re-read reports 0 in inspection
+    control(sandbox, "seed_stock", {"rows": [{"sku": "A", "location": "DC1", "state": "inspection", "quantity": 0}]})
+    changes = {(c.sku, c.state): c.quantity for c in cl.parse_stock_webhook(
+        {"data": {"type": "stocks", "id": "x", "attributes": {"product": {"code": "A"}, "warehouse": {"id": "DC1"}}}})}
+    assert changes == {("A", "available"): 4, ("A", "inspection"): 0, ("A", "damaged"): 0}
+    assert {(c.sku, c.location, c.state) for c in cl.stock_snapshot(["B"])} == {("B", "DC2", s) for s in ("available", "inspection", "damaged")}
+    emu = sandbox.emulators["clarus"]
+    with emu.lock:
+        emu.stock[("C", "DC1", "lost")] = 1
+    assert ("C", "lost") in {(c.sku, c.state) for c in cl.stock_changes("").items}  # unknown status carried raw: the hub rejects it
+    with pytest.raises(errors.BadDataError):
+        cl.parse_stock_webhook({"data": {"type": "goods_outs"}})
 
 
-class _Page:
-    def __init__(self, items, cursor):
-        self.items, self.cursor = items, cursor
+def test_webhook_identification_headers(cl, cl_conn):
+    assert cl.verify_webhook(b"{}", HEADERS)
+    assert cl.verify_webhook(b"{}", {**HEADERS, "X-ClarusWMS-Domain": "https://demo.claruswms.co.uk/"})  # trailing slash
+    for name, value in (("X-ClarusWMS-Subdomain", "acme"), ("X-ClarusWMS-Automation-ID", "7"), ("X-ClarusWMS-API-Domain", "")):
+        assert not cl.verify_webhook(b"{}", {**HEADERS, name: value}), name
+    cl_conn.options = {**OPTIONS, "webhook_integration_id": "723"}
+    strict = ClarusConnector(cl_conn)
+    assert not strict.verify_webhook(b"{}", HEADERS) and strict.verify_webhook(b"{}", {**HEADERS, "X-ClarusWMS-Integration-ID": "723"})
+    cl_conn.options = {"subdomain": "demo"}
+    assert not ClarusConnector(cl_conn).verify_webhook(b"{}", HEADERS)  # nothing configured: refused
 
 
-def _drain(conn, cursor):
-    """Every change after ``cursor`` (all pages) → (changes, the cursor at the end)."""
-    items = []
-    while True:
-        page = conn.stock_changes(cursor)
-        items += page.items
-        cursor = page.cursor
-        if not page.has_more:
-            return items, cursor
+def test_a_store_fulfilment_is_refused_plainly(cl):
+    from connectors.base import Fulfilment
+
+    with pytest.raises(errors.PermanentError, match="no published API"):
+        cl.send_fulfilment(Fulfilment(order_ref="ORD-1", fulfilment_ref="f1", lines=[("SKU-A", 1)]))

@@ -22,7 +22,7 @@ def test_seed_hub_side(db):
     assert set(Channel.objects.values_list("warehouse__system_type", flat=True)) == {"clarus"}
     assert set(Location.objects.values_list("connection__system_type", flat=True)) == {"clarus"}
     enabled = set(Connection.objects.filter(enabled=True).values_list("system_type", flat=True))
-    assert enabled == {"sfcc", "clarus", "inventory_planner"}
+    assert enabled == {"sfcc", "clarus", "inventory_planner", "wair_replenishment"}
 
     call_command("seed_demo", no_sandbox=True, reset=True)
     assert Item.objects.count() == 3001 and Channel.objects.count() == 2

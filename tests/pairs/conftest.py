@@ -9,7 +9,11 @@ import requests
 
 # sandbox credentials each emulator accepts by default
 SECRETS = {"commercetools": "hub-demo-secret", "sfcc": "am-secret", "wair": "wair-demo-key", "clarus": "clarus-demo-key",
-           "archean": "archean-demo-key", "inventory_planner": "ip-demo-key"}
+           "archean": "archean-demo-key", "inventory_planner": "ip-demo-key", "wair_replenishment": "wair-demo-password"}
+
+
+CLARUS_OPTIONS = {"subdomain": "demo", "account_id": "1", "warehouse_id": "DC1", "webhook_domain": "https://demo.claruswms.co.uk",
+                  "webhook_api_domain": "https://clarus-api.com", "webhook_automation_ids": ["41", "42", "43"]}
 
 
 @dataclass
@@ -38,6 +42,10 @@ class Pair:
             self.control("sfcc", "configure_client", {"client_id": "am-client", "client_secret": SECRETS["sfcc"]})
         elif system_type == "inventory_planner":
             conn.client_id = "demo-account"
+        elif system_type == "clarus":  # OAuth client credentials + the tenant subdomain; webhooks identified by headers
+            conn.client_id, conn.options = "hub-demo", dict(CLARUS_OPTIONS)
+        elif system_type == "wair_replenishment":
+            conn.client_id, conn.options = "hub", {"tenant": "DEMO"}
         conn.set_secret(SECRETS[system_type])
         conn.save()
         self.conns[conn.name] = conn

@@ -41,11 +41,39 @@ def test_clarus_stock_and_manifest_webhooks_with_commercetools(pair, live_server
     order = flows.order_out(pair, sf, wh, "sc-web")
     pair.control("clarus", "dispatch", {"order_ref": order.idempotency_key, "parcels": [{"carrier": "DPD", "tracking_number": "TRK-9"}]})
     order.refresh_from_db()
-    assert order.state == "dispatched"  # the manifest.closed webhook confirmed it
+    assert order.state == "dispatched"  # the "sales order completed (dispatched)" event confirmed it
     from integration_hub.orders import services
 
     services.process_due()
     assert flows.storefront_order(pair, sf, order)["tracking"] == ["TRK-9"]
+
+
+def test_clarus_webhooks_are_validated_by_their_identification_headers(pair, live_server):
+    """documentation.claruswms.com "Validate a webhook request": domain, API domain, subdomain and automation id
+    must be the expected ones; anything else is refused, and nothing is refused for lack of a signature."""
+    import json
+
+    import requests
+
+    sf, wh = pair.connection("commercetools"), pair.connection("clarus")
+    pair.topology(sf, wh, list_id="sc-web")
+    pair.control("clarus", "configure_webhooks", {"stock_url": f"{live_server.url}/hooks/stock/clarus/"})
+    pair.control("clarus", "set_stock", {"rows": flows.STOCK_ROWS[:1]})
+    assert pair.control("clarus", "state")["webhooks"] == [["stock", 200]]
+    good = {"Content-Type": "application/json", "X-ClarusWMS-Domain": "https://demo.claruswms.co.uk",
+            "X-ClarusWMS-API-Domain": "https://clarus-api.com", "X-ClarusWMS-Subdomain": "demo", "X-ClarusWMS-Automation-ID": "41"}
+    body = json.dumps({"data": {"type": "stocks", "id": "x", "attributes": {"product": {"code": "A"}, "warehouse": {"id": "DC1"}}}})
+    url = f"{live_server.url}/hooks/stock/clarus/"
+    assert requests.post(url, data=body, headers=good, timeout=10).status_code == 200
+    for name, value in (("X-ClarusWMS-Subdomain", "other"), ("X-ClarusWMS-Automation-ID", "99"), ("X-ClarusWMS-Domain", "https://evil.test")):
+        assert requests.post(url, data=body, headers={**good, name: value}, timeout=10).status_code == 401, name
+    assert requests.post(url, data=body, headers={k: v for k, v in good.items() if k != "X-ClarusWMS-API-Domain"}, timeout=10).status_code == 401
+    wh.options = {k: v for k, v in wh.options.items() if k != "webhook_automation_ids"}  # not configured: fail closed
+    wh.save()
+    import connectors.registry as registry
+
+    registry.clear_cache()
+    assert requests.post(url, data=body, headers=good, timeout=10).status_code == 401
 
 
 def test_archean_stock_push_and_bad_signature(pair, live_server):

@@ -34,7 +34,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-sandbox", action="store_true", help="talk to real systems; do not start the sandbox")
         parser.add_argument("--no-seed", action="store_true", help="do not seed demo data")
         parser.add_argument("--storefront", default="commercetools", choices=["commercetools", "sfcc"])
-        parser.add_argument("--master", default="wair", choices=["wair", "clarus", "archean"])
+        parser.add_argument("--master", default="clarus", choices=["wair", "clarus", "archean"])
         parser.add_argument("--concurrency", type=int, default=2)
 
     def handle(self, *args, **opts):

@@ -38,10 +38,17 @@ SYSTEMS = {
                           auth=True, rate=50),
     "sfcc": dict(client_id="hub-demo", secret="hub-demo-secret", options={"site_id": "RefArch", "organization_id": "f_ecom_demo"}, auth=True, rate=40),
     "wair": dict(client_id="", secret="wair-demo-key", options={}, rate=50),
-    "clarus": dict(client_id="hub-demo", secret="clarus-demo-key", options={"warehouse": "CLR1"}, rate=50),
+    # OAuth client credentials + tenant subdomain; goods outs go to warehouse DC1; webhooks identified by Clarus's headers
+    "clarus": dict(client_id="hub-demo", secret="clarus-demo-key", rate=50,
+                   options={"subdomain": "demo", "account_id": "1", "warehouse_id": "DC1", "webhook_domain": "https://demo.claruswms.co.uk",
+                            "webhook_api_domain": "https://clarus-api.com", "webhook_automation_ids": ["41", "42", "43"]}),
     "archean": dict(client_id="hub-demo", secret="archean-demo-key", options={"tenant": "demo"}, rate=50),
-    "inventory_planner": dict(client_id="demo-account", secret="ip-demo-key", options={"account": "demo-account"}, rate=10),
+    "inventory_planner": dict(client_id="demo-account", secret="ip-demo-key", options={"account": "demo-account", "currency": "GBP"},
+                              rate=10),
+    # WAIR's published role: the replenishment engine the hub feeds (items, stock on hand, sales, allocations)
+    "wair_replenishment": dict(client_id="hub", secret="wair-demo-password", options={"tenant": "DEMO"}, rate=10),
 }
+PLANNERS = ("inventory_planner", "wair_replenishment")  # always enabled in the demo
 
 
 def master_sku(style: int, size: int) -> str:
@@ -53,7 +60,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--storefront", default="commercetools", choices=["commercetools", "sfcc"])
-        parser.add_argument("--master", default="wair", choices=["wair", "clarus", "archean"])
+        parser.add_argument("--master", default="clarus", choices=["wair", "clarus", "archean"])
         parser.add_argument("--hub-url", default="http://127.0.0.1:8000", help="where the sandboxes send webhooks")
         parser.add_argument("--sandbox-url", default=None)
         parser.add_argument("--reset", action="store_true", help="delete the hub's demo data first")
@@ -112,7 +119,7 @@ class Command(BaseCommand):
                 system_type=system, base_url=f"{self.sandbox}/{system}", auth_url=f"{self.sandbox}/{system}" if cfg.get("auth") else "",
                 client_id=cfg["client_id"], options=cfg["options"], rate_limit_per_second=cfg["rate"],
                 rate_limit_burst=max(1, int(cfg["rate"])), timeout_seconds=10))
-            conn.enabled = system in (storefront, master, "inventory_planner")
+            conn.enabled = system in (storefront, master, *PLANNERS)
             if not conn.secret_encrypted and not conn.secret_env:
                 conn.set_secret(cfg["secret"])
             if not conn.webhook_secret_encrypted and not conn.webhook_secret_env:
