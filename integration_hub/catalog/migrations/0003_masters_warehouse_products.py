@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('catalog', '0002_initial'),
-        ('core', '0004_masters_wair_replenishment'),
+        ('core', '0006_masters_wair_replenishment'),
     ]
 
     operations = [
