@@ -176,8 +176,13 @@ def _fill_held(per_conn: dict, channels: dict) -> None:
     from connectors.registry import get_connector
     from integration_hub.orders.models import OrderLine, OrderState
 
-    own = {cid for cid, work in per_conn.items()
-           if getattr(get_connector(channels[work[0][0][0]].connection), "reserves_own_orders", False)}
+    def reserves(conn) -> bool:
+        try:
+            return bool(getattr(get_connector(conn), "reserves_own_orders", False))
+        except errors.ConnectorError:  # e.g. misconfigured: recorded by the connection's own push below
+            return False
+
+    own = {cid for cid, work in per_conn.items() if reserves(channels[work[0][0][0]].connection)}
     if not own:
         return
     wanted = [(pair[0], target) for cid in own for pair, _, target, role in per_conn[cid] if role == SET]

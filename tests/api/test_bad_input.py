@@ -224,3 +224,14 @@ def test_stock_push_to_a_connection_without_project_key_becomes_an_exception_rec
     rec = ExceptionRecord.objects.get(connection=w.storefront)
     assert "ConfigurationError" in rec.title and "options.project_key is required" in rec.message
     assert PendingPush.objects.filter(item=w.items[0]).exists()  # kept for after the fix, nothing lost
+
+
+@pytest.mark.parametrize("value, status", [
+    ("2776-03-11T09:55:43+21:54", 200),  # a legal ISO offset PostgreSQL cannot store (±15:59): converted to UTC
+    ("1822-06-10T18:02:50.5+18:43", 200),
+    ("9999-12-31T23:00:00-05:00", 400),  # past the representable range once in UTC
+])
+def test_date_time_filters_with_any_offset_never_500(api, value, status):
+    """Found by the API fuzz run on PostgreSQL: 'time zone displacement out of range'."""
+    r = api("ops").get("/api/orders/", {"created_at__gte": value})
+    assert r.status_code == status, r.content[:300]
