@@ -148,11 +148,12 @@ def _chunks(seq, n=500):
 # --- nudging workers ----------------------------------------------------------------------------------
 def kick(delay: float = 0) -> None:
     """Ask a worker to process due orders now (after the current transaction commits). Best effort: the
-    beat sweep finds anything a lost nudge leaves behind. At most one nudge per second per process."""
-    from django.core.cache import cache
+    beat sweep finds anything a lost nudge leaves behind. At most one nudge per second (shared cache);
+    with the cache server down it nudges anyway — the caller's committed work never fails over a nudge."""
+    from integration_hub.core.locks import cache_add
 
     def nudge():
-        if not cache.add("orders:kick", 1, timeout=1):
+        if not cache_add("orders:kick", 1, timeout=1, unavailable=True):
             return
         try:
             from .tasks import process
