@@ -180,9 +180,10 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
-# Live order decrements go first: stock pushes for them are sent to the "priority" queue (see
-# inventory.outbox.kick); run a worker that consumes only that queue next to the general one
-# (`-Q priority` and `-Q priority,default`, README "At scale"; `./hub up` runs `-Q priority,default`).
+# Queues (issue 20): the order flow ("priority"), the stock decrements orders cause ("stock") and all
+# else ("default") never share one; integration_hub/core/queues.py routes. One worker per queue
+# (README "At scale"; `./hub up` does the same).
+CELERY_TASK_ROUTES = ("integration_hub.core.queues.route",)
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # A task not acked within this window (worker killed mid-task) is redelivered.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}

@@ -83,27 +83,31 @@ class BatchResult:
             self.connections[k] = self.connections.get(k, 0) + v
 
 
-def _claimable(now, max_priority: int | None):
+def _claimable(now, max_priority: int | None, connection_id: int | None = None):
     qs = PendingPush.objects.filter(Q(not_before__isnull=True) | Q(not_before__lte=now),
                                     Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
     if max_priority is not None:
         qs = qs.filter(priority__lte=max_priority)
+    if connection_id is not None:  # one storefront connection's rows (a per-connection drain)
+        qs = qs.filter(channel_id__in=Channel.objects.filter(connection_id=connection_id).values("id"))
     return qs
 
 
-def claim(batch_size: int = BATCH_SIZE, max_priority: int | None = None, lease_seconds: int = LEASE_SECONDS):
-    """Claim up to ``batch_size`` rows. Returns (token, lease_until, rows as dicts)."""
+def claim(batch_size: int = BATCH_SIZE, max_priority: int | None = None, lease_seconds: int = LEASE_SECONDS,
+          connection_id: int | None = None):
+    """Claim up to ``batch_size`` rows (of one storefront connection when ``connection_id`` is given).
+    Returns (token, lease_until, rows as dicts)."""
     now = timezone.now()
     lease = now + timedelta(seconds=lease_seconds)
     token = uuid.uuid4().hex
     with transaction.atomic():
-        candidates = _claimable(now, max_priority).order_by("priority", "created_at", "id")
+        candidates = _claimable(now, max_priority, connection_id).order_by("priority", "created_at", "id")
         if db.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True)
         ids = list(candidates.values_list("id", flat=True)[:batch_size])
         if not ids:
             return token, lease, []
-        _claimable(now, max_priority).filter(id__in=ids).update(claimed_until=lease, claim_token=token)
+        _claimable(now, max_priority, connection_id).filter(id__in=ids).update(claimed_until=lease, claim_token=token)
         rows = list(PendingPush.objects.filter(claim_token=token)
                     .values("id", "channel_id", "item_id", "priority", "attempts", "changes"))
     return token, lease, rows
@@ -180,11 +184,12 @@ def _repeated_failure(conn: Connection, err: Exception, attempts: int, rows_wait
                  "last_error": str(err)[:500], "action": "retry_push"})
 
 
-def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, lease_seconds: int = LEASE_SECONDS) -> BatchResult:
+def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, lease_seconds: int = LEASE_SECONDS,
+               connection_id: int | None = None) -> BatchResult:
     from connectors.registry import get_connector
 
     out = BatchResult()
-    token, lease, rows = claim(batch_size, max_priority, lease_seconds)
+    token, lease, rows = claim(batch_size, max_priority, lease_seconds, connection_id)
     if not rows:
         return out
     out.claimed = len(rows)
@@ -364,18 +369,28 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
 
 
 def drain(max_priority: int | None = None, batch_size: int = BATCH_SIZE, time_budget: float = 50.0,
-          lease_seconds: int = LEASE_SECONDS) -> tuple[BatchResult, bool]:
+          lease_seconds: int = LEASE_SECONDS, connection_id: int | None = None) -> tuple[BatchResult, bool]:
     """Push batches until nothing is claimable or ``time_budget`` seconds are used.
     Returns (totals, more) — ``more`` is True when it stopped on the budget with work left."""
     total = BatchResult()
     started = time.monotonic()
     while True:
-        res = push_batch(batch_size, max_priority, lease_seconds)
+        res = push_batch(batch_size, max_priority, lease_seconds, connection_id)
         total.add(res)
         if res.claimed == 0:
             return total, False
         if time.monotonic() - started >= time_budget:
-            return total, _claimable(timezone.now(), max_priority).exists()
+            return total, has_claimable(max_priority, connection_id)
+
+
+def has_claimable(max_priority: int | None = None, connection_id: int | None = None) -> bool:
+    return _claimable(timezone.now(), max_priority, connection_id).exists()
+
+
+def claimable_connections(max_priority: int | None = None) -> list[int]:
+    """Storefront connections with rows ready to push now (one query): one drain each."""
+    return sorted(set(Channel.objects.filter(id__in=_claimable(timezone.now(), max_priority).values("channel_id"))
+                      .values_list("connection_id", flat=True)))
 
 
 def release_expired_claims() -> int:

@@ -189,7 +189,7 @@ def test_sweep_releases_dead_claims_and_dispatches_by_priority(topo, monkeypatch
     PendingPush.objects.filter(item=topo.items["S1"]).update(claimed_until=timezone.now() - timedelta(seconds=5), claim_token="dead")
     out = tasks.sweep_pending()
     assert out == {"released": 2, "order": 2, "other": 2}
-    assert {"queue": "priority", "kwargs": {"max_priority": 0}} in sent and {"queue": "default"} in sent
+    assert {"kwargs": {"max_priority": 0}} in sent and {} in sent  # routed to "stock" / "default" by core.queues
     sent.clear()
     PendingPush.objects.update(not_before=timezone.now() + timedelta(minutes=5))  # all backing off
     assert tasks.sweep_pending() == {"released": 0, "order": 0, "other": 0} and sent == []
@@ -201,10 +201,11 @@ def test_push_task_continues_in_a_new_task_when_out_of_time(topo, fake_storefron
     sent = []
     monkeypatch.setattr(tasks.push_pending, "apply_async", lambda *a, **kw: sent.append(kw))
     enqueue_all(topo)
-    out = tasks.push_pending(batch_size=2, time_budget=0)
+    conn_id = topo.storefront.pk
+    out = tasks.push_pending(batch_size=2, time_budget=0, connection_id=conn_id)
     assert out["pushed"] == 2 and out["more"] is True
-    assert sent[0]["queue"] == "default" and sent[0]["kwargs"]["batch_size"] == 2
-    out = tasks.push_pending(batch_size=100)
+    assert sent[0]["kwargs"]["batch_size"] == 2 and sent[0]["kwargs"]["connection_id"] == conn_id
+    out = tasks.push_pending(batch_size=100, connection_id=conn_id)
     assert out["pushed"] == 4 and out["more"] is False
 
 
@@ -386,3 +387,35 @@ def test_a_skipped_push_still_resolves_a_sku_exception_the_storefront_already_ag
     assert ExceptionRecord.objects.get(dedupe_key=key).status == "resolved"
     other.refresh_from_db()
     assert other.status == "open"
+
+
+def test_one_drain_per_connection_at_a_time_and_the_leaver_rekicks(topo, fake_storefront, monkeypatch):
+    """A second drain of a connection returns at once while one runs; rows that arrive after the running
+    drain's last claim are picked up by a re-kick it sends after letting go of its lock (issue 20, item 1)."""
+    from integration_hub.core.locks import exclusive
+    from integration_hub.inventory import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.push_pending, "apply_async", lambda *a, **kw: sent.append(kw))
+    enqueue_all(topo)
+    rows = PendingPush.objects.count()
+    conn_id = topo.storefront.pk
+    assert tasks.push_pending() == {"connections": [conn_id]}  # no connection: fan out, one drain each
+    assert sent.pop()["kwargs"]["connection_id"] == conn_id
+    with exclusive(f"stock-drain-{conn_id}-all"):  # a drain of this connection runs elsewhere
+        assert tasks.push_pending(connection_id=conn_id) == {"skipped": "a drain of this connection is running"}
+        assert tasks.push_pending(max_priority=ORDER, connection_id=conn_id)["claimed"] == 0  # the urgent drain is its own
+    assert PendingPush.objects.count() == rows and not fake_storefront.calls and not sent
+
+    real = push.drain
+
+    def drain_then_a_change_arrives(**kw):
+        out = real(**kw)
+        topo.stock("S1", "dc1", 50)  # committed after the drain's last claim; its own kick found the lock taken
+        outbox.enqueue([topo.items["S1"].pk])
+        return out
+
+    monkeypatch.setattr(push, "drain", drain_then_a_change_arrives)
+    out = tasks.push_pending(connection_id=conn_id)
+    assert out["pushed"] == rows and out["more"] is False
+    assert PendingPush.objects.exists() and sent[-1]["kwargs"]["connection_id"] == conn_id
