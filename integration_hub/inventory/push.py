@@ -45,6 +45,7 @@ from django.utils import timezone
 from connectors import errors
 from connectors.base import InventoryTarget
 from exceptions_app.services import Problem, clear, make_key, raise_many
+from integration_hub.core.leases import LeaseKeeper
 from integration_hub.core.models import Channel, Connection
 
 from . import ats
@@ -54,7 +55,10 @@ from .sql import upsert
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
-LEASE_SECONDS = 300
+# Short, renewed leases (issue 20): a live worker renews its batch's claim every LEASE_SECONDS / 3 while
+# the push is in flight (:class:`integration_hub.core.leases.LeaseKeeper`), so a slow storefront never loses the claim, and a killed
+# worker's rows are claimable again within LEASE_SECONDS instead of waiting out a long lease.
+LEASE_SECONDS = 30
 FAILURES_BEFORE_EXCEPTION = 3
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_CAP_SECONDS = 900.0
@@ -200,7 +204,7 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
     confirmed = {(cs["channel_id"], cs["item_id"]): cs for cs in ChannelStock.objects.filter(
         channel_id__in=channel_ids, item_id__in=item_ids).values(
         "channel_id", "item_id", "storefront_sku", "confirmed_quantity", "observed_quantity", "storefront_version",
-        "storefront_ref")}
+        "storefront_ref", "attempted_at")}
     channels = Channel.objects.select_related("connection").in_bulk(channel_ids)
 
     done: list[int] = []  # rows finished (pushed, skipped, dropped): delete if untouched since the claim
@@ -222,7 +226,9 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
                 out.dropped += 1
                 done.append(row["id"])
             continue
-        if cs and cs["storefront_sku"] == a.storefront_sku and cs["confirmed_quantity"] == a.quantity:
+        # skip only on a confirmation observed after the last attempt: an attempt whose outcome is unknown
+        # (worker killed mid-batch, answer lost) may have left another figure in the storefront
+        if cs and cs["storefront_sku"] == a.storefront_sku and cs["confirmed_quantity"] == a.quantity and cs["attempted_at"] is None:
             out.skipped += 1
             done.append(row["id"])
             # the storefront already confirmed this SKU at this quantity: the mapping works
@@ -240,6 +246,12 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
         _plan_withdrawals(withdraw, per_conn, done, problems, out)
 
     now = timezone.now()
+    # write-ahead: record every quantity about to be sent before it leaves (committed on its own), so a
+    # worker killed after the write landed leaves "outcome unknown", never a stale "confirmed"
+    upsert(ChannelStock, ["channel_id", "item_id", "storefront_sku", "storefront_ref", "attempted_quantity", "attempted_at"],
+           ["channel_id", "item_id"], ["attempted_quantity", "attempted_at"],
+           [(pair[0], pair[1], target.sku, "", target.quantity, now)
+            for work in per_conn.values() for pair, _row, target, role in work if role == SET])
     confirmations: list[tuple] = []
     clear_keys: list[str] = list(skip_clears)
     conn_status: dict[int, tuple[bool, BaseException | str]] = {}
@@ -257,12 +269,20 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
             return [], exc
 
     calls = {conn_id: (channels[work[0][0][0]].connection, [w[2] for w in work]) for conn_id, work in per_conn.items()}
-    if len(calls) > 1:  # storefronts are independent: a slow or rate-limited one must not hold up the others
-        with ThreadPoolExecutor(max_workers=min(8, len(calls)), thread_name_prefix="set-stock") as pool:
-            futures = {conn_id: pool.submit(send, conn, targets) for conn_id, (conn, targets) in calls.items()}
-            answers = {conn_id: f.result() for conn_id, f in futures.items()}
-    else:
-        answers = {conn_id: send(conn, targets) for conn_id, (conn, targets) in calls.items()}
+    held = {"ids": [r["id"] for r in rows], "lease": lease}
+
+    def renew(new_lease):  # only rows still under the lease this worker set (released ones stay released)
+        if PendingPush.objects.filter(id__in=held["ids"], claimed_until=held["lease"]).update(claimed_until=new_lease):
+            held["lease"] = new_lease
+
+    with LeaseKeeper(renew, lease_seconds, "stock push lease"):  # renewed while the storefront calls are in flight
+        if len(calls) > 1:  # storefronts are independent: a slow or rate-limited one must not hold up the others
+            with ThreadPoolExecutor(max_workers=min(8, len(calls)), thread_name_prefix="set-stock") as pool:
+                futures = {conn_id: pool.submit(send, conn, targets) for conn_id, (conn, targets) in calls.items()}
+                answers = {conn_id: f.result() for conn_id, f in futures.items()}
+        else:
+            answers = {conn_id: send(conn, targets) for conn_id, (conn, targets) in calls.items()}
+    lease = held["lease"]
 
     for conn_id, work in per_conn.items():
         conn, targets = calls[conn_id]
@@ -288,14 +308,14 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
                 row_ok.setdefault(row["id"], True)
                 if role == SET:
                     row_confirm[row["id"]] = (pair[0], pair[1], target.sku, res.quantity, res.version,
-                                              (res.ref or target.known_ref or "")[:200], now)
+                                              (res.ref or target.known_ref or "")[:200], now, None, None)
                     clear_keys.extend([make_key("unknown_sku", channel.key, target.sku),
                                        make_key("sku_mismatch", channel.key, target.sku),  # the mapping works
                                        make_key("bad_payload", conn.name, OPERATION, f"{channel.key}/{target.sku}")])
                 elif role == WITHDRAW:
                     row_confirm[row["id"]] = (pair[0], pair[1], target.sku, 0,
                                               res.version if res.ok else None,
-                                              ((res.ref if res.ok else "") or target.known_ref or "")[:200], now)
+                                              ((res.ref if res.ok else "") or target.known_ref or "")[:200], now, None, None)
                 continue
             row_ok[row["id"]] = False
             err = whole_error or (res.error if res is not None and res.error else None) \
@@ -343,8 +363,9 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
             groups[failures[row["id"]]].append(row)
     with transaction.atomic():
         upsert(ChannelStock, ["channel_id", "item_id", "storefront_sku", "confirmed_quantity", "storefront_version",
-                              "storefront_ref", "confirmed_at"], ["channel_id", "item_id"],
-               ["storefront_sku", "confirmed_quantity", "storefront_version", "storefront_ref", "confirmed_at"], confirmations)
+                              "storefront_ref", "confirmed_at", "attempted_quantity", "attempted_at"], ["channel_id", "item_id"],
+               ["storefront_sku", "confirmed_quantity", "storefront_version", "storefront_ref", "confirmed_at",
+                "attempted_quantity", "attempted_at"], confirmations)
         for (text, retry_after), group in groups.items():
             attempts = max(r["attempts"] for r in group) + 1
             PendingPush.objects.filter(id__in=[r["id"] for r in group]).update(

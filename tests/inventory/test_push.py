@@ -176,7 +176,7 @@ def test_push_runs_a_fixed_number_of_queries(world, fake_storefront):
         counts.append(_queries(lambda: push.push_batch(batch_size=400)))
         assert len(fake_storefront.calls[-1]) == 2 * n
     assert counts[0] == counts[1] == counts[2], counts
-    assert counts[0] <= 15, counts  # claim 3, ATS 1, confirmed 1, channels 1, upsert, delete, release, connection, clear (+4 savepoints)
+    assert counts[0] <= 16, counts  # claim 3, ATS 1, confirmed 1, channels 1, write-ahead, upsert, delete, release, connection, clear (+4 savepoints)
 
 
 def test_sweep_releases_dead_claims_and_dispatches_by_priority(topo, monkeypatch):
@@ -419,3 +419,73 @@ def test_one_drain_per_connection_at_a_time_and_the_leaver_rekicks(topo, fake_st
     out = tasks.push_pending(connection_id=conn_id)
     assert out["pushed"] == rows and out["more"] is False
     assert PendingPush.objects.exists() and sent[-1]["kwargs"]["connection_id"] == conn_id
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing after it in the worker runs (not an Exception the push could handle)."""
+
+
+def test_write_that_landed_before_a_kill_is_never_skipped_later(topo, fake_storefront):
+    """eu-web 00045504 (issue 20, item 2): the storefront took 19, the worker died before recording it, the
+    target went back to the stale "confirmed" 0 — the hub must write 0, not skip on that old confirmation."""
+    from integration_hub.inventory.models import StockLevel
+
+    StockLevel.objects.filter(item=topo.items["S0"]).update(quantity=0)
+    outbox.enqueue([topo.items["S0"].pk])
+    push.push_batch()
+    key = ("sc-web", "SF-S0")
+    assert fake_storefront.quantities[key] == 0
+    assert ChannelStock.objects.get(channel=topo.channels["web"], item=topo.items["S0"]).confirmed_quantity == 0
+
+    StockLevel.objects.filter(item=topo.items["S0"]).update(quantity=20)  # web sells 19 (buffer 1)
+    outbox.enqueue([topo.items["S0"].pk])
+
+    def lands_then_dies(targets):
+        for t in targets:
+            fake_storefront.quantities[(t.channel_ref, t.sku)] = t.quantity  # the write lands ...
+        raise _Killed()  # ... and the worker is killed before any answer is recorded
+    fake_storefront.on_call = lands_then_dies
+    with pytest.raises(_Killed):
+        push.push_batch()
+    assert fake_storefront.quantities[key] == 19
+    cs = ChannelStock.objects.get(channel=topo.channels["web"], item=topo.items["S0"])
+    assert cs.confirmed_quantity == 0 and cs.attempted_quantity == 19  # outcome unknown, and the hub knows it
+
+    fake_storefront.on_call = None
+    StockLevel.objects.filter(item=topo.items["S0"]).update(quantity=0)  # the target is back to the old "confirmed" 0
+    PendingPush.objects.update(claimed_until=None, claim_token="")  # the dead worker's lease ran out
+    outbox.enqueue([topo.items["S0"].pk])
+    res = push.push_batch()
+    assert fake_storefront.quantities[key] == 0, "skipped on a confirmation older than the last attempt"
+    assert res.pushed >= 1
+    cs.refresh_from_db()
+    assert cs.confirmed_quantity == 0 and cs.attempted_quantity is None and cs.attempted_at is None
+    outbox.enqueue([topo.items["S0"].pk])  # confirmed after the last attempt: now skipping is right
+    assert push.push_batch().skipped == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lease_is_short_and_renewed_while_the_push_is_in_flight(topo, fake_storefront):
+    """Issue 20, item 3: a live worker's slow push keeps its claim (renewed), a dead worker's rows are free
+    again within the short lease."""
+    import time
+
+    assert push.LEASE_SECONDS <= 60
+    outbox.enqueue([topo.items["S0"].pk])
+    seen = {}
+
+    def slow(targets):
+        time.sleep(2.5)  # far past the 1 s lease
+        seen["claimable"] = push._claimable(timezone.now(), None).count()
+        seen["until"] = PendingPush.objects.values_list("claimed_until", flat=True).first()
+    fake_storefront.on_call = slow
+    res = push.push_batch(lease_seconds=1)
+    assert seen["claimable"] == 0, "the lease ran out while the push was still in flight"
+    assert seen["until"] > timezone.now() - timedelta(seconds=1)
+    assert res.pushed == 2 and not PendingPush.objects.exists()
+    # a worker that dies holds nothing for long: no renewal, the short lease ends
+    outbox.enqueue([topo.items["S1"].pk])
+    push.claim(lease_seconds=1)
+    assert push._claimable(timezone.now(), None).count() == 0
+    time.sleep(1.2)
+    assert push._claimable(timezone.now(), None).count() == 2
