@@ -15,7 +15,14 @@ Bad rows never block good ones; each becomes an exception record merged by key:
   unknown SKU        unknown_sku:<connection name>:<master sku>   (no channel yet: the master's name
                      takes the channel slot of the convention)
   unknown location   bad_payload:<connection name>:stock-location:<location id>
-  bad quantity/state bad_payload:<connection name>:stock:<sku@location> (the change ref when those are missing)
+  bad quantity/state bad_payload:<connection name>:stock:<sku@location> (the change ref when those are missing);
+                     different problems on one sku@location stay listed apart in the record's
+                     ``context["problems"]`` (message, count, example), across batches too
+
+A negative *available* figure is not a bad row but a fact (the master oversold): it is stored as reported
+(drift and reports see it), counts as 0 towards ATS (:mod:`.ats`), and raises one record per master SKU and
+location, ``stock_drift:<connection name>:negative:<sku@location>``, cleared when that figure is back to
+zero or more. A negative figure in any other state is a bad row.
 """
 from __future__ import annotations
 
@@ -80,8 +87,6 @@ def _quantity(value) -> int:
         q = int(value)
     else:
         raise InvalidChange(f"quantity {value!r} is not a whole number")
-    if q < 0:
-        raise InvalidChange(f"quantity {q} is negative")
     return q
 
 
@@ -112,6 +117,8 @@ def _validate(change) -> tuple[str, str, int, str, datetime | None, str]:
     if state not in InventoryState.values:
         raise InvalidChange(f"state {state!r} is not one of {', '.join(InventoryState.values)}")
     qty = _quantity(_field(change, "quantity"))
+    if qty < 0 and state != InventoryState.AVAILABLE:  # an oversold shelf is a fact; a negative hold is not
+        raise InvalidChange(f"quantity {qty} is negative")
     return sku.strip(), loc.strip(), qty, str(state), _timestamp(_field(change, "changed_at")), str(_field(change, "ref", "") or "")
 
 
@@ -133,6 +140,7 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
     conn_name = connection.name
 
     parsed = []
+    bad: dict[str, list] = defaultdict(list)  # subject -> [(message, change, ref, sku)]
     for change in changes:
         try:
             parsed.append(_validate(change))
@@ -141,12 +149,9 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
             ref = str(_field(change, "ref", "") or "")
             # keyed on what is wrong (sku@location), not the change id, so a recurring bad feed is one record
             subject = f"{sku}@{loc}" if isinstance(sku, str) and sku and loc not in (None, "") else (ref or f"{sku}@{loc}")
-            problems.append(Problem(
-                kind="bad_payload", key=make_key("bad_payload", conn_name, "stock", subject),
-                title=f"Rejected stock change from {conn_name}: {exc}", message=str(exc),
-                context={"change": _excerpt(change), "ref": ref, "source": source, "connection": conn_name,
-                         "action": "fix_master_data"},
-                connection_id=connection.pk, sku=str(sku or "")[:100]))
+            bad[subject].append((str(exc), change, ref, sku))
+    if bad:
+        problems.extend(_bad_row_problems(connection, bad, source))
 
     with transaction.atomic():
         locations = {}
@@ -219,6 +224,7 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
                 if key[2] in ATS_STATES:
                     touched[key[1]].extend([key[0]] * multiplicity[key])
         _upsert_levels(rows)
+        problems.extend(_negative_figures(connection, rows, existing, items, locations))
         for loc_id, ids in touched.items():
             result.enqueued += outbox.enqueue(ids, location_ids=[loc_id], priority=PendingPush.Priority.ROUTINE,
                                               reason=f"{source}:{conn_name}")
@@ -233,6 +239,68 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
     if applied_skus:
         clear([make_key("unknown_sku", conn_name, s) for s in applied_skus], reason="master SKU now known")
     return result
+
+
+def _bad_row_problems(connection, bad: dict[str, list], source: str) -> list[Problem]:
+    """One ``bad_payload`` record per sku@location; each distinct problem keeps its own line (message,
+    count, example) in ``context["problems"]``, merged with what the open record already lists — two
+    different bad rows on one pair never collapse into the last message. One query (the open records)."""
+    from exceptions_app.models import ExceptionRecord
+
+    conn_name = connection.name
+    keys = {subject: make_key("bad_payload", conn_name, "stock", subject) for subject in bad}
+    known = {r["dedupe_key"]: r["context"] for r in ExceptionRecord.objects.filter(
+        dedupe_key__in=list(keys.values()), status__in=["open", "acknowledged"]).values("dedupe_key", "context")}
+    out = []
+    for subject, rows in bad.items():
+        listed: dict[str, dict] = {}
+        for entry in (known.get(keys[subject]) or {}).get("problems") or []:
+            if isinstance(entry, dict) and entry.get("message"):
+                listed[entry["message"]] = dict(entry)
+        for message, change, ref, _sku in rows:
+            entry = listed.setdefault(message, {"message": message, "count": 0})
+            entry["count"] = int(entry.get("count") or 0) + 1
+            entry["example"], entry["ref"] = _excerpt(change), ref
+        message, change, ref, sku = rows[-1]
+        problems = sorted(listed.values(), key=lambda e: -e["count"])[:20]
+        out.append(Problem(
+            kind="bad_payload", key=keys[subject],
+            title=f"Rejected stock change from {conn_name}: {message}" if len(listed) == 1
+            else f"Rejected stock changes from {conn_name} for {subject}: {len(listed)} different problems",
+            message="\n".join(f"{e['message']} (×{e['count']})" for e in problems),
+            context={"change": _excerpt(change), "ref": ref, "source": source, "connection": conn_name,
+                     "problems": problems, "action": "fix_master_data"},
+            connection_id=connection.pk, sku=str(sku or "")[:100]))
+    return out
+
+
+def _negative_figures(connection, rows, existing, items: dict[str, int], locations: dict[str, int]) -> list[Problem]:
+    """A ``stock_drift`` record per (master SKU, location) whose available figure just written is negative:
+    the master oversold; the hub sells 0 there (ATS clamps each figure at 0) and keeps the real figure. A
+    pair whose figure is back to zero or more has its record cleared."""
+    conn_name = connection.name
+    sku_of = {v: k for k, v in items.items()}
+    loc_of = {v: k for k, v in locations.items()}
+    out, recovered = [], []
+    for (item_id, loc_id, state), qty, _ts in rows:
+        if state != InventoryState.AVAILABLE:
+            continue
+        sku, loc = sku_of.get(item_id, str(item_id)), loc_of.get(loc_id, str(loc_id))
+        key = make_key("stock_drift", conn_name, "negative", f"{sku}@{loc}")
+        if qty < 0:
+            out.append(Problem(
+                kind="stock_drift", key=key, severity="error", connection_id=connection.pk, sku=sku[:100],
+                title=f"{conn_name} reports {qty} available for {sku} at {loc} (oversold)",
+                message=f"The master's available figure for {sku} at {loc} is {qty}: the shelf is oversold. The hub "
+                        "sells nothing from it (0 towards every channel's ATS) and keeps the real figure for drift "
+                        "and reports. Check the orders allocated there and the master's count.",
+                context={"master_sku": sku, "location": loc, "quantity": qty, "connection": conn_name,
+                         "action": "check_master_stock"}))
+        elif (existing.get((item_id, loc_id, state)) or (0,))[0] < 0:
+            recovered.append(key)
+    if recovered:
+        clear(recovered, reason="master figure no longer negative")
+    return out
 
 
 RELEASE_CHUNK = 2000  # (item, location) pairs per statement: 6,000 bind parameters
