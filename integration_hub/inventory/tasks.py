@@ -153,6 +153,27 @@ def resync_masters(connection_id: int | None = None) -> list[dict]:
     return out
 
 
+@shared_task(name="inventory.repair_sweep", ignore_result=True)
+def repair_sweep(limit: int = drift.SWEEP_PAIRS_PER_CHANNEL) -> list[dict]:
+    """Beat (every two minutes): the light drift check — at most ``limit`` pairs per channel read back,
+    least recently observed first, drifted ones re-pushed. One sweep at a time across workers."""
+    from dataclasses import asdict
+
+    from integration_hub.core.locks import exclusive
+
+    out = []
+    with exclusive("stock-repair-sweep", timeout=600) as got:
+        if not got:
+            return [{"skipped": "a sweep is running"}]
+        for channel in drift.channels_to_check():
+            try:
+                out.append(asdict(drift.sweep_channel(channel, limit=limit)))
+            except errors.ConnectorError as exc:  # that storefront cannot be read now: the next sweep retries
+                log.warning("repair sweep of %s failed: %s", channel.key, exc)
+                out.append({"channel": channel.key, "error": str(exc)[:300]})
+    return out
+
+
 @shared_task(name="inventory.drift_check", ignore_result=True)
 def drift_check(channel_ids: list[int] | None = None) -> list[dict]:
     """Beat: compare hub ATS with storefront quantities for every channel (or the given ones). A
