@@ -256,6 +256,9 @@ HUB = {
     # Minutes after the warehouse acknowledged an order by which it should have dispatched it; older
     # acknowledged orders are looked up in the warehouse (a lost dispatch confirmation) or flagged.
     "DISPATCH_DUE_MINUTES": int(os.environ.get("HUB_DISPATCH_DUE_MINUTES", str(24 * 60))),
+    # Seconds an acknowledged order's stock hold may wait for the master's feed to carry it (longer than
+    # any master's feed lag); older holds are released with a stock_drift record (issue 20).
+    "HOLD_MAX_SECONDS": int(os.environ.get("HUB_HOLD_MAX_SECONDS", "900")),
     "SANDBOX_URL": os.environ.get("HUB_SANDBOX_URL", "http://127.0.0.1:8765"),
     # Hosts / CIDRs outbound calls may reach although internal (loopback, private, link-local …); empty =
     # public addresses only (connectors/egress.py). `./hub up` and the tests allow the loopback sandbox.

@@ -30,7 +30,7 @@ import logging
 import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.db import connection as db, transaction
 from django.utils import timezone
@@ -304,15 +304,59 @@ def _negative_figures(connection, rows, existing, items: dict[str, int], locatio
 
 
 RELEASE_CHUNK = 2000  # (item, location) pairs per statement: 6,000 bind parameters
+HOLD_MAX_SECONDS = 900  # default bound on an acknowledged hold: longer than any master's feed lag
+
+
+def expire_holds(max_age_seconds: int | None = None) -> int:
+    """Bound every acknowledged hold: one older than the master's feed lag (``HUB["HOLD_MAX_SECONDS"]``) is
+    released — the master has had time to carry the order, and a hold it never released counts the stock
+    twice — and never silently: one ``stock_drift`` record per master names how many and which orders, so
+    ops can see holds piling up (a master allocating where the hub does not look, a lost feed). Returns
+    rows released; queues the priority pushes that changes."""
+    from django.conf import settings
+
+    from integration_hub.core.models import Connection
+
+    seconds = int(max_age_seconds or getattr(settings, "HUB", {}).get("HOLD_MAX_SECONDS", HOLD_MAX_SECONDS))
+    cutoff = timezone.now() - timedelta(seconds=seconds)
+    with transaction.atomic():
+        rows = list(Reservation.objects.select_for_update().filter(
+            released_at__isnull=True, acknowledged_at__isnull=False, acknowledged_at__lt=cutoff)
+            .values("id", "channel_id", "item_id", "order_ref", "warehouse_id", "quantity"))
+        if not rows:
+            return 0
+        Reservation.objects.filter(id__in=[r["id"] for r in rows]).update(released_at=timezone.now(), release_reason="hold expired")
+        by_channel: dict[int, set[int]] = defaultdict(set)
+        for r in rows:
+            by_channel[r["channel_id"]].add(r["item_id"])
+        for channel_id, item_ids in by_channel.items():
+            locations = outbox.locations_for_channel(channel_id)
+            kw = {"location_ids": locations} if locations else {"channel_ids": [channel_id]}
+            outbox.enqueue(item_ids, priority=PendingPush.Priority.ORDER, reason="hold expired", **kw)
+        names = dict(Connection.objects.filter(pk__in={r["warehouse_id"] for r in rows}).values_list("pk", "name"))
+        by_master: dict = defaultdict(list)
+        for r in rows:
+            by_master[r["warehouse_id"]].append(r)
+        raise_many([Problem(
+            kind="stock_drift", key=make_key("stock_drift", names.get(wh, f"master-{wh}"), "holds-expired"), severity="warning",
+            connection_id=wh, title=f"{len(held)} order hold(s) outlived {names.get(wh, wh)}'s stock feed ({seconds} s)",
+            message="The master acknowledged these orders but its stock feed never showed a changed figure for their items "
+                    "after that, so the hub held the stock itself. The holds are released now (the master's figures count "
+                    "from here); if the master did not allocate these orders, its stock is overstated.",
+            context={"orders": sorted({r["order_ref"] for r in held})[:50], "holds": len(held),
+                     "units": sum(r["quantity"] for r in held), "max_age_seconds": seconds, "action": "check_master_stock"})
+            for wh, held in by_master.items()])
+    return len(rows)
 
 
 def _release_reflected_reservations(connection, rows: list[tuple[tuple[int, int, str], int, datetime | None]]) -> int:
     """Release the reservations of orders ``connection`` acknowledged whose item it has now reported (``rows``:
-    the levels just written) at a location the order's channel draws on, changed at or after the
-    acknowledgement — the master's figure carries the order from then on. One UPDATE per 2,000 (item,
+    the levels just written) with a moved figure at any of its locations — wherever the master allocated the
+    order, not only where the order's channel sells from (WAIR allocates a uk-web order at EU1, issue 20) —
+    changed at or after the acknowledgement: the master's figure carries the order from then on. One UPDATE per 2,000 (item,
     location) pairs, plus priority pushes for the (channel, item) pairs whose ATS that changes; a change
     without a timestamp counts as now. Call inside the transaction that wrote ``rows``."""
-    from .ats import CHANNEL_LOCATIONS_SQL, _tables
+    from .ats import _tables
 
     now = timezone.now()
     newest: dict[tuple[int, int], datetime] = {}
@@ -338,15 +382,13 @@ def _release_reflected_reservations(connection, rows: list[tuple[tuple[int, int,
             for (item_id, loc_id), ts in chunk:
                 params += [item_id, loc_id, db.ops.adapt_datetimefield_value(ts)]
             sql = ("WITH chg(item_id, location_id, changed_at) AS (VALUES "
-                   + ", ".join([f"(CAST(%s AS BIGINT), CAST(%s AS BIGINT), {ts_sql})"] * len(chunk)) + "), "
-                   + "chan_loc AS (" + CHANNEL_LOCATIONS_SQL.format(**tables) + ") "
+                   + ", ".join([f"(CAST(%s AS BIGINT), CAST(%s AS BIGINT), {ts_sql})"] * len(chunk)) + ") "
                    + f"""UPDATE {res} SET released_at = %s, release_reason = %s
                     WHERE released_at IS NULL AND acknowledged_at IS NOT NULL AND warehouse_id = %s
-                      AND EXISTS (SELECT 1 FROM chg JOIN chan_loc cl ON cl.location_id = chg.location_id
-                                   WHERE chg.item_id = {res}.item_id AND cl.channel_id = {res}.channel_id
-                                     AND chg.changed_at >= {res}.acknowledged_at)
+                      AND EXISTS (SELECT 1 FROM chg  -- every location of chg is this master's
+                                   WHERE chg.item_id = {res}.item_id AND chg.changed_at >= {res}.acknowledged_at)
                     RETURNING channel_id, item_id""")
-            cur.execute(sql, params + [True, True, db.ops.adapt_datetimefield_value(now), "master stock feed", connection.pk])
+            cur.execute(sql, params + [db.ops.adapt_datetimefield_value(now), "master stock feed", connection.pk])
             got = cur.fetchall()
             released += len(got)
             pairs.update((int(c), int(i)) for c, i in got)

@@ -153,6 +153,14 @@ def resync_masters(connection_id: int | None = None) -> list[dict]:
     return out
 
 
+@shared_task(name="inventory.expire_holds", ignore_result=True)
+def expire_holds() -> int:
+    """Beat: release acknowledged holds older than the masters' feed lag, with a record (services.expire_holds)."""
+    from .services import expire_holds as expire
+
+    return expire()
+
+
 @shared_task(name="inventory.repair_sweep", ignore_result=True)
 def repair_sweep(limit: int = drift.SWEEP_PAIRS_PER_CHANNEL) -> list[dict]:
     """Beat (every two minutes): the light drift check — at most ``limit`` pairs per channel read back,
