@@ -133,11 +133,23 @@ class CachedTokenAuth(Auth):
         except Exception:  # usable outside Django (bench scripts)
             return None
 
+    def _shared(self, op: str, *args):
+        """A call on the shared cache; None (logged) when its server cannot be reached — the token then
+        lives in this process only until the cache answers again (one extra token request per process)."""
+        cache = self._cache()
+        if cache is None:
+            return None
+        try:
+            return getattr(cache, op)(*args)
+        except Exception as exc:  # noqa: BLE001 — any cache backend error (RedisError, OSError): never fail the call
+            log.warning("%s token cache unreachable (%s); keeping the token in this process", self.system, exc)
+            self._cache_down = True
+            return None
+
     def token(self, session: requests.Session) -> str:
         cache, local = self._cache(), self._local_store()
-        if cache is not None:
-            cached = cache.get(self.cache_key)
-        else:
+        cached = self._shared("get", self.cache_key) if cache is not None else None
+        if not cached and (cache is None or getattr(self, "_cache_down", False)):
             cached = local.get("token") if local.get("expires", 0) > time.time() else None
         if cached:
             return cached
@@ -162,9 +174,10 @@ class CachedTokenAuth(Auth):
                                         system=self.system)
         token, ttl = self.parse(resp.json())
         ttl = max(1, ttl - min(60, ttl // 10))  # renew a little early
+        self._cache_down = False
         if cache is not None:
-            cache.set(self.cache_key, token, ttl)
-        else:
+            self._shared("set", self.cache_key, token, ttl)
+        if cache is None or self._cache_down:
             local.update(token=token, expires=time.time() + ttl)
         return token
 
@@ -172,9 +185,7 @@ class CachedTokenAuth(Auth):
         headers["Authorization"] = f"Bearer {self.token(client.session)}"
 
     def invalidate(self):
-        cache = self._cache()
-        if cache is not None:
-            cache.delete(self.cache_key)
+        self._shared("delete", self.cache_key)
         self._local_store().clear()
 
 

@@ -9,11 +9,21 @@ connection on this host. Outside Django (plain scripts) it lives in process memo
 Every bucket can also be blocked: when one worker gets a 429 with Retry-After, the client calls
 ``block``, and every worker's next ``reserve`` waits that out too instead of spending requests the
 server will refuse; after the block requests resume at the rate, spaced (no burst).
+
+When Redis is unreachable the Redis bucket falls back to the host's bucket (file, else memory) instead of
+failing the request: each host then keeps the rate on its own (a deployment of N hosts may briefly send
+up to N times the rate; a 429 still blocks that host). The fallback is logged once when it starts and once
+when Redis answers again, Redis is retried every ``REDIS_RETRY_SECONDS``, and :func:`fallback_status`
+tells the worker heartbeat (and so the dashboard) that the shared limit is not in force.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
+
+log = logging.getLogger(__name__)
+REDIS_RETRY_SECONDS = 5.0
 
 # State per bucket: ``tokens`` and ``ts``, the time from which tokens refill. A block (429 Retry-After)
 # empties the bucket and moves ``ts`` to the end of the block, so after it requests resume at the rate,
@@ -131,17 +141,105 @@ class FileBucket:
         self._update(lambda now, tokens, ts: (*_block(now, tokens, ts, self.rate, self.burst, seconds), 0.0))
 
 
+# Redis unreachable: since when (wall clock), why, and when to try it again (monotonic). Per process.
+_fallback: dict = {"since": None, "reason": "", "retry_at": 0.0}
+_fallback_lock = threading.Lock()
+
+
+def _flag_path():
+    directory = _file_dir()
+    return directory / "redis-fallback.json" if directory is not None else None
+
+
+def fallback_status() -> dict | None:
+    """``{"since": epoch seconds, "reason": str}`` while this process — or another process of this host
+    (a flag file under HUB_VAR_DIR, so the heartbeat task sees its sibling worker processes) — limits
+    without Redis, else None."""
+    import json
+
+    with _fallback_lock:
+        if _fallback["since"] is not None:
+            return {"since": _fallback["since"], "reason": _fallback["reason"]}
+    path = _flag_path()
+    try:
+        data = json.loads(path.read_text()) if path is not None else None
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "since" in data else None
+
+
+def _write_flag(data: dict | None) -> None:
+    import json
+
+    path = _flag_path()
+    if path is None:
+        return
+    try:
+        if data is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(json.dumps(data))
+    except OSError:  # the flag is informative only
+        pass
+
+
+def _redis_down(exc: Exception) -> None:
+    with _fallback_lock:
+        first = _fallback["since"] is None
+        if first:
+            _fallback["since"] = time.time()
+        _fallback["reason"] = f"{type(exc).__name__}: {exc}"[:300]
+        _fallback["retry_at"] = time.monotonic() + REDIS_RETRY_SECONDS
+        data = {"since": _fallback["since"], "reason": _fallback["reason"]}
+    if first:
+        log.warning("rate limiter: Redis unreachable (%s); limiting per host until it answers again", exc)
+        _write_flag(data)
+
+
+def _redis_up() -> None:
+    with _fallback_lock:
+        was = _fallback["since"]
+        _fallback.update(since=None, reason="", retry_at=0.0)
+    if was is not None:
+        _write_flag(None)
+        log.warning("rate limiter: Redis answers again after %.0f s; the shared limit is back", time.time() - was)
+
+
+def _redis_errors() -> tuple:
+    import redis
+
+    return (redis.exceptions.RedisError, OSError)
+
+
 class RedisBucket:
-    def __init__(self, client, key: str, rate: float, burst: int):
+    """The shared bucket; ``fallback`` (the host's bucket) takes over while Redis cannot be reached."""
+
+    def __init__(self, client, key: str, rate: float, burst: int, fallback=None):
         self.client, self.key, self.rate, self.burst = client, key, max(rate, 0.001), max(burst, 1)
         self.script = client.register_script(_LUA_RESERVE)
         self.block_script = client.register_script(_LUA_BLOCK)
+        self.fallback = fallback or LocalBucket(rate, burst)
+
+    def _shared(self, call, local):
+        with _fallback_lock:
+            skip = _fallback["since"] is not None and time.monotonic() < _fallback["retry_at"]
+        if skip:
+            return local()
+        try:
+            result = call()
+        except _redis_errors() as exc:
+            _redis_down(exc)
+            return local()
+        _redis_up()
+        return result
 
     def reserve(self) -> float:
-        return float(self.script(keys=[self.key], args=[self.rate, self.burst]))
+        return self._shared(lambda: float(self.script(keys=[self.key], args=[self.rate, self.burst])), self.fallback.reserve)
 
     def block(self, seconds: float) -> None:
-        self.block_script(keys=[self.key], args=[self.rate, self.burst, max(0.0, float(seconds))])
+        seconds = max(0.0, float(seconds))
+        self.fallback.block(seconds)  # also locally: it is this host that was refused
+        self._shared(lambda: self.block_script(keys=[self.key], args=[self.rate, self.burst, seconds]), lambda: None)
 
 
 _local: dict[tuple, LocalBucket] = {}
@@ -161,7 +259,8 @@ def _redis():
     if _redis_client is None:
         import redis
 
-        _redis_client = redis.Redis.from_url(url)
+        # short timeouts: a Redis host that stops answering must not hang every request behind it
+        _redis_client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
     return _redis_client
 
 
@@ -181,7 +280,11 @@ def _file_dir():
 def bucket_for(name: str, rate: float, burst: int):
     client = _redis()
     if client is not None:
-        return RedisBucket(client, f"hub:ratelimit:{name}", rate, burst)
+        return RedisBucket(client, f"hub:ratelimit:{name}", rate, burst, fallback=_host_bucket(name, rate, burst))
+    return _host_bucket(name, rate, burst)
+
+
+def _host_bucket(name: str, rate: float, burst: int):
     directory = _file_dir()
     if directory is not None:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

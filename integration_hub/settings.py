@@ -180,9 +180,10 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
-# Live order decrements go first: stock pushes for them are sent to the "priority" queue (see
-# inventory.outbox.kick); run a worker that consumes only that queue next to the general one
-# (`-Q priority` and `-Q priority,default`, README "At scale"; `./hub up` runs `-Q priority,default`).
+# Queues (issue 20): the order flow ("priority"), the stock decrements orders cause ("stock") and all
+# else ("default") never share one; integration_hub/core/queues.py routes. One worker per queue
+# (README "At scale"; `./hub up` does the same).
+CELERY_TASK_ROUTES = ("integration_hub.core.queues.route",)
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # A task not acked within this window (worker killed mid-task) is redelivered.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
@@ -256,6 +257,9 @@ HUB = {
     # Minutes after the warehouse acknowledged an order by which it should have dispatched it; older
     # acknowledged orders are looked up in the warehouse (a lost dispatch confirmation) or flagged.
     "DISPATCH_DUE_MINUTES": int(os.environ.get("HUB_DISPATCH_DUE_MINUTES", str(24 * 60))),
+    # Seconds an acknowledged order's stock hold may wait for the master's feed to carry it (longer than
+    # any master's feed lag); older holds are released with a stock_drift record (issue 20).
+    "HOLD_MAX_SECONDS": int(os.environ.get("HUB_HOLD_MAX_SECONDS", "900")),
     "SANDBOX_URL": os.environ.get("HUB_SANDBOX_URL", "http://127.0.0.1:8765"),
     # Hosts / CIDRs outbound calls may reach although internal (loopback, private, link-local …); empty =
     # public addresses only (connectors/egress.py). `./hub up` and the tests allow the loopback sandbox.

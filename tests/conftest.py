@@ -85,7 +85,7 @@ def celery_worker_process(transactional_db, settings):
         def start(self):
             self.log = open(log_path, "ab")
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "integration_hub", "worker", "-Q", "priority,default",
+                [sys.executable, "-m", "celery", "-A", "integration_hub", "worker", "-Q", "priority,stock,default",
                  "-c", "2", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "INFO"],
                 cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
             deadline = time.time() + 60

@@ -3,14 +3,45 @@
 With ``REDIS_URL`` the lock is a key in the shared cache (every worker on every host sees it; it expires
 after ``timeout`` seconds if its holder dies). Without Redis (the embedded size: one host, the cache is
 per process) it is an exclusive ``flock`` on a file under ``HUB_VAR_DIR/locks``, which every process on
-the host sees and the kernel releases when the holder dies.
+the host sees and the kernel releases when the holder dies. When Redis is configured but unreachable the
+lock falls back to that host-wide file lock (logged), so a Redis outage degrades exclusivity to one host
+instead of failing the caller.
+
+:func:`cache_add` is ``cache.add`` for best-effort guards (e.g. "at most one nudge per second") that
+must never turn a cache outage into an error of the request that called them.
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 
 from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+
+def _cache_errors() -> tuple:
+    errors: tuple = (OSError, ConnectionError, TimeoutError)
+    try:
+        import redis
+
+        errors += (redis.exceptions.RedisError,)
+    except ImportError:  # redis is pinned; only a stripped environment lacks it
+        pass
+    return errors
+
+
+def cache_add(key: str, value, timeout: float, *, unavailable: bool) -> bool:
+    """``cache.add(key, value, timeout)``; when the cache server cannot be reached, log it and return
+    ``unavailable`` (what the caller should assume: True = go ahead, False = skip)."""
+    from django.core.cache import cache
+
+    try:
+        return bool(cache.add(key, value, timeout=timeout))
+    except _cache_errors() as exc:
+        log.warning("cache unreachable for %s (%s); assuming %s", key, exc, "go-ahead" if unavailable else "skip")
+        return unavailable
 
 
 def _lock_path(name: str):
@@ -28,13 +59,20 @@ def exclusive(name: str, timeout: int = 300):
         from django.core.cache import cache
 
         key = f"hub:lock:{name}"
-        got = cache.add(key, os.getpid(), timeout=timeout)
         try:
-            yield got
-        finally:
-            if got:
-                cache.delete(key)
-        return
+            got = cache.add(key, os.getpid(), timeout=timeout)
+        except _cache_errors() as exc:
+            log.warning("lock %s: cache unreachable (%s); using this host's file lock", name, exc)
+        else:
+            try:
+                yield got
+            finally:
+                if got:
+                    try:
+                        cache.delete(key)
+                    except _cache_errors():  # it expires after ``timeout``
+                        pass
+            return
     import fcntl
 
     fd = os.open(_lock_path(name), os.O_RDWR | os.O_CREAT, 0o600)

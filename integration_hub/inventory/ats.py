@@ -132,7 +132,8 @@ def _sql(pair_count: int | None, channel_count: int | None) -> str:
     ),
     on_hand AS (
         SELECT n.channel_id, n.item_id,
-               SUM(CASE WHEN sl.state = %s THEN sl.quantity ELSE -sl.quantity END) AS qty
+               -- a negative available figure (the master oversold) sells nothing, and takes nothing from other shelves
+               SUM(CASE WHEN sl.state = %s THEN (CASE WHEN sl.quantity > 0 THEN sl.quantity ELSE 0 END) ELSE -sl.quantity END) AS qty
           FROM need n
           JOIN chan_loc cl ON cl.channel_id = n.channel_id
           JOIN {{stock}} sl ON sl.item_id = n.item_id AND sl.location_id = cl.location_id AND sl.state IN (%s, %s)
@@ -269,7 +270,7 @@ def naive_for_pair(channel_id: int, item_id: int) -> int | None:
 
     def raw(iid: int) -> int:
         levels = StockLevel.objects.filter(item_id=iid, location_id__in=locs)
-        avail = levels.filter(state=InventoryState.AVAILABLE).aggregate(s=Sum("quantity"))["s"] or 0
+        avail = levels.filter(state=InventoryState.AVAILABLE, quantity__gt=0).aggregate(s=Sum("quantity"))["s"] or 0
         reserved = levels.filter(state=InventoryState.RESERVED).aggregate(s=Sum("quantity"))["s"] or 0
         held = Reservation.objects.filter(item_id=iid, channel_id__in=others, released_at__isnull=True).aggregate(s=Sum("quantity"))["s"] or 0
         for bc in BundleComponent.objects.filter(component_id=iid):

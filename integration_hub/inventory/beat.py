@@ -8,6 +8,10 @@ SCHEDULE = [
         description="Fetches stock changes since the stored cursor from every enabled inventory master (backs up the webhooks)."),
     Job("stock: nightly master snapshot", "inventory.resync_masters", crontab="10 3 * * *",
         description="Applies every master's full stock snapshot: the safety net for changes both webhooks and the feed missed."),
+    Job("stock: expire old holds", "inventory.expire_holds", every_seconds=120,
+        description="Releases acknowledged order holds older than the masters' feed lag (HUB_HOLD_MAX_SECONDS) and records them."),
+    Job("stock: repair sweep", "inventory.repair_sweep", every_seconds=120,
+        description="Light drift check in normal operation: reads back up to 500 pairs per channel (least recently seen first) and re-pushes the ones the storefront changed by itself."),
     Job("stock: drift check", "inventory.drift_check", crontab="20 */6 * * *",
         description="Reads every storefront quantity back and raises stock_drift where it differs from hub ATS; queues repairs."),
 ]

@@ -13,6 +13,12 @@ shows and a SWEEP push is queued, so the repair is not skipped as "already confi
 Pairs the hub no longer pushes (mapping removed or deactivated, channel inactive or without a rule) but
 whose storefront SKU was last confirmed or seen with a positive quantity are checked too, against 0: a
 storefront still selling them is drift, and the queued push withdraws it (see :mod:`.push`).
+
+:func:`sweep` is the light version that runs as part of normal operation (beat, every two minutes): per
+channel it reads back at most ``limit`` pairs, least recently observed first, so pairs the storefront
+changed by itself (its own order decrements, a hold released before the delayed push ran) are found and
+repaired within one sweep when a channel has no more than ``limit`` pairs, and within
+``pairs / limit`` sweeps otherwise. Pairs with a push in flight are not judged (they are being written).
 """
 from __future__ import annotations
 
@@ -44,16 +50,23 @@ class DriftResult:
     agreed: int = 0
 
 
-def check_channel(channel: Channel) -> DriftResult:
+def check_channel(channel: Channel, item_ids=None, expected=None) -> DriftResult:
+    """Check every pair of ``channel`` (or only ``item_ids``; ``expected``: its ATS if already computed)."""
     from connectors.registry import get_connector
 
     out = DriftResult(channel.key)
-    expected = ats.for_channel(channel.pk)  # {} for an inactive channel or one without a rule
+    if expected is None:
+        expected = ats.for_channel(channel.pk)  # {} for an inactive channel or one without a rule
+    if item_ids is not None:
+        wanted = set(item_ids)
+        expected = {i: a for i, a in expected.items() if i in wanted}
     by_sku = {a.storefront_sku: a for a in expected.values()}
     # no longer pushed, last known positive: the storefront must show 0 now
     for item_id, sku in (ChannelStock.objects.filter(channel=channel)
                          .filter(Q(confirmed_quantity__gt=0) | Q(observed_quantity__gt=0))
                          .exclude(storefront_sku="").values_list("item_id", "storefront_sku").iterator(chunk_size=5000)):
+        if item_ids is not None and item_id not in wanted:
+            continue
         if item_id not in expected and sku not in by_sku:  # a SKU another item sells under is judged with it
             by_sku[sku] = ats.Ats(channel.pk, item_id, sku, 0)
     if not by_sku:
@@ -132,6 +145,21 @@ def channels_to_check(channel_ids=None):
     if channel_ids:
         qs = qs.filter(pk__in=[int(c) for c in channel_ids])
     return qs
+
+
+SWEEP_PAIRS_PER_CHANNEL = 500
+
+
+def sweep_channel(channel: Channel, limit: int = SWEEP_PAIRS_PER_CHANNEL) -> DriftResult:
+    """Read back (and repair) at most ``limit`` pairs of ``channel``: those never observed, then the least
+    recently observed. Two queries to choose them, then :func:`check_channel` on that slice."""
+    expected = ats.for_channel(channel.pk)
+    seen = dict(ChannelStock.objects.filter(channel=channel).values_list("item_id", "observed_at"))
+    withdrawn = set(ChannelStock.objects.filter(channel=channel).filter(Q(confirmed_quantity__gt=0) | Q(observed_quantity__gt=0))
+                    .exclude(item_id__in=list(expected)).values_list("item_id", flat=True))
+    floor = timezone.now().replace(year=1970)
+    order = sorted(set(expected) | withdrawn, key=lambda i: (seen.get(i) is not None, seen.get(i) or floor, i))
+    return check_channel(channel, item_ids=order[:max(1, int(limit))], expected=expected)
 
 
 def check_all(channel_ids=None) -> list[DriftResult]:

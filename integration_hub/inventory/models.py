@@ -130,6 +130,11 @@ class ChannelStock(models.Model):
     confirmed_at = models.DateTimeField(null=True, blank=True)
     observed_quantity = models.IntegerField(null=True, blank=True, help_text="last quantity read back from the storefront (drift check)")
     observed_at = models.DateTimeField(null=True, blank=True)
+    # write-ahead of a push (issue 20): set before the request leaves, cleared by its confirmation. While set,
+    # the storefront may hold attempted_quantity instead of confirmed_quantity (a worker died mid-batch, an
+    # answer was lost), so "target equals confirmed" is no reason to skip the next write.
+    attempted_quantity = models.IntegerField(null=True, blank=True, help_text="last quantity sent whose outcome is not known yet")
+    attempted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["channel", "item"], name="uniq_channel_stock")]

@@ -195,16 +195,31 @@ def enqueue_pairs(pairs: Iterable[tuple[int, int]], *, priority: int = PendingPu
 
 
 # --- nudging the workers ------------------------------------------------------------------------
+KICK_WINDOW_SECONDS = 1.0
+
+
 def kick(priority: int | None = None) -> bool:
-    """Ask a worker to drain the outbox now. ORDER work goes to the "priority" queue and only drains
-    ORDER rows; anything else goes to "default". Best effort: a lost nudge is recovered by the sweep."""
+    """Ask a worker to drain the outbox now. ORDER work goes to the "stock" queue and only drains ORDER
+    rows; anything else to "default" (core.queues routes). Throttled across transactions and requests —
+    a flash sale's thousand captures publish about two drains a second, not a thousand: the first kick of
+    a window publishes at once, the next one publishes one more a window later (so rows committed in
+    between are seen by a drain that starts after them), the rest are dropped. Best effort: a lost
+    nudge is recovered by the sweep."""
+    from integration_hub.core.locks import cache_add
+
     from .tasks import push_pending
 
+    urgent = priority is not None and int(priority) <= PendingPush.Priority.ORDER
+    kwargs = {"max_priority": int(PendingPush.Priority.ORDER)} if urgent else {}
+    name = "order" if urgent else "all"
+    if cache_add(f"stock:kick:{name}", 1, timeout=KICK_WINDOW_SECONDS, unavailable=True):
+        countdown = None
+    elif cache_add(f"stock:kick-trailing:{name}", 1, timeout=KICK_WINDOW_SECONDS, unavailable=False):
+        countdown = KICK_WINDOW_SECONDS
+    else:
+        return True  # a drain that starts after this commit is already on its way
     try:
-        if priority is not None and int(priority) <= PendingPush.Priority.ORDER:
-            push_pending.apply_async(kwargs={"max_priority": int(PendingPush.Priority.ORDER)}, queue="priority", retry=False)
-        else:
-            push_pending.apply_async(queue="default", retry=False)
+        push_pending.apply_async(kwargs=kwargs, countdown=countdown, retry=False)
         return True
     except Exception as exc:  # broker down: the rows are safe in the database; the sweep re-dispatches
         log.warning("could not dispatch push_pending (%s); the sweep will pick the rows up", exc)

@@ -51,6 +51,7 @@ from django.utils import timezone
 from connectors import errors
 from connectors.base import InventoryTarget
 from exceptions_app.services import Problem, clear, make_key, raise_many
+from integration_hub.core.leases import LeaseKeeper
 from integration_hub.core.models import Channel, Connection
 
 from . import ats
@@ -60,7 +61,10 @@ from .sql import upsert
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
-LEASE_SECONDS = 300
+# Short, renewed leases (issue 20): a live worker renews its batch's claim every LEASE_SECONDS / 3 while
+# the push is in flight (:class:`integration_hub.core.leases.LeaseKeeper`), so a slow storefront never loses the claim, and a killed
+# worker's rows are claimable again within LEASE_SECONDS instead of waiting out a long lease.
+LEASE_SECONDS = 30
 FAILURES_BEFORE_EXCEPTION = 3
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_CAP_SECONDS = 900.0
@@ -89,27 +93,31 @@ class BatchResult:
             self.connections[k] = self.connections.get(k, 0) + v
 
 
-def _claimable(now, max_priority: int | None):
+def _claimable(now, max_priority: int | None, connection_id: int | None = None):
     qs = PendingPush.objects.filter(Q(not_before__isnull=True) | Q(not_before__lte=now),
                                     Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
     if max_priority is not None:
         qs = qs.filter(priority__lte=max_priority)
+    if connection_id is not None:  # one storefront connection's rows (a per-connection drain)
+        qs = qs.filter(channel_id__in=Channel.objects.filter(connection_id=connection_id).values("id"))
     return qs
 
 
-def claim(batch_size: int = BATCH_SIZE, max_priority: int | None = None, lease_seconds: int = LEASE_SECONDS):
-    """Claim up to ``batch_size`` rows. Returns (token, lease_until, rows as dicts)."""
+def claim(batch_size: int = BATCH_SIZE, max_priority: int | None = None, lease_seconds: int = LEASE_SECONDS,
+          connection_id: int | None = None):
+    """Claim up to ``batch_size`` rows (of one storefront connection when ``connection_id`` is given).
+    Returns (token, lease_until, rows as dicts)."""
     now = timezone.now()
     lease = now + timedelta(seconds=lease_seconds)
     token = uuid.uuid4().hex
     with transaction.atomic():
-        candidates = _claimable(now, max_priority).order_by("priority", "created_at", "id")
+        candidates = _claimable(now, max_priority, connection_id).order_by("priority", "created_at", "id")
         if db.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True)
         ids = list(candidates.values_list("id", flat=True)[:batch_size])
         if not ids:
             return token, lease, []
-        _claimable(now, max_priority).filter(id__in=ids).update(claimed_until=lease, claim_token=token)
+        _claimable(now, max_priority, connection_id).filter(id__in=ids).update(claimed_until=lease, claim_token=token)
         rows = list(PendingPush.objects.filter(claim_token=token)
                     .values("id", "channel_id", "item_id", "priority", "attempts", "changes"))
     return token, lease, rows
@@ -216,11 +224,12 @@ def _repeated_failure(conn: Connection, err: Exception, attempts: int, rows_wait
                  "last_error": str(err)[:500], "action": "retry_push"})
 
 
-def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, lease_seconds: int = LEASE_SECONDS) -> BatchResult:
+def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, lease_seconds: int = LEASE_SECONDS,
+               connection_id: int | None = None) -> BatchResult:
     from connectors.registry import get_connector
 
     out = BatchResult()
-    token, lease, rows = claim(batch_size, max_priority, lease_seconds)
+    token, lease, rows = claim(batch_size, max_priority, lease_seconds, connection_id)
     if not rows:
         return out
     out.claimed = len(rows)
@@ -233,7 +242,7 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
     confirmed = {(cs["channel_id"], cs["item_id"]): cs for cs in ChannelStock.objects.filter(
         channel_id__in=channel_ids, item_id__in=item_ids).values(
         "channel_id", "item_id", "storefront_sku", "confirmed_quantity", "observed_quantity", "storefront_version",
-        "storefront_ref")}
+        "storefront_ref", "attempted_at")}
     channels = Channel.objects.select_related("connection").in_bulk(channel_ids)
 
     done: list[int] = []  # rows finished (pushed, skipped, dropped): delete if untouched since the claim
@@ -255,7 +264,9 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
                 out.dropped += 1
                 done.append(row["id"])
             continue
-        if cs and cs["storefront_sku"] == a.storefront_sku and cs["confirmed_quantity"] == a.quantity:
+        # skip only on a confirmation observed after the last attempt: an attempt whose outcome is unknown
+        # (worker killed mid-batch, answer lost) may have left another figure in the storefront
+        if cs and cs["storefront_sku"] == a.storefront_sku and cs["confirmed_quantity"] == a.quantity and cs["attempted_at"] is None:
             out.skipped += 1
             done.append(row["id"])
             # the storefront already confirmed this SKU at this quantity: the mapping works
@@ -274,6 +285,12 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
         _plan_withdrawals(withdraw, per_conn, done, problems, out, captured)
 
     now = timezone.now()
+    # write-ahead: record every quantity about to be sent before it leaves (committed on its own), so a
+    # worker killed after the write landed leaves "outcome unknown", never a stale "confirmed"
+    upsert(ChannelStock, ["channel_id", "item_id", "storefront_sku", "storefront_ref", "attempted_quantity", "attempted_at"],
+           ["channel_id", "item_id"], ["attempted_quantity", "attempted_at"],
+           [(pair[0], pair[1], target.sku, "", target.quantity, now)
+            for work in per_conn.values() for pair, _row, target, role in work if role == SET])
     confirmations: list[tuple] = []
     clear_keys: list[str] = list(skip_clears)
     conn_status: dict[int, tuple[bool, BaseException | str]] = {}
@@ -292,12 +309,20 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
 
     _fill_held(per_conn, channels)
     calls = {conn_id: (channels[work[0][0][0]].connection, [w[2] for w in work]) for conn_id, work in per_conn.items()}
-    if len(calls) > 1:  # storefronts are independent: a slow or rate-limited one must not hold up the others
-        with ThreadPoolExecutor(max_workers=min(8, len(calls)), thread_name_prefix="set-stock") as pool:
-            futures = {conn_id: pool.submit(send, conn, targets) for conn_id, (conn, targets) in calls.items()}
-            answers = {conn_id: f.result() for conn_id, f in futures.items()}
-    else:
-        answers = {conn_id: send(conn, targets) for conn_id, (conn, targets) in calls.items()}
+    held = {"ids": [r["id"] for r in rows], "lease": lease}
+
+    def renew(new_lease):  # only rows still under the lease this worker set (released ones stay released)
+        if PendingPush.objects.filter(id__in=held["ids"], claimed_until=held["lease"]).update(claimed_until=new_lease):
+            held["lease"] = new_lease
+
+    with LeaseKeeper(renew, lease_seconds, "stock push lease"):  # renewed while the storefront calls are in flight
+        if len(calls) > 1:  # storefronts are independent: a slow or rate-limited one must not hold up the others
+            with ThreadPoolExecutor(max_workers=min(8, len(calls)), thread_name_prefix="set-stock") as pool:
+                futures = {conn_id: pool.submit(send, conn, targets) for conn_id, (conn, targets) in calls.items()}
+                answers = {conn_id: f.result() for conn_id, f in futures.items()}
+        else:
+            answers = {conn_id: send(conn, targets) for conn_id, (conn, targets) in calls.items()}
+    lease = held["lease"]
 
     for conn_id, work in per_conn.items():
         conn, targets = calls[conn_id]
@@ -323,14 +348,14 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
                 row_ok.setdefault(row["id"], True)
                 if role == SET:
                     row_confirm[row["id"]] = (pair[0], pair[1], target.sku, res.quantity, res.version,
-                                              (res.ref or target.known_ref or "")[:200], now)
+                                              (res.ref or target.known_ref or "")[:200], now, None, None)
                     clear_keys.extend([make_key("unknown_sku", channel.key, target.sku),
                                        make_key("sku_mismatch", channel.key, target.sku),  # the mapping works
                                        make_key("bad_payload", conn.name, OPERATION, f"{channel.key}/{target.sku}")])
                 elif role == WITHDRAW:
                     row_confirm[row["id"]] = (pair[0], pair[1], target.sku, 0,
                                               res.version if res.ok else None,
-                                              ((res.ref if res.ok else "") or target.known_ref or "")[:200], now)
+                                              ((res.ref if res.ok else "") or target.known_ref or "")[:200], now, None, None)
                 continue
             row_ok[row["id"]] = False
             err = whole_error or (res.error if res is not None and res.error else None) \
@@ -379,8 +404,9 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
             groups[failures[row["id"]]].append(row)
     with transaction.atomic():
         upsert(ChannelStock, ["channel_id", "item_id", "storefront_sku", "confirmed_quantity", "storefront_version",
-                              "storefront_ref", "confirmed_at"], ["channel_id", "item_id"],
-               ["storefront_sku", "confirmed_quantity", "storefront_version", "storefront_ref", "confirmed_at"], confirmations)
+                              "storefront_ref", "confirmed_at", "attempted_quantity", "attempted_at"], ["channel_id", "item_id"],
+               ["storefront_sku", "confirmed_quantity", "storefront_version", "storefront_ref", "confirmed_at",
+                "attempted_quantity", "attempted_at"], confirmations)
         for (text, retry_after), group in groups.items():
             attempts = max(r["attempts"] for r in group) + 1
             PendingPush.objects.filter(id__in=[r["id"] for r in group]).update(
@@ -405,18 +431,28 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
 
 
 def drain(max_priority: int | None = None, batch_size: int = BATCH_SIZE, time_budget: float = 50.0,
-          lease_seconds: int = LEASE_SECONDS) -> tuple[BatchResult, bool]:
+          lease_seconds: int = LEASE_SECONDS, connection_id: int | None = None) -> tuple[BatchResult, bool]:
     """Push batches until nothing is claimable or ``time_budget`` seconds are used.
     Returns (totals, more) — ``more`` is True when it stopped on the budget with work left."""
     total = BatchResult()
     started = time.monotonic()
     while True:
-        res = push_batch(batch_size, max_priority, lease_seconds)
+        res = push_batch(batch_size, max_priority, lease_seconds, connection_id)
         total.add(res)
         if res.claimed == 0:
             return total, False
         if time.monotonic() - started >= time_budget:
-            return total, _claimable(timezone.now(), max_priority).exists()
+            return total, has_claimable(max_priority, connection_id)
+
+
+def has_claimable(max_priority: int | None = None, connection_id: int | None = None) -> bool:
+    return _claimable(timezone.now(), max_priority, connection_id).exists()
+
+
+def claimable_connections(max_priority: int | None = None) -> list[int]:
+    """Storefront connections with rows ready to push now (one query): one drain each."""
+    return sorted(set(Channel.objects.filter(id__in=_claimable(timezone.now(), max_priority).values("channel_id"))
+                      .values_list("connection_id", flat=True)))
 
 
 def release_expired_claims() -> int:

@@ -15,9 +15,16 @@ Bad rows never block good ones; each becomes an exception record merged by key:
   unknown SKU        unknown_sku:<connection name>:<master sku>   (no channel yet: the master's name
                      takes the channel slot of the convention)
   unknown location   bad_payload:<connection name>:stock-location:<location id>
-  bad quantity/state bad_payload:<connection name>:stock:<sku@location> (the change ref when those are missing)
-  or a change time   (also a ``changed_at`` more than ``HUB["FUTURE_TOLERANCE_SECONDS"]`` ahead of the hub's
-  in the future      clock: kept, it would make every later real change of that SKU look stale)
+  bad quantity/state bad_payload:<connection name>:stock:<sku@location> (the change ref when those are missing);
+  or a change time   different problems on one sku@location stay listed apart in the record's
+  in the future      ``context["problems"]`` (message, count, example), across batches too; a ``changed_at``
+                     more than ``HUB["FUTURE_TOLERANCE_SECONDS"]`` ahead of the hub's clock is a bad row too
+                     (kept, it would make every later real change of that SKU look stale)
+
+A negative *available* figure is not a bad row but a fact (the master oversold): it is stored as reported
+(drift and reports see it), counts as 0 towards ATS (:mod:`.ats`), and raises one record per master SKU and
+location, ``stock_drift:<connection name>:negative:<sku@location>``, cleared when that figure is back to
+zero or more. A negative figure in any other state is a bad row.
 """
 from __future__ import annotations
 
@@ -83,8 +90,6 @@ def _quantity(value) -> int:
         q = int(value)
     else:
         raise InvalidChange(f"quantity {value!r} is not a whole number")
-    if q < 0:
-        raise InvalidChange(f"quantity {q} is negative")
     return q
 
 
@@ -120,6 +125,8 @@ def _validate(change, horizon: datetime | None = None) -> tuple[str, str, int, s
     if state not in InventoryState.values:
         raise InvalidChange(f"state {state!r} is not one of {', '.join(InventoryState.values)}")
     qty = _quantity(_field(change, "quantity"))
+    if qty < 0 and state != InventoryState.AVAILABLE:  # an oversold shelf is a fact; a negative hold is not
+        raise InvalidChange(f"quantity {qty} is negative")
     ts = _timestamp(_field(change, "changed_at"))
     if ts is not None and horizon is not None and ts > horizon:
         # kept, it would make every later real change of this SKU look stale until that date
@@ -147,6 +154,7 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
 
     parsed = []
     horizon = future_horizon()
+    bad: dict[str, list] = defaultdict(list)  # subject -> [(message, change, ref, sku)]
     for change in changes:
         try:
             parsed.append(_validate(change, horizon))
@@ -155,12 +163,9 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
             ref = str(_field(change, "ref", "") or "")
             # keyed on what is wrong (sku@location), not the change id, so a recurring bad feed is one record
             subject = f"{sku}@{loc}" if isinstance(sku, str) and sku and loc not in (None, "") else (ref or f"{sku}@{loc}")
-            problems.append(Problem(
-                kind="bad_payload", key=make_key("bad_payload", conn_name, "stock", subject),
-                title=f"Rejected stock change from {conn_name}: {exc}", message=str(exc),
-                context={"change": _excerpt(change), "ref": ref, "source": source, "connection": conn_name,
-                         "action": "fix_master_data"},
-                connection_id=connection.pk, sku=str(sku or "")[:100]))
+            bad[subject].append((str(exc), change, ref, sku))
+    if bad:
+        problems.extend(_bad_row_problems(connection, bad, source))
 
     with transaction.atomic():
         locations = {}
@@ -234,6 +239,7 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
                 if key[2] in ATS_STATES:
                     touched[key[1]].extend([key[0]] * multiplicity[key])
         _upsert_levels(rows, horizon)
+        problems.extend(_negative_figures(connection, rows, existing, items, locations))
         for loc_id, ids in touched.items():
             result.enqueued += outbox.enqueue(ids, location_ids=[loc_id], priority=PendingPush.Priority.ROUTINE,
                                               reason=f"{source}:{conn_name}")
@@ -250,16 +256,122 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
     return result
 
 
+def _bad_row_problems(connection, bad: dict[str, list], source: str) -> list[Problem]:
+    """One ``bad_payload`` record per sku@location; each distinct problem keeps its own line (message,
+    count, example) in ``context["problems"]``, merged with what the open record already lists — two
+    different bad rows on one pair never collapse into the last message. One query (the open records)."""
+    from exceptions_app.models import ExceptionRecord
+
+    conn_name = connection.name
+    keys = {subject: make_key("bad_payload", conn_name, "stock", subject) for subject in bad}
+    known = {r["dedupe_key"]: r["context"] for r in ExceptionRecord.objects.filter(
+        dedupe_key__in=list(keys.values()), status__in=["open", "acknowledged"]).values("dedupe_key", "context")}
+    out = []
+    for subject, rows in bad.items():
+        listed: dict[str, dict] = {}
+        for entry in (known.get(keys[subject]) or {}).get("problems") or []:
+            if isinstance(entry, dict) and entry.get("message"):
+                listed[entry["message"]] = dict(entry)
+        for message, change, ref, _sku in rows:
+            entry = listed.setdefault(message, {"message": message, "count": 0})
+            entry["count"] = int(entry.get("count") or 0) + 1
+            entry["example"], entry["ref"] = _excerpt(change), ref
+        message, change, ref, sku = rows[-1]
+        problems = sorted(listed.values(), key=lambda e: -e["count"])[:20]
+        out.append(Problem(
+            kind="bad_payload", key=keys[subject],
+            title=f"Rejected stock change from {conn_name}: {message}" if len(listed) == 1
+            else f"Rejected stock changes from {conn_name} for {subject}: {len(listed)} different problems",
+            message="\n".join(f"{e['message']} (×{e['count']})" for e in problems),
+            context={"change": _excerpt(change), "ref": ref, "source": source, "connection": conn_name,
+                     "problems": problems, "action": "fix_master_data"},
+            connection_id=connection.pk, sku=str(sku or "")[:100]))
+    return out
+
+
+def _negative_figures(connection, rows, existing, items: dict[str, int], locations: dict[str, int]) -> list[Problem]:
+    """A ``stock_drift`` record per (master SKU, location) whose available figure just written is negative:
+    the master oversold; the hub sells 0 there (ATS clamps each figure at 0) and keeps the real figure. A
+    pair whose figure is back to zero or more has its record cleared."""
+    conn_name = connection.name
+    sku_of = {v: k for k, v in items.items()}
+    loc_of = {v: k for k, v in locations.items()}
+    out, recovered = [], []
+    for (item_id, loc_id, state), qty, _ts in rows:
+        if state != InventoryState.AVAILABLE:
+            continue
+        sku, loc = sku_of.get(item_id, str(item_id)), loc_of.get(loc_id, str(loc_id))
+        key = make_key("stock_drift", conn_name, "negative", f"{sku}@{loc}")
+        if qty < 0:
+            out.append(Problem(
+                kind="stock_drift", key=key, severity="error", connection_id=connection.pk, sku=sku[:100],
+                title=f"{conn_name} reports {qty} available for {sku} at {loc} (oversold)",
+                message=f"The master's available figure for {sku} at {loc} is {qty}: the shelf is oversold. The hub "
+                        "sells nothing from it (0 towards every channel's ATS) and keeps the real figure for drift "
+                        "and reports. Check the orders allocated there and the master's count.",
+                context={"master_sku": sku, "location": loc, "quantity": qty, "connection": conn_name,
+                         "action": "check_master_stock"}))
+        elif (existing.get((item_id, loc_id, state)) or (0,))[0] < 0:
+            recovered.append(key)
+    if recovered:
+        clear(recovered, reason="master figure no longer negative")
+    return out
+
+
 RELEASE_CHUNK = 2000  # (item, location) pairs per statement: 6,000 bind parameters
+HOLD_MAX_SECONDS = 900  # default bound on an acknowledged hold: longer than any master's feed lag
+
+
+def expire_holds(max_age_seconds: int | None = None) -> int:
+    """Bound every acknowledged hold: one older than the master's feed lag (``HUB["HOLD_MAX_SECONDS"]``) is
+    released — the master has had time to carry the order, and a hold it never released counts the stock
+    twice — and never silently: one ``stock_drift`` record per master names how many and which orders, so
+    ops can see holds piling up (a master allocating where the hub does not look, a lost feed). Returns
+    rows released; queues the priority pushes that changes."""
+    from django.conf import settings
+
+    from integration_hub.core.models import Connection
+
+    seconds = int(max_age_seconds or getattr(settings, "HUB", {}).get("HOLD_MAX_SECONDS", HOLD_MAX_SECONDS))
+    cutoff = timezone.now() - timedelta(seconds=seconds)
+    with transaction.atomic():
+        rows = list(Reservation.objects.select_for_update().filter(
+            released_at__isnull=True, acknowledged_at__isnull=False, acknowledged_at__lt=cutoff)
+            .values("id", "channel_id", "item_id", "order_ref", "warehouse_id", "quantity"))
+        if not rows:
+            return 0
+        Reservation.objects.filter(id__in=[r["id"] for r in rows]).update(released_at=timezone.now(), release_reason="hold expired")
+        by_channel: dict[int, set[int]] = defaultdict(set)
+        for r in rows:
+            by_channel[r["channel_id"]].add(r["item_id"])
+        for channel_id, item_ids in by_channel.items():
+            locations = outbox.locations_for_channel(channel_id)
+            kw = {"location_ids": locations} if locations else {"channel_ids": [channel_id]}
+            outbox.enqueue(item_ids, priority=PendingPush.Priority.ORDER, reason="hold expired", **kw)
+        names = dict(Connection.objects.filter(pk__in={r["warehouse_id"] for r in rows}).values_list("pk", "name"))
+        by_master: dict = defaultdict(list)
+        for r in rows:
+            by_master[r["warehouse_id"]].append(r)
+        raise_many([Problem(
+            kind="stock_drift", key=make_key("stock_drift", names.get(wh, f"master-{wh}"), "holds-expired"), severity="warning",
+            connection_id=wh, title=f"{len(held)} order hold(s) outlived {names.get(wh, wh)}'s stock feed ({seconds} s)",
+            message="The master acknowledged these orders but its stock feed never showed a changed figure for their items "
+                    "after that, so the hub held the stock itself. The holds are released now (the master's figures count "
+                    "from here); if the master did not allocate these orders, its stock is overstated.",
+            context={"orders": sorted({r["order_ref"] for r in held})[:50], "holds": len(held),
+                     "units": sum(r["quantity"] for r in held), "max_age_seconds": seconds, "action": "check_master_stock"})
+            for wh, held in by_master.items()])
+    return len(rows)
 
 
 def _release_reflected_reservations(connection, rows: list[tuple[tuple[int, int, str], int, datetime | None]]) -> int:
     """Release the reservations of orders ``connection`` acknowledged whose item it has now reported (``rows``:
-    the levels just written) at a location the order's channel draws on, changed at or after the
-    acknowledgement — the master's figure carries the order from then on. One UPDATE per 2,000 (item,
+    the levels just written) with a moved figure at any of its locations — wherever the master allocated the
+    order, not only where the order's channel sells from (WAIR allocates a uk-web order at EU1, issue 20) —
+    changed at or after the acknowledgement: the master's figure carries the order from then on. One UPDATE per 2,000 (item,
     location) pairs, plus priority pushes for the (channel, item) pairs whose ATS that changes; a change
     without a timestamp counts as now. Call inside the transaction that wrote ``rows``."""
-    from .ats import CHANNEL_LOCATIONS_SQL, _tables
+    from .ats import _tables
 
     now = timezone.now()
     newest: dict[tuple[int, int], datetime] = {}
@@ -285,15 +397,13 @@ def _release_reflected_reservations(connection, rows: list[tuple[tuple[int, int,
             for (item_id, loc_id), ts in chunk:
                 params += [item_id, loc_id, db.ops.adapt_datetimefield_value(ts)]
             sql = ("WITH chg(item_id, location_id, changed_at) AS (VALUES "
-                   + ", ".join([f"(CAST(%s AS BIGINT), CAST(%s AS BIGINT), {ts_sql})"] * len(chunk)) + "), "
-                   + "chan_loc AS (" + CHANNEL_LOCATIONS_SQL.format(**tables) + ") "
+                   + ", ".join([f"(CAST(%s AS BIGINT), CAST(%s AS BIGINT), {ts_sql})"] * len(chunk)) + ") "
                    + f"""UPDATE {res} SET released_at = %s, release_reason = %s
                     WHERE released_at IS NULL AND acknowledged_at IS NOT NULL AND warehouse_id = %s
-                      AND EXISTS (SELECT 1 FROM chg JOIN chan_loc cl ON cl.location_id = chg.location_id
-                                   WHERE chg.item_id = {res}.item_id AND cl.channel_id = {res}.channel_id
-                                     AND chg.changed_at >= {res}.acknowledged_at)
+                      AND EXISTS (SELECT 1 FROM chg  -- every location of chg is this master's
+                                   WHERE chg.item_id = {res}.item_id AND chg.changed_at >= {res}.acknowledged_at)
                     RETURNING channel_id, item_id""")
-            cur.execute(sql, params + [True, True, db.ops.adapt_datetimefield_value(now), "master stock feed", connection.pk])
+            cur.execute(sql, params + [db.ops.adapt_datetimefield_value(now), "master stock feed", connection.pk])
             got = cur.fetchall()
             released += len(got)
             pairs.update((int(c), int(i)) for c, i in got)

@@ -13,6 +13,7 @@ from django.utils import timezone
 from connectors import errors
 from exceptions_app.services import clear, make_key, raise_exception
 from integration_hub.core.models import Connection
+from integration_hub.core.queues import is_urgent_stock
 
 from . import drift, push
 from .models import PendingPush
@@ -20,22 +21,42 @@ from .models import PendingPush
 log = logging.getLogger(__name__)
 
 
+DRAIN_SECONDS = 20.0  # one drain task's time budget; it re-kicks itself with work left
+
+
 @shared_task(name="inventory.push_pending", ignore_result=True)
-def push_pending(max_priority: int | None = None, batch_size: int = push.BATCH_SIZE, time_budget: float = 50.0,
-                 lease_seconds: int = push.LEASE_SECONDS) -> dict:
-    """Drain the outbox (only ORDER rows when ``max_priority`` is 0 — the "priority" queue).
+def push_pending(max_priority: int | None = None, batch_size: int = push.BATCH_SIZE, time_budget: float = DRAIN_SECONDS,
+                 lease_seconds: int = push.LEASE_SECONDS, connection_id: int | None = None) -> dict:
+    """Drain the outbox (only ORDER rows when ``max_priority`` is 0 — the "stock" queue, see core.queues).
+
+    Without ``connection_id`` this only fans out: one drain task per storefront connection with rows ready.
+    With it, it drains that connection's rows — one drain per (connection, urgency) at a time across every
+    worker (a named lock: a second one returns at once), bounded by ``time_budget``; after letting go of
+    the lock it re-kicks itself if rows are ready (work left, or rows that arrived while it ran and whose
+    own drain found the lock taken), so nothing waits for the beat sweep and nothing queues behind it.
     ``lease_seconds``: how long a claimed batch stays reserved if this worker dies mid-push."""
-    totals, more = push.drain(max_priority=max_priority, batch_size=batch_size, time_budget=time_budget,
-                              lease_seconds=lease_seconds)
-    if more:  # time budget used up with work left: continue in a fresh task so other work interleaves
-        urgent = max_priority is not None and max_priority <= PendingPush.Priority.ORDER
+    from integration_hub.core.locks import exclusive
+
+    if connection_id is None:
+        conns = push.claimable_connections(max_priority)
+        for cid in conns:
+            push_pending.apply_async(kwargs={"max_priority": max_priority, "batch_size": batch_size, "time_budget": time_budget,
+                                             "lease_seconds": lease_seconds, "connection_id": cid})
+        return {"connections": conns}
+    urgent = is_urgent_stock(max_priority)
+    lock = f"stock-drain-{int(connection_id)}-{'order' if urgent else 'all'}"
+    with exclusive(lock, timeout=int(time_budget + lease_seconds)) as got:
+        if not got:
+            return {"skipped": "a drain of this connection is running"}
+        totals, more = push.drain(max_priority=max_priority, batch_size=batch_size, time_budget=time_budget,
+                                  lease_seconds=lease_seconds, connection_id=connection_id)
+    if more or push.has_claimable(max_priority, connection_id):
         push_pending.apply_async(kwargs={"max_priority": max_priority, "batch_size": batch_size, "time_budget": time_budget,
-                                         "lease_seconds": lease_seconds},
-                                 queue="priority" if urgent else "default")
+                                         "lease_seconds": lease_seconds, "connection_id": connection_id})
     result = {"claimed": totals.claimed, "pushed": totals.pushed, "skipped": totals.skipped, "failed": totals.failed,
               "dropped": totals.dropped, "requeued": totals.requeued, "more": more}
     if totals.claimed:
-        log.info("push_pending(max_priority=%s): %s", max_priority, result)
+        log.info("push_pending(connection=%s, max_priority=%s): %s", connection_id, max_priority, result)
     return result
 
 
@@ -45,9 +66,9 @@ def sweep_pending() -> dict:
     released = push.release_expired_claims()
     counts = push.claimable_counts()
     if counts["order"]:
-        push_pending.apply_async(kwargs={"max_priority": int(PendingPush.Priority.ORDER)}, queue="priority")
+        push_pending.apply_async(kwargs={"max_priority": int(PendingPush.Priority.ORDER)})
     if counts["other"] or counts["order"]:
-        push_pending.apply_async(queue="default")
+        push_pending.apply_async()
     return {"released": released, **counts}
 
 
@@ -134,6 +155,35 @@ def resync_masters(connection_id: int | None = None) -> list[dict]:
         out.append({"connection": conn.name, **res.as_dict()})
         bar.advance(force=True)
     bar.finish()
+    return out
+
+
+@shared_task(name="inventory.expire_holds", ignore_result=True)
+def expire_holds() -> int:
+    """Beat: release acknowledged holds older than the masters' feed lag, with a record (services.expire_holds)."""
+    from .services import expire_holds as expire
+
+    return expire()
+
+
+@shared_task(name="inventory.repair_sweep", ignore_result=True)
+def repair_sweep(limit: int = drift.SWEEP_PAIRS_PER_CHANNEL) -> list[dict]:
+    """Beat (every two minutes): the light drift check — at most ``limit`` pairs per channel read back,
+    least recently observed first, drifted ones re-pushed. One sweep at a time across workers."""
+    from dataclasses import asdict
+
+    from integration_hub.core.locks import exclusive
+
+    out = []
+    with exclusive("stock-repair-sweep", timeout=600) as got:
+        if not got:
+            return [{"skipped": "a sweep is running"}]
+        for channel in drift.channels_to_check():
+            try:
+                out.append(asdict(drift.sweep_channel(channel, limit=limit)))
+            except errors.ConnectorError as exc:  # that storefront cannot be read now: the next sweep retries
+                log.warning("repair sweep of %s failed: %s", channel.key, exc)
+                out.append({"channel": channel.key, "error": str(exc)[:300]})
     return out
 
 

@@ -42,6 +42,7 @@ from django.utils import timezone
 from connectors import errors
 from connectors.base import Dispatch, Fulfilment, Parcel, Storefront, StorefrontOrder
 from exceptions_app.services import Problem, clear, make_key, raise_many
+from integration_hub.core.leases import LeaseKeeper
 from integration_hub.core.models import Channel, Connection, SyncCursor
 from integration_hub.inventory.models import PendingPush, Reservation
 
@@ -55,7 +56,7 @@ BATCH_SIZE = 200
 # Orders per HTTP batch (send / notify): small enough that a batch finishes well inside its lease even when
 # 429s and timeouts slow some calls down, so no other worker re-claims (and re-sends) orders still in flight.
 HTTP_BATCH_SIZE = 48
-LEASE_SECONDS = 90
+LEASE_SECONDS = 30  # short: renewed while the warehouse / storefront calls are in flight (core.leases)
 HTTP_THREADS = 8
 BACKOFF_BASE_SECONDS = 5
 BACKOFF_CAP_SECONDS = 300
@@ -148,11 +149,12 @@ def _chunks(seq, n=500):
 # --- nudging workers ----------------------------------------------------------------------------------
 def kick(delay: float = 0) -> None:
     """Ask a worker to process due orders now (after the current transaction commits). Best effort: the
-    beat sweep finds anything a lost nudge leaves behind. At most one nudge per second per process."""
-    from django.core.cache import cache
+    beat sweep finds anything a lost nudge leaves behind. At most one nudge per second (shared cache);
+    with the cache server down it nudges anyway — the caller's committed work never fails over a nudge."""
+    from integration_hub.core.locks import cache_add
 
     def nudge():
-        if not cache.add("orders:kick", 1, timeout=1):
+        if not cache_add("orders:kick", 1, timeout=1, unavailable=True):
             return
         try:
             from .tasks import process
@@ -762,6 +764,14 @@ def _lease_free(now) -> Q:
     return Q(claim_token="") | Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
 
 
+def _renewing(ids: list[int], lease_seconds: int | None = None) -> LeaseKeeper:
+    """Keep the claim on ``ids`` alive while their remote calls run (orders still leased, i.e. not
+    released or moved on meanwhile); a killed worker stops renewing and its orders are due again soon."""
+    def renew(new_until):
+        Order.objects.filter(pk__in=ids, claim_token__gt="", next_attempt_at__gt=timezone.now()).update(next_attempt_at=new_until)
+    return LeaseKeeper(renew, lease_seconds or LEASE_SECONDS, "order claim")
+
+
 def _parallel(fn, jobs: list) -> list:
     """Run ``fn(job)`` for each job in a small thread pool (HTTP only, no database); results in order,
     an exception instance where a call failed."""
@@ -831,7 +841,8 @@ def _send_claimed(ids: list[int], actor=None) -> SendResult:
         o, wo = job
         return _connector(o.warehouse).send_order(wo)
 
-    outcomes = _parallel(call, jobs)
+    with _renewing([o.pk for o, _ in jobs]):
+        outcomes = _parallel(call, jobs)
     now = timezone.now()
     acked, later, held, problems, cleared, failed = [], [], [], [], [], []
     ack_at: dict[int, datetime] = {}
@@ -1167,7 +1178,8 @@ def _cancel_claimed(ids: list[int], actor=None) -> CancelResult:
     def call(o):
         return _connector(o.warehouse).cancel_order(o.idempotency_key)
 
-    outcomes = _parallel(call, orders)
+    with _renewing([o.pk for o in orders]):
+        outcomes = _parallel(call, orders)
     now = timezone.now()
     ack_wait = timedelta(minutes=settings.HUB["ACK_TIMEOUT_MINUTES"])
     done, refused, later, problems = [], [], [], []
@@ -1405,7 +1417,8 @@ def _notify_claimed(ids: list[int], actor=None) -> NotifyResult:
     def call(o):
         return _connector(o.channel.connection).mark_shipped(o.external_id, parcels[o.pk], known_version=o.storefront_version)
 
-    outcomes = _parallel(call, orders)
+    with _renewing([o.pk for o in orders]):
+        outcomes = _parallel(call, orders)
     now = timezone.now()
     done, later, problems = [], [], []
     for o, res in zip(orders, outcomes):

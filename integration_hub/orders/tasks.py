@@ -10,11 +10,11 @@ import logging
 import time
 
 from celery import shared_task
-from django.core.cache import cache
 from django.utils import timezone
 
 from connectors import errors
 from exceptions_app.services import clear, make_key, raise_exception
+from integration_hub.core.locks import exclusive
 from integration_hub.core.models import Connection
 
 from . import services
@@ -60,20 +60,18 @@ def sweep(lease_seconds: int = services.LEASE_SECONDS, workers: int = 1) -> dict
 
 def _guarded(conn: Connection, operation: str, fn):
     """Run one poll of ``conn``; failures become rate_limited / sync_timeout records, cleared on success."""
-    lock = f"hub:orders:{operation}:{conn.pk}"
-    if not cache.add(lock, 1, timeout=300):
-        return {"skipped": "already running"}
-    try:
-        result = fn(conn)
-    except errors.ConnectorError as exc:
-        kind = "rate_limited" if isinstance(exc, errors.RateLimitedError) else "sync_timeout"
-        raise_exception(kind, make_key(kind, conn.name, operation), f"{operation} from {conn.name} failed",
-                        message=str(exc)[:2000], connection=conn,
-                        context={"operation": operation, "error": type(exc).__name__, "action": "retry_poll"})
-        Connection.record_error(conn.pk, exc)
-        return {"error": str(exc)[:300]}
-    finally:
-        cache.delete(lock)
+    with exclusive(f"orders:{operation}:{conn.pk}", timeout=300) as got:
+        if not got:
+            return {"skipped": "already running"}
+        try:
+            result = fn(conn)
+        except errors.ConnectorError as exc:
+            kind = "rate_limited" if isinstance(exc, errors.RateLimitedError) else "sync_timeout"
+            raise_exception(kind, make_key(kind, conn.name, operation), f"{operation} from {conn.name} failed",
+                            message=str(exc)[:2000], connection=conn,
+                            context={"operation": operation, "error": type(exc).__name__, "action": "retry_poll"})
+            Connection.record_error(conn.pk, exc)
+            return {"error": str(exc)[:300]}
     clear([make_key("rate_limited", conn.name, operation), make_key("sync_timeout", conn.name, operation)], reason="poll succeeded")
     Connection.objects.filter(pk=conn.pk).update(last_success_at=timezone.now())
     return result

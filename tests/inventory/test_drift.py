@@ -68,3 +68,24 @@ def test_unreadable_storefront_is_recorded_and_cleared(topo, fake_storefront):
     drift_check()
     rec.refresh_from_db()
     assert rec.status == "resolved"
+
+
+def test_repair_sweep_fixes_the_storefronts_own_decrements_in_normal_operation(topo, fake_storefront, monkeypatch):
+    """Issue 20, item 4: the storefront decremented itself (its own order) and the hub's push was skipped as
+    "already confirmed": the beat's light sweep — bounded per channel, least recently observed first —
+    finds and repairs it without anyone running the drift check."""
+    from integration_hub.core.beat import collect
+    from integration_hub.inventory import tasks
+
+    assert any(j.task == "inventory.repair_sweep" and j.every_seconds <= 300 for j in collect())
+    fake_storefront.quantities[("sc-web", "SF-B")] = 5  # 8 confirmed; the storefront sold 3 by itself
+    reads = []
+    real = fake_storefront.get_stock
+    monkeypatch.setattr(fake_storefront, "get_stock", lambda skus, ref: reads.append(list(skus)) or real(skus, ref))
+    first = tasks.repair_sweep(limit=2)  # bounded: two pairs read this time (never observed: A, B first)
+    assert first[0]["checked"] == 2 and sorted(reads[-1]) == ["SF-A", "SF-B"]
+    assert set(PendingPush.objects.values_list("item__sku", flat=True)) == {"B"}
+    push.push_batch()
+    assert fake_storefront.quantities[("sc-web", "SF-B")] == 8
+    second = tasks.repair_sweep(limit=2)  # the next sweep reads the pairs the last one did not
+    assert second[0]["checked"] == 2 and sorted(reads[-1]) == ["SF-C", "SF-D"]

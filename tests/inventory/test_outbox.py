@@ -147,11 +147,24 @@ def test_enqueue_of_a_bundle_reaches_its_components_and_sibling_bundles(topo):
     assert PendingPush.objects.get(item=topo.items["kit"]).changes == 1
 
 
-def test_kick_routes_order_work_to_the_priority_queue(monkeypatch):
+def test_kick_routes_order_work_to_the_stock_queue_and_is_throttled(monkeypatch):
+    """Order decrements go to "stock", the rest to "default" (core.queues routes, not the call site); a burst
+    of kicks publishes one drain at once plus one trailing drain a window later, not one each (issue 20)."""
+    from django.core.cache import cache
+
+    from integration_hub.celery import app
     from integration_hub.inventory import tasks
 
+    cache.clear()
     sent = []
     monkeypatch.setattr(tasks.push_pending, "apply_async", lambda *a, **kw: sent.append(kw))
-    assert outbox.kick(ORDER) and outbox.kick(ROUTINE) and outbox.kick(None)
-    assert sent[0] == {"kwargs": {"max_priority": 0}, "queue": "priority", "retry": False}
-    assert sent[1] == sent[2] == {"queue": "default", "retry": False}
+    assert all(outbox.kick(ORDER) for _ in range(50)) and all(outbox.kick(ROUTINE) for _ in range(50)) and outbox.kick(None)
+    assert sent == [{"kwargs": {"max_priority": 0}, "countdown": None, "retry": False},
+                    {"kwargs": {"max_priority": 0}, "countdown": outbox.KICK_WINDOW_SECONDS, "retry": False},
+                    {"kwargs": {}, "countdown": None, "retry": False},
+                    {"kwargs": {}, "countdown": outbox.KICK_WINDOW_SECONDS, "retry": False}]
+    route = app.amqp.router.route
+    assert route({}, "inventory.push_pending", kwargs={"max_priority": 0})["queue"].name == "stock"
+    assert route({}, "inventory.push_pending", kwargs={})["queue"].name == "default"
+    assert route({}, "orders.process", kwargs={})["queue"].name == "priority"
+    assert route({}, "inventory.poll_stock", args=[1], kwargs={})["queue"].name == "default"

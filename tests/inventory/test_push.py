@@ -176,9 +176,9 @@ def test_push_runs_a_fixed_number_of_queries(world, fake_storefront):
         counts.append(_queries(lambda: push.push_batch(batch_size=400)))
         assert len(fake_storefront.calls[-1]) == 2 * n
     assert counts[0] == counts[1] == counts[2], counts
-    # claim 3, captured units 1 (the ledger offset), ATS 1, confirmed 1, channels 1, upsert, delete, release, connection,
-    # clear (+4 savepoints)
-    assert counts[0] <= 16, counts
+    # claim 3, captured units 1 (the ledger offset), ATS 1, confirmed 1, channels 1, write-ahead, upsert, delete,
+    # release, connection, clear (+4 savepoints)
+    assert counts[0] <= 17, counts
 
 
 def test_sweep_releases_dead_claims_and_dispatches_by_priority(topo, monkeypatch):
@@ -191,7 +191,7 @@ def test_sweep_releases_dead_claims_and_dispatches_by_priority(topo, monkeypatch
     PendingPush.objects.filter(item=topo.items["S1"]).update(claimed_until=timezone.now() - timedelta(seconds=5), claim_token="dead")
     out = tasks.sweep_pending()
     assert out == {"released": 2, "order": 2, "other": 2}
-    assert {"queue": "priority", "kwargs": {"max_priority": 0}} in sent and {"queue": "default"} in sent
+    assert {"kwargs": {"max_priority": 0}} in sent and {} in sent  # routed to "stock" / "default" by core.queues
     sent.clear()
     PendingPush.objects.update(not_before=timezone.now() + timedelta(minutes=5))  # all backing off
     assert tasks.sweep_pending() == {"released": 0, "order": 0, "other": 0} and sent == []
@@ -203,10 +203,11 @@ def test_push_task_continues_in_a_new_task_when_out_of_time(topo, fake_storefron
     sent = []
     monkeypatch.setattr(tasks.push_pending, "apply_async", lambda *a, **kw: sent.append(kw))
     enqueue_all(topo)
-    out = tasks.push_pending(batch_size=2, time_budget=0)
+    conn_id = topo.storefront.pk
+    out = tasks.push_pending(batch_size=2, time_budget=0, connection_id=conn_id)
     assert out["pushed"] == 2 and out["more"] is True
-    assert sent[0]["queue"] == "default" and sent[0]["kwargs"]["batch_size"] == 2
-    out = tasks.push_pending(batch_size=100)
+    assert sent[0]["kwargs"]["batch_size"] == 2 and sent[0]["kwargs"]["connection_id"] == conn_id
+    out = tasks.push_pending(batch_size=100, connection_id=conn_id)
     assert out["pushed"] == 4 and out["more"] is False
 
 
@@ -388,3 +389,105 @@ def test_a_skipped_push_still_resolves_a_sku_exception_the_storefront_already_ag
     assert ExceptionRecord.objects.get(dedupe_key=key).status == "resolved"
     other.refresh_from_db()
     assert other.status == "open"
+
+
+def test_one_drain_per_connection_at_a_time_and_the_leaver_rekicks(topo, fake_storefront, monkeypatch):
+    """A second drain of a connection returns at once while one runs; rows that arrive after the running
+    drain's last claim are picked up by a re-kick it sends after letting go of its lock (issue 20, item 1)."""
+    from integration_hub.core.locks import exclusive
+    from integration_hub.inventory import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.push_pending, "apply_async", lambda *a, **kw: sent.append(kw))
+    enqueue_all(topo)
+    rows = PendingPush.objects.count()
+    conn_id = topo.storefront.pk
+    assert tasks.push_pending() == {"connections": [conn_id]}  # no connection: fan out, one drain each
+    assert sent.pop()["kwargs"]["connection_id"] == conn_id
+    with exclusive(f"stock-drain-{conn_id}-all"):  # a drain of this connection runs elsewhere
+        assert tasks.push_pending(connection_id=conn_id) == {"skipped": "a drain of this connection is running"}
+        assert tasks.push_pending(max_priority=ORDER, connection_id=conn_id)["claimed"] == 0  # the urgent drain is its own
+    assert PendingPush.objects.count() == rows and not fake_storefront.calls and not sent
+
+    real = push.drain
+
+    def drain_then_a_change_arrives(**kw):
+        out = real(**kw)
+        topo.stock("S1", "dc1", 50)  # committed after the drain's last claim; its own kick found the lock taken
+        outbox.enqueue([topo.items["S1"].pk])
+        return out
+
+    monkeypatch.setattr(push, "drain", drain_then_a_change_arrives)
+    out = tasks.push_pending(connection_id=conn_id)
+    assert out["pushed"] == rows and out["more"] is False
+    assert PendingPush.objects.exists() and sent[-1]["kwargs"]["connection_id"] == conn_id
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing after it in the worker runs (not an Exception the push could handle)."""
+
+
+def test_write_that_landed_before_a_kill_is_never_skipped_later(topo, fake_storefront):
+    """eu-web 00045504 (issue 20, item 2): the storefront took 19, the worker died before recording it, the
+    target went back to the stale "confirmed" 0 — the hub must write 0, not skip on that old confirmation."""
+    from integration_hub.inventory.models import StockLevel
+
+    StockLevel.objects.filter(item=topo.items["S0"]).update(quantity=0)
+    outbox.enqueue([topo.items["S0"].pk])
+    push.push_batch()
+    key = ("sc-web", "SF-S0")
+    assert fake_storefront.quantities[key] == 0
+    assert ChannelStock.objects.get(channel=topo.channels["web"], item=topo.items["S0"]).confirmed_quantity == 0
+
+    StockLevel.objects.filter(item=topo.items["S0"]).update(quantity=20)  # web sells 19 (buffer 1)
+    outbox.enqueue([topo.items["S0"].pk])
+
+    def lands_then_dies(targets):
+        for t in targets:
+            fake_storefront.quantities[(t.channel_ref, t.sku)] = t.quantity  # the write lands ...
+        raise _Killed()  # ... and the worker is killed before any answer is recorded
+    fake_storefront.on_call = lands_then_dies
+    with pytest.raises(_Killed):
+        push.push_batch()
+    assert fake_storefront.quantities[key] == 19
+    cs = ChannelStock.objects.get(channel=topo.channels["web"], item=topo.items["S0"])
+    assert cs.confirmed_quantity == 0 and cs.attempted_quantity == 19  # outcome unknown, and the hub knows it
+
+    fake_storefront.on_call = None
+    StockLevel.objects.filter(item=topo.items["S0"]).update(quantity=0)  # the target is back to the old "confirmed" 0
+    PendingPush.objects.update(claimed_until=None, claim_token="")  # the dead worker's lease ran out
+    outbox.enqueue([topo.items["S0"].pk])
+    res = push.push_batch()
+    assert fake_storefront.quantities[key] == 0, "skipped on a confirmation older than the last attempt"
+    assert res.pushed >= 1
+    cs.refresh_from_db()
+    assert cs.confirmed_quantity == 0 and cs.attempted_quantity is None and cs.attempted_at is None
+    outbox.enqueue([topo.items["S0"].pk])  # confirmed after the last attempt: now skipping is right
+    assert push.push_batch().skipped == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lease_is_short_and_renewed_while_the_push_is_in_flight(topo, fake_storefront):
+    """Issue 20, item 3: a live worker's slow push keeps its claim (renewed), a dead worker's rows are free
+    again within the short lease."""
+    import time
+
+    assert push.LEASE_SECONDS <= 60
+    outbox.enqueue([topo.items["S0"].pk])
+    seen = {}
+
+    def slow(targets):
+        time.sleep(2.5)  # far past the 1 s lease
+        seen["claimable"] = push._claimable(timezone.now(), None).count()
+        seen["until"] = PendingPush.objects.values_list("claimed_until", flat=True).first()
+    fake_storefront.on_call = slow
+    res = push.push_batch(lease_seconds=1)
+    assert seen["claimable"] == 0, "the lease ran out while the push was still in flight"
+    assert seen["until"] > timezone.now() - timedelta(seconds=1)
+    assert res.pushed == 2 and not PendingPush.objects.exists()
+    # a worker that dies holds nothing for long: no renewal, the short lease ends
+    outbox.enqueue([topo.items["S1"].pk])
+    push.claim(lease_seconds=1)
+    assert push._claimable(timezone.now(), None).count() == 0
+    time.sleep(1.2)
+    assert push._claimable(timezone.now(), None).count() == 2

@@ -64,12 +64,12 @@ def test_wair_webhook_reaches_commercetools_via_real_worker(hub, live_server, ce
                               {"sku": "M07", "location": "DC1", "state": "available", "quantity": -2}]})
     assert hub.wair("wait_webhooks", {"timeout": 20})["pending"] == 0
     want = {f"SKU-{n:02d}": n for n in range(30)}
-    want.update({"SKU-05": 9, "SKU-07": 7})  # DC2 adds 4 to M05; damaged never counts; the negative row is rejected
+    want.update({"SKU-05": 9, "SKU-07": 0})  # DC2 adds 4 to M05; damaged never counts; -2 (oversold) sells nothing
     assert wait_for(lambda: storefront_qty(hub) == want, timeout=60), storefront_qty(hub)
     assert wait_for(lambda: not PendingPush.objects.exists())
     from exceptions_app.models import ExceptionRecord
 
-    assert ExceptionRecord.objects.filter(dedupe_key="bad_payload:wair:stock:M07@DC1").exists()
+    assert ExceptionRecord.objects.filter(dedupe_key="stock_drift:wair:negative:M07@DC1").exists()
 
     # an order-priority decrement goes through the "priority" queue
     from django.db import transaction

@@ -98,20 +98,20 @@ def test_reservation_released_only_by_a_feed_update_at_or_after_the_acknowledgem
     assert o.state == S.ACKNOWLEDGED and held.count() == 2
     acked = held.first().acknowledged_at
     before = acked - timedelta(seconds=5)
-    # an older change (the master had not taken the order yet), another master, another location: no release
+    # an older change (the master had not taken the order yet), another master, another state: no release
     other = Connection.objects.create(name="other", system_type="clarus", base_url="http://127.0.0.1:9/clarus")
     Location.objects.create(code="x1", name="X1", connection=other, external_id="DC1")
     Location.objects.create(code="dc9", name="DC9", connection=world.wh, external_id="DC9")  # not on the channel
     apply_stock_changes(world.wh, [StockChange("SKU-1", "DC1", 8, changed_at=before)])
     apply_stock_changes(other, [StockChange("SKU-1", "DC1", 8, changed_at=timezone.now())])
-    apply_stock_changes(world.wh, [StockChange("SKU-1", "DC9", 8, changed_at=timezone.now())])
     apply_stock_changes(world.wh, [StockChange("SKU-1", "DC1", 8, state="damaged", changed_at=timezone.now())])
     assert held.count() == 2
     # the same figure repeated after the acknowledgement does not carry the order: no release
     res = apply_stock_changes(world.wh, [StockChange("SKU-1", "DC1", 8, changed_at=acked + timedelta(milliseconds=1))])
     assert res.released == 0 and held.count() == 2
-    # the master reports SKU-1 at the channel's location after it took the order: that hold goes, SKU-2's stays
-    res = apply_stock_changes(world.wh, [StockChange("SKU-1", "DC1", 6, changed_at=acked + timedelta(milliseconds=2))])
+    # the master reports a moved SKU-1 figure after it took the order — wherever it allocated it, here DC9, which
+    # the channel does not sell from (issue 20: WAIR allocated a uk-web order at EU1): that hold goes, SKU-2's stays
+    res = apply_stock_changes(world.wh, [StockChange("SKU-1", "DC9", 8, changed_at=acked + timedelta(milliseconds=2))])
     assert res.released == 1
     assert list(held.values_list("item__sku", flat=True)) == ["SKU-2"]
     assert Reservation.objects.get(order_ref=o.idempotency_key, item__sku="SKU-1").release_reason == "master stock feed"
@@ -120,6 +120,28 @@ def test_reservation_released_only_by_a_feed_update_at_or_after_the_acknowledgem
                                                 parcels=[Parcel("dhl", "R1")]))
     assert not held.exists()
     assert Reservation.objects.get(order_ref=o.idempotency_key, item__sku="SKU-2").release_reason == "dispatched"
+
+
+def test_every_hold_is_bounded_and_an_expired_one_is_recorded(world, fakes, settings):
+    """Issue 20, item 5: a hold the master's feed never carries (it allocated elsewhere, the race was lost)
+    must not stay forever: older than the feed lag it is released, with a record — not silently."""
+    from exceptions_app.models import ExceptionRecord
+    from integration_hub.inventory.models import PendingPush
+    from integration_hub.inventory.services import expire_holds
+
+    settings.HUB = {**settings.HUB, "HOLD_MAX_SECONDS": 600}
+    o, _ = services.capture(world.channel, make_so("ct-exp", lines=[("SKU-1", 2)]))
+    run_all()
+    held = Reservation.objects.filter(order_ref=o.idempotency_key, released_at__isnull=True)
+    assert held.count() == 1
+    assert expire_holds() == 0  # young: kept
+    held.update(acknowledged_at=timezone.now() - timedelta(seconds=601))
+    PendingPush.objects.all().delete()
+    assert expire_holds() == 1 and not held.exists()
+    assert Reservation.objects.get(order_ref=o.idempotency_key).release_reason == "hold expired"
+    rec = ExceptionRecord.objects.get(dedupe_key=f"stock_drift:{world.wh.name}:holds-expired")
+    assert rec.status == "open" and o.idempotency_key in rec.context["orders"] and rec.context["units"] == 2
+    assert PendingPush.objects.filter(priority=PendingPush.Priority.ORDER).exists()  # ATS goes back up, pushed first
 
 
 # --- dispatch timing -----------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from integration_hub.core import queues
 from integration_hub.core.deploy_guard import LOOPBACK_HOSTS
 
 
@@ -59,8 +60,11 @@ class Command(BaseCommand):
             call_command("setup_alerts")  # shipped alert rules (missing ones only)
             if not opts["no_seed"]:
                 call_command("seed_demo", storefront=opts["storefront"], master=opts["master"], hub_url=f"http://{opts['addr']}")
-            self.spawn("worker", [py, "-m", "celery", "-A", "integration_hub", "worker", "-Q", "priority,default",
-                                  "-c", str(opts["concurrency"]), "-l", "INFO", "--without-gossip", "--without-mingle"], env)
+            # one worker per queue (integration_hub/core/queues.py): stock pushes never hold up orders
+            for name, queue, concurrency in (("worker-orders", queues.ORDERS, 2), ("worker-stock", queues.STOCK, 2),
+                                             ("worker", queues.DEFAULT, opts["concurrency"])):
+                self.spawn(name, [py, "-m", "celery", "-A", "integration_hub", "worker", "-Q", queue, "-n", f"{name}@%h",
+                                  "-c", str(concurrency), "-l", "INFO", "--without-gossip", "--without-mingle"], env)
             self.spawn("beat", [py, "-m", "celery", "-A", "integration_hub", "beat", "-l", "INFO"], env)
             self.spawn("web", [py, "manage.py", "runserver", opts["addr"], "--noreload"], env)
             self.wait_http(f"http://{opts['addr']}/accounts/login/", "web console")
