@@ -39,12 +39,32 @@ turned into the OCAPI shape (:func:`to_ocapi`) first.
   back the units the hub holds for this storefront's own orders (``InventoryTarget.held``, filled by the push engine;
   0 when unknown). Drift reads OCI's ATF back through ``availability-records/actions/get-availability``.
 
-Not built: the Impex full-load path (``/inventory/impex/v1``) and ``oms-status-events``; the catalogue audit
-(:meth:`list_skus`) needs the Products API and raises NotImplementedError here.
+- full loads (:meth:`SFCCScapiConnector.push_full`: a channel's first sync / full resync,
+  :mod:`integration_hub.inventory.full_load`): the OCI Inventory Impex availability import, as Salesforce's Inventory
+  Impex RAML (``inventory/impex`` 1.1.15, commerce-sdk ``testIntegration/stagingApis/inventory/impex``) and its
+  description lay it out — ``POST /inventory/impex/v1/organizations/{org}/availability-records/imports``
+  (submitInventoryImport ``{"fileName", "fileFormat": "JSON", "fileHash", "fileHashType": "SHA-256", "linkDuration"}``
+  → ``importId``, ``uploadLink``), the NDJSON file ``POST``ed as ``multipart/form-data`` to the ``uploadLink``
+  (postUploadImportFile; a 409 "already received" after a lost answer counts as received), then
+  ``GET …/imports/{importId}/status`` every ``oci_import_poll_seconds`` (default 2) until COMPLETED / FAILED / STOPPED /
+  EXPIRED (at most ``oci_import_timeout_seconds``, default 240 — under the push lease; past it a RetryableError and
+  the rows are retried), then the result file ``GET …/imports/{importId}/file-content`` (a status line, then one
+  ``{"recordId", "locationId", "sku", "message"}`` line per refused record → that target's BadDataError, an
+  exception record through the push engine; the other records landed). The file uses the high-performance layout
+  Salesforce asks for (every line ``{"recordId", "sku", "onHand", "effectiveDate", "locationId"}``, grouped by SKU;
+  a fresh UUID ``recordId`` per record, ``onHand`` and ``effectiveDate`` as for batch updates). Loads smaller than
+  ``oci_import_min_records`` (default 500) go through the batch updates: below that they take fewer requests.
+  Scope ``sfcc.inventory.impex-inventory.rw``.
+
+Not built: ``oms-status-events``; the catalogue audit (:meth:`list_skus`) needs the Products API and raises
+NotImplementedError here.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import time
 import uuid
 from datetime import datetime
 
@@ -62,6 +82,9 @@ from .sfcc import SFCCConnector, hub_marker, token_url, utc_iso
 
 ORDERS = "/checkout/orders/v1/organizations/{org}/orders"
 OCI = "/inventory/availability/v1/organizations/{org}/availability-records/actions"
+IMPEX = "/inventory/impex/v1/organizations/{org}/availability-records/imports"
+IMPORT_MIN_RECORDS = 500  # below it the batch updates (≤ 100 records each) take fewer requests than an import
+IMPORT_DONE = ("COMPLETED", "FAILED", "STOPPED", "EXPIRED")
 MAX_LIMIT = 200
 MAX_WINDOW = 10_000  # offset + limit
 MAX_OCI_RECORDS = 100
@@ -105,6 +128,9 @@ class SFCCScapiConnector(SFCCConnector):
         opts = connection.options or {}
         self.org = str(opts.get("organization_id") or "")
         self.oci_batch = max(1, min(MAX_OCI_RECORDS, int(opts.get("oci_batch_size", MAX_OCI_RECORDS))))
+        self.import_min = max(1, int(opts.get("oci_import_min_records", IMPORT_MIN_RECORDS)))
+        self.import_poll = max(0.0, float(opts.get("oci_import_poll_seconds", 2.0)))
+        self.import_timeout = max(1.0, float(opts.get("oci_import_timeout_seconds", 240.0)))  # < the push lease
         super().__init__(connection, client)
 
     @property
@@ -113,7 +139,8 @@ class SFCCScapiConnector(SFCCConnector):
 
     def build_client(self):
         c = self.connection
-        scope = (c.options or {}).get("scope") or f"SALESFORCE_COMMERCE_API:{self.tenant} sfcc.orders.rw sfcc.inventory.availability.rw"
+        scope = (c.options or {}).get("scope") or (f"SALESFORCE_COMMERCE_API:{self.tenant} sfcc.orders.rw "
+                                                  "sfcc.inventory.availability.rw sfcc.inventory.impex-inventory.rw")
         auth = OAuthClientCredentials(token_url=token_url(c.auth_url), client_id=c.client_id, client_secret=c.get_secret(),
                                       scope=scope, timeout=c.timeout_seconds)
         return HttpClient.for_connection(c, auth=auth)
@@ -195,6 +222,78 @@ class SFCCScapiConnector(SFCCConnector):
                     results.append(InventoryResult(t.sku, t.channel_ref, t.quantity, None, "", ok=False,
                                                    error=_oci_error(err, t)))
         return results
+
+    def push_full(self, targets: list[InventoryTarget]) -> list[InventoryResult]:
+        """A full load through the OCI Impex availability import (see the module docstring); fewer than
+        ``oci_import_min_records`` records go through the batch updates instead."""
+        latest = {(t.channel_ref, t.sku): t for t in targets}
+        if len(latest) < self.import_min:
+            return self.set_stock(list(latest.values()))
+        items = sorted(latest.values(), key=lambda t: (t.sku, t.channel_ref))  # SKUs grouped: the fast layout
+        ids = [str(uuid.uuid4()) for _ in items]
+        content = "".join(json.dumps({"recordId": rid, "sku": t.sku, "onHand": int(t.quantity) + int(t.held or 0),
+                                      "effectiveDate": utc_iso(t.as_of), "locationId": t.channel_ref},
+                                     separators=(",", ":")) + "\n" for rid, t in zip(ids, items)).encode()
+        base = IMPEX.format(org=self.org)
+        started = self.client.post(base, json={"fileName": f"hub-full-load-{ids[0]}.ndjson", "fileFormat": "JSON",
+                                               "fileHash": hashlib.sha256(content).hexdigest(), "fileHashType": "SHA-256",
+                                               "linkDuration": 60}).json()
+        import_id, link = str(started.get("importId") or ""), str(started.get("uploadLink") or "")
+        if not import_id or not link.startswith(("/", self.client.base_url + "/")):
+            # the token goes with the upload: only to this connection's own host
+            raise errors.BadDataError(f"OCI import answered without importId / an uploadLink on this host: {started!r}"[:500],
+                                      system="sfcc")
+        boundary = f"hub-{uuid.uuid4().hex}"
+        form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"full-load.ndjson\"\r\n"
+                f"Content-Type: application/x-ndjson\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+        # a lost answer to the upload is not re-sent blindly: 409 (already received) means OCI has the file
+        self.client.request("POST", link, data=form, ok=(200, 409), retries=0,
+                            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        # status and results through the documented routes (the RAML's example fullResults.href is an internal path)
+        status = self._await_import(f"{base}/{import_id}/status", import_id)
+        if status.get("status") != "COMPLETED":
+            problems = "; ".join(str(e) for e in (status.get("validation") or {}).get("errors") or []) or "no reason given"
+            raise errors.BadDataError(f"OCI import {import_id} {status.get('status')}: {problems}"[:2000], body=status, system="sfcc")
+        refused, failed_all = self._import_errors(self.client.get(f"{base}/{import_id}/file-content").text)
+        results = []
+        for rid, t in zip(ids, items):
+            err = refused.get(rid)
+            if err is None and not failed_all:
+                results.append(InventoryResult(t.sku, t.channel_ref, t.quantity, None, f"{t.channel_ref}/{t.sku}"))
+            else:
+                msg = (err or {}).get("message") or "the import loaded no record"
+                results.append(InventoryResult(t.sku, t.channel_ref, t.quantity, None, "", ok=False, error=errors.BadDataError(
+                    f"OCI import {import_id}, record {t.channel_ref}/{t.sku}: {msg}", body=err, system="sfcc")))
+        return results
+
+    def _await_import(self, status_link: str, import_id: str) -> dict:
+        deadline = time.monotonic() + self.import_timeout
+        while True:
+            time.sleep(self.import_poll)
+            status = self.client.get(status_link).json()
+            if str(status.get("status") or "").upper() in IMPORT_DONE:
+                return status
+            if time.monotonic() >= deadline:  # still running: the rows are retried (absolute figures, newer as_of)
+                raise errors.RetryableError(f"OCI import {import_id} still {status.get('status')} after "
+                                            f"{self.import_timeout:.0f}s", system="sfcc")
+
+    @staticmethod
+    def _import_errors(text: str) -> tuple[dict[str, dict], bool]:
+        """The result file: a status line (``FAILED``: no record loaded), then one line per refused record →
+        ({recordId: line}, loaded nothing)."""
+        refused, failed_all = {}, False
+        for raw in text.splitlines():
+            try:
+                doc = json.loads(raw) if raw.strip() else None
+            except ValueError:
+                raise errors.BadDataError(f"OCI import result line is not JSON: {raw[:200]!r}", system="sfcc") from None
+            if not isinstance(doc, dict):
+                continue
+            if "status" in doc and "recordId" not in doc:
+                failed_all = doc["status"] == "FAILED"
+            elif doc.get("recordId"):
+                refused[str(doc["recordId"])] = doc
+        return refused, failed_all
 
     def get_stock(self, skus: list[str], channel_ref: str) -> list[StorefrontStock]:
         """OCI's own available-to-fulfil for the location (what the site sells), for the drift check."""
