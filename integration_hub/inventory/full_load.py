@@ -15,9 +15,13 @@ batch update per 100 SKUs; Salesforce's "Inventory IMPEX Best Practices" advise 
    round), computes their ATS in one query and sends each storefront connection one ``push_full``; confirmations,
    exception records for refused lines (``bad_payload`` / ``unknown_sku``) and back-off are the drain's own.
 
-Entry points: ``manage.py stock fullload --channel KEY`` and the task ``inventory.full_load``.
+Entry points: the task ``inventory.full_load`` — dispatched by :func:`dispatch_on_commit` whenever the hub queues
+a channel's every SKU (:func:`.signals.requeue_channels`: a channel's stock rule created — its first sync — or
+changed, its locations or pool changed, the channel reactivated) — and ``manage.py stock fullload --channel KEY``.
 """
 from __future__ import annotations
+
+import logging
 
 from django.db import transaction
 from django.db.models import Q
@@ -27,6 +31,8 @@ from connectors.base import Storefront
 from . import outbox, push
 from .models import PendingPush
 
+log = logging.getLogger(__name__)
+
 MAX_ROWS = 50_000  # rows per full-load round (one push_full call per connection)
 
 
@@ -34,8 +40,33 @@ def has_bulk_path(connection) -> bool:
     """True if the connection's storefront overrides ``Storefront.push_full`` (a real bulk path)."""
     from connectors.registry import get_connector
 
-    connector = get_connector(connection)
+    try:
+        connector = get_connector(connection)
+    except Exception:  # noqa: BLE001 - a misconfigured connection: its rows wait in the outbox, the drain reports it
+        return False
     return isinstance(connector, Storefront) and type(connector).push_full is not Storefront.push_full
+
+
+def dispatch_on_commit(channel_ids, reason: str) -> list[int]:
+    """Once the transaction that queued every SKU of ``channel_ids`` commits, hand the channels whose storefront has a
+    bulk path to the ``inventory.full_load`` task (best effort: a lost dispatch leaves the rows to the drain)."""
+    from integration_hub.core.models import Channel
+
+    ids = [c.pk for c in Channel.objects.select_related("connection").filter(pk__in=list(channel_ids), active=True)
+           if has_bulk_path(c.connection)]
+    if not ids:
+        return ids
+
+    def go():
+        from .tasks import full_load
+
+        try:
+            full_load.apply_async(args=[ids], kwargs={"reason": reason[:100]}, retry=False)
+        except Exception as exc:  # noqa: BLE001 - broker down: the rows are in the outbox, the drain pushes them as deltas
+            log.warning("could not dispatch full_load for channels %s (%s)", ids, exc)
+
+    transaction.on_commit(go)
+    return ids
 
 
 def push_channels(channels, *, reason: str = "full resync", max_rows: int = MAX_ROWS) -> push.BatchResult:

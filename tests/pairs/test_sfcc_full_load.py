@@ -89,3 +89,25 @@ def test_a_storefront_without_a_bulk_path_is_left_to_the_drain(pair):
     res = full_load.push_channels([ch])
     assert res.claimed == 0 and PendingPush.objects.filter(channel=ch).count() == 4  # queued for the drain
     assert pair.push().skipped == 4  # the drain finds them confirmed already
+
+
+def test_a_rule_change_queues_the_channel_and_a_full_load_pushes_it(pair, monkeypatch, django_capture_on_commit_callbacks):
+    """The hub's full-resync path (every SKU of the channel re-queued: its stock rule created or changed, its
+    locations changed, the channel reactivated) hands an OCI channel to the full-load task after the commit."""
+    from integration_hub.inventory import tasks
+    from integration_hub.inventory.models import ChannelStock
+
+    sf, ch = _world(pair)
+    sent = []
+    monkeypatch.setattr(tasks.full_load, "apply_async",
+                        lambda args, kwargs, **_: sent.append(tasks.full_load(*args, **kwargs)))
+    before = _inventory_calls(pair)
+    with django_capture_on_commit_callbacks(execute=True):
+        rule = ch.stock_rule
+        rule.safety_buffer = 1
+        rule.save()
+    assert len(sent) == 1 and sent[0]["pushed"] == N, sent  # the 1,000 never pushed before; A, B, C, KIT unchanged
+    calls = _delta(before, _inventory_calls(pair))
+    assert not any("batch-update" in k for k in calls) and sum(calls.values()) <= 5, calls
+    assert flows.storefront_inventory(pair, sf, "inv_web")["SF-FL0005"] == 4  # 5 − the buffer
+    assert ChannelStock.objects.get(channel=ch, storefront_sku="SF-FL0005").confirmed_quantity == 4
