@@ -56,8 +56,16 @@ turned into the OCAPI shape (:func:`to_ocapi`) first.
   ``oci_import_min_records`` (default 500) go through the batch updates: below that they take fewer requests.
   Scope ``sfcc.inventory.impex-inventory.rw``.
 
-Not built: ``oms-status-events``; the catalogue audit (:meth:`list_skus`) needs the Products API and raises
-NotImplementedError here.
+- catalogue audit (:meth:`SFCCScapiConnector.list_skus`): Admin Products API 1.2 ``searchProducts`` (commerce-sdk
+  ``apis/products-oas-1.2.0``), ``POST /product/products/v1/organizations/{org}/product-search?siteId=…`` with
+  ``{"query": {"termQuery": {"fields": ["type"], "operator": "one_of", "values": ["item", "variant"]}}, "sorts":
+  [{"field": "id", "sortOrder": "asc"}], "limit": 200, "offset": …}`` (``type`` is a searchable "Special" attribute;
+  limit ≤ 200), the hits' ``id`` until ``total``; scope ``sfcc.products``. Chosen over Shopper Search
+  ``productSearch`` (a shopper token, only what is online and searchable; its hits are masters) and the OCI
+  availability export (SKUs that have an availability record, i.e. what the hub itself wrote). Not confirmed: whether
+  the search caps deep offsets for very large catalogues (the schema sets none).
+
+Not built: ``oms-status-events``.
 """
 from __future__ import annotations
 
@@ -83,6 +91,8 @@ from .sfcc import SFCCConnector, hub_marker, token_url, utc_iso
 ORDERS = "/checkout/orders/v1/organizations/{org}/orders"
 OCI = "/inventory/availability/v1/organizations/{org}/availability-records/actions"
 IMPEX = "/inventory/impex/v1/organizations/{org}/availability-records/imports"
+PRODUCT_SEARCH = "/product/products/v1/organizations/{org}/product-search"
+SELLABLE_TYPES = ("item", "variant")
 IMPORT_MIN_RECORDS = 500  # below it the batch updates (≤ 100 records each) take fewer requests than an import
 IMPORT_DONE = ("COMPLETED", "FAILED", "STOPPED", "EXPIRED")
 MAX_LIMIT = 200
@@ -140,7 +150,7 @@ class SFCCScapiConnector(SFCCConnector):
     def build_client(self):
         c = self.connection
         scope = (c.options or {}).get("scope") or (f"SALESFORCE_COMMERCE_API:{self.tenant} sfcc.orders.rw "
-                                                  "sfcc.inventory.availability.rw sfcc.inventory.impex-inventory.rw")
+                                                  "sfcc.inventory.availability.rw sfcc.inventory.impex-inventory.rw sfcc.products")
         auth = OAuthClientCredentials(token_url=token_url(c.auth_url), client_id=c.client_id, client_secret=c.get_secret(),
                                       scope=scope, timeout=c.timeout_seconds)
         return HttpClient.for_connection(c, auth=auth)
@@ -198,7 +208,21 @@ class SFCCScapiConnector(SFCCConnector):
                             json={"status": value})
 
     def list_skus(self):
-        raise NotImplementedError("the catalogue audit needs the SCAPI Products API, not built for api_family scapi_oci")
+        """Every sellable SKU of the site's catalogue (standard items and variants — masters, sets and bundles hold no
+        inventory of their own) for the catalogue audit: Admin Products API ``searchProducts`` (see the module
+        docstring), sorted by id, paged with offset / limit ≤ 200 until ``total``."""
+        offset = 0
+        while True:
+            body = self.client.post(PRODUCT_SEARCH.format(org=self.org), params={"siteId": self.site_id}, json={
+                "query": {"termQuery": {"fields": ["type"], "operator": "one_of", "values": list(SELLABLE_TYPES)}},
+                "sorts": [{"field": "id", "sortOrder": "asc"}], "limit": MAX_LIMIT, "offset": offset}).json()
+            hits = body.get("hits") or []
+            for hit in hits:
+                if isinstance(hit, dict) and hit.get("id"):
+                    yield str(hit["id"])
+            offset += len(hits)
+            if not hits or offset >= int(body.get("total") or 0):
+                return
 
     # --- stock (OCI) ------------------------------------------------------------------------------------
     def set_stock(self, targets: list[InventoryTarget]) -> list[InventoryResult]:

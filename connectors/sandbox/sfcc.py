@@ -156,6 +156,7 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, Emulator):
         self.tokens: dict[str, dict] = {}  # token -> {"client", "scope"}
         self.lists: dict[str, dict[str, dict]] = {}  # inventory list id -> product id -> record
         self.products: set[str] = set()
+        self.masters: dict[str, list[str]] = {}  # master product id -> its variants (seed_catalog "products")
         self.orders: dict[str, dict] = {}
         self.order_seq = itertools.count(1001)
         self.webhook = {"order_url": "", "secret": ""}
@@ -472,6 +473,9 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, Emulator):
             skus += list(product.get("skus") or [])
         with self.lock:
             self.products.update(skus)
+            for product in payload.get("products") or []:
+                if product.get("key") and product["key"] not in self.products:
+                    self.masters[str(product["key"])] = list(product.get("skus") or [])
             for list_id in payload.get("channels") or []:
                 records = self.lists.setdefault(list_id, {})
                 for sku in skus:
