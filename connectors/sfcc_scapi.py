@@ -65,7 +65,11 @@ turned into the OCAPI shape (:func:`to_ocapi`) first.
   availability export (SKUs that have an availability record, i.e. what the hub itself wrote). Not confirmed: whether
   the search caps deep offsets for very large catalogues (the schema sets none).
 
-Not built: ``oms-status-events``.
+- OMS status events (option ``oms_status_events``, default off): after the shipped update, one
+  ``createOmsStatusEvent`` ``POST …/orders/{orderNo}/oms-status-events`` per parcel, ``{"fulfillmentEvent": {"id",
+  "occurredAt", "type": "shipped", "lineItems": [{"id": <productItem itemId>, "quantity"}], "trackingNumber",
+  "trackingUrl", "carrier"}}`` (Orders 1.5.2 ``OmsStatusEventRequest``; 202), for sites whose order event subscribers
+  (notifications, service agents) want the carrier tracking; tracking stays in the ``c_`` attributes either way.
 """
 from __future__ import annotations
 
@@ -139,6 +143,7 @@ class SFCCScapiConnector(SFCCConnector):
         self.org = str(opts.get("organization_id") or "")
         self.oci_batch = max(1, min(MAX_OCI_RECORDS, int(opts.get("oci_batch_size", MAX_OCI_RECORDS))))
         self.import_min = max(1, int(opts.get("oci_import_min_records", IMPORT_MIN_RECORDS)))
+        self.oms_events = str(opts.get("oms_status_events", False)).lower() in ("true", "1", "yes")
         self.import_poll = max(0.0, float(opts.get("oci_import_poll_seconds", 2.0)))
         self.import_timeout = max(1.0, float(opts.get("oci_import_timeout_seconds", 240.0)))  # < the push lease
         super().__init__(connection, client)
@@ -201,7 +206,40 @@ class SFCCScapiConnector(SFCCConnector):
             body["c_trackingUrls"] = urls
         self.client.request("PATCH", self._orders(f"/{external_id}"), params={"siteId": self.site_id}, json=body)
         self.set_order_status(external_id, "shipping_status", "shipped")
+        if self.oms_events:
+            self._post_oms_events(external_id, parcels)
         return None
+
+    def _post_oms_events(self, order_no: str, parcels: list[Parcel]) -> None:
+        """One ``shipped`` fulfillment event per parcel (``createOmsStatusEvent``, 202), forwarded by SFCC to the
+        site's order event subscribers. Its ``id`` is stable per (order, tracking number), so a retried shipped update
+        repeats the same event. A parcel without tracking number and URL (both required for type ``shipped``) sends
+        none: its tracking is still in the order's custom attributes."""
+        order = None
+        for p in parcels:
+            if not (p.tracking_number and p.tracking_url):
+                continue
+            if order is None:
+                order = self.client.get(self._orders(f"/{order_no}"), params={"siteId": self.site_id}).json()
+            items = [i for i in order.get("productItems") or [] if isinstance(i, dict) and i.get("itemId")]
+            wanted: dict[str, int] = {}
+            for sku, qty in p.lines:  # the parcel's lines in storefront SKUs; none: the whole order
+                wanted[sku] = wanted.get(sku, 0) + int(qty)
+            lines = []
+            for i in items:
+                take = int(i.get("quantity") or 0) if not p.lines else min(int(i.get("quantity") or 0), wanted.get(i.get("productId"), 0))
+                if take > 0:
+                    lines.append({"id": i["itemId"], "quantity": take})
+                    if p.lines:
+                        wanted[i["productId"]] -= take
+            if not lines:
+                continue
+            event = {"id": hub_marker(f"{order_no}|{p.tracking_number}"), "occurredAt": utc_iso(), "type": "shipped",
+                     "lineItems": lines[:200], "trackingNumber": p.tracking_number[:256], "trackingUrl": p.tracking_url[:2048]}
+            if p.carrier:
+                event["carrier"] = p.carrier[:256]
+            self.client.request("POST", self._orders(f"/{order_no}/oms-status-events"), params={"siteId": self.site_id},
+                                json={"fulfillmentEvent": event}, ok=(202,))
 
     def set_order_status(self, order_no: str, field: str, value: str) -> None:
         self.client.request("PUT", self._orders(f"/{order_no}/{STATUS_ROUTES[field]}"), params={"siteId": self.site_id},

@@ -12,6 +12,7 @@ Routes (below ``/sfcc``), following commerce-sdk ``apis/orders-oas-1.5.2`` (Orde
                                                                       likewise → ``{"data": [Order]}``
   GET   …/orders/{orderNo}                                            getOrder
   PATCH …/orders/{orderNo}                                            updateOrder: only ``c_`` properties → 204
+  POST  …/orders/{orderNo}/oms-status-events                        createOmsStatusEvent → 202 (see the handler)
   PUT   …/orders/{orderNo}/{status|shipping-status|export-status|payment-status|confirmation-status}
                                                                       ``{"status": <enum>}`` (no other property) → 204
 Errors are RFC 7807 ``{"type", "title", "detail"}``. Every call needs an Account Manager token whose scope holds
@@ -117,6 +118,7 @@ class ScapiRoutes:
         self.site_inventory = "lists"  # "lists" (inventory lists, OCAPI) or "oci"
         self.oci: dict[str, dict[str, dict]] = {}  # location -> sku -> {"onHand", "reserved", "safetyStockCount", "effectiveDate"}
         self.oci_applied: set[str] = set()  # actionRequestIds already applied
+        self.oms_events: dict[str, list[dict]] = {}  # order no -> createOmsStatusEvent bodies accepted
 
     # --- auth -------------------------------------------------------------------------------------------
     def _admin_auth(self, req, org: str, scope: str, write: bool) -> None:
@@ -220,6 +222,46 @@ class ScapiRoutes:
             order["last_modified"] = self.now()
             self.patches.append({"order_no": order["order_no"], field: value})
         return Response(204, None)
+
+    @route("POST", ORG + r"/(?P<no>[^/]+)/oms-status-events")
+    def scapi_oms_status_event(self, req):
+        """createOmsStatusEvent (Orders 1.5.2): exactly one of fulfillmentEvent / adjustment; a fulfillment event has
+        id, occurredAt, type, 1–200 lineItems {id, quantity ≥ 0} (ids of the order's product items — the sandbox's
+        reading), and trackingNumber + trackingUrl unless its type is processing → 202, kept for control oms_events."""
+        self._admin_auth(req, req.params["org"], "sfcc.orders", write=True)
+        body = req.json()
+
+        def bad(detail):
+            return problem(400, "bad-request", "Bad Request", detail)
+
+        if not isinstance(body, dict) or set(body) - {"omsOrderId", "fulfillmentEvent", "adjustment"} \
+                or ("fulfillmentEvent" in body) == ("adjustment" in body):
+            raise bad("Exactly one of fulfillmentEvent or adjustment, and only omsOrderId beside it.")
+        with self.lock:
+            order = self._scapi_order(req)
+            event = body.get("fulfillmentEvent")
+            if event is not None:
+                allowed = {"id", "occurredAt", "type", "lineItems", "trackingNumber", "trackingUrl", "carrier", "description"}
+                if not isinstance(event, dict) or set(event) - allowed or not all(event.get(k) for k in ("id", "occurredAt", "type")):
+                    raise bad("fulfillmentEvent needs id, occurredAt, type, lineItems and nothing unknown.")
+                try:
+                    datetime.fromisoformat(str(event["occurredAt"]))
+                except ValueError:
+                    raise bad("occurredAt is an RFC 3339 date-time.") from None
+                lines, ids = event.get("lineItems"), {i["item_id"] for i in order["product_items"]}
+                if not isinstance(lines, list) or not 1 <= len(lines) <= 200 or any(
+                        not isinstance(ln, dict) or set(ln) != {"id", "quantity"} or ln["id"] not in ids
+                        or isinstance(ln["quantity"], bool) or not isinstance(ln["quantity"], int) or ln["quantity"] < 0
+                        for ln in lines):
+                    raise bad("lineItems: 1 to 200 {id, quantity ≥ 0} naming the order's product items.")
+                if event["type"] != "processing" and not (event.get("trackingNumber") and event.get("trackingUrl")):
+                    raise bad("trackingNumber and trackingUrl are required unless type is processing.")
+            self.oms_events.setdefault(order["order_no"], []).append(body)
+        return Response(202, None)
+
+    def control_oms_events(self, payload):
+        with self.lock:
+            return {no: list(events) for no, events in self.oms_events.items()}
 
     # --- OCI ----------------------------------------------------------------------------------------------
     def _oci_view(self, location: str, sku: str, rec: dict) -> dict:

@@ -209,3 +209,24 @@ def test_catalogue_audit_runs_for_a_scapi_oci_connection(scapi_conn, sandbox):
     assert res.storefront_skus == 120 and res.per_channel["uk"]["mapped"] == 1
     assert res.per_channel["uk"]["unknown"] + res.per_channel["uk"]["mismatch"] == 119
     assert ExceptionRecord.objects.filter(dedupe_key="sku_mismatch:uk:SF-002").exists()  # sf-002 upper-cased
+
+
+def test_oms_status_events_carry_each_parcels_tracking(scapi, sandbox):
+    """Option oms_status_events: after the shipped update, one createOmsStatusEvent per tracked parcel, naming the
+    order's product items; a retry repeats the same event id; a parcel without tracking URL sends none."""
+    [no] = control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [
+        {"sku": "SF-001", "quantity": 2}, {"sku": "SF-002", "quantity": 1}]}]})["ids"]
+    scapi.oms_events = True
+    parcels = [Parcel("UPS", "1Z1", "https://ups.example/1Z1", lines=[("SF-001", 2)]),
+               Parcel("UPS", "1Z2", "https://ups.example/1Z2", lines=[("SF-002", 1)]), Parcel("DPD", "NOURL")]
+    scapi.mark_shipped(no, parcels)
+    scapi.mark_shipped(no, parcels)  # a retry
+    events = [e["fulfillmentEvent"] for e in control(sandbox, "oms_events")[no]]
+    assert len(events) == 4 and events[0]["id"] == events[2]["id"] != events[1]["id"]
+    assert events[0]["lineItems"] == [{"id": f"{no}-1", "quantity": 2}] and events[1]["lineItems"] == [{"id": f"{no}-2", "quantity": 1}]
+    assert events[0]["type"] == "shipped" and events[0]["trackingUrl"] == "https://ups.example/1Z1" and events[0]["carrier"] == "UPS"
+    path = f"{ORDERS}/{no}/oms-status-events"
+    for body in ({}, {"fulfillmentEvent": {**events[0], "trackingUrl": None}}, {"fulfillmentEvent": events[0], "adjustment": {}},
+                 {"fulfillmentEvent": {**events[0], "lineItems": [{"id": "nope", "quantity": 1}]}}):
+        r = _raw(scapi, "POST", path, params={"siteId": "RefArch"}, json=body)
+        assert r.status_code == 400 and {"type", "title", "detail"} <= set(r.json()), (body, r.text)
