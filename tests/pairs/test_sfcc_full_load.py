@@ -111,3 +111,16 @@ def test_a_rule_change_queues_the_channel_and_a_full_load_pushes_it(pair, monkey
     assert not any("batch-update" in k for k in calls) and sum(calls.values()) <= 5, calls
     assert flows.storefront_inventory(pair, sf, "inv_web")["SF-FL0005"] == 4  # 5 − the buffer
     assert ChannelStock.objects.get(channel=ch, storefront_sku="SF-FL0005").confirmed_quantity == 4
+
+
+def test_the_fullload_command(pair):
+    import pytest
+    from django.core.management import CommandError, call_command
+
+    from integration_hub.inventory.models import ChannelStock
+
+    _, ch = _world(pair)
+    call_command("stock", "fullload", "--channel", ch.key)
+    assert ChannelStock.objects.filter(channel=ch, storefront_sku__startswith="SF-FL").count() == N
+    with pytest.raises(CommandError):
+        call_command("stock", "fullload", "--channel", "nope")
