@@ -11,7 +11,7 @@ batch update per 100 SKUs; Salesforce's "Inventory IMPEX Best Practices" advise 
 1. every mapped item on the channels is queued (``outbox.enqueue``, SWEEP priority) and committed: the rows are the
    outbox's like any other, so nothing is lost if the load dies half-way — the drain pushes what is left as deltas
    (a drain nudged by the enqueue may take some rows first; absolute figures make either path right);
-2. :func:`push.push_batch` with ``full=True`` claims those channels' rows (all of them, up to ``MAX_ROWS`` per
+2. :func:`push.push_batch` with ``full=True`` claims those channels' rows (up to ``MAX_ROWS`` per
    round), computes their ATS in one query and sends each storefront connection one ``push_full``; confirmations,
    exception records for refused lines (``bad_payload`` / ``unknown_sku``) and back-off are the drain's own.
 
@@ -33,7 +33,8 @@ from .models import PendingPush
 
 log = logging.getLogger(__name__)
 
-MAX_ROWS = 50_000  # rows per full-load round (one push_full call per connection)
+MAX_ROWS = 10_000  # rows per full-load round (one push_full call per connection; keeps every IN list of the
+# batch under SQLite's 32,766 bound variables — a 100,000-SKU channel is 10 imports, not 1,000 batch updates)
 
 
 def has_bulk_path(connection) -> bool:

@@ -124,3 +124,21 @@ def test_the_fullload_command(pair):
     assert ChannelStock.objects.filter(channel=ch, storefront_sku__startswith="SF-FL").count() == N
     with pytest.raises(CommandError):
         call_command("stock", "fullload", "--channel", "nope")
+
+
+def test_a_channel_larger_than_one_round_is_loaded_in_rounds(pair):
+    from integration_hub.inventory import full_load
+    from integration_hub.inventory.models import ChannelStock, PendingPush
+
+    sf, ch = _world(pair)
+    sf.options = {**sf.options, "oci_import_min_records": 300}
+    sf.save()
+    from connectors import registry
+
+    registry.clear_cache()
+    res = full_load.push_channels([ch], max_rows=400)
+    assert res.pushed == N and res.claimed == N + 4  # A, B, C, KIT were queued too (already confirmed: skipped)
+    # rounds of 400, 400 and 204 rows: two imports, then 200 targets (A, B, C, KIT skipped) below the minimum → batches
+    assert len(pair.control("sfcc", "imports")) == 2
+    assert ChannelStock.objects.filter(channel=ch, storefront_sku__startswith="SF-FL").count() == N
+    assert not PendingPush.objects.exists()
