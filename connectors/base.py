@@ -383,6 +383,14 @@ class Storefront(abc.ABC):
         """Set absolute quantities. Handles version conflicts by re-reading; per-item failures are
         returned in results (``ok=False``), whole-call failures raise."""
 
+    def push_full(self, targets: list[InventoryTarget]) -> list[InventoryResult]:
+        """A full load: every pushable SKU of one or more channels at once (a channel's first sync, a full
+        resync — :mod:`integration_hub.inventory.full_load`), where the deltas of the everyday drain come through
+        :meth:`set_stock`. Storefronts with a bulk path (SFCC OCI: the Impex file import) override it; the default
+        is the delta path. Same contract as :meth:`set_stock`: per-item failures in the results, whole-call
+        failures raise."""
+        return self.set_stock(targets)
+
     @abc.abstractmethod
     def get_stock(self, skus: list[str], channel_ref: str) -> list[StorefrontStock]:
         ...

@@ -39,12 +39,44 @@ turned into the OCAPI shape (:func:`to_ocapi`) first.
   back the units the hub holds for this storefront's own orders (``InventoryTarget.held``, filled by the push engine;
   0 when unknown). Drift reads OCI's ATF back through ``availability-records/actions/get-availability``.
 
-Not built: the Impex full-load path (``/inventory/impex/v1``) and ``oms-status-events``; the catalogue audit
-(:meth:`list_skus`) needs the Products API and raises NotImplementedError here.
+- full loads (:meth:`SFCCScapiConnector.push_full`: a channel's first sync / full resync,
+  :mod:`integration_hub.inventory.full_load`): the OCI Inventory Impex availability import, as Salesforce's Inventory
+  Impex RAML (``inventory/impex`` 1.1.15, commerce-sdk ``testIntegration/stagingApis/inventory/impex``) and its
+  description lay it out — ``POST /inventory/impex/v1/organizations/{org}/availability-records/imports``
+  (submitInventoryImport ``{"fileName", "fileFormat": "JSON", "fileHash", "fileHashType": "SHA-256", "linkDuration"}``
+  → ``importId``, ``uploadLink``), the NDJSON file ``POST``ed as ``multipart/form-data`` to the ``uploadLink``
+  (postUploadImportFile; a 409 "already received" after a lost answer counts as received), then
+  ``GET …/imports/{importId}/status`` every ``oci_import_poll_seconds`` (default 2) until COMPLETED / FAILED / STOPPED /
+  EXPIRED (at most ``oci_import_timeout_seconds``, default 240 — under the push lease; past it a RetryableError and
+  the rows are retried), then the result file ``GET …/imports/{importId}/file-content`` (a status line, then one
+  ``{"recordId", "locationId", "sku", "message"}`` line per refused record → that target's BadDataError, an
+  exception record through the push engine; the other records landed). The file uses the high-performance layout
+  Salesforce asks for (every line ``{"recordId", "sku", "onHand", "effectiveDate", "locationId"}``, grouped by SKU;
+  a fresh UUID ``recordId`` per record, ``onHand`` and ``effectiveDate`` as for batch updates). Loads smaller than
+  ``oci_import_min_records`` (default 500) go through the batch updates: below that they take fewer requests.
+  Scope ``sfcc.inventory.impex-inventory.rw``.
+
+- catalogue audit (:meth:`SFCCScapiConnector.list_skus`): Admin Products API 1.2 ``searchProducts`` (commerce-sdk
+  ``apis/products-oas-1.2.0``), ``POST /product/products/v1/organizations/{org}/product-search?siteId=…`` with
+  ``{"query": {"termQuery": {"fields": ["type"], "operator": "one_of", "values": ["item", "variant"]}}, "sorts":
+  [{"field": "id", "sortOrder": "asc"}], "limit": 200, "offset": …}`` (``type`` is a searchable "Special" attribute;
+  limit ≤ 200), the hits' ``id`` until ``total``; scope ``sfcc.products``. Chosen over Shopper Search
+  ``productSearch`` (a shopper token, only what is online and searchable; its hits are masters) and the OCI
+  availability export (SKUs that have an availability record, i.e. what the hub itself wrote). Not confirmed: whether
+  the search caps deep offsets for very large catalogues (the schema sets none).
+
+- OMS status events (option ``oms_status_events``, default off): after the shipped update, one
+  ``createOmsStatusEvent`` ``POST …/orders/{orderNo}/oms-status-events`` per parcel, ``{"fulfillmentEvent": {"id",
+  "occurredAt", "type": "shipped", "lineItems": [{"id": <productItem itemId>, "quantity"}], "trackingNumber",
+  "trackingUrl", "carrier"}}`` (Orders 1.5.2 ``OmsStatusEventRequest``; 202), for sites whose order event subscribers
+  (notifications, service agents) want the carrier tracking; tracking stays in the ``c_`` attributes either way.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import time
 import uuid
 from datetime import datetime
 
@@ -62,6 +94,11 @@ from .sfcc import SFCCConnector, hub_marker, token_url, utc_iso
 
 ORDERS = "/checkout/orders/v1/organizations/{org}/orders"
 OCI = "/inventory/availability/v1/organizations/{org}/availability-records/actions"
+IMPEX = "/inventory/impex/v1/organizations/{org}/availability-records/imports"
+PRODUCT_SEARCH = "/product/products/v1/organizations/{org}/product-search"
+SELLABLE_TYPES = ("item", "variant")
+IMPORT_MIN_RECORDS = 500  # below it the batch updates (≤ 100 records each) take fewer requests than an import
+IMPORT_DONE = ("COMPLETED", "FAILED", "STOPPED", "EXPIRED")
 MAX_LIMIT = 200
 MAX_WINDOW = 10_000  # offset + limit
 MAX_OCI_RECORDS = 100
@@ -105,6 +142,10 @@ class SFCCScapiConnector(SFCCConnector):
         opts = connection.options or {}
         self.org = str(opts.get("organization_id") or "")
         self.oci_batch = max(1, min(MAX_OCI_RECORDS, int(opts.get("oci_batch_size", MAX_OCI_RECORDS))))
+        self.import_min = max(1, int(opts.get("oci_import_min_records", IMPORT_MIN_RECORDS)))
+        self.oms_events = str(opts.get("oms_status_events", False)).lower() in ("true", "1", "yes")
+        self.import_poll = max(0.0, float(opts.get("oci_import_poll_seconds", 2.0)))
+        self.import_timeout = max(1.0, float(opts.get("oci_import_timeout_seconds", 240.0)))  # < the push lease
         super().__init__(connection, client)
 
     @property
@@ -113,7 +154,8 @@ class SFCCScapiConnector(SFCCConnector):
 
     def build_client(self):
         c = self.connection
-        scope = (c.options or {}).get("scope") or f"SALESFORCE_COMMERCE_API:{self.tenant} sfcc.orders.rw sfcc.inventory.availability.rw"
+        scope = (c.options or {}).get("scope") or (f"SALESFORCE_COMMERCE_API:{self.tenant} sfcc.orders.rw "
+                                                  "sfcc.inventory.availability.rw sfcc.inventory.impex-inventory.rw sfcc.products")
         auth = OAuthClientCredentials(token_url=token_url(c.auth_url), client_id=c.client_id, client_secret=c.get_secret(),
                                       scope=scope, timeout=c.timeout_seconds)
         return HttpClient.for_connection(c, auth=auth)
@@ -164,14 +206,61 @@ class SFCCScapiConnector(SFCCConnector):
             body["c_trackingUrls"] = urls
         self.client.request("PATCH", self._orders(f"/{external_id}"), params={"siteId": self.site_id}, json=body)
         self.set_order_status(external_id, "shipping_status", "shipped")
+        if self.oms_events:
+            self._post_oms_events(external_id, parcels)
         return None
+
+    def _post_oms_events(self, order_no: str, parcels: list[Parcel]) -> None:
+        """One ``shipped`` fulfillment event per parcel (``createOmsStatusEvent``, 202), forwarded by SFCC to the
+        site's order event subscribers. Its ``id`` is stable per (order, tracking number), so a retried shipped update
+        repeats the same event. A parcel without tracking number and URL (both required for type ``shipped``) sends
+        none: its tracking is still in the order's custom attributes."""
+        order = None
+        for p in parcels:
+            if not (p.tracking_number and p.tracking_url):
+                continue
+            if order is None:
+                order = self.client.get(self._orders(f"/{order_no}"), params={"siteId": self.site_id}).json()
+            items = [i for i in order.get("productItems") or [] if isinstance(i, dict) and i.get("itemId")]
+            wanted: dict[str, int] = {}
+            for sku, qty in p.lines:  # the parcel's lines in storefront SKUs; none: the whole order
+                wanted[sku] = wanted.get(sku, 0) + int(qty)
+            lines = []
+            for i in items:
+                take = int(i.get("quantity") or 0) if not p.lines else min(int(i.get("quantity") or 0), wanted.get(i.get("productId"), 0))
+                if take > 0:
+                    lines.append({"id": i["itemId"], "quantity": take})
+                    if p.lines:
+                        wanted[i["productId"]] -= take
+            if not lines:
+                continue
+            event = {"id": hub_marker(f"{order_no}|{p.tracking_number}"), "occurredAt": utc_iso(), "type": "shipped",
+                     "lineItems": lines[:200], "trackingNumber": p.tracking_number[:256], "trackingUrl": p.tracking_url[:2048]}
+            if p.carrier:
+                event["carrier"] = p.carrier[:256]
+            self.client.request("POST", self._orders(f"/{order_no}/oms-status-events"), params={"siteId": self.site_id},
+                                json={"fulfillmentEvent": event}, ok=(202,))
 
     def set_order_status(self, order_no: str, field: str, value: str) -> None:
         self.client.request("PUT", self._orders(f"/{order_no}/{STATUS_ROUTES[field]}"), params={"siteId": self.site_id},
                             json={"status": value})
 
     def list_skus(self):
-        raise NotImplementedError("the catalogue audit needs the SCAPI Products API, not built for api_family scapi_oci")
+        """Every sellable SKU of the site's catalogue (standard items and variants — masters, sets and bundles hold no
+        inventory of their own) for the catalogue audit: Admin Products API ``searchProducts`` (see the module
+        docstring), sorted by id, paged with offset / limit ≤ 200 until ``total``."""
+        offset = 0
+        while True:
+            body = self.client.post(PRODUCT_SEARCH.format(org=self.org), params={"siteId": self.site_id}, json={
+                "query": {"termQuery": {"fields": ["type"], "operator": "one_of", "values": list(SELLABLE_TYPES)}},
+                "sorts": [{"field": "id", "sortOrder": "asc"}], "limit": MAX_LIMIT, "offset": offset}).json()
+            hits = body.get("hits") or []
+            for hit in hits:
+                if isinstance(hit, dict) and hit.get("id"):
+                    yield str(hit["id"])
+            offset += len(hits)
+            if not hits or offset >= int(body.get("total") or 0):
+                return
 
     # --- stock (OCI) ------------------------------------------------------------------------------------
     def set_stock(self, targets: list[InventoryTarget]) -> list[InventoryResult]:
@@ -195,6 +284,78 @@ class SFCCScapiConnector(SFCCConnector):
                     results.append(InventoryResult(t.sku, t.channel_ref, t.quantity, None, "", ok=False,
                                                    error=_oci_error(err, t)))
         return results
+
+    def push_full(self, targets: list[InventoryTarget]) -> list[InventoryResult]:
+        """A full load through the OCI Impex availability import (see the module docstring); fewer than
+        ``oci_import_min_records`` records go through the batch updates instead."""
+        latest = {(t.channel_ref, t.sku): t for t in targets}
+        if len(latest) < self.import_min:
+            return self.set_stock(list(latest.values()))
+        items = sorted(latest.values(), key=lambda t: (t.sku, t.channel_ref))  # SKUs grouped: the fast layout
+        ids = [str(uuid.uuid4()) for _ in items]
+        content = "".join(json.dumps({"recordId": rid, "sku": t.sku, "onHand": int(t.quantity) + int(t.held or 0),
+                                      "effectiveDate": utc_iso(t.as_of), "locationId": t.channel_ref},
+                                     separators=(",", ":")) + "\n" for rid, t in zip(ids, items)).encode()
+        base = IMPEX.format(org=self.org)
+        started = self.client.post(base, json={"fileName": f"hub-full-load-{ids[0]}.ndjson", "fileFormat": "JSON",
+                                               "fileHash": hashlib.sha256(content).hexdigest(), "fileHashType": "SHA-256",
+                                               "linkDuration": 60}).json()
+        import_id, link = str(started.get("importId") or ""), str(started.get("uploadLink") or "")
+        if not import_id or not link.startswith(("/", self.client.base_url + "/")):
+            # the token goes with the upload: only to this connection's own host
+            raise errors.BadDataError(f"OCI import answered without importId / an uploadLink on this host: {started!r}"[:500],
+                                      system="sfcc")
+        boundary = f"hub-{uuid.uuid4().hex}"
+        form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"full-load.ndjson\"\r\n"
+                f"Content-Type: application/x-ndjson\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+        # a lost answer to the upload is not re-sent blindly: 409 (already received) means OCI has the file
+        self.client.request("POST", link, data=form, ok=(200, 409), retries=0,
+                            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        # status and results through the documented routes (the RAML's example fullResults.href is an internal path)
+        status = self._await_import(f"{base}/{import_id}/status", import_id)
+        if status.get("status") != "COMPLETED":
+            problems = "; ".join(str(e) for e in (status.get("validation") or {}).get("errors") or []) or "no reason given"
+            raise errors.BadDataError(f"OCI import {import_id} {status.get('status')}: {problems}"[:2000], body=status, system="sfcc")
+        refused, failed_all = self._import_errors(self.client.get(f"{base}/{import_id}/file-content").text)
+        results = []
+        for rid, t in zip(ids, items):
+            err = refused.get(rid)
+            if err is None and not failed_all:
+                results.append(InventoryResult(t.sku, t.channel_ref, t.quantity, None, f"{t.channel_ref}/{t.sku}"))
+            else:
+                msg = (err or {}).get("message") or "the import loaded no record"
+                results.append(InventoryResult(t.sku, t.channel_ref, t.quantity, None, "", ok=False, error=errors.BadDataError(
+                    f"OCI import {import_id}, record {t.channel_ref}/{t.sku}: {msg}", body=err, system="sfcc")))
+        return results
+
+    def _await_import(self, status_link: str, import_id: str) -> dict:
+        deadline = time.monotonic() + self.import_timeout
+        while True:
+            time.sleep(self.import_poll)
+            status = self.client.get(status_link).json()
+            if str(status.get("status") or "").upper() in IMPORT_DONE:
+                return status
+            if time.monotonic() >= deadline:  # still running: the rows are retried (absolute figures, newer as_of)
+                raise errors.RetryableError(f"OCI import {import_id} still {status.get('status')} after "
+                                            f"{self.import_timeout:.0f}s", system="sfcc")
+
+    @staticmethod
+    def _import_errors(text: str) -> tuple[dict[str, dict], bool]:
+        """The result file: a status line (``FAILED``: no record loaded), then one line per refused record →
+        ({recordId: line}, loaded nothing)."""
+        refused, failed_all = {}, False
+        for raw in text.splitlines():
+            try:
+                doc = json.loads(raw) if raw.strip() else None
+            except ValueError:
+                raise errors.BadDataError(f"OCI import result line is not JSON: {raw[:200]!r}", system="sfcc") from None
+            if not isinstance(doc, dict):
+                continue
+            if "status" in doc and "recordId" not in doc:
+                failed_all = doc["status"] == "FAILED"
+            elif doc.get("recordId"):
+                refused[str(doc["recordId"])] = doc
+        return refused, failed_all
 
     def get_stock(self, skus: list[str], channel_ref: str) -> list[StorefrontStock]:
         """OCI's own available-to-fulfil for the location (what the site sells), for the drift check."""

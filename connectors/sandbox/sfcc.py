@@ -1,6 +1,7 @@
 """Salesforce B2C Commerce (SFCC) emulator, modelled on OCAPI (Shop / Data API 23.2 documents, served under any
 version v23_x … v29_x: 24.5 is the current one) and Account Manager; the B2C Commerce API (SCAPI) Admin Orders
-and Omnichannel Inventory routes are in :mod:`connectors.sandbox.sfcc_scapi` (same orders, same state).
+and Omnichannel Inventory routes are in :mod:`connectors.sandbox.sfcc_scapi` (same orders, same state), the OCI
+Impex full-load imports in :mod:`connectors.sandbox.sfcc_impex`.
 
 Routes (below ``/sfcc``):
   POST /dwsso/oauth2/access_token                          Account Manager client-credentials grant (HTTP Basic
@@ -59,6 +60,7 @@ from base64 import b64decode
 from datetime import UTC, datetime
 
 from .server import Emulator, HttpError, Request, Response, route, send_webhook
+from .sfcc_impex import ImpexRoutes
 from .sfcc_scapi import ScapiRoutes
 
 V = r"v(?:2[3-9])_\d+"  # OCAPI versions the emulator serves (URL form v<yy>_<n>; 24.5 is the current one)
@@ -145,7 +147,7 @@ STATUS_TRANSITIONS = {("created", "new"), ("created", "failed"), ("failed", "cre
                       ("completed", "cancelled"), ("cancelled", "new"), ("cancelled", "open"), ("cancelled", "completed")}
 
 
-class SFCCEmulator(ScapiRoutes, Emulator):
+class SFCCEmulator(ScapiRoutes, ImpexRoutes, Emulator):
     prefix = "sfcc"
     exempt_patterns = (r"^/dwsso/",)
 
@@ -154,11 +156,13 @@ class SFCCEmulator(ScapiRoutes, Emulator):
         self.tokens: dict[str, dict] = {}  # token -> {"client", "scope"}
         self.lists: dict[str, dict[str, dict]] = {}  # inventory list id -> product id -> record
         self.products: set[str] = set()
+        self.masters: dict[str, list[str]] = {}  # master product id -> its variants (seed_catalog "products")
         self.orders: dict[str, dict] = {}
         self.order_seq = itertools.count(1001)
         self.webhook = {"order_url": "", "secret": ""}
         self.patches: list[dict] = []
         self.reset_scapi()
+        self.reset_impex()
 
     def now(self) -> str:
         return _now()
@@ -469,6 +473,9 @@ class SFCCEmulator(ScapiRoutes, Emulator):
             skus += list(product.get("skus") or [])
         with self.lock:
             self.products.update(skus)
+            for product in payload.get("products") or []:
+                if product.get("key") and product["key"] not in self.products:
+                    self.masters[str(product["key"])] = list(product.get("skus") or [])
             for list_id in payload.get("channels") or []:
                 records = self.lists.setdefault(list_id, {})
                 for sku in skus:

@@ -12,6 +12,7 @@ Routes (below ``/sfcc``), following commerce-sdk ``apis/orders-oas-1.5.2`` (Orde
                                                                       likewise → ``{"data": [Order]}``
   GET   …/orders/{orderNo}                                            getOrder
   PATCH …/orders/{orderNo}                                            updateOrder: only ``c_`` properties → 204
+  POST  …/orders/{orderNo}/oms-status-events                        createOmsStatusEvent → 202 (see the handler)
   PUT   …/orders/{orderNo}/{status|shipping-status|export-status|payment-status|confirmation-status}
                                                                       ``{"status": <enum>}`` (no other property) → 204
 Errors are RFC 7807 ``{"type", "title", "detail"}``. Every call needs an Account Manager token whose scope holds
@@ -27,7 +28,16 @@ get-availability shapes are the sandbox's reading, not confirmed against a publi
        an ``effectiveDate`` older than the record's is ignored (the newer figure stays)
   POST …/availability-records/actions/get-availability  ``{"skus", "locations"}`` → ``{"records": [{"sku",
        "locationId", "onHand", "reserved", "safetyStockCount", "atf", "effectiveDate"}]}``
-Scope ``sfcc.inventory.availability`` / ``.rw``. On an OCI site (control ``configure_site`` ``{"inventory": "oci"}``)
+Scope ``sfcc.inventory.availability`` / ``.rw``.
+
+Products (commerce-sdk ``apis/products-oas-1.2.0``, Admin Products 1.2):
+  POST /product/products/v1/organizations/{org}/product-search   searchProducts: ``siteId`` optional;
+       ProductSearchRequest ``{"query", "sorts"?, "limit"? 1–200, "offset"? ≥ 0}`` and nothing else; the query is
+       ``matchAllQuery`` or a ``termQuery`` on ``id`` / ``type`` (operators is / one_of; ``type`` values item, master,
+       variant, …); sorts on id / name / creationDate → ``{"limit", "offset", "total", "hits": [Product], "query",
+       "sorts"}``; Product ``{"id", "name": {"default"}, "type": {"item" | "master" | "variant": true}, "owningCatalogId",
+       "creationDate", "lastModified"}``. Scope ``sfcc.products`` / ``.rw``. Masters are seed_catalog's product keys,
+       their SKUs variants, any other SKU a standard item. On an OCI site (control ``configure_site`` ``{"inventory": "oci"}``)
 placing an order reserves its units at the order's location (ATF = on hand − reserved − safety stock), cancelling
 or failing releases them, and shipping (the order's shipping status → shipped) fulfils them: on hand and reserved
 both go down.
@@ -41,6 +51,9 @@ from .server import HttpError, Response, route
 
 ORG = r"/checkout/orders/v1/organizations/(?P<org>[^/]+)/orders"
 OCI = r"/inventory/availability/v1/organizations/(?P<org>[^/]+)/availability-records/actions"
+PRODUCTS = r"/product/products/v1/organizations/(?P<org>[^/]+)"
+PRODUCT_TYPES = ("item", "master", "variant", "set", "bundle", "bundled", "option", "partOfProductSet", "retailSet",
+                 "partOfRetailSet", "variationGroup")
 STATUS_FIELDS = {"status": "status", "shipping-status": "shipping_status", "export-status": "export_status",
                  "payment-status": "payment_status", "confirmation-status": "confirmation_status"}
 SCAPI_STATUS = {"status": ("created", "new", "completed", "cancelled", "failed", "failed_with_reopen")}
@@ -105,6 +118,7 @@ class ScapiRoutes:
         self.site_inventory = "lists"  # "lists" (inventory lists, OCAPI) or "oci"
         self.oci: dict[str, dict[str, dict]] = {}  # location -> sku -> {"onHand", "reserved", "safetyStockCount", "effectiveDate"}
         self.oci_applied: set[str] = set()  # actionRequestIds already applied
+        self.oms_events: dict[str, list[dict]] = {}  # order no -> createOmsStatusEvent bodies accepted
 
     # --- auth -------------------------------------------------------------------------------------------
     def _admin_auth(self, req, org: str, scope: str, write: bool) -> None:
@@ -209,6 +223,46 @@ class ScapiRoutes:
             self.patches.append({"order_no": order["order_no"], field: value})
         return Response(204, None)
 
+    @route("POST", ORG + r"/(?P<no>[^/]+)/oms-status-events")
+    def scapi_oms_status_event(self, req):
+        """createOmsStatusEvent (Orders 1.5.2): exactly one of fulfillmentEvent / adjustment; a fulfillment event has
+        id, occurredAt, type, 1–200 lineItems {id, quantity ≥ 0} (ids of the order's product items — the sandbox's
+        reading), and trackingNumber + trackingUrl unless its type is processing → 202, kept for control oms_events."""
+        self._admin_auth(req, req.params["org"], "sfcc.orders", write=True)
+        body = req.json()
+
+        def bad(detail):
+            return problem(400, "bad-request", "Bad Request", detail)
+
+        if not isinstance(body, dict) or set(body) - {"omsOrderId", "fulfillmentEvent", "adjustment"} \
+                or ("fulfillmentEvent" in body) == ("adjustment" in body):
+            raise bad("Exactly one of fulfillmentEvent or adjustment, and only omsOrderId beside it.")
+        with self.lock:
+            order = self._scapi_order(req)
+            event = body.get("fulfillmentEvent")
+            if event is not None:
+                allowed = {"id", "occurredAt", "type", "lineItems", "trackingNumber", "trackingUrl", "carrier", "description"}
+                if not isinstance(event, dict) or set(event) - allowed or not all(event.get(k) for k in ("id", "occurredAt", "type")):
+                    raise bad("fulfillmentEvent needs id, occurredAt, type, lineItems and nothing unknown.")
+                try:
+                    datetime.fromisoformat(str(event["occurredAt"]))
+                except ValueError:
+                    raise bad("occurredAt is an RFC 3339 date-time.") from None
+                lines, ids = event.get("lineItems"), {i["item_id"] for i in order["product_items"]}
+                if not isinstance(lines, list) or not 1 <= len(lines) <= 200 or any(
+                        not isinstance(ln, dict) or set(ln) != {"id", "quantity"} or ln["id"] not in ids
+                        or isinstance(ln["quantity"], bool) or not isinstance(ln["quantity"], int) or ln["quantity"] < 0
+                        for ln in lines):
+                    raise bad("lineItems: 1 to 200 {id, quantity ≥ 0} naming the order's product items.")
+                if event["type"] != "processing" and not (event.get("trackingNumber") and event.get("trackingUrl")):
+                    raise bad("trackingNumber and trackingUrl are required unless type is processing.")
+            self.oms_events.setdefault(order["order_no"], []).append(body)
+        return Response(202, None)
+
+    def control_oms_events(self, payload):
+        with self.lock:
+            return {no: list(events) for no, events in self.oms_events.items()}
+
     # --- OCI ----------------------------------------------------------------------------------------------
     def _oci_view(self, location: str, sku: str, rec: dict) -> dict:
         atf = max(0, rec["onHand"] - rec["reserved"] - rec["safetyStockCount"])
@@ -291,6 +345,50 @@ class ScapiRoutes:
             elif event == "fulfil":
                 rec["reserved"] = max(0, rec["reserved"] - qty)
                 rec["onHand"] = max(0, rec["onHand"] - qty)
+
+    # --- Products -----------------------------------------------------------------------------------------
+    def _product_docs(self) -> list[dict]:
+        variants = {sku for skus in self.masters.values() for sku in skus}
+        docs = [{"id": m, "type": {"master": True}} for m in self.masters]
+        docs += [{"id": p, "type": {"variant": True} if p in variants else {"item": True}} for p in self.products]
+        return [{**d, "name": {"default": d["id"]}, "owningCatalogId": "hub-catalog", "creationDate": "2026-01-01T00:00:00.000Z",
+                 "lastModified": "2026-01-01T00:00:00.000Z"} for d in docs]
+
+    @route("POST", PRODUCTS + r"/product-search")
+    def scapi_search_products(self, req):
+        self._admin_auth(req, req.params["org"], "sfcc.products", write=False)
+        body = req.json()
+        if not isinstance(body, dict) or "query" not in body or set(body) - {"query", "sorts", "limit", "offset"}:
+            raise problem(400, "bad-request", "Bad Request", "ProductSearchRequest is {query, sorts?, limit?, offset?}.")
+        limit, offset = body.get("limit", 25), body.get("offset", 0)
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in (limit, offset)) or not 1 <= limit <= 200 or offset < 0:
+            raise problem(400, "bad-request", "Bad Request", "limit is 1 to 200, offset ≥ 0.")
+        query = body["query"]
+        if not isinstance(query, dict) or len(query) != 1:
+            raise problem(400, "bad-request", "Bad Request", "A query holds exactly one query object.")
+        with self.lock:
+            docs = self._product_docs()
+        if "termQuery" in query:
+            term = query["termQuery"]
+            fields, op, values = term.get("fields"), term.get("operator"), term.get("values") or []
+            if not isinstance(fields, list) or not fields or set(fields) - {"id", "type"} or op not in ("is", "one_of") \
+                    or not isinstance(values, list) or (op == "is" and len(values) != 1):
+                raise problem(400, "bad-request", "Bad Request", "termQuery: fields id / type, operator is / one_of.")
+            if "type" in fields and set(values) - set(PRODUCT_TYPES) and fields == ["type"]:
+                raise problem(400, "bad-request", "Bad Request", f"type is one of {', '.join(PRODUCT_TYPES)}.")
+            docs = [d for d in docs if ("id" in fields and d["id"] in values)
+                    or ("type" in fields and any(d["type"].get(v) for v in values))]
+        elif "matchAllQuery" not in query:
+            raise problem(400, "bad-request", "Bad Request", "The sandbox serves matchAllQuery and termQuery.")
+        sorts = body.get("sorts") or [{"field": "id"}]
+        for sort in reversed(sorts):
+            if not isinstance(sort, dict) or sort.get("field") not in ("id", "name", "creationDate") \
+                    or sort.get("sortOrder", "asc") not in ("asc", "desc"):
+                raise problem(400, "bad-request", "Bad Request", "sorts: field id / name / creationDate, sortOrder asc / desc.")
+            key = (lambda d: d["name"]["default"]) if sort["field"] == "name" else (lambda d, f=sort["field"]: d[f])
+            docs.sort(key=key, reverse=sort.get("sortOrder") == "desc")
+        return Response(200, {"limit": limit, "offset": offset, "total": len(docs), "hits": docs[offset:offset + limit],
+                              "query": query, "sorts": sorts})
 
     def control_configure_site(self, payload):
         """{"inventory": "lists" | "oci"}: whether the site sells from inventory lists (OCAPI records) or OCI."""

@@ -10,10 +10,11 @@ Map of the package (each module's docstring has the details):
   services.py  apply_stock_changes(connection, changes) — inbound from masters (webhook, poll, snapshot);
                poll_master; resync_master
   push.py      claim / push_batch / drain — the outbox drained to Storefront.set_stock
+  full_load.py push_channels — a channel's first sync / full resync as one Storefront.push_full per storefront
   drift.py     hub ATS vs storefront read-back → stock_drift records and repair pushes
   views.py     POST /hooks/stock/<connection name>/ (signed)
-  tasks.py     push_pending, sweep_pending, poll_masters, poll_stock, resync_masters, drift_check
+  tasks.py     push_pending, sweep_pending, poll_masters, poll_stock, resync_masters, drift_check, full_load
   beat.py      the periodic jobs (setup_beat installs them)
   sql.py       portable bulk upsert
-  management/commands/stock.py   ``manage.py stock push|sweep|poll|resync|drift|requeue|status``
+  management/commands/stock.py   ``manage.py stock push|sweep|poll|resync|drift|requeue|fullload|status``
 """

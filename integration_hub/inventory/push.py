@@ -104,14 +104,16 @@ def _claimable(now, max_priority: int | None, connection_id: int | None = None):
 
 
 def claim(batch_size: int = BATCH_SIZE, max_priority: int | None = None, lease_seconds: int = LEASE_SECONDS,
-          connection_id: int | None = None):
-    """Claim up to ``batch_size`` rows (of one storefront connection when ``connection_id`` is given).
-    Returns (token, lease_until, rows as dicts)."""
+          connection_id: int | None = None, channel_ids=None):
+    """Claim up to ``batch_size`` rows (of one storefront connection when ``connection_id`` is given; of
+    ``channel_ids`` only, when given). Returns (token, lease_until, rows as dicts)."""
     now = timezone.now()
     lease = now + timedelta(seconds=lease_seconds)
     token = uuid.uuid4().hex
     with transaction.atomic():
         candidates = _claimable(now, max_priority, connection_id).order_by("priority", "created_at", "id")
+        if channel_ids is not None:  # a full load (full_load.push_channels) claims one channel's rows
+            candidates = candidates.filter(channel_id__in=list(channel_ids))
         if db.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True)
         ids = list(candidates.values_list("id", flat=True)[:batch_size])
@@ -225,11 +227,12 @@ def _repeated_failure(conn: Connection, err: Exception, attempts: int, rows_wait
 
 
 def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, lease_seconds: int = LEASE_SECONDS,
-               connection_id: int | None = None) -> BatchResult:
+               connection_id: int | None = None, *, channel_ids=None, full: bool = False) -> BatchResult:
+    """``full``: the batch is a full load (:mod:`.full_load`) — sent with ``Storefront.push_full``, not ``set_stock``."""
     from connectors.registry import get_connector
 
     out = BatchResult()
-    token, lease, rows = claim(batch_size, max_priority, lease_seconds, connection_id)
+    token, lease, rows = claim(batch_size, max_priority, lease_seconds, connection_id, channel_ids=channel_ids)
     if not rows:
         return out
     out.claimed = len(rows)
@@ -300,7 +303,8 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
         if not conn.enabled:
             return [], errors.PermanentError(f"connection {conn.name} is disabled")
         try:
-            return get_connector(conn).set_stock(targets), None
+            connector = get_connector(conn)
+            return (connector.push_full(targets) if full else connector.set_stock(targets)), None
         except errors.ConnectorError as exc:
             return [], exc
         except Exception as exc:  # a connector bug must not lose the rows: back off and record it

@@ -29,7 +29,12 @@ def requeue_channels(channel_ids, reason: str) -> int:
         return 0
     item_ids = SkuMapping.objects.filter(Q(channel_id__in=channel_ids) | Q(channel__isnull=True), active=True) \
         .values_list("item_id", flat=True).distinct()
-    return outbox.enqueue(list(item_ids), channel_ids=channel_ids, priority=PendingPush.Priority.SWEEP, reason=reason)
+    n = outbox.enqueue(list(item_ids), channel_ids=channel_ids, priority=PendingPush.Priority.SWEEP, reason=reason)
+    if n:  # every SKU of the channel at once: storefronts with a bulk path take it as one full load
+        from . import full_load
+
+        full_load.dispatch_on_commit(channel_ids, reason)
+    return n
 
 
 def _rule_saved(sender, instance, raw=False, **kwargs):

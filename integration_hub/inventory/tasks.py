@@ -207,3 +207,14 @@ def drift_check(channel_ids: list[int] | None = None) -> list[dict]:
         else:
             clear(key, reason="drift check completed")
     return out
+
+
+@shared_task(name="inventory.full_load", ignore_result=True)
+def full_load(channel_ids: list[int], reason: str = "full resync") -> dict:
+    """A channel's first sync / full resync as one full load per storefront (:mod:`.full_load`)."""
+    from integration_hub.core.models import Channel
+
+    from . import full_load as loads
+
+    totals = loads.push_channels(list(Channel.objects.select_related("connection").filter(pk__in=channel_ids)), reason=reason)
+    return {"claimed": totals.claimed, "pushed": totals.pushed, "skipped": totals.skipped, "failed": totals.failed}

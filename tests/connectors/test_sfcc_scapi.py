@@ -167,3 +167,66 @@ def test_oci_batches_are_at_most_100_records(scapi, sandbox):
     targets = [InventoryTarget(f"SF-{i:03d}", "inv_uk", i) for i in range(1, 121)]
     assert all(r.ok for r in scapi.set_stock(targets))
     assert sum(v for k, v in emu.stats.by_route.items() if "batch-update" in k) - before == 2
+
+
+def test_list_skus_reads_items_and_variants_through_the_products_api(scapi, sandbox):
+    """Catalogue audit on scapi_oci: Admin Products ``searchProducts`` on type item / variant, paged by 200."""
+    control(sandbox, "seed_catalog", {"channels": [], "skus": [], "products": [
+        {"key": "TEE", "skus": ["TEE-S", "TEE-M"]}, {"key": "BIG", "skus": [f"BIG-{i:03d}" for i in range(300)]}]})
+    before = requests.get(f"{sandbox.url}/_sandbox/sfcc/stats", timeout=5).json()["by_route"]
+    skus = list(scapi.list_skus())
+    after = requests.get(f"{sandbox.url}/_sandbox/sfcc/stats", timeout=5).json()["by_route"]
+    searches = sum(v - before.get(k, 0) for k, v in after.items() if "product-search" in k)
+    assert len(skus) == 120 + 2 + 300 == len(set(skus)) and "TEE" not in skus and "BIG" not in skus  # no masters
+    assert {"SF-001", "TEE-M", "BIG-299"} <= set(skus) and skus == sorted(skus) and searches == 3  # 422 / 200
+
+
+def test_products_search_follows_the_spec(scapi, sandbox):
+    path = "/product/products/v1/organizations/f_ecom_zzxy_prd/product-search"
+    for body in ({}, {"query": {"matchAllQuery": {}}, "limit": 201}, {"query": {"matchAllQuery": {}}, "expand": ["all"]},
+                 {"query": {"termQuery": {"fields": ["type"], "operator": "one_of", "values": ["shoe"]}}},
+                 {"query": {"matchAllQuery": {}}, "sorts": [{"field": "ats"}]}):
+        r = _raw(scapi, "POST", path, params={"siteId": "RefArch"}, json=body)
+        assert r.status_code == 400 and {"type", "title", "detail"} <= set(r.json()), (body, r.text)
+    r = _raw(scapi, "POST", "/product/products/v1/organizations/f_ecom_other_prd/product-search", json={"query": {"matchAllQuery": {}}})
+    assert r.status_code == 403  # the token's tenant scope is another organization's
+    page = _raw(scapi, "POST", path, json={"query": {"matchAllQuery": {}}, "limit": 5, "offset": 2}).json()
+    assert {"limit", "offset", "total", "hits", "query"} <= set(page) and page["total"] == 120 and len(page["hits"]) == 5
+    assert page["hits"][0]["id"] == "SF-003" and page["hits"][0]["type"] == {"item": True}
+
+
+def test_catalogue_audit_runs_for_a_scapi_oci_connection(scapi_conn, sandbox):
+    from exceptions_app.models import ExceptionRecord
+    from integration_hub.catalog import audit
+    from integration_hub.catalog.models import Item, SkuMapping
+    from integration_hub.core.models import Channel
+
+    Channel.objects.create(key="uk", name="uk", connection=scapi_conn, external_id="inv_uk")
+    for sku in ("SF-001", "sf-002"):
+        Item.objects.create(sku=sku)
+    SkuMapping.objects.create(item=Item.objects.get(sku="SF-001"), storefront_sku="SF-001")
+    res = audit.audit_connection(scapi_conn)
+    assert res.storefront_skus == 120 and res.per_channel["uk"]["mapped"] == 1
+    assert res.per_channel["uk"]["unknown"] + res.per_channel["uk"]["mismatch"] == 119
+    assert ExceptionRecord.objects.filter(dedupe_key="sku_mismatch:uk:SF-002").exists()  # sf-002 upper-cased
+
+
+def test_oms_status_events_carry_each_parcels_tracking(scapi, sandbox):
+    """Option oms_status_events: after the shipped update, one createOmsStatusEvent per tracked parcel, naming the
+    order's product items; a retry repeats the same event id; a parcel without tracking URL sends none."""
+    [no] = control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [
+        {"sku": "SF-001", "quantity": 2}, {"sku": "SF-002", "quantity": 1}]}]})["ids"]
+    scapi.oms_events = True
+    parcels = [Parcel("UPS", "1Z1", "https://ups.example/1Z1", lines=[("SF-001", 2)]),
+               Parcel("UPS", "1Z2", "https://ups.example/1Z2", lines=[("SF-002", 1)]), Parcel("DPD", "NOURL")]
+    scapi.mark_shipped(no, parcels)
+    scapi.mark_shipped(no, parcels)  # a retry
+    events = [e["fulfillmentEvent"] for e in control(sandbox, "oms_events")[no]]
+    assert len(events) == 4 and events[0]["id"] == events[2]["id"] != events[1]["id"]
+    assert events[0]["lineItems"] == [{"id": f"{no}-1", "quantity": 2}] and events[1]["lineItems"] == [{"id": f"{no}-2", "quantity": 1}]
+    assert events[0]["type"] == "shipped" and events[0]["trackingUrl"] == "https://ups.example/1Z1" and events[0]["carrier"] == "UPS"
+    path = f"{ORDERS}/{no}/oms-status-events"
+    for body in ({}, {"fulfillmentEvent": {**events[0], "trackingUrl": None}}, {"fulfillmentEvent": events[0], "adjustment": {}},
+                 {"fulfillmentEvent": {**events[0], "lineItems": [{"id": "nope", "quantity": 1}]}}):
+        r = _raw(scapi, "POST", path, params={"siteId": "RefArch"}, json=body)
+        assert r.status_code == 400 and {"type", "title", "detail"} <= set(r.json()), (body, r.text)

@@ -2,7 +2,8 @@
 SCAPI Admin Orders API, generated from ``apis/orders-oas-1.5.2``) — against the SFCC sandbox, for the SCAPI
 routes the connector uses: getOrders (lastModifiedDateFrom, sortBy/sortOrder, exportStatus, limit/offset),
 getOrder, updateOrder (c_ attributes), updateOrderShippingStatus, updateOrderExportStatus, and the spec's limits
-(limit ≤ 200, offset + limit ≤ 10,000, 404 for an unknown order). The package is installed by ``./hub test``
+(limit ≤ 200, offset + limit ≤ 10,000, 404 for an unknown order); and its ``Products`` class (Admin Products,
+``apis/products-oas-1.2.0``) for searchProducts, the catalogue audit's route. The package is installed by ``./hub test``
 from ``tests/contract/package-lock.json`` (``npm ci``) when node is on the machine; without it the test is skipped
 and says why."""
 from __future__ import annotations
@@ -62,3 +63,27 @@ def test_commerce_sdk_orders_client_against_the_sandbox(sandbox):
         r = res[call]
         assert not r["ok"] and r["status"] == status, r
         assert {"type", "title", "detail"} <= set(r["body"] or {}), r  # RFC 7807 ErrorResponse
+
+
+def test_commerce_sdk_products_client_against_the_sandbox(sandbox):
+    """commerce-sdk ``Products.searchProducts`` (generated from ``apis/products-oas-1.2.0``) — the catalogue audit's
+    route on ``scapi_oci`` — against the sandbox: items and variants, never the master; limit ≤ 200."""
+    control(sandbox, "configure_client", {"client_id": "sdk-client", "client_secret": "sdk-secret"})
+    control(sandbox, "seed_catalog", {"channels": ["inv_uk"], "skus": ["SF-001", "SF-002"], "quantity": 5,
+                                      "products": [{"key": "TEE", "skus": ["TEE-S", "TEE-M"]}]})
+    token = requests.post(f"{sandbox.url}/sfcc/dwsso/oauth2/access_token", auth=("sdk-client", "sdk-secret"), timeout=5,
+                          data={"grant_type": "client_credentials",
+                                "scope": "SALESFORCE_COMMERCE_API:zzxy_prd sfcc.products"}).json()["access_token"]
+    args = {"baseUri": f"{sandbox.url}/sfcc/product/products/v1", "token": token, "organizationId": ORG, "siteId": SITE}
+    proc = subprocess.run(["node", str(HERE / "sfcc_products_client.js"), json.dumps(args)], cwd=HERE, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    res = {r["call"]: r for r in json.loads(proc.stdout)}
+    got = res["searchProducts"]
+    assert got["ok"], got
+    assert [h["id"] for h in got["data"]["hits"]] == ["SF-001", "SF-002", "TEE-M", "TEE-S"]  # no master TEE
+    assert got["data"]["total"] == 4 and got["data"]["limit"] == 200 and got["data"]["offset"] == 0
+    page2 = res["searchProducts:page2"]
+    assert page2["ok"] and [h["id"] for h in page2["data"]["hits"]] == ["TEE-M", "TEE-S"]
+    refused = res["searchProducts:limit201"]
+    assert not refused["ok"] and refused["status"] == 400 and {"type", "title", "detail"} <= set(refused["body"] or {})

@@ -6,6 +6,8 @@
   resync    apply every master's full snapshot (or ``--connection NAME``)
   drift     compare hub ATS with the storefronts (or ``--channel KEY``)
   requeue   queue a push of every mapped item on ``--channel KEY`` (after a rule change, a restore …)
+  fullload  push every mapped item on ``--channel KEY`` now as one full load (a first sync / full resync: SFCC on
+            OCI sends one Impex import file; storefronts without a bulk path get the rows queued for the drain)
   status    what waits in the outbox
 """
 from __future__ import annotations
@@ -14,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.db.models import Count, Min, Q
 
-ACTIONS = ("push", "sweep", "poll", "resync", "drift", "requeue", "status")
+ACTIONS = ("push", "sweep", "poll", "resync", "drift", "requeue", "fullload", "status")
 
 
 class Command(BaseCommand):
@@ -23,7 +25,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("action", choices=ACTIONS)
         parser.add_argument("--connection", help="master connection name (poll, resync)")
-        parser.add_argument("--channel", help="channel key (drift, requeue)")
+        parser.add_argument("--channel", help="channel key (drift, requeue, fullload)")
         parser.add_argument("--order-only", action="store_true", help="push: only live-order rows")
         parser.add_argument("--batch-size", type=int, default=200)
 
@@ -67,6 +69,15 @@ class Command(BaseCommand):
             with transaction.atomic():
                 n = outbox.enqueue(list(items), channel_ids=[ch.pk], priority=PendingPush.Priority.SWEEP, reason="manual requeue")
             self.stdout.write(f"{n} push(es) queued for {ch.key}")
+        elif action == "fullload":
+            from integration_hub.inventory import full_load
+
+            ch = Channel.objects.select_related("connection").filter(key=channel or "").first()
+            if ch is None:
+                raise CommandError("fullload needs --channel KEY of an existing channel")
+            res = full_load.push_channels([ch], reason="manual full load")
+            self.stdout.write(f"{ch.key}: full load pushed {res.pushed}, skipped {res.skipped} (already confirmed), "
+                              f"failed {res.failed}")
         else:  # status
             labels = dict(PendingPush.Priority.choices)
             rows = PendingPush.objects.values("priority").annotate(n=Count("id"), oldest=Min("created_at"),
