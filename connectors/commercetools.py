@@ -79,7 +79,7 @@ from typing import Iterable, Iterator
 
 from django.views.decorators.debug import sensitive_variables
 
-from . import errors
+from . import env_secrets, errors
 from .base import (Address, Connector, Fulfilment, InventoryResult, InventoryTarget, OrderChanged, OrderLineData, Page, Parcel,
                    Storefront, StorefrontOrder, StorefrontReturn, StorefrontStock)
 from .http import HttpClient, OAuthClientCredentials
@@ -804,9 +804,8 @@ class CommercetoolsConnector(Connector, Storefront):
             dest = {"type": "SQS", "queueUrl": relay["queueUrl"], "region": relay["region"],
                     "authenticationMode": relay.get("authenticationMode") or "IAM"}
             if dest["authenticationMode"] == "Credentials":
-                import os
-
-                secret = os.environ.get(relay.get("accessSecret_env") or "", "")
+                secret = env_secrets.read(str(relay.get("accessSecret_env") or ""), "options.relay.accessSecret_env",
+                                          self.system_type)
                 if not relay.get("accessKey") or not secret:
                     raise errors.PermanentError("SQS Credentials mode needs options.relay.accessKey and the secret in the "
                                                 "environment variable named by accessSecret_env", system=self.system_type)

@@ -199,6 +199,17 @@ def check_url(url: str, *, resolve_host: bool = True) -> None:
     verify_addresses(host, [info[4][0] for info in infos], url)
 
 
+def connect_tcp(host: str, port: int, timeout: float | None = None) -> socket.socket:
+    """A TCP connection for clients that are not HTTP (the Inventory Planner SFTP upload): resolved once,
+    every address verified like an HTTP destination, connected only to those addresses."""
+    try:
+        infos = resolve(host, port)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise errors.RetryableError(f"{host}:{port} does not resolve: {exc}") from exc
+    verify_addresses(host, [info[4][0] for info in infos], f"tcp://{host}:{port}/")
+    return _connect_first(infos, timeout, None, None)
+
+
 # --- connection-time guard ---------------------------------------------------------------------------
 class _GuardedConnectionMixin:
     """urllib3 connection that resolves its host once, verifies every address, and connects only to them."""

@@ -63,13 +63,11 @@ from __future__ import annotations
 import base64
 import csv
 import io
-import os
-import socket
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from . import errors
+from . import egress, env_secrets, errors
 from .base import (Connector, DemandLine, Planner, PlannerStockOrder, PlannerVariant, PlannerWarehouse, Recommendation)
 from .http import HeaderAuth, HttpClient
 from .parsing import parse_iso
@@ -224,7 +222,7 @@ class InventoryPlannerConnector(Connector, Planner):
         missing = [k for k in ("sftp_host", "sftp_username", "sftp_host_key") if not o.get(k)]
         if missing:
             raise errors.PermanentError(f"SFTP delivery needs options {', '.join(missing)}", system=self.system_type)
-        password = os.environ.get(str(o.get("sftp_password_env") or ""), "") if o.get("sftp_password_env") else ""
+        password = env_secrets.read(str(o.get("sftp_password_env") or ""), "options.sftp_password_env", self.system_type)
         return {"host": str(o["sftp_host"]), "port": int(o.get("sftp_port") or 22), "username": str(o["sftp_username"]),
                 "password": password, "host_key": str(o["sftp_host_key"]), "dirs": {**SFTP_DIRS, **(o.get("sftp_dirs") or {})},
                 "timeout": float(o.get("sftp_timeout") or self.connection.timeout_seconds or 10)}
@@ -252,7 +250,7 @@ class InventoryPlannerConnector(Connector, Planner):
         done = []
         transport = None
         try:
-            sock = socket.create_connection((s["host"], s["port"]), timeout=s["timeout"])
+            sock = egress.connect_tcp(s["host"], s["port"], timeout=s["timeout"])  # the outbound guard, as for HTTP
             transport = paramiko.Transport(sock)
             transport.banner_timeout = transport.auth_timeout = s["timeout"]
             transport.start_client(timeout=s["timeout"])

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import errors
+from . import env_secrets, errors
 from .parsing import parse_iso
 
 
@@ -109,7 +109,25 @@ def option_errors(system_type: str, options: Any, client_id: str = "") -> dict[s
             problem = check(options[name])
             if problem:
                 out[name] = problem
+    for name, value in _env_options(options):
+        why = env_secrets.problem(str(value or ""))
+        if why:
+            out.setdefault(name, why)
     return out
+
+
+def _env_options(value, path=""):
+    """Every option (nested too) whose key ends in ``_env``: it names an environment variable with a secret."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            where = f"{path}.{k}" if path else str(k)
+            if str(k).endswith("_env") and not isinstance(v, (dict, list)):
+                yield where, v
+            else:
+                yield from _env_options(v, where)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _env_options(v, f"{path}[{i}]")
 
 
 def describe(problems: dict[str, str]) -> str:

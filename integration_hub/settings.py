@@ -339,6 +339,6 @@ DEFAULT_FROM_EMAIL = os.environ.get("HUB_MAIL_FROM", "integration-hub@localhost"
 if os.environ.get("HUB_LOG_FORMAT", "").strip().lower() == "json":
     LOGGING["formatters"]["json"] = {"()": "integration_hub.monitoring.logs.JsonFormatter"}
     LOGGING["handlers"]["console"]["formatter"] = "json"
-from integration_hub.monitoring.sentry import init_from_env as _init_sentry
+from integration_hub.monitoring.sentry import init_from_env as _init_sentry  # noqa: E402 — after the settings it reads
 
 _init_sentry()  # only when SENTRY_DSN is set and sentry-sdk is installed

@@ -11,29 +11,19 @@ from django.db import models
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from connectors import egress, errors
+from connectors import egress, env_secrets, errors
 
 from . import crypto
 
 # Connection secrets named by environment variable must carry this prefix: secret_env may never name the
 # hub's own settings (HUB_SECRET_KEY, HUB_ENCRYPTION_KEY, DATABASE_URL, CELERY_BROKER_URL, REDIS_URL …),
 # which would otherwise be sent to whatever URL the connection points at.
-SECRET_ENV_PREFIX = "HUB_CONN_"
-_SECRET_ENV_RX = re.compile(rf"^{SECRET_ENV_PREFIX}[A-Z0-9_]+$")
+SECRET_ENV_PREFIX = env_secrets.PREFIX
 URL_FIELDS = ("base_url", "auth_url")
 
 
-class SecretEnvNotAllowed(errors.PermanentError, ValueError):
-    """A connection names an environment variable outside the HUB_CONN_ prefix; its value is never read.
-    A permanent connector error, so the sync that needed the secret records it for people to fix."""
-
-
-def secret_env_problem(name: str) -> str | None:
-    """Why ``name`` may not hold a connection secret (``None`` when it may)."""
-    if not name or _SECRET_ENV_RX.match(name):
-        return None
-    return (f"{name!r} is not allowed: connection secrets come only from environment variables named "
-            f"{SECRET_ENV_PREFIX}<NAME> (capitals, digits, underscores), never from the hub's own settings")
+SecretEnvNotAllowed = env_secrets.SecretEnvNotAllowed
+secret_env_problem = env_secrets.problem
 
 
 def _option_urls(value, path="options"):

@@ -40,9 +40,9 @@ def ip(ip_conn):
 
 
 def sftp_conn(ip_conn, server, monkeypatch, **extra):
-    monkeypatch.setenv("IP_SFTP_PASSWORD", server.password)
+    monkeypatch.setenv("HUB_CONN_IP_SFTP_PASSWORD", server.password)
     ip_conn.options = {**ip_conn.options, "delivery": "sftp", "sftp_host": server.host, "sftp_port": server.port,
-                       "sftp_username": server.username, "sftp_password_env": "IP_SFTP_PASSWORD",
+                       "sftp_username": server.username, "sftp_password_env": "HUB_CONN_IP_SFTP_PASSWORD",
                        "sftp_host_key": server.host_key_line, **extra}
     ip_conn.save()
     c = InventoryPlannerConnector(ip_conn)
@@ -183,7 +183,7 @@ def test_sftp_refuses_a_host_with_another_key_and_a_wrong_password(ip_conn, sftp
     with pytest.raises(errors.PermanentError, match="host key"):
         sftp_conn(ip_conn, sftp_server, monkeypatch, sftp_host_key=f"{other.get_name()} {other.get_base64()}").push_demand(lines)
     c = sftp_conn(ip_conn, sftp_server, monkeypatch)
-    monkeypatch.setenv("IP_SFTP_PASSWORD", "wrong")
+    monkeypatch.setenv("HUB_CONN_IP_SFTP_PASSWORD", "wrong")
     with pytest.raises(errors.PermanentError, match="refused"):
         c.push_demand(lines)
     assert not list(sftp_server.root.rglob("*.csv"))

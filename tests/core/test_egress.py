@@ -429,3 +429,36 @@ def test_a_disallowed_secret_env_in_the_database_stops_the_sync_with_a_record(db
     assert "HUB_CONN_" in rec.message and "never-sent" not in rec.message
     conn.refresh_from_db()
     assert "HUB_CONN_" in conn.last_error
+
+
+# --- every secret named by environment variable, every non-HTTP destination ---------------------------------
+@pytest.mark.parametrize("system_type, options", [
+    ("inventory_planner", {"account": "a", "delivery": "sftp", "sftp_password_env": "HUB_SECRET_KEY"}),
+    ("commercetools", {"project_key": "p", "relay": {"type": "SQS", "accessSecret_env": "DATABASE_URL"}}),
+])
+def test_option_secret_variables_outside_the_prefix_are_refused_at_save(db, system_type, options):
+    from django.core.exceptions import ValidationError
+
+    conn = Connection(name="c", system_type=system_type, base_url="https://api.example.com", options=options)
+    with pytest.raises(ValidationError, match="HUB_CONN_"):
+        conn.full_clean()
+
+
+def test_option_secret_variables_outside_the_prefix_are_never_read(monkeypatch):
+    from connectors import env_secrets
+
+    monkeypatch.setenv("HUB_SECRET_KEY", "the-hubs-own-key")
+    with pytest.raises(SecretEnvNotAllowed) as exc:
+        env_secrets.read("HUB_SECRET_KEY", "options.sftp_password_env")
+    assert "the-hubs-own-key" not in str(exc.value)
+    monkeypatch.setenv("HUB_CONN_SFTP", "pw")
+    assert env_secrets.read("HUB_CONN_SFTP") == "pw"
+
+
+def test_sftp_uploads_go_through_the_outbound_guard(settings):
+    """The SFTP client is not HTTP, so it has its own guarded connect: the metadata address is refused."""
+    from connectors import egress
+
+    settings.HUB = {**settings.HUB, "OUTBOUND_ALLOW": ""}
+    with pytest.raises(errors.UnsafeDestinationError, match="169.254.169.254"):
+        egress.connect_tcp("169.254.169.254", 22, timeout=1)

@@ -157,9 +157,9 @@ def test_build_demand_is_set_based(world, orders, django_assert_max_num_queries)
 def _sftp(world, server, monkeypatch, port=None):
     import connectors.registry as registry
 
-    monkeypatch.setenv("IP_SFTP_PASSWORD", server.password)
+    monkeypatch.setenv("HUB_CONN_IP_SFTP_PASSWORD", server.password)
     world["ip"].options = {"delivery": "sftp", "sftp_host": server.host, "sftp_port": port or server.port, "sftp_username": server.username,
-                           "sftp_password_env": "IP_SFTP_PASSWORD", "sftp_host_key": server.host_key_line, "sftp_timeout": 2}
+                           "sftp_password_env": "HUB_CONN_IP_SFTP_PASSWORD", "sftp_host_key": server.host_key_line, "sftp_timeout": 2}
     world["ip"].save()
     registry.clear_cache()
 
