@@ -415,7 +415,12 @@ class PushRetryView(PermissionRequired, View):
         if not ids:
             messages.error(request, "Select the pushes to retry.")
             return redirect("console:push_list")
-        n = PendingPush.objects.filter(pk__in=ids).update(not_before=None)
-        kicked = triage.kick_pushes()
+        from integration_hub.monitoring import progress
+
+        # dashboard bar: one UPDATE for the whole selection, so one step; the rows no longer queued drop out
+        with progress.track(f"push-retry:{request.user.pk}", f"Retry {len(ids)} selected push(es)", total=len(ids)) as bar:
+            n = PendingPush.objects.filter(pk__in=ids).update(not_before=None)
+            bar.advance(n, total=n)
+            kicked = triage.kick_pushes()
         messages.success(request, f"{n} push(es) will be retried now" + ("." if kicked else " (workers will pick them up on the next sweep)."))
         return redirect("console:push_list")

@@ -74,19 +74,32 @@ def push_channels(channels, *, reason: str = "full resync", max_rows: int = MAX_
     """Queue and push every mapped item of ``channels`` (Channel rows) as full loads; channels whose storefront
     has no bulk path are queued for the drain only. Returns the full-load totals."""
     from integration_hub.catalog.models import SkuMapping
+    from integration_hub.monitoring import progress
 
     bulk = [c for c in channels if c.active and has_bulk_path(c.connection)]
+    bulk_ids = {c.pk for c in bulk}
+    queued = 0  # rows queued on the bulk channels: the progress bar's total (pairs already pending add to it)
     with transaction.atomic():
         for channel in channels:
             items = SkuMapping.objects.filter(Q(channel=channel) | Q(channel__isnull=True), active=True) \
                 .values_list("item_id", flat=True).distinct()
-            outbox.enqueue(list(items), channel_ids=[channel.pk], priority=PendingPush.Priority.SWEEP, reason=reason[:100])
+            n = outbox.enqueue(list(items), channel_ids=[channel.pk], priority=PendingPush.Priority.SWEEP, reason=reason[:100])
+            if channel.pk in bulk_ids:
+                queued += n
     total = push.BatchResult()
     if not bulk:
         return total
-    ids = [c.pk for c in bulk]
-    while True:
-        res = push.push_batch(batch_size=max_rows, channel_ids=ids, full=True)
-        total.add(res)
-        if res.claimed < max_rows:  # every claimable row of those channels was in this round
-            return total
+    ids = sorted(bulk_ids)
+    # dashboard bar: one write per round (at most MAX_ROWS rows), never per row
+    label = f"Full load ({reason[:60]}): " + ", ".join(c.key for c in bulk)[:120]
+    with progress.track("full-load:" + ",".join(map(str, ids))[:90], label, total=queued or None) as bar:
+        while True:
+            res = push.push_batch(batch_size=max_rows, channel_ids=ids, full=True)
+            total.add(res)
+            last = res.claimed < max_rows  # every claimable row of those channels was in this round
+            done = bar.row.done + res.claimed
+            # the total grows with rows pending before the load; on the last round it is what was pushed
+            # (the drain may have taken a few of the queued rows first)
+            bar.advance(res.claimed, total=done if last else max(bar.row.total or 0, done), force=not last)
+            if last:
+                return total

@@ -23,12 +23,12 @@ SHOW_FINISHED_FOR = 600  # seconds a finished bar stays on the dashboard
 class Tracker:
     def __init__(self, row: TaskProgress):
         self.row = row
-        self._last_write = 0.0
+        self._last_write = time.monotonic()  # start() has just written the row
 
     def finish(self, error: str = "") -> None:
         now = timezone.now()
         total = self.row.total if self.row.total is not None else self.row.done
-        TaskProgress.objects.filter(pk=self.row.pk).update(done=self.row.done, total=total, finished_at=now,
+        TaskProgress.objects.filter(key=self.row.key).update(done=self.row.done, total=total, finished_at=now,
                                                            updated_at=now, error=error[:300])
 
     def advance(self, n: int = 1, total: int | None = None, force: bool = False) -> None:
@@ -38,16 +38,20 @@ class Tracker:
         now = time.monotonic()
         if force or now - self._last_write >= MIN_INTERVAL:
             self._last_write = now
-            TaskProgress.objects.filter(pk=self.row.pk).update(done=self.row.done, total=self.row.total,
+            TaskProgress.objects.filter(key=self.row.key).update(done=self.row.done, total=self.row.total,
                                                                updated_at=timezone.now())
 
 
 def start(key: str, label: str, total: int | None = None) -> Tracker:
-    """For loops that cannot sit in a ``with``: ``p = start(...)``, ``p.advance()``, ``p.finish()``."""
+    """For loops that cannot sit in a ``with``: ``p = start(...)``, ``p.advance()``, ``p.finish()``.
+
+    One query: an upsert on ``key`` (INSERT … ON CONFLICT DO UPDATE, no savepoint), so a bar costs the work it
+    tracks two queries (start, finish) plus its throttled advances; the tracker then writes by ``key``."""
     now = timezone.now()
-    row, _ = TaskProgress.objects.update_or_create(key=key, defaults={
-        "label": label[:200], "done": 0, "total": total, "started_at": now, "updated_at": now,
-        "finished_at": None, "error": ""})
+    fields = {"label": label[:200], "done": 0, "total": total, "started_at": now, "updated_at": now,
+              "finished_at": None, "error": ""}
+    row = TaskProgress(key=key, **fields)
+    TaskProgress.objects.bulk_create([row], update_conflicts=True, unique_fields=["key"], update_fields=list(fields))
     return Tracker(row)
 
 
