@@ -597,13 +597,33 @@ def repush_stock(record: ExceptionRecord, user=None) -> int:
 
 
 # --- order actions offered on the exception detail page and the order page ------------------------------
+ORDER_ACTION_LABELS = [("retry", "Retried"), ("edit", "Edited and resent"), ("notify", "Notified as shipped again"),
+                       ("cancel", "Cancelled")]
 ORDER_ACTION_PERMISSIONS = {"retry": ["orders.retry_order"], "edit": ["orders.change_order", "orders.retry_order"],
                             "notify": ["orders.retry_order"], "cancel": ["orders.cancel_order"]}
 
 
+# which actions an order's state allows (the order flow refuses the others: retry_send, update_field_and_resend,
+# notify_storefront and cancel in orders.services); a shipped or cancelled order offers none
+ACTION_STATES = {
+    "retry": {"captured", "validated", "sent", "held", "failed"},
+    "edit": {"captured", "validated", "held", "failed"},
+    "notify": {"dispatched"},
+    "cancel": {"captured", "validated", "held", "failed", "sent", "acknowledged"},
+}
+
+
+def actions_for_state(state: str) -> list[str]:
+    """The order actions that make sense for an order in ``state``, in the order the console offers them."""
+    return [a for a in ("retry", "edit", "notify", "cancel") if state in ACTION_STATES[a]]
+
+
 def run_order_action(order, action: str, data: dict, user=None, record: ExceptionRecord | None = None) -> str:
     """Carry out one order fix (``OrderActionForm.cleaned_data`` in ``data``); returns what to tell the
-    person. Raises TriageError when the order flow refuses it."""
+    person. Raises TriageError when the order flow refuses it or the order's state does not allow it."""
+    if action in ACTION_STATES and order.state not in ACTION_STATES[action]:
+        raise TriageError(f"Order {order} is {order.get_state_display()}: it cannot be "
+                          f"{dict(ORDER_ACTION_LABELS).get(action, action).lower()}.")
     then = " The exception resolves when the warehouse acknowledges it." if record is not None else ""
     if action == "retry":
         retry_order(order, user=user, record=record)

@@ -330,7 +330,7 @@ class OrderDetailView(PermissionRequired, TemplateView):
         exceptions = order_exceptions(order)
         ctx.update(order=order, lines=list(order.lines.select_related("item").order_by("id")),
                    transitions=list(order.transitions.select_related("actor").order_by("-at", "-id")[:50]),
-                   order_form=form or OrderActionForm(record=_active_order_problem(exceptions)),
+                   order_form=form or OrderActionForm(record=_active_order_problem(exceptions), order=order, user=user),
                    can_retry=user.has_perm("orders.retry_order"), can_cancel=user.has_perm("orders.cancel_order"),
                    can_edit=user.has_perms(["orders.change_order", "orders.retry_order"]))
         if user.has_perm("exceptions_app.view_exceptionrecord"):
@@ -345,7 +345,7 @@ class OrderDetailView(PermissionRequired, TemplateView):
             raise PermissionDenied("Your role does not allow this order action.")
         order = get_object_or_404(Order.objects.select_related("channel", "warehouse"), pk=pk)
         record = _active_order_problem(order_exceptions(order))
-        form = OrderActionForm(request.POST, record=record)
+        form = OrderActionForm(request.POST, record=record, order=order, user=request.user)
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(pk=pk, form=form), status=400)
         action = form.cleaned_data["action"]
