@@ -47,6 +47,7 @@ from integration_hub.inventory.models import PendingPush, Reservation
 
 from . import mapping
 from .models import Order, OrderLine, OrderState as S, StorefrontFulfilment
+from .shipped import update_shipped
 from .state import IllegalTransition, log_created, transition, transition_many
 
 log = logging.getLogger(__name__)
@@ -1311,6 +1312,8 @@ def record_dispatches(connection: Connection, dispatches, source: str = "dispatc
                 by_pk = {o.pk: o for o in to_dispatch}
                 _release([by_pk[pk].idempotency_key for pk in moved], "dispatched")
                 kick()
+        if changed or to_dispatch:
+            update_shipped([*changed, *(o.pk for o in to_dispatch)])  # OrderLine.shipped_quantity from the parcels
         if problems:
             raise_many(problems)
     acked_keys = [make_key("stuck_order", o.idempotency_key) for o in to_ack + to_dispatch]
