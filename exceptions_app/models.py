@@ -15,6 +15,7 @@ class Kind(models.TextChoices):
     MISSING_DISPATCH = "missing_dispatch", "missing dispatch notification"
     STOCK_DRIFT = "stock_drift", "stock drift"
     BAD_PAYLOAD = "bad_payload", "bad payload"
+    AUTH_FAILURE = "auth_failure", "connection auth failure"
 
 
 class Severity(models.TextChoices):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .models import Order, OrderLine, OrderState as S
+from .models import Order, OrderLine
+from .models import OrderState as S
 
 SHIPPED_STATES = (S.DISPATCHED, S.STOREFRONT_NOTIFIED)
 

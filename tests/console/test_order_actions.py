@@ -18,7 +18,7 @@ def w(db):
 
 
 def _selects(html: str) -> list[str]:
-    m = re.search(r'<select name="action".*?</select>', html, re.S)
+    m = re.search(r'<select name="action".*?</select>', html, re.DOTALL)
     return re.findall(r'<option value="([a-z]+)"', m.group(0)) if m else []
 
 
@@ -32,7 +32,7 @@ def test_cancel_without_reason_keeps_cancel_and_never_resends(w, role_client, mo
     html = r.content.decode()
     assert r.status_code == 400 and "Say why the order is cancelled." in html
     # the cancel form is its own form with its own button and a confirmation; the Action list offers no cancel
-    cancel_form = re.search(r'<form[^>]*class="order-cancel"[^>]*>.*?</form>', html, re.S).group(0)
+    cancel_form = re.search(r'<form[^>]*class="order-cancel"[^>]*>.*?</form>', html, re.DOTALL).group(0)
     assert 'data-confirm="Cancel order WEB-0?' in cancel_form and 'value="cancel"' in cancel_form
     assert "Say why the order is cancelled." in cancel_form
     assert "cancel" not in _selects(html)
