@@ -37,6 +37,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from exceptions_app import triage
 from integration_hub.catalog.models import Item, SkuMapping
 from integration_hub.core import audit
+from integration_hub.core.limits import MAX_SAFETY_BUFFER
 from integration_hub.core.models import Channel
 from integration_hub.reconciliation.services import safe_cell
 
@@ -96,7 +97,6 @@ class ImportResult:
 
 FIELDS = ("item", "storefront_product", "safety_buffer", "active")
 WHOLE = re.compile(r"^[0-9]+$")  # ASCII digits only: str.isdigit() accepts '²', which int() refuses
-MAX_SAFETY_BUFFER = 1_000_000  # units held back per SKU; anything larger is a typo, and the column is 32-bit
 
 
 def _max_length(name: str) -> int:

@@ -26,7 +26,7 @@ from integration_hub.core.roles import PermissionRequired
 from integration_hub.inventory.models import ChannelStockRule
 from integration_hub.orders.models import ShippingMethodMap
 
-from . import csv_import, services
+from . import csv_import, impact, services
 from .services import history_rows
 from .forms import ChannelRuleForm, CsvImportForm, ScheduleForm, ShippingMapForm, SkuMappingForm, TransformForm
 
@@ -186,13 +186,42 @@ class RuleEditView(PermissionRequired, TemplateView):
             response = self.render_to_response(self.get_context_data(slug=slug, pk=pk, form=form))
             response.status_code = 400
             return response
-        with transaction.atomic():
-            obj = form.save()
+
+        def apply():
+            saved = form.save()
             if rt.model is ChannelStockRule:
-                services.audit_rule_locations(obj, before_locations)
-            note = rt.after_save(obj, before) if rt.after_save else ""
+                services.audit_rule_locations(saved, before_locations)
+            return saved, (rt.after_save(saved, before) if rt.after_save else "")
+
+        scope = _impact_scope(rt, form, before)
+        if scope is None:
+            with transaction.atomic():
+                obj, note = apply()
+        else:  # a change that moves stock is saved only once the person confirmed its previewed impact
+            (obj, note), preview, saved = impact.apply_with_preview(apply, **scope, confirmed=impact.is_confirmed(request.POST))
+            if not saved:
+                if not pk:
+                    form.instance.pk = None
+                ctx = self.get_context_data(slug=slug, pk=pk, form=form)
+                ctx.update(impact=preview, confirm=impact.confirm_token(request.POST))
+                return self.render_to_response(ctx)
         messages.success(request, f"Saved {obj}." + (f" {note}." if note else ""))
         return redirect("console:rule_edit", slug=slug, pk=obj.pk)
+
+
+def _impact_scope(rt: RuleType, form, before: dict | None) -> dict | None:
+    """Which ATS a rule change can move: a channel rule its channel(s); a mapping its item(s) on its
+    channel(s) (every channel for an all-channel mapping). None for tables that move no stock."""
+    data = form.cleaned_data
+    if rt.model is ChannelStockRule:
+        ids = {data["channel"].pk} | ({before["channel_id"]} if before and before.get("channel_id") else set())
+        return {"channel_ids": sorted(ids), "item_ids": None}
+    if rt.model is SkuMapping:
+        channels = [data.get("channel"), *([before.get("channel_id") or None] if before else [])]
+        ids = None if any(c is None for c in channels) else sorted({getattr(c, "pk", c) for c in channels})
+        items = {form.instance.item_id} | ({before["item_id"]} if before and before.get("item_id") else set())
+        return {"channel_ids": ids, "item_ids": items}
+    return None
 
 
 class RuleDeleteView(PermissionRequired, View):
