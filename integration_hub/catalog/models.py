@@ -6,8 +6,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
-from integration_hub.core.models import Channel, Connection
 from integration_hub.core.limits import safety_buffer_validators
+from integration_hub.core.models import Channel, Connection
 
 
 class Item(models.Model):

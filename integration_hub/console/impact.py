@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from django.conf import settings
 from django.db import transaction
@@ -112,7 +112,7 @@ def apply_with_preview(apply: Callable, *, channel_ids: list[int] | None, item_i
 
 def confirm_token(data) -> str:
     """A token for exactly this posted change: the confirmation saves only the change the preview showed."""
-    parts = sorted((k, tuple(data.getlist(k))) for k in data.keys() if k not in ("csrfmiddlewaretoken", "confirm"))
+    parts = sorted((k, tuple(data.getlist(k))) for k in data if k not in ("csrfmiddlewaretoken", "confirm"))
     return hmac.new(settings.SECRET_KEY.encode(), repr(parts).encode(), hashlib.sha256).hexdigest()[:32]
 
 

@@ -27,8 +27,15 @@ from integration_hub.inventory.models import ChannelStockRule
 from integration_hub.orders.models import ShippingMethodMap
 
 from . import csv_import, impact, services
+from .forms import (
+    ChannelRuleForm,
+    CsvImportForm,
+    ScheduleForm,
+    ShippingMapForm,
+    SkuMappingForm,
+    TransformForm,
+)
 from .services import history_rows
-from .forms import ChannelRuleForm, CsvImportForm, ScheduleForm, ShippingMapForm, SkuMappingForm, TransformForm
 
 PAGE_SIZE = 50
 RECENT_CHANGES = 20  # audit entries (edits, imports, deletions) shown under each rules table
@@ -206,6 +213,8 @@ class RuleEditView(PermissionRequired, TemplateView):
                 ctx.update(impact=preview, confirm=impact.confirm_token(request.POST))
                 return self.render_to_response(ctx)
         messages.success(request, f"Saved {obj}." + (f" {note}." if note else ""))
+        for warning in (form.overrides() if hasattr(form, "overrides") else []):
+            messages.warning(request, warning)
         return redirect("console:rule_edit", slug=slug, pk=obj.pk)
 
 
@@ -258,7 +267,8 @@ class MappingImportView(PermissionRequired, TemplateView):
         form = CsvImportForm(request.POST, request.FILES)
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(form=form), status=400)
-        result = csv_import.import_sku_mappings(form.cleaned_data["file"], user=request.user)  # streamed, not read whole
+        result = csv_import.import_sku_mappings(form.cleaned_data["file"], user=request.user,  # streamed, not read whole
+                                               dry_run=form.cleaned_data["dry_run"])
         if request.POST.get("format") == "csv":
             response = HttpResponse(csv_import.error_report_csv(result), content_type="text/csv")
             response["Content-Disposition"] = 'attachment; filename="mapping-import-errors.csv"'

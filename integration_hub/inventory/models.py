@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.db import models
 
 from integration_hub.catalog.models import Item
-from integration_hub.core.models import Channel, Location
 from integration_hub.core.limits import safety_buffer_validators
+from integration_hub.core.models import Channel, Location
 
 
 class InventoryState(models.TextChoices):
