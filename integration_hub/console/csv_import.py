@@ -256,7 +256,7 @@ def _rows(reader, result: ImportResult):
             result.fatal = f"more than {MAX_ROWS:,} rows: split the file"
             return
         end = reader.reader.line_num  # DictReader's own line_num is not updated when a row raises
-        line = start if start <= end else end
+        line = min(start, end)
         if start < end and reason:  # one row over several physical lines: a quoted value with line breaks
             broken = [k for k, v in row.items() if "\n" in v or "\r" in v]
             reason = "; ".join(x for x in (reason, f"{', '.join(broken)} contains a line break (an unbalanced quote?)"

@@ -9,10 +9,10 @@ from integration_hub.catalog import transforms
 from integration_hub.catalog.models import IdentifierTransform, Item, SkuMapping
 from integration_hub.catalog.validation import sku_problem
 from integration_hub.core import beat
-
-from . import services
 from integration_hub.inventory.models import ChannelStockRule
 from integration_hub.orders.models import ShippingMethodMap
+
+from . import services
 
 
 class SkuMappingForm(forms.ModelForm):

@@ -5,6 +5,7 @@ from . import views
 app_name = "console"
 urlpatterns = [
     path("", views.HomeView.as_view(), name="home"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("dashboard/", views.DashboardView.as_view(), name="dashboard"),
     path("rules/sku-mappings/import/", views.MappingImportView.as_view(), name="mapping_import"),
     path("rules/<slug:slug>/", views.RuleListView.as_view(), name="rule_list"),

@@ -51,6 +51,13 @@ class DashboardView(PermissionRequired, TemplateView):
         return ctx
 
 
+def favicon(request):
+    """``/favicon.ico`` (browsers ask for it on every page): the static icon."""
+    from django.templatetags.static import static
+
+    return redirect(static("console/favicon.ico"), permanent=True)
+
+
 class HomeView(View):
     """``/``: the dashboard for roles that have it, the reports for finance, else the login page."""
 
