@@ -352,8 +352,7 @@ class OrderListView(PermissionRequired, TemplateView):
         if channel:
             qs = qs.filter(channel__key=channel)
         if q:
-            qs = qs.filter(Q(order_number__iexact=q) | Q(external_id__iexact=q) | Q(idempotency_key__iexact=q)
-                           | Q(customer_email__iexact=q) | Q(warehouse_ref__iexact=q))
+            qs = qs.filter(services.order_search(q))
         page = Paginator(qs.order_by("-created_at", "-id"), PAGE_SIZE).get_page(self.request.GET.get("page"))
         query = self.request.GET.copy()
         query.pop("page", None)
