@@ -34,7 +34,9 @@ class ExceptionListView(PermissionRequired, TemplateView):
         page = Paginator(rows.order_by("-last_seen", "-id"), PAGE_SIZE).get_page(self.request.GET.get("page"))
         query = self.request.GET.copy()
         query.pop("page", None)
-        ctx.update(filter=flt, page=page, rows=page.object_list, query=query.urlencode(),
+        rows = list(page.object_list)
+        triage.attach_order_numbers(rows)  # one query: the order number CX know, not the hub's key
+        ctx.update(filter=flt, page=page, rows=rows, query=query.urlencode(),
                    can_change=self.request.user.has_perm("exceptions_app.change_exceptionrecord"))
         return ctx
 
@@ -48,7 +50,9 @@ class ExceptionDetailView(PermissionRequired, TemplateView):
         record = get_object_or_404(ExceptionRecord.objects.select_related("channel", "connection", "status_changed_by"), pk=pk)
         user = self.request.user
         action = triage.action_for(record)
+        triage.attach_order_numbers([record])
         ctx.update(record=record, action=action, history=history_rows(audit.history_for(record)[:50]),
+                   plain=triage.plain_text(record),
                    status_form=kwargs.get("status_form") or StatusForm(),
                    can_change=user.has_perm("exceptions_app.change_exceptionrecord"))
         if action == "map_sku":

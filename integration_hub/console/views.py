@@ -379,7 +379,9 @@ class OrderDetailView(PermissionRequired, TemplateView):
                    can_retry=user.has_perm("orders.retry_order"), can_cancel=user.has_perm("orders.cancel_order"),
                    can_edit=user.has_perms(["orders.change_order", "orders.retry_order"]))
         if user.has_perm("exceptions_app.view_exceptionrecord"):
+            triage.attach_order_numbers(exceptions)
             ctx["exceptions"] = exceptions
+        ctx["can_escalate"] = user.has_perm("exceptions_app.escalate_order")
         return ctx
 
     def post(self, request, pk):
@@ -399,6 +401,25 @@ class OrderDetailView(PermissionRequired, TemplateView):
             messages.success(request, triage.run_order_action(order, action, form.cleaned_data, user=request.user, record=record))
         except triage.TriageError as exc:
             messages.error(request, str(exc))
+        return redirect("console:order_detail", pk=order.pk)
+
+
+class OrderEscalateView(PermissionRequired, View):
+    """CX hand an order to ops with a note (an ``escalated`` record in the ops queue)."""
+
+    permission_required = "exceptions_app.escalate_order"
+    http_method_names = ["post"]
+
+    def post(self, request, pk):
+        from integration_hub.orders.models import Order
+
+        order = get_object_or_404(Order.objects.select_related("channel"), pk=pk)
+        try:
+            triage.escalate_order(order, request.POST.get("note", "")[:2000], user=request.user)
+        except triage.TriageError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Order {order} escalated to ops with your note.")
         return redirect("console:order_detail", pk=order.pk)
 
 

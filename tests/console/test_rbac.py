@@ -120,6 +120,7 @@ POSTS = [
     ("/api/sku-mappings/", {"item": "00001001", "storefront_sku": "NEW-1"}, {"ops", "admin"}),
     ("/api/reports/run/", {"kind": "stock_drift"}, {"finance", "admin"}),
     ("/rules/transforms/{transform}/delete/", {}, {"admin"}),
+    ("/orders/{order}/escalate/", {"note": "customer called twice"}, {"ops", "cx", "admin"}),
 ]
 
 
