@@ -253,6 +253,8 @@ HUB = {
     "ACK_TIMEOUT_MINUTES": int(os.environ.get("HUB_ACK_TIMEOUT_MINUTES", "15")),
     # Minutes after a warehouse dispatch by which the storefront must show it shipped.
     "DISPATCH_NOTIFY_MINUTES": int(os.environ.get("HUB_DISPATCH_NOTIFY_MINUTES", "60")),
+    # currency of Item.unit_cost (finance reports value stock at cost in it)
+    "COST_CURRENCY": os.environ.get("HUB_COST_CURRENCY", "GBP"),
     # Minutes after the warehouse acknowledged an order by which it should have dispatched it; older
     # acknowledged orders are looked up in the warehouse (a lost dispatch confirmation) or flagged.
     "DISPATCH_DUE_MINUTES": int(os.environ.get("HUB_DISPATCH_DUE_MINUTES", str(24 * 60))),
