@@ -22,7 +22,7 @@ STATUS_CHOICES = [("active", "open or acknowledged"), *Status.choices, ("all", "
 
 
 class ExceptionFilter(django_filters.FilterSet):
-    q = django_filters.CharFilter(method="search", label="SKU / order")
+    q = django_filters.CharFilter(method="search", label="SKU, order number or e-mail")
     kind = django_filters.ChoiceFilter(choices=Kind.choices, empty_label="any kind")
     severity = django_filters.ChoiceFilter(choices=Severity.choices, empty_label="any severity")
     status = django_filters.ChoiceFilter(choices=STATUS_CHOICES, method="filter_status", empty_label=None)
@@ -41,11 +41,17 @@ class ExceptionFilter(django_filters.FilterSet):
         super().__init__(data, *args, **kwargs)
 
     def search(self, queryset, name, value):
-        value = value.strip()
+        """SKU, the hub's order key, or what CX know: the order number (partial, '#' ignored) or the customer's
+        e-mail — those through the order mirror (one subquery)."""
+        from integration_hub.orders.models import Order
+
+        value = value.strip().lstrip("#").strip()
         if not value:
             return queryset
+        orders = Order.objects.filter(Q(order_number__icontains=value) | Q(customer_email__icontains=value))
         return queryset.filter(Q(sku__iexact=value) | Q(order_ref__iexact=value) | Q(sku__istartswith=value)
-                               | Q(order_ref__istartswith=value) | Q(dedupe_key__icontains=value))
+                               | Q(order_ref__istartswith=value) | Q(dedupe_key__icontains=value)
+                               | Q(order_ref__in=orders.values("idempotency_key")))
 
     def filter_status(self, queryset, name, value):
         if value == "active":

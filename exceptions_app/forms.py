@@ -8,6 +8,7 @@ from integration_hub.catalog.models import Item
 from .triage import (
     EDITABLE_ORDER_FIELDS,
     ORDER_ACTION_PERMISSIONS,
+    actions_for_state,
     field_choices,
     matching_spec,
 )
@@ -100,9 +101,20 @@ class OrderActionForm(forms.Form):
     value = forms.CharField(required=False, max_length=2000)
     reason = forms.CharField(required=False, max_length=1000)
 
-    def __init__(self, *args, record=None, **kwargs):
+    def __init__(self, *args, record=None, order=None, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["field"].choices = field_choices(record)
+        # what the page offers: the actions the order's state allows and the user's role permits; Cancel is
+        # its own button (with a confirmation), never an entry of the Action list
+        allowed = actions_for_state(order.state) if order is not None else [a for a, _ in self.ACTIONS]
+        if user is not None:
+            allowed = [a for a in allowed if user.has_perms(ORDER_ACTION_PERMISSIONS[a])]
+        labels = dict(self.ACTIONS)
+        self.offered = [(a, labels[a]) for a in allowed if a != "cancel"]
+        self.can_cancel = "cancel" in allowed
+        self.can_edit = "edit" in allowed
+        chosen = self.data.get("action") if self.is_bound else None
+        self.chosen_action = chosen if chosen in dict(self.offered) else (self.offered[0][0] if self.offered else "")
 
     @staticmethod
     def allowed(user, data) -> bool:

@@ -15,6 +15,8 @@ class Kind(models.TextChoices):
     MISSING_DISPATCH = "missing_dispatch", "missing dispatch notification"
     STOCK_DRIFT = "stock_drift", "stock drift"
     BAD_PAYLOAD = "bad_payload", "bad payload"
+    AUTH_FAILURE = "auth_failure", "connection auth failure"
+    ESCALATED = "escalated", "escalated to ops"
 
 
 class Severity(models.TextChoices):
@@ -57,6 +59,7 @@ class ExceptionRecord(models.Model):
     class Meta:
         ordering = ["-last_seen"]
         indexes = [models.Index(fields=["status", "kind", "-last_seen"])]
+        permissions = [("escalate_order", "Can escalate an order to ops with a note")]
 
     def __str__(self) -> str:
         return f"[{self.kind}] {self.title}"

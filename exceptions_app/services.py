@@ -14,6 +14,7 @@ Dedupe key conventions (build them with :func:`make_key`; the fixing code clears
   rate_limited      rate_limited:<connection name>:<operation>
   sync_timeout      sync_timeout:<connection name>:<operation>
   bad_payload       bad_payload:<connection name>:<source>:<ref>
+  auth_failure      auth_failure:<connection name>                      (credentials refused: one per connection)
 Records also carry ``sku`` / ``order_ref`` / ``channel`` / ``connection`` columns for filtering; context
 holds what a person needs to decide (payload excerpt, suggestion, last error) and ``context["action"]``
 names the fix the console offers ("map_sku", "retry_order", "resend_dispatch", "repush_stock", ...).
@@ -30,9 +31,42 @@ from django.utils import timezone
 
 from .models import ACTIVE_STATUSES, ExceptionRecord, Kind, Severity, Status
 
+AUTH_STATUSES = (401, 403)
+
+
+def kind_for_error(exc: BaseException) -> str:
+    """The exception kind an external call's error is filed under, so the person who can fix it sees it
+    (connectors.errors taxonomy): 429 → ``rate_limited``; refused credentials (401/403, or the token endpoint
+    refusing them) → ``auth_failure`` on the connection; the remote refusing our data (400/422, a
+    BadDataError) → ``bad_payload`` on the record; timeouts, 5xx and the rest → ``sync_timeout``."""
+    from connectors import errors
+
+    if isinstance(exc, errors.RateLimitedError):
+        return Kind.RATE_LIMITED
+    if isinstance(exc, errors.RetryableError):
+        return Kind.SYNC_TIMEOUT
+    if isinstance(exc, errors.PermanentError) and getattr(exc, "status", None) in AUTH_STATUSES:
+        return Kind.AUTH_FAILURE
+    if isinstance(exc, errors.BadDataError):
+        return Kind.BAD_PAYLOAD
+    return Kind.SYNC_TIMEOUT
+
 
 def make_key(kind: str, *parts) -> str:
     return ":".join([str(kind), *[str(p) for p in parts if p not in (None, "")]])[:300]
+
+
+def error_key(exc: BaseException, conn_name: str, operation: str) -> tuple[str, str]:
+    """(kind, dedupe key) of a connection-level failure of ``operation``: an auth failure is one record per
+    connection whatever the operation; the other kinds are per operation."""
+    kind = kind_for_error(exc)
+    return kind, (make_key(kind, conn_name) if kind == Kind.AUTH_FAILURE else make_key(kind, conn_name, operation))
+
+
+def transport_keys(conn_name: str, operation: str) -> list[str]:
+    """The connection-level keys a success of ``operation`` on that connection clears."""
+    return [make_key(k, conn_name, operation) for k in (Kind.RATE_LIMITED, Kind.SYNC_TIMEOUT, Kind.BAD_PAYLOAD)] + [
+        make_key(Kind.AUTH_FAILURE, conn_name)]
 
 
 @dataclass

@@ -597,13 +597,33 @@ def repush_stock(record: ExceptionRecord, user=None) -> int:
 
 
 # --- order actions offered on the exception detail page and the order page ------------------------------
+ORDER_ACTION_LABELS = [("retry", "Retried"), ("edit", "Edited and resent"), ("notify", "Notified as shipped again"),
+                       ("cancel", "Cancelled")]
 ORDER_ACTION_PERMISSIONS = {"retry": ["orders.retry_order"], "edit": ["orders.change_order", "orders.retry_order"],
                             "notify": ["orders.retry_order"], "cancel": ["orders.cancel_order"]}
 
 
+# which actions an order's state allows (the order flow refuses the others: retry_send, update_field_and_resend,
+# notify_storefront and cancel in orders.services); a shipped or cancelled order offers none
+ACTION_STATES = {
+    "retry": {"captured", "validated", "sent", "held", "failed"},
+    "edit": {"captured", "validated", "held", "failed"},
+    "notify": {"dispatched"},
+    "cancel": {"captured", "validated", "held", "failed", "sent", "acknowledged"},
+}
+
+
+def actions_for_state(state: str) -> list[str]:
+    """The order actions that make sense for an order in ``state``, in the order the console offers them."""
+    return [a for a in ("retry", "edit", "notify", "cancel") if state in ACTION_STATES[a]]
+
+
 def run_order_action(order, action: str, data: dict, user=None, record: ExceptionRecord | None = None) -> str:
     """Carry out one order fix (``OrderActionForm.cleaned_data`` in ``data``); returns what to tell the
-    person. Raises TriageError when the order flow refuses it."""
+    person. Raises TriageError when the order flow refuses it or the order's state does not allow it."""
+    if action in ACTION_STATES and order.state not in ACTION_STATES[action]:
+        raise TriageError(f"Order {order} is {order.get_state_display()}: it cannot be "
+                          f"{dict(ORDER_ACTION_LABELS).get(action, action).lower()}.")
     then = " The exception resolves when the warehouse acknowledges it." if record is not None else ""
     if action == "retry":
         retry_order(order, user=user, record=record)
@@ -618,3 +638,59 @@ def run_order_action(order, action: str, data: dict, user=None, record: Exceptio
         cancel_order(order, data["reason"], user=user, record=record)
         return f"Order {order} cancelled."
     raise TriageError(f"unknown order action {action!r}")
+
+
+# --- what CX read: order numbers and plain language ------------------------------------------------------------
+def attach_order_numbers(records: list[ExceptionRecord]) -> None:
+    """Set ``record.order_number`` (the storefront's order number, "" when unknown) on each record: one query
+    for the whole list."""
+    from integration_hub.orders.models import Order
+
+    refs = {r.order_ref for r in records if r.order_ref}
+    numbers = dict(Order.objects.filter(idempotency_key__in=refs).values_list("idempotency_key", "order_number")) if refs else {}
+    for r in records:
+        r.order_number = numbers.get(r.order_ref, "") or (r.order_ref if r.order_ref and ":" not in r.order_ref else "")
+
+
+PLAIN = {
+    Kind.SKU_MISMATCH: "The storefront lists a product code the hub cannot match to a warehouse item, so its stock "
+                       "is not updated. Ops can map it.",
+    Kind.UNKNOWN_SKU: "A product code is not known to the hub, so its stock (or an order line with it) cannot be "
+                      "handled yet. Ops can map it.",
+    Kind.STUCK_ORDER: "The order has not reached the warehouse yet. The hub keeps retrying; ops or CX can retry, "
+                      "correct a field or cancel it.",
+    Kind.ORPHANED_ORDER: "The storefront has an order the hub never received. Ops will check it.",
+    Kind.SYNC_TIMEOUT: "A connected system did not answer in time. The hub retries on its own; nothing is lost.",
+    Kind.RATE_LIMITED: "A connected system asked the hub to slow down. The hub retries on its own; nothing is lost.",
+    Kind.MISSING_DISPATCH: "The warehouse shipped the order but the storefront does not show it as shipped yet.",
+    Kind.STOCK_DRIFT: "The stock the storefront shows differs from what the warehouse holds. Ops can push it again.",
+    Kind.BAD_PAYLOAD: "A system refused some data (for example an address or a code it does not know). Someone "
+                      "needs to correct the data; the details say which field.",
+    Kind.ESCALATED: "Customer service handed this order to ops with a note.",
+    Kind.AUTH_FAILURE: "A connected system refused the hub's credentials. An administrator must renew them; "
+                       "until then nothing moves on that connection.",
+}
+
+
+def plain_text(record: ExceptionRecord) -> str:
+    """A sentence for CX saying what the problem means (the technical detail stays one click away)."""
+    base = PLAIN.get(record.kind, "The hub could not finish this step.")
+    if record.kind == Kind.BAD_PAYLOAD and isinstance((record.context or {}).get("fields"), dict) and record.context["fields"]:
+        base += " Fields: " + ", ".join(str(k) for k in list(record.context["fields"])[:5]) + "."
+    return base
+
+
+def escalate_order(order, note: str, user=None) -> ExceptionRecord:
+    """CX hand an order to ops with a note: one ``escalated`` record per order (a repeat adds to its count and
+    keeps the latest note), with the order number, in the ops queue."""
+    from .services import make_key, raise_exception
+
+    note = (note or "").strip()
+    if not note:
+        raise TriageError("Say what ops should look at.")
+    who = getattr(user, "username", "") or "someone"
+    return raise_exception(Kind.ESCALATED, make_key(Kind.ESCALATED, order.idempotency_key),
+                           f"Order {order} escalated by {who}: {note}"[:300], message=note[:2000], severity="warning",
+                           context={"order_id": order.pk, "order_number": order.order_number, "note": note[:2000],
+                                    "escalated_by": who, "action": "retry_order"},
+                           channel=order.channel_id, order_ref=order.idempotency_key)

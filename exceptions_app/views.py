@@ -34,7 +34,9 @@ class ExceptionListView(PermissionRequired, TemplateView):
         page = Paginator(rows.order_by("-last_seen", "-id"), PAGE_SIZE).get_page(self.request.GET.get("page"))
         query = self.request.GET.copy()
         query.pop("page", None)
-        ctx.update(filter=flt, page=page, rows=page.object_list, query=query.urlencode(),
+        rows = list(page.object_list)
+        triage.attach_order_numbers(rows)  # one query: the order number CX know, not the hub's key
+        ctx.update(filter=flt, page=page, rows=rows, query=query.urlencode(),
                    can_change=self.request.user.has_perm("exceptions_app.change_exceptionrecord"))
         return ctx
 
@@ -48,7 +50,9 @@ class ExceptionDetailView(PermissionRequired, TemplateView):
         record = get_object_or_404(ExceptionRecord.objects.select_related("channel", "connection", "status_changed_by"), pk=pk)
         user = self.request.user
         action = triage.action_for(record)
+        triage.attach_order_numbers([record])
         ctx.update(record=record, action=action, history=history_rows(audit.history_for(record)[:50]),
+                   plain=triage.plain_text(record),
                    status_form=kwargs.get("status_form") or StatusForm(),
                    can_change=user.has_perm("exceptions_app.change_exceptionrecord"))
         if action == "map_sku":
@@ -63,7 +67,7 @@ class ExceptionDetailView(PermissionRequired, TemplateView):
                        mapped_item_id=triage.mapped_item_id(record))
         if action == "order" or record.kind in triage.ORDER_KINDS:
             order = triage.order_for(record)
-            ctx.update(order=order, order_form=kwargs.get("order_form") or OrderActionForm(record=record),
+            ctx.update(order=order, order_form=kwargs.get("order_form") or OrderActionForm(record=record, order=order, user=user),
                 transitions=list(order.transitions.select_related("actor").order_by("-at")[:20]) if order else [],
                 can_retry=user.has_perm("orders.retry_order"), can_cancel=user.has_perm("orders.cancel_order"),
                 can_edit=user.has_perms(["orders.change_order", "orders.retry_order"]))
@@ -184,13 +188,13 @@ class OrderActionView(_RecordAction):
         if not OrderActionForm.allowed(request.user, request.POST):  # before validation: no messages for them
             raise PermissionDenied("Your role does not allow this order action.")
         record = self.record(pk)
-        form = OrderActionForm(request.POST, record=record)
+        order = triage.order_for(record)
+        form = OrderActionForm(request.POST, record=record, order=order, user=request.user)
         if not form.is_valid():
             return self.rerender(pk, order_form=form)
         action = form.cleaned_data["action"]
         if not request.user.has_perms(self.NEEDS[action]):
             raise PermissionDenied("Your role does not allow this order action.")
-        order = triage.order_for(record)
         if order is None:
             messages.error(request, "The order this exception names is not in the hub.")
             return self.back(record)

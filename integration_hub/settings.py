@@ -254,6 +254,8 @@ HUB = {
     "ACK_TIMEOUT_MINUTES": int(os.environ.get("HUB_ACK_TIMEOUT_MINUTES", "15")),
     # Minutes after a warehouse dispatch by which the storefront must show it shipped.
     "DISPATCH_NOTIFY_MINUTES": int(os.environ.get("HUB_DISPATCH_NOTIFY_MINUTES", "60")),
+    # currency of Item.unit_cost (finance reports value stock at cost in it)
+    "COST_CURRENCY": os.environ.get("HUB_COST_CURRENCY", "GBP"),
     # Minutes after the warehouse acknowledged an order by which it should have dispatched it; older
     # acknowledged orders are looked up in the warehouse (a lost dispatch confirmation) or flagged.
     "DISPATCH_DUE_MINUTES": int(os.environ.get("HUB_DISPATCH_DUE_MINUTES", str(24 * 60))),
@@ -273,7 +275,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"quiet_403": {"()": "integration_hub.core.logfilters.QuietPermissionDenied"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["quiet_403"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("HUB_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -349,7 +349,7 @@ class ReportViewSet(ActionPermissions, mixins.ListModelMixin, mixins.RetrieveMod
         report = self.get_object()  # DRF's look-up: a pk that is not a number is a 404, never a ValueError
         if report.status != Report.Status.DONE:
             raise Http404("the report has not finished")
-        response = StreamingHttpResponse(recon.iter_csv(report), content_type="text/csv; charset=utf-8")
+        response = StreamingHttpResponse(recon.iter_csv(report, excel=False), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{recon.csv_filename(report)}"'
         return response
 

@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
+from integration_hub.core.limits import safety_buffer_validators
 from integration_hub.core.models import Channel, Connection
 
 
@@ -66,7 +67,8 @@ class SkuMapping(models.Model):
     storefront_product = models.CharField(max_length=200, blank=True, help_text="product key / id of the parent, when known")
     transform = models.ForeignKey(IdentifierTransform, null=True, blank=True, on_delete=models.SET_NULL,
                                   help_text="transform that produced this mapping, if any")
-    safety_buffer = models.PositiveIntegerField(null=True, blank=True, help_text="overrides the channel buffer for this SKU")
+    safety_buffer = models.PositiveIntegerField(null=True, blank=True, help_text="overrides the channel buffer for this SKU",
+                                                validators=safety_buffer_validators())
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

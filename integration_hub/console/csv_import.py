@@ -36,7 +36,9 @@ from django.db import DatabaseError, IntegrityError, transaction
 
 from exceptions_app import triage
 from integration_hub.catalog.models import Item, SkuMapping
+from integration_hub.catalog.validation import sku_problem
 from integration_hub.core import audit
+from integration_hub.core.limits import MAX_SAFETY_BUFFER
 from integration_hub.core.models import Channel
 from integration_hub.reconciliation.services import safe_cell
 
@@ -66,6 +68,7 @@ class ImportResult:
     pushes_queued: int = 0
     exceptions_acknowledged: int = 0  # until the re-queued stock push confirms (which resolves them)
     fatal: str = ""
+    dry_run: bool = False  # nothing was saved: the counts say what the import would do
     _kept: list = field(default_factory=list, repr=False)  # max-heap by line: (-line, seq, RowError)
     _seq: itertools.count = field(default_factory=itertools.count, repr=False)
 
@@ -96,7 +99,6 @@ class ImportResult:
 
 FIELDS = ("item", "storefront_product", "safety_buffer", "active")
 WHOLE = re.compile(r"^[0-9]+$")  # ASCII digits only: str.isdigit() accepts '²', which int() refuses
-MAX_SAFETY_BUFFER = 1_000_000  # units held back per SKU; anything larger is a typo, and the column is 32-bit
 
 
 def _max_length(name: str) -> int:
@@ -108,26 +110,35 @@ def _validate(r: dict, items: dict, channels: dict) -> tuple[str | None, dict]:
     bad row is reported with its line instead of failing the write."""
     sku, master = r.get("storefront_sku", ""), r.get("master_sku", "")
     ch_key = r.get("channel", "")
+    problems: list[str] = []  # every problem of the row, so one fix-and-retry is enough
     nul = next((k for k, v in r.items() if "\x00" in v), None)
     if nul:  # PostgreSQL refuses NUL in text (and its driver raises before the database sees the row)
-        return f"{nul} contains a NUL character", {}
+        problems.append(f"{nul} contains a NUL character")
+    broken = [k for k, v in r.items() if k != "_lines" and ("\n" in v or "\r" in v)]
+    if broken:  # a value spanning lines is an unbalanced quote swallowing the next row, never a SKU
+        problems.append(f"{', '.join(broken)} contains a line break (an unbalanced quote?)"
+                        + (f"; the row spans lines {r['_lines']}" if r.get("_lines") else ""))
     if not master:
-        return "master_sku is empty", {}
+        problems.append("master_sku is empty")
+    elif master not in items:
+        problems.append(f"unknown master SKU {master!r}")
     if not sku:
-        return "storefront_sku is empty", {}
+        problems.append("storefront_sku is empty")
+    elif not broken and not nul and sku_problem(sku):
+        problems.append(f"storefront_sku {sku_problem(sku)}")
     for name, value in (("storefront_sku", sku), ("storefront_product", r.get("storefront_product", ""))):
         if len(value) > _max_length(name):
-            return f"{name} is longer than {_max_length(name)} characters", {}
-    if master not in items:
-        return f"unknown master SKU {master!r}", {}
+            problems.append(f"{name} is longer than {_max_length(name)} characters")
     if ch_key and ch_key not in channels:
-        return f"unknown channel {ch_key!r}", {}
+        problems.append(f"unknown channel {ch_key!r}")
     buf = r.get("safety_buffer", "")
     if buf and (not WHOLE.match(buf) or int(buf) > MAX_SAFETY_BUFFER):
-        return f"safety_buffer {buf!r} is not a whole number from 0 to {MAX_SAFETY_BUFFER}", {}
+        problems.append(f"safety_buffer {buf!r} is not a whole number from 0 to {MAX_SAFETY_BUFFER}")
     act = r.get("active", "").lower()
     if act and act not in TRUE | FALSE:
-        return f"active {r.get('active')!r} is not yes/no", {}
+        problems.append(f"active {r.get('active')!r} is not yes/no")
+    if problems:
+        return "; ".join(problems), {}
     return None, {"item": items[master], "channel": channels.get(ch_key) if ch_key else None, "storefront_sku": sku,
                   "storefront_product": r.get("storefront_product", ""), "safety_buffer": int(buf) if buf else None,
                   "active": act not in FALSE}
@@ -219,7 +230,10 @@ def _rows(reader, result: ImportResult):
     value over the field limit) and rows with more values than columns are rejected here — and counted as
     rows too. Stops (fatal) after MAX_ROWS rows."""
     seen = 0
+    width = len(reader.fieldnames or [])
+    end = reader.reader.line_num  # the header's last line
     while True:
+        start = end + 1
         try:
             raw = next(reader)
         except StopIteration:
@@ -230,26 +244,43 @@ def _rows(reader, result: ImportResult):
             row = {}
         else:
             if not any((v or "").strip() for k, v in raw.items() if k) and None not in raw:
+                end = reader.reader.line_num
                 continue  # a blank line
             row = {k: (raw.get(k) or "").strip() for k in COLUMNS if k in raw}  # other columns are ignored
-            reason = "more values than columns" if None in raw else ""
+            given = sum(1 for k, v in raw.items() if k is not None and v is not None)
+            reason = ("more values than columns" if None in raw
+                      else f"only {given} of {width} values (a short row is not imported: add the missing separators)"
+                      if given < width else "")
         seen += 1
         if seen > MAX_ROWS:
             result.fatal = f"more than {MAX_ROWS:,} rows: split the file"
             return
-        line = reader.reader.line_num  # DictReader's own line_num is not updated when a row raises
+        end = reader.reader.line_num  # DictReader's own line_num is not updated when a row raises
+        line = min(start, end)
+        if start < end and reason:  # one row over several physical lines: a quoted value with line breaks
+            broken = [k for k, v in row.items() if "\n" in v or "\r" in v]
+            reason = "; ".join(x for x in (reason, f"{', '.join(broken)} contains a line break (an unbalanced quote?)"
+                                           if broken else "", f"the row spans lines {start}–{end}") if x)
+        elif start < end:
+            row["_lines"] = f"{start}–{end}"
         if reason:
             result.reject(line, reason, row)
         else:
             yield line, row
 
 
-def import_sku_mappings(data: bytes | str | IO[bytes], user=None) -> ImportResult:
-    """Import a CSV given as text, bytes or a binary file (read as a stream; an upload is passed as is)."""
-    result = ImportResult()
+def import_sku_mappings(data: bytes | str | IO[bytes], user=None, dry_run: bool = False) -> ImportResult:
+    """Import a CSV given as text, bytes or a binary file (read as a stream; an upload is passed as is).
+    ``dry_run``: every check and write runs as for real, then everything is rolled back — the result says what
+    the import would do."""
+    result = ImportResult(dry_run=dry_run)
     stream, sample = _text_stream(data)
     try:
-        return _import(stream, sample, result, user)
+        with transaction.atomic():
+            _import(stream, sample, result, user)
+            if dry_run:
+                transaction.set_rollback(True)
+        return result
     finally:
         if isinstance(stream, io.TextIOWrapper):
             stream.detach()  # the caller's file stays open (and is the caller's to close)

@@ -2,14 +2,17 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from integration_hub.catalog import transforms
 from integration_hub.catalog.models import IdentifierTransform, Item, SkuMapping
+from integration_hub.catalog.validation import sku_problem
 from integration_hub.core import beat
-
-from . import services
 from integration_hub.inventory.models import ChannelStockRule
 from integration_hub.orders.models import ShippingMethodMap
+
+from . import services
 
 
 class SkuMappingForm(forms.ModelForm):
@@ -34,14 +37,45 @@ class SkuMappingForm(forms.ModelForm):
         self.instance.item = item
         return sku
 
+    def clean_storefront_sku(self):
+        sku = self.cleaned_data["storefront_sku"]
+        why = sku_problem(sku)
+        if why:
+            raise forms.ValidationError(f"Storefront SKU {sku!r} {why}.")
+        return sku
+
     def clean(self):
         data = super().clean()
-        channel, sku = data.get("channel"), data.get("storefront_sku")
+        channel, sku, transform = data.get("channel"), data.get("storefront_sku"), data.get("transform")
         if sku:
             clash = SkuMapping.objects.filter(channel=channel, storefront_sku=sku).exclude(pk=self.instance.pk)
             if clash.exists():
-                raise forms.ValidationError(f"{sku!r} is already mapped on {'that channel' if channel else 'every channel'}.")
+                self.add_error("storefront_sku", f"{sku!r} is already mapped on {'that channel' if channel else 'every channel'}.")
+        if sku and transform is not None and self.instance.item_id:
+            try:
+                produced = transforms.apply(self.instance.item.sku, transforms.TransformSpec.from_model(transform))
+            except transforms.TransformError as exc:
+                self.add_error("transform", f"Transform {transform.name} cannot be applied to {self.instance.item.sku}: {exc}.")
+            else:
+                if produced != sku:
+                    self.add_error("transform", f"Transform {transform.name} turns {self.instance.item.sku} into "
+                                                f"{produced!r}, not the storefront SKU {sku!r}.")
         return data
+
+    def validate_unique(self):
+        """Duplicates are reported by :meth:`clean` in words; the database constraints' own messages (their
+        names) would repeat them."""
+
+    def overrides(self) -> list[str]:
+        """Warnings to show after saving: a channel mapping that takes precedence over an all-channel one."""
+        channel, sku = self.cleaned_data.get("channel"), self.cleaned_data.get("storefront_sku")
+        if channel is None or not sku:
+            return []
+        out = []
+        for m in SkuMapping.objects.filter(channel__isnull=True, active=True).filter(
+                Q(storefront_sku=sku) | Q(item_id=self.instance.item_id)).select_related("item"):
+            out.append(f"On {channel.key} this mapping overrides the all-channel mapping {m.item.sku} → {m.storefront_sku}.")
+        return out
 
 
 class TransformForm(forms.ModelForm):
@@ -115,6 +149,7 @@ class ScheduleForm(forms.ModelForm):
 
 class CsvImportForm(forms.Form):
     file = forms.FileField(label="CSV file")
+    dry_run = forms.BooleanField(required=False, label="Dry run: check every row and show what would change, save nothing")
 
     def clean_file(self):
         f = self.cleaned_data["file"]

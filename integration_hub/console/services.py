@@ -259,3 +259,26 @@ def run_periodic_task_now(task) -> str:
     args = json.loads(task.args or "[]")
     options = {"queue": task.queue} if task.queue else {}
     return app.send_task(task.task, args=args, kwargs=kwargs, **options).id
+
+
+ORDER_SEARCH_TERMS = 5  # words of a search that must each match
+
+
+def order_search(q: str):
+    """Partial, case-insensitive order search (CX): every word must appear in the order number, storefront
+    id, hub key, warehouse ref, customer e-mail or a customer name (shipping / billing first or last name).
+    A leading '#' is ignored ('#UK-100233' finds UK-100233; '100233' and 'jane.doe' find it too)."""
+    from django.db.models import Q
+
+    cond = Q()
+    for word in q.replace(",", " ").split()[:ORDER_SEARCH_TERMS]:
+        word = word.lstrip("#")
+        if not word:
+            continue
+        any_field = Q()
+        for f in ("order_number", "external_id", "idempotency_key", "warehouse_ref", "customer_email",
+                  "shipping_address__first_name", "shipping_address__last_name",
+                  "billing_address__first_name", "billing_address__last_name"):
+            any_field |= Q(**{f"{f}__icontains": word})
+        cond &= any_field
+    return cond

@@ -5,6 +5,7 @@ from . import views
 app_name = "console"
 urlpatterns = [
     path("", views.HomeView.as_view(), name="home"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("dashboard/", views.DashboardView.as_view(), name="dashboard"),
     path("rules/sku-mappings/import/", views.MappingImportView.as_view(), name="mapping_import"),
     path("rules/<slug:slug>/", views.RuleListView.as_view(), name="rule_list"),
@@ -13,6 +14,7 @@ urlpatterns = [
     path("rules/<slug:slug>/<int:pk>/delete/", views.RuleDeleteView.as_view(), name="rule_delete"),
     path("orders/", views.OrderListView.as_view(), name="order_list"),
     path("orders/<int:pk>/", views.OrderDetailView.as_view(), name="order_detail"),
+    path("orders/<int:pk>/escalate/", views.OrderEscalateView.as_view(), name="order_escalate"),
     path("pushes/", views.PushQueueView.as_view(), name="push_list"),
     path("pushes/retry/", views.PushRetryView.as_view(), name="push_retry"),
     path("schedules/", views.ScheduleListView.as_view(), name="schedule_list"),

@@ -26,9 +26,16 @@ from integration_hub.core.roles import PermissionRequired
 from integration_hub.inventory.models import ChannelStockRule
 from integration_hub.orders.models import ShippingMethodMap
 
-from . import csv_import, services
+from . import csv_import, impact, services
+from .forms import (
+    ChannelRuleForm,
+    CsvImportForm,
+    ScheduleForm,
+    ShippingMapForm,
+    SkuMappingForm,
+    TransformForm,
+)
 from .services import history_rows
-from .forms import ChannelRuleForm, CsvImportForm, ScheduleForm, ShippingMapForm, SkuMappingForm, TransformForm
 
 PAGE_SIZE = 50
 RECENT_CHANGES = 20  # audit entries (edits, imports, deletions) shown under each rules table
@@ -42,6 +49,13 @@ class DashboardView(PermissionRequired, TemplateView):
         ctx = super().get_context_data(**kwargs)
         ctx["d"] = services.dashboard(self.request.user)
         return ctx
+
+
+def favicon(request):
+    """``/favicon.ico`` (browsers ask for it on every page): the static icon."""
+    from django.templatetags.static import static
+
+    return redirect(static("console/favicon.ico"), permanent=True)
 
 
 class HomeView(View):
@@ -186,13 +200,44 @@ class RuleEditView(PermissionRequired, TemplateView):
             response = self.render_to_response(self.get_context_data(slug=slug, pk=pk, form=form))
             response.status_code = 400
             return response
-        with transaction.atomic():
-            obj = form.save()
+
+        def apply():
+            saved = form.save()
             if rt.model is ChannelStockRule:
-                services.audit_rule_locations(obj, before_locations)
-            note = rt.after_save(obj, before) if rt.after_save else ""
+                services.audit_rule_locations(saved, before_locations)
+            return saved, (rt.after_save(saved, before) if rt.after_save else "")
+
+        scope = _impact_scope(rt, form, before)
+        if scope is None:
+            with transaction.atomic():
+                obj, note = apply()
+        else:  # a change that moves stock is saved only once the person confirmed its previewed impact
+            (obj, note), preview, saved = impact.apply_with_preview(apply, **scope, confirmed=impact.is_confirmed(request.POST))
+            if not saved:
+                if not pk:
+                    form.instance.pk = None
+                ctx = self.get_context_data(slug=slug, pk=pk, form=form)
+                ctx.update(impact=preview, confirm=impact.confirm_token(request.POST))
+                return self.render_to_response(ctx)
         messages.success(request, f"Saved {obj}." + (f" {note}." if note else ""))
+        for warning in (form.overrides() if hasattr(form, "overrides") else []):
+            messages.warning(request, warning)
         return redirect("console:rule_edit", slug=slug, pk=obj.pk)
+
+
+def _impact_scope(rt: RuleType, form, before: dict | None) -> dict | None:
+    """Which ATS a rule change can move: a channel rule its channel(s); a mapping its item(s) on its
+    channel(s) (every channel for an all-channel mapping). None for tables that move no stock."""
+    data = form.cleaned_data
+    if rt.model is ChannelStockRule:
+        ids = {data["channel"].pk} | ({before["channel_id"]} if before and before.get("channel_id") else set())
+        return {"channel_ids": sorted(ids), "item_ids": None}
+    if rt.model is SkuMapping:
+        channels = [data.get("channel"), *([before.get("channel_id") or None] if before else [])]
+        ids = None if any(c is None for c in channels) else sorted({getattr(c, "pk", c) for c in channels})
+        items = {form.instance.item_id} | ({before["item_id"]} if before and before.get("item_id") else set())
+        return {"channel_ids": ids, "item_ids": items}
+    return None
 
 
 class RuleDeleteView(PermissionRequired, View):
@@ -229,7 +274,8 @@ class MappingImportView(PermissionRequired, TemplateView):
         form = CsvImportForm(request.POST, request.FILES)
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(form=form), status=400)
-        result = csv_import.import_sku_mappings(form.cleaned_data["file"], user=request.user)  # streamed, not read whole
+        result = csv_import.import_sku_mappings(form.cleaned_data["file"], user=request.user,  # streamed, not read whole
+                                               dry_run=form.cleaned_data["dry_run"])
         if request.POST.get("format") == "csv":
             response = HttpResponse(csv_import.error_report_csv(result), content_type="text/csv")
             response["Content-Disposition"] = 'attachment; filename="mapping-import-errors.csv"'
@@ -306,8 +352,7 @@ class OrderListView(PermissionRequired, TemplateView):
         if channel:
             qs = qs.filter(channel__key=channel)
         if q:
-            qs = qs.filter(Q(order_number__iexact=q) | Q(external_id__iexact=q) | Q(idempotency_key__iexact=q)
-                           | Q(customer_email__iexact=q) | Q(warehouse_ref__iexact=q))
+            qs = qs.filter(services.order_search(q))
         page = Paginator(qs.order_by("-created_at", "-id"), PAGE_SIZE).get_page(self.request.GET.get("page"))
         query = self.request.GET.copy()
         query.pop("page", None)
@@ -330,11 +375,13 @@ class OrderDetailView(PermissionRequired, TemplateView):
         exceptions = order_exceptions(order)
         ctx.update(order=order, lines=list(order.lines.select_related("item").order_by("id")),
                    transitions=list(order.transitions.select_related("actor").order_by("-at", "-id")[:50]),
-                   order_form=form or OrderActionForm(record=_active_order_problem(exceptions)),
+                   order_form=form or OrderActionForm(record=_active_order_problem(exceptions), order=order, user=user),
                    can_retry=user.has_perm("orders.retry_order"), can_cancel=user.has_perm("orders.cancel_order"),
                    can_edit=user.has_perms(["orders.change_order", "orders.retry_order"]))
         if user.has_perm("exceptions_app.view_exceptionrecord"):
+            triage.attach_order_numbers(exceptions)
             ctx["exceptions"] = exceptions
+        ctx["can_escalate"] = user.has_perm("exceptions_app.escalate_order")
         return ctx
 
     def post(self, request, pk):
@@ -345,7 +392,7 @@ class OrderDetailView(PermissionRequired, TemplateView):
             raise PermissionDenied("Your role does not allow this order action.")
         order = get_object_or_404(Order.objects.select_related("channel", "warehouse"), pk=pk)
         record = _active_order_problem(order_exceptions(order))
-        form = OrderActionForm(request.POST, record=record)
+        form = OrderActionForm(request.POST, record=record, order=order, user=request.user)
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(pk=pk, form=form), status=400)
         action = form.cleaned_data["action"]
@@ -354,6 +401,25 @@ class OrderDetailView(PermissionRequired, TemplateView):
             messages.success(request, triage.run_order_action(order, action, form.cleaned_data, user=request.user, record=record))
         except triage.TriageError as exc:
             messages.error(request, str(exc))
+        return redirect("console:order_detail", pk=order.pk)
+
+
+class OrderEscalateView(PermissionRequired, View):
+    """CX hand an order to ops with a note (an ``escalated`` record in the ops queue)."""
+
+    permission_required = "exceptions_app.escalate_order"
+    http_method_names = ["post"]
+
+    def post(self, request, pk):
+        from integration_hub.orders.models import Order
+
+        order = get_object_or_404(Order.objects.select_related("channel"), pk=pk)
+        try:
+            triage.escalate_order(order, request.POST.get("note", "")[:2000], user=request.user)
+        except triage.TriageError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Order {order} escalated to ops with your note.")
         return redirect("console:order_detail", pk=order.pk)
 
 

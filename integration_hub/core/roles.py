@@ -37,7 +37,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     # models, not ``orders.view_*``: rule tables that live in the orders app (shipping-method maps) are not cx's.
     CX: [
         "orders.view_order", "orders.view_orderline", "orders.view_ordertransition", "core.view_channel",
-        "exceptions_app.view_exceptionrecord",
+        "exceptions_app.view_exceptionrecord", "exceptions_app.escalate_order",
         "orders.retry_order", "orders.cancel_order",
         "console.view_dashboard",
         "monitoring.view_firing",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 
 from integration_hub.catalog.models import Item
+from integration_hub.core.limits import safety_buffer_validators
 from integration_hub.core.models import Channel, Location
 
 
@@ -45,7 +46,8 @@ class ChannelStockRule(models.Model):
     mode = models.CharField(max_length=12, choices=Mode.choices, default=Mode.SEGREGATED)
     locations = models.ManyToManyField(Location, blank=True, related_name="segregated_rules")
     pool = models.ForeignKey(StockPool, null=True, blank=True, on_delete=models.PROTECT, related_name="rules")
-    safety_buffer = models.PositiveIntegerField(default=0, help_text="units held back per SKU on this channel")
+    safety_buffer = models.PositiveIntegerField(default=0, help_text="units held back per SKU on this channel",
+                                                validators=safety_buffer_validators())
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -50,7 +50,7 @@ from django.utils import timezone
 
 from connectors import errors
 from connectors.base import InventoryTarget
-from exceptions_app.services import Problem, clear, make_key, raise_many
+from exceptions_app.services import Problem, clear, kind_for_error, make_key, raise_many
 from integration_hub.core.leases import LeaseKeeper
 from integration_hub.core.models import Channel, Connection
 
@@ -215,10 +215,13 @@ def _repeated_failure(conn: Connection, err: Exception, attempts: int, rows_wait
         kind, what, reason = "rate_limited", "rate limited", "rate_limited"
     elif isinstance(err, errors.ConflictError):
         kind, what, reason = "sync_timeout", "version conflict (409) after every re-read", "conflict"
+    elif kind_for_error(err) == "auth_failure":  # one record on the connection, for whoever holds its credentials
+        kind, what, reason = "auth_failure", "credentials refused", "auth"
     else:
         kind, what, reason = "sync_timeout", type(err).__name__, "error"
     return Problem(
-        kind=kind, key=make_key(kind, conn.name, OPERATION), severity="error",
+        kind=kind, key=make_key(kind, conn.name) if kind == "auth_failure" else make_key(kind, conn.name, OPERATION),
+        severity="error",
         title=f"Stock pushes to {conn.name} keep failing ({what})",
         message=str(err)[:2000], connection_id=conn.pk,
         context={"operation": OPERATION, "reason": reason, "error": type(err).__name__, "attempts": attempts,
@@ -392,7 +395,7 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
                 err = row_error[row_id]
                 failures[row_id] = (f"{type(err).__name__}: {err}"[:2000], getattr(err, "retry_after", None))
         if any_ok:
-            clear_keys += [make_key(k, conn.name, OPERATION) for k in ("rate_limited", "sync_timeout")]
+            clear_keys += [make_key(k, conn.name, OPERATION) for k in ("rate_limited", "sync_timeout")] + [make_key("auth_failure", conn.name)]
         if retry_errors:
             worst = max(row["attempts"] + 1 for _, row in retry_errors)
             err = retry_errors[0][0]

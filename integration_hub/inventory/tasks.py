@@ -11,7 +11,13 @@ from celery import shared_task
 from django.utils import timezone
 
 from connectors import errors
-from exceptions_app.services import clear, make_key, raise_exception
+from exceptions_app.services import (
+    clear,
+    error_key,
+    make_key,
+    raise_exception,
+    transport_keys,
+)
 from integration_hub.core.models import Connection
 from integration_hub.core.queues import is_urgent_stock
 
@@ -107,7 +113,7 @@ def poll_stock(connection_id: int, max_pages: int = 50) -> dict:
     from .services import poll_master
 
     conn = Connection.objects.get(pk=connection_id)
-    keys = [make_key("rate_limited", conn.name, "stock_changes"), make_key("sync_timeout", conn.name, "stock_changes")]
+    keys = transport_keys(conn.name, "stock_changes")
     # one poller per master across every worker process (Redis key, or a host-wide file lock embedded)
     with exclusive(f"stock-poll-{conn.pk}", timeout=300) as got:
         if not got:  # another worker is polling this master right now
@@ -115,8 +121,8 @@ def poll_stock(connection_id: int, max_pages: int = 50) -> dict:
         try:
             res = poll_master(conn, max_pages=max_pages)
         except errors.ConnectorError as exc:
-            kind = "rate_limited" if isinstance(exc, errors.RateLimitedError) else "sync_timeout"
-            raise_exception(kind, make_key(kind, conn.name, "stock_changes"), f"Polling stock from {conn.name} failed",
+            kind, key = error_key(exc, conn.name, "stock_changes")
+            raise_exception(kind, key, f"Polling stock from {conn.name} failed",
                             message=str(exc)[:2000], connection=conn,
                             context={"operation": "stock_changes", "error": type(exc).__name__, "action": "retry_poll"})
             Connection.record_error(conn.pk, exc)
@@ -140,12 +146,12 @@ def resync_masters(connection_id: int | None = None) -> list[dict]:
     conns = [c for c in _master_connections() if not connection_id or c.pk == int(connection_id)]
     bar = progress.start("stock-resync", "Full stock resync from the masters", total=len(conns))  # dashboard bar
     for conn in conns:
-        keys = [make_key("rate_limited", conn.name, "stock_snapshot"), make_key("sync_timeout", conn.name, "stock_snapshot")]
+        keys = transport_keys(conn.name, "stock_snapshot")
         try:
             res = resync_master(conn)
         except (errors.ConnectorError, NotImplementedError) as exc:
-            kind = "rate_limited" if isinstance(exc, errors.RateLimitedError) else "sync_timeout"
-            raise_exception(kind, make_key(kind, conn.name, "stock_snapshot"), f"Stock snapshot from {conn.name} failed",
+            kind, key = error_key(exc, conn.name, "stock_snapshot")
+            raise_exception(kind, key, f"Stock snapshot from {conn.name} failed",
                             message=str(exc)[:2000] or type(exc).__name__, connection=conn,
                             context={"operation": "stock_snapshot", "error": type(exc).__name__, "action": "retry_resync"})
             out.append({"connection": conn.name, "error": str(exc)[:300]})

@@ -41,13 +41,14 @@ from django.utils import timezone
 
 from connectors import errors
 from connectors.base import Dispatch, Fulfilment, Parcel, Storefront, StorefrontOrder
-from exceptions_app.services import Problem, clear, make_key, raise_many
+from exceptions_app.services import Problem, clear, kind_for_error, make_key, raise_many, transport_keys
 from integration_hub.core.leases import LeaseKeeper
 from integration_hub.core.models import Channel, Connection, SyncCursor
 from integration_hub.inventory.models import PendingPush, Reservation
 
 from . import mapping
 from .models import Order, OrderLine, OrderState as S, StorefrontFulfilment
+from .shipped import update_shipped
 from .state import IllegalTransition, log_created, transition, transition_many
 
 log = logging.getLogger(__name__)
@@ -862,7 +863,7 @@ def _send_claimed(ids: list[int], actor=None) -> SendResult:
                 continue
             pending = getattr(res, "kind", "") == "not_acknowledged" or type(res).__name__ == "NotAcknowledged"
             if not pending:
-                problems.append(_transport_problem(o.warehouse, "send_order", res))
+                problems.append(_transport_problem(o.warehouse, "send_order", res, o))
             if isinstance(res, (errors.PermanentError, errors.NotFoundError)) or o.send_attempts >= MAX_SEND_ATTEMPTS:
                 # a refusal resending cannot change (auth refused, order cancelled at the warehouse, bad route), or
                 # retries used up: the order fails with a record naming the cause; a person retries or cancels it
@@ -912,7 +913,7 @@ def _send_claimed(ids: list[int], actor=None) -> SendResult:
                         connection_id=o.warehouse_id, channel_id=o.channel_id, order_ref=o.idempotency_key))
             _hold_until_master_shows([(o.idempotency_key, o.warehouse_id, ack_at[o.pk]) for o in acked if o.pk in moved])
             conns = {o.warehouse.name for o in acked}
-            cleared += [make_key(k, c, "send_order") for c in conns for k in ("rate_limited", "sync_timeout")]
+            cleared += [k for c in conns for k in transport_keys(c, "send_order")]
         if later:
             _save_split(Order, later, ["last_error", "next_attempt_at"], ["claim_token"])
         if held:
@@ -959,7 +960,7 @@ def mark_exported(outcomes: list[tuple[Order, bool]]) -> int:
             log.warning("%s: export status of %d order(s) not set: %s", conn.name, len(failures), failures[0])
             problems.append(_transport_problem(conn, "mark_exported", failures[0]))
         else:
-            cleared += [make_key(k, conn.name, "mark_exported") for k in ("rate_limited", "sync_timeout")]
+            cleared += transport_keys(conn.name, "mark_exported")
     if problems:
         raise_many(problems)
     if cleared:
@@ -979,16 +980,25 @@ def _repair_exports(connection: Connection, storefront_orders) -> int:
     return mark_exported([(o, answered[o.state]) for o in orders])
 
 
-def _transport_problem(conn: Connection, operation: str, exc: Exception) -> Problem:
-    if isinstance(exc, errors.RateLimitedError):
-        kind = "rate_limited"
-    elif isinstance(exc, errors.RetryableError):
-        kind = "sync_timeout"
-    else:
-        kind = "sync_timeout"
+def _transport_problem(conn: Connection, operation: str, exc: Exception, order: Order | None = None) -> Problem:
+    """The record for a failed call, under the kind of its error (exceptions_app.services.kind_for_error):
+    refused credentials are one ``auth_failure`` on the connection, data the remote refused is a
+    ``bad_payload`` on the order it was about, the rest rate-limit / sync-timeout per operation."""
+    kind = kind_for_error(exc)
+    ref = order.idempotency_key if order is not None else ""
+    if kind == "auth_failure":
+        return Problem(kind, make_key(kind, conn.name), f"{conn.name} refused the hub's credentials ({operation})",
+                       message=str(exc)[:1000], severity="critical", connection_id=conn.pk,
+                       context={"last_error": str(exc)[:1000], "operation": operation, "action": "check_connection"})
+    if kind == "bad_payload" and order is not None:
+        fields = dict(getattr(exc, "fields", None) or {})
+        return Problem(kind, _bad_key(conn.name, operation, ref), f"{conn.name} refused {operation} for order {order}"
+                       + (f": {', '.join(fields)}" if fields else ""), message=str(exc)[:1000], connection_id=conn.pk,
+                       channel_id=order.channel_id, order_ref=ref,
+                       context={"fields": fields, "order_id": order.pk, "operation": operation, "action": "check_order"})
     return Problem(kind, make_key(kind, conn.name, operation), f"{conn.name}: {operation} failing ({type(exc).__name__})",
                    message=str(exc)[:1000], severity="warning", context={"last_error": str(exc)[:1000], "action": "check_connection"},
-                   connection_id=conn.pk)
+                   connection_id=conn.pk, order_ref=ref if kind == "bad_payload" else "")
 
 
 def _group_by_cause(failed: list[tuple[Order, str]]) -> dict[str, list[Order]]:
@@ -1209,7 +1219,7 @@ def _cancel_claimed(ids: list[int], actor=None) -> CancelResult:
             continue
         o.next_attempt_at = now + backoff(o.send_attempts or 1)
         later.append(o)
-        problems.append(_transport_problem(o.warehouse, "cancel_order", res))
+        problems.append(_transport_problem(o.warehouse, "cancel_order", res, o))
     with transaction.atomic():
         if refused:
             _save_varying(Order, refused, ["last_error", "cancel_requested_at", "next_attempt_at", "claim_token"])
@@ -1375,6 +1385,8 @@ def record_dispatches(connection: Connection, dispatches, source: str = "dispatc
                 by_pk = {o.pk: o for o in to_dispatch}
                 _release([by_pk[pk].idempotency_key for pk in moved], "dispatched")
                 kick()
+        if changed or to_dispatch:
+            update_shipped([*changed, *(o.pk for o in to_dispatch)])  # OrderLine.shipped_quantity from the parcels
         if problems:
             raise_many(problems)
     acked_keys = [make_key("stuck_order", o.idempotency_key) for o in to_ack + to_dispatch]
@@ -1427,7 +1439,7 @@ def _notify_claimed(ids: list[int], actor=None) -> NotifyResult:
             o.last_error = f"mark shipped: {type(res).__name__}: {res}"[:2000]
             o.next_attempt_at = now + backoff(o.notify_attempts)
             later.append(o)
-            problems.append(_transport_problem(o.channel.connection, "mark_shipped", res))
+            problems.append(_transport_problem(o.channel.connection, "mark_shipped", res, o))
             continue
         if res is not None:
             o.storefront_version = res
@@ -1446,7 +1458,7 @@ def _notify_claimed(ids: list[int], actor=None) -> NotifyResult:
     if done:
         conns = {o.channel.connection.name for o in done}
         clear([make_key("missing_dispatch", o.idempotency_key) for o in done]
-              + [make_key(k, c, "mark_shipped") for c in conns for k in ("rate_limited", "sync_timeout")],
+              + [k for c in conns for k in transport_keys(c, "mark_shipped")],
               reason="storefront marked shipped")
     return result
 
@@ -1827,7 +1839,7 @@ def send_fulfilments(limit: int = BATCH_SIZE) -> dict:
             r.next_attempt_at = now + backoff(r.attempts)
             bad.append(r)
             if r.attempts >= 3:
-                problems.append(_transport_problem(r.warehouse, "send_fulfilment", res))
+                problems.append(_transport_problem(r.warehouse, "send_fulfilment", res, r.order))
         else:
             r.ack_id, r.acknowledged_at, r.last_error, r.next_attempt_at = str(res)[:100], timezone.now(), "", None
             ok.append(r)
@@ -1835,7 +1847,8 @@ def send_fulfilments(limit: int = BATCH_SIZE) -> dict:
     if problems:
         raise_many(problems)
     if ok:
-        clear([make_key(k, c, "send_fulfilment") for c in {r.warehouse.name for r in ok} for k in ("rate_limited", "sync_timeout")])
+        clear([k for c in {r.warehouse.name for r in ok} for k in transport_keys(c, "send_fulfilment")]
+              + [_bad_key(r.warehouse.name, "send_fulfilment", r.order.idempotency_key) for r in ok])
     return {"acknowledged": len(ok), "retrying": len(bad)}
 
 

@@ -13,7 +13,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from connectors import errors
-from exceptions_app.services import clear, make_key, raise_exception
+from exceptions_app.services import clear, error_key, raise_exception, transport_keys
 from integration_hub.core.locks import exclusive
 from integration_hub.core.models import Connection
 
@@ -66,13 +66,13 @@ def _guarded(conn: Connection, operation: str, fn):
         try:
             result = fn(conn)
         except errors.ConnectorError as exc:
-            kind = "rate_limited" if isinstance(exc, errors.RateLimitedError) else "sync_timeout"
-            raise_exception(kind, make_key(kind, conn.name, operation), f"{operation} from {conn.name} failed",
+            kind, key = error_key(exc, conn.name, operation)
+            raise_exception(kind, key, f"{operation} from {conn.name} failed",
                             message=str(exc)[:2000], connection=conn,
                             context={"operation": operation, "error": type(exc).__name__, "action": "retry_poll"})
             Connection.record_error(conn.pk, exc)
             return {"error": str(exc)[:300]}
-    clear([make_key("rate_limited", conn.name, operation), make_key("sync_timeout", conn.name, operation)], reason="poll succeeded")
+    clear(transport_keys(conn.name, operation), reason="poll succeeded")
     Connection.objects.filter(pk=conn.pk).update(last_success_at=timezone.now())
     return result
 

@@ -24,9 +24,10 @@ in memory at once.
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
-from datetime import timedelta, timezone as dt_timezone
-from decimal import Decimal
+from datetime import date, datetime, time, timedelta, timezone as dt_timezone
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Iterator
 
 from django.conf import settings
@@ -123,7 +124,19 @@ def _order_rows(report: Report, qs, event):
         r_unit_cost=Value(None, output_field=IntegerField()),
         r_value=Value(None, output_field=IntegerField()),
     )
-    return qs.order_by().annotate(**annotations).values(*annotations.keys())
+    qs = qs.order_by().annotate(**annotations)
+    day = report.params.get("business_day")
+    if day:  # a chosen business day: the orders whose event fell on that day (the hub's time zone)
+        start, end = day_bounds(date.fromisoformat(day))
+        qs = qs.filter(r_event_at__gte=start, r_event_at__lt=end)
+    return qs.values(*annotations.keys())
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """[start, end) of a business day in the hub's time zone (settings.TIME_ZONE)."""
+    tz = timezone.get_current_timezone()
+    start = datetime.combine(day, time.min, tzinfo=tz)
+    return start, datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz)
 
 
 def shipped_not_dispatched(report: Report) -> int:
@@ -208,20 +221,47 @@ BUILDERS = {
 }
 
 
+SNAPSHOT_KINDS = (ReportKind.STOCK_DRIFT,)  # a picture of now: cannot be run for a past day
+
+
+class ReportError(ValueError):
+    """The report cannot be run as asked (message shown to the person)."""
+
+
+def check_business_day(kind: str, day: date | None) -> None:
+    today = timezone.localdate()
+    if day is None or day == today:
+        return
+    if day > today:
+        raise ReportError(f"{day.isoformat()} is in the future: choose today or a past business day.")
+    if kind in SNAPSHOT_KINDS:
+        raise ReportError(f"{ReportKind(kind).label} is a snapshot of the stock now: it can only be run for today "
+                          f"(past days: open that day's report in the list).")
+
+
 def _new_report(kind: str, trigger: str, user, run_date=None) -> Report:
     if kind not in BUILDERS:
         raise ValueError(f"unknown report kind {kind!r}")
     now = timezone.now()
-    return Report.objects.create(kind=kind, run_date=run_date or timezone.localdate(now), trigger=trigger,
+    today = timezone.localdate(now)
+    params = {"business_day": run_date.isoformat()} if run_date and run_date != today else {}
+    return Report.objects.create(kind=kind, run_date=run_date or today, trigger=trigger,
                                  requested_by=user if getattr(user, "is_authenticated", False) else None,
-                                 started_at=now, params={})
+                                 started_at=now, params=params)
 
 
-def queue_report(kind: str, *, user=None) -> Report:
+def queue_all(*, user=None, run_date: date | None = None) -> list[Report]:
+    """"Run all": every report kind that can be run for the day (for a past day, the order reports)."""
+    kinds = [k for k in BUILDERS if not (run_date and run_date != timezone.localdate() and k in SNAPSHOT_KINDS)]
+    return [queue_report(k, user=user, run_date=run_date) for k in kinds]
+
+
+def queue_report(kind: str, *, user=None, run_date: date | None = None) -> Report:
     """On demand (pages and API): record the report now — status ``running`` until a worker has built it —
     and hand the work to ``reconciliation.run_report``, sent once this transaction commits. If the broker
     refuses the task the report is marked failed with the reason (never left running silently)."""
-    report = _new_report(kind, Report.Trigger.ON_DEMAND, user)
+    check_business_day(kind, run_date)
+    report = _new_report(kind, Report.Trigger.ON_DEMAND, user, run_date)
 
     def send():
         from .tasks import run_report
@@ -354,27 +394,81 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def iter_csv(report: Report, chunk_size: int = CSV_CHUNK) -> Iterator[str]:
-    """CSV lines for a report, streamed: one server-side cursor read in ``chunk_size`` batches."""
-    columns = CSV_COLUMNS[ReportKind(report.kind)]
+SKU_COLUMNS = ("sku", "storefront_sku")
+MONEY_COLUMNS = ("unit_cost", "value", "order_total")
+EXTRA_HEADERS = {"channel_name": "channel name", "order_total": "order total", "currency": "currency"}
+
+
+def excel_text(text: str) -> str:
+    """A cell Excel keeps as text whatever it looks like (leading zeros, long digit runs, dates): the formula
+    ``="…"`` whose only content is a string literal (quotes doubled), so nothing in it is evaluated."""
+    return '="' + text.replace('"', '""') + '"' if text else ""
+
+
+def _money(value) -> str:
+    if value is None or value == "":
+        return ""
+    return str(Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def csv_columns(report: Report) -> list[str]:
+    """The export's columns: the report's own, the channel's name after its key, and money with its currency
+    (order reports: the order total in the order's currency; the drift report: values at cost)."""
+    columns = list(CSV_COLUMNS[ReportKind(report.kind)])
+    columns.insert(columns.index("channel_key") + 1, "channel_name")
+    columns += ["currency"] if report.kind in SNAPSHOT_KINDS else ["order_total", "currency"]
+    return columns
+
+
+def iter_csv(report: Report, chunk_size: int = CSV_CHUNK, excel: bool = True) -> Iterator[str]:
+    """CSV lines for a report, streamed: one server-side cursor read in ``chunk_size`` batches (plus one
+    order look-up per batch for order reports). ``excel``: a UTF-8 byte-order mark first (Excel in any locale
+    then reads UTF-8, not the ANSI code page) and SKUs as text cells (leading zeros kept); else plain values."""
+    columns = csv_columns(report)
     writer = csv.writer(_Echo())
-    yield writer.writerow([CSV_HEADERS[c] for c in columns])
-    db_columns = [c for c in columns if c != "minutes_overdue"]
+    header = writer.writerow([CSV_HEADERS.get(c) or EXTRA_HEADERS[c] for c in columns])
+    yield ("\ufeff" + header) if excel else header
+    db_columns = [c for c in columns if c in ROW_COLUMNS]
     if "event_at" not in db_columns and "minutes_overdue" in columns:
         db_columns.append("event_at")
+    orders = "order_total" in columns
+    if orders:
+        db_columns.append("order_id")
+    names = dict(Channel.objects.values_list("key", "name"))
+    cost_currency = settings.HUB.get("COST_CURRENCY", "")
     reference = report.started_at
+    limit = int(report.params.get("dispatch_notify_minutes", 0))
     rows = ReportRow.objects.filter(report_id=report.pk).order_by("id").values_list(*db_columns).iterator(chunk_size=chunk_size)
     idx = {c: i for i, c in enumerate(db_columns)}
-    for row in rows:
-        out = []
-        for c in columns:
-            if c == "minutes_overdue":
-                at = row[idx["event_at"]]
-                limit = int(report.params.get("dispatch_notify_minutes", 0))
-                out.append(_fmt(int((reference - at).total_seconds() // 60) - limit) if at else "")
-            else:
-                out.append(_fmt(row[idx[c]]))
-        yield writer.writerow(out)
+    while True:
+        batch = list(itertools.islice(rows, chunk_size))
+        if not batch:
+            return
+        totals = {}
+        if orders:
+            ids = {r[idx["order_id"]] for r in batch if r[idx["order_id"]]}
+            totals = {pk: (cents, cur) for pk, cents, cur in
+                      Order.objects.filter(pk__in=ids).values_list("pk", "total_cents", "currency")} if ids else {}
+        for row in batch:
+            out = []
+            total = totals.get(row[idx["order_id"]]) if orders else None
+            for c in columns:
+                if c == "minutes_overdue":
+                    at = row[idx["event_at"]]
+                    out.append(_fmt(int((reference - at).total_seconds() // 60) - limit) if at else "")
+                elif c == "channel_name":
+                    out.append(safe_cell(names.get(row[idx["channel_key"]], "")))
+                elif c == "order_total":
+                    out.append(_money(Decimal(total[0]) / 100) if total and total[0] is not None else "")
+                elif c == "currency":
+                    out.append(safe_cell((total[1] if total else "") if orders else cost_currency))
+                elif c in MONEY_COLUMNS:
+                    out.append(_money(row[idx[c]]))
+                elif c in SKU_COLUMNS and excel:
+                    out.append(excel_text(row[idx[c]] or ""))
+                else:
+                    out.append(_fmt(row[idx[c]]))
+            yield writer.writerow(out)
 
 
 def csv_filename(report: Report) -> str:

@@ -2,6 +2,7 @@
 paginated report view, streamed CSV download."""
 from __future__ import annotations
 
+from datetime import date
 from functools import cached_property
 
 from django.contrib import messages
@@ -9,6 +10,7 @@ from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.utils import timezone
 from django.views import View
 from django.views.generic import TemplateView
 
@@ -43,7 +45,14 @@ class ReportListView(PermissionRequired, TemplateView):
         if kind in ReportKind.values:
             qs = qs.filter(kind=kind)
         page = Paginator(qs, 50).get_page(self.request.GET.get("page"))
-        ctx.update(page=page, kinds=ReportKind.choices, kind=kind,
+        day = self.request.GET.get("day", "")
+        try:
+            if day:
+                qs = qs.filter(run_date=date.fromisoformat(day))
+                page = Paginator(qs, 50).get_page(self.request.GET.get("page"))
+        except ValueError:
+            day = ""
+        ctx.update(page=page, kinds=ReportKind.choices, kind=kind, day=day, today=timezone.localdate().isoformat(),
                    running=any(r.status == Report.Status.RUNNING for r in page.object_list),
                    can_run=self.request.user.has_perm("reconciliation.run_report"),
                    can_download=self.request.user.has_perm("reconciliation.download_report"))
@@ -56,11 +65,23 @@ class RunReportView(PermissionRequired, View):
 
     def post(self, request):
         kind = request.POST.get("kind", "")
-        if kind not in ReportKind.values:
+        if kind not in ReportKind.values and kind != "all":
             messages.error(request, "Choose a report.")
             return redirect("reconciliation:list")
-        report = services.queue_report(kind, user=request.user)
-        messages.success(request, f"{report.get_kind_display()} queued: it shows here as running, then done "
+        raw_day = (request.POST.get("run_date") or "").strip()
+        try:
+            day = date.fromisoformat(raw_day) if raw_day else None
+        except ValueError:
+            messages.error(request, f"{raw_day[:20]!r} is not a date: use the date picker (YYYY-MM-DD).")
+            return redirect("reconciliation:list")
+        try:
+            reports = (services.queue_all(user=request.user, run_date=day) if kind == "all"
+                       else [services.queue_report(kind, user=request.user, run_date=day)])
+        except services.ReportError as exc:
+            messages.error(request, str(exc))
+            return redirect("reconciliation:list")
+        what = ", ".join(r.get_kind_display() for r in reports)
+        messages.success(request, f"{what} queued for {reports[0].run_date.isoformat()}: shown here as running, then done "
                                   "(this page refreshes itself while a report runs).")
         return redirect("reconciliation:list")
 
@@ -90,7 +111,8 @@ class ReportCsvView(PermissionRequired, View):
 
     def get(self, request, pk):
         report = get_object_or_404(Report, pk=pk, status=Report.Status.DONE)
-        response = StreamingHttpResponse(services.iter_csv(report), content_type="text/csv; charset=utf-8")
+        excel = request.GET.get("format") != "plain"  # default: ready for Excel (BOM, SKUs as text)
+        response = StreamingHttpResponse(services.iter_csv(report, excel=excel), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{services.csv_filename(report)}"'
         response["Cache-Control"] = "no-store"
         return response

@@ -130,9 +130,12 @@ def _finance_runs_and_downloads_a_report(page, login, tmp_path, shots):
     path = tmp_path / download.suggested_filename
     download.save_as(path)
     assert download.suggested_filename.startswith("stock_drift-")
-    rows = list(csv.reader(io.StringIO(path.read_text())))
-    assert rows[0][:3] == ["channel", "master sku", "storefront sku"]
-    assert rows[1] == ["web", w.items[0].sku, w.items[0].sku.lstrip("0"), "10", "16", "6", "2.5", "15"]
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # UTF-8 BOM: Excel reads it as UTF-8 in any locale
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
+    assert rows[0][:4] == ["channel", "channel name", "master sku", "storefront sku"]
+    assert rows[1] == ["web", "Web shop", f'="{w.items[0].sku}"', f'="{w.items[0].sku.lstrip("0")}"', "10", "16", "6",
+                       "2.50", "15.00", "GBP"]
     assert len(rows) == 2
 
 

@@ -1,6 +1,8 @@
 """Dashboard, rule editing with audit history, CSV import of mappings, beat schedules."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
@@ -57,8 +59,12 @@ def test_edit_mapping_records_who_and_before_after_and_requeues(w, role_client):
     client = role_client("ops")
     f.stock(w, w.items, 4)
     m = f.mappings(w, w.items[:1])[0]
-    r = client.post(f"/rules/sku-mappings/{m.pk}/", {"item_sku": w.items[1].sku, "channel": w.channel.pk,
-                                                      "storefront_sku": m.storefront_sku, "active": "on", "safety_buffer": "2"})
+    data = {"item_sku": w.items[1].sku, "channel": w.channel.pk, "storefront_sku": m.storefront_sku, "active": "on",
+            "safety_buffer": "2"}
+    r = client.post(f"/rules/sku-mappings/{m.pk}/", data)  # moves stock: the impact preview comes first
+    assert r.status_code == 200 and "Confirm and save" in r.content.decode()
+    token = re.search(r'name="confirm" value="([0-9a-f]+)"', r.content.decode()).group(1)
+    r = client.post(f"/rules/sku-mappings/{m.pk}/", {**data, "confirm": token})
     assert r.status_code == 302, r.content[:2000]
     m.refresh_from_db()
     assert m.item == w.items[1] and m.safety_buffer == 2

@@ -22,7 +22,7 @@ def w(db):
 
 
 def _csv(response) -> list[list[str]]:
-    body = b"".join(response.streaming_content).decode()
+    body = b"".join(response.streaming_content).decode("utf-8-sig")  # the Excel download starts with a BOM
     return list(csv.reader(io.StringIO(body)))
 
 
@@ -59,18 +59,19 @@ def test_dispatched_but_not_shipped_after_agreed_time(w, settings):
     assert [r.order_ref for r in rows] == ["WEB-0"]
     assert rows[0].event_at is not None and report.params["dispatch_notify_minutes"] == 60
     data = _csv(_download(report))
-    assert data[0][-1] == "minutes overdue" and 29 <= int(data[1][-1]) <= 31
+    assert data[0][-3:] == ["minutes overdue", "order total", "currency"] and 29 <= int(data[1][-3]) <= 31
 
 
-def _download(report):
+def _download(report, query=""):
     from django.test import Client
     from django.contrib.auth.models import Group, User
 
-    user = User.objects.create_user(f"fin-{report.pk}", password="x")
-    user.groups.add(Group.objects.get(name="finance"))
+    user, created = User.objects.get_or_create(username=f"fin-{report.pk}")
+    if created:
+        user.groups.add(Group.objects.get(name="finance"))
     c = Client()
     c.force_login(user)
-    r = c.get(f"/reports/{report.pk}/csv/")
+    r = c.get(f"/reports/{report.pk}/csv/{query}")
     assert r.status_code == 200 and r.streaming
     return r
 
@@ -154,9 +155,11 @@ def test_csv_content_and_header(w):
     f.channel_stock(w, w.items[:1], observed=5)
     report = services.generate(ReportKind.STOCK_DRIFT)
     data = _csv(_download(report))
-    assert data[0] == ["channel", "master sku", "storefront sku", "master ATS", "storefront quantity",
-                       "difference (storefront - master)", "unit cost", "value at cost"]
-    assert data[1] == ["web", w.items[0].sku, w.items[0].sku.lstrip("0"), "2", "5", "3", "2.5", "7.5"]
+    assert data[0] == ["channel", "channel name", "master sku", "storefront sku", "master ATS", "storefront quantity",
+                       "difference (storefront - master)", "unit cost", "value at cost", "currency"]
+    # SKUs as text cells for Excel (leading zeros kept), money with two decimals, the cost currency
+    assert data[1] == ["web", "Web shop", f'="{w.items[0].sku}"', f'="{w.items[0].sku.lstrip("0")}"', "2", "5", "3",
+                       "2.50", "7.50", "GBP"]
 
 
 def test_report_pages_run_fixed_queries(w, role_client):
@@ -240,7 +243,10 @@ def test_csv_neutralises_spreadsheet_formulas(w):
     ReportRow.objects.create(report=report, channel_key="web", sku="=HYPERLINK(\"http://x\")", storefront_sku="@SUM(A1)",
                              master_quantity=-3, storefront_quantity=0, difference=3)
     data = _csv(_download(report))
-    assert data[1][1] == "'=HYPERLINK(\"http://x\")" and data[1][2] == "'@SUM(A1)" and data[1][3] == "-3"
+    # SKU cells are string literals (="…", quotes doubled): Excel shows the text and evaluates nothing in it
+    assert data[1][2] == '="=HYPERLINK(""http://x"")"' and data[1][3] == '="@SUM(A1)"' and data[1][4] == "-3"
+    plain = _csv(_download(report, "?format=plain"))
+    assert plain[1][2] == "'=HYPERLINK(\"http://x\")" and plain[1][3] == "'@SUM(A1)"
 
 
 def test_report_page_finds_rows(w, role_client):

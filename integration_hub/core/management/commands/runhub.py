@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,11 +28,30 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _port(addr: str, default: int) -> int:
+    tail = addr.rsplit(":", 1)[-1] if ":" in addr else (addr if addr.isdigit() else "")
+    return int(tail) if tail.isdigit() else default
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something already listens on (host, port): binding it fails (SO_REUSEADDR, as the servers
+    use, so a port in TIME_WAIT from a run that just ended is not "in use")."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host.strip("[]"), port))
+        except OSError:
+            return True
+    return False
+
+
 class Command(BaseCommand):
     help = "Run sandbox + web + worker + beat together (demo / laptop mode)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--addr", default=os.environ.get("HUB_ADDR", "127.0.0.1:8000"))
+        parser.add_argument("--addr", default=os.environ.get("HUB_ADDR", "127.0.0.1:8000"),
+                            help="HOST:PORT (or PORT) the web console listens on; default HUB_ADDR or 127.0.0.1:8000")
         parser.add_argument("--no-sandbox", action="store_true", help="talk to real systems; do not start the sandbox")
         parser.add_argument("--no-seed", action="store_true", help="do not seed demo data")
         parser.add_argument("--storefront", default="commercetools", choices=["commercetools", "sfcc"])
@@ -43,6 +63,17 @@ class Command(BaseCommand):
         if settings.DEBUG and host.lower() not in LOOPBACK_HOSTS:
             raise CommandError(f"debug is on: the demo listens on loopback only, not {opts['addr']} "
                                "(use --addr 127.0.0.1:PORT, or HUB_DEBUG=false with real keys)")
+        # refuse at once when a port is taken (a second ./hub up): otherwise the health checks would be answered
+        # by the running hub, which this one would re-seed and double with a second worker and beat
+        ports = [("web console", host, _port(opts["addr"], 8000))]
+        if not opts["no_sandbox"]:
+            sandbox = urlsplit(settings.HUB["SANDBOX_URL"])
+            ports.append(("sandbox", sandbox.hostname or "127.0.0.1", sandbox.port or 80))
+        for name, h, p in ports:
+            if port_in_use(h, p):
+                raise CommandError(f"port {p} on {h} (the {name}) is already in use — is another `./hub up` running? "
+                                   f"Stop it first, or choose other ports: --addr 127.0.0.1:PORT for the web console, "
+                                   f"HUB_SANDBOX_URL for the sandbox. Nothing was started.")
         self.children: list[tuple[str, subprocess.Popen]] = []
         # SIGTERM (process managers, `kill`) stops the children too, like Ctrl-C does.
         signal.signal(signal.SIGTERM, _interrupt)

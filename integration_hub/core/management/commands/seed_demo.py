@@ -230,4 +230,6 @@ class Command(BaseCommand):
         for channel in Channel.objects.filter(connection=storefront):
             result = catalogue_audit.audit_channel(channel) if hasattr(catalogue_audit, "audit_channel") else None
             if result is not None:
-                self.stdout.write(f"catalogue audit {channel.key}: {result}")
+                self.stdout.write(f"catalogue audit {channel.key}: {getattr(result, 'storefront_skus', 0)} storefront SKUs, "
+                                  f"{getattr(result, 'mapped', 0)} mapped, {getattr(result, 'mismatches', 0)} mismatches, "
+                                  f"{getattr(result, 'unknown', 0)} unknown")
