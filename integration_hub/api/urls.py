@@ -46,5 +46,5 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]), name="docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]), name="redoc"),
     path("", include(router.urls)),
-    re_path(r"^.*/$", not_found),  # last
+    re_path(r"^[\s\S]*/$", not_found),  # last; [\s\S], not ".": an id with a line break in it is still this JSON 404
 ]

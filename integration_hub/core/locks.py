@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 
 from django.conf import settings
 
@@ -52,9 +53,13 @@ def _lock_path(name: str):
 
 
 @contextlib.contextmanager
-def exclusive(name: str, timeout: int = 300):
+def exclusive(name: str, timeout: int = 300, renew: bool = False):
     """``with exclusive("stock-poll:3") as got:`` — ``got`` is False when another holder has it (the
-    caller skips its work); never blocks."""
+    caller skips its work); never blocks.
+
+    ``renew``: the Redis key is kept alive by this holder (touched every third of ``timeout``) for as long as
+    the block runs, so ``timeout`` can be short: a holder that dies (a SIGKILLed worker) frees the lock within
+    ``timeout`` seconds, however long live holders work."""
     if getattr(settings, "REDIS_URL", ""):
         from django.core.cache import cache
 
@@ -64,9 +69,24 @@ def exclusive(name: str, timeout: int = 300):
         except _cache_errors() as exc:
             log.warning("lock %s: cache unreachable (%s); using this host's file lock", name, exc)
         else:
+            stop = threading.Event()
+            keeper = None
+            if got and renew:
+                def keep_alive():
+                    while not stop.wait(max(timeout / 3, 0.5)):
+                        try:
+                            cache.touch(key, timeout)
+                        except _cache_errors():  # it expires after ``timeout``; the holder carries on
+                            pass
+
+                keeper = threading.Thread(target=keep_alive, name=f"lock-{name}", daemon=True)
+                keeper.start()
             try:
                 yield got
             finally:
+                stop.set()
+                if keeper is not None:
+                    keeper.join(timeout=5)
                 if got:
                     try:
                         cache.delete(key)

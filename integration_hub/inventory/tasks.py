@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 
 DRAIN_SECONDS = 20.0  # one drain task's time budget; it re-kicks itself with work left
+DRAIN_LOCK_SECONDS = 10  # the drain lock's lifetime, renewed while the drain runs: a dead worker's lock frees this fast
 
 
 @shared_task(name="inventory.push_pending", ignore_result=True)
@@ -41,7 +42,7 @@ def push_pending(max_priority: int | None = None, batch_size: int = push.BATCH_S
     the lock it re-kicks itself if rows are ready (work left, or rows that arrived while it ran and whose
     own drain found the lock taken), so nothing waits for the beat sweep and nothing queues behind it.
     ``lease_seconds``: how long a claimed batch stays reserved if this worker dies mid-push."""
-    from integration_hub.core.locks import exclusive
+    from integration_hub.core.locks import cache_add, exclusive
 
     if connection_id is None:
         conns = push.claimable_connections(max_priority)
@@ -51,8 +52,15 @@ def push_pending(max_priority: int | None = None, batch_size: int = push.BATCH_S
         return {"connections": conns}
     urgent = is_urgent_stock(max_priority)
     lock = f"stock-drain-{int(connection_id)}-{'order' if urgent else 'all'}"
-    with exclusive(lock, timeout=int(time_budget + lease_seconds)) as got:
+    kwargs = {"max_priority": max_priority, "batch_size": batch_size, "time_budget": time_budget,
+              "lease_seconds": lease_seconds, "connection_id": connection_id}
+    with exclusive(lock, timeout=DRAIN_LOCK_SECONDS, renew=True) as got:
         if not got:
+            # the holder re-kicks when it is done; but a holder that died (SIGKILL) never will: one delayed
+            # retry per lock, after the lock's lifetime, picks up what it left (deduplicated: at most one waits)
+            if push.has_claimable(max_priority, connection_id) and cache_add(
+                    f"hub:drain-retry:{lock}", 1, DRAIN_LOCK_SECONDS, unavailable=True):
+                push_pending.apply_async(kwargs=kwargs, countdown=DRAIN_LOCK_SECONDS + 1)
             return {"skipped": "a drain of this connection is running"}
         totals, more = push.drain(max_priority=max_priority, batch_size=batch_size, time_budget=time_budget,
                                   lease_seconds=lease_seconds, connection_id=connection_id)

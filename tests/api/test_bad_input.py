@@ -235,3 +235,10 @@ def test_date_time_filters_with_any_offset_never_500(api, value, status):
     """Found by the API fuzz run on PostgreSQL: 'time zone displacement out of range'."""
     r = api("ops").get("/api/orders/", {"created_at__gte": value})
     assert r.status_code == status, r.content[:300]
+
+
+@pytest.mark.parametrize("path", ["/api/sku-mappings/a%0Ab/", "/api/orders/x%0A/", "/api/nothing%0Ahere/"])
+def test_unknown_api_urls_answer_a_json_404_even_with_line_breaks(api, path):
+    """Found by the API fuzz run: an id containing a line break fell through to Django's HTML 404."""
+    r = api("ops").patch(path, {}, format="json")
+    assert r.status_code == 404 and r["Content-Type"].startswith("application/json"), (r.status_code, r.content[:200])
