@@ -86,7 +86,7 @@ def test_resync_task_records_a_master_that_is_down(wair):
     wair.wair("set_api_key", {"key": "rotated"})  # our key is refused now: 401
     out = resync_masters()
     assert out[0]["connection"] == "wair" and "error" in out[0]
-    rec = ExceptionRecord.objects.get(dedupe_key="sync_timeout:wair:stock_snapshot")
+    rec = ExceptionRecord.objects.get(dedupe_key="auth_failure:wair")  # refused credentials: one record on the connection
     wair.wair("set_api_key", {"key": "wair-demo-key"})
     resync_masters()
     rec.refresh_from_db()

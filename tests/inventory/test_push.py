@@ -406,8 +406,13 @@ def test_one_drain_per_connection_at_a_time_and_the_leaver_rekicks(topo, fake_st
     assert sent.pop()["kwargs"]["connection_id"] == conn_id
     with exclusive(f"stock-drain-{conn_id}-all"):  # a drain of this connection runs elsewhere
         assert tasks.push_pending(connection_id=conn_id) == {"skipped": "a drain of this connection is running"}
+        assert tasks.push_pending(connection_id=conn_id) == {"skipped": "a drain of this connection is running"}
         assert tasks.push_pending(max_priority=ORDER, connection_id=conn_id)["claimed"] == 0  # the urgent drain is its own
-    assert PendingPush.objects.count() == rows and not fake_storefront.calls and not sent
+    assert PendingPush.objects.count() == rows and not fake_storefront.calls
+    # in case the holder died: one delayed retry after the lock's lifetime, however many drains were skipped
+    [retry] = sent
+    assert retry["countdown"] == tasks.DRAIN_LOCK_SECONDS + 1 and retry["kwargs"]["connection_id"] == conn_id
+    sent.clear()
 
     real = push.drain
 
