@@ -17,6 +17,8 @@ class Kind(models.TextChoices):
     BAD_PAYLOAD = "bad_payload", "bad payload"
     AUTH_FAILURE = "auth_failure", "connection auth failure"
     ESCALATED = "escalated", "escalated to ops"
+    MASTER_DATA_DRIFT = "master_data_drift", "master data drift"
+    NOT_ON_STOREFRONT = "not_on_storefront", "not on the storefront"
 
 
 class Severity(models.TextChoices):

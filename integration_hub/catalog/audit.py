@@ -127,9 +127,10 @@ def lookup(skus: list[str], cores: set[str], chan_ids: list[int]) -> tuple[dict,
     return mapped, candidates
 
 
-def audit_skus(connection, storefront_skus, channels=None) -> AuditResult:
+def audit_skus(connection, storefront_skus, channels=None, *, partial: bool = False) -> AuditResult:
     """Audit ``storefront_skus`` (what ``list_skus`` returned) for every active channel of ``connection``
-    (or only ``channels``). A fixed number of queries per :data:`BATCH` storefront SKUs; the item master and
+    (or only ``channels``). ``partial``: the SKUs are some of the storefront's (a commercetools Message named
+    them), so a record for a SKU not among them is not "gone from the storefront". A fixed number of queries per :data:`BATCH` storefront SKUs; the item master and
     the mappings stay in the database."""
     skus = {s.strip() for s in storefront_skus if isinstance(s, str) and s.strip()}
     out = AuditResult(connection.name, storefront_skus=len(skus))
@@ -231,7 +232,7 @@ def audit_skus(connection, storefront_skus, channels=None) -> AuditResult:
         if key in raised:
             continue
         _, ch_key, sf_sku = key.split(":", 2)
-        if (ch_key, sf_sku) in resolved or (kind == "sku_mismatch" and (sf_sku not in skus or
+        if (ch_key, sf_sku) in resolved or (kind == "sku_mismatch" and ((not partial and sf_sku not in skus) or
                                                                       make_key("unknown_sku", ch_key, sf_sku) in raised)):
             stale_ids.append(rec_id)
     for start in range(0, len(stale_ids), 1000):

@@ -20,6 +20,14 @@ class Item(models.Model):
     unit_cost = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     is_bundle = models.BooleanField(default=False)
     active = models.BooleanField(default=True)
+    # item master fields (issue 17): see :mod:`.item_validation` for what each may hold
+    barcode = models.CharField("barcode / GTIN", max_length=14, blank=True, db_index=True)
+    weight = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    weight_unit = models.CharField(max_length=2, blank=True, choices=[("g", "g"), ("kg", "kg"), ("lb", "lb"), ("oz", "oz")])
+    pending = models.BooleanField(default=False, help_text="created from a master SKU the hub did not know (stock feed); "
+                                                           "the master pull or an import completes it")
+    source = models.CharField(max_length=40, blank=True, help_text="what last wrote the master fields: csv-import, master:<connection>, stock:<connection>")
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["sku"]
@@ -122,3 +130,28 @@ class WarehouseProduct(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item_id} @ {self.connection_id} = {self.external_id}"
+
+
+class PendingItemSync(models.Model):
+    """Outbox row: 'system C must get item I's product record'. The stock outbox's rules
+    (:mod:`integration_hub.inventory.outbox`) keyed on (connection, item) instead of (channel, item): written in
+    the transaction of the item change, repeated changes coalesce (``changes``), a claiming worker's token is
+    cleared by any new change, failures back off (``not_before``) and file records in the same exception queue.
+    Drained by :func:`integration_hub.catalog.item_outbox.drain`."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="pending_item_syncs")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="pending_syncs")
+    reason = models.CharField(max_length=100, blank=True)
+    changes = models.PositiveIntegerField(default=1)
+    attempts = models.PositiveIntegerField(default=0)
+    not_before = models.DateTimeField(null=True, blank=True)
+    claim_token = models.CharField(max_length=32, blank=True, default="")
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["connection", "item"], name="uniq_pending_item_sync")]
+
+    def __str__(self) -> str:
+        return f"item {self.item_id} → {self.connection_id}"

@@ -71,6 +71,7 @@ class ImportResult:
     dry_run: bool = False  # nothing was saved: the counts say what the import would do
     _kept: list = field(default_factory=list, repr=False)  # max-heap by line: (-line, seq, RowError)
     _seq: itertools.count = field(default_factory=itertools.count, repr=False)
+    columns = COLUMNS  # the values kept with a rejected row (other imports reuse this class with their columns)
 
     @property
     def ok(self) -> int:
@@ -81,7 +82,7 @@ class ImportResult:
         self.error_count += 1
         if len(self._kept) >= MAX_KEPT_ERRORS and line >= -self._kept[0][0]:
             return
-        kept = {k: (v or "")[:KEPT_CELL] for k, v in row.items() if k in COLUMNS}
+        kept = {k: (v or "")[:KEPT_CELL] for k, v in row.items() if k in self.columns}
         heapq.heappush(self._kept, (-line, next(self._seq), RowError(line, reason, kept)))
         if len(self._kept) > MAX_KEPT_ERRORS:
             heapq.heappop(self._kept)
@@ -225,10 +226,10 @@ def _text_stream(data: bytes | str | IO[bytes]) -> tuple[IO[str], str]:
     return io.TextIOWrapper(f, encoding=enc, newline=""), sample
 
 
-def _rows(reader, result: ImportResult):
+def _rows(reader, result: ImportResult, columns=COLUMNS, max_rows: int = MAX_ROWS):
     """Yield (line, row) for each non-blank row the reader can read; rows it cannot read (csv.Error, e.g. a
     value over the field limit) and rows with more values than columns are rejected here — and counted as
-    rows too. Stops (fatal) after MAX_ROWS rows."""
+    rows too. Stops (fatal) after ``max_rows`` rows. ``columns``: the values kept of each row."""
     seen = 0
     width = len(reader.fieldnames or [])
     end = reader.reader.line_num  # the header's last line
@@ -246,14 +247,14 @@ def _rows(reader, result: ImportResult):
             if not any((v or "").strip() for k, v in raw.items() if k) and None not in raw:
                 end = reader.reader.line_num
                 continue  # a blank line
-            row = {k: (raw.get(k) or "").strip() for k in COLUMNS if k in raw}  # other columns are ignored
+            row = {k: (raw.get(k) or "").strip() for k in columns if k in raw}  # other columns are ignored
             given = sum(1 for k, v in raw.items() if k is not None and v is not None)
             reason = ("more values than columns" if None in raw
                       else f"only {given} of {width} values (a short row is not imported: add the missing separators)"
                       if given < width else "")
         seen += 1
-        if seen > MAX_ROWS:
-            result.fatal = f"more than {MAX_ROWS:,} rows: split the file"
+        if seen > max_rows:
+            result.fatal = f"more than {max_rows:,} rows: split the file"
             return
         end = reader.reader.line_num  # DictReader's own line_num is not updated when a row raises
         line = min(start, end)
@@ -286,7 +287,10 @@ def import_sku_mappings(data: bytes | str | IO[bytes], user=None, dry_run: bool 
             stream.detach()  # the caller's file stays open (and is the caller's to close)
 
 
-def _import(stream: IO[str], sample: str, result: ImportResult, user) -> ImportResult:
+def open_reader(stream: IO[str], sample: str, result: ImportResult, required=REQUIRED, aliases: dict | None = None):
+    """A DictReader over ``stream`` (dialect sniffed from ``sample``) whose field names are the header's, trimmed,
+    lower-cased and renamed by ``aliases``; None (with ``result.fatal`` set) when the header cannot be read or
+    lacks a ``required`` column."""
     try:
         dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
     except csv.Error:
@@ -296,13 +300,21 @@ def _import(stream: IO[str], sample: str, result: ImportResult, user) -> ImportR
         fieldnames = reader.fieldnames
     except csv.Error as exc:
         result.fatal = f"the header row cannot be read: {exc}"
-        return result
+        return None
     headers = [h.strip().lower() for h in (fieldnames or [])]
-    missing = [c for c in REQUIRED if c not in headers]
+    headers = [(aliases or {}).get(h, h) for h in headers]
+    missing = [c for c in required if c not in headers]
     if missing:
         result.fatal = f"missing column(s): {', '.join(missing)} (found: {', '.join(headers)[:500] or 'nothing'})"
-        return result
+        return None
     reader.fieldnames = headers
+    return reader
+
+
+def _import(stream: IO[str], sample: str, result: ImportResult, user) -> ImportResult:
+    reader = open_reader(stream, sample, result)
+    if reader is None:
+        return result
 
     rows: list[tuple[int, dict]] = list(_rows(reader, result))
     if result.fatal:
