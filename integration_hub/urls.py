@@ -16,6 +16,7 @@ urlpatterns = [
     path("exceptions/", include("exceptions_app.urls")),
     path("reports/", include("integration_hub.reconciliation.urls")),
     path("planning/", include("integration_hub.planning.urls")),
+    path("items/", include("integration_hub.catalog.urls")),
     path("", include("integration_hub.monitoring.urls")),  # /healthz, /readyz, /metrics, /monitoring/
     path("", include("integration_hub.console.urls")),
 ]

@@ -5,6 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.routers import DefaultRouter
 
+from integration_hub.catalog.api import ItemImportApiView
+
 from . import tokens, views
 
 app_name = "api"
@@ -45,6 +47,7 @@ urlpatterns = [
     # the split view serves its start-up script as a file: no inline script under the CSP
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]), name="docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]), name="redoc"),
+    path("items/import/", ItemImportApiView.as_view(), name="item-import"),
     path("", include(router.urls)),
     re_path(r"^[\s\S]*/$", not_found),  # last; [\s\S], not ".": an id with a line break in it is still this JSON 404
 ]
