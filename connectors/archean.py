@@ -18,6 +18,9 @@ fields (e.g. ``{"api": "/rest/v1", "stock_row": {..., "sku": "sku_code"}}``). Pa
   record's fully-fulfilled flag). A sales-order status such as "SHIPPED" without a fulfilment record is
   never turned into a Dispatch.
 - ``send_fulfilment`` posts a storefront-side fulfilment (ship-from-store / click & collect).
+- Items (the SKU master, issue 17): ``master_items(updated_since)`` reads ``GET <api>/items`` paged like the stock
+  levels (``page`` / ``per_page``, ``meta.total``), filtered by ``updated_since`` (ISO 8601) — as modelled as
+  the rest; each row becomes a :class:`~connectors.base.MasterItem` carrying the raw values, validated by the hub.
 
 Connection: ``base_url`` = API root (sandbox ``http://127.0.0.1:8765/archean``), secret = API key
 (``Authorization: Bearer``). options: ``page_size`` (default 500), ``shape`` (see above).
@@ -30,8 +33,8 @@ from typing import Any, Iterable
 from urllib.parse import quote
 
 from . import errors
-from .base import (Acknowledgement, Connector, Dispatch, Fulfilment, InventoryMaster, Page, Parcel, StockChange, Warehouse,
-                   WarehouseOrder)
+from .base import (Acknowledgement, Connector, Dispatch, Fulfilment, InventoryMaster, MasterItem, Page, Parcel, StockChange,
+                   Warehouse, WarehouseOrder)
 from .http import HeaderAuth, HttpClient
 from .parsing import ParsedBatch, RowError as _RowError, parse_iso as _dt, parse_rows, to_iso as _iso
 
@@ -53,6 +56,7 @@ class ArcheanShape:
     sales_orders: str = "/sales-orders"
     cancel: str = "/cancel"
     item_fulfilments: str = "/item-fulfilments"
+    items: str = "/items"
     # headers
     auth_header: str = "Authorization"
     auth_scheme: str = "Bearer"
@@ -62,7 +66,11 @@ class ArcheanShape:
     envelope: dict = _d(data="data", errors="errors", error_code="code", error_detail="detail", next_cursor="next_cursor",
                         has_more="has_more", meta="meta", per_page="per_page", total="total", id="id", type="type")
     params: dict = _d(limit="limit", cursor="cursor", page="page", per_page="per_page", sku="item_code",
-                      order_reference="sales_order_reference")
+                      order_reference="sales_order_reference", updated_since="updated_since")
+    # item master rows (wire field of each MasterItem attribute); size / colour land in MasterItem.attributes
+    item_row: dict = _d(sku="item_code", name="description", parent_sku="style_code", size="size", colour="colour",
+                        barcode="barcode", weight="weight", weight_unit="weight_uom", unit_cost="unit_cost", active="active",
+                        updated_at="updated_at")
     # stock rows and their buckets (wire → hub inventory state)
     stock_row: dict = _d(sku="item_code", location="store_code", quantity="on_hand", state="bucket", changed_at="changed_at",
                          ref="change_id")
@@ -199,6 +207,49 @@ class ArcheanConnector(Connector, InventoryMaster, Warehouse):
                 rows = self._rows_of(body, "stock")
                 for i, row in enumerate(rows):
                     yield self.stock_change_from_row(row, i)
+                meta = body.get(e["meta"]) or {}
+                if not rows or page * int(meta.get(e["per_page"]) or self.page_size) >= int(meta.get(e["total"]) or 0):
+                    break
+                page += 1
+
+    # --- item master ----------------------------------------------------------------------------------
+    def master_item_from_row(self, row: Any) -> MasterItem | None:
+        f = self.shape.item_row
+        if not isinstance(row, dict) or row.get(f["sku"]) in (None, ""):
+            return None
+
+        def text(key):
+            v = row.get(f[key])
+            return "" if v is None else str(v).strip()
+
+        try:
+            when = _dt(row.get(f["updated_at"]))
+        except ValueError:
+            when = None
+        attrs = {k: text(k) for k in ("size", "colour") if text(k)}
+        active = row.get(f["active"])
+        return MasterItem(sku=text("sku"), name=text("name"), parent_sku=text("parent_sku"), attributes=attrs, barcode=text("barcode"),
+                          weight=text("weight"), weight_unit=text("weight_unit"), unit_cost=text("unit_cost"),
+                          active=active is not False and str(active).lower() not in ("false", "0", "no"), updated_at=when)
+
+    def master_items(self, updated_since=None, skus: Iterable[str] | None = None) -> Iterable[MasterItem | None]:
+        """Every item the master lists (changed since ``updated_since``; only ``skus``, 100 per request, when
+        given), page by page. A row without a SKU yields None (the pull counts it as refused)."""
+        e, p = self.shape.envelope, self.shape.params
+        sku_list = list(dict.fromkeys(skus)) if skus is not None else None
+        chunks = [None] if sku_list is None else [sku_list[i:i + 100] for i in range(0, len(sku_list), 100)]
+        for chunk in chunks:
+            page = 1
+            while True:
+                params = {p["page"]: page, p["per_page"]: self.page_size}
+                if updated_since is not None:
+                    params[p["updated_since"]] = _iso(updated_since)
+                if chunk:
+                    params[p["sku"]] = ",".join(chunk)
+                body = self.client.get(self.shape.path(self.shape.items), params=params).json()
+                rows = self._rows_of(body, "items")
+                for row in rows:
+                    yield self.master_item_from_row(row)
                 meta = body.get(e["meta"]) or {}
                 if not rows or page * int(meta.get(e["per_page"]) or self.page_size) >= int(meta.get(e["total"]) or 0):
                     break

@@ -156,6 +156,23 @@ class WarehouseProduct:
 
 
 @dataclass
+class MasterItem:
+    """An item as the SKU master lists it (``master_items``): the raw values, validated by the hub
+    (:mod:`integration_hub.catalog.item_validation`) like an imported row."""
+
+    sku: str
+    name: str = ""
+    parent_sku: str = ""
+    attributes: dict = field(default_factory=dict)
+    barcode: str = ""
+    weight: str = ""
+    weight_unit: str = ""
+    unit_cost: str = ""
+    active: bool = True
+    updated_at: datetime | None = None
+
+
+@dataclass
 class WarehouseOrder:
     """What the warehouse needs to fulfil: every field, master SKUs, mapped shipping method."""
 

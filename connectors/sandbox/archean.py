@@ -19,11 +19,14 @@ cursors, ``Idempotency-Key`` on writes). Routes (below ``/archean``):
   GET  /api/v2/item-fulfilments?cursor=&limit=&sales_order_reference=
                                                    the record of goods leaving: the only evidence of shipment
   POST /api/v2/item-fulfilments                    a fulfilment done elsewhere (ship-from-store), Idempotency-Key
+  GET  /api/v2/items?page=&per_page=&updated_since=&item_code=
+                                                   the item master (SKU master): {"data": [item], "meta": {…}}; an
+                                                   ``updated_since`` that is not ISO 8601 is a 400 invalid_parameter
 
 Buckets: SALEABLE, QUARANTINE, DAMAGED, TRANSIT. A sales order's ``status`` may say "SHIPPED" (control
 ``set_order_status``) without any item fulfilment — the hub must not treat that as dispatched.
 
-Control: seed_locations, seed_stock, set_stock (feed + signed push ``{"type": "stock.changed", "data": [...]}``
+Control: seed_items (upsert item rows, stamped ``updated_at`` now), seed_locations, seed_stock, set_stock (feed + signed push ``{"type": "stock.changed", "data": [...]}``
 to the stock webhook), dispatch (creates an item fulfilment record; pushes
 ``{"type": "item_fulfilment.created", "data": [...]}``), set_order_status, configure_webhooks, state.
 """
@@ -72,6 +75,7 @@ class ArcheanEmulator(MasterEmulator):
         self.order_seq = itertools.count(1)
         self.fulfilments: list[dict] = []
         self.external_fulfilments: dict[str, dict] = {}
+        self.items: dict[str, dict] = {}
 
     def error_body(self, status, message, code=""):
         codes = {429: "rate_limited", 503: "unavailable", 504: "timeout", 404: "not_found", 405: "method_not_allowed"}
@@ -107,6 +111,36 @@ class ArcheanEmulator(MasterEmulator):
             rows = [{"item_code": k[0], "store_code": k[1], "bucket": k[2], "on_hand": v["on_hand"], "changed_at": v["changed_at"]}
                     for k, v in sorted(self.stock.items()) if not codes or k[0] in codes]
         return Response(200, {"data": rows[(page - 1) * per: page * per], "meta": {"page": page, "per_page": per, "total": len(rows)}})
+
+    # --- items ------------------------------------------------------------------------------------------
+    @route("GET", API + r"/items")
+    def list_items(self, req):
+        self._auth(req)
+        try:
+            page, per = max(1, int(req.q("page", "1"))), min(1000, max(1, int(req.q("per_page", "250"))))
+        except ValueError:
+            raise _err(400, "invalid_parameter", "page and per_page must be whole numbers") from None
+        since = req.q("updated_since")
+        if since:
+            try:
+                since_dt = datetime.fromisoformat(since.replace("Z", "+00:00"))
+            except ValueError:
+                raise _err(400, "invalid_parameter", f"updated_since {since!r} is not an ISO 8601 time") from None
+            if since_dt.tzinfo is None:
+                raise _err(400, "invalid_parameter", "updated_since needs a time zone")
+        codes = set(filter(None, (req.q("item_code") or "").split(",")))
+        with self.lock:
+            rows = [dict(v) for k, v in sorted(self.items.items()) if (not codes or k in codes)
+                    and (not since or datetime.fromisoformat(v["updated_at"].replace("Z", "+00:00")) >= since_dt)]
+        return Response(200, {"data": rows[(page - 1) * per: page * per], "meta": {"page": page, "per_page": per, "total": len(rows)}})
+
+    def control_seed_items(self, payload):
+        ts = _now()
+        with self.lock:
+            for r in payload.get("items") or []:
+                code = str(r["item_code"])
+                self.items[code] = {**self.items.get(code, {}), **r, "item_code": code, "updated_at": r.get("updated_at") or ts}
+        return {"items": len(self.items)}
 
     # --- sales orders ---------------------------------------------------------------------------------
     @route("POST", API + r"/sales-orders")

@@ -220,7 +220,6 @@ def import_items(data: bytes | str | IO[bytes], *, user=None, dry_run: bool = Fa
     (default: every active identifier transform). ``dry_run``: everything runs, then is rolled back."""
     result = ItemImportResult(dry_run=dry_run)
     rules = SkuRules.for_connection(connection)
-    run = f"{SOURCE}:{uuid.uuid4().hex[:8]}"
     stream = None
     if _is_xlsx(data, filename):
         rows = _xlsx_rows(csv_import._binary(data), result)
@@ -229,14 +228,7 @@ def import_items(data: bytes | str | IO[bytes], *, user=None, dry_run: bool = Fa
         rows = _csv_rows(stream, sample, result)
     try:
         with transaction.atomic():
-            chunk: list[tuple[int, dict]] = []
-            for line, row in rows:
-                chunk.append((line, row))
-                if len(chunk) >= CHUNK:
-                    _chunk(chunk, rules, run, user, result)
-                    chunk = []
-            if chunk and not result.fatal:
-                _chunk(chunk, rules, run, user, result)
+            import_rows(rows, rules=rules, user=user, result=result)
             if result.fatal:  # nothing is imported from a file that is not whole (too long, unreadable header)
                 result.created = result.updated = result.unchanged = result.components = result.queued = 0
                 transaction.set_rollback(True)
@@ -248,7 +240,32 @@ def import_items(data: bytes | str | IO[bytes], *, user=None, dry_run: bool = Fa
             stream.detach()
 
 
-def _chunk(chunk: list[tuple[int, dict]], rules: SkuRules, run: str, user, result: ItemImportResult) -> None:
+def import_rows(rows, *, rules: SkuRules, user=None, result: ItemImportResult, source: str = SOURCE,
+                atomic_chunks: bool = False) -> ItemImportResult:
+    """The import of already-split rows ``(line, {column: text})``, chunk by chunk (the file import and the master
+    pull share it). ``source``: the audit source and the item's ``source`` stamp (``<source>:<run>``, at most 40
+    characters). ``atomic_chunks``: commit each chunk on its own (the pull, which reads over HTTP meanwhile)."""
+    run = f"{source[:30]}:{uuid.uuid4().hex[:8]}"
+    chunk: list[tuple[int, dict]] = []
+
+    def flush():
+        if atomic_chunks:
+            with transaction.atomic():
+                _chunk(chunk, rules, run, user, result, source)
+        else:
+            _chunk(chunk, rules, run, user, result, source)
+
+    for line, row in rows:
+        chunk.append((line, row))
+        if len(chunk) >= CHUNK:
+            flush()
+            chunk = []
+    if chunk and not result.fatal:
+        flush()
+    return result
+
+
+def _chunk(chunk: list[tuple[int, dict]], rules: SkuRules, run: str, user, result: ItemImportResult, source: str = SOURCE) -> None:
     result.chunks += 1
     parsed: list[tuple[int, dict, dict]] = []
     seen: dict[str, int] = {}
@@ -312,9 +329,9 @@ def _chunk(chunk: list[tuple[int, dict]], rules: SkuRules, run: str, user, resul
     result.updated += len(real_changes)
     written = {id(i) for i in new + changed}
     result.components += _write_components([(i, c) for i, c in bundles if id(i) in written], comps)
-    audit.record_many(new, "create", user=user, source=SOURCE)
-    audit.record_many(real_changes, "update", user=user, source=SOURCE, befores=befores)
-    result.queued += item_outbox.enqueue([i.pk for i in new + real_changes], reason=SOURCE)
+    audit.record_many(new, "create", user=user, source=source[:32])
+    audit.record_many(real_changes, "update", user=user, source=source[:32], befores=befores)
+    result.queued += item_outbox.enqueue([i.pk for i in new + real_changes], reason=source)
 
 
 def _values(item: Item) -> tuple:

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from celery import shared_task
 
 from connectors import errors
-from exceptions_app.services import clear, make_key, raise_exception
+from exceptions_app.services import clear, error_key, make_key, raise_exception
 
 log = logging.getLogger(__name__)
 
@@ -51,3 +51,55 @@ def sync_warehouse_products(connection_id: int | None = None) -> dict:
     if connection_id:
         qs = qs.filter(pk=connection_id)
     return {conn.name: sync(conn).as_dict() for conn in qs}
+
+
+@shared_task(name="catalog.pull_master_items", ignore_result=True)
+def pull_master_items(connection_id: int | None = None, full: bool = False, skus: list | None = None) -> list[dict]:
+    """Beat: the item master from every SKU master connection (``options.item_master``), changed items only;
+    with ``skus`` (pending items from the stock feed) just those."""
+    from .master_pull import master_connections, pull_master_items as pull
+
+    out = []
+    for conn in master_connections():
+        if connection_id and conn.pk != connection_id:
+            continue
+        try:
+            out.append(pull(conn, full=full, skus=skus).as_dict())
+        except NotImplementedError as exc:
+            out.append({"connection": conn.name, "error": str(exc)})
+    return out
+
+
+@shared_task(name="catalog.drain_item_outbox", ignore_result=True)
+def drain_item_outbox() -> list[dict]:
+    """Nudged after item changes commit, and a beat sweep: product records to the systems that need them."""
+    from .item_outbox import drain_all
+
+    return drain_all()
+
+
+@shared_task(name="catalog.audit_master_data", ignore_result=True)
+def audit_master_data() -> list[dict]:
+    """Beat: barcode / weight / name drift between the item master, the storefronts and the warehouses."""
+    from .master_drift import audit_all
+
+    return audit_all()
+
+
+@shared_task(name="catalog.check_storefront_skus", ignore_result=True)
+def check_storefront_skus(connection_id: int, skus: list) -> dict:
+    """A storefront Message named new SKUs (commercetools ProductPublished / ProductVariantAdded): check them now."""
+    from integration_hub.core.models import Connection
+
+    from .item_outbox import check_storefront_skus as check
+
+    conn = Connection.objects.filter(pk=connection_id, enabled=True).first()
+    if conn is None:
+        return {"skipped": "connection gone or disabled"}
+    try:
+        return check(conn, skus)
+    except errors.ConnectorError as exc:
+        kind, key = error_key(exc, conn.name, "catalogue_check")
+        raise_exception(kind, key, f"Catalogue check of new SKUs on {conn.name} failed", message=str(exc)[:2000], connection=conn,
+                        context={"operation": "catalogue_check", "skus": list(skus)[:50]})
+        return {"error": str(exc)[:300]}

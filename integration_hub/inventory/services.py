@@ -13,7 +13,9 @@ the acknowledgement (a repeated, unchanged figure releases nothing).
 
 Bad rows never block good ones; each becomes an exception record merged by key:
   unknown SKU        unknown_sku:<connection name>:<master sku>   (no channel yet: the master's name
-                     takes the channel slot of the convention)
+                     takes the channel slot of the convention). From the SKU master (``options.item_master``)
+                     a well-formed unknown SKU becomes a pending item instead and its stock is kept
+                     (:func:`integration_hub.catalog.master_pull.create_pending_items`)
   unknown location   bad_payload:<connection name>:stock-location:<location id>
   bad quantity/state bad_payload:<connection name>:stock:<sku@location> (the change ref when those are missing);
   or a change time   different problems on one sku@location stay listed apart in the record's
@@ -177,6 +179,10 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
         items: dict[str, int] = {}
         for start in range(0, len(skus), LOOKUP_CHUNK):
             items.update(Item.objects.filter(sku__in=skus[start:start + LOOKUP_CHUNK]).values_list("sku", "id"))
+        if len(items) < len(skus):  # the SKU master's new SKUs become pending items, not unknown_sku forever (issue 17)
+            from integration_hub.catalog.master_pull import create_pending_items
+
+            items.update(create_pending_items(connection, [s for s in skus if s not in items]))
 
         unknown_locations: dict[str, list] = defaultdict(list)
         unknown_skus: dict[str, list] = defaultdict(list)
