@@ -249,6 +249,17 @@ class StorefrontReturn:
 
 
 @dataclass(frozen=True)
+class ProductChanged:
+    """A storefront message saying a product was published or got a variant (commercetools ``ProductPublished`` /
+    ``ProductVariantAdded``): its SKUs are checked against the item master at once. A hint: the SKUs are re-read
+    from the storefront before anything is cleared."""
+
+    product_id: str
+    reason: str = ""
+    skus: tuple = ()
+
+
+@dataclass(frozen=True)
 class OrderChanged:
     """A subscription message saying an order changed in a way the hub mirrors on orders it already has
     (returns booked or moved on, cancelled in the storefront): the order is re-read by id even when the hub

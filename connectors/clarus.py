@@ -179,6 +179,19 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
                 out[str(n["code"])] = str(n["id"])
         return out
 
+    def catalogue_records(self, skus) -> dict[str, dict]:
+        """{code: {"name", "barcode"}} of the products Clarus has for these SKUs (master data audit; GraphQL
+        ``products``, 200 codes per query)."""
+        codes = sorted(set(skus))
+        out = {}
+        for start in range(0, len(codes), 200):
+            for n in self._gql("products", "ProductFilterType", "id code description barcode", {"code": {"in": codes[start:start + 200]}}):
+                rec = {"name": str(n.get("description") or "")}
+                if n.get("barcode"):
+                    rec["barcode"] = str(n["barcode"])
+                out[str(n["code"])] = rec
+        return out
+
     def sync_products(self, products: list[WarehouseProduct]) -> dict[str, str]:
         """Find or create every product in Clarus → {sku: Clarus product id}."""
         wanted = {p.sku: p for p in products if p.sku}

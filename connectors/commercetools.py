@@ -81,7 +81,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from . import env_secrets, errors
 from .base import (Address, Connector, Fulfilment, InventoryResult, InventoryTarget, OrderChanged, OrderLineData, Page, Parcel,
-                   Storefront, StorefrontOrder, StorefrontReturn, StorefrontStock)
+                   ProductChanged, Storefront, StorefrontOrder, StorefrontReturn, StorefrontStock)
 from .http import HttpClient, OAuthClientCredentials
 from .parsing import ParsedBatch, RejectedRow
 
@@ -111,6 +111,10 @@ RETURN_CONDITIONS = {"Advised": "advised", "Returned": "inspection", "BackInStoc
 # integrations spell it, though ct's reference does not list it. OrderStateChanged only when it says Cancelled.
 RETURN_MESSAGES = frozenset({"ReturnInfoAdded", "OrderReturnInfoAdded", "ReturnInfoSet", "OrderReturnShipmentStateChanged"})
 SUBSCRIBED_MESSAGES = ["OrderCreated", "OrderStateChanged", "ReturnInfoAdded", "ReturnInfoSet", "OrderReturnShipmentStateChanged"]
+# Product Messages after which the hub checks the product's SKUs at once (issue 17) instead of waiting for the
+# nightly catalogue audit; subscribed with options["subscribe_product_messages"] (ct Messages reference:
+# ProductPublished carries the productProjection, ProductVariantAdded the variant)
+PRODUCT_MESSAGES = ["ProductPublished", "ProductVariantAdded"]
 
 
 _ID_RX = re.compile(r"[A-Za-z0-9_-]{1,256}")  # ct ids are UUIDs; keys use [A-Za-z0-9_-]: nothing that can leave the URL path
@@ -173,6 +177,10 @@ class CommercetoolsConnector(Connector, Storefront):
         self.import_min = max(1, int(options.get("import_min", 20)))  # fewer absolute writes than this go one by one
         self._importer = None
         self._lock = threading.Lock()
+        # master data audit (issue 17): variant attributes holding the barcode and the weight (in grams)
+        self.barcode_attribute = str(options.get("barcode_attribute") or "gtin")
+        self.weight_attribute = str(options.get("weight_attribute") or "weight")
+        self.subscribe_product_messages = bool(options.get("subscribe_product_messages", False))
         self._channel_id_by_key: dict[str, str] = {}
         self._channel_key_by_id: dict[str, str] = {}
         self._shipping_key_by_id: dict[str, str] = {}
@@ -548,6 +556,36 @@ class CommercetoolsConnector(Connector, Storefront):
                                            unexplained_increase=self.unexplained_increase(e) if mark else 0))
         return out
 
+    def _projections_with(self, skus: list[str], staged: bool = False) -> Iterator[tuple[dict, dict]]:
+        """(product projection, variant) for each of ``skus`` the (current, or staged) catalogue has."""
+        for i in range(0, len(skus), CHUNK):
+            chunk = set(skus[i:i + CHUNK])
+            lst = q_list(sorted(chunk))
+            for p in self._query_all("product-projections", f"masterVariant(sku in {lst}) or variants(sku in {lst})",
+                                     extra={"staged": "true" if staged else "false"}):
+                for v in [p.get("masterVariant") or {}] + list(p.get("variants") or []):
+                    if v.get("sku") in chunk:
+                        yield p, v
+
+    def skus_on_sale(self, skus: Iterable[str]) -> set[str]:
+        """Which of ``skus`` are on the storefront: in a *current* (published) product projection."""
+        return {v["sku"] for _, v in self._projections_with(sorted(set(skus)))}
+
+    def catalogue_records(self, skus: Iterable[str]) -> dict[str, dict]:
+        """{sku: {"name", "barcode", "weight_g"}} of the published variants (master data audit): the product's name,
+        and the variant attributes ``options.barcode_attribute`` / ``options.weight_attribute`` (grams) where set."""
+        out = {}
+        for p, v in self._projections_with(sorted(set(skus))):
+            attrs = {a.get("name"): a.get("value") for a in v.get("attributes") or [] if isinstance(a, dict)}
+            rec = {"name": _localized(p.get("name"))}
+            if attrs.get(self.barcode_attribute) not in (None, ""):
+                rec["barcode"] = str(attrs[self.barcode_attribute])
+            weight = attrs.get(self.weight_attribute)
+            if isinstance(weight, (int, float)) and not isinstance(weight, bool):
+                rec["weight_g"] = weight
+            out[v["sku"]] = rec
+        return out
+
     def list_skus(self) -> Iterator[str]:
         for p in self._query_all("product-projections"):
             for v in [p.get("masterVariant") or {}] + list(p.get("variants") or []):
@@ -720,6 +758,8 @@ class CommercetoolsConnector(Connector, Storefront):
           does not have it (the Message's ``resource.id``, else the embedded ``order.id``);
         - a return Message (``RETURN_MESSAGES``) or an ``OrderStateChanged`` to ``Cancelled`` →
           [:class:`OrderChanged`] (re-read even when the hub has the order);
+        - ``ProductPublished`` / ``ProductVariantAdded`` → [:class:`ProductChanged`] naming the SKUs (checked at once
+          against the item master, :func:`integration_hub.catalog.item_outbox.check_storefront_skus`);
         - Messages about other resources → [] (debug log). A payload list may mix them."""
         messages = payload if isinstance(payload, list) else [payload]
         out: list = []
@@ -736,6 +776,10 @@ class CommercetoolsConnector(Connector, Storefront):
                 if resource.get("typeId") != "order" or not _order_id(resource.get("id")):
                     raise errors.BadDataError(f"{m['type']} message without an order resource", system=self.system_type, body=m)
                 out.append(OrderChanged(resource["id"], m["type"]))
+            elif m["notificationType"] == "Message" and m.get("type") in PRODUCT_MESSAGES:
+                if resource.get("typeId") != "product" or not _order_id(resource.get("id")):
+                    raise errors.BadDataError(f"{m['type']} message without a product resource", system=self.system_type, body=m)
+                out.append(ProductChanged(resource["id"], m["type"], tuple(self._message_skus(m))))
             elif resource.get("typeId") == "order" and resource.get("id"):
                 if not _order_id(resource["id"]):
                     raise errors.BadDataError("order message with a malformed order id", system=self.system_type, body=m)
@@ -745,6 +789,16 @@ class CommercetoolsConnector(Connector, Storefront):
             else:
                 log.debug("commercetools %s %s about %s ignored", m["notificationType"], m.get("type", ""), resource.get("typeId"))
         return out
+
+    @staticmethod
+    def _message_skus(m: dict) -> list[str]:
+        """The SKUs a product Message names (a hint: the hub re-reads them): ProductVariantAdded's ``variant``,
+        ProductPublished's ``productProjection`` variants."""
+        variants = [m.get("variant")] if isinstance(m.get("variant"), dict) else []
+        proj = m.get("productProjection")
+        if isinstance(proj, dict):
+            variants += [proj.get("masterVariant")] + list(proj.get("variants") or [])
+        return list(dict.fromkeys(v["sku"] for v in variants if isinstance(v, dict) and isinstance(v.get("sku"), str) and v["sku"]))
 
     def _created_order_id(self, m: dict, resource: dict) -> str:
         order = m.get("order")
@@ -822,6 +876,8 @@ class CommercetoolsConnector(Connector, Storefront):
         delete and re-create. Returns the Subscription."""
         destination = destination or self.subscription_destination()
         messages = [{"resourceTypeId": "order", "types": list(SUBSCRIBED_MESSAGES)}]
+        if self.subscribe_product_messages:
+            messages.append({"resourceTypeId": "product", "types": list(PRODUCT_MESSAGES)})
         fmt = {"type": "Platform"}
         draft = {"key": key, "destination": destination, "messages": messages, "format": fmt}
         for _ in range(CONFLICT_RETRIES):
@@ -837,7 +893,7 @@ class CommercetoolsConnector(Connector, Storefront):
             if shown != {k: v for k, v in destination.items() if k != "accessSecret"} or "accessSecret" in destination:
                 actions.append({"action": "changeDestination", "destination": destination})
             have = [{"resourceTypeId": m.get("resourceTypeId"), "types": sorted(m.get("types") or [])} for m in current.get("messages") or []]
-            if have != [{"resourceTypeId": "order", "types": sorted(SUBSCRIBED_MESSAGES)}]:
+            if have != [{"resourceTypeId": m["resourceTypeId"], "types": sorted(m["types"])} for m in messages]:
                 actions.append({"action": "setMessages", "messages": messages})
             if not actions:
                 return current

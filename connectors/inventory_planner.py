@@ -216,6 +216,15 @@ class InventoryPlannerConnector(Connector, Planner):
         self.upload(files, now)
         return len(lines)
 
+    def push_variants(self, variants: list[PlannerVariant]) -> int:
+        """New / changed items as a ``variants`` file (issue 17). SFTP delivery: uploaded on its own, before any
+        demand names them. URL delivery: nothing to send — the complete ``products.csv`` the planner pulls lists
+        every item already. Returns the variants sent."""
+        if self.delivery == "url" or not variants:
+            return 0
+        self.upload([("variants", csv_text(VARIANT_COLUMNS, (variant_row(v) for v in variants)))], datetime.now(timezone.utc))
+        return len(variants)
+
     # --- SFTP (Advanced CSV connector) ----------------------------------------------------------------------
     def _sftp_settings(self) -> dict:
         o = self.connection.options or {}

@@ -154,6 +154,25 @@ class WairReplenishmentConnector(Connector, Planner):
                 pass  # the upload's own error (if any) is the one to report; a lost stop is retried with the next cycle
         return len(lines)
 
+    def push_items(self, variants: list[PlannerVariant]) -> int:
+        """New / changed items (issue 17): one upload cycle of ``POST /Items`` only (``Batch/start`` … ``Batch/stop``,
+        at most the documented 25,000 per call), so WAIR knows an item before stock or sales name it."""
+        rows = [self.item_record(v) for v in variants if not v.is_bundle]
+        if not rows:
+            return 0
+        key, _ = SHAPE["Items"]
+        size = self.limits["Items"]
+        self.client.post(self._path(SHAPE["batch_start"]), json={}, ok=(200, 201, 204))
+        try:
+            for start in range(0, len(rows), size):
+                self.client.post(self._path("Items"), json={key: rows[start:start + size]}, ok=(200, 201, 204))
+        finally:
+            try:
+                self.client.post(self._path(SHAPE["batch_stop"]), json={}, ok=(200, 201, 204))
+            except errors.ConnectorError:
+                pass
+        return len(rows)
+
     # --- recommendations --------------------------------------------------------------------------------------
     def _read(self, endpoint: str, key: str):
         offset = 0

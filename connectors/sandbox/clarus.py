@@ -230,7 +230,8 @@ class ClarusEmulator(MasterEmulator):
 
     def _nodes(self, root: str) -> list[dict]:
         if root == "products":
-            return [{"id": p["id"], "code": p["code"], "description": p["description"], "product_id": p["id"]} for p in self.products.values()]
+            return [{"id": p["id"], "code": p["code"], "description": p["description"], "barcode": p.get("barcode") or None,
+                     "product_id": p["id"]} for p in self.products.values()]
         by_code = {p["code"]: p["id"] for p in self.products.values()}
         if root == "stock_balances":
             keys = sorted({(c, w) for c, w, s in self.stock if s == "available"} | set(self.allocated))
@@ -300,6 +301,15 @@ class ClarusEmulator(MasterEmulator):
     def _rows(self, payload):
         return [(str(r["sku"]), str(r["location"]), HUB_TO_WIRE.get(r.get("state") or "available", r.get("state")), int(r["quantity"]))
                 for r in payload.get("rows") or []]
+
+    def control_set_product(self, payload):
+        """Change a product's description / barcode as someone in the WMS would (master data drift tests)."""
+        with self.lock:
+            p = next((p for p in self.products.values() if p["code"] == str(payload["code"])), None)
+            if p is None:
+                raise HttpError(404, {"errors": [{"status": "404", "title": f"no product {payload['code']}"}]})
+            p.update({k: payload[k] for k in ("description", "barcode") if k in payload})
+            return dict(p)
 
     def control_seed_stock(self, payload):
         with self.lock:

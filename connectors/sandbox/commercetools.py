@@ -1855,6 +1855,20 @@ class CommercetoolsEmulator(Emulator):
             return {"channels": len(self.channels), "products": len(self.products), "skus": len(self.sku_product),
                     "inventory_entries_created": created}
 
+    def control_set_variant(self, payload: dict) -> dict:
+        """Set a variant's attributes (``{"sku", "attributes": {name: value}}``) and/or publish or unpublish its
+        product (``"published"``) as a merchant would in the Merchant Center (issue 17 tests)."""
+        with self.lock:
+            pid, vid = self.sku_product[payload["sku"]]
+            product = self.products[pid]
+            for v in [product["masterVariant"]] + product["variants"]:
+                if v["id"] == vid and "attributes" in payload:
+                    v["attributes"] = [{"name": k, "value": val} for k, val in sorted(payload["attributes"].items())]
+            if "published" in payload:
+                product["published"] = bool(payload["published"])
+            product["version"] += 1
+            return {"product": pid, "version": product["version"]}
+
     def control_create_orders(self, payload: dict) -> dict:
         specs = payload.get("orders") or []
         project = payload.get("project_key") or (sorted(self.allowed_projects)[0] if self.allowed_projects else "demo")

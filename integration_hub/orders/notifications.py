@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from connectors.base import OrderChanged
+from connectors.base import OrderChanged, ProductChanged
+
+MAX_PRODUCT_SKUS = 500  # SKUs one notification may have checked
 
 
 def split_hints(hints) -> tuple[list[str], list[str]]:
@@ -39,11 +41,22 @@ def split_hints(hints) -> tuple[list[str], list[str]]:
 def queue_hints(connection, hints) -> dict:
     """Queue the storefront read of every order the hints name (after the current transaction commits;
     ``priority`` queue). Returns ``{"to_fetch": n, "to_refresh": m}``."""
-    ids, changed = split_hints(hints)
+    hints = list(hints)
+    products = [h for h in hints if isinstance(h, ProductChanged)]
+    ids, changed = split_hints([h for h in hints if not isinstance(h, ProductChanged)])
+    out = {"to_fetch": len(ids), "to_refresh": len(changed)}
+    if products:  # new SKUs on the storefront: the catalogue check runs now, not at the nightly audit (issue 17)
+        from integration_hub.catalog.tasks import check_storefront_skus
+
+        skus = list(dict.fromkeys(s for h in products for s in h.skus))[:MAX_PRODUCT_SKUS]
+        if skus:
+            pk = connection.pk
+            transaction.on_commit(lambda: check_storefront_skus.apply_async(args=[pk, skus], retry=False))
+        out["products"] = len(products)
     if ids or changed:
         from .tasks import fetch_orders
 
         pk = connection.pk
         transaction.on_commit(lambda: fetch_orders.apply_async(args=[pk, ids], kwargs={"refresh_ids": changed},
                                                                queue="priority", retry=False))
-    return {"to_fetch": len(ids), "to_refresh": len(changed)}
+    return out
