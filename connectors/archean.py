@@ -68,7 +68,7 @@ class ArcheanShape:
     params: dict = _d(limit="limit", cursor="cursor", page="page", per_page="per_page", sku="item_code",
                       order_reference="sales_order_reference", updated_since="updated_since")
     # item master rows (wire field of each MasterItem attribute); size / colour land in MasterItem.attributes
-    item_row: dict = _d(sku="item_code", name="description", parent_sku="style_code", size="size", colour="colour",
+    item_row: dict = _d(sku="item_code", name="description", parent_sku="style_code", size="size_code", colour="colour_code",
                         barcode="barcode", weight="weight", weight_unit="weight_uom", unit_cost="unit_cost", active="active",
                         updated_at="updated_at")
     # stock rows and their buckets (wire → hub inventory state)
@@ -118,6 +118,7 @@ SHAPE = ArcheanShape()
 
 class ArcheanConnector(Connector, InventoryMaster, Warehouse):
     system_type = "archean"
+    ITEM_ATTRIBUTES = ("size", "colour")  # the hub's variant attributes (Item.attributes keys) an item row carries
     api_document = ""  # none published
     modelled = True
 
@@ -217,19 +218,15 @@ class ArcheanConnector(Connector, InventoryMaster, Warehouse):
         f = self.shape.item_row
         if not isinstance(row, dict) or row.get(f["sku"]) in (None, ""):
             return None
-
-        def text(key):
-            v = row.get(f[key])
-            return "" if v is None else str(v).strip()
-
+        v = {k: ("" if row.get(w) is None else str(row.get(w)).strip()) for k, w in f.items()}
         try:
             when = _dt(row.get(f["updated_at"]))
         except ValueError:
             when = None
-        attrs = {k: text(k) for k in ("size", "colour") if text(k)}
+        attrs = {k: v[k] for k in self.ITEM_ATTRIBUTES if v[k]}
         active = row.get(f["active"])
-        return MasterItem(sku=text("sku"), name=text("name"), parent_sku=text("parent_sku"), attributes=attrs, barcode=text("barcode"),
-                          weight=text("weight"), weight_unit=text("weight_unit"), unit_cost=text("unit_cost"),
+        return MasterItem(sku=v["sku"], name=v["name"], parent_sku=v["parent_sku"], attributes=attrs, barcode=v["barcode"],
+                          weight=v["weight"], weight_unit=v["weight_unit"], unit_cost=v["unit_cost"],
                           active=active is not False and str(active).lower() not in ("false", "0", "no"), updated_at=when)
 
     def master_items(self, updated_since=None, skus: Iterable[str] | None = None) -> Iterable[MasterItem | None]:

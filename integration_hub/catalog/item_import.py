@@ -7,6 +7,8 @@ Columns (header row required; order free; extra columns ignored; aliases in ``AL
   bundle_components   ``SKU:qty|SKU:qty`` — the item becomes a bundle of those existing (or earlier in the file)
                       non-bundle items; ``-`` makes a bundle a plain item again
   active              1/0, true/false, yes/no
+  storefront_sku      optional — the SKU the storefronts sell it as: a global SKU mapping is created when that
+                      storefront SKU is not mapped yet (one mapped to another item is a row error)
 A column that is not in the file leaves that field alone; an empty cell clears it (``size``/``colour``
 remove the attribute).
 
@@ -41,10 +43,12 @@ from integration_hub.reconciliation.services import safe_cell
 
 from . import item_outbox
 from .item_validation import SkuRules, gtin_problem, parse_decimal, weight_problems
-from .models import BundleComponent, Item
+from .models import BundleComponent, Item, SkuMapping
+from .validation import sku_problem
 
 REQUIRED = ("sku",)
-OPTIONAL = ("name", "parent_sku", "size", "colour", "barcode", "weight", "weight_unit", "unit_cost", "bundle_components", "active")
+OPTIONAL = ("name", "parent_sku", "size", "colour", "barcode", "weight", "weight_unit", "unit_cost", "bundle_components", "active",
+            "storefront_sku")
 COLUMNS = (*REQUIRED, *OPTIONAL)
 ALIASES = {"master_sku": "sku", "style": "parent_sku", "parent": "parent_sku", "color": "colour", "gtin": "barcode",
            "ean": "barcode", "cost": "unit_cost", "components": "bundle_components", "unit": "weight_unit"}
@@ -59,6 +63,7 @@ class ItemImportResult(ImportResult):
     components: int = 0  # bundle component rows written
     queued: int = 0  # item outbox rows (systems that need the record)
     chunks: int = 0
+    mappings: int = 0  # global SKU mappings created from storefront_sku
     columns = COLUMNS
 
 
@@ -134,6 +139,13 @@ def validate_row(r: dict, rules: SkuRules) -> tuple[list[str], dict]:
         if act and act not in TRUE | FALSE:
             problems.append(f"active {r['active']!r} is not yes/no")
         values["active"] = act not in FALSE
+    if r.get("storefront_sku"):
+        why = sku_problem(r["storefront_sku"])
+        if why:
+            problems.append(f"storefront_sku {why}")
+        elif len(r["storefront_sku"]) > SkuMapping._meta.get_field("storefront_sku").max_length:
+            problems.append("storefront_sku is too long")
+        values["_storefront_sku"] = r["storefront_sku"]
     if "bundle_components" in r:
         comps, why = _components(r["bundle_components"])
         problems += why
@@ -286,6 +298,10 @@ def _chunk(chunk: list[tuple[int, dict]], rules: SkuRules, run: str, user, resul
     comp_skus = {s for _, _, v in parsed for s, _ in v.get("_components") or []}
     comps = {c.sku: c for c in Item.objects.filter(sku__in=comp_skus - set(existing)).only("id", "sku", "is_bundle")} if comp_skus else {}
     in_file = {v["sku"]: v for _, _, v in parsed}
+    wanted_sf = {v["_storefront_sku"] for _, _, v in parsed if v.get("_storefront_sku")}
+    mapped_sf = dict(SkuMapping.objects.filter(channel__isnull=True, storefront_sku__in=wanted_sf)
+                     .values_list("storefront_sku", "item__sku")) if wanted_sf else {}
+    sf_new: list[tuple[Item, str]] = []
 
     new, changed, befores, line_of, bundles = [], [], {}, {}, []
     for line, r, v in parsed:
@@ -300,6 +316,11 @@ def _chunk(chunk: list[tuple[int, dict]], rules: SkuRules, run: str, user, resul
                 problems.append(f"bundle component {s!r} is itself a bundle (list its components directly)")
         if item is not None and item.source == run:
             problems.append("duplicate SKU: an earlier line of this file already imported it")
+        sf = v.get("_storefront_sku")
+        if sf and mapped_sf.get(sf, v["sku"]) != v["sku"]:
+            problems.append(f"storefront_sku {sf!r} is already mapped to item {mapped_sf[sf]!r}")
+        elif sf and sf in {x for _, x in sf_new}:
+            problems.append(f"storefront_sku {sf!r} is given to another item of this file")
         if problems:
             result.reject(line, "; ".join(problems), r)
             continue
@@ -319,6 +340,8 @@ def _chunk(chunk: list[tuple[int, dict]], rules: SkuRules, run: str, user, resul
                 changed.append(item)
         item.source = run
         line_of[id(item)] = (line, r)
+        if sf and sf not in mapped_sf:
+            sf_new.append((item, sf))
         if "_components" in v:
             bundles.append((item, v["_components"]))
 
@@ -332,6 +355,19 @@ def _chunk(chunk: list[tuple[int, dict]], rules: SkuRules, run: str, user, resul
     audit.record_many(new, "create", user=user, source=source[:32])
     audit.record_many(real_changes, "update", user=user, source=source[:32], befores=befores)
     result.queued += item_outbox.enqueue([i.pk for i in new + real_changes], reason=source)
+    mappings = [SkuMapping(item_id=i.pk, channel=None, storefront_sku=sf) for i, sf in sf_new if id(i) in written]
+    if mappings:
+        from exceptions_app import triage
+
+        SkuMapping.objects.bulk_create(mappings, batch_size=CHUNK)
+        if mappings[0].pk is None:
+            pk_of = dict(SkuMapping.objects.filter(channel__isnull=True, storefront_sku__in=[m.storefront_sku for m in mappings])
+                         .values_list("storefront_sku", "pk"))
+            for m in mappings:
+                m.pk = pk_of[m.storefront_sku]
+        audit.record_many(mappings, "create", user=user, source=source[:32])
+        result.mappings += len(mappings)
+        triage.requeue_stock({m.item_id for m in mappings}, None, reason="mapped by item import")
 
 
 def _values(item: Item) -> tuple:

@@ -266,6 +266,13 @@ def check_storefront_skus(conn: Connection, skus: Iterable[str]) -> dict:
     item_ids = set(SkuMapping.objects.filter(storefront_sku__in=listed, active=True).filter(
         Q(channel__isnull=True) | Q(channel__connection=conn)).values_list("item_id", flat=True))
     item_ids |= set(Item.objects.filter(sku__in=listed).values_list("pk", flat=True))
-    requeued = triage.requeue_stock(item_ids, None, reason="published on the storefront") if item_ids else 0
+    requeued = 0
+    if item_ids:
+        from integration_hub.inventory.models import PendingPush
+
+        requeued = triage.requeue_stock(item_ids, None, reason="published on the storefront")
+        # a push refused while the product was missing waits out a back-off: the product is there now
+        PendingPush.objects.filter(item_id__in=item_ids, channel__connection=conn).update(not_before=None)
+        triage.kick_pushes()
     return {"listed": len(listed), "cleared": cleared, "pushes_queued": requeued,
             "unknown": audit.unknown if audit else 0, "mismatches": audit.mismatches if audit else 0}

@@ -10,7 +10,9 @@ attributes; Clarus WMS GraphQL ``products`` — description, barcode):
 * read in batches of ``BATCH``: one query for the batch (the mappings / products joined to the items, streamed
   with ``.iterator()``), one call to the system, then the comparison in memory for that batch only;
 * a field is compared only where both sides have a value (a system that does not expose weights is not drift):
-  barcodes exactly, weights in grams within ``WEIGHT_TOLERANCE_G``, names trimmed and case-folded;
+  barcodes exactly, weights in grams within ``WEIGHT_TOLERANCE_G``, names trimmed and case-folded; the
+  connection's ``options["master_data_fields"]`` may narrow the fields (e.g. ``["barcode", "weight"]`` where the
+  storefront's product names are marketing names, not the master's);
 * each difference is one ``master_data_drift`` record per item, field and system —
   ``master_data_drift:<connection>:<master sku>:<field>`` — naming both values side by side
   (``context.master_value`` / ``context.system_value``), written with ``raise_many``; records of this connection
@@ -75,9 +77,10 @@ def _norm_name(v: str) -> str:
     return " ".join(str(v or "").split()).casefold()
 
 
-def compare(master: dict, system: dict) -> list[tuple[str, str, str]]:
+def compare(master: dict, system: dict, fields=FIELDS) -> list[tuple[str, str, str]]:
     """[(field, master value, system value)] of the fields that differ where both sides have a value."""
     out = []
+    system = {k: v for k, v in system.items() if k in fields or (k == "weight_g" and "weight" in fields)}
     if master["barcode"] and system.get("barcode") and system["barcode"].strip() != master["barcode"]:
         out.append(("barcode", master["barcode"], system["barcode"].strip()))
     g = grams(master["weight"], master["weight_unit"])
@@ -96,6 +99,7 @@ def audit_connection(conn: Connection, connector=None) -> DriftResult:
     if not hasattr(connector, "catalogue_records"):
         raise NotImplementedError(f"{conn.system_type} exposes no product records")
     out = DriftResult(conn.name)
+    fields = tuple(f for f in ((conn.options or {}).get("master_data_fields") or FIELDS) if f in FIELDS)
     problems: list[Problem] = []
     batch: list[tuple] = []
 
@@ -108,7 +112,7 @@ def audit_connection(conn: Connection, connector=None) -> DriftResult:
                 continue
             out.compared += 1
             master = {"barcode": barcode, "weight": weight, "weight_unit": unit, "name": name}
-            for field, mine, theirs in compare(master, rec):
+            for field, mine, theirs in compare(master, rec, fields):
                 problems.append(Problem(
                     kind="master_data_drift", key=drift_key(conn, sku, field), severity="info" if field == "name" else "warning",
                     connection_id=conn.pk, sku=sku,

@@ -226,10 +226,11 @@ def _text_stream(data: bytes | str | IO[bytes]) -> tuple[IO[str], str]:
     return io.TextIOWrapper(f, encoding=enc, newline=""), sample
 
 
-def _rows(reader, result: ImportResult, columns=COLUMNS, max_rows: int = MAX_ROWS):
+def _rows(reader, result: ImportResult, columns=COLUMNS, max_rows: int | None = None):
     """Yield (line, row) for each non-blank row the reader can read; rows it cannot read (csv.Error, e.g. a
     value over the field limit) and rows with more values than columns are rejected here — and counted as
     rows too. Stops (fatal) after ``max_rows`` rows. ``columns``: the values kept of each row."""
+    max_rows = MAX_ROWS if max_rows is None else max_rows
     seen = 0
     width = len(reader.fieldnames or [])
     end = reader.reader.line_num  # the header's last line
