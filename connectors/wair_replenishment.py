@@ -100,6 +100,21 @@ class WairReplenishmentConnector(Connector, Planner):
         return {"itemId": v.product_id or v.sku, "code": v.product_id or v.sku, "description": v.title or v.sku,
                 "skus": [{"skuId": v.sku, "code": v.sku, "styleId": v.product_id or v.sku, "description": v.title or v.sku}]}
 
+    @classmethod
+    def item_records(cls, variants) -> list[dict]:
+        """One Items record per style with every variant of it among ``variants`` as its ``skus`` (POST upserts by
+        ``itemId`` with the complete object, so one record per variant would keep only the last variant)."""
+        out: dict[str, dict] = {}
+        for v in variants:
+            if v.is_bundle:
+                continue
+            rec = cls.item_record(v)
+            if rec["itemId"] in out:
+                out[rec["itemId"]]["skus"] += rec["skus"]
+            else:
+                out[rec["itemId"]] = rec
+        return list(out.values())
+
     @staticmethod
     def location_record(location_id: str, name: str, kind: str) -> dict:
         return {"locationId": location_id, "code": location_id, "description": name or location_id, "locationType": kind}
@@ -123,7 +138,7 @@ class WairReplenishmentConnector(Connector, Planner):
         locations = [self.location_record(w.id, w.name, "warehouse") for w in warehouses]
         locations += [self.location_record(self.sales_location(ch), ch, "webshop") for ch in channels]
         stock = [{"locationId": wid, "skuId": v.sku, "quantity": int(qty)} for v in variants for wid, qty in sorted(v.on_hand.items())]
-        return {"Items": [self.item_record(v) for v in variants if not v.is_bundle], "Locations": locations, "Stock": stock,
+        return {"Items": self.item_records(variants), "Locations": locations, "Stock": stock,
                 "Sales": [self.sale_record(x) for x in lines if x.quantity or x.is_return],
                 "StockNotForReplenishment": [self.allocation_record(a) for a in allocations]}
 
@@ -157,7 +172,7 @@ class WairReplenishmentConnector(Connector, Planner):
     def push_items(self, variants: list[PlannerVariant]) -> int:
         """New / changed items (issue 17): one upload cycle of ``POST /Items`` only (``Batch/start`` … ``Batch/stop``,
         at most the documented 25,000 per call), so WAIR knows an item before stock or sales name it."""
-        rows = [self.item_record(v) for v in variants if not v.is_bundle]
+        rows = self.item_records(variants)
         if not rows:
             return 0
         key, _ = SHAPE["Items"]
@@ -171,7 +186,7 @@ class WairReplenishmentConnector(Connector, Planner):
                 self.client.post(self._path(SHAPE["batch_stop"]), json={}, ok=(200, 201, 204))
             except errors.ConnectorError:
                 pass
-        return len(rows)
+        return sum(len(r["skus"]) for r in rows)
 
     # --- recommendations --------------------------------------------------------------------------------------
     def _read(self, endpoint: str, key: str):

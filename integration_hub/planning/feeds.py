@@ -115,7 +115,8 @@ def _stock(connection: Connection, planner_ids: Iterable[str], skus: Iterable[st
 
 def _variant(item: Item, stock) -> PlannerVariant:
     available, on_hand = stock
-    return PlannerVariant(sku=item.sku, title=item.name or item.sku, product_id=item.parent_sku or item.sku, is_bundle=item.is_bundle,
+    return PlannerVariant(sku=item.sku, title=item.name or item.sku, product_id=item.parent_sku or item.sku, barcode=item.barcode,
+                          is_bundle=item.is_bundle,
                           stock=available.get(item.sku, {}), on_hand=on_hand.get(item.sku, {}),
                           updated_at=getattr(item, "updated_at", None))
 
