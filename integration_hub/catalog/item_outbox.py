@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Iterable
 
+from django.conf import settings
 from django.db import connection as db, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -90,12 +91,14 @@ def enqueue(item_ids: Iterable[int], *, reason: str = "", connection_ids: Iterab
                     f"changes = {table}.changes + 1, reason = excluded.reason, claim_token = '', not_before = NULL, "
                     f"updated_at = excluded.updated_at", params)
                 written += len(chunk)
-    if written:
-        transaction.on_commit(_nudge)
+    if written and not any(len(e) > 1 and e[1] is _nudge for e in (getattr(db, "run_on_commit", None) or [])):
+        transaction.on_commit(_nudge)  # one nudge per outermost transaction, however many enqueue() calls it made
     return written
 
 
 def _nudge() -> None:
+    if not getattr(settings, "HUB", {}).get("STOCK_PUSH_ON_COMMIT", True):  # the stock outbox's switch, for tests/benches
+        return
     from .tasks import drain_item_outbox
 
     try:

@@ -163,3 +163,13 @@ def test_thousands_of_rows_stream_in_chunks_with_a_fixed_query_count_per_chunk(d
     q, r = _queries(_big_csv(3000, start=1000) + b"SKU-001001,dup,,,,,,,,\n")
     assert (r.unchanged, r.error_count) == (3000, 1) and "duplicate SKU" in r.errors[0].reason
     assert q / r.chunks <= 25
+
+
+def test_one_drain_nudge_per_import_however_many_chunks(db, clarus, monkeypatch, django_capture_on_commit_callbacks):
+    from integration_hub.catalog import item_outbox
+
+    monkeypatch.setattr(item_import, "CHUNK", 500)
+    with django_capture_on_commit_callbacks() as callbacks:
+        r = item_import.import_items(io.BytesIO(_big_csv(2000)))
+    assert r.chunks == 4
+    assert [c for c in callbacks if c is item_outbox._nudge] == [item_outbox._nudge]
