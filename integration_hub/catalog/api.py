@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from rest_framework import status
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,10 +16,37 @@ from integration_hub.core.models import Connection
 from . import item_import
 
 
+class ItemImportRequest(serializers.Serializer):
+    file = serializers.FileField(help_text="CSV or XLSX, header row required")
+    dry_run = serializers.BooleanField(required=False, default=False)
+    connection = serializers.CharField(required=False, help_text="connection name whose SKU rules apply")
+
+
+class RowErrorOut(serializers.Serializer):
+    line = serializers.IntegerField()
+    reason = serializers.CharField()
+    row = serializers.DictField(child=serializers.CharField())
+
+
+class ItemImportResponse(serializers.Serializer):
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    queued = serializers.IntegerField()
+    dry_run = serializers.BooleanField()
+    fatal = serializers.CharField()
+    errors = RowErrorOut(many=True)
+    errors_not_listed = serializers.IntegerField()
+
+
 class ItemImportApiView(APIView):
     parser_classes = [MultiPartParser]
     required_permissions = ["catalog.add_item", "catalog.change_item"]
 
+    @extend_schema(request={"multipart/form-data": ItemImportRequest}, responses={200: ItemImportResponse, 400: OpenApiResponse(
+                       description="no file, an unknown connection, or a file that cannot be imported at all (its reason)")},
+                   summary="Import items (CSV / XLSX)")
     def post(self, request):
         upload = request.FILES.get("file")
         if upload is None:

@@ -90,6 +90,8 @@ PAGES = [
     ("/api/reports/{report}/csv/", {"finance", "admin"}),
     ("/api/schedules/", {"admin"}),
     ("/api/schedules/{task}/", {"admin"}),
+    ("/items/", {"ops", "finance", "admin"}),
+    ("/items/import/", {"admin"}),
 ]
 
 # state-changing endpoints: (url, data, roles allowed). Denied roles must get 403 and change nothing.
@@ -121,6 +123,8 @@ POSTS = [
     ("/api/reports/run/", {"kind": "stock_drift"}, {"finance", "admin"}),
     ("/rules/transforms/{transform}/delete/", {}, {"admin"}),
     ("/orders/{order}/escalate/", {"note": "customer called twice"}, {"ops", "cx", "admin"}),
+    ("/items/import/", {}, {"admin"}),
+    ("/api/items/import/", {}, {"admin"}),
 ]
 
 
@@ -226,7 +230,7 @@ def test_the_matrix_covers_every_url(ids):
         for p in patterns:
             if isinstance(p, URLResolver):
                 yield from names(p.url_patterns, p.namespace or ns)
-            elif isinstance(p, URLPattern) and p.name and ns in ("console", "exceptions", "reconciliation", "api"):
+            elif isinstance(p, URLPattern) and p.name and ns in ("console", "exceptions", "reconciliation", "api", "catalog"):
                 yield f"{ns}:{p.name}"
 
     every = set(names(get_resolver().url_patterns))
