@@ -89,6 +89,7 @@ def main() -> None:
         from integration_hub.core.models import Connection
 
         Connection.objects.create(name="bench-wh", system_type="clarus", base_url="https://clarus.example.com")  # an outbox target
+        run(tmp, 1_000, 10 * big)  # warm-up: first-use imports and caches are not the import's memory
         results = [run(tmp, big // 4, 0), run(tmp, big, big)]
         print(f"{'rows':>10} {'file MB':>8} {'created':>9} {'seconds':>8} {'rows/s':>8} {'peak MB':>8} {'queries/chunk':>14}")
         for x in results:
