@@ -180,9 +180,32 @@ def drain(conn: Connection, limit: int = CLAIM) -> DrainResult:
     return out
 
 
-def drain_all(limit: int = CLAIM) -> list[dict]:
-    conns = Connection.objects.filter(pk__in=PendingItemSync.objects.values("connection_id").distinct(), enabled=True)
-    return [drain(c, limit).as_dict() for c in conns.order_by("pk")]
+def drain_all(limit: int = CLAIM, time_budget: float = 60.0) -> list[dict]:
+    """Batches of every connection with due rows, round after round, until none is due or ``time_budget`` seconds
+    have passed (a 40,000-item import drains in one run, not one batch per beat tick). A connection whose batch
+    failed is not retried in the same run."""
+    import time
+
+    deadline = time.monotonic() + time_budget
+    totals: dict[str, dict] = {}
+    failed: set[int] = set()
+    while time.monotonic() < deadline:
+        now = timezone.now()
+        due = (PendingItemSync.objects.filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+               .exclude(connection_id__in=failed).values("connection_id").distinct())
+        conns = list(Connection.objects.filter(pk__in=due, enabled=True).order_by("pk"))
+        if not conns:
+            break
+        for c in conns:
+            r = drain(c, limit)
+            t = totals.setdefault(c.name, {"connection": c.name, "sent": 0, "dropped": 0, "not_on_storefront": 0, "error": ""})
+            t["sent"] += r.sent
+            t["dropped"] += r.dropped
+            t["not_on_storefront"] += r.not_on_storefront
+            if r.error:
+                t["error"] = r.error
+                failed.add(c.pk)
+    return list(totals.values())
 
 
 def planner_variant(item: Item):

@@ -173,3 +173,16 @@ def test_one_drain_nudge_per_import_however_many_chunks(db, clarus, monkeypatch,
         r = item_import.import_items(io.BytesIO(_big_csv(2000)))
     assert r.chunks == 4
     assert [c for c in callbacks if c is item_outbox._nudge] == [item_outbox._nudge]
+
+
+def test_drain_all_runs_batch_after_batch_until_the_outbox_is_empty(db, monkeypatch):
+    from integration_hub.catalog import item_outbox
+
+    conn = Connection.objects.create(name="ip", system_type="inventory_planner", base_url="https://api.example.com",
+                                     client_id="acct", options={"delivery": "url"})
+    conn.set_secret("k")
+    conn.save()
+    item_import.import_items(io.BytesIO(_big_csv(1200)))
+    assert PendingItemSync.objects.filter(connection=conn).count() == 1200
+    [out] = item_outbox.drain_all(limit=500)  # URL delivery sends nothing: every batch just completes
+    assert out["error"] == "" and not PendingItemSync.objects.exists()
