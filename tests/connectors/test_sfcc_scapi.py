@@ -121,6 +121,25 @@ def test_admin_scopes_are_checked(scapi_conn, sandbox):
         c.mark_exported(no, True)
 
 
+@pytest.mark.parametrize("options, problem", [
+    ({"api_family": "graphql"}, "options.api_family must be one of ocapi, scapi_oci"),
+    ({"api_family": "scapi_oci"}, "options.organization_id is required for api_family scapi_oci"),
+    ({"api_family": "scapi_oci", "organization_id": "zzxy_prd"}, "options.organization_id must be f_ecom_<realm>_<instance>"),
+    ({"api_family": "scapi_oci", "organization_id": "f_ecom_zzxy_prd", "oci_tenant_group_id": 7}, "options.oci_tenant_group_id must be text"),
+])
+def test_api_family_options_are_checked_at_save_and_at_use(scapi_conn, options, problem):
+    """The admin picks the family in the connection's options: a family the hub does not know, or SCAPI without the
+    organization every Admin API path names, is refused when saved (admin form / full_clean) and when used."""
+    from django.core.exceptions import ValidationError
+
+    scapi_conn.options = {"site_id": "RefArch", **options}
+    with pytest.raises(ValidationError) as saved:
+        scapi_conn.full_clean()
+    assert problem in " ".join(saved.value.message_dict["options"])
+    with pytest.raises(errors.ConfigurationError, match=problem.split(" must")[0].split(" is")[0]):
+        get_connector(scapi_conn, fresh=True)
+
+
 # --- OCI stock --------------------------------------------------------------------------------------------
 def test_oci_gets_on_hand_and_computes_atf_with_its_own_reservations(scapi, sandbox):
     now = datetime.now(UTC)
