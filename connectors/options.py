@@ -15,7 +15,9 @@ no call can be right:
   default would point a real instance at the demo site (RefArch).
 - inventory_planner ``account`` (or the connection's client id): the ``Account`` header of every call
   (Inventory Planner API docs, authentication).
-- WAIR, Clarus, Archean: nothing required; numbers must be numbers.
+- clarus ``subdomain``: every call carries it as ``X-Clarus-Subdomain`` (Clarus API reference, "Authentication");
+  the connector cannot be built without it, so a webhook to such a connection was a 500.
+- WAIR, Archean: nothing required; numbers must be numbers.
 """
 from __future__ import annotations
 
@@ -78,6 +80,7 @@ Check = Callable[[Any], "str | None"]
 REQUIRED: dict[str, tuple[str, ...]] = {
     "commercetools": ("project_key",),
     "sfcc": ("site_id",),
+    "clarus": ("subdomain",),
 }
 CHECKS: dict[str, dict[str, Check]] = {
     "commercetools": {"project_key": _required_text, "scopes": _text_or_list, "write_concurrency": _positive_int,
@@ -86,7 +89,7 @@ CHECKS: dict[str, dict[str, Check]] = {
     "sfcc": {"site_id": _required_text, "api_version": _required_text, "batch_size": _positive_int,
              "default_inventory_list": _text, "orders_start": _iso, "storefront_fulfilments_from": _iso, "scope": _text},
     "wair": {"page_size": _positive_int, "tenant": _text, "api_prefix": _text},
-    "clarus": {"page_size": _positive_int, "client_code": _text},
+    "clarus": {"subdomain": _required_text, "page_size": _positive_int, "client_code": _text},
     "archean": {"page_size": _positive_int},
     "inventory_planner": {"account": _text, "batch_size": _positive_int, "page_size": _positive_int, "warehouses": _mapping},
 }
