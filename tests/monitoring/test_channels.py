@@ -268,3 +268,30 @@ def test_admin_refuses_a_channel_url_at_an_internal_address(admin_client, settin
     settings.HUB = {**settings.HUB, "OUTBOUND_ALLOW": "10.1.2.0/24"}  # allow-listed on purpose
     resp = admin_client.post("/admin/monitoring/notificationchannel/add/", {**form, "url": "http://10.1.2.3/hook"})
     assert resp.status_code == 302 and NotificationChannel.objects.get().get_url() == "http://10.1.2.3/hook"
+
+
+def test_broker_down_loses_no_notification_and_the_sweep_sends_it_later(receiver, eager, monkeypatch,
+                                                                       django_capture_on_commit_callbacks):
+    """The outbox row is written with the firing; if the broker refuses the task the row stays pending (no
+    error reaches the evaluation) and the beat sweep (``monitoring.deliver_due``) sends it once it is back."""
+    from kombu.exceptions import OperationalError
+
+    from integration_hub.monitoring import tasks
+
+    ch = make_channel("slack", "slack", url=receiver.url + "/slack")
+    make_rule(threshold=10, channels=[ch])
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(tasks.deliver_one, "delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        out = fire()  # the evaluation's on-commit kick meets the dead broker
+    assert len(out.fired) == 1 and len(callbacks) == 1
+    assert tasks.deliver_due() >= 1  # the sweep meets it too: logged, nothing raised
+    (d,) = Delivery.objects.all()
+    assert d.status == "pending" and d.attempts == 0 and receiver.to("/slack") == []
+    monkeypatch.undo()
+    assert tasks.deliver_due() == 1  # broker back: the next sweep sends it, once
+    assert tasks.deliver_due() == 0
+    assert len(receiver.to("/slack")) == 1 and Delivery.objects.get().status == "sent"
