@@ -130,6 +130,8 @@ def test_sentry_only_with_dsn_and_package(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "sentry_sdk", FakeSdk)
     assert sentry.init_from_env({"SENTRY_DSN": "https://k@sentry.example.com/1"}) is True
     assert calls[0]["dsn"] == "https://k@sentry.example.com/1" and calls[0]["send_default_pii"] is False
+    # sentry-sdk ignores Django's sensitive_variables: frames must go without their locals (webhook secrets)
+    assert calls[0]["include_local_variables"] is False
 
 
 def test_metrics_cost_a_fixed_number_of_queries(client, settings):
