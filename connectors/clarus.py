@@ -146,6 +146,15 @@ def _int_id(value: str):
     return int(value) if isinstance(value, str) and value.isdigit() else value
 
 
+def webhook_identification_configured(options) -> bool:
+    """Whether a connection's options name everything :meth:`ClarusConnector.verify_webhook` compares (domain,
+    API domain, subdomain, at least one automation id). Clarus signs nothing, so this — not a webhook secret —
+    decides whether its webhooks can be accepted at all (the dashboard warns when not)."""
+    o = options if isinstance(options, dict) else {}
+    return bool(o.get("webhook_automation_ids") and o.get("webhook_domain") and o.get("webhook_api_domain")
+                and o.get("subdomain"))
+
+
 class ClarusConnector(Connector, Warehouse, InventoryMaster):
     system_type = "clarus"
     api_document = DOCUMENT

@@ -16,7 +16,9 @@ no call can be right:
   latter needs ``organization_id`` (``f_ecom_…``, the Admin APIs' ``/organizations/{organizationId}``).
 - inventory_planner ``account`` (or the connection's client id): the ``Account`` header of every call
   (Inventory Planner API docs, authentication).
-- WAIR, Clarus, Archean: nothing required; numbers must be numbers.
+- clarus ``subdomain``: every call carries it as ``X-Clarus-Subdomain`` (Clarus API reference, "Authentication");
+  the connector cannot be built without it, so a webhook to such a connection was a 500.
+- WAIR, Archean: nothing required; numbers must be numbers.
 """
 from __future__ import annotations
 
@@ -96,6 +98,7 @@ Check = Callable[[Any], "str | None"]
 REQUIRED: dict[str, tuple[str, ...]] = {
     "commercetools": ("project_key",),
     "sfcc": ("site_id",),
+    "clarus": ("subdomain",),
 }
 CHECKS: dict[str, dict[str, Check]] = {
     "commercetools": {"project_key": _required_text, "scopes": _text_or_list, "write_concurrency": _positive_int,
@@ -105,7 +108,7 @@ CHECKS: dict[str, dict[str, Check]] = {
              "default_inventory_list": _text, "orders_start": _iso, "storefront_fulfilments_from": _iso, "scope": _text,
              "oci_tenant_group_id": _text},
     "wair": {"page_size": _positive_int, "tenant": _text, "api_prefix": _text},
-    "clarus": {"page_size": _positive_int, "client_code": _text},
+    "clarus": {"subdomain": _required_text, "page_size": _positive_int, "client_code": _text},
     "archean": {"page_size": _positive_int},
     "inventory_planner": {"account": _text, "batch_size": _positive_int, "page_size": _positive_int, "warehouses": _mapping},
 }

@@ -292,6 +292,9 @@ DEFAULT_EXCEPTION_REPORTER = "integration_hub.core.error_reports.HubExceptionRep
 # HTTPS: on by default whenever debug is off (`manage.py check --deploy` passes). Behind a TLS-terminating
 # proxy set HUB_SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO (the proxy must set/overwrite that header).
 SECURE_SSL_REDIRECT = env_bool("HUB_SECURE_SSL_REDIRECT", not DEBUG)
+# Probes and scrapers talk to the app server directly (no TLS proxy): a redirect to https would fail them, and
+# it protects nothing — a bearer token in a plain-http request has already been sent when the 301 comes back.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("HUB_SECURE_COOKIES", not DEBUG)
 SECURE_HSTS_SECONDS = int(os.environ.get("HUB_SECURE_HSTS_SECONDS", "0" if DEBUG else str(365 * 24 * 3600)))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HUB_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
