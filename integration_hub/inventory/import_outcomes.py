@@ -28,7 +28,7 @@ import logging
 from collections import defaultdict
 from celery import shared_task
 from django.db import transaction
-from django.db.models import Exists, F, Min, OuterRef, Subquery
+from django.db.models import Exists, F, Min, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from connectors import errors
@@ -46,7 +46,10 @@ CHUNK = 1000
 
 
 def _pending_rows(connection_id: int):
-    rows = PendingPush.objects.filter(channel_id=OuterRef("channel_id"), item_id=OuterRef("item_id"),
+    """ChannelStock rows of ``connection_id`` whose outbox row waits on an import outcome and is not held by a
+    worker (a claimed row is the push engine's: its write-ahead may be a newer delta push whose outcome is unknown)."""
+    rows = PendingPush.objects.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=timezone.now()),
+                                      channel_id=OuterRef("channel_id"), item_id=OuterRef("item_id"),
                                       last_error__startswith=PENDING_PREFIX)
     return (ChannelStock.objects.filter(channel__connection_id=connection_id, attempted_at__isnull=False)
             .filter(Exists(rows)))
@@ -102,11 +105,12 @@ def settle(connection: Connection) -> dict:
                 ChannelStock.objects.bulk_update(confirm, ["storefront_ref"], batch_size=500)
             done = [pp_id for cs_id, _a, _r, pp_id, changed in chunk if cs_id in live and not changed]
             again = [pp_id for cs_id, _a, _r, pp_id, changed in chunk if cs_id in live and changed]
+            free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)  # not taken by a worker meanwhile
             if done:
-                PendingPush.objects.filter(id__in=done, last_error__startswith=PENDING_PREFIX)._raw_delete(PendingPush.objects.db)
+                PendingPush.objects.filter(free, id__in=done, last_error__startswith=PENDING_PREFIX)._raw_delete(PendingPush.objects.db)
             if again:  # changed since the submission: push the newer figure now (relative, over the imported marker)
-                out["released"] += PendingPush.objects.filter(id__in=again).update(not_before=None, last_error="", claim_token="",
-                                                                                    claimed_until=None)
+                out["released"] += PendingPush.objects.filter(free, id__in=again).update(not_before=None, last_error="",
+                                                                                          claim_token="", claimed_until=None)
             out["imported"] += len(confirm)
     problems = []
     for pp_id, channel_id, channel_key, sku, qty, err in failed:

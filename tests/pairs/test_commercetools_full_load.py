@@ -24,6 +24,14 @@ def _world(pair):
     return ct, ch
 
 
+def _land(pair):
+    """ct has processed every queued import (the tests hold them with a long delay, then let them go)."""
+    emu = pair.sandbox.emulators["commercetools"]
+    with emu.lock:
+        emu.import_delay = 0
+        emu.import_queue = [(0, op, res) for _due, op, res in emu.import_queue]
+
+
 def _settle(conn, timeout=10.0):
     from integration_hub.inventory import import_outcomes
 
@@ -43,7 +51,7 @@ def test_a_first_sync_is_imported_and_confirmed_only_for_imported_pairs(pair):
 
     ct, ch = _world(pair)
     emu = pair.sandbox.emulators["commercetools"]
-    pair.control("commercetools", "import_settings", {"delay": 3, "reject_skus": ["SF-FL0003"]})
+    pair.control("commercetools", "import_settings", {"delay": 600, "reject_skus": ["SF-FL0003"]})
     before = dict(emu.stats.by_route)
     res = full_load.push_channels([ch])
     sent = {k: v - before.get(k, 0) for k, v in emu.stats.by_route.items() if v != before.get(k, 0)}
@@ -58,6 +66,7 @@ def test_a_first_sync_is_imported_and_confirmed_only_for_imported_pairs(pair):
     assert out["processing"] == N and out["imported"] == 0, (out, list(emu.import_queue)[:2], time.monotonic())
     assert not ChannelStock.objects.filter(channel=ch, storefront_sku__startswith="SF-FL", confirmed_quantity__isnull=False).exists()
     assert ChannelStock.objects.filter(channel=ch, storefront_sku__startswith="SF-FL", attempted_at__isnull=False).count() == N
+    _land(pair)
     out = _settle(ct)
     assert out["imported"] == N - 1 and out["failed"] == 1, out
     confirmed = dict(ChannelStock.objects.filter(channel=ch, storefront_sku__startswith="SF-FL", confirmed_quantity__isnull=False)
@@ -86,10 +95,11 @@ def test_unresolved_channels_reach_the_exception_queue(pair):
 
     ct, ch = _world(pair)
     emu = pair.sandbox.emulators["commercetools"]
-    pair.control("commercetools", "import_settings", {"delay": 0.3})
+    pair.control("commercetools", "import_settings", {"delay": 600})
     full_load.push_channels([ch])
     with emu.lock:  # the supply channel disappears before ct processes the import
         cid = emu.channel_by_key.pop("ct-web")
+    _land(pair)
     out = _settle(ct)
     assert out["failed"] == N and out["imported"] == 0, out
     rec = ExceptionRecord.objects.get(dedupe_key=f"bad_payload:{ct.name}:set_stock:{ch.key}/SF-FL0011")
@@ -116,3 +126,51 @@ def test_settle_queries_do_not_grow_with_the_load(pair, django_assert_max_num_qu
     with django_assert_max_num_queries(16):
         out = import_outcomes.settle(ct)
     assert out["imported"] == N
+
+
+def test_a_pair_changed_after_its_submission_is_released_not_deleted_and_a_replaced_attempt_is_not_confirmed(pair):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from integration_hub.inventory import full_load, import_outcomes
+    from integration_hub.inventory.models import ChannelStock, PendingPush
+
+    ct, ch = _world(pair)
+    pair.control("commercetools", "import_settings", {"delay": 0})
+    full_load.push_channels([ch])
+    changed = PendingPush.objects.get(channel=ch, item__sku="FL0001")
+    PendingPush.objects.filter(pk=changed.pk).update(updated_at=timezone.now() + timedelta(seconds=5))  # enqueued again
+    # the drain holds FL0002's row (its deferral ended): a newer push is in flight, its outcome unknown
+    replaced = ChannelStock.objects.get(channel=ch, storefront_sku="SF-FL0002")
+    later = replaced.attempted_at + timedelta(seconds=3)
+    ChannelStock.objects.filter(pk=replaced.pk).update(attempted_at=later, attempted_quantity=99)
+    PendingPush.objects.filter(channel=ch, item__sku="FL0002").update(claimed_until=timezone.now() + timedelta(seconds=30),
+                                                                     claim_token="drain")
+    out = _settle(ct)
+    assert out["imported"] == N - 1 and out["released"] == 1, out
+    row = PendingPush.objects.get(pk=changed.pk)
+    assert row.not_before is None and row.last_error == ""  # pushed now, as a relative delta over the imported marker
+    assert ChannelStock.objects.get(channel=ch, storefront_sku="SF-FL0001").confirmed_quantity == 1
+    cs = ChannelStock.objects.get(pk=replaced.pk)
+    assert cs.confirmed_quantity is None and cs.attempted_quantity == 99 and cs.attempted_at == later
+    assert PendingPush.objects.filter(channel=ch).count() == 2  # the released row and the one the drain holds
+    assert import_outcomes.settle(ct)["imported"] == 0  # nothing left to settle while the drain holds it
+
+
+def test_the_outcome_chain_runs_again_only_while_imports_are_processing(pair, monkeypatch):
+    from integration_hub.inventory import full_load, import_outcomes
+
+    ct, ch = _world(pair)
+    pair.control("commercetools", "import_settings", {"delay": 30})
+    sent = []
+    monkeypatch.setattr(import_outcomes.settle_imports, "apply_async", lambda **kw: sent.append(kw))
+    full_load.push_channels([ch])
+    assert sent == [{"kwargs": {"connection_id": ct.pk, "chain": True}, "countdown": import_outcomes.IMPORT_POLL_SECONDS,
+                     "retry": False}]  # the full load starts the chain
+    out = import_outcomes.settle_imports(ct.pk, chain=True)
+    assert out[ct.name]["processing"] == N and len(sent) == 2  # still processing: polled again in 10 s
+    _land(pair)
+    out = import_outcomes.settle_imports(chain=True)  # the beat's call: every connection with pending rows
+    assert out[ct.name]["imported"] == N and len(sent) == 2  # settled: the chain ends
+    assert import_outcomes.settle_imports(chain=True) == {}
