@@ -45,6 +45,10 @@ Modelled on the published HTTP API (see :mod:`connectors.sandbox.commercetools` 
   The one absolute write is the first on an entry that has no marker (it may drop a decrement of an order not
   captured at that moment; ct refuses orders for SKUs without an entry, so entries the hub creates start right).
   ``options["orders_decrement_stock"] = false`` (orders with InventoryMode None) makes every write absolute.
+
+  Full loads (first sync / full resync) go through :meth:`push_full`: the Import API for pairs the hub never
+  confirmed (20 per request, no read; asynchronous outcomes, :mod:`.commercetools_import`), this versioned path
+  for the rest. ``set_stock`` (the hot deltas) never imports.
 - orders: polled with ``where=lastModifiedAt > T or (lastModifiedAt = T and id > I)``, ``sort=lastModifiedAt
   asc, id asc``; the cursor is ``"<lastModifiedAt>|<id>"`` (``options["orders_start"]``, an ISO instant, bounds
   the very first poll; ``options["orders_poll_lag_seconds"]`` keeps the newest seconds for the next poll so
@@ -71,6 +75,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections import OrderedDict, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -88,6 +93,7 @@ from .parsing import ParsedBatch, RejectedRow
 log = logging.getLogger(__name__)
 
 CHUNK = 100  # SKUs per inventory query (keeps the URL well under ct's limits)
+CATALOGUE_TTL = 600.0  # seconds a full load's catalogue check is reused (rounds of one load, its other channels)
 PAGE_LIMIT = 500  # ct's maximum page size
 LEDGER_TYPE_KEY = "integration-hub-inventory"  # custom Type holding the ledger marker on inventory entries
 LEDGER_FIELD = "hubLedger"  # the ledger figure the hub last brought the entry to
@@ -172,6 +178,7 @@ class CommercetoolsConnector(Connector, Storefront):
         self.import_api = bool(options.get("import_api", True))
         self.import_min = max(1, int(options.get("import_min", 20)))  # smaller full loads go through set_stock
         self._importer = None
+        self._catalogue: dict = {"since": float("-inf")}  # full loads' catalogue check (_catalogue_members)
         self._lock = threading.Lock()
         self._channel_id_by_key: dict[str, str] = {}
         self._channel_key_by_id: dict[str, str] = {}
@@ -531,9 +538,10 @@ class CommercetoolsConnector(Connector, Storefront):
           where not. A blind absolute import there would erase those decrements (issue 12, part 2).
 
         Requests for a first sync of R rows over S distinct SKUs: ⌈R/20⌉ imports + the catalogue check
-        (``require_product``: min(⌈S/100⌉ variant queries, ⌈P/500⌉ pages of the whole catalogue of P products + 1
-        to count it)) + 1 channel lookup + the outcome polls (one request each while the load runs, a handful at the
-        end). The delta path costs R writes + ⌈R/100⌉ reads + ⌈S/100⌉ per channel: ≈ 20× more.
+        (``require_product``, :meth:`_catalogue_members`: at most 2 × min(⌈S/100⌉ variant queries, ⌈P/500⌉ pages of
+        the catalogue's P products) + 1 to count them) + 1 channel lookup + the outcome polls (one request each while
+        the load runs, a handful at the end). The delta path costs R writes + ⌈R/100⌉ reads + ⌈S/100⌉ catalogue
+        queries per channel: ≈ 20× more (1M rows over 2 channels, 500k products: ≈ 1,015,000 vs ≈ 52,000).
 
         Accepted imports come back as ``errors.ImportPending`` results (their outcome is read later by the hub,
         :meth:`import_snapshot`); refused ones as ``BadDataError``; unknown SKUs / channels as for :meth:`set_stock`.
@@ -567,20 +575,38 @@ class CommercetoolsConnector(Connector, Storefront):
         return [results[key] for key in latest]
 
     def _catalogue_members(self, skus: list[str]) -> set[str]:
-        """Which of ``skus`` are product variants (staged included), by the cheaper of two reads: ⌈S/100⌉ variant
-        queries, or every product page by page (⌈P/500⌉, P counted with one request first) — for a first sync of a
-        whole catalogue the scan is 5× cheaper per SKU, for a few SKUs of a big catalogue the queries."""
-        if len(skus) <= CHUNK:
-            return self._skus_in_catalogue(skus)
-        products = int(self._query("product-projections", limit=1, total=True, extra={"staged": "true"}).get("total") or 0)
-        if -(-products // PAGE_LIMIT) >= -(-len(skus) // CHUNK):
-            return self._skus_in_catalogue(skus)
-        wanted, found = set(skus), set()
-        for p in self._query_all("product-projections", extra={"staged": "true"}):
-            for v in [p.get("masterVariant") or {}] + list(p.get("variants") or []):
-                if v.get("sku") in wanted:
-                    found.add(v["sku"])
-        return found
+        """Which of ``skus`` are product variants (staged included), for a full load sent in rounds
+        (``full_load.MAX_ROWS``), over one ``CATALOGUE_TTL`` window per connector:
+
+        * SKUs already found in the window cost nothing (the second channel of a load, the next rounds);
+        * the others are queried 100 at a time until those queries would add up to a scan of the whole catalogue
+          (⌈P/500⌉ pages; P counted once per window) — then the catalogue is scanned once and every SKU known
+          (rent-or-buy: never more than twice the cheaper of the two for the whole load, without knowing its size);
+        * after a scan, SKUs it did not see are still queried (a product created since)."""
+        now = time.monotonic()
+        cat = self._catalogue
+        if now - cat["since"] > CATALOGUE_TTL:
+            cat.update(since=now, known=set(), spent=0, products=None, scanned=False)
+        missing = sorted(set(skus) - cat["known"])
+        if missing and not cat["scanned"] and len(missing) > CHUNK:
+            if cat["products"] is None:
+                cat["products"] = int(self._query("product-projections", limit=1, total=True,
+                                                  extra={"staged": "true"}).get("total") or 0)
+            pages = -(-cat["products"] // PAGE_LIMIT)
+            if cat["spent"] + -(-len(missing) // CHUNK) >= pages:
+                found = set()
+                for p in self._query_all("product-projections", extra={"staged": "true"}):
+                    for v in [p.get("masterVariant") or {}] + list(p.get("variants") or []):
+                        if v.get("sku"):
+                            found.add(v["sku"])
+                cat["known"] |= found
+                cat["scanned"] = True
+                missing = sorted(set(missing) - found)
+        if missing:
+            found = self._skus_in_catalogue(missing)
+            cat["spent"] += -(-len(missing) // CHUNK)
+            cat["known"] |= found
+        return set(skus) & cat["known"]
 
     def import_snapshot(self, since: datetime):
         """The Import API's outcomes of targets submitted since ``since``

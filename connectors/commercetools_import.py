@@ -24,7 +24,9 @@ docs.commercetools.com/import-export (Import API overview, "Import Operations").
   ``state=processing&limit=0`` (its ``total``; one request per poll while a load runs), then, once at most 10,000
   are processing, their ``resourceKey`` s, and the operations in each failure state (``validationFailed``,
   ``unresolved``, ``rejected``, ``canceled``, ``partiallyImported``) newest first, back to the oldest pending
-  submission. A pending target whose key is neither processing nor failed is ``imported``. A failure state with
+  submission. A pending target whose key is neither processing nor failed is ``imported``. (The cheaper
+  ``import-summaries`` counts are not used to decide: the reference calls them eventually consistent, so a summary
+  read just after a submission may not count it yet.) A failure state with
   more than 10,500 operations since then cannot be read in full: targets not seen in it stay unknown (their rows
   are retried through the delta path after the deferral, never confirmed blindly). So a confirmed load of R rows
   costs ⌈R/20⌉ submissions + one request per poll + a handful at the end (+ failures/500).

@@ -146,8 +146,35 @@ def test_the_catalogue_check_reads_the_cheaper_way(make, sandbox):
     products = len(emu.products)
     assert routes(emu, "product-projections", "GET") - before == 1 + -(-products // 500)  # count + pages, not 12 queries
     before = routes(emu, "product-projections", "GET")
-    ct.push_full(targets(many[:150]))  # 150 of ~1,300: two variant queries beat three pages
+    ct.push_full(targets(many, channel="uk-web") + targets(many[:30], q=lambda n: 1))  # later rounds: known, no request
+    assert routes(emu, "product-projections", "GET") == before
+    other = make()  # a fresh connector, 150 SKUs of ~1,300 products: two variant queries beat three pages
+    before = routes(emu, "product-projections", "GET")
+    assert all(isinstance(r.error, errors.ImportPending) for r in other.push_full(targets(many[:150])))
     assert routes(emu, "product-projections", "GET") - before == 1 + 2
+
+
+def test_the_catalogue_check_switches_to_one_scan_once_queries_would_cost_as_much(make, sandbox, monkeypatch):
+    """Rounds of a load over a catalogue much bigger than one round: variant queries first, one scan when they add
+    up to its cost, then nothing (rent-or-buy, at most twice the cheaper way for the whole load)."""
+    from connectors import commercetools as mod
+
+    emu = sandbox.emulators["commercetools"]
+    many = [f"RB-{i:04d}" for i in range(3000)]
+    control(sandbox, "seed_catalog", {"channels": ["uk-web"], "skus": many, "quantity": None})
+    ct = make()
+    pages = -(-len(emu.products) // 500)  # 7
+    counts = []
+    for start in range(0, 3000, 200):  # 15 rounds of 200 SKUs: 2 queries each
+        before = routes(emu, "product-projections", "GET")
+        ct._catalogue_members(many[start:start + 200])
+        counts.append(routes(emu, "product-projections", "GET") - before)
+    assert counts[0] == 1 + 2  # count + two variant queries
+    assert sum(counts) <= 1 + 2 * pages + 2 and counts[-1] == 0, counts  # ≤ 2× the one scan, then free
+    assert ct._catalogue_members(["RB-0001", "NOPE"]) == {"RB-0001"}
+    monkeypatch.setattr(mod, "CATALOGUE_TTL", -1)  # the window ends: checked again
+    before = routes(emu, "product-projections", "GET")
+    assert ct._catalogue_members(["RB-0001"]) == {"RB-0001"} and routes(emu, "product-projections", "GET") > before
 
 
 def test_failed_operations_name_their_reason(make, sandbox):
