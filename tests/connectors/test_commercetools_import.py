@@ -292,3 +292,24 @@ def test_import_bodies_and_answers_match_the_sdk_import_schemas(make, sandbox):
         answer_schema().load(answer)
         checked.add(answer_schema.__name__)
     assert checked == {"ImportContainerSchema", "ImportResponseSchema", "ImportOperationPagedResponseSchema"}
+
+
+def test_import_options_are_checked():
+    from connectors.options import option_errors
+
+    assert option_errors("commercetools", {"project_key": "p", "import_api": False, "import_container": "hub-inv",
+                                           "import_min": 50, "import_settle_seconds": 600}) == {}
+    bad = option_errors("commercetools", {"project_key": "p", "import_api": "yes", "import_container": "a b",
+                                          "import_min": 0, "import_settle_seconds": -1})
+    assert set(bad) == {"import_api", "import_container", "import_min", "import_settle_seconds"}, bad
+
+
+def test_scopes_ask_for_import_containers_only_when_full_loads_use_the_import_api(db):
+    from integration_hub.core.models import Connection
+
+    conn = Connection(name="s", system_type="commercetools", base_url="https://api.europe-west1.gcp.commercetools.com",
+                      client_id="c", options={"project_key": "shop"})
+    assert "manage_import_containers:shop" in CommercetoolsConnector.auth_for(conn).scope.split()
+    conn.options = {"project_key": "shop", "import_api": False}
+    assert "manage_import_containers:shop" not in CommercetoolsConnector.auth_for(conn).scope.split()
+    assert InventoryImporter.import_root(conn) == "https://import.europe-west1.gcp.commercetools.com"
