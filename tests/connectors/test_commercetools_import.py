@@ -313,3 +313,25 @@ def test_scopes_ask_for_import_containers_only_when_full_loads_use_the_import_ap
     conn.options = {"project_key": "shop", "import_api": False}
     assert "manage_import_containers:shop" not in CommercetoolsConnector.auth_for(conn).scope.split()
     assert InventoryImporter.import_root(conn) == "https://import.europe-west1.gcp.commercetools.com"
+
+
+def test_a_request_failing_mid_load_fails_only_its_own_targets(make, sandbox):
+    ct = make()
+    imp = ct.importer
+    imp.ensure_container()
+    ct.ensure_ledger_type()
+    real, calls = ct.client.post, []
+
+    def flaky(url, **kw):
+        calls.append(url)
+        if len(calls) == 2:
+            raise errors.RetryableError("503 from commercetools", status=503)
+        return real(url, **kw)
+
+    ct.client.post = flaky
+    res = imp.submit(targets(SKUS[:60]))
+    assert [type(r.error).__name__ for r in res] == ["ImportPending"] * 20 + ["RetryableError"] * 20 + ["ImportPending"] * 20
+    calls.clear()
+    ct.client.post = lambda url, **kw: (_ for _ in ()).throw(errors.RetryableError("down", status=503))
+    with pytest.raises(errors.RetryableError):  # nothing was sent: the whole call failed (the outbox retries it)
+        imp.submit(targets(SKUS[:60]))
