@@ -57,6 +57,18 @@ def _non_negative_number(value: Any) -> str | None:
     return None if ok else "must be a number of 0 or more"
 
 
+def _bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def _import_key(value: Any) -> str | None:
+    import re
+
+    if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_-]{2,256}", value):
+        return None
+    return "must be 2-256 letters, digits, '_' or '-' (an ImportContainer key)"
+
+
 def _iso(value: Any) -> str | None:
     if value in (None, ""):
         return None
@@ -103,7 +115,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 CHECKS: dict[str, dict[str, Check]] = {
     "commercetools": {"project_key": _required_text, "scopes": _text_or_list, "write_concurrency": _positive_int,
                       "orders_poll_lag_seconds": _non_negative_number, "orders_start": _iso,
-                      "gift_message_field": _text, "delivery_notes_field": _text},
+                      "gift_message_field": _text, "delivery_notes_field": _text,
+                      # full loads through the Import API (connectors.commercetools_import)
+                      "import_api": _bool, "import_min": _positive_int, "import_settle_seconds": _non_negative_number,
+                      "import_container": _import_key, "import_url": _text},
     "sfcc": {"site_id": _required_text, "api_version": _required_text, "batch_size": _positive_int,
              "default_inventory_list": _text, "orders_start": _iso, "storefront_fulfilments_from": _iso, "scope": _text,
              "oci_tenant_group_id": _text},
