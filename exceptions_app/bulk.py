@@ -101,6 +101,7 @@ def assignable():
 class Outcome:
     changed: int = 0
     orders: int = 0
+    invalid: int = 0
     pushes: int = 0
     lifted: int = 0
     skipped: list = field(default_factory=list)  # (record id, why)
@@ -108,6 +109,7 @@ class Outcome:
     def add(self, other: "Outcome") -> None:
         self.changed += other.changed
         self.orders += other.orders
+        self.invalid += other.invalid
         self.pushes += other.pushes
         self.lifted += other.lifted
         self.skipped += other.skipped
@@ -115,7 +117,9 @@ class Outcome:
     def summary(self, action: str) -> str:
         text = f"{self.changed} exception(s) {ACTIONS.get(action, action)}"
         if action == "retry":
-            text += (f": {self.orders} order(s) due for resend, {self.pushes} stock push(es) queued, "
+            text += (f": {self.orders} order(s) due for resend"
+                     + (f" ({self.invalid} still invalid after revalidation: the reasons are on each order)" if self.invalid else "")
+                     + f", {self.pushes} stock push(es) queued, "
                      f"{self.lifted} failing push(es) retried now; they resolve when the retried work succeeds")
         if self.skipped:
             reasons = sorted({why for _, why in self.skipped})
@@ -224,6 +228,7 @@ def _retry(records: list[ExceptionRecord], actor) -> tuple[list[ExceptionRecord]
         ids = sorted({oid for oids in by_record.values() for oid in oids})
         result = retry_orders(ids, actor=actor)
         out.orders += result.due
+        out.invalid += result.held
         for r in order_recs:
             if by_record.get(r.pk):
                 acted.append(r)

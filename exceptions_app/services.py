@@ -131,7 +131,7 @@ def current_groups(fingerprints, now) -> dict[str, str]:
         found.update(ExceptionRecord.objects.filter(fingerprint__in=fps[start:start + 500], last_seen__gte=now - _window())
                      .exclude(group_key="").order_by().values("fingerprint").annotate(g=Max("group_key"))
                      .values_list("fingerprint", "g"))
-    return {fp: found.get(fp) or f"{fp}@{now:%Y%m%d%H%M%S}" for fp in fps}
+    return {fp: found.get(fp) or f"{fp}@{now:%Y%m%d%H%M%S%f}" for fp in fps}
 
 
 def _hour(now):

@@ -86,7 +86,7 @@ def retryable(qs):
 @dataclass
 class OrderRetry:
     revalidated: int = 0
-    held: int = 0
+    held: int = 0  # revalidated but still invalid: their reasons are on each order
     due: int = 0  # orders the worker will send (or notify) now
 
 
@@ -107,7 +107,8 @@ def retry_orders(order_ids, actor=None, progress=None) -> OrderRetry:
         if again:
             result = validate_many(again, actor=actor, cause="retried from the console")
             out.revalidated += len(result.validated)
-            out.held += len(result.held)
+            # still invalid (held, or failed: the order flow keeps a failed order failed until it validates)
+            out.held += Order.objects.filter(pk__in=again, state__in=[S.HELD, S.FAILED]).count()
         out.due += (Order.objects.filter(pk__in=chunk, state__in=[S.VALIDATED, S.SENT, S.DISPATCHED],
                                          cancel_requested_at__isnull=True)
                     .filter(Q(claim_token="") | Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
