@@ -27,3 +27,11 @@ def bulk_action(action: str, query: str = "", ids=(), groups=(), all_matching: b
                         total=len(ids_)) as bar:
         out = bulk.run(ids_, action, p, user=user, progress=bar)
     return {"changed": out.changed, "orders": out.orders, "pushes": out.pushes, "skipped": len(out.skipped)}
+
+
+@shared_task(name="exceptions.prune_occurrences", ignore_result=True)
+def prune_occurrences(days: int = 3) -> int:
+    """Hourly counts older than the queue's trend needs (beat job ``exceptions: prune trend counts``)."""
+    from .services import prune_occurrences as prune
+
+    return prune(days)

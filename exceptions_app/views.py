@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 from django.views.generic import TemplateView
 
@@ -71,7 +72,7 @@ class ExceptionDetailView(PermissionRequired, TemplateView):
 
     def get_context_data(self, pk, **kwargs):
         ctx = super().get_context_data(**kwargs)
-        record = get_object_or_404(ExceptionRecord.objects.select_related("channel", "connection", "status_changed_by"), pk=pk)
+        record = get_object_or_404(ExceptionRecord.objects.select_related("channel", "connection", "status_changed_by", "assignee"), pk=pk)
         user = self.request.user
         action = triage.action_for(record)
         triage.attach_order_numbers([record])
@@ -154,6 +155,9 @@ class BulkStatusView(PermissionRequired, View):
         action = post.get("action") or ""
         query = post.get("query", "")
         back = reverse("exceptions:list") + ("?" + query if query else "")
+        nxt = post.get("next") or ""
+        if nxt.startswith("/exceptions/") and url_has_allowed_host_and_scheme(nxt, allowed_hosts={request.get_host()}):
+            back = nxt  # a record's own page
         if action == "retry" and not request.user.has_perms(RETRY_PERMISSIONS):
             raise PermissionDenied("Your role does not allow retrying orders and stock pushes.")
         ids, groups, all_matching = post.getlist("ids"), post.getlist("groups"), post.get("all") == "1"

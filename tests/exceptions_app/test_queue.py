@@ -283,3 +283,27 @@ def test_bulk_params_are_checked_first():
         bulk.clean("ignore", {"reason": "  "}, None)
     with pytest.raises(bulk.BulkError, match="YYYY-MM-DD HH:MM"):
         bulk.snooze_until("until", "tomorrow")
+
+
+def test_a_record_page_assigns_and_snoozes_it_and_links_its_group(w, role_client):
+    rec = outage(w, 2)[0]
+    client = role_client("ops")
+    html = client.get(f"/exceptions/{rec.pk}/").content.decode()
+    assert 'id="record-assignee">nobody<' in html and "every record of this group" in html
+    r = client.post("/exceptions/bulk/", {"ids": [rec.pk], "action": "assign_me", "next": f"/exceptions/{rec.pk}/"})
+    assert r.status_code == 302 and r["Location"] == f"/exceptions/{rec.pk}/"
+    r = client.post("/exceptions/bulk/", {"ids": [rec.pk], "action": "snooze_sync", "next": "https://evil.example/"})
+    assert r["Location"] == "/exceptions/"  # only the hub's own pages
+    html = client.get(f"/exceptions/{rec.pk}/").content.decode()
+    assert 'id="record-assignee">user-ops<' in html and "until a sync resolves it" in html
+
+
+def test_old_hourly_counts_are_pruned_by_a_beat_job(w):
+    from integration_hub.core.beat import collect
+
+    rec = outage(w, 1)[0]
+    ExceptionOccurrence.objects.create(record=rec, hour=timezone.now() - timedelta(days=4), n=3)
+    from exceptions_app.tasks import prune_occurrences
+
+    assert prune_occurrences() == 1 and ExceptionOccurrence.objects.filter(record=rec).count() == 1
+    assert any(j.task == "exceptions.prune_occurrences" for j in collect())
