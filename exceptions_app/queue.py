@@ -52,7 +52,7 @@ class QueueFilter(ExceptionFilter):
         q = self.form.fields["q"]
         q.label = "Search"
         q.widget.attrs.update(placeholder="kind:unknown_sku channel:uk-web sku:00045 order:UK-1002 is:open assignee:me text",
-                              size=48, autocomplete="off", **{"data-queue-search": "1"})
+                              autocomplete="off", **{"data-queue-search": "1"})
 
     def search(self, queryset, name, value):
         return search.apply(self.parsed or search.parse(value), queryset, self.user)
