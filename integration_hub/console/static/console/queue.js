@@ -38,7 +38,9 @@
     if (button) expand(button);
   });
 
+  const canAct = Boolean(document.getElementById("bulk-bar"));  // roles that may act (ops, admin) get the bar
   const submit = (action) => {
+    if (!canAct) return;
     const picked = selected();
     if (!picked.length) {
       const box = boxOf(row());
