@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db.models import Case, Count, F, IntegerField, Max, Min, Sum, Value, When, Window
-from django.db.models.functions import RowNumber
+from django.db.models.functions import RowNumber, Substr
 from django.utils import timezone
 
 from . import search
@@ -126,6 +126,12 @@ class Row:
         return self.affected > 1
 
     @property
+    def cause(self) -> str:
+        """What a parent row says: the error its records share (the newest record's), else its title."""
+        text = (getattr(self.lead, "cause", "") or "").strip().splitlines()
+        return text[0] if text else self.lead.title
+
+    @property
     def more(self) -> int:
         return max(0, self.affected - len(self.children))
 
@@ -147,7 +153,8 @@ def rows_for(qs, groups: list[dict], now=None, flat: bool = False) -> list[Row]:
     field_ = "id" if flat else "group_key"
     keys = [g[field_] for g in groups]
     ranked = (qs.filter(**{f"{field_}__in": keys})
-              .annotate(rn=Window(RowNumber(), partition_by=[F(field_)], order_by=[F("last_seen").desc(), F("id").desc()]))
+              .annotate(rn=Window(RowNumber(), partition_by=[F(field_)], order_by=[F("last_seen").desc(), F("id").desc()]),
+                        cause=Substr("message", 1, 160))
               .filter(rn__lte=CHILDREN))
     by_key: dict = {}
     for r in ranked:

@@ -94,6 +94,7 @@ def test_the_queue_shows_a_parent_row_with_its_records_and_trend(w, role_client)
     html = client.get("/exceptions/").content.decode()
     assert html.count('<tbody class="group"') == 4
     assert "12 affected" in html and html.count('class="child"') == queue.CHILDREN + 1  # 10 records + "and 2 more"
+    assert "WAIR 422: locationId: location &#x27;uk-web&#x27; is not known" in html  # the parent names the shared error
     assert "and 2 more" in html and "?q=group%3A" + quote(recs[0].group_key, safe="/") in html
     assert '12 in the last 24 hours' in html
     flat = client.get("/exceptions/", {"q": f"group:{recs[0].group_key}"}).content.decode()
