@@ -19,8 +19,8 @@ def w(db):
     return f.world()
 
 
-def failing_pushes(w, n: int) -> list[PendingPush]:
-    its = f.items(n)
+def failing_pushes(w, n: int, prefix: str = "00") -> list[PendingPush]:
+    its = f.items(n, prefix=prefix)
     f.pushes(w, its)
     PendingPush.objects.filter(item__in=its).update(attempts=3, not_before=timezone.now() + timedelta(hours=1),
                                                     last_error="RetryableError: 503")
@@ -106,3 +106,13 @@ def test_cx_and_finance_cannot_retry_all(w, role_client, role):
     assert not PendingPush.objects.filter(not_before__isnull=True).exists()
     if role == "cx":  # cx see the order list but not the bulk button
         assert "Retry all" not in client.get("/orders/").content.decode()
+
+
+def test_push_and_order_lists_keep_fixed_query_counts_with_the_retry_all_counts(w, role_client):
+    client = role_client("ops")
+    failing_pushes(w, 2)
+    f.orders(w, 2, state=OrderState.SENT)
+    small = (f.count_queries(client, "/pushes/?failing=1"), f.count_queries(client, "/orders/"))
+    failing_pushes(w, 80, prefix="8")
+    f.orders(w, 80, state=OrderState.FAILED, start=1000)
+    assert (f.count_queries(client, "/pushes/?failing=1"), f.count_queries(client, "/orders/")) == small
