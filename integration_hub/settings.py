@@ -269,6 +269,11 @@ HUB = {
     # Stock rows stamped further than this ahead of the hub's clock are rejected as bad data (a row dated
     # years ahead would otherwise make every later real change look stale); dispatch times are clamped.
     "FUTURE_TOLERANCE_SECONDS": int(os.environ.get("HUB_FUTURE_TOLERANCE_SECONDS", "300")),
+    # Exception records with the same root cause (kind + connection + error) raised within this many minutes
+    # of the group's last occurrence share one parent row in the queue (exceptions_app.services)
+    "EXCEPTION_GROUP_WINDOW_MINUTES": int(os.environ.get("HUB_EXCEPTION_GROUP_WINDOW_MINUTES", "60")),
+    # "retry / act on all matching" runs in the request up to this many rows, else on a worker
+    "BULK_INLINE_LIMIT": int(os.environ.get("HUB_BULK_INLINE_LIMIT", "500")),
 }
 
 LOGGING = {
