@@ -568,21 +568,15 @@ def _release(order_keys, reason: str) -> int:
     return n
 
 
-def _hold_until_master_shows(acks) -> None:
+def _hold_until_master_shows(acks) -> int:
     """Acknowledged orders keep their reservations until the master's stock feed carries them: mark each
-    active row with when the master took the order (``acks``: (order key, warehouse id, time)); the inbound
-    stock apply releases it (``inventory.services``), or dispatch / cancel do. ATS does not change here,
-    so nothing is pushed. One executemany."""
-    from django.db import connection as db
+    active row with when the master took the order and where it allocated each line (``acks``: (order key,
+    warehouse id, time[, {master sku: location id}])), and re-check figures the master reported before this
+    mark (``inventory.services.mark_holds_acknowledged``); the inbound stock apply releases the rest, or
+    dispatch / cancel / the hold bound do."""
+    from integration_hub.inventory.services import mark_holds_acknowledged
 
-    rows = [[db.ops.adapt_datetimefield_value(at), wh, key] for key, wh, at in acks]
-    if not rows:
-        return
-    table = db.ops.quote_name(Reservation._meta.db_table)
-    with db.cursor() as cur:
-        for chunk in _chunks(rows):
-            cur.executemany(f"UPDATE {table} SET acknowledged_at = %s, warehouse_id = %s "
-                            "WHERE order_ref = %s AND released_at IS NULL AND acknowledged_at IS NULL", chunk)
+    return mark_holds_acknowledged(acks)
 
 
 def _enqueue_stock(pairs, reason: str) -> None:
@@ -847,6 +841,7 @@ def _send_claimed(ids: list[int], actor=None) -> SendResult:
     now = timezone.now()
     acked, later, held, problems, cleared, failed = [], [], [], [], [], []
     ack_at: dict[int, datetime] = {}
+    allocations: dict[int, dict[str, str]] = {}
     for (o, _), res in zip(jobs, outcomes):
         o.claim_token = ""
         if isinstance(res, Exception):
@@ -884,6 +879,7 @@ def _send_claimed(ids: list[int], actor=None) -> SendResult:
         o.warehouse_ref = str(res.warehouse_ref)[:100]
         o.last_error, o.next_attempt_at, o.hold_reason = "", None, ""
         ack_at[o.pk] = getattr(res, "received_at", None) or now
+        allocations[o.pk] = dict(getattr(res, "allocations", None) or {})
         acked.append(o)
         cleared += [make_key("stuck_order", o.idempotency_key), _bad_key(o.warehouse.name, "order", o.idempotency_key),
                     make_key("orphaned_order", o.channel.key, o.external_id)]
@@ -911,7 +907,8 @@ def _send_claimed(ids: list[int], actor=None) -> SendResult:
                         context={"order_id": o.pk, "state": S.CANCELLED, "warehouse_ref": o.warehouse_ref,
                                  "action": "cancel_in_warehouse"},
                         connection_id=o.warehouse_id, channel_id=o.channel_id, order_ref=o.idempotency_key))
-            _hold_until_master_shows([(o.idempotency_key, o.warehouse_id, ack_at[o.pk]) for o in acked if o.pk in moved])
+            _hold_until_master_shows([(o.idempotency_key, o.warehouse_id, ack_at[o.pk], allocations[o.pk])
+                                      for o in acked if o.pk in moved])
             conns = {o.warehouse.name for o in acked}
             cleared += [k for c in conns for k in transport_keys(c, "send_order")]
         if later:
