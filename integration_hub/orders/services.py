@@ -1320,7 +1320,10 @@ def record_dispatches(connection: Connection, dispatches, source: str = "dispatc
         refs = sorted({d.order_ref for d in dispatches})
         orders = {}
         for chunk in _chunks(refs):
-            orders.update({o.idempotency_key: o for o in Order.objects.select_for_update().filter(idempotency_key__in=chunk).select_related("channel").defer("raw")})
+            # FOR UPDATE of the orders only: the joined channel row stays unlocked (locking it deadlocked with stock
+            # webhooks, whose deferred foreign-key checks on the channel wait at commit — the flash-sale fault test)
+            orders.update({o.idempotency_key: o for o in Order.objects.select_for_update(of=("self",))
+                           .filter(idempotency_key__in=chunk).select_related("channel").defer("raw")})
         changed, to_ack, to_dispatch = {}, [], []
         for d in dispatches:
             o = orders.get(d.order_ref)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from connectors.base import StockChange
+from integration_hub.catalog.models import Item
 from integration_hub.inventory.models import Reservation, StockLevel
 from integration_hub.inventory.services import apply_stock_changes, expire_holds, recheck_holds
 from integration_hub.orders import services
@@ -123,3 +125,52 @@ def test_the_hold_bound_rechecks_before_it_expires(world, fakes, settings):
     assert Reservation.objects.get(order_ref=b.idempotency_key).release_reason == "hold expired"
     rec = ExceptionRecord.objects.get(dedupe_key=f"stock_drift:{world.wh.name}:holds-expired")
     assert rec.context["orders"] == [b.idempotency_key]
+
+
+# --- over the WAIR sandbox ----------------------------------------------------------------------------------------
+@pytest.mark.django_db(transaction=True)
+def test_wair_allocates_elsewhere_and_its_figure_arrives_before_the_acknowledgement(sandbox):
+    """Over HTTP: WAIR allocates uk-web's order at EU1 (uk-web sells from DC1 only). The order first gets 202
+    pending; WAIR then accepts it (reserving at EU1) and the hub polls that reserved figure *before* it hears
+    the acknowledgement (its resend is answered with the order id and WAIR's allocations). The hold must be
+    released on acknowledgement — re-checked — and uk-web's ATS is DC1's figure again, the order counted once."""
+    from integration_hub.core.models import Location
+    from integration_hub.inventory import ats
+    from integration_hub.inventory.models import ChannelStockRule
+    from integration_hub.inventory.services import poll_master
+    from integration_hub.orders.models import Order
+
+    from .conftest import control, sandbox_world
+
+    ct, wh, channel = sandbox_world(sandbox)
+    dc1 = Location.objects.create(code="dc1", name="DC1", connection=wh, external_id="DC1")
+    eu1 = Location.objects.create(code="eu1", name="EU1", connection=wh, external_id="EU1")
+    ChannelStockRule.objects.create(channel=channel, mode="segregated").locations.add(dc1)
+    control(sandbox, "wair", "seed_locations", {"locations": [{"id": "DC1"}, {"id": "EU1"}]})
+    control(sandbox, "wair", "set_stock", {"rows": [{"sku": "SKU-1", "location": "DC1", "quantity": 16},
+                                                    {"sku": "SKU-1", "location": "EU1", "quantity": 40}]})
+    poll_master(wh)
+    control(sandbox, "wair", "set_allocation", {"enabled": True, "location": "EU1"})
+    control(sandbox, "wair", "set_auto_ack", {"enabled": False})
+    item = Item.objects.get(sku="SKU-1")
+
+    def uk_web_ats():
+        return ats.for_pairs([(channel.pk, item.pk)])[(channel.pk, item.pk)].quantity
+
+    o, _ = services.capture(channel, make_so("ct-eu1", lines=[("SKU-1", 5)]))
+    assert uk_web_ats() == 11  # held from capture
+    run_all()
+    o.refresh_from_db()
+    assert o.state == S.SENT  # 202 pending: not acknowledged
+    control(sandbox, "wair", "acknowledge", {"order_refs": [o.idempotency_key]})  # WAIR allocates at EU1
+    assert poll_master(wh).applied.released == 0  # its reserved figure arrives first: no acknowledged hold yet
+    assert StockLevel.objects.get(item=item, location=eu1, state="reserved").quantity == 5
+    assert uk_web_ats() == 11
+    Order.objects.filter(pk=o.pk).update(next_attempt_at=None)
+    run_all()  # the resend is answered with WAIR's order id and allocations
+    o.refresh_from_db()
+    assert o.state == S.ACKNOWLEDGED
+    hold = Reservation.objects.get(order_ref=o.idempotency_key)
+    assert hold.allocated_location_id == eu1.pk  # where WAIR allocated, recorded
+    assert hold.released_at is not None and hold.release_reason == "master stock feed (re-checked)"
+    assert uk_web_ats() == 16  # DC1's own figure: WAIR's EU1 reservation is not counted against uk-web twice
