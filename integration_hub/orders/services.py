@@ -28,6 +28,7 @@ Flow
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -194,6 +195,11 @@ def _new_order(channel: Channel, so: StorefrontOrder) -> Order:
         idempotency_key=order_key(channel, so.external_id))
 
 
+# a catch-up poll overlapping a burst of webhook captures collides with them on every attempt for a while (the
+# flash-sale fault test saw three in a row); each attempt re-reads what the others took
+CAPTURE_ATTEMPTS = 6
+
+
 def _capture(pairs: list[tuple[Channel, StorefrontOrder]], source: str) -> CaptureResult:
     """Insert the orders not yet known (by idempotency key) with their lines, map them and reserve stock.
     Runs in one transaction; retried when a concurrent capture inserted the same order first."""
@@ -204,7 +210,7 @@ def _capture(pairs: list[tuple[Channel, StorefrontOrder]], source: str) -> Captu
     result = CaptureResult()
     if not by_pair:
         return result
-    for attempt in range(3):
+    for attempt in range(CAPTURE_ATTEMPTS):
         try:
             with transaction.atomic():
                 known = _known_pairs(by_pair)
@@ -247,9 +253,10 @@ def _capture(pairs: list[tuple[Channel, StorefrontOrder]], source: str) -> Captu
                 kick()
                 return result
         except IntegrityError:
-            if attempt == 2:
+            if attempt == CAPTURE_ATTEMPTS - 1:
                 raise
             log.info("concurrent capture of the same orders; retrying")
+            time.sleep(0.05 * (attempt + 1))  # let the other capture commit: the next attempt reads what it took
     return result
 
 
