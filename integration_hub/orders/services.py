@@ -195,8 +195,8 @@ def _new_order(channel: Channel, so: StorefrontOrder) -> Order:
         idempotency_key=order_key(channel, so.external_id))
 
 
-# a catch-up poll overlapping a burst of webhook captures collides with them on every attempt for a while (the
-# flash-sale fault test saw three in a row); each attempt re-reads what the others took
+# orders another capture inserted first are skipped by the insert itself (ON CONFLICT DO NOTHING); what still
+# collides (e.g. a concurrent capture of the same lines) is retried, each attempt re-reading what the others took
 CAPTURE_ATTEMPTS = 6
 
 
@@ -219,13 +219,25 @@ def _capture(pairs: list[tuple[Channel, StorefrontOrder]], source: str) -> Captu
                 result = CaptureResult(existing=len(known))
                 if not new:
                     return result
-                Order.objects.bulk_create(new, batch_size=500)
-                if any(o.pk is None for o in new):  # backends that cannot return ids from bulk inserts
-                    ids = {}
-                    for chunk in _chunks([o.idempotency_key for o in new]):
-                        ids.update(Order.objects.filter(idempotency_key__in=chunk).values_list("idempotency_key", "pk"))
-                    for o in new:
-                        o.pk = o.id = ids[o.idempotency_key]
+                # ON CONFLICT DO NOTHING: an order a concurrent capture inserted meanwhile (a catch-up poll overlapping a
+                # webhook burst) is left to it instead of failing the whole batch; the rows this insert wrote carry its
+                # token, which finds them and is cleared again before commit (nobody else ever sees it)
+                token = uuid.uuid4().hex
+                for o in new:
+                    o.claim_token = token
+                Order.objects.bulk_create(new, batch_size=500, ignore_conflicts=True)
+                ids = {}
+                for chunk in _chunks([o.idempotency_key for o in new]):
+                    ids.update(Order.objects.filter(idempotency_key__in=chunk, claim_token=token).values_list("idempotency_key", "pk"))
+                Order.objects.filter(claim_token=token).update(claim_token="")
+                taken = len(new) - len(ids)
+                new = [o for o in new if o.idempotency_key in ids]
+                for o in new:
+                    o.pk = o.id = ids[o.idempotency_key]
+                    o.claim_token = ""
+                result.existing += taken
+                if not new:
+                    return result
                 # SKUs resolved before the insert (one lookup per channel), so lines are written once
                 skus_by_channel: dict[int, tuple[Channel, set[str]]] = {}
                 for o in new:
