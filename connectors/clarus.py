@@ -40,6 +40,8 @@ What the connector does with it:
   header ``string1`` = warehouse service code, ``string2`` = carrier, ``string3`` = gift message, ``string4`` =
   channel, ``external_system_reference1`` = order ref, ``external_system_reference2`` = order number;
   ``delivery_notes`` is Clarus's own.
+- Allocation: a goods out is allocated at its warehouse; the acknowledgement names it for every picked line
+  (``Acknowledgement.allocations``), so the hub releases the order's holds on a moved figure there.
 - Dispatch: the "sales order completed (dispatched)" event is the confirmation (:meth:`parse_dispatch_webhook`);
   the poll fallback (:meth:`dispatches_since`) reads COMPLETED goods outs and their lines through GraphQL.
 - Stock: hub location = the Clarus warehouse id (``Location.external_id``); ``stock_balances.available`` →
@@ -279,29 +281,42 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
                          "relationships": {"address": {"data": {"type": "addresses", "attributes": _addr(order.shipping_address)}}}}}
 
     def send_order(self, order: WarehouseOrder) -> Acknowledgement:
+        picked = [ln for ln in order.lines if ln.pickable]
+
+        def where(node: dict) -> dict[str, str]:
+            # a goods out is allocated at its own warehouse (stock_balances.available already excludes it there)
+            wh = str((node.get("warehouse") or {}).get("id") or node.get("warehouse_id") or
+                     (node.get("attributes") or {}).get("warehouse_id") or "")
+            return {ln.sku: wh for ln in picked} if wh else {}
+
         existing = self.find_goods_out(order.order_ref)
         if existing is not None:
-            return Acknowledgement(order.order_ref, str(existing["id"]), duplicate=True)
-        picked = [ln for ln in order.lines if ln.pickable]
+            return Acknowledgement(order.order_ref, str(existing["id"]), duplicate=True, allocations=where(existing))
         if not picked:
             raise errors.BadDataError(f"order {order.order_ref} has no line Clarus can pick", system="clarus")
         body = self.goods_out_body(order, self._resolve(order, picked))
+        # Clarus's answer carries no time it took the goods out; the earliest it could have allocated is when it was
+        # sent (the hub's clock, as the stock figures' read times are), so a figure read while the answer was on its
+        # way still counts as carrying the order (issue 20: the allocation figure may arrive before the acknowledgement)
+        sent_at = _now()
         try:
             resp = self.client.post(SHAPE["goods_outs"], json=body, ok=(200, 201), retries=0)
         except errors.RetryableError:
             found = self.find_goods_out(order.order_ref)  # created before the answer was lost?
             if found is not None:
-                return Acknowledgement(order.order_ref, str(found["id"]), duplicate=True)
+                return Acknowledgement(order.order_ref, str(found["id"]), duplicate=True, allocations=where(found))
             raise
         except errors.BadDataError as exc:
             detail = "; ".join(str(e.get("detail") or e.get("title")) for e in (exc.body or {}).get("errors") or []
                                if isinstance(e, dict)) if isinstance(exc.body, dict) else str(exc)
             raise errors.BadDataError(f"Clarus rejected goods out {order.order_ref}: {detail or exc}", status=exc.status,
                                       body=exc.body, system="clarus") from exc
-        gid = ((resp.json() or {}).get("data") or {}).get("id")
+        data = (resp.json() or {}).get("data") or {}
+        gid = data.get("id")
         if not gid:
             raise errors.RetryableError(f"Clarus answered {resp.status_code} without a goods out id", system="clarus")
-        return Acknowledgement(order.order_ref, str(gid), duplicate=False, received_at=_now())
+        return Acknowledgement(order.order_ref, str(gid), duplicate=False, received_at=sent_at,
+                               allocations=where(data) or where({"warehouse_id": self.warehouse_id}))
 
     def order_status(self, order_ref: str) -> str | None:
         found = self.find_goods_out(order_ref)

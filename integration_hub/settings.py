@@ -262,6 +262,9 @@ HUB = {
     # Seconds an acknowledged order's stock hold may wait for the master's feed to carry it (longer than
     # any master's feed lag); older holds are released with a stock_drift record (issue 20).
     "HOLD_MAX_SECONDS": int(os.environ.get("HUB_HOLD_MAX_SECONDS", "900")),
+    # Seconds within which a master's stock feed normally carries an acknowledged order; older holds show as
+    # "holds beyond the feed lag" on the dashboard (issue 20, item 9) long before HOLD_MAX_SECONDS releases them.
+    "MASTER_FEED_LAG_SECONDS": int(os.environ.get("HUB_MASTER_FEED_LAG_SECONDS", "120")),
     "SANDBOX_URL": os.environ.get("HUB_SANDBOX_URL", "http://127.0.0.1:8765"),
     # Hosts / CIDRs outbound calls may reach although internal (loopback, private, link-local …); empty =
     # public addresses only (connectors/egress.py). `./hub up` and the tests allow the loopback sandbox.

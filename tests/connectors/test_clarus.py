@@ -249,3 +249,14 @@ def test_a_store_fulfilment_is_refused_plainly(cl):
 
     with pytest.raises(errors.PermanentError, match="no published API"):
         cl.send_fulfilment(Fulfilment(order_ref="ORD-1", fulfilment_ref="f1", lines=[("SKU-A", 1)]))
+
+
+def test_the_acknowledgement_names_where_the_goods_out_is_allocated(cl, sandbox):
+    """Issue 20, item 5: the hub releases an order's holds on a moved figure where the master allocated it; a goods out
+    is allocated at its own warehouse, so the acknowledgement (new, and the look-up of an existing one) names it for
+    every picked line — never the bundle's paperwork line."""
+    control(sandbox, "seed_stock", {"rows": [{"sku": "SKU-A", "location": "DC1", "quantity": 5}, {"sku": "SKU-B", "location": "DC1", "quantity": 5}]})
+    ack = cl.send_order(order("ORD-AL"))
+    wh = str(OPTIONS["warehouse_id"])
+    assert ack.allocations == {"SKU-A": wh, "SKU-B": wh}
+    assert cl.send_order(order("ORD-AL")).allocations == {"SKU-A": wh, "SKU-B": wh}  # the duplicate, looked up
