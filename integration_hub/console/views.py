@@ -186,7 +186,7 @@ class RuleEditView(PermissionRequired, TemplateView):
                 f.disabled = True
         history = history_rows(audit.history_for(obj)[:100]) if pk else []
         ctx.update(rt=rt, obj=obj, form=form, history=history, can_save=can_save,
-                   can_delete=bool(pk) and user.has_perm(rt.perm("delete")))
+                   can_delete=bool(pk) and user.has_perm(rt.perm("delete")), delete_previewed=rt.model in PREVIEWED_DELETES)
         return ctx
 
     def post(self, request, slug, pk=None):
@@ -240,22 +240,34 @@ def _impact_scope(rt: RuleType, form, before: dict | None) -> dict | None:
     return None
 
 
+PREVIEWED_DELETES = (SkuMapping, ChannelStockRule)  # deletes that move stock: impact preview, then confirm
+
+
 class RuleDeleteView(PermissionRequired, View):
+    """Delete a rule. Mappings and channel rules first show what the delete moves ("3 SKUs on web drop to 0",
+    computed by deleting inside a rolled-back transaction) and are deleted only when that preview is confirmed."""
+
     http_method_names = ["post"]
 
     def has_permission(self):
         return self.request.user.has_perm(_rule(self.kwargs["slug"]).perm("delete"))
 
     def post(self, request, slug, pk):
+        from django.shortcuts import render
+
         rt = _rule(slug)
         obj = get_object_or_404(rt.model, pk=pk)
         label = str(obj)
-        with transaction.atomic():
-            before = audit.snapshot(obj)
-            obj.delete()
-            if rt.after_save and rt.model is SkuMapping:
-                triage.requeue_stock({before["item_id"]}, [before["channel_id"]] if before.get("channel_id") else None,
-                                     reason="sku mapping deleted")
+        if rt.model in PREVIEWED_DELETES:
+            token = impact.delete_token(slug, pk, audit.snapshot(obj))
+            confirmed = impact.token_matches(request.POST.get("confirm", ""), token)
+            preview, deleted = impact.preview_delete(obj, confirmed=confirmed, after=services.after_rule_deleted)
+            if not deleted:
+                return render(request, "console/rule_delete.html", {"rt": rt, "obj": obj, "label": label, "pk": pk,
+                                                                      "impact": preview, "confirm": token})
+        else:
+            with transaction.atomic():
+                obj.delete()
         messages.success(request, f"Deleted {label}.")
         return redirect("console:rule_list", slug=slug)
 

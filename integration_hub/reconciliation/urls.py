@@ -8,4 +8,5 @@ urlpatterns = [
     path("run/", views.RunReportView.as_view(), name="run"),
     path("<int:pk>/", views.ReportDetailView.as_view(), name="detail"),
     path("<int:pk>/csv/", views.ReportCsvView.as_view(), name="csv"),
+    path("<int:pk>/xlsx/", views.ReportXlsxView.as_view(), name="xlsx"),
 ]

@@ -1,5 +1,5 @@
 """Finance screens: report list (run on demand: queued to a worker, the list shows it running then done),
-paginated report view, streamed CSV download."""
+paginated report view, streamed CSV and XLSX downloads, e-mail subscriptions."""
 from __future__ import annotations
 
 from datetime import date
@@ -8,7 +8,7 @@ from functools import cached_property
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import StreamingHttpResponse
+from django.http import FileResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 from django.views import View
@@ -114,5 +114,23 @@ class ReportCsvView(PermissionRequired, View):
         excel = request.GET.get("format") != "plain"  # default: ready for Excel (BOM, SKUs as text)
         response = StreamingHttpResponse(services.iter_csv(report, excel=excel), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{services.csv_filename(report)}"'
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+class ReportXlsxView(PermissionRequired, View):
+    """The report as an Excel workbook (typed cells: SKUs as text, money 0.00 with its currency)."""
+
+    permission_required = ("reconciliation.view_report", "reconciliation.download_report")
+
+    def get(self, request, pk):
+        from . import xlsx
+
+        report = get_object_or_404(Report, pk=pk, status=Report.Status.DONE)
+        response = FileResponse(xlsx.spooled(report), as_attachment=True, filename=xlsx.filename(report),
+                                content_type=XLSX_TYPE)
         response["Cache-Control"] = "no-store"
         return response

@@ -83,7 +83,7 @@ def test_sku_mapping_crud_requeues_and_resolves(w, api):
     pk = SkuMapping.objects.get().pk
     assert c.patch(f"/api/sku-mappings/{pk}/", {"safety_buffer": 4}, format="json").status_code == 200
     assert c.delete(f"/api/sku-mappings/{pk}/").status_code == 403  # ops may not delete
-    assert api("admin").delete(f"/api/sku-mappings/{pk}/").status_code == 204
+    assert api("admin").delete(f"/api/sku-mappings/{pk}/?confirm=true").status_code == 204
     assert c.get("/api/sku-mappings/?channel__key=web").json()["count"] == 0
 
 
