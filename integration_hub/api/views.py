@@ -333,6 +333,32 @@ class ScheduleViewSet(ActsAsRequestUser, mixins.ListModelMixin, mixins.RetrieveM
         with transaction.atomic():
             serializer.save()  # core.beat.apply_schedule; audited by core.beat.track_schedule_changes
 
+    @property
+    def required_permissions(self):
+        return {"run": ["django_celery_beat.change_periodictask"],
+                "run_detail": ["django_celery_beat.view_periodictask", "console.view_schedulerun"]}.get(getattr(self, "action", None))
+
+    @extend_schema(request=None, responses={202: s.ScheduleRunSerializer})
+    @action(detail=True, methods=["post"])
+    def run(self, request, pk=None):
+        """Send the job's task now (audited); poll ``/api/schedules/runs/<id>/`` for its state and outcome."""
+        from integration_hub.console import schedules
+
+        task = self.get_object()
+        run = schedules.run_now(task, user=request.user)
+        audit.write(task, "update", None, {"run_now": run.celery_task_id, "run": run.pk}, repr_=task.name)
+        return Response(s.ScheduleRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses=s.ScheduleRunSerializer, filters=False)
+    @action(detail=False, methods=["get"], url_path=r"runs/(?P<run_id>[0-9]+)")
+    def run_detail(self, request, run_id=None):
+        from integration_hub.console.models import ScheduleRun
+
+        run = ScheduleRun.objects.filter(pk=run_id).first()
+        if run is None:
+            raise Http404("no such run")
+        return Response(s.ScheduleRunSerializer(run).data)
+
 
 class StockLevelViewSet(ActsAsRequestUser, viewsets.ReadOnlyModelViewSet):
     queryset = StockLevel.objects.select_related("item", "location").order_by("id")

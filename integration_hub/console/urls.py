@@ -20,4 +20,6 @@ urlpatterns = [
     path("schedules/", views.ScheduleListView.as_view(), name="schedule_list"),
     path("schedules/<int:pk>/", views.ScheduleEditView.as_view(), name="schedule_edit"),
     path("schedules/<int:pk>/run/", views.ScheduleRunView.as_view(), name="schedule_run"),
+    path("schedules/bulk/", views.ScheduleBulkView.as_view(), name="schedule_bulk"),
+    path("schedules/runs/<int:pk>/", views.ScheduleRunDetailView.as_view(), name="schedule_run_detail"),
 ]

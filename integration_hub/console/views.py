@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
+from django.utils import timezone
 from django.views import View
 from django.views.generic import TemplateView
 from django_celery_beat.models import PeriodicTask
@@ -26,7 +27,7 @@ from integration_hub.core.roles import PermissionRequired
 from integration_hub.inventory.models import ChannelStockRule
 from integration_hub.orders.models import ShippingMethodMap
 
-from . import csv_import, impact, services
+from . import csv_import, impact, schedules, services
 from .forms import (
     ChannelRuleForm,
     CsvImportForm,
@@ -298,14 +299,36 @@ class MappingImportView(PermissionRequired, TemplateView):
 
 # --- beat schedules -----------------------------------------------------------------------------------
 class ScheduleListView(PermissionRequired, TemplateView):
+    """Every beat job with its schedule in words and its next run; bulk enable/disable for admins (2 queries)."""
+
     permission_required = "django_celery_beat.view_periodictask"
     template_name = "console/schedule_list.html"
 
     def get_context_data(self, **kwargs):
         ctx = super().get_context_data(**kwargs)
-        ctx["tasks"] = list(PeriodicTask.objects.select_related("interval", "crontab").order_by("name")[:500])
+        now = timezone.now()
+        tasks = list(PeriodicTask.objects.select_related("interval", "crontab", "clocked").order_by("name")[:500])
+        ctx["rows"] = [(t, schedules.describe(t), schedules.next_run(t, now)) for t in tasks]
         ctx["can_change"] = self.request.user.has_perm("django_celery_beat.change_periodictask")
         return ctx
+
+
+class ScheduleBulkView(PermissionRequired, View):
+    """Enable or disable the selected jobs (each change audited; beat reloads)."""
+
+    permission_required = "django_celery_beat.change_periodictask"
+    http_method_names = ["post"]
+
+    def post(self, request):
+        ids = [int(x) for x in request.POST.getlist("ids") if x.isdigit()][:500]
+        action = request.POST.get("action")
+        if action not in ("enable", "disable") or not ids:
+            messages.error(request, "Select the schedules, then Enable or Disable.")
+            return redirect("console:schedule_list")
+        n = schedules.set_enabled(ids, action == "enable")
+        messages.success(request, f"{n} schedule(s) {action}d" + ("." if n == len(ids) else
+                                                                 f" ({len(ids) - n} already {action}d)."))
+        return redirect("console:schedule_list")
 
 
 class ScheduleEditView(PermissionRequired, TemplateView):
@@ -313,9 +336,13 @@ class ScheduleEditView(PermissionRequired, TemplateView):
     template_name = "console/schedule_edit.html"
 
     def get_context_data(self, pk, form=None, **kwargs):
+        from .models import ScheduleRun
+
         ctx = super().get_context_data(**kwargs)
-        task = get_object_or_404(PeriodicTask.objects.select_related("interval", "crontab"), pk=pk)
-        ctx.update(task=task, form=form or ScheduleForm(instance=task),
+        task = get_object_or_404(PeriodicTask.objects.select_related("interval", "crontab", "clocked"), pk=pk)
+        ctx.update(task=task, form=form or ScheduleForm(instance=task), described=schedules.describe(task),
+                   next_run=schedules.next_run(task),
+                   runs=list(ScheduleRun.objects.filter(periodic_task=task).select_related("launched_by")[:10]),
                    can_change=self.request.user.has_perm("django_celery_beat.change_periodictask"),
                    history=history_rows(audit.history_for(task)[:100]))
         return ctx
@@ -333,18 +360,38 @@ class ScheduleEditView(PermissionRequired, TemplateView):
 
 
 class ScheduleRunView(PermissionRequired, View):
-    """Send a beat job's task to the workers now (same task, arguments and queue as the schedule)."""
+    """Send a beat job's task to the workers now (same task, arguments and queue as the schedule); the run is
+    recorded and audited, and the page that follows shows its result."""
 
     permission_required = "django_celery_beat.change_periodictask"
+    http_method_names = ["post"]
 
     def post(self, request, pk):
         task = get_object_or_404(PeriodicTask, pk=pk)
-        result = services.run_periodic_task_now(task)
+        run = schedules.run_now(task, user=request.user)
         AuditEntry.objects.create(content_type=ContentType.objects.get_for_model(PeriodicTask), object_id=str(task.pk),
                                   object_repr=task.name[:300], action="update", actor=request.user,
-                                  before=None, after={"run_now": result}, source="console")
-        messages.success(request, f"Sent '{task.name}' to the workers (task id {result}).")
-        return redirect("console:schedule_edit", pk=task.pk)
+                                  before=None, after={"run_now": run.celery_task_id, "run": run.pk}, source="console")
+        if run.state == run.State.FAILED and not run.started_at:
+            messages.error(request, f"'{task.name}' could not be sent: {run.error}")
+        else:
+            messages.success(request, f"Sent '{task.name}' to the workers (task id {run.celery_task_id}).")
+        return redirect("console:schedule_run_detail", pk=run.pk)
+
+
+class ScheduleRunDetailView(PermissionRequired, TemplateView):
+    """One "Run now": queued → running → succeeded / failed, with the task's outcome or error."""
+
+    permission_required = ("django_celery_beat.view_periodictask", "console.view_schedulerun")
+    template_name = "console/schedule_run.html"
+
+    def get_context_data(self, pk, **kwargs):
+        from .models import ScheduleRun
+
+        ctx = super().get_context_data(**kwargs)
+        run = get_object_or_404(ScheduleRun.objects.select_related("launched_by", "periodic_task"), pk=pk)
+        ctx.update(run=run, pending=run.state in (run.State.QUEUED, run.State.STARTED))
+        return ctx
 
 
 # --- orders (look-up for ops / customer service) -------------------------------------------------------------

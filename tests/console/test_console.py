@@ -128,7 +128,9 @@ def test_rule_list_shows_recent_changes_including_deletions(w, role_client):
                                                       "storefront_sku": m.storefront_sku, "active": "on", "safety_buffer": "4"})
     assert r.status_code == 302
     label = str(m)
-    assert client.post(f"/rules/sku-mappings/{m.pk}/delete/").status_code == 302
+    preview = client.post(f"/rules/sku-mappings/{m.pk}/delete/")  # the impact preview first
+    assert preview.status_code == 200 and SkuMapping.objects.exists()
+    assert client.post(f"/rules/sku-mappings/{m.pk}/delete/", {"confirm": preview.context["confirm"]}).status_code == 302
     assert not SkuMapping.objects.exists()
     html = client.get("/rules/sku-mappings/").content.decode()
     panel = html[html.index('id="recent-changes"'):]
