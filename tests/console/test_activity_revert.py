@@ -179,3 +179,22 @@ def test_interval_snapshot_reads_back(db):
         text = str(IntervalSchedule(every=every, period=period))
         m = INTERVAL.match(text)
         assert (int(m.group(1) or 1), m.group(2) + "s") == (every, period), text
+
+
+def test_revert_a_location_change_of_a_channel_rule(w, role_client):
+    from integration_hub.core.models import Location
+
+    extra = Location.objects.create(code="wh2", name="Warehouse 2", connection=w.master, external_id="WH2")
+    client = role_client("admin")
+    page = client.get(f"/rules/channel-rules/{w.rule.pk}/")
+    data = {k: v for k, v in page.context["form"].initial.items() if v is not None}
+    data = {"channel": w.channel.pk, "mode": "segregated", "locations": [extra.pk], "safety_buffer": 0}
+    r = client.post(f"/rules/channel-rules/{w.rule.pk}/", data)
+    if r.status_code == 200:  # moves stock (wh2 holds none): confirm the preview
+        r = client.post(f"/rules/channel-rules/{w.rule.pk}/", {**data, "confirm": r.context["confirm"]})
+    assert r.status_code == 302
+    assert list(w.rule.locations.values_list("code", flat=True)) == ["wh2"]
+    entry = AuditEntry.objects.filter(object_id=str(w.rule.pk), after__has_key="locations").latest("id")
+    page = client.get(f"/activity/{entry.pk}/revert/")
+    assert page.status_code == 200
+    assert page.context["form"].data.getlist("locations") == [str(w.location.pk)]

@@ -136,7 +136,7 @@ def test_rule_list_shows_recent_changes_including_deletions(w, role_client):
     panel = html[html.index('id="recent-changes"'):]
     assert "Recent changes" in panel and label.replace(">", "&gt;") in panel
     assert panel.index(">delete<") < panel.index(">update<")  # newest first; the deleted row is still listed
-    assert "user-admin" in panel and "safety_buffer" in panel
+    assert "user-admin" in panel and "safety buffer" in panel  # field names in words
     # each table shows its own changes only
     other = client.get("/rules/transforms/").content.decode()
     assert label.replace(">", "&gt;") not in other and "No changes recorded yet." in other
