@@ -271,6 +271,11 @@ HUB = {
     # Stock rows stamped further than this ahead of the hub's clock are rejected as bad data (a row dated
     # years ahead would otherwise make every later real change look stale); dispatch times are clamped.
     "FUTURE_TOLERANCE_SECONDS": int(os.environ.get("HUB_FUTURE_TOLERANCE_SECONDS", "300")),
+    # Exception records with the same root cause (kind + connection + error) raised within this many minutes
+    # of the group's last occurrence share one parent row in the queue (exceptions_app.services)
+    "EXCEPTION_GROUP_WINDOW_MINUTES": int(os.environ.get("HUB_EXCEPTION_GROUP_WINDOW_MINUTES", "60")),
+    # "retry / act on all matching" runs in the request up to this many rows, else on a worker
+    "BULK_INLINE_LIMIT": int(os.environ.get("HUB_BULK_INLINE_LIMIT", "500")),
 }
 
 LOGGING = {
@@ -294,6 +299,9 @@ DEFAULT_EXCEPTION_REPORTER = "integration_hub.core.error_reports.HubExceptionRep
 # HTTPS: on by default whenever debug is off (`manage.py check --deploy` passes). Behind a TLS-terminating
 # proxy set HUB_SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO (the proxy must set/overwrite that header).
 SECURE_SSL_REDIRECT = env_bool("HUB_SECURE_SSL_REDIRECT", not DEBUG)
+# Probes and scrapers talk to the app server directly (no TLS proxy): a redirect to https would fail them, and
+# it protects nothing — a bearer token in a plain-http request has already been sent when the 301 comes back.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("HUB_SECURE_COOKIES", not DEBUG)
 SECURE_HSTS_SECONDS = int(os.environ.get("HUB_SECURE_HSTS_SECONDS", "0" if DEBUG else str(365 * 24 * 3600)))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HUB_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)

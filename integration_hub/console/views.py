@@ -27,7 +27,7 @@ from integration_hub.core.roles import PermissionRequired
 from integration_hub.inventory.models import ChannelStockRule
 from integration_hub.orders.models import ShippingMethodMap
 
-from . import activity, csv_import, impact, schedules, services
+from . import activity, csv_import, impact, retry_all, schedules, services
 from .forms import (
     ChannelRuleForm,
     CsvImportForm,
@@ -500,22 +500,19 @@ class OrderListView(PermissionRequired, TemplateView):
 
     def get_context_data(self, **kwargs):
         from integration_hub.core.models import Channel
-        from integration_hub.orders.models import Order, OrderState
+        from integration_hub.orders.models import OrderState
 
         ctx = super().get_context_data(**kwargs)
-        qs = Order.objects.select_related("channel", "warehouse").defer("raw", "billing_address", "shipping_address", "custom_fields")
         state, channel, q = (self.request.GET.get(k, "").strip() for k in ("state", "channel", "q"))
-        if state in OrderState.values:
-            qs = qs.filter(state=state)
-        if channel:
-            qs = qs.filter(channel__key=channel)
-        if q:
-            qs = qs.filter(services.order_search(q))
+        qs = retry_all.order_queryset(self.request.GET).select_related("channel", "warehouse").defer(
+            "raw", "billing_address", "shipping_address", "custom_fields")
         page = Paginator(qs.order_by("-created_at", "-id"), PAGE_SIZE).get_page(self.request.GET.get("page"))
         query = self.request.GET.copy()
         query.pop("page", None)
+        can_retry_all = self.request.user.has_perms(RETRY_ALL_ORDERS)
         ctx.update(page=page, states=OrderState.choices, state=state, channel=channel, q=q, query=query.urlencode(),
-                   channels=list(Channel.objects.values_list("key", "name")))
+                   channels=list(Channel.objects.values_list("key", "name")), can_retry_all=can_retry_all,
+                   retryable_count=retry_all.retryable(retry_all.order_queryset(self.request.GET)).count() if can_retry_all else 0)
         return ctx
 
 
@@ -601,31 +598,97 @@ def _active_order_problem(records):
 
 # --- stock push queue -------------------------------------------------------------------------------------
 class PushQueueView(PermissionRequired, TemplateView):
-    """The outbox of stock pushes: what waits, what keeps failing and why; "retry now" lifts the back-off."""
+    """The outbox of stock pushes: what waits, what keeps failing and why; "retry now" lifts the back-off —
+    for the ticked rows or for every failing push the filters match (:mod:`.retry_all`)."""
 
     permission_required = "inventory.view_pendingpush"
     template_name = "console/push_list.html"
 
     def get_context_data(self, **kwargs):
         from integration_hub.core.models import Channel
-        from integration_hub.inventory.models import PendingPush
 
         ctx = super().get_context_data(**kwargs)
-        qs = PendingPush.objects.select_related("item", "channel")
-        channel, failing, q = (self.request.GET.get(k, "").strip() for k in ("channel", "failing", "q"))
-        if channel:
-            qs = qs.filter(channel__key=channel)
-        if failing:
-            qs = qs.filter(attempts__gt=0)
-        if q:
-            qs = qs.filter(item__sku__iexact=q)
-        page = Paginator(qs.order_by("priority", "created_at", "id"), PAGE_SIZE).get_page(self.request.GET.get("page"))
-        query = self.request.GET.copy()
+        params = self.request.GET
+        qs = retry_all.push_queryset(params).select_related("item", "channel")
+        channel, failing, q = (params.get(k, "").strip() for k in ("channel", "failing", "q"))
+        page = Paginator(qs.order_by("priority", "created_at", "id"), PAGE_SIZE).get_page(params.get("page"))
+        query = params.copy()
         query.pop("page", None)
+        can_retry_all = self.request.user.has_perms(RETRY_ALL_PUSHES)
         ctx.update(page=page, channel=channel, failing=failing, q=q, query=query.urlencode(),
                    channels=list(Channel.objects.values_list("key", "name")),
-                   can_change=self.request.user.has_perm("inventory.change_pendingpush"))
+                   can_change=self.request.user.has_perm("inventory.change_pendingpush"), can_retry_all=can_retry_all,
+                   failing_count=retry_all.failing_pushes(params).count() if can_retry_all else 0)
         return ctx
+
+
+RETRY_ALL_PUSHES = ("inventory.change_pendingpush", "exceptions_app.bulk_retry")
+RETRY_ALL_ORDERS = ("orders.retry_order", "exceptions_app.bulk_retry")
+
+
+class _RetryAllView(PermissionRequired, View):
+    """POST the list's filters → a confirmation showing how many rows match → POST again with that count → the
+    whole set is retried (in the request up to HUB_BULK_INLINE_LIMIT rows, else on a worker)."""
+
+    http_method_names = ["post"]
+    what = ""
+    list_url = ""
+    noun = ""
+
+    def matching(self, params):
+        raise NotImplementedError
+
+    def run(self, qs, user) -> str:
+        raise NotImplementedError
+
+    def post(self, request):
+        from django.http import QueryDict
+        from django.shortcuts import render
+
+        query = request.POST.get("query", "")
+        back = reverse(self.list_url) + ("?" + query if query else "")
+        qs = self.matching(QueryDict(query))
+        n = qs.count()
+        if not n:
+            messages.error(request, f"No {self.noun} match these filters.")
+            return redirect(back)
+        if request.POST.get("confirmed") != str(n):
+            return render(request, "exceptions_app/confirm.html", {
+                "count": n, "label": "retried", "verb": "retry", "noun": self.noun, "back": back, "fields": [("query", query)],
+                "search": query.replace("&", " "), "note": "Every matching row on every page, not just the one shown."})
+        if n > retry_all.inline_limit():
+            from .tasks import retry_all as task
+
+            task.delay(self.what, query=query, user_id=request.user.pk)
+            messages.success(request, f"{n} {self.noun} queued to be retried on a worker; the dashboard shows its progress.")
+        else:
+            messages.success(request, self.run(qs, request.user))
+        return redirect(back)
+
+
+class PushRetryAllView(_RetryAllView):
+    permission_required = RETRY_ALL_PUSHES
+    what, list_url, noun = "pushes", "console:push_list", "failing push(es)"
+
+    def matching(self, params):
+        return retry_all.failing_pushes(params)
+
+    def run(self, qs, user) -> str:
+        n = retry_all.lift_backoff(qs)
+        return f"{n} failing push(es) will be retried now."
+
+
+class OrderRetryAllView(_RetryAllView):
+    permission_required = RETRY_ALL_ORDERS
+    what, list_url, noun = "orders", "console:order_list", "retryable order(s)"
+
+    def matching(self, params):
+        return retry_all.retryable(retry_all.order_queryset(params))
+
+    def run(self, qs, user) -> str:
+        out = retry_all.retry_orders(list(qs.values_list("pk", flat=True)), actor=user)
+        return (f"{out.due} order(s) due to be sent (or shown shipped) now; {out.held} still held after revalidation "
+                "(their reasons are on each order).")
 
 
 class PushRetryView(PermissionRequired, View):

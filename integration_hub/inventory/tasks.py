@@ -22,6 +22,7 @@ from integration_hub.core.models import Connection
 from integration_hub.core.queues import is_urgent_stock
 
 from . import drift, push
+from .import_outcomes import settle_imports  # noqa: F401 - registers inventory.settle_imports with the worker
 from .models import PendingPush
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,9 @@ DEFAULT_RULES = [
          "window_minutes": 30, "severity": "warning", "flow": "demand"},
     {"name": "Unmapped storefront SKUs", "figure": "exceptions_open", "key": "sku_mismatch", "op": "gt", "threshold": 0,
          "window_minutes": 0, "severity": "warning", "flow": "catalogue"},
-    {"name": "Critical exceptions open", "figure": "exceptions_open", "key": "*", "op": "gt", "threshold": 0, "window_minutes": 0,
+    # by severity, any kind (exceptions_open with key "*" would fire per kind for every severity)
+    {"name": "Critical exceptions open", "figure": "exceptions_open_severity", "key": "critical", "op": "gt", "threshold": 0,
+         "window_minutes": 0,
          "severity": "critical", "enabled": False},
 ]
 

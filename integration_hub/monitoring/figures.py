@@ -63,6 +63,8 @@ FIGURES: dict[str, FigureInfo] = {
     "orders_in_state": FigureInfo("Orders per state", "orders", "orders", "state", "orders in each state"),
     "exceptions_open": FigureInfo("Open exceptions", "exceptions", "orders", "kind",
                                   "open/acknowledged exceptions; key = kind or kind:severity ('' = all)"),
+    "exceptions_open_severity": FigureInfo("Open exceptions by severity", "exceptions", "orders", "severity",
+                                           "open/acknowledged exceptions of each severity, any kind (key = severity)"),
     "exceptions_opened_1h": FigureInfo("Exceptions opened (1 h)", "exceptions", "orders", "", "first seen in the last hour"),
     "exceptions_resolved_1h": FigureInfo("Exceptions resolved (1 h)", "exceptions", "orders", "", "resolved in the last hour"),
     "connection_failing": FigureInfo("Connection failing", "0/1", "stock", "connection",
@@ -158,17 +160,20 @@ def _orders(out, now):
 
 
 def _exceptions(out, now):
-    from exceptions_app.models import ACTIVE_STATUSES, ExceptionRecord, Kind, Status
+    from exceptions_app.models import ACTIVE_STATUSES, ExceptionRecord, Kind, Severity, Status
 
     out[("exceptions_open", "")] = 0.0
     out[("drift_pairs", "")] = 0.0
     for kind in Kind.values:
         out[("exceptions_open", kind)] = 0.0
+    for severity in Severity.values:
+        out[("exceptions_open_severity", severity)] = 0.0
     for r in (ExceptionRecord.objects.filter(status__in=ACTIVE_STATUSES).order_by()
               .values("kind", "severity", "channel__key").annotate(n=Count("id"))):
         n = float(r["n"])
         out[("exceptions_open", "")] += n
         out[("exceptions_open", r["kind"])] = out.get(("exceptions_open", r["kind"]), 0.0) + n
+        out[("exceptions_open_severity", r["severity"])] = out.get(("exceptions_open_severity", r["severity"]), 0.0) + n
         ks = f"{r['kind']}:{r['severity']}"
         out[("exceptions_open", ks)] = out.get(("exceptions_open", ks), 0.0) + n
         if r["kind"] == Kind.STOCK_DRIFT:

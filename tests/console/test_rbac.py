@@ -122,6 +122,8 @@ POSTS = [
     ("/exceptions/bulk/", {"ids": "{rec}", "action": "acknowledge"}, {"ops", "admin"}),
     ("/rules/sku-mappings/{mapping}/delete/", {}, {"admin"}),
     ("/pushes/retry/", {"ids": "{push}"}, {"ops", "admin"}),
+    ("/pushes/retry-all/", {"query": ""}, {"ops", "admin"}),
+    ("/orders/retry-all/", {"query": ""}, {"ops", "admin"}),
     ("/orders/{order}/", {"action": "cancel", "reason": "test"}, {"ops", "cx", "admin"}),
     ("/rules/transforms/{transform}/", {"name": "strip2", "case": "keep"}, {"admin"}),
     ("/rules/shipping-methods/{ship}/", {"storefront_method": "std", "warehouse_method": "UPS"}, {"admin"}),

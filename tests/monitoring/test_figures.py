@@ -69,6 +69,9 @@ def test_exceptions_by_kind_severity_drift_and_hourly(w):
     assert v[("exceptions_opened_1h", "")] == 4
     assert v[("exceptions_resolved_1h", "")] == 1
     assert figures.flow_of("exceptions_open", "sku_mismatch:warning") == "catalogue"
+    # by severity whatever the kind (the shipped "Critical exceptions open" rule is over this)
+    assert v[("exceptions_open_severity", "warning")] == 2 and v[("exceptions_open_severity", "error")] == 2
+    assert v[("exceptions_open_severity", "critical")] == 0 and v[("exceptions_open_severity", "info")] == 0
 
 
 def test_connection_failing(w):
