@@ -256,6 +256,8 @@ HUB = {
     "DISPATCH_NOTIFY_MINUTES": int(os.environ.get("HUB_DISPATCH_NOTIFY_MINUTES", "60")),
     # currency of Item.unit_cost (finance reports value stock at cost in it)
     "COST_CURRENCY": os.environ.get("HUB_COST_CURRENCY", "GBP"),
+    # links in e-mails (finance report subscriptions): the console's public address, e.g. https://hub.example.com
+    "PUBLIC_URL": os.environ.get("HUB_PUBLIC_URL", ""),
     # Minutes after the warehouse acknowledged an order by which it should have dispatched it; older
     # acknowledged orders are looked up in the warehouse (a lost dispatch confirmation) or flagged.
     "DISPATCH_DUE_MINUTES": int(os.environ.get("HUB_DISPATCH_DUE_MINUTES", str(24 * 60))),

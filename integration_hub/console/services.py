@@ -250,6 +250,18 @@ def after_channel_rule_saved(obj, before=None) -> str:
     return f"{n} stock push(es) queued for {obj.channel}"
 
 
+def after_rule_deleted(obj) -> None:
+    """Pushes for what a deleted mapping / channel rule fed (the row itself is gone; console and API)."""
+    from exceptions_app import triage
+    from integration_hub.catalog.models import SkuMapping
+    from integration_hub.inventory.models import ChannelStockRule
+
+    if isinstance(obj, SkuMapping):
+        triage.requeue_stock({obj.item_id}, [obj.channel_id] if obj.channel_id else None, reason="sku mapping deleted")
+    elif isinstance(obj, ChannelStockRule):
+        after_channel_rule_saved(obj)
+
+
 def run_periodic_task_now(task) -> str:
     """Queue a django-celery-beat job's task immediately; returns the Celery task id."""
     import json

@@ -12,6 +12,8 @@ urlpatterns = [
     path("rules/<slug:slug>/new/", views.RuleEditView.as_view(), name="rule_new"),
     path("rules/<slug:slug>/<int:pk>/", views.RuleEditView.as_view(), name="rule_edit"),
     path("rules/<slug:slug>/<int:pk>/delete/", views.RuleDeleteView.as_view(), name="rule_delete"),
+    path("activity/", views.ActivityView.as_view(), name="activity"),
+    path("activity/<int:pk>/revert/", views.RevertView.as_view(), name="revert"),
     path("orders/", views.OrderListView.as_view(), name="order_list"),
     path("orders/retry-all/", views.OrderRetryAllView.as_view(), name="order_retry_all"),
     path("orders/<int:pk>/", views.OrderDetailView.as_view(), name="order_detail"),
@@ -22,4 +24,6 @@ urlpatterns = [
     path("schedules/", views.ScheduleListView.as_view(), name="schedule_list"),
     path("schedules/<int:pk>/", views.ScheduleEditView.as_view(), name="schedule_edit"),
     path("schedules/<int:pk>/run/", views.ScheduleRunView.as_view(), name="schedule_run"),
+    path("schedules/bulk/", views.ScheduleBulkView.as_view(), name="schedule_bulk"),
+    path("schedules/runs/<int:pk>/", views.ScheduleRunDetailView.as_view(), name="schedule_run_detail"),
 ]

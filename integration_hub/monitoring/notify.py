@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage
 
 from connectors import egress
 from integration_hub.core import webhooks
@@ -47,6 +47,20 @@ class Message:
     severity: str = ""
     payload: dict | None = None  # the machine-readable form (generic webhook body)
     delivery_id: int | None = None
+    attachments: list | None = None  # e-mail: (filename, bytes, mimetype)
+
+
+def send_email(recipients: list[str], msg: Message) -> None:
+    """One e-mail through Django's mail backend (SMTP from the environment, settings ``EMAIL_*``)."""
+    if not recipients:
+        raise SendError("no recipients configured")
+    try:
+        email = EmailMessage(f"[Integration Hub] {msg.title}", msg.text, settings.DEFAULT_FROM_EMAIL, recipients)
+        for name, content, mimetype in msg.attachments or []:
+            email.attach(name, content, mimetype)
+        email.send(fail_silently=False)
+    except Exception as exc:  # SMTP errors, refused connection: retried by the outbox
+        raise SendError(f"{type(exc).__name__}: {exc}"[:500]) from exc
 
 
 def origin(url: str) -> str:
@@ -92,13 +106,7 @@ def post_json(url: str, body: bytes, headers: dict | None = None) -> int:
 def send(channel: NotificationChannel, msg: Message) -> None:
     kind = channel.kind
     if kind == NotificationChannel.Kind.EMAIL:
-        recipients = channel.email_recipients()
-        if not recipients:
-            raise SendError("no recipients configured")
-        try:
-            send_mail(f"[Integration Hub] {msg.title}", msg.text, settings.DEFAULT_FROM_EMAIL, recipients)
-        except Exception as exc:  # SMTP errors, refused connection: retried by the outbox
-            raise SendError(f"{type(exc).__name__}: {exc}"[:500]) from exc
+        send_email(channel.email_recipients(), msg)
         return
     if kind == NotificationChannel.Kind.SLACK:
         body = {"text": f"*{msg.title}*\n{msg.text}"}
