@@ -245,3 +245,61 @@ def peak_rss_mb(pid: int | None = None) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def spawn(engine: str, bench: str, tmp: str, cmd: list[str], log_name: str, extra_env: dict | None = None) -> subprocess.Popen:
+    """A real hub process (web, Celery worker, bench worker) on ``engine``'s database, broker and limiter;
+    its output goes to ``tmp/<log_name>.log``."""
+    env = {**os.environ, **env_for(engine, bench, tmp), **(extra_env or {})}
+    for var in ("HUB_BENCH_SUMMARY",):
+        env.pop(var, None)
+    log = open(Path(tmp) / f"{log_name}.log", "wb")
+    return subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def celery_worker(engine: str, bench: str, tmp: str, name: str, concurrency: int = 2, queues: str = "default,stock",
+                  extra_env: dict | None = None) -> subprocess.Popen:
+    return spawn(engine, bench, tmp, [sys.executable, "-m", "celery", "-A", "integration_hub", "worker", "-Q", queues,
+                                      "-n", f"{name}@%h", "-c", str(concurrency), "-l", "WARNING",
+                                      "--without-gossip", "--without-mingle", "--without-heartbeat"], name, extra_env)
+
+
+def stop(procs) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def wait_http(url: str, seconds: float = 60) -> bool:
+    import requests
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=2)
+            return True
+        except requests.RequestException:
+            time.sleep(0.3)
+    return False
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    k = min(len(v) - 1, max(0, int(round(p / 100 * (len(v) - 1)))))
+    return v[k]
