@@ -7,16 +7,13 @@
   configured request rate, measured at N and extrapolated to 1,000,000 rows at the same rate (marked).
 
 ``python bench/ct_import_resync.py`` (N = 4,000 by default; ``--rows`` to change, ``--rate`` requests/s per
-connection). Runs on its own: a throwaway SQLite database, its own sandbox server on a free port. Prints numbers,
+connection). Runs on its own: on every reachable engine side by side (bench/_engines.py), its own sandbox server on a free port. Prints numbers,
 asserts nothing.
 """
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,27 +21,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def setup_django(tmp: str) -> None:
-    os.environ["HUB_VAR_DIR"] = tmp
-    os.environ["DJANGO_SETTINGS_MODULE"] = "integration_hub.settings"
-    for var in ("DATABASE_URL", "REDIS_URL", "HUB_DB_NAME_OVERRIDE"):
-        os.environ.pop(var, None)
-    os.environ["CELERY_BROKER_URL"] = f"sqla+sqlite:///{tmp}/bench-broker.sqlite3"
-    os.environ.setdefault("HUB_LOG_LEVEL", "WARNING")
-    import django
+import _engines  # noqa: E402  (bench/_engines.py: one child process per engine)
 
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+BENCH = "ct_import_resync"
 
 
-def fmt_s(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    if seconds >= 60:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds:.2f} s"
+fmt_s = _engines.fmt_s
 
 
 def run(server, rows: int, rate: float, use_import: bool) -> tuple[int, float, int]:
@@ -80,33 +62,42 @@ def run(server, rows: int, rate: float, use_import: bool) -> tuple[int, float, i
     return emu.stats.requests - before, time.monotonic() - start, ok
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=4000)
-    ap.add_argument("--rate", type=float, default=200.0, help="requests/s allowed per connection (the client's limiter)")
-    args = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="ct-import-bench-")
-    try:
-        setup_django(tmp)
-        from connectors.sandbox import make_server
+def child(args, engine: str, tmp: str) -> dict:
+    from connectors.sandbox import make_server
 
-        server = make_server(port=0)
-        server.start_in_thread()
-        out = {}
-        for use_import in (False, True):
-            out[use_import] = run(server, args.rows, args.rate, use_import)
-        server.shutdown()
-        print(f"first sync of {args.rows:,} SKU×channel rows at {args.rate:.0f} req/s")
-        print(f"{'path':<12}{'requests':>10}{'req/row':>10}{'confirmed':>11}{'time':>10}{'1M rows*':>10}")
-        for use_import, (reqs, secs, ok) in out.items():
-            label = "import API" if use_import else "per entry"
-            print(f"{label:<12}{reqs:>10,}{reqs / args.rows:>10.3f}{ok:>11,}{fmt_s(secs):>10}{fmt_s(secs * 1_000_000 / args.rows):>10}")
-        print(f"request ratio: {out[False][0] / max(1, out[True][0]):.1f}x fewer with the Import API")
-        print("* extrapolated linearly from the measured run at the same request rate (the sandbox applies imports at "
-              "once; real ct processes them asynchronously, which adds latency, not requests)")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    server = make_server(port=0)
+    server.start_in_thread()
+    out = {}
+    for use_import in (False, True):
+        out["import" if use_import else "sync"] = run(server, args.rows, args.rate, use_import)
+    server.shutdown()
+    return out
+
+
+def report(results: dict, skipped: dict, args) -> None:
+    rows: list[tuple[str, dict]] = [(f"first sync of {args.rows:,} SKU×channel rows at {args.rate:.0f} req/s", {})]
+    for key, label in (("sync", "per entry"), ("import", "import API")):
+        rows.append((label, {}))
+        rows.append(("    requests (per row)", {e: f"{r[key][0]:,} ({r[key][0] / args.rows:.3f})" for e, r in results.items()}))
+        rows.append(("    confirmed / time", {e: f"{r[key][2]:,} / {fmt_s(r[key][1])}" for e, r in results.items()}))
+        rows.append(("    1M rows (extrapolated)*", {e: fmt_s(r[key][1] * 1_000_000 / args.rows) for e, r in results.items()}))
+    rows.append(("request ratio", {e: f"{r['sync'][0] / max(1, r['import'][0]):.1f}× fewer with the Import API" for e, r in results.items()}))
+    _engines.print_table("ct_import_resync", rows, list(results), skipped,
+                         ["* extrapolated linearly from the measured run at the same request rate (the sandbox applies imports at "
+                          "once; real ct processes them asynchronously, which adds latency, not requests)"])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="2,000 rows unless --rows says otherwise")
+    ap.add_argument("--rows", type=int, default=0, help="rows (default 4,000; 2,000 with --quick)")
+    ap.add_argument("--rate", type=float, default=200.0, help="requests/s allowed per connection (the client's limiter)")
+    _engines.add_engine_args(ap)
+    argv = sys.argv[1:] if argv is None else argv
+    args = ap.parse_args(argv)
+    args.rows = args.rows or (2000 if args.quick else 4000)
+    return _engines.run(BENCH, __file__, argv, args, child, lambda res, sk: report(res, sk, args))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
