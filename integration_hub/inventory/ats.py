@@ -24,8 +24,7 @@ PostgreSQL. Table names come from the models' ``_meta`` so renames stay in one p
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from django.db import connection
 from django.db.models import Sum
@@ -38,8 +37,9 @@ from .models import ChannelStockRule, InventoryState, Reservation, StockLevel, S
 PAIR_CHUNK = 2000  # (channel, item) pairs per statement in pair mode: 4000 bind parameters
 
 
-@dataclass(frozen=True)
-class Ats:
+class Ats(NamedTuple):
+    """One (channel, item)'s figure. A named tuple, not a dataclass: a whole-catalogue recompute builds a million of
+    these, and a frozen dataclass's ``__init__`` cost several times the query's own fetch (issue 19)."""
     channel_id: int
     item_id: int
     storefront_sku: str
@@ -263,7 +263,10 @@ def _run(pairs: list[tuple[int, int]] | None, channel_ids: list[int] | None) -> 
     sql = _sql(len(pairs) if pairs else None, len(channel_ids) if channel_ids else None)
     with connection.cursor() as cur:
         cur.execute(sql, _params(pairs, channel_ids))
-        return [Ats(int(c), int(i), s, int(q)) for c, i, s, q in cur.fetchall()]
+        rows = cur.fetchall()
+    if rows and not all(type(v) is int for v in (rows[0][0], rows[0][1], rows[0][3])):  # drivers return ints for these
+        return [Ats(int(c), int(i), s, int(q)) for c, i, s, q in rows]
+    return list(map(Ats._make, rows))
 
 
 def compute(channel_ids: Iterable[int] | None = None) -> list[Ats]:
