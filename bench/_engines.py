@@ -6,7 +6,7 @@ A bench's ``main`` calls :func:`run` with its own path, arguments and a ``child`
 * ``sqlite``:   the embedded size — a throwaway SQLite file and SQLAlchemy/SQLite broker under a temp dir,
   the host's file rate-limit bucket (what ``./hub up`` runs without services);
 * ``postgresql``: PostgreSQL at 127.0.0.1:5432 (trust auth, user ``postgres``) in a throwaway database
-  ``bench_hub_pg_<bench>``, dropped and re-created per run, with Redis at 127.0.0.1:6379 as broker (DB 15)
+  ``bench_hub_pg_<bench>_<run>``, created per run and dropped after it, with Redis at 127.0.0.1:6379 as broker (DB 15)
   and shared rate limiter / cache (DB 14) — both DBs flushed first (they are reserved for benches);
 
 — because Django binds one database per process. Each child sets its engine up (:func:`setup`), runs the
@@ -59,7 +59,9 @@ def reachable() -> tuple[list[str], dict[str, str]]:
 
 
 def pg_db_name(bench: str) -> str:
-    return f"bench_hub_pg_{bench}"
+    """``bench_hub_pg_<bench>_<run>``: the parent's pid names the run, so two runs of a bench never drop each other's
+    database (they still share Redis DBs 14/15, which each run flushes: run one bench at a time for clean figures)."""
+    return f"bench_hub_pg_{bench}_{os.environ.get('HUB_BENCH_RUN', '0')}"
 
 
 def pg_url(bench: str) -> str:
@@ -160,6 +162,7 @@ def run(bench: str, script: str, argv: list[str], args, child, report) -> int:
                 connections.close_all()
                 drop(args.engine, bench)
         return 0
+    os.environ.setdefault("HUB_BENCH_RUN", str(os.getpid()))  # children and their workers inherit it
     engines, skipped = reachable()
     if args.engine:
         engines = [args.engine]
