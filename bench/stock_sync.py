@@ -9,8 +9,11 @@
 (c) coalescing: 100k raw master changes (webhook-sized batches through ``apply_stock_changes``) →
     outbox rows → storefront pushes actually sent to the commercetools sandbox over HTTP.
 
-Runs on its own: a throwaway SQLite database and broker under a temp dir, its own sandbox server on a
-free port. ``python bench/stock_sync.py`` (about 3–4 minutes on 2 cores) or ``--quick`` (under a minute).
+(a2) the engine's floor (issue 19, item 2): one plain ``INSERT … SELECT`` writing a result of the same size, next
+    to the hub's statement written the same way and ``ats.compute`` (``--ats-only``: just (a) and (a2)).
+
+Runs on every reachable engine side by side (bench/_engines.py: a throwaway SQLite database, and PostgreSQL +
+Redis when they run here), its own sandbox server on a free port. ``python bench/stock_sync.py`` or ``--quick``.
 Benchmarks are never tests: this prints numbers, it asserts nothing.
 """
 from __future__ import annotations
