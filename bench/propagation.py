@@ -167,7 +167,7 @@ def ideal(sent: list[tuple], limit: float) -> list[float]:
         while pending:
             sku, times = next(iter(pending.items()))
             t_push = max(t_next, times[0])
-            if t_push > until:
+            if t_push >= until:  # changes arriving at that instant (one webhook's batch) ride on the same push
                 return
             pending.popitem(last=False)
             out.extend(t_push - t for t in times)
