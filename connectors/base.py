@@ -182,6 +182,10 @@ class Acknowledgement:
     warehouse_ref: str  # the warehouse's id for the order
     duplicate: bool = False  # the warehouse already had it (idempotent replay)
     received_at: datetime | None = None  # when the warehouse took the order, on its own clock (when it says)
+    # where the master allocated the order: master SKU → the master's location id (Location.external_id) of
+    # that line's allocation, for masters that say (WAIR's allocations, Clarus's goods-out warehouse); empty
+    # when unknown. The hub releases each line's hold on a moved figure at that location (issue 20, item 5).
+    allocations: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

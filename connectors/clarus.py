@@ -28,7 +28,11 @@ What the connector does with it:
   ``code`` or creates it, and the hub stores the returned ids (``catalog.WarehouseProduct``); orders carry them
   (``WarehouseOrderLine.warehouse_product_id``). An order line whose product has no stored id yet is resolved
   the same way at send time, so an order never waits for the nightly sync.
-- Orders: a goods out per hub order, ``reference`` = the hub's order ref. The documents do not say Clarus refuses a
+- Orders: a goods out per hub order, ``reference`` = the hub's order ref (Clarus takes at most 50 characters: a
+  longer ref is shortened stably, :func:`wire_reference`, the full ref in ``external_system_reference1``), the
+  required ``expected_date_of_dispatch`` = the order's placed time + option ``dispatch_lead_hours`` (default 0: as
+  soon as possible), numeric ``account_id`` / ``warehouse_id`` options sent as integers (the documents type them
+  integer). The documents do not say Clarus refuses a
   repeated reference, so :meth:`send_order` **looks the reference up first** (GraphQL ``goods_outs``) and
   acknowledges the existing one as a duplicate; the POST is never retried blindly (a lost answer is followed
   by another look-up). Only picked lines are sent (a bundle's own line is paperwork; its components carry its
@@ -36,6 +40,8 @@ What the connector does with it:
   header ``string1`` = warehouse service code, ``string2`` = carrier, ``string3`` = gift message, ``string4`` =
   channel, ``external_system_reference1`` = order ref, ``external_system_reference2`` = order number;
   ``delivery_notes`` is Clarus's own.
+- Allocation: a goods out is allocated at its warehouse; the acknowledgement names it for every picked line
+  (``Acknowledgement.allocations``), so the hub releases the order's holds on a moved figure there.
 - Dispatch: the "sales order completed (dispatched)" event is the confirmation (:meth:`parse_dispatch_webhook`);
   the poll fallback (:meth:`dispatches_since`) reads COMPLETED goods outs and their lines through GraphQL.
 - Stock: hub location = the Clarus warehouse id (``Location.external_id``); ``stock_balances.available`` →
@@ -51,14 +57,15 @@ GraphQL paging (none is used), and the webhook events' automation ids (per tenan
 
 Connection: ``base_url`` = ``https://clarus-api.com`` (sandbox ``http://127.0.0.1:8765/clarus``); ``auth_url`` =
 token root when not the same; ``client_id`` / secret = OAuth client credentials. options: ``subdomain``
-(required), ``account_id`` (stock owner), ``warehouse_id`` (where goods outs go), ``webhook_domain``,
+(required), ``account_id`` (stock owner), ``warehouse_id`` (where goods outs go), ``dispatch_lead_hours``, ``webhook_domain``,
 ``webhook_api_domain``, ``webhook_automation_ids`` (list), ``webhook_integration_id`` (optional).
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from . import errors
@@ -73,7 +80,7 @@ SHAPE = {
     "graphql": "/graphql",
     "states": {"available": "available", "quarantine": "inspection", "qc_hold": "inspection", "on_hold": "inspection",
                "hold": "inspection", "damaged": "damaged", "in_transit": "in_transit"},
-    "completed": "COMPLETED", "cancelled": "CANCELLED",
+    "completed": "COMPLETED", "cancelled": "CANCELLED", "reference_max": 50,
     "header_slots": {"shipping_method": "string1", "carrier": "string2", "gift_message": "string3", "channel": "string4"},
     "line_bundle_slot": "string1",
     "webhook_headers": {"domain": "X-ClarusWMS-Domain", "api_domain": "X-ClarusWMS-API-Domain", "subdomain": "X-ClarusWMS-Subdomain",
@@ -117,6 +124,39 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def wire_reference(order_ref: str) -> str:
+    """The goods out ``reference`` for a hub order ref: the ref itself when it fits Clarus's 50 characters (Goods Out
+    core resource: "reference … Maximum string length: 50"), else its first 33 characters, ``~`` and 16 hex of its
+    SHA-1 — stable, so the look-up finds it again; the full ref travels in ``external_system_reference1``."""
+    most = SHAPE["reference_max"]
+    if len(order_ref) <= most:
+        return order_ref
+    return f"{order_ref[:most - 17]}~{hashlib.sha1(order_ref.encode()).hexdigest()[:16]}"
+
+
+def order_ref_of(attrs: dict) -> Any:
+    """The hub order ref a goods out record stands for: ``external_system_reference1`` when ``reference`` is its
+    shortened form, else ``reference``."""
+    ref, full = attrs.get("reference"), attrs.get("external_system_reference1")
+    if isinstance(ref, str) and isinstance(full, str) and full != ref and wire_reference(full) == ref:
+        return full
+    return ref
+
+
+def _int_id(value: str):
+    """Clarus ids are integers in its documents (``account_id: 1``); a numeric option goes as a number."""
+    return int(value) if isinstance(value, str) and value.isdigit() else value
+
+
+def webhook_identification_configured(options) -> bool:
+    """Whether a connection's options name everything :meth:`ClarusConnector.verify_webhook` compares (domain,
+    API domain, subdomain, at least one automation id). Clarus signs nothing, so this — not a webhook secret —
+    decides whether its webhooks can be accepted at all (the dashboard warns when not)."""
+    o = options if isinstance(options, dict) else {}
+    return bool(o.get("webhook_automation_ids") and o.get("webhook_domain") and o.get("webhook_api_domain")
+                and o.get("subdomain"))
+
+
 class ClarusConnector(Connector, Warehouse, InventoryMaster):
     system_type = "clarus"
     api_document = DOCUMENT
@@ -129,6 +169,7 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
             raise errors.PermanentError("Clarus needs options.subdomain (sent as X-Clarus-Subdomain)", system="clarus")
         self.account_id = str(opts.get("account_id") or "")
         self.warehouse_id = str(opts.get("warehouse_id") or "")
+        self.dispatch_lead = timedelta(hours=float(opts.get("dispatch_lead_hours") or 0))
         self._product_ids: dict[str, str] = {}
         super().__init__(connection, client)
 
@@ -210,8 +251,8 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
     def find_goods_out(self, reference: str) -> dict | None:
         """The live (not cancelled) goods out with this reference, if Clarus has one."""
         nodes = self._gql("goods_outs", "GoodsOutsFilterType",
-                          "id reference actual_date_of_dispatch goods_out_status { code } warehouse { id } parcels",
-                          self._owner({"reference": {"eq": reference}}))
+                          "id reference external_system_reference1 actual_date_of_dispatch goods_out_status { code } "
+                          "warehouse { id } parcels", self._owner({"reference": {"eq": wire_reference(reference)}}))
         live = [n for n in nodes if str((n.get("goods_out_status") or {}).get("code") or "") != SHAPE["cancelled"]]
         return live[0] if live else None
 
@@ -228,8 +269,11 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
             if parent is not None:
                 attrs[SHAPE["line_bundle_slot"]] = parent.sku
             changes.append({"type": "ADD", "attributes": attrs})
-        attributes = {"goods_out_type": "sales_order", "account_id": self.account_id, "warehouse_id": self.warehouse_id,
-                      "reference": order.order_ref, "external_system_reference1": order.order_ref,
+        due = (order.placed_at or _now()) + self.dispatch_lead
+        attributes = {"goods_out_type": "sales_order", "account_id": _int_id(self.account_id),
+                      "warehouse_id": _int_id(self.warehouse_id), "reference": wire_reference(order.order_ref),
+                      "expected_date_of_dispatch": due.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                      "external_system_reference1": order.order_ref,
                       "external_system_reference2": order.order_number, "delivery_notes": order.delivery_notes,
                       slots["shipping_method"]: order.shipping_method, slots["carrier"]: order.carrier,
                       slots["gift_message"]: order.gift_message, slots["channel"]: order.channel, "lines_changes": changes}
@@ -237,29 +281,42 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
                          "relationships": {"address": {"data": {"type": "addresses", "attributes": _addr(order.shipping_address)}}}}}
 
     def send_order(self, order: WarehouseOrder) -> Acknowledgement:
+        picked = [ln for ln in order.lines if ln.pickable]
+
+        def where(node: dict) -> dict[str, str]:
+            # a goods out is allocated at its own warehouse (stock_balances.available already excludes it there)
+            wh = str((node.get("warehouse") or {}).get("id") or node.get("warehouse_id") or
+                     (node.get("attributes") or {}).get("warehouse_id") or "")
+            return {ln.sku: wh for ln in picked} if wh else {}
+
         existing = self.find_goods_out(order.order_ref)
         if existing is not None:
-            return Acknowledgement(order.order_ref, str(existing["id"]), duplicate=True)
-        picked = [ln for ln in order.lines if ln.pickable]
+            return Acknowledgement(order.order_ref, str(existing["id"]), duplicate=True, allocations=where(existing))
         if not picked:
             raise errors.BadDataError(f"order {order.order_ref} has no line Clarus can pick", system="clarus")
         body = self.goods_out_body(order, self._resolve(order, picked))
+        # Clarus's answer carries no time it took the goods out; the earliest it could have allocated is when it was
+        # sent (the hub's clock, as the stock figures' read times are), so a figure read while the answer was on its
+        # way still counts as carrying the order (issue 20: the allocation figure may arrive before the acknowledgement)
+        sent_at = _now()
         try:
             resp = self.client.post(SHAPE["goods_outs"], json=body, ok=(200, 201), retries=0)
         except errors.RetryableError:
             found = self.find_goods_out(order.order_ref)  # created before the answer was lost?
             if found is not None:
-                return Acknowledgement(order.order_ref, str(found["id"]), duplicate=True)
+                return Acknowledgement(order.order_ref, str(found["id"]), duplicate=True, allocations=where(found))
             raise
         except errors.BadDataError as exc:
             detail = "; ".join(str(e.get("detail") or e.get("title")) for e in (exc.body or {}).get("errors") or []
                                if isinstance(e, dict)) if isinstance(exc.body, dict) else str(exc)
             raise errors.BadDataError(f"Clarus rejected goods out {order.order_ref}: {detail or exc}", status=exc.status,
                                       body=exc.body, system="clarus") from exc
-        gid = ((resp.json() or {}).get("data") or {}).get("id")
+        data = (resp.json() or {}).get("data") or {}
+        gid = data.get("id")
         if not gid:
             raise errors.RetryableError(f"Clarus answered {resp.status_code} without a goods out id", system="clarus")
-        return Acknowledgement(order.order_ref, str(gid), duplicate=False, received_at=_now())
+        return Acknowledgement(order.order_ref, str(gid), duplicate=False, received_at=sent_at,
+                               allocations=where(data) or where({"warehouse_id": self.warehouse_id}))
 
     def order_status(self, order_ref: str) -> str | None:
         found = self.find_goods_out(order_ref)
@@ -293,7 +350,7 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
         if not isinstance(rec, dict):
             raise _RowError("", "goods out record is not an object")
         a = rec.get("attributes") if isinstance(rec.get("attributes"), dict) else rec
-        ref = a.get("reference")
+        ref = order_ref_of(a)
         if not isinstance(ref, str) or not ref:
             raise _RowError("reference", "reference is missing")
         try:
@@ -327,8 +384,8 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
 
     def _completed(self, flt: dict) -> list[dict]:
         nodes = self._gql("goods_outs", "GoodsOutsFilterType",
-                          "id reference actual_date_of_dispatch goods_out_status { code } warehouse { id } parcels",
-                          self._owner({**flt, "goods_out_status_code": {"eq": SHAPE["completed"]}}))
+                          "id reference external_system_reference1 actual_date_of_dispatch goods_out_status { code } "
+                          "warehouse { id } parcels", self._owner({**flt, "goods_out_status_code": {"eq": SHAPE["completed"]}}))
         if not nodes:
             return []
         lines: dict[str, list] = {}
@@ -347,7 +404,8 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
     def dispatches_for(self, order_ref: str) -> list[Dispatch]:
         if self.find_goods_out(order_ref) is None:
             raise errors.NotFoundError(f"Clarus has no goods out {order_ref}", status=404, system="clarus")
-        return list(parse_rows(self._completed({"reference": {"eq": order_ref}}), self.dispatch_from_record, ("id", "reference")))
+        return list(parse_rows(self._completed({"reference": {"eq": wire_reference(order_ref)}}), self.dispatch_from_record,
+                               ("id", "reference")))
 
     # --- stock ----------------------------------------------------------------------------------------------
     def _stock(self, codes: list[str] | None, zero_fill: bool) -> list[StockChange]:

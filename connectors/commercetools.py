@@ -45,6 +45,10 @@ Modelled on the published HTTP API (see :mod:`connectors.sandbox.commercetools` 
   The one absolute write is the first on an entry that has no marker (it may drop a decrement of an order not
   captured at that moment; ct refuses orders for SKUs without an entry, so entries the hub creates start right).
   ``options["orders_decrement_stock"] = false`` (orders with InventoryMode None) makes every write absolute.
+
+  Full loads (first sync / full resync) go through :meth:`push_full`: the Import API for pairs the hub never
+  confirmed (20 per request, no read; asynchronous outcomes, :mod:`.commercetools_import`), this versioned path
+  for the rest. ``set_stock`` (the hot deltas) never imports.
 - orders: polled with ``where=lastModifiedAt > T or (lastModifiedAt = T and id > I)``, ``sort=lastModifiedAt
   asc, id asc``; the cursor is ``"<lastModifiedAt>|<id>"`` (``options["orders_start"]``, an ISO instant, bounds
   the very first poll; ``options["orders_poll_lag_seconds"]`` keeps the newest seconds for the next poll so
@@ -71,6 +75,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections import OrderedDict, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -88,6 +93,7 @@ from .parsing import ParsedBatch, RejectedRow
 log = logging.getLogger(__name__)
 
 CHUNK = 100  # SKUs per inventory query (keeps the URL well under ct's limits)
+CATALOGUE_TTL = 600.0  # seconds a full load's catalogue check is reused (rounds of one load, its other channels)
 PAGE_LIMIT = 500  # ct's maximum page size
 LEDGER_TYPE_KEY = "integration-hub-inventory"  # custom Type holding the ledger marker on inventory entries
 LEDGER_FIELD = "hubLedger"  # the ledger figure the hub last brought the entry to
@@ -98,7 +104,7 @@ API_HOST_RX = re.compile(r"^(?P<scheme>https?)://api\.(?P<region>[a-z0-9.-]+)\.c
 # lookups (manage_products), orders read + shipped update + shipping-method lookups (manage_orders), discount
 # code lookups, the order Subscription, the ledger's custom Type, ping (GET /{projectKey})
 LEAST_SCOPES = ("manage_products", "manage_orders", "view_discount_codes", "manage_subscriptions", "manage_types",
-                "view_project_settings")
+                "view_project_settings", "manage_import_containers")  # the last: full loads (Import API)
 CONFLICT_RETRIES = 8  # hot SKUs in a sale: every TrackOnly order bumps the entry's version
 HUB_DELIVERY_PREFIX = "hub-"  # deliveryKey of deliveries the hub adds; any other delivery was made storefront-side
 STREET_NUMBER_FIRST = {"GB", "IE", "US", "CA", "AU", "NZ", "FR", "ZA"}
@@ -168,10 +174,11 @@ class CommercetoolsConnector(Connector, Storefront):
         self.ledger_field = options.get("ledger_field") or LEDGER_FIELD
         self.on_stock_field = options.get("ledger_on_stock_field") or ON_STOCK_FIELD
         self._ledger_type_ready = False
-        # the Import API for bulk first syncs / full resyncs (connectors.commercetools_import): off unless asked for
-        self.import_api = bool(options.get("import_api", False))
-        self.import_min = max(1, int(options.get("import_min", 20)))  # fewer absolute writes than this go one by one
+        # the Import API for full loads (push_full, connectors.commercetools_import): on unless switched off
+        self.import_api = bool(options.get("import_api", True))
+        self.import_min = max(1, int(options.get("import_min", 20)))  # smaller full loads go through set_stock
         self._importer = None
+        self._catalogue: dict = {"since": float("-inf")}  # full loads' catalogue check (_catalogue_members)
         self._lock = threading.Lock()
         self._channel_id_by_key: dict[str, str] = {}
         self._channel_key_by_id: dict[str, str] = {}
@@ -205,8 +212,8 @@ class CommercetoolsConnector(Connector, Storefront):
         options = connection.options or {}
         root = cls.token_root(connection)
         scope = options.get("scopes") or cls.default_scopes(options.get("project_key", ""))
-        if not options.get("scopes") and options.get("import_api"):
-            scope += f" manage_import_containers:{options.get('project_key', '')}"
+        if not options.get("scopes") and options.get("import_api", True) is False:  # no full loads through the Import API
+            scope = " ".join(s for s in scope.split() if not s.startswith("manage_import_containers:"))
         if isinstance(scope, (list, tuple)):
             scope = " ".join(scope)
         return OAuthClientCredentials(token_url=f"{root}/oauth/token", client_id=connection.client_id,
@@ -493,7 +500,7 @@ class CommercetoolsConnector(Connector, Storefront):
                             known = self._skus_in_catalogue(missing) if missing and self.require_product else set(missing)
                         except errors.ConnectorError as exc:
                             state["abort"] = exc
-                    writes, imports = [], []
+                    writes = []
                     for t in chunk:
                         if state["abort"] is not None:
                             fail(t, state["abort"])
@@ -502,25 +509,8 @@ class CommercetoolsConnector(Connector, Storefront):
                                                          f"{self.project_key}", system=self.system_type))
                         elif t.sku in entries and not self.stock_actions(t, entries[t.sku]):
                             results[(t.sku, t.channel_ref)] = self._ok(t, entries[t.sku])  # already right: no write
-                        elif self.import_api and (t.sku not in entries or (
-                                self._ledger_of(t) is not None and self.marker(entries[t.sku]) is None)):
-                            imports.append(t)  # absolute anyway (new entry / first ledger write): the bulk path
                         else:
                             writes.append(t)
-                    if imports and len(imports) < self.import_min:
-                        writes, imports = writes + imports, []
-                    if imports and state["abort"] is None:
-                        try:
-                            for t, res in zip(imports, self.importer.write(imports)):
-                                results[(t.sku, t.channel_ref)] = res
-                        except errors.ConnectorError as exc:
-                            for t in imports:
-                                fail(t, exc)
-                            if isinstance(exc, errors.RetryableError) or exc.status in (401, 403):
-                                state["abort"] = exc
-                    elif imports:
-                        for t in imports:
-                            fail(t, state["abort"])
                     if pool is not None and len(writes) > 1:
                         list(pool.map(lambda t: write(t, channel_id, entries.get(t.sku)), writes))
                     else:
@@ -530,6 +520,108 @@ class CommercetoolsConnector(Connector, Storefront):
             if pool is not None:
                 pool.shutdown(wait=True)
         return [results[(t.sku, t.channel_ref)] for t in latest.values()]
+
+    def push_full(self, targets: list[InventoryTarget]) -> list[InventoryResult]:
+        """A full load (first sync / full resync, :mod:`integration_hub.inventory.full_load`) through the Import API
+        (:mod:`.commercetools_import`), where the everyday deltas go through :meth:`set_stock`.
+
+        Which targets are imported. The Import API sets ``quantityOnStock`` absolutely, later and without a version,
+        so it may only take writes that are absolute anyway and have no storefront decrement to keep:
+
+        * pairs the hub has never confirmed an entry for (``known_ref`` empty: a first sync). They are imported
+          **without any read** — the import upserts by ``key`` (:meth:`entry_key`) — with the hub's ledger marker,
+          so every later write is the relative one. Such an entry either does not exist (ct takes no order for it,
+          nothing to lose) or was made outside the hub without a marker (the delta path's one absolute write too);
+        * every other pair — the hub confirmed an entry, which has a marker and may carry ct's own decrements of
+          orders the hub has not captured — goes through :meth:`set_stock`: one read per 100 SKUs, no write where
+          the entry is already right (a resync of a channel in step writes little), versioned relative writes
+          where not. A blind absolute import there would erase those decrements (issue 12, part 2).
+
+        Requests for a first sync of R rows over S distinct SKUs: ⌈R/20⌉ imports + the catalogue check
+        (``require_product``, :meth:`_catalogue_members`: at most 2 × min(⌈S/100⌉ variant queries, ⌈P/500⌉ pages of
+        the catalogue's P products) + 1 to count them) + 1 channel lookup + the outcome polls (one request each while
+        the load runs, a handful at the end). The delta path costs R writes + ⌈R/100⌉ reads + ⌈S/100⌉ catalogue
+        queries per channel: ≈ 20× more (1M rows over 2 channels, 500k products: ≈ 1,015,000 vs ≈ 52,000).
+
+        Accepted imports come back as ``errors.ImportPending`` results (their outcome is read later by the hub,
+        :meth:`import_snapshot`); refused ones as ``BadDataError``; unknown SKUs / channels as for :meth:`set_stock`.
+        Loads smaller than ``options["import_min"]`` (default 20), or ``options["import_api"]`` false: set_stock."""
+        latest: OrderedDict[tuple[str, str], InventoryTarget] = OrderedDict()
+        for t in targets:
+            latest.pop((t.sku, t.channel_ref), None)
+            latest[(t.sku, t.channel_ref)] = t
+        fresh = [t for t in latest.values() if not t.known_ref and t.known_version is None]
+        if not self.import_api or len(fresh) < self.import_min:
+            return self.set_stock(list(latest.values()))
+        results: dict[tuple[str, str], InventoryResult] = {}
+        ids = self.channel_ids({t.channel_ref for t in fresh})
+        known_skus = self._catalogue_members(sorted({t.sku for t in fresh if t.channel_ref in ids})) if self.require_product else None
+        imports = []
+        for t in fresh:
+            if t.channel_ref not in ids:
+                results[(t.sku, t.channel_ref)] = InventoryResult(t.sku, t.channel_ref, t.quantity, ok=False, error=errors.PermanentError(
+                    f"commercetools project {self.project_key} has no supply channel with key {t.channel_ref!r} "
+                    f"(check Channel.external_id)", system=self.system_type))
+            elif known_skus is not None and t.sku not in known_skus:
+                results[(t.sku, t.channel_ref)] = InventoryResult(t.sku, t.channel_ref, t.quantity, ok=False, error=errors.NotFoundError(
+                    f"SKU {t.sku!r} is not a product variant in commercetools project {self.project_key}", system=self.system_type))
+            else:
+                imports.append(t)
+        for t, res in zip(imports, self.importer.submit(imports)):
+            results[(t.sku, t.channel_ref)] = res
+        rest = [t for key, t in latest.items() if key not in results]
+        for t, res in zip(rest, self.set_stock(rest) if rest else []):
+            results[(t.sku, t.channel_ref)] = res
+        return [results[key] for key in latest]
+
+    def _catalogue_members(self, skus: list[str]) -> set[str]:
+        """Which of ``skus`` are product variants (staged included), for a full load sent in rounds
+        (``full_load.MAX_ROWS``), over one ``CATALOGUE_TTL`` window per connector:
+
+        * SKUs already found in the window cost nothing (the second channel of a load, the next rounds);
+        * the others are queried 100 at a time until those queries would add up to a scan of the whole catalogue
+          (⌈P/500⌉ pages; P counted once per window) — then the catalogue is scanned once and every SKU known
+          (rent-or-buy: never more than twice the cheaper of the two for the whole load, without knowing its size);
+        * after a scan, SKUs it did not see are still queried (a product created since)."""
+        now = time.monotonic()
+        cat = self._catalogue
+        if now - cat["since"] > CATALOGUE_TTL:
+            cat.update(since=now, known=set(), spent=0, products=None, scanned=False)
+        missing = sorted(set(skus) - cat["known"])
+        if missing and not cat["scanned"] and len(missing) > CHUNK:
+            if cat["products"] is None:
+                cat["products"] = int(self._query("product-projections", limit=1, total=True,
+                                                  extra={"staged": "true"}).get("total") or 0)
+            pages = -(-cat["products"] // PAGE_LIMIT)
+            if cat["spent"] + -(-len(missing) // CHUNK) >= pages:
+                found = set()
+                for p in self._query_all("product-projections", extra={"staged": "true"}):
+                    for v in [p.get("masterVariant") or {}] + list(p.get("variants") or []):
+                        if v.get("sku"):
+                            found.add(v["sku"])
+                cat["known"] |= found
+                cat["scanned"] = True
+                missing = sorted(set(missing) - found)
+        if missing:
+            found = self._skus_in_catalogue(missing)
+            cat["spent"] += -(-len(missing) // CHUNK)
+            cat["known"] |= found
+        return set(skus) & cat["known"]
+
+    def import_snapshot(self, since: datetime):
+        """The Import API's outcomes of targets submitted since ``since``
+        (:meth:`connectors.commercetools_import.InventoryImporter.snapshot`); ``.outcome(key, attempted_at)``."""
+        return self.importer.snapshot(since)
+
+    def import_key(self, sku: str, channel_ref: str) -> str:
+        """The key an imported target's operation is reported under (its entry key)."""
+        return self.entry_key(sku, channel_ref)
+
+    def import_failure(self, sku: str, channel_ref: str, op: dict) -> errors.BadDataError:
+        from .commercetools_import import failure_error
+
+        return failure_error(sku, channel_ref, op.get("state", "?"), op.get("errors") or op.get("unresolvedReferences"),
+                             self.system_type)
 
     def get_stock(self, skus: list[str], channel_ref: str) -> list[StorefrontStock]:
         channel_id = self.channel_ids([channel_ref]).get(channel_ref)

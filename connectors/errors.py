@@ -92,3 +92,12 @@ class ConfigurationError(PermanentError):
 def error_detail(exc: BaseException) -> str:
     """The admin-only detail of any exception ("" when it has none)."""
     return exc.detail if isinstance(exc, ConnectorError) else ""
+
+
+class ImportPending(RetryableError):
+    """A bulk import accepted the record and is still processing it: its outcome is read back later (commercetools
+    Import API operations, :mod:`connectors.commercetools_import`), not a failure. The push engine keeps the row in
+    the outbox, deferred by ``retry_after``; the outcome step (:mod:`integration_hub.inventory.import_outcomes`)
+    confirms it or records why it failed. Past the deferral the row is pushed again through the delta path."""
+
+    kind = "import_pending"

@@ -20,14 +20,21 @@ turned into the OCAPI shape (:func:`to_ocapi`) first.
 - export handshake: ``PUT …/orders/{orderNo}/export-status`` ``{"status": "exported" | "failed"}`` (204).
 - shipped: ``PATCH …/orders/{orderNo}`` with the ``c_`` tracking / carrier / marker attributes (OrderUpdateRequest
   takes only ``c_`` properties; 204), then ``PUT …/orders/{orderNo}/shipping-status`` ``{"status": "shipped"}``.
-- stock: OCI availability batch update, ``POST /inventory/availability/v1/organizations/{org}/availability-records/
-  actions/batch-update`` with ≤ 100 records ``{"actionRequestId", "locationIdentifier", "stockKeepingUnit",
-  "onHand", "effectiveDate"}`` (field names of the OCI "Availability Records, Batch Update" resource; Salesforce
-  recommends batchInventoryUpdate for deltas of ≤ 100 SKUs and the Impex file import for full loads — "Inventory
-  IMPEX Best Practices"). ``Channel.external_id`` is the OCI location id. ``actionRequestId`` is idempotent: a
-  record re-sent after a lost answer carries the same id and is not applied twice. ``effectiveDate`` is the hub's
-  snapshot instant (``InventoryTarget.as_of``): OCI keeps the newest, so a late, older figure never overwrites a
-  newer one. Partial success: failed records come back in ``errors``.
+- stock: OCI availability batch update (Salesforce's Inventory Availability RAML, ``inventory/availability`` v1 —
+  commerce-sdk ``testIntegration/stagingApis/inventory/inventory-availability``, ``batchInventoryUpdate``):
+  ``POST /inventory/availability/v1/organizations/{org}/availability-records/actions/batch-update`` with ≤ 100
+  ``BatchInventoryUpdateRequestRecord`` ``{"id", "location", "sku", "onHand", "effectiveDate"}``; 204 when every
+  record landed, 200 ``{"errors": [{"details": {"id", "sku", "locationId"}, "errorCode", "message"}]}`` for the ones
+  that did not (partial success), 400 problem ``{"type", "errorCode", "message"}`` for a request it refuses whole.
+  (The Salesforce-org Connect API resource ``/commerce/oci/availability-records/actions/batch-update`` names the same
+  fields ``actionRequestId`` / ``locationIdentifier`` / ``stockKeepingUnit``; that is not this API.) Salesforce
+  recommends batchInventoryUpdate for deltas of ≤ 100 SKUs and the Impex file import for full loads ("Inventory
+  IMPEX Best Practices"). ``Channel.external_id`` is the OCI location id. ``id`` is the idempotency key ("used in
+  combination with the SKU, so that future requests with the same combination have the same result"): a record
+  re-sent after a lost answer carries the same id and is not applied twice. ``effectiveDate`` is the hub's snapshot
+  instant (``InventoryTarget.as_of``): OCI keeps the newest, so a late, older figure never overwrites a newer one.
+  ``{org}`` on the OCI routes is the OCI tenant group id (the RAML: "Omnichannel Inventory uses the Tenant Group ID
+  in place of the Organization ID"): option ``oci_tenant_group_id``, default ``organization_id``.
 
   Which figure OCI gets: OCI computes available-to-fulfil itself — ATF = on hand − its own reservations (made when
   the site places an order, held until the order is fulfilled or the reservation released) − safety stock. The hub
@@ -37,7 +44,9 @@ turned into the OCAPI shape (:func:`to_ocapi`) first.
   meaning for the *other* channels selling from the same shelves (a commercetools channel sharing the DC still must
   not sell units an OCI order took). The push engine's figure includes every hub reservation, so the connector adds
   back the units the hub holds for this storefront's own orders (``InventoryTarget.held``, filled by the push engine;
-  0 when unknown). Drift reads OCI's ATF back through ``availability-records/actions/get-availability``.
+  0 when unknown). Drift reads OCI's ATF back through ``availability-records/actions/get-availability``
+  (``skuAvailabilityByLocationAndOrGroup``: ``{"skus", "locations"}``, SKUs × locations ≤ 100 →
+  ``{"locations": [{"id", "records": [{"sku", "atf", "ato", "onHand", "reserved", "safetyStockCount", …}]}]}``).
 
 - full loads (:meth:`SFCCScapiConnector.push_full`: a channel's first sync / full resync,
   :mod:`integration_hub.inventory.full_load`): the OCI Inventory Impex availability import, as Salesforce's Inventory
@@ -141,6 +150,7 @@ class SFCCScapiConnector(SFCCConnector):
     def __init__(self, connection, client=None):
         opts = connection.options or {}
         self.org = str(opts.get("organization_id") or "")
+        self.oci_tenant = str(opts.get("oci_tenant_group_id") or self.org)  # OCI's {organizationId}: the tenant group
         self.oci_batch = max(1, min(MAX_OCI_RECORDS, int(opts.get("oci_batch_size", MAX_OCI_RECORDS))))
         self.import_min = max(1, int(opts.get("oci_import_min_records", IMPORT_MIN_RECORDS)))
         self.oms_events = str(opts.get("oms_status_events", False)).lower() in ("true", "1", "yes")
@@ -266,18 +276,23 @@ class SFCCScapiConnector(SFCCConnector):
     def set_stock(self, targets: list[InventoryTarget]) -> list[InventoryResult]:
         latest = {(t.channel_ref, t.sku): t for t in targets}  # a repeated pair: the last target wins
         items = list(latest.values())
-        ids = {id(t): str(uuid.uuid4()) for t in items}  # one actionRequestId per record, kept across retries
+        ids = {id(t): str(uuid.uuid4()) for t in items}  # one idempotency id per record, kept across retries
         results: list[InventoryResult] = []
         for start in range(0, len(items), self.oci_batch):
             chunk = items[start:start + self.oci_batch]
-            records = [{"actionRequestId": ids[id(t)], "locationIdentifier": t.channel_ref, "stockKeepingUnit": t.sku,
+            records = [{"id": ids[id(t)], "location": t.channel_ref, "sku": t.sku,
                         "onHand": int(t.quantity) + int(t.held or 0), "effectiveDate": utc_iso(t.as_of)}
                        for t in chunk]
-            answer = self.client.post(OCI.format(org=self.org) + "/batch-update", json={"records": records},
-                                      retry_conflicts=True).json()
-            failed = {str(e.get("actionRequestId")): e for e in answer.get("errors") or [] if isinstance(e, dict)}
+            resp = self.client.post(OCI.format(org=self.oci_tenant) + "/batch-update", json={"records": records},
+                                    retry_conflicts=True, ok=(200, 204))
+            failed = {}
+            if resp.status_code == 200:  # partial success: the records that did not land
+                answer = resp.json()
+                for e in (answer.get("errors") if isinstance(answer, dict) else None) or []:
+                    d = e.get("details") if isinstance(e, dict) and isinstance(e.get("details"), dict) else {}
+                    failed[(str(d.get("id") or ""), str(d.get("sku") or ""))] = e
             for t, rec in zip(chunk, records):
-                err = failed.get(rec["actionRequestId"])
+                err = failed.get((rec["id"], rec["sku"]))
                 if err is None:
                     results.append(InventoryResult(t.sku, t.channel_ref, t.quantity, None, f"{t.channel_ref}/{t.sku}"))
                 else:
@@ -296,7 +311,7 @@ class SFCCScapiConnector(SFCCConnector):
         content = "".join(json.dumps({"recordId": rid, "sku": t.sku, "onHand": int(t.quantity) + int(t.held or 0),
                                       "effectiveDate": utc_iso(t.as_of), "locationId": t.channel_ref},
                                      separators=(",", ":")) + "\n" for rid, t in zip(ids, items)).encode()
-        base = IMPEX.format(org=self.org)
+        base = IMPEX.format(org=self.oci_tenant)
         started = self.client.post(base, json={"fileName": f"hub-full-load-{ids[0]}.ndjson", "fileFormat": "JSON",
                                                "fileHash": hashlib.sha256(content).hexdigest(), "fileHashType": "SHA-256",
                                                "linkDuration": 60}).json()
@@ -362,18 +377,21 @@ class SFCCScapiConnector(SFCCConnector):
         out = []
         skus = list(dict.fromkeys(skus))
         for start in range(0, len(skus), self.oci_batch):
-            body = self.client.post(OCI.format(org=self.org) + "/get-availability",
+            body = self.client.post(OCI.format(org=self.oci_tenant) + "/get-availability",
                                     json={"skus": skus[start:start + self.oci_batch], "locations": [channel_ref]}).json()
-            for rec in body.get("records") or []:
-                if rec.get("locationId") == channel_ref and rec.get("sku"):
-                    out.append(StorefrontStock(str(rec["sku"]), channel_ref, int(rec.get("atf") or 0), None,
-                                               f"{channel_ref}/{rec['sku']}"))
+            for loc in (body.get("locations") if isinstance(body, dict) else None) or []:
+                if not isinstance(loc, dict) or loc.get("id") != channel_ref:
+                    continue
+                for rec in loc.get("records") or []:
+                    if isinstance(rec, dict) and rec.get("sku"):
+                        out.append(StorefrontStock(str(rec["sku"]), channel_ref, int(rec.get("atf") or 0), None,
+                                                   f"{channel_ref}/{rec['sku']}"))
         return out
 
 
 def _oci_error(err: dict, t: InventoryTarget) -> errors.ConnectorError:
     code = str(err.get("errorCode") or err.get("code") or "")
     msg = f"OCI record {t.channel_ref}/{t.sku}: {code}: {err.get('message', '')}"
-    if code in ("LOCATION_NOT_FOUND", "SKU_NOT_FOUND"):
+    if code in ("LocationDoesNotExist", "EntityNotFound"):
         return errors.NotFoundError(msg, body=err, system="sfcc")
     return errors.BadDataError(msg, body=err, system="sfcc")

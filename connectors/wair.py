@@ -28,6 +28,8 @@ Error handling (every call goes through :class:`connectors.http.HttpClient`):
 - 401/403 → PermanentError; 404 → NotFoundError; 429 → RateLimitedError (Retry-After honoured);
   5xx/timeouts → RetryableError (retried with backoff by the client first).
 - 422 → :class:`WairValidationError` (a BadDataError) with ``fields`` = {field path: message}.
+- ``send_order``'s acknowledgement carries WAIR's ``allocations`` (SKU → location where the line was allocated;
+  a uk-web order may be allocated at EU1): the hub releases each line's hold on a moved figure there.
 - ``send_order`` / ``send_fulfilment`` answered 202 "pending" (received, not acknowledged) →
   :class:`NotAcknowledged`, a RetryableError with ``kind == "not_acknowledged"``: the order is at WAIR
   but has no acknowledgement id yet, so the hub marks it *sent*, not *acknowledged*. Re-sending is safe
@@ -351,7 +353,18 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
             received = _parse_dt(body.get("receivedAt"))
         except ValueError:
             received = None  # a timestamp we cannot read is not worth refusing an acknowledgement over
-        return Acknowledgement(order_ref=order.order_ref, warehouse_ref=str(order_id), duplicate=duplicate, received_at=received)
+        return Acknowledgement(order_ref=order.order_ref, warehouse_ref=str(order_id), duplicate=duplicate, received_at=received,
+                               allocations=self._allocations(body))
+
+    @staticmethod
+    def _allocations(body: dict) -> dict[str, str]:
+        """``allocations: [{skuId, locationId, quantity}]`` → {sku: location id}; unreadable rows are skipped
+        (the hold then waits for a moved figure at any of WAIR's locations, as without allocations)."""
+        out = {}
+        for row in body.get("allocations") or []:
+            if isinstance(row, dict) and isinstance(row.get("skuId"), str) and row.get("locationId") not in (None, ""):
+                out[row["skuId"]] = str(row["locationId"])
+        return out
 
     def acknowledgement(self, order_ref: str) -> Acknowledgement | None:
         """Ask (read-only) whether WAIR has acknowledged an order it received: the Acknowledgement, None
@@ -359,7 +372,8 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         body = self._json(self._call("GET", f"orders/{quote(order_ref, safe='')}"))
         if not body.get("orderId"):
             return None
-        return Acknowledgement(order_ref=order_ref, warehouse_ref=str(body["orderId"]), duplicate=True)
+        return Acknowledgement(order_ref=order_ref, warehouse_ref=str(body["orderId"]), duplicate=True,
+                               allocations=self._allocations(body))
 
     def cancel_order(self, order_ref: str) -> str:
         """Ask WAIR to cancel an order not yet dispatched → its status ("cancelled"). Raises NotFoundError

@@ -55,11 +55,21 @@ class ExceptionRecord(models.Model):
     status_changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     status_reason = models.TextField(blank=True)
     times_reopened = models.PositiveIntegerField(default=0)
+    # root-cause grouping (services.group_fingerprint): records with the same fingerprint raised within
+    # HUB_EXCEPTION_GROUP_WINDOW_MINUTES of each other share a group_key (one outage = one parent row)
+    fingerprint = models.CharField(max_length=120, blank=True, db_index=True)
+    group_key = models.CharField(max_length=140, blank=True, db_index=True)
+    # ops triage (exceptions_app.queue): who owns it, and hidden from the default view until a time or
+    # until a sync clears it (a recurrence after resolution un-snoozes)
+    assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    snoozed_until = models.DateTimeField(null=True, blank=True, db_index=True)
+    snooze_until_sync = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-last_seen"]
         indexes = [models.Index(fields=["status", "kind", "-last_seen"])]
-        permissions = [("escalate_order", "Can escalate an order to ops with a note")]
+        permissions = [("escalate_order", "Can escalate an order to ops with a note"),
+                       ("bulk_retry", "Can retry all matching orders and stock pushes")]
 
     def __str__(self) -> str:
         return f"[{self.kind}] {self.title}"
@@ -67,3 +77,21 @@ class ExceptionRecord(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    def is_snoozed(self, now=None) -> bool:
+        from django.utils import timezone
+
+        return self.snooze_until_sync or (self.snoozed_until is not None and self.snoozed_until > (now or timezone.now()))
+
+
+class ExceptionOccurrence(models.Model):
+    """Occurrences of a record per hour (the queue's 24 h trend): one upsert per distinct (record, hour) each
+    time records are raised; rows older than a few days are pruned with the monitoring samples."""
+
+    record = models.ForeignKey(ExceptionRecord, on_delete=models.CASCADE, related_name="occurrences")
+    hour = models.DateTimeField()
+    n = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["record", "hour"], name="exception_occurrence_record_hour")]
+        indexes = [models.Index(fields=["hour"])]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 from django.views.generic import TemplateView
 
@@ -14,8 +15,9 @@ from integration_hub.core import audit
 from integration_hub.console.services import history_rows
 from integration_hub.core.roles import PermissionRequired
 
-from . import triage
-from .filters import ExceptionFilter
+from integration_hub.console.retry_all import inline_limit
+
+from . import bulk, queue, search, triage
 from .forms import MapSkuForm, OrderActionForm, StatusForm
 from .models import ExceptionRecord
 
@@ -23,22 +25,45 @@ PAGE_SIZE = 50
 
 
 class ExceptionListView(PermissionRequired, TemplateView):
+    """The queue: one row per root cause (a parent with its records under it), sortable, searchable with
+    :mod:`.search` syntax, with a 24 h trend per row and a bulk bar that acts on ticked rows or on everything
+    the search matches. A fixed number of queries whatever the page holds (see :mod:`.queue`)."""
+
     permission_required = "exceptions_app.view_exceptionrecord"
     template_name = "exceptions_app/list.html"
 
     def get_context_data(self, **kwargs):
         ctx = super().get_context_data(**kwargs)
-        qs = ExceptionRecord.objects.select_related("channel", "connection").defer("context", "message")
-        flt = ExceptionFilter(self.request.GET, queryset=qs)
-        rows = flt.qs if flt.is_valid() else qs.none()
-        page = Paginator(rows.order_by("-last_seen", "-id"), PAGE_SIZE).get_page(self.request.GET.get("page"))
-        query = self.request.GET.copy()
+        params, user = self.request.GET, self.request.user
+        f = queue.filtered(params, user)
+        sort = queue.clean_sort(params.get("sort"))
+        flat = bool(f.parsed.values("group"))  # a group's own listing: its records one per row
+        page = Paginator(queue.grouped(f.qs, sort, flat=flat), PAGE_SIZE).get_page(params.get("page"))
+        rows = queue.rows_for(f.qs, list(page.object_list), flat=flat)
+        query = params.copy()
         query.pop("page", None)
-        rows = list(page.object_list)
-        triage.attach_order_numbers(rows)  # one query: the order number CX know, not the hub's key
-        ctx.update(filter=flt, page=page, rows=rows, query=query.urlencode(),
-                   can_change=self.request.user.has_perm("exceptions_app.change_exceptionrecord"))
+        unsorted = query.copy()
+        unsorted.pop("sort", None)
+        base = unsorted.urlencode()
+        sorts = {}
+        for key, (_, label) in queue.SORTS.items():
+            current = sort.lstrip("-") == key
+            desc = sort.startswith("-")
+            nxt = (key if desc else f"-{key}") if current else (key if key == "kind" else f"-{key}")
+            sorts[key] = {"label": label, "url": "?" + (f"{base}&" if base else "") + f"sort={nxt}",
+                          "aria": ("descending" if desc else "ascending") if current else "none"}
+        can_change = user.has_perm("exceptions_app.change_exceptionrecord")
+        matching, snoozed_hidden = f.counts()
+        ctx.update(filter=f.filter, page=page, rows=rows, query=query.urlencode(), sorts=sorts, sort=sort, flat=flat,
+                   sort_label=f"{queue.SORTS[sort.lstrip('-')][1].lower()}, {'descending' if sort.startswith('-') else 'ascending'}",
+                   search_errors=f.errors, matching=matching, snoozed_hidden=snoozed_hidden,
+                   snooze_choices=bulk.SNOOZE_CHOICES, actions=bulk.ACTIONS,
+                   assignable=list(bulk.assignable().values_list("pk", "username")) if can_change else [],
+                   can_change=can_change, can_retry=user.has_perms(RETRY_PERMISSIONS))
         return ctx
+
+
+RETRY_PERMISSIONS = ("exceptions_app.change_exceptionrecord", "orders.retry_order", "inventory.change_pendingpush")
 
 
 class ExceptionDetailView(PermissionRequired, TemplateView):
@@ -47,7 +72,7 @@ class ExceptionDetailView(PermissionRequired, TemplateView):
 
     def get_context_data(self, pk, **kwargs):
         ctx = super().get_context_data(**kwargs)
-        record = get_object_or_404(ExceptionRecord.objects.select_related("channel", "connection", "status_changed_by"), pk=pk)
+        record = get_object_or_404(ExceptionRecord.objects.select_related("channel", "connection", "status_changed_by", "assignee"), pk=pk)
         user = self.request.user
         action = triage.action_for(record)
         triage.attach_order_numbers([record])
@@ -116,25 +141,54 @@ class StatusActionView(_RecordAction):
 
 
 class BulkStatusView(PermissionRequired, View):
-    """Acknowledge or ignore the selected rows of the queue in one go."""
+    """The bulk bar: status, assignee, snooze or retry for the ticked rows (a ticked parent = every record under it
+    that the queue's filters match) or for everything the search matches. Acting on more records than were ticked
+    first shows the count and asks to confirm; more than ``HUB_BULK_INLINE_LIMIT`` records go to a worker."""
 
     permission_required = "exceptions_app.change_exceptionrecord"
     http_method_names = ["post"]
 
     def post(self, request):
-        ids = [int(x) for x in request.POST.getlist("ids") if x.isdigit()]
-        action = request.POST.get("action")
-        reason = (request.POST.get("reason") or "").strip()
-        back = reverse("exceptions:list") + ("?" + request.POST.get("query", "") if request.POST.get("query") else "")
-        if not ids or action not in ("acknowledge", "ignore", "resolve"):
-            messages.error(request, "Select rows and an action.")
+        from django.http import QueryDict
+
+        post = request.POST
+        action = post.get("action") or ""
+        query = post.get("query", "")
+        back = reverse("exceptions:list") + ("?" + query if query else "")
+        nxt = post.get("next") or ""
+        if nxt.startswith("/exceptions/") and url_has_allowed_host_and_scheme(nxt, allowed_hosts={request.get_host()}):
+            back = nxt  # a record's own page
+        if action == "retry" and not request.user.has_perms(RETRY_PERMISSIONS):
+            raise PermissionDenied("Your role does not allow retrying orders and stock pushes.")
+        ids, groups, all_matching = post.getlist("ids"), post.getlist("groups"), post.get("all") == "1"
+        try:
+            params = bulk.clean(action, post, request.user)
+            targets = queue.target_ids(QueryDict(query), request.user, ids=ids, groups=groups, all_matching=all_matching)
+        except (bulk.BulkError, search.SearchError) as exc:
+            messages.error(request, str(exc))
             return redirect(back)
-        if action == "ignore" and not reason:
-            messages.error(request, "Say why the selected exceptions can be ignored.")
+        if not targets:
+            messages.error(request, "Select rows (or all matching) and an action.")
             return redirect(back)
-        records = list(ExceptionRecord.objects.filter(pk__in=ids[:500]))
-        done = triage.bulk_change_status(records, action, user=request.user, reason=reason)
-        messages.success(request, f"{done} exception(s) {action}d.")
+        picked = len([i for i in ids if str(i).isdigit()]) + len(groups)
+        if (all_matching or len(targets) > picked) and post.get("confirmed") != str(len(targets)):
+            return render(request, "exceptions_app/confirm.html", {
+                "count": len(targets), "action": action, "label": bulk.ACTIONS[action], "verb": bulk.VERBS[action],
+                "query": query, "back": back, "noun": "exception(s)",
+                "search": QueryDict(query).get("q", ""), "fields": [(k, v) for k in post for v in post.getlist(k)
+                                                                   if k not in ("csrfmiddlewaretoken", "confirmed")]})
+        if len(targets) > inline_limit():
+            from .tasks import bulk_action
+
+            bulk_action.delay(action, query=query, ids=[int(i) for i in ids if str(i).isdigit()], groups=groups,
+                              all_matching=all_matching, params={"reason": params.reason, "assignee_id": params.assignee_id,
+                                                                 "snooze_until": params.snooze_until.isoformat() if params.snooze_until else None},
+                              user_id=request.user.pk)
+            messages.success(request, f"{len(targets)} exception(s) queued to be {bulk.ACTIONS[action]} on a worker; "
+                             "the dashboard shows its progress.")
+            return redirect(back)
+        out = bulk.run(targets, action, params, user=request.user)
+        messages.success(request, out.summary(action))
         return redirect(back)
 
 

@@ -256,12 +256,17 @@ HUB = {
     "DISPATCH_NOTIFY_MINUTES": int(os.environ.get("HUB_DISPATCH_NOTIFY_MINUTES", "60")),
     # currency of Item.unit_cost (finance reports value stock at cost in it)
     "COST_CURRENCY": os.environ.get("HUB_COST_CURRENCY", "GBP"),
+    # links in e-mails (finance report subscriptions): the console's public address, e.g. https://hub.example.com
+    "PUBLIC_URL": os.environ.get("HUB_PUBLIC_URL", ""),
     # Minutes after the warehouse acknowledged an order by which it should have dispatched it; older
     # acknowledged orders are looked up in the warehouse (a lost dispatch confirmation) or flagged.
     "DISPATCH_DUE_MINUTES": int(os.environ.get("HUB_DISPATCH_DUE_MINUTES", str(24 * 60))),
     # Seconds an acknowledged order's stock hold may wait for the master's feed to carry it (longer than
     # any master's feed lag); older holds are released with a stock_drift record (issue 20).
     "HOLD_MAX_SECONDS": int(os.environ.get("HUB_HOLD_MAX_SECONDS", "900")),
+    # Seconds within which a master's stock feed normally carries an acknowledged order; older holds show as
+    # "holds beyond the feed lag" on the dashboard (issue 20, item 9) long before HOLD_MAX_SECONDS releases them.
+    "MASTER_FEED_LAG_SECONDS": int(os.environ.get("HUB_MASTER_FEED_LAG_SECONDS", "120")),
     "SANDBOX_URL": os.environ.get("HUB_SANDBOX_URL", "http://127.0.0.1:8765"),
     # Hosts / CIDRs outbound calls may reach although internal (loopback, private, link-local …); empty =
     # public addresses only (connectors/egress.py). `./hub up` and the tests allow the loopback sandbox.
@@ -269,6 +274,11 @@ HUB = {
     # Stock rows stamped further than this ahead of the hub's clock are rejected as bad data (a row dated
     # years ahead would otherwise make every later real change look stale); dispatch times are clamped.
     "FUTURE_TOLERANCE_SECONDS": int(os.environ.get("HUB_FUTURE_TOLERANCE_SECONDS", "300")),
+    # Exception records with the same root cause (kind + connection + error) raised within this many minutes
+    # of the group's last occurrence share one parent row in the queue (exceptions_app.services)
+    "EXCEPTION_GROUP_WINDOW_MINUTES": int(os.environ.get("HUB_EXCEPTION_GROUP_WINDOW_MINUTES", "60")),
+    # "retry / act on all matching" runs in the request up to this many rows, else on a worker
+    "BULK_INLINE_LIMIT": int(os.environ.get("HUB_BULK_INLINE_LIMIT", "500")),
 }
 
 LOGGING = {
@@ -292,6 +302,9 @@ DEFAULT_EXCEPTION_REPORTER = "integration_hub.core.error_reports.HubExceptionRep
 # HTTPS: on by default whenever debug is off (`manage.py check --deploy` passes). Behind a TLS-terminating
 # proxy set HUB_SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO (the proxy must set/overwrite that header).
 SECURE_SSL_REDIRECT = env_bool("HUB_SECURE_SSL_REDIRECT", not DEBUG)
+# Probes and scrapers talk to the app server directly (no TLS proxy): a redirect to https would fail them, and
+# it protects nothing — a bearer token in a plain-http request has already been sent when the 301 comes back.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("HUB_SECURE_COOKIES", not DEBUG)
 SECURE_HSTS_SECONDS = int(os.environ.get("HUB_SECURE_HSTS_SECONDS", "0" if DEBUG else str(365 * 24 * 3600)))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HUB_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)

@@ -26,7 +26,7 @@ storefront emulators (commercetools, sfcc)
                  (store staff / an OMS ship the order themselves: order-level shipped, or a new shipped shipment)
                  create_orders also takes "status" / "export_status"; set_order {"order_no", "status",
                  "export_status", "shipping_status"} (the site changes an order); record {"list", "sku"} (a full
-                 inventory record); configure_site {"inventory": "lists" | "oci"}; oci {"location"} (OCI records)
+                 inventory record); configure_site {"inventory": "lists" | "oci", "tenant_group_id"?}; oci {"location"} (OCI records)
 master / warehouse emulators (wair, clarus, archean) — clarus: locations are Clarus warehouses; "dispatch" picks and,
 unless "close_manifest": false, completes the goods out (the "sales order completed" event); "close_manifest"
 {"manifest_id": <goods out id>} completes a picked one; webhooks carry Clarus's identification headers, no signature

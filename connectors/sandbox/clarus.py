@@ -5,9 +5,12 @@ the documents and for what in them is unconfirmed). Served under ``/clarus``:
   every other call                       ``Authorization: Bearer <token>`` **and** ``X-Clarus-Subdomain`` (401 / 400 without)
   POST /api/products                     JSON:API ``{"data": {"type": "products", "attributes": {"code", "description", …}}}``
                                          → 201 with the product id; a code already taken → 422
-  POST /api/goods_outs                   JSON:API goods out: ``account_id``, ``warehouse_id``, ``reference``,
-                                         ``lines_changes`` [{type: ADD, attributes: {product_id, order_quantity}}] and a
-                                         related ``address``; unknown product / account / warehouse ids → 422. A repeated
+  POST /api/goods_outs                   JSON:API goods out: ``goods_out_type`` (sales_order | work_order | crossdock),
+                                         ``account_id``, ``warehouse_id``, ``reference`` (≤ 50 characters),
+                                         ``expected_date_of_dispatch`` (date-time), ``lines_changes`` [{type: ADD,
+                                         attributes: {product_id, order_quantity}}] and a related ``address`` — the
+                                         Goods Out core resource's required fields; a missing one, or unknown product /
+                                         account / warehouse ids → 422. A repeated
                                          ``reference`` is **not** refused: a second goods out is created (the documents
                                          say nothing about uniqueness — the connector looks the reference up first).
                                          Intake **allocates** what is free (status ALLOCATED, else PENDING).
@@ -45,6 +48,7 @@ HUB_TO_WIRE = {"available": "available", "inspection": "quarantine", "damaged": 
 HEADERS = {"X-ClarusWMS-Domain": "https://demo.claruswms.co.uk", "X-ClarusWMS-API-Domain": "https://clarus-api.com",
            "X-ClarusWMS-Subdomain": DEFAULT_SUBDOMAIN, "X-ClarusWMS-Integration-ID": "7"}
 AUTOMATIONS = {"stock_adjustment": "41", "stock_hold": "42", "sales_order_completed": "43"}
+GOODS_OUT_TYPES = ("sales_order", "work_order", "crossdock")
 
 
 def _now() -> str:
@@ -141,6 +145,16 @@ class ClarusEmulator(MasterEmulator):
                 problems.append(f"warehouse_id {a.get('warehouse_id')!r} is unknown")
             if not a.get("reference"):
                 problems.append("reference is required")
+            elif not isinstance(a["reference"], str) or len(a["reference"]) > 50:
+                problems.append("reference is a string of at most 50 characters")
+            if a.get("goods_out_type") not in GOODS_OUT_TYPES:
+                problems.append(f"goods_out_type must be one of {', '.join(GOODS_OUT_TYPES)}")
+            try:
+                due = datetime.fromisoformat(str(a.get("expected_date_of_dispatch") or "").replace("Z", "+00:00"))
+                if due.tzinfo is None:
+                    raise ValueError
+            except ValueError:
+                problems.append("expected_date_of_dispatch is required (an ISO 8601 date-time)")
             changes = a.get("lines_changes")
             if not isinstance(changes, list) or not changes:
                 problems.append("lines_changes needs at least one ADD")
@@ -244,6 +258,7 @@ class ClarusEmulator(MasterEmulator):
                     for (c, w, s), q in sorted(self.stock.items())]
         if root == "goods_outs":
             return [{"id": g["id"], "reference": g["reference"], "goods_out_status": {"code": g["goods_out_status_code"]},
+                     "external_system_reference1": g["attributes"].get("external_system_reference1"),
                      "goods_out_status_code": g["goods_out_status_code"], "actual_date_of_dispatch": g["actual_date_of_dispatch"],
                      "account_id": ACCOUNT_ID, "warehouse_id": g["warehouse_id"], "warehouse": {"id": g["warehouse_id"]},
                      "parcels": [dict(p) for p in g["parcels"]]} for g in self.goods_outs.values()]

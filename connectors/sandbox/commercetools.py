@@ -120,6 +120,14 @@ WEBHOOK_WORKERS = 4
 WEBHOOK_RETRY_DELAYS = (0.2, 0.5, 1.0)
 
 P = r"/(?P<project>[A-Za-z0-9_-]+)"
+# Import API (api-specs/import): ImportResourceType, ProcessingState, the fields of an InventoryImport
+IMPORT_RESOURCE_TYPES = {"business-unit", "category", "customer", "discount-code", "inventory", "order", "order-patch",
+                         "price", "product", "product-draft", "product-type", "product-variant", "product-variant-patch",
+                         "product-selection", "standalone-price", "type"}
+IMPORT_STATES = ("processing", "validationFailed", "unresolved", "waitForMasterVariant", "imported", "rejected", "canceled",
+                 "partiallyImported")
+INVENTORY_IMPORT_FIELDS = {"key", "sku", "quantityOnStock", "restockableInDays", "expectedDelivery",
+                           "reservationExpirationInMinutes", "supplyChannel", "custom"}
 
 
 def now_iso(dt: datetime | None = None) -> str:
@@ -480,6 +488,7 @@ class CommercetoolsEmulator(Emulator):
             self.import_operations: dict[str, dict] = {}
             self.import_queue: list[tuple[float, str, dict]] = []  # (due, operation id, InventoryImport)
             self.import_delay = 0.0  # seconds an operation stays "processing"
+            self.import_reject_skus: set[str] = set()
             self.type_by_key: dict[str, str] = {}
             self.products: dict[str, dict] = {}
             self.product_by_key: dict[str, str] = {}
@@ -533,6 +542,7 @@ class CommercetoolsEmulator(Emulator):
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
         with self.lock:
             info = self.tokens.get(token)
+            self._run_imports()  # ct processes imports in the background: every later request sees the due ones
         if not info or info["expires"] < time.time():
             raise HttpError(401, {"statusCode": 401, "message": "invalid_token",
                                   "errors": [{"code": "invalid_token", "message": "invalid_token"}],
@@ -855,18 +865,33 @@ class CommercetoolsEmulator(Emulator):
             return Response(200, copy.deepcopy(self.types[tid]))
 
     # --- Import API (inventory) ----------------------------------------------------------------------------
+    # api-specs/import (api.raml, types/inventory-import.raml, import-request.raml, import-operation.raml,
+    # import-summary.raml): containers by key; an InventoryImportRequest of 1-20 InventoryImport; one operation per
+    # resource, "processing" until ``import_delay`` seconds have passed, then imported / unresolved (a supply channel
+    # or Type key the project lacks — re-tried on later passes, as ct does until the reference exists) /
+    # validationFailed (custom fields the Type does not define) / rejected (``import_reject_skus``); operations are
+    # kept 48 h (``expiresAt``); listing takes limit ≤ 500, offset ≤ 10,000, state, resourceKey, sort.
+    def _import_container(self, key: str) -> dict:
+        c = self.import_containers.get(key)
+        if c is None:
+            raise ct_error(404, "ResourceNotFound", "The requested import container wasn't found.")
+        return c
+
     @route("POST", P + r"/import-containers")
     def import_container_create(self, req):
         self._auth(req)
         data = self._body(req)
-        key = data.get("key")
+        key = data.get("key") if isinstance(data, dict) else None
         if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9_-]{2,256}", key):
-            raise ct_error(400, "InvalidJsonInput", "ImportContainerDraft needs a key of 2-256 [A-Za-z0-9_-].")
+            raise ct_error(400, "InvalidField", "ImportContainerDraft needs a key of 2-256 [A-Za-z0-9_-].", field="key")
+        rtype = data.get("resourceType")
+        if rtype is not None and rtype not in IMPORT_RESOURCE_TYPES:
+            raise ct_error(400, "InvalidField", f"Invalid value '{rtype}' for field 'resourceType'.", field="resourceType")
         with self.lock:
             if key in self.import_containers:
                 raise ct_error(400, "DuplicateField", f"A duplicate value '\"{key}\"' exists for field 'key'.", field="key")
             ts = self._tick()
-            c = {"key": key, "resourceType": data.get("resourceType"), "version": 1, "createdAt": ts, "lastModifiedAt": ts}
+            c = {"key": key, "version": 1, "createdAt": ts, "lastModifiedAt": ts, **({"resourceType": rtype} if rtype else {})}
             self.import_containers[key] = c
             return Response(201, copy.deepcopy(c))
 
@@ -874,66 +899,107 @@ class CommercetoolsEmulator(Emulator):
     def import_container_get(self, req):
         self._auth(req)
         with self.lock:
-            c = self.import_containers.get(req.params["key"])
-            if c is None:
-                raise ct_error(404, "ResourceNotFound", f"Import container '{req.params['key']}' was not found.")
-            return Response(200, copy.deepcopy(c))
+            return Response(200, copy.deepcopy(self._import_container(req.params["key"])))
+
+    @staticmethod
+    def _import_problems(res) -> list[dict]:
+        """What the Import API refuses in an InventoryImport at once (the ImportOperationStatus is validationFailed)."""
+        if not isinstance(res, dict):
+            return [{"code": "InvalidInput", "message": "An InventoryImport must be an object."}]
+        out = []
+        for f in ("key", "sku", "quantityOnStock"):
+            if res.get(f) in (None, ""):
+                out.append({"code": "RequiredField", "message": f"The required field '{f}' is missing.", "field": f})
+        key = res.get("key")
+        if key not in (None, "") and (not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9_-]{2,256}", key)):
+            out.append({"code": "InvalidField", "message": "The value of 'key' must match ^[A-Za-z0-9_-]+$ (2-256).", "field": "key"})
+        if res.get("sku") not in (None, "") and not isinstance(res.get("sku"), str):
+            out.append({"code": "InvalidField", "message": "The value of 'sku' must be a string.", "field": "sku"})
+        qty = res.get("quantityOnStock")
+        if qty is not None and (isinstance(qty, bool) or not isinstance(qty, int)):
+            out.append({"code": "InvalidField", "message": "The value of 'quantityOnStock' must be an integer.", "field": "quantityOnStock"})
+        ch = res.get("supplyChannel")
+        if ch is not None and not (isinstance(ch, dict) and ch.get("typeId") == "channel" and isinstance(ch.get("key"), str) and ch["key"]):
+            out.append({"code": "InvalidField", "message": "supplyChannel must be a ChannelKeyReference {typeId: channel, key}.",
+                        "field": "supplyChannel"})
+        unknown = sorted(set(res) - INVENTORY_IMPORT_FIELDS)
+        if unknown:
+            out.append({"code": "InvalidField", "message": f"Unknown field(s) {', '.join(unknown)}.", "field": unknown[0]})
+        return out
 
     @route("POST", P + r"/inventories/import-containers/(?P<key>[^/]+)")
     def inventory_import(self, req):
         """InventoryImportRequest: at most 20 InventoryImport resources → one ImportOperationStatus each."""
         self._auth(req)
         data = self._body(req)
-        resources = data.get("resources")
-        if data.get("type") != "inventory" or not isinstance(resources, list) or not 1 <= len(resources) <= 20:
-            raise ct_error(400, "InvalidInput", "An InventoryImportRequest has type 'inventory' and 1 to 20 resources.")
+        resources = data.get("resources") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or data.get("type") != "inventory":
+            raise ct_error(400, "InvalidField", "An InventoryImportRequest has type 'inventory'.", field="type")
+        if not isinstance(resources, list) or not 1 <= len(resources) <= 20:
+            raise ct_error(400, "InvalidInput", "An import request takes 1 to 20 resources.", field="resources")
         with self.lock:
-            container = self.import_containers.get(req.params["key"])
-            if container is None or container.get("resourceType") not in (None, "inventory"):
-                raise ct_error(404, "ResourceNotFound", f"Import container '{req.params['key']}' was not found.")
+            container = self._import_container(req.params["key"])
+            if container.get("resourceType") not in (None, "inventory"):
+                raise ct_error(400, "InvalidInput", f"Import container '{container['key']}' takes {container['resourceType']} resources.")
             out = []
+            due = time.monotonic() + self.import_delay
             for res in resources:
                 ts = self._tick()
                 op = {"id": str(uuid.uuid4()), "version": 1, "importContainerKey": container["key"],
-                      "resourceKey": str(res.get("key") if isinstance(res, dict) else ""), "state": "processing",
-                      "createdAt": ts, "lastModifiedAt": ts, "expiresAt": ts}
-                problems = [f for f in ("key", "sku") if not isinstance(res, dict) or not isinstance(res.get(f), str) or not res.get(f)]
-                if isinstance(res, dict) and (isinstance(res.get("quantityOnStock"), bool) or not isinstance(res.get("quantityOnStock"), (int, float))):
-                    problems.append("quantityOnStock")
+                      "resourceKey": str(res.get("key") or "") if isinstance(res, dict) else "", "state": "processing",
+                      "createdAt": ts, "lastModifiedAt": ts, "expiresAt": now_iso(datetime.now(timezone.utc) + timedelta(hours=48))}
+                problems = self._import_problems(res)
                 if problems:
                     op["state"] = "validationFailed"
-                    op["errors"] = [{"code": "InvalidField", "message": f"Invalid or missing field '{f}'.", "field": f} for f in problems]
+                    op["errors"] = problems
                 else:
-                    self.import_queue.append((time.monotonic() + self.import_delay, op["id"], copy.deepcopy(res)))
+                    self.import_queue.append((due, op["id"], copy.deepcopy(res)))
                 self.import_operations[op["id"]] = op
                 out.append({"operationId": op["id"], "state": op["state"], **({"errors": op["errors"]} if op.get("errors") else {})})
             return Response(201, {"operationStatus": out})
 
     def _run_imports(self) -> None:
-        """Process due import operations (lock held): resolve the supply channel and Type by key, then create or
-        overwrite the entry by key (quantityOnStock absolute, custom fields as given)."""
+        """Process due import operations (lock held): resolve the supply channel and Type by key, check the custom
+        fields against the Type, then create or update the entry by key (quantityOnStock absolute)."""
+        if not self.import_queue or self.import_queue[0][0] > time.monotonic():
+            return
         now = time.monotonic()
-        keep = []
-        for due, op_id, res in self.import_queue:
+        keep, n = [], 0
+        for n, (due, op_id, res) in enumerate(self.import_queue):
             if due > now:
-                keep.append((due, op_id, res))
-                continue
+                break
             op = self.import_operations[op_id]
             op["lastModifiedAt"] = self._tick()
+            op["version"] += 1
             ch_key = (res.get("supplyChannel") or {}).get("key")
             cid = self.channel_by_key.get(ch_key) if ch_key else None
             custom = res.get("custom")
-            type_id = self.type_by_key.get((custom or {}).get("type", {}).get("key")) if custom else None
+            type_id = self.type_by_key.get(((custom or {}).get("type") or {}).get("key")) if custom else None
             missing = ([{"typeId": "channel", "key": ch_key}] if ch_key and not cid else []) + \
-                      ([{"typeId": "type", "key": custom["type"].get("key")}] if custom and not type_id else [])
+                      ([{"typeId": "type", "key": ((custom or {}).get("type") or {}).get("key")}] if custom and not type_id else [])
             if missing:
                 op["state"] = "unresolved"
                 op["unresolvedReferences"] = missing
+                keep.append((now + max(self.import_delay, 1.0), op_id, res))  # ct retries until the reference exists
+                continue
+            op.pop("unresolvedReferences", None)
+            fields = {k: (v.get("value") if isinstance(v, dict) else v) for k, v in ((custom or {}).get("fields") or {}).items()}
+            if custom:
+                defined = {f["name"] for f in self.types[type_id].get("fieldDefinitions") or []}
+                bad = sorted(set(fields) - defined)
+                if bad:
+                    op["state"] = "validationFailed"
+                    op["errors"] = [{"code": "InvalidField", "message": f"The field '{f}' is not defined in the Type.", "field": f}
+                                    for f in bad]
+                    continue
+            if res["sku"] in self.import_reject_skus:
+                op["state"] = "rejected"
+                op["errors"] = [{"code": "GenericError", "message": "The resource could not be imported (retry limit reached)."}]
                 continue
             eid = self.inventory_by_key.get(res["key"]) or self.inventory_index.get((res["sku"], cid))
-            fields = {k: (v.get("value") if isinstance(v, dict) else v) for k, v in ((custom or {}).get("fields") or {}).items()}
             if eid is None:
                 entry = self._new_entry(res["sku"], cid, int(res["quantityOnStock"]), res["key"])
+                self.inventory_by_key[res["key"]] = entry["id"]
             else:
                 entry = self.inventory[eid]
                 if entry.get("key") != res["key"]:
@@ -944,22 +1010,50 @@ class CommercetoolsEmulator(Emulator):
                 entry["custom"] = {"type": {"typeId": "type", "id": type_id}, "fields": fields}
             op["state"] = "imported"
             op["resourceVersion"] = entry["version"]
-        self.import_queue = keep
+        else:
+            n = len(self.import_queue)
+        self.import_queue = sorted(keep + self.import_queue[n:], key=lambda x: x[0]) if keep else self.import_queue[n:]
 
     @route("GET", P + r"/import-containers/(?P<key>[^/]+)/import-operations")
     def import_operations_list(self, req):
         self._auth(req)
-        limit = int(float(req.q("limit", "20")))
-        offset = int(float(req.q("offset", "0")))
+        try:
+            limit = int(req.q("limit", "20"))
+            offset = int(req.q("offset", "0"))
+        except ValueError:
+            raise ct_error(400, "InvalidInput", "limit and offset must be integers.") from None
+        if not 0 <= limit <= MAX_LIMIT or not 0 <= offset <= MAX_OFFSET:
+            raise ct_error(400, "InvalidInput", f"limit must be 0-{MAX_LIMIT} and offset 0-{MAX_OFFSET}.")
+        state = req.q("state", "")
+        if state and state not in IMPORT_STATES:
+            raise ct_error(400, "InvalidInput", f"Invalid value '{state}' for query parameter 'state'.")
+        sorts = req.query.get("sort") or []
+        for spec in sorts:
+            if not re.fullmatch(r"(createdAt|lastModifiedAt|resourceKey|state) (asc|desc)", spec):
+                raise ct_error(400, "InvalidInput", f"Invalid sort expression '{spec}'.")
         with self.lock:
+            self._import_container(req.params["key"])
             self._run_imports()
-            ops = [o for o in self.import_operations.values() if o["importContainerKey"] == req.params["key"]]
-            if req.q("state", ""):
-                ops = [o for o in ops if o["state"] == req.q("state", "")]
-            if "createdAt desc" in (req.query.get("sort") or []):
-                ops = ops[::-1]
-            page = [copy.deepcopy(o) for o in ops[offset:offset + limit]]
-            return Response(200, {"limit": limit, "offset": offset, "count": len(page), "total": len(ops), "results": page})
+            ops = [o for o in self.import_operations.values() if o["importContainerKey"] == req.params["key"]
+                   and (not state or o["state"] == state) and (not req.q("resourceKey", "") or o["resourceKey"] == req.q("resourceKey", ""))]
+            for spec in reversed(sorts):
+                fld, direction = spec.split()
+                ops.sort(key=lambda o, f=fld: o.get(f) or "", reverse=direction == "desc")
+            debug = req.q("debug", "") == "true"
+            page = [{k: v for k, v in o.items() if debug or k != "unresolvedReferences"} for o in ops[offset:offset + limit]]
+            return Response(200, {"limit": limit, "offset": offset, "count": len(page), "total": len(ops), "results": copy.deepcopy(page)})
+
+    @route("GET", P + r"/import-containers/(?P<key>[^/]+)/import-summaries")
+    def import_summary(self, req):
+        self._auth(req)
+        with self.lock:
+            self._import_container(req.params["key"])
+            self._run_imports()
+            states = dict.fromkeys(IMPORT_STATES, 0)
+            for o in self.import_operations.values():
+                if o["importContainerKey"] == req.params["key"]:
+                    states[o["state"]] += 1
+            return Response(200, {"states": states, "total": sum(states.values())})
 
     @route("GET", P + r"/import-operations/(?P<id>[^/]+)")
     def import_operation_get(self, req):
@@ -968,8 +1062,18 @@ class CommercetoolsEmulator(Emulator):
             self._run_imports()
             op = self.import_operations.get(req.params["id"])
             if op is None:
-                raise ct_error(404, "ResourceNotFound", f"Import operation '{req.params['id']}' was not found.")
+                raise ct_error(404, "ResourceNotFound", "The requested import operation wasn't found.")
             return Response(200, copy.deepcopy(op))
+
+    def control_import_settings(self, payload: dict) -> dict:
+        """Test switches: ``delay`` (seconds an operation stays processing), ``reject_skus`` (operations of these
+        SKUs end ``rejected``)."""
+        with self.lock:
+            if "delay" in payload:
+                self.import_delay = float(payload["delay"])
+            if "reject_skus" in payload:
+                self.import_reject_skus = set(payload["reject_skus"] or [])
+            return {"delay": self.import_delay, "queued": len(self.import_queue)}
 
     # --- inventory, continued ----------------------------------------------------------------------------
     def _land_due(self, force: int = 0) -> int:
@@ -2028,6 +2132,7 @@ class CommercetoolsEmulator(Emulator):
         skus = set(payload.get("skus") or [])
         with self.lock:
             self._land_due()
+            self._run_imports()
             inventory: dict[str, dict] = {}
             versions: dict[str, dict] = {}
             for e in self.inventory.values():

@@ -73,7 +73,7 @@ def _file_part(body: bytes, content_type: str) -> bytes | None:
 
 
 class ImpexRoutes:
-    """Mixed into the SFCC emulator; uses its lock, tokens, ``_admin_auth``, ``oci`` and ``oci_applied``."""
+    """Mixed into the SFCC emulator; uses its lock, tokens, ``_oci_auth``, ``oci`` and ``oci_applied``."""
 
     def reset_impex(self) -> None:
         self.impex_delay = 0.2  # seconds from upload to COMPLETED
@@ -99,7 +99,7 @@ class ImpexRoutes:
     @route("POST", IMPORTS)
     def impex_submit_import(self, req):
         org = req.params["org"]
-        self._admin_auth(req, org, SCOPE, write=True)
+        self._oci_auth(req, SCOPE, write=True)
         body = req.json()
         if not isinstance(body, dict) or not isinstance(body.get("fileName"), str) or not body["fileName"]:
             raise problem(400, "invalid-request-parameter", "Invalid Request Parameter", "fileName is required.")
@@ -127,7 +127,7 @@ class ImpexRoutes:
 
     @route("POST", IMPORTS + r"/uploadlink/(?P<id>[^/]+)")
     def impex_upload(self, req):
-        self._admin_auth(req, req.params["org"], SCOPE, write=True)
+        self._oci_auth(req, SCOPE, write=True)
         with self.lock:
             imp = self._import(req)
             if imp["status"] != "WAITING":
@@ -273,7 +273,7 @@ class ImpexRoutes:
 
     @route("GET", IMPORTS + r"/(?P<id>[^/]+)/status")
     def impex_status(self, req):
-        self._admin_auth(req, req.params["org"], SCOPE, write=False)
+        self._oci_auth(req, SCOPE, write=False)
         with self.lock:
             imp = self._import(req)
             if imp["status"] == "PENDING" and imp["start"] and datetime.now(UTC) - imp["start"] > timedelta(seconds=0.05):
@@ -283,7 +283,7 @@ class ImpexRoutes:
 
     @route("GET", IMPORTS + r"/(?P<id>[^/]+)/file-content")
     def impex_results(self, req):
-        self._admin_auth(req, req.params["org"], SCOPE, write=False)
+        self._oci_auth(req, SCOPE, write=False)
         with self.lock:
             imp = self._import(req)
             if imp["status"] not in ("COMPLETED", "FAILED"):

@@ -19,16 +19,21 @@ Errors are RFC 7807 ``{"type", "title", "detail"}``. Every call needs an Account
 ``SALESFORCE_COMMERCE_API:<tenant>`` for the organization (``f_ecom_<tenant>``) and ``sfcc.orders`` (reads) /
 ``sfcc.orders.rw`` (writes) — 403 otherwise. Dates are rendered with milliseconds, as SCAPI does.
 
-OCI (field names of the OCI "Availability Records, Batch Update" resource; the SCAPI path and the
-get-availability shapes are the sandbox's reading, not confirmed against a published spec):
-  POST /inventory/availability/v1/organizations/{org}/availability-records/actions/batch-update
-       ``{"records": [{"actionRequestId", "locationIdentifier", "stockKeepingUnit", "onHand", "effectiveDate",
-       "safetyStockCount"?}]}`` ≤ 100 records; partial success → 200 ``{"success": [ids], "errors": [{
-       "actionRequestId", "errorCode", "message"}]}``; an ``actionRequestId`` already applied is not applied again;
-       an ``effectiveDate`` older than the record's is ignored (the newer figure stays)
-  POST …/availability-records/actions/get-availability  ``{"skus", "locations"}`` → ``{"records": [{"sku",
-       "locationId", "onHand", "reserved", "safetyStockCount", "atf", "effectiveDate"}]}``
-Scope ``sfcc.inventory.availability`` / ``.rw``.
+OCI, as Salesforce's Inventory Availability RAML (``inventory/availability`` v1, published in commerce-sdk
+``testIntegration/stagingApis/inventory/inventory-availability`` until 2025-02):
+  POST /inventory/availability/v1/organizations/{tenantGroup}/availability-records/actions/batch-update
+       batchInventoryUpdate ``{"records": [{"id", "location", "sku", "onHand"?, "effectiveDate"?, "safetyStockCount"?,
+       "futureStock"?, "externalRefId"?}]}``, at most 100 records, nothing else in a record → 204 when every record
+       landed; 200 ``{"errors": [{"details": {"id", "sku", "locationId"}, "errorCode", "message"}]}`` for those that
+       did not (partial success; an unknown location is ``LocationDoesNotExist``, a bad value ``InvalidRequestParameter``);
+       400 ``{"type": "about:blank", "errorCode", "message"}`` for a request refused whole. An (``id``, ``sku``) already
+       applied is not applied again; an ``effectiveDate`` older than the record's is ignored (the newer figure stays).
+  POST …/availability-records/actions/get-availability  skuAvailabilityByLocationAndOrGroup ``{"skus", "locations"}``
+       (SKUs × locations ≤ 100; an unknown location → 400 ``LocationDoesNotExist``) → ``{"locations": [{"id",
+       "records": [{"sku", "atf", "ato", "onHand", "reserved", "safetyStockCount", "effectiveDate"}]}]}``.
+Scope ``sfcc.inventory.availability`` / ``.rw``. "Omnichannel Inventory uses the Tenant Group ID in place of the
+Organization ID": with control ``configure_site`` ``{"tenant_group_id"}`` the OCI and Impex routes answer only for that
+id (any other → 403 ``TenantNotProvisioned``); without it (the sandbox's leniency) they take the ``f_ecom_`` org.
 
 Products (commerce-sdk ``apis/products-oas-1.2.0``, Admin Products 1.2):
   POST /product/products/v1/organizations/{org}/product-search   searchProducts: ``siteId`` optional;
@@ -117,7 +122,8 @@ class ScapiRoutes:
     def reset_scapi(self) -> None:
         self.site_inventory = "lists"  # "lists" (inventory lists, OCAPI) or "oci"
         self.oci: dict[str, dict[str, dict]] = {}  # location -> sku -> {"onHand", "reserved", "safetyStockCount", "effectiveDate"}
-        self.oci_applied: set[str] = set()  # actionRequestIds already applied
+        self.oci_applied: set = set()  # (batch update id, sku) pairs and Impex record keys already applied
+        self.oci_tenant_group = ""  # OCI's {organizationId}; "" = the f_ecom_ organization (lenient)
         self.oms_events: dict[str, list[dict]] = {}  # order no -> createOmsStatusEvent bodies accepted
 
     # --- auth -------------------------------------------------------------------------------------------
@@ -134,6 +140,24 @@ class ScapiRoutes:
             raise problem(403, "forbidden", "Forbidden",
                           f"The token's scopes do not allow this call (needs SALESFORCE_COMMERCE_API:{tenant} and "
                           f"{' or '.join(sorted(needed))}).")
+
+    def _oci_auth(self, req, scope: str, write: bool) -> None:
+        """OCI / Impex routes: the path names the tenant group (when one is configured), the token holds a
+        ``SALESFORCE_COMMERCE_API:`` tenant scope and the route's scope."""
+        org = req.params["org"]
+        if not self.oci_tenant_group:
+            return self._admin_auth(req, org, scope, write)
+        value = req.header("Authorization")
+        grant = self.tokens.get(value[7:] if value.startswith("Bearer ") else "")
+        if grant is None:
+            raise HttpError(401, {"type": "about:blank", "errorCode": "Unauthorized",
+                                  "message": "The access token is missing, invalid or expired."})
+        granted = set(str(grant.get("scope", "")).split())
+        needed = {f"{scope}.rw"} if write else {scope, f"{scope}.rw"}
+        if org != self.oci_tenant_group or not any(g.startswith("SALESFORCE_COMMERCE_API:") for g in granted) \
+                or not needed & granted:
+            raise HttpError(403, {"type": "about:blank", "errorCode": "TenantNotProvisioned",
+                                  "message": "The client is not correctly configured to access the system."})
 
     def _scapi_order(self, req) -> dict:
         site = req.q("siteId")
@@ -266,69 +290,91 @@ class ScapiRoutes:
     # --- OCI ----------------------------------------------------------------------------------------------
     def _oci_view(self, location: str, sku: str, rec: dict) -> dict:
         atf = max(0, rec["onHand"] - rec["reserved"] - rec["safetyStockCount"])
-        return {"sku": sku, "locationId": location, "onHand": rec["onHand"], "reserved": rec["reserved"],
+        return {"sku": sku, "onHand": rec["onHand"], "reserved": rec["reserved"],
                 "safetyStockCount": rec["safetyStockCount"], "atf": atf, "ato": atf, "effectiveDate": rec["effectiveDate"]}
+
+    @staticmethod
+    def _ias(status: int, code: str, message: str) -> HttpError:
+        return HttpError(status, {"type": "about:blank", "errorCode": code, "message": message})
 
     @route("POST", OCI + r"/batch-update")
     def oci_batch_update(self, req):
-        self._admin_auth(req, req.params["org"], "sfcc.inventory.availability", write=True)
+        self._oci_auth(req, "sfcc.inventory.availability", write=True)
         body = req.json()
         records = body.get("records") if isinstance(body, dict) else None
-        if not isinstance(records, list) or not records:
-            raise problem(400, "bad-request", "Bad Request", "records must be a non-empty list.")
+        if not isinstance(records, list) or not records or set(body) != {"records"}:
+            raise self._ias(400, "InvalidRequestParameter", "records must be a non-empty list (and the only property).")
         if len(records) > 100:
-            raise problem(400, "bad-request", "Bad Request", "A batch update takes at most 100 records.")
-        success, failed = [], []
+            raise self._ias(400, "InvalidRequestParameter", "A batch update takes at most 100 records.")
+        failed = []
         with self.lock:
             for rec in records:
-                rid = rec.get("actionRequestId") if isinstance(rec, dict) else None
                 why = self._oci_problem(rec)
                 if why:
-                    failed.append({"actionRequestId": rid, "errorCode": why[0], "message": why[1]})
+                    r = rec if isinstance(rec, dict) else {}
+                    failed.append({"details": {"id": r.get("id"), "sku": r.get("sku"), "locationId": r.get("location")},
+                                   "errorCode": why[0], "message": why[1]})
                     continue
-                if rid in self.oci_applied:  # a replay: applied once already
-                    success.append(rid)
+                key = (rec["id"], rec["sku"])
+                if key in self.oci_applied:  # a replay: applied once already
                     continue
-                stored = self.oci[rec["locationIdentifier"]].setdefault(
-                    rec["stockKeepingUnit"], {"onHand": 0, "reserved": 0, "safetyStockCount": 0, "effectiveDate": ""})
-                when = datetime.fromisoformat(rec["effectiveDate"])
+                stored = self.oci[rec["location"]].setdefault(
+                    rec["sku"], {"onHand": 0, "reserved": 0, "safetyStockCount": 0, "effectiveDate": ""})
+                when = datetime.fromisoformat(rec.get("effectiveDate") or self.now())
                 if not stored["effectiveDate"] or when >= datetime.fromisoformat(stored["effectiveDate"]):
-                    stored["onHand"] = int(rec["onHand"])
+                    if "onHand" in rec:
+                        stored["onHand"] = rec["onHand"]
                     if "safetyStockCount" in rec:
-                        stored["safetyStockCount"] = int(rec["safetyStockCount"])
-                    stored["effectiveDate"] = rec["effectiveDate"]
-                self.oci_applied.add(rid)
-                success.append(rid)
-        return Response(200, {"success": success, "errors": failed})
+                        stored["safetyStockCount"] = rec["safetyStockCount"]
+                    stored["effectiveDate"] = when.isoformat()
+                self.oci_applied.add(key)
+        return Response(200, {"errors": failed}) if failed else Response(204, None)
+
+    RECORD_KEYS = {"id", "location", "sku", "onHand", "effectiveDate", "safetyStockCount", "futureStock", "externalRefId"}
+    _LOCATION = re.compile(r"[a-zA-Z0-9_-]{2,128}")
+    _SKU = re.compile(r"[^\\<>;%/\s]{2,250}")
 
     def _oci_problem(self, rec) -> tuple[str, str] | None:
         if not isinstance(rec, dict):
-            return "INVALID_RECORD", "a record must be an object"
-        for key in ("actionRequestId", "locationIdentifier", "stockKeepingUnit", "effectiveDate"):
-            if not rec.get(key) or not isinstance(rec.get(key), str):
-                return "MISSING_FIELD", f"{key} is required"
-        on_hand = rec.get("onHand")
-        if isinstance(on_hand, bool) or not isinstance(on_hand, (int, float)) or on_hand < 0:
-            return "INVALID_QUANTITY", "onHand must be a non-negative number"
-        try:
-            datetime.fromisoformat(rec["effectiveDate"])
-        except ValueError:
-            return "INVALID_DATE", "effectiveDate must be an ISO 8601 date-time"
-        if rec["locationIdentifier"] not in self.oci:
-            return "LOCATION_NOT_FOUND", f"location {rec['locationIdentifier']!r} does not exist"
+            return "InvalidRequestParameter", "a record must be an object"
+        unknown = set(rec) - self.RECORD_KEYS
+        if unknown:
+            return "InvalidRequestParameter", f"unknown record properties {', '.join(sorted(unknown))}"
+        for key, rx in (("id", None), ("location", self._LOCATION), ("sku", self._SKU)):
+            value = rec.get(key)
+            if not value or not isinstance(value, str) or (rx is not None and not rx.fullmatch(value)):
+                return "InvalidRequestParameter", f"{key} is required (a valid {key})"
+        for key in ("onHand", "safetyStockCount"):
+            value = rec.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                return "InvalidRequestParameter", f"{key} must be a number ≥ 0"
+        if "effectiveDate" in rec:
+            try:
+                when = datetime.fromisoformat(str(rec["effectiveDate"]).replace("Z", "+00:00"))
+            except ValueError:
+                return "InvalidRequestParameter", "effectiveDate must be an RFC 3339 date-time"
+            if when.tzinfo is None:
+                return "InvalidRequestParameter", "effectiveDate must be an RFC 3339 date-time (with its offset)"
+        if rec["location"] not in self.oci:
+            return "LocationDoesNotExist", f"location {rec['location']!r} does not exist"
         return None
 
     @route("POST", OCI + r"/get-availability")
     def oci_get_availability(self, req):
-        self._admin_auth(req, req.params["org"], "sfcc.inventory.availability", write=False)
-        body = req.json() or {}
+        self._oci_auth(req, "sfcc.inventory.availability", write=False)
+        body = req.json()
+        if not isinstance(body, dict) or set(body) - {"sku", "group", "skus", "locations", "groups"}:
+            raise self._ias(400, "InvalidRequestParameter", "The body is {sku?, group?, skus?, locations?, groups?}.")
         skus, locations = body.get("skus") or [], body.get("locations") or []
-        if not isinstance(skus, list) or not isinstance(locations, list) or len(skus) > 100:
-            raise problem(400, "bad-request", "Bad Request", "skus (≤ 100) and locations must be lists.")
+        if not isinstance(skus, list) or not isinstance(locations, list) or len(skus) * len(locations) > 100:
+            raise self._ias(400, "InvalidRequestParameter", "skus × locations cannot be more than 100.")
         with self.lock:
-            out = [self._oci_view(loc, sku, self.oci[loc][sku]) for loc in locations if loc in self.oci
-                   for sku in skus if sku in self.oci[loc]]
-        return Response(200, {"records": out})
+            missing = [loc for loc in locations if loc not in self.oci]
+            if missing:
+                raise self._ias(400, "LocationDoesNotExist", "A location provided in the request does not exist.")
+            out = [{"id": loc, "records": [self._oci_view(loc, sku, self.oci[loc][sku]) for sku in skus if sku in self.oci[loc]]}
+                   for loc in locations]
+        return Response(200, {"locations": out})
 
     def oci_order(self, order: dict, event: str) -> None:
         """An order's OCI reservation (caller holds the lock): ``place`` reserves, ``release`` frees, ``fulfil``
@@ -391,13 +437,15 @@ class ScapiRoutes:
                               "query": query, "sorts": sorts})
 
     def control_configure_site(self, payload):
-        """{"inventory": "lists" | "oci"}: whether the site sells from inventory lists (OCAPI records) or OCI."""
+        """{"inventory": "lists" | "oci", "tenant_group_id"?}: whether the site sells from inventory lists (OCAPI records)
+        or OCI, and the OCI tenant group id its OCI / Impex routes answer for ("" = the f_ecom_ organization)."""
         mode = payload.get("inventory", "lists")
         if mode not in ("lists", "oci"):
             raise problem(400, "bad-request", "Bad Request", "inventory must be lists or oci")
         with self.lock:
             self.site_inventory = mode
-        return {"inventory": mode}
+            self.oci_tenant_group = str(payload.get("tenant_group_id") or "")
+        return {"inventory": mode, "tenant_group_id": self.oci_tenant_group}
 
     def control_oci(self, payload):
         """The OCI records of {"location"} (all when omitted)."""

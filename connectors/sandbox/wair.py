@@ -28,13 +28,15 @@ Wire API (all under ``/wair/api/v1``; every route needs a token or key as above,
                                                        cursor = last change id seen ('' / absent = start);
                                                        a cursor past the end (WAIR restarted) replays from
                                                        the start. changedAt strictly increases.
-  POST /orders      (Idempotency-Key required)      201 {orderId, orderRef, status: "accepted", receivedAt}
+  POST /orders      (Idempotency-Key required)      201 {orderId, orderRef, status: "accepted", receivedAt, acknowledgedAt,
+                                                        allocations: [{skuId, locationId, quantity}]} (where the
+                                                        order's picked lines were allocated; none back-ordered)
                                                     200 same orderId on a replay (Idempotent-Replayed: true)
                                                     202 {orderRef, status: "pending"} while auto-ack is off
                                                     422 {errors: [{field, code, message}]} on invalid input,
                                                         or when a key is reused with a different body
                                                     409 IdempotencyKeyInFlight (injected at faults.conflict_rate)
-  GET  /orders/{orderRef}                           → {orderRef, orderId, status, lines, dispatches}; 404
+  GET  /orders/{orderRef}                           → {orderRef, orderId, status, lines, allocations, dispatches}; 404
                                                        status: pending | accepted | partially_dispatched |
                                                        dispatched | cancelled
   POST /orders/{orderRef}/cancel                    → 200 the order (idempotent); 409 once dispatched; 404
@@ -382,10 +384,16 @@ class WairEmulator(Emulator):
             err("serviceCode", "UnknownServiceCode", f"service code {service!r} is not configured in WAIR")
         return errs
 
+    def _allocations(self, o: dict) -> list[dict]:
+        """Where the accepted order was allocated: one row per allocated SKU (back-ordered SKUs have none)."""
+        alloc = o.get("allocation") or {}
+        lines = self._physical_lines(o)
+        return [{"skuId": sku, "locationId": loc, "quantity": lines.get(sku, 0)} for sku, loc in sorted((alloc.get("at") or {}).items())]
+
     def _public_order(self, o: dict) -> dict:
         return {"orderRef": o["orderRef"], "orderId": o["orderId"], "status": o["status"], "receivedAt": o["receivedAt"],
                 "acknowledgedAt": o["acknowledgedAt"], "lines": o["request"].get("lines", []),
-                "dispatches": [d["id"] for d in o["dispatches"]]}
+                "allocations": self._allocations(o), "dispatches": [d["id"] for d in o["dispatches"]]}
 
     def _accept(self, o: dict) -> None:
         if o["orderId"] is None:
@@ -545,7 +553,8 @@ class WairEmulator(Emulator):
         if o["orderId"] is None:
             return Response(202, {"orderRef": o["orderRef"], "status": "pending", "receivedAt": o["receivedAt"]}, headers)
         return Response(200 if replay else 201, {"orderId": o["orderId"], "orderRef": o["orderRef"], "status": o["status"],
-                                                 "receivedAt": o["receivedAt"]}, headers)
+                                                 "receivedAt": o["receivedAt"], "acknowledgedAt": o["acknowledgedAt"],
+                                                 "allocations": self._allocations(o)}, headers)
 
     @route("GET", API + r"/orders/(?P<ref>[^/]+)")
     def order_get(self, req):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
@@ -169,9 +171,23 @@ class ScheduleSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = PeriodicTask
-        fields = ["id", "name", "task", "description", "enabled", "every", "period", "cron", "queue", "last_run_at",
-                  "total_run_count"]
+        fields = ["id", "name", "task", "description", "enabled", "every", "period", "cron", "runs", "next_run_at", "queue",
+                  "last_run_at", "total_run_count"]
         read_only_fields = ["id", "name", "task", "description", "queue", "last_run_at", "total_run_count"]
+
+    runs = serializers.SerializerMethodField(help_text="the schedule in words, e.g. 'every day at 02:00 UTC'")
+    next_run_at = serializers.SerializerMethodField(help_text="when beat next sends it (UTC); null when disabled")
+
+    def get_runs(self, task) -> str:
+        from integration_hub.console import schedules
+
+        return schedules.describe(task)
+
+    def get_next_run_at(self, task) -> datetime | None:
+        from integration_hub.console import schedules
+
+        nxt = schedules.next_run(task)
+        return serializers.DateTimeField().to_representation(nxt) if nxt else None
 
     def to_representation(self, task):
         data = super().to_representation(task)
@@ -198,6 +214,21 @@ class ScheduleSerializer(serializers.ModelSerializer):
 
     def update(self, task, validated):
         return beat.apply_schedule(task, validated.get("schedule"), enabled=validated.get("enabled"))
+
+
+class ScheduleRunSerializer(serializers.Serializer):
+    """A "Run now": the Celery task id and what the worker made of it (queued, started, succeeded, failed)."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    task = serializers.CharField()
+    task_id = serializers.CharField(source="celery_task_id")
+    state = serializers.CharField()
+    launched_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    outcome = serializers.CharField()
+    error = serializers.CharField()
 
 
 class StockLevelSerializer(serializers.ModelSerializer):

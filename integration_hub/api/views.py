@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
 from django.http import Http404, StreamingHttpResponse
 from django_celery_beat.models import PeriodicTask
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -215,7 +215,35 @@ class OrderViewSet(ActionPermissions, viewsets.ReadOnlyModelViewSet):
         return Response(s.OrderSerializer(self.get_object()).data)
 
 
-class SkuMappingViewSet(ActsAsRequestUser, viewsets.ModelViewSet):
+CONFIRM_VALUES = ("true", "1", "yes")
+CONFIRM_PARAM = OpenApiParameter("confirm", bool, OpenApiParameter.QUERY, required=False,
+                                 description="true: delete. Without it nothing is deleted: the answer is 409 with the "
+                                             "impact preview (which storefront quantities the delete moves).")
+
+
+class PreviewedDestroy:
+    """DELETE of a row that feeds storefront stock (mappings, channel rules) needs ``?confirm=true``; without
+    it the answer is ``409`` with the impact preview (``{"detail", "impact": {"changed", "lines", "channels",
+    "sample"}}``) and nothing is deleted: the console's delete preview, for API clients."""
+
+    @extend_schema(parameters=[CONFIRM_PARAM],
+                   responses={204: OpenApiResponse(description="deleted"),
+                              409: OpenApiResponse(description="not deleted: the impact preview; repeat with ?confirm=true")})
+    def destroy(self, request, *args, **kwargs):
+        from integration_hub.console import impact
+        from integration_hub.console.services import after_rule_deleted
+
+        obj = self.get_object()
+        confirmed = str(request.query_params.get("confirm", "")).lower() in CONFIRM_VALUES
+        preview, deleted = impact.preview_delete(obj, confirmed=confirmed, after=after_rule_deleted)
+        if not deleted:
+            lines = preview.lines() or ["no storefront quantity changes"]
+            return Response({"detail": "Not deleted: " + "; ".join(lines) + ". Repeat with ?confirm=true to delete.",
+                             "impact": impact.as_dict(preview)}, status=status.HTTP_409_CONFLICT)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SkuMappingViewSet(PreviewedDestroy, ActsAsRequestUser, viewsets.ModelViewSet):
     """SKU mappings. Writes re-queue a stock push for the item and acknowledge that SKU's mismatch exceptions
     (the confirmed push resolves them)."""
 
@@ -240,11 +268,6 @@ class SkuMappingViewSet(ActsAsRequestUser, viewsets.ModelViewSet):
         with refused_as_400():
             self._after(serializer.save(), before)
 
-    def perform_destroy(self, instance):
-        item_id, channel_id = instance.item_id, instance.channel_id
-        instance.delete()
-        triage.requeue_stock({item_id}, [channel_id] if channel_id else None, reason="sku mapping deleted")
-
 
 class TransformViewSet(ActsAsRequestUser, viewsets.ModelViewSet):
     queryset = IdentifierTransform.objects.select_related("connection", "channel").order_by("name")
@@ -258,7 +281,7 @@ class TransformViewSet(ActsAsRequestUser, viewsets.ModelViewSet):
     perform_update = perform_create
 
 
-class ChannelStockRuleViewSet(ActsAsRequestUser, viewsets.ModelViewSet):
+class ChannelStockRuleViewSet(PreviewedDestroy, ActsAsRequestUser, viewsets.ModelViewSet):
     """Which locations feed each channel. Writes re-queue every mapped SKU on the channel."""
 
     queryset = ChannelStockRule.objects.select_related("channel", "pool").prefetch_related("locations").order_by("id")
@@ -310,6 +333,32 @@ class ScheduleViewSet(ActsAsRequestUser, mixins.ListModelMixin, mixins.RetrieveM
         with transaction.atomic():
             serializer.save()  # core.beat.apply_schedule; audited by core.beat.track_schedule_changes
 
+    @property
+    def required_permissions(self):
+        return {"run": ["django_celery_beat.change_periodictask"],
+                "run_detail": ["django_celery_beat.view_periodictask", "console.view_schedulerun"]}.get(getattr(self, "action", None))
+
+    @extend_schema(request=None, responses={202: s.ScheduleRunSerializer})
+    @action(detail=True, methods=["post"])
+    def run(self, request, pk=None):
+        """Send the job's task now (audited); poll ``/api/schedules/runs/<id>/`` for its state and outcome."""
+        from integration_hub.console import schedules
+
+        task = self.get_object()
+        run = schedules.run_now(task, user=request.user)
+        audit.write(task, "update", None, {"run_now": run.celery_task_id, "run": run.pk}, repr_=task.name)
+        return Response(s.ScheduleRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses=s.ScheduleRunSerializer, filters=False)
+    @action(detail=False, methods=["get"], url_path=r"runs/(?P<run_id>[0-9]+)")
+    def run_detail(self, request, run_id=None):
+        from integration_hub.console.models import ScheduleRun
+
+        run = ScheduleRun.objects.filter(pk=run_id).first()
+        if run is None:
+            raise Http404("no such run")
+        return Response(s.ScheduleRunSerializer(run).data)
+
 
 class StockLevelViewSet(ActsAsRequestUser, viewsets.ReadOnlyModelViewSet):
     queryset = StockLevel.objects.select_related("item", "location").order_by("id")
@@ -331,6 +380,7 @@ class ReportViewSet(ActionPermissions, mixins.ListModelMixin, mixins.RetrieveMod
     filterset_fields = {"kind": ["exact"], "run_date": ["exact", "gte", "lte"], "status": ["exact"]}
     ACTION_PERMS = {"rows": ["reconciliation.view_report"],
                     "csv": ["reconciliation.view_report", "reconciliation.download_report"],
+                    "xlsx": ["reconciliation.view_report", "reconciliation.download_report"],
                     "run": ["reconciliation.run_report"]}
 
     @extend_schema(responses=s.ReportRowSerializer(many=True), filters=False)
@@ -352,6 +402,21 @@ class ReportViewSet(ActionPermissions, mixins.ListModelMixin, mixins.RetrieveMod
         response = StreamingHttpResponse(recon.iter_csv(report, excel=False), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{recon.csv_filename(report)}"'
         return response
+
+    @extend_schema(responses={(200, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"):
+                              OpenApiResponse(description="the report as an Excel workbook (SKUs as text, money 0.00)"),
+                              404: OpenApiResponse(description="no such report, or not finished")}, filters=False)
+    @action(detail=True, methods=["get"])
+    def xlsx(self, request, pk=None):
+        from django.http import FileResponse
+
+        from integration_hub.reconciliation import xlsx
+        from integration_hub.reconciliation.views import XLSX_TYPE
+
+        report = self.get_object()
+        if report.status != Report.Status.DONE:
+            raise Http404("the report has not finished")
+        return FileResponse(xlsx.spooled(report), as_attachment=True, filename=xlsx.filename(report), content_type=XLSX_TYPE)
 
     @extend_schema(request=s.RunReportSerializer, responses={202: s.ReportSerializer})
     @action(detail=False, methods=["post"])

@@ -118,3 +118,58 @@ def confirm_token(data) -> str:
 
 def is_confirmed(data) -> bool:
     return hmac.compare_digest(data.get("confirm", ""), confirm_token(data))
+
+
+# --- deletes (console and API): what moves when a mapping or a channel rule goes --------------------------------
+def delete_scope(obj) -> dict:
+    """The ATS a delete can move: a channel rule its channel; a mapping its item on its channel (every channel
+    for an all-channel mapping)."""
+    from integration_hub.catalog.models import SkuMapping
+
+    if isinstance(obj, SkuMapping):
+        return {"channel_ids": [obj.channel_id] if obj.channel_id else None, "item_ids": {obj.item_id}}
+    return {"channel_ids": [obj.channel_id], "item_ids": None}
+
+
+def preview_delete(obj, *, confirmed: bool, after: Callable | None = None):
+    """Delete ``obj`` with its impact measured; unless ``confirmed`` the delete is rolled back (a preview).
+    ``after(obj)`` runs once the delete is kept (re-queue pushes). Returns ``(Impact, deleted)``."""
+    def apply():
+        obj.delete()
+
+    scope = delete_scope(obj)
+    if confirmed:
+        _, impact, saved = apply_with_preview(apply, **scope, confirmed=True)
+    else:  # always a preview first, even when nothing moves: a delete has its own confirmation step
+        _, impact, saved = _preview_only(apply, scope)
+    if saved and after is not None:
+        after(obj)
+    return impact, saved
+
+
+def _preview_only(apply, scope):
+    items = affected_items(scope["item_ids"]) if scope["item_ids"] is not None else None
+    before = _levels(scope["channel_ids"], items)
+    with transaction.atomic():
+        apply()
+        impact = diff(before, _levels(scope["channel_ids"], items))
+        transaction.set_rollback(True)
+    return None, impact, False
+
+
+def delete_token(label: str, pk, state: dict) -> str:
+    """Confirms exactly this delete of this row as it was previewed (a row edited meanwhile needs a new preview)."""
+    return hmac.new(settings.SECRET_KEY.encode(), repr(("delete", label, str(pk), sorted(state.items()))).encode(),
+                    hashlib.sha256).hexdigest()[:32]
+
+
+def token_matches(given: str, token: str) -> bool:
+    return bool(given) and hmac.compare_digest(given, token)
+
+
+def as_dict(impact: Impact) -> dict:
+    """The preview for the API (and tests)."""
+    return {"changed": impact.changed, "lines": impact.lines(),
+            "channels": [{"channel": c.key, "to_zero": c.to_zero, "down": c.down, "up": c.up,
+                          "units_before": c.units_before, "units_after": c.units_after} for c in impact.channels],
+            "sample": [{"channel": ch, "sku": sku, "before": b, "after": a} for ch, sku, b, a in impact.sample]}

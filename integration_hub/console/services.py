@@ -13,7 +13,7 @@ from exceptions_app.models import ACTIVE_STATUSES, ExceptionRecord, Kind, Severi
 from integration_hub.core.models import (
     WEBHOOK_SYSTEMS,
     Connection,
-    webhook_secret_configured,
+    webhook_auth_configured,
 )
 from integration_hub.inventory.models import PendingPush
 from integration_hub.orders.models import Order, OrderState
@@ -54,15 +54,16 @@ def connections() -> list[dict]:
 
     rows = list(Connection.objects.order_by("name").values(
         "id", "name", "system_type", "enabled", "last_success_at", "last_error_at", "last_error",
-        "webhook_secret_env", "webhook_secret_encrypted"))
+        "webhook_secret_env", "webhook_secret_encrypted", "options"))
     cursors: dict[int, list] = {}
     for c in SyncCursor.objects.order_by("stream").values("connection_id", "stream", "updated_at"):
         cursors.setdefault(c["connection_id"], []).append(c)
     for r in rows:
         r["cursors"] = cursors.get(r["id"], [])
         # receives webhooks but refuses them all: no secret of its own (there is no shared default)
-        r["webhook_secret_missing"] = (r["system_type"] in WEBHOOK_SYSTEMS and
-                                       not webhook_secret_configured(r.pop("webhook_secret_env"), r.pop("webhook_secret_encrypted")))
+        # (Clarus: its identification headers in the options instead — it signs nothing)
+        r["webhook_secret_missing"] = (r["system_type"] in WEBHOOK_SYSTEMS and not webhook_auth_configured(
+            r["system_type"], r.pop("options"), r.pop("webhook_secret_env"), r.pop("webhook_secret_encrypted")))
     return rows
 
 
@@ -247,6 +248,18 @@ def after_channel_rule_saved(obj, before=None) -> str:
                    .values_list("item_id", flat=True))
     n = triage.requeue_stock(item_ids, [obj.channel_id], reason="channel stock rule changed")
     return f"{n} stock push(es) queued for {obj.channel}"
+
+
+def after_rule_deleted(obj) -> None:
+    """Pushes for what a deleted mapping / channel rule fed (the row itself is gone; console and API)."""
+    from exceptions_app import triage
+    from integration_hub.catalog.models import SkuMapping
+    from integration_hub.inventory.models import ChannelStockRule
+
+    if isinstance(obj, SkuMapping):
+        triage.requeue_stock({obj.item_id}, [obj.channel_id] if obj.channel_id else None, reason="sku mapping deleted")
+    elif isinstance(obj, ChannelStockRule):
+        after_channel_rule_saved(obj)
 
 
 def run_periodic_task_now(task) -> str:

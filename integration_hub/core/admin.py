@@ -24,7 +24,7 @@ class ConnectionForm(forms.ModelForm):
         help_texts = {"options": (
             "System specific settings (JSON): project key, site id, scopes, account id … Salesforce Commerce Cloud: "
             '"api_family" = "scapi_oci" (B2C Commerce API orders + Omnichannel Inventory; API root '
-            "https://<shortCode>.api.commercecloud.salesforce.com, needs \"organization_id\" f_ecom_<realm>_<instance>) "
+            "https://<shortCode>.api.commercecloud.salesforce.com, needs \"organization_id\" f_ecom_<realm>_<instance> and, for OCI, \"oci_tenant_group_id\") "
             'or "ocapi" (the default: OCAPI Shop/Data API + inventory lists; "api_version" defaults to v24_5); '
             '"site_id"; see the README for the Account Manager / Business Manager settings each needs.')}
 

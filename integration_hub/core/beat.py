@@ -32,6 +32,8 @@ class Job:
 
 SCHEDULE = [
     Job("core: worker heartbeat", "core.heartbeat", every_seconds=60, description="shows on the dashboard when a worker last ran"),
+    Job("exceptions: prune trend counts", "exceptions.prune_occurrences", crontab="15 * * * *",
+        description="drops hourly exception counts older than 3 days (the queue's trend shows 24 h)"),
 ]
 
 

@@ -22,6 +22,11 @@ from django.conf import settings
 log = logging.getLogger(__name__)
 
 
+# A polling/sweeping job's lock: renewed while its holder runs, so a SIGKILLed worker frees it within this many
+# seconds and the next beat (or catch-up) run goes ahead instead of skipping for minutes.
+POLL_LOCK_SECONDS = 30
+
+
 def _cache_errors() -> tuple:
     errors: tuple = (OSError, ConnectionError, TimeoutError)
     try:

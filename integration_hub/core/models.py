@@ -62,6 +62,16 @@ def webhook_secret_configured(env_name: str, encrypted: str) -> bool:
     return bool(encrypted)
 
 
+def webhook_auth_configured(system_type: str, options, env_name: str, encrypted: str) -> bool:
+    """Whether a connection's webhooks can be accepted at all: a webhook secret for every system that signs
+    (or sends a static header), Clarus's identification headers in its options (Clarus signs nothing)."""
+    if system_type == "clarus":
+        from connectors.clarus import webhook_identification_configured
+
+        return webhook_identification_configured(options)
+    return webhook_secret_configured(env_name, encrypted)
+
+
 class Connection(models.Model):
     """One configured external system. Credentials come from the environment (``*_env`` names an
     environment variable) or are stored encrypted at rest; plaintext is never stored."""

@@ -12,6 +12,8 @@ SCHEDULE = [
         description="Releases acknowledged order holds older than the masters' feed lag (HUB_HOLD_MAX_SECONDS) and records them."),
     Job("stock: repair sweep", "inventory.repair_sweep", every_seconds=120,
         description="Light drift check in normal operation: reads back up to 500 pairs per channel (least recently seen first) and re-pushes the ones the storefront changed by itself."),
+    Job("stock: import outcomes", "inventory.settle_imports", every_seconds=60,
+        description="Reads the outcomes of full loads sent through a storefront's bulk import (commercetools Import API): confirms imported pairs, files exception records for refused ones."),
     Job("stock: drift check", "inventory.drift_check", crontab="20 */6 * * *",
         description="Reads every storefront quantity back and raises stock_drift where it differs from hub ATS; queues repairs."),
 ]

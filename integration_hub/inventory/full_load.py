@@ -13,7 +13,10 @@ batch update per 100 SKUs; Salesforce's "Inventory IMPEX Best Practices" advise 
    (a drain nudged by the enqueue may take some rows first; absolute figures make either path right);
 2. :func:`push.push_batch` with ``full=True`` claims those channels' rows (up to ``MAX_ROWS`` per
    round), computes their ATS in one query and sends each storefront connection one ``push_full``; confirmations,
-   exception records for refused lines (``bad_payload`` / ``unknown_sku``) and back-off are the drain's own.
+   exception records for refused lines (``bad_payload`` / ``unknown_sku``) and back-off are the drain's own;
+3. a storefront whose bulk path is asynchronous (commercetools Import API) answers ``ImportPending`` for the targets it
+   accepted: their rows stay in the outbox, deferred, and :mod:`.import_outcomes` (the ``inventory.settle_imports`` task
+   chain, dispatched here, and its beat job) records each pair's confirmation or exception once the import has run.
 
 Entry points: the task ``inventory.full_load`` — dispatched by :func:`dispatch_on_commit` whenever the hub queues
 a channel's every SKU (:func:`.signals.requeue_channels`: a channel's stock rule created — its first sync — or
@@ -102,4 +105,9 @@ def push_channels(channels, *, reason: str = "full resync", max_rows: int = MAX_
             # (the drain may have taken a few of the queued rows first)
             bar.advance(res.claimed, total=done if last else max(bar.row.total or 0, done), force=not last)
             if last:
-                return total
+                break
+    # accepted by an asynchronous bulk import (commercetools Import API): their outcomes are polled by a task chain
+    from . import import_outcomes
+
+    import_outcomes.dispatch({c.connection_id for c in bulk})
+    return total

@@ -78,6 +78,9 @@ class StockLevel(models.Model):
     state = models.CharField(max_length=12, choices=InventoryState.choices, default=InventoryState.AVAILABLE)
     quantity = models.IntegerField(default=0)
     source_updated_at = models.DateTimeField(null=True, blank=True, help_text="master's timestamp; older updates are ignored")
+    moved_at = models.DateTimeField(null=True, blank=True,
+                                    help_text="master's time of the last change that moved the quantity (a repeated figure "
+                                              "leaves it): what re-checks an acknowledged order's hold")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -154,9 +157,14 @@ class Reservation(models.Model):
     stock feed may not show the order's allocation yet, and releasing then would let ATS bounce back up
     (an oversell window). It is released by whichever comes first:
 
-    * an inbound stock update from ``warehouse`` for ``item`` at a location ``channel`` draws on, changed
-      at or after ``acknowledged_at`` (``inventory.services.apply_stock_changes``, same transaction as
-      the StockLevel write): from then on the master's figure carries the order;
+    * an inbound stock update from ``warehouse`` that moves ``item``'s figure at ``allocated_location`` (where
+      the master allocated the line, wherever that is — WAIR may allocate a uk-web order at EU1; any of the
+      master's locations when it did not say), changed at or after ``acknowledged_at``
+      (``inventory.services.apply_stock_changes``, same transaction as the StockLevel write): from then on
+      the master's figure carries the order. A figure that moved before the hold was marked (the master's
+      allocation reached the hub before its acknowledgement) is re-checked when it is marked
+      (``inventory.services.recheck_holds``);
+    * ``HUB["HOLD_MAX_SECONDS"]`` after ``acknowledged_at`` (``inventory.services.expire_holds``), with a record;
     * the order's dispatch confirmation;
     * the order's cancellation.
 
@@ -174,6 +182,9 @@ class Reservation(models.Model):
                                                      "the row with its first update changed at or after this")
     warehouse = models.ForeignKey("core.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
                                   help_text="the master that acknowledged the order (whose stock feed releases the row)")
+    allocated_location = models.ForeignKey(Location, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                           help_text="where the master said it allocated this line (any location of the "
+                                                     "master's when it did not say)")
     released_at = models.DateTimeField(null=True, blank=True)
     release_reason = models.CharField(max_length=50, blank=True)
 

@@ -8,8 +8,11 @@ row), and enqueues the pushes those changes cause in the same transaction.
 
 Reservations the master now carries are released in the same transaction
 (:func:`_release_reflected_reservations`): an acknowledged order's hold stays until this master reports
-a changed figure for the item at a location the order's channel draws on, with a change time at or after
-the acknowledgement (a repeated, unchanged figure releases nothing).
+a changed figure for the item where it allocated the line (``Reservation.allocated_location``, wherever that
+is; any of its locations when it did not say), with a change time at or after the acknowledgement (a
+repeated, unchanged figure releases nothing). A figure that arrived before the acknowledgement is re-checked
+when the hold is marked (:func:`mark_holds_acknowledged` → :func:`recheck_holds`, against
+``StockLevel.moved_at``), and every acknowledged hold is bounded (:func:`expire_holds`: released with a record).
 
 Bad rows never block good ones; each becomes an exception record merged by key:
   unknown SKU        unknown_sku:<connection name>:<master sku>   (no channel yet: the master's name
@@ -335,6 +338,7 @@ def expire_holds(max_age_seconds: int | None = None) -> int:
     seconds = int(max_age_seconds or getattr(settings, "HUB", {}).get("HOLD_MAX_SECONDS", HOLD_MAX_SECONDS))
     cutoff = timezone.now() - timedelta(seconds=seconds)
     with transaction.atomic():
+        recheck_holds()  # holds the master's figures already carry are released as carried, not as expired
         rows = list(Reservation.objects.select_for_update().filter(
             released_at__isnull=True, acknowledged_at__isnull=False, acknowledged_at__lt=cutoff)
             .values("id", "channel_id", "item_id", "order_ref", "warehouse_id", "quantity"))
@@ -401,22 +405,95 @@ def _release_reflected_reservations(connection, rows: list[tuple[tuple[int, int,
                    + f"""UPDATE {res} SET released_at = %s, release_reason = %s
                     WHERE released_at IS NULL AND acknowledged_at IS NOT NULL AND warehouse_id = %s
                       AND EXISTS (SELECT 1 FROM chg  -- every location of chg is this master's
-                                   WHERE chg.item_id = {res}.item_id AND chg.changed_at >= {res}.acknowledged_at)
+                                   WHERE chg.item_id = {res}.item_id AND chg.changed_at >= {res}.acknowledged_at
+                                     AND ({res}.allocated_location_id IS NULL
+                                          OR {res}.allocated_location_id = chg.location_id))
                     RETURNING channel_id, item_id""")
             cur.execute(sql, params + [db.ops.adapt_datetimefield_value(now), "master stock feed", connection.pk])
             got = cur.fetchall()
             released += len(got)
             pairs.update((int(c), int(i)) for c, i in got)
+    _push_released(pairs, f"reservation carried by {connection.name}")
+    return released
+
+
+def _push_released(pairs, reason: str) -> None:
+    """Holds of these (channel, item) pairs are gone: priority pushes for every channel selling from those shelves."""
     by_channel: dict[int, set[int]] = defaultdict(set)
     for channel_id, item_id in pairs:
         by_channel[channel_id].add(item_id)
-    for channel_id, item_ids in by_channel.items():  # the hold is gone: every channel selling from those shelves
+    for channel_id, item_ids in by_channel.items():
         locations = outbox.locations_for_channel(channel_id)
-        reason = f"reservation carried by {connection.name}"[:100]
         if locations:
-            outbox.enqueue(item_ids, location_ids=locations, priority=PendingPush.Priority.ORDER, reason=reason)
+            outbox.enqueue(item_ids, location_ids=locations, priority=PendingPush.Priority.ORDER, reason=reason[:100])
         else:
-            outbox.enqueue(item_ids, channel_ids=[channel_id], priority=PendingPush.Priority.ORDER, reason=reason)
+            outbox.enqueue(item_ids, channel_ids=[channel_id], priority=PendingPush.Priority.ORDER, reason=reason[:100])
+
+
+def mark_holds_acknowledged(acks) -> int:
+    """Mark the active holds of acknowledged orders and re-check them at once. ``acks``: (order ref, master
+    connection id, when the master took the order, allocations) — allocations maps master SKU → the master's
+    location id where it allocated that line (``Acknowledgement.allocations``; may be empty).
+
+    Each hold gets ``acknowledged_at``, ``warehouse`` and, where the master said, ``allocated_location``. Then
+    :func:`recheck_holds`: the master's allocation figure may have reached the hub *before* this mark (the stock
+    webhook raced the acknowledgement), and a figure already applied is never applied again — so a hold whose
+    item already has a figure that moved at or after ``acknowledged_at`` (at the allocation location; any of the
+    master's when unknown) is released now. Returns holds released. Call inside the acknowledging transaction."""
+    acks = [(a[0], a[1], a[2], dict(a[3] or {}) if len(a) > 3 else {}) for a in acks]
+    if not acks:
+        return 0
+    table = db.ops.quote_name(Reservation._meta.db_table)
+    with db.cursor() as cur:
+        rows = [[db.ops.adapt_datetimefield_value(at), wh, ref] for ref, wh, at, _ in acks]
+        for start in range(0, len(rows), 500):
+            cur.executemany(f"UPDATE {table} SET acknowledged_at = %s, warehouse_id = %s "
+                            "WHERE order_ref = %s AND released_at IS NULL AND acknowledged_at IS NULL", rows[start:start + 500])
+    wanted = {(wh, loc) for _, wh, _, alloc in acks for loc in alloc.values()}
+    if wanted:
+        loc_ids = {(c, e): i for c, e, i in Location.objects.filter(
+            connection_id__in={w for w, _ in wanted}, external_id__in={e for _, e in wanted}).values_list("connection_id", "external_id", "id")}
+        skus = {s for *_, alloc in acks for s in alloc}
+        item_ids = dict(Item.objects.filter(sku__in=skus).values_list("sku", "id"))
+        updates = [[loc_ids[(wh, loc)], ref, item_ids[sku]] for ref, wh, _, alloc in acks for sku, loc in alloc.items()
+                   if (wh, loc) in loc_ids and sku in item_ids]
+        with db.cursor() as cur:
+            for start in range(0, len(updates), 500):
+                cur.executemany(f"UPDATE {table} SET allocated_location_id = %s "
+                                "WHERE order_ref = %s AND item_id = %s AND released_at IS NULL", updates[start:start + 500])
+    return recheck_holds([ref for ref, *_ in acks])
+
+
+def recheck_holds(order_refs=None) -> int:
+    """Release the acknowledged holds of ``order_refs`` (None: every active acknowledged hold) whose master already
+    reported a moved figure for the item at or after ``acknowledged_at`` (``StockLevel.moved_at``) — at
+    ``allocated_location``, or at any location of the acknowledging master when that is unknown. One UPDATE per
+    500 orders (one in all for None), plus the priority pushes. The hold-bound beat runs it over every hold first,
+    so a stock apply that raced the acknowledgement in another transaction is caught within one beat."""
+    chunks: list[list[str] | None] = [None]
+    if order_refs is not None:
+        refs = sorted(set(order_refs))
+        if not refs:
+            return 0
+        chunks = [refs[start:start + 500] for start in range(0, len(refs), 500)]
+    res, stock, loc = (db.ops.quote_name(m._meta.db_table) for m in (Reservation, StockLevel, Location))
+    now = db.ops.adapt_datetimefield_value(timezone.now())
+    pairs: set[tuple[int, int]] = set()
+    released = 0
+    with db.cursor() as cur:
+        for chunk in chunks:
+            refs_sql = f"AND order_ref IN ({', '.join(['%s'] * len(chunk))})" if chunk else ""
+            cur.execute(f"""UPDATE {res} SET released_at = %s, release_reason = %s
+                WHERE released_at IS NULL AND acknowledged_at IS NOT NULL AND warehouse_id IS NOT NULL {refs_sql}
+                  AND EXISTS (SELECT 1 FROM {stock} s JOIN {loc} l ON l.id = s.location_id
+                               WHERE s.item_id = {res}.item_id AND l.connection_id = {res}.warehouse_id
+                                 AND s.state IN (%s, %s) AND s.moved_at >= {res}.acknowledged_at
+                                 AND ({res}.allocated_location_id IS NULL OR s.location_id = {res}.allocated_location_id))
+                RETURNING channel_id, item_id""", [now, "master stock feed (re-checked)", *(chunk or []), *sorted(ATS_STATES)])
+            got = cur.fetchall()
+            released += len(got)
+            pairs.update((int(c), int(i)) for c, i in got)
+    _push_released(pairs, "reservation carried by the master (re-checked)")
     return released
 
 
@@ -431,11 +508,14 @@ def _upsert_levels(rows: list[tuple[tuple[int, int, str], int, datetime | None]]
             chunk = rows[start:start + UPSERT_CHUNK]
             params: list = []
             for (item_id, loc_id, state), qty, ts in chunk:
-                params += [item_id, loc_id, state, qty, db.ops.adapt_datetimefield_value(ts), now]
+                params += [item_id, loc_id, state, qty, db.ops.adapt_datetimefield_value(ts), now,
+                           db.ops.adapt_datetimefield_value(ts) if ts is not None else now]
             cur.execute(
-                f"""INSERT INTO {table} (item_id, location_id, state, quantity, source_updated_at, updated_at)
-                    VALUES """ + ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk)) + f"""
+                f"""INSERT INTO {table} (item_id, location_id, state, quantity, source_updated_at, updated_at, moved_at)
+                    VALUES """ + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(chunk)) + f"""
                     ON CONFLICT (item_id, location_id, state) DO UPDATE SET
+                        moved_at = CASE WHEN {table}.quantity <> excluded.quantity THEN excluded.moved_at
+                                        ELSE {table}.moved_at END,
                         quantity = excluded.quantity,
                         source_updated_at = COALESCE(excluded.source_updated_at, {table}.source_updated_at),
                         updated_at = excluded.updated_at

@@ -22,6 +22,7 @@ from integration_hub.core.models import Connection
 from integration_hub.core.queues import is_urgent_stock
 
 from . import drift, push
+from .import_outcomes import settle_imports  # noqa: F401 - registers inventory.settle_imports with the worker
 from .models import PendingPush
 
 log = logging.getLogger(__name__)
@@ -116,14 +117,14 @@ def poll_stock(connection_id: int, max_pages: int = 50) -> dict:
     """Fetch stock changes since the cursor from one master. Failures become exception records
     (``rate_limited`` / ``sync_timeout`` keyed on the connection) and are cleared by the next success;
     the next beat tick retries."""
-    from integration_hub.core.locks import exclusive
+    from integration_hub.core.locks import POLL_LOCK_SECONDS, exclusive
 
     from .services import poll_master
 
     conn = Connection.objects.get(pk=connection_id)
     keys = transport_keys(conn.name, "stock_changes")
     # one poller per master across every worker process (Redis key, or a host-wide file lock embedded)
-    with exclusive(f"stock-poll-{conn.pk}", timeout=300) as got:
+    with exclusive(f"stock-poll-{conn.pk}", timeout=POLL_LOCK_SECONDS, renew=True) as got:
         if not got:  # another worker is polling this master right now
             return {"skipped": "already polling"}
         try:
@@ -186,10 +187,10 @@ def repair_sweep(limit: int = drift.SWEEP_PAIRS_PER_CHANNEL) -> list[dict]:
     least recently observed first, drifted ones re-pushed. One sweep at a time across workers."""
     from dataclasses import asdict
 
-    from integration_hub.core.locks import exclusive
+    from integration_hub.core.locks import POLL_LOCK_SECONDS, exclusive
 
     out = []
-    with exclusive("stock-repair-sweep", timeout=600) as got:
+    with exclusive("stock-repair-sweep", timeout=POLL_LOCK_SECONDS, renew=True) as got:
         if not got:
             return [{"skipped": "a sweep is running"}]
         for channel in drift.channels_to_check():

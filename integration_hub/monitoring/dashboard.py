@@ -55,6 +55,9 @@ CHARTS = [  # slug, title, permission, [(figure, key, line label)]
      [("propagation_lag_p50_seconds", "", "p50"), ("propagation_lag_p95_seconds", "", "p95")]),
     ("orders", "Orders per state", "orders.view_order",
      [("orders_in_state", s, s) for s in ("captured", "validated", "sent", "acknowledged", "dispatched", "held", "failed")]),
+    ("flash", "Holds, dead-worker leases and intake (issue 20)", "orders.view_order",
+     [("holds_acknowledged", "", "acknowledged holds"), ("holds_overdue", "", "holds beyond feed lag"),
+      ("leases_expired", "", "expired leases"), ("intake_oldest_seconds", "", "oldest unsent order (s)")]),
     ("exceptions", "Exceptions opened vs resolved (rolling hour)", "exceptions_app.view_exceptionrecord",
      [("exceptions_opened_1h", "", "opened"), ("exceptions_resolved_1h", "", "resolved")]),
 ]

@@ -23,7 +23,18 @@ DEFAULT_RULES = [
          "window_minutes": 30, "severity": "warning", "flow": "demand"},
     {"name": "Unmapped storefront SKUs", "figure": "exceptions_open", "key": "sku_mismatch", "op": "gt", "threshold": 0,
          "window_minutes": 0, "severity": "warning", "flow": "catalogue"},
-    {"name": "Critical exceptions open", "figure": "exceptions_open", "key": "*", "op": "gt", "threshold": 0, "window_minutes": 0,
+    # issue 20, item 9: a flash sale under faults
+    {"name": "Order holds piling up", "figure": "holds_overdue", "key": "*", "op": "gt", "threshold": 0, "window_minutes": 5,
+         "severity": "warning"},
+    {"name": "Work left by a dead worker", "figure": "leases_expired", "key": "", "op": "gt", "threshold": 0, "window_minutes": 2,
+         "severity": "error"},
+    {"name": "No worker heartbeat", "figure": "worker_heartbeat_age_seconds", "key": "", "op": "gt", "threshold": 180,
+         "window_minutes": 0, "severity": "critical"},
+    {"name": "Order intake behind", "figure": "intake_oldest_seconds", "key": "", "op": "gt", "threshold": 120, "window_minutes": 0,
+         "severity": "error"},
+    # by severity, any kind (exceptions_open with key "*" would fire per kind for every severity)
+    {"name": "Critical exceptions open", "figure": "exceptions_open_severity", "key": "critical", "op": "gt", "threshold": 0,
+         "window_minutes": 0,
          "severity": "critical", "enabled": False},
 ]
 

@@ -6,6 +6,9 @@ holds up the others); the beat sweep calls it too, so rows whose task was lost a
 claimed before sending (a lease, like the stock outbox), so two workers never send the same row; a failure
 is kept on the row and retried with exponential back-off (capped, never given up: the staff screen shows
 attempts and the last error). The unique key means a firing is sent at most once per channel and event.
+
+Finance report e-mails use the same outbox: one ``report`` row per (subscription, business day), queued by the
+daily report job (:mod:`integration_hub.reconciliation.mail`) and sent to the subscription's addresses.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .models import Delivery, NotificationChannel
-from .notify import Message, SendError, send
+from .notify import Message, SendError, send, send_email
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,10 @@ def digest_message(d: Delivery) -> Message:
 
 
 def message_for(d: Delivery) -> Message:
+    if d.event == Delivery.Event.REPORT:
+        from integration_hub.reconciliation import mail
+
+        return mail.report_message(d)
     if d.event == Delivery.Event.DIGEST:
         return digest_message(d)
     if d.event == Delivery.Event.TEST:
@@ -122,19 +129,26 @@ def deliver(delivery_id: int, now=None) -> str:
                .update(claim_token=token, claimed_until=now + LEASE))
     if not claimed:
         return "skipped"
-    d = Delivery.objects.select_related("channel", "firing__rule").get(pk=delivery_id)
+    d = Delivery.objects.select_related("channel", "firing__rule", "subscription__user").get(pk=delivery_id)
     attempts = d.attempts + 1
+    final = d.event == Delivery.Event.TEST  # a test is tried once; real notifications retry
     try:
-        if not d.channel.enabled:
-            raise SendError("channel disabled")
-        send(d.channel, message_for(d))
+        if d.event == Delivery.Event.REPORT:
+            if not d.subscription.enabled:
+                final = True
+                raise SendError("subscription disabled")
+            send_email(d.subscription.recipients(), message_for(d))
+        else:
+            if not d.channel.enabled:
+                raise SendError("channel disabled")
+            send(d.channel, message_for(d))
     except Exception as exc:  # noqa: BLE001 - any failure is kept on the row and retried
         error = str(exc)[:1000] or type(exc).__name__
-        status = Delivery.Status.FAILED if d.event == Delivery.Event.TEST else Delivery.Status.PENDING
+        status = Delivery.Status.FAILED if final else Delivery.Status.PENDING
         Delivery.objects.filter(pk=d.pk, claim_token=token).update(
             attempts=attempts, last_error=error, status=status, claim_token="", claimed_until=None,
             next_attempt_at=now + backoff(attempts))
-        log.warning("notification %s to %s failed (attempt %s): %s", d.pk, d.channel.name, attempts, error)
+        log.warning("notification %s to %s failed (attempt %s): %s", d.pk, d.channel or d.subscription, attempts, error)
         return "failed" if status == Delivery.Status.FAILED else "retry"
     Delivery.objects.filter(pk=d.pk, claim_token=token).update(
         attempts=attempts, status=Delivery.Status.SENT, sent_at=timezone.now(), last_error="", claim_token="",

@@ -1,4 +1,4 @@
-"""The hub's own figures, computed from its tables in a fixed number of queries (6) whatever the data size.
+"""The hub's own figures, computed from its tables in a fixed number of queries (7) whatever the data size.
 
 :func:`compute` returns ``{(figure, key): value}``; ``key`` is a channel key, a connection name, an
 exception kind (``kind`` or ``kind:severity``) or an order state, and ``""`` is the hub-wide total.
@@ -14,7 +14,7 @@ causes no push and is not measured.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import timedelta, timezone as dt_timezone
 
 from django.conf import settings
 from django.db.models import Count, Min, OuterRef, Q, Subquery
@@ -63,6 +63,8 @@ FIGURES: dict[str, FigureInfo] = {
     "orders_in_state": FigureInfo("Orders per state", "orders", "orders", "state", "orders in each state"),
     "exceptions_open": FigureInfo("Open exceptions", "exceptions", "orders", "kind",
                                   "open/acknowledged exceptions; key = kind or kind:severity ('' = all)"),
+    "exceptions_open_severity": FigureInfo("Open exceptions by severity", "exceptions", "orders", "severity",
+                                           "open/acknowledged exceptions of each severity, any kind (key = severity)"),
     "exceptions_opened_1h": FigureInfo("Exceptions opened (1 h)", "exceptions", "orders", "", "first seen in the last hour"),
     "exceptions_resolved_1h": FigureInfo("Exceptions resolved (1 h)", "exceptions", "orders", "", "resolved in the last hour"),
     "connection_failing": FigureInfo("Connection failing", "0/1", "stock", "connection",
@@ -71,6 +73,21 @@ FIGURES: dict[str, FigureInfo] = {
                                              "minutes since the last success of a failing connection"),
     "planner_failing": FigureInfo("Planner connection failing", "0/1", "demand", "connection",
                                   "1 while an Inventory Planner connection's last call failed"),
+    # issue 20, item 9: what a flash sale under faults must show
+    "holds_acknowledged": FigureInfo("Acknowledged holds", "holds", "stock", "connection",
+                                     "active stock holds of acknowledged orders the master's feed has not carried yet (per master)"),
+    "holds_overdue": FigureInfo("Holds beyond the feed lag", "holds", "stock", "connection",
+                                "acknowledged holds older than HUB_MASTER_FEED_LAG_SECONDS: piling up (a master allocating where "
+                                "the hub does not look, a lost feed); released with a record at HUB_HOLD_MAX_SECONDS"),
+    "holds_oldest_age_seconds": FigureInfo("Oldest acknowledged hold", "seconds", "stock", "connection",
+                                           "age of the oldest acknowledged hold still active (per master)"),
+    "leases_expired": FigureInfo("Work left by a dead worker", "rows", "stock", "",
+                                 "push rows and orders still claimed after their lease ran out: a worker stopped renewing (died); "
+                                 "the sweeps hand them to live workers"),
+    "worker_heartbeat_age_seconds": FigureInfo("Worker heartbeat age", "seconds", "stock", "",
+                                               "since a worker last ran the beat's heartbeat job (no heartbeat yet: since 1970)"),
+    "intake_oldest_seconds": FigureInfo("Intake behind", "seconds", "orders", "",
+                                        "age of the oldest order captured but not yet sent to the warehouse (held orders excluded)"),
 }
 
 
@@ -96,6 +113,7 @@ def compute(now=None) -> dict[tuple[str, str], float]:
     _orders(out, now)
     _exceptions(out, now)
     _connections(out, now)
+    _flash(out, now)
     return out
 
 
@@ -158,17 +176,20 @@ def _orders(out, now):
 
 
 def _exceptions(out, now):
-    from exceptions_app.models import ACTIVE_STATUSES, ExceptionRecord, Kind, Status
+    from exceptions_app.models import ACTIVE_STATUSES, ExceptionRecord, Kind, Severity, Status
 
     out[("exceptions_open", "")] = 0.0
     out[("drift_pairs", "")] = 0.0
     for kind in Kind.values:
         out[("exceptions_open", kind)] = 0.0
+    for severity in Severity.values:
+        out[("exceptions_open_severity", severity)] = 0.0
     for r in (ExceptionRecord.objects.filter(status__in=ACTIVE_STATUSES).order_by()
               .values("kind", "severity", "channel__key").annotate(n=Count("id"))):
         n = float(r["n"])
         out[("exceptions_open", "")] += n
         out[("exceptions_open", r["kind"])] = out.get(("exceptions_open", r["kind"]), 0.0) + n
+        out[("exceptions_open_severity", r["severity"])] = out.get(("exceptions_open_severity", r["severity"]), 0.0) + n
         ks = f"{r['kind']}:{r['severity']}"
         out[("exceptions_open", ks)] = out.get(("exceptions_open", ks), 0.0) + n
         if r["kind"] == Kind.STOCK_DRIFT:
@@ -196,4 +217,66 @@ def _connections(out, now):
                 round((now - ok).total_seconds() / 60, 1) if failing and ok else 0.0)
 
 
-QUERIES = 6  # what compute() costs, whatever the data size (tests assert it)
+def _flash(out, now):
+    """Issue 20, item 9, in one query: acknowledged holds per master (count, beyond the feed lag, oldest) and
+    the liveness scalars — the newest worker heartbeat, leases a dead worker left (push rows and orders still
+    claimed after their lease ran out; an order's lease is ``next_attempt_at`` while ``claim_token`` is set)
+    and the oldest captured order not yet sent (held orders wait for a person, not for intake)."""
+    from django.db import connection as db
+
+    from integration_hub.core.models import Connection, Heartbeat
+    from integration_hub.inventory.models import PendingPush, Reservation
+    from integration_hub.orders.models import Order, OrderState
+
+    lag = now - timedelta(seconds=int(settings.HUB.get("MASTER_FEED_LAG_SECONDS", 120)))
+    q = db.ops.quote_name
+    res, conn, hb, push, order = (q(m._meta.db_table) for m in (Reservation, Connection, Heartbeat, PendingPush, Order))
+    ts = db.ops.adapt_datetimefield_value
+    sql = f"""
+        SELECT (SELECT MAX(at) FROM {hb}),
+               (SELECT COUNT(*) FROM {push} WHERE claim_token <> '' AND claimed_until < %s),
+               (SELECT COUNT(*) FROM {order} WHERE claim_token <> '' AND next_attempt_at < %s),
+               (SELECT MIN(created_at) FROM {order} WHERE state IN (%s, %s)),
+               h.name, h.n, h.overdue, h.oldest
+          FROM (SELECT 1 AS one) x
+          LEFT JOIN (SELECT c.name AS name, COUNT(*) AS n,
+                            SUM(CASE WHEN r.acknowledged_at < %s THEN 1 ELSE 0 END) AS overdue, MIN(r.acknowledged_at) AS oldest
+                       FROM {res} r LEFT JOIN {conn} c ON c.id = r.warehouse_id
+                      WHERE r.released_at IS NULL AND r.acknowledged_at IS NOT NULL
+                      GROUP BY c.name) h ON 1 = 1"""
+    with db.cursor() as cur:
+        cur.execute(sql, [ts(now), ts(now), OrderState.CAPTURED, OrderState.VALIDATED, ts(lag)])
+        rows = cur.fetchall()
+    last_beat, stale_pushes, stale_orders, oldest_intake = (rows[0][:4] if rows else (None, 0, 0, None))
+    last_beat, oldest_intake = _as_dt(last_beat), _as_dt(oldest_intake)
+    epoch = now.replace(year=1970, month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+    out[("worker_heartbeat_age_seconds", "")] = max(0.0, (now - (last_beat or epoch)).total_seconds())
+    out[("leases_expired", "")] = float((stale_pushes or 0) + (stale_orders or 0))
+    out[("intake_oldest_seconds", "")] = max(0.0, (now - oldest_intake).total_seconds()) if oldest_intake else 0.0
+    out[("holds_acknowledged", "")] = out[("holds_overdue", "")] = out[("holds_oldest_age_seconds", "")] = 0.0
+    for *_, name, n, overdue, oldest in rows:
+        if n is None:
+            continue
+        key, age = name or "", max(0.0, (now - _as_dt(oldest)).total_seconds())
+        out[("holds_acknowledged", key)] = float(n)
+        out[("holds_overdue", key)] = float(overdue or 0)
+        out[("holds_oldest_age_seconds", key)] = age
+        out[("holds_acknowledged", "")] += n
+        out[("holds_overdue", "")] += overdue or 0
+        out[("holds_oldest_age_seconds", "")] = max(out[("holds_oldest_age_seconds", "")], age)
+
+
+def _as_dt(value):
+    """An aware datetime from a raw cursor value (SQLite answers text or a naive UTC datetime)."""
+    if value is None:
+        return None
+    if not hasattr(value, "tzinfo"):
+        from django.utils.dateparse import parse_datetime
+
+        value = parse_datetime(str(value))
+    if value is not None and timezone.is_naive(value):
+        value = timezone.make_aware(value, dt_timezone.utc)
+    return value
+
+
+QUERIES = 7  # what compute() costs, whatever the data size (tests assert it)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django import forms
 from django.core.validators import URLValidator, validate_email
 
+from connectors import egress, errors
+
 from .figures import FIGURES
 from .models import AlertRule, NotificationChannel
 
@@ -39,6 +41,11 @@ class NotificationChannelForm(forms.ModelForm):
                     URLValidator(schemes=["http", "https"])(url)
                 except forms.ValidationError:
                     self.add_error("url", "Give an http(s) URL.")
+                else:
+                    try:  # the outbound guard, as for connection URLs: no internal address unless allow-listed
+                        egress.check_url(url)
+                    except errors.UnsafeDestinationError as exc:
+                        self.add_error("url", str(exc))
             elif not has_url:
                 self.add_error("url", "This kind of channel needs its webhook URL.")
             if kind == NotificationChannel.Kind.WEBHOOK and not (data.get("secret") or self.instance.secret_encrypted):

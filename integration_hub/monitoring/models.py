@@ -9,7 +9,7 @@ notification channels and the delivery outbox.
 * :class:`Firing` — one breach, from when it fired until it recovered.
 * :class:`NotificationChannel` — email, Slack, Microsoft Teams or a signed generic webhook.
 * :class:`Delivery` — the outbox: one row per (firing, channel, event) — or per (channel, day) for the
-  optional daily digest —, unique, retried with back-off.
+  optional daily digest, or per (finance report subscription, business day) —, unique, retried with back-off.
 """
 from __future__ import annotations
 
@@ -194,6 +194,7 @@ class Delivery(models.Model):
         RECOVERED = "recovered", "recovered"
         TEST = "test", "test"
         DIGEST = "digest", "daily digest"
+        REPORT = "report", "finance report e-mail"
 
     class Status(models.TextChoices):
         PENDING = "pending", "pending"
@@ -201,7 +202,11 @@ class Delivery(models.Model):
         FAILED = "failed", "failed"  # only test sends end failed; real ones retry
 
     firing = models.ForeignKey(Firing, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries")
-    channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.ForeignKey(NotificationChannel, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries",
+                                help_text="empty for finance report e-mails (sent to their subscription's addresses)")
+    subscription = models.ForeignKey("reconciliation.ReportSubscription", null=True, blank=True, on_delete=models.CASCADE,
+                                     related_name="deliveries", help_text="report e-mail: whose")
+    context = models.JSONField(default=dict, blank=True, help_text="report e-mail: the report ids of the run it carries")
     event = models.CharField(max_length=10, choices=Event.choices)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -209,7 +214,8 @@ class Delivery(models.Model):
     claim_token = models.CharField(max_length=32, blank=True, default="")
     claimed_until = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
-    digest_day = models.DateField(null=True, blank=True, help_text="digest: the day it covers (one per channel and day)")
+    digest_day = models.DateField(null=True, blank=True, help_text="digest: the day it covers (one per channel and day); "
+                                                                   "report e-mail: the business day of the run")
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 
@@ -217,7 +223,10 @@ class Delivery(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["firing", "channel", "event"], name="alerts_uniq_delivery"),
                        models.UniqueConstraint(fields=["channel", "digest_day"], condition=models.Q(event="digest"),
-                                               name="alerts_uniq_digest")]
+                                               name="alerts_uniq_digest"),
+                       # a report run is e-mailed once per subscription (a second run of the job the same day adds nothing)
+                       models.UniqueConstraint(fields=["subscription", "digest_day"], condition=models.Q(event="report"),
+                                               name="alerts_uniq_report_mail")]
         indexes = [models.Index(fields=["status", "next_attempt_at"])]
 
     def __str__(self) -> str:

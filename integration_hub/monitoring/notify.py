@@ -17,14 +17,19 @@ Every outbound HTTP request goes through :func:`post_json` (timeouts, the client
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage
 
+from connectors import egress
 from integration_hub.core import webhooks
 
 from .models import NotificationChannel
+
+log = logging.getLogger(__name__)
 
 TIMEOUT = (5.0, 10.0)  # connect, read
 SEVERITY_COLOUR = {"warning": "warning", "error": "attention", "critical": "attention", "": "good"}
@@ -42,10 +47,40 @@ class Message:
     severity: str = ""
     payload: dict | None = None  # the machine-readable form (generic webhook body)
     delivery_id: int | None = None
+    attachments: list | None = None  # e-mail: (filename, bytes, mimetype)
+
+
+def send_email(recipients: list[str], msg: Message) -> None:
+    """One e-mail through Django's mail backend (SMTP from the environment, settings ``EMAIL_*``)."""
+    if not recipients:
+        raise SendError("no recipients configured")
+    try:
+        email = EmailMessage(f"[Integration Hub] {msg.title}", msg.text, settings.DEFAULT_FROM_EMAIL, recipients)
+        for name, content, mimetype in msg.attachments or []:
+            email.attach(name, content, mimetype)
+        email.send(fail_silently=False)
+    except Exception as exc:  # SMTP errors, refused connection: retried by the outbox
+        raise SendError(f"{type(exc).__name__}: {exc}"[:500]) from exc
+
+
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of a channel URL: Slack and Teams webhook URLs carry their secret in the path
+    (and query), so no error text, log line or screen ever shows more than this."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparseable URL>"
+    return f"{parts.scheme}://{host}{port}"
 
 
 def post_json(url: str, body: bytes, headers: dict | None = None) -> int:
-    """The one place notifications leave the hub over HTTP. Raises :class:`SendError` unless 2xx."""
+    """The one place notifications leave the hub over HTTP. Raises :class:`SendError` unless 2xx.
+
+    The error text is kept on the delivery and shown to ops: it names the origin, the exception class or the
+    status — never the URL's path (a webhook URL's secret) or what the remote answered (logged instead;
+    response bodies of outbound calls are for admins, as ``Connection.last_error_detail``)."""
     import requests
 
     from connectors import errors
@@ -53,29 +88,25 @@ def post_json(url: str, body: bytes, headers: dict | None = None) -> int:
 
     if not url or not url.lower().startswith(("http://", "https://")):
         raise SendError("no http(s) URL configured")
+    where = origin(url)
     session = pooled_session("monitoring-notify", pool_size=4)
     try:
         resp = session.post(url, data=body, headers={"Content-Type": "application/json", **(headers or {})},
                             timeout=TIMEOUT, allow_redirects=False)
     except requests.RequestException as exc:
-        raise SendError(f"{type(exc).__name__}: {exc}"[:500]) from exc
+        raise SendError(f"{type(exc).__name__} posting to {where}") from None
     except errors.UnsafeDestinationError as exc:  # the outbound guard (connectors/egress.py): internal address
-        raise SendError(str(exc)[:500]) from exc
+        raise SendError(str(exc).replace(egress.display_url(url), where)[:500]) from None
     if not 200 <= resp.status_code < 300:
-        raise SendError(f"HTTP {resp.status_code}: {resp.text[:300]}")
+        log.warning("notification POST to %s answered HTTP %s: %s", where, resp.status_code, resp.text[:300])
+        raise SendError(f"HTTP {resp.status_code} from {where}")
     return resp.status_code
 
 
 def send(channel: NotificationChannel, msg: Message) -> None:
     kind = channel.kind
     if kind == NotificationChannel.Kind.EMAIL:
-        recipients = channel.email_recipients()
-        if not recipients:
-            raise SendError("no recipients configured")
-        try:
-            send_mail(f"[Integration Hub] {msg.title}", msg.text, settings.DEFAULT_FROM_EMAIL, recipients)
-        except Exception as exc:  # SMTP errors, refused connection: retried by the outbox
-            raise SendError(f"{type(exc).__name__}: {exc}"[:500]) from exc
+        send_email(channel.email_recipients(), msg)
         return
     if kind == NotificationChannel.Kind.SLACK:
         body = {"text": f"*{msg.title}*\n{msg.text}"}

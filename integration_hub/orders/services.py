@@ -28,6 +28,7 @@ Flow
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -194,6 +195,11 @@ def _new_order(channel: Channel, so: StorefrontOrder) -> Order:
         idempotency_key=order_key(channel, so.external_id))
 
 
+# orders another capture inserted first are skipped by the insert itself (ON CONFLICT DO NOTHING); what still
+# collides (e.g. a concurrent capture of the same lines) is retried, each attempt re-reading what the others took
+CAPTURE_ATTEMPTS = 6
+
+
 def _capture(pairs: list[tuple[Channel, StorefrontOrder]], source: str) -> CaptureResult:
     """Insert the orders not yet known (by idempotency key) with their lines, map them and reserve stock.
     Runs in one transaction; retried when a concurrent capture inserted the same order first."""
@@ -204,7 +210,7 @@ def _capture(pairs: list[tuple[Channel, StorefrontOrder]], source: str) -> Captu
     result = CaptureResult()
     if not by_pair:
         return result
-    for attempt in range(3):
+    for attempt in range(CAPTURE_ATTEMPTS):
         try:
             with transaction.atomic():
                 known = _known_pairs(by_pair)
@@ -213,13 +219,25 @@ def _capture(pairs: list[tuple[Channel, StorefrontOrder]], source: str) -> Captu
                 result = CaptureResult(existing=len(known))
                 if not new:
                     return result
-                Order.objects.bulk_create(new, batch_size=500)
-                if any(o.pk is None for o in new):  # backends that cannot return ids from bulk inserts
-                    ids = {}
-                    for chunk in _chunks([o.idempotency_key for o in new]):
-                        ids.update(Order.objects.filter(idempotency_key__in=chunk).values_list("idempotency_key", "pk"))
-                    for o in new:
-                        o.pk = o.id = ids[o.idempotency_key]
+                # ON CONFLICT DO NOTHING: an order a concurrent capture inserted meanwhile (a catch-up poll overlapping a
+                # webhook burst) is left to it instead of failing the whole batch; the rows this insert wrote carry its
+                # token, which finds them and is cleared again before commit (nobody else ever sees it)
+                token = uuid.uuid4().hex
+                for o in new:
+                    o.claim_token = token
+                Order.objects.bulk_create(new, batch_size=500, ignore_conflicts=True)
+                ids = {}
+                for chunk in _chunks([o.idempotency_key for o in new]):
+                    ids.update(Order.objects.filter(idempotency_key__in=chunk, claim_token=token).values_list("idempotency_key", "pk"))
+                Order.objects.filter(claim_token=token).update(claim_token="")
+                taken = len(new) - len(ids)
+                new = [o for o in new if o.idempotency_key in ids]
+                for o in new:
+                    o.pk = o.id = ids[o.idempotency_key]
+                    o.claim_token = ""
+                result.existing += taken
+                if not new:
+                    return result
                 # SKUs resolved before the insert (one lookup per channel), so lines are written once
                 skus_by_channel: dict[int, tuple[Channel, set[str]]] = {}
                 for o in new:
@@ -247,9 +265,10 @@ def _capture(pairs: list[tuple[Channel, StorefrontOrder]], source: str) -> Captu
                 kick()
                 return result
         except IntegrityError:
-            if attempt == 2:
+            if attempt == CAPTURE_ATTEMPTS - 1:
                 raise
             log.info("concurrent capture of the same orders; retrying")
+            time.sleep(0.05 * (attempt + 1))  # let the other capture commit: the next attempt reads what it took
     return result
 
 
@@ -568,21 +587,15 @@ def _release(order_keys, reason: str) -> int:
     return n
 
 
-def _hold_until_master_shows(acks) -> None:
+def _hold_until_master_shows(acks) -> int:
     """Acknowledged orders keep their reservations until the master's stock feed carries them: mark each
-    active row with when the master took the order (``acks``: (order key, warehouse id, time)); the inbound
-    stock apply releases it (``inventory.services``), or dispatch / cancel do. ATS does not change here,
-    so nothing is pushed. One executemany."""
-    from django.db import connection as db
+    active row with when the master took the order and where it allocated each line (``acks``: (order key,
+    warehouse id, time[, {master sku: location id}])), and re-check figures the master reported before this
+    mark (``inventory.services.mark_holds_acknowledged``); the inbound stock apply releases the rest, or
+    dispatch / cancel / the hold bound do."""
+    from integration_hub.inventory.services import mark_holds_acknowledged
 
-    rows = [[db.ops.adapt_datetimefield_value(at), wh, key] for key, wh, at in acks]
-    if not rows:
-        return
-    table = db.ops.quote_name(Reservation._meta.db_table)
-    with db.cursor() as cur:
-        for chunk in _chunks(rows):
-            cur.executemany(f"UPDATE {table} SET acknowledged_at = %s, warehouse_id = %s "
-                            "WHERE order_ref = %s AND released_at IS NULL AND acknowledged_at IS NULL", chunk)
+    return mark_holds_acknowledged(acks)
 
 
 def _enqueue_stock(pairs, reason: str) -> None:
@@ -847,6 +860,7 @@ def _send_claimed(ids: list[int], actor=None) -> SendResult:
     now = timezone.now()
     acked, later, held, problems, cleared, failed = [], [], [], [], [], []
     ack_at: dict[int, datetime] = {}
+    allocations: dict[int, dict[str, str]] = {}
     for (o, _), res in zip(jobs, outcomes):
         o.claim_token = ""
         if isinstance(res, Exception):
@@ -884,6 +898,7 @@ def _send_claimed(ids: list[int], actor=None) -> SendResult:
         o.warehouse_ref = str(res.warehouse_ref)[:100]
         o.last_error, o.next_attempt_at, o.hold_reason = "", None, ""
         ack_at[o.pk] = getattr(res, "received_at", None) or now
+        allocations[o.pk] = dict(getattr(res, "allocations", None) or {})
         acked.append(o)
         cleared += [make_key("stuck_order", o.idempotency_key), _bad_key(o.warehouse.name, "order", o.idempotency_key),
                     make_key("orphaned_order", o.channel.key, o.external_id)]
@@ -911,7 +926,8 @@ def _send_claimed(ids: list[int], actor=None) -> SendResult:
                         context={"order_id": o.pk, "state": S.CANCELLED, "warehouse_ref": o.warehouse_ref,
                                  "action": "cancel_in_warehouse"},
                         connection_id=o.warehouse_id, channel_id=o.channel_id, order_ref=o.idempotency_key))
-            _hold_until_master_shows([(o.idempotency_key, o.warehouse_id, ack_at[o.pk]) for o in acked if o.pk in moved])
+            _hold_until_master_shows([(o.idempotency_key, o.warehouse_id, ack_at[o.pk], allocations[o.pk])
+                                      for o in acked if o.pk in moved])
             conns = {o.warehouse.name for o in acked}
             cleared += [k for c in conns for k in transport_keys(c, "send_order")]
         if later:
@@ -1323,7 +1339,10 @@ def record_dispatches(connection: Connection, dispatches, source: str = "dispatc
         refs = sorted({d.order_ref for d in dispatches})
         orders = {}
         for chunk in _chunks(refs):
-            orders.update({o.idempotency_key: o for o in Order.objects.select_for_update().filter(idempotency_key__in=chunk).select_related("channel").defer("raw")})
+            # FOR UPDATE of the orders only: the joined channel row stays unlocked (locking it deadlocked with stock
+            # webhooks, whose deferred foreign-key checks on the channel wait at commit — the flash-sale fault test)
+            orders.update({o.idempotency_key: o for o in Order.objects.select_for_update(of=("self",))
+                           .filter(idempotency_key__in=chunk).select_related("channel").defer("raw")})
         changed, to_ack, to_dispatch = {}, [], []
         for d in dispatches:
             o = orders.get(d.order_ref)

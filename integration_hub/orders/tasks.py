@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from connectors import errors
 from exceptions_app.services import clear, error_key, raise_exception, transport_keys
-from integration_hub.core.locks import exclusive
+from integration_hub.core.locks import POLL_LOCK_SECONDS, exclusive
 from integration_hub.core.models import Connection
 
 from . import services
@@ -60,7 +60,7 @@ def sweep(lease_seconds: int = services.LEASE_SECONDS, workers: int = 1) -> dict
 
 def _guarded(conn: Connection, operation: str, fn):
     """Run one poll of ``conn``; failures become rate_limited / sync_timeout records, cleared on success."""
-    with exclusive(f"orders:{operation}:{conn.pk}", timeout=300) as got:
+    with exclusive(f"orders:{operation}:{conn.pk}", timeout=POLL_LOCK_SECONDS, renew=True) as got:
         if not got:
             return {"skipped": "already running"}
         try:

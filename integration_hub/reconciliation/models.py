@@ -83,3 +83,45 @@ class ReportRow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.report_id}: {self.order_ref or self.storefront_sku}"
+
+
+class ReportSubscription(models.Model):
+    """Scheduled delivery of reports by e-mail: which reports, to whom (a user's own address and/or listed
+    addresses), as XLSX or CSV attachments. Sent after each daily report run through the monitoring outbox
+    (``monitoring.Delivery``, event ``report``): once per subscription and business day, retried on failure."""
+
+    class Format(models.TextChoices):
+        XLSX = "xlsx", "Excel workbook (XLSX)"
+        CSV = "csv", "CSV for Excel"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+                             help_text="send to this user's own e-mail address")
+    addresses = models.CharField(max_length=500, blank=True, help_text="more addresses, comma separated")
+    kinds = models.JSONField(default=list, blank=True, help_text="report kinds; empty = every report")
+    format = models.CharField(max_length=4, choices=Format.choices, default=Format.XLSX)
+    enabled = models.BooleanField(default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def address_list(self) -> list[str]:
+        return [a.strip() for a in self.addresses.split(",") if a.strip()]
+
+    def recipients(self) -> list[str]:
+        out = self.address_list()
+        if self.user_id and self.user.is_active and self.user.email:
+            out.insert(0, self.user.email)
+        return list(dict.fromkeys(out))
+
+    def wants(self, kind: str) -> bool:
+        return not self.kinds or kind in self.kinds
+
+    def kinds_label(self) -> str:
+        labels = dict(ReportKind.choices)
+        return ", ".join(labels.get(k, k) for k in self.kinds) if self.kinds else "every report"
+
+    def __str__(self) -> str:
+        who = ", ".join(self.recipients()) or "no address"
+        return f"{self.kinds_label()} → {who}"

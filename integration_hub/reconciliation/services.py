@@ -405,12 +405,6 @@ def excel_text(text: str) -> str:
     return '="' + text.replace('"', '""') + '"' if text else ""
 
 
-def _money(value) -> str:
-    if value is None or value == "":
-        return ""
-    return str(Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
-
-
 def csv_columns(report: Report) -> list[str]:
     """The export's columns: the report's own, the channel's name after its key, and money with its currency
     (order reports: the order total in the order's currency; the drift report: values at cost)."""
@@ -420,14 +414,11 @@ def csv_columns(report: Report) -> list[str]:
     return columns
 
 
-def iter_csv(report: Report, chunk_size: int = CSV_CHUNK, excel: bool = True) -> Iterator[str]:
-    """CSV lines for a report, streamed: one server-side cursor read in ``chunk_size`` batches (plus one
-    order look-up per batch for order reports). ``excel``: a UTF-8 byte-order mark first (Excel in any locale
-    then reads UTF-8, not the ANSI code page) and SKUs as text cells (leading zeros kept); else plain values."""
+def iter_values(report: Report, chunk_size: int = CSV_CHUNK) -> Iterator[list]:
+    """The export's rows as typed values, in :func:`csv_columns` order, streamed: one server-side cursor read
+    in ``chunk_size`` batches (plus one order look-up per batch for order reports). Money is a two-decimal
+    :class:`Decimal` (or None), times are aware datetimes, SKUs and names are text. CSV and XLSX format these."""
     columns = csv_columns(report)
-    writer = csv.writer(_Echo())
-    header = writer.writerow([CSV_HEADERS.get(c) or EXTRA_HEADERS[c] for c in columns])
-    yield ("\ufeff" + header) if excel else header
     db_columns = [c for c in columns if c in ROW_COLUMNS]
     if "event_at" not in db_columns and "minutes_overdue" in columns:
         db_columns.append("event_at")
@@ -455,20 +446,53 @@ def iter_csv(report: Report, chunk_size: int = CSV_CHUNK, excel: bool = True) ->
             for c in columns:
                 if c == "minutes_overdue":
                     at = row[idx["event_at"]]
-                    out.append(_fmt(int((reference - at).total_seconds() // 60) - limit) if at else "")
+                    out.append(int((reference - at).total_seconds() // 60) - limit if at else None)
                 elif c == "channel_name":
-                    out.append(safe_cell(names.get(row[idx["channel_key"]], "")))
+                    out.append(names.get(row[idx["channel_key"]], ""))
                 elif c == "order_total":
-                    out.append(_money(Decimal(total[0]) / 100) if total and total[0] is not None else "")
+                    out.append(money(Decimal(total[0]) / 100) if total and total[0] is not None else None)
                 elif c == "currency":
-                    out.append(safe_cell((total[1] if total else "") if orders else cost_currency))
+                    out.append((total[1] if total else "") if orders else cost_currency)
                 elif c in MONEY_COLUMNS:
-                    out.append(_money(row[idx[c]]))
-                elif c in SKU_COLUMNS and excel:
-                    out.append(excel_text(row[idx[c]] or ""))
+                    out.append(money(row[idx[c]]))
+                elif c in SKU_COLUMNS:
+                    out.append(row[idx[c]] or "")
                 else:
-                    out.append(_fmt(row[idx[c]]))
-            yield writer.writerow(out)
+                    out.append(row[idx[c]])
+            yield out
+
+
+def money(value) -> Decimal | None:
+    """Two decimals, half up (None stays None)."""
+    if value is None or value == "":
+        return None
+    return Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def column_headers(report: Report) -> list[str]:
+    return [CSV_HEADERS.get(c) or EXTRA_HEADERS[c] for c in csv_columns(report)]
+
+
+def iter_csv(report: Report, chunk_size: int = CSV_CHUNK, excel: bool = True) -> Iterator[str]:
+    """CSV lines for a report, streamed (see :func:`iter_values`). ``excel``: a UTF-8 byte-order mark first
+    (Excel in any locale then reads UTF-8, not the ANSI code page) and SKUs as text cells (leading zeros
+    kept); else plain values."""
+    columns = csv_columns(report)
+    writer = csv.writer(_Echo())
+    header = writer.writerow(column_headers(report))
+    yield ("\ufeff" + header) if excel else header
+    sku_at = {i for i, c in enumerate(columns) if c in SKU_COLUMNS}
+    money_at = {i for i, c in enumerate(columns) if c in MONEY_COLUMNS}
+    for values in iter_values(report, chunk_size):
+        out = []
+        for i, v in enumerate(values):
+            if i in money_at:
+                out.append("" if v is None else str(v))
+            elif i in sku_at and excel:
+                out.append(excel_text(v))
+            else:
+                out.append(_fmt(v))
+        yield writer.writerow(out)
 
 
 def csv_filename(report: Report) -> str:

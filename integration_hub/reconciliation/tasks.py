@@ -3,19 +3,24 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import services
+from . import mail, services
 from .models import Report
 
 
 @shared_task(name="reconciliation.daily_reports")
 def daily_reports(keep_days: int = 90) -> dict:
-    """Fail on-demand runs whose worker was lost, run every report for today, then drop reports older
-    than ``keep_days``. Safe to run twice: a
+    """Fail on-demand runs whose worker was lost, run every report for today, queue the e-mails of the report
+    subscriptions, then drop reports older than ``keep_days``. Safe to run twice: a
     second run adds a second (identical) snapshot and never alters the first."""
     stale = services.fail_stale()
     reports = services.generate_all(trigger=Report.Trigger.SCHEDULE)
+    mailed = mail.queue_deliveries(reports)  # e-mail subscriptions: through the monitoring outbox, once per day
+    if mailed:
+        from integration_hub.monitoring import delivery
+
+        delivery.kick()
     purged = services.purge(keep_days)
-    return {"reports": {r.kind: r.row_count for r in reports}, "purged": purged, "stale_failed": stale}
+    return {"reports": {r.kind: r.row_count for r in reports}, "purged": purged, "stale_failed": stale, "mailed": mailed}
 
 
 @shared_task(name="reconciliation.run_report")

@@ -1,5 +1,5 @@
 """Finance screens: report list (run on demand: queued to a worker, the list shows it running then done),
-paginated report view, streamed CSV download."""
+paginated report view, streamed CSV and XLSX downloads, e-mail subscriptions."""
 from __future__ import annotations
 
 from datetime import date
@@ -8,7 +8,7 @@ from functools import cached_property
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import StreamingHttpResponse
+from django.http import FileResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 from django.views import View
@@ -116,3 +116,88 @@ class ReportCsvView(PermissionRequired, View):
         response["Content-Disposition"] = f'attachment; filename="{services.csv_filename(report)}"'
         response["Cache-Control"] = "no-store"
         return response
+
+
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+class ReportXlsxView(PermissionRequired, View):
+    """The report as an Excel workbook (typed cells: SKUs as text, money 0.00 with its currency)."""
+
+    permission_required = ("reconciliation.view_report", "reconciliation.download_report")
+
+    def get(self, request, pk):
+        from . import xlsx
+
+        report = get_object_or_404(Report, pk=pk, status=Report.Status.DONE)
+        response = FileResponse(xlsx.spooled(report), as_attachment=True, filename=xlsx.filename(report),
+                                content_type=XLSX_TYPE)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class SubscriptionListView(PermissionRequired, TemplateView):
+    """Report e-mail subscriptions: every one with its last delivery (sent, or waiting to retry and why), and
+    a form to add one. Fixed queries: the subscriptions with their users, and their newest deliveries."""
+
+    permission_required = "reconciliation.view_reportsubscription"
+    template_name = "reconciliation/subscriptions.html"
+
+    def get_context_data(self, form=None, **kwargs):
+        from integration_hub.monitoring.models import Delivery
+
+        from .forms import SubscriptionForm
+        from .models import ReportSubscription
+
+        ctx = super().get_context_data(**kwargs)
+        subs = list(ReportSubscription.objects.select_related("user").order_by("id")[:200])
+        last = {}
+        for d in Delivery.objects.filter(event=Delivery.Event.REPORT, subscription_id__in=[s.pk for s in subs]).order_by(
+                "-created_at", "-id").only("subscription_id", "status", "attempts", "last_error", "sent_at", "digest_day",
+                                          "next_attempt_at", "created_at")[:1000]:
+            last.setdefault(d.subscription_id, d)
+        user = self.request.user
+        ctx.update(rows=[(s, last.get(s.pk)) for s in subs], form=form or SubscriptionForm(user=user),
+                   can_add=user.has_perm("reconciliation.add_reportsubscription"),
+                   can_change=user.has_perm("reconciliation.change_reportsubscription"),
+                   can_delete=user.has_perm("reconciliation.delete_reportsubscription"))
+        return ctx
+
+    def post(self, request):
+        from .forms import SubscriptionForm
+
+        if not request.user.has_perm("reconciliation.add_reportsubscription"):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied("Your role does not allow this page.")
+        form = SubscriptionForm(request.POST, user=request.user)
+        if not form.is_valid():
+            return self.render_to_response(self.get_context_data(form=form), status=400)
+        sub = form.save()
+        messages.success(request, f"Subscribed: {sub}. Sent after each daily report run.")
+        return redirect("reconciliation:subscriptions")
+
+
+class SubscriptionChangeView(PermissionRequired, View):
+    """Pause / resume or delete a subscription (audited)."""
+
+    http_method_names = ["post"]
+
+    def has_permission(self):
+        action = self.kwargs.get("action")
+        perm = "delete" if action == "delete" else "change"
+        return action in ("pause", "resume", "delete") and self.request.user.has_perm(f"reconciliation.{perm}_reportsubscription")
+
+    def post(self, request, pk, action):
+        from .models import ReportSubscription
+
+        sub = get_object_or_404(ReportSubscription, pk=pk)
+        if action == "delete":
+            label = str(sub)
+            sub.delete()
+            messages.success(request, f"Deleted the subscription {label}.")
+        else:
+            sub.enabled = action == "resume"
+            sub.save(update_fields=["enabled"])
+            messages.success(request, f"{'Resumed' if sub.enabled else 'Paused'}: {sub}.")
+        return redirect("reconciliation:subscriptions")

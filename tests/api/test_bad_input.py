@@ -153,7 +153,9 @@ def test_a_unique_row_saved_meanwhile_is_a_400_not_an_integrity_error(w, api, mo
     ("sfcc", {"site_id": "RefArch", "batch_size": 0}, "c", "options.batch_size must be a whole number above 0"),
     ("inventory_planner", {}, "", "options.account is required for inventory_planner"),
     ("wair", {"page_size": "abc"}, "", "options.page_size must be a whole number above 0"),
-    ("clarus", {"page_size": -1}, "", "options.page_size must be a whole number above 0"),
+    ("clarus", {"subdomain": "demo", "page_size": -1}, "", "options.page_size must be a whole number above 0"),
+    ("clarus", {"warehouse_id": "DC1"}, "c", "options.subdomain is required for clarus"),
+    ("clarus", {"subdomain": " "}, "c", "options.subdomain is required (non-empty text)"),
     ("archean", {"page_size": None}, "", "options.page_size must be a whole number above 0"),
 ])
 def test_connection_options_are_checked_at_save_and_at_use(db, system, options, client_id, problem):
@@ -172,7 +174,7 @@ def test_connection_options_are_checked_at_save_and_at_use(db, system, options, 
 @pytest.mark.parametrize("system, options, client_id", [
     ("commercetools", {"project_key": "demo", "orders_poll_lag_seconds": 2}, "hub-demo"),
     ("sfcc", {"site_id": "RefArch", "organization_id": "f_ecom_demo"}, "hub-demo"),
-    ("wair", {}, ""), ("clarus", {"warehouse": "CLR1"}, "hub-demo"), ("archean", {"tenant": "demo", "page_size": "500"}, ""),
+    ("wair", {}, ""), ("clarus", {"subdomain": "demo", "warehouse_id": "DC1"}, "hub-demo"), ("archean", {"tenant": "demo", "page_size": "500"}, ""),
     ("inventory_planner", {}, "demo-account"), ("inventory_planner", {"account": "demo-account"}, ""),
 ])
 def test_usable_options_pass(db, system, options, client_id):
@@ -210,6 +212,18 @@ def test_webhook_for_a_connection_without_project_key_is_a_clear_503_and_a_recor
     r = client.post("/hooks/dispatch/wair/", data=body, content_type="application/json", headers={HEADER: sign("wair-hook-secret", body)})
     assert r.status_code == 503
     assert ExceptionRecord.objects.filter(connection=w.master, context__reason="configuration").count() == 2
+
+
+def test_webhooks_to_a_clarus_connection_without_its_subdomain_are_a_503_not_a_500(db, client):
+    """Found by probing the production path: Clarus's connector cannot be built without options.subdomain,
+    and the options check did not know it, so any webhook to such a connection raised (500)."""
+    client.raise_request_exception = False
+    Connection.objects.create(name="clarus", system_type="clarus", base_url="https://api.example.com", options={})
+    for path in ("/hooks/stock/clarus/", "/hooks/dispatch/clarus/"):
+        r = client.post(path, data=b"{}", content_type="application/json")
+        assert r.status_code == 503, (path, r.status_code)
+    rec = ExceptionRecord.objects.filter(context__reason="configuration").first()
+    assert rec is not None and "options.subdomain is required for clarus" in rec.message
 
 
 def test_stock_push_to_a_connection_without_project_key_becomes_an_exception_record(w):

@@ -160,6 +160,6 @@ def test_ops_imports_mappings_and_sees_rejected_rows_and_history(page, login, tm
     page.click("button:has-text('Save')")
     page.wait_for_selector(".messages li")
     history = page.inner_text("#history")
-    assert "user-ops" in history and "csv-import" in history and "safety_buffer" in history
+    assert "user-ops" in history and "csv-import" in history and "safety buffer" in history and "item: 00001000" in history  # names, not ids
     if shots:
         page.screenshot(path=str(shots / "mapping-edit.png"), full_page=True)

@@ -83,7 +83,7 @@ def test_390px_layouts_badges_and_skip_link(browser, live_server, make_user):
     page.click("button[type=submit]")
     page.wait_for_load_state()
     try:
-        for url in ("/", f"/orders/{o.pk}/"):
+        for url in ("/", f"/orders/{o.pk}/", "/exceptions/"):
             page.goto(url)
             width = page.evaluate("document.documentElement.scrollWidth")
             wide = page.evaluate("""() => [...document.querySelectorAll('body *')].filter(e => !e.closest('.table-wrap') && e.getBoundingClientRect().right > 391)

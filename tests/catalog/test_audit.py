@@ -197,8 +197,9 @@ def test_audit_query_count_does_not_grow_with_the_catalogue(db):
         rec = ExceptionRecord.objects.get(dedupe_key=f"sku_mismatch:web{n}:Q-c{n}-00001")
         assert rec.context["match"] == "configured_transform" and rec.context["suggested_item_sku"] == f"c{n}-00001"
         assert ExceptionRecord.objects.get(dedupe_key=f"sku_mismatch:app{n}:C{n}-00000").context["match"] == "transform"
-    # channels, transforms, mappings, item join; raise_many (savepoint, existing, reopen, count, release); stale records
-    assert counts == {50: 10, 500: 10}
+    # channels, transforms, mappings, item join; raise_many (savepoint, existing, reopen, count, hourly occurrence
+    # upsert for the queue's trend, release); stale records
+    assert counts == {50: 11, 500: 11}
 
 
 def test_audit_batches_storefront_skus_with_the_same_outcome(shop, monkeypatch, django_assert_num_queries):
@@ -213,7 +214,7 @@ def test_audit_batches_storefront_skus_with_the_same_outcome(shop, monkeypatch, 
     whole = {k: (r.kind, r.context) for k, r in records().items()}
     ExceptionRecord.objects.all().delete()
     monkeypatch.setattr(audit, "BATCH", 2)
-    with django_assert_num_queries(9 + 2 * 3):  # 7 SKUs: 4 batches instead of 1
+    with django_assert_num_queries(10 + 2 * 3):  # 7 SKUs: 4 batches instead of 1 (10: with the occurrence upsert)
         res = audit_skus(conn, storefront)
     assert {k: (r.kind, r.context) for k, r in records().items()} == whole
     assert res.per_channel["web"] == {"mapped": 2, "mismatch": 4, "unknown": 1}

@@ -63,9 +63,14 @@ def test_registry_document_and_required_subdomain(cl_conn):
 
 def test_oauth_client_credentials_and_the_subdomain_header(cl_conn, cl, sandbox):
     assert cl.stock_changes("").items == []  # a token was fetched, the subdomain sent
+    bearer = f"Bearer {cl.client.auth.token(cl.client.session)}"
+    for tenant in ({}, {"X-Clarus-Subdomain": "someone-else"}):  # a valid token without the tenant subdomain is not enough
+        r = requests.post(f"{sandbox.url}/clarus/graphql", json={"query": "{ products { all { edges { node { id } } } } }"},
+                          headers={"Authorization": bearer, **tenant}, timeout=5)
+        assert r.status_code == 401 and r.json()["errors"][0]["code"] == "unknown_subdomain", r.text
     r = requests.post(f"{sandbox.url}/clarus/graphql", json={"query": "{ products { all { edges { node { id } } } } }"},
-                      headers={"Authorization": cl.client.auth.token(cl.client.session)}, timeout=5)
-    assert r.status_code == 401  # a token without the tenant subdomain is not enough
+                      headers={"Authorization": bearer, "X-Clarus-Subdomain": "demo"}, timeout=5)
+    assert r.status_code == 200 and "errors" not in r.json()
     cl_conn.set_secret("wrong")
     other = ClarusConnector(cl_conn)
     other.client.auth.invalidate()
@@ -120,6 +125,36 @@ def test_a_lost_answer_is_looked_up_not_posted_again(cl, sandbox, monkeypatch):
     monkeypatch.setattr(cl.client, "post", lose)
     ack = cl.send_order(order("ORD-4"))
     assert ack.duplicate and control(sandbox, "state")["order_receipts"]["ORD-4"] == 1
+
+
+def test_the_goods_out_carries_the_required_fields_and_the_emulator_refuses_without_them(cl, sandbox):
+    """Goods Out core resource: goods_out_type, account_id (an integer), reference (≤ 50 characters) and
+    expected_date_of_dispatch are required; the emulator answers 422 without them, the connector sends them all."""
+    ids = cl.sync_products([WarehouseProduct("SKU-A"), WarehouseProduct("SKU-B")])
+    body = cl.goods_out_body(order("ORD-6"), ids)
+    a = body["data"]["attributes"]
+    assert (a["goods_out_type"], a["account_id"], a["reference"]) == ("sales_order", 1, "ORD-6")
+    assert a["expected_date_of_dispatch"].endswith("Z")
+    token = {"Authorization": f"Bearer {cl.client.auth.token(cl.client.session)}", "X-Clarus-Subdomain": "demo"}
+    for broken, why in (({"expected_date_of_dispatch": None}, "expected_date_of_dispatch"), ({"goods_out_type": "sale"}, "goods_out_type"),
+                        ({"reference": "R" * 51}, "at most 50")):
+        doc = {"data": {**body["data"], "attributes": {**a, **broken}}}
+        r = requests.post(f"{sandbox.url}/clarus/api/goods_outs", json=doc, headers=token, timeout=5)
+        assert r.status_code == 422 and why in r.text, (broken, r.text)
+    assert control(sandbox, "state")["goods_outs"] == 0
+
+
+def test_an_order_ref_longer_than_clarus_takes_is_shortened_stably_and_mapped_back(cl, sandbox):
+    ref = "marketplace-channel-with-a-long-key-" + "9" * 40  # 76 characters; Clarus takes 50
+    control(sandbox, "seed_stock", {"rows": [{"sku": s, "location": "DC1", "quantity": 5} for s in ("SKU-A", "SKU-B")]})
+    ack = cl.send_order(order(ref))
+    assert cl.send_order(order(ref)).duplicate and cl.send_order(order(ref)).warehouse_ref == ack.warehouse_ref
+    [wire] = [r for r in control(sandbox, "state")["orders"]]
+    assert len(wire) == 50 and wire.startswith(ref[:33]) and cl.order_status(ref) == "ALLOCATED"
+    control(sandbox, "dispatch", {"order_ref": wire, "parcels": [{"carrier": "DPD", "tracking_number": "T1"}]})
+    [d] = cl.dispatches_for(ref)
+    assert d.order_ref == ref and d.warehouse_ref == ack.warehouse_ref
+    assert [x.order_ref for x in cl.dispatches_since("").items] == [ref]
 
 
 def test_a_rejected_goods_out_says_why(cl, cl_conn):
@@ -214,3 +249,14 @@ def test_a_store_fulfilment_is_refused_plainly(cl):
 
     with pytest.raises(errors.PermanentError, match="no published API"):
         cl.send_fulfilment(Fulfilment(order_ref="ORD-1", fulfilment_ref="f1", lines=[("SKU-A", 1)]))
+
+
+def test_the_acknowledgement_names_where_the_goods_out_is_allocated(cl, sandbox):
+    """Issue 20, item 5: the hub releases an order's holds on a moved figure where the master allocated it; a goods out
+    is allocated at its own warehouse, so the acknowledgement (new, and the look-up of an existing one) names it for
+    every picked line — never the bundle's paperwork line."""
+    control(sandbox, "seed_stock", {"rows": [{"sku": "SKU-A", "location": "DC1", "quantity": 5}, {"sku": "SKU-B", "location": "DC1", "quantity": 5}]})
+    ack = cl.send_order(order("ORD-AL"))
+    wh = str(OPTIONS["warehouse_id"])
+    assert ack.allocations == {"SKU-A": wh, "SKU-B": wh}
+    assert cl.send_order(order("ORD-AL")).allocations == {"SKU-A": wh, "SKU-B": wh}  # the duplicate, looked up

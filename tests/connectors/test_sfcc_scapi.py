@@ -9,12 +9,13 @@ import requests
 from connectors import errors
 from connectors.base import InventoryTarget, Parcel
 from connectors.registry import get_connector
-from connectors.sfcc import SFCCConnector
+from connectors.sfcc import SFCCConnector, utc_iso
 from connectors.sfcc_scapi import MAX_WINDOW, SFCCScapiConnector
 
 from .conftest import control
 
 ORDERS = "/checkout/orders/v1/organizations/f_ecom_zzxy_prd/orders"
+OCI = "/inventory/availability/v1/organizations/f_ecom_zzxy_prd/availability-records/actions"
 
 
 def _orders(sandbox, n, **extra):
@@ -120,6 +121,25 @@ def test_admin_scopes_are_checked(scapi_conn, sandbox):
         c.mark_exported(no, True)
 
 
+@pytest.mark.parametrize("options, problem", [
+    ({"api_family": "graphql"}, "options.api_family must be one of ocapi, scapi_oci"),
+    ({"api_family": "scapi_oci"}, "options.organization_id is required for api_family scapi_oci"),
+    ({"api_family": "scapi_oci", "organization_id": "zzxy_prd"}, "options.organization_id must be f_ecom_<realm>_<instance>"),
+    ({"api_family": "scapi_oci", "organization_id": "f_ecom_zzxy_prd", "oci_tenant_group_id": 7}, "options.oci_tenant_group_id must be text"),
+])
+def test_api_family_options_are_checked_at_save_and_at_use(scapi_conn, options, problem):
+    """The admin picks the family in the connection's options: a family the hub does not know, or SCAPI without the
+    organization every Admin API path names, is refused when saved (admin form / full_clean) and when used."""
+    from django.core.exceptions import ValidationError
+
+    scapi_conn.options = {"site_id": "RefArch", **options}
+    with pytest.raises(ValidationError) as saved:
+        scapi_conn.full_clean()
+    assert problem in " ".join(saved.value.message_dict["options"])
+    with pytest.raises(errors.ConfigurationError, match=problem.split(" must")[0].split(" is")[0]):
+        get_connector(scapi_conn, fresh=True)
+
+
 # --- OCI stock --------------------------------------------------------------------------------------------
 def test_oci_gets_on_hand_and_computes_atf_with_its_own_reservations(scapi, sandbox):
     now = datetime.now(UTC)
@@ -137,19 +157,17 @@ def test_oci_keeps_the_newest_figure_and_applies_a_record_once(scapi, sandbox):
     scapi.set_stock([InventoryTarget("SF-003", "inv_uk", 7, as_of=now)])
     scapi.set_stock([InventoryTarget("SF-003", "inv_uk", 2, as_of=now - timedelta(seconds=5))])  # late and older
     assert control(sandbox, "oci", {"location": "inv_uk"})["inv_uk"]["SF-003"]["onHand"] == 7
-    url = f"{sandbox.url}/sfcc/inventory/availability/v1/organizations/f_ecom_zzxy_prd/availability-records/actions/batch-update"
-    token = scapi.client.request("POST", "/inventory/availability/v1/organizations/f_ecom_zzxy_prd/availability-records/actions/"
-                                 "get-availability", json={"skus": [], "locations": []}).request.headers["Authorization"]
-    rec = {"actionRequestId": "req-1", "locationIdentifier": "inv_uk", "stockKeepingUnit": "SF-004", "onHand": 5,
-           "effectiveDate": (now + timedelta(seconds=1)).isoformat()}
+    path = f"{OCI}/batch-update"
+    rec = {"id": "req-1", "location": "inv_uk", "sku": "SF-004", "onHand": 5,
+           "effectiveDate": utc_iso(now + timedelta(seconds=1))}
     for _ in range(2):  # the same request replayed: applied once
-        assert requests.post(url, json={"records": [rec]}, headers={"Authorization": token}, timeout=5).status_code == 200
+        assert _raw(scapi, "POST", path, json={"records": [rec]}).status_code == 204
     control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-004", "quantity": 1}]}]})
-    rec2 = {**rec, "onHand": 9}  # same id, new figure: still the first application only
-    requests.post(url, json={"records": [rec2]}, headers={"Authorization": token}, timeout=5)
+    rec2 = {**rec, "onHand": 9}  # same id and sku, new figure: still the first application only
+    assert _raw(scapi, "POST", path, json={"records": [rec2]}).status_code == 204
     assert control(sandbox, "oci", {"location": "inv_uk"})["inv_uk"]["SF-004"]["onHand"] == 5
-    r = requests.post(url, json={"records": [rec] * 101}, headers={"Authorization": token}, timeout=5)
-    assert r.status_code == 400
+    r = _raw(scapi, "POST", path, json={"records": [rec] * 101})
+    assert r.status_code == 400 and r.json()["errorCode"] == "InvalidRequestParameter" and r.json()["type"] == "about:blank"
 
 
 def test_oci_record_errors_are_per_record(scapi, sandbox):
@@ -159,6 +177,60 @@ def test_oci_record_errors_are_per_record(scapi, sandbox):
     assert by[("SF-005", "inv_uk")].ok
     assert isinstance(by[("SF-005", "nowhere")].error, errors.NotFoundError)
     assert isinstance(by[("SF-006", "inv_uk")].error, errors.BadDataError)
+
+
+def test_oci_batch_update_is_the_inventory_availability_apis_shape(scapi, sandbox):
+    """batchInventoryUpdate (Inventory Availability RAML): records ``{id, location, sku, onHand, effectiveDate}``; 204
+    when all landed, 200 ``{"errors": [{"details": {id, sku, locationId}, errorCode, message}]}`` for the rest. The
+    Connect API's names for the same fields (actionRequestId / locationIdentifier / stockKeepingUnit) are refused."""
+    path = f"{OCI}/batch-update"
+    now = utc_iso(datetime.now(UTC))
+    ok = _raw(scapi, "POST", path, json={"records": [{"id": "r-1", "location": "inv_uk", "sku": "SF-007", "onHand": 4,
+                                                       "effectiveDate": now}]})
+    assert ok.status_code == 204 and not ok.content
+    connect = {"actionRequestId": "r-2", "locationIdentifier": "inv_uk", "stockKeepingUnit": "SF-008", "onHand": 4,
+               "effectiveDate": now}
+    r = _raw(scapi, "POST", path, json={"records": [connect, {"id": "r-3", "location": "nowhere", "sku": "SF-008", "onHand": 1}]})
+    assert r.status_code == 200
+    [bad_shape, no_location] = r.json()["errors"]
+    assert bad_shape["errorCode"] == "InvalidRequestParameter" and no_location["errorCode"] == "LocationDoesNotExist"
+    assert no_location["details"] == {"id": "r-3", "sku": "SF-008", "locationId": "nowhere"}
+    oci = control(sandbox, "oci", {"location": "inv_uk"})["inv_uk"]
+    assert oci["SF-007"]["onHand"] == 4 and oci["SF-008"]["onHand"] == 3  # the Connect-shaped record changed nothing
+    # the connector's own writes land (all good → 204; one bad → only that record fails, matched on id + sku)
+    results = scapi.set_stock([InventoryTarget("SF-009", "inv_uk", 6, as_of=datetime.now(UTC)),
+                               InventoryTarget("SF-009", "nowhere", 6, as_of=datetime.now(UTC))])
+    assert [r.ok for r in results] == [True, False] and isinstance(results[1].error, errors.NotFoundError)
+    assert control(sandbox, "oci", {"location": "inv_uk"})["inv_uk"]["SF-009"]["onHand"] == 6
+
+
+def test_oci_get_availability_is_the_inventory_availability_apis_shape(scapi, sandbox):
+    """skuAvailabilityByLocationAndOrGroup: ``{"locations": [{"id", "records": [...]}]}``; SKUs × locations ≤ 100; an
+    unknown location is refused (400 LocationDoesNotExist), not answered with nothing."""
+    scapi.set_stock([InventoryTarget("SF-010", "inv_uk", 7, as_of=datetime.now(UTC))])
+    body = _raw(scapi, "POST", f"{OCI}/get-availability", json={"skus": ["SF-010", "NOPE"], "locations": ["inv_uk"]}).json()
+    [loc] = body["locations"]
+    assert loc["id"] == "inv_uk" and [(r["sku"], r["onHand"], r["atf"]) for r in loc["records"]] == [("SF-010", 7, 7)]
+    r = _raw(scapi, "POST", f"{OCI}/get-availability", json={"skus": ["SF-010"], "locations": ["nowhere"]})
+    assert r.status_code == 400 and r.json()["errorCode"] == "LocationDoesNotExist"
+    r = _raw(scapi, "POST", f"{OCI}/get-availability", json={"skus": [f"SF-{i:03d}" for i in range(51)], "locations": ["inv_uk", "inv_eu"]})
+    assert r.status_code == 400
+    assert [(s.sku, s.quantity) for s in scapi.get_stock(["SF-010"], "inv_uk")] == [("SF-010", 7)]
+
+
+def test_oci_routes_name_the_tenant_group_not_the_organization(scapi_conn, sandbox):
+    """OCI takes the tenant group id in place of the organization id: with the site's OCI on tenant group ``tg-zzxy``
+    the f_ecom_ organization is refused (403 TenantNotProvisioned); option ``oci_tenant_group_id`` names the group."""
+    control(sandbox, "configure_site", {"inventory": "oci", "tenant_group_id": "tg-zzxy"})
+    target = [InventoryTarget("SF-011", "inv_uk", 2, as_of=datetime.now(UTC))]
+    with pytest.raises(errors.ConnectorError) as refused:
+        SFCCConnector(scapi_conn).set_stock(target)
+    assert refused.value.status == 403
+    scapi_conn.options = {**scapi_conn.options, "oci_tenant_group_id": "tg-zzxy"}
+    c = SFCCConnector(scapi_conn)
+    assert all(r.ok for r in c.set_stock(target))
+    assert [(s.sku, s.quantity) for s in c.get_stock(["SF-011"], "inv_uk")] == [("SF-011", 2)]
+    assert c.get_order(_orders(sandbox, 1)[0]).status == "new"  # the orders still go to the organization
 
 
 def test_oci_batches_are_at_most_100_records(scapi, sandbox):

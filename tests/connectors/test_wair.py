@@ -663,3 +663,17 @@ def test_order_refs_with_reserved_characters(wair, sandbox):
     ack = wair.send_order(order(ref))
     assert wair.order_status(ref) == "accepted" and wair.acknowledgement(ref).warehouse_ref == ack.warehouse_ref
     assert wair.cancel_order(ref) == "cancelled"
+
+
+def test_the_acknowledgement_names_where_wair_allocated_each_line(wair, sandbox):
+    """Issue 20, item 5: WAIR allocates each picked line where it has the most free stock (a uk-web order may land at
+    EU1); the answer (and a replay) lists those allocations, and a line WAIR holds no stock of has none."""
+    control(sandbox, "seed_locations", {"locations": [{"id": "DC1"}, {"id": "EU1"}]})
+    control(sandbox, "set_stock", {"rows": [{"sku": "SKU-A", "location": "DC1", "quantity": 3},
+                                            {"sku": "SKU-A", "location": "EU1", "quantity": 9},
+                                            {"sku": "SKU-B", "location": "DC1", "quantity": 4}]})
+    ack = wair.send_order(order("HUB-AL"))
+    assert ack.allocations == {"SKU-A": "EU1", "SKU-B": "DC1"}  # SKU-C: no stock anywhere, back-ordered
+    assert wair.send_order(order("HUB-AL")).allocations == ack.allocations
+    assert wair.get_order("HUB-AL")["allocations"] == [{"skuId": "SKU-A", "locationId": "EU1", "quantity": 2},
+                                                       {"skuId": "SKU-B", "locationId": "DC1", "quantity": 1}]

@@ -128,13 +128,15 @@ def test_rule_list_shows_recent_changes_including_deletions(w, role_client):
                                                       "storefront_sku": m.storefront_sku, "active": "on", "safety_buffer": "4"})
     assert r.status_code == 302
     label = str(m)
-    assert client.post(f"/rules/sku-mappings/{m.pk}/delete/").status_code == 302
+    preview = client.post(f"/rules/sku-mappings/{m.pk}/delete/")  # the impact preview first
+    assert preview.status_code == 200 and SkuMapping.objects.exists()
+    assert client.post(f"/rules/sku-mappings/{m.pk}/delete/", {"confirm": preview.context["confirm"]}).status_code == 302
     assert not SkuMapping.objects.exists()
     html = client.get("/rules/sku-mappings/").content.decode()
     panel = html[html.index('id="recent-changes"'):]
     assert "Recent changes" in panel and label.replace(">", "&gt;") in panel
     assert panel.index(">delete<") < panel.index(">update<")  # newest first; the deleted row is still listed
-    assert "user-admin" in panel and "safety_buffer" in panel
+    assert "user-admin" in panel and "safety buffer" in panel  # field names in words
     # each table shows its own changes only
     other = client.get("/rules/transforms/").content.decode()
     assert label.replace(">", "&gt;") not in other and "No changes recorded yet." in other

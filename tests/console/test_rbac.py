@@ -34,7 +34,20 @@ def ids(db):
                                 sku=mapping.storefront_sku, channel=w.channel)
     stuck = exc.raise_exception(Kind.STUCK_ORDER, exc.make_key(Kind.STUCK_ORDER, order.idempotency_key), "stuck",
                                 order_ref=order.idempotency_key, channel=w.channel)
-    return dict(drift=drift.pk, stuck=stuck.pk, stock=StockLevel.objects.first().pk, push=PendingPush.objects.first().pk,rec=rec.pk, rec2=order_rec.pk, mapping=mapping.pk, transform=transform.pk, rule=w.rule.pk, ship=ship.pk,
+    from integration_hub.console.models import ScheduleRun
+    from integration_hub.reconciliation.models import ReportSubscription
+
+    run = ScheduleRun.objects.create(periodic_task=task, name="job", task="x.y", celery_task_id="hubrun-rbac",
+                                     launched_at=report.started_at)
+    sub = ReportSubscription.objects.create(addresses="fin@example.com")
+    from integration_hub.core import audit
+    from integration_hub.core.models import AuditEntry
+
+    with audit.acting_as(None, "console"):
+        w.rule.safety_buffer = 2
+        w.rule.save()
+    entry = AuditEntry.objects.filter(object_id=str(w.rule.pk), action="update").latest("id")
+    return dict(entry=entry.pk, run=run.pk, sub=sub.pk, drift=drift.pk, stuck=stuck.pk, stock=StockLevel.objects.first().pk, push=PendingPush.objects.first().pk,rec=rec.pk, rec2=order_rec.pk, mapping=mapping.pk, transform=transform.pk, rule=w.rule.pk, ship=ship.pk,
                 task=task.pk, report=report.pk, order=order.pk)
 
 
@@ -64,6 +77,13 @@ PAGES = [
     ("/reports/", {"finance", "admin"}),
     ("/reports/{report}/", {"finance", "admin"}),
     ("/reports/{report}/csv/", {"finance", "admin"}),
+    ("/reports/{report}/xlsx/", {"finance", "admin"}),
+    ("/reports/subscriptions/", {"finance", "admin"}),
+    ("/activity/", {"ops", "admin"}),
+    ("/schedules/runs/{run}/", {"admin"}),
+    ("/activity/{entry}/revert/", {"admin"}),
+    ("/api/reports/{report}/xlsx/", {"finance", "admin"}),
+    ("/api/schedules/runs/{run}/", {"admin"}),
     ("/api/", {"ops", "cx", "finance", "admin"}),
     ("/api/redoc/", {"ops", "cx", "finance", "admin"}),
     ("/api/transforms/{transform}/", {"ops", "admin"}),
@@ -102,6 +122,8 @@ POSTS = [
     ("/exceptions/bulk/", {"ids": "{rec}", "action": "acknowledge"}, {"ops", "admin"}),
     ("/rules/sku-mappings/{mapping}/delete/", {}, {"admin"}),
     ("/pushes/retry/", {"ids": "{push}"}, {"ops", "admin"}),
+    ("/pushes/retry-all/", {"query": ""}, {"ops", "admin"}),
+    ("/orders/retry-all/", {"query": ""}, {"ops", "admin"}),
     ("/orders/{order}/", {"action": "cancel", "reason": "test"}, {"ops", "cx", "admin"}),
     ("/rules/transforms/{transform}/", {"name": "strip2", "case": "keep"}, {"admin"}),
     ("/rules/shipping-methods/{ship}/", {"storefront_method": "std", "warehouse_method": "UPS"}, {"admin"}),
@@ -121,6 +143,11 @@ POSTS = [
     ("/api/reports/run/", {"kind": "stock_drift"}, {"finance", "admin"}),
     ("/rules/transforms/{transform}/delete/", {}, {"admin"}),
     ("/orders/{order}/escalate/", {"note": "customer called twice"}, {"ops", "cx", "admin"}),
+    ("/schedules/bulk/", {"ids": "{task}", "action": "disable"}, {"admin"}),
+    ("/reports/subscriptions/", {"addresses": "a@example.com", "format": "xlsx"}, {"finance", "admin"}),
+    ("/reports/subscriptions/{sub}/pause/", {}, {"finance", "admin"}),
+    ("/rules/channel-rules/{rule}/delete/", {}, {"admin"}),
+    ("/api/schedules/{task}/run/", {}, {"admin"}),
 ]
 
 

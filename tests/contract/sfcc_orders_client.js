@@ -1,5 +1,5 @@
 // Salesforce's own B2C Commerce client (commerce-sdk, Orders = SCAPI Admin Orders API) run against the hub's SFCC
-// sandbox. Input (argv[2], JSON): {baseUri, token, organizationId, siteId, since, orderNo}. Output (stdout, JSON): one
+// sandbox. Input (argv[2], JSON): {baseUri, token, organizationId, siteId, since, orderNo, omsEvent}. Output (stdout, JSON): one
 // entry per call {call, ok, status?, data?}. Called by tests/contract/test_sfcc_commerce_sdk.py.
 "use strict";
 const { Orders } = require("commerce-sdk");
@@ -23,6 +23,11 @@ async function run() {
       body: { status: "shipped" } })],
     ["updateOrderExportStatus", () => orders.updateOrderExportStatus({ parameters: { orderNo: no },
       body: { status: "exported" } })],
+    // the connector's optional oms-status-events (one shipped fulfillment event per tracked parcel)
+    ["createOmsStatusEvent", () => orders.createOmsStatusEvent({ parameters: { orderNo: no },
+      body: { fulfillmentEvent: input.omsEvent } })],
+    ["createOmsStatusEvent:noTrackingUrl", () => orders.createOmsStatusEvent({ parameters: { orderNo: no },
+      body: { fulfillmentEvent: { ...input.omsEvent, trackingUrl: undefined } } })],
     ["getOrder:after", () => orders.getOrder({ parameters: { orderNo: no } })],
     // the spec's limits: the sandbox must refuse what Salesforce refuses
     ["getOrders:limit201", () => orders.getOrders({ parameters: { limit: 201 } })],

@@ -1,7 +1,8 @@
 """Contract: Salesforce's own B2C Commerce client — the ``commerce-sdk`` npm package (its ``Orders`` class is the
 SCAPI Admin Orders API, generated from ``apis/orders-oas-1.5.2``) — against the SFCC sandbox, for the SCAPI
 routes the connector uses: getOrders (lastModifiedDateFrom, sortBy/sortOrder, exportStatus, limit/offset),
-getOrder, updateOrder (c_ attributes), updateOrderShippingStatus, updateOrderExportStatus, and the spec's limits
+getOrder, updateOrder (c_ attributes), updateOrderShippingStatus, updateOrderExportStatus, createOmsStatusEvent (the
+optional shipped fulfillment event; one without trackingUrl is refused), and the spec's limits
 (limit ≤ 200, offset + limit ≤ 10,000, 404 for an unknown order); and its ``Products`` class (Admin Products,
 ``apis/products-oas-1.2.0``) for searchProducts, the catalogue audit's route. The package is installed by ``./hub test``
 from ``tests/contract/package-lock.json`` (``npm ci``) when node is on the machine; without it the test is skipped
@@ -39,7 +40,10 @@ def test_commerce_sdk_orders_client_against_the_sandbox(sandbox):
                           data={"grant_type": "client_credentials",
                                 "scope": "SALESFORCE_COMMERCE_API:zzxy_prd sfcc.orders.rw"}).json()["access_token"]
     args = {"baseUri": f"{sandbox.url}/sfcc/checkout/orders/v1", "token": token, "organizationId": ORG, "siteId": SITE,
-            "since": "2000-01-01T00:00:00.000Z", "orderNo": no}
+            "since": "2000-01-01T00:00:00.000Z", "orderNo": no,
+            "omsEvent": {"id": "hub-evt-1", "occurredAt": "2026-01-02T03:04:05.000Z", "type": "shipped",
+                         "lineItems": [{"id": f"{no}-1", "quantity": 2}], "trackingNumber": "SDK-TRK-1",
+                         "trackingUrl": "https://carrier.example/SDK-TRK-1", "carrier": "DPD"}}
     proc = subprocess.run(["node", str(SCRIPT), json.dumps(args)], cwd=HERE, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     res = {r["call"]: r for r in json.loads(proc.stdout)}
@@ -54,12 +58,15 @@ def test_commerce_sdk_orders_client_against_the_sandbox(sandbox):
     assert order["shipments"][0]["shippingAddress"]["postalCode"] and order["lastModified"].endswith("Z")
     assert res["getOrder"]["ok"], {k: v.get("error") for k, v in res.items() if not v["ok"]}
     assert res["getOrder"]["data"]["orderNo"] == no
-    for call in ("updateOrder", "updateOrderShippingStatus", "updateOrderExportStatus"):
-        assert res[call]["ok"], res[call]  # 204, no body
+    for call in ("updateOrder", "updateOrderShippingStatus", "updateOrderExportStatus", "createOmsStatusEvent"):
+        assert res[call]["ok"], res[call]  # 204 / 202, no body
+    events = control(sandbox, "oms_events")[no]
+    assert [e["fulfillmentEvent"]["id"] for e in events] == ["hub-evt-1"]  # the refused one below was not kept
     after = res["getOrder:after"]["data"]
     assert after["shippingStatus"] == "shipped" and after["exportStatus"] == "exported"
     assert after["c_trackingNumbers"] == "SDK-TRK-1" and after["c_carrier"] == "DPD"
-    for call, status in (("getOrders:limit201", 400), ("getOrders:window", 400), ("getOrder:missing", 404)):
+    for call, status in (("getOrders:limit201", 400), ("getOrders:window", 400), ("getOrder:missing", 404),
+                         ("createOmsStatusEvent:noTrackingUrl", 400)):
         r = res[call]
         assert not r["ok"] and r["status"] == status, r
         assert {"type", "title", "detail"} <= set(r["body"] or {}), r  # RFC 7807 ErrorResponse

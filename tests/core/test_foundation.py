@@ -165,7 +165,9 @@ def test_ignored_exception_stays_ignored_but_counts(db):
 
 def test_raise_many_is_bulk_and_merges(db, django_assert_max_num_queries):
     problems = [exc.Problem(Kind.UNKNOWN_SKU, f"unknown_sku:web:S{i}", f"S{i}", sku=f"S{i}") for i in range(1500)]
-    with django_assert_max_num_queries(40):  # batched (SQLite caps bind params per query), never per row
+    # batched (SQLite caps bind params per query: the queue's grouping/assignee/snooze columns make each INSERT
+    # batch smaller; plus one hourly-occurrence upsert per 1,000 keys), never per row
+    with django_assert_max_num_queries(48):
         assert exc.raise_many(problems) == 1500
     exc.resolve(ExceptionRecord.objects.get(dedupe_key="unknown_sku:web:S7"))
     exc.raise_many(problems[:10])

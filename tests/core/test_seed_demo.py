@@ -15,6 +15,11 @@ def test_seed_hub_side(db):
     assert authenticate(username="finance", password="hub-demo") is not None
     ct = Connection.objects.get(system_type="commercetools")
     assert ct.get_secret() == "hub-demo-secret" and "hub-demo-secret" not in ct.secret_encrypted
+    from connectors.registry import api_notice
+
+    default = set(Connection.objects.filter(enabled=True).values_list("system_type", flat=True))
+    assert default == {"commercetools", "clarus", "inventory_planner", "wair_replenishment"}
+    assert not [s for s in default if api_notice(s)[0]]  # ./hub up's default pair: every connector follows a published API
 
     call_command("seed_demo", no_sandbox=True, storefront="sfcc", master="clarus")  # switch pair, keep data
     assert Item.objects.count() == 3001

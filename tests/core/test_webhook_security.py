@@ -244,6 +244,24 @@ def test_dashboard_warns_of_enabled_webhook_connections_without_a_secret(db, rol
     assert 'data-testid="webhook-secret-missing"' not in client.get("/dashboard/").content.decode()
 
 
+def test_dashboard_warning_for_clarus_follows_its_identification_headers_not_a_secret(db, role_client):
+    """Clarus signs nothing: its webhooks are accepted by the identification headers named in the options
+    (connectors/clarus.py verify_webhook), so a webhook secret neither helps nor is needed there."""
+    from integration_hub.core.models import Connection
+
+    ident = {"subdomain": "demo", "webhook_domain": "https://demo.claruswms.co.uk", "webhook_api_domain": "https://clarus-api.com",
+             "webhook_automation_ids": ["41"]}
+    Connection.objects.create(name="clarus-ready", system_type="clarus", base_url="http://127.0.0.1:9/c", options=ident)
+    useless = Connection(name="clarus-secret-only", system_type="clarus", base_url="http://127.0.0.1:9/c2",
+                         options={"subdomain": "demo"})
+    useless.set_webhook_secret("never-compared")
+    useless.save()
+    html = role_client("ops").get("/dashboard/").content.decode()
+    start = html.index('data-testid="webhook-secret-missing"')
+    warning = html[start:html.index("</ul>", start)]
+    assert "clarus-secret-only" in warning and "clarus-ready" not in warning and "identification headers" in warning
+
+
 # --- 4. order notifications are hints: only what the storefront's API says is captured -----------------------
 @pytest.fixture
 def eager_celery():

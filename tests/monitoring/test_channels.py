@@ -230,3 +230,68 @@ def test_a_channel_pointing_at_an_internal_address_is_refused_by_the_outbound_gu
     settings.HUB = {**settings.HUB, "OUTBOUND_ALLOW": ""}
     with pytest.raises(SendError, match="169.254.169.254"):
         post_json("http://169.254.169.254/latest/meta-data/", b"{}")
+
+
+def test_errors_never_show_the_webhook_urls_secret_path_or_the_remote_answer(receiver, role_client, caplog, settings):
+    """Slack / Teams webhook URLs carry their secret in the path and are stored encrypted, write-only; the
+    outbox's last error is shown to ops, so it names only the origin and the status or exception class (the
+    remote's answer is logged, as other outbound bodies are kept for admins only — issue 11 item 6)."""
+    import logging
+
+    receiver.status["/services/"] = 500
+    broken = make_channel("broken", "slack", url=receiver.url + "/services/T0/B0/SECRETPATH?token=QSECRET")
+    dead = make_channel("dead", "teams", url="http://127.0.0.1:9/workflows/SECRETPATH?sig=QSECRET")
+    make_rule(threshold=10, channels=[broken, dead])
+    fire()
+    with caplog.at_level(logging.WARNING):
+        assert sorted(delivery.deliver(i) for i in delivery.due()) == ["retry", "retry"]
+    errors = dict(Delivery.objects.values_list("channel__name", "last_error"))
+    assert errors["broken"] == f"HTTP 500 from {receiver.url}"
+    assert errors["dead"] == "ConnectionError posting to http://127.0.0.1:9"
+    html = role_client("ops").get("/monitoring/alerts/").content.decode()
+    assert "HTTP 500 from" in html
+    for secret in ("SECRETPATH", "QSECRET", "nope"):
+        assert secret not in html and all(secret not in e for e in errors.values()), secret
+    assert "SECRETPATH" not in caplog.text and "QSECRET" not in caplog.text
+    assert "nope" in caplog.text  # what the remote answered is in the log for whoever runs the hub
+
+
+def test_admin_refuses_a_channel_url_at_an_internal_address(admin_client, settings):
+    from integration_hub.monitoring.models import NotificationChannel
+
+    settings.HUB = {**settings.HUB, "OUTBOUND_ALLOW": ""}
+    form = {"name": "meta", "kind": "slack", "recipients": "", "role": "", "min_severity": "warning", "enabled": "on"}
+    for url in ("http://169.254.169.254/latest/meta-data/", "http://10.1.2.3/hook", "http://[::1]:8080/x"):
+        resp = admin_client.post("/admin/monitoring/notificationchannel/add/", {**form, "url": url})
+        assert resp.status_code == 200 and "refused" in resp.content.decode(), url
+    assert not NotificationChannel.objects.exists()
+    settings.HUB = {**settings.HUB, "OUTBOUND_ALLOW": "10.1.2.0/24"}  # allow-listed on purpose
+    resp = admin_client.post("/admin/monitoring/notificationchannel/add/", {**form, "url": "http://10.1.2.3/hook"})
+    assert resp.status_code == 302 and NotificationChannel.objects.get().get_url() == "http://10.1.2.3/hook"
+
+
+def test_broker_down_loses_no_notification_and_the_sweep_sends_it_later(receiver, eager, monkeypatch,
+                                                                       django_capture_on_commit_callbacks):
+    """The outbox row is written with the firing; if the broker refuses the task the row stays pending (no
+    error reaches the evaluation) and the beat sweep (``monitoring.deliver_due``) sends it once it is back."""
+    from kombu.exceptions import OperationalError
+
+    from integration_hub.monitoring import tasks
+
+    ch = make_channel("slack", "slack", url=receiver.url + "/slack")
+    make_rule(threshold=10, channels=[ch])
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(tasks.deliver_one, "delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        out = fire()  # the evaluation's on-commit kick meets the dead broker
+    assert len(out.fired) == 1 and len(callbacks) == 1
+    assert tasks.deliver_due() >= 1  # the sweep meets it too: logged, nothing raised
+    (d,) = Delivery.objects.all()
+    assert d.status == "pending" and d.attempts == 0 and receiver.to("/slack") == []
+    monkeypatch.undo()
+    assert tasks.deliver_due() == 1  # broker back: the next sweep sends it, once
+    assert tasks.deliver_due() == 0
+    assert len(receiver.to("/slack")) == 1 and Delivery.objects.get().status == "sent"

@@ -92,7 +92,7 @@ def test_charts_are_svg_without_script_and_ranges(role_client):
     html = client.get("/monitoring/live/?range=day").content.decode()
     for slug in ("queue", "lag", "orders", "exceptions"):
         assert f'data-testid="chart-{slug}"' in html
-    assert html.count("<svg") == 4
+    assert html.count("<svg") == 5  # queue, lag, orders, holds/leases/intake (issue 20), exceptions
     assert "<script" not in html  # no inline script anywhere in the fragment
     assert 'class="active">last day<' in html
     assert "every " in html and 'hx-get="/monitoring/live/?range=day"' in html

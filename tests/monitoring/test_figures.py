@@ -69,6 +69,9 @@ def test_exceptions_by_kind_severity_drift_and_hourly(w):
     assert v[("exceptions_opened_1h", "")] == 4
     assert v[("exceptions_resolved_1h", "")] == 1
     assert figures.flow_of("exceptions_open", "sku_mismatch:warning") == "catalogue"
+    # by severity whatever the kind (the shipped "Critical exceptions open" rule is over this)
+    assert v[("exceptions_open_severity", "warning")] == 2 and v[("exceptions_open_severity", "error")] == 2
+    assert v[("exceptions_open_severity", "critical")] == 0 and v[("exceptions_open_severity", "info")] == 0
 
 
 def test_connection_failing(w):
@@ -143,3 +146,77 @@ def test_sampling_keeps_a_bounded_series(w, settings):
     assert not Sample.objects.filter(figure="exceptions_open", key__contains=":").exists()
     s = sampling.series([("push_queue_depth", "")], since=timezone.now() - timedelta(hours=1))
     assert [v for _, v in s[("push_queue_depth", "")]] == [3]
+
+
+# --- issue 20, item 9: a flash sale under faults shows on the dashboard -------------------------------------
+def test_holds_piling_up_per_master(w, settings):
+    from integration_hub.inventory.models import Reservation
+
+    settings.HUB = {**settings.HUB, "MASTER_FEED_LAG_SECONDS": 120}
+    now = timezone.now()
+    Reservation.objects.bulk_create([
+        Reservation(item=w.items[0], channel=w.channel, order_ref="a", quantity=1, warehouse=w.master, acknowledged_at=now - timedelta(seconds=30)),
+        Reservation(item=w.items[1], channel=w.channel, order_ref="b", quantity=2, warehouse=w.master, acknowledged_at=now - timedelta(seconds=500)),
+        Reservation(item=w.items[2], channel=w.channel, order_ref="c", quantity=1),  # not acknowledged: the hub's own hold
+        Reservation(item=w.items[2], channel=w.channel, order_ref="d", quantity=1, warehouse=w.master,
+                    acknowledged_at=now - timedelta(hours=2), released_at=now),  # released
+    ])
+    v = figures.compute(now=now)
+    assert v[("holds_acknowledged", "wair")] == v[("holds_acknowledged", "")] == 2
+    assert v[("holds_overdue", "wair")] == v[("holds_overdue", "")] == 1
+    assert 499 <= v[("holds_oldest_age_seconds", "wair")] <= 501 and v[("holds_oldest_age_seconds", "")] == v[("holds_oldest_age_seconds", "wair")]
+
+
+def test_dead_worker_and_intake_behind(w):
+    from integration_hub.core.models import Heartbeat
+    from integration_hub.orders.models import Order
+
+    now = timezone.now()
+    v = figures.compute(now=now)
+    assert v[("worker_heartbeat_age_seconds", "")] > 50 * 365 * 86400  # no worker has ever run: absent is as old as it gets
+    assert v[("leases_expired", "")] == 0 and v[("intake_oldest_seconds", "")] == 0
+    Heartbeat.objects.create(name="worker", at=now - timedelta(seconds=200))
+    Heartbeat.objects.create(name="other", at=now - timedelta(seconds=40))
+    # a worker died holding two push rows and an order: its leases ran out, nobody renews them
+    f.pushes(w, w.items)
+    PendingPush.objects.filter(item__in=w.items[:2]).update(claim_token="dead", claimed_until=now - timedelta(seconds=5))
+    PendingPush.objects.filter(item=w.items[2]).update(claim_token="live", claimed_until=now + timedelta(seconds=20))
+    sent = f.orders(w, 2, state=OrderState.SENT)
+    Order.objects.filter(pk=sent[0].pk).update(claim_token="dead", next_attempt_at=now - timedelta(seconds=1))
+    captured = f.orders(w, 2, state=OrderState.CAPTURED, start=10)
+    Order.objects.filter(pk=captured[0].pk).update(created_at=now - timedelta(seconds=75))
+    f.orders(w, 1, state=OrderState.HELD, start=20)  # held: waiting for a person, not intake
+    Order.objects.filter(state=OrderState.HELD).update(created_at=now - timedelta(hours=3))
+    v = figures.compute(now=now)
+    assert 39 <= v[("worker_heartbeat_age_seconds", "")] <= 41
+    assert v[("leases_expired", "")] == 3
+    assert 74 <= v[("intake_oldest_seconds", "")] <= 76
+
+
+def test_flash_sale_figures_have_shipped_alert_rules():
+    from integration_hub.monitoring.defaults import DEFAULT_RULES
+
+    figures_with_rules = {r["figure"] for r in DEFAULT_RULES}
+    for name in ("holds_overdue", "leases_expired", "worker_heartbeat_age_seconds", "intake_oldest_seconds", "drift_pairs"):
+        assert name in figures.FIGURES and name in figures_with_rules, name
+
+
+def test_flash_sale_conditions_reach_the_exception_queue_and_clear(w, settings):
+    from exceptions_app.models import ExceptionRecord
+    from integration_hub.monitoring import watch
+
+    settings.HUB = {**settings.HUB, "INTAKE_BEHIND_SECONDS": 120}
+    bad = {("worker_heartbeat_age_seconds", ""): 400.0, ("leases_expired", ""): 3.0, ("intake_oldest_seconds", ""): 300.0,
+           ("holds_overdue", ""): 7.0}
+    assert all(watch.record(bad).values())
+    open_keys = set(ExceptionRecord.objects.filter(status="open").values_list("dedupe_key", flat=True))
+    assert open_keys == {"sync_timeout:hub:worker-heartbeat", "sync_timeout:hub:expired-leases", "stuck_order:hub:intake-behind",
+                         "stock_drift:hub:holds-overdue"}
+    assert ExceptionRecord.objects.get(dedupe_key="sync_timeout:hub:worker-heartbeat").severity == "critical"
+    watch.record(bad)  # still true: merged, not doubled
+    assert ExceptionRecord.objects.count() == 4
+    assert not any(watch.record({**bad, ("worker_heartbeat_age_seconds", ""): 20.0, ("leases_expired", ""): 0.0,
+                                 ("intake_oldest_seconds", ""): 5.0, ("holds_overdue", ""): 0.0}).values())
+    assert not ExceptionRecord.objects.filter(status="open").exists()
+    watch.record({("worker_heartbeat_age_seconds", ""): 55 * 365 * 86400.0})  # never seen: the dashboard's, not a record
+    assert not ExceptionRecord.objects.filter(status="open").exists()

@@ -54,3 +54,26 @@ def test_setup_alerts_installs_the_shipped_rules_once_and_keeps_edits():
     call_command("setup_alerts")
     assert AlertRule.objects.get(name="Connection failing").threshold == 5
     assert AlertRule.objects.count() == len(DEFAULT_RULES)
+
+
+def test_the_shipped_critical_exceptions_rule_fires_for_critical_ones_only():
+    """It was a per-kind rule over every severity: enabled, it paged 'critical' for any warning-level record."""
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from exceptions_app.models import ExceptionRecord, Kind
+    from integration_hub.monitoring import figures, rules
+    from integration_hub.monitoring.models import AlertRule
+
+    call_command("setup_alerts")
+    AlertRule.objects.exclude(name="Critical exceptions open").update(enabled=False)
+    AlertRule.objects.filter(name="Critical exceptions open").update(enabled=True)
+    now = timezone.now()
+    for i, severity in enumerate(("info", "warning", "error")):
+        ExceptionRecord.objects.create(kind=Kind.STUCK_ORDER, dedupe_key=f"k{i}", title="t", severity=severity,
+                                       first_seen=now, last_seen=now)
+    assert rules.evaluate(figures.compute()).fired == []
+    ExceptionRecord.objects.create(kind=Kind.SKU_MISMATCH, dedupe_key="crit", title="t", severity="critical",
+                                   first_seen=now, last_seen=now)
+    (firing,) = rules.evaluate(figures.compute()).fired
+    assert firing.key == "critical" and firing.severity == "critical" and firing.value == 1

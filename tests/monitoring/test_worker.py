@@ -13,7 +13,7 @@ from .conftest import make_channel, make_rule
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
 
-def wait_for(predicate, timeout=60, what="condition"):
+def wait_for(predicate, timeout=180, what="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if predicate():

@@ -72,6 +72,8 @@ class FakeWarehouse:
         self.ids: dict[str, str] = {}
         self.fulfilments = []
         self.status: dict[str, str | None] = {}
+        self.allocations: dict[str, dict[str, str]] = {}  # order_ref → {sku: location id} the ack names
+        self.received_at = None  # the master's time of receipt the ack names (None: the hub's clock)
 
     def send_order(self, wo):
         self.sent.append(wo)
@@ -82,7 +84,8 @@ class FakeWarehouse:
                 raise outcome
         dup = wo.order_ref in self.ids
         self.ids.setdefault(wo.order_ref, f"WO-{len(self.ids) + 1}")
-        return Acknowledgement(order_ref=wo.order_ref, warehouse_ref=self.ids[wo.order_ref], duplicate=dup)
+        return Acknowledgement(order_ref=wo.order_ref, warehouse_ref=self.ids[wo.order_ref], duplicate=dup,
+                               received_at=self.received_at, allocations=dict(self.allocations.get(wo.order_ref, {})))
 
     def order_status(self, ref):
         return self.status.get(ref, "accepted" if ref in self.ids else None)

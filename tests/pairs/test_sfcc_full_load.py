@@ -14,9 +14,9 @@ def _world(pair, *, extra_skus=()):
 
     sf, wh = pair.connection("sfcc"), pair.connection("wair")
     sf.options = {**sf.options, "api_family": "scapi_oci", "organization_id": "f_ecom_hubt_001",
-                  "oci_import_poll_seconds": 0.15}
+                  "oci_tenant_group_id": "tg-hubt", "oci_import_poll_seconds": 0.15}
     sf.save()
-    pair.control("sfcc", "configure_site", {"inventory": "oci"})
+    pair.control("sfcc", "configure_site", {"inventory": "oci", "tenant_group_id": "tg-hubt"})
     pair.control("sfcc", "configure_impex", {"delay": 0.1})
     ch = pair.topology(sf, wh, list_id="inv_web")  # A, B, C and KIT, no stock yet
     pair.push()  # their first pushes (deltas): the full load below is about the 1,000 SKUs

@@ -20,9 +20,10 @@ def pair(pair, family):
 def setup(pair):
     sf, wh = pair.connection("sfcc"), pair.connection("wair")
     if pair.family == "scapi_oci":
-        sf.options = {**sf.options, "api_family": "scapi_oci", "organization_id": "f_ecom_hubt_001"}
+        sf.options = {**sf.options, "api_family": "scapi_oci", "organization_id": "f_ecom_hubt_001",
+                      "oci_tenant_group_id": "tg-hubt"}
         sf.save()
-        pair.control("sfcc", "configure_site", {"inventory": "oci"})
+        pair.control("sfcc", "configure_site", {"inventory": "oci", "tenant_group_id": "tg-hubt"})
     pair.topology(sf, wh, list_id="inv_web")
     return sf, wh
 
