@@ -142,12 +142,14 @@ def run_import(server, rows: int, rate: float, delay: float, poll: float) -> tup
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=20_000, help="SKU×channel rows of the Import API run")
+    ap.add_argument("--quick", action="store_true", help="4,000 rows unless --rows says otherwise (./hub bench --quick)")
+    ap.add_argument("--rows", type=int, default=0, help="SKU×channel rows of the Import API run (default 20,000)")
     ap.add_argument("--sync-rows", type=int, default=None, help="rows of the per-entry run (default: --rows, at most 20,000)")
     ap.add_argument("--rate", type=float, default=400.0, help="requests/s allowed per connection (the client's limiter)")
     ap.add_argument("--import-delay", type=float, default=2.0, help="seconds the sandbox keeps an import operation processing")
     ap.add_argument("--poll", type=float, default=1.0, help="seconds between outcome polls")
     args = ap.parse_args()
+    args.rows = args.rows or (4000 if args.quick else 20_000)
     sync_rows = args.sync_rows or min(args.rows, 20_000)
     tmp = tempfile.mkdtemp(prefix="ct-import-bench-")
     try:

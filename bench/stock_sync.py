@@ -9,8 +9,11 @@
 (c) coalescing: 100k raw master changes (webhook-sized batches through ``apply_stock_changes``) →
     outbox rows → storefront pushes actually sent to the commercetools sandbox over HTTP.
 
-Runs on its own: a throwaway SQLite database and broker under a temp dir, its own sandbox server on a
-free port. ``python bench/stock_sync.py`` (about 3–4 minutes on 2 cores) or ``--quick`` (under a minute).
+(a2) the engine's floor (issue 19, item 2): one plain ``INSERT … SELECT`` writing a result of the same size, next
+    to the hub's statement written the same way and ``ats.compute`` (``--ats-only``: just (a) and (a2)).
+
+Runs on every reachable engine side by side (bench/_engines.py: a throwaway SQLite database, and PostgreSQL +
+Redis when they run here), its own sandbox server on a free port. ``python bench/stock_sync.py`` or ``--quick``.
 Benchmarks are never tests: this prints numbers, it asserts nothing.
 """
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -28,30 +30,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def setup_django(tmp: str) -> None:
-    os.environ["HUB_VAR_DIR"] = tmp
-    os.environ["DJANGO_SETTINGS_MODULE"] = "integration_hub.settings"
-    for var in ("DATABASE_URL", "REDIS_URL", "HUB_DB_NAME_OVERRIDE"):
-        os.environ.pop(var, None)  # always the embedded size: a throwaway SQLite file
-    os.environ["CELERY_BROKER_URL"] = f"sqla+sqlite:///{tmp}/bench-broker.sqlite3"
-    os.environ.setdefault("HUB_LOG_LEVEL", "WARNING")
-    os.environ.setdefault("HUB_OUTBOUND_ALLOW", "127.0.0.1,localhost,::1")  # the bench's own loopback sandbox
-    import django
+import _engines  # noqa: E402  (bench/_engines.py: one child process per engine)
 
-    django.setup()
+BENCH = "stock_sync"
+
+
+def prepare() -> None:
+    """After ``_engines.setup``: the bench drains explicitly, no broker round trips."""
     from django.conf import settings
-    from django.core.management import call_command
 
-    settings.HUB["STOCK_PUSH_ON_COMMIT"] = False  # the bench drains explicitly; no broker round trips
-    call_command("migrate", verbosity=0)
+    settings.HUB["STOCK_PUSH_ON_COMMIT"] = False
 
 
-def fmt_s(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    if seconds >= 60:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds:.2f} s"
+fmt_s = _engines.fmt_s
 
 
 # --- data --------------------------------------------------------------------------------------------
@@ -103,7 +94,8 @@ def build_catalogue(n_items: int, n_channels: int, seed: int = 7):
                 rows.append((i, rnd.choice(locs).pk, "reserved", rnd.randint(1, 5), now))
             elif r < 0.15:
                 rows.append((i, rnd.choice(locs).pk, "damaged", rnd.randint(1, 5), now))
-        cur.executemany("INSERT OR IGNORE INTO inventory_stocklevel (item_id, location_id, state, quantity, updated_at) VALUES (%s, %s, %s, %s, %s)", rows)
+        cur.executemany("INSERT INTO inventory_stocklevel (item_id, location_id, state, quantity, updated_at) VALUES (%s, %s, %s, %s, %s) "
+                        "ON CONFLICT DO NOTHING", rows)
         cur.executemany("INSERT INTO inventory_reservation (item_id, channel_id, order_ref, quantity, created_at, released_at, release_reason) "
                         "VALUES (%s, %s, %s, %s, %s, NULL, '')",
                         [(rnd.choice(plain), rnd.choice(channels).pk, f"o{n}", rnd.randint(1, 2), now) for n in range(max(10, n_items // 50))])
@@ -163,12 +155,80 @@ class PreloadedLoop:
         return max(0, self.raw(channel_id, item_id) - (own if own is not None else self.buffer[channel_id]))
 
 
-def bench_ats(quick: bool) -> list[tuple]:
+def bench_floor(channel_ids: list[int], repeat: int = 2) -> dict:
+    """Issue 19, item 2: the engine's own floor for a result the size of the recompute.
+
+    * floor write: one plain ``INSERT … SELECT`` producing the same rows (channel × mapping, a constant-cost
+      expression for the figure) into a table of the same shape;
+    * hub write: the hub's own ATS statement (:func:`ats._sql`) written the same way, ``INSERT … SELECT * FROM (…)``;
+    * floor fetch: the plain ``SELECT`` of the same rows fetched into this process;
+    * hub ``ats.compute``: the recompute as the hub calls it (statement + fetch + one ``Ats`` per row).
+    Best of ``repeat`` runs each (fresh table, same connection). The ratios are hub ÷ floor."""
+    from django.db import connection, transaction
+
+    from integration_hub.catalog.models import SkuMapping
+    from integration_hub.inventory import ats
+    from integration_hub.inventory.models import ChannelStockRule
+
+    rule_t, map_t = ChannelStockRule._meta.db_table, SkuMapping._meta.db_table
+    ids = sorted(channel_ids)
+    marks = ", ".join(["%s"] * len(ids))
+    floor_select = (f"SELECT r.channel_id, m.item_id, m.storefront_sku, m.item_id %% 50 FROM {rule_t} r CROSS JOIN {map_t} m "
+                    f"WHERE m.channel_id IS NULL AND m.active = %s AND r.channel_id IN ({marks})")
+    floor_params = [True, *ids]
+    hub_sql, hub_params = ats._sql(None, len(ids)), ats._params(None, ids)
+    cols = "(channel_id, item_id, storefront_sku, quantity)"
+
+    def timed_write(select: str, params: list) -> tuple[float, int]:
+        best, n = float("inf"), 0
+        for _ in range(repeat):
+            with connection.cursor() as cur:
+                cur.execute("DROP TABLE IF EXISTS bench_ats_out")
+                cur.execute("CREATE TABLE bench_ats_out (channel_id bigint NOT NULL, item_id bigint NOT NULL, "
+                            "storefront_sku varchar(255) NOT NULL, quantity integer NOT NULL)")
+            t0 = time.perf_counter()
+            with transaction.atomic(), connection.cursor() as cur:
+                cur.execute(f"INSERT INTO bench_ats_out {cols} SELECT * FROM ({select}) x", params)
+                n = cur.rowcount
+            best = min(best, time.perf_counter() - t0)
+        return best, n
+
+    def timed(fn) -> tuple[float, int]:
+        best, n = float("inf"), 0
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            n = fn()
+            best = min(best, time.perf_counter() - t0)
+        return best, n
+
+    def fetch_floor():
+        with connection.cursor() as cur:
+            cur.execute(floor_select, floor_params)
+            return len(cur.fetchall())
+
+    out = {}
+    out["floor_write"], out["floor_rows"] = timed_write(floor_select, floor_params)
+    out["hub_write"], out["hub_rows"] = timed_write(hub_sql, hub_params)
+    out["floor_fetch"], _ = timed(fetch_floor)
+    out["hub_compute"], out["compute_rows"] = timed(lambda: len(ats.compute(ids)))
+    with connection.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS bench_ats_out")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + hub_sql, hub_params)
+            plan = "\n".join(r[0] for r in cur.fetchall())
+        path = Path(os.environ.get("HUB_BENCH_PLAN_DIR", tempfile.gettempdir())) / "bench_ats_plan_postgresql.txt"
+        path.write_text(plan)
+        out["plan_file"] = str(path)
+    return out
+
+
+def bench_ats(quick: bool, loops: bool = True, items: int = 0) -> tuple:
     from django.db import connection
 
     from integration_hub.inventory import ats
 
-    n_items, n_channels = (10_000, 10) if quick else (100_000, 10)
+    n_items, n_channels = (items or (10_000 if quick else 100_000)), 10
     t0 = time.perf_counter()
     master, shop, channels, locs, ids = build_catalogue(n_items, n_channels)
     print(f"    built {n_items:,} items × {n_channels} channels in {fmt_s(time.perf_counter() - t0)}", flush=True)
@@ -193,7 +253,7 @@ def bench_ats(quick: bool) -> list[tuple]:
         elapsed = time.perf_counter() - t0
         print(f"    {label:>6} rows: set-based {fmt_s(elapsed)}", flush=True)
         loop_time, loop_measured = per_pair_loop * len(rows), False
-        if k == 0:  # the smaller set: run the whole per-row loop (about 1.5 min at 100k on 2 cores)
+        if k == 0 and loops:  # the smaller set: run the whole per-row loop (about 1.5 min at 100k on 2 cores)
             t0 = time.perf_counter()
             for a in rows:
                 loop.ats(a.channel_id, a.item_id)
@@ -204,8 +264,12 @@ def bench_ats(quick: bool) -> list[tuple]:
     check = ats.for_pairs(pairs)
     mismatches = sum(1 for c, i in pairs if (check[(c, i)].quantity if (c, i) in check else None) != loop.ats(c, i))
     print(f"    sample check: per-row loop and set-based agree on {sample - mismatches}/{sample} pairs", flush=True)
+    floor = bench_floor([c.pk for c in channels])
+    print(f"    floor: INSERT … SELECT of {floor['floor_rows']:,} rows {fmt_s(floor['floor_write'])}; the hub's statement "
+          f"written the same way {fmt_s(floor['hub_write'])} ({floor['hub_rows']:,} rows); plain SELECT fetched "
+          f"{fmt_s(floor['floor_fetch'])}; ats.compute {fmt_s(floor['hub_compute'])}", flush=True)
     connection.close()
-    return out
+    return out, floor, mismatches
 
 
 # --- sandbox + push throughput ---------------------------------------------------------------------
@@ -348,61 +412,92 @@ def bench_coalescing(server, quick: bool) -> dict:
             "skus": hot, "left": PendingPush.objects.count()}
 
 
+def child(args, engine: str, tmp: str) -> dict:
+    """One engine: (a) ATS + floor, (b) push throughput, (c) coalescing. Returns the figures as JSON-able data."""
+    prepare()
+    from django.db import connection
+
+    print(f"stock_sync bench ({'quick' if args.quick else 'full'}) — {_engines.LABELS[engine]} ({connection.vendor})", flush=True)
+    print("(a) ATS recompute", flush=True)
+    ats_rows, floor, mismatches = bench_ats(args.quick, loops=not args.ats_only, items=args.items)
+    out = {"ats": ats_rows, "floor": floor, "mismatches": mismatches}
+    if args.ats_only:
+        return out
+    server = start_sandbox()
+    print(f"(b) push throughput (sandbox at {server.url}, limit {args.rate:g} req/s)", flush=True)
+    out["push"] = bench_push(server, args.quick, args.rate, args.headroom)
+    print("(c) coalescing", flush=True)
+    out["coal"] = bench_coalescing(server, args.quick)
+    server.shutdown()
+    return out
+
+
+def report(results: dict, skipped: dict, args) -> None:
+    engines = list(results)
+    rows: list[tuple[str, dict]] = []
+
+    def row(label, fn):
+        vals = {}
+        for e, r in results.items():
+            try:
+                vals[e] = fn(r)
+            except (KeyError, TypeError, ZeroDivisionError, IndexError):
+                vals[e] = "—"
+        rows.append((label, vals))
+
+    rows.append(("(a) ATS recompute", {}))
+    for k in range(2):
+        row(f"    rows (SKU × channel) [{k}]", lambda r, k=k: f"{r['ats'][k][1]:,}")
+        row("    set-based ats.compute", lambda r, k=k: fmt_s(r["ats"][k][2]))
+        row("    per-row loop (preloaded rules)†", lambda r, k=k: f"{fmt_s(r['ats'][k][4])}{'' if r['ats'][k][6] else '*'} = "
+            f"{r['ats'][k][4] / r['ats'][k][2]:,.0f}×")
+        row("    naive ORM spec (extrapolated)*", lambda r, k=k: f"{fmt_s(r['ats'][k][3])} = {r['ats'][k][3] / r['ats'][k][2]:,.0f}×")
+    row("    sample check (loop = set-based)", lambda r: f"{r['ats'][0][5] - r['mismatches']}/{r['ats'][0][5]}")
+    rows.append(("(a2) ATS vs the engine's floor (issue 19 #2)", {}))
+    row("    rows written", lambda r: f"{r['floor']['hub_rows']:,}")
+    row("    floor: plain INSERT … SELECT", lambda r: fmt_s(r["floor"]["floor_write"]))
+    row("    hub ATS statement, INSERT … SELECT", lambda r: fmt_s(r["floor"]["hub_write"]))
+    row("      ratio (goal ≤ 3× on PostgreSQL)", lambda r: f"{r['floor']['hub_write'] / r['floor']['floor_write']:.1f}×")
+    row("    floor: plain SELECT fetched", lambda r: fmt_s(r["floor"]["floor_fetch"]))
+    row("    hub ats.compute (fetch + objects)", lambda r: fmt_s(r["floor"]["hub_compute"]))
+    row("      ratio", lambda r: f"{r['floor']['hub_compute'] / r['floor']['floor_fetch']:.1f}×")
+    rows.append((f"(b) push throughput, limit {args.rate:g} req/s", {}))
+
+    def push(fn):
+        return lambda r: "skipped" if isinstance(r["push"], str) else fn(r["push"])
+    row("    targets confirmed", push(lambda p: f"{p['targets']:,} in {fmt_s(p['elapsed'])}"))
+    row("    req/s (utilisation of the limit)", push(lambda p: f"{p['requests'] / p['elapsed']:.1f} ({100 * p['requests'] / p['elapsed'] / p['rate']:.0f}%)"))
+    row("    429s seen", push(lambda p: f"{p['rate_limited']}"))
+    rows.append(("(c) coalescing", {}))
+    row("    raw master changes", lambda r: f"{r['coal']['changes']:,} in {fmt_s(r['coal']['elapsed'])}")
+    row("    pushes without coalescing", lambda r: f"{r['coal']['uncoalesced']:,}")
+    row("    pushes confirmed via the outbox", lambda r: f"{r['coal']['pushes']:,} ({r['coal']['uncoalesced'] / max(1, r['coal']['pushes']):.1f}× fewer)")
+    row("    rows left / failed attempts", lambda r: f"{r['coal']['left']} / {r['coal']['failed']}")
+    notes = ["† rules preloaded, 2 queries per pair; * extrapolated from a random sample (a full run would take too long)",
+             "[0] = one channel, [1] = every channel; the floor and the goal are measured on [1]"]
+    pg = results.get("postgresql")
+    if pg:
+        ratio = pg["floor"]["hub_write"] / pg["floor"]["floor_write"]
+        notes.append(_engines.goal(ratio <= 3, f"ATS within 3× of the PostgreSQL floor: {ratio:.1f}× at {pg['floor']['hub_rows']:,} rows"
+                                   + ("" if ratio <= 3 else " — see README 'Performance' for why")))
+        if pg["floor"].get("plan_file"):
+            notes.append(f"EXPLAIN ANALYZE of the hub statement on PostgreSQL: {pg['floor']['plan_file']}")
+    _engines.print_table(f"stock_sync ({'quick' if args.quick else 'full'})", rows, engines, skipped, notes)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller run (10k items) for a fast check")
+    parser.add_argument("--quick", action="store_true", help="smaller run (10k items: 100k rows) for a fast check")
     parser.add_argument("--rate", type=float, default=50.0, help="sandbox + connection rate limit, requests/s (default 50)")
     parser.add_argument("--headroom", type=float, default=0.95,
                         help="the connection's configured rate as a share of the API's limit (default 0.95: request "
                              "timing jitter then never trips the server's bucket; 1.0 runs right at the limit)")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument("--ats-only", action="store_true", help="only (a): the recompute and its floor, no per-row loops")
+    parser.add_argument("--items", type=int, default=0, help="items in (a) (default 100,000; 10,000 with --quick); × 10 channels")
+    _engines.add_engine_args(parser)
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    tmp = tempfile.mkdtemp(prefix="hub-bench-stock-")
-    started = time.perf_counter()
-    try:
-        setup_django(tmp)
-        print(f"stock_sync bench ({'quick' if args.quick else 'full'}) — SQLite under {tmp}", flush=True)
-        print("(a) ATS recompute", flush=True)
-        ats_rows = bench_ats(args.quick)
-        server = start_sandbox()
-        print(f"(b) push throughput (sandbox at {server.url}, limit {args.rate:g} req/s)", flush=True)
-        pushed = bench_push(server, args.quick, args.rate, args.headroom)
-        print("(c) coalescing", flush=True)
-        coal = bench_coalescing(server, args.quick)
-        server.shutdown()
-
-        print()
-        print("=" * 96)
-        print("(a) ATS recompute          rows   set-based   per-row loop†          ratio   naive ORM spec‡        ratio")
-        for label, n, t_set, t_naive, t_loop, sample, measured in ats_rows:
-            print(f"    {label:>6} SKU×channel {n:>9,}   {fmt_s(t_set):>9}   {fmt_s(t_loop):>9}{'' if measured else '*'}"
-                  f"{' ' if measured else ''}  {t_loop / t_set:>9,.0f}×   {fmt_s(t_naive):>9}*  {t_naive / t_set:>9,.0f}×")
-        print(f"    † rules preloaded, 2 queries per pair; ‡ inventory.ats.naive_for_pair. Without *: measured over every row. "
-              f"* extrapolated from {ats_rows[0][5]} random pairs (a full run would take too long).")
-        print("(b) push throughput")
-        if isinstance(pushed, str):
-            print(f"    {pushed}")
-        else:
-            rps = pushed["requests"] / pushed["elapsed"] if pushed["elapsed"] else 0.0
-            print(f"    targets confirmed {pushed['targets']:,} (failed attempts {pushed['failed']}) in {fmt_s(pushed['elapsed'])}: "
-                  f"{pushed['targets'] / pushed['elapsed']:.1f} SKUs/s")
-            print(f"    HTTP requests {pushed['requests']:,} → {rps:.1f} req/s vs limit {pushed['rate']:g} req/s "
-                  f"(connection set to {pushed['headroom']:.0%} of it; burst {max(1, int(pushed['rate'] // 5))}, connection {max(1, int(pushed['rate'] // 5 * pushed['headroom']))}, which a run starts with): "
-                  f"utilisation {100 * rps / pushed['rate']:.0f}%, 429s seen {pushed['rate_limited']}")
-        print("(c) coalescing")
-        print(f"    {coal['changes']:,} raw master changes ({coal['skus']} hot SKUs × 8 locations, {coal['applied']:,} moved a quantity; "
-              f"{fmt_s(coal['elapsed'])} incl. pushing)")
-        print(f"    without coalescing: {coal['uncoalesced']:,} channel pushes (every change × every channel it feeds)")
-        print(f"    with the outbox:    {coal['pushes']:,} pushes confirmed by the commercetools sandbox over HTTP in "
-              f"{coal['drains']} drains ({coal['requests']:,} HTTP requests served, {coal['failed']} failed attempts, "
-              f"{coal['left']} rows left) → {coal['uncoalesced'] / max(1, coal['pushes']):.1f}× fewer; "
-              f"{coal['changes'] / max(1, coal['pushes']):.1f} raw changes per push")
-        print("=" * 96)
-        print(f"total {fmt_s(time.perf_counter() - started)}")
-    finally:
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return _engines.run(BENCH, __file__, argv, args, child, lambda res, sk: report(res, sk, args))
 
 
 if __name__ == "__main__":

@@ -24,8 +24,7 @@ PostgreSQL. Table names come from the models' ``_meta`` so renames stay in one p
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from django.db import connection
 from django.db.models import Sum
@@ -38,8 +37,9 @@ from .models import ChannelStockRule, InventoryState, Reservation, StockLevel, S
 PAIR_CHUNK = 2000  # (channel, item) pairs per statement in pair mode: 4000 bind parameters
 
 
-@dataclass(frozen=True)
-class Ats:
+class Ats(NamedTuple):
+    """One (channel, item)'s figure. A named tuple, not a dataclass: a whole-catalogue recompute builds a million of
+    these, and a frozen dataclass's ``__init__`` cost several times the query's own fetch (issue 19)."""
     channel_id: int
     item_id: int
     storefront_sku: str
@@ -94,18 +94,71 @@ def _sql(pair_count: int | None, channel_count: int | None) -> str:
         ),"""
     else:
         pairs_cte = ""
+        # channel mode: the winning mapping per (channel, item) by anti-joins (channel-specific beats global, lowest
+        # id first) — the same choice as pair mode's ROW_NUMBER, but the planner estimates anti-joins well (a
+        # window filter is estimated at a fraction of its rows, which sent PostgreSQL into nested loops at 1M rows)
         scope = """
         cand AS (
-            SELECT ch.channel_id, m.item_id, m.id AS mapping_id, m.storefront_sku, m.safety_buffer AS own_buffer,
-                   ch.safety_buffer AS channel_buffer, 0 AS generic
+            SELECT ch.channel_id, m.item_id, m.storefront_sku, m.safety_buffer AS own_buffer, ch.safety_buffer AS channel_buffer
               FROM chan ch JOIN {mapping} m ON m.channel_id = ch.channel_id AND m.active = %s
+             WHERE NOT EXISTS (SELECT 1 FROM {mapping} m2 WHERE m2.channel_id = m.channel_id AND m2.item_id = m.item_id
+                                                          AND m2.active = %s AND m2.id < m.id)
             UNION ALL
-            SELECT ch.channel_id, m.item_id, m.id, m.storefront_sku, m.safety_buffer, ch.safety_buffer, 1
-              FROM chan ch CROSS JOIN {mapping} m WHERE m.channel_id IS NULL AND m.active = %s
+            SELECT ch.channel_id, m.item_id, m.storefront_sku, m.safety_buffer, ch.safety_buffer
+              FROM chan ch CROSS JOIN {mapping} m
+             WHERE m.channel_id IS NULL AND m.active = %s
+               AND NOT EXISTS (SELECT 1 FROM {mapping} m2 WHERE m2.channel_id IS NULL AND m2.item_id = m.item_id
+                                                            AND m2.active = %s AND m2.id < m.id)
+               AND NOT EXISTS (SELECT 1 FROM {mapping} m3 WHERE m3.channel_id = ch.channel_id AND m3.item_id = m.item_id
+                                                            AND m3.active = %s)
         ),"""
     chan_filter = ""
     if channel_count:
         chan_filter = " AND r.channel_id IN (" + ", ".join(["%s"] * channel_count) + ")"
+    # a negative available figure (the master oversold) sells nothing, and takes nothing from other shelves
+    stock_sum = "SUM(CASE WHEN sl.state = %s THEN (CASE WHEN sl.quantity > 0 THEN sl.quantity ELSE 0 END) ELSE -sl.quantity END)"
+    if pair_count:
+        ranked = """ranked AS (
+        SELECT cand.*, ROW_NUMBER() OVER (PARTITION BY channel_id, item_id ORDER BY generic, mapping_id) AS rn FROM cand
+    ),"""
+        winners, winner_filter = "ranked", "\n         WHERE rk.rn = 1"
+        # a few pairs: look their stock up by item (indexed)
+        on_hand = f"""on_hand AS (
+        SELECT n.channel_id, n.item_id, {stock_sum} AS qty
+          FROM need n
+          JOIN chan_loc cl ON cl.channel_id = n.channel_id
+          JOIN {{stock}} sl ON sl.item_id = n.item_id AND sl.location_id = cl.location_id AND sl.state IN (%s, %s)
+         GROUP BY n.channel_id, n.item_id
+    ),"""
+    else:
+        ranked, winners, winner_filter = "", "cand", ""
+        # whole channels: one pass over the stock at their locations (hash join + aggregate), not one index
+        # probe per (channel, item); groups of unmapped items are dropped by ``raw``'s join from ``need``
+        on_hand = f"""on_hand AS (
+        SELECT cl.channel_id, sl.item_id, {stock_sum} AS qty
+          FROM chan_loc cl
+          JOIN chan ch ON ch.channel_id = cl.channel_id
+          JOIN {{stock}} sl ON sl.location_id = cl.location_id AND sl.state IN (%s, %s)
+         GROUP BY cl.channel_id, sl.item_id
+    ),"""
+    if pair_count:
+        # a few pairs: their holds looked up from the pairs
+        held = """held AS (
+        SELECT n.channel_id, n.item_id, SUM(h.quantity) AS qty
+          FROM need n
+          JOIN overlap o ON o.channel_id = n.channel_id
+          JOIN holds h ON h.item_id = n.item_id AND h.channel_id = o.other_id
+         GROUP BY n.channel_id, n.item_id
+    ),"""
+    else:
+        # whole channels: every active hold counted once per channel it overlaps (holds are few next to targets)
+        held = """held AS (
+        SELECT o.channel_id, h.item_id, SUM(h.quantity) AS qty
+          FROM holds h
+          JOIN overlap o ON o.other_id = h.channel_id
+          JOIN chan ch ON ch.channel_id = o.channel_id
+         GROUP BY o.channel_id, h.item_id
+    ),"""
     sql = f"""
     WITH {pairs_cte}
     chan AS (
@@ -115,30 +168,23 @@ def _sql(pair_count: int | None, channel_count: int | None) -> str:
     ),
     chan_loc AS ({CHANNEL_LOCATIONS_SQL}),
     {scope}
-    ranked AS (
-        SELECT cand.*, ROW_NUMBER() OVER (PARTITION BY channel_id, item_id ORDER BY generic, mapping_id) AS rn FROM cand
-    ),
+    {ranked}
     targets AS (
         SELECT rk.channel_id, rk.item_id, rk.storefront_sku, rk.own_buffer, rk.channel_buffer,
                COALESCE(rk.own_buffer, rk.channel_buffer) AS buffer, i.is_bundle
-          FROM ranked rk JOIN {{item}} i ON i.id = rk.item_id
-         WHERE rk.rn = 1
+          FROM {winners} rk JOIN {{item}} i ON i.id = rk.item_id{winner_filter}
     ),
     need AS (
-        SELECT channel_id, item_id FROM targets WHERE is_bundle = %s
-        UNION
-        SELECT t.channel_id, bc.component_id FROM targets t JOIN {{bundle}} bc ON bc.bundle_id = t.item_id
-         WHERE t.is_bundle = %s
+        -- every (channel, item) whose stock is needed: plain targets and the components of bundle targets
+        -- (is_comp = 1 when a bundle needs it, whether or not it is a target itself)
+        SELECT channel_id, item_id, MAX(is_comp) AS is_comp FROM (
+            SELECT channel_id, item_id, 0 AS is_comp FROM targets WHERE is_bundle = %s
+            UNION ALL
+            SELECT t.channel_id, bc.component_id, 1 FROM targets t JOIN {{bundle}} bc ON bc.bundle_id = t.item_id
+             WHERE t.is_bundle = %s
+        ) x GROUP BY channel_id, item_id
     ),
-    on_hand AS (
-        SELECT n.channel_id, n.item_id,
-               -- a negative available figure (the master oversold) sells nothing, and takes nothing from other shelves
-               SUM(CASE WHEN sl.state = %s THEN (CASE WHEN sl.quantity > 0 THEN sl.quantity ELSE 0 END) ELSE -sl.quantity END) AS qty
-          FROM need n
-          JOIN chan_loc cl ON cl.channel_id = n.channel_id
-          JOIN {{stock}} sl ON sl.item_id = n.item_id AND sl.location_id = cl.location_id AND sl.state IN (%s, %s)
-         GROUP BY n.channel_id, n.item_id
-    ),
+    {on_hand}
     overlap AS (
         SELECT DISTINCT a.channel_id, b.channel_id AS other_id
           FROM chan_loc a JOIN chan_loc b ON b.location_id = a.location_id
@@ -149,42 +195,39 @@ def _sql(pair_count: int | None, channel_count: int | None) -> str:
         SELECT bc.component_id, r.channel_id, r.quantity * bc.quantity
           FROM {{res}} r JOIN {{bundle}} bc ON bc.bundle_id = r.item_id WHERE r.released_at IS NULL
     ),
-    held AS (
-        SELECT n.channel_id, n.item_id, SUM(h.quantity) AS qty
-          FROM need n
-          JOIN overlap o ON o.channel_id = n.channel_id
-          JOIN holds h ON h.item_id = n.item_id AND h.channel_id = o.other_id
-         GROUP BY n.channel_id, n.item_id
-    ),
+    {held}
     raw AS (
-        SELECT n.channel_id, n.item_id,
+        SELECT n.channel_id, n.item_id, n.is_comp,
                CASE WHEN COALESCE(s.qty, 0) - COALESCE(h.qty, 0) > 0
                     THEN COALESCE(s.qty, 0) - COALESCE(h.qty, 0) ELSE 0 END AS qty
           FROM need n
           LEFT JOIN on_hand s ON s.channel_id = n.channel_id AND s.item_id = n.item_id
           LEFT JOIN held h ON h.channel_id = n.channel_id AND h.item_id = n.item_id
     ),
-    comp_map AS (
-        SELECT channel_id, item_id, own_buffer FROM (
-            SELECT c.channel_id, c.item_id, m.safety_buffer AS own_buffer,
-                   ROW_NUMBER() OVER (PARTITION BY c.channel_id, c.item_id
-                                      ORDER BY CASE WHEN m.channel_id IS NULL THEN 1 ELSE 0 END, m.id) AS rn
-              FROM (SELECT DISTINCT t.channel_id, bc.component_id AS item_id
-                      FROM targets t JOIN {{bundle}} bc ON bc.bundle_id = t.item_id WHERE t.is_bundle = %s) c
-              JOIN {{mapping}} m ON m.item_id = c.item_id AND m.active = %s
-                                AND (m.channel_id = c.channel_id OR m.channel_id IS NULL)
-        ) x WHERE rn = 1
+    comp AS (
+        -- the components of a bundle on the channel, each with its own buffer (that of its winning mapping, if any)
+        SELECT t.channel_id, t.item_id, bc.component_id, bc.quantity, t.channel_buffer,
+               (SELECT m.safety_buffer FROM {{mapping}} m
+                 WHERE m.item_id = bc.component_id AND m.active = %s AND (m.channel_id = t.channel_id OR m.channel_id IS NULL)
+                 ORDER BY CASE WHEN m.channel_id IS NULL THEN 1 ELSE 0 END, m.id LIMIT 1) AS own_buffer
+          FROM targets t JOIN {{bundle}} bc ON bc.bundle_id = t.item_id
+         WHERE t.is_bundle = %s
+    ),
+    comp_raw AS (
+        -- each component row with its stock on the channel (raw), joined by a window over one sorted set: a join
+        -- of two CTEs is planned from their (unknown) sizes and PostgreSQL picked a nested loop over raw
+        SELECT channel_id, item_id, quantity, channel_buffer, own_buffer,
+               MAX(raw_qty) OVER (PARTITION BY channel_id, component_id) AS qty
+          FROM (SELECT channel_id, item_id, component_id, quantity, channel_buffer, own_buffer, NULL AS raw_qty FROM comp
+                UNION ALL
+                SELECT channel_id, NULL, item_id, NULL, NULL, NULL, qty FROM raw WHERE is_comp = 1) u
     ),
     kits AS (
-        SELECT t.channel_id, t.item_id,
-               MIN(CASE WHEN COALESCE(rw.qty, 0) - COALESCE(cm.own_buffer, t.channel_buffer) > 0
-                        THEN COALESCE(rw.qty, 0) - COALESCE(cm.own_buffer, t.channel_buffer) ELSE 0 END / bc.quantity) AS qty
-          FROM targets t
-          JOIN {{bundle}} bc ON bc.bundle_id = t.item_id
-          LEFT JOIN raw rw ON rw.channel_id = t.channel_id AND rw.item_id = bc.component_id
-          LEFT JOIN comp_map cm ON cm.channel_id = t.channel_id AND cm.item_id = bc.component_id
-         WHERE t.is_bundle = %s
-         GROUP BY t.channel_id, t.item_id
+        SELECT channel_id, item_id,
+               MIN(CASE WHEN COALESCE(qty, 0) - COALESCE(own_buffer, channel_buffer) > 0
+                        THEN COALESCE(qty, 0) - COALESCE(own_buffer, channel_buffer) ELSE 0 END / quantity) AS qty
+          FROM comp_raw WHERE item_id IS NOT NULL
+         GROUP BY channel_id, item_id
     ),
     result AS (
         SELECT t.channel_id, t.item_id, t.storefront_sku,
@@ -208,11 +251,11 @@ def _params(pairs: list[tuple[int, int]] | None, channel_ids: list[int] | None) 
     if channel_ids:
         params += [int(c) for c in channel_ids]
     params += [True, True]  # chan_loc: c.active twice
-    params += [True] if pairs else [True, True]  # cand: m.active
+    params += [True] if pairs else [True] * 5  # cand: m.active (pair mode once; channel mode with its anti-joins)
     params += [False, True]  # need
     params += [InventoryState.AVAILABLE, InventoryState.AVAILABLE, InventoryState.RESERVED]  # on_hand
-    params += [True, True]  # comp_map: is_bundle, m.active
-    params += [True, True]  # kits, result
+    params += [True, True]  # comp: m.active, is_bundle
+    params += [True]  # result
     return params
 
 
@@ -220,7 +263,10 @@ def _run(pairs: list[tuple[int, int]] | None, channel_ids: list[int] | None) -> 
     sql = _sql(len(pairs) if pairs else None, len(channel_ids) if channel_ids else None)
     with connection.cursor() as cur:
         cur.execute(sql, _params(pairs, channel_ids))
-        return [Ats(int(c), int(i), s, int(q)) for c, i, s, q in cur.fetchall()]
+        rows = cur.fetchall()
+    if rows and not all(type(v) is int for v in (rows[0][0], rows[0][1], rows[0][3])):  # drivers return ints for these
+        return [Ats(int(c), int(i), s, int(q)) for c, i, s, q in rows]
+    return list(map(Ats._make, rows))
 
 
 def compute(channel_ids: Iterable[int] | None = None) -> list[Ats]:

@@ -214,3 +214,36 @@ def test_random_topologies_match_naive_spec(world, seed):
         for sku in list(world.items):
             ch, it = world.channels[key], world.items[sku]
             assert q(ch, it) == ats.naive_for_pair(ch.pk, it.pk), (key, sku)
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_channel_mode_picks_the_same_mapping_as_pair_mode(world, seed):
+    """Whole-channel recompute (anti-joins) and pair mode (ROW_NUMBER) choose the same winning mapping when an item
+    has several: a channel-specific one beats the global one, the lowest id wins among equals, inactive ones never
+    count — storefront SKU and buffer both come from the winner; bundles read their components' own buffers."""
+    import random
+
+    from integration_hub.catalog.models import SkuMapping
+
+    rnd = random.Random(seed)
+    world.pool("p", ["l0", "l1"])
+    world.channel("c0", pool="p", buffer=1)
+    world.channel("c1", locations=["l1", "l2"], buffer=2)
+    for n in range(10):
+        world.item(f"i{n}", buffer=rnd.choice([None, 0, 3]))
+        for loc in ("l0", "l1", "l2"):
+            world.stock(f"i{n}", loc, rnd.randint(0, 12))
+        it = world.items[f"i{n}"]
+        for k in range(rnd.randint(0, 3)):  # competing mappings: channel-specific, some inactive, some global
+            channel = world.channels[rnd.choice(["c0", "c1"])] if rnd.random() < 0.7 else None
+            SkuMapping.objects.create(item=it, channel=channel, storefront_sku=f"X{n}-{k}",
+                                      safety_buffer=rnd.choice([None, 0, 1, 5]), active=rnd.random() < 0.8)
+    world.item("k1", bundle_of={"i0": 2, "i1": 1})
+    for key in ("c0", "c1"):
+        ch = world.channels[key]
+        whole = ats.for_channel(ch.pk)
+        pairs = ats.for_pairs([(ch.pk, it.pk) for it in world.items.values()])
+        assert {i: (a.storefront_sku, a.quantity) for i, a in whole.items()} == \
+               {i: (a.storefront_sku, a.quantity) for (_, i), a in pairs.items()}
+        for sku, it in world.items.items():
+            assert (whole[it.pk].quantity if it.pk in whole else None) == ats.naive_for_pair(ch.pk, it.pk), (key, sku)
