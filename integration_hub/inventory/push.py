@@ -83,11 +83,12 @@ class BatchResult:
     skipped: int = 0  # ATS already equal to the confirmed quantity
     dropped: int = 0  # no longer pushable (mapping removed, channel inactive / without a rule)
     failed: int = 0
+    pending: int = 0  # accepted by an asynchronous bulk import (``errors.ImportPending``): outcome read back later
     requeued: int = 0  # changed while being pushed: released for another pass
     connections: dict = field(default_factory=dict)  # connection name -> targets sent
 
     def add(self, other: "BatchResult") -> None:
-        for name in ("claimed", "pushed", "skipped", "dropped", "failed", "requeued"):
+        for name in ("claimed", "pushed", "skipped", "dropped", "failed", "pending", "requeued"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for k, v in other.connections.items():
             self.connections[k] = self.connections.get(k, 0) + v
@@ -368,6 +369,8 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
             err = whole_error or (res.error if res is not None and res.error else None) \
                 or errors.RetryableError(f"{conn.name} returned no result for {target.sku} on {target.channel_ref}")
             row_error.setdefault(row["id"], err)
+            if isinstance(err, errors.ImportPending) and not whole_error:
+                continue  # accepted, not failed: no attempt counted, no error on the connection (import_outcomes settles it)
             if isinstance(err, errors.NotFoundError) and not whole_error and role == SET:
                 problems.append(Problem(
                     kind="unknown_sku", key=make_key("unknown_sku", channel.key, target.sku),
@@ -391,9 +394,13 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
                 if row_id in row_confirm:
                     confirmations.append(row_confirm[row_id])
             else:
-                out.failed += 1
                 err = row_error[row_id]
-                failures[row_id] = (f"{type(err).__name__}: {err}"[:2000], getattr(err, "retry_after", None))
+                pending = isinstance(err, errors.ImportPending) and not whole_error
+                if pending:
+                    out.pending += 1
+                else:
+                    out.failed += 1
+                failures[row_id] = (f"{type(err).__name__}: {err}"[:2000], getattr(err, "retry_after", None), pending)
         if any_ok:
             clear_keys += [make_key(k, conn.name, OPERATION) for k in ("rate_limited", "sync_timeout")] + [make_key("auth_failure", conn.name)]
         if retry_errors:
@@ -405,7 +412,7 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
         conn_status[conn.pk] = (any_ok or not (whole_error or retry_errors), whole_error or (retry_errors[0][0] if retry_errors else ""))
 
     # failed rows, grouped by error (a whole-call failure is one group): one UPDATE per distinct error
-    groups: dict[tuple[str, float | None], list[dict]] = defaultdict(list)
+    groups: dict[tuple[str, float | None, bool], list[dict]] = defaultdict(list)
     for row in rows:
         if row["id"] in failures:
             groups[failures[row["id"]]].append(row)
@@ -414,7 +421,12 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
                               "storefront_ref", "confirmed_at", "attempted_quantity", "attempted_at"], ["channel_id", "item_id"],
                ["storefront_sku", "confirmed_quantity", "storefront_version", "storefront_ref", "confirmed_at",
                 "attempted_quantity", "attempted_at"], confirmations)
-        for (text, retry_after), group in groups.items():
+        for (text, retry_after, pending), group in groups.items():
+            if pending:  # deferred until the import's outcome is due; the row's attempts are not a failure count
+                PendingPush.objects.filter(id__in=[r["id"] for r in group]).update(
+                    last_error=text, claimed_until=None, claim_token="",
+                    not_before=now + timedelta(seconds=retry_after or BACKOFF_BASE_SECONDS))
+                continue
             attempts = max(r["attempts"] for r in group) + 1
             PendingPush.objects.filter(id__in=[r["id"] for r in group]).update(
                 attempts=F("attempts") + 1, last_error=text, claimed_until=None, claim_token="",

@@ -68,7 +68,7 @@ def push_pending(max_priority: int | None = None, batch_size: int = push.BATCH_S
     if more or push.has_claimable(max_priority, connection_id):
         push_pending.apply_async(kwargs={"max_priority": max_priority, "batch_size": batch_size, "time_budget": time_budget,
                                          "lease_seconds": lease_seconds, "connection_id": connection_id})
-    result = {"claimed": totals.claimed, "pushed": totals.pushed, "skipped": totals.skipped, "failed": totals.failed,
+    result = {"claimed": totals.claimed, "pushed": totals.pushed, "skipped": totals.skipped, "failed": totals.failed, "pending": totals.pending,
               "dropped": totals.dropped, "requeued": totals.requeued, "more": more}
     if totals.claimed:
         log.info("push_pending(connection=%s, max_priority=%s): %s", connection_id, max_priority, result)

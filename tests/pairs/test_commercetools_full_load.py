@@ -60,6 +60,11 @@ def test_a_first_sync_is_imported_and_confirmed_only_for_imported_pairs(pair):
     assert not any(k.startswith("GET") and "/inventory" in k for k in sent), sent  # no per-100 read
     pending = PendingPush.objects.filter(channel=ch, last_error__startswith=import_outcomes.PENDING_PREFIX)
     assert pending.count() == N and all(p.not_before is not None for p in pending)
+    # accepted is not failed: no attempt counted, no error on the connection, reported as pending
+    assert res.pending == N and res.failed == 0, res
+    assert not pending.filter(attempts__gt=0).exists()
+    ct.refresh_from_db()
+    assert not ct.last_error.startswith("ImportPending"), ct.last_error
     assert import_outcomes.pending_connections() == [ct.pk]
     # still processing: nothing is confirmed, the write-ahead says "outcome unknown"
     out = import_outcomes.settle(ct)
