@@ -443,8 +443,12 @@ class Storefront(abc.ABC):
         ...
 
     @abc.abstractmethod
-    def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None) -> int | None:
-        """Set the order shipped with tracking; version/409 safe. Returns the new version."""
+    def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None,
+                     known_order: dict | None = None) -> int | None:
+        """Set the order shipped with tracking; version/409 safe. Returns the new version. ``known_order``: the
+        storefront's order as the hub captured it; a connector whose writes are version-checked may build its update
+        from it when its version is ``known_version`` instead of reading the order first (a stale snapshot is refused
+        by the version check, and the connector then reads and recomputes)."""
 
     def mark_exported(self, external_id: str, ok: bool) -> None:
         """Export handshake: the warehouse acknowledged the order (``ok``) or the hub gave up on it (not ``ok``).

@@ -1168,12 +1168,22 @@ class CommercetoolsConnector(Connector, Storefront):
                                              returned_at=returned_at or _parse_dt(item.get("createdAt"))))
         return ParsedBatch(good, rejected)
 
-    def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None) -> int | None:
+    def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None,
+                     known_order: dict | None = None) -> int | None:
         """One versioned update: ``addDelivery`` with the parcels whose tracking numbers the order does not carry
         yet (parcel lines are matched to line items by SKU; parcels without matching lines ship the whole
         order) and ``changeShipmentState: Shipped`` unless already Shipped/Delivered. A replay changes nothing.
-        On 409 the order is re-read and the actions recomputed (our earlier attempt may have landed)."""
-        order = self._get(self.path(f"orders/{external_id}")).json()
+        On 409 the order is re-read and the actions recomputed (our earlier attempt may have landed).
+
+        ``known_order`` at ``known_version`` (the order as captured): the update is built from it and sent at that
+        version without a read — one request per shipped order. Any change since (ct's own, a payment update, our
+        earlier attempt that landed) moved the version, so ct answers 409 ConcurrentModification and the order is
+        read and the actions recomputed as above: the snapshot can never make a stale or duplicate delivery."""
+        if (isinstance(known_order, dict) and known_version is not None and known_order.get("version") == known_version
+                and known_order.get("id") == external_id and isinstance(known_order.get("lineItems"), list)):
+            order = known_order
+        else:
+            order = self._get(self.path(f"orders/{external_id}")).json()
         for _ in range(CONFLICT_RETRIES):
             actions = self.shipped_actions(order, parcels)
             if not actions:

@@ -399,7 +399,8 @@ class SFCCConnector(Connector, Storefront):
             out.append(no)
         return out
 
-    def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None) -> int | None:
+    def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None,
+                     known_order: dict | None = None) -> int | None:
         """Tracking, carrier and the hub's marker into the order's custom attributes (Shop API PATCH — it
         considers only ``status`` and custom attributes), then ``shipping_status`` = shipped through the Data
         API status resource. The attributes go first, so the order never reads shipped without the marker

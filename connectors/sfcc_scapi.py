@@ -207,7 +207,8 @@ class SFCCScapiConnector(SFCCConnector):
     def get_order(self, external_id: str) -> StorefrontOrder:
         return self._to_order(to_ocapi(self.client.get(self._orders(f"/{external_id}"), params={"siteId": self.site_id}).json()))
 
-    def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None) -> int | None:
+    def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None,
+                     known_order: dict | None = None) -> int | None:
         tracking = ",".join(p.tracking_number for p in parcels if p.tracking_number)
         body = {self.tracking_attr: tracking, self.carrier_attr: ",".join(dict.fromkeys(p.carrier for p in parcels if p.carrier)),
                 self.marker_attr: hub_marker(tracking)}

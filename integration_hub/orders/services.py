@@ -1438,7 +1438,8 @@ def _notify_claimed(ids: list[int], actor=None) -> NotifyResult:
     a warehouse dispatch confirmation (the claim only takes state dispatched)."""
     result = NotifyResult()
     Order.objects.filter(pk__in=ids, state=S.DISPATCHED).update(notify_attempts=F("notify_attempts") + 1)
-    orders = list(Order.objects.filter(pk__in=ids, state=S.DISPATCHED).select_related("channel__connection").defer("raw"))
+    # ``raw`` (the order as captured) lets a version-checked storefront write without reading the order first
+    orders = list(Order.objects.filter(pk__in=ids, state=S.DISPATCHED).select_related("channel__connection"))
     lines: dict[int, list[OrderLine]] = defaultdict(list)
     for chunk in _chunks([o.pk for o in orders]):
         for ln in OrderLine.objects.filter(order_id__in=chunk).select_related("item").order_by("pk"):
@@ -1446,7 +1447,8 @@ def _notify_claimed(ids: list[int], actor=None) -> NotifyResult:
     parcels = {o.pk: _storefront_parcels(o, lines[o.pk]) for o in orders}
 
     def call(o):
-        return _connector(o.channel.connection).mark_shipped(o.external_id, parcels[o.pk], known_version=o.storefront_version)
+        return _connector(o.channel.connection).mark_shipped(o.external_id, parcels[o.pk], known_version=o.storefront_version,
+                                                             known_order=o.raw or None)
 
     with _renewing([o.pk for o in orders]):
         outcomes = _parallel(call, orders)

@@ -414,6 +414,31 @@ def test_mark_shipped_survives_concurrent_modification(ct, emu, sandbox, catalog
     assert ct.client.stats.conflicts == 1 and len(reads) == 2
 
 
+def test_mark_shipped_from_the_captured_order_is_one_request_and_a_stale_one_is_refused(ct, emu, sandbox, catalog):
+    """Issue 19 (requests per shipped order, floor 1): the order as captured, at its version, is enough to build
+    the update — no read. A snapshot that is stale (the order changed since, or our own earlier write landed) is
+    refused by ct's version check and the order is read and recomputed: never a second delivery."""
+    [oid] = control(sandbox, "create_orders", {"orders": [ORDER]})["ids"]
+    captured = ct.get_order(oid)
+    reads, writes = [], []
+    real_get, real_post = ct.client.get, ct.client.post
+    ct.client.get = lambda path, **kw: (reads.append(path), real_get(path, **kw))[1]
+    ct.client.post = lambda path, **kw: (writes.append(path), real_post(path, **kw))[1]
+    parcels = [Parcel("DPD", "TRK-1")]
+    v1 = ct.mark_shipped(oid, parcels, known_version=captured.version, known_order=captured.raw)
+    assert reads == [] and len(writes) == 1 and v1 == captured.version + 1
+    # the same stale snapshot again (a retry after a lost answer): 409, read, nothing left to do
+    writes.clear()
+    assert ct.mark_shipped(oid, parcels, known_version=captured.version, known_order=captured.raw) == v1
+    assert len(reads) == 1 and len(writes) == 1 and ct.client.stats.conflicts == 1
+    state = control(sandbox, "state")["orders"][oid]
+    assert state["deliveries"] == 1 and state["tracking"] == ["TRK-1"] and state["shipment_state"] == "Shipped"
+    # a snapshot whose version is not the one the hub knows is never trusted
+    reads.clear()
+    ct.mark_shipped(oid, [Parcel("DPD", "TRK-2")], known_version=v1, known_order=captured.raw)
+    assert len(reads) == 1 and control(sandbox, "state")["orders"][oid]["tracking"] == ["TRK-1", "TRK-2"]
+
+
 def test_list_skus_pages_through_the_catalogue(ct, sandbox):
     products = [{"key": f"P-{i}", "skus": [f"V-{i}-{s}" for s in "SML"]} for i in range(400)]
     control(sandbox, "seed_catalog", {"channels": [], "products": products, "quantity": None})

@@ -125,7 +125,7 @@ class FakeStorefront:
         self.fail: list[Exception] = []
         self.orders = []
 
-    def mark_shipped(self, external_id, parcels, known_version=None):
+    def mark_shipped(self, external_id, parcels, known_version=None, known_order=None):
         if self.fail:
             raise self.fail.pop(0)
         self.shipped.append((external_id, parcels))
