@@ -750,11 +750,16 @@ def _claim(base_q: Q, limit: int, lease_seconds: int) -> list[int]:
     """Lease up to ``limit`` due orders matching ``base_q`` to this worker (ids returned)."""
     now = timezone.now()
     due = base_q & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-    ids = list(Order.objects.filter(due).order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:limit])
-    if not ids:
-        return []
     token = uuid.uuid4().hex
-    Order.objects.filter(due, pk__in=ids).update(claim_token=token, next_attempt_at=now + timedelta(seconds=lease_seconds))
+    # rows another worker is claiming right now are skipped, not waited for (FOR UPDATE SKIP LOCKED on PostgreSQL;
+    # SQLite serialises writers anyway): two loops never lock overlapping order rows in different orders, which
+    # deadlocked a claim against the other loop's notify update
+    with transaction.atomic():
+        ids = list(Order.objects.filter(due).order_by("next_attempt_at", "pk")
+                   .select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True)[:limit])
+        if not ids:
+            return []
+        Order.objects.filter(due, pk__in=ids).update(claim_token=token, next_attempt_at=now + timedelta(seconds=lease_seconds))
     return list(Order.objects.filter(claim_token=token).values_list("pk", flat=True))
 
 
