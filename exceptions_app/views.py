@@ -60,7 +60,9 @@ class ExceptionListView(PermissionRequired, TemplateView):
                    search_errors=f.errors, matching=matching, snoozed_hidden=snoozed_hidden,
                    snooze_choices=bulk.SNOOZE_CHOICES, actions=bulk.ACTIONS,
                    assignable=list(bulk.assignable().values_list("pk", "username")) if can_change else [],
-                   can_change=can_change, can_retry=user.has_perms(RETRY_PERMISSIONS))
+                   can_change=can_change, can_retry=user.has_perms(RETRY_PERMISSIONS),
+                   can_take_master=user.has_perms(TAKE_MASTER_PERMISSIONS), master_writable=master_fix.writable_systems(),
+                   here=self.request.get_full_path())
         return ctx
 
 

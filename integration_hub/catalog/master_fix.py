@@ -64,6 +64,20 @@ def writable_reason(record: ExceptionRecord, connector=None) -> str:
     return ""
 
 
+def writable_systems() -> set[str]:
+    """System types whose connector can write a product field (the queue shows the row button for those)."""
+    from connectors.registry import CONNECTORS, connector_class
+
+    out = set()
+    for system_type in CONNECTORS:
+        try:
+            if hasattr(connector_class(system_type), "set_product_field"):
+                out.add(system_type)
+        except (ImportError, LookupError):
+            continue
+    return out
+
+
 def master_value(item: Item, field: str):
     """The value to write: barcode / name as text, weight in grams (an int when whole)."""
     if field == "barcode":

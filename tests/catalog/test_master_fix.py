@@ -182,3 +182,18 @@ def test_the_button_for_ops_roles_csrf_and_not_writable_text(world):
     assert r.status_code == 302 and r["Location"] == f"/exceptions/{rec.pk}/"
     rec.refresh_from_db()
     assert rec.status == "resolved" and rec.status_changed_by.username == "ops-user"
+
+
+def test_the_queue_row_button_writes_and_returns_to_the_queue(world, django_assert_max_num_queries):
+    rec = _rec("master_data_drift:commercetools:B:weight")
+    ops = _client("ops")
+    page = ops.get("/exceptions/?q=kind%3Amaster_data_drift&status=open").content.decode()
+    assert f'formaction="/exceptions/{rec.pk}/take-master-value/"' in page
+    clarus = _rec("master_data_drift:clarus:A:barcode")
+    assert f'formaction="/exceptions/{clarus.pk}/take-master-value/"' not in page  # not writable: no button
+    assert "formaction" not in _client("cx").get("/exceptions/?q=kind%3Amaster_data_drift").content.decode()
+    r = ops.post(f"/exceptions/{rec.pk}/take-master-value/", {"next": "/exceptions/?q=kind%3Amaster_data_drift"})
+    assert r.status_code == 302 and r["Location"] == "/exceptions/?q=kind%3Amaster_data_drift"
+    assert ops.post(f"/exceptions/{rec.pk}/take-master-value/", {"next": "https://evil.example/"})["Location"] == f"/exceptions/{rec.pk}/"
+    rec.refresh_from_db()
+    assert rec.status == "resolved"
