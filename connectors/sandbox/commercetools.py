@@ -1318,7 +1318,20 @@ class CommercetoolsEmulator(Emulator):
                 self.staged_products[product["id"]] = staged
             else:
                 self.staged_products.pop(product["id"], None)
-            return Response(200, copy.deepcopy(staged))
+            return Response(200, self._product_resource(current, staged))
+
+    @staticmethod
+    def _product_resource(current: dict, staged: dict) -> dict:
+        """The Product the Products API answers: ``masterData {current, staged, published, hasStagedChanges}``."""
+        def data(p):
+            return {"name": copy.deepcopy(p["name"]), "categories": copy.deepcopy(p.get("categories") or []),
+                    "slug": copy.deepcopy(p.get("slug") or {}), "masterVariant": copy.deepcopy(p["masterVariant"]),
+                    "variants": copy.deepcopy(p["variants"]), "searchKeywords": {}}
+        return {"id": current["id"], "version": current["version"], "key": current.get("key"),
+                "productType": copy.deepcopy(current["productType"]), "createdAt": current["createdAt"],
+                "lastModifiedAt": current["lastModifiedAt"],
+                "masterData": {"current": data(current), "staged": data(staged), "published": bool(current["published"]),
+                               "hasStagedChanges": bool(staged["hasStagedChanges"])}}
 
     @route("GET", P + r"/product-projections/(?P<id>[^/=]+)")
     def product_projection_get(self, req):

@@ -70,7 +70,7 @@ def test_emulator_product_update_is_versioned_and_refuses_what_ct_refuses(world)
     # staged (the default): only the staged projection changes
     ok = _ct(pr, "POST", f"products/{p['id']}", json={"version": p["version"], "actions": [
         {"action": "setAttribute", "sku": "SF-B", "name": "weight_g", "value": 950}]})
-    assert ok.status_code == 200 and ok.json()["version"] == p["version"] + 1 and ok.json()["hasStagedChanges"] is True
+    assert ok.status_code == 200 and ok.json()["version"] == p["version"] + 1 and ok.json()["masterData"]["hasStagedChanges"] is True
     cur, stg = _projection(pr, "SF-B"), _projection(pr, "SF-B", staged=True)
     assert {a["name"]: a["value"] for a in cur["masterVariant"]["attributes"]}["weight_g"] == 900
     assert {a["name"]: a["value"] for a in stg["masterVariant"]["attributes"]}["weight_g"] == 950
