@@ -57,6 +57,10 @@ Modelled on the published HTTP API (see :mod:`connectors.sandbox.commercetools` 
   Destination: GoogleCloudPubSub or SQS from ``options["relay"]`` (:meth:`ensure_order_subscription`,
   :mod:`integration_hub.orders.relays`); each Message only names orders (:meth:`order_hints`), which are then read
   from the API. :meth:`parse_order_webhook` / :meth:`verify_webhook` serve the bare-message path.
+- master data fixes (issue 17, "take the master's value"): Products API ``POST /<projectKey>/products/<id>``
+  (docs.commercetools.com/api/projects/products#update-product) with the product's ``version`` and
+  ``setAttribute`` (``sku``, ``name``, ``value``, ``staged: false``) or ``changeName`` (LocalizedString); a 409 re-reads
+  the product and retries once (:meth:`CommercetoolsConnector.set_product_field`).
 - returns: ``returnInfo[].items[]`` (LineItemReturnItem) of the polled orders — adding a return or changing
   its ``shipmentState`` bumps ``lastModifiedAt``, so the order poll brings it back (:meth:`storefront_returns`);
   the subscription's ``ReturnInfoAdded`` / ``ReturnInfoSet`` / ``OrderReturnShipmentStateChanged`` Messages
