@@ -57,6 +57,10 @@ Modelled on the published HTTP API (see :mod:`connectors.sandbox.commercetools` 
   Destination: GoogleCloudPubSub or SQS from ``options["relay"]`` (:meth:`ensure_order_subscription`,
   :mod:`integration_hub.orders.relays`); each Message only names orders (:meth:`order_hints`), which are then read
   from the API. :meth:`parse_order_webhook` / :meth:`verify_webhook` serve the bare-message path.
+- master data fixes (issue 17, "take the master's value"): Products API ``POST /<projectKey>/products/<id>``
+  (docs.commercetools.com/api/projects/products#update-product) with the product's ``version`` and
+  ``setAttribute`` (``sku``, ``name``, ``value``, ``staged: false``) or ``changeName`` (LocalizedString); a 409 re-reads
+  the product and retries once (:meth:`CommercetoolsConnector.set_product_field`).
 - returns: ``returnInfo[].items[]`` (LineItemReturnItem) of the polled orders — adding a return or changing
   its ``shipmentState`` bumps ``lastModifiedAt``, so the order poll brings it back (:meth:`storefront_returns`);
   the subscription's ``ReturnInfoAdded`` / ``ReturnInfoSet`` / ``OrderReturnShipmentStateChanged`` Messages
@@ -677,6 +681,48 @@ class CommercetoolsConnector(Connector, Storefront):
                 rec["weight_g"] = weight
             out[v["sku"]] = rec
         return out
+
+    # --- master data fixes (issue 17: "take the master's value" on a master_data_drift exception) ----------------
+    WRITABLE_FIELDS = ("barcode", "weight", "name")
+
+    def _product_of(self, sku: str) -> dict:
+        """The staged product projection holding ``sku`` (its ``version`` is the Product's version)."""
+        for p, _ in self._projections_with([sku], staged=True):
+            return p
+        raise errors.NotFoundError(f"SKU {sku!r} is not a product variant in commercetools project {self.project_key}",
+                                   system=self.system_type)
+
+    def product_field_actions(self, product: dict, sku: str, field: str, value) -> list[dict]:
+        """Product update actions writing one audited field (``staged: false``: the current projection — what the
+        storefront shows and the drift audit reads — changes at once, as well as the staged one):
+        ``setAttribute`` by ``sku`` for the barcode / weight attributes (``options.barcode_attribute`` /
+        ``options.weight_attribute``, weight in grams), ``changeName`` (a LocalizedString: the locale the hub
+        reads — ``en``, ``en-GB`` or the first — gets the value, the others are kept)."""
+        if field == "barcode":
+            return [{"action": "setAttribute", "sku": sku, "name": self.barcode_attribute, "value": str(value), "staged": False}]
+        if field == "weight":
+            return [{"action": "setAttribute", "sku": sku, "name": self.weight_attribute, "value": value, "staged": False}]
+        if field == "name":
+            name = dict(product.get("name") or {}) if isinstance(product.get("name"), dict) else {}
+            locale = next((k for k in ("en", "en-GB") if k in name), next(iter(name), "en"))
+            name[locale] = str(value)
+            return [{"action": "changeName", "name": name, "staged": False}]
+        raise errors.BadDataError(f"commercetools: the hub does not write the product field {field!r}", system=self.system_type)
+
+    def set_product_field(self, sku: str, field: str, value) -> int | None:
+        """Write one field of the variant ``sku`` (Products API ``POST /{projectKey}/products/{id}`` with the product's
+        version); a 409 (the product changed since it was read) re-reads it and tries once more. Returns the new
+        version."""
+        product = self._product_of(sku)
+        for attempt in range(2):
+            body = {"version": product["version"], "actions": self.product_field_actions(product, sku, field, value)}
+            try:
+                return self.client.post(self.path(f"products/{product['id']}"), json=body).json().get("version")
+            except errors.ConflictError:
+                if attempt:
+                    raise
+                product = self._product_of(sku)
+        return None
 
     def list_skus(self) -> Iterator[str]:
         for p in self._query_all("product-projections"):

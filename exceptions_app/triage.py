@@ -79,6 +79,8 @@ def action_for(record: ExceptionRecord) -> str:
         return "order"
     if record.kind == Kind.STOCK_DRIFT:
         return "repush_stock"
+    if record.kind == Kind.MASTER_DATA_DRIFT:
+        return "take_master_value"  # integration_hub.catalog.master_fix
     return (record.context or {}).get("action", "")
 
 

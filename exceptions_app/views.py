@@ -11,6 +11,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 from django.views.generic import TemplateView
 
+from integration_hub.catalog import master_fix
 from integration_hub.core import audit
 from integration_hub.console.services import history_rows
 from integration_hub.core.roles import PermissionRequired
@@ -59,7 +60,9 @@ class ExceptionListView(PermissionRequired, TemplateView):
                    search_errors=f.errors, matching=matching, snoozed_hidden=snoozed_hidden,
                    snooze_choices=bulk.SNOOZE_CHOICES, actions=bulk.ACTIONS,
                    assignable=list(bulk.assignable().values_list("pk", "username")) if can_change else [],
-                   can_change=can_change, can_retry=user.has_perms(RETRY_PERMISSIONS))
+                   can_change=can_change, can_retry=user.has_perms(RETRY_PERMISSIONS),
+                   can_take_master=user.has_perms(TAKE_MASTER_PERMISSIONS), master_writable=master_fix.writable_systems(),
+                   here=self.request.get_full_path())
         return ctx
 
 
@@ -87,6 +90,9 @@ class ExceptionDetailView(PermissionRequired, TemplateView):
                        map_form=kwargs.get("map_form") or map_form(record, suggestion),
                        can_map=user.has_perms(["catalog.add_skumapping", "catalog.change_skumapping",
                                                "exceptions_app.change_exceptionrecord"]))
+        if action == "take_master_value":
+            ctx.update(can_take_master=user.has_perms(TAKE_MASTER_PERMISSIONS),
+                       not_writable=master_fix.writable_reason(record) if record.is_active else "")
         if action == "repush_stock":
             ctx.update(can_repush=user.has_perms(["inventory.change_pendingpush", "exceptions_app.change_exceptionrecord"]),
                        mapped_item_id=triage.mapped_item_id(record))
@@ -231,6 +237,31 @@ class RepushView(_RecordAction):
         else:
             messages.success(request, "Stock push queued. The exception resolves when the storefront confirms the quantity.")
         return self.back(record)
+
+
+TAKE_MASTER_PERMISSIONS = ("exceptions_app.change_exceptionrecord", "catalog.view_item")  # ops, admin
+
+
+class TakeMasterValueView(_RecordAction):
+    """POST: write the item master's value to the system of a ``master_data_drift`` record (ops, admin)."""
+
+    permission_required = TAKE_MASTER_PERMISSIONS
+
+    def post(self, request, pk):
+        record = self.record(pk)
+        try:
+            result = master_fix.take_master_value(record, user=request.user)
+        except master_fix.NotWritable as exc:
+            messages.error(request, f"Cannot take the master's value: {exc}.")
+        else:
+            (messages.success if result.resolved else messages.error)(
+                request, ("Resolved — " if result.resolved else "Still open — ") + result.message + ".")
+        return redirect(safe_next(request) or reverse("exceptions:detail", args=[record.pk]))
+
+
+def safe_next(request) -> str:
+    nxt = request.POST.get("next") or ""
+    return nxt if nxt and url_has_allowed_host_and_scheme(nxt, allowed_hosts={request.get_host()}, require_https=request.is_secure()) else ""
 
 
 class OrderActionView(_RecordAction):

@@ -18,7 +18,8 @@ Modelled on the published HTTP API (docs.commercetools.com, confirmed via the SD
 - Channels (``/channels``), InventoryEntry (``/inventory``: sku + supplyChannel unique, ``DuplicateField``
   400 on a second draft; actions ``changeQuantity``, ``addQuantity``, ``removeQuantity``;
   ``availableQuantity`` = ``quantityOnStock`` - reserved), product projections (``/product-projections``)
-  and Orders (``/orders``: actions ``changeShipmentState``, ``changeOrderState``, ``addDelivery`` with
+  Products API updates (``POST /products/{id}``: ``setAttribute`` / ``changeName``, staged or not, see
+  :meth:`CommercetoolsEmulator.product_update`) and Orders (``/orders``: actions ``changeShipmentState``, ``changeOrderState``, ``addDelivery`` with
   ``parcels[].trackingData {trackingId, carrier, ...}``, ``addParcelToDelivery``, ``addReturnInfo`` (ReturnItemDrafts →
   LineItemReturnItems with ``shipmentState`` Advised | Returned | BackInStock | Unusable, paymentState Initial; no
   more units returned than ordered), ``setReturnShipmentState``, ``setReturnPaymentState``; ``expand`` of
@@ -95,6 +96,7 @@ ENDPOINT_SCOPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "channels": (("view_channels", "view_products"), ("manage_channels", "manage_products")),
     "orders": (("view_orders",), ("manage_orders",)),
     "product-projections": (("view_products", "view_published_products"), ()),
+    "products": (("view_products",), ("manage_products",)),
     "subscriptions": (("manage_subscriptions",), ("manage_subscriptions",)),
     "types": (("view_types",), ("manage_types",)),
     "shipping-methods": (("view_orders", "view_shipping_methods", "manage_my_orders"), ("manage_orders", "manage_shipping_methods")),
@@ -490,7 +492,8 @@ class CommercetoolsEmulator(Emulator):
             self.import_delay = 0.0  # seconds an operation stays "processing"
             self.import_reject_skus: set[str] = set()
             self.type_by_key: dict[str, str] = {}
-            self.products: dict[str, dict] = {}
+            self.products: dict[str, dict] = {}  # the current projection of each product (staged = current …)
+            self.staged_products: dict[str, dict] = {}  # … unless it has staged changes: the staged projection here
             self.product_by_key: dict[str, str] = {}
             self.sku_prices: dict[str, int] = {}
             self.sku_product: dict[str, tuple[str, int]] = {}  # sku → (product id, variant id)
@@ -1236,8 +1239,99 @@ class CommercetoolsEmulator(Emulator):
     def product_projections(self, req):
         self._auth(req)
         staged = req.q("staged", "false").lower() == "true"  # current projections exist for published products only
-        return self._query(req, lambda: [p for p in self.products.values() if staged or p["published"]], default_sort=["createdAt asc"],
-                           index={"id": lambda ids: [self.products[i] for i in ids if i in self.products and (staged or self.products[i]["published"])]})
+
+        def view(p):
+            return self.staged_products.get(p["id"], p) if staged else p
+        return self._query(req, lambda: [view(p) for p in self.products.values() if staged or p["published"]], default_sort=["createdAt asc"],
+                           index={"id": lambda ids: [view(self.products[i]) for i in ids if i in self.products and (staged or self.products[i]["published"])]})
+
+    # Products API update (docs.commercetools.com/api/projects/products#update-product): ``POST /products/{id}`` with
+    # ``{version, actions}``; the actions the hub sends are emulated — ``setAttribute`` (``sku`` or ``variantId``,
+    # ``name``, ``value``: absent/null removes it) and ``changeName`` (a LocalizedString), each with ``staged``
+    # (default true: only the staged projection changes and ``hasStagedChanges`` turns true; false: current and
+    # staged). Any other action is refused (InvalidOperation), as are malformed ones (InvalidInput), a stale
+    # version is 409 ConcurrentModification; nothing of a refused request is applied.
+    PRODUCT_ACTIONS = ("setAttribute", "changeName")
+
+    def _product_variant(self, product: dict, a: dict) -> dict:
+        variants = [product["masterVariant"]] + list(product["variants"])
+        if a.get("sku") is not None:
+            found = next((v for v in variants if v.get("sku") == a["sku"]), None)
+            what = f"sku '{a['sku']}'"
+        elif isinstance(a.get("variantId"), int):
+            found = next((v for v in variants if v.get("id") == a["variantId"]), None)
+            what = f"variantId '{a['variantId']}'"
+        else:
+            raise ct_error(400, "InvalidInput", "Either variantId or sku is required to reference a ProductVariant.")
+        if found is None:
+            raise ct_error(400, "InvalidOperation", f"The product does not have a variant with {what}.")
+        return found
+
+    def _apply_product_action(self, product: dict, a: dict) -> None:
+        kind = a["action"]
+        if kind == "setAttribute":
+            if not isinstance(a.get("name"), str) or not a["name"]:
+                raise ct_error(400, "InvalidInput", "Request body does not contain valid JSON: setAttribute.name is required.")
+            v = self._product_variant(product, a)
+            attrs = [x for x in v.get("attributes") or [] if x.get("name") != a["name"]]
+            if a.get("value") is not None:
+                attrs.append({"name": a["name"], "value": copy.deepcopy(a["value"])})
+            v["attributes"] = sorted(attrs, key=lambda x: x["name"])
+        elif kind == "changeName":
+            name = a.get("name")
+            if not isinstance(name, dict) or not name or not all(isinstance(k, str) and isinstance(val, str) for k, val in name.items()):
+                raise ct_error(400, "InvalidInput", "Request body does not contain valid JSON: changeName.name must be a LocalizedString.")
+            product["name"] = dict(name)
+        else:
+            raise ct_error(400, "InvalidOperation", f"Unknown or unsupported update action '{kind}' for products.")
+
+    @route("POST", P + r"/products/(?P<id>[^/=]+)")
+    def product_update(self, req):
+        self._auth(req)
+        data = self._body(req)
+        actions = self._actions(data)
+        with self.lock:
+            product = self.products.get(req.params["id"])
+            if product is None:
+                raise ct_error(404, "ResourceNotFound", f"The Resource with ID '{req.params['id']}' was not found.")
+            self._check_version(product, data, "product")
+            current = copy.deepcopy(product)
+            staged = copy.deepcopy(self.staged_products.get(product["id"], product))
+            for a in actions:
+                if a["action"] not in self.PRODUCT_ACTIONS:
+                    raise ct_error(400, "InvalidOperation", f"Unknown or unsupported update action '{a['action']}' for products.")
+                if "staged" in a and not isinstance(a["staged"], bool):
+                    raise ct_error(400, "InvalidInput", f"Request body does not contain valid JSON: {a['action']}.staged must be a boolean.")
+                self._apply_product_action(staged, a)
+                if a.get("staged", True) is False:
+                    self._apply_product_action(current, a)
+            ts = self._tick()
+            for p in (current, staged):
+                p["version"] = product["version"] + 1
+                p["lastModifiedAt"] = ts
+            has_staged = json.dumps({k: staged[k] for k in ("name", "masterVariant", "variants")}, sort_keys=True) != \
+                json.dumps({k: current[k] for k in ("name", "masterVariant", "variants")}, sort_keys=True)
+            current["hasStagedChanges"] = staged["hasStagedChanges"] = has_staged
+            product.clear()
+            product.update(current)
+            if has_staged:
+                self.staged_products[product["id"]] = staged
+            else:
+                self.staged_products.pop(product["id"], None)
+            return Response(200, self._product_resource(current, staged))
+
+    @staticmethod
+    def _product_resource(current: dict, staged: dict) -> dict:
+        """The Product the Products API answers: ``masterData {current, staged, published, hasStagedChanges}``."""
+        def data(p):
+            return {"name": copy.deepcopy(p["name"]), "categories": copy.deepcopy(p.get("categories") or []),
+                    "slug": copy.deepcopy(p.get("slug") or {}), "masterVariant": copy.deepcopy(p["masterVariant"]),
+                    "variants": copy.deepcopy(p["variants"]), "searchKeywords": {}}
+        return {"id": current["id"], "version": current["version"], "key": current.get("key"),
+                "productType": copy.deepcopy(current["productType"]), "createdAt": current["createdAt"],
+                "lastModifiedAt": current["lastModifiedAt"],
+                "masterData": {"current": data(current), "staged": data(staged), "published": bool(current["published"]),
+                               "hasStagedChanges": bool(staged["hasStagedChanges"])}}
 
     @route("GET", P + r"/product-projections/(?P<id>[^/=]+)")
     def product_projection_get(self, req):
@@ -1971,6 +2065,7 @@ class CommercetoolsEmulator(Emulator):
             if "published" in payload:
                 product["published"] = bool(payload["published"])
             product["version"] += 1
+            self.staged_products.pop(pid, None)  # edited and published: staged = current
             return {"product": pid, "version": product["version"]}
 
     def control_create_orders(self, payload: dict) -> dict:

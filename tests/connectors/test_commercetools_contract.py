@@ -37,6 +37,7 @@ REQUEST_SCHEMAS = [
     ("POST", P + r"/inventory$", inventory_s.InventoryEntryDraftSchema),
     ("POST", P + r"/inventory/[^/]+$", inventory_s.InventoryEntryUpdateSchema),
     ("POST", P + r"/orders/[^/]+$", order_s.OrderUpdateSchema),
+    ("POST", P + r"/products/[^/]+$", product_s.ProductUpdateSchema),
     ("POST", P + r"/subscriptions$", subscription_s.SubscriptionDraftSchema),
     ("POST", P + r"/subscriptions/key=[^/]+$", subscription_s.SubscriptionUpdateSchema),
     ("POST", P + r"/types$", type_s.TypeDraftSchema),
@@ -52,6 +53,7 @@ RESPONSE_SCHEMAS = [
     ("GET", P + r"/orders$", order_s.OrderPagedQueryResponseSchema),
     ("GET", P + r"/orders/[^/]+$", order_s.OrderSchema),
     ("POST", P + r"/orders/[^/]+$", order_s.OrderSchema),
+    ("POST", P + r"/products/[^/]+$", product_s.ProductSchema),
     ("GET", P + r"/shipping-methods$", shipping_s.ShippingMethodPagedQueryResponseSchema),
     ("GET", P + r"/discount-codes$", discount_s.DiscountCodePagedQueryResponseSchema),
     ("GET", P + r"/subscriptions/key=[^/]+$", subscription_s.SubscriptionSchema),
@@ -122,6 +124,8 @@ def traffic(db, sandbox):
     ct.mark_shipped(single, [Parcel("DPD", "T-1", lines=[("SKU-1", 1)])])
     ct.mark_shipped(multi, [Parcel("DPD", "T-2", lines=[("SKU-2", 2)])])
     list(ct.list_skus())
+    for field, value in (("barcode", "5012345678900"), ("weight", 250), ("name", "Linen shirt")):  # take the master's value
+        ct.set_product_field("SKU-1", field, value)
     return seen
 
 
