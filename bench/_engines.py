@@ -6,8 +6,8 @@ A bench's ``main`` calls :func:`run` with its own path, arguments and a ``child`
 * ``sqlite``:   the embedded size — a throwaway SQLite file and SQLAlchemy/SQLite broker under a temp dir,
   the host's file rate-limit bucket (what ``./hub up`` runs without services);
 * ``postgresql``: PostgreSQL at 127.0.0.1:5432 (trust auth, user ``postgres``) in a throwaway database
-  ``bench_hub_pg_<bench>_<run>``, created per run and dropped after it, with Redis at 127.0.0.1:6379 as broker (DB 15)
-  and shared rate limiter / cache (DB 14) — both DBs flushed first (they are reserved for benches);
+  ``bench_hub_pg_<bench>_<run>``, created per run and dropped after it, with Redis at 127.0.0.1:6379 as broker (DB 9)
+  and shared rate limiter / cache (DB 8) — both DBs flushed first (they are reserved for benches);
 
 — because Django binds one database per process. Each child sets its engine up (:func:`setup`), runs the
 measurements, and writes a JSON result; the parent prints every engine's figures in one table
@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-REDIS_LIMITER_DB, REDIS_BROKER_DB = 14, 15
+REDIS_LIMITER_DB, REDIS_BROKER_DB = 8, 9  # not 14/15: `./hub test` uses those on CI
 LABELS = {"sqlite": "SQLite (embedded)", "postgresql": "PostgreSQL + Redis"}
 
 
@@ -60,7 +60,7 @@ def reachable() -> tuple[list[str], dict[str, str]]:
 
 def pg_db_name(bench: str) -> str:
     """``bench_hub_pg_<bench>_<run>``: the parent's pid names the run, so two runs of a bench never drop each other's
-    database (they still share Redis DBs 14/15, which each run flushes: run one bench at a time for clean figures)."""
+    database (they still share Redis DBs 8/9, which each run flushes: run one bench at a time for clean figures)."""
     return f"bench_hub_pg_{bench}_{os.environ.get('HUB_BENCH_RUN', '0')}"
 
 
