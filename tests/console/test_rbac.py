@@ -119,6 +119,7 @@ POSTS = [
     ("/exceptions/{rec}/status/", {"action": "acknowledge"}, {"ops", "admin"}),
     ("/exceptions/{rec}/map-sku/", {"mode": "item", "item_sku": "00001000"}, {"ops", "admin"}),
     ("/exceptions/{drift}/repush/", {}, {"ops", "admin"}),
+    ("/exceptions/{drift}/take-master-value/", {}, {"ops", "admin"}),
     ("/exceptions/{stuck}/order/", {"action": "cancel", "reason": "test"}, {"ops", "cx", "admin"}),
     ("/rules/transforms/new/", {"name": "t-new", "case": "keep"}, {"admin"}),
     ("/exceptions/bulk/", {"ids": "{rec}", "action": "acknowledge"}, {"ops", "admin"}),
