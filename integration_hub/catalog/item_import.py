@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import IO, Iterator
 
-from django.db import DatabaseError, transaction
+from django.db import transaction
 
 from integration_hub.console import csv_import
 from integration_hub.console.csv_import import FALSE, TRUE, ImportResult
@@ -408,27 +408,11 @@ def _write(new: list[Item], changed: list[Item], line_of: dict, result: ItemImpo
     for i in new + changed:
         if not getattr(i, "_unchanged", False) or i.updated_at is None:
             i.updated_at = now
-    try:
-        with transaction.atomic():
-            _bulk(new, changed)
-        return new, changed
-    except DatabaseError:
-        pass
-    ok_new, ok_changed = [], []
-    new_ids = {id(i) for i in new}
-    for i in new + changed:
-        is_new = id(i) in new_ids
-        if is_new:
-            i.pk, i._state.adding = None, True
-        try:
-            with transaction.atomic():
-                _bulk(*(([i], []) if is_new else ([], [i])))
-        except DatabaseError as exc:
-            line, row = line_of[id(i)]
-            result.reject(line, f"refused by the database: {exc}", row)
-            continue
-        (ok_new if is_new else ok_changed).append(i)
-    return ok_new, ok_changed
+    def refused(i, exc):
+        line, row = line_of[id(i)]
+        result.reject(line, f"refused by the database: {exc}", row)
+
+    return csv_import.write_chunk(new, changed, _bulk, refused)
 
 
 def _write_components(bundles: list[tuple[Item, list[tuple[str, int]]]], comps: dict) -> int:

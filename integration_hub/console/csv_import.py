@@ -162,13 +162,13 @@ def _bulk(new: list, changed: list) -> None:
         SkuMapping.objects.bulk_update(changed, list(FIELDS) + ["updated_at"], batch_size=1000)
 
 
-def _write(new: list, changed: list, line_of: dict, result: ImportResult) -> tuple[list, list]:
-    """Bulk-write the rows (one savepoint). If the database refuses any of them (a mapping created by someone
-    else meanwhile, a value the checks above missed), write them one savepoint each instead so the good rows
-    are kept and each refused row becomes a RowError. Returns the (created, updated) rows actually written."""
+def write_chunk(new: list, changed: list, bulk, refused) -> tuple[list, list]:
+    """Bulk-write a chunk of model rows with ``bulk(new, changed)`` in one savepoint. If the database refuses any of
+    them, write them one savepoint each instead so the good rows are kept; ``refused(row, exc)`` records each refused
+    one. Returns the (created, updated) rows actually written. Shared by the mapping and the item imports."""
     try:
         with transaction.atomic():
-            _bulk(new, changed)
+            bulk(new, changed)
         return new, changed
     except DatabaseError:
         pass
@@ -180,15 +180,24 @@ def _write(new: list, changed: list, line_of: dict, result: ImportResult) -> tup
             m.pk, m._state.adding = None, True  # the failed bulk insert may have handed out ids it rolled back
         try:
             with transaction.atomic():
-                _bulk(*(([m], []) if is_new else ([], [m])))
+                bulk(*(([m], []) if is_new else ([], [m])))
         except DatabaseError as exc:
-            line, row = line_of[id(m)]
-            reason = ("already mapped (created while this file was imported): import the row again to update it"
-                      if isinstance(exc, IntegrityError) else f"refused by the database: {exc}")
-            result.reject(line, reason, row)
+            refused(m, exc)
             continue
         (written_new if is_new else written_changed).append(m)
     return written_new, written_changed
+
+
+def _write(new: list, changed: list, line_of: dict, result: ImportResult) -> tuple[list, list]:
+    """Bulk-write the rows (:func:`write_chunk`); a refused row (a mapping created by someone else meanwhile, a
+    value the checks above missed) becomes a RowError."""
+    def refused(m, exc):
+        line, row = line_of[id(m)]
+        reason = ("already mapped (created while this file was imported): import the row again to update it"
+                  if isinstance(exc, IntegrityError) else f"refused by the database: {exc}")
+        result.reject(line, reason, row)
+
+    return write_chunk(new, changed, _bulk, refused)
 
 
 def _binary(data) -> IO[bytes]:

@@ -61,3 +61,19 @@ def test_dry_run_saves_nothing_and_says_what_would_change(w, role_client):
                                                        "format": "html"})
     assert resp.status_code == 200 and "Dry run — nothing was saved." in resp.content.decode()
     assert not SkuMapping.objects.exists()
+
+
+def test_a_row_the_database_refuses_is_reported_and_the_rest_of_the_chunk_is_kept(w):
+    """`write_chunk`'s per-row fallback: one row in the chunk violates a unique constraint (a mapping another
+    user created meanwhile), so the bulk insert fails; the good rows are written one savepoint each and only the
+    clashing row is handed to ``refused``."""
+    SkuMapping.objects.create(item=w.items[0], channel=w.channel, storefront_sku="TAKEN")
+    good = [SkuMapping(item=w.items[1], channel=w.channel, storefront_sku="FREE-1"),
+            SkuMapping(item=w.items[2], channel=w.channel, storefront_sku="FREE-2")]
+    clash = SkuMapping(item=w.items[1], channel=w.channel, storefront_sku="TAKEN")
+    refused = []
+    new, changed = csv_import.write_chunk([good[0], clash, good[1]], [], csv_import._bulk,
+                                          lambda row, exc: refused.append((row.storefront_sku, type(exc).__name__)))
+    assert [m.storefront_sku for m in new] == ["FREE-1", "FREE-2"] and changed == []
+    assert refused == [("TAKEN", "IntegrityError")]
+    assert sorted(SkuMapping.objects.values_list("storefront_sku", flat=True)) == ["FREE-1", "FREE-2", "TAKEN"]
