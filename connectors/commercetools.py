@@ -88,7 +88,7 @@ from typing import Iterable, Iterator
 
 from django.views.decorators.debug import sensitive_variables
 
-from . import env_secrets, errors
+from . import env_secrets, errors, signatures
 from .base import (Address, Connector, Fulfilment, InventoryResult, InventoryTarget, OrderChanged, OrderLineData, Page, Parcel,
                    ProductChanged, Storefront, StorefrontOrder, StorefrontReturn, StorefrontStock)
 from .http import HttpClient, OAuthClientCredentials
@@ -879,14 +879,12 @@ class CommercetoolsConnector(Connector, Storefront):
         """ct HTTP destinations authenticate with a static ``Authorization`` header (AuthorizationHeader,
         https://docs.commercetools.com/api/projects/subscriptions#authorizationheader). It covers neither
         body nor time, so what such a message says is only ever a hint (:meth:`parse_order_webhook`)."""
-        from integration_hub.core.webhooks import verify_static_header, webhook_secret
-
-        secret = webhook_secret(self.connection)
+        secret = signatures.webhook_secret(self.connection)
         if not secret:
             return False
         # the header value is whatever was configured on the destination: the bare secret or "Bearer <secret>"
-        return (verify_static_header(secret, headers, "Authorization")
-                or verify_static_header(f"Bearer {secret}", headers, "Authorization"))
+        return (signatures.verify_static_header(secret, headers, "Authorization")
+                or signatures.verify_static_header(f"Bearer {secret}", headers, "Authorization"))
 
     def parse_order_webhook(self, payload) -> list:
         """Subscription Messages → hints, never orders (the static header authenticates no content, so an

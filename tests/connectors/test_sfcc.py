@@ -130,7 +130,7 @@ def test_mark_shipped_unknown_or_cancelled(sf, sandbox):
 
 
 def test_order_webhook_is_signed_and_parsed(sf, sandbox):
-    from integration_hub.core.webhooks import sign
+    from connectors.signatures import sign
 
     body = b'{"type": "order.created", "order_no": "00001001"}'
     header = {"X-Hub-Signature": sign("sfcc-hook-secret", body)}

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from connectors.base import Page, StockChange
 from exceptions_app.models import ExceptionRecord
-from integration_hub.core.webhooks import HEADER, sign
+from connectors.signatures import HEADER, sign
 from integration_hub.inventory.models import PendingPush, StockLevel
 from integration_hub.inventory.services import apply_stock_changes, poll_master
 
@@ -107,7 +107,7 @@ class FakeMaster:
         self.cursors_seen = []
 
     def verify_webhook(self, body, headers):
-        from integration_hub.core.webhooks import verify_hmac
+        from connectors.signatures import verify_hmac
 
         return verify_hmac(self.connection.get_webhook_secret(), body, headers, connection=self.connection)
 
