@@ -3,7 +3,7 @@
 - ``ocapi`` (default; realms that have OCAPI settings — Salesforce no longer provisions them for new realms from
   2026-09-01): this module, OCAPI Shop / Data API (current version 24.5, documents as in 23.2) with inventory lists;
 - ``scapi_oci`` (new realms, sites on Omnichannel Inventory): :mod:`connectors.sfcc_scapi` — B2C Commerce API Admin
-  Orders + OCI; ``SFCCConnector(connection)`` builds that class when the option says so.
+  Orders + OCI; :func:`connectors.registry.get_connector` builds that class when the option says so.
 
 The OCAPI family, with Account Manager (see :mod:`connectors.sandbox.sfcc` for the emulated routes):
 
@@ -186,30 +186,9 @@ def _address(a: dict | None) -> Address:
                    country=a.get("country_code", "") or "", phone=a.get("phone", "") or "")
 
 
-API_FAMILIES = ("ocapi", "scapi_oci")
-
-
-def api_family(connection) -> str:
-    """``options["api_family"]``: ``ocapi`` (OCAPI Shop/Data API + inventory lists; the default, for existing
-    realms) or ``scapi_oci`` (B2C Commerce API Admin Orders + Omnichannel Inventory; new realms)."""
-    family = str((connection.options or {}).get("api_family") or "ocapi").strip().lower()
-    if family not in API_FAMILIES:
-        raise errors.PermanentError(f"sfcc connection {connection.name}: api_family {family!r} is not one of "
-                                    f"{', '.join(API_FAMILIES)}", system="sfcc")
-    return family
-
-
 class SFCCConnector(Connector, Storefront):
     system_type = "sfcc"
     api_family = "ocapi"
-
-    def __new__(cls, connection, client=None):
-        """The connection's ``api_family`` picks the class: ``scapi_oci`` → :class:`connectors.sfcc_scapi.SFCCScapiConnector`."""
-        if cls is SFCCConnector and api_family(connection) == "scapi_oci":
-            from .sfcc_scapi import SFCCScapiConnector
-
-            cls = SFCCScapiConnector
-        return super().__new__(cls)
 
     def __init__(self, connection, client=None):
         opts = connection.options or {}

@@ -1,6 +1,6 @@
 """Salesforce B2C Commerce on the B2C Commerce API (SCAPI) + Omnichannel Inventory (OCI): ``api_family`` = ``scapi_oci``.
 
-Chosen per connection (``Connection.options["api_family"]``; :class:`connectors.sfcc.SFCCConnector` builds this
+Chosen per connection (``Connection.options["api_family"]``; :func:`connectors.registry.get_connector` builds this
 class when it says ``scapi_oci``). Everything the hub does with an order after reading it (channel, lines,
 store-shipped fulfilments, the hub's marker) is the OCAPI connector's: SCAPI's camelCase order document is
 turned into the OCAPI shape (:func:`to_ocapi`) first.

@@ -9,7 +9,7 @@ import requests
 from connectors import errors
 from connectors.base import InventoryTarget, Parcel
 from connectors.registry import get_connector
-from connectors.sfcc import SFCCConnector, utc_iso
+from connectors.sfcc import utc_iso
 from connectors.sfcc_scapi import MAX_WINDOW, SFCCScapiConnector
 
 from .conftest import control
@@ -109,12 +109,12 @@ def test_admin_scopes_are_checked(scapi_conn, sandbox):
 
     cache.clear()
     scapi_conn.options = {**scapi_conn.options, "scope": "sfcc.orders.rw"}  # no tenant scope
-    c = SFCCConnector(scapi_conn)
+    c = SFCCScapiConnector(scapi_conn)
     with pytest.raises(errors.PermanentError):
         c.orders_since("")
     cache.clear()
     scapi_conn.options = {**scapi_conn.options, "scope": "SALESFORCE_COMMERCE_API:zzxy_prd sfcc.orders"}  # read only
-    c = SFCCConnector(scapi_conn)
+    c = SFCCScapiConnector(scapi_conn)
     no = _orders(sandbox, 1)[0]
     assert c.get_order(no).external_id == no
     with pytest.raises(errors.PermanentError):
@@ -224,10 +224,10 @@ def test_oci_routes_name_the_tenant_group_not_the_organization(scapi_conn, sandb
     control(sandbox, "configure_site", {"inventory": "oci", "tenant_group_id": "tg-zzxy"})
     target = [InventoryTarget("SF-011", "inv_uk", 2, as_of=datetime.now(UTC))]
     with pytest.raises(errors.ConnectorError) as refused:
-        SFCCConnector(scapi_conn).set_stock(target)
+        SFCCScapiConnector(scapi_conn).set_stock(target)
     assert refused.value.status == 403
     scapi_conn.options = {**scapi_conn.options, "oci_tenant_group_id": "tg-zzxy"}
-    c = SFCCConnector(scapi_conn)
+    c = SFCCScapiConnector(scapi_conn)
     assert all(r.ok for r in c.set_stock(target))
     assert [(s.sku, s.quantity) for s in c.get_stock(["SF-011"], "inv_uk")] == [("SF-011", 2)]
     assert c.get_order(_orders(sandbox, 1)[0]).status == "new"  # the orders still go to the organization
