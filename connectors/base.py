@@ -429,7 +429,9 @@ class Storefront(abc.ABC):
 
     @abc.abstractmethod
     def orders_since(self, cursor: str, limit: int = 100) -> Page:
-        """StorefrontOrder items created/modified since ``cursor``."""
+        """StorefrontOrder items created/modified since ``cursor``: ``items`` is a
+        :class:`connectors.parsing.ParsedBatch` whose ``rejected`` rows are the orders that could not be read
+        (the hub files them; the cursor still moves past them)."""
 
     def parse_order_webhook(self, payload: dict) -> list[str | OrderChanged]:
         """The hints a subscription message carries: order ids to fetch when the hub does not have them, and

@@ -820,23 +820,10 @@ class CommercetoolsConnector(Connector, Storefront):
             raise errors.BadDataError(f"commercetools order {o.get('id') if isinstance(o, dict) else o!r} is malformed: "
                                       f"{type(exc).__name__}: {exc}", system=self.system_type, body=o) from exc
 
-    def _report_bad_order(self, o: dict, exc: Exception) -> None:
-        log.error("commercetools order %s unreadable, skipped: %s", o.get("id"), exc)
-        try:
-            from exceptions_app.services import make_key, raise_exception
-        except Exception:  # used outside the hub (bench scripts): the log line is all there is
-            return
-        raise_exception(
-            "bad_payload", make_key("bad_payload", self.connection.name, "order", o["id"]),
-            f"Order {o.get('orderNumber') or o['id']} from {self.connection.name} cannot be read",
-            message=f"{exc}. Fix the order in commercetools (any change brings it back into the poll).",
-            context={"order_id": o["id"], "order_number": o.get("orderNumber", ""), "error": str(exc)[:500],
-                     "payload": json.dumps(o, default=str)[:2000], "action": "check_order"},
-            connection=self.connection.pk, order_ref=o["id"])
-
     def orders_since(self, cursor: str, limit: int = 100) -> Page:
-        """Orders modified after ``cursor``, oldest first. An order that cannot be read is skipped and recorded
-        as a ``bad_payload`` exception (it must not stall every order behind it)."""
+        """Orders modified after ``cursor``, oldest first: ``items`` is a :class:`ParsedBatch`. An order that cannot
+        be read is a ``rejected`` row (it must not stall every order behind it; the hub records it as a
+        ``bad_payload`` exception)."""
         limit = max(1, min(int(limit), PAGE_LIMIT))
         if not cursor and self.orders_start:
             cursor = self.orders_start  # don't page through years of history on the first poll
@@ -855,17 +842,18 @@ class CommercetoolsConnector(Connector, Storefront):
         body = self._query("orders", clauses or None, sort=["lastModifiedAt asc", "id asc"], limit=limit)
         raw = body["results"]
         self._prime(raw)
-        orders: list = []
+        orders = ParsedBatch()
         for o in raw:
             try:
                 orders.append(self.to_order(o))
             except errors.BadDataError as exc:
                 if not isinstance(o, dict) or not o.get("id"):
                     raise
-                # One malformed order must not stall the stream: it becomes a bad_payload exception record
-                # and the poll moves past it. Any later change in ct bumps lastModifiedAt, so a fixed order
-                # comes back through this same poll.
-                self._report_bad_order(o, exc)
+                # One malformed order must not stall the stream: it becomes a rejected row (a bad_payload
+                # record in the hub) and the poll moves past it. Any later change in ct bumps lastModifiedAt, so
+                # a fixed order comes back through this same poll.
+                log.error("commercetools order %s unreadable, skipped: %s", o.get("id"), exc)
+                orders.reject(o["id"], "order", str(exc), raw=o, name=str(o.get("orderNumber") or ""))
         next_cursor = f"{raw[-1]['lastModifiedAt']}|{raw[-1]['id']}" if raw else cursor
         return Page(items=orders, cursor=next_cursor, has_more=len(raw) >= limit)
 

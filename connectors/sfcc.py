@@ -344,15 +344,28 @@ class SFCCConnector(Connector, Storefront):
             hits = [h.get("data") or {} for h in body.get("hits") or []]
             total = int(body.get("total", 0))
             fresh = [o for o in hits if (o.get("last_modified", ""), str(o.get("order_no"))) > (since, after_no)] if since else hits
-            out = [self._to_order(o) for o in fresh]
+            out = self.read_orders(fresh)
             start += len(hits)
             has_more = start < total
-            if out or not has_more or not hits:  # a full page of already-seen orders: read on
+            if fresh or not has_more or not hits:  # a full page of already-seen orders: read on
                 break
-        if out:
-            last = out[-1].raw
+        if fresh:
+            last = fresh[-1]
             cursor = f"{last.get('last_modified', '')}|{last.get('order_no')}"
         return Page(out, cursor or "", has_more)
+
+    def read_orders(self, docs: list) -> ParsedBatch:
+        """OCAPI order documents → StorefrontOrders; a document that cannot be read is a ``rejected`` row naming
+        the order and what is wrong (the hub records it as a ``bad_payload``; the orders behind it still count)."""
+        out = ParsedBatch()
+        for i, doc in enumerate(docs):
+            try:
+                out.append(self._to_order(doc))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                no = str(doc.get("order_no") or "") if isinstance(doc, dict) else ""
+                out.reject(no or f"row-{i}", "order", f"sfcc order {no or f'row-{i}'} is malformed: {type(exc).__name__}: {exc}",
+                           raw=doc, name=no)
+        return out
 
     def get_order(self, external_id: str) -> StorefrontOrder:
         return self._to_order(self.client.get(self._shop(f"/orders/{external_id}")).json())
