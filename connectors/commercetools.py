@@ -92,7 +92,7 @@ from . import env_secrets, errors, signatures
 from .base import (Address, Connector, Fulfilment, InventoryResult, InventoryTarget, OrderChanged, OrderLineData, Page, Parcel,
                    ProductChanged, Storefront, StorefrontOrder, StorefrontReturn, StorefrontStock)
 from .http import HttpClient, OAuthClientCredentials
-from .parsing import ParsedBatch, RejectedRow
+from .parsing import ParsedBatch
 
 log = logging.getLogger(__name__)
 
@@ -1156,18 +1156,16 @@ class CommercetoolsConnector(Connector, Storefront):
         if not isinstance(raw, dict):
             raise errors.BadDataError("storefront_returns needs a commercetools order", system=self.system_type)
         infos = raw.get("returnInfo")
-        good: list[StorefrontReturn] = []
-        rejected: list[RejectedRow] = []
+        out = ParsedBatch()  # the good rows, and .rejected
         if infos in (None, []):
-            return ParsedBatch(good, rejected)
+            return out
         order_id = str(raw.get("id", ""))
 
-        def reject(ref: str, field: str, message: str, value) -> None:
-            rejected.append(RejectedRow(index=len(rejected), ref=ref, field=field, message=message, raw=value))
+        reject = out.reject
 
         if not isinstance(infos, list):
             reject(f"{order_id}/returnInfo", "returnInfo", f"returnInfo is not a list: {str(infos)[:100]}", infos)
-            return ParsedBatch(good, rejected)
+            return out
         lines = {li.get("id") for li in raw.get("lineItems") or [] if isinstance(li, dict)}
         for n, info in enumerate(infos):
             items = info.get("items") if isinstance(info, dict) else None
@@ -1195,10 +1193,10 @@ class CommercetoolsConnector(Connector, Storefront):
                 if problem:
                     reject(f"{order_id}/{ref if isinstance(ref, str) and ref else where}", f"{where}.{problem[0]}", problem[1], item)
                     continue
-                good.append(StorefrontReturn(return_ref=ref, order_ref=order_id, line_id=item["lineItemId"], quantity=qty,
-                                             condition=RETURN_CONDITIONS[state], state=state,
-                                             returned_at=returned_at or _parse_dt(item.get("createdAt"))))
-        return ParsedBatch(good, rejected)
+                out.append(StorefrontReturn(return_ref=ref, order_ref=order_id, line_id=item["lineItemId"], quantity=qty,
+                                            condition=RETURN_CONDITIONS[state], state=state,
+                                            returned_at=returned_at or _parse_dt(item.get("createdAt"))))
+        return out
 
     def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None,
                      known_order: dict | None = None) -> int | None:

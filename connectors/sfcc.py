@@ -80,7 +80,7 @@ from . import errors
 from .base import (Address, Connector, Fulfilment, InventoryResult, InventoryTarget, OrderLineData, Page, Parcel, Storefront,
                    StorefrontOrder, StorefrontStock)
 from .http import HttpClient, OAuthClientCredentials
-from .parsing import ParsedBatch, RejectedRow, parse_iso
+from .parsing import ParsedBatch, parse_iso
 
 ACCOUNT_MANAGER = "https://account.demandware.com"
 TOKEN_PATH = "/dwsso/oauth2/access_token"
@@ -429,10 +429,9 @@ class SFCCConnector(Connector, Storefront):
         raw = order.raw if isinstance(order, StorefrontOrder) else order
         if not isinstance(raw, dict) or not raw.get("order_no"):
             raise errors.BadDataError("storefront_fulfilments needs an SFCC order document", system=self.system_type)
-        good: list[Fulfilment] = []
-        rejected: list[RejectedRow] = []
+        out = ParsedBatch()  # the good rows, and .rejected
         if not self.reads_fulfilments:
-            return ParsedBatch(good, rejected)
+            return out
         no = str(raw["order_no"])
         if self.fulfilments_from:
             try:
@@ -440,26 +439,25 @@ class SFCCConnector(Connector, Storefront):
             except ValueError:
                 created = None
             if created is not None and created < self.fulfilments_from:
-                return ParsedBatch(good, rejected)
+                return out
 
-        def reject(ref: str, field: str, message: str, value) -> None:
-            rejected.append(RejectedRow(index=len(rejected), ref=ref, field=field, message=message, raw=value))
+        reject = out.reject
 
         status = _status(raw.get("shipping_status"))
         if status not in SHIPPING_STATUSES:
             reject(no, "shipping_status", f"shipping_status {raw.get('shipping_status')!r} is not one of "
                                           f"{', '.join(SHIPPING_STATUSES)}", raw.get("shipping_status"))
-            return ParsedBatch(good, rejected)
+            return out
         shipments, items = raw.get("shipments"), raw.get("product_items")
         if status == "not_shipped" and not any(isinstance(s, dict) and _status(s.get("shipping_status")) == "shipped"
                                                for s in shipments or [] if isinstance(shipments, list)):
-            return ParsedBatch(good, rejected)  # the common case: nothing has left yet
+            return out  # the common case: nothing has left yet
         if not isinstance(shipments, list) or not shipments:
             reject(no, "shipments", "a shipped order without a shipments list", shipments)
-            return ParsedBatch(good, rejected)
+            return out
         if not isinstance(items, list):
             reject(no, "product_items", "a shipped order without a product_items list", items)
-            return ParsedBatch(good, rejected)
+            return out
         order_shipped_by_store = status == "shipped" and not raw.get(self.marker_attr)
         any_own = False
         for n, s in enumerate(shipments):
@@ -500,12 +498,12 @@ class SFCCConnector(Connector, Storefront):
             merged: dict[str, int] = {}
             for sku, q in lines:
                 merged[sku] = merged.get(sku, 0) + q
-            good.append(Fulfilment(order_ref=no, fulfilment_ref=ref, lines=list(merged.items()),
-                                   location=str(s.get("c_fromStoreId") or ""), fulfilled_at=_dt(raw.get("last_modified"))))
+            out.append(Fulfilment(order_ref=no, fulfilment_ref=ref, lines=list(merged.items()),
+                                  location=str(s.get("c_fromStoreId") or ""), fulfilled_at=_dt(raw.get("last_modified"))))
         if status == "part_shipped" and not any_own:
             reject(no, "shipping_status", "shipping_status is part_shipped but no shipment is marked shipped: which lines "
                                           "left the store is unknown (set the shipped shipment's shipping_status)", status)
-        return ParsedBatch(good, rejected)
+        return out
 
 
 def capturable(o: dict) -> bool:
