@@ -104,6 +104,19 @@ def test_shipped_and_export_status_land(scapi, sandbox):
         scapi.mark_exported("99999999", True)
 
 
+def test_a_malformed_order_is_a_rejected_row_on_scapi_too(scapi, sandbox):
+    """The Admin Orders API path reads orders through the same ``read_orders``: an unreadable one is a rejected row,
+    the others and the cursor still move."""
+    emu = sandbox.emulators["sfcc"]
+    ids = _orders(sandbox, 3)
+    with emu.lock:
+        emu.orders[ids[1]]["product_items"][0]["quantity"] = "two"
+    page = scapi.orders_since("")
+    assert [o.external_id for o in page.items] == [ids[0], ids[2]]
+    assert [(r.ref, r.field) for r in page.items.rejected] == [(ids[1], "order")] and "'two'" in page.items.rejected[0].message
+    assert ids[2] in page.cursor
+
+
 def test_admin_scopes_are_checked(scapi_conn, sandbox):
     from django.core.cache import cache
 
