@@ -20,7 +20,6 @@ not resolve the exception: the key is cleared by the order flow when the warehou
 from __future__ import annotations
 
 import contextlib
-import importlib
 import re
 import logging
 from dataclasses import dataclass, field
@@ -30,9 +29,14 @@ from django.db.models import F, Q
 from django.db.models.expressions import RawSQL
 
 from integration_hub.catalog import transforms
+from integration_hub.catalog.mapping_changes import last_change, mapping_changed
 from integration_hub.catalog.models import IdentifierTransform, Item, SkuMapping
 from integration_hub.core import audit
 from integration_hub.core.models import Channel
+from integration_hub.inventory import outbox
+from integration_hub.inventory.models import PendingPush
+from integration_hub.orders import services as order_flow  # TODO(merge): integration_hub.orders.actions
+from integration_hub.orders.state import IllegalTransition
 
 from . import services
 from .models import ACTIVE_STATUSES, ExceptionRecord, Kind, Status
@@ -215,59 +219,11 @@ def similar_open(record: ExceptionRecord):
             .exclude(pk=record.pk).exclude(sku=""))
 
 
-# --- re-queueing work (the other engineers' services, behind one function each) ---------------------------
-def _optional(module: str, name: str):
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
-
-
-def requeue_stock(item_ids, channel_ids=None, reason: str = "sku mapping fixed") -> int:
-    """Queue a push of the items' ATS to the channels (the outbox coalesces repeats)."""
-    enqueue = _optional("integration_hub.inventory.outbox", "enqueue")
-    if enqueue is None or not item_ids:
-        return 0
-    from integration_hub.inventory.models import PendingPush
-
-    return enqueue(list(item_ids), channel_ids=channel_ids, priority=PendingPush.Priority.ROUTINE, reason=reason)
-
-
-def kick_pushes() -> bool:
-    """Nudge a worker to drain the stock outbox now (best effort: the sweep finds the rows anyway)."""
-    kick = _optional("integration_hub.inventory.outbox", "kick")
-    return bool(kick()) if kick is not None else False
-
-
-def revalidate_orders(skus, channel: Channel | None) -> int:
-    """Ask the order flow to re-check held orders waiting on these storefront SKUs. Returns orders released
-    (0 when the order flow is not installed)."""
-    revalidate = _optional("integration_hub.orders.services", "revalidate_held")
-    if revalidate is None:
-        return 0
-    skus = sorted(set(skus))
-    if not skus:
-        return 0
-    # one SKU: only the orders waiting on it; many (bulk fixes): every held order on the channel in one
-    # batched pass, rather than one pass per SKU
-    result = revalidate(sku=skus[0] if len(skus) == 1 else None, channel=channel)
-    return result if isinstance(result, int) else len(result or [])
-
-
 def _acting(user):
     """Keep the request's actor/source (console or api) when there is one; else act as ``user``."""
     if audit.current_user() is not None:
         return contextlib.nullcontext()
     return audit.acting_as(user, "console")
-
-
-def revalidate_channel(channel: Channel | None) -> int:
-    """Re-check every held order on ``channel`` (all channels when None), e.g. after a shipping map change."""
-    revalidate = _optional("integration_hub.orders.services", "revalidate_held")
-    if revalidate is None:
-        return 0
-    result = revalidate(sku=None, channel=channel)
-    return result if isinstance(result, int) else len(result or [])
 
 
 # --- SKU fixes ---------------------------------------------------------------------------------------
@@ -361,14 +317,32 @@ def sku_fix_keys(storefront_skus, channel_keys) -> list[str]:
 def _after_mapping(records: list[ExceptionRecord], items: list[Item], channel: Channel | None, user, result: FixResult,
                    note: str) -> None:
     channel_ids = [channel.pk] if channel is not None else None
-    result.pushes_queued += requeue_stock({i.pk for i in items}, channel_ids, reason="sku mapping fixed in console")
-    result.orders_revalidated += revalidate_orders([r.sku for r in records], channel)
+    change = mapping_changed({i.pk for i in items}, channel_ids, "sku mapping fixed in console",
+                             storefront_skus=[r.sku for r in records], channel=channel)
+    result.pushes_queued += change.pushes
+    result.orders_revalidated += change.orders_revalidated
     if channel is not None:
         channel_keys = [channel.key]
     else:
         channel_keys = list(Channel.objects.values_list("key", flat=True))
     keys = set(sku_fix_keys([r.sku for r in records], channel_keys)) | {r.dedupe_key for r in records}
     result.acknowledged += acknowledge_sku_fix(keys, user, note)
+
+
+def after_mapping_saved(obj: SkuMapping, before: dict | None = None) -> str:
+    """A person created or edited a mapping on the console rule pages or the API (a row save: its signal already
+    re-queued the ATS of the item(s) it touches — :func:`integration_hub.catalog.mapping_changes.last_change`):
+    acknowledge the SKU exceptions for its storefront SKU (the confirmed push resolves them) and re-check the
+    orders held on it. ``before``: the audit snapshot before the edit (None when created)."""
+    n = last_change(obj).pushes
+    if obj.active:
+        channel_keys = [obj.channel.key] if obj.channel_id else list(Channel.objects.values_list("key", flat=True))
+        acknowledge_sku_fix(sku_fix_keys([obj.storefront_sku], channel_keys), audit.current_user(),
+                            f"mapped {obj.storefront_sku} → {obj.item.sku}")
+        released = mapping_changed((), None, "sku mapping edited", storefront_skus=[obj.storefront_sku],
+                                   channel=obj.channel if obj.channel_id else None).orders_revalidated
+        return f"{n} stock push(es) queued, {released} held order(s) revalidated"
+    return f"{n} stock push(es) queued"
 
 
 def map_sku(record: ExceptionRecord, item: Item, *, all_channels: bool = False, spec: transforms.TransformSpec | None = None,
@@ -506,15 +480,13 @@ def order_for(record: ExceptionRecord):
 
 
 def _order_service(name: str):
-    fn = _optional("integration_hub.orders.services", name)
+    fn = getattr(order_flow, name, None)
     if fn is None:
         raise TriageError("the order flow is not installed on this hub: cannot act on orders yet")
     return fn
 
 
 def _wrap(call):
-    from integration_hub.orders.state import IllegalTransition
-
     try:
         return call()
     except IllegalTransition as exc:
@@ -588,12 +560,7 @@ def repush_stock(record: ExceptionRecord, user=None) -> int:
     item_id = mapped_item_id(record)
     if item_id is None:
         raise TriageError("this SKU has no active mapping on the channel: map it first")
-    enqueue_pairs = _optional("integration_hub.inventory.outbox", "enqueue_pairs")
-    if enqueue_pairs is None:
-        raise TriageError("the stock engine is not installed on this hub")
-    from integration_hub.inventory.models import PendingPush
-
-    n = enqueue_pairs([(record.channel_id, item_id)], priority=PendingPush.Priority.ROUTINE, reason="console re-push")
+    n = outbox.enqueue_pairs([(record.channel_id, item_id)], priority=PendingPush.Priority.ROUTINE, reason="console re-push")
     _note(record, user, "stock push re-queued from the console; resolves when the storefront confirms the quantity")
     return n
 

@@ -231,7 +231,7 @@ class PreviewedDestroy:
                               409: OpenApiResponse(description="not deleted: the impact preview; repeat with ?confirm=true")})
     def destroy(self, request, *args, **kwargs):
         from integration_hub.console import impact
-        from integration_hub.console.services import after_rule_deleted
+        from integration_hub.inventory.rules import after_rule_deleted
 
         obj = self.get_object()
         confirmed = str(request.query_params.get("confirm", "")).lower() in CONFIRM_VALUES
@@ -255,9 +255,7 @@ class SkuMappingViewSet(PreviewedDestroy, ActsAsRequestUser, viewsets.ModelViewS
     ordering_fields = ["storefront_sku", "updated_at"]
 
     def _after(self, obj, before=None):
-        from integration_hub.console.services import after_mapping_saved
-
-        after_mapping_saved(obj, before)
+        triage.after_mapping_saved(obj, before)
 
     def perform_create(self, serializer):
         with refused_as_400():
@@ -289,7 +287,7 @@ class ChannelStockRuleViewSet(PreviewedDestroy, ActsAsRequestUser, viewsets.Mode
     filterset_fields = ["mode", "channel__key"]
 
     def _save(self, serializer):
-        from integration_hub.console import services as rules
+        from integration_hub.inventory import rules
 
         instance = serializer.instance
         before = audit.snapshot(instance) if instance is not None else None
@@ -310,7 +308,7 @@ class ShippingMapViewSet(ActsAsRequestUser, viewsets.ModelViewSet):
     filterset_fields = ["channel__key", "storefront_method", "active"]
 
     def _save(self, serializer):
-        from integration_hub.console.services import after_shipping_map_saved
+        from integration_hub.orders.shipping_rules import after_shipping_map_saved
 
         before = audit.snapshot(serializer.instance) if serializer.instance is not None else None
         with refused_as_400():

@@ -1,6 +1,7 @@
 """REST API: filtering, pagination, actions, writes with re-queue, schema, fixed query counts."""
 from __future__ import annotations
 
+from types import SimpleNamespace
 import pytest
 from rest_framework.test import APIClient
 
@@ -53,8 +54,8 @@ def test_orders_read_and_actions(w, api, monkeypatch):
     body = c.get("/api/orders/?state=held").json()
     assert body["count"] == 3 and body["results"][0]["lines"][0]["item_sku"] == w.items[0].sku
     calls = []
-    monkeypatch.setattr(triage, "_optional", lambda m, n: {"retry_send": lambda o, actor=None: calls.append(("retry", o.pk)),
-                                                           "cancel": lambda o, reason, actor=None: calls.append(("cancel", reason))}.get(n))
+    monkeypatch.setattr(triage, "order_flow", SimpleNamespace(**{"retry_send": lambda o, actor=None: calls.append(("retry", o.pk)),
+                                                           "cancel": lambda o, reason, actor=None: calls.append(("cancel", reason))}))
     assert c.post(f"/api/orders/{orders[0].pk}/retry/").status_code == 202
     assert c.post(f"/api/orders/{orders[0].pk}/cancel/", {}, format="json").status_code == 400
     assert c.post(f"/api/orders/{orders[1].pk}/cancel/", {"reason": "duplicate"}, format="json").status_code == 200
@@ -123,10 +124,10 @@ def test_channel_rule_locations_edit_is_audited_and_segregated_needs_locations(w
 
 
 def test_shipping_map_duplicate_is_400_and_writes_revalidate_held_orders(w, api, monkeypatch):
-    from exceptions_app import triage
+    from integration_hub.orders import shipping_rules
 
     calls = []
-    monkeypatch.setattr(triage, "revalidate_channel", lambda channel: calls.append(channel) or 0)
+    monkeypatch.setattr(shipping_rules, "revalidate_held", lambda sku=None, channel=None: calls.append(channel) or 0)
     c = api("admin")
     r = c.post("/api/shipping-methods/", {"channel": "web", "storefront_method": "express", "warehouse_method": "NDD"}, format="json")
     assert r.status_code == 201, r.content

@@ -1,6 +1,7 @@
 """Dashboard, rule editing with audit history, CSV import of mappings, beat schedules."""
 from __future__ import annotations
 
+from types import SimpleNamespace
 import re
 
 import pytest
@@ -320,7 +321,7 @@ def test_order_pages_fixed_queries_and_actions(w, role_client, monkeypatch):
     assert "1 row" in client.get("/orders/?q=WEB-3").content.decode()
     assert "5 rows" in client.get("/orders/?state=held").content.decode()
     calls = []
-    monkeypatch.setattr(triage, "_optional", lambda m, n: {"retry_send": lambda o, actor=None: calls.append(o.pk)}.get(n))
+    monkeypatch.setattr(triage, "order_flow", SimpleNamespace(**{"retry_send": lambda o, actor=None: calls.append(o.pk)}))
     r = client.post(f"/orders/{orders[0].pk}/", {"action": "retry"})
     assert r.status_code == 302 and calls == [orders[0].pk]
     assert client.post(f"/orders/{orders[0].pk}/", {"action": "edit", "field": "gift_message", "value": "x"}).status_code == 403

@@ -1,6 +1,7 @@
 """Exception queue screens: filters, pagination, fixed query counts, status actions with audit, SKU fixes."""
 from __future__ import annotations
 
+from types import SimpleNamespace
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -204,7 +205,7 @@ def test_order_action_without_order_flow_is_refused_cleanly(w, role_client, monk
     order = f.orders(w, 1, state=OrderState.HELD)[0]
     rec = exc.raise_exception(Kind.STUCK_ORDER, exc.make_key(Kind.STUCK_ORDER, order.idempotency_key), "stuck",
                               order_ref=order.idempotency_key, channel=w.channel)
-    monkeypatch.setattr(triage, "_optional", lambda module, name: None)
+    monkeypatch.setattr(triage, "order_flow", SimpleNamespace())  # an order flow offering nothing
     client = role_client("cx")
     html = client.get(f"/exceptions/{rec.pk}/").content.decode()
     assert "Retry send" in html and "Edit field and resend" not in html  # cx may retry/cancel, not edit
@@ -229,7 +230,7 @@ def test_order_actions_call_the_order_services(w, role_client, monkeypatch):
         "update_field_and_resend": lambda o, field, value, actor=None: calls.append(("edit", field, value)),
         "cancel": lambda o, reason, actor=None: calls.append(("cancel", reason)),
     }
-    monkeypatch.setattr(triage, "_optional", lambda module, name: fake.get(name))
+    monkeypatch.setattr(triage, "order_flow", SimpleNamespace(**fake))
     client = role_client("ops")
     client.post(f"/exceptions/{rec.pk}/order/", {"action": "edit", "field": "shipping_method", "value": "express"})
     rec.refresh_from_db()
@@ -274,8 +275,8 @@ def test_held_order_exception_offers_the_named_field(w, role_client, monkeypatch
     html = client.get(f"/exceptions/{rec.pk}/").content.decode()
     assert f'value="{path}"' in html
     calls = []
-    monkeypatch.setattr(triage, "_optional", lambda m, n: {"update_field_and_resend": lambda o, field, value, actor=None:
-                                                           calls.append((field, value))}.get(n))
+    monkeypatch.setattr(triage, "order_flow", SimpleNamespace(**{"update_field_and_resend": lambda o, field, value, actor=None:
+                                                           calls.append((field, value))}))
     client.post(f"/exceptions/{rec.pk}/order/", {"action": "edit", "field": path, "value": "SKU-9"})
     assert calls == [(path, "SKU-9")]
     html = client.get(f"/orders/{order.pk}/").content.decode()
@@ -289,7 +290,7 @@ def test_retry_that_succeeds_at_once_leaves_the_exception_resolved(w, role_clien
     order = f.orders(w, 1, state=OrderState.SENT)[0]
     key = exc.make_key(Kind.STUCK_ORDER, order.idempotency_key)
     rec = exc.raise_exception(Kind.STUCK_ORDER, key, "stuck", order_ref=order.idempotency_key, channel=w.channel)
-    monkeypatch.setattr(triage, "_optional", lambda m, n: {"retry_send": lambda o, actor=None: exc.clear(key)}.get(n))
+    monkeypatch.setattr(triage, "order_flow", SimpleNamespace(**{"retry_send": lambda o, actor=None: exc.clear(key)}))
     role_client("ops").post(f"/exceptions/{rec.pk}/order/", {"action": "retry"})
     rec.refresh_from_db()
     assert rec.status == Status.RESOLVED
@@ -303,7 +304,7 @@ def test_missing_dispatch_offers_resend_notification(w, role_client, monkeypatch
     rec = exc.raise_exception(Kind.MISSING_DISPATCH, exc.make_key(Kind.MISSING_DISPATCH, order.idempotency_key), "not shipped",
                               context={"order_id": order.pk, "action": "resend_dispatch"})
     calls = []
-    monkeypatch.setattr(triage, "_optional", lambda m, n: {"notify_storefront": lambda o, actor=None: calls.append(o.pk)}.get(n))
+    monkeypatch.setattr(triage, "order_flow", SimpleNamespace(**{"notify_storefront": lambda o, actor=None: calls.append(o.pk)}))
     client = role_client("cx")
     html = client.get(f"/exceptions/{rec.pk}/").content.decode()
     assert "Resend shipped notification" in html and "Retry send" not in html
