@@ -13,9 +13,16 @@ SKU problems (``sku_mismatch`` / ``unknown_sku``, key ``<kind>:<channel key>:<st
     storefront SKU the chosen transform produces from a master SKU. Set-based: one item lookup, one
     bulk insert, one audit insert, one push enqueue, one clear.
 
+  * :func:`after_mapping_saved` — a person saved a mapping on the console rule pages or the API: acknowledge
+    its SKU exceptions and re-check the held orders (the row save's signal re-queued the stock push).
+  Re-queueing and re-checking go through the one "mapping changed" entry point,
+  :func:`integration_hub.catalog.mapping_changes.mapping_changed`. Which fix each kind offers, and the
+  permissions it needs, is declared in :mod:`exceptions_app.kinds` (:func:`action_for` asks it).
+
 Stuck orders (``stuck_order:<idempotency key>``): :func:`retry_order`, :func:`edit_and_resend`,
-:func:`cancel_order` call the order flow's services (``integration_hub.orders.services``). Those do
-not resolve the exception: the key is cleared by the order flow when the warehouse acknowledges.
+:func:`cancel_order` call the order flow's services (``order_flow``, imported plainly: tests replace
+``triage.order_flow``, the one patch point). Those do not resolve the exception: the key is cleared by the
+order flow when the warehouse acknowledges.
 """
 from __future__ import annotations
 
@@ -38,13 +45,12 @@ from integration_hub.inventory.models import PendingPush
 from integration_hub.orders import services as order_flow  # TODO(merge): integration_hub.orders.actions
 from integration_hub.orders.state import IllegalTransition
 
-from . import services
+from . import kinds, services
 from .models import ACTIVE_STATUSES, ExceptionRecord, Kind, Status
 
 log = logging.getLogger(__name__)
 
-SKU_KINDS = (Kind.SKU_MISMATCH, Kind.UNKNOWN_SKU)
-ORDER_KINDS = (Kind.STUCK_ORDER, Kind.MISSING_DISPATCH, Kind.ORPHANED_ORDER)
+SKU_KINDS = kinds.having(action="map_sku")  # sku_mismatch, unknown_sku
 # order fields a person may correct from the console before resending (the order flow's
 # update_field_and_resend accepts these plus the paths a hold names: lines.<id>.storefront_sku,
 # shipping_address.<part>, billing_address.<part>)
@@ -77,15 +83,13 @@ class TriageError(Exception):
 
 # --- what each record offers -----------------------------------------------------------------------
 def action_for(record: ExceptionRecord) -> str:
-    if record.kind in SKU_KINDS:
-        return "map_sku"
-    if record.kind in (Kind.STUCK_ORDER, Kind.MISSING_DISPATCH) or (record.context or {}).get("action") in ("retry_order", "resend_dispatch"):
-        return "order"
-    if record.kind == Kind.STOCK_DRIFT:
-        return "repush_stock"
-    if record.kind == Kind.MASTER_DATA_DRIFT:
-        return "take_master_value"  # integration_hub.catalog.master_fix
-    return (record.context or {}).get("action", "")
+    """The fix the console offers for ``record`` (the kind's declared action, see :func:`kinds.fix_action`)."""
+    return kinds.fix_action(record.kind, record.context)
+
+
+def about_order(record: ExceptionRecord) -> bool:
+    """Whether the record's page shows its order (an order fix, or a kind about an order)."""
+    return action_for(record) == "order" or (record.kind in kinds.SPECS and kinds.spec(record.kind).subject == "order")
 
 
 # --- SKU suggestions -----------------------------------------------------------------------------
@@ -311,7 +315,7 @@ def acknowledge_sku_fix(keys, user=None, note: str = "SKU mapped") -> int:
 
 def sku_fix_keys(storefront_skus, channel_keys) -> list[str]:
     """The SKU exception keys a mapping of these storefront SKUs on these channels addresses."""
-    return [services.make_key(kind, ck, sku) for sku in storefront_skus for kind in SKU_KINDS for ck in channel_keys]
+    return [kinds.key(kind, ck, sku) for sku in storefront_skus for kind in SKU_KINDS for ck in channel_keys]
 
 
 def _after_mapping(records: list[ExceptionRecord], items: list[Item], channel: Channel | None, user, result: FixResult,
@@ -568,8 +572,7 @@ def repush_stock(record: ExceptionRecord, user=None) -> int:
 # --- order actions offered on the exception detail page and the order page ------------------------------
 ORDER_ACTION_LABELS = [("retry", "Retried"), ("edit", "Edited and resent"), ("notify", "Notified as shipped again"),
                        ("cancel", "Cancelled")]
-ORDER_ACTION_PERMISSIONS = {"retry": ["orders.retry_order"], "edit": ["orders.change_order", "orders.retry_order"],
-                            "notify": ["orders.retry_order"], "cancel": ["orders.cancel_order"]}
+# the permissions of each order action: kinds.permissions("order", <action>) (declared in exceptions_app.kinds)
 
 
 # which actions an order's state allows (the order flow refuses the others: retry_send, update_field_and_resend,
@@ -652,14 +655,15 @@ def plain_text(record: ExceptionRecord) -> str:
 def escalate_order(order, note: str, user=None) -> ExceptionRecord:
     """CX hand an order to ops with a note: one ``escalated`` record per order (a repeat adds to its count and
     keeps the latest note), with the order number, in the ops queue."""
-    from .services import make_key, raise_exception
+    from .services import raise_exception
 
     note = (note or "").strip()
     if not note:
         raise TriageError("Say what ops should look at.")
     who = getattr(user, "username", "") or "someone"
-    return raise_exception(Kind.ESCALATED, make_key(Kind.ESCALATED, order.idempotency_key),
-                           f"Order {order} escalated by {who}: {note}"[:300], message=note[:2000], severity="warning",
+    return raise_exception(Kind.ESCALATED, kinds.key(Kind.ESCALATED, order.idempotency_key),
+                           f"Order {order} escalated by {who}: {note}"[:300], message=note[:2000],
+                           severity=kinds.spec(Kind.ESCALATED).severity,
                            context={"order_id": order.pk, "order_number": order.order_number, "note": note[:2000],
                                     "escalated_by": who, "action": "retry_order"},
                            channel=order.channel_id, order_ref=order.idempotency_key)

@@ -16,7 +16,7 @@ from django.views import View
 from django.views.generic import TemplateView
 from django_celery_beat.models import PeriodicTask
 
-from exceptions_app import triage
+from exceptions_app import kinds, triage
 from integration_hub.catalog.models import SkuMapping
 from integration_hub.core import audit
 from integration_hub.core.models import AuditEntry
@@ -476,8 +476,9 @@ class OrderDetailView(PermissionRequired, TemplateView):
         ctx.update(order=order, lines=list(order.lines.select_related("item").order_by("id")),
                    transitions=list(order.transitions.select_related("actor").order_by("-at", "-id")[:50]),
                    order_form=form or OrderActionForm(record=_active_order_problem(exceptions), order=order, user=user),
-                   can_retry=user.has_perm("orders.retry_order"), can_cancel=user.has_perm("orders.cancel_order"),
-                   can_edit=user.has_perms(["orders.change_order", "orders.retry_order"]))
+                   can_retry=user.has_perms(kinds.permissions("order", "retry")),
+                   can_cancel=user.has_perms(kinds.permissions("order", "cancel")),
+                   can_edit=user.has_perms(kinds.permissions("order", "edit")))
         if user.has_perm("exceptions_app.view_exceptionrecord"):
             triage.attach_order_numbers(exceptions)
             ctx["exceptions"] = exceptions
@@ -496,7 +497,7 @@ class OrderDetailView(PermissionRequired, TemplateView):
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(pk=pk, form=form), status=400)
         action = form.cleaned_data["action"]
-        _require(request, triage.ORDER_ACTION_PERMISSIONS[action])  # the cleaned action (same as checked above)
+        _require(request, kinds.permissions("order", action))  # the cleaned action (same as checked above)
         try:
             messages.success(request, triage.run_order_action(order, action, form.cleaned_data, user=request.user, record=record))
         except triage.TriageError as exc:

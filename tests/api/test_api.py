@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import pytest
 from rest_framework.test import APIClient
 
+from exceptions_app import kinds
 from exceptions_app.models import ExceptionRecord, Kind, Status
 from integration_hub.catalog.models import SkuMapping
 from integration_hub.inventory.models import PendingPush
@@ -69,7 +70,7 @@ def test_sku_mapping_crud_requeues_and_resolves(w, api):
     from exceptions_app import services as exc
 
     f.stock(w, w.items, 3)
-    rec = exc.raise_exception(Kind.UNKNOWN_SKU, exc.make_key(Kind.UNKNOWN_SKU, "web", "NEW-1"), "unknown", sku="NEW-1", channel=w.channel)
+    rec = exc.raise_exception(Kind.UNKNOWN_SKU, kinds.key(Kind.UNKNOWN_SKU, "web", "NEW-1"), "unknown", sku="NEW-1", channel=w.channel)
     c = api("ops")
     r = c.post("/api/sku-mappings/", {"item": w.items[0].sku, "channel": "web", "storefront_sku": "NEW-1"}, format="json")
     assert r.status_code == 201, r.content

@@ -7,6 +7,7 @@ import re
 import pytest
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from exceptions_app import kinds
 from exceptions_app.models import ExceptionRecord, Kind, Status
 from integration_hub.catalog.models import SkuMapping
 from integration_hub.console import csv_import
@@ -224,7 +225,7 @@ NOPE,C-1,web,,
 def test_csv_import_keeps_good_rows_and_reports_bad_ones(w):
     from exceptions_app import services as exc
 
-    exc.raise_exception(Kind.UNKNOWN_SKU, exc.make_key(Kind.UNKNOWN_SKU, "web", "A-1"), "A-1 unknown", sku="A-1")
+    exc.raise_exception(Kind.UNKNOWN_SKU, kinds.key(Kind.UNKNOWN_SKU, "web", "A-1"), "A-1 unknown", sku="A-1")
     a, b, c = (i.sku for i in w.items)
     result = csv_import.import_sku_mappings(CSV.format(a=a, b=b, c=c).encode())
     assert result.fatal == ""
