@@ -823,11 +823,12 @@ class CommercetoolsConnector(Connector, Storefront):
     def _report_bad_order(self, o: dict, exc: Exception) -> None:
         log.error("commercetools order %s unreadable, skipped: %s", o.get("id"), exc)
         try:
-            from exceptions_app.services import make_key, raise_exception
+            from exceptions_app import kinds
+            from exceptions_app.services import raise_exception
         except Exception:  # used outside the hub (bench scripts): the log line is all there is
             return
         raise_exception(
-            "bad_payload", make_key("bad_payload", self.connection.name, "order", o["id"]),
+            "bad_payload", kinds.key("bad_payload", self.connection.name, "order", o["id"]),
             f"Order {o.get('orderNumber') or o['id']} from {self.connection.name} cannot be read",
             message=f"{exc}. Fix the order in commercetools (any change brings it back into the poll).",
             context={"order_id": o["id"], "order_number": o.get("orderNumber", ""), "error": str(exc)[:500],

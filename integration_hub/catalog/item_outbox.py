@@ -42,7 +42,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from connectors import errors
-from exceptions_app.services import Problem, clear, error_key, make_key, raise_exception, raise_many, transport_keys
+from exceptions_app import kinds
+from exceptions_app.services import Problem, clear, error_key, raise_exception, raise_many, transport_keys
 from integration_hub.core.models import Connection, STOREFRONT_SYSTEMS, SystemType
 
 from .models import Item, PendingItemSync, SkuMapping, WarehouseProduct
@@ -253,7 +254,7 @@ def _listed(connector, skus: list[str]) -> set[str]:
 
 
 def not_on_storefront_key(conn: Connection, sku: str) -> str:
-    return make_key("not_on_storefront", conn.name, sku)
+    return kinds.key("not_on_storefront", conn.name, sku)
 
 
 def check_storefront_items(conn: Connection, connector, items: list[Item]) -> int:

@@ -16,7 +16,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from connectors import errors
-from exceptions_app.services import make_key, raise_exception
+from exceptions_app import kinds
+from exceptions_app.services import raise_exception
 from integration_hub.core import jsonsafe, misconfig
 from integration_hub.core.models import Connection, MASTER_SYSTEMS
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def _bad(conn: Connection, reason: str, body: bytes) -> JsonResponse:
-    raise_exception("bad_payload", make_key("bad_payload", conn.name, "stock-webhook", "unparseable"),
+    raise_exception("bad_payload", kinds.key("bad_payload", conn.name, "stock-webhook", "unparseable"),
                     f"Unreadable stock webhook from {conn.name}", message=reason, connection=conn,
                     context={"body_excerpt": body[:500].decode("utf-8", "replace"), "action": "check_sender"})
     return JsonResponse({"error": reason}, status=400)
