@@ -13,10 +13,11 @@ API::
 
     kinds.key(Kind.SKU_MISMATCH, channel.key, sku)  # "sku_mismatch:<channel>:<storefront sku>" (dedupe key)
     kinds.spec(Kind.STUCK_ORDER)                    # the KindSpec (KeyError for a string that is no Kind)
-    kinds.spec(kind).severity / .grouping / .subject / .action / .retry / .key_parts / .label
+    kinds.spec(kind).severity / .grouping / .subject / .action / .retry / .key_parts / .label / .plain
     kinds.having(action="map_sku")                  # (Kind.SKU_MISMATCH, Kind.UNKNOWN_SKU); also subject=, grouping=, retry=
     kinds.permissions("map_sku")                    # the permissions a fix action needs (a tuple for has_perms)
     kinds.permissions("order", "cancel")            # ... one step of the order fix
+    kinds.plain(kind)                               # the sentence CX read (a generic one for a kind without)
     kinds.FIX_ACTIONS / kinds.SPECS                 # every action / every kind
 
 Keys. :func:`key` joins the kind and the parts with ``:``, leaving out ``None`` and ``""`` parts, cut at 300
@@ -101,6 +102,7 @@ class KindSpec:
     subject: str  # what the record is about: sku, order, connection, stock, payload, item
     action: str = ""  # FIX_ACTIONS name, or "" (the record's context names it)
     retry: str = Retry.CONTEXT
+    plain: str = ""  # what the problem means, for CX (triage.plain_text); "" = the generic sentence
 
     @property
     def label(self) -> str:
@@ -112,24 +114,49 @@ class KindSpec:
 
 
 SPECS: dict[str, KindSpec] = {s.kind: s for s in [
-    KindSpec(Kind.SKU_MISMATCH, ("channel", "storefront_sku"), Severity.WARNING, Grouping.OWN, "sku", "map_sku"),
-    KindSpec(Kind.UNKNOWN_SKU, ("channel", "storefront_sku"), Severity.WARNING, Grouping.OWN, "sku", "map_sku"),
-    KindSpec(Kind.STUCK_ORDER, ("order",), Severity.ERROR, Grouping.REFUSAL, "order", "order", Retry.ORDER),
-    KindSpec(Kind.ORPHANED_ORDER, ("channel", "external_id"), Severity.ERROR, Grouping.CHANNEL, "order"),
+    KindSpec(Kind.SKU_MISMATCH, ("channel", "storefront_sku"), Severity.WARNING, Grouping.OWN, "sku", "map_sku",
+             plain="The storefront lists a product code the hub cannot match to a warehouse item, so its stock is "
+                   "not updated. Ops can map it."),
+    KindSpec(Kind.UNKNOWN_SKU, ("channel", "storefront_sku"), Severity.WARNING, Grouping.OWN, "sku", "map_sku",
+             plain="A product code is not known to the hub, so its stock (or an order line with it) cannot be "
+                   "handled yet. Ops can map it."),
+    KindSpec(Kind.STUCK_ORDER, ("order",), Severity.ERROR, Grouping.REFUSAL, "order", "order", Retry.ORDER,
+             plain="The order has not reached the warehouse yet. The hub keeps retrying; ops or CX can retry, "
+                   "correct a field or cancel it."),
+    KindSpec(Kind.ORPHANED_ORDER, ("channel", "external_id"), Severity.ERROR, Grouping.CHANNEL, "order",
+             plain="The storefront has an order the hub never received. Ops will check it."),
     KindSpec(Kind.SYNC_TIMEOUT, ("connection", "operation"), Severity.ERROR, Grouping.CONNECTION, "connection",
-             retry=Retry.CONNECTION),
+             retry=Retry.CONNECTION,
+             plain="A connected system did not answer in time. The hub retries on its own; nothing is lost."),
     KindSpec(Kind.RATE_LIMITED, ("connection", "operation"), Severity.WARNING, Grouping.CONNECTION, "connection",
-             retry=Retry.CONNECTION),
-    KindSpec(Kind.MISSING_DISPATCH, ("order",), Severity.WARNING, Grouping.CHANNEL, "order", "order", Retry.ORDER),
+             retry=Retry.CONNECTION,
+             plain="A connected system asked the hub to slow down. The hub retries on its own; nothing is lost."),
+    KindSpec(Kind.MISSING_DISPATCH, ("order",), Severity.WARNING, Grouping.CHANNEL, "order", "order", Retry.ORDER,
+             plain="The warehouse shipped the order but the storefront does not show it as shipped yet."),
     KindSpec(Kind.STOCK_DRIFT, ("channel", "storefront_sku"), Severity.WARNING, Grouping.CHANNEL, "stock", "repush_stock",
-             Retry.PUSH),
-    KindSpec(Kind.BAD_PAYLOAD, ("connection", "source", "ref"), Severity.ERROR, Grouping.REFUSAL, "payload"),
-    KindSpec(Kind.AUTH_FAILURE, ("connection",), Severity.CRITICAL, Grouping.CONNECTION, "connection", retry=Retry.NEVER),
-    KindSpec(Kind.ESCALATED, ("order",), Severity.WARNING, Grouping.OWN, "order", retry=Retry.ORDER),
+             Retry.PUSH,
+             plain="The stock the storefront shows differs from what the warehouse holds. Ops can push it again."),
+    KindSpec(Kind.BAD_PAYLOAD, ("connection", "source", "ref"), Severity.ERROR, Grouping.REFUSAL, "payload",
+             plain="A system refused some data (for example an address or a code it does not know). Someone needs to"
+                   " correct the data; the details say which field."),
+    KindSpec(Kind.AUTH_FAILURE, ("connection",), Severity.CRITICAL, Grouping.CONNECTION, "connection", retry=Retry.NEVER,
+             plain="A connected system refused the hub's credentials. An administrator must renew them; until then "
+                   "nothing moves on that connection."),
+    KindSpec(Kind.ESCALATED, ("order",), Severity.WARNING, Grouping.OWN, "order", retry=Retry.ORDER,
+             plain="Customer service handed this order to ops with a note."),
     KindSpec(Kind.MASTER_DATA_DRIFT, ("connection", "sku", "field"), Severity.WARNING, Grouping.REFUSAL, "item",
              "take_master_value"),
     KindSpec(Kind.NOT_ON_STOREFRONT, ("connection", "sku"), Severity.WARNING, Grouping.REFUSAL, "item"),
 ]}
+
+
+GENERIC_PLAIN = "The hub could not finish this step."
+
+
+def plain(kind: str) -> str:
+    """The sentence CX read for a record of ``kind`` (the technical detail stays one click away)."""
+    found = SPECS.get(kind)
+    return (found.plain if found is not None else "") or GENERIC_PLAIN
 
 
 def spec(kind: str) -> KindSpec:

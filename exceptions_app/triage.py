@@ -624,29 +624,9 @@ def attach_order_numbers(records: list[ExceptionRecord]) -> None:
         r.order_number = numbers.get(r.order_ref, "") or (r.order_ref if r.order_ref and ":" not in r.order_ref else "")
 
 
-PLAIN = {
-    Kind.SKU_MISMATCH: "The storefront lists a product code the hub cannot match to a warehouse item, so its stock "
-                       "is not updated. Ops can map it.",
-    Kind.UNKNOWN_SKU: "A product code is not known to the hub, so its stock (or an order line with it) cannot be "
-                      "handled yet. Ops can map it.",
-    Kind.STUCK_ORDER: "The order has not reached the warehouse yet. The hub keeps retrying; ops or CX can retry, "
-                      "correct a field or cancel it.",
-    Kind.ORPHANED_ORDER: "The storefront has an order the hub never received. Ops will check it.",
-    Kind.SYNC_TIMEOUT: "A connected system did not answer in time. The hub retries on its own; nothing is lost.",
-    Kind.RATE_LIMITED: "A connected system asked the hub to slow down. The hub retries on its own; nothing is lost.",
-    Kind.MISSING_DISPATCH: "The warehouse shipped the order but the storefront does not show it as shipped yet.",
-    Kind.STOCK_DRIFT: "The stock the storefront shows differs from what the warehouse holds. Ops can push it again.",
-    Kind.BAD_PAYLOAD: "A system refused some data (for example an address or a code it does not know). Someone "
-                      "needs to correct the data; the details say which field.",
-    Kind.ESCALATED: "Customer service handed this order to ops with a note.",
-    Kind.AUTH_FAILURE: "A connected system refused the hub's credentials. An administrator must renew them; "
-                       "until then nothing moves on that connection.",
-}
-
-
 def plain_text(record: ExceptionRecord) -> str:
     """A sentence for CX saying what the problem means (the technical detail stays one click away)."""
-    base = PLAIN.get(record.kind, "The hub could not finish this step.")
+    base = kinds.plain(record.kind)
     if record.kind == Kind.BAD_PAYLOAD and isinstance((record.context or {}).get("fields"), dict) and record.context["fields"]:
         base += " Fields: " + ", ".join(str(k) for k in list(record.context["fields"])[:5]) + "."
     return base

@@ -54,3 +54,5 @@ def test_lookups():
     assert kinds.fix_action(Kind.BAD_PAYLOAD, {"action": "resend_dispatch"}) == "order"
     assert kinds.fix_action(Kind.BAD_PAYLOAD, {"action": "retry_push"}) == "retry_push"
     assert kinds.fix_action(Kind.MASTER_DATA_DRIFT, None) == "take_master_value"
+    assert kinds.plain(Kind.ESCALATED) == "Customer service handed this order to ops with a note."
+    assert kinds.plain(Kind.NOT_ON_STOREFRONT) == kinds.GENERIC_PLAIN == kinds.plain("no_such_kind")
