@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
+from exceptions_app import kinds
 from exceptions_app import services as exc
 from exceptions_app.models import ExceptionRecord, Kind
 from integration_hub.catalog.models import Item, SkuMapping
@@ -41,7 +42,7 @@ def sku_exceptions(w: World, its: list[Item], kind: str = Kind.SKU_MISMATCH, str
     problems = []
     for it in its:
         sf = it.sku.lstrip("0") if strip else f"X{it.sku}"
-        problems.append(exc.Problem(kind=kind, key=exc.make_key(kind, w.channel.key, sf), title=f"{sf} unmapped on web",
+        problems.append(exc.Problem(kind=kind, key=kinds.key(kind, w.channel.key, sf), title=f"{sf} unmapped on web",
                                     severity="warning", channel_id=w.channel.pk, connection_id=w.storefront.pk, sku=sf,
                                     context={"storefront_sku": sf, "channel": w.channel.key, "action": "map_sku"}))
     exc.raise_many(problems)

@@ -8,6 +8,7 @@ from cryptography.fernet import Fernet
 from django.db import IntegrityError, transaction
 
 from connectors import signatures
+from exceptions_app import kinds
 from exceptions_app import services as exc
 from exceptions_app.models import ExceptionRecord, Kind, Status
 from integration_hub.catalog.models import BundleComponent, Item, SkuMapping
@@ -133,7 +134,7 @@ def test_audit_never_copies_secrets(db):
 # --- exceptions ----------------------------------------------------------------------------------
 def test_exception_merges_by_key(topology):
     _, _, web, _ = topology
-    key = exc.make_key(Kind.UNKNOWN_SKU, "web", "SF-9")
+    key = kinds.key(Kind.UNKNOWN_SKU, "web", "SF-9")
     for _ in range(500):
         rec = exc.raise_exception(Kind.UNKNOWN_SKU, key, "Unknown SKU SF-9", channel=web, sku="SF-9", context={"n": 1})
     assert ExceptionRecord.objects.count() == 1

@@ -13,6 +13,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from exceptions_app import kinds
 from exceptions_app import bulk, queue
 from exceptions_app import services as exc
 from exceptions_app.models import ExceptionOccurrence, ExceptionRecord, Kind, Status
@@ -30,7 +31,7 @@ def w(db):
 def outage(w, n: int, start: int = 0, message: str = "WAIR 422: locationId: location 'uk-web' is not known") -> list[ExceptionRecord]:
     """One WAIR refusal of ``n`` orders: a bad_payload per order, same connection, same error."""
     orders = f.orders(w, n, state=OrderState.FAILED, start=start)
-    problems = [exc.Problem("bad_payload", exc.make_key("bad_payload", "wair", "order-send", o.idempotency_key),
+    problems = [exc.Problem("bad_payload", kinds.key("bad_payload", "wair", "order-send", o.idempotency_key),
                             f"wair refused order-send for order {o.order_number}", message=f"{message} (order {o.order_number})",
                             connection_id=w.master.pk, channel_id=w.channel.pk, order_ref=o.idempotency_key,
                             context={"order_id": o.pk, "action": "check_order"}) for o in orders]

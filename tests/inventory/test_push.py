@@ -376,13 +376,14 @@ def test_timeouts_are_not_called_conflicts(topo, fake_storefront):
 
 def test_a_skipped_push_still_resolves_a_sku_exception_the_storefront_already_agrees_with(topo, fake_storefront):
     """A SKU fix whose pair the storefront already shows at the right quantity resolves on the skip."""
-    from exceptions_app.services import make_key, raise_exception
+    from exceptions_app import kinds
+    from exceptions_app.services import raise_exception
 
     enqueue_all(topo)
     push.push_batch()
-    key = make_key("sku_mismatch", "web", "SF-S0")
+    key = kinds.key("sku_mismatch", "web", "SF-S0")
     raise_exception("sku_mismatch", key, "SF-S0 mapped by hand")
-    other = raise_exception("sku_mismatch", make_key("sku_mismatch", "web", "SF-NOPE"), "unrelated")
+    other = raise_exception("sku_mismatch", kinds.key("sku_mismatch", "web", "SF-NOPE"), "unrelated")
     enqueue_all(topo)
     res = push.push_batch()
     assert res.skipped == 6 and res.pushed == 0
