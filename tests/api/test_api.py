@@ -9,12 +9,12 @@ from integration_hub.catalog.models import SkuMapping
 from integration_hub.inventory.models import PendingPush
 from integration_hub.orders.models import OrderState
 from integration_hub.reconciliation.models import Report
-from tests.console import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 @pytest.fixture

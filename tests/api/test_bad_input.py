@@ -17,14 +17,14 @@ from integration_hub.core.models import Connection
 from integration_hub.core.webhooks import HEADER, sign
 from integration_hub.inventory.models import ChannelStockRule, StockLevel
 from integration_hub.reconciliation.models import Report
-from tests.console import factories as f
+from tests.support import factories as f
 
 DEEP = 1_000
 
 
 @pytest.fixture
 def w(db):
-    w = f.world()
+    w = f.console_world()
     w.storefront.options = {"project_key": "demo"}
     w.storefront.set_webhook_secret("ct-hook-secret")
     w.storefront.save()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.console import factories as f
+from tests.support import factories as f
 from tests.monitoring.conftest import make_rule
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -18,7 +18,7 @@ def test_tile_goes_red_and_back_while_the_sandbox_injects_faults(page, login, sh
 
     settings.HUB = {**settings.HUB, "DASHBOARD_REFRESH_SECONDS": 1}
     registry.clear_cache()
-    w = f.world()
+    w = f.console_world()
     master = w.master
     master.base_url = f"{sandbox.url}/wair"
     master.max_retries = 0

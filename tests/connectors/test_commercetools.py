@@ -12,19 +12,13 @@ import requests
 from connectors import errors
 from connectors.base import InventoryTarget, Parcel
 from connectors.commercetools import CommercetoolsConnector
+from tests.support.sandbox import controller, faulter
 
 SKUS = [f"SKU-{i:03d}" for i in range(1, 6)]
 
 
-def control(sandbox, action, payload=None):
-    r = requests.post(f"{sandbox.url}/_sandbox/commercetools/{action}", json=payload or {}, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def faults(sandbox, **switches):
-    r = requests.post(f"{sandbox.url}/_sandbox/commercetools/faults", json=switches, timeout=5)
-    assert r.status_code == 200, r.text
+control = controller("commercetools")
+faults = faulter("commercetools")
 
 
 @pytest.fixture

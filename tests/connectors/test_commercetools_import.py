@@ -7,20 +7,17 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import requests
 
 from connectors import errors
 from connectors.base import InventoryTarget
 from connectors.commercetools import CommercetoolsConnector
 from connectors.commercetools_import import InventoryImporter
+from tests.support.sandbox import controller
 
 SKUS = [f"IMP-{i:03d}" for i in range(100)]
 
 
-def control(sandbox, action, payload=None):
-    r = requests.post(f"{sandbox.url}/_sandbox/commercetools/{action}", json=payload or {}, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
+control = controller("commercetools")
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ from django.utils import timezone
 from integration_hub.console import retry_all
 from integration_hub.inventory.models import PendingPush
 from integration_hub.orders.models import Order, OrderState
-from tests.console import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 def failing_pushes(w, n: int, prefix: str = "00") -> list[PendingPush]:

@@ -19,12 +19,12 @@ from exceptions_app.models import ExceptionOccurrence, ExceptionRecord, Kind, St
 from integration_hub.core.audit import history_for
 from integration_hub.inventory.models import PendingPush
 from integration_hub.orders.models import Order, OrderState
-from tests.console import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 def outage(w, n: int, start: int = 0, message: str = "WAIR 422: locationId: location 'uk-web' is not known") -> list[ExceptionRecord]:

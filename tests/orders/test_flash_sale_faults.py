@@ -45,7 +45,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from .conftest import control, faults
+from tests.support.sandbox import control, faults
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 

@@ -15,13 +15,13 @@ from integration_hub.monitoring import delivery
 from integration_hub.monitoring.models import Delivery
 from integration_hub.reconciliation import tasks
 from integration_hub.reconciliation.models import ReportKind, ReportSubscription
-from tests.console import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db, settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    w = f.world()
+    w = f.console_world()
     f.stock(w, w.items, 5)
     f.mappings(w, w.items)
     return w
