@@ -114,7 +114,7 @@ def test_channel_rule_locations_edit_is_audited_and_segregated_needs_locations(w
     assert r.status_code == 400 and "at least one location" in r.json()["locations"][0]
     w.rule.refresh_from_db()
     assert sorted(w.rule.locations.values_list("code", flat=True)) == ["wh1", "wh2"]
-    other = f.Channel.objects.create(key="app", name="App", connection=w.storefront, external_id="app-sc", warehouse=w.master)
+    other = f.channel(w.storefront, "app", name="App", external_id="app-sc", warehouse=w.master)
     r = c.post("/api/channel-rules/", {"channel": other.key, "mode": "segregated"}, format="json")
     assert r.status_code == 400 and "locations" in r.json()
     r = c.post("/api/channel-rules/", {"channel": other.key, "mode": "segregated", "locations": ["wh2"]}, format="json")
