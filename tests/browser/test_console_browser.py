@@ -11,6 +11,7 @@ from integration_hub.catalog.models import SkuMapping
 from integration_hub.inventory.models import PendingPush
 from integration_hub.orders.models import OrderState
 from tests.support import factories as f
+from tests.support.sandbox import control
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -18,7 +19,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def _storefront_on_sandbox(w, sandbox, skus):
     """The world's storefront is the commercetools sandbox (real connector over HTTP) listing ``skus``."""
     import connectors.registry as registry
-    import requests
 
     registry.clear_cache()
     shop = w.storefront
@@ -26,9 +26,7 @@ def _storefront_on_sandbox(w, sandbox, skus):
     shop.client_id, shop.options = "hub-demo", {"project_key": "hubtest"}
     shop.set_secret("hub-demo-secret")
     shop.save()
-    r = requests.post(f"{sandbox.url}/_sandbox/commercetools/seed_catalog",
-                      json={"channels": [w.channel.external_id], "skus": skus, "quantity": 0}, timeout=30)
-    r.raise_for_status()
+    control(sandbox, "commercetools", "seed_catalog", {"channels": [w.channel.external_id], "skus": skus, "quantity": 0})
 
 
 def test_ops_filters_exceptions_and_fixes_a_sku_mismatch(page, login, shots, sandbox):
