@@ -16,6 +16,7 @@ from integration_hub.monitoring.models import Delivery
 from integration_hub.reconciliation import tasks
 from integration_hub.reconciliation.models import ReportKind, ReportSubscription
 from tests.support import factories as f
+from tests.support.tasks import trap_tasks
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def w(db, settings):
 
 
 def _run_daily():
-    with mock.patch("integration_hub.monitoring.tasks.deliver_one.delay", side_effect=lambda pk: delivery.deliver(pk)):
+    with trap_tasks(run=["monitoring.deliver_one"]):  # each delivery runs in place, as a worker would run it
         return tasks.daily_reports()
 
 
