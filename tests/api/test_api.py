@@ -11,12 +11,12 @@ from integration_hub.catalog.models import SkuMapping
 from integration_hub.inventory.models import PendingPush
 from integration_hub.orders.models import OrderState
 from integration_hub.reconciliation.models import Report
-from tests.console import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 @pytest.fixture
@@ -116,7 +116,7 @@ def test_channel_rule_locations_edit_is_audited_and_segregated_needs_locations(w
     assert r.status_code == 400 and "at least one location" in r.json()["locations"][0]
     w.rule.refresh_from_db()
     assert sorted(w.rule.locations.values_list("code", flat=True)) == ["wh1", "wh2"]
-    other = f.Channel.objects.create(key="app", name="App", connection=w.storefront, external_id="app-sc", warehouse=w.master)
+    other = f.channel(w.storefront, "app", name="App", external_id="app-sc", warehouse=w.master)
     r = c.post("/api/channel-rules/", {"channel": other.key, "mode": "segregated"}, format="json")
     assert r.status_code == 400 and "locations" in r.json()
     r = c.post("/api/channel-rules/", {"channel": other.key, "mode": "segregated", "locations": ["wh2"]}, format="json")

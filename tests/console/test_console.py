@@ -16,12 +16,12 @@ from integration_hub.core.models import AuditEntry
 from integration_hub.inventory.models import PendingPush
 from integration_hub.orders.models import OrderState
 
-from . import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 def _fill(w, n, offset):

@@ -10,12 +10,12 @@ import pytest
 from exceptions_app import triage
 from integration_hub.orders.models import OrderState
 
-from . import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 class _Recorder:

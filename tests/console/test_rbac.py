@@ -10,14 +10,14 @@ from integration_hub.catalog.models import IdentifierTransform
 from integration_hub.orders.models import OrderState, ShippingMethodMap
 from integration_hub.reconciliation import services as recon
 
-from . import factories as f
+from tests.support import factories as f
 
 ROLES = ["ops", "cx", "finance", "admin", None]
 
 
 @pytest.fixture
 def ids(db):
-    w = f.world()
+    w = f.console_world()
     rec = f.sku_exceptions(w, w.items[:1])[0]
     order_rec = f.sku_exceptions(w, w.items[1:2], kind=Kind.UNKNOWN_SKU, strip=False)[0]
     mapping = f.mappings(w, w.items[2:3])[0]

@@ -16,12 +16,13 @@ from integration_hub.catalog.transforms import TransformError, TransformSpec, ap
 from integration_hub.core import audit
 from integration_hub.core.models import AuditEntry, Channel, Connection, Location
 from integration_hub.inventory.models import StockLevel
+from tests.support import factories
 
 
 @pytest.fixture
 def topology(db):
-    ct = Connection.objects.create(name="ct", system_type="commercetools", base_url="http://127.0.0.1:1/commercetools")
-    wair = Connection.objects.create(name="wair", system_type="wair", base_url="http://127.0.0.1:1/wair")
+    ct = factories.connection("commercetools", "ct", base_url="http://127.0.0.1:1/commercetools")
+    wair = factories.connection("wair", "wair", base_url="http://127.0.0.1:1/wair")
     web = Channel.objects.create(key="web", name="Web", connection=ct, external_id="web-channel", warehouse=wair)
     dc = Location.objects.create(code="dc1", name="DC 1", connection=wair, external_id="DC1")
     return ct, wair, web, dc

@@ -8,12 +8,12 @@ from exceptions_app import kinds
 from exceptions_app import services as exc
 from exceptions_app.models import ExceptionRecord
 from integration_hub.orders.models import Order
-from tests.console import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 def _stuck(w):

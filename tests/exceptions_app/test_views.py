@@ -12,12 +12,13 @@ from exceptions_app.models import ExceptionRecord, Kind, Status
 from integration_hub.catalog.models import IdentifierTransform, SkuMapping
 from integration_hub.core.audit import history_for
 from integration_hub.inventory.models import PendingPush
-from tests.console import factories as f
+from tests.support import factories as f
+from tests.support.fakes import install_fakes
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 def _count(client, url):
@@ -122,10 +123,9 @@ class ConfirmingStorefront:
 
 
 def drain_pushes(monkeypatch, storefront):
-    import connectors.registry as registry
     from integration_hub.inventory.push import push_batch
 
-    monkeypatch.setattr(registry, "get_connector", lambda conn, fresh=False: storefront)
+    install_fakes(monkeypatch).install(storefront)
     return push_batch()
 
 
