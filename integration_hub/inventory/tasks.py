@@ -8,17 +8,10 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.utils import timezone
 
 from connectors import errors
-from exceptions_app.services import (
-    clear,
-    error_key,
-    make_key,
-    raise_exception,
-    transport_keys,
-)
 from integration_hub.core.models import Connection
+from integration_hub.core.outcomes import connection_call
 from integration_hub.core.queues import is_urgent_stock
 
 from . import drift, push
@@ -122,22 +115,15 @@ def poll_stock(connection_id: int, max_pages: int = 50) -> dict:
     from .services import poll_master
 
     conn = Connection.objects.get(pk=connection_id)
-    keys = transport_keys(conn.name, "stock_changes")
     # one poller per master across every worker process (Redis key, or a host-wide file lock embedded)
     with exclusive(f"stock-poll-{conn.pk}", timeout=POLL_LOCK_SECONDS, renew=True) as got:
         if not got:  # another worker is polling this master right now
             return {"skipped": "already polling"}
-        try:
+        with connection_call(conn, "stock_changes", title=f"Polling stock from {conn.name} failed", action="retry_poll",
+                             cleared="poll succeeded") as call:
             res = poll_master(conn, max_pages=max_pages)
-        except errors.ConnectorError as exc:
-            kind, key = error_key(exc, conn.name, "stock_changes")
-            raise_exception(kind, key, f"Polling stock from {conn.name} failed",
-                            message=str(exc)[:2000], connection=conn,
-                            context={"operation": "stock_changes", "error": type(exc).__name__, "action": "retry_poll"})
-            Connection.record_error(conn.pk, exc)
-            return {"error": str(exc)[:300]}
-    clear(keys, reason="poll succeeded")
-    Connection.objects.filter(pk=conn.pk).update(last_success_at=timezone.now())
+    if call.failed:
+        return {"error": call.error_text(300)}
     if res.has_more:
         poll_stock.apply_async(args=[conn.pk])
     return {"pages": res.pages, "changes": res.changes, **(res.applied.as_dict() if res.applied else {})}
@@ -155,19 +141,10 @@ def resync_masters(connection_id: int | None = None) -> list[dict]:
     conns = [c for c in _master_connections() if not connection_id or c.pk == int(connection_id)]
     bar = progress.start("stock-resync", "Full stock resync from the masters", total=len(conns))  # dashboard bar
     for conn in conns:
-        keys = transport_keys(conn.name, "stock_snapshot")
-        try:
+        with connection_call(conn, "stock_snapshot", title=f"Stock snapshot from {conn.name} failed", action="retry_resync",
+                             catch=(errors.ConnectorError, NotImplementedError), cleared="snapshot applied") as call:
             res = resync_master(conn)
-        except (errors.ConnectorError, NotImplementedError) as exc:
-            kind, key = error_key(exc, conn.name, "stock_snapshot")
-            raise_exception(kind, key, f"Stock snapshot from {conn.name} failed",
-                            message=str(exc)[:2000] or type(exc).__name__, connection=conn,
-                            context={"operation": "stock_snapshot", "error": type(exc).__name__, "action": "retry_resync"})
-            out.append({"connection": conn.name, "error": str(exc)[:300]})
-            bar.advance(force=True)
-            continue
-        clear(keys, reason="snapshot applied")
-        out.append({"connection": conn.name, **res.as_dict()})
+        out.append({"connection": conn.name, "error": call.error_text(300)} if call.failed else {"connection": conn.name, **res.as_dict()})
         bar.advance(force=True)
     bar.finish()
     return out
@@ -210,17 +187,13 @@ def drift_check(channel_ids: list[int] | None = None) -> list[dict]:
 
     out = []
     for channel in drift.channels_to_check(channel_ids):
-        key = make_key("sync_timeout", channel.connection.name, f"drift_check/{channel.key}")
-        try:
+        with connection_call(channel.connection, f"drift_check/{channel.key}", channel=channel, action="retry_drift_check",
+                             title=f"Drift check of {channel.key} could not read {channel.connection.name}",
+                             cleared="drift check completed") as call:
             out.append(asdict(drift.check_channel(channel)))
-        except errors.ConnectorError as exc:
-            log.warning("drift check of %s failed: %s", channel.key, exc)
-            raise_exception("sync_timeout", key, f"Drift check of {channel.key} could not read {channel.connection.name}",
-                            message=str(exc)[:2000], connection=channel.connection, channel=channel,
-                            context={"operation": "get_stock", "error": type(exc).__name__, "action": "retry_drift_check"})
-            out.append({"channel": channel.key, "error": str(exc)[:300]})
-        else:
-            clear(key, reason="drift check completed")
+        if call.failed:
+            log.warning("drift check of %s failed: %s", channel.key, call.error)
+            out.append({"channel": channel.key, "error": call.error_text(300)})
     return out
 
 
