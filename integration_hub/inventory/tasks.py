@@ -6,15 +6,20 @@ rows are claimed with a lease, and the sweep re-dispatches whatever a killed wor
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 from celery import shared_task
 
 from connectors import errors
-from integration_hub.core.models import Connection
+from connectors.base import InventoryMaster
+from connectors.registry import connector_class
+from integration_hub.core.locks import POLL_LOCK_SECONDS, cache_add, exclusive
+from integration_hub.core.models import Channel, Connection
 from integration_hub.core.outcomes import connection_call
 from integration_hub.core.queues import is_urgent_stock
+from integration_hub.monitoring import progress
 
-from . import drift, push
+from . import drift, full_load as loads, push, services
 from .import_outcomes import settle_imports  # noqa: F401 - registers inventory.settle_imports with the worker
 from .models import PendingPush
 
@@ -36,8 +41,6 @@ def push_pending(max_priority: int | None = None, batch_size: int = push.BATCH_S
     the lock it re-kicks itself if rows are ready (work left, or rows that arrived while it ran and whose
     own drain found the lock taken), so nothing waits for the beat sweep and nothing queues behind it.
     ``lease_seconds``: how long a claimed batch stays reserved if this worker dies mid-push."""
-    from integration_hub.core.locks import cache_add, exclusive
-
     if connection_id is None:
         conns = push.claimable_connections(max_priority)
         for cid in conns:
@@ -81,9 +84,6 @@ def sweep_pending() -> dict:
 
 
 def _master_connections():
-    from connectors.base import InventoryMaster
-    from connectors.registry import connector_class
-
     for conn in Connection.objects.filter(enabled=True).order_by("pk"):
         if not conn.is_master:
             continue
@@ -110,10 +110,6 @@ def poll_stock(connection_id: int, max_pages: int = 50) -> dict:
     """Fetch stock changes since the cursor from one master. Failures become exception records
     (``rate_limited`` / ``sync_timeout`` keyed on the connection) and are cleared by the next success;
     the next beat tick retries."""
-    from integration_hub.core.locks import POLL_LOCK_SECONDS, exclusive
-
-    from .services import poll_master
-
     conn = Connection.objects.get(pk=connection_id)
     # one poller per master across every worker process (Redis key, or a host-wide file lock embedded)
     with exclusive(f"stock-poll-{conn.pk}", timeout=POLL_LOCK_SECONDS, renew=True) as got:
@@ -121,7 +117,7 @@ def poll_stock(connection_id: int, max_pages: int = 50) -> dict:
             return {"skipped": "already polling"}
         with connection_call(conn, "stock_changes", title=f"Polling stock from {conn.name} failed", action="retry_poll",
                              cleared="poll succeeded") as call:
-            res = poll_master(conn, max_pages=max_pages)
+            res = services.poll_master(conn, max_pages=max_pages)
     if call.failed:
         return {"error": call.error_text(300)}
     if res.has_more:
@@ -133,17 +129,13 @@ def poll_stock(connection_id: int, max_pages: int = 50) -> dict:
 def resync_masters(connection_id: int | None = None) -> list[dict]:
     """Beat (nightly): apply every master's full stock snapshot. Failures become sync_timeout /
     rate_limited records keyed ``<kind>:<connection>:stock_snapshot``, cleared by the next success."""
-    from integration_hub.monitoring import progress
-
-    from .services import resync_master
-
     out = []
     conns = [c for c in _master_connections() if not connection_id or c.pk == int(connection_id)]
     bar = progress.start("stock-resync", "Full stock resync from the masters", total=len(conns))  # dashboard bar
     for conn in conns:
         with connection_call(conn, "stock_snapshot", title=f"Stock snapshot from {conn.name} failed", action="retry_resync",
                              catch=(errors.ConnectorError, NotImplementedError), cleared="snapshot applied") as call:
-            res = resync_master(conn)
+            res = services.resync_master(conn)
         out.append({"connection": conn.name, "error": call.error_text(300)} if call.failed else {"connection": conn.name, **res.as_dict()})
         bar.advance(force=True)
     bar.finish()
@@ -162,10 +154,6 @@ def expire_holds() -> int:
 def repair_sweep(limit: int = drift.SWEEP_PAIRS_PER_CHANNEL) -> list[dict]:
     """Beat (every two minutes): the light drift check — at most ``limit`` pairs per channel read back,
     least recently observed first, drifted ones re-pushed. One sweep at a time across workers."""
-    from dataclasses import asdict
-
-    from integration_hub.core.locks import POLL_LOCK_SECONDS, exclusive
-
     out = []
     with exclusive("stock-repair-sweep", timeout=POLL_LOCK_SECONDS, renew=True) as got:
         if not got:
@@ -183,8 +171,6 @@ def repair_sweep(limit: int = drift.SWEEP_PAIRS_PER_CHANNEL) -> list[dict]:
 def drift_check(channel_ids: list[int] | None = None) -> list[dict]:
     """Beat: compare hub ATS with storefront quantities for every channel (or the given ones). A
     storefront that cannot be read is logged for that channel and the others still run."""
-    from dataclasses import asdict
-
     out = []
     for channel in drift.channels_to_check(channel_ids):
         with connection_call(channel.connection, f"drift_check/{channel.key}", channel=channel, action="retry_drift_check",
@@ -200,9 +186,5 @@ def drift_check(channel_ids: list[int] | None = None) -> list[dict]:
 @shared_task(name="inventory.full_load", ignore_result=True)
 def full_load(channel_ids: list[int], reason: str = "full resync") -> dict:
     """A channel's first sync / full resync as one full load per storefront (:mod:`.full_load`)."""
-    from integration_hub.core.models import Channel
-
-    from . import full_load as loads
-
     totals = loads.push_channels(list(Channel.objects.select_related("connection").filter(pk__in=channel_ids)), reason=reason)
     return {"claimed": totals.claimed, "pushed": totals.pushed, "skipped": totals.skipped, "failed": totals.failed}

@@ -122,6 +122,7 @@ def test_enqueue_pairs(topo):
 
 
 def test_broker_outage_loses_nothing(topo, settings, monkeypatch, django_capture_on_commit_callbacks):
+    from integration_hub.core import nudge
     from integration_hub.inventory import tasks
 
     settings.HUB = {**settings.HUB, "STOCK_PUSH_ON_COMMIT": True}
@@ -129,7 +130,7 @@ def test_broker_outage_loses_nothing(topo, settings, monkeypatch, django_capture
     def broker_down(*a, **kw):
         raise ConnectionRefusedError("broker unreachable")
 
-    monkeypatch.setattr(tasks.push_pending, "apply_async", broker_down)
+    monkeypatch.setattr(nudge, "enqueue", broker_down)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         outbox.enqueue([topo.items["A"].pk], priority=ORDER)
     assert len(callbacks) == 1  # the nudge ran, failed quietly (logged) ...
@@ -153,11 +154,11 @@ def test_kick_routes_order_work_to_the_stock_queue_and_is_throttled(monkeypatch)
     from django.core.cache import cache
 
     from integration_hub.celery import app
-    from integration_hub.inventory import tasks
+    from integration_hub.core import nudge
 
     cache.clear()
     sent = []
-    monkeypatch.setattr(tasks.push_pending, "apply_async", lambda *a, **kw: sent.append(kw))
+    monkeypatch.setattr(nudge, "enqueue", lambda name, **kw: sent.append(kw))
     assert all(outbox.kick(ORDER) for _ in range(50)) and all(outbox.kick(ROUTINE) for _ in range(50)) and outbox.kick(None)
     assert sent == [{"kwargs": {"max_priority": 0}, "countdown": None, "retry": False},
                     {"kwargs": {"max_priority": 0}, "countdown": outbox.KICK_WINDOW_SECONDS, "retry": False},

@@ -95,13 +95,20 @@ def test_a_storefront_without_a_bulk_path_is_left_to_the_drain(pair):
 def test_a_rule_change_queues_the_channel_and_a_full_load_pushes_it(pair, monkeypatch, django_capture_on_commit_callbacks):
     """The hub's full-resync path (every SKU of the channel re-queued: its stock rule created or changed, its
     locations changed, the channel reactivated) hands an OCI channel to the full-load task after the commit."""
+    from integration_hub.core import nudge
     from integration_hub.inventory import tasks
     from integration_hub.inventory.models import ChannelStock
 
     sf, ch = _world(pair)
     sent = []
-    monkeypatch.setattr(tasks.full_load, "apply_async",
-                        lambda args, kwargs, **_: sent.append(tasks.full_load(*args, **kwargs)))
+    enqueue = nudge.enqueue
+
+    def run_full_load(name, args=(), kwargs=None, **options):
+        if name != "inventory.full_load":
+            return enqueue(name, args=args, kwargs=kwargs, **options)
+        sent.append(tasks.full_load(*args, **kwargs))
+
+    monkeypatch.setattr(nudge, "enqueue", run_full_load)
     before = _inventory_calls(pair)
     with django_capture_on_commit_callbacks(execute=True):
         rule = ch.stock_rule
