@@ -178,10 +178,11 @@ def test_report_pages_run_fixed_queries(w, role_client):
 
 def test_run_on_demand_is_queued_to_a_worker_and_listed_when_done(w, role_client, monkeypatch,
                                                                    django_capture_on_commit_callbacks):
+    from integration_hub.core import nudge
     from integration_hub.reconciliation import tasks as recon_tasks
 
     sent = []
-    monkeypatch.setattr(recon_tasks.run_report, "delay", lambda *a, **kw: sent.append((a, kw)))
+    monkeypatch.setattr(nudge, "enqueue", lambda name, args=(), kwargs=None, **kw: sent.append((tuple(args), kwargs)))
     client = role_client("finance")
     with django_capture_on_commit_callbacks(execute=True):
         r = client.post("/reports/run/", {"kind": "dispatched_unshipped"})
@@ -205,12 +206,12 @@ def test_run_on_demand_is_queued_to_a_worker_and_listed_when_done(w, role_client
 
 
 def test_run_on_demand_with_the_broker_down_fails_visibly(w, role_client, monkeypatch, django_capture_on_commit_callbacks):
-    from integration_hub.reconciliation import tasks as recon_tasks
+    from integration_hub.core import nudge
 
     def down(*a, **kw):
         raise ConnectionRefusedError("broker unreachable")
 
-    monkeypatch.setattr(recon_tasks.run_report, "delay", down)
+    monkeypatch.setattr(nudge, "enqueue", down)
     client = role_client("finance")
     with django_capture_on_commit_callbacks(execute=True):
         client.post("/reports/run/", {"kind": "stock_drift"})

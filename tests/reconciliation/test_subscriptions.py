@@ -28,7 +28,7 @@ def w(db, settings):
 
 
 def _run_daily():
-    with mock.patch("integration_hub.monitoring.tasks.deliver_one.delay", side_effect=lambda pk: delivery.deliver(pk)):
+    with mock.patch("integration_hub.core.nudge.enqueue", side_effect=lambda name, args=(), **kw: delivery.deliver(*args)):
         return tasks.daily_reports()
 
 
