@@ -29,6 +29,7 @@ from django.utils import timezone
 from connectors import errors
 from exceptions_app.models import ACTIVE_STATUSES, ExceptionRecord
 from exceptions_app.services import Problem, error_key, make_key, raise_exception, raise_many, transport_keys, _set_status
+from integration_hub.core import nudge
 from integration_hub.core.models import Connection, SyncCursor
 
 from . import item_import
@@ -161,13 +162,11 @@ def create_pending_items(connection: Connection, skus: list[str]) -> dict[str, i
     known = dict(Item.objects.filter(sku__in=good).values_list("sku", "pk"))
     pk = connection.pk
 
-    def nudge():
-        from .tasks import pull_master_items as task
-
+    def pull_after_commit():
         try:
-            task.apply_async(args=[pk], kwargs={"skus": good[:500]}, retry=False)
+            nudge.enqueue("catalog.pull_master_items", args=[pk], kwargs={"skus": good[:500]}, retry=False)
         except Exception as exc:  # broker down: the scheduled pull completes the items
             log.warning("pending item pull not queued (%s)", exc)
 
-    transaction.on_commit(nudge)
+    transaction.on_commit(pull_after_commit)
     return known

@@ -46,6 +46,7 @@ from django.utils.dateparse import parse_datetime
 
 from connectors.base import StockChange
 from exceptions_app.services import Problem, clear, make_key, raise_many
+from integration_hub.catalog.master_pull import create_pending_items
 from integration_hub.catalog.models import Item
 from integration_hub.core.models import Location, SyncCursor
 
@@ -183,8 +184,6 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
         for start in range(0, len(skus), LOOKUP_CHUNK):
             items.update(Item.objects.filter(sku__in=skus[start:start + LOOKUP_CHUNK]).values_list("sku", "id"))
         if len(items) < len(skus):  # the SKU master's new SKUs become pending items, not unknown_sku forever (issue 17)
-            from integration_hub.catalog.master_pull import create_pending_items
-
             items.update(create_pending_items(connection, [s for s in skus if s not in items]))
 
         unknown_locations: dict[str, list] = defaultdict(list)

@@ -24,12 +24,23 @@ NEW = ("sku,name,style,size,colour,barcode,weight,weight_unit,unit_cost,storefro
 def run_queued(monkeypatch):
     """The catalogue tasks a commit queues run in-process, synchronously, and are recorded."""
     from integration_hub.catalog import tasks
+    from integration_hub.core import nudge
 
     ran = []
-    for name in ("check_storefront_skus", "pull_master_items"):
+    names = ("check_storefront_skus", "pull_master_items")
+    for name in names:
         task = getattr(tasks, name)
         monkeypatch.setattr(task, "apply_async",
                             lambda args=(), kwargs=None, _t=task, _n=name, **_: ran.append((_n, args, kwargs)) or _t.run(*args, **(kwargs or {})))
+    enqueue = nudge.enqueue
+
+    def by_name(name, args=(), kwargs=None, **options):
+        short = name.removeprefix("catalog.")
+        if name.startswith("catalog.") and short in names:
+            return getattr(tasks, short).apply_async(args=args, kwargs=kwargs, **options)
+        return enqueue(name, args=args, kwargs=kwargs, **options)
+
+    monkeypatch.setattr(nudge, "enqueue", by_name)
     return ran
 
 
