@@ -7,14 +7,16 @@ from dataclasses import asdict
 from celery import shared_task
 
 from connectors import errors
-from exceptions_app.services import clear, error_key, make_key, raise_exception
 from integration_hub.core.models import MASTER_SYSTEMS, STOREFRONT_SYSTEMS, Connection
+from integration_hub.core.outcomes import connection_call
 
 from . import item_outbox, master_drift, master_pull
 from .audit import audit_connection
 from .warehouse_products import sync_warehouse_products as sync
 
 log = logging.getLogger(__name__)
+
+CANNOT_LIST = "connector cannot list SKUs"
 
 
 @shared_task(name="catalog.audit_catalogue", ignore_result=True)
@@ -25,18 +27,13 @@ def audit_catalogue(connection_id: int | None = None) -> list[dict]:
         qs = qs.filter(pk=connection_id)
     out = []
     for conn in qs:
-        key = make_key("sync_timeout", conn.name, "catalogue_audit")
-        try:
+        with connection_call(conn, "catalogue_audit", title=f"Catalogue audit could not read the SKUs of {conn.name}",
+                             action="retry_audit", catch=(errors.ConnectorError, NotImplementedError),
+                             cleared="catalogue audit completed", unexplained=CANNOT_LIST) as call:
             res = asdict(audit_connection(conn))
-        except (errors.ConnectorError, NotImplementedError) as exc:
-            log.warning("catalogue audit of %s failed: %s", conn.name, exc)
-            text = str(exc) or "connector cannot list SKUs"
-            raise_exception("sync_timeout", key, f"Catalogue audit could not read the SKUs of {conn.name}",
-                            message=text[:2000], connection=conn,
-                            context={"operation": "list_skus", "error": type(exc).__name__, "action": "retry_audit"})
-            res = {"connection": conn.name, "error": text[:300]}
-        else:
-            clear(key, reason="catalogue audit completed")
+        if call.failed:
+            log.warning("catalogue audit of %s failed: %s", conn.name, call.error)
+            res = {"connection": conn.name, "error": (str(call.error) or CANNOT_LIST)[:300]}
         out.append(res)
     return out
 
@@ -83,10 +80,7 @@ def check_storefront_skus(connection_id: int, skus: list) -> dict:
     conn = Connection.objects.filter(pk=connection_id, enabled=True).first()
     if conn is None:
         return {"skipped": "connection gone or disabled"}
-    try:
-        return item_outbox.check_storefront_skus(conn, skus)
-    except errors.ConnectorError as exc:
-        kind, key = error_key(exc, conn.name, "catalogue_check")
-        raise_exception(kind, key, f"Catalogue check of new SKUs on {conn.name} failed", message=str(exc)[:2000], connection=conn,
-                        context={"operation": "catalogue_check", "skus": list(skus)[:50]})
-        return {"error": str(exc)[:300]}
+    with connection_call(conn, "catalogue_check", title=f"Catalogue check of new SKUs on {conn.name} failed",
+                         context={"skus": list(skus)[:50]}, cleared="catalogue check completed") as call:
+        res = item_outbox.check_storefront_skus(conn, skus)
+    return {"error": call.error_text(300)} if call.failed else res

@@ -54,25 +54,28 @@ class ConnectionCall:
 
 
 @contextmanager
-def connection_call(connection: Connection, operation: str, *, title: str, action: str, channel=None,
+def connection_call(connection: Connection, operation: str, *, title: str, action: str = "", channel=None,
                     context: dict | None = None, catch: tuple[type[BaseException], ...] = (errors.ConnectorError,),
-                    reraise: bool = False, cleared: str = "cleared by a later success"):
+                    reraise: bool = False, cleared: str = "cleared by a later success", unexplained: str = ""):
     """Run the block as one call of ``operation`` on ``connection`` and record its outcome (module docstring).
 
-    ``title``: the record's title; ``action``: the fix the console offers (``context["action"]``); ``channel``: the
+    ``title``: the record's title; ``action``: the fix the console offers (``context["action"]``, if any); ``channel``: the
     channel the record is filed on, if any; ``context``: more context for the record; ``catch``: the error types
     that are this call's failures (always connector errors; add e.g. ``NotImplementedError`` where a system that
     cannot do this is a failure to see); ``reraise``: re-raise a recorded failure instead of swallowing it;
-    ``cleared``: the reason a success gives the records it resolves."""
+    ``cleared``: the reason a success gives the records it resolves; ``unexplained``: the record's message for an
+    error without text (default: the error's type name)."""
     call = ConnectionCall(connection, operation, context=dict(context or {}))
     try:
         yield call
     except catch as exc:
         call.error = exc
         call.kind, call.key = error_key(exc, connection.name, operation)
-        message = str(exc)[:MESSAGE_LIMIT] or type(exc).__name__
-        raise_exception(call.kind, call.key, title, message=message, connection=connection, channel=channel,
-                        context={"operation": operation, "error": type(exc).__name__, **call.context, "action": action})
+        message = str(exc)[:MESSAGE_LIMIT] or unexplained or type(exc).__name__
+        context = {"operation": operation, "error": type(exc).__name__, **call.context}
+        if action:
+            context["action"] = action
+        raise_exception(call.kind, call.key, title, message=message, connection=connection, channel=channel, context=context)
         if isinstance(exc, errors.ConnectorError):
             Connection.record_error(connection.pk, exc)
         if reraise:

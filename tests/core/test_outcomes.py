@@ -106,3 +106,13 @@ def test_a_listed_non_connector_error_files_the_record_but_does_not_stamp_the_co
     assert rec.message == "NotImplementedError"  # never an empty message
     conn.refresh_from_db()
     assert conn.last_error_at is None and conn.last_success_at is None
+
+
+def test_without_an_action_the_context_names_none_and_an_unexplained_error_gets_the_callers_words(conn):
+    with connection_call(conn, "catalogue_audit", title="t", catch=(errors.ConnectorError, NotImplementedError),
+                         unexplained="connector cannot list SKUs") as call:
+        raise NotImplementedError()
+    assert call.failed
+    rec = ExceptionRecord.objects.get(dedupe_key="sync_timeout:wh:catalogue_audit")
+    assert rec.message == "connector cannot list SKUs"
+    assert rec.context == {"operation": "catalogue_audit", "error": "NotImplementedError"}
