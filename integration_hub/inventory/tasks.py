@@ -108,8 +108,8 @@ def poll_masters() -> int:
 @shared_task(name="inventory.poll_stock", ignore_result=True)
 def poll_stock(connection_id: int, max_pages: int = 50) -> dict:
     """Fetch stock changes since the cursor from one master. Failures become exception records
-    (``rate_limited`` / ``sync_timeout`` keyed on the connection) and are cleared by the next success;
-    the next beat tick retries."""
+    (:func:`~integration_hub.core.outcomes.connection_call`, operation ``stock_changes``) and are cleared by the
+    next success; the next beat tick retries."""
     conn = Connection.objects.get(pk=connection_id)
     # one poller per master across every worker process (Redis key, or a host-wide file lock embedded)
     with exclusive(f"stock-poll-{conn.pk}", timeout=POLL_LOCK_SECONDS, renew=True) as got:
@@ -127,8 +127,9 @@ def poll_stock(connection_id: int, max_pages: int = 50) -> dict:
 
 @shared_task(name="inventory.resync_masters", ignore_result=True)
 def resync_masters(connection_id: int | None = None) -> list[dict]:
-    """Beat (nightly): apply every master's full stock snapshot. Failures become sync_timeout /
-    rate_limited records keyed ``<kind>:<connection>:stock_snapshot``, cleared by the next success."""
+    """Beat (nightly): apply every master's full stock snapshot. Failures (a master that cannot give one too)
+    become records keyed ``<kind>:<connection>:stock_snapshot`` (:func:`~integration_hub.core.outcomes.connection_call`),
+    cleared by the next success."""
     out = []
     conns = [c for c in _master_connections() if not connection_id or c.pk == int(connection_id)]
     bar = progress.start("stock-resync", "Full stock resync from the masters", total=len(conns))  # dashboard bar
@@ -170,7 +171,8 @@ def repair_sweep(limit: int = drift.SWEEP_PAIRS_PER_CHANNEL) -> list[dict]:
 @shared_task(name="inventory.drift_check", ignore_result=True)
 def drift_check(channel_ids: list[int] | None = None) -> list[dict]:
     """Beat: compare hub ATS with storefront quantities for every channel (or the given ones). A
-    storefront that cannot be read is logged for that channel and the others still run."""
+    storefront that cannot be read is logged and recorded for that channel (operation ``drift_check/<channel>``,
+    :func:`~integration_hub.core.outcomes.connection_call`) and the others still run."""
     out = []
     for channel in drift.channels_to_check(channel_ids):
         with connection_call(channel.connection, f"drift_check/{channel.key}", channel=channel, action="retry_drift_check",

@@ -26,7 +26,9 @@ re-sent only if its quantity changes. Only orders / returns touched since the la
 
 Failures: a connector error stops the run (entries already sent stay recorded, the cursor does not move,
 the next run resumes) and raises ``rate_limited`` / ``sync_timeout`` / ``bad_payload`` keyed
-``<kind>:<connection name>:push_demand`` (cleared by the next success).
+``<kind>:<connection name>:push_demand`` (refused credentials: ``auth_failure:<connection name>``), cleared by the
+next success — the one policy of :func:`integration_hub.core.outcomes.connection_call`, as for the recommendations
+(``recommendations``) and stock orders (``stock_orders``) reads.
 """
 from __future__ import annotations
 
