@@ -45,6 +45,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from connectors.base import StockChange
+from connectors.parsing import RejectedRow
 from exceptions_app.services import Problem, clear, make_key, raise_many
 from integration_hub.catalog.master_pull import create_pending_items
 from integration_hub.catalog.models import Item
@@ -152,24 +153,24 @@ def _excerpt(change) -> dict:
 
 
 def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyResult:
-    """Apply absolute stock changes from master ``connection``. Returns counts; never raises for a bad row."""
+    """Apply absolute stock changes from master ``connection``. Returns counts; never raises for a bad row.
+    ``changes`` may be a :class:`connectors.parsing.ParsedBatch`: its ``rejected`` rows (what the connector could not
+    read) are filed with the rows this validator rejects, as the same ``bad_payload`` records."""
+    rejected: list[RejectedRow] = list(getattr(changes, "rejected", []))
     changes = list(changes)
-    result = ApplyResult(received=len(changes))
+    result = ApplyResult(received=len(changes) + len(rejected))
     problems: list[Problem] = []
     conn_name = connection.name
 
     parsed = []
     horizon = future_horizon()
-    bad: dict[str, list] = defaultdict(list)  # subject -> [(message, change, ref, sku)]
-    for change in changes:
+    bad = list(rejected)
+    for i, change in enumerate(changes):
         try:
             parsed.append(_validate(change, horizon))
         except InvalidChange as exc:
-            sku, loc = _field(change, "sku"), _field(change, "location")
-            ref = str(_field(change, "ref", "") or "")
-            # keyed on what is wrong (sku@location), not the change id, so a recurring bad feed is one record
-            subject = f"{sku}@{loc}" if isinstance(sku, str) and sku and loc not in (None, "") else (ref or f"{sku}@{loc}")
-            bad[subject].append((str(exc), change, ref, sku))
+            bad.append(RejectedRow(index=i, ref=str(_field(change, "ref", "") or ""), field="stock change", message=str(exc),
+                                   raw=change))
     if bad:
         problems.extend(_bad_row_problems(connection, bad, source))
 
@@ -255,7 +256,8 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
         result.released = _release_reflected_reservations(
             connection, [r for r in rows if existing.get(r[0]) is None or existing[r[0]][0] != r[1]])
 
-    result.rejected = len(changes) - len(parsed) + sum(len(v) for v in unknown_locations.values()) + sum(len(v) for v in unknown_skus.values())
+    result.rejected = (len(rejected) + len(changes) - len(parsed) + sum(len(v) for v in unknown_locations.values())
+                       + sum(len(v) for v in unknown_skus.values()))
     if problems:
         raise_many(problems)
     applied_skus = {sku for sku, loc, *_ in parsed if sku in items and loc in locations}
@@ -264,12 +266,19 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
     return result
 
 
-def _bad_row_problems(connection, bad: dict[str, list], source: str) -> list[Problem]:
-    """One ``bad_payload`` record per sku@location; each distinct problem keeps its own line (message,
-    count, example) in ``context["problems"]``, merged with what the open record already lists — two
-    different bad rows on one pair never collapse into the last message. One query (the open records)."""
+def _bad_row_problems(connection, rejected: list[RejectedRow], source: str) -> list[Problem]:
+    """The rejected stock rows (the connector's and this validator's) as ``bad_payload`` records: one per
+    sku@location (keyed on what is wrong, not the change id, so a recurring bad feed is one record; the row's ref
+    when it names no pair); each distinct problem keeps its own line (message, count, example) in
+    ``context["problems"]``, merged with what the open record already lists — two different bad rows on one pair
+    never collapse into the last message. One query (the open records)."""
     from exceptions_app.models import ExceptionRecord
 
+    bad: dict[str, list] = defaultdict(list)  # subject -> [(message, change, ref, sku)]
+    for row in rejected:
+        sku, loc = _field(row.raw, "sku"), _field(row.raw, "location")
+        subject = f"{sku}@{loc}" if isinstance(sku, str) and sku and loc not in (None, "") else (row.ref or f"{sku}@{loc}")
+        bad[subject].append((row.message, row.raw, row.ref, sku))
     conn_name = connection.name
     keys = {subject: make_key("bad_payload", conn_name, "stock", subject) for subject in bad}
     known = {r["dedupe_key"]: r["context"] for r in ExceptionRecord.objects.filter(

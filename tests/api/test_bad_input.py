@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from connectors import errors
 from exceptions_app.models import ExceptionRecord
 from integration_hub.core.models import Connection
-from integration_hub.core.webhooks import HEADER, sign
+from connectors.signatures import HEADER, sign
 from integration_hub.inventory.models import ChannelStockRule, StockLevel
 from integration_hub.reconciliation.models import Report
 from tests.console import factories as f

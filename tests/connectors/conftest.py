@@ -5,6 +5,7 @@ import pytest
 import requests
 
 from connectors.sfcc import SFCCConnector
+from connectors.sfcc_scapi import SFCCScapiConnector
 
 LISTS = ["inv_uk", "inv_eu"]
 SKUS = [f"SF-{i:03d}" for i in range(1, 121)]
@@ -71,6 +72,6 @@ def scapi_conn(db, sandbox):
 
 @pytest.fixture
 def scapi(scapi_conn):
-    c = SFCCConnector(scapi_conn)
+    c = SFCCScapiConnector(scapi_conn)
     c.client.backoff_base = 0.01
     return c

@@ -595,8 +595,13 @@ def test_malformed_order_does_not_block_the_stream(ct, emu, sandbox, catalog):
     page = ct.orders_since("", limit=10)
     assert [o.external_id for o in page.items] == [ids[0], ids[2]]
     assert page.cursor.endswith(ids[2])
+    assert [(r.ref, r.field) for r in page.items.rejected] == [(ids[1], "order")]  # the connector files nothing itself
     from exceptions_app.models import ExceptionRecord
+    from exceptions_app.services import raise_many
+    from integration_hub.orders.rejected import order_problems
 
+    assert not ExceptionRecord.objects.exists()
+    raise_many(order_problems(ct.connection, page.items.rejected))  # what the capture of the page files
     rec = ExceptionRecord.objects.get(kind="bad_payload")
     assert rec.dedupe_key == f"bad_payload:ct-test:order:{ids[1]}" and rec.order_ref == ids[1]
     assert "quantity" in rec.message and rec.context["action"] == "check_order"

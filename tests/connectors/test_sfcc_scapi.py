@@ -9,7 +9,7 @@ import requests
 from connectors import errors
 from connectors.base import InventoryTarget, Parcel
 from connectors.registry import get_connector
-from connectors.sfcc import SFCCConnector, utc_iso
+from connectors.sfcc import utc_iso
 from connectors.sfcc_scapi import MAX_WINDOW, SFCCScapiConnector
 
 from .conftest import control
@@ -104,17 +104,30 @@ def test_shipped_and_export_status_land(scapi, sandbox):
         scapi.mark_exported("99999999", True)
 
 
+def test_a_malformed_order_is_a_rejected_row_on_scapi_too(scapi, sandbox):
+    """The Admin Orders API path reads orders through the same ``read_orders``: an unreadable one is a rejected row,
+    the others and the cursor still move."""
+    emu = sandbox.emulators["sfcc"]
+    ids = _orders(sandbox, 3)
+    with emu.lock:
+        emu.orders[ids[1]]["product_items"][0]["quantity"] = "two"
+    page = scapi.orders_since("")
+    assert [o.external_id for o in page.items] == [ids[0], ids[2]]
+    assert [(r.ref, r.field) for r in page.items.rejected] == [(ids[1], "order")] and "'two'" in page.items.rejected[0].message
+    assert ids[2] in page.cursor
+
+
 def test_admin_scopes_are_checked(scapi_conn, sandbox):
     from django.core.cache import cache
 
     cache.clear()
     scapi_conn.options = {**scapi_conn.options, "scope": "sfcc.orders.rw"}  # no tenant scope
-    c = SFCCConnector(scapi_conn)
+    c = SFCCScapiConnector(scapi_conn)
     with pytest.raises(errors.PermanentError):
         c.orders_since("")
     cache.clear()
     scapi_conn.options = {**scapi_conn.options, "scope": "SALESFORCE_COMMERCE_API:zzxy_prd sfcc.orders"}  # read only
-    c = SFCCConnector(scapi_conn)
+    c = SFCCScapiConnector(scapi_conn)
     no = _orders(sandbox, 1)[0]
     assert c.get_order(no).external_id == no
     with pytest.raises(errors.PermanentError):
@@ -224,10 +237,10 @@ def test_oci_routes_name_the_tenant_group_not_the_organization(scapi_conn, sandb
     control(sandbox, "configure_site", {"inventory": "oci", "tenant_group_id": "tg-zzxy"})
     target = [InventoryTarget("SF-011", "inv_uk", 2, as_of=datetime.now(UTC))]
     with pytest.raises(errors.ConnectorError) as refused:
-        SFCCConnector(scapi_conn).set_stock(target)
+        SFCCScapiConnector(scapi_conn).set_stock(target)
     assert refused.value.status == 403
     scapi_conn.options = {**scapi_conn.options, "oci_tenant_group_id": "tg-zzxy"}
-    c = SFCCConnector(scapi_conn)
+    c = SFCCScapiConnector(scapi_conn)
     assert all(r.ok for r in c.set_stock(target))
     assert [(s.sku, s.quantity) for s in c.get_stock(["SF-011"], "inv_uk")] == [("SF-011", 2)]
     assert c.get_order(_orders(sandbox, 1)[0]).status == "new"  # the orders still go to the organization

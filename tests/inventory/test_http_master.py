@@ -6,7 +6,7 @@ import json
 import pytest
 
 from exceptions_app.models import ExceptionRecord
-from integration_hub.core.webhooks import HEADER, sign
+from connectors.signatures import HEADER, sign
 from integration_hub.inventory.models import PendingPush, StockLevel
 from integration_hub.inventory.services import poll_master, resync_master
 

@@ -48,7 +48,7 @@ def test_order_webhook_rejects_bad_auth_and_bad_bodies(world, client):
 
 
 def test_dispatch_webhook_needs_hmac(world, fakes, client):
-    from integration_hub.core.webhooks import sign
+    from connectors.signatures import sign
 
     o, _ = services.capture(world.channel, make_so("ct-w"))
     for _ in range(3):
@@ -70,7 +70,7 @@ def test_dispatch_webhook_needs_hmac(world, fakes, client):
 def test_dispatch_webhook_replay_is_refused_and_a_future_dispatch_time_is_clamped(world, fakes, client):
     from django.utils import timezone
 
-    from integration_hub.core.webhooks import sign
+    from connectors.signatures import sign
 
     o, _ = services.capture(world.channel, make_so("ct-future"))
     for _ in range(3):
