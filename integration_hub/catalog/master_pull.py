@@ -28,7 +28,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from exceptions_app.models import ACTIVE_STATUSES, ExceptionRecord
-from exceptions_app.services import Problem, make_key, raise_many, _set_status
+from exceptions_app import kinds
+from exceptions_app.services import Problem, raise_many, _set_status
 from integration_hub.core import nudge
 from integration_hub.core.models import Connection, SyncCursor
 from integration_hub.core.outcomes import connection_call
@@ -71,7 +72,7 @@ def _row(m) -> dict:
 
 
 def _bad_key(conn: Connection, ref: str) -> str:
-    return make_key("bad_payload", conn.name, "item", ref)
+    return kinds.key("bad_payload", conn.name, "item", ref)
 
 
 def pull_master_items(connection: Connection, *, full: bool = False, skus: list[str] | None = None) -> PullResult:

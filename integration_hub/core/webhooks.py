@@ -31,7 +31,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from connectors import errors, registry
-from exceptions_app.services import make_key, raise_exception
+from exceptions_app import kinds
+from exceptions_app.services import raise_exception
 
 from . import jsonsafe, misconfig
 from .models import Connection
@@ -137,7 +138,7 @@ class Inbound:
     # --- a body the hub cannot read ------------------------------------------------------------------------
     def bad(self, conn: Connection, reason: str, body: bytes) -> Refused:
         """Record the unreadable body (``bad_payload``, one record per connection and kind) and answer 400."""
-        raise_exception("bad_payload", make_key("bad_payload", conn.name, self.source, "unparseable"),
+        raise_exception("bad_payload", kinds.key("bad_payload", conn.name, self.source, "unparseable"),
                         self.title.format(name=conn.name), message=reason, connection=conn,
                         context={"body_excerpt": body[:500].decode("utf-8", "replace"), "action": "check_sender"})
         return refuse(400, reason)

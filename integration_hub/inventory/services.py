@@ -46,7 +46,8 @@ from django.utils.dateparse import parse_datetime
 
 from connectors.base import StockChange
 from connectors.parsing import RejectedRow
-from exceptions_app.services import Problem, clear, make_key, raise_many
+from exceptions_app import kinds
+from exceptions_app.services import Problem, clear, raise_many
 from integration_hub.catalog.master_pull import create_pending_items
 from integration_hub.catalog.models import Item
 from integration_hub.core.models import Location, SyncCursor
@@ -208,7 +209,7 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
                 latest[key] = (qty, ts, order)
         for loc, rows in unknown_locations.items():
             problems.append(Problem(
-                kind="bad_payload", key=make_key("bad_payload", conn_name, "stock-location", loc),
+                kind="bad_payload", key=kinds.key("bad_payload", conn_name, "stock-location", loc),
                 title=f"Stock for unknown location {loc!r} from {conn_name}",
                 message=f"{len(rows)} change(s) name location {loc!r}, which is not configured for {conn_name}. "
                         "Add the location (or fix the master) and re-sync.",
@@ -217,7 +218,7 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
                 connection_id=connection.pk))
         for sku, rows in unknown_skus.items():
             problems.append(Problem(
-                kind="unknown_sku", key=make_key("unknown_sku", conn_name, sku), severity="warning",
+                kind="unknown_sku", key=kinds.key("unknown_sku", conn_name, sku), severity="warning",
                 title=f"Stock for unknown master SKU {sku!r} from {conn_name}",
                 message=f"{len(rows)} change(s) for {sku!r}, which is not in the item master.",
                 context={"master_sku": sku, "changes": len(rows), "example": dict(zip(("location", "quantity", "state", "ref"), rows[0])),
@@ -262,7 +263,7 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
         raise_many(problems)
     applied_skus = {sku for sku, loc, *_ in parsed if sku in items and loc in locations}
     if applied_skus:
-        clear([make_key("unknown_sku", conn_name, s) for s in applied_skus], reason="master SKU now known")
+        clear([kinds.key("unknown_sku", conn_name, s) for s in applied_skus], reason="master SKU now known")
     return result
 
 
@@ -280,7 +281,7 @@ def _bad_row_problems(connection, rejected: list[RejectedRow], source: str) -> l
         subject = f"{sku}@{loc}" if isinstance(sku, str) and sku and loc not in (None, "") else (row.ref or f"{sku}@{loc}")
         bad[subject].append((row.message, row.raw, row.ref, sku))
     conn_name = connection.name
-    keys = {subject: make_key("bad_payload", conn_name, "stock", subject) for subject in bad}
+    keys = {subject: kinds.key("bad_payload", conn_name, "stock", subject) for subject in bad}
     known = {r["dedupe_key"]: r["context"] for r in ExceptionRecord.objects.filter(
         dedupe_key__in=list(keys.values()), status__in=["open", "acknowledged"]).values("dedupe_key", "context")}
     out = []
@@ -318,7 +319,7 @@ def _negative_figures(connection, rows, existing, items: dict[str, int], locatio
         if state != InventoryState.AVAILABLE:
             continue
         sku, loc = sku_of.get(item_id, str(item_id)), loc_of.get(loc_id, str(loc_id))
-        key = make_key("stock_drift", conn_name, "negative", f"{sku}@{loc}")
+        key = kinds.key("stock_drift", conn_name, "negative", f"{sku}@{loc}")
         if qty < 0:
             out.append(Problem(
                 kind="stock_drift", key=key, severity="error", connection_id=connection.pk, sku=sku[:100],
@@ -371,7 +372,7 @@ def expire_holds(max_age_seconds: int | None = None) -> int:
         for r in rows:
             by_master[r["warehouse_id"]].append(r)
         raise_many([Problem(
-            kind="stock_drift", key=make_key("stock_drift", names.get(wh, f"master-{wh}"), "holds-expired"), severity="warning",
+            kind="stock_drift", key=kinds.key("stock_drift", names.get(wh, f"master-{wh}"), "holds-expired"), severity="warning",
             connection_id=wh, title=f"{len(held)} order hold(s) outlived {names.get(wh, wh)}'s stock feed ({seconds} s)",
             message="The master acknowledged these orders but its stock feed never showed a changed figure for their items "
                     "after that, so the hub held the stock itself. The holds are released now (the master's figures count "

@@ -43,7 +43,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from connectors.base import DemandLine
-from exceptions_app.services import Problem, make_key, raise_many
+from exceptions_app import kinds
+from exceptions_app.services import Problem, raise_many
 from integration_hub.catalog.models import BundleComponent, Item
 from integration_hub.core.models import Connection, SyncCursor
 from integration_hub.core.outcomes import connection_call
@@ -292,7 +293,7 @@ def record_returns(rows: list[dict], *, source: str = "returns") -> int:
                   f"returned_at {r.get('returned_at')!r} is not a date and time" if r.get("returned_at") and not isinstance(returned, datetime)
                   else "")
         if reason:
-            problems.append(Problem(kind="bad_payload", key=make_key("bad_payload", source, "return", ext or r.get("order_ref") or "?"),
+            problems.append(Problem(kind="bad_payload", key=kinds.key("bad_payload", source, "return", ext or r.get("order_ref") or "?"),
                                     title=f"Return not recorded: {reason}", message=reason, order_ref=str(r.get("order_ref", ""))[:100],
                                     context={"row": {k: str(v)[:200] for k, v in r.items()}, "action": "fix_return"}))
             continue

@@ -9,6 +9,7 @@ from connectors.registry import get_connector
 from connectors.sfcc import SFCCConnector
 
 from .conftest import SKUS, control, faults
+from tests.support.sandbox import SandboxClient
 
 
 def test_registry_builds_sfcc(sf_conn):
@@ -16,15 +17,15 @@ def test_registry_builds_sfcc(sf_conn):
 
 
 def test_set_stock_batches_per_inventory_list_and_is_absolute(sf, sandbox):
-    emu = sandbox.emulators["sfcc"]
+    sb = SandboxClient.of(sandbox)
     targets = [InventoryTarget(sku=s, channel_ref="inv_uk", quantity=i) for i, s in enumerate(SKUS)]
     targets.append(InventoryTarget(sku="SF-001", channel_ref="inv_eu", quantity=42))
-    before = emu.stats.by_route.copy()
+    before = sb.stats("sfcc").by_route.copy()
     results = sf.set_stock(targets)
     assert all(r.ok for r in results) and len(results) == 121
     state = control(sandbox, "state", {})["inventory"]
     assert state["inv_uk"]["SF-120"] == 119 and state["inv_eu"]["SF-001"] == 42
-    batch_calls = sum(v for k, v in emu.stats.by_route.items() if "batch" in k) - sum(v for k, v in before.items() if "batch" in k)
+    batch_calls = sum(v for k, v in sb.stats("sfcc").by_route.items() if "batch" in k) - sum(v for k, v in before.items() if "batch" in k)
     assert batch_calls == 4  # 120 records in 3 batches of ≤ 50 for inv_uk, 1 for inv_eu
     # replaying the same absolute targets changes nothing
     sf.set_stock(targets)

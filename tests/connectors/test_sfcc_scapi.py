@@ -4,7 +4,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import requests
 
 from connectors import errors
 from connectors.base import InventoryTarget, Parcel
@@ -13,6 +12,7 @@ from connectors.sfcc import utc_iso
 from connectors.sfcc_scapi import MAX_WINDOW, SFCCScapiConnector
 
 from .conftest import control
+from tests.support.sandbox import SandboxClient
 
 ORDERS = "/checkout/orders/v1/organizations/f_ecom_zzxy_prd/orders"
 OCI = "/inventory/availability/v1/organizations/f_ecom_zzxy_prd/availability-records/actions"
@@ -247,20 +247,20 @@ def test_oci_routes_name_the_tenant_group_not_the_organization(scapi_conn, sandb
 
 
 def test_oci_batches_are_at_most_100_records(scapi, sandbox):
-    emu = sandbox.emulators["sfcc"]
-    before = sum(v for k, v in emu.stats.by_route.items() if "batch-update" in k)
+    sb = SandboxClient.of(sandbox)
+    before = sum(v for k, v in sb.stats("sfcc").by_route.items() if "batch-update" in k)
     targets = [InventoryTarget(f"SF-{i:03d}", "inv_uk", i) for i in range(1, 121)]
     assert all(r.ok for r in scapi.set_stock(targets))
-    assert sum(v for k, v in emu.stats.by_route.items() if "batch-update" in k) - before == 2
+    assert sum(v for k, v in sb.stats("sfcc").by_route.items() if "batch-update" in k) - before == 2
 
 
 def test_list_skus_reads_items_and_variants_through_the_products_api(scapi, sandbox):
     """Catalogue audit on scapi_oci: Admin Products ``searchProducts`` on type item / variant, paged by 200."""
     control(sandbox, "seed_catalog", {"channels": [], "skus": [], "products": [
         {"key": "TEE", "skus": ["TEE-S", "TEE-M"]}, {"key": "BIG", "skus": [f"BIG-{i:03d}" for i in range(300)]}]})
-    before = requests.get(f"{sandbox.url}/_sandbox/sfcc/stats", timeout=5).json()["by_route"]
+    before = SandboxClient.of(sandbox).stats("sfcc")["by_route"]
     skus = list(scapi.list_skus())
-    after = requests.get(f"{sandbox.url}/_sandbox/sfcc/stats", timeout=5).json()["by_route"]
+    after = SandboxClient.of(sandbox).stats("sfcc")["by_route"]
     searches = sum(v - before.get(k, 0) for k, v in after.items() if "product-search" in k)
     assert len(skus) == 120 + 2 + 300 == len(set(skus)) and "TEE" not in skus and "BIG" not in skus  # no masters
     assert {"SF-001", "TEE-M", "BIG-299"} <= set(skus) and skus == sorted(skus) and searches == 3  # 422 / 200

@@ -288,10 +288,11 @@ def test_a_forged_order_created_message_never_reaches_the_warehouse(db, sandbox,
 
     from integration_hub.orders import services
     from integration_hub.orders.models import Order
-    from tests.orders.conftest import control, sandbox_world
+    from tests.support.factories import sandbox_order_world
+    from tests.support.sandbox import control
 
     monkeypatch.setattr(services, "kick", lambda delay=0: None)
-    ct, _wh, _channel = sandbox_world(sandbox)
+    ct, _wh, _channel = sandbox_order_world(sandbox)
     [real] = control(sandbox, "commercetools", "create_orders", {"orders": [
         {"channel": "uk-web", "order_number": "REAL-1", "lines": [{"sku": "SKU-1", "quantity": 1}], "shipping_method": "standard"}]})["ids"]
     emu = sandbox.emulators["commercetools"]

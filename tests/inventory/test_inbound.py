@@ -135,12 +135,8 @@ class FakeMaster:
 
 
 @pytest.fixture
-def fake_master(topo, monkeypatch):
-    import connectors.registry as registry
-
-    fake = FakeMaster(topo.master)
-    monkeypatch.setattr(registry, "get_connector", lambda conn, fresh=False: fake)
-    return fake
+def fake_master(topo, fake_connectors):
+    return fake_connectors.install(FakeMaster(topo.master))
 
 
 def post(client, body: bytes, secret="wair-hook-secret", name="wair"):
