@@ -64,17 +64,22 @@ return booked or moved on storefront-side, as addReturnInfo / setReturnShipmentS
 from __future__ import annotations
 
 import base64
+import bisect
 import copy
 import functools
 import hashlib
+import heapq
+import itertools
 import json
 import logging
+import pickle
 import queue
 import re
 import secrets
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -154,6 +159,12 @@ def parse_dt(value: str) -> datetime | None:
 _ISO_RX = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
 
 
+def clone(data):
+    """A deep copy of JSON-like data (dicts, lists, scalars) — the same result as ``copy.deepcopy``, several times
+    faster (pages of up to 500 resources are copied out of the lock on every query)."""
+    return pickle.loads(pickle.dumps(data, pickle.HIGHEST_PROTOCOL))
+
+
 def ct_error(status: int, code: str, message: str, **extra) -> HttpError:
     return HttpError(status, {"statusCode": status, "message": message, "errors": [{"code": code, "message": message, **extra}]})
 
@@ -228,12 +239,20 @@ def _compare(actual, op: str, expected) -> bool:
 
 
 class _Parser:
+    """Compiles one ``where`` clause to a predicate, and notes what narrows its candidates through an index (the
+    predicate still decides): ``hints`` (top-level ``=`` / ``in`` terms of a pure conjunction: every match has one of
+    those values), ``lower`` (top-level ``>`` / ``>=`` terms: every match is at or above) and ``alts`` (any shape of
+    ``and`` / ``or`` / nested ``field(...)`` over ``=`` / ``in`` terms: every match has, for one of the listed paths,
+    one of its values; None when the clause does not say)."""
+
     def __init__(self, text: str):
         self.toks = _tokenize(text)
         self.i = 0
         self.level = 0  # nesting depth: only top-level conjunctions give index hints
         self.top_or = False
         self.hints: dict[str, set] = {}
+        self.lower: dict[str, str | int] = {}
+        self.alts: list[tuple[str, set]] | None = None
 
     def peek(self, k=0):
         j = self.i + k
@@ -247,28 +266,30 @@ class _Parser:
         return tok
 
     def parse(self) -> Callable[[dict], bool]:
-        fn = self.expr()
+        fn, self.alts = self.expr()
         if self.peek()[0] is not None:
             raise ct_error(400, "InvalidInput", f"Malformed parameter: where: unexpected {self.peek()[1]!r}")
         return fn
 
     def expr(self):
-        left = self.term()
+        left, alts = self.term()
         while self.peek() == ("kw", "or"):
             self.take()
             if self.level == 0:
                 self.top_or = True
-            right = self.term()
+            right, more = self.term()
             left = (lambda l, r: lambda o: l(o) or r(o))(left, right)
-        return left
+            alts = alts + more if alts is not None and more is not None else None
+        return left, alts
 
     def term(self):
-        left = self.factor()
+        left, alts = self.factor()
         while self.peek() == ("kw", "and"):
             self.take()
-            right = self.factor()
+            right, more = self.factor()
             left = (lambda l, r: lambda o: l(o) and r(o))(left, right)
-        return left
+            alts = _narrower(alts, more)
+        return left, alts
 
     def factor(self):
         tok = self.peek()
@@ -276,10 +297,10 @@ class _Parser:
             self.take()
             self.take("op", "(")
             self.level += 1
-            inner = self.expr()
+            inner, _alts = self.expr()
             self.level -= 1
             self.take("op", ")")
-            return lambda o: not inner(o)
+            return (lambda o: not inner(o)), None
         if tok == ("op", "("):
             self.take()
             self.level += 1
@@ -295,6 +316,13 @@ class _Parser:
             key = ".".join(path)
             vals = {v for v in vals if isinstance(v, (str, int))}
             self.hints[key] = self.hints[key] & vals if key in self.hints else vals
+
+    @staticmethod
+    def alt(path: list[str], vals) -> list[tuple[str, set]] | None:
+        """``path`` has one of ``vals``, when an exact index lookup finds every such object (plain strings and ints)."""
+        if all(isinstance(v, int) and not isinstance(v, bool) or isinstance(v, str) and parse_dt(v) is None for v in vals):
+            return [(".".join(path), set(vals))]
+        return None
 
     def values(self):
         self.take("op", "(")
@@ -321,28 +349,32 @@ class _Parser:
         if tok == ("op", "("):  # nested predicate on an object / reference / array
             self.take()
             self.level += 1
-            inner = self.expr()
+            inner, alts = self.expr()
             self.level -= 1
             self.take("op", ")")
-            return lambda o: over(get(o), lambda v: isinstance(v, dict) and inner(v))
+            prefix = ".".join(path)
+            return (lambda o: over(get(o), lambda v: isinstance(v, dict) and inner(v))), \
+                ([(f"{prefix}.{p}", vals) for p, vals in alts] if alts is not None else None)
         if tok[0] == "op":
             op = self.take()[1]
             val = self.take("val")[1]
             if op == "=":
                 self.hint(path, [val])
-            return lambda o: over(get(o), lambda v: _compare(v, op, val))
+            elif op in (">", ">=") and self.level == 0 and isinstance(val, (str, int)) and not isinstance(val, bool):
+                self.lower[".".join(path)] = val
+            return (lambda o: over(get(o), lambda v: _compare(v, op, val))), (self.alt(path, [val]) if op == "=" else None)
         if tok == ("kw", "in"):
             self.take()
             vals = self.values()
             self.hint(path, vals)
             if all(isinstance(x, str) and parse_dt(x) is None for x in vals):
                 plain = set(vals)
-                return lambda o: over(get(o), lambda v: v in plain if isinstance(v, str) else False)
-            return lambda o: over(get(o), lambda v: any(_compare(v, "=", x) for x in vals))
+                return (lambda o: over(get(o), lambda v: v in plain if isinstance(v, str) else False)), self.alt(path, vals)
+            return (lambda o: over(get(o), lambda v: any(_compare(v, "=", x) for x in vals))), self.alt(path, vals)
         if tok == ("kw", "not") and self.peek(1) == ("kw", "in"):
             self.take(), self.take()
             vals = self.values()
-            return lambda o: not over(get(o), lambda v: any(_compare(v, "=", x) for x in vals))
+            return (lambda o: not over(get(o), lambda v: any(_compare(v, "=", x) for x in vals))), None
         if tok == ("kw", "is"):
             self.take()
             negate = False
@@ -351,9 +383,9 @@ class _Parser:
                 negate = True
             what = self.take("kw")[1]
             if what == "defined":
-                return lambda o: (get(o) is None) if negate else (get(o) is not None)
+                return (lambda o: (get(o) is None) if negate else (get(o) is not None)), None
             if what == "empty":
-                return lambda o: bool(get(o)) if negate else (get(o) in ([], None))
+                return (lambda o: bool(get(o)) if negate else (get(o) in ([], None))), None
             raise ct_error(400, "InvalidInput", f"Malformed parameter: where: is {what}")
         if tok == ("kw", "contains"):
             self.take()
@@ -361,30 +393,56 @@ class _Parser:
                 mode = self.take()[1]
                 vals = self.values()
                 agg = any if mode == "any" else all
-                return lambda o: agg(x in (get(o) or []) for x in vals)
+                return (lambda o: agg(x in (get(o) or []) for x in vals)), None
             val = self.take("val")[1]
-            return lambda o: val in (get(o) or [])
+            return (lambda o: val in (get(o) or [])), None
         raise ct_error(400, "InvalidInput", f"Malformed parameter: where: unexpected {tok[1]!r} after {'.'.join(path)}")
+
+
+def _narrower(a: list[tuple[str, set]] | None, b: list[tuple[str, set]] | None) -> list[tuple[str, set]] | None:
+    """Of two conjoined terms' alternatives, the one naming fewer values (either is a bound on the matches)."""
+    if a is None or b is None:
+        return a if b is None else b
+    return a if sum(len(v) for _p, v in a) <= sum(len(v) for _p, v in b) else b
+
+
+@dataclass
+class WherePlan:
+    """A compiled ``where``: the predicate and what narrows its candidates (see :class:`_Parser`)."""
+
+    pred: Callable[[dict], bool]
+    hints: dict[str, set]
+    lower: dict[str, str | int]
+    alts: list[tuple[str, set]] | None
 
 
 def compile_where(clauses: list[str]) -> Callable[[dict], bool]:
     """Several ``where`` parameters are combined with ``and`` (as in ct)."""
-    return compile_where_hints(clauses)[0]
+    return compile_where_plan(clauses).pred
 
 
 def compile_where_hints(clauses: list[str]) -> tuple[Callable[[dict], bool], dict[str, set]]:
     """The predicate plus ``{field path: allowed values}`` implied by top-level ``=`` / ``in`` terms of a
     pure conjunction (used to narrow candidates through an index; the predicate still decides)."""
-    preds, hints = [], {}
+    plan = compile_where_plan(clauses)
+    return plan.pred, plan.hints
+
+
+def compile_where_plan(clauses: list[str]) -> WherePlan:
+    preds, hints, lower, alts = [], {}, {}, None
     for c in clauses:
         if not c or not c.strip():
             continue
         parser = _Parser(c)
         preds.append(parser.parse())
+        alts = _narrower(alts, parser.alts)
         if not parser.top_or:
             for k, v in parser.hints.items():
                 hints[k] = hints[k] & v if k in hints else set(v)
-    return (lambda o: all(p(o) for p in preds)), hints
+            for k, v in parser.lower.items():
+                if k not in lower or (type(lower[k]) is type(v) and v > lower[k]):
+                    lower[k] = v
+    return WherePlan((lambda o: all(p(o) for p in preds)), hints, lower, alts)
 
 
 def _sort_key_fn(sorts: list[str]):
@@ -488,7 +546,17 @@ class CommercetoolsEmulator(Emulator):
             # Import API (import-openapi.yaml): containers by key, operations by id (oldest first)
             self.import_containers: dict[str, dict] = {}
             self.import_operations: dict[str, dict] = {}
-            self.import_queue: list[tuple[float, str, dict]] = []  # (due, operation id, InventoryImport)
+            # pending operations, a heap of (due, seq, operation id, InventoryImport): seq keeps submission order
+            self.import_queue: list[tuple[float, int, str, dict]] = []
+            self.import_seq = itertools.count()
+            self.import_op_seq: dict[str, int] = {}  # operation id → its creation order
+            # per container: {operation id: operation}, state → {operation id: operation} (creation order unless the
+            # (container, state) is in import_unordered), resourceKey → {operation id: operation}: the listing and the
+            # summary read these, never every operation of the project
+            self.import_by_container: dict[str, dict[str, dict]] = {}
+            self.import_by_state: dict[str, dict[str, dict[str, dict]]] = {}
+            self.import_unordered: set[tuple[str, str]] = set()  # (container, state) whose dict needs re-ordering
+            self.import_by_resource_key: dict[str, dict[str, dict[str, dict]]] = {}
             self.import_delay = 0.0  # seconds an operation stays "processing"
             self.import_reject_skus: set[str] = set()
             self.type_by_key: dict[str, str] = {}
@@ -497,6 +565,8 @@ class CommercetoolsEmulator(Emulator):
             self.product_by_key: dict[str, str] = {}
             self.sku_prices: dict[str, int] = {}
             self.sku_product: dict[str, tuple[str, int]] = {}  # sku → (product id, variant id)
+            self.products_by_sku: dict[str, list[str]] = {}  # sku → ids of the products with a variant of it
+            self.product_ids_sorted: list[str] | None = None  # product ids in id order (built when a query needs it)
             self.shipping_methods: dict[str, dict] = {}
             self.shipping_method_by_key: dict[str, str] = {}
             self.discount_codes: dict[str, dict] = {}  # code → DiscountCode
@@ -588,7 +658,11 @@ class CommercetoolsEmulator(Emulator):
         return data
 
     def _query(self, req: Request, items, *, default_sort: list[str] | None = None, transform=None,
-               index: dict[str, Callable] | None = None) -> Response:
+               index: dict[str, Callable] | None = None, ordered: dict[str, Callable] | None = None) -> Response:
+        """A PagedQueryResponse over ``items()``, narrowed where the predicate allows: ``index`` (field path →
+        lookup(values) → candidates, for ``=`` / ``in`` terms, also under ``or`` / nested predicates when every
+        alternative's path has a lookup); ``ordered`` (field → walk(lower bound or None) → objects in ascending order
+        of that field from the bound): a query sorted by that field alone reads only up to its page (withTotal=false)."""
         try:
             limit = int(req.q("limit", "20"))
             offset = int(req.q("offset", "0"))
@@ -598,7 +672,10 @@ class CommercetoolsEmulator(Emulator):
             raise ct_error(400, "InvalidInput", f"Malformed parameter: limit: must be between 0 and {MAX_LIMIT}")
         if not 0 <= offset <= MAX_OFFSET:
             raise ct_error(400, "InvalidInput", f"Malformed parameter: offset: must be between 0 and {MAX_OFFSET}")
-        pred, hints = compile_where_hints(req.query.get("where", []))
+        plan = compile_where_plan(req.query.get("where", []))
+        pred, hints = plan.pred, plan.hints
+        with_total = req.q("withTotal", "true").lower() != "false"
+        sorts = req.query.get("sort") or default_sort or []
         with self.lock:
             candidates = None
             for field, lookup in (index or {}).items():
@@ -606,16 +683,34 @@ class CommercetoolsEmulator(Emulator):
                     found = {id(o): o for o in lookup(hints[field])}
                     if candidates is None or len(found) < len(candidates):
                         candidates = found
-            pool = candidates.values() if candidates is not None else items()
-            matched = [o for o in pool if pred(o)]
-            sorts = req.query.get("sort") or default_sort or []
-            if sorts:
-                _apply_sort(matched, sorts)
-            page = [copy.deepcopy(o) for o in matched[offset:offset + limit]]
+            if candidates is None and plan.alts is not None and index and all(p in index for p, _v in plan.alts):
+                candidates = {}
+                for p, vals in plan.alts:
+                    candidates.update((id(o), o) for o in index[p](vals))
+                # in creation order, as items() lists them (ties of a later sort keep it)
+                candidates = dict(sorted(candidates.items(), key=lambda kv: kv[1].get("createdAt") or ""))
+            walk = None
+            if candidates is None and ordered and len(sorts) == 1:
+                spec = sorts[0].strip().split()
+                if len(spec) == 2 and spec[1].lower() == "asc" and spec[0] in ordered:
+                    walk = ordered[spec[0]](plan.lower.get(spec[0]))
+            if walk is not None:  # already in the asked order: no sort, and no further than the page unless counted
+                matched = []
+                for o in walk:
+                    if pred(o):
+                        matched.append(o)
+                        if not with_total and len(matched) >= offset + limit:
+                            break
+            else:
+                pool = candidates.values() if candidates is not None else items()
+                matched = [o for o in pool if pred(o)]
+                if sorts:
+                    _apply_sort(matched, sorts)
+            page = clone(matched[offset:offset + limit])
             if transform:
                 page = [transform(o, req) for o in page]
         body = {"limit": limit, "offset": offset, "count": len(page), "results": page}
-        if req.q("withTotal", "true").lower() != "false":
+        if with_total:
             body["total"] = len(matched)
         return Response(200, body)
 
@@ -896,6 +991,9 @@ class CommercetoolsEmulator(Emulator):
             ts = self._tick()
             c = {"key": key, "version": 1, "createdAt": ts, "lastModifiedAt": ts, **({"resourceType": rtype} if rtype else {})}
             self.import_containers[key] = c
+            self.import_by_container[key] = {}
+            self.import_by_state[key] = {state: {} for state in IMPORT_STATES}
+            self.import_by_resource_key[key] = {}
             return Response(201, copy.deepcopy(c))
 
     @route("GET", P + r"/import-containers/(?P<key>[^/]+)")
@@ -956,66 +1054,99 @@ class CommercetoolsEmulator(Emulator):
                     op["state"] = "validationFailed"
                     op["errors"] = problems
                 else:
-                    self.import_queue.append((due, op["id"], copy.deepcopy(res)))
+                    heapq.heappush(self.import_queue, (due, next(self.import_seq), op["id"], clone(res)))
                 self.import_operations[op["id"]] = op
+                self.import_op_seq[op["id"]] = next(self.import_seq)
+                self.import_by_container[container["key"]][op["id"]] = op
+                self.import_by_state[container["key"]][op["state"]][op["id"]] = op
+                self.import_by_resource_key[container["key"]].setdefault(op["resourceKey"], {})[op["id"]] = op
                 out.append({"operationId": op["id"], "state": op["state"], **({"errors": op["errors"]} if op.get("errors") else {})})
             return Response(201, {"operationStatus": out})
 
     def _run_imports(self) -> None:
         """Process due import operations (lock held): resolve the supply channel and Type by key, check the custom
-        fields against the Type, then create or update the entry by key (quantityOnStock absolute)."""
-        if not self.import_queue or self.import_queue[0][0] > time.monotonic():
+        fields against the Type, then create or update the entry by key (quantityOnStock absolute). Costs the due
+        operations only (a heap by due time), however many the project holds."""
+        queue_, now = self.import_queue, time.monotonic()
+        if not queue_ or queue_[0][0] > now:
             return
-        now = time.monotonic()
-        keep, n = [], 0
-        for n, (due, op_id, res) in enumerate(self.import_queue):
-            if due > now:
-                break
-            op = self.import_operations[op_id]
-            op["lastModifiedAt"] = self._tick()
-            op["version"] += 1
-            ch_key = (res.get("supplyChannel") or {}).get("key")
-            cid = self.channel_by_key.get(ch_key) if ch_key else None
-            custom = res.get("custom")
-            type_id = self.type_by_key.get(((custom or {}).get("type") or {}).get("key")) if custom else None
-            missing = ([{"typeId": "channel", "key": ch_key}] if ch_key and not cid else []) + \
-                      ([{"typeId": "type", "key": ((custom or {}).get("type") or {}).get("key")}] if custom and not type_id else [])
-            if missing:
-                op["state"] = "unresolved"
-                op["unresolvedReferences"] = missing
-                keep.append((now + max(self.import_delay, 1.0), op_id, res))  # ct retries until the reference exists
-                continue
-            op.pop("unresolvedReferences", None)
-            fields = {k: (v.get("value") if isinstance(v, dict) else v) for k, v in ((custom or {}).get("fields") or {}).items()}
-            if custom:
-                defined = {f["name"] for f in self.types[type_id].get("fieldDefinitions") or []}
-                bad = sorted(set(fields) - defined)
-                if bad:
-                    op["state"] = "validationFailed"
-                    op["errors"] = [{"code": "InvalidField", "message": f"The field '{f}' is not defined in the Type.", "field": f}
-                                    for f in bad]
-                    continue
-            if res["sku"] in self.import_reject_skus:
-                op["state"] = "rejected"
-                op["errors"] = [{"code": "GenericError", "message": "The resource could not be imported (retry limit reached)."}]
-                continue
-            eid = self.inventory_by_key.get(res["key"]) or self.inventory_index.get((res["sku"], cid))
-            if eid is None:
-                entry = self._new_entry(res["sku"], cid, int(res["quantityOnStock"]), res["key"])
-                self.inventory_by_key[res["key"]] = entry["id"]
-            else:
-                entry = self.inventory[eid]
-                if entry.get("key") != res["key"]:
-                    entry["key"] = res["key"]
-                    self.inventory_by_key[res["key"]] = eid
-                self._set_entry_quantity(entry, int(res["quantityOnStock"]))
-            if custom:
-                entry["custom"] = {"type": {"typeId": "type", "id": type_id}, "fields": fields}
-            op["state"] = "imported"
-            op["resourceVersion"] = entry["version"]
+        retry = []
+        while queue_ and queue_[0][0] <= now:
+            _due, _seq, op_id, res = heapq.heappop(queue_)
+            if self._import_one(self.import_operations[op_id], res):
+                retry.append((now + max(self.import_delay, 1.0), op_id, res))  # ct retries until the reference exists
+        for due, op_id, res in retry:
+            heapq.heappush(queue_, (due, next(self.import_seq), op_id, res))
+
+    def _set_import_state(self, op: dict, state: str) -> None:
+        """Move ``op`` to ``state`` in its container's by-state index (lock held)."""
+        old = op["state"]
+        if old == state:
+            return
+        by_state = self.import_by_state[op["importContainerKey"]]
+        del by_state[old][op["id"]]
+        target = by_state[state]
+        if target and self.import_op_seq[next(reversed(target))] > self.import_op_seq[op["id"]]:
+            self.import_unordered.add((op["importContainerKey"], state))  # landed out of creation order
+        target[op["id"]] = op
+        op["state"] = state
+
+    def _import_one(self, op: dict, res: dict) -> bool:
+        """Apply one due InventoryImport to its operation; True if it stays unresolved (to be retried)."""
+        op["lastModifiedAt"] = self._tick()
+        op["version"] += 1
+        ch_key = (res.get("supplyChannel") or {}).get("key")
+        cid = self.channel_by_key.get(ch_key) if ch_key else None
+        custom = res.get("custom")
+        type_id = self.type_by_key.get(((custom or {}).get("type") or {}).get("key")) if custom else None
+        missing = ([{"typeId": "channel", "key": ch_key}] if ch_key and not cid else []) + \
+                  ([{"typeId": "type", "key": ((custom or {}).get("type") or {}).get("key")}] if custom and not type_id else [])
+        if missing:
+            self._set_import_state(op, "unresolved")
+            op["unresolvedReferences"] = missing
+            return True
+        op.pop("unresolvedReferences", None)
+        fields = {k: (v.get("value") if isinstance(v, dict) else v) for k, v in ((custom or {}).get("fields") or {}).items()}
+        if custom:
+            defined = {f["name"] for f in self.types[type_id].get("fieldDefinitions") or []}
+            bad = sorted(set(fields) - defined)
+            if bad:
+                self._set_import_state(op, "validationFailed")
+                op["errors"] = [{"code": "InvalidField", "message": f"The field '{f}' is not defined in the Type.", "field": f}
+                                for f in bad]
+                return False
+        if res["sku"] in self.import_reject_skus:
+            self._set_import_state(op, "rejected")
+            op["errors"] = [{"code": "GenericError", "message": "The resource could not be imported (retry limit reached)."}]
+            return False
+        eid = self.inventory_by_key.get(res["key"]) or self.inventory_index.get((res["sku"], cid))
+        if eid is None:
+            entry = self._new_entry(res["sku"], cid, int(res["quantityOnStock"]), res["key"])
+            self.inventory_by_key[res["key"]] = entry["id"]
         else:
-            n = len(self.import_queue)
-        self.import_queue = sorted(keep + self.import_queue[n:], key=lambda x: x[0]) if keep else self.import_queue[n:]
+            entry = self.inventory[eid]
+            if entry.get("key") != res["key"]:
+                entry["key"] = res["key"]
+                self.inventory_by_key[res["key"]] = eid
+            self._set_entry_quantity(entry, int(res["quantityOnStock"]))
+        if custom:
+            entry["custom"] = {"type": {"typeId": "type", "id": type_id}, "fields": fields}
+        self._set_import_state(op, "imported")
+        op["resourceVersion"] = entry["version"]
+        return False
+
+    def _import_ops(self, container: str, state: str, resource_key: str) -> dict[str, dict] | list[dict]:
+        """The container's operations in ``state`` / of ``resource_key`` (each optional), in creation order."""
+        if resource_key:
+            ops = self.import_by_resource_key[container].get(resource_key, {}).values()
+            return [o for o in ops if o["state"] == state] if state else list(ops)
+        if not state:
+            return self.import_by_container[container]
+        if (container, state) in self.import_unordered:
+            by_state, seq = self.import_by_state[container], self.import_op_seq
+            by_state[state] = dict(sorted(by_state[state].items(), key=lambda kv: seq[kv[0]]))
+            self.import_unordered.discard((container, state))
+        return self.import_by_state[container][state]
 
     @route("GET", P + r"/import-containers/(?P<key>[^/]+)/import-operations")
     def import_operations_list(self, req):
@@ -1037,14 +1168,20 @@ class CommercetoolsEmulator(Emulator):
         with self.lock:
             self._import_container(req.params["key"])
             self._run_imports()
-            ops = [o for o in self.import_operations.values() if o["importContainerKey"] == req.params["key"]
-                   and (not state or o["state"] == state) and (not req.q("resourceKey", "") or o["resourceKey"] == req.q("resourceKey", ""))]
-            for spec in reversed(sorts):
-                fld, direction = spec.split()
-                ops.sort(key=lambda o, f=fld: o.get(f) or "", reverse=direction == "desc")
+            ops = self._import_ops(req.params["key"], state, req.q("resourceKey", ""))
+            if sorts in ([], ["createdAt asc"]):  # creation order is createdAt order (strictly increasing ticks)
+                window = itertools.islice(ops.values() if isinstance(ops, dict) else ops, offset, offset + limit)
+            elif sorts == ["createdAt desc"]:
+                window = itertools.islice(reversed(ops.values() if isinstance(ops, dict) else ops), offset, offset + limit)
+            else:
+                ordered = list(ops.values() if isinstance(ops, dict) else ops)
+                for spec in reversed(sorts):
+                    fld, direction = spec.split()
+                    ordered.sort(key=lambda o, f=fld: o.get(f) or "", reverse=direction == "desc")
+                window = ordered[offset:offset + limit]
             debug = req.q("debug", "") == "true"
-            page = [{k: v for k, v in o.items() if debug or k != "unresolvedReferences"} for o in ops[offset:offset + limit]]
-            return Response(200, {"limit": limit, "offset": offset, "count": len(page), "total": len(ops), "results": copy.deepcopy(page)})
+            page = [{k: v for k, v in o.items() if debug or k != "unresolvedReferences"} for o in window]
+            return Response(200, {"limit": limit, "offset": offset, "count": len(page), "total": len(ops), "results": clone(page)})
 
     @route("GET", P + r"/import-containers/(?P<key>[^/]+)/import-summaries")
     def import_summary(self, req):
@@ -1052,10 +1189,7 @@ class CommercetoolsEmulator(Emulator):
         with self.lock:
             self._import_container(req.params["key"])
             self._run_imports()
-            states = dict.fromkeys(IMPORT_STATES, 0)
-            for o in self.import_operations.values():
-                if o["importContainerKey"] == req.params["key"]:
-                    states[o["state"]] += 1
+            states = {state: len(ops) for state, ops in self.import_by_state[req.params["key"]].items()}
             return Response(200, {"states": states, "total": sum(states.values())})
 
     @route("GET", P + r"/import-operations/(?P<id>[^/]+)")
@@ -1226,6 +1360,7 @@ class CommercetoolsEmulator(Emulator):
                                                                             "centAmount": cents, "fractionDigits": 2}}],
                              "attributes": [], "images": []})
             self.sku_product[sku] = (pid, i)
+            self.products_by_sku.setdefault(sku, []).append(pid)
         product = {"id": pid, "version": 1, "key": key, "productType": {"typeId": "product-type", "id": "apparel"},
                    "name": {"en": name or key}, "slug": {"en": key.lower()}, "categories": [],
                    "masterVariant": variants[0] if variants else {"id": 1, "attributes": [], "prices": [], "images": []},
@@ -1233,6 +1368,7 @@ class CommercetoolsEmulator(Emulator):
                    "createdAt": ts, "lastModifiedAt": ts}
         self.products[pid] = product
         self.product_by_key[key] = pid
+        self.product_ids_sorted = None
         return product
 
     @route("GET", P + r"/product-projections")
@@ -1242,8 +1378,23 @@ class CommercetoolsEmulator(Emulator):
 
         def view(p):
             return self.staged_products.get(p["id"], p) if staged else p
+
+        def by_ids(ids):
+            return [view(self.products[i]) for i in ids if i in self.products and (staged or self.products[i]["published"])]
+
+        def by_skus(skus):
+            return by_ids(dict.fromkeys(pid for sku in skus for pid in self.products_by_sku.get(sku, ())))
+
+        def from_id(lower):  # ids ascending from ``lower``: paging by id (``id > last``, ``sort=id asc``) reads one page
+            if self.product_ids_sorted is None:
+                self.product_ids_sorted = sorted(self.products)
+            ids = self.product_ids_sorted
+            for i in range(bisect.bisect_left(ids, lower) if isinstance(lower, str) else 0, len(ids)):
+                p = self.products[ids[i]]
+                if staged or p["published"]:
+                    yield view(p)
         return self._query(req, lambda: [view(p) for p in self.products.values() if staged or p["published"]], default_sort=["createdAt asc"],
-                           index={"id": lambda ids: [view(self.products[i]) for i in ids if i in self.products and (staged or self.products[i]["published"])]})
+                           index={"id": by_ids, "masterVariant.sku": by_skus, "variants.sku": by_skus}, ordered={"id": from_id})
 
     # Products API update (docs.commercetools.com/api/projects/products#update-product): ``POST /products/{id}`` with
     # ``{version, actions}``; the actions the hub sends are emulated — ``setAttribute`` (``sku`` or ``variantId``,
