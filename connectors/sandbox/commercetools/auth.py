@@ -8,6 +8,7 @@ import base64
 import secrets
 import time
 
+from ..common import TokenControls
 from ..server import HttpError, Request, Response, route
 from .base import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, P, TOKEN_TTL, ct_error
 
@@ -32,8 +33,9 @@ ENDPOINT_SCOPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-class AuthRoutes:
-    """Mixed into :class:`connectors.sandbox.commercetools.emulator.CommercetoolsEmulator` (its lock, state and helpers)."""
+class AuthRoutes(TokenControls):
+    """Mixed into :class:`connectors.sandbox.commercetools.emulator.CommercetoolsEmulator` (its lock, state and helpers);
+    ``revoke_tokens`` from :class:`connectors.sandbox.common.TokenControls`."""
 
     def reset_auth(self) -> None:
         """(lock held, from :meth:`CommercetoolsEmulator.reset`)"""
@@ -146,9 +148,3 @@ class AuthRoutes:
             if payload.get("token_ttl"):
                 self.token_ttl = int(payload["token_ttl"])
             return {"clients": sorted(self.credentials), "projects": sorted(self.allowed_projects) if self.allowed_projects else None}
-
-    def control_revoke_tokens(self, payload: dict) -> dict:
-        with self.lock:
-            n = len(self.tokens)
-            self.tokens.clear()
-            return {"revoked": n}

@@ -16,8 +16,9 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ..common import WebhookQueue
 from ..server import Response, route
-from .base import P, ct_error, log, now_iso
+from .base import P, ct_error, now_iso
 
 # Subscription Destinations of the API reference (Destination discriminator) and the fields each requires
 DESTINATIONS: dict[str, tuple[str, ...]] = {
@@ -78,13 +79,12 @@ def oidc_token(audience: str, email: str, issuer: str = "https://accounts.google
     return f"{signing_input}.{_b64url(signature)}"
 
 
-class SubscriptionRoutes:
-    """Mixed into :class:`connectors.sandbox.commercetools.emulator.CommercetoolsEmulator` (its lock, state and helpers)."""
+class SubscriptionRoutes(WebhookQueue):
+    """Mixed into :class:`connectors.sandbox.commercetools.emulator.CommercetoolsEmulator` (its lock, state and helpers);
+    delivery through :class:`connectors.sandbox.common.WebhookQueue`."""
 
     def reset_subscriptions(self) -> None:
         """(lock held, from :meth:`CommercetoolsEmulator.reset`)"""
-        # subscription
-        self.generation = getattr(self, "generation", 0) + 1
         self.subscriptions: dict[str, dict] = {}  # id → Subscription (reference Destinations only)
         # sandbox-only harness (control configure_webhooks): an operator-run relay forwarding bare Messages to a
         # URL with a static Authorization header — not a ct Destination, never listed by the Subscriptions API
@@ -93,21 +93,10 @@ class SubscriptionRoutes:
         # {push_url, audience, service_account, subscription} (a Pub/Sub push subscription)
         self.pubsub_push: dict[str, dict] = {}
         self.webhook_stats = {"queued": 0, "delivered": 0, "attempts": 0, "retried": 0, "dropped": 0, "overflow": 0}
-        self.inflight = 0
         self.retry_delays = WEBHOOK_RETRY_DELAYS  # len + 1 attempts per message
         self.delivery_workers = max(WEBHOOK_WORKERS, getattr(self, "delivery_workers", 0))  # threads never shrink
-        old = getattr(self, "_queue", None)
-        if old is not None:
-            try:
-                while True:
-                    old.get_nowait()
-                    old.task_done()
-            except queue.Empty:
-                pass
-        else:
-            self._queue: queue.Queue = queue.Queue(WEBHOOK_QUEUE_SIZE)
+        if self.reset_queue(WEBHOOK_QUEUE_SIZE):  # a new generation: messages queued before the reset are void
             self._workers: list[threading.Thread] = []
-
 
     def _ensure_workers(self) -> None:
         self._workers = [t for t in self._workers if t.is_alive()]
@@ -300,39 +289,13 @@ class SubscriptionRoutes:
         import requests
 
         session = requests.Session()
-        while True:
-            (generation, kind, cfg), message = self._queue.get()
-            try:
-                with self.lock:
-                    if generation != self.generation:
-                        continue
-                    self.inflight += 1
-                body = json.dumps(message).encode()
-                delivered = False
-                delays = self.retry_delays
-                for attempt in range(len(delays) + 1):
-                    with self.lock:
-                        if generation != self.generation:
-                            break
-                        self.webhook_stats["attempts"] += 1
-                    try:
-                        delivered = self._send(session, kind, cfg, message, body)
-                    except Exception as exc:  # the relay is down / refused: retried like ct / Pub/Sub / SQS would
-                        log.debug("subscription delivery (%s) failed: %s", kind, exc)
-                    if delivered:
-                        break
-                    if attempt < len(delays):
-                        with self.lock:
-                            self.webhook_stats["retried"] += 1
-                        time.sleep(delays[attempt])
-                with self.lock:
-                    if generation == self.generation:  # a reset meanwhile zeroed the counters
-                        self.webhook_stats["delivered" if delivered else "dropped"] += 1
-                        self.inflight -= 1
-            except Exception:  # never let a worker die
-                log.exception("subscription worker failed")
-            finally:
-                self._queue.task_done()
+
+        def handle(item):
+            (generation, kind, cfg), message = item
+            body = json.dumps(message).encode()
+            self.deliver(generation, lambda: self._send(session, kind, cfg, message, body), self.retry_delays)
+
+        self.serve_queue(handle, "subscription worker")
 
     def _send(self, session, kind: str, cfg: dict, message: dict, body: bytes) -> bool:
         """One delivery in the relay's own envelope. ``direct``: the bare Message (harness). ``pubsub``: the Pub/Sub
@@ -396,14 +359,3 @@ class SubscriptionRoutes:
             self.direct_relays["hub-orders"] = {"url": url, "header": payload.get("secret") or None,
                                                 "types": set(payload.get("types") or ["OrderCreated"])}
             return {"relay": {"url": url, "types": sorted(self.direct_relays["hub-orders"]["types"])}}
-
-    def control_wait_webhooks(self, payload: dict) -> dict:
-        """Block until the subscription queue is drained (or ``timeout`` seconds) → delivery stats."""
-        deadline = time.time() + float(payload.get("timeout", 30))
-        while time.time() < deadline:
-            with self.lock:
-                if self._queue.unfinished_tasks == 0 and self.inflight == 0:
-                    break
-            time.sleep(0.02)
-        with self.lock:
-            return {**self.webhook_stats, "pending": self._queue.unfinished_tasks}
