@@ -51,7 +51,7 @@ Wire API (all under ``/wair/api/v1``; every route needs a token or key as above,
 Stock states on the wire: ``available``, ``inspection``, ``damaged``, ``inTransit``, ``reserved``.
 Error bodies: ``{"statusCode", "code", "message", "errors": [{"field", "code", "message"}]}``.
 
-Outbound webhooks (signed with :func:`connectors.sandbox.server.send_webhook`, ``X-Hub-Signature``) are
+Outbound webhooks (signed with :func:`connectors.sandbox.common.send_webhook`, ``X-Hub-Signature``) are
 delivered by one background thread per emulator with bounded retries:
   stock_url    {"type": "stock.changed", "batchId", "changes": [<change rows as in the feed>]}
   dispatch_url {"type": "dispatch.confirmed", "dispatches": [<dispatch rows as in the feed>]}

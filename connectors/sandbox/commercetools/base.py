@@ -15,15 +15,10 @@ from ..server import HttpError
 log = logging.getLogger("sandbox.commercetools")
 
 DEFAULT_CLIENT_ID = "hub-demo"
-
 DEFAULT_CLIENT_SECRET = "hub-demo-secret"
-
 TOKEN_TTL = 172800  # ct access tokens live 48 h
-
 MAX_LIMIT = 500
-
 MAX_OFFSET = 10000
-
 P = r"/(?P<project>[A-Za-z0-9_-]+)"
 
 

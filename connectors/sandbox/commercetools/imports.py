@@ -26,10 +26,8 @@ from .base import MAX_LIMIT, MAX_OFFSET, P, clone, ct_error, now_iso
 IMPORT_RESOURCE_TYPES = {"business-unit", "category", "customer", "discount-code", "inventory", "order", "order-patch",
                          "price", "product", "product-draft", "product-type", "product-variant", "product-variant-patch",
                          "product-selection", "standalone-price", "type"}
-
 IMPORT_STATES = ("processing", "validationFailed", "unresolved", "waitForMasterVariant", "imported", "rejected", "canceled",
                  "partiallyImported")
-
 INVENTORY_IMPORT_FIELDS = {"key", "sku", "quantityOnStock", "restockableInDays", "expectedDelivery",
                            "reservationExpirationInMinutes", "supplyChannel", "custom"}
 

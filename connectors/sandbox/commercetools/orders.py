@@ -11,11 +11,8 @@ from ..server import Request, Response, route
 from .base import P, ct_error, now_iso, parse_dt
 
 SHIPMENT_STATES = {"Shipped", "Delivered", "Ready", "Pending", "Delayed", "Partial", "Backorder", "Canceled"}
-
 ORDER_STATES = {"Open", "Confirmed", "Complete", "Cancelled"}
-
 RETURN_SHIPMENT_STATES = {"Advised", "Returned", "BackInStock", "Unusable"}
-
 RETURN_PAYMENT_STATES = {"NonRefundable", "Initial", "Refunded", "NotRefunded"}
 
 

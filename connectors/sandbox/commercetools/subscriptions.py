@@ -26,17 +26,11 @@ DESTINATIONS: dict[str, tuple[str, ...]] = {
     "EventBridge": ("region", "accountId"), "EventGrid": ("uri", "accessKey"), "AzureServiceBus": ("connectionString",),
     "ConfluentCloud": ("bootstrapServer", "apiKey", "apiSecret", "acks", "topic"), "IronMQ": ("uri",),
 }
-
 SECRET_FIELDS = ("accessSecret", "apiSecret", "connectionString", "accessKey")
-
 WEBHOOK_QUEUE_SIZE = 100_000
-
 WEBHOOK_WORKERS = 4
-
 WEBHOOK_RETRY_DELAYS = (0.2, 0.5, 1.0)
-
 _KEY: tuple[str, str, Any] | None = None
-
 _KEY_LOCK = threading.Lock()
 
 
