@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import threading
 import time
 from typing import Any, Callable, Sequence
 
@@ -53,6 +54,7 @@ class WebhookQueue:
         old = getattr(self, "_queue", None)
         if old is None:
             self._queue: queue.Queue = queue.Queue(maxsize)
+            self._workers: list[threading.Thread] = []
             return True
         try:
             while True:
@@ -61,6 +63,14 @@ class WebhookQueue:
         except queue.Empty:
             pass
         return False
+
+    def ensure_workers(self, count: int, name: str) -> None:
+        """(lock held) ``count`` live worker threads running the emulator's ``_deliver_loop`` (they never shrink)."""
+        self._workers = [t for t in self._workers if t.is_alive()]
+        while len(self._workers) < count:
+            t = threading.Thread(target=self._deliver_loop, name=f"{name}-{len(self._workers)}", daemon=True)
+            t.start()
+            self._workers.append(t)
 
     def serve_queue(self, handle: Callable[[Any], None], what: str) -> None:
         """A worker thread's body: every queued item to ``handle``, forever; a failure is logged, never fatal."""

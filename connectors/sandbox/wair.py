@@ -183,7 +183,6 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
             self.webhooks: dict = {"stock_url": "", "dispatch_url": "", "secret": ""}
             self.webhook_stats = {"queued": 0, "delivered": 0, "attempts": 0, "retried": 0, "dropped": 0}
             if self.reset_queue():
-                self._worker: threading.Thread | None = None
                 self._ticker: threading.Thread | None = None
 
     def error_body(self, status: int, message: str, code: str = "") -> Any:
@@ -647,17 +646,12 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
             return self._fulfilment_answer(f, replay=False)
 
     # --- webhooks --------------------------------------------------------------------------------
-    def _ensure_worker(self) -> None:
-        if self._worker is None or not self._worker.is_alive():
-            self._worker = threading.Thread(target=self._deliver_loop, name="wair-webhooks", daemon=True)
-            self._worker.start()
-
     def _enqueue(self, kind: str, payload: dict) -> None:
         """Caller holds the lock."""
         url = self.webhooks.get(f"{kind}_url")
         if not url:
             return
-        self._ensure_worker()
+        self.ensure_workers(1, "wair-webhooks")
         self._queue.put((self.generation, url, self.webhooks.get("secret", ""), payload))
         self.webhook_stats["queued"] += 1
 

@@ -89,15 +89,7 @@ class SubscriptionRoutes(WebhookQueue):
         self.webhook_stats = {"queued": 0, "delivered": 0, "attempts": 0, "retried": 0, "dropped": 0, "overflow": 0}
         self.retry_delays = WEBHOOK_RETRY_DELAYS  # len + 1 attempts per message
         self.delivery_workers = max(WEBHOOK_WORKERS, getattr(self, "delivery_workers", 0))  # threads never shrink
-        if self.reset_queue(WEBHOOK_QUEUE_SIZE):  # a new generation: messages queued before the reset are void
-            self._workers: list[threading.Thread] = []
-
-    def _ensure_workers(self) -> None:
-        self._workers = [t for t in self._workers if t.is_alive()]
-        while len(self._workers) < self.delivery_workers:
-            t = threading.Thread(target=self._deliver_loop, name=f"ct-subscription-{len(self._workers)}", daemon=True)
-            t.start()
-            self._workers.append(t)
+        self.reset_queue(WEBHOOK_QUEUE_SIZE)  # a new generation: messages queued before the reset are void
 
     def _message(self, order: dict, project: str, kind: str = "OrderCreated", **fields) -> dict:
         """An order Message in the Platform format; ``OrderCreated`` carries the order, the others their own fields
@@ -156,7 +148,7 @@ class SubscriptionRoutes(WebhookQueue):
     def _enqueue(self, messages: list[dict]) -> None:
         if not messages:
             return
-        self._ensure_workers()
+        self.ensure_workers(self.delivery_workers, "ct-subscription")
         for m in messages:
             for target in self._targets("order", m["type"]):
                 try:
