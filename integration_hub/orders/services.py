@@ -49,6 +49,7 @@ from integration_hub.inventory.models import PendingPush, Reservation
 
 from . import mapping
 from .models import Order, OrderLine, OrderState as S, StorefrontFulfilment
+from .rejected import order_problems
 from .shipped import update_shipped
 from .state import IllegalTransition, log_created, transition, transition_many
 
@@ -319,7 +320,8 @@ def capture(channel: Channel, storefront_order: StorefrontOrder, source: str = "
 
 def capture_many(connection: Connection, storefront_orders, source: str = "poll") -> CaptureResult:
     """Bulk capture for polls and webhook batches: a fixed number of queries per batch. Orders whose channel
-    cannot be determined are not dropped silently: each raises a ``bad_payload`` exception."""
+    cannot be determined are not dropped silently: each raises a ``bad_payload`` exception, as does each order the
+    connector could not read (``storefront_orders.rejected``, :mod:`.rejected`)."""
     channels = list(Channel.objects.filter(connection=connection, active=True))
     pairs, problems = [], []
     for so in storefront_orders:
@@ -335,6 +337,7 @@ def capture_many(connection: Connection, storefront_orders, source: str = "poll"
         pairs.append((ch, so))
     result = _capture(pairs, source)
     result.rejected = len(problems)
+    problems += order_problems(connection, getattr(storefront_orders, "rejected", []))  # rows the connector could not read
     _record_storefront_side(connection, pairs)
     result.returns = _record_storefront_returns(connection, pairs)
     _apply_storefront_cancellations(connection, pairs)
@@ -1776,6 +1779,7 @@ def find_orphans(window_minutes: int = 24 * 60, grace_minutes: int | None = None
                     if ch is not None and so.capturable:
                         by_key[(ch.pk, so.external_id)] = (ch, so)
                 counts["scanned"] += len(page.items)
+                problems += order_problems(conn, getattr(page.items, "rejected", []))  # rows the connector could not read
                 known = _known_pairs(by_key)
                 missing += [v for k, v in by_key.items() if k not in known]
                 if young:
