@@ -12,7 +12,7 @@ Columns (header row required; order free; extra columns ignored; aliases in ``AL
 A column that is not in the file leaves that field alone; an empty cell clears it (``size``/``colour``
 remove the attribute).
 
-Rules shared with :mod:`integration_hub.console.csv_import` (its reader, row splitter, result and report
+Rules shared with :mod:`integration_hub.core.tabular` (its reader, row splitter, result and report
 helpers are reused): every problem of a row is reported at once, with its line; rejected rows are listed in
 file order (the first ``MAX_KEPT_ERRORS``); good rows are kept, a row the database refuses included (the
 chunk falls back to one savepoint per row); ``dry_run`` runs everything and rolls it back.
@@ -36,8 +36,8 @@ from typing import IO, Iterator
 
 from django.db import transaction
 
-from integration_hub.console import csv_import
-from integration_hub.console.csv_import import FALSE, TRUE, ImportResult
+from integration_hub.core import tabular
+from integration_hub.core.tabular import FALSE, TRUE, ImportResult
 from integration_hub.core import audit
 from integration_hub.reconciliation.services import safe_cell
 
@@ -84,7 +84,7 @@ def _components(text: str) -> tuple[list[tuple[str, int]] | None, list[str]]:
         sku, qty = sku.strip(), (qty.strip() or "1")
         if not sku:
             problems.append(f"bundle_components {part!r} has no SKU")
-        elif not csv_import.WHOLE.match(qty) or int(qty) < 1:
+        elif not tabular.WHOLE.match(qty) or int(qty) < 1:
             problems.append(f"bundle_components quantity {qty!r} of {sku!r} is not a whole number of 1 or more")
         else:
             out.append((sku, int(qty)))
@@ -163,7 +163,7 @@ def _is_xlsx(data, filename: str) -> bool:
         return True
     if isinstance(data, str):
         return False
-    f = csv_import._binary(data)
+    f = tabular.binary(data)
     head = f.read(4)
     f.seek(0)
     return head == b"PK\x03\x04"
@@ -219,10 +219,10 @@ def _xlsx_rows(f: IO[bytes], result: ItemImportResult) -> Iterator[tuple[int, di
 
 
 def _csv_rows(stream: IO[str], sample: str, result: ItemImportResult) -> Iterator[tuple[int, dict]]:
-    reader = csv_import.open_reader(stream, sample, result, required=REQUIRED, aliases=ALIASES)
+    reader = tabular.open_reader(stream, sample, result, required=REQUIRED, aliases=ALIASES)
     if reader is None:
         return
-    yield from csv_import._rows(reader, result, columns=COLUMNS, max_rows=MAX_ROWS)
+    yield from tabular.read_rows(reader, result, COLUMNS, MAX_ROWS)
 
 
 # --- the import ---------------------------------------------------------------------------------------------------
@@ -234,9 +234,9 @@ def import_items(data: bytes | str | IO[bytes], *, user=None, dry_run: bool = Fa
     rules = SkuRules.for_connection(connection)
     stream = None
     if _is_xlsx(data, filename):
-        rows = _xlsx_rows(csv_import._binary(data), result)
+        rows = _xlsx_rows(tabular.binary(data), result)
     else:
-        stream, sample = csv_import._text_stream(data)
+        stream, sample = tabular.text_stream(data)
         rows = _csv_rows(stream, sample, result)
     try:
         with transaction.atomic():
@@ -412,7 +412,7 @@ def _write(new: list[Item], changed: list[Item], line_of: dict, result: ItemImpo
         line, row = line_of[id(i)]
         result.reject(line, f"refused by the database: {exc}", row)
 
-    return csv_import.write_chunk(new, changed, _bulk, refused)
+    return tabular.write_chunk(new, changed, _bulk, refused)
 
 
 def _write_components(bundles: list[tuple[Item, list[tuple[str, int]]]], comps: dict) -> int:

@@ -16,7 +16,7 @@ Who calls it — every write of ``SkuMapping`` goes through exactly one of these
   ``storefront_skus`` and no items).
 * **bulk writes** (``bulk_create`` / ``bulk_update``, which send no signals) — the writer calls it once per
   write: :mod:`exceptions_app.triage` (``map_sku``, ``bulk_map_with_transform``: re-queue and re-check),
-  :mod:`integration_hub.console.csv_import` (the CSV import) and :mod:`integration_hub.catalog.item_import`
+  :mod:`integration_hub.catalog.mapping_import` (the CSV import) and :mod:`integration_hub.catalog.item_import`
   (mappings created by the item import) — the imports re-queue stock only, as before (no held-order re-check).
 
 Acknowledging the SKU exceptions a mapping fixes is the person-facing part and stays with the caller

@@ -1,5 +1,5 @@
 """Staff console: dashboard, rule editing pages with audit history, CSV import, beat schedules.
-Thin views; figures in :mod:`.services`, import in :mod:`.csv_import`, fixes in exceptions_app.triage."""
+Thin views; figures in :mod:`.services`, import in :mod:`integration_hub.catalog.mapping_import`, fixes in exceptions_app.triage."""
 from __future__ import annotations
 
 from django.contrib import messages
@@ -17,6 +17,7 @@ from django.views.generic import TemplateView
 from django_celery_beat.models import PeriodicTask
 
 from exceptions_app import kinds, triage
+from integration_hub.catalog import mapping_import
 from integration_hub.catalog.models import SkuMapping
 from integration_hub.core import audit
 from integration_hub.core.models import AuditEntry
@@ -26,7 +27,7 @@ from integration_hub.inventory.models import ChannelStockRule
 from integration_hub.inventory import outbox
 from integration_hub.inventory.rules import after_rule_deleted, audit_rule_locations, rule_location_codes
 
-from . import activity, csv_import, impact, retry_all, schedules, services
+from . import activity, impact, retry_all, schedules, services
 from .forms import (
     CsvImportForm,
     ScheduleForm,
@@ -226,17 +227,17 @@ class MappingImportView(PermissionRequired, TemplateView):
     def get_context_data(self, **kwargs):
         ctx = super().get_context_data(**kwargs)
         ctx.setdefault("form", CsvImportForm())
-        ctx["columns"] = [*csv_import.REQUIRED, *csv_import.OPTIONAL]
+        ctx["columns"] = [*mapping_import.REQUIRED, *mapping_import.OPTIONAL]
         return ctx
 
     def post(self, request):
         form = CsvImportForm(request.POST, request.FILES)
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(form=form), status=400)
-        result = csv_import.import_sku_mappings(form.cleaned_data["file"], user=request.user,  # streamed, not read whole
+        result = mapping_import.import_sku_mappings(form.cleaned_data["file"], user=request.user,  # streamed, not read whole
                                                dry_run=form.cleaned_data["dry_run"])
         if request.POST.get("format") == "csv":
-            response = HttpResponse(csv_import.error_report_csv(result), content_type="text/csv")
+            response = HttpResponse(mapping_import.error_report_csv(result), content_type="text/csv")
             response["Content-Disposition"] = 'attachment; filename="mapping-import-errors.csv"'
             return response
         status = 400 if result.fatal else 200

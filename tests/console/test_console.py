@@ -10,7 +10,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from exceptions_app import kinds
 from exceptions_app.models import ExceptionRecord, Kind, Status
 from integration_hub.catalog.models import SkuMapping
-from integration_hub.console import csv_import
+from integration_hub.catalog import mapping_import
 from integration_hub.core.audit import history_for
 from integration_hub.core.models import AuditEntry
 from integration_hub.inventory.models import PendingPush
@@ -227,7 +227,7 @@ def test_csv_import_keeps_good_rows_and_reports_bad_ones(w):
 
     exc.raise_exception(Kind.UNKNOWN_SKU, kinds.key(Kind.UNKNOWN_SKU, "web", "A-1"), "A-1 unknown", sku="A-1")
     a, b, c = (i.sku for i in w.items)
-    result = csv_import.import_sku_mappings(CSV.format(a=a, b=b, c=c).encode())
+    result = mapping_import.import_sku_mappings(CSV.format(a=a, b=b, c=c).encode())
     assert result.fatal == ""
     assert (result.created, result.updated) == (2, 0)
     reasons = {e.line: e.reason for e in result.errors}
@@ -241,7 +241,7 @@ def test_csv_import_keeps_good_rows_and_reports_bad_ones(w):
     assert ExceptionRecord.objects.get(sku="A-1").status == Status.ACKNOWLEDGED  # the confirmed push resolves it
     assert result.exceptions_acknowledged == 1
     # re-import updates in place
-    again = csv_import.import_sku_mappings(f"master_sku,storefront_sku,channel,safety_buffer\n{b},A-1,web,5\n")
+    again = mapping_import.import_sku_mappings(f"master_sku,storefront_sku,channel,safety_buffer\n{b},A-1,web,5\n")
     assert (again.created, again.updated) == (0, 1)
     entry = AuditEntry.objects.filter(source="csv-import", action="update", content_type__model="skumapping").get()
     assert entry.before["item_id"] == w.items[0].pk and entry.after["item_id"] == w.items[1].pk
@@ -255,7 +255,7 @@ def test_csv_import_refuses_bad_numbers_and_long_text_but_keeps_good_rows(w):
             f"{b},G-3,web,4,{'p' * 201}\n"                 # longer than storefront_product allows: refused, not cut
             f"{b},G-4,web,1000001,\n"
             f"{c},G-5,web,7,prod-5\n")
-    result = csv_import.import_sku_mappings(body.encode())
+    result = mapping_import.import_sku_mappings(body.encode())
     assert result.fatal == "" and result.created == 1
     reasons = {e.line: e.reason for e in result.errors}
     assert reasons == {2: "safety_buffer '\u00b2' is not a whole number from 0 to 1000000",
@@ -271,9 +271,9 @@ def test_csv_import_row_the_database_refuses_is_reported_and_the_rest_kept(w, mo
     a, b, c = (i.sku for i in w.items)
     f.mappings(w, w.items[:1])  # storefront SKU a.lstrip("0") already mapped on web
     taken = a.lstrip("0")
-    monkeypatch.setattr(csv_import, "_existing", lambda skus: {})  # the look-up ran before the other writer
+    monkeypatch.setattr(mapping_import, "_existing", lambda skus: {})  # the look-up ran before the other writer
     body = f"master_sku,storefront_sku,channel\n{b},H-1,web\n{b},{taken},web\n{c},H-3,web\n"
-    result = csv_import.import_sku_mappings(body)
+    result = mapping_import.import_sku_mappings(body)
     assert result.created == 2
     assert [(e.line, e.reason.split(" (")[0]) for e in result.errors] == [(3, "already mapped")]
     assert set(SkuMapping.objects.values_list("storefront_sku", flat=True)) == {taken, "H-1", "H-3"}
@@ -286,12 +286,12 @@ def test_csv_import_bulk_is_set_based(w, django_assert_max_num_queries):
     body = "master_sku,storefront_sku,channel\n" + "".join(f"{i.sku},SF{i.sku},web\n" for i in its)
     # batched writes (SQLite caps bind variables per statement, so ~20 INSERT batches), never one per row
     with django_assert_max_num_queries(60):
-        result = csv_import.import_sku_mappings(body)
+        result = mapping_import.import_sku_mappings(body)
     assert result.created == 2000 and not result.errors
 
 
 def test_csv_import_missing_columns_is_fatal(w):
-    result = csv_import.import_sku_mappings("sku,foo\n1,2\n")
+    result = mapping_import.import_sku_mappings("sku,foo\n1,2\n")
     assert "missing column(s): master_sku, storefront_sku" in result.fatal
     assert not SkuMapping.objects.exists()
 

@@ -1,4 +1,5 @@
-"""CSV import of SKU mappings with a per-row error report.
+"""CSV import of SKU mappings with a per-row error report (the reading, reporting and bulk-write rules every import
+shares are :mod:`integration_hub.core.tabular`'s).
 
 Columns (header row required; order free; extra columns ignored):
   master_sku        required — an existing Item.sku
@@ -23,84 +24,33 @@ for push and the SKU exceptions the new mappings fix are acknowledged (the confi
 """
 from __future__ import annotations
 
-import codecs
 import csv
-import heapq
 import io
-import itertools
-import re
-from dataclasses import dataclass, field
 from typing import IO
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import IntegrityError, transaction
 
 from exceptions_app import triage
 from integration_hub.catalog.mapping_changes import mapping_changed
 from integration_hub.catalog.models import Item, SkuMapping
 from integration_hub.catalog.validation import sku_problem
-from integration_hub.core import audit
+from integration_hub.core import audit, tabular
 from integration_hub.core.limits import MAX_SAFETY_BUFFER
 from integration_hub.core.models import Channel
+from integration_hub.core.tabular import FALSE, TRUE, WHOLE, write_chunk
 from integration_hub.reconciliation.services import safe_cell
 
 REQUIRED = ("master_sku", "storefront_sku")
 OPTIONAL = ("channel", "storefront_product", "safety_buffer", "active")
 COLUMNS = (*REQUIRED, *OPTIONAL)
 MAX_ROWS = 200_000  # every non-blank row, good or bad
-MAX_KEPT_ERRORS = 1_000  # rejected rows listed (page and error report); error_count counts them all
-KEPT_CELL = 200  # characters of each value kept with a rejected row (the report shows three columns)
-TRUE = {"1", "true", "yes", "y", "t"}
-FALSE = {"0", "false", "no", "n", "f"}
 
 
-@dataclass
-class RowError:
-    line: int
-    reason: str
-    row: dict
-
-
-@dataclass
-class ImportResult:
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    error_count: int = 0  # every rejected row; ``errors`` keeps the first MAX_KEPT_ERRORS of them
-    pushes_queued: int = 0
-    exceptions_acknowledged: int = 0  # until the re-queued stock push confirms (which resolves them)
-    fatal: str = ""
-    dry_run: bool = False  # nothing was saved: the counts say what the import would do
-    _kept: list = field(default_factory=list, repr=False)  # max-heap by line: (-line, seq, RowError)
-    _seq: itertools.count = field(default_factory=itertools.count, repr=False)
-    columns = COLUMNS  # the values kept with a rejected row (other imports reuse this class with their columns)
-
-    @property
-    def ok(self) -> int:
-        return self.created + self.updated + self.unchanged
-
-    def reject(self, line: int, reason: str, row: dict) -> None:
-        """Count a rejected row; keep it (trimmed) if it is among the MAX_KEPT_ERRORS lowest lines."""
-        self.error_count += 1
-        if len(self._kept) >= MAX_KEPT_ERRORS and line >= -self._kept[0][0]:
-            return
-        kept = {k: (v or "")[:KEPT_CELL] for k, v in row.items() if k in self.columns}
-        heapq.heappush(self._kept, (-line, next(self._seq), RowError(line, reason, kept)))
-        if len(self._kept) > MAX_KEPT_ERRORS:
-            heapq.heappop(self._kept)
-
-    @property
-    def errors(self) -> list[RowError]:
-        """The kept rejected rows, by line."""
-        return [e for _, _, e in sorted(self._kept, key=lambda t: (-t[0], t[1]))]
-
-    @property
-    def errors_truncated(self) -> int:
-        """Rejected rows counted but not listed."""
-        return self.error_count - len(self._kept)
+class ImportResult(tabular.ImportResult):
+    columns = COLUMNS
 
 
 FIELDS = ("item", "storefront_product", "safety_buffer", "active")
-WHOLE = re.compile(r"^[0-9]+$")  # ASCII digits only: str.isdigit() accepts '²', which int() refuses
 
 
 def _max_length(name: str) -> int:
@@ -163,32 +113,6 @@ def _bulk(new: list, changed: list) -> None:
         SkuMapping.objects.bulk_update(changed, list(FIELDS) + ["updated_at"], batch_size=1000)
 
 
-def write_chunk(new: list, changed: list, bulk, refused) -> tuple[list, list]:
-    """Bulk-write a chunk of model rows with ``bulk(new, changed)`` in one savepoint. If the database refuses any of
-    them, write them one savepoint each instead so the good rows are kept; ``refused(row, exc)`` records each refused
-    one. Returns the (created, updated) rows actually written. Shared by the mapping and the item imports."""
-    try:
-        with transaction.atomic():
-            bulk(new, changed)
-        return new, changed
-    except DatabaseError:
-        pass
-    written_new, written_changed = [], []
-    new_ids = {id(m) for m in new}
-    for m in new + changed:
-        is_new = id(m) in new_ids
-        if is_new:
-            m.pk, m._state.adding = None, True  # the failed bulk insert may have handed out ids it rolled back
-        try:
-            with transaction.atomic():
-                bulk(*(([m], []) if is_new else ([], [m])))
-        except DatabaseError as exc:
-            refused(m, exc)
-            continue
-        (written_new if is_new else written_changed).append(m)
-    return written_new, written_changed
-
-
 def _write(new: list, changed: list, line_of: dict, result: ImportResult) -> tuple[list, list]:
     """Bulk-write the rows (:func:`write_chunk`); a refused row (a mapping created by someone else meanwhile, a
     value the checks above missed) becomes a RowError."""
@@ -201,92 +125,12 @@ def _write(new: list, changed: list, line_of: dict, result: ImportResult) -> tup
     return write_chunk(new, changed, _bulk, refused)
 
 
-def _binary(data) -> IO[bytes]:
-    if isinstance(data, (bytes, bytearray)):
-        return io.BytesIO(data)
-    return data  # a binary file: an upload (Django spools big ones to disk), an open file
-
-
-def _encoding(f: IO[bytes]) -> str:
-    """utf-8 (BOM allowed), else cp1252, else latin-1 (which decodes anything) — decided by reading the
-    file through once in chunks, so the choice is as before without holding the file in memory."""
-    for enc in ("utf-8-sig", "cp1252"):
-        f.seek(0)
-        decoder = codecs.getincrementaldecoder(enc)()
-        try:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                decoder.decode(chunk)
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            continue
-        f.seek(0)
-        return enc
-    f.seek(0)
-    return "latin-1"
-
-
-def _text_stream(data: bytes | str | IO[bytes]) -> tuple[IO[str], str]:
-    """(a text stream of the CSV, a sample of its start for the dialect sniffer)."""
-    if isinstance(data, str):
-        return io.StringIO(data, newline=""), data[:4096]
-    f = _binary(data)
-    enc = _encoding(f)
-    sample = f.read(16384).decode(enc, "ignore")[:4096]
-    f.seek(0)
-    return io.TextIOWrapper(f, encoding=enc, newline=""), sample
-
-
-def _rows(reader, result: ImportResult, columns=COLUMNS, max_rows: int | None = None):
-    """Yield (line, row) for each non-blank row the reader can read; rows it cannot read (csv.Error, e.g. a
-    value over the field limit) and rows with more values than columns are rejected here — and counted as
-    rows too. Stops (fatal) after ``max_rows`` rows. ``columns``: the values kept of each row."""
-    max_rows = MAX_ROWS if max_rows is None else max_rows
-    seen = 0
-    width = len(reader.fieldnames or [])
-    end = reader.reader.line_num  # the header's last line
-    while True:
-        start = end + 1
-        try:
-            raw = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            reason = (f"a value is longer than {csv.field_size_limit():,} characters" if "field limit" in str(exc)
-                      else f"unreadable CSV row: {exc}")
-            row = {}
-        else:
-            if not any((v or "").strip() for k, v in raw.items() if k) and None not in raw:
-                end = reader.reader.line_num
-                continue  # a blank line
-            row = {k: (raw.get(k) or "").strip() for k in columns if k in raw}  # other columns are ignored
-            given = sum(1 for k, v in raw.items() if k is not None and v is not None)
-            reason = ("more values than columns" if None in raw
-                      else f"only {given} of {width} values (a short row is not imported: add the missing separators)"
-                      if given < width else "")
-        seen += 1
-        if seen > max_rows:
-            result.fatal = f"more than {max_rows:,} rows: split the file"
-            return
-        end = reader.reader.line_num  # DictReader's own line_num is not updated when a row raises
-        line = min(start, end)
-        if start < end and reason:  # one row over several physical lines: a quoted value with line breaks
-            broken = [k for k, v in row.items() if "\n" in v or "\r" in v]
-            reason = "; ".join(x for x in (reason, f"{', '.join(broken)} contains a line break (an unbalanced quote?)"
-                                           if broken else "", f"the row spans lines {start}–{end}") if x)
-        elif start < end:
-            row["_lines"] = f"{start}–{end}"
-        if reason:
-            result.reject(line, reason, row)
-        else:
-            yield line, row
-
-
 def import_sku_mappings(data: bytes | str | IO[bytes], user=None, dry_run: bool = False) -> ImportResult:
     """Import a CSV given as text, bytes or a binary file (read as a stream; an upload is passed as is).
     ``dry_run``: every check and write runs as for real, then everything is rolled back — the result says what
     the import would do."""
     result = ImportResult(dry_run=dry_run)
-    stream, sample = _text_stream(data)
+    stream, sample = tabular.text_stream(data)
     try:
         with transaction.atomic():
             _import(stream, sample, result, user)
@@ -298,36 +142,12 @@ def import_sku_mappings(data: bytes | str | IO[bytes], user=None, dry_run: bool 
             stream.detach()  # the caller's file stays open (and is the caller's to close)
 
 
-def open_reader(stream: IO[str], sample: str, result: ImportResult, required=REQUIRED, aliases: dict | None = None):
-    """A DictReader over ``stream`` (dialect sniffed from ``sample``) whose field names are the header's, trimmed,
-    lower-cased and renamed by ``aliases``; None (with ``result.fatal`` set) when the header cannot be read or
-    lacks a ``required`` column."""
-    try:
-        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.DictReader(stream, dialect=dialect)
-    try:
-        fieldnames = reader.fieldnames
-    except csv.Error as exc:
-        result.fatal = f"the header row cannot be read: {exc}"
-        return None
-    headers = [h.strip().lower() for h in (fieldnames or [])]
-    headers = [(aliases or {}).get(h, h) for h in headers]
-    missing = [c for c in required if c not in headers]
-    if missing:
-        result.fatal = f"missing column(s): {', '.join(missing)} (found: {', '.join(headers)[:500] or 'nothing'})"
-        return None
-    reader.fieldnames = headers
-    return reader
-
-
 def _import(stream: IO[str], sample: str, result: ImportResult, user) -> ImportResult:
-    reader = open_reader(stream, sample, result)
+    reader = tabular.open_reader(stream, sample, result, REQUIRED)
     if reader is None:
         return result
 
-    rows: list[tuple[int, dict]] = list(_rows(reader, result))
+    rows: list[tuple[int, dict]] = list(tabular.read_rows(reader, result, COLUMNS, MAX_ROWS))
     if result.fatal:
         return result
 
@@ -404,6 +224,6 @@ def error_report_csv(result: ImportResult) -> str:
         w.writerow([e.line, safe_cell(e.reason), *(safe_cell(e.row.get(k, "")) for k in ("master_sku", "storefront_sku", "channel"))])
     if result.errors_truncated:
         more = (f"… and {result.errors_truncated:,} more rejected rows not listed ({result.error_count:,} in all; "
-                f"the first {MAX_KEPT_ERRORS:,} are above)")
+                f"the first {tabular.MAX_KEPT_ERRORS:,} are above)")
         w.writerow(["", more, "", "", ""])
     return out.getvalue()
