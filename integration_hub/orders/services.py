@@ -880,7 +880,7 @@ def _send_claimed(ids: list[int], actor=None) -> SendResult:
                     context={"fields": fields, "action": "retry_order", "order_id": o.pk},
                     connection_id=o.warehouse_id, channel_id=o.channel_id, order_ref=o.idempotency_key))
                 continue
-            pending = getattr(res, "kind", "") == "not_acknowledged" or type(res).__name__ == "NotAcknowledged"
+            pending = isinstance(res, errors.NotAcknowledgedError)
             if not pending:
                 problems.append(_transport_problem(o.warehouse, "send_order", res, o))
             if isinstance(res, (errors.PermanentError, errors.NotFoundError)) or o.send_attempts >= MAX_SEND_ATTEMPTS:
