@@ -14,7 +14,7 @@ SKU problems (``sku_mismatch`` / ``unknown_sku``, key ``<kind>:<channel key>:<st
     bulk insert, one audit insert, one push enqueue, one clear.
 
 Stuck orders (``stuck_order:<idempotency key>``): :func:`retry_order`, :func:`edit_and_resend`,
-:func:`cancel_order` call the order flow's services (``integration_hub.orders.services``). Those do
+:func:`cancel_order` call the order flow's person-facing actions (``integration_hub.orders.actions``). Those do
 not resolve the exception: the key is cleared by the order flow when the warehouse acknowledges.
 """
 from __future__ import annotations
@@ -242,7 +242,7 @@ def kick_pushes() -> bool:
 def revalidate_orders(skus, channel: Channel | None) -> int:
     """Ask the order flow to re-check held orders waiting on these storefront SKUs. Returns orders released
     (0 when the order flow is not installed)."""
-    revalidate = _optional("integration_hub.orders.services", "revalidate_held")
+    revalidate = _optional("integration_hub.orders.actions", "revalidate_held")
     if revalidate is None:
         return 0
     skus = sorted(set(skus))
@@ -263,7 +263,7 @@ def _acting(user):
 
 def revalidate_channel(channel: Channel | None) -> int:
     """Re-check every held order on ``channel`` (all channels when None), e.g. after a shipping map change."""
-    revalidate = _optional("integration_hub.orders.services", "revalidate_held")
+    revalidate = _optional("integration_hub.orders.actions", "revalidate_held")
     if revalidate is None:
         return 0
     result = revalidate(sku=None, channel=channel)
@@ -506,7 +506,7 @@ def order_for(record: ExceptionRecord):
 
 
 def _order_service(name: str):
-    fn = _optional("integration_hub.orders.services", name)
+    fn = _optional("integration_hub.orders.actions", name)
     if fn is None:
         raise TriageError("the order flow is not installed on this hub: cannot act on orders yet")
     return fn
@@ -606,7 +606,7 @@ ORDER_ACTION_PERMISSIONS = {"retry": ["orders.retry_order"], "edit": ["orders.ch
 
 
 # which actions an order's state allows (the order flow refuses the others: retry_send, update_field_and_resend,
-# notify_storefront and cancel in orders.services); a shipped or cancelled order offers none
+# notify_storefront and cancel in orders.actions); a shipped or cancelled order offers none
 ACTION_STATES = {
     "retry": {"captured", "validated", "sent", "held", "failed"},
     "edit": {"captured", "validated", "held", "failed"},

@@ -3,7 +3,7 @@
 The list pages and these functions read the same filters (:func:`push_queryset`, :func:`order_queryset`), so
 the count shown before confirming is the set that is retried. Set-based: a push retry is one UPDATE per 1,000
 rows (the back-off lifted, a worker nudged); an order retry revalidates held / failed / captured orders in
-batches (``orders.services.validate_many``) and makes validated / unacknowledged / dispatched ones due now for
+batches (``orders.validate.validate_many``) and makes validated / unacknowledged / dispatched ones due now for
 the order worker, which sends them (or tells the storefront they shipped). Above ``HUB_BULK_INLINE_LIMIT``
 rows the work is queued to a worker (:mod:`.tasks`) with a progress bar on the dashboard.
 """
@@ -95,7 +95,8 @@ def retry_orders(order_ids, actor=None, progress=None) -> OrderRetry:
     (those still invalid stay held with their reasons), and validated / sent / dispatched ones are made due now —
     except orders a worker holds a live lease on (a send in flight is never doubled). Then one nudge."""
     from integration_hub.orders.models import Order, OrderState as S
-    from integration_hub.orders.services import kick, validate_many
+    from integration_hub.orders.claims import kick
+    from integration_hub.orders.validate import validate_many
 
     ids = sorted(set(order_ids))
     out = OrderRetry()

@@ -1,4 +1,4 @@
-"""Signed inbound webhooks of the order flow (thin edges; the rules are in :mod:`.services`).
+"""Signed inbound webhooks of the order flow (thin edges; the rules are in the phase modules).
 
 ``POST /hooks/orders/<connection name>/``   storefront subscription (commercetools OrderCreated, return and
     cancellation Messages; SFCC hook posts naming order numbers; authenticated by the connector's
@@ -28,7 +28,7 @@ from exceptions_app.services import make_key, raise_exception
 from integration_hub.core import jsonsafe, misconfig
 from integration_hub.core.models import MASTER_SYSTEMS, STOREFRONT_SYSTEMS, Connection
 
-from . import notifications, services
+from . import dispatch, notifications
 
 log = logging.getLogger(__name__)
 
@@ -104,5 +104,5 @@ def dispatch_webhook(request, name: str):
         return JsonResponse({"error": f"{conn.system_type} does not push dispatches"}, status=400)
     except (errors.BadDataError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return _bad(conn, "dispatch-webhook", f"payload not understood: {exc}", request.body)
-    result = services.record_dispatches(conn, dispatches, source="dispatch-webhook")
+    result = dispatch.record_dispatches(conn, dispatches, source="dispatch-webhook")
     return JsonResponse(result.as_dict())

@@ -139,14 +139,14 @@ class FakeStorefront:
 
 @pytest.fixture
 def fakes(world, monkeypatch):
-    from integration_hub.orders import services
+    from integration_hub.orders import remote
 
     wh, sf = FakeWarehouse(), FakeStorefront()
 
     def connector(conn):
         return wh if conn.system_type == "wair" else sf
 
-    monkeypatch.setattr(services, "_connector", connector)
+    monkeypatch.setattr(remote, "connector", connector)
     return wh, sf
 
 

@@ -13,7 +13,8 @@ import requests
 
 from connectors.commercetools import SUBSCRIBED_MESSAGES, CommercetoolsConnector
 from connectors.sandbox.commercetools import oidc_token
-from integration_hub.orders import relays, services
+from integration_hub.core import nudge
+from integration_hub.orders import claims, relays
 from integration_hub.orders.models import Order
 
 from .conftest import control, sandbox_world
@@ -28,8 +29,10 @@ def run_fetch_now(monkeypatch):
     """No broker in these tests: the fetch queued after commit runs in place."""
     from integration_hub.orders import tasks
 
-    monkeypatch.setattr(services, "kick", lambda delay=0: None)
-    monkeypatch.setattr(tasks.fetch_orders, "apply_async", lambda args, kwargs=None, **kw: tasks.fetch_orders(*args, **(kwargs or {})))
+    monkeypatch.setattr(claims, "kick", lambda delay=0: None)
+    real = nudge.enqueue
+    monkeypatch.setattr(nudge, "enqueue", lambda name, args=(), kwargs=None, **kw: tasks.fetch_orders(*args, **(kwargs or {}))
+                        if name == "orders.fetch_orders" else real(name, args=args, kwargs=kwargs, **kw))
 
 
 def pubsub_world(sandbox):
