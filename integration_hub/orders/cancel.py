@@ -12,14 +12,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from connectors import errors
-from exceptions_app.services import Problem, clear, make_key, raise_many
+from exceptions_app.services import clear, make_key, raise_many
 from integration_hub.core.models import Connection
 from integration_hub.inventory import reservations
 
 from . import claims, keys, remote
 from .bulkops import group_by, save_varying
 from .models import Order, OrderState as S
-from .problems import transport_failure
+from .problems import cancel_refused, transport_failure
 from .state import transition_many
 
 
@@ -103,12 +103,7 @@ def cancel_claimed(ids: list[int], actor=None) -> CancelResult:
         if isinstance(res, (errors.PermanentError, errors.BadDataError)) or isinstance(res, NotImplementedError):
             o.cancel_requested_at, o.next_attempt_at = None, None
             refused.append(o)
-            problems.append(Problem("bad_payload", keys.bad_key(o.warehouse.name, "order-cancel", o.idempotency_key),
-                                    f"{o.warehouse.name} refused to cancel order {o}",
-                                    message=f"{o.cancel_reason or 'cancel requested'}; the warehouse answered: {res}"[:1000],
-                                    context={"fields": {"status": str(res)[:300]}, "order_id": o.pk, "state": o.state,
-                                             "action": "cancel_in_warehouse"},
-                                    connection_id=o.warehouse_id, channel_id=o.channel_id, order_ref=o.idempotency_key))
+            problems.append(cancel_refused(o, res))
             continue
         o.next_attempt_at = now + claims.backoff(o.send_attempts or 1)
         later.append(o)

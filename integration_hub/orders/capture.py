@@ -14,7 +14,7 @@ import uuid
 from django.db import IntegrityError, transaction
 
 from connectors.base import StorefrontOrder
-from exceptions_app.services import Problem, raise_many
+from exceptions_app.services import raise_many
 from integration_hub.core.models import Channel, Connection
 
 from . import claims, keys, mapping
@@ -24,6 +24,7 @@ from .fulfilments import record_storefront_side
 from .lines import map_lines
 from .models import Order, OrderLine, OrderState as S
 from .returns import record_storefront_returns
+from .problems import unknown_channel
 from .state import log_created
 
 log = logging.getLogger(__name__)
@@ -160,12 +161,7 @@ def capture_many(connection: Connection, storefront_orders, source: str = "poll"
     for so in storefront_orders:
         ch = resolve_channel(connection, so.channel_ref, channels)
         if ch is None:
-            problems.append(Problem(
-                "bad_payload", keys.bad_key(connection.name, "order", so.external_id),
-                f"Order {so.order_number or so.external_id} from {connection.name}: unknown channel {so.channel_ref!r}",
-                message="No active hub channel matches the order's supply channel / store; add the channel and re-poll.",
-                context={"fields": {"channel_ref": f"{so.channel_ref!r} matches no channel"}, "action": "check_channel",
-                         "order_id": so.external_id}, connection_id=connection.pk, order_ref=so.external_id))
+            problems.append(unknown_channel(connection, so))
             continue
         pairs.append((ch, so))
     result = capture_pairs(pairs, source)

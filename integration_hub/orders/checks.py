@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from connectors import errors
-from exceptions_app.services import Problem, make_key, raise_many
+from exceptions_app.services import raise_many
 from integration_hub.core.models import Channel, Connection, SyncCursor
 
 from . import claims, keys, remote
@@ -22,7 +22,7 @@ from .dispatch import record_dispatches
 from .models import Order, OrderState as S
 from .notify import notify_due
 from .polls import sync_cursor, warehouse_connections
-from .problems import stuck_order
+from .problems import missing_at_warehouse, never_reached_hub, not_dispatched, not_shown_shipped, stuck_order
 from .send import send_due
 
 log = logging.getLogger(__name__)
@@ -66,13 +66,7 @@ def find_missing_dispatches(limit: int = 1000, warehouse_check_limit: int = 50) 
     overdue = Q(dispatch_received_at__lt=cutoff) | Q(dispatch_received_at__isnull=True, dispatched_at__lt=cutoff)
     late = list(Order.objects.filter(overdue, state=S.DISPATCHED).select_related("channel").defer("raw")[:limit])
     if late:
-        raise_many([Problem("missing_dispatch", make_key("missing_dispatch", o.idempotency_key),
-                            f"Order {o} dispatched but not shown shipped in the storefront",
-                            message=f"dispatched {o.dispatched_at:%Y-%m-%d %H:%M} UTC (confirmation received "
-                                    f"{(o.dispatch_received_at or o.dispatched_at):%Y-%m-%d %H:%M} UTC)"
-                                    f"{': ' + o.last_error if o.last_error else ''}",
-                            context={"order_id": o.pk, "tracking": o.tracking, "action": "resend_dispatch"},
-                            channel_id=o.channel_id, connection_id=o.channel.connection_id, order_ref=o.idempotency_key)
+        raise_many([not_shown_shipped(o)
                     for o in late])
         now = timezone.now()
         Order.objects.filter(pk__in=[o.pk for o in late]).filter(Q(claim_token="") | Q(next_attempt_at__lte=now)).update(next_attempt_at=None)
@@ -111,11 +105,7 @@ def audit_undispatched(limit_per_warehouse: int = 50) -> dict:
             why = f"{wh.name} does not have the order" if isinstance(res, errors.NotFoundError) else \
                 f"{wh.name} has not dispatched it"
             counts["undispatched"] += 1
-            problems.append(Problem("missing_dispatch", make_key("missing_dispatch", o.idempotency_key),
-                                    f"Order {o} acknowledged {o.acknowledged_at:%Y-%m-%d %H:%M} UTC, no dispatch yet",
-                                    message=f"{why}; past the agreed dispatch time.", severity="warning",
-                                    context={"order_id": o.pk, "state": o.state, "warehouse": wh.name, "action": "check_order"},
-                                    channel_id=o.channel_id, connection_id=wh.pk, order_ref=o.idempotency_key))
+            problems.append(not_dispatched(o, why, wh))
         if recovered:
             r = record_dispatches(wh, recovered, source="dispatch-audit")
             counts["recovered"] += r.dispatched + r.partial
@@ -189,12 +179,7 @@ def find_orphans(window_minutes: int = 24 * 60, grace_minutes: int | None = None
             log.warning("orphan scan of %s failed: %s", conn.name, exc)
             continue
         for ch, so in missing:
-            problems.append(Problem("orphaned_order", make_key("orphaned_order", ch.key, so.external_id),
-                                    f"Order {so.order_number or so.external_id} is in {conn.name} but never reached the hub",
-                                    message="Captured now by the orphan check; check the subscription / poll.",
-                                    context={"order_id": so.external_id, "placed_at": so.placed_at.isoformat() if so.placed_at else None,
-                                             "action": "retry_order"},
-                                    channel_id=ch.pk, connection_id=conn.pk, order_ref=keys.order_key(ch, so.external_id)))
+            problems.append(never_reached_hub(ch, so, conn))
         if missing:
             capture_pairs(missing, "orphan check")
         counts["storefront_missing"] += len(missing)
@@ -212,11 +197,7 @@ def find_orphans(window_minutes: int = 24 * 60, grace_minutes: int | None = None
         counts["checked"] += len(group)
         gone = [o for o, st in zip(group, statuses) if st is None]
         for o in gone:
-            problems.append(Problem("orphaned_order", make_key("orphaned_order", o.channel.key, o.external_id),
-                                    f"Order {o} is not in {wh.name}",
-                                    message=f"{o.get_state_display()} in the hub since {o.created_at:%Y-%m-%d %H:%M} UTC; resending.",
-                                    context={"order_id": o.pk, "state": o.state, "last_error": o.last_error, "action": "retry_order"},
-                                    channel_id=o.channel_id, connection_id=wh.pk, order_ref=o.idempotency_key))
+            problems.append(missing_at_warehouse(o, wh))
         if gone:
             Order.objects.filter(pk__in=[o.pk for o in gone]).filter(Q(claim_token="") | Q(next_attempt_at__lte=now)).update(next_attempt_at=None)
         counts["warehouse_missing"] += len(gone)

@@ -13,14 +13,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from connectors.base import Dispatch, Parcel
-from exceptions_app.services import Problem, clear, make_key, raise_many
+from exceptions_app.services import clear, make_key, raise_many
 from integration_hub.core.models import Connection
 from integration_hub.inventory import reservations
 
-from . import claims, keys
+from . import claims
 from .bulkops import chunks
 from .models import Order, OrderState as S
 from .shipped import update_shipped
+from .problems import dispatch_for_unknown_order, unreadable_dispatch
 from .state import transition_many
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,7 @@ def record_dispatches(connection: Connection, dispatches, source: str = "dispatc
     rejected = list(getattr(dispatches, "rejected", None) or [])
     dispatches = list(dispatches)
     res = DispatchResult()
-    problems = [Problem("bad_payload", keys.bad_key(connection.name, source, r.ref),
-                        f"Unreadable dispatch {r.ref} from {connection.name}: {r.field or 'row'}", message=r.message,
-                        context={"fields": {r.field or "row": r.message}, "raw": r.raw, "action": "check_sender"},
-                        connection_id=connection.pk)
+    problems = [unreadable_dispatch(connection, source, r)
                 for r in rejected]
     res.rejected = len(problems)
     received = timezone.now()
@@ -73,12 +71,7 @@ def record_dispatches(connection: Connection, dispatches, source: str = "dispatc
                                                                                      and not claims.maybe_at_warehouse(o)):
                 res.unknown += 1
                 why = "unknown to the hub" if o is None else f"{o.get_state_display()} in the hub"
-                problems.append(Problem("bad_payload", keys.bad_key(connection.name, source, d.ref or d.order_ref),
-                                        f"{connection.name} dispatched order {d.order_ref}, which is {why}",
-                                        message="Check the order in the warehouse and the hub.",
-                                        context={"fields": {"orderRef": why}, "dispatch_ref": d.ref, "action": "check_order",
-                                                 "parcels": [_parcel_dict(p) for p in d.parcels]},
-                                        connection_id=connection.pk, order_ref=d.order_ref))
+                problems.append(dispatch_for_unknown_order(connection, source, d, why, [_parcel_dict(p) for p in d.parcels]))
                 continue
             known = {t.get("tracking_number") for t in o.tracking or []}
             new = [_parcel_dict(p) for p in d.parcels if not p.tracking_number or p.tracking_number not in known]

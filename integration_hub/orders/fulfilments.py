@@ -11,12 +11,12 @@ from django.utils import timezone
 
 from connectors import errors
 from connectors.base import Fulfilment
-from exceptions_app.services import Problem, clear, make_key, raise_many, transport_keys
+from exceptions_app.services import clear, raise_many, transport_keys
 from integration_hub.core.models import Channel, Connection
 
 from . import claims, keys, mapping, remote
 from .models import Order, StorefrontFulfilment
-from .problems import transport_failure
+from .problems import transport_failure, unknown_fulfilment_sku, unreadable_fulfilments
 
 
 def record_storefront_side(connection: Connection, pairs) -> int:
@@ -46,15 +46,7 @@ def record_storefront_side(connection: Connection, pairs) -> int:
         rejected = getattr(fs, "rejected", None)
         bad = keys.bad_key(connection.name, "fulfilments", keys.order_key(ch, so.external_id))
         if rejected:
-            unreadable.append(Problem(
-                "bad_payload", bad, f"Storefront fulfilments of order {so.order_number or so.external_id} from {connection.name} "
-                                    "cannot be read",
-                message="; ".join(f"{r.ref} {r.field}: {r.message}" for r in rejected)[:2000]
-                + ". The master is not told about these; fix the order in the storefront (any change brings it back into the poll).",
-                context={"order_id": so.external_id, "rejected": [{"ref": r.ref, "field": r.field, "message": r.message,
-                                                                   "raw": str(r.raw)[:500]} for r in rejected[:20]],
-                         "action": "check_order"},
-                connection_id=connection.pk, channel_id=ch.pk, order_ref=keys.order_key(ch, so.external_id)))
+            unreadable.append(unreadable_fulfilments(connection, ch, so, bad, rejected))
         elif fs:
             clean.append(bad)
         if fs:
@@ -87,10 +79,7 @@ def record_storefront_side(connection: Connection, pairs) -> int:
             for sku, qty in f.lines:
                 r = res.get(sku)
                 if r is None or r.item is None:
-                    problems.append(Problem("unknown_sku", make_key("unknown_sku", ch.key, sku), f"Unknown SKU {sku} on channel {ch.key}",
-                                            message=f"storefront fulfilment {f.fulfilment_ref} of order {o} cannot be reported to the master",
-                                            context={"orders": [o.idempotency_key], "action": "map_sku"}, channel_id=ch.pk, sku=sku,
-                                            order_ref=o.idempotency_key))
+                    problems.append(unknown_fulfilment_sku(ch, sku, f, o))
                     continue
                 if r.item.is_bundle and comps.get(r.item.pk):
                     for comp, per in comps[r.item.pk]:

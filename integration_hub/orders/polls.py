@@ -10,13 +10,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from connectors import errors
-from exceptions_app.services import Problem, make_key, raise_many
+from exceptions_app.services import raise_many
 from integration_hub.core.models import Connection, SyncCursor
 
 from . import remote
 from .capture import CaptureResult, capture_many
 from .dispatch import record_dispatches
 from .models import Order
+from .problems import unknown_notified_order
 from .send import repair_exports
 
 log = logging.getLogger(__name__)
@@ -94,12 +95,7 @@ def fetch_and_capture(connection: Connection, external_ids: list[str], refresh_i
     fetched, unknown = [], []
     for external_id, r in zip(todo, remote.parallel(connector.get_order, todo)):
         if isinstance(r, errors.NotFoundError):
-            unknown.append(Problem("bad_payload", make_key("bad_payload", connection.name, "order-notification", external_id),
-                                   f"{connection.name} has no order {external_id!r}, which a notification named",
-                                   message="A subscription/webhook message named an order the storefront does not know; nothing "
-                                           "was captured. Check the sender (a forged or misrouted message) if this repeats.",
-                                   severity="warning", context={"order_id": external_id, "action": "check_sender"},
-                                   connection_id=connection.pk))
+            unknown.append(unknown_notified_order(connection, external_id))
         elif isinstance(r, Exception):
             log.warning("order %s named by a %s subscription message could not be fetched (the poll catches up): %s",
                         external_id, connection.name, r)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from connectors import errors
-from exceptions_app.services import Problem, clear, raise_many
+from exceptions_app.services import clear, raise_many
 from integration_hub.core.models import Connection
 
 from . import keys, remote
+from .problems import unreadable_returns
 
 
 def record_storefront_returns(connection: Connection, pairs) -> int:
@@ -36,15 +37,7 @@ def record_storefront_returns(connection: Connection, pairs) -> int:
         key = keys.order_key(ch, so.external_id)
         bad = keys.bad_key(connection.name, "returns", key)
         if batch.rejected:
-            problems.append(Problem(
-                "bad_payload", bad, f"Returns of order {so.order_number or so.external_id} from {connection.name} cannot be read",
-                message="; ".join(f"{r.field}: {r.message}" for r in batch.rejected)[:2000]
-                + ". The planner does not see these returns; fix them in the storefront (any change brings the order back "
-                  "into the poll).",
-                context={"order_id": so.external_id, "rejected": [{"ref": r.ref, "field": r.field, "message": r.message,
-                                                                   "raw": str(r.raw)[:500]} for r in batch.rejected[:20]],
-                         "action": "check_order"},
-                connection_id=connection.pk, channel_id=ch.pk, order_ref=key))
+            problems.append(unreadable_returns(connection, ch, so, key, bad, batch))
         elif len(batch):
             clean.append(bad)
         rows += [{"external_ref": f"{key}/{r.return_ref}", "order_ref": key, "line_id": r.line_id, "quantity": r.quantity,

@@ -8,7 +8,7 @@ order naming the fields. Then the storefront export handshake (:func:`mark_expor
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 import logging
 
@@ -18,14 +18,14 @@ from django.utils import timezone
 
 from connectors import errors
 from connectors.base import Storefront
-from exceptions_app.services import Problem, clear, make_key, raise_many, transport_keys
+from exceptions_app.services import clear, make_key, raise_many, transport_keys
 from integration_hub.core.models import Connection
 from integration_hub.inventory import reservations
 
 from . import claims, keys, mapping, remote
 from .bulkops import save_split, save_varying
 from .models import Order, OrderLine, OrderState as S
-from .problems import order_failed, transport_failure
+from .problems import accepted_after_cancel, order_failed, refused_payload, transport_failure
 from .state import transition_many
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,35 @@ def send_due(limit: int = claims.BATCH_SIZE, lease_seconds: int = claims.LEASE_S
 
 
 def send_claimed(ids: list[int], actor=None) -> SendResult:
-    result = SendResult()
+    """Send claimed orders: post them to their warehouses (in parallel), sort what each answered, build the
+    records those answers call for, then write the rows (set-based, one transaction)."""
+    jobs, answers = _post(ids, actor)
+    if not jobs:
+        return SendResult()
+    out = _sort_outcomes(jobs, answers, timezone.now())
+    problems, cleared = _records(out)
+    return _write_rows(out, problems, cleared, actor)
+
+
+@dataclass
+class _Outcomes:
+    """One send batch sorted by what the warehouse answered. Each order's row fields are already set for its
+    write (``claim_token``, ``last_error``, ``next_attempt_at``, ``hold_reason``, ``warehouse_ref``)."""
+    acked: list[Order] = field(default_factory=list)
+    later: list[Order] = field(default_factory=list)  # not acknowledged yet / transport failure: resent after a back-off
+    held: list[Order] = field(default_factory=list)  # the warehouse refused the data: held naming the fields
+    failed: list[tuple[Order, str]] = field(default_factory=list)  # (order, why): no more sends
+    pending: int = 0
+    retrying: int = 0
+    ack_at: dict[int, datetime] = field(default_factory=dict)
+    allocations: dict[int, dict[str, str]] = field(default_factory=dict)
+    # (order, answer, outcome, detail) in batch order: detail is the refused fields (held) or why (failed)
+    answers: list[tuple[Order, object, str, object]] = field(default_factory=list)
+
+
+def _post(ids: list[int], actor=None) -> tuple[list, list]:
+    """Move the claimed orders to *sent* (counting the attempt), build each warehouse order and post them in
+    parallel while the claim is renewed. Returns ([(order, warehouse order)], [answer or exception])."""
     with transaction.atomic():
         first = transition_many(ids, S.SENT, "sending to warehouse", actor=actor, from_states=[S.VALIDATED],
                                 send_attempts=F("send_attempts") + 1)
@@ -66,7 +94,7 @@ def send_claimed(ids: list[int], actor=None) -> SendResult:
                         send_attempts=F("send_attempts") + 1)
     orders = list(Order.objects.filter(pk__in=ids, state=S.SENT).select_related("channel", "warehouse").defer("raw"))
     if not orders:
-        return result
+        return [], []
     lines: dict[int, list[OrderLine]] = defaultdict(list)
     for ln in OrderLine.objects.filter(order_id__in=[o.pk for o in orders]).select_related("item").order_by("pk"):
         lines[ln.order_id].append(ln)
@@ -83,28 +111,23 @@ def send_claimed(ids: list[int], actor=None) -> SendResult:
         return remote.connector(o.warehouse).send_order(wo)
 
     with claims.renewing([o.pk for o, _ in jobs]):
-        outcomes = remote.parallel(call, jobs)
-    now = timezone.now()
-    acked, later, held, problems, cleared, failed = [], [], [], [], [], []
-    ack_at: dict[int, datetime] = {}
-    allocations: dict[int, dict[str, str]] = {}
-    for (o, _), res in zip(jobs, outcomes):
+        return jobs, remote.parallel(call, jobs)
+
+
+def _sort_outcomes(jobs: list, answers: list, now) -> _Outcomes:
+    """Sort each order by its warehouse's answer: acknowledged; refused data (held); refused for good or out of
+    attempts (failed); not acknowledged yet or a transport failure (resent after a back-off). No queries."""
+    out = _Outcomes()
+    for (o, _), res in zip(jobs, answers):
         o.claim_token = ""
         if isinstance(res, Exception):
             o.last_error = f"{type(res).__name__}: {res}"[:2000]
             if isinstance(res, errors.BadDataError) and not isinstance(res, errors.RetryableError):
                 fields = dict(getattr(res, "fields", None) or {}) or {"body": str(res)}
                 o.hold_reason = "warehouse rejected: " + "; ".join(f"{k}: {v}" for k, v in fields.items())
-                held.append(o)
-                problems.append(Problem(
-                    "bad_payload", keys.bad_key(o.warehouse.name, "order", o.idempotency_key),
-                    f"{o.warehouse.name} rejected order {o}: {', '.join(fields)}", message=o.hold_reason,
-                    context={"fields": fields, "action": "retry_order", "order_id": o.pk},
-                    connection_id=o.warehouse_id, channel_id=o.channel_id, order_ref=o.idempotency_key))
+                out.held.append(o)
+                out.answers.append((o, res, "held", fields))
                 continue
-            pending = isinstance(res, errors.NotAcknowledgedError)
-            if not pending:
-                problems.append(transport_failure(o.warehouse, "send_order", res, o))
             if isinstance(res, (errors.PermanentError, errors.NotFoundError)) or o.send_attempts >= MAX_SEND_ATTEMPTS:
                 # a refusal resending cannot change (auth refused, order cancelled at the warehouse, bad route), or
                 # retries used up: the order fails with a record naming the cause; a person retries or cancels it
@@ -112,23 +135,54 @@ def send_claimed(ids: list[int], actor=None) -> SendResult:
                        if isinstance(res, (errors.PermanentError, errors.NotFoundError))
                        else f"{o.send_attempts} sends without an acknowledgement; last: {type(res).__name__}: {res}")
                 o.next_attempt_at = None
-                failed.append((o, why))
-                problems.append(order_failed(o, why))
+                out.failed.append((o, why))
+                out.answers.append((o, res, "failed", why))
                 continue
             o.next_attempt_at = now + claims.backoff(o.send_attempts)
-            later.append(o)
-            if pending:
-                result.pending += 1
+            out.later.append(o)
+            out.answers.append((o, res, "later", None))
+            if isinstance(res, errors.NotAcknowledgedError):
+                out.pending += 1
             else:
-                result.retrying += 1
+                out.retrying += 1
             continue
         o.warehouse_ref = str(res.warehouse_ref)[:100]
         o.last_error, o.next_attempt_at, o.hold_reason = "", None, ""
-        ack_at[o.pk] = getattr(res, "received_at", None) or now
-        allocations[o.pk] = dict(getattr(res, "allocations", None) or {})
-        acked.append(o)
-        cleared += [make_key("stuck_order", o.idempotency_key), keys.bad_key(o.warehouse.name, "order", o.idempotency_key),
-                    make_key("orphaned_order", o.channel.key, o.external_id)]
+        out.ack_at[o.pk] = getattr(res, "received_at", None) or now
+        out.allocations[o.pk] = dict(getattr(res, "allocations", None) or {})
+        out.acked.append(o)
+        out.answers.append((o, res, "acked", None))
+    return out
+
+
+def _records(out: _Outcomes) -> tuple[list, list[str]]:
+    """The records the answers call for (:mod:`.problems`), in batch order, and the keys an acknowledgement clears.
+    "Received, not acknowledged" (:class:`connectors.errors.NotAcknowledgedError`) files nothing: the order is at
+    the warehouse, and the stuck-order check names it if no acknowledgement follows."""
+    problems, cleared = [], []
+    for o, res, outcome, detail in out.answers:
+        if outcome == "held":
+            problems.append(refused_payload(o, detail))
+        elif outcome in ("failed", "later"):
+            if not isinstance(res, errors.NotAcknowledgedError):
+                problems.append(transport_failure(o.warehouse, "send_order", res, o))
+            if outcome == "failed":
+                problems.append(order_failed(o, detail))
+        else:
+            cleared += [make_key("stuck_order", o.idempotency_key), keys.bad_key(o.warehouse.name, "order", o.idempotency_key),
+                        make_key("orphaned_order", o.channel.key, o.external_id)]
+    if out.acked:
+        conns = {o.warehouse.name for o in out.acked}
+        cleared += [k for c in conns for k in transport_keys(c, "send_order")]
+    return problems, cleared
+
+
+def _write_rows(out: _Outcomes, problems: list, cleared: list[str], actor=None) -> SendResult:
+    """Write the sorted batch: rows and transitions per outcome (a dispatch confirmation may have moved some on
+    meanwhile: those are left alone), holds marked acknowledged, records filed — one transaction; then the keys
+    cleared and the storefront export handshake."""
+    result = SendResult(pending=out.pending, retrying=out.retrying)
+    acked, later, held, failed = out.acked, out.later, out.held, out.failed
     with transaction.atomic():
         if later or held or failed:  # a dispatch confirmation may have moved some on meanwhile: leave those alone
             still_sent = set(Order.objects.filter(pk__in=[o.pk for o, _ in failed] + [o.pk for o in later + held],
@@ -145,18 +199,9 @@ def send_claimed(ids: list[int], actor=None) -> SendResult:
             gone = set(Order.objects.filter(pk__in=unmoved, state=S.CANCELLED).values_list("pk", flat=True)) if unmoved else set()
             for o in acked:
                 if o.pk in gone:  # cancelled in the hub while this send was in flight, yet the warehouse took it
-                    problems.append(Problem(
-                        "bad_payload", keys.bad_key(o.warehouse.name, "order-cancel", o.idempotency_key),
-                        f"{o.warehouse.name} accepted order {o} after it was cancelled in the hub",
-                        message=f"The warehouse acknowledged the order ({o.warehouse_ref}) while it was being cancelled: "
-                                "cancel it in the warehouse.",
-                        context={"order_id": o.pk, "state": S.CANCELLED, "warehouse_ref": o.warehouse_ref,
-                                 "action": "cancel_in_warehouse"},
-                        connection_id=o.warehouse_id, channel_id=o.channel_id, order_ref=o.idempotency_key))
-            reservations.mark_holds_acknowledged([(o.idempotency_key, o.warehouse_id, ack_at[o.pk], allocations[o.pk])
-                                      for o in acked if o.pk in moved])
-            conns = {o.warehouse.name for o in acked}
-            cleared += [k for c in conns for k in transport_keys(c, "send_order")]
+                    problems.append(accepted_after_cancel(o))
+            reservations.mark_holds_acknowledged([(o.idempotency_key, o.warehouse_id, out.ack_at[o.pk], out.allocations[o.pk])
+                                                  for o in acked if o.pk in moved])
         if later:
             save_split(Order, later, ["last_error", "next_attempt_at"], ["claim_token"])
         if held:

@@ -15,6 +15,7 @@ from . import claims, keys, mapping
 from .bulkops import chunks, save_fields
 from .lines import map_lines
 from .models import Order, OrderLine, OrderState as S
+from .problems import held_order, unknown_order_sku
 from .state import transition_many
 
 
@@ -86,11 +87,7 @@ def validate_many(order_ids, actor=None, cause: str = "validated") -> Validation
                 o.hold_reason = "; ".join(reasons)[:2000]
                 held.append(o)
                 if fields:
-                    problems.append(Problem(
-                        "bad_payload", keys.order_problem_key(o), f"Order {o} held: {', '.join(fields)}",
-                        message="; ".join(f"{k}: {v}" for k, v in fields.items()),
-                        context={"fields": fields, "action": "retry_order", "order_id": o.pk, "state": S.HELD},
-                        connection_id=o.channel.connection_id, channel_id=o.channel_id, order_ref=o.idempotency_key))
+                    problems.append(held_order(o, fields))
             else:
                 o.warehouse_shipping_method, o.warehouse_carrier = ship.warehouse_method, ship.carrier
                 o.warehouse_id = warehouse.pk
@@ -98,13 +95,7 @@ def validate_many(order_ids, actor=None, cause: str = "validated") -> Validation
                 ok.append(o)
                 ok_keys.append(keys.order_problem_key(o))
         for key, e in unknown_by_key.items():
-            problems.append(Problem(
-                "unknown_sku", key, f"Unknown SKU {e['sku']} on channel {e['channel'].key}",
-                message=f"{len(e['orders'])} order(s) held until the SKU is mapped (or a transform matches it).",
-                context={"orders": e["orders"][:50], "order_fields": dict(list(e["fields"].items())[:50]),
-                         "field": next(iter(e["fields"].values())),
-                         "action": "map_sku"}, channel_id=e["channel"].pk, connection_id=e["channel"].connection_id,
-                sku=e["sku"], order_ref=e["orders"][0]))
+            problems.append(unknown_order_sku(key, e))
         if ok:
             save_fields(Order, ok, ["warehouse_shipping_method", "warehouse_carrier", "warehouse", "hold_reason"])
             out.validated = transition_many([o.pk for o in ok], S.VALIDATED, cause, actor=actor, from_states=wanted_states,
