@@ -11,7 +11,7 @@ than one WAIR order or more than one delivery for a storefront order), and recei
 idempotency key, which the warehouse absorbs).
 
 The pipeline runs in this process through the same service functions the Celery tasks call
-(``integration_hub.orders.services``: leased batches, HTTP in a small thread pool; ``--workers`` loops in
+(``integration_hub.orders`` send / notify phases: leased batches, HTTP in a small thread pool; ``--workers`` loops in
 parallel, like worker processes — the capture and dispatch polls run once, then the loops drain), against its own
 sandbox server on a free port, on every reachable engine side by side (bench/_engines.py: a throwaway SQLite
 database, and PostgreSQL + Redis when they run here). ``--faults`` injects 409s, 429s and timeouts on both

@@ -25,6 +25,7 @@ from integration_hub.core import audit
 from integration_hub.core.models import AuditEntry
 from integration_hub.core.roles import PermissionRequired
 from integration_hub.inventory.models import ChannelStockRule
+from integration_hub.orders import actions
 from integration_hub.orders.models import ShippingMethodMap
 
 from . import activity, csv_import, impact, retry_all, schedules, services
@@ -686,7 +687,7 @@ class OrderRetryAllView(_RetryAllView):
         return retry_all.retryable(retry_all.order_queryset(params))
 
     def run(self, qs, user) -> str:
-        out = retry_all.retry_orders(list(qs.values_list("pk", flat=True)), actor=user)
+        out = actions.retry_orders(list(qs.values_list("pk", flat=True)), actor=user)
         return (f"{out.due} order(s) due to be sent (or shown shipped) now; {out.held} still held after revalidation "
                 "(their reasons are on each order).")
 

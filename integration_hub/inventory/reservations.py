@@ -14,9 +14,11 @@ ORDER-priority push for the channels whose ATS it changes (:func:`_push`):
   holds the master now reports a moved figure for, in the transaction that wrote the figures.
 * **expired** (:func:`expire_holds`, beat): a hold older than ``HUB["HOLD_MAX_SECONDS"]``, with a record.
 
-Lock order: every write here touches reservation rows in ``order_ref`` order (sorted references, then chunked),
-so two transactions releasing / marking overlapping orders take the row locks in the same order and never
-deadlock each other. Callers never write ``Reservation`` rows themselves.
+Lock order: every write keyed by order touches reservation rows in ``order_ref`` order (sorted references, then
+chunked; row-by-row marks sorted likewise), so two transactions releasing / marking overlapping orders take the row
+locks in the same order instead of deadlocking each other; the set-based releases by stock figure
+(:func:`release_reflected`, :func:`recheck_holds`, :func:`expire_holds`) are single statements per chunk. Callers
+never write ``Reservation`` rows themselves.
 """
 from __future__ import annotations
 
@@ -97,7 +99,7 @@ def mark_holds_acknowledged(acks) -> int:
         return 0
     table = db.ops.quote_name(Reservation._meta.db_table)
     with db.cursor() as cur:
-        rows = [[db.ops.adapt_datetimefield_value(at), wh, ref] for ref, wh, at, _ in acks]
+        rows = [[db.ops.adapt_datetimefield_value(at), wh, ref] for ref, wh, at, _ in sorted(acks, key=lambda a: a[0])]
         for start in range(0, len(rows), 500):
             cur.executemany(f"UPDATE {table} SET acknowledged_at = %s, warehouse_id = %s "
                             "WHERE order_ref = %s AND released_at IS NULL AND acknowledged_at IS NULL", rows[start:start + 500])
@@ -107,8 +109,8 @@ def mark_holds_acknowledged(acks) -> int:
             connection_id__in={w for w, _ in wanted}, external_id__in={e for _, e in wanted}).values_list("connection_id", "external_id", "id")}
         skus = {s for *_, alloc in acks for s in alloc}
         item_ids = dict(Item.objects.filter(sku__in=skus).values_list("sku", "id"))
-        updates = [[loc_ids[(wh, loc)], ref, item_ids[sku]] for ref, wh, _, alloc in acks for sku, loc in alloc.items()
-                   if (wh, loc) in loc_ids and sku in item_ids]
+        updates = sorted([[loc_ids[(wh, loc)], ref, item_ids[sku]] for ref, wh, _, alloc in acks for sku, loc in alloc.items()
+                          if (wh, loc) in loc_ids and sku in item_ids], key=lambda u: (u[1], u[2]))
         with db.cursor() as cur:
             for start in range(0, len(updates), 500):
                 cur.executemany(f"UPDATE {table} SET allocated_location_id = %s "

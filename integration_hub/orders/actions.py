@@ -1,6 +1,6 @@
 """What a person does to an order — the one module every edge calls (the admin, the console and API through
 :mod:`exceptions_app.triage`, bulk retries): retry, send now, edit a field and resend, cancel, resend the shipped
-notification, revalidate held orders after a fix, record a storefront-side fulfilment.
+notification, revalidate held orders after a fix, record a storefront-side fulfilment, retry many orders at once.
 
 Each action checks that it applies to the order as it stands (else :class:`OrderActionError`, saying why) and then
 runs the phase's own code (:mod:`.validate`, :mod:`.send`, :mod:`.cancel`, :mod:`.notify`). States change only
@@ -8,6 +8,7 @@ through :mod:`.state`, so every move is checked against the machine and logged w
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
@@ -183,3 +184,40 @@ def record_storefront_fulfilment(order: Order, fulfilment_ref: str, lines, locat
         order=order, fulfilment_ref=str(fulfilment_ref)[:100],
         defaults={"warehouse": warehouse, "lines": [[str(s), int(q)] for s, q in lines], "location": location or "",
                   "fulfilled_at": fulfilled_at or timezone.now()})
+
+
+# --- many orders at once (console "retry all matching", bulk exception retries) ----------------------------
+@dataclass
+class OrderRetry:
+    """What a bulk retry did (:func:`retry_orders`)."""
+
+    revalidated: int = 0
+    held: int = 0  # revalidated but still invalid: their reasons are on each order
+    due: int = 0  # orders the worker will send (or notify) now
+
+
+def retry_orders(order_ids, actor=None, progress=None) -> OrderRetry:
+    """Retry many orders: failed ones get a fresh attempt budget, captured / held / failed ones are revalidated
+    (those still invalid stay held with their reasons), and validated / sent / dispatched ones are made due now —
+    except orders a worker holds a live lease on (a send in flight is never doubled). Then one nudge."""
+    ids = sorted(set(order_ids))
+    out = OrderRetry()
+    now = timezone.now()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        Order.objects.filter(pk__in=chunk, state=S.FAILED).update(send_attempts=0)
+        again = list(Order.objects.filter(pk__in=chunk, state__in=[S.CAPTURED, S.HELD, S.FAILED]).values_list("pk", flat=True))
+        if again:
+            result = validate_many(again, actor=actor, cause="retried from the console")
+            out.revalidated += len(result.validated)
+            # still invalid (held, or failed: the order flow keeps a failed order failed until it validates)
+            out.held += Order.objects.filter(pk__in=again, state__in=[S.HELD, S.FAILED]).count()
+        out.due += (Order.objects.filter(pk__in=chunk, state__in=[S.VALIDATED, S.SENT, S.DISPATCHED],
+                                         cancel_requested_at__isnull=True)
+                    .filter(Q(claim_token="") | Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+                    .update(next_attempt_at=None, claim_token=""))
+        if progress is not None:
+            progress.advance(len(chunk))
+    if out.due:
+        claims.kick()
+    return out

@@ -6,10 +6,10 @@ transaction. A polled batch also carries what happened storefront-side: fulfilme
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 import logging
 import time
 import uuid
+from dataclasses import asdict, dataclass, field
 
 from django.db import IntegrityError, transaction
 

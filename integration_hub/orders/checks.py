@@ -4,9 +4,9 @@ acknowledged but never dispatched (``missing_dispatch``), and orders that never 
 """
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone as dt_timezone
-import logging
 
 from django.conf import settings
 from django.db.models import Q
@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 
 
 ORPHAN_STREAM = "orphan-scan"
-
-
 DISPATCH_AUDIT_STREAM = "dispatch-audit"
 
 

@@ -7,9 +7,9 @@ module imports :mod:`.tasks`.
 """
 from __future__ import annotations
 
-from datetime import timedelta
 import logging
 import uuid
+from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import Q
@@ -25,21 +25,12 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
 
-
 # Orders per HTTP batch (send / notify): small enough that a batch finishes well inside its lease even when
 # 429s and timeouts slow some calls down, so no other worker re-claims (and re-sends) orders still in flight.
 HTTP_BATCH_SIZE = 48
-
-
 LEASE_SECONDS = 30  # short: renewed while the warehouse / storefront calls are in flight (core.leases)
-
-
 BACKOFF_BASE_SECONDS = 5
-
-
 BACKOFF_CAP_SECONDS = 300
-
-
 EDITABLE_BEFORE_SEND = {S.CAPTURED, S.VALIDATED, S.HELD, S.FAILED}
 
 
@@ -50,18 +41,11 @@ def backoff(attempts: int) -> timedelta:
 # a disabled connection is not talked to: its orders wait (and the orphan / stuck checks report them)
 SEND_DUE = Q(state__in=[S.VALIDATED, S.SENT], warehouse__enabled=True, cancel_requested_at__isnull=True)
 
-
 # orders the warehouse may have: sent / acknowledged, and failed ones that were ever sent (FAILED follows 30
 # NotAcknowledged answers, which for WAIR mean it holds the order) — cancelling those asks the warehouse
 AT_WAREHOUSE = Q(state__in=[S.SENT, S.ACKNOWLEDGED]) | (Q(state=S.FAILED) & (Q(send_attempts__gt=0) | Q(sent_at__isnull=False)))
-
-
 CANCEL_DUE = AT_WAREHOUSE & Q(warehouse__enabled=True, cancel_requested_at__isnull=False)
-
-
 NOTIFY_DUE = Q(state=S.DISPATCHED, channel__connection__enabled=True)
-
-
 VALIDATE_DUE = Q(state=S.CAPTURED)
 
 

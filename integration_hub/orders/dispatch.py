@@ -4,9 +4,9 @@ stays acknowledged until the warehouse confirms the rest.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-import logging
 
 from django.conf import settings
 from django.db import transaction
@@ -111,7 +111,8 @@ def record_dispatches(connection: Connection, dispatches, source: str = "dispatc
             moved |= set(transition_many([o.pk for o in to_ack if o.state == S.FAILED], S.ACKNOWLEDGED,
                                          "acknowledged: the warehouse confirmed a dispatch of an order the hub had marked failed",
                                          from_states=[S.FAILED], claim_token="", next_attempt_at=None))
-            reservations.mark_holds_acknowledged([(o.idempotency_key, o.warehouse_id or connection.pk, received) for o in to_ack if o.pk in moved])
+            reservations.mark_holds_acknowledged([(o.idempotency_key, o.warehouse_id or connection.pk, received)
+                                                  for o in to_ack if o.pk in moved])
         if to_dispatch:
             moved = transition_many([o.pk for o in to_dispatch], S.DISPATCHED, f"dispatch confirmed by {connection.name} ({source})",
                                     from_states=[S.ACKNOWLEDGED], claim_token="", next_attempt_at=None)

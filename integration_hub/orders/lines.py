@@ -65,7 +65,8 @@ def reserve_lines(order_ids) -> int:
     ORDER-priority push for the channels selling from the same locations). Returns holds created."""
     want: dict[tuple[str, int, int], int] = defaultdict(int)
     for chunk in chunks(order_ids):
-        rows = (OrderLine.objects.filter(order_id__in=chunk, item__isnull=False, order__state__in=list(claims.EDITABLE_BEFORE_SEND | {S.SENT}))
+        rows = (OrderLine.objects.filter(order_id__in=chunk, item__isnull=False,
+                                         order__state__in=list(claims.EDITABLE_BEFORE_SEND | {S.SENT}))
                 .exclude(item__is_bundle=True)
                 .values_list("order__idempotency_key", "item_id", "order__channel_id", "quantity"))
         for key, item_id, channel_id, qty in rows:

@@ -3,8 +3,8 @@ advances in the same transaction as what it read), and the fetch of orders a not
 """
 from __future__ import annotations
 
-from collections import defaultdict
 import logging
+from collections import defaultdict
 
 from django.db import transaction
 from django.utils import timezone
@@ -24,8 +24,6 @@ log = logging.getLogger(__name__)
 
 
 ORDERS_STREAM = "orders"
-
-
 DISPATCH_STREAM = "dispatches"
 
 
@@ -80,7 +78,7 @@ def fetch_and_capture(connection: Connection, external_ids: list[str], refresh_i
     """Orders a subscription only named (change notifications): fetch each the hub does not have yet and
     capture it. ``refresh_ids``: orders a message said changed in a way the hub mirrors (a return booked or
     moved on, a cancellation): each is re-read (one GET) even when the hub has it, and goes through
-    :func:`capture_many` like a polled order — returns by :func:`_record_storefront_returns` (upserted per
+    :func:`.capture.capture_many` like a polled order — returns by :func:`.returns.record_storefront_returns` (upserted per
     return item, so the same message twice, or the poll reading the same order later, counts nothing twice),
     storefront cancellations and fulfilments likewise. A fetch that fails is logged and left to the poll
     (the change bumped the order's lastModifiedAt, so the poll brings it back). An id the storefront answers

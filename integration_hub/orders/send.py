@@ -7,10 +7,10 @@ order naming the fields. Then the storefront export handshake (:func:`mark_expor
 """
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-import logging
 
 from django.db import transaction
 from django.db.models import F
