@@ -23,8 +23,8 @@ from .cancel import apply_storefront_cancellations
 from .fulfilments import record_storefront_side
 from .lines import map_lines
 from .models import Order, OrderLine, OrderState as S
-from .returns import record_storefront_returns
 from .problems import unknown_channel
+from .returns import record_storefront_returns
 from .state import log_created
 
 log = logging.getLogger(__name__)

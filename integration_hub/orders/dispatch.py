@@ -20,8 +20,8 @@ from integration_hub.inventory import reservations
 from . import claims
 from .bulkops import chunks
 from .models import Order, OrderState as S
-from .shipped import update_shipped
 from .problems import dispatch_for_unknown_order, unreadable_dispatch
+from .shipped import update_shipped
 from .state import transition_many
 
 log = logging.getLogger(__name__)
