@@ -106,7 +106,7 @@ def send_changes(hook_url: str, skus: list[str], counters: dict, rate: float, se
     Returns (t_sent, sku, figure) per change."""
     import requests
 
-    from integration_hub.core import webhooks
+    from connectors import signatures
 
     rnd = random.Random(seed)
     session = requests.Session()
@@ -126,7 +126,7 @@ def send_changes(hook_url: str, skus: list[str], counters: dict, rate: float, se
             body = json.dumps({"type": "stock.changed", "batchId": f"b{n_done}", "changes": rows}).encode()
             t_sent = time.monotonic()
             r = session.post(hook_url, data=body, timeout=30, headers={"Content-Type": "application/json",
-                                                                        webhooks.HEADER: webhooks.sign(HOOK_SECRET, body)})
+                                                                        signatures.HEADER: signatures.sign(HOOK_SECRET, body)})
             if r.status_code != 200:
                 errors += 1
                 if errors < 3:

@@ -13,6 +13,8 @@ from typing import Any, Iterable
 
 from django.views.decorators.debug import sensitive_variables
 
+from . import signatures
+
 
 # --- data ----------------------------------------------------------------------------------------
 @dataclass
@@ -386,10 +388,8 @@ class Connector(abc.ABC):
         """True if an inbound webhook carries a valid ``X-Hub-Signature`` for this connection that was never
         accepted before (a True answer consumes it: a replay answers False). A connection without a webhook
         secret refuses everything. Never raises on any header or body."""
-        from integration_hub.core import webhooks
-
-        secret = webhooks.webhook_secret(self.connection)
-        return webhooks.verify_hmac(secret, body, headers, connection=self.connection)
+        secret = signatures.webhook_secret(self.connection)
+        return signatures.verify_hmac(secret, body, headers, connection=self.connection)
 
 
 class InventoryMaster(abc.ABC):
@@ -429,7 +429,9 @@ class Storefront(abc.ABC):
 
     @abc.abstractmethod
     def orders_since(self, cursor: str, limit: int = 100) -> Page:
-        """StorefrontOrder items created/modified since ``cursor``."""
+        """StorefrontOrder items created/modified since ``cursor``: ``items`` is a
+        :class:`connectors.parsing.ParsedBatch` whose ``rejected`` rows are the orders that could not be read
+        (the hub files them; the cursor still moves past them)."""
 
     def parse_order_webhook(self, payload: dict) -> list[str | OrderChanged]:
         """The hints a subscription message carries: order ids to fetch when the hub does not have them, and

@@ -88,11 +88,11 @@ from typing import Iterable, Iterator
 
 from django.views.decorators.debug import sensitive_variables
 
-from . import env_secrets, errors
+from . import env_secrets, errors, signatures
 from .base import (Address, Connector, Fulfilment, InventoryResult, InventoryTarget, OrderChanged, OrderLineData, Page, Parcel,
                    ProductChanged, Storefront, StorefrontOrder, StorefrontReturn, StorefrontStock)
 from .http import HttpClient, OAuthClientCredentials
-from .parsing import ParsedBatch, RejectedRow
+from .parsing import ParsedBatch
 
 log = logging.getLogger(__name__)
 
@@ -820,23 +820,10 @@ class CommercetoolsConnector(Connector, Storefront):
             raise errors.BadDataError(f"commercetools order {o.get('id') if isinstance(o, dict) else o!r} is malformed: "
                                       f"{type(exc).__name__}: {exc}", system=self.system_type, body=o) from exc
 
-    def _report_bad_order(self, o: dict, exc: Exception) -> None:
-        log.error("commercetools order %s unreadable, skipped: %s", o.get("id"), exc)
-        try:
-            from exceptions_app.services import make_key, raise_exception
-        except Exception:  # used outside the hub (bench scripts): the log line is all there is
-            return
-        raise_exception(
-            "bad_payload", make_key("bad_payload", self.connection.name, "order", o["id"]),
-            f"Order {o.get('orderNumber') or o['id']} from {self.connection.name} cannot be read",
-            message=f"{exc}. Fix the order in commercetools (any change brings it back into the poll).",
-            context={"order_id": o["id"], "order_number": o.get("orderNumber", ""), "error": str(exc)[:500],
-                     "payload": json.dumps(o, default=str)[:2000], "action": "check_order"},
-            connection=self.connection.pk, order_ref=o["id"])
-
     def orders_since(self, cursor: str, limit: int = 100) -> Page:
-        """Orders modified after ``cursor``, oldest first. An order that cannot be read is skipped and recorded
-        as a ``bad_payload`` exception (it must not stall every order behind it)."""
+        """Orders modified after ``cursor``, oldest first: ``items`` is a :class:`ParsedBatch`. An order that cannot
+        be read is a ``rejected`` row (it must not stall every order behind it; the hub records it as a
+        ``bad_payload`` exception)."""
         limit = max(1, min(int(limit), PAGE_LIMIT))
         if not cursor and self.orders_start:
             cursor = self.orders_start  # don't page through years of history on the first poll
@@ -855,17 +842,18 @@ class CommercetoolsConnector(Connector, Storefront):
         body = self._query("orders", clauses or None, sort=["lastModifiedAt asc", "id asc"], limit=limit)
         raw = body["results"]
         self._prime(raw)
-        orders: list = []
+        orders = ParsedBatch()
         for o in raw:
             try:
                 orders.append(self.to_order(o))
             except errors.BadDataError as exc:
                 if not isinstance(o, dict) or not o.get("id"):
                     raise
-                # One malformed order must not stall the stream: it becomes a bad_payload exception record
-                # and the poll moves past it. Any later change in ct bumps lastModifiedAt, so a fixed order
-                # comes back through this same poll.
-                self._report_bad_order(o, exc)
+                # One malformed order must not stall the stream: it becomes a rejected row (a bad_payload
+                # record in the hub) and the poll moves past it. Any later change in ct bumps lastModifiedAt, so
+                # a fixed order comes back through this same poll.
+                log.error("commercetools order %s unreadable, skipped: %s", o.get("id"), exc)
+                orders.reject(o["id"], "order", str(exc), raw=o, name=str(o.get("orderNumber") or ""))
         next_cursor = f"{raw[-1]['lastModifiedAt']}|{raw[-1]['id']}" if raw else cursor
         return Page(items=orders, cursor=next_cursor, has_more=len(raw) >= limit)
 
@@ -879,14 +867,12 @@ class CommercetoolsConnector(Connector, Storefront):
         """ct HTTP destinations authenticate with a static ``Authorization`` header (AuthorizationHeader,
         https://docs.commercetools.com/api/projects/subscriptions#authorizationheader). It covers neither
         body nor time, so what such a message says is only ever a hint (:meth:`parse_order_webhook`)."""
-        from integration_hub.core.webhooks import verify_static_header, webhook_secret
-
-        secret = webhook_secret(self.connection)
+        secret = signatures.webhook_secret(self.connection)
         if not secret:
             return False
         # the header value is whatever was configured on the destination: the bare secret or "Bearer <secret>"
-        return (verify_static_header(secret, headers, "Authorization")
-                or verify_static_header(f"Bearer {secret}", headers, "Authorization"))
+        return (signatures.verify_static_header(secret, headers, "Authorization")
+                or signatures.verify_static_header(f"Bearer {secret}", headers, "Authorization"))
 
     def parse_order_webhook(self, payload) -> list:
         """Subscription Messages → hints, never orders (the static header authenticates no content, so an
@@ -1170,18 +1156,16 @@ class CommercetoolsConnector(Connector, Storefront):
         if not isinstance(raw, dict):
             raise errors.BadDataError("storefront_returns needs a commercetools order", system=self.system_type)
         infos = raw.get("returnInfo")
-        good: list[StorefrontReturn] = []
-        rejected: list[RejectedRow] = []
+        out = ParsedBatch()  # the good rows, and .rejected
         if infos in (None, []):
-            return ParsedBatch(good, rejected)
+            return out
         order_id = str(raw.get("id", ""))
 
-        def reject(ref: str, field: str, message: str, value) -> None:
-            rejected.append(RejectedRow(index=len(rejected), ref=ref, field=field, message=message, raw=value))
+        reject = out.reject
 
         if not isinstance(infos, list):
             reject(f"{order_id}/returnInfo", "returnInfo", f"returnInfo is not a list: {str(infos)[:100]}", infos)
-            return ParsedBatch(good, rejected)
+            return out
         lines = {li.get("id") for li in raw.get("lineItems") or [] if isinstance(li, dict)}
         for n, info in enumerate(infos):
             items = info.get("items") if isinstance(info, dict) else None
@@ -1209,10 +1193,10 @@ class CommercetoolsConnector(Connector, Storefront):
                 if problem:
                     reject(f"{order_id}/{ref if isinstance(ref, str) and ref else where}", f"{where}.{problem[0]}", problem[1], item)
                     continue
-                good.append(StorefrontReturn(return_ref=ref, order_ref=order_id, line_id=item["lineItemId"], quantity=qty,
-                                             condition=RETURN_CONDITIONS[state], state=state,
-                                             returned_at=returned_at or _parse_dt(item.get("createdAt"))))
-        return ParsedBatch(good, rejected)
+                out.append(StorefrontReturn(return_ref=ref, order_ref=order_id, line_id=item["lineItemId"], quantity=qty,
+                                            condition=RETURN_CONDITIONS[state], state=state,
+                                            returned_at=returned_at or _parse_dt(item.get("createdAt"))))
+        return out
 
     def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None,
                      known_order: dict | None = None) -> int | None:

@@ -1,4 +1,12 @@
-"""Parsing helpers shared by the connectors: row-level rejects that lose nothing else, timestamps."""
+"""Parsing helpers shared by the connectors: row-level rejects that lose nothing else, timestamps.
+
+The one way a connector returns rows it could not read: every read that parses remote rows returns a
+:class:`ParsedBatch` — the good rows, plus ``rejected`` (:class:`RejectedRow`: which row, what is wrong with it, the
+raw row). A connector never files exception records itself (it knows no hub); the hub service that consumes the
+batch turns ``rejected`` into ``bad_payload`` records (orders: :mod:`integration_hub.orders.rejected`; stock:
+:func:`integration_hub.inventory.services.apply_stock_changes`; returns, fulfilments and dispatches: their
+services in :mod:`integration_hub.orders`).
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -8,11 +16,15 @@ from typing import Any, Callable, Iterable, Sequence
 
 @dataclass
 class RejectedRow:
+    """A row that did not parse: its position in the answer, its reference (an order id; ``row-<i>`` when it has
+    none), the field that is wrong and why, the raw row, and ``name`` — what people call it (an order number)."""
+
     index: int
     ref: str
     field: str
     message: str
     raw: Any = None
+    name: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -24,6 +36,11 @@ class ParsedBatch(list):
     def __init__(self, items: Iterable = (), rejected: list[RejectedRow] | None = None):
         super().__init__(items)
         self.rejected: list[RejectedRow] = rejected or []
+
+    def reject(self, ref: str, field_name: str, message: str, raw: Any = None, name: str = "") -> None:
+        """Add a rejected row (numbered in the order of rejection)."""
+        self.rejected.append(RejectedRow(index=len(self.rejected), ref=ref, field=field_name, message=message, raw=raw,
+                                         name=name))
 
 
 class RowError(ValueError):

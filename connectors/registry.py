@@ -13,6 +13,11 @@ CONNECTORS = {
     "inventory_planner": "connectors.inventory_planner:InventoryPlannerConnector",
     "wair_replenishment": "connectors.wair_replenishment:WairReplenishmentConnector",
 }
+# (system_type, options["api_family"]) → "module:Class": a connection of a system with several API families
+# gets that family's class (the default family is CONNECTORS' class)
+FAMILIES = {
+    ("sfcc", "scapi_oci"): "connectors.sfcc_scapi:SFCCScapiConnector",
+}
 
 _cache: dict = {}
 
@@ -36,6 +41,17 @@ def connector_class(system_type: str):
         target = CONNECTORS[system_type]
     except KeyError:
         raise LookupError(f"no connector for system type {system_type!r}") from None
+    return _load(target)
+
+
+def class_for(connection):
+    """The class that serves ``connection``: its system type's, or its ``api_family``'s (:data:`FAMILIES`)."""
+    family = str((connection.options or {}).get("api_family") or "").strip().lower()
+    target = FAMILIES.get((connection.system_type, family))
+    return _load(target) if target else connector_class(connection.system_type)
+
+
+def _load(target: str):
     module_name, cls_name = target.split(":")
     return getattr(importlib.import_module(module_name), cls_name)
 
@@ -51,7 +67,7 @@ def get_connector(connection, fresh: bool = False):
         from .options import check
 
         check(connection)  # ConfigurationError (a PermanentError) before a connector half-builds
-        _cache[key] = connector_class(connection.system_type)(connection)
+        _cache[key] = class_for(connection)(connection)
     return _cache[key]
 
 

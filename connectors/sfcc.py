@@ -3,7 +3,7 @@
 - ``ocapi`` (default; realms that have OCAPI settings — Salesforce no longer provisions them for new realms from
   2026-09-01): this module, OCAPI Shop / Data API (current version 24.5, documents as in 23.2) with inventory lists;
 - ``scapi_oci`` (new realms, sites on Omnichannel Inventory): :mod:`connectors.sfcc_scapi` — B2C Commerce API Admin
-  Orders + OCI; ``SFCCConnector(connection)`` builds that class when the option says so.
+  Orders + OCI; :func:`connectors.registry.get_connector` builds that class when the option says so.
 
 The OCAPI family, with Account Manager (see :mod:`connectors.sandbox.sfcc` for the emulated routes):
 
@@ -80,7 +80,7 @@ from . import errors
 from .base import (Address, Connector, Fulfilment, InventoryResult, InventoryTarget, OrderLineData, Page, Parcel, Storefront,
                    StorefrontOrder, StorefrontStock)
 from .http import HttpClient, OAuthClientCredentials
-from .parsing import ParsedBatch, RejectedRow, parse_iso
+from .parsing import ParsedBatch, parse_iso
 
 ACCOUNT_MANAGER = "https://account.demandware.com"
 TOKEN_PATH = "/dwsso/oauth2/access_token"
@@ -186,30 +186,9 @@ def _address(a: dict | None) -> Address:
                    country=a.get("country_code", "") or "", phone=a.get("phone", "") or "")
 
 
-API_FAMILIES = ("ocapi", "scapi_oci")
-
-
-def api_family(connection) -> str:
-    """``options["api_family"]``: ``ocapi`` (OCAPI Shop/Data API + inventory lists; the default, for existing
-    realms) or ``scapi_oci`` (B2C Commerce API Admin Orders + Omnichannel Inventory; new realms)."""
-    family = str((connection.options or {}).get("api_family") or "ocapi").strip().lower()
-    if family not in API_FAMILIES:
-        raise errors.PermanentError(f"sfcc connection {connection.name}: api_family {family!r} is not one of "
-                                    f"{', '.join(API_FAMILIES)}", system="sfcc")
-    return family
-
-
 class SFCCConnector(Connector, Storefront):
     system_type = "sfcc"
     api_family = "ocapi"
-
-    def __new__(cls, connection, client=None):
-        """The connection's ``api_family`` picks the class: ``scapi_oci`` → :class:`connectors.sfcc_scapi.SFCCScapiConnector`."""
-        if cls is SFCCConnector and api_family(connection) == "scapi_oci":
-            from .sfcc_scapi import SFCCScapiConnector
-
-            cls = SFCCScapiConnector
-        return super().__new__(cls)
 
     def __init__(self, connection, client=None):
         opts = connection.options or {}
@@ -365,15 +344,28 @@ class SFCCConnector(Connector, Storefront):
             hits = [h.get("data") or {} for h in body.get("hits") or []]
             total = int(body.get("total", 0))
             fresh = [o for o in hits if (o.get("last_modified", ""), str(o.get("order_no"))) > (since, after_no)] if since else hits
-            out = [self._to_order(o) for o in fresh]
+            out = self.read_orders(fresh)
             start += len(hits)
             has_more = start < total
-            if out or not has_more or not hits:  # a full page of already-seen orders: read on
+            if fresh or not has_more or not hits:  # a full page of already-seen orders: read on
                 break
-        if out:
-            last = out[-1].raw
+        if fresh:
+            last = fresh[-1]
             cursor = f"{last.get('last_modified', '')}|{last.get('order_no')}"
         return Page(out, cursor or "", has_more)
+
+    def read_orders(self, docs: list) -> ParsedBatch:
+        """OCAPI order documents → StorefrontOrders; a document that cannot be read is a ``rejected`` row naming
+        the order and what is wrong (the hub records it as a ``bad_payload``; the orders behind it still count)."""
+        out = ParsedBatch()
+        for i, doc in enumerate(docs):
+            try:
+                out.append(self._to_order(doc))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                no = str(doc.get("order_no") or "") if isinstance(doc, dict) else ""
+                out.reject(no or f"row-{i}", "order", f"sfcc order {no or f'row-{i}'} is malformed: {type(exc).__name__}: {exc}",
+                           raw=doc, name=no)
+        return out
 
     def get_order(self, external_id: str) -> StorefrontOrder:
         return self._to_order(self.client.get(self._shop(f"/orders/{external_id}")).json())
@@ -437,10 +429,9 @@ class SFCCConnector(Connector, Storefront):
         raw = order.raw if isinstance(order, StorefrontOrder) else order
         if not isinstance(raw, dict) or not raw.get("order_no"):
             raise errors.BadDataError("storefront_fulfilments needs an SFCC order document", system=self.system_type)
-        good: list[Fulfilment] = []
-        rejected: list[RejectedRow] = []
+        out = ParsedBatch()  # the good rows, and .rejected
         if not self.reads_fulfilments:
-            return ParsedBatch(good, rejected)
+            return out
         no = str(raw["order_no"])
         if self.fulfilments_from:
             try:
@@ -448,26 +439,25 @@ class SFCCConnector(Connector, Storefront):
             except ValueError:
                 created = None
             if created is not None and created < self.fulfilments_from:
-                return ParsedBatch(good, rejected)
+                return out
 
-        def reject(ref: str, field: str, message: str, value) -> None:
-            rejected.append(RejectedRow(index=len(rejected), ref=ref, field=field, message=message, raw=value))
+        reject = out.reject
 
         status = _status(raw.get("shipping_status"))
         if status not in SHIPPING_STATUSES:
             reject(no, "shipping_status", f"shipping_status {raw.get('shipping_status')!r} is not one of "
                                           f"{', '.join(SHIPPING_STATUSES)}", raw.get("shipping_status"))
-            return ParsedBatch(good, rejected)
+            return out
         shipments, items = raw.get("shipments"), raw.get("product_items")
         if status == "not_shipped" and not any(isinstance(s, dict) and _status(s.get("shipping_status")) == "shipped"
                                                for s in shipments or [] if isinstance(shipments, list)):
-            return ParsedBatch(good, rejected)  # the common case: nothing has left yet
+            return out  # the common case: nothing has left yet
         if not isinstance(shipments, list) or not shipments:
             reject(no, "shipments", "a shipped order without a shipments list", shipments)
-            return ParsedBatch(good, rejected)
+            return out
         if not isinstance(items, list):
             reject(no, "product_items", "a shipped order without a product_items list", items)
-            return ParsedBatch(good, rejected)
+            return out
         order_shipped_by_store = status == "shipped" and not raw.get(self.marker_attr)
         any_own = False
         for n, s in enumerate(shipments):
@@ -508,12 +498,12 @@ class SFCCConnector(Connector, Storefront):
             merged: dict[str, int] = {}
             for sku, q in lines:
                 merged[sku] = merged.get(sku, 0) + q
-            good.append(Fulfilment(order_ref=no, fulfilment_ref=ref, lines=list(merged.items()),
-                                   location=str(s.get("c_fromStoreId") or ""), fulfilled_at=_dt(raw.get("last_modified"))))
+            out.append(Fulfilment(order_ref=no, fulfilment_ref=ref, lines=list(merged.items()),
+                                  location=str(s.get("c_fromStoreId") or ""), fulfilled_at=_dt(raw.get("last_modified"))))
         if status == "part_shipped" and not any_own:
             reject(no, "shipping_status", "shipping_status is part_shipped but no shipment is marked shipped: which lines "
                                           "left the store is unknown (set the shipped shipment's shipping_status)", status)
-        return ParsedBatch(good, rejected)
+        return out
 
 
 def capturable(o: dict) -> bool:

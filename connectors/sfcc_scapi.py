@@ -1,6 +1,6 @@
 """Salesforce B2C Commerce on the B2C Commerce API (SCAPI) + Omnichannel Inventory (OCI): ``api_family`` = ``scapi_oci``.
 
-Chosen per connection (``Connection.options["api_family"]``; :class:`connectors.sfcc.SFCCConnector` builds this
+Chosen per connection (``Connection.options["api_family"]``; :func:`connectors.registry.get_connector` builds this
 class when it says ``scapi_oci``). Everything the hub does with an order after reading it (channel, lines,
 store-shipped fulfilments, the hub's marker) is the OCAPI connector's: SCAPI's camelCase order document is
 turned into the OCAPI shape (:func:`to_ocapi`) first.
@@ -99,6 +99,7 @@ from .base import (
     StorefrontStock,
 )
 from .http import HttpClient, OAuthClientCredentials
+from .parsing import ParsedBatch
 from .sfcc import SFCCConnector, hub_marker, token_url, utc_iso
 
 ORDERS = "/checkout/orders/v1/organizations/{org}/orders"
@@ -197,12 +198,12 @@ class SFCCScapiConnector(SFCCConnector):
             if out or not has_more:
                 break
         if not out:
-            return Page([], cursor or "", has_more)
+            return Page(ParsedBatch(), cursor or "", has_more)
         last_at = out[-1].get("lastModified", "")
         same = {str(d.get("orderNo")) for d in out if d.get("lastModified") == last_at}
         if since and _instant(last_at) == since:
             same |= seen
-        return Page([self._to_order(to_ocapi(d)) for d in out], f"{last_at}|{','.join(sorted(same))}", has_more)
+        return Page(self.read_orders([to_ocapi(d) for d in out]), f"{last_at}|{','.join(sorted(same))}", has_more)
 
     def get_order(self, external_id: str) -> StorefrontOrder:
         return self._to_order(to_ocapi(self.client.get(self._orders(f"/{external_id}"), params={"siteId": self.site_id}).json()))

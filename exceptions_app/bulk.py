@@ -19,7 +19,9 @@ from django.utils import timezone
 
 from integration_hub.core import audit
 
-from .models import ACTIVE_STATUSES, ExceptionRecord, Kind, Status
+from . import kinds
+from .kinds import Retry
+from .models import ACTIVE_STATUSES, ExceptionRecord, Status
 
 CHUNK = 1000
 ACTIONS = {
@@ -196,10 +198,17 @@ def _chunk(ids: list[int], action: str, params: Params, actor) -> Outcome:
 
 
 # --- retry --------------------------------------------------------------------------------------------------
+def _retry_of(r: ExceptionRecord) -> str:
+    return kinds.spec(r.kind).retry if r.kind in kinds.SPECS else Retry.CONTEXT
+
+
 def _order_record(r: ExceptionRecord) -> bool:
+    """Retried as an order: its kind's (``Retry.ORDER``), or its context names an order — unless it is a SKU
+    problem (those are fixed by mapping the SKU)."""
     ctx = r.context or {}
-    return r.kind in (Kind.STUCK_ORDER, Kind.MISSING_DISPATCH, Kind.ESCALATED) or (
-        (ctx.get("action") in ORDER_ACTIONS or str(ctx.get("order_id", "")).isdigit()) and r.kind not in (Kind.UNKNOWN_SKU, Kind.SKU_MISMATCH))
+    is_sku = r.kind in kinds.SPECS and kinds.spec(r.kind).subject == "sku"
+    return _retry_of(r) == Retry.ORDER or (
+        (ctx.get("action") in ORDER_ACTIONS or str(ctx.get("order_id", "")).isdigit()) and not is_sku)
 
 
 def _retry(records: list[ExceptionRecord], actor) -> tuple[list[ExceptionRecord], Outcome]:
@@ -211,13 +220,13 @@ def _retry(records: list[ExceptionRecord], actor) -> tuple[list[ExceptionRecord]
         ctx = r.context or {}
         if not r.is_active:
             out.skipped.append((r.pk, "not open"))
-        elif r.kind == Kind.AUTH_FAILURE:
+        elif _retry_of(r) == Retry.NEVER:
             out.skipped.append((r.pk, "refused credentials need renewing by an admin"))
         elif _order_record(r):
             order_recs.append(r)
-        elif r.kind == Kind.STOCK_DRIFT or ctx.get("action") in PUSH_ACTIONS or (r.sku and r.channel_id):
+        elif _retry_of(r) == Retry.PUSH or ctx.get("action") in PUSH_ACTIONS or (r.sku and r.channel_id):
             push_recs.append(r)
-        elif r.connection_id and (ctx.get("action") == "retry_push" or r.kind in (Kind.SYNC_TIMEOUT, Kind.RATE_LIMITED)):
+        elif r.connection_id and (ctx.get("action") == "retry_push" or _retry_of(r) == Retry.CONNECTION):
             conn_recs.append(r)
         else:
             out.skipped.append((r.pk, "nothing to retry: the hub retries it on its own schedule"))

@@ -5,9 +5,9 @@ from django import forms
 from integration_hub.catalog import transforms
 from integration_hub.catalog.models import Item
 
+from . import kinds
 from .triage import (
     EDITABLE_ORDER_FIELDS,
-    ORDER_ACTION_PERMISSIONS,
     actions_for_state,
     field_choices,
     matching_spec,
@@ -108,7 +108,7 @@ class OrderActionForm(forms.Form):
         # its own button (with a confirmation), never an entry of the Action list
         allowed = actions_for_state(order.state) if order is not None else [a for a, _ in self.ACTIONS]
         if user is not None:
-            allowed = [a for a in allowed if user.has_perms(ORDER_ACTION_PERMISSIONS[a])]
+            allowed = [a for a in allowed if user.has_perms(kinds.permissions("order", a))]
         labels = dict(self.ACTIONS)
         self.offered = [(a, labels[a]) for a in allowed if a != "cancel"]
         self.can_cancel = "cancel" in allowed
@@ -121,9 +121,10 @@ class OrderActionForm(forms.Form):
         """Checked before the form is validated, so a user without the permission gets a 403 whatever they
         post and never sees validation messages: the posted action's permissions, or — for a missing or
         unknown action, which the form then refuses — the permissions of at least one order action."""
-        perms = ORDER_ACTION_PERMISSIONS.get(data.get("action") or "")
+        steps = kinds.FIX_ACTIONS["order"].steps
+        perms = steps.get(data.get("action") or "")
         if perms is None:
-            return any(user.has_perms(p) for p in ORDER_ACTION_PERMISSIONS.values())
+            return any(user.has_perms(p) for p in steps.values())
         return user.has_perms(perms)
 
     def clean(self):

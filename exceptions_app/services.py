@@ -4,18 +4,8 @@
 and refreshes the context; a repeat of a resolved/ignored failure reopens it (ignored stays
 ignored: someone decided it does not matter). ``clear`` is what a later success calls.
 
-Dedupe key conventions (build them with :func:`make_key`; the fixing code clears the same key):
-  unknown_sku       unknown_sku:<channel key>:<storefront sku>          (order lines, catalogue audit)
-  sku_mismatch      sku_mismatch:<channel key>:<storefront sku>         (context: suggested item/transform)
-  stock_drift       stock_drift:<channel key>:<storefront sku>
-  stuck_order       stuck_order:<order idempotency key>
-  orphaned_order    orphaned_order:<channel key>:<order external id>
-  missing_dispatch  missing_dispatch:<order idempotency key>
-  rate_limited      rate_limited:<connection name>:<operation>
-  sync_timeout      sync_timeout:<connection name>:<operation>
-  bad_payload       bad_payload:<connection name>:<source>:<ref>
-  auth_failure      auth_failure:<connection name>                      (credentials refused: one per connection)
-Records also carry ``sku`` / ``order_ref`` / ``channel`` / ``connection`` columns for filtering; context
+Dedupe keys are built with :func:`exceptions_app.kinds.key` (``kinds.SPECS`` declares each kind's key parts,
+severity, grouping and fix); the fixing code clears the same key. Records also carry ``sku`` / ``order_ref`` / ``channel`` / ``connection`` columns for filtering; context
 holds what a person needs to decide (payload excerpt, suggestion, last error) and ``context["action"]``
 names the fix the console offers ("map_sku", "retry_order", "resend_dispatch", "repush_stock", ...).
 """
@@ -33,6 +23,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
+from . import kinds
+from .kinds import Grouping
 from .models import ACTIVE_STATUSES, ExceptionOccurrence, ExceptionRecord, Kind, Severity, Status
 
 AUTH_STATUSES = (401, 403)
@@ -57,32 +49,31 @@ def kind_for_error(exc: BaseException) -> str:
 
 
 def make_key(kind: str, *parts) -> str:
-    return ":".join([str(kind), *[str(p) for p in parts if p not in (None, "")]])[:300]
+    """The unchecked spelling of :func:`exceptions_app.kinds.key`, still called by ``integration_hub.orders``
+    (its ``problems`` module adopts ``kinds.key``; then this goes)."""
+    return kinds.join(kind, *parts)
 
 
 def error_key(exc: BaseException, conn_name: str, operation: str) -> tuple[str, str]:
     """(kind, dedupe key) of a connection-level failure of ``operation``: an auth failure is one record per
     connection whatever the operation; the other kinds are per operation."""
     kind = kind_for_error(exc)
-    return kind, (make_key(kind, conn_name) if kind == Kind.AUTH_FAILURE else make_key(kind, conn_name, operation))
+    return kind, (kinds.key(kind, conn_name) if kind == Kind.AUTH_FAILURE else kinds.key(kind, conn_name, operation))
 
 
 def transport_keys(conn_name: str, operation: str) -> list[str]:
     """The connection-level keys a success of ``operation`` on that connection clears."""
-    return [make_key(k, conn_name, operation) for k in (Kind.RATE_LIMITED, Kind.SYNC_TIMEOUT, Kind.BAD_PAYLOAD)] + [
-        make_key(Kind.AUTH_FAILURE, conn_name)]
+    return [kinds.key(k, conn_name, operation) for k in (Kind.RATE_LIMITED, Kind.SYNC_TIMEOUT, Kind.BAD_PAYLOAD)] + [
+        kinds.key(Kind.AUTH_FAILURE, conn_name)]
 
 
 # --- root-cause grouping ----------------------------------------------------------------------------------
-# A connection outage files one record per operation (sync_timeout / rate_limited / auth_failure) and one per
-# order or SKU the remote refused (bad_payload, stuck_order): those share a root cause when they share the kind,
-# the connection and — for refusals — the error text with its references taken out. SKU problems and
-# escalations are each their own fix (one group per record); dispatch, orphan and drift problems group per
-# channel. A group is an *episode*: a record joins the group of the same fingerprint whose last occurrence is
+# A connection outage files one record per operation (sync_timeout / rate_limited / auth_failure: grouping
+# ``connection``) and one per order or SKU the remote refused (bad_payload, stuck_order: ``refusal``): those share
+# a root cause when they share the kind, the connection and — for refusals — the error text with its references
+# taken out. SKU problems and escalations are each their own fix (``own``: one group per record); dispatch, orphan
+# and drift problems group per ``channel`` (each kind's grouping is declared in :mod:`.kinds`). A group is an *episode*: a record joins the group of the same fingerprint whose last occurrence is
 # within HUB_EXCEPTION_GROUP_WINDOW_MINUTES, else it starts a new one (group_key = fingerprint@start).
-CONNECTION_KINDS = (Kind.SYNC_TIMEOUT, Kind.RATE_LIMITED, Kind.AUTH_FAILURE)
-CHANNEL_KINDS = (Kind.MISSING_DISPATCH, Kind.ORPHANED_ORDER, Kind.STOCK_DRIFT)
-SINGLE_KINDS = (Kind.SKU_MISMATCH, Kind.UNKNOWN_SKU, Kind.ESCALATED)
 _HEXISH = re.compile(r"\b[0-9a-f]{8,}\b|\b[0-9a-f]{8}-[0-9a-f-]{27,}\b")
 _DIGITS = re.compile(r"\d+")
 _SPACE = re.compile(r"\s+")
@@ -102,14 +93,15 @@ def error_signature(text: str, *refs: str) -> str:
 def group_fingerprint(kind: str, *, connection_id=None, channel_id=None, title: str = "", message: str = "",
                       sku: str = "", order_ref: str = "") -> str:
     """The root cause a record belongs to ("" = its own group). See the block comment above."""
-    if kind in SINGLE_KINDS:
+    how = kinds.grouping(kind)
+    if how == Grouping.OWN:
         return ""
-    if kind in CHANNEL_KINDS:
+    if how == Grouping.CHANNEL:
         scope = f"ch{channel_id}" if channel_id else (f"c{connection_id}" if connection_id else "")
         sig = ""
     else:
         scope = f"c{connection_id}" if connection_id else (f"ch{channel_id}" if channel_id else "")
-        sig = "" if kind in CONNECTION_KINDS else error_signature(message or title, sku, order_ref)
+        sig = "" if how == Grouping.CONNECTION else error_signature(message or title, sku, order_ref)
     if not scope:
         return ""
     return f"{kind}:{scope}:{hashlib.sha1(sig.encode()).hexdigest()[:12]}"

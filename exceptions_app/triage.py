@@ -13,14 +13,20 @@ SKU problems (``sku_mismatch`` / ``unknown_sku``, key ``<kind>:<channel key>:<st
     storefront SKU the chosen transform produces from a master SKU. Set-based: one item lookup, one
     bulk insert, one audit insert, one push enqueue, one clear.
 
+  * :func:`after_mapping_saved` — a person saved a mapping on the console rule pages or the API: acknowledge
+    its SKU exceptions and re-check the held orders (the row save's signal re-queued the stock push).
+  Re-queueing and re-checking go through the one "mapping changed" entry point,
+  :func:`integration_hub.catalog.mapping_changes.mapping_changed`. Which fix each kind offers, and the
+  permissions it needs, is declared in :mod:`exceptions_app.kinds` (:func:`action_for` asks it).
+
 Stuck orders (``stuck_order:<idempotency key>``): :func:`retry_order`, :func:`edit_and_resend`,
-:func:`cancel_order` call the order flow's person-facing actions (``integration_hub.orders.actions``). Those do
-not resolve the exception: the key is cleared by the order flow when the warehouse acknowledges.
+:func:`cancel_order` call the order flow's person-facing actions (``integration_hub.orders.actions``, imported
+plainly as ``order_flow``: tests replace ``triage.order_flow``, the one patch point). Those do not resolve the
+exception: the key is cleared by the order flow when the warehouse acknowledges.
 """
 from __future__ import annotations
 
 import contextlib
-import importlib
 import re
 import logging
 from dataclasses import dataclass, field
@@ -30,17 +36,21 @@ from django.db.models import F, Q
 from django.db.models.expressions import RawSQL
 
 from integration_hub.catalog import transforms
+from integration_hub.catalog.mapping_changes import last_change, mapping_changed
 from integration_hub.catalog.models import IdentifierTransform, Item, SkuMapping
 from integration_hub.core import audit
 from integration_hub.core.models import Channel
+from integration_hub.inventory import outbox
+from integration_hub.inventory.models import PendingPush
+from integration_hub.orders import actions as order_flow
+from integration_hub.orders.state import IllegalTransition
 
-from . import services
+from . import kinds, services
 from .models import ACTIVE_STATUSES, ExceptionRecord, Kind, Status
 
 log = logging.getLogger(__name__)
 
-SKU_KINDS = (Kind.SKU_MISMATCH, Kind.UNKNOWN_SKU)
-ORDER_KINDS = (Kind.STUCK_ORDER, Kind.MISSING_DISPATCH, Kind.ORPHANED_ORDER)
+SKU_KINDS = kinds.having(action="map_sku")  # sku_mismatch, unknown_sku
 # order fields a person may correct from the console before resending (the order flow's
 # update_field_and_resend accepts these plus the paths a hold names: lines.<id>.storefront_sku,
 # shipping_address.<part>, billing_address.<part>)
@@ -73,15 +83,13 @@ class TriageError(Exception):
 
 # --- what each record offers -----------------------------------------------------------------------
 def action_for(record: ExceptionRecord) -> str:
-    if record.kind in SKU_KINDS:
-        return "map_sku"
-    if record.kind in (Kind.STUCK_ORDER, Kind.MISSING_DISPATCH) or (record.context or {}).get("action") in ("retry_order", "resend_dispatch"):
-        return "order"
-    if record.kind == Kind.STOCK_DRIFT:
-        return "repush_stock"
-    if record.kind == Kind.MASTER_DATA_DRIFT:
-        return "take_master_value"  # integration_hub.catalog.master_fix
-    return (record.context or {}).get("action", "")
+    """The fix the console offers for ``record`` (the kind's declared action, see :func:`kinds.fix_action`)."""
+    return kinds.fix_action(record.kind, record.context)
+
+
+def about_order(record: ExceptionRecord) -> bool:
+    """Whether the record's page shows its order (an order fix, or a kind about an order)."""
+    return action_for(record) == "order" or (record.kind in kinds.SPECS and kinds.spec(record.kind).subject == "order")
 
 
 # --- SKU suggestions -----------------------------------------------------------------------------
@@ -215,59 +223,11 @@ def similar_open(record: ExceptionRecord):
             .exclude(pk=record.pk).exclude(sku=""))
 
 
-# --- re-queueing work (the other engineers' services, behind one function each) ---------------------------
-def _optional(module: str, name: str):
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
-
-
-def requeue_stock(item_ids, channel_ids=None, reason: str = "sku mapping fixed") -> int:
-    """Queue a push of the items' ATS to the channels (the outbox coalesces repeats)."""
-    enqueue = _optional("integration_hub.inventory.outbox", "enqueue")
-    if enqueue is None or not item_ids:
-        return 0
-    from integration_hub.inventory.models import PendingPush
-
-    return enqueue(list(item_ids), channel_ids=channel_ids, priority=PendingPush.Priority.ROUTINE, reason=reason)
-
-
-def kick_pushes() -> bool:
-    """Nudge a worker to drain the stock outbox now (best effort: the sweep finds the rows anyway)."""
-    kick = _optional("integration_hub.inventory.outbox", "kick")
-    return bool(kick()) if kick is not None else False
-
-
-def revalidate_orders(skus, channel: Channel | None) -> int:
-    """Ask the order flow to re-check held orders waiting on these storefront SKUs. Returns orders released
-    (0 when the order flow is not installed)."""
-    revalidate = _optional("integration_hub.orders.actions", "revalidate_held")
-    if revalidate is None:
-        return 0
-    skus = sorted(set(skus))
-    if not skus:
-        return 0
-    # one SKU: only the orders waiting on it; many (bulk fixes): every held order on the channel in one
-    # batched pass, rather than one pass per SKU
-    result = revalidate(sku=skus[0] if len(skus) == 1 else None, channel=channel)
-    return result if isinstance(result, int) else len(result or [])
-
-
 def _acting(user):
     """Keep the request's actor/source (console or api) when there is one; else act as ``user``."""
     if audit.current_user() is not None:
         return contextlib.nullcontext()
     return audit.acting_as(user, "console")
-
-
-def revalidate_channel(channel: Channel | None) -> int:
-    """Re-check every held order on ``channel`` (all channels when None), e.g. after a shipping map change."""
-    revalidate = _optional("integration_hub.orders.actions", "revalidate_held")
-    if revalidate is None:
-        return 0
-    result = revalidate(sku=None, channel=channel)
-    return result if isinstance(result, int) else len(result or [])
 
 
 # --- SKU fixes ---------------------------------------------------------------------------------------
@@ -355,20 +315,38 @@ def acknowledge_sku_fix(keys, user=None, note: str = "SKU mapped") -> int:
 
 def sku_fix_keys(storefront_skus, channel_keys) -> list[str]:
     """The SKU exception keys a mapping of these storefront SKUs on these channels addresses."""
-    return [services.make_key(kind, ck, sku) for sku in storefront_skus for kind in SKU_KINDS for ck in channel_keys]
+    return [kinds.key(kind, ck, sku) for sku in storefront_skus for kind in SKU_KINDS for ck in channel_keys]
 
 
 def _after_mapping(records: list[ExceptionRecord], items: list[Item], channel: Channel | None, user, result: FixResult,
                    note: str) -> None:
     channel_ids = [channel.pk] if channel is not None else None
-    result.pushes_queued += requeue_stock({i.pk for i in items}, channel_ids, reason="sku mapping fixed in console")
-    result.orders_revalidated += revalidate_orders([r.sku for r in records], channel)
+    change = mapping_changed({i.pk for i in items}, channel_ids, "sku mapping fixed in console",
+                             storefront_skus=[r.sku for r in records], channel=channel)
+    result.pushes_queued += change.pushes
+    result.orders_revalidated += change.orders_revalidated
     if channel is not None:
         channel_keys = [channel.key]
     else:
         channel_keys = list(Channel.objects.values_list("key", flat=True))
     keys = set(sku_fix_keys([r.sku for r in records], channel_keys)) | {r.dedupe_key for r in records}
     result.acknowledged += acknowledge_sku_fix(keys, user, note)
+
+
+def after_mapping_saved(obj: SkuMapping, before: dict | None = None) -> str:
+    """A person created or edited a mapping on the console rule pages or the API (a row save: its signal already
+    re-queued the ATS of the item(s) it touches — :func:`integration_hub.catalog.mapping_changes.last_change`):
+    acknowledge the SKU exceptions for its storefront SKU (the confirmed push resolves them) and re-check the
+    orders held on it. ``before``: the audit snapshot before the edit (None when created)."""
+    n = last_change(obj).pushes
+    if obj.active:
+        channel_keys = [obj.channel.key] if obj.channel_id else list(Channel.objects.values_list("key", flat=True))
+        acknowledge_sku_fix(sku_fix_keys([obj.storefront_sku], channel_keys), audit.current_user(),
+                            f"mapped {obj.storefront_sku} → {obj.item.sku}")
+        released = mapping_changed((), None, "sku mapping edited", storefront_skus=[obj.storefront_sku],
+                                   channel=obj.channel if obj.channel_id else None).orders_revalidated
+        return f"{n} stock push(es) queued, {released} held order(s) revalidated"
+    return f"{n} stock push(es) queued"
 
 
 def map_sku(record: ExceptionRecord, item: Item, *, all_channels: bool = False, spec: transforms.TransformSpec | None = None,
@@ -506,15 +484,13 @@ def order_for(record: ExceptionRecord):
 
 
 def _order_service(name: str):
-    fn = _optional("integration_hub.orders.actions", name)
+    fn = getattr(order_flow, name, None)
     if fn is None:
         raise TriageError("the order flow is not installed on this hub: cannot act on orders yet")
     return fn
 
 
 def _wrap(call):
-    from integration_hub.orders.state import IllegalTransition
-
     try:
         return call()
     except IllegalTransition as exc:
@@ -588,12 +564,7 @@ def repush_stock(record: ExceptionRecord, user=None) -> int:
     item_id = mapped_item_id(record)
     if item_id is None:
         raise TriageError("this SKU has no active mapping on the channel: map it first")
-    enqueue_pairs = _optional("integration_hub.inventory.outbox", "enqueue_pairs")
-    if enqueue_pairs is None:
-        raise TriageError("the stock engine is not installed on this hub")
-    from integration_hub.inventory.models import PendingPush
-
-    n = enqueue_pairs([(record.channel_id, item_id)], priority=PendingPush.Priority.ROUTINE, reason="console re-push")
+    n = outbox.enqueue_pairs([(record.channel_id, item_id)], priority=PendingPush.Priority.ROUTINE, reason="console re-push")
     _note(record, user, "stock push re-queued from the console; resolves when the storefront confirms the quantity")
     return n
 
@@ -601,8 +572,7 @@ def repush_stock(record: ExceptionRecord, user=None) -> int:
 # --- order actions offered on the exception detail page and the order page ------------------------------
 ORDER_ACTION_LABELS = [("retry", "Retried"), ("edit", "Edited and resent"), ("notify", "Notified as shipped again"),
                        ("cancel", "Cancelled")]
-ORDER_ACTION_PERMISSIONS = {"retry": ["orders.retry_order"], "edit": ["orders.change_order", "orders.retry_order"],
-                            "notify": ["orders.retry_order"], "cancel": ["orders.cancel_order"]}
+# the permissions of each order action: kinds.permissions("order", <action>) (declared in exceptions_app.kinds)
 
 
 # which actions an order's state allows (the order flow refuses the others: retry_send, update_field_and_resend,
@@ -654,29 +624,9 @@ def attach_order_numbers(records: list[ExceptionRecord]) -> None:
         r.order_number = numbers.get(r.order_ref, "") or (r.order_ref if r.order_ref and ":" not in r.order_ref else "")
 
 
-PLAIN = {
-    Kind.SKU_MISMATCH: "The storefront lists a product code the hub cannot match to a warehouse item, so its stock "
-                       "is not updated. Ops can map it.",
-    Kind.UNKNOWN_SKU: "A product code is not known to the hub, so its stock (or an order line with it) cannot be "
-                      "handled yet. Ops can map it.",
-    Kind.STUCK_ORDER: "The order has not reached the warehouse yet. The hub keeps retrying; ops or CX can retry, "
-                      "correct a field or cancel it.",
-    Kind.ORPHANED_ORDER: "The storefront has an order the hub never received. Ops will check it.",
-    Kind.SYNC_TIMEOUT: "A connected system did not answer in time. The hub retries on its own; nothing is lost.",
-    Kind.RATE_LIMITED: "A connected system asked the hub to slow down. The hub retries on its own; nothing is lost.",
-    Kind.MISSING_DISPATCH: "The warehouse shipped the order but the storefront does not show it as shipped yet.",
-    Kind.STOCK_DRIFT: "The stock the storefront shows differs from what the warehouse holds. Ops can push it again.",
-    Kind.BAD_PAYLOAD: "A system refused some data (for example an address or a code it does not know). Someone "
-                      "needs to correct the data; the details say which field.",
-    Kind.ESCALATED: "Customer service handed this order to ops with a note.",
-    Kind.AUTH_FAILURE: "A connected system refused the hub's credentials. An administrator must renew them; "
-                       "until then nothing moves on that connection.",
-}
-
-
 def plain_text(record: ExceptionRecord) -> str:
     """A sentence for CX saying what the problem means (the technical detail stays one click away)."""
-    base = PLAIN.get(record.kind, "The hub could not finish this step.")
+    base = kinds.plain(record.kind)
     if record.kind == Kind.BAD_PAYLOAD and isinstance((record.context or {}).get("fields"), dict) and record.context["fields"]:
         base += " Fields: " + ", ".join(str(k) for k in list(record.context["fields"])[:5]) + "."
     return base
@@ -685,14 +635,15 @@ def plain_text(record: ExceptionRecord) -> str:
 def escalate_order(order, note: str, user=None) -> ExceptionRecord:
     """CX hand an order to ops with a note: one ``escalated`` record per order (a repeat adds to its count and
     keeps the latest note), with the order number, in the ops queue."""
-    from .services import make_key, raise_exception
+    from .services import raise_exception
 
     note = (note or "").strip()
     if not note:
         raise TriageError("Say what ops should look at.")
     who = getattr(user, "username", "") or "someone"
-    return raise_exception(Kind.ESCALATED, make_key(Kind.ESCALATED, order.idempotency_key),
-                           f"Order {order} escalated by {who}: {note}"[:300], message=note[:2000], severity="warning",
+    return raise_exception(Kind.ESCALATED, kinds.key(Kind.ESCALATED, order.idempotency_key),
+                           f"Order {order} escalated by {who}: {note}"[:300], message=note[:2000],
+                           severity=kinds.spec(Kind.ESCALATED).severity,
                            context={"order_id": order.pk, "order_number": order.order_number, "note": note[:2000],
                                     "escalated_by": who, "action": "retry_order"},
                            channel=order.channel_id, order_ref=order.idempotency_key)

@@ -18,7 +18,7 @@ from integration_hub.core.roles import PermissionRequired
 
 from integration_hub.console.retry_all import inline_limit
 
-from . import bulk, queue, search, triage
+from . import bulk, kinds, queue, search, triage
 from .forms import MapSkuForm, OrderActionForm, StatusForm
 from .models import ExceptionRecord
 
@@ -60,13 +60,10 @@ class ExceptionListView(PermissionRequired, TemplateView):
                    search_errors=f.errors, matching=matching, snoozed_hidden=snoozed_hidden,
                    snooze_choices=bulk.SNOOZE_CHOICES, actions=bulk.ACTIONS,
                    assignable=list(bulk.assignable().values_list("pk", "username")) if can_change else [],
-                   can_change=can_change, can_retry=user.has_perms(RETRY_PERMISSIONS),
-                   can_take_master=user.has_perms(TAKE_MASTER_PERMISSIONS), master_writable=master_fix.writable_systems(),
+                   can_change=can_change, can_retry=user.has_perms(kinds.permissions("retry")),
+                   can_take_master=user.has_perms(kinds.permissions("take_master_value")), master_writable=master_fix.writable_systems(),
                    here=self.request.get_full_path())
         return ctx
-
-
-RETRY_PERMISSIONS = ("exceptions_app.change_exceptionrecord", "orders.retry_order", "inventory.change_pendingpush")
 
 
 class ExceptionDetailView(PermissionRequired, TemplateView):
@@ -88,20 +85,20 @@ class ExceptionDetailView(PermissionRequired, TemplateView):
             similar = triage.similar_open(record)
             ctx.update(suggestion=suggestion, similar_count=similar.count(),
                        map_form=kwargs.get("map_form") or map_form(record, suggestion),
-                       can_map=user.has_perms(["catalog.add_skumapping", "catalog.change_skumapping",
-                                               "exceptions_app.change_exceptionrecord"]))
+                       can_map=user.has_perms(kinds.permissions("map_sku")))
         if action == "take_master_value":
-            ctx.update(can_take_master=user.has_perms(TAKE_MASTER_PERMISSIONS),
+            ctx.update(can_take_master=user.has_perms(kinds.permissions("take_master_value")),
                        not_writable=master_fix.writable_reason(record) if record.is_active else "")
         if action == "repush_stock":
-            ctx.update(can_repush=user.has_perms(["inventory.change_pendingpush", "exceptions_app.change_exceptionrecord"]),
+            ctx.update(can_repush=user.has_perms(kinds.permissions("repush_stock")),
                        mapped_item_id=triage.mapped_item_id(record))
-        if action == "order" or record.kind in triage.ORDER_KINDS:
+        if triage.about_order(record):
             order = triage.order_for(record)
             ctx.update(order=order, order_form=kwargs.get("order_form") or OrderActionForm(record=record, order=order, user=user),
                 transitions=list(order.transitions.select_related("actor").order_by("-at")[:20]) if order else [],
-                can_retry=user.has_perm("orders.retry_order"), can_cancel=user.has_perm("orders.cancel_order"),
-                can_edit=user.has_perms(["orders.change_order", "orders.retry_order"]))
+                can_retry=user.has_perms(kinds.permissions("order", "retry")),
+                can_cancel=user.has_perms(kinds.permissions("order", "cancel")),
+                can_edit=user.has_perms(kinds.permissions("order", "edit")))
         return ctx
 
 
@@ -164,7 +161,7 @@ class BulkStatusView(PermissionRequired, View):
         nxt = post.get("next") or ""
         if nxt.startswith("/exceptions/") and url_has_allowed_host_and_scheme(nxt, allowed_hosts={request.get_host()}):
             back = nxt  # a record's own page
-        if action == "retry" and not request.user.has_perms(RETRY_PERMISSIONS):
+        if action == "retry" and not request.user.has_perms(kinds.permissions("retry")):
             raise PermissionDenied("Your role does not allow retrying orders and stock pushes.")
         ids, groups, all_matching = post.getlist("ids"), post.getlist("groups"), post.get("all") == "1"
         try:
@@ -199,7 +196,7 @@ class BulkStatusView(PermissionRequired, View):
 
 
 class MapSkuView(_RecordAction):
-    permission_required = ("catalog.add_skumapping", "catalog.change_skumapping", "exceptions_app.change_exceptionrecord")
+    permission_required = kinds.permissions("map_sku")
 
     def post(self, request, pk):
         record = self.record(pk)
@@ -226,7 +223,7 @@ class MapSkuView(_RecordAction):
 
 
 class RepushView(_RecordAction):
-    permission_required = ("inventory.change_pendingpush", "exceptions_app.change_exceptionrecord")
+    permission_required = kinds.permissions("repush_stock")
 
     def post(self, request, pk):
         record = self.record(pk)
@@ -239,13 +236,10 @@ class RepushView(_RecordAction):
         return self.back(record)
 
 
-TAKE_MASTER_PERMISSIONS = ("exceptions_app.change_exceptionrecord", "catalog.view_item")  # ops, admin
-
-
 class TakeMasterValueView(_RecordAction):
     """POST: write the item master's value to the system of a ``master_data_drift`` record (ops, admin)."""
 
-    permission_required = TAKE_MASTER_PERMISSIONS
+    permission_required = kinds.permissions("take_master_value")  # ops, admin
 
     def post(self, request, pk):
         record = self.record(pk)
@@ -265,9 +259,7 @@ def safe_next(request) -> str:
 
 
 class OrderActionView(_RecordAction):
-    permission_required = "exceptions_app.view_exceptionrecord"
-
-    NEEDS = triage.ORDER_ACTION_PERMISSIONS
+    permission_required = kinds.permissions("order")
 
     def post(self, request, pk):
         if not OrderActionForm.allowed(request.user, request.POST):  # before validation: no messages for them
@@ -278,7 +270,7 @@ class OrderActionView(_RecordAction):
         if not form.is_valid():
             return self.rerender(pk, order_form=form)
         action = form.cleaned_data["action"]
-        if not request.user.has_perms(self.NEEDS[action]):
+        if not request.user.has_perms(kinds.permissions("order", action)):
             raise PermissionDenied("Your role does not allow this order action.")
         if order is None:
             messages.error(request, "The order this exception names is not in the hub.")

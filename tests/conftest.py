@@ -41,6 +41,26 @@ def sandbox(sandbox_server):
     return sandbox_server
 
 
+# --- enqueued tasks, fake connectors ---------------------------------------------------------------------
+@pytest.fixture
+def task_trap():
+    """Every task sent during the test (``core.nudge.enqueue``, ``apply_async`` / ``delay``, ``send_task``) recorded,
+    not run: a :class:`tests.support.tasks.TaskTrap`."""
+    from tests.support.tasks import trap_tasks
+
+    with trap_tasks() as trap:
+        yield trap
+
+
+@pytest.fixture
+def fake_connectors(monkeypatch):
+    """The one patch point for fake connectors (``connectors.registry.get_connector``) for the test:
+    ``fake_connectors.install(fake, system_type="wair")`` — a :class:`tests.support.fakes.FakeConnectors`."""
+    from tests.support.fakes import install_fakes
+
+    return install_fakes(monkeypatch)
+
+
 # --- users ---------------------------------------------------------------------------------------
 @pytest.fixture
 def make_user(db):

@@ -378,7 +378,7 @@ def send_webhook(url: str, secret: str, payload: Any, timeout: float = 5.0) -> i
     """POST a signed webhook to the hub (used by emulators that push). Returns the status (0 = failed)."""
     import requests
 
-    from integration_hub.core.webhooks import HEADER, sign  # stdlib-only module
+    from connectors.signatures import HEADER, sign  # stdlib-only module
 
     body = json.dumps(payload, default=str).encode()
     try:

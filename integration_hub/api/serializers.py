@@ -11,7 +11,9 @@ from integration_hub.catalog.models import IdentifierTransform, Item, SkuMapping
 from integration_hub.core import beat
 from integration_hub.core.models import Channel, Connection, Location
 from integration_hub.inventory.models import ChannelStockRule, PendingPush, StockLevel, StockPool
+from integration_hub.inventory.rules import channel_rule_errors
 from integration_hub.orders.models import Order, OrderLine, ShippingMethodMap
+from integration_hub.orders.shipping_rules import shipping_map_clash
 from integration_hub.reconciliation.models import Report, ReportRow
 
 
@@ -127,8 +129,6 @@ class ChannelStockRuleSerializer(serializers.ModelSerializer):
         read_only_fields = ["updated_at"]
 
     def validate(self, attrs):
-        from integration_hub.console.services import channel_rule_errors
-
         mode = attrs.get("mode", getattr(self.instance, "mode", ChannelStockRule.Mode.SEGREGATED))
         pool = attrs.get("pool", getattr(self.instance, "pool", None))
         if "locations" in attrs:
@@ -150,8 +150,6 @@ class ShippingMapSerializer(serializers.ModelSerializer):
         validators = []  # the unique (channel, method) pair is checked below with a readable message (not a 500)
 
     def validate(self, attrs):
-        from integration_hub.console.services import shipping_map_clash
-
         channel = attrs.get("channel", getattr(self.instance, "channel", None))
         method = attrs.get("storefront_method", getattr(self.instance, "storefront_method", None))
         clash = shipping_map_clash(channel, method, getattr(self.instance, "pk", None))

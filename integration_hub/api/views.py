@@ -21,8 +21,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from exceptions_app import services as exc_services
-from exceptions_app import triage
+from exceptions_app import kinds, triage
 from exceptions_app.filters import ExceptionFilter
 from exceptions_app.models import ExceptionRecord, Kind
 from integration_hub.catalog.models import IdentifierTransform, SkuMapping
@@ -95,8 +94,8 @@ class ExceptionViewSet(ActionPermissions, viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["last_seen", "first_seen", "count", "severity"]
     ACTION_PERMS = {
         **{a: ["exceptions_app.change_exceptionrecord"] for a in ("acknowledge", "ignore", "resolve")},
-        "map_sku": ["exceptions_app.change_exceptionrecord", "catalog.add_skumapping", "catalog.change_skumapping"],
-        "repush": ["exceptions_app.change_exceptionrecord", "inventory.change_pendingpush"],
+        "map_sku": kinds.permissions("map_sku"),
+        "repush": kinds.permissions("repush_stock"),
     }
 
     def filter_queryset(self, queryset):
@@ -186,11 +185,11 @@ class OrderViewSet(ActionPermissions, viewsets.ReadOnlyModelViewSet):
                         "external_id": ["exact"], "created_at": ["gte", "lte"], "updated_at": ["gte", "lte"]}
     search_fields = ["order_number", "external_id", "idempotency_key", "customer_email"]
     ordering_fields = ["created_at", "updated_at", "placed_at"]
-    ACTION_PERMS = {"retry": ["orders.view_order", "orders.retry_order"],
-                    "cancel": ["orders.view_order", "orders.cancel_order"]}
+    ACTION_PERMS = {"retry": ["orders.view_order", *kinds.permissions("order", "retry")],
+                    "cancel": ["orders.view_order", *kinds.permissions("order", "cancel")]}
 
     def _record(self, order):
-        return ExceptionRecord.objects.filter(dedupe_key=exc_services.make_key(Kind.STUCK_ORDER, order.idempotency_key)).first()
+        return ExceptionRecord.objects.filter(dedupe_key=kinds.key(Kind.STUCK_ORDER, order.idempotency_key)).first()
 
     @extend_schema(request=None, responses={202: s.OrderSerializer, 400: OpenApiResponse(description="not possible in this state")})
     @action(detail=True, methods=["post"])
@@ -231,7 +230,7 @@ class PreviewedDestroy:
                               409: OpenApiResponse(description="not deleted: the impact preview; repeat with ?confirm=true")})
     def destroy(self, request, *args, **kwargs):
         from integration_hub.console import impact
-        from integration_hub.console.services import after_rule_deleted
+        from integration_hub.inventory.rules import after_rule_deleted
 
         obj = self.get_object()
         confirmed = str(request.query_params.get("confirm", "")).lower() in CONFIRM_VALUES
@@ -255,9 +254,7 @@ class SkuMappingViewSet(PreviewedDestroy, ActsAsRequestUser, viewsets.ModelViewS
     ordering_fields = ["storefront_sku", "updated_at"]
 
     def _after(self, obj, before=None):
-        from integration_hub.console.services import after_mapping_saved
-
-        after_mapping_saved(obj, before)
+        triage.after_mapping_saved(obj, before)
 
     def perform_create(self, serializer):
         with refused_as_400():
@@ -289,7 +286,7 @@ class ChannelStockRuleViewSet(PreviewedDestroy, ActsAsRequestUser, viewsets.Mode
     filterset_fields = ["mode", "channel__key"]
 
     def _save(self, serializer):
-        from integration_hub.console import services as rules
+        from integration_hub.inventory import rules
 
         instance = serializer.instance
         before = audit.snapshot(instance) if instance is not None else None
@@ -310,7 +307,7 @@ class ShippingMapViewSet(ActsAsRequestUser, viewsets.ModelViewSet):
     filterset_fields = ["channel__key", "storefront_method", "active"]
 
     def _save(self, serializer):
-        from integration_hub.console.services import after_shipping_map_saved
+        from integration_hub.orders.shipping_rules import after_shipping_map_saved
 
         before = audit.snapshot(serializer.instance) if serializer.instance is not None else None
         with refused_as_400():

@@ -32,7 +32,8 @@ from django import db
 from django.db.models import Q
 
 from exceptions_app.models import ACTIVE_STATUSES, ExceptionRecord
-from exceptions_app.services import Problem, make_key, raise_many
+from exceptions_app import kinds
+from exceptions_app.services import Problem, raise_many
 from exceptions_app.services import _set_status  # same status bookkeeping as clear()
 from integration_hub.core.models import Channel
 
@@ -176,7 +177,7 @@ def audit_skus(connection, storefront_skus, channels=None, *, partial: bool = Fa
                 t, spec, best = found
                 stats["mismatch"] += 1
                 problems.append(Problem(
-                    kind="sku_mismatch", key=make_key("sku_mismatch", ch.key, sf_sku), severity="warning",
+                    kind="sku_mismatch", key=kinds.key("sku_mismatch", ch.key, sf_sku), severity="warning",
                     title=f"{sf_sku} on {ch.key} looks like master item {best[1]} (transform {t.name!r})",
                     message=f"The storefront SKU {sf_sku!r} has no mapping on {ch.key}; the configured transform "
                             f"{t.name!r} ({describe(spec)}) turns master item {best[1]!r} into it. Map it to stop the "
@@ -198,7 +199,7 @@ def audit_skus(connection, storefront_skus, channels=None, *, partial: bool = Fa
                         break
                 stats["mismatch"] += 1
                 problems.append(Problem(
-                    kind="sku_mismatch", key=make_key("sku_mismatch", ch.key, sf_sku), severity="warning",
+                    kind="sku_mismatch", key=kinds.key("sku_mismatch", ch.key, sf_sku), severity="warning",
                     title=f"{sf_sku} on {ch.key} looks like master item {best[1]} ({describe(spec)})",
                     message=f"The storefront SKU {sf_sku!r} has no mapping on {ch.key}; master item {best[1]!r} matches "
                             f"with {describe(spec)}. Map it to stop the channel showing stale stock.",
@@ -211,7 +212,7 @@ def audit_skus(connection, storefront_skus, channels=None, *, partial: bool = Fa
             else:
                 stats["unknown"] += 1
                 problems.append(Problem(
-                    kind="unknown_sku", key=make_key("unknown_sku", ch.key, sf_sku), severity="warning",
+                    kind="unknown_sku", key=kinds.key("unknown_sku", ch.key, sf_sku), severity="warning",
                     title=f"{sf_sku} is sold on {ch.key} but maps to no master item",
                     message="No SKU mapping and no master item that a known transform would match; its stock is never pushed.",
                     connection_id=connection.pk, channel_id=ch.pk, sku=sf_sku,
@@ -233,7 +234,7 @@ def audit_skus(connection, storefront_skus, channels=None, *, partial: bool = Fa
             continue
         _, ch_key, sf_sku = key.split(":", 2)
         if (ch_key, sf_sku) in resolved or (kind == "sku_mismatch" and ((not partial and sf_sku not in skus) or
-                                                                      make_key("unknown_sku", ch_key, sf_sku) in raised)):
+                                                                      kinds.key("unknown_sku", ch_key, sf_sku) in raised)):
             stale_ids.append(rec_id)
     for start in range(0, len(stale_ids), 1000):
         out.cleared += _set_status(ExceptionRecord.objects.filter(id__in=stale_ids[start:start + 1000]), "resolved", None,

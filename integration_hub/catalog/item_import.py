@@ -357,7 +357,7 @@ def _chunk(chunk: list[tuple[int, dict]], rules: SkuRules, run: str, user, resul
     result.queued += item_outbox.enqueue([i.pk for i in new + real_changes], reason=source)
     mappings = [SkuMapping(item_id=i.pk, channel=None, storefront_sku=sf) for i, sf in sf_new if id(i) in written]
     if mappings:
-        from exceptions_app import triage
+        from .mapping_changes import mapping_changed
 
         SkuMapping.objects.bulk_create(mappings, batch_size=CHUNK)
         if mappings[0].pk is None:
@@ -367,7 +367,7 @@ def _chunk(chunk: list[tuple[int, dict]], rules: SkuRules, run: str, user, resul
                 m.pk = pk_of[m.storefront_sku]
         audit.record_many(mappings, "create", user=user, source=source[:32])
         result.mappings += len(mappings)
-        triage.requeue_stock({m.item_id for m in mappings}, None, reason="mapped by item import")
+        mapping_changed({m.item_id for m in mappings}, None, "mapped by item import")  # a bulk write: no signals
 
 
 def _values(item: Item) -> tuple:

@@ -42,7 +42,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from connectors import errors
-from exceptions_app.services import Problem, clear, error_key, make_key, raise_exception, raise_many, transport_keys
+from exceptions_app import kinds
+from exceptions_app.services import Problem, clear, error_key, raise_exception, raise_many, transport_keys
 from integration_hub.core.models import Connection, STOREFRONT_SYSTEMS, SystemType
 
 from .models import Item, PendingItemSync, SkuMapping, WarehouseProduct
@@ -253,7 +254,7 @@ def _listed(connector, skus: list[str]) -> set[str]:
 
 
 def not_on_storefront_key(conn: Connection, sku: str) -> str:
-    return make_key("not_on_storefront", conn.name, sku)
+    return kinds.key("not_on_storefront", conn.name, sku)
 
 
 def check_storefront_items(conn: Connection, connector, items: list[Item]) -> int:
@@ -278,7 +279,7 @@ def check_storefront_skus(conn: Connection, skus: Iterable[str]) -> dict:
     the ones the hub has no mapping for (``unknown_sku`` / ``sku_mismatch``) — without waiting for the nightly
     audit."""
     from connectors.registry import get_connector
-    from exceptions_app import triage
+    from integration_hub.inventory import outbox
 
     from .audit import audit_skus
 
@@ -296,9 +297,9 @@ def check_storefront_skus(conn: Connection, skus: Iterable[str]) -> dict:
     if item_ids:
         from integration_hub.inventory.models import PendingPush
 
-        requeued = triage.requeue_stock(item_ids, None, reason="published on the storefront")
+        requeued = outbox.enqueue(sorted(item_ids), priority=PendingPush.Priority.ROUTINE, reason="published on the storefront")
         # a push refused while the product was missing waits out a back-off: the product is there now
         PendingPush.objects.filter(item_id__in=item_ids, channel__connection=conn).update(not_before=None)
-        triage.kick_pushes()
+        outbox.kick()
     return {"listed": len(listed), "cleared": cleared, "pushes_queued": requeued,
             "unknown": audit.unknown if audit else 0, "mismatches": audit.mismatches if audit else 0}

@@ -30,7 +30,8 @@ from django.db.models import Q
 
 from connectors import errors
 from exceptions_app.models import ACTIVE_STATUSES, ExceptionRecord
-from exceptions_app.services import Problem, _set_status, clear, error_key, make_key, raise_exception, raise_many, transport_keys
+from exceptions_app import kinds
+from exceptions_app.services import Problem, _set_status, clear, error_key, raise_exception, raise_many, transport_keys
 from integration_hub.core.models import Connection, STOREFRONT_SYSTEMS
 
 from .item_validation import grams
@@ -58,7 +59,7 @@ class DriftResult:
 
 
 def drift_key(conn: Connection, sku: str, field: str) -> str:
-    return make_key("master_data_drift", conn.name, sku, field)
+    return kinds.key("master_data_drift", conn.name, sku, field)
 
 
 def _pairs(conn: Connection):

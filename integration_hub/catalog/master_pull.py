@@ -28,7 +28,8 @@ from django.utils import timezone
 
 from connectors import errors
 from exceptions_app.models import ACTIVE_STATUSES, ExceptionRecord
-from exceptions_app.services import Problem, error_key, make_key, raise_exception, raise_many, transport_keys, _set_status
+from exceptions_app import kinds
+from exceptions_app.services import Problem, error_key, raise_exception, raise_many, transport_keys, _set_status
 from integration_hub.core.models import Connection, SyncCursor
 
 from . import item_import
@@ -69,7 +70,7 @@ def _row(m) -> dict:
 
 
 def _bad_key(conn: Connection, ref: str) -> str:
-    return make_key("bad_payload", conn.name, "item", ref)
+    return kinds.key("bad_payload", conn.name, "item", ref)
 
 
 def pull_master_items(connection: Connection, *, full: bool = False, skus: list[str] | None = None) -> PullResult:

@@ -7,7 +7,8 @@ from dataclasses import asdict
 from celery import shared_task
 
 from connectors import errors
-from exceptions_app.services import clear, error_key, make_key, raise_exception
+from exceptions_app import kinds
+from exceptions_app.services import clear, error_key, raise_exception
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ def audit_catalogue(connection_id: int | None = None) -> list[dict]:
         qs = qs.filter(pk=connection_id)
     out = []
     for conn in qs:
-        key = make_key("sync_timeout", conn.name, "catalogue_audit")
+        key = kinds.key("sync_timeout", conn.name, "catalogue_audit")
         try:
             res = asdict(audit_connection(conn))
         except (errors.ConnectorError, NotImplementedError) as exc:

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 
 from connectors import errors
 from connectors.base import WarehouseProduct as ProductSpec
-from exceptions_app.services import clear, make_key, raise_exception
+from exceptions_app import kinds
+from exceptions_app.services import clear, raise_exception
 
 from .models import Item, WarehouseProduct
 
@@ -36,7 +37,7 @@ def sync_warehouse_products(connection, *, all_items: bool = False) -> ProductSy
     items = [i for i in Item.objects.filter(is_bundle=False).order_by("sku").only("id", "sku", "name") if all_items or i.pk not in known]
     out.considered = len(items)
     connector = get_connector(connection)
-    key = make_key("sync_timeout", connection.name, "product_sync")
+    key = kinds.key("sync_timeout", connection.name, "product_sync")
     for start in range(0, len(items), CHUNK):
         chunk = items[start:start + CHUNK]
         try:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from django.contrib.contenttypes.models import ContentType
 from django.http import QueryDict
 
+from .rule_tables import RULES
 from .services import VOLATILE, HistoryRow
 
 # foreign key attname → (model label, field that names a row)
@@ -174,8 +175,6 @@ def _rule_data(kind, obj, before: dict, keys: set[str]):
     from integration_hub.catalog.models import IdentifierTransform, Item
     from integration_hub.core.models import Channel, Location
     from integration_hub.inventory.models import StockPool
-
-    from .views import RULES
 
     rt = RULES[kind]
     data = _form_data(rt.form(instance=obj))

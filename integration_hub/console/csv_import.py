@@ -35,6 +35,7 @@ from typing import IO
 from django.db import DatabaseError, IntegrityError, transaction
 
 from exceptions_app import triage
+from integration_hub.catalog.mapping_changes import mapping_changed
 from integration_hub.catalog.models import Item, SkuMapping
 from integration_hub.catalog.validation import sku_problem
 from integration_hub.core import audit
@@ -377,13 +378,14 @@ def _import(stream: IO[str], sample: str, result: ImportResult, user) -> ImportR
         audit.record_many(changed, "update", user=user, source="csv-import", befores=befores)
         result.created, result.updated = len(new), len(changed)
         touched = new + changed
-        # re-queue stock for the affected items (per channel, or all channels for global mappings)
+        # bulk writes send no signals: re-queue stock for the affected items here (per channel, or all channels
+        # for global mappings) — the one "mapping changed" entry point, stock only (as before, no held-order re-check)
         by_channel: dict = {}
         for m in touched:
             by_channel.setdefault(m.channel_id, set()).add(m.item_id)
         for channel_id, item_ids in by_channel.items():
-            result.pushes_queued += triage.requeue_stock(item_ids, [channel_id] if channel_id else None,
-                                                         reason="sku mappings imported")
+            result.pushes_queued += mapping_changed(item_ids, [channel_id] if channel_id else None,
+                                                    "sku mappings imported").pushes
         all_keys = list(channels)
         key_of = {ch.pk: key for key, ch in channels.items()}
         keys = [k for m in touched if m.active

@@ -10,9 +10,9 @@ from integration_hub.catalog.models import IdentifierTransform, Item, SkuMapping
 from integration_hub.catalog.validation import sku_problem
 from integration_hub.core import beat
 from integration_hub.inventory.models import ChannelStockRule
+from integration_hub.inventory.rules import channel_rule_errors
 from integration_hub.orders.models import ShippingMethodMap
-
-from . import services
+from integration_hub.orders.shipping_rules import shipping_map_clash
 
 
 class SkuMappingForm(forms.ModelForm):
@@ -93,7 +93,7 @@ class ChannelRuleForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        for name, message in services.channel_rule_errors(data.get("mode"), data.get("pool"), data.get("locations")).items():
+        for name, message in channel_rule_errors(data.get("mode"), data.get("pool"), data.get("locations")).items():
             self.add_error(name, message)
         return data
 
@@ -106,7 +106,7 @@ class ShippingMapForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        clash = services.shipping_map_clash(data.get("channel"), data.get("storefront_method"), self.instance.pk)
+        clash = shipping_map_clash(data.get("channel"), data.get("storefront_method"), self.instance.pk)
         if clash:
             raise forms.ValidationError(clash)
         return data

@@ -2,9 +2,6 @@
 Thin views; figures in :mod:`.services`, import in :mod:`.csv_import`, fixes in exceptions_app.triage."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
-
 from django.contrib import messages
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
@@ -19,24 +16,22 @@ from django.views import View
 from django.views.generic import TemplateView
 from django_celery_beat.models import PeriodicTask
 
-from exceptions_app import triage
-from integration_hub.catalog.models import IdentifierTransform, SkuMapping
+from exceptions_app import kinds, triage
+from integration_hub.catalog.models import SkuMapping
 from integration_hub.core import audit
 from integration_hub.core.models import AuditEntry
 from integration_hub.core.roles import PermissionRequired
 from integration_hub.inventory.models import ChannelStockRule
+from integration_hub.inventory import outbox
+from integration_hub.inventory.rules import after_rule_deleted, audit_rule_locations, rule_location_codes
 from integration_hub.orders import actions
-from integration_hub.orders.models import ShippingMethodMap
 
 from . import activity, csv_import, impact, retry_all, schedules, services
 from .forms import (
-    ChannelRuleForm,
     CsvImportForm,
     ScheduleForm,
-    ShippingMapForm,
-    SkuMappingForm,
-    TransformForm,
 )
+from .rule_tables import RULES, RuleType
 from .services import history_rows
 
 PAGE_SIZE = 50
@@ -75,57 +70,6 @@ class HomeView(View):
 
 
 # --- rule editing ---------------------------------------------------------------------------------------------
-@dataclass
-class RuleType:
-    slug: str
-    model: type
-    form: type
-    title: str
-    columns: list  # (label, callable(obj) -> value)
-    search: list = field(default_factory=list)
-    select_related: list = field(default_factory=list)
-    prefetch: list = field(default_factory=list)
-    after_save: Callable | None = None
-    help: str = ""
-
-    def perm(self, action: str) -> str:
-        return f"{self.model._meta.app_label}.{action}_{self.model._meta.model_name}"
-
-
-def _yesno(v):
-    return "yes" if v else "no"
-
-
-RULES: dict[str, RuleType] = {r.slug: r for r in [
-    RuleType("sku-mappings", SkuMapping, SkuMappingForm, "SKU mappings", [
-        ("Storefront SKU", lambda o: o.storefront_sku), ("Master SKU", lambda o: o.item.sku),
-        ("Channel", lambda o: o.channel.key if o.channel_id else "all channels"),
-        ("Transform", lambda o: o.transform.name if o.transform_id else ""), ("Buffer", lambda o: o.safety_buffer),
-        ("Active", lambda o: _yesno(o.active)), ("Updated", lambda o: o.updated_at)],
-        search=["storefront_sku", "item__sku"], select_related=["item", "channel", "transform"], after_save=services.after_mapping_saved,
-        help="Saving re-queues a stock push for the item; SKU exceptions for that storefront SKU resolve when the storefront confirms it."),
-    RuleType("transforms", IdentifierTransform, TransformForm, "Identifier transforms", [
-        ("Name", lambda o: o.name), ("Connection", lambda o: o.connection.name if o.connection_id else ""),
-        ("Channel", lambda o: o.channel.key if o.channel_id else ""), ("Strip zeros", lambda o: _yesno(o.strip_leading_zeros)),
-        ("Pad to", lambda o: o.pad_to_length), ("Fixed length", lambda o: o.fixed_length), ("Prefix", lambda o: o.prefix),
-        ("Suffix", lambda o: o.suffix), ("Case", lambda o: o.case), ("Active", lambda o: _yesno(o.active))],
-        search=["name", "prefix", "suffix"], select_related=["connection", "channel"]),
-    RuleType("channel-rules", ChannelStockRule, ChannelRuleForm, "Channel stock rules", [
-        ("Channel", lambda o: o.channel.key), ("Mode", lambda o: o.get_mode_display()),
-        ("Locations", lambda o: ", ".join(loc.code for loc in o.locations.all())), ("Pool", lambda o: o.pool.code if o.pool_id else ""),
-        ("Safety buffer", lambda o: o.safety_buffer), ("Updated", lambda o: o.updated_at)],
-        search=["channel__key", "channel__name"], select_related=["channel", "pool"], prefetch=["locations"],
-        after_save=services.after_channel_rule_saved,
-        help="Saving recomputes and re-queues every mapped SKU on the channel."),
-    RuleType("shipping-methods", ShippingMethodMap, ShippingMapForm, "Shipping method maps", [
-        ("Storefront method", lambda o: o.storefront_method), ("Warehouse method", lambda o: o.warehouse_method),
-        ("Carrier", lambda o: o.carrier), ("Channel", lambda o: o.channel.key if o.channel_id else "all channels"),
-        ("Active", lambda o: _yesno(o.active))],
-        search=["storefront_method", "warehouse_method", "carrier"], select_related=["channel"], after_save=services.after_shipping_map_saved,
-        help="Saving re-checks orders held for an unmapped shipping method."),
-]}
-
-
 def _rule(slug) -> RuleType:
     if slug not in RULES:
         raise Http404("no such rule table")
@@ -196,7 +140,7 @@ class RuleEditView(PermissionRequired, TemplateView):
         _require(request, [rt.perm("change" if pk else "add")])
         obj = self.get_object(rt, pk)
         before = audit.snapshot(obj) if pk else None
-        before_locations = services.rule_location_codes(obj) if rt.model is ChannelStockRule else None
+        before_locations = rule_location_codes(obj) if rt.model is ChannelStockRule else None
         form = rt.form(request.POST, instance=obj)
         if not form.is_valid():
             response = self.render_to_response(self.get_context_data(slug=slug, pk=pk, form=form))
@@ -207,7 +151,7 @@ class RuleEditView(PermissionRequired, TemplateView):
             with revert_source(request):
                 saved = form.save()
                 if rt.model is ChannelStockRule:
-                    services.audit_rule_locations(saved, before_locations)
+                    audit_rule_locations(saved, before_locations)
             return saved, (rt.after_save(saved, before) if rt.after_save else "")
 
         scope = _impact_scope(rt, form, before)
@@ -264,7 +208,7 @@ class RuleDeleteView(PermissionRequired, View):
         if rt.model in PREVIEWED_DELETES:
             token = impact.delete_token(slug, pk, audit.snapshot(obj))
             confirmed = impact.token_matches(request.POST.get("confirm", ""), token)
-            preview, deleted = impact.preview_delete(obj, confirmed=confirmed, after=services.after_rule_deleted)
+            preview, deleted = impact.preview_delete(obj, confirmed=confirmed, after=after_rule_deleted)
             if not deleted:
                 return render(request, "console/rule_delete.html", {"rt": rt, "obj": obj, "label": label, "pk": pk,
                                                                       "impact": preview, "confirm": token})
@@ -532,8 +476,9 @@ class OrderDetailView(PermissionRequired, TemplateView):
         ctx.update(order=order, lines=list(order.lines.select_related("item").order_by("id")),
                    transitions=list(order.transitions.select_related("actor").order_by("-at", "-id")[:50]),
                    order_form=form or OrderActionForm(record=_active_order_problem(exceptions), order=order, user=user),
-                   can_retry=user.has_perm("orders.retry_order"), can_cancel=user.has_perm("orders.cancel_order"),
-                   can_edit=user.has_perms(["orders.change_order", "orders.retry_order"]))
+                   can_retry=user.has_perms(kinds.permissions("order", "retry")),
+                   can_cancel=user.has_perms(kinds.permissions("order", "cancel")),
+                   can_edit=user.has_perms(kinds.permissions("order", "edit")))
         if user.has_perm("exceptions_app.view_exceptionrecord"):
             triage.attach_order_numbers(exceptions)
             ctx["exceptions"] = exceptions
@@ -552,7 +497,7 @@ class OrderDetailView(PermissionRequired, TemplateView):
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(pk=pk, form=form), status=400)
         action = form.cleaned_data["action"]
-        _require(request, triage.ORDER_ACTION_PERMISSIONS[action])  # the cleaned action (same as checked above)
+        _require(request, kinds.permissions("order", action))  # the cleaned action (same as checked above)
         try:
             messages.success(request, triage.run_order_action(order, action, form.cleaned_data, user=request.user, record=record))
         except triage.TriageError as exc:
@@ -709,6 +654,6 @@ class PushRetryView(PermissionRequired, View):
         with progress.track(f"push-retry:{request.user.pk}", f"Retry {len(ids)} selected push(es)", total=len(ids)) as bar:
             n = PendingPush.objects.filter(pk__in=ids).update(not_before=None)
             bar.advance(n, total=n)
-            kicked = triage.kick_pushes()
+            kicked = bool(outbox.kick())
         messages.success(request, f"{n} push(es) will be retried now" + ("." if kicked else " (workers will pick them up on the next sweep)."))
         return redirect("console:push_list")

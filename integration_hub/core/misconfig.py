@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from django.http import JsonResponse
 
-from exceptions_app.services import make_key, raise_exception
+from exceptions_app import kinds
+from exceptions_app.services import raise_exception
 
 
 def record(conn, exc: Exception, operation: str):
     return raise_exception(
-        "sync_timeout", make_key("sync_timeout", conn.name, operation, "configuration"),
+        "sync_timeout", kinds.key("sync_timeout", conn.name, operation, "configuration"),
         f"Connection {conn.name} is misconfigured", message=str(exc)[:2000], connection=conn,
         context={"operation": operation, "reason": "configuration", "error": type(exc).__name__,
                  "action": "fix_connection"})

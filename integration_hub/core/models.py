@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from connectors import egress, env_secrets, errors
+from connectors.signatures import TOLERANCE
 
 from . import crypto
 
@@ -198,7 +201,7 @@ class Connection(models.Model):
     @sensitive_variables()
     def get_webhook_secret(self) -> str:
         """This connection's own webhook secret, or '' when it has none: there is no shared default, and a
-        connection without a secret refuses every webhook (:mod:`integration_hub.core.webhooks`)."""
+        connection without a secret refuses every webhook (:mod:`connectors.signatures`)."""
         if self.webhook_secret_env:
             return self._from_env("webhook_secret_env")
         if self.webhook_secret_encrypted:
@@ -209,6 +212,10 @@ class Connection(models.Model):
     def has_webhook_secret(self) -> bool:
         """Whether a webhook secret is configured (without decrypting it)."""
         return webhook_secret_configured(self.webhook_secret_env, self.webhook_secret_encrypted)
+
+    def claim_webhook_signature(self, sig, now: float | None = None) -> bool:
+        """The replay cache of :class:`connectors.signatures.WebhookSender`: see :meth:`WebhookSignature.claim`."""
+        return WebhookSignature.claim(self, sig, now)
 
     @property
     def receives_webhooks(self) -> bool:
@@ -327,8 +334,16 @@ class Heartbeat(models.Model):
 
 class WebhookSignature(models.Model):
     """A webhook signature the hub has accepted, kept while its timestamp is inside the tolerance window
-    so the same signed request cannot be accepted twice (see :func:`integration_hub.core.webhooks.claim`).
-    ``digest`` is the HMAC the sender computed over its timestamp and body; it reveals nothing of the secret."""
+    so the same signed request cannot be accepted twice (:meth:`claim`; the scheme: :mod:`connectors.signatures`).
+    ``digest`` is the HMAC the sender computed over its timestamp and body; it reveals nothing of the secret.
+
+    Why a database table rather than ``cache.add``: the embedded mode's cache is a per-process LocMemCache, while
+    several processes (web server threads/processes, workers, more hosts at scale) share the database in every
+    mode; the unique constraint makes insert-or-reject atomic on SQLite and PostgreSQL alike; and the row is
+    written in the request's transaction, so a request that fails while processing releases its signature and
+    the sender's retry of the same signed request is not mistaken for a replay. Rows live ``TOLERANCE`` seconds
+    after their ``t``; expired ones are removed by one indexed DELETE per claim (the table holds at most one
+    window of traffic)."""
 
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="+")
     digest = models.CharField(max_length=64)
@@ -339,3 +354,18 @@ class WebhookSignature(models.Model):
 
     def __str__(self) -> str:
         return f"{self.connection_id}:{self.digest[:12]}…"
+
+    @classmethod
+    def claim(cls, connection: Connection, sig, now: float | None = None) -> bool:
+        """Record ``sig`` (a :class:`connectors.signatures.Signature`) as used for ``connection``: True the first
+        time, False for a replay. Runs in the caller's transaction (a savepoint), so a request that fails
+        afterwards releases its signature."""
+        current = datetime.fromtimestamp(time.time() if now is None else now, tz=UTC)
+        cls.objects.filter(expires_at__lt=current).delete()
+        expires = datetime.fromtimestamp(sig.timestamp, tz=UTC) + timedelta(seconds=TOLERANCE)
+        try:
+            with transaction.atomic():
+                cls.objects.create(connection=connection, digest=sig.digest, expires_at=expires)
+        except IntegrityError:
+            return False
+        return True

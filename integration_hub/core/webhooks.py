@@ -1,158 +1,144 @@
-"""Signed inbound webhooks.
+"""Inbound webhooks: the one way every webhook view receives a request.
 
-Scheme (what the hub asks every sender to use, and what the sandboxes send):
-``X-Hub-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + raw body)>`` — the same shape as
-Stripe's ``Stripe-Signature`` (https://docs.stripe.com/webhooks#verify-manually), minus its multiple ``v1``.
-Verification:
+A webhook view names only what is its own — which connections may post it, how its connector parses the
+payload, and which hub service handles the result — and :class:`Inbound` runs the same steps for all of them,
+each step answering for itself when it fails:
 
-1. The header must match ``t=<1..12 ASCII digits>,v1=<64 lowercase hex>`` exactly; anything else (non-ASCII,
-   repeated or extra parts, upper-case hex, huge values) is refused before any comparison, so no input can
-   raise (``hmac.compare_digest`` raises TypeError on non-ASCII ``str``).
-2. ``t`` must be within ``TOLERANCE`` seconds of now (either way).
-3. The expected digest is compared as bytes in constant time (``hmac.compare_digest``).
-4. Replay: a signature that verified once is recorded (:func:`claim`) and refused for as long as its ``t``
-   is inside the window, so a captured request cannot be sent again (stock 10 → 20 → replay → 10).
+1. **find** the connection: enabled, of the systems that post this webhook — else 404;
+2. **connector**: a connection unusable as configured is an exception record and a 503 (:mod:`.misconfig`;
+   the sender retries, nothing is lost once an admin fixes the options);
+3. **verify**: the connector's ``verify_webhook`` (HMAC ``X-Hub-Signature``, each signature accepted once, or a
+   static header; the primitives are :mod:`connectors.signatures`) — else 401 ``bad signature``;
+4. **read** the body as JSON with bounded nesting (:mod:`.jsonsafe`) — else 400 and a ``bad_payload`` record;
+5. **parse** with the connector — a connector that does not push this kind answers 400 ``<system> does not push
+   <what>``; a payload it does not understand answers 400 and is a ``bad_payload`` record; where the kind says
+   so (``retry_later``), a connector error (e.g. a lookup it needed failed) answers 503 so the sender retries;
+6. **handle** with the hub service: 200 with its counts.
 
-Systems that can only send a static header (commercetools HTTP destinations use an ``Authorization`` header
-value) are verified with :func:`verify_static_header`; such a header covers neither body nor time, which is
-why the order webhooks only ever take ids from a message and re-read each order from the storefront
-(:mod:`integration_hub.orders.notifications`).
-
-A connection without a webhook secret refuses every webhook (:func:`webhook_secret` logs why). Every function
-holding a secret or an expected digest is marked ``sensitive_variables`` so Django's error reports never show
-them.
-
-Why the replay cache is a database table (:class:`integration_hub.core.models.WebhookSignature`) rather than
-``cache.add``: the embedded mode's cache is a per-process LocMemCache, while several processes (web server
-threads/processes, workers, more hosts at scale) share the database in every mode; the unique constraint
-makes insert-or-reject atomic on SQLite and PostgreSQL alike; and the row is written in the request's
-transaction, so a request that fails while processing releases its signature and the sender's retry of the
-same signed request is not mistaken for a replay. Rows live ``TOLERANCE`` seconds after their ``t``;
-expired ones are removed by one indexed DELETE per claim (the table holds at most one window of traffic).
+By default the whole request runs in one transaction: the accepted signature (replay cache,
+:meth:`integration_hub.core.models.WebhookSignature.claim`) is recorded with what the request did, so a
+request that fails frees it for the sender's retry. A kind whose steps differ (the Pub/Sub push: a Google OIDC
+token instead of the connector's verifier) overrides those steps and keeps the rest.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import re
-import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from typing import Any, Callable
 
-# importable without Django settings: the sandbox signs with sign()
-from django.views.decorators.debug import sensitive_variables
+from django.db import transaction
+from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from connectors import errors, registry
+from exceptions_app import kinds
+from exceptions_app.services import raise_exception
+
+from . import jsonsafe, misconfig
+from .models import Connection
 
 log = logging.getLogger(__name__)
 
-HEADER = "X-Hub-Signature"
-TOLERANCE = 300
-MAX_HEADER = 200  # a well-formed header is < 90 characters
-_SIGNATURE_RX = re.compile(r"t=([0-9]{1,12}),v1=([0-9a-f]{64})")
+NOT_UNDERSTOOD = (errors.BadDataError, ValueError, KeyError, TypeError, AttributeError)
 
 
-@dataclass(frozen=True)
-class Signature:
-    timestamp: int
-    digest: str  # 64 lowercase hex characters
+class Refused(Exception):
+    """A step's answer when the request goes no further (``response``; :func:`refuse` builds the usual one)."""
+
+    def __init__(self, response: JsonResponse):
+        super().__init__(response.status_code)
+        self.response = response
 
 
-@sensitive_variables("secret", "mac")
-def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
-    ts = int(time.time() if timestamp is None else timestamp)
-    mac = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={ts},v1={mac}"
+def refuse(status: int, error: str) -> Refused:
+    """The answer ``{"error": error}`` with ``status``, to raise from a step."""
+    return Refused(JsonResponse({"error": error}, status=status))
 
 
-def _header(headers, name: str) -> str:
-    for key, value in headers.items():
-        if key.lower() == name.lower() or key.upper() == "HTTP_" + name.upper().replace("-", "_"):
-            return value if isinstance(value, str) else ""
-    return ""
+class Inbound:
+    """One kind of inbound webhook. ``source`` names it in exception records and logs (``"stock-webhook"``);
+    ``pushes`` completes "<system> does not push …"; ``parse(connector, payload)`` and ``handle(connection,
+    parsed) -> dict`` are the kind's own steps."""
 
+    atomic = True  # the whole request in one transaction (see the module docstring)
 
-def parse_signature(value) -> Signature | None:
-    """The header's (t, v1), or None unless it has exactly the documented form."""
-    if not isinstance(value, str) or len(value) > MAX_HEADER:
-        return None
-    m = _SIGNATURE_RX.fullmatch(value.strip())
-    if m is None:
-        return None
-    return Signature(int(m.group(1)), m.group(2))
+    def __init__(self, source: str, systems, *, pushes: str, parse: Callable[[Any, Any], Any],
+                 handle: Callable[[Connection, Any], dict], title: str = "", not_found: str = "no such connection",
+                 retry_later: bool = False):
+        self.source, self.systems, self.pushes = source, frozenset(systems), pushes
+        self._parse, self._handle = parse, handle
+        self.title = title or f"Unreadable {source} from {{name}}"
+        self.not_found, self.retry_later = not_found, retry_later
 
+    # --- the view ------------------------------------------------------------------------------------------
+    def view(self):
+        """The Django view (CSRF-exempt, POST only) for this kind."""
 
-@sensitive_variables("secret", "expected")
-def check_hmac(secret: str, body: bytes, headers, now: float | None = None) -> Signature | None:
-    """The header's signature if it is well formed, inside the window and made with ``secret`` over
-    ``body``; else None. Never raises on any header or body."""
-    if not secret or not isinstance(body, (bytes, bytearray)):
-        return None
-    sig = parse_signature(_header(headers, HEADER))
-    if sig is None:
-        return None
-    if abs((time.time() if now is None else now) - sig.timestamp) > TOLERANCE:
-        return None
-    expected = hmac.new(secret.encode(), f"{sig.timestamp}.".encode() + bytes(body), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected.encode("ascii"), sig.digest.encode("ascii")):
-        return None
-    return sig
+        def webhook(request, name: str):
+            if self.atomic:
+                with transaction.atomic():
+                    return self.receive(request, name)
+            return self.receive(request, name)
 
+        webhook.__name__ = webhook.__qualname__ = self.source.replace("-", "_")
+        return csrf_exempt(require_POST(webhook))
 
-@sensitive_variables("secret")
-def verify_hmac(secret: str, body: bytes, headers, now: float | None = None, *, connection=None) -> bool:
-    """True if the signature is valid (:func:`check_hmac`) and — when ``connection`` is given — was never
-    accepted before for that connection (:func:`claim`; a True answer consumes it)."""
-    sig = check_hmac(secret, body, headers, now)
-    if sig is None:
-        return False
-    if connection is not None and not claim(connection, sig, now):
-        log.warning("replayed webhook signature for connection %s refused (t=%s)", connection.name, sig.timestamp)
-        return False
-    return True
-
-
-@sensitive_variables("secret", "given")
-def verify_static_header(secret: str, headers, name: str = "Authorization") -> bool:
-    """Constant-time comparison of a static header value with ``secret``, as UTF-8 bytes (never raises)."""
-    if not secret:
-        return False
-    given = _header(headers, name)
-    if not given or len(given) > 4096:
-        return False
-    # WSGI hands header values over as latin-1 decoded text: back to the bytes that were sent
-    try:
-        raw = given.encode("latin-1")
-    except UnicodeEncodeError:  # not from a WSGI server: compare its UTF-8 form
+    def receive(self, request, name: str) -> JsonResponse:
         try:
-            raw = given.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates: equal to no secret
-            return False
-    return hmac.compare_digest(raw, secret.encode("utf-8"))
+            conn = self.find(name)
+            connector = self.connector(conn)
+            self.verify(request, conn, connector)
+            payload = self.read(request, conn)
+            parsed = self.parse(request, conn, connector, payload)
+            return JsonResponse(self.handle(conn, parsed))
+        except Refused as refused:
+            return refused.response
 
+    # --- the steps -----------------------------------------------------------------------------------------
+    def find(self, name: str) -> Connection:
+        conn = Connection.objects.filter(name=name, enabled=True, system_type__in=list(self.systems)).first()
+        if conn is None:
+            raise Http404(self.not_found)
+        return conn
 
-@sensitive_variables("secret")
-def webhook_secret(connection) -> str:
-    """The connection's webhook secret, or '' (logged: a connection without one refuses every webhook)."""
-    secret = connection.get_webhook_secret()
-    if not secret:
-        log.warning("webhook for connection %s refused: it has no webhook secret (set one in the admin, "
-                    "or name an environment variable in webhook_secret_env)", connection.name)
-    return secret
+    def connector(self, conn: Connection):
+        """The connection's connector; a misconfigured connection is recorded and answered 503."""
+        try:
+            return registry.get_connector(conn)
+        except errors.ConfigurationError as exc:
+            raise Refused(misconfig.webhook_response(conn, exc, self.source)) from exc
 
+    def verify(self, request, conn: Connection, connector) -> None:
+        if not connector.verify_webhook(request.body, request.headers):
+            raise refuse(401, "bad signature")
 
-def claim(connection, sig: Signature, now: float | None = None) -> bool:
-    """Record ``sig`` as used for ``connection``: True the first time, False for a replay. Runs in the
-    caller's transaction (a savepoint), so a request that fails afterwards releases its signature."""
-    from django.db import IntegrityError, transaction
+    def read(self, request, conn: Connection):
+        try:
+            return jsonsafe.loads(request.body)  # bounded nesting: too deep is a ValueError (400), never a RecursionError
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise self.bad(conn, f"malformed JSON: {exc}", request.body) from exc
 
-    from .models import WebhookSignature
+    def parse(self, request, conn: Connection, connector, payload):
+        try:
+            return self._parse(connector, payload)
+        except NotImplementedError:
+            raise refuse(400, f"{conn.system_type} does not push {self.pushes}") from None
+        except NOT_UNDERSTOOD as exc:
+            raise self.bad(conn, f"payload not understood: {exc}", request.body) from exc
+        except errors.ConnectorError as exc:
+            if not self.retry_later:
+                raise
+            # e.g. resolving channel ids failed: the sender retries, the poll catches up
+            log.warning("%s from %s could not be processed now: %s", self.source.replace("-", " "), conn.name, exc)
+            raise refuse(503, f"temporarily unavailable: {exc}") from exc
 
-    current = datetime.fromtimestamp(time.time() if now is None else now, tz=UTC)
-    WebhookSignature.objects.filter(expires_at__lt=current).delete()
-    expires = datetime.fromtimestamp(sig.timestamp, tz=UTC) + timedelta(seconds=TOLERANCE)
-    try:
-        with transaction.atomic():
-            WebhookSignature.objects.create(connection=connection, digest=sig.digest, expires_at=expires)
-    except IntegrityError:
-        return False
-    return True
+    def handle(self, conn: Connection, parsed) -> dict:
+        return self._handle(conn, parsed)
+
+    # --- a body the hub cannot read ------------------------------------------------------------------------
+    def bad(self, conn: Connection, reason: str, body: bytes) -> Refused:
+        """Record the unreadable body (``bad_payload``, one record per connection and kind) and answer 400."""
+        raise_exception("bad_payload", kinds.key("bad_payload", conn.name, self.source, "unparseable"),
+                        self.title.format(name=conn.name), message=reason, connection=conn,
+                        context={"body_excerpt": body[:500].decode("utf-8", "replace"), "action": "check_sender"})
+        return refuse(400, reason)

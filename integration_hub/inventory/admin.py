@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin
 
 from .models import ChannelStock, ChannelStockRule, PendingPush, Reservation, StockLevel, StockPool
+from .rules import channel_rule_errors  # one rule for admin, console and API
 
 
 @admin.register(StockPool)
@@ -16,8 +17,6 @@ class ChannelStockRuleAdminForm(forms.ModelForm):
         fields = "__all__"
 
     def clean(self):
-        from integration_hub.console.services import channel_rule_errors  # one rule for admin, console and API
-
         data = super().clean()
         for name, message in channel_rule_errors(data.get("mode"), data.get("pool"), data.get("locations")).items():
             if name not in self.errors:

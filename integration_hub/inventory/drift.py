@@ -29,7 +29,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from exceptions_app.services import Problem, clear, make_key, raise_many
+from exceptions_app import kinds
+from exceptions_app.services import Problem, clear, raise_many
 from integration_hub.core.models import Channel
 
 from . import ats, outbox
@@ -87,7 +88,7 @@ def check_channel(channel: Channel, item_ids=None, expected=None) -> DriftResult
         obs_qty = obs.quantity if obs is not None else None
         row = (channel.pk, a.item_id, sku, obs_qty, now, obs_qty, obs.version if obs is not None else None,
                ((obs.ref or "") if obs is not None else "")[:200])
-        key = make_key("stock_drift", channel.key, sku)
+        key = kinds.key("stock_drift", channel.key, sku)
         if a.item_id in in_flight:
             out.in_flight += 1
             seen_rows.append(row)

@@ -32,7 +32,8 @@ from django.db.models import Exists, F, Min, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from connectors import errors
-from exceptions_app.services import Problem, clear, make_key, raise_many
+from exceptions_app import kinds
+from exceptions_app.services import Problem, clear, raise_many
 from integration_hub.core.models import Channel, Connection
 
 from .models import ChannelStock, PendingPush
@@ -115,7 +116,7 @@ def settle(connection: Connection) -> dict:
     problems = []
     for pp_id, channel_id, channel_key, sku, qty, err in failed:
         problems.append(Problem(
-            kind="bad_payload", key=make_key("bad_payload", connection.name, OPERATION, f"{channel_key}/{sku}"),
+            kind="bad_payload", key=kinds.key("bad_payload", connection.name, OPERATION, f"{channel_key}/{sku}"),
             title=f"{connection.name} rejected stock for {sku} on {channel_key}",
             message=str(err)[:2000], connection_id=connection.pk, channel_id=channel_id, sku=sku,
             context={"storefront_sku": sku, "channel": channel_key, "quantity": qty, "last_error": str(err)[:500],
@@ -130,7 +131,7 @@ def settle(connection: Connection) -> dict:
         raise_many(problems)
     if imported:
         Connection.objects.filter(pk=connection.pk).update(last_success_at=now)
-        clear([make_key("bad_payload", connection.name, OPERATION, f"{k}/{s}") for k, s in
+        clear([kinds.key("bad_payload", connection.name, OPERATION, f"{k}/{s}") for k, s in
                ChannelStock.objects.filter(id__in=[i[0] for i in imported[:10_000]]).values_list("channel__key", "storefront_sku")],
               reason="import succeeded")
     out["requests"] = snapshot.requests

@@ -60,7 +60,7 @@ class ChannelStockRule(models.Model):
     def clean(self):
         """A rule must feed its channel from somewhere. The pool is checked here; a segregated rule's
         locations (many-to-many, saved after the row) are checked by the forms and the API serializer
-        (``console.services.channel_rule_errors``), with the same wording."""
+        (``inventory.rules.channel_rule_errors``), with the same wording."""
         from django.core.exceptions import ValidationError
 
         if self.mode == self.Mode.SHARED and not self.pool_id:

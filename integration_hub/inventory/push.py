@@ -50,7 +50,8 @@ from django.utils import timezone
 
 from connectors import errors
 from connectors.base import InventoryTarget
-from exceptions_app.services import Problem, clear, kind_for_error, make_key, raise_many
+from exceptions_app import kinds
+from exceptions_app.services import Problem, clear, kind_for_error, raise_many
 from integration_hub.core.leases import LeaseKeeper
 from integration_hub.core.models import Channel, Connection
 
@@ -165,7 +166,7 @@ def _plan_withdrawals(withdraw: list[tuple], per_conn: dict, done: list, problem
             done.append(row["id"])
             last = cs["confirmed_quantity"] if cs["confirmed_quantity"] is not None else cs["observed_quantity"]
             problems.append(Problem(
-                kind="stock_drift", key=make_key("stock_drift", channel.key, f"item-{pair[1]}"), severity="error",
+                kind="stock_drift", key=kinds.key("stock_drift", channel.key, f"item-{pair[1]}"), severity="error",
                 channel_id=channel.pk, connection_id=channel.connection_id,
                 title=f"Item {pair[1]} is no longer sold on {channel.key} but the storefront may still show {last}",
                 message="The pair stopped being pushable (mapping removed, channel inactive or without a rule) and the "
@@ -221,7 +222,7 @@ def _repeated_failure(conn: Connection, err: Exception, attempts: int, rows_wait
     else:
         kind, what, reason = "sync_timeout", type(err).__name__, "error"
     return Problem(
-        kind=kind, key=make_key(kind, conn.name) if kind == "auth_failure" else make_key(kind, conn.name, OPERATION),
+        kind=kind, key=kinds.key(kind, conn.name) if kind == "auth_failure" else kinds.key(kind, conn.name, OPERATION),
         severity="error",
         title=f"Stock pushes to {conn.name} keep failing ({what})",
         message=str(err)[:2000], connection_id=conn.pk,
@@ -277,8 +278,8 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
             out.skipped += 1
             done.append(row["id"])
             # the storefront already confirmed this SKU at this quantity: the mapping works
-            skip_clears.extend([make_key("unknown_sku", channel.key, a.storefront_sku),
-                                make_key("sku_mismatch", channel.key, a.storefront_sku)])
+            skip_clears.extend([kinds.key("unknown_sku", channel.key, a.storefront_sku),
+                                kinds.key("sku_mismatch", channel.key, a.storefront_sku)])
             continue
         target = InventoryTarget(sku=a.storefront_sku, channel_ref=channel.external_id, quantity=a.quantity,
                                  known_version=cs["storefront_version"] if cs and cs["storefront_sku"] == a.storefront_sku else None,
@@ -357,9 +358,9 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
                 if role == SET:
                     row_confirm[row["id"]] = (pair[0], pair[1], target.sku, res.quantity, res.version,
                                               (res.ref or target.known_ref or "")[:200], now, None, None)
-                    clear_keys.extend([make_key("unknown_sku", channel.key, target.sku),
-                                       make_key("sku_mismatch", channel.key, target.sku),  # the mapping works
-                                       make_key("bad_payload", conn.name, OPERATION, f"{channel.key}/{target.sku}")])
+                    clear_keys.extend([kinds.key("unknown_sku", channel.key, target.sku),
+                                       kinds.key("sku_mismatch", channel.key, target.sku),  # the mapping works
+                                       kinds.key("bad_payload", conn.name, OPERATION, f"{channel.key}/{target.sku}")])
                 elif role == WITHDRAW:
                     row_confirm[row["id"]] = (pair[0], pair[1], target.sku, 0,
                                               res.version if res.ok else None,
@@ -373,14 +374,14 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
                 continue  # accepted, not failed: no attempt counted, no error on the connection (import_outcomes settles it)
             if isinstance(err, errors.NotFoundError) and not whole_error and role == SET:
                 problems.append(Problem(
-                    kind="unknown_sku", key=make_key("unknown_sku", channel.key, target.sku),
+                    kind="unknown_sku", key=kinds.key("unknown_sku", channel.key, target.sku),
                     title=f"{conn.name} has no SKU {target.sku} on {channel.key}",
                     message=f"Stock push refused: {err}", connection_id=conn.pk, channel_id=channel.pk, sku=target.sku,
                     context={"storefront_sku": target.sku, "channel": channel.key, "quantity": target.quantity,
                              "last_error": str(err)[:500], "action": "map_sku"}))
             elif isinstance(err, errors.BadDataError) and not whole_error:
                 problems.append(Problem(
-                    kind="bad_payload", key=make_key("bad_payload", conn.name, OPERATION, f"{channel.key}/{target.sku}"),
+                    kind="bad_payload", key=kinds.key("bad_payload", conn.name, OPERATION, f"{channel.key}/{target.sku}"),
                     title=f"{conn.name} rejected stock for {target.sku} on {channel.key}",
                     message=str(err)[:2000], connection_id=conn.pk, channel_id=channel.pk, sku=target.sku,
                     context={"storefront_sku": target.sku, "channel": channel.key, "quantity": target.quantity,
@@ -402,7 +403,7 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
                     out.failed += 1
                 failures[row_id] = (f"{type(err).__name__}: {err}"[:2000], getattr(err, "retry_after", None), pending)
         if any_ok:
-            clear_keys += [make_key(k, conn.name, OPERATION) for k in ("rate_limited", "sync_timeout")] + [make_key("auth_failure", conn.name)]
+            clear_keys += [kinds.key(k, conn.name, OPERATION) for k in ("rate_limited", "sync_timeout")] + [kinds.key("auth_failure", conn.name)]
         if retry_errors:
             worst = max(row["attempts"] + 1 for _, row in retry_errors)
             err = retry_errors[0][0]

@@ -29,7 +29,8 @@ from django.conf import settings
 from django.db import connection as db, transaction
 from django.utils import timezone
 
-from exceptions_app.services import Problem, make_key, raise_many
+from exceptions_app import kinds
+from exceptions_app.services import Problem, raise_many
 from integration_hub.catalog.models import Item
 from integration_hub.core.models import Connection, Location
 
@@ -238,7 +239,7 @@ def expire_holds(max_age_seconds: int | None = None) -> int:
         for r in rows:
             by_master[r["warehouse_id"]].append(r)
         raise_many([Problem(
-            kind="stock_drift", key=make_key("stock_drift", names.get(wh, f"master-{wh}"), "holds-expired"), severity="warning",
+            kind="stock_drift", key=kinds.key("stock_drift", names.get(wh, f"master-{wh}"), "holds-expired"), severity="warning",
             connection_id=wh, title=f"{len(held)} order hold(s) outlived {names.get(wh, wh)}'s stock feed ({seconds} s)",
             message="The master acknowledged these orders but its stock feed never showed a changed figure for their items "
                     "after that, so the hub held the stock itself. The holds are released now (the master's figures count "

@@ -45,7 +45,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from connectors.base import StockChange
-from exceptions_app.services import Problem, clear, make_key, raise_many
+from connectors.parsing import RejectedRow
+from exceptions_app import kinds
+from exceptions_app.services import Problem, clear, raise_many
 from integration_hub.catalog.models import Item
 from integration_hub.core.models import Location, SyncCursor
 
@@ -151,24 +153,24 @@ def _excerpt(change) -> dict:
 
 
 def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyResult:
-    """Apply absolute stock changes from master ``connection``. Returns counts; never raises for a bad row."""
+    """Apply absolute stock changes from master ``connection``. Returns counts; never raises for a bad row.
+    ``changes`` may be a :class:`connectors.parsing.ParsedBatch`: its ``rejected`` rows (what the connector could not
+    read) are filed with the rows this validator rejects, as the same ``bad_payload`` records."""
+    rejected: list[RejectedRow] = list(getattr(changes, "rejected", []))
     changes = list(changes)
-    result = ApplyResult(received=len(changes))
+    result = ApplyResult(received=len(changes) + len(rejected))
     problems: list[Problem] = []
     conn_name = connection.name
 
     parsed = []
     horizon = future_horizon()
-    bad: dict[str, list] = defaultdict(list)  # subject -> [(message, change, ref, sku)]
-    for change in changes:
+    bad = list(rejected)
+    for i, change in enumerate(changes):
         try:
             parsed.append(_validate(change, horizon))
         except InvalidChange as exc:
-            sku, loc = _field(change, "sku"), _field(change, "location")
-            ref = str(_field(change, "ref", "") or "")
-            # keyed on what is wrong (sku@location), not the change id, so a recurring bad feed is one record
-            subject = f"{sku}@{loc}" if isinstance(sku, str) and sku and loc not in (None, "") else (ref or f"{sku}@{loc}")
-            bad[subject].append((str(exc), change, ref, sku))
+            bad.append(RejectedRow(index=i, ref=str(_field(change, "ref", "") or ""), field="stock change", message=str(exc),
+                                   raw=change))
     if bad:
         problems.extend(_bad_row_problems(connection, bad, source))
 
@@ -208,7 +210,7 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
                 latest[key] = (qty, ts, order)
         for loc, rows in unknown_locations.items():
             problems.append(Problem(
-                kind="bad_payload", key=make_key("bad_payload", conn_name, "stock-location", loc),
+                kind="bad_payload", key=kinds.key("bad_payload", conn_name, "stock-location", loc),
                 title=f"Stock for unknown location {loc!r} from {conn_name}",
                 message=f"{len(rows)} change(s) name location {loc!r}, which is not configured for {conn_name}. "
                         "Add the location (or fix the master) and re-sync.",
@@ -217,7 +219,7 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
                 connection_id=connection.pk))
         for sku, rows in unknown_skus.items():
             problems.append(Problem(
-                kind="unknown_sku", key=make_key("unknown_sku", conn_name, sku), severity="warning",
+                kind="unknown_sku", key=kinds.key("unknown_sku", conn_name, sku), severity="warning",
                 title=f"Stock for unknown master SKU {sku!r} from {conn_name}",
                 message=f"{len(rows)} change(s) for {sku!r}, which is not in the item master.",
                 context={"master_sku": sku, "changes": len(rows), "example": dict(zip(("location", "quantity", "state", "ref"), rows[0])),
@@ -256,23 +258,31 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
         result.released = reservations.release_reflected(
             connection, [r for r in rows if existing.get(r[0]) is None or existing[r[0]][0] != r[1]])
 
-    result.rejected = len(changes) - len(parsed) + sum(len(v) for v in unknown_locations.values()) + sum(len(v) for v in unknown_skus.values())
+    result.rejected = (len(rejected) + len(changes) - len(parsed) + sum(len(v) for v in unknown_locations.values())
+                       + sum(len(v) for v in unknown_skus.values()))
     if problems:
         raise_many(problems)
     applied_skus = {sku for sku, loc, *_ in parsed if sku in items and loc in locations}
     if applied_skus:
-        clear([make_key("unknown_sku", conn_name, s) for s in applied_skus], reason="master SKU now known")
+        clear([kinds.key("unknown_sku", conn_name, s) for s in applied_skus], reason="master SKU now known")
     return result
 
 
-def _bad_row_problems(connection, bad: dict[str, list], source: str) -> list[Problem]:
-    """One ``bad_payload`` record per sku@location; each distinct problem keeps its own line (message,
-    count, example) in ``context["problems"]``, merged with what the open record already lists — two
-    different bad rows on one pair never collapse into the last message. One query (the open records)."""
+def _bad_row_problems(connection, rejected: list[RejectedRow], source: str) -> list[Problem]:
+    """The rejected stock rows (the connector's and this validator's) as ``bad_payload`` records: one per
+    sku@location (keyed on what is wrong, not the change id, so a recurring bad feed is one record; the row's ref
+    when it names no pair); each distinct problem keeps its own line (message, count, example) in
+    ``context["problems"]``, merged with what the open record already lists — two different bad rows on one pair
+    never collapse into the last message. One query (the open records)."""
     from exceptions_app.models import ExceptionRecord
 
+    bad: dict[str, list] = defaultdict(list)  # subject -> [(message, change, ref, sku)]
+    for row in rejected:
+        sku, loc = _field(row.raw, "sku"), _field(row.raw, "location")
+        subject = f"{sku}@{loc}" if isinstance(sku, str) and sku and loc not in (None, "") else (row.ref or f"{sku}@{loc}")
+        bad[subject].append((row.message, row.raw, row.ref, sku))
     conn_name = connection.name
-    keys = {subject: make_key("bad_payload", conn_name, "stock", subject) for subject in bad}
+    keys = {subject: kinds.key("bad_payload", conn_name, "stock", subject) for subject in bad}
     known = {r["dedupe_key"]: r["context"] for r in ExceptionRecord.objects.filter(
         dedupe_key__in=list(keys.values()), status__in=["open", "acknowledged"]).values("dedupe_key", "context")}
     out = []
@@ -310,7 +320,7 @@ def _negative_figures(connection, rows, existing, items: dict[str, int], locatio
         if state != InventoryState.AVAILABLE:
             continue
         sku, loc = sku_of.get(item_id, str(item_id)), loc_of.get(loc_id, str(loc_id))
-        key = make_key("stock_drift", conn_name, "negative", f"{sku}@{loc}")
+        key = kinds.key("stock_drift", conn_name, "negative", f"{sku}@{loc}")
         if qty < 0:
             out.append(Problem(
                 kind="stock_drift", key=key, severity="error", connection_id=connection.pk, sku=sku[:100],

@@ -4,7 +4,9 @@
   channels; a deleted rule or a deactivated channel: every pair the storefront was last told a positive
   quantity for, so the push withdraws it (sets it to 0) instead of leaving it on sale;
 * a SKU mapping (created, edited — item, channel, storefront SKU, buffer, active —, deleted): its item
-  on its channel(s), before and after the edit;
+  on its channel(s), before and after the edit — through
+  :func:`integration_hub.catalog.mapping_changes.mapping_changed`, the one "mapping changed" entry point (these
+  signals are its row-save / row-delete path; bulk writes call it themselves);
 * a bundle component (added, quantity changed, removed): the bundle.
 
 Written in the same transaction as the edit (outbox), coalescing with anything already queued. A
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 from django.db.models import Q, QuerySet
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
+
+from integration_hub.catalog.mapping_changes import mapping_changed
 
 from .models import ChannelStockRule, PendingPush, StockPool
 
@@ -69,7 +73,7 @@ BUNDLE_FIELDS = ("bundle_id", "component_id", "quantity")
 
 
 def _enqueue_items(item_ids, channel_ids, reason: str) -> int:
-    """``channel_ids`` None: every channel (a global mapping)."""
+    """Bundles: ``channel_ids`` None: every channel."""
     from . import outbox
 
     item_ids = sorted({i for i in item_ids if i})
@@ -94,6 +98,7 @@ def _is_mapping(sender) -> bool:
 
 
 def _mapping_saved(sender, instance, created=False, raw=False, **kwargs):
+    instance._hub_mapping_change = None
     if raw:
         return
     before = getattr(instance, "_hub_stock_before", None)
@@ -103,7 +108,7 @@ def _mapping_saved(sender, instance, created=False, raw=False, **kwargs):
     items = {instance.item_id} | ({before["item_id"]} if before else set())
     channel_ids = None if instance.channel_id is None or (before and before["channel_id"] is None) else \
         sorted({instance.channel_id} | ({before["channel_id"]} if before else set()))
-    _enqueue_items(items, channel_ids, "sku mapping created" if created else "sku mapping changed")
+    instance._hub_mapping_change = mapping_changed(items, channel_ids, "sku mapping created" if created else "sku mapping changed")
 
 
 def _bundle_saved(sender, instance, created=False, raw=False, **kwargs):
@@ -138,9 +143,9 @@ def _mapping_deleting(sender, instance, origin=None, **kwargs):
     if not rows:
         return
     if any(r["channel_id"] is None for r in rows):
-        _enqueue_items({r["item_id"] for r in rows}, None, "sku mapping deleted")
+        mapping_changed({r["item_id"] for r in rows}, None, "sku mapping deleted")
     else:
-        _enqueue_items({r["item_id"] for r in rows}, {r["channel_id"] for r in rows}, "sku mapping deleted")
+        mapping_changed({r["item_id"] for r in rows}, {r["channel_id"] for r in rows}, "sku mapping deleted")
 
 
 def _bundle_deleting(sender, instance, origin=None, **kwargs):

@@ -11,10 +11,10 @@ from celery import shared_task
 from django.utils import timezone
 
 from connectors import errors
+from exceptions_app import kinds
 from exceptions_app.services import (
     clear,
     error_key,
-    make_key,
     raise_exception,
     transport_keys,
 )
@@ -210,7 +210,7 @@ def drift_check(channel_ids: list[int] | None = None) -> list[dict]:
 
     out = []
     for channel in drift.channels_to_check(channel_ids):
-        key = make_key("sync_timeout", channel.connection.name, f"drift_check/{channel.key}")
+        key = kinds.key("sync_timeout", channel.connection.name, f"drift_check/{channel.key}")
         try:
             out.append(asdict(drift.check_channel(channel)))
         except errors.ConnectorError as exc:

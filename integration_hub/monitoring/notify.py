@@ -8,7 +8,7 @@ Formats, from the published documents:
   "content": <Adaptive Card>}]}`` — https://learn.microsoft.com/microsoftteams/platform/webhooks-and-connectors/how-to/connectors-using
   ("Send Adaptive Cards using an Incoming Webhook")
 * generic webhook: the hub's own JSON, signed like inbound hooks (``X-Hub-Signature: t=<unix>,v1=<hex
-  HMAC-SHA256(secret, "<t>." + body)>``, :func:`integration_hub.core.webhooks.sign`), with ``X-Hub-Delivery``
+  HMAC-SHA256(secret, "<t>." + body)>``, :func:`connectors.signatures.sign`), with ``X-Hub-Delivery``
   (the delivery id: a receiver that deduplicates on it never acts twice) and ``X-Hub-Event``.
 * email: Django's mail backend (SMTP settings from the environment, see settings ``EMAIL_*``).
 
@@ -25,7 +25,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 
 from connectors import egress
-from integration_hub.core import webhooks
+from connectors import signatures
 
 from .models import NotificationChannel
 
@@ -127,7 +127,7 @@ def send(channel: NotificationChannel, msg: Message) -> None:
             raise SendError("no signing secret configured")
         body = json.dumps(msg.payload or {"event": msg.event, "title": msg.title, "text": msg.text},
                           sort_keys=True).encode()
-        post_json(channel.get_url(), body, {webhooks.HEADER: webhooks.sign(secret, body),
+        post_json(channel.get_url(), body, {signatures.HEADER: signatures.sign(secret, body),
                                              "X-Hub-Delivery": str(msg.delivery_id or ""), "X-Hub-Event": msg.event})
         return
     raise SendError(f"unknown channel kind {kind!r}")

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from exceptions_app.services import Problem, clear, make_key, raise_many
+from exceptions_app import kinds
+from exceptions_app.services import Problem, clear, raise_many
 
 HEARTBEAT_STALE_SECONDS = 180  # the beat's heartbeat job runs every minute: three missed is a dead worker pool
 NEVER = 10 * 365 * 86400  # figures report a heartbeat never seen as "since 1970"
@@ -33,22 +34,22 @@ def record(values: dict[tuple[str, str], float]) -> dict[str, bool]:
     intake_limit = int(hub.get("INTAKE_BEHIND_SECONDS", 120))
     checks = {
         # never seen (a fresh install: this tick itself ran on a worker) is the dashboard's alone, not a record
-        make_key("sync_timeout", "hub", "worker-heartbeat"): (HEARTBEAT_STALE_SECONDS < beat < NEVER, lambda k: Problem(
+        kinds.key("sync_timeout", "hub", "worker-heartbeat"): (HEARTBEAT_STALE_SECONDS < beat < NEVER, lambda k: Problem(
             kind="sync_timeout", key=k, severity="critical", title="No Celery worker has run the heartbeat job recently",
             message=f"The last worker heartbeat is {int(beat)} s old (the beat sends one a minute). Orders and stock are not "
                     "moving: check the worker processes and the broker.",
             context={"heartbeat_age_seconds": int(beat), "action": "check_workers"})),
-        make_key("sync_timeout", "hub", "expired-leases"): (leases > 0, lambda k: Problem(
+        kinds.key("sync_timeout", "hub", "expired-leases"): (leases > 0, lambda k: Problem(
             kind="sync_timeout", key=k, severity="error", title=f"{int(leases)} claim(s) left by a worker that stopped",
             message="Stock push rows or orders are still claimed after their lease ran out: the worker holding them died "
                     "(or hangs). The sweeps hand them to live workers; if this stays, check the workers.",
             context={"expired_leases": int(leases), "action": "check_workers"})),
-        make_key("stuck_order", "hub", "intake-behind"): (intake > intake_limit, lambda k: Problem(
+        kinds.key("stuck_order", "hub", "intake-behind"): (intake > intake_limit, lambda k: Problem(
             kind="stuck_order", key=k, severity="error", title=f"Order intake is {int(intake)} s behind",
             message=f"The oldest order captured but not yet sent to the warehouse was captured {int(intake)} s ago "
                     f"(limit {intake_limit} s). Workers are busy, stopped or the order queue is blocked.",
             context={"oldest_unsent_seconds": int(intake), "limit_seconds": intake_limit, "action": "check_workers"})),
-        make_key("stock_drift", "hub", "holds-overdue"): (overdue > 0, lambda k: Problem(
+        kinds.key("stock_drift", "hub", "holds-overdue"): (overdue > 0, lambda k: Problem(
             kind="stock_drift", key=k, severity="warning", title=f"{int(overdue)} order hold(s) beyond the masters' feed lag",
             message=f"Acknowledged orders still hold stock {lag} s after the warehouse took them: the master's stock feed "
                     "has not shown their allocation (a lost feed, or a master allocating where the hub does not look). "

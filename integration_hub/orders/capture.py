@@ -24,6 +24,7 @@ from .fulfilments import record_storefront_side
 from .lines import map_lines
 from .models import Order, OrderLine, OrderState as S
 from .problems import unknown_channel
+from .rejected import order_problems
 from .returns import record_storefront_returns
 from .state import log_created
 
@@ -155,7 +156,8 @@ def capture(channel: Channel, storefront_order: StorefrontOrder, source: str = "
 
 def capture_many(connection: Connection, storefront_orders, source: str = "poll") -> CaptureResult:
     """Bulk capture for polls and webhook batches: a fixed number of queries per batch. Orders whose channel
-    cannot be determined are not dropped silently: each raises a ``bad_payload`` exception."""
+    cannot be determined are not dropped silently: each raises a ``bad_payload`` exception, as does each order the
+    connector could not read (``storefront_orders.rejected``, :mod:`.rejected`)."""
     channels = list(Channel.objects.filter(connection=connection, active=True))
     pairs, problems = [], []
     for so in storefront_orders:
@@ -166,6 +168,7 @@ def capture_many(connection: Connection, storefront_orders, source: str = "poll"
         pairs.append((ch, so))
     result = capture_pairs(pairs, source)
     result.rejected = len(problems)
+    problems += order_problems(connection, getattr(storefront_orders, "rejected", []))  # rows the connector could not read
     record_storefront_side(connection, pairs)
     result.returns = record_storefront_returns(connection, pairs)
     apply_storefront_cancellations(connection, pairs)

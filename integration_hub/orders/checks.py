@@ -23,6 +23,7 @@ from .models import Order, OrderState as S
 from .notify import notify_due
 from .polls import sync_cursor, warehouse_connections
 from .problems import missing_at_warehouse, never_reached_hub, not_dispatched, not_shown_shipped, stuck_order
+from .rejected import order_problems
 from .send import send_due
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,7 @@ def find_orphans(window_minutes: int = 24 * 60, grace_minutes: int | None = None
                     if ch is not None and so.capturable:
                         by_key[(ch.pk, so.external_id)] = (ch, so)
                 counts["scanned"] += len(page.items)
+                problems += order_problems(conn, getattr(page.items, "rejected", []))  # rows the connector could not read
                 known = keys.known_pairs(by_key)
                 missing += [v for k, v in by_key.items() if k not in known]
                 if young:

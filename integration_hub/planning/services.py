@@ -42,7 +42,8 @@ from django.utils.dateparse import parse_datetime
 
 from connectors import errors
 from connectors.base import DemandLine
-from exceptions_app.services import Problem, clear, make_key, raise_exception, raise_many
+from exceptions_app import kinds
+from exceptions_app.services import Problem, clear, raise_exception, raise_many
 from integration_hub.catalog.models import BundleComponent, Item
 from integration_hub.core.models import Connection, SyncCursor
 from integration_hub.inventory.sql import upsert
@@ -238,7 +239,7 @@ def push_demand_feed(connection: Connection, *, full: bool = False) -> FeedResul
         except errors.ConnectorError as exc:
             kind = ("rate_limited" if isinstance(exc, errors.RateLimitedError)
                     else "bad_payload" if isinstance(exc, errors.BadDataError) else "sync_timeout")
-            raise_exception(kind, make_key(kind, connection.name, OPERATION), f"Demand feed to {connection.name} failed",
+            raise_exception(kind, kinds.key(kind, connection.name, OPERATION), f"Demand feed to {connection.name} failed",
                             message=str(exc)[:2000], connection=connection,
                             context={"operation": OPERATION, "error": type(exc).__name__, "lines_waiting": len(todo) - start,
                                      "action": "retry_demand_feed"})
@@ -260,7 +261,7 @@ def push_demand_feed(connection: Connection, *, full: bool = False) -> FeedResul
         out.zeroed += sum(1 for _, acc in chunk if not acc.is_return and acc.quantity == 0)
     SyncCursor.objects.filter(pk=cursor.pk).update(value=started.isoformat(), updated_at=timezone.now())
     Connection.objects.filter(pk=connection.pk).update(last_success_at=timezone.now())
-    clear([make_key(k, connection.name, OPERATION) for k in ("rate_limited", "sync_timeout", "bad_payload")],
+    clear([kinds.key(k, connection.name, OPERATION) for k in ("rate_limited", "sync_timeout", "bad_payload")],
           reason="demand feed succeeded")
     return out
 
@@ -301,7 +302,7 @@ def record_returns(rows: list[dict], *, source: str = "returns") -> int:
                   f"returned_at {r.get('returned_at')!r} is not a date and time" if r.get("returned_at") and not isinstance(returned, datetime)
                   else "")
         if reason:
-            problems.append(Problem(kind="bad_payload", key=make_key("bad_payload", source, "return", ext or r.get("order_ref") or "?"),
+            problems.append(Problem(kind="bad_payload", key=kinds.key("bad_payload", source, "return", ext or r.get("order_ref") or "?"),
                                     title=f"Return not recorded: {reason}", message=reason, order_ref=str(r.get("order_ref", ""))[:100],
                                     context={"row": {k: str(v)[:200] for k, v in r.items()}, "action": "fix_return"}))
             continue
@@ -364,7 +365,7 @@ def refresh_recommendations(connection: Connection) -> RefreshResult:
         recs = get_connector(connection).recommendations()
     except errors.ConnectorError as exc:
         kind = "rate_limited" if isinstance(exc, errors.RateLimitedError) else "sync_timeout"
-        raise_exception(kind, make_key(kind, connection.name, key_prefix), f"Reading recommendations from {connection.name} failed",
+        raise_exception(kind, kinds.key(kind, connection.name, key_prefix), f"Reading recommendations from {connection.name} failed",
                         message=str(exc)[:2000], connection=connection,
                         context={"operation": key_prefix, "error": type(exc).__name__, "action": "retry_recommendations"})
         out.error = str(exc)[:500]
@@ -387,7 +388,7 @@ def refresh_recommendations(connection: Connection) -> RefreshResult:
                             ["item_id", "recommended_quantity", "supplier", "reason", "raw", "fetched_at"], rows)
         out.removed, _ = Recommendation.objects.filter(connection=connection, fetched_at__lt=now).delete()
     out.unknown_skus = sum(1 for sku in skus if sku not in items)
-    clear([make_key(k, connection.name, key_prefix) for k in ("rate_limited", "sync_timeout")], reason="recommendations read")
+    clear([kinds.key(k, connection.name, key_prefix) for k in ("rate_limited", "sync_timeout")], reason="recommendations read")
     Connection.objects.filter(pk=connection.pk).update(last_success_at=now)
     return out
 
@@ -415,7 +416,7 @@ def refresh_stock_orders(connection: Connection) -> RefreshResult:
         return out
     except errors.ConnectorError as exc:
         kind = "rate_limited" if isinstance(exc, errors.RateLimitedError) else "sync_timeout"
-        raise_exception(kind, make_key(kind, connection.name, key_prefix), f"Reading stock orders from {connection.name} failed",
+        raise_exception(kind, kinds.key(kind, connection.name, key_prefix), f"Reading stock orders from {connection.name} failed",
                         message=str(exc)[:2000], connection=connection,
                         context={"operation": key_prefix, "error": type(exc).__name__, "action": "retry_recommendations"})
         out.error = str(exc)[:500]
@@ -437,5 +438,5 @@ def refresh_stock_orders(connection: Connection) -> RefreshResult:
                             ["reference", "kind", "status", "vendor", "warehouse", "source_warehouse", "expected_at", "created_at",
                              "lines", "units_open", "raw", "fetched_at"], list(rows.values()))
         out.removed, _ = StockOrder.objects.filter(connection=connection, fetched_at__lt=now).delete()
-    clear([make_key(k, connection.name, key_prefix) for k in ("rate_limited", "sync_timeout")], reason="stock orders read")
+    clear([kinds.key(k, connection.name, key_prefix) for k in ("rate_limited", "sync_timeout")], reason="stock orders read")
     return out

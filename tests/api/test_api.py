@@ -1,20 +1,22 @@
 """REST API: filtering, pagination, actions, writes with re-queue, schema, fixed query counts."""
 from __future__ import annotations
 
+from types import SimpleNamespace
 import pytest
 from rest_framework.test import APIClient
 
+from exceptions_app import kinds
 from exceptions_app.models import ExceptionRecord, Kind, Status
 from integration_hub.catalog.models import SkuMapping
 from integration_hub.inventory.models import PendingPush
 from integration_hub.orders.models import OrderState
 from integration_hub.reconciliation.models import Report
-from tests.console import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 @pytest.fixture
@@ -53,8 +55,8 @@ def test_orders_read_and_actions(w, api, monkeypatch):
     body = c.get("/api/orders/?state=held").json()
     assert body["count"] == 3 and body["results"][0]["lines"][0]["item_sku"] == w.items[0].sku
     calls = []
-    monkeypatch.setattr(triage, "_optional", lambda m, n: {"retry_send": lambda o, actor=None: calls.append(("retry", o.pk)),
-                                                           "cancel": lambda o, reason, actor=None: calls.append(("cancel", reason))}.get(n))
+    monkeypatch.setattr(triage, "order_flow", SimpleNamespace(**{"retry_send": lambda o, actor=None: calls.append(("retry", o.pk)),
+                                                           "cancel": lambda o, reason, actor=None: calls.append(("cancel", reason))}))
     assert c.post(f"/api/orders/{orders[0].pk}/retry/").status_code == 202
     assert c.post(f"/api/orders/{orders[0].pk}/cancel/", {}, format="json").status_code == 400
     assert c.post(f"/api/orders/{orders[1].pk}/cancel/", {"reason": "duplicate"}, format="json").status_code == 200
@@ -68,7 +70,7 @@ def test_sku_mapping_crud_requeues_and_resolves(w, api):
     from exceptions_app import services as exc
 
     f.stock(w, w.items, 3)
-    rec = exc.raise_exception(Kind.UNKNOWN_SKU, exc.make_key(Kind.UNKNOWN_SKU, "web", "NEW-1"), "unknown", sku="NEW-1", channel=w.channel)
+    rec = exc.raise_exception(Kind.UNKNOWN_SKU, kinds.key(Kind.UNKNOWN_SKU, "web", "NEW-1"), "unknown", sku="NEW-1", channel=w.channel)
     c = api("ops")
     r = c.post("/api/sku-mappings/", {"item": w.items[0].sku, "channel": "web", "storefront_sku": "NEW-1"}, format="json")
     assert r.status_code == 201, r.content
@@ -114,7 +116,7 @@ def test_channel_rule_locations_edit_is_audited_and_segregated_needs_locations(w
     assert r.status_code == 400 and "at least one location" in r.json()["locations"][0]
     w.rule.refresh_from_db()
     assert sorted(w.rule.locations.values_list("code", flat=True)) == ["wh1", "wh2"]
-    other = f.Channel.objects.create(key="app", name="App", connection=w.storefront, external_id="app-sc", warehouse=w.master)
+    other = f.channel(w.storefront, "app", name="App", external_id="app-sc", warehouse=w.master)
     r = c.post("/api/channel-rules/", {"channel": other.key, "mode": "segregated"}, format="json")
     assert r.status_code == 400 and "locations" in r.json()
     r = c.post("/api/channel-rules/", {"channel": other.key, "mode": "segregated", "locations": ["wh2"]}, format="json")
@@ -123,10 +125,10 @@ def test_channel_rule_locations_edit_is_audited_and_segregated_needs_locations(w
 
 
 def test_shipping_map_duplicate_is_400_and_writes_revalidate_held_orders(w, api, monkeypatch):
-    from exceptions_app import triage
+    from integration_hub.orders import shipping_rules
 
     calls = []
-    monkeypatch.setattr(triage, "revalidate_channel", lambda channel: calls.append(channel) or 0)
+    monkeypatch.setattr(shipping_rules, "revalidate_held", lambda sku=None, channel=None: calls.append(channel) or 0)
     c = api("admin")
     r = c.post("/api/shipping-methods/", {"channel": "web", "storefront_method": "express", "warehouse_method": "NDD"}, format="json")
     assert r.status_code == 201, r.content

@@ -14,17 +14,17 @@ from rest_framework.test import APIClient
 from connectors import errors
 from exceptions_app.models import ExceptionRecord
 from integration_hub.core.models import Connection
-from integration_hub.core.webhooks import HEADER, sign
+from connectors.signatures import HEADER, sign
 from integration_hub.inventory.models import ChannelStockRule, StockLevel
 from integration_hub.reconciliation.models import Report
-from tests.console import factories as f
+from tests.support import factories as f
 
 DEEP = 1_000
 
 
 @pytest.fixture
 def w(db):
-    w = f.world()
+    w = f.console_world()
     w.storefront.options = {"project_key": "demo"}
     w.storefront.set_webhook_secret("ct-hook-secret")
     w.storefront.save()
@@ -104,7 +104,7 @@ def test_report_csv_with_a_non_numeric_id_is_a_404(w, api):
 
 # --- unique rows ---------------------------------------------------------------------------------------------
 def test_a_second_stock_rule_for_a_channel_is_a_400(w, api):
-    other = f.Channel.objects.create(key="app", name="App", connection=w.storefront, external_id="app-sc", warehouse=w.master)
+    other = f.channel(w.storefront, "app", name="App", external_id="app-sc", warehouse=w.master)
     rule = ChannelStockRule.objects.create(channel=other)
     rule.locations.add(w.location)
     c = api("admin")
@@ -124,7 +124,7 @@ def test_a_unique_row_saved_meanwhile_is_a_400_not_an_integrity_error(w, api, mo
     request) makes the database refuse it: still a 400."""
     from integration_hub.api import serializers as s
 
-    other = f.Channel.objects.create(key="app", name="App", connection=w.storefront, external_id="app-sc", warehouse=w.master)
+    other = f.channel(w.storefront, "app", name="App", external_id="app-sc", warehouse=w.master)
     rule = ChannelStockRule.objects.create(channel=other)
     rule.locations.add(w.location)
     from rest_framework.validators import UniqueValidator

@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.console import factories as f
+from tests.support import factories as f
 
 ROLES = ("ops", "cx", "finance", "admin")
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -81,7 +81,7 @@ def fuzz_world(django_db_setup, django_db_blocker):
         outer = transaction.atomic()
         outer.__enter__()
         try:
-            w = f.world()
+            w = f.console_world()
             f.sku_exceptions(w, w.items[:2])
             f.sku_exceptions(w, w.items[2:3], kind=Kind.UNKNOWN_SKU, strip=False)
             f.mappings(w, w.items[3:5])

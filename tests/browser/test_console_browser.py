@@ -10,7 +10,8 @@ from exceptions_app.models import ExceptionRecord, Kind, Status
 from integration_hub.catalog.models import SkuMapping
 from integration_hub.inventory.models import PendingPush
 from integration_hub.orders.models import OrderState
-from tests.console import factories as f
+from tests.support import factories as f
+from tests.support.sandbox import control
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -18,7 +19,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def _storefront_on_sandbox(w, sandbox, skus):
     """The world's storefront is the commercetools sandbox (real connector over HTTP) listing ``skus``."""
     import connectors.registry as registry
-    import requests
 
     registry.clear_cache()
     shop = w.storefront
@@ -26,15 +26,13 @@ def _storefront_on_sandbox(w, sandbox, skus):
     shop.client_id, shop.options = "hub-demo", {"project_key": "hubtest"}
     shop.set_secret("hub-demo-secret")
     shop.save()
-    r = requests.post(f"{sandbox.url}/_sandbox/commercetools/seed_catalog",
-                      json={"channels": [w.channel.external_id], "skus": skus, "quantity": 0}, timeout=30)
-    r.raise_for_status()
+    control(sandbox, "commercetools", "seed_catalog", {"channels": [w.channel.external_id], "skus": skus, "quantity": 0})
 
 
 def test_ops_filters_exceptions_and_fixes_a_sku_mismatch(page, login, shots, sandbox):
     from integration_hub.inventory.push import push_batch
 
-    w = f.world()
+    w = f.console_world()
     f.stock(w, w.items, 12)
     recs = f.sku_exceptions(w, w.items)  # three mismatches: SKUs listed without leading zeros
     f.sku_exceptions(w, f.items(4, prefix="4"), kind=Kind.UNKNOWN_SKU, strip=False)
@@ -106,7 +104,7 @@ def test_finance_runs_and_downloads_a_report(page, login, tmp_path, shots):
 
 
 def _finance_runs_and_downloads_a_report(page, login, tmp_path, shots):
-    w = f.world()
+    w = f.console_world()
     f.stock(w, w.items, 10)
     f.mappings(w, w.items)
     f.channel_stock(w, w.items[:1], observed=16)
@@ -140,7 +138,7 @@ def _finance_runs_and_downloads_a_report(page, login, tmp_path, shots):
 
 
 def test_ops_imports_mappings_and_sees_rejected_rows_and_history(page, login, tmp_path, shots):
-    w = f.world()
+    w = f.console_world()
     login("ops")
     page.click("nav >> text=SKU mappings")
     page.click("text=Import CSV")

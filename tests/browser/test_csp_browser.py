@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from integration_hub.catalog.models import SkuMapping
-from tests.console import factories as f
+from tests.support import factories as f
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -15,7 +15,7 @@ def test_screens_work_under_the_csp(page, login):
     page.on("console", lambda m: violations.append(m.text)
             if "Content Security Policy" in m.text or "Refused to" in m.text else None)
     page.on("pageerror", lambda e: violations.append(f"page error: {e}"))
-    w = f.world()
+    w = f.console_world()
     f.pushes(w, w.items)
     mapping = f.mappings(w, w.items[:1])[0]
     login("admin")

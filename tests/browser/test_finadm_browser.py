@@ -16,13 +16,13 @@ from integration_hub.inventory.models import ChannelStockRule
 from integration_hub.orders.models import Order, OrderState
 from integration_hub.reconciliation import services
 from integration_hub.reconciliation.models import ReportKind
-from tests.console import factories as f
+from tests.support import factories as f
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_finance_downloads_a_past_days_report_as_xlsx(page, login, tmp_path):
-    w = f.world()
+    w = f.console_world()
     yesterday = timezone.localdate() - timedelta(days=1)
     start, _ = services.day_bounds(yesterday)
     f.orders(w, 2, state=OrderState.DISPATCHED, dispatched_at=start + timedelta(hours=11))
@@ -82,7 +82,7 @@ def test_admin_bulk_disables_schedules_and_runs_one_now(page, login):
 
 
 def test_admin_reverts_a_buffer_change_through_the_preview(page, login, make_user):
-    w = f.world()
+    w = f.console_world()
     f.stock(w, w.items, 5)
     f.mappings(w, w.items)
     with audit.acting_as(make_user("ops", "jane"), "console"):

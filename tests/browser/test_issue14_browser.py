@@ -7,7 +7,7 @@ import pytest
 
 from integration_hub.inventory.models import ChannelStockRule
 from integration_hub.orders.models import Order, OrderState
-from tests.console import factories as f
+from tests.support import factories as f
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -20,7 +20,7 @@ CONTRAST_JS = """(sel) => {
 
 
 def test_cx_finds_an_order_by_partial_email_and_cancels_it(page, login):
-    w = f.world()
+    w = f.console_world()
     o = f.orders(w, 1, state=OrderState.HELD, start=100233)[0]
     Order.objects.filter(pk=o.pk).update(order_number="UK-100233", customer_email="jane.doe@example.com",
                                          shipping_address={"first_name": "Jane", "last_name": "Doe", "city": "Leeds"})
@@ -46,7 +46,7 @@ def test_cx_finds_an_order_by_partial_email_and_cancels_it(page, login):
 
 
 def test_admin_changes_a_buffer_through_the_impact_preview(page, login):
-    w = f.world()
+    w = f.console_world()
     f.stock(w, w.items, 5)
     f.mappings(w, w.items)
     login("admin")
@@ -68,7 +68,7 @@ def test_admin_changes_a_buffer_through_the_impact_preview(page, login):
 def test_390px_layouts_badges_and_skip_link(browser, live_server, make_user):
     from exceptions_app import services as exc
 
-    w = f.world()
+    w = f.console_world()
     o = f.orders(w, 1, state=OrderState.HELD)[0]
     for i, (sev, status) in enumerate([("warning", "acknowledged"), ("error", "resolved"), ("info", "open"), ("critical", "ignored")]):
         rec = exc.raise_exception("stuck_order", f"k{i}", f"problem {i} " + "x" * 80, severity=sev, order_ref=o.idempotency_key)

@@ -3,9 +3,9 @@ and back to green when the faults are lifted — refreshed by htmx, no page relo
 from __future__ import annotations
 
 import pytest
-import requests
 
-from tests.console import factories as f
+from tests.support import factories as f
+from tests.support.sandbox import control, faults
 from tests.monitoring.conftest import make_rule
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -18,13 +18,13 @@ def test_tile_goes_red_and_back_while_the_sandbox_injects_faults(page, login, sh
 
     settings.HUB = {**settings.HUB, "DASHBOARD_REFRESH_SECONDS": 1}
     registry.clear_cache()
-    w = f.world()
+    w = f.console_world()
     master = w.master
     master.base_url = f"{sandbox.url}/wair"
     master.max_retries = 0
     master.set_secret("wair-demo-key")
     master.save()
-    requests.post(f"{sandbox.url}/_sandbox/wair/seed_locations", json={"locations": [{"id": "WH1"}]}, timeout=10)
+    control(sandbox, "wair", "seed_locations", {"locations": [{"id": "WH1"}]})
     make_rule(name="master failing", figure="connection_failing", key="*", op="gte", threshold=1, severity="error",
               cooldown_minutes=0)
     assert "error" not in poll_stock(master.pk)
@@ -37,7 +37,7 @@ def test_tile_goes_red_and_back_while_the_sandbox_injects_faults(page, login, sh
     assert tile.get_attribute("data-colour") == "green"
     page.evaluate("window.__marker = 'same page'")  # gone if the page reloads
 
-    requests.post(f"{sandbox.url}/_sandbox/wair/faults", json={"error_rate": 1.0}, timeout=10)
+    faults(sandbox, "wair", error_rate=1.0)
     assert "error" in poll_stock(master.pk)
     tick()
     page.wait_for_selector('[data-testid="tile-stock"][data-colour="red"]', timeout=15_000)
@@ -45,7 +45,7 @@ def test_tile_goes_red_and_back_while_the_sandbox_injects_faults(page, login, sh
     if shots:
         page.screenshot(path=str(shots / "dashboard-red.png"), full_page=True)
 
-    requests.post(f"{sandbox.url}/_sandbox/wair/faults", json={"error_rate": 0.0}, timeout=10)
+    faults(sandbox, "wair", error_rate=0.0)
     assert "error" not in poll_stock(master.pk)
     tick()
     page.wait_for_selector('[data-testid="tile-stock"][data-colour="green"]', timeout=15_000)

@@ -13,7 +13,7 @@ from exceptions_app.models import ExceptionRecord, Kind, Status
 from integration_hub.catalog.models import SkuMapping
 from integration_hub.inventory.models import PendingPush
 from integration_hub.orders.models import OrderState
-from tests.console import factories as f
+from tests.support import factories as f
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -31,7 +31,7 @@ def test_ops_fixes_a_mismatch_and_retries_all_failing_pushes(page, login, shots)
     violations: list[str] = []
     page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
     page.on("pageerror", lambda e: violations.append(f"page error: {e}"))
-    w = f.world()
+    w = f.console_world()
     f.stock(w, w.items, 12)
     mismatches = f.sku_exceptions(w, w.items)
     _outage(w, 12)  # newest: the first row

@@ -6,12 +6,14 @@ import pytest
 from exceptions_app.models import ExceptionRecord
 from integration_hub.catalog.audit import audit_skus
 from integration_hub.catalog.models import Item, SkuMapping
-from integration_hub.core.models import Channel, Connection
+from integration_hub.core.models import Channel
+from tests.support.fakes import install_fakes
+from tests.support import factories
 
 
 @pytest.fixture
 def shop(db):
-    conn = Connection.objects.create(name="shop", system_type="commercetools", base_url="http://127.0.0.1:9/ct")
+    conn = factories.connection("commercetools", "shop", base_url="http://127.0.0.1:9/ct")
     web = Channel.objects.create(key="web", name="web", connection=conn, external_id="sc-web")
     app = Channel.objects.create(key="app", name="app", connection=conn, external_id="sc-app")
     for sku in ("123", "00456", "ab-7", "mapped", "only-web"):
@@ -70,14 +72,13 @@ def test_loose_match_without_exact_transform(shop):
 
 
 def test_audit_task_over_fake_connector(shop, monkeypatch):
-    import connectors.registry as registry
     from integration_hub.catalog.tasks import audit_catalogue
 
     class Fake:
         def list_skus(self):
             return iter(["MAPPED", "nope"])
 
-    monkeypatch.setattr(registry, "get_connector", lambda c, fresh=False: Fake())
+    install_fakes(monkeypatch).install(Fake())
     out = audit_catalogue()
     assert out[0]["connection"] == "shop" and out[0]["unknown"] == 2
 
@@ -92,7 +93,6 @@ def test_beat_jobs_are_registered(db):
 
 
 def test_audit_one_channel_only(shop, monkeypatch):
-    import connectors.registry as registry
     from integration_hub.catalog.audit import audit_channel
 
     class Fake:
@@ -100,13 +100,12 @@ def test_audit_one_channel_only(shop, monkeypatch):
             return ["ghost"]
 
     conn, web, app = shop
-    monkeypatch.setattr(registry, "get_connector", lambda c, fresh=False: Fake())
+    install_fakes(monkeypatch).install(Fake())
     res = audit_channel(app)
     assert list(res.per_channel) == ["app"] and set(records()) == {"unknown_sku:app:ghost"}
 
 
 def test_audit_task_records_unreadable_storefront(shop, monkeypatch):
-    import connectors.registry as registry
     from connectors import errors
     from integration_hub.catalog.tasks import audit_catalogue
 
@@ -114,7 +113,7 @@ def test_audit_task_records_unreadable_storefront(shop, monkeypatch):
         def list_skus(self):
             raise errors.TimeoutError_("read timed out")
 
-    monkeypatch.setattr(registry, "get_connector", lambda c, fresh=False: Down())
+    install_fakes(monkeypatch).install(Down())
     assert "timed out" in audit_catalogue()[0]["error"]
     rec = ExceptionRecord.objects.get(dedupe_key="sync_timeout:shop:catalogue_audit")
     assert rec.status == "open"
@@ -123,7 +122,7 @@ def test_audit_task_records_unreadable_storefront(shop, monkeypatch):
         def list_skus(self):
             return []
 
-    monkeypatch.setattr(registry, "get_connector", lambda c, fresh=False: Up())
+    install_fakes(monkeypatch).install(Up())
     audit_catalogue()
     rec.refresh_from_db()
     assert rec.status == "resolved"
@@ -135,7 +134,7 @@ def test_configured_transforms_are_tried_first_and_reported(shop, django_assert_
     from integration_hub.catalog.models import IdentifierTransform
 
     conn, web, app = shop
-    other = Connection.objects.create(name="other", system_type="sfcc", base_url="http://127.0.0.1:9/sfcc")
+    other = factories.connection("sfcc", "other", base_url="http://127.0.0.1:9/sfcc")
     Item.objects.create(sku="0777")
     uk = IdentifierTransform.objects.create(name="uk prefix", connection=conn, prefix="UK-", strip_leading_zeros=True)
     IdentifierTransform.objects.create(name="app suffix", channel=app, suffix="-A", case="upper")
@@ -185,7 +184,7 @@ def test_audit_query_count_does_not_grow_with_the_catalogue(db):
 
     counts = {}
     for n in (50, 500):
-        conn = Connection.objects.create(name=f"shop{n}", system_type="commercetools", base_url="http://127.0.0.1:9/ct")
+        conn = factories.connection("commercetools", f"shop{n}", base_url="http://127.0.0.1:9/ct")
         Channel.objects.create(key=f"web{n}", name="web", connection=conn, external_id=f"sc-web{n}")
         Channel.objects.create(key=f"app{n}", name="app", connection=conn, external_id=f"sc-app{n}")
         storefront = storefront_of(n, f"c{n}-", conn)
@@ -249,7 +248,7 @@ def test_audit_does_not_load_the_item_master_into_python(db):
     from django.db.backends.utils import CursorWrapper
     from django.db.models.signals import post_init
 
-    conn = Connection.objects.create(name="big", system_type="commercetools", base_url="http://127.0.0.1:9/ct")
+    conn = factories.connection("commercetools", "big", base_url="http://127.0.0.1:9/ct")
     Channel.objects.create(key="big", name="big", connection=conn, external_id="sc-big")
     Item.objects.bulk_create([Item(sku=f"{i:07d}") for i in range(20_000)], batch_size=2000)
     storefront = [str(i) for i in range(0, 20_000, 100)]  # leading zeros stripped: 200 near-misses

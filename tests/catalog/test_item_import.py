@@ -11,14 +11,15 @@ from django.test.utils import CaptureQueriesContext
 
 from integration_hub.catalog import item_import, item_validation
 from integration_hub.catalog.models import BundleComponent, IdentifierTransform, Item, PendingItemSync
-from integration_hub.core.models import AuditEntry, Connection
+from integration_hub.core.models import AuditEntry
+from tests.support import factories
 
 HEADER = "sku,name,style,size,colour,barcode,weight,weight_unit,unit_cost,bundle_components\n"
 
 
 @pytest.fixture
 def clarus(db):
-    return Connection.objects.create(name="clarus-wh", system_type="clarus", base_url="https://clarus.example.com")
+    return factories.connection("clarus", "clarus-wh", base_url="https://clarus.example.com")
 
 
 def test_gtin_check_digits():
@@ -102,8 +103,8 @@ def test_reimport_updates_only_changed_and_missing_column_keeps_field(db):
 
 
 def test_sku_rules_of_the_connection(db):
-    conn = Connection.objects.create(name="ct", system_type="commercetools", base_url="https://api.example.com",
-                                     options={"sku_rules": {"allowed_characters": "A-Z0-9-", "keep_leading_zeros": False}})
+    conn = factories.connection("commercetools", "ct", base_url="https://api.example.com",
+                                options={"sku_rules": {"allowed_characters": "A-Z0-9-", "keep_leading_zeros": False}})
     IdentifierTransform.objects.create(name="eight", connection=conn, fixed_length=8)
     r = item_import.import_items("sku\nAB-12345\nab-12345\n00012345\nAB-1\n", connection=conn)
     assert r.created == 1
@@ -178,8 +179,8 @@ def test_one_drain_nudge_per_import_however_many_chunks(db, clarus, monkeypatch,
 def test_drain_all_runs_batch_after_batch_until_the_outbox_is_empty(db, monkeypatch):
     from integration_hub.catalog import item_outbox
 
-    conn = Connection.objects.create(name="ip", system_type="inventory_planner", base_url="https://api.example.com",
-                                     client_id="acct", options={"delivery": "url"})
+    conn = factories.connection("inventory_planner", "ip", base_url="https://api.example.com",
+                                client_id="acct", options={"delivery": "url"})
     conn.set_secret("k")
     conn.save()
     item_import.import_items(io.BytesIO(_big_csv(1200)))

@@ -15,22 +15,20 @@ from integration_hub.core.models import SyncCursor
 from integration_hub.inventory.models import StockLevel
 from tests.pairs.conftest import pair  # noqa: F401  (the fixture)
 from tests.pairs.flows import storefront_inventory
+from tests.support.tasks import trap_tasks
 
 NEW = ("sku,name,style,size,colour,barcode,weight,weight_unit,unit_cost,storefront_sku\n"
        "NEW-1,Linen shirt M,SHIRT,M,white,5012345678900,320,g,11.50,SF-NEW-1\n")
 
 
 @pytest.fixture
-def run_queued(monkeypatch):
-    """The catalogue tasks a commit queues run in-process, synchronously, and are recorded."""
-    from integration_hub.catalog import tasks
-
+def run_queued():
+    """The catalogue tasks a commit queues run in-process, synchronously, and are recorded (others are trapped)."""
+    names = ("catalog.check_storefront_skus", "catalog.pull_master_items")
     ran = []
-    for name in ("check_storefront_skus", "pull_master_items"):
-        task = getattr(tasks, name)
-        monkeypatch.setattr(task, "apply_async",
-                            lambda args=(), kwargs=None, _t=task, _n=name, **_: ran.append((_n, args, kwargs)) or _t.run(*args, **(kwargs or {})))
-    return ran
+    with trap_tasks(run=names) as trap:
+        trap.on_send(lambda s: s.name in names and ran.append((s.name.split(".", 1)[1], s.call.get("args", ()), s.call.get("kwargs"))))
+        yield ran
 
 
 @pytest.fixture

@@ -3,12 +3,12 @@ Inventory Planner a variants file by SFTP (nothing for URL delivery: its complet
 bundles go to no planner; the products.csv carries the new barcode."""
 from __future__ import annotations
 
-import requests
 
 from integration_hub.catalog import item_import, item_outbox
 from integration_hub.catalog.models import PendingItemSync
 from tests.connectors.test_inventory_planner import ip_conn, sftp_conn  # noqa: F401  (fixture + helper)
 from tests.pairs.conftest import pair  # noqa: F401  (the fixture)
+from tests.support.sandbox import control
 
 ITEMS = "sku,name,style,barcode,bundle_components\nTEE-M,Tee M,TEE,5012345678900,\nTEE-L,Tee L,TEE,,\nPACK,Pack,,,TEE-M:1|TEE-L:1\n"
 
@@ -36,8 +36,7 @@ def test_inventory_planner_sftp_variants_file_and_url_delivery_sends_nothing(ip_
     [f] = sftp_server.files("variants")
     text = f.read_text()
     assert "TEE-M" in text and "Tee M v2" in text and "5012345678900" in text
-    assert requests.post(f"{sandbox.url}/_sandbox/inventory_planner/ingest", json={"kind": "variants", "text": text},
-                         timeout=10).json()["processed"]
+    assert control(sandbox, "inventory_planner", "ingest", {"kind": "variants", "text": text})["processed"]
 
 
 def test_products_csv_carries_the_barcode(db):

@@ -9,8 +9,9 @@ from django.test.utils import CaptureQueriesContext
 
 from exceptions_app.services import raise_exception
 from integration_hub.catalog.models import Item, SkuMapping
-from integration_hub.core.models import Channel, Connection, Location
+from integration_hub.core.models import Channel, Location
 from integration_hub.inventory.models import StockLevel
+from tests.support import factories
 
 CSV = b"sku,name,barcode\nNEW-1,New one,5012345678900\nBAD 1,Bad,5012345678901\n"
 
@@ -56,8 +57,8 @@ def test_api_import(role_client):
 
 
 def test_items_page_fixed_queries_and_filters(role_client):
-    conn = Connection.objects.create(name="ct", system_type="commercetools", base_url="https://api.example.com")
-    wh = Connection.objects.create(name="wh", system_type="archean", base_url="https://wh.example.com")
+    conn = factories.connection("commercetools", "ct", base_url="https://api.example.com")
+    wh = factories.connection("archean", "wh", base_url="https://wh.example.com")
     ch = Channel.objects.create(key="web", name="Web", connection=conn)
     loc = Location.objects.create(code="dc1", name="DC1", connection=wh, external_id="DC1")
 

@@ -36,7 +36,7 @@ def _rec(key):
 
 
 def _ct(pr, method, path, **kw):
-    from tests.pairs.conftest import SECRETS
+    from tests.support.factories import SECRETS
 
     tok = requests.post(f"{pr.sandbox.url}/commercetools/oauth/token", data={"grant_type": "client_credentials"},
                         auth=("hub-demo", SECRETS["commercetools"]), timeout=5).json()["access_token"]

@@ -3,17 +3,18 @@ put on the lines of warehouse orders about to be sent."""
 from __future__ import annotations
 
 import pytest
-import requests
 
 from integration_hub.catalog import warehouse_products as wp
 from integration_hub.catalog.models import Item, WarehouseProduct
+from tests.support.sandbox import SandboxClient, faults
+from tests.support import factories
 
 
 @pytest.fixture
 def clarus(db, sandbox):
     from integration_hub.core.models import Connection
 
-    from tests.pairs.conftest import CLARUS_OPTIONS
+    from tests.support.factories import CLARUS_OPTIONS
 
     conn = Connection(name="clarus", system_type="clarus", base_url=f"{sandbox.url}/clarus", client_id="hub-demo",
                       options=dict(CLARUS_OPTIONS), rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=1)
@@ -28,7 +29,7 @@ def clarus(db, sandbox):
 def test_sync_creates_once_and_stores_the_ids(clarus, sandbox):
     res = wp.sync_warehouse_products(clarus)
     assert (res.considered, res.stored, res.error) == (2, 2, "")  # bundles are not products the warehouse picks
-    state = requests.post(f"{sandbox.url}/_sandbox/clarus/state", json={}, timeout=10).json()
+    state = SandboxClient.of(sandbox).state("clarus")
     stored = dict(WarehouseProduct.objects.values_list("item__sku", "external_id"))
     assert stored == state["products"]
     assert wp.sync_warehouse_products(clarus).considered == 0  # nothing new
@@ -50,15 +51,14 @@ def test_stored_ids_go_on_the_order_lines(clarus):
 
 def test_a_failed_sync_is_an_exception_and_a_sku_warehouse_is_skipped(clarus, sandbox):
     from exceptions_app.models import ExceptionRecord
-    from integration_hub.core.models import Connection
 
-    requests.post(f"{sandbox.url}/_sandbox/clarus/faults", json={"error_rate": 1.0}, timeout=5)
+    faults(sandbox, "clarus", error_rate=1.0)
     res = wp.sync_warehouse_products(clarus)
     assert res.error and ExceptionRecord.objects.get(dedupe_key="sync_timeout:clarus:product_sync").status == "open"
-    requests.post(f"{sandbox.url}/_sandbox/clarus/faults", json={"error_rate": 0.0}, timeout=5)
+    faults(sandbox, "clarus", error_rate=0.0)
     assert wp.sync_warehouse_products(clarus).stored == 2
     assert ExceptionRecord.objects.get(dedupe_key="sync_timeout:clarus:product_sync").status == "resolved"
-    archean = Connection.objects.create(name="r247", system_type="archean", base_url="http://127.0.0.1:9/archean")
+    archean = factories.connection("archean", "r247", base_url="http://127.0.0.1:9/archean")
     assert wp.sync_warehouse_products(archean).stored == 0  # names SKUs: nothing to sync
 
 

@@ -2,22 +2,17 @@
 from __future__ import annotations
 
 import pytest
-import requests
 
 from connectors.sfcc import SFCCConnector
+from connectors.sfcc_scapi import SFCCScapiConnector
+from tests.support.sandbox import controller, faulter
 
 LISTS = ["inv_uk", "inv_eu"]
 SKUS = [f"SF-{i:03d}" for i in range(1, 121)]
 
 
-def control(sandbox, action, payload=None, prefix="sfcc"):
-    r = requests.post(f"{sandbox.url}/_sandbox/{prefix}/{action}", json=payload or {}, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def faults(sandbox, **switches):
-    assert requests.post(f"{sandbox.url}/_sandbox/sfcc/faults", json=switches, timeout=5).status_code == 200
+control = controller("sfcc")
+faults = faulter("sfcc")
 
 
 @pytest.fixture
@@ -71,6 +66,6 @@ def scapi_conn(db, sandbox):
 
 @pytest.fixture
 def scapi(scapi_conn):
-    c = SFCCConnector(scapi_conn)
+    c = SFCCScapiConnector(scapi_conn)
     c.client.backoff_base = 0.01
     return c

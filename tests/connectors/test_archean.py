@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 import pytest
-import requests
 
 from connectors import errors
 from connectors.archean import ArcheanConnector
 from connectors.base import Address, Fulfilment, WarehouseOrder, WarehouseOrderLine
 from connectors.registry import get_connector
+from tests.support.sandbox import controller
+from tests.support.sandbox import faults
+from tests.support import factories
 
 
-def control(sandbox, action, payload=None):
-    r = requests.post(f"{sandbox.url}/_sandbox/archean/{action}", json=payload or {}, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
+control = controller("archean")
 
 
 @pytest.fixture
@@ -120,7 +119,7 @@ def test_send_fulfilment_idempotent_and_not_on_the_dispatch_feed(ar, sandbox):
 
 
 def test_bad_token_and_rate_limit(ar_conn, ar, sandbox):
-    requests.post(f"{sandbox.url}/_sandbox/archean/faults", json={"fail_next": [429]}, timeout=5)
+    faults(sandbox, "archean", fail_next=[429])
     ar.stock_changes("")
     assert ar.client.stats.rate_limited == 1
     ar_conn.set_secret("bad")
@@ -224,10 +223,9 @@ def test_a_tenant_shape_is_one_change(db, sandbox):
 
 
 def test_admin_says_archean_is_modelled(role_client):
-    from integration_hub.core.models import Connection
 
-    ar = Connection.objects.create(name="r247", system_type="archean", base_url="http://127.0.0.1:1/archean")
-    ct = Connection.objects.create(name="shop", system_type="commercetools", base_url="http://127.0.0.1:1/ct")
+    ar = factories.connection("archean", "r247", base_url="http://127.0.0.1:1/archean")
+    ct = factories.connection("commercetools", "shop", base_url="http://127.0.0.1:1/ct")
     admin = role_client("admin")
     page = admin.get(f"/admin/core/connection/{ar.pk}/change/").content.decode()
     assert "modelled on no published API" in page and "Archean R247 Stock" in page  # notice + system type help

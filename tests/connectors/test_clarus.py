@@ -11,6 +11,8 @@ from connectors import errors
 from connectors.base import Address, WarehouseOrder, WarehouseOrderLine, WarehouseProduct
 from connectors.clarus import ClarusConnector
 from connectors.registry import api_notice, get_connector
+from tests.support.sandbox import controller
+from tests.support.sandbox import SandboxClient
 
 OPTIONS = {"subdomain": "demo", "account_id": "1", "warehouse_id": "DC1", "webhook_domain": "https://demo.claruswms.co.uk",
            "webhook_api_domain": "https://clarus-api.com", "webhook_automation_ids": ["41", "42", "43"]}
@@ -18,10 +20,7 @@ HEADERS = {"X-ClarusWMS-Domain": "https://demo.claruswms.co.uk", "X-ClarusWMS-AP
            "X-ClarusWMS-Subdomain": "demo", "X-ClarusWMS-Automation-ID": "43"}
 
 
-def control(sandbox, action, payload=None):
-    r = requests.post(f"{sandbox.url}/_sandbox/clarus/{action}", json=payload or {}, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
+control = controller("clarus")
 
 
 @pytest.fixture
@@ -107,9 +106,9 @@ def test_unknown_products_are_created_at_send_time_and_stored_ids_are_used(cl, s
     wo = order("ORD-3")
     for ln in wo.lines:
         ln.warehouse_product_id = stored.get(ln.sku, "")
-    before = sandbox.emulators["clarus"].stats.requests
+    before = SandboxClient.of(sandbox).stats("clarus").requests
     fresh.send_order(wo)
-    assert sandbox.emulators["clarus"].stats.requests - before <= 3  # token + look-up + POST: no product look-up
+    assert SandboxClient.of(sandbox).stats("clarus").requests - before <= 3  # token + look-up + POST: no product look-up
 
 
 def test_a_lost_answer_is_looked_up_not_posted_again(cl, sandbox, monkeypatch):

@@ -12,19 +12,13 @@ import requests
 from connectors import errors
 from connectors.base import InventoryTarget, Parcel
 from connectors.commercetools import CommercetoolsConnector
+from tests.support.sandbox import SandboxClient, controller, faulter
 
 SKUS = [f"SKU-{i:03d}" for i in range(1, 6)]
 
 
-def control(sandbox, action, payload=None):
-    r = requests.post(f"{sandbox.url}/_sandbox/commercetools/{action}", json=payload or {}, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def faults(sandbox, **switches):
-    r = requests.post(f"{sandbox.url}/_sandbox/commercetools/faults", json=switches, timeout=5)
-    assert r.status_code == 200, r.text
+control = controller("commercetools")
+faults = faulter("commercetools")
 
 
 @pytest.fixture
@@ -61,20 +55,21 @@ def catalog(sandbox):
 
 
 # --- auth ------------------------------------------------------------------------------------------
-def test_token_fetched_once_and_cached(ct, emu, catalog):
+def test_token_fetched_once_and_cached(ct, sandbox, catalog):
     for _ in range(3):
         ct.get_stock(SKUS, "uk-web")
-    assert emu.tokens_issued == 1
-    token_calls = [k for k in emu.stats.by_route if "oauth" in k]
-    assert emu.stats.by_route[token_calls[0]] == 1
+    assert control(sandbox, "state")["tokens_issued"] == 1
+    by_route = SandboxClient.of(sandbox).stats("commercetools").by_route
+    token_calls = [k for k in by_route if "oauth" in k]
+    assert by_route[token_calls[0]] == 1
 
 
-def test_revoked_token_is_refreshed_once(ct, emu, sandbox, catalog):
+def test_revoked_token_is_refreshed_once(ct, sandbox, catalog):
     ct.get_stock(SKUS, "uk-web")
     control(sandbox, "revoke_tokens")
     stock = ct.get_stock(SKUS, "uk-web")
     assert len(stock) == len(SKUS)
-    assert emu.tokens_issued == 2
+    assert control(sandbox, "state")["tokens_issued"] == 2
 
 
 def test_bad_credentials_are_a_permanent_error(ct_conn, sandbox, catalog):
@@ -116,14 +111,16 @@ def test_set_stock_updates_existing_and_creates_missing(ct, sandbox, catalog):
     assert all(r.ok for r in again) and control(sandbox, "state")["versions"]["uk-web"] == before
 
 
-def test_set_stock_reads_in_batches_of_100(ct, emu, sandbox):
+def test_set_stock_reads_in_batches_of_100(ct, sandbox):
     skus = [f"B-{i:04d}" for i in range(250)]
     control(sandbox, "seed_catalog", {"channels": ["uk-web"], "skus": skus, "quantity": 0})
-    emu.stats.by_route.clear()
+    sb = SandboxClient.of(sandbox)
+    sb.reset_stats("commercetools")
     results = ct.set_stock([InventoryTarget(s, "uk-web", 3) for s in skus])
     assert all(r.ok for r in results)
-    reads = sum(v for k, v in emu.stats.by_route.items() if k.startswith("GET") and k.endswith("/inventory$"))
-    writes = sum(v for k, v in emu.stats.by_route.items() if k.startswith("POST") and "inventory/" in k)
+    by_route = sb.stats("commercetools").by_route
+    reads = sum(v for k, v in by_route.items() if k.startswith("GET") and k.endswith("/inventory$"))
+    writes = sum(v for k, v in by_route.items() if k.startswith("POST") and "inventory/" in k)
     assert reads == 3 and writes == 250
 
 
@@ -209,15 +206,16 @@ def test_5xx_is_retried(ct, sandbox, catalog):
     assert ct.client.stats.server_errors == 2 and ct.client.stats.retries == 2
 
 
-def test_persistent_outage_fails_items_without_hammering(ct, emu, sandbox, catalog):
+def test_persistent_outage_fails_items_without_hammering(ct, sandbox, catalog):
     ct.get_stock(SKUS, "uk-web")
     faults(sandbox, error_rate=1.0)
     ct.client.sleep = lambda s: None
-    emu.stats.by_route.clear()
+    sb = SandboxClient.of(sandbox)
+    sb.reset_stats("commercetools")
     results = ct.set_stock([InventoryTarget(s, "uk-web", 8) for s in SKUS])
     assert not any(r.ok for r in results)
     assert all(isinstance(r.error, errors.RetryableError) for r in results)
-    assert sum(emu.stats.by_route.values()) == ct.client.max_retries + 1  # one failed read, not one per SKU
+    assert sum(sb.stats("commercetools").by_route.values()) == ct.client.max_retries + 1  # one failed read, not one per SKU
 
 
 # --- orders --------------------------------------------------------------------------------------
@@ -595,8 +593,13 @@ def test_malformed_order_does_not_block_the_stream(ct, emu, sandbox, catalog):
     page = ct.orders_since("", limit=10)
     assert [o.external_id for o in page.items] == [ids[0], ids[2]]
     assert page.cursor.endswith(ids[2])
+    assert [(r.ref, r.field) for r in page.items.rejected] == [(ids[1], "order")]  # the connector files nothing itself
     from exceptions_app.models import ExceptionRecord
+    from exceptions_app.services import raise_many
+    from integration_hub.orders.rejected import order_problems
 
+    assert not ExceptionRecord.objects.exists()
+    raise_many(order_problems(ct.connection, page.items.rejected))  # what the capture of the page files
     rec = ExceptionRecord.objects.get(kind="bad_payload")
     assert rec.dedupe_key == f"bad_payload:ct-test:order:{ids[1]}" and rec.order_ref == ids[1]
     assert "quantity" in rec.message and rec.context["action"] == "check_order"

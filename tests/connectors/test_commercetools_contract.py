@@ -14,7 +14,6 @@ import json
 import re
 
 import pytest
-import requests
 
 pytest.importorskip("commercetools")
 
@@ -30,6 +29,7 @@ from commercetools.platform.models._schemas import type as type_s
 
 from connectors.base import InventoryTarget, Parcel
 from connectors.commercetools import CommercetoolsConnector
+from tests.support.sandbox import controller
 
 P = r"^/commercetools/[^/]+"
 # request bodies: (method, path regex) → the SDK schema of the body's type
@@ -70,10 +70,7 @@ def schema_for(table, method, path):
     return None
 
 
-def control(sandbox, action, payload=None):
-    r = requests.post(f"{sandbox.url}/_sandbox/commercetools/{action}", json=payload or {}, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
+control = controller("commercetools")
 
 
 @pytest.fixture

@@ -7,20 +7,17 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import requests
 
 from connectors import errors
 from connectors.base import InventoryTarget
 from connectors.commercetools import CommercetoolsConnector
 from connectors.commercetools_import import InventoryImporter
+from tests.support.sandbox import SandboxClient, controller
 
 SKUS = [f"IMP-{i:03d}" for i in range(100)]
 
 
-def control(sandbox, action, payload=None):
-    r = requests.post(f"{sandbox.url}/_sandbox/commercetools/{action}", json=payload or {}, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
+control = controller("commercetools")
 
 
 @pytest.fixture
@@ -43,8 +40,9 @@ def make(db, sandbox):
     return build
 
 
-def routes(emu, fragment, method="POST"):
-    return sum(v for k, v in emu.stats.by_route.items() if k.startswith(method) and fragment in k)
+def routes(sandbox, fragment, method="POST"):
+    """Requests the commercetools emulator served on routes containing ``fragment`` (over the stats endpoint)."""
+    return sum(v for k, v in SandboxClient.of(sandbox).stats("commercetools").by_route.items() if k.startswith(method) and fragment in k)
 
 
 def settle_all(ct, since, timeout=10.0):
@@ -71,15 +69,14 @@ def test_batches_of_twenty_and_entry_keys():
 
 
 def test_a_first_sync_is_imported_twenty_at_a_time_without_reads_and_confirmed_from_the_operations(make, sandbox):
-    emu = sandbox.emulators["commercetools"]
     control(sandbox, "import_settings", {"delay": 0.3})
     ct = make()
     since = datetime.now(timezone.utc)
     results = ct.push_full(targets(SKUS))
     assert all(isinstance(r.error, errors.ImportPending) and r.error.retry_after == 900 for r in results)
-    assert routes(emu, "inventories/import-containers") == 5  # 100 entries, 20 per InventoryImportRequest
-    assert routes(emu, "inventory", "GET") == 0  # no per-100 inventory read: the import upserts by key
-    assert routes(emu, "/inventory$") == 0 and routes(emu, "inventory/(?P") == 0  # no per-entry create or update
+    assert routes(sandbox, "inventories/import-containers") == 5  # 100 entries, 20 per InventoryImportRequest
+    assert routes(sandbox, "inventory", "GET") == 0  # no per-100 inventory read: the import upserts by key
+    assert routes(sandbox, "/inventory$") == 0 and routes(sandbox, "inventory/(?P") == 0  # no per-entry create or update
     snap = ct.import_snapshot(since)  # asynchronous: nothing has settled yet
     assert snap.processing_total == 100 and snap.outcome("uk-web--IMP-007", since)[0] == "processing"
     assert control(sandbox, "state", {"skus": SKUS})["inventory"].get("uk-web", {}) == {}
@@ -94,7 +91,7 @@ def test_a_first_sync_is_imported_twenty_at_a_time_without_reads_and_confirmed_f
     control(sandbox, "create_orders", {"orders": [{"channel": "uk-web", "lines": [{"sku": "IMP-007", "quantity": 1}]}]})
     [res] = ct.set_stock([InventoryTarget("IMP-007", "uk-web", 9, ledger=9)])
     assert res.ok and control(sandbox, "state", {"skus": ["IMP-007"]})["inventory"]["uk-web"]["IMP-007"] == 8
-    assert routes(emu, "inventories/import-containers") == 5  # set_stock (hot deltas) never imports
+    assert routes(sandbox, "inventories/import-containers") == 5  # set_stock (hot deltas) never imports
 
 
 def test_one_container_per_connection_created_once_and_reused(make, sandbox):
@@ -103,27 +100,25 @@ def test_one_container_per_connection_created_once_and_reused(make, sandbox):
     ct.push_full(targets(SKUS[:40]))
     ct.push_full(targets(SKUS[40:80]))
     assert list(emu.import_containers) == [f"integration-hub-inventory-{ct.connection.pk}"]
-    assert routes(emu, "/import-containers", "POST") - routes(emu, "inventories/import-containers") == 1
+    assert routes(sandbox, "/import-containers", "POST") - routes(sandbox, "inventories/import-containers") == 1
     again = CommercetoolsConnector(ct.connection)  # a new worker: finds the container, does not create another
     again.push_full(targets(SKUS[80:]))
     assert len(emu.import_containers) == 1
-    assert routes(emu, "/import-containers", "POST") - routes(emu, "inventories/import-containers") == 1
+    assert routes(sandbox, "/import-containers", "POST") - routes(sandbox, "inventories/import-containers") == 1
 
 
 def test_pairs_the_hub_confirmed_before_go_through_the_versioned_delta_path(make, sandbox):
     """A resync of entries the hub wrote: read per 100, skip what is right, relative writes keep ct's own orders."""
-    emu = sandbox.emulators["commercetools"]
     ct = make(import_min=1)
     assert all(r.ok for r in ct.set_stock(targets(SKUS[:30], q=lambda n: 5)))
     control(sandbox, "create_orders", {"orders": [{"channel": "uk-web", "lines": [{"sku": SKUS[0], "quantity": 2}]}]})
     known = [InventoryTarget(s, "uk-web", 5 if n else 6, ledger=5 if n else 6, known_ref="x") for n, s in enumerate(SKUS[:30])]
     res = ct.push_full(known)
-    assert all(r.ok for r in res) and routes(emu, "inventories/import-containers") == 0
+    assert all(r.ok for r in res) and routes(sandbox, "inventories/import-containers") == 0
     assert control(sandbox, "state", {"skus": [SKUS[0]]})["inventory"]["uk-web"][SKUS[0]] == 4  # 5 − 2 (order) + 1
 
 
 def test_unknown_skus_and_channels_are_refused_before_the_import(make, sandbox):
-    emu = sandbox.emulators["commercetools"]
     ct = make()
     res = ct.push_full(targets(SKUS[:25]) + [InventoryTarget("NOT-A-PRODUCT", "uk-web", 1, ledger=1),
                                              InventoryTarget(SKUS[0], "no-such-channel", 1, ledger=1)])
@@ -131,7 +126,7 @@ def test_unknown_skus_and_channels_are_refused_before_the_import(make, sandbox):
     assert isinstance(by[("NOT-A-PRODUCT", "uk-web")].error, errors.NotFoundError)
     assert isinstance(by[(SKUS[0], "no-such-channel")].error, errors.PermanentError)
     assert sum(isinstance(r.error, errors.ImportPending) for r in res) == 25
-    assert routes(emu, "inventories/import-containers") == 2
+    assert routes(sandbox, "inventories/import-containers") == 2
 
 
 def test_the_catalogue_check_reads_the_cheaper_way(make, sandbox):
@@ -140,18 +135,18 @@ def test_the_catalogue_check_reads_the_cheaper_way(make, sandbox):
     many = [f"CAT-{i:04d}" for i in range(1200)]
     control(sandbox, "seed_catalog", {"channels": ["uk-web"], "skus": many, "quantity": None})
     ct = make()
-    before = routes(emu, "product-projections", "GET")
+    before = routes(sandbox, "product-projections", "GET")
     res = ct.push_full(targets(many))
     assert all(isinstance(r.error, errors.ImportPending) for r in res)
     products = len(emu.products)
-    assert routes(emu, "product-projections", "GET") - before == 1 + -(-products // 500)  # count + pages, not 12 queries
-    before = routes(emu, "product-projections", "GET")
+    assert routes(sandbox, "product-projections", "GET") - before == 1 + -(-products // 500)  # count + pages, not 12 queries
+    before = routes(sandbox, "product-projections", "GET")
     ct.push_full(targets(many, channel="uk-web") + targets(many[:30], q=lambda n: 1))  # later rounds: known, no request
-    assert routes(emu, "product-projections", "GET") == before
+    assert routes(sandbox, "product-projections", "GET") == before
     other = make()  # a fresh connector, 150 SKUs of ~1,300 products: two variant queries beat three pages
-    before = routes(emu, "product-projections", "GET")
+    before = routes(sandbox, "product-projections", "GET")
     assert all(isinstance(r.error, errors.ImportPending) for r in other.push_full(targets(many[:150])))
-    assert routes(emu, "product-projections", "GET") - before == 1 + 2
+    assert routes(sandbox, "product-projections", "GET") - before == 1 + 2
 
 
 def test_the_catalogue_check_switches_to_one_scan_once_queries_would_cost_as_much(make, sandbox, monkeypatch):
@@ -166,15 +161,15 @@ def test_the_catalogue_check_switches_to_one_scan_once_queries_would_cost_as_muc
     pages = -(-len(emu.products) // 500)  # 7
     counts = []
     for start in range(0, 3000, 200):  # 15 rounds of 200 SKUs: 2 queries each
-        before = routes(emu, "product-projections", "GET")
+        before = routes(sandbox, "product-projections", "GET")
         ct._catalogue_members(many[start:start + 200])
-        counts.append(routes(emu, "product-projections", "GET") - before)
+        counts.append(routes(sandbox, "product-projections", "GET") - before)
     assert counts[0] == 1 + 2  # count + two variant queries
     assert sum(counts) <= 1 + 2 * pages + 2 and counts[-1] == 0, counts  # ≤ 2× the one scan, then free
     assert ct._catalogue_members(["RB-0001", "NOPE"]) == {"RB-0001"}
     monkeypatch.setattr(mod, "CATALOGUE_TTL", -1)  # the window ends: checked again
-    before = routes(emu, "product-projections", "GET")
-    assert ct._catalogue_members(["RB-0001"]) == {"RB-0001"} and routes(emu, "product-projections", "GET") > before
+    before = routes(sandbox, "product-projections", "GET")
+    assert ct._catalogue_members(["RB-0001"]) == {"RB-0001"} and routes(sandbox, "product-projections", "GET") > before
 
 
 def test_failed_operations_name_their_reason(make, sandbox):

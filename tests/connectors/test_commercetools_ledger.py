@@ -18,22 +18,19 @@ import os
 from dataclasses import dataclass, field
 
 import pytest
-import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.base import InventoryTarget
 from connectors.commercetools import CommercetoolsConnector
+from tests.support.sandbox import controller
 
 SKU, CHANNEL = "HOT-1", "uk-web"
 BUFFER = 1
 EXAMPLES = int(os.environ.get("HUB_HYPOTHESIS_EXAMPLES", "40"))
 
 
-def control(sandbox, action, payload=None):
-    r = requests.post(f"{sandbox.url}/_sandbox/commercetools/{action}", json=payload or {}, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
+control = controller("commercetools")
 
 
 @pytest.fixture

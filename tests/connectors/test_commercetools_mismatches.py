@@ -3,17 +3,14 @@ auth host, least scopes enforced per endpoint, a Canceled shipment state, invent
 from __future__ import annotations
 
 import pytest
-import requests
 
 from connectors import errors
 from connectors.base import InventoryTarget, Parcel
 from connectors.commercetools import LEAST_SCOPES, CommercetoolsConnector
+from tests.support.sandbox import controller
 
 
-def control(sandbox, action, payload=None):
-    r = requests.post(f"{sandbox.url}/_sandbox/commercetools/{action}", json=payload or {}, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
+control = controller("commercetools")
 
 
 def connection(sandbox, **options):

@@ -5,19 +5,17 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-import requests
 
 from connectors import errors
 from connectors.base import DemandLine, PlannerVariant, PlannerWarehouse
 from connectors.inventory_planner import (SALES_ORDER_COLUMNS, InventoryPlannerConnector, csv_text, line_id, parse_csv,
                                           sales_order_row)
 from connectors.registry import api_notice, get_connector
+from tests.support.sandbox import controller
+from tests.support.sandbox import faults
 
 
-def control(sandbox, action, payload=None):
-    r = requests.post(f"{sandbox.url}/_sandbox/inventory_planner/{action}", json=payload or {}, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
+control = controller("inventory_planner")
 
 
 @pytest.fixture
@@ -132,7 +130,7 @@ def test_stock_orders_from_the_stock_orders_api(ip, sandbox):
 
 
 def test_auth_headers_and_errors(ip_conn, ip, sandbox):
-    requests.post(f"{sandbox.url}/_sandbox/inventory_planner/faults", json={"fail_next": [503]}, timeout=5)
+    faults(sandbox, "inventory_planner", fail_next=[503])
     assert ip.recommendations() == []  # retried through the 503
     ip_conn.client_id = "other-account"
     with pytest.raises(errors.PermanentError):

@@ -9,6 +9,7 @@ from connectors.registry import get_connector
 from connectors.sfcc import SFCCConnector
 
 from .conftest import SKUS, control, faults
+from tests.support.sandbox import SandboxClient
 
 
 def test_registry_builds_sfcc(sf_conn):
@@ -16,15 +17,15 @@ def test_registry_builds_sfcc(sf_conn):
 
 
 def test_set_stock_batches_per_inventory_list_and_is_absolute(sf, sandbox):
-    emu = sandbox.emulators["sfcc"]
+    sb = SandboxClient.of(sandbox)
     targets = [InventoryTarget(sku=s, channel_ref="inv_uk", quantity=i) for i, s in enumerate(SKUS)]
     targets.append(InventoryTarget(sku="SF-001", channel_ref="inv_eu", quantity=42))
-    before = emu.stats.by_route.copy()
+    before = sb.stats("sfcc").by_route.copy()
     results = sf.set_stock(targets)
     assert all(r.ok for r in results) and len(results) == 121
     state = control(sandbox, "state", {})["inventory"]
     assert state["inv_uk"]["SF-120"] == 119 and state["inv_eu"]["SF-001"] == 42
-    batch_calls = sum(v for k, v in emu.stats.by_route.items() if "batch" in k) - sum(v for k, v in before.items() if "batch" in k)
+    batch_calls = sum(v for k, v in sb.stats("sfcc").by_route.items() if "batch" in k) - sum(v for k, v in before.items() if "batch" in k)
     assert batch_calls == 4  # 120 records in 3 batches of ≤ 50 for inv_uk, 1 for inv_eu
     # replaying the same absolute targets changes nothing
     sf.set_stock(targets)
@@ -130,7 +131,7 @@ def test_mark_shipped_unknown_or_cancelled(sf, sandbox):
 
 
 def test_order_webhook_is_signed_and_parsed(sf, sandbox):
-    from integration_hub.core.webhooks import sign
+    from connectors.signatures import sign
 
     body = b'{"type": "order.created", "order_no": "00001001"}'
     header = {"X-Hub-Signature": sign("sfcc-hook-secret", body)}
@@ -154,6 +155,34 @@ def test_orders_start_bounds_the_first_poll(sf_conn, sandbox):
     new = control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}]}]})["ids"]
     page = SFCCConnector(sf_conn).orders_since("")
     assert [o.external_id for o in page.items] == new
+
+
+def test_a_malformed_order_is_a_rejected_row_and_does_not_block_the_stream(sf, sandbox):
+    """One order SFCC answers with an unreadable line: the page still carries the orders around it and the cursor
+    moves past it; the bad one is a rejected row naming the order and the reason (the connector files nothing), and
+    the hub's capture files it as a ``bad_payload`` record per order."""
+    from exceptions_app.models import ExceptionRecord
+    from exceptions_app.services import raise_many
+    from integration_hub.orders.rejected import order_problems
+
+    emu = sandbox.emulators["sfcc"]
+    ids = control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}]}] * 3})["ids"]
+    with emu.lock:
+        emu.orders[ids[1]]["product_items"][0]["quantity"] = "two"
+    page = sf.orders_since("")
+    assert [o.external_id for o in page.items] == [ids[0], ids[2]]
+    assert page.cursor.endswith(ids[2])
+    [row] = page.items.rejected
+    assert (row.ref, row.name, row.field) == (ids[1], ids[1], "order") and row.raw["order_no"] == ids[1]
+    assert "ValueError" in row.message and "'two'" in row.message
+    assert not ExceptionRecord.objects.exists()
+    raise_many(order_problems(sf.connection, page.items.rejected))
+    rec = ExceptionRecord.objects.get(kind="bad_payload")
+    assert rec.dedupe_key == f"bad_payload:{sf.connection.name}:order:{ids[1]}" and rec.order_ref == ids[1]
+    assert rec.title == f"Order {ids[1]} from {sf.connection.name} cannot be read" and rec.context["action"] == "check_order"
+    with emu.lock:
+        emu.orders[ids[1]]["product_items"][0]["quantity"] = 1
+    assert [o.external_id for o in sf.read_orders([sf.get_order(ids[1]).raw])] == [ids[1]]  # fixed: it reads
 
 
 def test_expired_token_is_renewed_once(sf, sandbox):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import requests
 
 from connectors import errors
 from connectors.base import InventoryTarget
 
 from .conftest import control
+from tests.support.sandbox import SandboxClient
 
 ORG = "f_ecom_zzxy_prd"
 IMPORTS = f"/inventory/impex/v1/organizations/{ORG}/availability-records/imports"
@@ -21,7 +21,7 @@ def _fast(scapi, sandbox, delay=0.1):
 
 
 def _stats(sandbox):
-    return requests.get(f"{sandbox.url}/_sandbox/sfcc/stats", timeout=5).json()
+    return SandboxClient.of(sandbox).stats("sfcc")
 
 
 def _oci_routes(stats):

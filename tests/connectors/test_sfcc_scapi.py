@@ -4,15 +4,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import requests
 
 from connectors import errors
 from connectors.base import InventoryTarget, Parcel
 from connectors.registry import get_connector
-from connectors.sfcc import SFCCConnector, utc_iso
+from connectors.sfcc import utc_iso
 from connectors.sfcc_scapi import MAX_WINDOW, SFCCScapiConnector
 
 from .conftest import control
+from tests.support.sandbox import SandboxClient
 
 ORDERS = "/checkout/orders/v1/organizations/f_ecom_zzxy_prd/orders"
 OCI = "/inventory/availability/v1/organizations/f_ecom_zzxy_prd/availability-records/actions"
@@ -104,17 +104,30 @@ def test_shipped_and_export_status_land(scapi, sandbox):
         scapi.mark_exported("99999999", True)
 
 
+def test_a_malformed_order_is_a_rejected_row_on_scapi_too(scapi, sandbox):
+    """The Admin Orders API path reads orders through the same ``read_orders``: an unreadable one is a rejected row,
+    the others and the cursor still move."""
+    emu = sandbox.emulators["sfcc"]
+    ids = _orders(sandbox, 3)
+    with emu.lock:
+        emu.orders[ids[1]]["product_items"][0]["quantity"] = "two"
+    page = scapi.orders_since("")
+    assert [o.external_id for o in page.items] == [ids[0], ids[2]]
+    assert [(r.ref, r.field) for r in page.items.rejected] == [(ids[1], "order")] and "'two'" in page.items.rejected[0].message
+    assert ids[2] in page.cursor
+
+
 def test_admin_scopes_are_checked(scapi_conn, sandbox):
     from django.core.cache import cache
 
     cache.clear()
     scapi_conn.options = {**scapi_conn.options, "scope": "sfcc.orders.rw"}  # no tenant scope
-    c = SFCCConnector(scapi_conn)
+    c = SFCCScapiConnector(scapi_conn)
     with pytest.raises(errors.PermanentError):
         c.orders_since("")
     cache.clear()
     scapi_conn.options = {**scapi_conn.options, "scope": "SALESFORCE_COMMERCE_API:zzxy_prd sfcc.orders"}  # read only
-    c = SFCCConnector(scapi_conn)
+    c = SFCCScapiConnector(scapi_conn)
     no = _orders(sandbox, 1)[0]
     assert c.get_order(no).external_id == no
     with pytest.raises(errors.PermanentError):
@@ -224,30 +237,30 @@ def test_oci_routes_name_the_tenant_group_not_the_organization(scapi_conn, sandb
     control(sandbox, "configure_site", {"inventory": "oci", "tenant_group_id": "tg-zzxy"})
     target = [InventoryTarget("SF-011", "inv_uk", 2, as_of=datetime.now(UTC))]
     with pytest.raises(errors.ConnectorError) as refused:
-        SFCCConnector(scapi_conn).set_stock(target)
+        SFCCScapiConnector(scapi_conn).set_stock(target)
     assert refused.value.status == 403
     scapi_conn.options = {**scapi_conn.options, "oci_tenant_group_id": "tg-zzxy"}
-    c = SFCCConnector(scapi_conn)
+    c = SFCCScapiConnector(scapi_conn)
     assert all(r.ok for r in c.set_stock(target))
     assert [(s.sku, s.quantity) for s in c.get_stock(["SF-011"], "inv_uk")] == [("SF-011", 2)]
     assert c.get_order(_orders(sandbox, 1)[0]).status == "new"  # the orders still go to the organization
 
 
 def test_oci_batches_are_at_most_100_records(scapi, sandbox):
-    emu = sandbox.emulators["sfcc"]
-    before = sum(v for k, v in emu.stats.by_route.items() if "batch-update" in k)
+    sb = SandboxClient.of(sandbox)
+    before = sum(v for k, v in sb.stats("sfcc").by_route.items() if "batch-update" in k)
     targets = [InventoryTarget(f"SF-{i:03d}", "inv_uk", i) for i in range(1, 121)]
     assert all(r.ok for r in scapi.set_stock(targets))
-    assert sum(v for k, v in emu.stats.by_route.items() if "batch-update" in k) - before == 2
+    assert sum(v for k, v in sb.stats("sfcc").by_route.items() if "batch-update" in k) - before == 2
 
 
 def test_list_skus_reads_items_and_variants_through_the_products_api(scapi, sandbox):
     """Catalogue audit on scapi_oci: Admin Products ``searchProducts`` on type item / variant, paged by 200."""
     control(sandbox, "seed_catalog", {"channels": [], "skus": [], "products": [
         {"key": "TEE", "skus": ["TEE-S", "TEE-M"]}, {"key": "BIG", "skus": [f"BIG-{i:03d}" for i in range(300)]}]})
-    before = requests.get(f"{sandbox.url}/_sandbox/sfcc/stats", timeout=5).json()["by_route"]
+    before = SandboxClient.of(sandbox).stats("sfcc")["by_route"]
     skus = list(scapi.list_skus())
-    after = requests.get(f"{sandbox.url}/_sandbox/sfcc/stats", timeout=5).json()["by_route"]
+    after = SandboxClient.of(sandbox).stats("sfcc")["by_route"]
     searches = sum(v - before.get(k, 0) for k, v in after.items() if "product-search" in k)
     assert len(skus) == 120 + 2 + 300 == len(set(skus)) and "TEE" not in skus and "BIG" not in skus  # no masters
     assert {"SF-001", "TEE-M", "BIG-299"} <= set(skus) and skus == sorted(skus) and searches == 3  # 422 / 200

@@ -7,25 +7,18 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import requests
 
 from connectors import errors
 from connectors.base import Address, Fulfilment, WarehouseOrder, WarehouseOrderLine
 from connectors.http import HeaderAuth, HttpClient
 from connectors.wair import NotAcknowledged, ParsedBatch, WairConnector, WairValidationError
+from tests.support.sandbox import controller, faulter
 
 KEY = "wair-demo-key"
 
 
-def control(sandbox, action, payload=None, expect=200):
-    r = requests.post(f"{sandbox.url}/_sandbox/wair/{action}", json=payload or {}, timeout=30)
-    assert r.status_code == expect, r.text
-    return r.json()
-
-
-def faults(sandbox, **switches):
-    r = requests.post(f"{sandbox.url}/_sandbox/wair/faults", json=switches, timeout=5)
-    assert r.status_code == 200, r.text
+control = controller("wair")
+faults = faulter("wair")
 
 
 @pytest.fixture

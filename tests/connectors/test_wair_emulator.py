@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import requests
+from tests.support.sandbox import control, faults
 
 H = {"X-Api-Key": "wair-demo-key"}
 ERROR_KEYS = {"statusCode", "code", "message", "errors"}
@@ -34,7 +35,7 @@ def test_error_bodies_have_one_shape(api, sandbox):
 
 
 def test_rate_limit_answers_429_with_retry_after(api, sandbox):
-    requests.post(f"{sandbox.url}/_sandbox/wair/faults", json={"rate_limit_per_second": 2, "rate_limit_burst": 2}, timeout=5)
+    faults(sandbox, "wair", rate_limit_per_second=2, rate_limit_burst=2)
     statuses = [requests.get(f"{api}/locations", headers=H, timeout=5) for _ in range(4)]
     limited = [r for r in statuses if r.status_code == 429]
     assert limited and int(limited[0].headers["Retry-After"]) >= 1 and ERROR_KEYS <= set(limited[0].json())
@@ -55,7 +56,7 @@ def test_token_endpoint_as_published(sandbox):
 
 def test_paging_total_and_limits(api, sandbox):
     rows = [{"sku": f"S{i:03d}", "location": "DC1", "quantity": i} for i in range(7)]
-    requests.post(f"{sandbox.url}/_sandbox/wair/seed_stock", json={"rows": rows}, timeout=5)
+    control(sandbox, "wair", "seed_stock", {"rows": rows})
     page = requests.get(f"{api}/stock?offset=5&limit=5", headers=H, timeout=5).json()
     assert (page["total"], len(page["stock"]), page["moreRecordsAvailable"]) == (7, 2, False)
     assert [r["skuId"] for r in page["stock"]] == ["S005", "S006"]

@@ -6,18 +6,16 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-import requests
 
 from connectors import errors
 from connectors.base import DemandLine, PlannerAllocation, PlannerVariant, PlannerWarehouse
 from connectors.registry import api_notice, get_connector
 from connectors.wair_replenishment import SHAPE, WairReplenishmentConnector
+from tests.support.sandbox import controller
+from tests.support.sandbox import faults
 
 
-def control(sandbox, action, payload=None):
-    r = requests.post(f"{sandbox.url}/_sandbox/wair_replenishment/{action}", json=payload or {}, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
+control = controller("wair_replenishment")
 
 
 @pytest.fixture
@@ -78,7 +76,7 @@ def test_one_upload_cycle_in_a_batch_split_to_size(wr_conn, sandbox):
 
 def test_a_failed_call_still_stops_the_batch(wr_conn, sandbox):
     c = connector(wr_conn)
-    requests.post(f"{sandbox.url}/_sandbox/wair_replenishment/faults", json={"fail_next": [400]}, timeout=5)
+    faults(sandbox, "wair_replenishment", fail_next=[400])
     with pytest.raises(errors.ConnectorError):
         c.push_demand([DemandLine("O1", "A", 1, "uk-web", "DC1", key="k")], [PlannerVariant("A")], [PlannerWarehouse("DC1")])
     assert not control(sandbox, "state")["batch_open"]

@@ -11,12 +11,12 @@ from integration_hub.catalog.models import SkuMapping
 from integration_hub.core import audit
 from integration_hub.core.models import AuditEntry, Channel
 from integration_hub.inventory.models import ChannelStockRule
-from tests.console import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    w = f.world()
+    w = f.console_world()
     f.stock(w, w.items, 5)
     f.mappings(w, w.items)
     return w

@@ -1,11 +1,13 @@
 """Dashboard, rule editing with audit history, CSV import of mappings, beat schedules."""
 from __future__ import annotations
 
+from types import SimpleNamespace
 import re
 
 import pytest
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from exceptions_app import kinds
 from exceptions_app.models import ExceptionRecord, Kind, Status
 from integration_hub.catalog.models import SkuMapping
 from integration_hub.console import csv_import
@@ -14,12 +16,12 @@ from integration_hub.core.models import AuditEntry
 from integration_hub.inventory.models import PendingPush
 from integration_hub.orders.models import OrderState
 
-from . import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 def _fill(w, n, offset):
@@ -223,7 +225,7 @@ NOPE,C-1,web,,
 def test_csv_import_keeps_good_rows_and_reports_bad_ones(w):
     from exceptions_app import services as exc
 
-    exc.raise_exception(Kind.UNKNOWN_SKU, exc.make_key(Kind.UNKNOWN_SKU, "web", "A-1"), "A-1 unknown", sku="A-1")
+    exc.raise_exception(Kind.UNKNOWN_SKU, kinds.key(Kind.UNKNOWN_SKU, "web", "A-1"), "A-1 unknown", sku="A-1")
     a, b, c = (i.sku for i in w.items)
     result = csv_import.import_sku_mappings(CSV.format(a=a, b=b, c=c).encode())
     assert result.fatal == ""
@@ -320,7 +322,7 @@ def test_order_pages_fixed_queries_and_actions(w, role_client, monkeypatch):
     assert "1 row" in client.get("/orders/?q=WEB-3").content.decode()
     assert "5 rows" in client.get("/orders/?state=held").content.decode()
     calls = []
-    monkeypatch.setattr(triage, "_optional", lambda m, n: {"retry_send": lambda o, actor=None: calls.append(o.pk)}.get(n))
+    monkeypatch.setattr(triage, "order_flow", SimpleNamespace(**{"retry_send": lambda o, actor=None: calls.append(o.pk)}))
     r = client.post(f"/orders/{orders[0].pk}/", {"action": "retry"})
     assert r.status_code == 302 and calls == [orders[0].pk]
     assert client.post(f"/orders/{orders[0].pk}/", {"action": "edit", "field": "gift_message", "value": "x"}).status_code == 403

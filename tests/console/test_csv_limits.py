@@ -12,12 +12,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploaded
 from integration_hub.catalog.models import SkuMapping
 from integration_hub.console import csv_import
 
-from . import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 def test_a_value_over_the_field_limit_is_an_error_row_and_the_good_rows_are_kept(w):

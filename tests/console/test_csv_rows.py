@@ -9,12 +9,12 @@ from integration_hub.catalog.models import SkuMapping
 from integration_hub.console import csv_import
 from integration_hub.inventory.models import PendingPush
 
-from . import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 def test_unbalanced_quote_does_not_save_a_sku_with_a_newline(w):

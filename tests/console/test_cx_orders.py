@@ -6,12 +6,12 @@ import pytest
 
 from integration_hub.orders.models import Order, OrderLine, OrderState
 
-from . import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 def _jane(w):

@@ -9,12 +9,12 @@ from rest_framework.test import APIClient
 from integration_hub.catalog.models import SkuMapping
 from integration_hub.core.models import AuditEntry
 from integration_hub.inventory.models import ChannelStockRule, PendingPush
-from tests.console import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    w = f.world()
+    w = f.console_world()
     f.stock(w, w.items, 5)
     f.mappings(w, w.items)
     return w

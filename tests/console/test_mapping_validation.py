@@ -6,12 +6,12 @@ import pytest
 
 from integration_hub.catalog.models import IdentifierTransform, SkuMapping
 
-from . import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 def _post(client, data, pk=None):

@@ -2,6 +2,7 @@
 keeps its choices after a validation error, and only the actions the order's state allows are offered."""
 from __future__ import annotations
 
+from types import SimpleNamespace
 import re
 
 import pytest
@@ -9,12 +10,22 @@ import pytest
 from exceptions_app import triage
 from integration_hub.orders.models import OrderState
 
-from . import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
+
+
+class _Recorder:
+    """An order flow whose every service records its name."""
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    def __getattr__(self, name):
+        return lambda *a, **k: self.calls.append(name)
 
 
 def _selects(html: str) -> list[str]:
@@ -26,8 +37,8 @@ def test_cancel_without_reason_keeps_cancel_and_never_resends(w, role_client, mo
     client = role_client("ops")
     order = f.orders(w, 1, state=OrderState.HELD)[0]
     calls = []
-    monkeypatch.setattr(triage, "_optional", lambda m, n: {"retry_send": lambda o, actor=None: calls.append(("retry", o.pk)),
-                                                            "cancel": lambda o, r, actor=None: calls.append(("cancel", r))}.get(n))
+    monkeypatch.setattr(triage, "order_flow", SimpleNamespace(**{"retry_send": lambda o, actor=None: calls.append(("retry", o.pk)),
+                                                            "cancel": lambda o, r, actor=None: calls.append(("cancel", r))}))
     r = client.post(f"/orders/{order.pk}/", {"action": "cancel", "reason": ""})
     html = r.content.decode()
     assert r.status_code == 400 and "Say why the order is cancelled." in html
@@ -71,7 +82,7 @@ def test_a_shipped_order_refuses_retry_and_cancel_posted_anyway(w, role_client, 
     client = role_client("ops")
     order = f.orders(w, 1, state=OrderState.STOREFRONT_NOTIFIED)[0]
     calls = []
-    monkeypatch.setattr(triage, "_optional", lambda m, n: lambda *a, **k: calls.append(n))
+    monkeypatch.setattr(triage, "order_flow", _Recorder(calls))
     for data in ({"action": "retry"}, {"action": "cancel", "reason": "x"}):
         r = client.post(f"/orders/{order.pk}/", data, follow=True)
         assert "cannot be" in r.content.decode()

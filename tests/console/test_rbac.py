@@ -4,19 +4,20 @@ from __future__ import annotations
 import pytest
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from exceptions_app import kinds
 from exceptions_app.models import Kind
 from integration_hub.catalog.models import IdentifierTransform
 from integration_hub.orders.models import OrderState, ShippingMethodMap
 from integration_hub.reconciliation import services as recon
 
-from . import factories as f
+from tests.support import factories as f
 
 ROLES = ["ops", "cx", "finance", "admin", None]
 
 
 @pytest.fixture
 def ids(db):
-    w = f.world()
+    w = f.console_world()
     rec = f.sku_exceptions(w, w.items[:1])[0]
     order_rec = f.sku_exceptions(w, w.items[1:2], kind=Kind.UNKNOWN_SKU, strip=False)[0]
     mapping = f.mappings(w, w.items[2:3])[0]
@@ -30,9 +31,9 @@ def ids(db):
 
     f.stock(w, w.items, 3)
     f.pushes(w, w.items[:1])
-    drift = exc.raise_exception(Kind.STOCK_DRIFT, exc.make_key(Kind.STOCK_DRIFT, "web", mapping.storefront_sku), "drift",
+    drift = exc.raise_exception(Kind.STOCK_DRIFT, kinds.key(Kind.STOCK_DRIFT, "web", mapping.storefront_sku), "drift",
                                 sku=mapping.storefront_sku, channel=w.channel)
-    stuck = exc.raise_exception(Kind.STUCK_ORDER, exc.make_key(Kind.STUCK_ORDER, order.idempotency_key), "stuck",
+    stuck = exc.raise_exception(Kind.STUCK_ORDER, kinds.key(Kind.STUCK_ORDER, order.idempotency_key), "stuck",
                                 order_ref=order.idempotency_key, channel=w.channel)
     from integration_hub.console.models import ScheduleRun
     from integration_hub.reconciliation.models import ReportSubscription

@@ -11,12 +11,13 @@ from django.utils import timezone
 from integration_hub.inventory.models import PendingPush
 from integration_hub.orders import actions
 from integration_hub.orders.models import Order, OrderState
-from tests.console import factories as f
+from tests.support import factories as f
+from tests.support.tasks import trap_tasks
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 def failing_pushes(w, n: int, prefix: str = "00") -> list[PendingPush]:
@@ -59,13 +60,14 @@ def test_large_retry_all_goes_to_a_worker(w, role_client, settings):
     settings.HUB = {**settings.HUB, "BULK_INLINE_LIMIT": 10}
     failing_pushes(w, 30)
     client = role_client("ops")
-    with mock.patch("integration_hub.console.tasks.retry_all.delay") as delay:
+    with trap_tasks() as trap:
         r = client.post("/pushes/retry-all/", {"query": "failing=1", "confirmed": "30"}, follow=True)
-    assert "30 failing push(es) queued" in r.content.decode() and delay.call_count == 1
+    sent = trap.of("console.retry_all")
+    assert "30 failing push(es) queued" in r.content.decode() and len(sent) == 1
     assert not PendingPush.objects.filter(not_before__isnull=True).exists()
     from integration_hub.console.tasks import retry_all as task
 
-    assert task(*delay.call_args.args, **delay.call_args.kwargs) == {"retried": 30}
+    assert task(*sent[0].args, **sent[0].kwargs) == {"retried": 30}
     assert PendingPush.objects.filter(not_before__isnull=True).count() == 30
 
 

@@ -10,7 +10,7 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 from integration_hub.console import schedules
 from integration_hub.console.models import ScheduleRun
 from integration_hub.core.models import AuditEntry
-from tests.console import factories as f
+from tests.support import factories as f
 
 NOW = datetime(2026, 12, 3, 6, 15, tzinfo=dt_timezone.utc)
 

@@ -11,12 +11,12 @@ from integration_hub.catalog.models import SkuMapping
 from integration_hub.core.models import AuditEntry
 from integration_hub.inventory.models import ChannelStockRule, PendingPush
 
-from . import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 def _confirm(html: str) -> str:

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.sandbox import controller
+
 HERE = Path(__file__).parent
 SCRIPT = HERE / "sfcc_orders_client.js"
 ORG, SITE = "f_ecom_zzxy_prd", "RefArch"
@@ -25,10 +27,7 @@ pytestmark = pytest.mark.skipif(not shutil.which("node") or not (HERE / "node_mo
                                 reason="node or tests/contract/node_modules/commerce-sdk missing (./hub test runs npm ci)")
 
 
-def control(sandbox, action, payload=None):
-    r = requests.post(f"{sandbox.url}/_sandbox/sfcc/{action}", json=payload or {}, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
+control = controller("sfcc")
 
 
 def test_commerce_sdk_orders_client_against_the_sandbox(sandbox):

@@ -7,19 +7,22 @@ import pytest
 from cryptography.fernet import Fernet
 from django.db import IntegrityError, transaction
 
+from connectors import signatures
+from exceptions_app import kinds
 from exceptions_app import services as exc
 from exceptions_app.models import ExceptionRecord, Kind, Status
 from integration_hub.catalog.models import BundleComponent, Item, SkuMapping
 from integration_hub.catalog.transforms import TransformError, TransformSpec, apply, normalise
-from integration_hub.core import audit, webhooks
+from integration_hub.core import audit
 from integration_hub.core.models import AuditEntry, Channel, Connection, Location
 from integration_hub.inventory.models import StockLevel
+from tests.support import factories
 
 
 @pytest.fixture
 def topology(db):
-    ct = Connection.objects.create(name="ct", system_type="commercetools", base_url="http://127.0.0.1:1/commercetools")
-    wair = Connection.objects.create(name="wair", system_type="wair", base_url="http://127.0.0.1:1/wair")
+    ct = factories.connection("commercetools", "ct", base_url="http://127.0.0.1:1/commercetools")
+    wair = factories.connection("wair", "wair", base_url="http://127.0.0.1:1/wair")
     web = Channel.objects.create(key="web", name="Web", connection=ct, external_id="web-channel", warehouse=wair)
     dc = Location.objects.create(code="dc1", name="DC 1", connection=wair, external_id="DC1")
     return ct, wair, web, dc
@@ -132,7 +135,7 @@ def test_audit_never_copies_secrets(db):
 # --- exceptions ----------------------------------------------------------------------------------
 def test_exception_merges_by_key(topology):
     _, _, web, _ = topology
-    key = exc.make_key(Kind.UNKNOWN_SKU, "web", "SF-9")
+    key = kinds.key(Kind.UNKNOWN_SKU, "web", "SF-9")
     for _ in range(500):
         rec = exc.raise_exception(Kind.UNKNOWN_SKU, key, "Unknown SKU SF-9", channel=web, sku="SF-9", context={"n": 1})
     assert ExceptionRecord.objects.count() == 1
@@ -216,19 +219,19 @@ def test_unknown_kind_rejected(db):
 # --- webhooks ------------------------------------------------------------------------------------
 def test_webhook_signature_roundtrip_and_tamper():
     body = b'{"a": 1}'
-    header = webhooks.sign("secret", body)
-    assert webhooks.verify_hmac("secret", body, {"X-Hub-Signature": header})
-    assert webhooks.verify_hmac("secret", body, {"HTTP_X_HUB_SIGNATURE": header})  # Django META style
-    assert not webhooks.verify_hmac("secret", b'{"a": 2}', {"X-Hub-Signature": header})
-    assert not webhooks.verify_hmac("other", body, {"X-Hub-Signature": header})
-    assert not webhooks.verify_hmac("secret", body, {})
-    assert not webhooks.verify_hmac("", body, {"X-Hub-Signature": header})
+    header = signatures.sign("secret", body)
+    assert signatures.verify_hmac("secret", body, {"X-Hub-Signature": header})
+    assert signatures.verify_hmac("secret", body, {"HTTP_X_HUB_SIGNATURE": header})  # Django META style
+    assert not signatures.verify_hmac("secret", b'{"a": 2}', {"X-Hub-Signature": header})
+    assert not signatures.verify_hmac("other", body, {"X-Hub-Signature": header})
+    assert not signatures.verify_hmac("secret", body, {})
+    assert not signatures.verify_hmac("", body, {"X-Hub-Signature": header})
 
 
 def test_webhook_signature_replay_window():
     body = b"{}"
-    old = webhooks.sign("secret", body, timestamp=int(time.time()) - 3600)
-    assert not webhooks.verify_hmac("secret", body, {"X-Hub-Signature": old})
+    old = signatures.sign("secret", body, timestamp=int(time.time()) - 3600)
+    assert not signatures.verify_hmac("secret", body, {"X-Hub-Signature": old})
 
 
 def test_every_celery_setting_is_one_celery_reads(settings):

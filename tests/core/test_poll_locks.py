@@ -6,6 +6,7 @@ import contextlib
 import pytest
 
 from integration_hub.core import locks
+from tests.support import factories
 
 
 @pytest.fixture
@@ -32,14 +33,13 @@ def _assert_short_and_renewed(calls, prefix):
 
 @pytest.mark.django_db
 def test_order_polls_take_short_renewed_locks(lock_calls):
-    from integration_hub.core.models import Connection
     from integration_hub.orders import tasks
 
     from integration_hub.core.models import Channel
 
-    ct = Connection.objects.create(name="ct", system_type="commercetools", enabled=True,
-                                   base_url="https://api.example.com", options={"project_key": "p"})
-    wh = Connection.objects.create(name="wh", system_type="wair", enabled=True, base_url="https://wair.example.com")
+    ct = factories.connection("commercetools", "ct", enabled=True,
+                              base_url="https://api.example.com", options={"project_key": "p"})
+    wh = factories.connection("wair", "wh", enabled=True, base_url="https://wair.example.com")
     Channel.objects.create(key="uk-web", name="UK", connection=ct, external_id="uk-web", warehouse=wh)
     assert tasks.poll_orders() == {"ct": {"skipped": "already running"}}
     tasks.poll_dispatches()
@@ -49,10 +49,9 @@ def test_order_polls_take_short_renewed_locks(lock_calls):
 
 @pytest.mark.django_db
 def test_stock_poll_and_repair_sweep_take_short_renewed_locks(lock_calls):
-    from integration_hub.core.models import Connection
     from integration_hub.inventory import tasks
 
-    conn = Connection.objects.create(name="wh", system_type="wair", enabled=True, base_url="https://wair.example.com")
+    conn = factories.connection("wair", "wh", enabled=True, base_url="https://wair.example.com")
     assert tasks.poll_stock(connection_id=conn.pk) == {"skipped": "already polling"}
     tasks.repair_sweep()
     _assert_short_and_renewed(lock_calls, "stock-poll-")

@@ -75,26 +75,17 @@ def test_rate_limiter_flag_is_seen_by_sibling_processes_and_cleared_on_recovery(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_order_webhook_answers_200_for_what_it_committed_while_redis_is_down(sandbox, redis_down, client, monkeypatch):
-    from integration_hub.core import nudge
+def test_order_webhook_answers_200_for_what_it_committed_while_redis_is_down(sandbox, redis_down, client, task_trap):
     from integration_hub.orders import tasks
     from integration_hub.orders.models import Order
-    from tests.orders.conftest import control, sandbox_world
+    from tests.support.factories import sandbox_order_world
+    from tests.support.sandbox import control
 
-    sent = []
-    real = nudge.enqueue
-
-    def enqueue(name, args=(), kwargs=None, **kw):
-        # the webhook is a hint: the worker re-reads the order from the storefront (run here, in-process, so the
-        # read and the capture also happen while Redis is down)
-        if name == "orders.fetch_orders":
-            return tasks.fetch_orders.run(*args, **(kwargs or {}))
-        if name == "orders.process":
-            return sent.append(kw)
-        return real(name, args=args, kwargs=kwargs, **kw)
-
-    monkeypatch.setattr(nudge, "enqueue", enqueue)
-    ct, _wh, _channel = sandbox_world(sandbox)
+    sent = task_trap.calls(tasks.process)
+    # the webhook is a hint: the worker re-reads the order from the storefront (run here, in-process, so the
+    # read and the capture also happen while Redis is down)
+    task_trap.run_in_place(tasks.fetch_orders)
+    ct, _wh, _channel = sandbox_order_world(sandbox)
     redis_down()  # cache, token cache and rate limiter all unreachable from here on
     [oid] = control(sandbox, "commercetools", "create_orders", {"orders": [
         {"channel": "uk-web", "order_number": "RD1", "lines": [{"sku": "SKU-1", "quantity": 1}], "shipping_method": "standard"}]})["ids"]

@@ -3,6 +3,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from integration_hub.core.roles import ROLE_PERMISSIONS, expand, user_roles
+from tests.support import factories
 
 
 def perms(role):
@@ -42,9 +43,8 @@ def test_admin_site_only_for_admin_role(role_client, role, status):
 
 
 def test_admin_can_edit_mappings_ops_cannot_edit_connections(role_client, make_user, client):
-    from integration_hub.core.models import Connection
 
-    conn = Connection.objects.create(name="shop", system_type="commercetools", base_url="http://127.0.0.1:1/ct")
+    conn = factories.connection("commercetools", "shop", base_url="http://127.0.0.1:1/ct")
     admin = role_client("admin")
     assert admin.get("/admin/core/connection/").status_code == 200
     assert admin.get(f"/admin/core/connection/{conn.pk}/change/").status_code == 200

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from connectors.base import StockChange
 from exceptions_app.models import ExceptionRecord
-from integration_hub.core import webhooks
-from integration_hub.core.webhooks import HEADER, sign
+from connectors import signatures
+from connectors.signatures import HEADER, sign
 
 SECRET = "wair-hook-secret-7c1f"
 HEX = "0123456789abcdef"
@@ -110,8 +110,8 @@ def test_a_valid_signature_with_extra_parts_or_duplicates_is_refused(master, cli
 def test_fuzzed_signature_headers_never_500_and_never_verify(master, client, header, body):
     r = post_stock(client, body, header)
     assert r.status_code == 401, (header[:80], r.status_code)
-    for verify in (lambda: webhooks.verify_hmac(SECRET, body, {HEADER: header}),
-                   lambda: webhooks.verify_static_header(SECRET, {"Authorization": header})):
+    for verify in (lambda: signatures.verify_hmac(SECRET, body, {HEADER: header}),
+                   lambda: signatures.verify_static_header(SECRET, {"Authorization": header})):
         assert verify() is False
 
 
@@ -173,7 +173,7 @@ def test_no_secret_or_expected_digest_in_an_error_report(master, monkeypatch):
     header = sign("not-the-secret", body)
 
     # a comparison that raises from C (as compare_digest did on a non-ASCII str): no frame of its own
-    monkeypatch.setattr(webhooks.hmac, "compare_digest", operator.truediv)
+    monkeypatch.setattr(signatures.hmac, "compare_digest", operator.truediv)
     request = RequestFactory().post("/hooks/stock/wair/", data=body, content_type="application/json", HTTP_X_HUB_SIGNATURE=header)
     html = _error_report(get_connector(master), body, request)
     expected = sign(SECRET, body, timestamp=int(header.split(",")[0][2:])).split("v1=")[1]
@@ -189,7 +189,7 @@ def test_a_connection_without_a_secret_refuses_every_webhook(master, client, cap
     master.refresh_from_db()
     assert master.get_webhook_secret() == "" and not master.has_webhook_secret
     body = stock_body(("A", 4242))
-    with caplog.at_level(logging.WARNING, logger="integration_hub.core.webhooks"):
+    with caplog.at_level(logging.WARNING, logger="connectors.signatures"):
         for secret in ("dev-webhook-secret", "", SECRET):
             assert post_stock(client, body, sign(secret, body)).status_code == 401
     assert level() is None
@@ -288,10 +288,11 @@ def test_a_forged_order_created_message_never_reaches_the_warehouse(db, sandbox,
 
     from integration_hub.orders import claims
     from integration_hub.orders.models import Order
-    from tests.orders.conftest import control, sandbox_world
+    from tests.support.factories import sandbox_order_world
+    from tests.support.sandbox import control
 
     monkeypatch.setattr(claims, "kick", lambda delay=0: None)
-    ct, _wh, _channel = sandbox_world(sandbox)
+    ct, _wh, _channel = sandbox_order_world(sandbox)
     [real] = control(sandbox, "commercetools", "create_orders", {"orders": [
         {"channel": "uk-web", "order_number": "REAL-1", "lines": [{"sku": "SKU-1", "quantity": 1}], "shipping_method": "standard"}]})["ids"]
     emu = sandbox.emulators["commercetools"]
@@ -348,11 +349,11 @@ def test_replay_cache_is_per_connection_and_pruned_after_the_window(master):
 
     other = Connection.objects.create(name="clarus", system_type="clarus", base_url="http://127.0.0.1:9/c")
     now = time.time()
-    sig = webhooks.Signature(int(now), "a" * 64)
-    assert webhooks.claim(master, sig, now) and not webhooks.claim(master, sig, now)
-    assert webhooks.claim(other, sig, now)  # same digest, another connection
-    later = now + webhooks.TOLERANCE + 5  # that signature is outside the window now: its rows go
-    assert webhooks.claim(master, webhooks.Signature(int(later), "b" * 64), later)
+    sig = signatures.Signature(int(now), "a" * 64)
+    assert WebhookSignature.claim(master, sig, now) and not WebhookSignature.claim(master, sig, now)
+    assert WebhookSignature.claim(other, sig, now)  # same digest, another connection
+    later = now + signatures.TOLERANCE + 5  # that signature is outside the window now: its rows go
+    assert WebhookSignature.claim(master, signatures.Signature(int(later), "b" * 64), later)
     assert list(WebhookSignature.objects.values_list("digest", flat=True)) == ["b" * 64]
 
 

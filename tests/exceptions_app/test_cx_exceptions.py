@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import pytest
 
+from exceptions_app import kinds
 from exceptions_app import services as exc
 from exceptions_app.models import ExceptionRecord
 from integration_hub.orders.models import Order
-from tests.console import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 def _stuck(w):
     o = f.orders(w, 1, start=100233)[0]
     Order.objects.filter(pk=o.pk).update(order_number="UK-100233", customer_email="jane.doe@example.com")
-    exc.raise_exception("stuck_order", exc.make_key("stuck_order", o.idempotency_key), f"Order {o} not acknowledged",
+    exc.raise_exception("stuck_order", kinds.key("stuck_order", o.idempotency_key), f"Order {o} not acknowledged",
                         message="HTTP 504 from POST /orders: <html>gateway timeout</html>", order_ref=o.idempotency_key,
                         context={"order_id": o.pk, "action": "retry_order"}, channel=w.channel)
     return o
@@ -37,7 +38,7 @@ def test_queue_query_count_is_fixed(w, role_client):
     _stuck(w)
     small = f.count_queries(client, "/exceptions/")
     for o in f.orders(w, 20, start=7000):
-        exc.raise_exception("stuck_order", exc.make_key("stuck_order", o.idempotency_key), "x", order_ref=o.idempotency_key)
+        exc.raise_exception("stuck_order", kinds.key("stuck_order", o.idempotency_key), "x", order_ref=o.idempotency_key)
     assert f.count_queries(client, "/exceptions/") == small
 
 

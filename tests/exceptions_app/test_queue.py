@@ -4,7 +4,6 @@ matching with a count to confirm; a worker above the inline limit), with role ch
 from __future__ import annotations
 
 from datetime import timedelta
-from unittest import mock
 from urllib.parse import quote
 
 import pytest
@@ -13,24 +12,26 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from exceptions_app import kinds
 from exceptions_app import bulk, queue
 from exceptions_app import services as exc
 from exceptions_app.models import ExceptionOccurrence, ExceptionRecord, Kind, Status
 from integration_hub.core.audit import history_for
 from integration_hub.inventory.models import PendingPush
 from integration_hub.orders.models import Order, OrderState
-from tests.console import factories as f
+from tests.support import factories as f
+from tests.support.tasks import trap_tasks
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 def outage(w, n: int, start: int = 0, message: str = "WAIR 422: locationId: location 'uk-web' is not known") -> list[ExceptionRecord]:
     """One WAIR refusal of ``n`` orders: a bad_payload per order, same connection, same error."""
     orders = f.orders(w, n, state=OrderState.FAILED, start=start)
-    problems = [exc.Problem("bad_payload", exc.make_key("bad_payload", "wair", "order-send", o.idempotency_key),
+    problems = [exc.Problem("bad_payload", kinds.key("bad_payload", "wair", "order-send", o.idempotency_key),
                             f"wair refused order-send for order {o.order_number}", message=f"{message} (order {o.order_number})",
                             connection_id=w.master.pk, channel_id=w.channel.pk, order_ref=o.idempotency_key,
                             context={"order_id": o.pk, "action": "check_order"}) for o in orders]
@@ -218,11 +219,12 @@ def test_large_sets_go_to_a_worker(w, role_client, settings):
     f.sku_exceptions(w, f.items(25))
     client = role_client("ops")
     post = {"all": "1", "action": "snooze", "snooze": "24h", "query": "", "confirmed": "25"}
-    with mock.patch("exceptions_app.tasks.bulk_action.delay") as delay:
+    with trap_tasks() as trap:
         r = client.post("/exceptions/bulk/", post, follow=True)
-    assert "25 exception(s) queued" in r.content.decode() and delay.call_count == 1
+    sent = trap.of("exceptions.bulk_action")
+    assert "25 exception(s) queued" in r.content.decode() and len(sent) == 1
     assert not ExceptionRecord.objects.filter(snoozed_until__isnull=False).exists()  # not in the request
-    args, kwargs = delay.call_args
+    args, kwargs = sent[0].args, sent[0].kwargs
     from exceptions_app.tasks import bulk_action
 
     result = bulk_action(*args, **kwargs)  # what the worker runs

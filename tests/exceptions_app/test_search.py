@@ -9,7 +9,7 @@ from django.utils import timezone
 from exceptions_app import search
 from exceptions_app import services as exc
 from exceptions_app.models import ExceptionRecord, Status
-from tests.console import factories as f
+from tests.support import factories as f
 
 
 def test_parses_keys_quoted_values_and_free_text():
@@ -55,7 +55,7 @@ def test_empty_search_is_no_filter():
 
 @pytest.mark.django_db
 def test_each_key_selects_what_it_names(make_user):
-    w = f.world()
+    w = f.console_world()
     from integration_hub.core.models import Channel
 
     other_channel = Channel.objects.create(key="uk-web", name="UK web", connection=w.storefront, external_id="uk")

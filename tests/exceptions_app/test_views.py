@@ -1,21 +1,24 @@
 """Exception queue screens: filters, pagination, fixed query counts, status actions with audit, SKU fixes."""
 from __future__ import annotations
 
+from types import SimpleNamespace
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from exceptions_app import kinds
 from exceptions_app import triage
 from exceptions_app.models import ExceptionRecord, Kind, Status
 from integration_hub.catalog.models import IdentifierTransform, SkuMapping
 from integration_hub.core.audit import history_for
 from integration_hub.inventory.models import PendingPush
-from tests.console import factories as f
+from tests.support import factories as f
+from tests.support.fakes import install_fakes
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 def _count(client, url):
@@ -120,10 +123,9 @@ class ConfirmingStorefront:
 
 
 def drain_pushes(monkeypatch, storefront):
-    import connectors.registry as registry
     from integration_hub.inventory.push import push_batch
 
-    monkeypatch.setattr(registry, "get_connector", lambda conn, fresh=False: storefront)
+    install_fakes(monkeypatch).install(storefront)
     return push_batch()
 
 
@@ -202,9 +204,9 @@ def test_order_action_without_order_flow_is_refused_cleanly(w, role_client, monk
     from integration_hub.orders.models import OrderState
 
     order = f.orders(w, 1, state=OrderState.HELD)[0]
-    rec = exc.raise_exception(Kind.STUCK_ORDER, exc.make_key(Kind.STUCK_ORDER, order.idempotency_key), "stuck",
+    rec = exc.raise_exception(Kind.STUCK_ORDER, kinds.key(Kind.STUCK_ORDER, order.idempotency_key), "stuck",
                               order_ref=order.idempotency_key, channel=w.channel)
-    monkeypatch.setattr(triage, "_optional", lambda module, name: None)
+    monkeypatch.setattr(triage, "order_flow", SimpleNamespace())  # an order flow offering nothing
     client = role_client("cx")
     html = client.get(f"/exceptions/{rec.pk}/").content.decode()
     assert "Retry send" in html and "Edit field and resend" not in html  # cx may retry/cancel, not edit
@@ -221,7 +223,7 @@ def test_order_actions_call_the_order_services(w, role_client, monkeypatch):
     from integration_hub.orders.models import OrderState
 
     order = f.orders(w, 1, state=OrderState.HELD)[0]
-    rec = exc.raise_exception(Kind.STUCK_ORDER, exc.make_key(Kind.STUCK_ORDER, order.idempotency_key), "stuck",
+    rec = exc.raise_exception(Kind.STUCK_ORDER, kinds.key(Kind.STUCK_ORDER, order.idempotency_key), "stuck",
                               order_ref=order.idempotency_key, channel=w.channel)
     calls = []
     fake = {
@@ -229,7 +231,7 @@ def test_order_actions_call_the_order_services(w, role_client, monkeypatch):
         "update_field_and_resend": lambda o, field, value, actor=None: calls.append(("edit", field, value)),
         "cancel": lambda o, reason, actor=None: calls.append(("cancel", reason)),
     }
-    monkeypatch.setattr(triage, "_optional", lambda module, name: fake.get(name))
+    monkeypatch.setattr(triage, "order_flow", SimpleNamespace(**fake))
     client = role_client("ops")
     client.post(f"/exceptions/{rec.pk}/order/", {"action": "edit", "field": "shipping_method", "value": "express"})
     rec.refresh_from_db()
@@ -248,7 +250,7 @@ def test_repush_stock_for_drift(w, role_client):
     f.stock(w, w.items, 5)
     f.mappings(w, w.items[:1])
     sku = w.items[0].sku.lstrip("0")
-    rec = exc.raise_exception(Kind.STOCK_DRIFT, exc.make_key(Kind.STOCK_DRIFT, "web", sku), "drift", sku=sku, channel=w.channel,
+    rec = exc.raise_exception(Kind.STOCK_DRIFT, kinds.key(Kind.STOCK_DRIFT, "web", sku), "drift", sku=sku, channel=w.channel,
                               context={"master_ats": 5, "storefront_quantity": 9, "action": "repush_stock"})
     client = role_client("ops")
     assert "Queue a stock push" in client.get(f"/exceptions/{rec.pk}/").content.decode()
@@ -266,7 +268,7 @@ def test_held_order_exception_offers_the_named_field(w, role_client, monkeypatch
     order = f.orders(w, 1, state=OrderState.HELD)[0]
     line = order.lines.get()
     path = f"lines.{line.line_id}.storefront_sku"
-    rec = exc.raise_exception(Kind.BAD_PAYLOAD, exc.make_key(Kind.BAD_PAYLOAD, "ct", "order", order.idempotency_key),
+    rec = exc.raise_exception(Kind.BAD_PAYLOAD, kinds.key(Kind.BAD_PAYLOAD, "ct", "order", order.idempotency_key),
                               f"Order {order} held: {path}", context={"fields": {path: "unknown SKU"}, "action": "retry_order",
                                                                       "order_id": order.pk})
     assert triage.order_for(rec) == order
@@ -274,8 +276,8 @@ def test_held_order_exception_offers_the_named_field(w, role_client, monkeypatch
     html = client.get(f"/exceptions/{rec.pk}/").content.decode()
     assert f'value="{path}"' in html
     calls = []
-    monkeypatch.setattr(triage, "_optional", lambda m, n: {"update_field_and_resend": lambda o, field, value, actor=None:
-                                                           calls.append((field, value))}.get(n))
+    monkeypatch.setattr(triage, "order_flow", SimpleNamespace(**{"update_field_and_resend": lambda o, field, value, actor=None:
+                                                           calls.append((field, value))}))
     client.post(f"/exceptions/{rec.pk}/order/", {"action": "edit", "field": path, "value": "SKU-9"})
     assert calls == [(path, "SKU-9")]
     html = client.get(f"/orders/{order.pk}/").content.decode()
@@ -287,9 +289,9 @@ def test_retry_that_succeeds_at_once_leaves_the_exception_resolved(w, role_clien
     from integration_hub.orders.models import OrderState
 
     order = f.orders(w, 1, state=OrderState.SENT)[0]
-    key = exc.make_key(Kind.STUCK_ORDER, order.idempotency_key)
+    key = kinds.key(Kind.STUCK_ORDER, order.idempotency_key)
     rec = exc.raise_exception(Kind.STUCK_ORDER, key, "stuck", order_ref=order.idempotency_key, channel=w.channel)
-    monkeypatch.setattr(triage, "_optional", lambda m, n: {"retry_send": lambda o, actor=None: exc.clear(key)}.get(n))
+    monkeypatch.setattr(triage, "order_flow", SimpleNamespace(**{"retry_send": lambda o, actor=None: exc.clear(key)}))
     role_client("ops").post(f"/exceptions/{rec.pk}/order/", {"action": "retry"})
     rec.refresh_from_db()
     assert rec.status == Status.RESOLVED
@@ -300,10 +302,10 @@ def test_missing_dispatch_offers_resend_notification(w, role_client, monkeypatch
     from integration_hub.orders.models import OrderState
 
     order = f.orders(w, 1, state=OrderState.DISPATCHED, dispatched_at=f.ago(hours=3))[0]
-    rec = exc.raise_exception(Kind.MISSING_DISPATCH, exc.make_key(Kind.MISSING_DISPATCH, order.idempotency_key), "not shipped",
+    rec = exc.raise_exception(Kind.MISSING_DISPATCH, kinds.key(Kind.MISSING_DISPATCH, order.idempotency_key), "not shipped",
                               context={"order_id": order.pk, "action": "resend_dispatch"})
     calls = []
-    monkeypatch.setattr(triage, "_optional", lambda m, n: {"notify_storefront": lambda o, actor=None: calls.append(o.pk)}.get(n))
+    monkeypatch.setattr(triage, "order_flow", SimpleNamespace(**{"notify_storefront": lambda o, actor=None: calls.append(o.pk)}))
     client = role_client("cx")
     html = client.get(f"/exceptions/{rec.pk}/").content.decode()
     assert "Resend shipped notification" in html and "Retry send" not in html
@@ -334,7 +336,7 @@ def test_triage_offers_near_matches_and_configured_transforms_as_choices(w, role
     IdentifierTransform.objects.create(name="other", channel=w.channel, prefix="FR-")  # produces nothing here
     from exceptions_app import services as exc
 
-    other = exc.raise_exception(Kind.UNKNOWN_SKU, exc.make_key(Kind.UNKNOWN_SKU, "web", "UK-1001"), "UK-1001 unknown",
+    other = exc.raise_exception(Kind.UNKNOWN_SKU, kinds.key(Kind.UNKNOWN_SKU, "web", "UK-1001"), "UK-1001 unknown",
                                 sku="UK-1001", channel=w.channel)
     assert [(t.name, i.sku) for t, i in triage.transform_options(other)] == [("uk shop", w.items[1].sku)]
     html = client.get(f"/exceptions/{other.pk}/").content.decode()
@@ -346,7 +348,7 @@ def test_triage_offers_near_matches_and_configured_transforms_as_choices(w, role
     other.refresh_from_db()
     assert other.status == Status.ACKNOWLEDGED
     # a choice the page did not offer is refused
-    third = exc.raise_exception(Kind.UNKNOWN_SKU, exc.make_key(Kind.UNKNOWN_SKU, "web", "UK-1002"), "UK-1002 unknown",
+    third = exc.raise_exception(Kind.UNKNOWN_SKU, kinds.key(Kind.UNKNOWN_SKU, "web", "UK-1002"), "UK-1002 unknown",
                                 sku="UK-1002", channel=w.channel)
     r = client.post(f"/exceptions/{third.pk}/map-sku/", {"mode": "transform", "transform": f"{uk.pk}:{w.items[1].pk}"})
     assert r.status_code == 400 and not SkuMapping.objects.filter(storefront_sku="UK-1002").exists()

@@ -6,7 +6,7 @@ import pytest
 from exceptions_app.models import ExceptionRecord, Kind, Status
 from integration_hub.orders import claims, validate
 from integration_hub.orders.models import Order, OrderLine, OrderState, ShippingMethodMap
-from tests.console import factories as f
+from tests.support import factories as f
 
 ADDRESS = {"first_name": "Ada", "last_name": "Lovelace", "street": "1 High St", "postal_code": "N1 1AA", "city": "London",
            "country": "GB"}
@@ -15,7 +15,7 @@ ADDRESS = {"first_name": "Ada", "last_name": "Lovelace", "street": "1 High St", 
 @pytest.fixture
 def held(db, settings):
     settings.CELERY_TASK_ALWAYS_EAGER = False
-    w = f.world()
+    w = f.console_world()
     ShippingMethodMap.objects.create(channel=w.channel, storefront_method="std", warehouse_method="DPD-NEXT")
     order = Order.objects.create(channel=w.channel, external_id="o-1", order_number="WEB-1", idempotency_key="web-o-1",
                                  state=OrderState.CAPTURED, shipping_method="std", shipping_address=ADDRESS)

@@ -6,11 +6,11 @@ import json
 import pytest
 
 from exceptions_app.models import ExceptionRecord
-from integration_hub.core.webhooks import HEADER, sign
+from connectors.signatures import HEADER, sign
 from integration_hub.inventory.models import PendingPush, StockLevel
 from integration_hub.inventory.services import poll_master, resync_master
 
-from .conftest import sandbox_control
+from tests.support.sandbox import control
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def wair(world, sandbox):
     world.location("dc1"), world.location("dc2")  # external ids DC1, DC2
     for sku in ("A", "B", "C"):
         world.item(sku)
-    world.wair = lambda action, payload=None: sandbox_control(sandbox, "wair", action, payload)
+    world.wair = lambda action, payload=None: control(sandbox, "wair", action, payload)
     world.wair("seed_locations", {"locations": [{"id": "DC1"}, {"id": "DC2"}, {"id": "DC9"}]})
     yield world
     registry.clear_cache()

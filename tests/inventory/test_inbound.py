@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from connectors.base import Page, StockChange
 from exceptions_app.models import ExceptionRecord
-from integration_hub.core.webhooks import HEADER, sign
+from connectors.signatures import HEADER, sign
 from integration_hub.inventory.models import PendingPush, StockLevel
 from integration_hub.inventory.services import apply_stock_changes, poll_master
 
@@ -89,6 +89,21 @@ def test_bad_rows_become_exceptions_and_lose_nothing_else(topo):
     assert ExceptionRecord.objects.get(dedupe_key="bad_payload:wair:stock:A@SHOP").count == 2
 
 
+def test_rows_the_connector_rejected_are_filed_like_the_validators(topo):
+    """A connector's ParsedBatch: its ``rejected`` rows are counted and filed by the same code as the rows the
+    validator rejects (one ``bad_payload`` per sku@location, the ref when the row names no pair)."""
+    from connectors.parsing import ParsedBatch, RejectedRow
+
+    batch = ParsedBatch([StockChange("A", "DC1", 4)], [
+        RejectedRow(0, "r-1", "quantity", "quantity 'lots' is not a whole number", raw={"sku": "B", "location": "DC1"}),
+        RejectedRow(1, "r-2", "row", "not a stock row", raw=["garbage"])])
+    res = apply_stock_changes(topo.master, batch)
+    assert res.received == 3 and res.applied == 1 and res.rejected == 2 and level(topo, "A", "dc1") == 4
+    rec = ExceptionRecord.objects.get(dedupe_key="bad_payload:wair:stock:B@DC1")
+    assert rec.title == "Rejected stock change from wair: quantity 'lots' is not a whole number" and rec.context["ref"] == "r-1"
+    assert ExceptionRecord.objects.get(dedupe_key="bad_payload:wair:stock:r-2").message == "not a stock row (×1)"
+
+
 def test_unknown_sku_clears_when_item_appears(topo):
     from integration_hub.catalog.models import Item
 
@@ -107,7 +122,7 @@ class FakeMaster:
         self.cursors_seen = []
 
     def verify_webhook(self, body, headers):
-        from integration_hub.core.webhooks import verify_hmac
+        from connectors.signatures import verify_hmac
 
         return verify_hmac(self.connection.get_webhook_secret(), body, headers, connection=self.connection)
 
@@ -120,12 +135,8 @@ class FakeMaster:
 
 
 @pytest.fixture
-def fake_master(topo, monkeypatch):
-    import connectors.registry as registry
-
-    fake = FakeMaster(topo.master)
-    monkeypatch.setattr(registry, "get_connector", lambda conn, fresh=False: fake)
-    return fake
+def fake_master(topo, fake_connectors):
+    return fake_connectors.install(FakeMaster(topo.master))
 
 
 def post(client, body: bytes, secret="wair-hook-secret", name="wair"):

@@ -121,21 +121,18 @@ def test_enqueue_pairs(topo):
     assert pairs() == {("de", "A")}
 
 
-def test_broker_outage_loses_nothing(topo, settings, monkeypatch, django_capture_on_commit_callbacks):
+def test_broker_outage_loses_nothing(topo, settings, task_trap, django_capture_on_commit_callbacks):
     from integration_hub.inventory import tasks
 
     settings.HUB = {**settings.HUB, "STOCK_PUSH_ON_COMMIT": True}
 
-    def broker_down(*a, **kw):
-        raise ConnectionRefusedError("broker unreachable")
-
-    monkeypatch.setattr(tasks.push_pending, "apply_async", broker_down)
+    task_trap.fail(tasks.push_pending, ConnectionRefusedError("broker unreachable"))
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         outbox.enqueue([topo.items["A"].pk], priority=ORDER)
     assert len(callbacks) == 1  # the nudge ran, failed quietly (logged) ...
     assert PendingPush.objects.filter(item=topo.items["A"]).count() == 3  # ... and the work is safe in the outbox
-    sent = []
-    monkeypatch.setattr(tasks.push_pending, "apply_async", lambda *a, **kw: sent.append(kw))
+    task_trap.fail(tasks.push_pending, None)
+    sent = task_trap.calls(tasks.push_pending)
     assert tasks.sweep_pending()["order"] == 6 and sent  # A and the kit on 3 channels: the sweep dispatches them
 
 
@@ -147,7 +144,7 @@ def test_enqueue_of_a_bundle_reaches_its_components_and_sibling_bundles(topo):
     assert PendingPush.objects.get(item=topo.items["kit"]).changes == 1
 
 
-def test_kick_routes_order_work_to_the_stock_queue_and_is_throttled(monkeypatch):
+def test_kick_routes_order_work_to_the_stock_queue_and_is_throttled(task_trap):
     """Order decrements go to "stock", the rest to "default" (core.queues routes, not the call site); a burst
     of kicks publishes one drain at once plus one trailing drain a window later, not one each (issue 20)."""
     from django.core.cache import cache
@@ -156,8 +153,7 @@ def test_kick_routes_order_work_to_the_stock_queue_and_is_throttled(monkeypatch)
     from integration_hub.inventory import tasks
 
     cache.clear()
-    sent = []
-    monkeypatch.setattr(tasks.push_pending, "apply_async", lambda *a, **kw: sent.append(kw))
+    sent = task_trap.calls(tasks.push_pending)
     assert all(outbox.kick(ORDER) for _ in range(50)) and all(outbox.kick(ROUTINE) for _ in range(50)) and outbox.kick(None)
     assert sent == [{"kwargs": {"max_priority": 0}, "countdown": None, "retry": False},
                     {"kwargs": {"max_priority": 0}, "countdown": outbox.KICK_WINDOW_SECONDS, "retry": False},

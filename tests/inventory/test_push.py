@@ -13,6 +13,8 @@ from connectors import errors
 from exceptions_app.models import ExceptionRecord
 from integration_hub.inventory import outbox, push
 from integration_hub.inventory.models import ChannelStock, PendingPush
+from tests.support.fakes import install_fakes
+from tests.support import factories
 
 ORDER, ROUTINE = PendingPush.Priority.ORDER, PendingPush.Priority.ROUTINE
 
@@ -181,11 +183,10 @@ def test_push_runs_a_fixed_number_of_queries(world, fake_storefront):
     assert counts[0] <= 17, counts
 
 
-def test_sweep_releases_dead_claims_and_dispatches_by_priority(topo, monkeypatch):
+def test_sweep_releases_dead_claims_and_dispatches_by_priority(topo, task_trap):
     from integration_hub.inventory import tasks
 
-    sent = []
-    monkeypatch.setattr(tasks.push_pending, "apply_async", lambda *a, **kw: sent.append(kw))
+    sent = task_trap.calls(tasks.push_pending)
     outbox.enqueue([topo.items["S0"].pk], priority=ORDER)
     outbox.enqueue([topo.items["S1"].pk])
     PendingPush.objects.filter(item=topo.items["S1"]).update(claimed_until=timezone.now() - timedelta(seconds=5), claim_token="dead")
@@ -197,11 +198,10 @@ def test_sweep_releases_dead_claims_and_dispatches_by_priority(topo, monkeypatch
     assert tasks.sweep_pending() == {"released": 0, "order": 0, "other": 0} and sent == []
 
 
-def test_push_task_continues_in_a_new_task_when_out_of_time(topo, fake_storefront, monkeypatch):
+def test_push_task_continues_in_a_new_task_when_out_of_time(topo, fake_storefront, task_trap):
     from integration_hub.inventory import tasks
 
-    sent = []
-    monkeypatch.setattr(tasks.push_pending, "apply_async", lambda *a, **kw: sent.append(kw))
+    sent = task_trap.calls(tasks.push_pending)
     enqueue_all(topo)
     conn_id = topo.storefront.pk
     out = tasks.push_pending(batch_size=2, time_budget=0, connection_id=conn_id)
@@ -218,10 +218,10 @@ def test_concurrent_claims_never_overlap(transactional_db):
     from django.db import connections
 
     from integration_hub.catalog.models import Item, SkuMapping
-    from integration_hub.core.models import Channel, Connection
+    from integration_hub.core.models import Channel
     from integration_hub.inventory.models import ChannelStockRule
 
-    shop = Connection.objects.create(name="shop", system_type="commercetools", base_url="http://127.0.0.1:9/ct")
+    shop = factories.connection("commercetools", "shop", base_url="http://127.0.0.1:9/ct")
     ch = Channel.objects.create(key="web", name="web", connection=shop, external_id="sc-web")
     ChannelStockRule.objects.create(channel=ch)
     Item.objects.bulk_create([Item(sku=f"C{n:04d}") for n in range(400)])
@@ -255,12 +255,10 @@ def test_storefronts_are_pushed_concurrently_and_independently(world, monkeypatc
     import threading
     import time as _time
 
-    import connectors.registry as registry
-    from integration_hub.core.models import Connection
 
     from .conftest import FakeStorefront
 
-    sfcc = Connection.objects.create(name="sfcc", system_type="sfcc", base_url="http://127.0.0.1:9/sfcc")
+    sfcc = factories.connection("sfcc", "sfcc", base_url="http://127.0.0.1:9/sfcc")
     world.channel("web", locations=["dc1"])
     world.channel("eu", locations=["dc1"], connection=sfcc)
     world.item("A")
@@ -275,7 +273,8 @@ def test_storefronts_are_pushed_concurrently_and_independently(world, monkeypatc
 
     slow.on_call = slow_call
     fast.on_call = lambda targets: seen_threads.add(threading.get_ident())
-    monkeypatch.setattr(registry, "get_connector", lambda c, fresh=False: slow if c.system_type == "commercetools" else fast)
+    install_fakes(monkeypatch).install(fast)
+    install_fakes(monkeypatch).install(slow, system_type="commercetools")
     outbox.enqueue([world.items["A"].pk])
     res = push.push_batch()
     assert res.pushed == 1 and res.failed == 1 and len(seen_threads) == 2
@@ -376,13 +375,14 @@ def test_timeouts_are_not_called_conflicts(topo, fake_storefront):
 
 def test_a_skipped_push_still_resolves_a_sku_exception_the_storefront_already_agrees_with(topo, fake_storefront):
     """A SKU fix whose pair the storefront already shows at the right quantity resolves on the skip."""
-    from exceptions_app.services import make_key, raise_exception
+    from exceptions_app import kinds
+    from exceptions_app.services import raise_exception
 
     enqueue_all(topo)
     push.push_batch()
-    key = make_key("sku_mismatch", "web", "SF-S0")
+    key = kinds.key("sku_mismatch", "web", "SF-S0")
     raise_exception("sku_mismatch", key, "SF-S0 mapped by hand")
-    other = raise_exception("sku_mismatch", make_key("sku_mismatch", "web", "SF-NOPE"), "unrelated")
+    other = raise_exception("sku_mismatch", kinds.key("sku_mismatch", "web", "SF-NOPE"), "unrelated")
     enqueue_all(topo)
     res = push.push_batch()
     assert res.skipped == 6 and res.pushed == 0
@@ -391,14 +391,13 @@ def test_a_skipped_push_still_resolves_a_sku_exception_the_storefront_already_ag
     assert other.status == "open"
 
 
-def test_one_drain_per_connection_at_a_time_and_the_leaver_rekicks(topo, fake_storefront, monkeypatch):
+def test_one_drain_per_connection_at_a_time_and_the_leaver_rekicks(topo, fake_storefront, task_trap, monkeypatch):
     """A second drain of a connection returns at once while one runs; rows that arrive after the running
     drain's last claim are picked up by a re-kick it sends after letting go of its lock (issue 20, item 1)."""
     from integration_hub.core.locks import exclusive
     from integration_hub.inventory import tasks
 
-    sent = []
-    monkeypatch.setattr(tasks.push_pending, "apply_async", lambda *a, **kw: sent.append(kw))
+    sent = task_trap.calls(tasks.push_pending)
     enqueue_all(topo)
     rows = PendingPush.objects.count()
     conn_id = topo.storefront.pk

@@ -8,7 +8,8 @@ import pytest
 
 from integration_hub.inventory.models import ChannelStock, PendingPush
 
-from .conftest import World, sandbox_control
+from tests.support.factories import World, connection
+from tests.support.sandbox import control
 
 pytestmark = pytest.mark.worker
 
@@ -26,25 +27,20 @@ def wait_for(predicate, timeout=60, interval=0.2):
 def hub(transactional_db, sandbox):
     """Connections to both sandboxes, one channel on two WAIR locations, 30 mapped items."""
     import connectors.registry as registry
-    from integration_hub.core.models import Connection
 
     registry.clear_cache()
     w = World()
-    w.storefront = Connection.objects.create(
-        name="shop", system_type="commercetools", base_url=f"{sandbox.url}/commercetools", auth_url=f"{sandbox.url}/commercetools",
-        client_id="hub-demo", options={"project_key": "hubtest"}, rate_limit_per_second=200, rate_limit_burst=20, max_retries=3)
-    w.storefront.set_secret("hub-demo-secret")
-    w.storefront.save()
-    w.master = Connection.objects.create(name="wair", system_type="wair", base_url=f"{sandbox.url}/wair")
-    w.master.set_secret("wair-demo-key")
-    w.master.set_webhook_secret("wair-hook-secret")
-    w.master.save()
+    w.storefront = connection(
+        "commercetools", "shop", base_url=f"{sandbox.url}/commercetools", auth_url=f"{sandbox.url}/commercetools",
+        client_id="hub-demo", options={"project_key": "hubtest"}, rate_limit_per_second=200, rate_limit_burst=20, max_retries=3,
+        secret="hub-demo-secret")
+    w.master = connection("wair", base_url=f"{sandbox.url}/wair", secret="wair-demo-key", webhook_secret="wair-hook-secret")
     w.channel("web", locations=["dc1", "dc2"], external_id="sc-web")
     skus = [f"SKU-{n:02d}" for n in range(30)]
     for n, sku in enumerate(skus):
         w.item(f"M{n:02d}", storefront_sku=sku)
-    w.ct = lambda action, payload=None, method="POST": sandbox_control(sandbox, "commercetools", action, payload, method)
-    w.wair = lambda action, payload=None, method="POST": sandbox_control(sandbox, "wair", action, payload, method)
+    w.ct = lambda action, payload=None, method="POST": control(sandbox, "commercetools", action, payload, method=method)
+    w.wair = lambda action, payload=None, method="POST": control(sandbox, "wair", action, payload, method=method)
     w.ct("seed_catalog", {"channels": ["sc-web"], "skus": skus, "quantity": 0})
     w.wair("seed_locations", {"locations": [{"id": "DC1", "name": "dc1"}, {"id": "DC2", "name": "dc2"}]})
     w.skus = skus

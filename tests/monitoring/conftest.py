@@ -10,9 +10,9 @@ import pytest
 
 @pytest.fixture
 def w(db):
-    from tests.console.factories import world
+    from tests.support.factories import console_world
 
-    return world()
+    return console_world()
 
 
 class Receiver:

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from integration_hub.monitoring import progress, rules
 from integration_hub.monitoring.models import Sample
-from tests.console import factories as f
+from tests.support import factories as f
 
 from .conftest import make_rule
 
@@ -123,7 +123,7 @@ def test_progress_shown_on_fragment(role_client):
 
 
 def test_roles(role_client, client, make_user):
-    w = f.world()
+    w = f.console_world()
     f.pushes(w, w.items)
     make_rule(threshold=0)
     rules.evaluate({("push_queue_depth", ""): 3.0})

@@ -13,7 +13,8 @@ from integration_hub.inventory.models import ChannelStock, PendingPush, StockLev
 from integration_hub.monitoring import figures, sampling
 from integration_hub.monitoring.models import Sample
 from integration_hub.orders.models import OrderState
-from tests.console import factories as f
+from tests.support import factories as f
+from tests.support import factories
 
 
 def _exc(kind, key, severity="error", channel=None, status=Status.OPEN, first_seen=None, changed=None):
@@ -79,8 +80,8 @@ def test_connection_failing(w):
     Connection.objects.filter(pk=w.master.pk).update(last_success_at=now - timedelta(minutes=40),
                                                      last_error_at=now - timedelta(minutes=1))
     Connection.objects.filter(pk=w.storefront.pk).update(last_success_at=now, last_error_at=now - timedelta(minutes=1))
-    Connection.objects.create(name="ip", system_type="inventory_planner", base_url="http://127.0.0.1:1/ip",
-                              last_error_at=now - timedelta(minutes=2))
+    factories.connection("inventory_planner", "ip", base_url="http://127.0.0.1:1/ip",
+                         last_error_at=now - timedelta(minutes=2))
     v = figures.compute()
     assert v[("connection_failing", "wair")] == 1
     assert 39 < v[("connection_failing_minutes", "wair")] < 41
@@ -130,7 +131,7 @@ def test_fixed_query_count_whatever_the_data(w):
     for i in range(20):
         _exc(Kind.STOCK_DRIFT if i % 2 else Kind.SKU_MISMATCH, f"k{i}", channel=w.channel)
     for i in range(10):
-        Connection.objects.create(name=f"c{i}", system_type="wair", base_url="http://127.0.0.1:1/x")
+        factories.connection("wair", f"c{i}", base_url="http://127.0.0.1:1/x")
     assert count() == small == figures.QUERIES
 
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from integration_hub.monitoring import logs, sentry
-from tests.console import factories as f
+from tests.support import factories as f
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +30,7 @@ def test_metrics_carry_the_figures_and_counters(client, settings):
     from integration_hub.core.tasks import heartbeat
 
     settings.HUB = {**settings.HUB, "METRICS_TOKEN": "t0ken"}
-    w = f.world()
+    w = f.console_world()
     f.pushes(w, w.items)
     client.get("/healthz")
     heartbeat.apply()  # counted by the task_postrun signal
@@ -142,7 +142,7 @@ def test_metrics_cost_a_fixed_number_of_queries(client, settings):
     from tests.monitoring.conftest import make_rule
 
     settings.HUB = {**settings.HUB, "METRICS_TOKEN": "t0ken"}
-    w = f.world()
+    w = f.console_world()
 
     def scrape():
         with CaptureQueriesContext(connection) as ctx:

@@ -14,7 +14,7 @@ from integration_hub.monitoring.models import TaskProgress
 from integration_hub.orders.models import OrderState
 from integration_hub.reconciliation import services as reports
 from integration_hub.reconciliation.models import Report, ReportKind, ReportRow
-from tests.console import factories as f
+from tests.support import factories as f
 
 pytestmark = pytest.mark.django_db
 

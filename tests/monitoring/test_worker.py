@@ -26,9 +26,9 @@ def test_fire_once_recover_once_on_a_real_worker(celery_worker_process, receiver
     from integration_hub.inventory.models import PendingPush
     from integration_hub.monitoring.models import Delivery, Firing, Sample
     from integration_hub.monitoring.tasks import tick
-    from tests.console import factories as f
+    from tests.support import factories as f
 
-    w = f.world()
+    w = f.console_world()
     hook = make_channel("hook", "webhook", url=receiver.url + "/hook", secret="s3cret")
     broken = make_channel("broken", "slack", url=receiver.url + "/broken")
     receiver.status["/broken"] = 500

@@ -5,9 +5,9 @@ import itertools
 from datetime import datetime, timezone
 
 import pytest
-import requests
 
 from connectors.base import Acknowledgement, Address, OrderLineData, StorefrontOrder
+from tests.support.factories import order_world
 
 _seq = itertools.count(1)
 
@@ -29,38 +29,7 @@ def make_so(external_id=None, lines=(("SKU-1", 1),), channel_ref="uk-web", **kw)
 @pytest.fixture
 def world(db):
     """Storefront + warehouse connections, channel uk-web, items, a bundle, mappings, a shipping map."""
-    from integration_hub.catalog.models import BundleComponent, Item, SkuMapping
-    from integration_hub.core.models import Channel, Connection, Location
-    from integration_hub.inventory.models import ChannelStockRule
-    from integration_hub.orders.models import ShippingMethodMap
-
-    ct = Connection(name="ct", system_type="commercetools", base_url="http://127.0.0.1:9/commercetools",
-                    options={"project_key": "demo"})
-    ct.set_webhook_secret("ct-hook-secret")  # each connection its own secret: there is no default
-    ct.save()
-    wh = Connection(name="wair", system_type="wair", base_url="http://127.0.0.1:9/wair")
-    wh.set_webhook_secret("wair-hook-secret")
-    wh.save()
-    channel = Channel.objects.create(key="uk-web", name="UK web", connection=ct, external_id="uk-web", warehouse=wh)
-    loc = Location.objects.create(code="dc1", name="DC1", connection=wh, external_id="DC1")
-    rule = ChannelStockRule.objects.create(channel=channel, mode="segregated")
-    rule.locations.add(loc)
-    items = {s: Item.objects.create(sku=s, name=s) for s in ("SKU-1", "SKU-2", "SKU-3", "000123")}
-    bundle = Item.objects.create(sku="BUNDLE-1", name="gift set", is_bundle=True)
-    BundleComponent.objects.create(bundle=bundle, component=items["SKU-1"], quantity=2)
-    BundleComponent.objects.create(bundle=bundle, component=items["SKU-2"], quantity=1)
-    items["BUNDLE-1"] = bundle
-    for s in ("SKU-1", "SKU-2", "BUNDLE-1"):
-        SkuMapping.objects.create(item=items[s], storefront_sku=s)
-    ShippingMethodMap.objects.create(storefront_method="standard", warehouse_method="STD48", carrier="royal_mail")
-    ShippingMethodMap.objects.create(storefront_method="express", warehouse_method="EXP24", carrier="dhl")
-
-    class W:
-        pass
-
-    w = W()
-    w.ct, w.wh, w.channel, w.items, w.location = ct, wh, channel, items, loc
-    return w
+    return order_world()
 
 
 class FakeWarehouse:
@@ -137,58 +106,16 @@ class FakeStorefront:
         return Page(items=list(self.orders), cursor="c1", has_more=False)
 
 
+WEBHOOK_PARTS = ("connection", "verify_webhook", "parse_order_webhook", "parse_dispatch_webhook")
+
+
 @pytest.fixture
-def fakes(world, monkeypatch):
-    from integration_hub.orders import remote
-
+def fakes(world, fake_connectors):
+    """The warehouse fake answers for WAIR connections, the storefront fake for every other; webhooks are still
+    verified and parsed by the real connectors (their own code, no remote call)."""
     wh, sf = FakeWarehouse(), FakeStorefront()
-
-    def connector(conn):
-        return wh if conn.system_type == "wair" else sf
-
-    monkeypatch.setattr(remote, "connector", connector)
+    fake_connectors.install(sf, real=WEBHOOK_PARTS)
+    fake_connectors.install(wh, system_type="wair", real=WEBHOOK_PARTS)
     return wh, sf
 
 
-# --- sandbox ----------------------------------------------------------------------------------------
-def control(sandbox, prefix, action, payload=None):
-    r = requests.post(f"{sandbox.url}/_sandbox/{prefix}/{action}", json=payload or {}, timeout=60)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def faults(sandbox, prefix, **switches):
-    r = requests.post(f"{sandbox.url}/_sandbox/{prefix}/faults", json=switches, timeout=5)
-    assert r.status_code == 200, r.text
-
-
-def sandbox_world(sandbox, *, rate=1000.0, retries=4, timeout=5.0):
-    """World whose connections point at the sandbox (call inside a db-enabled test)."""
-    from django.core.cache import cache
-
-    from connectors.registry import clear_cache
-    from integration_hub.catalog.models import Item, SkuMapping
-    from integration_hub.core.models import Channel, Connection
-    from integration_hub.orders.models import ShippingMethodMap
-
-    cache.clear()
-    clear_cache()
-    ct = Connection(name="ct-sbx", system_type="commercetools", base_url=f"{sandbox.url}/commercetools",
-                    auth_url=f"{sandbox.url}/commercetools", client_id="hub-demo", options={"project_key": "demo"},
-                    rate_limit_per_second=rate, rate_limit_burst=int(rate), timeout_seconds=timeout, max_retries=retries)
-    ct.set_secret("hub-demo-secret")
-    ct.set_webhook_secret("ct-hook-secret")
-    ct.save()
-    wh = Connection(name="wair-sbx", system_type="wair", base_url=f"{sandbox.url}/wair", rate_limit_per_second=rate,
-                    rate_limit_burst=int(rate), timeout_seconds=timeout, max_retries=retries, options={"page_size": 500})
-    wh.set_secret("wair-demo-key")
-    wh.set_webhook_secret("wair-hook-secret")
-    wh.save()
-    channel = Channel.objects.create(key="uk-web", name="UK web", connection=ct, external_id="uk-web", warehouse=wh)
-    skus = ["SKU-1", "SKU-2", "SKU-3"]
-    for s in skus:
-        SkuMapping.objects.create(item=Item.objects.create(sku=s), storefront_sku=s)
-    ShippingMethodMap.objects.create(storefront_method="standard", warehouse_method="STD48", carrier="royal_mail")
-    ShippingMethodMap.objects.create(storefront_method="express", warehouse_method="EXP24", carrier="dhl")
-    control(sandbox, "commercetools", "seed_catalog", {"channels": ["uk-web"], "skus": skus, "quantity": 100000})
-    return ct, wh, channel

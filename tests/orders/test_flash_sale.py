@@ -18,7 +18,8 @@ import pytest
 
 from integration_hub.orders.models import Order, OrderState as S
 
-from .conftest import control, faults, sandbox_world
+from tests.support.factories import sandbox_order_world
+from tests.support.sandbox import SandboxClient, control, faults
 
 N = 5000
 DISPATCHED = 4000  # the rest stay undispatched: they must never show as shipped
@@ -46,7 +47,7 @@ def test_flash_sale_every_order_once_none_shipped_without_dispatch(sandbox, cele
     started = time.time()
     # the hub's client limit (100/s, shared by the worker's processes) sits near the sandbox limits, so bursts may
     # draw 429s; one 429 is also injected on commercetools (the first poll) so that path always runs
-    ct, wh, channel = sandbox_world(sandbox, rate=100, retries=2, timeout=1.0)
+    ct, wh, channel = sandbox_order_world(sandbox, rate=100, retries=2, timeout=1.0)
     for i in range(0, N, 1000):
         control(sandbox, "commercetools", "create_orders", {"orders": [
             {"channel": "uk-web", "order_number": f"FS{j}", "shipping_method": "standard" if j % 3 else "express",
@@ -80,10 +81,9 @@ def test_flash_sale_every_order_once_none_shipped_without_dispatch(sandbox, cele
     ct_state = control(sandbox, "commercetools", "state")["orders"]
     assert not [o for o in ct_state.values() if o["shipment_state"] == "Shipped"]
 
-    wair = sandbox.emulators["wair"]
     keys = sorted(Order.objects.values_list("idempotency_key", flat=True))
     for k in keys[:DISPATCHED]:
-        wair.control_dispatch({"order_ref": k, "parcels": [{"carrier": "dhl"}]})
+        control(sandbox, "wair", "dispatch", {"order_ref": k, "parcels": [{"carrier": "dhl"}]})
     t = time.time()
     tasks.poll_dispatches.apply_async(kwargs={"max_pages": 50})
     _wait("storefront notified", lambda: _counts()[S.STOREFRONT_NOTIFIED] == DISPATCHED, 420,
@@ -104,7 +104,7 @@ def test_flash_sale_every_order_once_none_shipped_without_dispatch(sandbox, cele
     counts = _counts()
     assert counts == Counter({S.STOREFRONT_NOTIFIED: DISPATCHED, S.ACKNOWLEDGED: N - DISPATCHED}), counts
     # the faults really happened
-    ws, cs = wair.stats, sandbox.emulators["commercetools"].stats
+    ws, cs = SandboxClient.of(sandbox).stats("wair"), SandboxClient.of(sandbox).stats("commercetools")
     assert ws.rate_limited and ws.conflicts and ws.injected_timeouts, ws
     assert cs.conflicts and cs.rate_limited, cs
     # exactly one WAIR order per idempotency key: WAIR numbers every order it creates, so N keys and ids

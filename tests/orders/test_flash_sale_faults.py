@@ -45,7 +45,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from .conftest import control, faults
+from tests.support.sandbox import SandboxClient, control, faults
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
@@ -421,7 +421,7 @@ def test_flash_sale_under_faults_converges_without_anyone(sandbox, live_server, 
         open_at_wair = {r for r, o in wair_full["orders"].items() if o["status"] == "accepted"}
         assert set(state["holds"]) <= open_at_wair, set(state["holds"]) - open_at_wair
         # the faults really happened
-        cs, ws = emu_ct.stats, sandbox.emulators["wair"].stats
+        cs, ws = SandboxClient.of(sandbox).stats("commercetools"), SandboxClient.of(sandbox).stats("wair")
         assert cs.rate_limited and cs.conflicts and ws.injected_timeouts + wair_full["lost_responses"] > 0, (cs, ws)
         assert wair_full["lost_responses"] > 0
         assert killed_at < N_ORDERS

@@ -57,6 +57,21 @@ def test_unknown_channel_is_an_exception_not_a_loss(world):
     assert rec and "channel_ref" in rec.context["fields"]
 
 
+def test_orders_the_connector_could_not_read_are_filed_by_the_capture(world):
+    """A page whose ``rejected`` rows name orders the storefront answered unreadably: the capture takes the good
+    orders and files one ``bad_payload`` per rejected order (the connectors file nothing themselves)."""
+    from connectors.parsing import ParsedBatch
+
+    page = ParsedBatch([make_so("ct-20")])
+    page.reject("ct-21", "order", "commercetools order ct-21 is malformed: KeyError: 'quantity'", raw={"id": "ct-21"}, name="N-21")
+    r = capture.capture_many(world.ct, page, source="poll")
+    assert len(r.created) == 1 and r.rejected == 0  # counted as before: only orders refused by the capture
+    rec = exc("bad_payload:ct:order:ct-21")
+    assert rec.title == "Order N-21 from ct cannot be read" and rec.order_ref == "ct-21"
+    assert rec.message.startswith("commercetools order ct-21 is malformed") and "Fix the order in commercetools" in rec.message
+    assert rec.context["action"] == "check_order" and rec.context["order_number"] == "N-21"
+
+
 def test_capture_queries_do_not_grow_with_batch(world, django_assert_max_num_queries, django_assert_num_queries):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext

@@ -141,9 +141,10 @@ def test_wair_allocates_elsewhere_and_its_figure_arrives_before_the_acknowledgem
     from integration_hub.inventory.services import poll_master
     from integration_hub.orders.models import Order
 
-    from .conftest import control, sandbox_world
+    from tests.support.factories import sandbox_order_world
+    from tests.support.sandbox import control
 
-    ct, wh, channel = sandbox_world(sandbox)
+    ct, wh, channel = sandbox_order_world(sandbox)
     dc1 = Location.objects.create(code="dc1", name="DC1", connection=wh, external_id="DC1")
     eu1 = Location.objects.create(code="eu1", name="EU1", connection=wh, external_id="EU1")
     ChannelStockRule.objects.create(channel=channel, mode="segregated").locations.add(dc1)

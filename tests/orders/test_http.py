@@ -9,7 +9,9 @@ import requests
 from integration_hub.orders import actions, capture, checks, claims, fulfilments, notify, polls, processing, remote
 from integration_hub.orders.models import Order, OrderState as S
 
-from .conftest import control, make_so, sandbox_world
+from .conftest import make_so
+from tests.support.factories import sandbox_order_world
+from tests.support.sandbox import control
 
 
 @pytest.fixture
@@ -48,7 +50,7 @@ def test_order_webhook_rejects_bad_auth_and_bad_bodies(world, client):
 
 
 def test_dispatch_webhook_needs_hmac(world, fakes, client):
-    from integration_hub.core.webhooks import sign
+    from connectors.signatures import sign
 
     o, _ = capture.capture(world.channel, make_so("ct-w"))
     for _ in range(3):
@@ -70,7 +72,7 @@ def test_dispatch_webhook_needs_hmac(world, fakes, client):
 def test_dispatch_webhook_replay_is_refused_and_a_future_dispatch_time_is_clamped(world, fakes, client):
     from django.utils import timezone
 
-    from integration_hub.core.webhooks import sign
+    from connectors.signatures import sign
 
     o, _ = capture.capture(world.channel, make_so("ct-future"))
     for _ in range(3):
@@ -91,7 +93,7 @@ def test_dispatch_webhook_replay_is_refused_and_a_future_dispatch_time_is_clampe
 # --- end to end over HTTP --------------------------------------------------------------------------------
 @pytest.mark.django_db(transaction=True)
 def test_webhook_twice_plus_poll_overlap_gives_one_order_and_one_warehouse_receipt(sandbox, live_server, no_kick, eager_celery):
-    ct, wh, channel = sandbox_world(sandbox)
+    ct, wh, channel = sandbox_order_world(sandbox)
     hook = f"{live_server.url}/hooks/orders/{ct.name}/"
     control(sandbox, "commercetools", "configure_webhooks", {"order_url": hook, "secret": "ct-hook-secret"})
     control(sandbox, "wair", "configure_webhooks", {"dispatch_url": f"{live_server.url}/hooks/dispatch/{wh.name}/",
@@ -152,7 +154,7 @@ def test_unacknowledged_order_is_resent_until_acknowledged_never_duplicated(sand
 
     from exceptions_app.models import ExceptionRecord
 
-    ct, wh, channel = sandbox_world(sandbox)
+    ct, wh, channel = sandbox_order_world(sandbox)
     control(sandbox, "wair", "set_auto_ack", {"enabled": False})
     order, _ = capture.capture(channel, make_so("ct-ack"))
     drain()
@@ -175,7 +177,7 @@ def test_unacknowledged_order_is_resent_until_acknowledged_never_duplicated(sand
 def test_warehouse_validation_error_holds_order_naming_the_field(sandbox, no_kick):
     from exceptions_app.models import ExceptionRecord
 
-    ct, wh, channel = sandbox_world(sandbox)
+    ct, wh, channel = sandbox_order_world(sandbox)
     control(sandbox, "wair", "set_service_codes", {"codes": ["EXP24"]})
     order, _ = capture.capture(channel, make_so("ct-422"))
     drain()
@@ -192,7 +194,7 @@ def test_warehouse_validation_error_holds_order_naming_the_field(sandbox, no_kic
 def test_storefront_side_fulfilment_reported_to_master_until_acknowledged(sandbox, no_kick):
     from integration_hub.orders.models import StorefrontFulfilment
 
-    ct, wh, channel = sandbox_world(sandbox)
+    ct, wh, channel = sandbox_order_world(sandbox)
     created = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1)]})
     polls.poll_orders(ct)
     drain()
@@ -213,7 +215,7 @@ def test_storefront_side_fulfilment_reported_to_master_until_acknowledged(sandbo
 
 @pytest.mark.django_db(transaction=True)
 def test_change_notification_ids_are_fetched_and_captured_once(sandbox, no_kick):
-    ct, wh, channel = sandbox_world(sandbox)
+    ct, wh, channel = sandbox_order_world(sandbox)
     created = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1), spec(2)]})
     r = polls.fetch_and_capture(ct, created["ids"] + created["ids"][:1])
     assert len(r.created) == 2
@@ -226,7 +228,7 @@ def test_change_notification_ids_are_fetched_and_captured_once(sandbox, no_kick)
 def test_webhook_burst_with_concurrent_duplicates_gives_each_order_once(sandbox, live_server, no_kick, eager_celery):
     from concurrent.futures import ThreadPoolExecutor
 
-    ct, wh, channel = sandbox_world(sandbox)
+    ct, wh, channel = sandbox_order_world(sandbox)
     hook = f"{live_server.url}/hooks/orders/{ct.name}/"
     emu = sandbox.emulators["commercetools"]
     created = control(sandbox, "commercetools", "create_orders", {"orders": [spec(i) for i in range(300)]})  # no subscription yet
@@ -280,7 +282,7 @@ def hook_post(url, message, secret="ct-hook-secret"):
 def test_return_messages_re_read_a_known_order_and_record_its_returns_once(sandbox, live_server, no_kick, eager_celery):
     from integration_hub.planning.models import ReturnLine
 
-    ct, wh, channel = sandbox_world(sandbox)
+    ct, wh, channel = sandbox_order_world(sandbox)
     hook = f"{live_server.url}/hooks/orders/{ct.name}/"
     [oid] = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1)]})["ids"]
     assert polls.poll_orders(ct)["created"] == 1  # the hub has the order
@@ -336,7 +338,7 @@ def _ct_update(ct_conn, order_id, *actions):
 def test_return_message_about_an_order_the_hub_lacks_captures_it_with_its_returns(sandbox, live_server, no_kick, eager_celery):
     from integration_hub.planning.models import ReturnLine
 
-    ct, wh, channel = sandbox_world(sandbox)
+    ct, wh, channel = sandbox_order_world(sandbox)
     [oid] = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1)]})["ids"]  # OrderCreated was lost
     control(sandbox, "commercetools", "add_return", {"order": oid, "items": [{"sku": "SKU-1", "quantity": 1, "state": "Returned"}]})
     r = hook_post(f"{live_server.url}/hooks/orders/{ct.name}/", ct_message(sandbox, oid, "ReturnInfoAdded"))
@@ -347,7 +349,7 @@ def test_return_message_about_an_order_the_hub_lacks_captures_it_with_its_return
 
 @pytest.mark.django_db(transaction=True)
 def test_cancelled_in_the_storefront_message_cancels_a_known_order(sandbox, live_server, no_kick, eager_celery):
-    ct, wh, channel = sandbox_world(sandbox)
+    ct, wh, channel = sandbox_order_world(sandbox)
     hook = f"{live_server.url}/hooks/orders/{ct.name}/"
     [oid] = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1)]})["ids"]
     polls.poll_orders(ct)

@@ -15,7 +15,10 @@ from integration_hub.inventory.models import Reservation
 from integration_hub.orders import actions, capture, checks, dispatch, processing, send, validate
 from integration_hub.orders.models import Order, OrderState as S
 
-from .conftest import control, make_so, sandbox_world
+from .conftest import make_so
+from tests.support.factories import sandbox_order_world
+from tests.support.sandbox import control
+from tests.support import factories
 
 
 def exc(key):
@@ -66,7 +69,7 @@ def test_retryable_failures_end_after_the_attempt_budget(world, fakes, monkeypat
 
 @pytest.mark.django_db(transaction=True)
 def test_wair_cancelled_order_fails_instead_of_being_resent_forever(sandbox):
-    ct, wh, channel = sandbox_world(sandbox)
+    ct, wh, channel = sandbox_order_world(sandbox)
     o, _ = capture.capture(channel, make_so("ct-wc"))
     validate.validate(o)
     # WAIR has the order as cancelled (someone cancelled it there after a lost answer): a permanent refusal
@@ -88,7 +91,7 @@ def test_wair_cancelled_order_fails_instead_of_being_resent_forever(sandbox):
 
 # --- reservations: held after ack until the master's feed carries the order -----------------------------
 def test_reservation_released_only_by_a_feed_update_at_or_after_the_acknowledgement(world, fakes):
-    from integration_hub.core.models import Connection, Location
+    from integration_hub.core.models import Location
     from integration_hub.inventory.services import apply_stock_changes
 
     o, _ = capture.capture(world.channel, make_so("ct-r", lines=[("SKU-1", 2), ("SKU-2", 1)]))
@@ -99,7 +102,7 @@ def test_reservation_released_only_by_a_feed_update_at_or_after_the_acknowledgem
     acked = held.first().acknowledged_at
     before = acked - timedelta(seconds=5)
     # an older change (the master had not taken the order yet), another master, another state: no release
-    other = Connection.objects.create(name="other", system_type="clarus", base_url="http://127.0.0.1:9/clarus")
+    other = factories.connection("clarus", "other", base_url="http://127.0.0.1:9/clarus")
     Location.objects.create(code="x1", name="X1", connection=other, external_id="DC1")
     Location.objects.create(code="dc9", name="DC9", connection=world.wh, external_id="DC9")  # not on the channel
     apply_stock_changes(world.wh, [StockChange("SKU-1", "DC1", 8, changed_at=before)])
@@ -127,7 +130,7 @@ def test_every_hold_is_bounded_and_an_expired_one_is_recorded(world, fakes, sett
     must not stay forever: older than the feed lag it is released, with a record — not silently."""
     from exceptions_app.models import ExceptionRecord
     from integration_hub.inventory.models import PendingPush
-    from integration_hub.inventory.reservations import expire_holds
+    from integration_hub.inventory.services import expire_holds
 
     settings.HUB = {**settings.HUB, "HOLD_MAX_SECONDS": 600}
     o, _ = capture.capture(world.channel, make_so("ct-exp", lines=[("SKU-1", 2)]))
@@ -198,7 +201,7 @@ def test_dispatch_audit_is_bounded_per_run_and_walks_every_order(world, fakes):
 def test_orphan_scan_walks_past_the_first_pages_on_a_busy_day(sandbox):
     from integration_hub.core.models import SyncCursor
 
-    ct, wh, channel = sandbox_world(sandbox)
+    ct, wh, channel = sandbox_order_world(sandbox)
     ids = control(sandbox, "commercetools", "create_orders", {"orders": [
         {"channel": "uk-web", "order_number": f"OR{i}", "lines": [{"sku": "SKU-1", "quantity": 1}], "shipping_method": "standard"}
         for i in range(12)]})["ids"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from integration_hub.catalog.models import IdentifierTransform, Item, SkuMapping
 from integration_hub.orders import mapping
+from tests.support import factories
 
 
 def test_mapping_then_transform_then_unknown(world):
@@ -28,9 +29,8 @@ def test_zero_padding_transform_and_ambiguity(world):
 
 
 def test_transform_for_another_connection_is_ignored(world):
-    from integration_hub.core.models import Connection
 
-    other = Connection.objects.create(name="sfcc", system_type="sfcc", base_url="http://127.0.0.1:9/sfcc")
+    other = factories.connection("sfcc", "sfcc", base_url="http://127.0.0.1:9/sfcc")
     IdentifierTransform.objects.create(name="other", connection=other, strip_leading_zeros=True)
     assert mapping.resolve_skus(world.channel, ["123"])["123"].item is None
     IdentifierTransform.objects.create(name="mine", connection=world.ct, strip_leading_zeros=True)

@@ -13,11 +13,12 @@ import requests
 
 from connectors.commercetools import SUBSCRIBED_MESSAGES, CommercetoolsConnector
 from connectors.sandbox.commercetools import oidc_token
-from integration_hub.core import nudge
-from integration_hub.orders import claims, relays
+from integration_hub.orders import relays
 from integration_hub.orders.models import Order
 
-from .conftest import control, sandbox_world
+from tests.support.factories import sandbox_order_world
+from tests.support.sandbox import control
+from tests.support.tasks import trap_tasks
 
 AUDIENCE = "https://hub.example.com/hooks/orders/ct-sbx/pubsub/"
 SA = "ct-relay@shop-prod.iam.gserviceaccount.com"
@@ -25,18 +26,14 @@ TOPIC = {"type": "GoogleCloudPubSub", "projectId": "shop-prod", "topic": "ct-ord
 
 
 @pytest.fixture
-def run_fetch_now(monkeypatch):
-    """No broker in these tests: the fetch queued after commit runs in place."""
-    from integration_hub.orders import tasks
-
-    monkeypatch.setattr(claims, "kick", lambda delay=0: None)
-    real = nudge.enqueue
-    monkeypatch.setattr(nudge, "enqueue", lambda name, args=(), kwargs=None, **kw: tasks.fetch_orders(*args, **(kwargs or {}))
-                        if name == "orders.fetch_orders" else real(name, args=args, kwargs=kwargs, **kw))
+def run_fetch_now():
+    """No broker in these tests: the fetch queued after commit runs in place (other tasks are trapped, not run)."""
+    with trap_tasks(run=["orders.fetch_orders"]) as trap:
+        yield trap
 
 
 def pubsub_world(sandbox):
-    ct, _wh, _channel = sandbox_world(sandbox)
+    ct, _wh, _channel = sandbox_order_world(sandbox)
     ct.options = {**ct.options, "relay": {**TOPIC, "audience": AUDIENCE, "service_account": SA,
                                           "certs_url": f"{sandbox.url}/commercetools/oauth2/v1/certs"}}
     ct.save()
@@ -178,7 +175,7 @@ def sqs(monkeypatch):
 
 
 def sqs_world(sandbox, url):
-    ct, _wh, _channel = sandbox_world(sandbox)
+    ct, _wh, _channel = sandbox_order_world(sandbox)
     ct.options = {**ct.options, "relay": {"type": "SQS", "queueUrl": url, "region": "eu-west-1", "authenticationMode": "IAM"}}
     ct.save()
     return ct

@@ -7,10 +7,11 @@ from django.utils import timezone
 
 from connectors import errors
 from exceptions_app.models import ExceptionRecord
-from integration_hub.orders import capture, processing, remote, tasks
+from integration_hub.orders import capture, processing, tasks
 from integration_hub.orders.models import Order, OrderState as S
 
 from .conftest import make_so
+from tests.support.fakes import install_fakes
 
 
 def test_beat_jobs_point_at_registered_tasks():
@@ -50,8 +51,7 @@ def test_poll_task_failure_is_recorded_and_cleared(world, fakes, monkeypatch):
     rec = ExceptionRecord.objects.get(dedupe_key="sync_timeout:ct:orders_since")
     assert rec.status == "open"
     monkeypatch.undo()
-
-    monkeypatch.setattr(remote, "connector", lambda conn: sf)
+    install_fakes(monkeypatch).install(sf)
     sf.orders = [make_so("ct-poll")]
     res = tasks.poll_orders.apply().get()
     assert res["ct"]["created"] == 1

@@ -5,15 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-import requests
 
-# sandbox credentials each emulator accepts by default
-SECRETS = {"commercetools": "hub-demo-secret", "sfcc": "am-secret", "wair": "wair-demo-key", "clarus": "clarus-demo-key",
-           "archean": "archean-demo-key", "inventory_planner": "ip-demo-key", "wair_replenishment": "wair-demo-password"}
-
-
-CLARUS_OPTIONS = {"subdomain": "demo", "account_id": "1", "warehouse_id": "DC1", "webhook_domain": "https://demo.claruswms.co.uk",
-                  "webhook_api_domain": "https://clarus-api.com", "webhook_automation_ids": ["41", "42", "43"]}
+from tests.support import factories as f
+from tests.support.sandbox import control
 
 
 @dataclass
@@ -24,53 +18,25 @@ class Pair:
     items: dict = field(default_factory=dict)
 
     def control(self, prefix, action, payload=None):
-        r = requests.post(f"{self.sandbox.url}/_sandbox/{prefix}/{action}", json=payload or {}, timeout=30)
-        assert r.status_code == 200, r.text
-        return r.json()
+        return control(self.sandbox, prefix, action, payload)
 
     def connection(self, system_type, name=None):
-        from integration_hub.core.models import Connection
-
-        url = f"{self.sandbox.url}/{system_type}"
-        conn = Connection(name=name or system_type, system_type=system_type, base_url=url,
-                          rate_limit_per_second=500, rate_limit_burst=100, timeout_seconds=5, max_retries=2)
-        if system_type == "commercetools":
-            conn.auth_url, conn.client_id, conn.options = url, "hub-demo", {"project_key": "hubtest"}
-        elif system_type == "sfcc":
-            conn.auth_url, conn.client_id = url, "am-client"  # the Account Manager root, as seed_demo sets it
-            conn.options = {"site_id": "RefArch"}
-            self.control("sfcc", "configure_client", {"client_id": "am-client", "client_secret": SECRETS["sfcc"]})
-        elif system_type == "inventory_planner":
-            conn.client_id = "demo-account"
-        elif system_type == "clarus":  # OAuth client credentials + the tenant subdomain; webhooks identified by headers
-            conn.client_id, conn.options = "hub-demo", dict(CLARUS_OPTIONS)
-        elif system_type == "wair_replenishment":
-            conn.client_id, conn.options = "hub", {"tenant": "DEMO"}
-        conn.set_secret(SECRETS[system_type])
-        conn.save()
+        conn = f.sandbox_connection(self.sandbox, system_type, name)
         self.conns[conn.name] = conn
         return conn
 
     def topology(self, storefront, master, *, channel_key="web", list_id="web-stock", locations=("DC1",), skus=("A", "B", "C")):
         """Channel ``channel_key`` on ``storefront`` (external id ``list_id``) fulfilled by ``master``, stock from
         ``locations`` of ``master``; items A, B, C (storefront SKUs SF-A …) and a bundle KIT = A + 2×B."""
-        from integration_hub.catalog.models import BundleComponent, Item, SkuMapping
-        from integration_hub.core.models import Channel, Location
-        from integration_hub.inventory.models import ChannelStockRule
-        from integration_hub.orders.models import ShippingMethodMap
-
-        locs = [Location.objects.create(code=l.lower(), name=l, connection=master, external_id=l) for l in locations]
-        ch = Channel.objects.create(key=channel_key, name=channel_key, connection=storefront, external_id=list_id, warehouse=master)
-        rule = ChannelStockRule.objects.create(channel=ch, mode="segregated", safety_buffer=0)
-        rule.locations.set(locs)
+        locs = [f.location(master, l.lower(), name=l, external_id=l) for l in locations]
+        ch = f.channel(storefront, channel_key, external_id=list_id, warehouse=master)
+        f.stock_rule(ch, locations=locs)
         for sku in skus:
-            self.items[sku] = Item.objects.create(sku=sku, name=f"Item {sku}")
-            SkuMapping.objects.create(item=self.items[sku], storefront_sku=f"SF-{sku}")
-        kit = self.items["KIT"] = Item.objects.create(sku="KIT", name="Kit", is_bundle=True)
-        BundleComponent.objects.create(bundle=kit, component=self.items["A"], quantity=1)
-        BundleComponent.objects.create(bundle=kit, component=self.items["B"], quantity=2)
-        SkuMapping.objects.create(item=kit, storefront_sku="SF-KIT")
-        ShippingMethodMap.objects.create(channel=None, storefront_method="standard", warehouse_method="STD48", carrier="DPD")
+            self.items[sku] = f.item(sku, name=f"Item {sku}")
+            f.mapping(self.items[sku], f"SF-{sku}")
+        kit = self.items["KIT"] = f.item("KIT", name="Kit", bundle_of={self.items["A"]: 1, self.items["B"]: 2})
+        f.mapping(kit, "SF-KIT")
+        f.shipping_maps([("standard", "STD48", "DPD")])
         self.channels[channel_key] = ch
         self.control(master.system_type, "seed_locations", {"locations": [{"id": l, "name": l} for l in locations]})
         self.control(storefront.system_type, "seed_catalog",

@@ -2,10 +2,15 @@
 outbox as ImportPending, the outcome task confirms only the imported pairs and files exception records for the
 validationFailed / unresolved / rejected ones — over real HTTP against the sandbox."""
 import time
+from tests.support.sandbox import SandboxClient
 
-import requests
 
 N = 200
+
+
+def _routes(pair) -> dict:
+    """Requests the commercetools emulator has served, per route."""
+    return SandboxClient.of(pair.sandbox).stats("commercetools").by_route
 
 
 def _world(pair):
@@ -52,9 +57,9 @@ def test_a_first_sync_is_imported_and_confirmed_only_for_imported_pairs(pair):
     ct, ch = _world(pair)
     emu = pair.sandbox.emulators["commercetools"]
     pair.control("commercetools", "import_settings", {"delay": 600, "reject_skus": ["SF-FL0003"]})
-    before = dict(emu.stats.by_route)
+    before = _routes(pair)
     res = full_load.push_channels([ch])
-    sent = {k: v - before.get(k, 0) for k, v in emu.stats.by_route.items() if v != before.get(k, 0)}
+    sent = {k: v - before.get(k, 0) for k, v in _routes(pair).items() if v != before.get(k, 0)}
     assert res.claimed == N + 4 and res.skipped == 4 and res.pushed == 0, res  # + the topology's, already confirmed
     assert sum(v for k, v in sent.items() if "inventories/import-containers" in k) == N // 20, sent
     assert not any(k.startswith("GET") and "/inventory" in k for k in sent), sent  # no per-100 read
@@ -86,9 +91,9 @@ def test_a_first_sync_is_imported_and_confirmed_only_for_imported_pairs(pair):
     assert not left.last_error.startswith(import_outcomes.PENDING_PREFIX)
     assert import_outcomes.pending_connections() == []
     # a full resync of a channel in step: the confirmed pairs are known, read back 100 at a time, nothing written
-    before = dict(emu.stats.by_route)
+    before = _routes(pair)
     again = full_load.push_channels([ch])
-    sent = {k: v - before.get(k, 0) for k, v in emu.stats.by_route.items() if v != before.get(k, 0)}
+    sent = {k: v - before.get(k, 0) for k, v in _routes(pair).items() if v != before.get(k, 0)}
     assert again.skipped >= N - 1, again
     assert not any("import-containers" in k or k.startswith("POST") and "/inventory" in k for k in sent), sent
 
@@ -127,7 +132,7 @@ def test_settle_queries_do_not_grow_with_the_load(pair, django_assert_max_num_qu
 
     ct, ch = _world(pair)
     full_load.push_channels([ch])
-    requests.post(f"{pair.sandbox.url}/_sandbox/commercetools/import_settings", json={"delay": 0}, timeout=5)
+    pair.control("commercetools", "import_settings", {"delay": 0})
     with django_assert_max_num_queries(16):
         out = import_outcomes.settle(ct)
     assert out["imported"] == N
@@ -163,13 +168,12 @@ def test_a_pair_changed_after_its_submission_is_released_not_deleted_and_a_repla
     assert import_outcomes.settle(ct)["imported"] == 0  # nothing left to settle while the drain holds it
 
 
-def test_the_outcome_chain_runs_again_only_while_imports_are_processing(pair, monkeypatch):
+def test_the_outcome_chain_runs_again_only_while_imports_are_processing(pair, task_trap):
     from integration_hub.inventory import full_load, import_outcomes
 
     ct, ch = _world(pair)
     pair.control("commercetools", "import_settings", {"delay": 30})
-    sent = []
-    monkeypatch.setattr(import_outcomes.settle_imports, "apply_async", lambda **kw: sent.append(kw))
+    sent = task_trap.calls(import_outcomes.settle_imports)
     full_load.push_channels([ch])
     assert sent == [{"kwargs": {"connection_id": ct.pk, "chain": True}, "countdown": import_outcomes.IMPORT_POLL_SECONDS,
                      "retry": False}]  # the full load starts the chain

@@ -1,8 +1,8 @@
 """A full resync of an SFCC channel on Omnichannel Inventory goes out as one Impex import (a handful of requests),
 not as a batch update per 100 SKUs; refused lines become exception records and the good lines land."""
-import requests
 
 from . import flows
+from tests.support.sandbox import SandboxClient
 
 N = 1000
 
@@ -33,7 +33,7 @@ def _world(pair, *, extra_skus=()):
 
 
 def _inventory_calls(pair):
-    routes = requests.get(f"{pair.sandbox.url}/_sandbox/sfcc/stats", timeout=5).json()["by_route"]
+    routes = SandboxClient.of(pair.sandbox).stats("sfcc")["by_route"]
     return {k: v for k, v in routes.items() if "/inventory/" in k}
 
 
@@ -92,16 +92,14 @@ def test_a_storefront_without_a_bulk_path_is_left_to_the_drain(pair):
     assert pair.push().skipped == 4  # the drain finds them confirmed already
 
 
-def test_a_rule_change_queues_the_channel_and_a_full_load_pushes_it(pair, monkeypatch, django_capture_on_commit_callbacks):
+def test_a_rule_change_queues_the_channel_and_a_full_load_pushes_it(pair, task_trap, django_capture_on_commit_callbacks):
     """The hub's full-resync path (every SKU of the channel re-queued: its stock rule created or changed, its
     locations changed, the channel reactivated) hands an OCI channel to the full-load task after the commit."""
     from integration_hub.inventory import tasks
     from integration_hub.inventory.models import ChannelStock
 
     sf, ch = _world(pair)
-    sent = []
-    monkeypatch.setattr(tasks.full_load, "apply_async",
-                        lambda args, kwargs, **_: sent.append(tasks.full_load(*args, **kwargs)))
+    sent = task_trap.run_in_place(tasks.full_load).results(tasks.full_load)
     before = _inventory_calls(pair)
     with django_capture_on_commit_callbacks(execute=True):
         rule = ch.stock_rule

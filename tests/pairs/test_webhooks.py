@@ -107,7 +107,7 @@ def test_archean_item_fulfilment_webhook_ships_status_push_does_not(pair, live_s
     import requests
 
     from exceptions_app.models import ExceptionRecord
-    from integration_hub.core.webhooks import HEADER, sign
+    from connectors.signatures import HEADER, sign
 
     sf, wh = pair.connection("commercetools"), hooked(pair, pair.connection("archean"), "r247-hook")
     pair.topology(sf, wh, list_id="sc-web")

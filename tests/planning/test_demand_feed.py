@@ -3,18 +3,16 @@ HTTP; returns and non-saleable states; recommendations read back; the ops page."
 from __future__ import annotations
 
 import pytest
-import requests
 from django.utils import timezone
 
 from exceptions_app.models import ExceptionRecord
 from integration_hub.planning import services
 from integration_hub.planning.models import DemandFeedEntry, Recommendation, ReturnLine
+from tests.support.sandbox import controller
+from tests.support import factories
 
 
-def ip_control(sandbox, action, payload=None):
-    r = requests.post(f"{sandbox.url}/_sandbox/inventory_planner/{action}", json=payload or {}, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
+ip_control = controller("inventory_planner")
 
 
 @pytest.fixture
@@ -39,20 +37,13 @@ def pull(sandbox, live_server):
 
 @pytest.fixture
 def world(db, sandbox):
-    from integration_hub.catalog.models import BundleComponent, Item
-    from integration_hub.core.models import Channel, Connection
-
-    sf = Connection.objects.create(name="ct", system_type="commercetools", base_url="http://127.0.0.1:1/ct")
-    wh = Connection.objects.create(name="clarus-dc", system_type="clarus", base_url="http://127.0.0.1:1/clarus")
-    ip = Connection(name="planner", system_type="inventory_planner", base_url=f"{sandbox.url}/inventory_planner", client_id="demo-account",
-                    rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=1)
-    ip.set_secret("ip-demo-key")
-    ip.save()
-    channel = Channel.objects.create(key="uk-web", name="UK web", connection=sf, external_id="uk", warehouse=wh)
-    a, b = Item.objects.create(sku="A", name="Mug"), Item.objects.create(sku="B", name="Spoon")
-    kit = Item.objects.create(sku="KIT", is_bundle=True)
-    BundleComponent.objects.create(bundle=kit, component=a, quantity=1)
-    BundleComponent.objects.create(bundle=kit, component=b, quantity=2)
+    sf = factories.connection("commercetools", "ct", base_url="http://127.0.0.1:1/ct")
+    wh = factories.connection("clarus", "clarus-dc", base_url="http://127.0.0.1:1/clarus")
+    ip = factories.connection("inventory_planner", "planner", base_url=f"{sandbox.url}/inventory_planner", client_id="demo-account",
+                              rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=1, secret="ip-demo-key")
+    channel = factories.channel(sf, "uk-web", name="UK web", external_id="uk", warehouse=wh)
+    a, b = factories.item("A", name="Mug"), factories.item("B", name="Spoon")
+    kit = factories.item("KIT", bundle_of={a: 1, b: 2})
     return {"ip": ip, "channel": channel, "wh": wh, "A": a, "B": b, "KIT": kit}
 
 

@@ -13,6 +13,7 @@ from integration_hub.planning import feeds, services
 from integration_hub.planning.models import FeedToken
 
 from .test_demand_feed import make_order, world  # noqa: F401  (fixtures)
+from tests.support.sandbox import control
 
 
 def basic(password, user="planner"):
@@ -108,9 +109,8 @@ def test_planner_feed_token_command_prints_the_urls(fed):
 
 
 def test_stock_orders_reach_the_ops_page(fed, sandbox, role_client):
-    import requests
 
-    requests.post(f"{sandbox.url}/_sandbox/inventory_planner/seed_purchase_orders", timeout=10, json={"orders": [
+    control(sandbox, "inventory_planner", "seed_purchase_orders", {"orders": [
         {"id": "po1", "reference": "PO-1001", "status": "open", "type": "po", "vendor": "Acme", "warehouse": "clarus-dc",
          "expected_date": "2026-12-10T00:00:00Z", "items": [{"sku": "A", "replenishment": 10, "received_qty": 4}]},
         {"id": "tr1", "reference": "TR-7", "status": "sent", "type": "transfer", "source_warehouse": "DC2", "warehouse": "clarus-dc",
@@ -122,5 +122,5 @@ def test_stock_orders_reach_the_ops_page(fed, sandbox, role_client):
     from integration_hub.planning.models import StockOrder
 
     assert StockOrder.objects.get(external_id="po1").units_open == 6
-    requests.post(f"{sandbox.url}/_sandbox/inventory_planner/seed_purchase_orders", json={"orders": []}, timeout=10)
+    control(sandbox, "inventory_planner", "seed_purchase_orders", {"orders": []})
     assert services.refresh_stock_orders(fed["ip"]).removed == 2

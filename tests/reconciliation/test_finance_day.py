@@ -12,12 +12,12 @@ from django.utils import timezone
 from integration_hub.orders.models import Order, OrderState
 from integration_hub.reconciliation import services
 from integration_hub.reconciliation.models import Report, ReportKind, ReportRow
-from tests.console import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 def test_past_business_day_covers_that_days_orders(w, role_client, django_capture_on_commit_callbacks):

@@ -13,12 +13,12 @@ from integration_hub.core.beat import collect
 from integration_hub.orders.models import OrderState
 from integration_hub.reconciliation import services, tasks
 from integration_hub.reconciliation.models import Report, ReportKind, ReportRow
-from tests.console import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 def _csv(response) -> list[list[str]]:

@@ -15,20 +15,21 @@ from integration_hub.monitoring import delivery
 from integration_hub.monitoring.models import Delivery
 from integration_hub.reconciliation import tasks
 from integration_hub.reconciliation.models import ReportKind, ReportSubscription
-from tests.console import factories as f
+from tests.support import factories as f
+from tests.support.tasks import trap_tasks
 
 
 @pytest.fixture
 def w(db, settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    w = f.world()
+    w = f.console_world()
     f.stock(w, w.items, 5)
     f.mappings(w, w.items)
     return w
 
 
 def _run_daily():
-    with mock.patch("integration_hub.monitoring.tasks.deliver_one.delay", side_effect=lambda pk: delivery.deliver(pk)):
+    with trap_tasks(run=["monitoring.deliver_one"]):  # each delivery runs in place, as a worker would run it
         return tasks.daily_reports()
 
 

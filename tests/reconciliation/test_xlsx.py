@@ -13,12 +13,12 @@ from django.utils import timezone
 from integration_hub.orders.models import Order, OrderState
 from integration_hub.reconciliation import services, xlsx
 from integration_hub.reconciliation.models import Report, ReportKind
-from tests.console import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 def _book(resp) -> openpyxl.Workbook:
