@@ -130,7 +130,7 @@ def test_every_hold_is_bounded_and_an_expired_one_is_recorded(world, fakes, sett
     must not stay forever: older than the feed lag it is released, with a record — not silently."""
     from exceptions_app.models import ExceptionRecord
     from integration_hub.inventory.models import PendingPush
-    from integration_hub.inventory.services import expire_holds
+    from integration_hub.inventory.reservations import expire_holds
 
     settings.HUB = {**settings.HUB, "HOLD_MAX_SECONDS": 600}
     o, _ = capture.capture(world.channel, make_so("ct-exp", lines=[("SKU-1", 2)]))
