@@ -15,20 +15,34 @@ time ratio. ``python bench/ct_import_resync.py`` (20,000 rows, about a minute); 
 API at 1M rows and the per-entry path at ``--sync-rows`` (default 20,000), its 1M figures extrapolated linearly
 (marked ``*``: the per-entry path is one request per row, so its time scales with rows at a fixed rate).
 
-Measured 2026-12-03 (2 cores shared with other jobs, load average 15-20, sandbox and client in one process,
-``--rate 400``, import delay 2 s):
+Measured 2026-12-03 on 2 cores shared with other sessions (sandbox and client in one process, ``--rate 400``, import
+delay 2 s; the bench prints the date, core count and load average):
 
-* 20,000 rows (the default): per entry 20,411 requests, 3.7 min; Import API 1,046 requests (1,000 imports, 30 setup
-  and catalogue, 16 outcome reads), 47.7 s to every pair confirmed → **19.5× fewer requests, 4.7× faster**;
-* 100,000 rows (``--rows 100000 --sync-rows 20000``): per entry 20,411 requests, 2.2 min at 20,000 rows (102,055 and
-  11.0 min at 100,000, extrapolated); Import API 5,124 requests (5,000 imports, 110 setup and catalogue, 14 outcome
-  reads), 4.0 min to every pair confirmed → **19.9× fewer requests, 2.7× faster**. The time ratio is well below the
-  request ratio here because the emulator's work per import request (20 resources parsed, checked and applied in
-  Python, on a fraction of a contended core) is what the run waits on; against ct, where a request costs a network
-  round trip whatever it carries, the time at a fixed request rate follows the request count;
-* 1,000,000 rows: not run on that machine — at the ~45 ms per Import API request measured under that load it would
-  take ≈ 40 min (> the 15 min budget). By the request count, which does not depend on the machine: ≈ 50,000
-  imports + ≈ 1,900 catalogue requests + polls ≈ 52,000 requests vs ≈ 1,015,000 per entry (≈ 19.5×).
+* **1,000,000 rows** (``--rows 1000000``, per entry at the default 20,000; load average 6-12): Import API **53,819
+  requests, 0.054 per row** (53,812 to submit: 50,000 imports, 3,812 setup and catalogue — by our count the
+  catalogue check twice, ≈ 1,900 each, as the load outlasted the connector's 10-min ``CATALOGUE_TTL``; 2 outcome
+  polls, 7 reads), **13.5 min to every one of the 1,000,000 pairs confirmed**; per entry 20,411 requests (1.021 per
+  row), 2.4 min at 20,000 rows — 1,020,550 requests and 2.0 h at 1M, extrapolated → **19.0× fewer requests, 8.9×
+  faster**. The whole run: 18.6 min wall, 306 CPU s (27% of one core on average), peak RSS 4.9 GB (the emulator
+  holds the 1M operations and entries in memory).
+* Before the emulator fix (issue 12) that run did not finish in 70 min: the sandbox's cost per request grew with what
+  it held. The catalogue read paged by id scanned and sorted every product for each page (P²/500 work), the SKU
+  queries (``masterVariant(sku in …) or variants(sku in …)``) scanned every product, every outcome read scanned
+  every operation. Emulator only, in process, 200,000 products and operations (load ~10): a 500-product id page
+  5.6 s → 0.13 s, a 100-SKU query 3.2 s → 2 ms, an outcome poll (processing total, a failure state newest first,
+  the summary) 650 ms → < 0.1 ms. Now pending operations sit in a due-time heap and each container indexes its
+  operations by state and resourceKey; products have a SKU index and an id-ordered walk that stops at the page.
+  The hub side (``push_full``, ``import_snapshot``, the outcome check) was already linear per row.
+* **100,000 rows**, the old and the new sandbox side by side in one window (same load, average 6; ``--sync-rows
+  2000``): Import API 5,135 requests (0.051 per row) both; to every pair confirmed **2.3 min before, 1.2 min
+  after** (1.9×). Run alone at load ~2 (``--sync-rows 20000``): 5,127 requests, 35.8 s (old sandbox), per entry
+  20,408 requests, 50.0 s at 20,000 (4.2 min at 100,000, extrapolated) → 19.9× fewer requests, 7.0× faster.
+* 20,000 rows (the default; earlier run, load average 15-20): per entry 20,411 requests, 3.7 min; Import API 1,046
+  requests (1,000 imports, 30 setup and catalogue, 16 outcome reads), 47.7 s → 19.5× fewer requests, 4.7× faster.
+
+The time ratio stays below the request ratio because the emulator's work per import request (20 resources parsed,
+checked and applied in Python, on a share of a contended core) is what the run waits on; against ct, where a request
+costs a network round trip whatever it carries, the time at a fixed request rate follows the request count.
 
 Runs on its own: a throwaway SQLite database, its own sandbox server on a free port. Prints numbers, asserts nothing.
 """
@@ -165,6 +179,8 @@ def main() -> None:
         i_req, i_time, i_ok, extra = run_import(server, args.rows, args.rate, args.import_delay, args.poll)
         server.shutdown()
         scale = args.rows / sync_rows
+        load = os.getloadavg()
+        print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
         print(f"full resync (first sync) of SKU×channel rows, {len(CHANNELS)} channels, {args.rate:.0f} req/s, "
               f"import delay {args.import_delay:.0f} s")
         print(f"{'path':<12}{'rows':>11}{'requests':>11}{'req/row':>9}{'confirmed':>11}{'time':>10}")

@@ -80,6 +80,7 @@ from . import errors
 from .base import (Address, Connector, Fulfilment, InventoryResult, InventoryTarget, OrderLineData, Page, Parcel, Storefront,
                    StorefrontOrder, StorefrontStock)
 from .http import HttpClient, OAuthClientCredentials
+from .multipart import build_multipart, parse_multipart
 from .parsing import ParsedBatch, parse_iso
 
 ACCOUNT_MANAGER = "https://account.demandware.com"
@@ -100,30 +101,6 @@ PLACED_STATUSES = ("new", "open", "completed")
 OCAPI_VERSION = "v24_5"
 _KNOWN_ORDER_KEYS = {"c_deliveryNotes"}
 _ORDER_NO_RX = re.compile(r"[A-Za-z0-9_-]{1,100}")  # an order number named by a webhook becomes part of a request path
-
-
-def build_multipart(parts: list[tuple[dict, str]], boundary: str) -> bytes:
-    chunks = []
-    for headers, body in parts:
-        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        chunks.append(f"--{boundary}\r\n{head}\r\n{body}\r\n")
-    chunks.append(f"--{boundary}--\r\n")
-    return "".join(chunks).encode()
-
-
-def parse_multipart(body: bytes, boundary: str) -> list[tuple[dict, str]]:
-    out = []
-    for chunk in body.decode("utf-8", "replace").split(f"--{boundary}")[1:]:
-        if chunk.startswith("--"):
-            break
-        head, _, payload = chunk.lstrip("\r\n").partition("\r\n\r\n")
-        headers = {}
-        for line in head.split("\r\n"):
-            if ":" in line:
-                k, v = line.split(":", 1)
-                headers[k.strip().lower()] = v.strip()
-        out.append((headers, payload[:-2] if payload.endswith("\r\n") else payload))
-    return out
 
 
 def _fault_text(doc) -> str:

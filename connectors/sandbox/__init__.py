@@ -51,7 +51,7 @@ import importlib.util
 
 # prefix → "module:Class"; each system's emulator module registers itself here.
 EMULATORS = {
-    "commercetools": "connectors.sandbox.commercetools:CommercetoolsEmulator",
+    "commercetools": "connectors.sandbox.commercetools.emulator:CommercetoolsEmulator",
     "wair": "connectors.sandbox.wair:WairEmulator",
     "sfcc": "connectors.sandbox.sfcc:SFCCEmulator",
     "clarus": "connectors.sandbox.clarus:ClarusEmulator",

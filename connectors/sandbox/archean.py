@@ -36,7 +36,8 @@ import itertools
 import threading
 from datetime import datetime, timezone
 
-from .server import HttpError, MasterEmulator, Request, Response, route
+from .common import MasterEmulator
+from .server import HttpError, Request, Response, route
 
 API = r"/api/v2"
 DEFAULT_KEY = "archean-demo-key"  # what seed_demo configures

@@ -39,7 +39,8 @@ from datetime import datetime, timezone
 
 import requests
 
-from .server import HttpError, MasterEmulator, Request, Response, route
+from .common import MasterEmulator
+from .server import HttpError, Request, Response, route
 
 DEFAULT_CLIENT, DEFAULT_SECRET, DEFAULT_SUBDOMAIN = "hub-demo", "clarus-demo-key", "demo"
 DEFAULT_KEY = DEFAULT_SECRET  # what seed_demo configures as the connection secret

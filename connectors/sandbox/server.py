@@ -231,42 +231,6 @@ class Emulator:
         return fn(payload or {})
 
 
-class MasterEmulator(Emulator):
-    """Shared parts of the inventory-master / warehouse emulators: API key, locations, and signed
-    webhooks to the hub (control actions set_api_key, seed_locations, configure_webhooks)."""
-
-    def reset_master(self, api_key: str) -> None:
-        self.default_api_key = api_key
-        self.api_key = api_key
-        self.locations: dict[str, dict] = {}
-        self.webhooks = {"stock_url": "", "dispatch_url": "", "secret": ""}
-        self.webhook_log: list[tuple[str, int]] = []
-
-    def _post(self, kind: str, payload) -> None:
-        url, secret = self.webhooks.get(f"{kind}_url"), self.webhooks.get("secret", "")
-        if url:
-            status = send_webhook(url, secret, payload)
-            with self.lock:
-                self.webhook_log.append((kind, status))
-
-    def control_set_api_key(self, payload):
-        with self.lock:
-            self.api_key = payload.get("key") or self.default_api_key
-        return {"ok": True}
-
-    def control_seed_locations(self, payload):
-        with self.lock:
-            for loc in payload.get("locations") or []:
-                self.locations[str(loc["id"])] = {"id": str(loc["id"]), "name": loc.get("name", "")}
-        return {"locations": len(self.locations)}
-
-    def control_configure_webhooks(self, payload):
-        with self.lock:
-            self.webhooks = {"stock_url": payload.get("stock_url", ""), "dispatch_url": payload.get("dispatch_url", ""),
-                             "secret": payload.get("secret", "")}
-        return {"stock_url": self.webhooks["stock_url"], "dispatch_url": self.webhooks["dispatch_url"]}
-
-
 # --- the server ----------------------------------------------------------------------------------------
 class SandboxServer(ThreadingHTTPServer):
     daemon_threads = True
@@ -372,18 +336,3 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
-
-
-def send_webhook(url: str, secret: str, payload: Any, timeout: float = 5.0) -> int:
-    """POST a signed webhook to the hub (used by emulators that push). Returns the status (0 = failed)."""
-    import requests
-
-    from connectors.signatures import HEADER, sign  # stdlib-only module
-
-    body = json.dumps(payload, default=str).encode()
-    try:
-        r = requests.post(url, data=body, headers={"Content-Type": "application/json", HEADER: sign(secret, body)}, timeout=timeout)
-        return r.status_code
-    except requests.RequestException:
-        log.warning("webhook to %s failed", url)
-        return 0

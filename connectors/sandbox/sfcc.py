@@ -59,7 +59,9 @@ import secrets
 from base64 import b64decode
 from datetime import UTC, datetime
 
-from .server import Emulator, HttpError, Request, Response, route, send_webhook
+from ..multipart import build_multipart, parse_multipart
+from .common import TokenControls, send_webhook
+from .server import Emulator, HttpError, Request, Response, route
 from .sfcc_impex import ImpexRoutes
 from .sfcc_scapi import ScapiRoutes
 
@@ -147,7 +149,7 @@ STATUS_TRANSITIONS = {("created", "new"), ("created", "failed"), ("failed", "cre
                       ("completed", "cancelled"), ("cancelled", "new"), ("cancelled", "open"), ("cancelled", "completed")}
 
 
-class SFCCEmulator(ScapiRoutes, ImpexRoutes, Emulator):
+class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
     prefix = "sfcc"
     exempt_patterns = (r"^/dwsso/",)
 
@@ -460,12 +462,6 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, Emulator):
             self.clients[payload["client_id"]] = payload["client_secret"]
         return {"clients": sorted(self.clients)}
 
-    def control_revoke_tokens(self, payload):
-        with self.lock:
-            n = len(self.tokens)
-            self.tokens.clear()
-        return {"revoked": n}
-
     def control_seed_catalog(self, payload):
         qty = int(payload.get("quantity", 0))
         skus = list(payload.get("skus") or [])
@@ -651,33 +647,3 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, Emulator):
                            "shipments": {s["shipment_id"]: s.get("shipping_status", "") for s in o["shipments"]}}
                       for no, o in self.orders.items()}
         return {"inventory": inventory, "orders": orders, "patches": len(self.patches)}
-
-
-# --- multipart helpers (also used by the connector) -------------------------------------------------
-def build_multipart(parts: list[tuple[dict, str]], boundary: str) -> bytes:
-    chunks = []
-    for headers, body in parts:
-        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        chunks.append(f"--{boundary}\r\n{head}\r\n{body}\r\n")
-    chunks.append(f"--{boundary}--\r\n")
-    return "".join(chunks).encode()
-
-
-def parse_multipart(body: bytes, boundary: str) -> list[tuple[dict, str]]:
-    text = body.decode("utf-8", "replace")
-    out = []
-    for chunk in text.split(f"--{boundary}")[1:]:
-        if chunk.startswith("--"):
-            break
-        chunk = chunk.lstrip("\r\n")
-        head, _, payload = chunk.partition("\r\n\r\n")
-        headers = {}
-        for line in head.split("\r\n"):
-            if ":" in line:
-                k, v = line.split(":", 1)
-                headers[k.strip().lower()] = v.strip()
-        if payload.endswith("\r\n"):
-            payload = payload[:-2]
-        out.append((headers, payload))
-    return out
-

@@ -42,6 +42,7 @@ import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from ..multipart import first_file_part
 from .server import Response, route
 from .sfcc_scapi import problem
 
@@ -55,21 +56,6 @@ HASHES = {"SHA-256": hashlib.sha256, "SHA-512": hashlib.sha512}
 
 def _utc(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _file_part(body: bytes, content_type: str) -> bytes | None:
-    """The content of the first file part of a ``multipart/form-data`` body, or None."""
-    m = re.search(r'boundary="?([^";]+)"?', content_type or "")
-    if not content_type.lower().startswith("multipart/form-data") or not m:
-        return None
-    sep = b"--" + m.group(1).encode()
-    for chunk in body.split(sep)[1:]:
-        if chunk.startswith(b"--"):
-            break
-        head, _, payload = chunk.lstrip(b"\r\n").partition(b"\r\n\r\n")
-        if b"filename=" in head.lower() or b'name="file' in head.lower():
-            return payload[:-2] if payload.endswith(b"\r\n") else payload
-    return None
 
 
 class ImpexRoutes:
@@ -136,7 +122,7 @@ class ImpexRoutes:
             if datetime.now(UTC) > imp["expires"]:
                 imp["status"] = "EXPIRED"
                 raise problem(410, "expired-upload-link", "Expired Upload Link", "The upload link has expired.")
-            content = _file_part(req.body, req.header("Content-Type"))
+            content = first_file_part(req.body, req.header("Content-Type"))
             if content is None:
                 raise problem(400, "invalid-request-parameter", "Invalid Request Parameter",
                               "The body must be multipart/form-data with the import file.")

@@ -51,7 +51,7 @@ Wire API (all under ``/wair/api/v1``; every route needs a token or key as above,
 Stock states on the wire: ``available``, ``inspection``, ``damaged``, ``inTransit``, ``reserved``.
 Error bodies: ``{"statusCode", "code", "message", "errors": [{"field", "code", "message"}]}``.
 
-Outbound webhooks (signed with :func:`connectors.sandbox.server.send_webhook`, ``X-Hub-Signature``) are
+Outbound webhooks (signed with :func:`connectors.sandbox.common.send_webhook`, ``X-Hub-Signature``) are
 delivered by one background thread per emulator with bounded retries:
   stock_url    {"type": "stock.changed", "batchId", "changes": [<change rows as in the feed>]}
   dispatch_url {"type": "dispatch.confirmed", "dispatches": [<dispatch rows as in the feed>]}
@@ -82,14 +82,14 @@ import collections
 import hashlib
 import json
 import logging
-import queue
 import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .server import Emulator, HttpError, Request, Response, route, send_webhook
+from .common import TokenControls, WebhookQueue, send_webhook
+from .server import Emulator, HttpError, Request, Response, route
 
 log = logging.getLogger("sandbox.wair")
 
@@ -105,8 +105,7 @@ WIRE_STATES = ("available", "inspection", "damaged", "inTransit", "reserved")
 # control payloads may use the hub's names
 STATE_ALIASES = {"in_transit": "inTransit", "in-transit": "inTransit", "intransit": "inTransit"}
 WEBHOOK_CHUNK = 500
-WEBHOOK_ATTEMPTS = 3
-WEBHOOK_RETRY_DELAYS = (0.2, 0.5)
+WEBHOOK_RETRY_DELAYS = (0.2, 0.5)  # 3 attempts
 TRACKING_URLS = {
     "dhl": "https://www.dhl.com/track?tracking-id={}",
     "ups": "https://www.ups.com/track?tracknum={}",
@@ -138,7 +137,7 @@ def _int(value: Any, name: str, minimum: int | None = 0) -> int:
     return value
 
 
-class WairEmulator(Emulator):
+class WairEmulator(TokenControls, WebhookQueue, Emulator):
     prefix = "wair"
     exempt_patterns = (r"^/Token$",)  # the token endpoint stays reachable under injected faults
 
@@ -180,22 +179,11 @@ class WairEmulator(Emulator):
             self.fulfilments: list[dict] = []
             self.fulfilment_seq = 0
             self.fulfilment_keys: dict[str, dict] = {}
-            # webhooks: a generation counter makes queued deliveries from before a reset void
-            self.generation = getattr(self, "generation", 0) + 1
+            # webhooks (a reset starts a new generation: queued deliveries from before it are void)
             self.webhooks: dict = {"stock_url": "", "dispatch_url": "", "secret": ""}
             self.webhook_stats = {"queued": 0, "delivered": 0, "attempts": 0, "retried": 0, "dropped": 0}
-            self.inflight = 0
-            if getattr(self, "_queue", None) is None:
-                self._queue: queue.Queue = queue.Queue()
-                self._worker: threading.Thread | None = None
+            if self.reset_queue():
                 self._ticker: threading.Thread | None = None
-            else:
-                try:
-                    while True:
-                        self._queue.get_nowait()
-                        self._queue.task_done()
-                except queue.Empty:
-                    pass
 
     def error_body(self, status: int, message: str, code: str = "") -> Any:
         code = code or str(status)
@@ -658,50 +646,21 @@ class WairEmulator(Emulator):
             return self._fulfilment_answer(f, replay=False)
 
     # --- webhooks --------------------------------------------------------------------------------
-    def _ensure_worker(self) -> None:
-        if self._worker is None or not self._worker.is_alive():
-            self._worker = threading.Thread(target=self._deliver_loop, name="wair-webhooks", daemon=True)
-            self._worker.start()
-
     def _enqueue(self, kind: str, payload: dict) -> None:
         """Caller holds the lock."""
         url = self.webhooks.get(f"{kind}_url")
         if not url:
             return
-        self._ensure_worker()
+        self.ensure_workers(1, "wair-webhooks")
         self._queue.put((self.generation, url, self.webhooks.get("secret", ""), payload))
         self.webhook_stats["queued"] += 1
 
     def _deliver_loop(self) -> None:
-        while True:
-            generation, url, secret, payload = self._queue.get()
-            try:
-                with self.lock:
-                    if generation != self.generation:
-                        continue
-                    self.inflight += 1
-                delivered = False
-                for attempt in range(WEBHOOK_ATTEMPTS):
-                    with self.lock:
-                        if generation != self.generation:
-                            break
-                        self.webhook_stats["attempts"] += 1
-                    status = send_webhook(url, secret, payload, timeout=10)
-                    delivered = 200 <= status < 300
-                    if delivered:
-                        break
-                    if attempt < WEBHOOK_ATTEMPTS - 1:
-                        with self.lock:
-                            self.webhook_stats["retried"] += 1
-                        time.sleep(WEBHOOK_RETRY_DELAYS[min(attempt, len(WEBHOOK_RETRY_DELAYS) - 1)])
-                with self.lock:
-                    if generation == self.generation:
-                        self.webhook_stats["delivered" if delivered else "dropped"] += 1
-                    self.inflight -= 1
-            except Exception:  # never let the worker die
-                log.exception("wair webhook worker failed")
-            finally:
-                self._queue.task_done()
+        def handle(item):
+            generation, url, secret, payload = item
+            self.deliver(generation, lambda: 200 <= send_webhook(url, secret, payload, timeout=10) < 300, WEBHOOK_RETRY_DELAYS)
+
+        self.serve_queue(handle, "wair webhook worker")
 
     # --- control actions -------------------------------------------------------------------------
     def control_set_api_key(self, payload: dict) -> dict:
@@ -721,12 +680,6 @@ class WairEmulator(Emulator):
             if payload.get("token_ttl") is not None:
                 self.token_ttl = int(payload["token_ttl"])
             return {"users": sorted(self.credentials), "tenant": self.tenant, "token_ttl": self.token_ttl}
-
-    def control_revoke_tokens(self, payload: dict) -> dict:
-        with self.lock:
-            n = len(self.tokens)
-            self.tokens.clear()
-            return {"revoked": n}
 
     def control_set_auto_ack(self, payload: dict) -> dict:
         """{"enabled": bool (orders), "fulfilments": bool (optional, storefront-side fulfilments)}"""
@@ -911,17 +864,6 @@ class WairEmulator(Emulator):
             self.webhooks = {"stock_url": payload.get("stock_url") or "", "dispatch_url": payload.get("dispatch_url") or "",
                              "secret": payload.get("secret") or ""}
             return {k: v for k, v in self.webhooks.items() if k != "secret"}
-
-    def control_wait_webhooks(self, payload: dict) -> dict:
-        """Block until queued webhooks are delivered or dropped (or ``timeout`` seconds) → delivery stats."""
-        deadline = time.time() + float(payload.get("timeout", 30))
-        while time.time() < deadline:
-            with self.lock:
-                if self._queue.unfinished_tasks == 0 and self.inflight == 0:
-                    break
-            time.sleep(0.02)
-        with self.lock:
-            return {**self.webhook_stats, "pending": self._queue.unfinished_tasks}
 
     def control_state(self, payload: dict) -> dict:
         """{"skus": [...]?, "order_refs": [...]?, "brief": bool?} → orders (with the request as received unless

@@ -44,6 +44,7 @@ from django.utils import timezone
 from connectors import errors
 from exceptions_app import kinds
 from exceptions_app.services import Problem, clear, error_key, raise_exception, raise_many, transport_keys
+from integration_hub.core import nudge
 from integration_hub.core.models import Connection, STOREFRONT_SYSTEMS, SystemType
 
 from .models import Item, PendingItemSync, SkuMapping, WarehouseProduct
@@ -100,10 +101,8 @@ def enqueue(item_ids: Iterable[int], *, reason: str = "", connection_ids: Iterab
 def _nudge() -> None:
     if not getattr(settings, "HUB", {}).get("STOCK_PUSH_ON_COMMIT", True):  # the stock outbox's switch, for tests/benches
         return
-    from .tasks import drain_item_outbox
-
     try:
-        drain_item_outbox.apply_async(retry=False)
+        nudge.enqueue("catalog.drain_item_outbox", retry=False)
     except Exception as exc:  # broker down: the beat sweep drains the rows
         log.warning("item outbox nudge lost (%s); the beat sweep will drain it", exc)
 

@@ -8,7 +8,8 @@ last pull (``SyncCursor(connection, "items")``, advanced to the pull's start onl
 (:func:`.item_import.import_rows`: the same validation, per-row problems, bulk writes, audit and item outbox),
 committing chunk by chunk. Rows the hub refuses become one ``bad_payload`` record each
 (``bad_payload:<connection>:item:<sku or line>``, the row's every problem), cleared when the row comes good.
-A read failure files one record per connection (``error_key``, operation ``item_pull``) and leaves the cursor.
+A read failure files one record per connection (:func:`integration_hub.core.outcomes.connection_call`, operation
+``item_pull``) and leaves the cursor.
 
 **Unknown master SKUs** (issue 17): stock from the SKU master for a SKU the hub does not know used to be
 refused as ``unknown_sku`` forever. :func:`create_pending_items` (called by the stock intake in its
@@ -26,11 +27,12 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from connectors import errors
 from exceptions_app.models import ACTIVE_STATUSES, ExceptionRecord
 from exceptions_app import kinds
-from exceptions_app.services import Problem, error_key, raise_exception, raise_many, transport_keys, _set_status
+from exceptions_app.services import Problem, raise_many, _set_status
+from integration_hub.core import nudge
 from integration_hub.core.models import Connection, SyncCursor
+from integration_hub.core.outcomes import connection_call
 
 from . import item_import
 from .item_validation import SkuRules
@@ -93,32 +95,24 @@ def pull_master_items(connection: Connection, *, full: bool = False, skus: list[
     result = item_import.ItemImportResult()
     seen_keys: list[str] = []
 
-    def rows():
-        source = connector.master_items(since, skus=skus) if skus else connector.master_items(since)
-        for n, m in enumerate(source, start=1):
-            out.read += 1
-            if m is None:
-                result.reject(n, "item row without an item code", {})
-                continue
-            seen_keys.append(_bad_key(connection, m.sku))
-            yield n, _row(m)
+    with connection_call(connection, OPERATION, title=f"Item pull from {connection.name} failed", context={"items_read": 0},
+                         cleared="item pull completed") as call:
+        def rows():
+            source = connector.master_items(since, skus=skus) if skus else connector.master_items(since)
+            for n, m in enumerate(source, start=1):
+                out.read += 1
+                call.context["items_read"] = out.read
+                if m is None:
+                    result.reject(n, "item row without an item code", {})
+                    continue
+                seen_keys.append(_bad_key(connection, m.sku))
+                yield n, _row(m)
 
-    try:
         item_import.import_rows(rows(), rules=SkuRules.for_connection(connection), result=result,
                                 source=f"master:{connection.name}", atomic_chunks=True)
-    except errors.ConnectorError as exc:
-        kind, key = error_key(exc, connection.name, OPERATION)
-        raise_exception(kind, key, f"Item pull from {connection.name} failed", message=str(exc)[:2000], connection=connection,
-                        context={"operation": OPERATION, "error": type(exc).__name__, "items_read": out.read})
-        out.error = str(exc)[:500]
-        _refused(connection, result, seen_keys)
-        _count(out, result)
-        return out
-    if not skus:
-        SyncCursor.objects.filter(pk=cursor.pk).update(value=started.isoformat(), updated_at=timezone.now())
-    from exceptions_app.services import clear
-
-    clear(transport_keys(connection.name, OPERATION), reason="item pull completed")
+        if not skus:
+            SyncCursor.objects.filter(pk=cursor.pk).update(value=started.isoformat(), updated_at=timezone.now())
+    out.error = call.error_text(500)
     _refused(connection, result, seen_keys)
     _count(out, result)
     return out
@@ -162,13 +156,11 @@ def create_pending_items(connection: Connection, skus: list[str]) -> dict[str, i
     known = dict(Item.objects.filter(sku__in=good).values_list("sku", "pk"))
     pk = connection.pk
 
-    def nudge():
-        from .tasks import pull_master_items as task
-
+    def pull_after_commit():
         try:
-            task.apply_async(args=[pk], kwargs={"skus": good[:500]}, retry=False)
+            nudge.enqueue("catalog.pull_master_items", args=[pk], kwargs={"skus": good[:500]}, retry=False)
         except Exception as exc:  # broker down: the scheduled pull completes the items
             log.warning("pending item pull not queued (%s)", exc)
 
-    transaction.on_commit(nudge)
+    transaction.on_commit(pull_after_commit)
     return known

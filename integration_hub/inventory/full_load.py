@@ -30,8 +30,12 @@ from django.db import transaction
 from django.db.models import Q
 
 from connectors.base import Storefront
+from integration_hub.catalog.models import SkuMapping
+from integration_hub.core import nudge
+from integration_hub.core.models import Channel
+from integration_hub.monitoring import progress
 
-from . import outbox, push
+from . import import_outcomes, outbox, push
 from .models import PendingPush
 
 log = logging.getLogger(__name__)
@@ -54,18 +58,14 @@ def has_bulk_path(connection) -> bool:
 def dispatch_on_commit(channel_ids, reason: str) -> list[int]:
     """Once the transaction that queued every SKU of ``channel_ids`` commits, hand the channels whose storefront has a
     bulk path to the ``inventory.full_load`` task (best effort: a lost dispatch leaves the rows to the drain)."""
-    from integration_hub.core.models import Channel
-
     ids = [c.pk for c in Channel.objects.select_related("connection").filter(pk__in=list(channel_ids), active=True)
            if has_bulk_path(c.connection)]
     if not ids:
         return ids
 
     def go():
-        from .tasks import full_load
-
         try:
-            full_load.apply_async(args=[ids], kwargs={"reason": reason[:100]}, retry=False)
+            nudge.enqueue("inventory.full_load", args=[ids], kwargs={"reason": reason[:100]}, retry=False)
         except Exception as exc:  # noqa: BLE001 - broker down: the rows are in the outbox, the drain pushes them as deltas
             log.warning("could not dispatch full_load for channels %s (%s)", ids, exc)
 
@@ -76,9 +76,6 @@ def dispatch_on_commit(channel_ids, reason: str) -> list[int]:
 def push_channels(channels, *, reason: str = "full resync", max_rows: int = MAX_ROWS) -> push.BatchResult:
     """Queue and push every mapped item of ``channels`` (Channel rows) as full loads; channels whose storefront
     has no bulk path are queued for the drain only. Returns the full-load totals."""
-    from integration_hub.catalog.models import SkuMapping
-    from integration_hub.monitoring import progress
-
     bulk = [c for c in channels if c.active and has_bulk_path(c.connection)]
     bulk_ids = {c.pk for c in bulk}
     queued = 0  # rows queued on the bulk channels: the progress bar's total (pairs already pending add to it)
@@ -107,7 +104,5 @@ def push_channels(channels, *, reason: str = "full resync", max_rows: int = MAX_
             if last:
                 break
     # accepted by an asynchronous bulk import (commercetools Import API): their outcomes are polled by a task chain
-    from . import import_outcomes
-
     import_outcomes.dispatch({c.connection_id for c in bulk})
     return total

@@ -23,6 +23,9 @@ from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from integration_hub.core import nudge
+from integration_hub.core.locks import cache_add
+
 from . import ats
 from .models import ChannelStock, PendingPush
 
@@ -205,10 +208,6 @@ def kick(priority: int | None = None) -> bool:
     a window publishes at once, the next one publishes one more a window later (so rows committed in
     between are seen by a drain that starts after them), the rest are dropped. Best effort: a lost
     nudge is recovered by the sweep."""
-    from integration_hub.core.locks import cache_add
-
-    from .tasks import push_pending
-
     urgent = priority is not None and int(priority) <= PendingPush.Priority.ORDER
     kwargs = {"max_priority": int(PendingPush.Priority.ORDER)} if urgent else {}
     name = "order" if urgent else "all"
@@ -219,7 +218,7 @@ def kick(priority: int | None = None) -> bool:
     else:
         return True  # a drain that starts after this commit is already on its way
     try:
-        push_pending.apply_async(kwargs=kwargs, countdown=countdown, retry=False)
+        nudge.enqueue("inventory.push_pending", kwargs=kwargs, countdown=countdown, retry=False)
         return True
     except Exception as exc:  # broker down: the rows are safe in the database; the sweep re-dispatches
         log.warning("could not dispatch push_pending (%s); the sweep will pick the rows up", exc)
@@ -236,11 +235,11 @@ def _kick_on_commit(priority: int) -> None:
     if any(getattr(entry[1], marker, False) for entry in pending if len(entry) > 1):
         return
 
-    def nudge():
+    def kick_after_commit():
         kick(PendingPush.Priority.ORDER if urgent else None)
 
-    setattr(nudge, marker, True)
-    transaction.on_commit(nudge)
+    setattr(kick_after_commit, marker, True)
+    transaction.on_commit(kick_after_commit)
 
 
 __all__ = ["enqueue", "enqueue_pairs", "enqueue_withdrawals", "channels_for_locations", "locations_for_channel", "channel_locations", "kick"]

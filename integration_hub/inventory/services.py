@@ -48,6 +48,7 @@ from connectors.base import StockChange
 from connectors.parsing import RejectedRow
 from exceptions_app import kinds
 from exceptions_app.services import Problem, clear, raise_many
+from integration_hub.catalog.master_pull import create_pending_items
 from integration_hub.catalog.models import Item
 from integration_hub.core.models import Location, SyncCursor
 
@@ -185,8 +186,6 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
         for start in range(0, len(skus), LOOKUP_CHUNK):
             items.update(Item.objects.filter(sku__in=skus[start:start + LOOKUP_CHUNK]).values_list("sku", "id"))
         if len(items) < len(skus):  # the SKU master's new SKUs become pending items, not unknown_sku forever (issue 17)
-            from integration_hub.catalog.master_pull import create_pending_items
-
             items.update(create_pending_items(connection, [s for s in skus if s not in items]))
 
         unknown_locations: dict[str, list] = defaultdict(list)

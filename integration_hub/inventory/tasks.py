@@ -6,22 +6,20 @@ rows are claimed with a lease, and the sweep re-dispatches whatever a killed wor
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 from celery import shared_task
-from django.utils import timezone
 
 from connectors import errors
-from exceptions_app import kinds
-from exceptions_app.services import (
-    clear,
-    error_key,
-    raise_exception,
-    transport_keys,
-)
-from integration_hub.core.models import Connection
+from connectors.base import InventoryMaster
+from connectors.registry import connector_class
+from integration_hub.core.locks import POLL_LOCK_SECONDS, cache_add, exclusive
+from integration_hub.core.models import Channel, Connection
+from integration_hub.core.outcomes import connection_call
 from integration_hub.core.queues import is_urgent_stock
+from integration_hub.monitoring import progress
 
-from . import drift, push
+from . import drift, full_load as loads, push, services
 from .import_outcomes import settle_imports  # noqa: F401 - registers inventory.settle_imports with the worker
 from .models import PendingPush
 
@@ -43,8 +41,6 @@ def push_pending(max_priority: int | None = None, batch_size: int = push.BATCH_S
     the lock it re-kicks itself if rows are ready (work left, or rows that arrived while it ran and whose
     own drain found the lock taken), so nothing waits for the beat sweep and nothing queues behind it.
     ``lease_seconds``: how long a claimed batch stays reserved if this worker dies mid-push."""
-    from integration_hub.core.locks import cache_add, exclusive
-
     if connection_id is None:
         conns = push.claimable_connections(max_priority)
         for cid in conns:
@@ -88,9 +84,6 @@ def sweep_pending() -> dict:
 
 
 def _master_connections():
-    from connectors.base import InventoryMaster
-    from connectors.registry import connector_class
-
     for conn in Connection.objects.filter(enabled=True).order_by("pk"):
         if not conn.is_master:
             continue
@@ -115,29 +108,18 @@ def poll_masters() -> int:
 @shared_task(name="inventory.poll_stock", ignore_result=True)
 def poll_stock(connection_id: int, max_pages: int = 50) -> dict:
     """Fetch stock changes since the cursor from one master. Failures become exception records
-    (``rate_limited`` / ``sync_timeout`` keyed on the connection) and are cleared by the next success;
-    the next beat tick retries."""
-    from integration_hub.core.locks import POLL_LOCK_SECONDS, exclusive
-
-    from .services import poll_master
-
+    (:func:`~integration_hub.core.outcomes.connection_call`, operation ``stock_changes``) and are cleared by the
+    next success; the next beat tick retries."""
     conn = Connection.objects.get(pk=connection_id)
-    keys = transport_keys(conn.name, "stock_changes")
     # one poller per master across every worker process (Redis key, or a host-wide file lock embedded)
     with exclusive(f"stock-poll-{conn.pk}", timeout=POLL_LOCK_SECONDS, renew=True) as got:
         if not got:  # another worker is polling this master right now
             return {"skipped": "already polling"}
-        try:
-            res = poll_master(conn, max_pages=max_pages)
-        except errors.ConnectorError as exc:
-            kind, key = error_key(exc, conn.name, "stock_changes")
-            raise_exception(kind, key, f"Polling stock from {conn.name} failed",
-                            message=str(exc)[:2000], connection=conn,
-                            context={"operation": "stock_changes", "error": type(exc).__name__, "action": "retry_poll"})
-            Connection.record_error(conn.pk, exc)
-            return {"error": str(exc)[:300]}
-    clear(keys, reason="poll succeeded")
-    Connection.objects.filter(pk=conn.pk).update(last_success_at=timezone.now())
+        with connection_call(conn, "stock_changes", title=f"Polling stock from {conn.name} failed", action="retry_poll",
+                             cleared="poll succeeded") as call:
+            res = services.poll_master(conn, max_pages=max_pages)
+    if call.failed:
+        return {"error": call.error_text(300)}
     if res.has_more:
         poll_stock.apply_async(args=[conn.pk])
     return {"pages": res.pages, "changes": res.changes, **(res.applied.as_dict() if res.applied else {})}
@@ -145,29 +127,17 @@ def poll_stock(connection_id: int, max_pages: int = 50) -> dict:
 
 @shared_task(name="inventory.resync_masters", ignore_result=True)
 def resync_masters(connection_id: int | None = None) -> list[dict]:
-    """Beat (nightly): apply every master's full stock snapshot. Failures become sync_timeout /
-    rate_limited records keyed ``<kind>:<connection>:stock_snapshot``, cleared by the next success."""
-    from integration_hub.monitoring import progress
-
-    from .services import resync_master
-
+    """Beat (nightly): apply every master's full stock snapshot. Failures (a master that cannot give one too)
+    become records keyed ``<kind>:<connection>:stock_snapshot`` (:func:`~integration_hub.core.outcomes.connection_call`),
+    cleared by the next success."""
     out = []
     conns = [c for c in _master_connections() if not connection_id or c.pk == int(connection_id)]
     bar = progress.start("stock-resync", "Full stock resync from the masters", total=len(conns))  # dashboard bar
     for conn in conns:
-        keys = transport_keys(conn.name, "stock_snapshot")
-        try:
-            res = resync_master(conn)
-        except (errors.ConnectorError, NotImplementedError) as exc:
-            kind, key = error_key(exc, conn.name, "stock_snapshot")
-            raise_exception(kind, key, f"Stock snapshot from {conn.name} failed",
-                            message=str(exc)[:2000] or type(exc).__name__, connection=conn,
-                            context={"operation": "stock_snapshot", "error": type(exc).__name__, "action": "retry_resync"})
-            out.append({"connection": conn.name, "error": str(exc)[:300]})
-            bar.advance(force=True)
-            continue
-        clear(keys, reason="snapshot applied")
-        out.append({"connection": conn.name, **res.as_dict()})
+        with connection_call(conn, "stock_snapshot", title=f"Stock snapshot from {conn.name} failed", action="retry_resync",
+                             catch=(errors.ConnectorError, NotImplementedError), cleared="snapshot applied") as call:
+            res = services.resync_master(conn)
+        out.append({"connection": conn.name, "error": call.error_text(300)} if call.failed else {"connection": conn.name, **res.as_dict()})
         bar.advance(force=True)
     bar.finish()
     return out
@@ -185,10 +155,6 @@ def expire_holds() -> int:
 def repair_sweep(limit: int = drift.SWEEP_PAIRS_PER_CHANNEL) -> list[dict]:
     """Beat (every two minutes): the light drift check — at most ``limit`` pairs per channel read back,
     least recently observed first, drifted ones re-pushed. One sweep at a time across workers."""
-    from dataclasses import asdict
-
-    from integration_hub.core.locks import POLL_LOCK_SECONDS, exclusive
-
     out = []
     with exclusive("stock-repair-sweep", timeout=POLL_LOCK_SECONDS, renew=True) as got:
         if not got:
@@ -205,31 +171,22 @@ def repair_sweep(limit: int = drift.SWEEP_PAIRS_PER_CHANNEL) -> list[dict]:
 @shared_task(name="inventory.drift_check", ignore_result=True)
 def drift_check(channel_ids: list[int] | None = None) -> list[dict]:
     """Beat: compare hub ATS with storefront quantities for every channel (or the given ones). A
-    storefront that cannot be read is logged for that channel and the others still run."""
-    from dataclasses import asdict
-
+    storefront that cannot be read is logged and recorded for that channel (operation ``drift_check/<channel>``,
+    :func:`~integration_hub.core.outcomes.connection_call`) and the others still run."""
     out = []
     for channel in drift.channels_to_check(channel_ids):
-        key = kinds.key("sync_timeout", channel.connection.name, f"drift_check/{channel.key}")
-        try:
+        with connection_call(channel.connection, f"drift_check/{channel.key}", channel=channel, action="retry_drift_check",
+                             title=f"Drift check of {channel.key} could not read {channel.connection.name}",
+                             cleared="drift check completed") as call:
             out.append(asdict(drift.check_channel(channel)))
-        except errors.ConnectorError as exc:
-            log.warning("drift check of %s failed: %s", channel.key, exc)
-            raise_exception("sync_timeout", key, f"Drift check of {channel.key} could not read {channel.connection.name}",
-                            message=str(exc)[:2000], connection=channel.connection, channel=channel,
-                            context={"operation": "get_stock", "error": type(exc).__name__, "action": "retry_drift_check"})
-            out.append({"channel": channel.key, "error": str(exc)[:300]})
-        else:
-            clear(key, reason="drift check completed")
+        if call.failed:
+            log.warning("drift check of %s failed: %s", channel.key, call.error)
+            out.append({"channel": channel.key, "error": call.error_text(300)})
     return out
 
 
 @shared_task(name="inventory.full_load", ignore_result=True)
 def full_load(channel_ids: list[int], reason: str = "full resync") -> dict:
     """A channel's first sync / full resync as one full load per storefront (:mod:`.full_load`)."""
-    from integration_hub.core.models import Channel
-
-    from . import full_load as loads
-
     totals = loads.push_channels(list(Channel.objects.select_related("connection").filter(pk__in=channel_ids)), reason=reason)
     return {"claimed": totals.claimed, "pushed": totals.pushed, "skipped": totals.skipped, "failed": totals.failed}

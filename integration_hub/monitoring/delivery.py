@@ -20,7 +20,11 @@ from datetime import timedelta
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import Delivery, NotificationChannel
+from integration_hub.core import nudge
+from integration_hub.reconciliation import mail
+
+from .messages import message
+from .models import SEVERITY_RANK, Delivery, Firing, NotificationChannel
 from .notify import Message, SendError, send, send_email
 
 log = logging.getLogger(__name__)
@@ -47,12 +51,10 @@ def due(now=None) -> list[int]:
 
 def kick(now=None) -> int:
     """Queue one task per due delivery (1 query + the broker)."""
-    from .tasks import deliver_one
-
     ids = due(now)
     for pk in ids:
         try:
-            deliver_one.delay(pk)
+            nudge.enqueue("monitoring.deliver_one", args=[pk])
         except Exception:  # broker down: the row stays pending, the beat sweep sends it later
             log.warning("could not queue delivery %s; the sweep will retry", pk, exc_info=True)
             break
@@ -71,8 +73,6 @@ def queue_digests(now=None) -> int:
 def digest_message(d: Delivery) -> Message:
     """The last 24 hours before the digest was queued: what fired, what is still open, at or above the
     channel's minimum severity (1 query)."""
-    from .models import SEVERITY_RANK, Firing
-
     until = d.created_at
     since = until - timedelta(hours=24)
     floor = SEVERITY_RANK.get(d.channel.min_severity, 0)
@@ -94,8 +94,6 @@ def digest_message(d: Delivery) -> Message:
 
 def message_for(d: Delivery) -> Message:
     if d.event == Delivery.Event.REPORT:
-        from integration_hub.reconciliation import mail
-
         return mail.report_message(d)
     if d.event == Delivery.Event.DIGEST:
         return digest_message(d)
@@ -106,8 +104,6 @@ def message_for(d: Delivery) -> Message:
     rule = f.rule
     recovered = d.event == Delivery.Event.RECOVERED
     title = (f"RECOVERED: {rule.name}" if recovered else f"{f.severity.upper()}: {rule.name}")
-    from .rules import message
-
     text = message(rule, f.key, f.peak, recovered=True) if recovered else f.message
     when = f.recovered_at if recovered else f.started_at
     text += f"\n{'Recovered' if recovered else 'Since'}: {when:%Y-%m-%d %H:%M:%S} UTC · condition: {rule.condition_text()}"

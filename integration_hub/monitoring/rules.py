@@ -22,7 +22,8 @@ from django.utils import timezone
 
 from integration_hub.core import locks
 
-from .figures import FIGURES
+from . import delivery
+from .messages import message
 from .models import SEVERITY_RANK, AlertRule, AlertState, Delivery, Firing
 
 log = logging.getLogger(__name__)
@@ -45,16 +46,6 @@ def _keys_for(rule: AlertRule, values: dict, known: set) -> list[str]:
     return sorted(keys | known)
 
 
-def message(rule: AlertRule, key: str, value: float, recovered: bool = False) -> str:
-    """One line for people: what fired (``value`` = the figure), or what recovered (``value`` = its peak)."""
-    info = FIGURES.get(rule.figure)
-    label = info.label if info else rule.figure
-    where = f" [{key}]" if key else ""
-    if recovered:
-        return f"Recovered: {rule.name} — {label}{where} is no longer {rule.get_op_display()} {rule.threshold:g} (peak {value:g})"
-    return f"{rule.name} — {label}{where} = {value:g} ({rule.get_op_display()} {rule.threshold:g})"
-
-
 def _worse(rule: AlertRule, a: float, b: float) -> float:
     return min(a, b) if rule.op == AlertRule.Op.BELOW else max(a, b)
 
@@ -69,8 +60,6 @@ def evaluate(values: dict[tuple[str, str], float], now=None) -> Outcome:
         with transaction.atomic():
             outcome = _evaluate(values, now)
     if outcome.deliveries:
-        from . import delivery
-
         transaction.on_commit(delivery.kick)
     return outcome
 

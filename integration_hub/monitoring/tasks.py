@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from . import delivery, figures, rules, sampling, watch
+
 
 @shared_task(name="monitoring.tick", ignore_result=True, acks_late=True)
 def tick() -> dict:
     """Compute the figures once, store them as a sample, evaluate the alert rules on them."""
-    from . import figures, rules, sampling, watch
-
     values = figures.compute()
     stored = sampling.record(values)
     outcome = rules.evaluate(values)
@@ -20,23 +20,17 @@ def tick() -> dict:
 @shared_task(name="monitoring.deliver_due", ignore_result=True, acks_late=True)
 def deliver_due() -> int:
     """Sweep: queue every due notification (those whose task was lost, and retries whose back-off expired)."""
-    from . import delivery
-
     return delivery.kick()
 
 
 @shared_task(name="monitoring.deliver_one", ignore_result=True, acks_late=True)
 def deliver_one(delivery_id: int) -> str:
-    from . import delivery
-
     return delivery.deliver(delivery_id)
 
 
 @shared_task(name="monitoring.daily_digest", ignore_result=True, acks_late=True)
 def daily_digest() -> int:
     """Queue today's digest for every channel that asks for one, then send."""
-    from . import delivery
-
     n = delivery.queue_digests()
     delivery.kick()
     return n

@@ -11,12 +11,10 @@ import logging
 import time
 
 from celery import shared_task
-from django.utils import timezone
 
-from connectors import errors
-from exceptions_app.services import clear, error_key, raise_exception, transport_keys
 from integration_hub.core.locks import POLL_LOCK_SECONDS, exclusive
 from integration_hub.core.models import Connection
+from integration_hub.core.outcomes import connection_call
 
 from . import checks, claims, fulfilments, polls, processing
 
@@ -60,22 +58,14 @@ def sweep(lease_seconds: int = claims.LEASE_SECONDS, workers: int = 1) -> dict:
 
 
 def _guarded(conn: Connection, operation: str, fn):
-    """Run one poll of ``conn``; failures become rate_limited / sync_timeout records, cleared on success."""
+    """Run one poll of ``conn``; its outcome is recorded by :func:`~integration_hub.core.outcomes.connection_call`."""
     with exclusive(f"orders:{operation}:{conn.pk}", timeout=POLL_LOCK_SECONDS, renew=True) as got:
         if not got:
             return {"skipped": "already running"}
-        try:
+        with connection_call(conn, operation, title=f"{operation} from {conn.name} failed", action="retry_poll",
+                             cleared="poll succeeded") as call:
             result = fn(conn)
-        except errors.ConnectorError as exc:
-            kind, key = error_key(exc, conn.name, operation)
-            raise_exception(kind, key, f"{operation} from {conn.name} failed",
-                            message=str(exc)[:2000], connection=conn,
-                            context={"operation": operation, "error": type(exc).__name__, "action": "retry_poll"})
-            Connection.record_error(conn.pk, exc)
-            return {"error": str(exc)[:300]}
-    clear(transport_keys(conn.name, operation), reason="poll succeeded")
-    Connection.objects.filter(pk=conn.pk).update(last_success_at=timezone.now())
-    return result
+    return {"error": call.error_text(300)} if call.failed else result
 
 
 @shared_task(name="orders.poll_orders", ignore_result=True)

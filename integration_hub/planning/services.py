@@ -26,7 +26,9 @@ re-sent only if its quantity changes. Only orders / returns touched since the la
 
 Failures: a connector error stops the run (entries already sent stay recorded, the cursor does not move,
 the next run resumes) and raises ``rate_limited`` / ``sync_timeout`` / ``bad_payload`` keyed
-``<kind>:<connection name>:push_demand`` (cleared by the next success).
+``<kind>:<connection name>:push_demand`` (refused credentials: ``auth_failure:<connection name>``), cleared by the
+next success — the one policy of :func:`integration_hub.core.outcomes.connection_call`, as for the recommendations
+(``recommendations``) and stock orders (``stock_orders``) reads.
 """
 from __future__ import annotations
 
@@ -40,15 +42,16 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from connectors import errors
 from connectors.base import DemandLine
 from exceptions_app import kinds
-from exceptions_app.services import Problem, clear, raise_exception, raise_many
+from exceptions_app.services import Problem, raise_many
 from integration_hub.catalog.models import BundleComponent, Item
 from integration_hub.core.models import Connection, SyncCursor
+from integration_hub.core.outcomes import connection_call
 from integration_hub.inventory.sql import upsert
 from integration_hub.orders.models import OrderLine, OrderState as S
 
+from . import feeds
 from .models import DemandFeedEntry, Recommendation, ReturnCondition, ReturnLine
 
 log = logging.getLogger(__name__)
@@ -223,12 +226,12 @@ def push_demand_feed(connection: Connection, *, full: bool = False) -> FeedResul
     connector = get_connector(connection)
     full = getattr(connector, "full_reference_data", False)  # a cycle on every run, with every variant's stock
     chunks = [todo[start:start + SEND_CHUNK] for start in range(0, len(todo), SEND_CHUNK)] or ([[]] if full else [])
-    for start, chunk in zip(range(0, max(1, len(todo)), SEND_CHUNK), chunks):
-        try:
+    with connection_call(connection, OPERATION, title=f"Demand feed to {connection.name} failed", action="retry_demand_feed",
+                         cleared="demand feed succeeded") as call:
+        for start, chunk in zip(range(0, max(1, len(todo)), SEND_CHUNK), chunks):
+            call.context["lines_waiting"] = len(todo) - start
             variants = warehouses = allocations = ()
             if getattr(connector, "demand_delivery", "push") == "push":  # reference data goes before the lines
-                from . import feeds
-
                 wh_ids = sorted({acc.location for _, acc in chunk} | (set(feeds.all_planner_warehouse_ids(connection)) if full else set()))
                 variants = (list(feeds.all_variants(connection, wh_ids)) if full
                             else feeds.planner_variants(connection, {acc.sku for _, acc in chunk}, wh_ids))
@@ -236,33 +239,21 @@ def push_demand_feed(connection: Connection, *, full: bool = False) -> FeedResul
                 if getattr(connector, "uses_allocations", False):
                     allocations = feeds.open_allocations(connection)
             connector.push_demand([acc.line() for _, acc in chunk], variants, warehouses, allocations)
-        except errors.ConnectorError as exc:
-            kind = ("rate_limited" if isinstance(exc, errors.RateLimitedError)
-                    else "bad_payload" if isinstance(exc, errors.BadDataError) else "sync_timeout")
-            raise_exception(kind, kinds.key(kind, connection.name, OPERATION), f"Demand feed to {connection.name} failed",
-                            message=str(exc)[:2000], connection=connection,
-                            context={"operation": OPERATION, "error": type(exc).__name__, "lines_waiting": len(todo) - start,
-                                     "action": "retry_demand_feed"})
-            Connection.record_error(connection.pk, exc)
-            out.error = str(exc)[:500]
-            return out
-        now = timezone.now()
-        with transaction.atomic():
-            upsert(DemandFeedEntry, ["connection_id", "key", "order_id", "sku", "bundle_sku", "channel", "location", "quantity",
-                                     "is_return", "sent_at", "order_ref", "currency", "unit_price_cents", "ordered_at"],
-                   ["connection_id", "key"],
-                   ["quantity", "sent_at", "channel", "location", "order_ref", "currency", "unit_price_cents", "ordered_at"],
-                   [(connection.pk, key[:400], acc.order_id, acc.sku[:100], acc.bundle_sku[:100], (acc.channel or "")[:64],
-                     (acc.location or "")[:100], _signed(acc), acc.is_return, now, acc.order_ref[:200], (acc.currency or "")[:3],
-                     acc.unit_price_cents, acc.ordered_at) for key, acc in chunk])
-        out.batches += 1
-        out.sent += len(chunk)
-        out.returns_sent += sum(1 for _, acc in chunk if acc.is_return)
-        out.zeroed += sum(1 for _, acc in chunk if not acc.is_return and acc.quantity == 0)
-    SyncCursor.objects.filter(pk=cursor.pk).update(value=started.isoformat(), updated_at=timezone.now())
-    Connection.objects.filter(pk=connection.pk).update(last_success_at=timezone.now())
-    clear([kinds.key(k, connection.name, OPERATION) for k in ("rate_limited", "sync_timeout", "bad_payload")],
-          reason="demand feed succeeded")
+            now = timezone.now()
+            with transaction.atomic():
+                upsert(DemandFeedEntry, ["connection_id", "key", "order_id", "sku", "bundle_sku", "channel", "location", "quantity",
+                                         "is_return", "sent_at", "order_ref", "currency", "unit_price_cents", "ordered_at"],
+                       ["connection_id", "key"],
+                       ["quantity", "sent_at", "channel", "location", "order_ref", "currency", "unit_price_cents", "ordered_at"],
+                       [(connection.pk, key[:400], acc.order_id, acc.sku[:100], acc.bundle_sku[:100], (acc.channel or "")[:64],
+                         (acc.location or "")[:100], _signed(acc), acc.is_return, now, acc.order_ref[:200], (acc.currency or "")[:3],
+                         acc.unit_price_cents, acc.ordered_at) for key, acc in chunk])
+            out.batches += 1
+            out.sent += len(chunk)
+            out.returns_sent += sum(1 for _, acc in chunk if acc.is_return)
+            out.zeroed += sum(1 for _, acc in chunk if not acc.is_return and acc.quantity == 0)
+        SyncCursor.objects.filter(pk=cursor.pk).update(value=started.isoformat(), updated_at=timezone.now())
+    out.error = call.error_text(500)
     return out
 
 
@@ -360,15 +351,11 @@ def refresh_recommendations(connection: Connection) -> RefreshResult:
     from connectors.registry import get_connector
 
     out = RefreshResult()
-    key_prefix = "recommendations"
-    try:
+    with connection_call(connection, "recommendations", title=f"Reading recommendations from {connection.name} failed",
+                         action="retry_recommendations", cleared="recommendations read") as call:
         recs = get_connector(connection).recommendations()
-    except errors.ConnectorError as exc:
-        kind = "rate_limited" if isinstance(exc, errors.RateLimitedError) else "sync_timeout"
-        raise_exception(kind, kinds.key(kind, connection.name, key_prefix), f"Reading recommendations from {connection.name} failed",
-                        message=str(exc)[:2000], connection=connection,
-                        context={"operation": key_prefix, "error": type(exc).__name__, "action": "retry_recommendations"})
-        out.error = str(exc)[:500]
+    if call.failed:
+        out.error = call.error_text(500)
         return out
     out.fetched = len(recs)
     latest = {}
@@ -388,8 +375,6 @@ def refresh_recommendations(connection: Connection) -> RefreshResult:
                             ["item_id", "recommended_quantity", "supplier", "reason", "raw", "fetched_at"], rows)
         out.removed, _ = Recommendation.objects.filter(connection=connection, fetched_at__lt=now).delete()
     out.unknown_skus = sum(1 for sku in skus if sku not in items)
-    clear([kinds.key(k, connection.name, key_prefix) for k in ("rate_limited", "sync_timeout")], reason="recommendations read")
-    Connection.objects.filter(pk=connection.pk).update(last_success_at=now)
     return out
 
 
@@ -409,17 +394,14 @@ def refresh_stock_orders(connection: Connection) -> RefreshResult:
     from .models import StockOrder
 
     out = RefreshResult()
-    key_prefix = "stock_orders"
     try:
-        orders = get_connector(connection).stock_orders()
-    except NotImplementedError:
+        with connection_call(connection, "stock_orders", title=f"Reading stock orders from {connection.name} failed",
+                             action="retry_recommendations", cleared="stock orders read") as call:
+            orders = get_connector(connection).stock_orders()
+    except NotImplementedError:  # this planner holds no stock orders: nothing to read, nothing to record
         return out
-    except errors.ConnectorError as exc:
-        kind = "rate_limited" if isinstance(exc, errors.RateLimitedError) else "sync_timeout"
-        raise_exception(kind, kinds.key(kind, connection.name, key_prefix), f"Reading stock orders from {connection.name} failed",
-                        message=str(exc)[:2000], connection=connection,
-                        context={"operation": key_prefix, "error": type(exc).__name__, "action": "retry_recommendations"})
-        out.error = str(exc)[:500]
+    if call.failed:
+        out.error = call.error_text(500)
         return out
     out.fetched = len(orders)
     now = timezone.now()
@@ -438,5 +420,4 @@ def refresh_stock_orders(connection: Connection) -> RefreshResult:
                             ["reference", "kind", "status", "vendor", "warehouse", "source_warehouse", "expected_at", "created_at",
                              "lines", "units_open", "raw", "fetched_at"], list(rows.values()))
         out.removed, _ = StockOrder.objects.filter(connection=connection, fetched_at__lt=now).delete()
-    clear([kinds.key(k, connection.name, key_prefix) for k in ("rate_limited", "sync_timeout")], reason="stock orders read")
     return out

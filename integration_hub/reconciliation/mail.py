@@ -13,6 +13,10 @@ from __future__ import annotations
 from django.conf import settings
 from django.urls import reverse
 
+from integration_hub.monitoring.models import Delivery
+from integration_hub.monitoring.notify import Message
+
+from . import services, xlsx
 from .models import Report, ReportKind, ReportSubscription
 
 ATTACH_MAX_ROWS = 100_000  # XLSX of ~4 MB; larger reports are linked (mail servers refuse big attachments)
@@ -22,8 +26,6 @@ XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 def queue_deliveries(reports: list[Report]) -> int:
     """One outbox row per enabled subscription for the run ``reports`` (same business day). Returns rows queued
     (a repeat for the same day is ignored by the unique key)."""
-    from integration_hub.monitoring.models import Delivery
-
     if not reports:
         return 0
     day = reports[0].run_date
@@ -40,10 +42,6 @@ def _base_url() -> str:
 
 
 def report_message(d):
-    from integration_hub.monitoring.notify import Message
-
-    from . import services, xlsx
-
     sub = d.subscription
     reports = [r for r in Report.objects.filter(pk__in=d.context.get("report_ids", [])).order_by("kind") if sub.wants(r.kind)]
     day = d.digest_day.isoformat() if d.digest_day else ""

@@ -37,6 +37,7 @@ from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
 from integration_hub.catalog.models import Item
+from integration_hub.core import nudge
 from integration_hub.core.models import Channel
 from integration_hub.inventory.models import ChannelStock
 from integration_hub.monitoring import progress
@@ -264,10 +265,9 @@ def queue_report(kind: str, *, user=None, run_date: date | None = None) -> Repor
     report = _new_report(kind, Report.Trigger.ON_DEMAND, user, run_date)
 
     def send():
-        from .tasks import run_report
-
         try:
-            run_report.delay(kind, user_id=report.requested_by_id, report_id=report.pk)
+            nudge.enqueue("reconciliation.run_report", args=[kind],
+                          kwargs={"user_id": report.requested_by_id, "report_id": report.pk})
         except Exception as exc:  # broker down or misconfigured
             log.exception("could not queue reconciliation report %s", report.pk)
             Report.objects.filter(pk=report.pk, status=Report.Status.RUNNING).update(

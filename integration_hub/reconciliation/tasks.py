@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.contrib.auth import get_user_model
+
+from integration_hub.monitoring import delivery
 
 from . import mail, services
 from .models import Report
@@ -16,8 +19,6 @@ def daily_reports(keep_days: int = 90) -> dict:
     reports = services.generate_all(trigger=Report.Trigger.SCHEDULE)
     mailed = mail.queue_deliveries(reports)  # e-mail subscriptions: through the monitoring outbox, once per day
     if mailed:
-        from integration_hub.monitoring import delivery
-
         delivery.kick()
     purged = services.purge(keep_days)
     return {"reports": {r.kind: r.row_count for r in reports}, "purged": purged, "stale_failed": stale, "mailed": mailed}
@@ -27,8 +28,6 @@ def daily_reports(keep_days: int = 90) -> dict:
 def run_report(kind: str, user_id: int | None = None, report_id: int | None = None) -> int | None:
     """Build a report: the one :func:`services.queue_report` recorded (``report_id``), else a new one. Safe to
     run twice: a report that is no longer running is left as it is."""
-    from django.contrib.auth import get_user_model
-
     user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
     if report_id is None:
         return services.generate(kind, user=user).pk

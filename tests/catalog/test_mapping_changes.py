@@ -8,12 +8,12 @@ from integration_hub.catalog import mapping_changes
 from integration_hub.catalog.mapping_changes import last_change, mapping_changed
 from integration_hub.catalog.models import SkuMapping
 from integration_hub.inventory.models import PendingPush
-from tests.console import factories as f
+from tests.support import factories as f
 
 
 @pytest.fixture
 def w(db):
-    return f.world()
+    return f.console_world()
 
 
 def test_a_row_save_requeues_once_through_the_signal(w):

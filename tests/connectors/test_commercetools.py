@@ -452,7 +452,7 @@ def test_flash_sale_order_volume_is_fast(sandbox, catalog):
 
 # --- emulator details -----------------------------------------------------------------------------
 def test_query_predicates():
-    from connectors.sandbox.commercetools import compile_where, compile_where_hints
+    from connectors.sandbox.commercetools.predicates import compile_where, compile_where_hints
 
     o = {"sku": "A", "supplyChannel": {"typeId": "channel", "id": "c1"}, "lastModifiedAt": "2026-01-01T10:00:00.000Z",
          "quantityOnStock": 5, "variants": [{"sku": "X"}, {"sku": "Y"}], "id": "m"}

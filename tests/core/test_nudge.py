@@ -30,5 +30,6 @@ def test_eager_mode_runs_the_registered_task_in_process():
 def test_every_task_name_the_hub_nudges_is_registered():
     app.loader.import_default_modules()
     for name in ("orders.process", "orders.fetch_orders", "inventory.push_pending", "inventory.full_load",
-                 "reconciliation.run_report", "monitoring.deliver_one", "catalog.drain_item_outbox"):
+                 "reconciliation.run_report", "monitoring.deliver_one", "catalog.drain_item_outbox",
+                 "catalog.pull_master_items"):
         assert name in app.tasks, name

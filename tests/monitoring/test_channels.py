@@ -276,6 +276,7 @@ def test_broker_down_loses_no_notification_and_the_sweep_sends_it_later(receiver
     error reaches the evaluation) and the beat sweep (``monitoring.deliver_due``) sends it once it is back."""
     from kombu.exceptions import OperationalError
 
+    from integration_hub.core import nudge
     from integration_hub.monitoring import tasks
 
     ch = make_channel("slack", "slack", url=receiver.url + "/slack")
@@ -284,7 +285,7 @@ def test_broker_down_loses_no_notification_and_the_sweep_sends_it_later(receiver
     def broker_down(*args, **kwargs):
         raise OperationalError("[Errno 111] Connection refused")
 
-    monkeypatch.setattr(tasks.deliver_one, "delay", broker_down)
+    monkeypatch.setattr(nudge, "enqueue", broker_down)  # the broker refuses every send until monkeypatch.undo()
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         out = fire()  # the evaluation's on-commit kick meets the dead broker
     assert len(out.fired) == 1 and len(callbacks) == 1

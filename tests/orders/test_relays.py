@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from connectors.commercetools import SUBSCRIBED_MESSAGES, CommercetoolsConnector
-from connectors.sandbox.commercetools import oidc_token
+from connectors.sandbox.commercetools.subscriptions import oidc_token
 from integration_hub.orders import relays
 from integration_hub.orders.models import Order
 

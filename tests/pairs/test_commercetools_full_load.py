@@ -34,7 +34,7 @@ def _land(pair):
     emu = pair.sandbox.emulators["commercetools"]
     with emu.lock:
         emu.import_delay = 0
-        emu.import_queue = [(0, op, res) for _due, op, res in emu.import_queue]
+        emu.import_queue = sorted((0, seq, op, res) for _due, seq, op, res in emu.import_queue)
 
 
 def _settle(conn, timeout=10.0):

@@ -176,12 +176,12 @@ def test_report_pages_run_fixed_queries(w, role_client):
     assert small == big
 
 
-def test_run_on_demand_is_queued_to_a_worker_and_listed_when_done(w, role_client, monkeypatch,
+def test_run_on_demand_is_queued_to_a_worker_and_listed_when_done(w, role_client, task_trap,
                                                                    django_capture_on_commit_callbacks):
     from integration_hub.reconciliation import tasks as recon_tasks
 
     sent = []
-    monkeypatch.setattr(recon_tasks.run_report, "delay", lambda *a, **kw: sent.append((a, kw)))
+    task_trap.on_send(lambda s: s.name == recon_tasks.run_report.name and sent.append((s.args, s.kwargs)))
     client = role_client("finance")
     with django_capture_on_commit_callbacks(execute=True):
         r = client.post("/reports/run/", {"kind": "dispatched_unshipped"})
@@ -204,13 +204,10 @@ def test_run_on_demand_is_queued_to_a_worker_and_listed_when_done(w, role_client
     assert Report.objects.count() == 1
 
 
-def test_run_on_demand_with_the_broker_down_fails_visibly(w, role_client, monkeypatch, django_capture_on_commit_callbacks):
+def test_run_on_demand_with_the_broker_down_fails_visibly(w, role_client, task_trap, django_capture_on_commit_callbacks):
     from integration_hub.reconciliation import tasks as recon_tasks
 
-    def down(*a, **kw):
-        raise ConnectionRefusedError("broker unreachable")
-
-    monkeypatch.setattr(recon_tasks.run_report, "delay", down)
+    task_trap.fail(recon_tasks.run_report, ConnectionRefusedError("broker unreachable"))
     client = role_client("finance")
     with django_capture_on_commit_callbacks(execute=True):
         client.post("/reports/run/", {"kind": "stock_drift"})
