@@ -11,7 +11,7 @@ than one WAIR order or more than one delivery for a storefront order), and recei
 idempotency key, which the warehouse absorbs).
 
 The pipeline runs in this process through the same service functions the Celery tasks call
-(``integration_hub.orders.services``: leased batches, HTTP in a small thread pool; ``--workers`` loops in
+(``integration_hub.orders`` send / notify phases: leased batches, HTTP in a small thread pool; ``--workers`` loops in
 parallel, like worker processes — the capture and dispatch polls run once, then the loops drain), against its own
 sandbox server on a free port, on every reachable engine side by side (bench/_engines.py: a throwaway SQLite
 database, and PostgreSQL + Redis when they run here). ``--faults`` injects 409s, 429s and timeouts on both
@@ -117,10 +117,10 @@ def child(args, engine: str, tmp: str) -> dict:
     url = server.url
     from django.db.models import Count
 
-    from integration_hub.orders import services
+    from integration_hub.orders import claims, polls, processing
     from integration_hub.orders.models import Order, OrderState as S
 
-    services.kick = lambda delay=0: None  # no broker: this process does the work
+    claims.kick = lambda delay=0: None  # no broker: this process does the work
     ct, wh, channel, skus = build(url, args.rate, args.headroom)
     for i in range(0, n, 1000):
         control(url, "commercetools", "create_orders", {"orders": [
@@ -133,7 +133,7 @@ def child(args, engine: str, tmp: str) -> dict:
         limits.update(conflict_rate=0.03, timeout_rate=0.005, hang_seconds=2.5)
     for prefix in ("commercetools", "wair"):
         control(url, prefix, "faults", limits)
-    services.BACKOFF_BASE_SECONDS = 1  # a bench wants the retry to happen while it watches
+    claims.BACKOFF_BASE_SECONDS = 1  # a bench wants the retry to happen while it watches
 
     def pending(state):
         return lambda: not Order.objects.exclude(state=state).exists() and Order.objects.count() >= n
@@ -144,10 +144,10 @@ def child(args, engine: str, tmp: str) -> dict:
     wem, cem = server.emulators["wair"], server.emulators["commercetools"]
     r0 = (wem.stats.requests, cem.stats.requests)
     t0 = time.monotonic()
-    services.poll_orders(ct, max_pages=1000)  # capture (timed: part of intake)
+    polls.poll_orders(ct, max_pages=1000)  # capture (timed: part of intake)
 
     def step():
-        return any(services.process_due(batch_size=200).values())
+        return any(processing.process_due(batch_size=200).values())
 
     ok_a = run_until(pending(S.ACKNOWLEDGED), step, 3600, args.workers)
     ta = time.monotonic() - t0
@@ -157,7 +157,7 @@ def child(args, engine: str, tmp: str) -> dict:
     for k in keys:
         wair.control_dispatch({"order_ref": k, "parcels": [{"carrier": "dhl"}]})
     t1 = time.monotonic()
-    services.poll_dispatches(wh, max_pages=1000)
+    polls.poll_dispatches(wh, max_pages=1000)
     ok_b = run_until(pending(S.STOREFRONT_NOTIFIED), step, 3600, args.workers)
     tb = time.monotonic() - t1
     r2 = (wem.stats.requests, cem.stats.requests)

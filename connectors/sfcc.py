@@ -51,7 +51,7 @@ The OCAPI family, with Account Manager (see :mod:`connectors.sandbox.sfcc` for t
   A shipment is store-shipped when its own ``shipping_status`` is ``shipped`` (the hub never writes
   shipment-level status), or when the order's ``shipping_status`` is ``shipped`` without the hub's
   marker (the store / OMS shipped the rest of the order, tracking in the order's tracking attribute).
-  The hub reports them to the master until it acknowledges (``orders.services.send_fulfilments``).
+  The hub reports them to the master until it acknowledges (``orders.fulfilments.send_fulfilments``).
 
 ``Channel.external_id`` is the inventory list id. An order's channel is the ``inventory_id`` of its
 product items (BOPIS / multi-list sites), else ``options["default_inventory_list"]``.

@@ -31,7 +31,8 @@ Error handling (every call goes through :class:`connectors.http.HttpClient`):
 - ``send_order``'s acknowledgement carries WAIR's ``allocations`` (SKU → location where the line was allocated;
   a uk-web order may be allocated at EU1): the hub releases each line's hold on a moved figure there.
 - ``send_order`` / ``send_fulfilment`` answered 202 "pending" (received, not acknowledged) →
-  :class:`NotAcknowledged`, a RetryableError with ``kind == "not_acknowledged"``: the order is at WAIR
+  :class:`NotAcknowledged`, the taxonomy's :class:`connectors.errors.NotAcknowledgedError` (a RetryableError,
+  ``kind == "not_acknowledged"``): the order is at WAIR
   but has no acknowledgement id yet, so the hub marks it *sent*, not *acknowledged*. Re-sending is safe
   (the Idempotency-Key is the order ref; WAIR never creates a second order) and is how the hub asks again.
   Order intake retries 409 too ("key in flight"), since the key makes every retry a replay.
@@ -101,15 +102,10 @@ class WairTokenAuth(CachedTokenAuth):
         return body["accessToken"], int(body.get("expiresIn") or 3600)
 
 
-class NotAcknowledged(errors.RetryableError):
+class NotAcknowledged(errors.NotAcknowledgedError):
     """WAIR received the order (202) but has not acknowledged it: no order id yet. The order is *sent*,
-    not *acknowledged*; ask again later (same Idempotency-Key — never a duplicate order)."""
-
-    kind = "not_acknowledged"
-
-    def __init__(self, message: str, *, order_ref: str = "", **kw):
-        super().__init__(message, **kw)
-        self.order_ref = order_ref
+    not *acknowledged*; ask again later (same Idempotency-Key — never a duplicate order). The taxonomy's
+    :class:`connectors.errors.NotAcknowledgedError` (``kind == "not_acknowledged"``), named for WAIR."""
 
 
 class AlreadyDispatched(errors.PermanentError):

@@ -231,7 +231,7 @@ def _retry(records: list[ExceptionRecord], actor) -> tuple[list[ExceptionRecord]
         else:
             out.skipped.append((r.pk, "nothing to retry: the hub retries it on its own schedule"))
     if order_recs:
-        from integration_hub.console.retry_all import retry_orders
+        from integration_hub.orders.actions import retry_orders
 
         by_record = _orders_of(order_recs)
         ids = sorted({oid for oids in by_record.values() for oid in oids})

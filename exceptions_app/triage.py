@@ -20,9 +20,9 @@ SKU problems (``sku_mismatch`` / ``unknown_sku``, key ``<kind>:<channel key>:<st
   permissions it needs, is declared in :mod:`exceptions_app.kinds` (:func:`action_for` asks it).
 
 Stuck orders (``stuck_order:<idempotency key>``): :func:`retry_order`, :func:`edit_and_resend`,
-:func:`cancel_order` call the order flow's services (``order_flow``, imported plainly: tests replace
-``triage.order_flow``, the one patch point). Those do not resolve the exception: the key is cleared by the
-order flow when the warehouse acknowledges.
+:func:`cancel_order` call the order flow's person-facing actions (``integration_hub.orders.actions``, imported
+plainly as ``order_flow``: tests replace ``triage.order_flow``, the one patch point). Those do not resolve the
+exception: the key is cleared by the order flow when the warehouse acknowledges.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ from integration_hub.core import audit
 from integration_hub.core.models import Channel
 from integration_hub.inventory import outbox
 from integration_hub.inventory.models import PendingPush
-from integration_hub.orders import services as order_flow  # TODO(merge): integration_hub.orders.actions
+from integration_hub.orders import actions as order_flow
 from integration_hub.orders.state import IllegalTransition
 
 from . import kinds, services
@@ -576,7 +576,7 @@ ORDER_ACTION_LABELS = [("retry", "Retried"), ("edit", "Edited and resent"), ("no
 
 
 # which actions an order's state allows (the order flow refuses the others: retry_send, update_field_and_resend,
-# notify_storefront and cancel in orders.services); a shipped or cancelled order offers none
+# notify_storefront and cancel in orders.actions); a shipped or cancelled order offers none
 ACTION_STATES = {
     "retry": {"captured", "validated", "sent", "held", "failed"},
     "edit": {"captured", "validated", "held", "failed"},

@@ -30,7 +30,7 @@ from typing import Iterable
 from integration_hub.core.models import Channel
 from integration_hub.inventory import outbox
 from integration_hub.inventory.models import PendingPush
-from integration_hub.orders.services import revalidate_held  # TODO(merge): integration_hub.orders.actions
+from integration_hub.orders.actions import revalidate_held
 
 
 @dataclass

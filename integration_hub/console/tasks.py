@@ -13,6 +13,8 @@ def retry_all(what: str, query: str = "", user_id: int | None = None) -> dict:
 
     from integration_hub.monitoring import progress
 
+    from integration_hub.orders import actions
+
     from . import retry_all as r
 
     params = QueryDict(query or "")
@@ -24,6 +26,6 @@ def retry_all(what: str, query: str = "", user_id: int | None = None) -> dict:
     if what == "orders":
         ids = list(r.retryable(r.order_queryset(params)).values_list("pk", flat=True))
         with progress.track(f"order-retry-all:{user_id}", f"Retry {len(ids)} matching order(s)", total=len(ids)) as bar:
-            out = r.retry_orders(ids, actor=user, progress=bar)
+            out = actions.retry_orders(ids, actor=user, progress=bar)
         return {"due": out.due, "held": out.held, "revalidated": out.revalidated}
     raise ValueError(f"unknown retry {what!r}")

@@ -23,9 +23,9 @@ from integration_hub.core import audit
 from integration_hub.core.models import AuditEntry
 from integration_hub.core.roles import PermissionRequired
 from integration_hub.inventory.models import ChannelStockRule
-
 from integration_hub.inventory import outbox
 from integration_hub.inventory.rules import after_rule_deleted, audit_rule_locations, rule_location_codes
+from integration_hub.orders import actions
 
 from . import activity, impact, retry_all, schedules, services
 from .forms import (
@@ -633,7 +633,7 @@ class OrderRetryAllView(_RetryAllView):
         return retry_all.retryable(retry_all.order_queryset(params))
 
     def run(self, qs, user) -> str:
-        out = retry_all.retry_orders(list(qs.values_list("pk", flat=True)), actor=user)
+        out = actions.retry_orders(list(qs.values_list("pk", flat=True)), actor=user)
         return (f"{out.due} order(s) due to be sent (or shown shipped) now; {out.held} still held after revalidation "
                 "(their reasons are on each order).")
 

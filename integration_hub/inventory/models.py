@@ -163,8 +163,8 @@ class Reservation(models.Model):
       (``inventory.services.apply_stock_changes``, same transaction as the StockLevel write): from then on
       the master's figure carries the order. A figure that moved before the hold was marked (the master's
       allocation reached the hub before its acknowledgement) is re-checked when it is marked
-      (``inventory.services.recheck_holds``);
-    * ``HUB["HOLD_MAX_SECONDS"]`` after ``acknowledged_at`` (``inventory.services.expire_holds``), with a record;
+      (``inventory.reservations.recheck_holds``);
+    * ``HUB["HOLD_MAX_SECONDS"]`` after ``acknowledged_at`` (``inventory.reservations.expire_holds``), with a record;
     * the order's dispatch confirmation;
     * the order's cancellation.
 

@@ -145,8 +145,8 @@ def resync_masters(connection_id: int | None = None) -> list[dict]:
 
 @shared_task(name="inventory.expire_holds", ignore_result=True)
 def expire_holds() -> int:
-    """Beat: release acknowledged holds older than the masters' feed lag, with a record (services.expire_holds)."""
-    from .services import expire_holds as expire
+    """Beat: release acknowledged holds older than the masters' feed lag, with a record (reservations.expire_holds)."""
+    from .reservations import expire_holds as expire
 
     return expire()
 

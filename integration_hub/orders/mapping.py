@@ -1,6 +1,7 @@
 """Storefront order → what the warehouse needs: master SKUs, exploded bundles, mapped shipping method.
 
-Pure lookups plus one builder; no state changes here (those live in :mod:`.services` / :mod:`.state`).
+Pure lookups plus one builder; no state changes here (those live in the phase modules — :mod:`.lines`,
+:mod:`.validate`, … — and :mod:`.state`).
 
 SKU resolution (per channel, set-based: a fixed number of queries per batch of SKUs):
 1. an active :class:`SkuMapping` for the channel, else a global one (``channel`` NULL);

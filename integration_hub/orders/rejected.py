@@ -2,7 +2,7 @@
 
 A storefront connector's ``orders_since`` returns a :class:`connectors.parsing.ParsedBatch`: the orders it read,
 plus ``rejected`` rows for the ones it could not (it never files records itself). The capture that consumes the
-batch (:func:`integration_hub.orders.services.capture_many`) files each rejected order here, one record per order
+batch (:func:`integration_hub.orders.capture.capture_many`) files each rejected order here, one record per order
 (``bad_payload:<connection>:order:<order id>``), so one malformed order never stalls the orders behind it; any
 later change in the storefront brings it back through the same poll, and it is captured then.
 """

@@ -13,7 +13,7 @@ EventBridge, EventGrid, AzureServiceBus, ConfluentCloud, IronMQ). The hub reads 
   worker task and deletes a message only after its effect is committed.
 
 Either way a message is only a *hint*: the order ids it names are taken (:meth:`CommercetoolsConnector.order_hints`)
-and the order is read from the ct API before anything is captured (``services.fetch_and_capture``). Relays deliver
+and the order is read from the ct API before anything is captured (``polls.fetch_and_capture``). Relays deliver
 at least once and out of order; a duplicate or late message re-reads the order's *current* state, and capture,
 returns and cancellations are idempotent on the order / return ids, so nothing changes twice. The order poll stays
 the safety net for anything a relay loses.
@@ -36,7 +36,10 @@ from django.db import transaction
 
 from connectors import errors
 from connectors.commercetools import CommercetoolsConnector
+from integration_hub.core import nudge
 from integration_hub.core.models import Connection
+
+from . import polls
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +130,8 @@ def queue_fetch(conn: Connection, ids: list[str], changed: list[str]) -> None:
     """Fetch (and capture) the named orders after the current transaction commits."""
     if not ids and not changed:
         return
-    from .tasks import fetch_orders
-
-    transaction.on_commit(lambda: fetch_orders.apply_async(args=[conn.pk, list(ids)], kwargs={"refresh_ids": list(changed)},
-                                                           queue="priority", retry=False))
+    transaction.on_commit(lambda: nudge.enqueue("orders.fetch_orders", args=[conn.pk, list(ids)], kwargs={"refresh_ids": list(changed)},
+                                                queue="priority", retry=False))
 
 
 # --- SQS -----------------------------------------------------------------------------------------------
@@ -142,12 +143,11 @@ def sqs_client(cfg: dict):
 
 def consume_sqs(conn: Connection, *, wait_seconds: int = 20, time_budget: float = 25.0, client=None) -> dict:
     """Long-poll the connection's SQS queue until it is empty or ``time_budget`` is used. Each batch: the ids
-    its messages name are fetched and captured (``services.fetch_and_capture``, committed when it returns), then
+    its messages name are fetched and captured (``polls.fetch_and_capture``, committed when it returns), then
     only the messages whose effect is there are deleted — every named order is now in the hub (re-reads are
     done by then). A message whose order could not be fetched stays: it comes back after the visibility
     timeout (the poll may get there first; either way once). A body that is not a ct payload is left for the
     queue's redrive policy (dead-letter queue) and logged."""
-    from . import services
     from .models import Order
 
     cfg = relay_config(conn)
@@ -174,7 +174,7 @@ def consume_sqs(conn: Connection, *, wait_seconds: int = 20, time_budget: float 
         ids = list(dict.fromkeys(i for _, named, _ in hints for i in named))
         changed = list(dict.fromkeys(i for _, _, c in hints for i in c))
         if ids or changed:
-            services.fetch_and_capture(conn, ids, refresh_ids=changed)
+            polls.fetch_and_capture(conn, ids, refresh_ids=changed)
         have = set(Order.objects.filter(channel__connection=conn, external_id__in=ids + changed).values_list("external_id", flat=True))
         done = [m for m, named, c in hints if all(i in have for i in named + c)]
         out["kept"] += len(hints) - len(done)

@@ -1,5 +1,5 @@
 """Signed inbound webhooks of the order flow (thin edges: the steps are :class:`integration_hub.core.webhooks.Inbound`,
-the rules are in :mod:`.services`).
+the rules are in the phase modules, e.g. :mod:`.dispatch`).
 
 ``POST /hooks/orders/<connection name>/``   storefront subscription (commercetools OrderCreated, return and
     cancellation Messages; SFCC hook posts naming order numbers; authenticated by the connector's
@@ -20,7 +20,7 @@ from __future__ import annotations
 from integration_hub.core.models import MASTER_SYSTEMS, STOREFRONT_SYSTEMS
 from integration_hub.core.webhooks import Inbound
 
-from . import notifications, services
+from . import dispatch, notifications
 
 order_webhook = Inbound(
     "order-webhook", STOREFRONT_SYSTEMS, pushes="orders", retry_later=True,
@@ -31,5 +31,5 @@ order_webhook = Inbound(
 dispatch_webhook = Inbound(
     "dispatch-webhook", MASTER_SYSTEMS, pushes="dispatches",
     parse=lambda connector, payload: connector.parse_dispatch_webhook(payload),
-    handle=lambda conn, dispatches: services.record_dispatches(conn, dispatches, source="dispatch-webhook").as_dict(),
+    handle=lambda conn, dispatches: dispatch.record_dispatches(conn, dispatches, source="dispatch-webhook").as_dict(),
 ).view()

@@ -16,7 +16,7 @@ number of queries:
 - returns (:class:`ReturnLine`) are sent as return lines (negative quantity) — only units returned
   into the saleable state (``available``) offset demand; units only announced (``advised``), booked into
   inspection/quarantine or damaged did not come back to sellable stock, so they still need replenishing
-  and are not sent. Returns come in with the storefront order poll (``orders.services.capture_many`` →
+  and are not sent. Returns come in with the storefront order poll (``orders.capture.capture_many`` →
   connector ``storefront_returns`` → :func:`record_returns`), keyed by the storefront's return item id.
 
 The key of a line is ``<order ref>|<sku>|<bundle sku>|sale|return`` (the same id the Inventory Planner

@@ -8,8 +8,8 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from integration_hub.console import retry_all
 from integration_hub.inventory.models import PendingPush
+from integration_hub.orders import actions
 from integration_hub.orders.models import Order, OrderState
 from tests.support import factories as f
 from tests.support.tasks import trap_tasks
@@ -93,7 +93,7 @@ def test_retry_all_matching_orders(w, role_client):
 
 def test_a_send_in_flight_is_not_doubled(w):
     o = f.orders(w, 1, state=OrderState.SENT, claim_token="lease", next_attempt_at=timezone.now() + timedelta(minutes=5))[0]
-    assert retry_all.retry_orders([o.pk]).due == 0
+    assert actions.retry_orders([o.pk]).due == 0
     o.refresh_from_db()
     assert o.claim_token == "lease"
 

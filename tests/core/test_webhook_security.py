@@ -274,10 +274,10 @@ def eager_celery():
 
 
 def _drain():
-    from integration_hub.orders import services
+    from integration_hub.orders import processing
 
     for _ in range(20):
-        if not any(services.process_due().values()):
+        if not any(processing.process_due().values()):
             return
 
 
@@ -286,12 +286,12 @@ def test_a_forged_order_created_message_never_reaches_the_warehouse(db, sandbox,
     import copy
     import uuid
 
-    from integration_hub.orders import services
+    from integration_hub.orders import claims
     from integration_hub.orders.models import Order
     from tests.support.factories import sandbox_order_world
     from tests.support.sandbox import control
 
-    monkeypatch.setattr(services, "kick", lambda delay=0: None)
+    monkeypatch.setattr(claims, "kick", lambda delay=0: None)
     ct, _wh, _channel = sandbox_order_world(sandbox)
     [real] = control(sandbox, "commercetools", "create_orders", {"orders": [
         {"channel": "uk-web", "order_number": "REAL-1", "lines": [{"sku": "SKU-1", "quantity": 1}], "shipping_method": "standard"}]})["ids"]

@@ -23,7 +23,7 @@ def test_order_reaches_the_warehouse_while_a_long_stock_drain_runs(hub, celery_w
     from integration_hub.inventory import outbox
     from integration_hub.inventory.models import StockLevel
     from integration_hub.inventory.tasks import push_pending
-    from integration_hub.orders import services
+    from integration_hub.orders import capture
     from integration_hub.orders.models import Order, ShippingMethodMap
     from integration_hub.orders.models import OrderState as S
     from tests.orders.conftest import make_so
@@ -43,7 +43,7 @@ def test_order_reaches_the_warehouse_while_a_long_stock_drain_runs(hub, celery_w
     assert wait_for(lambda: PendingPush.objects.filter(claimed_until__isnull=False).exists(), timeout=30, interval=0.05)
     started = time.time()
     with transaction.atomic():
-        order, _ = services.capture(web, make_so("iso-1", lines=(("SKU-05", 1),), channel_ref="sc-web"))
+        order, _ = capture.capture(web, make_so("iso-1", lines=(("SKU-05", 1),), channel_ref="sc-web"))
     at_warehouse = (S.SENT, S.ACKNOWLEDGED, S.DISPATCHED, S.STOREFRONT_NOTIFIED)
     assert wait_for(lambda: Order.objects.get(pk=order.pk).state in at_warehouse, timeout=10, interval=0.1), \
         Order.objects.get(pk=order.pk).state

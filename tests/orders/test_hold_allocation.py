@@ -18,8 +18,9 @@ from django.utils import timezone
 from connectors.base import StockChange
 from integration_hub.catalog.models import Item
 from integration_hub.inventory.models import Reservation, StockLevel
-from integration_hub.inventory.services import apply_stock_changes, expire_holds, recheck_holds
-from integration_hub.orders import services
+from integration_hub.inventory.reservations import expire_holds, recheck_holds
+from integration_hub.inventory.services import apply_stock_changes
+from integration_hub.orders import capture, processing
 from integration_hub.orders.models import OrderState as S
 
 from .conftest import make_so
@@ -39,7 +40,7 @@ def _held(o):
 def test_the_allocation_location_is_recorded_and_only_a_figure_there_releases(world, fakes):
     wh, _ = fakes
     eu1 = _eu1(world)
-    o, _ = services.capture(world.channel, make_so("ct-a1", lines=[("SKU-1", 2), ("SKU-2", 1)]))
+    o, _ = capture.capture(world.channel, make_so("ct-a1", lines=[("SKU-1", 2), ("SKU-2", 1)]))
     wh.allocations[o.idempotency_key] = {"SKU-1": "EU1", "SKU-2": "DC1"}
     run_all()
     o.refresh_from_db()
@@ -59,7 +60,7 @@ def test_the_allocation_location_is_recorded_and_only_a_figure_there_releases(wo
 
 def test_without_allocations_any_moved_figure_of_the_master_releases(world, fakes):
     _eu1(world)
-    o, _ = services.capture(world.channel, make_so("ct-a2", lines=[("SKU-1", 1)]))
+    o, _ = capture.capture(world.channel, make_so("ct-a2", lines=[("SKU-1", 1)]))
     run_all()
     (hold,) = _held(o)
     assert hold.allocated_location_id is None
@@ -74,9 +75,9 @@ def test_an_allocation_figure_applied_before_the_acknowledgement_is_rechecked(wo
     _eu1(world)
     received = timezone.now() - timedelta(seconds=2)
     wh.received_at = received
-    o, _ = services.capture(world.channel, make_so("ct-race", lines=[("SKU-1", 2), ("SKU-2", 1)]))
+    o, _ = capture.capture(world.channel, make_so("ct-race", lines=[("SKU-1", 2), ("SKU-2", 1)]))
     wh.allocations[o.idempotency_key] = {"SKU-1": "EU1", "SKU-2": "EU1"}
-    services.validate_due()
+    processing.validate_due()
     # the allocation figure arrives first: no acknowledged hold yet, so nothing is released
     res = apply_stock_changes(world.wh, [StockChange("SKU-1", "EU1", 2, state="reserved", changed_at=received + timedelta(seconds=1))])
     assert res.released == 0 and _held(o).count() == 2
@@ -94,7 +95,7 @@ def test_a_repeated_figure_does_not_count_as_moved(world, fakes):
     """``StockLevel.moved_at`` moves only with the quantity: a master re-reporting the same figure (Clarus's polls
     re-read everything) never releases a hold on re-check."""
     wh, _ = fakes
-    o, _ = services.capture(world.channel, make_so("ct-rep", lines=[("SKU-1", 1)]))
+    o, _ = capture.capture(world.channel, make_so("ct-rep", lines=[("SKU-1", 1)]))
     t0 = timezone.now() - timedelta(seconds=30)
     apply_stock_changes(world.wh, [StockChange("SKU-1", "DC1", 9, changed_at=t0)])
     wh.received_at = timezone.now() - timedelta(seconds=10)
@@ -113,8 +114,8 @@ def test_the_hold_bound_rechecks_before_it_expires(world, fakes, settings):
 
     settings.HUB = {**settings.HUB, "HOLD_MAX_SECONDS": 600}
     wh, _ = fakes
-    a, _ = services.capture(world.channel, make_so("ct-b1", lines=[("SKU-1", 1)]))
-    b, _ = services.capture(world.channel, make_so("ct-b2", lines=[("SKU-2", 1)]))
+    a, _ = capture.capture(world.channel, make_so("ct-b1", lines=[("SKU-1", 1)]))
+    b, _ = capture.capture(world.channel, make_so("ct-b2", lines=[("SKU-2", 1)]))
     run_all()
     old = timezone.now() - timedelta(seconds=700)
     Reservation.objects.filter(order_ref__in=[a.idempotency_key, b.idempotency_key]).update(acknowledged_at=old)
@@ -158,7 +159,7 @@ def test_wair_allocates_elsewhere_and_its_figure_arrives_before_the_acknowledgem
     def uk_web_ats():
         return ats.for_pairs([(channel.pk, item.pk)])[(channel.pk, item.pk)].quantity
 
-    o, _ = services.capture(channel, make_so("ct-eu1", lines=[("SKU-1", 5)]))
+    o, _ = capture.capture(channel, make_so("ct-eu1", lines=[("SKU-1", 5)]))
     assert uk_web_ats() == 11  # held from capture
     run_all()
     o.refresh_from_db()

@@ -6,7 +6,7 @@ import json
 import pytest
 import requests
 
-from integration_hub.orders import services
+from integration_hub.orders import actions, capture, checks, claims, fulfilments, notify, polls, processing, remote
 from integration_hub.orders.models import Order, OrderState as S
 
 from .conftest import make_so
@@ -17,12 +17,12 @@ from tests.support.sandbox import control
 @pytest.fixture
 def no_kick(monkeypatch):
     """No worker runs in these tests: the test drives processing itself."""
-    monkeypatch.setattr(services, "kick", lambda delay=0: None)
+    monkeypatch.setattr(claims, "kick", lambda delay=0: None)
 
 
 def drain():
     for _ in range(20):
-        if not any(services.process_due().values()):
+        if not any(processing.process_due().values()):
             return
     raise AssertionError("orders still due after 20 passes")
 
@@ -52,9 +52,9 @@ def test_order_webhook_rejects_bad_auth_and_bad_bodies(world, client):
 def test_dispatch_webhook_needs_hmac(world, fakes, client):
     from connectors.signatures import sign
 
-    o, _ = services.capture(world.channel, make_so("ct-w"))
+    o, _ = capture.capture(world.channel, make_so("ct-w"))
     for _ in range(3):
-        services.process_due()
+        processing.process_due()
     body = json.dumps({"type": "dispatch.confirmed", "dispatches": [
         {"id": 5, "orderRef": o.idempotency_key, "orderId": "WO-1", "dispatchedAt": "2026-11-22T10:00:00Z", "complete": True,
          "parcels": [{"carrier": "dhl", "trackingNumber": "JD01", "lines": [{"skuId": "SKU-1", "quantity": 1}]}]},
@@ -74,9 +74,9 @@ def test_dispatch_webhook_replay_is_refused_and_a_future_dispatch_time_is_clampe
 
     from connectors.signatures import sign
 
-    o, _ = services.capture(world.channel, make_so("ct-future"))
+    o, _ = capture.capture(world.channel, make_so("ct-future"))
     for _ in range(3):
-        services.process_due()
+        processing.process_due()
     body = json.dumps({"type": "dispatch.confirmed", "dispatches": [
         {"id": 7, "orderRef": o.idempotency_key, "orderId": "WO-7", "dispatchedAt": "2102-01-01T00:00:00Z", "complete": True,
          "parcels": [{"carrier": "dhl", "trackingNumber": "JD07", "lines": [{"skuId": "SKU-1", "quantity": 1}]}]}]}).encode()
@@ -110,7 +110,7 @@ def test_webhook_twice_plus_poll_overlap_gives_one_order_and_one_warehouse_recei
     assert r.status_code == 200 and r.json() == {"to_fetch": 1, "to_refresh": 0}  # a hint: the order is read, not taken
     assert Order.objects.count() == 25
     # and the catch-up poll overlaps everything
-    res = services.poll_orders(ct)
+    res = polls.poll_orders(ct)
     assert res["created"] == 0 and res["existing"] == 25
     drain()
     assert set(Order.objects.values_list("state", flat=True)) == {S.ACKNOWLEDGED}
@@ -130,7 +130,7 @@ def test_webhook_twice_plus_poll_overlap_gives_one_order_and_one_warehouse_recei
         control(sandbox, "wair", "dispatch", {"order_ref": k, "parcels": [{"carrier": "dhl"}]})
     assert control(sandbox, "wair", "wait_webhooks", {"timeout": 30})["pending"] == 0
     assert Order.objects.filter(state=S.DISPATCHED).count() == 10
-    assert services.poll_dispatches(wh)["duplicate"] == 10  # poll overlapping the webhook changes nothing
+    assert polls.poll_dispatches(wh)["duplicate"] == 10  # poll overlapping the webhook changes nothing
     drain()
     ct_orders = control(sandbox, "commercetools", "state")["orders"]
     shipped = {oid for oid, x in ct_orders.items() if x["shipment_state"] == "Shipped"}
@@ -142,7 +142,7 @@ def test_webhook_twice_plus_poll_overlap_gives_one_order_and_one_warehouse_recei
         assert ct_orders[oid]["deliveries"] == 1
     # notifying again (e.g. a retried task) adds no second delivery
     hub = Order.objects.get(external_id=next(iter(shipped)))
-    services._connector(ct).mark_shipped(hub.external_id, services._parcels(hub))
+    remote.connector(ct).mark_shipped(hub.external_id, notify._parcels(hub))
     assert control(sandbox, "commercetools", "state")["orders"][hub.external_id]["deliveries"] == 1
 
 
@@ -156,16 +156,16 @@ def test_unacknowledged_order_is_resent_until_acknowledged_never_duplicated(sand
 
     ct, wh, channel = sandbox_order_world(sandbox)
     control(sandbox, "wair", "set_auto_ack", {"enabled": False})
-    order, _ = services.capture(channel, make_so("ct-ack"))
+    order, _ = capture.capture(channel, make_so("ct-ack"))
     drain()
     order.refresh_from_db()
     assert order.state == S.SENT and "not acknowledged" in order.last_error
     Order.objects.filter(pk=order.pk).update(sent_at=timezone.now() - timedelta(minutes=settings.HUB["ACK_TIMEOUT_MINUTES"] + 5))
-    assert services.resend_unacknowledged()["stuck"] == 1
+    assert checks.resend_unacknowledged()["stuck"] == 1
     assert ExceptionRecord.objects.get(dedupe_key=f"stuck_order:{order.idempotency_key}").status == "open"
     control(sandbox, "wair", "set_auto_ack", {"enabled": True})
     control(sandbox, "wair", "acknowledge", {})
-    services.resend_unacknowledged()
+    checks.resend_unacknowledged()
     order.refresh_from_db()
     assert order.state == S.ACKNOWLEDGED and order.warehouse_ref.startswith("WO-")
     assert ExceptionRecord.objects.get(dedupe_key=f"stuck_order:{order.idempotency_key}").status == "resolved"
@@ -179,13 +179,13 @@ def test_warehouse_validation_error_holds_order_naming_the_field(sandbox, no_kic
 
     ct, wh, channel = sandbox_order_world(sandbox)
     control(sandbox, "wair", "set_service_codes", {"codes": ["EXP24"]})
-    order, _ = services.capture(channel, make_so("ct-422"))
+    order, _ = capture.capture(channel, make_so("ct-422"))
     drain()
     order.refresh_from_db()
     assert order.state == S.HELD and "serviceCode" in order.hold_reason
     rec = ExceptionRecord.objects.get(dedupe_key=f"bad_payload:{wh.name}:order:{order.idempotency_key}")
     assert "serviceCode" in rec.context["fields"]
-    order = services.update_field_and_resend(order, "shipping_method", "express")
+    order = actions.update_field_and_resend(order, "shipping_method", "express")
     assert order.state == S.ACKNOWLEDGED
     assert control(sandbox, "wair", "state")["orders"][order.idempotency_key]["request"]["serviceCode"] == "EXP24"
 
@@ -196,17 +196,17 @@ def test_storefront_side_fulfilment_reported_to_master_until_acknowledged(sandbo
 
     ct, wh, channel = sandbox_order_world(sandbox)
     created = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1)]})
-    services.poll_orders(ct)
+    polls.poll_orders(ct)
     drain()
     control(sandbox, "commercetools", "store_fulfil", {"order": created["ids"][0], "lines": [["SKU-2", 2]], "tracking": "STORE-1"})
-    services.poll_orders(ct)
-    services.poll_orders(ct)  # seen again: still one row
+    polls.poll_orders(ct)
+    polls.poll_orders(ct)  # seen again: still one row
     f = StorefrontFulfilment.objects.get()
     assert f.lines == [["SKU-2", 2]] and f.ack_id == ""
     control(sandbox, "wair", "faults", {"fail_next": [503, 503, 503, 503, 503]})
-    assert services.send_fulfilments()["retrying"] == 1
+    assert fulfilments.send_fulfilments()["retrying"] == 1
     StorefrontFulfilment.objects.update(next_attempt_at=None)
-    assert services.send_fulfilments()["acknowledged"] == 1
+    assert fulfilments.send_fulfilments()["acknowledged"] == 1
     f.refresh_from_db()
     assert f.ack_id.startswith("FF-") and f.attempts == 2
     wair = control(sandbox, "wair", "state")["fulfilments"]
@@ -217,9 +217,9 @@ def test_storefront_side_fulfilment_reported_to_master_until_acknowledged(sandbo
 def test_change_notification_ids_are_fetched_and_captured_once(sandbox, no_kick):
     ct, wh, channel = sandbox_order_world(sandbox)
     created = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1), spec(2)]})
-    r = services.fetch_and_capture(ct, created["ids"] + created["ids"][:1])
+    r = polls.fetch_and_capture(ct, created["ids"] + created["ids"][:1])
     assert len(r.created) == 2
-    assert len(services.fetch_and_capture(ct, created["ids"]).created) == 0
+    assert len(polls.fetch_and_capture(ct, created["ids"]).created) == 0
     o = Order.objects.get(external_id=created["ids"][0])
     assert o.order_number == "FS1" and o.lines.count() == 2
 
@@ -243,7 +243,7 @@ def test_webhook_burst_with_concurrent_duplicates_gives_each_order_once(sandbox,
     assert {code for code, _ in results} == {200}
     assert all(body == {"to_fetch": 1, "to_refresh": 0} for _, body in results)  # each a hint, read from ct after commit
     assert Order.objects.count() == 300
-    assert services.poll_orders(ct)["created"] == 0
+    assert polls.poll_orders(ct)["created"] == 0
     drain()
     state = control(sandbox, "wair", "state")
     assert Order.objects.count() == len(state["orders"]) == 300
@@ -285,7 +285,7 @@ def test_return_messages_re_read_a_known_order_and_record_its_returns_once(sandb
     ct, wh, channel = sandbox_order_world(sandbox)
     hook = f"{live_server.url}/hooks/orders/{ct.name}/"
     [oid] = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1)]})["ids"]
-    assert services.poll_orders(ct)["created"] == 1  # the hub has the order
+    assert polls.poll_orders(ct)["created"] == 1  # the hub has the order
     order = Order.objects.get(external_id=oid)
     [item_id] = control(sandbox, "commercetools", "add_return", {"order": oid, "items": [{"sku": "SKU-2", "quantity": 1}]})["return_item_ids"]
     emu = sandbox.emulators["commercetools"]
@@ -307,7 +307,7 @@ def test_return_messages_re_read_a_known_order_and_record_its_returns_once(sandb
     # at-least-once delivery: the same message again changes nothing
     assert hook_post(hook, added).status_code == 200
     assert ReturnLine.objects.count() == 1 and ReturnLine.objects.get().updated_at == first_change
-    assert services.fetch_and_capture(ct, [], refresh_ids=[oid, oid]).returns == 0
+    assert polls.fetch_and_capture(ct, [], refresh_ids=[oid, oid]).returns == 0
 
     # the item moves on in the storefront (setReturnShipmentState), the message says so
     _ct_update(ct, oid, {"action": "setReturnShipmentState", "returnItemId": item_id, "shipmentState": "Returned"})
@@ -320,7 +320,7 @@ def test_return_messages_re_read_a_known_order_and_record_its_returns_once(sandb
     assert ReturnLine.objects.get().condition == "available"
 
     # the scheduled poll reads the same order afterwards: nothing counted twice
-    res = services.poll_orders(ct)
+    res = polls.poll_orders(ct)
     assert res["returns"] == 0 and res["created"] == 0, res
     assert ReturnLine.objects.count() == 1 and Order.objects.count() == 1
 
@@ -352,7 +352,7 @@ def test_cancelled_in_the_storefront_message_cancels_a_known_order(sandbox, live
     ct, wh, channel = sandbox_order_world(sandbox)
     hook = f"{live_server.url}/hooks/orders/{ct.name}/"
     [oid] = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1)]})["ids"]
-    services.poll_orders(ct)
+    polls.poll_orders(ct)
     # another state change names the known order: not re-read (one task, no storefront call)
     r = hook_post(hook, ct_message(sandbox, oid, "OrderStateChanged", orderState="Confirmed", oldOrderState="Open"))
     assert r.status_code == 200 and (r.json()["to_fetch"], r.json()["to_refresh"]) == (1, 0)

@@ -59,16 +59,16 @@ class Pair:
         return push.drain(time_budget=20)[0]
 
     def orders_out(self, storefront):
-        from integration_hub.orders import services
+        from integration_hub.orders import polls, processing
 
-        polled = services.poll_orders(storefront)
-        return polled, services.process_due()
+        polled = polls.poll_orders(storefront)
+        return polled, processing.process_due()
 
     def dispatch_back(self, master):
-        from integration_hub.orders import services
+        from integration_hub.orders import polls, processing
 
-        polled = services.poll_dispatches(master)
-        return polled, services.process_due()
+        polled = polls.poll_dispatches(master)
+        return polled, processing.process_due()
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ def _fulfilment_world(pair):
 
 
 def test_store_shipped_order_reaches_wair_once_and_is_resent_until_acknowledged(pair):
-    from integration_hub.orders import services
+    from integration_hub.orders import fulfilments
     from integration_hub.orders.models import StorefrontFulfilment
 
     sf, wh, order = _fulfilment_world(pair)
@@ -70,19 +70,19 @@ def test_store_shipped_order_reaches_wair_once_and_is_resent_until_acknowledged(
     assert f.lines == [["A", 2], ["B", 2]]  # SF-A 1 + the kit's A 1 and B 2, in master SKUs
     # WAIR unavailable: nothing reaches it, the row waits for the next round
     pair.control("wair", "faults", {"fail_next": [503, 503, 503]})
-    assert services.send_fulfilments() == {"acknowledged": 0, "retrying": 1}
+    assert fulfilments.send_fulfilments() == {"acknowledged": 0, "retrying": 1}
     assert pair.control("wair", "state")["fulfilments"] == []
     # received but not acknowledged (202 pending): sent again, every round, until WAIR acknowledges
     for _ in range(2):
         StorefrontFulfilment.objects.update(next_attempt_at=None)
-        assert services.send_fulfilments() == {"acknowledged": 0, "retrying": 1}
+        assert fulfilments.send_fulfilments() == {"acknowledged": 0, "retrying": 1}
     f.refresh_from_db()
     assert f.ack_id == "" and "not acknowledged" in f.last_error
     pair.control("wair", "acknowledge", {"order_refs": [order.idempotency_key]})
     StorefrontFulfilment.objects.update(next_attempt_at=None)
-    assert services.send_fulfilments() == {"acknowledged": 1, "retrying": 0}
+    assert fulfilments.send_fulfilments() == {"acknowledged": 1, "retrying": 0}
     StorefrontFulfilment.objects.update(next_attempt_at=None)
-    assert services.send_fulfilments() == {"acknowledged": 0, "retrying": 0}  # acknowledged: never sent again
+    assert fulfilments.send_fulfilments() == {"acknowledged": 0, "retrying": 0}  # acknowledged: never sent again
     pair.orders_out(sf)
     assert StorefrontFulfilment.objects.count() == 1
     f.refresh_from_db()
@@ -195,14 +195,14 @@ def test_a_lost_export_mark_is_repaired_when_the_order_is_read_again(pair):
     """SFCC is down when WAIR acknowledges: the export mark is lost (a warning record says so); the hub's own
     shipped update later bumps the order, the poll reads it still ``ready`` and marks it exported."""
     from exceptions_app.models import ExceptionRecord
-    from integration_hub.orders import services
+    from integration_hub.orders import polls, processing
     from integration_hub.orders.models import Order
 
     sf, wh = setup(pair)
     no = flows.place_order(pair, sf, "inv_web")
-    services.poll_orders(sf)
+    polls.poll_orders(sf)
     pair.control("sfcc", "faults", {"fail_next": [503, 503, 503]})
-    services.process_due()
+    processing.process_due()
     order = Order.objects.get(external_id=no)
     assert order.state == "acknowledged" and flows.storefront_order(pair, sf, order)["export_status"] == "ready"
     rec = ExceptionRecord.objects.get(dedupe_key=f"sync_timeout:{sf.name}:mark_exported")

@@ -42,9 +42,9 @@ def test_clarus_stock_and_manifest_webhooks_with_commercetools(pair, live_server
     pair.control("clarus", "dispatch", {"order_ref": order.idempotency_key, "parcels": [{"carrier": "DPD", "tracking_number": "TRK-9"}]})
     order.refresh_from_db()
     assert order.state == "dispatched"  # the "sales order completed (dispatched)" event confirmed it
-    from integration_hub.orders import services
+    from integration_hub.orders import processing
 
-    services.process_due()
+    processing.process_due()
     assert flows.storefront_order(pair, sf, order)["tracking"] == ["TRK-9"]
 
 
