@@ -16,6 +16,7 @@ Hierarchy (callers decide by ``isinstance``, never by class name)::
     │   └── ConfigurationError
     └── BadDataError               the payload is invalid: a person or a data fix
 """
+
 from __future__ import annotations
 
 DETAIL_LIMIT = 2000
@@ -27,7 +28,9 @@ class ConnectorError(Exception):
     retryable = False
     kind = "permanent"
 
-    def __init__(self, message: str, *, status: int | None = None, body=None, retry_after: float | None = None, system: str = ""):
+    def __init__(
+        self, message: str, *, status: int | None = None, body=None, retry_after: float | None = None, system: str = ""
+    ):
         super().__init__(message)
         self.status, self.body, self.retry_after, self.system = status, body, retry_after, system
 

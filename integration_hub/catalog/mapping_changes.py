@@ -22,6 +22,7 @@ Who calls it — every write of ``SkuMapping`` goes through exactly one of these
 Acknowledging the SKU exceptions a mapping fixes is the person-facing part and stays with the caller
 (:func:`exceptions_app.triage.acknowledge_sku_fix`): the confirmed stock push resolves them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,8 +40,14 @@ class MappingChange:
     orders_revalidated: int = 0  # held orders now validated (and queued)
 
 
-def mapping_changed(item_ids: Iterable[int], channel_ids: Iterable[int] | None, reason: str, *,
-                    storefront_skus: Iterable[str] = (), channel: Channel | None = None) -> MappingChange:
+def mapping_changed(
+    item_ids: Iterable[int],
+    channel_ids: Iterable[int] | None,
+    reason: str,
+    *,
+    storefront_skus: Iterable[str] = (),
+    channel: Channel | None = None,
+) -> MappingChange:
     """Mappings of ``item_ids`` on ``channel_ids`` (None: every channel — a global mapping) changed.
 
     Re-queues the items' stock push there (ROUTINE priority, ``reason`` on the outbox row) and, when
@@ -50,8 +57,12 @@ def mapping_changed(item_ids: Iterable[int], channel_ids: Iterable[int] | None, 
     change = MappingChange()
     item_ids = sorted({int(i) for i in item_ids if i})
     if item_ids:
-        change.pushes = outbox.enqueue(item_ids, channel_ids=None if channel_ids is None else sorted(set(channel_ids)),
-                                       priority=PendingPush.Priority.ROUTINE, reason=reason)
+        change.pushes = outbox.enqueue(
+            item_ids,
+            channel_ids=None if channel_ids is None else sorted(set(channel_ids)),
+            priority=PendingPush.Priority.ROUTINE,
+            reason=reason,
+        )
     skus = sorted(set(storefront_skus) - {""})
     if skus:
         change.orders_revalidated = revalidate_held(sku=skus[0] if len(skus) == 1 else None, channel=channel)

@@ -22,6 +22,7 @@ counts toward ``MAX_ROWS`` (more is fatal: nothing is imported, split the file);
 :func:`core.audit.record_many` (source ``csv-import``). Afterwards the affected items' stock is re-queued
 for push and the SKU exceptions the new mappings fix are acknowledged (the confirmed push resolves them).
 """
+
 from __future__ import annotations
 
 import csv
@@ -68,8 +69,10 @@ def _validate(r: dict, items: dict, channels: dict) -> tuple[str | None, dict]:
         problems.append(f"{nul} contains a NUL character")
     broken = [k for k, v in r.items() if k != "_lines" and ("\n" in v or "\r" in v)]
     if broken:  # a value spanning lines is an unbalanced quote swallowing the next row, never a SKU
-        problems.append(f"{', '.join(broken)} contains a line break (an unbalanced quote?)"
-                        + (f"; the row spans lines {r['_lines']}" if r.get("_lines") else ""))
+        problems.append(
+            f"{', '.join(broken)} contains a line break (an unbalanced quote?)"
+            + (f"; the row spans lines {r['_lines']}" if r.get("_lines") else "")
+        )
     if not master:
         problems.append("master_sku is empty")
     elif master not in items:
@@ -91,22 +94,31 @@ def _validate(r: dict, items: dict, channels: dict) -> tuple[str | None, dict]:
         problems.append(f"active {r.get('active')!r} is not yes/no")
     if problems:
         return "; ".join(problems), {}
-    return None, {"item": items[master], "channel": channels.get(ch_key) if ch_key else None, "storefront_sku": sku,
-                  "storefront_product": r.get("storefront_product", ""), "safety_buffer": int(buf) if buf else None,
-                  "active": act not in FALSE}
+    return None, {
+        "item": items[master],
+        "channel": channels.get(ch_key) if ch_key else None,
+        "storefront_sku": sku,
+        "storefront_product": r.get("storefront_product", ""),
+        "safety_buffer": int(buf) if buf else None,
+        "active": act not in FALSE,
+    }
 
 
 def _existing(skus) -> dict:
     """{(channel id, storefront sku): mapping} already in the database for these storefront SKUs."""
-    return {(m.channel_id, m.storefront_sku): m
-            for m in SkuMapping.objects.filter(storefront_sku__in=skus).select_related("item", "channel")}
+    return {
+        (m.channel_id, m.storefront_sku): m
+        for m in SkuMapping.objects.filter(storefront_sku__in=skus).select_related("item", "channel")
+    }
 
 
 def _bulk(new: list, changed: list) -> None:
     SkuMapping.objects.bulk_create(new, batch_size=1000)
     if new and new[0].pk is None:  # backends without RETURNING ids
-        pk_of = {(m.channel_id, m.storefront_sku): m.pk
-                 for m in SkuMapping.objects.filter(storefront_sku__in=[m.storefront_sku for m in new])}
+        pk_of = {
+            (m.channel_id, m.storefront_sku): m.pk
+            for m in SkuMapping.objects.filter(storefront_sku__in=[m.storefront_sku for m in new])
+        }
         for m in new:
             m.pk = pk_of[(m.channel_id, m.storefront_sku)]
     if changed:
@@ -116,10 +128,14 @@ def _bulk(new: list, changed: list) -> None:
 def _write(new: list, changed: list, line_of: dict, result: ImportResult) -> tuple[list, list]:
     """Bulk-write the rows (:func:`write_chunk`); a refused row (a mapping created by someone else meanwhile, a
     value the checks above missed) becomes a RowError."""
+
     def refused(m, exc):
         line, row = line_of[id(m)]
-        reason = ("already mapped (created while this file was imported): import the row again to update it"
-                  if isinstance(exc, IntegrityError) else f"refused by the database: {exc}")
+        reason = (
+            "already mapped (created while this file was imported): import the row again to update it"
+            if isinstance(exc, IntegrityError)
+            else f"refused by the database: {exc}"
+        )
         result.reject(line, reason, row)
 
     return write_chunk(new, changed, _bulk, refused)
@@ -204,12 +220,17 @@ def _import(stream: IO[str], sample: str, result: ImportResult, user) -> ImportR
         for m in touched:
             by_channel.setdefault(m.channel_id, set()).add(m.item_id)
         for channel_id, item_ids in by_channel.items():
-            result.pushes_queued += mapping_changed(item_ids, [channel_id] if channel_id else None,
-                                                    "sku mappings imported").pushes
+            result.pushes_queued += mapping_changed(
+                item_ids, [channel_id] if channel_id else None, "sku mappings imported"
+            ).pushes
         all_keys = list(channels)
         key_of = {ch.pk: key for key, ch in channels.items()}
-        keys = [k for m in touched if m.active
-                for k in triage.sku_fix_keys([m.storefront_sku], [key_of[m.channel_id]] if m.channel_id else all_keys)]
+        keys = [
+            k
+            for m in touched
+            if m.active
+            for k in triage.sku_fix_keys([m.storefront_sku], [key_of[m.channel_id]] if m.channel_id else all_keys)
+        ]
         result.exceptions_acknowledged = triage.acknowledge_sku_fix(keys, user, "mapped by CSV import")
     return result
 
@@ -221,9 +242,17 @@ def error_report_csv(result: ImportResult) -> str:
     if result.fatal:
         w.writerow(["", safe_cell(f"nothing imported: {result.fatal}"), "", "", ""])
     for e in result.errors:
-        w.writerow([e.line, safe_cell(e.reason), *(safe_cell(e.row.get(k, "")) for k in ("master_sku", "storefront_sku", "channel"))])
+        w.writerow(
+            [
+                e.line,
+                safe_cell(e.reason),
+                *(safe_cell(e.row.get(k, "")) for k in ("master_sku", "storefront_sku", "channel")),
+            ]
+        )
     if result.errors_truncated:
-        more = (f"… and {result.errors_truncated:,} more rejected rows not listed ({result.error_count:,} in all; "
-                f"the first {tabular.MAX_KEPT_ERRORS:,} are above)")
+        more = (
+            f"… and {result.errors_truncated:,} more rejected rows not listed ({result.error_count:,} in all; "
+            f"the first {tabular.MAX_KEPT_ERRORS:,} are above)"
+        )
         w.writerow(["", more, "", "", ""])
     return out.getvalue()

@@ -1,4 +1,4 @@
-""""Retry all matching" for the stock push queue and the order list: the whole filtered set, not one page.
+""" "Retry all matching" for the stock push queue and the order list: the whole filtered set, not one page.
 
 The list pages and these functions read the same filters (:func:`push_queryset`, :func:`order_queryset`), so
 the count shown before confirming is the set that is retried. Set-based: a push retry is one UPDATE per 1,000
@@ -8,6 +8,7 @@ validated / unacknowledged / dispatched ones due now for the order worker, which
 they shipped). Above ``HUB_BULK_INLINE_LIMIT``
 rows the work is queued to a worker (:mod:`.tasks`) with a progress bar on the dashboard.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -49,7 +50,7 @@ def lift_backoff(qs, progress=None) -> int:
     ids = list(qs.order_by("id").values_list("id", flat=True))
     n = 0
     for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
+        chunk = ids[start : start + CHUNK]
         n += PendingPush.objects.filter(pk__in=chunk).update(not_before=None)
         if progress is not None:
             progress.advance(len(chunk))

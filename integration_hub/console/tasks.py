@@ -1,4 +1,5 @@
 """Celery entry points of the console (thin: the work is in :mod:`.retry_all`)."""
+
 from __future__ import annotations
 
 from celery import shared_task
@@ -6,7 +7,7 @@ from celery import shared_task
 
 @shared_task(name="console.retry_all")
 def retry_all(what: str, query: str = "", user_id: int | None = None) -> dict:
-    """"Retry all matching" of the push queue (``what="pushes"``) or the order list (``"orders"``) that was too
+    """ "Retry all matching" of the push queue (``what="pushes"``) or the order list (``"orders"``) that was too
     large for a request: the set is read again from the same filters, with a progress bar on the dashboard."""
     from django.contrib.auth import get_user_model
     from django.http import QueryDict

@@ -11,6 +11,7 @@ shares — the SKU-mapping import (:mod:`integration_hub.catalog.mapping_import`
 * **Writing.** :func:`write_chunk` bulk-writes a chunk in one savepoint and, if the database refuses it,
   row by row so the good rows are kept.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -152,8 +153,11 @@ def read_rows(reader, result: ImportResult, columns, max_rows: int):
         except StopIteration:
             return
         except csv.Error as exc:
-            reason = (f"a value is longer than {csv.field_size_limit():,} characters" if "field limit" in str(exc)
-                      else f"unreadable CSV row: {exc}")
+            reason = (
+                f"a value is longer than {csv.field_size_limit():,} characters"
+                if "field limit" in str(exc)
+                else f"unreadable CSV row: {exc}"
+            )
             row = {}
         else:
             if not any((v or "").strip() for k, v in raw.items() if k) and None not in raw:
@@ -161,9 +165,13 @@ def read_rows(reader, result: ImportResult, columns, max_rows: int):
                 continue  # a blank line
             row = {k: (raw.get(k) or "").strip() for k in columns if k in raw}  # other columns are ignored
             given = sum(1 for k, v in raw.items() if k is not None and v is not None)
-            reason = ("more values than columns" if None in raw
-                      else f"only {given} of {width} values (a short row is not imported: add the missing separators)"
-                      if given < width else "")
+            reason = (
+                "more values than columns"
+                if None in raw
+                else f"only {given} of {width} values (a short row is not imported: add the missing separators)"
+                if given < width
+                else ""
+            )
         seen += 1
         if seen > max_rows:
             result.fatal = f"more than {max_rows:,} rows: split the file"
@@ -172,8 +180,15 @@ def read_rows(reader, result: ImportResult, columns, max_rows: int):
         line = min(start, end)
         if start < end and reason:  # one row over several physical lines: a quoted value with line breaks
             broken = [k for k, v in row.items() if "\n" in v or "\r" in v]
-            reason = "; ".join(x for x in (reason, f"{', '.join(broken)} contains a line break (an unbalanced quote?)"
-                                           if broken else "", f"the row spans lines {start}–{end}") if x)
+            reason = "; ".join(
+                x
+                for x in (
+                    reason,
+                    f"{', '.join(broken)} contains a line break (an unbalanced quote?)" if broken else "",
+                    f"the row spans lines {start}–{end}",
+                )
+                if x
+            )
         elif start < end:
             row["_lines"] = f"{start}–{end}"
         if reason:

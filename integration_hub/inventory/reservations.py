@@ -20,6 +20,7 @@ locks in the same order instead of deadlocking each other; the set-based release
 (:func:`release_reflected`, :func:`recheck_holds`, :func:`expire_holds`) are single statements per chunk. Callers
 never write ``Reservation`` rows themselves.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -45,7 +46,7 @@ CHUNK = 500
 def _chunks(seq, n=CHUNK):
     seq = list(seq)
     for i in range(0, len(seq), n):
-        yield seq[i:i + n]
+        yield seq[i : i + n]
 
 
 def reserve(wanted: dict[tuple[str, int, int], int], reason: str = "order reserved") -> int:
@@ -56,8 +57,14 @@ def reserve(wanted: dict[tuple[str, int, int], int], reason: str = "order reserv
     existing = set()
     refs = sorted({k for k, _, _ in wanted})
     for chunk in _chunks(refs):
-        existing.update(Reservation.objects.filter(order_ref__in=chunk).values_list("order_ref", "item_id", "channel_id"))
-    new = [Reservation(order_ref=k, item_id=i, channel_id=c, quantity=q) for (k, i, c), q in wanted.items() if (k, i, c) not in existing]
+        existing.update(
+            Reservation.objects.filter(order_ref__in=chunk).values_list("order_ref", "item_id", "channel_id")
+        )
+    new = [
+        Reservation(order_ref=k, item_id=i, channel_id=c, quantity=q)
+        for (k, i, c), q in wanted.items()
+        if (k, i, c) not in existing
+    ]
     if not new:
         return 0
     Reservation.objects.bulk_create(new, batch_size=500, ignore_conflicts=True)
@@ -102,20 +109,37 @@ def mark_holds_acknowledged(acks) -> int:
     with db.cursor() as cur:
         rows = [[db.ops.adapt_datetimefield_value(at), wh, ref] for ref, wh, at, _ in sorted(acks, key=lambda a: a[0])]
         for start in range(0, len(rows), 500):
-            cur.executemany(f"UPDATE {table} SET acknowledged_at = %s, warehouse_id = %s "
-                            "WHERE order_ref = %s AND released_at IS NULL AND acknowledged_at IS NULL", rows[start:start + 500])
+            cur.executemany(
+                f"UPDATE {table} SET acknowledged_at = %s, warehouse_id = %s "
+                "WHERE order_ref = %s AND released_at IS NULL AND acknowledged_at IS NULL",
+                rows[start : start + 500],
+            )
     wanted = {(wh, loc) for _, wh, _, alloc in acks for loc in alloc.values()}
     if wanted:
-        loc_ids = {(c, e): i for c, e, i in Location.objects.filter(
-            connection_id__in={w for w, _ in wanted}, external_id__in={e for _, e in wanted}).values_list("connection_id", "external_id", "id")}
+        loc_ids = {
+            (c, e): i
+            for c, e, i in Location.objects.filter(
+                connection_id__in={w for w, _ in wanted}, external_id__in={e for _, e in wanted}
+            ).values_list("connection_id", "external_id", "id")
+        }
         skus = {s for *_, alloc in acks for s in alloc}
         item_ids = dict(Item.objects.filter(sku__in=skus).values_list("sku", "id"))
-        updates = sorted([[loc_ids[(wh, loc)], ref, item_ids[sku]] for ref, wh, _, alloc in acks for sku, loc in alloc.items()
-                          if (wh, loc) in loc_ids and sku in item_ids], key=lambda u: (u[1], u[2]))
+        updates = sorted(
+            [
+                [loc_ids[(wh, loc)], ref, item_ids[sku]]
+                for ref, wh, _, alloc in acks
+                for sku, loc in alloc.items()
+                if (wh, loc) in loc_ids and sku in item_ids
+            ],
+            key=lambda u: (u[1], u[2]),
+        )
         with db.cursor() as cur:
             for start in range(0, len(updates), 500):
-                cur.executemany(f"UPDATE {table} SET allocated_location_id = %s "
-                                "WHERE order_ref = %s AND item_id = %s AND released_at IS NULL", updates[start:start + 500])
+                cur.executemany(
+                    f"UPDATE {table} SET allocated_location_id = %s "
+                    "WHERE order_ref = %s AND item_id = %s AND released_at IS NULL",
+                    updates[start : start + 500],
+                )
     return recheck_holds([ref for ref, *_ in acks])
 
 
@@ -130,7 +154,7 @@ def recheck_holds(order_refs=None) -> int:
         refs = sorted(set(order_refs))
         if not refs:
             return 0
-        chunks = [refs[start:start + 500] for start in range(0, len(refs), 500)]
+        chunks = [refs[start : start + 500] for start in range(0, len(refs), 500)]
     res, stock, loc = (db.ops.quote_name(m._meta.db_table) for m in (Reservation, StockLevel, Location))
     now = db.ops.adapt_datetimefield_value(timezone.now())
     pairs: set[tuple[int, int]] = set()
@@ -138,13 +162,16 @@ def recheck_holds(order_refs=None) -> int:
     with db.cursor() as cur:
         for chunk in chunks:
             refs_sql = f"AND order_ref IN ({', '.join(['%s'] * len(chunk))})" if chunk else ""
-            cur.execute(f"""UPDATE {res} SET released_at = %s, release_reason = %s
+            cur.execute(
+                f"""UPDATE {res} SET released_at = %s, release_reason = %s
                 WHERE released_at IS NULL AND acknowledged_at IS NOT NULL AND warehouse_id IS NOT NULL {refs_sql}
                   AND EXISTS (SELECT 1 FROM {stock} s JOIN {loc} l ON l.id = s.location_id
                                WHERE s.item_id = {res}.item_id AND l.connection_id = {res}.warehouse_id
                                  AND s.state IN (%s, %s) AND s.moved_at >= {res}.acknowledged_at
                                  AND ({res}.allocated_location_id IS NULL OR s.location_id = {res}.allocated_location_id))
-                RETURNING channel_id, item_id""", [now, "master stock feed (re-checked)", *(chunk or []), *sorted(ATS_STATES)])
+                RETURNING channel_id, item_id""",
+                [now, "master stock feed (re-checked)", *(chunk or []), *sorted(ATS_STATES)],
+            )
             got = cur.fetchall()
             released += len(got)
             pairs.update((int(c), int(i)) for c, i in got)
@@ -167,8 +194,12 @@ def release_reflected(connection, rows: list[tuple[tuple[int, int, str], int, da
         ts = ts or now
         if newest.get((item_id, loc_id)) is None or ts > newest[(item_id, loc_id)]:
             newest[(item_id, loc_id)] = ts
-    if not newest or not Reservation.objects.filter(released_at__isnull=True, acknowledged_at__isnull=False,
-                                                    warehouse_id=connection.pk).exists():
+    if (
+        not newest
+        or not Reservation.objects.filter(
+            released_at__isnull=True, acknowledged_at__isnull=False, warehouse_id=connection.pk
+        ).exists()
+    ):
         return 0
     tables = _tables()
     res = db.ops.quote_name(tables["res"])
@@ -178,19 +209,22 @@ def release_reflected(connection, rows: list[tuple[tuple[int, int, str], int, da
     items = sorted(newest.items())
     with db.cursor() as cur:
         for start in range(0, len(items), RELEASE_CHUNK):
-            chunk = items[start:start + RELEASE_CHUNK]
+            chunk = items[start : start + RELEASE_CHUNK]
             params: list = []
             for (item_id, loc_id), ts in chunk:
                 params += [item_id, loc_id, db.ops.adapt_datetimefield_value(ts)]
-            sql = ("WITH chg(item_id, location_id, changed_at) AS (VALUES "
-                   + ", ".join([f"(CAST(%s AS BIGINT), CAST(%s AS BIGINT), {ts_sql})"] * len(chunk)) + ") "
-                   + f"""UPDATE {res} SET released_at = %s, release_reason = %s
+            sql = (
+                "WITH chg(item_id, location_id, changed_at) AS (VALUES "
+                + ", ".join([f"(CAST(%s AS BIGINT), CAST(%s AS BIGINT), {ts_sql})"] * len(chunk))
+                + ") "
+                + f"""UPDATE {res} SET released_at = %s, release_reason = %s
                     WHERE released_at IS NULL AND acknowledged_at IS NOT NULL AND warehouse_id = %s
                       AND EXISTS (SELECT 1 FROM chg  -- every location of chg is this master's
                                    WHERE chg.item_id = {res}.item_id AND chg.changed_at >= {res}.acknowledged_at
                                      AND ({res}.allocated_location_id IS NULL
                                           OR {res}.allocated_location_id = chg.location_id))
-                    RETURNING channel_id, item_id""")
+                    RETURNING channel_id, item_id"""
+            )
             cur.execute(sql, params + [db.ops.adapt_datetimefield_value(now), "master stock feed", connection.pk])
             got = cur.fetchall()
             released += len(got)
@@ -227,24 +261,41 @@ def expire_holds(max_age_seconds: int | None = None) -> int:
     cutoff = timezone.now() - timedelta(seconds=seconds)
     with transaction.atomic():
         recheck_holds()  # holds the master's figures already carry are released as carried, not as expired
-        rows = list(Reservation.objects.select_for_update().filter(
-            released_at__isnull=True, acknowledged_at__isnull=False, acknowledged_at__lt=cutoff)
-            .values("id", "channel_id", "item_id", "order_ref", "warehouse_id", "quantity"))
+        rows = list(
+            Reservation.objects.select_for_update()
+            .filter(released_at__isnull=True, acknowledged_at__isnull=False, acknowledged_at__lt=cutoff)
+            .values("id", "channel_id", "item_id", "order_ref", "warehouse_id", "quantity")
+        )
         if not rows:
             return 0
-        Reservation.objects.filter(id__in=[r["id"] for r in rows]).update(released_at=timezone.now(), release_reason="hold expired")
+        Reservation.objects.filter(id__in=[r["id"] for r in rows]).update(
+            released_at=timezone.now(), release_reason="hold expired"
+        )
         _push({(r["channel_id"], r["item_id"]) for r in rows}, "hold expired")
         names = dict(Connection.objects.filter(pk__in={r["warehouse_id"] for r in rows}).values_list("pk", "name"))
         by_master: dict = defaultdict(list)
         for r in rows:
             by_master[r["warehouse_id"]].append(r)
-        raise_many([Problem(
-            kind="stock_drift", key=kinds.key("stock_drift", names.get(wh, f"master-{wh}"), "holds-expired"), severity="warning",
-            connection_id=wh, title=f"{len(held)} order hold(s) outlived {names.get(wh, wh)}'s stock feed ({seconds} s)",
-            message="The master acknowledged these orders but its stock feed never showed a changed figure for their items "
+        raise_many(
+            [
+                Problem(
+                    kind="stock_drift",
+                    key=kinds.key("stock_drift", names.get(wh, f"master-{wh}"), "holds-expired"),
+                    severity="warning",
+                    connection_id=wh,
+                    title=f"{len(held)} order hold(s) outlived {names.get(wh, wh)}'s stock feed ({seconds} s)",
+                    message="The master acknowledged these orders but its stock feed never showed a changed figure for their items "
                     "after that, so the hub held the stock itself. The holds are released now (the master's figures count "
                     "from here); if the master did not allocate these orders, its stock is overstated.",
-            context={"orders": sorted({r["order_ref"] for r in held})[:50], "holds": len(held),
-                     "units": sum(r["quantity"] for r in held), "max_age_seconds": seconds, "action": "check_master_stock"})
-            for wh, held in by_master.items()])
+                    context={
+                        "orders": sorted({r["order_ref"] for r in held})[:50],
+                        "holds": len(held),
+                        "units": sum(r["quantity"] for r in held),
+                        "max_age_seconds": seconds,
+                        "action": "check_master_stock",
+                    },
+                )
+                for wh, held in by_master.items()
+            ]
+        )
     return len(rows)

@@ -7,7 +7,8 @@ location ids (``Location.external_id`` on that connection) and master SKUs (``It
 row), and enqueues the pushes those changes cause in the same transaction.
 
 Reservations the master now carries are released in the same transaction
-(:func:`.reservations.release_reflected`; the whole reservation lifecycle lives in :mod:`.reservations`): an acknowledged order's hold stays until this master reports
+(:func:`.reservations.release_reflected`; the whole reservation lifecycle lives in :mod:`.reservations`): an
+acknowledged order's hold stays until this master reports
 a changed figure for the item where it allocated the line (``Reservation.allocated_location``, wherever that
 is; any of its locations when it did not say), with a change time at or after the acknowledgement (a
 repeated, unchanged figure releases nothing). A figure that arrived before the acknowledgement is re-checked
@@ -31,6 +32,7 @@ A negative *available* figure is not a bad row but a fact (the master oversold):
 location, ``stock_drift:<connection name>:negative:<sku@location>``, cleared when that figure is back to
 zero or more. A negative figure in any other state is a bad row.
 """
+
 from __future__ import annotations
 
 import logging
@@ -138,8 +140,10 @@ def _validate(change, horizon: datetime | None = None) -> tuple[str, str, int, s
     ts = _timestamp(_field(change, "changed_at"))
     if ts is not None and horizon is not None and ts > horizon:
         # kept, it would make every later real change of this SKU look stale until that date
-        raise InvalidChange(f"changed_at {ts.isoformat()} is in the future (more than "
-                            f"{int(settings.HUB.get('FUTURE_TOLERANCE_SECONDS', 300))} s ahead of the hub's clock)")
+        raise InvalidChange(
+            f"changed_at {ts.isoformat()} is in the future (more than "
+            f"{int(settings.HUB.get('FUTURE_TOLERANCE_SECONDS', 300))} s ahead of the hub's clock)"
+        )
     return sku.strip(), loc.strip(), qty, str(state), ts, str(_field(change, "ref", "") or "")
 
 
@@ -170,8 +174,15 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
         try:
             parsed.append(_validate(change, horizon))
         except InvalidChange as exc:
-            bad.append(RejectedRow(index=i, ref=str(_field(change, "ref", "") or ""), field="stock change", message=str(exc),
-                                   raw=change))
+            bad.append(
+                RejectedRow(
+                    index=i,
+                    ref=str(_field(change, "ref", "") or ""),
+                    field="stock change",
+                    message=str(exc),
+                    raw=change,
+                )
+            )
     if bad:
         problems.extend(_bad_row_problems(connection, bad, source))
 
@@ -179,12 +190,15 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
         locations = {}
         ext_ids = sorted({p[1] for p in parsed})
         for start in range(0, len(ext_ids), LOOKUP_CHUNK):
-            locations.update(Location.objects.filter(connection=connection, external_id__in=ext_ids[start:start + LOOKUP_CHUNK])
-                             .values_list("external_id", "id"))
+            locations.update(
+                Location.objects.filter(
+                    connection=connection, external_id__in=ext_ids[start : start + LOOKUP_CHUNK]
+                ).values_list("external_id", "id")
+            )
         skus = sorted({p[0] for p in parsed})
         items: dict[str, int] = {}
         for start in range(0, len(skus), LOOKUP_CHUNK):
-            items.update(Item.objects.filter(sku__in=skus[start:start + LOOKUP_CHUNK]).values_list("sku", "id"))
+            items.update(Item.objects.filter(sku__in=skus[start : start + LOOKUP_CHUNK]).values_list("sku", "id"))
         if len(items) < len(skus):  # the SKU master's new SKUs become pending items, not unknown_sku forever (issue 17)
             items.update(create_pending_items(connection, [s for s in skus if s not in items]))
 
@@ -208,30 +222,51 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
             if prev is None or ts is None or prev[1] is None or ts >= prev[1]:
                 latest[key] = (qty, ts, order)
         for loc, rows in unknown_locations.items():
-            problems.append(Problem(
-                kind="bad_payload", key=kinds.key("bad_payload", conn_name, "stock-location", loc),
-                title=f"Stock for unknown location {loc!r} from {conn_name}",
-                message=f"{len(rows)} change(s) name location {loc!r}, which is not configured for {conn_name}. "
-                        "Add the location (or fix the master) and re-sync.",
-                context={"location": loc, "changes": len(rows), "example": dict(zip(("sku", "quantity", "state", "ref"), rows[0])),
-                         "connection": conn_name, "action": "add_location"},
-                connection_id=connection.pk))
+            problems.append(
+                Problem(
+                    kind="bad_payload",
+                    key=kinds.key("bad_payload", conn_name, "stock-location", loc),
+                    title=f"Stock for unknown location {loc!r} from {conn_name}",
+                    message=f"{len(rows)} change(s) name location {loc!r}, which is not configured for {conn_name}. "
+                    "Add the location (or fix the master) and re-sync.",
+                    context={
+                        "location": loc,
+                        "changes": len(rows),
+                        "example": dict(zip(("sku", "quantity", "state", "ref"), rows[0])),
+                        "connection": conn_name,
+                        "action": "add_location",
+                    },
+                    connection_id=connection.pk,
+                )
+            )
         for sku, rows in unknown_skus.items():
-            problems.append(Problem(
-                kind="unknown_sku", key=kinds.key("unknown_sku", conn_name, sku), severity="warning",
-                title=f"Stock for unknown master SKU {sku!r} from {conn_name}",
-                message=f"{len(rows)} change(s) for {sku!r}, which is not in the item master.",
-                context={"master_sku": sku, "changes": len(rows), "example": dict(zip(("location", "quantity", "state", "ref"), rows[0])),
-                         "connection": conn_name, "action": "add_item"},
-                connection_id=connection.pk, sku=sku))
+            problems.append(
+                Problem(
+                    kind="unknown_sku",
+                    key=kinds.key("unknown_sku", conn_name, sku),
+                    severity="warning",
+                    title=f"Stock for unknown master SKU {sku!r} from {conn_name}",
+                    message=f"{len(rows)} change(s) for {sku!r}, which is not in the item master.",
+                    context={
+                        "master_sku": sku,
+                        "changes": len(rows),
+                        "example": dict(zip(("location", "quantity", "state", "ref"), rows[0])),
+                        "connection": conn_name,
+                        "action": "add_item",
+                    },
+                    connection_id=connection.pk,
+                    sku=sku,
+                )
+            )
 
         existing: dict[tuple[int, int, str], tuple[int, datetime | None]] = {}
         keys = list(latest)
         item_ids = sorted({k[0] for k in keys})
         loc_ids = sorted({k[1] for k in keys})
         for start in range(0, len(item_ids), LOOKUP_CHUNK):
-            for i, loc, st, qty, ts in (StockLevel.objects.filter(item_id__in=item_ids[start:start + LOOKUP_CHUNK], location_id__in=loc_ids)
-                                        .values_list("item_id", "location_id", "state", "quantity", "source_updated_at")):
+            for i, loc, st, qty, ts in StockLevel.objects.filter(
+                item_id__in=item_ids[start : start + LOOKUP_CHUNK], location_id__in=loc_ids
+            ).values_list("item_id", "location_id", "state", "quantity", "source_updated_at"):
                 existing[(i, loc, st)] = (qty, ts)
 
         rows, touched = [], defaultdict(list)  # touched: location_id -> [item ids, repeated per raw change]
@@ -251,14 +286,21 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
         _upsert_levels(rows, horizon)
         problems.extend(_negative_figures(connection, rows, existing, items, locations))
         for loc_id, ids in touched.items():
-            result.enqueued += outbox.enqueue(ids, location_ids=[loc_id], priority=PendingPush.Priority.ROUTINE,
-                                              reason=f"{source}:{conn_name}")
+            result.enqueued += outbox.enqueue(
+                ids, location_ids=[loc_id], priority=PendingPush.Priority.ROUTINE, reason=f"{source}:{conn_name}"
+            )
         # only a figure that moved can carry an order's allocation (a repeat of the same figure cannot)
         result.released = reservations.release_reflected(
-            connection, [r for r in rows if existing.get(r[0]) is None or existing[r[0]][0] != r[1]])
+            connection, [r for r in rows if existing.get(r[0]) is None or existing[r[0]][0] != r[1]]
+        )
 
-    result.rejected = (len(rejected) + len(changes) - len(parsed) + sum(len(v) for v in unknown_locations.values())
-                       + sum(len(v) for v in unknown_skus.values()))
+    result.rejected = (
+        len(rejected)
+        + len(changes)
+        - len(parsed)
+        + sum(len(v) for v in unknown_locations.values())
+        + sum(len(v) for v in unknown_skus.values())
+    )
     if problems:
         raise_many(problems)
     applied_skus = {sku for sku, loc, *_ in parsed if sku in items and loc in locations}
@@ -278,12 +320,18 @@ def _bad_row_problems(connection, rejected: list[RejectedRow], source: str) -> l
     bad: dict[str, list] = defaultdict(list)  # subject -> [(message, change, ref, sku)]
     for row in rejected:
         sku, loc = _field(row.raw, "sku"), _field(row.raw, "location")
-        subject = f"{sku}@{loc}" if isinstance(sku, str) and sku and loc not in (None, "") else (row.ref or f"{sku}@{loc}")
+        subject = (
+            f"{sku}@{loc}" if isinstance(sku, str) and sku and loc not in (None, "") else (row.ref or f"{sku}@{loc}")
+        )
         bad[subject].append((row.message, row.raw, row.ref, sku))
     conn_name = connection.name
     keys = {subject: kinds.key("bad_payload", conn_name, "stock", subject) for subject in bad}
-    known = {r["dedupe_key"]: r["context"] for r in ExceptionRecord.objects.filter(
-        dedupe_key__in=list(keys.values()), status__in=["open", "acknowledged"]).values("dedupe_key", "context")}
+    known = {
+        r["dedupe_key"]: r["context"]
+        for r in ExceptionRecord.objects.filter(
+            dedupe_key__in=list(keys.values()), status__in=["open", "acknowledged"]
+        ).values("dedupe_key", "context")
+    }
     out = []
     for subject, rows in bad.items():
         listed: dict[str, dict] = {}
@@ -296,14 +344,26 @@ def _bad_row_problems(connection, rejected: list[RejectedRow], source: str) -> l
             entry["example"], entry["ref"] = _excerpt(change), ref
         message, change, ref, sku = rows[-1]
         problems = sorted(listed.values(), key=lambda e: -e["count"])[:20]
-        out.append(Problem(
-            kind="bad_payload", key=keys[subject],
-            title=f"Rejected stock change from {conn_name}: {message}" if len(listed) == 1
-            else f"Rejected stock changes from {conn_name} for {subject}: {len(listed)} different problems",
-            message="\n".join(f"{e['message']} (×{e['count']})" for e in problems),
-            context={"change": _excerpt(change), "ref": ref, "source": source, "connection": conn_name,
-                     "problems": problems, "action": "fix_master_data"},
-            connection_id=connection.pk, sku=str(sku or "")[:100]))
+        out.append(
+            Problem(
+                kind="bad_payload",
+                key=keys[subject],
+                title=f"Rejected stock change from {conn_name}: {message}"
+                if len(listed) == 1
+                else f"Rejected stock changes from {conn_name} for {subject}: {len(listed)} different problems",
+                message="\n".join(f"{e['message']} (×{e['count']})" for e in problems),
+                context={
+                    "change": _excerpt(change),
+                    "ref": ref,
+                    "source": source,
+                    "connection": conn_name,
+                    "problems": problems,
+                    "action": "fix_master_data",
+                },
+                connection_id=connection.pk,
+                sku=str(sku or "")[:100],
+            )
+        )
     return out
 
 
@@ -321,14 +381,26 @@ def _negative_figures(connection, rows, existing, items: dict[str, int], locatio
         sku, loc = sku_of.get(item_id, str(item_id)), loc_of.get(loc_id, str(loc_id))
         key = kinds.key("stock_drift", conn_name, "negative", f"{sku}@{loc}")
         if qty < 0:
-            out.append(Problem(
-                kind="stock_drift", key=key, severity="error", connection_id=connection.pk, sku=sku[:100],
-                title=f"{conn_name} reports {qty} available for {sku} at {loc} (oversold)",
-                message=f"The master's available figure for {sku} at {loc} is {qty}: the shelf is oversold. The hub "
-                        "sells nothing from it (0 towards every channel's ATS) and keeps the real figure for drift "
-                        "and reports. Check the orders allocated there and the master's count.",
-                context={"master_sku": sku, "location": loc, "quantity": qty, "connection": conn_name,
-                         "action": "check_master_stock"}))
+            out.append(
+                Problem(
+                    kind="stock_drift",
+                    key=key,
+                    severity="error",
+                    connection_id=connection.pk,
+                    sku=sku[:100],
+                    title=f"{conn_name} reports {qty} available for {sku} at {loc} (oversold)",
+                    message=f"The master's available figure for {sku} at {loc} is {qty}: the shelf is oversold. The hub "
+                    "sells nothing from it (0 towards every channel's ATS) and keeps the real figure for drift "
+                    "and reports. Check the orders allocated there and the master's count.",
+                    context={
+                        "master_sku": sku,
+                        "location": loc,
+                        "quantity": qty,
+                        "connection": conn_name,
+                        "action": "check_master_stock",
+                    },
+                )
+            )
         elif (existing.get((item_id, loc_id, state)) or (0,))[0] < 0:
             recovered.append(key)
     if recovered:
@@ -336,7 +408,9 @@ def _negative_figures(connection, rows, existing, items: dict[str, int], locatio
     return out
 
 
-def _upsert_levels(rows: list[tuple[tuple[int, int, str], int, datetime | None]], horizon: datetime | None = None) -> None:
+def _upsert_levels(
+    rows: list[tuple[tuple[int, int, str], int, datetime | None]], horizon: datetime | None = None
+) -> None:
     if not rows:
         return
     table = StockLevel._meta.db_table
@@ -344,14 +418,23 @@ def _upsert_levels(rows: list[tuple[tuple[int, int, str], int, datetime | None]]
     future = db.ops.adapt_datetimefield_value(horizon or future_horizon())
     with db.cursor() as cur:
         for start in range(0, len(rows), UPSERT_CHUNK):
-            chunk = rows[start:start + UPSERT_CHUNK]
+            chunk = rows[start : start + UPSERT_CHUNK]
             params: list = []
             for (item_id, loc_id, state), qty, ts in chunk:
-                params += [item_id, loc_id, state, qty, db.ops.adapt_datetimefield_value(ts), now,
-                           db.ops.adapt_datetimefield_value(ts) if ts is not None else now]
+                params += [
+                    item_id,
+                    loc_id,
+                    state,
+                    qty,
+                    db.ops.adapt_datetimefield_value(ts),
+                    now,
+                    db.ops.adapt_datetimefield_value(ts) if ts is not None else now,
+                ]
             cur.execute(
                 f"""INSERT INTO {table} (item_id, location_id, state, quantity, source_updated_at, updated_at, moved_at)
-                    VALUES """ + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(chunk)) + f"""
+                    VALUES """
+                + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(chunk))
+                + f"""
                     ON CONFLICT (item_id, location_id, state) DO UPDATE SET
                         moved_at = CASE WHEN {table}.quantity <> excluded.quantity THEN excluded.moved_at
                                         ELSE {table}.moved_at END,
@@ -361,7 +444,8 @@ def _upsert_levels(rows: list[tuple[tuple[int, int, str], int, datetime | None]]
                     WHERE {table}.source_updated_at IS NULL OR excluded.source_updated_at IS NULL
                        OR excluded.source_updated_at >= {table}.source_updated_at
                        OR {table}.source_updated_at > %s""",
-                params + [future])
+                params + [future],
+            )
 
 
 # --- polling ---------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Each action checks that it applies to the order as it stands (else :class:`Order
 runs the phase's own code (:mod:`.validate`, :mod:`.send`, :mod:`.cancel`, :mod:`.notify`). States change only
 through :mod:`.state`, so every move is checked against the machine and logged with its cause and actor.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -69,8 +70,10 @@ def update_field_and_resend(order: Order, field: str, value, actor=None) -> Orde
     with transaction.atomic():
         locked = Order.objects.select_for_update().get(pk=order.pk)
         if locked.state not in claims.EDITABLE_BEFORE_SEND:
-            raise OrderActionError(f"order {locked} is {locked.get_state_display()}: the warehouse may already have it, "
-                                   "so it can no longer be edited in the hub")
+            raise OrderActionError(
+                f"order {locked} is {locked.get_state_display()}: the warehouse may already have it, "
+                "so it can no longer be edited in the hub"
+            )
         value = "" if value is None else str(value).strip()
         if field in ("shipping_method", "gift_message", "delivery_notes"):
             before = getattr(locked, field)
@@ -86,7 +89,7 @@ def update_field_and_resend(order: Order, field: str, value, actor=None) -> Orde
             setattr(locked, which, addr)
             locked.save(update_fields=[which, "updated_at"])
         elif field.startswith("lines.") and field.endswith(".storefront_sku"):
-            line_id = field[len("lines."):-len(".storefront_sku")]
+            line_id = field[len("lines.") : -len(".storefront_sku")]
             line = locked.lines.filter(line_id=line_id, parent__isnull=True).first()
             if line is None:
                 raise OrderActionError(f"order {locked} has no line {line_id!r}")
@@ -122,8 +125,10 @@ def cancel(order: Order, reason: str, actor=None) -> Order:
     order.refresh_from_db()
     if claims.maybe_at_warehouse(order):
         if order.warehouse is None or not order.warehouse.enabled:
-            raise OrderActionError(f"order {order} is {order.get_state_display()} and its warehouse ({order.warehouse}) is "
-                                   "not reachable from the hub: cancel it in the warehouse")
+            raise OrderActionError(
+                f"order {order} is {order.get_state_display()} and its warehouse ({order.warehouse}) is "
+                "not reachable from the hub: cancel it in the warehouse"
+            )
         # a person asking (again) asks the warehouse now, with their reason — unless a send of it is in flight:
         # then the cancel waits for that send's lease (cancel_due asks once it has landed or lapsed)
         now = timezone.now()
@@ -148,8 +153,10 @@ def notify_storefront(order: Order, actor=None) -> Order:
     if order.state == S.STOREFRONT_NOTIFIED:
         return order
     if order.state != S.DISPATCHED:
-        raise OrderActionError(f"order {order} is {order.get_state_display()}: the storefront is told only after the "
-                               "warehouse confirms the dispatch")
+        raise OrderActionError(
+            f"order {order} is {order.get_state_display()}: the storefront is told only after the "
+            "warehouse confirms the dispatch"
+        )
     Order.objects.filter(pk=order.pk, state=S.DISPATCHED).update(next_attempt_at=None)
     ids = claims.claim(Q(pk=order.pk) & claims.NOTIFY_DUE, 1, claims.LEASE_SECONDS)
     if ids:
@@ -169,21 +176,30 @@ def revalidate_held(sku: str | None = None, channel: Channel | None = None, acto
     ids = list(qs.values_list("pk", flat=True).distinct())
     total = 0
     for chunk in chunks(ids, claims.BATCH_SIZE):
-        total += len(validate_many(chunk, actor=actor, cause=f"revalidated{f' after {sku} was mapped' if sku else ''}").validated)
+        total += len(
+            validate_many(chunk, actor=actor, cause=f"revalidated{f' after {sku} was mapped' if sku else ''}").validated
+        )
     return total
 
 
-def record_storefront_fulfilment(order: Order, fulfilment_ref: str, lines, location: str = "",
-                                 fulfilled_at: datetime | None = None) -> tuple[StorefrontFulfilment, bool]:
+def record_storefront_fulfilment(
+    order: Order, fulfilment_ref: str, lines, location: str = "", fulfilled_at: datetime | None = None
+) -> tuple[StorefrontFulfilment, bool]:
     """Remember a fulfilment the storefront side made (ship-from-store, click & collect) so the master is
     told until it acknowledges. ``lines``: [(master sku, quantity)]. Idempotent per (order, ref)."""
     warehouse = order.warehouse or order.channel.warehouse
     if warehouse is None:
         raise OrderActionError(f"order {order} has no warehouse to report the fulfilment to")
     return StorefrontFulfilment.objects.get_or_create(
-        order=order, fulfilment_ref=str(fulfilment_ref)[:100],
-        defaults={"warehouse": warehouse, "lines": [[str(s), int(q)] for s, q in lines], "location": location or "",
-                  "fulfilled_at": fulfilled_at or timezone.now()})
+        order=order,
+        fulfilment_ref=str(fulfilment_ref)[:100],
+        defaults={
+            "warehouse": warehouse,
+            "lines": [[str(s), int(q)] for s, q in lines],
+            "location": location or "",
+            "fulfilled_at": fulfilled_at or timezone.now(),
+        },
+    )
 
 
 # --- many orders at once (console "retry all matching", bulk exception retries) ----------------------------
@@ -204,18 +220,23 @@ def retry_orders(order_ids, actor=None, progress=None) -> OrderRetry:
     out = OrderRetry()
     now = timezone.now()
     for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
+        chunk = ids[start : start + 500]
         Order.objects.filter(pk__in=chunk, state=S.FAILED).update(send_attempts=0)
-        again = list(Order.objects.filter(pk__in=chunk, state__in=[S.CAPTURED, S.HELD, S.FAILED]).values_list("pk", flat=True))
+        again = list(
+            Order.objects.filter(pk__in=chunk, state__in=[S.CAPTURED, S.HELD, S.FAILED]).values_list("pk", flat=True)
+        )
         if again:
             result = validate_many(again, actor=actor, cause="retried from the console")
             out.revalidated += len(result.validated)
             # still invalid (held, or failed: the order flow keeps a failed order failed until it validates)
             out.held += Order.objects.filter(pk__in=again, state__in=[S.HELD, S.FAILED]).count()
-        out.due += (Order.objects.filter(pk__in=chunk, state__in=[S.VALIDATED, S.SENT, S.DISPATCHED],
-                                         cancel_requested_at__isnull=True)
-                    .filter(Q(claim_token="") | Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-                    .update(next_attempt_at=None, claim_token=""))
+        out.due += (
+            Order.objects.filter(
+                pk__in=chunk, state__in=[S.VALIDATED, S.SENT, S.DISPATCHED], cancel_requested_at__isnull=True
+            )
+            .filter(Q(claim_token="") | Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .update(next_attempt_at=None, claim_token="")
+        )
         if progress is not None:
             progress.advance(len(chunk))
     if out.due:

@@ -38,13 +38,35 @@ def _run(modeladmin, request, queryset, fn, verb):
 
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
-    list_display = ["order_number", "external_id", "channel", "state", "placed_at", "warehouse_ref", "send_attempts", "updated_at"]
+    list_display = [
+        "order_number",
+        "external_id",
+        "channel",
+        "state",
+        "placed_at",
+        "warehouse_ref",
+        "send_attempts",
+        "updated_at",
+    ]
     list_filter = ["state", "channel"]
     list_select_related = ["channel"]
     search_fields = ["order_number", "external_id", "idempotency_key", "warehouse_ref", "customer_email"]
     # state changes only through the state machine (actions below call :mod:`.actions`)
-    readonly_fields = ["state", "idempotency_key", "warehouse_ref", "send_attempts", "notify_attempts", "sent_at", "acknowledged_at",
-                       "dispatched_at", "notified_at", "claim_token", "last_error", "hold_reason", "tracking"]
+    readonly_fields = [
+        "state",
+        "idempotency_key",
+        "warehouse_ref",
+        "send_attempts",
+        "notify_attempts",
+        "sent_at",
+        "acknowledged_at",
+        "dispatched_at",
+        "notified_at",
+        "claim_token",
+        "last_error",
+        "hold_reason",
+        "tracking",
+    ]
     inlines = [LineInline, TransitionInline]
     actions = ["retry_orders", "cancel_orders", "notify_storefront"]
 
@@ -54,7 +76,13 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel (asks the warehouse first when it has the order)", permissions=["cancel"])
     def cancel_orders(self, request, queryset):
-        _run(self, request, queryset, lambda o: actions.cancel(o, f"cancelled in admin by {request.user}", actor=request.user), "Cancelled")
+        _run(
+            self,
+            request,
+            queryset,
+            lambda o: actions.cancel(o, f"cancelled in admin by {request.user}", actor=request.user),
+            "Cancelled",
+        )
 
     @admin.action(description="Mark shipped in the storefront (dispatched orders only)", permissions=["retry"])
     def notify_storefront(self, request, queryset):

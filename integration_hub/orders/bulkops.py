@@ -1,6 +1,7 @@
 """Set-based writes the order phases share: chunked id lists and UPDATEs grouped by value (few distinct
 combinations: plain UPDATEs; per-row values: one ``executemany``), so a batch costs a fixed number of queries.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -58,7 +59,7 @@ def save_split(model, objs, varying: list[str], constant: list[str]) -> None:
 def chunks(seq, n=500):
     seq = list(seq)
     for i in range(0, len(seq), n):
-        yield seq[i:i + n]
+        yield seq[i : i + n]
 
 
 def group_by(items, key) -> dict:

@@ -2,6 +2,7 @@
 one it has (sent / acknowledged) gets a cancel request the worker sends (:func:`cancel_due`), and is cancelled on
 the warehouse's confirmation — a refusal (already picked or dispatched) raises an exception record.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -24,9 +25,13 @@ from .state import transition_many
 
 
 def _cancelled_keys(o: Order) -> list[str]:
-    return [keys.order_problem_key(o), make_key("stuck_order", o.idempotency_key), make_key("orphaned_order", o.channel.key, o.external_id),
-            make_key("missing_dispatch", o.idempotency_key), keys.bad_key(o.warehouse.name if o.warehouse_id and o.warehouse else "",
-                                                                      "order-cancel", o.idempotency_key)]
+    return [
+        keys.order_problem_key(o),
+        make_key("stuck_order", o.idempotency_key),
+        make_key("orphaned_order", o.channel.key, o.external_id),
+        make_key("missing_dispatch", o.idempotency_key),
+        keys.bad_key(o.warehouse.name if o.warehouse_id and o.warehouse else "", "order-cancel", o.idempotency_key),
+    ]
 
 
 def cancel_many(orders, reason: str, actor=None, from_states=None) -> list[int]:
@@ -34,8 +39,17 @@ def cancel_many(orders, reason: str, actor=None, from_states=None) -> list[int]:
     release of their reservations, one clear of their exception keys. Returns the ids cancelled."""
     orders = list(orders)
     with transaction.atomic():
-        moved = set(transition_many([o.pk for o in orders], S.CANCELLED, f"cancelled: {reason}", actor=actor,
-                                    from_states=from_states or list(claims.EDITABLE_BEFORE_SEND), claim_token="", next_attempt_at=None))
+        moved = set(
+            transition_many(
+                [o.pk for o in orders],
+                S.CANCELLED,
+                f"cancelled: {reason}",
+                actor=actor,
+                from_states=from_states or list(claims.EDITABLE_BEFORE_SEND),
+                claim_token="",
+                next_attempt_at=None,
+            )
+        )
         done = [o for o in orders if o.pk in moved]
         reservations.release([o.idempotency_key for o in done], "cancelled")
     if done:
@@ -48,9 +62,12 @@ def request_warehouse_cancel(order_ids, reason: str) -> int:
     resends them) and nudge a worker to ask the warehouse (:func:`cancel_due`)."""
     now, ids = timezone.now(), list(order_ids)
     n = Order.objects.filter(claims.AT_WAREHOUSE, pk__in=ids, cancel_requested_at__isnull=True).update(
-        cancel_requested_at=now, cancel_reason=reason[:300])
+        cancel_requested_at=now, cancel_reason=reason[:300]
+    )
     if n:  # due at once unless a send is in flight: then when it ends (or its lease runs out)
-        Order.objects.filter(claims.lease_free(now), pk__in=ids, cancel_requested_at=now).update(next_attempt_at=None, claim_token="")
+        Order.objects.filter(claims.lease_free(now), pk__in=ids, cancel_requested_at=now).update(
+            next_attempt_at=None, claim_token=""
+        )
         claims.kick()
     return n
 
@@ -75,8 +92,11 @@ def cancel_claimed(ids: list[int], actor=None) -> CancelResult:
     the order) → cancelled, reservations released; refused (already picked / dispatched) → the request is
     dropped and a ``bad_payload`` record names the refusal; transport failures back off and retry."""
     result = CancelResult()
-    orders = list(Order.objects.filter(claims.AT_WAREHOUSE, pk__in=ids, cancel_requested_at__isnull=False)
-                  .select_related("channel__connection", "warehouse").defer("raw"))
+    orders = list(
+        Order.objects.filter(claims.AT_WAREHOUSE, pk__in=ids, cancel_requested_at__isnull=False)
+        .select_related("channel__connection", "warehouse")
+        .defer("raw")
+    )
 
     def call(o):
         return remote.connector(o.warehouse).cancel_order(o.idempotency_key)
@@ -88,8 +108,12 @@ def cancel_claimed(ids: list[int], actor=None) -> CancelResult:
     done, refused, later, problems = [], [], [], []
     for o, res in zip(orders, outcomes):
         o.claim_token = ""
-        if (isinstance(res, errors.NotFoundError) and o.state == S.SENT
-                and now < max((t for t in (o.sent_at, o.cancel_requested_at) if t is not None), default=now - ack_wait) + ack_wait):
+        if (
+            isinstance(res, errors.NotFoundError)
+            and o.state == S.SENT
+            and now
+            < max((t for t in (o.sent_at, o.cancel_requested_at) if t is not None), default=now - ack_wait) + ack_wait
+        ):
             # a send may still be landing: "not there" is "not there yet", not cancelled — asked again until the
             # acknowledgement timeout has passed since the last send could have started; then it is truly absent
             o.last_error = f"cancel: {type(res).__name__}: {res} (not at the warehouse yet)"[:2000]
@@ -118,8 +142,14 @@ def cancel_claimed(ids: list[int], actor=None) -> CancelResult:
         if problems:
             raise_many(problems)
     for reason, group in group_by(done, lambda o: o.cancel_reason or "cancel requested").items():
-        result.cancelled += len(cancel_many(group, f"{reason} (confirmed by {group[0].warehouse})", actor=actor,
-                                            from_states=[S.SENT, S.ACKNOWLEDGED, S.FAILED]))
+        result.cancelled += len(
+            cancel_many(
+                group,
+                f"{reason} (confirmed by {group[0].warehouse})",
+                actor=actor,
+                from_states=[S.SENT, S.ACKNOWLEDGED, S.FAILED],
+            )
+        )
     return result
 
 
@@ -131,8 +161,12 @@ def apply_storefront_cancellations(connection: Connection, pairs) -> int:
     cancelled = [(ch.pk, so.external_id) for ch, so in pairs if (so.status or "").lower() == "cancelled"]
     if not cancelled:
         return 0
-    orders = list(keys.orders_for(cancelled, Order.objects.exclude(state=S.CANCELLED).select_related("channel__connection", "warehouse")
-                              .defer("raw")).values())
+    orders = list(
+        keys.orders_for(
+            cancelled,
+            Order.objects.exclude(state=S.CANCELLED).select_related("channel__connection", "warehouse").defer("raw"),
+        ).values()
+    )
     before = [o for o in orders if o.state in claims.EDITABLE_BEFORE_SEND and not claims.maybe_at_warehouse(o)]
     n = len(cancel_many(before, "cancelled in the storefront")) if before else 0
     at_warehouse = [o.pk for o in orders if claims.maybe_at_warehouse(o) and o.cancel_requested_at is None]

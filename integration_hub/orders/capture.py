@@ -4,6 +4,7 @@ are stored, SKUs mapped, bundles exploded to component lines and stock reserved 
 transaction. A polled batch also carries what happened storefront-side: fulfilments (:mod:`.fulfilments`), returns
 (:mod:`.returns`) and cancellations (:mod:`.cancel`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,7 +40,12 @@ class CaptureResult:
     returns: int = 0  # return rows recorded or changed (planning.ReturnLine)
 
     def as_dict(self) -> dict:
-        return {"created": len(self.created), "existing": self.existing, "rejected": self.rejected, "returns": self.returns}
+        return {
+            "created": len(self.created),
+            "existing": self.existing,
+            "rejected": self.rejected,
+            "returns": self.returns,
+        }
 
 
 def _addr(a) -> dict:
@@ -48,13 +54,26 @@ def _addr(a) -> dict:
 
 def _new_order(channel: Channel, so: StorefrontOrder) -> Order:
     return Order(
-        channel=channel, external_id=so.external_id, order_number=so.order_number or "", state=S.CAPTURED,
-        storefront_version=so.version, placed_at=so.placed_at, currency=so.currency or "", total_cents=so.total_cents,
-        customer_email=so.customer_email or "", shipping_address=_addr(so.shipping_address),
-        billing_address=_addr(so.billing_address), shipping_method=so.shipping_method or "",
-        gift_message=so.gift_message or "", delivery_notes=so.delivery_notes or "", custom_fields=dict(so.custom_fields or {}),
-        promotion_codes=list(so.promotion_codes or []), raw=so.raw or {}, warehouse_id=channel.warehouse_id,
-        idempotency_key=keys.order_key(channel, so.external_id))
+        channel=channel,
+        external_id=so.external_id,
+        order_number=so.order_number or "",
+        state=S.CAPTURED,
+        storefront_version=so.version,
+        placed_at=so.placed_at,
+        currency=so.currency or "",
+        total_cents=so.total_cents,
+        customer_email=so.customer_email or "",
+        shipping_address=_addr(so.shipping_address),
+        billing_address=_addr(so.billing_address),
+        shipping_method=so.shipping_method or "",
+        gift_message=so.gift_message or "",
+        delivery_notes=so.delivery_notes or "",
+        custom_fields=dict(so.custom_fields or {}),
+        promotion_codes=list(so.promotion_codes or []),
+        raw=so.raw or {},
+        warehouse_id=channel.warehouse_id,
+        idempotency_key=keys.order_key(channel, so.external_id),
+    )
 
 
 # orders another capture inserted first are skipped by the insert itself (ON CONFLICT DO NOTHING); what still
@@ -90,7 +109,11 @@ def capture_pairs(pairs: list[tuple[Channel, StorefrontOrder]], source: str) -> 
                 Order.objects.bulk_create(new, batch_size=500, ignore_conflicts=True)
                 ids = {}
                 for chunk in chunks([o.idempotency_key for o in new]):
-                    ids.update(Order.objects.filter(idempotency_key__in=chunk, claim_token=token).values_list("idempotency_key", "pk"))
+                    ids.update(
+                        Order.objects.filter(idempotency_key__in=chunk, claim_token=token).values_list(
+                            "idempotency_key", "pk"
+                        )
+                    )
                 Order.objects.filter(claim_token=token).update(claim_token="")
                 taken = len(new) - len(ids)
                 new = [o for o in new if o.idempotency_key in ids]
@@ -111,9 +134,17 @@ def capture_pairs(pairs: list[tuple[Channel, StorefrontOrder]], source: str) -> 
                     ch, so = by_key[o.idempotency_key]
                     for ln in so.lines:
                         r = resolved[ch.pk].get(ln.sku or "")
-                        lines.append(OrderLine(order_id=o.pk, line_id=str(ln.line_id)[:100], storefront_sku=(ln.sku or "")[:100],
-                                               item=r.item if r else None, quantity=max(int(ln.quantity or 0), 0),
-                                               unit_price_cents=ln.unit_price_cents, custom_fields=dict(ln.custom_fields or {})))
+                        lines.append(
+                            OrderLine(
+                                order_id=o.pk,
+                                line_id=str(ln.line_id)[:100],
+                                storefront_sku=(ln.sku or "")[:100],
+                                item=r.item if r else None,
+                                quantity=max(int(ln.quantity or 0), 0),
+                                unit_price_cents=ln.unit_price_cents,
+                                custom_fields=dict(ln.custom_fields or {}),
+                            )
+                        )
                 OrderLine.objects.bulk_create(lines, batch_size=500)
                 log_created(new, f"captured from {source}")
                 preloaded = None
@@ -168,7 +199,9 @@ def capture_many(connection: Connection, storefront_orders, source: str = "poll"
         pairs.append((ch, so))
     result = capture_pairs(pairs, source)
     result.rejected = len(problems)
-    problems += order_problems(connection, getattr(storefront_orders, "rejected", []))  # rows the connector could not read
+    problems += order_problems(
+        connection, getattr(storefront_orders, "rejected", [])
+    )  # rows the connector could not read
     record_storefront_side(connection, pairs)
     result.returns = record_storefront_returns(connection, pairs)
     apply_storefront_cancellations(connection, pairs)

@@ -2,6 +2,7 @@
 acknowledged but never dispatched (``missing_dispatch``), and orders that never reached the hub or the warehouse
 (``orphaned_order``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,10 +40,20 @@ def resend_unacknowledged(limit: int = 1000) -> dict:
     cutoff = timezone.now() - timedelta(minutes=settings.HUB["ACK_TIMEOUT_MINUTES"])
     stuck = list(Order.objects.filter(state=S.SENT, sent_at__lt=cutoff).select_related("channel").defer("raw")[:limit])
     if stuck:
-        raise_many([stuck_order(o, f"sent {o.sent_at:%Y-%m-%d %H:%M} UTC, {o.send_attempts} attempt(s), no acknowledgement"
-                                      f"{': ' + o.last_error if o.last_error else ''}") for o in stuck])
+        raise_many(
+            [
+                stuck_order(
+                    o,
+                    f"sent {o.sent_at:%Y-%m-%d %H:%M} UTC, {o.send_attempts} attempt(s), no acknowledgement"
+                    f"{': ' + o.last_error if o.last_error else ''}",
+                )
+                for o in stuck
+            ]
+        )
         now = timezone.now()
-        Order.objects.filter(pk__in=[o.pk for o in stuck]).filter(Q(claim_token="") | Q(next_attempt_at__lte=now)).update(next_attempt_at=None)
+        Order.objects.filter(pk__in=[o.pk for o in stuck]).filter(
+            Q(claim_token="") | Q(next_attempt_at__lte=now)
+        ).update(next_attempt_at=None)
     result = send_due(limit=claims.HTTP_BATCH_SIZE)
     if stuck:
         claims.kick()  # the rest of the stuck orders are due now: workers pick them up batch by batch
@@ -65,10 +76,11 @@ def find_missing_dispatches(limit: int = 1000, warehouse_check_limit: int = 50) 
     overdue = Q(dispatch_received_at__lt=cutoff) | Q(dispatch_received_at__isnull=True, dispatched_at__lt=cutoff)
     late = list(Order.objects.filter(overdue, state=S.DISPATCHED).select_related("channel").defer("raw")[:limit])
     if late:
-        raise_many([not_shown_shipped(o)
-                    for o in late])
+        raise_many([not_shown_shipped(o) for o in late])
         now = timezone.now()
-        Order.objects.filter(pk__in=[o.pk for o in late]).filter(Q(claim_token="") | Q(next_attempt_at__lte=now)).update(next_attempt_at=None)
+        Order.objects.filter(pk__in=[o.pk for o in late]).filter(
+            Q(claim_token="") | Q(next_attempt_at__lte=now)
+        ).update(next_attempt_at=None)
     audit = audit_undispatched(warehouse_check_limit)
     result = notify_due(limit=claims.HTTP_BATCH_SIZE)
     if late or audit["recovered"]:
@@ -83,11 +95,16 @@ def audit_undispatched(limit_per_warehouse: int = 50) -> dict:
     for wh in warehouse_connections():
         cur = sync_cursor(wh, DISPATCH_AUDIT_STREAM)
         after = int(cur.value) if (cur.value or "").isdigit() else 0
-        base = Order.objects.filter(state=S.ACKNOWLEDGED, warehouse=wh, acknowledged_at__lt=due, cancel_requested_at__isnull=True)
-        group = list(base.filter(pk__gt=after).select_related("channel").defer("raw").order_by("pk")[:limit_per_warehouse])
+        base = Order.objects.filter(
+            state=S.ACKNOWLEDGED, warehouse=wh, acknowledged_at__lt=due, cancel_requested_at__isnull=True
+        )
+        group = list(
+            base.filter(pk__gt=after).select_related("channel").defer("raw").order_by("pk")[:limit_per_warehouse]
+        )
         # the walk wraps: the next run starts again from the oldest once this one reached the end
-        SyncCursor.objects.filter(pk=cur.pk).update(value=str(group[-1].pk) if len(group) == limit_per_warehouse else "",
-                                                    updated_at=timezone.now())
+        SyncCursor.objects.filter(pk=cur.pk).update(
+            value=str(group[-1].pk) if len(group) == limit_per_warehouse else "", updated_at=timezone.now()
+        )
         if not group:
             continue
         connector = remote.connector(wh)
@@ -101,14 +118,21 @@ def audit_undispatched(limit_per_warehouse: int = 50) -> dict:
             if isinstance(res, Exception) and not isinstance(res, errors.NotFoundError):
                 log.warning("dispatch audit of %s at %s failed: %s", o, wh.name, res)
                 continue
-            why = f"{wh.name} does not have the order" if isinstance(res, errors.NotFoundError) else \
-                f"{wh.name} has not dispatched it"
+            why = (
+                f"{wh.name} does not have the order"
+                if isinstance(res, errors.NotFoundError)
+                else f"{wh.name} has not dispatched it"
+            )
             counts["undispatched"] += 1
             problems.append(not_dispatched(o, why, wh))
         if recovered:
             r = record_dispatches(wh, recovered, source="dispatch-audit")
             counts["recovered"] += r.dispatched + r.partial
-            log.warning("%s: %d dispatch confirmation(s) were never received; recovered by the dispatch audit", wh.name, len(recovered))
+            log.warning(
+                "%s: %d dispatch confirmation(s) were never received; recovered by the dispatch audit",
+                wh.name,
+                len(recovered),
+            )
         if problems:
             raise_many(problems)
     return counts
@@ -130,8 +154,13 @@ def _cursor_time(cursor: str) -> str:
     return (cursor or "").partition("|")[0].rstrip("Z")
 
 
-def find_orphans(window_minutes: int = 24 * 60, grace_minutes: int | None = None, max_pages: int = 10,
-                 check_limit: int = 200, page_size: int = 500) -> dict:
+def find_orphans(
+    window_minutes: int = 24 * 60,
+    grace_minutes: int | None = None,
+    max_pages: int = 10,
+    check_limit: int = 200,
+    page_size: int = 500,
+) -> dict:
     """Beat: orders in the storefront that never reached the warehouse → ``orphaned_order``.
 
     1. Storefront side (commercetools and SFCC): orders modified in the last ``window_minutes`` that the hub
@@ -166,7 +195,9 @@ def find_orphans(window_minutes: int = 24 * 60, grace_minutes: int | None = None
                     if ch is not None and so.capturable:
                         by_key[(ch.pk, so.external_id)] = (ch, so)
                 counts["scanned"] += len(page.items)
-                problems += order_problems(conn, getattr(page.items, "rejected", []))  # rows the connector could not read
+                problems += order_problems(
+                    conn, getattr(page.items, "rejected", [])
+                )  # rows the connector could not read
                 known = keys.known_pairs(by_key)
                 missing += [v for k, v in by_key.items() if k not in known]
                 if young:
@@ -183,8 +214,12 @@ def find_orphans(window_minutes: int = 24 * 60, grace_minutes: int | None = None
         if missing:
             capture_pairs(missing, "orphan check")
         counts["storefront_missing"] += len(missing)
-    stale = list(Order.objects.filter(state__in=[S.VALIDATED, S.SENT], created_at__lt=now - grace)
-                 .select_related("channel", "warehouse").defer("raw").order_by("created_at")[:check_limit])
+    stale = list(
+        Order.objects.filter(state__in=[S.VALIDATED, S.SENT], created_at__lt=now - grace)
+        .select_related("channel", "warehouse")
+        .defer("raw")
+        .order_by("created_at")[:check_limit]
+    )
     by_wh = defaultdict(list)
     for o in stale:
         if o.warehouse is not None:
@@ -199,7 +234,9 @@ def find_orphans(window_minutes: int = 24 * 60, grace_minutes: int | None = None
         for o in gone:
             problems.append(missing_at_warehouse(o, wh))
         if gone:
-            Order.objects.filter(pk__in=[o.pk for o in gone]).filter(Q(claim_token="") | Q(next_attempt_at__lte=now)).update(next_attempt_at=None)
+            Order.objects.filter(pk__in=[o.pk for o in gone]).filter(
+                Q(claim_token="") | Q(next_attempt_at__lte=now)
+            ).update(next_attempt_at=None)
         counts["warehouse_missing"] += len(gone)
     if problems:
         raise_many(problems)

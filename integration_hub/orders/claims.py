@@ -5,6 +5,7 @@ its remote calls run), the back-off, and :func:`kick` — the nudge that asks a 
 Workers are nudged by task name through :func:`integration_hub.core.nudge.enqueue` (``"orders.process"``): no order
 module imports :mod:`.tasks`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,7 +44,9 @@ SEND_DUE = Q(state__in=[S.VALIDATED, S.SENT], warehouse__enabled=True, cancel_re
 
 # orders the warehouse may have: sent / acknowledged, and failed ones that were ever sent (FAILED follows 30
 # NotAcknowledged answers, which for WAIR mean it holds the order) — cancelling those asks the warehouse
-AT_WAREHOUSE = Q(state__in=[S.SENT, S.ACKNOWLEDGED]) | (Q(state=S.FAILED) & (Q(send_attempts__gt=0) | Q(sent_at__isnull=False)))
+AT_WAREHOUSE = Q(state__in=[S.SENT, S.ACKNOWLEDGED]) | (
+    Q(state=S.FAILED) & (Q(send_attempts__gt=0) | Q(sent_at__isnull=False))
+)
 CANCEL_DUE = AT_WAREHOUSE & Q(warehouse__enabled=True, cancel_requested_at__isnull=False)
 NOTIFY_DUE = Q(state=S.DISPATCHED, channel__connection__enabled=True)
 VALIDATE_DUE = Q(state=S.CAPTURED)
@@ -58,17 +61,25 @@ def claim(base_q: Q, limit: int, lease_seconds: int) -> list[int]:
     # SQLite serialises writers anyway): two loops never lock overlapping order rows in different orders, which
     # deadlocked a claim against the other loop's notify update
     with transaction.atomic():
-        ids = list(Order.objects.filter(due).order_by("next_attempt_at", "pk")
-                   .select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True)[:limit])
+        ids = list(
+            Order.objects.filter(due)
+            .order_by("next_attempt_at", "pk")
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("pk", flat=True)[:limit]
+        )
         if not ids:
             return []
-        Order.objects.filter(due, pk__in=ids).update(claim_token=token, next_attempt_at=now + timedelta(seconds=lease_seconds))
+        Order.objects.filter(due, pk__in=ids).update(
+            claim_token=token, next_attempt_at=now + timedelta(seconds=lease_seconds)
+        )
     return list(Order.objects.filter(claim_token=token).values_list("pk", flat=True))
 
 
 def maybe_at_warehouse(o: Order) -> bool:
     """:data:`AT_WAREHOUSE` for one loaded order."""
-    return o.state in (S.SENT, S.ACKNOWLEDGED) or (o.state == S.FAILED and (o.send_attempts > 0 or o.sent_at is not None))
+    return o.state in (S.SENT, S.ACKNOWLEDGED) or (
+        o.state == S.FAILED and (o.send_attempts > 0 or o.sent_at is not None)
+    )
 
 
 def lease_free(now) -> Q:
@@ -79,8 +90,12 @@ def lease_free(now) -> Q:
 def renewing(ids: list[int], lease_seconds: int | None = None) -> LeaseKeeper:
     """Keep the claim on ``ids`` alive while their remote calls run (orders still leased, i.e. not
     released or moved on meanwhile); a killed worker stops renewing and its orders are due again soon."""
+
     def renew(new_until):
-        Order.objects.filter(pk__in=ids, claim_token__gt="", next_attempt_at__gt=timezone.now()).update(next_attempt_at=new_until)
+        Order.objects.filter(pk__in=ids, claim_token__gt="", next_attempt_at__gt=timezone.now()).update(
+            next_attempt_at=new_until
+        )
+
     return LeaseKeeper(renew, lease_seconds or LEASE_SECONDS, "order claim")
 
 

@@ -2,6 +2,7 @@
 and an overlapping poll give one row), the ``bad_payload`` exception keys, and the dedupe lookups by
 (channel, storefront id) that capture and the orphan check run.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -33,7 +34,11 @@ def known_pairs(pairs) -> set[tuple[int, str]]:
     known = set()
     for channel_id, ids in by_channel.items():
         for chunk in chunks(ids):
-            known.update(Order.objects.filter(channel_id=channel_id, external_id__in=chunk).values_list("channel_id", "external_id"))
+            known.update(
+                Order.objects.filter(channel_id=channel_id, external_id__in=chunk).values_list(
+                    "channel_id", "external_id"
+                )
+            )
     return known
 
 
@@ -46,5 +51,7 @@ def orders_for(pairs, qs=None) -> dict[tuple[int, str], Order]:
     out = {}
     for channel_id, ids in by_channel.items():
         for chunk in chunks(ids):
-            out.update({(o.channel_id, o.external_id): o for o in qs.filter(channel_id=channel_id, external_id__in=chunk)})
+            out.update(
+                {(o.channel_id, o.external_id): o for o in qs.filter(channel_id=channel_id, external_id__in=chunk)}
+            )
     return out

@@ -1,6 +1,7 @@
 """Order lines after capture: SKUs resolved to items (:mod:`.mapping`), bundles exploded into component lines, and
 stock held for the picked lines (:mod:`integration_hub.inventory.reservations` owns the holds).
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -22,8 +23,11 @@ def map_lines(order_ids, lines: list[OrderLine] | None = None) -> None:
     if lines is None:
         lines = []
         for chunk in chunks(order_ids):
-            lines += list(OrderLine.objects.filter(order_id__in=chunk, parent__isnull=True)
-                          .select_related("item", "order__channel"))
+            lines += list(
+                OrderLine.objects.filter(order_id__in=chunk, parent__isnull=True).select_related(
+                    "item", "order__channel"
+                )
+            )
     unresolved: dict[int, list[OrderLine]] = defaultdict(list)
     channels = {}
     for ln in lines:
@@ -52,9 +56,17 @@ def map_lines(order_ids, lines: list[OrderLine] | None = None) -> None:
             if ln.pk in have:
                 continue
             for comp, per in comps.get(ln.item_id, []):
-                new.append(OrderLine(order_id=ln.order_id, line_id=f"{ln.line_id}/{comp.sku}"[:100], storefront_sku=ln.storefront_sku,
-                                     item=comp, parent_id=ln.pk, quantity=ln.quantity * per,
-                                     custom_fields={"bundle_sku": ln.item.sku}))
+                new.append(
+                    OrderLine(
+                        order_id=ln.order_id,
+                        line_id=f"{ln.line_id}/{comp.sku}"[:100],
+                        storefront_sku=ln.storefront_sku,
+                        item=comp,
+                        parent_id=ln.pk,
+                        quantity=ln.quantity * per,
+                        custom_fields={"bundle_sku": ln.item.sku},
+                    )
+                )
         OrderLine.objects.bulk_create(new, batch_size=500)
     reserve_lines(order_ids)
 
@@ -65,10 +77,13 @@ def reserve_lines(order_ids) -> int:
     ORDER-priority push for the channels selling from the same locations). Returns holds created."""
     want: dict[tuple[str, int, int], int] = defaultdict(int)
     for chunk in chunks(order_ids):
-        rows = (OrderLine.objects.filter(order_id__in=chunk, item__isnull=False,
-                                         order__state__in=list(claims.EDITABLE_BEFORE_SEND | {S.SENT}))
-                .exclude(item__is_bundle=True)
-                .values_list("order__idempotency_key", "item_id", "order__channel_id", "quantity"))
+        rows = (
+            OrderLine.objects.filter(
+                order_id__in=chunk, item__isnull=False, order__state__in=list(claims.EDITABLE_BEFORE_SEND | {S.SENT})
+            )
+            .exclude(item__is_bundle=True)
+            .values_list("order__idempotency_key", "item_id", "order__channel_id", "quantity")
+        )
         for key, item_id, channel_id, qty in rows:
             want[(key, item_id, channel_id)] += qty
     return reservations.reserve(want, "order reserved")

@@ -14,6 +14,7 @@ captures nothing and becomes a ``bad_payload`` record.
 the hub has them), then call it inside the request's transaction. It runs no query and no storefront call,
 so the sender gets its answer in a fixed, small number of queries.
 """
+
 from __future__ import annotations
 
 from django.db import transaction
@@ -56,6 +57,9 @@ def queue_hints(connection, hints) -> dict:
         out["products"] = len(products)
     if ids or changed:
         pk = connection.pk
-        transaction.on_commit(lambda: nudge.enqueue("orders.fetch_orders", args=[pk, ids], kwargs={"refresh_ids": changed},
-                                                    queue="priority", retry=False))
+        transaction.on_commit(
+            lambda: nudge.enqueue(
+                "orders.fetch_orders", args=[pk, ids], kwargs={"refresh_ids": changed}, queue="priority", retry=False
+            )
+        )
     return out

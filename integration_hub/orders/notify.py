@@ -1,6 +1,7 @@
 """**Storefront notification**: only a *dispatched* order is marked shipped in its storefront (version/409 safe in
 the connector), with its parcels in the storefront's terms; it then moves to *storefront_notified*.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -48,8 +49,9 @@ def notify_claimed(ids: list[int], actor=None) -> NotifyResult:
     parcels = {o.pk: _storefront_parcels(o, lines[o.pk]) for o in orders}
 
     def call(o):
-        return remote.connector(o.channel.connection).mark_shipped(o.external_id, parcels[o.pk], known_version=o.storefront_version,
-                                                             known_order=o.raw or None)
+        return remote.connector(o.channel.connection).mark_shipped(
+            o.external_id, parcels[o.pk], known_version=o.storefront_version, known_order=o.raw or None
+        )
 
     with claims.renewing([o.pk for o in orders]):
         outcomes = remote.parallel(call, orders)
@@ -70,8 +72,15 @@ def notify_claimed(ids: list[int], actor=None) -> NotifyResult:
     with transaction.atomic():
         if done:
             save_split(Order, done, ["storefront_version"], ["last_error", "next_attempt_at", "claim_token"])
-            result.notified = len(transition_many([o.pk for o in done], S.STOREFRONT_NOTIFIED, "storefront marked shipped",
-                                                  actor=actor, from_states=[S.DISPATCHED]))
+            result.notified = len(
+                transition_many(
+                    [o.pk for o in done],
+                    S.STOREFRONT_NOTIFIED,
+                    "storefront marked shipped",
+                    actor=actor,
+                    from_states=[S.DISPATCHED],
+                )
+            )
         if later:
             Order.objects.bulk_update(later, ["last_error", "next_attempt_at", "claim_token"], batch_size=500)
             result.retrying = len(later)
@@ -79,16 +88,25 @@ def notify_claimed(ids: list[int], actor=None) -> NotifyResult:
             raise_many(problems)
     if done:
         conns = {o.channel.connection.name for o in done}
-        clear([make_key("missing_dispatch", o.idempotency_key) for o in done]
-              + [k for c in conns for k in transport_keys(c, "mark_shipped")],
-              reason="storefront marked shipped")
+        clear(
+            [make_key("missing_dispatch", o.idempotency_key) for o in done]
+            + [k for c in conns for k in transport_keys(c, "mark_shipped")],
+            reason="storefront marked shipped",
+        )
     return result
 
 
 def _parcels(order: Order) -> list[Parcel]:
     """The order's parcels as the warehouse reported them (master SKUs)."""
-    return [Parcel(carrier=t.get("carrier", ""), tracking_number=t.get("tracking_number", ""), tracking_url=t.get("tracking_url", ""),
-                   lines=[(s, int(q)) for s, q in t.get("lines") or []]) for t in order.tracking or []]
+    return [
+        Parcel(
+            carrier=t.get("carrier", ""),
+            tracking_number=t.get("tracking_number", ""),
+            tracking_url=t.get("tracking_url", ""),
+            lines=[(s, int(q)) for s, q in t.get("lines") or []],
+        )
+        for t in order.tracking or []
+    ]
 
 
 def _storefront_parcels(order: Order, lines: list[OrderLine]) -> list[Parcel]:
@@ -124,6 +142,12 @@ def _storefront_parcels(order: Order, lines: list[OrderLine]) -> list[Parcel]:
             whole = min(got.get(c.pk, 0) * parent.quantity // c.quantity for c in comps)
             if whole > 0:
                 plain[parent.storefront_sku] += whole
-        out.append(Parcel(carrier=p.carrier, tracking_number=p.tracking_number, tracking_url=p.tracking_url,
-                          lines=[(s, q) for s, q in plain.items()]))
+        out.append(
+            Parcel(
+                carrier=p.carrier,
+                tracking_number=p.tracking_number,
+                tracking_url=p.tracking_url,
+                lines=[(s, q) for s, q in plain.items()],
+            )
+        )
     return out

@@ -1,6 +1,7 @@
 """Polls behind the webhooks: storefront orders and warehouse dispatches since a cursor per connection (the cursor
 advances in the same transaction as what it read), and the fetch of orders a notification only named.
 """
+
 from __future__ import annotations
 
 import logging
@@ -88,29 +89,49 @@ def fetch_and_capture(connection: Connection, external_ids: list[str], refresh_i
     connector = remote.connector(connection)
     refresh = list(dict.fromkeys(refresh_ids))
     named = [i for i in dict.fromkeys(external_ids) if i not in set(refresh)]
-    known = set(Order.objects.filter(channel__connection=connection, external_id__in=named).values_list("external_id", flat=True))
+    known = set(
+        Order.objects.filter(channel__connection=connection, external_id__in=named).values_list(
+            "external_id", flat=True
+        )
+    )
     todo = [i for i in named if i not in known] + refresh
     fetched, unknown = [], []
     for external_id, r in zip(todo, remote.parallel(connector.get_order, todo)):
         if isinstance(r, errors.NotFoundError):
             unknown.append(unknown_notified_order(connection, external_id))
         elif isinstance(r, Exception):
-            log.warning("order %s named by a %s subscription message could not be fetched (the poll catches up): %s",
-                        external_id, connection.name, r)
+            log.warning(
+                "order %s named by a %s subscription message could not be fetched (the poll catches up): %s",
+                external_id,
+                connection.name,
+                r,
+            )
         elif r.external_id != external_id:
-            log.warning("order %s named by a %s message was read back as %s: not captured", external_id, connection.name,
-                        r.external_id)
+            log.warning(
+                "order %s named by a %s message was read back as %s: not captured",
+                external_id,
+                connection.name,
+                r.external_id,
+            )
         else:
             fetched.append(r)
     if unknown:
-        log.warning("%s: %d order(s) named by notifications are unknown to the storefront: %s", connection.name,
-                    len(unknown), ", ".join(p.context["order_id"] for p in unknown)[:500])
+        log.warning(
+            "%s: %d order(s) named by notifications are unknown to the storefront: %s",
+            connection.name,
+            len(unknown),
+            ", ".join(p.context["order_id"] for p in unknown)[:500],
+        )
         raise_many(unknown)
     return capture_many(connection, fetched, source="webhook-fetch")
 
 
 def storefront_connections():
-    return Connection.objects.filter(enabled=True, system_type__in=["commercetools", "sfcc"], channels__isnull=False).distinct().order_by("pk")
+    return (
+        Connection.objects.filter(enabled=True, system_type__in=["commercetools", "sfcc"], channels__isnull=False)
+        .distinct()
+        .order_by("pk")
+    )
 
 
 def warehouse_connections():

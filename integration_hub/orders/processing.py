@@ -1,6 +1,7 @@
 """The processing loop the worker runs (``orders.process``): validate captured orders, send due ones, notify
 dispatched ones, send cancel requests — each phase isolated, so one failing never starves the others.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,6 +25,7 @@ def validate_due(limit: int = claims.BATCH_SIZE, lease_seconds: int = claims.LEA
 
 def process_due(batch_size: int = claims.BATCH_SIZE, lease_seconds: int = claims.LEASE_SECONDS) -> dict:
     """One pass: validate captured orders, send due ones, notify dispatched ones. Returns counts."""
+
     def phase(name, fn, empty):
         try:
             return fn()
@@ -33,7 +35,15 @@ def process_due(batch_size: int = claims.BATCH_SIZE, lease_seconds: int = claims
 
     validated = phase("validate", lambda: validate_due(batch_size, lease_seconds), 0)
     sent = phase("send", lambda: send_due(min(batch_size, claims.HTTP_BATCH_SIZE), lease_seconds), SendResult())
-    notified = phase("notify", lambda: notify_due(min(batch_size, claims.HTTP_BATCH_SIZE), lease_seconds), NotifyResult())
-    cancelled = phase("cancel", lambda: cancel_due(min(batch_size, claims.HTTP_BATCH_SIZE), lease_seconds), CancelResult())
-    return {"validated": validated, **{f"send_{k}": v for k, v in sent.as_dict().items()},
-            **{f"notify_{k}": v for k, v in notified.as_dict().items()}, **{f"cancel_{k}": v for k, v in cancelled.as_dict().items()}}
+    notified = phase(
+        "notify", lambda: notify_due(min(batch_size, claims.HTTP_BATCH_SIZE), lease_seconds), NotifyResult()
+    )
+    cancelled = phase(
+        "cancel", lambda: cancel_due(min(batch_size, claims.HTTP_BATCH_SIZE), lease_seconds), CancelResult()
+    )
+    return {
+        "validated": validated,
+        **{f"send_{k}": v for k, v in sent.as_dict().items()},
+        **{f"notify_{k}": v for k, v in notified.as_dict().items()},
+        **{f"cancel_{k}": v for k, v in cancelled.as_dict().items()},
+    }

@@ -6,6 +6,7 @@ batch (:func:`integration_hub.orders.capture.capture_many`) files each rejected 
 (``bad_payload:<connection>:order:<order id>``), so one malformed order never stalls the orders behind it; any
 later change in the storefront brings it back through the same poll, and it is captured then.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,10 +18,21 @@ from exceptions_app.services import Problem, make_key
 def order_problems(connection, rejected: list[RejectedRow]) -> list[Problem]:
     """One ``bad_payload`` problem per rejected storefront order row (same key as an order the capture refuses)."""
     system = connection.get_system_type_display()
-    return [Problem(
-        "bad_payload", make_key("bad_payload", connection.name, "order", row.ref),
-        f"Order {row.name or row.ref} from {connection.name} cannot be read",
-        message=f"{row.message}. Fix the order in {system} (any change brings it back into the poll).",
-        context={"order_id": row.ref, "order_number": row.name, "error": row.message[:500],
-                 "payload": json.dumps(row.raw, default=str)[:2000], "action": "check_order"},
-        connection_id=connection.pk, order_ref=row.ref) for row in rejected]
+    return [
+        Problem(
+            "bad_payload",
+            make_key("bad_payload", connection.name, "order", row.ref),
+            f"Order {row.name or row.ref} from {connection.name} cannot be read",
+            message=f"{row.message}. Fix the order in {system} (any change brings it back into the poll).",
+            context={
+                "order_id": row.ref,
+                "order_number": row.name,
+                "error": row.message[:500],
+                "payload": json.dumps(row.raw, default=str)[:2000],
+                "action": "check_order",
+            },
+            connection_id=connection.pk,
+            order_ref=row.ref,
+        )
+        for row in rejected
+    ]

@@ -22,6 +22,7 @@ Configuration: ``Connection.options["relay"]`` — ``{"type": "GoogleCloudPubSub
 "service_account", "certs_url"?}`` or ``{"type": "SQS", "queueUrl", "region", "authenticationMode": "IAM",
 "endpoint_url"?}`` (see README).
 """
+
 from __future__ import annotations
 
 import base64
@@ -96,8 +97,13 @@ def verify_pubsub_token(authorization: str, cfg: dict, request=None) -> dict:
     if not authorization.lower().startswith("bearer ") or not authorization[7:].strip():
         raise RelayAuthError("no bearer token")
     try:
-        claims = id_token.verify_token(authorization[7:].strip(), request or _CachingRequest(), audience=cfg["audience"],
-                                       certs_url=cfg.get("certs_url") or GOOGLE_CERTS_URL, clock_skew_in_seconds=10)
+        claims = id_token.verify_token(
+            authorization[7:].strip(),
+            request or _CachingRequest(),
+            audience=cfg["audience"],
+            certs_url=cfg.get("certs_url") or GOOGLE_CERTS_URL,
+            clock_skew_in_seconds=10,
+        )
     except google_exceptions.TransportError:
         raise  # the certs could not be fetched: not the sender's fault (503)
     except (ValueError, google_exceptions.GoogleAuthError) as exc:
@@ -130,8 +136,15 @@ def queue_fetch(conn: Connection, ids: list[str], changed: list[str]) -> None:
     """Fetch (and capture) the named orders after the current transaction commits."""
     if not ids and not changed:
         return
-    transaction.on_commit(lambda: nudge.enqueue("orders.fetch_orders", args=[conn.pk, list(ids)], kwargs={"refresh_ids": list(changed)},
-                                                queue="priority", retry=False))
+    transaction.on_commit(
+        lambda: nudge.enqueue(
+            "orders.fetch_orders",
+            args=[conn.pk, list(ids)],
+            kwargs={"refresh_ids": list(changed)},
+            queue="priority",
+            retry=False,
+        )
+    )
 
 
 # --- SQS -----------------------------------------------------------------------------------------------
@@ -157,8 +170,12 @@ def consume_sqs(conn: Connection, *, wait_seconds: int = 20, time_budget: float 
     out = {"received": 0, "deleted": 0, "kept": 0, "unreadable": 0}
     deadline = time.monotonic() + time_budget
     while True:
-        resp = client.receive_message(QueueUrl=cfg["queueUrl"], MaxNumberOfMessages=SQS_BATCH, WaitTimeSeconds=wait_seconds,
-                                      MessageAttributeNames=["All"])
+        resp = client.receive_message(
+            QueueUrl=cfg["queueUrl"],
+            MaxNumberOfMessages=SQS_BATCH,
+            WaitTimeSeconds=wait_seconds,
+            MessageAttributeNames=["All"],
+        )
         batch = resp.get("Messages") or []
         if not batch:
             return out
@@ -169,18 +186,28 @@ def consume_sqs(conn: Connection, *, wait_seconds: int = 20, time_budget: float 
                 hints.append((m, *CommercetoolsConnector.order_hints(json.loads(m.get("Body") or ""))))
             except (ValueError, errors.BadDataError) as exc:
                 out["unreadable"] += 1
-                log.error("SQS message %s on %s is not a commercetools payload (left for the dead-letter queue): %s",
-                          m.get("MessageId"), conn.name, exc)
+                log.error(
+                    "SQS message %s on %s is not a commercetools payload (left for the dead-letter queue): %s",
+                    m.get("MessageId"),
+                    conn.name,
+                    exc,
+                )
         ids = list(dict.fromkeys(i for _, named, _ in hints for i in named))
         changed = list(dict.fromkeys(i for _, _, c in hints for i in c))
         if ids or changed:
             polls.fetch_and_capture(conn, ids, refresh_ids=changed)
-        have = set(Order.objects.filter(channel__connection=conn, external_id__in=ids + changed).values_list("external_id", flat=True))
+        have = set(
+            Order.objects.filter(channel__connection=conn, external_id__in=ids + changed).values_list(
+                "external_id", flat=True
+            )
+        )
         done = [m for m, named, c in hints if all(i in have for i in named + c)]
         out["kept"] += len(hints) - len(done)
         if done:
-            client.delete_message_batch(QueueUrl=cfg["queueUrl"], Entries=[
-                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(done)])
+            client.delete_message_batch(
+                QueueUrl=cfg["queueUrl"],
+                Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(done)],
+            )
             out["deleted"] += len(done)
         if time.monotonic() >= deadline:
             return out

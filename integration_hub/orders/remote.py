@@ -1,6 +1,7 @@
 """Calling the systems: the connector of a connection and a small thread pool for the HTTP calls of a batch (no
 database work in the threads; the phases do theirs set-based before and after).
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ HTTP_THREADS = 8
 def parallel(fn, jobs: list) -> list:
     """Run ``fn(job)`` for each job in a small thread pool (HTTP only, no database); results in order,
     an exception instance where a call failed."""
+
     def safe(job):
         try:
             return fn(job)

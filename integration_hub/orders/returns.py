@@ -1,5 +1,5 @@
-"""Returns the polled storefront orders carry → ``planning.ReturnLine`` rows for the planner.
-"""
+"""Returns the polled storefront orders carry → ``planning.ReturnLine`` rows for the planner."""
+
 from __future__ import annotations
 
 from connectors import errors
@@ -40,8 +40,17 @@ def record_storefront_returns(connection: Connection, pairs) -> int:
             problems.append(unreadable_returns(connection, ch, so, key, bad, batch))
         elif len(batch):
             clean.append(bad)
-        rows += [{"external_ref": f"{key}/{r.return_ref}", "order_ref": key, "line_id": r.line_id, "quantity": r.quantity,
-                  "condition": r.condition, "returned_at": r.returned_at} for r in batch]
+        rows += [
+            {
+                "external_ref": f"{key}/{r.return_ref}",
+                "order_ref": key,
+                "line_id": r.line_id,
+                "quantity": r.quantity,
+                "condition": r.condition,
+                "returned_at": r.returned_at,
+            }
+            for r in batch
+        ]
     if not rows and not problems:
         return 0
     from integration_hub.planning.services import record_returns

@@ -5,6 +5,7 @@ leave it *sent* with a back-off, and the beat resends (safe: the warehouse dedup
 acknowledgement within ``HUB["ACK_TIMEOUT_MINUTES"]`` raises ``stuck_order`` (:mod:`.checks`). A 422 holds the
 order naming the fields. Then the storefront export handshake (:func:`mark_exported`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -71,8 +72,11 @@ def send_claimed(ids: list[int], actor=None) -> SendResult:
 class _Outcomes:
     """One send batch sorted by what the warehouse answered. Each order's row fields are already set for its
     write (``claim_token``, ``last_error``, ``next_attempt_at``, ``hold_reason``, ``warehouse_ref``)."""
+
     acked: list[Order] = field(default_factory=list)
-    later: list[Order] = field(default_factory=list)  # not acknowledged yet / transport failure: resent after a back-off
+    later: list[Order] = field(
+        default_factory=list
+    )  # not acknowledged yet / transport failure: resent after a back-off
     held: list[Order] = field(default_factory=list)  # the warehouse refused the data: held naming the fields
     failed: list[tuple[Order, str]] = field(default_factory=list)  # (order, why): no more sends
     pending: int = 0
@@ -87,11 +91,23 @@ def _post(ids: list[int], actor=None) -> tuple[list, list]:
     """Move the claimed orders to *sent* (counting the attempt), build each warehouse order and post them in
     parallel while the claim is renewed. Returns ([(order, warehouse order)], [answer or exception])."""
     with transaction.atomic():
-        first = transition_many(ids, S.SENT, "sending to warehouse", actor=actor, from_states=[S.VALIDATED],
-                                send_attempts=F("send_attempts") + 1)
+        first = transition_many(
+            ids,
+            S.SENT,
+            "sending to warehouse",
+            actor=actor,
+            from_states=[S.VALIDATED],
+            send_attempts=F("send_attempts") + 1,
+        )
         again = [i for i in ids if i not in set(first)]
-        transition_many(again, S.SENT, "resending: not acknowledged yet", actor=actor, from_states=[S.SENT],
-                        send_attempts=F("send_attempts") + 1)
+        transition_many(
+            again,
+            S.SENT,
+            "resending: not acknowledged yet",
+            actor=actor,
+            from_states=[S.SENT],
+            send_attempts=F("send_attempts") + 1,
+        )
     orders = list(Order.objects.filter(pk__in=ids, state=S.SENT).select_related("channel", "warehouse").defer("raw"))
     if not orders:
         return [], []
@@ -131,9 +147,11 @@ def _sort_outcomes(jobs: list, answers: list, now) -> _Outcomes:
             if isinstance(res, (errors.PermanentError, errors.NotFoundError)) or o.send_attempts >= MAX_SEND_ATTEMPTS:
                 # a refusal resending cannot change (auth refused, order cancelled at the warehouse, bad route), or
                 # retries used up: the order fails with a record naming the cause; a person retries or cancels it
-                why = (f"the warehouse refuses the order ({type(res).__name__}): {res}"
-                       if isinstance(res, (errors.PermanentError, errors.NotFoundError))
-                       else f"{o.send_attempts} sends without an acknowledgement; last: {type(res).__name__}: {res}")
+                why = (
+                    f"the warehouse refuses the order ({type(res).__name__}): {res}"
+                    if isinstance(res, (errors.PermanentError, errors.NotFoundError))
+                    else f"{o.send_attempts} sends without an acknowledgement; last: {type(res).__name__}: {res}"
+                )
                 o.next_attempt_at = None
                 out.failed.append((o, why))
                 out.answers.append((o, res, "failed", why))
@@ -169,8 +187,11 @@ def _records(out: _Outcomes) -> tuple[list, list[str]]:
             if outcome == "failed":
                 problems.append(order_failed(o, detail))
         else:
-            cleared += [make_key("stuck_order", o.idempotency_key), keys.bad_key(o.warehouse.name, "order", o.idempotency_key),
-                        make_key("orphaned_order", o.channel.key, o.external_id)]
+            cleared += [
+                make_key("stuck_order", o.idempotency_key),
+                keys.bad_key(o.warehouse.name, "order", o.idempotency_key),
+                make_key("orphaned_order", o.channel.key, o.external_id),
+            ]
     if out.acked:
         conns = {o.warehouse.name for o in out.acked}
         cleared += [k for c in conns for k in transport_keys(c, "send_order")]
@@ -185,34 +206,63 @@ def _write_rows(out: _Outcomes, problems: list, cleared: list[str], actor=None) 
     acked, later, held, failed = out.acked, out.later, out.held, out.failed
     with transaction.atomic():
         if later or held or failed:  # a dispatch confirmation may have moved some on meanwhile: leave those alone
-            still_sent = set(Order.objects.filter(pk__in=[o.pk for o, _ in failed] + [o.pk for o in later + held],
-                                                  state=S.SENT).values_list("pk", flat=True))
+            still_sent = set(
+                Order.objects.filter(
+                    pk__in=[o.pk for o, _ in failed] + [o.pk for o in later + held], state=S.SENT
+                ).values_list("pk", flat=True)
+            )
             later = [o for o in later if o.pk in still_sent]
             held = [o for o in held if o.pk in still_sent]
             failed = [(o, why) for o, why in failed if o.pk in still_sent]
         if acked:
             save_split(Order, acked, ["warehouse_ref"], ["last_error", "next_attempt_at", "hold_reason", "claim_token"])
-            moved = set(transition_many([o.pk for o in acked], S.ACKNOWLEDGED, "acknowledged by warehouse", actor=actor,
-                                        from_states=[S.SENT]))
+            moved = set(
+                transition_many(
+                    [o.pk for o in acked],
+                    S.ACKNOWLEDGED,
+                    "acknowledged by warehouse",
+                    actor=actor,
+                    from_states=[S.SENT],
+                )
+            )
             result.acknowledged = len(moved)
             unmoved = [o.pk for o in acked if o.pk not in moved]
-            gone = set(Order.objects.filter(pk__in=unmoved, state=S.CANCELLED).values_list("pk", flat=True)) if unmoved else set()
+            gone = (
+                set(Order.objects.filter(pk__in=unmoved, state=S.CANCELLED).values_list("pk", flat=True))
+                if unmoved
+                else set()
+            )
             for o in acked:
                 if o.pk in gone:  # cancelled in the hub while this send was in flight, yet the warehouse took it
                     problems.append(accepted_after_cancel(o))
-            reservations.mark_holds_acknowledged([(o.idempotency_key, o.warehouse_id, out.ack_at[o.pk], out.allocations[o.pk])
-                                                  for o in acked if o.pk in moved])
+            reservations.mark_holds_acknowledged(
+                [
+                    (o.idempotency_key, o.warehouse_id, out.ack_at[o.pk], out.allocations[o.pk])
+                    for o in acked
+                    if o.pk in moved
+                ]
+            )
         if later:
             save_split(Order, later, ["last_error", "next_attempt_at"], ["claim_token"])
         if held:
             Order.objects.bulk_update(held, ["last_error", "hold_reason", "claim_token"], batch_size=500)
-            result.held = len(transition_many([o.pk for o in held], S.HELD, "held: warehouse rejected the order", actor=actor,
-                                              from_states=[S.SENT]))
+            result.held = len(
+                transition_many(
+                    [o.pk for o in held],
+                    S.HELD,
+                    "held: warehouse rejected the order",
+                    actor=actor,
+                    from_states=[S.SENT],
+                )
+            )
         if failed:
             save_varying(Order, [o for o, _ in failed], ["last_error", "next_attempt_at", "claim_token"])
             for why, group in _group_by_cause(failed).items():
-                result.failed += len(transition_many([o.pk for o in group], S.FAILED, f"failed: {why}", actor=actor,
-                                                     from_states=[S.SENT]))
+                result.failed += len(
+                    transition_many(
+                        [o.pk for o in group], S.FAILED, f"failed: {why}", actor=actor, from_states=[S.SENT]
+                    )
+                )
         if problems:
             raise_many(problems)
     if cleared:
@@ -272,6 +322,9 @@ def repair_exports(connection: Connection, storefront_orders) -> int:
     if not waiting:
         return 0
     answered = {S.ACKNOWLEDGED: True, S.DISPATCHED: True, S.STOREFRONT_NOTIFIED: True, S.FAILED: False}
-    orders = (Order.objects.filter(channel__connection=connection, external_id__in=waiting, state__in=list(answered))
-              .select_related("channel").defer("raw"))
+    orders = (
+        Order.objects.filter(channel__connection=connection, external_id__in=waiting, state__in=list(answered))
+        .select_related("channel")
+        .defer("raw")
+    )
     return mark_exported([(o, answered[o.state]) for o in orders])

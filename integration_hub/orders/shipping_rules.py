@@ -3,6 +3,7 @@
 The domain's own rules — the console form, the API serializer and views call these (one-way: console / API →
 orders).
 """
+
 from __future__ import annotations
 
 from .actions import revalidate_held

@@ -5,6 +5,7 @@ Safe to run twice (acks_late is global): capture deduplicates on the idempotency
 per order with a lease (a killed worker's orders are due again when the lease ends and the beat sweep
 re-dispatches them), the warehouse deduplicates resends, and marking shipped is idempotent.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,7 +23,9 @@ log = logging.getLogger(__name__)
 
 
 @shared_task(name="orders.process", ignore_result=True)
-def process(batch_size: int = claims.BATCH_SIZE, lease_seconds: int = claims.LEASE_SECONDS, time_budget: float = 10.0) -> dict:
+def process(
+    batch_size: int = claims.BATCH_SIZE, lease_seconds: int = claims.LEASE_SECONDS, time_budget: float = 10.0
+) -> dict:
     """Validate captured orders, send due ones, notify dispatched ones, until nothing is due or the time
     budget is used (then continue in a fresh task, so polls and other queued work get a worker slot in
     between — a flash sale must not starve the capture poll)."""
@@ -39,8 +42,10 @@ def process(batch_size: int = claims.BATCH_SIZE, lease_seconds: int = claims.LEA
             more = True
             break
     if more:
-        process.apply_async(kwargs={"batch_size": batch_size, "lease_seconds": lease_seconds, "time_budget": time_budget},
-                            queue="priority")
+        process.apply_async(
+            kwargs={"batch_size": batch_size, "lease_seconds": lease_seconds, "time_budget": time_budget},
+            queue="priority",
+        )
     if any(totals.values()):
         log.info("orders.process: %s", totals)
     return totals
@@ -62,8 +67,9 @@ def _guarded(conn: Connection, operation: str, fn):
     with exclusive(f"orders:{operation}:{conn.pk}", timeout=POLL_LOCK_SECONDS, renew=True) as got:
         if not got:
             return {"skipped": "already running"}
-        with connection_call(conn, operation, title=f"{operation} from {conn.name} failed", action="retry_poll",
-                             cleared="poll succeeded") as call:
+        with connection_call(
+            conn, operation, title=f"{operation} from {conn.name} failed", action="retry_poll", cleared="poll succeeded"
+        ) as call:
             result = fn(conn)
     return {"error": call.error_text(300)} if call.failed else result
 
@@ -75,7 +81,9 @@ def poll_orders(connection_id: int | None = None, max_pages: int = 20) -> dict:
     conns = polls.storefront_connections()
     if connection_id:
         conns = conns.filter(pk=connection_id)
-    return {c.name: _guarded(c, "orders_since", lambda conn: polls.poll_orders(conn, max_pages=max_pages)) for c in conns}
+    return {
+        c.name: _guarded(c, "orders_since", lambda conn: polls.poll_orders(conn, max_pages=max_pages)) for c in conns
+    }
 
 
 @shared_task(name="orders.poll_dispatches", ignore_result=True)
@@ -84,7 +92,10 @@ def poll_dispatches(connection_id: int | None = None, max_pages: int = 20) -> di
     conns = polls.warehouse_connections()
     if connection_id:
         conns = conns.filter(pk=connection_id)
-    return {c.name: _guarded(c, "dispatches_since", lambda conn: polls.poll_dispatches(conn, max_pages=max_pages)) for c in conns}
+    return {
+        c.name: _guarded(c, "dispatches_since", lambda conn: polls.poll_dispatches(conn, max_pages=max_pages))
+        for c in conns
+    }
 
 
 @shared_task(name="orders.fetch_orders", ignore_result=True)

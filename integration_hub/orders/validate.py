@@ -2,6 +2,7 @@
 field (``unknown_sku:<channel>:<sku>``, ``bad_payload:<connection>:order:<order key>``) with ``context["fields"]``
 as paths :func:`.actions.update_field_and_resend` accepts.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -37,7 +38,11 @@ def validate_many(order_ids, actor=None, cause: str = "validated") -> Validation
         map_lines(order_ids)
         orders = []
         for chunk in chunks(order_ids):
-            orders += list(Order.objects.filter(pk__in=chunk, state__in=wanted_states).select_related("channel__connection", "channel__warehouse", "warehouse").defer("raw"))
+            orders += list(
+                Order.objects.filter(pk__in=chunk, state__in=wanted_states)
+                .select_related("channel__connection", "channel__warehouse", "warehouse")
+                .defer("raw")
+            )
         if not orders:
             return out
         lines_by_order: dict[int, list[OrderLine]] = defaultdict(list)
@@ -79,11 +84,15 @@ def validate_many(order_ids, actor=None, cause: str = "validated") -> Validation
                 fields["warehouse"] = f"channel {o.channel.key} has no warehouse"
             for ln in unknown:
                 key = make_key("unknown_sku", o.channel.key, ln.storefront_sku)
-                entry = unknown_by_key.setdefault(key, {"channel": o.channel, "sku": ln.storefront_sku, "orders": [], "fields": {}})
+                entry = unknown_by_key.setdefault(
+                    key, {"channel": o.channel, "sku": ln.storefront_sku, "orders": [], "fields": {}}
+                )
                 entry["orders"].append(o.idempotency_key)
                 entry["fields"][o.idempotency_key] = f"lines.{ln.line_id}.storefront_sku"
             if fields or unknown:
-                reasons = [f"{k}: {v}" for k, v in fields.items()] + [f"lines.{ln.line_id}.storefront_sku: unknown SKU {ln.storefront_sku!r}" for ln in unknown]
+                reasons = [f"{k}: {v}" for k, v in fields.items()] + [
+                    f"lines.{ln.line_id}.storefront_sku: unknown SKU {ln.storefront_sku!r}" for ln in unknown
+                ]
                 o.hold_reason = "; ".join(reasons)[:2000]
                 held.append(o)
                 if fields:
@@ -98,13 +107,26 @@ def validate_many(order_ids, actor=None, cause: str = "validated") -> Validation
             problems.append(unknown_order_sku(key, e))
         if ok:
             save_fields(Order, ok, ["warehouse_shipping_method", "warehouse_carrier", "warehouse", "hold_reason"])
-            out.validated = transition_many([o.pk for o in ok], S.VALIDATED, cause, actor=actor, from_states=wanted_states,
-                                            next_attempt_at=None, claim_token="")
+            out.validated = transition_many(
+                [o.pk for o in ok],
+                S.VALIDATED,
+                cause,
+                actor=actor,
+                from_states=wanted_states,
+                next_attempt_at=None,
+                claim_token="",
+            )
         if held:
             Order.objects.bulk_update(held, ["hold_reason"], batch_size=500)
             fresh = [o.pk for o in held if o.state != S.HELD]
-            out.held = transition_many(fresh, S.HELD, f"held: {held[0].hold_reason[:200]}" if len(held) == 1 else "held: validation failed",
-                                       actor=actor, from_states=[S.CAPTURED, S.FAILED], claim_token="")
+            out.held = transition_many(
+                fresh,
+                S.HELD,
+                f"held: {held[0].hold_reason[:200]}" if len(held) == 1 else "held: validation failed",
+                actor=actor,
+                from_states=[S.CAPTURED, S.FAILED],
+                claim_token="",
+            )
             out.held += [o.pk for o in held if o.state == S.HELD]
             Order.objects.filter(pk__in=[o.pk for o in held if o.state == S.HELD]).update(claim_token="")
         if problems:

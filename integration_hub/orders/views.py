@@ -15,6 +15,7 @@ the rules are in the phase modules, e.g. :mod:`.dispatch`).
 401 bad signature; 400 unreadable body (also a ``bad_payload`` exception record); 404 unknown connection;
 503 when the storefront could not be asked about the message (the sender retries; the poll catches up).
 """
+
 from __future__ import annotations
 
 from integration_hub.core.models import MASTER_SYSTEMS, STOREFRONT_SYSTEMS
@@ -23,13 +24,18 @@ from integration_hub.core.webhooks import Inbound
 from . import dispatch, notifications
 
 order_webhook = Inbound(
-    "order-webhook", STOREFRONT_SYSTEMS, pushes="orders", retry_later=True,
+    "order-webhook",
+    STOREFRONT_SYSTEMS,
+    pushes="orders",
+    retry_later=True,
     parse=lambda connector, payload: connector.parse_order_webhook(payload),
     handle=lambda conn, hints: notifications.queue_hints(conn, hints),  # queued as the transaction commits
 ).view()
 
 dispatch_webhook = Inbound(
-    "dispatch-webhook", MASTER_SYSTEMS, pushes="dispatches",
+    "dispatch-webhook",
+    MASTER_SYSTEMS,
+    pushes="dispatches",
     parse=lambda connector, payload: connector.parse_dispatch_webhook(payload),
     handle=lambda conn, dispatches: dispatch.record_dispatches(conn, dispatches, source="dispatch-webhook").as_dict(),
 ).view()

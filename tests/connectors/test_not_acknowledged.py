@@ -1,4 +1,5 @@
-""""Received, not acknowledged" is part of the error taxonomy: recognised by ``isinstance``, never by class name."""
+""" "Received, not acknowledged" is part of the error taxonomy: recognised by ``isinstance``, never by class name."""
+
 from __future__ import annotations
 
 from connectors import errors

@@ -1,5 +1,6 @@
 """CSV import limits: unreadable rows are error rows (never a 500), every row counts toward the cap, only the
 first rejected rows are kept (with a count), and the upload is read as a stream in bounded memory."""
+
 from __future__ import annotations
 
 import csv
@@ -23,12 +24,16 @@ def w(db):
 
 def test_a_value_over_the_field_limit_is_an_error_row_and_the_good_rows_are_kept(w):
     a, b, _ = (i.sku for i in w.items)
-    body = (f"master_sku,storefront_sku,channel,storefront_product\n{a},K-1,web,p1\n"
-            f"{b},K-2,web,{'x' * 200_000}\n"
-            f"{b},K-3,web,p3\n")
+    body = (
+        f"master_sku,storefront_sku,channel,storefront_product\n{a},K-1,web,p1\n"
+        f"{b},K-2,web,{'x' * 200_000}\n"
+        f"{b},K-3,web,p3\n"
+    )
     result = mapping_import.import_sku_mappings(body.encode())
     assert result.fatal == "" and result.created == 2
-    assert [(e.line, e.reason) for e in result.errors] == [(3, f"a value is longer than {csv.field_size_limit():,} characters")]
+    assert [(e.line, e.reason) for e in result.errors] == [
+        (3, f"a value is longer than {csv.field_size_limit():,} characters")
+    ]
     assert set(SkuMapping.objects.values_list("storefront_sku", flat=True)) == {"K-1", "K-3"}
 
 
@@ -52,7 +57,9 @@ def test_the_page_answers_400_for_a_huge_field_in_the_header_and_200_for_one_in_
     r = client.post("/rules/sku-mappings/import/", {"file": up, "format": "html"})
     assert r.status_code == 400 and "header row cannot be read" in r.content.decode()
     a = w.items[0].sku
-    up = SimpleUploadedFile("m.csv", f"master_sku,storefront_sku,storefront_product\n{a},P-1,\n{a},P-2,{'y' * 200_000}\n".encode())
+    up = SimpleUploadedFile(
+        "m.csv", f"master_sku,storefront_sku,storefront_product\n{a},P-1,\n{a},P-2,{'y' * 200_000}\n".encode()
+    )
     r = client.post("/rules/sku-mappings/import/", {"file": up, "format": "html"})
     assert r.status_code == 200 and "a value is longer than" in r.content.decode()
     assert SkuMapping.objects.filter(storefront_sku="P-1").exists()
@@ -74,12 +81,16 @@ def test_bad_rows_count_toward_the_row_cap(w, monkeypatch):
 def test_only_the_first_rejected_rows_are_kept_with_the_total_count(w, role_client):
     a, b, _ = (i.sku for i in w.items)
     n_bad = 3_000
-    body = (f"master_sku,storefront_sku,channel\n{a},G-1,web\n"
-            + "".join(f"{b},B-{i},web,extra\n" for i in range(n_bad))  # lines 3 … 3002: one value too many
-            + f"NOPE,G-2,web\n{b},G-3,web\n")  # line 3003 unknown SKU (a later phase), line 3004 good
+    body = (
+        f"master_sku,storefront_sku,channel\n{a},G-1,web\n"
+        + "".join(f"{b},B-{i},web,extra\n" for i in range(n_bad))  # lines 3 … 3002: one value too many
+        + f"NOPE,G-2,web\n{b},G-3,web\n"
+    )  # line 3003 unknown SKU (a later phase), line 3004 good
     result = mapping_import.import_sku_mappings(body.encode())
     assert result.created == 2 and result.error_count == n_bad + 1
-    assert len(result.errors) == tabular.MAX_KEPT_ERRORS and result.errors_truncated == n_bad + 1 - tabular.MAX_KEPT_ERRORS
+    assert (
+        len(result.errors) == tabular.MAX_KEPT_ERRORS and result.errors_truncated == n_bad + 1 - tabular.MAX_KEPT_ERRORS
+    )
     assert [e.line for e in result.errors] == list(range(3, 3 + tabular.MAX_KEPT_ERRORS))  # lowest lines, in order
     report = list(csv.reader(io.StringIO(mapping_import.error_report_csv(result))))
     assert len(report) == 1 + tabular.MAX_KEPT_ERRORS + 1

@@ -1,6 +1,7 @@
 """CSV import no longer swallows rows: embedded line breaks and short rows are refused with their line
 numbers, every problem of a row is reported, rejected rows are listed in file order, and a dry run saves
 nothing."""
+
 from __future__ import annotations
 
 import pytest
@@ -33,19 +34,26 @@ def test_short_row_is_refused_with_its_line_not_made_an_all_channel_mapping(w):
     r = mapping_import.import_sku_mappings(f"master_sku,storefront_sku,channel\n{a},A-1,web\n{b},B-1\n")
     assert r.created == 1 and not SkuMapping.objects.filter(channel__isnull=True).exists()
     assert [(e.line, e.reason) for e in r.errors] == [
-        (3, "only 2 of 3 values (a short row is not imported: add the missing separators)")]
+        (3, "only 2 of 3 values (a short row is not imported: add the missing separators)")
+    ]
 
 
 def test_every_problem_of_a_row_is_reported_and_rows_come_in_file_order(w):
-    text = ("master_sku,storefront_sku,channel,safety_buffer\n"
-            "NOPE,<b>x</b>,mars,-1\n"
-            f"{w.items[0].sku},OK-1,web,1\n"
-            "NOPE2,A B,,2\n")
+    text = (
+        "master_sku,storefront_sku,channel,safety_buffer\n"
+        "NOPE,<b>x</b>,mars,-1\n"
+        f"{w.items[0].sku},OK-1,web,1\n"
+        "NOPE2,A B,,2\n"
+    )
     r = mapping_import.import_sku_mappings(text)
     assert [e.line for e in r.errors] == [2, 4]
     first = r.errors[0].reason
-    for part in ("unknown master SKU 'NOPE'", "storefront_sku contains markup", "unknown channel 'mars'",
-                 "safety_buffer '-1' is not a whole number"):
+    for part in (
+        "unknown master SKU 'NOPE'",
+        "storefront_sku contains markup",
+        "unknown channel 'mars'",
+        "safety_buffer '-1' is not a whole number",
+    ):
         assert part in first
     assert "storefront_sku contains a space" in r.errors[1].reason
 
@@ -58,8 +66,10 @@ def test_dry_run_saves_nothing_and_says_what_would_change(w, role_client):
     assert (r.created, r.error_count, r.dry_run) == (1, 1, True)
     assert not SkuMapping.objects.exists() and not PendingPush.objects.exists()
     client = role_client("admin")
-    resp = client.post("/rules/sku-mappings/import/", {"file": SimpleUploadedFile("m.csv", text.encode()), "dry_run": "on",
-                                                       "format": "html"})
+    resp = client.post(
+        "/rules/sku-mappings/import/",
+        {"file": SimpleUploadedFile("m.csv", text.encode()), "dry_run": "on", "format": "html"},
+    )
     assert resp.status_code == 200 and "Dry run — nothing was saved." in resp.content.decode()
     assert not SkuMapping.objects.exists()
 
@@ -69,12 +79,18 @@ def test_a_row_the_database_refuses_is_reported_and_the_rest_of_the_chunk_is_kep
     user created meanwhile), so the bulk insert fails; the good rows are written one savepoint each and only the
     clashing row is handed to ``refused``."""
     SkuMapping.objects.create(item=w.items[0], channel=w.channel, storefront_sku="TAKEN")
-    good = [SkuMapping(item=w.items[1], channel=w.channel, storefront_sku="FREE-1"),
-            SkuMapping(item=w.items[2], channel=w.channel, storefront_sku="FREE-2")]
+    good = [
+        SkuMapping(item=w.items[1], channel=w.channel, storefront_sku="FREE-1"),
+        SkuMapping(item=w.items[2], channel=w.channel, storefront_sku="FREE-2"),
+    ]
     clash = SkuMapping(item=w.items[1], channel=w.channel, storefront_sku="TAKEN")
     refused = []
-    new, changed = tabular.write_chunk([good[0], clash, good[1]], [], mapping_import._bulk,
-                                          lambda row, exc: refused.append((row.storefront_sku, type(exc).__name__)))
+    new, changed = tabular.write_chunk(
+        [good[0], clash, good[1]],
+        [],
+        mapping_import._bulk,
+        lambda row, exc: refused.append((row.storefront_sku, type(exc).__name__)),
+    )
     assert [m.storefront_sku for m in new] == ["FREE-1", "FREE-2"] and changed == []
     assert refused == [("TAKEN", "IntegrityError")]
     assert sorted(SkuMapping.objects.values_list("storefront_sku", flat=True)) == ["FREE-1", "FREE-2", "TAKEN"]

@@ -1,4 +1,5 @@
 """The console's fixes against the real order flow (integration_hub.orders: its phase modules and actions)."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,8 +9,14 @@ from integration_hub.orders import claims, validate
 from integration_hub.orders.models import Order, OrderLine, OrderState, ShippingMethodMap
 from tests.support import factories as f
 
-ADDRESS = {"first_name": "Ada", "last_name": "Lovelace", "street": "1 High St", "postal_code": "N1 1AA", "city": "London",
-           "country": "GB"}
+ADDRESS = {
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "street": "1 High St",
+    "postal_code": "N1 1AA",
+    "city": "London",
+    "country": "GB",
+}
 
 
 @pytest.fixture
@@ -17,8 +24,15 @@ def held(db, settings):
     settings.CELERY_TASK_ALWAYS_EAGER = False
     w = f.console_world()
     ShippingMethodMap.objects.create(channel=w.channel, storefront_method="std", warehouse_method="DPD-NEXT")
-    order = Order.objects.create(channel=w.channel, external_id="o-1", order_number="WEB-1", idempotency_key="web-o-1",
-                                 state=OrderState.CAPTURED, shipping_method="std", shipping_address=ADDRESS)
+    order = Order.objects.create(
+        channel=w.channel,
+        external_id="o-1",
+        order_number="WEB-1",
+        idempotency_key="web-o-1",
+        state=OrderState.CAPTURED,
+        shipping_method="std",
+        shipping_address=ADDRESS,
+    )
     sf_sku = w.items[0].sku.lstrip("0")
     OrderLine.objects.create(order=order, line_id="L1", storefront_sku=sf_sku, quantity=1)
     validate.validate(order)

@@ -1,4 +1,5 @@
 """Cancels racing sends, and cancels / dispatches of failed orders the warehouse may hold."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -100,8 +101,11 @@ def test_acknowledgement_of_an_order_cancelled_meanwhile_raises_a_cancel_in_ware
     wh, _ = fakes
     o, _ = capture.capture(world.channel, make_so("ct-race4"))
     # e.g. the lease ran out mid-send and the cancel went ahead: the hub cancelled, then the warehouse acknowledged
-    during_send(wh, o.idempotency_key, lambda: cancel.cancel_many([Order.objects.get(pk=o.pk)], "lease lapsed",
-                                                                    from_states=[S.SENT]))
+    during_send(
+        wh,
+        o.idempotency_key,
+        lambda: cancel.cancel_many([Order.objects.get(pk=o.pk)], "lease lapsed", from_states=[S.SENT]),
+    )
     run_all()
     o.refresh_from_db()
     assert o.state == S.CANCELLED and o.idempotency_key in wh.ids
@@ -115,7 +119,9 @@ def test_cancelling_a_failed_order_that_was_sent_asks_the_warehouse(world, fakes
     o = actions.cancel(o, "customer called")
     assert wh.cancelled == [o.idempotency_key] and wh.status[o.idempotency_key] == "cancelled"
     assert o.state == S.CANCELLED
-    assert OrderTransition.objects.filter(order=o, from_state=S.FAILED, to_state=S.CANCELLED, cause__contains="confirmed by").exists()
+    assert OrderTransition.objects.filter(
+        order=o, from_state=S.FAILED, to_state=S.CANCELLED, cause__contains="confirmed by"
+    ).exists()
 
 
 def test_storefront_cancel_of_a_failed_sent_order_requests_a_warehouse_cancel(world, fakes, monkeypatch):
@@ -142,8 +148,12 @@ def test_failed_order_never_sent_still_cancels_in_the_hub(world, fakes):
 def test_dispatch_of_a_failed_order_that_was_sent_is_accepted(world, fakes, monkeypatch):
     wh, _ = fakes
     o = failed_after_sends(world, wh, monkeypatch, "ct-f4")
-    d = Dispatch(order_ref=o.idempotency_key, warehouse_ref="WO-77", dispatched_at=timezone.now(),
-                 parcels=[Parcel(carrier="dhl", tracking_number="TN9", lines=[("SKU-1", 1)])])
+    d = Dispatch(
+        order_ref=o.idempotency_key,
+        warehouse_ref="WO-77",
+        dispatched_at=timezone.now(),
+        parcels=[Parcel(carrier="dhl", tracking_number="TN9", lines=[("SKU-1", 1)])],
+    )
     r = dispatch.record_dispatch(world.wh, d)
     assert (r.dispatched, r.unknown) == (1, 0)
     o.refresh_from_db()

@@ -1,5 +1,6 @@
 """A catch-up poll overlapping a burst of webhook captures collides with them again and again (issue 20's fault test
 saw three collisions in a row and the poll task failed): capture retries, re-reading what the others took."""
+
 from __future__ import annotations
 
 from django.db import IntegrityError

@@ -1,4 +1,5 @@
 """Order flow with fake connectors: capture, mapping, hold/revalidate, send/ack, dispatch, notify, beat checks."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -63,12 +64,21 @@ def test_orders_the_connector_could_not_read_are_filed_by_the_capture(world):
     from connectors.parsing import ParsedBatch
 
     page = ParsedBatch([make_so("ct-20")])
-    page.reject("ct-21", "order", "commercetools order ct-21 is malformed: KeyError: 'quantity'", raw={"id": "ct-21"}, name="N-21")
+    page.reject(
+        "ct-21",
+        "order",
+        "commercetools order ct-21 is malformed: KeyError: 'quantity'",
+        raw={"id": "ct-21"},
+        name="N-21",
+    )
     r = capture.capture_many(world.ct, page, source="poll")
     assert len(r.created) == 1 and r.rejected == 0  # counted as before: only orders refused by the capture
     rec = exc("bad_payload:ct:order:ct-21")
     assert rec.title == "Order N-21 from ct cannot be read" and rec.order_ref == "ct-21"
-    assert rec.message.startswith("commercetools order ct-21 is malformed") and "Fix the order in commercetools" in rec.message
+    assert (
+        rec.message.startswith("commercetools order ct-21 is malformed")
+        and "Fix the order in commercetools" in rec.message
+    )
     assert rec.context["action"] == "check_order" and rec.context["order_number"] == "N-21"
 
 
@@ -97,9 +107,17 @@ def test_everything_the_warehouse_needs_reaches_the_request_body(world, fakes):
 
     wh, _ = fakes
     IdentifierTransform.objects.create(name="strip zeros", connection=world.ct, strip_leading_zeros=True)
-    ShippingMethodMap.objects.create(channel=world.channel, storefront_method="express", warehouse_method="UK-EXP", carrier="dpd")
-    so = make_so("ct-100", lines=[("SKU-1", 1), ("BUNDLE-1", 2), ("123", 4)], shipping_method="express",
-                 gift_message="Happy birthday!", delivery_notes="Leave with neighbour", custom_fields={"giftWrap": True})
+    ShippingMethodMap.objects.create(
+        channel=world.channel, storefront_method="express", warehouse_method="UK-EXP", carrier="dpd"
+    )
+    so = make_so(
+        "ct-100",
+        lines=[("SKU-1", 1), ("BUNDLE-1", 2), ("123", 4)],
+        shipping_method="express",
+        gift_message="Happy birthday!",
+        delivery_notes="Leave with neighbour",
+        custom_fields={"giftWrap": True},
+    )
     so.lines[0].custom_fields = {"engraving": "AM"}
     order, _ = capture.capture(world.channel, so)
     run_all()
@@ -114,8 +132,13 @@ def test_everything_the_warehouse_needs_reaches_the_request_body(world, fakes):
     assert body["billingAddress"]["city"] == "London"
     lines = {(ln["skuId"], ln["quantity"], ln["parentLineId"]) for ln in body["lines"]}
     bundle_line = "ct-100-L2"
-    assert lines == {("SKU-1", 1, None), ("BUNDLE-1", 2, None), ("SKU-1", 4, bundle_line), ("SKU-2", 2, bundle_line),
-                     ("000123", 4, None)}
+    assert lines == {
+        ("SKU-1", 1, None),
+        ("BUNDLE-1", 2, None),
+        ("SKU-1", 4, bundle_line),
+        ("SKU-2", 2, bundle_line),
+        ("000123", 4, None),
+    }
     assert body["lines"][0]["customFields"] == {"engraving": "AM"}
     # reservations: picked lines only (components, not the bundle parent); kept on acknowledgement (marked with
     # the warehouse) until the master's stock feed carries the order
@@ -145,7 +168,11 @@ def test_unknown_sku_holds_then_revalidation_after_mapping_sends(world, fakes):
     assert a.state == b.state == S.HELD and not wh.sent
     assert "lines.ct-a-L1.storefront_sku" in a.hold_reason
     rec = exc("unknown_sku:uk-web:NEW-1")
-    assert rec.status == "open" and rec.sku == "NEW-1" and set(rec.context["orders"]) == {a.idempotency_key, b.idempotency_key}
+    assert (
+        rec.status == "open"
+        and rec.sku == "NEW-1"
+        and set(rec.context["orders"]) == {a.idempotency_key, b.idempotency_key}
+    )
     assert rec.context["order_fields"][a.idempotency_key] == "lines.ct-a-L1.storefront_sku"
     assert rec.context["field"] in ("lines.ct-a-L1.storefront_sku", "lines.ct-b-L1.storefront_sku")
     assert actions.revalidate_held(sku="NEW-1") == 0  # still unknown: still held
@@ -164,8 +191,14 @@ def test_bad_fields_hold_with_named_fields_and_edit_resends(world, fakes, make_u
 
     wh, _ = fakes
     user = make_user("ops")
-    o, _ = capture.capture(world.channel, make_so("ct-x", shipping_method="teleport",
-                                                    shipping_address=Address(last_name="Doe", street="1 Road", city="Leeds", country="GB")))
+    o, _ = capture.capture(
+        world.channel,
+        make_so(
+            "ct-x",
+            shipping_method="teleport",
+            shipping_address=Address(last_name="Doe", street="1 Road", city="Leeds", country="GB"),
+        ),
+    )
     run_all()
     o.refresh_from_db()
     assert o.state == S.HELD
@@ -210,13 +243,16 @@ def test_warehouse_rejection_holds_with_fields(world, fakes):
 def test_no_ack_within_timeout_raises_stuck_order_and_resends(world, fakes, settings):
     wh, _ = fakes
     o, _ = capture.capture(world.channel, make_so("ct-t"))
-    wh.script[o.idempotency_key] = [NotAcknowledged("pending", order_ref=o.idempotency_key)] * 2 + \
-                                   [errors.RateLimitedError("429", status=429)]
+    wh.script[o.idempotency_key] = [NotAcknowledged("pending", order_ref=o.idempotency_key)] * 2 + [
+        errors.RateLimitedError("429", status=429)
+    ]
     run_all()
     o.refresh_from_db()
     assert o.state == S.SENT and o.send_attempts == 1 and o.next_attempt_at > timezone.now()
     assert checks.resend_unacknowledged()["stuck"] == 0  # not late yet
-    Order.objects.filter(pk=o.pk).update(sent_at=timezone.now() - timedelta(minutes=settings.HUB["ACK_TIMEOUT_MINUTES"] + 1))
+    Order.objects.filter(pk=o.pk).update(
+        sent_at=timezone.now() - timedelta(minutes=settings.HUB["ACK_TIMEOUT_MINUTES"] + 1)
+    )
     out = checks.resend_unacknowledged()
     assert out["stuck"] == 1 and out["pending"] == 1
     rec = exc(f"stuck_order:{o.idempotency_key}")
@@ -253,8 +289,12 @@ def test_storefront_is_told_only_after_dispatch_confirmation(world, fakes):
     assert sf.shipped == []
     with pytest.raises(actions.OrderActionError):
         actions.notify_storefront(o)
-    d = Dispatch(order_ref=o.idempotency_key, warehouse_ref="WO-1", dispatched_at=timezone.now(),
-                 parcels=[Parcel(carrier="dhl", tracking_number="TN1", lines=[("SKU-1", 1)])])
+    d = Dispatch(
+        order_ref=o.idempotency_key,
+        warehouse_ref="WO-1",
+        dispatched_at=timezone.now(),
+        parcels=[Parcel(carrier="dhl", tracking_number="TN1", lines=[("SKU-1", 1)])],
+    )
     assert dispatch.record_dispatch(world.wh, d).dispatched == 1
     assert dispatch.record_dispatch(world.wh, d).duplicate == 1  # webhook + poll: same dispatch twice
     run_all()
@@ -271,9 +311,15 @@ def test_dispatch_before_ack_acknowledges_first_and_unknown_refs_are_recorded(wo
     run_all()
     o.refresh_from_db()
     assert o.state == S.SENT
-    r = dispatch.record_dispatches(world.wh, [
-        Dispatch(order_ref=o.idempotency_key, warehouse_ref="WO-9", dispatched_at=None, parcels=[Parcel("ups", "1Z")]),
-        Dispatch(order_ref="nope", warehouse_ref="", dispatched_at=None, parcels=[Parcel("ups", "1Y")], ref="D7")])
+    r = dispatch.record_dispatches(
+        world.wh,
+        [
+            Dispatch(
+                order_ref=o.idempotency_key, warehouse_ref="WO-9", dispatched_at=None, parcels=[Parcel("ups", "1Z")]
+            ),
+            Dispatch(order_ref="nope", warehouse_ref="", dispatched_at=None, parcels=[Parcel("ups", "1Y")], ref="D7"),
+        ],
+    )
     assert (r.dispatched, r.unknown) == (1, 1)
     o.refresh_from_db()
     assert o.state == S.DISPATCHED and o.warehouse_ref == "WO-9"
@@ -286,8 +332,16 @@ def test_dispatch_before_ack_acknowledges_first_and_unknown_refs_are_recorded(wo
 def test_partial_dispatch_keeps_order_acknowledged(world, fakes):
     o, _ = capture.capture(world.channel, make_so("ct-p", lines=[("SKU-1", 2)]))
     run_all()
-    dispatch.record_dispatch(world.wh, Dispatch(order_ref=o.idempotency_key, warehouse_ref="", dispatched_at=None,
-                                                parcels=[Parcel("dhl", "P1", lines=[("SKU-1", 1)])], complete=False))
+    dispatch.record_dispatch(
+        world.wh,
+        Dispatch(
+            order_ref=o.idempotency_key,
+            warehouse_ref="",
+            dispatched_at=None,
+            parcels=[Parcel("dhl", "P1", lines=[("SKU-1", 1)])],
+            complete=False,
+        ),
+    )
     o.refresh_from_db()
     assert o.state == S.ACKNOWLEDGED and len(o.tracking) == 1
 
@@ -297,12 +351,18 @@ def test_missing_dispatch_notification_is_raised_and_retried(world, fakes, setti
     o, _ = capture.capture(world.channel, make_so("ct-m"))
     run_all()
     sf.fail = [errors.ConflictError("409"), errors.TimeoutError_("slow")]
-    dispatch.record_dispatch(world.wh, Dispatch(order_ref=o.idempotency_key, warehouse_ref="", dispatched_at=timezone.now(),
-                                                parcels=[Parcel("dhl", "M1")]))
+    dispatch.record_dispatch(
+        world.wh,
+        Dispatch(
+            order_ref=o.idempotency_key, warehouse_ref="", dispatched_at=timezone.now(), parcels=[Parcel("dhl", "M1")]
+        ),
+    )
     run_all()
     o.refresh_from_db()
     assert o.state == S.DISPATCHED and o.last_error
-    Order.objects.filter(pk=o.pk).update(dispatch_received_at=timezone.now() - timedelta(minutes=settings.HUB["DISPATCH_NOTIFY_MINUTES"] + 1))
+    Order.objects.filter(pk=o.pk).update(
+        dispatch_received_at=timezone.now() - timedelta(minutes=settings.HUB["DISPATCH_NOTIFY_MINUTES"] + 1)
+    )
     out = checks.find_missing_dispatches()
     assert out["late"] == 1
     rec = exc(f"missing_dispatch:{o.idempotency_key}")
@@ -346,8 +406,10 @@ def test_cancel_releases_reservations_and_refuses_orders_at_the_warehouse(world,
     # a dispatched order cannot be cancelled at all
     d, _ = capture.capture(world.channel, make_so("ct-c4"))
     run_all()
-    dispatch.record_dispatch(world.wh, Dispatch(order_ref=d.idempotency_key, warehouse_ref="", dispatched_at=None,
-                                                parcels=[Parcel("dhl", "D4")]))
+    dispatch.record_dispatch(
+        world.wh,
+        Dispatch(order_ref=d.idempotency_key, warehouse_ref="", dispatched_at=None, parcels=[Parcel("dhl", "D4")]),
+    )
     with pytest.raises(actions.OrderActionError):
         actions.cancel(d, "too late")
 
@@ -357,7 +419,9 @@ def test_orphans_found_on_both_sides(world, fakes):
     # hub has it, warehouse never got it (e.g. lost before the hub recorded the send)
     o, _ = capture.capture(world.channel, make_so("ct-o"))
     processing.validate_due()
-    Order.objects.filter(pk=o.pk).update(created_at=timezone.now() - timedelta(hours=2), next_attempt_at=timezone.now() + timedelta(hours=1))
+    Order.objects.filter(pk=o.pk).update(
+        created_at=timezone.now() - timedelta(hours=2), next_attempt_at=timezone.now() + timedelta(hours=1)
+    )
     sf.orders = []
     out = checks.find_orphans(grace_minutes=30)
     assert out["warehouse_missing"] == 1

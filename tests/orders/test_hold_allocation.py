@@ -8,6 +8,7 @@
   hold-bound beat before anything is expired.
 * Every acknowledged hold is bounded: one the feed never carries is released after the feed lag with a record.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -64,7 +65,9 @@ def test_without_allocations_any_moved_figure_of_the_master_releases(world, fake
     run_all()
     (hold,) = _held(o)
     assert hold.allocated_location_id is None
-    res = apply_stock_changes(world.wh, [StockChange("SKU-1", "EU1", 7, changed_at=hold.acknowledged_at + timedelta(milliseconds=1))])
+    res = apply_stock_changes(
+        world.wh, [StockChange("SKU-1", "EU1", 7, changed_at=hold.acknowledged_at + timedelta(milliseconds=1))]
+    )
     assert res.released == 1 and not _held(o).exists()
 
 
@@ -79,7 +82,9 @@ def test_an_allocation_figure_applied_before_the_acknowledgement_is_rechecked(wo
     wh.allocations[o.idempotency_key] = {"SKU-1": "EU1", "SKU-2": "EU1"}
     processing.validate_due()
     # the allocation figure arrives first: no acknowledged hold yet, so nothing is released
-    res = apply_stock_changes(world.wh, [StockChange("SKU-1", "EU1", 2, state="reserved", changed_at=received + timedelta(seconds=1))])
+    res = apply_stock_changes(
+        world.wh, [StockChange("SKU-1", "EU1", 2, state="reserved", changed_at=received + timedelta(seconds=1))]
+    )
     assert res.released == 0 and _held(o).count() == 2
     # an old SKU-2 figure (before WAIR received the order) cannot be the allocation
     apply_stock_changes(world.wh, [StockChange("SKU-2", "EU1", 5, changed_at=received - timedelta(seconds=5))])
@@ -100,7 +105,9 @@ def test_a_repeated_figure_does_not_count_as_moved(world, fakes):
     apply_stock_changes(world.wh, [StockChange("SKU-1", "DC1", 9, changed_at=t0)])
     wh.received_at = timezone.now() - timedelta(seconds=10)
     run_all()
-    apply_stock_changes(world.wh, [StockChange("SKU-1", "DC1", 9, changed_at=timezone.now())])  # same figure, later read
+    apply_stock_changes(
+        world.wh, [StockChange("SKU-1", "DC1", 9, changed_at=timezone.now())]
+    )  # same figure, later read
     level = StockLevel.objects.get(item__sku="SKU-1", location=world.location, state="available")
     assert level.moved_at == t0 and level.source_updated_at > t0
     assert recheck_holds() == 0 and _held(o).count() == 1
@@ -120,7 +127,9 @@ def test_the_hold_bound_rechecks_before_it_expires(world, fakes, settings):
     old = timezone.now() - timedelta(seconds=700)
     Reservation.objects.filter(order_ref__in=[a.idempotency_key, b.idempotency_key]).update(acknowledged_at=old)
     # a's figure moved after its acknowledgement, in a transaction that raced the mark (simulated: written directly)
-    StockLevel.objects.create(item=world.items["SKU-1"], location=world.location, quantity=4, moved_at=old + timedelta(seconds=1))
+    StockLevel.objects.create(
+        item=world.items["SKU-1"], location=world.location, quantity=4, moved_at=old + timedelta(seconds=1)
+    )
     assert expire_holds() == 1
     assert Reservation.objects.get(order_ref=a.idempotency_key).release_reason == "master stock feed (re-checked)"
     assert Reservation.objects.get(order_ref=b.idempotency_key).release_reason == "hold expired"
@@ -149,8 +158,17 @@ def test_wair_allocates_elsewhere_and_its_figure_arrives_before_the_acknowledgem
     eu1 = Location.objects.create(code="eu1", name="EU1", connection=wh, external_id="EU1")
     ChannelStockRule.objects.create(channel=channel, mode="segregated").locations.add(dc1)
     control(sandbox, "wair", "seed_locations", {"locations": [{"id": "DC1"}, {"id": "EU1"}]})
-    control(sandbox, "wair", "set_stock", {"rows": [{"sku": "SKU-1", "location": "DC1", "quantity": 16},
-                                                    {"sku": "SKU-1", "location": "EU1", "quantity": 40}]})
+    control(
+        sandbox,
+        "wair",
+        "set_stock",
+        {
+            "rows": [
+                {"sku": "SKU-1", "location": "DC1", "quantity": 16},
+                {"sku": "SKU-1", "location": "EU1", "quantity": 40},
+            ]
+        },
+    )
     poll_master(wh)
     control(sandbox, "wair", "set_allocation", {"enabled": True, "location": "EU1"})
     control(sandbox, "wair", "set_auto_ack", {"enabled": False})

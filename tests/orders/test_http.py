@@ -1,4 +1,5 @@
 """The order flow over real HTTP: hub webhooks (live server) ↔ commercetools and WAIR emulators."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,13 @@ def drain():
 
 
 def spec(i, **kw):
-    return {"channel": "uk-web", "order_number": f"FS{i}", "lines": [{"sku": "SKU-1", "quantity": 1}, {"sku": "SKU-2", "quantity": 2}],
-            "shipping_method": "standard", **kw}
+    return {
+        "channel": "uk-web",
+        "order_number": f"FS{i}",
+        "lines": [{"sku": "SKU-1", "quantity": 1}, {"sku": "SKU-2", "quantity": 2}],
+        "shipping_method": "standard",
+        **kw,
+    }
 
 
 # --- webhook edges ------------------------------------------------------------------------------------
@@ -55,10 +61,24 @@ def test_dispatch_webhook_needs_hmac(world, fakes, client):
     o, _ = capture.capture(world.channel, make_so("ct-w"))
     for _ in range(3):
         processing.process_due()
-    body = json.dumps({"type": "dispatch.confirmed", "dispatches": [
-        {"id": 5, "orderRef": o.idempotency_key, "orderId": "WO-1", "dispatchedAt": "2026-11-22T10:00:00Z", "complete": True,
-         "parcels": [{"carrier": "dhl", "trackingNumber": "JD01", "lines": [{"skuId": "SKU-1", "quantity": 1}]}]},
-        {"id": 6, "parcels": []}]}).encode()
+    body = json.dumps(
+        {
+            "type": "dispatch.confirmed",
+            "dispatches": [
+                {
+                    "id": 5,
+                    "orderRef": o.idempotency_key,
+                    "orderId": "WO-1",
+                    "dispatchedAt": "2026-11-22T10:00:00Z",
+                    "complete": True,
+                    "parcels": [
+                        {"carrier": "dhl", "trackingNumber": "JD01", "lines": [{"skuId": "SKU-1", "quantity": 1}]}
+                    ],
+                },
+                {"id": 6, "parcels": []},
+            ],
+        }
+    ).encode()
     url = "/hooks/dispatch/wair/"
     assert client.post(url, data=body, content_type="application/json").status_code == 401
     sig = sign("wair-hook-secret", body)
@@ -77,9 +97,23 @@ def test_dispatch_webhook_replay_is_refused_and_a_future_dispatch_time_is_clampe
     o, _ = capture.capture(world.channel, make_so("ct-future"))
     for _ in range(3):
         processing.process_due()
-    body = json.dumps({"type": "dispatch.confirmed", "dispatches": [
-        {"id": 7, "orderRef": o.idempotency_key, "orderId": "WO-7", "dispatchedAt": "2102-01-01T00:00:00Z", "complete": True,
-         "parcels": [{"carrier": "dhl", "trackingNumber": "JD07", "lines": [{"skuId": "SKU-1", "quantity": 1}]}]}]}).encode()
+    body = json.dumps(
+        {
+            "type": "dispatch.confirmed",
+            "dispatches": [
+                {
+                    "id": 7,
+                    "orderRef": o.idempotency_key,
+                    "orderId": "WO-7",
+                    "dispatchedAt": "2102-01-01T00:00:00Z",
+                    "complete": True,
+                    "parcels": [
+                        {"carrier": "dhl", "trackingNumber": "JD07", "lines": [{"skuId": "SKU-1", "quantity": 1}]}
+                    ],
+                }
+            ],
+        }
+    ).encode()
     sig = sign("wair-hook-secret", body)
     before = timezone.now()
     r = client.post("/hooks/dispatch/wair/", data=body, content_type="application/json", HTTP_X_HUB_SIGNATURE=sig)
@@ -92,21 +126,33 @@ def test_dispatch_webhook_replay_is_refused_and_a_future_dispatch_time_is_clampe
 
 # --- end to end over HTTP --------------------------------------------------------------------------------
 @pytest.mark.django_db(transaction=True)
-def test_webhook_twice_plus_poll_overlap_gives_one_order_and_one_warehouse_receipt(sandbox, live_server, no_kick, eager_celery):
+def test_webhook_twice_plus_poll_overlap_gives_one_order_and_one_warehouse_receipt(
+    sandbox, live_server, no_kick, eager_celery
+):
     ct, wh, channel = sandbox_order_world(sandbox)
     hook = f"{live_server.url}/hooks/orders/{ct.name}/"
     control(sandbox, "commercetools", "configure_webhooks", {"order_url": hook, "secret": "ct-hook-secret"})
-    control(sandbox, "wair", "configure_webhooks", {"dispatch_url": f"{live_server.url}/hooks/dispatch/{wh.name}/",
-                                                    "secret": "wair-hook-secret"})
-    created = control(sandbox, "commercetools", "create_orders",
-                      {"orders": [spec(i, gift_message="For you", delivery_notes="Ring twice") for i in range(25)]})
+    control(
+        sandbox,
+        "wair",
+        "configure_webhooks",
+        {"dispatch_url": f"{live_server.url}/hooks/dispatch/{wh.name}/", "secret": "wair-hook-secret"},
+    )
+    created = control(
+        sandbox,
+        "commercetools",
+        "create_orders",
+        {"orders": [spec(i, gift_message="For you", delivery_notes="Ring twice") for i in range(25)]},
+    )
     stats = control(sandbox, "commercetools", "wait_webhooks", {"timeout": 30})
     assert stats["pending"] == 0
     assert Order.objects.count() == 25
     # the subscription delivers the same message again (at-least-once)
     emu = sandbox.emulators["commercetools"]
     msg = emu._message(emu.orders[created["ids"][0]], "demo")
-    r = requests.post(hook, data=json.dumps(msg), headers={"Authorization": "ct-hook-secret", "Content-Type": "application/json"})
+    r = requests.post(
+        hook, data=json.dumps(msg), headers={"Authorization": "ct-hook-secret", "Content-Type": "application/json"}
+    )
     assert r.status_code == 200 and r.json() == {"to_fetch": 1, "to_refresh": 0}  # a hint: the order is read, not taken
     assert Order.objects.count() == 25
     # and the catch-up poll overlaps everything
@@ -125,7 +171,9 @@ def test_webhook_twice_plus_poll_overlap_gives_one_order_and_one_warehouse_recei
     assert sorted((ln["skuId"], ln["quantity"]) for ln in req["lines"]) == [("SKU-1", 1), ("SKU-2", 2)]
 
     # nothing shipped in the storefront before the warehouse confirms
-    assert not any(x["shipment_state"] == "Shipped" for x in control(sandbox, "commercetools", "state")["orders"].values())
+    assert not any(
+        x["shipment_state"] == "Shipped" for x in control(sandbox, "commercetools", "state")["orders"].values()
+    )
     for k in sorted(keys)[:10]:
         control(sandbox, "wair", "dispatch", {"order_ref": k, "parcels": [{"carrier": "dhl"}]})
     assert control(sandbox, "wair", "wait_webhooks", {"timeout": 30})["pending"] == 0
@@ -160,7 +208,9 @@ def test_unacknowledged_order_is_resent_until_acknowledged_never_duplicated(sand
     drain()
     order.refresh_from_db()
     assert order.state == S.SENT and "not acknowledged" in order.last_error
-    Order.objects.filter(pk=order.pk).update(sent_at=timezone.now() - timedelta(minutes=settings.HUB["ACK_TIMEOUT_MINUTES"] + 5))
+    Order.objects.filter(pk=order.pk).update(
+        sent_at=timezone.now() - timedelta(minutes=settings.HUB["ACK_TIMEOUT_MINUTES"] + 5)
+    )
     assert checks.resend_unacknowledged()["stuck"] == 1
     assert ExceptionRecord.objects.get(dedupe_key=f"stuck_order:{order.idempotency_key}").status == "open"
     control(sandbox, "wair", "set_auto_ack", {"enabled": True})
@@ -198,7 +248,12 @@ def test_storefront_side_fulfilment_reported_to_master_until_acknowledged(sandbo
     created = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1)]})
     polls.poll_orders(ct)
     drain()
-    control(sandbox, "commercetools", "store_fulfil", {"order": created["ids"][0], "lines": [["SKU-2", 2]], "tracking": "STORE-1"})
+    control(
+        sandbox,
+        "commercetools",
+        "store_fulfil",
+        {"order": created["ids"][0], "lines": [["SKU-2", 2]], "tracking": "STORE-1"},
+    )
     polls.poll_orders(ct)
     polls.poll_orders(ct)  # seen again: still one row
     f = StorefrontFulfilment.objects.get()
@@ -231,17 +286,23 @@ def test_webhook_burst_with_concurrent_duplicates_gives_each_order_once(sandbox,
     ct, wh, channel = sandbox_order_world(sandbox)
     hook = f"{live_server.url}/hooks/orders/{ct.name}/"
     emu = sandbox.emulators["commercetools"]
-    created = control(sandbox, "commercetools", "create_orders", {"orders": [spec(i) for i in range(300)]})  # no subscription yet
+    created = control(
+        sandbox, "commercetools", "create_orders", {"orders": [spec(i) for i in range(300)]}
+    )  # no subscription yet
     messages = [json.dumps(emu._message(emu.orders[oid], "demo")) for oid in created["ids"]]
 
     def post(body):
-        r = requests.post(hook, data=body, headers={"Authorization": "ct-hook-secret", "Content-Type": "application/json"}, timeout=60)
+        r = requests.post(
+            hook, data=body, headers={"Authorization": "ct-hook-secret", "Content-Type": "application/json"}, timeout=60
+        )
         return r.status_code, r.json()
 
     with ThreadPoolExecutor(8) as pool:  # every message twice, concurrently, in a shuffled order
         results = list(pool.map(post, messages + messages[::-1]))
     assert {code for code, _ in results} == {200}
-    assert all(body == {"to_fetch": 1, "to_refresh": 0} for _, body in results)  # each a hint, read from ct after commit
+    assert all(
+        body == {"to_fetch": 1, "to_refresh": 0} for _, body in results
+    )  # each a hint, read from ct after commit
     assert Order.objects.count() == 300
     assert polls.poll_orders(ct)["created"] == 0
     drain()
@@ -267,10 +328,20 @@ def ct_message(sandbox, order_id, message_type, **fields):
     import uuid
 
     order = sandbox.emulators["commercetools"].orders[order_id]
-    return {"notificationType": "Message", "projectKey": "demo", "id": str(uuid.uuid4()), "version": 1,
-            "sequenceNumber": order["version"], "resource": {"typeId": "order", "id": order_id},
-            "resourceVersion": order["version"], "resourceUserProvidedIdentifiers": {"orderNumber": order["orderNumber"]},
-            "type": message_type, "createdAt": order["lastModifiedAt"], "lastModifiedAt": order["lastModifiedAt"], **fields}
+    return {
+        "notificationType": "Message",
+        "projectKey": "demo",
+        "id": str(uuid.uuid4()),
+        "version": 1,
+        "sequenceNumber": order["version"],
+        "resource": {"typeId": "order", "id": order_id},
+        "resourceVersion": order["version"],
+        "resourceUserProvidedIdentifiers": {"orderNumber": order["orderNumber"]},
+        "type": message_type,
+        "createdAt": order["lastModifiedAt"],
+        "lastModifiedAt": order["lastModifiedAt"],
+        **fields,
+    }
 
 
 def hook_post(url, message, secret="ct-hook-secret"):
@@ -287,7 +358,9 @@ def test_return_messages_re_read_a_known_order_and_record_its_returns_once(sandb
     [oid] = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1)]})["ids"]
     assert polls.poll_orders(ct)["created"] == 1  # the hub has the order
     order = Order.objects.get(external_id=oid)
-    [item_id] = control(sandbox, "commercetools", "add_return", {"order": oid, "items": [{"sku": "SKU-2", "quantity": 1}]})["return_item_ids"]
+    [item_id] = control(
+        sandbox, "commercetools", "add_return", {"order": oid, "items": [{"sku": "SKU-2", "quantity": 1}]}
+    )["return_item_ids"]
     emu = sandbox.emulators["commercetools"]
     added = ct_message(sandbox, oid, "ReturnInfoAdded", returnInfo=emu.orders[oid]["returnInfo"][-1])
 
@@ -311,7 +384,9 @@ def test_return_messages_re_read_a_known_order_and_record_its_returns_once(sandb
 
     # the item moves on in the storefront (setReturnShipmentState), the message says so
     _ct_update(ct, oid, {"action": "setReturnShipmentState", "returnItemId": item_id, "shipmentState": "Returned"})
-    changed = ct_message(sandbox, oid, "OrderReturnShipmentStateChanged", returnItemId=item_id, returnShipmentState="Returned")
+    changed = ct_message(
+        sandbox, oid, "OrderReturnShipmentStateChanged", returnItemId=item_id, returnShipmentState="Returned"
+    )
     assert hook_post(hook, changed).status_code == 200
     assert ReturnLine.objects.get().condition == "inspection"
     control(sandbox, "commercetools", "return_state", {"order": oid, "return_item_id": item_id, "state": "BackInStock"})
@@ -335,12 +410,19 @@ def _ct_update(ct_conn, order_id, *actions):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_return_message_about_an_order_the_hub_lacks_captures_it_with_its_returns(sandbox, live_server, no_kick, eager_celery):
+def test_return_message_about_an_order_the_hub_lacks_captures_it_with_its_returns(
+    sandbox, live_server, no_kick, eager_celery
+):
     from integration_hub.planning.models import ReturnLine
 
     ct, wh, channel = sandbox_order_world(sandbox)
     [oid] = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1)]})["ids"]  # OrderCreated was lost
-    control(sandbox, "commercetools", "add_return", {"order": oid, "items": [{"sku": "SKU-1", "quantity": 1, "state": "Returned"}]})
+    control(
+        sandbox,
+        "commercetools",
+        "add_return",
+        {"order": oid, "items": [{"sku": "SKU-1", "quantity": 1, "state": "Returned"}]},
+    )
     r = hook_post(f"{live_server.url}/hooks/orders/{ct.name}/", ct_message(sandbox, oid, "ReturnInfoAdded"))
     assert r.status_code == 200
     assert Order.objects.get().external_id == oid and ReturnLine.objects.get().condition == "inspection"
@@ -373,7 +455,10 @@ def test_order_webhook_query_count_is_fixed_and_unknown_messages_are_acknowledge
     url, good = "/hooks/orders/ct/", "ct-hook-secret"
 
     def msgs(n, kind="ReturnInfoAdded"):
-        return [{"notificationType": "Message", "type": kind, "resource": {"typeId": "order", "id": f"o-{i}"}} for i in range(n)]
+        return [
+            {"notificationType": "Message", "type": kind, "resource": {"typeId": "order", "id": f"o-{i}"}}
+            for i in range(n)
+        ]
 
     counts = []
     for batch in (msgs(1), msgs(5) + msgs(5, "OrderReturnShipmentStateChanged")):
@@ -387,8 +472,10 @@ def test_order_webhook_query_count_is_fixed_and_unknown_messages_are_acknowledge
     assert r.json()["to_refresh"] == 5 and r.json()["to_fetch"] == 0  # five orders, each re-read once
     assert not ReturnLine.objects.exists()
 
-    for unknown in ({"notificationType": "Message", "type": "CustomerCreated", "resource": {"typeId": "customer", "id": "c-1"}},
-                    {"notificationType": "ResourceUpdated", "resource": {"typeId": "product", "id": "p-1"}}):
+    for unknown in (
+        {"notificationType": "Message", "type": "CustomerCreated", "resource": {"typeId": "customer", "id": "c-1"}},
+        {"notificationType": "ResourceUpdated", "resource": {"typeId": "product", "id": "p-1"}},
+    ):
         r = client.post(url, data=json.dumps(unknown), content_type="application/json", HTTP_AUTHORIZATION=good)
         assert r.status_code == 200 and r.json()["to_fetch"] == r.json()["to_refresh"] == 0
     bad = {"notificationType": "Message", "type": "ReturnInfoAdded", "resource": {"typeId": "customer", "id": "c-1"}}

@@ -1,5 +1,6 @@
 """Order claims are short and renewed while the warehouse call is in flight (issue 20, item 3): a slow
 send keeps its claim; a worker that dies holding orders frees them within one short lease."""
+
 from __future__ import annotations
 
 import time

@@ -1,5 +1,6 @@
 """Order lifecycle edges: retries that end (failed), reservations released by the master's own feed,
 late dispatch confirmations, lost confirmations found in the warehouse, the walking orphan scan."""
+
 from __future__ import annotations
 
 import time
@@ -75,13 +76,23 @@ def test_wair_cancelled_order_fails_instead_of_being_resent_forever(sandbox):
     # WAIR has the order as cancelled (someone cancelled it there after a lost answer): a permanent refusal
     from connectors.wair import WairConnector
 
-    body = WairConnector.order_body(__import__("integration_hub.orders.mapping", fromlist=["x"]).build_warehouse_order(o))
+    body = WairConnector.order_body(
+        __import__("integration_hub.orders.mapping", fromlist=["x"]).build_warehouse_order(o)
+    )
     import requests
 
-    r = requests.post(f"{sandbox.url}/wair/api/v1/orders", json=body, headers={"X-Api-Key": "wair-demo-key",
-                                                                                "Idempotency-Key": o.idempotency_key}, timeout=5)
+    r = requests.post(
+        f"{sandbox.url}/wair/api/v1/orders",
+        json=body,
+        headers={"X-Api-Key": "wair-demo-key", "Idempotency-Key": o.idempotency_key},
+        timeout=5,
+    )
     assert r.status_code == 201
-    r = requests.post(f"{sandbox.url}/wair/api/v1/orders/{o.idempotency_key}/cancel", headers={"X-Api-Key": "wair-demo-key"}, timeout=5)
+    r = requests.post(
+        f"{sandbox.url}/wair/api/v1/orders/{o.idempotency_key}/cancel",
+        headers={"X-Api-Key": "wair-demo-key"},
+        timeout=5,
+    )
     assert r.status_code == 200
     actions.send(o)
     o.refresh_from_db()
@@ -119,8 +130,10 @@ def test_reservation_released_only_by_a_feed_update_at_or_after_the_acknowledgem
     assert list(held.values_list("item__sku", flat=True)) == ["SKU-2"]
     assert Reservation.objects.get(order_ref=o.idempotency_key, item__sku="SKU-1").release_reason == "master stock feed"
     # dispatch releases the rest
-    dispatch.record_dispatch(world.wh, Dispatch(order_ref=o.idempotency_key, warehouse_ref="", dispatched_at=None,
-                                                parcels=[Parcel("dhl", "R1")]))
+    dispatch.record_dispatch(
+        world.wh,
+        Dispatch(order_ref=o.idempotency_key, warehouse_ref="", dispatched_at=None, parcels=[Parcel("dhl", "R1")]),
+    )
     assert not held.exists()
     assert Reservation.objects.get(order_ref=o.idempotency_key, item__sku="SKU-2").release_reason == "dispatched"
 
@@ -154,8 +167,12 @@ def test_an_old_confirmation_received_now_is_not_overdue(world, fakes, settings)
     run_all()
     sf.fail = [errors.TimeoutError_("slow")]  # the storefront is not told on the first try
     long_ago = timezone.now() - timedelta(minutes=settings.HUB["DISPATCH_NOTIFY_MINUTES"] * 3)
-    dispatch.record_dispatch(world.wh, Dispatch(order_ref=o.idempotency_key, warehouse_ref="", dispatched_at=long_ago,
-                                                parcels=[Parcel("dhl", "OLD1")]))
+    dispatch.record_dispatch(
+        world.wh,
+        Dispatch(
+            order_ref=o.idempotency_key, warehouse_ref="", dispatched_at=long_ago, parcels=[Parcel("dhl", "OLD1")]
+        ),
+    )
     run_all()
     o.refresh_from_db()
     assert o.state == S.DISPATCHED and o.dispatched_at == long_ago  # the warehouse's time is kept
@@ -174,8 +191,16 @@ def test_lost_dispatch_confirmation_is_found_in_the_warehouse_and_processed(worl
     old = timezone.now() - timedelta(days=3)
     Order.objects.filter(pk__in=[lost.pk, waiting.pk, gone.pk]).update(acknowledged_at=old)
     wh.ids.pop(gone.idempotency_key)  # the warehouse lost it
-    wh.dispatches = {lost.idempotency_key: [Dispatch(order_ref=lost.idempotency_key, warehouse_ref="WO-1", dispatched_at=old,
-                                                     parcels=[Parcel("dhl", "LOST1")])]}
+    wh.dispatches = {
+        lost.idempotency_key: [
+            Dispatch(
+                order_ref=lost.idempotency_key,
+                warehouse_ref="WO-1",
+                dispatched_at=old,
+                parcels=[Parcel("dhl", "LOST1")],
+            )
+        ]
+    }
     out = checks.find_missing_dispatches(warehouse_check_limit=10)
     assert out["audited"] == 3 and out["recovered"] == 1 and out["undispatched"] == 2
     lost.refresh_from_db()
@@ -202,9 +227,22 @@ def test_orphan_scan_walks_past_the_first_pages_on_a_busy_day(sandbox):
     from integration_hub.core.models import SyncCursor
 
     ct, wh, channel = sandbox_order_world(sandbox)
-    ids = control(sandbox, "commercetools", "create_orders", {"orders": [
-        {"channel": "uk-web", "order_number": f"OR{i}", "lines": [{"sku": "SKU-1", "quantity": 1}], "shipping_method": "standard"}
-        for i in range(12)]})["ids"]
+    ids = control(
+        sandbox,
+        "commercetools",
+        "create_orders",
+        {
+            "orders": [
+                {
+                    "channel": "uk-web",
+                    "order_number": f"OR{i}",
+                    "lines": [{"sku": "SKU-1", "quantity": 1}],
+                    "shipping_method": "standard",
+                }
+                for i in range(12)
+            ]
+        },
+    )["ids"]
     time.sleep(0.5)  # the emulator stamps a burst a millisecond apart: let the clock pass the last one
     found = []
     for _ in range(4):  # one page of 5 per run: the cursor carries on where the last run stopped
@@ -224,13 +262,30 @@ def test_orphan_scan_covers_sfcc(sandbox):
     cache.clear()
     clear_cache()
     control(sandbox, "sfcc", "configure_client", {"client_id": "am-client", "client_secret": "am-secret"})
-    sf = Connection(name="sfcc", system_type="sfcc", base_url=f"{sandbox.url}/sfcc", auth_url=f"{sandbox.url}/sfcc",
-                    client_id="am-client", options={"site_id": "RefArch"}, rate_limit_per_second=500, rate_limit_burst=100)
+    sf = Connection(
+        name="sfcc",
+        system_type="sfcc",
+        base_url=f"{sandbox.url}/sfcc",
+        auth_url=f"{sandbox.url}/sfcc",
+        client_id="am-client",
+        options={"site_id": "RefArch"},
+        rate_limit_per_second=500,
+        rate_limit_burst=100,
+    )
     sf.set_secret("am-secret")
     sf.save()
     Channel.objects.create(key="sf-web", name="SF web", connection=sf, external_id="inv_web")
-    ids = control(sandbox, "sfcc", "create_orders", {"orders": [
-        {"channel": "inv_web", "lines": [{"sku": "SKU-1", "quantity": 1}], "shipping_method": "standard"} for _ in range(3)]})["ids"]
+    ids = control(
+        sandbox,
+        "sfcc",
+        "create_orders",
+        {
+            "orders": [
+                {"channel": "inv_web", "lines": [{"sku": "SKU-1", "quantity": 1}], "shipping_method": "standard"}
+                for _ in range(3)
+            ]
+        },
+    )["ids"]
     time.sleep(0.5)
     out = checks.find_orphans(grace_minutes=0)
     assert out["storefront_missing"] == 3
@@ -248,16 +303,34 @@ def test_parcels_reach_the_storefront_with_its_own_skus_and_bundle_lines(world, 
     o.refresh_from_db()
     assert o.state == S.ACKNOWLEDGED, o.hold_reason
     # first parcel: the transformed SKU only (partial); second: the bundle's components (master SKUs)
-    dispatch.record_dispatch(world.wh, Dispatch(order_ref=o.idempotency_key, warehouse_ref="", dispatched_at=None, complete=False,
-                                                parcels=[Parcel("dhl", "PT1", lines=[("000123", 4)])]))
-    dispatch.record_dispatch(world.wh, Dispatch(order_ref=o.idempotency_key, warehouse_ref="", dispatched_at=None,
-                                                parcels=[Parcel("dhl", "PT2", lines=[("SKU-1", 2), ("SKU-2", 1)])]))
+    dispatch.record_dispatch(
+        world.wh,
+        Dispatch(
+            order_ref=o.idempotency_key,
+            warehouse_ref="",
+            dispatched_at=None,
+            complete=False,
+            parcels=[Parcel("dhl", "PT1", lines=[("000123", 4)])],
+        ),
+    )
+    dispatch.record_dispatch(
+        world.wh,
+        Dispatch(
+            order_ref=o.idempotency_key,
+            warehouse_ref="",
+            dispatched_at=None,
+            parcels=[Parcel("dhl", "PT2", lines=[("SKU-1", 2), ("SKU-2", 1)])],
+        ),
+    )
     run_all()
     o.refresh_from_db()
     assert o.state == S.STOREFRONT_NOTIFIED
-    (_, parcels), = sf.shipped
+    ((_, parcels),) = sf.shipped
     assert [(p.tracking_number, p.lines) for p in parcels] == [("PT1", [("123", 4)]), ("PT2", [("BUNDLE-1", 1)])]
-    assert [t["lines"] for t in o.tracking] == [[["000123", 4]], [["SKU-1", 2], ["SKU-2", 1]]]  # the warehouse's terms kept
+    assert [t["lines"] for t in o.tracking] == [
+        [["000123", 4]],
+        [["SKU-1", 2], ["SKU-2", 1]],
+    ]  # the warehouse's terms kept
 
 
 # --- batched polls ------------------------------------------------------------------------------------------

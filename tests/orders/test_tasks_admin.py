@@ -1,4 +1,5 @@
 """Thin edges: Celery tasks, beat registration, admin actions."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -20,8 +21,15 @@ def test_beat_jobs_point_at_registered_tasks():
     from integration_hub.orders.beat import SCHEDULE
 
     names = {j.task for j in SCHEDULE}
-    assert {"orders.sweep", "orders.poll_orders", "orders.poll_dispatches", "orders.resend_unacknowledged", "orders.find_orphans",
-            "orders.find_missing_dispatches", "orders.send_fulfilments"} <= names
+    assert {
+        "orders.sweep",
+        "orders.poll_orders",
+        "orders.poll_dispatches",
+        "orders.resend_unacknowledged",
+        "orders.find_orphans",
+        "orders.find_missing_dispatches",
+        "orders.send_fulfilments",
+    } <= names
     assert names <= set(current_app.tasks)
 
 
