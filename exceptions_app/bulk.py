@@ -318,7 +318,7 @@ def _retry(records: list[ExceptionRecord], actor) -> tuple[list[ExceptionRecord]
             else:
                 out.skipped.append((r.pk, missing.get(r.pk, "the SKU has no active mapping: map it first")))
     if conn_recs:
-        from integration_hub.console.retry_all import lift_backoff
+        from integration_hub.inventory.outbox import lift_backoff
         from integration_hub.inventory.models import PendingPush
 
         out.lifted += lift_backoff(

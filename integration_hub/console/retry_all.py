@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from django.conf import settings
 
-CHUNK = 1000
 RETRYABLE_STATES = ("captured", "validated", "sent", "held", "failed", "dispatched")
 
 
@@ -40,23 +39,6 @@ def push_queryset(params):
 def failing_pushes(params):
     """What "retry all matching failing pushes" acts on: the filtered rows that have failed at least once."""
     return push_queryset(params).filter(attempts__gt=0)
-
-
-def lift_backoff(qs, progress=None) -> int:
-    """Make every push of ``qs`` due now (one UPDATE per 1,000 ids) and nudge a worker. Returns rows changed."""
-    from integration_hub.inventory.models import PendingPush
-    from integration_hub.inventory.outbox import kick
-
-    ids = list(qs.order_by("id").values_list("id", flat=True))
-    n = 0
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        n += PendingPush.objects.filter(pk__in=chunk).update(not_before=None)
-        if progress is not None:
-            progress.advance(len(chunk))
-    if n:
-        kick()
-    return n
 
 
 # --- orders -----------------------------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ def retry_all(what: str, query: str = "", user_id: int | None = None) -> dict:
     from django.contrib.auth import get_user_model
     from django.http import QueryDict
 
+    from integration_hub.inventory import outbox
     from integration_hub.monitoring import progress
-
     from integration_hub.orders import actions
 
     from . import retry_all as r
@@ -23,7 +23,7 @@ def retry_all(what: str, query: str = "", user_id: int | None = None) -> dict:
     if what == "pushes":
         qs = r.failing_pushes(params)
         with progress.track(f"push-retry-all:{user_id}", "Retry all matching failing pushes", total=qs.count()) as bar:
-            return {"retried": r.lift_backoff(qs, progress=bar)}
+            return {"retried": outbox.lift_backoff(qs, progress=bar)}
     if what == "orders":
         ids = list(r.retryable(r.order_queryset(params)).values_list("pk", flat=True))
         with progress.track(f"order-retry-all:{user_id}", f"Retry {len(ids)} matching order(s)", total=len(ids)) as bar:

@@ -721,7 +721,7 @@ class PushRetryAllView(_RetryAllView):
         return retry_all.failing_pushes(params)
 
     def run(self, qs, user) -> str:
-        n = retry_all.lift_backoff(qs)
+        n = outbox.lift_backoff(qs)
         return f"{n} failing push(es) will be retried now."
 
 

@@ -280,3 +280,18 @@ __all__ = [
     "channel_locations",
     "kick",
 ]
+
+
+def lift_backoff(qs, progress=None) -> int:
+    """Make every push of ``qs`` due now (one UPDATE per 1,000 ids) and nudge a worker. Returns rows changed.
+    "Retry now" on the push queue, "retry all matching" and the exception queue's bulk retry all call this."""
+    ids = list(qs.order_by("id").values_list("id", flat=True))
+    n = 0
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        n += PendingPush.objects.filter(pk__in=chunk).update(not_before=None)
+        if progress is not None:
+            progress.advance(len(chunk))
+    if n:
+        kick()
+    return n
