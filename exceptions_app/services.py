@@ -50,12 +50,6 @@ def kind_for_error(exc: BaseException) -> str:
     return Kind.SYNC_TIMEOUT
 
 
-def make_key(kind: str, *parts) -> str:
-    """The unchecked spelling of :func:`exceptions_app.kinds.key`, still called by ``integration_hub.orders``
-    (its ``problems`` module adopts ``kinds.key``; then this goes)."""
-    return kinds.join(kind, *parts)
-
-
 def error_key(exc: BaseException, conn_name: str, operation: str) -> tuple[str, str]:
     """(kind, dedupe key) of a connection-level failure of ``operation``: an auth failure is one record per
     connection whatever the operation; the other kinds are per operation."""

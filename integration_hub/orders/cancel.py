@@ -13,7 +13,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from connectors import errors
-from exceptions_app.services import clear, make_key, raise_many
+from exceptions_app import kinds
+from exceptions_app.services import clear, raise_many
 from integration_hub.core.models import Connection
 from integration_hub.inventory import reservations
 
@@ -27,9 +28,9 @@ from .state import transition_many
 def _cancelled_keys(o: Order) -> list[str]:
     return [
         keys.order_problem_key(o),
-        make_key("stuck_order", o.idempotency_key),
-        make_key("orphaned_order", o.channel.key, o.external_id),
-        make_key("missing_dispatch", o.idempotency_key),
+        kinds.key("stuck_order", o.idempotency_key),
+        kinds.key("orphaned_order", o.channel.key, o.external_id),
+        kinds.key("missing_dispatch", o.idempotency_key),
         keys.bad_key(o.warehouse.name if o.warehouse_id and o.warehouse else "", "order-cancel", o.idempotency_key),
     ]
 

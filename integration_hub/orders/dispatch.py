@@ -14,7 +14,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from connectors.base import Dispatch, Parcel
-from exceptions_app.services import clear, make_key, raise_many
+from exceptions_app import kinds
+from exceptions_app.services import clear, raise_many
 from integration_hub.core.models import Connection
 from integration_hub.inventory import reservations
 
@@ -170,7 +171,7 @@ def record_dispatches(connection: Connection, dispatches, source: str = "dispatc
             update_shipped([*changed, *(o.pk for o in to_dispatch)])  # OrderLine.shipped_quantity from the parcels
         if problems:
             raise_many(problems)
-    acked_keys = [make_key("stuck_order", o.idempotency_key) for o in to_ack + to_dispatch]
+    acked_keys = [kinds.key("stuck_order", o.idempotency_key) for o in to_ack + to_dispatch]
     if acked_keys:
         clear(acked_keys, reason="the warehouse dispatched the order")
     return res

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from exceptions_app.services import make_key
+from exceptions_app import kinds
 from integration_hub.core.models import Channel
 
 from .bulkops import chunks
@@ -19,7 +19,7 @@ def order_key(channel: Channel, external_id: str) -> str:
 
 
 def bad_key(conn_name: str, source: str, ref: str) -> str:
-    return make_key("bad_payload", conn_name, source, ref)
+    return kinds.key("bad_payload", conn_name, source, ref)
 
 
 def order_problem_key(order: Order) -> str:

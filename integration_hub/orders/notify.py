@@ -12,7 +12,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from connectors.base import Parcel
-from exceptions_app.services import clear, make_key, raise_many, transport_keys
+from exceptions_app import kinds
+from exceptions_app.services import clear, raise_many, transport_keys
 
 from . import claims, remote
 from .bulkops import chunks, save_split
@@ -89,7 +90,7 @@ def notify_claimed(ids: list[int], actor=None) -> NotifyResult:
     if done:
         conns = {o.channel.connection.name for o in done}
         clear(
-            [make_key("missing_dispatch", o.idempotency_key) for o in done]
+            [kinds.key("missing_dispatch", o.idempotency_key) for o in done]
             + [k for c in conns for k in transport_keys(c, "mark_shipped")],
             reason="storefront marked shipped",
         )

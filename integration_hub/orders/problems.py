@@ -5,7 +5,8 @@ context as the exception queue and its fix screens read them). Builders only bui
 
 from __future__ import annotations
 
-from exceptions_app.services import Problem, kind_for_error, make_key
+from exceptions_app import kinds
+from exceptions_app.services import Problem, kind_for_error
 from integration_hub.core.models import Connection
 
 from . import keys
@@ -22,7 +23,7 @@ def transport_failure(conn: Connection, operation: str, exc: Exception, order: O
     if kind == "auth_failure":
         return Problem(
             kind,
-            make_key(kind, conn.name),
+            kinds.key(kind, conn.name),
             f"{conn.name} refused the hub's credentials ({operation})",
             message=str(exc)[:1000],
             severity="critical",
@@ -43,7 +44,7 @@ def transport_failure(conn: Connection, operation: str, exc: Exception, order: O
         )
     return Problem(
         kind,
-        make_key(kind, conn.name, operation),
+        kinds.key(kind, conn.name, operation),
         f"{conn.name}: {operation} failing ({type(exc).__name__})",
         message=str(exc)[:1000],
         severity="warning",
@@ -119,7 +120,7 @@ def unknown_fulfilment_sku(ch, sku: str, f, o: Order) -> Problem:
     """A storefront-side fulfilment line whose SKU maps to no item: it cannot be reported to the master."""
     return Problem(
         "unknown_sku",
-        make_key("unknown_sku", ch.key, sku),
+        kinds.key("unknown_sku", ch.key, sku),
         f"Unknown SKU {sku} on channel {ch.key}",
         message=f"storefront fulfilment {f.fulfilment_ref} of order {o} cannot be reported to the master",
         context={"orders": [o.idempotency_key], "action": "map_sku"},
@@ -204,7 +205,7 @@ def order_failed(o: Order, why: str) -> Problem:
     """Sends ended without an acknowledgement (a refusal resending cannot change, or retries used up)."""
     return Problem(
         "stuck_order",
-        make_key("stuck_order", o.idempotency_key),
+        kinds.key("stuck_order", o.idempotency_key),
         f"Order {o} failed: not accepted by {o.warehouse}",
         message=why[:1000],
         context={
@@ -271,7 +272,7 @@ def unknown_notified_order(connection: Connection, external_id: str) -> Problem:
     """A notification named an order the storefront does not have (nothing captured)."""
     return Problem(
         "bad_payload",
-        make_key("bad_payload", connection.name, "order-notification", external_id),
+        kinds.key("bad_payload", connection.name, "order-notification", external_id),
         f"{connection.name} has no order {external_id!r}, which a notification named",
         message="A subscription/webhook message named an order the storefront does not know; nothing "
         "was captured. Check the sender (a forged or misrouted message) if this repeats.",
@@ -286,7 +287,7 @@ def stuck_order(o: Order, why: str) -> Problem:
     """Sent, not acknowledged within ``HUB["ACK_TIMEOUT_MINUTES"]`` (resent now)."""
     return Problem(
         "stuck_order",
-        make_key("stuck_order", o.idempotency_key),
+        kinds.key("stuck_order", o.idempotency_key),
         f"Order {o} not acknowledged by the warehouse",
         message=why,
         context={
@@ -306,7 +307,7 @@ def not_shown_shipped(o: Order) -> Problem:
     """Dispatched by the warehouse, still not shown shipped in the storefront past the agreed time."""
     return Problem(
         "missing_dispatch",
-        make_key("missing_dispatch", o.idempotency_key),
+        kinds.key("missing_dispatch", o.idempotency_key),
         f"Order {o} dispatched but not shown shipped in the storefront",
         message=f"dispatched {o.dispatched_at:%Y-%m-%d %H:%M} UTC (confirmation received "
         f"{(o.dispatch_received_at or o.dispatched_at):%Y-%m-%d %H:%M} UTC)"
@@ -322,7 +323,7 @@ def not_dispatched(o: Order, why: str, wh: Connection) -> Problem:
     """Acknowledged past the agreed dispatch time and the warehouse has no dispatch for it."""
     return Problem(
         "missing_dispatch",
-        make_key("missing_dispatch", o.idempotency_key),
+        kinds.key("missing_dispatch", o.idempotency_key),
         f"Order {o} acknowledged {o.acknowledged_at:%Y-%m-%d %H:%M} UTC, no dispatch yet",
         message=f"{why}; past the agreed dispatch time.",
         severity="warning",
@@ -337,7 +338,7 @@ def never_reached_hub(ch, so, conn: Connection) -> Problem:
     """An order in the storefront the hub never captured (captured now by the orphan check)."""
     return Problem(
         "orphaned_order",
-        make_key("orphaned_order", ch.key, so.external_id),
+        kinds.key("orphaned_order", ch.key, so.external_id),
         f"Order {so.order_number or so.external_id} is in {conn.name} but never reached the hub",
         message="Captured now by the orphan check; check the subscription / poll.",
         context={
@@ -355,7 +356,7 @@ def missing_at_warehouse(o: Order, wh: Connection) -> Problem:
     """A hub order the warehouse does not have (made due for resending)."""
     return Problem(
         "orphaned_order",
-        make_key("orphaned_order", o.channel.key, o.external_id),
+        kinds.key("orphaned_order", o.channel.key, o.external_id),
         f"Order {o} is not in {wh.name}",
         message=f"{o.get_state_display()} in the hub since {o.created_at:%Y-%m-%d %H:%M} UTC; resending.",
         context={"order_id": o.pk, "state": o.state, "last_error": o.last_error, "action": "retry_order"},

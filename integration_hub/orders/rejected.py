@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 
 from connectors.parsing import RejectedRow
-from exceptions_app.services import Problem, make_key
+from exceptions_app import kinds
+from exceptions_app.services import Problem
 
 
 def order_problems(connection, rejected: list[RejectedRow]) -> list[Problem]:
@@ -21,7 +22,7 @@ def order_problems(connection, rejected: list[RejectedRow]) -> list[Problem]:
     return [
         Problem(
             "bad_payload",
-            make_key("bad_payload", connection.name, "order", row.ref),
+            kinds.key("bad_payload", connection.name, "order", row.ref),
             f"Order {row.name or row.ref} from {connection.name} cannot be read",
             message=f"{row.message}. Fix the order in {system} (any change brings it back into the poll).",
             context={

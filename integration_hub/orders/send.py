@@ -19,7 +19,8 @@ from django.utils import timezone
 
 from connectors import errors
 from connectors.base import Storefront
-from exceptions_app.services import clear, make_key, raise_many, transport_keys
+from exceptions_app import kinds
+from exceptions_app.services import clear, raise_many, transport_keys
 from integration_hub.core.models import Connection
 from integration_hub.inventory import reservations
 
@@ -188,9 +189,9 @@ def _records(out: _Outcomes) -> tuple[list, list[str]]:
                 problems.append(order_failed(o, detail))
         else:
             cleared += [
-                make_key("stuck_order", o.idempotency_key),
+                kinds.key("stuck_order", o.idempotency_key),
                 keys.bad_key(o.warehouse.name, "order", o.idempotency_key),
-                make_key("orphaned_order", o.channel.key, o.external_id),
+                kinds.key("orphaned_order", o.channel.key, o.external_id),
             ]
     if out.acked:
         conns = {o.warehouse.name for o in out.acked}

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
-from exceptions_app.services import Problem, clear, make_key, raise_many
+from exceptions_app import kinds
+from exceptions_app.services import Problem, clear, raise_many
 
 from . import claims, keys, mapping
 from .bulkops import chunks, save_fields
@@ -70,7 +71,7 @@ def validate_many(order_ids, actor=None, cause: str = "validated") -> Validation
                 elif ln.item.is_bundle and ln.pk not in with_components:
                     fields[f"{path}.storefront_sku"] = f"bundle {ln.item.sku} has no components defined"
                 else:
-                    resolved_keys.add(make_key("unknown_sku", o.channel.key, ln.storefront_sku))
+                    resolved_keys.add(kinds.key("unknown_sku", o.channel.key, ln.storefront_sku))
                 if ln.quantity <= 0:
                     fields[f"{path}.quantity"] = f"quantity {ln.quantity} must be positive"
             ship = mapping.map_shipping(maps, o.channel_id, o.shipping_method)
@@ -83,7 +84,7 @@ def validate_many(order_ids, actor=None, cause: str = "validated") -> Validation
             if warehouse is None:
                 fields["warehouse"] = f"channel {o.channel.key} has no warehouse"
             for ln in unknown:
-                key = make_key("unknown_sku", o.channel.key, ln.storefront_sku)
+                key = kinds.key("unknown_sku", o.channel.key, ln.storefront_sku)
                 entry = unknown_by_key.setdefault(
                     key, {"channel": o.channel, "sku": ln.storefront_sku, "orders": [], "fields": {}}
                 )
