@@ -14,6 +14,7 @@ measurements, and writes a JSON result; the parent prints every engine's figures
 (:func:`print_table`) and appends it to ``$HUB_BENCH_SUMMARY`` when set (``./hub bench`` prints that file
 at the end). Benchmarks print numbers; they never assert.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,7 +53,9 @@ def reachable() -> tuple[list[str], dict[str, str]]:
     if not port_open(PG_HOST, PG_PORT):
         skipped["postgresql"] = f"PostgreSQL not reachable on {PG_HOST}:{PG_PORT}"
     elif not port_open(REDIS_HOST, REDIS_PORT):
-        skipped["postgresql"] = f"Redis not reachable on {REDIS_HOST}:{REDIS_PORT} (the PostgreSQL size runs with Redis)"
+        skipped["postgresql"] = (
+            f"Redis not reachable on {REDIS_HOST}:{REDIS_PORT} (the PostgreSQL size runs with Redis)"
+        )
     else:
         engines.append("postgresql")
     return engines, skipped
@@ -70,9 +73,13 @@ def pg_url(bench: str) -> str:
 
 def env_for(engine: str, bench: str, tmp: str) -> dict[str, str]:
     """Environment of a process (bench child or worker) on ``engine``."""
-    env = {"HUB_VAR_DIR": tmp, "DJANGO_SETTINGS_MODULE": "integration_hub.settings", "HUB_DEBUG": "true",
-           "HUB_LOG_LEVEL": os.environ.get("HUB_LOG_LEVEL", "WARNING"),
-           "HUB_OUTBOUND_ALLOW": os.environ.get("HUB_OUTBOUND_ALLOW", "127.0.0.1,localhost,::1")}
+    env = {
+        "HUB_VAR_DIR": tmp,
+        "DJANGO_SETTINGS_MODULE": "integration_hub.settings",
+        "HUB_DEBUG": "true",
+        "HUB_LOG_LEVEL": os.environ.get("HUB_LOG_LEVEL", "WARNING"),
+        "HUB_OUTBOUND_ALLOW": os.environ.get("HUB_OUTBOUND_ALLOW", "127.0.0.1,localhost,::1"),
+    }
     if engine == "postgresql":
         env["DATABASE_URL"] = pg_url(bench)
         env["REDIS_URL"] = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_LIMITER_DB}"
@@ -128,7 +135,9 @@ def drop(engine: str, bench: str) -> None:
 
 
 def add_engine_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--engine", choices=list(LABELS), help="run on this engine only (a child of the side-by-side run)")
+    parser.add_argument(
+        "--engine", choices=list(LABELS), help="run on this engine only (a child of the side-by-side run)"
+    )
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir and the PostgreSQL database")
 
@@ -190,13 +199,22 @@ def run(bench: str, script: str, argv: list[str], args, child, report) -> int:
     return status
 
 
-def print_table(title: str, rows: list[tuple[str, dict[str, str]]], engines: list[str], skipped: dict[str, str],
-                notes: list[str] = (), width: int = 44) -> str:
+def print_table(
+    title: str,
+    rows: list[tuple[str, dict[str, str]]],
+    engines: list[str],
+    skipped: dict[str, str],
+    notes: list[str] = (),
+    width: int = 44,
+) -> str:
     """Rows of (label, {engine: text}); one column per engine. Printed and appended to $HUB_BENCH_SUMMARY."""
     cols = [e for e in LABELS if e in engines]
     colw = max([24] + [len(v) for _, vals in rows for v in vals.values()]) + 2
-    lines = ["=" * (width + colw * max(1, len(cols))), title,
-             f"{'':<{width}}" + "".join(f"{LABELS[e]:>{colw}}" for e in cols)]
+    lines = [
+        "=" * (width + colw * max(1, len(cols))),
+        title,
+        f"{'':<{width}}" + "".join(f"{LABELS[e]:>{colw}}" for e in cols),
+    ]
     for label, vals in rows:
         if not vals:
             lines.append(label)
@@ -258,7 +276,9 @@ def free_port() -> int:
     return port
 
 
-def spawn(engine: str, bench: str, tmp: str, cmd: list[str], log_name: str, extra_env: dict | None = None) -> subprocess.Popen:
+def spawn(
+    engine: str, bench: str, tmp: str, cmd: list[str], log_name: str, extra_env: dict | None = None
+) -> subprocess.Popen:
     """A real hub process (web, Celery worker, bench worker) on ``engine``'s database, broker and limiter;
     its output goes to ``tmp/<log_name>.log``."""
     env = {**os.environ, **env_for(engine, bench, tmp), **(extra_env or {})}
@@ -268,11 +288,41 @@ def spawn(engine: str, bench: str, tmp: str, cmd: list[str], log_name: str, extr
     return subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def celery_worker(engine: str, bench: str, tmp: str, name: str, concurrency: int = 2, queues: str = "default,stock",
-                  extra_env: dict | None = None) -> subprocess.Popen:
-    return spawn(engine, bench, tmp, [sys.executable, "-m", "celery", "-A", "integration_hub", "worker", "-Q", queues,
-                                      "-n", f"{name}@%h", "-c", str(concurrency), "-l", "WARNING",
-                                      "--without-gossip", "--without-mingle", "--without-heartbeat"], name, extra_env)
+def celery_worker(
+    engine: str,
+    bench: str,
+    tmp: str,
+    name: str,
+    concurrency: int = 2,
+    queues: str = "default,stock",
+    extra_env: dict | None = None,
+) -> subprocess.Popen:
+    return spawn(
+        engine,
+        bench,
+        tmp,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "integration_hub",
+            "worker",
+            "-Q",
+            queues,
+            "-n",
+            f"{name}@%h",
+            "-c",
+            str(concurrency),
+            "-l",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        name,
+        extra_env,
+    )
 
 
 def stop(procs) -> None:

@@ -46,6 +46,7 @@ costs a network round trip whatever it carries, the time at a fixed request rate
 
 Runs on its own: a throwaway SQLite database, its own sandbox server on a free port. Prints numbers, asserts nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,10 +94,18 @@ def connector(server, name: str, rate: float):
     from integration_hub.core.models import Connection
 
     Connection.objects.filter(name=name).delete()
-    conn = Connection(name=name, system_type="commercetools", base_url=f"{server.url}/commercetools",
-                      auth_url=f"{server.url}/commercetools", client_id="hub-demo",
-                      options={"project_key": "demo", "write_concurrency": 4},
-                      rate_limit_per_second=rate, rate_limit_burst=int(rate), timeout_seconds=60, max_retries=3)
+    conn = Connection(
+        name=name,
+        system_type="commercetools",
+        base_url=f"{server.url}/commercetools",
+        auth_url=f"{server.url}/commercetools",
+        client_id="hub-demo",
+        options={"project_key": "demo", "write_concurrency": 4},
+        rate_limit_per_second=rate,
+        rate_limit_burst=int(rate),
+        timeout_seconds=60,
+        max_retries=3,
+    )
     conn.set_secret("hub-demo-secret")
     conn.save()
     return CommercetoolsConnector(conn)
@@ -108,8 +117,11 @@ def seed(server, rows: int):
     emu = server.emulators["commercetools"]
     emu.reset_all()
     skus = [f"B{i:07d}" for i in range(rows // len(CHANNELS))]
-    requests.post(f"{server.url}/_sandbox/commercetools/seed_catalog", json={"channels": CHANNELS, "skus": skus, "quantity": None},
-                  timeout=3600).raise_for_status()
+    requests.post(
+        f"{server.url}/_sandbox/commercetools/seed_catalog",
+        json={"channels": CHANNELS, "skus": skus, "quantity": None},
+        timeout=3600,
+    ).raise_for_status()
     return emu, skus
 
 
@@ -121,7 +133,7 @@ def run_sync(server, rows: int, rate: float) -> tuple[int, float, int]:
     targets = [InventoryTarget(s, ch, 5, ledger=5) for ch in CHANNELS for s in skus]
     before, start, ok = emu.stats.requests, time.monotonic(), 0
     for i in range(0, len(targets), 200):
-        ok += sum(r.ok for r in ct.set_stock(targets[i:i + 200]))
+        ok += sum(r.ok for r in ct.set_stock(targets[i : i + 200]))
     return emu.stats.requests - before, time.monotonic() - start, ok
 
 
@@ -132,14 +144,16 @@ def run_import(server, rows: int, rate: float, delay: float, poll: float) -> tup
     from connectors.base import InventoryTarget
 
     emu, skus = seed(server, rows)
-    requests.post(f"{server.url}/_sandbox/commercetools/import_settings", json={"delay": delay}, timeout=30).raise_for_status()
+    requests.post(
+        f"{server.url}/_sandbox/commercetools/import_settings", json={"delay": delay}, timeout=30
+    ).raise_for_status()
     ct = connector(server, "bench-import", rate)
     targets = [InventoryTarget(s, ch, 5, ledger=5) for ch in CHANNELS for s in skus]
     since = datetime.now(timezone.utc)
     before, start = emu.stats.requests, time.monotonic()
     accepted = []
     for i in range(0, len(targets), 10_000):
-        chunk = targets[i:i + 10_000]
+        chunk = targets[i : i + 10_000]
         accepted += [t for t, r in zip(chunk, ct.push_full(chunk)) if isinstance(r.error, errors.ImportPending)]
     submitted = emu.stats.requests - before
     polls = 0
@@ -156,11 +170,19 @@ def run_import(server, rows: int, rate: float, delay: float, poll: float) -> tup
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="4,000 rows unless --rows says otherwise (./hub bench --quick)")
+    ap.add_argument(
+        "--quick", action="store_true", help="4,000 rows unless --rows says otherwise (./hub bench --quick)"
+    )
     ap.add_argument("--rows", type=int, default=0, help="SKU×channel rows of the Import API run (default 20,000)")
-    ap.add_argument("--sync-rows", type=int, default=None, help="rows of the per-entry run (default: --rows, at most 20,000)")
-    ap.add_argument("--rate", type=float, default=400.0, help="requests/s allowed per connection (the client's limiter)")
-    ap.add_argument("--import-delay", type=float, default=2.0, help="seconds the sandbox keeps an import operation processing")
+    ap.add_argument(
+        "--sync-rows", type=int, default=None, help="rows of the per-entry run (default: --rows, at most 20,000)"
+    )
+    ap.add_argument(
+        "--rate", type=float, default=400.0, help="requests/s allowed per connection (the client's limiter)"
+    )
+    ap.add_argument(
+        "--import-delay", type=float, default=2.0, help="seconds the sandbox keeps an import operation processing"
+    )
     ap.add_argument("--poll", type=float, default=1.0, help="seconds between outcome polls")
     args = ap.parse_args()
     args.rows = args.rows or (4000 if args.quick else 20_000)
@@ -180,19 +202,32 @@ def main() -> None:
         server.shutdown()
         scale = args.rows / sync_rows
         load = os.getloadavg()
-        print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
-        print(f"full resync (first sync) of SKU×channel rows, {len(CHANNELS)} channels, {args.rate:.0f} req/s, "
-              f"import delay {args.import_delay:.0f} s")
+        print(
+            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, load average {load[0]:.1f} / "
+            f"{load[1]:.1f} / {load[2]:.1f}"
+        )
+        print(
+            f"full resync (first sync) of SKU×channel rows, {len(CHANNELS)} channels, {args.rate:.0f} req/s, "
+            f"import delay {args.import_delay:.0f} s"
+        )
         print(f"{'path':<12}{'rows':>11}{'requests':>11}{'req/row':>9}{'confirmed':>11}{'time':>10}")
         print(f"{'per entry':<12}{sync_rows:>11,}{s_req:>11,}{s_req / sync_rows:>9.3f}{s_ok:>11,}{fmt_s(s_time):>10}")
         if scale != 1:
-            print(f"{'per entry*':<12}{args.rows:>11,}{round(s_req * scale):>11,}{s_req / sync_rows:>9.3f}{'':>11}{fmt_s(s_time * scale):>10}")
-        print(f"{'import API':<12}{args.rows:>11,}{i_req:>11,}{i_req / args.rows:>9.3f}{i_ok:>11,}{fmt_s(i_time):>10}"
-              f"   ({extra['submit requests']:,} to submit, {extra['polls']} outcome polls)")
-        print(f"request ratio: {(s_req / sync_rows) / (i_req / args.rows):.1f}x fewer with the Import API; "
-              f"time ratio: {(s_time / sync_rows) / (i_time / args.rows):.1f}x faster")
+            print(
+                f"{'per entry*':<12}{args.rows:>11,}{round(s_req * scale):>11,}{s_req / sync_rows:>9.3f}{'':>11}{fmt_s(s_time * scale):>10}"
+            )
+        print(
+            f"{'import API':<12}{args.rows:>11,}{i_req:>11,}{i_req / args.rows:>9.3f}{i_ok:>11,}{fmt_s(i_time):>10}"
+            f"   ({extra['submit requests']:,} to submit, {extra['polls']} outcome polls)"
+        )
+        print(
+            f"request ratio: {(s_req / sync_rows) / (i_req / args.rows):.1f}x fewer with the Import API; "
+            f"time ratio: {(s_time / sync_rows) / (i_time / args.rows):.1f}x faster"
+        )
         if scale != 1:
-            print(f"* per-entry figures at {args.rows:,} rows extrapolated linearly from the measured {sync_rows:,}-row run")
+            print(
+                f"* per-entry figures at {args.rows:,} rows extrapolated linearly from the measured {sync_rows:,}-row run"
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -1,7 +1,8 @@
 """Item master import (issue 17): a streaming pass over a big item file with bounded memory — prints, for two
 file sizes (the second four times the first):
 
-* rows per second of the whole import (under tracemalloc, which slows Python down) (validation, chunked bulk upsert, audit entries, outbox upserts for one
+* rows per second of the whole import (under tracemalloc, which slows Python down) (validation, chunked bulk upsert,
+audit entries, outbox upserts for one
   warehouse target), and queries per chunk;
 * the peak of Python memory allocated during the import (tracemalloc), which should stay flat as the file
   grows: the file is read row by row and handled CHUNK rows at a time.
@@ -17,6 +18,7 @@ peak 5.9 MB (1.00×: flat); 32.0 queries per 1,000-row chunk; process max RSS 13
 peak 5.9 MB; **1,000,000 rows (57.8 MB file): 1,194.3 s, 837 rows/s, peak Python memory 5.9 MB (1.00× for 4× the
 rows: flat), 32.0 queries per 1,000-row chunk**, every row created.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +79,16 @@ def run(tmp: str, rows: int, start: int) -> dict:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     path.unlink()
-    return {"rows": rows, "file_mb": size / 1e6, "created": r.created, "rejected": r.error_count, "seconds": elapsed,
-            "rows_per_s": rows / elapsed, "peak_mb": peak / 1e6, "queries_per_chunk": queries[0] / max(1, r.chunks)}
+    return {
+        "rows": rows,
+        "file_mb": size / 1e6,
+        "created": r.created,
+        "rejected": r.error_count,
+        "seconds": elapsed,
+        "rows_per_s": rows / elapsed,
+        "peak_mb": peak / 1e6,
+        "queries_per_chunk": queries[0] / max(1, r.chunks),
+    }
 
 
 def main() -> None:
@@ -95,15 +105,23 @@ def main() -> None:
         settings.DEBUG = False  # no query log (HUB_DEBUG only supplies the dev keys here)
         from integration_hub.core.models import Connection
 
-        Connection.objects.create(name="bench-wh", system_type="clarus", base_url="https://clarus.example.com")  # an outbox target
+        Connection.objects.create(
+            name="bench-wh", system_type="clarus", base_url="https://clarus.example.com"
+        )  # an outbox target
         run(tmp, 1_000, 10 * big)  # warm-up: first-use imports and caches are not the import's memory
         results = [run(tmp, big // 4, 0), run(tmp, big, big)]
-        print(f"{'rows':>10} {'file MB':>8} {'created':>9} {'seconds':>8} {'rows/s':>8} {'peak MB':>8} {'queries/chunk':>14}")
+        print(
+            f"{'rows':>10} {'file MB':>8} {'created':>9} {'seconds':>8} {'rows/s':>8} {'peak MB':>8} {'queries/chunk':>14}"
+        )
         for x in results:
-            print(f"{x['rows']:>10,} {x['file_mb']:>8.1f} {x['created']:>9,} {x['seconds']:>8.1f} {x['rows_per_s']:>8,.0f} "
-                  f"{x['peak_mb']:>8.1f} {x['queries_per_chunk']:>14.1f}")
-        print(f"peak memory ratio (4x the rows): {results[1]['peak_mb'] / max(results[0]['peak_mb'], 0.001):.2f}x "
-              "(1.00x = flat; the kept-errors list is the only thing that grows, capped at 1,000 rows)")
+            print(
+                f"{x['rows']:>10,} {x['file_mb']:>8.1f} {x['created']:>9,} {x['seconds']:>8.1f} {x['rows_per_s']:>8,.0f} "
+                f"{x['peak_mb']:>8.1f} {x['queries_per_chunk']:>14.1f}"
+            )
+        print(
+            f"peak memory ratio (4x the rows): {results[1]['peak_mb'] / max(results[0]['peak_mb'], 0.001):.2f}x "
+            "(1.00x = flat; the kept-errors list is the only thing that grows, capped at 1,000 rows)"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -10,6 +10,7 @@ reachable engine (bench/_engines.py). The figure that matters is peak − baseli
 
 ``python bench/memory.py`` (N = 1,000,000) or ``--quick`` (N = 100,000). Prints numbers, asserts nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,19 @@ def resync_worker(args) -> int:
     base = _rss_mb()
     t0 = time.perf_counter()
     res = services.resync_master(conn)
-    print(json.dumps({"baseline": base, "peak": _engines.peak_rss_mb(), "seconds": time.perf_counter() - t0,
-                      "applied": res.applied, "unchanged": getattr(res, "unchanged", 0), "rejected": getattr(res, "rejected", 0)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "baseline": base,
+                "peak": _engines.peak_rss_mb(),
+                "seconds": time.perf_counter() - t0,
+                "applied": res.applied,
+                "unchanged": getattr(res, "unchanged", 0),
+                "rejected": getattr(res, "rejected", 0),
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 
@@ -72,15 +84,23 @@ def build_items(n_rows: int):
     from integration_hub.catalog.models import Item
     from integration_hub.core.models import Connection, Location
 
-    master = Connection(name="bench-wair", system_type="wair", base_url="http://127.0.0.1:9/wair", options={"page_size": 1000})
+    master = Connection(
+        name="bench-wair", system_type="wair", base_url="http://127.0.0.1:9/wair", options={"page_size": 1000}
+    )
     master.set_secret("wair-demo-key")
     master.save()
-    locs = [Location.objects.create(code=f"l{i}", name=f"L{i}", connection=master, external_id=f"L{i}") for i in range(LOCATIONS)]
+    locs = [
+        Location.objects.create(code=f"l{i}", name=f"L{i}", connection=master, external_id=f"L{i}")
+        for i in range(LOCATIONS)
+    ]
     n_items = n_rows // LOCATIONS
     with transaction.atomic(), connection.cursor() as cur:
         for start in range(0, n_items, 20000):
-            cur.executemany(f"INSERT INTO {Item._meta.db_table} (sku, name, parent_sku, attributes, is_bundle, active) "
-                            "VALUES (%s, '', '', '{}', %s, %s)", [(f"M{n:07d}", False, True) for n in range(start, min(n_items, start + 20000))])
+            cur.executemany(
+                f"INSERT INTO {Item._meta.db_table} (sku, name, parent_sku, attributes, is_bundle, active) "
+                "VALUES (%s, '', '', '{}', %s, %s)",
+                [(f"M{n:07d}", False, True) for n in range(start, min(n_items, start + 20000))],
+            )
     return master, locs, n_items
 
 
@@ -92,12 +112,21 @@ def bench_resync(engine: str, tmp: str, server, n_rows: int, master, n_items: in
     emu = server.emulators["wair"]
     emu.control_seed_locations({"locations": [{"id": f"L{i}"} for i in range(LOCATIONS)]})
     for start in range(0, n_items, 50000):
-        emu.control_seed_stock({"rows": [{"sku": f"M{n:07d}", "location": f"L{k}", "quantity": (n + k) % 40}
-                                         for n in range(start, min(n_items, start + 50000)) for k in range(LOCATIONS)]})
+        emu.control_seed_stock(
+            {
+                "rows": [
+                    {"sku": f"M{n:07d}", "location": f"L{k}", "quantity": (n + k) % 40}
+                    for n in range(start, min(n_items, start + 50000))
+                    for k in range(LOCATIONS)
+                ]
+            }
+        )
     from django.db import connections
 
     connections.close_all()
-    p = _engines.spawn(engine, BENCH, tmp, [sys.executable, __file__, "--resync-worker", "--engine", engine, "--tmp", tmp], "resync")
+    p = _engines.spawn(
+        engine, BENCH, tmp, [sys.executable, __file__, "--resync-worker", "--engine", engine, "--tmp", tmp], "resync"
+    )
     p.wait(timeout=7200)
     lines = (Path(tmp) / "resync.log").read_text().strip().splitlines()
     try:
@@ -113,18 +142,46 @@ def build_report(n_rows: int) -> int:
     from integration_hub.reconciliation.models import Report, ReportKind, ReportRow
 
     now = timezone.now()
-    report = Report.objects.create(kind=ReportKind.STOCK_DRIFT, run_date=now.date(), status=Report.Status.DONE, started_at=now,
-                                   finished_at=now, row_count=n_rows)
-    cols = "report_id, channel_id, channel_key, order_ref, external_id, order_state, warehouse_ref, item_id, sku, storefront_sku, " \
-           "master_quantity, storefront_quantity, difference"
+    report = Report.objects.create(
+        kind=ReportKind.STOCK_DRIFT,
+        run_date=now.date(),
+        status=Report.Status.DONE,
+        started_at=now,
+        finished_at=now,
+        row_count=n_rows,
+    )
+    cols = (
+        "report_id, channel_id, channel_key, order_ref, external_id, order_state, warehouse_ref, item_id, sku, storefront_sku, "
+        "master_quantity, storefront_quantity, difference"
+    )
     fields = [f.column for f in ReportRow._meta.concrete_fields if f.column != "id"]
     extra = [c for c in fields if c not in [x.strip() for x in cols.split(",")]]
     with transaction.atomic(), connection.cursor() as cur:
         for start in range(0, n_rows, 20000):
-            rows = [(report.pk, 1, "web", "", "", "", "", n, f"M{n:07d}", f"SF{n}", n % 40, (n + 3) % 40, n % 40 - (n + 3) % 40)
-                    + tuple(None for _ in extra) for n in range(start, min(n_rows, start + 20000))]
-            cur.executemany(f"INSERT INTO {ReportRow._meta.db_table} ({cols}{''.join(', ' + c for c in extra)}) VALUES "
-                            f"({', '.join(['%s'] * (13 + len(extra)))})", rows)
+            rows = [
+                (
+                    report.pk,
+                    1,
+                    "web",
+                    "",
+                    "",
+                    "",
+                    "",
+                    n,
+                    f"M{n:07d}",
+                    f"SF{n}",
+                    n % 40,
+                    (n + 3) % 40,
+                    n % 40 - (n + 3) % 40,
+                )
+                + tuple(None for _ in extra)
+                for n in range(start, min(n_rows, start + 20000))
+            ]
+            cur.executemany(
+                f"INSERT INTO {ReportRow._meta.db_table} ({cols}{''.join(', ' + c for c in extra)}) VALUES "
+                f"({', '.join(['%s'] * (13 + len(extra)))})",
+                rows,
+            )
     return report.pk
 
 
@@ -150,8 +207,20 @@ def bench_report(engine: str, tmp: str, n_rows: int) -> dict:
 
     connections.close_all()
     port = _engines.free_port()
-    web = _engines.spawn(engine, BENCH, tmp, [sys.executable, "-m", "waitress", f"--listen=127.0.0.1:{port}", "--threads=4",
-                                              "integration_hub.wsgi:application"], "web")
+    web = _engines.spawn(
+        engine,
+        BENCH,
+        tmp,
+        [
+            sys.executable,
+            "-m",
+            "waitress",
+            f"--listen=127.0.0.1:{port}",
+            "--threads=4",
+            "integration_hub.wsgi:application",
+        ],
+        "web",
+    )
     try:
         if not _engines.wait_http(f"http://127.0.0.1:{port}/accounts/login/"):
             return {"error": f"web process did not start; see {tmp}/web.log"}
@@ -166,8 +235,14 @@ def bench_report(engine: str, tmp: str, n_rows: int) -> dict:
             for chunk in r.iter_content(chunk_size=1 << 16):
                 size += len(chunk)
                 lines += chunk.count(b"\n")
-        return {"status": status, "lines": lines, "bytes": size, "seconds": time.perf_counter() - t0, "baseline": base,
-                "peak": _engines.peak_rss_mb(web.pid)}
+        return {
+            "status": status,
+            "lines": lines,
+            "bytes": size,
+            "seconds": time.perf_counter() - t0,
+            "baseline": base,
+            "peak": _engines.peak_rss_mb(web.pid),
+        }
     finally:
         _engines.stop([web])
 
@@ -181,7 +256,10 @@ def child(args, engine: str, tmp: str) -> dict:
     try:
         t0 = time.perf_counter()
         master, _, n_items = build_items(n)
-        print(f"    {n_items:,} items in {_engines.fmt_s(time.perf_counter() - t0)}; resync of {n:,} stock rows …", flush=True)
+        print(
+            f"    {n_items:,} items in {_engines.fmt_s(time.perf_counter() - t0)}; resync of {n:,} stock rows …",
+            flush=True,
+        )
         resync = bench_resync(engine, tmp, server, n, master, n_items)
         print(f"    resync: {resync}", flush=True)
         report = {"error": "skipped (--skip-report)"} if args.skip_report else bench_report(engine, tmp, n)
@@ -209,8 +287,14 @@ def report(results: dict, skipped: dict, args) -> None:
     row("    rows applied / time", lambda r: f"{r['resync']['applied']:,} / {_engines.fmt_s(r['resync']['seconds'])}")
     row("    RSS baseline → peak (MiB)", lambda r: f"{r['resync']['baseline']:.0f} → {r['resync']['peak']:.0f}")
     rows.append(("(b) web, streaming the report CSV", {}))
-    row("    HTTP status / lines / MiB", lambda r: f"{r['report']['status']} / {r['report']['lines']:,} / {r['report']['bytes'] / 2**20:.0f}")
-    row("    time (lines/s)", lambda r: f"{_engines.fmt_s(r['report']['seconds'])} ({r['report']['lines'] / r['report']['seconds']:,.0f}/s)")
+    row(
+        "    HTTP status / lines / MiB",
+        lambda r: f"{r['report']['status']} / {r['report']['lines']:,} / {r['report']['bytes'] / 2**20:.0f}",
+    )
+    row(
+        "    time (lines/s)",
+        lambda r: f"{_engines.fmt_s(r['report']['seconds'])} ({r['report']['lines'] / r['report']['seconds']:,.0f}/s)",
+    )
     row("    RSS baseline → peak (MiB)", lambda r: f"{r['report']['baseline']:.0f} → {r['report']['peak']:.0f}")
     notes = []
     for e, r in results.items():
@@ -220,8 +304,13 @@ def report(results: dict, skipped: dict, args) -> None:
                 notes.append(f"{_engines.LABELS[e]}: {label}: not measured — {d.get('error', '?')}")
                 continue
             grew = d["peak"] - d["baseline"]
-            notes.append(f"{_engines.LABELS[e]}: " + _engines.goal(grew <= BOUND_MB, f"{label}: peak − baseline {grew:.0f} MiB "
-                                                                    f"(bound {BOUND_MB:.0f} MiB; peak {d['peak']:.0f} MiB)"))
+            notes.append(
+                f"{_engines.LABELS[e]}: "
+                + _engines.goal(
+                    grew <= BOUND_MB,
+                    f"{label}: peak − baseline {grew:.0f} MiB (bound {BOUND_MB:.0f} MiB; peak {d['peak']:.0f} MiB)",
+                )
+            )
     _engines.print_table(f"memory ({'quick' if args.quick else 'full'})", rows, list(results), skipped, notes)
 
 

@@ -11,7 +11,7 @@ than one WAIR order or more than one delivery for a storefront order), and recei
 idempotency key, which the warehouse absorbs).
 
 The pipeline runs in this process through the same service functions the Celery tasks call
-(``integration_hub.orders.services``: leased batches, HTTP in a small thread pool; ``--workers`` loops in
+(``integration_hub.orders`` send / notify phases: leased batches, HTTP in a small thread pool; ``--workers`` loops in
 parallel, like worker processes — the capture and dispatch polls run once, then the loops drain), against its own
 sandbox server on a free port, on every reachable engine side by side (bench/_engines.py: a throwaway SQLite
 database, and PostgreSQL + Redis when they run here). ``--faults`` injects 409s, 429s and timeouts on both
@@ -21,6 +21,7 @@ order per system plus paged reads — and the CPU seconds per 1,000 orders.
 ``python bench/orders.py`` (10,000 orders, a few minutes on 2 cores) or ``--quick`` (1,000 orders).
 Benchmarks are never tests: this prints numbers, it asserts nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,13 +53,30 @@ def build(url: str, rate: float, headroom: float = 0.95):
     from integration_hub.core.models import Channel, Connection
     from integration_hub.orders.models import ShippingMethodMap
 
-    ct = Connection(name="bench-ct", system_type="commercetools", base_url=f"{url}/commercetools", auth_url=f"{url}/commercetools",
-                    client_id="hub-demo", options={"project_key": "demo"}, rate_limit_per_second=rate * headroom,
-                    rate_limit_burst=max(1, int(rate // 5 * headroom)), timeout_seconds=2, max_retries=3)
+    ct = Connection(
+        name="bench-ct",
+        system_type="commercetools",
+        base_url=f"{url}/commercetools",
+        auth_url=f"{url}/commercetools",
+        client_id="hub-demo",
+        options={"project_key": "demo"},
+        rate_limit_per_second=rate * headroom,
+        rate_limit_burst=max(1, int(rate // 5 * headroom)),
+        timeout_seconds=2,
+        max_retries=3,
+    )
     ct.set_secret("hub-demo-secret")
     ct.save()
-    wh = Connection(name="bench-wair", system_type="wair", base_url=f"{url}/wair", rate_limit_per_second=rate * headroom,
-                    rate_limit_burst=max(1, int(rate // 5 * headroom)), timeout_seconds=2, max_retries=3, options={"page_size": 500})
+    wh = Connection(
+        name="bench-wair",
+        system_type="wair",
+        base_url=f"{url}/wair",
+        rate_limit_per_second=rate * headroom,
+        rate_limit_burst=max(1, int(rate // 5 * headroom)),
+        timeout_seconds=2,
+        max_retries=3,
+        options={"page_size": 500},
+    )
     wh.set_secret("wair-demo-key")
     wh.save()
     channel = Channel.objects.create(key="uk-web", name="UK web", connection=ct, external_id="uk-web", warehouse=wh)
@@ -67,7 +85,7 @@ def build(url: str, rate: float, headroom: float = 0.95):
         SkuMapping.objects.create(item=Item.objects.create(sku=s), storefront_sku=s)
     ShippingMethodMap.objects.create(storefront_method="standard", warehouse_method="STD48", carrier="royal_mail")
     ShippingMethodMap.objects.create(storefront_method="express", warehouse_method="EXP24", carrier="dhl")
-    control(url, "commercetools", "seed_catalog", {"channels": ["uk-web"], "skus": skus, "quantity": 10 ** 6})
+    control(url, "commercetools", "seed_catalog", {"channels": ["uk-web"], "skus": skus, "quantity": 10**6})
     return ct, wh, channel, skus
 
 
@@ -117,37 +135,54 @@ def child(args, engine: str, tmp: str) -> dict:
     url = server.url
     from django.db.models import Count
 
-    from integration_hub.orders import services
+    from integration_hub.orders import claims, polls, processing
     from integration_hub.orders.models import Order, OrderState as S
 
-    services.kick = lambda delay=0: None  # no broker: this process does the work
+    claims.kick = lambda delay=0: None  # no broker: this process does the work
     ct, wh, channel, skus = build(url, args.rate, args.headroom)
     for i in range(0, n, 1000):
-        control(url, "commercetools", "create_orders", {"orders": [
-            {"channel": "uk-web", "order_number": f"B{j}", "shipping_method": "standard" if j % 4 else "express",
-             "gift_message": "Enjoy" if j % 9 == 0 else "",
-             "lines": [{"sku": skus[j % len(skus)], "quantity": 1 + j % 3}, {"sku": skus[(j * 7) % len(skus)], "quantity": 1}]}
-            for j in range(i, min(n, i + 1000))]})
+        control(
+            url,
+            "commercetools",
+            "create_orders",
+            {
+                "orders": [
+                    {
+                        "channel": "uk-web",
+                        "order_number": f"B{j}",
+                        "shipping_method": "standard" if j % 4 else "express",
+                        "gift_message": "Enjoy" if j % 9 == 0 else "",
+                        "lines": [
+                            {"sku": skus[j % len(skus)], "quantity": 1 + j % 3},
+                            {"sku": skus[(j * 7) % len(skus)], "quantity": 1},
+                        ],
+                    }
+                    for j in range(i, min(n, i + 1000))
+                ]
+            },
+        )
     limits = {"rate_limit_per_second": args.rate, "rate_limit_burst": max(1, int(args.rate // 5))}
     if args.faults:
         limits.update(conflict_rate=0.03, timeout_rate=0.005, hang_seconds=2.5)
     for prefix in ("commercetools", "wair"):
         control(url, prefix, "faults", limits)
-    services.BACKOFF_BASE_SECONDS = 1  # a bench wants the retry to happen while it watches
+    claims.BACKOFF_BASE_SECONDS = 1  # a bench wants the retry to happen while it watches
 
     def pending(state):
         return lambda: not Order.objects.exclude(state=state).exists() and Order.objects.count() >= n
 
-    print(f"order flow benchmark: {n} orders, sandbox limit {args.rate:g} req/s per system (connections at "
-          f"{args.headroom:.0%} of it), {args.workers} processing loop(s)"
-          f"{' with injected 409s/429s/timeouts' if args.faults else ''}")
+    print(
+        f"order flow benchmark: {n} orders, sandbox limit {args.rate:g} req/s per system (connections at "
+        f"{args.headroom:.0%} of it), {args.workers} processing loop(s)"
+        f"{' with injected 409s/429s/timeouts' if args.faults else ''}"
+    )
     wem, cem = server.emulators["wair"], server.emulators["commercetools"]
     r0 = (wem.stats.requests, cem.stats.requests)
     t0 = time.monotonic()
-    services.poll_orders(ct, max_pages=1000)  # capture (timed: part of intake)
+    polls.poll_orders(ct, max_pages=1000)  # capture (timed: part of intake)
 
     def step():
-        return any(services.process_due(batch_size=200).values())
+        return any(processing.process_due(batch_size=200).values())
 
     ok_a = run_until(pending(S.ACKNOWLEDGED), step, 3600, args.workers)
     ta = time.monotonic() - t0
@@ -157,7 +192,7 @@ def child(args, engine: str, tmp: str) -> dict:
     for k in keys:
         wair.control_dispatch({"order_ref": k, "parcels": [{"carrier": "dhl"}]})
     t1 = time.monotonic()
-    services.poll_dispatches(wh, max_pages=1000)
+    polls.poll_dispatches(wh, max_pages=1000)
     ok_b = run_until(pending(S.STOREFRONT_NOTIFIED), step, 3600, args.workers)
     tb = time.monotonic() - t1
     r2 = (wem.stats.requests, cem.stats.requests)
@@ -182,22 +217,50 @@ def child(args, engine: str, tmp: str) -> dict:
 
     intake_ceiling = args.rate * 60
     ship_ceiling = args.rate * 60  # one versioned write per shipped order (built from the order as captured)
-    print(f"(a) intake  storefront → warehouse acknowledged: {n} in {ta:.1f} s = {per_min(n, ta):,.0f} orders/min "
-          f"(ceiling {intake_ceiling:,.0f} at {args.rate:g} req/s: {per_min(n, ta) / intake_ceiling:.0%}){'' if ok_a else '  [INCOMPLETE]'}")
-    print(f"(b) shipped warehouse dispatch → storefront shipped:  {n} in {tb:.1f} s = {per_min(n, tb):,.0f} orders/min "
-          f"(ceiling {ship_ceiling:,.0f}: 1 request/order: {per_min(n, tb) / ship_ceiling:.0%}){'' if ok_b else '  [INCOMPLETE]'}")
+    print(
+        f"(a) intake  storefront → warehouse acknowledged: {n} in {ta:.1f} s = {per_min(n, ta):,.0f} orders/min "
+        f"(ceiling {intake_ceiling:,.0f} at {args.rate:g} req/s: {per_min(n, ta) / intake_ceiling:.0%}){'' if ok_a else '  [INCOMPLETE]'}"
+    )
+    print(
+        f"(b) shipped warehouse dispatch → storefront shipped:  {n} in {tb:.1f} s = {per_min(n, tb):,.0f} orders/min "
+        f"(ceiling {ship_ceiling:,.0f}: 1 request/order: {per_min(n, tb) / ship_ceiling:.0%}){'' if ok_b else '  [INCOMPLETE]'}"
+    )
     print(f"    end to end (a + b): {per_min(n, ta + tb):,.0f} orders/min")
     print(f"    hub states: {states}")
     print(f"    lost: {lost_intake} never reached the warehouse, {lost_shipping} not shipped in the storefront")
-    print(f"    duplicated: {dup_wair} extra warehouse orders, {dup_hub} extra hub orders, {dup_deliveries} orders with >1 delivery")
-    print(f"    warehouse receipts {receipts} for {len(wstate['orders'])} orders (replays absorbed by the idempotency key: {receipts - len(wstate['orders'])})")
-    print(f"    sandbox: WAIR {ws.requests} requests, {ws.rate_limited} × 429, {ws.conflicts} × 409, {ws.injected_timeouts} timeouts; "
-          f"commercetools {cs.requests} requests, {cs.rate_limited} × 429, {cs.conflicts} × 409, {cs.injected_timeouts} timeouts")
+    print(
+        f"    duplicated: {dup_wair} extra warehouse orders, {dup_hub} extra hub orders, {dup_deliveries} orders with >1 delivery"
+    )
+    print(
+        f"    warehouse receipts {receipts} for {len(wstate['orders'])} orders (replays absorbed by the idempotency "
+        f"key: {receipts - len(wstate['orders'])})"
+    )
+    print(
+        f"    sandbox: WAIR {ws.requests} requests, {ws.rate_limited} × 429, {ws.conflicts} × 409, {ws.injected_timeouts} timeouts; "
+        f"commercetools {cs.requests} requests, {cs.rate_limited} × 429, {cs.conflicts} × 409, {cs.injected_timeouts} timeouts"
+    )
     server.shutdown()
-    return {"n": n, "ta": ta, "tb": tb, "ok_a": ok_a, "ok_b": ok_b, "rate": args.rate, "states": states,
-            "lost_intake": lost_intake, "lost_shipping": lost_shipping, "dup_wair": dup_wair, "dup_hub": dup_hub,
-            "dup_deliveries": dup_deliveries, "receipts": receipts, "wair_orders": len(wstate["orders"]),
-            "req": req, "page": 500, "cpu": _engines.cpu_seconds() - cpu0, "faults": args.faults, "workers": args.workers}
+    return {
+        "n": n,
+        "ta": ta,
+        "tb": tb,
+        "ok_a": ok_a,
+        "ok_b": ok_b,
+        "rate": args.rate,
+        "states": states,
+        "lost_intake": lost_intake,
+        "lost_shipping": lost_shipping,
+        "dup_wair": dup_wair,
+        "dup_hub": dup_hub,
+        "dup_deliveries": dup_deliveries,
+        "receipts": receipts,
+        "wair_orders": len(wstate["orders"]),
+        "req": req,
+        "page": 500,
+        "cpu": _engines.cpu_seconds() - cpu0,
+        "faults": args.faults,
+        "workers": args.workers,
+    }
 
 
 def report(results: dict, skipped: dict, args) -> None:
@@ -219,18 +282,36 @@ def report(results: dict, skipped: dict, args) -> None:
 
     rows: list[tuple[str, dict]] = []
     first = next(iter(results.values()), {"n": 0, "rate": args.rate})
-    rows.append((f"{first['n']:,} orders, sandbox limit {args.rate:g} req/s per system, {args.workers} processing loop(s)"
-                 f"{' with injected 409s/429s/timeouts' if args.faults else ''}", {}))
+    rows.append(
+        (
+            f"{first['n']:,} orders, sandbox limit {args.rate:g} req/s per system, {args.workers} processing loop(s)"
+            f"{' with injected 409s/429s/timeouts' if args.faults else ''}",
+            {},
+        )
+    )
     ceiling = args.rate * 60
-    row("(a) intake orders/min (% of 1 WAIR req/order)", lambda r: f"{per_min(r['n'], r['ta']):,.0f} ({per_min(r['n'], r['ta']) / ceiling:.0%})"
-        + ("" if r["ok_a"] else " INCOMPLETE"))
+    row(
+        "(a) intake orders/min (% of 1 WAIR req/order)",
+        lambda r: (
+            f"{per_min(r['n'], r['ta']):,.0f} ({per_min(r['n'], r['ta']) / ceiling:.0%})"
+            + ("" if r["ok_a"] else " INCOMPLETE")
+        ),
+    )
     row("    WAIR requests per order (floor 1)", lambda r: f"{r['req']['a_wair'] / r['n']:.3f}")
     row("    storefront requests per order (paged reads)", lambda r: f"{r['req']['a_ct'] / r['n']:.3f}")
-    row("(b) shipped orders/min (% of 1 ct req/order)", lambda r: f"{per_min(r['n'], r['tb']):,.0f} ({per_min(r['n'], r['tb']) / ceiling:.0%})"
-        + ("" if r["ok_b"] else " INCOMPLETE"))
+    row(
+        "(b) shipped orders/min (% of 1 ct req/order)",
+        lambda r: (
+            f"{per_min(r['n'], r['tb']):,.0f} ({per_min(r['n'], r['tb']) / ceiling:.0%})"
+            + ("" if r["ok_b"] else " INCOMPLETE")
+        ),
+    )
     row("    storefront requests per shipped order", lambda r: f"{r['req']['b_ct'] / r['n']:.3f}")
     row("    floor: 1 write per order (+ no reads)", lambda r: "1.000")
-    row("    WAIR requests per order (floor: pages)", lambda r: f"{r['req']['b_wair'] / r['n']:.3f} ({math.ceil(r['n'] / r['page']) / r['n']:.3f})")
+    row(
+        "    WAIR requests per order (floor: pages)",
+        lambda r: f"{r['req']['b_wair'] / r['n']:.3f} ({math.ceil(r['n'] / r['page']) / r['n']:.3f})",
+    )
     row("end to end orders/min", lambda r: f"{per_min(r['n'], r['ta'] + r['tb']):,.0f}")
     row("lost (intake / shipping)", lambda r: f"{r['lost_intake']} / {r['lost_shipping']}")
     row("duplicated (WAIR / hub / deliveries)", lambda r: f"{r['dup_wair']} / {r['dup_hub']} / {r['dup_deliveries']}")
@@ -238,11 +319,26 @@ def report(results: dict, skipped: dict, args) -> None:
     notes = []
     for e, r in results.items():
         per_order = r["req"]["b_ct"] / r["n"]
-        notes.append(f"{_engines.LABELS[e]}: " + _engines.goal(per_order <= 1.1, f"≤ 1.1 storefront requests per shipped order: {per_order:.2f}"
-                     + ("" if per_order <= 1.1 else " — marking shipped reads the order before every versioned update (README)")))
+        notes.append(
+            f"{_engines.LABELS[e]}: "
+            + _engines.goal(
+                per_order <= 1.1,
+                f"≤ 1.1 storefront requests per shipped order: {per_order:.2f}"
+                + (
+                    ""
+                    if per_order <= 1.1
+                    else " — marking shipped reads the order before every versioned update (README)"
+                ),
+            )
+        )
         ia, ib = per_min(r["n"], r["ta"]) / ceiling, per_min(r["n"], r["tb"]) / ceiling
-        notes.append(f"{_engines.LABELS[e]}: " + _engines.goal(ia >= 0.95 and ib >= 0.95,
-                     f"intake and shipped-back ≥ 95% of the rate-limit ceiling: {ia:.0%} / {ib:.0%}"))
+        notes.append(
+            f"{_engines.LABELS[e]}: "
+            + _engines.goal(
+                ia >= 0.95 and ib >= 0.95,
+                f"intake and shipped-back ≥ 95% of the rate-limit ceiling: {ia:.0%} / {ib:.0%}",
+            )
+        )
     notes.append("CPU: this process runs the hub pipeline and the sandbox together")
     _engines.print_table(f"orders ({'quick' if args.quick else 'full'})", rows, engines, skipped, notes)
 
@@ -251,11 +347,19 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1,000 orders instead of 10,000")
     parser.add_argument("--orders", type=int, default=0, help="number of orders (overrides --quick)")
-    parser.add_argument("--rate", type=float, default=100.0, help="sandbox limit per emulator, requests/s (default 100)")
-    parser.add_argument("--headroom", type=float, default=0.95,
-                        help="the connections' configured rate as a share of the sandbox limit (default 0.95)")
+    parser.add_argument(
+        "--rate", type=float, default=100.0, help="sandbox limit per emulator, requests/s (default 100)"
+    )
+    parser.add_argument(
+        "--headroom",
+        type=float,
+        default=0.95,
+        help="the connections' configured rate as a share of the sandbox limit (default 0.95)",
+    )
     parser.add_argument("--faults", action="store_true", help="inject 409s, 429s and timeouts")
-    parser.add_argument("--workers", type=int, default=2, help="processing loops in parallel, like worker processes (default 2)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="processing loops in parallel, like worker processes (default 2)"
+    )
     _engines.add_engine_args(parser)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)

@@ -22,6 +22,7 @@ lands within one queue drain (the queue at the end of the changes ÷ the limit, 
 ``python bench/propagation.py`` (30 s per rate, 5,000 SKUs) or ``--quick`` (8 s per rate, 1,000 SKUs).
 Benchmarks are never tests: this prints numbers, it asserts nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,9 +56,18 @@ def build(url: str, n_skus: int, rate: float, headroom: float):
     master.set_secret("wair-demo-key")
     master.set_webhook_secret(HOOK_SECRET)
     master.save()
-    ct = Connection(name="bench-ct", system_type="commercetools", base_url=f"{url}/commercetools", auth_url=f"{url}/commercetools",
-                    client_id="hub-demo", options={"project_key": "bench"}, rate_limit_per_second=rate * headroom,
-                    rate_limit_burst=max(1, int(rate // 5 * headroom)), max_retries=8, timeout_seconds=10)
+    ct = Connection(
+        name="bench-ct",
+        system_type="commercetools",
+        base_url=f"{url}/commercetools",
+        auth_url=f"{url}/commercetools",
+        client_id="hub-demo",
+        options={"project_key": "bench"},
+        rate_limit_per_second=rate * headroom,
+        rate_limit_burst=max(1, int(rate // 5 * headroom)),
+        max_retries=8,
+        timeout_seconds=10,
+    )
     ct.set_secret("hub-demo-secret")
     ct.save()
     loc = Location.objects.create(code="dc1", name="DC1", connection=master, external_id="DC1")
@@ -70,13 +80,21 @@ def build(url: str, n_skus: int, rate: float, headroom: float):
     rule.locations.set([loc])
     # the storefront already shows 0 for every SKU, and the hub knows it: no first sync to wait for
     PendingPush.objects.all().delete()
-    ChannelStock.objects.bulk_create([ChannelStock(channel=ch, item=i, storefront_sku=i.sku, confirmed_quantity=0) for i in items],
-                                     ignore_conflicts=True)
+    ChannelStock.objects.bulk_create(
+        [ChannelStock(channel=ch, item=i, storefront_sku=i.sku, confirmed_quantity=0) for i in items],
+        ignore_conflicts=True,
+    )
     skus = [i.sku for i in items]
-    requests.post(f"{url}/_sandbox/commercetools/seed_catalog", json={"channels": ["bench-supply"], "skus": skus, "quantity": 0},
-                  timeout=120).raise_for_status()
-    requests.post(f"{url}/_sandbox/commercetools/faults", json={"rate_limit_per_second": rate, "rate_limit_burst": max(1, int(rate // 5))},
-                  timeout=10).raise_for_status()
+    requests.post(
+        f"{url}/_sandbox/commercetools/seed_catalog",
+        json={"channels": ["bench-supply"], "skus": skus, "quantity": 0},
+        timeout=120,
+    ).raise_for_status()
+    requests.post(
+        f"{url}/_sandbox/commercetools/faults",
+        json={"rate_limit_per_second": rate, "rate_limit_burst": max(1, int(rate // 5))},
+        timeout=10,
+    ).raise_for_status()
     from integration_hub.celery import app
 
     app.control.purge()  # the rule's first-sync dispatch: nothing waits in the broker before the run
@@ -125,8 +143,12 @@ def send_changes(hook_url: str, skus: list[str], counters: dict, rate: float, se
                 batch.append((sku, counters[sku]))
             body = json.dumps({"type": "stock.changed", "batchId": f"b{n_done}", "changes": rows}).encode()
             t_sent = time.monotonic()
-            r = session.post(hook_url, data=body, timeout=30, headers={"Content-Type": "application/json",
-                                                                        signatures.HEADER: signatures.sign(HOOK_SECRET, body)})
+            r = session.post(
+                hook_url,
+                data=body,
+                timeout=30,
+                headers={"Content-Type": "application/json", signatures.HEADER: signatures.sign(HOOK_SECRET, body)},
+            )
             if r.status_code != 200:
                 errors += 1
                 if errors < 3:
@@ -186,8 +208,19 @@ def full_feed(n_skus: int, limit: float, samples: int = 20000, seed: int = 5) ->
     return [rnd.uniform(0, FEED_PERIOD) + rnd.uniform(0, n_skus) / limit for _ in range(samples)]
 
 
-def run_rate(url: str, hook: str, skus: list[str], counters: dict, rate: float, seconds: float, limit: float,
-             conn_limit: float, confirms: list, lock: threading.Lock, emu=None) -> dict:
+def run_rate(
+    url: str,
+    hook: str,
+    skus: list[str],
+    counters: dict,
+    rate: float,
+    seconds: float,
+    limit: float,
+    conn_limit: float,
+    confirms: list,
+    lock: threading.Lock,
+    emu=None,
+) -> dict:
     from django.db import connection
 
     from integration_hub.inventory.models import PendingPush
@@ -234,14 +267,28 @@ def run_rate(url: str, hook: str, skus: list[str], counters: dict, rate: float, 
     ideal_lat = ideal(sent, limit)
     series = [(round(t - t0, 1), d) for t, d in depth]
     step = max(1, len(series) // 16)
-    return {"rate": rate, "seconds": seconds, "changes": len(sent), "skus_changed": len(final), "distinct_per_s": distinct_per_s,
-            "p50": _engines.percentile(lat, 50), "p95": _engines.percentile(lat, 95), "p99": _engines.percentile(lat, 99),
-            "max": max(lat) if lat else float("nan"), "missing": missing, "pushes": len(conf),
-            "ideal_p50": _engines.percentile(ideal_lat, 50), "ideal_p95": _engines.percentile(ideal_lat, 95),
-            "ideal_p99": _engines.percentile(ideal_lat, 99),
-            "depth_at_end": depth_at_end, "depth_max": max((d for _, d in depth), default=0),
-            "landed_after": (landed_at - t_end) if landed_at is not None else None,
-            "series": series[::step], "rate_limited": (emu.stats.rate_limited - limited0) if emu else 0, "push_rate": len(conf) / max(1e-9, ((conf[-1][0] - conf[0][0]) if len(conf) > 1 else 1))}
+    return {
+        "rate": rate,
+        "seconds": seconds,
+        "changes": len(sent),
+        "skus_changed": len(final),
+        "distinct_per_s": distinct_per_s,
+        "p50": _engines.percentile(lat, 50),
+        "p95": _engines.percentile(lat, 95),
+        "p99": _engines.percentile(lat, 99),
+        "max": max(lat) if lat else float("nan"),
+        "missing": missing,
+        "pushes": len(conf),
+        "ideal_p50": _engines.percentile(ideal_lat, 50),
+        "ideal_p95": _engines.percentile(ideal_lat, 95),
+        "ideal_p99": _engines.percentile(ideal_lat, 99),
+        "depth_at_end": depth_at_end,
+        "depth_max": max((d for _, d in depth), default=0),
+        "landed_after": (landed_at - t_end) if landed_at is not None else None,
+        "series": series[::step],
+        "rate_limited": (emu.stats.rate_limited - limited0) if emu else 0,
+        "push_rate": len(conf) / max(1e-9, ((conf[-1][0] - conf[0][0]) if len(conf) > 1 else 1)),
+    }
 
 
 def child(args, engine: str, tmp: str) -> dict:
@@ -255,9 +302,23 @@ def child(args, engine: str, tmp: str) -> dict:
     seconds = args.seconds or (8.0 if args.quick else 30.0)
     skus = build(server.url, n_skus, args.limit, args.headroom)
     port = _engines.free_port()
-    procs = [_engines.spawn(engine, BENCH, tmp, [sys.executable, "-m", "waitress", f"--listen=127.0.0.1:{port}", "--threads=4",
-                                                 "integration_hub.wsgi:application"], "web"),
-             _engines.celery_worker(engine, BENCH, tmp, "bench-prop", concurrency=2)]
+    procs = [
+        _engines.spawn(
+            engine,
+            BENCH,
+            tmp,
+            [
+                sys.executable,
+                "-m",
+                "waitress",
+                f"--listen=127.0.0.1:{port}",
+                "--threads=4",
+                "integration_hub.wsgi:application",
+            ],
+            "web",
+        ),
+        _engines.celery_worker(engine, BENCH, tmp, "bench-prop", concurrency=2),
+    ]
     try:
         if not _engines.wait_http(f"http://127.0.0.1:{port}/accounts/login/"):
             raise RuntimeError(f"web process did not start; see {tmp}/web.log")
@@ -267,14 +328,37 @@ def child(args, engine: str, tmp: str) -> dict:
         out = []
         for rate in args.rates:
             print(f"    {rate:g} changes/s for {seconds:g} s over {n_skus:,} SKUs …", flush=True)
-            r = run_rate(server.url, hook, skus, counters, rate, seconds, args.limit, args.limit * args.headroom, confirms, lock,
-                         server.emulators["commercetools"])
-            print(f"      p50 {r['p50']:.2f} s, p95 {r['p95']:.2f} s, p99 {r['p99']:.2f} s; queue max {r['depth_max']}, "
-                  f"at the end {r['depth_at_end']}; all landed {r['landed_after']} s after the last change", flush=True)
+            r = run_rate(
+                server.url,
+                hook,
+                skus,
+                counters,
+                rate,
+                seconds,
+                args.limit,
+                args.limit * args.headroom,
+                confirms,
+                lock,
+                server.emulators["commercetools"],
+            )
+            print(
+                f"      p50 {r['p50']:.2f} s, p95 {r['p95']:.2f} s, p99 {r['p99']:.2f} s; queue max {r['depth_max']}, "
+                f"at the end {r['depth_at_end']}; all landed {r['landed_after']} s after the last change",
+                flush=True,
+            )
             out.append(r)
         feed = full_feed(n_skus, args.limit)
-        return {"rates": out, "n_skus": n_skus, "limit": args.limit, "headroom": args.headroom,
-                "feed": {"p50": _engines.percentile(feed, 50), "p95": _engines.percentile(feed, 95), "p99": _engines.percentile(feed, 99)}}
+        return {
+            "rates": out,
+            "n_skus": n_skus,
+            "limit": args.limit,
+            "headroom": args.headroom,
+            "feed": {
+                "p50": _engines.percentile(feed, 50),
+                "p95": _engines.percentile(feed, 95),
+                "p99": _engines.percentile(feed, 99),
+            },
+        }
     finally:
         _engines.stop(procs)
         server.shutdown()
@@ -287,9 +371,11 @@ def judge(r: dict, limit: float, conn_limit: float) -> tuple[bool, str]:
     bound = r["depth_at_end"] / conn_limit * 1.25 + 2.0
     landed = r["landed_after"]
     ok = landed is not None and landed <= bound and r["missing"] == 0
-    return ok, (f"coalesced {r['distinct_per_s']:.0f}/s > limit: latest figures landed "
-                f"{'never' if landed is None else f'{landed:.1f} s'} after the last change; one queue drain = "
-                f"{r['depth_at_end']} rows ÷ {conn_limit:.1f}/s = {r['depth_at_end'] / conn_limit:.1f} s (goal ≤ {bound:.1f} s)")
+    return ok, (
+        f"coalesced {r['distinct_per_s']:.0f}/s > limit: latest figures landed "
+        f"{'never' if landed is None else f'{landed:.1f} s'} after the last change; one queue drain = "
+        f"{r['depth_at_end']} rows ÷ {conn_limit:.1f}/s = {r['depth_at_end'] / conn_limit:.1f} s (goal ≤ {bound:.1f} s)"
+    )
 
 
 def report(results: dict, skipped: dict, args) -> None:
@@ -297,8 +383,14 @@ def report(results: dict, skipped: dict, args) -> None:
     rows: list[tuple[str, dict]] = []
     first = next(iter(results.values()), None)
     if first:
-        rows.append((f"{first['n_skus']:,} SKUs, storefront limit {first['limit']:g} req/s (connection at {first['headroom']:.0%})", {}))
+        rows.append(
+            (
+                f"{first['n_skus']:,} SKUs, storefront limit {first['limit']:g} req/s (connection at {first['headroom']:.0%})",
+                {},
+            )
+        )
     for k, rate in enumerate(args.rates):
+
         def get(fn, k=k):
             vals = {}
             for e, res in results.items():
@@ -307,35 +399,68 @@ def report(results: dict, skipped: dict, args) -> None:
                 except (KeyError, IndexError, TypeError, ValueError):
                     vals[e] = "—"
             return vals
+
         rows.append((f"{rate:g} changes/s", {}))
-        rows.append(("    changes sent / SKUs / coalesced per s", get(lambda r: f"{r['changes']:,} / {r['skus_changed']:,} / {r['distinct_per_s']:.0f}")))
-        rows.append(("    latency p50 / p95 / p99", get(lambda r: f"{r['p50']:.2f} / {r['p95']:.2f} / {r['p99']:.2f} s")))
-        rows.append(("    rate-limit bound p50 / p95 / p99", get(lambda r: f"{r['ideal_p50']:.2f} / {r['ideal_p95']:.2f} / {r['ideal_p99']:.2f} s")))
-        rows.append(("    storefront writes (req/s while pushing)", get(lambda r: f"{r['pushes']:,} ({r['push_rate']:.1f}/s)")))
+        rows.append(
+            (
+                "    changes sent / SKUs / coalesced per s",
+                get(lambda r: f"{r['changes']:,} / {r['skus_changed']:,} / {r['distinct_per_s']:.0f}"),
+            )
+        )
+        rows.append(
+            ("    latency p50 / p95 / p99", get(lambda r: f"{r['p50']:.2f} / {r['p95']:.2f} / {r['p99']:.2f} s"))
+        )
+        rows.append(
+            (
+                "    rate-limit bound p50 / p95 / p99",
+                get(lambda r: f"{r['ideal_p50']:.2f} / {r['ideal_p95']:.2f} / {r['ideal_p99']:.2f} s"),
+            )
+        )
+        rows.append(
+            ("    storefront writes (req/s while pushing)", get(lambda r: f"{r['pushes']:,} ({r['push_rate']:.1f}/s)"))
+        )
         rows.append(("    429s from the storefront", get(lambda r: f"{r['rate_limited']}")))
         rows.append(("    queue depth max / at the end", get(lambda r: f"{r['depth_max']:,} / {r['depth_at_end']:,}")))
-        rows.append(("    all latest figures landed after", get(lambda r: "never" if r["landed_after"] is None else f"{r['landed_after']:.1f} s")))
+        rows.append(
+            (
+                "    all latest figures landed after",
+                get(lambda r: "never" if r["landed_after"] is None else f"{r['landed_after']:.1f} s"),
+            )
+        )
         rows.append(("    changes never confirmed", get(lambda r: f"{r['missing']}")))
-    rows.append(("full feed every 15 min: p50 / p95 / p99", {e: f"{r['feed']['p50']:.0f} / {r['feed']['p95']:.0f} / {r['feed']['p99']:.0f} s"
-                                                           for e, r in results.items()}))
+    rows.append(
+        (
+            "full feed every 15 min: p50 / p95 / p99",
+            {
+                e: f"{r['feed']['p50']:.0f} / {r['feed']['p95']:.0f} / {r['feed']['p99']:.0f} s"
+                for e, r in results.items()
+            },
+        )
+    )
     notes = []
     for e, res in results.items():
         for r in res["rates"]:
             ok, text = judge(r, res["limit"], res["limit"] * res["headroom"])
             notes.append(f"{_engines.LABELS[e]}, {r['rate']:g}/s: " + _engines.goal(ok, text))
         for r in res["rates"]:
-            notes.append(f"{_engines.LABELS[e]}, {r['rate']:g}/s queue depth (s: rows): "
-                         + " ".join(f"{t:g}:{d}" for t, d in r["series"]))
+            notes.append(
+                f"{_engines.LABELS[e]}, {r['rate']:g}/s queue depth (s: rows): "
+                + " ".join(f"{t:g}:{d}" for t, d in r["series"])
+            )
     _engines.print_table(f"propagation ({'quick' if args.quick else 'full'})", rows, engines, skipped, notes)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="8 s per rate over 1,000 SKUs")
-    parser.add_argument("--rates", type=float, nargs="+", default=[20.0, 100.0, 500.0], help="changes/s (default 20 100 500)")
+    parser.add_argument(
+        "--rates", type=float, nargs="+", default=[20.0, 100.0, 500.0], help="changes/s (default 20 100 500)"
+    )
     parser.add_argument("--seconds", type=float, default=0, help="seconds of sustained changes per rate")
     parser.add_argument("--skus", type=int, default=0, help="SKUs the changes fall on")
-    parser.add_argument("--limit", type=float, default=50.0, help="the storefront's rate limit, requests/s (default 50)")
+    parser.add_argument(
+        "--limit", type=float, default=50.0, help="the storefront's rate limit, requests/s (default 50)"
+    )
     parser.add_argument("--headroom", type=float, default=0.95, help="the connection's configured share of the limit")
     _engines.add_engine_args(parser)
     argv = sys.argv[1:] if argv is None else argv

@@ -15,6 +15,7 @@ the number of storefronts until the CPU is the limit.
 
 ``python bench/scaleout.py`` (1,500 SKUs per storefront) or ``--quick`` (300). Prints numbers, asserts nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,9 +76,18 @@ def build(urls: list[str], n: int, rate: float, headroom: float):
     loc = Location.objects.create(code="dc1", name="DC1", connection=master, external_id="DC1")
     channels = []
     for k, url in enumerate(urls):
-        ct = Connection(name=f"bench-ct{k}", system_type="commercetools", base_url=f"{url}/commercetools", auth_url=f"{url}/commercetools",
-                        client_id="hub-demo", options={"project_key": "bench"}, rate_limit_per_second=rate * headroom,
-                        rate_limit_burst=max(1, int(rate // 5 * headroom)), max_retries=8, timeout_seconds=10)
+        ct = Connection(
+            name=f"bench-ct{k}",
+            system_type="commercetools",
+            base_url=f"{url}/commercetools",
+            auth_url=f"{url}/commercetools",
+            client_id="hub-demo",
+            options={"project_key": "bench"},
+            rate_limit_per_second=rate * headroom,
+            rate_limit_burst=max(1, int(rate // 5 * headroom)),
+            max_retries=8,
+            timeout_seconds=10,
+        )
         ct.set_secret("hub-demo-secret")
         ct.save()
         items = Item.objects.bulk_create([Item(sku=f"S{k}-{i:05d}") for i in range(n)])
@@ -87,10 +97,16 @@ def build(urls: list[str], n: int, rate: float, headroom: float):
         StockLevel.objects.bulk_create([StockLevel(item=i, location=loc, quantity=1) for i in items])
         rule = ChannelStockRule.objects.create(channel=ch, mode="segregated")
         rule.locations.set([loc])
-        requests.post(f"{url}/_sandbox/commercetools/seed_catalog", json={"channels": ["bench-supply"], "skus": [i.sku for i in items],
-                                                                           "quantity": 0}, timeout=120).raise_for_status()
-        requests.post(f"{url}/_sandbox/commercetools/faults", json={"rate_limit_per_second": rate, "rate_limit_burst": max(1, int(rate // 5))},
-                      timeout=10).raise_for_status()
+        requests.post(
+            f"{url}/_sandbox/commercetools/seed_catalog",
+            json={"channels": ["bench-supply"], "skus": [i.sku for i in items], "quantity": 0},
+            timeout=120,
+        ).raise_for_status()
+        requests.post(
+            f"{url}/_sandbox/commercetools/faults",
+            json={"rate_limit_per_second": rate, "rate_limit_burst": max(1, int(rate // 5))},
+            timeout=10,
+        ).raise_for_status()
         channels.append((ch, items))
     PendingPush.objects.all().delete()
     from integration_hub.celery import app
@@ -101,6 +117,7 @@ def build(urls: list[str], n: int, rate: float, headroom: float):
 
 def hook_writes(emu, log: list, lock: threading.Lock) -> None:
     for k, (method, rx, handler) in enumerate(emu.routes):
+
         def wrapped(req, _h=handler):
             with lock:
                 log.append(time.monotonic())
@@ -121,12 +138,22 @@ def run_once(engine: str, tmp: str, channels, servers, logs, lock, n_workers: in
     with transaction.atomic():
         outbox.enqueue(item_ids, channel_ids=[ch.pk for ch, _ in channels])
     queued = PendingPush.objects.count()
-    stats0 = [(s.emulators["commercetools"].stats.requests, s.emulators["commercetools"].stats.rate_limited) for s in servers]
+    stats0 = [
+        (s.emulators["commercetools"].stats.requests, s.emulators["commercetools"].stats.rate_limited) for s in servers
+    ]
     with lock:
         for log in logs:
             log.clear()
-    procs = [_engines.spawn(engine, BENCH, tmp, [sys.executable, __file__, "--worker", "--engine", engine, "--tmp", tmp,
-                                                 "--batch", str(batch)], f"worker{k}") for k in range(n_workers)]
+    procs = [
+        _engines.spawn(
+            engine,
+            BENCH,
+            tmp,
+            [sys.executable, __file__, "--worker", "--engine", engine, "--tmp", tmp, "--batch", str(batch)],
+            f"worker{k}",
+        )
+        for k in range(n_workers)
+    ]
     t0 = time.monotonic()
     for p in procs:
         p.wait(timeout=3600)
@@ -146,10 +173,25 @@ def run_once(engine: str, tmp: str, channels, servers, logs, lock, n_workers: in
         with lock:
             times = sorted(log)
         window = (times[-1] - times[0]) if len(times) > 1 else float("nan")
-        per.append({"requests": st.requests - r0, "rate_limited": st.rate_limited - l0, "window": window,
-                    "rps": (len(times) - 1) / window if len(times) > 1 else 0.0})
-    return {"workers": n_workers, "storefronts": len(channels), "queued": queued, "pushed": pushed, "failed": failed,
-            "left": PendingPush.objects.count(), "cpu": cpu, "wall": wall, "per": per}
+        per.append(
+            {
+                "requests": st.requests - r0,
+                "rate_limited": st.rate_limited - l0,
+                "window": window,
+                "rps": (len(times) - 1) / window if len(times) > 1 else 0.0,
+            }
+        )
+    return {
+        "workers": n_workers,
+        "storefronts": len(channels),
+        "queued": queued,
+        "pushed": pushed,
+        "failed": failed,
+        "left": PendingPush.objects.count(),
+        "cpu": cpu,
+        "wall": wall,
+        "per": per,
+    }
 
 
 def child(args, engine: str, tmp: str) -> dict:
@@ -172,9 +214,12 @@ def child(args, engine: str, tmp: str) -> dict:
             for w in args.workers:
                 figure += 1
                 r = run_once(engine, tmp, all_channels[:n_sf], servers[:n_sf], logs[:n_sf], lock, w, figure, args.batch)
-                print(f"    {n_sf} storefront(s), {w} worker(s): " + ", ".join(
-                    f"{p['rps']:.1f} req/s ({p['rate_limited']} × 429)" for p in r["per"])
-                    + f"; {r['pushed']:,} pushed, {r['left']} left, {r['cpu']:.1f} CPU s", flush=True)
+                print(
+                    f"    {n_sf} storefront(s), {w} worker(s): "
+                    + ", ".join(f"{p['rps']:.1f} req/s ({p['rate_limited']} × 429)" for p in r["per"])
+                    + f"; {r['pushed']:,} pushed, {r['left']} left, {r['cpu']:.1f} CPU s",
+                    flush=True,
+                )
                 out.append(r)
         return {"runs": out, "limit": args.limit, "headroom": args.headroom, "skus": n, "cores": os.cpu_count()}
     finally:
@@ -189,10 +234,18 @@ def report(results: dict, skipped: dict, args) -> None:
     if not first:
         _engines.print_table("scaleout", rows, engines, skipped)
         return
-    rows.append((f"{first['skus']:,} SKUs per storefront, limit {first['limit']:g} req/s each (connections at {first['headroom']:.0%})", {}))
+    rows.append(
+        (
+            f"{first['skus']:,} SKUs per storefront, limit {first['limit']:g} req/s each (connections at {first['headroom']:.0%})",
+            {},
+        )
+    )
     notes = []
     for k, run in enumerate(first["runs"]):
-        label = f"{run['storefronts']} storefront{'s' if run['storefronts'] > 1 else ''}, {run['workers']} worker{'s' if run['workers'] > 1 else ''}"
+        label = (
+            f"{run['storefronts']} storefront{'s' if run['storefronts'] > 1 else ''}, {run['workers']} "
+            f"worker{'s' if run['workers'] > 1 else ''}"
+        )
 
         def get(fn, k=k):
             vals = {}
@@ -202,21 +255,41 @@ def report(results: dict, skipped: dict, args) -> None:
                 except (KeyError, IndexError, TypeError, ZeroDivisionError):
                     vals[e] = "—"
             return vals
+
         rows.append((label, {}))
-        rows.append(("    req/s per storefront (% of limit)", get(lambda r, res: " + ".join(
-            f"{p['rps']:.1f} ({100 * p['rps'] / res['limit']:.0f}%)" for p in r["per"]))))
-        rows.append(("    429s / rows left", get(lambda r, res: f"{sum(p['rate_limited'] for p in r['per'])} / {r['left']}")))
+        rows.append(
+            (
+                "    req/s per storefront (% of limit)",
+                get(
+                    lambda r, res: " + ".join(
+                        f"{p['rps']:.1f} ({100 * p['rps'] / res['limit']:.0f}%)" for p in r["per"]
+                    )
+                ),
+            )
+        )
+        rows.append(
+            ("    429s / rows left", get(lambda r, res: f"{sum(p['rate_limited'] for p in r['per'])} / {r['left']}"))
+        )
         rows.append(("    total pushes/s", get(lambda r, res: f"{sum(p['rps'] for p in r['per']):.1f}")))
-        rows.append(("    worker CPU s per 1,000 pushes", get(lambda r, res: f"{1000 * r['cpu'] / max(1, r['pushed']):.1f}")))
+        rows.append(
+            ("    worker CPU s per 1,000 pushes", get(lambda r, res: f"{1000 * r['cpu'] / max(1, r['pushed']):.1f}"))
+        )
         for e, res in results.items():
             r = res["runs"][k]
             worst = min(p["rps"] / res["limit"] for p in r["per"])
             limited = sum(p["rate_limited"] for p in r["per"])
             ok = worst >= 0.95 and limited == 0 and r["left"] == 0
-            notes.append(f"{_engines.LABELS[e]}, {label}: " + _engines.goal(
-                ok, f"every storefront ≥ 95% of its limit with 0 × 429: worst {worst:.0%}, {limited} × 429, {r['left']} rows left"))
-    notes.append("the connections are configured at 95% of the API's limit (their burst lets a short run show a little more); "
-                 "req/s are measured over each storefront's first to last request")
+            notes.append(
+                f"{_engines.LABELS[e]}, {label}: "
+                + _engines.goal(
+                    ok,
+                    f"every storefront ≥ 95% of its limit with 0 × 429: worst {worst:.0%}, {limited} × 429, {r['left']} rows left",
+                )
+            )
+    notes.append(
+        "the connections are configured at 95% of the API's limit (their burst lets a short run show a little more); "
+        "req/s are measured over each storefront's first to last request"
+    )
     _engines.print_table(f"scaleout ({'quick' if args.quick else 'full'})", rows, engines, skipped, notes)
 
 
@@ -225,7 +298,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="300 SKUs per storefront")
     parser.add_argument("--skus", type=int, default=0)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--batch", type=int, default=50, help="rows per claimed batch (default 50: work spreads over workers)")
+    parser.add_argument(
+        "--batch", type=int, default=50, help="rows per claimed batch (default 50: work spreads over workers)"
+    )
     parser.add_argument("--limit", type=float, default=50.0)
     parser.add_argument("--headroom", type=float, default=0.95)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

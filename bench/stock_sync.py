@@ -16,6 +16,7 @@ Runs on every reachable engine side by side (bench/_engines.py: a throwaway SQLi
 Redis when they run here), its own sandbox server on a free port. ``python bench/stock_sync.py`` or ``--quick``.
 Benchmarks are never tests: this prints numbers, it asserts nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,12 @@ def build_catalogue(n_items: int, n_channels: int, seed: int = 7):
 
     rnd = random.Random(seed)
     master = Connection.objects.create(name="bench-wair", system_type="wair", base_url="http://127.0.0.1:9/wair")
-    shop = Connection.objects.create(name="bench-shop", system_type="commercetools", base_url="http://127.0.0.1:9/commercetools")
-    locs = [Location.objects.create(code=f"l{i}", name=f"L{i}", connection=master, external_id=f"L{i}") for i in range(8)]
+    shop = Connection.objects.create(
+        name="bench-shop", system_type="commercetools", base_url="http://127.0.0.1:9/commercetools"
+    )
+    locs = [
+        Location.objects.create(code=f"l{i}", name=f"L{i}", connection=master, external_id=f"L{i}") for i in range(8)
+    ]
     pool = StockPool.objects.create(code="eu", name="EU")
     pool.locations.set(locs[:4])
     channels = []
@@ -75,16 +80,22 @@ def build_catalogue(n_items: int, n_channels: int, seed: int = 7):
     n_bundles = max(1, n_items // 100)
     with transaction.atomic(), connection.cursor() as cur:
         t_item = Item._meta.db_table
-        cur.executemany(f"INSERT INTO {t_item} (sku, name, parent_sku, attributes, is_bundle, active) VALUES (%s, '', '', '{{}}', %s, %s)",
-                        [(f"M{n:07d}", n >= n_items - n_bundles, True) for n in range(n_items)])
+        cur.executemany(
+            f"INSERT INTO {t_item} (sku, name, parent_sku, attributes, is_bundle, active) VALUES (%s, '', '', '{{}}', %s, %s)",
+            [(f"M{n:07d}", n >= n_items - n_bundles, True) for n in range(n_items)],
+        )
         ids = list(Item.objects.order_by("id").values_list("id", flat=True))
         plain, bundles = ids[:-n_bundles], ids[-n_bundles:]
         now = connection.ops.adapt_datetimefield_value(timezone.now())
-        cur.executemany(f"INSERT INTO {SkuMapping._meta.db_table} (item_id, channel_id, storefront_sku, storefront_product, "
-                        f"safety_buffer, active, created_at, updated_at) VALUES (%s, NULL, %s, '', %s, %s, %s, %s)",
-                        [(i, f"SF{i}", (rnd.choice([0, 1, 4]) if rnd.random() < 0.02 else None), True, now, now) for i in ids])
-        cur.executemany(f"INSERT INTO {BundleComponent._meta.db_table} (bundle_id, component_id, quantity) VALUES (%s, %s, %s)",
-                        [(b, c, q) for b in bundles for c, q in zip(rnd.sample(plain, 2), (1, rnd.randint(1, 3)))])
+        cur.executemany(
+            f"INSERT INTO {SkuMapping._meta.db_table} (item_id, channel_id, storefront_sku, storefront_product, "
+            f"safety_buffer, active, created_at, updated_at) VALUES (%s, NULL, %s, '', %s, %s, %s, %s)",
+            [(i, f"SF{i}", (rnd.choice([0, 1, 4]) if rnd.random() < 0.02 else None), True, now, now) for i in ids],
+        )
+        cur.executemany(
+            f"INSERT INTO {BundleComponent._meta.db_table} (bundle_id, component_id, quantity) VALUES (%s, %s, %s)",
+            [(b, c, q) for b in bundles for c, q in zip(rnd.sample(plain, 2), (1, rnd.randint(1, 3)))],
+        )
         rows = []
         for i in plain:
             for loc in rnd.sample(locs, 3):
@@ -94,11 +105,19 @@ def build_catalogue(n_items: int, n_channels: int, seed: int = 7):
                 rows.append((i, rnd.choice(locs).pk, "reserved", rnd.randint(1, 5), now))
             elif r < 0.15:
                 rows.append((i, rnd.choice(locs).pk, "damaged", rnd.randint(1, 5), now))
-        cur.executemany("INSERT INTO inventory_stocklevel (item_id, location_id, state, quantity, updated_at) VALUES (%s, %s, %s, %s, %s) "
-                        "ON CONFLICT DO NOTHING", rows)
-        cur.executemany("INSERT INTO inventory_reservation (item_id, channel_id, order_ref, quantity, created_at, released_at, release_reason) "
-                        "VALUES (%s, %s, %s, %s, %s, NULL, '')",
-                        [(rnd.choice(plain), rnd.choice(channels).pk, f"o{n}", rnd.randint(1, 2), now) for n in range(max(10, n_items // 50))])
+        cur.executemany(
+            "INSERT INTO inventory_stocklevel (item_id, location_id, state, quantity, updated_at) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT DO NOTHING",
+            rows,
+        )
+        cur.executemany(
+            "INSERT INTO inventory_reservation (item_id, channel_id, order_ref, quantity, created_at, released_at, release_reason) "
+            "VALUES (%s, %s, %s, %s, %s, NULL, '')",
+            [
+                (rnd.choice(plain), rnd.choice(channels).pk, f"o{n}", rnd.randint(1, 2), now)
+                for n in range(max(10, n_items // 50))
+            ],
+        )
     cur = connection.cursor()
     cur.execute("ANALYZE")
     return master, shop, channels, locs, ids
@@ -121,7 +140,9 @@ class PreloadedLoop:
         self.overlap = {c: [o for o in self.locs if self.locs[c] & self.locs[o]] for c in self.locs}
         self.buffer = dict(ChannelStockRule.objects.values_list("channel_id", "safety_buffer"))
         self.mapping = {}
-        for item_id, channel_id, buf in SkuMapping.objects.filter(active=True).order_by("id").values_list("item_id", "channel_id", "safety_buffer"):
+        for item_id, channel_id, buf in (
+            SkuMapping.objects.filter(active=True).order_by("id").values_list("item_id", "channel_id", "safety_buffer")
+        ):
             self.mapping.setdefault((item_id, channel_id), buf)
         self.recipe = defaultdict(list)
         for b, c, q in BundleComponent.objects.values_list("bundle_id", "component_id", "quantity"):
@@ -133,9 +154,14 @@ class PreloadedLoop:
         from integration_hub.inventory.models import Reservation, StockLevel
 
         agg = StockLevel.objects.filter(item_id=item_id, location_id__in=self.locs[channel_id]).aggregate(
-            a=Sum("quantity", filter=Q(state="available")), r=Sum("quantity", filter=Q(state="reserved")))
-        held = Reservation.objects.filter(item_id=item_id, channel_id__in=self.overlap[channel_id],
-                                          released_at__isnull=True).aggregate(s=Sum("quantity"))["s"] or 0
+            a=Sum("quantity", filter=Q(state="available")), r=Sum("quantity", filter=Q(state="reserved"))
+        )
+        held = (
+            Reservation.objects.filter(
+                item_id=item_id, channel_id__in=self.overlap[channel_id], released_at__isnull=True
+            ).aggregate(s=Sum("quantity"))["s"]
+            or 0
+        )
         return max(0, (agg["a"] or 0) - (agg["r"] or 0) - held)
 
     def own_buffer(self, channel_id, item_id):
@@ -143,13 +169,17 @@ class PreloadedLoop:
         return self.mapping.get(key)
 
     def ats(self, channel_id, item_id):
-        if ((item_id, channel_id) not in self.mapping and (item_id, None) not in self.mapping) or channel_id not in self.locs:
+        if (
+            (item_id, channel_id) not in self.mapping and (item_id, None) not in self.mapping
+        ) or channel_id not in self.locs:
             return None
         own = self.own_buffer(channel_id, item_id)
         if item_id in self.recipe:
+
             def comp_ats(c):
                 b = self.own_buffer(channel_id, c)
                 return max(0, self.raw(channel_id, c) - (b if b is not None else self.buffer[channel_id]))
+
             base = min(comp_ats(c) // q for c, q in self.recipe[item_id])
             return max(0, base - (own or 0))
         return max(0, self.raw(channel_id, item_id) - (own if own is not None else self.buffer[channel_id]))
@@ -173,8 +203,10 @@ def bench_floor(channel_ids: list[int], repeat: int = 2) -> dict:
     rule_t, map_t = ChannelStockRule._meta.db_table, SkuMapping._meta.db_table
     ids = sorted(channel_ids)
     marks = ", ".join(["%s"] * len(ids))
-    floor_select = (f"SELECT r.channel_id, m.item_id, m.storefront_sku, m.item_id %% 50 FROM {rule_t} r CROSS JOIN {map_t} m "
-                    f"WHERE m.channel_id IS NULL AND m.active = %s AND r.channel_id IN ({marks})")
+    floor_select = (
+        f"SELECT r.channel_id, m.item_id, m.storefront_sku, m.item_id %% 50 FROM {rule_t} r CROSS JOIN {map_t} m "
+        f"WHERE m.channel_id IS NULL AND m.active = %s AND r.channel_id IN ({marks})"
+    )
     floor_params = [True, *ids]
     hub_sql, hub_params = ats._sql(None, len(ids)), ats._params(None, ids)
     cols = "(channel_id, item_id, storefront_sku, quantity)"
@@ -184,8 +216,10 @@ def bench_floor(channel_ids: list[int], repeat: int = 2) -> dict:
         for _ in range(repeat):
             with connection.cursor() as cur:
                 cur.execute("DROP TABLE IF EXISTS bench_ats_out")
-                cur.execute("CREATE TABLE bench_ats_out (channel_id bigint NOT NULL, item_id bigint NOT NULL, "
-                            "storefront_sku varchar(255) NOT NULL, quantity integer NOT NULL)")
+                cur.execute(
+                    "CREATE TABLE bench_ats_out (channel_id bigint NOT NULL, item_id bigint NOT NULL, "
+                    "storefront_sku varchar(255) NOT NULL, quantity integer NOT NULL)"
+                )
             t0 = time.perf_counter()
             with transaction.atomic(), connection.cursor() as cur:
                 cur.execute(f"INSERT INTO bench_ats_out {cols} SELECT * FROM ({select}) x", params)
@@ -247,7 +281,9 @@ def bench_ats(quick: bool, loops: bool = True, items: int = 0) -> tuple:
     for c, i in pairs:
         loop.ats(c, i)
     per_pair_loop = (time.perf_counter() - t0) / sample
-    for k, (label, chans) in enumerate(((f"{n_items // 1000}k", channels[:1]), (f"{n_items * n_channels // 1000}k", channels))):
+    for k, (label, chans) in enumerate(
+        ((f"{n_items // 1000}k", channels[:1]), (f"{n_items * n_channels // 1000}k", channels))
+    ):
         t0 = time.perf_counter()
         rows = ats.compute([c.pk for c in chans])
         elapsed = time.perf_counter() - t0
@@ -265,9 +301,12 @@ def bench_ats(quick: bool, loops: bool = True, items: int = 0) -> tuple:
     mismatches = sum(1 for c, i in pairs if (check[(c, i)].quantity if (c, i) in check else None) != loop.ats(c, i))
     print(f"    sample check: per-row loop and set-based agree on {sample - mismatches}/{sample} pairs", flush=True)
     floor = bench_floor([c.pk for c in channels])
-    print(f"    floor: INSERT … SELECT of {floor['floor_rows']:,} rows {fmt_s(floor['floor_write'])}; the hub's statement "
-          f"written the same way {fmt_s(floor['hub_write'])} ({floor['hub_rows']:,} rows); plain SELECT fetched "
-          f"{fmt_s(floor['floor_fetch'])}; ats.compute {fmt_s(floor['hub_compute'])}", flush=True)
+    print(
+        f"    floor: INSERT … SELECT of {floor['floor_rows']:,} rows {fmt_s(floor['floor_write'])}; the hub's statement "
+        f"written the same way {fmt_s(floor['hub_write'])} ({floor['hub_rows']:,} rows); plain SELECT fetched "
+        f"{fmt_s(floor['floor_fetch'])}; ats.compute {fmt_s(floor['hub_compute'])}",
+        flush=True,
+    )
     connection.close()
     return out, floor, mismatches
 
@@ -302,9 +341,17 @@ def bench_push(server, quick: bool, rate: float, headroom: float = 0.95) -> dict
     n_items = 300 if quick else 1000
     base = server.url
     conn = Connection.objects.create(
-        name="bench-ct", system_type="commercetools", base_url=f"{base}/commercetools", auth_url=f"{base}/commercetools",
-        client_id="hub-demo", options={"project_key": "bench"},
-        rate_limit_per_second=rate * headroom, rate_limit_burst=max(1, int(rate // 5 * headroom)), max_retries=8, timeout_seconds=10)
+        name="bench-ct",
+        system_type="commercetools",
+        base_url=f"{base}/commercetools",
+        auth_url=f"{base}/commercetools",
+        client_id="hub-demo",
+        options={"project_key": "bench"},
+        rate_limit_per_second=rate * headroom,
+        rate_limit_burst=max(1, int(rate // 5 * headroom)),
+        max_retries=8,
+        timeout_seconds=10,
+    )
     conn.set_secret("hub-demo-secret")  # the sandbox's demo client
     conn.save()
     master = Connection.objects.get(name="bench-wair")
@@ -318,8 +365,16 @@ def bench_push(server, quick: bool, rate: float, headroom: float = 0.95) -> dict
     SkuMapping.objects.bulk_create([SkuMapping(item=i, channel=ch, storefront_sku=f"PUSH-{i.sku}") for i in items])
     StockLevel.objects.bulk_create([StockLevel(item=i, location=loc, quantity=7) for i in items])
     skus = [f"PUSH-{i.sku}" for i in items]
-    requests.post(f"{base}/_sandbox/commercetools/seed_catalog", json={"channels": ["bench-supply"], "skus": skus, "quantity": 0}, timeout=60).raise_for_status()
-    requests.post(f"{base}/_sandbox/commercetools/faults", json={"rate_limit_per_second": rate, "rate_limit_burst": max(1, int(rate // 5))}, timeout=10).raise_for_status()
+    requests.post(
+        f"{base}/_sandbox/commercetools/seed_catalog",
+        json={"channels": ["bench-supply"], "skus": skus, "quantity": 0},
+        timeout=60,
+    ).raise_for_status()
+    requests.post(
+        f"{base}/_sandbox/commercetools/faults",
+        json={"rate_limit_per_second": rate, "rate_limit_burst": max(1, int(rate // 5))},
+        timeout=10,
+    ).raise_for_status()
     requests.post(f"{base}/_sandbox/commercetools/stats", timeout=10)
     # (a)'s catalogue has global mappings, so creating this channel's rule queued those items here too;
     # (b) measures only its own SKUs.
@@ -341,8 +396,16 @@ def bench_push(server, quick: bool, rate: float, headroom: float = 0.95) -> dict
     elapsed = time.perf_counter() - t0
     stats = requests.get(f"{base}/_sandbox/commercetools/stats", timeout=10).json()
     state = requests.post(f"{base}/_sandbox/commercetools/state", json={"skus": skus[:5]}, timeout=10).json()
-    return {"targets": totals.pushed, "failed": totals.failed, "elapsed": elapsed, "requests": stats.get("requests", 0),
-            "rate_limited": stats.get("rate_limited", 0), "rate": rate, "headroom": headroom, "sample_state": state.get("inventory", {})}
+    return {
+        "targets": totals.pushed,
+        "failed": totals.failed,
+        "elapsed": elapsed,
+        "requests": stats.get("requests", 0),
+        "rate_limited": stats.get("rate_limited", 0),
+        "rate": rate,
+        "headroom": headroom,
+        "sample_state": state.get("inventory", {}),
+    }
 
 
 # --- coalescing ------------------------------------------------------------------------------------
@@ -373,16 +436,26 @@ def bench_coalescing(server, quick: bool) -> dict:
     shop.set_secret("hub-demo-secret")
     shop.save()
     registry.clear_cache()
-    hot_items = list(Item.objects.filter(is_bundle=False, sku__startswith="M").order_by("id").values_list("id", "sku")[:hot])
+    hot_items = list(
+        Item.objects.filter(is_bundle=False, sku__startswith="M").order_by("id").values_list("id", "sku")[:hot]
+    )
     skus = [sku for _, sku in hot_items]
     # every storefront SKU a change to the hot items can push: theirs and their bundles'
-    affected = {i for i, _ in hot_items} | set(BundleComponent.objects.filter(component_id__in=[i for i, _ in hot_items])
-                                               .values_list("bundle_id", flat=True))
-    sf_skus = sorted(set(SkuMapping.objects.filter(item_id__in=affected, active=True).values_list("storefront_sku", flat=True)))
+    affected = {i for i, _ in hot_items} | set(
+        BundleComponent.objects.filter(component_id__in=[i for i, _ in hot_items]).values_list("bundle_id", flat=True)
+    )
+    sf_skus = sorted(
+        set(SkuMapping.objects.filter(item_id__in=affected, active=True).values_list("storefront_sku", flat=True))
+    )
     ext = list(Channel.objects.filter(connection=shop).values_list("external_id", flat=True))
-    requests.post(f"{base}/_sandbox/commercetools/faults", json={"rate_limit_per_second": 0}, timeout=10).raise_for_status()
-    requests.post(f"{base}/_sandbox/commercetools/seed_catalog", json={"channels": ext, "skus": sf_skus, "quantity": 0},
-                  timeout=120).raise_for_status()
+    requests.post(
+        f"{base}/_sandbox/commercetools/faults", json={"rate_limit_per_second": 0}, timeout=10
+    ).raise_for_status()
+    requests.post(
+        f"{base}/_sandbox/commercetools/seed_catalog",
+        json={"channels": ext, "skus": sf_skus, "quantity": 0},
+        timeout=120,
+    ).raise_for_status()
     requests.post(f"{base}/_sandbox/commercetools/stats", timeout=10)  # reset the counters
     locs = [f"L{i}" for i in range(8)]
     rnd = random.Random(11)
@@ -399,7 +472,10 @@ def bench_coalescing(server, quick: bool) -> dict:
 
     t0 = time.perf_counter()
     for n, start in enumerate(range(0, n_changes, batch), 1):
-        changes = [StockChange(rnd.choice(skus), rnd.choice(locs), rnd.randint(0, 60)) for _ in range(min(batch, n_changes - start))]
+        changes = [
+            StockChange(rnd.choice(skus), rnd.choice(locs), rnd.randint(0, 60))
+            for _ in range(min(batch, n_changes - start))
+        ]
         applied += apply_stock_changes(master, changes).applied
         if n % drain_every == 0:
             drain()
@@ -407,9 +483,18 @@ def bench_coalescing(server, quick: bool) -> dict:
         drain()
     elapsed = time.perf_counter() - t0
     stats = requests.get(f"{base}/_sandbox/commercetools/stats", timeout=10).json()
-    return {"changes": n_changes, "applied": applied, "pushes": totals.pushed, "failed": totals.failed,
-            "requests": stats.get("requests", 0), "drains": drains, "elapsed": elapsed, "uncoalesced": uncoalesced,
-            "skus": hot, "left": PendingPush.objects.count()}
+    return {
+        "changes": n_changes,
+        "applied": applied,
+        "pushes": totals.pushed,
+        "failed": totals.failed,
+        "requests": stats.get("requests", 0),
+        "drains": drains,
+        "elapsed": elapsed,
+        "uncoalesced": uncoalesced,
+        "skus": hot,
+        "left": PendingPush.objects.count(),
+    }
 
 
 def child(args, engine: str, tmp: str) -> dict:
@@ -417,7 +502,10 @@ def child(args, engine: str, tmp: str) -> dict:
     prepare()
     from django.db import connection
 
-    print(f"stock_sync bench ({'quick' if args.quick else 'full'}) — {_engines.LABELS[engine]} ({connection.vendor})", flush=True)
+    print(
+        f"stock_sync bench ({'quick' if args.quick else 'full'}) — {_engines.LABELS[engine]} ({connection.vendor})",
+        flush=True,
+    )
     print("(a) ATS recompute", flush=True)
     ats_rows, floor, mismatches = bench_ats(args.quick, loops=not args.ats_only, items=args.items)
     out = {"ats": ats_rows, "floor": floor, "mismatches": mismatches}
@@ -449,15 +537,24 @@ def report(results: dict, skipped: dict, args) -> None:
     for k in range(2):
         row(f"    rows (SKU × channel) [{k}]", lambda r, k=k: f"{r['ats'][k][1]:,}")
         row("    set-based ats.compute", lambda r, k=k: fmt_s(r["ats"][k][2]))
-        row("    per-row loop (preloaded rules)†", lambda r, k=k: f"{fmt_s(r['ats'][k][4])}{'' if r['ats'][k][6] else '*'} = "
-            f"{r['ats'][k][4] / r['ats'][k][2]:,.0f}×")
-        row("    naive ORM spec (extrapolated)*", lambda r, k=k: f"{fmt_s(r['ats'][k][3])} = {r['ats'][k][3] / r['ats'][k][2]:,.0f}×")
+        row(
+            "    per-row loop (preloaded rules)†",
+            lambda r, k=k: (
+                f"{fmt_s(r['ats'][k][4])}{'' if r['ats'][k][6] else '*'} = {r['ats'][k][4] / r['ats'][k][2]:,.0f}×"
+            ),
+        )
+        row(
+            "    naive ORM spec (extrapolated)*",
+            lambda r, k=k: f"{fmt_s(r['ats'][k][3])} = {r['ats'][k][3] / r['ats'][k][2]:,.0f}×",
+        )
     row("    sample check (loop = set-based)", lambda r: f"{r['ats'][0][5] - r['mismatches']}/{r['ats'][0][5]}")
     rows.append(("(a2) ATS vs the engine's floor (issue 19 #2)", {}))
     row("    rows written", lambda r: f"{r['floor']['hub_rows']:,}")
     row("    floor: plain INSERT … SELECT", lambda r: fmt_s(r["floor"]["floor_write"]))
     row("    hub ATS statement, INSERT … SELECT", lambda r: fmt_s(r["floor"]["hub_write"]))
-    row("      ratio (goal ≤ 3× on PostgreSQL)", lambda r: f"{r['floor']['hub_write'] / r['floor']['floor_write']:.1f}×")
+    row(
+        "      ratio (goal ≤ 3× on PostgreSQL)", lambda r: f"{r['floor']['hub_write'] / r['floor']['floor_write']:.1f}×"
+    )
     row("    floor: plain SELECT fetched", lambda r: fmt_s(r["floor"]["floor_fetch"]))
     row("    hub ats.compute (fetch + objects)", lambda r: fmt_s(r["floor"]["hub_compute"]))
     row("      ratio", lambda r: f"{r['floor']['hub_compute'] / r['floor']['floor_fetch']:.1f}×")
@@ -465,21 +562,35 @@ def report(results: dict, skipped: dict, args) -> None:
 
     def push(fn):
         return lambda r: "skipped" if isinstance(r["push"], str) else fn(r["push"])
+
     row("    targets confirmed", push(lambda p: f"{p['targets']:,} in {fmt_s(p['elapsed'])}"))
-    row("    req/s (utilisation of the limit)", push(lambda p: f"{p['requests'] / p['elapsed']:.1f} ({100 * p['requests'] / p['elapsed'] / p['rate']:.0f}%)"))
+    row(
+        "    req/s (utilisation of the limit)",
+        push(lambda p: f"{p['requests'] / p['elapsed']:.1f} ({100 * p['requests'] / p['elapsed'] / p['rate']:.0f}%)"),
+    )
     row("    429s seen", push(lambda p: f"{p['rate_limited']}"))
     rows.append(("(c) coalescing", {}))
     row("    raw master changes", lambda r: f"{r['coal']['changes']:,} in {fmt_s(r['coal']['elapsed'])}")
     row("    pushes without coalescing", lambda r: f"{r['coal']['uncoalesced']:,}")
-    row("    pushes confirmed via the outbox", lambda r: f"{r['coal']['pushes']:,} ({r['coal']['uncoalesced'] / max(1, r['coal']['pushes']):.1f}× fewer)")
+    row(
+        "    pushes confirmed via the outbox",
+        lambda r: f"{r['coal']['pushes']:,} ({r['coal']['uncoalesced'] / max(1, r['coal']['pushes']):.1f}× fewer)",
+    )
     row("    rows left / failed attempts", lambda r: f"{r['coal']['left']} / {r['coal']['failed']}")
-    notes = ["† rules preloaded, 2 queries per pair; * extrapolated from a random sample (a full run would take too long)",
-             "[0] = one channel, [1] = every channel; the floor and the goal are measured on [1]"]
+    notes = [
+        "† rules preloaded, 2 queries per pair; * extrapolated from a random sample (a full run would take too long)",
+        "[0] = one channel, [1] = every channel; the floor and the goal are measured on [1]",
+    ]
     pg = results.get("postgresql")
     if pg:
         ratio = pg["floor"]["hub_write"] / pg["floor"]["floor_write"]
-        notes.append(_engines.goal(ratio <= 3, f"ATS within 3× of the PostgreSQL floor: {ratio:.1f}× at {pg['floor']['hub_rows']:,} rows"
-                                   + ("" if ratio <= 3 else " — see README 'Performance' for why")))
+        notes.append(
+            _engines.goal(
+                ratio <= 3,
+                f"ATS within 3× of the PostgreSQL floor: {ratio:.1f}× at {pg['floor']['hub_rows']:,} rows"
+                + ("" if ratio <= 3 else " — see README 'Performance' for why"),
+            )
+        )
         if pg["floor"].get("plan_file"):
             notes.append(f"EXPLAIN ANALYZE of the hub statement on PostgreSQL: {pg['floor']['plan_file']}")
     _engines.print_table(f"stock_sync ({'quick' if args.quick else 'full'})", rows, engines, skipped, notes)
@@ -488,12 +599,22 @@ def report(results: dict, skipped: dict, args) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller run (10k items: 100k rows) for a fast check")
-    parser.add_argument("--rate", type=float, default=50.0, help="sandbox + connection rate limit, requests/s (default 50)")
-    parser.add_argument("--headroom", type=float, default=0.95,
-                        help="the connection's configured rate as a share of the API's limit (default 0.95: request "
-                             "timing jitter then never trips the server's bucket; 1.0 runs right at the limit)")
-    parser.add_argument("--ats-only", action="store_true", help="only (a): the recompute and its floor, no per-row loops")
-    parser.add_argument("--items", type=int, default=0, help="items in (a) (default 100,000; 10,000 with --quick); × 10 channels")
+    parser.add_argument(
+        "--rate", type=float, default=50.0, help="sandbox + connection rate limit, requests/s (default 50)"
+    )
+    parser.add_argument(
+        "--headroom",
+        type=float,
+        default=0.95,
+        help="the connection's configured rate as a share of the API's limit (default 0.95: request "
+        "timing jitter then never trips the server's bucket; 1.0 runs right at the limit)",
+    )
+    parser.add_argument(
+        "--ats-only", action="store_true", help="only (a): the recompute and its floor, no per-row loops"
+    )
+    parser.add_argument(
+        "--items", type=int, default=0, help="items in (a) (default 100,000; 10,000 with --quick); × 10 channels"
+    )
     _engines.add_engine_args(parser)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)

@@ -25,6 +25,7 @@ fields (e.g. ``{"api": "/rest/v1", "stock_row": {..., "sku": "sku_code"}}``). Pa
 Connection: ``base_url`` = API root (sandbox ``http://127.0.0.1:8765/archean``), secret = API key
 (``Authorization: Bearer``). options: ``page_size`` (default 500), ``shape`` (see above).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,8 +34,19 @@ from typing import Any, Iterable
 from urllib.parse import quote
 
 from . import errors
-from .base import (Acknowledgement, Connector, Dispatch, Fulfilment, InventoryMaster, MasterItem, Page, Parcel, StockChange,
-                   Warehouse, WarehouseOrder)
+from .base import (
+    Acknowledgement,
+    Connector,
+    Dispatch,
+    Fulfilment,
+    InventoryMaster,
+    MasterItem,
+    Page,
+    Parcel,
+    StockChange,
+    Warehouse,
+    WarehouseOrder,
+)
 from .http import HeaderAuth, HttpClient
 from .parsing import ParsedBatch, RowError as _RowError, parse_iso as _dt, parse_rows, to_iso as _iso
 
@@ -63,36 +75,116 @@ class ArcheanShape:
     idempotency_header: str = "Idempotency-Key"
     replayed_header: str = "Idempotent-Replayed"
     # envelopes, paging and query parameters
-    envelope: dict = _d(data="data", errors="errors", error_code="code", error_detail="detail", next_cursor="next_cursor",
-                        has_more="has_more", meta="meta", per_page="per_page", total="total", id="id", type="type")
-    params: dict = _d(limit="limit", cursor="cursor", page="page", per_page="per_page", sku="item_code",
-                      order_reference="sales_order_reference", updated_since="updated_since")
+    envelope: dict = _d(
+        data="data",
+        errors="errors",
+        error_code="code",
+        error_detail="detail",
+        next_cursor="next_cursor",
+        has_more="has_more",
+        meta="meta",
+        per_page="per_page",
+        total="total",
+        id="id",
+        type="type",
+    )
+    params: dict = _d(
+        limit="limit",
+        cursor="cursor",
+        page="page",
+        per_page="per_page",
+        sku="item_code",
+        order_reference="sales_order_reference",
+        updated_since="updated_since",
+    )
     # item master rows (wire field of each MasterItem attribute); size / colour land in MasterItem.attributes
-    item_row: dict = _d(sku="item_code", name="description", parent_sku="style_code", size="size_code", colour="colour_code",
-                        barcode="barcode", weight="weight", weight_unit="weight_uom", unit_cost="unit_cost", active="active",
-                        updated_at="updated_at")
+    item_row: dict = _d(
+        sku="item_code",
+        name="description",
+        parent_sku="style_code",
+        size="size_code",
+        colour="colour_code",
+        barcode="barcode",
+        weight="weight",
+        weight_unit="weight_uom",
+        unit_cost="unit_cost",
+        active="active",
+        updated_at="updated_at",
+    )
     # stock rows and their buckets (wire → hub inventory state)
-    stock_row: dict = _d(sku="item_code", location="store_code", quantity="on_hand", state="bucket", changed_at="changed_at",
-                         ref="change_id")
+    stock_row: dict = _d(
+        sku="item_code",
+        location="store_code",
+        quantity="on_hand",
+        state="bucket",
+        changed_at="changed_at",
+        ref="change_id",
+    )
     states: dict = _d(SALEABLE="available", QUARANTINE="inspection", DAMAGED="damaged", TRANSIT="in_transit")
     # pushes
     stock_push_type: str = "stock.changed"
     fulfilment_push_type: str = "item_fulfilment.created"
-    status_push_types: tuple = ("sales_order.status_changed", "sales_order.updated")  # acknowledged, ignored: not shipments
+    status_push_types: tuple = (
+        "sales_order.status_changed",
+        "sales_order.updated",
+    )  # acknowledged, ignored: not shipments
     # sales order body (WarehouseOrder / WarehouseOrderLine / Address attribute → wire field) and answer
-    order: dict = _d(order_ref="reference", order_number="order_number", channel="channel", placed_at="ordered_at",
-                     currency="currency", total_cents="total_cents", customer_email="customer_email", shipping_method="service",
-                     carrier="carrier", shipping_address="delivery", billing_address="invoice", gift_message="gift_message",
-                     delivery_notes="delivery_notes", custom_fields="custom_fields", lines="lines", status="status",
-                     created_at="created_at")
-    line: dict = _d(line_id="line_ref", sku="item_code", quantity="quantity", parent_line_id="parent_line_ref", pickable="pickable",
-                    unit_price_cents="unit_price_cents", custom_fields="custom_fields")
-    address: dict = _d(first_name="first_name", last_name="last_name", company="company", street="line1", street2="line2",
-                       city="city", region="region", postal_code="postcode", country="country", phone="phone", email="email")
+    order: dict = _d(
+        order_ref="reference",
+        order_number="order_number",
+        channel="channel",
+        placed_at="ordered_at",
+        currency="currency",
+        total_cents="total_cents",
+        customer_email="customer_email",
+        shipping_method="service",
+        carrier="carrier",
+        shipping_address="delivery",
+        billing_address="invoice",
+        gift_message="gift_message",
+        delivery_notes="delivery_notes",
+        custom_fields="custom_fields",
+        lines="lines",
+        status="status",
+        created_at="created_at",
+    )
+    line: dict = _d(
+        line_id="line_ref",
+        sku="item_code",
+        quantity="quantity",
+        parent_line_id="parent_line_ref",
+        pickable="pickable",
+        unit_price_cents="unit_price_cents",
+        custom_fields="custom_fields",
+    )
+    address: dict = _d(
+        first_name="first_name",
+        last_name="last_name",
+        company="company",
+        street="line1",
+        street2="line2",
+        city="city",
+        region="region",
+        postal_code="postcode",
+        country="country",
+        phone="phone",
+        email="email",
+    )
     # item fulfilment records (read, and posted for storefront-side fulfilments)
-    fulfilment: dict = _d(id="id", order_ref="sales_order_reference", order_id="sales_order_id", fulfilled_at="fulfilled_at",
-                          carrier="carrier", tracking_number="tracking_number", tracking_url="tracking_url", lines="lines",
-                          sku="item_code", quantity="quantity", complete="order_fully_fulfilled", location="store_code")
+    fulfilment: dict = _d(
+        id="id",
+        order_ref="sales_order_reference",
+        order_id="sales_order_id",
+        fulfilled_at="fulfilled_at",
+        carrier="carrier",
+        tracking_number="tracking_number",
+        tracking_url="tracking_url",
+        lines="lines",
+        sku="item_code",
+        quantity="quantity",
+        complete="order_fully_fulfilled",
+        location="store_code",
+    )
 
     def path(self, *parts: str) -> str:
         return self.api + "".join(parts)
@@ -107,9 +199,13 @@ class ArcheanShape:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise errors.PermanentError(f"options.shape names unknown Archean shape fields: {', '.join(unknown)}", system="archean")
-        merged = {k: ({**getattr(SHAPE, k), **v} if isinstance(getattr(SHAPE, k), dict) and isinstance(v, dict) else v)
-                  for k, v in overrides.items()}
+            raise errors.PermanentError(
+                f"options.shape names unknown Archean shape fields: {', '.join(unknown)}", system="archean"
+            )
+        merged = {
+            k: ({**getattr(SHAPE, k), **v} if isinstance(getattr(SHAPE, k), dict) and isinstance(v, dict) else v)
+            for k, v in overrides.items()
+        }
         return dataclasses.replace(SHAPE, **merged)
 
 
@@ -130,13 +226,17 @@ class ArcheanConnector(Connector, InventoryMaster, Warehouse):
 
     def build_client(self):
         s = getattr(self, "shape", SHAPE)
-        return HttpClient.for_connection(self.connection, auth=HeaderAuth(s.auth_header, f"{s.auth_scheme} {self.connection.get_secret()}"))
+        return HttpClient.for_connection(
+            self.connection, auth=HeaderAuth(s.auth_header, f"{s.auth_scheme} {self.connection.get_secret()}")
+        )
 
     # --- helpers ------------------------------------------------------------------------------------
     def _rows_of(self, body: Any, what: str) -> list:
         rows = body.get(self.shape.envelope["data"]) if isinstance(body, dict) else None
         if not isinstance(rows, list):
-            raise errors.BadDataError(f"R247 {what} answer has no '{self.shape.envelope['data']}' list", body=body, system="archean")
+            raise errors.BadDataError(
+                f"R247 {what} answer has no '{self.shape.envelope['data']}' list", body=body, system="archean"
+            )
         return rows
 
     def _one(self, resp) -> dict:
@@ -146,8 +246,11 @@ class ArcheanConnector(Connector, InventoryMaster, Warehouse):
     def _error_detail(self, exc: errors.ConnectorError) -> str:
         e = self.shape.envelope
         body = exc.body if isinstance(exc.body, dict) else {}
-        return "; ".join(f"{x.get(e['error_code'])}: {x.get(e['error_detail'])}" for x in body.get(e["errors"]) or []
-                         if isinstance(x, dict)) or str(exc)
+        return "; ".join(
+            f"{x.get(e['error_code'])}: {x.get(e['error_detail'])}"
+            for x in body.get(e["errors"]) or []
+            if isinstance(x, dict)
+        ) or str(exc)
 
     def _addr(self, a) -> dict:
         if a is None:
@@ -173,8 +276,14 @@ class ArcheanConnector(Connector, InventoryMaster, Warehouse):
         except ValueError:
             pass
         loc = row.get(f["location"])
-        return StockChange(sku=row.get(f["sku"]), location=str(loc) if loc not in (None, "") else None, quantity=qty,
-                           state=state, changed_at=when, ref=str(row.get(f["ref"]) or ""))
+        return StockChange(
+            sku=row.get(f["sku"]),
+            location=str(loc) if loc not in (None, "") else None,
+            quantity=qty,
+            state=state,
+            changed_at=when,
+            ref=str(row.get(f["ref"]) or ""),
+        )
 
     def stock_changes(self, cursor: str) -> Page:
         e, p = self.shape.envelope, self.shape.params
@@ -183,21 +292,26 @@ class ArcheanConnector(Connector, InventoryMaster, Warehouse):
             params[p["cursor"]] = cursor
         body = self.client.get(self.shape.path(self.shape.stock_changes), params=params).json()
         rows = self._rows_of(body, "stock changes")
-        return Page([self.stock_change_from_row(r, i) for i, r in enumerate(rows)], str(body.get(e["next_cursor"]) or cursor or ""),
-                    bool(body.get(e["has_more"])))
+        return Page(
+            [self.stock_change_from_row(r, i) for i, r in enumerate(rows)],
+            str(body.get(e["next_cursor"]) or cursor or ""),
+            bool(body.get(e["has_more"])),
+        )
 
     def parse_stock_webhook(self, payload: dict) -> list[StockChange]:
         e = self.shape.envelope
         if not isinstance(payload, dict) or not isinstance(payload.get(e["data"]), list):
             raise errors.BadDataError(f"R247 stock push: '{e['data']}' must be a list", body=payload, system="archean")
         if payload.get(e["type"]) not in (None, self.shape.stock_push_type):
-            raise errors.BadDataError(f"R247 stock push: unexpected type {payload.get(e['type'])!r}", body=payload, system="archean")
+            raise errors.BadDataError(
+                f"R247 stock push: unexpected type {payload.get(e['type'])!r}", body=payload, system="archean"
+            )
         return [self.stock_change_from_row(r, i) for i, r in enumerate(payload[e["data"]])]
 
     def stock_snapshot(self, skus: Iterable[str] | None = None) -> Iterable[StockChange]:
         e, p = self.shape.envelope, self.shape.params
         sku_list = list(dict.fromkeys(skus)) if skus is not None else None
-        chunks = [None] if sku_list is None else [sku_list[i:i + 100] for i in range(0, len(sku_list), 100)]
+        chunks = [None] if sku_list is None else [sku_list[i : i + 100] for i in range(0, len(sku_list), 100)]
         for chunk in chunks:
             page = 1
             while True:
@@ -225,16 +339,25 @@ class ArcheanConnector(Connector, InventoryMaster, Warehouse):
             when = None
         attrs = {k: v[k] for k in self.ITEM_ATTRIBUTES if v[k]}
         active = row.get(f["active"])
-        return MasterItem(sku=v["sku"], name=v["name"], parent_sku=v["parent_sku"], attributes=attrs, barcode=v["barcode"],
-                          weight=v["weight"], weight_unit=v["weight_unit"], unit_cost=v["unit_cost"],
-                          active=active is not False and str(active).lower() not in ("false", "0", "no"), updated_at=when)
+        return MasterItem(
+            sku=v["sku"],
+            name=v["name"],
+            parent_sku=v["parent_sku"],
+            attributes=attrs,
+            barcode=v["barcode"],
+            weight=v["weight"],
+            weight_unit=v["weight_unit"],
+            unit_cost=v["unit_cost"],
+            active=active is not False and str(active).lower() not in ("false", "0", "no"),
+            updated_at=when,
+        )
 
     def master_items(self, updated_since=None, skus: Iterable[str] | None = None) -> Iterable[MasterItem | None]:
         """Every item the master lists (changed since ``updated_since``; only ``skus``, 100 per request, when
         given), page by page. A row without a SKU yields None (the pull counts it as refused)."""
         e, p = self.shape.envelope, self.shape.params
         sku_list = list(dict.fromkeys(skus)) if skus is not None else None
-        chunks = [None] if sku_list is None else [sku_list[i:i + 100] for i in range(0, len(sku_list), 100)]
+        chunks = [None] if sku_list is None else [sku_list[i : i + 100] for i in range(0, len(sku_list), 100)]
         for chunk in chunks:
             page = 1
             while True:
@@ -256,27 +379,57 @@ class ArcheanConnector(Connector, InventoryMaster, Warehouse):
     def order_body(self, order: WarehouseOrder) -> dict:
         o, ln = self.shape.order, self.shape.line
         # a bundle's own line: ``pickable: false`` (paperwork only); its components are fulfilled
-        lines = [{ln["line_id"]: ol.line_id, ln["sku"]: ol.sku, ln["quantity"]: ol.quantity, ln["parent_line_id"]: ol.parent_line_id or None,
-                  ln["pickable"]: ol.pickable, ln["unit_price_cents"]: ol.unit_price_cents, ln["custom_fields"]: dict(ol.custom_fields or {})}
-                 for ol in order.lines]
-        return {o["order_ref"]: order.order_ref, o["order_number"]: order.order_number, o["channel"]: order.channel,
-                o["placed_at"]: _iso(order.placed_at), o["currency"]: order.currency, o["total_cents"]: order.total_cents,
-                o["customer_email"]: order.customer_email, o["shipping_method"]: order.shipping_method, o["carrier"]: order.carrier,
-                o["shipping_address"]: self._addr(order.shipping_address), o["billing_address"]: self._addr(order.billing_address),
-                o["gift_message"]: order.gift_message, o["delivery_notes"]: order.delivery_notes,
-                o["custom_fields"]: dict(order.custom_fields or {}), o["lines"]: lines}
+        lines = [
+            {
+                ln["line_id"]: ol.line_id,
+                ln["sku"]: ol.sku,
+                ln["quantity"]: ol.quantity,
+                ln["parent_line_id"]: ol.parent_line_id or None,
+                ln["pickable"]: ol.pickable,
+                ln["unit_price_cents"]: ol.unit_price_cents,
+                ln["custom_fields"]: dict(ol.custom_fields or {}),
+            }
+            for ol in order.lines
+        ]
+        return {
+            o["order_ref"]: order.order_ref,
+            o["order_number"]: order.order_number,
+            o["channel"]: order.channel,
+            o["placed_at"]: _iso(order.placed_at),
+            o["currency"]: order.currency,
+            o["total_cents"]: order.total_cents,
+            o["customer_email"]: order.customer_email,
+            o["shipping_method"]: order.shipping_method,
+            o["carrier"]: order.carrier,
+            o["shipping_address"]: self._addr(order.shipping_address),
+            o["billing_address"]: self._addr(order.billing_address),
+            o["gift_message"]: order.gift_message,
+            o["delivery_notes"]: order.delivery_notes,
+            o["custom_fields"]: dict(order.custom_fields or {}),
+            o["lines"]: lines,
+        }
 
     def send_order(self, order: WarehouseOrder) -> Acknowledgement:
         s = self.shape
         try:
-            resp = self.client.post(s.path(s.sales_orders), json=self.order_body(order),
-                                    headers={s.idempotency_header: order.order_ref}, ok=(200, 201))
+            resp = self.client.post(
+                s.path(s.sales_orders),
+                json=self.order_body(order),
+                headers={s.idempotency_header: order.order_ref},
+                ok=(200, 201),
+            )
         except errors.BadDataError as exc:
-            raise errors.BadDataError(f"R247 rejected sales order {order.order_ref}: {self._error_detail(exc)}", status=exc.status,
-                                      body=exc.body, system="archean") from exc
+            raise errors.BadDataError(
+                f"R247 rejected sales order {order.order_ref}: {self._error_detail(exc)}",
+                status=exc.status,
+                body=exc.body,
+                system="archean",
+            ) from exc
         data = self._one(resp)
         if not data.get(s.envelope["id"]):
-            raise errors.RetryableError(f"R247 answered {resp.status_code} without a sales order id", body=data, system="archean")
+            raise errors.RetryableError(
+                f"R247 answered {resp.status_code} without a sales order id", body=data, system="archean"
+            )
         duplicate = resp.status_code == 200 or resp.headers.get(s.replayed_header, "").lower() == "true"
         try:
             received = _dt(data.get(s.order["created_at"]))
@@ -295,19 +448,29 @@ class ArcheanConnector(Connector, InventoryMaster, Warehouse):
         ``already_fulfilled``) once any item fulfilment exists: raised as PermanentError."""
         s = self.shape
         try:
-            resp = self.client.post(self._order_path(order_ref, s.cancel), json={}, ok=(200,),
-                                    headers={s.idempotency_header: f"{order_ref}:cancel"})
+            resp = self.client.post(
+                self._order_path(order_ref, s.cancel),
+                json={},
+                ok=(200,),
+                headers={s.idempotency_header: f"{order_ref}:cancel"},
+            )
         except errors.ConflictError as exc:
-            raise errors.PermanentError(f"R247 refuses to cancel {order_ref}: {self._error_detail(exc)}", status=exc.status,
-                                        body=exc.body, system="archean") from exc
+            raise errors.PermanentError(
+                f"R247 refuses to cancel {order_ref}: {self._error_detail(exc)}",
+                status=exc.status,
+                body=exc.body,
+                system="archean",
+            ) from exc
         return str(self._one(resp).get(s.order["status"]) or "")
 
     def dispatches_for(self, order_ref: str) -> list[Dispatch]:
         """Item fulfilments of one sales order; NotFoundError if R247 does not have the order."""
         s = self.shape
         self.client.get(self._order_path(order_ref))  # 404 → NotFoundError
-        body = self.client.get(s.path(s.item_fulfilments), params={s.params["order_reference"]: order_ref,
-                                                                    s.params["limit"]: self.page_size}).json()
+        body = self.client.get(
+            s.path(s.item_fulfilments),
+            params={s.params["order_reference"]: order_ref, s.params["limit"]: self.page_size},
+        ).json()
         return [d for d in self._rows(self._rows_of(body, "item fulfilments")) if d.order_ref == order_ref]
 
     def dispatch_from_fulfilment(self, row: Any) -> Dispatch:
@@ -326,18 +489,38 @@ class ArcheanConnector(Connector, InventoryMaster, Warehouse):
         lines = []
         for j, line in enumerate(row.get(f["lines"]) or []):
             qty = line.get(f["quantity"]) if isinstance(line, dict) else None
-            if not isinstance(line, dict) or not line.get(f["sku"]) or isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0:
-                raise _RowError(f"{f['lines']}[{j}]", f"fulfilment line {line!r} needs {f['sku']} and a positive {f['quantity']}")
+            if (
+                not isinstance(line, dict)
+                or not line.get(f["sku"])
+                or isinstance(qty, bool)
+                or not isinstance(qty, int)
+                or qty <= 0
+            ):
+                raise _RowError(
+                    f"{f['lines']}[{j}]", f"fulfilment line {line!r} needs {f['sku']} and a positive {f['quantity']}"
+                )
             lines.append((str(line[f["sku"]]), qty))
         if not lines:
             raise _RowError(f["lines"], "an item fulfilment needs at least one line")
-        parcel = Parcel(carrier=str(row.get(f["carrier"]) or ""), tracking_number=str(row.get(f["tracking_number"]) or ""),
-                        tracking_url=str(row.get(f["tracking_url"]) or ""), lines=lines)
-        return Dispatch(order_ref=ref, warehouse_ref=str(row.get(f["order_id"]) or ""), dispatched_at=when, parcels=[parcel],
-                        ref=str(row[f["id"]]), complete=bool(row.get(f["complete"], False)))
+        parcel = Parcel(
+            carrier=str(row.get(f["carrier"]) or ""),
+            tracking_number=str(row.get(f["tracking_number"]) or ""),
+            tracking_url=str(row.get(f["tracking_url"]) or ""),
+            lines=lines,
+        )
+        return Dispatch(
+            order_ref=ref,
+            warehouse_ref=str(row.get(f["order_id"]) or ""),
+            dispatched_at=when,
+            parcels=[parcel],
+            ref=str(row[f["id"]]),
+            complete=bool(row.get(f["complete"], False)),
+        )
 
     def _rows(self, rows: list) -> ParsedBatch:
-        return parse_rows(rows, self.dispatch_from_fulfilment, (self.shape.fulfilment["id"], self.shape.fulfilment["order_ref"]))
+        return parse_rows(
+            rows, self.dispatch_from_fulfilment, (self.shape.fulfilment["id"], self.shape.fulfilment["order_ref"])
+        )
 
     def dispatches_since(self, cursor: str) -> Page:
         """Item fulfilment records since ``cursor`` as Dispatch items (a ParsedBatch; see ``.rejected``)."""
@@ -355,19 +538,31 @@ class ArcheanConnector(Connector, InventoryMaster, Warehouse):
             # order status pushes (e.g. "SHIPPED") are not evidence of shipment: only item fulfilments are
             return ParsedBatch([])
         if not isinstance(payload, dict) or not isinstance(payload.get(e["data"]), list):
-            raise errors.BadDataError(f"R247 fulfilment push: '{e['data']}' must be a list", body=payload, system="archean")
+            raise errors.BadDataError(
+                f"R247 fulfilment push: '{e['data']}' must be a list", body=payload, system="archean"
+            )
         if payload.get(e["type"]) != s.fulfilment_push_type:
-            raise errors.BadDataError(f"R247 push of type {payload.get(e['type'])!r} is not an item fulfilment", body=payload,
-                                      system="archean")
+            raise errors.BadDataError(
+                f"R247 push of type {payload.get(e['type'])!r} is not an item fulfilment",
+                body=payload,
+                system="archean",
+            )
         return self._rows(payload[e["data"]])
 
     def send_fulfilment(self, fulfilment: Fulfilment) -> str:
         s, f = self.shape, self.shape.fulfilment
-        body = {f["order_ref"]: fulfilment.order_ref, f["location"]: fulfilment.location or None,
-                f["fulfilled_at"]: _iso(fulfilment.fulfilled_at),
-                f["lines"]: [{f["sku"]: sku, f["quantity"]: qty} for sku, qty in fulfilment.lines]}
-        resp = self.client.post(s.path(s.item_fulfilments), json=body, ok=(200, 201),
-                                headers={s.idempotency_header: f"{fulfilment.order_ref}:{fulfilment.fulfilment_ref}"})
+        body = {
+            f["order_ref"]: fulfilment.order_ref,
+            f["location"]: fulfilment.location or None,
+            f["fulfilled_at"]: _iso(fulfilment.fulfilled_at),
+            f["lines"]: [{f["sku"]: sku, f["quantity"]: qty} for sku, qty in fulfilment.lines],
+        }
+        resp = self.client.post(
+            s.path(s.item_fulfilments),
+            json=body,
+            ok=(200, 201),
+            headers={s.idempotency_header: f"{fulfilment.order_ref}:{fulfilment.fulfilment_ref}"},
+        )
         fid = self._one(resp).get(s.envelope["id"])
         if not fid:
             raise errors.RetryableError(f"R247 answered {resp.status_code} without a fulfilment id", system="archean")

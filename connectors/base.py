@@ -4,6 +4,7 @@ The domain (integration_hub.*) talks only to these roles; a connector module tra
 system's API. A system may play several roles (Clarus is a warehouse and an inventory master).
 Every method raises :mod:`connectors.errors` types on failure, never returns a fake success.
 """
+
 from __future__ import annotations
 
 import abc
@@ -304,7 +305,9 @@ class PlannerVariant:
     is_bundle: bool = False
     components: list[tuple[str, int]] = field(default_factory=list)  # (component sku, quantity) of a bundle
     stock: dict[str, int] = field(default_factory=dict)  # planner warehouse id → available units, where known
-    on_hand: dict[str, int] = field(default_factory=dict)  # planner warehouse id → units physically there (all states but in transit)
+    on_hand: dict[str, int] = field(
+        default_factory=dict
+    )  # planner warehouse id → units physically there (all states but in transit)
     updated_at: datetime | None = None
 
 
@@ -380,8 +383,7 @@ class Connector(abc.ABC):
         self.client = client or self.build_client()
 
     @abc.abstractmethod
-    def build_client(self):
-        ...
+    def build_client(self): ...
 
     @sensitive_variables("secret")
     def verify_webhook(self, body: bytes, headers: dict) -> bool:
@@ -410,6 +412,7 @@ class Storefront(abc.ABC):
     # Omnichannel Inventory); the push engine then tells it, per target, how much of the hub's figure is those
     # orders (InventoryTarget.held), so that the same order is not subtracted twice
     reserves_own_orders: bool = False
+
     @abc.abstractmethod
     def set_stock(self, targets: list[InventoryTarget]) -> list[InventoryResult]:
         """Set absolute quantities. Handles version conflicts by re-reading; per-item failures are
@@ -424,8 +427,7 @@ class Storefront(abc.ABC):
         return self.set_stock(targets)
 
     @abc.abstractmethod
-    def get_stock(self, skus: list[str], channel_ref: str) -> list[StorefrontStock]:
-        ...
+    def get_stock(self, skus: list[str], channel_ref: str) -> list[StorefrontStock]: ...
 
     @abc.abstractmethod
     def orders_since(self, cursor: str, limit: int = 100) -> Page:
@@ -441,12 +443,12 @@ class Storefront(abc.ABC):
         raise NotImplementedError
 
     @abc.abstractmethod
-    def get_order(self, external_id: str) -> StorefrontOrder:
-        ...
+    def get_order(self, external_id: str) -> StorefrontOrder: ...
 
     @abc.abstractmethod
-    def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None,
-                     known_order: dict | None = None) -> int | None:
+    def mark_shipped(
+        self, external_id: str, parcels: list[Parcel], known_version: int | None = None, known_order: dict | None = None
+    ) -> int | None:
         """Set the order shipped with tracking; version/409 safe. Returns the new version. ``known_order``: the
         storefront's order as the hub captured it; a connector whose writes are version-checked may build its update
         from it when its version is ``known_version`` instead of reading the order first (a stale snapshot is refused
@@ -517,15 +519,19 @@ class Planner(abc.ABC):
     full_reference_data: bool = False
 
     @abc.abstractmethod
-    def push_demand(self, lines: list[DemandLine], variants: list[PlannerVariant] = (),
-                    warehouses: list[PlannerWarehouse] = (), allocations: list[PlannerAllocation] = ()) -> int:
+    def push_demand(
+        self,
+        lines: list[DemandLine],
+        variants: list[PlannerVariant] = (),
+        warehouses: list[PlannerWarehouse] = (),
+        allocations: list[PlannerAllocation] = (),
+    ) -> int:
         """Deliver new / changed demand lines (with the variants and warehouses they name, which planners
         that need reference data first get before the lines, and — when :attr:`uses_allocations` — every
         open allocation). Returns how many lines were delivered."""
 
     @abc.abstractmethod
-    def recommendations(self) -> list[Recommendation]:
-        ...
+    def recommendations(self) -> list[Recommendation]: ...
 
     def stock_orders(self) -> list[PlannerStockOrder]:
         """Open purchase orders / transfers the planner holds."""

@@ -60,6 +60,7 @@ token root when not the same; ``client_id`` / secret = OAuth client credentials.
 (required), ``account_id`` (stock owner), ``warehouse_id`` (where goods outs go), ``dispatch_lead_hours``, ``webhook_domain``,
 ``webhook_api_domain``, ``webhook_automation_ids`` (list), ``webhook_integration_id`` (optional).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -69,22 +70,54 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from . import errors
-from .base import (Acknowledgement, Connector, Dispatch, InventoryMaster, Page, Parcel, StockChange, Warehouse, WarehouseOrder,
-                   WarehouseProduct)
+from .base import (
+    Acknowledgement,
+    Connector,
+    Dispatch,
+    InventoryMaster,
+    Page,
+    Parcel,
+    StockChange,
+    Warehouse,
+    WarehouseOrder,
+    WarehouseProduct,
+)
 from .http import CachedTokenAuth, HttpClient
 from .parsing import ParsedBatch, RowError as _RowError, parse_iso as _dt, parse_rows
 
 DOCUMENT = "https://documentation.claruswms.com/api-reference/introduction"
 SHAPE = {
-    "token": "/oauth/token", "products": "/api/products", "goods_outs": "/api/goods_outs", "cancel": "/api/goods_outs/{id}/cancel",
+    "token": "/oauth/token",
+    "products": "/api/products",
+    "goods_outs": "/api/goods_outs",
+    "cancel": "/api/goods_outs/{id}/cancel",
     "graphql": "/graphql",
-    "states": {"available": "available", "quarantine": "inspection", "qc_hold": "inspection", "on_hold": "inspection",
-               "hold": "inspection", "damaged": "damaged", "in_transit": "in_transit"},
-    "completed": "COMPLETED", "cancelled": "CANCELLED", "reference_max": 50,
-    "header_slots": {"shipping_method": "string1", "carrier": "string2", "gift_message": "string3", "channel": "string4"},
+    "states": {
+        "available": "available",
+        "quarantine": "inspection",
+        "qc_hold": "inspection",
+        "on_hold": "inspection",
+        "hold": "inspection",
+        "damaged": "damaged",
+        "in_transit": "in_transit",
+    },
+    "completed": "COMPLETED",
+    "cancelled": "CANCELLED",
+    "reference_max": 50,
+    "header_slots": {
+        "shipping_method": "string1",
+        "carrier": "string2",
+        "gift_message": "string3",
+        "channel": "string4",
+    },
     "line_bundle_slot": "string1",
-    "webhook_headers": {"domain": "X-ClarusWMS-Domain", "api_domain": "X-ClarusWMS-API-Domain", "subdomain": "X-ClarusWMS-Subdomain",
-                        "automation": "X-ClarusWMS-Automation-ID", "integration": "X-ClarusWMS-Integration-ID"},
+    "webhook_headers": {
+        "domain": "X-ClarusWMS-Domain",
+        "api_domain": "X-ClarusWMS-API-Domain",
+        "subdomain": "X-ClarusWMS-Subdomain",
+        "automation": "X-ClarusWMS-Automation-ID",
+        "integration": "X-ClarusWMS-Integration-ID",
+    },
 }
 HUB_STATES = ("available", "inspection", "damaged")  # what a product's re-read reports, zeros included
 STATE_FROM_WIRE = SHAPE["states"]
@@ -105,9 +138,12 @@ class ClarusTokenAuth(CachedTokenAuth):
         return f"hub:clarus-token:{self.token_url}:{self.client_id}"
 
     def fetch(self, session):
-        return session.post(self.token_url, data={"grant_type": "client_credentials", "client_id": self.client_id,
-                                                  "client_secret": self.client_secret},
-                            headers={"Accept": "application/json"}, timeout=self.timeout)
+        return session.post(
+            self.token_url,
+            data={"grant_type": "client_credentials", "client_id": self.client_id, "client_secret": self.client_secret},
+            headers={"Accept": "application/json"},
+            timeout=self.timeout,
+        )
 
 
 def _name(a) -> str:
@@ -115,9 +151,18 @@ def _name(a) -> str:
 
 
 def _addr(a) -> dict:
-    return {"name": _name(a), "company_name": a.company, "address_1": a.street, "address_2": a.street2, "address_3": a.city,
-            "address_4": a.region, "postcode": a.postal_code, "country_code": a.country, "email_address": a.email,
-            "phone_number": a.phone}
+    return {
+        "name": _name(a),
+        "company_name": a.company,
+        "address_1": a.street,
+        "address_2": a.street2,
+        "address_3": a.city,
+        "address_4": a.region,
+        "postcode": a.postal_code,
+        "country_code": a.country,
+        "email_address": a.email,
+        "phone_number": a.phone,
+    }
 
 
 def _now() -> datetime:
@@ -131,7 +176,7 @@ def wire_reference(order_ref: str) -> str:
     most = SHAPE["reference_max"]
     if len(order_ref) <= most:
         return order_ref
-    return f"{order_ref[:most - 17]}~{hashlib.sha1(order_ref.encode()).hexdigest()[:16]}"
+    return f"{order_ref[: most - 17]}~{hashlib.sha1(order_ref.encode()).hexdigest()[:16]}"
 
 
 def order_ref_of(attrs: dict) -> Any:
@@ -153,8 +198,12 @@ def webhook_identification_configured(options) -> bool:
     API domain, subdomain, at least one automation id). Clarus signs nothing, so this — not a webhook secret —
     decides whether its webhooks can be accepted at all (the dashboard warns when not)."""
     o = options if isinstance(options, dict) else {}
-    return bool(o.get("webhook_automation_ids") and o.get("webhook_domain") and o.get("webhook_api_domain")
-                and o.get("subdomain"))
+    return bool(
+        o.get("webhook_automation_ids")
+        and o.get("webhook_domain")
+        and o.get("webhook_api_domain")
+        and o.get("subdomain")
+    )
 
 
 class ClarusConnector(Connector, Warehouse, InventoryMaster):
@@ -185,8 +234,11 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
         id, when configured) must be the ones this connection expects. Fails closed when not configured."""
         o, h = self.connection.options or {}, SHAPE["webhook_headers"]
         allowed = [str(x) for x in (o.get("webhook_automation_ids") or [])]
-        expected = {h["domain"]: str(o.get("webhook_domain") or ""), h["api_domain"]: str(o.get("webhook_api_domain") or ""),
-                    h["subdomain"]: self.subdomain}
+        expected = {
+            h["domain"]: str(o.get("webhook_domain") or ""),
+            h["api_domain"]: str(o.get("webhook_api_domain") or ""),
+            h["subdomain"]: self.subdomain,
+        }
         if o.get("webhook_integration_id"):
             expected[h["integration"]] = str(o["webhook_integration_id"])
         if not allowed or not all(expected.values()):
@@ -201,9 +253,13 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
     # --- GraphQL ----------------------------------------------------------------------------------------------
     def _gql(self, root: str, filter_type: str, fields: str, flt: dict | None = None) -> list[dict]:
         query = f"query($filter: {filter_type}) {{ {root} {{ all(filter: $filter) {{ edges {{ node {{ {fields} }} }} }} }} }}"
-        body = self.client.post(SHAPE["graphql"], json={"query": query, "variables": {"filter": flt or {}}}, ok=(200,)).json()
+        body = self.client.post(
+            SHAPE["graphql"], json={"query": query, "variables": {"filter": flt or {}}}, ok=(200,)
+        ).json()
         if not isinstance(body, dict) or body.get("errors"):
-            raise errors.BadDataError(f"Clarus GraphQL {root} failed: {(body or {}).get('errors')}", body=body, system="clarus")
+            raise errors.BadDataError(
+                f"Clarus GraphQL {root} failed: {(body or {}).get('errors')}", body=body, system="clarus"
+            )
         edges = (((body.get("data") or {}).get(root) or {}).get("all") or {}).get("edges")
         if not isinstance(edges, list):
             raise errors.BadDataError(f"Clarus GraphQL {root} answer has no edges", body=body, system="clarus")
@@ -216,7 +272,9 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
     def _lookup_products(self, codes: list[str]) -> dict[str, str]:
         out = {}
         for start in range(0, len(codes), 200):
-            for n in self._gql("products", "ProductFilterType", "id code", {"code": {"in": codes[start:start + 200]}}):
+            for n in self._gql(
+                "products", "ProductFilterType", "id code", {"code": {"in": codes[start : start + 200]}}
+            ):
                 out[str(n["code"])] = str(n["id"])
         return out
 
@@ -226,7 +284,12 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
         codes = sorted(set(skus))
         out = {}
         for start in range(0, len(codes), 200):
-            for n in self._gql("products", "ProductFilterType", "id code description barcode", {"code": {"in": codes[start:start + 200]}}):
+            for n in self._gql(
+                "products",
+                "ProductFilterType",
+                "id code description barcode",
+                {"code": {"in": codes[start : start + 200]}},
+            ):
                 rec = {"name": str(n.get("description") or "")}
                 if n.get("barcode"):
                     rec["barcode"] = str(n["barcode"])
@@ -239,8 +302,17 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
         found = self._lookup_products(sorted(wanted))
         for sku in sorted(set(wanted) - set(found)):
             p = wanted[sku]
-            doc = {"data": {"type": "products", "attributes": {"code": sku, "description": p.description or sku, "barcode": p.barcode or None,
-                                                               "external_system_reference1": sku}}}
+            doc = {
+                "data": {
+                    "type": "products",
+                    "attributes": {
+                        "code": sku,
+                        "description": p.description or sku,
+                        "barcode": p.barcode or None,
+                        "external_system_reference1": sku,
+                    },
+                }
+            }
             try:
                 resp = self.client.post(SHAPE["products"], json=doc, ok=(200, 201), retries=0)
                 found[sku] = str(((resp.json() or {}).get("data") or {}).get("id") or "")
@@ -263,9 +335,13 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
     # --- goods outs -----------------------------------------------------------------------------------------
     def find_goods_out(self, reference: str) -> dict | None:
         """The live (not cancelled) goods out with this reference, if Clarus has one."""
-        nodes = self._gql("goods_outs", "GoodsOutsFilterType",
-                          "id reference external_system_reference1 actual_date_of_dispatch goods_out_status { code } "
-                          "warehouse { id } parcels", self._owner({"reference": {"eq": wire_reference(reference)}}))
+        nodes = self._gql(
+            "goods_outs",
+            "GoodsOutsFilterType",
+            "id reference external_system_reference1 actual_date_of_dispatch goods_out_status { code } "
+            "warehouse { id } parcels",
+            self._owner({"reference": {"eq": wire_reference(reference)}}),
+        )
         live = [n for n in nodes if str((n.get("goods_out_status") or {}).get("code") or "") != SHAPE["cancelled"]]
         return live[0] if live else None
 
@@ -277,29 +353,53 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
             if not ln.pickable:
                 continue  # a bundle's own line: paperwork; its components are the goods
             parent = by_id.get(ln.parent_line_id) if ln.parent_line_id else None
-            attrs = {"product_id": int(product_ids[ln.sku]) if str(product_ids[ln.sku]).isdigit() else product_ids[ln.sku],
-                     "order_quantity": ln.quantity, "alt_line_reference": ln.line_id}
+            attrs = {
+                "product_id": int(product_ids[ln.sku]) if str(product_ids[ln.sku]).isdigit() else product_ids[ln.sku],
+                "order_quantity": ln.quantity,
+                "alt_line_reference": ln.line_id,
+            }
             if parent is not None:
                 attrs[SHAPE["line_bundle_slot"]] = parent.sku
             changes.append({"type": "ADD", "attributes": attrs})
         due = (order.placed_at or _now()) + self.dispatch_lead
-        attributes = {"goods_out_type": "sales_order", "account_id": _int_id(self.account_id),
-                      "warehouse_id": _int_id(self.warehouse_id), "reference": wire_reference(order.order_ref),
-                      "expected_date_of_dispatch": due.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-                      "external_system_reference1": order.order_ref,
-                      "external_system_reference2": order.order_number, "delivery_notes": order.delivery_notes,
-                      slots["shipping_method"]: order.shipping_method, slots["carrier"]: order.carrier,
-                      slots["gift_message"]: order.gift_message, slots["channel"]: order.channel, "lines_changes": changes}
-        return {"data": {"type": "goods_outs", "attributes": attributes,
-                         "relationships": {"address": {"data": {"type": "addresses", "attributes": _addr(order.shipping_address)}}}}}
+        attributes = {
+            "goods_out_type": "sales_order",
+            "account_id": _int_id(self.account_id),
+            "warehouse_id": _int_id(self.warehouse_id),
+            "reference": wire_reference(order.order_ref),
+            "expected_date_of_dispatch": due.astimezone(timezone.utc)
+            .isoformat(timespec="seconds")
+            .replace("+00:00", "Z"),
+            "external_system_reference1": order.order_ref,
+            "external_system_reference2": order.order_number,
+            "delivery_notes": order.delivery_notes,
+            slots["shipping_method"]: order.shipping_method,
+            slots["carrier"]: order.carrier,
+            slots["gift_message"]: order.gift_message,
+            slots["channel"]: order.channel,
+            "lines_changes": changes,
+        }
+        return {
+            "data": {
+                "type": "goods_outs",
+                "attributes": attributes,
+                "relationships": {
+                    "address": {"data": {"type": "addresses", "attributes": _addr(order.shipping_address)}}
+                },
+            }
+        }
 
     def send_order(self, order: WarehouseOrder) -> Acknowledgement:
         picked = [ln for ln in order.lines if ln.pickable]
 
         def where(node: dict) -> dict[str, str]:
             # a goods out is allocated at its own warehouse (stock_balances.available already excludes it there)
-            wh = str((node.get("warehouse") or {}).get("id") or node.get("warehouse_id") or
-                     (node.get("attributes") or {}).get("warehouse_id") or "")
+            wh = str(
+                (node.get("warehouse") or {}).get("id")
+                or node.get("warehouse_id")
+                or (node.get("attributes") or {}).get("warehouse_id")
+                or ""
+            )
             return {ln.sku: wh for ln in picked} if wh else {}
 
         existing = self.find_goods_out(order.order_ref)
@@ -320,16 +420,32 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
                 return Acknowledgement(order.order_ref, str(found["id"]), duplicate=True, allocations=where(found))
             raise
         except errors.BadDataError as exc:
-            detail = "; ".join(str(e.get("detail") or e.get("title")) for e in (exc.body or {}).get("errors") or []
-                               if isinstance(e, dict)) if isinstance(exc.body, dict) else str(exc)
-            raise errors.BadDataError(f"Clarus rejected goods out {order.order_ref}: {detail or exc}", status=exc.status,
-                                      body=exc.body, system="clarus") from exc
+            detail = (
+                "; ".join(
+                    str(e.get("detail") or e.get("title"))
+                    for e in (exc.body or {}).get("errors") or []
+                    if isinstance(e, dict)
+                )
+                if isinstance(exc.body, dict)
+                else str(exc)
+            )
+            raise errors.BadDataError(
+                f"Clarus rejected goods out {order.order_ref}: {detail or exc}",
+                status=exc.status,
+                body=exc.body,
+                system="clarus",
+            ) from exc
         data = (resp.json() or {}).get("data") or {}
         gid = data.get("id")
         if not gid:
             raise errors.RetryableError(f"Clarus answered {resp.status_code} without a goods out id", system="clarus")
-        return Acknowledgement(order.order_ref, str(gid), duplicate=False, received_at=sent_at,
-                               allocations=where(data) or where({"warehouse_id": self.warehouse_id}))
+        return Acknowledgement(
+            order.order_ref,
+            str(gid),
+            duplicate=False,
+            received_at=sent_at,
+            allocations=where(data) or where({"warehouse_id": self.warehouse_id}),
+        )
 
     def order_status(self, order_ref: str) -> str | None:
         found = self.find_goods_out(order_ref)
@@ -344,17 +460,23 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
         try:
             resp = self.client.post(SHAPE["cancel"].format(id=found["id"]), json={}, ok=(200,))
         except errors.BadDataError as exc:
-            raise errors.PermanentError(f"Clarus refuses to cancel {order_ref}: already dispatched", status=exc.status,
-                                        body=exc.body, system="clarus") from exc
+            raise errors.PermanentError(
+                f"Clarus refuses to cancel {order_ref}: already dispatched",
+                status=exc.status,
+                body=exc.body,
+                system="clarus",
+            ) from exc
         attrs = ((resp.json() or {}).get("data") or {}).get("attributes") or {}
         return "DELETED" if attrs.get("deleted") else str(attrs.get("goods_out_status_code") or SHAPE["cancelled"])
 
     def send_fulfilment(self, fulfilment) -> str:
         """Clarus publishes no way to record goods of a goods out shipped elsewhere (ship-from-store): refused,
         so the hub's exception queue tells people to amend or cancel the goods out in Clarus."""
-        raise errors.PermanentError(f"Clarus has no published API for a fulfilment done outside the warehouse "
-                                    f"({fulfilment.order_ref}/{fulfilment.fulfilment_ref}): amend the goods out in Clarus",
-                                    system="clarus")
+        raise errors.PermanentError(
+            f"Clarus has no published API for a fulfilment done outside the warehouse "
+            f"({fulfilment.order_ref}/{fulfilment.fulfilment_ref}): amend the goods out in Clarus",
+            system="clarus",
+        )
 
     # --- dispatch -------------------------------------------------------------------------------------------
     @staticmethod
@@ -369,22 +491,33 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
         try:
             when = _dt(a.get("actual_date_of_dispatch"))
         except ValueError:
-            raise _RowError("actual_date_of_dispatch", f"{a.get('actual_date_of_dispatch')!r} is not a timestamp") from None
+            raise _RowError(
+                "actual_date_of_dispatch", f"{a.get('actual_date_of_dispatch')!r} is not a timestamp"
+            ) from None
         lines = []
         for j, ln in enumerate(a.get("lines") or []):
             qty = ln.get("dispatch_quantity") if isinstance(ln, dict) else None
-            code = ((ln.get("product") or {}).get("code") if isinstance(ln, dict) else None)
+            code = (ln.get("product") or {}).get("code") if isinstance(ln, dict) else None
             if not code or isinstance(qty, bool) or not isinstance(qty, (int, float)) or qty < 0:
                 raise _RowError(f"lines[{j}]", f"goods out line {ln!r} needs product.code and dispatch_quantity")
             if qty:
                 lines.append((str(code), int(qty)))
         if not lines:
             raise _RowError("lines", "a completed goods out with nothing dispatched")
-        parcels = [Parcel(carrier=str(p.get("carrier") or ""), tracking_number=str(p.get("tracking_number") or ""),
-                          tracking_url=str(p.get("tracking_url") or ""), lines=list(lines) if i == 0 else [])
-                   for i, p in enumerate(a.get("parcels") or []) if isinstance(p, dict)] or [Parcel(carrier="", tracking_number="", lines=lines)]
+        parcels = [
+            Parcel(
+                carrier=str(p.get("carrier") or ""),
+                tracking_number=str(p.get("tracking_number") or ""),
+                tracking_url=str(p.get("tracking_url") or ""),
+                lines=list(lines) if i == 0 else [],
+            )
+            for i, p in enumerate(a.get("parcels") or [])
+            if isinstance(p, dict)
+        ] or [Parcel(carrier="", tracking_number="", lines=lines)]
         gid = str(rec.get("id") or a.get("id") or "")
-        return Dispatch(order_ref=ref, warehouse_ref=gid, dispatched_at=when, parcels=parcels, ref=f"goods_out:{gid}", complete=True)
+        return Dispatch(
+            order_ref=ref, warehouse_ref=gid, dispatched_at=when, parcels=parcels, ref=f"goods_out:{gid}", complete=True
+        )
 
     def parse_dispatch_webhook(self, payload: dict) -> ParsedBatch:
         data = payload.get("data") if isinstance(payload, dict) else None
@@ -396,14 +529,22 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
         return parse_rows([data], self.dispatch_from_record, ("id", "reference"))
 
     def _completed(self, flt: dict) -> list[dict]:
-        nodes = self._gql("goods_outs", "GoodsOutsFilterType",
-                          "id reference external_system_reference1 actual_date_of_dispatch goods_out_status { code } "
-                          "warehouse { id } parcels", self._owner({**flt, "goods_out_status_code": {"eq": SHAPE["completed"]}}))
+        nodes = self._gql(
+            "goods_outs",
+            "GoodsOutsFilterType",
+            "id reference external_system_reference1 actual_date_of_dispatch goods_out_status { code } "
+            "warehouse { id } parcels",
+            self._owner({**flt, "goods_out_status_code": {"eq": SHAPE["completed"]}}),
+        )
         if not nodes:
             return []
         lines: dict[str, list] = {}
-        for n in self._gql("goods_out_lines", "GoodsOutLineFilterType", "id dispatch_quantity product { id code } goods_out { id reference }",
-                           {"goods_out_id": {"in": [str(x["id"]) for x in nodes]}}):
+        for n in self._gql(
+            "goods_out_lines",
+            "GoodsOutLineFilterType",
+            "id dispatch_quantity product { id code } goods_out { id reference }",
+            {"goods_out_id": {"in": [str(x["id"]) for x in nodes]}},
+        ):
             lines.setdefault(str((n.get("goods_out") or {}).get("id")), []).append(n)
         return [dict(n, lines=lines.get(str(n["id"]), [])) for n in nodes]
 
@@ -417,31 +558,62 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
     def dispatches_for(self, order_ref: str) -> list[Dispatch]:
         if self.find_goods_out(order_ref) is None:
             raise errors.NotFoundError(f"Clarus has no goods out {order_ref}", status=404, system="clarus")
-        return list(parse_rows(self._completed({"reference": {"eq": wire_reference(order_ref)}}), self.dispatch_from_record,
-                               ("id", "reference")))
+        return list(
+            parse_rows(
+                self._completed({"reference": {"eq": wire_reference(order_ref)}}),
+                self.dispatch_from_record,
+                ("id", "reference"),
+            )
+        )
 
     # --- stock ----------------------------------------------------------------------------------------------
     def _stock(self, codes: list[str] | None, zero_fill: bool) -> list[StockChange]:
         flt = self._owner({"product_code": {"in": codes}} if codes else {})
         now = _now()
         levels: dict[tuple[str, str, str], Any] = {}
-        for n in self._gql("stock_balances", "StockBalancesFilterType", "available allocated product { id code } warehouse { id }", flt):
-            key = (str((n.get("product") or {}).get("code") or ""), str((n.get("warehouse") or {}).get("id") or ""), "available")
+        for n in self._gql(
+            "stock_balances", "StockBalancesFilterType", "available allocated product { id code } warehouse { id }", flt
+        ):
+            key = (
+                str((n.get("product") or {}).get("code") or ""),
+                str((n.get("warehouse") or {}).get("id") or ""),
+                "available",
+            )
             levels[key] = n.get("available")
-        for n in self._gql("stocks", "StockFilterType", "id quantity status product { id code } location { id code } warehouse { id }", flt):
+        for n in self._gql(
+            "stocks",
+            "StockFilterType",
+            "id quantity status product { id code } location { id code } warehouse { id }",
+            flt,
+        ):
             status = str(n.get("status") or "")
             if status == "available":
                 continue  # counted by the balance (which already excludes allocations)
             state = STATE_FROM_WIRE.get(status.lower(), status)
-            key = (str((n.get("product") or {}).get("code") or ""), str((n.get("warehouse") or {}).get("id") or ""), state)
+            key = (
+                str((n.get("product") or {}).get("code") or ""),
+                str((n.get("warehouse") or {}).get("id") or ""),
+                state,
+            )
             qty = n.get("quantity")
-            levels[key] = (levels.get(key) or 0) + qty if isinstance(qty, int) and not isinstance(levels.get(key), str) else qty
+            levels[key] = (
+                (levels.get(key) or 0) + qty if isinstance(qty, int) and not isinstance(levels.get(key), str) else qty
+            )
         if zero_fill:
             for code, wh in {(k[0], k[1]) for k in levels}:
                 for state in HUB_STATES:
                     levels.setdefault((code, wh, state), 0)
-        return [StockChange(sku=code or None, location=wh or None, quantity=qty, state=state, changed_at=now, ref=f"{code}@{wh}:{state}")
-                for (code, wh, state), qty in sorted(levels.items(), key=lambda kv: kv[0])]
+        return [
+            StockChange(
+                sku=code or None,
+                location=wh or None,
+                quantity=qty,
+                state=state,
+                changed_at=now,
+                ref=f"{code}@{wh}:{state}",
+            )
+            for (code, wh, state), qty in sorted(levels.items(), key=lambda kv: kv[0])
+        ]
 
     def stock_changes(self, cursor: str) -> Page:
         """GraphQL has no change feed: every poll reads the current levels (absolute; unchanged ones change
@@ -452,9 +624,15 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
         """A stock adjustment / hold event names one stock record: re-read that product's levels (all states,
         zeros included, so a released hold clears)."""
         data = payload.get("data") if isinstance(payload, dict) else None
-        code = (((data or {}).get("attributes") or {}).get("product") or {}).get("code") if isinstance(data, dict) else None
+        code = (
+            (((data or {}).get("attributes") or {}).get("product") or {}).get("code")
+            if isinstance(data, dict)
+            else None
+        )
         if not isinstance(data, dict) or data.get("type") != "stocks" or not code:
-            raise errors.BadDataError("Clarus stock webhook: not a stock record with product.code", body=payload, system="clarus")
+            raise errors.BadDataError(
+                "Clarus stock webhook: not a stock record with product.code", body=payload, system="clarus"
+            )
         return self._stock([str(code)], zero_fill=True)
 
     def stock_snapshot(self, skus: Iterable[str] | None = None) -> Iterable[StockChange]:
@@ -463,4 +641,4 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
             return
         codes = list(dict.fromkeys(skus))
         for start in range(0, len(codes), 200):
-            yield from self._stock(codes[start:start + 200], zero_fill=True)
+            yield from self._stock(codes[start : start + 200], zero_fill=True)

@@ -72,6 +72,7 @@ Channel mapping: ``InventoryTarget.channel_ref`` is the supply channel *key* (``
 resolved to its id once per connector. ``StorefrontOrder.channel_ref`` is the key of the supply channel of
 the order's line items, else the order's store key.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -89,8 +90,22 @@ from typing import Iterable, Iterator
 from django.views.decorators.debug import sensitive_variables
 
 from . import env_secrets, errors, signatures
-from .base import (Address, Connector, Fulfilment, InventoryResult, InventoryTarget, OrderChanged, OrderLineData, Page, Parcel,
-                   ProductChanged, Storefront, StorefrontOrder, StorefrontReturn, StorefrontStock)
+from .base import (
+    Address,
+    Connector,
+    Fulfilment,
+    InventoryResult,
+    InventoryTarget,
+    OrderChanged,
+    OrderLineData,
+    Page,
+    Parcel,
+    ProductChanged,
+    Storefront,
+    StorefrontOrder,
+    StorefrontReturn,
+    StorefrontStock,
+)
 from .http import HttpClient, OAuthClientCredentials
 from .parsing import ParsedBatch
 
@@ -107,8 +122,15 @@ API_HOST_RX = re.compile(r"^(?P<scheme>https?)://api\.(?P<region>[a-z0-9.-]+)\.c
 # what each call needs (API reference, per-endpoint OAuth scopes): inventory read/write and channel / product
 # lookups (manage_products), orders read + shipped update + shipping-method lookups (manage_orders), discount
 # code lookups, the order Subscription, the ledger's custom Type, ping (GET /{projectKey})
-LEAST_SCOPES = ("manage_products", "manage_orders", "view_discount_codes", "manage_subscriptions", "manage_types",
-                "view_project_settings", "manage_import_containers")  # the last: full loads (Import API)
+LEAST_SCOPES = (
+    "manage_products",
+    "manage_orders",
+    "view_discount_codes",
+    "manage_subscriptions",
+    "manage_types",
+    "view_project_settings",
+    "manage_import_containers",
+)  # the last: full loads (Import API)
 CONFLICT_RETRIES = 8  # hot SKUs in a sale: every TrackOnly order bumps the entry's version
 HUB_DELIVERY_PREFIX = "hub-"  # deliveryKey of deliveries the hub adds; any other delivery was made storefront-side
 STREET_NUMBER_FIRST = {"GB", "IE", "US", "CA", "AU", "NZ", "FR", "ZA"}
@@ -119,15 +141,25 @@ RETURN_CONDITIONS = {"Advised": "advised", "Returned": "inspection", "BackInStoc
 # when). Returns: ReturnInfoAdded (addReturnInfo), ReturnInfoSet (setReturnInfo), OrderReturnShipmentStateChanged
 # (setReturnShipmentState) — the names in ct's Messages reference; "OrderReturnInfoAdded" is accepted too, as some
 # integrations spell it, though ct's reference does not list it. OrderStateChanged only when it says Cancelled.
-RETURN_MESSAGES = frozenset({"ReturnInfoAdded", "OrderReturnInfoAdded", "ReturnInfoSet", "OrderReturnShipmentStateChanged"})
-SUBSCRIBED_MESSAGES = ["OrderCreated", "OrderStateChanged", "ReturnInfoAdded", "ReturnInfoSet", "OrderReturnShipmentStateChanged"]
+RETURN_MESSAGES = frozenset(
+    {"ReturnInfoAdded", "OrderReturnInfoAdded", "ReturnInfoSet", "OrderReturnShipmentStateChanged"}
+)
+SUBSCRIBED_MESSAGES = [
+    "OrderCreated",
+    "OrderStateChanged",
+    "ReturnInfoAdded",
+    "ReturnInfoSet",
+    "OrderReturnShipmentStateChanged",
+]
 # Product Messages after which the hub checks the product's SKUs at once (issue 17) instead of waiting for the
 # nightly catalogue audit; subscribed with options["subscribe_product_messages"] (ct Messages reference:
 # ProductPublished carries the productProjection, ProductVariantAdded the variant)
 PRODUCT_MESSAGES = ["ProductPublished", "ProductVariantAdded"]
 
 
-_ID_RX = re.compile(r"[A-Za-z0-9_-]{1,256}")  # ct ids are UUIDs; keys use [A-Za-z0-9_-]: nothing that can leave the URL path
+_ID_RX = re.compile(
+    r"[A-Za-z0-9_-]{1,256}"
+)  # ct ids are UUIDs; keys use [A-Za-z0-9_-]: nothing that can leave the URL path
 
 
 def _order_id(value) -> bool:
@@ -166,7 +198,9 @@ class CommercetoolsConnector(Connector, Storefront):
         options = connection.options or {}
         self.project_key = options.get("project_key") or ""
         if not self.project_key:
-            raise errors.ConfigurationError(f"connection {connection.name}: options.project_key is required for commercetools")
+            raise errors.ConfigurationError(
+                f"connection {connection.name}: options.project_key is required for commercetools"
+            )
         self.require_product = options.get("require_product", True)
         self.gift_field = options.get("gift_message_field", "giftMessage")
         self.notes_field = options.get("delivery_notes_field", "deliveryNotes")
@@ -224,12 +258,18 @@ class CommercetoolsConnector(Connector, Storefront):
         options = connection.options or {}
         root = cls.token_root(connection)
         scope = options.get("scopes") or cls.default_scopes(options.get("project_key", ""))
-        if not options.get("scopes") and options.get("import_api", True) is False:  # no full loads through the Import API
+        if (
+            not options.get("scopes") and options.get("import_api", True) is False
+        ):  # no full loads through the Import API
             scope = " ".join(s for s in scope.split() if not s.startswith("manage_import_containers:"))
         if isinstance(scope, (list, tuple)):
             scope = " ".join(scope)
-        return OAuthClientCredentials(token_url=f"{root}/oauth/token", client_id=connection.client_id,
-                                      client_secret=connection.get_secret(), scope=scope)
+        return OAuthClientCredentials(
+            token_url=f"{root}/oauth/token",
+            client_id=connection.client_id,
+            client_secret=connection.get_secret(),
+            scope=scope,
+        )
 
     def build_client(self, **kw) -> HttpClient:
         return HttpClient.for_connection(self.connection, auth=self.auth_for(self.connection), **kw)
@@ -245,9 +285,18 @@ class CommercetoolsConnector(Connector, Storefront):
     def path(self, tail: str) -> str:
         return f"/{self.project_key}/{tail.lstrip('/')}"
 
-    def _query(self, resource: str, where: str | list[str] | None = None, *, sort: list[str] | None = None,
-               limit: int = PAGE_LIMIT, offset: int = 0, expand: list[str] | None = None, total: bool = False,
-               extra: dict | None = None) -> dict:
+    def _query(
+        self,
+        resource: str,
+        where: str | list[str] | None = None,
+        *,
+        sort: list[str] | None = None,
+        limit: int = PAGE_LIMIT,
+        offset: int = 0,
+        expand: list[str] | None = None,
+        total: bool = False,
+        extra: dict | None = None,
+    ) -> dict:
         params: dict = {"limit": limit, "withTotal": "true" if total else "false", **(extra or {})}
         if offset:
             params["offset"] = offset
@@ -262,8 +311,9 @@ class CommercetoolsConnector(Connector, Storefront):
             raise errors.BadDataError(f"commercetools {resource} query answered an unexpected body: {str(body)[:200]}")
         return body
 
-    def _query_all(self, resource: str, where: str | None = None, expand: list[str] | None = None,
-                   extra: dict | None = None) -> Iterator[dict]:
+    def _query_all(
+        self, resource: str, where: str | None = None, expand: list[str] | None = None, extra: dict | None = None
+    ) -> Iterator[dict]:
         """Every match, paged by id (ct's recommended way past the 10,000 offset limit)."""
         last = None
         while True:
@@ -281,7 +331,7 @@ class CommercetoolsConnector(Connector, Storefront):
     def _resolve(self, resource: str, field: str, wanted: set[str], cache: dict, value_of) -> None:
         missing = sorted(v for v in wanted if v and v not in cache)
         for i in range(0, len(missing), CHUNK):
-            chunk = missing[i:i + CHUNK]
+            chunk = missing[i : i + CHUNK]
             for obj in self._query(resource, f"{field} in {q_list(chunk)}")["results"]:
                 with self._lock:
                     cache[obj[field]] = value_of(obj)
@@ -316,7 +366,7 @@ class CommercetoolsConnector(Connector, Storefront):
     def _skus_in_catalogue(self, skus: list[str]) -> set[str]:
         found: set[str] = set()
         for i in range(0, len(skus), CHUNK):
-            chunk = skus[i:i + CHUNK]
+            chunk = skus[i : i + CHUNK]
             lst = q_list(chunk)
             where = f"masterVariant(sku in {lst}) or variants(sku in {lst})"
             # staged: a product being prepared for launch (not yet published) may already hold stock
@@ -364,11 +414,16 @@ class CommercetoolsConnector(Connector, Storefront):
             self._get(self.path(f"types/key={self.ledger_type_key}"))
         except errors.NotFoundError:
             field = {"type": {"name": "Number"}, "required": False, "inputHint": "SingleLine"}
-            draft = {"key": self.ledger_type_key, "name": {"en": "Integration Hub inventory"},
-                     "description": {"en": "Where the Integration Hub last brought this entry (do not edit)"},
-                     "resourceTypeIds": ["inventory-entry"],
-                     "fieldDefinitions": [{**field, "name": self.ledger_field, "label": {"en": "Hub ledger"}},
-                                          {**field, "name": self.on_stock_field, "label": {"en": "Hub quantityOnStock"}}]}
+            draft = {
+                "key": self.ledger_type_key,
+                "name": {"en": "Integration Hub inventory"},
+                "description": {"en": "Where the Integration Hub last brought this entry (do not edit)"},
+                "resourceTypeIds": ["inventory-entry"],
+                "fieldDefinitions": [
+                    {**field, "name": self.ledger_field, "label": {"en": "Hub ledger"}},
+                    {**field, "name": self.on_stock_field, "label": {"en": "Hub quantityOnStock"}},
+                ],
+            }
             try:
                 self.client.post(self.path("types"), json=draft)
             except errors.BadDataError as exc:
@@ -406,17 +461,29 @@ class CommercetoolsConnector(Connector, Storefront):
         ledger = self._ledger_of(t)
         on_stock = int(entry.get("quantityOnStock") or 0)
         if ledger is None:
-            return [] if entry.get("quantityOnStock") == t.quantity else [{"action": "changeQuantity", "quantity": t.quantity}]
+            return (
+                []
+                if entry.get("quantityOnStock") == t.quantity
+                else [{"action": "changeQuantity", "quantity": t.quantity}]
+            )
         mark = self.marker(entry)
         if mark is None:
-            actions = [] if entry.get("quantityOnStock") == t.quantity else [{"action": "changeQuantity", "quantity": t.quantity}]
+            actions = (
+                []
+                if entry.get("quantityOnStock") == t.quantity
+                else [{"action": "changeQuantity", "quantity": t.quantity}]
+            )
             return actions + self._marker_actions(entry, ledger, t.quantity)
         delta = (ledger - mark[0]) - self.unexplained_increase(entry)
         if delta == 0 and ledger == mark[0] and on_stock <= mark[1]:
             return []
         actions = []
         if delta:
-            actions.append({"action": "addQuantity", "quantity": delta} if delta > 0 else {"action": "removeQuantity", "quantity": -delta})
+            actions.append(
+                {"action": "addQuantity", "quantity": delta}
+                if delta > 0
+                else {"action": "removeQuantity", "quantity": -delta}
+            )
         return actions + self._marker_actions(entry, ledger, on_stock + delta)
 
     @staticmethod
@@ -436,18 +503,26 @@ class CommercetoolsConnector(Connector, Storefront):
         ledger = self._ledger_of(t)
         for _ in range(CONFLICT_RETRIES):
             if entry is None:
-                draft = {"key": self.entry_key(t.sku, t.channel_ref), "sku": t.sku,
-                         "supplyChannel": {"typeId": "channel", "id": channel_id}, "quantityOnStock": t.quantity}
+                draft = {
+                    "key": self.entry_key(t.sku, t.channel_ref),
+                    "sku": t.sku,
+                    "supplyChannel": {"typeId": "channel", "id": channel_id},
+                    "quantityOnStock": t.quantity,
+                }
                 if ledger is not None:
                     self.ensure_ledger_type()
-                    draft["custom"] = {"type": {"typeId": "type", "key": self.ledger_type_key},
-                                       "fields": {self.ledger_field: ledger, self.on_stock_field: t.quantity}}
+                    draft["custom"] = {
+                        "type": {"typeId": "type", "key": self.ledger_type_key},
+                        "fields": {self.ledger_field: ledger, self.on_stock_field: t.quantity},
+                    }
                 try:
                     return self._ok(t, self.client.post(self.path("inventory"), json=draft).json())
                 except errors.BadDataError as exc:
                     if "DuplicateField" not in json.dumps(exc.body, default=str):
                         raise
-                    entry = self._entries(channel_id, [t.sku]).get(t.sku)  # another worker (or our lost answer) created it
+                    entry = self._entries(channel_id, [t.sku]).get(
+                        t.sku
+                    )  # another worker (or our lost answer) created it
                     if entry is None:
                         raise
                     continue
@@ -461,8 +536,10 @@ class CommercetoolsConnector(Connector, Storefront):
                 entry = self._get(self.path(f"inventory/{entry['id']}")).json()
             except errors.NotFoundError:
                 entry = None  # deleted meanwhile: create it again
-        raise errors.ConflictError(f"inventory entry for {t.sku} on {t.channel_ref} still conflicting after "
-                                   f"{CONFLICT_RETRIES} attempts", system=self.system_type)
+        raise errors.ConflictError(
+            f"inventory entry for {t.sku} on {t.channel_ref} still conflicting after {CONFLICT_RETRIES} attempts",
+            system=self.system_type,
+        )
 
     def set_stock(self, targets: list[InventoryTarget]) -> list[InventoryResult]:
         latest: OrderedDict[tuple[str, str], InventoryTarget] = OrderedDict()
@@ -487,29 +564,46 @@ class CommercetoolsConnector(Connector, Storefront):
                 results[(t.sku, t.channel_ref)] = self._write_entry(t, channel_id, entry)
             except errors.ConnectorError as exc:
                 fail(t, exc)
-                if isinstance(exc, errors.RetryableError) or (isinstance(exc, errors.PermanentError) and exc.status in (401, 403)):
+                if isinstance(exc, errors.RetryableError) or (
+                    isinstance(exc, errors.PermanentError) and exc.status in (401, 403)
+                ):
                     state["abort"] = exc
             except (ValueError, KeyError, TypeError) as exc:  # an unreadable answer: report it, keep the batch going
-                fail(t, errors.RetryableError(f"commercetools answered an unreadable inventory entry for {t.sku}: "
-                                              f"{type(exc).__name__}: {exc}", system=self.system_type))
+                fail(
+                    t,
+                    errors.RetryableError(
+                        f"commercetools answered an unreadable inventory entry for {t.sku}: "
+                        f"{type(exc).__name__}: {exc}",
+                        system=self.system_type,
+                    ),
+                )
 
-        pool = ThreadPoolExecutor(self.write_concurrency, thread_name_prefix="ct-write") if self.write_concurrency > 1 else None
+        pool = (
+            ThreadPoolExecutor(self.write_concurrency, thread_name_prefix="ct-write")
+            if self.write_concurrency > 1
+            else None
+        )
         try:
             for channel_ref, group in by_channel.items():
                 channel_id = ids.get(channel_ref)
                 if channel_id is None:
-                    exc = errors.PermanentError(f"commercetools project {self.project_key} has no supply channel with key "
-                                                f"{channel_ref!r} (check Channel.external_id)", system=self.system_type)
+                    exc = errors.PermanentError(
+                        f"commercetools project {self.project_key} has no supply channel with key "
+                        f"{channel_ref!r} (check Channel.external_id)",
+                        system=self.system_type,
+                    )
                     for t in group:
                         fail(t, exc)
                     continue
                 for i in range(0, len(group), CHUNK):
-                    chunk = group[i:i + CHUNK]
+                    chunk = group[i : i + CHUNK]
                     if state["abort"] is None:
                         try:
                             entries = self._entries(channel_id, [t.sku for t in chunk])
                             missing = [t.sku for t in chunk if t.sku not in entries]
-                            known = self._skus_in_catalogue(missing) if missing and self.require_product else set(missing)
+                            known = (
+                                self._skus_in_catalogue(missing) if missing and self.require_product else set(missing)
+                            )
                         except errors.ConnectorError as exc:
                             state["abort"] = exc
                     writes = []
@@ -517,8 +611,14 @@ class CommercetoolsConnector(Connector, Storefront):
                         if state["abort"] is not None:
                             fail(t, state["abort"])
                         elif t.sku not in entries and t.sku not in known:
-                            fail(t, errors.NotFoundError(f"SKU {t.sku!r} is not a product variant in commercetools project "
-                                                         f"{self.project_key}", system=self.system_type))
+                            fail(
+                                t,
+                                errors.NotFoundError(
+                                    f"SKU {t.sku!r} is not a product variant in commercetools project "
+                                    f"{self.project_key}",
+                                    system=self.system_type,
+                                ),
+                            )
                         elif t.sku in entries and not self.stock_actions(t, entries[t.sku]):
                             results[(t.sku, t.channel_ref)] = self._ok(t, entries[t.sku])  # already right: no write
                         else:
@@ -567,16 +667,36 @@ class CommercetoolsConnector(Connector, Storefront):
             return self.set_stock(list(latest.values()))
         results: dict[tuple[str, str], InventoryResult] = {}
         ids = self.channel_ids({t.channel_ref for t in fresh})
-        known_skus = self._catalogue_members(sorted({t.sku for t in fresh if t.channel_ref in ids})) if self.require_product else None
+        known_skus = (
+            self._catalogue_members(sorted({t.sku for t in fresh if t.channel_ref in ids}))
+            if self.require_product
+            else None
+        )
         imports = []
         for t in fresh:
             if t.channel_ref not in ids:
-                results[(t.sku, t.channel_ref)] = InventoryResult(t.sku, t.channel_ref, t.quantity, ok=False, error=errors.PermanentError(
-                    f"commercetools project {self.project_key} has no supply channel with key {t.channel_ref!r} "
-                    f"(check Channel.external_id)", system=self.system_type))
+                results[(t.sku, t.channel_ref)] = InventoryResult(
+                    t.sku,
+                    t.channel_ref,
+                    t.quantity,
+                    ok=False,
+                    error=errors.PermanentError(
+                        f"commercetools project {self.project_key} has no supply channel with key {t.channel_ref!r} "
+                        f"(check Channel.external_id)",
+                        system=self.system_type,
+                    ),
+                )
             elif known_skus is not None and t.sku not in known_skus:
-                results[(t.sku, t.channel_ref)] = InventoryResult(t.sku, t.channel_ref, t.quantity, ok=False, error=errors.NotFoundError(
-                    f"SKU {t.sku!r} is not a product variant in commercetools project {self.project_key}", system=self.system_type))
+                results[(t.sku, t.channel_ref)] = InventoryResult(
+                    t.sku,
+                    t.channel_ref,
+                    t.quantity,
+                    ok=False,
+                    error=errors.NotFoundError(
+                        f"SKU {t.sku!r} is not a product variant in commercetools project {self.project_key}",
+                        system=self.system_type,
+                    ),
+                )
             else:
                 imports.append(t)
         for t, res in zip(imports, self.importer.submit(imports)):
@@ -602,8 +722,9 @@ class CommercetoolsConnector(Connector, Storefront):
         missing = sorted(set(skus) - cat["known"])
         if missing and not cat["scanned"] and len(missing) > CHUNK:
             if cat["products"] is None:
-                cat["products"] = int(self._query("product-projections", limit=1, total=True,
-                                                  extra={"staged": "true"}).get("total") or 0)
+                cat["products"] = int(
+                    self._query("product-projections", limit=1, total=True, extra={"staged": "true"}).get("total") or 0
+                )
             pages = -(-cat["products"] // PAGE_LIMIT)
             if cat["spent"] + -(-len(missing) // CHUNK) >= pages:
                 found = set()
@@ -632,33 +753,47 @@ class CommercetoolsConnector(Connector, Storefront):
     def import_failure(self, sku: str, channel_ref: str, op: dict) -> errors.BadDataError:
         from .commercetools_import import failure_error
 
-        return failure_error(sku, channel_ref, op.get("state", "?"), op.get("errors") or op.get("unresolvedReferences"),
-                             self.system_type)
+        return failure_error(
+            sku, channel_ref, op.get("state", "?"), op.get("errors") or op.get("unresolvedReferences"), self.system_type
+        )
 
     def get_stock(self, skus: list[str], channel_ref: str) -> list[StorefrontStock]:
         channel_id = self.channel_ids([channel_ref]).get(channel_ref)
         if channel_id is None:
-            raise errors.NotFoundError(f"commercetools project {self.project_key} has no supply channel {channel_ref!r}",
-                                       system=self.system_type)
+            raise errors.NotFoundError(
+                f"commercetools project {self.project_key} has no supply channel {channel_ref!r}",
+                system=self.system_type,
+            )
         out = []
         skus = list(dict.fromkeys(skus))
         for i in range(0, len(skus), CHUNK):
-            for sku, e in self._entries(channel_id, skus[i:i + CHUNK]).items():
+            for sku, e in self._entries(channel_id, skus[i : i + CHUNK]).items():
                 # what the storefront offers: availableQuantity (quantityOnStock less its cart reservations)
                 offered = e.get("availableQuantity", e["quantityOnStock"])
                 mark = self.marker(e) if self.orders_decrement_stock else None
-                out.append(StorefrontStock(sku, channel_ref, int(offered), version=e.get("version"), ref=e["id"],
-                                           ledger=mark[0] if mark else None,
-                                           unexplained_increase=self.unexplained_increase(e) if mark else 0))
+                out.append(
+                    StorefrontStock(
+                        sku,
+                        channel_ref,
+                        int(offered),
+                        version=e.get("version"),
+                        ref=e["id"],
+                        ledger=mark[0] if mark else None,
+                        unexplained_increase=self.unexplained_increase(e) if mark else 0,
+                    )
+                )
         return out
 
     def _projections_with(self, skus: list[str], staged: bool = False) -> Iterator[tuple[dict, dict]]:
         """(product projection, variant) for each of ``skus`` the (current, or staged) catalogue has."""
         for i in range(0, len(skus), CHUNK):
-            chunk = set(skus[i:i + CHUNK])
+            chunk = set(skus[i : i + CHUNK])
             lst = q_list(sorted(chunk))
-            for p in self._query_all("product-projections", f"masterVariant(sku in {lst}) or variants(sku in {lst})",
-                                     extra={"staged": "true" if staged else "false"}):
+            for p in self._query_all(
+                "product-projections",
+                f"masterVariant(sku in {lst}) or variants(sku in {lst})",
+                extra={"staged": "true" if staged else "false"},
+            ):
                 for v in [p.get("masterVariant") or {}] + list(p.get("variants") or []):
                     if v.get("sku") in chunk:
                         yield p, v
@@ -689,8 +824,9 @@ class CommercetoolsConnector(Connector, Storefront):
         """The staged product projection holding ``sku`` (its ``version`` is the Product's version)."""
         for p, _ in self._projections_with([sku], staged=True):
             return p
-        raise errors.NotFoundError(f"SKU {sku!r} is not a product variant in commercetools project {self.project_key}",
-                                   system=self.system_type)
+        raise errors.NotFoundError(
+            f"SKU {sku!r} is not a product variant in commercetools project {self.project_key}", system=self.system_type
+        )
 
     def product_field_actions(self, product: dict, sku: str, field: str, value) -> list[dict]:
         """Product update actions writing one audited field (``staged: false``: the current projection — what the
@@ -699,15 +835,27 @@ class CommercetoolsConnector(Connector, Storefront):
         ``options.weight_attribute``, weight in grams), ``changeName`` (a LocalizedString: the locale the hub
         reads — ``en``, ``en-GB`` or the first — gets the value, the others are kept)."""
         if field == "barcode":
-            return [{"action": "setAttribute", "sku": sku, "name": self.barcode_attribute, "value": str(value), "staged": False}]
+            return [
+                {
+                    "action": "setAttribute",
+                    "sku": sku,
+                    "name": self.barcode_attribute,
+                    "value": str(value),
+                    "staged": False,
+                }
+            ]
         if field == "weight":
-            return [{"action": "setAttribute", "sku": sku, "name": self.weight_attribute, "value": value, "staged": False}]
+            return [
+                {"action": "setAttribute", "sku": sku, "name": self.weight_attribute, "value": value, "staged": False}
+            ]
         if field == "name":
             name = dict(product.get("name") or {}) if isinstance(product.get("name"), dict) else {}
             locale = next((k for k in ("en", "en-GB") if k in name), next(iter(name), "en"))
             name[locale] = str(value)
             return [{"action": "changeName", "name": name, "staged": False}]
-        raise errors.BadDataError(f"commercetools: the hub does not write the product field {field!r}", system=self.system_type)
+        raise errors.BadDataError(
+            f"commercetools: the hub does not write the product field {field!r}", system=self.system_type
+        )
 
     def set_product_field(self, sku: str, field: str, value) -> int | None:
         """Write one field of the variant ``sku`` (Products API ``POST /{projectKey}/products/{id}`` with the product's
@@ -740,11 +888,19 @@ class CommercetoolsConnector(Connector, Storefront):
         else:
             street = f"{name} {number}".strip()
         street2 = ", ".join(x for x in (a.get("additionalStreetInfo"), a.get("building"), a.get("apartment")) if x)
-        return Address(first_name=a.get("firstName", "") or "", last_name=a.get("lastName", "") or "",
-                       company=a.get("company", "") or "", street=street, street2=street2,
-                       postal_code=a.get("postalCode", "") or "", city=a.get("city", "") or "",
-                       region=a.get("region", "") or a.get("state", "") or "", country=a.get("country", "") or "",
-                       phone=a.get("phone", "") or a.get("mobile", "") or "", email=a.get("email", "") or email)
+        return Address(
+            first_name=a.get("firstName", "") or "",
+            last_name=a.get("lastName", "") or "",
+            company=a.get("company", "") or "",
+            street=street,
+            street2=street2,
+            postal_code=a.get("postalCode", "") or "",
+            city=a.get("city", "") or "",
+            region=a.get("region", "") or a.get("state", "") or "",
+            country=a.get("country", "") or "",
+            phone=a.get("phone", "") or a.get("mobile", "") or "",
+            email=a.get("email", "") or email,
+        )
 
     def _prime(self, orders: list[dict]) -> None:
         """Resolve every channel / shipping method / discount code id the orders reference (one query each)."""
@@ -783,9 +939,16 @@ class CommercetoolsConnector(Connector, Storefront):
             for li in o.get("lineItems") or []:
                 price = (li.get("price") or {}).get("value") or {}
                 sku = (li.get("variant") or {}).get("sku") or ""
-                lines.append(OrderLineData(line_id=li["id"], sku=sku, quantity=int(li["quantity"]),
-                                           unit_price_cents=price.get("centAmount"), name=_localized(li.get("name")),
-                                           custom_fields=dict((li.get("custom") or {}).get("fields") or {})))
+                lines.append(
+                    OrderLineData(
+                        line_id=li["id"],
+                        sku=sku,
+                        quantity=int(li["quantity"]),
+                        unit_price_cents=price.get("centAmount"),
+                        name=_localized(li.get("name")),
+                        custom_fields=dict((li.get("custom") or {}).get("fields") or {}),
+                    )
+                )
                 ch_id = (li.get("supplyChannel") or {}).get("id")
                 if ch_id and not channel_ref:
                     channel_ref = self._channel_key_by_id.get(ch_id, "")
@@ -797,28 +960,51 @@ class CommercetoolsConnector(Connector, Storefront):
             infos = self.shipping_infos(o)
             shipping = infos[0][1] if infos else {}  # Multiple mode: the first Shipping's method
             sm_ref = shipping.get("shippingMethod") or {}
-            shipping_method = (sm_ref.get("obj") or {}).get("key") or self._shipping_key_by_id.get(sm_ref.get("id", ""), "") \
+            shipping_method = (
+                (sm_ref.get("obj") or {}).get("key")
+                or self._shipping_key_by_id.get(sm_ref.get("id", ""), "")
                 or shipping.get("shippingMethodName", "")
+            )
             fields = dict((o.get("custom") or {}).get("fields") or {})
             gift = fields.pop(self.gift_field, "") or ""
             notes = fields.pop(self.notes_field, "") or ""
             codes = []
             for dc in o.get("discountCodes") or []:
                 ref = dc.get("discountCode") or {}
-                codes.append((ref.get("obj") or {}).get("code") or self._discount_code_by_id.get(ref.get("id", "")) or ref.get("id", ""))
+                codes.append(
+                    (ref.get("obj") or {}).get("code")
+                    or self._discount_code_by_id.get(ref.get("id", ""))
+                    or ref.get("id", "")
+                )
             email = o.get("customerEmail") or (o.get("shippingAddress") or {}).get("email") or ""
             return StorefrontOrder(
-                external_id=o["id"], order_number=o.get("orderNumber") or o["id"], channel_ref=channel_ref, lines=lines,
-                version=o.get("version"), placed_at=_parse_dt(o.get("createdAt")), currency=total.get("currencyCode", ""),
-                total_cents=total.get("centAmount"), customer_email=email,
+                external_id=o["id"],
+                order_number=o.get("orderNumber") or o["id"],
+                channel_ref=channel_ref,
+                lines=lines,
+                version=o.get("version"),
+                placed_at=_parse_dt(o.get("createdAt")),
+                currency=total.get("currencyCode", ""),
+                total_cents=total.get("centAmount"),
+                customer_email=email,
                 shipping_address=self._address(o.get("shippingAddress"), email),
                 billing_address=self._address(o.get("billingAddress") or o.get("shippingAddress"), email),
-                shipping_method=shipping_method, gift_message=str(gift), delivery_notes=str(notes), custom_fields=fields,
-                promotion_codes=[c for c in codes if c], status=o.get("orderState", ""), shipment_state=o.get("shipmentState") or "",
-                raw=o)
+                shipping_method=shipping_method,
+                gift_message=str(gift),
+                delivery_notes=str(notes),
+                custom_fields=fields,
+                promotion_codes=[c for c in codes if c],
+                status=o.get("orderState", ""),
+                shipment_state=o.get("shipmentState") or "",
+                raw=o,
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise errors.BadDataError(f"commercetools order {o.get('id') if isinstance(o, dict) else o!r} is malformed: "
-                                      f"{type(exc).__name__}: {exc}", system=self.system_type, body=o) from exc
+            raise errors.BadDataError(
+                f"commercetools order {o.get('id') if isinstance(o, dict) else o!r} is malformed: "
+                f"{type(exc).__name__}: {exc}",
+                system=self.system_type,
+                body=o,
+            ) from exc
 
     def orders_since(self, cursor: str, limit: int = 100) -> Page:
         """Orders modified after ``cursor``, oldest first: ``items`` is a :class:`ParsedBatch`. An order that cannot
@@ -838,7 +1024,9 @@ class CommercetoolsConnector(Connector, Storefront):
             # leave the last few seconds for the next poll: an order written in the same millisecond as the
             # cursor's but with a smaller id would otherwise be skipped for good
             upto = datetime.now(dt_timezone.utc) - timedelta(seconds=self.orders_lag)
-            clauses.append(f"lastModifiedAt <= {q(upto.strftime('%Y-%m-%dT%H:%M:%S.') + f'{upto.microsecond // 1000:03d}Z')}")
+            clauses.append(
+                f"lastModifiedAt <= {q(upto.strftime('%Y-%m-%dT%H:%M:%S.') + f'{upto.microsecond // 1000:03d}Z')}"
+            )
         body = self._query("orders", clauses or None, sort=["lastModifiedAt asc", "id asc"], limit=limit)
         raw = body["results"]
         self._prime(raw)
@@ -871,8 +1059,9 @@ class CommercetoolsConnector(Connector, Storefront):
         if not secret:
             return False
         # the header value is whatever was configured on the destination: the bare secret or "Bearer <secret>"
-        return (signatures.verify_static_header(secret, headers, "Authorization")
-                or signatures.verify_static_header(f"Bearer {secret}", headers, "Authorization"))
+        return signatures.verify_static_header(secret, headers, "Authorization") or signatures.verify_static_header(
+            f"Bearer {secret}", headers, "Authorization"
+        )
 
     def parse_order_webhook(self, payload) -> list:
         """Subscription Messages → hints, never orders (the static header authenticates no content, so an
@@ -889,29 +1078,48 @@ class CommercetoolsConnector(Connector, Storefront):
         out: list = []
         for m in messages:
             if not isinstance(m, dict) or "notificationType" not in m:
-                raise errors.BadDataError(f"not a commercetools subscription payload: {str(m)[:200]}", system=self.system_type, body=m)
+                raise errors.BadDataError(
+                    f"not a commercetools subscription payload: {str(m)[:200]}", system=self.system_type, body=m
+                )
             resource = m.get("resource") or {}
             if not isinstance(resource, dict):
-                raise errors.BadDataError("subscription message with a malformed resource", system=self.system_type, body=m)
+                raise errors.BadDataError(
+                    "subscription message with a malformed resource", system=self.system_type, body=m
+                )
             if m["notificationType"] == "Message" and m.get("type") == "OrderCreated":
                 out.append(self._created_order_id(m, resource))
-            elif m["notificationType"] == "Message" and (m.get("type") in RETURN_MESSAGES or (
-                    m.get("type") == "OrderStateChanged" and m.get("orderState") == "Cancelled")):
+            elif m["notificationType"] == "Message" and (
+                m.get("type") in RETURN_MESSAGES
+                or (m.get("type") == "OrderStateChanged" and m.get("orderState") == "Cancelled")
+            ):
                 if resource.get("typeId") != "order" or not _order_id(resource.get("id")):
-                    raise errors.BadDataError(f"{m['type']} message without an order resource", system=self.system_type, body=m)
+                    raise errors.BadDataError(
+                        f"{m['type']} message without an order resource", system=self.system_type, body=m
+                    )
                 out.append(OrderChanged(resource["id"], m["type"]))
             elif m["notificationType"] == "Message" and m.get("type") in PRODUCT_MESSAGES:
                 if resource.get("typeId") != "product" or not _order_id(resource.get("id")):
-                    raise errors.BadDataError(f"{m['type']} message without a product resource", system=self.system_type, body=m)
+                    raise errors.BadDataError(
+                        f"{m['type']} message without a product resource", system=self.system_type, body=m
+                    )
                 out.append(ProductChanged(resource["id"], m["type"], tuple(self._message_skus(m))))
             elif resource.get("typeId") == "order" and resource.get("id"):
                 if not _order_id(resource["id"]):
-                    raise errors.BadDataError("order message with a malformed order id", system=self.system_type, body=m)
+                    raise errors.BadDataError(
+                        "order message with a malformed order id", system=self.system_type, body=m
+                    )
                 out.append(resource["id"])
             elif m["notificationType"] not in ("Message", "ResourceCreated", "ResourceUpdated", "ResourceDeleted"):
-                raise errors.BadDataError(f"unknown notificationType {m['notificationType']!r}", system=self.system_type, body=m)
+                raise errors.BadDataError(
+                    f"unknown notificationType {m['notificationType']!r}", system=self.system_type, body=m
+                )
             else:
-                log.debug("commercetools %s %s about %s ignored", m["notificationType"], m.get("type", ""), resource.get("typeId"))
+                log.debug(
+                    "commercetools %s %s about %s ignored",
+                    m["notificationType"],
+                    m.get("type", ""),
+                    resource.get("typeId"),
+                )
         return out
 
     @staticmethod
@@ -922,14 +1130,20 @@ class CommercetoolsConnector(Connector, Storefront):
         proj = m.get("productProjection")
         if isinstance(proj, dict):
             variants += [proj.get("masterVariant")] + list(proj.get("variants") or [])
-        return list(dict.fromkeys(v["sku"] for v in variants if isinstance(v, dict) and isinstance(v.get("sku"), str) and v["sku"]))
+        return list(
+            dict.fromkeys(
+                v["sku"] for v in variants if isinstance(v, dict) and isinstance(v.get("sku"), str) and v["sku"]
+            )
+        )
 
     def _created_order_id(self, m: dict, resource: dict) -> str:
         order = m.get("order")
         embedded = order.get("id") if isinstance(order, dict) else None
         named = resource.get("id") if resource.get("typeId") == "order" else None
         if named and embedded and named != embedded:
-            raise errors.BadDataError("OrderCreated message whose resource and order ids differ", system=self.system_type, body=m)
+            raise errors.BadDataError(
+                "OrderCreated message whose resource and order ids differ", system=self.system_type, body=m
+            )
         oid = named or embedded
         if not _order_id(oid):
             raise errors.BadDataError("OrderCreated message without a usable order id", system=self.system_type, body=m)
@@ -947,8 +1161,12 @@ class CommercetoolsConnector(Connector, Storefront):
         ids: list[str] = []
         changed: list[str] = []
         for m in messages:
-            if not isinstance(m, dict) or m.get("notificationType") not in ("Message", "ResourceCreated", "ResourceUpdated",
-                                                                            "ResourceDeleted"):
+            if not isinstance(m, dict) or m.get("notificationType") not in (
+                "Message",
+                "ResourceCreated",
+                "ResourceUpdated",
+                "ResourceDeleted",
+            ):
                 raise errors.BadDataError(f"not a commercetools subscription payload: {str(m)[:200]}", body=m)
             resource = m.get("resource") or {}
             if resource.get("typeId") != "order":
@@ -974,23 +1192,36 @@ class CommercetoolsConnector(Connector, Storefront):
         kind = relay.get("type")
         if kind == "GoogleCloudPubSub":
             if not relay.get("projectId") or not relay.get("topic"):
-                raise errors.PermanentError("options.relay needs projectId and topic for GoogleCloudPubSub", system=self.system_type)
+                raise errors.PermanentError(
+                    "options.relay needs projectId and topic for GoogleCloudPubSub", system=self.system_type
+                )
             return {"type": "GoogleCloudPubSub", "projectId": relay["projectId"], "topic": relay["topic"]}
         if kind == "SQS":
             if not relay.get("queueUrl") or not relay.get("region"):
                 raise errors.PermanentError("options.relay needs queueUrl and region for SQS", system=self.system_type)
-            dest = {"type": "SQS", "queueUrl": relay["queueUrl"], "region": relay["region"],
-                    "authenticationMode": relay.get("authenticationMode") or "IAM"}
+            dest = {
+                "type": "SQS",
+                "queueUrl": relay["queueUrl"],
+                "region": relay["region"],
+                "authenticationMode": relay.get("authenticationMode") or "IAM",
+            }
             if dest["authenticationMode"] == "Credentials":
-                secret = env_secrets.read(str(relay.get("accessSecret_env") or ""), "options.relay.accessSecret_env",
-                                          self.system_type)
+                secret = env_secrets.read(
+                    str(relay.get("accessSecret_env") or ""), "options.relay.accessSecret_env", self.system_type
+                )
                 if not relay.get("accessKey") or not secret:
-                    raise errors.PermanentError("SQS Credentials mode needs options.relay.accessKey and the secret in the "
-                                                "environment variable named by accessSecret_env", system=self.system_type)
+                    raise errors.PermanentError(
+                        "SQS Credentials mode needs options.relay.accessKey and the secret in the "
+                        "environment variable named by accessSecret_env",
+                        system=self.system_type,
+                    )
                 dest.update(accessKey=relay["accessKey"], accessSecret=secret)
             return dest
-        raise errors.PermanentError(f"connection {self.connection.name}: options.relay.type must be GoogleCloudPubSub or SQS "
-                                    f"(commercetools Subscriptions have no HTTP destination)", system=self.system_type)
+        raise errors.PermanentError(
+            f"connection {self.connection.name}: options.relay.type must be GoogleCloudPubSub or SQS "
+            f"(commercetools Subscriptions have no HTTP destination)",
+            system=self.system_type,
+        )
 
     def ensure_order_subscription(self, destination: dict | None = None, key: str = "integration-hub-orders") -> dict:
         """Create or repoint the Subscription that relays the order Messages the hub reads (``SUBSCRIBED_MESSAGES``)
@@ -1016,17 +1247,23 @@ class CommercetoolsConnector(Connector, Storefront):
             shown = {k: v for k, v in (current.get("destination") or {}).items() if k != "accessSecret"}
             if shown != {k: v for k, v in destination.items() if k != "accessSecret"} or "accessSecret" in destination:
                 actions.append({"action": "changeDestination", "destination": destination})
-            have = [{"resourceTypeId": m.get("resourceTypeId"), "types": sorted(m.get("types") or [])} for m in current.get("messages") or []]
+            have = [
+                {"resourceTypeId": m.get("resourceTypeId"), "types": sorted(m.get("types") or [])}
+                for m in current.get("messages") or []
+            ]
             if have != [{"resourceTypeId": m["resourceTypeId"], "types": sorted(m["types"])} for m in messages]:
                 actions.append({"action": "setMessages", "messages": messages})
             if not actions:
                 return current
             try:
-                return self.client.post(self.path(f"subscriptions/key={key}"),
-                                        json={"version": current["version"], "actions": actions}).json()
+                return self.client.post(
+                    self.path(f"subscriptions/key={key}"), json={"version": current["version"], "actions": actions}
+                ).json()
             except errors.ConflictError:
                 continue
-        raise errors.ConflictError(f"subscription {key} still conflicting after {CONFLICT_RETRIES} attempts", system=self.system_type)
+        raise errors.ConflictError(
+            f"subscription {key} still conflicting after {CONFLICT_RETRIES} attempts", system=self.system_type
+        )
 
     # --- fulfilment --------------------------------------------------------------------------------
     @staticmethod
@@ -1036,7 +1273,7 @@ class CommercetoolsConnector(Connector, Storefront):
         by_sku: dict[str, list[dict]] = defaultdict(list)
         for li in order.get("lineItems") or []:
             by_sku[(li.get("variant") or {}).get("sku")].append(li)
-        for sku, qty in (parcel.lines if parcel else []):
+        for sku, qty in parcel.lines if parcel else []:
             for li in by_sku.get(sku, []):
                 take = min(qty, remaining.get(li["id"], 0))
                 if take > 0:
@@ -1052,7 +1289,11 @@ class CommercetoolsConnector(Connector, Storefront):
         """(shippingKey, ShippingInfo) of the order: ShippingMode Single has one top-level ``shippingInfo`` (key
         None); Multiple keeps one per ``shipping[]`` entry."""
         if order.get("shippingMode") == "Multiple":
-            return [(sh.get("shippingKey"), sh.get("shippingInfo") or {}) for sh in order.get("shipping") or [] if isinstance(sh, dict)]
+            return [
+                (sh.get("shippingKey"), sh.get("shippingInfo") or {})
+                for sh in order.get("shipping") or []
+                if isinstance(sh, dict)
+            ]
         return [(None, order.get("shippingInfo") or {})]
 
     @classmethod
@@ -1066,8 +1307,14 @@ class CommercetoolsConnector(Connector, Storefront):
         out = {}
         for li in order.get("lineItems") or []:
             targets = (li.get("shippingDetails") or {}).get("targets") or []
-            wanted = next((t.get("shippingMethodKey") or t.get("addressKey") for t in targets
-                           if (t.get("shippingMethodKey") or t.get("addressKey")) in keys), None)
+            wanted = next(
+                (
+                    t.get("shippingMethodKey") or t.get("addressKey")
+                    for t in targets
+                    if (t.get("shippingMethodKey") or t.get("addressKey")) in keys
+                ),
+                None,
+            )
             out[li.get("id")] = wanted or keys[0]
         return out
 
@@ -1086,8 +1333,11 @@ class CommercetoolsConnector(Connector, Storefront):
             multiple = order.get("shippingMode") == "Multiple"
             keys = [k for k, _ in self.shipping_infos(order) if k] if multiple else []
             if multiple and not keys:
-                raise errors.BadDataError(f"order {order.get('id')} has ShippingMode Multiple but no shipping[] entry",
-                                          system=self.system_type, body=order)
+                raise errors.BadDataError(
+                    f"order {order.get('id')} has ShippingMode Multiple but no shipping[] entry",
+                    system=self.system_type,
+                    body=order,
+                )
             key_of_line = self._line_shipping_key(order, keys) if multiple else {}
             remaining = {li["id"]: int(li["quantity"]) for li in order.get("lineItems") or []}
             groups: OrderedDict[str | None, tuple[list, list]] = OrderedDict()  # shippingKey -> (parcel drafts, items)
@@ -1095,8 +1345,11 @@ class CommercetoolsConnector(Connector, Storefront):
                 items = self._delivery_items(order, p, remaining)
                 draft = {"items": items}
                 if p.tracking_number or p.carrier:
-                    draft["trackingData"] = {k: v for k, v in (("trackingId", p.tracking_number), ("carrier", p.carrier),
-                                                               ("provider", p.carrier)) if v}
+                    draft["trackingData"] = {
+                        k: v
+                        for k, v in (("trackingId", p.tracking_number), ("carrier", p.carrier), ("provider", p.carrier))
+                        if v
+                    }
                 key = (key_of_line.get(items[0]["id"]) if items else keys[0]) if multiple else None
                 drafts, group_items = groups.setdefault(key, ([], []))
                 drafts.append(draft)
@@ -1105,8 +1358,11 @@ class CommercetoolsConnector(Connector, Storefront):
             existing_keys = {d.get("key") for d in deliveries}
             for n, (shipping_key, (drafts, items)) in enumerate(groups.items()):
                 if not items:  # parcels without line detail ship the whole order (its lines of this Shipping)
-                    items = [{"id": li["id"], "quantity": int(li["quantity"])} for li in order.get("lineItems") or []
-                             if not multiple or key_of_line.get(li["id"]) == shipping_key]
+                    items = [
+                        {"id": li["id"], "quantity": int(li["quantity"])}
+                        for li in order.get("lineItems") or []
+                        if not multiple or key_of_line.get(li["id"]) == shipping_key
+                    ]
                 merged: dict[str, int] = defaultdict(int)
                 for it in items:
                     merged[it["id"]] += it["quantity"]
@@ -1114,8 +1370,12 @@ class CommercetoolsConnector(Connector, Storefront):
                 while key in existing_keys:  # untracked parcels shipped twice on purpose: keys must stay unique
                     key = f"{key}-{len(existing_keys)}"
                 existing_keys.add(key)
-                action = {"action": "addDelivery", "deliveryKey": key,
-                          "items": [{"id": k, "quantity": v} for k, v in merged.items()], "parcels": drafts}
+                action = {
+                    "action": "addDelivery",
+                    "deliveryKey": key,
+                    "items": [{"id": k, "quantity": v} for k, v in merged.items()],
+                    "parcels": drafts,
+                }
                 if shipping_key is not None:
                     action["shippingKey"] = shipping_key
                 actions.append(action)
@@ -1140,9 +1400,15 @@ class CommercetoolsConnector(Connector, Storefront):
             if (d.get("key") or "").startswith(HUB_DELIVERY_PREFIX):
                 continue
             lines = [(sku_of.get(i.get("id"), ""), int(i.get("quantity") or 0)) for i in d.get("items") or []]
-            out.append(Fulfilment(order_ref=raw.get("id", ""), fulfilment_ref=d.get("id", ""),
-                                  lines=[(s, q) for s, q in lines if s and q > 0], location=location,
-                                  fulfilled_at=_parse_dt(d.get("createdAt"))))
+            out.append(
+                Fulfilment(
+                    order_ref=raw.get("id", ""),
+                    fulfilment_ref=d.get("id", ""),
+                    lines=[(s, q) for s, q in lines if s and q > 0],
+                    location=location,
+                    fulfilled_at=_parse_dt(d.get("createdAt")),
+                )
+            )
         return out
 
     def storefront_returns(self, order: StorefrontOrder | dict) -> ParsedBatch:
@@ -1170,7 +1436,9 @@ class CommercetoolsConnector(Connector, Storefront):
         for n, info in enumerate(infos):
             items = info.get("items") if isinstance(info, dict) else None
             if not isinstance(items, list):
-                reject(f"{order_id}/returnInfo[{n}]", f"returnInfo[{n}].items", "a ReturnInfo without an items list", info)
+                reject(
+                    f"{order_id}/returnInfo[{n}]", f"returnInfo[{n}].items", "a ReturnInfo without an items list", info
+                )
                 continue
             returned_at = _parse_dt(info.get("returnDate"))
             for i, item in enumerate(items):
@@ -1178,28 +1446,48 @@ class CommercetoolsConnector(Connector, Storefront):
                 if not isinstance(item, dict):
                     reject(f"{order_id}/{where}", where, "a return item is not an object", item)
                     continue
-                if item.get("type") == "CustomLineItemReturnItem" or (item.get("customLineItemId") and not item.get("lineItemId")):
+                if item.get("type") == "CustomLineItemReturnItem" or (
+                    item.get("customLineItemId") and not item.get("lineItemId")
+                ):
                     continue
                 ref = item.get("id")
                 qty = item.get("quantity")
                 state = item.get("shipmentState")
-                problem = (("id", "the return item has no id") if not isinstance(ref, str) or not ref else
-                           ("quantity", f"quantity {qty!r} is not a positive whole number")
-                           if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0 else
-                           ("lineItemId", f"lineItemId {item.get('lineItemId')!r} is not a line item of the order")
-                           if item.get("lineItemId") not in lines else
-                           ("shipmentState", f"shipmentState {state!r} is not one of {', '.join(RETURN_CONDITIONS)}")
-                           if state not in RETURN_CONDITIONS else None)
+                problem = (
+                    ("id", "the return item has no id")
+                    if not isinstance(ref, str) or not ref
+                    else ("quantity", f"quantity {qty!r} is not a positive whole number")
+                    if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0
+                    else ("lineItemId", f"lineItemId {item.get('lineItemId')!r} is not a line item of the order")
+                    if item.get("lineItemId") not in lines
+                    else ("shipmentState", f"shipmentState {state!r} is not one of {', '.join(RETURN_CONDITIONS)}")
+                    if state not in RETURN_CONDITIONS
+                    else None
+                )
                 if problem:
-                    reject(f"{order_id}/{ref if isinstance(ref, str) and ref else where}", f"{where}.{problem[0]}", problem[1], item)
+                    reject(
+                        f"{order_id}/{ref if isinstance(ref, str) and ref else where}",
+                        f"{where}.{problem[0]}",
+                        problem[1],
+                        item,
+                    )
                     continue
-                out.append(StorefrontReturn(return_ref=ref, order_ref=order_id, line_id=item["lineItemId"], quantity=qty,
-                                            condition=RETURN_CONDITIONS[state], state=state,
-                                            returned_at=returned_at or _parse_dt(item.get("createdAt"))))
+                out.append(
+                    StorefrontReturn(
+                        return_ref=ref,
+                        order_ref=order_id,
+                        line_id=item["lineItemId"],
+                        quantity=qty,
+                        condition=RETURN_CONDITIONS[state],
+                        state=state,
+                        returned_at=returned_at or _parse_dt(item.get("createdAt")),
+                    )
+                )
         return out
 
-    def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None,
-                     known_order: dict | None = None) -> int | None:
+    def mark_shipped(
+        self, external_id: str, parcels: list[Parcel], known_version: int | None = None, known_order: dict | None = None
+    ) -> int | None:
         """One versioned update: ``addDelivery`` with the parcels whose tracking numbers the order does not carry
         yet (parcel lines are matched to line items by SKU; parcels without matching lines ship the whole
         order) and ``changeShipmentState: Shipped`` unless already Shipped/Delivered. A replay changes nothing.
@@ -1209,8 +1497,13 @@ class CommercetoolsConnector(Connector, Storefront):
         version without a read — one request per shipped order. Any change since (ct's own, a payment update, our
         earlier attempt that landed) moved the version, so ct answers 409 ConcurrentModification and the order is
         read and the actions recomputed as above: the snapshot can never make a stale or duplicate delivery."""
-        if (isinstance(known_order, dict) and known_version is not None and known_order.get("version") == known_version
-                and known_order.get("id") == external_id and isinstance(known_order.get("lineItems"), list)):
+        if (
+            isinstance(known_order, dict)
+            and known_version is not None
+            and known_order.get("version") == known_version
+            and known_order.get("id") == external_id
+            and isinstance(known_order.get("lineItems"), list)
+        ):
             order = known_order
         else:
             order = self._get(self.path(f"orders/{external_id}")).json()
@@ -1219,10 +1512,13 @@ class CommercetoolsConnector(Connector, Storefront):
             if not actions:
                 return order.get("version")
             try:
-                order = self.client.post(self.path(f"orders/{external_id}"),
-                                         json={"version": order["version"], "actions": actions}).json()
+                order = self.client.post(
+                    self.path(f"orders/{external_id}"), json={"version": order["version"], "actions": actions}
+                ).json()
                 return order.get("version")
             except errors.ConflictError:
                 # Someone else changed the order (possibly our own earlier attempt landed): re-read and recompute.
                 order = self._get(self.path(f"orders/{external_id}")).json()
-        raise errors.ConflictError(f"order {external_id} still conflicting after {CONFLICT_RETRIES} attempts", system=self.system_type)
+        raise errors.ConflictError(
+            f"order {external_id} still conflicting after {CONFLICT_RETRIES} attempts", system=self.system_type
+        )

@@ -31,6 +31,7 @@ docs.commercetools.com/import-export (Import API overview, "Import Operations").
   are retried through the delta path after the deferral, never confirmed blindly). So a confirmed load of R rows
   costs ⌈R/20⌉ submissions + one request per poll + a handful at the end (+ failures/500).
 """
+
 from __future__ import annotations
 
 import logging
@@ -122,7 +123,9 @@ class InventoryImporter:
             self.ct._get(self.url(f"import-containers/{self.container}"))
         except errors.NotFoundError:
             try:
-                self.ct.client.post(self.url("import-containers"), json={"key": self.container, "resourceType": "inventory"})
+                self.ct.client.post(
+                    self.url("import-containers"), json={"key": self.container, "resourceType": "inventory"}
+                )
             except errors.BadDataError as exc:
                 if "DuplicateField" not in str(exc.body):
                     raise
@@ -131,18 +134,26 @@ class InventoryImporter:
     def resource(self, t: InventoryTarget) -> dict:
         """The InventoryImport of ``t``: keyed like the entries the delta path creates, the supply channel by key,
         and the hub's ledger marker (so every later delta write is the relative one)."""
-        res = {"key": self.ct.entry_key(t.sku, t.channel_ref), "sku": t.sku, "quantityOnStock": int(t.quantity),
-               "supplyChannel": {"typeId": "channel", "key": t.channel_ref}}
+        res = {
+            "key": self.ct.entry_key(t.sku, t.channel_ref),
+            "sku": t.sku,
+            "quantityOnStock": int(t.quantity),
+            "supplyChannel": {"typeId": "channel", "key": t.channel_ref},
+        }
         ledger = self.ct._ledger_of(t)
         if ledger is not None:
-            res["custom"] = {"type": {"typeId": "type", "key": self.ct.ledger_type_key},
-                             "fields": {self.ct.ledger_field: {"type": "Number", "value": ledger},
-                                        self.ct.on_stock_field: {"type": "Number", "value": int(t.quantity)}}}
+            res["custom"] = {
+                "type": {"typeId": "type", "key": self.ct.ledger_type_key},
+                "fields": {
+                    self.ct.ledger_field: {"type": "Number", "value": ledger},
+                    self.ct.on_stock_field: {"type": "Number", "value": int(t.quantity)},
+                },
+            }
         return res
 
     @staticmethod
     def batches(items: list, size: int = BATCH) -> list[list]:
-        return [items[i:i + size] for i in range(0, len(items), size)]
+        return [items[i : i + size] for i in range(0, len(items), size)]
 
     def submit(self, targets: list[InventoryTarget]) -> list[InventoryResult]:
         """Send ``targets`` in requests of 20; one result per target, in order: ``ImportPending`` (accepted),
@@ -158,11 +169,16 @@ class InventoryImporter:
         for chunk in self.batches(targets):
             body = {"type": "inventory", "resources": [self.resource(t) for t in chunk]}
             try:
-                answer = self.ct.client.post(self.url(f"inventories/import-containers/{self.container}"), json=body).json()
+                answer = self.ct.client.post(
+                    self.url(f"inventories/import-containers/{self.container}"), json=body
+                ).json()
                 statuses = answer.get("operationStatus") if isinstance(answer, dict) else None
                 if not isinstance(statuses, list) or len(statuses) != len(chunk):
-                    raise errors.RetryableError(f"commercetools Import API answered an unexpected body: {str(answer)[:200]}",
-                                                system=self.ct.system_type, body=answer)
+                    raise errors.RetryableError(
+                        f"commercetools Import API answered an unexpected body: {str(answer)[:200]}",
+                        system=self.ct.system_type,
+                        body=answer,
+                    )
             except errors.ConnectorError as exc:
                 if not results:
                     raise
@@ -171,9 +187,19 @@ class InventoryImporter:
             for t, status in zip(chunk, statuses):
                 status = status if isinstance(status, dict) else {}
                 if status.get("state") == "processing" and status.get("operationId"):
-                    results.append(InventoryResult(t.sku, t.channel_ref, t.quantity, ok=False, error=errors.ImportPending(
-                        f"import of {t.sku} on {t.channel_ref} accepted (operation {status['operationId']}); outcome pending",
-                        system=self.ct.system_type, retry_after=self.settle_seconds)))
+                    results.append(
+                        InventoryResult(
+                            t.sku,
+                            t.channel_ref,
+                            t.quantity,
+                            ok=False,
+                            error=errors.ImportPending(
+                                f"import of {t.sku} on {t.channel_ref} accepted (operation {status['operationId']}); outcome pending",
+                                system=self.ct.system_type,
+                                retry_after=self.settle_seconds,
+                            ),
+                        )
+                    )
                 else:
                     results.append(self.failed(t, status.get("state") or "validationFailed", status.get("errors")))
         return results
@@ -182,8 +208,11 @@ class InventoryImporter:
         snap.requests += 1
         body = self.ct._get(self.url(f"import-containers/{self.container}/import-operations"), params=params).json()
         if not isinstance(body, dict) or not isinstance(body.get("results"), list):
-            raise errors.RetryableError(f"commercetools import-operations answered an unexpected body: {str(body)[:200]}",
-                                        system=self.ct.system_type, body=body)
+            raise errors.RetryableError(
+                f"commercetools import-operations answered an unexpected body: {str(body)[:200]}",
+                system=self.ct.system_type,
+                body=body,
+            )
         return body
 
     def snapshot(self, since: datetime) -> ImportSnapshot:
@@ -206,8 +235,16 @@ class InventoryImporter:
         for state in FAILED_STATES:
             offset = 0
             while True:
-                body = self._page({"state": state, "limit": PAGE, "offset": offset, "sort": "createdAt desc",
-                                   **({"debug": "true"} if state == "unresolved" else {})}, snap)
+                body = self._page(
+                    {
+                        "state": state,
+                        "limit": PAGE,
+                        "offset": offset,
+                        "sort": "createdAt desc",
+                        **({"debug": "true"} if state == "unresolved" else {}),
+                    },
+                    snap,
+                )
                 page = body["results"]
                 older = False
                 for op in page:
@@ -225,7 +262,13 @@ class InventoryImporter:
         return snap
 
     def failed(self, t: InventoryTarget, state: str, detail) -> InventoryResult:
-        return InventoryResult(t.sku, t.channel_ref, t.quantity, ok=False, error=failure_error(t.sku, t.channel_ref, state, detail, self.ct.system_type))
+        return InventoryResult(
+            t.sku,
+            t.channel_ref,
+            t.quantity,
+            ok=False,
+            error=failure_error(t.sku, t.channel_ref, state, detail, self.ct.system_type),
+        )
 
 
 def failure_error(sku: str, channel_ref: str, state: str, detail, system: str = "commercetools") -> errors.BadDataError:
@@ -239,4 +282,6 @@ def failure_error(sku: str, channel_ref: str, state: str, detail, system: str = 
             else:
                 parts.append(f"{e.get('code', '')}: {e.get('message', '')}".strip(": "))
     text = "; ".join(parts) or "no reason given"
-    return errors.BadDataError(f"commercetools import of {sku} on {channel_ref} ended {state}: {text}"[:1000], system=system, body=detail)
+    return errors.BadDataError(
+        f"commercetools import of {sku} on {channel_ref} ended {state}: {text}"[:1000], system=system, body=detail
+    )

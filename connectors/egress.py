@@ -20,6 +20,7 @@ OWASP *Server-Side Request Forgery Prevention Cheat Sheet* (resolve, verify ever
 and urllib3's ``HTTPConnection._new_conn`` / ``util.connection.create_connection`` contract (errors map onto
 ``NameResolutionError`` / ``ConnectTimeoutError`` / ``NewConnectionError`` as urllib3's own do).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -148,7 +149,8 @@ def _refuse(host: str, ip, reason: str, url: str = "") -> errors.UnsafeDestinati
     where = f"{display_url(url)} " if url else ""
     return errors.UnsafeDestinationError(
         f"outbound request to {where}refused: {host} resolves to {ip}, {reason}; "
-        f"add the host or its range to {ENV_NAME} if this destination is intended")
+        f"add the host or its range to {ENV_NAME} if this destination is intended"
+    )
 
 
 def verify_addresses(host: str, addresses, url: str = "") -> None:
@@ -224,7 +226,9 @@ class _GuardedConnectionMixin:
         try:
             sock = _connect_first(infos, self.timeout, self.source_address, self.socket_options)
         except TimeoutError as e:
-            raise ConnectTimeoutError(self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})") from e
+            raise ConnectTimeoutError(
+                self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})"
+            ) from e
         except OSError as e:
             raise NewConnectionError(self, f"Failed to establish a new connection: {e}") from e
         sys.audit("http.client.connect", self, self.host, self.port)
@@ -275,4 +279,7 @@ class GuardedAdapter(HTTPAdapter):
 
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": GuardedHTTPConnectionPool, "https": GuardedHTTPSConnectionPool}
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": GuardedHTTPConnectionPool,
+            "https": GuardedHTTPSConnectionPool,
+        }

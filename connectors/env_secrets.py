@@ -6,6 +6,7 @@ options such as Inventory Planner's ``sftp_password_env`` or the commercetools S
 the hub's own settings (``HUB_SECRET_KEY``, ``HUB_ENCRYPTION_KEY``, ``DATABASE_URL`` …) to a URL of their
 choosing. A refused name is a permanent connector error; its value is never read.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,10 @@ def problem(name: str) -> str | None:
     """Why ``name`` may not hold a connection secret (``None`` when it may, or when no name is given)."""
     if not name or _NAME_RX.match(name):
         return None
-    return (f"{name!r} is not allowed: connection secrets come only from environment variables named "
-            f"{PREFIX}<NAME> (capitals, digits, underscores), never from the hub's own settings")
+    return (
+        f"{name!r} is not allowed: connection secrets come only from environment variables named "
+        f"{PREFIX}<NAME> (capitals, digits, underscores), never from the hub's own settings"
+    )
 
 
 def read(name: str, what: str = "secret", system: str = "") -> str:

@@ -1,4 +1,22 @@
-"""One error taxonomy for every external call (ARCHITECTURE principle 3)."""
+"""One error taxonomy for every external call (ARCHITECTURE principle 3).
+
+Hierarchy (callers decide by ``isinstance``, never by class name)::
+
+    ConnectorError                 permanent unless a subclass says otherwise
+    ├── RetryableError             timeouts, connection failures, 5xx: try again after a back-off
+    │   ├── TimeoutError_
+    │   ├── RateLimitedError       429 (``retry_after``)
+    │   ├── NotAcknowledgedError   received, not acknowledged yet (202 pending): ask again, same key
+    │   └── ImportPending          a bulk import still processing the record
+    ├── ConflictError              409 / version mismatch (retryable after a re-read)
+    ├── NotFoundError
+    ├── PermanentError             4xx retrying cannot fix
+    │   ├── UnsafeDestinationError
+    │   ├── RedirectRefusedError
+    │   └── ConfigurationError
+    └── BadDataError               the payload is invalid: a person or a data fix
+"""
+
 from __future__ import annotations
 
 DETAIL_LIMIT = 2000
@@ -10,7 +28,9 @@ class ConnectorError(Exception):
     retryable = False
     kind = "permanent"
 
-    def __init__(self, message: str, *, status: int | None = None, body=None, retry_after: float | None = None, system: str = ""):
+    def __init__(
+        self, message: str, *, status: int | None = None, body=None, retry_after: float | None = None, system: str = ""
+    ):
         super().__init__(message)
         self.status, self.body, self.retry_after, self.system = status, body, retry_after, system
 
@@ -32,6 +52,22 @@ class RetryableError(ConnectorError):
 
 class TimeoutError_(RetryableError):
     kind = "timeout"
+
+
+class NotAcknowledgedError(RetryableError):
+    """The remote *received* the request but has not acknowledged it yet (an HTTP 202 "pending": no id for the
+    record yet). Not a failure of the call and not a timeout: the work is at the remote, unconfirmed. A
+    RetryableError because asking again is how the caller gets the acknowledgement (safe when the request
+    carries an idempotency key: the remote replays, never duplicates). Callers that track acknowledgements
+    (the order send loop) recognise it by ``isinstance`` and keep the record *sent*, backing off without filing
+    a transport problem. ``order_ref``: the record the remote holds unacknowledged, when known.
+    System-specific subclasses add nothing but their name (``connectors.wair.NotAcknowledged``)."""
+
+    kind = "not_acknowledged"
+
+    def __init__(self, message: str, *, order_ref: str = "", **kw):
+        super().__init__(message, **kw)
+        self.order_ref = order_ref
 
 
 class RateLimitedError(RetryableError):

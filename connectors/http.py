@@ -20,6 +20,7 @@
 
 Retrying a POST is only safe when the target deduplicates it: callers send an idempotency key.
 """
+
 from __future__ import annotations
 
 import email.utils
@@ -156,22 +157,36 @@ class CachedTokenAuth(Auth):
         try:
             resp = self.fetch(session)
         except requests.Timeout as exc:
-            raise errors.TimeoutError_(f"{self.system} token request timed out: {_reason(exc)}", system=self.system) from exc
+            raise errors.TimeoutError_(
+                f"{self.system} token request timed out: {_reason(exc)}", system=self.system
+            ) from exc
         except requests.RequestException as exc:
-            raise errors.RetryableError(f"{self.system} token request failed: {_reason(exc)}", system=self.system) from exc
+            raise errors.RetryableError(
+                f"{self.system} token request failed: {_reason(exc)}", system=self.system
+            ) from exc
         if resp.is_redirect:  # fetch() sends allow_redirects=False: credentials never follow a redirect
             raise errors.RedirectRefusedError(
                 f"{self.system} token endpoint {display_url(resp.url)} redirected ({resp.status_code}) to "
                 f"{display_url(urljoin(resp.url, resp.headers.get('Location', '')))}; credential requests follow no "
-                f"redirect: set the token URL to the final address", status=resp.status_code, system=self.system)
+                f"redirect: set the token URL to the final address",
+                status=resp.status_code,
+                system=self.system,
+            )
         if resp.status_code == 429 or resp.status_code >= 500:
             cls = errors.RateLimitedError if resp.status_code == 429 else errors.RetryableError
-            raise cls(f"{self.system} token endpoint answered {resp.status_code}", status=resp.status_code, system=self.system,
-                      retry_after=parse_retry_after(resp.headers.get("Retry-After")))
+            raise cls(
+                f"{self.system} token endpoint answered {resp.status_code}",
+                status=resp.status_code,
+                system=self.system,
+                retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+            )
         if resp.status_code != 200:
-            raise errors.PermanentError(f"{self.system} token endpoint {display_url(resp.url)} refused the credentials "
-                                        f"({resp.status_code})", status=resp.status_code, body=resp.text[:errors.DETAIL_LIMIT],
-                                        system=self.system)
+            raise errors.PermanentError(
+                f"{self.system} token endpoint {display_url(resp.url)} refused the credentials ({resp.status_code})",
+                status=resp.status_code,
+                body=resp.text[: errors.DETAIL_LIMIT],
+                system=self.system,
+            )
         token, ttl = self.parse(resp.json())
         ttl = max(1, ttl - min(60, ttl // 10))  # renew a little early
         self._cache_down = False
@@ -211,8 +226,13 @@ class OAuthClientCredentials(CachedTokenAuth):
         data = {"grant_type": "client_credentials", **self.extra}
         if self.scope:
             data["scope"] = self.scope
-        return session.post(self.token_url, data=data, auth=(self.client_id, self.client_secret), timeout=self.timeout,
-                            allow_redirects=False)
+        return session.post(
+            self.token_url,
+            data=data,
+            auth=(self.client_id, self.client_secret),
+            timeout=self.timeout,
+            allow_redirects=False,
+        )
 
 
 # --- the client ----------------------------------------------------------------------------------
@@ -259,16 +279,25 @@ class HttpClient:
         self.sleep = sleep
         self.session = pooled_session(self.base_url)
         self.bucket = ratelimit.bucket_for(bucket_name or f"{system}:{self.base_url}", rate_per_second, burst)
-        self.default_headers = {"Accept": "application/json", "User-Agent": "integration-hub/1.0", **(default_headers or {})}
+        self.default_headers = {
+            "Accept": "application/json",
+            "User-Agent": "integration-hub/1.0",
+            **(default_headers or {}),
+        }
         self.stats = ClientStats()
 
     @classmethod
     def for_connection(cls, connection, auth: Auth | None = None, **kw) -> "HttpClient":
         return cls(
-            connection.system_type, connection.base_url, auth=auth,
-            rate_per_second=connection.rate_limit_per_second, burst=connection.rate_limit_burst,
-            timeout=connection.timeout_seconds, max_retries=connection.max_retries,
-            bucket_name=f"conn:{connection.pk}", **kw,
+            connection.system_type,
+            connection.base_url,
+            auth=auth,
+            rate_per_second=connection.rate_limit_per_second,
+            burst=connection.rate_limit_burst,
+            timeout=connection.timeout_seconds,
+            max_retries=connection.max_retries,
+            bucket_name=f"conn:{connection.pk}",
+            **kw,
         )
 
     def url(self, path: str) -> str:
@@ -277,7 +306,7 @@ class HttpClient:
         return f"{self.base_url}/{path.lstrip('/')}"
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
-        delay = random.uniform(0, min(self.backoff_cap, self.backoff_base * (2 ** attempt)))
+        delay = random.uniform(0, min(self.backoff_cap, self.backoff_base * (2**attempt)))
         if retry_after is not None:
             delay = max(delay, retry_after + random.uniform(0, self.backoff_base))
         return delay
@@ -289,7 +318,7 @@ class HttpClient:
         try:
             body: Any = resp.json()
         except ValueError:
-            body = resp.text[:errors.DETAIL_LIMIT]
+            body = resp.text[: errors.DETAIL_LIMIT]
         kw: dict = dict(status=status, body=body, system=self.system)
         if status == 429:
             self.stats.rate_limited += 1
@@ -321,8 +350,16 @@ class HttpClient:
             # direct connections are verified where the socket opens (egress.GuardedAdapter); through a
             # proxy only the target's name can be checked, here, before the proxy is asked
             egress.check_url(url, resolve_host=self._proxied(url))
-            resp = self.session.request(method, url, params=params, json=json, data=data, headers=headers,
-                                        timeout=self.timeout, allow_redirects=False)
+            resp = self.session.request(
+                method,
+                url,
+                params=params,
+                json=json,
+                data=data,
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
             if resp.status_code in ok or not resp.is_redirect:
                 return resp
             target = urljoin(resp.url, resp.headers["Location"])
@@ -331,14 +368,18 @@ class HttpClient:
                 raise errors.RedirectRefusedError(
                     f"{self.system} {method} {display_url(resp.url)} → {resp.status_code} redirect to another origin "
                     f"{display_url(target)}, not followed (credentials stay with the configured host): "
-                    f"set the connection's URL to the final address", status=resp.status_code, system=self.system)
+                    f"set the connection's URL to the final address",
+                    status=resp.status_code,
+                    system=self.system,
+                )
             resp.close()
             if (resp.status_code == 303 and method != "HEAD") or (resp.status_code in (301, 302) and method == "POST"):
                 method, json, data = "GET", None, None  # what requests / browsers do (RFC 9110 §15.4)
                 headers = {k: v for k, v in headers.items() if k.lower() not in ("content-type", "content-length")}
             url, params = target, None  # the Location carries its own query
-        raise errors.PermanentError(f"{self.system} {method} {display_url(url)}: more than {MAX_REDIRECTS} redirects",
-                                    system=self.system)
+        raise errors.PermanentError(
+            f"{self.system} {method} {display_url(url)}: more than {MAX_REDIRECTS} redirects", system=self.system
+        )
 
     def request(
         self,
@@ -377,11 +418,13 @@ class HttpClient:
                 err = self._error_for(resp)
             except requests.Timeout as exc:
                 self.stats.timeouts += 1
-                err = errors.TimeoutError_(f"{self.system} {method} {display_url(url)} timed out: {_reason(exc)}",
-                                           system=self.system)
+                err = errors.TimeoutError_(
+                    f"{self.system} {method} {display_url(url)} timed out: {_reason(exc)}", system=self.system
+                )
             except requests.ConnectionError as exc:
-                err = errors.RetryableError(f"{self.system} {method} {display_url(url)} connection failed: {_reason(exc)}",
-                                            system=self.system)
+                err = errors.RetryableError(
+                    f"{self.system} {method} {display_url(url)} connection failed: {_reason(exc)}", system=self.system
+                )
             except errors.ConnectorError as exc:  # raised by auth (token endpoint)
                 err = exc
             retry = err.retryable and (retry_conflicts or not isinstance(err, errors.ConflictError))

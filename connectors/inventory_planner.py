@@ -58,6 +58,7 @@ account id. options: ``delivery`` (url | sftp), ``page_size`` (≤ 1000, default
 ``sftp_host``, ``sftp_port`` (22), ``sftp_username``, ``sftp_password_env`` (environment variable holding
 the password), ``sftp_host_key``, ``sftp_dirs``, ``sftp_timeout``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -68,25 +69,63 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from . import egress, env_secrets, errors
-from .base import (Connector, DemandLine, Planner, PlannerStockOrder, PlannerVariant, PlannerWarehouse, Recommendation)
+from .base import Connector, DemandLine, Planner, PlannerStockOrder, PlannerVariant, PlannerWarehouse, Recommendation
 from .http import HeaderAuth, HttpClient
 from .parsing import parse_iso
 
 API = "/api/v1"
-DOCUMENT = ("https://help.inventory-planner.com/en/articles/674662-inventory-planner-public-api, "
-            "https://help.inventory-planner.com/en/articles/1662591-csv-excel-integration, "
-            "https://help.inventory-planner.com/en/articles/10803447-sales-order-data-file-specification")
+DOCUMENT = (
+    "https://help.inventory-planner.com/en/articles/674662-inventory-planner-public-api, "
+    "https://help.inventory-planner.com/en/articles/1662591-csv-excel-integration, "
+    "https://help.inventory-planner.com/en/articles/10803447-sales-order-data-file-specification"
+)
 VARIANT_FIELDS = "id,sku,replenishment,oos,lead_time,review_period,warehouse,vendors"
 
 # --- the published file formats ---------------------------------------------------------------------------
-SALES_ORDER_COLUMNS = ("ORDER_ID", "ID", "VARIANT_ID", "WAREHOUSE", "CURRENCY", "QUANTITY", "PRICE", "CREATED_AT", "REMOVED",
-                       "UPDATED_AT", "REFERENCE", "REFERENCE2")
-VARIANT_COLUMNS = ("VARIANT_ID", "SKU", "TITLE", "BARCODE", "PRODUCT_ID", "PRICE", "CREATED_AT", "UPDATED_AT", "REMOVED", "TYPE")
+SALES_ORDER_COLUMNS = (
+    "ORDER_ID",
+    "ID",
+    "VARIANT_ID",
+    "WAREHOUSE",
+    "CURRENCY",
+    "QUANTITY",
+    "PRICE",
+    "CREATED_AT",
+    "REMOVED",
+    "UPDATED_AT",
+    "REFERENCE",
+    "REFERENCE2",
+)
+VARIANT_COLUMNS = (
+    "VARIANT_ID",
+    "SKU",
+    "TITLE",
+    "BARCODE",
+    "PRODUCT_ID",
+    "PRICE",
+    "CREATED_AT",
+    "UPDATED_AT",
+    "REMOVED",
+    "TYPE",
+)
 WAREHOUSE_COLUMNS = ("WAREHOUSE_ID", "DISPLAY_NAME", "UPDATED_AT", "REMOVED", "CURRENCY")
 VARIANT_WAREHOUSE_COLUMNS = ("VARIANT_ID", "WAREHOUSE_ID", "IN_STOCK", "REMOVED", "UPDATED_AT")
-PRODUCT_COLUMNS = ("product_id", "title", "price", "SKU", "created_at", "stock_quantity", "barcode", "updated_at")  # Starter CSV
-SFTP_DIRS = {"warehouses": "warehouses", "variants": "variants", "variant_warehouses": "variant_warehouses",
-             "sales_orders": "sales_orders"}  # assumed (not published): configure options["sftp_dirs"] per tenant
+PRODUCT_COLUMNS = (
+    "product_id",
+    "title",
+    "price",
+    "SKU",
+    "created_at",
+    "stock_quantity",
+    "barcode",
+    "updated_at",
+)  # Starter CSV
+SFTP_DIRS = {
+    "warehouses": "warehouses",
+    "variants": "variants",
+    "variant_warehouses": "variant_warehouses",
+    "sales_orders": "sales_orders",
+}  # assumed (not published): configure options["sftp_dirs"] per tenant
 
 
 def _ntz(dt: datetime | None) -> str:
@@ -112,29 +151,60 @@ def sales_order_row(line: DemandLine, updated_at: datetime | None = None, *, cur
     """One sales-order file row. Returns are negative; a line whose quantity fell to 0 (cancelled order) is
     ``REMOVED``."""
     qty = -abs(int(line.quantity)) if line.is_return else int(line.quantity)
-    return {"ORDER_ID": line_id(line), "ID": line.order_ref, "VARIANT_ID": line.sku, "WAREHOUSE": line.location,
-            "CURRENCY": (line.currency or currency).upper(), "QUANTITY": qty, "PRICE": _money(line.unit_price_cents),
-            "CREATED_AT": _ntz(line.ordered_at), "REMOVED": _bool(qty == 0), "UPDATED_AT": _ntz(updated_at or datetime.now(timezone.utc)),
-            "REFERENCE": line.order_ref, "REFERENCE2": line.channel}
+    return {
+        "ORDER_ID": line_id(line),
+        "ID": line.order_ref,
+        "VARIANT_ID": line.sku,
+        "WAREHOUSE": line.location,
+        "CURRENCY": (line.currency or currency).upper(),
+        "QUANTITY": qty,
+        "PRICE": _money(line.unit_price_cents),
+        "CREATED_AT": _ntz(line.ordered_at),
+        "REMOVED": _bool(qty == 0),
+        "UPDATED_AT": _ntz(updated_at or datetime.now(timezone.utc)),
+        "REFERENCE": line.order_ref,
+        "REFERENCE2": line.channel,
+    }
 
 
 def variant_row(v: PlannerVariant) -> dict:
-    return {"VARIANT_ID": v.sku, "SKU": v.sku, "TITLE": v.title or v.sku, "BARCODE": v.barcode, "PRODUCT_ID": v.product_id or v.sku,
-            "PRICE": _money(v.price_cents), "CREATED_AT": _ntz(v.updated_at), "UPDATED_AT": _ntz(v.updated_at or datetime.now(timezone.utc)),
-            "REMOVED": "false", "TYPE": "bundle" if v.is_bundle else "simple"}
+    return {
+        "VARIANT_ID": v.sku,
+        "SKU": v.sku,
+        "TITLE": v.title or v.sku,
+        "BARCODE": v.barcode,
+        "PRODUCT_ID": v.product_id or v.sku,
+        "PRICE": _money(v.price_cents),
+        "CREATED_AT": _ntz(v.updated_at),
+        "UPDATED_AT": _ntz(v.updated_at or datetime.now(timezone.utc)),
+        "REMOVED": "false",
+        "TYPE": "bundle" if v.is_bundle else "simple",
+    }
 
 
 def product_row(v: PlannerVariant, warehouse: str) -> dict:
     """Starter CSV products file row for one warehouse (lower-case columns as published; ``stock_quantity``
     is required)."""
-    return {"product_id": v.product_id or v.sku, "title": v.title or v.sku, "price": _money(v.price_cents) or "0.00", "SKU": v.sku,
-            "created_at": (v.updated_at or datetime.now(timezone.utc)).strftime("%Y-%m-%d"), "stock_quantity": int(v.stock.get(warehouse, 0)),
-            "barcode": v.barcode, "updated_at": (v.updated_at or datetime.now(timezone.utc)).strftime("%Y-%m-%d")}
+    return {
+        "product_id": v.product_id or v.sku,
+        "title": v.title or v.sku,
+        "price": _money(v.price_cents) or "0.00",
+        "SKU": v.sku,
+        "created_at": (v.updated_at or datetime.now(timezone.utc)).strftime("%Y-%m-%d"),
+        "stock_quantity": int(v.stock.get(warehouse, 0)),
+        "barcode": v.barcode,
+        "updated_at": (v.updated_at or datetime.now(timezone.utc)).strftime("%Y-%m-%d"),
+    }
 
 
 def warehouse_row(w: PlannerWarehouse, now: datetime | None = None) -> dict:
-    return {"WAREHOUSE_ID": w.id, "DISPLAY_NAME": w.name or w.id, "UPDATED_AT": _ntz(now or datetime.now(timezone.utc)),
-            "REMOVED": "false", "CURRENCY": (w.currency or "").upper()}
+    return {
+        "WAREHOUSE_ID": w.id,
+        "DISPLAY_NAME": w.name or w.id,
+        "UPDATED_AT": _ntz(now or datetime.now(timezone.utc)),
+        "REMOVED": "false",
+        "CURRENCY": (w.currency or "").upper(),
+    }
 
 
 def csv_lines(columns: tuple[str, ...], rows: Iterable[dict]) -> Iterable[str]:
@@ -176,7 +246,9 @@ class InventoryPlannerConnector(Connector, Planner):
         self.page_size = max(1, min(1000, int(opts.get("page_size") or 500)))
         self.delivery = str(opts.get("delivery") or "url").lower()
         if self.delivery not in ("url", "sftp"):
-            raise errors.PermanentError(f"options.delivery must be 'url' or 'sftp', not {self.delivery!r}", system=self.system_type)
+            raise errors.PermanentError(
+                f"options.delivery must be 'url' or 'sftp', not {self.delivery!r}", system=self.system_type
+            )
         self.demand_delivery = "pull" if self.delivery == "url" else "push"
         self.currency = str(opts.get("currency") or "").upper()
         super().__init__(connection, client)
@@ -191,11 +263,17 @@ class InventoryPlannerConnector(Connector, Planner):
         """Every line must be writable as a sales-order row (the files refuse rows without these)."""
         bad = [line_id(x) for x in lines if not x.sku or not x.location or not (x.currency or self.currency)]
         if bad:
-            raise errors.BadDataError(f"{len(bad)} demand line(s) lack a SKU, warehouse or currency, e.g. {bad[:5]}",
-                                      system=self.system_type)
+            raise errors.BadDataError(
+                f"{len(bad)} demand line(s) lack a SKU, warehouse or currency, e.g. {bad[:5]}", system=self.system_type
+            )
 
-    def push_demand(self, lines: list[DemandLine], variants: list[PlannerVariant] = (),
-                    warehouses: list[PlannerWarehouse] = (), allocations=()) -> int:
+    def push_demand(
+        self,
+        lines: list[DemandLine],
+        variants: list[PlannerVariant] = (),
+        warehouses: list[PlannerWarehouse] = (),
+        allocations=(),
+    ) -> int:
         self.check_lines(lines)
         if self.delivery == "url":
             return len(lines)  # pulled by the planner from the hub's feed files
@@ -209,10 +287,30 @@ class InventoryPlannerConnector(Connector, Planner):
             files.append(("variants", csv_text(VARIANT_COLUMNS, (variant_row(v) for v in variants))))
             stocked = [(v, w.id) for v in variants for w in warehouses if w.id in v.stock]
             if stocked:
-                files.append(("variant_warehouses", csv_text(VARIANT_WAREHOUSE_COLUMNS, (
-                    {"VARIANT_ID": v.sku, "WAREHOUSE_ID": wid, "IN_STOCK": int(v.stock[wid]), "REMOVED": "false", "UPDATED_AT": _ntz(now)}
-                    for v, wid in stocked))))
-        files.append(("sales_orders", csv_text(SALES_ORDER_COLUMNS, (sales_order_row(x, now, currency=self.currency) for x in lines))))
+                files.append(
+                    (
+                        "variant_warehouses",
+                        csv_text(
+                            VARIANT_WAREHOUSE_COLUMNS,
+                            (
+                                {
+                                    "VARIANT_ID": v.sku,
+                                    "WAREHOUSE_ID": wid,
+                                    "IN_STOCK": int(v.stock[wid]),
+                                    "REMOVED": "false",
+                                    "UPDATED_AT": _ntz(now),
+                                }
+                                for v, wid in stocked
+                            ),
+                        ),
+                    )
+                )
+        files.append(
+            (
+                "sales_orders",
+                csv_text(SALES_ORDER_COLUMNS, (sales_order_row(x, now, currency=self.currency) for x in lines)),
+            )
+        )
         self.upload(files, now)
         return len(lines)
 
@@ -222,7 +320,9 @@ class InventoryPlannerConnector(Connector, Planner):
         every item already. Returns the variants sent."""
         if self.delivery == "url" or not variants:
             return 0
-        self.upload([("variants", csv_text(VARIANT_COLUMNS, (variant_row(v) for v in variants)))], datetime.now(timezone.utc))
+        self.upload(
+            [("variants", csv_text(VARIANT_COLUMNS, (variant_row(v) for v in variants)))], datetime.now(timezone.utc)
+        )
         return len(variants)
 
     # --- SFTP (Advanced CSV connector) ----------------------------------------------------------------------
@@ -231,10 +331,18 @@ class InventoryPlannerConnector(Connector, Planner):
         missing = [k for k in ("sftp_host", "sftp_username", "sftp_host_key") if not o.get(k)]
         if missing:
             raise errors.PermanentError(f"SFTP delivery needs options {', '.join(missing)}", system=self.system_type)
-        password = env_secrets.read(str(o.get("sftp_password_env") or ""), "options.sftp_password_env", self.system_type)
-        return {"host": str(o["sftp_host"]), "port": int(o.get("sftp_port") or 22), "username": str(o["sftp_username"]),
-                "password": password, "host_key": str(o["sftp_host_key"]), "dirs": {**SFTP_DIRS, **(o.get("sftp_dirs") or {})},
-                "timeout": float(o.get("sftp_timeout") or self.connection.timeout_seconds or 10)}
+        password = env_secrets.read(
+            str(o.get("sftp_password_env") or ""), "options.sftp_password_env", self.system_type
+        )
+        return {
+            "host": str(o["sftp_host"]),
+            "port": int(o.get("sftp_port") or 22),
+            "username": str(o["sftp_username"]),
+            "password": password,
+            "host_key": str(o["sftp_host_key"]),
+            "dirs": {**SFTP_DIRS, **(o.get("sftp_dirs") or {})},
+            "timeout": float(o.get("sftp_timeout") or self.connection.timeout_seconds or 10),
+        }
 
     @staticmethod
     def _host_key(text: str):
@@ -242,11 +350,15 @@ class InventoryPlannerConnector(Connector, Planner):
 
         parts = text.split()
         if len(parts) < 2:
-            raise errors.PermanentError("options.sftp_host_key must be '<key type> <base64 key>'", system="inventory_planner")
+            raise errors.PermanentError(
+                "options.sftp_host_key must be '<key type> <base64 key>'", system="inventory_planner"
+            )
         try:
             return paramiko.PKey.from_type_string(parts[0], base64.b64decode(parts[1]))
         except Exception as exc:  # noqa: BLE001 — any unreadable key is a configuration error
-            raise errors.PermanentError(f"options.sftp_host_key is not a readable public key: {exc}", system="inventory_planner") from exc
+            raise errors.PermanentError(
+                f"options.sftp_host_key is not a readable public key: {exc}", system="inventory_planner"
+            ) from exc
 
     def upload(self, files: list[tuple[str, str]], now: datetime) -> list[str]:
         """Upload ``(kind, csv text)`` files in order, each to ``<dir of kind>/<kind>-<UTC stamp>-<uuid>.csv``
@@ -265,7 +377,9 @@ class InventoryPlannerConnector(Connector, Planner):
             transport.start_client(timeout=s["timeout"])
             got = transport.get_remote_server_key()
             if got.get_name() != expected.get_name() or got.asbytes() != expected.asbytes():
-                raise errors.PermanentError(f"SFTP host key of {s['host']} does not match options.sftp_host_key", system=self.system_type)
+                raise errors.PermanentError(
+                    f"SFTP host key of {s['host']} does not match options.sftp_host_key", system=self.system_type
+                )
             transport.auth_password(s["username"], s["password"])
             sftp = paramiko.SFTPClient.from_transport(transport)
             sftp.get_channel().settimeout(s["timeout"])
@@ -282,8 +396,10 @@ class InventoryPlannerConnector(Connector, Planner):
         except paramiko.AuthenticationException as exc:
             raise errors.PermanentError(f"SFTP login to {s['host']} refused: {exc}", system=self.system_type) from exc
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise errors.RetryableError(f"SFTP upload to {s['host']}:{s['port']} failed after {len(done)} file(s): {exc}",
-                                        system=self.system_type) from exc
+            raise errors.RetryableError(
+                f"SFTP upload to {s['host']}:{s['port']} failed after {len(done)} file(s): {exc}",
+                system=self.system_type,
+            ) from exc
         finally:
             if transport is not None:
                 transport.close()
@@ -296,7 +412,9 @@ class InventoryPlannerConnector(Connector, Planner):
             body = self.client.get(path, params={**params, "page": page, "limit": self.page_size}).json()
             rows = body.get(key) if isinstance(body, dict) else None
             if not isinstance(rows, list):
-                raise errors.BadDataError(f"Inventory Planner {key} answer has no '{key}' list", body=body, system=self.system_type)
+                raise errors.BadDataError(
+                    f"Inventory Planner {key} answer has no '{key}' list", body=body, system=self.system_type
+                )
             yield from (r for r in rows if isinstance(r, dict))
             meta = body.get("meta") or {}
             page += 1
@@ -320,7 +438,9 @@ class InventoryPlannerConnector(Connector, Planner):
     def recommendations_from_variant(self, v: dict) -> list[Recommendation]:
         if not v.get("sku"):
             return []
-        blocks = [b for b in v.get("warehouse") or [] if isinstance(b, dict)] if isinstance(v.get("warehouse"), list) else []
+        blocks = (
+            [b for b in v.get("warehouse") or [] if isinstance(b, dict)] if isinstance(v.get("warehouse"), list) else []
+        )
         supplier = self.supplier(v)
         out = []
 
@@ -329,18 +449,35 @@ class InventoryPlannerConnector(Connector, Planner):
             if q is None or q <= 0:
                 return
             reason = f"forecast sells out in {oos} days; lead time {lead} days" if oos is not None else ""
-            out.append(Recommendation(sku=str(v["sku"]), location=location, recommended_quantity=q, kind="purchase",
-                                      supplier=supplier, reason=reason, raw=v))
+            out.append(
+                Recommendation(
+                    sku=str(v["sku"]),
+                    location=location,
+                    recommended_quantity=q,
+                    kind="purchase",
+                    supplier=supplier,
+                    reason=reason,
+                    raw=v,
+                )
+            )
 
         per_block = [b for b in blocks if "replenishment" in b]
         if per_block:
             for b in per_block:
-                rec(str(b.get("warehouse") or b.get("id") or b.get("warehouse_id") or ""), b.get("replenishment"),
-                    b.get("oos", v.get("oos")), b.get("lead_time", v.get("lead_time")))
+                rec(
+                    str(b.get("warehouse") or b.get("id") or b.get("warehouse_id") or ""),
+                    b.get("replenishment"),
+                    b.get("oos", v.get("oos")),
+                    b.get("lead_time", v.get("lead_time")),
+                )
         else:
             only = blocks[0] if len(blocks) == 1 else {}
-            rec(str(only.get("warehouse") or only.get("id") or only.get("warehouse_id") or ""), v.get("replenishment"),
-                v.get("oos"), v.get("lead_time"))
+            rec(
+                str(only.get("warehouse") or only.get("id") or only.get("warehouse_id") or ""),
+                v.get("replenishment"),
+                v.get("oos"),
+                v.get("lead_time"),
+            )
         return out
 
     def recommendations(self) -> list[Recommendation]:
@@ -366,14 +503,26 @@ class InventoryPlannerConnector(Connector, Planner):
             received = InventoryPlannerConnector._qty(item.get("received_qty", item.get("received"))) or 0
             lines.append((str(item["sku"]), ordered, received))
         kind = str(row.get("type") or "po")
-        return PlannerStockOrder(ref=str(row.get("id") or ""), reference=str(row.get("reference") or ""),
-                                 kind=kind if kind in ("po", "transfer", "assembly") else "po", status=str(row.get("status") or ""),
-                                 vendor=str(row.get("vendor") or ""), warehouse=str(row.get("warehouse") or ""),
-                                 source_warehouse=str(row.get("source_warehouse") or ""), expected_at=when(row.get("expected_date")),
-                                 created_at=when(row.get("created_date")), lines=lines, raw=row)
+        return PlannerStockOrder(
+            ref=str(row.get("id") or ""),
+            reference=str(row.get("reference") or ""),
+            kind=kind if kind in ("po", "transfer", "assembly") else "po",
+            status=str(row.get("status") or ""),
+            vendor=str(row.get("vendor") or ""),
+            warehouse=str(row.get("warehouse") or ""),
+            source_warehouse=str(row.get("source_warehouse") or ""),
+            expected_at=when(row.get("expected_date")),
+            created_at=when(row.get("created_date")),
+            lines=lines,
+            raw=row,
+        )
 
     def stock_orders(self) -> list[PlannerStockOrder]:
-        return [self.stock_order_from_row(r) for r in self._pages(f"{API}/purchase-orders", "purchase-orders", {}) if r.get("id")]
+        return [
+            self.stock_order_from_row(r)
+            for r in self._pages(f"{API}/purchase-orders", "purchase-orders", {})
+            if r.get("id")
+        ]
 
 
 def parse_csv(text: str) -> list[dict[str, Any]]:

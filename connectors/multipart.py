@@ -1,6 +1,7 @@
 """``multipart/*`` bodies, written and read the same way by the SFCC connector (OCAPI ``/s/-/dw/batch``,
 ``multipart/mixed``) and by its sandbox (the batch route, and the first file part of the OCI Impex upload's
 ``multipart/form-data``). Stdlib only: the sandbox imports it without Django."""
+
 from __future__ import annotations
 
 import re

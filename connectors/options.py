@@ -20,6 +20,7 @@ no call can be right:
   the connector cannot be built without it, so a webhook to such a connection was a 500.
 - WAIR, Archean: nothing required; numbers must be numbers.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -113,19 +114,40 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "clarus": ("subdomain",),
 }
 CHECKS: dict[str, dict[str, Check]] = {
-    "commercetools": {"project_key": _required_text, "scopes": _text_or_list, "write_concurrency": _positive_int,
-                      "orders_poll_lag_seconds": _non_negative_number, "orders_start": _iso,
-                      "gift_message_field": _text, "delivery_notes_field": _text,
-                      # full loads through the Import API (connectors.commercetools_import)
-                      "import_api": _bool, "import_min": _positive_int, "import_settle_seconds": _non_negative_number,
-                      "import_container": _import_key, "import_url": _text},
-    "sfcc": {"site_id": _required_text, "api_version": _required_text, "batch_size": _positive_int,
-             "default_inventory_list": _text, "orders_start": _iso, "storefront_fulfilments_from": _iso, "scope": _text,
-             "oci_tenant_group_id": _text},
+    "commercetools": {
+        "project_key": _required_text,
+        "scopes": _text_or_list,
+        "write_concurrency": _positive_int,
+        "orders_poll_lag_seconds": _non_negative_number,
+        "orders_start": _iso,
+        "gift_message_field": _text,
+        "delivery_notes_field": _text,
+        # full loads through the Import API (connectors.commercetools_import)
+        "import_api": _bool,
+        "import_min": _positive_int,
+        "import_settle_seconds": _non_negative_number,
+        "import_container": _import_key,
+        "import_url": _text,
+    },
+    "sfcc": {
+        "site_id": _required_text,
+        "api_version": _required_text,
+        "batch_size": _positive_int,
+        "default_inventory_list": _text,
+        "orders_start": _iso,
+        "storefront_fulfilments_from": _iso,
+        "scope": _text,
+        "oci_tenant_group_id": _text,
+    },
     "wair": {"page_size": _positive_int, "tenant": _text, "api_prefix": _text},
     "clarus": {"subdomain": _required_text, "page_size": _positive_int, "client_code": _text},
     "archean": {"page_size": _positive_int},
-    "inventory_planner": {"account": _text, "batch_size": _positive_int, "page_size": _positive_int, "warehouses": _mapping},
+    "inventory_planner": {
+        "account": _text,
+        "batch_size": _positive_int,
+        "page_size": _positive_int,
+        "warehouses": _mapping,
+    },
 }
 
 
@@ -171,12 +193,15 @@ def _env_options(value, path=""):
 
 
 def describe(problems: dict[str, str]) -> str:
-    return "; ".join(f"options.{name} {why}" if name != "options" else f"options {why}" for name, why in problems.items())
+    return "; ".join(
+        f"options.{name} {why}" if name != "options" else f"options {why}" for name, why in problems.items()
+    )
 
 
 def check(connection) -> None:
     """Raise :class:`ConfigurationError` naming every unusable option of this connection."""
     problems = option_errors(connection.system_type, connection.options, getattr(connection, "client_id", ""))
     if problems:
-        raise errors.ConfigurationError(f"connection {connection.name} is misconfigured: {describe(problems)}",
-                                        system=connection.system_type)
+        raise errors.ConfigurationError(
+            f"connection {connection.name} is misconfigured: {describe(problems)}", system=connection.system_type
+        )

@@ -7,6 +7,7 @@ batch turns ``rejected`` into ``bad_payload`` records (orders: :mod:`integration
 :func:`integration_hub.inventory.services.apply_stock_changes`; returns, fulfilments and dispatches: their
 services in :mod:`integration_hub.orders`).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -39,8 +40,9 @@ class ParsedBatch(list):
 
     def reject(self, ref: str, field_name: str, message: str, raw: Any = None, name: str = "") -> None:
         """Add a rejected row (numbered in the order of rejection)."""
-        self.rejected.append(RejectedRow(index=len(self.rejected), ref=ref, field=field_name, message=message, raw=raw,
-                                         name=name))
+        self.rejected.append(
+            RejectedRow(index=len(self.rejected), ref=ref, field=field_name, message=message, raw=raw, name=name)
+        )
 
 
 class RowError(ValueError):
@@ -76,4 +78,9 @@ def to_iso(dt: datetime | None) -> str | None:
     """Aware or naive (= UTC) datetime → ``2026-01-31T12:00:00Z``."""
     if dt is None:
         return None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return (
+        (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc))
+        .astimezone(timezone.utc)
+        .isoformat()
+        .replace("+00:00", "Z")
+    )

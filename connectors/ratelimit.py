@@ -16,6 +16,7 @@ up to N times the rate; a 429 still blocks that host). The fallback is logged on
 when Redis answers again, Redis is retried every ``REDIS_RETRY_SECONDS``, and :func:`fallback_status`
 tells the worker heartbeat (and so the dashboard) that the shared limit is not in force.
 """
+
 from __future__ import annotations
 
 import logging
@@ -234,7 +235,9 @@ class RedisBucket:
         return result
 
     def reserve(self) -> float:
-        return self._shared(lambda: float(self.script(keys=[self.key], args=[self.rate, self.burst])), self.fallback.reserve)
+        return self._shared(
+            lambda: float(self.script(keys=[self.key], args=[self.rate, self.burst])), self.fallback.reserve
+        )
 
     def block(self, seconds: float) -> None:
         seconds = max(0.0, float(seconds))

@@ -1,4 +1,5 @@
 """Connection → connector instance. Each system module registers its class(es) here."""
+
 from __future__ import annotations
 
 import importlib
@@ -31,8 +32,10 @@ def api_notice(system_type: str) -> tuple[bool, str]:
     except LookupError:
         return False, ""
     if cls.modelled:
-        return True, (f"{cls.__name__} is modelled on no published API: its paths, fields and states are an assumption "
-                      f"(see the docstring of {cls.__module__}). Check them against the tenant's real API before go-live.")
+        return True, (
+            f"{cls.__name__} is modelled on no published API: its paths, fields and states are an assumption "
+            f"(see the docstring of {cls.__module__}). Check them against the tenant's real API before go-live."
+        )
     return False, f"{cls.__name__} follows the published API: {cls.api_document}" if cls.api_document else ""
 
 
@@ -59,10 +62,19 @@ def _load(target: str):
 def get_connector(connection, fresh: bool = False):
     """A connector for ``connection``, cached per process and connection version (so pooled sessions,
     token caches and rate-limit buckets are reused). Unusable options raise ``errors.ConfigurationError``."""
-    key = (connection.pk, connection.system_type, connection.base_url, connection.rate_limit_per_second,
-           connection.rate_limit_burst, connection.timeout_seconds, connection.max_retries, repr(connection.options),
-           # a rotated webhook secret takes effect at once (verify_webhook reads it from this connection object)
-           connection.webhook_secret_env, connection.webhook_secret_encrypted)
+    key = (
+        connection.pk,
+        connection.system_type,
+        connection.base_url,
+        connection.rate_limit_per_second,
+        connection.rate_limit_burst,
+        connection.timeout_seconds,
+        connection.max_retries,
+        repr(connection.options),
+        # a rotated webhook secret takes effect at once (verify_webhook reads it from this connection object)
+        connection.webhook_secret_env,
+        connection.webhook_secret_encrypted,
+    )
     if fresh or key not in _cache:
         from .options import check
 

@@ -51,7 +51,7 @@ The OCAPI family, with Account Manager (see :mod:`connectors.sandbox.sfcc` for t
   A shipment is store-shipped when its own ``shipping_status`` is ``shipped`` (the hub never writes
   shipment-level status), or when the order's ``shipping_status`` is ``shipped`` without the hub's
   marker (the store / OMS shipped the rest of the order, tracking in the order's tracking attribute).
-  The hub reports them to the master until it acknowledges (``orders.services.send_fulfilments``).
+  The hub reports them to the master until it acknowledges (``orders.fulfilments.send_fulfilments``).
 
 ``Channel.external_id`` is the inventory list id. An order's channel is the ``inventory_id`` of its
 product items (BOPIS / multi-list sites), else ``options["default_inventory_list"]``.
@@ -65,6 +65,7 @@ first poll starts there instead of at the beginning of time), ``hub_marker_attri
 ``storefront_fulfilments_from`` (ISO instant: orders created before it are never read as store-shipped —
 set it when enabling the marker on a site whose earlier hub-shipped orders carry none).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -77,8 +78,19 @@ from typing import Iterable
 from django.utils.dateparse import parse_datetime
 
 from . import errors
-from .base import (Address, Connector, Fulfilment, InventoryResult, InventoryTarget, OrderLineData, Page, Parcel, Storefront,
-                   StorefrontOrder, StorefrontStock)
+from .base import (
+    Address,
+    Connector,
+    Fulfilment,
+    InventoryResult,
+    InventoryTarget,
+    OrderLineData,
+    Page,
+    Parcel,
+    Storefront,
+    StorefrontOrder,
+    StorefrontStock,
+)
 from .http import HttpClient, OAuthClientCredentials
 from .multipart import build_multipart, parse_multipart
 from .parsing import ParsedBatch, parse_iso
@@ -92,6 +104,8 @@ def token_url(auth_url: str) -> str:
     ``http://127.0.0.1:8765/sfcc``) or the full token URL; blank means Account Manager."""
     root = (auth_url or ACCOUNT_MANAGER).rstrip("/")
     return root if "/oauth2/" in root else root + TOKEN_PATH
+
+
 MAX_BATCH = 50
 HUB_MARKER_PREFIX = "hub-"
 SHIPPING_STATUSES = ("not_shipped", "part_shipped", "shipped")
@@ -156,11 +170,18 @@ def _cents(value) -> int | None:
 
 def _address(a: dict | None) -> Address:
     a = a or {}
-    return Address(first_name=a.get("first_name", "") or "", last_name=a.get("last_name", "") or "",
-                   company=a.get("company_name", "") or "", street=a.get("address1", "") or "",
-                   street2=a.get("address2", "") or "", postal_code=a.get("postal_code", "") or "",
-                   city=a.get("city", "") or "", region=a.get("state_code", "") or "",
-                   country=a.get("country_code", "") or "", phone=a.get("phone", "") or "")
+    return Address(
+        first_name=a.get("first_name", "") or "",
+        last_name=a.get("last_name", "") or "",
+        company=a.get("company_name", "") or "",
+        street=a.get("address1", "") or "",
+        street2=a.get("address2", "") or "",
+        postal_code=a.get("postal_code", "") or "",
+        city=a.get("city", "") or "",
+        region=a.get("state_code", "") or "",
+        country=a.get("country_code", "") or "",
+        phone=a.get("phone", "") or "",
+    )
 
 
 class SFCCConnector(Connector, Storefront):
@@ -184,9 +205,13 @@ class SFCCConnector(Connector, Storefront):
 
     def build_client(self):
         c = self.connection
-        auth = OAuthClientCredentials(token_url=token_url(c.auth_url), client_id=c.client_id,
-                                      client_secret=c.get_secret(), scope=(c.options or {}).get("scope", ""),
-                                      timeout=c.timeout_seconds)
+        auth = OAuthClientCredentials(
+            token_url=token_url(c.auth_url),
+            client_id=c.client_id,
+            client_secret=c.get_secret(),
+            scope=(c.options or {}).get("scope", ""),
+            timeout=c.timeout_seconds,
+        )
         return HttpClient.for_connection(c, auth=auth)
 
     # --- paths ----------------------------------------------------------------------------------------
@@ -200,14 +225,27 @@ class SFCCConnector(Connector, Storefront):
         """One OCAPI batch request: ``subs`` = [(product id, body)] → {product id: (status, document)}."""
         boundary = f"hub-{uuid.uuid4().hex}"
         ids = {f"c{i}": pid for i, (pid, _) in enumerate(subs)}
-        parts = [({"x-dw-content-id": cid, "x-dw-resource-path-extension": pid},
-                  json.dumps(body) if body is not None else "") for (cid, pid), (_, body) in zip(ids.items(), subs)]
-        resp = self.client.post("/s/-/dw/batch", data=build_multipart(parts, boundary), headers={
-            "Content-Type": f"multipart/mixed; boundary={boundary}", "x-dw-http-method": method,
-            "x-dw-resource-path": self._records_path(list_id) + "/"})
+        parts = [
+            (
+                {"x-dw-content-id": cid, "x-dw-resource-path-extension": pid},
+                json.dumps(body) if body is not None else "",
+            )
+            for (cid, pid), (_, body) in zip(ids.items(), subs)
+        ]
+        resp = self.client.post(
+            "/s/-/dw/batch",
+            data=build_multipart(parts, boundary),
+            headers={
+                "Content-Type": f"multipart/mixed; boundary={boundary}",
+                "x-dw-http-method": method,
+                "x-dw-resource-path": self._records_path(list_id) + "/",
+            },
+        )
         ctype = resp.headers.get("Content-Type", "")
         if "boundary=" not in ctype:
-            raise errors.BadDataError(f"sfcc batch answered {ctype!r}, not multipart", status=resp.status_code, system="sfcc")
+            raise errors.BadDataError(
+                f"sfcc batch answered {ctype!r}, not multipart", status=resp.status_code, system="sfcc"
+            )
         out = {}
         for headers, payload in parse_multipart(resp.content, ctype.split("boundary=", 1)[1].strip().strip('"')):
             pid = ids.get(headers.get("x-dw-content-id", ""))
@@ -237,20 +275,33 @@ class SFCCConnector(Connector, Storefront):
                 for method in ("PATCH", "PUT"):
                     todo = [t for m, t in pending if m == method]
                     for start in range(0, len(todo), self.batch_size):
-                        chunk = todo[start:start + self.batch_size]
+                        chunk = todo[start : start + self.batch_size]
                         answers = self._batch(method, list_id, [(t.sku, allocation_body(t)) for t in chunk])
                         for t in chunk:
                             status, doc = answers.get(t.sku, (500, "missing from batch response"))
                             if status in (200, 201):
                                 amount = ((doc or {}).get("allocation") or {}).get("amount", t.quantity)
                                 results.append(InventoryResult(t.sku, list_id, int(amount), None, f"{list_id}/{t.sku}"))
-                            elif method == "PATCH" and status == 404 and _fault_type(doc) == "ProductInventoryRecordNotFoundException":
+                            elif (
+                                method == "PATCH"
+                                and status == 404
+                                and _fault_type(doc) == "ProductInventoryRecordNotFoundException"
+                            ):
                                 again.append(("PUT", t))  # no record yet: create it
                             elif status == 409 and attempt < 2:
                                 again.append((method, t))
                             else:
-                                results.append(InventoryResult(t.sku, list_id, t.quantity, None, "", ok=False,
-                                                               error=_part_error(status, doc, t.sku, list_id)))
+                                results.append(
+                                    InventoryResult(
+                                        t.sku,
+                                        list_id,
+                                        t.quantity,
+                                        None,
+                                        "",
+                                        ok=False,
+                                        error=_part_error(status, doc, t.sku, list_id),
+                                    )
+                                )
                 if not again:
                     break
                 pending = again
@@ -262,10 +313,12 @@ class SFCCConnector(Connector, Storefront):
         out = []
         skus = list(dict.fromkeys(skus))
         for start in range(0, len(skus), self.batch_size):
-            answers = self._batch("GET", channel_ref, [(s, None) for s in skus[start:start + self.batch_size]])
+            answers = self._batch("GET", channel_ref, [(s, None) for s in skus[start : start + self.batch_size]])
             for sku, (status, doc) in answers.items():
                 if status == 200 and isinstance(doc, dict):
-                    out.append(StorefrontStock(sku, channel_ref, int(doc.get("ats") or 0), None, f"{channel_ref}/{sku}"))
+                    out.append(
+                        StorefrontStock(sku, channel_ref, int(doc.get("ats") or 0), None, f"{channel_ref}/{sku}")
+                    )
                 elif status != 404:
                     raise _part_error(status, doc, sku, channel_ref)
         return out
@@ -273,8 +326,10 @@ class SFCCConnector(Connector, Storefront):
     def list_skus(self) -> Iterable[str]:
         start, count = 0, 200
         while True:
-            body = self.client.post(f"/s/-/dw/data/{self.version}/product_search",
-                                    json={"query": {"match_all_query": {}}, "select": "(**)", "start": start, "count": count}).json()
+            body = self.client.post(
+                f"/s/-/dw/data/{self.version}/product_search",
+                json={"query": {"match_all_query": {}}, "select": "(**)", "start": start, "count": count},
+            ).json()
             hits = body.get("hits") or []
             for hit in hits:
                 yield hit.get("product_id") or hit.get("id")
@@ -286,25 +341,50 @@ class SFCCConnector(Connector, Storefront):
     def _to_order(self, o: dict) -> StorefrontOrder:
         items = o.get("product_items") or []
         shipment = (o.get("shipments") or [{}])[0]
-        channel = next((i.get("inventory_id") for i in items if i.get("inventory_id")), "") or self.default_list or o.get("site_id", "")
+        channel = (
+            next((i.get("inventory_id") for i in items if i.get("inventory_id")), "")
+            or self.default_list
+            or o.get("site_id", "")
+        )
         own = (self.notes_attr, self.tracking_attr, self.carrier_attr, self.marker_attr, "c_trackingUrls")
         custom = {k[2:]: v for k, v in o.items() if k.startswith("c_") and k not in own}
-        lines = [OrderLineData(line_id=str(i.get("item_id") or i.get("product_id")), sku=str(i.get("product_id", "")),
-                               quantity=int(i.get("quantity", 0)), unit_price_cents=_cents(i.get("base_price")),
-                               name=i.get("product_name", "") or "",
-                               custom_fields={k[2:]: v for k, v in i.items() if k.startswith("c_")}) for i in items]
+        lines = [
+            OrderLineData(
+                line_id=str(i.get("item_id") or i.get("product_id")),
+                sku=str(i.get("product_id", "")),
+                quantity=int(i.get("quantity", 0)),
+                unit_price_cents=_cents(i.get("base_price")),
+                name=i.get("product_name", "") or "",
+                custom_fields={k[2:]: v for k, v in i.items() if k.startswith("c_")},
+            )
+            for i in items
+        ]
         email = (o.get("customer_info") or {}).get("email", "") or ""
         ship_to = _address(shipment.get("shipping_address"))
         ship_to.email = email
         return StorefrontOrder(
-            external_id=str(o["order_no"]), order_number=str(o["order_no"]), channel_ref=channel, lines=lines, version=None,
-            placed_at=_dt(o.get("creation_date")), currency=o.get("currency", "") or "", total_cents=_cents(o.get("order_total")),
-            customer_email=email, shipping_address=ship_to, billing_address=_address(o.get("billing_address")),
+            external_id=str(o["order_no"]),
+            order_number=str(o["order_no"]),
+            channel_ref=channel,
+            lines=lines,
+            version=None,
+            placed_at=_dt(o.get("creation_date")),
+            currency=o.get("currency", "") or "",
+            total_cents=_cents(o.get("order_total")),
+            customer_email=email,
+            shipping_address=ship_to,
+            billing_address=_address(o.get("billing_address")),
             shipping_method=((shipment.get("shipping_method") or {}).get("id", "") or ""),
-            gift_message=shipment.get("gift_message", "") or "", delivery_notes=o.get(self.notes_attr, "") or "",
-            custom_fields=custom, promotion_codes=[c["code"] for c in o.get("coupon_items") or [] if c.get("code")],
-            status=o.get("status", "") or "", shipment_state=o.get("shipping_status", "") or "", raw=o,
-            capturable=capturable(o), awaiting_export=_status(o.get("export_status")) == "ready")
+            gift_message=shipment.get("gift_message", "") or "",
+            delivery_notes=o.get(self.notes_attr, "") or "",
+            custom_fields=custom,
+            promotion_codes=[c["code"] for c in o.get("coupon_items") or [] if c.get("code")],
+            status=o.get("status", "") or "",
+            shipment_state=o.get("shipping_status", "") or "",
+            raw=o,
+            capturable=capturable(o),
+            awaiting_export=_status(o.get("export_status")) == "ready",
+        )
 
     def orders_since(self, cursor: str, limit: int = 100) -> Page:
         since, _, after_no = (cursor or self.orders_start).partition("|")
@@ -312,15 +392,33 @@ class SFCCConnector(Connector, Storefront):
         start, out = 0, []
         query: dict = {"match_all_query": {}}
         if since:
-            query = {"filtered_query": {"query": {"match_all_query": {}},
-                                        "filter": {"range_filter": {"field": "last_modified", "from": since, "from_inclusive": True}}}}
+            query = {
+                "filtered_query": {
+                    "query": {"match_all_query": {}},
+                    "filter": {"range_filter": {"field": "last_modified", "from": since, "from_inclusive": True}},
+                }
+            }
         while True:
-            body = self.client.post(self._shop("/order_search"), json={
-                "query": query, "select": "(**)", "start": start, "count": count,
-                "sorts": [{"field": "last_modified", "sort_order": "asc"}, {"field": "order_no", "sort_order": "asc"}]}).json()
+            body = self.client.post(
+                self._shop("/order_search"),
+                json={
+                    "query": query,
+                    "select": "(**)",
+                    "start": start,
+                    "count": count,
+                    "sorts": [
+                        {"field": "last_modified", "sort_order": "asc"},
+                        {"field": "order_no", "sort_order": "asc"},
+                    ],
+                },
+            ).json()
             hits = [h.get("data") or {} for h in body.get("hits") or []]
             total = int(body.get("total", 0))
-            fresh = [o for o in hits if (o.get("last_modified", ""), str(o.get("order_no"))) > (since, after_no)] if since else hits
+            fresh = (
+                [o for o in hits if (o.get("last_modified", ""), str(o.get("order_no"))) > (since, after_no)]
+                if since
+                else hits
+            )
             out = self.read_orders(fresh)
             start += len(hits)
             has_more = start < total
@@ -340,8 +438,13 @@ class SFCCConnector(Connector, Storefront):
                 out.append(self._to_order(doc))
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 no = str(doc.get("order_no") or "") if isinstance(doc, dict) else ""
-                out.reject(no or f"row-{i}", "order", f"sfcc order {no or f'row-{i}'} is malformed: {type(exc).__name__}: {exc}",
-                           raw=doc, name=no)
+                out.reject(
+                    no or f"row-{i}",
+                    "order",
+                    f"sfcc order {no or f'row-{i}'} is malformed: {type(exc).__name__}: {exc}",
+                    raw=doc,
+                    name=no,
+                )
         return out
 
     def get_order(self, external_id: str) -> StorefrontOrder:
@@ -357,19 +460,26 @@ class SFCCConnector(Connector, Storefront):
             nos = [payload["order_no"]]
         else:
             orders = payload.get("orders")
-            nos = [o.get("order_no") for o in orders if isinstance(o, dict) and o.get("order_no")] if isinstance(orders, list) else []
+            nos = (
+                [o.get("order_no") for o in orders if isinstance(o, dict) and o.get("order_no")]
+                if isinstance(orders, list)
+                else []
+            )
         if not nos:
             raise errors.BadDataError("sfcc order webhook without order_no", body=payload, system="sfcc")
         out = []
         for no in nos:
             no = str(no) if isinstance(no, (str, int)) and not isinstance(no, bool) else ""
             if not _ORDER_NO_RX.fullmatch(no):
-                raise errors.BadDataError(f"sfcc order webhook with a malformed order_no {no[:60]!r}", body=payload, system="sfcc")
+                raise errors.BadDataError(
+                    f"sfcc order webhook with a malformed order_no {no[:60]!r}", body=payload, system="sfcc"
+                )
             out.append(no)
         return out
 
-    def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None,
-                     known_order: dict | None = None) -> int | None:
+    def mark_shipped(
+        self, external_id: str, parcels: list[Parcel], known_version: int | None = None, known_order: dict | None = None
+    ) -> int | None:
         """Tracking, carrier and the hub's marker into the order's custom attributes (Shop API PATCH — it
         considers only ``status`` and custom attributes), then ``shipping_status`` = shipped through the Data
         API status resource. The attributes go first, so the order never reads shipped without the marker
@@ -392,8 +502,12 @@ class SFCCConnector(Connector, Storefront):
     def set_order_status(self, order_no: str, field: str, value: str) -> None:
         """OCAPI Data API ``PUT /sites/{site}/orders/{order_no}/<field>`` with ``{"status": value}`` for
         ``status`` / ``shipping_status`` / ``export_status`` / ``payment_status`` / ``confirmation_status``."""
-        self.client.request("PUT", f"/s/-/dw/data/{self.version}/sites/{self.site_id}/orders/{order_no}/{field}",
-                            json={"status": value}, retry_conflicts=True)
+        self.client.request(
+            "PUT",
+            f"/s/-/dw/data/{self.version}/sites/{self.site_id}/orders/{order_no}/{field}",
+            json={"status": value},
+            retry_conflicts=True,
+        )
 
     # --- storefront-side fulfilments ------------------------------------------------------------------
     def storefront_fulfilments(self, order: StorefrontOrder | dict) -> ParsedBatch:
@@ -422,12 +536,19 @@ class SFCCConnector(Connector, Storefront):
 
         status = _status(raw.get("shipping_status"))
         if status not in SHIPPING_STATUSES:
-            reject(no, "shipping_status", f"shipping_status {raw.get('shipping_status')!r} is not one of "
-                                          f"{', '.join(SHIPPING_STATUSES)}", raw.get("shipping_status"))
+            reject(
+                no,
+                "shipping_status",
+                f"shipping_status {raw.get('shipping_status')!r} is not one of {', '.join(SHIPPING_STATUSES)}",
+                raw.get("shipping_status"),
+            )
             return out
         shipments, items = raw.get("shipments"), raw.get("product_items")
-        if status == "not_shipped" and not any(isinstance(s, dict) and _status(s.get("shipping_status")) == "shipped"
-                                               for s in shipments or [] if isinstance(shipments, list)):
+        if status == "not_shipped" and not any(
+            isinstance(s, dict) and _status(s.get("shipping_status")) == "shipped"
+            for s in shipments or []
+            if isinstance(shipments, list)
+        ):
             return out  # the common case: nothing has left yet
         if not isinstance(shipments, list) or not shipments:
             reject(no, "shipments", "a shipped order without a shipments list", shipments)
@@ -446,23 +567,37 @@ class SFCCConnector(Connector, Storefront):
             ref = f"{no}/{sid}"
             own = _status(s.get("shipping_status")) if s.get("shipping_status") is not None else ""
             if own and own not in SHIPPING_STATUSES:
-                reject(ref, f"{where}.shipping_status", f"shipping_status {s.get('shipping_status')!r} is not one of "
-                                                         f"{', '.join(SHIPPING_STATUSES)}", s)
+                reject(
+                    ref,
+                    f"{where}.shipping_status",
+                    f"shipping_status {s.get('shipping_status')!r} is not one of {', '.join(SHIPPING_STATUSES)}",
+                    s,
+                )
                 continue
             any_own = any_own or own == "shipped"
             if own != "shipped" and not order_shipped_by_store:
                 continue
             lines, problem = [], None
-            mine = [i for i in items if not isinstance(i, dict) or str(i.get("shipment_id") or "") == sid
-                    or (not i.get("shipment_id") and len(shipments) == 1)]
+            mine = [
+                i
+                for i in items
+                if not isinstance(i, dict)
+                or str(i.get("shipment_id") or "") == sid
+                or (not i.get("shipment_id") and len(shipments) == 1)
+            ]
             for i, item in enumerate(mine):
                 qty = item.get("quantity") if isinstance(item, dict) else None
                 if not isinstance(item, dict) or not item.get("product_id"):
-                    problem = ("product_items", f"product item {item.get('item_id') if isinstance(item, dict) else i!r} "
-                                                "has no product_id")
+                    problem = (
+                        "product_items",
+                        f"product item {item.get('item_id') if isinstance(item, dict) else i!r} has no product_id",
+                    )
                 elif isinstance(qty, bool) or not isinstance(qty, (int, float)) or qty <= 0 or int(qty) != qty:
-                    problem = ("product_items.quantity", f"product item {item.get('item_id') or item['product_id']!r} quantity "
-                                                         f"{qty!r} is not a positive whole number")
+                    problem = (
+                        "product_items.quantity",
+                        f"product item {item.get('item_id') or item['product_id']!r} quantity "
+                        f"{qty!r} is not a positive whole number",
+                    )
                 else:
                     lines.append((str(item["product_id"]), int(qty)))
                 if problem:
@@ -475,11 +610,23 @@ class SFCCConnector(Connector, Storefront):
             merged: dict[str, int] = {}
             for sku, q in lines:
                 merged[sku] = merged.get(sku, 0) + q
-            out.append(Fulfilment(order_ref=no, fulfilment_ref=ref, lines=list(merged.items()),
-                                  location=str(s.get("c_fromStoreId") or ""), fulfilled_at=_dt(raw.get("last_modified"))))
+            out.append(
+                Fulfilment(
+                    order_ref=no,
+                    fulfilment_ref=ref,
+                    lines=list(merged.items()),
+                    location=str(s.get("c_fromStoreId") or ""),
+                    fulfilled_at=_dt(raw.get("last_modified")),
+                )
+            )
         if status == "part_shipped" and not any_own:
-            reject(no, "shipping_status", "shipping_status is part_shipped but no shipment is marked shipped: which lines "
-                                          "left the store is unknown (set the shipped shipment's shipping_status)", status)
+            reject(
+                no,
+                "shipping_status",
+                "shipping_status is part_shipped but no shipment is marked shipped: which lines "
+                "left the store is unknown (set the shipped shipment's shipping_status)",
+                status,
+            )
         return out
 
 

@@ -80,6 +80,7 @@ turned into the OCAPI shape (:func:`to_ocapi`) first.
   "trackingUrl", "carrier"}}`` (Orders 1.5.2 ``OmsStatusEventRequest``; 202), for sites whose order event subscribers
   (notifications, service agents) want the carrier tracking; tracking stays in the ``c_`` attributes either way.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -113,8 +114,13 @@ MAX_LIMIT = 200
 MAX_WINDOW = 10_000  # offset + limit
 MAX_OCI_RECORDS = 100
 READ_EXPORT_STATUSES = "ready,exported,failed"  # at most three values (getOrders exportStatus)
-STATUS_ROUTES = {"status": "status", "shipping_status": "shipping-status", "export_status": "export-status",
-                 "payment_status": "payment-status", "confirmation_status": "confirmation-status"}
+STATUS_ROUTES = {
+    "status": "status",
+    "shipping_status": "shipping-status",
+    "export_status": "export-status",
+    "payment_status": "payment-status",
+    "confirmation_status": "confirmation-status",
+}
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
 
@@ -165,10 +171,17 @@ class SFCCScapiConnector(SFCCConnector):
 
     def build_client(self):
         c = self.connection
-        scope = (c.options or {}).get("scope") or (f"SALESFORCE_COMMERCE_API:{self.tenant} sfcc.orders.rw "
-                                                  "sfcc.inventory.availability.rw sfcc.inventory.impex-inventory.rw sfcc.products")
-        auth = OAuthClientCredentials(token_url=token_url(c.auth_url), client_id=c.client_id, client_secret=c.get_secret(),
-                                      scope=scope, timeout=c.timeout_seconds)
+        scope = (c.options or {}).get("scope") or (
+            f"SALESFORCE_COMMERCE_API:{self.tenant} sfcc.orders.rw "
+            "sfcc.inventory.availability.rw sfcc.inventory.impex-inventory.rw sfcc.products"
+        )
+        auth = OAuthClientCredentials(
+            token_url=token_url(c.auth_url),
+            client_id=c.client_id,
+            client_secret=c.get_secret(),
+            scope=scope,
+            timeout=c.timeout_seconds,
+        )
         return HttpClient.for_connection(c, auth=auth)
 
     def _orders(self, suffix: str = "") -> str:
@@ -178,8 +191,13 @@ class SFCCScapiConnector(SFCCConnector):
     def orders_since(self, cursor: str, limit: int = 100) -> Page:
         since, seen = parse_cursor(cursor or self.orders_start)
         lim = max(1, min(MAX_LIMIT, limit))
-        params = {"siteId": self.site_id, "sortBy": "last_modified_date", "sortOrder": "asc",
-                  "exportStatus": READ_EXPORT_STATUSES, "limit": lim}
+        params = {
+            "siteId": self.site_id,
+            "sortBy": "last_modified_date",
+            "sortOrder": "asc",
+            "exportStatus": READ_EXPORT_STATUSES,
+            "limit": lim,
+        }
         if since:
             params["lastModifiedDateFrom"] = utc_iso(since)
         offset, out, has_more = 0, [], False
@@ -206,13 +224,19 @@ class SFCCScapiConnector(SFCCConnector):
         return Page(self.read_orders([to_ocapi(d) for d in out]), f"{last_at}|{','.join(sorted(same))}", has_more)
 
     def get_order(self, external_id: str) -> StorefrontOrder:
-        return self._to_order(to_ocapi(self.client.get(self._orders(f"/{external_id}"), params={"siteId": self.site_id}).json()))
+        return self._to_order(
+            to_ocapi(self.client.get(self._orders(f"/{external_id}"), params={"siteId": self.site_id}).json())
+        )
 
-    def mark_shipped(self, external_id: str, parcels: list[Parcel], known_version: int | None = None,
-                     known_order: dict | None = None) -> int | None:
+    def mark_shipped(
+        self, external_id: str, parcels: list[Parcel], known_version: int | None = None, known_order: dict | None = None
+    ) -> int | None:
         tracking = ",".join(p.tracking_number for p in parcels if p.tracking_number)
-        body = {self.tracking_attr: tracking, self.carrier_attr: ",".join(dict.fromkeys(p.carrier for p in parcels if p.carrier)),
-                self.marker_attr: hub_marker(tracking)}
+        body = {
+            self.tracking_attr: tracking,
+            self.carrier_attr: ",".join(dict.fromkeys(p.carrier for p in parcels if p.carrier)),
+            self.marker_attr: hub_marker(tracking),
+        }
         urls = ",".join(p.tracking_url for p in parcels if p.tracking_url)
         if urls:
             body["c_trackingUrls"] = urls
@@ -239,23 +263,42 @@ class SFCCScapiConnector(SFCCConnector):
                 wanted[sku] = wanted.get(sku, 0) + int(qty)
             lines = []
             for i in items:
-                take = int(i.get("quantity") or 0) if not p.lines else min(int(i.get("quantity") or 0), wanted.get(i.get("productId"), 0))
+                take = (
+                    int(i.get("quantity") or 0)
+                    if not p.lines
+                    else min(int(i.get("quantity") or 0), wanted.get(i.get("productId"), 0))
+                )
                 if take > 0:
                     lines.append({"id": i["itemId"], "quantity": take})
                     if p.lines:
                         wanted[i["productId"]] -= take
             if not lines:
                 continue
-            event = {"id": hub_marker(f"{order_no}|{p.tracking_number}"), "occurredAt": utc_iso(), "type": "shipped",
-                     "lineItems": lines[:200], "trackingNumber": p.tracking_number[:256], "trackingUrl": p.tracking_url[:2048]}
+            event = {
+                "id": hub_marker(f"{order_no}|{p.tracking_number}"),
+                "occurredAt": utc_iso(),
+                "type": "shipped",
+                "lineItems": lines[:200],
+                "trackingNumber": p.tracking_number[:256],
+                "trackingUrl": p.tracking_url[:2048],
+            }
             if p.carrier:
                 event["carrier"] = p.carrier[:256]
-            self.client.request("POST", self._orders(f"/{order_no}/oms-status-events"), params={"siteId": self.site_id},
-                                json={"fulfillmentEvent": event}, ok=(202,))
+            self.client.request(
+                "POST",
+                self._orders(f"/{order_no}/oms-status-events"),
+                params={"siteId": self.site_id},
+                json={"fulfillmentEvent": event},
+                ok=(202,),
+            )
 
     def set_order_status(self, order_no: str, field: str, value: str) -> None:
-        self.client.request("PUT", self._orders(f"/{order_no}/{STATUS_ROUTES[field]}"), params={"siteId": self.site_id},
-                            json={"status": value})
+        self.client.request(
+            "PUT",
+            self._orders(f"/{order_no}/{STATUS_ROUTES[field]}"),
+            params={"siteId": self.site_id},
+            json={"status": value},
+        )
 
     def list_skus(self):
         """Every sellable SKU of the site's catalogue (standard items and variants — masters, sets and bundles hold no
@@ -263,9 +306,16 @@ class SFCCScapiConnector(SFCCConnector):
         docstring), sorted by id, paged with offset / limit ≤ 200 until ``total``."""
         offset = 0
         while True:
-            body = self.client.post(PRODUCT_SEARCH.format(org=self.org), params={"siteId": self.site_id}, json={
-                "query": {"termQuery": {"fields": ["type"], "operator": "one_of", "values": list(SELLABLE_TYPES)}},
-                "sorts": [{"field": "id", "sortOrder": "asc"}], "limit": MAX_LIMIT, "offset": offset}).json()
+            body = self.client.post(
+                PRODUCT_SEARCH.format(org=self.org),
+                params={"siteId": self.site_id},
+                json={
+                    "query": {"termQuery": {"fields": ["type"], "operator": "one_of", "values": list(SELLABLE_TYPES)}},
+                    "sorts": [{"field": "id", "sortOrder": "asc"}],
+                    "limit": MAX_LIMIT,
+                    "offset": offset,
+                },
+            ).json()
             hits = body.get("hits") or []
             for hit in hits:
                 if isinstance(hit, dict) and hit.get("id"):
@@ -281,12 +331,23 @@ class SFCCScapiConnector(SFCCConnector):
         ids = {id(t): str(uuid.uuid4()) for t in items}  # one idempotency id per record, kept across retries
         results: list[InventoryResult] = []
         for start in range(0, len(items), self.oci_batch):
-            chunk = items[start:start + self.oci_batch]
-            records = [{"id": ids[id(t)], "location": t.channel_ref, "sku": t.sku,
-                        "onHand": int(t.quantity) + int(t.held or 0), "effectiveDate": utc_iso(t.as_of)}
-                       for t in chunk]
-            resp = self.client.post(OCI.format(org=self.oci_tenant) + "/batch-update", json={"records": records},
-                                    retry_conflicts=True, ok=(200, 204))
+            chunk = items[start : start + self.oci_batch]
+            records = [
+                {
+                    "id": ids[id(t)],
+                    "location": t.channel_ref,
+                    "sku": t.sku,
+                    "onHand": int(t.quantity) + int(t.held or 0),
+                    "effectiveDate": utc_iso(t.as_of),
+                }
+                for t in chunk
+            ]
+            resp = self.client.post(
+                OCI.format(org=self.oci_tenant) + "/batch-update",
+                json={"records": records},
+                retry_conflicts=True,
+                ok=(200, 204),
+            )
             failed = {}
             if resp.status_code == 200:  # partial success: the records that did not land
                 answer = resp.json()
@@ -298,8 +359,9 @@ class SFCCScapiConnector(SFCCConnector):
                 if err is None:
                     results.append(InventoryResult(t.sku, t.channel_ref, t.quantity, None, f"{t.channel_ref}/{t.sku}"))
                 else:
-                    results.append(InventoryResult(t.sku, t.channel_ref, t.quantity, None, "", ok=False,
-                                                   error=_oci_error(err, t)))
+                    results.append(
+                        InventoryResult(t.sku, t.channel_ref, t.quantity, None, "", ok=False, error=_oci_error(err, t))
+                    )
         return results
 
     def push_full(self, targets: list[InventoryTarget]) -> list[InventoryResult]:
@@ -310,29 +372,64 @@ class SFCCScapiConnector(SFCCConnector):
             return self.set_stock(list(latest.values()))
         items = sorted(latest.values(), key=lambda t: (t.sku, t.channel_ref))  # SKUs grouped: the fast layout
         ids = [str(uuid.uuid4()) for _ in items]
-        content = "".join(json.dumps({"recordId": rid, "sku": t.sku, "onHand": int(t.quantity) + int(t.held or 0),
-                                      "effectiveDate": utc_iso(t.as_of), "locationId": t.channel_ref},
-                                     separators=(",", ":")) + "\n" for rid, t in zip(ids, items)).encode()
+        content = "".join(
+            json.dumps(
+                {
+                    "recordId": rid,
+                    "sku": t.sku,
+                    "onHand": int(t.quantity) + int(t.held or 0),
+                    "effectiveDate": utc_iso(t.as_of),
+                    "locationId": t.channel_ref,
+                },
+                separators=(",", ":"),
+            )
+            + "\n"
+            for rid, t in zip(ids, items)
+        ).encode()
         base = IMPEX.format(org=self.oci_tenant)
-        started = self.client.post(base, json={"fileName": f"hub-full-load-{ids[0]}.ndjson", "fileFormat": "JSON",
-                                               "fileHash": hashlib.sha256(content).hexdigest(), "fileHashType": "SHA-256",
-                                               "linkDuration": 60}).json()
+        started = self.client.post(
+            base,
+            json={
+                "fileName": f"hub-full-load-{ids[0]}.ndjson",
+                "fileFormat": "JSON",
+                "fileHash": hashlib.sha256(content).hexdigest(),
+                "fileHashType": "SHA-256",
+                "linkDuration": 60,
+            },
+        ).json()
         import_id, link = str(started.get("importId") or ""), str(started.get("uploadLink") or "")
         if not import_id or not link.startswith(("/", self.client.base_url + "/")):
             # the token goes with the upload: only to this connection's own host
-            raise errors.BadDataError(f"OCI import answered without importId / an uploadLink on this host: {started!r}"[:500],
-                                      system="sfcc")
+            raise errors.BadDataError(
+                f"OCI import answered without importId / an uploadLink on this host: {started!r}"[:500], system="sfcc"
+            )
         boundary = f"hub-{uuid.uuid4().hex}"
-        form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"full-load.ndjson\"\r\n"
-                f"Content-Type: application/x-ndjson\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+        form = (
+            (
+                f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"full-load.ndjson\"\r\n"
+                f"Content-Type: application/x-ndjson\r\n\r\n"
+            ).encode()
+            + content
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
         # a lost answer to the upload is not re-sent blindly: 409 (already received) means OCI has the file
-        self.client.request("POST", link, data=form, ok=(200, 409), retries=0,
-                            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        self.client.request(
+            "POST",
+            link,
+            data=form,
+            ok=(200, 409),
+            retries=0,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
         # status and results through the documented routes (the RAML's example fullResults.href is an internal path)
         status = self._await_import(f"{base}/{import_id}/status", import_id)
         if status.get("status") != "COMPLETED":
-            problems = "; ".join(str(e) for e in (status.get("validation") or {}).get("errors") or []) or "no reason given"
-            raise errors.BadDataError(f"OCI import {import_id} {status.get('status')}: {problems}"[:2000], body=status, system="sfcc")
+            problems = (
+                "; ".join(str(e) for e in (status.get("validation") or {}).get("errors") or []) or "no reason given"
+            )
+            raise errors.BadDataError(
+                f"OCI import {import_id} {status.get('status')}: {problems}"[:2000], body=status, system="sfcc"
+            )
         refused, failed_all = self._import_errors(self.client.get(f"{base}/{import_id}/file-content").text)
         results = []
         for rid, t in zip(ids, items):
@@ -341,8 +438,19 @@ class SFCCScapiConnector(SFCCConnector):
                 results.append(InventoryResult(t.sku, t.channel_ref, t.quantity, None, f"{t.channel_ref}/{t.sku}"))
             else:
                 msg = (err or {}).get("message") or "the import loaded no record"
-                results.append(InventoryResult(t.sku, t.channel_ref, t.quantity, None, "", ok=False, error=errors.BadDataError(
-                    f"OCI import {import_id}, record {t.channel_ref}/{t.sku}: {msg}", body=err, system="sfcc")))
+                results.append(
+                    InventoryResult(
+                        t.sku,
+                        t.channel_ref,
+                        t.quantity,
+                        None,
+                        "",
+                        ok=False,
+                        error=errors.BadDataError(
+                            f"OCI import {import_id}, record {t.channel_ref}/{t.sku}: {msg}", body=err, system="sfcc"
+                        ),
+                    )
+                )
         return results
 
     def _await_import(self, status_link: str, import_id: str) -> dict:
@@ -353,8 +461,10 @@ class SFCCScapiConnector(SFCCConnector):
             if str(status.get("status") or "").upper() in IMPORT_DONE:
                 return status
             if time.monotonic() >= deadline:  # still running: the rows are retried (absolute figures, newer as_of)
-                raise errors.RetryableError(f"OCI import {import_id} still {status.get('status')} after "
-                                            f"{self.import_timeout:.0f}s", system="sfcc")
+                raise errors.RetryableError(
+                    f"OCI import {import_id} still {status.get('status')} after {self.import_timeout:.0f}s",
+                    system="sfcc",
+                )
 
     @staticmethod
     def _import_errors(text: str) -> tuple[dict[str, dict], bool]:
@@ -379,15 +489,24 @@ class SFCCScapiConnector(SFCCConnector):
         out = []
         skus = list(dict.fromkeys(skus))
         for start in range(0, len(skus), self.oci_batch):
-            body = self.client.post(OCI.format(org=self.oci_tenant) + "/get-availability",
-                                    json={"skus": skus[start:start + self.oci_batch], "locations": [channel_ref]}).json()
+            body = self.client.post(
+                OCI.format(org=self.oci_tenant) + "/get-availability",
+                json={"skus": skus[start : start + self.oci_batch], "locations": [channel_ref]},
+            ).json()
             for loc in (body.get("locations") if isinstance(body, dict) else None) or []:
                 if not isinstance(loc, dict) or loc.get("id") != channel_ref:
                     continue
                 for rec in loc.get("records") or []:
                     if isinstance(rec, dict) and rec.get("sku"):
-                        out.append(StorefrontStock(str(rec["sku"]), channel_ref, int(rec.get("atf") or 0), None,
-                                                   f"{channel_ref}/{rec['sku']}"))
+                        out.append(
+                            StorefrontStock(
+                                str(rec["sku"]),
+                                channel_ref,
+                                int(rec.get("atf") or 0),
+                                None,
+                                f"{channel_ref}/{rec['sku']}",
+                            )
+                        )
         return out
 
 

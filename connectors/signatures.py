@@ -23,6 +23,7 @@ A connection without a webhook secret refuses every webhook (:func:`webhook_secr
 holding a secret or an expected digest is marked ``sensitive_variables`` so Django's error reports never show
 them. Importable without Django settings (the sandbox signs with :func:`sign`); nothing here imports the hub.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -103,8 +104,9 @@ def check_hmac(secret: str, body: bytes, headers, now: float | None = None) -> S
 
 
 @sensitive_variables("secret")
-def verify_hmac(secret: str, body: bytes, headers, now: float | None = None, *,
-                connection: WebhookSender | None = None) -> bool:
+def verify_hmac(
+    secret: str, body: bytes, headers, now: float | None = None, *, connection: WebhookSender | None = None
+) -> bool:
     """True if the signature is valid (:func:`check_hmac`) and — when ``connection`` is given — was never
     accepted before for that connection (its ``claim_webhook_signature``; a True answer consumes it)."""
     sig = check_hmac(secret, body, headers, now)
@@ -140,6 +142,9 @@ def webhook_secret(connection: WebhookSender) -> str:
     """The connection's webhook secret, or '' (logged: a connection without one refuses every webhook)."""
     secret = connection.get_webhook_secret()
     if not secret:
-        log.warning("webhook for connection %s refused: it has no webhook secret (set one in the admin, "
-                    "or name an environment variable in webhook_secret_env)", connection.name)
+        log.warning(
+            "webhook for connection %s refused: it has no webhook secret (set one in the admin, "
+            "or name an environment variable in webhook_secret_env)",
+            connection.name,
+        )
     return secret

@@ -31,7 +31,8 @@ Error handling (every call goes through :class:`connectors.http.HttpClient`):
 - ``send_order``'s acknowledgement carries WAIR's ``allocations`` (SKU → location where the line was allocated;
   a uk-web order may be allocated at EU1): the hub releases each line's hold on a moved figure there.
 - ``send_order`` / ``send_fulfilment`` answered 202 "pending" (received, not acknowledged) →
-  :class:`NotAcknowledged`, a RetryableError with ``kind == "not_acknowledged"``: the order is at WAIR
+  :class:`NotAcknowledged`, the taxonomy's :class:`connectors.errors.NotAcknowledgedError` (a RetryableError,
+  ``kind == "not_acknowledged"``): the order is at WAIR
   but has no acknowledgement id yet, so the hub marks it *sent*, not *acknowledged*. Re-sending is safe
   (the Idempotency-Key is the order ref; WAIR never creates a second order) and is how the hub asks again.
   Order intake retries 409 too ("key in flight"), since the key makes every retry a replay.
@@ -49,6 +50,7 @@ Malformed rows in inbound payloads
   for rows that could not be understood; callers record those as ``bad_payload`` exceptions. Only an
   unusable envelope (not an object / no list) raises BadDataError.
 """
+
 from __future__ import annotations
 
 import re
@@ -58,8 +60,18 @@ from typing import Any, Iterable
 from urllib.parse import quote
 
 from . import errors
-from .base import (Acknowledgement, Connector, Dispatch, Fulfilment, InventoryMaster, Page, Parcel, StockChange,
-                   Warehouse, WarehouseOrder)
+from .base import (
+    Acknowledgement,
+    Connector,
+    Dispatch,
+    Fulfilment,
+    InventoryMaster,
+    Page,
+    Parcel,
+    StockChange,
+    Warehouse,
+    WarehouseOrder,
+)
 from .egress import display_url
 from .http import CachedTokenAuth, HeaderAuth, HttpClient
 from .parsing import ParsedBatch, parse_rows, to_iso as _iso
@@ -69,8 +81,13 @@ API_KEY_HEADER = "X-Api-Key"
 DEFAULT_PAGE_SIZE = 500
 SNAPSHOT_SKU_CHUNK = 100
 # WAIR wire state → hub inventory state (integration_hub.inventory.models.InventoryState)
-STATE_FROM_WIRE = {"available": "available", "inspection": "inspection", "damaged": "damaged",
-                   "inTransit": "in_transit", "reserved": "reserved"}
+STATE_FROM_WIRE = {
+    "available": "available",
+    "inspection": "inspection",
+    "damaged": "damaged",
+    "inTransit": "in_transit",
+    "reserved": "reserved",
+}
 _INT_RX = re.compile(r"^\s*-?\d+\s*$")
 
 
@@ -94,22 +111,22 @@ class WairTokenAuth(CachedTokenAuth):
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.tenant:
             headers["X-Tenant"] = self.tenant
-        return session.post(self.token_url, json={"username": self.username, "password": self.password},
-                            headers=headers, timeout=self.timeout, allow_redirects=False)
+        return session.post(
+            self.token_url,
+            json={"username": self.username, "password": self.password},
+            headers=headers,
+            timeout=self.timeout,
+            allow_redirects=False,
+        )
 
     def parse(self, body: dict) -> tuple[str, int]:
         return body["accessToken"], int(body.get("expiresIn") or 3600)
 
 
-class NotAcknowledged(errors.RetryableError):
+class NotAcknowledged(errors.NotAcknowledgedError):
     """WAIR received the order (202) but has not acknowledged it: no order id yet. The order is *sent*,
-    not *acknowledged*; ask again later (same Idempotency-Key — never a duplicate order)."""
-
-    kind = "not_acknowledged"
-
-    def __init__(self, message: str, *, order_ref: str = "", **kw):
-        super().__init__(message, **kw)
-        self.order_ref = order_ref
+    not *acknowledged*; ask again later (same Idempotency-Key — never a duplicate order). The taxonomy's
+    :class:`connectors.errors.NotAcknowledgedError` (``kind == "not_acknowledged"``), named for WAIR."""
 
 
 class AlreadyDispatched(errors.PermanentError):
@@ -157,9 +174,19 @@ def _flag(value: Any, name: str, default: bool = True) -> bool:
 def _address(a) -> dict | None:
     if a is None:
         return None
-    return {"firstName": a.first_name, "lastName": a.last_name, "company": a.company, "street": a.street,
-            "street2": a.street2, "postalCode": a.postal_code, "city": a.city, "region": a.region,
-            "country": a.country, "phone": a.phone, "email": a.email}
+    return {
+        "firstName": a.first_name,
+        "lastName": a.last_name,
+        "company": a.company,
+        "street": a.street,
+        "street2": a.street2,
+        "postalCode": a.postal_code,
+        "city": a.city,
+        "region": a.region,
+        "country": a.country,
+        "phone": a.phone,
+        "email": a.email,
+    }
 
 
 class WairConnector(Connector, InventoryMaster, Warehouse):
@@ -177,8 +204,13 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         conn = self.connection
         tenant = str((conn.options or {}).get("tenant") or "")
         if conn.client_id:
-            auth = WairTokenAuth(f"{conn.base_url.rstrip('/')}/Token", conn.client_id, conn.get_secret(), tenant,
-                                 timeout=conn.timeout_seconds)
+            auth = WairTokenAuth(
+                f"{conn.base_url.rstrip('/')}/Token",
+                conn.client_id,
+                conn.get_secret(),
+                tenant,
+                timeout=conn.timeout_seconds,
+            )
         else:
             auth = HeaderAuth(API_KEY_HEADER, conn.get_secret())
         return HttpClient.for_connection(conn, auth=auth, default_headers={"X-Tenant": tenant} if tenant else None)
@@ -199,9 +231,14 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
             if not fields and exc.status != 422:
                 raise
             detail = "; ".join(f"{k}: {v}" for k, v in fields.items()) or str(body.get("message") or exc)
-            raise WairValidationError(f"WAIR rejected {method} {path}: {detail}", fields=fields,
-                                      code=str(body.get("code") or ""), status=exc.status, body=exc.body,
-                                      system=self.system_type) from exc
+            raise WairValidationError(
+                f"WAIR rejected {method} {path}: {detail}",
+                fields=fields,
+                code=str(body.get("code") or ""),
+                status=exc.status,
+                body=exc.body,
+                system=self.system_type,
+            ) from exc
 
     def _json(self, resp) -> dict:
         """The JSON object of a 2xx answer; anything else (an HTML page from a proxy, a list) is bad data."""
@@ -210,13 +247,20 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         try:
             body = resp.json()
         except ValueError:
-            raise errors.BadDataError(f"WAIR {resp.request.method} {display_url(resp.url)} answered {resp.status_code} "
-                                      f"with non-JSON ({resp.headers.get('Content-Type') or 'no content type'})",
-                                      status=resp.status_code, body=resp.text[:2000],
-                                      system=self.system_type) from None
+            raise errors.BadDataError(
+                f"WAIR {resp.request.method} {display_url(resp.url)} answered {resp.status_code} "
+                f"with non-JSON ({resp.headers.get('Content-Type') or 'no content type'})",
+                status=resp.status_code,
+                body=resp.text[:2000],
+                system=self.system_type,
+            ) from None
         if not isinstance(body, dict):
-            raise errors.BadDataError(f"WAIR {resp.request.method} {resp.url} answered a {type(body).__name__}, not an object",
-                                      status=resp.status_code, body=body, system=self.system_type)
+            raise errors.BadDataError(
+                f"WAIR {resp.request.method} {resp.url} answered a {type(body).__name__}, not an object",
+                status=resp.status_code,
+                body=body,
+                system=self.system_type,
+            )
         return body
 
     # --- locations ---------------------------------------------------------------------------------
@@ -252,8 +296,14 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         if isinstance(sku, int) and not isinstance(sku, bool):
             sku = str(sku)  # a numeric id sent as a JSON number; catalogue transforms handle padding
         ref = row.get("id")
-        return StockChange(sku=sku, location=loc, quantity=qty, state=state, changed_at=changed,
-                           ref=str(ref) if ref not in (None, "") else "")
+        return StockChange(
+            sku=sku,
+            location=loc,
+            quantity=qty,
+            state=state,
+            changed_at=changed,
+            ref=str(ref) if ref not in (None, "") else "",
+        )
 
     def stock_changes(self, cursor: str) -> Page:
         params = {"limit": self.page_size}
@@ -262,18 +312,24 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         body = self._json(self._call("GET", "stock/changes", params=params))
         rows = body.get("changes")
         if not isinstance(rows, list):
-            raise errors.BadDataError("WAIR stock/changes answer has no 'changes' list", body=body, system=self.system_type)
+            raise errors.BadDataError(
+                "WAIR stock/changes answer has no 'changes' list", body=body, system=self.system_type
+            )
         items = [self.stock_change_from_row(r, i) for i, r in enumerate(rows)]
-        return Page(items=items, cursor=str(body.get("nextCursor") or cursor or ""),
-                    has_more=bool(body.get("moreRecordsAvailable")))
+        return Page(
+            items=items,
+            cursor=str(body.get("nextCursor") or cursor or ""),
+            has_more=bool(body.get("moreRecordsAvailable")),
+        )
 
     def parse_stock_webhook(self, payload: dict) -> list[StockChange]:
         """``{"type": "stock.changed", "batchId", "changes": [...]}`` → one StockChange per row."""
         if not isinstance(payload, dict) or not isinstance(payload.get("changes"), list):
             raise errors.BadDataError("stock webhook: 'changes' must be a list", body=payload, system=self.system_type)
         if payload.get("type") not in (None, "stock.changed"):
-            raise errors.BadDataError(f"stock webhook: unexpected type {payload.get('type')!r}", body=payload,
-                                      system=self.system_type)
+            raise errors.BadDataError(
+                f"stock webhook: unexpected type {payload.get('type')!r}", body=payload, system=self.system_type
+            )
         batch = str(payload.get("batchId") or "")
         out = []
         for i, row in enumerate(payload["changes"]):
@@ -292,7 +348,7 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
             return
         skus = list(dict.fromkeys(skus))
         for i in range(0, len(skus), SNAPSHOT_SKU_CHUNK):
-            yield from self._stock_pages({**base, "skuId": ",".join(skus[i:i + SNAPSHOT_SKU_CHUNK])})
+            yield from self._stock_pages({**base, "skuId": ",".join(skus[i : i + SNAPSHOT_SKU_CHUNK])})
 
     def _stock_pages(self, params: dict) -> Iterable[StockChange]:
         offset = 0
@@ -329,32 +385,60 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
             # a bundle's own line (WarehouseOrderLine.pickable False) is not flagged separately: WAIR never picks
             # a line that other lines name as parentLineId (its components are the goods). Adding a field would
             # change the body of orders already in flight, which WAIR refuses under the same Idempotency-Key.
-            "lines": [{"lineId": line.line_id, "skuId": line.sku, "quantity": line.quantity,
-                       "parentLineId": line.parent_line_id or None, "unitPriceCents": line.unit_price_cents,
-                       "customFields": dict(line.custom_fields or {})} for line in order.lines],
+            "lines": [
+                {
+                    "lineId": line.line_id,
+                    "skuId": line.sku,
+                    "quantity": line.quantity,
+                    "parentLineId": line.parent_line_id or None,
+                    "unitPriceCents": line.unit_price_cents,
+                    "customFields": dict(line.custom_fields or {}),
+                }
+                for line in order.lines
+            ],
         }
 
     def send_order(self, order: WarehouseOrder) -> Acknowledgement:
         # Idempotency-Key = order ref: retries (timeouts, 5xx, 429, 409 "key in flight") can never create a
         # second order, so the client may retry every one of them.
-        resp = self._call("POST", "orders", json=self.order_body(order), headers={"Idempotency-Key": order.order_ref},
-                          ok=(200, 201, 202), retry_conflicts=True)
+        resp = self._call(
+            "POST",
+            "orders",
+            json=self.order_body(order),
+            headers={"Idempotency-Key": order.order_ref},
+            ok=(200, 201, 202),
+            retry_conflicts=True,
+        )
         body = self._json(resp)
         order_id = body.get("orderId")
         if body.get("status") == "cancelled":
-            raise OrderCancelled(f"WAIR has order {order.order_ref} as cancelled; it will not be fulfilled",
-                                 status=resp.status_code, body=body, system=self.system_type)
+            raise OrderCancelled(
+                f"WAIR has order {order.order_ref} as cancelled; it will not be fulfilled",
+                status=resp.status_code,
+                body=body,
+                system=self.system_type,
+            )
         if resp.status_code == 202 or not order_id:
-            raise NotAcknowledged(f"WAIR received order {order.order_ref} but has not acknowledged it "
-                                  f"(status {body.get('status') or resp.status_code})",
-                                  order_ref=order.order_ref, status=resp.status_code, body=body, system=self.system_type)
+            raise NotAcknowledged(
+                f"WAIR received order {order.order_ref} but has not acknowledged it "
+                f"(status {body.get('status') or resp.status_code})",
+                order_ref=order.order_ref,
+                status=resp.status_code,
+                body=body,
+                system=self.system_type,
+            )
         duplicate = resp.status_code == 200 or resp.headers.get("Idempotent-Replayed", "").lower() == "true"
         try:
             received = _parse_dt(body.get("receivedAt"))
         except ValueError:
             received = None  # a timestamp we cannot read is not worth refusing an acknowledgement over
-        return Acknowledgement(order_ref=order.order_ref, warehouse_ref=str(order_id), duplicate=duplicate, received_at=received,
-                               allocations=self._allocations(body))
+        return Acknowledgement(
+            order_ref=order.order_ref,
+            warehouse_ref=str(order_id),
+            duplicate=duplicate,
+            received_at=received,
+            allocations=self._allocations(body),
+        )
 
     @staticmethod
     def _allocations(body: dict) -> dict[str, str]:
@@ -372,8 +456,9 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         body = self._json(self._call("GET", f"orders/{quote(order_ref, safe='')}"))
         if not body.get("orderId"):
             return None
-        return Acknowledgement(order_ref=order_ref, warehouse_ref=str(body["orderId"]), duplicate=True,
-                               allocations=self._allocations(body))
+        return Acknowledgement(
+            order_ref=order_ref, warehouse_ref=str(body["orderId"]), duplicate=True, allocations=self._allocations(body)
+        )
 
     def cancel_order(self, order_ref: str) -> str:
         """Ask WAIR to cancel an order not yet dispatched → its status ("cancelled"). Raises NotFoundError
@@ -381,8 +466,12 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         try:
             body = self._json(self._call("POST", f"orders/{quote(order_ref, safe='')}/cancel"))
         except errors.ConflictError as exc:
-            raise AlreadyDispatched(f"WAIR cannot cancel {order_ref}: already dispatched", status=exc.status, body=exc.body,
-                                    system=self.system_type) from exc
+            raise AlreadyDispatched(
+                f"WAIR cannot cancel {order_ref}: already dispatched",
+                status=exc.status,
+                body=exc.body,
+                system=self.system_type,
+            ) from exc
         return str(body.get("status") or "")
 
     def dispatches_for(self, order_ref: str) -> list[Dispatch]:
@@ -395,11 +484,16 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
             try:
                 since = int(did) - 1
             except (TypeError, ValueError):
-                raise errors.BadDataError(f"WAIR order {order_ref} names dispatch {did!r}, not a dispatch id", body=body,
-                                          system=self.system_type) from None
+                raise errors.BadDataError(
+                    f"WAIR order {order_ref} names dispatch {did!r}, not a dispatch id",
+                    body=body,
+                    system=self.system_type,
+                ) from None
             params = {"limit": 1, **({"since": str(since)} if since > 0 else {})}
             page = self._json(self._call("GET", "dispatches", params=params))
-            batch = self._dispatch_rows([r for r in page.get("dispatches") or [] if isinstance(r, dict) and str(r.get("id")) == str(did)])
+            batch = self._dispatch_rows(
+                [r for r in page.get("dispatches") or [] if isinstance(r, dict) and str(r.get("id")) == str(did)]
+            )
             out += [d for d in batch if d.order_ref == order_ref]
         return out
 
@@ -446,12 +540,26 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
                 sku = line.get("skuId") if isinstance(line, dict) else None
                 qty = line.get("quantity") if isinstance(line, dict) else None
                 if not isinstance(sku, str) or not sku or isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0:
-                    raise _RowError(f"parcels[{i}].lines[{j}]", f"parcel line {line!r} needs skuId and a positive quantity")
+                    raise _RowError(
+                        f"parcels[{i}].lines[{j}]", f"parcel line {line!r} needs skuId and a positive quantity"
+                    )
                 lines.append((sku, qty))
-            parcels.append(Parcel(carrier=str(p.get("carrier") or ""), tracking_number=tn,
-                                  tracking_url=str(p.get("trackingUrl") or ""), lines=lines))
-        return Dispatch(order_ref=ref, warehouse_ref=str(row.get("orderId") or ""), dispatched_at=when, parcels=parcels,
-                        ref=str(row.get("id") or ""), complete=_flag(row.get("complete"), "complete"))
+            parcels.append(
+                Parcel(
+                    carrier=str(p.get("carrier") or ""),
+                    tracking_number=tn,
+                    tracking_url=str(p.get("trackingUrl") or ""),
+                    lines=lines,
+                )
+            )
+        return Dispatch(
+            order_ref=ref,
+            warehouse_ref=str(row.get("orderId") or ""),
+            dispatched_at=when,
+            parcels=parcels,
+            ref=str(row.get("id") or ""),
+            complete=_flag(row.get("complete"), "complete"),
+        )
 
     def _dispatch_rows(self, rows: list) -> ParsedBatch:
         return parse_rows(rows, self.dispatch_from_row, ("id", "orderRef"))
@@ -464,31 +572,52 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
         body = self._json(self._call("GET", "dispatches", params=params))
         rows = body.get("dispatches")
         if not isinstance(rows, list):
-            raise errors.BadDataError("WAIR dispatches answer has no 'dispatches' list", body=body, system=self.system_type)
-        return Page(items=self._dispatch_rows(rows), cursor=str(body.get("nextCursor") or cursor or ""),
-                    has_more=bool(body.get("moreRecordsAvailable")))
+            raise errors.BadDataError(
+                "WAIR dispatches answer has no 'dispatches' list", body=body, system=self.system_type
+            )
+        return Page(
+            items=self._dispatch_rows(rows),
+            cursor=str(body.get("nextCursor") or cursor or ""),
+            has_more=bool(body.get("moreRecordsAvailable")),
+        )
 
     def parse_dispatch_webhook(self, payload: dict) -> ParsedBatch:
         """``{"type": "dispatch.confirmed", "dispatches": [...]}`` → ParsedBatch of Dispatch (+ ``rejected``)."""
         if not isinstance(payload, dict) or not isinstance(payload.get("dispatches"), list):
-            raise errors.BadDataError("dispatch webhook: 'dispatches' must be a list", body=payload, system=self.system_type)
+            raise errors.BadDataError(
+                "dispatch webhook: 'dispatches' must be a list", body=payload, system=self.system_type
+            )
         return self._dispatch_rows(payload["dispatches"])
 
     def send_fulfilment(self, fulfilment: Fulfilment) -> str:
         """Report a storefront-side fulfilment → WAIR's fulfilment id. Idempotency-Key
         ``<order_ref>:<fulfilment_ref>``; 202 pending → :class:`NotAcknowledged` (send again later)."""
-        body = {"orderRef": fulfilment.order_ref, "fulfilmentRef": fulfilment.fulfilment_ref,
-                "locationId": fulfilment.location or None, "fulfilledAt": _iso(fulfilment.fulfilled_at),
-                "lines": [{"skuId": sku, "quantity": qty} for sku, qty in fulfilment.lines]}
+        body = {
+            "orderRef": fulfilment.order_ref,
+            "fulfilmentRef": fulfilment.fulfilment_ref,
+            "locationId": fulfilment.location or None,
+            "fulfilledAt": _iso(fulfilment.fulfilled_at),
+            "lines": [{"skuId": sku, "quantity": qty} for sku, qty in fulfilment.lines],
+        }
         key = f"{fulfilment.order_ref}:{fulfilment.fulfilment_ref}"
-        resp = self._call("POST", "fulfilments", json=body, headers={"Idempotency-Key": key}, ok=(200, 201, 202),
-                          retry_conflicts=True)
+        resp = self._call(
+            "POST", "fulfilments", json=body, headers={"Idempotency-Key": key}, ok=(200, 201, 202), retry_conflicts=True
+        )
         answer = self._json(resp)
         fid = answer.get("fulfilmentId")
         if resp.status_code == 202 and not fid:
-            raise NotAcknowledged(f"WAIR received fulfilment {key} but has not acknowledged it", order_ref=fulfilment.order_ref,
-                                  status=202, body=answer, system=self.system_type)
+            raise NotAcknowledged(
+                f"WAIR received fulfilment {key} but has not acknowledged it",
+                order_ref=fulfilment.order_ref,
+                status=202,
+                body=answer,
+                system=self.system_type,
+            )
         if not fid:
-            raise errors.RetryableError(f"WAIR answered {resp.status_code} without a fulfilmentId", status=resp.status_code,
-                                        body=resp.text[:500], system=self.system_type)
+            raise errors.RetryableError(
+                f"WAIR answered {resp.status_code} without a fulfilmentId",
+                status=resp.status_code,
+                body=resp.text[:500],
+                system=self.system_type,
+            )
         return str(fid)

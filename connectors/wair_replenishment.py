@@ -36,12 +36,13 @@ options: ``tenant`` (X-Tenant), ``channel_locations`` (hub channel key → WAIR 
 ``warehouses`` (hub warehouse → WAIR location id, used by the demand feed), ``max_per_call``
 (``{"Sales": n, …}``), ``page_size`` (recommendation reads, default 500).
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
 from . import errors
-from .base import (Connector, DemandLine, Planner, PlannerAllocation, PlannerVariant, PlannerWarehouse, Recommendation)
+from .base import Connector, DemandLine, Planner, PlannerAllocation, PlannerVariant, PlannerWarehouse, Recommendation
 from .http import HttpClient
 from .parsing import to_iso
 from .wair import WairTokenAuth
@@ -50,10 +51,15 @@ DOCUMENT = "https://docs.wair.ai/v1/docs/integration-core-principles"
 
 SHAPE = {
     "api": "/api/v1",
-    "batch_start": "Batch/start", "batch_stop": "Batch/stop",
-    "targets": "Recommendations/stockTargets", "transfers": "Recommendations/transfers",
+    "batch_start": "Batch/start",
+    "batch_stop": "Batch/stop",
+    "targets": "Recommendations/stockTargets",
+    "transfers": "Recommendations/transfers",
     # endpoint → (envelope key, recommended maximum per call)
-    "Items": ("items", 25_000), "Locations": ("locations", 10_000), "Stock": ("stock", 50_000), "Sales": ("sales", 10_000),
+    "Items": ("items", 25_000),
+    "Locations": ("locations", 10_000),
+    "Stock": ("stock", 50_000),
+    "Sales": ("sales", 10_000),
     "StockNotForReplenishment": ("stockNotForReplenishment", 10_000),
 }
 UPLOAD_ORDER = ("Items", "Locations", "Stock", "Sales", "StockNotForReplenishment")
@@ -84,9 +90,15 @@ class WairReplenishmentConnector(Connector, Planner):
     def build_client(self) -> HttpClient:
         c = self.connection
         if not c.client_id:
-            raise errors.PermanentError("WAIR replenishment needs client_id (user name) and the password as secret", system="wair")
-        auth = WairTokenAuth(f"{c.base_url.rstrip('/')}/Token", c.client_id, c.get_secret(), self.tenant, timeout=c.timeout_seconds)
-        return HttpClient.for_connection(c, auth=auth, default_headers={"X-Tenant": self.tenant} if self.tenant else None)
+            raise errors.PermanentError(
+                "WAIR replenishment needs client_id (user name) and the password as secret", system="wair"
+            )
+        auth = WairTokenAuth(
+            f"{c.base_url.rstrip('/')}/Token", c.client_id, c.get_secret(), self.tenant, timeout=c.timeout_seconds
+        )
+        return HttpClient.for_connection(
+            c, auth=auth, default_headers={"X-Tenant": self.tenant} if self.tenant else None
+        )
 
     def _path(self, endpoint: str) -> str:
         return f"{SHAPE['api']}/{endpoint}"
@@ -97,8 +109,14 @@ class WairReplenishmentConnector(Connector, Planner):
 
     @staticmethod
     def item_record(v: PlannerVariant) -> dict:
-        return {"itemId": v.product_id or v.sku, "code": v.product_id or v.sku, "description": v.title or v.sku,
-                "skus": [{"skuId": v.sku, "code": v.sku, "styleId": v.product_id or v.sku, "description": v.title or v.sku}]}
+        return {
+            "itemId": v.product_id or v.sku,
+            "code": v.product_id or v.sku,
+            "description": v.title or v.sku,
+            "skus": [
+                {"skuId": v.sku, "code": v.sku, "styleId": v.product_id or v.sku, "description": v.title or v.sku}
+            ],
+        }
 
     @classmethod
     def item_records(cls, variants) -> list[dict]:
@@ -117,34 +135,65 @@ class WairReplenishmentConnector(Connector, Planner):
 
     @staticmethod
     def location_record(location_id: str, name: str, kind: str) -> dict:
-        return {"locationId": location_id, "code": location_id, "description": name or location_id, "locationType": kind}
+        return {
+            "locationId": location_id,
+            "code": location_id,
+            "description": name or location_id,
+            "locationType": kind,
+        }
 
     def sale_record(self, line: DemandLine) -> dict:
         qty = -abs(int(line.quantity)) if line.is_return else int(line.quantity)
         price = None if line.unit_price_cents is None else round(line.unit_price_cents / 100, 2)
-        return {"salesId": line.key or f"{line.order_ref}|{line.sku}|{line.bundle_sku}|{'return' if line.is_return else 'sale'}",
-                "receiptId": line.order_ref, "locationId": self.sales_location(line.channel), "skuId": line.sku, "quantity": qty,
-                "salesDateTime": to_iso(line.ordered_at), "price": None if price is None else (-price if line.is_return else price),
-                "currency": line.currency}
+        return {
+            "salesId": line.key
+            or f"{line.order_ref}|{line.sku}|{line.bundle_sku}|{'return' if line.is_return else 'sale'}",
+            "receiptId": line.order_ref,
+            "locationId": self.sales_location(line.channel),
+            "skuId": line.sku,
+            "quantity": qty,
+            "salesDateTime": to_iso(line.ordered_at),
+            "price": None if price is None else (-price if line.is_return else price),
+            "currency": line.currency,
+        }
 
     @staticmethod
     def allocation_record(a: PlannerAllocation) -> dict:
-        return {"id": a.id, "locationId": a.location, "skuId": a.sku, "startDateTime": to_iso(a.since) or EPOCH, "endDateTime": None,
-                "quantity": int(a.quantity)}
+        return {
+            "id": a.id,
+            "locationId": a.location,
+            "skuId": a.sku,
+            "startDateTime": to_iso(a.since) or EPOCH,
+            "endDateTime": None,
+            "quantity": int(a.quantity),
+        }
 
     def cycle(self, lines, variants, warehouses, allocations) -> dict[str, list[dict]]:
         """The records of one upload cycle, per endpoint."""
         channels = sorted({x.channel for x in lines if x.channel})
         locations = [self.location_record(w.id, w.name, "warehouse") for w in warehouses]
         locations += [self.location_record(self.sales_location(ch), ch, "webshop") for ch in channels]
-        stock = [{"locationId": wid, "skuId": v.sku, "quantity": int(qty)} for v in variants for wid, qty in sorted(v.on_hand.items())]
-        return {"Items": self.item_records(variants), "Locations": locations, "Stock": stock,
-                "Sales": [self.sale_record(x) for x in lines if x.quantity or x.is_return],
-                "StockNotForReplenishment": [self.allocation_record(a) for a in allocations]}
+        stock = [
+            {"locationId": wid, "skuId": v.sku, "quantity": int(qty)}
+            for v in variants
+            for wid, qty in sorted(v.on_hand.items())
+        ]
+        return {
+            "Items": self.item_records(variants),
+            "Locations": locations,
+            "Stock": stock,
+            "Sales": [self.sale_record(x) for x in lines if x.quantity or x.is_return],
+            "StockNotForReplenishment": [self.allocation_record(a) for a in allocations],
+        }
 
     # --- the upload cycle -------------------------------------------------------------------------------------
-    def push_demand(self, lines: list[DemandLine], variants: list[PlannerVariant] = (),
-                    warehouses: list[PlannerWarehouse] = (), allocations: list[PlannerAllocation] = ()) -> int:
+    def push_demand(
+        self,
+        lines: list[DemandLine],
+        variants: list[PlannerVariant] = (),
+        warehouses: list[PlannerWarehouse] = (),
+        allocations: list[PlannerAllocation] = (),
+    ) -> int:
         bad = [x.key or x.order_ref for x in lines if not x.sku or not x.channel]
         if bad:
             raise errors.BadDataError(f"{len(bad)} demand line(s) lack a SKU or channel, e.g. {bad[:5]}", system="wair")
@@ -155,13 +204,20 @@ class WairReplenishmentConnector(Connector, Planner):
                 key, _ = SHAPE[endpoint]
                 rows, size = records[endpoint], self.limits[endpoint]
                 if endpoint == "StockNotForReplenishment":  # full load: the complete current set, in one or more calls
-                    chunks = [rows[i:i + size] for i in range(0, len(rows), size)] or [[]]
+                    chunks = [rows[i : i + size] for i in range(0, len(rows), size)] or [[]]
                     for n, chunk in enumerate(chunks):
-                        self.client.post(self._path(endpoint), json={key: chunk}, ok=(200, 201, 204),
-                                         params={"fullLoad": "true", "moreRecordsAvailable": "true" if n < len(chunks) - 1 else "false"})
+                        self.client.post(
+                            self._path(endpoint),
+                            json={key: chunk},
+                            ok=(200, 201, 204),
+                            params={
+                                "fullLoad": "true",
+                                "moreRecordsAvailable": "true" if n < len(chunks) - 1 else "false",
+                            },
+                        )
                     continue
                 for start in range(0, len(rows), size):
-                    self.client.post(self._path(endpoint), json={key: rows[start:start + size]}, ok=(200, 201, 204))
+                    self.client.post(self._path(endpoint), json={key: rows[start : start + size]}, ok=(200, 201, 204))
         finally:
             try:
                 self.client.post(self._path(SHAPE["batch_stop"]), json={}, ok=(200, 201, 204))
@@ -180,7 +236,7 @@ class WairReplenishmentConnector(Connector, Planner):
         self.client.post(self._path(SHAPE["batch_start"]), json={}, ok=(200, 201, 204))
         try:
             for start in range(0, len(rows), size):
-                self.client.post(self._path("Items"), json={key: rows[start:start + size]}, ok=(200, 201, 204))
+                self.client.post(self._path("Items"), json={key: rows[start : start + size]}, ok=(200, 201, 204))
         finally:
             try:
                 self.client.post(self._path(SHAPE["batch_stop"]), json={}, ok=(200, 201, 204))
@@ -212,8 +268,16 @@ class WairReplenishmentConnector(Connector, Planner):
         for t in self._read(SHAPE["targets"], "stockTargets"):
             qty = self._int(t.get("targetQuantity"))
             if t.get("skuId") and t.get("locationId") and qty is not None and qty >= 0:
-                out.append(Recommendation(sku=str(t["skuId"]), location=str(t["locationId"]), recommended_quantity=qty, kind="target",
-                                          reason=f"stock to hold for the coming 7 days (forecast {t.get('forecastDate') or '?'})", raw=t))
+                out.append(
+                    Recommendation(
+                        sku=str(t["skuId"]),
+                        location=str(t["locationId"]),
+                        recommended_quantity=qty,
+                        kind="target",
+                        reason=f"stock to hold for the coming 7 days (forecast {t.get('forecastDate') or '?'})",
+                        raw=t,
+                    )
+                )
         transfers: dict[tuple[str, str], Recommendation] = {}
         for t in self._read(SHAPE["transfers"], "transfers"):
             qty = self._int(t.get("quantity"))
@@ -224,9 +288,14 @@ class WairReplenishmentConnector(Connector, Planner):
                 transfers[key].recommended_quantity += qty
                 transfers[key].raw.setdefault("more", []).append(t)
                 continue
-            transfers[key] = Recommendation(sku=key[0], location=key[1], recommended_quantity=qty, kind="transfer",
-                                            supplier=str(t.get("fromLocationId") or ""),
-                                            reason=f"{t.get('transferType') or 'transfer'} from {t.get('fromLocationId')} "
-                                                   f"({t.get('referenceId')}), dispatch {t.get('plannedDispatchDate') or '?'}",
-                                            raw=dict(t))
+            transfers[key] = Recommendation(
+                sku=key[0],
+                location=key[1],
+                recommended_quantity=qty,
+                kind="transfer",
+                supplier=str(t.get("fromLocationId") or ""),
+                reason=f"{t.get('transferType') or 'transfer'} from {t.get('fromLocationId')} "
+                f"({t.get('referenceId')}), dispatch {t.get('plannedDispatchDate') or '?'}",
+                raw=dict(t),
+            )
         return out + list(transfers.values())

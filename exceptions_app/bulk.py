@@ -8,6 +8,7 @@ mapped items; a connection whose pushes keep failing has its back-off lifted. Th
 acknowledged (who asked, what was done) and resolve when the retried work succeeds — the owning flow clears
 their keys. Records nothing can retry (refused credentials, unmapped SKUs) are counted and left as they are.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,14 +26,31 @@ from .models import ACTIVE_STATUSES, ExceptionRecord, Status
 
 CHUNK = 1000
 ACTIONS = {
-    "acknowledge": "acknowledged", "resolve": "resolved", "ignore": "ignored", "reopen": "reopened",
-    "assign_me": "assigned to you", "assign": "assigned", "unassign": "unassigned",
-    "snooze": "snoozed", "snooze_sync": "hidden until a sync resolves them", "unsnooze": "un-snoozed",
+    "acknowledge": "acknowledged",
+    "resolve": "resolved",
+    "ignore": "ignored",
+    "reopen": "reopened",
+    "assign_me": "assigned to you",
+    "assign": "assigned",
+    "unassign": "unassigned",
+    "snooze": "snoozed",
+    "snooze_sync": "hidden until a sync resolves them",
+    "unsnooze": "un-snoozed",
     "retry": "retried",
 }
-VERBS = {"acknowledge": "acknowledge", "resolve": "resolve", "ignore": "ignore", "reopen": "reopen", "assign_me": "assign to me",
-         "assign": "assign", "unassign": "unassign", "snooze": "snooze", "snooze_sync": "hide until a sync",
-         "unsnooze": "un-snooze", "retry": "retry"}
+VERBS = {
+    "acknowledge": "acknowledge",
+    "resolve": "resolve",
+    "ignore": "ignore",
+    "reopen": "reopen",
+    "assign_me": "assign to me",
+    "assign": "assign",
+    "unassign": "unassign",
+    "snooze": "snooze",
+    "snooze_sync": "hide until a sync",
+    "unsnooze": "un-snooze",
+    "retry": "retry",
+}
 SNOOZE_CHOICES = [("1h", "1 hour"), ("4h", "4 hours"), ("24h", "24 hours"), ("7d", "7 days")]
 _SNOOZE = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 ORDER_ACTIONS = ("retry_order", "resend_dispatch", "check_order")
@@ -95,8 +113,13 @@ def assignable():
 
     from integration_hub.core.roles import ADMIN, OPS
 
-    return (get_user_model().objects.filter(is_active=True).filter(Q(groups__name__in=[OPS, ADMIN]) | Q(is_superuser=True))
-            .distinct().order_by("username"))
+    return (
+        get_user_model()
+        .objects.filter(is_active=True)
+        .filter(Q(groups__name__in=[OPS, ADMIN]) | Q(is_superuser=True))
+        .distinct()
+        .order_by("username")
+    )
 
 
 @dataclass
@@ -119,10 +142,16 @@ class Outcome:
     def summary(self, action: str) -> str:
         text = f"{self.changed} exception(s) {ACTIONS.get(action, action)}"
         if action == "retry":
-            text += (f": {self.orders} order(s) due for resend"
-                     + (f" ({self.invalid} still invalid after revalidation: the reasons are on each order)" if self.invalid else "")
-                     + f", {self.pushes} stock push(es) queued, "
-                     f"{self.lifted} failing push(es) retried now; they resolve when the retried work succeeds")
+            text += (
+                f": {self.orders} order(s) due for resend"
+                + (
+                    f" ({self.invalid} still invalid after revalidation: the reasons are on each order)"
+                    if self.invalid
+                    else ""
+                )
+                + f", {self.pushes} stock push(es) queued, "
+                f"{self.lifted} failing push(es) retried now; they resolve when the retried work succeeds"
+            )
         if self.skipped:
             reasons = sorted({why for _, why in self.skipped})
             text += f". {len(self.skipped)} left as they are ({'; '.join(reasons)[:300]})"
@@ -136,7 +165,7 @@ def run(ids, action: str, params: Params, user=None, progress=None) -> Outcome:
     actor = user if getattr(user, "is_authenticated", False) else None
     with audit.acting_as(actor, audit.current_source() if audit.current_user() is not None else "console"):
         for start in range(0, len(ids), CHUNK):
-            chunk = ids[start:start + CHUNK]
+            chunk = ids[start : start + CHUNK]
             with transaction.atomic():
                 out.add(_chunk(chunk, action, params, actor))
             if progress is not None:
@@ -155,32 +184,61 @@ def _chunk(ids: list[int], action: str, params: Params, actor) -> Outcome:
     now = _now()
     status_fields = dict(status_changed_at=now, status_changed_by=actor)
     if action == "acknowledge":
-        eligible, values = [r for r in records if r.status == Status.OPEN], dict(
-            status=Status.ACKNOWLEDGED, status_reason=params.reason or f"acknowledged in bulk by {who}", **status_fields)
+        eligible, values = (
+            [r for r in records if r.status == Status.OPEN],
+            dict(
+                status=Status.ACKNOWLEDGED,
+                status_reason=params.reason or f"acknowledged in bulk by {who}",
+                **status_fields,
+            ),
+        )
     elif action == "resolve":
-        eligible, values = [r for r in records if r.status != Status.RESOLVED], dict(
-            status=Status.RESOLVED, status_reason=params.reason or f"resolved in bulk by {who}", snoozed_until=None,
-            snooze_until_sync=False, **status_fields)
+        eligible, values = (
+            [r for r in records if r.status != Status.RESOLVED],
+            dict(
+                status=Status.RESOLVED,
+                status_reason=params.reason or f"resolved in bulk by {who}",
+                snoozed_until=None,
+                snooze_until_sync=False,
+                **status_fields,
+            ),
+        )
     elif action == "ignore":
-        eligible, values = [r for r in records if r.status != Status.IGNORED], dict(
-            status=Status.IGNORED, status_reason=params.reason, **status_fields)
+        eligible, values = (
+            [r for r in records if r.status != Status.IGNORED],
+            dict(status=Status.IGNORED, status_reason=params.reason, **status_fields),
+        )
     elif action == "reopen":
-        eligible, values = [r for r in records if not r.is_active], dict(
-            status=Status.OPEN, status_reason=params.reason or f"reopened by {who}", **status_fields)
+        eligible, values = (
+            [r for r in records if not r.is_active],
+            dict(status=Status.OPEN, status_reason=params.reason or f"reopened by {who}", **status_fields),
+        )
     elif action in ("assign", "assign_me"):
-        eligible, values = [r for r in records if r.assignee_id != params.assignee_id], dict(assignee_id=params.assignee_id)
+        eligible, values = (
+            [r for r in records if r.assignee_id != params.assignee_id],
+            dict(assignee_id=params.assignee_id),
+        )
     elif action == "unassign":
         eligible, values = [r for r in records if r.assignee_id is not None], dict(assignee_id=None)
     elif action == "snooze":
-        eligible, values = [r for r in records if r.is_active], dict(snoozed_until=params.snooze_until, snooze_until_sync=False)
+        eligible, values = (
+            [r for r in records if r.is_active],
+            dict(snoozed_until=params.snooze_until, snooze_until_sync=False),
+        )
     elif action == "snooze_sync":
         eligible, values = [r for r in records if r.is_active], dict(snooze_until_sync=True, snoozed_until=None)
     elif action == "unsnooze":
-        eligible, values = [r for r in records if r.snooze_until_sync or r.snoozed_until], dict(snoozed_until=None, snooze_until_sync=False)
+        eligible, values = (
+            [r for r in records if r.snooze_until_sync or r.snoozed_until],
+            dict(snoozed_until=None, snooze_until_sync=False),
+        )
     elif action == "retry":
         eligible, out = _retry(records, actor)
-        values = dict(status=Status.ACKNOWLEDGED, status_reason=f"retry requested by {who}; resolves when the retried work "
-                      "succeeds", **status_fields)
+        values = dict(
+            status=Status.ACKNOWLEDGED,
+            status_reason=f"retry requested by {who}; resolves when the retried work succeeds",
+            **status_fields,
+        )
     else:
         raise BulkError(f"unknown action {action!r}")
     skipped_ids = {pk for pk, _ in out.skipped}
@@ -208,7 +266,8 @@ def _order_record(r: ExceptionRecord) -> bool:
     ctx = r.context or {}
     is_sku = r.kind in kinds.SPECS and kinds.spec(r.kind).subject == "sku"
     return _retry_of(r) == Retry.ORDER or (
-        (ctx.get("action") in ORDER_ACTIONS or str(ctx.get("order_id", "")).isdigit()) and not is_sku)
+        (ctx.get("action") in ORDER_ACTIONS or str(ctx.get("order_id", "")).isdigit()) and not is_sku
+    )
 
 
 def _retry(records: list[ExceptionRecord], actor) -> tuple[list[ExceptionRecord], Outcome]:
@@ -231,7 +290,7 @@ def _retry(records: list[ExceptionRecord], actor) -> tuple[list[ExceptionRecord]
         else:
             out.skipped.append((r.pk, "nothing to retry: the hub retries it on its own schedule"))
     if order_recs:
-        from integration_hub.console.retry_all import retry_orders
+        from integration_hub.orders.actions import retry_orders
 
         by_record = _orders_of(order_recs)
         ids = sorted({oid for oids in by_record.values() for oid in oids})
@@ -249,7 +308,9 @@ def _retry(records: list[ExceptionRecord], actor) -> tuple[list[ExceptionRecord]
             from integration_hub.inventory.models import PendingPush
             from integration_hub.inventory.outbox import enqueue_pairs, kick
 
-            out.pushes += enqueue_pairs(sorted(set(pairs.values())), priority=PendingPush.Priority.ROUTINE, reason="console retry")
+            out.pushes += enqueue_pairs(
+                sorted(set(pairs.values())), priority=PendingPush.Priority.ROUTINE, reason="console retry"
+            )
             kick()
         for r in push_recs:
             if r.pk in pairs:
@@ -257,11 +318,12 @@ def _retry(records: list[ExceptionRecord], actor) -> tuple[list[ExceptionRecord]
             else:
                 out.skipped.append((r.pk, missing.get(r.pk, "the SKU has no active mapping: map it first")))
     if conn_recs:
-        from integration_hub.console.retry_all import lift_backoff
+        from integration_hub.inventory.outbox import lift_backoff
         from integration_hub.inventory.models import PendingPush
 
-        out.lifted += lift_backoff(PendingPush.objects.filter(channel__connection_id__in={r.connection_id for r in conn_recs},
-                                                              attempts__gt=0))
+        out.lifted += lift_backoff(
+            PendingPush.objects.filter(channel__connection_id__in={r.connection_id for r in conn_recs}, attempts__gt=0)
+        )
         acted += conn_recs
     return acted, out
 
@@ -293,9 +355,11 @@ def _pairs_of(records: list[ExceptionRecord]) -> tuple[dict[int, tuple[int, int]
     wanted = [r for r in records if r.sku and r.channel_id]
     missing = {r.pk: "the exception names no SKU and channel" for r in records if not (r.sku and r.channel_id)}
     maps = {}
-    for sku, channel_id, item_id in (SkuMapping.objects.filter(storefront_sku__in={r.sku for r in wanted}, active=True)
-                                     .filter(Q(channel_id__in={r.channel_id for r in wanted}) | Q(channel__isnull=True))
-                                     .values_list("storefront_sku", "channel_id", "item_id")):
+    for sku, channel_id, item_id in (
+        SkuMapping.objects.filter(storefront_sku__in={r.sku for r in wanted}, active=True)
+        .filter(Q(channel_id__in={r.channel_id for r in wanted}) | Q(channel__isnull=True))
+        .values_list("storefront_sku", "channel_id", "item_id")
+    ):
         if channel_id is not None or (sku, None) not in maps:
             maps[(sku, channel_id)] = item_id
     pairs = {}

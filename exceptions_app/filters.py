@@ -1,4 +1,5 @@
 """django-filter sets for the exception queue (console and API share them)."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -26,7 +27,9 @@ class ExceptionFilter(django_filters.FilterSet):
     kind = django_filters.ChoiceFilter(choices=Kind.choices, empty_label="any kind")
     severity = django_filters.ChoiceFilter(choices=Severity.choices, empty_label="any severity")
     status = django_filters.ChoiceFilter(choices=STATUS_CHOICES, method="filter_status", empty_label=None)
-    connection = django_filters.ModelChoiceFilter(queryset=Connection.objects.only("id", "name", "system_type"), empty_label="any connection")
+    connection = django_filters.ModelChoiceFilter(
+        queryset=Connection.objects.only("id", "name", "system_type"), empty_label="any connection"
+    )
     channel = django_filters.ModelChoiceFilter(queryset=Channel.objects.only("id", "name"), empty_label="any channel")
     age = django_filters.ChoiceFilter(choices=AGE_CHOICES, method="filter_age", empty_label="any age", label="Age")
 
@@ -49,9 +52,14 @@ class ExceptionFilter(django_filters.FilterSet):
         if not value:
             return queryset
         orders = Order.objects.filter(Q(order_number__icontains=value) | Q(customer_email__icontains=value))
-        return queryset.filter(Q(sku__iexact=value) | Q(order_ref__iexact=value) | Q(sku__istartswith=value)
-                               | Q(order_ref__istartswith=value) | Q(dedupe_key__icontains=value)
-                               | Q(order_ref__in=orders.values("idempotency_key")))
+        return queryset.filter(
+            Q(sku__iexact=value)
+            | Q(order_ref__iexact=value)
+            | Q(sku__istartswith=value)
+            | Q(order_ref__istartswith=value)
+            | Q(dedupe_key__icontains=value)
+            | Q(order_ref__in=orders.values("idempotency_key"))
+        )
 
     def filter_status(self, queryset, name, value):
         if value == "active":

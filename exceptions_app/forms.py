@@ -30,8 +30,12 @@ class MapSkuForm(forms.Form):
     """How to fix a SKU problem: the suggestion, one of the near-match items, one of the configured transforms
     that produces this storefront SKU, or an item typed by hand."""
 
-    MODES = [("suggested", "use the suggested item and transform"), ("alternative", "map to one of the near matches"),
-             ("transform", "use a configured transform"), ("item", "map to the item I choose")]
+    MODES = [
+        ("suggested", "use the suggested item and transform"),
+        ("alternative", "map to one of the near matches"),
+        ("transform", "use a configured transform"),
+        ("item", "map to the item I choose"),
+    ]
     mode = forms.ChoiceField(choices=MODES, initial="suggested", widget=forms.RadioSelect)
     alternative = forms.ChoiceField(required=False, widget=forms.RadioSelect, label="Near match")
     transform = forms.ChoiceField(required=False, widget=forms.RadioSelect, label="Configured transform")
@@ -39,17 +43,28 @@ class MapSkuForm(forms.Form):
     all_channels = forms.BooleanField(required=False, label="map on every channel (not just this one)")
     bulk = forms.BooleanField(required=False, label="apply the same transform to all similar open exceptions")
 
-    def __init__(self, *args, suggestion=None, alternatives=(), transform_options=(), storefront_sku: str = "", **kwargs):
+    def __init__(
+        self, *args, suggestion=None, alternatives=(), transform_options=(), storefront_sku: str = "", **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.suggestion = suggestion
         self.storefront_sku = storefront_sku
         self.alternatives = {i.sku: i for i in alternatives}
         self.transform_options = {f"{t.pk}:{i.pk}": (t, i) for t, i in transform_options}
-        self.fields["alternative"].choices = [(i.sku, f"{i.sku}" + (f" — {i.name}" if i.name else "")) for i in alternatives]
-        self.fields["transform"].choices = [(k, f"{t.name} ({transforms.describe(transforms.TransformSpec.from_model(t))}): "
-                                                f"{i.sku} → {storefront_sku}") for k, (t, i) in self.transform_options.items()]
-        modes = [m for m in self.MODES if (m[0] != "suggested" or (suggestion is not None and suggestion.item is not None))
-                 and (m[0] != "alternative" or self.alternatives) and (m[0] != "transform" or self.transform_options)]
+        self.fields["alternative"].choices = [
+            (i.sku, f"{i.sku}" + (f" — {i.name}" if i.name else "")) for i in alternatives
+        ]
+        self.fields["transform"].choices = [
+            (k, f"{t.name} ({transforms.describe(transforms.TransformSpec.from_model(t))}): {i.sku} → {storefront_sku}")
+            for k, (t, i) in self.transform_options.items()
+        ]
+        modes = [
+            m
+            for m in self.MODES
+            if (m[0] != "suggested" or (suggestion is not None and suggestion.item is not None))
+            and (m[0] != "alternative" or self.alternatives)
+            and (m[0] != "transform" or self.transform_options)
+        ]
         self.fields["mode"].choices = modes
         if suggestion is None or suggestion.item is None:
             self.fields["mode"].initial = modes[0][0]
@@ -94,8 +109,12 @@ class MapSkuForm(forms.Form):
 
 
 class OrderActionForm(forms.Form):
-    ACTIONS = [("retry", "Retry send"), ("edit", "Edit field and resend"), ("notify", "Resend shipped notification"),
-               ("cancel", "Cancel order")]
+    ACTIONS = [
+        ("retry", "Retry send"),
+        ("edit", "Edit field and resend"),
+        ("notify", "Resend shipped notification"),
+        ("cancel", "Cancel order"),
+    ]
     action = forms.ChoiceField(choices=ACTIONS)
     field = forms.ChoiceField(choices=list(EDITABLE_ORDER_FIELDS.items()), required=False)
     value = forms.CharField(required=False, max_length=2000)

@@ -39,6 +39,7 @@ notify / cancel, each step with its own permissions), ``repush_stock`` (triage.r
 Adding a kind: add it to ``models.Kind`` (a migration for the choices), declare its spec below;
 ``tests/exceptions_app/test_kinds.py`` checks every kind has one and every action and permission exists.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -77,18 +78,43 @@ class FixAction:
     steps: dict[str, tuple[str, ...]] = field(default_factory=dict)  # sub-actions with their own permissions
 
 
-FIX_ACTIONS: dict[str, FixAction] = {a.name: a for a in [
-    FixAction("map_sku", "Map the storefront SKU to a master item",
-              ("catalog.add_skumapping", "catalog.change_skumapping", "exceptions_app.change_exceptionrecord")),
-    FixAction("order", "Act on the order", ("exceptions_app.view_exceptionrecord",), steps={
-        "retry": ("orders.retry_order",), "edit": ("orders.change_order", "orders.retry_order"),
-        "notify": ("orders.retry_order",), "cancel": ("orders.cancel_order",)}),
-    FixAction("repush_stock", "Queue a stock push", ("inventory.change_pendingpush", "exceptions_app.change_exceptionrecord")),
-    FixAction("take_master_value", "Take the item master's value",
-              ("exceptions_app.change_exceptionrecord", "catalog.view_item")),  # ops, admin
-    # the queue's bulk retry (any kind): orders and stock pushes
-    FixAction("retry", "Retry", ("exceptions_app.change_exceptionrecord", "orders.retry_order", "inventory.change_pendingpush")),
-]}
+FIX_ACTIONS: dict[str, FixAction] = {
+    a.name: a
+    for a in [
+        FixAction(
+            "map_sku",
+            "Map the storefront SKU to a master item",
+            ("catalog.add_skumapping", "catalog.change_skumapping", "exceptions_app.change_exceptionrecord"),
+        ),
+        FixAction(
+            "order",
+            "Act on the order",
+            ("exceptions_app.view_exceptionrecord",),
+            steps={
+                "retry": ("orders.retry_order",),
+                "edit": ("orders.change_order", "orders.retry_order"),
+                "notify": ("orders.retry_order",),
+                "cancel": ("orders.cancel_order",),
+            },
+        ),
+        FixAction(
+            "repush_stock",
+            "Queue a stock push",
+            ("inventory.change_pendingpush", "exceptions_app.change_exceptionrecord"),
+        ),
+        FixAction(
+            "take_master_value",
+            "Take the item master's value",
+            ("exceptions_app.change_exceptionrecord", "catalog.view_item"),
+        ),  # ops, admin
+        # the queue's bulk retry (any kind): orders and stock pushes
+        FixAction(
+            "retry",
+            "Retry",
+            ("exceptions_app.change_exceptionrecord", "orders.retry_order", "inventory.change_pendingpush"),
+        ),
+    ]
+}
 # a record's context["action"] that means "act on the order"
 ORDER_CONTEXT_ACTIONS = ("retry_order", "resend_dispatch")
 
@@ -113,41 +139,125 @@ class KindSpec:
         return FIX_ACTIONS[self.action].permissions if self.action else ()
 
 
-SPECS: dict[str, KindSpec] = {s.kind: s for s in [
-    KindSpec(Kind.SKU_MISMATCH, ("channel", "storefront_sku"), Severity.WARNING, Grouping.OWN, "sku", "map_sku",
-             plain="The storefront lists a product code the hub cannot match to a warehouse item, so its stock is "
-                   "not updated. Ops can map it."),
-    KindSpec(Kind.UNKNOWN_SKU, ("channel", "storefront_sku"), Severity.WARNING, Grouping.OWN, "sku", "map_sku",
-             plain="A product code is not known to the hub, so its stock (or an order line with it) cannot be "
-                   "handled yet. Ops can map it."),
-    KindSpec(Kind.STUCK_ORDER, ("order",), Severity.ERROR, Grouping.REFUSAL, "order", "order", Retry.ORDER,
-             plain="The order has not reached the warehouse yet. The hub keeps retrying; ops or CX can retry, "
-                   "correct a field or cancel it."),
-    KindSpec(Kind.ORPHANED_ORDER, ("channel", "external_id"), Severity.ERROR, Grouping.CHANNEL, "order",
-             plain="The storefront has an order the hub never received. Ops will check it."),
-    KindSpec(Kind.SYNC_TIMEOUT, ("connection", "operation"), Severity.ERROR, Grouping.CONNECTION, "connection",
-             retry=Retry.CONNECTION,
-             plain="A connected system did not answer in time. The hub retries on its own; nothing is lost."),
-    KindSpec(Kind.RATE_LIMITED, ("connection", "operation"), Severity.WARNING, Grouping.CONNECTION, "connection",
-             retry=Retry.CONNECTION,
-             plain="A connected system asked the hub to slow down. The hub retries on its own; nothing is lost."),
-    KindSpec(Kind.MISSING_DISPATCH, ("order",), Severity.WARNING, Grouping.CHANNEL, "order", "order", Retry.ORDER,
-             plain="The warehouse shipped the order but the storefront does not show it as shipped yet."),
-    KindSpec(Kind.STOCK_DRIFT, ("channel", "storefront_sku"), Severity.WARNING, Grouping.CHANNEL, "stock", "repush_stock",
-             Retry.PUSH,
-             plain="The stock the storefront shows differs from what the warehouse holds. Ops can push it again."),
-    KindSpec(Kind.BAD_PAYLOAD, ("connection", "source", "ref"), Severity.ERROR, Grouping.REFUSAL, "payload",
-             plain="A system refused some data (for example an address or a code it does not know). Someone needs to"
-                   " correct the data; the details say which field."),
-    KindSpec(Kind.AUTH_FAILURE, ("connection",), Severity.CRITICAL, Grouping.CONNECTION, "connection", retry=Retry.NEVER,
-             plain="A connected system refused the hub's credentials. An administrator must renew them; until then "
-                   "nothing moves on that connection."),
-    KindSpec(Kind.ESCALATED, ("order",), Severity.WARNING, Grouping.OWN, "order", retry=Retry.ORDER,
-             plain="Customer service handed this order to ops with a note."),
-    KindSpec(Kind.MASTER_DATA_DRIFT, ("connection", "sku", "field"), Severity.WARNING, Grouping.REFUSAL, "item",
-             "take_master_value"),
-    KindSpec(Kind.NOT_ON_STOREFRONT, ("connection", "sku"), Severity.WARNING, Grouping.REFUSAL, "item"),
-]}
+SPECS: dict[str, KindSpec] = {
+    s.kind: s
+    for s in [
+        KindSpec(
+            Kind.SKU_MISMATCH,
+            ("channel", "storefront_sku"),
+            Severity.WARNING,
+            Grouping.OWN,
+            "sku",
+            "map_sku",
+            plain="The storefront lists a product code the hub cannot match to a warehouse item, so its stock is "
+            "not updated. Ops can map it.",
+        ),
+        KindSpec(
+            Kind.UNKNOWN_SKU,
+            ("channel", "storefront_sku"),
+            Severity.WARNING,
+            Grouping.OWN,
+            "sku",
+            "map_sku",
+            plain="A product code is not known to the hub, so its stock (or an order line with it) cannot be "
+            "handled yet. Ops can map it.",
+        ),
+        KindSpec(
+            Kind.STUCK_ORDER,
+            ("order",),
+            Severity.ERROR,
+            Grouping.REFUSAL,
+            "order",
+            "order",
+            Retry.ORDER,
+            plain="The order has not reached the warehouse yet. The hub keeps retrying; ops or CX can retry, "
+            "correct a field or cancel it.",
+        ),
+        KindSpec(
+            Kind.ORPHANED_ORDER,
+            ("channel", "external_id"),
+            Severity.ERROR,
+            Grouping.CHANNEL,
+            "order",
+            plain="The storefront has an order the hub never received. Ops will check it.",
+        ),
+        KindSpec(
+            Kind.SYNC_TIMEOUT,
+            ("connection", "operation"),
+            Severity.ERROR,
+            Grouping.CONNECTION,
+            "connection",
+            retry=Retry.CONNECTION,
+            plain="A connected system did not answer in time. The hub retries on its own; nothing is lost.",
+        ),
+        KindSpec(
+            Kind.RATE_LIMITED,
+            ("connection", "operation"),
+            Severity.WARNING,
+            Grouping.CONNECTION,
+            "connection",
+            retry=Retry.CONNECTION,
+            plain="A connected system asked the hub to slow down. The hub retries on its own; nothing is lost.",
+        ),
+        KindSpec(
+            Kind.MISSING_DISPATCH,
+            ("order",),
+            Severity.WARNING,
+            Grouping.CHANNEL,
+            "order",
+            "order",
+            Retry.ORDER,
+            plain="The warehouse shipped the order but the storefront does not show it as shipped yet.",
+        ),
+        KindSpec(
+            Kind.STOCK_DRIFT,
+            ("channel", "storefront_sku"),
+            Severity.WARNING,
+            Grouping.CHANNEL,
+            "stock",
+            "repush_stock",
+            Retry.PUSH,
+            plain="The stock the storefront shows differs from what the warehouse holds. Ops can push it again.",
+        ),
+        KindSpec(
+            Kind.BAD_PAYLOAD,
+            ("connection", "source", "ref"),
+            Severity.ERROR,
+            Grouping.REFUSAL,
+            "payload",
+            plain="A system refused some data (for example an address or a code it does not know). Someone needs to"
+            " correct the data; the details say which field.",
+        ),
+        KindSpec(
+            Kind.AUTH_FAILURE,
+            ("connection",),
+            Severity.CRITICAL,
+            Grouping.CONNECTION,
+            "connection",
+            retry=Retry.NEVER,
+            plain="A connected system refused the hub's credentials. An administrator must renew them; until then "
+            "nothing moves on that connection.",
+        ),
+        KindSpec(
+            Kind.ESCALATED,
+            ("order",),
+            Severity.WARNING,
+            Grouping.OWN,
+            "order",
+            retry=Retry.ORDER,
+            plain="Customer service handed this order to ops with a note.",
+        ),
+        KindSpec(
+            Kind.MASTER_DATA_DRIFT,
+            ("connection", "sku", "field"),
+            Severity.WARNING,
+            Grouping.REFUSAL,
+            "item",
+            "take_master_value",
+        ),
+        KindSpec(Kind.NOT_ON_STOREFRONT, ("connection", "sku"), Severity.WARNING, Grouping.REFUSAL, "item"),
+    ]
+}
 
 
 GENERIC_PLAIN = "The hub could not finish this step."
@@ -177,12 +287,18 @@ def join(kind: str, *parts) -> str:
     return ":".join([str(kind), *[str(p) for p in parts if p not in (None, "")]])[:KEY_LENGTH]
 
 
-def having(*, action: str | None = None, subject: str | None = None, grouping: str | None = None,
-           retry: str | None = None) -> tuple[str, ...]:
+def having(
+    *, action: str | None = None, subject: str | None = None, grouping: str | None = None, retry: str | None = None
+) -> tuple[str, ...]:
     """The kinds whose spec has all the given values, in declaration order."""
-    return tuple(s.kind for s in SPECS.values()
-                 if (action is None or s.action == action) and (subject is None or s.subject == subject)
-                 and (grouping is None or s.grouping == grouping) and (retry is None or s.retry == retry))
+    return tuple(
+        s.kind
+        for s in SPECS.values()
+        if (action is None or s.action == action)
+        and (subject is None or s.subject == subject)
+        and (grouping is None or s.grouping == grouping)
+        and (retry is None or s.retry == retry)
+    )
 
 
 def permissions(action: str, step: str | None = None) -> tuple[str, ...]:

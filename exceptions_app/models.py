@@ -1,4 +1,5 @@
 """The exception queue: everything that could not proceed, merged by a stable key."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -46,15 +47,21 @@ class ExceptionRecord(models.Model):
     title = models.CharField(max_length=300)
     message = models.TextField(blank=True)
     context = models.JSONField(default=dict, blank=True)
-    connection = models.ForeignKey("core.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="exceptions")
-    channel = models.ForeignKey("core.Channel", null=True, blank=True, on_delete=models.SET_NULL, related_name="exceptions")
+    connection = models.ForeignKey(
+        "core.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="exceptions"
+    )
+    channel = models.ForeignKey(
+        "core.Channel", null=True, blank=True, on_delete=models.SET_NULL, related_name="exceptions"
+    )
     sku = models.CharField(max_length=100, blank=True, db_index=True)
     order_ref = models.CharField(max_length=100, blank=True, db_index=True)
     count = models.PositiveIntegerField(default=1)
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField(db_index=True)
     status_changed_at = models.DateTimeField(null=True, blank=True)
-    status_changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    status_changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     status_reason = models.TextField(blank=True)
     times_reopened = models.PositiveIntegerField(default=0)
     # root-cause grouping (services.group_fingerprint): records with the same fingerprint raised within
@@ -63,15 +70,19 @@ class ExceptionRecord(models.Model):
     group_key = models.CharField(max_length=140, blank=True, db_index=True)
     # ops triage (exceptions_app.queue): who owns it, and hidden from the default view until a time or
     # until a sync clears it (a recurrence after resolution un-snoozes)
-    assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     snoozed_until = models.DateTimeField(null=True, blank=True, db_index=True)
     snooze_until_sync = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-last_seen"]
         indexes = [models.Index(fields=["status", "kind", "-last_seen"])]
-        permissions = [("escalate_order", "Can escalate an order to ops with a note"),
-                       ("bulk_retry", "Can retry all matching orders and stock pushes")]
+        permissions = [
+            ("escalate_order", "Can escalate an order to ops with a note"),
+            ("bulk_retry", "Can retry all matching orders and stock pushes"),
+        ]
 
     def __str__(self) -> str:
         return f"[{self.kind}] {self.title}"
@@ -83,7 +94,9 @@ class ExceptionRecord(models.Model):
     def is_snoozed(self, now=None) -> bool:
         from django.utils import timezone
 
-        return self.snooze_until_sync or (self.snoozed_until is not None and self.snoozed_until > (now or timezone.now()))
+        return self.snooze_until_sync or (
+            self.snoozed_until is not None and self.snoozed_until > (now or timezone.now())
+        )
 
 
 class ExceptionOccurrence(models.Model):

@@ -6,6 +6,7 @@ A fixed number of queries for a page, whatever its size: the grouped count and p
 page's groups — each group's newest first, the parent row, then up to :data:`CHILDREN` more (1, a window
 function), the trend of every row (1, grouped by group and hour), the order numbers CX know (1).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -22,9 +23,14 @@ from .models import ExceptionOccurrence, ExceptionRecord
 CHILDREN = 10  # records shown under an expanded parent (the rest are one click away: group:<key>)
 TREND_HOURS = 24
 
-SEVERITY_RANK = Case(When(severity="critical", then=Value(4)), When(severity="error", then=Value(3)),
-                     When(severity="warning", then=Value(2)), When(severity="info", then=Value(1)),
-                     default=Value(0), output_field=IntegerField())
+SEVERITY_RANK = Case(
+    When(severity="critical", then=Value(4)),
+    When(severity="error", then=Value(3)),
+    When(severity="warning", then=Value(2)),
+    When(severity="info", then=Value(1)),
+    default=Value(0),
+    output_field=IntegerField(),
+)
 
 # ?sort= value → the grouped column it orders by (a leading "-" is descending); nothing else is accepted
 SORTS = {
@@ -51,8 +57,11 @@ class QueueFilter(ExceptionFilter):
         super().__init__(data, *args, **kwargs)
         q = self.form.fields["q"]
         q.label = "Search"
-        q.widget.attrs.update(placeholder="kind:unknown_sku channel:uk-web sku:00045 order:UK-1002 is:open assignee:me text",
-                              autocomplete="off", **{"data-queue-search": "1"})
+        q.widget.attrs.update(
+            placeholder="kind:unknown_sku channel:uk-web sku:00045 order:UK-1002 is:open assignee:me text",
+            autocomplete="off",
+            **{"data-queue-search": "1"},
+        )
 
     def search(self, queryset, name, value):
         return search.apply(self.parsed or search.parse(value), queryset, self.user)
@@ -104,10 +113,20 @@ def grouped(qs, sort: str = DEFAULT_SORT, flat: bool = False):
     sort = clean_sort(sort)
     column = SORTS[sort.lstrip("-")][0]
     order = [F(column).desc() if sort.startswith("-") else F(column).asc(), F("g_lead").desc()]
-    return (qs.order_by().values("id" if flat else "group_key")
-            .annotate(g_affected=Count("id"), g_events=Sum("count"), g_first=Min("first_seen"), g_last=Max("last_seen"),
-                      g_sev=Max(SEVERITY_RANK), g_kind=Max("kind"), g_lead=Max("id"))
-            .order_by(*order))
+    return (
+        qs.order_by()
+        .values("id" if flat else "group_key")
+        .annotate(
+            g_affected=Count("id"),
+            g_events=Sum("count"),
+            g_first=Min("first_seen"),
+            g_last=Max("last_seen"),
+            g_sev=Max(SEVERITY_RANK),
+            g_kind=Max("kind"),
+            g_lead=Max("id"),
+        )
+        .order_by(*order)
+    )
 
 
 @dataclass
@@ -152,10 +171,14 @@ def rows_for(qs, groups: list[dict], now=None, flat: bool = False) -> list[Row]:
         return []
     field_ = "id" if flat else "group_key"
     keys = [g[field_] for g in groups]
-    ranked = (qs.filter(**{f"{field_}__in": keys})
-              .annotate(rn=Window(RowNumber(), partition_by=[F(field_)], order_by=[F("last_seen").desc(), F("id").desc()]),
-                        cause=Substr("message", 1, 160))
-              .filter(rn__lte=CHILDREN))
+    ranked = (
+        qs.filter(**{f"{field_}__in": keys})
+        .annotate(
+            rn=Window(RowNumber(), partition_by=[F(field_)], order_by=[F("last_seen").desc(), F("id").desc()]),
+            cause=Substr("message", 1, 160),
+        )
+        .filter(rn__lte=CHILDREN)
+    )
     by_key: dict = {}
     for r in ranked:
         by_key.setdefault(getattr(r, field_), []).append(r)
@@ -170,8 +193,18 @@ def rows_for(qs, groups: list[dict], now=None, flat: bool = False) -> list[Row]:
         recs = by_key.get(g[field_])
         if not recs:  # changed between the two queries
             continue
-        out.append(Row(key=recs[0].group_key, lead=recs[0], children=recs, affected=g["g_affected"], events=g["g_events"] or 0,
-                       first_seen=g["g_first"], last_seen=g["g_last"], trend=trends.get(g[field_], [0] * TREND_HOURS)))
+        out.append(
+            Row(
+                key=recs[0].group_key,
+                lead=recs[0],
+                children=recs,
+                affected=g["g_affected"],
+                events=g["g_events"] or 0,
+                first_seen=g["g_first"],
+                last_seen=g["g_last"],
+                trend=trends.get(g[field_], [0] * TREND_HOURS),
+            )
+        )
     return out
 
 
@@ -182,8 +215,12 @@ def trend(qs, now=None, by: str = "record__group_key") -> dict:
     end = now.replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(hours=TREND_HOURS - 1)
     out: dict = {}
-    rows = (ExceptionOccurrence.objects.filter(record_id__in=qs.values("pk"), hour__gte=start)
-            .values(by, "hour").annotate(s=Sum("n")).order_by())
+    rows = (
+        ExceptionOccurrence.objects.filter(record_id__in=qs.values("pk"), hour__gte=start)
+        .values(by, "hour")
+        .annotate(s=Sum("n"))
+        .order_by()
+    )
     for r in rows:
         i = int((r["hour"] - start).total_seconds() // 3600)
         if 0 <= i < TREND_HOURS:

@@ -8,6 +8,7 @@ a key does not accept or an unclosed quote is an error naming what is wrong — 
 
 :func:`parse` is pure (text → :class:`Query`); :func:`apply` turns a query into a queryset filter.
 """
+
 from __future__ import annotations
 
 import re
@@ -31,7 +32,9 @@ KEYS = {
 IS_VALUES = ("open", "acknowledged", "resolved", "ignored", "active", "snoozed", "assigned", "unassigned", "all")
 STATUS_IS = {"open", "acknowledged", "resolved", "ignored", "active", "all"}
 
-_TOKEN = re.compile(r'\s*(?:(?P<key>[A-Za-z_]+):(?:"(?P<qv>[^"]*)"|(?P<v>[^\s"]*))|"(?P<phrase>[^"]*)"|(?P<word>[^\s"]+))')
+_TOKEN = re.compile(
+    r'\s*(?:(?P<key>[A-Za-z_]+):(?:"(?P<qv>[^"]*)"|(?P<v>[^\s"]*))|"(?P<phrase>[^"]*)"|(?P<word>[^\s"]+))'
+)
 
 
 class SearchError(ValueError):
@@ -83,8 +86,10 @@ def parse(text: str) -> Query:
 
 def _check(q: Query, key: str, value: str) -> None:
     if key not in KEYS:
-        q.errors.append(f'Unknown search key "{key}:". Use one of: {", ".join(f"{k}:" for k in KEYS)} '
-                        '(put text that contains a colon in quotes).')
+        q.errors.append(
+            f'Unknown search key "{key}:". Use one of: {", ".join(f"{k}:" for k in KEYS)} '
+            '(put text that contains a colon in quotes).'
+        )
         return
     if not value:
         q.errors.append(f'"{key}:" needs a value — {KEYS[key]}.')
@@ -107,14 +112,23 @@ def _order_q(value: str) -> Q:
 
     value = value.lstrip("#").strip()
     orders = Order.objects.filter(Q(order_number__icontains=value) | Q(customer_email__icontains=value))
-    return (Q(order_ref__iexact=value) | Q(order_ref__istartswith=value) | Q(context__order_number__iexact=value)
-            | Q(order_ref__in=orders.values("idempotency_key")))
+    return (
+        Q(order_ref__iexact=value)
+        | Q(order_ref__istartswith=value)
+        | Q(context__order_number__iexact=value)
+        | Q(order_ref__in=orders.values("idempotency_key"))
+    )
 
 
 def _text_q(word: str) -> Q:
     """Free text: the title or message, or what CX and ops type into a search box (SKU, order number, e-mail)."""
-    return (Q(title__icontains=word) | Q(message__icontains=word) | Q(sku__istartswith=word)
-            | Q(dedupe_key__icontains=word) | _order_q(word))
+    return (
+        Q(title__icontains=word)
+        | Q(message__icontains=word)
+        | Q(sku__istartswith=word)
+        | Q(dedupe_key__icontains=word)
+        | _order_q(word)
+    )
 
 
 def apply(query: Query, qs, user=None):

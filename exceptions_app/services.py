@@ -5,10 +5,12 @@ and refreshes the context; a repeat of a resolved/ignored failure reopens it (ig
 ignored: someone decided it does not matter). ``clear`` is what a later success calls.
 
 Dedupe keys are built with :func:`exceptions_app.kinds.key` (``kinds.SPECS`` declares each kind's key parts,
-severity, grouping and fix); the fixing code clears the same key. Records also carry ``sku`` / ``order_ref`` / ``channel`` / ``connection`` columns for filtering; context
+severity, grouping and fix); the fixing code clears the same key. Records also carry ``sku`` / ``order_ref`` /
+``channel`` / ``connection`` columns for filtering; context
 holds what a person needs to decide (payload excerpt, suggestion, last error) and ``context["action"]``
 names the fix the console offers ("map_sku", "retry_order", "resend_dispatch", "repush_stock", ...).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,12 +50,6 @@ def kind_for_error(exc: BaseException) -> str:
     return Kind.SYNC_TIMEOUT
 
 
-def make_key(kind: str, *parts) -> str:
-    """The unchecked spelling of :func:`exceptions_app.kinds.key`, still called by ``integration_hub.orders``
-    (its ``problems`` module adopts ``kinds.key``; then this goes)."""
-    return kinds.join(kind, *parts)
-
-
 def error_key(exc: BaseException, conn_name: str, operation: str) -> tuple[str, str]:
     """(kind, dedupe key) of a connection-level failure of ``operation``: an auth failure is one record per
     connection whatever the operation; the other kinds are per operation."""
@@ -64,7 +60,8 @@ def error_key(exc: BaseException, conn_name: str, operation: str) -> tuple[str, 
 def transport_keys(conn_name: str, operation: str) -> list[str]:
     """The connection-level keys a success of ``operation`` on that connection clears."""
     return [kinds.key(k, conn_name, operation) for k in (Kind.RATE_LIMITED, Kind.SYNC_TIMEOUT, Kind.BAD_PAYLOAD)] + [
-        kinds.key(Kind.AUTH_FAILURE, conn_name)]
+        kinds.key(Kind.AUTH_FAILURE, conn_name)
+    ]
 
 
 # --- root-cause grouping ----------------------------------------------------------------------------------
@@ -72,7 +69,8 @@ def transport_keys(conn_name: str, operation: str) -> list[str]:
 # ``connection``) and one per order or SKU the remote refused (bad_payload, stuck_order: ``refusal``): those share
 # a root cause when they share the kind, the connection and — for refusals — the error text with its references
 # taken out. SKU problems and escalations are each their own fix (``own``: one group per record); dispatch, orphan
-# and drift problems group per ``channel`` (each kind's grouping is declared in :mod:`.kinds`). A group is an *episode*: a record joins the group of the same fingerprint whose last occurrence is
+# and drift problems group per ``channel`` (each kind's grouping is declared in :mod:`.kinds`). A group is an
+# *episode*: a record joins the group of the same fingerprint whose last occurrence is
 # within HUB_EXCEPTION_GROUP_WINDOW_MINUTES, else it starts a new one (group_key = fingerprint@start).
 _HEXISH = re.compile(r"\b[0-9a-f]{8,}\b|\b[0-9a-f]{8}-[0-9a-f-]{27,}\b")
 _DIGITS = re.compile(r"\d+")
@@ -90,8 +88,16 @@ def error_signature(text: str, *refs: str) -> str:
     return _SPACE.sub(" ", text).strip()[:300]
 
 
-def group_fingerprint(kind: str, *, connection_id=None, channel_id=None, title: str = "", message: str = "",
-                      sku: str = "", order_ref: str = "") -> str:
+def group_fingerprint(
+    kind: str,
+    *,
+    connection_id=None,
+    channel_id=None,
+    title: str = "",
+    message: str = "",
+    sku: str = "",
+    order_ref: str = "",
+) -> str:
     """The root cause a record belongs to ("" = its own group). See the block comment above."""
     how = kinds.grouping(kind)
     if how == Grouping.OWN:
@@ -120,9 +126,14 @@ def current_groups(fingerprints, now) -> dict[str, str]:
     fps = sorted(set(fingerprints) - {""})
     found: dict[str, str] = {}
     for start in range(0, len(fps), 500):
-        found.update(ExceptionRecord.objects.filter(fingerprint__in=fps[start:start + 500], last_seen__gte=now - _window())
-                     .exclude(group_key="").order_by().values("fingerprint").annotate(g=Max("group_key"))
-                     .values_list("fingerprint", "g"))
+        found.update(
+            ExceptionRecord.objects.filter(fingerprint__in=fps[start : start + 500], last_seen__gte=now - _window())
+            .exclude(group_key="")
+            .order_by()
+            .values("fingerprint")
+            .annotate(g=Max("group_key"))
+            .values_list("fingerprint", "g")
+        )
     return {fp: found.get(fp) or f"{fp}@{now:%Y%m%d%H%M%S%f}" for fp in fps}
 
 
@@ -139,8 +150,10 @@ def record_occurrences(counts: dict[int, int], now=None) -> None:
 
     hour = connection.ops.adapt_datetimefield_value(_hour(now or timezone.now()))
     table = connection.ops.quote_name(ExceptionOccurrence._meta.db_table)
-    sql = (f"INSERT INTO {table} (record_id, hour, n) VALUES (%s, %s, %s) "
-           f"ON CONFLICT (record_id, hour) DO UPDATE SET n = {table}.n + excluded.n")
+    sql = (
+        f"INSERT INTO {table} (record_id, hour, n) VALUES (%s, %s, %s) "
+        f"ON CONFLICT (record_id, hour) DO UPDATE SET n = {table}.n + excluded.n"
+    )
     with connection.cursor() as cur:
         cur.executemany(sql, [(pk, hour, n) for pk, n in sorted(counts.items())])
 
@@ -148,7 +161,8 @@ def record_occurrences(counts: dict[int, int], now=None) -> None:
 def prune_occurrences(days: int = 3) -> int:
     """Hourly counts older than the trend needs (the queue shows 24 h)."""
     return ExceptionOccurrence.objects.filter(hour__lt=timezone.now() - timedelta(days=days))._raw_delete(
-        ExceptionOccurrence.objects.db)
+        ExceptionOccurrence.objects.db
+    )
 
 
 @dataclass
@@ -165,19 +179,44 @@ class Problem:
     order_ref: str = ""
 
 
-def raise_exception(kind: str, key: str, title: str, *, message: str = "", severity: str = Severity.ERROR,
-                    context: dict | None = None, connection=None, channel=None, sku: str = "", order_ref: str = "") -> ExceptionRecord:
+def raise_exception(
+    kind: str,
+    key: str,
+    title: str,
+    *,
+    message: str = "",
+    severity: str = Severity.ERROR,
+    context: dict | None = None,
+    connection=None,
+    channel=None,
+    sku: str = "",
+    order_ref: str = "",
+) -> ExceptionRecord:
     """Record one failure, merging into the existing row with the same key."""
     if kind not in Kind.values:
         raise ValueError(f"unknown exception kind {kind!r}")
     now = timezone.now()
     values = dict(
-        kind=kind, severity=severity, title=title[:300], message=message, context=context or {},
-        connection_id=getattr(connection, "pk", connection), channel_id=getattr(channel, "pk", channel),
-        sku=(sku or "")[:100], order_ref=(order_ref or "")[:100], last_seen=now,
+        kind=kind,
+        severity=severity,
+        title=title[:300],
+        message=message,
+        context=context or {},
+        connection_id=getattr(connection, "pk", connection),
+        channel_id=getattr(channel, "pk", channel),
+        sku=(sku or "")[:100],
+        order_ref=(order_ref or "")[:100],
+        last_seen=now,
     )
-    fp = group_fingerprint(kind, connection_id=values["connection_id"], channel_id=values["channel_id"], title=values["title"],
-                           message=message, sku=values["sku"], order_ref=values["order_ref"])
+    fp = group_fingerprint(
+        kind,
+        connection_id=values["connection_id"],
+        channel_id=values["channel_id"],
+        title=values["title"],
+        message=message,
+        sku=values["sku"],
+        order_ref=values["order_ref"],
+    )
     values.update(fingerprint=fp, group_key=current_groups([fp], now)[fp] if fp else own_group(key))
     for _ in range(3):
         try:
@@ -216,7 +255,7 @@ def raise_many(problems: Iterable[Problem]) -> int:
         return 0
     written = 0
     for start in range(0, len(problems), 1000):
-        chunk = problems[start:start + 1000]
+        chunk = problems[start : start + 1000]
         for attempt in range(3):
             try:
                 written += _raise_chunk(chunk, repeats)
@@ -230,11 +269,24 @@ def raise_many(problems: Iterable[Problem]) -> int:
 def _raise_chunk(chunk: list[Problem], repeats: Counter) -> int:
     now = timezone.now()
     with transaction.atomic():
-        existing = {r["dedupe_key"]: r for r in ExceptionRecord.objects.select_for_update()
-                    .filter(dedupe_key__in=[p.key for p in chunk])
-                    .values("pk", "dedupe_key", "title", "message", "context", "severity", "fingerprint", "group_key")}
-        fps = {p.key: group_fingerprint(p.kind, connection_id=p.connection_id, channel_id=p.channel_id, title=p.title[:300],
-                                        message=p.message, sku=p.sku[:100], order_ref=p.order_ref[:100]) for p in chunk}
+        existing = {
+            r["dedupe_key"]: r
+            for r in ExceptionRecord.objects.select_for_update()
+            .filter(dedupe_key__in=[p.key for p in chunk])
+            .values("pk", "dedupe_key", "title", "message", "context", "severity", "fingerprint", "group_key")
+        }
+        fps = {
+            p.key: group_fingerprint(
+                p.kind,
+                connection_id=p.connection_id,
+                channel_id=p.channel_id,
+                title=p.title[:300],
+                message=p.message,
+                sku=p.sku[:100],
+                order_ref=p.order_ref[:100],
+            )
+            for p in chunk
+        }
         groups = current_groups(fps.values(), now)
         new, changed = [], []
         regroup: dict[tuple[str, str], list[int]] = {}
@@ -243,19 +295,46 @@ def _raise_chunk(chunk: list[Problem], repeats: Counter) -> int:
             fp = fps[p.key]
             gk = groups[fp] if fp else own_group(p.key)
             if rec is None:
-                new.append(ExceptionRecord(
-                    kind=p.kind, severity=p.severity, dedupe_key=p.key, title=p.title[:300], message=p.message,
-                    context=p.context, connection_id=p.connection_id, channel_id=p.channel_id, sku=p.sku[:100],
-                    order_ref=p.order_ref[:100], count=repeats[p.key], first_seen=now, last_seen=now,
-                    fingerprint=fp, group_key=gk))
+                new.append(
+                    ExceptionRecord(
+                        kind=p.kind,
+                        severity=p.severity,
+                        dedupe_key=p.key,
+                        title=p.title[:300],
+                        message=p.message,
+                        context=p.context,
+                        connection_id=p.connection_id,
+                        channel_id=p.channel_id,
+                        sku=p.sku[:100],
+                        order_ref=p.order_ref[:100],
+                        count=repeats[p.key],
+                        first_seen=now,
+                        last_seen=now,
+                        fingerprint=fp,
+                        group_key=gk,
+                    )
+                )
                 continue
-            if (rec["title"], rec["message"], rec["context"], rec["severity"]) != (p.title[:300], p.message, p.context, p.severity):
-                changed.append(ExceptionRecord(pk=rec["pk"], title=p.title[:300], message=p.message, context=p.context, severity=p.severity))
+            if (rec["title"], rec["message"], rec["context"], rec["severity"]) != (
+                p.title[:300],
+                p.message,
+                p.context,
+                p.severity,
+            ):
+                changed.append(
+                    ExceptionRecord(
+                        pk=rec["pk"], title=p.title[:300], message=p.message, context=p.context, severity=p.severity
+                    )
+                )
             if (rec["fingerprint"], rec["group_key"]) != (fp, gk):
                 regroup.setdefault((fp, gk), []).append(rec["pk"])
         ExceptionRecord.objects.bulk_create(new, batch_size=500)
         if new and new[0].pk is None:  # backends without RETURNING ids
-            ids = dict(ExceptionRecord.objects.filter(dedupe_key__in=[r.dedupe_key for r in new]).values_list("dedupe_key", "pk"))
+            ids = dict(
+                ExceptionRecord.objects.filter(dedupe_key__in=[r.dedupe_key for r in new]).values_list(
+                    "dedupe_key", "pk"
+                )
+            )
             for r in new:
                 r.pk = ids.get(r.dedupe_key)
         if existing:
@@ -264,9 +343,14 @@ def _raise_chunk(chunk: list[Problem], repeats: Counter) -> int:
             # individually.
             repeat = ExceptionRecord.objects.filter(pk__in=[r["pk"] for r in existing.values()])
             repeat.filter(status=Status.RESOLVED).update(
-                status=Status.OPEN, status_changed_at=now, status_changed_by=None,
-                status_reason="recurred after resolution", times_reopened=F("times_reopened") + 1,
-                snoozed_until=None, snooze_until_sync=False)
+                status=Status.OPEN,
+                status_changed_at=now,
+                status_changed_by=None,
+                status_reason="recurred after resolution",
+                times_reopened=F("times_reopened") + 1,
+                snoozed_until=None,
+                snooze_until_sync=False,
+            )
             by_n: dict[int, list[int]] = {}
             for key, rec in existing.items():
                 by_n.setdefault(repeats[key], []).append(rec["pk"])
@@ -320,10 +404,19 @@ def clear(key: str | Iterable[str], reason: str = "cleared by a later success") 
         return 0
     total = 0
     for start in range(0, len(keys), 1000):
-        total += _set_status(ExceptionRecord.objects.filter(dedupe_key__in=keys[start:start + 1000], status__in=ACTIVE_STATUSES),
-                             Status.RESOLVED, None, reason)
+        total += _set_status(
+            ExceptionRecord.objects.filter(dedupe_key__in=keys[start : start + 1000], status__in=ACTIVE_STATUSES),
+            Status.RESOLVED,
+            None,
+            reason,
+        )
     return total
 
 
 def clear_prefix(prefix: str, reason: str = "cleared by a later success") -> int:
-    return _set_status(ExceptionRecord.objects.filter(dedupe_key__startswith=prefix, status__in=ACTIVE_STATUSES), Status.RESOLVED, None, reason)
+    return _set_status(
+        ExceptionRecord.objects.filter(dedupe_key__startswith=prefix, status__in=ACTIVE_STATUSES),
+        Status.RESOLVED,
+        None,
+        reason,
+    )

@@ -1,12 +1,20 @@
 """Celery entry points of the exception queue (thin: the work is in :mod:`.bulk`)."""
+
 from __future__ import annotations
 
 from celery import shared_task
 
 
 @shared_task(name="exceptions.bulk_action")
-def bulk_action(action: str, query: str = "", ids=(), groups=(), all_matching: bool = False, params: dict | None = None,
-                user_id: int | None = None) -> dict:
+def bulk_action(
+    action: str,
+    query: str = "",
+    ids=(),
+    groups=(),
+    all_matching: bool = False,
+    params: dict | None = None,
+    user_id: int | None = None,
+) -> dict:
     """Run a queue action a person confirmed on more records than a request handles: the set is read again from
     the same filters (what matches now), with a progress bar on the dashboard."""
     from django.contrib.auth import get_user_model
@@ -23,8 +31,9 @@ def bulk_action(action: str, query: str = "", ids=(), groups=(), all_matching: b
         from django.utils.dateparse import parse_datetime
 
         p.snooze_until = parse_datetime(p.snooze_until)
-    with progress.track(f"exceptions-bulk:{user_id}", f"Exceptions: {bulk.ACTIONS.get(action, action)} ({len(ids_)})",
-                        total=len(ids_)) as bar:
+    with progress.track(
+        f"exceptions-bulk:{user_id}", f"Exceptions: {bulk.ACTIONS.get(action, action)} ({len(ids_)})", total=len(ids_)
+    ) as bar:
         out = bulk.run(ids_, action, p, user=user, progress=bar)
     return {"changed": out.changed, "orders": out.orders, "pushes": out.pushes, "skipped": len(out.skipped)}
 

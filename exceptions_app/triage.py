@@ -20,10 +20,11 @@ SKU problems (``sku_mismatch`` / ``unknown_sku``, key ``<kind>:<channel key>:<st
   permissions it needs, is declared in :mod:`exceptions_app.kinds` (:func:`action_for` asks it).
 
 Stuck orders (``stuck_order:<idempotency key>``): :func:`retry_order`, :func:`edit_and_resend`,
-:func:`cancel_order` call the order flow's services (``order_flow``, imported plainly: tests replace
-``triage.order_flow``, the one patch point). Those do not resolve the exception: the key is cleared by the
-order flow when the warehouse acknowledges.
+:func:`cancel_order` call the order flow's person-facing actions (``integration_hub.orders.actions``, imported
+plainly as ``order_flow``: tests replace ``triage.order_flow``, the one patch point). Those do not resolve the
+exception: the key is cleared by the order flow when the warehouse acknowledges.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,7 +43,7 @@ from integration_hub.core import audit
 from integration_hub.core.models import Channel
 from integration_hub.inventory import outbox
 from integration_hub.inventory.models import PendingPush
-from integration_hub.orders import services as order_flow  # TODO(merge): integration_hub.orders.actions
+from integration_hub.orders import actions as order_flow
 from integration_hub.orders.state import IllegalTransition
 
 from . import kinds, services
@@ -110,14 +111,20 @@ def _spec_from_context(value) -> transforms.TransformSpec | None:
     if not value:
         return None
     if isinstance(value, dict):
-        known = {k: value[k] for k in ("strip_leading_zeros", "pad_to_length", "fixed_length", "prefix", "suffix", "case") if k in value}
+        known = {
+            k: value[k]
+            for k in ("strip_leading_zeros", "pad_to_length", "fixed_length", "prefix", "suffix", "case")
+            if k in value
+        }
         if known:
             return transforms.TransformSpec(**known)
         if "name" in value:
             value = value["name"]
         elif "id" in value:
             value = value["id"]
-    t = IdentifierTransform.objects.filter(Q(name=str(value)) | Q(pk=int(value) if str(value).isdigit() else None)).first()
+    t = IdentifierTransform.objects.filter(
+        Q(name=str(value)) | Q(pk=int(value) if str(value).isdigit() else None)
+    ).first()
     return transforms.TransformSpec.from_model(t) if t else None
 
 
@@ -139,8 +146,9 @@ def candidates_for(storefront_skus: list[str]) -> dict[str, list[Item]]:
     out: dict[str, list[Item]] = {}
     qn = connection.ops.quote_name
     column = f"{qn(Item._meta.db_table)}.{qn('sku')}"
-    qs = Item.objects.annotate(norm=RawSQL(transforms.normalise_sql(column), (), output_field=Item._meta.get_field("sku"))
-                               ).filter(norm__in=keys)
+    qs = Item.objects.annotate(
+        norm=RawSQL(transforms.normalise_sql(column), (), output_field=Item._meta.get_field("sku"))
+    ).filter(norm__in=keys)
     for item in qs.order_by("sku"):
         out.setdefault(transforms.normalise(item.sku), []).append(item)
     return out
@@ -148,30 +156,50 @@ def candidates_for(storefront_skus: list[str]) -> dict[str, list[Item]]:
 
 def _transform_for_spec(spec: transforms.TransformSpec, channel: Channel | None) -> IdentifierTransform | None:
     qs = IdentifierTransform.objects.filter(
-        strip_leading_zeros=spec.strip_leading_zeros, pad_to_length=spec.pad_to_length, fixed_length=spec.fixed_length,
-        prefix=spec.prefix, suffix=spec.suffix, case=spec.case, active=True)
+        strip_leading_zeros=spec.strip_leading_zeros,
+        pad_to_length=spec.pad_to_length,
+        fixed_length=spec.fixed_length,
+        prefix=spec.prefix,
+        suffix=spec.suffix,
+        case=spec.case,
+        active=True,
+    )
     if channel is not None:
-        qs = qs.filter(Q(channel=channel) | Q(channel__isnull=True, connection_id=channel.connection_id)
-                       | Q(channel__isnull=True, connection__isnull=True))
+        qs = qs.filter(
+            Q(channel=channel)
+            | Q(channel__isnull=True, connection_id=channel.connection_id)
+            | Q(channel__isnull=True, connection__isnull=True)
+        )
     return qs.order_by("channel_id", "id").first()
 
 
 def suggest(record: ExceptionRecord) -> Suggestion:
     ctx = record.context or {}
-    sku_value = ctx.get("suggested_item_sku") or ctx.get("suggested_sku") or ctx.get("master_sku") or ctx.get("item_sku")
+    sku_value = (
+        ctx.get("suggested_item_sku") or ctx.get("suggested_sku") or ctx.get("master_sku") or ctx.get("item_sku")
+    )
     spec = _spec_from_context(ctx.get("suggested_transform") or ctx.get("transform"))
     if sku_value:
         item = Item.objects.filter(sku=sku_value).first()
         if item is not None:
             spec = spec or matching_spec(item.sku, record.sku)
-            return Suggestion(item=item, spec=spec, transform=_transform_for_spec(spec, record.channel) if spec else None,
-                              source="audit")
+            return Suggestion(
+                item=item,
+                spec=spec,
+                transform=_transform_for_spec(spec, record.channel) if spec else None,
+                source="audit",
+            )
     found = candidates_for([record.sku]).get(transforms.normalise(record.sku), []) if record.sku else []
     for item in found:
         spec = matching_spec(item.sku, record.sku)
         if spec is not None:
-            return Suggestion(item=item, spec=spec, transform=_transform_for_spec(spec, record.channel), source="computed",
-                              alternatives=[i for i in found if i.pk != item.pk])
+            return Suggestion(
+                item=item,
+                spec=spec,
+                transform=_transform_for_spec(spec, record.channel),
+                source="computed",
+                alternatives=[i for i in found if i.pk != item.pk],
+            )
     return Suggestion(alternatives=found)
 
 
@@ -193,16 +221,19 @@ def transform_options(record: ExceptionRecord, limit: int = 50) -> list[tuple[Id
         return []
     qs = IdentifierTransform.objects.filter(active=True)
     if record.channel_id is not None:
-        qs = qs.filter(Q(channel_id=record.channel_id) | Q(channel__isnull=True, connection_id=record.channel.connection_id)
-                       | Q(channel__isnull=True, connection__isnull=True))
+        qs = qs.filter(
+            Q(channel_id=record.channel_id)
+            | Q(channel__isnull=True, connection_id=record.channel.connection_id)
+            | Q(channel__isnull=True, connection__isnull=True)
+        )
     found = list(qs.order_by("name", "id")[:limit])
     cores = {}
     for t in found:  # undo prefix/suffix, then compare loosely (the transform's own rules are checked below)
         core = record.sku
         if t.prefix and core.upper().startswith(t.prefix.upper()):
-            core = core[len(t.prefix):]
+            core = core[len(t.prefix) :]
         if t.suffix and core.upper().endswith(t.suffix.upper()):
-            core = core[:-len(t.suffix)]
+            core = core[: -len(t.suffix)]
         cores[t.pk] = transforms.normalise(core) if core else ""
     candidates = candidates_for([c for c in set(cores.values()) if c])
     out = []
@@ -219,8 +250,11 @@ def transform_options(record: ExceptionRecord, limit: int = 50) -> list[tuple[Id
 
 def similar_open(record: ExceptionRecord):
     """Open SKU problems like this one: same kind and channel, still active, not this row."""
-    return (ExceptionRecord.objects.filter(kind=record.kind, channel_id=record.channel_id, status__in=ACTIVE_STATUSES)
-            .exclude(pk=record.pk).exclude(sku=""))
+    return (
+        ExceptionRecord.objects.filter(kind=record.kind, channel_id=record.channel_id, status__in=ACTIVE_STATUSES)
+        .exclude(pk=record.pk)
+        .exclude(sku="")
+    )
 
 
 def _acting(user):
@@ -242,9 +276,11 @@ class FixResult:
     skipped: list = field(default_factory=list)
 
     def summary(self) -> str:
-        text = (f"{self.mappings_created} mapping(s) created, {self.mappings_updated} updated; "
-                f"{self.pushes_queued} stock push(es) queued; {self.orders_revalidated} held order(s) revalidated; "
-                f"{self.acknowledged} exception(s) acknowledged until the storefront confirms the stock push")
+        text = (
+            f"{self.mappings_created} mapping(s) created, {self.mappings_updated} updated; "
+            f"{self.pushes_queued} stock push(es) queued; {self.orders_revalidated} held order(s) revalidated; "
+            f"{self.acknowledged} exception(s) acknowledged until the storefront confirms the stock push"
+        )
         if self.resolved:
             text += f"; {self.resolved} exception(s) resolved"
         if self.skipped:
@@ -260,17 +296,27 @@ def _ensure_transform(spec: transforms.TransformSpec | None, channel: Channel | 
         return existing
     name = f"{transforms.describe(spec)} @{channel.key if channel else 'all'}"[:100]
     return IdentifierTransform.objects.create(
-        name=name, connection_id=channel.connection_id if channel else None, channel=channel,
-        strip_leading_zeros=spec.strip_leading_zeros, pad_to_length=spec.pad_to_length, fixed_length=spec.fixed_length,
-        prefix=spec.prefix, suffix=spec.suffix, case=spec.case)
+        name=name,
+        connection_id=channel.connection_id if channel else None,
+        channel=channel,
+        strip_leading_zeros=spec.strip_leading_zeros,
+        pad_to_length=spec.pad_to_length,
+        fixed_length=spec.fixed_length,
+        prefix=spec.prefix,
+        suffix=spec.suffix,
+        case=spec.case,
+    )
 
 
-def _upsert_mappings(pairs: list[tuple[Item, str]], channel: Channel | None, transform: IdentifierTransform | None,
-                     user=None) -> tuple[list[SkuMapping], list[SkuMapping]]:
+def _upsert_mappings(
+    pairs: list[tuple[Item, str]], channel: Channel | None, transform: IdentifierTransform | None, user=None
+) -> tuple[list[SkuMapping], list[SkuMapping]]:
     """Create or repoint mappings (channel, storefront sku) → item in bulk, audited. Returns (created, updated)."""
     skus = [sku for _, sku in pairs]
-    existing = {m.storefront_sku: m for m in SkuMapping.objects.filter(channel=channel, storefront_sku__in=skus)
-                .select_related("item", "channel")}
+    existing = {
+        m.storefront_sku: m
+        for m in SkuMapping.objects.filter(channel=channel, storefront_sku__in=skus).select_related("item", "channel")
+    }
     befores, created, updated = {}, [], []
     for item, sku in pairs:
         m = existing.get(sku)
@@ -284,7 +330,9 @@ def _upsert_mappings(pairs: list[tuple[Item, str]], channel: Channel | None, tra
     if updated:
         SkuMapping.objects.bulk_update(updated, ["item", "transform", "active", "updated_at"], batch_size=500)
     if created and created[0].pk is None:  # backends without RETURNING ids
-        created = list(SkuMapping.objects.filter(channel=channel, storefront_sku__in=[m.storefront_sku for m in created]))
+        created = list(
+            SkuMapping.objects.filter(channel=channel, storefront_sku__in=[m.storefront_sku for m in created])
+        )
     audit.record_many(created, "create", user=user)
     audit.record_many(updated, "update", user=user, befores=befores)
     return created, updated
@@ -301,12 +349,13 @@ def acknowledge_sku_fix(keys, user=None, note: str = "SKU mapped") -> int:
     reason = f"{note} by {who}; resolves when the storefront confirms the re-queued stock push"[:1000]
     done = 0
     for start in range(0, len(keys), 1000):
-        active = ExceptionRecord.objects.filter(dedupe_key__in=keys[start:start + 1000], status__in=ACTIVE_STATUSES)
+        active = ExceptionRecord.objects.filter(dedupe_key__in=keys[start : start + 1000], status__in=ACTIVE_STATUSES)
         befores = {r.pk: audit.snapshot(r) for r in active}
         if not befores:
             continue
         ExceptionRecord.objects.filter(pk__in=list(befores)).update(
-            status=Status.ACKNOWLEDGED, status_reason=reason, status_changed_by=actor, status_changed_at=_now())
+            status=Status.ACKNOWLEDGED, status_reason=reason, status_changed_by=actor, status_changed_at=_now()
+        )
         fresh = list(ExceptionRecord.objects.filter(pk__in=list(befores)))
         audit.record_many(fresh, "update", user=actor, befores=befores)
         done += len(fresh)
@@ -318,11 +367,17 @@ def sku_fix_keys(storefront_skus, channel_keys) -> list[str]:
     return [kinds.key(kind, ck, sku) for sku in storefront_skus for kind in SKU_KINDS for ck in channel_keys]
 
 
-def _after_mapping(records: list[ExceptionRecord], items: list[Item], channel: Channel | None, user, result: FixResult,
-                   note: str) -> None:
+def _after_mapping(
+    records: list[ExceptionRecord], items: list[Item], channel: Channel | None, user, result: FixResult, note: str
+) -> None:
     channel_ids = [channel.pk] if channel is not None else None
-    change = mapping_changed({i.pk for i in items}, channel_ids, "sku mapping fixed in console",
-                             storefront_skus=[r.sku for r in records], channel=channel)
+    change = mapping_changed(
+        {i.pk for i in items},
+        channel_ids,
+        "sku mapping fixed in console",
+        storefront_skus=[r.sku for r in records],
+        channel=channel,
+    )
     result.pushes_queued += change.pushes
     result.orders_revalidated += change.orders_revalidated
     if channel is not None:
@@ -341,16 +396,30 @@ def after_mapping_saved(obj: SkuMapping, before: dict | None = None) -> str:
     n = last_change(obj).pushes
     if obj.active:
         channel_keys = [obj.channel.key] if obj.channel_id else list(Channel.objects.values_list("key", flat=True))
-        acknowledge_sku_fix(sku_fix_keys([obj.storefront_sku], channel_keys), audit.current_user(),
-                            f"mapped {obj.storefront_sku} → {obj.item.sku}")
-        released = mapping_changed((), None, "sku mapping edited", storefront_skus=[obj.storefront_sku],
-                                   channel=obj.channel if obj.channel_id else None).orders_revalidated
+        acknowledge_sku_fix(
+            sku_fix_keys([obj.storefront_sku], channel_keys),
+            audit.current_user(),
+            f"mapped {obj.storefront_sku} → {obj.item.sku}",
+        )
+        released = mapping_changed(
+            (),
+            None,
+            "sku mapping edited",
+            storefront_skus=[obj.storefront_sku],
+            channel=obj.channel if obj.channel_id else None,
+        ).orders_revalidated
         return f"{n} stock push(es) queued, {released} held order(s) revalidated"
     return f"{n} stock push(es) queued"
 
 
-def map_sku(record: ExceptionRecord, item: Item, *, all_channels: bool = False, spec: transforms.TransformSpec | None = None,
-            user=None) -> FixResult:
+def map_sku(
+    record: ExceptionRecord,
+    item: Item,
+    *,
+    all_channels: bool = False,
+    spec: transforms.TransformSpec | None = None,
+    user=None,
+) -> FixResult:
     """Map ``record.sku`` to ``item`` (on the record's channel, or globally); the exception is acknowledged
     until the re-queued stock push confirms (see :func:`acknowledge_sku_fix`)."""
     if record.kind not in SKU_KINDS:
@@ -370,8 +439,9 @@ def map_sku(record: ExceptionRecord, item: Item, *, all_channels: bool = False, 
     return result
 
 
-def bulk_map_with_transform(record: ExceptionRecord, spec: transforms.TransformSpec, *, user=None,
-                            include_self: bool = True) -> FixResult:
+def bulk_map_with_transform(
+    record: ExceptionRecord, spec: transforms.TransformSpec, *, user=None, include_self: bool = True
+) -> FixResult:
     """Apply ``spec`` to every similar open SKU problem: map each storefront SKU to the master item the
     transform turns into it. Rows with no such item (or more than one) are skipped and stay open."""
     if record.kind not in SKU_KINDS:
@@ -403,7 +473,9 @@ def bulk_map_with_transform(record: ExceptionRecord, spec: transforms.TransformS
         transform = _ensure_transform(spec, channel)
         created, updated = _upsert_mappings(pairs, channel, transform, user)
         result.mappings_created, result.mappings_updated = len(created), len(updated)
-        _after_mapping(fixed, list(items.values()), channel, user, result, f"bulk-mapped with '{transforms.describe(spec)}'")
+        _after_mapping(
+            fixed, list(items.values()), channel, user, result, f"bulk-mapped with '{transforms.describe(spec)}'"
+        )
     return result
 
 
@@ -425,8 +497,9 @@ def change_status(record: ExceptionRecord, action: str, user=None, reason: str =
     elif action == "reopen":
         if record.is_active:
             raise TriageError("this exception is already open")
-        ExceptionRecord.objects.filter(pk=record.pk).update(status=Status.OPEN, status_reason=reason or "reopened",
-                                                            status_changed_by=user, status_changed_at=_now())
+        ExceptionRecord.objects.filter(pk=record.pk).update(
+            status=Status.OPEN, status_reason=reason or "reopened", status_changed_by=user, status_changed_at=_now()
+        )
     else:
         raise TriageError(f"unknown action {action!r}")
     record.refresh_from_db()
@@ -448,8 +521,11 @@ def bulk_change_status(records: list[ExceptionRecord], action: str, user=None, r
     befores = {r.pk: audit.snapshot(r) for r in eligible}
     now = _now()
     ExceptionRecord.objects.filter(pk__in=list(befores)).update(
-        status=target, status_changed_at=now, status_changed_by=user if getattr(user, "is_authenticated", False) else None,
-        status_reason=reason or f"{action}d in bulk")
+        status=target,
+        status_changed_at=now,
+        status_changed_by=user if getattr(user, "is_authenticated", False) else None,
+        status_reason=reason or f"{action}d in bulk",
+    )
     fresh = list(ExceptionRecord.objects.filter(pk__in=list(befores)))
     audit.record_many(fresh, "update", user=user, befores=befores)
     return len(fresh)
@@ -508,7 +584,8 @@ def _note(record: ExceptionRecord | None, user, text: str) -> None:
         return
     before = audit.snapshot(record)
     updated = ExceptionRecord.objects.filter(pk=record.pk, status__in=ACTIVE_STATUSES).update(
-        status=Status.ACKNOWLEDGED, status_reason=text[:1000], status_changed_by=user, status_changed_at=_now())
+        status=Status.ACKNOWLEDGED, status_reason=text[:1000], status_changed_by=user, status_changed_at=_now()
+    )
     record.refresh_from_db()
     if updated:
         audit.record_many([record], "update", user=user, befores={record.pk: before})
@@ -524,8 +601,12 @@ def edit_and_resend(order, field_name: str, value: str, user=None, record: Excep
     if not editable_field(field_name):
         raise TriageError(f"{field_name!r} cannot be edited from the console")
     result = _wrap(lambda: _order_service("update_field_and_resend")(order, field_name, value, actor=user))
-    _note(record, user, f"{EDITABLE_ORDER_FIELDS.get(field_name, field_name)} corrected and resend requested; "
-                        "resolves when the warehouse acknowledges")
+    _note(
+        record,
+        user,
+        f"{EDITABLE_ORDER_FIELDS.get(field_name, field_name)} corrected and resend requested; "
+        "resolves when the warehouse acknowledges",
+    )
     return result
 
 
@@ -553,8 +634,12 @@ def mapped_item_id(record: ExceptionRecord) -> int | None:
     """The item the record's storefront SKU maps to on its channel (channel-specific mapping first)."""
     if not record.sku or record.channel_id is None:
         return None
-    m = (SkuMapping.objects.filter(storefront_sku=record.sku, active=True)
-         .filter(Q(channel_id=record.channel_id) | Q(channel__isnull=True)).order_by(F("channel_id").asc(nulls_last=True)).first())
+    m = (
+        SkuMapping.objects.filter(storefront_sku=record.sku, active=True)
+        .filter(Q(channel_id=record.channel_id) | Q(channel__isnull=True))
+        .order_by(F("channel_id").asc(nulls_last=True))
+        .first()
+    )
     return m.item_id if m else None
 
 
@@ -564,19 +649,25 @@ def repush_stock(record: ExceptionRecord, user=None) -> int:
     item_id = mapped_item_id(record)
     if item_id is None:
         raise TriageError("this SKU has no active mapping on the channel: map it first")
-    n = outbox.enqueue_pairs([(record.channel_id, item_id)], priority=PendingPush.Priority.ROUTINE, reason="console re-push")
+    n = outbox.enqueue_pairs(
+        [(record.channel_id, item_id)], priority=PendingPush.Priority.ROUTINE, reason="console re-push"
+    )
     _note(record, user, "stock push re-queued from the console; resolves when the storefront confirms the quantity")
     return n
 
 
 # --- order actions offered on the exception detail page and the order page ------------------------------
-ORDER_ACTION_LABELS = [("retry", "Retried"), ("edit", "Edited and resent"), ("notify", "Notified as shipped again"),
-                       ("cancel", "Cancelled")]
+ORDER_ACTION_LABELS = [
+    ("retry", "Retried"),
+    ("edit", "Edited and resent"),
+    ("notify", "Notified as shipped again"),
+    ("cancel", "Cancelled"),
+]
 # the permissions of each order action: kinds.permissions("order", <action>) (declared in exceptions_app.kinds)
 
 
 # which actions an order's state allows (the order flow refuses the others: retry_send, update_field_and_resend,
-# notify_storefront and cancel in orders.services); a shipped or cancelled order offers none
+# notify_storefront and cancel in orders.actions); a shipped or cancelled order offers none
 ACTION_STATES = {
     "retry": {"captured", "validated", "sent", "held", "failed"},
     "edit": {"captured", "validated", "held", "failed"},
@@ -594,8 +685,10 @@ def run_order_action(order, action: str, data: dict, user=None, record: Exceptio
     """Carry out one order fix (``OrderActionForm.cleaned_data`` in ``data``); returns what to tell the
     person. Raises TriageError when the order flow refuses it or the order's state does not allow it."""
     if action in ACTION_STATES and order.state not in ACTION_STATES[action]:
-        raise TriageError(f"Order {order} is {order.get_state_display()}: it cannot be "
-                          f"{dict(ORDER_ACTION_LABELS).get(action, action).lower()}.")
+        raise TriageError(
+            f"Order {order} is {order.get_state_display()}: it cannot be "
+            f"{dict(ORDER_ACTION_LABELS).get(action, action).lower()}."
+        )
     then = " The exception resolves when the warehouse acknowledges it." if record is not None else ""
     if action == "retry":
         retry_order(order, user=user, record=record)
@@ -619,7 +712,11 @@ def attach_order_numbers(records: list[ExceptionRecord]) -> None:
     from integration_hub.orders.models import Order
 
     refs = {r.order_ref for r in records if r.order_ref}
-    numbers = dict(Order.objects.filter(idempotency_key__in=refs).values_list("idempotency_key", "order_number")) if refs else {}
+    numbers = (
+        dict(Order.objects.filter(idempotency_key__in=refs).values_list("idempotency_key", "order_number"))
+        if refs
+        else {}
+    )
     for r in records:
         r.order_number = numbers.get(r.order_ref, "") or (r.order_ref if r.order_ref and ":" not in r.order_ref else "")
 
@@ -627,7 +724,11 @@ def attach_order_numbers(records: list[ExceptionRecord]) -> None:
 def plain_text(record: ExceptionRecord) -> str:
     """A sentence for CX saying what the problem means (the technical detail stays one click away)."""
     base = kinds.plain(record.kind)
-    if record.kind == Kind.BAD_PAYLOAD and isinstance((record.context or {}).get("fields"), dict) and record.context["fields"]:
+    if (
+        record.kind == Kind.BAD_PAYLOAD
+        and isinstance((record.context or {}).get("fields"), dict)
+        and record.context["fields"]
+    ):
         base += " Fields: " + ", ".join(str(k) for k in list(record.context["fields"])[:5]) + "."
     return base
 
@@ -641,9 +742,19 @@ def escalate_order(order, note: str, user=None) -> ExceptionRecord:
     if not note:
         raise TriageError("Say what ops should look at.")
     who = getattr(user, "username", "") or "someone"
-    return raise_exception(Kind.ESCALATED, kinds.key(Kind.ESCALATED, order.idempotency_key),
-                           f"Order {order} escalated by {who}: {note}"[:300], message=note[:2000],
-                           severity=kinds.spec(Kind.ESCALATED).severity,
-                           context={"order_id": order.pk, "order_number": order.order_number, "note": note[:2000],
-                                    "escalated_by": who, "action": "retry_order"},
-                           channel=order.channel_id, order_ref=order.idempotency_key)
+    return raise_exception(
+        Kind.ESCALATED,
+        kinds.key(Kind.ESCALATED, order.idempotency_key),
+        f"Order {order} escalated by {who}: {note}"[:300],
+        message=note[:2000],
+        severity=kinds.spec(Kind.ESCALATED).severity,
+        context={
+            "order_id": order.pk,
+            "order_number": order.order_number,
+            "note": note[:2000],
+            "escalated_by": who,
+            "action": "retry_order",
+        },
+        channel=order.channel_id,
+        order_ref=order.idempotency_key,
+    )

@@ -1,5 +1,6 @@
 """Exception queue screens: list with filters, detail with context + audit, and the fix actions.
 Thin: parsing and permissions here, the work in :mod:`exceptions_app.triage`."""
+
 from __future__ import annotations
 
 from django.contrib import messages
@@ -51,18 +52,34 @@ class ExceptionListView(PermissionRequired, TemplateView):
             current = sort.lstrip("-") == key
             desc = sort.startswith("-")
             nxt = (key if desc else f"-{key}") if current else (key if key == "kind" else f"-{key}")
-            sorts[key] = {"label": label, "url": "?" + (f"{base}&" if base else "") + f"sort={nxt}",
-                          "aria": ("descending" if desc else "ascending") if current else "none"}
+            sorts[key] = {
+                "label": label,
+                "url": "?" + (f"{base}&" if base else "") + f"sort={nxt}",
+                "aria": ("descending" if desc else "ascending") if current else "none",
+            }
         can_change = user.has_perm("exceptions_app.change_exceptionrecord")
         matching, snoozed_hidden = f.counts()
-        ctx.update(filter=f.filter, page=page, rows=rows, query=query.urlencode(), sorts=sorts, sort=sort, flat=flat,
-                   sort_label=f"{queue.SORTS[sort.lstrip('-')][1].lower()}, {'descending' if sort.startswith('-') else 'ascending'}",
-                   search_errors=f.errors, matching=matching, snoozed_hidden=snoozed_hidden,
-                   snooze_choices=bulk.SNOOZE_CHOICES, actions=bulk.ACTIONS,
-                   assignable=list(bulk.assignable().values_list("pk", "username")) if can_change else [],
-                   can_change=can_change, can_retry=user.has_perms(kinds.permissions("retry")),
-                   can_take_master=user.has_perms(kinds.permissions("take_master_value")), master_writable=master_fix.writable_systems(),
-                   here=self.request.get_full_path())
+        ctx.update(
+            filter=f.filter,
+            page=page,
+            rows=rows,
+            query=query.urlencode(),
+            sorts=sorts,
+            sort=sort,
+            flat=flat,
+            sort_label=f"{queue.SORTS[sort.lstrip('-')][1].lower()}, {'descending' if sort.startswith('-') else 'ascending'}",
+            search_errors=f.errors,
+            matching=matching,
+            snoozed_hidden=snoozed_hidden,
+            snooze_choices=bulk.SNOOZE_CHOICES,
+            actions=bulk.ACTIONS,
+            assignable=list(bulk.assignable().values_list("pk", "username")) if can_change else [],
+            can_change=can_change,
+            can_retry=user.has_perms(kinds.permissions("retry")),
+            can_take_master=user.has_perms(kinds.permissions("take_master_value")),
+            master_writable=master_fix.writable_systems(),
+            here=self.request.get_full_path(),
+        )
         return ctx
 
 
@@ -72,40 +89,61 @@ class ExceptionDetailView(PermissionRequired, TemplateView):
 
     def get_context_data(self, pk, **kwargs):
         ctx = super().get_context_data(**kwargs)
-        record = get_object_or_404(ExceptionRecord.objects.select_related("channel", "connection", "status_changed_by", "assignee"), pk=pk)
+        record = get_object_or_404(
+            ExceptionRecord.objects.select_related("channel", "connection", "status_changed_by", "assignee"), pk=pk
+        )
         user = self.request.user
         action = triage.action_for(record)
         triage.attach_order_numbers([record])
-        ctx.update(record=record, action=action, history=history_rows(audit.history_for(record)[:50]),
-                   plain=triage.plain_text(record),
-                   status_form=kwargs.get("status_form") or StatusForm(),
-                   can_change=user.has_perm("exceptions_app.change_exceptionrecord"))
+        ctx.update(
+            record=record,
+            action=action,
+            history=history_rows(audit.history_for(record)[:50]),
+            plain=triage.plain_text(record),
+            status_form=kwargs.get("status_form") or StatusForm(),
+            can_change=user.has_perm("exceptions_app.change_exceptionrecord"),
+        )
         if action == "map_sku":
             suggestion = triage.suggest(record)
             similar = triage.similar_open(record)
-            ctx.update(suggestion=suggestion, similar_count=similar.count(),
-                       map_form=kwargs.get("map_form") or map_form(record, suggestion),
-                       can_map=user.has_perms(kinds.permissions("map_sku")))
+            ctx.update(
+                suggestion=suggestion,
+                similar_count=similar.count(),
+                map_form=kwargs.get("map_form") or map_form(record, suggestion),
+                can_map=user.has_perms(kinds.permissions("map_sku")),
+            )
         if action == "take_master_value":
-            ctx.update(can_take_master=user.has_perms(kinds.permissions("take_master_value")),
-                       not_writable=master_fix.writable_reason(record) if record.is_active else "")
+            ctx.update(
+                can_take_master=user.has_perms(kinds.permissions("take_master_value")),
+                not_writable=master_fix.writable_reason(record) if record.is_active else "",
+            )
         if action == "repush_stock":
-            ctx.update(can_repush=user.has_perms(kinds.permissions("repush_stock")),
-                       mapped_item_id=triage.mapped_item_id(record))
+            ctx.update(
+                can_repush=user.has_perms(kinds.permissions("repush_stock")),
+                mapped_item_id=triage.mapped_item_id(record),
+            )
         if triage.about_order(record):
             order = triage.order_for(record)
-            ctx.update(order=order, order_form=kwargs.get("order_form") or OrderActionForm(record=record, order=order, user=user),
+            ctx.update(
+                order=order,
+                order_form=kwargs.get("order_form") or OrderActionForm(record=record, order=order, user=user),
                 transitions=list(order.transitions.select_related("actor").order_by("-at")[:20]) if order else [],
                 can_retry=user.has_perms(kinds.permissions("order", "retry")),
                 can_cancel=user.has_perms(kinds.permissions("order", "cancel")),
-                can_edit=user.has_perms(kinds.permissions("order", "edit")))
+                can_edit=user.has_perms(kinds.permissions("order", "edit")),
+            )
         return ctx
 
 
 def map_form(record, suggestion, data=None) -> MapSkuForm:
     """The SKU fix form with this record's choices: near-match items and configured transforms that fit."""
-    return MapSkuForm(data, suggestion=suggestion, alternatives=triage.near_matches(record, suggestion),
-                      transform_options=triage.transform_options(record), storefront_sku=record.sku)
+    return MapSkuForm(
+        data,
+        suggestion=suggestion,
+        alternatives=triage.near_matches(record, suggestion),
+        transform_options=triage.transform_options(record),
+        storefront_sku=record.sku,
+    )
 
 
 class _RecordAction(PermissionRequired, View):
@@ -134,12 +172,18 @@ class StatusActionView(_RecordAction):
         if not form.is_valid():
             return self.rerender(pk, status_form=form)
         try:
-            triage.change_status(record, form.cleaned_data["action"], user=request.user, reason=form.cleaned_data["reason"])
+            triage.change_status(
+                record, form.cleaned_data["action"], user=request.user, reason=form.cleaned_data["reason"]
+            )
         except triage.TriageError as exc:
             messages.error(request, str(exc))
         else:
-            messages.success(request, f"Exception {form.cleaned_data['action']}d." if form.cleaned_data["action"] != "reopen"
-                             else "Exception reopened.")
+            messages.success(
+                request,
+                f"Exception {form.cleaned_data['action']}d."
+                if form.cleaned_data["action"] != "reopen"
+                else "Exception reopened.",
+            )
         return self.back(record)
 
 
@@ -166,7 +210,9 @@ class BulkStatusView(PermissionRequired, View):
         ids, groups, all_matching = post.getlist("ids"), post.getlist("groups"), post.get("all") == "1"
         try:
             params = bulk.clean(action, post, request.user)
-            targets = queue.target_ids(QueryDict(query), request.user, ids=ids, groups=groups, all_matching=all_matching)
+            targets = queue.target_ids(
+                QueryDict(query), request.user, ids=ids, groups=groups, all_matching=all_matching
+            )
         except (bulk.BulkError, search.SearchError) as exc:
             messages.error(request, str(exc))
             return redirect(back)
@@ -175,20 +221,44 @@ class BulkStatusView(PermissionRequired, View):
             return redirect(back)
         picked = len([i for i in ids if str(i).isdigit()]) + len(groups)
         if (all_matching or len(targets) > picked) and post.get("confirmed") != str(len(targets)):
-            return render(request, "exceptions_app/confirm.html", {
-                "count": len(targets), "action": action, "label": bulk.ACTIONS[action], "verb": bulk.VERBS[action],
-                "query": query, "back": back, "noun": "exception(s)",
-                "search": QueryDict(query).get("q", ""), "fields": [(k, v) for k in post for v in post.getlist(k)
-                                                                   if k not in ("csrfmiddlewaretoken", "confirmed")]})
+            return render(
+                request,
+                "exceptions_app/confirm.html",
+                {
+                    "count": len(targets),
+                    "action": action,
+                    "label": bulk.ACTIONS[action],
+                    "verb": bulk.VERBS[action],
+                    "query": query,
+                    "back": back,
+                    "noun": "exception(s)",
+                    "search": QueryDict(query).get("q", ""),
+                    "fields": [
+                        (k, v) for k in post for v in post.getlist(k) if k not in ("csrfmiddlewaretoken", "confirmed")
+                    ],
+                },
+            )
         if len(targets) > inline_limit():
             from .tasks import bulk_action
 
-            bulk_action.delay(action, query=query, ids=[int(i) for i in ids if str(i).isdigit()], groups=groups,
-                              all_matching=all_matching, params={"reason": params.reason, "assignee_id": params.assignee_id,
-                                                                 "snooze_until": params.snooze_until.isoformat() if params.snooze_until else None},
-                              user_id=request.user.pk)
-            messages.success(request, f"{len(targets)} exception(s) queued to be {bulk.ACTIONS[action]} on a worker; "
-                             "the dashboard shows its progress.")
+            bulk_action.delay(
+                action,
+                query=query,
+                ids=[int(i) for i in ids if str(i).isdigit()],
+                groups=groups,
+                all_matching=all_matching,
+                params={
+                    "reason": params.reason,
+                    "assignee_id": params.assignee_id,
+                    "snooze_until": params.snooze_until.isoformat() if params.snooze_until else None,
+                },
+                user_id=request.user.pk,
+            )
+            messages.success(
+                request,
+                f"{len(targets)} exception(s) queued to be {bulk.ACTIONS[action]} on a worker; "
+                "the dashboard shows its progress.",
+            )
             return redirect(back)
         out = bulk.run(targets, action, params, user=request.user)
         messages.success(request, out.summary(action))
@@ -212,13 +282,21 @@ class MapSkuView(_RecordAction):
             if data.get("bulk") and data.get("spec") is not None:
                 result = triage.bulk_map_with_transform(record, data["spec"], user=request.user)
             else:
-                result = triage.map_sku(record, data["item"], all_channels=data.get("all_channels", False),
-                                        spec=data.get("spec"), user=request.user)
+                result = triage.map_sku(
+                    record,
+                    data["item"],
+                    all_channels=data.get("all_channels", False),
+                    spec=data.get("spec"),
+                    user=request.user,
+                )
         except triage.TriageError as exc:
             messages.error(request, str(exc))
             return self.back(record)
-        messages.success(request, "Mapping saved — " + result.summary() + ". The exception is acknowledged and "
-                         "resolves when the storefront confirms the re-queued stock push; held orders are re-checked.")
+        messages.success(
+            request,
+            "Mapping saved — " + result.summary() + ". The exception is acknowledged and "
+            "resolves when the storefront confirms the re-queued stock push; held orders are re-checked.",
+        )
         return self.back(record)
 
 
@@ -232,7 +310,9 @@ class RepushView(_RecordAction):
         except triage.TriageError as exc:
             messages.error(request, str(exc))
         else:
-            messages.success(request, "Stock push queued. The exception resolves when the storefront confirms the quantity.")
+            messages.success(
+                request, "Stock push queued. The exception resolves when the storefront confirms the quantity."
+            )
         return self.back(record)
 
 
@@ -249,13 +329,19 @@ class TakeMasterValueView(_RecordAction):
             messages.error(request, f"Cannot take the master's value: {exc}.")
         else:
             (messages.success if result.resolved else messages.error)(
-                request, ("Resolved — " if result.resolved else "Still open — ") + result.message + ".")
+                request, ("Resolved — " if result.resolved else "Still open — ") + result.message + "."
+            )
         return redirect(safe_next(request) or reverse("exceptions:detail", args=[record.pk]))
 
 
 def safe_next(request) -> str:
     nxt = request.POST.get("next") or ""
-    return nxt if nxt and url_has_allowed_host_and_scheme(nxt, allowed_hosts={request.get_host()}, require_https=request.is_secure()) else ""
+    return (
+        nxt
+        if nxt
+        and url_has_allowed_host_and_scheme(nxt, allowed_hosts={request.get_host()}, require_https=request.is_secure())
+        else ""
+    )
 
 
 class OrderActionView(_RecordAction):
@@ -276,8 +362,9 @@ class OrderActionView(_RecordAction):
             messages.error(request, "The order this exception names is not in the hub.")
             return self.back(record)
         try:
-            messages.success(request, triage.run_order_action(order, action, form.cleaned_data, user=request.user, record=record))
+            messages.success(
+                request, triage.run_order_action(order, action, form.cleaned_data, user=request.user, record=record)
+            )
         except triage.TriageError as exc:
             messages.error(request, str(exc))
         return self.back(record)
-

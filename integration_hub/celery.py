@@ -1,4 +1,5 @@
 """The Celery application. Tasks live in each sub-app's ``tasks.py`` and are discovered here."""
+
 import os
 
 from celery import Celery

@@ -15,6 +15,7 @@ Embedded default (nothing set): SQLite in ``var/`` and a Celery broker that need
 Debug is off unless HUB_DEBUG=true (``./hub up`` sets it for its loopback demo); the security block at the
 end holds the production defaults (HTTPS-only cookies, HSTS, SSL redirect, CSP) and the start-up refusals.
 """
+
 from __future__ import annotations
 
 import os
@@ -225,8 +226,11 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": HUB_TRUSTED_PROXY_COUNT,
     "DEFAULT_PERMISSION_CLASSES": ["integration_hub.core.roles.HasModelRolePermission"],
     # JSON nested deeper than core.jsonsafe.MAX_DEPTH is a 400, not a RecursionError
-    "DEFAULT_PARSER_CLASSES": ["integration_hub.api.parsers.BoundedJSONParser", "rest_framework.parsers.FormParser",
-                               "rest_framework.parsers.MultiPartParser"],
+    "DEFAULT_PARSER_CLASSES": [
+        "integration_hub.api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": [
         "integration_hub.api.filters.HubFilterBackend",
         "rest_framework.filters.OrderingFilter",
@@ -237,14 +241,21 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {
-    "TITLE": "Integration Hub API", "VERSION": "1.0.0",
+    "TITLE": "Integration Hub API",
+    "VERSION": "1.0.0",
     # Swagger UI / Redoc served from our own static files (self-hosted: no CDN needed).
-    "SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR", "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"ExceptionKindEnum": "exceptions_app.models.Kind",
-                            "ReportKindEnum": "integration_hub.reconciliation.models.ReportKind"},
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "ExceptionKindEnum": "exceptions_app.models.Kind",
+        "ReportKindEnum": "integration_hub.reconciliation.models.ReportKind",
+    },
     # sec-auth: 400/401/403/404 documented on every operation that can answer them
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "integration_hub.api.schema.document_error_responses"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "integration_hub.api.schema.document_error_responses",
+    ],
 }
 
 # --- hub behaviour ----------------------------------------------------------------------------
@@ -294,8 +305,12 @@ LOGGING = {
 # --- security ---------------------------------------------------------------------------------
 # Unsafe combinations refuse to start (debug on a public host; debug off with the public dev key or
 # without a real encryption key): integration_hub/core/deploy_guard.py.
-deploy_guard.check(debug=DEBUG, allowed_hosts=ALLOWED_HOSTS, secret_key=os.environ.get("HUB_SECRET_KEY"),
-                   encryption_key=HUB["ENCRYPTION_KEY"])
+deploy_guard.check(
+    debug=DEBUG,
+    allowed_hosts=ALLOWED_HOSTS,
+    secret_key=os.environ.get("HUB_SECRET_KEY"),
+    encryption_key=HUB["ENCRYPTION_KEY"],
+)
 # Error reports (debug page, e-mails) mask connection-URL passwords and sensitive variables.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "integration_hub.core.error_reports.HubExceptionReporterFilter"
 DEFAULT_EXCEPTION_REPORTER = "integration_hub.core.error_reports.HubExceptionReporter"
@@ -332,13 +347,15 @@ CONTENT_SECURITY_POLICY = {
 # --- monitoring: alerts, live dashboard, metrics, health, logs (integration_hub.monitoring) ----------------
 INSTALLED_APPS += ["django_htmx", "integration_hub.monitoring"]
 MIDDLEWARE.insert(0, "integration_hub.monitoring.metrics.RequestMetricsMiddleware")
-HUB.update({
-    # bearer token for /metrics (Prometheus); unset = the endpoint does not exist (404)
-    "METRICS_TOKEN": os.environ.get("HUB_METRICS_TOKEN", ""),
-    # days of sampled figures kept for the dashboard charts (a week is charted)
-    "MONITORING_RETENTION_DAYS": float(os.environ.get("HUB_MONITORING_RETENTION_DAYS", "8")),
-    "DASHBOARD_REFRESH_SECONDS": int(os.environ.get("HUB_DASHBOARD_REFRESH_SECONDS", "15")),
-})
+HUB.update(
+    {
+        # bearer token for /metrics (Prometheus); unset = the endpoint does not exist (404)
+        "METRICS_TOKEN": os.environ.get("HUB_METRICS_TOKEN", ""),
+        # days of sampled figures kept for the dashboard charts (a week is charted)
+        "MONITORING_RETENTION_DAYS": float(os.environ.get("HUB_MONITORING_RETENTION_DAYS", "8")),
+        "DASHBOARD_REFRESH_SECONDS": int(os.environ.get("HUB_DASHBOARD_REFRESH_SECONDS", "15")),
+    }
+)
 # Alert email goes through Django's mail backend: SMTP when HUB_SMTP_HOST is set, else the log (console).
 if os.environ.get("HUB_SMTP_HOST"):
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"

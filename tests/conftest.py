@@ -2,6 +2,7 @@
 
 The test-only environment (keys, plain http) is set by tests/hub_test_env.py, a plugin pytest.ini loads
 before the settings are imported (this file is read too late for that)."""
+
 from __future__ import annotations
 
 import os
@@ -125,8 +126,13 @@ def celery_worker_process(transactional_db, settings):
     from django.db import connection
 
     db_name = str(connection.settings_dict["NAME"])
-    env = dict(os.environ, HUB_DB_NAME_OVERRIDE=db_name, DJANGO_SETTINGS_MODULE="integration_hub.settings",
-               CELERY_TASK_ALWAYS_EAGER="0", PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        HUB_DB_NAME_OVERRIDE=db_name,
+        DJANGO_SETTINGS_MODULE="integration_hub.settings",
+        CELERY_TASK_ALWAYS_EAGER="0",
+        PYTHONUNBUFFERED="1",
+    )
     log_path = VAR / f"test-worker-{os.getpid()}.log"
 
     class Handle:
@@ -135,9 +141,28 @@ def celery_worker_process(transactional_db, settings):
         def start(self):
             self.log = open(log_path, "ab")
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "integration_hub", "worker", "-Q", "priority,stock,default",
-                 "-c", "2", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "INFO"],
-                cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "integration_hub",
+                    "worker",
+                    "-Q",
+                    "priority,stock,default",
+                    "-c",
+                    "2",
+                    "--without-heartbeat",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "-l",
+                    "INFO",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+            )
             deadline = time.time() + 60
             while time.time() < deadline:
                 if b"ready." in log_path.read_bytes()[-20000:]:
@@ -184,8 +209,10 @@ def _close_stray_db_sessions(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         try:
             with connection.cursor() as cur:
-                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                cur.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
         except Exception:  # best effort: never fail the run over housekeeping
             pass
 

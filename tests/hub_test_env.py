@@ -6,6 +6,7 @@ so it needs a secret key and an encryption key; these are test-only values, set 
 The test client and the live server speak plain http: no SSL redirect, no Secure-only cookies.
 Everything here is inherited by the Celery worker processes the tests start.
 """
+
 import os
 
 from cryptography.fernet import Fernet

@@ -1,5 +1,6 @@
 """A real SFTP server for tests: paramiko's server side on 127.0.0.1 in a thread, password auth, files kept
 under a temporary root. Started and stopped by the tests themselves (see the ``sftp_server`` fixture)."""
+
 from __future__ import annotations
 
 import os
@@ -53,11 +54,14 @@ class _Files(paramiko.SFTPServerInterface):
         def go():
             full = self._path(path)
             fd = os.open(full, flags | getattr(os, "O_BINARY", 0), 0o644)
-            mode = "ab" if flags & os.O_APPEND else "r+b" if flags & os.O_RDWR else "wb" if flags & os.O_WRONLY else "rb"
+            mode = (
+                "ab" if flags & os.O_APPEND else "r+b" if flags & os.O_RDWR else "wb" if flags & os.O_WRONLY else "rb"
+            )
             h = _Handle(flags)
             h.fh = h.readfile = h.writefile = os.fdopen(fd, mode)
             h.filename = str(full)
             return h
+
         return self._guard(go)
 
     def stat(self, path):
@@ -69,12 +73,14 @@ class _Files(paramiko.SFTPServerInterface):
         def go():
             full = self._path(path)
             return [paramiko.SFTPAttributes.from_stat(os.stat(full / n), n) for n in sorted(os.listdir(full))]
+
         return self._guard(go)
 
     def rename(self, oldpath, newpath):
         def go():
             os.rename(self._path(oldpath), self._path(newpath))
             return paramiko.SFTP_OK
+
         return self._guard(go)
 
     posix_rename = rename
@@ -83,12 +89,14 @@ class _Files(paramiko.SFTPServerInterface):
         def go():
             os.remove(self._path(path))
             return paramiko.SFTP_OK
+
         return self._guard(go)
 
     def mkdir(self, path, attr):
         def go():
             os.mkdir(self._path(path))
             return paramiko.SFTP_OK
+
         return self._guard(go)
 
 

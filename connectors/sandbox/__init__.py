@@ -44,6 +44,7 @@ planner emulators (inventory_planner, wair_replenishment)
                  seed_purchase_orders
   wair_replenishment extras: seed_transfers {"transfers": [...]}, set_credentials
 """
+
 from __future__ import annotations
 
 import importlib

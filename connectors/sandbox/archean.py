@@ -26,10 +26,12 @@ cursors, ``Idempotency-Key`` on writes). Routes (below ``/archean``):
 Buckets: SALEABLE, QUARANTINE, DAMAGED, TRANSIT. A sales order's ``status`` may say "SHIPPED" (control
 ``set_order_status``) without any item fulfilment — the hub must not treat that as dispatched.
 
-Control: seed_items (upsert item rows, stamped ``updated_at`` now), seed_locations, seed_stock, set_stock (feed + signed push ``{"type": "stock.changed", "data": [...]}``
+Control: seed_items (upsert item rows, stamped ``updated_at`` now), seed_locations, seed_stock, set_stock (feed +
+signed push ``{"type": "stock.changed", "data": [...]}``
 to the stock webhook), dispatch (creates an item fulfilment record; pushes
 ``{"type": "item_fulfilment.created", "data": [...]}``), set_order_status, configure_webhooks, state.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -61,7 +63,9 @@ def _now() -> str:
 
 
 def _err(status: int, code: str, title: str, detail: str = "") -> HttpError:
-    return HttpError(status, {"errors": [{"status": str(status), "code": code, "title": title, "detail": detail or title}]})
+    return HttpError(
+        status, {"errors": [{"status": str(status), "code": code, "title": title, "detail": detail or title}]}
+    )
 
 
 class ArcheanEmulator(MasterEmulator):
@@ -80,7 +84,11 @@ class ArcheanEmulator(MasterEmulator):
 
     def error_body(self, status, message, code=""):
         codes = {429: "rate_limited", 503: "unavailable", 504: "timeout", 404: "not_found", 405: "method_not_allowed"}
-        return {"errors": [{"status": str(status), "code": codes.get(status, code or "error"), "title": message, "detail": message}]}
+        return {
+            "errors": [
+                {"status": str(status), "code": codes.get(status, code or "error"), "title": message, "detail": message}
+            ]
+        }
 
     def _auth(self, req: Request):
         if req.header("Authorization") != f"Bearer {self.api_key}":
@@ -99,9 +107,15 @@ class ArcheanEmulator(MasterEmulator):
         self._auth(req)
         after, limit = self._cursor(req.q("cursor")), min(1000, int(req.q("limit", "500")))
         with self.lock:
-            page = self.changes[after:after + limit]
-            return Response(200, {"data": page, "next_cursor": str(after + len(page)),
-                                  "has_more": after + len(page) < len(self.changes)})
+            page = self.changes[after : after + limit]
+            return Response(
+                200,
+                {
+                    "data": page,
+                    "next_cursor": str(after + len(page)),
+                    "has_more": after + len(page) < len(self.changes),
+                },
+            )
 
     @route("GET", API + r"/stock")
     def stock_levels(self, req):
@@ -109,9 +123,21 @@ class ArcheanEmulator(MasterEmulator):
         page, per = max(1, int(req.q("page", "1"))), min(1000, int(req.q("per_page", "250")))
         codes = set(filter(None, (req.q("item_code") or "").split(",")))
         with self.lock:
-            rows = [{"item_code": k[0], "store_code": k[1], "bucket": k[2], "on_hand": v["on_hand"], "changed_at": v["changed_at"]}
-                    for k, v in sorted(self.stock.items()) if not codes or k[0] in codes]
-        return Response(200, {"data": rows[(page - 1) * per: page * per], "meta": {"page": page, "per_page": per, "total": len(rows)}})
+            rows = [
+                {
+                    "item_code": k[0],
+                    "store_code": k[1],
+                    "bucket": k[2],
+                    "on_hand": v["on_hand"],
+                    "changed_at": v["changed_at"],
+                }
+                for k, v in sorted(self.stock.items())
+                if not codes or k[0] in codes
+            ]
+        return Response(
+            200,
+            {"data": rows[(page - 1) * per : page * per], "meta": {"page": page, "per_page": per, "total": len(rows)}},
+        )
 
     # --- items ------------------------------------------------------------------------------------------
     @route("GET", API + r"/items")
@@ -131,16 +157,28 @@ class ArcheanEmulator(MasterEmulator):
                 raise _err(400, "invalid_parameter", "updated_since needs a time zone")
         codes = set(filter(None, (req.q("item_code") or "").split(",")))
         with self.lock:
-            rows = [dict(v) for k, v in sorted(self.items.items()) if (not codes or k in codes)
-                    and (not since or datetime.fromisoformat(v["updated_at"].replace("Z", "+00:00")) >= since_dt)]
-        return Response(200, {"data": rows[(page - 1) * per: page * per], "meta": {"page": page, "per_page": per, "total": len(rows)}})
+            rows = [
+                dict(v)
+                for k, v in sorted(self.items.items())
+                if (not codes or k in codes)
+                and (not since or datetime.fromisoformat(v["updated_at"].replace("Z", "+00:00")) >= since_dt)
+            ]
+        return Response(
+            200,
+            {"data": rows[(page - 1) * per : page * per], "meta": {"page": page, "per_page": per, "total": len(rows)}},
+        )
 
     def control_seed_items(self, payload):
         ts = _now()
         with self.lock:
             for r in payload.get("items") or []:
                 code = str(r["item_code"])
-                self.items[code] = {**self.items.get(code, {}), **r, "item_code": code, "updated_at": r.get("updated_at") or ts}
+                self.items[code] = {
+                    **self.items.get(code, {}),
+                    **r,
+                    "item_code": code,
+                    "updated_at": r.get("updated_at") or ts,
+                }
         return {"items": len(self.items)}
 
     # --- sales orders ---------------------------------------------------------------------------------
@@ -154,9 +192,17 @@ class ArcheanEmulator(MasterEmulator):
         if not isinstance(body, dict) or body.get("reference") != key:
             raise _err(422, "reference_mismatch", "reference must equal the Idempotency-Key")
         lines = body.get("lines")
-        if not isinstance(lines, list) or not lines or any(
-                not isinstance(l, dict) or not l.get("item_code") or not isinstance(l.get("quantity"), int) or l["quantity"] <= 0
-                for l in lines):
+        if (
+            not isinstance(lines, list)
+            or not lines
+            or any(
+                not isinstance(l, dict)
+                or not l.get("item_code")
+                or not isinstance(l.get("quantity"), int)
+                or l["quantity"] <= 0
+                for l in lines
+            )
+        ):
             raise _err(422, "invalid_lines", "Every line needs item_code and a positive integer quantity")
         if not (body.get("delivery") or {}).get("postcode"):
             raise _err(422, "invalid_delivery", "delivery.postcode is required")
@@ -165,8 +211,15 @@ class ArcheanEmulator(MasterEmulator):
             existing = self.orders.get(key)
             if existing is not None:
                 return Response(200, self._order_view(existing), {"Idempotent-Replayed": "true"})
-            order = {"id": f"SO{next(self.order_seq):06d}", "reference": key, "status": "OPEN", "created_at": _now(),
-                     "request": body, "fulfilled": {}, "allocated": {}}
+            order = {
+                "id": f"SO{next(self.order_seq):06d}",
+                "reference": key,
+                "status": "OPEN",
+                "created_at": _now(),
+                "request": body,
+                "fulfilled": {},
+                "allocated": {},
+            }
             self.orders[key] = order
             changed = self._allocate(order)
             view = self._order_view(order)
@@ -180,16 +233,28 @@ class ArcheanEmulator(MasterEmulator):
         """Set an absolute on-hand and record the change (caller holds the lock)."""
         ts = _now()
         self.stock[(sku, loc, bucket)] = {"on_hand": qty, "changed_at": ts}
-        c = {"change_id": f"CH{len(self.changes) + 1:08d}", "item_code": sku, "store_code": loc, "bucket": bucket,
-             "on_hand": qty, "changed_at": ts}
+        c = {
+            "change_id": f"CH{len(self.changes) + 1:08d}",
+            "item_code": sku,
+            "store_code": loc,
+            "bucket": bucket,
+            "on_hand": qty,
+            "changed_at": ts,
+        }
         self.changes.append(c)
         return c
 
     def _allocate(self, o) -> list[dict]:
         changed = []
         for sku, qty in sorted(self._ordered(o).items()):
-            free = sorted(((v["on_hand"], k[1]) for k, v in self.stock.items() if k[0] == sku and k[2] == "SALEABLE"
-                           and v["on_hand"] > 0), key=lambda x: (-x[0], x[1]))
+            free = sorted(
+                (
+                    (v["on_hand"], k[1])
+                    for k, v in self.stock.items()
+                    if k[0] == sku and k[2] == "SALEABLE" and v["on_hand"] > 0
+                ),
+                key=lambda x: (-x[0], x[1]),
+            )
             for have, loc in free:
                 if qty <= 0:
                     break
@@ -201,7 +266,9 @@ class ArcheanEmulator(MasterEmulator):
 
     def _push_async(self, changes: list[dict]) -> None:
         if changes and self.webhooks.get("stock_url"):
-            threading.Thread(target=self._post, args=("stock", {"type": "stock.changed", "data": changes}), daemon=True).start()
+            threading.Thread(
+                target=self._post, args=("stock", {"type": "stock.changed", "data": changes}), daemon=True
+            ).start()
 
     @route("POST", API + r"/sales-orders/(?P<ref>[^/]+)/cancel")
     def cancel_order(self, req):
@@ -211,21 +278,36 @@ class ArcheanEmulator(MasterEmulator):
             if o is None:
                 raise _err(404, "not_found", f"Sales order {req.params['ref']} not found")
             if o["fulfilled"]:
-                raise _err(409, "already_fulfilled", f"Sales order {req.params['ref']} has item fulfilments and cannot be cancelled")
+                raise _err(
+                    409,
+                    "already_fulfilled",
+                    f"Sales order {req.params['ref']} has item fulfilments and cannot be cancelled",
+                )
             changed = []
             if o["status"] != "CANCELLED":
                 o["status"] = "CANCELLED"
                 for key, n in sorted(o["allocated"].items()):
                     sku, loc = key.rsplit("@", 1)
-                    changed.append(self._change(sku, loc, "SALEABLE", self.stock.get((sku, loc, "SALEABLE"), {"on_hand": 0})["on_hand"] + n))
+                    changed.append(
+                        self._change(
+                            sku, loc, "SALEABLE", self.stock.get((sku, loc, "SALEABLE"), {"on_hand": 0})["on_hand"] + n
+                        )
+                    )
                 o["allocated"] = {}
             view = self._order_view(o)
         self._push_async(changed)
         return Response(200, view)
 
     def _order_view(self, o):
-        return {"data": {"id": o["id"], "reference": o["reference"], "status": o["status"], "created_at": o["created_at"],
-                         "fulfilled": dict(o["fulfilled"])}}
+        return {
+            "data": {
+                "id": o["id"],
+                "reference": o["reference"],
+                "status": o["status"],
+                "created_at": o["created_at"],
+                "fulfilled": dict(o["fulfilled"]),
+            }
+        }
 
     @route("GET", API + r"/sales-orders/(?P<ref>[^/]+)")
     def get_order(self, req):
@@ -243,9 +325,10 @@ class ArcheanEmulator(MasterEmulator):
         ref = req.q("sales_order_reference")
         with self.lock:
             rows = self.fulfilments if not ref else [f for f in self.fulfilments if f["sales_order_reference"] == ref]
-            page = rows[after:after + limit]
-            return Response(200, {"data": page, "next_cursor": str(after + len(page)),
-                                  "has_more": after + len(page) < len(rows)})
+            page = rows[after : after + limit]
+            return Response(
+                200, {"data": page, "next_cursor": str(after + len(page)), "has_more": after + len(page) < len(rows)}
+            )
 
     @route("POST", API + r"/item-fulfilments")
     def post_fulfilment(self, req):
@@ -257,8 +340,13 @@ class ArcheanEmulator(MasterEmulator):
         with self.lock:
             if key in self.external_fulfilments:
                 return Response(200, {"data": self.external_fulfilments[key]}, {"Idempotent-Replayed": "true"})
-            rec = {"id": f"XF{len(self.external_fulfilments) + 1:06d}", "sales_order_reference": body.get("sales_order_reference"),
-                   "lines": body.get("lines") or [], "store_code": body.get("store_code"), "fulfilled_at": body.get("fulfilled_at")}
+            rec = {
+                "id": f"XF{len(self.external_fulfilments) + 1:06d}",
+                "sales_order_reference": body.get("sales_order_reference"),
+                "lines": body.get("lines") or [],
+                "store_code": body.get("store_code"),
+                "fulfilled_at": body.get("fulfilled_at"),
+            }
             self.external_fulfilments[key] = rec
             return Response(201, {"data": rec})
 
@@ -303,15 +391,24 @@ class ArcheanEmulator(MasterEmulator):
                 if p.get("lines"):
                     lines = [{"item_code": str(s), "quantity": int(q)} for s, q in p["lines"]]
                 else:
-                    lines = [{"item_code": s, "quantity": q - o["fulfilled"].get(s, 0)} for s, q in ordered.items()
-                             if q - o["fulfilled"].get(s, 0) > 0]
+                    lines = [
+                        {"item_code": s, "quantity": q - o["fulfilled"].get(s, 0)}
+                        for s, q in ordered.items()
+                        if q - o["fulfilled"].get(s, 0) > 0
+                    ]
                 for line in lines:
                     o["fulfilled"][line["item_code"]] = o["fulfilled"].get(line["item_code"], 0) + line["quantity"]
                 carrier = p.get("carrier") or "Royal Mail"
-                rec = {"id": f"IF{len(self.fulfilments) + 1:07d}", "sales_order_id": o["id"], "sales_order_reference": ref,
-                       "lines": lines, "carrier": carrier,
-                       "tracking_number": p.get("tracking_number") or f"RM{len(self.fulfilments) + 1:09d}GB",
-                       "tracking_url": p.get("tracking_url") or "", "fulfilled_at": payload.get("dispatched_at") or _now()}
+                rec = {
+                    "id": f"IF{len(self.fulfilments) + 1:07d}",
+                    "sales_order_id": o["id"],
+                    "sales_order_reference": ref,
+                    "lines": lines,
+                    "carrier": carrier,
+                    "tracking_number": p.get("tracking_number") or f"RM{len(self.fulfilments) + 1:09d}GB",
+                    "tracking_url": p.get("tracking_url") or "",
+                    "fulfilled_at": payload.get("dispatched_at") or _now(),
+                }
                 rec["order_fully_fulfilled"] = all(o["fulfilled"].get(s, 0) >= q for s, q in ordered.items())
                 self.fulfilments.append(rec)
                 created.append(rec)
@@ -321,10 +418,21 @@ class ArcheanEmulator(MasterEmulator):
 
     def control_state(self, payload):
         with self.lock:
-            return {"orders": {ref: {"id": o["id"], "status": o["status"], "request": o["request"], "fulfilled": dict(o["fulfilled"]),
-                                     "allocated": dict(o["allocated"])}
-                               for ref, o in self.orders.items()},
-                    "order_receipts": dict(self.receipts), "fulfilments": [dict(f) for f in self.fulfilments],
-                    "external_fulfilments": list(self.external_fulfilments.values()),
-                    "stock": {f"{k[0]}@{k[1]}:{k[2]}": v["on_hand"] for k, v in self.stock.items()},
-                    "changes": len(self.changes), "webhooks": list(self.webhook_log)}
+            return {
+                "orders": {
+                    ref: {
+                        "id": o["id"],
+                        "status": o["status"],
+                        "request": o["request"],
+                        "fulfilled": dict(o["fulfilled"]),
+                        "allocated": dict(o["allocated"]),
+                    }
+                    for ref, o in self.orders.items()
+                },
+                "order_receipts": dict(self.receipts),
+                "fulfilments": [dict(f) for f in self.fulfilments],
+                "external_fulfilments": list(self.external_fulfilments.values()),
+                "stock": {f"{k[0]}@{k[1]}:{k[2]}": v["on_hand"] for k, v in self.stock.items()},
+                "changes": len(self.changes),
+                "webhooks": list(self.webhook_log),
+            }

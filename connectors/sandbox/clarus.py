@@ -27,6 +27,7 @@ in_transit ↔ ``in_transit``. Control: seed_locations (warehouses), seed_stock,
 events), dispatch {"order_ref", "parcels", "close_manifest": true} (picks; completes — dispatches — unless
 ``close_manifest`` is false), close_manifest {"manifest_id": <goods out id>} (completes), configure_webhooks, state.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -46,8 +47,12 @@ DEFAULT_CLIENT, DEFAULT_SECRET, DEFAULT_SUBDOMAIN = "hub-demo", "clarus-demo-key
 DEFAULT_KEY = DEFAULT_SECRET  # what seed_demo configures as the connection secret
 ACCOUNT_ID = "1"
 HUB_TO_WIRE = {"available": "available", "inspection": "quarantine", "damaged": "damaged", "in_transit": "in_transit"}
-HEADERS = {"X-ClarusWMS-Domain": "https://demo.claruswms.co.uk", "X-ClarusWMS-API-Domain": "https://clarus-api.com",
-           "X-ClarusWMS-Subdomain": DEFAULT_SUBDOMAIN, "X-ClarusWMS-Integration-ID": "7"}
+HEADERS = {
+    "X-ClarusWMS-Domain": "https://demo.claruswms.co.uk",
+    "X-ClarusWMS-API-Domain": "https://clarus-api.com",
+    "X-ClarusWMS-Subdomain": DEFAULT_SUBDOMAIN,
+    "X-ClarusWMS-Integration-ID": "7",
+}
 AUTOMATIONS = {"stock_adjustment": "41", "stock_hold": "42", "sales_order_completed": "43"}
 GOODS_OUT_TYPES = ("sales_order", "work_order", "crossdock")
 
@@ -57,7 +62,9 @@ def _now() -> str:
 
 
 def _err(status: int, detail: str, code: str = "") -> HttpError:
-    return HttpError(status, {"errors": [{"status": str(status), "code": code or str(status), "title": detail, "detail": detail}]})
+    return HttpError(
+        status, {"errors": [{"status": str(status), "code": code or str(status), "title": detail, "detail": detail}]}
+    )
 
 
 class ClarusEmulator(MasterEmulator):
@@ -94,7 +101,9 @@ class ClarusEmulator(MasterEmulator):
                 raise HttpError(401, {"error": "invalid_client"})
             token = uuid.uuid4().hex
             self.tokens[token] = time.time() + 7200
-        return Response(200, {"access_token": token, "token_type": "Bearer", "expires_in": 7200, "created_at": int(time.time())})
+        return Response(
+            200, {"access_token": token, "token_type": "Bearer", "expires_in": 7200, "created_at": int(time.time())}
+        )
 
     def _auth(self, req: Request):
         bearer = req.header("Authorization")
@@ -123,8 +132,13 @@ class ClarusEmulator(MasterEmulator):
             if any(p["code"] == a["code"] for p in self.products.values()):
                 raise _err(422, f"code {a['code']} has already been taken", "taken")
             pid = str(next(self.product_seq))
-            self.products[pid] = {"id": pid, "code": str(a["code"]), "description": str(a["description"]),
-                                  "barcode": a.get("barcode") or "", "external_system_reference1": a.get("external_system_reference1") or ""}
+            self.products[pid] = {
+                "id": pid,
+                "code": str(a["code"]),
+                "description": str(a["description"]),
+                "barcode": a.get("barcode") or "",
+                "external_system_reference1": a.get("external_system_reference1") or "",
+            }
         return Response(201, {"data": {"id": int(pid), "type": "products", "attributes": dict(self.products[pid])}})
 
     # --- goods outs -------------------------------------------------------------------------------------------
@@ -173,9 +187,18 @@ class ClarusEmulator(MasterEmulator):
                 if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0:
                     problems.append(f"lines_changes[{i}].order_quantity must be a positive integer")
                 if product is not None and not problems:
-                    lines.append({"id": f"{next(self.goods_out_seq)}", "product_id": product["id"], "code": product["code"],
-                                  "order_quantity": qty, "allocated_quantity": 0, "pick_quantity": 0, "dispatch_quantity": 0,
-                                  "attributes": dict(la)})
+                    lines.append(
+                        {
+                            "id": f"{next(self.goods_out_seq)}",
+                            "product_id": product["id"],
+                            "code": product["code"],
+                            "order_quantity": qty,
+                            "allocated_quantity": 0,
+                            "pick_quantity": 0,
+                            "dispatch_quantity": 0,
+                            "attributes": dict(la),
+                        }
+                    )
             for f in ("name", "address_1", "postcode", "country_code"):
                 if not address.get(f):
                     problems.append(f"address.{f} is required")
@@ -190,17 +213,42 @@ class ClarusEmulator(MasterEmulator):
                 line["allocated_quantity"] = take
                 self.allocated[(line["code"], wh)] = self.allocated.get((line["code"], wh), 0) + take
                 full = full and take == line["order_quantity"]
-            g = {"id": gid, "reference": ref, "goods_out_status_code": "ALLOCATED" if full else "PENDING", "account_id": ACCOUNT_ID,
-                 "warehouse_id": wh, "attributes": {k: v for k, v in a.items() if k != "lines_changes"}, "address": dict(address),
-                 "lines": lines, "actual_date_of_dispatch": None, "created_at": _now(), "parcels": []}
+            g = {
+                "id": gid,
+                "reference": ref,
+                "goods_out_status_code": "ALLOCATED" if full else "PENDING",
+                "account_id": ACCOUNT_ID,
+                "warehouse_id": wh,
+                "attributes": {k: v for k, v in a.items() if k != "lines_changes"},
+                "address": dict(address),
+                "lines": lines,
+                "actual_date_of_dispatch": None,
+                "created_at": _now(),
+                "parcels": [],
+            }
             self.goods_outs[gid] = g
         return Response(201, {"data": self._document(g)})
 
     def _document(self, g) -> dict:
-        attrs = dict(g["attributes"], reference=g["reference"], goods_out_status_code=g["goods_out_status_code"],
-                     account_id=int(ACCOUNT_ID), warehouse_id=g["warehouse_id"], actual_date_of_dispatch=g["actual_date_of_dispatch"],
-                     lines_changes=[{"id": int(ln["id"]), "attributes": {"product_id": int(ln["product_id"]), "order_quantity": ln["order_quantity"],
-                                                                           **ln["attributes"]}} for ln in g["lines"]])
+        attrs = dict(
+            g["attributes"],
+            reference=g["reference"],
+            goods_out_status_code=g["goods_out_status_code"],
+            account_id=int(ACCOUNT_ID),
+            warehouse_id=g["warehouse_id"],
+            actual_date_of_dispatch=g["actual_date_of_dispatch"],
+            lines_changes=[
+                {
+                    "id": int(ln["id"]),
+                    "attributes": {
+                        "product_id": int(ln["product_id"]),
+                        "order_quantity": ln["order_quantity"],
+                        **ln["attributes"],
+                    },
+                }
+                for ln in g["lines"]
+            ],
+        )
         return {"id": int(g["id"]), "type": "goods_outs", "attributes": attrs}
 
     def _release(self, g) -> None:
@@ -222,7 +270,9 @@ class ClarusEmulator(MasterEmulator):
             self._release(g)
             if status in ("DRAFT", "PENDING"):
                 del self.goods_outs[g["id"]]
-                return Response(200, {"data": {"id": int(g["id"]), "type": "goods_outs", "attributes": {"deleted": True}}})
+                return Response(
+                    200, {"data": {"id": int(g["id"]), "type": "goods_outs", "attributes": {"deleted": True}}}
+                )
             g["goods_out_status_code"] = "CANCELLED"
         return Response(200, {"data": self._document(g)})
 
@@ -245,30 +295,87 @@ class ClarusEmulator(MasterEmulator):
 
     def _nodes(self, root: str) -> list[dict]:
         if root == "products":
-            return [{"id": p["id"], "code": p["code"], "description": p["description"], "barcode": p.get("barcode") or None,
-                     "product_id": p["id"]} for p in self.products.values()]
+            return [
+                {
+                    "id": p["id"],
+                    "code": p["code"],
+                    "description": p["description"],
+                    "barcode": p.get("barcode") or None,
+                    "product_id": p["id"],
+                }
+                for p in self.products.values()
+            ]
         by_code = {p["code"]: p["id"] for p in self.products.values()}
         if root == "stock_balances":
             keys = sorted({(c, w) for c, w, s in self.stock if s == "available"} | set(self.allocated))
-            return [{"available": self._free(c, w), "allocated": self.allocated.get((c, w), 0), "ordered": 0, "received": 0, "picked": 0,
-                     "product": {"id": by_code.get(c, ""), "code": c}, "account": {"id": ACCOUNT_ID, "code": "HUB"}, "warehouse": {"id": w},
-                     "product_code": c, "product_id": by_code.get(c, ""), "warehouse_id": w, "account_id": ACCOUNT_ID} for c, w in keys]
+            return [
+                {
+                    "available": self._free(c, w),
+                    "allocated": self.allocated.get((c, w), 0),
+                    "ordered": 0,
+                    "received": 0,
+                    "picked": 0,
+                    "product": {"id": by_code.get(c, ""), "code": c},
+                    "account": {"id": ACCOUNT_ID, "code": "HUB"},
+                    "warehouse": {"id": w},
+                    "product_code": c,
+                    "product_id": by_code.get(c, ""),
+                    "warehouse_id": w,
+                    "account_id": ACCOUNT_ID,
+                }
+                for c, w in keys
+            ]
         if root == "stocks":
-            return [{"id": f"{c}|{w}|{s}", "quantity": q, "status": s, "fifo_date": None, "product": {"id": by_code.get(c, ""), "code": c},
-                     "location": {"id": w, "code": f"{w}-BULK"}, "warehouse": {"id": w}, "account": {"id": ACCOUNT_ID, "code": "HUB"},
-                     "product_code": c, "product_id": by_code.get(c, ""), "warehouse_id": w, "status_code": s, "account_id": ACCOUNT_ID}
-                    for (c, w, s), q in sorted(self.stock.items())]
+            return [
+                {
+                    "id": f"{c}|{w}|{s}",
+                    "quantity": q,
+                    "status": s,
+                    "fifo_date": None,
+                    "product": {"id": by_code.get(c, ""), "code": c},
+                    "location": {"id": w, "code": f"{w}-BULK"},
+                    "warehouse": {"id": w},
+                    "account": {"id": ACCOUNT_ID, "code": "HUB"},
+                    "product_code": c,
+                    "product_id": by_code.get(c, ""),
+                    "warehouse_id": w,
+                    "status_code": s,
+                    "account_id": ACCOUNT_ID,
+                }
+                for (c, w, s), q in sorted(self.stock.items())
+            ]
         if root == "goods_outs":
-            return [{"id": g["id"], "reference": g["reference"], "goods_out_status": {"code": g["goods_out_status_code"]},
-                     "external_system_reference1": g["attributes"].get("external_system_reference1"),
-                     "goods_out_status_code": g["goods_out_status_code"], "actual_date_of_dispatch": g["actual_date_of_dispatch"],
-                     "account_id": ACCOUNT_ID, "warehouse_id": g["warehouse_id"], "warehouse": {"id": g["warehouse_id"]},
-                     "parcels": [dict(p) for p in g["parcels"]]} for g in self.goods_outs.values()]
+            return [
+                {
+                    "id": g["id"],
+                    "reference": g["reference"],
+                    "goods_out_status": {"code": g["goods_out_status_code"]},
+                    "external_system_reference1": g["attributes"].get("external_system_reference1"),
+                    "goods_out_status_code": g["goods_out_status_code"],
+                    "actual_date_of_dispatch": g["actual_date_of_dispatch"],
+                    "account_id": ACCOUNT_ID,
+                    "warehouse_id": g["warehouse_id"],
+                    "warehouse": {"id": g["warehouse_id"]},
+                    "parcels": [dict(p) for p in g["parcels"]],
+                }
+                for g in self.goods_outs.values()
+            ]
         if root == "goods_out_lines":
-            return [{"id": ln["id"], "order_quantity": ln["order_quantity"], "allocated_quantity": ln["allocated_quantity"],
-                     "pick_quantity": ln["pick_quantity"], "dispatch_quantity": ln["dispatch_quantity"], "short_status": "",
-                     "product": {"id": ln["product_id"], "code": ln["code"]}, "goods_out": {"id": g["id"], "reference": g["reference"]},
-                     "goods_out_id": g["id"]} for g in self.goods_outs.values() for ln in g["lines"]]
+            return [
+                {
+                    "id": ln["id"],
+                    "order_quantity": ln["order_quantity"],
+                    "allocated_quantity": ln["allocated_quantity"],
+                    "pick_quantity": ln["pick_quantity"],
+                    "dispatch_quantity": ln["dispatch_quantity"],
+                    "short_status": "",
+                    "product": {"id": ln["product_id"], "code": ln["code"]},
+                    "goods_out": {"id": g["id"], "reference": g["reference"]},
+                    "goods_out_id": g["id"],
+                }
+                for g in self.goods_outs.values()
+                for ln in g["lines"]
+            ]
         return []
 
     @route("POST", r"/graphql")
@@ -291,8 +398,12 @@ class ClarusEmulator(MasterEmulator):
         url = self.webhooks.get(f"{kind}_url")
         if not url:
             return
-        headers = {"Content-Type": "application/json", **HEADERS, "X-ClarusWMS-Subdomain": self.subdomain,
-                   "X-ClarusWMS-Automation-ID": AUTOMATIONS[trigger]}
+        headers = {
+            "Content-Type": "application/json",
+            **HEADERS,
+            "X-ClarusWMS-Subdomain": self.subdomain,
+            "X-ClarusWMS-Automation-ID": AUTOMATIONS[trigger],
+        }
         try:
             status = requests.post(url, data=json.dumps(record, default=str), headers=headers, timeout=5).status_code
         except requests.RequestException:
@@ -302,21 +413,46 @@ class ClarusEmulator(MasterEmulator):
 
     def _stock_record(self, code, wh, status) -> dict:
         by_code = {p["code"]: p["id"] for p in self.products.values()}
-        return {"data": {"type": "stocks", "id": f"{code}|{wh}|{status}", "attributes": {
-            "quantity": self.stock.get((code, wh, status), 0), "status": status, "product": {"id": by_code.get(code, ""), "code": code},
-            "warehouse": {"id": wh}, "location": {"code": f"{wh}-BULK"}, "updated_at": _now()}}}
+        return {
+            "data": {
+                "type": "stocks",
+                "id": f"{code}|{wh}|{status}",
+                "attributes": {
+                    "quantity": self.stock.get((code, wh, status), 0),
+                    "status": status,
+                    "product": {"id": by_code.get(code, ""), "code": code},
+                    "warehouse": {"id": wh},
+                    "location": {"code": f"{wh}-BULK"},
+                    "updated_at": _now(),
+                },
+            }
+        }
 
     def _goods_out_record(self, g) -> dict:
         doc = self._document(g)
-        doc["attributes"]["lines"] = [{"product": {"id": ln["product_id"], "code": ln["code"]}, "order_quantity": ln["order_quantity"],
-                                       "pick_quantity": ln["pick_quantity"], "dispatch_quantity": ln["dispatch_quantity"]} for ln in g["lines"]]
+        doc["attributes"]["lines"] = [
+            {
+                "product": {"id": ln["product_id"], "code": ln["code"]},
+                "order_quantity": ln["order_quantity"],
+                "pick_quantity": ln["pick_quantity"],
+                "dispatch_quantity": ln["dispatch_quantity"],
+            }
+            for ln in g["lines"]
+        ]
         doc["attributes"]["parcels"] = [dict(p) for p in g["parcels"]]
         return {"data": doc}
 
     # --- control ---------------------------------------------------------------------------------------------
     def _rows(self, payload):
-        return [(str(r["sku"]), str(r["location"]), HUB_TO_WIRE.get(r.get("state") or "available", r.get("state")), int(r["quantity"]))
-                for r in payload.get("rows") or []]
+        return [
+            (
+                str(r["sku"]),
+                str(r["location"]),
+                HUB_TO_WIRE.get(r.get("state") or "available", r.get("state")),
+                int(r["quantity"]),
+            )
+            for r in payload.get("rows") or []
+        ]
 
     def control_set_product(self, payload):
         """Change a product's description / barcode as someone in the WMS would (master data drift tests)."""
@@ -338,7 +474,12 @@ class ClarusEmulator(MasterEmulator):
         with self.lock:
             for code, wh, status, qty in self._rows(payload):
                 self.stock[(code, wh, status)] = qty
-                events.append(("stock_adjustment" if status == "available" else "stock_hold", self._stock_record(code, wh, status)))
+                events.append(
+                    (
+                        "stock_adjustment" if status == "available" else "stock_hold",
+                        self._stock_record(code, wh, status),
+                    )
+                )
         for trigger, record in events:
             self._push("stock", trigger, record)
         return {"events": len(events)}
@@ -346,13 +487,25 @@ class ClarusEmulator(MasterEmulator):
     def control_dispatch(self, payload):
         ref = payload.get("order_ref")
         with self.lock:
-            g = next((g for g in self.goods_outs.values() if g["reference"] == ref and g["goods_out_status_code"] != "CANCELLED"), None)
+            g = next(
+                (
+                    g
+                    for g in self.goods_outs.values()
+                    if g["reference"] == ref and g["goods_out_status_code"] != "CANCELLED"
+                ),
+                None,
+            )
             if g is None:
                 raise _err(404, f"No goods out with reference {ref}", "not_found")
             for i, p in enumerate(payload.get("parcels") or [{}]):
                 carrier = p.get("carrier") or "DPD"
-                g["parcels"].append({"carrier": carrier, "tracking_number": p.get("tracking_number") or f"{carrier[:3].upper()}{g['id']}{i}",
-                                     "tracking_url": p.get("tracking_url") or ""})
+                g["parcels"].append(
+                    {
+                        "carrier": carrier,
+                        "tracking_number": p.get("tracking_number") or f"{carrier[:3].upper()}{g['id']}{i}",
+                        "tracking_url": p.get("tracking_url") or "",
+                    }
+                )
             for line in g["lines"]:
                 line["pick_quantity"] = line["order_quantity"]
             g["goods_out_status_code"] = "PICK"
@@ -370,15 +523,17 @@ class ClarusEmulator(MasterEmulator):
                 for line in g["lines"]:
                     key = (line["code"], g["warehouse_id"])
                     line["dispatch_quantity"] = line["pick_quantity"] or line["order_quantity"]
-                    self.stock[(line["code"], g["warehouse_id"], "available")] = self.stock.get(
-                        (line["code"], g["warehouse_id"], "available"), 0) - line["dispatch_quantity"]
+                    self.stock[(line["code"], g["warehouse_id"], "available")] = (
+                        self.stock.get((line["code"], g["warehouse_id"], "available"), 0) - line["dispatch_quantity"]
+                    )
                     self.allocated[key] = max(0, self.allocated.get(key, 0) - line["allocated_quantity"])
                     line["allocated_quantity"] = 0
                 g["goods_out_status_code"] = "COMPLETED"
                 g["actual_date_of_dispatch"] = _now()
             record = self._goods_out_record(g)
-        threading.Thread(target=self._push, args=("dispatch", "sales_order_completed", record), daemon=True).start() \
-            if payload.get("async") else self._push("dispatch", "sales_order_completed", record)
+        threading.Thread(
+            target=self._push, args=("dispatch", "sales_order_completed", record), daemon=True
+        ).start() if payload.get("async") else self._push("dispatch", "sales_order_completed", record)
         return {"manifest_id": g["id"], "manifest_closed": True, "dispatch_id": g["id"]}
 
     def control_set_credentials(self, payload):
@@ -392,11 +547,20 @@ class ClarusEmulator(MasterEmulator):
         with self.lock:
             by_ref: dict[str, dict] = {}
             for g in self.goods_outs.values():
-                by_ref[g["reference"]] = {"id": g["id"], "status": g["goods_out_status_code"], "attributes": dict(g["attributes"]),
-                                          "address": dict(g["address"]), "lines": [dict(ln) for ln in g["lines"]],
-                                          "dispatched": {ln["code"]: ln["dispatch_quantity"] for ln in g["lines"] if ln["dispatch_quantity"]}}
-            return {"orders": by_ref, "goods_outs": len(self.goods_outs), "order_receipts": dict(self.receipts),
-                    "products": {p["code"]: p["id"] for p in self.products.values()},
-                    "stock": {f"{k[0]}@{k[1]}:{k[2]}": v for k, v in self.stock.items()},
-                    "allocated": {f"{k[0]}@{k[1]}": v for k, v in self.allocated.items() if v},
-                    "webhooks": list(self.webhook_log)}
+                by_ref[g["reference"]] = {
+                    "id": g["id"],
+                    "status": g["goods_out_status_code"],
+                    "attributes": dict(g["attributes"]),
+                    "address": dict(g["address"]),
+                    "lines": [dict(ln) for ln in g["lines"]],
+                    "dispatched": {ln["code"]: ln["dispatch_quantity"] for ln in g["lines"] if ln["dispatch_quantity"]},
+                }
+            return {
+                "orders": by_ref,
+                "goods_outs": len(self.goods_outs),
+                "order_receipts": dict(self.receipts),
+                "products": {p["code"]: p["id"] for p in self.products.values()},
+                "stock": {f"{k[0]}@{k[1]}:{k[2]}": v for k, v in self.stock.items()},
+                "allocated": {f"{k[0]}@{k[1]}": v for k, v in self.allocated.items() if v},
+                "webhooks": list(self.webhook_log),
+            }

@@ -2,6 +2,7 @@
 delivers outbound notifications on background threads (ct Subscriptions, WAIR webhooks: at-least-once with retries,
 ``wait_webhooks`` to block until drained), the token revocation control, and the master / warehouse emulators' base
 (:class:`MasterEmulator`: API key, locations, webhook URLs)."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,9 @@ def send_webhook(url: str, secret: str, payload: Any, timeout: float = 5.0) -> i
 
     body = json.dumps(payload, default=str).encode()
     try:
-        r = requests.post(url, data=body, headers={"Content-Type": "application/json", HEADER: sign(secret, body)}, timeout=timeout)
+        r = requests.post(
+            url, data=body, headers={"Content-Type": "application/json", HEADER: sign(secret, body)}, timeout=timeout
+        )
         return r.status_code
     except requests.RequestException:
         log.warning("webhook to %s failed", url)
@@ -154,6 +157,9 @@ class MasterEmulator(Emulator):
 
     def control_configure_webhooks(self, payload):
         with self.lock:
-            self.webhooks = {"stock_url": payload.get("stock_url", ""), "dispatch_url": payload.get("dispatch_url", ""),
-                             "secret": payload.get("secret", "")}
+            self.webhooks = {
+                "stock_url": payload.get("stock_url", ""),
+                "dispatch_url": payload.get("dispatch_url", ""),
+                "secret": payload.get("secret", ""),
+            }
         return {"stock_url": self.webhooks["stock_url"], "dispatch_url": self.webhooks["dispatch_url"]}

@@ -29,6 +29,7 @@ demand = the quantities of the sales-order rows (returns are negative), and stoc
 Control: seed_variants {"variants": [{"sku", "warehouse", "stock", "vendor", "lead_time"}]}, seed_purchase_orders
 {"orders": [...]} (rows as the API answers them), pull, ingest, set_credentials, state.
 """
+
 from __future__ import annotations
 
 import base64
@@ -45,19 +46,68 @@ DEFAULT_KEY = "ip-demo-key"  # what seed_demo configures
 DEFAULT_ACCOUNT = "demo-account"
 
 FILES = {  # kind → (required columns, optional columns, id columns)
-    "sales_orders": (("ORDER_ID", "ID", "VARIANT_ID", "WAREHOUSE", "CURRENCY", "QUANTITY", "PRICE", "CREATED_AT", "REMOVED",
-                      "UPDATED_AT"),
-                     ("REFERENCE", "REFERENCE2", "ORIGINAL_COST_PRICE", "CUSTOMER", "DISCOUNT", "TAX", "TAX_INCLUDED", "SHIPPING",
-                      "SHIPPING_TAX", "CANCELLED"), ("ORDER_ID",)),
-    "variants": (("VARIANT_ID", "SKU", "TITLE", "BARCODE", "PRODUCT_ID", "PRICE", "CREATED_AT", "UPDATED_AT", "REMOVED"),
-                 ("TYPE", "IMAGE", "HANDLE"), ("VARIANT_ID",)),
-    "warehouses": (("WAREHOUSE_ID", "DISPLAY_NAME", "UPDATED_AT", "REMOVED"), ("CURRENCY", "BILLING_ADDRESS", "SHIPPING_ADDRESS"),
-                   ("WAREHOUSE_ID",)),
-    "variant_warehouses": (("VARIANT_ID", "WAREHOUSE_ID", "IN_STOCK", "REMOVED", "UPDATED_AT"),
-                           ("GROSS_WEIGHT", "MIN_STOCK", "MAX_STOCK", "MAX_ORDER", "TRANSFER_UOM"), ("VARIANT_ID", "WAREHOUSE_ID")),
-    "products": (("product_id", "title", "price", "SKU", "created_at", "stock_quantity"),
-                 ("regular_price", "cost_price", "barcode", "updated_at", "managing_stock", "vendor", "permalink", "categories",
-                  "tags", "brand", "variant_id", "option1", "option2", "option3"), ("SKU",)),
+    "sales_orders": (
+        (
+            "ORDER_ID",
+            "ID",
+            "VARIANT_ID",
+            "WAREHOUSE",
+            "CURRENCY",
+            "QUANTITY",
+            "PRICE",
+            "CREATED_AT",
+            "REMOVED",
+            "UPDATED_AT",
+        ),
+        (
+            "REFERENCE",
+            "REFERENCE2",
+            "ORIGINAL_COST_PRICE",
+            "CUSTOMER",
+            "DISCOUNT",
+            "TAX",
+            "TAX_INCLUDED",
+            "SHIPPING",
+            "SHIPPING_TAX",
+            "CANCELLED",
+        ),
+        ("ORDER_ID",),
+    ),
+    "variants": (
+        ("VARIANT_ID", "SKU", "TITLE", "BARCODE", "PRODUCT_ID", "PRICE", "CREATED_AT", "UPDATED_AT", "REMOVED"),
+        ("TYPE", "IMAGE", "HANDLE"),
+        ("VARIANT_ID",),
+    ),
+    "warehouses": (
+        ("WAREHOUSE_ID", "DISPLAY_NAME", "UPDATED_AT", "REMOVED"),
+        ("CURRENCY", "BILLING_ADDRESS", "SHIPPING_ADDRESS"),
+        ("WAREHOUSE_ID",),
+    ),
+    "variant_warehouses": (
+        ("VARIANT_ID", "WAREHOUSE_ID", "IN_STOCK", "REMOVED", "UPDATED_AT"),
+        ("GROSS_WEIGHT", "MIN_STOCK", "MAX_STOCK", "MAX_ORDER", "TRANSFER_UOM"),
+        ("VARIANT_ID", "WAREHOUSE_ID"),
+    ),
+    "products": (
+        ("product_id", "title", "price", "SKU", "created_at", "stock_quantity"),
+        (
+            "regular_price",
+            "cost_price",
+            "barcode",
+            "updated_at",
+            "managing_stock",
+            "vendor",
+            "permalink",
+            "categories",
+            "tags",
+            "brand",
+            "variant_id",
+            "option1",
+            "option2",
+            "option3",
+        ),
+        ("SKU",),
+    ),
 }
 
 
@@ -109,7 +159,9 @@ class InventoryPlannerEmulator(Emulator):
     def post_sales_orders(self, req):
         with self.lock:
             self.refused_posts += 1
-        raise _err(404, "Not found: sales orders reach Inventory Planner through a connection (CSV connector), not the API")
+        raise _err(
+            404, "Not found: sales orders reach Inventory Planner through a connection (CSV connector), not the API"
+        )
 
     def _recommendations(self) -> list[dict]:
         demand: dict[tuple[str, str], float] = {}
@@ -121,25 +173,55 @@ class InventoryPlannerEmulator(Emulator):
             v = self.variants.get(key, {})
             stock = v["stock"] if "stock" in v else self.file_stock.get(key, 0)
             net = demand.get(key, 0)
-            per_sku.setdefault(key[0], []).append({
-                "warehouse": key[1], "replenishment": int(max(0, net - stock)), "in_stock": stock,
-                "oos": 0 if stock <= 0 else int(max(1, stock * 30 // max(1, net))), "lead_time": int(v.get("lead_time", 14)),
-                "vendor": v.get("vendor", ""), "cost_price": v.get("cost_price")})
+            per_sku.setdefault(key[0], []).append(
+                {
+                    "warehouse": key[1],
+                    "replenishment": int(max(0, net - stock)),
+                    "in_stock": stock,
+                    "oos": 0 if stock <= 0 else int(max(1, stock * 30 // max(1, net))),
+                    "lead_time": int(v.get("lead_time", 14)),
+                    "vendor": v.get("vendor", ""),
+                    "cost_price": v.get("cost_price"),
+                }
+            )
         out = []
         for i, (sku, blocks) in enumerate(sorted(per_sku.items()), start=1):
             vendor = next((b["vendor"] for b in blocks if b["vendor"]), "")
-            out.append({"id": f"v{i}", "sku": sku, "replenishment": sum(b["replenishment"] for b in blocks),
-                        "oos": min(b["oos"] for b in blocks), "lead_time": max(b["lead_time"] for b in blocks), "review_period": 30,
-                        "warehouse": [{k: b[k] for k in ("warehouse", "replenishment", "oos", "lead_time", "in_stock")} for b in blocks],
-                        "vendors": [{"vendor_id": vendor.lower(), "vendor_name": f"{vendor} item {sku}",
-                                     "cost_price": next((b["cost_price"] for b in blocks if b["cost_price"] is not None), None)}]
-                        if vendor else []})
+            out.append(
+                {
+                    "id": f"v{i}",
+                    "sku": sku,
+                    "replenishment": sum(b["replenishment"] for b in blocks),
+                    "oos": min(b["oos"] for b in blocks),
+                    "lead_time": max(b["lead_time"] for b in blocks),
+                    "review_period": 30,
+                    "warehouse": [
+                        {k: b[k] for k in ("warehouse", "replenishment", "oos", "lead_time", "in_stock")}
+                        for b in blocks
+                    ],
+                    "vendors": [
+                        {
+                            "vendor_id": vendor.lower(),
+                            "vendor_name": f"{vendor} item {sku}",
+                            "cost_price": next((b["cost_price"] for b in blocks if b["cost_price"] is not None), None),
+                        }
+                    ]
+                    if vendor
+                    else [],
+                }
+            )
         return out
 
     def _page(self, req, name: str, rows: list):
         page, limit = max(0, int(req.q("page", "0"))), max(1, min(1000, int(req.q("limit", "100"))))
-        chunk = rows[page * limit:(page + 1) * limit]
-        return Response(200, {"meta": {"name": name, "total": len(rows), "count": len(chunk), "limit": limit, "page": page}, name: chunk})
+        chunk = rows[page * limit : (page + 1) * limit]
+        return Response(
+            200,
+            {
+                "meta": {"name": name, "total": len(rows), "count": len(chunk), "limit": limit, "page": page},
+                name: chunk,
+            },
+        )
 
     @route("GET", API + r"/variants")
     def list_variants(self, req):
@@ -165,22 +247,39 @@ class InventoryPlannerEmulator(Emulator):
     # --- files ---------------------------------------------------------------------------------------------
     def _sales_line(self, row: dict) -> dict:
         qty = _float(row["QUANTITY"], "QUANTITY")
-        return {"order_id": row["ID"], "sku": row["VARIANT_ID"], "warehouse": row["WAREHOUSE"], "currency": row["CURRENCY"],
-                "quantity": int(qty) if qty.is_integer() else qty, "price": row["PRICE"], "created_at": row["CREATED_AT"],
-                "updated_at": row["UPDATED_AT"], "reference": row.get("REFERENCE", ""), "channel": row.get("REFERENCE2", ""),
-                "type": "return" if qty < 0 else "sale", "connector": row.get("_connector", "")}
+        return {
+            "order_id": row["ID"],
+            "sku": row["VARIANT_ID"],
+            "warehouse": row["WAREHOUSE"],
+            "currency": row["CURRENCY"],
+            "quantity": int(qty) if qty.is_integer() else qty,
+            "price": row["PRICE"],
+            "created_at": row["CREATED_AT"],
+            "updated_at": row["UPDATED_AT"],
+            "reference": row.get("REFERENCE", ""),
+            "channel": row.get("REFERENCE2", ""),
+            "type": "return" if qty < 0 else "sale",
+            "connector": row.get("_connector", ""),
+        }
 
     def _ingest(self, kind: str, text: str, connector: str = "") -> dict:
         """Caller holds the lock."""
         try:
             rows = _rows(kind, text)
             if kind == "sales_orders":
-                unknown = sorted({r["VARIANT_ID"] for r in rows if r["VARIANT_ID"] not in self.catalogue}
-                                 | {r["WAREHOUSE"] for r in rows if connector == "" and r["WAREHOUSE"] not in self.warehouses})
+                unknown = sorted(
+                    {r["VARIANT_ID"] for r in rows if r["VARIANT_ID"] not in self.catalogue}
+                    | {r["WAREHOUSE"] for r in rows if connector == "" and r["WAREHOUSE"] not in self.warehouses}
+                )
                 if unknown:
-                    raise ValueError(f"sales_orders file not processed: variants / warehouses not loaded first: {unknown[:10]}")
-                lines = {r["ORDER_ID"]: self._sales_line({**r, "_connector": connector}) for r in rows
-                         if r["REMOVED"].strip().lower() != "true"}
+                    raise ValueError(
+                        f"sales_orders file not processed: variants / warehouses not loaded first: {unknown[:10]}"
+                    )
+                lines = {
+                    r["ORDER_ID"]: self._sales_line({**r, "_connector": connector})
+                    for r in rows
+                    if r["REMOVED"].strip().lower() != "true"
+                }
                 removed = [r["ORDER_ID"] for r in rows if r["REMOVED"].strip().lower() == "true"]
                 for k in removed:
                     self.lines.pop(k, None)
@@ -263,8 +362,14 @@ class InventoryPlannerEmulator(Emulator):
 
     def control_state(self, payload):
         with self.lock:
-            return {"demand_lines": len(self.lines), "lines": {k: dict(v) for k, v in self.lines.items()}, "pulls": self.pulls,
-                    "files": list(self.files), "refused_posts": self.refused_posts, "warehouses": sorted(self.warehouses),
-                    "variants": sorted(self.catalogue),
-                    "recommendations": [r for r in self._recommendations() if r["replenishment"] > 0],
-                    "at": datetime.now(timezone.utc).isoformat()}
+            return {
+                "demand_lines": len(self.lines),
+                "lines": {k: dict(v) for k, v in self.lines.items()},
+                "pulls": self.pulls,
+                "files": list(self.files),
+                "refused_posts": self.refused_posts,
+                "warehouses": sorted(self.warehouses),
+                "variants": sorted(self.catalogue),
+                "recommendations": [r for r in self._recommendations() if r["replenishment"] > 0],
+                "at": datetime.now(timezone.utc).isoformat(),
+            }

@@ -13,6 +13,7 @@ injected faults. Control endpoints (used by the demo seeder, tests and benchmark
   GET  /_sandbox/<prefix>/stats                request / 429 / fault counters
   POST /_sandbox/<prefix>/<action>             emulator specific control (seed, set stock, dispatch …)
 """
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,14 @@ class Request:
         try:
             return json.loads(self.body)
         except ValueError as exc:
-            raise HttpError(400, {"statusCode": 400, "message": f"Malformed JSON: {exc}",
-                                  "errors": [{"code": "InvalidJsonInput", "message": str(exc)}]}) from exc
+            raise HttpError(
+                400,
+                {
+                    "statusCode": 400,
+                    "message": f"Malformed JSON: {exc}",
+                    "errors": [{"code": "InvalidJsonInput", "message": str(exc)}],
+                },
+            ) from exc
 
     def form(self) -> dict[str, str]:
         return {k: v[-1] for k, v in parse_qs(self.body.decode()).items()}
@@ -187,13 +194,17 @@ class Emulator:
             return Response(504, self.error_body(504, "injected timeout", "Timeout"))
         if f.error_rate and random.random() < f.error_rate:
             self.stats.injected_errors += 1
-            return Response(503, self.error_body(503, "injected server error", "ServiceUnavailable"), {"Retry-After": "0"})
+            return Response(
+                503, self.error_body(503, "injected server error", "ServiceUnavailable"), {"Retry-After": "0"}
+            )
         if f.rate_limit_per_second:
             wait = self.bucket.take(f.rate_limit_per_second, f.rate_limit_burst)
             if wait > 0:
                 self.stats.rate_limited += 1
                 retry_after = max(1, int(wait + 0.999))
-                return Response(429, self.error_body(429, "Too many requests", "TooManyRequests"), {"Retry-After": str(retry_after)})
+                return Response(
+                    429, self.error_body(429, "Too many requests", "TooManyRequests"), {"Retry-After": str(retry_after)}
+                )
         return None
 
     def maybe_conflict(self) -> bool:

@@ -37,7 +37,8 @@ Routes (below ``/sfcc``):
 
 Control actions beyond the storefront contract in :mod:`connectors.sandbox`: configure_client, revoke_tokens,
 cancel_order, set_order {"order_no", "status", "export_status", "shipping_status"} (the
-site changes an order), record {"list", "sku"} (the full inventory record), and store_ship {"order_no", "tracking", "carrier", "store", "lines": [[sku, qty]] (default: every
+site changes an order), record {"list", "sku"} (the full inventory record), and store_ship {"order_no", "tracking",
+"carrier", "store", "lines": [[sku, qty]] (default: every
 line not shipped yet)} — store staff / an OMS ship the order themselves: all remaining lines → the order's
 ``shipping_status`` becomes ``shipped`` with the tracking appended to ``c_trackingNumbers`` (no hub marker);
 some lines → they move to a new shipment (product items split where a quantity is partial) whose own
@@ -49,6 +50,7 @@ Errors use the OCAPI fault document ``{"_v": "23.2", "fault": {"type", "message"
 Account Manager errors use the OAuth ``{"error", "error_description"}`` shape. What is not confirmed
 against the published docs (the exact batch header set) is kept close to the OCAPI batch description.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -79,8 +81,13 @@ def _fault(status: int, type_: str, message: str, **arguments) -> HttpError:
     return HttpError(status, {"_v": "23.2", "fault": {"type": type_, "message": message, "arguments": arguments}})
 
 
-WRITABLE = ("allocation", "perpetual_flag", "pre_order_back_order_handling", "pre_order_back_order_allocation",
-            "in_stock_date")
+WRITABLE = (
+    "allocation",
+    "perpetual_flag",
+    "pre_order_back_order_handling",
+    "pre_order_back_order_allocation",
+    "in_stock_date",
+)
 HANDLING = ("none", "preorder", "backorder")
 
 
@@ -93,9 +100,18 @@ def _iso(value) -> str:
 
 
 def _new_record(now: str) -> dict:
-    return {"amount": 0, "reset_date": now, "transactions": [], "perpetual_flag": False,
-            "pre_order_back_order_handling": "none", "pre_order_back_order_allocation": 0, "in_stock_date": None,
-            "creation_date": now, "last_modified": now, "_resource_state": ""}
+    return {
+        "amount": 0,
+        "reset_date": now,
+        "transactions": [],
+        "perpetual_flag": False,
+        "pre_order_back_order_handling": "none",
+        "pre_order_back_order_allocation": 0,
+        "in_stock_date": None,
+        "creation_date": now,
+        "last_modified": now,
+        "_resource_state": "",
+    }
 
 
 def _turnover(rec: dict) -> int:
@@ -144,9 +160,20 @@ ORDER_STATUSES = {
 }
 # order status changes the platform allows (Orders API "Order Status": a placed order never goes back to created /
 # failed; only a created order fails; cancelled / failed orders can be brought back)
-STATUS_TRANSITIONS = {("created", "new"), ("created", "failed"), ("failed", "created"), ("new", "open"),
-                      ("new", "completed"), ("open", "completed"), ("new", "cancelled"), ("open", "cancelled"),
-                      ("completed", "cancelled"), ("cancelled", "new"), ("cancelled", "open"), ("cancelled", "completed")}
+STATUS_TRANSITIONS = {
+    ("created", "new"),
+    ("created", "failed"),
+    ("failed", "created"),
+    ("new", "open"),
+    ("new", "completed"),
+    ("open", "completed"),
+    ("new", "cancelled"),
+    ("open", "cancelled"),
+    ("completed", "cancelled"),
+    ("cancelled", "new"),
+    ("cancelled", "open"),
+    ("cancelled", "completed"),
+}
 
 
 class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
@@ -170,9 +197,17 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
         return _now()
 
     def error_body(self, status, message, code=""):
-        types = {429: "QuotaExceededException", 503: "ServiceUnavailableException", 409: "ResourceStateConflictException",
-                 404: "ResourceNotFoundException", 405: "MethodNotAllowedException"}
-        return {"_v": "23.2", "fault": {"type": types.get(status, code or "InternalServerErrorException"), "message": message}}
+        types = {
+            429: "QuotaExceededException",
+            503: "ServiceUnavailableException",
+            409: "ResourceStateConflictException",
+            404: "ResourceNotFoundException",
+            405: "MethodNotAllowedException",
+        }
+        return {
+            "_v": "23.2",
+            "fault": {"type": types.get(status, code or "InternalServerErrorException"), "message": message},
+        }
 
     # --- Account Manager -------------------------------------------------------------------------
     @route("POST", r"/dwsso/oauth2/access_token")
@@ -186,20 +221,26 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
                 pass
         form = req.form()
         if form.get("grant_type") != "client_credentials":
-            return Response(400, {"error": "unsupported_grant_type", "error_description": "grant_type must be client_credentials"})
+            return Response(
+                400, {"error": "unsupported_grant_type", "error_description": "grant_type must be client_credentials"}
+            )
         with self.lock:
             known = self.clients.get(client_id) if self.clients else (secret or None)
             if not client_id or not secret or known != secret:
                 return Response(401, {"error": "invalid_client", "error_description": "Client authentication failed"})
             token = secrets.token_hex(16)
             self.tokens[token] = {"client": client_id, "scope": form.get("scope", "")}
-        return Response(200, {"access_token": token, "scope": form.get("scope", "mail"), "token_type": "Bearer", "expires_in": 1799})
+        return Response(
+            200, {"access_token": token, "scope": form.get("scope", "mail"), "token_type": "Bearer", "expires_in": 1799}
+        )
 
     def _auth(self, req: Request) -> None:
         value = req.header("Authorization")
         token = value[7:] if value.startswith("Bearer ") else ""
         if token not in self.tokens:
-            raise _fault(401, "InvalidAccessTokenException", "The request is unauthorized, the access token is invalid.")
+            raise _fault(
+                401, "InvalidAccessTokenException", "The request is unauthorized, the access token is invalid."
+            )
 
     # --- inventory records -------------------------------------------------------------------------
     def _record_view(self, list_id: str, pid: str, rec: dict) -> dict:
@@ -209,15 +250,24 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
         turnover."""
         turnover = _turnover(rec)
         pboa = rec["pre_order_back_order_allocation"] if rec["pre_order_back_order_handling"] != "none" else 0
-        return {"_v": "23.2", "_type": "product_inventory_record", "_resource_state": rec["_resource_state"],
-                "product_id": pid, "inventory_list_id": list_id,
-                "allocation": {"amount": rec["amount"], "reset_date": rec["reset_date"]},
-                "ats": max(0, rec["amount"] + pboa + turnover), "stock_level": max(0, rec["amount"] + turnover),
-                "inventory_turnover": turnover, "quantity_on_order": 0, "perpetual_flag": rec["perpetual_flag"],
-                "pre_order_back_order_handling": rec["pre_order_back_order_handling"],
-                "pre_order_back_order_allocation": rec["pre_order_back_order_allocation"],
-                "in_stock_date": rec["in_stock_date"], "creation_date": rec["creation_date"],
-                "last_modified": rec["last_modified"]}
+        return {
+            "_v": "23.2",
+            "_type": "product_inventory_record",
+            "_resource_state": rec["_resource_state"],
+            "product_id": pid,
+            "inventory_list_id": list_id,
+            "allocation": {"amount": rec["amount"], "reset_date": rec["reset_date"]},
+            "ats": max(0, rec["amount"] + pboa + turnover),
+            "stock_level": max(0, rec["amount"] + turnover),
+            "inventory_turnover": turnover,
+            "quantity_on_order": 0,
+            "perpetual_flag": rec["perpetual_flag"],
+            "pre_order_back_order_handling": rec["pre_order_back_order_handling"],
+            "pre_order_back_order_allocation": rec["pre_order_back_order_allocation"],
+            "in_stock_date": rec["in_stock_date"],
+            "creation_date": rec["creation_date"],
+            "last_modified": rec["last_modified"],
+        }
 
     def _write_record(self, method: str, list_id: str, pid: str, body) -> tuple[int, dict]:
         """(status, body) for one PUT/PATCH of an inventory record; caller holds the lock. PUT creates (or
@@ -225,34 +275,71 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
         properties in the body and needs the record to exist. ``allocation.amount`` without
         ``allocation.reset_date`` resets the turnover at the server's "now"."""
         if list_id not in self.lists:
-            return 404, {"_v": "23.2", "fault": {"type": "InventoryListNotFoundException",
-                                                 "message": f"No inventory list with ID '{list_id}' could be found.",
-                                                 "arguments": {"listId": list_id}}}
+            return 404, {
+                "_v": "23.2",
+                "fault": {
+                    "type": "InventoryListNotFoundException",
+                    "message": f"No inventory list with ID '{list_id}' could be found.",
+                    "arguments": {"listId": list_id},
+                },
+            }
         if pid not in self.products:
-            return 404, {"_v": "23.2", "fault": {"type": "ProductNotFoundException",
-                                                 "message": f"No product with ID '{pid}' could be found.",
-                                                 "arguments": {"productId": pid}}}
+            return 404, {
+                "_v": "23.2",
+                "fault": {
+                    "type": "ProductNotFoundException",
+                    "message": f"No product with ID '{pid}' could be found.",
+                    "arguments": {"productId": pid},
+                },
+            }
         if not isinstance(body, dict):
-            return 400, {"_v": "23.2", "fault": {"type": "MalformedDocumentException", "message": "Body must be a JSON object."}}
+            return 400, {
+                "_v": "23.2",
+                "fault": {"type": "MalformedDocumentException", "message": "Body must be a JSON object."},
+            }
         existing = self.lists[list_id].get(pid)
         if method == "PATCH" and existing is None:
-            return 404, {"_v": "23.2", "fault": {"type": "ProductInventoryRecordNotFoundException",
-                                                 "message": f"No inventory record for product '{pid}' in list '{list_id}'.",
-                                                 "arguments": {"productId": pid, "listId": list_id}}}
+            return 404, {
+                "_v": "23.2",
+                "fault": {
+                    "type": "ProductInventoryRecordNotFoundException",
+                    "message": f"No inventory record for product '{pid}' in list '{list_id}'.",
+                    "arguments": {"productId": pid, "listId": list_id},
+                },
+            }
         problem = _record_problem(method, body)
         if problem:
-            return 400, {"_v": "23.2", "fault": {"type": problem[0], "message": problem[1], "arguments": {"productId": pid}}}
+            return 400, {
+                "_v": "23.2",
+                "fault": {"type": problem[0], "message": problem[1], "arguments": {"productId": pid}},
+            }
         state = body.get("_resource_state")
         if existing is not None and state and state != existing["_resource_state"]:
-            return 409, {"_v": "23.2", "fault": {"type": "ResourceStateConflictException",
-                                                 "message": "The resource state has changed.", "arguments": {}}}
+            return 409, {
+                "_v": "23.2",
+                "fault": {
+                    "type": "ResourceStateConflictException",
+                    "message": "The resource state has changed.",
+                    "arguments": {},
+                },
+            }
         if self.maybe_conflict():
-            return 409, {"_v": "23.2", "fault": {"type": "ResourceStateConflictException",
-                                                 "message": "The resource state has changed.", "arguments": {}}}
+            return 409, {
+                "_v": "23.2",
+                "fault": {
+                    "type": "ResourceStateConflictException",
+                    "message": "The resource state has changed.",
+                    "arguments": {},
+                },
+            }
         now = _now()
         base = _new_record(now) if existing is None else dict(existing)
         if method == "PUT" and existing is not None:  # replace: the record's other settings back to defaults
-            base = {**_new_record(now), "transactions": existing["transactions"], "creation_date": existing["creation_date"]}
+            base = {
+                **_new_record(now),
+                "transactions": existing["transactions"],
+                "creation_date": existing["creation_date"],
+            }
         allocation = body.get("allocation") or {}
         if "amount" in allocation:
             base["amount"] = int(allocation["amount"])
@@ -263,7 +350,9 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
             if key in body and key != "allocation":
                 base[key] = body[key]
         base["last_modified"] = now
-        base["_resource_state"] = hashlib.sha1(f"{pid}:{base['amount']}:{base['reset_date']}:{now}".encode()).hexdigest()
+        base["_resource_state"] = hashlib.sha1(
+            f"{pid}:{base['amount']}:{base['reset_date']}:{now}".encode()
+        ).hexdigest()
         self.lists[list_id][pid] = base
         return (201 if existing is None else 200), self._record_view(list_id, pid, base)
 
@@ -292,8 +381,13 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
         with self.lock:
             rec = self.lists.get(list_id, {}).get(pid)
             if rec is None:
-                raise _fault(404, "ProductInventoryRecordNotFoundException",
-                             f"No inventory record for product '{pid}' in list '{list_id}'.", productId=pid, listId=list_id)
+                raise _fault(
+                    404,
+                    "ProductInventoryRecordNotFoundException",
+                    f"No inventory record for product '{pid}' in list '{list_id}'.",
+                    productId=pid,
+                    listId=list_id,
+                )
             return Response(200, self._record_view(list_id, pid, rec))
 
     @route("PUT", DATA + r"/inventory_lists/(?P<list>[^/]+)/product_inventory_records/(?P<pid>[^/]+)")
@@ -319,7 +413,9 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
         boundary = ctype.split("boundary=", 1)[1].strip().strip('"')
         parts = parse_multipart(req.body, boundary)
         if len(parts) > 50:
-            raise _fault(400, "BatchRequestLimitExceededException", "A batch request may contain at most 50 sub-requests.")
+            raise _fault(
+                400, "BatchRequestLimitExceededException", "A batch request may contain at most 50 sub-requests."
+            )
         out = []
         with self.lock:
             for headers, body in parts:
@@ -329,8 +425,16 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
                 if sub_method == "GET":
                     rec = self.lists.get(list_id, {}).get(pid)
                     if rec is None:
-                        status, doc = 404, {"_v": "23.2", "fault": {"type": "ProductInventoryRecordNotFoundException",
-                                                                    "message": f"No inventory record for '{pid}'."}}
+                        status, doc = (
+                            404,
+                            {
+                                "_v": "23.2",
+                                "fault": {
+                                    "type": "ProductInventoryRecordNotFoundException",
+                                    "message": f"No inventory record for '{pid}'.",
+                                },
+                            },
+                        )
                     else:
                         status, doc = 200, self._record_view(list_id, pid, rec)
                 else:
@@ -340,9 +444,13 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
                         payload = None
                     status, doc = self._write_record(sub_method, list_id, pid, payload)
                 out.append((cid, status, doc))
-        return Response(200, build_multipart([({"x-dw-content-id": c, "x-dw-status-code": str(s)}, _json.dumps(d))
-                                              for c, s, d in out], BOUNDARY),
-                        content_type=f"multipart/mixed; boundary={BOUNDARY}")
+        return Response(
+            200,
+            build_multipart(
+                [({"x-dw-content-id": c, "x-dw-status-code": str(s)}, _json.dumps(d)) for c, s, d in out], BOUNDARY
+            ),
+            content_type=f"multipart/mixed; boundary={BOUNDARY}",
+        )
 
     @route("POST", DATA + r"/product_search")
     def product_search(self, req):
@@ -351,7 +459,7 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
         start, count = int(body.get("start", 0)), min(200, int(body.get("count", 25)))
         with self.lock:
             ids = sorted(self.products)
-        hits = [{"_type": "product_search_hit", "product_id": p, "id": p} for p in ids[start:start + count]]
+        hits = [{"_type": "product_search_hit", "product_id": p, "id": p} for p in ids[start : start + count]]
         return Response(200, {"_v": "23.2", "count": len(hits), "hits": hits, "start": start, "total": len(ids)})
 
     # --- orders ----------------------------------------------------------------------------------------
@@ -368,12 +476,25 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
             orders = [o for o in self.orders.values() if o["site_id"] == site]
             if flt.get("field") == "last_modified" and flt.get("from"):
                 inclusive = flt.get("from_inclusive", True)
-                orders = [o for o in orders if (o["last_modified"] >= flt["from"] if inclusive else o["last_modified"] > flt["from"])]
+                orders = [
+                    o
+                    for o in orders
+                    if (o["last_modified"] >= flt["from"] if inclusive else o["last_modified"] > flt["from"])
+                ]
             orders.sort(key=lambda o: (o["last_modified"], o["order_no"]))
-            page = [dict(o) for o in orders[start:start + count]]
+            page = [dict(o) for o in orders[start : start + count]]
         hits = [{"_type": "order_search_hit", "data": o, "relevance": 1.0} for o in page]
-        return Response(200, {"_v": "23.2", "_type": "order_search_result", "count": len(hits), "hits": hits,
-                              "start": start, "total": len(orders)})
+        return Response(
+            200,
+            {
+                "_v": "23.2",
+                "_type": "order_search_result",
+                "count": len(hits),
+                "hits": hits,
+                "start": start,
+                "total": len(orders),
+            },
+        )
 
     @route("GET", SHOP + r"/orders/(?P<no>[^/]+)")
     def get_order(self, req):
@@ -381,8 +502,12 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
         with self.lock:
             order = self.orders.get(req.params["no"])
             if order is None or order["site_id"] != req.params["site"]:
-                raise _fault(404, "OrderNotFoundException", f"No order with number '{req.params['no']}' was found.",
-                             orderNo=req.params["no"])
+                raise _fault(
+                    404,
+                    "OrderNotFoundException",
+                    f"No order with number '{req.params['no']}' was found.",
+                    orderNo=req.params["no"],
+                )
             return Response(200, dict(order))
 
     @route("PATCH", SHOP + r"/orders/(?P<no>[^/]+)")
@@ -401,14 +526,20 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
                 self._set_status(order, "status", body["status"])
             order.update(changes)
             order["last_modified"] = _now()
-            self.patches.append({"order_no": order["order_no"], **changes, **({"status": body["status"]} if "status" in body else {})})
+            self.patches.append(
+                {"order_no": order["order_no"], **changes, **({"status": body["status"]} if "status" in body else {})}
+            )
             return Response(200, dict(order))
 
     def _site_order(self, req) -> dict:
         order = self.orders.get(req.params["no"])
         if order is None or order["site_id"] != req.params["site"]:
-            raise _fault(404, "OrderNotFoundException", f"No order with number '{req.params['no']}' was found.",
-                         orderNo=req.params["no"])
+            raise _fault(
+                404,
+                "OrderNotFoundException",
+                f"No order with number '{req.params['no']}' was found.",
+                orderNo=req.params["no"],
+            )
         return order
 
     def _set_status(self, order: dict, field: str, value) -> None:
@@ -416,13 +547,22 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
         fails or is cancelled gives its inventory back; one brought back from there takes it again."""
         allowed = ORDER_STATUSES[field]
         if value not in allowed:
-            raise _fault(400, "InvalidEnumValueException", f"{field} '{value}' is not one of {', '.join(allowed)}.",
-                         property=field)
+            raise _fault(
+                400,
+                "InvalidEnumValueException",
+                f"{field} '{value}' is not one of {', '.join(allowed)}.",
+                property=field,
+            )
         current = order[field]
         if field == "status":
             if (current, value) not in STATUS_TRANSITIONS and current != value:
-                raise _fault(400, "OrderStatusTransitionException",
-                             f"The order status cannot change from '{current}' to '{value}'.", fromStatus=current, toStatus=value)
+                raise _fault(
+                    400,
+                    "OrderStatusTransitionException",
+                    f"The order status cannot change from '{current}' to '{value}'.",
+                    fromStatus=current,
+                    toStatus=value,
+                )
             released = ("cancelled", "failed")
             if value in released and current not in released:
                 self._inventory_event(order, "release")
@@ -440,8 +580,11 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
         with self.lock:
             return Response(200, dict(self._site_order(req)))
 
-    @route("PUT", DATA + r"/sites/(?P<site>[^/]+)/orders/(?P<no>[^/]+)/(?P<field>status|shipping_status|export_status|"
-                         r"payment_status|confirmation_status)")
+    @route(
+        "PUT",
+        DATA + r"/sites/(?P<site>[^/]+)/orders/(?P<no>[^/]+)/(?P<field>status|shipping_status|export_status|"
+        r"payment_status|confirmation_status)",
+    )
     def data_order_status(self, req):
         """Data API order status resources: ``PUT …/orders/{no}/<field>`` with ``{"status": <enum value>}``
         (OrderStatusUpdateRequest and its siblings); 204 No Content."""
@@ -486,10 +629,18 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
         return {"inventory_lists": sorted(self.lists), "products": len(self.products)}
 
     def _address(self, a: dict) -> dict:
-        return {"first_name": a.get("first_name", ""), "last_name": a.get("last_name", ""), "company_name": a.get("company", ""),
-                "address1": a.get("street", ""), "address2": a.get("street2", ""), "postal_code": a.get("postal_code", ""),
-                "city": a.get("city", ""), "state_code": a.get("region", ""), "country_code": a.get("country", ""),
-                "phone": a.get("phone", "")}
+        return {
+            "first_name": a.get("first_name", ""),
+            "last_name": a.get("last_name", ""),
+            "company_name": a.get("company", ""),
+            "address1": a.get("street", ""),
+            "address2": a.get("street2", ""),
+            "postal_code": a.get("postal_code", ""),
+            "city": a.get("city", ""),
+            "state_code": a.get("region", ""),
+            "country_code": a.get("country", ""),
+            "phone": a.get("phone", ""),
+        }
 
     def control_create_orders(self, payload):
         ids = []
@@ -497,29 +648,68 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
             for spec in payload.get("orders") or []:
                 no = str(spec.get("order_no") or f"{next(self.order_seq):08d}")
                 now = _now()
-                address = self._address(spec.get("address") or {"first_name": "Sam", "last_name": "Shopper", "street": "1 High St",
-                                                                 "postal_code": "SW1A 1AA", "city": "London", "country": "GB"})
+                address = self._address(
+                    spec.get("address")
+                    or {
+                        "first_name": "Sam",
+                        "last_name": "Shopper",
+                        "street": "1 High St",
+                        "postal_code": "SW1A 1AA",
+                        "city": "London",
+                        "country": "GB",
+                    }
+                )
                 items = []
                 for i, line in enumerate(spec.get("lines") or [], start=1):
                     price = line.get("price", 19.99)
-                    items.append({"_type": "product_item", "item_id": f"{no}-{i}", "product_id": line["sku"],
-                                  "product_name": line.get("name", line["sku"]), "quantity": int(line.get("quantity", 1)),
-                                  "base_price": price, "price": round(price * int(line.get("quantity", 1)), 2),
-                                  "shipment_id": "me", "inventory_id": spec.get("channel", "")})
+                    items.append(
+                        {
+                            "_type": "product_item",
+                            "item_id": f"{no}-{i}",
+                            "product_id": line["sku"],
+                            "product_name": line.get("name", line["sku"]),
+                            "quantity": int(line.get("quantity", 1)),
+                            "base_price": price,
+                            "price": round(price * int(line.get("quantity", 1)), 2),
+                            "shipment_id": "me",
+                            "inventory_id": spec.get("channel", ""),
+                        }
+                    )
                 order = {
-                    "_v": "23.2", "_type": "order", "order_no": no, "site_id": spec.get("site", "RefArch"),
-                    "status": spec.get("status", "new"), "shipping_status": "not_shipped",
+                    "_v": "23.2",
+                    "_type": "order",
+                    "order_no": no,
+                    "site_id": spec.get("site", "RefArch"),
+                    "status": spec.get("status", "new"),
+                    "shipping_status": "not_shipped",
                     "export_status": spec.get("export_status", "ready"),
-                    "confirmation_status": "confirmed", "payment_status": "paid",
-                    "creation_date": now, "last_modified": now, "currency": spec.get("currency", "GBP"),
+                    "confirmation_status": "confirmed",
+                    "payment_status": "paid",
+                    "creation_date": now,
+                    "last_modified": now,
+                    "currency": spec.get("currency", "GBP"),
                     "order_total": round(sum(i["price"] for i in items), 2),
-                    "customer_info": {"email": spec.get("email", "shopper@example.com"), "customer_name": "Sam Shopper"},
-                    "billing_address": address, "product_items": items,
-                    "shipments": [{"shipment_id": "me", "shipping_address": address,
-                                   "shipping_method": {"id": spec.get("shipping_method", "standard")},
-                                   "gift": bool(spec.get("gift_message")), "gift_message": spec.get("gift_message", ""),
-                                   "shipping_status": "not_shipped", "tracking_number": None}],
-                    "coupon_items": [{"code": c, "status_code": "applied", "valid": True} for c in (spec.get("promotion_codes") or spec.get("discount_codes") or [])],
+                    "customer_info": {
+                        "email": spec.get("email", "shopper@example.com"),
+                        "customer_name": "Sam Shopper",
+                    },
+                    "billing_address": address,
+                    "product_items": items,
+                    "shipments": [
+                        {
+                            "shipment_id": "me",
+                            "shipping_address": address,
+                            "shipping_method": {"id": spec.get("shipping_method", "standard")},
+                            "gift": bool(spec.get("gift_message")),
+                            "gift_message": spec.get("gift_message", ""),
+                            "shipping_status": "not_shipped",
+                            "tracking_number": None,
+                        }
+                    ],
+                    "coupon_items": [
+                        {"code": c, "status_code": "applied", "valid": True}
+                        for c in (spec.get("promotion_codes") or spec.get("discount_codes") or [])
+                    ],
                     "c_deliveryNotes": spec.get("delivery_notes", ""),
                 }
                 for k, v in (spec.get("custom_fields") or {}).items():
@@ -531,8 +721,11 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
             hook = dict(self.webhook)
         if hook["order_url"]:
             for no in ids:
-                send_webhook(hook["order_url"], hook["secret"], {"type": "order.created", "order_no": no,
-                                                                  "site_id": self.orders[no]["site_id"]})
+                send_webhook(
+                    hook["order_url"],
+                    hook["secret"],
+                    {"type": "order.created", "order_no": no, "site_id": self.orders[no]["site_id"]},
+                )
         return {"ids": ids}
 
     def control_cancel_order(self, payload):
@@ -547,7 +740,11 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
     def control_store_ship(self, payload):
         """Store staff / an OMS ship (part of) an order themselves — see the module docstring."""
         no = str(payload.get("order_no", ""))
-        tracking, carrier, store = str(payload.get("tracking") or ""), str(payload.get("carrier") or ""), payload.get("store")
+        tracking, carrier, store = (
+            str(payload.get("tracking") or ""),
+            str(payload.get("carrier") or ""),
+            payload.get("store"),
+        )
         with self.lock:
             order = self.orders.get(no)
             if order is None:
@@ -566,8 +763,11 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
                     asked[sku] = asked.get(sku, 0) + int(qty)
                 for sku, qty in asked.items():
                     if qty <= 0 or qty > remaining.get(sku, 0):
-                        raise _fault(400, "InvalidQuantityException",
-                                     f"order {no} has {remaining.get(sku, 0)} unshipped of {sku!r}, cannot ship {qty}.")
+                        raise _fault(
+                            400,
+                            "InvalidQuantityException",
+                            f"order {no} has {remaining.get(sku, 0)} unshipped of {sku!r}, cannot ship {qty}.",
+                        )
             if not open_items:
                 raise _fault(400, "OrderStatusTransitionException", f"order {no} has nothing left to ship.")
             if not wanted or asked == remaining:  # everything that is left: the order-level update
@@ -578,17 +778,28 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
                     self._inventory_event(order, "fulfil")
                 order["shipping_status"] = "shipped"
                 if tracking:
-                    order["c_trackingNumbers"] = ",".join(t for t in (order.get("c_trackingNumbers") or "", tracking) if t)
+                    order["c_trackingNumbers"] = ",".join(
+                        t for t in (order.get("c_trackingNumbers") or "", tracking) if t
+                    )
                 if carrier:
                     order["c_carrier"] = carrier
                 sid = ",".join(s["shipment_id"] for s in order["shipments"] if s["shipment_id"] not in shipped)
             else:
                 sid = f"store-{len(order['shipments'])}"
                 base = next(s for s in order["shipments"] if s["shipment_id"] not in shipped)
-                order["shipments"].append({"shipment_id": sid, "shipping_address": base["shipping_address"],
-                                           "shipping_method": base["shipping_method"], "gift": False, "gift_message": "",
-                                           "shipping_status": "shipped", "tracking_number": tracking or None,
-                                           "c_carrier": carrier, **({"c_fromStoreId": store} if store else {})})
+                order["shipments"].append(
+                    {
+                        "shipment_id": sid,
+                        "shipping_address": base["shipping_address"],
+                        "shipping_method": base["shipping_method"],
+                        "gift": False,
+                        "gift_message": "",
+                        "shipping_status": "shipped",
+                        "tracking_number": tracking or None,
+                        "c_carrier": carrier,
+                        **({"c_fromStoreId": store} if store else {}),
+                    }
+                )
                 for sku, qty in asked.items():
                     for item in [i for i in open_items if i["product_id"] == sku]:
                         if qty <= 0:
@@ -600,12 +811,23 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
                             continue
                         item["quantity"] -= take
                         item["price"] = round(item["base_price"] * item["quantity"], 2)
-                        order["product_items"].append({**item, "item_id": f"{item['item_id']}-{sid}", "quantity": take,
-                                                       "price": round(item["base_price"] * take, 2), "shipment_id": sid})
+                        order["product_items"].append(
+                            {
+                                **item,
+                                "item_id": f"{item['item_id']}-{sid}",
+                                "quantity": take,
+                                "price": round(item["base_price"] * take, 2),
+                                "shipment_id": sid,
+                            }
+                        )
                 order["shipping_status"] = "part_shipped"
             order["last_modified"] = _now()
-            return {"order_no": no, "shipment_id": sid, "shipping_status": order["shipping_status"],
-                    "last_modified": order["last_modified"]}
+            return {
+                "order_no": no,
+                "shipment_id": sid,
+                "shipping_status": order["shipping_status"],
+                "last_modified": order["last_modified"],
+            }
 
     def control_set_order(self, payload):
         """The site (a job, an OMS, Business Manager) changes an order: {"order_no", "status", "export_status",
@@ -613,7 +835,9 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
         with self.lock:
             order = self.orders.get(str(payload.get("order_no", "")))
             if order is None:
-                raise _fault(404, "OrderNotFoundException", f"No order with number '{payload.get('order_no')}' was found.")
+                raise _fault(
+                    404, "OrderNotFoundException", f"No order with number '{payload.get('order_no')}' was found."
+                )
             for field in ("status", "export_status", "shipping_status"):
                 if field in payload:
                     self._set_status(order, field, payload[field])
@@ -635,15 +859,29 @@ class SFCCEmulator(ScapiRoutes, ImpexRoutes, TokenControls, Emulator):
         skus = set(payload.get("skus") or [])
         with self.lock:
             if self.site_inventory == "oci":  # what the site sells: OCI's available-to-fulfil per location
-                inventory = {loc: {sku: self._oci_view(loc, sku, r)["atf"] for sku, r in recs.items() if not skus or sku in skus}
-                             for loc, recs in self.oci.items()}
+                inventory = {
+                    loc: {sku: self._oci_view(loc, sku, r)["atf"] for sku, r in recs.items() if not skus or sku in skus}
+                    for loc, recs in self.oci.items()
+                }
             else:
-                inventory = {lid: {pid: self._record_view(lid, pid, r)["ats"] for pid, r in recs.items() if not skus or pid in skus}
-                             for lid, recs in self.lists.items()}
-            orders = {no: {"status": o["status"], "export_status": o["export_status"], "shipment_state": o["shipping_status"], "shipping_status": o["shipping_status"],
-                           "tracking": [t for t in (o.get("c_trackingNumbers") or "").split(",") if t],
-                           "carrier": o.get("c_carrier", ""), "last_modified": o["last_modified"],
-                           "hub_marker": o.get("c_hubDispatchRef", ""),
-                           "shipments": {s["shipment_id"]: s.get("shipping_status", "") for s in o["shipments"]}}
-                      for no, o in self.orders.items()}
+                inventory = {
+                    lid: {
+                        pid: self._record_view(lid, pid, r)["ats"] for pid, r in recs.items() if not skus or pid in skus
+                    }
+                    for lid, recs in self.lists.items()
+                }
+            orders = {
+                no: {
+                    "status": o["status"],
+                    "export_status": o["export_status"],
+                    "shipment_state": o["shipping_status"],
+                    "shipping_status": o["shipping_status"],
+                    "tracking": [t for t in (o.get("c_trackingNumbers") or "").split(",") if t],
+                    "carrier": o.get("c_carrier", ""),
+                    "last_modified": o["last_modified"],
+                    "hub_marker": o.get("c_hubDispatchRef", ""),
+                    "shipments": {s["shipment_id"]: s.get("shipping_status", "") for s in o["shipments"]},
+                }
+                for no, o in self.orders.items()
+            }
         return {"inventory": inventory, "orders": orders, "patches": len(self.patches)}

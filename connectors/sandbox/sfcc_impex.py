@@ -32,6 +32,7 @@ SKU with a forbidden character (``: \\ < > ; % /`` or white space), an ``onHand`
 an ``effectiveDate`` that is not ISO 8601, an unknown location or an unknown property is one error line of the
 result file and the other records still land.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -91,25 +92,57 @@ class ImpexRoutes:
             raise problem(400, "invalid-request-parameter", "Invalid Request Parameter", "fileName is required.")
         extra = set(body) - REQUEST_KEYS
         if extra:
-            raise problem(400, "invalid-request-parameter", "Invalid Request Parameter",
-                          f"Unknown properties: {', '.join(sorted(extra))}.")
-        if body.get("fileFormat", "JSON") != "JSON" or body.get("fileEncoding", "GZIP") != "GZIP" \
-                or body.get("fileHashType", "SHA-256") not in HASHES:
-            raise problem(400, "invalid-request-parameter", "Invalid Request Parameter",
-                          "fileFormat must be JSON, fileEncoding GZIP, fileHashType SHA-256 or SHA-512.")
+            raise problem(
+                400,
+                "invalid-request-parameter",
+                "Invalid Request Parameter",
+                f"Unknown properties: {', '.join(sorted(extra))}.",
+            )
+        if (
+            body.get("fileFormat", "JSON") != "JSON"
+            or body.get("fileEncoding", "GZIP") != "GZIP"
+            or body.get("fileHashType", "SHA-256") not in HASHES
+        ):
+            raise problem(
+                400,
+                "invalid-request-parameter",
+                "Invalid Request Parameter",
+                "fileFormat must be JSON, fileEncoding GZIP, fileHashType SHA-256 or SHA-512.",
+            )
         duration = body.get("linkDuration", 60)
         if isinstance(duration, bool) or not isinstance(duration, int) or not 1 <= duration <= 60:
-            raise problem(400, "invalid-request-parameter", "Invalid Request Parameter", "linkDuration is 1 to 60 minutes.")
+            raise problem(
+                400, "invalid-request-parameter", "Invalid Request Parameter", "linkDuration is 1 to 60 minutes."
+            )
         import_id = str(uuid.uuid4())
         now = datetime.now(UTC)
         base = f"/inventory/impex/v1/organizations/{org}/availability-records/imports"
         with self.lock:
-            self.imports[import_id] = {"org": org, "id": import_id, "request": body, "status": "WAITING", "lines": [],
-                                       "expires": now + timedelta(minutes=duration), "validation": [], "errors": [],
-                                       "read": 0, "processed": 0, "skipped": 0, "start": None, "end": None}
-        return Response(200, {"importId": import_id, "importStatusLink": f"{base}/{import_id}/status",
-                              "uploadLink": f"{base}/uploadlink/{import_id}", "uploadMethod": "POST",
-                              "uploadLinkExpirationUTC": _utc(now + timedelta(minutes=duration))})
+            self.imports[import_id] = {
+                "org": org,
+                "id": import_id,
+                "request": body,
+                "status": "WAITING",
+                "lines": [],
+                "expires": now + timedelta(minutes=duration),
+                "validation": [],
+                "errors": [],
+                "read": 0,
+                "processed": 0,
+                "skipped": 0,
+                "start": None,
+                "end": None,
+            }
+        return Response(
+            200,
+            {
+                "importId": import_id,
+                "importStatusLink": f"{base}/{import_id}/status",
+                "uploadLink": f"{base}/uploadlink/{import_id}",
+                "uploadMethod": "POST",
+                "uploadLinkExpirationUTC": _utc(now + timedelta(minutes=duration)),
+            },
+        )
 
     @route("POST", IMPORTS + r"/uploadlink/(?P<id>[^/]+)")
     def impex_upload(self, req):
@@ -117,15 +150,23 @@ class ImpexRoutes:
         with self.lock:
             imp = self._import(req)
             if imp["status"] != "WAITING":
-                raise problem(409, "file-already-received", "File Already Received",
-                              f"The file of import '{imp['id']}' was already received.")
+                raise problem(
+                    409,
+                    "file-already-received",
+                    "File Already Received",
+                    f"The file of import '{imp['id']}' was already received.",
+                )
             if datetime.now(UTC) > imp["expires"]:
                 imp["status"] = "EXPIRED"
                 raise problem(410, "expired-upload-link", "Expired Upload Link", "The upload link has expired.")
             content = first_file_part(req.body, req.header("Content-Type"))
             if content is None:
-                raise problem(400, "invalid-request-parameter", "Invalid Request Parameter",
-                              "The body must be multipart/form-data with the import file.")
+                raise problem(
+                    400,
+                    "invalid-request-parameter",
+                    "Invalid Request Parameter",
+                    "The body must be multipart/form-data with the import file.",
+                )
             imp["status"], imp["start"] = "PENDING", datetime.now(UTC)
             self._validate_file(imp, content)
             generation, delay = self.impex_generation, self.impex_delay
@@ -166,7 +207,11 @@ class ImpexRoutes:
                 continue
             if "location" in doc or "mode" in doc:
                 layouts.add("legacy")
-                if set(doc) != {"location", "mode"} or doc.get("mode") != "UPDATE" or not isinstance(doc.get("location"), str):
+                if (
+                    set(doc) != {"location", "mode"}
+                    or doc.get("mode") != "UPDATE"
+                    or not isinstance(doc.get("location"), str)
+                ):
                     imp["validation"].append(f"Line {n}: a location header is {{\"location\", \"mode\": \"UPDATE\"}}.")
             elif "locationId" in doc:
                 layouts.add("high-performance")
@@ -195,18 +240,23 @@ class ImpexRoutes:
                 loc = doc.get("locationId", location)
                 why = self._impex_problem(doc, loc)
                 if why:
-                    imp["errors"].append({"recordId": doc.get("recordId"), "locationId": loc, "sku": doc.get("sku"),
-                                          "message": why})
+                    imp["errors"].append(
+                        {"recordId": doc.get("recordId"), "locationId": loc, "sku": doc.get("sku"), "message": why}
+                    )
                     continue
                 key = f"impex:{doc['recordId']}"
                 if key in self.oci_applied:
                     imp["skipped"] += 1
                     continue
-                stored = self.oci[loc].setdefault(doc["sku"], {"onHand": 0, "reserved": 0, "safetyStockCount": 0,
-                                                               "effectiveDate": ""})
+                stored = self.oci[loc].setdefault(
+                    doc["sku"], {"onHand": 0, "reserved": 0, "safetyStockCount": 0, "effectiveDate": ""}
+                )
                 when = doc.get("effectiveDate")
-                if "onHand" in doc and (not when or not stored["effectiveDate"]
-                                        or datetime.fromisoformat(when) >= datetime.fromisoformat(stored["effectiveDate"])):
+                if "onHand" in doc and (
+                    not when
+                    or not stored["effectiveDate"]
+                    or datetime.fromisoformat(when) >= datetime.fromisoformat(stored["effectiveDate"])
+                ):
                     stored["onHand"] = int(doc["onHand"])
                     stored["effectiveDate"] = when or stored["effectiveDate"]
                 if "safetyStockCount" in doc:
@@ -243,18 +293,26 @@ class ImpexRoutes:
 
     def _import_status(self, imp: dict) -> dict:
         base = f"/inventory/impex/v1/organizations/{imp['org']}/availability-records/imports/{imp['id']}"
-        body = {"importId": imp["id"], "status": imp["status"],
-                "validation": {"status": "FAILED" if imp["validation"] else "Success", "errors": list(imp["validation"])},
-                "upload": {"fileName": imp["request"]["fileName"]},
-                "import": {"recordsProcessedCount": imp["processed"], "recordsReadCount": imp["read"],
-                           "recordsSkippedCount": imp["skipped"]}}
+        body = {
+            "importId": imp["id"],
+            "status": imp["status"],
+            "validation": {"status": "FAILED" if imp["validation"] else "Success", "errors": list(imp["validation"])},
+            "upload": {"fileName": imp["request"]["fileName"]},
+            "import": {
+                "recordsProcessedCount": imp["processed"],
+                "recordsReadCount": imp["read"],
+                "recordsSkippedCount": imp["skipped"],
+            },
+        }
         if imp["start"]:
             body["import"]["startTimeUTC"] = _utc(imp["start"])
         if imp["end"]:
             body["import"]["endTimeUTC"] = _utc(imp["end"])
         if imp["status"] == "COMPLETED":
-            body["import"]["fullResults"] = {"href": f"{base}/file-content",
-                                             "exportResultExpirationUTC": _utc(imp["end"] + timedelta(days=1))}
+            body["import"]["fullResults"] = {
+                "href": f"{base}/file-content",
+                "exportResultExpirationUTC": _utc(imp["end"] + timedelta(days=1)),
+            }
         return body
 
     @route("GET", IMPORTS + r"/(?P<id>[^/]+)/status")
@@ -262,7 +320,11 @@ class ImpexRoutes:
         self._oci_auth(req, SCOPE, write=False)
         with self.lock:
             imp = self._import(req)
-            if imp["status"] == "PENDING" and imp["start"] and datetime.now(UTC) - imp["start"] > timedelta(seconds=0.05):
+            if (
+                imp["status"] == "PENDING"
+                and imp["start"]
+                and datetime.now(UTC) - imp["start"] > timedelta(seconds=0.05)
+            ):
                 view = {**self._import_status(imp), "status": "RUNNING"}  # picked up, not finished
                 return Response(200, view)
             return Response(200, self._import_status(imp))
@@ -273,11 +335,18 @@ class ImpexRoutes:
         with self.lock:
             imp = self._import(req)
             if imp["status"] not in ("COMPLETED", "FAILED"):
-                raise problem(409, "import-in-progress", "Import In Progress", f"Import '{imp['id']}' is still running.")
+                raise problem(
+                    409, "import-in-progress", "Import In Progress", f"Import '{imp['id']}' is still running."
+                )
             if imp["status"] == "FAILED":
                 lines = [{"status": "FAILED"}]
             else:
-                result = ("COMPLETED_WITHOUT_ERRORS" if not imp["errors"] else
-                          "FAILED" if not imp["processed"] and not imp["skipped"] else "COMPLETED_WITH_PARTIAL_FAILURES")
+                result = (
+                    "COMPLETED_WITHOUT_ERRORS"
+                    if not imp["errors"]
+                    else "FAILED"
+                    if not imp["processed"] and not imp["skipped"]
+                    else "COMPLETED_WITH_PARTIAL_FAILURES"
+                )
                 lines = [{"status": result}, *imp["errors"]]
         return Response(200, "\n".join(_json.dumps(x) for x in lines) + "\n", content_type="application/x-ndjson")

@@ -47,6 +47,7 @@ placing an order reserves its units at the order's location (ATF = on hand − r
 or failing releases them, and shipping (the order's shipping status → shipped) fulfils them: on hand and reserved
 both go down.
 """
+
 from __future__ import annotations
 
 import re
@@ -57,10 +58,26 @@ from .server import HttpError, Response, route
 ORG = r"/checkout/orders/v1/organizations/(?P<org>[^/]+)/orders"
 OCI = r"/inventory/availability/v1/organizations/(?P<org>[^/]+)/availability-records/actions"
 PRODUCTS = r"/product/products/v1/organizations/(?P<org>[^/]+)"
-PRODUCT_TYPES = ("item", "master", "variant", "set", "bundle", "bundled", "option", "partOfProductSet", "retailSet",
-                 "partOfRetailSet", "variationGroup")
-STATUS_FIELDS = {"status": "status", "shipping-status": "shipping_status", "export-status": "export_status",
-                 "payment-status": "payment_status", "confirmation-status": "confirmation_status"}
+PRODUCT_TYPES = (
+    "item",
+    "master",
+    "variant",
+    "set",
+    "bundle",
+    "bundled",
+    "option",
+    "partOfProductSet",
+    "retailSet",
+    "partOfRetailSet",
+    "variationGroup",
+)
+STATUS_FIELDS = {
+    "status": "status",
+    "shipping-status": "shipping_status",
+    "export-status": "export_status",
+    "payment-status": "payment_status",
+    "confirmation-status": "confirmation_status",
+}
 SCAPI_STATUS = {"status": ("created", "new", "completed", "cancelled", "failed", "failed_with_reopen")}
 EXPORT = ("not_exported", "exported", "ready", "failed")
 ORDER_STATUS_FILTER = ("new", "completed", "cancelled")
@@ -111,8 +128,12 @@ def _int(req, name: str, default: int, low: int, high: int | None = None) -> int
     except ValueError:
         raise problem(400, "bad-request", "Bad Request", f"{name} must be an integer.") from None
     if value < low or (high is not None and value > high):
-        raise problem(400, "bad-request", "Bad Request",
-                      f"{name} must be between {low} and {high}." if high is not None else f"{name} must be ≥ {low}.")
+        raise problem(
+            400,
+            "bad-request",
+            "Bad Request",
+            f"{name} must be between {low} and {high}." if high is not None else f"{name} must be ≥ {low}.",
+        )
     return value
 
 
@@ -121,7 +142,9 @@ class ScapiRoutes:
 
     def reset_scapi(self) -> None:
         self.site_inventory = "lists"  # "lists" (inventory lists, OCAPI) or "oci"
-        self.oci: dict[str, dict[str, dict]] = {}  # location -> sku -> {"onHand", "reserved", "safetyStockCount", "effectiveDate"}
+        self.oci: dict[
+            str, dict[str, dict]
+        ] = {}  # location -> sku -> {"onHand", "reserved", "safetyStockCount", "effectiveDate"}
         self.oci_applied: set = set()  # (batch update id, sku) pairs and Impex record keys already applied
         self.oci_tenant_group = ""  # OCI's {organizationId}; "" = the f_ecom_ organization (lenient)
         self.oms_events: dict[str, list[dict]] = {}  # order no -> createOmsStatusEvent bodies accepted
@@ -137,9 +160,13 @@ class ScapiRoutes:
         tenant = org.removeprefix("f_ecom_") if org.startswith("f_ecom_") else None
         needed = {f"{scope}.rw"} if write else {scope, f"{scope}.rw"}
         if tenant is None or f"SALESFORCE_COMMERCE_API:{tenant}" not in granted or not needed & granted:
-            raise problem(403, "forbidden", "Forbidden",
-                          f"The token's scopes do not allow this call (needs SALESFORCE_COMMERCE_API:{tenant} and "
-                          f"{' or '.join(sorted(needed))}).")
+            raise problem(
+                403,
+                "forbidden",
+                "Forbidden",
+                f"The token's scopes do not allow this call (needs SALESFORCE_COMMERCE_API:{tenant} and "
+                f"{' or '.join(sorted(needed))}).",
+            )
 
     def _oci_auth(self, req, scope: str, write: bool) -> None:
         """OCI / Impex routes: the path names the tenant group (when one is configured), the token holds a
@@ -150,14 +177,29 @@ class ScapiRoutes:
         value = req.header("Authorization")
         grant = self.tokens.get(value[7:] if value.startswith("Bearer ") else "")
         if grant is None:
-            raise HttpError(401, {"type": "about:blank", "errorCode": "Unauthorized",
-                                  "message": "The access token is missing, invalid or expired."})
+            raise HttpError(
+                401,
+                {
+                    "type": "about:blank",
+                    "errorCode": "Unauthorized",
+                    "message": "The access token is missing, invalid or expired.",
+                },
+            )
         granted = set(str(grant.get("scope", "")).split())
         needed = {f"{scope}.rw"} if write else {scope, f"{scope}.rw"}
-        if org != self.oci_tenant_group or not any(g.startswith("SALESFORCE_COMMERCE_API:") for g in granted) \
-                or not needed & granted:
-            raise HttpError(403, {"type": "about:blank", "errorCode": "TenantNotProvisioned",
-                                  "message": "The client is not correctly configured to access the system."})
+        if (
+            org != self.oci_tenant_group
+            or not any(g.startswith("SALESFORCE_COMMERCE_API:") for g in granted)
+            or not needed & granted
+        ):
+            raise HttpError(
+                403,
+                {
+                    "type": "about:blank",
+                    "errorCode": "TenantNotProvisioned",
+                    "message": "The client is not correctly configured to access the system.",
+                },
+            )
 
     def _scapi_order(self, req) -> dict:
         site = req.q("siteId")
@@ -165,7 +207,9 @@ class ScapiRoutes:
             raise problem(400, "bad-request", "Bad Request", "The query parameter siteId is required.")
         order = self.orders.get(req.params["no"])
         if order is None or order["site_id"] != site:
-            raise problem(404, "order-not-found", "Order Not Found", f"No order with number '{req.params['no']}' was found.")
+            raise problem(
+                404, "order-not-found", "Order Not Found", f"No order with number '{req.params['no']}' was found."
+            )
         return order
 
     # --- Admin Orders -----------------------------------------------------------------------------------
@@ -178,33 +222,50 @@ class ScapiRoutes:
         limit = _int(req, "limit", 100, 1, 200)
         offset = _int(req, "offset", 0, 0)
         if offset + limit > 10_000:
-            raise problem(400, "bad-request", "Bad Request", "The sum of offset and limit cannot be greater than 10000.")
+            raise problem(
+                400, "bad-request", "Bad Request", "The sum of offset and limit cannot be greater than 10000."
+            )
         sort_by, sort_order = req.q("sortBy", "creation_date"), req.q("sortOrder", "desc")
         if sort_by not in ("creation_date", "last_modified_date") or sort_order not in ("asc", "desc"):
             raise problem(400, "bad-request", "Bad Request", "sortBy / sortOrder is not a valid value.")
         filters = {}
-        for name, field, allowed, most in (("exportStatus", "export_status", EXPORT, 3),
-                                           ("status", "status", ORDER_STATUS_FILTER, 2)):
+        for name, field, allowed, most in (
+            ("exportStatus", "export_status", EXPORT, 3),
+            ("status", "status", ORDER_STATUS_FILTER, 2),
+        ):
             raw = req.q(name)
             if raw:
                 values = [v.strip() for v in raw.split(",") if v.strip()]
                 if len(values) > most or any(v not in allowed for v in values):
-                    raise problem(400, "bad-request", "Bad Request",
-                                  f"{name} takes at most {most} of {', '.join(allowed)}.")
+                    raise problem(
+                        400, "bad-request", "Bad Request", f"{name} takes at most {most} of {', '.join(allowed)}."
+                    )
                 filters[field] = set(values)
-        bounds = {k: _date(req, k) for k in ("lastModifiedDateFrom", "lastModifiedDateTo", "creationDateFrom", "creationDateTo")}
+        bounds = {
+            k: _date(req, k)
+            for k in ("lastModifiedDateFrom", "lastModifiedDateTo", "creationDateFrom", "creationDateTo")
+        }
         with self.lock:
-            docs = [scapi_view(o) for o in self.orders.values() if o["site_id"] == site
-                    and all(o[f] in vals for f, vals in filters.items())]
+            docs = [
+                scapi_view(o)
+                for o in self.orders.values()
+                if o["site_id"] == site and all(o[f] in vals for f, vals in filters.items())
+            ]
+
         def at(doc, key):
             return datetime.fromisoformat(doc[key])
-        for key, field, lower in (("lastModifiedDateFrom", "lastModified", True), ("lastModifiedDateTo", "lastModified", False),
-                                  ("creationDateFrom", "creationDate", True), ("creationDateTo", "creationDate", False)):
+
+        for key, field, lower in (
+            ("lastModifiedDateFrom", "lastModified", True),
+            ("lastModifiedDateTo", "lastModified", False),
+            ("creationDateFrom", "creationDate", True),
+            ("creationDateTo", "creationDate", False),
+        ):
             if bounds[key] is not None:
                 docs = [d for d in docs if (at(d, field) >= bounds[key] if lower else at(d, field) < bounds[key])]
         field = "lastModified" if sort_by == "last_modified_date" else "creationDate"
         docs.sort(key=lambda d: (d[field], d["orderNo"]), reverse=sort_order == "desc")
-        return Response(200, {"data": docs[offset:offset + limit]})
+        return Response(200, {"data": docs[offset : offset + limit]})
 
     @route("GET", ORG + r"/(?P<no>[^/]+)")
     def scapi_get_order(self, req):
@@ -218,7 +279,9 @@ class ScapiRoutes:
         body = req.json()
         if not isinstance(body, dict) or any(not k.startswith("c_") for k in body):
             bad = [k for k in body if not k.startswith("c_")] if isinstance(body, dict) else ["(not an object)"]
-            raise problem(400, "bad-request", "Bad Request", f"OrderUpdateRequest takes only c_ properties, not {', '.join(bad)}.")
+            raise problem(
+                400, "bad-request", "Bad Request", f"OrderUpdateRequest takes only c_ properties, not {', '.join(bad)}."
+            )
         with self.lock:
             order = self._scapi_order(req)
             order.update(body)
@@ -226,7 +289,10 @@ class ScapiRoutes:
             self.patches.append({"order_no": order["order_no"], **body})
         return Response(204, None)
 
-    @route("PUT", ORG + r"/(?P<no>[^/]+)/(?P<field>status|shipping-status|export-status|payment-status|confirmation-status)")
+    @route(
+        "PUT",
+        ORG + r"/(?P<no>[^/]+)/(?P<field>status|shipping-status|export-status|payment-status|confirmation-status)",
+    )
     def scapi_order_status(self, req):
         self._admin_auth(req, req.params["org"], "sfcc.orders", write=True)
         body = req.json()
@@ -258,25 +324,50 @@ class ScapiRoutes:
         def bad(detail):
             return problem(400, "bad-request", "Bad Request", detail)
 
-        if not isinstance(body, dict) or set(body) - {"omsOrderId", "fulfillmentEvent", "adjustment"} \
-                or ("fulfillmentEvent" in body) == ("adjustment" in body):
+        if (
+            not isinstance(body, dict)
+            or set(body) - {"omsOrderId", "fulfillmentEvent", "adjustment"}
+            or ("fulfillmentEvent" in body) == ("adjustment" in body)
+        ):
             raise bad("Exactly one of fulfillmentEvent or adjustment, and only omsOrderId beside it.")
         with self.lock:
             order = self._scapi_order(req)
             event = body.get("fulfillmentEvent")
             if event is not None:
-                allowed = {"id", "occurredAt", "type", "lineItems", "trackingNumber", "trackingUrl", "carrier", "description"}
-                if not isinstance(event, dict) or set(event) - allowed or not all(event.get(k) for k in ("id", "occurredAt", "type")):
+                allowed = {
+                    "id",
+                    "occurredAt",
+                    "type",
+                    "lineItems",
+                    "trackingNumber",
+                    "trackingUrl",
+                    "carrier",
+                    "description",
+                }
+                if (
+                    not isinstance(event, dict)
+                    or set(event) - allowed
+                    or not all(event.get(k) for k in ("id", "occurredAt", "type"))
+                ):
                     raise bad("fulfillmentEvent needs id, occurredAt, type, lineItems and nothing unknown.")
                 try:
                     datetime.fromisoformat(str(event["occurredAt"]))
                 except ValueError:
                     raise bad("occurredAt is an RFC 3339 date-time.") from None
                 lines, ids = event.get("lineItems"), {i["item_id"] for i in order["product_items"]}
-                if not isinstance(lines, list) or not 1 <= len(lines) <= 200 or any(
-                        not isinstance(ln, dict) or set(ln) != {"id", "quantity"} or ln["id"] not in ids
-                        or isinstance(ln["quantity"], bool) or not isinstance(ln["quantity"], int) or ln["quantity"] < 0
-                        for ln in lines):
+                if (
+                    not isinstance(lines, list)
+                    or not 1 <= len(lines) <= 200
+                    or any(
+                        not isinstance(ln, dict)
+                        or set(ln) != {"id", "quantity"}
+                        or ln["id"] not in ids
+                        or isinstance(ln["quantity"], bool)
+                        or not isinstance(ln["quantity"], int)
+                        or ln["quantity"] < 0
+                        for ln in lines
+                    )
+                ):
                     raise bad("lineItems: 1 to 200 {id, quantity ≥ 0} naming the order's product items.")
                 if event["type"] != "processing" and not (event.get("trackingNumber") and event.get("trackingUrl")):
                     raise bad("trackingNumber and trackingUrl are required unless type is processing.")
@@ -290,8 +381,15 @@ class ScapiRoutes:
     # --- OCI ----------------------------------------------------------------------------------------------
     def _oci_view(self, location: str, sku: str, rec: dict) -> dict:
         atf = max(0, rec["onHand"] - rec["reserved"] - rec["safetyStockCount"])
-        return {"sku": sku, "onHand": rec["onHand"], "reserved": rec["reserved"],
-                "safetyStockCount": rec["safetyStockCount"], "atf": atf, "ato": atf, "effectiveDate": rec["effectiveDate"]}
+        return {
+            "sku": sku,
+            "onHand": rec["onHand"],
+            "reserved": rec["reserved"],
+            "safetyStockCount": rec["safetyStockCount"],
+            "atf": atf,
+            "ato": atf,
+            "effectiveDate": rec["effectiveDate"],
+        }
 
     @staticmethod
     def _ias(status: int, code: str, message: str) -> HttpError:
@@ -312,14 +410,20 @@ class ScapiRoutes:
                 why = self._oci_problem(rec)
                 if why:
                     r = rec if isinstance(rec, dict) else {}
-                    failed.append({"details": {"id": r.get("id"), "sku": r.get("sku"), "locationId": r.get("location")},
-                                   "errorCode": why[0], "message": why[1]})
+                    failed.append(
+                        {
+                            "details": {"id": r.get("id"), "sku": r.get("sku"), "locationId": r.get("location")},
+                            "errorCode": why[0],
+                            "message": why[1],
+                        }
+                    )
                     continue
                 key = (rec["id"], rec["sku"])
                 if key in self.oci_applied:  # a replay: applied once already
                     continue
                 stored = self.oci[rec["location"]].setdefault(
-                    rec["sku"], {"onHand": 0, "reserved": 0, "safetyStockCount": 0, "effectiveDate": ""})
+                    rec["sku"], {"onHand": 0, "reserved": 0, "safetyStockCount": 0, "effectiveDate": ""}
+                )
                 when = datetime.fromisoformat(rec.get("effectiveDate") or self.now())
                 if not stored["effectiveDate"] or when >= datetime.fromisoformat(stored["effectiveDate"]):
                     if "onHand" in rec:
@@ -330,7 +434,16 @@ class ScapiRoutes:
                 self.oci_applied.add(key)
         return Response(200, {"errors": failed}) if failed else Response(204, None)
 
-    RECORD_KEYS = {"id", "location", "sku", "onHand", "effectiveDate", "safetyStockCount", "futureStock", "externalRefId"}
+    RECORD_KEYS = {
+        "id",
+        "location",
+        "sku",
+        "onHand",
+        "effectiveDate",
+        "safetyStockCount",
+        "futureStock",
+        "externalRefId",
+    }
     _LOCATION = re.compile(r"[a-zA-Z0-9_-]{2,128}")
     _SKU = re.compile(r"[^\\<>;%/\s]{2,250}")
 
@@ -372,8 +485,13 @@ class ScapiRoutes:
             missing = [loc for loc in locations if loc not in self.oci]
             if missing:
                 raise self._ias(400, "LocationDoesNotExist", "A location provided in the request does not exist.")
-            out = [{"id": loc, "records": [self._oci_view(loc, sku, self.oci[loc][sku]) for sku in skus if sku in self.oci[loc]]}
-                   for loc in locations]
+            out = [
+                {
+                    "id": loc,
+                    "records": [self._oci_view(loc, sku, self.oci[loc][sku]) for sku in skus if sku in self.oci[loc]],
+                }
+                for loc in locations
+            ]
         return Response(200, {"locations": out})
 
     def oci_order(self, order: dict, event: str) -> None:
@@ -397,17 +515,31 @@ class ScapiRoutes:
         variants = {sku for skus in self.masters.values() for sku in skus}
         docs = [{"id": m, "type": {"master": True}} for m in self.masters]
         docs += [{"id": p, "type": {"variant": True} if p in variants else {"item": True}} for p in self.products]
-        return [{**d, "name": {"default": d["id"]}, "owningCatalogId": "hub-catalog", "creationDate": "2026-01-01T00:00:00.000Z",
-                 "lastModified": "2026-01-01T00:00:00.000Z"} for d in docs]
+        return [
+            {
+                **d,
+                "name": {"default": d["id"]},
+                "owningCatalogId": "hub-catalog",
+                "creationDate": "2026-01-01T00:00:00.000Z",
+                "lastModified": "2026-01-01T00:00:00.000Z",
+            }
+            for d in docs
+        ]
 
     @route("POST", PRODUCTS + r"/product-search")
     def scapi_search_products(self, req):
         self._admin_auth(req, req.params["org"], "sfcc.products", write=False)
         body = req.json()
         if not isinstance(body, dict) or "query" not in body or set(body) - {"query", "sorts", "limit", "offset"}:
-            raise problem(400, "bad-request", "Bad Request", "ProductSearchRequest is {query, sorts?, limit?, offset?}.")
+            raise problem(
+                400, "bad-request", "Bad Request", "ProductSearchRequest is {query, sorts?, limit?, offset?}."
+            )
         limit, offset = body.get("limit", 25), body.get("offset", 0)
-        if any(isinstance(v, bool) or not isinstance(v, int) for v in (limit, offset)) or not 1 <= limit <= 200 or offset < 0:
+        if (
+            any(isinstance(v, bool) or not isinstance(v, int) for v in (limit, offset))
+            or not 1 <= limit <= 200
+            or offset < 0
+        ):
             raise problem(400, "bad-request", "Bad Request", "limit is 1 to 200, offset ≥ 0.")
         query = body["query"]
         if not isinstance(query, dict) or len(query) != 1:
@@ -417,24 +549,48 @@ class ScapiRoutes:
         if "termQuery" in query:
             term = query["termQuery"]
             fields, op, values = term.get("fields"), term.get("operator"), term.get("values") or []
-            if not isinstance(fields, list) or not fields or set(fields) - {"id", "type"} or op not in ("is", "one_of") \
-                    or not isinstance(values, list) or (op == "is" and len(values) != 1):
+            if (
+                not isinstance(fields, list)
+                or not fields
+                or set(fields) - {"id", "type"}
+                or op not in ("is", "one_of")
+                or not isinstance(values, list)
+                or (op == "is" and len(values) != 1)
+            ):
                 raise problem(400, "bad-request", "Bad Request", "termQuery: fields id / type, operator is / one_of.")
             if "type" in fields and set(values) - set(PRODUCT_TYPES) and fields == ["type"]:
                 raise problem(400, "bad-request", "Bad Request", f"type is one of {', '.join(PRODUCT_TYPES)}.")
-            docs = [d for d in docs if ("id" in fields and d["id"] in values)
-                    or ("type" in fields and any(d["type"].get(v) for v in values))]
+            docs = [
+                d
+                for d in docs
+                if ("id" in fields and d["id"] in values)
+                or ("type" in fields and any(d["type"].get(v) for v in values))
+            ]
         elif "matchAllQuery" not in query:
             raise problem(400, "bad-request", "Bad Request", "The sandbox serves matchAllQuery and termQuery.")
         sorts = body.get("sorts") or [{"field": "id"}]
         for sort in reversed(sorts):
-            if not isinstance(sort, dict) or sort.get("field") not in ("id", "name", "creationDate") \
-                    or sort.get("sortOrder", "asc") not in ("asc", "desc"):
-                raise problem(400, "bad-request", "Bad Request", "sorts: field id / name / creationDate, sortOrder asc / desc.")
+            if (
+                not isinstance(sort, dict)
+                or sort.get("field") not in ("id", "name", "creationDate")
+                or sort.get("sortOrder", "asc") not in ("asc", "desc")
+            ):
+                raise problem(
+                    400, "bad-request", "Bad Request", "sorts: field id / name / creationDate, sortOrder asc / desc."
+                )
             key = (lambda d: d["name"]["default"]) if sort["field"] == "name" else (lambda d, f=sort["field"]: d[f])
             docs.sort(key=key, reverse=sort.get("sortOrder") == "desc")
-        return Response(200, {"limit": limit, "offset": offset, "total": len(docs), "hits": docs[offset:offset + limit],
-                              "query": query, "sorts": sorts})
+        return Response(
+            200,
+            {
+                "limit": limit,
+                "offset": offset,
+                "total": len(docs),
+                "hits": docs[offset : offset + limit],
+                "query": query,
+                "sorts": sorts,
+            },
+        )
 
     def control_configure_site(self, payload):
         """{"inventory": "lists" | "oci", "tenant_group_id"?}: whether the site sells from inventory lists (OCAPI records)
@@ -450,5 +606,8 @@ class ScapiRoutes:
     def control_oci(self, payload):
         """The OCI records of {"location"} (all when omitted)."""
         with self.lock:
-            return {loc: {sku: self._oci_view(loc, sku, r) for sku, r in recs.items()} for loc, recs in self.oci.items()
-                    if not payload.get("location") or loc == payload["location"]}
+            return {
+                loc: {sku: self._oci_view(loc, sku, r) for sku, r in recs.items()}
+                for loc, recs in self.oci.items()
+                if not payload.get("location") or loc == payload["location"]
+            }

@@ -76,6 +76,7 @@ seed_locations, seed_stock, set_stock, dispatch, configure_webhooks, state, plus
 Fault switches of the base class apply to every API route (latency, 5xx, hangs, 429 past the rate,
 fail_next); ``conflict_rate`` injects 409 on order intake.
 """
+
 from __future__ import annotations
 
 import collections
@@ -119,9 +120,19 @@ def now_iso() -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
-def wair_error(status: int, code: str, message: str, errors: list[dict] | None = None, headers: dict | None = None) -> HttpError:
-    return HttpError(status, {"statusCode": status, "code": code, "message": message,
-                              "errors": errors or [{"code": code, "message": message}]}, headers)
+def wair_error(
+    status: int, code: str, message: str, errors: list[dict] | None = None, headers: dict | None = None
+) -> HttpError:
+    return HttpError(
+        status,
+        {
+            "statusCode": status,
+            "code": code,
+            "message": message,
+            "errors": errors or [{"code": code, "message": message}],
+        },
+        headers,
+    )
 
 
 def _wire_state(value: Any) -> str:
@@ -133,7 +144,11 @@ def _wire_state(value: Any) -> str:
 
 def _int(value: Any, name: str, minimum: int | None = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
-        raise wair_error(400, "InvalidValue", f"{name} {value!r} must be an integer" + (f" >= {minimum}" if minimum is not None else ""))
+        raise wair_error(
+            400,
+            "InvalidValue",
+            f"{name} {value!r} must be an integer" + (f" >= {minimum}" if minimum is not None else ""),
+        )
     return value
 
 
@@ -209,8 +224,11 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
     def token(self, req):
         """As published: X-Tenant header, body {username, password} → {accessToken, expiresIn, tokenType, scope}."""
         body = self._body(req)
-        errs = [{"field": f, "code": "Required", "message": f"{f} is required"} for f in ("username", "password")
-                if not isinstance(body.get(f), str) or not body.get(f)]
+        errs = [
+            {"field": f, "code": "Required", "message": f"{f} is required"}
+            for f in ("username", "password")
+            if not isinstance(body.get(f), str) or not body.get(f)
+        ]
         if errs:
             raise wair_error(400, "ValidationFailed", "username and password are required", errs)
         with self.lock:
@@ -219,7 +237,9 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
             token = uuid.uuid4().hex
             self.tokens[token] = time.time() + self.token_ttl
             self.tokens_issued += 1
-            return Response(200, {"accessToken": token, "expiresIn": self.token_ttl, "tokenType": "Bearer", "scope": "api"})
+            return Response(
+                200, {"accessToken": token, "expiresIn": self.token_ttl, "tokenType": "Bearer", "scope": "api"}
+            )
 
     @staticmethod
     def _paging(req: Request) -> tuple[int, int]:
@@ -288,11 +308,27 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
                 keys = self._keys()
             if loc:
                 keys = [k for k in keys if k[1] == loc]
-            page = keys[offset:offset + limit]
-            rows = [{"skuId": k[0], "locationId": k[1], "state": k[2], "quantity": self.stock[k][0],
-                     "updatedAt": self.stock[k][1]} for k in page]
-            return Response(200, {"stock": rows, "offset": offset, "limit": limit, "total": len(keys),
-                                  "moreRecordsAvailable": offset + len(page) < len(keys)})
+            page = keys[offset : offset + limit]
+            rows = [
+                {
+                    "skuId": k[0],
+                    "locationId": k[1],
+                    "state": k[2],
+                    "quantity": self.stock[k][0],
+                    "updatedAt": self.stock[k][1],
+                }
+                for k in page
+            ]
+            return Response(
+                200,
+                {
+                    "stock": rows,
+                    "offset": offset,
+                    "limit": limit,
+                    "total": len(keys),
+                    "moreRecordsAvailable": offset + len(page) < len(keys),
+                },
+            )
 
     def _keys_for_sku(self, sku: str) -> list:
         import bisect
@@ -312,10 +348,16 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
         with self.lock:
             if start > len(self.changes):  # a cursor from before a restart: replay from the start
                 start = 0
-            page = self.changes[start:start + limit]
+            page = self.changes[start : start + limit]
             next_cursor = str(page[-1]["id"]) if page else str(start)
-            return Response(200, {"changes": [dict(c) for c in page], "nextCursor": next_cursor,
-                                  "moreRecordsAvailable": start + len(page) < len(self.changes)})
+            return Response(
+                200,
+                {
+                    "changes": [dict(c) for c in page],
+                    "nextCursor": next_cursor,
+                    "moreRecordsAvailable": start + len(page) < len(self.changes),
+                },
+            )
 
     # --- orders ----------------------------------------------------------------------------------
     def _validate_order(self, body: dict, key: str) -> list[dict]:
@@ -352,7 +394,11 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
                 err(f"lines[{i}].quantity", "Invalid", f"quantity {qty!r} must be a positive integer")
         for i, line in enumerate(lines):
             if isinstance(line, dict) and line.get("parentLineId") and line["parentLineId"] not in line_ids:
-                err(f"lines[{i}].parentLineId", "UnknownLine", f"parentLineId {line['parentLineId']!r} is not a line of this order")
+                err(
+                    f"lines[{i}].parentLineId",
+                    "UnknownLine",
+                    f"parentLineId {line['parentLineId']!r} is not a line of this order",
+                )
         addr = body.get("shippingAddress")
         if not isinstance(addr, dict):
             err("shippingAddress", "Required", "shippingAddress is required")
@@ -376,12 +422,22 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
         """Where the accepted order was allocated: one row per allocated SKU (back-ordered SKUs have none)."""
         alloc = o.get("allocation") or {}
         lines = self._physical_lines(o)
-        return [{"skuId": sku, "locationId": loc, "quantity": lines.get(sku, 0)} for sku, loc in sorted((alloc.get("at") or {}).items())]
+        return [
+            {"skuId": sku, "locationId": loc, "quantity": lines.get(sku, 0)}
+            for sku, loc in sorted((alloc.get("at") or {}).items())
+        ]
 
     def _public_order(self, o: dict) -> dict:
-        return {"orderRef": o["orderRef"], "orderId": o["orderId"], "status": o["status"], "receivedAt": o["receivedAt"],
-                "acknowledgedAt": o["acknowledgedAt"], "lines": o["request"].get("lines", []),
-                "allocations": self._allocations(o), "dispatches": [d["id"] for d in o["dispatches"]]}
+        return {
+            "orderRef": o["orderRef"],
+            "orderId": o["orderId"],
+            "status": o["status"],
+            "receivedAt": o["receivedAt"],
+            "acknowledgedAt": o["acknowledgedAt"],
+            "lines": o["request"].get("lines", []),
+            "allocations": self._allocations(o),
+            "dispatches": [d["id"] for d in o["dispatches"]],
+        }
 
     def _accept(self, o: dict) -> None:
         if o["orderId"] is None:
@@ -396,15 +452,22 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
                     loc = self.allocation["location"] or self._best_location(sku)
                     if loc:
                         at[sku] = loc
-                o["allocation"] = {"at": at, "open": {sku: q for sku, q in self._physical_lines(o).items() if sku in at}}
-                self._record([(sku, at[sku], "reserved", self._qty(sku, at[sku], "reserved") + q)
-                              for sku, q in sorted(o["allocation"]["open"].items())])
+                o["allocation"] = {
+                    "at": at,
+                    "open": {sku: q for sku, q in self._physical_lines(o).items() if sku in at},
+                }
+                self._record(
+                    [
+                        (sku, at[sku], "reserved", self._qty(sku, at[sku], "reserved") + q)
+                        for sku, q in sorted(o["allocation"]["open"].items())
+                    ]
+                )
 
     def _best_location(self, sku: str) -> str:
         """Where ``sku`` has the most free stock (available − reserved; ties by location id); "" if WAIR holds
         none of it anywhere (the line stays unallocated, i.e. back-ordered)."""
         free: dict[str, int] = {}
-        for (s, loc, state) in self._keys_for_sku(sku):
+        for s, loc, state in self._keys_for_sku(sku):
             if s == sku and state in ("available", "reserved"):
                 free[loc] = free.get(loc, 0) + (self._qty(sku, loc, state) * (1 if state == "available" else -1))
         return min(free, key=lambda loc: (-free[loc], loc)) if free else ""
@@ -440,13 +503,25 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
         for sku, loc, state, qty in rows:
             ts = self._tick()
             self._put_stock(sku, loc, state, qty, ts)
-            change = {"id": len(self.changes) + 1, "skuId": sku, "locationId": loc, "state": state,
-                      "quantity": qty, "changedAt": ts}
+            change = {
+                "id": len(self.changes) + 1,
+                "skuId": sku,
+                "locationId": loc,
+                "state": state,
+                "quantity": qty,
+                "changedAt": ts,
+            }
             self.changes.append(change)
             new.append(change)
         for i in range(0, len(new), WEBHOOK_CHUNK):
-            self._enqueue("stock", {"type": "stock.changed", "batchId": str(uuid.uuid4()),
-                                    "changes": [dict(c) for c in new[i:i + WEBHOOK_CHUNK]]})
+            self._enqueue(
+                "stock",
+                {
+                    "type": "stock.changed",
+                    "batchId": str(uuid.uuid4()),
+                    "changes": [dict(c) for c in new[i : i + WEBHOOK_CHUNK]],
+                },
+            )
         return new
 
     def _release(self, o: dict, picked: dict[str, int] | None) -> None:
@@ -478,13 +553,21 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
         self._auth(req)
         key = req.header("Idempotency-Key").strip()
         if not key:
-            raise wair_error(400, "IdempotencyKeyRequired", "the Idempotency-Key header is required",
-                             [{"field": "Idempotency-Key", "code": "Required", "message": "header is required"}])
+            raise wair_error(
+                400,
+                "IdempotencyKeyRequired",
+                "the Idempotency-Key header is required",
+                [{"field": "Idempotency-Key", "code": "Required", "message": "header is required"}],
+            )
         body = self._body(req)
         fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
         if self.maybe_conflict():  # as a server does while a request with the same key is still in flight
-            raise wair_error(409, "IdempotencyKeyInFlight", f"a request with Idempotency-Key {key!r} is being processed",
-                             headers={"Retry-After": "0"})
+            raise wair_error(
+                409,
+                "IdempotencyKeyInFlight",
+                f"a request with Idempotency-Key {key!r} is being processed",
+                headers={"Retry-After": "0"},
+            )
         return self._maybe_lose(self._order_create(key, body, fingerprint))
 
     def _maybe_lose(self, resp: Response) -> Response:
@@ -513,10 +596,18 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
             if known is not None:
                 ref, fp = known
                 if fp != fingerprint:
-                    raise wair_error(422, "IdempotencyKeyReused",
-                                     f"Idempotency-Key {key!r} was used with a different request body",
-                                     [{"field": "Idempotency-Key", "code": "IdempotencyKeyReused",
-                                       "message": "same key, different body"}])
+                    raise wair_error(
+                        422,
+                        "IdempotencyKeyReused",
+                        f"Idempotency-Key {key!r} was used with a different request body",
+                        [
+                            {
+                                "field": "Idempotency-Key",
+                                "code": "IdempotencyKeyReused",
+                                "message": "same key, different body",
+                            }
+                        ],
+                    )
                 o = self.orders[ref]
                 self.order_receipts[ref] = self.order_receipts.get(ref, 0) + 1
                 return self._order_answer(o, replay=True)
@@ -526,8 +617,16 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
             ref = body["orderRef"]
             self.order_keys[key] = (ref, fingerprint)
             self.order_receipts[ref] = self.order_receipts.get(ref, 0) + 1
-            o = {"orderRef": ref, "orderId": None, "status": "pending", "receivedAt": now_iso(), "acknowledgedAt": None,
-                 "request": body, "dispatches": [], "dispatched": {}}
+            o = {
+                "orderRef": ref,
+                "orderId": None,
+                "status": "pending",
+                "receivedAt": now_iso(),
+                "acknowledgedAt": None,
+                "request": body,
+                "dispatches": [],
+                "dispatched": {},
+            }
             self.orders[ref] = o
             if self.auto_ack:
                 self._accept(o)
@@ -536,13 +635,32 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
     def _order_answer(self, o: dict, replay: bool) -> Response:
         headers = {"Idempotent-Replayed": "true"} if replay else {}
         if o["status"] == "cancelled":  # a replay for an order cancelled meanwhile: say so, never re-create it
-            return Response(200, {"orderId": o["orderId"], "orderRef": o["orderRef"], "status": "cancelled",
-                                  "receivedAt": o["receivedAt"]}, headers)
+            return Response(
+                200,
+                {
+                    "orderId": o["orderId"],
+                    "orderRef": o["orderRef"],
+                    "status": "cancelled",
+                    "receivedAt": o["receivedAt"],
+                },
+                headers,
+            )
         if o["orderId"] is None:
-            return Response(202, {"orderRef": o["orderRef"], "status": "pending", "receivedAt": o["receivedAt"]}, headers)
-        return Response(200 if replay else 201, {"orderId": o["orderId"], "orderRef": o["orderRef"], "status": o["status"],
-                                                 "receivedAt": o["receivedAt"], "acknowledgedAt": o["acknowledgedAt"],
-                                                 "allocations": self._allocations(o)}, headers)
+            return Response(
+                202, {"orderRef": o["orderRef"], "status": "pending", "receivedAt": o["receivedAt"]}, headers
+            )
+        return Response(
+            200 if replay else 201,
+            {
+                "orderId": o["orderId"],
+                "orderRef": o["orderRef"],
+                "status": o["status"],
+                "receivedAt": o["receivedAt"],
+                "acknowledgedAt": o["acknowledgedAt"],
+                "allocations": self._allocations(o),
+            },
+            headers,
+        )
 
     @route("GET", API + r"/orders/(?P<ref>[^/]+)")
     def order_get(self, req):
@@ -583,18 +701,28 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
         with self.lock:
             if start > len(self.dispatches):  # a cursor from before a restart: replay from the start
                 start = 0
-            page = self.dispatches[start:start + limit]
+            page = self.dispatches[start : start + limit]
             next_cursor = str(page[-1]["id"]) if page else str(start)
-            return Response(200, {"dispatches": [json.loads(json.dumps(d)) for d in page], "nextCursor": next_cursor,
-                                  "moreRecordsAvailable": start + len(page) < len(self.dispatches)})
+            return Response(
+                200,
+                {
+                    "dispatches": [json.loads(json.dumps(d)) for d in page],
+                    "nextCursor": next_cursor,
+                    "moreRecordsAvailable": start + len(page) < len(self.dispatches),
+                },
+            )
 
     @route("POST", API + r"/fulfilments")
     def fulfilment_create(self, req):
         self._auth(req)
         key = req.header("Idempotency-Key").strip()
         if not key:
-            raise wair_error(400, "IdempotencyKeyRequired", "the Idempotency-Key header is required",
-                             [{"field": "Idempotency-Key", "code": "Required", "message": "header is required"}])
+            raise wair_error(
+                400,
+                "IdempotencyKeyRequired",
+                "the Idempotency-Key header is required",
+                [{"field": "Idempotency-Key", "code": "Required", "message": "header is required"}],
+            )
         body = self._body(req)
         return self._maybe_lose(self._fulfilment_create(key, body))
 
@@ -602,8 +730,11 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
     def _fulfilment_answer(f: dict, replay: bool) -> Response:
         if f["fulfilmentId"] is None:
             return Response(202, {"orderRef": f["orderRef"], "status": "pending", "receivedAt": f["receivedAt"]})
-        return Response(200 if replay else 201, {"fulfilmentId": f["fulfilmentId"], "orderRef": f["orderRef"], "status": "recorded"},
-                        {"Idempotent-Replayed": "true"} if replay else {})
+        return Response(
+            200 if replay else 201,
+            {"fulfilmentId": f["fulfilmentId"], "orderRef": f["orderRef"], "status": "recorded"},
+            {"Idempotent-Replayed": "true"} if replay else {},
+        )
 
     def _accept_fulfilment(self, f: dict) -> None:
         if f["fulfilmentId"] is None:
@@ -627,20 +758,39 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
                     continue
                 q = line.get("quantity")
                 if isinstance(q, bool) or not isinstance(q, int) or q <= 0:
-                    errs.append({"field": f"lines[{i}].quantity", "code": "Invalid", "message": f"quantity {q!r} must be a positive integer"})
+                    errs.append(
+                        {
+                            "field": f"lines[{i}].quantity",
+                            "code": "Invalid",
+                            "message": f"quantity {q!r} must be a positive integer",
+                        }
+                    )
             loc = body.get("locationId")
             if loc and self.locations and loc not in self.locations:
-                errs.append({"field": "locationId", "code": "UnknownLocation", "message": f"location {loc!r} is not known"})
+                errs.append(
+                    {"field": "locationId", "code": "UnknownLocation", "message": f"location {loc!r} is not known"}
+                )
             if errs:
                 raise wair_error(422, "ValidationFailed", f"fulfilment has {len(errs)} invalid field(s)", errs)
-            f = {"fulfilmentId": None, "idempotencyKey": key, "orderRef": body["orderRef"],
-                 "fulfilmentRef": body.get("fulfilmentRef", ""), "locationId": loc or "", "lines": lines,
-                 "fulfilledAt": body.get("fulfilledAt"), "receivedAt": now_iso()}
+            f = {
+                "fulfilmentId": None,
+                "idempotencyKey": key,
+                "orderRef": body["orderRef"],
+                "fulfilmentRef": body.get("fulfilmentRef", ""),
+                "locationId": loc or "",
+                "lines": lines,
+                "fulfilledAt": body.get("fulfilledAt"),
+                "receivedAt": now_iso(),
+            }
             if self.fulfilment_auto_ack:
                 self._accept_fulfilment(f)
             if loc:  # the goods left that location: its on-hand drops (on the change feed, like any movement)
-                self._record([(line["skuId"], loc, "available", self._qty(line["skuId"], loc, "available") - line["quantity"])
-                              for line in lines])
+                self._record(
+                    [
+                        (line["skuId"], loc, "available", self._qty(line["skuId"], loc, "available") - line["quantity"])
+                        for line in lines
+                    ]
+                )
             self.fulfilments.append(f)
             self.fulfilment_keys[key] = f
             return self._fulfilment_answer(f, replay=False)
@@ -658,7 +808,9 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
     def _deliver_loop(self) -> None:
         def handle(item):
             generation, url, secret, payload = item
-            self.deliver(generation, lambda: 200 <= send_webhook(url, secret, payload, timeout=10) < 300, WEBHOOK_RETRY_DELAYS)
+            self.deliver(
+                generation, lambda: 200 <= send_webhook(url, secret, payload, timeout=10) < 300, WEBHOOK_RETRY_DELAYS
+            )
 
         self.serve_queue(handle, "wair webhook worker")
 
@@ -697,7 +849,11 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
             self.lose_responses = int(payload.get("count", 0))
             self.lost_response_rate = float(payload.get("rate", 0.0))
             self.lost_response_seconds = float(payload.get("hang_seconds", 0.0))
-            return {"count": self.lose_responses, "rate": self.lost_response_rate, "hang_seconds": self.lost_response_seconds}
+            return {
+                "count": self.lose_responses,
+                "rate": self.lost_response_rate,
+                "hang_seconds": self.lost_response_seconds,
+            }
 
     def control_send_raw_webhook(self, payload: dict) -> dict:
         """{"kind": "stock" | "dispatch", "payload": {...}}: deliver an arbitrary (e.g. malformed) body through
@@ -722,8 +878,11 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
         → {"acknowledged": {orderRef: orderId}, "fulfilments": {idempotencyKey: fulfilmentId}}."""
         with self.lock:
             refs = payload.get("order_refs")
-            targets = [self.orders[r] for r in refs if r in self.orders] if refs else \
-                [o for o in self.orders.values() if o["orderId"] is None]
+            targets = (
+                [self.orders[r] for r in refs if r in self.orders]
+                if refs
+                else [o for o in self.orders.values() if o["orderId"] is None]
+            )
             out = {}
             for o in targets:
                 self._accept(o)
@@ -739,7 +898,11 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
         with self.lock:
             for loc in payload.get("locations") or []:
                 lid = str(loc["id"])
-                self.locations[lid] = {"id": lid, "code": str(loc.get("code") or lid), "name": str(loc.get("name") or lid)}
+                self.locations[lid] = {
+                    "id": lid,
+                    "code": str(loc.get("code") or lid),
+                    "name": str(loc.get("name") or lid),
+                }
             return {"locations": len(self.locations)}
 
     def _rows(self, payload: dict) -> list[tuple[str, str, str, int]]:
@@ -774,8 +937,10 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
         accepted (one parcel, all lines), as a running warehouse would; null switches it off."""
         with self.lock:
             after = payload.get("after_seconds")
-            self.auto_dispatch = {"after_seconds": None if after is None else max(0.0, float(after)),
-                                  "carrier": str(payload.get("carrier") or "dhl")}
+            self.auto_dispatch = {
+                "after_seconds": None if after is None else max(0.0, float(after)),
+                "carrier": str(payload.get("carrier") or "dhl"),
+            }
             if after is not None and (self._ticker is None or not self._ticker.is_alive()):
                 self._ticker = threading.Thread(target=self._auto_dispatch_loop, name="wair-auto-dispatch", daemon=True)
                 self._ticker.start()
@@ -802,7 +967,10 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
         """{"enabled": bool, "location": "<location id>"?}: allocate accepted orders at ``location`` (absent: per
         SKU where the most is free)."""
         with self.lock:
-            self.allocation = {"enabled": bool(payload.get("enabled", True)), "location": str(payload.get("location") or "")}
+            self.allocation = {
+                "enabled": bool(payload.get("enabled", True)),
+                "location": str(payload.get("location") or ""),
+            }
             return dict(self.allocation)
 
     def control_dispatch(self, payload: dict) -> dict:
@@ -828,11 +996,20 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
                 raise wair_error(400, "InvalidParcel", f"parcels[{i}] must be an object")
             if p.get("lines"):
                 try:
-                    lines = [{"skuId": str(sku), "quantity": _int(q, f"parcels[{i}] line quantity", 1)} for sku, q in p["lines"]]
+                    lines = [
+                        {"skuId": str(sku), "quantity": _int(q, f"parcels[{i}] line quantity", 1)}
+                        for sku, q in p["lines"]
+                    ]
                 except (TypeError, ValueError):
-                    raise wair_error(400, "InvalidParcel", f"parcels[{i}].lines must be [[sku, quantity], ...]") from None
+                    raise wair_error(
+                        400, "InvalidParcel", f"parcels[{i}].lines must be [[sku, quantity], ...]"
+                    ) from None
             else:
-                lines = [{"skuId": sku, "quantity": q - shipped.get(sku, 0)} for sku, q in ordered.items() if q - shipped.get(sku, 0) > 0]
+                lines = [
+                    {"skuId": sku, "quantity": q - shipped.get(sku, 0)}
+                    for sku, q in ordered.items()
+                    if q - shipped.get(sku, 0) > 0
+                ]
                 if not lines:
                     raise wair_error(400, "NothingToDispatch", f"every line of order {ref!r} has been dispatched")
             for line in lines:
@@ -843,15 +1020,23 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
         out = []
         for i, (p, lines) in enumerate(parcels):
             carrier = str(p.get("carrier") or "dhl")
-            tn = str(p.get("tracking_number") or f"{carrier.upper()}{o['orderId'][-7:]}{len(self.dispatches) + 1:04d}{i}")
+            tn = str(
+                p.get("tracking_number") or f"{carrier.upper()}{o['orderId'][-7:]}{len(self.dispatches) + 1:04d}{i}"
+            )
             url = p.get("tracking_url") or TRACKING_URLS.get(carrier.lower(), "https://track.example.com/{}").format(tn)
             out.append({"carrier": carrier, "trackingNumber": tn, "trackingUrl": url, "lines": lines})
         o["dispatched"] = shipped
         complete = payload.get("complete")
         if complete is None:
             complete = all(shipped.get(sku, 0) >= q for sku, q in ordered.items())
-        d = {"id": len(self.dispatches) + 1, "orderRef": ref, "orderId": o["orderId"],
-             "dispatchedAt": payload.get("dispatched_at") or now_iso(), "complete": bool(complete), "parcels": out}
+        d = {
+            "id": len(self.dispatches) + 1,
+            "orderRef": ref,
+            "orderId": o["orderId"],
+            "dispatchedAt": payload.get("dispatched_at") or now_iso(),
+            "complete": bool(complete),
+            "parcels": out,
+        }
         self.dispatches.append(d)
         o["dispatches"].append(d)
         o["status"] = "dispatched" if complete else "partially_dispatched"
@@ -861,8 +1046,11 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
 
     def control_configure_webhooks(self, payload: dict) -> dict:
         with self.lock:
-            self.webhooks = {"stock_url": payload.get("stock_url") or "", "dispatch_url": payload.get("dispatch_url") or "",
-                             "secret": payload.get("secret") or ""}
+            self.webhooks = {
+                "stock_url": payload.get("stock_url") or "",
+                "dispatch_url": payload.get("dispatch_url") or "",
+                "secret": payload.get("secret") or "",
+            }
             return {k: v for k, v in self.webhooks.items() if k != "secret"}
 
     def control_state(self, payload: dict) -> dict:
@@ -872,20 +1060,35 @@ class WairEmulator(TokenControls, WebhookQueue, Emulator):
             refs = payload.get("order_refs")
             selected = [(r, self.orders[r]) for r in refs if r in self.orders] if refs else list(self.orders.items())
             brief = bool(payload.get("brief"))
-            orders = {ref: {"orderId": o["orderId"], "status": o["status"], "receivedAt": o["receivedAt"],
-                            "acknowledgedAt": o["acknowledgedAt"],
-                            **({} if brief else {"request": json.loads(json.dumps(o["request"]))}),
-                            "dispatches": [d["id"] for d in o["dispatches"]], "dispatched": dict(o["dispatched"])}
-                      for ref, o in selected}
+            orders = {
+                ref: {
+                    "orderId": o["orderId"],
+                    "status": o["status"],
+                    "receivedAt": o["receivedAt"],
+                    "acknowledgedAt": o["acknowledgedAt"],
+                    **({} if brief else {"request": json.loads(json.dumps(o["request"]))}),
+                    "dispatches": [d["id"] for d in o["dispatches"]],
+                    "dispatched": dict(o["dispatched"]),
+                }
+                for ref, o in selected
+            }
             stock = {}
             skus = payload.get("skus")
             if skus:
                 for s in skus:
                     for k in self._keys_for_sku(s):
                         stock.setdefault(s, {}).setdefault(k[1], {})[k[2]] = self.stock[k][0]
-            return {"orders": orders, "order_receipts": dict(self.order_receipts),
-                    "fulfilments": [json.loads(json.dumps(f)) for f in self.fulfilments], "dispatches": len(self.dispatches),
-                    "changes": len(self.changes), "stock_rows": len(self.stock), "stock": stock,
-                    "auto_ack": self.auto_ack, "fulfilment_auto_ack": self.fulfilment_auto_ack,
-                    "lost_responses": self.stats_lost_responses, "tokens_issued": self.tokens_issued,
-                    "webhooks": dict(self.webhook_stats)}
+            return {
+                "orders": orders,
+                "order_receipts": dict(self.order_receipts),
+                "fulfilments": [json.loads(json.dumps(f)) for f in self.fulfilments],
+                "dispatches": len(self.dispatches),
+                "changes": len(self.changes),
+                "stock_rows": len(self.stock),
+                "stock": stock,
+                "auto_ack": self.auto_ack,
+                "fulfilment_auto_ack": self.fulfilment_auto_ack,
+                "lost_responses": self.stats_lost_responses,
+                "tokens_issued": self.tokens_issued,
+                "webhooks": dict(self.webhook_stats),
+            }

@@ -17,6 +17,7 @@ Stock targets (emulated): per (warehouse location holding stock, sku) ``targetQu
 
 Control: set_credentials {"username", "password", "tenant"}, seed_transfers {"transfers": [...]}, state.
 """
+
 from __future__ import annotations
 
 import time
@@ -28,8 +29,13 @@ from .server import Emulator, HttpError, Request, Response, route
 API = r"/api/v1"
 DEFAULT_USERNAME, DEFAULT_PASSWORD, DEFAULT_TENANT = "hub", "wair-demo-password", "DEMO"
 MAX = {"Items": 25_000, "Locations": 10_000, "Stock": 50_000, "Sales": 10_000, "StockNotForReplenishment": 10_000}
-KEYS = {"Items": ("items", "itemId"), "Locations": ("locations", "locationId"), "Stock": ("stock", None),
-        "Sales": ("sales", "salesId"), "StockNotForReplenishment": ("stockNotForReplenishment", "id")}
+KEYS = {
+    "Items": ("items", "itemId"),
+    "Locations": ("locations", "locationId"),
+    "Stock": ("stock", None),
+    "Sales": ("sales", "salesId"),
+    "StockNotForReplenishment": ("stockNotForReplenishment", "id"),
+}
 
 
 def _err(status: int, message: str) -> HttpError:
@@ -65,7 +71,9 @@ class WairReplenishmentEmulator(Emulator):
     def token(self, req):
         body = req.json() or {}
         with self.lock:
-            if req.header("X-Tenant") != self.tenant or self.credentials.get(body.get("username")) != body.get("password"):
+            if req.header("X-Tenant") != self.tenant or self.credentials.get(body.get("username")) != body.get(
+                "password"
+            ):
                 raise _err(401, "Unauthorized: invalid tenant, username or password")
             token = uuid.uuid4().hex
             self.tokens[token] = time.time() + 3600
@@ -100,8 +108,16 @@ class WairReplenishmentEmulator(Emulator):
             raise _err(400, f"Body must be {{\"{key}\": [...]}}")
         if len(rows) > MAX[endpoint]:
             raise _err(400, f"{len(rows)} records in one call; at most {MAX[endpoint]} recommended for {endpoint}")
-        bad = [i for i, r in enumerate(rows) if not isinstance(r, dict) or (id_field and not r.get(id_field))
-               or (endpoint in ("Stock", "Sales", "StockNotForReplenishment") and (not r.get("skuId") or not r.get("locationId")))]
+        bad = [
+            i
+            for i, r in enumerate(rows)
+            if not isinstance(r, dict)
+            or (id_field and not r.get(id_field))
+            or (
+                endpoint in ("Stock", "Sales", "StockNotForReplenishment")
+                and (not r.get("skuId") or not r.get("locationId"))
+            )
+        ]
         if bad:
             raise _err(400, f"Validation failed for {endpoint} records {bad[:10]}")
         with self.lock:
@@ -123,8 +139,10 @@ class WairReplenishmentEmulator(Emulator):
 
     def _page(self, req, key, rows):
         offset, limit = int(req.q("offset", "0") or 0), max(1, int(req.q("limit", "100") or 100))
-        chunk = rows[offset:offset + limit]
-        return Response(200, {key: chunk, "offset": offset, "limit": limit, "moreRecordsAvailable": offset + limit < len(rows)})
+        chunk = rows[offset : offset + limit]
+        return Response(
+            200, {key: chunk, "offset": offset, "limit": limit, "moreRecordsAvailable": offset + limit < len(rows)}
+        )
 
     def _targets(self) -> list[dict]:
         sold: dict[str, float] = {}
@@ -132,11 +150,20 @@ class WairReplenishmentEmulator(Emulator):
             sold[s["skuId"]] = sold.get(s["skuId"], 0) + float(s.get("quantity") or 0)
         held: dict[tuple[str, str], float] = {}
         for a in self.data["StockNotForReplenishment"].values():
-            held[(a["locationId"], a["skuId"])] = held.get((a["locationId"], a["skuId"]), 0) + float(a.get("quantity") or 0)
+            held[(a["locationId"], a["skuId"])] = held.get((a["locationId"], a["skuId"]), 0) + float(
+                a.get("quantity") or 0
+            )
         keys = sorted({(s["locationId"], s["skuId"]) for s in self.data["Stock"].values()} | set(held))
         when = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-        return [{"locationId": loc, "skuId": sku, "targetQuantity": max(0, sold.get(sku, 0)) + held.get((loc, sku), 0),
-                 "forecastDate": when} for loc, sku in keys]
+        return [
+            {
+                "locationId": loc,
+                "skuId": sku,
+                "targetQuantity": max(0, sold.get(sku, 0)) + held.get((loc, sku), 0),
+                "forecastDate": when,
+            }
+            for loc, sku in keys
+        ]
 
     @route("GET", API + r"/Recommendations/stockTargets")
     def stock_targets(self, req):
@@ -155,7 +182,9 @@ class WairReplenishmentEmulator(Emulator):
     # --- control --------------------------------------------------------------------------------------------
     def control_set_credentials(self, payload):
         with self.lock:
-            self.credentials = {payload.get("username") or DEFAULT_USERNAME: payload.get("password") or DEFAULT_PASSWORD}
+            self.credentials = {
+                payload.get("username") or DEFAULT_USERNAME: payload.get("password") or DEFAULT_PASSWORD
+            }
             self.tenant = payload.get("tenant") or DEFAULT_TENANT
         return {"ok": True}
 
@@ -166,6 +195,10 @@ class WairReplenishmentEmulator(Emulator):
 
     def control_state(self, payload):
         with self.lock:
-            return {"batches": dict(self.batches), "batch_open": self.batch_open, "calls": list(self.calls),
-                    **{ep.lower(): {k: dict(v) for k, v in rows.items()} for ep, rows in self.data.items()},
-                    "stock_targets": self._targets()}
+            return {
+                "batches": dict(self.batches),
+                "batch_open": self.batch_open,
+                "calls": list(self.calls),
+                **{ep.lower(): {k: dict(v) for k, v in rows.items()} for ep, rows in self.data.items()},
+                "stock_targets": self._targets(),
+            }

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -19,10 +18,55 @@ class Migration(migrations.Migration):
             name='ExceptionRecord',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('sku_mismatch', 'SKU mismatch'), ('unknown_sku', 'unknown SKU'), ('stuck_order', 'stuck order'), ('orphaned_order', 'orphaned order'), ('sync_timeout', 'sync timeout'), ('rate_limited', 'rate-limit rejection'), ('missing_dispatch', 'missing dispatch notification'), ('stock_drift', 'stock drift'), ('bad_payload', 'bad payload')], db_index=True, max_length=20)),
-                ('severity', models.CharField(choices=[('info', 'info'), ('warning', 'warning'), ('error', 'error'), ('critical', 'critical')], default='error', max_length=10)),
-                ('dedupe_key', models.CharField(help_text='same failure → same key → one row', max_length=300, unique=True)),
-                ('status', models.CharField(choices=[('open', 'open'), ('acknowledged', 'acknowledged'), ('resolved', 'resolved'), ('ignored', 'ignored')], db_index=True, default='open', max_length=12)),
+                (
+                    'kind',
+                    models.CharField(
+                        choices=[
+                            ('sku_mismatch', 'SKU mismatch'),
+                            ('unknown_sku', 'unknown SKU'),
+                            ('stuck_order', 'stuck order'),
+                            ('orphaned_order', 'orphaned order'),
+                            ('sync_timeout', 'sync timeout'),
+                            ('rate_limited', 'rate-limit rejection'),
+                            ('missing_dispatch', 'missing dispatch notification'),
+                            ('stock_drift', 'stock drift'),
+                            ('bad_payload', 'bad payload'),
+                        ],
+                        db_index=True,
+                        max_length=20,
+                    ),
+                ),
+                (
+                    'severity',
+                    models.CharField(
+                        choices=[
+                            ('info', 'info'),
+                            ('warning', 'warning'),
+                            ('error', 'error'),
+                            ('critical', 'critical'),
+                        ],
+                        default='error',
+                        max_length=10,
+                    ),
+                ),
+                (
+                    'dedupe_key',
+                    models.CharField(help_text='same failure → same key → one row', max_length=300, unique=True),
+                ),
+                (
+                    'status',
+                    models.CharField(
+                        choices=[
+                            ('open', 'open'),
+                            ('acknowledged', 'acknowledged'),
+                            ('resolved', 'resolved'),
+                            ('ignored', 'ignored'),
+                        ],
+                        db_index=True,
+                        default='open',
+                        max_length=12,
+                    ),
+                ),
                 ('title', models.CharField(max_length=300)),
                 ('message', models.TextField(blank=True)),
                 ('context', models.JSONField(blank=True, default=dict)),
@@ -34,13 +78,42 @@ class Migration(migrations.Migration):
                 ('status_changed_at', models.DateTimeField(blank=True, null=True)),
                 ('status_reason', models.TextField(blank=True)),
                 ('times_reopened', models.PositiveIntegerField(default=0)),
-                ('channel', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='exceptions', to='core.channel')),
-                ('connection', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='exceptions', to='core.connection')),
-                ('status_changed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    'channel',
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name='exceptions',
+                        to='core.channel',
+                    ),
+                ),
+                (
+                    'connection',
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name='exceptions',
+                        to='core.connection',
+                    ),
+                ),
+                (
+                    'status_changed_by',
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name='+',
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
                 'ordering': ['-last_seen'],
-                'indexes': [models.Index(fields=['status', 'kind', '-last_seen'], name='exceptions__status_48fada_idx')],
+                'indexes': [
+                    models.Index(fields=['status', 'kind', '-last_seen'], name='exceptions__status_48fada_idx')
+                ],
             },
         ),
     ]

@@ -4,7 +4,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('exceptions_app', '0001_initial'),
     ]
@@ -12,11 +11,30 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AlterModelOptions(
             name='exceptionrecord',
-            options={'ordering': ['-last_seen'], 'permissions': [('escalate_order', 'Can escalate an order to ops with a note')]},
+            options={
+                'ordering': ['-last_seen'],
+                'permissions': [('escalate_order', 'Can escalate an order to ops with a note')],
+            },
         ),
         migrations.AlterField(
             model_name='exceptionrecord',
             name='kind',
-            field=models.CharField(choices=[('sku_mismatch', 'SKU mismatch'), ('unknown_sku', 'unknown SKU'), ('stuck_order', 'stuck order'), ('orphaned_order', 'orphaned order'), ('sync_timeout', 'sync timeout'), ('rate_limited', 'rate-limit rejection'), ('missing_dispatch', 'missing dispatch notification'), ('stock_drift', 'stock drift'), ('bad_payload', 'bad payload'), ('auth_failure', 'connection auth failure'), ('escalated', 'escalated to ops')], db_index=True, max_length=20),
+            field=models.CharField(
+                choices=[
+                    ('sku_mismatch', 'SKU mismatch'),
+                    ('unknown_sku', 'unknown SKU'),
+                    ('stuck_order', 'stuck order'),
+                    ('orphaned_order', 'orphaned order'),
+                    ('sync_timeout', 'sync timeout'),
+                    ('rate_limited', 'rate-limit rejection'),
+                    ('missing_dispatch', 'missing dispatch notification'),
+                    ('stock_drift', 'stock drift'),
+                    ('bad_payload', 'bad payload'),
+                    ('auth_failure', 'connection auth failure'),
+                    ('escalated', 'escalated to ops'),
+                ],
+                db_index=True,
+                max_length=20,
+            ),
         ),
     ]

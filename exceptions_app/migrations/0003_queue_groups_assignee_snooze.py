@@ -14,7 +14,6 @@ def own_groups(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('exceptions_app', '0002_console_kinds_escalate'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
@@ -23,12 +22,24 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AlterModelOptions(
             name='exceptionrecord',
-            options={'ordering': ['-last_seen'], 'permissions': [('escalate_order', 'Can escalate an order to ops with a note'), ('bulk_retry', 'Can retry all matching orders and stock pushes')]},
+            options={
+                'ordering': ['-last_seen'],
+                'permissions': [
+                    ('escalate_order', 'Can escalate an order to ops with a note'),
+                    ('bulk_retry', 'Can retry all matching orders and stock pushes'),
+                ],
+            },
         ),
         migrations.AddField(
             model_name='exceptionrecord',
             name='assignee',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name='+',
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
             model_name='exceptionrecord',
@@ -56,11 +67,20 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('hour', models.DateTimeField()),
                 ('n', models.PositiveIntegerField(default=0)),
-                ('record', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='occurrences', to='exceptions_app.exceptionrecord')),
+                (
+                    'record',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name='occurrences',
+                        to='exceptions_app.exceptionrecord',
+                    ),
+                ),
             ],
             options={
                 'indexes': [models.Index(fields=['hour'], name='exceptions__hour_3e4c81_idx')],
-                'constraints': [models.UniqueConstraint(fields=('record', 'hour'), name='exception_occurrence_record_hour')],
+                'constraints': [
+                    models.UniqueConstraint(fields=('record', 'hour'), name='exception_occurrence_record_hour')
+                ],
             },
         ),
         migrations.RunPython(own_groups, migrations.RunPython.noop),

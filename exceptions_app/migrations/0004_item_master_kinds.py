@@ -4,7 +4,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('exceptions_app', '0003_queue_groups_assignee_snooze'),
     ]
@@ -13,6 +12,24 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='exceptionrecord',
             name='kind',
-            field=models.CharField(choices=[('sku_mismatch', 'SKU mismatch'), ('unknown_sku', 'unknown SKU'), ('stuck_order', 'stuck order'), ('orphaned_order', 'orphaned order'), ('sync_timeout', 'sync timeout'), ('rate_limited', 'rate-limit rejection'), ('missing_dispatch', 'missing dispatch notification'), ('stock_drift', 'stock drift'), ('bad_payload', 'bad payload'), ('auth_failure', 'connection auth failure'), ('escalated', 'escalated to ops'), ('master_data_drift', 'master data drift'), ('not_on_storefront', 'not on the storefront')], db_index=True, max_length=20),
+            field=models.CharField(
+                choices=[
+                    ('sku_mismatch', 'SKU mismatch'),
+                    ('unknown_sku', 'unknown SKU'),
+                    ('stuck_order', 'stuck order'),
+                    ('orphaned_order', 'orphaned order'),
+                    ('sync_timeout', 'sync timeout'),
+                    ('rate_limited', 'rate-limit rejection'),
+                    ('missing_dispatch', 'missing dispatch notification'),
+                    ('stock_drift', 'stock drift'),
+                    ('bad_payload', 'bad payload'),
+                    ('auth_failure', 'connection auth failure'),
+                    ('escalated', 'escalated to ops'),
+                    ('master_data_drift', 'master data drift'),
+                    ('not_on_storefront', 'not on the storefront'),
+                ],
+                db_index=True,
+                max_length=20,
+            ),
         ),
     ]

@@ -2,6 +2,7 @@
 
 Replaces knox's own ModelAdmin, which lists the full digest and lets the add form pick a raw expiry.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -16,9 +17,12 @@ admin.site.unregister(AuthToken)
 
 
 class IssueTokenForm(forms.ModelForm):
-    valid_hours = forms.FloatField(min_value=0.01, max_value=24 * 366,
-                                   initial=lambda: knox_settings.TOKEN_TTL.total_seconds() / 3600,
-                                   help_text="The token stops working after this many hours.")
+    valid_hours = forms.FloatField(
+        min_value=0.01,
+        max_value=24 * 366,
+        initial=lambda: knox_settings.TOKEN_TTL.total_seconds() / 3600,
+        help_text="The token stops working after this many hours.",
+    )
 
     class Meta:
         model = AuthToken
@@ -28,7 +32,7 @@ class IssueTokenForm(forms.ModelForm):
         """Fill the row like knox's manager does (digest of a fresh random token); keep the token to show once."""
         obj = super().save(commit=False)
         digest, self.token = get_digest_token()
-        obj.digest, obj.token_key = digest, self.token[:CONSTANTS.TOKEN_KEY_LENGTH]
+        obj.digest, obj.token_key = digest, self.token[: CONSTANTS.TOKEN_KEY_LENGTH]
         obj.expiry = timezone.now() + timedelta(hours=self.cleaned_data["valid_hours"])
         if commit:
             obj.save()
@@ -64,5 +68,9 @@ class AuthTokenAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        self.message_user(request, f"Token for {obj.user}: {form.token} — copy it now, it is not shown again "
-                                   f"(expires {obj.expiry:%Y-%m-%d %H:%M %Z}).", messages.WARNING)
+        self.message_user(
+            request,
+            f"Token for {obj.user}: {form.token} — copy it now, it is not shown again "
+            f"(expires {obj.expiry:%Y-%m-%d %H:%M %Z}).",
+            messages.WARNING,
+        )

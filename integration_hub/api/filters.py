@@ -5,6 +5,7 @@ An ISO date-time may carry any UTC offset up to ±23:59, but PostgreSQL accepts 
 converted to UTC before they reach the query; a value that cannot be (out of the representable range) is a
 400 like any other unreadable filter value.
 """
+
 from __future__ import annotations
 
 from datetime import timezone as dt_timezone

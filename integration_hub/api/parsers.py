@@ -4,6 +4,7 @@ Set in ``REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"]``. A body nested deeper than `
 is a 400 ``{"detail": "JSON parse error - JSON nested deeper than 64 levels"}`` instead of a
 ``RecursionError`` (500).
 """
+
 from __future__ import annotations
 
 import codecs

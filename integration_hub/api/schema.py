@@ -8,6 +8,7 @@ the end, or an unknown ``?format=``), 400 (validation of a body or of query filt
 ["POSTPROCESSING_HOOKS"]`` after drf-spectacular's own enum hook
 (https://drf-spectacular.readthedocs.io/en/latest/customization.html#step-7-preprocessing-hooks-and-postprocessing-hooks).
 """
+
 from __future__ import annotations
 
 DETAIL = {"$ref": "#/components/schemas/ErrorDetail"}
@@ -30,13 +31,21 @@ def _media_types(responses: dict) -> list[str]:
 
 def document_error_responses(result, generator, request, public):
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
-    schemas.setdefault("ErrorDetail", {
-        "type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"],
-    })
-    schemas.setdefault("ValidationErrorBody", {
-        "description": "Field name (or non_field_errors / detail) → messages; a filter error may be a plain list.",
-        "anyOf": [{"type": "object", "additionalProperties": True}, {"type": "array", "items": {"type": "string"}}],
-    })
+    schemas.setdefault(
+        "ErrorDetail",
+        {
+            "type": "object",
+            "properties": {"detail": {"type": "string"}},
+            "required": ["detail"],
+        },
+    )
+    schemas.setdefault(
+        "ValidationErrorBody",
+        {
+            "description": "Field name (or non_field_errors / detail) → messages; a filter error may be a plain list.",
+            "anyOf": [{"type": "object", "additionalProperties": True}, {"type": "array", "items": {"type": "string"}}],
+        },
+    )
     for path, operations in result.get("paths", {}).items():
         for method, op in operations.items():
             responses = op.setdefault("responses", {})
@@ -44,7 +53,9 @@ def document_error_responses(result, generator, request, public):
             media = _media_types(responses)
             if op.get("security"):
                 responses.setdefault("401", _response("Missing, invalid or expired credentials.", DETAIL, media))
-                responses.setdefault("403", _response("The caller's role does not allow this (or CSRF failed).", DETAIL, media))
+                responses.setdefault(
+                    "403", _response("The caller's role does not allow this (or CSRF failed).", DETAIL, media)
+                )
             if "{" in path or "page" in query or "format" in query:  # DRF: unknown ?format= is a 404
                 responses.setdefault("404", _response("No such object, or no such page.", DETAIL, media))
             if method in ("post", "put", "patch") or query - {"page", "format", "lang"}:

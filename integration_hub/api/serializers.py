@@ -22,14 +22,36 @@ from integration_hub.reconciliation.models import Report, ReportRow
 class ExceptionSerializer(serializers.ModelSerializer):
     channel = serializers.SlugRelatedField(slug_field="key", read_only=True, allow_null=True)
     connection = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
-    status_changed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True,
-                                                     help_text="who last changed the status; null: nobody yet")
+    status_changed_by = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="who last changed the status; null: nobody yet",
+    )
 
     class Meta:
         model = ExceptionRecord
-        fields = ["id", "kind", "severity", "status", "dedupe_key", "title", "message", "context", "connection", "channel",
-                  "sku", "order_ref", "count", "first_seen", "last_seen", "status_changed_at", "status_changed_by",
-                  "status_reason", "times_reopened"]
+        fields = [
+            "id",
+            "kind",
+            "severity",
+            "status",
+            "dedupe_key",
+            "title",
+            "message",
+            "context",
+            "connection",
+            "channel",
+            "sku",
+            "order_ref",
+            "count",
+            "first_seen",
+            "last_seen",
+            "status_changed_at",
+            "status_changed_by",
+            "status_reason",
+            "times_reopened",
+        ]
         read_only_fields = fields
 
 
@@ -38,15 +60,23 @@ class StatusChangeSerializer(serializers.Serializer):
 
 
 class MapSkuSerializer(serializers.Serializer):
-    item = serializers.CharField(required=False, allow_blank=True, max_length=100,
-                                 help_text="master SKU to map to; empty = the suggested item (and its transform)")
+    item = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        help_text="master SKU to map to; empty = the suggested item (and its transform)",
+    )
     all_channels = serializers.BooleanField(default=False, help_text="map on every channel, not just the exception's")
-    bulk = serializers.BooleanField(default=False, help_text="apply the suggested transform to all similar open exceptions")
+    bulk = serializers.BooleanField(
+        default=False, help_text="apply the suggested transform to all similar open exceptions"
+    )
 
 
 class FixResultSerializer(serializers.Serializer):
     resolved = serializers.IntegerField()
-    acknowledged = serializers.IntegerField(help_text="SKU exceptions acknowledged until the re-queued stock push confirms")
+    acknowledged = serializers.IntegerField(
+        help_text="SKU exceptions acknowledged until the re-queued stock push confirms"
+    )
     mappings_created = serializers.IntegerField()
     mappings_updated = serializers.IntegerField()
     pushes_queued = serializers.IntegerField()
@@ -55,12 +85,26 @@ class FixResultSerializer(serializers.Serializer):
 
 
 class OrderLineSerializer(serializers.ModelSerializer):
-    item_sku = serializers.CharField(source="item.sku", default=None, read_only=True, allow_null=True,
-                                     help_text="master SKU; null while the line is unmapped")
+    item_sku = serializers.CharField(
+        source="item.sku",
+        default=None,
+        read_only=True,
+        allow_null=True,
+        help_text="master SKU; null while the line is unmapped",
+    )
 
     class Meta:
         model = OrderLine
-        fields = ["id", "line_id", "storefront_sku", "item_sku", "quantity", "unit_price_cents", "shipped_quantity", "parent"]
+        fields = [
+            "id",
+            "line_id",
+            "storefront_sku",
+            "item_sku",
+            "quantity",
+            "unit_price_cents",
+            "shipped_quantity",
+            "parent",
+        ]
 
 
 class OrderSerializer(serializers.ModelSerializer):
@@ -70,10 +114,30 @@ class OrderSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Order
-        fields = ["id", "channel", "external_id", "order_number", "state", "placed_at", "currency", "total_cents",
-                  "shipping_method", "warehouse_shipping_method", "warehouse", "warehouse_ref", "send_attempts",
-                  "sent_at", "acknowledged_at", "dispatched_at", "notified_at", "tracking", "hold_reason",
-                  "created_at", "updated_at", "lines"]
+        fields = [
+            "id",
+            "channel",
+            "external_id",
+            "order_number",
+            "state",
+            "placed_at",
+            "currency",
+            "total_cents",
+            "shipping_method",
+            "warehouse_shipping_method",
+            "warehouse",
+            "warehouse_ref",
+            "send_attempts",
+            "sent_at",
+            "acknowledged_at",
+            "dispatched_at",
+            "notified_at",
+            "tracking",
+            "hold_reason",
+            "created_at",
+            "updated_at",
+            "lines",
+        ]
         read_only_fields = fields
 
 
@@ -83,15 +147,31 @@ class CancelSerializer(serializers.Serializer):
 
 class SkuMappingSerializer(serializers.ModelSerializer):
     item = serializers.SlugRelatedField(slug_field="sku", queryset=Item.objects.all(), help_text="master SKU")
-    channel = serializers.SlugRelatedField(slug_field="key", queryset=Channel.objects.all(), allow_null=True, required=False,
-                                           help_text="channel key; null = every channel")
-    transform = serializers.SlugRelatedField(slug_field="name", queryset=IdentifierTransform.objects.all(), allow_null=True,
-                                             required=False)
+    channel = serializers.SlugRelatedField(
+        slug_field="key",
+        queryset=Channel.objects.all(),
+        allow_null=True,
+        required=False,
+        help_text="channel key; null = every channel",
+    )
+    transform = serializers.SlugRelatedField(
+        slug_field="name", queryset=IdentifierTransform.objects.all(), allow_null=True, required=False
+    )
 
     class Meta:
         model = SkuMapping
-        fields = ["id", "item", "channel", "storefront_sku", "storefront_product", "transform", "safety_buffer", "active",
-                  "created_at", "updated_at"]
+        fields = [
+            "id",
+            "item",
+            "channel",
+            "storefront_sku",
+            "storefront_product",
+            "transform",
+            "safety_buffer",
+            "active",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = ["created_at", "updated_at"]
         validators = []  # the unique (channel, sku) pair is checked below with a readable message
 
@@ -107,21 +187,47 @@ class SkuMappingSerializer(serializers.ModelSerializer):
 
 
 class TransformSerializer(serializers.ModelSerializer):
-    connection = serializers.SlugRelatedField(slug_field="name", queryset=Connection.objects.all(), allow_null=True, required=False)
-    channel = serializers.SlugRelatedField(slug_field="key", queryset=Channel.objects.all(), allow_null=True, required=False)
+    connection = serializers.SlugRelatedField(
+        slug_field="name", queryset=Connection.objects.all(), allow_null=True, required=False
+    )
+    channel = serializers.SlugRelatedField(
+        slug_field="key", queryset=Channel.objects.all(), allow_null=True, required=False
+    )
 
     class Meta:
         model = IdentifierTransform
-        fields = ["id", "name", "connection", "channel", "strip_leading_zeros", "pad_to_length", "fixed_length", "prefix",
-                  "suffix", "case", "active"]
+        fields = [
+            "id",
+            "name",
+            "connection",
+            "channel",
+            "strip_leading_zeros",
+            "pad_to_length",
+            "fixed_length",
+            "prefix",
+            "suffix",
+            "case",
+            "active",
+        ]
 
 
 class ChannelStockRuleSerializer(serializers.ModelSerializer):
     # one rule per channel (a OneToOneField): declared fields get no automatic UniqueValidator, so name it
-    channel = serializers.SlugRelatedField(slug_field="key", queryset=Channel.objects.all(), validators=[
-        UniqueValidator(queryset=ChannelStockRule.objects.all(), message="This channel already has a stock rule: edit that one.")])
-    locations = serializers.SlugRelatedField(slug_field="code", queryset=Location.objects.all(), many=True, required=False)
-    pool = serializers.SlugRelatedField(slug_field="code", queryset=StockPool.objects.all(), allow_null=True, required=False)
+    channel = serializers.SlugRelatedField(
+        slug_field="key",
+        queryset=Channel.objects.all(),
+        validators=[
+            UniqueValidator(
+                queryset=ChannelStockRule.objects.all(), message="This channel already has a stock rule: edit that one."
+            )
+        ],
+    )
+    locations = serializers.SlugRelatedField(
+        slug_field="code", queryset=Location.objects.all(), many=True, required=False
+    )
+    pool = serializers.SlugRelatedField(
+        slug_field="code", queryset=StockPool.objects.all(), allow_null=True, required=False
+    )
 
     class Meta:
         model = ChannelStockRule
@@ -142,7 +248,9 @@ class ChannelStockRuleSerializer(serializers.ModelSerializer):
 
 
 class ShippingMapSerializer(serializers.ModelSerializer):
-    channel = serializers.SlugRelatedField(slug_field="key", queryset=Channel.objects.all(), allow_null=True, required=False)
+    channel = serializers.SlugRelatedField(
+        slug_field="key", queryset=Channel.objects.all(), allow_null=True, required=False
+    )
 
     class Meta:
         model = ShippingMethodMap
@@ -162,15 +270,35 @@ class ScheduleSerializer(serializers.ModelSerializer):
     """A beat job: enable/disable it, or change how often (``every`` + ``period``) or when (``cron``) it runs.
     Validated and saved by the same code as the console's schedule page (:mod:`core.beat`), audited alike."""
 
-    every = serializers.IntegerField(min_value=1, required=False, allow_null=True, help_text="interval: run every N periods")
+    every = serializers.IntegerField(
+        min_value=1, required=False, allow_null=True, help_text="interval: run every N periods"
+    )
     period = serializers.ChoiceField(choices=IntervalSchedule.PERIOD_CHOICES, required=False, allow_null=True)
-    cron = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=100,
-                                 help_text="crontab 'm h dom mon dow' (e.g. '30 5 * * *'); replaces the interval")
+    cron = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        max_length=100,
+        help_text="crontab 'm h dom mon dow' (e.g. '30 5 * * *'); replaces the interval",
+    )
 
     class Meta:
         model = PeriodicTask
-        fields = ["id", "name", "task", "description", "enabled", "every", "period", "cron", "runs", "next_run_at", "queue",
-                  "last_run_at", "total_run_count"]
+        fields = [
+            "id",
+            "name",
+            "task",
+            "description",
+            "enabled",
+            "every",
+            "period",
+            "cron",
+            "runs",
+            "next_run_at",
+            "queue",
+            "last_run_at",
+            "total_run_count",
+        ]
         read_only_fields = ["id", "name", "task", "description", "queue", "last_run_at", "total_run_count"]
 
     runs = serializers.SerializerMethodField(help_text="the schedule in words, e.g. 'every day at 02:00 UTC'")
@@ -205,7 +333,9 @@ class ScheduleSerializer(serializers.ModelSerializer):
             wants.setdefault("every", self.instance.interval.every)  # PATCH {"every": 5} keeps the period
             wants.setdefault("period", self.instance.interval.period)
         try:
-            attrs["schedule"] = beat.clean_schedule(every=wants.get("every"), period=wants.get("period"), cron=wants.get("cron"))
+            attrs["schedule"] = beat.clean_schedule(
+                every=wants.get("every"), period=wants.get("period"), cron=wants.get("cron")
+            )
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.message_dict) from exc
         return attrs
@@ -245,19 +375,44 @@ class PendingPushSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = PendingPush
-        fields = ["id", "channel", "sku", "priority", "reason", "changes", "attempts", "not_before", "claimed_until",
-                  "last_error", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "channel",
+            "sku",
+            "priority",
+            "reason",
+            "changes",
+            "attempts",
+            "not_before",
+            "claimed_until",
+            "last_error",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
 
 
 class ReportSerializer(serializers.ModelSerializer):
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True,
-                                                help_text="who asked for it; null: the scheduled run")
+    requested_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True, help_text="who asked for it; null: the scheduled run"
+    )
 
     class Meta:
         model = Report
-        fields = ["id", "kind", "run_date", "status", "trigger", "requested_by", "started_at", "finished_at", "row_count",
-                  "total_value", "params", "error"]
+        fields = [
+            "id",
+            "kind",
+            "run_date",
+            "status",
+            "trigger",
+            "requested_by",
+            "started_at",
+            "finished_at",
+            "row_count",
+            "total_value",
+            "params",
+            "error",
+        ]
         read_only_fields = fields
 
 

@@ -12,6 +12,7 @@
 Send the token as ``Authorization: Token <token>``. Knox: https://jazzband.github.io/django-rest-knox/
 (views: LoginView / LogoutView / LogoutAllView; auth: knox.auth.TokenAuthentication).
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -41,13 +42,18 @@ def issue_token(user, ttl: timedelta | None = None):
 
 class TokenLoginSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
-    password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"}, write_only=True)
+    password = serializers.CharField(
+        max_length=4096, trim_whitespace=False, style={"input_type": "password"}, write_only=True
+    )
 
 
-TokenResponse = inline_serializer("TokenResponse", {
-    "token": serializers.CharField(help_text="Send as `Authorization: Token <token>`; shown only once."),
-    "expiry": serializers.DateTimeField(allow_null=True),
-})
+TokenResponse = inline_serializer(
+    "TokenResponse",
+    {
+        "token": serializers.CharField(help_text="Send as `Authorization: Token <token>`; shown only once."),
+        "expiry": serializers.DateTimeField(allow_null=True),
+    },
+)
 DetailResponse = inline_serializer("TokenDetail", {"detail": serializers.CharField()})
 
 
@@ -69,16 +75,21 @@ class TokenLoginView(knox_views.LoginView):
     serializer_class = TokenLoginSerializer
 
     @extend_schema(
-        request=TokenLoginSerializer, auth=[],
-        responses={200: TokenResponse, 400: OpenApiResponse(description="Missing fields or wrong username/password."),
-                   429: OpenApiResponse(DetailResponse, description="Too many attempts: rate limited or login locked.")},
+        request=TokenLoginSerializer,
+        auth=[],
+        responses={
+            200: TokenResponse,
+            400: OpenApiResponse(description="Missing fields or wrong username/password."),
+            429: OpenApiResponse(DetailResponse, description="Too many attempts: rate limited or login locked."),
+        },
     )
     def post(self, request, format=None):
         form = TokenLoginSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         django_request = request._request  # axes records the attempt on (and reads the client from) it
-        user = authenticate(django_request, username=form.validated_data["username"],
-                            password=form.validated_data["password"])
+        user = authenticate(
+            django_request, username=form.validated_data["username"], password=form.validated_data["password"]
+        )
         if user is None:
             if getattr(django_request, "axes_locked_out", False):
                 return Response({"detail": lockout_message()}, status=LOCKED_STATUS)

@@ -45,8 +45,16 @@ urlpatterns = [
     path("token/logoutall/", tokens.TokenLogoutAllView.as_view(), name="token-logoutall"),
     path("schema/", SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]), name="schema"),
     # the split view serves its start-up script as a file: no inline script under the CSP
-    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]), name="docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]), name="redoc"),
+    path(
+        "docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]),
+        name="docs",
+    ),
+    path(
+        "redoc/",
+        SpectacularRedocView.as_view(url_name="api:schema", permission_classes=[IsAuthenticated]),
+        name="redoc",
+    ),
     path("items/import/", ItemImportApiView.as_view(), name="item-import"),
     path("", include(router.urls)),
     re_path(r"^[\s\S]*/$", not_found),  # last; [\s\S], not ".": an id with a line break in it is still this JSON 404

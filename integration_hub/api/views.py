@@ -6,6 +6,7 @@ Permissions: :class:`core.roles.HasModelRolePermission` — model permissions fo
 GET; actions name their own permissions (``required_permissions``). Lists are filtered with
 django-filter and paginated (``?page=``, 50 per page).
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -44,8 +45,9 @@ def refused_as_400():
         with transaction.atomic():
             yield
     except IntegrityError as exc:
-        raise ValidationError({"detail": "This conflicts with a row saved meanwhile (same unique key): reload and "
-                                         "try again."}) from exc
+        raise ValidationError(
+            {"detail": "This conflicts with a row saved meanwhile (same unique key): reload and try again."}
+        ) from exc
 
 
 class NumericLookup:
@@ -87,7 +89,9 @@ class ActionPermissions(ActsAsRequestUser):
 class ExceptionViewSet(ActionPermissions, viewsets.ReadOnlyModelViewSet):
     """The exception queue. Defaults to active rows (open/acknowledged): ``?status=all`` for every row."""
 
-    queryset = ExceptionRecord.objects.select_related("channel", "connection", "status_changed_by").order_by("-last_seen", "-id")
+    queryset = ExceptionRecord.objects.select_related("channel", "connection", "status_changed_by").order_by(
+        "-last_seen", "-id"
+    )
     serializer_class = s.ExceptionSerializer
     filterset_class = ExceptionFilter
     search_fields = ["sku", "order_ref", "title", "dedupe_key"]
@@ -126,7 +130,6 @@ class ExceptionViewSet(ActionPermissions, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def resolve(self, request, pk=None):
         return self._change(request, pk, "resolve")
-
 
     @extend_schema(request=s.MapSkuSerializer, responses=s.FixResultSerializer)
     @action(detail=True, methods=["post"], url_path="map-sku")
@@ -177,21 +180,33 @@ class ExceptionViewSet(ActionPermissions, viewsets.ReadOnlyModelViewSet):
 
 
 class OrderViewSet(ActionPermissions, viewsets.ReadOnlyModelViewSet):
-    queryset = (Order.objects.select_related("channel", "warehouse")
-                .prefetch_related(Prefetch("lines", queryset=OrderLine.objects.select_related("item")))
-                .order_by("-created_at", "-id"))
+    queryset = (
+        Order.objects.select_related("channel", "warehouse")
+        .prefetch_related(Prefetch("lines", queryset=OrderLine.objects.select_related("item")))
+        .order_by("-created_at", "-id")
+    )
     serializer_class = s.OrderSerializer
-    filterset_fields = {"state": ["exact", "in"], "channel__key": ["exact"], "order_number": ["exact"],
-                        "external_id": ["exact"], "created_at": ["gte", "lte"], "updated_at": ["gte", "lte"]}
+    filterset_fields = {
+        "state": ["exact", "in"],
+        "channel__key": ["exact"],
+        "order_number": ["exact"],
+        "external_id": ["exact"],
+        "created_at": ["gte", "lte"],
+        "updated_at": ["gte", "lte"],
+    }
     search_fields = ["order_number", "external_id", "idempotency_key", "customer_email"]
     ordering_fields = ["created_at", "updated_at", "placed_at"]
-    ACTION_PERMS = {"retry": ["orders.view_order", *kinds.permissions("order", "retry")],
-                    "cancel": ["orders.view_order", *kinds.permissions("order", "cancel")]}
+    ACTION_PERMS = {
+        "retry": ["orders.view_order", *kinds.permissions("order", "retry")],
+        "cancel": ["orders.view_order", *kinds.permissions("order", "cancel")],
+    }
 
     def _record(self, order):
         return ExceptionRecord.objects.filter(dedupe_key=kinds.key(Kind.STUCK_ORDER, order.idempotency_key)).first()
 
-    @extend_schema(request=None, responses={202: s.OrderSerializer, 400: OpenApiResponse(description="not possible in this state")})
+    @extend_schema(
+        request=None, responses={202: s.OrderSerializer, 400: OpenApiResponse(description="not possible in this state")}
+    )
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         order = self.get_object()
@@ -201,7 +216,9 @@ class OrderViewSet(ActionPermissions, viewsets.ReadOnlyModelViewSet):
             raise ValidationError({"detail": str(exc)}) from exc
         return Response(s.OrderSerializer(self.get_object()).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=s.CancelSerializer, responses={200: s.OrderSerializer, 400: OpenApiResponse(description="not possible")})
+    @extend_schema(
+        request=s.CancelSerializer, responses={200: s.OrderSerializer, 400: OpenApiResponse(description="not possible")}
+    )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         order = self.get_object()
@@ -215,9 +232,14 @@ class OrderViewSet(ActionPermissions, viewsets.ReadOnlyModelViewSet):
 
 
 CONFIRM_VALUES = ("true", "1", "yes")
-CONFIRM_PARAM = OpenApiParameter("confirm", bool, OpenApiParameter.QUERY, required=False,
-                                 description="true: delete. Without it nothing is deleted: the answer is 409 with the "
-                                             "impact preview (which storefront quantities the delete moves).")
+CONFIRM_PARAM = OpenApiParameter(
+    "confirm",
+    bool,
+    OpenApiParameter.QUERY,
+    required=False,
+    description="true: delete. Without it nothing is deleted: the answer is 409 with the "
+    "impact preview (which storefront quantities the delete moves).",
+)
 
 
 class PreviewedDestroy:
@@ -225,9 +247,13 @@ class PreviewedDestroy:
     it the answer is ``409`` with the impact preview (``{"detail", "impact": {"changed", "lines", "channels",
     "sample"}}``) and nothing is deleted: the console's delete preview, for API clients."""
 
-    @extend_schema(parameters=[CONFIRM_PARAM],
-                   responses={204: OpenApiResponse(description="deleted"),
-                              409: OpenApiResponse(description="not deleted: the impact preview; repeat with ?confirm=true")})
+    @extend_schema(
+        parameters=[CONFIRM_PARAM],
+        responses={
+            204: OpenApiResponse(description="deleted"),
+            409: OpenApiResponse(description="not deleted: the impact preview; repeat with ?confirm=true"),
+        },
+    )
     def destroy(self, request, *args, **kwargs):
         from integration_hub.console import impact
         from integration_hub.inventory.rules import after_rule_deleted
@@ -237,8 +263,13 @@ class PreviewedDestroy:
         preview, deleted = impact.preview_delete(obj, confirmed=confirmed, after=after_rule_deleted)
         if not deleted:
             lines = preview.lines() or ["no storefront quantity changes"]
-            return Response({"detail": "Not deleted: " + "; ".join(lines) + ". Repeat with ?confirm=true to delete.",
-                             "impact": impact.as_dict(preview)}, status=status.HTTP_409_CONFLICT)
+            return Response(
+                {
+                    "detail": "Not deleted: " + "; ".join(lines) + ". Repeat with ?confirm=true to delete.",
+                    "impact": impact.as_dict(preview),
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -248,8 +279,12 @@ class SkuMappingViewSet(PreviewedDestroy, ActsAsRequestUser, viewsets.ModelViewS
 
     queryset = SkuMapping.objects.select_related("item", "channel", "transform").order_by("id")
     serializer_class = s.SkuMappingSerializer
-    filterset_fields = {"channel__key": ["exact", "isnull"], "storefront_sku": ["exact", "startswith"],
-                        "item__sku": ["exact", "startswith"], "active": ["exact"]}
+    filterset_fields = {
+        "channel__key": ["exact", "isnull"],
+        "storefront_sku": ["exact", "startswith"],
+        "item__sku": ["exact", "startswith"],
+        "active": ["exact"],
+    }
     search_fields = ["storefront_sku", "item__sku"]
     ordering_fields = ["storefront_sku", "updated_at"]
 
@@ -316,8 +351,13 @@ class ShippingMapViewSet(ActsAsRequestUser, viewsets.ModelViewSet):
     perform_create = perform_update = _save
 
 
-class ScheduleViewSet(ActsAsRequestUser, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
-                      viewsets.GenericViewSet):
+class ScheduleViewSet(
+    ActsAsRequestUser,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
     """Beat schedules (django-celery-beat jobs): list, read, enable/disable, change the interval or crontab.
     Writes need ``django_celery_beat.change_periodictask`` (admins); every change is audited before/after."""
 
@@ -332,8 +372,10 @@ class ScheduleViewSet(ActsAsRequestUser, mixins.ListModelMixin, mixins.RetrieveM
 
     @property
     def required_permissions(self):
-        return {"run": ["django_celery_beat.change_periodictask"],
-                "run_detail": ["django_celery_beat.view_periodictask", "console.view_schedulerun"]}.get(getattr(self, "action", None))
+        return {
+            "run": ["django_celery_beat.change_periodictask"],
+            "run_detail": ["django_celery_beat.view_periodictask", "console.view_schedulerun"],
+        }.get(getattr(self, "action", None))
 
     @extend_schema(request=None, responses={202: s.ScheduleRunSerializer})
     @action(detail=True, methods=["post"])
@@ -360,13 +402,23 @@ class ScheduleViewSet(ActsAsRequestUser, mixins.ListModelMixin, mixins.RetrieveM
 class StockLevelViewSet(ActsAsRequestUser, viewsets.ReadOnlyModelViewSet):
     queryset = StockLevel.objects.select_related("item", "location").order_by("id")
     serializer_class = s.StockLevelSerializer
-    filterset_fields = {"item__sku": ["exact", "in"], "location__code": ["exact"], "state": ["exact"], "quantity": ["lt", "gt"]}
+    filterset_fields = {
+        "item__sku": ["exact", "in"],
+        "location__code": ["exact"],
+        "state": ["exact"],
+        "quantity": ["lt", "gt"],
+    }
 
 
 class PendingPushViewSet(ActsAsRequestUser, viewsets.ReadOnlyModelViewSet):
     queryset = PendingPush.objects.select_related("item", "channel").order_by("priority", "created_at", "id")
     serializer_class = s.PendingPushSerializer
-    filterset_fields = {"channel__key": ["exact"], "priority": ["exact", "lte"], "attempts": ["gte"], "item__sku": ["exact"]}
+    filterset_fields = {
+        "channel__key": ["exact"],
+        "priority": ["exact", "lte"],
+        "attempts": ["gte"],
+        "item__sku": ["exact"],
+    }
 
 
 class ReportViewSet(ActionPermissions, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -375,10 +427,12 @@ class ReportViewSet(ActionPermissions, mixins.ListModelMixin, mixins.RetrieveMod
     queryset = Report.objects.select_related("requested_by").order_by("-started_at", "-id")
     serializer_class = s.ReportSerializer
     filterset_fields = {"kind": ["exact"], "run_date": ["exact", "gte", "lte"], "status": ["exact"]}
-    ACTION_PERMS = {"rows": ["reconciliation.view_report"],
-                    "csv": ["reconciliation.view_report", "reconciliation.download_report"],
-                    "xlsx": ["reconciliation.view_report", "reconciliation.download_report"],
-                    "run": ["reconciliation.run_report"]}
+    ACTION_PERMS = {
+        "rows": ["reconciliation.view_report"],
+        "csv": ["reconciliation.view_report", "reconciliation.download_report"],
+        "xlsx": ["reconciliation.view_report", "reconciliation.download_report"],
+        "run": ["reconciliation.run_report"],
+    }
 
     @extend_schema(responses=s.ReportRowSerializer(many=True), filters=False)
     @action(detail=True, methods=["get"])
@@ -389,8 +443,13 @@ class ReportViewSet(ActionPermissions, mixins.ListModelMixin, mixins.RetrieveMod
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(s.ReportRowSerializer(page, many=True).data)
 
-    @extend_schema(responses={(200, "text/csv"): OpenApiResponse(description="the report as CSV"),
-                              404: OpenApiResponse(description="no such report, or not finished")}, filters=False)
+    @extend_schema(
+        responses={
+            (200, "text/csv"): OpenApiResponse(description="the report as CSV"),
+            404: OpenApiResponse(description="no such report, or not finished"),
+        },
+        filters=False,
+    )
     @action(detail=True, methods=["get"])
     def csv(self, request, pk=None):
         report = self.get_object()  # DRF's look-up: a pk that is not a number is a 404, never a ValueError
@@ -400,9 +459,15 @@ class ReportViewSet(ActionPermissions, mixins.ListModelMixin, mixins.RetrieveMod
         response["Content-Disposition"] = f'attachment; filename="{recon.csv_filename(report)}"'
         return response
 
-    @extend_schema(responses={(200, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"):
-                              OpenApiResponse(description="the report as an Excel workbook (SKUs as text, money 0.00)"),
-                              404: OpenApiResponse(description="no such report, or not finished")}, filters=False)
+    @extend_schema(
+        responses={
+            (200, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"): OpenApiResponse(
+                description="the report as an Excel workbook (SKUs as text, money 0.00)"
+            ),
+            404: OpenApiResponse(description="no such report, or not finished"),
+        },
+        filters=False,
+    )
     @action(detail=True, methods=["get"])
     def xlsx(self, request, pk=None):
         from django.http import FileResponse
@@ -413,7 +478,9 @@ class ReportViewSet(ActionPermissions, mixins.ListModelMixin, mixins.RetrieveMod
         report = self.get_object()
         if report.status != Report.Status.DONE:
             raise Http404("the report has not finished")
-        return FileResponse(xlsx.spooled(report), as_attachment=True, filename=xlsx.filename(report), content_type=XLSX_TYPE)
+        return FileResponse(
+            xlsx.spooled(report), as_attachment=True, filename=xlsx.filename(report), content_type=XLSX_TYPE
+        )
 
     @extend_schema(request=s.RunReportSerializer, responses={202: s.ReportSerializer})
     @action(detail=False, methods=["post"])

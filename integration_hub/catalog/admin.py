@@ -29,7 +29,18 @@ class SkuMappingAdmin(admin.ModelAdmin):
 
 @admin.register(IdentifierTransform)
 class IdentifierTransformAdmin(admin.ModelAdmin):
-    list_display = ["name", "connection", "channel", "strip_leading_zeros", "pad_to_length", "fixed_length", "prefix", "suffix", "case", "active"]
+    list_display = [
+        "name",
+        "connection",
+        "channel",
+        "strip_leading_zeros",
+        "pad_to_length",
+        "fixed_length",
+        "prefix",
+        "suffix",
+        "case",
+        "active",
+    ]
 
 
 @admin.register(BundleComponent)

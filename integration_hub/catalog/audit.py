@@ -22,6 +22,7 @@ For each channel, a storefront SKU with no active mapping (channel-specific or g
 Problems are written with ``raise_many``; records this audit owns for SKUs that are now mapped (or,
 for sku_mismatch, gone from the storefront) are cleared.
 """
+
 from __future__ import annotations
 
 import logging
@@ -71,9 +72,15 @@ def configured_transforms(connection, channels) -> dict[int, list[tuple[Identifi
     """{channel id: [(transform, spec)]} of the active IdentifierTransforms that apply to each channel:
     the channel's own first, then those of its storefront connection, then global ones. One query."""
     chan_ids = [c.pk for c in channels]
-    rows = list(IdentifierTransform.objects.filter(active=True).filter(
-        Q(channel__in=chan_ids) | Q(channel__isnull=True, connection=connection) | Q(channel__isnull=True, connection__isnull=True))
-        .order_by("name"))
+    rows = list(
+        IdentifierTransform.objects.filter(active=True)
+        .filter(
+            Q(channel__in=chan_ids)
+            | Q(channel__isnull=True, connection=connection)
+            | Q(channel__isnull=True, connection__isnull=True)
+        )
+        .order_by("name")
+    )
     out = {}
     for ch_id in chan_ids:
         mine = [t for t in rows if t.channel_id == ch_id]
@@ -89,9 +96,11 @@ def strip_affixes(sf_sku: str, spec: TransformSpec) -> str | None:
     change case); None when they do not fit. A transform only adds affixes, pads/strips zeros and changes case,
     all of which the key ignores, so applying it to those few candidates confirms the match."""
     folded = sf_sku.upper()
-    if (spec.prefix and not folded.startswith(spec.prefix.upper())) or (spec.suffix and not folded.endswith(spec.suffix.upper())):
+    if (spec.prefix and not folded.startswith(spec.prefix.upper())) or (
+        spec.suffix and not folded.endswith(spec.suffix.upper())
+    ):
         return None
-    core = sf_sku[len(spec.prefix):len(sf_sku) - len(spec.suffix)]
+    core = sf_sku[len(spec.prefix) : len(sf_sku) - len(spec.suffix)]
     return core if core.strip() else None
 
 
@@ -104,21 +113,24 @@ def lookup(skus: list[str], cores: set[str], chan_ids: list[int]) -> tuple[dict,
       SKU, in SKU order. The values are staged inline (a ``VALUES`` list) and joined to the item master in the
       database, which computes both sides' key with :func:`normalise_sql`; only matches come back."""
     mapped, candidates = defaultdict(set), defaultdict(dict)
-    for sf_sku, ch_id in (SkuMapping.objects.filter(Q(channel__isnull=True) | Q(channel__in=chan_ids), active=True,
-                                                     storefront_sku__in=skus).values_list("storefront_sku", "channel_id")):
+    for sf_sku, ch_id in SkuMapping.objects.filter(
+        Q(channel__isnull=True) | Q(channel__in=chan_ids), active=True, storefront_sku__in=skus
+    ).values_list("storefront_sku", "channel_id"):
         mapped[sf_sku].add(ch_id)
     values = sorted(set(skus) | cores)
     if not values:
         return mapped, candidates
     qn = db.connection.ops.quote_name
     channel_list = ", ".join(["%s"] * len(chan_ids))
-    sql = (f"WITH v (value) AS (VALUES {', '.join(['(%s)'] * len(values))}), "
-           f"s AS MATERIALIZED (SELECT value, {normalise_sql('value')} AS sku_key FROM v) "  # a column SQLite can index
-           f"SELECT s.value, i.id, i.sku, m.id, m.channel_id FROM s "
-           f"JOIN {qn(Item._meta.db_table)} i ON {normalise_sql('i.sku')} = s.sku_key "
-           f"LEFT JOIN {qn(SkuMapping._meta.db_table)} m ON m.item_id = i.id AND m.active = %s "
-           f"AND (m.channel_id IS NULL OR m.channel_id IN ({channel_list})) "
-           f"WHERE i.active = %s ORDER BY i.sku, i.id")
+    sql = (
+        f"WITH v (value) AS (VALUES {', '.join(['(%s)'] * len(values))}), "
+        f"s AS MATERIALIZED (SELECT value, {normalise_sql('value')} AS sku_key FROM v) "  # a column SQLite can index
+        f"SELECT s.value, i.id, i.sku, m.id, m.channel_id FROM s "
+        f"JOIN {qn(Item._meta.db_table)} i ON {normalise_sql('i.sku')} = s.sku_key "
+        f"LEFT JOIN {qn(SkuMapping._meta.db_table)} m ON m.item_id = i.id AND m.active = %s "
+        f"AND (m.channel_id IS NULL OR m.channel_id IN ({channel_list})) "
+        f"WHERE i.active = %s ORDER BY i.sku, i.id"
+    )
     with db.connection.cursor() as cur:
         cur.execute(sql, [*values, True, *chan_ids, True])
         for value, item_id, item_sku, mapping_id, ch_id in cur.fetchall():
@@ -131,7 +143,8 @@ def lookup(skus: list[str], cores: set[str], chan_ids: list[int]) -> tuple[dict,
 def audit_skus(connection, storefront_skus, channels=None, *, partial: bool = False) -> AuditResult:
     """Audit ``storefront_skus`` (what ``list_skus`` returned) for every active channel of ``connection``
     (or only ``channels``). ``partial``: the SKUs are some of the storefront's (a commercetools Message named
-    them), so a record for a SKU not among them is not "gone from the storefront". A fixed number of queries per :data:`BATCH` storefront SKUs; the item master and
+    them), so a record for a SKU not among them is not "gone from the storefront". A fixed number of queries per
+    :data:`BATCH` storefront SKUs; the item master and
     the mappings stay in the database."""
     skus = {s.strip() for s in storefront_skus if isinstance(s, str) and s.strip()}
     out = AuditResult(connection.name, storefront_skus=len(skus))
@@ -149,9 +162,13 @@ def audit_skus(connection, storefront_skus, channels=None, *, partial: bool = Fa
     mapped, candidates = {}, {}
     ordered = sorted(skus)
     for start in range(0, len(ordered), BATCH):
-        batch = ordered[start:start + BATCH]
-        batch_cores = {(s, t_id): core for s in batch for t_id, spec in by_id.items()
-                       if (core := strip_affixes(s, spec)) is not None}
+        batch = ordered[start : start + BATCH]
+        batch_cores = {
+            (s, t_id): core
+            for s in batch
+            for t_id, spec in by_id.items()
+            if (core := strip_affixes(s, spec)) is not None
+        }
         cores.update(batch_cores)
         found_mapped, found_candidates = lookup(batch, set(batch_cores.values()), chan_ids)
         mapped.update(found_mapped)
@@ -171,23 +188,46 @@ def audit_skus(connection, storefront_skus, channels=None, *, partial: bool = Fa
         resolved.update((ch.key, s) for s in present_mapped)
         stats = {"mapped": len(present_mapped), "mismatch": 0, "unknown": 0}
         for sf_sku in sorted(skus - present_mapped):
-            found = next(((t, spec, cand) for t, spec in configured[ch.pk] if (sf_sku, t.pk) in cores
-                          for cand in unmapped(cores[sf_sku, t.pk]) if find_transform(cand[1], sf_sku, [spec]) is not None), None)
+            found = next(
+                (
+                    (t, spec, cand)
+                    for t, spec in configured[ch.pk]
+                    if (sf_sku, t.pk) in cores
+                    for cand in unmapped(cores[sf_sku, t.pk])
+                    if find_transform(cand[1], sf_sku, [spec]) is not None
+                ),
+                None,
+            )
             if found is not None:
                 t, spec, best = found
                 stats["mismatch"] += 1
-                problems.append(Problem(
-                    kind="sku_mismatch", key=kinds.key("sku_mismatch", ch.key, sf_sku), severity="warning",
-                    title=f"{sf_sku} on {ch.key} looks like master item {best[1]} (transform {t.name!r})",
-                    message=f"The storefront SKU {sf_sku!r} has no mapping on {ch.key}; the configured transform "
-                            f"{t.name!r} ({describe(spec)}) turns master item {best[1]!r} into it. Map it to stop the "
-                            f"channel showing stale stock.",
-                    connection_id=connection.pk, channel_id=ch.pk, sku=sf_sku,
-                    context={"storefront_sku": sf_sku, "channel": ch.key, "suggested_item_sku": best[1],
-                             "suggested_item_id": best[0], "transform": asdict(spec), "suggested_transform": asdict(spec),
-                             "transform_label": f"{t.name}: {describe(spec)}", "match": "configured_transform",
-                             "configured_transform": {"id": t.pk, "name": t.name}, "other_candidates": [],
-                             "action": "map_sku"}))
+                problems.append(
+                    Problem(
+                        kind="sku_mismatch",
+                        key=kinds.key("sku_mismatch", ch.key, sf_sku),
+                        severity="warning",
+                        title=f"{sf_sku} on {ch.key} looks like master item {best[1]} (transform {t.name!r})",
+                        message=f"The storefront SKU {sf_sku!r} has no mapping on {ch.key}; the configured transform "
+                        f"{t.name!r} ({describe(spec)}) turns master item {best[1]!r} into it. Map it to stop the "
+                        f"channel showing stale stock.",
+                        connection_id=connection.pk,
+                        channel_id=ch.pk,
+                        sku=sf_sku,
+                        context={
+                            "storefront_sku": sf_sku,
+                            "channel": ch.key,
+                            "suggested_item_sku": best[1],
+                            "suggested_item_id": best[0],
+                            "transform": asdict(spec),
+                            "suggested_transform": asdict(spec),
+                            "transform_label": f"{t.name}: {describe(spec)}",
+                            "match": "configured_transform",
+                            "configured_transform": {"id": t.pk, "name": t.name},
+                            "other_candidates": [],
+                            "action": "map_sku",
+                        },
+                    )
+                )
                 continue
             near = unmapped(sf_sku)
             if near:
@@ -198,25 +238,46 @@ def audit_skus(connection, storefront_skus, channels=None, *, partial: bool = Fa
                         best = cand
                         break
                 stats["mismatch"] += 1
-                problems.append(Problem(
-                    kind="sku_mismatch", key=kinds.key("sku_mismatch", ch.key, sf_sku), severity="warning",
-                    title=f"{sf_sku} on {ch.key} looks like master item {best[1]} ({describe(spec)})",
-                    message=f"The storefront SKU {sf_sku!r} has no mapping on {ch.key}; master item {best[1]!r} matches "
-                            f"with {describe(spec)}. Map it to stop the channel showing stale stock.",
-                    connection_id=connection.pk, channel_id=ch.pk, sku=sf_sku,
-                    context={"storefront_sku": sf_sku, "channel": ch.key, "suggested_item_sku": best[1],
-                             "suggested_item_id": best[0], "transform": asdict(spec) if spec else None,
-                             "suggested_transform": asdict(spec) if spec else None,
-                             "transform_label": describe(spec), "match": "transform" if spec else "normalised",
-                             "other_candidates": [c[1] for c in near if c != best][:5], "action": "map_sku"}))
+                problems.append(
+                    Problem(
+                        kind="sku_mismatch",
+                        key=kinds.key("sku_mismatch", ch.key, sf_sku),
+                        severity="warning",
+                        title=f"{sf_sku} on {ch.key} looks like master item {best[1]} ({describe(spec)})",
+                        message=f"The storefront SKU {sf_sku!r} has no mapping on {ch.key}; master item {best[1]!r} matches "
+                        f"with {describe(spec)}. Map it to stop the channel showing stale stock.",
+                        connection_id=connection.pk,
+                        channel_id=ch.pk,
+                        sku=sf_sku,
+                        context={
+                            "storefront_sku": sf_sku,
+                            "channel": ch.key,
+                            "suggested_item_sku": best[1],
+                            "suggested_item_id": best[0],
+                            "transform": asdict(spec) if spec else None,
+                            "suggested_transform": asdict(spec) if spec else None,
+                            "transform_label": describe(spec),
+                            "match": "transform" if spec else "normalised",
+                            "other_candidates": [c[1] for c in near if c != best][:5],
+                            "action": "map_sku",
+                        },
+                    )
+                )
             else:
                 stats["unknown"] += 1
-                problems.append(Problem(
-                    kind="unknown_sku", key=kinds.key("unknown_sku", ch.key, sf_sku), severity="warning",
-                    title=f"{sf_sku} is sold on {ch.key} but maps to no master item",
-                    message="No SKU mapping and no master item that a known transform would match; its stock is never pushed.",
-                    connection_id=connection.pk, channel_id=ch.pk, sku=sf_sku,
-                    context={"storefront_sku": sf_sku, "channel": ch.key, "action": "map_sku"}))
+                problems.append(
+                    Problem(
+                        kind="unknown_sku",
+                        key=kinds.key("unknown_sku", ch.key, sf_sku),
+                        severity="warning",
+                        title=f"{sf_sku} is sold on {ch.key} but maps to no master item",
+                        message="No SKU mapping and no master item that a known transform would match; its stock is never pushed.",
+                        connection_id=connection.pk,
+                        channel_id=ch.pk,
+                        sku=sf_sku,
+                        context={"storefront_sku": sf_sku, "channel": ch.key, "action": "map_sku"},
+                    )
+                )
         out.mismatches += stats["mismatch"]
         out.unknown += stats["unknown"]
         out.per_channel[ch.key] = stats
@@ -226,19 +287,28 @@ def audit_skus(connection, storefront_skus, channels=None, *, partial: bool = Fa
     raised = {p.key for p in problems}
     prefix_q = Q()
     for ch in channels:
-        prefix_q |= Q(dedupe_key__startswith=f"sku_mismatch:{ch.key}:") | Q(dedupe_key__startswith=f"unknown_sku:{ch.key}:")
+        prefix_q |= Q(dedupe_key__startswith=f"sku_mismatch:{ch.key}:") | Q(
+            dedupe_key__startswith=f"unknown_sku:{ch.key}:"
+        )
     stale_ids = []
-    for rec_id, key, kind in (ExceptionRecord.objects.filter(prefix_q, status__in=ACTIVE_STATUSES, kind__in=["sku_mismatch", "unknown_sku"])
-                              .values_list("id", "dedupe_key", "kind")):
+    for rec_id, key, kind in ExceptionRecord.objects.filter(
+        prefix_q, status__in=ACTIVE_STATUSES, kind__in=["sku_mismatch", "unknown_sku"]
+    ).values_list("id", "dedupe_key", "kind"):
         if key in raised:
             continue
         _, ch_key, sf_sku = key.split(":", 2)
-        if (ch_key, sf_sku) in resolved or (kind == "sku_mismatch" and ((not partial and sf_sku not in skus) or
-                                                                      kinds.key("unknown_sku", ch_key, sf_sku) in raised)):
+        if (ch_key, sf_sku) in resolved or (
+            kind == "sku_mismatch"
+            and ((not partial and sf_sku not in skus) or kinds.key("unknown_sku", ch_key, sf_sku) in raised)
+        ):
             stale_ids.append(rec_id)
     for start in range(0, len(stale_ids), 1000):
-        out.cleared += _set_status(ExceptionRecord.objects.filter(id__in=stale_ids[start:start + 1000]), "resolved", None,
-                                   "catalogue audit: SKU now mapped")
+        out.cleared += _set_status(
+            ExceptionRecord.objects.filter(id__in=stale_ids[start : start + 1000]),
+            "resolved",
+            None,
+            "catalogue audit: SKU now mapped",
+        )
     return out
 
 
@@ -258,4 +328,6 @@ def audit_channel(channel) -> AuditResult:
 def audit_all() -> list[AuditResult]:
     from integration_hub.core.models import STOREFRONT_SYSTEMS, Connection
 
-    return [audit_connection(c) for c in Connection.objects.filter(enabled=True, system_type__in=list(STOREFRONT_SYSTEMS))]
+    return [
+        audit_connection(c) for c in Connection.objects.filter(enabled=True, system_type__in=list(STOREFRONT_SYSTEMS))
+    ]

@@ -12,7 +12,7 @@ Columns (header row required; order free; extra columns ignored; aliases in ``AL
 A column that is not in the file leaves that field alone; an empty cell clears it (``size``/``colour``
 remove the attribute).
 
-Rules shared with :mod:`integration_hub.console.csv_import` (its reader, row splitter, result and report
+Rules shared with :mod:`integration_hub.core.tabular` (its reader, row splitter, result and report
 helpers are reused): every problem of a row is reported at once, with its line; rejected rows are listed in
 file order (the first ``MAX_KEPT_ERRORS``); good rows are kept, a row the database refuses included (the
 chunk falls back to one savepoint per row); ``dry_run`` runs everything and rolls it back.
@@ -25,6 +25,7 @@ outbox upsert (:func:`.item_outbox.enqueue`, in the same transaction). Memory is
 errors. A SKU twice in one file is refused on its second line: each written item is stamped with this run's
 ``source`` (``csv-import:<run>``), so a later chunk sees it without the import keeping every SKU in memory.
 """
+
 from __future__ import annotations
 
 import io
@@ -36,8 +37,8 @@ from typing import IO, Iterator
 
 from django.db import transaction
 
-from integration_hub.console import csv_import
-from integration_hub.console.csv_import import FALSE, TRUE, ImportResult
+from integration_hub.core import tabular
+from integration_hub.core.tabular import FALSE, TRUE, ImportResult
 from integration_hub.core import audit
 from integration_hub.reconciliation.services import safe_cell
 
@@ -47,12 +48,43 @@ from .models import BundleComponent, Item, SkuMapping
 from .validation import sku_problem
 
 REQUIRED = ("sku",)
-OPTIONAL = ("name", "parent_sku", "size", "colour", "barcode", "weight", "weight_unit", "unit_cost", "bundle_components", "active",
-            "storefront_sku")
+OPTIONAL = (
+    "name",
+    "parent_sku",
+    "size",
+    "colour",
+    "barcode",
+    "weight",
+    "weight_unit",
+    "unit_cost",
+    "bundle_components",
+    "active",
+    "storefront_sku",
+)
 COLUMNS = (*REQUIRED, *OPTIONAL)
-ALIASES = {"master_sku": "sku", "style": "parent_sku", "parent": "parent_sku", "color": "colour", "gtin": "barcode",
-           "ean": "barcode", "cost": "unit_cost", "components": "bundle_components", "unit": "weight_unit"}
-FIELDS = ("name", "parent_sku", "attributes", "barcode", "weight", "weight_unit", "unit_cost", "is_bundle", "active", "pending")
+ALIASES = {
+    "master_sku": "sku",
+    "style": "parent_sku",
+    "parent": "parent_sku",
+    "color": "colour",
+    "gtin": "barcode",
+    "ean": "barcode",
+    "cost": "unit_cost",
+    "components": "bundle_components",
+    "unit": "weight_unit",
+}
+FIELDS = (
+    "name",
+    "parent_sku",
+    "attributes",
+    "barcode",
+    "weight",
+    "weight_unit",
+    "unit_cost",
+    "is_bundle",
+    "active",
+    "pending",
+)
 CHUNK = 1000
 MAX_ROWS = 2_000_000
 SOURCE = "csv-import"
@@ -84,7 +116,7 @@ def _components(text: str) -> tuple[list[tuple[str, int]] | None, list[str]]:
         sku, qty = sku.strip(), (qty.strip() or "1")
         if not sku:
             problems.append(f"bundle_components {part!r} has no SKU")
-        elif not csv_import.WHOLE.match(qty) or int(qty) < 1:
+        elif not tabular.WHOLE.match(qty) or int(qty) < 1:
             problems.append(f"bundle_components quantity {qty!r} of {sku!r} is not a whole number of 1 or more")
         else:
             out.append((sku, int(qty)))
@@ -163,7 +195,7 @@ def _is_xlsx(data, filename: str) -> bool:
         return True
     if isinstance(data, str):
         return False
-    f = csv_import._binary(data)
+    f = tabular.binary(data)
     head = f.read(4)
     f.seek(0)
     return head == b"PK\x03\x04"
@@ -209,7 +241,7 @@ def _xlsx_rows(f: IO[bytes], result: ItemImportResult) -> Iterator[tuple[int, di
                 result.fatal = f"more than {MAX_ROWS:,} rows: split the file"
                 return
             row = {h: (cells[i] if i < len(cells) else "") for i, h in enumerate(headers) if h in COLUMNS}
-            extra = [c for c in cells[len(headers):] if c]
+            extra = [c for c in cells[len(headers) :] if c]
             if extra:
                 result.reject(line, "more values than columns", row)
                 continue
@@ -219,24 +251,25 @@ def _xlsx_rows(f: IO[bytes], result: ItemImportResult) -> Iterator[tuple[int, di
 
 
 def _csv_rows(stream: IO[str], sample: str, result: ItemImportResult) -> Iterator[tuple[int, dict]]:
-    reader = csv_import.open_reader(stream, sample, result, required=REQUIRED, aliases=ALIASES)
+    reader = tabular.open_reader(stream, sample, result, required=REQUIRED, aliases=ALIASES)
     if reader is None:
         return
-    yield from csv_import._rows(reader, result, columns=COLUMNS, max_rows=MAX_ROWS)
+    yield from tabular.read_rows(reader, result, COLUMNS, MAX_ROWS)
 
 
 # --- the import ---------------------------------------------------------------------------------------------------
-def import_items(data: bytes | str | IO[bytes], *, user=None, dry_run: bool = False, filename: str = "",
-                 connection=None) -> ItemImportResult:
+def import_items(
+    data: bytes | str | IO[bytes], *, user=None, dry_run: bool = False, filename: str = "", connection=None
+) -> ItemImportResult:
     """Import an item file (CSV text/bytes/binary file, or XLSX) as a stream. ``connection``: whose SKU rules apply
     (default: every active identifier transform). ``dry_run``: everything runs, then is rolled back."""
     result = ItemImportResult(dry_run=dry_run)
     rules = SkuRules.for_connection(connection)
     stream = None
     if _is_xlsx(data, filename):
-        rows = _xlsx_rows(csv_import._binary(data), result)
+        rows = _xlsx_rows(tabular.binary(data), result)
     else:
-        stream, sample = csv_import._text_stream(data)
+        stream, sample = tabular.text_stream(data)
         rows = _csv_rows(stream, sample, result)
     try:
         with transaction.atomic():
@@ -252,8 +285,9 @@ def import_items(data: bytes | str | IO[bytes], *, user=None, dry_run: bool = Fa
             stream.detach()
 
 
-def import_rows(rows, *, rules: SkuRules, user=None, result: ItemImportResult, source: str = SOURCE,
-                atomic_chunks: bool = False) -> ItemImportResult:
+def import_rows(
+    rows, *, rules: SkuRules, user=None, result: ItemImportResult, source: str = SOURCE, atomic_chunks: bool = False
+) -> ItemImportResult:
     """The import of already-split rows ``(line, {column: text})``, chunk by chunk (the file import and the master
     pull share it). ``source``: the audit source and the item's ``source`` stamp (``<source>:<run>``, at most 40
     characters). ``atomic_chunks``: commit each chunk on its own (the pull, which reads over HTTP meanwhile)."""
@@ -277,7 +311,9 @@ def import_rows(rows, *, rules: SkuRules, user=None, result: ItemImportResult, s
     return result
 
 
-def _chunk(chunk: list[tuple[int, dict]], rules: SkuRules, run: str, user, result: ItemImportResult, source: str = SOURCE) -> None:
+def _chunk(
+    chunk: list[tuple[int, dict]], rules: SkuRules, run: str, user, result: ItemImportResult, source: str = SOURCE
+) -> None:
     result.chunks += 1
     parsed: list[tuple[int, dict, dict]] = []
     seen: dict[str, int] = {}
@@ -296,11 +332,22 @@ def _chunk(chunk: list[tuple[int, dict]], rules: SkuRules, run: str, user, resul
         return
     existing = {i.sku: i for i in Item.objects.filter(sku__in=[v["sku"] for _, _, v in parsed])}
     comp_skus = {s for _, _, v in parsed for s, _ in v.get("_components") or []}
-    comps = {c.sku: c for c in Item.objects.filter(sku__in=comp_skus - set(existing)).only("id", "sku", "is_bundle")} if comp_skus else {}
+    comps = (
+        {c.sku: c for c in Item.objects.filter(sku__in=comp_skus - set(existing)).only("id", "sku", "is_bundle")}
+        if comp_skus
+        else {}
+    )
     in_file = {v["sku"]: v for _, _, v in parsed}
     wanted_sf = {v["_storefront_sku"] for _, _, v in parsed if v.get("_storefront_sku")}
-    mapped_sf = dict(SkuMapping.objects.filter(channel__isnull=True, storefront_sku__in=wanted_sf)
-                     .values_list("storefront_sku", "item__sku")) if wanted_sf else {}
+    mapped_sf = (
+        dict(
+            SkuMapping.objects.filter(channel__isnull=True, storefront_sku__in=wanted_sf).values_list(
+                "storefront_sku", "item__sku"
+            )
+        )
+        if wanted_sf
+        else {}
+    )
     sf_new: list[tuple[Item, str]] = []
 
     new, changed, befores, line_of, bundles = [], [], {}, {}, []
@@ -309,7 +356,11 @@ def _chunk(chunk: list[tuple[int, dict]], rules: SkuRules, run: str, user, resul
         problems = []
         for s, _ in v.get("_components") or []:
             target = existing.get(s) or comps.get(s)
-            is_bundle = in_file[s]["is_bundle"] if s in in_file and "is_bundle" in in_file[s] else getattr(target, "is_bundle", False)
+            is_bundle = (
+                in_file[s]["is_bundle"]
+                if s in in_file and "is_bundle" in in_file[s]
+                else getattr(target, "is_bundle", False)
+            )
             if target is None and s not in in_file:
                 problems.append(f"bundle component {s!r} is not in the item master (nor earlier in the file)")
             elif is_bundle:
@@ -361,8 +412,11 @@ def _chunk(chunk: list[tuple[int, dict]], rules: SkuRules, run: str, user, resul
 
         SkuMapping.objects.bulk_create(mappings, batch_size=CHUNK)
         if mappings[0].pk is None:
-            pk_of = dict(SkuMapping.objects.filter(channel__isnull=True, storefront_sku__in=[m.storefront_sku for m in mappings])
-                         .values_list("storefront_sku", "pk"))
+            pk_of = dict(
+                SkuMapping.objects.filter(
+                    channel__isnull=True, storefront_sku__in=[m.storefront_sku for m in mappings]
+                ).values_list("storefront_sku", "pk")
+            )
             for m in mappings:
                 m.pk = pk_of[m.storefront_sku]
         audit.record_many(mappings, "create", user=user, source=source[:32])
@@ -408,11 +462,12 @@ def _write(new: list[Item], changed: list[Item], line_of: dict, result: ItemImpo
     for i in new + changed:
         if not getattr(i, "_unchanged", False) or i.updated_at is None:
             i.updated_at = now
+
     def refused(i, exc):
         line, row = line_of[id(i)]
         result.reject(line, f"refused by the database: {exc}", row)
 
-    return csv_import.write_chunk(new, changed, _bulk, refused)
+    return tabular.write_chunk(new, changed, _bulk, refused)
 
 
 def _write_components(bundles: list[tuple[Item, list[tuple[str, int]]]], comps: dict) -> int:
@@ -422,7 +477,9 @@ def _write_components(bundles: list[tuple[Item, list[tuple[str, int]]]], comps: 
     wanted = {s for _, c in bundles for s, _ in c}
     ids = dict(Item.objects.filter(sku__in=wanted).values_list("sku", "pk")) if wanted else {}
     BundleComponent.objects.filter(bundle_id__in=[b.pk for b, _ in bundles]).delete()
-    rows = [BundleComponent(bundle_id=b.pk, component_id=ids[s], quantity=q) for b, c in bundles for s, q in c if s in ids]
+    rows = [
+        BundleComponent(bundle_id=b.pk, component_id=ids[s], quantity=q) for b, c in bundles for s, q in c if s in ids
+    ]
     BundleComponent.objects.bulk_create(rows, batch_size=CHUNK)
     return len(rows)
 
@@ -438,5 +495,13 @@ def error_report_csv(result: ItemImportResult) -> str:
     for e in result.errors:
         w.writerow([e.line, safe_cell(e.reason), *(safe_cell(e.row.get(k, "")) for k in ("sku", "name", "barcode"))])
     if result.errors_truncated:
-        w.writerow(["", f"… and {result.errors_truncated:,} more rejected rows not listed ({result.error_count:,} in all)", "", "", ""])
+        w.writerow(
+            [
+                "",
+                f"… and {result.errors_truncated:,} more rejected rows not listed ({result.error_count:,} in all)",
+                "",
+                "",
+                "",
+            ]
+        )
     return out.getvalue()

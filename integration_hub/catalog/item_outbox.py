@@ -28,6 +28,7 @@ A failure keeps the claimed rows (``attempts`` + 1, back-off in ``not_before``, 
 record per connection and operation with :func:`exceptions_app.services.error_key` (rate_limited /
 sync_timeout / bad_payload / auth_failure); the next success clears it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -60,8 +61,11 @@ OPERATION = "item_sync"
 
 def target_connections() -> list[tuple[int, str]]:
     """(id, system type) of the enabled connections that get item records or the storefront check."""
-    return list(Connection.objects.filter(enabled=True, system_type__in=list(PRODUCT_SYSTEMS | set(STOREFRONT_SYSTEMS)))
-                .order_by("pk").values_list("pk", "system_type"))
+    return list(
+        Connection.objects.filter(enabled=True, system_type__in=list(PRODUCT_SYSTEMS | set(STOREFRONT_SYSTEMS)))
+        .order_by("pk")
+        .values_list("pk", "system_type")
+    )
 
 
 def enqueue(item_ids: Iterable[int], *, reason: str = "", connection_ids: Iterable[int] | None = None) -> int:
@@ -75,8 +79,11 @@ def enqueue(item_ids: Iterable[int], *, reason: str = "", connection_ids: Iterab
         targets = [t for t in targets if t[0] in wanted]
     if not targets:
         return 0
-    bundles = set(Item.objects.filter(pk__in=ids, is_bundle=True).values_list("pk", flat=True)) if any(
-        t[1] not in BUNDLE_OK for t in targets) else set()
+    bundles = (
+        set(Item.objects.filter(pk__in=ids, is_bundle=True).values_list("pk", flat=True))
+        if any(t[1] not in BUNDLE_OK for t in targets)
+        else set()
+    )
     table = db.ops.quote_name(PendingItemSync._meta.db_table)
     now = timezone.now()
     written = 0
@@ -84,14 +91,16 @@ def enqueue(item_ids: Iterable[int], *, reason: str = "", connection_ids: Iterab
         for conn_id, system in targets:
             mine = [i for i in ids if system in BUNDLE_OK or i not in bundles]
             for start in range(0, len(mine), CHUNK):
-                chunk = mine[start:start + CHUNK]
+                chunk = mine[start : start + CHUNK]
                 values = ", ".join(["(%s, %s, %s, 1, 0, '', '', %s, %s)"] * len(chunk))
                 params = [x for i in chunk for x in (conn_id, i, reason[:100], now, now)]
                 cur.execute(
                     f"INSERT INTO {table} (connection_id, item_id, reason, changes, attempts, claim_token, last_error, created_at, "
                     f"updated_at) VALUES {values} ON CONFLICT (connection_id, item_id) DO UPDATE SET "
                     f"changes = {table}.changes + 1, reason = excluded.reason, claim_token = '', not_before = NULL, "
-                    f"updated_at = excluded.updated_at", params)
+                    f"updated_at = excluded.updated_at",
+                    params,
+                )
                 written += len(chunk)
     if written and not any(len(e) > 1 and e[1] is _nudge for e in (getattr(db, "run_on_commit", None) or [])):
         transaction.on_commit(_nudge)  # one nudge per outermost transaction, however many enqueue() calls it made
@@ -99,7 +108,9 @@ def enqueue(item_ids: Iterable[int], *, reason: str = "", connection_ids: Iterab
 
 
 def _nudge() -> None:
-    if not getattr(settings, "HUB", {}).get("STOCK_PUSH_ON_COMMIT", True):  # the stock outbox's switch, for tests/benches
+    if not getattr(settings, "HUB", {}).get(
+        "STOCK_PUSH_ON_COMMIT", True
+    ):  # the stock outbox's switch, for tests/benches
         return
     try:
         nudge.enqueue("catalog.drain_item_outbox", retry=False)
@@ -124,8 +135,12 @@ def _claim(conn: Connection, limit: int) -> tuple[str, list[int]]:
     now = timezone.now()
     token = uuid.uuid4().hex
     with transaction.atomic():
-        ids = list(PendingItemSync.objects.filter(connection=conn).filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
-                   .order_by("created_at", "pk").values_list("pk", flat=True)[:limit])
+        ids = list(
+            PendingItemSync.objects.filter(connection=conn)
+            .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+            .order_by("created_at", "pk")
+            .values_list("pk", flat=True)[:limit]
+        )
         if ids:
             PendingItemSync.objects.filter(pk__in=ids).update(claim_token=token)
     return token, ids
@@ -142,11 +157,21 @@ def _failed(conn: Connection, row_ids: list[int], exc: Exception) -> None:
     delay = min(3600, 30 * 2 ** min(attempts, 7))
     from django.db.models import F
 
-    rows.update(attempts=F("attempts") + 1, not_before=timezone.now() + timedelta(seconds=delay), last_error=str(exc)[:2000],
-                claim_token="")
+    rows.update(
+        attempts=F("attempts") + 1,
+        not_before=timezone.now() + timedelta(seconds=delay),
+        last_error=str(exc)[:2000],
+        claim_token="",
+    )
     kind, key = error_key(exc, conn.name, OPERATION)
-    raise_exception(kind, key, f"Item records to {conn.name} failed", message=str(exc)[:2000], connection=conn,
-                    context={"operation": OPERATION, "error": type(exc).__name__, "items": len(row_ids), "retry_in_seconds": delay})
+    raise_exception(
+        kind,
+        key,
+        f"Item records to {conn.name} failed",
+        message=str(exc)[:2000],
+        connection=conn,
+        context={"operation": OPERATION, "error": type(exc).__name__, "items": len(row_ids), "retry_in_seconds": delay},
+    )
 
 
 def drain(conn: Connection, limit: int = CLAIM) -> DrainResult:
@@ -191,14 +216,20 @@ def drain_all(limit: int = CLAIM, time_budget: float = 60.0) -> list[dict]:
     failed: set[int] = set()
     while time.monotonic() < deadline:
         now = timezone.now()
-        due = (PendingItemSync.objects.filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
-               .exclude(connection_id__in=failed).values("connection_id").distinct())
+        due = (
+            PendingItemSync.objects.filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+            .exclude(connection_id__in=failed)
+            .values("connection_id")
+            .distinct()
+        )
         conns = list(Connection.objects.filter(pk__in=due, enabled=True).order_by("pk"))
         if not conns:
             break
         for c in conns:
             r = drain(c, limit)
-            t = totals.setdefault(c.name, {"connection": c.name, "sent": 0, "dropped": 0, "not_on_storefront": 0, "error": ""})
+            t = totals.setdefault(
+                c.name, {"connection": c.name, "sent": 0, "dropped": 0, "not_on_storefront": 0, "error": ""}
+            )
             t["sent"] += r.sent
             t["dropped"] += r.dropped
             t["not_on_storefront"] += r.not_on_storefront
@@ -211,8 +242,14 @@ def drain_all(limit: int = CLAIM, time_budget: float = 60.0) -> list[dict]:
 def planner_variant(item: Item):
     from connectors.base import PlannerVariant
 
-    return PlannerVariant(sku=item.sku, title=item.name or item.sku, product_id=item.parent_sku or item.sku, barcode=item.barcode,
-                          is_bundle=item.is_bundle, updated_at=item.updated_at)
+    return PlannerVariant(
+        sku=item.sku,
+        title=item.name or item.sku,
+        product_id=item.parent_sku or item.sku,
+        barcode=item.barcode,
+        is_bundle=item.is_bundle,
+        updated_at=item.updated_at,
+    )
 
 
 def _warehouse_products(conn: Connection, connector, items: list[Item]) -> int:
@@ -220,11 +257,22 @@ def _warehouse_products(conn: Connection, connector, items: list[Item]) -> int:
 
     if not items:
         return 0
-    ids = connector.sync_products([ProductSpec(sku=i.sku, description=i.name or i.sku, barcode=i.barcode) for i in items])
+    ids = connector.sync_products(
+        [ProductSpec(sku=i.sku, description=i.name or i.sku, barcode=i.barcode) for i in items]
+    )
     by_sku = {i.sku: i for i in items}
-    rows = [WarehouseProduct(connection=conn, item=by_sku[s], external_id=str(e)) for s, e in ids.items() if s in by_sku and e]
-    WarehouseProduct.objects.bulk_create(rows, update_conflicts=True, unique_fields=["connection", "item"],
-                                         update_fields=["external_id", "synced_at"], batch_size=1000)
+    rows = [
+        WarehouseProduct(connection=conn, item=by_sku[s], external_id=str(e))
+        for s, e in ids.items()
+        if s in by_sku and e
+    ]
+    WarehouseProduct.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["connection", "item"],
+        update_fields=["external_id", "synced_at"],
+        batch_size=1000,
+    )
     return len(rows)
 
 
@@ -234,8 +282,11 @@ def storefront_skus(conn: Connection, items: list[Item]) -> dict[str, Item]:
     by_id = {i.pk: i for i in items}
     out: dict[str, Item] = {}
     mapped = set()
-    for item_id, sku in (SkuMapping.objects.filter(item_id__in=list(by_id), active=True)
-                         .filter(Q(channel__isnull=True) | Q(channel__connection=conn)).values_list("item_id", "storefront_sku")):
+    for item_id, sku in (
+        SkuMapping.objects.filter(item_id__in=list(by_id), active=True)
+        .filter(Q(channel__isnull=True) | Q(channel__connection=conn))
+        .values_list("item_id", "storefront_sku")
+    ):
         out[sku] = by_id[item_id]
         mapped.add(item_id)
     for i in items:
@@ -260,13 +311,26 @@ def check_storefront_items(conn: Connection, connector, items: list[Item]) -> in
     """File ``not_on_storefront`` for the items' storefront SKUs the storefront does not sell; clear the rest."""
     wanted = storefront_skus(conn, items)
     listed = _listed(connector, sorted(wanted))
-    problems = [Problem(
-        kind="not_on_storefront", key=not_on_storefront_key(conn, sku), severity="info", connection_id=conn.pk, sku=sku,
-        title=f"{item.sku} is not on the storefront {conn.name} yet",
-        message=f"The item master has {item.sku!r}{'' if sku == item.sku else f' (storefront SKU {sku!r})'}, but {conn.name} "
-                f"does not sell it: no stock is pushed for it until the storefront lists it (the product is published).",
-        context={"master_sku": item.sku, "storefront_sku": sku, "connection": conn.name, "action": "check_catalogue"})
-        for sku, item in sorted(wanted.items()) if sku not in listed]
+    problems = [
+        Problem(
+            kind="not_on_storefront",
+            key=not_on_storefront_key(conn, sku),
+            severity="info",
+            connection_id=conn.pk,
+            sku=sku,
+            title=f"{item.sku} is not on the storefront {conn.name} yet",
+            message=f"The item master has {item.sku!r}{'' if sku == item.sku else f' (storefront SKU {sku!r})'}, but {conn.name} "
+            f"does not sell it: no stock is pushed for it until the storefront lists it (the product is published).",
+            context={
+                "master_sku": item.sku,
+                "storefront_sku": sku,
+                "connection": conn.name,
+                "action": "check_catalogue",
+            },
+        )
+        for sku, item in sorted(wanted.items())
+        if sku not in listed
+    ]
     raise_many(problems)
     clear([not_on_storefront_key(conn, s) for s in listed], reason="listed on the storefront")
     return len(problems)
@@ -289,16 +353,26 @@ def check_storefront_skus(conn: Connection, skus: Iterable[str]) -> dict:
     listed = sorted(_listed(connector, wanted))
     cleared = clear([not_on_storefront_key(conn, s) for s in listed], reason="published on the storefront")
     audit = audit_skus(conn, listed, partial=True) if listed else None
-    item_ids = set(SkuMapping.objects.filter(storefront_sku__in=listed, active=True).filter(
-        Q(channel__isnull=True) | Q(channel__connection=conn)).values_list("item_id", flat=True))
+    item_ids = set(
+        SkuMapping.objects.filter(storefront_sku__in=listed, active=True)
+        .filter(Q(channel__isnull=True) | Q(channel__connection=conn))
+        .values_list("item_id", flat=True)
+    )
     item_ids |= set(Item.objects.filter(sku__in=listed).values_list("pk", flat=True))
     requeued = 0
     if item_ids:
         from integration_hub.inventory.models import PendingPush
 
-        requeued = outbox.enqueue(sorted(item_ids), priority=PendingPush.Priority.ROUTINE, reason="published on the storefront")
+        requeued = outbox.enqueue(
+            sorted(item_ids), priority=PendingPush.Priority.ROUTINE, reason="published on the storefront"
+        )
         # a push refused while the product was missing waits out a back-off: the product is there now
         PendingPush.objects.filter(item_id__in=item_ids, channel__connection=conn).update(not_before=None)
         outbox.kick()
-    return {"listed": len(listed), "cleared": cleared, "pushes_queued": requeued,
-            "unknown": audit.unknown if audit else 0, "mismatches": audit.mismatches if audit else 0}
+    return {
+        "listed": len(listed),
+        "cleared": cleared,
+        "pushes_queued": requeued,
+        "unknown": audit.unknown if audit else 0,
+        "mismatches": audit.mismatches if audit else 0,
+    }

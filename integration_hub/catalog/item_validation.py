@@ -11,6 +11,7 @@
   unit, is refused.
 * Unit cost: a non-negative decimal with at most 4 decimal places (the model's precision).
 """
+
 from __future__ import annotations
 
 import re
@@ -105,8 +106,12 @@ class SkuRules:
         if connection is not None:
             qs = qs.filter(connection=connection)
         specs = tuple(TransformSpec.from_model(t) for t in qs.order_by("name"))
-        return cls(allowed=str(opts.get("allowed_characters") or ""), max_length=min(SKU_MAX, int(opts.get("max_length") or SKU_MAX)),
-                   keep_leading_zeros=bool(opts.get("keep_leading_zeros", True)), specs=specs)
+        return cls(
+            allowed=str(opts.get("allowed_characters") or ""),
+            max_length=min(SKU_MAX, int(opts.get("max_length") or SKU_MAX)),
+            keep_leading_zeros=bool(opts.get("keep_leading_zeros", True)),
+            specs=specs,
+        )
 
     def problems(self, sku: str) -> list[str]:
         out = []

@@ -16,12 +16,13 @@ Who calls it — every write of ``SkuMapping`` goes through exactly one of these
   ``storefront_skus`` and no items).
 * **bulk writes** (``bulk_create`` / ``bulk_update``, which send no signals) — the writer calls it once per
   write: :mod:`exceptions_app.triage` (``map_sku``, ``bulk_map_with_transform``: re-queue and re-check),
-  :mod:`integration_hub.console.csv_import` (the CSV import) and :mod:`integration_hub.catalog.item_import`
+  :mod:`integration_hub.catalog.mapping_import` (the CSV import) and :mod:`integration_hub.catalog.item_import`
   (mappings created by the item import) — the imports re-queue stock only, as before (no held-order re-check).
 
 Acknowledging the SKU exceptions a mapping fixes is the person-facing part and stays with the caller
 (:func:`exceptions_app.triage.acknowledge_sku_fix`): the confirmed stock push resolves them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from typing import Iterable
 from integration_hub.core.models import Channel
 from integration_hub.inventory import outbox
 from integration_hub.inventory.models import PendingPush
-from integration_hub.orders.services import revalidate_held  # TODO(merge): integration_hub.orders.actions
+from integration_hub.orders.actions import revalidate_held
 
 
 @dataclass
@@ -39,8 +40,14 @@ class MappingChange:
     orders_revalidated: int = 0  # held orders now validated (and queued)
 
 
-def mapping_changed(item_ids: Iterable[int], channel_ids: Iterable[int] | None, reason: str, *,
-                    storefront_skus: Iterable[str] = (), channel: Channel | None = None) -> MappingChange:
+def mapping_changed(
+    item_ids: Iterable[int],
+    channel_ids: Iterable[int] | None,
+    reason: str,
+    *,
+    storefront_skus: Iterable[str] = (),
+    channel: Channel | None = None,
+) -> MappingChange:
     """Mappings of ``item_ids`` on ``channel_ids`` (None: every channel — a global mapping) changed.
 
     Re-queues the items' stock push there (ROUTINE priority, ``reason`` on the outbox row) and, when
@@ -50,8 +57,12 @@ def mapping_changed(item_ids: Iterable[int], channel_ids: Iterable[int] | None, 
     change = MappingChange()
     item_ids = sorted({int(i) for i in item_ids if i})
     if item_ids:
-        change.pushes = outbox.enqueue(item_ids, channel_ids=None if channel_ids is None else sorted(set(channel_ids)),
-                                       priority=PendingPush.Priority.ROUTINE, reason=reason)
+        change.pushes = outbox.enqueue(
+            item_ids,
+            channel_ids=None if channel_ids is None else sorted(set(channel_ids)),
+            priority=PendingPush.Priority.ROUTINE,
+            reason=reason,
+        )
     skus = sorted(set(storefront_skus) - {""})
     if skus:
         change.orders_revalidated = revalidate_held(sku=skus[0] if len(skus) == 1 else None, channel=channel)

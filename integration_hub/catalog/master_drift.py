@@ -20,6 +20,7 @@ attributes; Clarus WMS GraphQL ``products`` — description, barcode):
 
 A read failure files one record per connection (``error_key``, operation ``master_data_audit``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -66,11 +67,19 @@ def _pairs(conn: Connection):
     """(system sku, master sku, barcode, weight, weight unit, name) of every SKU to compare on ``conn``, streamed."""
     cols = ("item__barcode", "item__weight", "item__weight_unit", "item__name")
     if conn.system_type in STOREFRONT_SYSTEMS:
-        qs = (SkuMapping.objects.filter(active=True, item__active=True).filter(Q(channel__isnull=True) | Q(channel__connection=conn))
-              .order_by("storefront_sku").values_list("storefront_sku", "item__sku", *cols).distinct())
+        qs = (
+            SkuMapping.objects.filter(active=True, item__active=True)
+            .filter(Q(channel__isnull=True) | Q(channel__connection=conn))
+            .order_by("storefront_sku")
+            .values_list("storefront_sku", "item__sku", *cols)
+            .distinct()
+        )
     else:
-        qs = (WarehouseProduct.objects.filter(connection=conn, item__active=True).order_by("item__sku")
-              .values_list("item__sku", "item__sku", *cols))
+        qs = (
+            WarehouseProduct.objects.filter(connection=conn, item__active=True)
+            .order_by("item__sku")
+            .values_list("item__sku", "item__sku", *cols)
+        )
     return qs.iterator(chunk_size=BATCH)
 
 
@@ -114,14 +123,29 @@ def audit_connection(conn: Connection, connector=None) -> DriftResult:
             out.compared += 1
             master = {"barcode": barcode, "weight": weight, "weight_unit": unit, "name": name}
             for field, mine, theirs in compare(master, rec, fields):
-                problems.append(Problem(
-                    kind="master_data_drift", key=drift_key(conn, sku, field), severity="info" if field == "name" else "warning",
-                    connection_id=conn.pk, sku=sku,
-                    title=f"{sku}: {field} differs on {conn.name} ({mine} in the item master, {theirs} there)"[:300],
-                    message=f"The item master says {field} {mine!r} for {sku}; {conn.name} says {theirs!r}"
-                            f"{'' if sys_sku == sku else f' (as {sys_sku})'}.",
-                    context={"field": field, "master_value": mine, "system_value": theirs, "system": conn.system_type,
-                             "connection": conn.name, "master_sku": sku, "system_sku": sys_sku}))
+                problems.append(
+                    Problem(
+                        kind="master_data_drift",
+                        key=drift_key(conn, sku, field),
+                        severity="info" if field == "name" else "warning",
+                        connection_id=conn.pk,
+                        sku=sku,
+                        title=f"{sku}: {field} differs on {conn.name} ({mine} in the item master, {theirs} there)"[
+                            :300
+                        ],
+                        message=f"The item master says {field} {mine!r} for {sku}; {conn.name} says {theirs!r}"
+                        f"{'' if sys_sku == sku else f' (as {sys_sku})'}.",
+                        context={
+                            "field": field,
+                            "master_value": mine,
+                            "system_value": theirs,
+                            "system": conn.system_type,
+                            "connection": conn.name,
+                            "master_sku": sku,
+                            "system_sku": sys_sku,
+                        },
+                    )
+                )
 
     for row in _pairs(conn):
         batch.append(row)
@@ -133,12 +157,22 @@ def audit_connection(conn: Connection, connector=None) -> DriftResult:
     raise_many(problems)
     out.drift = len(problems)
     raised = {p.key for p in problems}
-    stale = [pk for pk, key in ExceptionRecord.objects.filter(
-        kind="master_data_drift", status__in=ACTIVE_STATUSES, dedupe_key__startswith=f"master_data_drift:{conn.name}:")
-        .values_list("pk", "dedupe_key") if key not in raised]
+    stale = [
+        pk
+        for pk, key in ExceptionRecord.objects.filter(
+            kind="master_data_drift",
+            status__in=ACTIVE_STATUSES,
+            dedupe_key__startswith=f"master_data_drift:{conn.name}:",
+        ).values_list("pk", "dedupe_key")
+        if key not in raised
+    ]
     for start in range(0, len(stale), 1000):
-        out.cleared += _set_status(ExceptionRecord.objects.filter(pk__in=stale[start:start + 1000]), "resolved", None,
-                                   "master data audit: the values agree again")
+        out.cleared += _set_status(
+            ExceptionRecord.objects.filter(pk__in=stale[start : start + 1000]),
+            "resolved",
+            None,
+            "master data audit: the values agree again",
+        )
     return out
 
 
@@ -157,8 +191,14 @@ def audit_all() -> list[dict]:
             out.append(audit_connection(conn, connector).as_dict())
         except errors.ConnectorError as exc:
             kind, key = error_key(exc, conn.name, OPERATION)
-            raise_exception(kind, key, f"Master data audit could not read {conn.name}", message=str(exc)[:2000], connection=conn,
-                            context={"operation": OPERATION, "error": type(exc).__name__})
+            raise_exception(
+                kind,
+                key,
+                f"Master data audit could not read {conn.name}",
+                message=str(exc)[:2000],
+                connection=conn,
+                context={"operation": OPERATION, "error": type(exc).__name__},
+            )
             out.append({"connection": conn.name, "error": str(exc)[:300]})
         else:
             clear(transport_keys(conn.name, OPERATION), reason="master data audit completed")

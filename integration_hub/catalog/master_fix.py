@@ -12,6 +12,7 @@ weight / name to the system that differs, re-read it, and resolve the exception 
   the reason in ``status_reason``; either way one audit entry names who asked, the field, the value written and the
   outcome; a resolve adds the exception's own before/after entry.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ def _connector(record: ExceptionRecord):
 
 
 def writable_reason(record: ExceptionRecord, connector=None) -> str:
-    """"" when the master's value can be written to the record's system, else why not (shown in the UI)."""
+    """ "" when the master's value can be written to the record's system, else why not (shown in the UI)."""
     if record.kind != Kind.MASTER_DATA_DRIFT:
         return "not a master data drift exception"
     ctx = record.context or {}
@@ -127,15 +128,37 @@ def take_master_value(record: ExceptionRecord, user=None, connector=None) -> Tak
     else:
         master = {"barcode": item.barcode, "weight": item.weight, "weight_unit": item.weight_unit, "name": item.name}
         if seen is None:
-            outcome, resolved = f"take the master's value: {field} {value!r} written but {conn.name} no longer lists {system_sku}", False
+            outcome, resolved = (
+                f"take the master's value: {field} {value!r} written but {conn.name} no longer lists {system_sku}",
+                False,
+            )
         elif compare(master, seen, (field,)):
-            outcome, resolved = (f"take the master's value: {field} {value!r} written but {conn.name} still reads "
-                                 f"{seen.get('weight_g' if field == 'weight' else field)!r}"), False
+            outcome, resolved = (
+                (
+                    f"take the master's value: {field} {value!r} written but {conn.name} still reads "
+                    f"{seen.get('weight_g' if field == 'weight' else field)!r}"
+                ),
+                False,
+            )
         else:
-            outcome, resolved = f"take the master's value: {conn.name} now reads {field} {value!r} (confirmed by a re-read)", True
-    audit.write(record, "update", before={"field": field, "system_value": ctx.get("system_value")},
-                after={"field": field, "written": value, "connection": conn.name, "system_sku": system_sku,
-                       "resolved": resolved, "outcome": outcome[:500]}, user=user)
+            outcome, resolved = (
+                f"take the master's value: {conn.name} now reads {field} {value!r} (confirmed by a re-read)",
+                True,
+            )
+    audit.write(
+        record,
+        "update",
+        before={"field": field, "system_value": ctx.get("system_value")},
+        after={
+            "field": field,
+            "written": value,
+            "connection": conn.name,
+            "system_sku": system_sku,
+            "resolved": resolved,
+            "outcome": outcome[:500],
+        },
+        user=user,
+    )
     if resolved:
         change_status(record, "resolve", user=user, reason=outcome)
     else:

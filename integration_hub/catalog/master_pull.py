@@ -18,6 +18,7 @@ transaction) creates a *pending* item instead — no name yet, ``pending = True`
 (and clears ``pending``), an import does too. A SKU that breaks the connection's SKU rules is not created
 (the stock row stays ``unknown_sku``). Pending items are listed on the Items page (state "pending").
 """
+
 from __future__ import annotations
 
 import logging
@@ -65,8 +66,16 @@ def master_connections():
 
 
 def _row(m) -> dict:
-    row = {"sku": m.sku, "name": m.name, "parent_sku": m.parent_sku, "barcode": m.barcode, "weight": m.weight,
-           "weight_unit": m.weight_unit, "unit_cost": m.unit_cost, "active": "1" if m.active else "0"}
+    row = {
+        "sku": m.sku,
+        "name": m.name,
+        "parent_sku": m.parent_sku,
+        "barcode": m.barcode,
+        "weight": m.weight,
+        "weight_unit": m.weight_unit,
+        "unit_cost": m.unit_cost,
+        "active": "1" if m.active else "0",
+    }
     row.update({k: str(m.attributes.get(k, "")) for k in ("size", "colour")})
     return row
 
@@ -95,8 +104,14 @@ def pull_master_items(connection: Connection, *, full: bool = False, skus: list[
     result = item_import.ItemImportResult()
     seen_keys: list[str] = []
 
-    with connection_call(connection, OPERATION, title=f"Item pull from {connection.name} failed", context={"items_read": 0},
-                         cleared="item pull completed") as call:
+    with connection_call(
+        connection,
+        OPERATION,
+        title=f"Item pull from {connection.name} failed",
+        context={"items_read": 0},
+        cleared="item pull completed",
+    ) as call:
+
         def rows():
             source = connector.master_items(since, skus=skus) if skus else connector.master_items(since)
             for n, m in enumerate(source, start=1):
@@ -108,8 +123,13 @@ def pull_master_items(connection: Connection, *, full: bool = False, skus: list[
                 seen_keys.append(_bad_key(connection, m.sku))
                 yield n, _row(m)
 
-        item_import.import_rows(rows(), rules=SkuRules.for_connection(connection), result=result,
-                                source=f"master:{connection.name}", atomic_chunks=True)
+        item_import.import_rows(
+            rows(),
+            rules=SkuRules.for_connection(connection),
+            result=result,
+            source=f"master:{connection.name}",
+            atomic_chunks=True,
+        )
         if not skus:
             SyncCursor.objects.filter(pk=cursor.pk).update(value=started.isoformat(), updated_at=timezone.now())
     out.error = call.error_text(500)
@@ -119,7 +139,13 @@ def pull_master_items(connection: Connection, *, full: bool = False, skus: list[
 
 
 def _count(out: PullResult, r) -> None:
-    out.created, out.updated, out.unchanged, out.refused, out.queued = r.created, r.updated, r.unchanged, r.error_count, r.queued
+    out.created, out.updated, out.unchanged, out.refused, out.queued = (
+        r.created,
+        r.updated,
+        r.unchanged,
+        r.error_count,
+        r.queued,
+    )
 
 
 def _refused(conn: Connection, result, seen_keys: list[str]) -> None:
@@ -129,15 +155,33 @@ def _refused(conn: Connection, result, seen_keys: list[str]) -> None:
         ref = e.row.get("sku") or f"line-{e.line}"
         key = _bad_key(conn, ref)
         refused.add(key)
-        problems.append(Problem(kind="bad_payload", key=key, severity="warning", connection_id=conn.pk, sku=e.row.get("sku", "")[:100],
-                                title=f"Item {ref} from {conn.name} refused", message=e.reason,
-                                context={"master_sku": e.row.get("sku", ""), "problems": e.reason, "row": e.row,
-                                         "connection": conn.name, "source": "item_pull"}))
+        problems.append(
+            Problem(
+                kind="bad_payload",
+                key=key,
+                severity="warning",
+                connection_id=conn.pk,
+                sku=e.row.get("sku", "")[:100],
+                title=f"Item {ref} from {conn.name} refused",
+                message=e.reason,
+                context={
+                    "master_sku": e.row.get("sku", ""),
+                    "problems": e.reason,
+                    "row": e.row,
+                    "connection": conn.name,
+                    "source": "item_pull",
+                },
+            )
+        )
     raise_many(problems)
     good = [k for k in seen_keys if k not in refused]
     for start in range(0, len(good), 1000):
-        _set_status(ExceptionRecord.objects.filter(dedupe_key__in=good[start:start + 1000], status__in=ACTIVE_STATUSES),
-                    "resolved", None, "item accepted by a later pull")
+        _set_status(
+            ExceptionRecord.objects.filter(dedupe_key__in=good[start : start + 1000], status__in=ACTIVE_STATUSES),
+            "resolved",
+            None,
+            "item accepted by a later pull",
+        )
 
 
 # --- pending items from the stock feed -------------------------------------------------------------------------------
@@ -152,7 +196,9 @@ def create_pending_items(connection: Connection, skus: list[str]) -> dict[str, i
     if not good:
         return {}
     source = f"stock:{connection.name}"[:40]
-    Item.objects.bulk_create([Item(sku=s, pending=True, source=source) for s in good], ignore_conflicts=True, batch_size=1000)
+    Item.objects.bulk_create(
+        [Item(sku=s, pending=True, source=source) for s in good], ignore_conflicts=True, batch_size=1000
+    )
     known = dict(Item.objects.filter(sku__in=good).values_list("sku", "pk"))
     pk = connection.pk
 

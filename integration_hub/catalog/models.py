@@ -1,5 +1,6 @@
 """The item master as the hub sees it: master items, how their identifiers map onto storefront SKUs
 (variant level), the identifier transforms between systems, and bundles (kits)."""
+
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
@@ -23,10 +24,19 @@ class Item(models.Model):
     # item master fields (issue 17): see :mod:`.item_validation` for what each may hold
     barcode = models.CharField("barcode / GTIN", max_length=14, blank=True, db_index=True)
     weight = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
-    weight_unit = models.CharField(max_length=2, blank=True, choices=[("g", "g"), ("kg", "kg"), ("lb", "lb"), ("oz", "oz")])
-    pending = models.BooleanField(default=False, help_text="created from a master SKU the hub did not know (stock feed); "
-                                                           "the master pull or an import completes it")
-    source = models.CharField(max_length=40, blank=True, help_text="what last wrote the master fields: csv-import, master:<connection>, stock:<connection>")
+    weight_unit = models.CharField(
+        max_length=2, blank=True, choices=[("g", "g"), ("kg", "kg"), ("lb", "lb"), ("oz", "oz")]
+    )
+    pending = models.BooleanField(
+        default=False,
+        help_text="created from a master SKU the hub did not know (stock feed); "
+        "the master pull or an import completes it",
+    )
+    source = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="what last wrote the master fields: csv-import, master:<connection>, stock:<connection>",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -49,11 +59,17 @@ class IdentifierTransform(models.Model):
         LOWER = "lower", "lower"
 
     name = models.CharField(max_length=100, unique=True)
-    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, null=True, blank=True, related_name="transforms")
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, null=True, blank=True, related_name="transforms"
+    )
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, null=True, blank=True, related_name="transforms")
     strip_leading_zeros = models.BooleanField(default=False)
-    pad_to_length = models.PositiveSmallIntegerField(null=True, blank=True, help_text="left-pad with zeros to this length")
-    fixed_length = models.PositiveSmallIntegerField(null=True, blank=True, help_text="reject identifiers not of this length")
+    pad_to_length = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="left-pad with zeros to this length"
+    )
+    fixed_length = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="reject identifiers not of this length"
+    )
     prefix = models.CharField(max_length=20, blank=True)
     suffix = models.CharField(max_length=20, blank=True)
     case = models.CharField(max_length=5, choices=Case.choices, default=Case.KEEP)
@@ -72,11 +88,22 @@ class SkuMapping(models.Model):
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="mappings")
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, null=True, blank=True, related_name="sku_mappings")
     storefront_sku = models.CharField(max_length=100, db_index=True)
-    storefront_product = models.CharField(max_length=200, blank=True, help_text="product key / id of the parent, when known")
-    transform = models.ForeignKey(IdentifierTransform, null=True, blank=True, on_delete=models.SET_NULL,
-                                  help_text="transform that produced this mapping, if any")
-    safety_buffer = models.PositiveIntegerField(null=True, blank=True, help_text="overrides the channel buffer for this SKU",
-                                                validators=safety_buffer_validators())
+    storefront_product = models.CharField(
+        max_length=200, blank=True, help_text="product key / id of the parent, when known"
+    )
+    transform = models.ForeignKey(
+        IdentifierTransform,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        help_text="transform that produced this mapping, if any",
+    )
+    safety_buffer = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="overrides the channel buffer for this SKU",
+        validators=safety_buffer_validators(),
+    )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -85,7 +112,9 @@ class SkuMapping(models.Model):
         ordering = ["storefront_sku"]
         constraints = [
             models.UniqueConstraint(fields=["channel", "storefront_sku"], name="uniq_mapping_channel_sku"),
-            models.UniqueConstraint(fields=["storefront_sku"], condition=models.Q(channel__isnull=True), name="uniq_mapping_global_sku"),
+            models.UniqueConstraint(
+                fields=["storefront_sku"], condition=models.Q(channel__isnull=True), name="uniq_mapping_global_sku"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -95,7 +124,9 @@ class SkuMapping(models.Model):
 class BundleComponent(models.Model):
     """One component of a kit: selling one ``bundle`` consumes ``quantity`` of ``component``."""
 
-    bundle = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="components", limit_choices_to={"is_bundle": True})
+    bundle = models.ForeignKey(
+        Item, on_delete=models.CASCADE, related_name="components", limit_choices_to={"is_bundle": True}
+    )
     component = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="used_in_bundles")
     quantity = models.PositiveIntegerField(validators=[MinValueValidator(1)], default=1)
 

@@ -1,4 +1,5 @@
 """Celery tasks of the catalogue. Thin: business rules live in :mod:`.audit`."""
+
 from __future__ import annotations
 
 import logging
@@ -27,9 +28,15 @@ def audit_catalogue(connection_id: int | None = None) -> list[dict]:
         qs = qs.filter(pk=connection_id)
     out = []
     for conn in qs:
-        with connection_call(conn, "catalogue_audit", title=f"Catalogue audit could not read the SKUs of {conn.name}",
-                             action="retry_audit", catch=(errors.ConnectorError, NotImplementedError),
-                             cleared="catalogue audit completed", unexplained=CANNOT_LIST) as call:
+        with connection_call(
+            conn,
+            "catalogue_audit",
+            title=f"Catalogue audit could not read the SKUs of {conn.name}",
+            action="retry_audit",
+            catch=(errors.ConnectorError, NotImplementedError),
+            cleared="catalogue audit completed",
+            unexplained=CANNOT_LIST,
+        ) as call:
             res = asdict(audit_connection(conn))
         if call.failed:
             log.warning("catalogue audit of %s failed: %s", conn.name, call.error)
@@ -80,7 +87,12 @@ def check_storefront_skus(connection_id: int, skus: list) -> dict:
     conn = Connection.objects.filter(pk=connection_id, enabled=True).first()
     if conn is None:
         return {"skipped": "connection gone or disabled"}
-    with connection_call(conn, "catalogue_check", title=f"Catalogue check of new SKUs on {conn.name} failed",
-                         context={"skus": list(skus)[:50]}, cleared="catalogue check completed") as call:
+    with connection_call(
+        conn,
+        "catalogue_check",
+        title=f"Catalogue check of new SKUs on {conn.name} failed",
+        context={"skus": list(skus)[:50]},
+        cleared="catalogue check completed",
+    ) as call:
         res = item_outbox.check_storefront_skus(conn, skus)
     return {"error": call.error_text(300)} if call.failed else res

@@ -1,4 +1,5 @@
 """Identifier transforms between master identifiers and storefront SKUs (pure functions)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ def apply(identifier: str, spec: TransformSpec) -> str:
 
 def normalise(identifier: str) -> str:
     """Loose comparison key used to find near-matches: trimmed, upper-case, leading zeros stripped."""
-    return (str(identifier).strip().upper().lstrip("0") or "0")
+    return str(identifier).strip().upper().lstrip("0") or "0"
 
 
 def normalise_sql(column: str) -> str:
@@ -60,7 +61,11 @@ def candidate_specs() -> list[TransformSpec]:
     """Transforms the catalogue audit tries when a storefront SKU matches no mapping."""
     specs = [TransformSpec(strip_leading_zeros=True)]
     specs += [TransformSpec(pad_to_length=n) for n in (6, 8, 10, 12, 13, 14)]
-    specs += [TransformSpec(case="upper"), TransformSpec(case="lower"), TransformSpec(strip_leading_zeros=True, case="upper")]
+    specs += [
+        TransformSpec(case="upper"),
+        TransformSpec(case="lower"),
+        TransformSpec(strip_leading_zeros=True, case="upper"),
+    ]
     return specs
 
 

@@ -1,4 +1,5 @@
 """What a storefront SKU may look like, checked the same way by the console form and the CSV import."""
+
 from __future__ import annotations
 
 import re

@@ -17,6 +17,6 @@ Pages (login required; each checks permissions, never group names — see core.r
   /reports/                 finance reconciliation (integration_hub.reconciliation)
   /api/                     REST API (integration_hub.api), schema at /api/schema/, docs at /api/docs/
 
-Figures live in :mod:`.services`, the CSV import in :mod:`.csv_import`, fix actions in
+Figures live in :mod:`.services`, the CSV import in :mod:`integration_hub.catalog.mapping_import`, fix actions in
 :mod:`exceptions_app.triage`. Every page runs a fixed number of queries whatever the row count.
 """

@@ -9,6 +9,7 @@ previous values as a new change, through the normal edit page: the revert page i
 the previous values, so saving runs the same validation and, for changes that move stock, the same impact
 preview and confirmation. :func:`revert_plan` refuses with a reason when an entry cannot be reverted.
 """
+
 from __future__ import annotations
 
 import re
@@ -22,10 +23,15 @@ from .services import VOLATILE, HistoryRow
 
 # foreign key attname → (model label, field that names a row)
 NAMES = {
-    "item_id": ("catalog.Item", "sku"), "channel_id": ("core.Channel", "key"), "transform_id": ("catalog.IdentifierTransform", "name"),
-    "pool_id": ("inventory.StockPool", "code"), "connection_id": ("core.Connection", "name"),
-    "location_id": ("core.Location", "code"), "warehouse_id": ("core.Connection", "name"),
-    "bundle_id": ("catalog.Item", "sku"), "component_id": ("catalog.Item", "sku"),
+    "item_id": ("catalog.Item", "sku"),
+    "channel_id": ("core.Channel", "key"),
+    "transform_id": ("catalog.IdentifierTransform", "name"),
+    "pool_id": ("inventory.StockPool", "code"),
+    "connection_id": ("core.Connection", "name"),
+    "location_id": ("core.Location", "code"),
+    "warehouse_id": ("core.Connection", "name"),
+    "bundle_id": ("catalog.Item", "sku"),
+    "component_id": ("catalog.Item", "sku"),
 }
 HIDDEN = VOLATILE | {"id", "created_at"}
 
@@ -93,8 +99,11 @@ class RevertPlan:
     changes: list  # (field, now, after revert)
 
 
-REVERTIBLE = {("catalog", "skumapping"): "sku-mappings", ("inventory", "channelstockrule"): "channel-rules",
-              ("django_celery_beat", "periodictask"): "schedule"}
+REVERTIBLE = {
+    ("catalog", "skumapping"): "sku-mappings",
+    ("inventory", "channelstockrule"): "channel-rules",
+    ("django_celery_beat", "periodictask"): "schedule",
+}
 
 
 def revertible_kind(entry) -> str | None:
@@ -127,17 +136,24 @@ def revert_plan(entry) -> RevertPlan:
     obj = model.objects.filter(pk=entry.object_id).first()
     if obj is None:
         raise NotRevertible(f"{entry.object_repr} has been deleted since.")
-    newer = (AuditEntry.objects.filter(content_type_id=entry.content_type_id, object_id=entry.object_id)
-             .filter(at__gte=entry.at).exclude(pk=entry.pk).exclude(at=entry.at, pk__lt=entry.pk)
-             .select_related("actor").order_by("at", "id"))
+    newer = (
+        AuditEntry.objects.filter(content_type_id=entry.content_type_id, object_id=entry.object_id)
+        .filter(at__gte=entry.at)
+        .exclude(pk=entry.pk)
+        .exclude(at=entry.at, pk__lt=entry.pk)
+        .select_related("actor")
+        .order_by("at", "id")
+    )
     for later in newer:
         if later.action == "delete":
             raise NotRevertible(f"{entry.object_repr} has been deleted since.")
         if "run_now" in (later.after or {}):
             continue
         if _changed_keys(later) & keys:
-            raise NotRevertible(f"Changed again since by {actor_name(later.actor)} at {later.at:%Y-%m-%d %H:%M} UTC "
-                                f"(entry #{later.pk}): revert that change first.")
+            raise NotRevertible(
+                f"Changed again since by {actor_name(later.actor)} at {later.at:%Y-%m-%d %H:%M} UTC "
+                f"(entry #{later.pk}): revert that change first."
+            )
     if kind == "schedule":
         data, changes = _schedule_data(obj, entry.before, keys)
     else:
@@ -179,7 +195,11 @@ def _rule_data(kind, obj, before: dict, keys: set[str]):
     rt = RULES[kind]
     data = _form_data(rt.form(instance=obj))
     current = _form_data(rt.form(instance=obj))
-    fks = {"channel_id": ("channel", Channel), "transform_id": ("transform", IdentifierTransform), "pool_id": ("pool", StockPool)}
+    fks = {
+        "channel_id": ("channel", Channel),
+        "transform_id": ("transform", IdentifierTransform),
+        "pool_id": ("pool", StockPool),
+    }
     for k in keys:
         v = before.get(k)
         if k == "item_id":
@@ -227,7 +247,9 @@ def _schedule_data(task, before: dict, keys: set[str]):
     data = dict(current)
     unsupported = keys - {"enabled", "interval", "crontab"}
     if unsupported:
-        raise NotRevertible(f"Only the schedule and the enabled flag can be reverted here, not {', '.join(sorted(unsupported))}.")
+        raise NotRevertible(
+            f"Only the schedule and the enabled flag can be reverted here, not {', '.join(sorted(unsupported))}."
+        )
     if "enabled" in keys:
         data["enabled"] = bool(before.get("enabled"))
     if {"interval", "crontab"} & keys:

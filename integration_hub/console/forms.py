@@ -50,16 +50,23 @@ class SkuMappingForm(forms.ModelForm):
         if sku:
             clash = SkuMapping.objects.filter(channel=channel, storefront_sku=sku).exclude(pk=self.instance.pk)
             if clash.exists():
-                self.add_error("storefront_sku", f"{sku!r} is already mapped on {'that channel' if channel else 'every channel'}.")
+                self.add_error(
+                    "storefront_sku", f"{sku!r} is already mapped on {'that channel' if channel else 'every channel'}."
+                )
         if sku and transform is not None and self.instance.item_id:
             try:
                 produced = transforms.apply(self.instance.item.sku, transforms.TransformSpec.from_model(transform))
             except transforms.TransformError as exc:
-                self.add_error("transform", f"Transform {transform.name} cannot be applied to {self.instance.item.sku}: {exc}.")
+                self.add_error(
+                    "transform", f"Transform {transform.name} cannot be applied to {self.instance.item.sku}: {exc}."
+                )
             else:
                 if produced != sku:
-                    self.add_error("transform", f"Transform {transform.name} turns {self.instance.item.sku} into "
-                                                f"{produced!r}, not the storefront SKU {sku!r}.")
+                    self.add_error(
+                        "transform",
+                        f"Transform {transform.name} turns {self.instance.item.sku} into "
+                        f"{produced!r}, not the storefront SKU {sku!r}.",
+                    )
         return data
 
     def validate_unique(self):
@@ -72,17 +79,32 @@ class SkuMappingForm(forms.ModelForm):
         if channel is None or not sku:
             return []
         out = []
-        for m in SkuMapping.objects.filter(channel__isnull=True, active=True).filter(
-                Q(storefront_sku=sku) | Q(item_id=self.instance.item_id)).select_related("item"):
-            out.append(f"On {channel.key} this mapping overrides the all-channel mapping {m.item.sku} → {m.storefront_sku}.")
+        for m in (
+            SkuMapping.objects.filter(channel__isnull=True, active=True)
+            .filter(Q(storefront_sku=sku) | Q(item_id=self.instance.item_id))
+            .select_related("item")
+        ):
+            out.append(
+                f"On {channel.key} this mapping overrides the all-channel mapping {m.item.sku} → {m.storefront_sku}."
+            )
         return out
 
 
 class TransformForm(forms.ModelForm):
     class Meta:
         model = IdentifierTransform
-        fields = ["name", "connection", "channel", "strip_leading_zeros", "pad_to_length", "fixed_length", "prefix",
-                  "suffix", "case", "active"]
+        fields = [
+            "name",
+            "connection",
+            "channel",
+            "strip_leading_zeros",
+            "pad_to_length",
+            "fixed_length",
+            "prefix",
+            "suffix",
+            "case",
+            "active",
+        ]
 
 
 class ChannelRuleForm(forms.ModelForm):
@@ -117,8 +139,12 @@ class ScheduleForm(forms.ModelForm):
 
     every = forms.IntegerField(min_value=1, required=False, label="Run every")
     period = forms.ChoiceField(choices=IntervalSchedule.PERIOD_CHOICES, required=False)
-    cron = forms.CharField(required=False, label="or crontab (m h dom mon dow)", max_length=100,
-                           help_text="e.g. '30 5 * * *' for 05:30 daily; leave empty to use the interval")
+    cron = forms.CharField(
+        required=False,
+        label="or crontab (m h dom mon dow)",
+        max_length=100,
+        help_text="e.g. '30 5 * * *' for 05:30 daily; leave empty to use the interval",
+    )
 
     class Meta:
         model = PeriodicTask
@@ -135,7 +161,9 @@ class ScheduleForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         try:
-            data["schedule"] = beat.clean_schedule(every=data.get("every"), period=data.get("period"), cron=data.get("cron"))
+            data["schedule"] = beat.clean_schedule(
+                every=data.get("every"), period=data.get("period"), cron=data.get("cron")
+            )
         except ValidationError as exc:
             for name, errors in exc.message_dict.items():
                 self.add_error(name, errors)
@@ -149,7 +177,9 @@ class ScheduleForm(forms.ModelForm):
 
 class CsvImportForm(forms.Form):
     file = forms.FileField(label="CSV file")
-    dry_run = forms.BooleanField(required=False, label="Dry run: check every row and show what would change, save nothing")
+    dry_run = forms.BooleanField(
+        required=False, label="Dry run: check every row and show what would change, save nothing"
+    )
 
     def clean_file(self):
         f = self.cleaned_data["file"]

@@ -4,6 +4,7 @@ unless the person confirmed what the preview showed ("12 SKUs on uk-web drop to 
 
 Set-based: two ATS computations (:mod:`integration_hub.inventory.ats`, one query each per channel set or
 pair chunk) whatever the number of SKUs."""
+
 from __future__ import annotations
 
 import hashlib
@@ -95,8 +96,7 @@ def diff(before: dict, after: dict) -> Impact:
     return impact
 
 
-def apply_with_preview(apply: Callable, *, channel_ids: list[int] | None, item_ids: set[int] | None,
-                       confirmed: bool):
+def apply_with_preview(apply: Callable, *, channel_ids: list[int] | None, item_ids: set[int] | None, confirmed: bool):
     """Run ``apply()`` (the save) and measure its effect on ATS. When it moves stock and ``confirmed`` is
     false, everything it wrote is rolled back. Returns ``(apply's result, Impact, saved)``."""
     items = affected_items(item_ids) if item_ids is not None else None
@@ -134,6 +134,7 @@ def delete_scope(obj) -> dict:
 def preview_delete(obj, *, confirmed: bool, after: Callable | None = None):
     """Delete ``obj`` with its impact measured; unless ``confirmed`` the delete is rolled back (a preview).
     ``after(obj)`` runs once the delete is kept (re-queue pushes). Returns ``(Impact, deleted)``."""
+
     def apply():
         obj.delete()
 
@@ -159,8 +160,9 @@ def _preview_only(apply, scope):
 
 def delete_token(label: str, pk, state: dict) -> str:
     """Confirms exactly this delete of this row as it was previewed (a row edited meanwhile needs a new preview)."""
-    return hmac.new(settings.SECRET_KEY.encode(), repr(("delete", label, str(pk), sorted(state.items()))).encode(),
-                    hashlib.sha256).hexdigest()[:32]
+    return hmac.new(
+        settings.SECRET_KEY.encode(), repr(("delete", label, str(pk), sorted(state.items()))).encode(), hashlib.sha256
+    ).hexdigest()[:32]
 
 
 def token_matches(given: str, token: str) -> bool:
@@ -169,7 +171,19 @@ def token_matches(given: str, token: str) -> bool:
 
 def as_dict(impact: Impact) -> dict:
     """The preview for the API (and tests)."""
-    return {"changed": impact.changed, "lines": impact.lines(),
-            "channels": [{"channel": c.key, "to_zero": c.to_zero, "down": c.down, "up": c.up,
-                          "units_before": c.units_before, "units_after": c.units_after} for c in impact.channels],
-            "sample": [{"channel": ch, "sku": sku, "before": b, "after": a} for ch, sku, b, a in impact.sample]}
+    return {
+        "changed": impact.changed,
+        "lines": impact.lines(),
+        "channels": [
+            {
+                "channel": c.key,
+                "to_zero": c.to_zero,
+                "down": c.down,
+                "up": c.up,
+                "units_before": c.units_before,
+                "units_after": c.units_after,
+            }
+            for c in impact.channels
+        ],
+        "sample": [{"channel": ch, "sku": sku, "before": b, "after": a} for ch, sku, b, a in impact.sample],
+    }

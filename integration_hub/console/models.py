@@ -1,5 +1,6 @@
 """The console owns no data of its own; this unmanaged model only carries the console's custom
 permissions so roles can be granted them like any other (``console.view_dashboard``)."""
+
 from django.db import models
 
 
@@ -23,8 +24,9 @@ class ScheduleRun(models.Model):
         SUCCEEDED = "succeeded", "succeeded"
         FAILED = "failed", "failed"
 
-    periodic_task = models.ForeignKey("django_celery_beat.PeriodicTask", null=True, blank=True, on_delete=models.SET_NULL,
-                                      related_name="+")
+    periodic_task = models.ForeignKey(
+        "django_celery_beat.PeriodicTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     name = models.CharField(max_length=200, help_text="the job's name when it was launched")
     task = models.CharField(max_length=200)
     celery_task_id = models.CharField(max_length=64, unique=True)

@@ -1,21 +1,18 @@
-""""Retry all matching" for the stock push queue and the order list: the whole filtered set, not one page.
+""" "Retry all matching" for the stock push queue and the order list: the whole filtered set, not one page.
 
 The list pages and these functions read the same filters (:func:`push_queryset`, :func:`order_queryset`), so
 the count shown before confirming is the set that is retried. Set-based: a push retry is one UPDATE per 1,000
-rows (the back-off lifted, a worker nudged); an order retry revalidates held / failed / captured orders in
-batches (``orders.services.validate_many``) and makes validated / unacknowledged / dispatched ones due now for
-the order worker, which sends them (or tells the storefront they shipped). Above ``HUB_BULK_INLINE_LIMIT``
+rows (the back-off lifted, a worker nudged); an order retry is the order flow's own bulk action
+(:func:`integration_hub.orders.actions.retry_orders`: revalidates held / failed / captured orders in batches and makes
+validated / unacknowledged / dispatched ones due now for the order worker, which sends them or tells the storefront
+they shipped). Above ``HUB_BULK_INLINE_LIMIT``
 rows the work is queued to a worker (:mod:`.tasks`) with a progress bar on the dashboard.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.conf import settings
-from django.db.models import Q
-from django.utils import timezone
 
-CHUNK = 1000
 RETRYABLE_STATES = ("captured", "validated", "sent", "held", "failed", "dispatched")
 
 
@@ -44,23 +41,6 @@ def failing_pushes(params):
     return push_queryset(params).filter(attempts__gt=0)
 
 
-def lift_backoff(qs, progress=None) -> int:
-    """Make every push of ``qs`` due now (one UPDATE per 1,000 ids) and nudge a worker. Returns rows changed."""
-    from integration_hub.inventory.models import PendingPush
-    from integration_hub.inventory.outbox import kick
-
-    ids = list(qs.order_by("id").values_list("id", flat=True))
-    n = 0
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
-        n += PendingPush.objects.filter(pk__in=chunk).update(not_before=None)
-        if progress is not None:
-            progress.advance(len(chunk))
-    if n:
-        kick()
-    return n
-
-
 # --- orders -----------------------------------------------------------------------------------------------------
 def order_queryset(params):
     """The order list's filters: state, channel key, search (number, e-mail, name)."""
@@ -81,40 +61,3 @@ def order_queryset(params):
 
 def retryable(qs):
     return qs.filter(state__in=RETRYABLE_STATES, cancel_requested_at__isnull=True)
-
-
-@dataclass
-class OrderRetry:
-    revalidated: int = 0
-    held: int = 0  # revalidated but still invalid: their reasons are on each order
-    due: int = 0  # orders the worker will send (or notify) now
-
-
-def retry_orders(order_ids, actor=None, progress=None) -> OrderRetry:
-    """Retry many orders: failed ones get a fresh attempt budget, captured / held / failed ones are revalidated
-    (those still invalid stay held with their reasons), and validated / sent / dispatched ones are made due now —
-    except orders a worker holds a live lease on (a send in flight is never doubled). Then one nudge."""
-    from integration_hub.orders.models import Order, OrderState as S
-    from integration_hub.orders.services import kick, validate_many
-
-    ids = sorted(set(order_ids))
-    out = OrderRetry()
-    now = timezone.now()
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        Order.objects.filter(pk__in=chunk, state=S.FAILED).update(send_attempts=0)
-        again = list(Order.objects.filter(pk__in=chunk, state__in=[S.CAPTURED, S.HELD, S.FAILED]).values_list("pk", flat=True))
-        if again:
-            result = validate_many(again, actor=actor, cause="retried from the console")
-            out.revalidated += len(result.validated)
-            # still invalid (held, or failed: the order flow keeps a failed order failed until it validates)
-            out.held += Order.objects.filter(pk__in=again, state__in=[S.HELD, S.FAILED]).count()
-        out.due += (Order.objects.filter(pk__in=chunk, state__in=[S.VALIDATED, S.SENT, S.DISPATCHED],
-                                         cancel_requested_at__isnull=True)
-                    .filter(Q(claim_token="") | Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-                    .update(next_attempt_at=None, claim_token=""))
-        if progress is not None:
-            progress.advance(len(chunk))
-    if out.due:
-        kick()
-    return out

@@ -8,6 +8,7 @@ A run launched here gets a task id starting ``hubrun-``: the worker-side signal 
 (:func:`on_task_prerun`, :func:`on_task_postrun`) touch the database only for such ids, so the thousands of
 ordinary tasks a day cost nothing extra.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,21 @@ log = logging.getLogger(__name__)
 
 RUN_PREFIX = "hubrun-"
 DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
-MONTHS = ["", "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December"]
+MONTHS = [
+    "",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 PERIOD_WORDS = {"days": "day", "hours": "hour", "minutes": "minute", "seconds": "second", "microseconds": "microsecond"}
 
 
@@ -35,6 +49,7 @@ def _num(v: str) -> bool:
 
 def _days(dow: str) -> str | None:
     """'1' → 'Monday', '1-5' → 'Monday to Friday', '1,3' → 'Monday and Wednesday' (cron: 0 or 7 = Sunday)."""
+
     def name(x):
         return DAYS[int(x) % 7] if x.isdigit() else (x.capitalize() if x.isalpha() else None)
 
@@ -114,8 +129,14 @@ def next_run(task, now: datetime | None = None) -> datetime | None:
         tz = ZoneInfo(str(c.timezone or "UTC"))
         # Celery reads the fields in its own time zone: give it the wall-clock time of the crontab's zone
         ref = (start or now).astimezone(tz).replace(tzinfo=None)
-        sched = crontab(minute=c.minute, hour=c.hour, day_of_month=c.day_of_month, month_of_year=c.month_of_year,
-                        day_of_week=c.day_of_week, nowfun=lambda: ref)
+        sched = crontab(
+            minute=c.minute,
+            hour=c.hour,
+            day_of_month=c.day_of_month,
+            month_of_year=c.month_of_year,
+            day_of_week=c.day_of_week,
+            nowfun=lambda: ref,
+        )
         wall = ref + sched.remaining_estimate(ref)
         return wall.replace(tzinfo=tz).astimezone(ZoneInfo("UTC"))
     if task.interval_id:
@@ -156,9 +177,14 @@ def run_now(task, user=None):
 
     from .models import ScheduleRun
 
-    run = ScheduleRun.objects.create(periodic_task=task, name=task.name[:200], task=task.task,
-                                     celery_task_id=f"{RUN_PREFIX}{uuid.uuid4().hex}", launched_by=user if
-                                     getattr(user, "is_authenticated", False) else None, launched_at=timezone.now())
+    run = ScheduleRun.objects.create(
+        periodic_task=task,
+        name=task.name[:200],
+        task=task.task,
+        celery_task_id=f"{RUN_PREFIX}{uuid.uuid4().hex}",
+        launched_by=user if getattr(user, "is_authenticated", False) else None,
+        launched_at=timezone.now(),
+    )
     kwargs = json.loads(task.kwargs or "{}")
     args = json.loads(task.args or "[]")
     options = {"queue": task.queue} if task.queue else {}
@@ -172,8 +198,10 @@ def run_now(task, user=None):
     except Exception as exc:  # noqa: BLE001 - broker down or misconfigured: say so on the run
         log.exception("could not send %s", task.task)
         ScheduleRun.objects.filter(pk=run.pk, state=ScheduleRun.State.QUEUED).update(
-            state=ScheduleRun.State.FAILED, finished_at=timezone.now(),
-            error=f"could not send the task: {type(exc).__name__}: {exc}"[:2000])
+            state=ScheduleRun.State.FAILED,
+            finished_at=timezone.now(),
+            error=f"could not send the task: {type(exc).__name__}: {exc}"[:2000],
+        )
     run.refresh_from_db()
     return run
 
@@ -191,7 +219,9 @@ def on_task_prerun(sender=None, task_id=None, **kwargs):
         return
     from .models import ScheduleRun
 
-    ScheduleRun.objects.filter(celery_task_id=task_id).update(state=ScheduleRun.State.STARTED, started_at=timezone.now())
+    ScheduleRun.objects.filter(celery_task_id=task_id).update(
+        state=ScheduleRun.State.STARTED, started_at=timezone.now()
+    )
 
 
 def on_task_postrun(sender=None, task_id=None, retval=None, state=None, **kwargs):
@@ -201,9 +231,11 @@ def on_task_postrun(sender=None, task_id=None, retval=None, state=None, **kwargs
 
     failed = state != "SUCCESS"
     ScheduleRun.objects.filter(celery_task_id=task_id).update(
-        state=ScheduleRun.State.FAILED if failed else ScheduleRun.State.SUCCEEDED, finished_at=timezone.now(),
+        state=ScheduleRun.State.FAILED if failed else ScheduleRun.State.SUCCEEDED,
+        finished_at=timezone.now(),
         outcome="" if failed else _outcome(retval),
-        error=(f"{state}: {type(retval).__name__}: {retval}"[:2000] if failed else ""))
+        error=(f"{state}: {type(retval).__name__}: {retval}"[:2000] if failed else ""),
+    )
 
 
 def connect_signals() -> None:

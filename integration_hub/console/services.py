@@ -1,5 +1,6 @@
 """Dashboard figures, each section one aggregate query whatever the data size (ARCHITECTURE principle 6).
 Sections are computed only for roles allowed to see them (no data leaks across roles)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,8 +21,15 @@ from integration_hub.orders.models import Order, OrderState
 
 SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.ERROR: 2, Severity.CRITICAL: 3}
 # orders in these states are waiting on someone; how long the oldest has waited is "stuck age"
-WAITING_STATES = [OrderState.CAPTURED, OrderState.VALIDATED, OrderState.SENT, OrderState.HELD, OrderState.FAILED,
-                  OrderState.ACKNOWLEDGED, OrderState.DISPATCHED]
+WAITING_STATES = [
+    OrderState.CAPTURED,
+    OrderState.VALIDATED,
+    OrderState.SENT,
+    OrderState.HELD,
+    OrderState.FAILED,
+    OrderState.ACKNOWLEDGED,
+    OrderState.DISPATCHED,
+]
 
 
 @dataclass
@@ -36,10 +44,15 @@ class Oldest:
 
 
 def pending_pushes() -> dict:
-    rows = list(PendingPush.objects.order_by().values("priority").annotate(
-        n=Count("id"), oldest=Min("created_at"), retrying=Count("id", filter=Q(attempts__gt=0))))
+    rows = list(
+        PendingPush.objects.order_by()
+        .values("priority")
+        .annotate(n=Count("id"), oldest=Min("created_at"), retrying=Count("id", filter=Q(attempts__gt=0)))
+    )
     labels = dict(PendingPush.Priority.choices)
-    by_priority = [{"priority": labels.get(r["priority"], r["priority"]), **r} for r in sorted(rows, key=lambda r: r["priority"])]
+    by_priority = [
+        {"priority": labels.get(r["priority"], r["priority"]), **r} for r in sorted(rows, key=lambda r: r["priority"])
+    ]
     return {
         "total": sum(r["n"] for r in rows),
         "retrying": sum(r["retrying"] for r in rows),
@@ -52,9 +65,20 @@ def connections() -> list[dict]:
     """Each connection with its last success/error and where each of its polled streams stopped (2 queries)."""
     from integration_hub.core.models import SyncCursor
 
-    rows = list(Connection.objects.order_by("name").values(
-        "id", "name", "system_type", "enabled", "last_success_at", "last_error_at", "last_error",
-        "webhook_secret_env", "webhook_secret_encrypted", "options"))
+    rows = list(
+        Connection.objects.order_by("name").values(
+            "id",
+            "name",
+            "system_type",
+            "enabled",
+            "last_success_at",
+            "last_error_at",
+            "last_error",
+            "webhook_secret_env",
+            "webhook_secret_encrypted",
+            "options",
+        )
+    )
     cursors: dict[int, list] = {}
     for c in SyncCursor.objects.order_by("stream").values("connection_id", "stream", "updated_at"):
         cursors.setdefault(c["connection_id"], []).append(c)
@@ -62,8 +86,9 @@ def connections() -> list[dict]:
         r["cursors"] = cursors.get(r["id"], [])
         # receives webhooks but refuses them all: no secret of its own (there is no shared default)
         # (Clarus: its identification headers in the options instead — it signs nothing)
-        r["webhook_secret_missing"] = (r["system_type"] in WEBHOOK_SYSTEMS and not webhook_auth_configured(
-            r["system_type"], r.pop("options"), r.pop("webhook_secret_env"), r.pop("webhook_secret_encrypted")))
+        r["webhook_secret_missing"] = r["system_type"] in WEBHOOK_SYSTEMS and not webhook_auth_configured(
+            r["system_type"], r.pop("options"), r.pop("webhook_secret_env"), r.pop("webhook_secret_encrypted")
+        )
     return rows
 
 
@@ -75,33 +100,57 @@ def heartbeats() -> list[dict]:
     from integration_hub.core.models import Heartbeat
 
     now = timezone.now()
-    return [{**h, "stale": now - h["at"] > HEARTBEAT_STALE} for h in Heartbeat.objects.order_by("name").values("name", "at", "detail")]
+    return [
+        {**h, "stale": now - h["at"] > HEARTBEAT_STALE}
+        for h in Heartbeat.objects.order_by("name").values("name", "at", "detail")
+    ]
 
 
 def exceptions_by_kind() -> dict:
-    rows = list(ExceptionRecord.objects.filter(status__in=ACTIVE_STATUSES).order_by().values("kind", "severity")
-                .annotate(n=Count("id"), oldest=Min("first_seen"), latest=Max("last_seen")))
+    rows = list(
+        ExceptionRecord.objects.filter(status__in=ACTIVE_STATUSES)
+        .order_by()
+        .values("kind", "severity")
+        .annotate(n=Count("id"), oldest=Min("first_seen"), latest=Max("last_seen"))
+    )
     labels = dict(Kind.choices)
     kinds: dict[str, dict] = {}
     for r in rows:
-        k = kinds.setdefault(r["kind"], {"kind": r["kind"], "label": labels.get(r["kind"], r["kind"]), "n": 0,
-                                         "worst": Severity.INFO, "oldest": r["oldest"], "latest": r["latest"]})
+        k = kinds.setdefault(
+            r["kind"],
+            {
+                "kind": r["kind"],
+                "label": labels.get(r["kind"], r["kind"]),
+                "n": 0,
+                "worst": Severity.INFO,
+                "oldest": r["oldest"],
+                "latest": r["latest"],
+            },
+        )
         k["n"] += r["n"]
         if SEVERITY_RANK.get(r["severity"], 0) > SEVERITY_RANK.get(k["worst"], 0):
             k["worst"] = r["severity"]
         k["oldest"] = min(k["oldest"], r["oldest"])
         k["latest"] = max(k["latest"], r["latest"])
     items = sorted(kinds.values(), key=lambda k: (-SEVERITY_RANK.get(k["worst"], 0), -k["n"]))
-    return {"total": sum(k["n"] for k in items), "kinds": items,
-            "oldest": min((k["oldest"] for k in items), default=None)}
+    return {
+        "total": sum(k["n"] for k in items),
+        "kinds": items,
+        "oldest": min((k["oldest"] for k in items), default=None),
+    }
 
 
 def orders_by_state() -> dict:
-    rows = {r["state"]: r for r in Order.objects.order_by().values("state").annotate(n=Count("id"), oldest=Min("updated_at"))}
+    rows = {
+        r["state"]: r
+        for r in Order.objects.order_by().values("state").annotate(n=Count("id"), oldest=Min("updated_at"))
+    }
     ack_cutoff = timezone.now() - timedelta(minutes=int(settings.HUB["ACK_TIMEOUT_MINUTES"]))
     labels = dict(OrderState.choices)
-    states = [{"state": s, "label": labels[s], "n": rows.get(s, {}).get("n", 0), "oldest": rows.get(s, {}).get("oldest")}
-              for s in OrderState.values]
+    states = [
+        {"state": s, "label": labels[s], "n": rows.get(s, {}).get("n", 0), "oldest": rows.get(s, {}).get("oldest")}
+        for s in OrderState.values
+    ]
     stuck = [r["oldest"] for r in states if r["state"] in (OrderState.HELD, OrderState.FAILED) and r["oldest"]]
     sent = rows.get(OrderState.SENT, {}).get("oldest")
     if sent and sent < ack_cutoff:
@@ -154,7 +203,9 @@ def history_rows(entries) -> list[HistoryRow]:
     for e in entries:
         before, after = e.before or {}, e.after or {}
         keys = sorted(set(before) | set(after))
-        changes = [(k, before.get(k), after.get(k)) for k in keys if before.get(k) != after.get(k) and k not in VOLATILE]
+        changes = [
+            (k, before.get(k), after.get(k)) for k in keys if before.get(k) != after.get(k) and k not in VOLATILE
+        ]
         out.append(HistoryRow(e, changes))
     return out
 
@@ -186,9 +237,17 @@ def order_search(q: str):
         if not word:
             continue
         any_field = Q()
-        for f in ("order_number", "external_id", "idempotency_key", "warehouse_ref", "customer_email",
-                  "shipping_address__first_name", "shipping_address__last_name",
-                  "billing_address__first_name", "billing_address__last_name"):
+        for f in (
+            "order_number",
+            "external_id",
+            "idempotency_key",
+            "warehouse_ref",
+            "customer_email",
+            "shipping_address__first_name",
+            "shipping_address__last_name",
+            "billing_address__first_name",
+            "billing_address__last_name",
+        ):
             any_field |= Q(**{f"{f}__icontains": word})
         cond &= any_field
     return cond

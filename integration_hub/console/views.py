@@ -1,5 +1,6 @@
 """Staff console: dashboard, rule editing pages with audit history, CSV import, beat schedules.
-Thin views; figures in :mod:`.services`, import in :mod:`.csv_import`, fixes in exceptions_app.triage."""
+Thin views; figures in :mod:`.services`, import in :mod:`integration_hub.catalog.mapping_import`, fixes in exceptions_app.triage."""
+
 from __future__ import annotations
 
 from django.contrib import messages
@@ -17,16 +18,17 @@ from django.views.generic import TemplateView
 from django_celery_beat.models import PeriodicTask
 
 from exceptions_app import kinds, triage
+from integration_hub.catalog import mapping_import
 from integration_hub.catalog.models import SkuMapping
 from integration_hub.core import audit
 from integration_hub.core.models import AuditEntry
 from integration_hub.core.roles import PermissionRequired
 from integration_hub.inventory.models import ChannelStockRule
-
 from integration_hub.inventory import outbox
 from integration_hub.inventory.rules import after_rule_deleted, audit_rule_locations, rule_location_codes
+from integration_hub.orders import actions
 
-from . import activity, csv_import, impact, retry_all, schedules, services
+from . import activity, impact, retry_all, schedules, services
 from .forms import (
     CsvImportForm,
     ScheduleForm,
@@ -99,12 +101,18 @@ class RuleListView(PermissionRequired, TemplateView):
             qs = qs.filter(cond)
         page = Paginator(qs.order_by("pk"), PAGE_SIZE).get_page(self.request.GET.get("page"))
         user = self.request.user
-        ctx.update(rt=rt, page=page, q=q, headers=[c[0] for c in rt.columns],
-                   rows=[(o, [fn(o) for _, fn in rt.columns]) for o in page.object_list],
-                   can_add=user.has_perm(rt.perm("add")), can_change=user.has_perm(rt.perm("change")),
-                   recent=activity.named_history(audit.recent_for_model(rt.model)[:RECENT_CHANGES]),
-                   can_import=slug == "sku-mappings" and user.has_perms(["console.import_mappings", "catalog.add_skumapping",
-                                                                         "catalog.change_skumapping"]))
+        ctx.update(
+            rt=rt,
+            page=page,
+            q=q,
+            headers=[c[0] for c in rt.columns],
+            rows=[(o, [fn(o) for _, fn in rt.columns]) for o in page.object_list],
+            can_add=user.has_perm(rt.perm("add")),
+            can_change=user.has_perm(rt.perm("change")),
+            recent=activity.named_history(audit.recent_for_model(rt.model)[:RECENT_CHANGES]),
+            can_import=slug == "sku-mappings"
+            and user.has_perms(["console.import_mappings", "catalog.add_skumapping", "catalog.change_skumapping"]),
+        )
         return ctx
 
 
@@ -131,8 +139,16 @@ class RuleEditView(PermissionRequired, TemplateView):
             for f in form.fields.values():
                 f.disabled = True
         history = activity.named_history(audit.history_for(obj)[:100]) if pk else []
-        ctx.update(rt=rt, obj=obj, form=form, history=history, can_save=can_save, revert_of=_revert_of(self.request),
-                   can_delete=bool(pk) and user.has_perm(rt.perm("delete")), delete_previewed=rt.model in PREVIEWED_DELETES)
+        ctx.update(
+            rt=rt,
+            obj=obj,
+            form=form,
+            history=history,
+            can_save=can_save,
+            revert_of=_revert_of(self.request),
+            can_delete=bool(pk) and user.has_perm(rt.perm("delete")),
+            delete_previewed=rt.model in PREVIEWED_DELETES,
+        )
         return ctx
 
     def post(self, request, slug, pk=None):
@@ -159,7 +175,9 @@ class RuleEditView(PermissionRequired, TemplateView):
             with transaction.atomic():
                 obj, note = apply()
         else:  # a change that moves stock is saved only once the person confirmed its previewed impact
-            (obj, note), preview, saved = impact.apply_with_preview(apply, **scope, confirmed=impact.is_confirmed(request.POST))
+            (obj, note), preview, saved = impact.apply_with_preview(
+                apply, **scope, confirmed=impact.is_confirmed(request.POST)
+            )
             if not saved:
                 if not pk:
                     form.instance.pk = None
@@ -167,7 +185,7 @@ class RuleEditView(PermissionRequired, TemplateView):
                 ctx.update(impact=preview, confirm=impact.confirm_token(request.POST))
                 return self.render_to_response(ctx)
         messages.success(request, f"Saved {obj}." + (f" {note}." if note else ""))
-        for warning in (form.overrides() if hasattr(form, "overrides") else []):
+        for warning in form.overrides() if hasattr(form, "overrides") else []:
             messages.warning(request, warning)
         return redirect("console:rule_edit", slug=slug, pk=obj.pk)
 
@@ -210,8 +228,11 @@ class RuleDeleteView(PermissionRequired, View):
             confirmed = impact.token_matches(request.POST.get("confirm", ""), token)
             preview, deleted = impact.preview_delete(obj, confirmed=confirmed, after=after_rule_deleted)
             if not deleted:
-                return render(request, "console/rule_delete.html", {"rt": rt, "obj": obj, "label": label, "pk": pk,
-                                                                      "impact": preview, "confirm": token})
+                return render(
+                    request,
+                    "console/rule_delete.html",
+                    {"rt": rt, "obj": obj, "label": label, "pk": pk, "impact": preview, "confirm": token},
+                )
         else:
             with transaction.atomic():
                 obj.delete()
@@ -226,17 +247,20 @@ class MappingImportView(PermissionRequired, TemplateView):
     def get_context_data(self, **kwargs):
         ctx = super().get_context_data(**kwargs)
         ctx.setdefault("form", CsvImportForm())
-        ctx["columns"] = [*csv_import.REQUIRED, *csv_import.OPTIONAL]
+        ctx["columns"] = [*mapping_import.REQUIRED, *mapping_import.OPTIONAL]
         return ctx
 
     def post(self, request):
         form = CsvImportForm(request.POST, request.FILES)
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(form=form), status=400)
-        result = csv_import.import_sku_mappings(form.cleaned_data["file"], user=request.user,  # streamed, not read whole
-                                               dry_run=form.cleaned_data["dry_run"])
+        result = mapping_import.import_sku_mappings(
+            form.cleaned_data["file"],
+            user=request.user,  # streamed, not read whole
+            dry_run=form.cleaned_data["dry_run"],
+        )
         if request.POST.get("format") == "csv":
-            response = HttpResponse(csv_import.error_report_csv(result), content_type="text/csv")
+            response = HttpResponse(mapping_import.error_report_csv(result), content_type="text/csv")
             response["Content-Disposition"] = 'attachment; filename="mapping-import-errors.csv"'
             return response
         status = 400 if result.fatal else 200
@@ -272,8 +296,9 @@ class ScheduleBulkView(PermissionRequired, View):
             messages.error(request, "Select the schedules, then Enable or Disable.")
             return redirect("console:schedule_list")
         n = schedules.set_enabled(ids, action == "enable")
-        messages.success(request, f"{n} schedule(s) {action}d" + ("." if n == len(ids) else
-                                                                 f" ({len(ids) - n} already {action}d)."))
+        messages.success(
+            request, f"{n} schedule(s) {action}d" + ("." if n == len(ids) else f" ({len(ids) - n} already {action}d).")
+        )
         return redirect("console:schedule_list")
 
 
@@ -286,11 +311,16 @@ class ScheduleEditView(PermissionRequired, TemplateView):
 
         ctx = super().get_context_data(**kwargs)
         task = get_object_or_404(PeriodicTask.objects.select_related("interval", "crontab", "clocked"), pk=pk)
-        ctx.update(task=task, form=form or ScheduleForm(instance=task), described=schedules.describe(task),
-                   next_run=schedules.next_run(task),
-                   runs=list(ScheduleRun.objects.filter(periodic_task=task).select_related("launched_by")[:10]),
-                   can_change=self.request.user.has_perm("django_celery_beat.change_periodictask"),
-                   revert_of=_revert_of(self.request), history=history_rows(audit.history_for(task)[:100]))
+        ctx.update(
+            task=task,
+            form=form or ScheduleForm(instance=task),
+            described=schedules.describe(task),
+            next_run=schedules.next_run(task),
+            runs=list(ScheduleRun.objects.filter(periodic_task=task).select_related("launched_by")[:10]),
+            can_change=self.request.user.has_perm("django_celery_beat.change_periodictask"),
+            revert_of=_revert_of(self.request),
+            history=history_rows(audit.history_for(task)[:100]),
+        )
         return ctx
 
     def post(self, request, pk):
@@ -315,9 +345,16 @@ class ScheduleRunView(PermissionRequired, View):
     def post(self, request, pk):
         task = get_object_or_404(PeriodicTask, pk=pk)
         run = schedules.run_now(task, user=request.user)
-        AuditEntry.objects.create(content_type=ContentType.objects.get_for_model(PeriodicTask), object_id=str(task.pk),
-                                  object_repr=task.name[:300], action="update", actor=request.user,
-                                  before=None, after={"run_now": run.celery_task_id, "run": run.pk}, source="console")
+        AuditEntry.objects.create(
+            content_type=ContentType.objects.get_for_model(PeriodicTask),
+            object_id=str(task.pk),
+            object_repr=task.name[:300],
+            action="update",
+            actor=request.user,
+            before=None,
+            after={"run_now": run.celery_task_id, "run": run.pk},
+            source="console",
+        )
         if run.state == run.State.FAILED and not run.started_at:
             messages.error(request, f"'{task.name}' could not be sent: {run.error}")
         else:
@@ -388,19 +425,38 @@ class ActivityView(PermissionRequired, TemplateView):
             except ValueError:
                 errors.append(f"{raw[:20]!r} is not a date (YYYY-MM-DD).")
                 continue
-            bound = datetime.combine(day + timedelta(days=1 if op == "lt" else 0), dtime.min, tzinfo=timezone.get_current_timezone())
+            bound = datetime.combine(
+                day + timedelta(days=1 if op == "lt" else 0), dtime.min, tzinfo=timezone.get_current_timezone()
+            )
             qs = qs.filter(**{f"at__{op}": bound})
         page = Paginator(qs, PAGE_SIZE).get_page(g.get("page"))
         rows = activity.named_history(page.object_list)
         query = g.copy()
         query.pop("page", None)
-        users = get_user_model().objects.filter(pk__in=AuditEntry.objects.filter(actor__isnull=False).values("actor_id")
-                                                ).order_by("username").values_list("pk", "username")
-        types = ContentType.objects.filter(pk__in=AuditEntry.objects.values("content_type_id")).order_by("app_label", "model")
-        ctx.update(page=page, rows=[(r, activity.REVERTIBLE.get((r.entry.content_type.app_label, r.entry.content_type.model)))
-                                       for r in rows], users=list(users), types=list(types),
-                   user_filter=user, type_filter=ctype, since=since, until=until, errors=errors, query=query.urlencode(),
-                   can_revert=self.request.user.has_perm(REVERT_PERMISSION))
+        users = (
+            get_user_model()
+            .objects.filter(pk__in=AuditEntry.objects.filter(actor__isnull=False).values("actor_id"))
+            .order_by("username")
+            .values_list("pk", "username")
+        )
+        types = ContentType.objects.filter(pk__in=AuditEntry.objects.values("content_type_id")).order_by(
+            "app_label", "model"
+        )
+        ctx.update(
+            page=page,
+            rows=[
+                (r, activity.REVERTIBLE.get((r.entry.content_type.app_label, r.entry.content_type.model))) for r in rows
+            ],
+            users=list(users),
+            types=list(types),
+            user_filter=user,
+            type_filter=ctype,
+            since=since,
+            until=until,
+            errors=errors,
+            query=query.urlencode(),
+            can_revert=self.request.user.has_perm(REVERT_PERMISSION),
+        )
         return ctx
 
 
@@ -426,7 +482,9 @@ class RevertView(PermissionRequired, TemplateView):
             form = ScheduleForm(plan.data, instance=plan.obj)
             form.is_valid()
             ctx = view.get_context_data(pk=plan.obj.pk, form=form)
-            ctx.update(revert=intro, revert_of=entry.pk, form_action=reverse("console:schedule_edit", args=[plan.obj.pk]))
+            ctx.update(
+                revert=intro, revert_of=entry.pk, form_action=reverse("console:schedule_edit", args=[plan.obj.pk])
+            )
             return render(request, "console/schedule_edit.html", ctx)
         rt = _rule(plan.kind)
         _require(request, [rt.perm("change")])
@@ -434,7 +492,9 @@ class RevertView(PermissionRequired, TemplateView):
         form = rt.form(plan.data, instance=rt.model.objects.get(pk=plan.obj.pk))
         form.is_valid()  # shows now whatever the previous values no longer pass (the save refuses them alike)
         ctx = view.get_context_data(slug=plan.kind, pk=plan.obj.pk, form=form)
-        ctx.update(revert=intro, revert_of=entry.pk, form_action=reverse("console:rule_edit", args=[plan.kind, plan.obj.pk]))
+        ctx.update(
+            revert=intro, revert_of=entry.pk, form_action=reverse("console:rule_edit", args=[plan.kind, plan.obj.pk])
+        )
         return render(request, "console/rule_edit.html", ctx)
 
 
@@ -449,15 +509,28 @@ class OrderListView(PermissionRequired, TemplateView):
 
         ctx = super().get_context_data(**kwargs)
         state, channel, q = (self.request.GET.get(k, "").strip() for k in ("state", "channel", "q"))
-        qs = retry_all.order_queryset(self.request.GET).select_related("channel", "warehouse").defer(
-            "raw", "billing_address", "shipping_address", "custom_fields")
+        qs = (
+            retry_all.order_queryset(self.request.GET)
+            .select_related("channel", "warehouse")
+            .defer("raw", "billing_address", "shipping_address", "custom_fields")
+        )
         page = Paginator(qs.order_by("-created_at", "-id"), PAGE_SIZE).get_page(self.request.GET.get("page"))
         query = self.request.GET.copy()
         query.pop("page", None)
         can_retry_all = self.request.user.has_perms(RETRY_ALL_ORDERS)
-        ctx.update(page=page, states=OrderState.choices, state=state, channel=channel, q=q, query=query.urlencode(),
-                   channels=list(Channel.objects.values_list("key", "name")), can_retry_all=can_retry_all,
-                   retryable_count=retry_all.retryable(retry_all.order_queryset(self.request.GET)).count() if can_retry_all else 0)
+        ctx.update(
+            page=page,
+            states=OrderState.choices,
+            state=state,
+            channel=channel,
+            q=q,
+            query=query.urlencode(),
+            channels=list(Channel.objects.values_list("key", "name")),
+            can_retry_all=can_retry_all,
+            retryable_count=retry_all.retryable(retry_all.order_queryset(self.request.GET)).count()
+            if can_retry_all
+            else 0,
+        )
         return ctx
 
 
@@ -473,12 +546,15 @@ class OrderDetailView(PermissionRequired, TemplateView):
         order = get_object_or_404(Order.objects.select_related("channel", "warehouse"), pk=pk)
         user = self.request.user
         exceptions = order_exceptions(order)
-        ctx.update(order=order, lines=list(order.lines.select_related("item").order_by("id")),
-                   transitions=list(order.transitions.select_related("actor").order_by("-at", "-id")[:50]),
-                   order_form=form or OrderActionForm(record=_active_order_problem(exceptions), order=order, user=user),
-                   can_retry=user.has_perms(kinds.permissions("order", "retry")),
-                   can_cancel=user.has_perms(kinds.permissions("order", "cancel")),
-                   can_edit=user.has_perms(kinds.permissions("order", "edit")))
+        ctx.update(
+            order=order,
+            lines=list(order.lines.select_related("item").order_by("id")),
+            transitions=list(order.transitions.select_related("actor").order_by("-at", "-id")[:50]),
+            order_form=form or OrderActionForm(record=_active_order_problem(exceptions), order=order, user=user),
+            can_retry=user.has_perms(kinds.permissions("order", "retry")),
+            can_cancel=user.has_perms(kinds.permissions("order", "cancel")),
+            can_edit=user.has_perms(kinds.permissions("order", "edit")),
+        )
         if user.has_perm("exceptions_app.view_exceptionrecord"):
             triage.attach_order_numbers(exceptions)
             ctx["exceptions"] = exceptions
@@ -499,7 +575,9 @@ class OrderDetailView(PermissionRequired, TemplateView):
         action = form.cleaned_data["action"]
         _require(request, kinds.permissions("order", action))  # the cleaned action (same as checked above)
         try:
-            messages.success(request, triage.run_order_action(order, action, form.cleaned_data, user=request.user, record=record))
+            messages.success(
+                request, triage.run_order_action(order, action, form.cleaned_data, user=request.user, record=record)
+            )
         except triage.TriageError as exc:
             messages.error(request, str(exc))
         return redirect("console:order_detail", pk=order.pk)
@@ -529,8 +607,11 @@ def order_exceptions(order) -> list:
     from exceptions_app.models import ExceptionRecord
 
     refs = {order.idempotency_key, order.order_number, order.external_id} - {""}
-    return list(ExceptionRecord.objects.filter(Q(order_ref__in=refs) | Q(context__order_id=order.pk))
-                .order_by("-last_seen")[:20])
+    return list(
+        ExceptionRecord.objects.filter(Q(order_ref__in=refs) | Q(context__order_id=order.pk)).order_by("-last_seen")[
+            :20
+        ]
+    )
 
 
 def _active_order_problem(records):
@@ -561,10 +642,17 @@ class PushQueueView(PermissionRequired, TemplateView):
         query = params.copy()
         query.pop("page", None)
         can_retry_all = self.request.user.has_perms(RETRY_ALL_PUSHES)
-        ctx.update(page=page, channel=channel, failing=failing, q=q, query=query.urlencode(),
-                   channels=list(Channel.objects.values_list("key", "name")),
-                   can_change=self.request.user.has_perm("inventory.change_pendingpush"), can_retry_all=can_retry_all,
-                   failing_count=retry_all.failing_pushes(params).count() if can_retry_all else 0)
+        ctx.update(
+            page=page,
+            channel=channel,
+            failing=failing,
+            q=q,
+            query=query.urlencode(),
+            channels=list(Channel.objects.values_list("key", "name")),
+            can_change=self.request.user.has_perm("inventory.change_pendingpush"),
+            can_retry_all=can_retry_all,
+            failing_count=retry_all.failing_pushes(params).count() if can_retry_all else 0,
+        )
         return ctx
 
 
@@ -599,14 +687,27 @@ class _RetryAllView(PermissionRequired, View):
             messages.error(request, f"No {self.noun} match these filters.")
             return redirect(back)
         if request.POST.get("confirmed") != str(n):
-            return render(request, "exceptions_app/confirm.html", {
-                "count": n, "label": "retried", "verb": "retry", "noun": self.noun, "back": back, "fields": [("query", query)],
-                "search": query.replace("&", " "), "note": "Every matching row on every page, not just the one shown."})
+            return render(
+                request,
+                "exceptions_app/confirm.html",
+                {
+                    "count": n,
+                    "label": "retried",
+                    "verb": "retry",
+                    "noun": self.noun,
+                    "back": back,
+                    "fields": [("query", query)],
+                    "search": query.replace("&", " "),
+                    "note": "Every matching row on every page, not just the one shown.",
+                },
+            )
         if n > retry_all.inline_limit():
             from .tasks import retry_all as task
 
             task.delay(self.what, query=query, user_id=request.user.pk)
-            messages.success(request, f"{n} {self.noun} queued to be retried on a worker; the dashboard shows its progress.")
+            messages.success(
+                request, f"{n} {self.noun} queued to be retried on a worker; the dashboard shows its progress."
+            )
         else:
             messages.success(request, self.run(qs, request.user))
         return redirect(back)
@@ -620,7 +721,7 @@ class PushRetryAllView(_RetryAllView):
         return retry_all.failing_pushes(params)
 
     def run(self, qs, user) -> str:
-        n = retry_all.lift_backoff(qs)
+        n = outbox.lift_backoff(qs)
         return f"{n} failing push(es) will be retried now."
 
 
@@ -632,9 +733,11 @@ class OrderRetryAllView(_RetryAllView):
         return retry_all.retryable(retry_all.order_queryset(params))
 
     def run(self, qs, user) -> str:
-        out = retry_all.retry_orders(list(qs.values_list("pk", flat=True)), actor=user)
-        return (f"{out.due} order(s) due to be sent (or shown shipped) now; {out.held} still held after revalidation "
-                "(their reasons are on each order).")
+        out = actions.retry_orders(list(qs.values_list("pk", flat=True)), actor=user)
+        return (
+            f"{out.due} order(s) due to be sent (or shown shipped) now; {out.held} still held after revalidation "
+            "(their reasons are on each order)."
+        )
 
 
 class PushRetryView(PermissionRequired, View):
@@ -651,9 +754,15 @@ class PushRetryView(PermissionRequired, View):
         from integration_hub.monitoring import progress
 
         # dashboard bar: one UPDATE for the whole selection, so one step; the rows no longer queued drop out
-        with progress.track(f"push-retry:{request.user.pk}", f"Retry {len(ids)} selected push(es)", total=len(ids)) as bar:
+        with progress.track(
+            f"push-retry:{request.user.pk}", f"Retry {len(ids)} selected push(es)", total=len(ids)
+        ) as bar:
             n = PendingPush.objects.filter(pk__in=ids).update(not_before=None)
             bar.advance(n, total=n)
             kicked = bool(outbox.kick())
-        messages.success(request, f"{n} push(es) will be retried now" + ("." if kicked else " (workers will pick them up on the next sweep)."))
+        messages.success(
+            request,
+            f"{n} push(es) will be retried now"
+            + ("." if kicked else " (workers will pick them up on the next sweep)."),
+        )
         return redirect("console:push_list")

@@ -11,22 +11,32 @@ class ConnectionForm(forms.ModelForm):
     """URLs and secret variable names are validated by ``Connection.clean`` (outbound guard, HUB_CONN_
     prefix). Changing the API or token URL drops the stored secrets unless new ones are entered here."""
 
-    secret = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
-                             help_text="Stored encrypted. Leave empty to keep the current secret (a changed API or "
-                                       "token URL clears it: enter it again); or name an env variable (HUB_CONN_…) instead.")
-    webhook_secret = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
-                                     help_text="Secret inbound webhooks are signed with. Stored encrypted; cleared "
-                                               "when the API or token URL changes unless entered again.")
+    secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Stored encrypted. Leave empty to keep the current secret (a changed API or "
+        "token URL clears it: enter it again); or name an env variable (HUB_CONN_…) instead.",
+    )
+    webhook_secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Secret inbound webhooks are signed with. Stored encrypted; cleared "
+        "when the API or token URL changes unless entered again.",
+    )
 
     class Meta:
         model = Connection
         exclude = ["secret_encrypted", "webhook_secret_encrypted"]
-        help_texts = {"options": (
-            "System specific settings (JSON): project key, site id, scopes, account id … Salesforce Commerce Cloud: "
-            '"api_family" = "scapi_oci" (B2C Commerce API orders + Omnichannel Inventory; API root '
-            "https://<shortCode>.api.commercecloud.salesforce.com, needs \"organization_id\" f_ecom_<realm>_<instance> and, for OCI, \"oci_tenant_group_id\") "
-            'or "ocapi" (the default: OCAPI Shop/Data API + inventory lists; "api_version" defaults to v24_5); '
-            '"site_id"; see the README for the Account Manager / Business Manager settings each needs.')}
+        help_texts = {
+            "options": (
+                "System specific settings (JSON): project key, site id, scopes, account id … Salesforce Commerce Cloud: "
+                '"api_family" = "scapi_oci" (B2C Commerce API orders + Omnichannel Inventory; API root '
+                "https://<shortCode>.api.commercecloud.salesforce.com, needs \"organization_id\" "
+                "f_ecom_<realm>_<instance> and, for OCI, \"oci_tenant_group_id\") "
+                'or "ocapi" (the default: OCAPI Shop/Data API + inventory lists; "api_version" defaults to v24_5); '
+                '"site_id"; see the README for the Account Manager / Business Manager settings each needs.'
+            )
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -59,14 +69,24 @@ def system_type_help() -> str:
             continue
     if not modelled:
         return ""
-    return (f"Modelled on no published API (the wire shape is an assumption; check it against the tenant's API): "
-            f"{', '.join(modelled)}.")
+    return (
+        f"Modelled on no published API (the wire shape is an assumption; check it against the tenant's API): "
+        f"{', '.join(modelled)}."
+    )
 
 
 @admin.register(Connection)
 class ConnectionAdmin(admin.ModelAdmin):
     form = ConnectionForm
-    list_display = ["name", "system_type", "base_url", "enabled", "rate_limit_per_second", "last_success_at", "last_error_at"]
+    list_display = [
+        "name",
+        "system_type",
+        "base_url",
+        "enabled",
+        "rate_limit_per_second",
+        "last_success_at",
+        "last_error_at",
+    ]
     list_filter = ["system_type", "enabled"]
     search_fields = ["name", "base_url"]
     readonly_fields = ["last_success_at", "last_error_at", "last_error"]
@@ -88,8 +108,11 @@ class ConnectionAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         cleared = getattr(obj, "secrets_cleared", [])
         if cleared:
-            messages.warning(request, f"The API / token URL of {obj.name} changed, so its stored credentials were cleared "
-                                      f"({', '.join(cleared)}): enter the secrets for the new URL.")
+            messages.warning(
+                request,
+                f"The API / token URL of {obj.name} changed, so its stored credentials were cleared "
+                f"({', '.join(cleared)}): enter the secrets for the new URL.",
+            )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         from connectors.registry import api_notice

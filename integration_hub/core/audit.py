@@ -5,6 +5,7 @@ Models are registered with :func:`track`; every save/delete through the ORM then
 :class:`CurrentUserMiddleware`, or set explicitly with :func:`acting_as` in tasks and imports).
 Bulk writes bypass signals, so bulk code calls :func:`record_many` itself.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,7 +46,11 @@ class CurrentUserMiddleware:
 
     def __call__(self, request):
         user = getattr(request, "user", None)
-        source = "admin" if request.path.startswith("/admin/") else ("api" if request.path.startswith("/api/") else "console")
+        source = (
+            "admin"
+            if request.path.startswith("/admin/")
+            else ("api" if request.path.startswith("/api/") else "console")
+        )
         with acting_as(user if user is not None and user.is_authenticated else None, source):
             return self.get_response(request)
 
@@ -75,7 +80,9 @@ def write(obj: Model, action: str, before, after, user=None, source=None, repr_:
     )
 
 
-def record_many(objs: Iterable[Model], action: str, user=None, source: str | None = None, befores: dict | None = None) -> int:
+def record_many(
+    objs: Iterable[Model], action: str, user=None, source: str | None = None, befores: dict | None = None
+) -> int:
     """Audit rows written by bulk_create/bulk_update (which send no signals). One INSERT."""
     from .models import AuditEntry
 
@@ -85,11 +92,18 @@ def record_many(objs: Iterable[Model], action: str, user=None, source: str | Non
     for obj in objs:
         model = type(obj)
         ct = ct_cache.get(model) or ct_cache.setdefault(model, ContentType.objects.get_for_model(model))
-        entries.append(AuditEntry(
-            content_type=ct, object_id=str(obj.pk), object_repr=str(obj)[:300], action=action,
-            actor=user if user is not None else current_user(), before=befores.get(obj.pk),
-            after=None if action == "delete" else snapshot(obj), source=source or current_source(),
-        ))
+        entries.append(
+            AuditEntry(
+                content_type=ct,
+                object_id=str(obj.pk),
+                object_repr=str(obj)[:300],
+                action=action,
+                actor=user if user is not None else current_user(),
+                before=befores.get(obj.pk),
+                after=None if action == "delete" else snapshot(obj),
+                source=source or current_source(),
+            )
+        )
     AuditEntry.objects.bulk_create(entries, batch_size=1000)
     return len(entries)
 
@@ -106,8 +120,11 @@ def recent_for_model(model: type[Model]):
     """Audit entries for every row of ``model``, newest first — deletions included (slice it)."""
     from .models import AuditEntry
 
-    return (AuditEntry.objects.filter(content_type=ContentType.objects.get_for_model(model))
-            .select_related("actor").order_by("-at", "-id"))
+    return (
+        AuditEntry.objects.filter(content_type=ContentType.objects.get_for_model(model))
+        .select_related("actor")
+        .order_by("-at", "-id")
+    )
 
 
 def _meaningful(model, data: dict) -> dict:

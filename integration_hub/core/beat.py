@@ -7,6 +7,7 @@ what an admin has since edited (interval, enabled flag, arguments), unless ``--r
 Editing a job (console, API, admin) goes through :func:`clean_schedule` / :func:`apply_schedule`, and every
 change to a job — whatever made it — is audited with before/after (:func:`track_schedule_changes`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,9 +32,18 @@ class Job:
 
 
 SCHEDULE = [
-    Job("core: worker heartbeat", "core.heartbeat", every_seconds=60, description="shows on the dashboard when a worker last ran"),
-    Job("exceptions: prune trend counts", "exceptions.prune_occurrences", crontab="15 * * * *",
-        description="drops hourly exception counts older than 3 days (the queue's trend shows 24 h)"),
+    Job(
+        "core: worker heartbeat",
+        "core.heartbeat",
+        every_seconds=60,
+        description="shows on the dashboard when a worker last ran",
+    ),
+    Job(
+        "exceptions: prune trend counts",
+        "exceptions.prune_occurrences",
+        crontab="15 * * * *",
+        description="drops hourly exception counts older than 3 days (the queue's trend shows 24 h)",
+    ),
 ]
 
 
@@ -61,15 +71,21 @@ def _install(reset: bool) -> tuple[int, int]:
 
     created = updated = 0
     for job in collect():
-        defaults = {"task": job.task, "kwargs": json.dumps(job.kwargs), "queue": job.queue,
-                    "description": job.description, "enabled": job.enabled}
+        defaults = {
+            "task": job.task,
+            "kwargs": json.dumps(job.kwargs),
+            "queue": job.queue,
+            "description": job.description,
+            "enabled": job.enabled,
+        }
         if job.every_seconds:
             sched, _ = IntervalSchedule.objects.get_or_create(every=job.every_seconds, period=IntervalSchedule.SECONDS)
             defaults.update(interval=sched, crontab=None)
         else:
             minute, hour, dom, month, dow = job.crontab.split()
-            sched, _ = CrontabSchedule.objects.get_or_create(minute=minute, hour=hour, day_of_month=dom,
-                                                             month_of_year=month, day_of_week=dow)
+            sched, _ = CrontabSchedule.objects.get_or_create(
+                minute=minute, hour=hour, day_of_month=dom, month_of_year=month, day_of_week=dow
+            )
             defaults.update(crontab=sched, interval=None)
         existing = PeriodicTask.objects.filter(name=job.name).first()
         if existing is None:
@@ -163,14 +179,33 @@ def cron_text(task) -> str:
 # --- audit: every change to a beat job, whatever the path (console, API, Django admin, setup_beat) ---------
 # What a person edits; the scheduler's own bookkeeping (last run, run count) is not audited, so beat's saves
 # never flood the history.
-_EDITABLE = ("enabled", "task", "args", "kwargs", "queue", "interval_id", "crontab_id", "solar_id", "clocked_id",
-             "one_off", "start_time", "expires", "description")
+_EDITABLE = (
+    "enabled",
+    "task",
+    "args",
+    "kwargs",
+    "queue",
+    "interval_id",
+    "crontab_id",
+    "solar_id",
+    "clocked_id",
+    "one_off",
+    "start_time",
+    "expires",
+    "description",
+)
 
 
 def schedule_snapshot(task) -> dict:
-    return {"enabled": task.enabled, "interval": str(task.interval) if task.interval_id else None,
-            "crontab": cron_text(task) or None, "task": task.task, "args": task.args, "kwargs": task.kwargs,
-            "queue": task.queue}
+    return {
+        "enabled": task.enabled,
+        "interval": str(task.interval) if task.interval_id else None,
+        "crontab": cron_text(task) or None,
+        "task": task.task,
+        "args": task.args,
+        "kwargs": task.kwargs,
+        "queue": task.queue,
+    }
 
 
 def _state(task) -> tuple:
@@ -222,6 +257,10 @@ def audited_bulk_change(queryset):
     tasks = list(queryset.select_related("interval", "crontab"))
     before = {t.pk: (_state(t), schedule_snapshot(t)) for t in tasks}
     yield
-    for t in type(queryset)(queryset.model, using=queryset.db).filter(pk__in=list(before)).select_related("interval", "crontab"):
+    for t in (
+        type(queryset)(queryset.model, using=queryset.db)
+        .filter(pk__in=list(before))
+        .select_related("interval", "crontab")
+    ):
         if _state(t) != before[t.pk][0]:
             audit.write(t, "update", before[t.pk][1], schedule_snapshot(t), repr_=t.name)

@@ -12,6 +12,7 @@ databases used, so ``rotate_secrets`` can move them to the HKDF key.
 References: cryptography's Fernet / MultiFernet (https://cryptography.io/en/latest/fernet/) and HKDF
 (https://cryptography.io/en/latest/hazmat/primitives/key-derivation-functions/#hkdf).
 """
+
 from __future__ import annotations
 
 import base64
@@ -111,4 +112,3 @@ def rotate(token: str, extra_keys: tuple[bytes, ...] = ()) -> str:
         return fernet(extra_keys).rotate(token.encode()).decode()
     except InvalidToken as exc:
         raise ValueError("stored secret cannot be decrypted with the configured HUB_ENCRYPTION_KEY") from exc
-

@@ -8,6 +8,7 @@ settings, so an unsafe configuration stops all of them with one clear ``Improper
 - debug off with the public development ``SECRET_KEY`` or none set;
 - debug off without a valid ``HUB_ENCRYPTION_KEY`` (connection secrets at rest).
 """
+
 from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
@@ -30,17 +31,20 @@ def check(*, debug: bool, allowed_hosts, secret_key: str | None, encryption_key:
             raise ImproperlyConfigured(
                 f"HUB_DEBUG is on but HUB_ALLOWED_HOSTS includes non-loopback hosts ({', '.join(public)}). "
                 "Debug pages expose settings and environment; debug is for the loopback demo only "
-                "(localhost, 127.0.0.1, [::1]). Set HUB_DEBUG=false to serve other hosts.")
+                "(localhost, 127.0.0.1, [::1]). Set HUB_DEBUG=false to serve other hosts."
+            )
         return
     if not secret_key or secret_key == DEV_SECRET_KEY:
         raise ImproperlyConfigured(
             "HUB_SECRET_KEY must be set to a long random value when HUB_DEBUG is off "
-            "(the built-in development key is public).")
+            "(the built-in development key is public)."
+        )
     if not encryption_key:
         raise ImproperlyConfigured(
             "HUB_ENCRYPTION_KEY must be set to a Fernet key when HUB_DEBUG is off (it encrypts connection "
             "secrets at rest; make one with: python -c 'from cryptography.fernet import Fernet; "
-            "print(Fernet.generate_key().decode())').")
+            "print(Fernet.generate_key().decode())')."
+        )
     try:
         parse_keys(encryption_key)
     except ValueError as exc:

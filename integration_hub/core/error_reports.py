@@ -15,6 +15,7 @@ copies into ``request.META``. Here:
 Wired by ``DEFAULT_EXCEPTION_REPORTER_FILTER`` and ``DEFAULT_EXCEPTION_REPORTER`` in settings. See
 https://docs.djangoproject.com/en/5.2/howto/error-reporting/#custom-error-reports
 """
+
 from __future__ import annotations
 
 import re
@@ -36,7 +37,9 @@ def mask_url_credentials(text: str) -> str:
 class HubExceptionReporterFilter(SafeExceptionReporterFilter):
     hidden_settings = re.compile(
         "API|AUTH|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE"
-        "|DATABASE_URL|BROKER_URL|REDIS_URL|AMQP_URL|RESULT_BACKEND|DSN", flags=re.IGNORECASE)
+        "|DATABASE_URL|BROKER_URL|REDIS_URL|AMQP_URL|RESULT_BACKEND|DSN",
+        flags=re.IGNORECASE,
+    )
 
     def is_active(self, request):
         return True  # the debug page is where sensitive variables would be shown: cleanse there too
@@ -48,7 +51,9 @@ class HubExceptionReporterFilter(SafeExceptionReporterFilter):
         return cleansed
 
     def get_traceback_frame_variables(self, request, tb_frame):
-        return [(name, self._mask_value(value)) for name, value in super().get_traceback_frame_variables(request, tb_frame)]
+        return [
+            (name, self._mask_value(value)) for name, value in super().get_traceback_frame_variables(request, tb_frame)
+        ]
 
     def _mask_value(self, value):
         if isinstance(value, str):

@@ -4,6 +4,7 @@ Entry points (manage.py, wsgi.py, celery.py) set the process umask to 0o077, so 
 is owner-only; this module also tightens the SQLite files whenever a connection opens, whichever process
 opened it (a test runner, a shell), because SQLite creates -wal/-shm with the database file's mode.
 """
+
 from __future__ import annotations
 
 import os

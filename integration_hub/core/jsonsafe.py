@@ -9,6 +9,7 @@ JSON" handling answers 400 with its message.
 The depth pre-scan counts brackets outside string literals (strings removed with one regular expression),
 so it costs one pass over the body and never recurses.
 """
+
 from __future__ import annotations
 
 import json

@@ -6,6 +6,7 @@ length in a thread with its own database connection. A slow call never loses its
 stops renewing, so its rows are due again within one short lease instead of a long one. A renewal that
 fails (a busy database) is logged and retried on the next tick — the lease still runs meanwhile.
 """
+
 from __future__ import annotations
 
 import logging

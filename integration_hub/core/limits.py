@@ -1,4 +1,5 @@
 """Bounds that every way in (console forms, the API, the CSV import) applies the same way."""
+
 from __future__ import annotations
 
 from django.core.validators import MaxValueValidator

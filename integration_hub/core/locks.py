@@ -10,6 +10,7 @@ instead of failing the caller.
 :func:`cache_add` is ``cache.add`` for best-effort guards (e.g. "at most one nudge per second") that
 must never turn a cache outage into an error of the request that called them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -77,6 +78,7 @@ def exclusive(name: str, timeout: int = 300, renew: bool = False):
             stop = threading.Event()
             keeper = None
             if got and renew:
+
                 def keep_alive():
                     while not stop.wait(max(timeout / 3, 0.5)):
                         try:

@@ -9,6 +9,7 @@ or by deleting the row under "Access attempts" in the Django admin.
 Configuration reference: https://django-axes.readthedocs.io/en/latest/4_configuration.html
 (``AXES_CLIENT_IP_CALLABLE``, ``AXES_LOCKOUT_CALLABLE``).
 """
+
 from __future__ import annotations
 
 from axes.backends import AxesStandaloneBackend
@@ -49,8 +50,9 @@ def client_ip(request) -> str | None:
 
 def lockout_message() -> str:
     minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
-    return (f"Too many failed login attempts. Login is locked for {minutes} minutes; "
-            "an administrator can unlock it sooner.")
+    return (
+        f"Too many failed login attempts. Login is locked for {minutes} minutes; an administrator can unlock it sooner."
+    )
 
 
 def _is_api(request) -> bool:
@@ -66,8 +68,11 @@ def lockout_response(request, original_response=None, credentials=None):
     if _is_api(request):
         response = JsonResponse({"detail": message}, status=LOCKED_STATUS)
     else:
-        response = render(request, "registration/locked_out.html",
-                          {"message": message, "cooloff_minutes": int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)},
-                          status=LOCKED_STATUS)
+        response = render(
+            request,
+            "registration/locked_out.html",
+            {"message": message, "cooloff_minutes": int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)},
+            status=LOCKED_STATUS,
+        )
     response["Retry-After"] = str(int(settings.AXES_COOLOFF_TIME.total_seconds()))
     return response

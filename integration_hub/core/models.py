@@ -1,5 +1,6 @@
 """Topology of the integration: external systems (connections), storefront channels, stock locations,
 sync cursors, and the audit trail kept for every admin-editable rule."""
+
 from __future__ import annotations
 
 import os
@@ -81,14 +82,20 @@ class Connection(models.Model):
 
     name = models.SlugField(max_length=64, unique=True)
     system_type = models.CharField(max_length=32, choices=SystemType.choices)
-    base_url = models.URLField(max_length=500, help_text="API root, e.g. https://api.europe-west1.gcp.commercetools.com")
+    base_url = models.URLField(
+        max_length=500, help_text="API root, e.g. https://api.europe-west1.gcp.commercetools.com"
+    )
     auth_url = models.URLField(max_length=500, blank=True, help_text="OAuth token endpoint root, when separate")
     client_id = models.CharField(max_length=200, blank=True)
-    secret_env = models.CharField(max_length=100, blank=True, help_text="Environment variable holding the client secret / API key")
+    secret_env = models.CharField(
+        max_length=100, blank=True, help_text="Environment variable holding the client secret / API key"
+    )
     secret_encrypted = models.TextField(blank=True, editable=False)
     webhook_secret_env = models.CharField(max_length=100, blank=True)
     webhook_secret_encrypted = models.TextField(blank=True, editable=False)
-    options = models.JSONField(default=dict, blank=True, help_text="System specific settings: project key, site id, scopes, account id …")
+    options = models.JSONField(
+        default=dict, blank=True, help_text="System specific settings: project key, site id, scopes, account id …"
+    )
     rate_limit_per_second = models.FloatField(default=10.0)
     rate_limit_burst = models.PositiveIntegerField(default=10)
     timeout_seconds = models.FloatField(default=10.0)
@@ -96,9 +103,12 @@ class Connection(models.Model):
     enabled = models.BooleanField(default=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True, help_text="classified summary of the last failure (status, error class, URL)")
-    last_error_detail = models.TextField(blank=True, editable=False,
-                                         help_text="what the remote answered to the last failure; admins only")
+    last_error = models.TextField(
+        blank=True, help_text="classified summary of the last failure (status, error class, URL)"
+    )
+    last_error_detail = models.TextField(
+        blank=True, editable=False, help_text="what the remote answered to the last failure; admins only"
+    )
 
     class Meta:
         ordering = ["name"]
@@ -115,8 +125,9 @@ class Connection(models.Model):
 
     def urls_changed(self) -> bool:
         loaded = getattr(self, "_loaded", None)
-        return bool(loaded) and any(f in self.__dict__ and loaded.get(f) is not None and self.__dict__[f] != loaded[f]
-                                    for f in URL_FIELDS)
+        return bool(loaded) and any(
+            f in self.__dict__ and loaded.get(f) is not None and self.__dict__[f] != loaded[f] for f in URL_FIELDS
+        )
 
     def _drop_secrets_for_new_url(self) -> list[str]:
         """A changed API or token URL must not receive the secrets meant for the old one: clear every
@@ -229,8 +240,11 @@ class Connection(models.Model):
         ``last_error_detail`` what the remote answered (admins only)."""
         if not detail and isinstance(exc, BaseException):
             detail = errors.error_detail(exc)
-        cls.objects.filter(pk=pk).update(last_error_at=at or timezone.now(), last_error=str(exc)[:2000],
-                                         last_error_detail=detail[:errors.DETAIL_LIMIT])
+        cls.objects.filter(pk=pk).update(
+            last_error_at=at or timezone.now(),
+            last_error=str(exc)[:2000],
+            last_error_detail=detail[: errors.DETAIL_LIMIT],
+        )
 
     @property
     def is_storefront(self) -> bool:
@@ -247,9 +261,15 @@ class Channel(models.Model):
     key = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
     connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="channels")
-    external_id = models.CharField(max_length=200, help_text="Supply channel key (commercetools) or inventory list id (SFCC)")
+    external_id = models.CharField(
+        max_length=200, help_text="Supply channel key (commercetools) or inventory list id (SFCC)"
+    )
     warehouse = models.ForeignKey(
-        Connection, on_delete=models.PROTECT, null=True, blank=True, related_name="fulfilled_channels",
+        Connection,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="fulfilled_channels",
         help_text="Warehouse system that fulfils this channel's orders",
     )
     active = models.BooleanField(default=True)

@@ -8,6 +8,7 @@ by name as well), and an explicit ``queue=`` still wins.
 In eager mode (``CELERY_TASK_ALWAYS_EAGER``) the task runs here, in-process, exactly as ``apply_async`` would run it.
 Tests trap what is enqueued by patching :func:`enqueue` (``tests/support``), the one patch point.
 """
+
 from __future__ import annotations
 
 from integration_hub.celery import app

@@ -19,6 +19,7 @@
 The block may add to ``call.context`` while it runs (e.g. how many lines were still waiting); what is there when it
 fails goes into the record.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -54,9 +55,19 @@ class ConnectionCall:
 
 
 @contextmanager
-def connection_call(connection: Connection, operation: str, *, title: str, action: str = "", channel=None,
-                    context: dict | None = None, catch: tuple[type[BaseException], ...] = (errors.ConnectorError,),
-                    reraise: bool = False, cleared: str = "cleared by a later success", unexplained: str = ""):
+def connection_call(
+    connection: Connection,
+    operation: str,
+    *,
+    title: str,
+    action: str = "",
+    channel=None,
+    context: dict | None = None,
+    catch: tuple[type[BaseException], ...] = (errors.ConnectorError,),
+    reraise: bool = False,
+    cleared: str = "cleared by a later success",
+    unexplained: str = "",
+):
     """Run the block as one call of ``operation`` on ``connection`` and record its outcome (module docstring).
 
     ``title``: the record's title; ``action``: the fix the console offers (``context["action"]``, if any); ``channel``: the
@@ -75,7 +86,9 @@ def connection_call(connection: Connection, operation: str, *, title: str, actio
         context = {"operation": operation, "error": type(exc).__name__, **call.context}
         if action:
             context["action"] = action
-        raise_exception(call.kind, call.key, title, message=message, connection=connection, channel=channel, context=context)
+        raise_exception(
+            call.kind, call.key, title, message=message, connection=connection, channel=channel, context=context
+        )
         if isinstance(exc, errors.ConnectorError):
             Connection.record_error(connection.pk, exc)
         if reraise:

@@ -10,6 +10,7 @@ Three flows never share a queue, so a flash sale's stock pushes cannot starve it
 Run a worker per queue (README "At scale"; ``./hub up`` does). An ``apply_async(queue=…)`` still wins over
 this router; the hub's own calls leave the queue to it.
 """
+
 from __future__ import annotations
 
 ORDERS = "priority"

@@ -5,6 +5,7 @@ API checks permissions, never group names, so a site can re-shape roles in the a
 :func:`sync_role_permissions` (run after every migrate) attaches the permissions, so permissions of
 models added later reach the roles too. Patterns: ``app.codename``, ``app.view_*``, ``app.*``.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -18,34 +19,64 @@ log = logging.getLogger(__name__)
 OPS, CX, FINANCE, ADMIN = "ops", "cx", "finance", "admin"
 ROLES = (OPS, CX, FINANCE, ADMIN)
 
-HUB_APPS = ("core", "catalog", "inventory", "orders", "planning", "reconciliation", "console", "api", "exceptions_app",
-            "monitoring")
+HUB_APPS = (
+    "core",
+    "catalog",
+    "inventory",
+    "orders",
+    "planning",
+    "reconciliation",
+    "console",
+    "api",
+    "exceptions_app",
+    "monitoring",
+)
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     # Ops keep sync healthy: see everything operational, triage exceptions, fix SKU mismatches
     # (create/change mappings), retry or cancel stuck orders.
     OPS: [
-        "core.view_*", "catalog.view_*", "inventory.view_*", "orders.view_*", "planning.view_*",
+        "core.view_*",
+        "catalog.view_*",
+        "inventory.view_*",
+        "orders.view_*",
+        "planning.view_*",
         "exceptions_app.*",
-        "catalog.add_skumapping", "catalog.change_skumapping",
-        "orders.change_order", "orders.retry_order", "orders.cancel_order",
+        "catalog.add_skumapping",
+        "catalog.change_skumapping",
+        "orders.change_order",
+        "orders.retry_order",
+        "orders.cancel_order",
         "inventory.change_pendingpush",
-        "console.view_dashboard", "console.import_mappings",
-        "monitoring.view_firing", "monitoring.view_alertrule", "monitoring.view_delivery", "monitoring.view_taskprogress",
+        "console.view_dashboard",
+        "console.import_mappings",
+        "monitoring.view_firing",
+        "monitoring.view_alertrule",
+        "monitoring.view_delivery",
+        "monitoring.view_taskprogress",
     ],
     # Customer service: look up orders and their exceptions, retry or cancel an order with a reason. Named
     # models, not ``orders.view_*``: rule tables that live in the orders app (shipping-method maps) are not cx's.
     CX: [
-        "orders.view_order", "orders.view_orderline", "orders.view_ordertransition", "core.view_channel",
-        "exceptions_app.view_exceptionrecord", "exceptions_app.escalate_order",
-        "orders.retry_order", "orders.cancel_order",
+        "orders.view_order",
+        "orders.view_orderline",
+        "orders.view_ordertransition",
+        "core.view_channel",
+        "exceptions_app.view_exceptionrecord",
+        "exceptions_app.escalate_order",
+        "orders.retry_order",
+        "orders.cancel_order",
         "console.view_dashboard",
         "monitoring.view_firing",
     ],
     # Finance: reconciliation reports (view + download), read-only orders and stock.
     FINANCE: [
-        "reconciliation.*", "orders.view_order", "orders.view_orderline", "inventory.view_stocklevel",
-        "core.view_channel", "catalog.view_item",
+        "reconciliation.*",
+        "orders.view_order",
+        "orders.view_orderline",
+        "inventory.view_stocklevel",
+        "core.view_channel",
+        "catalog.view_item",
     ],
     # Admins: everything in the hub, beat schedules, API tokens (knox), login lockouts (axes: unlock).
     ADMIN: [f"{app}.*" for app in HUB_APPS] + ["django_celery_beat.*", "knox.*", "axes.*", "auth.view_user"],

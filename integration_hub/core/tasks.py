@@ -17,7 +17,9 @@ def heartbeat(name: str = "worker") -> str:
     detail = {"host": socket.gethostname(), "pid": os.getpid()}
     down = ratelimit.fallback_status()
     if down:
-        detail["degraded"] = (f"rate limiter without Redis since {datetime.fromtimestamp(down['since'], UTC):%H:%M:%S} UTC "
-                              f"(per-host limits): {down['reason']}")
+        detail["degraded"] = (
+            f"rate limiter without Redis since {datetime.fromtimestamp(down['since'], UTC):%H:%M:%S} UTC "
+            f"(per-host limits): {down['reason']}"
+        )
     Heartbeat.objects.update_or_create(name=name, defaults={"at": timezone.now(), "detail": detail})
     return name

@@ -20,6 +20,7 @@ By default the whole request runs in one transaction: the accepted signature (re
 request that fails frees it for the sender's retry. A kind whose steps differ (the Pub/Sub push: a Google OIDC
 token instead of the connector's verifier) overrides those steps and keeps the rest.
 """
+
 from __future__ import annotations
 
 import logging
@@ -62,9 +63,18 @@ class Inbound:
 
     atomic = True  # the whole request in one transaction (see the module docstring)
 
-    def __init__(self, source: str, systems, *, pushes: str, parse: Callable[[Any, Any], Any],
-                 handle: Callable[[Connection, Any], dict], title: str = "", not_found: str = "no such connection",
-                 retry_later: bool = False):
+    def __init__(
+        self,
+        source: str,
+        systems,
+        *,
+        pushes: str,
+        parse: Callable[[Any, Any], Any],
+        handle: Callable[[Connection, Any], dict],
+        title: str = "",
+        not_found: str = "no such connection",
+        retry_later: bool = False,
+    ):
         self.source, self.systems, self.pushes = source, frozenset(systems), pushes
         self._parse, self._handle = parse, handle
         self.title = title or f"Unreadable {source} from {{name}}"
@@ -114,7 +124,9 @@ class Inbound:
 
     def read(self, request, conn: Connection):
         try:
-            return jsonsafe.loads(request.body)  # bounded nesting: too deep is a ValueError (400), never a RecursionError
+            return jsonsafe.loads(
+                request.body
+            )  # bounded nesting: too deep is a ValueError (400), never a RecursionError
         except (ValueError, UnicodeDecodeError) as exc:
             raise self.bad(conn, f"malformed JSON: {exc}", request.body) from exc
 
@@ -138,7 +150,12 @@ class Inbound:
     # --- a body the hub cannot read ------------------------------------------------------------------------
     def bad(self, conn: Connection, reason: str, body: bytes) -> Refused:
         """Record the unreadable body (``bad_payload``, one record per connection and kind) and answer 400."""
-        raise_exception("bad_payload", kinds.key("bad_payload", conn.name, self.source, "unparseable"),
-                        self.title.format(name=conn.name), message=reason, connection=conn,
-                        context={"body_excerpt": body[:500].decode("utf-8", "replace"), "action": "check_sender"})
+        raise_exception(
+            "bad_payload",
+            kinds.key("bad_payload", conn.name, self.source, "unparseable"),
+            self.title.format(name=conn.name),
+            message=reason,
+            connection=conn,
+            context={"body_excerpt": body[:500].decode("utf-8", "replace"), "action": "check_sender"},
+        )
         return refuse(400, reason)

@@ -52,7 +52,14 @@ class PendingPushAdmin(admin.ModelAdmin):
 
 @admin.register(ChannelStock)
 class ChannelStockAdmin(admin.ModelAdmin):
-    list_display = ["storefront_sku", "channel", "confirmed_quantity", "observed_quantity", "storefront_version", "confirmed_at"]
+    list_display = [
+        "storefront_sku",
+        "channel",
+        "confirmed_quantity",
+        "observed_quantity",
+        "storefront_version",
+        "confirmed_at",
+    ]
     list_filter = ["channel"]
     list_select_related = ["channel"]
     search_fields = ["storefront_sku"]

@@ -22,6 +22,7 @@ Rules (ARCHITECTURE principle 6 — one query for a whole channel, or for any se
 The SQL is plain SQL-92 + CTEs + ``ROW_NUMBER()`` and runs unchanged on SQLite (>= 3.25) and
 PostgreSQL. Table names come from the models' ``_meta`` so renames stay in one place.
 """
+
 from __future__ import annotations
 
 from typing import Iterable, NamedTuple
@@ -40,6 +41,7 @@ PAIR_CHUNK = 2000  # (channel, item) pairs per statement in pair mode: 4000 bind
 class Ats(NamedTuple):
     """One (channel, item)'s figure. A named tuple, not a dataclass: a whole-catalogue recompute builds a million of
     these, and a frozen dataclass's ``__init__`` cost several times the query's own fetch (issue 19)."""
+
     channel_id: int
     item_id: int
     storefront_sku: str
@@ -81,8 +83,11 @@ def _sql(pair_count: int | None, channel_count: int | None) -> str:
     """Build the statement. ``pair_count``: restrict to that many (channel, item) pairs given as
     parameters; ``channel_count``: restrict to that many channels; neither: every channel."""
     if pair_count:
-        pairs_cte = "pairs(channel_id, item_id) AS (VALUES " + ", ".join(
-            ["(CAST(%s AS BIGINT), CAST(%s AS BIGINT))"] * pair_count) + "),"
+        pairs_cte = (
+            "pairs(channel_id, item_id) AS (VALUES "
+            + ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS BIGINT))"] * pair_count)
+            + "),"
+        )
         # pair mode: start from the pairs, mapping looked up by item (indexed)
         scope = """
         cand AS (
@@ -288,7 +293,7 @@ def for_pairs(pairs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], Ats]:
     pairs = sorted({(int(c), int(i)) for c, i in pairs})
     out: dict[tuple[int, int], Ats] = {}
     for start in range(0, len(pairs), PAIR_CHUNK):
-        for a in _run(pairs[start:start + PAIR_CHUNK], None):
+        for a in _run(pairs[start : start + PAIR_CHUNK], None):
             out[(a.channel_id, a.item_id)] = a
     return out
 
@@ -302,7 +307,11 @@ def naive_for_pair(channel_id: int, item_id: int) -> int | None:
     rule = ChannelStockRule.objects.filter(channel_id=channel_id, channel__active=True).select_related("pool").first()
     if rule is None:
         return None
-    if not SkuMapping.objects.filter(item_id=item_id, active=True).filter(Q(channel_id=channel_id) | Q(channel__isnull=True)).exists():
+    if (
+        not SkuMapping.objects.filter(item_id=item_id, active=True)
+        .filter(Q(channel_id=channel_id) | Q(channel__isnull=True))
+        .exists()
+    ):
         return None
 
     def locations_of(r):
@@ -311,22 +320,38 @@ def naive_for_pair(channel_id: int, item_id: int) -> int | None:
         return set(r.locations.values_list("id", flat=True))
 
     locs = locations_of(rule)
-    others = [r.channel_id for r in ChannelStockRule.objects.filter(channel__active=True).select_related("pool")
-              if locs & locations_of(r)]
+    others = [
+        r.channel_id
+        for r in ChannelStockRule.objects.filter(channel__active=True).select_related("pool")
+        if locs & locations_of(r)
+    ]
 
     def raw(iid: int) -> int:
         levels = StockLevel.objects.filter(item_id=iid, location_id__in=locs)
         avail = levels.filter(state=InventoryState.AVAILABLE, quantity__gt=0).aggregate(s=Sum("quantity"))["s"] or 0
         reserved = levels.filter(state=InventoryState.RESERVED).aggregate(s=Sum("quantity"))["s"] or 0
-        held = Reservation.objects.filter(item_id=iid, channel_id__in=others, released_at__isnull=True).aggregate(s=Sum("quantity"))["s"] or 0
+        held = (
+            Reservation.objects.filter(item_id=iid, channel_id__in=others, released_at__isnull=True).aggregate(
+                s=Sum("quantity")
+            )["s"]
+            or 0
+        )
         for bc in BundleComponent.objects.filter(component_id=iid):
-            kit_held = Reservation.objects.filter(item_id=bc.bundle_id, channel_id__in=others,
-                                                  released_at__isnull=True).aggregate(s=Sum("quantity"))["s"] or 0
+            kit_held = (
+                Reservation.objects.filter(
+                    item_id=bc.bundle_id, channel_id__in=others, released_at__isnull=True
+                ).aggregate(s=Sum("quantity"))["s"]
+                or 0
+            )
             held += kit_held * bc.quantity
         return max(0, avail - reserved - held)
 
     def buffer_of(iid: int, own_only: bool = False) -> int:
-        found = list(SkuMapping.objects.filter(item_id=iid, active=True).filter(Q(channel_id=channel_id) | Q(channel__isnull=True)))
+        found = list(
+            SkuMapping.objects.filter(item_id=iid, active=True).filter(
+                Q(channel_id=channel_id) | Q(channel__isnull=True)
+            )
+        )
         own = min(found, key=lambda m: (m.channel_id is None, m.id)).safety_buffer if found else None
         if own is not None:
             return own
@@ -335,7 +360,9 @@ def naive_for_pair(channel_id: int, item_id: int) -> int | None:
     item = Item.objects.get(pk=item_id)
     if item.is_bundle:
         comps = list(BundleComponent.objects.filter(bundle_id=item_id))
-        base = min((max(0, raw(bc.component_id) - buffer_of(bc.component_id)) // bc.quantity for bc in comps), default=0)
+        base = min(
+            (max(0, raw(bc.component_id) - buffer_of(bc.component_id)) // bc.quantity for bc in comps), default=0
+        )
         return max(0, base - buffer_of(item_id, own_only=True))
     return max(0, raw(item_id) - buffer_of(item_id))
 
@@ -355,8 +382,12 @@ def captured_units(channel_ids: Iterable[int], item_ids: Iterable[int] | None = 
     until the push it queues), never high."""
     from django.apps import apps  # orders depends on inventory, not the other way round: no import
 
-    lines = apps.get_model("orders", "OrderLine").objects.filter(order__channel_id__in=list(channel_ids), parent__isnull=True)
+    lines = apps.get_model("orders", "OrderLine").objects.filter(
+        order__channel_id__in=list(channel_ids), parent__isnull=True
+    )
     if item_ids is not None:
         lines = lines.filter(item_id__in=list(item_ids))
-    return {(r["order__channel_id"], r["storefront_sku"]): int(r["units"] or 0)
-            for r in lines.values("order__channel_id", "storefront_sku").annotate(units=Sum("quantity"))}
+    return {
+        (r["order__channel_id"], r["storefront_sku"]): int(r["units"] or 0)
+        for r in lines.values("order__channel_id", "storefront_sku").annotate(units=Sum("quantity"))
+    }

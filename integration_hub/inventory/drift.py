@@ -20,6 +20,7 @@ changed by itself (its own order decrements, a hold released before the delayed 
 repaired within one sweep when a channel has no more than ``limit`` pairs, and within
 ``pairs / limit`` sweeps otherwise. Pairs with a push in flight are not judged (they are being written).
 """
+
 from __future__ import annotations
 
 import logging
@@ -63,9 +64,13 @@ def check_channel(channel: Channel, item_ids=None, expected=None) -> DriftResult
         expected = {i: a for i, a in expected.items() if i in wanted}
     by_sku = {a.storefront_sku: a for a in expected.values()}
     # no longer pushed, last known positive: the storefront must show 0 now
-    for item_id, sku in (ChannelStock.objects.filter(channel=channel)
-                         .filter(Q(confirmed_quantity__gt=0) | Q(observed_quantity__gt=0))
-                         .exclude(storefront_sku="").values_list("item_id", "storefront_sku").iterator(chunk_size=5000)):
+    for item_id, sku in (
+        ChannelStock.objects.filter(channel=channel)
+        .filter(Q(confirmed_quantity__gt=0) | Q(observed_quantity__gt=0))
+        .exclude(storefront_sku="")
+        .values_list("item_id", "storefront_sku")
+        .iterator(chunk_size=5000)
+    ):
         if item_ids is not None and item_id not in wanted:
             continue
         if item_id not in expected and sku not in by_sku:  # a SKU another item sells under is judged with it
@@ -76,7 +81,7 @@ def check_channel(channel: Channel, item_ids=None, expected=None) -> DriftResult
     skus = sorted(by_sku)
     observed = {}
     for start in range(0, len(skus), READ_CHUNK):
-        for s in connector.get_stock(skus[start:start + READ_CHUNK], channel.external_id):
+        for s in connector.get_stock(skus[start : start + READ_CHUNK], channel.external_id):
             observed[s.sku] = s
     in_flight = set(PendingPush.objects.filter(channel=channel).values_list("item_id", flat=True))
     captured = ats.captured_units([channel.pk])  # the ledger offsets (see push): only read for ledger-kept entries
@@ -86,8 +91,16 @@ def check_channel(channel: Channel, item_ids=None, expected=None) -> DriftResult
         out.checked += 1
         obs = observed.get(sku)
         obs_qty = obs.quantity if obs is not None else None
-        row = (channel.pk, a.item_id, sku, obs_qty, now, obs_qty, obs.version if obs is not None else None,
-               ((obs.ref or "") if obs is not None else "")[:200])
+        row = (
+            channel.pk,
+            a.item_id,
+            sku,
+            obs_qty,
+            now,
+            obs_qty,
+            obs.version if obs is not None else None,
+            ((obs.ref or "") if obs is not None else "")[:200],
+        )
         key = kinds.key("stock_drift", channel.key, sku)
         if a.item_id in in_flight:
             out.in_flight += 1
@@ -113,19 +126,54 @@ def check_channel(channel: Channel, item_ids=None, expected=None) -> DriftResult
         # must not be skipped because its figure happens to equal ATS
         drift_rows.append(row if ledger is None else row[:5] + (None,) + row[6:])
         repush.append((channel.pk, a.item_id))
-        problems.append(Problem(
-            kind="stock_drift", key=key, severity="warning", channel_id=channel.pk, connection_id=channel.connection_id, sku=sku,
-            title=f"{sku} on {channel.key}: storefront shows {obs_qty if obs_qty is not None else 'nothing'}, hub ATS is {a.quantity}",
-            message="The storefront quantity differs from the available-to-sell the hub computes from the master. "
-                    "A repair push has been queued.",
-            context={"storefront_sku": sku, "channel": channel.key, "master_ats": a.quantity, "storefront_quantity": obs_qty,
-                     "storefront_missing": obs is None, "action": "repush_stock",
-                     **({"storefront_ledger": ledger, "hub_ledger": expected_ledger,
-                         "unexplained_increase": obs.unexplained_increase} if ledger is not None else {})}))
+        problems.append(
+            Problem(
+                kind="stock_drift",
+                key=key,
+                severity="warning",
+                channel_id=channel.pk,
+                connection_id=channel.connection_id,
+                sku=sku,
+                title=f"{sku} on {channel.key}: storefront shows {obs_qty if obs_qty is not None else 'nothing'}, hub ATS is {a.quantity}",
+                message="The storefront quantity differs from the available-to-sell the hub computes from the master. "
+                "A repair push has been queued.",
+                context={
+                    "storefront_sku": sku,
+                    "channel": channel.key,
+                    "master_ats": a.quantity,
+                    "storefront_quantity": obs_qty,
+                    "storefront_missing": obs is None,
+                    "action": "repush_stock",
+                    **(
+                        {
+                            "storefront_ledger": ledger,
+                            "hub_ledger": expected_ledger,
+                            "unexplained_increase": obs.unexplained_increase,
+                        }
+                        if ledger is not None
+                        else {}
+                    ),
+                },
+            )
+        )
     with transaction.atomic():
-        cols = ["channel_id", "item_id", "storefront_sku", "observed_quantity", "observed_at", "confirmed_quantity",
-                "storefront_version", "storefront_ref"]
-        upsert(ChannelStock, cols, ["channel_id", "item_id"], ["storefront_sku", "observed_quantity", "observed_at"], seen_rows)
+        cols = [
+            "channel_id",
+            "item_id",
+            "storefront_sku",
+            "observed_quantity",
+            "observed_at",
+            "confirmed_quantity",
+            "storefront_version",
+            "storefront_ref",
+        ]
+        upsert(
+            ChannelStock,
+            cols,
+            ["channel_id", "item_id"],
+            ["storefront_sku", "observed_quantity", "observed_at"],
+            seen_rows,
+        )
         # drifted: the storefront really shows obs_qty, so that is what is "confirmed" now
         upsert(ChannelStock, cols, ["channel_id", "item_id"], cols[2:], drift_rows)
         if repush:
@@ -140,9 +188,14 @@ def check_channel(channel: Channel, item_ids=None, expected=None) -> DriftResult
 def channels_to_check(channel_ids=None):
     """Active channels with a rule, plus any channel (inactive, rule deleted) where a storefront SKU was
     last confirmed or seen positive — those must be seen to reach 0. Storefront connection enabled."""
-    withdrawn = ChannelStock.objects.filter(Q(confirmed_quantity__gt=0) | Q(observed_quantity__gt=0)).values("channel_id")
-    qs = Channel.objects.filter(Q(active=True, stock_rule__isnull=False) | Q(pk__in=withdrawn), connection__enabled=True) \
-        .select_related("connection").order_by("pk")
+    withdrawn = ChannelStock.objects.filter(Q(confirmed_quantity__gt=0) | Q(observed_quantity__gt=0)).values(
+        "channel_id"
+    )
+    qs = (
+        Channel.objects.filter(Q(active=True, stock_rule__isnull=False) | Q(pk__in=withdrawn), connection__enabled=True)
+        .select_related("connection")
+        .order_by("pk")
+    )
     if channel_ids:
         qs = qs.filter(pk__in=[int(c) for c in channel_ids])
     return qs
@@ -156,11 +209,15 @@ def sweep_channel(channel: Channel, limit: int = SWEEP_PAIRS_PER_CHANNEL) -> Dri
     recently observed. Two queries to choose them, then :func:`check_channel` on that slice."""
     expected = ats.for_channel(channel.pk)
     seen = dict(ChannelStock.objects.filter(channel=channel).values_list("item_id", "observed_at"))
-    withdrawn = set(ChannelStock.objects.filter(channel=channel).filter(Q(confirmed_quantity__gt=0) | Q(observed_quantity__gt=0))
-                    .exclude(item_id__in=list(expected)).values_list("item_id", flat=True))
+    withdrawn = set(
+        ChannelStock.objects.filter(channel=channel)
+        .filter(Q(confirmed_quantity__gt=0) | Q(observed_quantity__gt=0))
+        .exclude(item_id__in=list(expected))
+        .values_list("item_id", flat=True)
+    )
     floor = timezone.now().replace(year=1970)
     order = sorted(set(expected) | withdrawn, key=lambda i: (seen.get(i) is not None, seen.get(i) or floor, i))
-    return check_channel(channel, item_ids=order[:max(1, int(limit))], expected=expected)
+    return check_channel(channel, item_ids=order[: max(1, int(limit))], expected=expected)
 
 
 def check_all(channel_ids=None) -> list[DriftResult]:

@@ -22,6 +22,7 @@ Entry points: the task ``inventory.full_load`` — dispatched by :func:`dispatch
 a channel's every SKU (:func:`.signals.requeue_channels`: a channel's stock rule created — its first sync — or
 changed, its locations or pool changed, the channel reactivated) — and ``manage.py stock fullload --channel KEY``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -58,8 +59,11 @@ def has_bulk_path(connection) -> bool:
 def dispatch_on_commit(channel_ids, reason: str) -> list[int]:
     """Once the transaction that queued every SKU of ``channel_ids`` commits, hand the channels whose storefront has a
     bulk path to the ``inventory.full_load`` task (best effort: a lost dispatch leaves the rows to the drain)."""
-    ids = [c.pk for c in Channel.objects.select_related("connection").filter(pk__in=list(channel_ids), active=True)
-           if has_bulk_path(c.connection)]
+    ids = [
+        c.pk
+        for c in Channel.objects.select_related("connection").filter(pk__in=list(channel_ids), active=True)
+        if has_bulk_path(c.connection)
+    ]
     if not ids:
         return ids
 
@@ -81,9 +85,14 @@ def push_channels(channels, *, reason: str = "full resync", max_rows: int = MAX_
     queued = 0  # rows queued on the bulk channels: the progress bar's total (pairs already pending add to it)
     with transaction.atomic():
         for channel in channels:
-            items = SkuMapping.objects.filter(Q(channel=channel) | Q(channel__isnull=True), active=True) \
-                .values_list("item_id", flat=True).distinct()
-            n = outbox.enqueue(list(items), channel_ids=[channel.pk], priority=PendingPush.Priority.SWEEP, reason=reason[:100])
+            items = (
+                SkuMapping.objects.filter(Q(channel=channel) | Q(channel__isnull=True), active=True)
+                .values_list("item_id", flat=True)
+                .distinct()
+            )
+            n = outbox.enqueue(
+                list(items), channel_ids=[channel.pk], priority=PendingPush.Priority.SWEEP, reason=reason[:100]
+            )
             if channel.pk in bulk_ids:
                 queued += n
     total = push.BatchResult()

@@ -1,5 +1,6 @@
 """Stock as mastered by the WMS/ERP, the rules that turn it into available-to-sell per channel,
 the outbox of pushes waiting to go, and what each storefront last confirmed."""
+
 from __future__ import annotations
 
 from django.db import models
@@ -46,15 +47,17 @@ class ChannelStockRule(models.Model):
     mode = models.CharField(max_length=12, choices=Mode.choices, default=Mode.SEGREGATED)
     locations = models.ManyToManyField(Location, blank=True, related_name="segregated_rules")
     pool = models.ForeignKey(StockPool, null=True, blank=True, on_delete=models.PROTECT, related_name="rules")
-    safety_buffer = models.PositiveIntegerField(default=0, help_text="units held back per SKU on this channel",
-                                                validators=safety_buffer_validators())
+    safety_buffer = models.PositiveIntegerField(
+        default=0, help_text="units held back per SKU on this channel", validators=safety_buffer_validators()
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
             # a shared rule without a pool draws on no location: every SKU on the channel would show 0
-            models.CheckConstraint(condition=~models.Q(mode="shared") | models.Q(pool__isnull=False),
-                                   name="shared_rule_has_pool"),
+            models.CheckConstraint(
+                condition=~models.Q(mode="shared") | models.Q(pool__isnull=False), name="shared_rule_has_pool"
+            ),
         ]
 
     def clean(self):
@@ -77,10 +80,15 @@ class StockLevel(models.Model):
     location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="stock_levels")
     state = models.CharField(max_length=12, choices=InventoryState.choices, default=InventoryState.AVAILABLE)
     quantity = models.IntegerField(default=0)
-    source_updated_at = models.DateTimeField(null=True, blank=True, help_text="master's timestamp; older updates are ignored")
-    moved_at = models.DateTimeField(null=True, blank=True,
-                                    help_text="master's time of the last change that moved the quantity (a repeated figure "
-                                              "leaves it): what re-checks an acknowledged order's hold")
+    source_updated_at = models.DateTimeField(
+        null=True, blank=True, help_text="master's timestamp; older updates are ignored"
+    )
+    moved_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="master's time of the last change that moved the quantity (a repeated figure "
+        "leaves it): what re-checks an acknowledged order's hold",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -108,9 +116,13 @@ class PendingPush(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     not_before = models.DateTimeField(null=True, blank=True, help_text="back-off: do not try before")
     claimed_until = models.DateTimeField(null=True, blank=True, help_text="a worker holds this row until then")
-    claim_token = models.CharField(max_length=32, blank=True, default="",
-                                   help_text="set by the claiming worker; any new change clears it, so the worker "
-                                             "deletes the row after its push only if nothing changed meanwhile")
+    claim_token = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        help_text="set by the claiming worker; any new change clears it, so the worker "
+        "deletes the row after its push only if nothing changed meanwhile",
+    )
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -133,12 +145,16 @@ class ChannelStock(models.Model):
     storefront_version = models.BigIntegerField(null=True, blank=True)
     storefront_ref = models.CharField(max_length=200, blank=True, help_text="inventory entry id / record id")
     confirmed_at = models.DateTimeField(null=True, blank=True)
-    observed_quantity = models.IntegerField(null=True, blank=True, help_text="last quantity read back from the storefront (drift check)")
+    observed_quantity = models.IntegerField(
+        null=True, blank=True, help_text="last quantity read back from the storefront (drift check)"
+    )
     observed_at = models.DateTimeField(null=True, blank=True)
     # write-ahead of a push (issue 20): set before the request leaves, cleared by its confirmation. While set,
     # the storefront may hold attempted_quantity instead of confirmed_quantity (a worker died mid-batch, an
     # answer was lost), so "target equals confirmed" is no reason to skip the next write.
-    attempted_quantity = models.IntegerField(null=True, blank=True, help_text="last quantity sent whose outcome is not known yet")
+    attempted_quantity = models.IntegerField(
+        null=True, blank=True, help_text="last quantity sent whose outcome is not known yet"
+    )
     attempted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -163,8 +179,8 @@ class Reservation(models.Model):
       (``inventory.services.apply_stock_changes``, same transaction as the StockLevel write): from then on
       the master's figure carries the order. A figure that moved before the hold was marked (the master's
       allocation reached the hub before its acknowledgement) is re-checked when it is marked
-      (``inventory.services.recheck_holds``);
-    * ``HUB["HOLD_MAX_SECONDS"]`` after ``acknowledged_at`` (``inventory.services.expire_holds``), with a record;
+      (``inventory.reservations.recheck_holds``);
+    * ``HUB["HOLD_MAX_SECONDS"]`` after ``acknowledged_at`` (``inventory.reservations.expire_holds``), with a record;
     * the order's dispatch confirmation;
     * the order's cancellation.
 
@@ -177,20 +193,36 @@ class Reservation(models.Model):
     order_ref = models.CharField(max_length=100, db_index=True)
     quantity = models.PositiveIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
-    acknowledged_at = models.DateTimeField(null=True, blank=True,
-                                           help_text="when the warehouse took the order; the master's stock feed releases "
-                                                     "the row with its first update changed at or after this")
-    warehouse = models.ForeignKey("core.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-                                  help_text="the master that acknowledged the order (whose stock feed releases the row)")
-    allocated_location = models.ForeignKey(Location, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-                                           help_text="where the master said it allocated this line (any location of the "
-                                                     "master's when it did not say)")
+    acknowledged_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="when the warehouse took the order; the master's stock feed releases "
+        "the row with its first update changed at or after this",
+    )
+    warehouse = models.ForeignKey(
+        "core.Connection",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="the master that acknowledged the order (whose stock feed releases the row)",
+    )
+    allocated_location = models.ForeignKey(
+        Location,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="where the master said it allocated this line (any location of the master's when it did not say)",
+    )
     released_at = models.DateTimeField(null=True, blank=True)
     release_reason = models.CharField(max_length=50, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["order_ref", "item", "channel"], name="uniq_reservation")]
-        indexes = [models.Index(fields=["item"], condition=models.Q(released_at__isnull=True), name="active_reservations")]
+        indexes = [
+            models.Index(fields=["item"], condition=models.Q(released_at__isnull=True), name="active_reservations")
+        ]
 
     def __str__(self) -> str:
         return f"reserve {self.quantity}×{self.item_id} for {self.order_ref}"

@@ -13,6 +13,7 @@ back-off), and clear ``claim_token`` so a worker pushing the row right now knows
 The upsert is one ``INSERT … SELECT … ON CONFLICT (channel_id, item_id) DO UPDATE`` statement per
 5,000 items (SQLite >= 3.24 and PostgreSQL share the syntax).
 """
+
 from __future__ import annotations
 
 import logging
@@ -69,8 +70,14 @@ def _upsert_tail() -> str:
     """
 
 
-def enqueue(item_ids: Iterable[int], *, location_ids: Iterable[int] | None = None, channel_ids: Iterable[int] | None = None,
-            priority: int = PendingPush.Priority.ROUTINE, reason: str = "") -> int:
+def enqueue(
+    item_ids: Iterable[int],
+    *,
+    location_ids: Iterable[int] | None = None,
+    channel_ids: Iterable[int] | None = None,
+    priority: int = PendingPush.Priority.ROUTINE,
+    reason: str = "",
+) -> int:
     """Upsert a pending push for every (channel, item) whose ATS depends on ``item_ids``.
 
     Affected items are the items themselves, every bundle containing one of them, and — for bundle items
@@ -96,21 +103,27 @@ def enqueue(item_ids: Iterable[int], *, location_ids: Iterable[int] | None = Non
     total = 0
     with connection.cursor() as cur:
         for start in range(0, len(items), ITEM_CHUNK):
-            chunk = items[start:start + ITEM_CHUNK]
+            chunk = items[start : start + ITEM_CHUNK]
             chan_filter, chan_params = "", []
             if chan_ids is not None:
                 chan_filter += " AND r.channel_id IN (" + ", ".join(["%s"] * len(chan_ids)) + ")"
                 chan_params += chan_ids
             if loc_ids is not None:
-                chan_filter += (" AND r.channel_id IN (SELECT cl.channel_id FROM chan_loc cl WHERE cl.location_id IN ("
-                                + ", ".join(["%s"] * len(loc_ids)) + "))")
+                chan_filter += (
+                    " AND r.channel_id IN (SELECT cl.channel_id FROM chan_loc cl WHERE cl.location_id IN ("
+                    + ", ".join(["%s"] * len(loc_ids))
+                    + "))"
+                )
                 chan_params += loc_ids
             # INSERT first, then the WITH: Python < 3.12's sqlite3 reports rowcount only for statements
             # that start with INSERT/UPDATE/DELETE; PostgreSQL and SQLite both accept INSERT … WITH … SELECT.
-            sql = ("""
+            sql = (
+                """
             INSERT INTO {push} (channel_id, item_id, priority, reason, changes, attempts, claim_token, last_error,
                                 created_at, updated_at)
-            WITH src(item_id, n) AS (VALUES """ + ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS INTEGER))"] * len(chunk)) + """),
+            WITH src(item_id, n) AS (VALUES """
+                + ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS INTEGER))"] * len(chunk))
+                + """),
             comps AS (  -- a held / changed bundle holds its components
                 SELECT bc.component_id AS item_id, s.n, s.item_id AS via FROM src s JOIN {bundle} bc ON bc.bundle_id = s.item_id
             ),
@@ -124,10 +137,14 @@ def enqueue(item_ids: Iterable[int], *, location_ids: Iterable[int] | None = Non
                 SELECT bc.bundle_id, c.n FROM comps c JOIN {bundle} bc ON bc.component_id = c.item_id WHERE bc.bundle_id <> c.via
             ),
             agg AS (SELECT item_id, SUM(n) AS n FROM affected GROUP BY item_id),
-            chan_loc AS (""" + ats.CHANNEL_LOCATIONS_SQL + """),
+            chan_loc AS ("""
+                + ats.CHANNEL_LOCATIONS_SQL
+                + """),
             chan AS (
                 SELECT r.channel_id FROM {rule} r JOIN {channel} c ON c.id = r.channel_id
-                 WHERE c.active = %s""" + chan_filter + """
+                 WHERE c.active = %s"""
+                + chan_filter
+                + """
             ),
             pairs AS (
                 SELECT ch.channel_id, a.item_id, a.n
@@ -141,7 +158,9 @@ def enqueue(item_ids: Iterable[int], *, location_ids: Iterable[int] | None = Non
                                   AND (cs.confirmed_quantity > 0 OR cs.observed_quantity > 0))
             )
             SELECT channel_id, item_id, %s, %s, n, 0, '', '', %s, %s FROM pairs WHERE 1 = 1
-            """ + _upsert_tail()).format(**_t())
+            """
+                + _upsert_tail()
+            ).format(**_t())
             params: list = []
             for item_id, n in chunk:
                 params += [item_id, n]
@@ -165,12 +184,17 @@ def enqueue_withdrawals(channel_ids: Iterable[int], reason: str) -> int:
     ids = sorted({int(c) for c in channel_ids})
     if not ids:
         return 0
-    pairs = ChannelStock.objects.filter(channel_id__in=ids).filter(
-        models.Q(confirmed_quantity__gt=0) | models.Q(observed_quantity__gt=0)).values_list("channel_id", "item_id")
+    pairs = (
+        ChannelStock.objects.filter(channel_id__in=ids)
+        .filter(models.Q(confirmed_quantity__gt=0) | models.Q(observed_quantity__gt=0))
+        .values_list("channel_id", "item_id")
+    )
     return enqueue_pairs(list(pairs), priority=PendingPush.Priority.ROUTINE, reason=reason)
 
 
-def enqueue_pairs(pairs: Iterable[tuple[int, int]], *, priority: int = PendingPush.Priority.SWEEP, reason: str = "") -> int:
+def enqueue_pairs(
+    pairs: Iterable[tuple[int, int]], *, priority: int = PendingPush.Priority.SWEEP, reason: str = ""
+) -> int:
     """Upsert pending pushes for explicit (channel_id, item_id) pairs (drift repair, console "repush")."""
     pairs = sorted({(int(c), int(i)) for c, i in pairs})
     if not pairs:
@@ -179,13 +203,18 @@ def enqueue_pairs(pairs: Iterable[tuple[int, int]], *, priority: int = PendingPu
     total = 0
     with connection.cursor() as cur:
         for start in range(0, len(pairs), PAIR_CHUNK):
-            chunk = pairs[start:start + PAIR_CHUNK]
-            sql = ("""
+            chunk = pairs[start : start + PAIR_CHUNK]
+            sql = (
+                """
             INSERT INTO {push} (channel_id, item_id, priority, reason, changes, attempts, claim_token, last_error,
                                 created_at, updated_at)
-            WITH src(channel_id, item_id) AS (VALUES """ + ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS BIGINT))"] * len(chunk)) + """)
+            WITH src(channel_id, item_id) AS (VALUES """
+                + ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS BIGINT))"] * len(chunk))
+                + """)
             SELECT channel_id, item_id, %s, %s, 1, 0, '', '', %s, %s FROM src WHERE 1 = 1
-            """ + _upsert_tail()).format(**_t())
+            """
+                + _upsert_tail()
+            ).format(**_t())
             params: list = []
             for c, i in chunk:
                 params += [c, i]
@@ -242,4 +271,27 @@ def _kick_on_commit(priority: int) -> None:
     transaction.on_commit(kick_after_commit)
 
 
-__all__ = ["enqueue", "enqueue_pairs", "enqueue_withdrawals", "channels_for_locations", "locations_for_channel", "channel_locations", "kick"]
+__all__ = [
+    "enqueue",
+    "enqueue_pairs",
+    "enqueue_withdrawals",
+    "channels_for_locations",
+    "locations_for_channel",
+    "channel_locations",
+    "kick",
+]
+
+
+def lift_backoff(qs, progress=None) -> int:
+    """Make every push of ``qs`` due now (one UPDATE per 1,000 ids) and nudge a worker. Returns rows changed.
+    "Retry now" on the push queue, "retry all matching" and the exception queue's bulk retry all call this."""
+    ids = list(qs.order_by("id").values_list("id", flat=True))
+    n = 0
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        n += PendingPush.objects.filter(pk__in=chunk).update(not_before=None)
+        if progress is not None:
+            progress.advance(len(chunk))
+    if n:
+        kick()
+    return n

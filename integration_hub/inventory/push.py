@@ -33,6 +33,7 @@ One batch (:func:`push_batch`) runs a fixed number of queries whatever its size:
    ``rate_limited`` / ``sync_timeout`` exception records (a 409 that outlasts the connector's re-reads
    is a ``sync_timeout`` titled and marked as a conflict), which a later success clears.
 """
+
 from __future__ import annotations
 
 import logging
@@ -96,8 +97,9 @@ class BatchResult:
 
 
 def _claimable(now, max_priority: int | None, connection_id: int | None = None):
-    qs = PendingPush.objects.filter(Q(not_before__isnull=True) | Q(not_before__lte=now),
-                                    Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+    qs = PendingPush.objects.filter(
+        Q(not_before__isnull=True) | Q(not_before__lte=now), Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    )
     if max_priority is not None:
         qs = qs.filter(priority__lte=max_priority)
     if connection_id is not None:  # one storefront connection's rows (a per-connection drain)
@@ -105,8 +107,13 @@ def _claimable(now, max_priority: int | None, connection_id: int | None = None):
     return qs
 
 
-def claim(batch_size: int = BATCH_SIZE, max_priority: int | None = None, lease_seconds: int = LEASE_SECONDS,
-          connection_id: int | None = None, channel_ids=None):
+def claim(
+    batch_size: int = BATCH_SIZE,
+    max_priority: int | None = None,
+    lease_seconds: int = LEASE_SECONDS,
+    connection_id: int | None = None,
+    channel_ids=None,
+):
     """Claim up to ``batch_size`` rows (of one storefront connection when ``connection_id`` is given; of
     ``channel_ids`` only, when given). Returns (token, lease_until, rows as dicts)."""
     now = timezone.now()
@@ -122,8 +129,11 @@ def claim(batch_size: int = BATCH_SIZE, max_priority: int | None = None, lease_s
         if not ids:
             return token, lease, []
         _claimable(now, max_priority, connection_id).filter(id__in=ids).update(claimed_until=lease, claim_token=token)
-        rows = list(PendingPush.objects.filter(claim_token=token)
-                    .values("id", "channel_id", "item_id", "priority", "attempts", "changes"))
+        rows = list(
+            PendingPush.objects.filter(claim_token=token).values(
+                "id", "channel_id", "item_id", "priority", "attempts", "changes"
+            )
+        )
     return token, lease, rows
 
 
@@ -135,8 +145,9 @@ def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
     return delay
 
 
-def _plan_withdrawals(withdraw: list[tuple], per_conn: dict, done: list, problems: list, out: BatchResult,
-                      captured: dict | None = None) -> None:
+def _plan_withdrawals(
+    withdraw: list[tuple], per_conn: dict, done: list, problems: list, out: BatchResult, captured: dict | None = None
+) -> None:
     """Add a quantity-0 target for every storefront SKU the hub last confirmed positive and no longer
     maintains (ARCHITECTURE principle 1: the storefront must not keep selling stock nobody updates).
     A SKU that another item's active mapping now owns on that channel is left to that item's push.
@@ -145,17 +156,29 @@ def _plan_withdrawals(withdraw: list[tuple], per_conn: dict, done: list, problem
 
     skus = {cs["storefront_sku"] for _, _, _, cs, _ in withdraw if cs["storefront_sku"]}
     owners: dict[str, list[tuple]] = defaultdict(list)
-    for ch_id, sku, item_id in SkuMapping.objects.filter(storefront_sku__in=skus, active=True) \
-            .values_list("channel_id", "storefront_sku", "item_id"):
+    for ch_id, sku, item_id in SkuMapping.objects.filter(storefront_sku__in=skus, active=True).values_list(
+        "channel_id", "storefront_sku", "item_id"
+    ):
         owners[sku].append((ch_id, item_id))
     for pair, row, channel, cs, role in withdraw:
         sku = cs["storefront_sku"]
         owned = any(item_id != pair[1] and ch_id in (None, pair[0]) for ch_id, item_id in owners.get(sku, ()))
         if role == RENAMED:
             if sku and not owned:
-                per_conn[channel.connection_id].append((pair, row, InventoryTarget(
-                    sku=sku, channel_ref=channel.external_id, quantity=0, known_version=cs["storefront_version"],
-                    known_ref=cs["storefront_ref"] or ""), RENAMED))
+                per_conn[channel.connection_id].append(
+                    (
+                        pair,
+                        row,
+                        InventoryTarget(
+                            sku=sku,
+                            channel_ref=channel.external_id,
+                            quantity=0,
+                            known_version=cs["storefront_version"],
+                            known_ref=cs["storefront_ref"] or "",
+                        ),
+                        RENAMED,
+                    )
+                )
             continue
         if owned:  # another item sells under this SKU now: its own push sets the quantity
             out.dropped += 1
@@ -165,20 +188,42 @@ def _plan_withdrawals(withdraw: list[tuple], per_conn: dict, done: list, problem
             out.dropped += 1
             done.append(row["id"])
             last = cs["confirmed_quantity"] if cs["confirmed_quantity"] is not None else cs["observed_quantity"]
-            problems.append(Problem(
-                kind="stock_drift", key=kinds.key("stock_drift", channel.key, f"item-{pair[1]}"), severity="error",
-                channel_id=channel.pk, connection_id=channel.connection_id,
-                title=f"Item {pair[1]} is no longer sold on {channel.key} but the storefront may still show {last}",
-                message="The pair stopped being pushable (mapping removed, channel inactive or without a rule) and the "
-                        "storefront SKU it was last confirmed under is unknown, so the hub cannot set it to 0. "
-                        "Set the storefront quantity to 0 by hand.",
-                context={"channel": channel.key, "item_id": pair[1], "last_confirmed_quantity": last,
-                         "action": "repush_stock"}))
+            problems.append(
+                Problem(
+                    kind="stock_drift",
+                    key=kinds.key("stock_drift", channel.key, f"item-{pair[1]}"),
+                    severity="error",
+                    channel_id=channel.pk,
+                    connection_id=channel.connection_id,
+                    title=f"Item {pair[1]} is no longer sold on {channel.key} but the storefront may still show {last}",
+                    message="The pair stopped being pushable (mapping removed, channel inactive or without a rule) and the "
+                    "storefront SKU it was last confirmed under is unknown, so the hub cannot set it to 0. "
+                    "Set the storefront quantity to 0 by hand.",
+                    context={
+                        "channel": channel.key,
+                        "item_id": pair[1],
+                        "last_confirmed_quantity": last,
+                        "action": "repush_stock",
+                    },
+                )
+            )
             continue
         # ledger 0 + captured: a self-decrementing storefront ends at 0 less its own orders not captured yet
-        per_conn[channel.connection_id].append((pair, row, InventoryTarget(
-            sku=sku, channel_ref=channel.external_id, quantity=0, known_version=cs["storefront_version"],
-            known_ref=cs["storefront_ref"] or "", ledger=(captured or {}).get((pair[0], sku), 0)), WITHDRAW))
+        per_conn[channel.connection_id].append(
+            (
+                pair,
+                row,
+                InventoryTarget(
+                    sku=sku,
+                    channel_ref=channel.external_id,
+                    quantity=0,
+                    known_version=cs["storefront_version"],
+                    known_ref=cs["storefront_ref"] or "",
+                    ledger=(captured or {}).get((pair[0], sku), 0),
+                ),
+                WITHDRAW,
+            )
+        )
 
 
 def _fill_held(per_conn: dict, channels: dict) -> None:
@@ -200,11 +245,18 @@ def _fill_held(per_conn: dict, channels: dict) -> None:
     wanted = [(pair[0], target) for cid in own for pair, _, target, role in per_conn[cid] if role == SET]
     if not wanted:
         return
-    held = {(c, s): q for c, s, q in OrderLine.objects.filter(
-        order__channel_id__in={c for c, _ in wanted}, storefront_sku__in={t.sku for _, t in wanted}, parent__isnull=True)
+    held = {
+        (c, s): q
+        for c, s, q in OrderLine.objects.filter(
+            order__channel_id__in={c for c, _ in wanted},
+            storefront_sku__in={t.sku for _, t in wanted},
+            parent__isnull=True,
+        )
         .exclude(order__state__in=[OrderState.CANCELLED, OrderState.STOREFRONT_NOTIFIED])
-        .values("order__channel_id", "storefront_sku").annotate(q=Sum("quantity"))
-        .values_list("order__channel_id", "storefront_sku", "q")}
+        .values("order__channel_id", "storefront_sku")
+        .annotate(q=Sum("quantity"))
+        .values_list("order__channel_id", "storefront_sku", "q")
+    }
     for channel_id, target in wanted:
         target.held = int(held.get((channel_id, target.sku)) or 0)
 
@@ -222,17 +274,34 @@ def _repeated_failure(conn: Connection, err: Exception, attempts: int, rows_wait
     else:
         kind, what, reason = "sync_timeout", type(err).__name__, "error"
     return Problem(
-        kind=kind, key=kinds.key(kind, conn.name) if kind == "auth_failure" else kinds.key(kind, conn.name, OPERATION),
+        kind=kind,
+        key=kinds.key(kind, conn.name) if kind == "auth_failure" else kinds.key(kind, conn.name, OPERATION),
         severity="error",
         title=f"Stock pushes to {conn.name} keep failing ({what})",
-        message=str(err)[:2000], connection_id=conn.pk,
-        context={"operation": OPERATION, "reason": reason, "error": type(err).__name__, "attempts": attempts,
-                 "rows_waiting": rows_waiting, "retry_after": getattr(err, "retry_after", None),
-                 "last_error": str(err)[:500], "action": "retry_push"})
+        message=str(err)[:2000],
+        connection_id=conn.pk,
+        context={
+            "operation": OPERATION,
+            "reason": reason,
+            "error": type(err).__name__,
+            "attempts": attempts,
+            "rows_waiting": rows_waiting,
+            "retry_after": getattr(err, "retry_after", None),
+            "last_error": str(err)[:500],
+            "action": "retry_push",
+        },
+    )
 
 
-def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, lease_seconds: int = LEASE_SECONDS,
-               connection_id: int | None = None, *, channel_ids=None, full: bool = False) -> BatchResult:
+def push_batch(
+    batch_size: int = BATCH_SIZE,
+    max_priority: int | None = None,
+    lease_seconds: int = LEASE_SECONDS,
+    connection_id: int | None = None,
+    *,
+    channel_ids=None,
+    full: bool = False,
+) -> BatchResult:
     """``full``: the batch is a full load (:mod:`.full_load`) — sent with ``Storefront.push_full``, not ``set_stock``."""
     from connectors.registry import get_connector
 
@@ -247,10 +316,19 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
     item_ids = {i for _, i in by_pair}
     captured = ats.captured_units(channel_ids, item_ids)  # before ATS: a capture in between errs low, not high
     targets_ats = ats.for_pairs(by_pair)
-    confirmed = {(cs["channel_id"], cs["item_id"]): cs for cs in ChannelStock.objects.filter(
-        channel_id__in=channel_ids, item_id__in=item_ids).values(
-        "channel_id", "item_id", "storefront_sku", "confirmed_quantity", "observed_quantity", "storefront_version",
-        "storefront_ref", "attempted_at")}
+    confirmed = {
+        (cs["channel_id"], cs["item_id"]): cs
+        for cs in ChannelStock.objects.filter(channel_id__in=channel_ids, item_id__in=item_ids).values(
+            "channel_id",
+            "item_id",
+            "storefront_sku",
+            "confirmed_quantity",
+            "observed_quantity",
+            "storefront_version",
+            "storefront_ref",
+            "attempted_at",
+        )
+    }
     channels = Channel.objects.select_related("connection").in_bulk(channel_ids)
 
     done: list[int] = []  # rows finished (pushed, skipped, dropped): delete if untouched since the claim
@@ -266,7 +344,11 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
         if a is None or channel is None or not channel.active:
             # No longer pushable. If the storefront was last told a positive quantity it would keep selling
             # it: withdraw it (push 0 to the SKU it was confirmed under) before letting the pair go.
-            if channel is not None and cs and ((cs["confirmed_quantity"] or 0) > 0 or (cs["observed_quantity"] or 0) > 0):
+            if (
+                channel is not None
+                and cs
+                and ((cs["confirmed_quantity"] or 0) > 0 or (cs["observed_quantity"] or 0) > 0)
+            ):
                 withdraw.append((pair, row, channel, cs, WITHDRAW))
             else:
                 out.dropped += 1
@@ -274,19 +356,37 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
             continue
         # skip only on a confirmation observed after the last attempt: an attempt whose outcome is unknown
         # (worker killed mid-batch, answer lost) may have left another figure in the storefront
-        if cs and cs["storefront_sku"] == a.storefront_sku and cs["confirmed_quantity"] == a.quantity and cs["attempted_at"] is None:
+        if (
+            cs
+            and cs["storefront_sku"] == a.storefront_sku
+            and cs["confirmed_quantity"] == a.quantity
+            and cs["attempted_at"] is None
+        ):
             out.skipped += 1
             done.append(row["id"])
             # the storefront already confirmed this SKU at this quantity: the mapping works
-            skip_clears.extend([kinds.key("unknown_sku", channel.key, a.storefront_sku),
-                                kinds.key("sku_mismatch", channel.key, a.storefront_sku)])
+            skip_clears.extend(
+                [
+                    kinds.key("unknown_sku", channel.key, a.storefront_sku),
+                    kinds.key("sku_mismatch", channel.key, a.storefront_sku),
+                ]
+            )
             continue
-        target = InventoryTarget(sku=a.storefront_sku, channel_ref=channel.external_id, quantity=a.quantity,
-                                 known_version=cs["storefront_version"] if cs and cs["storefront_sku"] == a.storefront_sku else None,
-                                 known_ref=(cs["storefront_ref"] or "") if cs and cs["storefront_sku"] == a.storefront_sku else "",
-                                 as_of=snapshot, ledger=a.quantity + captured.get((pair[0], a.storefront_sku), 0))
+        target = InventoryTarget(
+            sku=a.storefront_sku,
+            channel_ref=channel.external_id,
+            quantity=a.quantity,
+            known_version=cs["storefront_version"] if cs and cs["storefront_sku"] == a.storefront_sku else None,
+            known_ref=(cs["storefront_ref"] or "") if cs and cs["storefront_sku"] == a.storefront_sku else "",
+            as_of=snapshot,
+            ledger=a.quantity + captured.get((pair[0], a.storefront_sku), 0),
+        )
         per_conn[channel.connection_id].append((pair, row, target, SET))
-        if cs and cs["storefront_sku"] != a.storefront_sku and ((cs["confirmed_quantity"] or 0) > 0 or (cs["observed_quantity"] or 0) > 0):
+        if (
+            cs
+            and cs["storefront_sku"] != a.storefront_sku
+            and ((cs["confirmed_quantity"] or 0) > 0 or (cs["observed_quantity"] or 0) > 0)
+        ):
             # the mapping now points at another storefront SKU: the old one still shows the old quantity
             withdraw.append((pair, row, channel, cs, RENAMED))
     if withdraw:
@@ -295,10 +395,18 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
     now = timezone.now()
     # write-ahead: record every quantity about to be sent before it leaves (committed on its own), so a
     # worker killed after the write landed leaves "outcome unknown", never a stale "confirmed"
-    upsert(ChannelStock, ["channel_id", "item_id", "storefront_sku", "storefront_ref", "attempted_quantity", "attempted_at"],
-           ["channel_id", "item_id"], ["attempted_quantity", "attempted_at"],
-           [(pair[0], pair[1], target.sku, "", target.quantity, now)
-            for work in per_conn.values() for pair, _row, target, role in work if role == SET])
+    upsert(
+        ChannelStock,
+        ["channel_id", "item_id", "storefront_sku", "storefront_ref", "attempted_quantity", "attempted_at"],
+        ["channel_id", "item_id"],
+        ["attempted_quantity", "attempted_at"],
+        [
+            (pair[0], pair[1], target.sku, "", target.quantity, now)
+            for work in per_conn.values()
+            for pair, _row, target, role in work
+            if role == SET
+        ],
+    )
     confirmations: list[tuple] = []
     clear_keys: list[str] = list(skip_clears)
     conn_status: dict[int, tuple[bool, BaseException | str]] = {}
@@ -350,42 +458,91 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
             channel = channels[pair[0]]
             row_of[row["id"]] = row
             res = None if whole_error else by_target.get((target.sku, target.channel_ref))
-            withdrawn_missing = (role != SET and res is not None and not res.ok
-                                 and isinstance(res.error, errors.NotFoundError))  # nothing there to oversell
+            withdrawn_missing = (
+                role != SET and res is not None and not res.ok and isinstance(res.error, errors.NotFoundError)
+            )  # nothing there to oversell
             if res is not None and (res.ok or withdrawn_missing):
                 any_ok = any_ok or res.ok
                 row_ok.setdefault(row["id"], True)
                 if role == SET:
-                    row_confirm[row["id"]] = (pair[0], pair[1], target.sku, res.quantity, res.version,
-                                              (res.ref or target.known_ref or "")[:200], now, None, None)
-                    clear_keys.extend([kinds.key("unknown_sku", channel.key, target.sku),
-                                       kinds.key("sku_mismatch", channel.key, target.sku),  # the mapping works
-                                       kinds.key("bad_payload", conn.name, OPERATION, f"{channel.key}/{target.sku}")])
+                    row_confirm[row["id"]] = (
+                        pair[0],
+                        pair[1],
+                        target.sku,
+                        res.quantity,
+                        res.version,
+                        (res.ref or target.known_ref or "")[:200],
+                        now,
+                        None,
+                        None,
+                    )
+                    clear_keys.extend(
+                        [
+                            kinds.key("unknown_sku", channel.key, target.sku),
+                            kinds.key("sku_mismatch", channel.key, target.sku),  # the mapping works
+                            kinds.key("bad_payload", conn.name, OPERATION, f"{channel.key}/{target.sku}"),
+                        ]
+                    )
                 elif role == WITHDRAW:
-                    row_confirm[row["id"]] = (pair[0], pair[1], target.sku, 0,
-                                              res.version if res.ok else None,
-                                              ((res.ref if res.ok else "") or target.known_ref or "")[:200], now, None, None)
+                    row_confirm[row["id"]] = (
+                        pair[0],
+                        pair[1],
+                        target.sku,
+                        0,
+                        res.version if res.ok else None,
+                        ((res.ref if res.ok else "") or target.known_ref or "")[:200],
+                        now,
+                        None,
+                        None,
+                    )
                 continue
             row_ok[row["id"]] = False
-            err = whole_error or (res.error if res is not None and res.error else None) \
+            err = (
+                whole_error
+                or (res.error if res is not None and res.error else None)
                 or errors.RetryableError(f"{conn.name} returned no result for {target.sku} on {target.channel_ref}")
+            )
             row_error.setdefault(row["id"], err)
             if isinstance(err, errors.ImportPending) and not whole_error:
                 continue  # accepted, not failed: no attempt counted, no error on the connection (import_outcomes settles it)
             if isinstance(err, errors.NotFoundError) and not whole_error and role == SET:
-                problems.append(Problem(
-                    kind="unknown_sku", key=kinds.key("unknown_sku", channel.key, target.sku),
-                    title=f"{conn.name} has no SKU {target.sku} on {channel.key}",
-                    message=f"Stock push refused: {err}", connection_id=conn.pk, channel_id=channel.pk, sku=target.sku,
-                    context={"storefront_sku": target.sku, "channel": channel.key, "quantity": target.quantity,
-                             "last_error": str(err)[:500], "action": "map_sku"}))
+                problems.append(
+                    Problem(
+                        kind="unknown_sku",
+                        key=kinds.key("unknown_sku", channel.key, target.sku),
+                        title=f"{conn.name} has no SKU {target.sku} on {channel.key}",
+                        message=f"Stock push refused: {err}",
+                        connection_id=conn.pk,
+                        channel_id=channel.pk,
+                        sku=target.sku,
+                        context={
+                            "storefront_sku": target.sku,
+                            "channel": channel.key,
+                            "quantity": target.quantity,
+                            "last_error": str(err)[:500],
+                            "action": "map_sku",
+                        },
+                    )
+                )
             elif isinstance(err, errors.BadDataError) and not whole_error:
-                problems.append(Problem(
-                    kind="bad_payload", key=kinds.key("bad_payload", conn.name, OPERATION, f"{channel.key}/{target.sku}"),
-                    title=f"{conn.name} rejected stock for {target.sku} on {channel.key}",
-                    message=str(err)[:2000], connection_id=conn.pk, channel_id=channel.pk, sku=target.sku,
-                    context={"storefront_sku": target.sku, "channel": channel.key, "quantity": target.quantity,
-                             "last_error": str(err)[:500], "action": "repush_stock"}))
+                problems.append(
+                    Problem(
+                        kind="bad_payload",
+                        key=kinds.key("bad_payload", conn.name, OPERATION, f"{channel.key}/{target.sku}"),
+                        title=f"{conn.name} rejected stock for {target.sku} on {channel.key}",
+                        message=str(err)[:2000],
+                        connection_id=conn.pk,
+                        channel_id=channel.pk,
+                        sku=target.sku,
+                        context={
+                            "storefront_sku": target.sku,
+                            "channel": channel.key,
+                            "quantity": target.quantity,
+                            "last_error": str(err)[:500],
+                            "action": "repush_stock",
+                        },
+                    )
+                )
             elif not (isinstance(err, (errors.NotFoundError, errors.BadDataError)) and not whole_error):
                 retry_errors.append((err, row))
         for row_id, ok in row_ok.items():
@@ -403,14 +560,19 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
                     out.failed += 1
                 failures[row_id] = (f"{type(err).__name__}: {err}"[:2000], getattr(err, "retry_after", None), pending)
         if any_ok:
-            clear_keys += [kinds.key(k, conn.name, OPERATION) for k in ("rate_limited", "sync_timeout")] + [kinds.key("auth_failure", conn.name)]
+            clear_keys += [kinds.key(k, conn.name, OPERATION) for k in ("rate_limited", "sync_timeout")] + [
+                kinds.key("auth_failure", conn.name)
+            ]
         if retry_errors:
             worst = max(row["attempts"] + 1 for _, row in retry_errors)
             err = retry_errors[0][0]
             # a misconfigured connection (ConfigurationError) is reported at once: no retry can fix it
             if (worst >= FAILURES_BEFORE_EXCEPTION or isinstance(err, errors.ConfigurationError)) and not any_ok:
                 problems.append(_repeated_failure(conn, err, worst, len({r["id"] for _, r in retry_errors})))
-        conn_status[conn.pk] = (any_ok or not (whole_error or retry_errors), whole_error or (retry_errors[0][0] if retry_errors else ""))
+        conn_status[conn.pk] = (
+            any_ok or not (whole_error or retry_errors),
+            whole_error or (retry_errors[0][0] if retry_errors else ""),
+        )
 
     # failed rows, grouped by error (a whole-call failure is one group): one UPDATE per distinct error
     groups: dict[tuple[str, float | None, bool], list[dict]] = defaultdict(list)
@@ -418,26 +580,56 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
         if row["id"] in failures:
             groups[failures[row["id"]]].append(row)
     with transaction.atomic():
-        upsert(ChannelStock, ["channel_id", "item_id", "storefront_sku", "confirmed_quantity", "storefront_version",
-                              "storefront_ref", "confirmed_at", "attempted_quantity", "attempted_at"], ["channel_id", "item_id"],
-               ["storefront_sku", "confirmed_quantity", "storefront_version", "storefront_ref", "confirmed_at",
-                "attempted_quantity", "attempted_at"], confirmations)
+        upsert(
+            ChannelStock,
+            [
+                "channel_id",
+                "item_id",
+                "storefront_sku",
+                "confirmed_quantity",
+                "storefront_version",
+                "storefront_ref",
+                "confirmed_at",
+                "attempted_quantity",
+                "attempted_at",
+            ],
+            ["channel_id", "item_id"],
+            [
+                "storefront_sku",
+                "confirmed_quantity",
+                "storefront_version",
+                "storefront_ref",
+                "confirmed_at",
+                "attempted_quantity",
+                "attempted_at",
+            ],
+            confirmations,
+        )
         for (text, retry_after, pending), group in groups.items():
             if pending:  # deferred until the import's outcome is due; the row's attempts are not a failure count
                 PendingPush.objects.filter(id__in=[r["id"] for r in group]).update(
-                    last_error=text, claimed_until=None, claim_token="",
-                    not_before=now + timedelta(seconds=retry_after or BACKOFF_BASE_SECONDS))
+                    last_error=text,
+                    claimed_until=None,
+                    claim_token="",
+                    not_before=now + timedelta(seconds=retry_after or BACKOFF_BASE_SECONDS),
+                )
                 continue
             attempts = max(r["attempts"] for r in group) + 1
             PendingPush.objects.filter(id__in=[r["id"] for r in group]).update(
-                attempts=F("attempts") + 1, last_error=text, claimed_until=None, claim_token="",
-                not_before=now + timedelta(seconds=backoff_seconds(attempts, retry_after)))
+                attempts=F("attempts") + 1,
+                last_error=text,
+                claimed_until=None,
+                claim_token="",
+                not_before=now + timedelta(seconds=backoff_seconds(attempts, retry_after)),
+            )
         if done:
             finished = PendingPush.objects.filter(id__in=done, claim_token=token)
             deleted = finished._raw_delete(finished.db)  # no signals/cascades on the outbox: one DELETE
             out.requeued = len(done) - deleted
         # rows changed mid-push (token cleared by enqueue): hand them back for another pass now
-        PendingPush.objects.filter(id__in=[r["id"] for r in rows], claimed_until=lease).update(claimed_until=None, claim_token="")
+        PendingPush.objects.filter(id__in=[r["id"] for r in rows], claimed_until=lease).update(
+            claimed_until=None, claim_token=""
+        )
         for conn_pk, (ok, err) in conn_status.items():
             if ok:
                 Connection.objects.filter(pk=conn_pk).update(last_success_at=now)
@@ -450,8 +642,13 @@ def push_batch(batch_size: int = BATCH_SIZE, max_priority: int | None = None, le
     return out
 
 
-def drain(max_priority: int | None = None, batch_size: int = BATCH_SIZE, time_budget: float = 50.0,
-          lease_seconds: int = LEASE_SECONDS, connection_id: int | None = None) -> tuple[BatchResult, bool]:
+def drain(
+    max_priority: int | None = None,
+    batch_size: int = BATCH_SIZE,
+    time_budget: float = 50.0,
+    lease_seconds: int = LEASE_SECONDS,
+    connection_id: int | None = None,
+) -> tuple[BatchResult, bool]:
     """Push batches until nothing is claimable or ``time_budget`` seconds are used.
     Returns (totals, more) — ``more`` is True when it stopped on the budget with work left."""
     total = BatchResult()
@@ -471,8 +668,13 @@ def has_claimable(max_priority: int | None = None, connection_id: int | None = N
 
 def claimable_connections(max_priority: int | None = None) -> list[int]:
     """Storefront connections with rows ready to push now (one query): one drain each."""
-    return sorted(set(Channel.objects.filter(id__in=_claimable(timezone.now(), max_priority).values("channel_id"))
-                      .values_list("connection_id", flat=True)))
+    return sorted(
+        set(
+            Channel.objects.filter(id__in=_claimable(timezone.now(), max_priority).values("channel_id")).values_list(
+                "connection_id", flat=True
+            )
+        )
+    )
 
 
 def release_expired_claims() -> int:

@@ -5,6 +5,7 @@ The domain's own rules — the console rule pages, the API serializers/views and
 deleted) are also covered by :mod:`.signals`; :func:`after_channel_rule_saved` is the explicit re-queue a person's
 edit reports back ("n stock push(es) queued").
 """
+
 from __future__ import annotations
 
 from django.db.models import Q
@@ -43,10 +44,21 @@ def audit_rule_locations(rule, before: list[str] | None) -> bool:
 
 def after_channel_rule_saved(obj, before=None) -> str:
     """A channel's stock rule changed: every mapped SKU on the channel needs its ATS pushed again."""
-    item_ids = set(SkuMapping.objects.filter(Q(channel_id=obj.channel_id) | Q(channel__isnull=True), active=True)
-                   .values_list("item_id", flat=True))
-    n = outbox.enqueue(sorted(item_ids), channel_ids=[obj.channel_id], priority=PendingPush.Priority.ROUTINE,
-                       reason="channel stock rule changed") if item_ids else 0
+    item_ids = set(
+        SkuMapping.objects.filter(Q(channel_id=obj.channel_id) | Q(channel__isnull=True), active=True).values_list(
+            "item_id", flat=True
+        )
+    )
+    n = (
+        outbox.enqueue(
+            sorted(item_ids),
+            channel_ids=[obj.channel_id],
+            priority=PendingPush.Priority.ROUTINE,
+            reason="channel stock rule changed",
+        )
+        if item_ids
+        else 0
+    )
     return f"{n} stock push(es) queued for {obj.channel}"
 
 

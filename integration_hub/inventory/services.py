@@ -7,12 +7,13 @@ location ids (``Location.external_id`` on that connection) and master SKUs (``It
 row), and enqueues the pushes those changes cause in the same transaction.
 
 Reservations the master now carries are released in the same transaction
-(:func:`_release_reflected_reservations`): an acknowledged order's hold stays until this master reports
+(:func:`.reservations.release_reflected`; the whole reservation lifecycle lives in :mod:`.reservations`): an
+acknowledged order's hold stays until this master reports
 a changed figure for the item where it allocated the line (``Reservation.allocated_location``, wherever that
 is; any of its locations when it did not say), with a change time at or after the acknowledgement (a
 repeated, unchanged figure releases nothing). A figure that arrived before the acknowledgement is re-checked
-when the hold is marked (:func:`mark_holds_acknowledged` → :func:`recheck_holds`, against
-``StockLevel.moved_at``), and every acknowledged hold is bounded (:func:`expire_holds`: released with a record).
+when the hold is marked (``reservations.mark_holds_acknowledged`` → ``recheck_holds``, against
+``StockLevel.moved_at``), and every acknowledged hold is bounded (``reservations.expire_holds``: released with a record).
 
 Bad rows never block good ones; each becomes an exception record merged by key:
   unknown SKU        unknown_sku:<connection name>:<master sku>   (no channel yet: the master's name
@@ -31,6 +32,7 @@ A negative *available* figure is not a bad row but a fact (the master oversold):
 location, ``stock_drift:<connection name>:negative:<sku@location>``, cleared when that figure is back to
 zero or more. A negative figure in any other state is a bad row.
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,14 +54,14 @@ from integration_hub.catalog.master_pull import create_pending_items
 from integration_hub.catalog.models import Item
 from integration_hub.core.models import Location, SyncCursor
 
-from . import outbox
-from .models import InventoryState, PendingPush, Reservation, StockLevel
+from . import outbox, reservations
+from .models import InventoryState, PendingPush, StockLevel
+from .reservations import ATS_STATES
 
 log = logging.getLogger(__name__)
 
 UPSERT_CHUNK = 2000
 LOOKUP_CHUNK = 5000
-ATS_STATES = {InventoryState.AVAILABLE.value, InventoryState.RESERVED.value}
 _INT_RX = re.compile(r"^\s*\d+\s*$")
 
 
@@ -138,8 +140,10 @@ def _validate(change, horizon: datetime | None = None) -> tuple[str, str, int, s
     ts = _timestamp(_field(change, "changed_at"))
     if ts is not None and horizon is not None and ts > horizon:
         # kept, it would make every later real change of this SKU look stale until that date
-        raise InvalidChange(f"changed_at {ts.isoformat()} is in the future (more than "
-                            f"{int(settings.HUB.get('FUTURE_TOLERANCE_SECONDS', 300))} s ahead of the hub's clock)")
+        raise InvalidChange(
+            f"changed_at {ts.isoformat()} is in the future (more than "
+            f"{int(settings.HUB.get('FUTURE_TOLERANCE_SECONDS', 300))} s ahead of the hub's clock)"
+        )
     return sku.strip(), loc.strip(), qty, str(state), ts, str(_field(change, "ref", "") or "")
 
 
@@ -170,8 +174,15 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
         try:
             parsed.append(_validate(change, horizon))
         except InvalidChange as exc:
-            bad.append(RejectedRow(index=i, ref=str(_field(change, "ref", "") or ""), field="stock change", message=str(exc),
-                                   raw=change))
+            bad.append(
+                RejectedRow(
+                    index=i,
+                    ref=str(_field(change, "ref", "") or ""),
+                    field="stock change",
+                    message=str(exc),
+                    raw=change,
+                )
+            )
     if bad:
         problems.extend(_bad_row_problems(connection, bad, source))
 
@@ -179,12 +190,15 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
         locations = {}
         ext_ids = sorted({p[1] for p in parsed})
         for start in range(0, len(ext_ids), LOOKUP_CHUNK):
-            locations.update(Location.objects.filter(connection=connection, external_id__in=ext_ids[start:start + LOOKUP_CHUNK])
-                             .values_list("external_id", "id"))
+            locations.update(
+                Location.objects.filter(
+                    connection=connection, external_id__in=ext_ids[start : start + LOOKUP_CHUNK]
+                ).values_list("external_id", "id")
+            )
         skus = sorted({p[0] for p in parsed})
         items: dict[str, int] = {}
         for start in range(0, len(skus), LOOKUP_CHUNK):
-            items.update(Item.objects.filter(sku__in=skus[start:start + LOOKUP_CHUNK]).values_list("sku", "id"))
+            items.update(Item.objects.filter(sku__in=skus[start : start + LOOKUP_CHUNK]).values_list("sku", "id"))
         if len(items) < len(skus):  # the SKU master's new SKUs become pending items, not unknown_sku forever (issue 17)
             items.update(create_pending_items(connection, [s for s in skus if s not in items]))
 
@@ -208,30 +222,51 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
             if prev is None or ts is None or prev[1] is None or ts >= prev[1]:
                 latest[key] = (qty, ts, order)
         for loc, rows in unknown_locations.items():
-            problems.append(Problem(
-                kind="bad_payload", key=kinds.key("bad_payload", conn_name, "stock-location", loc),
-                title=f"Stock for unknown location {loc!r} from {conn_name}",
-                message=f"{len(rows)} change(s) name location {loc!r}, which is not configured for {conn_name}. "
-                        "Add the location (or fix the master) and re-sync.",
-                context={"location": loc, "changes": len(rows), "example": dict(zip(("sku", "quantity", "state", "ref"), rows[0])),
-                         "connection": conn_name, "action": "add_location"},
-                connection_id=connection.pk))
+            problems.append(
+                Problem(
+                    kind="bad_payload",
+                    key=kinds.key("bad_payload", conn_name, "stock-location", loc),
+                    title=f"Stock for unknown location {loc!r} from {conn_name}",
+                    message=f"{len(rows)} change(s) name location {loc!r}, which is not configured for {conn_name}. "
+                    "Add the location (or fix the master) and re-sync.",
+                    context={
+                        "location": loc,
+                        "changes": len(rows),
+                        "example": dict(zip(("sku", "quantity", "state", "ref"), rows[0])),
+                        "connection": conn_name,
+                        "action": "add_location",
+                    },
+                    connection_id=connection.pk,
+                )
+            )
         for sku, rows in unknown_skus.items():
-            problems.append(Problem(
-                kind="unknown_sku", key=kinds.key("unknown_sku", conn_name, sku), severity="warning",
-                title=f"Stock for unknown master SKU {sku!r} from {conn_name}",
-                message=f"{len(rows)} change(s) for {sku!r}, which is not in the item master.",
-                context={"master_sku": sku, "changes": len(rows), "example": dict(zip(("location", "quantity", "state", "ref"), rows[0])),
-                         "connection": conn_name, "action": "add_item"},
-                connection_id=connection.pk, sku=sku))
+            problems.append(
+                Problem(
+                    kind="unknown_sku",
+                    key=kinds.key("unknown_sku", conn_name, sku),
+                    severity="warning",
+                    title=f"Stock for unknown master SKU {sku!r} from {conn_name}",
+                    message=f"{len(rows)} change(s) for {sku!r}, which is not in the item master.",
+                    context={
+                        "master_sku": sku,
+                        "changes": len(rows),
+                        "example": dict(zip(("location", "quantity", "state", "ref"), rows[0])),
+                        "connection": conn_name,
+                        "action": "add_item",
+                    },
+                    connection_id=connection.pk,
+                    sku=sku,
+                )
+            )
 
         existing: dict[tuple[int, int, str], tuple[int, datetime | None]] = {}
         keys = list(latest)
         item_ids = sorted({k[0] for k in keys})
         loc_ids = sorted({k[1] for k in keys})
         for start in range(0, len(item_ids), LOOKUP_CHUNK):
-            for i, loc, st, qty, ts in (StockLevel.objects.filter(item_id__in=item_ids[start:start + LOOKUP_CHUNK], location_id__in=loc_ids)
-                                        .values_list("item_id", "location_id", "state", "quantity", "source_updated_at")):
+            for i, loc, st, qty, ts in StockLevel.objects.filter(
+                item_id__in=item_ids[start : start + LOOKUP_CHUNK], location_id__in=loc_ids
+            ).values_list("item_id", "location_id", "state", "quantity", "source_updated_at"):
                 existing[(i, loc, st)] = (qty, ts)
 
         rows, touched = [], defaultdict(list)  # touched: location_id -> [item ids, repeated per raw change]
@@ -251,14 +286,21 @@ def apply_stock_changes(connection, changes, *, source: str = "stock") -> ApplyR
         _upsert_levels(rows, horizon)
         problems.extend(_negative_figures(connection, rows, existing, items, locations))
         for loc_id, ids in touched.items():
-            result.enqueued += outbox.enqueue(ids, location_ids=[loc_id], priority=PendingPush.Priority.ROUTINE,
-                                              reason=f"{source}:{conn_name}")
+            result.enqueued += outbox.enqueue(
+                ids, location_ids=[loc_id], priority=PendingPush.Priority.ROUTINE, reason=f"{source}:{conn_name}"
+            )
         # only a figure that moved can carry an order's allocation (a repeat of the same figure cannot)
-        result.released = _release_reflected_reservations(
-            connection, [r for r in rows if existing.get(r[0]) is None or existing[r[0]][0] != r[1]])
+        result.released = reservations.release_reflected(
+            connection, [r for r in rows if existing.get(r[0]) is None or existing[r[0]][0] != r[1]]
+        )
 
-    result.rejected = (len(rejected) + len(changes) - len(parsed) + sum(len(v) for v in unknown_locations.values())
-                       + sum(len(v) for v in unknown_skus.values()))
+    result.rejected = (
+        len(rejected)
+        + len(changes)
+        - len(parsed)
+        + sum(len(v) for v in unknown_locations.values())
+        + sum(len(v) for v in unknown_skus.values())
+    )
     if problems:
         raise_many(problems)
     applied_skus = {sku for sku, loc, *_ in parsed if sku in items and loc in locations}
@@ -278,12 +320,18 @@ def _bad_row_problems(connection, rejected: list[RejectedRow], source: str) -> l
     bad: dict[str, list] = defaultdict(list)  # subject -> [(message, change, ref, sku)]
     for row in rejected:
         sku, loc = _field(row.raw, "sku"), _field(row.raw, "location")
-        subject = f"{sku}@{loc}" if isinstance(sku, str) and sku and loc not in (None, "") else (row.ref or f"{sku}@{loc}")
+        subject = (
+            f"{sku}@{loc}" if isinstance(sku, str) and sku and loc not in (None, "") else (row.ref or f"{sku}@{loc}")
+        )
         bad[subject].append((row.message, row.raw, row.ref, sku))
     conn_name = connection.name
     keys = {subject: kinds.key("bad_payload", conn_name, "stock", subject) for subject in bad}
-    known = {r["dedupe_key"]: r["context"] for r in ExceptionRecord.objects.filter(
-        dedupe_key__in=list(keys.values()), status__in=["open", "acknowledged"]).values("dedupe_key", "context")}
+    known = {
+        r["dedupe_key"]: r["context"]
+        for r in ExceptionRecord.objects.filter(
+            dedupe_key__in=list(keys.values()), status__in=["open", "acknowledged"]
+        ).values("dedupe_key", "context")
+    }
     out = []
     for subject, rows in bad.items():
         listed: dict[str, dict] = {}
@@ -296,14 +344,26 @@ def _bad_row_problems(connection, rejected: list[RejectedRow], source: str) -> l
             entry["example"], entry["ref"] = _excerpt(change), ref
         message, change, ref, sku = rows[-1]
         problems = sorted(listed.values(), key=lambda e: -e["count"])[:20]
-        out.append(Problem(
-            kind="bad_payload", key=keys[subject],
-            title=f"Rejected stock change from {conn_name}: {message}" if len(listed) == 1
-            else f"Rejected stock changes from {conn_name} for {subject}: {len(listed)} different problems",
-            message="\n".join(f"{e['message']} (×{e['count']})" for e in problems),
-            context={"change": _excerpt(change), "ref": ref, "source": source, "connection": conn_name,
-                     "problems": problems, "action": "fix_master_data"},
-            connection_id=connection.pk, sku=str(sku or "")[:100]))
+        out.append(
+            Problem(
+                kind="bad_payload",
+                key=keys[subject],
+                title=f"Rejected stock change from {conn_name}: {message}"
+                if len(listed) == 1
+                else f"Rejected stock changes from {conn_name} for {subject}: {len(listed)} different problems",
+                message="\n".join(f"{e['message']} (×{e['count']})" for e in problems),
+                context={
+                    "change": _excerpt(change),
+                    "ref": ref,
+                    "source": source,
+                    "connection": conn_name,
+                    "problems": problems,
+                    "action": "fix_master_data",
+                },
+                connection_id=connection.pk,
+                sku=str(sku or "")[:100],
+            )
+        )
     return out
 
 
@@ -321,14 +381,26 @@ def _negative_figures(connection, rows, existing, items: dict[str, int], locatio
         sku, loc = sku_of.get(item_id, str(item_id)), loc_of.get(loc_id, str(loc_id))
         key = kinds.key("stock_drift", conn_name, "negative", f"{sku}@{loc}")
         if qty < 0:
-            out.append(Problem(
-                kind="stock_drift", key=key, severity="error", connection_id=connection.pk, sku=sku[:100],
-                title=f"{conn_name} reports {qty} available for {sku} at {loc} (oversold)",
-                message=f"The master's available figure for {sku} at {loc} is {qty}: the shelf is oversold. The hub "
-                        "sells nothing from it (0 towards every channel's ATS) and keeps the real figure for drift "
-                        "and reports. Check the orders allocated there and the master's count.",
-                context={"master_sku": sku, "location": loc, "quantity": qty, "connection": conn_name,
-                         "action": "check_master_stock"}))
+            out.append(
+                Problem(
+                    kind="stock_drift",
+                    key=key,
+                    severity="error",
+                    connection_id=connection.pk,
+                    sku=sku[:100],
+                    title=f"{conn_name} reports {qty} available for {sku} at {loc} (oversold)",
+                    message=f"The master's available figure for {sku} at {loc} is {qty}: the shelf is oversold. The hub "
+                    "sells nothing from it (0 towards every channel's ATS) and keeps the real figure for drift "
+                    "and reports. Check the orders allocated there and the master's count.",
+                    context={
+                        "master_sku": sku,
+                        "location": loc,
+                        "quantity": qty,
+                        "connection": conn_name,
+                        "action": "check_master_stock",
+                    },
+                )
+            )
         elif (existing.get((item_id, loc_id, state)) or (0,))[0] < 0:
             recovered.append(key)
     if recovered:
@@ -336,183 +408,9 @@ def _negative_figures(connection, rows, existing, items: dict[str, int], locatio
     return out
 
 
-RELEASE_CHUNK = 2000  # (item, location) pairs per statement: 6,000 bind parameters
-HOLD_MAX_SECONDS = 900  # default bound on an acknowledged hold: longer than any master's feed lag
-
-
-def expire_holds(max_age_seconds: int | None = None) -> int:
-    """Bound every acknowledged hold: one older than the master's feed lag (``HUB["HOLD_MAX_SECONDS"]``) is
-    released — the master has had time to carry the order, and a hold it never released counts the stock
-    twice — and never silently: one ``stock_drift`` record per master names how many and which orders, so
-    ops can see holds piling up (a master allocating where the hub does not look, a lost feed). Returns
-    rows released; queues the priority pushes that changes."""
-    from django.conf import settings
-
-    from integration_hub.core.models import Connection
-
-    seconds = int(max_age_seconds or getattr(settings, "HUB", {}).get("HOLD_MAX_SECONDS", HOLD_MAX_SECONDS))
-    cutoff = timezone.now() - timedelta(seconds=seconds)
-    with transaction.atomic():
-        recheck_holds()  # holds the master's figures already carry are released as carried, not as expired
-        rows = list(Reservation.objects.select_for_update().filter(
-            released_at__isnull=True, acknowledged_at__isnull=False, acknowledged_at__lt=cutoff)
-            .values("id", "channel_id", "item_id", "order_ref", "warehouse_id", "quantity"))
-        if not rows:
-            return 0
-        Reservation.objects.filter(id__in=[r["id"] for r in rows]).update(released_at=timezone.now(), release_reason="hold expired")
-        by_channel: dict[int, set[int]] = defaultdict(set)
-        for r in rows:
-            by_channel[r["channel_id"]].add(r["item_id"])
-        for channel_id, item_ids in by_channel.items():
-            locations = outbox.locations_for_channel(channel_id)
-            kw = {"location_ids": locations} if locations else {"channel_ids": [channel_id]}
-            outbox.enqueue(item_ids, priority=PendingPush.Priority.ORDER, reason="hold expired", **kw)
-        names = dict(Connection.objects.filter(pk__in={r["warehouse_id"] for r in rows}).values_list("pk", "name"))
-        by_master: dict = defaultdict(list)
-        for r in rows:
-            by_master[r["warehouse_id"]].append(r)
-        raise_many([Problem(
-            kind="stock_drift", key=kinds.key("stock_drift", names.get(wh, f"master-{wh}"), "holds-expired"), severity="warning",
-            connection_id=wh, title=f"{len(held)} order hold(s) outlived {names.get(wh, wh)}'s stock feed ({seconds} s)",
-            message="The master acknowledged these orders but its stock feed never showed a changed figure for their items "
-                    "after that, so the hub held the stock itself. The holds are released now (the master's figures count "
-                    "from here); if the master did not allocate these orders, its stock is overstated.",
-            context={"orders": sorted({r["order_ref"] for r in held})[:50], "holds": len(held),
-                     "units": sum(r["quantity"] for r in held), "max_age_seconds": seconds, "action": "check_master_stock"})
-            for wh, held in by_master.items()])
-    return len(rows)
-
-
-def _release_reflected_reservations(connection, rows: list[tuple[tuple[int, int, str], int, datetime | None]]) -> int:
-    """Release the reservations of orders ``connection`` acknowledged whose item it has now reported (``rows``:
-    the levels just written) with a moved figure at any of its locations — wherever the master allocated the
-    order, not only where the order's channel sells from (WAIR allocates a uk-web order at EU1, issue 20) —
-    changed at or after the acknowledgement: the master's figure carries the order from then on. One UPDATE per 2,000 (item,
-    location) pairs, plus priority pushes for the (channel, item) pairs whose ATS that changes; a change
-    without a timestamp counts as now. Call inside the transaction that wrote ``rows``."""
-    from .ats import _tables
-
-    now = timezone.now()
-    newest: dict[tuple[int, int], datetime] = {}
-    for (item_id, loc_id, state), _qty, ts in rows:
-        if state not in ATS_STATES:
-            continue
-        ts = ts or now
-        if newest.get((item_id, loc_id)) is None or ts > newest[(item_id, loc_id)]:
-            newest[(item_id, loc_id)] = ts
-    if not newest or not Reservation.objects.filter(released_at__isnull=True, acknowledged_at__isnull=False,
-                                                    warehouse_id=connection.pk).exists():
-        return 0
-    tables = _tables()
-    res = db.ops.quote_name(tables["res"])
-    ts_sql = "CAST(%s AS TIMESTAMP WITH TIME ZONE)" if db.vendor == "postgresql" else "%s"
-    pairs: set[tuple[int, int]] = set()
-    released = 0
-    items = sorted(newest.items())
-    with db.cursor() as cur:
-        for start in range(0, len(items), RELEASE_CHUNK):
-            chunk = items[start:start + RELEASE_CHUNK]
-            params: list = []
-            for (item_id, loc_id), ts in chunk:
-                params += [item_id, loc_id, db.ops.adapt_datetimefield_value(ts)]
-            sql = ("WITH chg(item_id, location_id, changed_at) AS (VALUES "
-                   + ", ".join([f"(CAST(%s AS BIGINT), CAST(%s AS BIGINT), {ts_sql})"] * len(chunk)) + ") "
-                   + f"""UPDATE {res} SET released_at = %s, release_reason = %s
-                    WHERE released_at IS NULL AND acknowledged_at IS NOT NULL AND warehouse_id = %s
-                      AND EXISTS (SELECT 1 FROM chg  -- every location of chg is this master's
-                                   WHERE chg.item_id = {res}.item_id AND chg.changed_at >= {res}.acknowledged_at
-                                     AND ({res}.allocated_location_id IS NULL
-                                          OR {res}.allocated_location_id = chg.location_id))
-                    RETURNING channel_id, item_id""")
-            cur.execute(sql, params + [db.ops.adapt_datetimefield_value(now), "master stock feed", connection.pk])
-            got = cur.fetchall()
-            released += len(got)
-            pairs.update((int(c), int(i)) for c, i in got)
-    _push_released(pairs, f"reservation carried by {connection.name}")
-    return released
-
-
-def _push_released(pairs, reason: str) -> None:
-    """Holds of these (channel, item) pairs are gone: priority pushes for every channel selling from those shelves."""
-    by_channel: dict[int, set[int]] = defaultdict(set)
-    for channel_id, item_id in pairs:
-        by_channel[channel_id].add(item_id)
-    for channel_id, item_ids in by_channel.items():
-        locations = outbox.locations_for_channel(channel_id)
-        if locations:
-            outbox.enqueue(item_ids, location_ids=locations, priority=PendingPush.Priority.ORDER, reason=reason[:100])
-        else:
-            outbox.enqueue(item_ids, channel_ids=[channel_id], priority=PendingPush.Priority.ORDER, reason=reason[:100])
-
-
-def mark_holds_acknowledged(acks) -> int:
-    """Mark the active holds of acknowledged orders and re-check them at once. ``acks``: (order ref, master
-    connection id, when the master took the order, allocations) — allocations maps master SKU → the master's
-    location id where it allocated that line (``Acknowledgement.allocations``; may be empty).
-
-    Each hold gets ``acknowledged_at``, ``warehouse`` and, where the master said, ``allocated_location``. Then
-    :func:`recheck_holds`: the master's allocation figure may have reached the hub *before* this mark (the stock
-    webhook raced the acknowledgement), and a figure already applied is never applied again — so a hold whose
-    item already has a figure that moved at or after ``acknowledged_at`` (at the allocation location; any of the
-    master's when unknown) is released now. Returns holds released. Call inside the acknowledging transaction."""
-    acks = [(a[0], a[1], a[2], dict(a[3] or {}) if len(a) > 3 else {}) for a in acks]
-    if not acks:
-        return 0
-    table = db.ops.quote_name(Reservation._meta.db_table)
-    with db.cursor() as cur:
-        rows = [[db.ops.adapt_datetimefield_value(at), wh, ref] for ref, wh, at, _ in acks]
-        for start in range(0, len(rows), 500):
-            cur.executemany(f"UPDATE {table} SET acknowledged_at = %s, warehouse_id = %s "
-                            "WHERE order_ref = %s AND released_at IS NULL AND acknowledged_at IS NULL", rows[start:start + 500])
-    wanted = {(wh, loc) for _, wh, _, alloc in acks for loc in alloc.values()}
-    if wanted:
-        loc_ids = {(c, e): i for c, e, i in Location.objects.filter(
-            connection_id__in={w for w, _ in wanted}, external_id__in={e for _, e in wanted}).values_list("connection_id", "external_id", "id")}
-        skus = {s for *_, alloc in acks for s in alloc}
-        item_ids = dict(Item.objects.filter(sku__in=skus).values_list("sku", "id"))
-        updates = [[loc_ids[(wh, loc)], ref, item_ids[sku]] for ref, wh, _, alloc in acks for sku, loc in alloc.items()
-                   if (wh, loc) in loc_ids and sku in item_ids]
-        with db.cursor() as cur:
-            for start in range(0, len(updates), 500):
-                cur.executemany(f"UPDATE {table} SET allocated_location_id = %s "
-                                "WHERE order_ref = %s AND item_id = %s AND released_at IS NULL", updates[start:start + 500])
-    return recheck_holds([ref for ref, *_ in acks])
-
-
-def recheck_holds(order_refs=None) -> int:
-    """Release the acknowledged holds of ``order_refs`` (None: every active acknowledged hold) whose master already
-    reported a moved figure for the item at or after ``acknowledged_at`` (``StockLevel.moved_at``) — at
-    ``allocated_location``, or at any location of the acknowledging master when that is unknown. One UPDATE per
-    500 orders (one in all for None), plus the priority pushes. The hold-bound beat runs it over every hold first,
-    so a stock apply that raced the acknowledgement in another transaction is caught within one beat."""
-    chunks: list[list[str] | None] = [None]
-    if order_refs is not None:
-        refs = sorted(set(order_refs))
-        if not refs:
-            return 0
-        chunks = [refs[start:start + 500] for start in range(0, len(refs), 500)]
-    res, stock, loc = (db.ops.quote_name(m._meta.db_table) for m in (Reservation, StockLevel, Location))
-    now = db.ops.adapt_datetimefield_value(timezone.now())
-    pairs: set[tuple[int, int]] = set()
-    released = 0
-    with db.cursor() as cur:
-        for chunk in chunks:
-            refs_sql = f"AND order_ref IN ({', '.join(['%s'] * len(chunk))})" if chunk else ""
-            cur.execute(f"""UPDATE {res} SET released_at = %s, release_reason = %s
-                WHERE released_at IS NULL AND acknowledged_at IS NOT NULL AND warehouse_id IS NOT NULL {refs_sql}
-                  AND EXISTS (SELECT 1 FROM {stock} s JOIN {loc} l ON l.id = s.location_id
-                               WHERE s.item_id = {res}.item_id AND l.connection_id = {res}.warehouse_id
-                                 AND s.state IN (%s, %s) AND s.moved_at >= {res}.acknowledged_at
-                                 AND ({res}.allocated_location_id IS NULL OR s.location_id = {res}.allocated_location_id))
-                RETURNING channel_id, item_id""", [now, "master stock feed (re-checked)", *(chunk or []), *sorted(ATS_STATES)])
-            got = cur.fetchall()
-            released += len(got)
-            pairs.update((int(c), int(i)) for c, i in got)
-    _push_released(pairs, "reservation carried by the master (re-checked)")
-    return released
-
-
-def _upsert_levels(rows: list[tuple[tuple[int, int, str], int, datetime | None]], horizon: datetime | None = None) -> None:
+def _upsert_levels(
+    rows: list[tuple[tuple[int, int, str], int, datetime | None]], horizon: datetime | None = None
+) -> None:
     if not rows:
         return
     table = StockLevel._meta.db_table
@@ -520,14 +418,23 @@ def _upsert_levels(rows: list[tuple[tuple[int, int, str], int, datetime | None]]
     future = db.ops.adapt_datetimefield_value(horizon or future_horizon())
     with db.cursor() as cur:
         for start in range(0, len(rows), UPSERT_CHUNK):
-            chunk = rows[start:start + UPSERT_CHUNK]
+            chunk = rows[start : start + UPSERT_CHUNK]
             params: list = []
             for (item_id, loc_id, state), qty, ts in chunk:
-                params += [item_id, loc_id, state, qty, db.ops.adapt_datetimefield_value(ts), now,
-                           db.ops.adapt_datetimefield_value(ts) if ts is not None else now]
+                params += [
+                    item_id,
+                    loc_id,
+                    state,
+                    qty,
+                    db.ops.adapt_datetimefield_value(ts),
+                    now,
+                    db.ops.adapt_datetimefield_value(ts) if ts is not None else now,
+                ]
             cur.execute(
                 f"""INSERT INTO {table} (item_id, location_id, state, quantity, source_updated_at, updated_at, moved_at)
-                    VALUES """ + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(chunk)) + f"""
+                    VALUES """
+                + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(chunk))
+                + f"""
                     ON CONFLICT (item_id, location_id, state) DO UPDATE SET
                         moved_at = CASE WHEN {table}.quantity <> excluded.quantity THEN excluded.moved_at
                                         ELSE {table}.moved_at END,
@@ -537,7 +444,8 @@ def _upsert_levels(rows: list[tuple[tuple[int, int, str], int, datetime | None]]
                     WHERE {table}.source_updated_at IS NULL OR excluded.source_updated_at IS NULL
                        OR excluded.source_updated_at >= {table}.source_updated_at
                        OR {table}.source_updated_at > %s""",
-                params + [future])
+                params + [future],
+            )
 
 
 # --- polling ---------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ Written in the same transaction as the edit (outbox), coalescing with anything a
 queryset delete is handled once for the whole set (one query to read it, one enqueue), before the rows
 go, so the enqueue still sees the pairs the deleted rows fed.
 """
+
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
@@ -31,8 +32,11 @@ def requeue_channels(channel_ids, reason: str) -> int:
     channel_ids = sorted(set(channel_ids))
     if not channel_ids:
         return 0
-    item_ids = SkuMapping.objects.filter(Q(channel_id__in=channel_ids) | Q(channel__isnull=True), active=True) \
-        .values_list("item_id", flat=True).distinct()
+    item_ids = (
+        SkuMapping.objects.filter(Q(channel_id__in=channel_ids) | Q(channel__isnull=True), active=True)
+        .values_list("item_id", flat=True)
+        .distinct()
+    )
     n = outbox.enqueue(list(item_ids), channel_ids=channel_ids, priority=PendingPush.Priority.SWEEP, reason=reason)
     if n:  # every SKU of the channel at once: storefronts with a bulk path take it as one full load
         from . import full_load
@@ -63,7 +67,11 @@ def _pool_locations_changed(sender, instance, action, reverse, pk_set, **kwargs)
     if not reverse:
         rules = ChannelStockRule.objects.filter(pool_id=instance.pk)
     else:  # location.pools.add/remove/clear(...): instance is a Location
-        rules = ChannelStockRule.objects.filter(pool__isnull=False) if pk_set is None else ChannelStockRule.objects.filter(pool_id__in=pk_set)
+        rules = (
+            ChannelStockRule.objects.filter(pool__isnull=False)
+            if pk_set is None
+            else ChannelStockRule.objects.filter(pool_id__in=pk_set)
+        )
     requeue_channels(rules.values_list("channel_id", flat=True), "stock pool locations changed")
 
 
@@ -106,9 +114,14 @@ def _mapping_saved(sender, instance, created=False, raw=False, **kwargs):
     if before is not None and all(before[f] == getattr(instance, f) for f in MAPPING_FIELDS):
         return  # nothing that moves ATS changed (e.g. storefront_product, transform)
     items = {instance.item_id} | ({before["item_id"]} if before else set())
-    channel_ids = None if instance.channel_id is None or (before and before["channel_id"] is None) else \
-        sorted({instance.channel_id} | ({before["channel_id"]} if before else set()))
-    instance._hub_mapping_change = mapping_changed(items, channel_ids, "sku mapping created" if created else "sku mapping changed")
+    channel_ids = (
+        None
+        if instance.channel_id is None or (before and before["channel_id"] is None)
+        else sorted({instance.channel_id} | ({before["channel_id"]} if before else set()))
+    )
+    instance._hub_mapping_change = mapping_changed(
+        items, channel_ids, "sku mapping created" if created else "sku mapping changed"
+    )
 
 
 def _bundle_saved(sender, instance, created=False, raw=False, **kwargs):
@@ -118,8 +131,11 @@ def _bundle_saved(sender, instance, created=False, raw=False, **kwargs):
     instance._hub_stock_before = None
     if before is not None and all(before[f] == getattr(instance, f) for f in BUNDLE_FIELDS):
         return
-    _enqueue_items({instance.bundle_id} | ({before["bundle_id"]} if before else set()), None,
-                   "bundle component added" if created else "bundle component changed")
+    _enqueue_items(
+        {instance.bundle_id} | ({before["bundle_id"]} if before else set()),
+        None,
+        "bundle component added" if created else "bundle component changed",
+    )
 
 
 def _rows_being_deleted(sender, instance, origin, fields):
@@ -186,8 +202,12 @@ def _rule_deleted(sender, instance, origin=None, **kwargs):
 
 def connect():
     post_save.connect(_rule_saved, sender=ChannelStockRule, dispatch_uid="inventory-rule-saved")
-    m2m_changed.connect(_rule_locations_changed, sender=ChannelStockRule.locations.through, dispatch_uid="inventory-rule-locations")
-    m2m_changed.connect(_pool_locations_changed, sender=StockPool.locations.through, dispatch_uid="inventory-pool-locations")
+    m2m_changed.connect(
+        _rule_locations_changed, sender=ChannelStockRule.locations.through, dispatch_uid="inventory-rule-locations"
+    )
+    m2m_changed.connect(
+        _pool_locations_changed, sender=StockPool.locations.through, dispatch_uid="inventory-pool-locations"
+    )
     post_delete.connect(_rule_deleted, sender=ChannelStockRule, dispatch_uid="inventory-rule-deleted")
 
     from integration_hub.catalog.models import BundleComponent, SkuMapping

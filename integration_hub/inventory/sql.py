@@ -4,6 +4,7 @@ Django's ``bulk_create(update_conflicts=True)`` splits batches at SQLite's histo
 so a 300-row write becomes several statements; this writes up to ``chunk`` rows per statement (SQLite
 >= 3.32 allows 32,766 parameters, PostgreSQL 65,535), keeping query counts independent of batch size.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -12,8 +13,14 @@ from typing import Sequence
 from django.db import connection
 
 
-def upsert(model, columns: Sequence[str], conflict: Sequence[str], update: Sequence[str], rows: Sequence[Sequence],
-           chunk: int = 2000) -> int:
+def upsert(
+    model,
+    columns: Sequence[str],
+    conflict: Sequence[str],
+    update: Sequence[str],
+    rows: Sequence[Sequence],
+    chunk: int = 2000,
+) -> int:
     """``rows`` are tuples in ``columns`` order (column names, e.g. ``channel_id``). Returns rows written."""
     if not rows:
         return 0
@@ -26,9 +33,13 @@ def upsert(model, columns: Sequence[str], conflict: Sequence[str], update: Seque
     written = 0
     with connection.cursor() as cur:
         for start in range(0, len(rows), chunk):
-            part = rows[start:start + chunk]
+            part = rows[start : start + chunk]
             params = [adapt(v) if isinstance(v, datetime) else v for row in part for v in row]
-            cur.execute(f"INSERT INTO {qn(table)} ({cols}) VALUES " + ", ".join([placeholder] * len(part))
-                        + f" ON CONFLICT ({', '.join(qn(c) for c in conflict)}) DO UPDATE SET {sets}", params)
+            cur.execute(
+                f"INSERT INTO {qn(table)} ({cols}) VALUES "
+                + ", ".join([placeholder] * len(part))
+                + f" ON CONFLICT ({', '.join(qn(c) for c in conflict)}) DO UPDATE SET {sets}",
+                params,
+            )
             written += len(part)
     return written

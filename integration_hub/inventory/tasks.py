@@ -3,6 +3,7 @@
 Every task is idempotent (acks_late is global): pushing absolute targets twice is harmless, the outbox
 rows are claimed with a lease, and the sweep re-dispatches whatever a killed worker left behind.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,13 @@ DRAIN_LOCK_SECONDS = 10  # the drain lock's lifetime, renewed while the drain ru
 
 
 @shared_task(name="inventory.push_pending", ignore_result=True)
-def push_pending(max_priority: int | None = None, batch_size: int = push.BATCH_SIZE, time_budget: float = DRAIN_SECONDS,
-                 lease_seconds: int = push.LEASE_SECONDS, connection_id: int | None = None) -> dict:
+def push_pending(
+    max_priority: int | None = None,
+    batch_size: int = push.BATCH_SIZE,
+    time_budget: float = DRAIN_SECONDS,
+    lease_seconds: int = push.LEASE_SECONDS,
+    connection_id: int | None = None,
+) -> dict:
     """Drain the outbox (only ORDER rows when ``max_priority`` is 0 — the "stock" queue, see core.queues).
 
     Without ``connection_id`` this only fans out: one drain task per storefront connection with rows ready.
@@ -44,28 +50,61 @@ def push_pending(max_priority: int | None = None, batch_size: int = push.BATCH_S
     if connection_id is None:
         conns = push.claimable_connections(max_priority)
         for cid in conns:
-            push_pending.apply_async(kwargs={"max_priority": max_priority, "batch_size": batch_size, "time_budget": time_budget,
-                                             "lease_seconds": lease_seconds, "connection_id": cid})
+            push_pending.apply_async(
+                kwargs={
+                    "max_priority": max_priority,
+                    "batch_size": batch_size,
+                    "time_budget": time_budget,
+                    "lease_seconds": lease_seconds,
+                    "connection_id": cid,
+                }
+            )
         return {"connections": conns}
     urgent = is_urgent_stock(max_priority)
     lock = f"stock-drain-{int(connection_id)}-{'order' if urgent else 'all'}"
-    kwargs = {"max_priority": max_priority, "batch_size": batch_size, "time_budget": time_budget,
-              "lease_seconds": lease_seconds, "connection_id": connection_id}
+    kwargs = {
+        "max_priority": max_priority,
+        "batch_size": batch_size,
+        "time_budget": time_budget,
+        "lease_seconds": lease_seconds,
+        "connection_id": connection_id,
+    }
     with exclusive(lock, timeout=DRAIN_LOCK_SECONDS, renew=True) as got:
         if not got:
             # the holder re-kicks when it is done; but a holder that died (SIGKILL) never will: one delayed
             # retry per lock, after the lock's lifetime, picks up what it left (deduplicated: at most one waits)
             if push.has_claimable(max_priority, connection_id) and cache_add(
-                    f"hub:drain-retry:{lock}", 1, DRAIN_LOCK_SECONDS, unavailable=True):
+                f"hub:drain-retry:{lock}", 1, DRAIN_LOCK_SECONDS, unavailable=True
+            ):
                 push_pending.apply_async(kwargs=kwargs, countdown=DRAIN_LOCK_SECONDS + 1)
             return {"skipped": "a drain of this connection is running"}
-        totals, more = push.drain(max_priority=max_priority, batch_size=batch_size, time_budget=time_budget,
-                                  lease_seconds=lease_seconds, connection_id=connection_id)
+        totals, more = push.drain(
+            max_priority=max_priority,
+            batch_size=batch_size,
+            time_budget=time_budget,
+            lease_seconds=lease_seconds,
+            connection_id=connection_id,
+        )
     if more or push.has_claimable(max_priority, connection_id):
-        push_pending.apply_async(kwargs={"max_priority": max_priority, "batch_size": batch_size, "time_budget": time_budget,
-                                         "lease_seconds": lease_seconds, "connection_id": connection_id})
-    result = {"claimed": totals.claimed, "pushed": totals.pushed, "skipped": totals.skipped, "failed": totals.failed, "pending": totals.pending,
-              "dropped": totals.dropped, "requeued": totals.requeued, "more": more}
+        push_pending.apply_async(
+            kwargs={
+                "max_priority": max_priority,
+                "batch_size": batch_size,
+                "time_budget": time_budget,
+                "lease_seconds": lease_seconds,
+                "connection_id": connection_id,
+            }
+        )
+    result = {
+        "claimed": totals.claimed,
+        "pushed": totals.pushed,
+        "skipped": totals.skipped,
+        "failed": totals.failed,
+        "pending": totals.pending,
+        "dropped": totals.dropped,
+        "requeued": totals.requeued,
+        "more": more,
+    }
     if totals.claimed:
         log.info("push_pending(connection=%s, max_priority=%s): %s", connection_id, max_priority, result)
     return result
@@ -115,8 +154,13 @@ def poll_stock(connection_id: int, max_pages: int = 50) -> dict:
     with exclusive(f"stock-poll-{conn.pk}", timeout=POLL_LOCK_SECONDS, renew=True) as got:
         if not got:  # another worker is polling this master right now
             return {"skipped": "already polling"}
-        with connection_call(conn, "stock_changes", title=f"Polling stock from {conn.name} failed", action="retry_poll",
-                             cleared="poll succeeded") as call:
+        with connection_call(
+            conn,
+            "stock_changes",
+            title=f"Polling stock from {conn.name} failed",
+            action="retry_poll",
+            cleared="poll succeeded",
+        ) as call:
             res = services.poll_master(conn, max_pages=max_pages)
     if call.failed:
         return {"error": call.error_text(300)}
@@ -134,10 +178,20 @@ def resync_masters(connection_id: int | None = None) -> list[dict]:
     conns = [c for c in _master_connections() if not connection_id or c.pk == int(connection_id)]
     bar = progress.start("stock-resync", "Full stock resync from the masters", total=len(conns))  # dashboard bar
     for conn in conns:
-        with connection_call(conn, "stock_snapshot", title=f"Stock snapshot from {conn.name} failed", action="retry_resync",
-                             catch=(errors.ConnectorError, NotImplementedError), cleared="snapshot applied") as call:
+        with connection_call(
+            conn,
+            "stock_snapshot",
+            title=f"Stock snapshot from {conn.name} failed",
+            action="retry_resync",
+            catch=(errors.ConnectorError, NotImplementedError),
+            cleared="snapshot applied",
+        ) as call:
             res = services.resync_master(conn)
-        out.append({"connection": conn.name, "error": call.error_text(300)} if call.failed else {"connection": conn.name, **res.as_dict()})
+        out.append(
+            {"connection": conn.name, "error": call.error_text(300)}
+            if call.failed
+            else {"connection": conn.name, **res.as_dict()}
+        )
         bar.advance(force=True)
     bar.finish()
     return out
@@ -145,8 +199,8 @@ def resync_masters(connection_id: int | None = None) -> list[dict]:
 
 @shared_task(name="inventory.expire_holds", ignore_result=True)
 def expire_holds() -> int:
-    """Beat: release acknowledged holds older than the masters' feed lag, with a record (services.expire_holds)."""
-    from .services import expire_holds as expire
+    """Beat: release acknowledged holds older than the masters' feed lag, with a record (reservations.expire_holds)."""
+    from .reservations import expire_holds as expire
 
     return expire()
 
@@ -175,9 +229,14 @@ def drift_check(channel_ids: list[int] | None = None) -> list[dict]:
     :func:`~integration_hub.core.outcomes.connection_call`) and the others still run."""
     out = []
     for channel in drift.channels_to_check(channel_ids):
-        with connection_call(channel.connection, f"drift_check/{channel.key}", channel=channel, action="retry_drift_check",
-                             title=f"Drift check of {channel.key} could not read {channel.connection.name}",
-                             cleared="drift check completed") as call:
+        with connection_call(
+            channel.connection,
+            f"drift_check/{channel.key}",
+            channel=channel,
+            action="retry_drift_check",
+            title=f"Drift check of {channel.key} could not read {channel.connection.name}",
+            cleared="drift check completed",
+        ) as call:
             out.append(asdict(drift.check_channel(channel)))
         if call.failed:
             log.warning("drift check of %s failed: %s", channel.key, call.error)
@@ -188,5 +247,7 @@ def drift_check(channel_ids: list[int] | None = None) -> list[dict]:
 @shared_task(name="inventory.full_load", ignore_result=True)
 def full_load(channel_ids: list[int], reason: str = "full resync") -> dict:
     """A channel's first sync / full resync as one full load per storefront (:mod:`.full_load`)."""
-    totals = loads.push_channels(list(Channel.objects.select_related("connection").filter(pk__in=channel_ids)), reason=reason)
+    totals = loads.push_channels(
+        list(Channel.objects.select_related("connection").filter(pk__in=channel_ids)), reason=reason
+    )
     return {"claimed": totals.claimed, "pushed": totals.pushed, "skipped": totals.skipped, "failed": totals.failed}

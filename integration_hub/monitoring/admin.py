@@ -14,7 +14,17 @@ class NotificationChannelAdmin(admin.ModelAdmin):
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):
     form = AlertRuleForm
-    list_display = ["name", "figure", "key", "op", "threshold", "window_minutes", "cooldown_minutes", "severity", "enabled"]
+    list_display = [
+        "name",
+        "figure",
+        "key",
+        "op",
+        "threshold",
+        "window_minutes",
+        "cooldown_minutes",
+        "severity",
+        "enabled",
+    ]
     list_filter = ["enabled", "severity", "figure"]
     filter_horizontal = ["channels"]
     search_fields = ["name", "figure", "key"]

@@ -10,6 +10,7 @@ attempts and the last error). The unique key means a firing is sent at most once
 Finance report e-mails use the same outbox: one ``report`` row per (subscription, business day), queued by the
 daily report job (:mod:`integration_hub.reconciliation.mail`) and sent to the subscription's addresses.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,10 +44,13 @@ def backoff(attempts: int) -> timedelta:
 
 def due(now=None) -> list[int]:
     now = now or timezone.now()
-    return list(Delivery.objects.filter(status=Delivery.Status.PENDING)
-                .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-                .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-                .order_by("created_at", "id").values_list("id", flat=True)[:KICK_BATCH])
+    return list(
+        Delivery.objects.filter(status=Delivery.Status.PENDING)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .order_by("created_at", "id")
+        .values_list("id", flat=True)[:KICK_BATCH]
+    )
 
 
 def kick(now=None) -> int:
@@ -64,8 +68,10 @@ def kick(now=None) -> int:
 def queue_digests(now=None) -> int:
     """One ``digest`` delivery per enabled digest channel for today (a second run the same day adds nothing)."""
     now = now or timezone.now()
-    rows = [Delivery(channel=c, event=Delivery.Event.DIGEST, digest_day=timezone.localdate(now))
-            for c in NotificationChannel.objects.filter(enabled=True, daily_digest=True)]
+    rows = [
+        Delivery(channel=c, event=Delivery.Event.DIGEST, digest_day=timezone.localdate(now))
+        for c in NotificationChannel.objects.filter(enabled=True, daily_digest=True)
+    ]
     Delivery.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
 
@@ -76,20 +82,41 @@ def digest_message(d: Delivery) -> Message:
     until = d.created_at
     since = until - timedelta(hours=24)
     floor = SEVERITY_RANK.get(d.channel.min_severity, 0)
-    firings = [f for f in Firing.objects.filter(Q(started_at__gte=since) | Q(recovered_at__isnull=True) |
-                                                 Q(recovered_at__gte=since), started_at__lte=until)
-               .order_by("started_at") if SEVERITY_RANK.get(f.severity, 0) >= floor]
+    firings = [
+        f
+        for f in Firing.objects.filter(
+            Q(started_at__gte=since) | Q(recovered_at__isnull=True) | Q(recovered_at__gte=since), started_at__lte=until
+        ).order_by("started_at")
+        if SEVERITY_RANK.get(f.severity, 0) >= floor
+    ]
     still_open = [f for f in firings if f.recovered_at is None]
     lines = [f"{len(firings)} alert(s) in the 24 hours to {until:%Y-%m-%d %H:%M} UTC, {len(still_open)} still open."]
     for f in firings:
         state = "OPEN" if f.recovered_at is None else f"recovered {f.recovered_at:%H:%M}"
         lines.append(f"- [{f.severity}] {f.message} — since {f.started_at:%m-%d %H:%M} · {state}")
-    payload = {"event": "digest", "delivery_id": d.pk, "day": d.digest_day.isoformat() if d.digest_day else None,
-               "firings": [{"id": f.pk, "message": f.message, "severity": f.severity, "flow": f.flow,
-                            "started_at": f.started_at.isoformat(),
-                            "recovered_at": f.recovered_at.isoformat() if f.recovered_at else None} for f in firings]}
-    return Message("digest", f"Daily alert digest: {len(firings)} alert(s), {len(still_open)} open", "\n".join(lines),
-                   payload=payload, delivery_id=d.pk)
+    payload = {
+        "event": "digest",
+        "delivery_id": d.pk,
+        "day": d.digest_day.isoformat() if d.digest_day else None,
+        "firings": [
+            {
+                "id": f.pk,
+                "message": f.message,
+                "severity": f.severity,
+                "flow": f.flow,
+                "started_at": f.started_at.isoformat(),
+                "recovered_at": f.recovered_at.isoformat() if f.recovered_at else None,
+            }
+            for f in firings
+        ],
+    }
+    return Message(
+        "digest",
+        f"Daily alert digest: {len(firings)} alert(s), {len(still_open)} open",
+        "\n".join(lines),
+        payload=payload,
+        delivery_id=d.pk,
+    )
 
 
 def message_for(d: Delivery) -> Message:
@@ -98,19 +125,39 @@ def message_for(d: Delivery) -> Message:
     if d.event == Delivery.Event.DIGEST:
         return digest_message(d)
     if d.event == Delivery.Event.TEST:
-        return Message("test", "Test notification", f"A test from the Integration Hub to channel {d.channel.name}.",
-                       payload={"event": "test", "channel": d.channel.name, "delivery_id": d.pk}, delivery_id=d.pk)
+        return Message(
+            "test",
+            "Test notification",
+            f"A test from the Integration Hub to channel {d.channel.name}.",
+            payload={"event": "test", "channel": d.channel.name, "delivery_id": d.pk},
+            delivery_id=d.pk,
+        )
     f = d.firing
     rule = f.rule
     recovered = d.event == Delivery.Event.RECOVERED
-    title = (f"RECOVERED: {rule.name}" if recovered else f"{f.severity.upper()}: {rule.name}")
+    title = f"RECOVERED: {rule.name}" if recovered else f"{f.severity.upper()}: {rule.name}"
     text = message(rule, f.key, f.peak, recovered=True) if recovered else f.message
     when = f.recovered_at if recovered else f.started_at
-    text += f"\n{'Recovered' if recovered else 'Since'}: {when:%Y-%m-%d %H:%M:%S} UTC · condition: {rule.condition_text()}"
-    payload = {"event": d.event, "delivery_id": d.pk, "firing_id": f.pk, "rule": rule.name, "figure": rule.figure,
-               "key": f.key, "severity": f.severity, "flow": f.flow, "value": f.value, "peak": f.peak,
-               "threshold": rule.threshold, "op": rule.op, "message": f.message,
-               "started_at": f.started_at.isoformat(), "recovered_at": f.recovered_at.isoformat() if f.recovered_at else None}
+    text += (
+        f"\n{'Recovered' if recovered else 'Since'}: {when:%Y-%m-%d %H:%M:%S} UTC · condition: {rule.condition_text()}"
+    )
+    payload = {
+        "event": d.event,
+        "delivery_id": d.pk,
+        "firing_id": f.pk,
+        "rule": rule.name,
+        "figure": rule.figure,
+        "key": f.key,
+        "severity": f.severity,
+        "flow": f.flow,
+        "value": f.value,
+        "peak": f.peak,
+        "threshold": rule.threshold,
+        "op": rule.op,
+        "message": f.message,
+        "started_at": f.started_at.isoformat(),
+        "recovered_at": f.recovered_at.isoformat() if f.recovered_at else None,
+    }
     return Message(d.event, title, text, severity=f.severity, payload=payload, delivery_id=d.pk)
 
 
@@ -119,10 +166,12 @@ def deliver(delivery_id: int, now=None) -> str:
     (someone else holds it, or it is not due / already sent)."""
     now = now or timezone.now()
     token = uuid.uuid4().hex
-    claimed = (Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.PENDING)
-               .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-               .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-               .update(claim_token=token, claimed_until=now + LEASE))
+    claimed = (
+        Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.PENDING)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .update(claim_token=token, claimed_until=now + LEASE)
+    )
     if not claimed:
         return "skipped"
     d = Delivery.objects.select_related("channel", "firing__rule", "subscription__user").get(pk=delivery_id)
@@ -142,13 +191,23 @@ def deliver(delivery_id: int, now=None) -> str:
         error = str(exc)[:1000] or type(exc).__name__
         status = Delivery.Status.FAILED if final else Delivery.Status.PENDING
         Delivery.objects.filter(pk=d.pk, claim_token=token).update(
-            attempts=attempts, last_error=error, status=status, claim_token="", claimed_until=None,
-            next_attempt_at=now + backoff(attempts))
+            attempts=attempts,
+            last_error=error,
+            status=status,
+            claim_token="",
+            claimed_until=None,
+            next_attempt_at=now + backoff(attempts),
+        )
         log.warning("notification %s to %s failed (attempt %s): %s", d.pk, d.channel or d.subscription, attempts, error)
         return "failed" if status == Delivery.Status.FAILED else "retry"
     Delivery.objects.filter(pk=d.pk, claim_token=token).update(
-        attempts=attempts, status=Delivery.Status.SENT, sent_at=timezone.now(), last_error="", claim_token="",
-        claimed_until=None)
+        attempts=attempts,
+        status=Delivery.Status.SENT,
+        sent_at=timezone.now(),
+        last_error="",
+        claim_token="",
+        claimed_until=None,
+    )
     return "sent"
 
 

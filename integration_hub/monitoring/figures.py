@@ -11,6 +11,7 @@ stock change of that item at or before the confirmation (``StockLevel.updated_at
 not counted against an old change) to ``ChannelStock.confirmed_at``. A master change that moves no ATS
 causes no push and is not measured.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,10 +28,15 @@ LAG_SAMPLE = 5000  # most recent confirmations looked at
 FAILING_RECENT = timedelta(minutes=15)
 
 EXCEPTION_FLOW = {
-    "sku_mismatch": "catalogue", "unknown_sku": "catalogue",
-    "stuck_order": "orders", "orphaned_order": "orders", "bad_payload": "orders",
+    "sku_mismatch": "catalogue",
+    "unknown_sku": "catalogue",
+    "stuck_order": "orders",
+    "orphaned_order": "orders",
+    "bad_payload": "orders",
     "missing_dispatch": "dispatch",
-    "stock_drift": "stock", "sync_timeout": "stock", "rate_limited": "stock",
+    "stock_drift": "stock",
+    "sync_timeout": "stock",
+    "rate_limited": "stock",
 }
 
 
@@ -44,50 +50,133 @@ class FigureInfo:
 
 
 FIGURES: dict[str, FigureInfo] = {
-    "push_queue_depth": FigureInfo("Stock push queue depth", "rows", "stock", "channel",
-                                   "pending stock pushes (per channel; '' = all)"),
-    "push_oldest_age_seconds": FigureInfo("Oldest pending push", "seconds", "stock", "channel",
-                                          "age of the oldest pending push (per channel; '' = all)"),
-    "propagation_lag_p50_seconds": FigureInfo("Propagation lag p50", "seconds", "stock", "channel",
-                                              "master change received → storefront confirmed, median"),
-    "propagation_lag_p95_seconds": FigureInfo("Propagation lag p95", "seconds", "stock", "channel",
-                                              "master change received → storefront confirmed, 95th percentile"),
-    "drift_pairs": FigureInfo("Stock drift", "pairs", "stock", "channel",
-                              "open stock_drift exceptions (storefront ≠ hub ATS) per channel"),
-    "orders_unacknowledged": FigureInfo("Orders unacknowledged", "orders", "orders", "",
-                                        "sent to the warehouse longer than HUB_ACK_TIMEOUT_MINUTES ago, no acknowledgement"),
-    "orders_undispatched": FigureInfo("Orders undispatched", "orders", "dispatch", "",
-                                      "acknowledged longer than HUB_DISPATCH_DUE_MINUTES ago, not dispatched"),
-    "orders_unnotified": FigureInfo("Dispatches not shown shipped", "orders", "dispatch", "",
-                                    "dispatched longer than HUB_DISPATCH_NOTIFY_MINUTES ago, storefront not yet shipped"),
+    "push_queue_depth": FigureInfo(
+        "Stock push queue depth", "rows", "stock", "channel", "pending stock pushes (per channel; '' = all)"
+    ),
+    "push_oldest_age_seconds": FigureInfo(
+        "Oldest pending push", "seconds", "stock", "channel", "age of the oldest pending push (per channel; '' = all)"
+    ),
+    "propagation_lag_p50_seconds": FigureInfo(
+        "Propagation lag p50", "seconds", "stock", "channel", "master change received → storefront confirmed, median"
+    ),
+    "propagation_lag_p95_seconds": FigureInfo(
+        "Propagation lag p95",
+        "seconds",
+        "stock",
+        "channel",
+        "master change received → storefront confirmed, 95th percentile",
+    ),
+    "drift_pairs": FigureInfo(
+        "Stock drift", "pairs", "stock", "channel", "open stock_drift exceptions (storefront ≠ hub ATS) per channel"
+    ),
+    "orders_unacknowledged": FigureInfo(
+        "Orders unacknowledged",
+        "orders",
+        "orders",
+        "",
+        "sent to the warehouse longer than HUB_ACK_TIMEOUT_MINUTES ago, no acknowledgement",
+    ),
+    "orders_undispatched": FigureInfo(
+        "Orders undispatched",
+        "orders",
+        "dispatch",
+        "",
+        "acknowledged longer than HUB_DISPATCH_DUE_MINUTES ago, not dispatched",
+    ),
+    "orders_unnotified": FigureInfo(
+        "Dispatches not shown shipped",
+        "orders",
+        "dispatch",
+        "",
+        "dispatched longer than HUB_DISPATCH_NOTIFY_MINUTES ago, storefront not yet shipped",
+    ),
     "orders_in_state": FigureInfo("Orders per state", "orders", "orders", "state", "orders in each state"),
-    "exceptions_open": FigureInfo("Open exceptions", "exceptions", "orders", "kind",
-                                  "open/acknowledged exceptions; key = kind or kind:severity ('' = all)"),
-    "exceptions_open_severity": FigureInfo("Open exceptions by severity", "exceptions", "orders", "severity",
-                                           "open/acknowledged exceptions of each severity, any kind (key = severity)"),
-    "exceptions_opened_1h": FigureInfo("Exceptions opened (1 h)", "exceptions", "orders", "", "first seen in the last hour"),
-    "exceptions_resolved_1h": FigureInfo("Exceptions resolved (1 h)", "exceptions", "orders", "", "resolved in the last hour"),
-    "connection_failing": FigureInfo("Connection failing", "0/1", "stock", "connection",
-                                     "1 while a storefront/master connection's last call failed (use the rule window for 'N minutes')"),
-    "connection_failing_minutes": FigureInfo("Connection failing for", "minutes", "stock", "connection",
-                                             "minutes since the last success of a failing connection"),
-    "planner_failing": FigureInfo("Planner connection failing", "0/1", "demand", "connection",
-                                  "1 while an Inventory Planner connection's last call failed"),
+    "exceptions_open": FigureInfo(
+        "Open exceptions",
+        "exceptions",
+        "orders",
+        "kind",
+        "open/acknowledged exceptions; key = kind or kind:severity ('' = all)",
+    ),
+    "exceptions_open_severity": FigureInfo(
+        "Open exceptions by severity",
+        "exceptions",
+        "orders",
+        "severity",
+        "open/acknowledged exceptions of each severity, any kind (key = severity)",
+    ),
+    "exceptions_opened_1h": FigureInfo(
+        "Exceptions opened (1 h)", "exceptions", "orders", "", "first seen in the last hour"
+    ),
+    "exceptions_resolved_1h": FigureInfo(
+        "Exceptions resolved (1 h)", "exceptions", "orders", "", "resolved in the last hour"
+    ),
+    "connection_failing": FigureInfo(
+        "Connection failing",
+        "0/1",
+        "stock",
+        "connection",
+        "1 while a storefront/master connection's last call failed (use the rule window for 'N minutes')",
+    ),
+    "connection_failing_minutes": FigureInfo(
+        "Connection failing for",
+        "minutes",
+        "stock",
+        "connection",
+        "minutes since the last success of a failing connection",
+    ),
+    "planner_failing": FigureInfo(
+        "Planner connection failing",
+        "0/1",
+        "demand",
+        "connection",
+        "1 while an Inventory Planner connection's last call failed",
+    ),
     # issue 20, item 9: what a flash sale under faults must show
-    "holds_acknowledged": FigureInfo("Acknowledged holds", "holds", "stock", "connection",
-                                     "active stock holds of acknowledged orders the master's feed has not carried yet (per master)"),
-    "holds_overdue": FigureInfo("Holds beyond the feed lag", "holds", "stock", "connection",
-                                "acknowledged holds older than HUB_MASTER_FEED_LAG_SECONDS: piling up (a master allocating where "
-                                "the hub does not look, a lost feed); released with a record at HUB_HOLD_MAX_SECONDS"),
-    "holds_oldest_age_seconds": FigureInfo("Oldest acknowledged hold", "seconds", "stock", "connection",
-                                           "age of the oldest acknowledged hold still active (per master)"),
-    "leases_expired": FigureInfo("Work left by a dead worker", "rows", "stock", "",
-                                 "push rows and orders still claimed after their lease ran out: a worker stopped renewing (died); "
-                                 "the sweeps hand them to live workers"),
-    "worker_heartbeat_age_seconds": FigureInfo("Worker heartbeat age", "seconds", "stock", "",
-                                               "since a worker last ran the beat's heartbeat job (no heartbeat yet: since 1970)"),
-    "intake_oldest_seconds": FigureInfo("Intake behind", "seconds", "orders", "",
-                                        "age of the oldest order captured but not yet sent to the warehouse (held orders excluded)"),
+    "holds_acknowledged": FigureInfo(
+        "Acknowledged holds",
+        "holds",
+        "stock",
+        "connection",
+        "active stock holds of acknowledged orders the master's feed has not carried yet (per master)",
+    ),
+    "holds_overdue": FigureInfo(
+        "Holds beyond the feed lag",
+        "holds",
+        "stock",
+        "connection",
+        "acknowledged holds older than HUB_MASTER_FEED_LAG_SECONDS: piling up (a master allocating where "
+        "the hub does not look, a lost feed); released with a record at HUB_HOLD_MAX_SECONDS",
+    ),
+    "holds_oldest_age_seconds": FigureInfo(
+        "Oldest acknowledged hold",
+        "seconds",
+        "stock",
+        "connection",
+        "age of the oldest acknowledged hold still active (per master)",
+    ),
+    "leases_expired": FigureInfo(
+        "Work left by a dead worker",
+        "rows",
+        "stock",
+        "",
+        "push rows and orders still claimed after their lease ran out: a worker stopped renewing (died); "
+        "the sweeps hand them to live workers",
+    ),
+    "worker_heartbeat_age_seconds": FigureInfo(
+        "Worker heartbeat age",
+        "seconds",
+        "stock",
+        "",
+        "since a worker last ran the beat's heartbeat job (no heartbeat yet: since 1970)",
+    ),
+    "intake_oldest_seconds": FigureInfo(
+        "Intake behind",
+        "seconds",
+        "orders",
+        "",
+        "age of the oldest order captured but not yet sent to the warehouse (held orders excluded)",
+    ),
 }
 
 
@@ -136,11 +225,17 @@ def _pushes(out, now):
 def _lag(out, now):
     from integration_hub.inventory.models import ChannelStock, StockLevel
 
-    changed = (StockLevel.objects.filter(item_id=OuterRef("item_id"), updated_at__lte=OuterRef("confirmed_at"))
-               .order_by("-updated_at").values("updated_at")[:1])
-    rows = (ChannelStock.objects.filter(confirmed_at__gte=now - LAG_WINDOW, confirmed_at__lte=now)
-            .annotate(changed=Subquery(changed)).values_list("channel__key", "confirmed_at", "changed")
-            .order_by("-confirmed_at")[:LAG_SAMPLE])
+    changed = (
+        StockLevel.objects.filter(item_id=OuterRef("item_id"), updated_at__lte=OuterRef("confirmed_at"))
+        .order_by("-updated_at")
+        .values("updated_at")[:1]
+    )
+    rows = (
+        ChannelStock.objects.filter(confirmed_at__gte=now - LAG_WINDOW, confirmed_at__lte=now)
+        .annotate(changed=Subquery(changed))
+        .values_list("channel__key", "confirmed_at", "changed")
+        .order_by("-confirmed_at")[:LAG_SAMPLE]
+    )
     by_channel: dict[str, list[float]] = {}
     for key, confirmed_at, changed_at in rows:
         if changed_at is None or confirmed_at - changed_at > LAG_MAX_AGE:
@@ -160,11 +255,16 @@ def _orders(out, now):
     ack = now - timedelta(minutes=int(hub["ACK_TIMEOUT_MINUTES"]))
     due = now - timedelta(minutes=int(hub["DISPATCH_DUE_MINUTES"]))
     notify = now - timedelta(minutes=int(hub["DISPATCH_NOTIFY_MINUTES"]))
-    rows = Order.objects.order_by().values("state").annotate(
-        n=Count("id"),
-        unack=Count("id", filter=Q(state=OrderState.SENT, sent_at__lt=ack)),
-        undispatched=Count("id", filter=Q(state=OrderState.ACKNOWLEDGED, acknowledged_at__lt=due)),
-        unnotified=Count("id", filter=Q(state=OrderState.DISPATCHED, dispatch_received_at__lt=notify)))
+    rows = (
+        Order.objects.order_by()
+        .values("state")
+        .annotate(
+            n=Count("id"),
+            unack=Count("id", filter=Q(state=OrderState.SENT, sent_at__lt=ack)),
+            undispatched=Count("id", filter=Q(state=OrderState.ACKNOWLEDGED, acknowledged_at__lt=due)),
+            unnotified=Count("id", filter=Q(state=OrderState.DISPATCHED, dispatch_received_at__lt=notify)),
+        )
+    )
     for state in OrderState.values:
         out[("orders_in_state", state)] = 0.0
     out[("orders_unacknowledged", "")] = out[("orders_undispatched", "")] = out[("orders_unnotified", "")] = 0.0
@@ -184,8 +284,12 @@ def _exceptions(out, now):
         out[("exceptions_open", kind)] = 0.0
     for severity in Severity.values:
         out[("exceptions_open_severity", severity)] = 0.0
-    for r in (ExceptionRecord.objects.filter(status__in=ACTIVE_STATUSES).order_by()
-              .values("kind", "severity", "channel__key").annotate(n=Count("id"))):
+    for r in (
+        ExceptionRecord.objects.filter(status__in=ACTIVE_STATUSES)
+        .order_by()
+        .values("kind", "severity", "channel__key")
+        .annotate(n=Count("id"))
+    ):
         n = float(r["n"])
         out[("exceptions_open", "")] += n
         out[("exceptions_open", r["kind"])] = out.get(("exceptions_open", r["kind"]), 0.0) + n
@@ -199,7 +303,8 @@ def _exceptions(out, now):
     hour = now - timedelta(hours=1)
     agg = ExceptionRecord.objects.aggregate(
         opened=Count("id", filter=Q(first_seen__gte=hour)),
-        resolved=Count("id", filter=Q(status=Status.RESOLVED, status_changed_at__gte=hour)))
+        resolved=Count("id", filter=Q(status=Status.RESOLVED, status_changed_at__gte=hour)),
+    )
     out[("exceptions_opened_1h", "")] = float(agg["opened"])
     out[("exceptions_resolved_1h", "")] = float(agg["resolved"])
 
@@ -214,7 +319,8 @@ def _connections(out, now):
         out[(figure, c["name"])] = 1.0 if failing else 0.0
         if figure == "connection_failing":
             out[("connection_failing_minutes", c["name"])] = (
-                round((now - ok).total_seconds() / 60, 1) if failing and ok else 0.0)
+                round((now - ok).total_seconds() / 60, 1) if failing and ok else 0.0
+            )
 
 
 def _flash(out, now):
@@ -247,7 +353,7 @@ def _flash(out, now):
     with db.cursor() as cur:
         cur.execute(sql, [ts(now), ts(now), OrderState.CAPTURED, OrderState.VALIDATED, ts(lag)])
         rows = cur.fetchall()
-    last_beat, stale_pushes, stale_orders, oldest_intake = (rows[0][:4] if rows else (None, 0, 0, None))
+    last_beat, stale_pushes, stale_orders, oldest_intake = rows[0][:4] if rows else (None, 0, 0, None)
     last_beat, oldest_intake = _as_dt(last_beat), _as_dt(oldest_intake)
     epoch = now.replace(year=1970, month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
     out[("worker_heartbeat_age_seconds", "")] = max(0.0, (now - (last_beat or epoch)).total_seconds())

@@ -1,5 +1,6 @@
 """Admin forms of monitoring: credential fields (webhook URL, signing secret) are write-only and stored
 encrypted; blank keeps what is stored."""
+
 from __future__ import annotations
 
 from django import forms
@@ -12,10 +13,18 @@ from .models import AlertRule, NotificationChannel
 
 
 class NotificationChannelForm(forms.ModelForm):
-    url = forms.CharField(required=False, max_length=1000, widget=forms.PasswordInput(render_value=False),
-                          help_text="Slack / Teams / webhook URL (stored encrypted; blank keeps the stored one)")
-    secret = forms.CharField(required=False, max_length=500, widget=forms.PasswordInput(render_value=False),
-                             help_text="generic webhook: HMAC signing secret (stored encrypted; blank keeps it)")
+    url = forms.CharField(
+        required=False,
+        max_length=1000,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Slack / Teams / webhook URL (stored encrypted; blank keeps the stored one)",
+    )
+    secret = forms.CharField(
+        required=False,
+        max_length=500,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="generic webhook: HMAC signing secret (stored encrypted; blank keeps it)",
+    )
 
     class Meta:
         model = NotificationChannel
@@ -69,7 +78,21 @@ class AlertRuleForm(forms.ModelForm):
 
     class Meta:
         model = AlertRule
-        fields = ["name", "figure", "key", "op", "threshold", "window_minutes", "cooldown_minutes", "severity", "flow",
-                  "notify_recovery", "channels", "enabled"]
-        help_texts = {"key": 'blank = the hub-wide value; "*" = every key separately (each channel / connection / '
-                             'kind); or one channel key, connection name, exception kind (kind or kind:severity), order state'}
+        fields = [
+            "name",
+            "figure",
+            "key",
+            "op",
+            "threshold",
+            "window_minutes",
+            "cooldown_minutes",
+            "severity",
+            "flow",
+            "notify_recovery",
+            "channels",
+            "enabled",
+        ]
+        help_texts = {
+            "key": 'blank = the hub-wide value; "*" = every key separately (each channel / connection / '
+            'kind); or one channel key, connection name, exception kind (kind or kind:severity), order state'
+        }

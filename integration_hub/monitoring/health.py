@@ -3,6 +3,7 @@
 * ``/healthz`` — the web process is up (no I/O);
 * ``/readyz`` — the database, the Celery broker and Redis (when ``REDIS_URL`` is set) answer; 503 otherwise.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,6 @@
 """Log records as JSON lines (``HUB_LOG_FORMAT=json``): one object per line with time, level, logger,
 message, process/thread, the exception text when there is one, and any ``extra={...}`` fields."""
+
 from __future__ import annotations
 
 import json

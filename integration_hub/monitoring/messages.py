@@ -1,5 +1,6 @@
 """The words of an alert: the one line people read when a rule fires or recovers (the firing's message, the
 notification's text). Used by :mod:`.rules` (writing the firing) and :mod:`.delivery` (the recovery notice)."""
+
 from __future__ import annotations
 
 from .figures import FIGURES

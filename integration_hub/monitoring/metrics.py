@@ -7,6 +7,7 @@ so to see them on the web endpoint set ``PROMETHEUS_MULTIPROC_DIR`` to the same 
 web server and the workers of a host (prometheus-client's multiprocess mode; see its "Multiprocess Mode"
 page). The endpoint is protected by a bearer token (``HUB_METRICS_TOKEN``); without one it does not exist.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,12 +36,17 @@ class FiguresCollector:
             info = figures.FIGURES.get(figure)
             fam = families.get(figure)
             if fam is None:
-                fam = families[figure] = GaugeMetricFamily(f"hub_{figure}", info.help if info else figure, labels=["key"])
+                fam = families[figure] = GaugeMetricFamily(
+                    f"hub_{figure}", info.help if info else figure, labels=["key"]
+                )
             fam.add_metric([key], value)
         yield from families.values()
-        firing = GaugeMetricFamily("hub_alerts_firing", "Open alert firings", labels=["rule", "key", "severity", "flow"])
+        firing = GaugeMetricFamily(
+            "hub_alerts_firing", "Open alert firings", labels=["rule", "key", "severity", "flow"]
+        )
         for rule, key, severity, flow in Firing.objects.filter(recovered_at__isnull=True).values_list(
-                "rule__name", "key", "severity", "flow"):
+            "rule__name", "key", "severity", "flow"
+        ):
             firing.add_metric([rule, key, severity, flow], 1)
         yield firing
         outbox = GaugeMetricFamily("hub_notifications", "Alert notification outbox rows by status", labels=["status"])
@@ -85,7 +91,6 @@ class RequestMetricsMiddleware:
 def _task_done(sender=None, task=None, state=None, **kwargs):
     name = getattr(task, "name", None) or getattr(sender, "name", None) or "unknown"
     TASKS.labels(name, (state or "unknown").lower()).inc()
-
 
 
 def connect_celery_signals() -> None:

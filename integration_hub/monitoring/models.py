@@ -11,6 +11,7 @@ notification channels and the delivery outbox.
 * :class:`Delivery` — the outbox: one row per (firing, channel, event) — or per (channel, day) for the
   optional daily digest, or per (finance report subscription, business day) —, unique, retried with back-off.
 """
+
 from __future__ import annotations
 
 from django.db import models
@@ -38,7 +39,9 @@ class Flow(models.TextChoices):
 class Sample(models.Model):
     at = models.DateTimeField(db_index=True)
     figure = models.CharField(max_length=48)
-    key = models.CharField(max_length=120, blank=True, default="", help_text="channel / connection / kind; '' = hub total")
+    key = models.CharField(
+        max_length=120, blank=True, default="", help_text="channel / connection / kind; '' = hub total"
+    )
     value = models.FloatField()
 
     class Meta:
@@ -58,12 +61,22 @@ class NotificationChannel(models.Model):
     name = models.SlugField(max_length=64, unique=True)
     kind = models.CharField(max_length=10, choices=Kind.choices)
     recipients = models.CharField(max_length=500, blank=True, help_text="email: comma separated addresses")
-    url_encrypted = models.TextField(blank=True, editable=False, help_text="webhook URL (a credential: stored encrypted)")
+    url_encrypted = models.TextField(
+        blank=True, editable=False, help_text="webhook URL (a credential: stored encrypted)"
+    )
     secret_encrypted = models.TextField(blank=True, editable=False, help_text="generic webhook: HMAC secret")
-    role = models.CharField(max_length=20, blank=True, choices=[(r, r) for r in ("ops", "cx", "finance", "admin")],
-                            help_text="email: also every active user of this role who has an address")
-    min_severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.WARNING,
-                                    help_text="firings below this severity are not sent here")
+    role = models.CharField(
+        max_length=20,
+        blank=True,
+        choices=[(r, r) for r in ("ops", "cx", "finance", "admin")],
+        help_text="email: also every active user of this role who has an address",
+    )
+    min_severity = models.CharField(
+        max_length=10,
+        choices=Severity.choices,
+        default=Severity.WARNING,
+        help_text="firings below this severity are not sent here",
+    )
     daily_digest = models.BooleanField(default=False, help_text="also send a daily digest of the last 24 hours")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -77,8 +90,14 @@ class NotificationChannel(models.Model):
         if self.role:
             from django.contrib.auth.models import User
 
-            out += [e for e in User.objects.filter(groups__name=self.role, is_active=True).exclude(email="")
-                    .order_by("email").values_list("email", flat=True).distinct()]
+            out += [
+                e
+                for e in User.objects.filter(groups__name=self.role, is_active=True)
+                .exclude(email="")
+                .order_by("email")
+                .values_list("email", flat=True)
+                .distinct()
+            ]
         return list(dict.fromkeys(out))
 
     def __str__(self) -> str:
@@ -105,14 +124,26 @@ class AlertRule(models.Model):
 
     name = models.CharField(max_length=120, unique=True)
     figure = models.CharField(max_length=48, help_text="which of the hub's figures (see monitoring.figures.FIGURES)")
-    key = models.CharField(max_length=120, blank=True, help_text="blank = the hub-wide value; \"*\" = every key separately; or one channel key / connection name / kind")
+    key = models.CharField(
+        max_length=120,
+        blank=True,
+        help_text="blank = the hub-wide value; \"*\" = every key separately; or one channel key / connection name / kind",
+    )
     op = models.CharField(max_length=3, choices=Op.choices, default=Op.ABOVE)
     threshold = models.FloatField()
-    window_minutes = models.PositiveIntegerField(default=0, help_text="the condition must hold this long before it fires")
-    cooldown_minutes = models.PositiveIntegerField(default=15, help_text="after a recovery, no new firing for this long")
+    window_minutes = models.PositiveIntegerField(
+        default=0, help_text="the condition must hold this long before it fires"
+    )
+    cooldown_minutes = models.PositiveIntegerField(
+        default=15, help_text="after a recovery, no new firing for this long"
+    )
     severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.ERROR)
-    flow = models.CharField(max_length=10, choices=Flow.choices, blank=True,
-                            help_text="dashboard tile it colours; blank = the figure's own flow")
+    flow = models.CharField(
+        max_length=10,
+        choices=Flow.choices,
+        blank=True,
+        help_text="dashboard tile it colours; blank = the figure's own flow",
+    )
     notify_recovery = models.BooleanField(default=True, help_text="send a recovery notice when it clears")
     channels = models.ManyToManyField(NotificationChannel, blank=True, related_name="rules")
     enabled = models.BooleanField(default=True)
@@ -174,8 +205,11 @@ class Firing(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["rule", "key"], condition=models.Q(recovered_at__isnull=True),
-                                               name="alerts_one_open_firing")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rule", "key"], condition=models.Q(recovered_at__isnull=True), name="alerts_one_open_firing"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.message
@@ -202,11 +236,25 @@ class Delivery(models.Model):
         FAILED = "failed", "failed"  # only test sends end failed; real ones retry
 
     firing = models.ForeignKey(Firing, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries")
-    channel = models.ForeignKey(NotificationChannel, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries",
-                                help_text="empty for finance report e-mails (sent to their subscription's addresses)")
-    subscription = models.ForeignKey("reconciliation.ReportSubscription", null=True, blank=True, on_delete=models.CASCADE,
-                                     related_name="deliveries", help_text="report e-mail: whose")
-    context = models.JSONField(default=dict, blank=True, help_text="report e-mail: the report ids of the run it carries")
+    channel = models.ForeignKey(
+        NotificationChannel,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        help_text="empty for finance report e-mails (sent to their subscription's addresses)",
+    )
+    subscription = models.ForeignKey(
+        "reconciliation.ReportSubscription",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        help_text="report e-mail: whose",
+    )
+    context = models.JSONField(
+        default=dict, blank=True, help_text="report e-mail: the report ids of the run it carries"
+    )
     event = models.CharField(max_length=10, choices=Event.choices)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -214,19 +262,28 @@ class Delivery(models.Model):
     claim_token = models.CharField(max_length=32, blank=True, default="")
     claimed_until = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
-    digest_day = models.DateField(null=True, blank=True, help_text="digest: the day it covers (one per channel and day); "
-                                                                   "report e-mail: the business day of the run")
+    digest_day = models.DateField(
+        null=True,
+        blank=True,
+        help_text="digest: the day it covers (one per channel and day); report e-mail: the business day of the run",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["firing", "channel", "event"], name="alerts_uniq_delivery"),
-                       models.UniqueConstraint(fields=["channel", "digest_day"], condition=models.Q(event="digest"),
-                                               name="alerts_uniq_digest"),
-                       # a report run is e-mailed once per subscription (a second run of the job the same day adds nothing)
-                       models.UniqueConstraint(fields=["subscription", "digest_day"], condition=models.Q(event="report"),
-                                               name="alerts_uniq_report_mail")]
+        constraints = [
+            models.UniqueConstraint(fields=["firing", "channel", "event"], name="alerts_uniq_delivery"),
+            models.UniqueConstraint(
+                fields=["channel", "digest_day"], condition=models.Q(event="digest"), name="alerts_uniq_digest"
+            ),
+            # a report run is e-mailed once per subscription (a second run of the job the same day adds nothing)
+            models.UniqueConstraint(
+                fields=["subscription", "digest_day"],
+                condition=models.Q(event="report"),
+                name="alerts_uniq_report_mail",
+            ),
+        ]
         indexes = [models.Index(fields=["status", "next_attempt_at"])]
 
     def __str__(self) -> str:

@@ -14,6 +14,7 @@ Formats, from the published documents:
 
 Every outbound HTTP request goes through :func:`post_json` (timeouts, the client layer's pooled session).
 """
+
 from __future__ import annotations
 
 import json
@@ -91,8 +92,13 @@ def post_json(url: str, body: bytes, headers: dict | None = None) -> int:
     where = origin(url)
     session = pooled_session("monitoring-notify", pool_size=4)
     try:
-        resp = session.post(url, data=body, headers={"Content-Type": "application/json", **(headers or {})},
-                            timeout=TIMEOUT, allow_redirects=False)
+        resp = session.post(
+            url,
+            data=body,
+            headers={"Content-Type": "application/json", **(headers or {})},
+            timeout=TIMEOUT,
+            allow_redirects=False,
+        )
     except requests.RequestException as exc:
         raise SendError(f"{type(exc).__name__} posting to {where}") from None
     except errors.UnsafeDestinationError as exc:  # the outbound guard (connectors/egress.py): internal address
@@ -113,21 +119,45 @@ def send(channel: NotificationChannel, msg: Message) -> None:
         post_json(channel.get_url(), json.dumps(body).encode())
         return
     if kind == NotificationChannel.Kind.TEAMS:
-        card = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4",
-                "body": [{"type": "TextBlock", "text": msg.title, "weight": "Bolder", "size": "Medium", "wrap": True,
-                          "color": SEVERITY_COLOUR.get(msg.severity if msg.event == "fired" else "", "default")},
-                         {"type": "TextBlock", "text": msg.text, "wrap": True}]}
-        body = {"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive",
-                                                    "contentUrl": None, "content": card}]}
+        card = {
+            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+            "type": "AdaptiveCard",
+            "version": "1.4",
+            "body": [
+                {
+                    "type": "TextBlock",
+                    "text": msg.title,
+                    "weight": "Bolder",
+                    "size": "Medium",
+                    "wrap": True,
+                    "color": SEVERITY_COLOUR.get(msg.severity if msg.event == "fired" else "", "default"),
+                },
+                {"type": "TextBlock", "text": msg.text, "wrap": True},
+            ],
+        }
+        body = {
+            "type": "message",
+            "attachments": [
+                {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}
+            ],
+        }
         post_json(channel.get_url(), json.dumps(body).encode())
         return
     if kind == NotificationChannel.Kind.WEBHOOK:
         secret = channel.get_secret()
         if not secret:
             raise SendError("no signing secret configured")
-        body = json.dumps(msg.payload or {"event": msg.event, "title": msg.title, "text": msg.text},
-                          sort_keys=True).encode()
-        post_json(channel.get_url(), body, {signatures.HEADER: signatures.sign(secret, body),
-                                             "X-Hub-Delivery": str(msg.delivery_id or ""), "X-Hub-Event": msg.event})
+        body = json.dumps(
+            msg.payload or {"event": msg.event, "title": msg.title, "text": msg.text}, sort_keys=True
+        ).encode()
+        post_json(
+            channel.get_url(),
+            body,
+            {
+                signatures.HEADER: signatures.sign(secret, body),
+                "X-Hub-Delivery": str(msg.delivery_id or ""),
+                "X-Hub-Event": msg.event,
+            },
+        )
         return
     raise SendError(f"unknown channel kind {kind!r}")

@@ -7,6 +7,7 @@
 
 The row says queued/running/done/failed on its own: ``finished_at`` and ``error`` are set on exit.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,8 +29,9 @@ class Tracker:
     def finish(self, error: str = "") -> None:
         now = timezone.now()
         total = self.row.total if self.row.total is not None else self.row.done
-        TaskProgress.objects.filter(key=self.row.key).update(done=self.row.done, total=total, finished_at=now,
-                                                           updated_at=now, error=error[:300])
+        TaskProgress.objects.filter(key=self.row.key).update(
+            done=self.row.done, total=total, finished_at=now, updated_at=now, error=error[:300]
+        )
 
     def advance(self, n: int = 1, total: int | None = None, force: bool = False) -> None:
         self.row.done += n
@@ -38,8 +40,9 @@ class Tracker:
         now = time.monotonic()
         if force or now - self._last_write >= MIN_INTERVAL:
             self._last_write = now
-            TaskProgress.objects.filter(key=self.row.key).update(done=self.row.done, total=self.row.total,
-                                                               updated_at=timezone.now())
+            TaskProgress.objects.filter(key=self.row.key).update(
+                done=self.row.done, total=self.row.total, updated_at=timezone.now()
+            )
 
 
 def start(key: str, label: str, total: int | None = None) -> Tracker:
@@ -48,8 +51,15 @@ def start(key: str, label: str, total: int | None = None) -> Tracker:
     One query: an upsert on ``key`` (INSERT … ON CONFLICT DO UPDATE, no savepoint), so a bar costs the work it
     tracks two queries (start, finish) plus its throttled advances; the tracker then writes by ``key``."""
     now = timezone.now()
-    fields = {"label": label[:200], "done": 0, "total": total, "started_at": now, "updated_at": now,
-              "finished_at": None, "error": ""}
+    fields = {
+        "label": label[:200],
+        "done": 0,
+        "total": total,
+        "started_at": now,
+        "updated_at": now,
+        "finished_at": None,
+        "error": "",
+    }
     row = TaskProgress(key=key, **fields)
     TaskProgress.objects.bulk_create([row], update_conflicts=True, unique_fields=["key"], update_fields=list(fields))
     return Tracker(row)
@@ -74,6 +84,9 @@ def current(now=None) -> list[TaskProgress]:
 
     now = now or timezone.now()
     # a running row not updated for an hour belongs to a worker that died: not shown
-    return list(TaskProgress.objects.filter(Q(finished_at__isnull=True, updated_at__gte=now - timedelta(hours=1)) |
-                                            Q(finished_at__gte=now - timedelta(seconds=SHOW_FINISHED_FOR)))
-                .order_by("-started_at")[:10])
+    return list(
+        TaskProgress.objects.filter(
+            Q(finished_at__isnull=True, updated_at__gte=now - timedelta(hours=1))
+            | Q(finished_at__gte=now - timedelta(seconds=SHOW_FINISHED_FOR))
+        ).order_by("-started_at")[:10]
+    )

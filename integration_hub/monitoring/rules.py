@@ -11,6 +11,7 @@ state holds change nothing. Evaluations run one at a time (a named lock); a part
 Key of a rule: ``""`` = the hub-wide value, ``"*"`` = every key of the figure separately (e.g. each channel),
 anything else = that one key.
 """
+
 from __future__ import annotations
 
 import logging
@@ -73,7 +74,9 @@ def _evaluate(values, now) -> Outcome:
         return out
     rule_ids = [r.pk for r in rules]
     states = {(s.rule_id, s.key): s for s in AlertState.objects.filter(rule_id__in=rule_ids)}
-    open_firings = {(f.rule_id, f.key): f for f in Firing.objects.filter(rule_id__in=rule_ids, recovered_at__isnull=True)}
+    open_firings = {
+        (f.rule_id, f.key): f for f in Firing.objects.filter(rule_id__in=rule_ids, recovered_at__isnull=True)
+    }
     known: dict[int, set] = {}
     for rule_id, key in list(states) + list(open_firings):
         known.setdefault(rule_id, set()).add(key)
@@ -98,10 +101,20 @@ def _evaluate(values, now) -> Outcome:
                         firing.peak = peak
                         changed_firings.append(firing)
                 elif now - state.breach_since >= window and (
-                        state.last_recovered_at is None or now - state.last_recovered_at >= cooldown):
-                    new_firings.append(Firing(rule=rule, key=key, severity=rule.severity, flow=rule.effective_flow(key),
-                                              value=value, peak=value, message=message(rule, key, value)[:500],
-                                              started_at=now))
+                    state.last_recovered_at is None or now - state.last_recovered_at >= cooldown
+                ):
+                    new_firings.append(
+                        Firing(
+                            rule=rule,
+                            key=key,
+                            severity=rule.severity,
+                            flow=rule.effective_flow(key),
+                            value=value,
+                            peak=value,
+                            message=message(rule, key, value)[:500],
+                            started_at=now,
+                        )
+                    )
             else:
                 state.breach_since = None
                 if firing is not None:
@@ -143,6 +156,8 @@ def _evaluate(values, now) -> Outcome:
 
 def _deliveries(rule: AlertRule, firing: Firing, event: str) -> list[Delivery]:
     rank = SEVERITY_RANK.get(firing.severity, 0)
-    return [Delivery(firing=firing, channel=c, event=event) for c in rule.channels.all()
-            if c.enabled and rank >= SEVERITY_RANK.get(c.min_severity, 0)]
-
+    return [
+        Delivery(firing=firing, channel=c, event=event)
+        for c in rule.channels.all()
+        if c.enabled and rank >= SEVERITY_RANK.get(c.min_severity, 0)
+    ]

@@ -1,4 +1,5 @@
 """Sampling the figures into the small time series behind the dashboard charts (bounded retention)."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -9,9 +10,22 @@ from django.utils import timezone
 from .models import Sample
 
 # Figures kept as a time series (the charts); per-kind:severity exception keys are not kept, to stay small.
-SAMPLED = ("push_queue_depth", "push_oldest_age_seconds", "propagation_lag_p50_seconds", "propagation_lag_p95_seconds",
-           "drift_pairs", "orders_unacknowledged", "orders_undispatched", "orders_unnotified", "orders_in_state",
-           "exceptions_open", "exceptions_opened_1h", "exceptions_resolved_1h", "connection_failing", "planner_failing")
+SAMPLED = (
+    "push_queue_depth",
+    "push_oldest_age_seconds",
+    "propagation_lag_p50_seconds",
+    "propagation_lag_p95_seconds",
+    "drift_pairs",
+    "orders_unacknowledged",
+    "orders_undispatched",
+    "orders_unnotified",
+    "orders_in_state",
+    "exceptions_open",
+    "exceptions_opened_1h",
+    "exceptions_resolved_1h",
+    "connection_failing",
+    "planner_failing",
+)
 
 
 def retention() -> timedelta:
@@ -21,8 +35,11 @@ def retention() -> timedelta:
 def record(values: dict[tuple[str, str], float], now=None) -> int:
     """Store one sample of ``values`` at ``now`` and drop samples older than the retention (2 queries)."""
     now = now or timezone.now()
-    rows = [Sample(at=now, figure=f, key=k, value=v) for (f, k), v in values.items()
-            if f in SAMPLED and not (f == "exceptions_open" and ":" in k)]
+    rows = [
+        Sample(at=now, figure=f, key=k, value=v)
+        for (f, k), v in values.items()
+        if f in SAMPLED and not (f == "exceptions_open" and ":" in k)
+    ]
     Sample.objects.bulk_create(rows, batch_size=1000)
     Sample.objects.filter(at__lt=now - retention()).delete()
     return len(rows)

@@ -5,6 +5,7 @@ its Django and Celery integrations by itself when those packages are present
 variables: sentry-sdk does not honour Django's ``sensitive_variables`` (the webhook verifiers' secrets and
 expected digests, connection secrets in the clients' frames), so frames go without their locals
 (``include_local_variables=False``, https://docs.sentry.io/platforms/python/configuration/options/)."""
+
 from __future__ import annotations
 
 import logging
@@ -19,9 +20,15 @@ def init_from_env(environ=None) -> bool:
     try:
         import sentry_sdk
     except ImportError:
-        logging.getLogger(__name__).warning("SENTRY_DSN is set but sentry-sdk is not installed: errors are not reported")
+        logging.getLogger(__name__).warning(
+            "SENTRY_DSN is set but sentry-sdk is not installed: errors are not reported"
+        )
         return False
-    sentry_sdk.init(dsn=dsn, environment=environ.get("HUB_ENVIRONMENT", "production"), send_default_pii=False,
-                    include_local_variables=False,
-                    traces_sample_rate=float(environ.get("SENTRY_TRACES_SAMPLE_RATE", "0") or 0))
+    sentry_sdk.init(
+        dsn=dsn,
+        environment=environ.get("HUB_ENVIRONMENT", "production"),
+        send_default_pii=False,
+        include_local_variables=False,
+        traces_sample_rate=float(environ.get("SENTRY_TRACES_SAMPLE_RATE", "0") or 0),
+    )
     return True

@@ -1,5 +1,6 @@
 """Audit of a rule's notification channels (a many-to-many, which row snapshots do not carry): each change
 of the set — admin, shell or code — is one audit entry with the channel names before and after."""
+
 from __future__ import annotations
 
 from django.db.models.signals import m2m_changed

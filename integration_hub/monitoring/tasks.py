@@ -1,4 +1,5 @@
 """Celery tasks of monitoring (thin: the work is in :mod:`.figures`, :mod:`.sampling`, :mod:`.rules`, :mod:`.delivery`)."""
+
 from __future__ import annotations
 
 from celery import shared_task
@@ -13,8 +14,12 @@ def tick() -> dict:
     stored = sampling.record(values)
     outcome = rules.evaluate(values)
     watch.record(values)  # dead worker, intake behind, holds piling up: also in the exception queue (issue 20)
-    return {"samples": stored, "fired": len(outcome.fired), "recovered": len(outcome.recovered),
-            "skipped": outcome.skipped}
+    return {
+        "samples": stored,
+        "fired": len(outcome.fired),
+        "recovered": len(outcome.recovered),
+        "skipped": outcome.skipped,
+    }
 
 
 @shared_task(name="monitoring.deliver_due", ignore_result=True, acks_late=True)

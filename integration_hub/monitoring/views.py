@@ -1,5 +1,6 @@
 """Thin views: health and metrics for operators, the alerts screen (channels with "send test", firings,
 the notification outbox), and the live dashboard fragment refreshed by htmx."""
+
 from __future__ import annotations
 
 import hmac
@@ -53,16 +54,27 @@ class AlertsView(PermissionRequired, TemplateView):
         ctx = super().get_context_data(**kwargs)
         user = self.request.user
         ctx["firings"] = list(Firing.objects.select_related("rule").order_by("-started_at", "-id")[:RECENT])
-        ctx["rules"] = list(AlertRule.objects.prefetch_related("channels").order_by("name")) if user.has_perm(
-            "monitoring.view_alertrule") else []
-        ctx["channels"] = list(NotificationChannel.objects.order_by("name")) if user.has_perm(
-            "monitoring.view_notificationchannel") else []
-        ctx["deliveries"] = list(Delivery.objects.select_related("channel", "firing").order_by("-created_at", "-id")[:RECENT]) \
-            if user.has_perm("monitoring.view_delivery") else []
+        ctx["rules"] = (
+            list(AlertRule.objects.prefetch_related("channels").order_by("name"))
+            if user.has_perm("monitoring.view_alertrule")
+            else []
+        )
+        ctx["channels"] = (
+            list(NotificationChannel.objects.order_by("name"))
+            if user.has_perm("monitoring.view_notificationchannel")
+            else []
+        )
+        ctx["deliveries"] = (
+            list(Delivery.objects.select_related("channel", "firing").order_by("-created_at", "-id")[:RECENT])
+            if user.has_perm("monitoring.view_delivery")
+            else []
+        )
         ctx["can_test"] = user.has_perm("monitoring.change_notificationchannel")
         ctx["changes"] = []
         if user.has_perm("monitoring.view_alertrule"):
-            ctx["changes"] = list(audit.recent_for_model(AlertRule)[:10]) + list(audit.recent_for_model(NotificationChannel)[:10])
+            ctx["changes"] = list(audit.recent_for_model(AlertRule)[:10]) + list(
+                audit.recent_for_model(NotificationChannel)[:10]
+            )
             ctx["changes"].sort(key=lambda e: (e.at, e.id), reverse=True)
         return ctx
 

@@ -1,6 +1,7 @@
 """Storefront order → what the warehouse needs: master SKUs, exploded bundles, mapped shipping method.
 
-Pure lookups plus one builder; no state changes here (those live in :mod:`.services` / :mod:`.state`).
+Pure lookups plus one builder; no state changes here (those live in the phase modules — :mod:`.lines`,
+:mod:`.validate`, … — and :mod:`.state`).
 
 SKU resolution (per channel, set-based: a fixed number of queries per batch of SKUs):
 1. an active :class:`SkuMapping` for the channel, else a global one (``channel`` NULL);
@@ -11,6 +12,7 @@ SKU resolution (per channel, set-based: a fixed number of queries per batch of S
    different items matching is ambiguous and resolves to nothing (the order is held, not guessed).
 3. otherwise the SKU is unknown.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,8 +27,19 @@ from .models import Order, ShippingMethodMap
 
 MAX_PAD = 20
 CANDIDATE_CHUNK = 2000  # item lookups per query when undoing transforms (well under SQLite's 32,766 parameters)
-ADDRESS_FIELDS = ("first_name", "last_name", "company", "street", "street2", "postal_code", "city", "region",
-                  "country", "phone", "email")
+ADDRESS_FIELDS = (
+    "first_name",
+    "last_name",
+    "company",
+    "street",
+    "street2",
+    "postal_code",
+    "city",
+    "region",
+    "country",
+    "phone",
+    "email",
+)
 REQUIRED_ADDRESS = ("street", "postal_code", "city", "country")
 
 
@@ -42,11 +55,11 @@ def _candidates(sku: str, spec: TransformSpec) -> set[str]:
     if spec.prefix:
         if not value.lower().startswith(spec.prefix.lower()):
             return set()
-        value = value[len(spec.prefix):]
+        value = value[len(spec.prefix) :]
     if spec.suffix:
         if not value.lower().endswith(spec.suffix.lower()):
             return set()
-        value = value[:-len(spec.suffix)]
+        value = value[: -len(spec.suffix)]
     if not value:
         return set()
     bases = {value, value.upper(), value.lower()} if spec.case != "keep" else {value}
@@ -66,16 +79,23 @@ def resolve_skus(channel, skus) -> dict[str, Resolution]:
     out: dict[str, Resolution] = {}
     if not skus:
         return out
-    for m in (SkuMapping.objects.filter(storefront_sku__in=skus, active=True)
-              .filter(Q(channel=channel) | Q(channel__isnull=True)).select_related("item")):
+    for m in (
+        SkuMapping.objects.filter(storefront_sku__in=skus, active=True)
+        .filter(Q(channel=channel) | Q(channel__isnull=True))
+        .select_related("item")
+    ):
         current = out.get(m.storefront_sku)
         if m.channel_id is not None or current is None:
             out[m.storefront_sku] = Resolution(m.item, "mapping:channel" if m.channel_id else "mapping:global")
     missing = [s for s in skus if s not in out]
     if missing:
-        transforms = list(IdentifierTransform.objects.filter(active=True).filter(
-            Q(channel=channel) | Q(channel__isnull=True, connection_id=channel.connection_id)
-            | Q(channel__isnull=True, connection__isnull=True)))
+        transforms = list(
+            IdentifierTransform.objects.filter(active=True).filter(
+                Q(channel=channel)
+                | Q(channel__isnull=True, connection_id=channel.connection_id)
+                | Q(channel__isnull=True, connection__isnull=True)
+            )
+        )
         transforms.sort(key=lambda t: (t.channel_id is None, t.connection_id is None, t.name))
         if transforms:
             specs = [(t, TransformSpec.from_model(t)) for t in transforms]
@@ -87,7 +107,7 @@ def resolve_skus(channel, skus) -> dict[str, Resolution]:
             names = sorted(wanted)
             items = []
             for start in range(0, len(names), CANDIDATE_CHUNK):
-                items += list(Item.objects.filter(sku__in=names[start:start + CANDIDATE_CHUNK], active=True))
+                items += list(Item.objects.filter(sku__in=names[start : start + CANDIDATE_CHUNK], active=True))
             for sku in missing:
                 for t, spec in specs:  # first transform (most specific) that matches wins
                     hits = []
@@ -116,7 +136,11 @@ def bundle_components(item_ids) -> dict[int, list[tuple[Item, int]]]:
     ids = list({int(i) for i in item_ids})
     if not ids:
         return out
-    for bc in BundleComponent.objects.filter(bundle_id__in=ids).select_related("component").order_by("bundle_id", "component__sku"):
+    for bc in (
+        BundleComponent.objects.filter(bundle_id__in=ids)
+        .select_related("component")
+        .order_by("bundle_id", "component__sku")
+    ):
         out.setdefault(bc.bundle_id, []).append((bc.component, bc.quantity))
     return out
 
@@ -124,8 +148,10 @@ def bundle_components(item_ids) -> dict[int, list[tuple[Item, int]]]:
 def shipping_maps(channel_ids) -> dict[tuple[int | None, str], ShippingMethodMap]:
     """(channel id | None, storefront method) → active map row, for the given channels plus global rows."""
     ids = list({int(i) for i in channel_ids})
-    return {(m.channel_id, m.storefront_method): m for m in
-            ShippingMethodMap.objects.filter(active=True).filter(Q(channel_id__in=ids) | Q(channel__isnull=True))}
+    return {
+        (m.channel_id, m.storefront_method): m
+        for m in ShippingMethodMap.objects.filter(active=True).filter(Q(channel_id__in=ids) | Q(channel__isnull=True))
+    }
 
 
 def map_shipping(maps: dict, channel_id: int, method: str) -> ShippingMethodMap | None:
@@ -166,16 +192,34 @@ def build_warehouse_order(order: Order, lines=None) -> WarehouseOrder:
     out = []
     for ln in sorted(lines, key=lambda x: x.pk):
         parent = by_id.get(ln.parent_id) if ln.parent_id else None
-        out.append(WarehouseOrderLine(line_id=ln.line_id, sku=ln.item.sku if ln.item else "", quantity=ln.quantity,
-                                      parent_line_id=parent.line_id if parent else "", pickable=ln.pk not in parents,
-                                      unit_price_cents=ln.unit_price_cents, custom_fields=dict(ln.custom_fields or {})))
+        out.append(
+            WarehouseOrderLine(
+                line_id=ln.line_id,
+                sku=ln.item.sku if ln.item else "",
+                quantity=ln.quantity,
+                parent_line_id=parent.line_id if parent else "",
+                pickable=ln.pk not in parents,
+                unit_price_cents=ln.unit_price_cents,
+                custom_fields=dict(ln.custom_fields or {}),
+            )
+        )
     custom = dict(order.custom_fields or {})
     if order.promotion_codes:
         custom.setdefault("promotionCodes", list(order.promotion_codes))
     return WarehouseOrder(
-        order_ref=order.idempotency_key, order_number=order.order_number or order.external_id,
-        channel=order.channel.key, lines=out, shipping_address=address_from_dict(order.shipping_address),
-        shipping_method=order.warehouse_shipping_method, carrier=order.warehouse_carrier,
+        order_ref=order.idempotency_key,
+        order_number=order.order_number or order.external_id,
+        channel=order.channel.key,
+        lines=out,
+        shipping_address=address_from_dict(order.shipping_address),
+        shipping_method=order.warehouse_shipping_method,
+        carrier=order.warehouse_carrier,
         billing_address=address_from_dict(order.billing_address) if order.billing_address else None,
-        customer_email=order.customer_email, gift_message=order.gift_message, delivery_notes=order.delivery_notes,
-        custom_fields=custom, placed_at=order.placed_at, currency=order.currency, total_cents=order.total_cents)
+        customer_email=order.customer_email,
+        gift_message=order.gift_message,
+        delivery_notes=order.delivery_notes,
+        custom_fields=custom,
+        placed_at=order.placed_at,
+        currency=order.currency,
+        total_cents=order.total_cents,
+    )

@@ -3,6 +3,7 @@
 State machine (ARCHITECTURE principle 5), enforced by :mod:`integration_hub.orders.state`:
 captured → validated → sent → acknowledged → dispatched → storefront_notified, plus held, cancelled, failed.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -44,7 +45,9 @@ class Order(models.Model):
     custom_fields = models.JSONField(default=dict, blank=True)
     promotion_codes = models.JSONField(default=list, blank=True)
     raw = models.JSONField(default=dict, blank=True, help_text="payload as received")
-    warehouse = models.ForeignKey(Connection, on_delete=models.PROTECT, null=True, blank=True, related_name="warehouse_orders")
+    warehouse = models.ForeignKey(
+        Connection, on_delete=models.PROTECT, null=True, blank=True, related_name="warehouse_orders"
+    )
     idempotency_key = models.CharField(max_length=100, unique=True)
     warehouse_ref = models.CharField(max_length=100, blank=True, help_text="acknowledgement id from the warehouse")
     send_attempts = models.PositiveIntegerField(default=0)
@@ -53,18 +56,25 @@ class Order(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True, help_text="when the goods left, as the warehouse says")
-    dispatch_received_at = models.DateTimeField(null=True, blank=True,
-                                                help_text="when the hub received the dispatch confirmation (the agreed "
-                                                          "time to show it shipped runs from here)")
-    cancel_requested_at = models.DateTimeField(null=True, blank=True,
-                                               help_text="a cancel the warehouse must confirm (the order reached it)")
+    dispatch_received_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="when the hub received the dispatch confirmation (the agreed time to show it shipped runs from here)",
+    )
+    cancel_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="a cancel the warehouse must confirm (the order reached it)"
+    )
     cancel_reason = models.CharField(max_length=300, blank=True)
     notified_at = models.DateTimeField(null=True, blank=True)
     tracking = models.JSONField(default=list, blank=True, help_text="[{carrier, tracking_number, tracking_url, lines}]")
     hold_reason = models.TextField(blank=True)
     last_error = models.TextField(blank=True, help_text="last failure talking to the warehouse / storefront")
-    claim_token = models.CharField(max_length=32, blank=True, db_index=True,
-                                   help_text="set while a worker works on the order; the lease is next_attempt_at")
+    claim_token = models.CharField(
+        max_length=32,
+        blank=True,
+        db_index=True,
+        help_text="set while a worker works on the order; the lease is next_attempt_at",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -86,8 +96,14 @@ class OrderLine(models.Model):
     line_id = models.CharField(max_length=100, help_text="storefront line item id")
     storefront_sku = models.CharField(max_length=100)
     item = models.ForeignKey(Item, on_delete=models.PROTECT, null=True, blank=True, related_name="order_lines")
-    parent = models.ForeignKey("self", on_delete=models.CASCADE, null=True, blank=True, related_name="components",
-                               help_text="bundle line this component was exploded from")
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="components",
+        help_text="bundle line this component was exploded from",
+    )
     quantity = models.PositiveIntegerField()
     unit_price_cents = models.BigIntegerField(null=True, blank=True)
     custom_fields = models.JSONField(default=dict, blank=True)

@@ -3,7 +3,7 @@
 Whatever carries them — a storefront's webhook (commercetools HTTP Subscription destination, an SFCC hook
 script), or a relay of a message queue destination — a notification can only *name* orders: the hub takes
 the ids and reads each order from the storefront's own API before capturing it
-(:func:`integration_hub.orders.services.fetch_and_capture`, run by the ``orders.fetch_orders`` task after
+(:func:`integration_hub.orders.polls.fetch_and_capture`, run by the ``orders.fetch_orders`` task after
 the commit). A message carrying a whole order (commercetools ``OrderCreated`` embeds one) is not trusted
 for its content: a static ``Authorization`` header authenticates neither body nor time, so a captured header
 would otherwise let anyone have an invented order sent to the warehouse. An id the storefront does not know
@@ -14,11 +14,13 @@ captures nothing and becomes a ``bad_payload`` record.
 the hub has them), then call it inside the request's transaction. It runs no query and no storefront call,
 so the sender gets its answer in a fixed, small number of queries.
 """
+
 from __future__ import annotations
 
 from django.db import transaction
 
 from connectors.base import OrderChanged, ProductChanged
+from integration_hub.core import nudge
 
 MAX_PRODUCT_SKUS = 500  # SKUs one notification may have checked
 
@@ -54,9 +56,10 @@ def queue_hints(connection, hints) -> dict:
             transaction.on_commit(lambda: check_storefront_skus.apply_async(args=[pk, skus], retry=False))
         out["products"] = len(products)
     if ids or changed:
-        from .tasks import fetch_orders
-
         pk = connection.pk
-        transaction.on_commit(lambda: fetch_orders.apply_async(args=[pk, ids], kwargs={"refresh_ids": changed},
-                                                               queue="priority", retry=False))
+        transaction.on_commit(
+            lambda: nudge.enqueue(
+                "orders.fetch_orders", args=[pk, ids], kwargs={"refresh_ids": changed}, queue="priority", retry=False
+            )
+        )
     return out

@@ -6,6 +6,7 @@ connector's ``verify_webhook``: 401 for a token that is not the relay's, 503 whe
 Pub/Sub retries), the body is a push envelope (400 for one that is not an envelope of a ct payload; no exception
 record: the relay, not the storefront, sent it), and only the queueing runs in a transaction.
 """
+
 from __future__ import annotations
 
 import logging

@@ -13,7 +13,7 @@ EventBridge, EventGrid, AzureServiceBus, ConfluentCloud, IronMQ). The hub reads 
   worker task and deletes a message only after its effect is committed.
 
 Either way a message is only a *hint*: the order ids it names are taken (:meth:`CommercetoolsConnector.order_hints`)
-and the order is read from the ct API before anything is captured (``services.fetch_and_capture``). Relays deliver
+and the order is read from the ct API before anything is captured (``polls.fetch_and_capture``). Relays deliver
 at least once and out of order; a duplicate or late message re-reads the order's *current* state, and capture,
 returns and cancellations are idempotent on the order / return ids, so nothing changes twice. The order poll stays
 the safety net for anything a relay loses.
@@ -22,6 +22,7 @@ Configuration: ``Connection.options["relay"]`` — ``{"type": "GoogleCloudPubSub
 "service_account", "certs_url"?}`` or ``{"type": "SQS", "queueUrl", "region", "authenticationMode": "IAM",
 "endpoint_url"?}`` (see README).
 """
+
 from __future__ import annotations
 
 import base64
@@ -36,7 +37,10 @@ from django.db import transaction
 
 from connectors import errors
 from connectors.commercetools import CommercetoolsConnector
+from integration_hub.core import nudge
 from integration_hub.core.models import Connection
+
+from . import polls
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +97,13 @@ def verify_pubsub_token(authorization: str, cfg: dict, request=None) -> dict:
     if not authorization.lower().startswith("bearer ") or not authorization[7:].strip():
         raise RelayAuthError("no bearer token")
     try:
-        claims = id_token.verify_token(authorization[7:].strip(), request or _CachingRequest(), audience=cfg["audience"],
-                                       certs_url=cfg.get("certs_url") or GOOGLE_CERTS_URL, clock_skew_in_seconds=10)
+        claims = id_token.verify_token(
+            authorization[7:].strip(),
+            request or _CachingRequest(),
+            audience=cfg["audience"],
+            certs_url=cfg.get("certs_url") or GOOGLE_CERTS_URL,
+            clock_skew_in_seconds=10,
+        )
     except google_exceptions.TransportError:
         raise  # the certs could not be fetched: not the sender's fault (503)
     except (ValueError, google_exceptions.GoogleAuthError) as exc:
@@ -127,10 +136,15 @@ def queue_fetch(conn: Connection, ids: list[str], changed: list[str]) -> None:
     """Fetch (and capture) the named orders after the current transaction commits."""
     if not ids and not changed:
         return
-    from .tasks import fetch_orders
-
-    transaction.on_commit(lambda: fetch_orders.apply_async(args=[conn.pk, list(ids)], kwargs={"refresh_ids": list(changed)},
-                                                           queue="priority", retry=False))
+    transaction.on_commit(
+        lambda: nudge.enqueue(
+            "orders.fetch_orders",
+            args=[conn.pk, list(ids)],
+            kwargs={"refresh_ids": list(changed)},
+            queue="priority",
+            retry=False,
+        )
+    )
 
 
 # --- SQS -----------------------------------------------------------------------------------------------
@@ -142,12 +156,11 @@ def sqs_client(cfg: dict):
 
 def consume_sqs(conn: Connection, *, wait_seconds: int = 20, time_budget: float = 25.0, client=None) -> dict:
     """Long-poll the connection's SQS queue until it is empty or ``time_budget`` is used. Each batch: the ids
-    its messages name are fetched and captured (``services.fetch_and_capture``, committed when it returns), then
+    its messages name are fetched and captured (``polls.fetch_and_capture``, committed when it returns), then
     only the messages whose effect is there are deleted — every named order is now in the hub (re-reads are
     done by then). A message whose order could not be fetched stays: it comes back after the visibility
     timeout (the poll may get there first; either way once). A body that is not a ct payload is left for the
     queue's redrive policy (dead-letter queue) and logged."""
-    from . import services
     from .models import Order
 
     cfg = relay_config(conn)
@@ -157,8 +170,12 @@ def consume_sqs(conn: Connection, *, wait_seconds: int = 20, time_budget: float 
     out = {"received": 0, "deleted": 0, "kept": 0, "unreadable": 0}
     deadline = time.monotonic() + time_budget
     while True:
-        resp = client.receive_message(QueueUrl=cfg["queueUrl"], MaxNumberOfMessages=SQS_BATCH, WaitTimeSeconds=wait_seconds,
-                                      MessageAttributeNames=["All"])
+        resp = client.receive_message(
+            QueueUrl=cfg["queueUrl"],
+            MaxNumberOfMessages=SQS_BATCH,
+            WaitTimeSeconds=wait_seconds,
+            MessageAttributeNames=["All"],
+        )
         batch = resp.get("Messages") or []
         if not batch:
             return out
@@ -169,18 +186,28 @@ def consume_sqs(conn: Connection, *, wait_seconds: int = 20, time_budget: float 
                 hints.append((m, *CommercetoolsConnector.order_hints(json.loads(m.get("Body") or ""))))
             except (ValueError, errors.BadDataError) as exc:
                 out["unreadable"] += 1
-                log.error("SQS message %s on %s is not a commercetools payload (left for the dead-letter queue): %s",
-                          m.get("MessageId"), conn.name, exc)
+                log.error(
+                    "SQS message %s on %s is not a commercetools payload (left for the dead-letter queue): %s",
+                    m.get("MessageId"),
+                    conn.name,
+                    exc,
+                )
         ids = list(dict.fromkeys(i for _, named, _ in hints for i in named))
         changed = list(dict.fromkeys(i for _, _, c in hints for i in c))
         if ids or changed:
-            services.fetch_and_capture(conn, ids, refresh_ids=changed)
-        have = set(Order.objects.filter(channel__connection=conn, external_id__in=ids + changed).values_list("external_id", flat=True))
+            polls.fetch_and_capture(conn, ids, refresh_ids=changed)
+        have = set(
+            Order.objects.filter(channel__connection=conn, external_id__in=ids + changed).values_list(
+                "external_id", flat=True
+            )
+        )
         done = [m for m, named, c in hints if all(i in have for i in named + c)]
         out["kept"] += len(hints) - len(done)
         if done:
-            client.delete_message_batch(QueueUrl=cfg["queueUrl"], Entries=[
-                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(done)])
+            client.delete_message_batch(
+                QueueUrl=cfg["queueUrl"],
+                Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(done)],
+            )
             out["deleted"] += len(done)
         if time.monotonic() >= deadline:
             return out

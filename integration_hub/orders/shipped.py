@@ -4,6 +4,7 @@ A parcel lists master SKUs and quantities; each goes to the order's lines mapped
 included), capped at what the line ordered. A bundle line counts as many whole bundles as its components
 shipped. A complete dispatch whose parcels list no lines ships every line in full. Set-based: a fixed number
 of queries per call, whatever the number of orders."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -55,8 +56,12 @@ def update_shipped(order_ids) -> int:
     orders = {o.pk: o for o in Order.objects.filter(pk__in=ids).only("pk", "state", "tracking")}
     by_order: dict[int, list[OrderLine]] = defaultdict(list)
     skus: dict[int, str] = {}
-    for ln in OrderLine.objects.filter(order_id__in=ids).select_related("item").only(
-            "pk", "order_id", "parent_id", "quantity", "shipped_quantity", "item__sku").order_by("pk"):
+    for ln in (
+        OrderLine.objects.filter(order_id__in=ids)
+        .select_related("item")
+        .only("pk", "order_id", "parent_id", "quantity", "shipped_quantity", "item__sku")
+        .order_by("pk")
+    ):
         by_order[ln.order_id].append(ln)
         if ln.item_id:
             skus[ln.pk] = ln.item.sku

@@ -3,10 +3,11 @@
 The domain's own rules — the console form, the API serializer and views call these (one-way: console / API →
 orders).
 """
+
 from __future__ import annotations
 
+from .actions import revalidate_held
 from .models import ShippingMethodMap
-from .services import revalidate_held  # TODO(merge): integration_hub.orders.actions
 
 
 def shipping_map_clash(channel, storefront_method: str, exclude_pk=None) -> str | None:

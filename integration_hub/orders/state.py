@@ -1,4 +1,5 @@
 """The order state machine: the only place an order's state changes."""
+
 from __future__ import annotations
 
 from django.db import transaction
@@ -57,7 +58,9 @@ def transition(order: Order, to_state: str, cause: str, actor=None, **fields) ->
         for name, value in fields.items():
             setattr(locked, name, value)
         locked.save()
-        OrderTransition.objects.create(order=locked, from_state=from_state, to_state=to_state, cause=cause[:300], actor=actor)
+        OrderTransition.objects.create(
+            order=locked, from_state=from_state, to_state=to_state, cause=cause[:300], actor=actor
+        )
     # keep the caller's instance current
     for f in locked._meta.concrete_fields:
         setattr(order, f.attname, getattr(locked, f.attname))
@@ -93,8 +96,10 @@ def transition_many(order_ids, to_state: str, cause: str, actor=None, from_state
     values["updated_at"] = now
     with transaction.atomic():
         for start in range(0, len(ids), CHUNK):
-            chunk = ids[start:start + CHUNK]
-            rows = list(Order.objects.select_for_update().filter(pk__in=chunk, state__in=sources).values_list("pk", "state"))
+            chunk = ids[start : start + CHUNK]
+            rows = list(
+                Order.objects.select_for_update().filter(pk__in=chunk, state__in=sources).values_list("pk", "state")
+            )
             if not rows:
                 continue
             by_state: dict[str, list[int]] = {}
@@ -103,8 +108,12 @@ def transition_many(order_ids, to_state: str, cause: str, actor=None, from_state
             log = []
             for from_state, pks in by_state.items():
                 Order.objects.filter(pk__in=pks, state=from_state).update(state=to_state, **values)
-                log += [OrderTransition(order_id=pk, from_state=from_state, to_state=to_state, cause=cause[:300], actor=actor)
-                        for pk in pks]
+                log += [
+                    OrderTransition(
+                        order_id=pk, from_state=from_state, to_state=to_state, cause=cause[:300], actor=actor
+                    )
+                    for pk in pks
+                ]
                 moved += pks
             OrderTransition.objects.bulk_create(log)
     return moved
@@ -112,5 +121,9 @@ def transition_many(order_ids, to_state: str, cause: str, actor=None, from_state
 
 def log_created(orders, cause: str, actor=None) -> None:
     """Log the birth of freshly captured orders (∅ → their initial state)."""
-    OrderTransition.objects.bulk_create([OrderTransition(order_id=o.pk, from_state="", to_state=o.state, cause=cause[:300], actor=actor)
-                                         for o in orders])
+    OrderTransition.objects.bulk_create(
+        [
+            OrderTransition(order_id=o.pk, from_state="", to_state=o.state, cause=cause[:300], actor=actor)
+            for o in orders
+        ]
+    )

@@ -1,5 +1,5 @@
 """Signed inbound webhooks of the order flow (thin edges: the steps are :class:`integration_hub.core.webhooks.Inbound`,
-the rules are in :mod:`.services`).
+the rules are in the phase modules, e.g. :mod:`.dispatch`).
 
 ``POST /hooks/orders/<connection name>/``   storefront subscription (commercetools OrderCreated, return and
     cancellation Messages; SFCC hook posts naming order numbers; authenticated by the connector's
@@ -15,21 +15,27 @@ the rules are in :mod:`.services`).
 401 bad signature; 400 unreadable body (also a ``bad_payload`` exception record); 404 unknown connection;
 503 when the storefront could not be asked about the message (the sender retries; the poll catches up).
 """
+
 from __future__ import annotations
 
 from integration_hub.core.models import MASTER_SYSTEMS, STOREFRONT_SYSTEMS
 from integration_hub.core.webhooks import Inbound
 
-from . import notifications, services
+from . import dispatch, notifications
 
 order_webhook = Inbound(
-    "order-webhook", STOREFRONT_SYSTEMS, pushes="orders", retry_later=True,
+    "order-webhook",
+    STOREFRONT_SYSTEMS,
+    pushes="orders",
+    retry_later=True,
     parse=lambda connector, payload: connector.parse_order_webhook(payload),
     handle=lambda conn, hints: notifications.queue_hints(conn, hints),  # queued as the transaction commits
 ).view()
 
 dispatch_webhook = Inbound(
-    "dispatch-webhook", MASTER_SYSTEMS, pushes="dispatches",
+    "dispatch-webhook",
+    MASTER_SYSTEMS,
+    pushes="dispatches",
     parse=lambda connector, payload: connector.parse_dispatch_webhook(payload),
-    handle=lambda conn, dispatches: services.record_dispatches(conn, dispatches, source="dispatch-webhook").as_dict(),
+    handle=lambda conn, dispatches: dispatch.record_dispatches(conn, dispatches, source="dispatch-webhook").as_dict(),
 ).view()

@@ -29,6 +29,16 @@ class ReturnLineAdmin(admin.ModelAdmin):
 
 @admin.register(StockOrder)
 class StockOrderAdmin(admin.ModelAdmin):
-    list_display = ("reference", "kind", "status", "vendor", "warehouse", "expected_at", "units_open", "connection", "fetched_at")
+    list_display = (
+        "reference",
+        "kind",
+        "status",
+        "vendor",
+        "warehouse",
+        "expected_at",
+        "units_open",
+        "connection",
+        "fetched_at",
+    )
     list_filter = ("kind", "status", "connection")
     search_fields = ("reference", "external_id", "vendor")

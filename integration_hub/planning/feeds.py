@@ -16,6 +16,7 @@ SHA-256 is stored (:class:`FeedToken`), compared in constant time; a wrong token
 a connection that is not a pulling planner all answer 401 alike. Responses are streamed row by row from
 ``.iterator()`` querysets. Tokens are issued with ``manage.py planner_feed_token <connection>``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -62,9 +63,13 @@ def presented_token(request) -> str:
 def authorised_connection(name: str, token: str) -> Connection | None:
     """The pulling planner connection ``name`` if ``token`` is its feed token, else None (constant-time
     comparison; the same answer whatever was wrong)."""
-    stored = (FeedToken.objects.filter(connection__name=name, connection__enabled=True,
-                                       connection__system_type__in=list(PLANNER_SYSTEMS))
-              .select_related("connection").first())
+    stored = (
+        FeedToken.objects.filter(
+            connection__name=name, connection__enabled=True, connection__system_type__in=list(PLANNER_SYSTEMS)
+        )
+        .select_related("connection")
+        .first()
+    )
     expected = stored.token_sha256 if stored else "0" * 64
     ok = hmac.compare_digest(_digest(token or ""), expected) and bool(token) and stored is not None
     return stored.connection if ok else None
@@ -104,8 +109,9 @@ def _stock(connection: Connection, planner_ids: Iterable[str], skus: Iterable[st
         qs = qs.filter(item__sku__in=list(skus))
     available: dict[str, dict[str, int]] = {}
     on_hand: dict[str, dict[str, int]] = {}
-    for sku, wh, state, qty in (qs.values_list("item__sku", "location__connection__name", "state").annotate(q=Sum("quantity"))
-                                .order_by()):
+    for sku, wh, state, qty in (
+        qs.values_list("item__sku", "location__connection__name", "state").annotate(q=Sum("quantity")).order_by()
+    ):
         for target, wanted in ((on_hand, True), (available, state == "available")):
             if wanted:
                 slot = target.setdefault(sku, {})
@@ -115,10 +121,16 @@ def _stock(connection: Connection, planner_ids: Iterable[str], skus: Iterable[st
 
 def _variant(item: Item, stock) -> PlannerVariant:
     available, on_hand = stock
-    return PlannerVariant(sku=item.sku, title=item.name or item.sku, product_id=item.parent_sku or item.sku, barcode=item.barcode,
-                          is_bundle=item.is_bundle,
-                          stock=available.get(item.sku, {}), on_hand=on_hand.get(item.sku, {}),
-                          updated_at=getattr(item, "updated_at", None))
+    return PlannerVariant(
+        sku=item.sku,
+        title=item.name or item.sku,
+        product_id=item.parent_sku or item.sku,
+        barcode=item.barcode,
+        is_bundle=item.is_bundle,
+        stock=available.get(item.sku, {}),
+        on_hand=on_hand.get(item.sku, {}),
+        updated_at=getattr(item, "updated_at", None),
+    )
 
 
 def planner_variants(connection: Connection, skus: Iterable[str], planner_ids: Iterable[str]) -> list[PlannerVariant]:
@@ -156,13 +168,24 @@ def open_allocations(connection: Connection) -> list[PlannerAllocation]:
 
     mapping = planner_warehouse_map(connection)
     acc: dict[str, PlannerAllocation] = {}
-    rows = (OrderLine.objects.filter(order__state__in=OPEN_STATES, item__isnull=False, item__is_bundle=False)
-            .values_list("order__idempotency_key", "item__sku", "order__warehouse__name", "quantity", "order__placed_at",
-                         "order__created_at").order_by("order_id", "id"))
+    rows = (
+        OrderLine.objects.filter(order__state__in=OPEN_STATES, item__isnull=False, item__is_bundle=False)
+        .values_list(
+            "order__idempotency_key",
+            "item__sku",
+            "order__warehouse__name",
+            "quantity",
+            "order__placed_at",
+            "order__created_at",
+        )
+        .order_by("order_id", "id")
+    )
     for ref, sku, wh, qty, placed, created in rows.iterator(chunk_size=ITER_CHUNK):
         key = f"{ref}|{sku}"
         if key not in acc:
-            acc[key] = PlannerAllocation(id=key, sku=sku, location=mapping.get(wh or "", wh or ""), quantity=0, since=placed or created)
+            acc[key] = PlannerAllocation(
+                id=key, sku=sku, location=mapping.get(wh or "", wh or ""), quantity=0, since=placed or created
+            )
         acc[key].quantity += qty
     return [a for a in acc.values() if a.quantity > 0 and a.location]
 
@@ -170,10 +193,42 @@ def open_allocations(connection: Connection) -> list[PlannerAllocation]:
 # --- demand lines -------------------------------------------------------------------------------------------------
 def published_lines(connection: Connection, planner_id: str) -> Iterator[tuple[DemandLine, object]]:
     """``(line, sent_at)`` for every published line of ``planner_id`` whose quantity is not 0, streamed."""
-    qs = (DemandFeedEntry.objects.filter(connection=connection, location=planner_id).exclude(quantity=0)
-          .order_by("key").values_list("key", "order_ref", "sku", "bundle_sku", "channel", "location", "quantity", "is_return",
-                                       "currency", "unit_price_cents", "ordered_at", "sent_at", "order__idempotency_key"))
-    for key, ref, sku, bundle, channel, loc, qty, is_return, currency, price, ordered, sent, order_key in qs.iterator(chunk_size=ITER_CHUNK):
-        yield DemandLine(order_ref=ref or order_key or key.split("|", 1)[0], sku=sku, quantity=abs(qty), channel=channel, location=loc,
-                         ordered_at=ordered, bundle_sku=bundle, unit_price_cents=price, is_return=is_return, currency=currency,
-                         key=key), sent
+    qs = (
+        DemandFeedEntry.objects.filter(connection=connection, location=planner_id)
+        .exclude(quantity=0)
+        .order_by("key")
+        .values_list(
+            "key",
+            "order_ref",
+            "sku",
+            "bundle_sku",
+            "channel",
+            "location",
+            "quantity",
+            "is_return",
+            "currency",
+            "unit_price_cents",
+            "ordered_at",
+            "sent_at",
+            "order__idempotency_key",
+        )
+    )
+    for key, ref, sku, bundle, channel, loc, qty, is_return, currency, price, ordered, sent, order_key in qs.iterator(
+        chunk_size=ITER_CHUNK
+    ):
+        yield (
+            DemandLine(
+                order_ref=ref or order_key or key.split("|", 1)[0],
+                sku=sku,
+                quantity=abs(qty),
+                channel=channel,
+                location=loc,
+                ordered_at=ordered,
+                bundle_sku=bundle,
+                unit_price_cents=price,
+                is_return=is_return,
+                currency=currency,
+                key=key,
+            ),
+            sent,
+        )

@@ -5,6 +5,7 @@ The feed is **state, not events**: every demand line has a stable key
 sent for it per planner connection. A line is sent once; it is sent again only when its quantity changes
 (an order cancelled after it was sent goes again with 0; more saleable returns raise the return line).
 """
+
 from __future__ import annotations
 
 from django.db import models
@@ -29,7 +30,9 @@ class ReturnLine(models.Model):
     """Units of an order line a customer sent back (recorded by :func:`planning.services.record_returns`)."""
 
     order_line = models.ForeignKey(OrderLine, on_delete=models.CASCADE, related_name="planning_returns")
-    external_ref = models.CharField(max_length=150, unique=True, help_text="return / RMA line id from the storefront or master")
+    external_ref = models.CharField(
+        max_length=150, unique=True, help_text="return / RMA line id from the storefront or master"
+    )
     quantity = models.PositiveIntegerField()
     condition = models.CharField(max_length=16, choices=ReturnCondition.choices, default=ReturnCondition.AVAILABLE)
     returned_at = models.DateTimeField(null=True, blank=True)
@@ -92,7 +95,9 @@ class Recommendation(models.Model):
 
     class Meta:
         ordering = ["-recommended_quantity", "sku"]
-        constraints = [models.UniqueConstraint(fields=["connection", "sku", "location", "kind"], name="uniq_recommendation")]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "sku", "location", "kind"], name="uniq_recommendation")
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.recommended_quantity}× {self.sku} @ {self.location or '-'}"

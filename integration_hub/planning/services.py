@@ -16,7 +16,7 @@ number of queries:
 - returns (:class:`ReturnLine`) are sent as return lines (negative quantity) — only units returned
   into the saleable state (``available``) offset demand; units only announced (``advised``), booked into
   inspection/quarantine or damaged did not come back to sellable stock, so they still need replenishing
-  and are not sent. Returns come in with the storefront order poll (``orders.services.capture_many`` →
+  and are not sent. Returns come in with the storefront order poll (``orders.capture.capture_many`` →
   connector ``storefront_returns`` → :func:`record_returns`), keyed by the storefront's return item id.
 
 The key of a line is ``<order ref>|<sku>|<bundle sku>|sale|return`` (the same id the Inventory Planner
@@ -30,6 +30,7 @@ the next run resumes) and raises ``rate_limited`` / ``sync_timeout`` / ``bad_pay
 next success — the one policy of :func:`integration_hub.core.outcomes.connection_call`, as for the recommendations
 (``recommendations``) and stock orders (``stock_orders``) reads.
 """
+
 from __future__ import annotations
 
 import json
@@ -87,22 +88,52 @@ class _Acc:
     currency: str = ""
 
     def line(self) -> DemandLine:
-        return DemandLine(order_ref=self.order_ref, sku=self.sku, quantity=self.quantity, channel=self.channel,
-                          location=self.location, ordered_at=self.ordered_at, promotion_codes=list(self.promotion_codes or []),
-                          bundle_sku=self.bundle_sku, unit_price_cents=self.unit_price_cents, is_return=self.is_return,
-                          currency=self.currency, key=line_key(self.order_ref, self.sku, self.bundle_sku, self.is_return))
+        return DemandLine(
+            order_ref=self.order_ref,
+            sku=self.sku,
+            quantity=self.quantity,
+            channel=self.channel,
+            location=self.location,
+            ordered_at=self.ordered_at,
+            promotion_codes=list(self.promotion_codes or []),
+            bundle_sku=self.bundle_sku,
+            unit_price_cents=self.unit_price_cents,
+            is_return=self.is_return,
+            currency=self.currency,
+            key=line_key(self.order_ref, self.sku, self.bundle_sku, self.is_return),
+        )
 
 
-LINE_FIELDS = ("id", "order_id", "order__idempotency_key", "order__state", "order__channel__key", "order__warehouse__name",
-               "order__placed_at", "order__created_at", "order__promotion_codes", "item_id", "item__sku", "item__is_bundle",
-               "quantity", "unit_price_cents", "parent_id", "parent__item__sku", "parent__storefront_sku", "order__currency")
+LINE_FIELDS = (
+    "id",
+    "order_id",
+    "order__idempotency_key",
+    "order__state",
+    "order__channel__key",
+    "order__warehouse__name",
+    "order__placed_at",
+    "order__created_at",
+    "order__promotion_codes",
+    "item_id",
+    "item__sku",
+    "item__is_bundle",
+    "quantity",
+    "unit_price_cents",
+    "parent_id",
+    "parent__item__sku",
+    "parent__storefront_sku",
+    "order__currency",
+)
 
 
 def _components(bundle_item_ids) -> dict[int, list[tuple[str, int]]]:
     out: dict[int, list[tuple[str, int]]] = defaultdict(list)
     if bundle_item_ids:
-        for bundle_id, sku, qty in (BundleComponent.objects.filter(bundle_id__in=list(bundle_item_ids))
-                                    .values_list("bundle_id", "component__sku", "quantity").order_by("bundle_id", "component__sku")):
+        for bundle_id, sku, qty in (
+            BundleComponent.objects.filter(bundle_id__in=list(bundle_item_ids))
+            .values_list("bundle_id", "component__sku", "quantity")
+            .order_by("bundle_id", "component__sku")
+        ):
             out[bundle_id].append((sku, qty))
     return out
 
@@ -122,10 +153,19 @@ def build_demand(since: datetime | None) -> dict[str, _Acc]:
         key = line_key(r["order__idempotency_key"], sku, bundle_sku, False)
         acc = out.get(key)
         if acc is None:
-            acc = out[key] = _Acc(r["order_id"], r["order__idempotency_key"], sku, bundle_sku, r["order__channel__key"],
-                                  r["order__warehouse__name"] or "", r["order__placed_at"] or r["order__created_at"],
-                                  r["order__promotion_codes"] or [], None if bundle_sku and not r["parent_id"] else r["unit_price_cents"],
-                                  False, currency=r["order__currency"] or "")
+            acc = out[key] = _Acc(
+                r["order_id"],
+                r["order__idempotency_key"],
+                sku,
+                bundle_sku,
+                r["order__channel__key"],
+                r["order__warehouse__name"] or "",
+                r["order__placed_at"] or r["order__created_at"],
+                r["order__promotion_codes"] or [],
+                None if bundle_sku and not r["parent_id"] else r["unit_price_cents"],
+                False,
+                currency=r["order__currency"] or "",
+            )
         acc.quantity += 0 if void else qty
 
     for r in rows:
@@ -140,10 +180,23 @@ def build_demand(since: datetime | None) -> dict[str, _Acc]:
     return out
 
 
-RETURN_FIELDS = ("order_line__order_id", "order_line__order__idempotency_key", "order_line__order__channel__key",
-                 "order_line__order__warehouse__name", "order_line__item_id", "order_line__item__sku", "order_line__item__is_bundle",
-                 "order_line__parent_id", "order_line__parent__item__sku", "order_line__parent__storefront_sku",
-                 "quantity", "condition", "returned_at", "created_at", "order_line__order__currency")
+RETURN_FIELDS = (
+    "order_line__order_id",
+    "order_line__order__idempotency_key",
+    "order_line__order__channel__key",
+    "order_line__order__warehouse__name",
+    "order_line__item_id",
+    "order_line__item__sku",
+    "order_line__item__is_bundle",
+    "order_line__parent_id",
+    "order_line__parent__item__sku",
+    "order_line__parent__storefront_sku",
+    "quantity",
+    "condition",
+    "returned_at",
+    "created_at",
+    "order_line__order__currency",
+)
 
 
 def build_returns(since: datetime | None) -> dict[str, _Acc]:
@@ -151,7 +204,9 @@ def build_returns(since: datetime | None) -> dict[str, _Acc]:
     touched = ReturnLine.objects.all()
     if since is not None:
         touched = touched.filter(updated_at__gte=since)
-    qs = ReturnLine.objects.filter(order_line__order_id__in=touched.values("order_line__order_id"), order_line__item__isnull=False)
+    qs = ReturnLine.objects.filter(
+        order_line__order_id__in=touched.values("order_line__order_id"), order_line__item__isnull=False
+    )
     rows = [dict(zip(RETURN_FIELDS, r)) for r in qs.values_list(*RETURN_FIELDS).order_by("order_line__order_id", "id")]
     bundles = _components({r["order_line__item_id"] for r in rows if r["order_line__item__is_bundle"]})
     out: dict[str, _Acc] = {}
@@ -160,9 +215,19 @@ def build_returns(since: datetime | None) -> dict[str, _Acc]:
         key = line_key(r["order_line__order__idempotency_key"], sku, bundle_sku, True)
         acc = out.get(key)
         if acc is None:
-            acc = out[key] = _Acc(r["order_line__order_id"], r["order_line__order__idempotency_key"], sku, bundle_sku,
-                                  r["order_line__order__channel__key"], r["order_line__order__warehouse__name"] or "",
-                                  r["returned_at"] or r["created_at"], [], None, True, currency=r["order_line__order__currency"] or "")
+            acc = out[key] = _Acc(
+                r["order_line__order_id"],
+                r["order_line__order__idempotency_key"],
+                sku,
+                bundle_sku,
+                r["order_line__order__channel__key"],
+                r["order_line__order__warehouse__name"] or "",
+                r["returned_at"] or r["created_at"],
+                [],
+                None,
+                True,
+                currency=r["order_line__order__currency"] or "",
+            )
         if r["condition"] == ReturnCondition.AVAILABLE:
             acc.quantity += qty
 
@@ -171,7 +236,11 @@ def build_returns(since: datetime | None) -> dict[str, _Acc]:
             for sku, per in bundles.get(r["order_line__item_id"], []):
                 add(r, sku, r["order_line__item__sku"], r["quantity"] * per)
         else:
-            parent = (r["order_line__parent__item__sku"] or r["order_line__parent__storefront_sku"] or "") if r["order_line__parent_id"] else ""
+            parent = (
+                (r["order_line__parent__item__sku"] or r["order_line__parent__storefront_sku"] or "")
+                if r["order_line__parent_id"]
+                else ""
+            )
             add(r, r["order_line__item__sku"], parent, r["quantity"])
     return out
 
@@ -209,8 +278,11 @@ def push_demand_feed(connection: Connection, *, full: bool = False) -> FeedResul
     keys = list(desired)
     sent_before: dict[str, int] = {}
     for start in range(0, len(keys), LOOKUP_CHUNK):
-        sent_before.update(DemandFeedEntry.objects.filter(connection=connection, key__in=keys[start:start + LOOKUP_CHUNK])
-                           .values_list("key", "quantity"))
+        sent_before.update(
+            DemandFeedEntry.objects.filter(
+                connection=connection, key__in=keys[start : start + LOOKUP_CHUNK]
+            ).values_list("key", "quantity")
+        )
     todo = []
     for key, acc in desired.items():
         qty = _signed(acc)
@@ -225,29 +297,82 @@ def push_demand_feed(connection: Connection, *, full: bool = False) -> FeedResul
         acc.location = str(warehouses.get(acc.location, acc.location))
     connector = get_connector(connection)
     full = getattr(connector, "full_reference_data", False)  # a cycle on every run, with every variant's stock
-    chunks = [todo[start:start + SEND_CHUNK] for start in range(0, len(todo), SEND_CHUNK)] or ([[]] if full else [])
-    with connection_call(connection, OPERATION, title=f"Demand feed to {connection.name} failed", action="retry_demand_feed",
-                         cleared="demand feed succeeded") as call:
+    chunks = [todo[start : start + SEND_CHUNK] for start in range(0, len(todo), SEND_CHUNK)] or ([[]] if full else [])
+    with connection_call(
+        connection,
+        OPERATION,
+        title=f"Demand feed to {connection.name} failed",
+        action="retry_demand_feed",
+        cleared="demand feed succeeded",
+    ) as call:
         for start, chunk in zip(range(0, max(1, len(todo)), SEND_CHUNK), chunks):
             call.context["lines_waiting"] = len(todo) - start
             variants = warehouses = allocations = ()
             if getattr(connector, "demand_delivery", "push") == "push":  # reference data goes before the lines
-                wh_ids = sorted({acc.location for _, acc in chunk} | (set(feeds.all_planner_warehouse_ids(connection)) if full else set()))
-                variants = (list(feeds.all_variants(connection, wh_ids)) if full
-                            else feeds.planner_variants(connection, {acc.sku for _, acc in chunk}, wh_ids))
+                wh_ids = sorted(
+                    {acc.location for _, acc in chunk}
+                    | (set(feeds.all_planner_warehouse_ids(connection)) if full else set())
+                )
+                variants = (
+                    list(feeds.all_variants(connection, wh_ids))
+                    if full
+                    else feeds.planner_variants(connection, {acc.sku for _, acc in chunk}, wh_ids)
+                )
                 warehouses = feeds.planner_warehouses(connection, wh_ids)
                 if getattr(connector, "uses_allocations", False):
                     allocations = feeds.open_allocations(connection)
             connector.push_demand([acc.line() for _, acc in chunk], variants, warehouses, allocations)
             now = timezone.now()
             with transaction.atomic():
-                upsert(DemandFeedEntry, ["connection_id", "key", "order_id", "sku", "bundle_sku", "channel", "location", "quantity",
-                                         "is_return", "sent_at", "order_ref", "currency", "unit_price_cents", "ordered_at"],
-                       ["connection_id", "key"],
-                       ["quantity", "sent_at", "channel", "location", "order_ref", "currency", "unit_price_cents", "ordered_at"],
-                       [(connection.pk, key[:400], acc.order_id, acc.sku[:100], acc.bundle_sku[:100], (acc.channel or "")[:64],
-                         (acc.location or "")[:100], _signed(acc), acc.is_return, now, acc.order_ref[:200], (acc.currency or "")[:3],
-                         acc.unit_price_cents, acc.ordered_at) for key, acc in chunk])
+                upsert(
+                    DemandFeedEntry,
+                    [
+                        "connection_id",
+                        "key",
+                        "order_id",
+                        "sku",
+                        "bundle_sku",
+                        "channel",
+                        "location",
+                        "quantity",
+                        "is_return",
+                        "sent_at",
+                        "order_ref",
+                        "currency",
+                        "unit_price_cents",
+                        "ordered_at",
+                    ],
+                    ["connection_id", "key"],
+                    [
+                        "quantity",
+                        "sent_at",
+                        "channel",
+                        "location",
+                        "order_ref",
+                        "currency",
+                        "unit_price_cents",
+                        "ordered_at",
+                    ],
+                    [
+                        (
+                            connection.pk,
+                            key[:400],
+                            acc.order_id,
+                            acc.sku[:100],
+                            acc.bundle_sku[:100],
+                            (acc.channel or "")[:64],
+                            (acc.location or "")[:100],
+                            _signed(acc),
+                            acc.is_return,
+                            now,
+                            acc.order_ref[:200],
+                            (acc.currency or "")[:3],
+                            acc.unit_price_cents,
+                            acc.ordered_at,
+                        )
+                        for key, acc in chunk
+                    ],
+                )
             out.batches += 1
             out.sent += len(chunk)
             out.returns_sent += sum(1 for _, acc in chunk if acc.is_return)
@@ -271,8 +396,9 @@ def record_returns(rows: list[dict], *, source: str = "returns") -> int:
     refs = sorted({o for o, _ in wanted})
     lines = {}
     for start in range(0, len(refs), LOOKUP_CHUNK):
-        for pk, ref, line_id in (OrderLine.objects.filter(order__idempotency_key__in=refs[start:start + LOOKUP_CHUNK])
-                                 .values_list("id", "order__idempotency_key", "line_id")):
+        for pk, ref, line_id in OrderLine.objects.filter(
+            order__idempotency_key__in=refs[start : start + LOOKUP_CHUNK]
+        ).values_list("id", "order__idempotency_key", "line_id"):
             lines[(ref, line_id)] = pk
     good: dict[str, tuple] = {}
     problems = []
@@ -286,16 +412,30 @@ def record_returns(rows: list[dict], *, source: str = "returns") -> int:
                 returned = parse_datetime(returned)
             except ValueError:
                 returned = None
-        reason = ("external_ref is missing" if not ext else
-                  f"order line {r.get('order_ref')}/{r.get('line_id')} is unknown" if line_pk is None else
-                  f"quantity {qty!r} is not a positive whole number" if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0 else
-                  f"condition {cond!r} is not one of {', '.join(ReturnCondition.values)}" if cond not in ReturnCondition.values else
-                  f"returned_at {r.get('returned_at')!r} is not a date and time" if r.get("returned_at") and not isinstance(returned, datetime)
-                  else "")
+        reason = (
+            "external_ref is missing"
+            if not ext
+            else f"order line {r.get('order_ref')}/{r.get('line_id')} is unknown"
+            if line_pk is None
+            else f"quantity {qty!r} is not a positive whole number"
+            if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0
+            else f"condition {cond!r} is not one of {', '.join(ReturnCondition.values)}"
+            if cond not in ReturnCondition.values
+            else f"returned_at {r.get('returned_at')!r} is not a date and time"
+            if r.get("returned_at") and not isinstance(returned, datetime)
+            else ""
+        )
         if reason:
-            problems.append(Problem(kind="bad_payload", key=kinds.key("bad_payload", source, "return", ext or r.get("order_ref") or "?"),
-                                    title=f"Return not recorded: {reason}", message=reason, order_ref=str(r.get("order_ref", ""))[:100],
-                                    context={"row": {k: str(v)[:200] for k, v in r.items()}, "action": "fix_return"}))
+            problems.append(
+                Problem(
+                    kind="bad_payload",
+                    key=kinds.key("bad_payload", source, "return", ext or r.get("order_ref") or "?"),
+                    title=f"Return not recorded: {reason}",
+                    message=reason,
+                    order_ref=str(r.get("order_ref", ""))[:100],
+                    context={"row": {k: str(v)[:200] for k, v in r.items()}, "action": "fix_return"},
+                )
+            )
             continue
         if returned is not None and timezone.is_naive(returned):
             returned = timezone.make_aware(returned, dt_timezone.utc)
@@ -303,15 +443,20 @@ def record_returns(rows: list[dict], *, source: str = "returns") -> int:
     before = {}
     exts = list(good)
     for start in range(0, len(exts), LOOKUP_CHUNK):
-        for ext, *rest in (ReturnLine.objects.filter(external_ref__in=exts[start:start + LOOKUP_CHUNK])
-                           .values_list("external_ref", "order_line_id", "quantity", "condition", "returned_at")):
+        for ext, *rest in ReturnLine.objects.filter(external_ref__in=exts[start : start + LOOKUP_CHUNK]).values_list(
+            "external_ref", "order_line_id", "quantity", "condition", "returned_at"
+        ):
             before[ext] = tuple(rest)
     changed = [row for ext, row in good.items() if before.get(ext) != (row[0], row[2], row[3], row[4])]
     now = timezone.now()
     with transaction.atomic():
-        upsert(ReturnLine, ["order_line_id", "external_ref", "quantity", "condition", "returned_at", "created_at", "updated_at"],
-               ["external_ref"], ["order_line_id", "quantity", "condition", "returned_at", "updated_at"],
-               [(pk, ext, qty, cond, ret, now, now) for pk, ext, qty, cond, ret in changed])
+        upsert(
+            ReturnLine,
+            ["order_line_id", "external_ref", "quantity", "condition", "returned_at", "created_at", "updated_at"],
+            ["external_ref"],
+            ["order_line_id", "quantity", "condition", "returned_at", "updated_at"],
+            [(pk, ext, qty, cond, ret, now, now) for pk, ext, qty, cond, ret in changed],
+        )
     if problems:
         raise_many(problems)
     return len(changed)
@@ -322,15 +467,28 @@ def returns_summary(recent: int = 10) -> dict:
     return last changed, and the ``recent`` latest changes with their order and SKU. 2 queries."""
     from django.db.models import Count, Max, Sum
 
-    by = {c: {"condition": c, "label": label, "lines": 0, "units": 0, "offsets": c == ReturnCondition.AVAILABLE}
-          for c, label in ReturnCondition.choices}
+    by = {
+        c: {"condition": c, "label": label, "lines": 0, "units": 0, "offsets": c == ReturnCondition.AVAILABLE}
+        for c, label in ReturnCondition.choices
+    }
     last = None
-    for cond, n, units, at in (ReturnLine.objects.order_by().values_list("condition").annotate(Count("id"), Sum("quantity"), Max("updated_at"))):
+    for cond, n, units, at in (
+        ReturnLine.objects.order_by().values_list("condition").annotate(Count("id"), Sum("quantity"), Max("updated_at"))
+    ):
         if cond in by:
             by[cond].update(lines=n, units=units or 0)
         last = at if last is None or (at and at > last) else last
-    latest = list(ReturnLine.objects.select_related("order_line__order", "order_line__item").order_by("-updated_at", "-id")[:recent])
-    return {"conditions": list(by.values()), "lines": sum(c["lines"] for c in by.values()), "last_changed": last, "recent": latest}
+    latest = list(
+        ReturnLine.objects.select_related("order_line__order", "order_line__item").order_by("-updated_at", "-id")[
+            :recent
+        ]
+    )
+    return {
+        "conditions": list(by.values()),
+        "lines": sum(c["lines"] for c in by.values()),
+        "last_changed": last,
+        "recent": latest,
+    }
 
 
 # --- recommendations ----------------------------------------------------------------------------------
@@ -351,8 +509,13 @@ def refresh_recommendations(connection: Connection) -> RefreshResult:
     from connectors.registry import get_connector
 
     out = RefreshResult()
-    with connection_call(connection, "recommendations", title=f"Reading recommendations from {connection.name} failed",
-                         action="retry_recommendations", cleared="recommendations read") as call:
+    with connection_call(
+        connection,
+        "recommendations",
+        title=f"Reading recommendations from {connection.name} failed",
+        action="retry_recommendations",
+        cleared="recommendations read",
+    ) as call:
         recs = get_connector(connection).recommendations()
     if call.failed:
         out.error = call.error_text(500)
@@ -360,19 +523,49 @@ def refresh_recommendations(connection: Connection) -> RefreshResult:
     out.fetched = len(recs)
     latest = {}
     for r in recs:
-        latest[(r.sku[:100], (r.location or "")[:100], r.kind if r.kind in Recommendation.Kind.values else "purchase")] = r
+        latest[
+            (r.sku[:100], (r.location or "")[:100], r.kind if r.kind in Recommendation.Kind.values else "purchase")
+        ] = r
     skus = sorted({k[0] for k in latest})
     items: dict[str, int] = {}
     for start in range(0, len(skus), LOOKUP_CHUNK):
-        items.update(Item.objects.filter(sku__in=skus[start:start + LOOKUP_CHUNK]).values_list("sku", "id"))
+        items.update(Item.objects.filter(sku__in=skus[start : start + LOOKUP_CHUNK]).values_list("sku", "id"))
     now = timezone.now()
-    rows = [(connection.pk, sku, items.get(sku), loc, kind, int(r.recommended_quantity), (r.supplier or "")[:200], r.reason or "",
-             r.raw or {}, now) for (sku, loc, kind), r in latest.items()]
+    rows = [
+        (
+            connection.pk,
+            sku,
+            items.get(sku),
+            loc,
+            kind,
+            int(r.recommended_quantity),
+            (r.supplier or "")[:200],
+            r.reason or "",
+            r.raw or {},
+            now,
+        )
+        for (sku, loc, kind), r in latest.items()
+    ]
     rows = [row[:8] + (json.dumps(row[8], default=str),) + row[9:] for row in rows]
     with transaction.atomic():
-        out.stored = upsert(Recommendation, ["connection_id", "sku", "item_id", "location", "kind", "recommended_quantity", "supplier",
-                                             "reason", "raw", "fetched_at"], ["connection_id", "sku", "location", "kind"],
-                            ["item_id", "recommended_quantity", "supplier", "reason", "raw", "fetched_at"], rows)
+        out.stored = upsert(
+            Recommendation,
+            [
+                "connection_id",
+                "sku",
+                "item_id",
+                "location",
+                "kind",
+                "recommended_quantity",
+                "supplier",
+                "reason",
+                "raw",
+                "fetched_at",
+            ],
+            ["connection_id", "sku", "location", "kind"],
+            ["item_id", "recommended_quantity", "supplier", "reason", "raw", "fetched_at"],
+            rows,
+        )
         out.removed, _ = Recommendation.objects.filter(connection=connection, fetched_at__lt=now).delete()
     out.unknown_skus = sum(1 for sku in skus if sku not in items)
     return out
@@ -382,7 +575,6 @@ def planner_connections():
     from integration_hub.core.models import PLANNER_SYSTEMS
 
     return Connection.objects.filter(enabled=True, system_type__in=list(PLANNER_SYSTEMS)).order_by("pk")
-
 
 
 # --- stock orders (purchase orders / transfers the planner holds) ----------------------------------------------
@@ -395,8 +587,13 @@ def refresh_stock_orders(connection: Connection) -> RefreshResult:
 
     out = RefreshResult()
     try:
-        with connection_call(connection, "stock_orders", title=f"Reading stock orders from {connection.name} failed",
-                             action="retry_recommendations", cleared="stock orders read") as call:
+        with connection_call(
+            connection,
+            "stock_orders",
+            title=f"Reading stock orders from {connection.name} failed",
+            action="retry_recommendations",
+            cleared="stock orders read",
+        ) as call:
             orders = get_connector(connection).stock_orders()
     except NotImplementedError:  # this planner holds no stock orders: nothing to read, nothing to record
         return out
@@ -409,15 +606,57 @@ def refresh_stock_orders(connection: Connection) -> RefreshResult:
     for o in orders:
         if not o.ref:
             continue
-        rows[o.ref[:100]] = (connection.pk, o.ref[:100], o.reference[:200], o.kind, o.status[:64], o.vendor[:200], o.warehouse[:100],
-                             o.source_warehouse[:100], o.expected_at, o.created_at, json.dumps([list(x) for x in o.lines]),
-                             sum(max(0, ordered - received) for _, ordered, received in o.lines), json.dumps(o.raw or {}, default=str),
-                             now)
+        rows[o.ref[:100]] = (
+            connection.pk,
+            o.ref[:100],
+            o.reference[:200],
+            o.kind,
+            o.status[:64],
+            o.vendor[:200],
+            o.warehouse[:100],
+            o.source_warehouse[:100],
+            o.expected_at,
+            o.created_at,
+            json.dumps([list(x) for x in o.lines]),
+            sum(max(0, ordered - received) for _, ordered, received in o.lines),
+            json.dumps(o.raw or {}, default=str),
+            now,
+        )
     with transaction.atomic():
-        out.stored = upsert(StockOrder, ["connection_id", "external_id", "reference", "kind", "status", "vendor", "warehouse",
-                                         "source_warehouse", "expected_at", "created_at", "lines", "units_open", "raw", "fetched_at"],
-                            ["connection_id", "external_id"],
-                            ["reference", "kind", "status", "vendor", "warehouse", "source_warehouse", "expected_at", "created_at",
-                             "lines", "units_open", "raw", "fetched_at"], list(rows.values()))
+        out.stored = upsert(
+            StockOrder,
+            [
+                "connection_id",
+                "external_id",
+                "reference",
+                "kind",
+                "status",
+                "vendor",
+                "warehouse",
+                "source_warehouse",
+                "expected_at",
+                "created_at",
+                "lines",
+                "units_open",
+                "raw",
+                "fetched_at",
+            ],
+            ["connection_id", "external_id"],
+            [
+                "reference",
+                "kind",
+                "status",
+                "vendor",
+                "warehouse",
+                "source_warehouse",
+                "expected_at",
+                "created_at",
+                "lines",
+                "units_open",
+                "raw",
+                "fetched_at",
+            ],
+            list(rows.values()),
+        )
         out.removed, _ = StockOrder.objects.filter(connection=connection, fetched_at__lt=now).delete()
     return out

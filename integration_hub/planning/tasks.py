@@ -1,6 +1,7 @@
 """Celery tasks of the planning feed. Thin: they call :mod:`.services`. Idempotent (acks_late is global):
 the demand feed re-sends only lines whose quantity changed and the planner upserts by line key; the
 recommendations refresh replaces rows."""
+
 from __future__ import annotations
 
 import logging
@@ -52,4 +53,3 @@ def refresh_recommendations(connection_id: int | None = None) -> dict:
     for conn in conns:
         out[conn.name] = _locked("recs", conn.pk, lambda c=conn: both(c))
     return out
-

@@ -1,6 +1,7 @@
 """Ops page: the planner's replenishment / purchase recommendations (login + planning.view_recommendation),
 with the returns the hub has recorded (per condition; only saleable ones offset demand) and the latest ones.
 A fixed number of queries per page whatever the row count."""
+
 from __future__ import annotations
 
 from django.core.paginator import Paginator
@@ -32,15 +33,29 @@ class RecommendationListView(PermissionRequired, TemplateView):
             qs = qs.filter(kind=kind)
         if location:
             qs = qs.filter(location=location)
-        page = Paginator(qs.order_by("-recommended_quantity", "sku", "pk"), PAGE_SIZE).get_page(self.request.GET.get("page"))
+        page = Paginator(qs.order_by("-recommended_quantity", "sku", "pk"), PAGE_SIZE).get_page(
+            self.request.GET.get("page")
+        )
         params = self.request.GET.copy()
         params.pop("page", None)
         feed = DemandFeedEntry.objects.aggregate(last=Max("sent_at"))
-        ctx.update(page=page, q=q, kind=kind, location=location, kinds=Recommendation.Kind.choices, query=params.urlencode(),
-                   planners=list(planner_connections().values("name", "last_success_at", "last_error")),
-                   last_fetched=Recommendation.objects.aggregate(last=Max("fetched_at"))["last"], last_sent=feed["last"],
-                   returns=returns_summary(),
-                   stock_orders=list(StockOrder.objects.select_related("connection").order_by("expected_at", "reference", "pk")[:STOCK_ORDERS]))
+        ctx.update(
+            page=page,
+            q=q,
+            kind=kind,
+            location=location,
+            kinds=Recommendation.Kind.choices,
+            query=params.urlencode(),
+            planners=list(planner_connections().values("name", "last_success_at", "last_error")),
+            last_fetched=Recommendation.objects.aggregate(last=Max("fetched_at"))["last"],
+            last_sent=feed["last"],
+            returns=returns_summary(),
+            stock_orders=list(
+                StockOrder.objects.select_related("connection").order_by("expected_at", "reference", "pk")[
+                    :STOCK_ORDERS
+                ]
+            ),
+        )
         return ctx
 
 
@@ -68,13 +83,24 @@ def feed_file(request, connection: str, warehouse: str, name: str):
         return HttpResponse("No such file.\n", status=404, content_type="text/plain")
     connector = get_connector(conn)
     if getattr(connector, "demand_delivery", "push") != "pull":
-        return HttpResponse("This planner connection does not pull files (options.delivery).\n", status=404, content_type="text/plain")
+        return HttpResponse(
+            "This planner connection does not pull files (options.delivery).\n", status=404, content_type="text/plain"
+        )
     headers = {"Cache-Control": "no-store", "Content-Disposition": f'inline; filename="{warehouse}-{name}"'}
     if request.method == "HEAD":
         return HttpResponse(b"", content_type="text/csv; charset=utf-8", headers=headers)
     if name == "products.csv":
-        rows = ip.csv_lines(ip.PRODUCT_COLUMNS, (ip.product_row(v, warehouse) for v in feeds.all_variants(conn, [warehouse])))
+        rows = ip.csv_lines(
+            ip.PRODUCT_COLUMNS, (ip.product_row(v, warehouse) for v in feeds.all_variants(conn, [warehouse]))
+        )
     else:
-        rows = ip.csv_lines(ip.SALES_ORDER_COLUMNS, (ip.sales_order_row(line, sent, currency=connector.currency)
-                                                     for line, sent in feeds.published_lines(conn, warehouse)))
-    return StreamingHttpResponse((r.encode("utf-8") for r in rows), content_type="text/csv; charset=utf-8", headers=headers)
+        rows = ip.csv_lines(
+            ip.SALES_ORDER_COLUMNS,
+            (
+                ip.sales_order_row(line, sent, currency=connector.currency)
+                for line, sent in feeds.published_lines(conn, warehouse)
+            ),
+        )
+    return StreamingHttpResponse(
+        (r.encode("utf-8") for r in rows), content_type="text/csv; charset=utf-8", headers=headers
+    )

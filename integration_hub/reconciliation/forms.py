@@ -11,8 +11,13 @@ class SubscriptionForm(forms.ModelForm):
     """Which reports, to whom (your own address and/or others), in which format."""
 
     send_to_me = forms.BooleanField(required=False, initial=True, label="Send to my own address")
-    kinds = forms.MultipleChoiceField(choices=ReportKind.choices, required=False, widget=forms.CheckboxSelectMultiple,
-                                      label="Reports", help_text="none ticked: every report")
+    kinds = forms.MultipleChoiceField(
+        choices=ReportKind.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Reports",
+        help_text="none ticked: every report",
+    )
 
     class Meta:
         model = ReportSubscription
@@ -38,7 +43,9 @@ class SubscriptionForm(forms.ModelForm):
         data = super().clean()
         me = data.get("send_to_me")
         if me and self.user is not None and not self.user.email:
-            self.add_error("send_to_me", "Your account has no e-mail address: ask an administrator to add one, or list addresses.")
+            self.add_error(
+                "send_to_me", "Your account has no e-mail address: ask an administrator to add one, or list addresses."
+            )
         if not me and not data.get("addresses"):
             raise ValidationError("Send it to your own address, or list at least one address.")
         return data

@@ -8,6 +8,7 @@
 
 Sending, claiming, retries with back-off and the staff view of attempts are the outbox's.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -30,8 +31,10 @@ def queue_deliveries(reports: list[Report]) -> int:
         return 0
     day = reports[0].run_date
     ids = [r.pk for r in reports]
-    rows = [Delivery(subscription=s, event=Delivery.Event.REPORT, digest_day=day, context={"report_ids": ids})
-            for s in ReportSubscription.objects.filter(enabled=True)]
+    rows = [
+        Delivery(subscription=s, event=Delivery.Event.REPORT, digest_day=day, context={"report_ids": ids})
+        for s in ReportSubscription.objects.filter(enabled=True)
+    ]
     before = Delivery.objects.filter(event=Delivery.Event.REPORT, digest_day=day).count()
     Delivery.objects.bulk_create(rows, ignore_conflicts=True)
     return Delivery.objects.filter(event=Delivery.Event.REPORT, digest_day=day).count() - before
@@ -43,7 +46,9 @@ def _base_url() -> str:
 
 def report_message(d):
     sub = d.subscription
-    reports = [r for r in Report.objects.filter(pk__in=d.context.get("report_ids", [])).order_by("kind") if sub.wants(r.kind)]
+    reports = [
+        r for r in Report.objects.filter(pk__in=d.context.get("report_ids", [])).order_by("kind") if sub.wants(r.kind)
+    ]
     day = d.digest_day.isoformat() if d.digest_day else ""
     base = _base_url()
     lines = [f"Finance reconciliation reports for {day}:", ""]
@@ -66,6 +71,11 @@ def report_message(d):
         lines.append("- no report of the kinds you subscribed to ran.")
     lines += ["", f"Subscribed: {sub.kinds_label()}. Manage it under Finance reports → E-mail delivery."]
     kinds = ", ".join(ReportKind(r.kind).label for r in reports) or "none"
-    return Message("report", f"Finance reports {day}: {kinds}"[:200], "\n".join(lines),
-                   payload={"event": "report", "delivery_id": d.pk, "reports": [r.pk for r in reports]},
-                   delivery_id=d.pk, attachments=attachments)
+    return Message(
+        "report",
+        f"Finance reports {day}: {kinds}"[:200],
+        "\n".join(lines),
+        payload={"event": "report", "delivery_id": d.pk, "reports": [r.pk for r in reports]},
+        delivery_id=d.pk,
+        attachments=attachments,
+    )

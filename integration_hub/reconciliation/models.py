@@ -4,6 +4,7 @@
 A report is a snapshot: rows copy what they need (order reference, SKUs, quantities, cost) so later
 changes to orders or stock never rewrite what finance saw on the day.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -30,12 +31,15 @@ class Report(models.Model):
     run_date = models.DateField(db_index=True, help_text="business day the report covers")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.ON_DEMAND)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
     row_count = models.PositiveIntegerField(default=0)
-    total_value = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True,
-                                      help_text="sum of row values at unit cost, where known")
+    total_value = models.DecimalField(
+        max_digits=18, decimal_places=4, null=True, blank=True, help_text="sum of row values at unit cost, where known"
+    )
     params = models.JSONField(default=dict, blank=True, help_text="thresholds and sources used for this run")
     error = models.TextField(blank=True)
 
@@ -94,13 +98,21 @@ class ReportSubscription(models.Model):
         XLSX = "xlsx", "Excel workbook (XLSX)"
         CSV = "csv", "CSV for Excel"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
-                             help_text="send to this user's own e-mail address")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="send to this user's own e-mail address",
+    )
     addresses = models.CharField(max_length=500, blank=True, help_text="more addresses, comma separated")
     kinds = models.JSONField(default=list, blank=True, help_text="report kinds; empty = every report")
     format = models.CharField(max_length=4, choices=Format.choices, default=Format.XLSX)
     enabled = models.BooleanField(default=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -21,6 +21,7 @@ acknowledged; and a shipment state set in the storefront itself arrives with the
 CSV export streams over ``.iterator(chunk_size=…)`` (see :func:`iter_csv`), so a million rows never sit
 in memory at once.
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,7 +33,22 @@ from typing import Iterator
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, BooleanField, Case, CharField, Count, Exists, OuterRef, Subquery, When, F, IntegerField, Q, Sum, Value
+from django.db.models import (
+    BigIntegerField,
+    BooleanField,
+    Case,
+    CharField,
+    Count,
+    Exists,
+    OuterRef,
+    Subquery,
+    When,
+    F,
+    IntegerField,
+    Q,
+    Sum,
+    Value,
+)
 from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
@@ -55,23 +71,70 @@ STOREFRONT_SHIPPED = {
     "shipping_status": ["shipped", "part_shipped"],  # SFCC Order.shipping_status
 }
 
-ROW_COLUMNS = ["report_id", "channel_id", "channel_key", "order_id", "order_ref", "external_id", "order_state",
-               "warehouse_ref", "event_at", "item_id", "sku", "storefront_sku", "master_quantity",
-               "storefront_quantity", "difference", "unit_cost", "value"]
+ROW_COLUMNS = [
+    "report_id",
+    "channel_id",
+    "channel_key",
+    "order_id",
+    "order_ref",
+    "external_id",
+    "order_state",
+    "warehouse_ref",
+    "event_at",
+    "item_id",
+    "sku",
+    "storefront_sku",
+    "master_quantity",
+    "storefront_quantity",
+    "difference",
+    "unit_cost",
+    "value",
+]
 
 CSV_COLUMNS = {
-    ReportKind.SHIPPED_NOT_DISPATCHED: ["channel_key", "order_ref", "external_id", "order_state", "warehouse_ref", "event_at"],
-    ReportKind.DISPATCHED_NOT_SHIPPED: ["channel_key", "order_ref", "external_id", "order_state", "warehouse_ref", "event_at",
-                                        "minutes_overdue"],
-    ReportKind.STOCK_DRIFT: ["channel_key", "sku", "storefront_sku", "master_quantity", "storefront_quantity", "difference",
-                             "unit_cost", "value"],
+    ReportKind.SHIPPED_NOT_DISPATCHED: [
+        "channel_key",
+        "order_ref",
+        "external_id",
+        "order_state",
+        "warehouse_ref",
+        "event_at",
+    ],
+    ReportKind.DISPATCHED_NOT_SHIPPED: [
+        "channel_key",
+        "order_ref",
+        "external_id",
+        "order_state",
+        "warehouse_ref",
+        "event_at",
+        "minutes_overdue",
+    ],
+    ReportKind.STOCK_DRIFT: [
+        "channel_key",
+        "sku",
+        "storefront_sku",
+        "master_quantity",
+        "storefront_quantity",
+        "difference",
+        "unit_cost",
+        "value",
+    ],
 }
 CSV_HEADERS = {
-    "channel_key": "channel", "order_ref": "order", "external_id": "storefront order id", "order_state": "hub state",
-    "warehouse_ref": "warehouse ref", "event_at": "shipped/dispatched at (UTC)", "minutes_overdue": "minutes overdue",
-    "sku": "master sku", "storefront_sku": "storefront sku", "master_quantity": "master ATS",
-    "storefront_quantity": "storefront quantity", "difference": "difference (storefront - master)",
-    "unit_cost": "unit cost", "value": "value at cost",
+    "channel_key": "channel",
+    "order_ref": "order",
+    "external_id": "storefront order id",
+    "order_state": "hub state",
+    "warehouse_ref": "warehouse ref",
+    "event_at": "shipped/dispatched at (UTC)",
+    "minutes_overdue": "minutes overdue",
+    "sku": "master sku",
+    "storefront_sku": "storefront sku",
+    "master_quantity": "master ATS",
+    "storefront_quantity": "storefront quantity",
+    "difference": "difference (storefront - master)",
+    "unit_cost": "unit cost",
+    "value": "value at cost",
 }
 
 
@@ -85,8 +148,11 @@ def storefront_shipped_q() -> Q:
 def _with_shipped_flag(qs):
     """``sf_shipped`` as a boolean column: CASE WHEN keeps NULL JSON keys (no such key) from turning a
     NOT (...) into NULL, which ``exclude()`` over JSON key lookups would do."""
-    return qs.annotate(sf_shipped=Case(When(storefront_shipped_q(), then=Value(True)), default=Value(False),
-                                       output_field=BooleanField()))
+    return qs.annotate(
+        sf_shipped=Case(
+            When(storefront_shipped_q(), then=Value(True)), default=Value(False), output_field=BooleanField()
+        )
+    )
 
 
 def _insert_select(qs) -> int:
@@ -146,13 +212,18 @@ def shipped_not_dispatched(report: Report) -> int:
     storefront-side fulfilments, not every one acknowledged by the master."""
     fulfilments = StorefrontFulfilment.objects.filter(order=OuterRef("pk"))
     unacked = fulfilments.filter(acknowledged_at__isnull=True)
-    qs = (_with_shipped_flag(Order.objects.all())
-          .annotate(f_any=Exists(fulfilments), f_open=Exists(unacked),
-                    f_at=Subquery(unacked.order_by("fulfilled_at").values("fulfilled_at")[:1]))
-          .filter(Q(sf_shipped=True) | Q(f_any=True))
-          .filter(dispatched_at__isnull=True)
-          .filter(Q(f_any=False) | Q(f_open=True))
-          .exclude(state__in=[OrderState.CANCELLED, OrderState.DISPATCHED]))
+    qs = (
+        _with_shipped_flag(Order.objects.all())
+        .annotate(
+            f_any=Exists(fulfilments),
+            f_open=Exists(unacked),
+            f_at=Subquery(unacked.order_by("fulfilled_at").values("fulfilled_at")[:1]),
+        )
+        .filter(Q(sf_shipped=True) | Q(f_any=True))
+        .filter(dispatched_at__isnull=True)
+        .filter(Q(f_any=False) | Q(f_open=True))
+        .exclude(state__in=[OrderState.CANCELLED, OrderState.DISPATCHED])
+    )
     return _insert_select(_order_rows(report, qs, Coalesce(F("f_at"), F("notified_at"), F("updated_at"))))
 
 
@@ -161,8 +232,11 @@ def dispatched_not_shipped(report: Report, now=None) -> int:
     minutes = int(settings.HUB["DISPATCH_NOTIFY_MINUTES"])
     report.params["dispatch_notify_minutes"] = minutes
     cutoff = now - timedelta(minutes=minutes)
-    qs = (_with_shipped_flag(Order.objects.all()).filter(dispatched_at__isnull=False, dispatched_at__lt=cutoff, sf_shipped=False)
-          .exclude(state=OrderState.CANCELLED))
+    qs = (
+        _with_shipped_flag(Order.objects.all())
+        .filter(dispatched_at__isnull=False, dispatched_at__lt=cutoff, sf_shipped=False)
+        .exclude(state=OrderState.CANCELLED)
+    )
     return _insert_select(_order_rows(report, qs, F("dispatched_at")))
 
 
@@ -174,11 +248,16 @@ def _ats_sql() -> tuple[str, list, str]:
     storefront confirmed (``ChannelStock.confirmed_quantity``)."""
     try:
         from integration_hub.inventory import ats
+
         return ats._sql(None, None), ats._params(None, None), "inventory.ats"
     except (ImportError, AttributeError, TypeError):  # pragma: no cover - stock engine missing or reshaped
         table = ChannelStock._meta.db_table
-        return (f"SELECT channel_id, item_id, storefront_sku, confirmed_quantity FROM {table} "
-                f"WHERE confirmed_quantity IS NOT NULL", [], "channel_stock.confirmed_quantity")
+        return (
+            f"SELECT channel_id, item_id, storefront_sku, confirmed_quantity FROM {table} "
+            f"WHERE confirmed_quantity IS NOT NULL",
+            [],
+            "channel_stock.confirmed_quantity",
+        )
 
 
 def stock_drift(report: Report) -> int:
@@ -236,8 +315,10 @@ def check_business_day(kind: str, day: date | None) -> None:
     if day > today:
         raise ReportError(f"{day.isoformat()} is in the future: choose today or a past business day.")
     if kind in SNAPSHOT_KINDS:
-        raise ReportError(f"{ReportKind(kind).label} is a snapshot of the stock now: it can only be run for today "
-                          f"(past days: open that day's report in the list).")
+        raise ReportError(
+            f"{ReportKind(kind).label} is a snapshot of the stock now: it can only be run for today "
+            f"(past days: open that day's report in the list)."
+        )
 
 
 def _new_report(kind: str, trigger: str, user, run_date=None) -> Report:
@@ -246,13 +327,18 @@ def _new_report(kind: str, trigger: str, user, run_date=None) -> Report:
     now = timezone.now()
     today = timezone.localdate(now)
     params = {"business_day": run_date.isoformat()} if run_date and run_date != today else {}
-    return Report.objects.create(kind=kind, run_date=run_date or today, trigger=trigger,
-                                 requested_by=user if getattr(user, "is_authenticated", False) else None,
-                                 started_at=now, params=params)
+    return Report.objects.create(
+        kind=kind,
+        run_date=run_date or today,
+        trigger=trigger,
+        requested_by=user if getattr(user, "is_authenticated", False) else None,
+        started_at=now,
+        params=params,
+    )
 
 
 def queue_all(*, user=None, run_date: date | None = None) -> list[Report]:
-    """"Run all": every report kind that can be run for the day (for a past day, the order reports)."""
+    """ "Run all": every report kind that can be run for the day (for a past day, the order reports)."""
     kinds = [k for k in BUILDERS if not (run_date and run_date != timezone.localdate() and k in SNAPSHOT_KINDS)]
     return [queue_report(k, user=user, run_date=run_date) for k in kinds]
 
@@ -266,20 +352,32 @@ def queue_report(kind: str, *, user=None, run_date: date | None = None) -> Repor
 
     def send():
         try:
-            nudge.enqueue("reconciliation.run_report", args=[kind],
-                          kwargs={"user_id": report.requested_by_id, "report_id": report.pk})
+            nudge.enqueue(
+                "reconciliation.run_report",
+                args=[kind],
+                kwargs={"user_id": report.requested_by_id, "report_id": report.pk},
+            )
         except Exception as exc:  # broker down or misconfigured
             log.exception("could not queue reconciliation report %s", report.pk)
             Report.objects.filter(pk=report.pk, status=Report.Status.RUNNING).update(
-                status=Report.Status.FAILED, error=f"could not queue the report: {type(exc).__name__}: {exc}"[:2000],
-                finished_at=timezone.now())
+                status=Report.Status.FAILED,
+                error=f"could not queue the report: {type(exc).__name__}: {exc}"[:2000],
+                finished_at=timezone.now(),
+            )
 
     transaction.on_commit(send)
     return report
 
 
-def generate(kind: str, *, trigger: str = Report.Trigger.ON_DEMAND, user=None, run_date=None,
-             report: Report | None = None, bar=None) -> Report:
+def generate(
+    kind: str,
+    *,
+    trigger: str = Report.Trigger.ON_DEMAND,
+    user=None,
+    run_date=None,
+    report: Report | None = None,
+    bar=None,
+) -> Report:
     """Run one report now (``report``: the row :func:`queue_report` created, else a new one). The rows and the
     totals commit together; a failure leaves a FAILED report (with the error) and no partial rows.
 
@@ -304,8 +402,9 @@ def generate(kind: str, *, trigger: str = Report.Trigger.ON_DEMAND, user=None, r
     except Exception as exc:
         log.exception("reconciliation report %s failed", kind)
         error = f"{type(exc).__name__}: {exc}"
-        Report.objects.filter(pk=report.pk).update(status=Report.Status.FAILED, error=error[:2000],
-                                                   finished_at=timezone.now())
+        Report.objects.filter(pk=report.pk).update(
+            status=Report.Status.FAILED, error=error[:2000], finished_at=timezone.now()
+        )
         report.refresh_from_db()
         if own_bar:
             bar.finish(error=error)
@@ -323,7 +422,9 @@ def generate(kind: str, *, trigger: str = Report.Trigger.ON_DEMAND, user=None, r
 def generate_all(*, trigger: str = Report.Trigger.SCHEDULE, user=None) -> list[Report]:
     """Every report, one after the other, as one dashboard bar ``reports:<trigger>`` (one step per report,
     written between reports); the bar ends failed naming the reports that failed, the others still run."""
-    bar = progress.start(f"reports:{trigger}", f"Finance reports ({Report.Trigger(trigger).label})", total=len(BUILDERS))
+    bar = progress.start(
+        f"reports:{trigger}", f"Finance reports ({Report.Trigger(trigger).label})", total=len(BUILDERS)
+    )
     try:
         reports = [generate(kind, trigger=trigger, user=user, bar=bar) for kind in BUILDERS]
     except BaseException as exc:
@@ -343,8 +444,10 @@ def fail_stale(hours: int = STALE_RUNNING_HOURS) -> int:
     runs them again, instead of a report that says "running" for ever."""
     cutoff = timezone.now() - timedelta(hours=hours)
     return Report.objects.filter(status=Report.Status.RUNNING, started_at__lt=cutoff).update(
-        status=Report.Status.FAILED, finished_at=timezone.now(),
-        error=f"no worker finished this report within {hours} hours; run it again")
+        status=Report.Status.FAILED,
+        finished_at=timezone.now(),
+        error=f"no worker finished this report within {hours} hours; run it again",
+    )
 
 
 def purge(keep_days: int = 90) -> int:
@@ -390,7 +493,11 @@ def _fmt(value) -> str:
     if isinstance(value, Decimal):
         return f"{value.normalize():f}" if value == value.to_integral() else f"{value:f}".rstrip("0")
     if hasattr(value, "isoformat"):
-        return value.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if getattr(value, "tzinfo", None) else value.isoformat()
+        return (
+            value.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            if getattr(value, "tzinfo", None)
+            else value.isoformat()
+        )
     return str(value)
 
 
@@ -429,7 +536,12 @@ def iter_values(report: Report, chunk_size: int = CSV_CHUNK) -> Iterator[list]:
     cost_currency = settings.HUB.get("COST_CURRENCY", "")
     reference = report.started_at
     limit = int(report.params.get("dispatch_notify_minutes", 0))
-    rows = ReportRow.objects.filter(report_id=report.pk).order_by("id").values_list(*db_columns).iterator(chunk_size=chunk_size)
+    rows = (
+        ReportRow.objects.filter(report_id=report.pk)
+        .order_by("id")
+        .values_list(*db_columns)
+        .iterator(chunk_size=chunk_size)
+    )
     idx = {c: i for i, c in enumerate(db_columns)}
     while True:
         batch = list(itertools.islice(rows, chunk_size))
@@ -438,8 +550,14 @@ def iter_values(report: Report, chunk_size: int = CSV_CHUNK) -> Iterator[list]:
         totals = {}
         if orders:
             ids = {r[idx["order_id"]] for r in batch if r[idx["order_id"]]}
-            totals = {pk: (cents, cur) for pk, cents, cur in
-                      Order.objects.filter(pk__in=ids).values_list("pk", "total_cents", "currency")} if ids else {}
+            totals = (
+                {
+                    pk: (cents, cur)
+                    for pk, cents, cur in Order.objects.filter(pk__in=ids).values_list("pk", "total_cents", "currency")
+                }
+                if ids
+                else {}
+            )
         for row in batch:
             out = []
             total = totals.get(row[idx["order_id"]]) if orders else None

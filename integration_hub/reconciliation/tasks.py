@@ -1,4 +1,5 @@
 """Celery entry points for the reconciliation reports (thin: the work is in services)."""
+
 from __future__ import annotations
 
 from celery import shared_task
@@ -21,7 +22,12 @@ def daily_reports(keep_days: int = 90) -> dict:
     if mailed:
         delivery.kick()
     purged = services.purge(keep_days)
-    return {"reports": {r.kind: r.row_count for r in reports}, "purged": purged, "stale_failed": stale, "mailed": mailed}
+    return {
+        "reports": {r.kind: r.row_count for r in reports},
+        "purged": purged,
+        "stale_failed": stale,
+        "mailed": mailed,
+    }
 
 
 @shared_task(name="reconciliation.run_report")

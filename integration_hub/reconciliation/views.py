@@ -1,5 +1,6 @@
 """Finance screens: report list (run on demand: queued to a worker, the list shows it running then done),
 paginated report view, streamed CSV and XLSX downloads, e-mail subscriptions."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -52,10 +53,16 @@ class ReportListView(PermissionRequired, TemplateView):
                 page = Paginator(qs, 50).get_page(self.request.GET.get("page"))
         except ValueError:
             day = ""
-        ctx.update(page=page, kinds=ReportKind.choices, kind=kind, day=day, today=timezone.localdate().isoformat(),
-                   running=any(r.status == Report.Status.RUNNING for r in page.object_list),
-                   can_run=self.request.user.has_perm("reconciliation.run_report"),
-                   can_download=self.request.user.has_perm("reconciliation.download_report"))
+        ctx.update(
+            page=page,
+            kinds=ReportKind.choices,
+            kind=kind,
+            day=day,
+            today=timezone.localdate().isoformat(),
+            running=any(r.status == Report.Status.RUNNING for r in page.object_list),
+            can_run=self.request.user.has_perm("reconciliation.run_report"),
+            can_download=self.request.user.has_perm("reconciliation.download_report"),
+        )
         return ctx
 
 
@@ -75,14 +82,20 @@ class RunReportView(PermissionRequired, View):
             messages.error(request, f"{raw_day[:20]!r} is not a date: use the date picker (YYYY-MM-DD).")
             return redirect("reconciliation:list")
         try:
-            reports = (services.queue_all(user=request.user, run_date=day) if kind == "all"
-                       else [services.queue_report(kind, user=request.user, run_date=day)])
+            reports = (
+                services.queue_all(user=request.user, run_date=day)
+                if kind == "all"
+                else [services.queue_report(kind, user=request.user, run_date=day)]
+            )
         except services.ReportError as exc:
             messages.error(request, str(exc))
             return redirect("reconciliation:list")
         what = ", ".join(r.get_kind_display() for r in reports)
-        messages.success(request, f"{what} queued for {reports[0].run_date.isoformat()}: shown here as running, then done "
-                                  "(this page refreshes itself while a report runs).")
+        messages.success(
+            request,
+            f"{what} queued for {reports[0].run_date.isoformat()}: shown here as running, then done "
+            "(this page refreshes itself while a report runs).",
+        )
         return redirect("reconciliation:list")
 
 
@@ -101,8 +114,14 @@ class ReportDetailView(PermissionRequired, TemplateView):
         else:
             paginator = KnownCountPaginator(rows, PAGE_SIZE, report.row_count)
         page = paginator.get_page(self.request.GET.get("page"))
-        ctx.update(report=report, page=page, q=q, query=f"q={q}" if q else "", is_drift=report.kind == ReportKind.STOCK_DRIFT,
-                   can_download=self.request.user.has_perm("reconciliation.download_report"))
+        ctx.update(
+            report=report,
+            page=page,
+            q=q,
+            query=f"q={q}" if q else "",
+            is_drift=report.kind == ReportKind.STOCK_DRIFT,
+            can_download=self.request.user.has_perm("reconciliation.download_report"),
+        )
         return ctx
 
 
@@ -130,8 +149,9 @@ class ReportXlsxView(PermissionRequired, View):
         from . import xlsx
 
         report = get_object_or_404(Report, pk=pk, status=Report.Status.DONE)
-        response = FileResponse(xlsx.spooled(report), as_attachment=True, filename=xlsx.filename(report),
-                                content_type=XLSX_TYPE)
+        response = FileResponse(
+            xlsx.spooled(report), as_attachment=True, filename=xlsx.filename(report), content_type=XLSX_TYPE
+        )
         response["Cache-Control"] = "no-store"
         return response
 
@@ -152,15 +172,29 @@ class SubscriptionListView(PermissionRequired, TemplateView):
         ctx = super().get_context_data(**kwargs)
         subs = list(ReportSubscription.objects.select_related("user").order_by("id")[:200])
         last = {}
-        for d in Delivery.objects.filter(event=Delivery.Event.REPORT, subscription_id__in=[s.pk for s in subs]).order_by(
-                "-created_at", "-id").only("subscription_id", "status", "attempts", "last_error", "sent_at", "digest_day",
-                                          "next_attempt_at", "created_at")[:1000]:
+        for d in (
+            Delivery.objects.filter(event=Delivery.Event.REPORT, subscription_id__in=[s.pk for s in subs])
+            .order_by("-created_at", "-id")
+            .only(
+                "subscription_id",
+                "status",
+                "attempts",
+                "last_error",
+                "sent_at",
+                "digest_day",
+                "next_attempt_at",
+                "created_at",
+            )[:1000]
+        ):
             last.setdefault(d.subscription_id, d)
         user = self.request.user
-        ctx.update(rows=[(s, last.get(s.pk)) for s in subs], form=form or SubscriptionForm(user=user),
-                   can_add=user.has_perm("reconciliation.add_reportsubscription"),
-                   can_change=user.has_perm("reconciliation.change_reportsubscription"),
-                   can_delete=user.has_perm("reconciliation.delete_reportsubscription"))
+        ctx.update(
+            rows=[(s, last.get(s.pk)) for s in subs],
+            form=form or SubscriptionForm(user=user),
+            can_add=user.has_perm("reconciliation.add_reportsubscription"),
+            can_change=user.has_perm("reconciliation.change_reportsubscription"),
+            can_delete=user.has_perm("reconciliation.delete_reportsubscription"),
+        )
         return ctx
 
     def post(self, request):
@@ -186,7 +220,9 @@ class SubscriptionChangeView(PermissionRequired, View):
     def has_permission(self):
         action = self.kwargs.get("action")
         perm = "delete" if action == "delete" else "change"
-        return action in ("pause", "resume", "delete") and self.request.user.has_perm(f"reconciliation.{perm}_reportsubscription")
+        return action in ("pause", "resume", "delete") and self.request.user.has_perm(
+            f"reconciliation.{perm}_reportsubscription"
+        )
 
     def post(self, request, pk, action):
         from .models import ReportSubscription

@@ -10,6 +10,7 @@ string written with ``write_string``, so a SKU starting with ``=`` stays text (n
 A worksheet holds at most 1,048,576 rows (Excel's limit): longer reports continue on further sheets, each
 with the header row.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -22,8 +23,17 @@ from . import services
 from .models import Report
 
 EXCEL_MAX_ROWS = 1_048_576
-TEXT_COLUMNS = {"sku", "storefront_sku", "order_ref", "external_id", "warehouse_ref", "channel_key", "channel_name",
-                "currency", "order_state"}
+TEXT_COLUMNS = {
+    "sku",
+    "storefront_sku",
+    "order_ref",
+    "external_id",
+    "warehouse_ref",
+    "channel_key",
+    "channel_name",
+    "currency",
+    "order_state",
+}
 WIDTHS = {"event_at": 20, "order_ref": 16, "external_id": 22, "sku": 16, "storefront_sku": 16, "channel_name": 18}
 
 
@@ -35,14 +45,30 @@ def write(report: Report, out, *, rows_per_sheet: int = EXCEL_MAX_ROWS, chunk_si
     """Write ``report`` as XLSX to ``out`` (a path or a binary file object). Returns the data rows written."""
     columns = services.csv_columns(report)
     headers = services.column_headers(report)
-    wb = xlsxwriter.Workbook(out, {"constant_memory": True, "strings_to_numbers": False, "strings_to_formulas": False,
-                                   "strings_to_urls": False, "remove_timezone": True})
+    wb = xlsxwriter.Workbook(
+        out,
+        {
+            "constant_memory": True,
+            "strings_to_numbers": False,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+            "remove_timezone": True,
+        },
+    )
     bold = wb.add_format({"bold": True})
     text = wb.add_format({"num_format": "@"})
     money = wb.add_format({"num_format": "0.00"})
     when = wb.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
-    kinds = ["money" if c in services.MONEY_COLUMNS else "text" if c in TEXT_COLUMNS else
-             "when" if c == "event_at" else "plain" for c in columns]
+    kinds = [
+        "money"
+        if c in services.MONEY_COLUMNS
+        else "text"
+        if c in TEXT_COLUMNS
+        else "when"
+        if c == "event_at"
+        else "plain"
+        for c in columns
+    ]
     sheet_no = 0
 
     def new_sheet():

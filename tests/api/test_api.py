@@ -1,4 +1,5 @@
 """REST API: filtering, pagination, actions, writes with re-queue, schema, fixed query counts."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -25,6 +26,7 @@ def api(make_user):
         c = APIClient()
         c.force_authenticate(make_user(role))
         return c
+
     return as_role
 
 
@@ -55,8 +57,16 @@ def test_orders_read_and_actions(w, api, monkeypatch):
     body = c.get("/api/orders/?state=held").json()
     assert body["count"] == 3 and body["results"][0]["lines"][0]["item_sku"] == w.items[0].sku
     calls = []
-    monkeypatch.setattr(triage, "order_flow", SimpleNamespace(**{"retry_send": lambda o, actor=None: calls.append(("retry", o.pk)),
-                                                           "cancel": lambda o, reason, actor=None: calls.append(("cancel", reason))}))
+    monkeypatch.setattr(
+        triage,
+        "order_flow",
+        SimpleNamespace(
+            **{
+                "retry_send": lambda o, actor=None: calls.append(("retry", o.pk)),
+                "cancel": lambda o, reason, actor=None: calls.append(("cancel", reason)),
+            }
+        ),
+    )
     assert c.post(f"/api/orders/{orders[0].pk}/retry/").status_code == 202
     assert c.post(f"/api/orders/{orders[0].pk}/cancel/", {}, format="json").status_code == 400
     assert c.post(f"/api/orders/{orders[1].pk}/cancel/", {"reason": "duplicate"}, format="json").status_code == 200
@@ -70,15 +80,21 @@ def test_sku_mapping_crud_requeues_and_resolves(w, api):
     from exceptions_app import services as exc
 
     f.stock(w, w.items, 3)
-    rec = exc.raise_exception(Kind.UNKNOWN_SKU, kinds.key(Kind.UNKNOWN_SKU, "web", "NEW-1"), "unknown", sku="NEW-1", channel=w.channel)
+    rec = exc.raise_exception(
+        Kind.UNKNOWN_SKU, kinds.key(Kind.UNKNOWN_SKU, "web", "NEW-1"), "unknown", sku="NEW-1", channel=w.channel
+    )
     c = api("ops")
-    r = c.post("/api/sku-mappings/", {"item": w.items[0].sku, "channel": "web", "storefront_sku": "NEW-1"}, format="json")
+    r = c.post(
+        "/api/sku-mappings/", {"item": w.items[0].sku, "channel": "web", "storefront_sku": "NEW-1"}, format="json"
+    )
     assert r.status_code == 201, r.content
     assert PendingPush.objects.filter(item=w.items[0], channel=w.channel).exists()
     rec.refresh_from_db()
     assert rec.status == Status.ACKNOWLEDGED  # the confirmed push resolves it
     assert rec.status_changed_by.username == "user-ops"
-    r = c.post("/api/sku-mappings/", {"item": w.items[1].sku, "channel": "web", "storefront_sku": "NEW-1"}, format="json")
+    r = c.post(
+        "/api/sku-mappings/", {"item": w.items[1].sku, "channel": "web", "storefront_sku": "NEW-1"}, format="json"
+    )
     assert r.status_code == 400 and "already mapped" in r.content.decode()
     r = c.post("/api/sku-mappings/", {"item": "nope", "storefront_sku": "X"}, format="json")
     assert r.status_code == 400
@@ -130,12 +146,22 @@ def test_shipping_map_duplicate_is_400_and_writes_revalidate_held_orders(w, api,
     calls = []
     monkeypatch.setattr(shipping_rules, "revalidate_held", lambda sku=None, channel=None: calls.append(channel) or 0)
     c = api("admin")
-    r = c.post("/api/shipping-methods/", {"channel": "web", "storefront_method": "express", "warehouse_method": "NDD"}, format="json")
+    r = c.post(
+        "/api/shipping-methods/",
+        {"channel": "web", "storefront_method": "express", "warehouse_method": "NDD"},
+        format="json",
+    )
     assert r.status_code == 201, r.content
     assert calls == [w.channel]
-    r = c.post("/api/shipping-methods/", {"channel": "web", "storefront_method": "express", "warehouse_method": "X"}, format="json")
+    r = c.post(
+        "/api/shipping-methods/",
+        {"channel": "web", "storefront_method": "express", "warehouse_method": "X"},
+        format="json",
+    )
     assert r.status_code == 400 and "already mapped" in r.json()["storefront_method"][0]
-    pk = c.post("/api/shipping-methods/", {"storefront_method": "express", "warehouse_method": "STD"}, format="json").json()["id"]
+    pk = c.post(
+        "/api/shipping-methods/", {"storefront_method": "express", "warehouse_method": "STD"}, format="json"
+    ).json()["id"]
     assert calls == [w.channel, None]  # a map for every channel: every channel's held orders
     r = c.patch(f"/api/shipping-methods/{pk}/", {"channel": "web"}, format="json")
     assert r.status_code == 400 and "already mapped" in r.content.decode()
@@ -148,15 +174,28 @@ def test_schedules_api_enable_interval_crontab_audited(w, api):
 
     from integration_hub.core.audit import history_for
 
-    task = PeriodicTask.objects.create(name="stock: sweep", task="inventory.sweep",
-                                       interval=IntervalSchedule.objects.create(every=60, period="seconds"))
+    task = PeriodicTask.objects.create(
+        name="stock: sweep",
+        task="inventory.sweep",
+        interval=IntervalSchedule.objects.create(every=60, period="seconds"),
+    )
     c = api("admin")
     body = c.get("/api/schedules/").json()
     first = body["results"][0]
     assert first.pop("runs") == "every 60 seconds" and first.pop("next_run_at")  # in words, and when beat sends it next
     assert body["count"] == 1 and first == {
-        "id": task.pk, "name": "stock: sweep", "task": "inventory.sweep", "description": "", "enabled": True, "every": 60,
-        "period": "seconds", "cron": None, "queue": None, "last_run_at": None, "total_run_count": 0}
+        "id": task.pk,
+        "name": "stock: sweep",
+        "task": "inventory.sweep",
+        "description": "",
+        "enabled": True,
+        "every": 60,
+        "period": "seconds",
+        "cron": None,
+        "queue": None,
+        "last_run_at": None,
+        "total_run_count": 0,
+    }
     r = c.patch(f"/api/schedules/{task.pk}/", {"enabled": False}, format="json")
     assert r.status_code == 200 and r.json()["enabled"] is False and r.json()["every"] == 60
     r = c.patch(f"/api/schedules/{task.pk}/", {"every": 5}, format="json")  # keeps the period
@@ -233,8 +272,18 @@ def test_schema_and_docs(w, api):
     r = c.get("/api/schema/?format=json")
     assert r.status_code == 200
     paths = r.json()["paths"]
-    for p in ("/api/exceptions/", "/api/orders/{id}/retry/", "/api/orders/{id}/cancel/", "/api/sku-mappings/",
-              "/api/channel-rules/", "/api/stock-levels/", "/api/pending-pushes/", "/api/reports/{id}/csv/", "/api/schedules/", "/api/schedules/{id}/"):
+    for p in (
+        "/api/exceptions/",
+        "/api/orders/{id}/retry/",
+        "/api/orders/{id}/cancel/",
+        "/api/sku-mappings/",
+        "/api/channel-rules/",
+        "/api/stock-levels/",
+        "/api/pending-pushes/",
+        "/api/reports/{id}/csv/",
+        "/api/schedules/",
+        "/api/schedules/{id}/",
+    ):
         assert p in paths
     assert c.get("/api/docs/").status_code == 200
 
@@ -254,14 +303,28 @@ def test_list_endpoints_run_fixed_queries(w, make_user):
         f.orders(w, n, start=off * 1000)
         f.stock(w, its, 1)
         f.pushes(w, its)
-        f.grow_rule_tables(w, n, f"5{off}")  # sku mappings, transforms, channel rules (+ locations/pools), shipping maps
+        f.grow_rule_tables(
+            w, n, f"5{off}"
+        )  # sku mappings, transforms, channel rules (+ locations/pools), shipping maps
         every = IntervalSchedule.objects.create(every=off, period="minutes")
-        PeriodicTask.objects.bulk_create([PeriodicTask(name=f"job {off}-{i}", task="x", interval=every) for i in range(n)])
+        PeriodicTask.objects.bulk_create(
+            [PeriodicTask(name=f"job {off}-{i}", task="x", interval=every) for i in range(n)]
+        )
         for _ in range(2):
             recon.generate("stock_drift")
 
-    urls = ["/api/exceptions/", "/api/orders/", "/api/sku-mappings/", "/api/transforms/", "/api/channel-rules/",
-            "/api/shipping-methods/", "/api/stock-levels/", "/api/pending-pushes/", "/api/reports/", "/api/schedules/"]
+    urls = [
+        "/api/exceptions/",
+        "/api/orders/",
+        "/api/sku-mappings/",
+        "/api/transforms/",
+        "/api/channel-rules/",
+        "/api/shipping-methods/",
+        "/api/stock-levels/",
+        "/api/pending-pushes/",
+        "/api/reports/",
+        "/api/schedules/",
+    ]
     fill(3, 1)
     small = {u: f.count_queries(client, u, HTTP_ACCEPT="application/json") for u in urls}
     counts = {u: client.get(u, HTTP_ACCEPT="application/json").json()["count"] for u in urls}

@@ -1,6 +1,7 @@
 """API tokens (knox): issued once by POST /api/token/, stored as a digest only, expiring, revocable; missing or
 invalid credentials answer 401 with WWW-Authenticate, a wrong role 403; the token view is throttled and its
 failures count toward the login lockout."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -177,6 +178,7 @@ def test_issue_api_token_command_prints_the_token_once(make_user):
     api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     assert api.get("/api/orders/").status_code == 403  # authenticated, no role
     from django.core.management.base import CommandError
+
     with pytest.raises(CommandError):
         call_command("issue_api_token", "nobody-here", stdout=StringIO(), stderr=StringIO())
 

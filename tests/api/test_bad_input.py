@@ -1,6 +1,7 @@
 """Bad input is a 400 (or 404) with a clear message and loses nothing else — never a 500: deeply nested JSON
 on every inbound body, non-numeric ids, a second stock rule for a channel, connections without the options
 their system needs."""
+
 from __future__ import annotations
 
 import json
@@ -39,6 +40,7 @@ def api(make_user):
         c = APIClient(raise_request_exception=False)
         c.force_authenticate(make_user(role))
         return c
+
     return as_role
 
 
@@ -60,7 +62,9 @@ def test_signed_webhook_nested_a_thousand_deep_is_a_400(w, client, path):
 def test_order_webhook_nested_a_thousand_deep_is_a_400(w, client):
     client.raise_request_exception = False
     body = ('{"notificationType": "Message", "resource": ' + "[" * DEEP + "]" * DEEP + "}").encode()
-    r = client.post("/hooks/orders/ct/", data=body, content_type="application/json", HTTP_AUTHORIZATION="ct-hook-secret")
+    r = client.post(
+        "/hooks/orders/ct/", data=body, content_type="application/json", HTTP_AUTHORIZATION="ct-hook-secret"
+    )
     assert r.status_code == 400 and "nested deeper than 64" in r.json()["error"]
 
 
@@ -75,8 +79,15 @@ def test_nesting_within_the_bound_still_parses(w, client):
     with pytest.raises(ValueError):  # an unterminated string of escaped quotes: linear time (quadratic took minutes)
         jsonsafe.loads("[" * 100 + '"' + '\\"' * 50_000)
     assert time.monotonic() - started < 5
-    body = json.dumps({"type": "stock.changed", "changes": [{"skuId": w.items[0].sku, "locationId": "WH1", "quantity": 7}]}).encode()
-    r = client.post("/hooks/stock/wair/", data=body, content_type="application/json", headers={HEADER: sign("wair-hook-secret", body)})
+    body = json.dumps(
+        {"type": "stock.changed", "changes": [{"skuId": w.items[0].sku, "locationId": "WH1", "quantity": 7}]}
+    ).encode()
+    r = client.post(
+        "/hooks/stock/wair/",
+        data=body,
+        content_type="application/json",
+        headers={HEADER: sign("wair-hook-secret", body)},
+    )
     assert r.status_code == 200, r.content
 
 
@@ -96,8 +107,9 @@ def test_report_csv_with_a_non_numeric_id_is_a_404(w, api):
     assert c.get("/api/reports/abc/").status_code == 404
     assert c.get("/api/reports/1.5/rows/").status_code == 404
     assert c.get("/api/orders/99999999999999999999999/").status_code == 404
-    running = Report.objects.create(kind="stock_drift", run_date=timezone.localdate(), status=Report.Status.RUNNING,
-                                    started_at=timezone.now())
+    running = Report.objects.create(
+        kind="stock_drift", run_date=timezone.localdate(), status=Report.Status.RUNNING, started_at=timezone.now()
+    )
     assert c.get(f"/api/reports/{running.pk}/csv/").status_code == 404
     assert c.get(f"/api/reports/{running.pk}/").status_code == 200
 
@@ -108,14 +120,19 @@ def test_a_second_stock_rule_for_a_channel_is_a_400(w, api):
     rule = ChannelStockRule.objects.create(channel=other)
     rule.locations.add(w.location)
     c = api("admin")
-    r = c.put(f"/api/channel-rules/{rule.pk}/", {"channel": "web", "mode": "segregated", "locations": ["wh1"]}, format="json")
+    r = c.put(
+        f"/api/channel-rules/{rule.pk}/", {"channel": "web", "mode": "segregated", "locations": ["wh1"]}, format="json"
+    )
     assert r.status_code == 400 and r.json() == {"channel": ["This channel already has a stock rule: edit that one."]}
     r = c.post("/api/channel-rules/", {"channel": "web", "mode": "segregated", "locations": ["wh1"]}, format="json")
     assert r.status_code == 400 and "already has a stock rule" in r.json()["channel"][0]
     rule.refresh_from_db()
     assert rule.channel == other
-    r = c.put(f"/api/channel-rules/{rule.pk}/", {"channel": "app", "mode": "segregated", "locations": ["wh1"], "safety_buffer": 2},
-              format="json")
+    r = c.put(
+        f"/api/channel-rules/{rule.pk}/",
+        {"channel": "app", "mode": "segregated", "locations": ["wh1"], "safety_buffer": 2},
+        format="json",
+    )
     assert r.status_code == 200, r.content  # the rule's own channel is not a clash
 
 
@@ -131,7 +148,9 @@ def test_a_unique_row_saved_meanwhile_is_a_400_not_an_integrity_error(w, api, mo
 
     monkeypatch.setattr(UniqueValidator, "__call__", lambda self, value, field: None)  # the check, raced
     c = api("admin")
-    r = c.put(f"/api/channel-rules/{rule.pk}/", {"channel": "web", "mode": "segregated", "locations": ["wh1"]}, format="json")
+    r = c.put(
+        f"/api/channel-rules/{rule.pk}/", {"channel": "web", "mode": "segregated", "locations": ["wh1"]}, format="json"
+    )
     assert r.status_code == 400 and "saved meanwhile" in r.json()["detail"]
     rule.refresh_from_db()
     assert rule.channel == other and list(rule.locations.values_list("code", flat=True)) == ["wh1"]
@@ -143,25 +162,40 @@ def test_a_unique_row_saved_meanwhile_is_a_400_not_an_integrity_error(w, api, mo
 
 
 # --- connection options --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("system, options, client_id, problem", [
-    ("commercetools", {}, "c", "options.project_key is required for commercetools"),
-    ("commercetools", {"project_key": "  "}, "c", "options.project_key is required (non-empty text)"),
-    ("commercetools", {"project_key": "p", "write_concurrency": "four"}, "c", "options.write_concurrency must be a whole number above 0"),
-    ("commercetools", {"project_key": "p", "orders_start": "yesterday"}, "c", "options.orders_start must be an ISO-8601 date-time"),
-    ("commercetools", ["project_key"], "c", "options must be a JSON object"),
-    ("sfcc", {}, "c", "options.site_id is required for sfcc"),
-    ("sfcc", {"site_id": "RefArch", "batch_size": 0}, "c", "options.batch_size must be a whole number above 0"),
-    ("inventory_planner", {}, "", "options.account is required for inventory_planner"),
-    ("wair", {"page_size": "abc"}, "", "options.page_size must be a whole number above 0"),
-    ("clarus", {"subdomain": "demo", "page_size": -1}, "", "options.page_size must be a whole number above 0"),
-    ("clarus", {"warehouse_id": "DC1"}, "c", "options.subdomain is required for clarus"),
-    ("clarus", {"subdomain": " "}, "c", "options.subdomain is required (non-empty text)"),
-    ("archean", {"page_size": None}, "", "options.page_size must be a whole number above 0"),
-])
+@pytest.mark.parametrize(
+    "system, options, client_id, problem",
+    [
+        ("commercetools", {}, "c", "options.project_key is required for commercetools"),
+        ("commercetools", {"project_key": "  "}, "c", "options.project_key is required (non-empty text)"),
+        (
+            "commercetools",
+            {"project_key": "p", "write_concurrency": "four"},
+            "c",
+            "options.write_concurrency must be a whole number above 0",
+        ),
+        (
+            "commercetools",
+            {"project_key": "p", "orders_start": "yesterday"},
+            "c",
+            "options.orders_start must be an ISO-8601 date-time",
+        ),
+        ("commercetools", ["project_key"], "c", "options must be a JSON object"),
+        ("sfcc", {}, "c", "options.site_id is required for sfcc"),
+        ("sfcc", {"site_id": "RefArch", "batch_size": 0}, "c", "options.batch_size must be a whole number above 0"),
+        ("inventory_planner", {}, "", "options.account is required for inventory_planner"),
+        ("wair", {"page_size": "abc"}, "", "options.page_size must be a whole number above 0"),
+        ("clarus", {"subdomain": "demo", "page_size": -1}, "", "options.page_size must be a whole number above 0"),
+        ("clarus", {"warehouse_id": "DC1"}, "c", "options.subdomain is required for clarus"),
+        ("clarus", {"subdomain": " "}, "c", "options.subdomain is required (non-empty text)"),
+        ("archean", {"page_size": None}, "", "options.page_size must be a whole number above 0"),
+    ],
+)
 def test_connection_options_are_checked_at_save_and_at_use(db, system, options, client_id, problem):
     from connectors.registry import get_connector
 
-    conn = Connection(name="c1", system_type=system, base_url="https://api.example.com", client_id=client_id, options=options)
+    conn = Connection(
+        name="c1", system_type=system, base_url="https://api.example.com", client_id=client_id, options=options
+    )
     with pytest.raises(ValidationError) as saved:
         conn.full_clean()
     assert problem in " ".join(saved.value.message_dict["options"])
@@ -171,14 +205,22 @@ def test_connection_options_are_checked_at_save_and_at_use(db, system, options, 
     assert isinstance(used.value, errors.PermanentError) and used.value.kind == "configuration"
 
 
-@pytest.mark.parametrize("system, options, client_id", [
-    ("commercetools", {"project_key": "demo", "orders_poll_lag_seconds": 2}, "hub-demo"),
-    ("sfcc", {"site_id": "RefArch", "organization_id": "f_ecom_demo"}, "hub-demo"),
-    ("wair", {}, ""), ("clarus", {"subdomain": "demo", "warehouse_id": "DC1"}, "hub-demo"), ("archean", {"tenant": "demo", "page_size": "500"}, ""),
-    ("inventory_planner", {}, "demo-account"), ("inventory_planner", {"account": "demo-account"}, ""),
-])
+@pytest.mark.parametrize(
+    "system, options, client_id",
+    [
+        ("commercetools", {"project_key": "demo", "orders_poll_lag_seconds": 2}, "hub-demo"),
+        ("sfcc", {"site_id": "RefArch", "organization_id": "f_ecom_demo"}, "hub-demo"),
+        ("wair", {}, ""),
+        ("clarus", {"subdomain": "demo", "warehouse_id": "DC1"}, "hub-demo"),
+        ("archean", {"tenant": "demo", "page_size": "500"}, ""),
+        ("inventory_planner", {}, "demo-account"),
+        ("inventory_planner", {"account": "demo-account"}, ""),
+    ],
+)
 def test_usable_options_pass(db, system, options, client_id):
-    conn = Connection(name="c1", system_type=system, base_url="https://api.example.com", client_id=client_id, options=options)
+    conn = Connection(
+        name="c1", system_type=system, base_url="https://api.example.com", client_id=client_id, options=options
+    )
     conn.full_clean()
 
 
@@ -187,10 +229,23 @@ def test_admin_refuses_a_commercetools_connection_without_project_key(db, client
     admin.is_superuser = True
     admin.save()
     client.force_login(admin)
-    form = {"name": "ct2", "system_type": "commercetools", "base_url": "https://api.europe-west1.gcp.commercetools.com",
-            "auth_url": "", "client_id": "x", "secret_env": "", "webhook_secret_env": "", "options": "{}",
-            "rate_limit_per_second": "10", "rate_limit_burst": "10", "timeout_seconds": "10", "max_retries": "5",
-            "enabled": "on", "secret": "", "webhook_secret": ""}
+    form = {
+        "name": "ct2",
+        "system_type": "commercetools",
+        "base_url": "https://api.europe-west1.gcp.commercetools.com",
+        "auth_url": "",
+        "client_id": "x",
+        "secret_env": "",
+        "webhook_secret_env": "",
+        "options": "{}",
+        "rate_limit_per_second": "10",
+        "rate_limit_burst": "10",
+        "timeout_seconds": "10",
+        "max_retries": "5",
+        "enabled": "on",
+        "secret": "",
+        "webhook_secret": "",
+    }
     r = client.post("/admin/core/connection/add/", form)
     assert r.status_code == 200 and "options.project_key is required for commercetools" in r.content.decode()
     assert not Connection.objects.filter(name="ct2").exists()
@@ -201,15 +256,29 @@ def test_admin_refuses_a_commercetools_connection_without_project_key(db, client
 def test_webhook_for_a_connection_without_project_key_is_a_clear_503_and_a_record(w, client):
     client.raise_request_exception = False
     Connection.objects.filter(pk=w.storefront.pk).update(options={})
-    r = client.post("/hooks/orders/ct/", data=b"{}", content_type="application/json", HTTP_AUTHORIZATION="ct-hook-secret")
+    r = client.post(
+        "/hooks/orders/ct/", data=b"{}", content_type="application/json", HTTP_AUTHORIZATION="ct-hook-secret"
+    )
     assert r.status_code == 503 and r.json() == {"error": "connection ct is misconfigured in the hub: retry later"}
     rec = ExceptionRecord.objects.get(connection=w.storefront, context__reason="configuration")
-    assert "options.project_key is required for commercetools" in rec.message and rec.context["action"] == "fix_connection"
+    assert (
+        "options.project_key is required for commercetools" in rec.message and rec.context["action"] == "fix_connection"
+    )
     Connection.objects.filter(pk=w.master.pk).update(options={"page_size": "many"})
     body = b'{"changes": []}'
-    r = client.post("/hooks/stock/wair/", data=body, content_type="application/json", headers={HEADER: sign("wair-hook-secret", body)})
+    r = client.post(
+        "/hooks/stock/wair/",
+        data=body,
+        content_type="application/json",
+        headers={HEADER: sign("wair-hook-secret", body)},
+    )
     assert r.status_code == 503
-    r = client.post("/hooks/dispatch/wair/", data=body, content_type="application/json", headers={HEADER: sign("wair-hook-secret", body)})
+    r = client.post(
+        "/hooks/dispatch/wair/",
+        data=body,
+        content_type="application/json",
+        headers={HEADER: sign("wair-hook-secret", body)},
+    )
     assert r.status_code == 503
     assert ExceptionRecord.objects.filter(connection=w.master, context__reason="configuration").count() == 2
 
@@ -240,11 +309,14 @@ def test_stock_push_to_a_connection_without_project_key_becomes_an_exception_rec
     assert PendingPush.objects.filter(item=w.items[0]).exists()  # kept for after the fix, nothing lost
 
 
-@pytest.mark.parametrize("value, status", [
-    ("2776-03-11T09:55:43+21:54", 200),  # a legal ISO offset PostgreSQL cannot store (±15:59): converted to UTC
-    ("1822-06-10T18:02:50.5+18:43", 200),
-    ("9999-12-31T23:00:00-05:00", 400),  # past the representable range once in UTC
-])
+@pytest.mark.parametrize(
+    "value, status",
+    [
+        ("2776-03-11T09:55:43+21:54", 200),  # a legal ISO offset PostgreSQL cannot store (±15:59): converted to UTC
+        ("1822-06-10T18:02:50.5+18:43", 200),
+        ("9999-12-31T23:00:00-05:00", 400),  # past the representable range once in UTC
+    ],
+)
 def test_date_time_filters_with_any_offset_never_500(api, value, status):
     """Found by the API fuzz run on PostgreSQL: 'time zone displacement out of range'."""
     r = api("ops").get("/api/orders/", {"created_at__gte": value})

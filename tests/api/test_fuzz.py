@@ -6,6 +6,7 @@ Bounded and repeatable: a few examples per operation, derandomized (same cases e
 no example database. Schemathesis: https://schemathesis.readthedocs.io/en/stable/ (Python API: loading a
 schema, ``case.call``, ``case.validate_response`` with explicit checks).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -65,6 +66,7 @@ schema = schemathesis.openapi.from_dict(served_schema())
 schema.app = wsgi_app
 OPERATIONS = sorted(op.ok().label for op in schema.get_all_operations())
 
+
 @pytest.fixture(scope="module")
 def fuzz_world(django_db_setup, django_db_blocker):
     """One world with a row of every kind, and a token per role, made once for the module inside a
@@ -87,14 +89,18 @@ def fuzz_world(django_db_setup, django_db_blocker):
             f.mappings(w, w.items[3:5])
             IdentifierTransform.objects.create(name="strip", strip_leading_zeros=True)
             ShippingMethodMap.objects.create(channel=w.channel, storefront_method="std", warehouse_method="DPD")
-            PeriodicTask.objects.create(name="job", task="x.y", interval=IntervalSchedule.objects.create(every=60, period="seconds"))
+            PeriodicTask.objects.create(
+                name="job", task="x.y", interval=IntervalSchedule.objects.create(every=60, period="seconds")
+            )
             recon.generate("stock_drift")
             f.orders(w, 2, state=OrderState.HELD)
             f.stock(w, w.items, 3)
             f.pushes(w, w.items[:2])
             tokens = {}
             for role in ROLES:
-                user = User.objects.create(username=f"fuzz-{role}", is_staff=role == "admin")  # no password: none needed
+                user = User.objects.create(
+                    username=f"fuzz-{role}", is_staff=role == "admin"
+                )  # no password: none needed
                 user.groups.add(Group.objects.get(name=role))
                 tokens[role] = AuthToken.objects.create(user=user)[1]
             yield tokens
@@ -124,8 +130,14 @@ def test_api_fuzz(label, tokens):
     strategy = st.one_of(operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE))
 
     @given(case=strategy)
-    @settings(max_examples=FEWER_EXAMPLES.get(label, MAX_EXAMPLES), deadline=None, derandomize=True, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=FEWER_EXAMPLES.get(label, MAX_EXAMPLES),
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     def fuzz(case):
         for role in ROLES:
             response = case.call(headers={"Authorization": f"Token {tokens[role]}"})

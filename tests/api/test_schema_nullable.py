@@ -1,6 +1,7 @@
 """The OpenAPI schema (``/api/schema/``) says ``nullable`` wherever the API can answer null: every serializer
 field over a ``null=True`` model field (directly or through a nullable relation), and computed fields that
 can be None."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,8 +25,11 @@ def schema(make_user):
 def is_nullable(prop: dict) -> bool:
     if prop.get("nullable"):
         return True
-    return any(sub.get("nullable") or sub.get("$ref", "").endswith("/NullEnum")
-               for key in ("oneOf", "anyOf", "allOf") for sub in prop.get(key, []))
+    return any(
+        sub.get("nullable") or sub.get("$ref", "").endswith("/NullEnum")
+        for key in ("oneOf", "anyOf", "allOf")
+        for sub in prop.get(key, [])
+    )
 
 
 def can_be_null(model, source: str) -> bool:
@@ -40,8 +44,11 @@ def can_be_null(model, source: str) -> bool:
     return False
 
 
-MODEL_SERIALIZERS = [c for c in vars(s).values()
-                     if isinstance(c, type) and issubclass(c, drf.ModelSerializer) and c is not drf.ModelSerializer]
+MODEL_SERIALIZERS = [
+    c
+    for c in vars(s).values()
+    if isinstance(c, type) and issubclass(c, drf.ModelSerializer) and c is not drf.ModelSerializer
+]
 
 
 @pytest.mark.parametrize("serializer", MODEL_SERIALIZERS, ids=lambda c: c.__name__)
@@ -59,7 +66,9 @@ def test_fields_over_nullable_model_fields_are_nullable(schema, serializer):
         checked += 1
         if nullable_in_model != is_nullable(component[name]):
             wrong += 1
-            print(serializer.__name__, name, "model nullable" if nullable_in_model else "model NOT NULL", component[name])
+            print(
+                serializer.__name__, name, "model nullable" if nullable_in_model else "model NOT NULL", component[name]
+            )
     assert checked and not wrong
 
 

@@ -1,5 +1,6 @@
 """The measuring parts of the benches (bench/_engines.py, bench/propagation.py): what they compute must be right,
 or the printed figures mean nothing. No database, no timing."""
+
 from __future__ import annotations
 
 import sys
@@ -14,7 +15,11 @@ import propagation  # noqa: E402
 
 
 def test_child_command_drops_the_parents_engine_choice():
-    assert _engines.strip_engine(["--quick", "--engine", "sqlite", "--rate", "5", "--engine=postgresql"]) == ["--quick", "--rate", "5"]
+    assert _engines.strip_engine(["--quick", "--engine", "sqlite", "--rate", "5", "--engine=postgresql"]) == [
+        "--quick",
+        "--rate",
+        "5",
+    ]
 
 
 def test_percentile_nearest_rank():

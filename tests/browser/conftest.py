@@ -1,4 +1,5 @@
 """Headless Debian chromium via Playwright, against pytest-django's live_server."""
+
 from __future__ import annotations
 
 import os
@@ -7,13 +8,24 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
 
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium) to run browser tests")
+        pytest.skip(
+            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium) to run browser tests"
+        )
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API runs an event loop on this thread while it is open; the test body still talks to
@@ -35,7 +47,9 @@ def browser():
 
 @pytest.fixture
 def page(browser, live_server):
-    context = browser.new_context(accept_downloads=True, viewport={"width": 1440, "height": 900}, base_url=live_server.url)
+    context = browser.new_context(
+        accept_downloads=True, viewport={"width": 1440, "height": 900}, base_url=live_server.url
+    )
     p = context.new_page()
     p.set_default_timeout(15_000)
     yield p
@@ -52,6 +66,7 @@ def login(page, make_user):
         page.click("button[type=submit]")
         page.wait_for_load_state()
         return user
+
     return as_role
 
 

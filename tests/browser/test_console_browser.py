@@ -1,4 +1,5 @@
 """End-to-end in a real browser: ops triages and fixes a SKU mismatch; finance downloads a report."""
+
 from __future__ import annotations
 
 import csv
@@ -26,7 +27,9 @@ def _storefront_on_sandbox(w, sandbox, skus):
     shop.client_id, shop.options = "hub-demo", {"project_key": "hubtest"}
     shop.set_secret("hub-demo-secret")
     shop.save()
-    control(sandbox, "commercetools", "seed_catalog", {"channels": [w.channel.external_id], "skus": skus, "quantity": 0})
+    control(
+        sandbox, "commercetools", "seed_catalog", {"channels": [w.channel.external_id], "skus": skus, "quantity": 0}
+    )
 
 
 def test_ops_filters_exceptions_and_fixes_a_sku_mismatch(page, login, shots, sandbox):
@@ -132,8 +135,18 @@ def _finance_runs_and_downloads_a_report(page, login, tmp_path, shots):
     assert raw.startswith(b"\xef\xbb\xbf")  # UTF-8 BOM: Excel reads it as UTF-8 in any locale
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
     assert rows[0][:4] == ["channel", "channel name", "master sku", "storefront sku"]
-    assert rows[1] == ["web", "Web shop", f'="{w.items[0].sku}"', f'="{w.items[0].sku.lstrip("0")}"', "10", "16", "6",
-                       "2.50", "15.00", "GBP"]
+    assert rows[1] == [
+        "web",
+        "Web shop",
+        f'="{w.items[0].sku}"',
+        f'="{w.items[0].sku.lstrip("0")}"',
+        "10",
+        "16",
+        "6",
+        "2.50",
+        "15.00",
+        "GBP",
+    ]
     assert len(rows) == 2
 
 
@@ -142,7 +155,9 @@ def test_ops_imports_mappings_and_sees_rejected_rows_and_history(page, login, tm
     login("ops")
     page.click("nav >> text=SKU mappings")
     page.click("text=Import CSV")
-    body = f"master_sku,storefront_sku,channel\n{w.items[0].sku},A-1,web\nNOPE,B-1,web\n{w.items[1].sku},C-1,elsewhere\n"
+    body = (
+        f"master_sku,storefront_sku,channel\n{w.items[0].sku},A-1,web\nNOPE,B-1,web\n{w.items[1].sku},C-1,elsewhere\n"
+    )
     path = tmp_path / "mappings.csv"
     path.write_text(body)
     page.set_input_files("input[type=file]", str(path))
@@ -158,6 +173,8 @@ def test_ops_imports_mappings_and_sees_rejected_rows_and_history(page, login, tm
     page.click("button:has-text('Save')")
     page.wait_for_selector(".messages li")
     history = page.inner_text("#history")
-    assert "user-ops" in history and "csv-import" in history and "safety buffer" in history and "item: 00001000" in history  # names, not ids
+    assert (
+        "user-ops" in history and "csv-import" in history and "safety buffer" in history and "item: 00001000" in history
+    )  # names, not ids
     if shots:
         page.screenshot(path=str(shots / "mapping-edit.png"), full_page=True)

@@ -1,5 +1,6 @@
 """The staff screens, the admin and the API docs work in a real browser under the Content-Security-Policy:
 no violation is reported, the select-all and confirm-before-delete behaviours (static hub.js) still work."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,8 +13,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 def test_screens_work_under_the_csp(page, login):
     violations: list[str] = []
-    page.on("console", lambda m: violations.append(m.text)
-            if "Content Security Policy" in m.text or "Refused to" in m.text else None)
+    page.on(
+        "console",
+        lambda m: violations.append(m.text) if "Content Security Policy" in m.text or "Refused to" in m.text else None,
+    )
     page.on("pageerror", lambda e: violations.append(f"page error: {e}"))
     w = f.console_world()
     f.pushes(w, w.items)

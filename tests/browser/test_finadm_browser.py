@@ -1,6 +1,7 @@
 """Issue 14, finance and admin in a real browser: finance downloads a past day's report as XLSX and it parses;
 admin bulk-disables schedules, runs one now and sees its result; admin reverts a buffer change through the
 impact preview."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -40,8 +41,18 @@ def test_finance_downloads_a_past_days_report_as_xlsx(page, login, tmp_path):
     dl.value.save_as(path)
     assert path.name == f"dispatched_unshipped-{yesterday.isoformat()}-{report.pk}.xlsx"
     rows = list(openpyxl.load_workbook(path).worksheets[0].iter_rows(values_only=True))
-    assert list(rows[0]) == ["channel", "channel name", "order", "storefront order id", "hub state", "warehouse ref",
-                             "shipped/dispatched at (UTC)", "minutes overdue", "order total", "currency"]
+    assert list(rows[0]) == [
+        "channel",
+        "channel name",
+        "order",
+        "storefront order id",
+        "hub state",
+        "warehouse ref",
+        "shipped/dispatched at (UTC)",
+        "minutes overdue",
+        "order total",
+        "currency",
+    ]
     by_order = {r[2]: r for r in rows[1:]}
     assert by_order["WEB-0"][1] == "Web shop" and by_order["WEB-0"][-2:] == (42.5, "GBP")
 
@@ -52,8 +63,12 @@ def test_admin_bulk_disables_schedules_and_runs_one_now(page, login):
 
     daily = CrontabSchedule.objects.create(minute="0", hour="2")
     jobs = [PeriodicTask.objects.create(name=f"job {i}", task="core.heartbeat", crontab=daily) for i in range(3)]
-    PeriodicTask.objects.create(name="beat pulse", task="core.heartbeat", kwargs='{"name": "by-hand"}',
-                                interval=IntervalSchedule.objects.create(every=60, period="seconds"))
+    PeriodicTask.objects.create(
+        name="beat pulse",
+        task="core.heartbeat",
+        kwargs='{"name": "by-hand"}',
+        interval=IntervalSchedule.objects.create(every=60, period="seconds"),
+    )
     login("admin")
     page.goto("/schedules/")
     assert "every day at 02:00 UTC" in page.inner_text(f"tr[data-schedule='{jobs[0].pk}']")
@@ -66,7 +81,10 @@ def test_admin_bulk_disables_schedules_and_runs_one_now(page, login):
     assert AuditEntry.objects.filter(object_id__in=[str(jobs[0].pk), str(jobs[1].pk)], action="update").count() == 2
     assert "—" in page.inner_text(f"tr[data-schedule='{jobs[0].pk}'] .next-run")  # disabled: no next run
     page.click("tr:has-text('beat pulse') a")
-    previous, app.conf.task_always_eager = app.conf.task_always_eager, True  # no worker here: the task runs in the request
+    previous, app.conf.task_always_eager = (
+        app.conf.task_always_eager,
+        True,
+    )  # no worker here: the task runs in the request
     try:
         page.click("button:has-text('Run now')")
         page.wait_for_selector("#run-state")

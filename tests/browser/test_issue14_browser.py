@@ -1,6 +1,7 @@
 """Issue 14 in a real browser: CX finds an order by partial e-mail and cancels it with the Cancel button (a
 validation error never turns it into a resend); admin changes a buffer through the impact preview; pages
 fit a 390 px screen; badges reach 4.5:1 contrast; the skip link leads to the content."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,8 +23,11 @@ CONTRAST_JS = """(sel) => {
 def test_cx_finds_an_order_by_partial_email_and_cancels_it(page, login):
     w = f.console_world()
     o = f.orders(w, 1, state=OrderState.HELD, start=100233)[0]
-    Order.objects.filter(pk=o.pk).update(order_number="UK-100233", customer_email="jane.doe@example.com",
-                                         shipping_address={"first_name": "Jane", "last_name": "Doe", "city": "Leeds"})
+    Order.objects.filter(pk=o.pk).update(
+        order_number="UK-100233",
+        customer_email="jane.doe@example.com",
+        shipping_address={"first_name": "Jane", "last_name": "Doe", "city": "Leeds"},
+    )
     f.orders(w, 2, state=OrderState.SENT, start=1)
     login("cx")
     page.goto("/orders/")
@@ -70,8 +74,12 @@ def test_390px_layouts_badges_and_skip_link(browser, live_server, make_user):
 
     w = f.console_world()
     o = f.orders(w, 1, state=OrderState.HELD)[0]
-    for i, (sev, status) in enumerate([("warning", "acknowledged"), ("error", "resolved"), ("info", "open"), ("critical", "ignored")]):
-        rec = exc.raise_exception("stuck_order", f"k{i}", f"problem {i} " + "x" * 80, severity=sev, order_ref=o.idempotency_key)
+    for i, (sev, status) in enumerate(
+        [("warning", "acknowledged"), ("error", "resolved"), ("info", "open"), ("critical", "ignored")]
+    ):
+        rec = exc.raise_exception(
+            "stuck_order", f"k{i}", f"problem {i} " + "x" * 80, severity=sev, order_ref=o.idempotency_key
+        )
         rec.status = status
         rec.save()
     context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=live_server.url)
@@ -86,7 +94,8 @@ def test_390px_layouts_badges_and_skip_link(browser, live_server, make_user):
         for url in ("/", f"/orders/{o.pk}/", "/exceptions/"):
             page.goto(url)
             width = page.evaluate("document.documentElement.scrollWidth")
-            wide = page.evaluate("""() => [...document.querySelectorAll('body *')].filter(e => !e.closest('.table-wrap') && e.getBoundingClientRect().right > 391)
+            wide = page.evaluate("""() => [...document.querySelectorAll('body *')].filter(e =>
+            !e.closest('.table-wrap') && e.getBoundingClientRect().right > 391)
                 .slice(0, 8).map(e => e.tagName + '.' + e.className + '#' + e.id + ':' + Math.round(e.getBoundingClientRect().right))""")
             assert width <= 390, f"{url} is {width}px wide at 390px: {wide}"
         page.goto("/exceptions/?status=all")

@@ -1,5 +1,6 @@
 """In a real browser: the dashboard's stock tile goes red while the sandbox fails every call to the master,
 and back to green when the faults are lifted — refreshed by htmx, no page reload."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,8 +26,15 @@ def test_tile_goes_red_and_back_while_the_sandbox_injects_faults(page, login, sh
     master.set_secret("wair-demo-key")
     master.save()
     control(sandbox, "wair", "seed_locations", {"locations": [{"id": "WH1"}]})
-    make_rule(name="master failing", figure="connection_failing", key="*", op="gte", threshold=1, severity="error",
-              cooldown_minutes=0)
+    make_rule(
+        name="master failing",
+        figure="connection_failing",
+        key="*",
+        op="gte",
+        threshold=1,
+        severity="error",
+        cooldown_minutes=0,
+    )
     assert "error" not in poll_stock(master.pk)
     tick()
 

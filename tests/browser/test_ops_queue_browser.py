@@ -1,6 +1,7 @@
 """Issue 14, ops, in a real browser: ops finds a SKU mismatch with the search syntax, fixes it, expands an outage's
 parent row, takes it with the keyboard ("a": assign to me, after the count is confirmed), snoozes a row, filters
 "mine", and retries all failing stock pushes — more than one page of them — after seeing the count."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -20,11 +21,21 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 def _outage(w, n):
     orders = f.orders(w, n, state=OrderState.FAILED, start=700)
-    exc.raise_many([exc.Problem("bad_payload", f"bad_payload:wair:order-send:{o.idempotency_key}",
-                                f"wair refused order-send for order {o.order_number}",
-                                message=f"WAIR 422: locationId: location 'uk-web' is not known ({o.order_number})",
-                                connection_id=w.master.pk, channel_id=w.channel.pk, order_ref=o.idempotency_key,
-                                context={"order_id": o.pk, "action": "check_order"}) for o in orders])
+    exc.raise_many(
+        [
+            exc.Problem(
+                "bad_payload",
+                f"bad_payload:wair:order-send:{o.idempotency_key}",
+                f"wair refused order-send for order {o.order_number}",
+                message=f"WAIR 422: locationId: location 'uk-web' is not known ({o.order_number})",
+                connection_id=w.master.pk,
+                channel_id=w.channel.pk,
+                order_ref=o.idempotency_key,
+                context={"order_id": o.pk, "action": "check_order"},
+            )
+            for o in orders
+        ]
+    )
 
 
 def test_ops_fixes_a_mismatch_and_retries_all_failing_pushes(page, login, shots):
@@ -37,8 +48,9 @@ def test_ops_fixes_a_mismatch_and_retries_all_failing_pushes(page, login, shots)
     _outage(w, 12)  # newest: the first row
     its = f.items(60, prefix="7")
     f.pushes(w, its)
-    PendingPush.objects.filter(item__in=its).update(attempts=4, not_before=timezone.now() + timedelta(hours=1),
-                                                    last_error="RetryableError: ct answered 503")
+    PendingPush.objects.filter(item__in=its).update(
+        attempts=4, not_before=timezone.now() + timedelta(hours=1), last_error="RetryableError: ct answered 503"
+    )
     user = login("ops")
 
     # search syntax

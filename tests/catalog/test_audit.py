@@ -1,4 +1,5 @@
 """Catalogue audit: storefront SKUs vs mappings -> unknown_sku / sku_mismatch with the matching transform."""
+
 from __future__ import annotations
 
 import pytest
@@ -89,7 +90,12 @@ def test_beat_jobs_are_registered(db):
 
     call_command("setup_beat")
     names = set(PeriodicTask.objects.values_list("task", flat=True))
-    assert {"inventory.sweep_pending", "inventory.poll_masters", "inventory.drift_check", "catalog.audit_catalogue"} <= names
+    assert {
+        "inventory.sweep_pending",
+        "inventory.poll_masters",
+        "inventory.drift_check",
+        "catalog.audit_catalogue",
+    } <= names
 
 
 def test_audit_one_channel_only(shop, monkeypatch):
@@ -172,7 +178,9 @@ def storefront_of(n: int, tag: str, conn) -> list[str]:
 
     items = Item.objects.bulk_create([Item(sku=f"{tag}{i:05d}") for i in range(n)])
     IdentifierTransform.objects.create(name=f"{tag} prefix", connection=conn, prefix="Q-")
-    SkuMapping.objects.bulk_create([SkuMapping(item=it, storefront_sku=it.sku) for i, it in enumerate(items) if i % 10 > 2])
+    SkuMapping.objects.bulk_create(
+        [SkuMapping(item=it, storefront_sku=it.sku) for i, it in enumerate(items) if i % 10 > 2]
+    )
     kinds = {0: lambda s: s.upper(), 1: lambda s: f"Q-{s}", 2: lambda s: f"ghost-{s}"}
     return [kinds.get(i % 10, lambda s: s)(it.sku) for i, it in enumerate(items)]
 
@@ -259,6 +267,7 @@ def test_audit_does_not_load_the_item_master_into_python(db):
             rows = getattr(self.cursor, name)(*args)
             fetched[0] += (rows is not None) if name == "fetchone" else len(rows)
             return rows
+
         return fetch
 
     def iterate(self):
@@ -271,13 +280,21 @@ def test_audit_does_not_load_the_item_master_into_python(db):
 
     post_init.connect(on_init, sender=Item)
     try:
-        with mock.patch.multiple(CursorWrapper, create=True, fetchone=counting("fetchone"), fetchmany=counting("fetchmany"),
-                                 fetchall=counting("fetchall"), __iter__=iterate):
+        with mock.patch.multiple(
+            CursorWrapper,
+            create=True,
+            fetchone=counting("fetchone"),
+            fetchmany=counting("fetchmany"),
+            fetchall=counting("fetchall"),
+            __iter__=iterate,
+        ):
             res = audit_skus(conn, storefront)
     finally:
         post_init.disconnect(on_init, sender=Item)
     assert res.mismatches == 200 and res.unknown == 0
     assert built == []
-    assert fetched[0] < 1000, fetched[0]  # 200 matches, 200 new records' ids and the records read back, not 20,000 items
+    assert fetched[0] < 1000, fetched[
+        0
+    ]  # 200 matches, 200 new records' ids and the records read back, not 20,000 items
     rec = ExceptionRecord.objects.get(dedupe_key="sku_mismatch:big:100")
     assert rec.context["suggested_item_sku"] == "0000100" and rec.context["transform"]["pad_to_length"] is None

@@ -1,5 +1,6 @@
 """Item master import (issue 17): streaming CSV / XLSX, every problem of a row with its line, good rows kept,
 dry run, bulk writes with a fixed number of queries per chunk, propagation rows in the same transaction."""
+
 from __future__ import annotations
 
 import io
@@ -44,33 +45,53 @@ def test_weight_and_cost_rules():
 
 
 def test_import_creates_items_with_every_field_and_queues_propagation(clarus):
-    text = HEADER + ("TEE-RED-M,Tee red M,TEE,M,red,5012345678900,180,g,4.25,\n"
-                     "TEE-RED-L,Tee red L,TEE,L,red,,0.2,kg,4.50,\n"
-                     "TEE-PACK,Two tees,,,,,,,,TEE-RED-M:1|TEE-RED-L:1\n")
+    text = HEADER + (
+        "TEE-RED-M,Tee red M,TEE,M,red,5012345678900,180,g,4.25,\n"
+        "TEE-RED-L,Tee red L,TEE,L,red,,0.2,kg,4.50,\n"
+        "TEE-PACK,Two tees,,,,,,,,TEE-RED-M:1|TEE-RED-L:1\n"
+    )
     r = item_import.import_items(text)
     assert (r.created, r.error_count, r.fatal) == (3, 0, "")
     m = Item.objects.get(sku="TEE-RED-M")
     assert (m.name, m.parent_sku, m.attributes, m.barcode, m.weight, m.weight_unit, m.unit_cost) == (
-        "Tee red M", "TEE", {"size": "M", "colour": "red"}, "5012345678900", Decimal("180"), "g", Decimal("4.25"))
+        "Tee red M",
+        "TEE",
+        {"size": "M", "colour": "red"},
+        "5012345678900",
+        Decimal("180"),
+        "g",
+        Decimal("4.25"),
+    )
     pack = Item.objects.get(sku="TEE-PACK")
-    assert pack.is_bundle and set(BundleComponent.objects.filter(bundle=pack).values_list("component__sku", "quantity")) == {
-        ("TEE-RED-M", 1), ("TEE-RED-L", 1)}
+    assert pack.is_bundle and set(
+        BundleComponent.objects.filter(bundle=pack).values_list("component__sku", "quantity")
+    ) == {("TEE-RED-M", 1), ("TEE-RED-L", 1)}
     # the warehouse gets a product record for the two variants (not the bundle), in the import's transaction
-    assert set(PendingItemSync.objects.filter(connection=clarus).values_list("item__sku", flat=True)) == {"TEE-RED-M", "TEE-RED-L"}
+    assert set(PendingItemSync.objects.filter(connection=clarus).values_list("item__sku", flat=True)) == {
+        "TEE-RED-M",
+        "TEE-RED-L",
+    }
     assert AuditEntry.objects.filter(source="csv-import", action="create").count() == 3
 
 
 def test_every_problem_of_a_row_in_file_order_and_good_rows_kept(db):
-    text = HEADER + ("BAD SKU,x,,,,5012345678901,-1,stone,-2,\n"
-                     "GOOD-1,Good,,,,,,,,\n"
-                     "GOOD-1,Again,,,,,,,,\n"
-                     "KIT,Kit,,,,,,,,NOPE:2|GOOD-1:x\n")
+    text = HEADER + (
+        "BAD SKU,x,,,,5012345678901,-1,stone,-2,\n"
+        "GOOD-1,Good,,,,,,,,\n"
+        "GOOD-1,Again,,,,,,,,\n"
+        "KIT,Kit,,,,,,,,NOPE:2|GOOD-1:x\n"
+    )
     r = item_import.import_items(text)
     assert r.created == 1 and Item.objects.filter(sku="GOOD-1").exists()
     assert [e.line for e in r.errors] == [2, 4, 5]
     first = r.errors[0].reason
-    for part in ("sku contains a space", "check digit 1, expected 0", "weight '-1' must be more than 0",
-                 "weight_unit 'stone' is not one of", "unit_cost '-2' must not be negative"):
+    for part in (
+        "sku contains a space",
+        "check digit 1, expected 0",
+        "weight '-1' must be more than 0",
+        "weight_unit 'stone' is not one of",
+        "unit_cost '-2' must not be negative",
+    ):
         assert part in first
     assert "duplicate of line 3" in r.errors[1].reason
     assert "quantity 'x' of 'GOOD-1'" in r.errors[2].reason
@@ -103,8 +124,12 @@ def test_reimport_updates_only_changed_and_missing_column_keeps_field(db):
 
 
 def test_sku_rules_of_the_connection(db):
-    conn = factories.connection("commercetools", "ct", base_url="https://api.example.com",
-                                options={"sku_rules": {"allowed_characters": "A-Z0-9-", "keep_leading_zeros": False}})
+    conn = factories.connection(
+        "commercetools",
+        "ct",
+        base_url="https://api.example.com",
+        options={"sku_rules": {"allowed_characters": "A-Z0-9-", "keep_leading_zeros": False}},
+    )
     IdentifierTransform.objects.create(name="eight", connection=conn, fixed_length=8)
     r = item_import.import_items("sku\nAB-12345\nab-12345\n00012345\nAB-1\n", connection=conn)
     assert r.created == 1
@@ -179,8 +204,9 @@ def test_one_drain_nudge_per_import_however_many_chunks(db, clarus, monkeypatch,
 def test_drain_all_runs_batch_after_batch_until_the_outbox_is_empty(db, monkeypatch):
     from integration_hub.catalog import item_outbox
 
-    conn = factories.connection("inventory_planner", "ip", base_url="https://api.example.com",
-                                client_id="acct", options={"delivery": "url"})
+    conn = factories.connection(
+        "inventory_planner", "ip", base_url="https://api.example.com", client_id="acct", options={"delivery": "url"}
+    )
     conn.set_secret("k")
     conn.save()
     item_import.import_items(io.BytesIO(_big_csv(1200)))

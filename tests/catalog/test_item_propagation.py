@@ -1,6 +1,7 @@
 """Item outbox targets beyond the warehouse (issue 17): WAIR replenishment gets POST /Items in a batch cycle,
 Inventory Planner a variants file by SFTP (nothing for URL delivery: its complete products.csv lists the item),
 bundles go to no planner; the products.csv carries the new barcode."""
+
 from __future__ import annotations
 
 
@@ -17,7 +18,10 @@ def test_wair_gets_the_items_in_one_batch_cycle(pair):  # noqa: F811
     wair = pair.connection("wair_replenishment")
     r = item_import.import_items(ITEMS)
     assert r.created == 3 and r.components == 2
-    assert set(PendingItemSync.objects.filter(connection=wair).values_list("item__sku", flat=True)) == {"TEE-M", "TEE-L"}
+    assert set(PendingItemSync.objects.filter(connection=wair).values_list("item__sku", flat=True)) == {
+        "TEE-M",
+        "TEE-L",
+    }
     out = item_outbox.drain(wair)
     assert (out.sent, out.error) == (2, "")
     state = pair.control("wair_replenishment", "state")
@@ -26,7 +30,12 @@ def test_wair_gets_the_items_in_one_batch_cycle(pair):  # noqa: F811
     assert not state["batch_open"] and not PendingItemSync.objects.filter(connection=wair).exists()
 
 
-def test_inventory_planner_sftp_variants_file_and_url_delivery_sends_nothing(ip_conn, sandbox, sftp_server, monkeypatch):  # noqa: F811
+def test_inventory_planner_sftp_variants_file_and_url_delivery_sends_nothing(
+    ip_conn,  # noqa: F811
+    sandbox,
+    sftp_server,
+    monkeypatch,
+):
     item_import.import_items(ITEMS)
     out = item_outbox.drain(ip_conn)  # URL delivery: the planner pulls products.csv, which lists every item
     assert out.sent == 0 and out.error == "" and not PendingItemSync.objects.filter(connection=ip_conn).exists()

@@ -1,4 +1,5 @@
 """Items page and item import screen / API (issue 17): role-checked, CSRF on the POST, fixed query count per page."""
+
 from __future__ import annotations
 
 import pytest
@@ -64,9 +65,12 @@ def test_items_page_fixed_queries_and_filters(role_client):
 
     def make(n):
         for i in range(n):
-            it = Item.objects.create(sku=f"S-{len(Item.objects.all()):04d}", name="x", attributes={"size": "M" if i % 2 else "L"})
+            it = Item.objects.create(
+                sku=f"S-{len(Item.objects.all()):04d}", name="x", attributes={"size": "M" if i % 2 else "L"}
+            )
             SkuMapping.objects.create(item=it, channel=ch, storefront_sku=f"SF-{it.sku}")
             StockLevel.objects.create(item=it, location=loc, quantity=i)
+
     make(5)
     c = role_client("ops")
     c.get("/items/")

@@ -1,5 +1,6 @@
 """The one "mapping changed" entry point: a row save goes through it by its signal (once — the console/API save hook
 no longer re-queues a second time), a bulk write calls it itself, and it re-checks held orders only when asked."""
+
 from __future__ import annotations
 
 import pytest
@@ -37,7 +38,9 @@ def test_a_bulk_write_calls_it_itself(w):
 
 def test_held_orders_are_rechecked_only_for_the_skus_given(w, monkeypatch):
     calls = []
-    monkeypatch.setattr(mapping_changes, "revalidate_held", lambda sku=None, channel=None: calls.append((sku, channel)) or 2)
+    monkeypatch.setattr(
+        mapping_changes, "revalidate_held", lambda sku=None, channel=None: calls.append((sku, channel)) or 2
+    )
     assert mapping_changed([w.items[0].pk], [w.channel.pk], "x").orders_revalidated == 0 and calls == []
     assert mapping_changed((), None, "x", storefront_skus=["A"], channel=w.channel).orders_revalidated == 2
     assert mapping_changed((), None, "x", storefront_skus=["A", "B"]).orders_revalidated == 2

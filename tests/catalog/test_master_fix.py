@@ -1,6 +1,7 @@
 """Issue 17: "Take the master's value" on a master_data_drift exception — the commercetools Products API update
 (emulated: versioned, 409 on a stale version, unknown actions refused, staged vs current), the service (write,
 re-read, resolve only when confirmed), Clarus not writable, and the console button (roles, CSRF, audit)."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,9 +23,13 @@ def world(pair):  # noqa: F811
     pair.topology(sf, wh, list_id="sc-web")
     sf.options = {**sf.options, "barcode_attribute": "ean", "weight_attribute": "weight_g"}
     sf.save()
-    item_import.import_items("sku,barcode,weight,weight_unit,name\nA,5012345678900,250,g,Item A\nB,96385074,1,kg,Item B\n")
+    item_import.import_items(
+        "sku,barcode,weight,weight_unit,name\nA,5012345678900,250,g,Item A\nB,96385074,1,kg,Item B\n"
+    )
     item_outbox.drain_all()  # Clarus has A and B
-    pair.control("commercetools", "set_variant", {"sku": "SF-A", "attributes": {"ean": "4006381333931", "weight_g": 250}})
+    pair.control(
+        "commercetools", "set_variant", {"sku": "SF-A", "attributes": {"ean": "4006381333931", "weight_g": 250}}
+    )
     pair.control("commercetools", "set_variant", {"sku": "SF-B", "attributes": {"weight_g": 900}})
     pair.control("clarus", "set_product", {"code": "A", "barcode": "4006381333931"})
     audit_master_data()
@@ -38,14 +43,25 @@ def _rec(key):
 def _ct(pr, method, path, **kw):
     from tests.support.factories import SECRETS
 
-    tok = requests.post(f"{pr.sandbox.url}/commercetools/oauth/token", data={"grant_type": "client_credentials"},
-                        auth=("hub-demo", SECRETS["commercetools"]), timeout=5).json()["access_token"]
-    return requests.request(method, f"{pr.sandbox.url}/commercetools/hubtest/{path}", headers={"Authorization": f"Bearer {tok}"},
-                            timeout=5, **kw)
+    tok = requests.post(
+        f"{pr.sandbox.url}/commercetools/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=("hub-demo", SECRETS["commercetools"]),
+        timeout=5,
+    ).json()["access_token"]
+    return requests.request(
+        method,
+        f"{pr.sandbox.url}/commercetools/hubtest/{path}",
+        headers={"Authorization": f"Bearer {tok}"},
+        timeout=5,
+        **kw,
+    )
 
 
 def _projection(pr, sku, staged=False):
-    body = _ct(pr, "GET", "product-projections", params={"where": f'masterVariant(sku="{sku}")', "staged": str(staged).lower()}).json()
+    body = _ct(
+        pr, "GET", "product-projections", params={"where": f'masterVariant(sku="{sku}")', "staged": str(staged).lower()}
+    ).json()
     return body["results"][0]
 
 
@@ -53,41 +69,95 @@ def _projection(pr, sku, staged=False):
 def test_emulator_product_update_is_versioned_and_refuses_what_ct_refuses(world):
     pr, sf, wh = world
     p = _projection(pr, "SF-B")
-    stale = _ct(pr, "POST", f"products/{p['id']}", json={"version": p["version"] - 1, "actions": [
-        {"action": "setAttribute", "sku": "SF-B", "name": "weight_g", "value": 1000, "staged": False}]})
+    stale = _ct(
+        pr,
+        "POST",
+        f"products/{p['id']}",
+        json={
+            "version": p["version"] - 1,
+            "actions": [{"action": "setAttribute", "sku": "SF-B", "name": "weight_g", "value": 1000, "staged": False}],
+        },
+    )
     assert stale.status_code == 409 and stale.json()["errors"][0]["code"] == "ConcurrentModification"
     assert stale.json()["errors"][0]["currentVersion"] == p["version"]
-    unknown = _ct(pr, "POST", f"products/{p['id']}", json={"version": p["version"], "actions": [
-        {"action": "setAttribute", "sku": "SF-B", "name": "weight_g", "value": 1000, "staged": False}, {"action": "changeSlugz"}]})
+    unknown = _ct(
+        pr,
+        "POST",
+        f"products/{p['id']}",
+        json={
+            "version": p["version"],
+            "actions": [
+                {"action": "setAttribute", "sku": "SF-B", "name": "weight_g", "value": 1000, "staged": False},
+                {"action": "changeSlugz"},
+            ],
+        },
+    )
     assert unknown.status_code == 400 and unknown.json()["errors"][0]["code"] == "InvalidOperation"
     assert set(unknown.json()) >= {"statusCode", "message", "errors"}
-    bad_name = _ct(pr, "POST", f"products/{p['id']}", json={"version": p["version"], "actions": [{"action": "changeName", "name": "x"}]})
+    bad_name = _ct(
+        pr,
+        "POST",
+        f"products/{p['id']}",
+        json={"version": p["version"], "actions": [{"action": "changeName", "name": "x"}]},
+    )
     assert bad_name.status_code == 400 and bad_name.json()["errors"][0]["code"] == "InvalidInput"
-    no_variant = _ct(pr, "POST", f"products/{p['id']}", json={"version": p["version"], "actions": [
-        {"action": "setAttribute", "sku": "NOPE", "name": "weight_g", "value": 1}]})
+    no_variant = _ct(
+        pr,
+        "POST",
+        f"products/{p['id']}",
+        json={
+            "version": p["version"],
+            "actions": [{"action": "setAttribute", "sku": "NOPE", "name": "weight_g", "value": 1}],
+        },
+    )
     assert no_variant.status_code == 400 and no_variant.json()["errors"][0]["code"] == "InvalidOperation"
     assert _projection(pr, "SF-B")["version"] == p["version"]  # nothing of a refused request applied
     # staged (the default): only the staged projection changes
-    ok = _ct(pr, "POST", f"products/{p['id']}", json={"version": p["version"], "actions": [
-        {"action": "setAttribute", "sku": "SF-B", "name": "weight_g", "value": 950}]})
-    assert ok.status_code == 200 and ok.json()["version"] == p["version"] + 1 and ok.json()["masterData"]["hasStagedChanges"] is True
+    ok = _ct(
+        pr,
+        "POST",
+        f"products/{p['id']}",
+        json={
+            "version": p["version"],
+            "actions": [{"action": "setAttribute", "sku": "SF-B", "name": "weight_g", "value": 950}],
+        },
+    )
+    assert (
+        ok.status_code == 200
+        and ok.json()["version"] == p["version"] + 1
+        and ok.json()["masterData"]["hasStagedChanges"] is True
+    )
     cur, stg = _projection(pr, "SF-B"), _projection(pr, "SF-B", staged=True)
     assert {a["name"]: a["value"] for a in cur["masterVariant"]["attributes"]}["weight_g"] == 900
     assert {a["name"]: a["value"] for a in stg["masterVariant"]["attributes"]}["weight_g"] == 950
     # staged false: current and staged
-    ok = _ct(pr, "POST", f"products/{p['id']}", json={"version": p["version"] + 1, "actions": [
-        {"action": "setAttribute", "sku": "SF-B", "name": "weight_g", "value": 1000, "staged": False},
-        {"action": "changeName", "name": {"en": "Item B"}, "staged": False}]})
+    ok = _ct(
+        pr,
+        "POST",
+        f"products/{p['id']}",
+        json={
+            "version": p["version"] + 1,
+            "actions": [
+                {"action": "setAttribute", "sku": "SF-B", "name": "weight_g", "value": 1000, "staged": False},
+                {"action": "changeName", "name": {"en": "Item B"}, "staged": False},
+            ],
+        },
+    )
     assert ok.status_code == 200
     cur = _projection(pr, "SF-B")
-    assert {a["name"]: a["value"] for a in cur["masterVariant"]["attributes"]}["weight_g"] == 1000 and cur["name"] == {"en": "Item B"}
+    assert {a["name"]: a["value"] for a in cur["masterVariant"]["attributes"]}["weight_g"] == 1000 and cur["name"] == {
+        "en": "Item B"
+    }
 
 
 # --- the service ---------------------------------------------------------------------------------------------------------
 def test_take_the_masters_value_on_commercetools_resolves_and_the_next_audit_agrees(world, django_user_model):
     pr, sf, wh = world
     user = django_user_model.objects.create_user("ops-x")
-    weight, barcode = _rec("master_data_drift:commercetools:B:weight"), _rec("master_data_drift:commercetools:A:barcode")
+    weight, barcode = (
+        _rec("master_data_drift:commercetools:B:weight"),
+        _rec("master_data_drift:commercetools:A:barcode"),
+    )
     name = _rec("master_data_drift:commercetools:A:name")  # the seeded product is called "P-SF-A"
     for rec in (weight, barcode, name):
         out = master_fix.take_master_value(rec, user=user)
@@ -111,7 +181,9 @@ def test_a_409_rereads_the_product_and_retries_once(world, monkeypatch):
 
     def post(path, **kw):
         if not posts:  # someone edits the product between our read and our write
-            pr.control("commercetools", "set_variant", {"sku": "SF-B", "attributes": {"weight_g": 900, "colour": "red"}})
+            pr.control(
+                "commercetools", "set_variant", {"sku": "SF-B", "attributes": {"weight_g": 900, "colour": "red"}}
+            )
         posts.append(kw["json"]["version"])
         return real_post(path, **kw)
 
@@ -134,7 +206,9 @@ def test_a_reread_that_still_differs_leaves_it_open_with_the_reason(world, monke
 
 def test_a_refused_write_leaves_it_open_with_the_error(world):
     pr, sf, wh = world
-    pr.control("commercetools", "faults", {"conflict_rate": 1.0})  # every versioned write answers 409: one retry, then give up
+    pr.control(
+        "commercetools", "faults", {"conflict_rate": 1.0}
+    )  # every versioned write answers 409: one retry, then give up
     try:
         rec = _rec("master_data_drift:commercetools:B:weight")
         out = master_fix.take_master_value(rec)
@@ -194,6 +268,9 @@ def test_the_queue_row_button_writes_and_returns_to_the_queue(world, django_asse
     assert "formaction" not in _client("cx").get("/exceptions/?q=kind%3Amaster_data_drift").content.decode()
     r = ops.post(f"/exceptions/{rec.pk}/take-master-value/", {"next": "/exceptions/?q=kind%3Amaster_data_drift"})
     assert r.status_code == 302 and r["Location"] == "/exceptions/?q=kind%3Amaster_data_drift"
-    assert ops.post(f"/exceptions/{rec.pk}/take-master-value/", {"next": "https://evil.example/"})["Location"] == f"/exceptions/{rec.pk}/"
+    assert (
+        ops.post(f"/exceptions/{rec.pk}/take-master-value/", {"next": "https://evil.example/"})["Location"]
+        == f"/exceptions/{rec.pk}/"
+    )
     rec.refresh_from_db()
     assert rec.status == "resolved"

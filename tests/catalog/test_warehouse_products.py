@@ -1,5 +1,6 @@
 """Products a warehouse must know before orders name them (Clarus): synced from the item master, ids stored,
 put on the lines of warehouse orders about to be sent."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,8 +17,17 @@ def clarus(db, sandbox):
 
     from tests.support.factories import CLARUS_OPTIONS
 
-    conn = Connection(name="clarus", system_type="clarus", base_url=f"{sandbox.url}/clarus", client_id="hub-demo",
-                      options=dict(CLARUS_OPTIONS), rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=1)
+    conn = Connection(
+        name="clarus",
+        system_type="clarus",
+        base_url=f"{sandbox.url}/clarus",
+        client_id="hub-demo",
+        options=dict(CLARUS_OPTIONS),
+        rate_limit_per_second=1000,
+        rate_limit_burst=1000,
+        timeout_seconds=5,
+        max_retries=1,
+    )
     conn.set_secret("clarus-demo-key")
     conn.save()
     Item.objects.create(sku="A", name="Mug")
@@ -43,7 +53,9 @@ def test_stored_ids_go_on_the_order_lines(clarus):
     from connectors.base import Address, WarehouseOrder, WarehouseOrderLine
 
     wp.sync_warehouse_products(clarus)
-    wo = WarehouseOrder("R", "1", "web", [WarehouseOrderLine("1", "A", 1), WarehouseOrderLine("2", "GHOST", 1)], Address(), "STD")
+    wo = WarehouseOrder(
+        "R", "1", "web", [WarehouseOrderLine("1", "A", 1), WarehouseOrderLine("2", "GHOST", 1)], Address(), "STD"
+    )
     wp.attach_ids([(SimpleNamespace(warehouse_id=clarus.pk), wo)])
     assert wo.lines[0].warehouse_product_id == WarehouseProduct.objects.get(item__sku="A").external_id
     assert wo.lines[1].warehouse_product_id == ""

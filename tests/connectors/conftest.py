@@ -1,4 +1,5 @@
 """Fixtures shared by the SFCC connector tests: a connection to the sandbox's SFCC emulator, seeded."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,10 +23,18 @@ def sf_conn(db, sandbox):
     from integration_hub.core.models import Connection
 
     cache.clear()
-    conn = Connection(name="sfcc-test", system_type="sfcc", base_url=f"{sandbox.url}/sfcc",
-                      auth_url=f"{sandbox.url}/sfcc/dwsso/oauth2/access_token", client_id="am-client",
-                      options={"site_id": "RefArch", "default_inventory_list": "inv_uk"},
-                      rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=4)
+    conn = Connection(
+        name="sfcc-test",
+        system_type="sfcc",
+        base_url=f"{sandbox.url}/sfcc",
+        auth_url=f"{sandbox.url}/sfcc/dwsso/oauth2/access_token",
+        client_id="am-client",
+        options={"site_id": "RefArch", "default_inventory_list": "inv_uk"},
+        rate_limit_per_second=1000,
+        rate_limit_burst=1000,
+        timeout_seconds=5,
+        max_retries=4,
+    )
     conn.set_secret("am-secret")
     conn.set_webhook_secret("sfcc-hook-secret")
     conn.save()
@@ -41,8 +50,6 @@ def sf(sf_conn):
     return c
 
 
-
-
 @pytest.fixture
 def scapi_conn(db, sandbox):
     """An SFCC connection on the B2C Commerce API + OCI (api_family scapi_oci), the site selling from OCI."""
@@ -51,10 +58,23 @@ def scapi_conn(db, sandbox):
     from integration_hub.core.models import Connection
 
     cache.clear()
-    conn = Connection(name="sfcc-scapi", system_type="sfcc", base_url=f"{sandbox.url}/sfcc", auth_url=f"{sandbox.url}/sfcc",
-                      client_id="am-client", options={"api_family": "scapi_oci", "organization_id": "f_ecom_zzxy_prd",
-                                                      "site_id": "RefArch", "default_inventory_list": "inv_uk"},
-                      rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=4)
+    conn = Connection(
+        name="sfcc-scapi",
+        system_type="sfcc",
+        base_url=f"{sandbox.url}/sfcc",
+        auth_url=f"{sandbox.url}/sfcc",
+        client_id="am-client",
+        options={
+            "api_family": "scapi_oci",
+            "organization_id": "f_ecom_zzxy_prd",
+            "site_id": "RefArch",
+            "default_inventory_list": "inv_uk",
+        },
+        rate_limit_per_second=1000,
+        rate_limit_burst=1000,
+        timeout_seconds=5,
+        max_retries=4,
+    )
     conn.set_secret("am-secret")
     conn.set_webhook_secret("sfcc-hook-secret")
     conn.save()

@@ -1,4 +1,5 @@
 """commercetools connector against the commercetools emulator, over real HTTP."""
+
 from __future__ import annotations
 
 import json
@@ -25,9 +26,18 @@ faults = faulter("commercetools")
 def ct_conn(db, sandbox):
     from integration_hub.core.models import Connection
 
-    conn = Connection(name="ct-test", system_type="commercetools", base_url=f"{sandbox.url}/commercetools",
-                      auth_url=f"{sandbox.url}/commercetools", client_id="hub-demo", options={"project_key": "demo"},
-                      rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=4)
+    conn = Connection(
+        name="ct-test",
+        system_type="commercetools",
+        base_url=f"{sandbox.url}/commercetools",
+        auth_url=f"{sandbox.url}/commercetools",
+        client_id="hub-demo",
+        options={"project_key": "demo"},
+        rate_limit_per_second=1000,
+        rate_limit_burst=1000,
+        timeout_seconds=5,
+        max_retries=4,
+    )
     conn.set_secret("hub-demo-secret")
     conn.set_webhook_secret("ct-hook-secret")
     conn.save()
@@ -97,7 +107,9 @@ def test_token_scoped_to_another_project_is_refused(ct_conn, sandbox, catalog):
 # --- stock ---------------------------------------------------------------------------------------
 def test_set_stock_updates_existing_and_creates_missing(ct, sandbox, catalog):
     control(sandbox, "seed_catalog", {"channels": [], "skus": ["NEW-1"], "quantity": None})  # product, no entry
-    targets = [InventoryTarget(s, "uk-web", i + 1) for i, s in enumerate(SKUS)] + [InventoryTarget("NEW-1", "eu-web", 9)]
+    targets = [InventoryTarget(s, "uk-web", i + 1) for i, s in enumerate(SKUS)] + [
+        InventoryTarget("NEW-1", "eu-web", 9)
+    ]
     results = ct.set_stock(targets)
     assert [r.ok for r in results] == [True] * 6
     assert [(r.sku, r.quantity) for r in results] == [(t.sku, t.quantity) for t in targets]
@@ -125,8 +137,13 @@ def test_set_stock_reads_in_batches_of_100(ct, sandbox):
 
 
 def test_unknown_sku_and_channel_are_per_item_failures(ct, sandbox, catalog):
-    results = ct.set_stock([InventoryTarget("SKU-001", "uk-web", 4), InventoryTarget("NOPE", "uk-web", 1),
-                            InventoryTarget("SKU-002", "no-such-channel", 1)])
+    results = ct.set_stock(
+        [
+            InventoryTarget("SKU-001", "uk-web", 4),
+            InventoryTarget("NOPE", "uk-web", 1),
+            InventoryTarget("SKU-002", "no-such-channel", 1),
+        ]
+    )
     assert results[0].ok
     assert not results[1].ok and isinstance(results[1].error, errors.NotFoundError)
     assert not results[2].ok and isinstance(results[2].error, errors.PermanentError)
@@ -164,16 +181,20 @@ def test_injected_conflicts_are_retried(ct, sandbox):
 def test_raw_409_body_carries_current_version(ct, sandbox, catalog):
     [entry] = ct._entries(ct.channel_ids(["uk-web"])["uk-web"], ["SKU-001"]).values()
     with pytest.raises(errors.ConflictError) as exc:
-        ct.client.post(ct.path(f"inventory/{entry['id']}"), json={"version": entry["version"] + 5,
-                                                                  "actions": [{"action": "changeQuantity", "quantity": 1}]})
+        ct.client.post(
+            ct.path(f"inventory/{entry['id']}"),
+            json={"version": entry["version"] + 5, "actions": [{"action": "changeQuantity", "quantity": 1}]},
+        )
     assert exc.value.current_version == entry["version"]
     assert exc.value.body["errors"][0]["code"] == "ConcurrentModification"
 
 
 def test_duplicate_inventory_entry_is_refused(ct, catalog):
     with pytest.raises(errors.BadDataError) as exc:
-        ct.client.post(ct.path("inventory"), json={"sku": "SKU-001", "supplyChannel": {"typeId": "channel", "key": "uk-web"},
-                                                   "quantityOnStock": 1})
+        ct.client.post(
+            ct.path("inventory"),
+            json={"sku": "SKU-001", "supplyChannel": {"typeId": "channel", "key": "uk-web"}, "quantityOnStock": 1},
+        )
     assert exc.value.body["errors"][0]["code"] == "DuplicateField"
 
 
@@ -215,15 +236,31 @@ def test_persistent_outage_fails_items_without_hammering(ct, sandbox, catalog):
     results = ct.set_stock([InventoryTarget(s, "uk-web", 8) for s in SKUS])
     assert not any(r.ok for r in results)
     assert all(isinstance(r.error, errors.RetryableError) for r in results)
-    assert sum(sb.stats("commercetools").by_route.values()) == ct.client.max_retries + 1  # one failed read, not one per SKU
+    assert (
+        sum(sb.stats("commercetools").by_route.values()) == ct.client.max_retries + 1
+    )  # one failed read, not one per SKU
 
 
 # --- orders --------------------------------------------------------------------------------------
-ORDER = {"channel": "uk-web", "lines": [{"sku": "SKU-001", "quantity": 2}, {"sku": "SKU-002", "quantity": 1, "price": 1250}],
-         "shipping_method": "express", "gift_message": "Happy birthday!", "delivery_notes": "Leave with neighbour",
-         "custom_fields": {"loyaltyTier": "gold"}, "email": "ann@example.com", "discount_codes": ["SPRING10"],
-         "address": {"firstName": "Ann", "lastName": "Lee", "streetName": "Station Road", "streetNumber": "4",
-                     "postalCode": "M1 1AA", "city": "Manchester", "country": "GB"}}
+ORDER = {
+    "channel": "uk-web",
+    "lines": [{"sku": "SKU-001", "quantity": 2}, {"sku": "SKU-002", "quantity": 1, "price": 1250}],
+    "shipping_method": "express",
+    "gift_message": "Happy birthday!",
+    "delivery_notes": "Leave with neighbour",
+    "custom_fields": {"loyaltyTier": "gold"},
+    "email": "ann@example.com",
+    "discount_codes": ["SPRING10"],
+    "address": {
+        "firstName": "Ann",
+        "lastName": "Lee",
+        "streetName": "Station Road",
+        "streetNumber": "4",
+        "postalCode": "M1 1AA",
+        "city": "Manchester",
+        "country": "GB",
+    },
+}
 
 
 def test_get_order_has_everything_fulfilment_needs(ct, sandbox, catalog):
@@ -253,7 +290,9 @@ def test_order_decrements_storefront_stock(ct, sandbox, catalog):
 
 
 def test_orders_since_paginates_with_cursor(ct, emu, sandbox, catalog):
-    ids = control(sandbox, "create_orders", {"orders": [dict(ORDER, email=f"c{i}@example.com") for i in range(7)]})["ids"]
+    ids = control(sandbox, "create_orders", {"orders": [dict(ORDER, email=f"c{i}@example.com") for i in range(7)]})[
+        "ids"
+    ]
     seen, cursor, pages = [], "", 0
     while True:
         page = ct.orders_since(cursor, limit=3)
@@ -343,36 +382,56 @@ def test_order_created_message_is_parsed_and_verified(ct, sandbox, catalog, rece
 def test_failed_deliveries_are_retried_then_dropped(ct, sandbox, catalog):
     flaky = _Receiver(fail_first=2)
     try:
-        control(sandbox, "configure_webhooks", {"order_url": flaky.url, "secret": "s", "retry_delays": [0.05, 0.05, 0.05]})
+        control(
+            sandbox, "configure_webhooks", {"order_url": flaky.url, "secret": "s", "retry_delays": [0.05, 0.05, 0.05]}
+        )
         control(sandbox, "create_orders", {"orders": [ORDER]})
         stats = control(sandbox, "wait_webhooks", {"timeout": 10})
         assert stats["delivered"] == 1 and stats["retried"] == 2 and len(flaky.bodies) == 1
     finally:
         flaky.close()
-    control(sandbox, "configure_webhooks", {"order_url": "http://127.0.0.1:9/nothing", "secret": "s", "retry_delays": [0.05] * 3,
-                                            "concurrency": 8})
+    control(
+        sandbox,
+        "configure_webhooks",
+        {"order_url": "http://127.0.0.1:9/nothing", "secret": "s", "retry_delays": [0.05] * 3, "concurrency": 8},
+    )
     control(sandbox, "create_orders", {"orders": [ORDER]})
     stats = control(sandbox, "wait_webhooks", {"timeout": 15})
     assert stats["dropped"] == 1 and stats["attempts"] == 3 + 4  # cumulative: 3 above, then 1 + 3 retries
 
 
 def test_other_messages_and_bad_payloads(ct, catalog):
-    assert ct.parse_order_webhook({"notificationType": "Message", "type": "OrderStateChanged",
-                                   "resource": {"typeId": "order", "id": "o-1"}}) == ["o-1"]
-    assert ct.parse_order_webhook({"notificationType": "Message", "type": "CustomerCreated",
-                                   "resource": {"typeId": "customer", "id": "c-1"}}) == []
+    assert ct.parse_order_webhook(
+        {"notificationType": "Message", "type": "OrderStateChanged", "resource": {"typeId": "order", "id": "o-1"}}
+    ) == ["o-1"]
+    assert (
+        ct.parse_order_webhook(
+            {"notificationType": "Message", "type": "CustomerCreated", "resource": {"typeId": "customer", "id": "c-1"}}
+        )
+        == []
+    )
     # OrderCreated: the id only, from the resource or the embedded order (whatever else the order says)
-    assert ct.parse_order_webhook({"notificationType": "Message", "type": "OrderCreated",
-                                   "resource": {"typeId": "order", "id": "x"}}) == ["x"]
-    assert ct.parse_order_webhook({"notificationType": "Message", "type": "OrderCreated",
-                                   "order": {"id": "x", "lineItems": [{"quantity": 1}]}}) == ["x"]
-    for bad in ({"hello": "world"}, "not json object",
-                {"notificationType": "Message", "type": "OrderCreated"},
-                {"notificationType": "Message", "type": "OrderCreated", "resource": {"typeId": "order", "id": "x"}, "order": {"id": "y"}},
-                {"notificationType": "Message", "type": "OrderCreated", "resource": {"typeId": "order", "id": "../carts/x"}},
-                {"notificationType": "Message", "type": "OrderStateChanged", "resource": {"typeId": "order", "id": "a/b"}},
-                {"notificationType": "Message", "type": "OrderCreated", "resource": "order"},
-                {"notificationType": "Carrier pigeon"}):
+    assert ct.parse_order_webhook(
+        {"notificationType": "Message", "type": "OrderCreated", "resource": {"typeId": "order", "id": "x"}}
+    ) == ["x"]
+    assert ct.parse_order_webhook(
+        {"notificationType": "Message", "type": "OrderCreated", "order": {"id": "x", "lineItems": [{"quantity": 1}]}}
+    ) == ["x"]
+    for bad in (
+        {"hello": "world"},
+        "not json object",
+        {"notificationType": "Message", "type": "OrderCreated"},
+        {
+            "notificationType": "Message",
+            "type": "OrderCreated",
+            "resource": {"typeId": "order", "id": "x"},
+            "order": {"id": "y"},
+        },
+        {"notificationType": "Message", "type": "OrderCreated", "resource": {"typeId": "order", "id": "../carts/x"}},
+        {"notificationType": "Message", "type": "OrderStateChanged", "resource": {"typeId": "order", "id": "a/b"}},
+        {"notificationType": "Message", "type": "OrderCreated", "resource": "order"},
+        {"notificationType": "Carrier pigeon"},
+    ):
         with pytest.raises(errors.BadDataError):
             ct.parse_order_webhook(bad)
 
@@ -383,7 +442,11 @@ def test_mark_shipped_with_tracking_is_idempotent(ct, sandbox, catalog):
     parcels = [Parcel("DPD", "TRK-100", lines=[("SKU-001", 2)]), Parcel("DPD", "TRK-101", lines=[("SKU-002", 1)])]
     v1 = ct.mark_shipped(oid, parcels)
     state = control(sandbox, "state")["orders"][oid]
-    assert state["shipment_state"] == "Shipped" and state["tracking"] == ["TRK-100", "TRK-101"] and state["carriers"] == ["DPD", "DPD"]
+    assert (
+        state["shipment_state"] == "Shipped"
+        and state["tracking"] == ["TRK-100", "TRK-101"]
+        and state["carriers"] == ["DPD", "DPD"]
+    )
     assert state["deliveries"] == 1 and v1 == state["version"] == 2
     assert ct.mark_shipped(oid, parcels) == v1  # replay: nothing added, no write
     state = control(sandbox, "state")["orders"][oid]
@@ -454,13 +517,21 @@ def test_flash_sale_order_volume_is_fast(sandbox, catalog):
 def test_query_predicates():
     from connectors.sandbox.commercetools.predicates import compile_where, compile_where_hints
 
-    o = {"sku": "A", "supplyChannel": {"typeId": "channel", "id": "c1"}, "lastModifiedAt": "2026-01-01T10:00:00.000Z",
-         "quantityOnStock": 5, "variants": [{"sku": "X"}, {"sku": "Y"}], "id": "m"}
+    o = {
+        "sku": "A",
+        "supplyChannel": {"typeId": "channel", "id": "c1"},
+        "lastModifiedAt": "2026-01-01T10:00:00.000Z",
+        "quantityOnStock": 5,
+        "variants": [{"sku": "X"}, {"sku": "Y"}],
+        "id": "m",
+    }
     assert compile_where(['sku in ("A", "B") and supplyChannel(id="c1")'])(o)
     assert not compile_where(['sku in ("B") and supplyChannel(id="c1")'])(o)
     assert compile_where(['lastModifiedAt > "2026-01-01T09:59:59Z"'])(o)  # instants, not strings
     assert not compile_where(['lastModifiedAt > "2026-01-01T10:00:00Z"'])(o)
-    assert compile_where(['lastModifiedAt > "2026-01-01T10:00:00Z" or (lastModifiedAt = "2026-01-01T10:00:00Z" and id > "a")'])(o)
+    assert compile_where(
+        ['lastModifiedAt > "2026-01-01T10:00:00Z" or (lastModifiedAt = "2026-01-01T10:00:00Z" and id > "a")']
+    )(o)
     assert compile_where(["quantityOnStock >= 5 and quantityOnStock < 6", 'variants(sku = "Y")'])(o)
     assert compile_where(['not(sku = "B") and key is not defined and sku not in ("C")'])(o)
     assert not compile_where(['variants(sku = "Z")'])(o)
@@ -479,8 +550,16 @@ def test_paged_query_response_shape(ct, catalog):
     body = ct.client.get(ct.path("inventory"), params={"limit": 3, "offset": 2, "sort": "sku desc"}).json()
     assert (body["limit"], body["offset"], body["count"], body["total"]) == (3, 2, 3, 10)
     assert [e["sku"] for e in body["results"]] == ["SKU-004", "SKU-004", "SKU-003"]
-    assert {"id", "version", "sku", "supplyChannel", "quantityOnStock", "availableQuantity", "createdAt", "lastModifiedAt"} \
-        <= set(body["results"][0])
+    assert {
+        "id",
+        "version",
+        "sku",
+        "supplyChannel",
+        "quantityOnStock",
+        "availableQuantity",
+        "createdAt",
+        "lastModifiedAt",
+    } <= set(body["results"][0])
 
 
 def test_duplicate_targets_last_one_wins(ct, sandbox, catalog):
@@ -558,7 +637,9 @@ def test_timeouts_are_retried_then_reported(ct_conn, sandbox, catalog):
 def test_webhook_auth_with_django_headers_and_bearer_value(ct, rf):
     body = b"{}"
     ok = rf.post("/hooks/orders/ct/", data=body, content_type="application/json", HTTP_AUTHORIZATION="ct-hook-secret")
-    bearer = rf.post("/hooks/orders/ct/", data=body, content_type="application/json", HTTP_AUTHORIZATION="Bearer ct-hook-secret")
+    bearer = rf.post(
+        "/hooks/orders/ct/", data=body, content_type="application/json", HTTP_AUTHORIZATION="Bearer ct-hook-secret"
+    )
     bad = rf.post("/hooks/orders/ct/", data=body, content_type="application/json", HTTP_AUTHORIZATION="Bearer nope")
     assert ct.verify_webhook(body, ok.headers) and ct.verify_webhook(body, bearer.headers)
     assert not ct.verify_webhook(body, bad.headers)
@@ -572,12 +653,16 @@ def test_first_poll_can_start_from_a_configured_instant(ct_conn, sandbox, catalo
     assert [o.external_id for o in page.items] == new and old[0] not in page.cursor
 
 
-def test_subscriptions_have_no_http_destination_the_harness_relay_is_not_one(ct, ct_conn, emu, sandbox, catalog, receiver):
+def test_subscriptions_have_no_http_destination_the_harness_relay_is_not_one(
+    ct, ct_conn, emu, sandbox, catalog, receiver
+):
     """ct Subscriptions have no HTTP Destination (see tests/orders/test_relays.py for Pub/Sub and SQS): the API
     refuses it. The sandbox's configure_webhooks harness (an operator relay forwarding bare Messages) is not a
     Subscription and never shows in the API."""
     with pytest.raises(errors.BadDataError):
-        ct.client.post(ct.path("subscriptions"), json={"destination": {"type": "HTTP", "url": receiver.url}, "messages": []})
+        ct.client.post(
+            ct.path("subscriptions"), json={"destination": {"type": "HTTP", "url": receiver.url}, "messages": []}
+        )
     control(sandbox, "configure_webhooks", {"order_url": receiver.url, "secret": "ct-hook-secret"})
     assert ct.client.get(ct.path("subscriptions")).json()["results"] == []
     [oid] = control(sandbox, "create_orders", {"orders": [ORDER]})["ids"]
@@ -610,7 +695,9 @@ def test_malformed_order_does_not_block_the_stream(ct, emu, sandbox, catalog):
 def test_second_dispatch_adds_only_the_new_parcel(ct, sandbox, catalog):
     [oid] = control(sandbox, "create_orders", {"orders": [ORDER]})["ids"]
     ct.mark_shipped(oid, [Parcel("DPD", "TRK-A", lines=[("SKU-001", 2)])])
-    version = ct.mark_shipped(oid, [Parcel("DPD", "TRK-A", lines=[("SKU-001", 2)]), Parcel("DHL", "TRK-B", lines=[("SKU-002", 1)])])
+    version = ct.mark_shipped(
+        oid, [Parcel("DPD", "TRK-A", lines=[("SKU-001", 2)]), Parcel("DHL", "TRK-B", lines=[("SKU-002", 1)])]
+    )
     state = control(sandbox, "state")["orders"][oid]
     assert state["tracking"] == ["TRK-A", "TRK-B"] and state["deliveries"] == 2 and state["version"] == version == 3
     deliveries = ct.get_order(oid).raw["shippingInfo"]["deliveries"]
@@ -622,7 +709,11 @@ def test_unmatched_parcel_lines_ship_the_whole_order(ct, sandbox, catalog):
     ct.mark_shipped(oid, [Parcel("Royal Mail", "RM-9", lines=[("MASTER-ONLY-SKU", 1)])])
     [delivery] = ct.get_order(oid).raw["shippingInfo"]["deliveries"]
     assert sorted(i["quantity"] for i in delivery["items"]) == [1, 2]
-    assert delivery["parcels"][0]["trackingData"] == {"trackingId": "RM-9", "carrier": "Royal Mail", "provider": "Royal Mail"}
+    assert delivery["parcels"][0]["trackingData"] == {
+        "trackingId": "RM-9",
+        "carrier": "Royal Mail",
+        "provider": "Royal Mail",
+    }
 
 
 def test_poll_lag_leaves_the_newest_orders_for_the_next_poll(ct_conn, sandbox, catalog):
@@ -661,8 +752,11 @@ def test_a_409_on_a_read_is_retried(ct, sandbox, catalog):
 
 
 def test_unpublished_products_take_stock_but_are_not_listed_as_sold(ct, sandbox, catalog):
-    control(sandbox, "seed_catalog", {"channels": [], "products": [{"key": "LAUNCH", "skus": ["NEXT-1"], "published": False}],
-                                      "quantity": None})
+    control(
+        sandbox,
+        "seed_catalog",
+        {"channels": [], "products": [{"key": "LAUNCH", "skus": ["NEXT-1"], "published": False}], "quantity": None},
+    )
     [res] = ct.set_stock([InventoryTarget("NEXT-1", "uk-web", 12)])
     assert res.ok and res.quantity == 12
     skus = set(ct.list_skus())
@@ -680,9 +774,20 @@ def test_returns_are_added_and_moved_with_the_real_update_actions(ct, sandbox, c
     order = ct.get_order(oid)
     assert ct.storefront_returns(order) == [] and not ct.storefront_returns(order).rejected
     lines = {ln.sku: ln.line_id for ln in order.lines}
-    body = _update(ct, oid, order.version, {"action": "addReturnInfo", "returnTrackingId": "RET-9", "returnDate": "2026-11-20T10:00:00.000Z",
-                                            "items": [{"lineItemId": lines["SKU-001"], "quantity": 2, "shipmentState": "Advised"},
-                                                      {"lineItemId": lines["SKU-002"], "quantity": 1, "shipmentState": "Returned"}]})
+    body = _update(
+        ct,
+        oid,
+        order.version,
+        {
+            "action": "addReturnInfo",
+            "returnTrackingId": "RET-9",
+            "returnDate": "2026-11-20T10:00:00.000Z",
+            "items": [
+                {"lineItemId": lines["SKU-001"], "quantity": 2, "shipmentState": "Advised"},
+                {"lineItemId": lines["SKU-002"], "quantity": 1, "shipmentState": "Returned"},
+            ],
+        },
+    )
     assert body["version"] == order.version + 1 and body["lastModifiedAt"] > order.raw["lastModifiedAt"]
     [info] = body["returnInfo"]
     assert info["returnTrackingId"] == "RET-9" and [i["type"] for i in info["items"]] == ["LineItemReturnItem"] * 2
@@ -692,18 +797,31 @@ def test_returns_are_added_and_moved_with_the_real_update_actions(ct, sandbox, c
     assert [o.external_id for o in again.items] == [oid]
     rets = ct.storefront_returns(again.items[0])
     assert [(r.line_id, r.quantity, r.state, r.condition) for r in rets] == [
-        (lines["SKU-001"], 2, "Advised", "advised"), (lines["SKU-002"], 1, "Returned", "inspection")]
+        (lines["SKU-001"], 2, "Advised", "advised"),
+        (lines["SKU-002"], 1, "Returned", "inspection"),
+    ]
     assert rets[0].return_ref == info["items"][0]["id"] and rets[0].order_ref == oid
     assert rets[0].returned_at.isoformat().startswith("2026-11-20T10:00")
 
-    body = _update(ct, oid, body["version"],
-                   {"action": "setReturnShipmentState", "returnItemId": info["items"][0]["id"], "shipmentState": "BackInStock"},
-                   {"action": "setReturnShipmentState", "returnItemId": info["items"][1]["id"], "shipmentState": "Unusable"},
-                   {"action": "setReturnPaymentState", "returnItemId": info["items"][1]["id"], "paymentState": "Refunded"})
+    body = _update(
+        ct,
+        oid,
+        body["version"],
+        {"action": "setReturnShipmentState", "returnItemId": info["items"][0]["id"], "shipmentState": "BackInStock"},
+        {"action": "setReturnShipmentState", "returnItemId": info["items"][1]["id"], "shipmentState": "Unusable"},
+        {"action": "setReturnPaymentState", "returnItemId": info["items"][1]["id"], "paymentState": "Refunded"},
+    )
     rets = ct.storefront_returns(ct.get_order(oid))
-    assert [(r.return_ref, r.condition) for r in rets] == [(info["items"][0]["id"], "available"), (info["items"][1]["id"], "damaged")]
+    assert [(r.return_ref, r.condition) for r in rets] == [
+        (info["items"][0]["id"], "available"),
+        (info["items"][1]["id"], "damaged"),
+    ]
     state = control(sandbox, "state")["orders"][oid]["returns"]
-    assert state[info["items"][1]["id"]] == {"line_item_id": lines["SKU-002"], "quantity": 1, "shipment_state": "Unusable"}
+    assert state[info["items"][1]["id"]] == {
+        "line_item_id": lines["SKU-002"],
+        "quantity": 1,
+        "shipment_state": "Unusable",
+    }
 
 
 def test_return_update_actions_are_validated(ct, sandbox, catalog):
@@ -711,41 +829,86 @@ def test_return_update_actions_are_validated(ct, sandbox, catalog):
     order = ct.get_order(oid)
     line = order.lines[1].line_id  # 1 unit ordered
     with pytest.raises(errors.BadDataError):  # more returned than ordered
-        _update(ct, oid, order.version, {"action": "addReturnInfo", "items": [{"lineItemId": line, "quantity": 2, "shipmentState": "Advised"}]})
+        _update(
+            ct,
+            oid,
+            order.version,
+            {"action": "addReturnInfo", "items": [{"lineItemId": line, "quantity": 2, "shipmentState": "Advised"}]},
+        )
     with pytest.raises(errors.BadDataError):
-        _update(ct, oid, order.version, {"action": "addReturnInfo", "items": [{"lineItemId": "nope", "quantity": 1, "shipmentState": "Advised"}]})
+        _update(
+            ct,
+            oid,
+            order.version,
+            {"action": "addReturnInfo", "items": [{"lineItemId": "nope", "quantity": 1, "shipmentState": "Advised"}]},
+        )
     with pytest.raises(errors.BadDataError):
-        _update(ct, oid, order.version, {"action": "addReturnInfo", "items": [{"lineItemId": line, "quantity": 1, "shipmentState": "Lost"}]})
+        _update(
+            ct,
+            oid,
+            order.version,
+            {"action": "addReturnInfo", "items": [{"lineItemId": line, "quantity": 1, "shipmentState": "Lost"}]},
+        )
     with pytest.raises(errors.BadDataError):
-        _update(ct, oid, order.version, {"action": "setReturnShipmentState", "returnItemId": "nope", "shipmentState": "Returned"})
+        _update(
+            ct,
+            oid,
+            order.version,
+            {"action": "setReturnShipmentState", "returnItemId": "nope", "shipmentState": "Returned"},
+        )
     made = control(sandbox, "add_return", {"order": order.order_number, "items": [{"sku": "SKU-002", "quantity": 1}]})
     assert made["version"] == order.version + 1
     with pytest.raises(errors.ConflictError):  # stale version
-        _update(ct, oid, order.version, {"action": "setReturnShipmentState", "returnItemId": made["return_item_ids"][0],
-                                         "shipmentState": "Returned"})
-    assert control(sandbox, "state")["orders"][oid]["returns"][made["return_item_ids"][0]]["shipment_state"] == "Advised"
+        _update(
+            ct,
+            oid,
+            order.version,
+            {
+                "action": "setReturnShipmentState",
+                "returnItemId": made["return_item_ids"][0],
+                "shipmentState": "Returned",
+            },
+        )
+    assert (
+        control(sandbox, "state")["orders"][oid]["returns"][made["return_item_ids"][0]]["shipment_state"] == "Advised"
+    )
 
 
 def test_unreadable_return_entries_are_rejected_and_the_rest_kept(ct, emu, sandbox, catalog):
     [oid] = control(sandbox, "create_orders", {"orders": [ORDER]})["ids"]
-    [good] = control(sandbox, "add_return", {"order": oid, "items": [{"sku": "SKU-001", "quantity": 1, "state": "BackInStock"}]})["return_item_ids"]
+    [good] = control(
+        sandbox, "add_return", {"order": oid, "items": [{"sku": "SKU-001", "quantity": 1, "state": "BackInStock"}]}
+    )["return_item_ids"]
     with emu.lock:
         o = emu.orders[oid]
         line = o["lineItems"][0]["id"]
         o["returnInfo"] += [
-            {"items": [{"id": "q0", "quantity": 0, "lineItemId": line, "shipmentState": "Returned"},
-                       {"id": "st", "quantity": 1, "lineItemId": line, "shipmentState": "Lost"},
-                       {"quantity": 1, "lineItemId": line, "shipmentState": "Returned"},
-                       {"type": "CustomLineItemReturnItem", "id": "fee", "quantity": 1, "customLineItemId": "gift-wrap",
-                        "shipmentState": "Returned"},
-                       "junk"]},
-            {"no": "items"}]
+            {
+                "items": [
+                    {"id": "q0", "quantity": 0, "lineItemId": line, "shipmentState": "Returned"},
+                    {"id": "st", "quantity": 1, "lineItemId": line, "shipmentState": "Lost"},
+                    {"quantity": 1, "lineItemId": line, "shipmentState": "Returned"},
+                    {
+                        "type": "CustomLineItemReturnItem",
+                        "id": "fee",
+                        "quantity": 1,
+                        "customLineItemId": "gift-wrap",
+                        "shipmentState": "Returned",
+                    },
+                    "junk",
+                ]
+            },
+            {"no": "items"},
+        ]
     rets = ct.storefront_returns(ct.get_order(oid))
     assert [r.return_ref for r in rets] == [good]  # the custom line item return (no SKU) is skipped, not rejected
     assert [(r.ref, r.field) for r in rets.rejected] == [
-        (f"{oid}/q0", "returnInfo[1].items[0].quantity"), (f"{oid}/st", "returnInfo[1].items[1].shipmentState"),
-        (f"{oid}/returnInfo[1].items[2]", "returnInfo[1].items[2].id"), (f"{oid}/returnInfo[1].items[4]", "returnInfo[1].items[4]"),
-        (f"{oid}/returnInfo[2]", "returnInfo[2].items")]
+        (f"{oid}/q0", "returnInfo[1].items[0].quantity"),
+        (f"{oid}/st", "returnInfo[1].items[1].shipmentState"),
+        (f"{oid}/returnInfo[1].items[2]", "returnInfo[1].items[2].id"),
+        (f"{oid}/returnInfo[1].items[4]", "returnInfo[1].items[4]"),
+        (f"{oid}/returnInfo[2]", "returnInfo[2].items"),
+    ]
     with emu.lock:
         emu.orders[oid]["returnInfo"] = {"items": []}
     rets = ct.storefront_returns(ct.get_order(oid))

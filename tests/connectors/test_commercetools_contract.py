@@ -8,6 +8,7 @@
 3. The connector runs against the SDK's ``commercetools.testing`` backend where that backend implements the route
    (see :func:`test_connector_against_the_sdk_testing_backend` for what it does not, and why).
 """
+
 from __future__ import annotations
 
 import json
@@ -80,10 +81,18 @@ def traffic(db, sandbox):
 
     from integration_hub.core.models import Connection
 
-    conn = Connection(name="ct-contract", system_type="commercetools", base_url=f"{sandbox.url}/commercetools",
-                      auth_url=f"{sandbox.url}/commercetools", client_id="hub-demo",
-                      options={"project_key": "demo", "relay": {"type": "GoogleCloudPubSub", "projectId": "p", "topic": "ct-orders"}},
-                      rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=2)
+    conn = Connection(
+        name="ct-contract",
+        system_type="commercetools",
+        base_url=f"{sandbox.url}/commercetools",
+        auth_url=f"{sandbox.url}/commercetools",
+        client_id="hub-demo",
+        options={"project_key": "demo", "relay": {"type": "GoogleCloudPubSub", "projectId": "p", "topic": "ct-orders"}},
+        rate_limit_per_second=1000,
+        rate_limit_burst=1000,
+        timeout_seconds=5,
+        max_retries=2,
+    )
     conn.set_secret("hub-demo-secret")
     conn.save()
     CommercetoolsConnector.auth_for(conn).invalidate()
@@ -106,22 +115,49 @@ def traffic(db, sandbox):
     control(sandbox, "set_inventory", {"channel": "uk-web", "sku": "SKU-2", "quantity": 4})  # an entry made elsewhere
     ct.ping()
     ct.set_stock([InventoryTarget("SKU-1", "uk-web", 5, ledger=5), InventoryTarget("SKU-2", "uk-web", 3, ledger=3)])
-    ct.set_stock([InventoryTarget("SKU-1", "uk-web", 2, ledger=2), InventoryTarget("SKU-2", "uk-web", 6, ledger=6),
-                  InventoryTarget("NEW-1", "uk-web", 1)])
+    ct.set_stock(
+        [
+            InventoryTarget("SKU-1", "uk-web", 2, ledger=2),
+            InventoryTarget("SKU-2", "uk-web", 6, ledger=6),
+            InventoryTarget("NEW-1", "uk-web", 1),
+        ]
+    )
     ct.set_stock([InventoryTarget("NEW-1", "uk-web", 4)])
     ct.get_stock(["SKU-1", "SKU-2"], "uk-web")
     ct.ensure_order_subscription()
-    ct.ensure_order_subscription({"type": "SQS", "queueUrl": "https://sqs.eu-west-1.amazonaws.com/1/q", "region": "eu-west-1",
-                                  "authenticationMode": "IAM"})
-    single, multi = control(sandbox, "create_orders", {"orders": [
-        {"channel": "uk-web", "lines": [{"sku": "SKU-1", "quantity": 1}], "discount_codes": ["SPRING10"], "shipping_method": "express"},
-        {"channel": "uk-web", "shipping_mode": "Multiple", "lines": [{"sku": "SKU-2", "quantity": 2}]}]})["ids"]
+    ct.ensure_order_subscription(
+        {
+            "type": "SQS",
+            "queueUrl": "https://sqs.eu-west-1.amazonaws.com/1/q",
+            "region": "eu-west-1",
+            "authenticationMode": "IAM",
+        }
+    )
+    single, multi = control(
+        sandbox,
+        "create_orders",
+        {
+            "orders": [
+                {
+                    "channel": "uk-web",
+                    "lines": [{"sku": "SKU-1", "quantity": 1}],
+                    "discount_codes": ["SPRING10"],
+                    "shipping_method": "express",
+                },
+                {"channel": "uk-web", "shipping_mode": "Multiple", "lines": [{"sku": "SKU-2", "quantity": 2}]},
+            ]
+        },
+    )["ids"]
     ct.orders_since("")
     ct.get_order(single)
     ct.mark_shipped(single, [Parcel("DPD", "T-1", lines=[("SKU-1", 1)])])
     ct.mark_shipped(multi, [Parcel("DPD", "T-2", lines=[("SKU-2", 2)])])
     list(ct.list_skus())
-    for field, value in (("barcode", "5012345678900"), ("weight", 250), ("name", "Linen shirt")):  # take the master's value
+    for field, value in (
+        ("barcode", "5012345678900"),
+        ("weight", 250),
+        ("name", "Linen shirt"),
+    ):  # take the master's value
         ct.set_product_field("SKU-1", field, value)
     return seen
 
@@ -135,7 +171,9 @@ def test_every_request_body_round_trips_through_the_sdk_schema(traffic):
         assert schema is not None, f"no SDK schema mapped for {method} {path}: {body}"
         kinds.add(schema.__name__)
         again = schema().dump(schema().load(body))
-        assert json.loads(json.dumps(again)) == body, f"{method} {path}: the SDK schema changes the body\n{body}\n{again}"
+        assert json.loads(json.dumps(again)) == body, (
+            f"{method} {path}: the SDK schema changes the body\n{body}\n{again}"
+        )
     assert kinds == {s.__name__ for _, _, s in REQUEST_SCHEMAS}  # every kind of body was exercised
 
 
@@ -155,10 +193,19 @@ def test_every_sandbox_response_loads_through_the_sdk_schema(traffic):
         for a, b in zip(items, outs):
             dropped = {k for k in set(a) - set(b) if a[k] is not None}  # a null is an absent optional field
             assert not dropped, f"{method} {path}: fields outside the SDK schema: {sorted(dropped)}"
-    assert {"InventoryEntrySchema", "OrderSchema", "SubscriptionSchema", "TypeSchema", "ChannelPagedQueryResponseSchema",
-            "ProductProjectionPagedQueryResponseSchema", "OrderPagedQueryResponseSchema", "ProjectSchema",
-            "InventoryPagedQueryResponseSchema", "ShippingMethodPagedQueryResponseSchema",
-            "DiscountCodePagedQueryResponseSchema"} <= loaded
+    assert {
+        "InventoryEntrySchema",
+        "OrderSchema",
+        "SubscriptionSchema",
+        "TypeSchema",
+        "ChannelPagedQueryResponseSchema",
+        "ProductProjectionPagedQueryResponseSchema",
+        "OrderPagedQueryResponseSchema",
+        "ProjectSchema",
+        "InventoryPagedQueryResponseSchema",
+        "ShippingMethodPagedQueryResponseSchema",
+        "DiscountCodePagedQueryResponseSchema",
+    } <= loaded
 
 
 def test_the_sdk_refuses_what_the_connector_used_to_send():
@@ -166,13 +213,21 @@ def test_the_sdk_refuses_what_the_connector_used_to_send():
     inventory update action the reference does not have."""
     import marshmallow
 
-    old = {"key": "integration-hub-orders", "destination": {"type": "HTTP", "url": "https://hub/hooks/orders/ct/",
-                                                            "authentication": {"type": "AuthorizationHeader", "headerValue": "s"}},
-           "messages": [{"resourceTypeId": "order", "types": ["OrderCreated"]}]}
+    old = {
+        "key": "integration-hub-orders",
+        "destination": {
+            "type": "HTTP",
+            "url": "https://hub/hooks/orders/ct/",
+            "authentication": {"type": "AuthorizationHeader", "headerValue": "s"},
+        },
+        "messages": [{"resourceTypeId": "order", "types": ["OrderCreated"]}],
+    }
     with pytest.raises((marshmallow.ValidationError, ValueError)):
         subscription_s.SubscriptionDraftSchema().load(old)
     with pytest.raises((marshmallow.ValidationError, ValueError)):
-        inventory_s.InventoryEntryUpdateSchema().load({"version": 1, "actions": [{"action": "setAvailableQuantity", "quantity": 1}]})
+        inventory_s.InventoryEntryUpdateSchema().load(
+            {"version": 1, "actions": [{"action": "setAvailableQuantity", "quantity": 1}]}
+        )
 
 
 def test_connector_against_the_sdk_testing_backend(db):
@@ -193,9 +248,18 @@ def test_connector_against_the_sdk_testing_backend(db):
     from integration_hub.core.models import Connection
 
     with backend_mocker():
-        conn = Connection(name="ct-sdk-backend", system_type="commercetools", base_url="https://api.europe-west1.gcp.commercetools.com",
-                          auth_url="", client_id="c", options={"project_key": "shop", "require_product": False},
-                          rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=0)
+        conn = Connection(
+            name="ct-sdk-backend",
+            system_type="commercetools",
+            base_url="https://api.europe-west1.gcp.commercetools.com",
+            auth_url="",
+            client_id="c",
+            options={"project_key": "shop", "require_product": False},
+            rate_limit_per_second=1000,
+            rate_limit_burst=1000,
+            timeout_seconds=5,
+            max_retries=0,
+        )
         conn.set_secret("s")
         conn.save()
         CommercetoolsConnector.auth_for(conn).invalidate()
@@ -212,8 +276,10 @@ def test_connector_against_the_sdk_testing_backend(db):
         def read_then_race(channel_id, skus):
             entries = original(channel_id, skus)
             e = entries["A"]
-            ct.client.post(ct.path(f"inventory/{e['id']}"),
-                           json={"version": e["version"], "actions": [{"action": "removeQuantity", "quantity": 1}]})
+            ct.client.post(
+                ct.path(f"inventory/{e['id']}"),
+                json={"version": e["version"], "actions": [{"action": "removeQuantity", "quantity": 1}]},
+            )
             return entries
 
         ct._entries = read_then_race
@@ -223,8 +289,15 @@ def test_connector_against_the_sdk_testing_backend(db):
         [stock] = ct.get_stock(["A"], "uk-web")
         assert stock.quantity == 10 and stock.version == 3
         # ledger create: the marker travels in the InventoryEntryDraft and comes back
-        ct.client.post(ct.path("types"), json={"key": ct.ledger_type_key, "name": {"en": "hub"}, "resourceTypeIds": ["inventory-entry"],
-                                              "fieldDefinitions": []})
+        ct.client.post(
+            ct.path("types"),
+            json={
+                "key": ct.ledger_type_key,
+                "name": {"en": "hub"},
+                "resourceTypeIds": ["inventory-entry"],
+                "fieldDefinitions": [],
+            },
+        )
         ct._ledger_type_ready = True
         [res] = ct.set_stock([InventoryTarget("B", "uk-web", 5, ledger=5)])
         assert res.ok

@@ -1,5 +1,6 @@
 """commercetools Import API for full loads (issue 12, part 4), against the sandbox's model of it over HTTP, with the
 request bodies and answers checked against the commercetools SDK's Import API schemas."""
+
 from __future__ import annotations
 
 import json
@@ -25,10 +26,18 @@ def make(db, sandbox):
     from integration_hub.core.models import Connection
 
     def build(**options):
-        conn = Connection(name=f"ct-imp-{len(Connection.objects.all())}", system_type="commercetools",
-                          base_url=f"{sandbox.url}/commercetools", auth_url=f"{sandbox.url}/commercetools", client_id="hub-demo",
-                          options={"project_key": "demo", **options},
-                          rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=1)
+        conn = Connection(
+            name=f"ct-imp-{len(Connection.objects.all())}",
+            system_type="commercetools",
+            base_url=f"{sandbox.url}/commercetools",
+            auth_url=f"{sandbox.url}/commercetools",
+            client_id="hub-demo",
+            options={"project_key": "demo", **options},
+            rate_limit_per_second=1000,
+            rate_limit_burst=1000,
+            timeout_seconds=5,
+            max_retries=1,
+        )
         conn.set_secret("hub-demo-secret")
         conn.save()
         CommercetoolsConnector.auth_for(conn).invalidate()
@@ -42,7 +51,11 @@ def make(db, sandbox):
 
 def routes(sandbox, fragment, method="POST"):
     """Requests the commercetools emulator served on routes containing ``fragment`` (over the stats endpoint)."""
-    return sum(v for k, v in SandboxClient.of(sandbox).stats("commercetools").by_route.items() if k.startswith(method) and fragment in k)
+    return sum(
+        v
+        for k, v in SandboxClient.of(sandbox).stats("commercetools").by_route.items()
+        if k.startswith(method) and fragment in k
+    )
 
 
 def settle_all(ct, since, timeout=10.0):
@@ -64,7 +77,11 @@ def test_batches_of_twenty_and_entry_keys():
     assert InventoryImporter.batches([]) == []
     assert CommercetoolsConnector.entry_key("IMP-001", "uk-web") == "uk-web--IMP-001"
     odd = CommercetoolsConnector.entry_key("SKU WITH SPACE/1", "uk-web")
-    assert odd.startswith("hub-") and len(odd) == 44 and odd == CommercetoolsConnector.entry_key("SKU WITH SPACE/1", "uk-web")
+    assert (
+        odd.startswith("hub-")
+        and len(odd) == 44
+        and odd == CommercetoolsConnector.entry_key("SKU WITH SPACE/1", "uk-web")
+    )
     assert odd != CommercetoolsConnector.entry_key("SKU WITH SPACE/2", "uk-web")
 
 
@@ -76,7 +93,9 @@ def test_a_first_sync_is_imported_twenty_at_a_time_without_reads_and_confirmed_f
     assert all(isinstance(r.error, errors.ImportPending) and r.error.retry_after == 900 for r in results)
     assert routes(sandbox, "inventories/import-containers") == 5  # 100 entries, 20 per InventoryImportRequest
     assert routes(sandbox, "inventory", "GET") == 0  # no per-100 inventory read: the import upserts by key
-    assert routes(sandbox, "/inventory$") == 0 and routes(sandbox, "inventory/(?P") == 0  # no per-entry create or update
+    assert (
+        routes(sandbox, "/inventory$") == 0 and routes(sandbox, "inventory/(?P") == 0
+    )  # no per-entry create or update
     snap = ct.import_snapshot(since)  # asynchronous: nothing has settled yet
     assert snap.processing_total == 100 and snap.outcome("uk-web--IMP-007", since)[0] == "processing"
     assert control(sandbox, "state", {"skus": SKUS})["inventory"].get("uk-web", {}) == {}
@@ -112,7 +131,10 @@ def test_pairs_the_hub_confirmed_before_go_through_the_versioned_delta_path(make
     ct = make(import_min=1)
     assert all(r.ok for r in ct.set_stock(targets(SKUS[:30], q=lambda n: 5)))
     control(sandbox, "create_orders", {"orders": [{"channel": "uk-web", "lines": [{"sku": SKUS[0], "quantity": 2}]}]})
-    known = [InventoryTarget(s, "uk-web", 5 if n else 6, ledger=5 if n else 6, known_ref="x") for n, s in enumerate(SKUS[:30])]
+    known = [
+        InventoryTarget(s, "uk-web", 5 if n else 6, ledger=5 if n else 6, known_ref="x")
+        for n, s in enumerate(SKUS[:30])
+    ]
     res = ct.push_full(known)
     assert all(r.ok for r in res) and routes(sandbox, "inventories/import-containers") == 0
     assert control(sandbox, "state", {"skus": [SKUS[0]]})["inventory"]["uk-web"][SKUS[0]] == 4  # 5 − 2 (order) + 1
@@ -120,8 +142,13 @@ def test_pairs_the_hub_confirmed_before_go_through_the_versioned_delta_path(make
 
 def test_unknown_skus_and_channels_are_refused_before_the_import(make, sandbox):
     ct = make()
-    res = ct.push_full(targets(SKUS[:25]) + [InventoryTarget("NOT-A-PRODUCT", "uk-web", 1, ledger=1),
-                                             InventoryTarget(SKUS[0], "no-such-channel", 1, ledger=1)])
+    res = ct.push_full(
+        targets(SKUS[:25])
+        + [
+            InventoryTarget("NOT-A-PRODUCT", "uk-web", 1, ledger=1),
+            InventoryTarget(SKUS[0], "no-such-channel", 1, ledger=1),
+        ]
+    )
     by = {(r.sku, r.channel_ref): r for r in res}
     assert isinstance(by[("NOT-A-PRODUCT", "uk-web")].error, errors.NotFoundError)
     assert isinstance(by[(SKUS[0], "no-such-channel")].error, errors.PermanentError)
@@ -139,7 +166,9 @@ def test_the_catalogue_check_reads_the_cheaper_way(make, sandbox):
     res = ct.push_full(targets(many))
     assert all(isinstance(r.error, errors.ImportPending) for r in res)
     products = len(emu.products)
-    assert routes(sandbox, "product-projections", "GET") - before == 1 + -(-products // 500)  # count + pages, not 12 queries
+    assert routes(sandbox, "product-projections", "GET") - before == 1 + -(
+        -products // 500
+    )  # count + pages, not 12 queries
     before = routes(sandbox, "product-projections", "GET")
     ct.push_full(targets(many, channel="uk-web") + targets(many[:30], q=lambda n: 1))  # later rounds: known, no request
     assert routes(sandbox, "product-projections", "GET") == before
@@ -162,7 +191,7 @@ def test_the_catalogue_check_switches_to_one_scan_once_queries_would_cost_as_muc
     counts = []
     for start in range(0, 3000, 200):  # 15 rounds of 200 SKUs: 2 queries each
         before = routes(sandbox, "product-projections", "GET")
-        ct._catalogue_members(many[start:start + 200])
+        ct._catalogue_members(many[start : start + 200])
         counts.append(routes(sandbox, "product-projections", "GET") - before)
     assert counts[0] == 1 + 2  # count + two variant queries
     assert sum(counts) <= 1 + 2 * pages + 2 and counts[-1] == 0, counts  # ≤ 2× the one scan, then free
@@ -192,7 +221,11 @@ def test_failed_operations_name_their_reason(make, sandbox):
     state, op = snap.outcome(ct.entry_key(SKUS[20], "gone-web"), since)
     assert state == "failed" and op["unresolvedReferences"] == [{"typeId": "channel", "key": "gone-web"}]
     err = ct.import_failure(SKUS[20], "gone-web", op)
-    assert isinstance(err, errors.BadDataError) and "unresolved channel key 'gone-web'" in str(err) and SKUS[20] in str(err)
+    assert (
+        isinstance(err, errors.BadDataError)
+        and "unresolved channel key 'gone-web'" in str(err)
+        and SKUS[20] in str(err)
+    )
     assert snap.outcome(ct.entry_key(SKUS[2], "uk-web"), since) == ("imported", None)
     # an operation from before the pending submission is not this target's outcome
     assert snap.outcome(ct.entry_key(SKUS[1], "uk-web"), since + timedelta(minutes=10))[0] == "imported"
@@ -201,8 +234,14 @@ def test_failed_operations_name_their_reason(make, sandbox):
 def test_an_undefined_custom_field_fails_validation_after_resolution(make, sandbox):
     ct = make()
     since = datetime.now(timezone.utc)
-    draft = {"key": ct.ledger_type_key, "name": {"en": "x"}, "resourceTypeIds": ["inventory-entry"],
-             "fieldDefinitions": [{"type": {"name": "Number"}, "name": ct.ledger_field, "label": {"en": "L"}, "required": False}]}
+    draft = {
+        "key": ct.ledger_type_key,
+        "name": {"en": "x"},
+        "resourceTypeIds": ["inventory-entry"],
+        "fieldDefinitions": [
+            {"type": {"name": "Number"}, "name": ct.ledger_field, "label": {"en": "L"}, "required": False}
+        ],
+    }
     ct.client.post(ct.path("types"), json=draft)  # a Type without hubOnStock
     ct.push_full(targets(SKUS[:20]))
     snap = settle_all(ct, since)
@@ -215,21 +254,43 @@ def test_the_sandbox_refuses_what_the_import_api_refuses(make, sandbox):
     imp = ct.importer
     imp.ensure_container()
     url = imp.url(f"inventories/import-containers/{imp.container}")
-    res = {"key": "uk-web--IMP-001", "sku": "IMP-001", "quantityOnStock": 1, "supplyChannel": {"typeId": "channel", "key": "uk-web"}}
+    res = {
+        "key": "uk-web--IMP-001",
+        "sku": "IMP-001",
+        "quantityOnStock": 1,
+        "supplyChannel": {"typeId": "channel", "key": "uk-web"},
+    }
     with pytest.raises(errors.BadDataError):  # more than 20 resources
         ct.client.post(url, json={"type": "inventory", "resources": [res] * 21})
     with pytest.raises(errors.BadDataError):  # not an inventory request
         ct.client.post(url, json={"type": "product", "resources": [res]})
-    answer = ct.client.post(url, json={"type": "inventory", "resources": [{k: v for k, v in res.items() if k != "key"},
-                                                                          {**res, "supplyChannel": {"typeId": "channel", "id": "x"}},
-                                                                          {**res, "quantity": 3}]}).json()
+    answer = ct.client.post(
+        url,
+        json={
+            "type": "inventory",
+            "resources": [
+                {k: v for k, v in res.items() if k != "key"},
+                {**res, "supplyChannel": {"typeId": "channel", "id": "x"}},
+                {**res, "quantity": 3},
+            ],
+        },
+    ).json()
     states = answer["operationStatus"]
     assert [s["state"] for s in states] == ["validationFailed"] * 3
-    assert states[0]["errors"][0] == {"code": "RequiredField", "message": "The required field 'key' is missing.", "field": "key"}
+    assert states[0]["errors"][0] == {
+        "code": "RequiredField",
+        "message": "The required field 'key' is missing.",
+        "field": "key",
+    }
     with pytest.raises(errors.NotFoundError) as nf:
-        ct.client.post(imp.url("inventories/import-containers/no-such-container"), json={"type": "inventory", "resources": [res]})
-    assert nf.value.body == {"statusCode": 404, "message": "The requested import container wasn't found.",
-                             "errors": [{"code": "ResourceNotFound", "message": "The requested import container wasn't found."}]}
+        ct.client.post(
+            imp.url("inventories/import-containers/no-such-container"), json={"type": "inventory", "resources": [res]}
+        )
+    assert nf.value.body == {
+        "statusCode": 404,
+        "message": "The requested import container wasn't found.",
+        "errors": [{"code": "ResourceNotFound", "message": "The requested import container wasn't found."}],
+    }
     ops = imp.url(f"import-containers/{imp.container}/import-operations")
     for params in ({"limit": 501}, {"offset": 10_001}, {"state": "done"}, {"sort": "id desc"}):
         with pytest.raises(errors.BadDataError):
@@ -270,7 +331,9 @@ def test_import_bodies_and_answers_match_the_sdk_import_schemas(make, sandbox):
     control(sandbox, "import_settings", {"reject_skus": [SKUS[3]]})
     ct.push_full(targets(SKUS[40:60]))
     settle_all(ct, since)
-    ImportSummarySchema().load(ct._get(ct.importer.url(f"import-containers/{ct.importer.container}/import-summaries")).json())
+    ImportSummarySchema().load(
+        ct._get(ct.importer.url(f"import-containers/{ct.importer.container}/import-summaries")).json()
+    )
     checked = set()
     for method, url, body, status, answer in seen:
         if "/import-containers" in url and method == "POST" and "/inventories/" not in url:
@@ -292,18 +355,42 @@ def test_import_bodies_and_answers_match_the_sdk_import_schemas(make, sandbox):
 def test_import_options_are_checked():
     from connectors.options import option_errors
 
-    assert option_errors("commercetools", {"project_key": "p", "import_api": False, "import_container": "hub-inv",
-                                           "import_min": 50, "import_settle_seconds": 600}) == {}
-    bad = option_errors("commercetools", {"project_key": "p", "import_api": "yes", "import_container": "a b",
-                                          "import_min": 0, "import_settle_seconds": -1})
+    assert (
+        option_errors(
+            "commercetools",
+            {
+                "project_key": "p",
+                "import_api": False,
+                "import_container": "hub-inv",
+                "import_min": 50,
+                "import_settle_seconds": 600,
+            },
+        )
+        == {}
+    )
+    bad = option_errors(
+        "commercetools",
+        {
+            "project_key": "p",
+            "import_api": "yes",
+            "import_container": "a b",
+            "import_min": 0,
+            "import_settle_seconds": -1,
+        },
+    )
     assert set(bad) == {"import_api", "import_container", "import_min", "import_settle_seconds"}, bad
 
 
 def test_scopes_ask_for_import_containers_only_when_full_loads_use_the_import_api(db):
     from integration_hub.core.models import Connection
 
-    conn = Connection(name="s", system_type="commercetools", base_url="https://api.europe-west1.gcp.commercetools.com",
-                      client_id="c", options={"project_key": "shop"})
+    conn = Connection(
+        name="s",
+        system_type="commercetools",
+        base_url="https://api.europe-west1.gcp.commercetools.com",
+        client_id="c",
+        options={"project_key": "shop"},
+    )
     assert "manage_import_containers:shop" in CommercetoolsConnector.auth_for(conn).scope.split()
     conn.options = {"project_key": "shop", "import_api": False}
     assert "manage_import_containers:shop" not in CommercetoolsConnector.auth_for(conn).scope.split()
@@ -325,7 +412,9 @@ def test_a_request_failing_mid_load_fails_only_its_own_targets(make, sandbox):
 
     ct.client.post = flaky
     res = imp.submit(targets(SKUS[:60]))
-    assert [type(r.error).__name__ for r in res] == ["ImportPending"] * 20 + ["RetryableError"] * 20 + ["ImportPending"] * 20
+    assert [type(r.error).__name__ for r in res] == ["ImportPending"] * 20 + ["RetryableError"] * 20 + [
+        "ImportPending"
+    ] * 20
     calls.clear()
     ct.client.post = lambda url, **kw: (_ for _ in ()).throw(errors.RetryableError("down", status=503))
     with pytest.raises(errors.RetryableError):  # nothing was sent: the whole call failed (the outbox retries it)

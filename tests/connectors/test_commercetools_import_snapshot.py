@@ -1,5 +1,6 @@
 """How import outcomes are read when the container holds more operations than the Import API lets a client page
 (limit ≤ 500, offset ≤ 10,000): nothing is ever confirmed blindly."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -21,8 +22,10 @@ class FakeImporter(InventoryImporter):
         total = self.processing_n if state == "processing" else self.failed_n.get(state, 0)
         n = max(0, min(limit, total - offset))
         ts = self.created.strftime("%Y-%m-%dT%H:%M:%S.000Z")
-        return {"total": total, "results": [{"resourceKey": f"{state}-{offset + i}", "state": state, "createdAt": ts}
-                                            for i in range(n)]}
+        return {
+            "total": total,
+            "results": [{"resourceKey": f"{state}-{offset + i}", "state": state, "createdAt": ts} for i in range(n)],
+        }
 
 
 NOW = datetime.now(timezone.utc)
@@ -56,8 +59,9 @@ def test_more_failures_than_can_be_paged_leave_the_unseen_pairs_unknown():
 def test_old_failures_stop_the_paging_and_do_not_count():
     imp = FakeImporter(processing=0, failed={"rejected": 5000}, created=NOW - timedelta(hours=3))
     snap = imp.snapshot(NOW - timedelta(minutes=1))
-    assert [c for c in imp.calls if c["state"] == "rejected"] == [{"state": "rejected", "limit": PAGE, "offset": 0,
-                                                                     "sort": "createdAt desc"}]
+    assert [c for c in imp.calls if c["state"] == "rejected"] == [
+        {"state": "rejected", "limit": PAGE, "offset": 0, "sort": "createdAt desc"}
+    ]
     assert snap.outcome("rejected-1", NOW) == ("imported", None)  # an operation of an earlier load
 
 

@@ -12,6 +12,7 @@ lost answers and pushes, what the storefront will offer once its own pending dec
 exceeds ``ATS − units of storefront orders the hub has not captured`` (the master can fulfil it), and once
 traffic stops it converges to the hub's figure.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,9 +38,18 @@ control = controller("commercetools")
 def ct_conn(db, sandbox_server):
     from integration_hub.core.models import Connection
 
-    conn = Connection(name="ct-ledger", system_type="commercetools", base_url=f"{sandbox_server.url}/commercetools",
-                      auth_url=f"{sandbox_server.url}/commercetools", client_id="hub-demo", options={"project_key": "demo"},
-                      rate_limit_per_second=10000, rate_limit_burst=10000, timeout_seconds=5, max_retries=2)
+    conn = Connection(
+        name="ct-ledger",
+        system_type="commercetools",
+        base_url=f"{sandbox_server.url}/commercetools",
+        auth_url=f"{sandbox_server.url}/commercetools",
+        client_id="hub-demo",
+        options={"project_key": "demo"},
+        rate_limit_per_second=10000,
+        rate_limit_burst=10000,
+        timeout_seconds=5,
+        max_retries=2,
+    )
     conn.set_secret("hub-demo-secret")
     conn.save()
     return conn
@@ -94,20 +104,33 @@ def eventual(emu) -> int:
     return e["availableQuantity"] - pending
 
 
-steps = st.lists(st.one_of(
-    st.tuples(st.just("order"), st.integers(1, 3)),
-    st.tuples(st.just("land"), st.integers(1, 3)),
-    st.tuples(st.just("capture"), st.just(0)),
-    st.tuples(st.just("takeover"), st.just(0)),  # the master's figure carries a reservation: master −q, hold released
-    st.tuples(st.just("cancel"), st.just(0)),  # a captured order cancelled: hold released (ct puts nothing back)
-    st.tuples(st.just("restock"), st.integers(1, 5)),
-    st.tuples(st.just("shrink"), st.integers(1, 4)),  # units lost at the master: the storefront lags until a push
-    st.tuples(st.just("push"), st.tuples(st.integers(0, 2), st.integers(0, 2))),  # (409s by landing decrements, lost answers)
-), min_size=1, max_size=30)
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("order"), st.integers(1, 3)),
+        st.tuples(st.just("land"), st.integers(1, 3)),
+        st.tuples(st.just("capture"), st.just(0)),
+        st.tuples(
+            st.just("takeover"), st.just(0)
+        ),  # the master's figure carries a reservation: master −q, hold released
+        st.tuples(st.just("cancel"), st.just(0)),  # a captured order cancelled: hold released (ct puts nothing back)
+        st.tuples(st.just("restock"), st.integers(1, 5)),
+        st.tuples(st.just("shrink"), st.integers(1, 4)),  # units lost at the master: the storefront lags until a push
+        st.tuples(
+            st.just("push"), st.tuples(st.integers(0, 2), st.integers(0, 2))
+        ),  # (409s by landing decrements, lost answers)
+    ),
+    min_size=1,
+    max_size=30,
+)
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(script=steps)
 def test_storefront_never_offers_more_than_the_master_can_fulfil(ct_conn, sandbox_server, script):
     ct, emu = fresh(sandbox_server, ct_conn)
@@ -117,7 +140,11 @@ def test_storefront_never_offers_more_than_the_master_can_fulfil(ct_conn, sandbo
     for kind, arg in script:
         if kind == "order":
             if eventual(emu) >= arg:  # shoppers buy what the storefront offers
-                control(sandbox_server, "create_orders", {"orders": [{"channel": CHANNEL, "lines": [{"sku": SKU, "quantity": arg}]}]})
+                control(
+                    sandbox_server,
+                    "create_orders",
+                    {"orders": [{"channel": CHANNEL, "lines": [{"sku": SKU, "quantity": arg}]}]},
+                )
                 hub.uncaptured.append(arg)
         elif kind == "land":
             control(sandbox_server, "land_decrements", {"count": arg})
@@ -137,7 +164,9 @@ def test_storefront_never_offers_more_than_the_master_can_fulfil(ct_conn, sandbo
             stale = True
         elif kind == "push":
             conflicts, lost = arg
-            control(sandbox_server, "inventory_settings", {"land_on_write": conflicts, "lose_inventory_responses": lost})
+            control(
+                sandbox_server, "inventory_settings", {"land_on_write": conflicts, "lose_inventory_responses": lost}
+            )
             ok = hub.push(ct)
             control(sandbox_server, "inventory_settings", {"land_on_write": 0, "lose_inventory_responses": 0})
             stale = stale and not ok

@@ -1,5 +1,6 @@
 """commercetools mismatches with the API reference (issue 12, part 3): ShippingMode Multiple deliveries, the
 auth host, least scopes enforced per endpoint, a Canceled shipment state, inventory entry keys."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,10 +17,18 @@ control = controller("commercetools")
 def connection(sandbox, **options):
     from integration_hub.core.models import Connection
 
-    conn = Connection(name=f"ct-mm-{len(options)}-{abs(hash(str(options))) % 10000}", system_type="commercetools",
-                      base_url=f"{sandbox.url}/commercetools", auth_url=f"{sandbox.url}/commercetools", client_id="hub-demo",
-                      options={"project_key": "demo", **options}, rate_limit_per_second=1000, rate_limit_burst=1000,
-                      timeout_seconds=5, max_retries=1)
+    conn = Connection(
+        name=f"ct-mm-{len(options)}-{abs(hash(str(options))) % 10000}",
+        system_type="commercetools",
+        base_url=f"{sandbox.url}/commercetools",
+        auth_url=f"{sandbox.url}/commercetools",
+        client_id="hub-demo",
+        options={"project_key": "demo", **options},
+        rate_limit_per_second=1000,
+        rate_limit_burst=1000,
+        timeout_seconds=5,
+        max_retries=1,
+    )
     conn.set_secret("hub-demo-secret")
     conn.save()
     CommercetoolsConnector.auth_for(conn).invalidate()
@@ -34,8 +43,12 @@ def ct(db, sandbox):
     return c
 
 
-MULTI = {"channel": "uk-web", "shipping_mode": "Multiple", "shipping_key": "home",
-         "lines": [{"sku": "SKU-001", "quantity": 2}, {"sku": "SKU-002", "quantity": 1}]}
+MULTI = {
+    "channel": "uk-web",
+    "shipping_mode": "Multiple",
+    "shipping_key": "home",
+    "lines": [{"sku": "SKU-001", "quantity": 2}, {"sku": "SKU-002", "quantity": 1}],
+}
 
 
 # --- ShippingMode Multiple ---------------------------------------------------------------------------
@@ -47,14 +60,18 @@ def test_multiple_mode_delivery_names_its_shipping_key_and_is_idempotent(ct, san
     [delivery] = order["shipping"][0]["shippingInfo"]["deliveries"]
     assert delivery["key"].startswith("hub-") and order["shipmentState"] == "Shipped"
     version = order["version"]
-    assert ct.mark_shipped(oid, [Parcel("DPD", "TRK-1", lines=[("SKU-001", 2), ("SKU-002", 1)])]) == version  # replay: nothing
+    assert (
+        ct.mark_shipped(oid, [Parcel("DPD", "TRK-1", lines=[("SKU-001", 2), ("SKU-002", 1)])]) == version
+    )  # replay: nothing
     assert len(emu_ct.orders[oid]["shipping"][0]["shippingInfo"]["deliveries"]) == 1
 
 
 def test_sandbox_refuses_add_delivery_without_shipping_key_in_multiple_mode(ct, sandbox):
     [oid] = control(sandbox, "create_orders", {"orders": [MULTI]})["ids"]
     with pytest.raises(errors.BadDataError) as exc:
-        ct.client.post(ct.path(f"orders/{oid}"), json={"version": 1, "actions": [{"action": "addDelivery", "items": []}]})
+        ct.client.post(
+            ct.path(f"orders/{oid}"), json={"version": 1, "actions": [{"action": "addDelivery", "items": []}]}
+        )
     assert "shippingKey is required" in str(exc.value.body)
 
 
@@ -68,20 +85,33 @@ def test_storefront_fulfilments_read_multiple_mode_deliveries(ct, sandbox):
 
 # --- Canceled ---------------------------------------------------------------------------------------
 def test_a_canceled_shipment_is_never_made_shipped(ct, sandbox, emu_ct):
-    [oid] = control(sandbox, "create_orders", {"orders": [{"channel": "uk-web", "lines": [{"sku": "SKU-001", "quantity": 1}]}]})["ids"]
-    ct.client.post(ct.path(f"orders/{oid}"), json={"version": 1, "actions": [{"action": "changeShipmentState", "shipmentState": "Canceled"}]})
+    [oid] = control(
+        sandbox, "create_orders", {"orders": [{"channel": "uk-web", "lines": [{"sku": "SKU-001", "quantity": 1}]}]}
+    )["ids"]
+    ct.client.post(
+        ct.path(f"orders/{oid}"),
+        json={"version": 1, "actions": [{"action": "changeShipmentState", "shipmentState": "Canceled"}]},
+    )
     ct.mark_shipped(oid, [Parcel("DPD", "TRK-9")])
     order = emu_ct.orders[oid]
     assert order["shipmentState"] == "Canceled"
-    assert [p["trackingData"]["trackingId"] for d in order["shippingInfo"]["deliveries"] for p in d["parcels"]] == ["TRK-9"]
+    assert [p["trackingData"]["trackingId"] for d in order["shippingInfo"]["deliveries"] for p in d["parcels"]] == [
+        "TRK-9"
+    ]
 
 
 # --- auth host and scopes ------------------------------------------------------------------------------
 def test_token_host_is_derived_from_the_api_host():
     from integration_hub.core.models import Connection
 
-    conn = Connection(name="x", system_type="commercetools", base_url="https://api.europe-west1.gcp.commercetools.com",
-                      auth_url="", client_id="c", options={"project_key": "shop"})
+    conn = Connection(
+        name="x",
+        system_type="commercetools",
+        base_url="https://api.europe-west1.gcp.commercetools.com",
+        auth_url="",
+        client_id="c",
+        options={"project_key": "shop"},
+    )
     assert CommercetoolsConnector.token_root(conn) == "https://auth.europe-west1.gcp.commercetools.com"
     auth = CommercetoolsConnector.auth_for(conn)
     assert auth.token_url == "https://auth.europe-west1.gcp.commercetools.com/oauth/token"
@@ -94,8 +124,15 @@ def test_least_scopes_cover_every_call(ct, sandbox):
     """The default (least) scopes: ping, stock read/write (with the ledger Type), orders, shipping, subscriptions."""
     ct.ping()
     assert all(r.ok for r in ct.set_stock([InventoryTarget("SKU-001", "uk-web", 3, ledger=3)]))
-    [oid] = control(sandbox, "create_orders", {"orders": [{"channel": "uk-web", "lines": [{"sku": "SKU-001", "quantity": 1}],
-                                                           "discount_codes": ["SPRING10"]}]})["ids"]
+    [oid] = control(
+        sandbox,
+        "create_orders",
+        {
+            "orders": [
+                {"channel": "uk-web", "lines": [{"sku": "SKU-001", "quantity": 1}], "discount_codes": ["SPRING10"]}
+            ]
+        },
+    )["ids"]
     assert ct.get_order(oid).promotion_codes == ["SPRING10"]
     ct.mark_shipped(oid, [Parcel("DPD", "TRK-2")])
     assert ct.client.get(ct.path("subscriptions")).status_code == 200

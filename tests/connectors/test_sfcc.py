@@ -1,4 +1,5 @@
 """SFCC connector against the SFCC emulator, over real HTTP."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,7 +26,9 @@ def test_set_stock_batches_per_inventory_list_and_is_absolute(sf, sandbox):
     assert all(r.ok for r in results) and len(results) == 121
     state = control(sandbox, "state", {})["inventory"]
     assert state["inv_uk"]["SF-120"] == 119 and state["inv_eu"]["SF-001"] == 42
-    batch_calls = sum(v for k, v in sb.stats("sfcc").by_route.items() if "batch" in k) - sum(v for k, v in before.items() if "batch" in k)
+    batch_calls = sum(v for k, v in sb.stats("sfcc").by_route.items() if "batch" in k) - sum(
+        v for k, v in before.items() if "batch" in k
+    )
     assert batch_calls == 4  # 120 records in 3 batches of ≤ 50 for inv_uk, 1 for inv_eu
     # replaying the same absolute targets changes nothing
     sf.set_stock(targets)
@@ -33,8 +36,14 @@ def test_set_stock_batches_per_inventory_list_and_is_absolute(sf, sandbox):
 
 
 def test_set_stock_per_record_errors(sf, sandbox):
-    results = sf.set_stock([InventoryTarget("SF-001", "inv_uk", 5), InventoryTarget("NOPE", "inv_uk", 1),
-                            InventoryTarget("SF-002", "inv_uk", -1), InventoryTarget("SF-003", "no_list", 1)])
+    results = sf.set_stock(
+        [
+            InventoryTarget("SF-001", "inv_uk", 5),
+            InventoryTarget("NOPE", "inv_uk", 1),
+            InventoryTarget("SF-002", "inv_uk", -1),
+            InventoryTarget("SF-003", "no_list", 1),
+        ]
+    )
     by = {(r.sku, r.channel_ref): r for r in results}
     assert by[("SF-001", "inv_uk")].ok
     assert isinstance(by[("NOPE", "inv_uk")].error, errors.NotFoundError)
@@ -80,13 +89,33 @@ def test_list_skus_pages(sf):
 
 
 def test_orders_since_pages_with_cursor_and_maps_fields(sf, sandbox):
-    ids = control(sandbox, "create_orders", {"orders": [
-        {"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 2, "price": 10.5}], "shipping_method": "express",
-         "gift_message": "Happy birthday", "delivery_notes": "Leave with neighbour", "custom_fields": {"giftWrap": True},
-         "promotion_codes": ["SUMMER10"], "email": "a@example.com",
-         "address": {"first_name": "Ann", "last_name": "Lee", "street": "2 Low Rd", "postal_code": "M1 1AA", "city": "Manchester",
-                     "country": "GB"}},
-    ] + [{"channel": "inv_eu", "lines": [{"sku": "SF-002", "quantity": 1}]} for _ in range(6)]})["ids"]
+    ids = control(
+        sandbox,
+        "create_orders",
+        {
+            "orders": [
+                {
+                    "channel": "inv_uk",
+                    "lines": [{"sku": "SF-001", "quantity": 2, "price": 10.5}],
+                    "shipping_method": "express",
+                    "gift_message": "Happy birthday",
+                    "delivery_notes": "Leave with neighbour",
+                    "custom_fields": {"giftWrap": True},
+                    "promotion_codes": ["SUMMER10"],
+                    "email": "a@example.com",
+                    "address": {
+                        "first_name": "Ann",
+                        "last_name": "Lee",
+                        "street": "2 Low Rd",
+                        "postal_code": "M1 1AA",
+                        "city": "Manchester",
+                        "country": "GB",
+                    },
+                },
+            ]
+            + [{"channel": "inv_eu", "lines": [{"sku": "SF-002", "quantity": 1}]} for _ in range(6)]
+        },
+    )["ids"]
     seen, cursor = [], ""
     while True:
         page = sf.orders_since(cursor, limit=3)
@@ -112,19 +141,25 @@ def test_orders_since_pages_with_cursor_and_maps_fields(sf, sandbox):
 
 
 def test_mark_shipped_sets_status_and_tracking_idempotently(sf, sandbox):
-    no = control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}]}]})["ids"][0]
+    no = control(
+        sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}]}]}
+    )["ids"][0]
     parcels = [Parcel("DPD", "TRK-1", "https://t/1"), Parcel("DPD", "TRK-2")]
     assert sf.mark_shipped(no, parcels) is None
     sf.mark_shipped(no, parcels)
     state = control(sandbox, "state", {})["orders"][no]
-    assert state["shipment_state"] == "shipped" and state["tracking"] == ["TRK-1", "TRK-2"] and state["carrier"] == "DPD"
+    assert (
+        state["shipment_state"] == "shipped" and state["tracking"] == ["TRK-1", "TRK-2"] and state["carrier"] == "DPD"
+    )
     assert sf.get_order(no).shipment_state == "shipped"
 
 
 def test_mark_shipped_unknown_or_cancelled(sf, sandbox):
     with pytest.raises(errors.NotFoundError):
         sf.mark_shipped("99999999", [Parcel("DPD", "X")])
-    no = control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}]}]})["ids"][0]
+    no = control(
+        sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}]}]}
+    )["ids"][0]
     control(sandbox, "cancel_order", {"order_no": no})
     with pytest.raises(errors.BadDataError):
         sf.mark_shipped(no, [Parcel("DPD", "X")])
@@ -140,19 +175,33 @@ def test_order_webhook_is_signed_and_parsed(sf, sandbox):
     assert not sf.verify_webhook(body, {"X-Hub-Signature": sign("other", body)})
     assert sf.parse_order_webhook({"order_no": "00001001"}) == ["00001001"]
     assert sf.parse_order_webhook({"orders": [{"order_no": "1"}, {"order_no": 2}]}) == ["1", "2"]
-    for bad in ({"nothing": 1}, {"order_no": "../../customers/x"}, {"orders": [{"order_no": "a b"}]}, ["not", "an object"]):
+    for bad in (
+        {"nothing": 1},
+        {"order_no": "../../customers/x"},
+        {"orders": [{"order_no": "a b"}]},
+        ["not", "an object"],
+    ):
         with pytest.raises(errors.BadDataError):
             sf.parse_order_webhook(bad)
 
 
 def test_orders_start_bounds_the_first_poll(sf_conn, sandbox):
-    old = control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}]}]})["ids"]
+    old = control(
+        sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}]}]}
+    )["ids"]
     state = control(sandbox, "state", {})["orders"]
     from datetime import datetime, timedelta
 
-    after_old = datetime.fromisoformat(state[old[0]]["last_modified"].replace("Z", "+00:00")) + timedelta(microseconds=1)
-    sf_conn.options = {**sf_conn.options, "orders_start": after_old.isoformat(timespec="microseconds").replace("+00:00", "Z")}
-    new = control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}]}]})["ids"]
+    after_old = datetime.fromisoformat(state[old[0]]["last_modified"].replace("Z", "+00:00")) + timedelta(
+        microseconds=1
+    )
+    sf_conn.options = {
+        **sf_conn.options,
+        "orders_start": after_old.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+    }
+    new = control(
+        sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}]}]}
+    )["ids"]
     page = SFCCConnector(sf_conn).orders_since("")
     assert [o.external_id for o in page.items] == new
 
@@ -166,7 +215,9 @@ def test_a_malformed_order_is_a_rejected_row_and_does_not_block_the_stream(sf, s
     from integration_hub.orders.rejected import order_problems
 
     emu = sandbox.emulators["sfcc"]
-    ids = control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}]}] * 3})["ids"]
+    ids = control(
+        sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}]}] * 3}
+    )["ids"]
     with emu.lock:
         emu.orders[ids[1]]["product_items"][0]["quantity"] = "two"
     page = sf.orders_since("")
@@ -179,7 +230,10 @@ def test_a_malformed_order_is_a_rejected_row_and_does_not_block_the_stream(sf, s
     raise_many(order_problems(sf.connection, page.items.rejected))
     rec = ExceptionRecord.objects.get(kind="bad_payload")
     assert rec.dedupe_key == f"bad_payload:{sf.connection.name}:order:{ids[1]}" and rec.order_ref == ids[1]
-    assert rec.title == f"Order {ids[1]} from {sf.connection.name} cannot be read" and rec.context["action"] == "check_order"
+    assert (
+        rec.title == f"Order {ids[1]} from {sf.connection.name} cannot be read"
+        and rec.context["action"] == "check_order"
+    )
     with emu.lock:
         emu.orders[ids[1]]["product_items"][0]["quantity"] = 1
     assert [o.external_id for o in sf.read_orders([sf.get_order(ids[1]).raw])] == [ids[1]]  # fixed: it reads
@@ -193,15 +247,20 @@ def test_expired_token_is_renewed_once(sf, sandbox):
 
 # --- storefront-side fulfilments (ship-from-store) ------------------------------------------------------
 def _order(sandbox, lines=(("SF-001", 2), ("SF-002", 1))):
-    return control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": s, "quantity": q}
-                                                                                          for s, q in lines]}]})["ids"][0]
+    return control(
+        sandbox,
+        "create_orders",
+        {"orders": [{"channel": "inv_uk", "lines": [{"sku": s, "quantity": q} for s, q in lines]}]},
+    )["ids"][0]
 
 
 def test_store_shipped_order_is_a_storefront_fulfilment_and_comes_back_in_the_poll(sf, sandbox):
     no = _order(sandbox)
     cursor = sf.orders_since("").cursor
     assert sf.storefront_fulfilments(sf.get_order(no)) == []  # nothing has left yet
-    control(sandbox, "store_ship", {"order_no": no, "tracking": "STORE-TRK-1", "carrier": "Royal Mail", "store": "STORE1"})
+    control(
+        sandbox, "store_ship", {"order_no": no, "tracking": "STORE-TRK-1", "carrier": "Royal Mail", "store": "STORE1"}
+    )
     [polled] = sf.orders_since(cursor).items  # the store's update bumps last_modified
     assert polled.external_id == no and polled.shipment_state == "shipped"
     batch = sf.storefront_fulfilments(polled)
@@ -214,17 +273,23 @@ def test_store_shipped_order_is_a_storefront_fulfilment_and_comes_back_in_the_po
 
 def test_partial_store_shipments_are_one_fulfilment_each(sf, sandbox):
     no = _order(sandbox, lines=(("SF-001", 3), ("SF-002", 1)))
-    first = control(sandbox, "store_ship", {"order_no": no, "tracking": "S-1", "store": "STORE1", "lines": [["SF-001", 1]]})
+    first = control(
+        sandbox, "store_ship", {"order_no": no, "tracking": "S-1", "store": "STORE1", "lines": [["SF-001", 1]]}
+    )
     order = sf.get_order(no)
     assert order.shipment_state == "part_shipped"
     [f1] = sf.storefront_fulfilments(order)
-    assert f1.fulfilment_ref == f"{no}/{first['shipment_id']}" and f1.lines == [("SF-001", 1)] and f1.location == "STORE1"
+    assert (
+        f1.fulfilment_ref == f"{no}/{first['shipment_id']}" and f1.lines == [("SF-001", 1)] and f1.location == "STORE1"
+    )
     control(sandbox, "store_ship", {"order_no": no, "tracking": "S-2", "store": "STORE2"})  # the rest, order-level
     batch = sf.storefront_fulfilments(sf.get_order(no))
     assert batch.rejected == [] and len(batch) == 2
     by_ref = {f.fulfilment_ref: f for f in batch}
     assert by_ref[f1.fulfilment_ref].lines == [("SF-001", 1)]  # unchanged by the later shipment
-    assert sorted(by_ref[f"{no}/me"].lines) == [("SF-001", 2), ("SF-002", 1)] and by_ref[f"{no}/me"].location == "STORE2"
+    assert (
+        sorted(by_ref[f"{no}/me"].lines) == [("SF-001", 2), ("SF-002", 1)] and by_ref[f"{no}/me"].location == "STORE2"
+    )
 
 
 def test_hub_shipped_order_is_not_a_storefront_fulfilment(sf, sandbox):
@@ -275,7 +340,11 @@ def test_storefront_fulfilments_options(sf_conn, sandbox):
     control(sandbox, "store_ship", {"order_no": no, "tracking": "S-1"})
     sf_conn.options = {**sf_conn.options, "storefront_fulfilments": False}
     assert SFCCConnector(sf_conn).storefront_fulfilments(SFCCConnector(sf_conn).get_order(no)) == []
-    sf_conn.options = {**sf_conn.options, "storefront_fulfilments": True, "storefront_fulfilments_from": "2999-01-01T00:00:00Z"}
+    sf_conn.options = {
+        **sf_conn.options,
+        "storefront_fulfilments": True,
+        "storefront_fulfilments_from": "2999-01-01T00:00:00Z",
+    }
     c = SFCCConnector(sf_conn)
     assert c.storefront_fulfilments(c.get_order(no)) == []  # created before the cut-over: never read as store-shipped
     sf_conn.options = {**sf_conn.options, "storefront_fulfilments_from": "2000-01-01T00:00:00Z"}
@@ -292,16 +361,29 @@ def test_shipped_lands_through_the_data_api_not_the_shop_patch(sf, sandbox):
     assert state["shipping_status"] == "not_shipped"  # ignored, as OCAPI does
     sf.mark_shipped(no, [Parcel("DPD", "TRK-9")])
     state = control(sandbox, "state", {})["orders"][no]
-    assert state["shipping_status"] == "shipped" and state["tracking"] == ["TRK-9"] and state["hub_marker"].startswith("hub-")
+    assert (
+        state["shipping_status"] == "shipped"
+        and state["tracking"] == ["TRK-9"]
+        and state["hub_marker"].startswith("hub-")
+    )
     assert state["shipments"] == {"me": "not_shipped"}  # order level only: shipments stay the store's to mark
     with pytest.raises(errors.BadDataError):
         sf.set_order_status(no, "shipping_status", "delivered")
 
 
 def test_orders_are_capturable_only_when_placed_and_ready_for_export(sf, sandbox):
-    specs = [{}, {"status": "created"}, {"status": "failed"}, {"export_status": "not_exported"}, {"export_status": "exported"}]
-    ids = control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}], **x}
-                                                       for x in specs]})["ids"]
+    specs = [
+        {},
+        {"status": "created"},
+        {"status": "failed"},
+        {"export_status": "not_exported"},
+        {"export_status": "exported"},
+    ]
+    ids = control(
+        sandbox,
+        "create_orders",
+        {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}], **x} for x in specs]},
+    )["ids"]
     by = {o.external_id: o for o in sf.orders_since("").items}
     assert [by[i].capturable for i in ids] == [True, False, False, False, False]
     assert [by[i].awaiting_export for i in ids] == [True, True, True, False, False]

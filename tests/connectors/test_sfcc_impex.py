@@ -1,5 +1,6 @@
 """SFCC on OCI: full loads through the Inventory Impex availability import (request an import, upload the NDJSON
 file to its upload link, poll the status, read the result file), against the SFCC emulator over real HTTP."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -59,8 +60,11 @@ def test_bad_lines_fail_alone_and_good_lines_land(scapi, sandbox):
     _fast(scapi, sandbox)
     skus = _seed(sandbox, 600)
     targets = [InventoryTarget(s, "inv_uk", 5, as_of=datetime.now(UTC)) for s in skus]
-    targets += [InventoryTarget("BAD SKU/1", "inv_uk", 5), InventoryTarget("FL-0001", "inv_nowhere", 5),
-                InventoryTarget("FL-0002x", "inv_uk", -3)]
+    targets += [
+        InventoryTarget("BAD SKU/1", "inv_uk", 5),
+        InventoryTarget("FL-0001", "inv_nowhere", 5),
+        InventoryTarget("FL-0002x", "inv_uk", -3),
+    ]
     results = {(r.channel_ref, r.sku): r for r in scapi.push_full(targets)}
     bad = {k: r for k, r in results.items() if not r.ok}
     assert set(bad) == {("inv_uk", "BAD SKU/1"), ("inv_nowhere", "FL-0001"), ("inv_uk", "FL-0002x")}
@@ -88,7 +92,9 @@ def test_an_older_figure_in_a_full_load_never_overwrites_a_newer_delta(scapi, sa
     now = datetime.now(UTC)
     [res] = scapi.set_stock([InventoryTarget(skus[0], "inv_uk", 9, as_of=now)])
     assert res.ok
-    assert all(r.ok for r in scapi.push_full([InventoryTarget(s, "inv_uk", 1, as_of=now - timedelta(minutes=1)) for s in skus]))
+    assert all(
+        r.ok for r in scapi.push_full([InventoryTarget(s, "inv_uk", 1, as_of=now - timedelta(minutes=1)) for s in skus])
+    )
     oci = control(sandbox, "oci", {"location": "inv_uk"})["inv_uk"]
     assert oci[skus[0]]["onHand"] == 9 and oci[skus[1]]["onHand"] == 1
 
@@ -111,24 +117,35 @@ def _raw(scapi, method, path, **kw):
 
 def test_the_sandbox_follows_the_impex_contract(scapi, sandbox):
     control(sandbox, "configure_impex", {"delay": 0.05})
-    for body in ({}, {"fileName": "x.json", "fileFormat": "CSV"}, {"fileName": "x.json", "linkDuration": 61},
-                 {"fileName": "x.json", "mode": "UPDATE"}):
+    for body in (
+        {},
+        {"fileName": "x.json", "fileFormat": "CSV"},
+        {"fileName": "x.json", "linkDuration": 61},
+        {"fileName": "x.json", "mode": "UPDATE"},
+    ):
         r = _raw(scapi, "POST", IMPORTS, json=body)
         assert r.status_code == 400 and {"type", "title", "detail"} <= set(r.json()), (body, r.text)
     started = _raw(scapi, "POST", IMPORTS, json={"fileName": "mixed.json"}).json()
     assert set(started) == {"importId", "importStatusLink", "uploadLink", "uploadMethod", "uploadLinkExpirationUTC"}
     assert _raw(scapi, "GET", f"{IMPORTS}/{started['importId']}/file-content").status_code == 409  # nothing yet
-    assert _raw(scapi, "POST", started["uploadLink"], data=b'{"x":1}',
-                headers={"Content-Type": "application/json"}).status_code == 400  # not multipart
-    mixed = (b'{"location":"inv_uk","mode":"UPDATE"}\n'
-             b'{"recordId":"r1","sku":"SF-001","onHand":1,"effectiveDate":"2026-01-01T00:00:00Z"}\n'
-             b'{"recordId":"r2","sku":"SF-002","onHand":1,"effectiveDate":"2026-01-01T00:00:00Z","locationId":"inv_uk"}\n')
+    assert (
+        _raw(
+            scapi, "POST", started["uploadLink"], data=b'{"x":1}', headers={"Content-Type": "application/json"}
+        ).status_code
+        == 400
+    )  # not multipart
+    mixed = (
+        b'{"location":"inv_uk","mode":"UPDATE"}\n'
+        b'{"recordId":"r1","sku":"SF-001","onHand":1,"effectiveDate":"2026-01-01T00:00:00Z"}\n'
+        b'{"recordId":"r2","sku":"SF-002","onHand":1,"effectiveDate":"2026-01-01T00:00:00Z","locationId":"inv_uk"}\n'
+    )
     form = b'--b\r\nContent-Disposition: form-data; name="file"; filename="f.json"\r\n\r\n' + mixed + b"\r\n--b--\r\n"
     headers = {"Content-Type": "multipart/form-data; boundary=b"}
     up = _raw(scapi, "POST", started["uploadLink"], data=form, headers=headers)
     assert up.status_code == 200 and up.json() == {"status": "PENDING", "importId": started["importId"]}
     assert _raw(scapi, "POST", started["uploadLink"], data=form, headers=headers).status_code == 409  # already received
     import time
+
     time.sleep(0.2)
     status = _raw(scapi, "GET", f"{IMPORTS}/{started['importId']}/status").json()
     assert status["status"] == "FAILED" and any("mixes" in e for e in status["validation"]["errors"])

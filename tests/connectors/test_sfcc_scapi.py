@@ -1,4 +1,5 @@
 """SFCC on the B2C Commerce API (Admin Orders) + Omnichannel Inventory, against the SFCC emulator over real HTTP."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -19,8 +20,11 @@ OCI = "/inventory/availability/v1/organizations/f_ecom_zzxy_prd/availability-rec
 
 
 def _orders(sandbox, n, **extra):
-    return control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}], **extra}
-                                                         for _ in range(n)]})["ids"]
+    return control(
+        sandbox,
+        "create_orders",
+        {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 1}], **extra} for _ in range(n)]},
+    )["ids"]
 
 
 def _raw(scapi, method, path, **kw):
@@ -72,18 +76,27 @@ def test_orders_sharing_one_instant_are_neither_lost_nor_repeated(scapi, sandbox
 
 
 def test_getorders_limits_are_the_specs(scapi, sandbox):
-    for params in ({"siteId": "RefArch", "limit": 201}, {"siteId": "RefArch", "limit": 0},
-                   {"siteId": "RefArch", "limit": 200, "offset": MAX_WINDOW - 199}, {"limit": 5},
-                   {"siteId": "RefArch", "exportStatus": "ready,exported,failed,not_exported"},
-                   {"siteId": "RefArch", "sortBy": "orderNo"}):
+    for params in (
+        {"siteId": "RefArch", "limit": 201},
+        {"siteId": "RefArch", "limit": 0},
+        {"siteId": "RefArch", "limit": 200, "offset": MAX_WINDOW - 199},
+        {"limit": 5},
+        {"siteId": "RefArch", "exportStatus": "ready,exported,failed,not_exported"},
+        {"siteId": "RefArch", "sortBy": "orderNo"},
+    ):
         r = _raw(scapi, "GET", ORDERS, params=params)
         assert r.status_code == 400 and {"type", "title", "detail"} <= set(r.json()), (params, r.text)
-    assert _raw(scapi, "GET", ORDERS, params={"siteId": "RefArch", "limit": 200, "offset": MAX_WINDOW - 200}).status_code == 200
+    assert (
+        _raw(scapi, "GET", ORDERS, params={"siteId": "RefArch", "limit": 200, "offset": MAX_WINDOW - 200}).status_code
+        == 200
+    )
     assert _raw(scapi, "GET", ORDERS + "/nope", params={"siteId": "RefArch"}).status_code == 404
 
 
 def test_not_exported_orders_are_not_read_and_created_ones_not_capturable(scapi, sandbox):
-    ready, created, held = _orders(sandbox, 1) + _orders(sandbox, 1, status="created") + _orders(sandbox, 1, export_status="not_exported")
+    ready, created, held = (
+        _orders(sandbox, 1) + _orders(sandbox, 1, status="created") + _orders(sandbox, 1, export_status="not_exported")
+    )
     by = {o.external_id: o for o in scapi.orders_since("").items}
     assert held not in by and by[ready].capturable and not by[created].capturable
 
@@ -94,7 +107,11 @@ def test_shipped_and_export_status_land(scapi, sandbox):
     scapi.mark_exported(a, True)
     scapi.mark_exported(b, False)
     state = control(sandbox, "state")["orders"]
-    assert state[a]["shipping_status"] == "shipped" and state[a]["tracking"] == ["TRK-9"] and state[a]["hub_marker"].startswith("hub-")
+    assert (
+        state[a]["shipping_status"] == "shipped"
+        and state[a]["tracking"] == ["TRK-9"]
+        and state[a]["hub_marker"].startswith("hub-")
+    )
     assert (state[a]["export_status"], state[b]["export_status"]) == ("exported", "failed")
     r = _raw(scapi, "PATCH", ORDERS + f"/{a}", params={"siteId": "RefArch"}, json={"shippingStatus": "shipped"})
     assert r.status_code == 400  # OrderUpdateRequest takes only c_ properties
@@ -113,7 +130,9 @@ def test_a_malformed_order_is_a_rejected_row_on_scapi_too(scapi, sandbox):
         emu.orders[ids[1]]["product_items"][0]["quantity"] = "two"
     page = scapi.orders_since("")
     assert [o.external_id for o in page.items] == [ids[0], ids[2]]
-    assert [(r.ref, r.field) for r in page.items.rejected] == [(ids[1], "order")] and "'two'" in page.items.rejected[0].message
+    assert [(r.ref, r.field) for r in page.items.rejected] == [(ids[1], "order")] and "'two'" in page.items.rejected[
+        0
+    ].message
     assert ids[2] in page.cursor
 
 
@@ -134,12 +153,21 @@ def test_admin_scopes_are_checked(scapi_conn, sandbox):
         c.mark_exported(no, True)
 
 
-@pytest.mark.parametrize("options, problem", [
-    ({"api_family": "graphql"}, "options.api_family must be one of ocapi, scapi_oci"),
-    ({"api_family": "scapi_oci"}, "options.organization_id is required for api_family scapi_oci"),
-    ({"api_family": "scapi_oci", "organization_id": "zzxy_prd"}, "options.organization_id must be f_ecom_<realm>_<instance>"),
-    ({"api_family": "scapi_oci", "organization_id": "f_ecom_zzxy_prd", "oci_tenant_group_id": 7}, "options.oci_tenant_group_id must be text"),
-])
+@pytest.mark.parametrize(
+    "options, problem",
+    [
+        ({"api_family": "graphql"}, "options.api_family must be one of ocapi, scapi_oci"),
+        ({"api_family": "scapi_oci"}, "options.organization_id is required for api_family scapi_oci"),
+        (
+            {"api_family": "scapi_oci", "organization_id": "zzxy_prd"},
+            "options.organization_id must be f_ecom_<realm>_<instance>",
+        ),
+        (
+            {"api_family": "scapi_oci", "organization_id": "f_ecom_zzxy_prd", "oci_tenant_group_id": 7},
+            "options.oci_tenant_group_id must be text",
+        ),
+    ],
+)
 def test_api_family_options_are_checked_at_save_and_at_use(scapi_conn, options, problem):
     """The admin picks the family in the connection's options: a family the hub does not know, or SCAPI without the
     organization every Admin API path names, is refused when saved (admin form / full_clean) and when used."""
@@ -161,7 +189,10 @@ def test_oci_gets_on_hand_and_computes_atf_with_its_own_reservations(scapi, sand
     _orders(sandbox, 2)  # the site reserves 2 × SF-001 in OCI
     oci = control(sandbox, "oci", {"location": "inv_uk"})["inv_uk"]
     assert (oci["SF-001"]["onHand"], oci["SF-001"]["reserved"], oci["SF-001"]["atf"]) == (10, 2, 8)
-    assert {s.sku: s.quantity for s in scapi.get_stock(["SF-001", "SF-002", "NOPE"], "inv_uk")} == {"SF-001": 8, "SF-002": 10}
+    assert {s.sku: s.quantity for s in scapi.get_stock(["SF-001", "SF-002", "NOPE"], "inv_uk")} == {
+        "SF-001": 8,
+        "SF-002": 10,
+    }
     assert control(sandbox, "state")["inventory"]["inv_uk"]["SF-001"] == 8
 
 
@@ -171,8 +202,13 @@ def test_oci_keeps_the_newest_figure_and_applies_a_record_once(scapi, sandbox):
     scapi.set_stock([InventoryTarget("SF-003", "inv_uk", 2, as_of=now - timedelta(seconds=5))])  # late and older
     assert control(sandbox, "oci", {"location": "inv_uk"})["inv_uk"]["SF-003"]["onHand"] == 7
     path = f"{OCI}/batch-update"
-    rec = {"id": "req-1", "location": "inv_uk", "sku": "SF-004", "onHand": 5,
-           "effectiveDate": utc_iso(now + timedelta(seconds=1))}
+    rec = {
+        "id": "req-1",
+        "location": "inv_uk",
+        "sku": "SF-004",
+        "onHand": 5,
+        "effectiveDate": utc_iso(now + timedelta(seconds=1)),
+    }
     for _ in range(2):  # the same request replayed: applied once
         assert _raw(scapi, "POST", path, json={"records": [rec]}).status_code == 204
     control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-004", "quantity": 1}]}]})
@@ -180,12 +216,21 @@ def test_oci_keeps_the_newest_figure_and_applies_a_record_once(scapi, sandbox):
     assert _raw(scapi, "POST", path, json={"records": [rec2]}).status_code == 204
     assert control(sandbox, "oci", {"location": "inv_uk"})["inv_uk"]["SF-004"]["onHand"] == 5
     r = _raw(scapi, "POST", path, json={"records": [rec] * 101})
-    assert r.status_code == 400 and r.json()["errorCode"] == "InvalidRequestParameter" and r.json()["type"] == "about:blank"
+    assert (
+        r.status_code == 400
+        and r.json()["errorCode"] == "InvalidRequestParameter"
+        and r.json()["type"] == "about:blank"
+    )
 
 
 def test_oci_record_errors_are_per_record(scapi, sandbox):
-    results = scapi.set_stock([InventoryTarget("SF-005", "inv_uk", 3), InventoryTarget("SF-005", "nowhere", 3),
-                               InventoryTarget("SF-006", "inv_uk", -1)])
+    results = scapi.set_stock(
+        [
+            InventoryTarget("SF-005", "inv_uk", 3),
+            InventoryTarget("SF-005", "nowhere", 3),
+            InventoryTarget("SF-006", "inv_uk", -1),
+        ]
+    )
     by = {(r.sku, r.channel_ref): r for r in results}
     assert by[("SF-005", "inv_uk")].ok
     assert isinstance(by[("SF-005", "nowhere")].error, errors.NotFoundError)
@@ -198,12 +243,26 @@ def test_oci_batch_update_is_the_inventory_availability_apis_shape(scapi, sandbo
     Connect API's names for the same fields (actionRequestId / locationIdentifier / stockKeepingUnit) are refused."""
     path = f"{OCI}/batch-update"
     now = utc_iso(datetime.now(UTC))
-    ok = _raw(scapi, "POST", path, json={"records": [{"id": "r-1", "location": "inv_uk", "sku": "SF-007", "onHand": 4,
-                                                       "effectiveDate": now}]})
+    ok = _raw(
+        scapi,
+        "POST",
+        path,
+        json={"records": [{"id": "r-1", "location": "inv_uk", "sku": "SF-007", "onHand": 4, "effectiveDate": now}]},
+    )
     assert ok.status_code == 204 and not ok.content
-    connect = {"actionRequestId": "r-2", "locationIdentifier": "inv_uk", "stockKeepingUnit": "SF-008", "onHand": 4,
-               "effectiveDate": now}
-    r = _raw(scapi, "POST", path, json={"records": [connect, {"id": "r-3", "location": "nowhere", "sku": "SF-008", "onHand": 1}]})
+    connect = {
+        "actionRequestId": "r-2",
+        "locationIdentifier": "inv_uk",
+        "stockKeepingUnit": "SF-008",
+        "onHand": 4,
+        "effectiveDate": now,
+    }
+    r = _raw(
+        scapi,
+        "POST",
+        path,
+        json={"records": [connect, {"id": "r-3", "location": "nowhere", "sku": "SF-008", "onHand": 1}]},
+    )
     assert r.status_code == 200
     [bad_shape, no_location] = r.json()["errors"]
     assert bad_shape["errorCode"] == "InvalidRequestParameter" and no_location["errorCode"] == "LocationDoesNotExist"
@@ -211,8 +270,12 @@ def test_oci_batch_update_is_the_inventory_availability_apis_shape(scapi, sandbo
     oci = control(sandbox, "oci", {"location": "inv_uk"})["inv_uk"]
     assert oci["SF-007"]["onHand"] == 4 and oci["SF-008"]["onHand"] == 3  # the Connect-shaped record changed nothing
     # the connector's own writes land (all good → 204; one bad → only that record fails, matched on id + sku)
-    results = scapi.set_stock([InventoryTarget("SF-009", "inv_uk", 6, as_of=datetime.now(UTC)),
-                               InventoryTarget("SF-009", "nowhere", 6, as_of=datetime.now(UTC))])
+    results = scapi.set_stock(
+        [
+            InventoryTarget("SF-009", "inv_uk", 6, as_of=datetime.now(UTC)),
+            InventoryTarget("SF-009", "nowhere", 6, as_of=datetime.now(UTC)),
+        ]
+    )
     assert [r.ok for r in results] == [True, False] and isinstance(results[1].error, errors.NotFoundError)
     assert control(sandbox, "oci", {"location": "inv_uk"})["inv_uk"]["SF-009"]["onHand"] == 6
 
@@ -221,12 +284,19 @@ def test_oci_get_availability_is_the_inventory_availability_apis_shape(scapi, sa
     """skuAvailabilityByLocationAndOrGroup: ``{"locations": [{"id", "records": [...]}]}``; SKUs × locations ≤ 100; an
     unknown location is refused (400 LocationDoesNotExist), not answered with nothing."""
     scapi.set_stock([InventoryTarget("SF-010", "inv_uk", 7, as_of=datetime.now(UTC))])
-    body = _raw(scapi, "POST", f"{OCI}/get-availability", json={"skus": ["SF-010", "NOPE"], "locations": ["inv_uk"]}).json()
+    body = _raw(
+        scapi, "POST", f"{OCI}/get-availability", json={"skus": ["SF-010", "NOPE"], "locations": ["inv_uk"]}
+    ).json()
     [loc] = body["locations"]
     assert loc["id"] == "inv_uk" and [(r["sku"], r["onHand"], r["atf"]) for r in loc["records"]] == [("SF-010", 7, 7)]
     r = _raw(scapi, "POST", f"{OCI}/get-availability", json={"skus": ["SF-010"], "locations": ["nowhere"]})
     assert r.status_code == 400 and r.json()["errorCode"] == "LocationDoesNotExist"
-    r = _raw(scapi, "POST", f"{OCI}/get-availability", json={"skus": [f"SF-{i:03d}" for i in range(51)], "locations": ["inv_uk", "inv_eu"]})
+    r = _raw(
+        scapi,
+        "POST",
+        f"{OCI}/get-availability",
+        json={"skus": [f"SF-{i:03d}" for i in range(51)], "locations": ["inv_uk", "inv_eu"]},
+    )
     assert r.status_code == 400
     assert [(s.sku, s.quantity) for s in scapi.get_stock(["SF-010"], "inv_uk")] == [("SF-010", 7)]
 
@@ -256,8 +326,18 @@ def test_oci_batches_are_at_most_100_records(scapi, sandbox):
 
 def test_list_skus_reads_items_and_variants_through_the_products_api(scapi, sandbox):
     """Catalogue audit on scapi_oci: Admin Products ``searchProducts`` on type item / variant, paged by 200."""
-    control(sandbox, "seed_catalog", {"channels": [], "skus": [], "products": [
-        {"key": "TEE", "skus": ["TEE-S", "TEE-M"]}, {"key": "BIG", "skus": [f"BIG-{i:03d}" for i in range(300)]}]})
+    control(
+        sandbox,
+        "seed_catalog",
+        {
+            "channels": [],
+            "skus": [],
+            "products": [
+                {"key": "TEE", "skus": ["TEE-S", "TEE-M"]},
+                {"key": "BIG", "skus": [f"BIG-{i:03d}" for i in range(300)]},
+            ],
+        },
+    )
     before = SandboxClient.of(sandbox).stats("sfcc")["by_route"]
     skus = list(scapi.list_skus())
     after = SandboxClient.of(sandbox).stats("sfcc")["by_route"]
@@ -268,15 +348,26 @@ def test_list_skus_reads_items_and_variants_through_the_products_api(scapi, sand
 
 def test_products_search_follows_the_spec(scapi, sandbox):
     path = "/product/products/v1/organizations/f_ecom_zzxy_prd/product-search"
-    for body in ({}, {"query": {"matchAllQuery": {}}, "limit": 201}, {"query": {"matchAllQuery": {}}, "expand": ["all"]},
-                 {"query": {"termQuery": {"fields": ["type"], "operator": "one_of", "values": ["shoe"]}}},
-                 {"query": {"matchAllQuery": {}}, "sorts": [{"field": "ats"}]}):
+    for body in (
+        {},
+        {"query": {"matchAllQuery": {}}, "limit": 201},
+        {"query": {"matchAllQuery": {}}, "expand": ["all"]},
+        {"query": {"termQuery": {"fields": ["type"], "operator": "one_of", "values": ["shoe"]}}},
+        {"query": {"matchAllQuery": {}}, "sorts": [{"field": "ats"}]},
+    ):
         r = _raw(scapi, "POST", path, params={"siteId": "RefArch"}, json=body)
         assert r.status_code == 400 and {"type", "title", "detail"} <= set(r.json()), (body, r.text)
-    r = _raw(scapi, "POST", "/product/products/v1/organizations/f_ecom_other_prd/product-search", json={"query": {"matchAllQuery": {}}})
+    r = _raw(
+        scapi,
+        "POST",
+        "/product/products/v1/organizations/f_ecom_other_prd/product-search",
+        json={"query": {"matchAllQuery": {}}},
+    )
     assert r.status_code == 403  # the token's tenant scope is another organization's
     page = _raw(scapi, "POST", path, json={"query": {"matchAllQuery": {}}, "limit": 5, "offset": 2}).json()
-    assert {"limit", "offset", "total", "hits", "query"} <= set(page) and page["total"] == 120 and len(page["hits"]) == 5
+    assert (
+        {"limit", "offset", "total", "hits", "query"} <= set(page) and page["total"] == 120 and len(page["hits"]) == 5
+    )
     assert page["hits"][0]["id"] == "SF-003" and page["hits"][0]["type"] == {"item": True}
 
 
@@ -299,19 +390,39 @@ def test_catalogue_audit_runs_for_a_scapi_oci_connection(scapi_conn, sandbox):
 def test_oms_status_events_carry_each_parcels_tracking(scapi, sandbox):
     """Option oms_status_events: after the shipped update, one createOmsStatusEvent per tracked parcel, naming the
     order's product items; a retry repeats the same event id; a parcel without tracking URL sends none."""
-    [no] = control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [
-        {"sku": "SF-001", "quantity": 2}, {"sku": "SF-002", "quantity": 1}]}]})["ids"]
+    [no] = control(
+        sandbox,
+        "create_orders",
+        {
+            "orders": [
+                {"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 2}, {"sku": "SF-002", "quantity": 1}]}
+            ]
+        },
+    )["ids"]
     scapi.oms_events = True
-    parcels = [Parcel("UPS", "1Z1", "https://ups.example/1Z1", lines=[("SF-001", 2)]),
-               Parcel("UPS", "1Z2", "https://ups.example/1Z2", lines=[("SF-002", 1)]), Parcel("DPD", "NOURL")]
+    parcels = [
+        Parcel("UPS", "1Z1", "https://ups.example/1Z1", lines=[("SF-001", 2)]),
+        Parcel("UPS", "1Z2", "https://ups.example/1Z2", lines=[("SF-002", 1)]),
+        Parcel("DPD", "NOURL"),
+    ]
     scapi.mark_shipped(no, parcels)
     scapi.mark_shipped(no, parcels)  # a retry
     events = [e["fulfillmentEvent"] for e in control(sandbox, "oms_events")[no]]
     assert len(events) == 4 and events[0]["id"] == events[2]["id"] != events[1]["id"]
-    assert events[0]["lineItems"] == [{"id": f"{no}-1", "quantity": 2}] and events[1]["lineItems"] == [{"id": f"{no}-2", "quantity": 1}]
-    assert events[0]["type"] == "shipped" and events[0]["trackingUrl"] == "https://ups.example/1Z1" and events[0]["carrier"] == "UPS"
+    assert events[0]["lineItems"] == [{"id": f"{no}-1", "quantity": 2}] and events[1]["lineItems"] == [
+        {"id": f"{no}-2", "quantity": 1}
+    ]
+    assert (
+        events[0]["type"] == "shipped"
+        and events[0]["trackingUrl"] == "https://ups.example/1Z1"
+        and events[0]["carrier"] == "UPS"
+    )
     path = f"{ORDERS}/{no}/oms-status-events"
-    for body in ({}, {"fulfillmentEvent": {**events[0], "trackingUrl": None}}, {"fulfillmentEvent": events[0], "adjustment": {}},
-                 {"fulfillmentEvent": {**events[0], "lineItems": [{"id": "nope", "quantity": 1}]}}):
+    for body in (
+        {},
+        {"fulfillmentEvent": {**events[0], "trackingUrl": None}},
+        {"fulfillmentEvent": events[0], "adjustment": {}},
+        {"fulfillmentEvent": {**events[0], "lineItems": [{"id": "nope", "quantity": 1}]}},
+    ):
         r = _raw(scapi, "POST", path, params={"siteId": "RefArch"}, json=body)
         assert r.status_code == 400 and {"type", "title", "detail"} <= set(r.json()), (body, r.text)

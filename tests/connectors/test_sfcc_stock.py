@@ -1,6 +1,7 @@
 """SFCC stock on OCAPI product inventory records: the sellable figure is ``ats`` = allocation + pre-order /
 back-order allocation + the turnover (the site's own order decrements) since ``allocation.reset_date``; the hub
 writes only the allocation, reset at the instant its figure was computed."""
+
 from __future__ import annotations
 
 import time
@@ -15,7 +16,9 @@ from .conftest import control
 
 
 def _order(sandbox, sku, qty, channel="inv_uk"):
-    return control(sandbox, "create_orders", {"orders": [{"channel": channel, "lines": [{"sku": sku, "quantity": qty}]}]})["ids"][0]
+    return control(
+        sandbox, "create_orders", {"orders": [{"channel": channel, "lines": [{"sku": sku, "quantity": qty}]}]}
+    )["ids"][0]
 
 
 def _record(sandbox, sku, list_id="inv_uk"):
@@ -52,8 +55,17 @@ def test_orders_placed_before_the_snapshot_are_not_subtracted_twice(sf, sandbox)
 def test_a_write_keeps_the_records_other_settings(sf, sandbox):
     """Only the allocation is the hub's: pre-order / back-order settings and the perpetual flag set in
     Business Manager survive every push (a PUT would replace them)."""
-    r = _data(sf, "PATCH", "inv_uk", "SF-003", {"pre_order_back_order_handling": "backorder",
-                                                 "pre_order_back_order_allocation": 4, "in_stock_date": "2027-01-01T00:00:00Z"})
+    r = _data(
+        sf,
+        "PATCH",
+        "inv_uk",
+        "SF-003",
+        {
+            "pre_order_back_order_handling": "backorder",
+            "pre_order_back_order_allocation": 4,
+            "in_stock_date": "2027-01-01T00:00:00Z",
+        },
+    )
     assert r.status_code == 200, r.text
     sf.set_stock([InventoryTarget("SF-003", "inv_uk", 6, as_of=datetime.now(UTC))])
     rec = _record(sandbox, "SF-003")
@@ -71,10 +83,12 @@ def test_a_missing_record_is_created(sf, sandbox):
 
 
 def test_the_sandbox_accepts_only_what_ocapi_accepts(sf, sandbox):
-    bad = [({"allocation": {"amount": 1, "reset_date": "yesterday"}}, "InvalidDocumentException"),
-           ({"ats": 5}, "PropertyConstraintViolationException"),
-           ({"allocation": {"amount": -1}}, "InvalidDocumentException"),
-           ({"pre_order_back_order_handling": "sometimes"}, "InvalidEnumValueException")]
+    bad = [
+        ({"allocation": {"amount": 1, "reset_date": "yesterday"}}, "InvalidDocumentException"),
+        ({"ats": 5}, "PropertyConstraintViolationException"),
+        ({"allocation": {"amount": -1}}, "InvalidDocumentException"),
+        ({"pre_order_back_order_handling": "sometimes"}, "InvalidEnumValueException"),
+    ]
     for body, fault in bad:
         r = _data(sf, "PATCH", "inv_uk", "SF-004", body)
         assert r.status_code == 400 and r.json()["fault"]["type"] == fault, (body, r.text)

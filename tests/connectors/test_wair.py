@@ -1,4 +1,5 @@
 """WAIR connector against the WAIR emulator, over real HTTP."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,16 @@ faults = faulter("wair")
 def wair_conn(db, sandbox):
     from integration_hub.core.models import Connection
 
-    conn = Connection(name="wair-test", system_type="wair", base_url=f"{sandbox.url}/wair", rate_limit_per_second=1000,
-                      rate_limit_burst=1000, timeout_seconds=5, max_retries=3, options={"page_size": 2})
+    conn = Connection(
+        name="wair-test",
+        system_type="wair",
+        base_url=f"{sandbox.url}/wair",
+        rate_limit_per_second=1000,
+        rate_limit_burst=1000,
+        timeout_seconds=5,
+        max_retries=3,
+        options={"page_size": 2},
+    )
     conn.set_secret(KEY)
     conn.set_webhook_secret("wair-hook-secret")
     conn.save()
@@ -52,25 +61,52 @@ def wair(wair_conn, sleeps):
 
 def order(ref="HUB-1", **kw) -> WarehouseOrder:
     fields = dict(
-        order_ref=ref, order_number="10001", channel="web",
-        lines=[WarehouseOrderLine("l1", "SKU-A", 2, unit_price_cents=1999, custom_fields={"engraving": "AB"}),
-               WarehouseOrderLine("l2", "KIT-1", 1),
-               WarehouseOrderLine("l2.1", "SKU-B", 1, parent_line_id="l2"),
-               WarehouseOrderLine("l2.2", "SKU-C", 2, parent_line_id="l2")],
-        shipping_address=Address(first_name="Ada", last_name="Lovelace", street="1 Analytical Way", postal_code="EC1A 1AA",
-                                 city="London", country="GB", phone="+44 20 0000", email="ada@example.com"),
-        billing_address=Address(first_name="Ada", last_name="Lovelace", street="2 Bill St", postal_code="EC1A 1AB",
-                                city="London", country="GB"),
-        shipping_method="DHL-EXP", carrier="dhl", customer_email="ada@example.com", gift_message="Happy birthday!",
-        delivery_notes="Leave with neighbour", custom_fields={"giftWrap": True, "source": "app"},
-        placed_at=datetime(2026, 11, 1, 12, 30, tzinfo=timezone.utc), currency="GBP", total_cents=5997)
+        order_ref=ref,
+        order_number="10001",
+        channel="web",
+        lines=[
+            WarehouseOrderLine("l1", "SKU-A", 2, unit_price_cents=1999, custom_fields={"engraving": "AB"}),
+            WarehouseOrderLine("l2", "KIT-1", 1),
+            WarehouseOrderLine("l2.1", "SKU-B", 1, parent_line_id="l2"),
+            WarehouseOrderLine("l2.2", "SKU-C", 2, parent_line_id="l2"),
+        ],
+        shipping_address=Address(
+            first_name="Ada",
+            last_name="Lovelace",
+            street="1 Analytical Way",
+            postal_code="EC1A 1AA",
+            city="London",
+            country="GB",
+            phone="+44 20 0000",
+            email="ada@example.com",
+        ),
+        billing_address=Address(
+            first_name="Ada",
+            last_name="Lovelace",
+            street="2 Bill St",
+            postal_code="EC1A 1AB",
+            city="London",
+            country="GB",
+        ),
+        shipping_method="DHL-EXP",
+        carrier="dhl",
+        customer_email="ada@example.com",
+        gift_message="Happy birthday!",
+        delivery_notes="Leave with neighbour",
+        custom_fields={"giftWrap": True, "source": "app"},
+        placed_at=datetime(2026, 11, 1, 12, 30, tzinfo=timezone.utc),
+        currency="GBP",
+        total_cents=5997,
+    )
     fields.update(kw)
     return WarehouseOrder(**fields)
 
 
 # --- auth ----------------------------------------------------------------------------------------------
 def test_auth_refused_then_accepted(wair_conn, wair, sandbox):
-    control(sandbox, "seed_locations", {"locations": [{"id": "DC1", "name": "Main DC"}, {"id": "SHOP1", "name": "Shop"}]})
+    control(
+        sandbox, "seed_locations", {"locations": [{"id": "DC1", "name": "Main DC"}, {"id": "SHOP1", "name": "Shop"}]}
+    )
     bad = WairConnector(wair_conn, client=HttpClient.for_connection(wair_conn, auth=HeaderAuth("X-Api-Key", "wrong")))
     with pytest.raises(errors.PermanentError) as exc:
         bad.locations()
@@ -127,26 +163,38 @@ def test_invalid_cursor_is_bad_data(wair):
 
 
 def test_stock_snapshot_pages_and_filters(wair, sandbox):
-    rows = [{"sku": f"S{i}", "location": loc, "state": "available", "quantity": i}
-            for i in range(4) for loc in ("DC1", "SHOP1")] + [{"sku": "S1", "location": "DC1", "state": "damaged", "quantity": 9}]
+    rows = [
+        {"sku": f"S{i}", "location": loc, "state": "available", "quantity": i}
+        for i in range(4)
+        for loc in ("DC1", "SHOP1")
+    ] + [{"sku": "S1", "location": "DC1", "state": "damaged", "quantity": 9}]
     control(sandbox, "seed_stock", {"rows": rows})
     everything = list(wair.stock_snapshot())
     assert len(everything) == 9
-    assert {(c.sku, c.location, c.state, c.quantity) for c in everything} == \
-        {(r["sku"], r["location"], r["state"], r["quantity"]) for r in rows}
+    assert {(c.sku, c.location, c.state, c.quantity) for c in everything} == {
+        (r["sku"], r["location"], r["state"], r["quantity"]) for r in rows
+    }
     some = list(wair.stock_snapshot(["S1", "S3"]))
     assert sorted((c.sku, c.location, c.state) for c in some) == [
-        ("S1", "DC1", "available"), ("S1", "DC1", "damaged"), ("S1", "SHOP1", "available"),
-        ("S3", "DC1", "available"), ("S3", "SHOP1", "available")]
+        ("S1", "DC1", "available"),
+        ("S1", "DC1", "damaged"),
+        ("S1", "SHOP1", "available"),
+        ("S3", "DC1", "available"),
+        ("S3", "SHOP1", "available"),
+    ]
     shop = list(wair.stock_snapshot(["S1", "S2"], location="SHOP1"))
-    assert sorted((c.sku, c.quantity) for c in shop) == [("S1", 1), ("S2", 2)] and {c.location for c in shop} == {"SHOP1"}
+    assert sorted((c.sku, c.quantity) for c in shop) == [("S1", 1), ("S2", 2)] and {c.location for c in shop} == {
+        "SHOP1"
+    }
     assert control(sandbox, "state")["changes"] == 0  # seeding is not a change
 
 
 def test_seed_stock_bulk_is_fast(sandbox):
     import time
 
-    rows = [{"sku": f"SKU-{i:06d}", "location": "DC1", "state": "available", "quantity": i % 50} for i in range(100_000)]
+    rows = [
+        {"sku": f"SKU-{i:06d}", "location": "DC1", "state": "available", "quantity": i % 50} for i in range(100_000)
+    ]
     t = time.monotonic()
     out = control(sandbox, "seed_stock", {"rows": rows})
     assert out["stock_rows"] == 100_000 and time.monotonic() - t < 10
@@ -191,11 +239,26 @@ def receiver():
 
 
 def test_stock_webhook_signed_batched_and_parsed(wair, sandbox, receiver):
-    control(sandbox, "configure_webhooks", {"stock_url": f"{receiver.url}/stock", "dispatch_url": f"{receiver.url}/dispatch",
-                                            "secret": "wair-hook-secret"})
+    control(
+        sandbox,
+        "configure_webhooks",
+        {
+            "stock_url": f"{receiver.url}/stock",
+            "dispatch_url": f"{receiver.url}/dispatch",
+            "secret": "wair-hook-secret",
+        },
+    )
     receiver.fail_first = 1  # first delivery fails: the emulator retries
-    control(sandbox, "set_stock", {"rows": [{"sku": "A", "location": "DC1", "quantity": 3},
-                                            {"sku": "B", "location": "DC1", "state": "reserved", "quantity": 1}]})
+    control(
+        sandbox,
+        "set_stock",
+        {
+            "rows": [
+                {"sku": "A", "location": "DC1", "quantity": 3},
+                {"sku": "B", "location": "DC1", "state": "reserved", "quantity": 1},
+            ]
+        },
+    )
     stats = control(sandbox, "wait_webhooks", {"timeout": 10})
     assert stats["delivered"] == 1 and stats["retried"] == 1
     path, headers, body = receiver.received[0]
@@ -204,7 +267,9 @@ def test_stock_webhook_signed_batched_and_parsed(wair, sandbox, receiver):
     assert not wair.verify_webhook(body + b" ", headers)
     changes = wair.parse_stock_webhook(json.loads(body))
     assert [(c.sku, c.location, c.state, c.quantity, c.ref) for c in changes] == [
-        ("A", "DC1", "available", 3, "1"), ("B", "DC1", "reserved", 1, "2")]
+        ("A", "DC1", "available", 3, "1"),
+        ("B", "DC1", "reserved", 1, "2"),
+    ]
 
 
 def test_malformed_stock_row_loses_nothing_else(wair, wair_conn):
@@ -216,15 +281,33 @@ def test_malformed_stock_row_loses_nothing_else(wair, wair_conn):
 
     Item.objects.bulk_create([Item(sku="A"), Item(sku="B"), Item(sku="C")])
     Location.objects.create(code="dc1", name="DC1", connection=wair_conn, external_id="DC1")
-    payload = {"type": "stock.changed", "batchId": "b-1", "changes": [
-        {"id": 10, "skuId": "A", "locationId": "DC1", "state": "available", "quantity": 5, "changedAt": "2026-11-22T10:00:00.000Z"},
-        {"id": 11, "skuId": "B", "locationId": "DC1", "state": "available", "quantity": "lots", "changedAt": "2026-11-22T10:00:00Z"},
-        "garbage",
-        {"id": 13, "skuId": "C", "locationId": "DC1", "state": "on-fire", "quantity": 1},
-        {"id": 14, "skuId": "C", "locationId": "DC1", "state": "inTransit", "quantity": "7"},
-        {"id": 15, "skuId": 42, "locationId": "DC1", "state": ["available"], "quantity": 1},
-        {"id": 16, "skuId": "A", "locationId": "DC1", "state": "damaged", "quantity": 2, "changedAt": 1700000000},
-    ]}
+    payload = {
+        "type": "stock.changed",
+        "batchId": "b-1",
+        "changes": [
+            {
+                "id": 10,
+                "skuId": "A",
+                "locationId": "DC1",
+                "state": "available",
+                "quantity": 5,
+                "changedAt": "2026-11-22T10:00:00.000Z",
+            },
+            {
+                "id": 11,
+                "skuId": "B",
+                "locationId": "DC1",
+                "state": "available",
+                "quantity": "lots",
+                "changedAt": "2026-11-22T10:00:00Z",
+            },
+            "garbage",
+            {"id": 13, "skuId": "C", "locationId": "DC1", "state": "on-fire", "quantity": 1},
+            {"id": 14, "skuId": "C", "locationId": "DC1", "state": "inTransit", "quantity": "7"},
+            {"id": 15, "skuId": 42, "locationId": "DC1", "state": ["available"], "quantity": 1},
+            {"id": 16, "skuId": "A", "locationId": "DC1", "state": "damaged", "quantity": 2, "changedAt": 1700000000},
+        ],
+    }
     changes = wair.parse_stock_webhook(payload)
     assert len(changes) == 7  # every row comes through; the hub's validator decides
     assert (changes[0].quantity, changes[4].quantity, changes[4].state, changes[5].sku) == (5, 7, "in_transit", "42")
@@ -269,7 +352,9 @@ def test_every_order_field_reaches_wair(wair, sandbox):
     assert sent["billingAddress"]["street"] == "2 Bill St"
     lines = {l["lineId"]: l for l in sent["lines"]}
     assert lines["l1"]["customFields"] == {"engraving": "AB"} and lines["l1"]["unitPriceCents"] == 1999
-    assert lines["l2.1"]["parentLineId"] == "l2" and lines["l2.2"]["quantity"] == 2 and lines["l1"]["parentLineId"] is None
+    assert (
+        lines["l2.1"]["parentLineId"] == "l2" and lines["l2.2"]["quantity"] == 2 and lines["l1"]["parentLineId"] is None
+    )
 
 
 def test_pending_order_raises_not_acknowledged_until_acked(wair, sandbox):
@@ -293,14 +378,24 @@ def test_pending_order_raises_not_acknowledged_until_acked(wair, sandbox):
 
 
 def test_invalid_order_is_bad_data_with_fields(wair, sandbox):
-    bad = order("HUB-3", shipping_address=Address(first_name="Ada", street="", city="London", country="GBR"),
-                shipping_method="", lines=[WarehouseOrderLine("l1", "SKU-A", 0), WarehouseOrderLine("l2", "SKU-B", 1, parent_line_id="zz")])
+    bad = order(
+        "HUB-3",
+        shipping_address=Address(first_name="Ada", street="", city="London", country="GBR"),
+        shipping_method="",
+        lines=[WarehouseOrderLine("l1", "SKU-A", 0), WarehouseOrderLine("l2", "SKU-B", 1, parent_line_id="zz")],
+    )
     with pytest.raises(WairValidationError) as exc:
         wair.send_order(bad)
     err = exc.value
     assert isinstance(err, errors.BadDataError) and not err.retryable and err.status == 422
-    assert {"shippingAddress.street", "shippingAddress.postalCode", "shippingAddress.country", "serviceCode",
-            "lines[0].quantity", "lines[1].parentLineId"} <= set(err.fields)
+    assert {
+        "shippingAddress.street",
+        "shippingAddress.postalCode",
+        "shippingAddress.country",
+        "serviceCode",
+        "lines[0].quantity",
+        "lines[1].parentLineId",
+    } <= set(err.fields)
     assert "serviceCode" in str(err)
     assert control(sandbox, "state")["orders"] == {}
 
@@ -320,8 +415,11 @@ def test_unknown_service_code_and_key_reuse_rejected(wair, sandbox):
 def test_dispatch_feed_and_webhook(wair, sandbox, receiver):
     control(sandbox, "configure_webhooks", {"dispatch_url": f"{receiver.url}/dispatch", "secret": "wair-hook-secret"})
     ack = wair.send_order(order("HUB-5"))
-    control(sandbox, "dispatch", {"order_ref": "HUB-5", "parcels": [{"carrier": "dhl", "tracking_number": "JD1",
-                                                                   "lines": [["SKU-A", 2]]}]})
+    control(
+        sandbox,
+        "dispatch",
+        {"order_ref": "HUB-5", "parcels": [{"carrier": "dhl", "tracking_number": "JD1", "lines": [["SKU-A", 2]]}]},
+    )
     control(sandbox, "dispatch", {"order_ref": "HUB-5", "parcels": [{"carrier": "ups", "tracking_number": "1Z9"}]})
     control(sandbox, "dispatch", {"order_ref": "NOPE"}, expect=400)
     page = wair.dispatches_since("")
@@ -343,12 +441,21 @@ def test_dispatch_feed_and_webhook(wair, sandbox, receiver):
 
 
 def test_dispatch_webhook_bad_row_is_reported_not_dropped(wair):
-    good = {"id": 7, "orderRef": "HUB-9", "orderId": "WO-1", "dispatchedAt": "2026-11-22T10:00:00Z", "complete": True,
-            "parcels": [{"carrier": "dhl", "trackingNumber": "T1", "lines": [{"skuId": "A", "quantity": 1}]}]}
+    good = {
+        "id": 7,
+        "orderRef": "HUB-9",
+        "orderId": "WO-1",
+        "dispatchedAt": "2026-11-22T10:00:00Z",
+        "complete": True,
+        "parcels": [{"carrier": "dhl", "trackingNumber": "T1", "lines": [{"skuId": "A", "quantity": 1}]}],
+    }
     bad = {**good, "id": 8, "parcels": [{"carrier": "dhl", "trackingNumber": ""}]}
     parsed = wair.parse_dispatch_webhook({"type": "dispatch.confirmed", "dispatches": [bad, good, 5]})
     assert [d.ref for d in parsed] == ["7"]
-    assert [(r.index, r.ref, r.field) for r in parsed.rejected] == [(0, "8", "parcels[0].trackingNumber"), (2, "row-2", "")]
+    assert [(r.index, r.ref, r.field) for r in parsed.rejected] == [
+        (0, "8", "parcels[0].trackingNumber"),
+        (2, "row-2", ""),
+    ]
     with pytest.raises(errors.BadDataError):
         wair.parse_dispatch_webhook({"nope": 1})
 
@@ -356,12 +463,21 @@ def test_dispatch_webhook_bad_row_is_reported_not_dropped(wair):
 def test_fulfilment_is_idempotent(wair, sandbox):
     control(sandbox, "seed_locations", {"locations": [{"id": "SHOP1"}]})
     control(sandbox, "seed_stock", {"rows": [{"sku": "SKU-A", "location": "SHOP1", "quantity": 5}]})
-    f = Fulfilment(order_ref="HUB-6", fulfilment_ref="F1", lines=[("SKU-A", 1)], location="SHOP1",
-                   fulfilled_at=datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc))
+    f = Fulfilment(
+        order_ref="HUB-6",
+        fulfilment_ref="F1",
+        lines=[("SKU-A", 1)],
+        location="SHOP1",
+        fulfilled_at=datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc),
+    )
     fid = wair.send_fulfilment(f)
     assert fid.startswith("FF-") and wair.send_fulfilment(f) == fid
     fulfilments = control(sandbox, "state")["fulfilments"]
-    assert len(fulfilments) == 1 and fulfilments[0]["locationId"] == "SHOP1" and fulfilments[0]["lines"] == [{"skuId": "SKU-A", "quantity": 1}]
+    assert (
+        len(fulfilments) == 1
+        and fulfilments[0]["locationId"] == "SHOP1"
+        and fulfilments[0]["lines"] == [{"skuId": "SKU-A", "quantity": 1}]
+    )
     (change,) = wair.stock_changes("").items  # the shipped unit left the shop's on-hand once, not per replay
     assert (change.sku, change.location, change.state, change.quantity) == ("SKU-A", "SHOP1", "available", 4)
     with pytest.raises(WairValidationError) as exc:
@@ -455,7 +571,11 @@ def test_pending_fulfilment_raises_not_acknowledged(wair, sandbox):
 def test_raw_webhook_and_negative_stock_reach_the_hub_as_sent(wair, sandbox, receiver):
     control(sandbox, "configure_webhooks", {"stock_url": f"{receiver.url}/stock", "secret": "wair-hook-secret"})
     control(sandbox, "set_stock", {"rows": [{"sku": "A", "location": "DC1", "quantity": -3}]})
-    control(sandbox, "send_raw_webhook", {"kind": "stock", "payload": {"type": "stock.changed", "changes": [{"skuId": "B"}]}})
+    control(
+        sandbox,
+        "send_raw_webhook",
+        {"kind": "stock", "payload": {"type": "stock.changed", "changes": [{"skuId": "B"}]}},
+    )
     control(sandbox, "wait_webhooks", {"timeout": 10})
     parsed = [wair.parse_stock_webhook(json.loads(b)) for _, _, b in receiver.received]
     assert [(c.sku, c.quantity) for batch in parsed for c in batch] == [("A", -3), ("B", None)]
@@ -464,7 +584,11 @@ def test_raw_webhook_and_negative_stock_reach_the_hub_as_sent(wair, sandbox, rec
 
 
 def test_allocation_moves_stock_through_the_change_feed(wair, sandbox):
-    control(sandbox, "seed_stock", {"rows": [{"sku": s, "location": "DC1", "quantity": 10} for s in ("SKU-A", "SKU-B", "SKU-C")]})
+    control(
+        sandbox,
+        "seed_stock",
+        {"rows": [{"sku": s, "location": "DC1", "quantity": 10} for s in ("SKU-A", "SKU-B", "SKU-C")]},
+    )
     control(sandbox, "set_allocation", {"enabled": True, "location": "DC1"})
     wair.send_order(order("HUB-20"))  # A×2, kit (B×1 + C×2)
     wair.send_order(order("HUB-21"))
@@ -474,7 +598,10 @@ def test_allocation_moves_stock_through_the_change_feed(wair, sandbox):
     control(sandbox, "dispatch", {"order_ref": "HUB-20"})
     wair.cancel_order("HUB-21")
     state = control(sandbox, "state", {"skus": ["SKU-A", "SKU-C"]})["stock"]
-    assert state["SKU-A"]["DC1"] == {"available": 8, "reserved": 0} and state["SKU-C"]["DC1"] == {"available": 8, "reserved": 0}
+    assert state["SKU-A"]["DC1"] == {"available": 8, "reserved": 0} and state["SKU-C"]["DC1"] == {
+        "available": 8,
+        "reserved": 0,
+    }
     control(sandbox, "dispatch", {"order_ref": "HUB-20"}, expect=400)  # nothing left to ship
     feed, cursor = [], ""
     while True:
@@ -484,22 +611,42 @@ def test_allocation_moves_stock_through_the_change_feed(wair, sandbox):
         if not page.has_more:
             break
     last = {(c.sku, c.state): c.quantity for c in feed}  # the feed replays to the same end state
-    assert last == {("SKU-A", "reserved"): 0, ("SKU-B", "reserved"): 0, ("SKU-C", "reserved"): 0,
-                    ("SKU-A", "available"): 8, ("SKU-B", "available"): 9, ("SKU-C", "available"): 8}
+    assert last == {
+        ("SKU-A", "reserved"): 0,
+        ("SKU-B", "reserved"): 0,
+        ("SKU-C", "reserved"): 0,
+        ("SKU-A", "available"): 8,
+        ("SKU-B", "available"): 9,
+        ("SKU-C", "available"): 8,
+    }
 
 
 def test_allocation_is_on_by_default_where_most_is_free_and_dispatches_are_found_per_order(wair, sandbox):
-    control(sandbox, "seed_stock", {"rows": [{"sku": "SKU-A", "location": "DC1", "quantity": 3},
-                                             {"sku": "SKU-A", "location": "DC2", "quantity": 10},
-                                             {"sku": "SKU-B", "location": "DC1", "quantity": 5}]})
+    control(
+        sandbox,
+        "seed_stock",
+        {
+            "rows": [
+                {"sku": "SKU-A", "location": "DC1", "quantity": 3},
+                {"sku": "SKU-A", "location": "DC2", "quantity": 10},
+                {"sku": "SKU-B", "location": "DC1", "quantity": 5},
+            ]
+        },
+    )
     ack = wair.send_order(order("HUB-30"))  # A×2, kit (B×1 + C×2); WAIR holds no C: back-ordered, not allocated
     assert ack.received_at is not None
     changes = wair.stock_changes("").items
-    assert {(c.sku, c.location, c.state, c.quantity) for c in changes} == {("SKU-A", "DC2", "reserved", 2),
-                                                                          ("SKU-B", "DC1", "reserved", 1)}
+    assert {(c.sku, c.location, c.state, c.quantity) for c in changes} == {
+        ("SKU-A", "DC2", "reserved", 2),
+        ("SKU-B", "DC1", "reserved", 1),
+    }
     assert all(c.changed_at >= ack.received_at for c in changes)
     assert wair.dispatches_for("HUB-30") == []
-    control(sandbox, "dispatch", {"order_ref": "HUB-30", "parcels": [{"carrier": "dhl", "tracking_number": "D30", "lines": [["SKU-A", 2]]}]})
+    control(
+        sandbox,
+        "dispatch",
+        {"order_ref": "HUB-30", "parcels": [{"carrier": "dhl", "tracking_number": "D30", "lines": [["SKU-A", 2]]}]},
+    )
     control(sandbox, "dispatch", {"order_ref": "HUB-30", "parcels": [{"carrier": "dhl", "tracking_number": "D31"}]})
     found = wair.dispatches_for("HUB-30")
     assert [p.tracking_number for d in found for p in d.parcels] == ["D30", "D31"] and found[-1].complete
@@ -520,18 +667,34 @@ def test_end_to_end_into_the_hub_webhook_view_and_poll(wair_conn, sandbox, recei
     Item.objects.bulk_create([Item(sku="A"), Item(sku="B")])
     Location.objects.create(code="dc1", name="DC1", connection=wair_conn, external_id="DC1")
     control(sandbox, "configure_webhooks", {"stock_url": f"{receiver.url}/stock", "secret": "wair-hook-secret"})
-    control(sandbox, "set_stock", {"rows": [{"sku": "A", "location": "DC1", "quantity": 6},
-                                            {"sku": "B", "location": "DC1", "state": "in_transit", "quantity": 2}]})
+    control(
+        sandbox,
+        "set_stock",
+        {
+            "rows": [
+                {"sku": "A", "location": "DC1", "quantity": 6},
+                {"sku": "B", "location": "DC1", "state": "in_transit", "quantity": 2},
+            ]
+        },
+    )
     control(sandbox, "wait_webhooks", {"timeout": 10})
     _, headers, body = receiver.received[0]
-    r = client.post(f"/hooks/stock/{wair_conn.name}/", data=body, content_type="application/json",
-                    headers={"X-Hub-Signature": headers["X-Hub-Signature"]})
+    r = client.post(
+        f"/hooks/stock/{wair_conn.name}/",
+        data=body,
+        content_type="application/json",
+        headers={"X-Hub-Signature": headers["X-Hub-Signature"]},
+    )
     assert r.status_code == 200, r.content
     assert r.json()["applied"] == 2
     got = {(s.item.sku, s.state): s.quantity for s in StockLevel.objects.select_related("item")}
     assert got == {("A", "available"): 6, ("B", "in_transit"): 2}
-    forged = client.post(f"/hooks/stock/{wair_conn.name}/", data=body.replace(b"6", b"9"), content_type="application/json",
-                         headers={"X-Hub-Signature": headers["X-Hub-Signature"]})
+    forged = client.post(
+        f"/hooks/stock/{wair_conn.name}/",
+        data=body.replace(b"6", b"9"),
+        content_type="application/json",
+        headers={"X-Hub-Signature": headers["X-Hub-Signature"]},
+    )
     assert forged.status_code == 401
 
     control(sandbox, "set_stock", {"rows": [{"sku": "A", "location": "DC1", "quantity": 1}]})
@@ -549,8 +712,16 @@ def token_conn(db, sandbox):
     from integration_hub.core.models import Connection
 
     cache.clear()
-    conn = Connection(name="wair-token", system_type="wair", base_url=f"{sandbox.url}/wair", client_id="hub",
-                      options={"tenant": "DEMO"}, rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5)
+    conn = Connection(
+        name="wair-token",
+        system_type="wair",
+        base_url=f"{sandbox.url}/wair",
+        client_id="hub",
+        options={"tenant": "DEMO"},
+        rate_limit_per_second=1000,
+        rate_limit_burst=1000,
+        timeout_seconds=5,
+    )
     conn.set_secret("wair-demo-password")
     conn.save()
     yield conn
@@ -615,8 +786,9 @@ def test_non_json_answer_is_bad_data(wair_conn):
 
 def test_dispatch_complete_flag_parsing(wair):
     row = {"id": 1, "orderRef": "R", "parcels": [{"trackingNumber": "T"}]}
-    parsed = wair.parse_dispatch_webhook({"dispatches": [{**row, "complete": "false"}, {**row, "id": 2},
-                                                         {**row, "id": 3, "complete": "maybe"}]})
+    parsed = wair.parse_dispatch_webhook(
+        {"dispatches": [{**row, "complete": "false"}, {**row, "id": 2}, {**row, "id": 3, "complete": "maybe"}]}
+    )
     assert [(d.ref, d.complete) for d in parsed] == [("1", False), ("2", True)]
     assert [(r.ref, r.field) for r in parsed.rejected] == [("3", "complete")]
 
@@ -662,11 +834,21 @@ def test_the_acknowledgement_names_where_wair_allocated_each_line(wair, sandbox)
     """Issue 20, item 5: WAIR allocates each picked line where it has the most free stock (a uk-web order may land at
     EU1); the answer (and a replay) lists those allocations, and a line WAIR holds no stock of has none."""
     control(sandbox, "seed_locations", {"locations": [{"id": "DC1"}, {"id": "EU1"}]})
-    control(sandbox, "set_stock", {"rows": [{"sku": "SKU-A", "location": "DC1", "quantity": 3},
-                                            {"sku": "SKU-A", "location": "EU1", "quantity": 9},
-                                            {"sku": "SKU-B", "location": "DC1", "quantity": 4}]})
+    control(
+        sandbox,
+        "set_stock",
+        {
+            "rows": [
+                {"sku": "SKU-A", "location": "DC1", "quantity": 3},
+                {"sku": "SKU-A", "location": "EU1", "quantity": 9},
+                {"sku": "SKU-B", "location": "DC1", "quantity": 4},
+            ]
+        },
+    )
     ack = wair.send_order(order("HUB-AL"))
     assert ack.allocations == {"SKU-A": "EU1", "SKU-B": "DC1"}  # SKU-C: no stock anywhere, back-ordered
     assert wair.send_order(order("HUB-AL")).allocations == ack.allocations
-    assert wair.get_order("HUB-AL")["allocations"] == [{"skuId": "SKU-A", "locationId": "EU1", "quantity": 2},
-                                                       {"skuId": "SKU-B", "locationId": "DC1", "quantity": 1}]
+    assert wair.get_order("HUB-AL")["allocations"] == [
+        {"skuId": "SKU-A", "locationId": "EU1", "quantity": 2},
+        {"skuId": "SKU-B", "locationId": "DC1", "quantity": 1},
+    ]

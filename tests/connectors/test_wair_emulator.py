@@ -1,4 +1,5 @@
 """The WAIR emulator at the wire level: error shape, paging limits, rate limiting, odd order refs."""
+
 from __future__ import annotations
 
 import pytest
@@ -43,13 +44,23 @@ def test_rate_limit_answers_429_with_retry_after(api, sandbox):
 
 def test_token_endpoint_as_published(sandbox):
     url = f"{sandbox.url}/wair/Token"
-    ok = requests.post(url, json={"username": "hub", "password": "wair-demo-password"}, headers={"X-Tenant": "DEMO"}, timeout=5)
+    ok = requests.post(
+        url, json={"username": "hub", "password": "wair-demo-password"}, headers={"X-Tenant": "DEMO"}, timeout=5
+    )
     assert ok.status_code == 200 and set(ok.json()) == {"accessToken", "expiresIn", "tokenType", "scope"}
     token = ok.json()["accessToken"]
     auth = {"Authorization": f"Bearer {token}", "X-Tenant": "DEMO"}
     assert requests.get(f"{sandbox.url}/wair/api/v1/locations", headers=auth, timeout=5).status_code == 200
-    assert requests.get(f"{sandbox.url}/wair/api/v1/locations", headers={**auth, "X-Tenant": "X"}, timeout=5).status_code == 401
-    assert requests.post(url, json={"username": "hub", "password": "x"}, headers={"X-Tenant": "DEMO"}, timeout=5).status_code == 401
+    assert (
+        requests.get(f"{sandbox.url}/wair/api/v1/locations", headers={**auth, "X-Tenant": "X"}, timeout=5).status_code
+        == 401
+    )
+    assert (
+        requests.post(
+            url, json={"username": "hub", "password": "x"}, headers={"X-Tenant": "DEMO"}, timeout=5
+        ).status_code
+        == 401
+    )
     bad = requests.post(url, json={"username": "hub"}, headers={"X-Tenant": "DEMO"}, timeout=5)
     assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "password"
 

@@ -1,6 +1,7 @@
 """Audit for people: names instead of ids, a global activity page (filters, pages, fixed queries) and revert of
 an audited edit through the normal edit page (same validation, same impact preview), refused with a reason
 when it cannot be reverted."""
+
 from __future__ import annotations
 
 import pytest
@@ -41,9 +42,11 @@ def test_entries_show_names_not_ids(w, role_client, make_user):
         m.save()
     client = role_client("admin")
     html = client.get("/activity/").content.decode()
-    row = html[html.index(f'data-entry="{AuditEntry.objects.filter(object_id=str(m.pk)).latest("id").pk}"'):]
-    row = row[:row.index("</tr>")]
-    assert "Jane Doe" in row and "<strong>channel</strong>" in row and "<del>web</del>" in row and "<ins>app</ins>" in row
+    row = html[html.index(f'data-entry="{AuditEntry.objects.filter(object_id=str(m.pk)).latest("id").pk}"') :]
+    row = row[: row.index("</tr>")]
+    assert (
+        "Jane Doe" in row and "<strong>channel</strong>" in row and "<del>web</del>" in row and "<ins>app</ins>" in row
+    )
     assert "channel_id" not in row
     # the rule pages' history too
     page = client.get(f"/rules/sku-mappings/{m.pk}/").content.decode()
@@ -145,8 +148,9 @@ def test_revert_refused_with_a_reason(w, role_client, make_user, case):
 
 
 def test_revert_a_schedule_change(db, role_client):
-    task = PeriodicTask.objects.create(name="daily", task="core.heartbeat",
-                                       crontab=CrontabSchedule.objects.create(minute="0", hour="2"))
+    task = PeriodicTask.objects.create(
+        name="daily", task="core.heartbeat", crontab=CrontabSchedule.objects.create(minute="0", hour="2")
+    )
     client = role_client("admin")
     assert client.post(f"/schedules/{task.pk}/", {"every": "5", "period": "minutes"}).status_code == 302  # and disabled
     task.refresh_from_db()
@@ -168,7 +172,10 @@ def test_revert_needs_admin_and_the_save_needs_csrf(w, role_client, make_user):
     assert role_client("ops").get(f"/activity/{entry.pk}/revert/").status_code == 403
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(make_user("admin", "adm2"))
-    assert strict.post(f"/rules/channel-rules/{w.rule.pk}/", {"revert_of": entry.pk, "safety_buffer": 0}).status_code == 403
+    assert (
+        strict.post(f"/rules/channel-rules/{w.rule.pk}/", {"revert_of": entry.pk, "safety_buffer": 0}).status_code
+        == 403
+    )
     assert ChannelStockRule.objects.get().safety_buffer == 5
 
 

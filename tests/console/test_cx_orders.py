@@ -1,5 +1,6 @@
 """CX on the order pages: customer, address, prices and totals; tracking as a link; partial search over
 number, e-mail and name; fixed query counts."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,11 +18,23 @@ def w(db):
 def _jane(w):
     o = f.orders(w, 1, state=OrderState.STOREFRONT_NOTIFIED, start=100233)[0]
     Order.objects.filter(pk=o.pk).update(
-        order_number="UK-100233", customer_email="jane.doe@example.com", currency="GBP", total_cents=2599,
-        shipping_address={"first_name": "Jane", "last_name": "Doe", "street": "1 High St", "postal_code": "AB1 2CD",
-                          "city": "Leeds", "country": "GB"},
-        tracking=[{"carrier": "dhl", "tracking_number": "TN1", "tracking_url": "https://track.example/TN1", "lines": []},
-                  {"carrier": "ups", "tracking_number": "TN2", "tracking_url": "javascript:alert(1)", "lines": []}])
+        order_number="UK-100233",
+        customer_email="jane.doe@example.com",
+        currency="GBP",
+        total_cents=2599,
+        shipping_address={
+            "first_name": "Jane",
+            "last_name": "Doe",
+            "street": "1 High St",
+            "postal_code": "AB1 2CD",
+            "city": "Leeds",
+            "country": "GB",
+        },
+        tracking=[
+            {"carrier": "dhl", "tracking_number": "TN1", "tracking_url": "https://track.example/TN1", "lines": []},
+            {"carrier": "ups", "tracking_number": "TN2", "tracking_url": "javascript:alert(1)", "lines": []},
+        ],
+    )
     OrderLine.objects.filter(order=o).update(unit_price_cents=1250, quantity=2)
     return o
 

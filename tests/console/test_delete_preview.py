@@ -1,6 +1,7 @@
 """Deleting a mapping or a channel rule shows what moves first ("3 SKUs on web drop to 0") and deletes only
 once that preview is confirmed — in the console (a confirmation page) and the API (``?confirm=true``, else
 409 with the preview)."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Login lockout (django-axes) on the console login and the Django admin login; common-password validation."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -65,13 +66,15 @@ def test_forwarded_for_is_ignored_unless_a_proxy_is_configured(make_user, settin
     make_user("ops", username="bob")
     for i in range(10):  # an attacker rotating a forged X-Forwarded-For is still one address
         Client(REMOTE_ADDR="10.0.0.66", HTTP_X_FORWARDED_FOR=f"198.51.100.{i}").post(
-            LOGIN, {"username": f"guess-{i}", "password": "x"})
+            LOGIN, {"username": f"guess-{i}", "password": "x"}
+        )
     assert attempt(LOGIN, "bob", PASSWORD, ip="10.0.0.66").status_code == 429
     AccessAttempt.objects.all().delete()
     settings.HUB_TRUSTED_PROXY_COUNT = 1  # behind one proxy: every client arrives from the proxy's address
     for i in range(10):
         Client(REMOTE_ADDR="10.9.9.9", HTTP_X_FORWARDED_FOR="198.51.100.1").post(
-            LOGIN, {"username": f"guess-{i}", "password": "x"})
+            LOGIN, {"username": f"guess-{i}", "password": "x"}
+        )
     proxied = Client(REMOTE_ADDR="10.9.9.9", HTTP_X_FORWARDED_FOR="198.51.100.2")
     r = proxied.post(LOGIN, {"username": "bob", "password": PASSWORD})
     assert r.status_code == 302  # another client behind the same proxy is not locked out

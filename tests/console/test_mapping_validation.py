@@ -1,5 +1,6 @@
 """Mappings that cannot work are refused with the reason; a channel mapping over an all-channel one warns;
 a duplicate says so once, in words (not the database constraint's name)."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,8 +19,9 @@ def _post(client, data, pk=None):
     return client.post(f"/rules/sku-mappings/{pk}/" if pk else "/rules/sku-mappings/new/", {"active": "on", **data})
 
 
-@pytest.mark.parametrize("sku, why", [("AB 12", "a space"), ("AB\n12", "a line break"), ("<b>12</b>", "markup"),
-                                      ('12"', "markup or quote")])
+@pytest.mark.parametrize(
+    "sku, why", [("AB 12", "a space"), ("AB\n12", "a line break"), ("<b>12</b>", "markup"), ('12"', "markup or quote")]
+)
 def test_skus_with_spaces_or_markup_are_refused(w, role_client, sku, why):
     r = _post(role_client("ops"), {"item_sku": w.items[0].sku, "storefront_sku": sku})
     assert r.status_code == 400 and why in r.content.decode()
@@ -31,7 +33,10 @@ def test_transform_that_does_not_produce_the_storefront_sku_is_refused(w, role_c
     client = role_client("ops")
     r = _post(client, {"item_sku": w.items[0].sku, "storefront_sku": "WRONG", "transform": t.pk})
     html = r.content.decode()
-    assert r.status_code == 400 and "turns 00001000 into &#x27;1000&#x27;, not the storefront SKU &#x27;WRONG&#x27;" in html
+    assert (
+        r.status_code == 400
+        and "turns 00001000 into &#x27;1000&#x27;, not the storefront SKU &#x27;WRONG&#x27;" in html
+    )
     assert _post(client, {"item_sku": w.items[0].sku, "storefront_sku": "1000", "transform": t.pk}).status_code == 302
 
 

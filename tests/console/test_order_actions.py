@@ -1,5 +1,6 @@
 """Order actions on the order page: Cancel is its own confirmed button that never turns into a resend, a form
 keeps its choices after a validation error, and only the actions the order's state allows are offered."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -37,8 +38,16 @@ def test_cancel_without_reason_keeps_cancel_and_never_resends(w, role_client, mo
     client = role_client("ops")
     order = f.orders(w, 1, state=OrderState.HELD)[0]
     calls = []
-    monkeypatch.setattr(triage, "order_flow", SimpleNamespace(**{"retry_send": lambda o, actor=None: calls.append(("retry", o.pk)),
-                                                            "cancel": lambda o, r, actor=None: calls.append(("cancel", r))}))
+    monkeypatch.setattr(
+        triage,
+        "order_flow",
+        SimpleNamespace(
+            **{
+                "retry_send": lambda o, actor=None: calls.append(("retry", o.pk)),
+                "cancel": lambda o, r, actor=None: calls.append(("cancel", r)),
+            }
+        ),
+    )
     r = client.post(f"/orders/{order.pk}/", {"action": "cancel", "reason": ""})
     html = r.content.decode()
     assert r.status_code == 400 and "Say why the order is cancelled." in html
@@ -62,14 +71,17 @@ def test_edit_validation_error_keeps_the_chosen_action_and_value(w, role_client)
     assert 'value="gift wrap please"' in html
 
 
-@pytest.mark.parametrize("state, offered, cancel", [
-    (OrderState.HELD, ["retry", "edit"], True),
-    (OrderState.SENT, ["retry"], True),
-    (OrderState.ACKNOWLEDGED, [], True),
-    (OrderState.DISPATCHED, ["notify"], False),
-    (OrderState.STOREFRONT_NOTIFIED, [], False),
-    (OrderState.CANCELLED, [], False),
-])
+@pytest.mark.parametrize(
+    "state, offered, cancel",
+    [
+        (OrderState.HELD, ["retry", "edit"], True),
+        (OrderState.SENT, ["retry"], True),
+        (OrderState.ACKNOWLEDGED, [], True),
+        (OrderState.DISPATCHED, ["notify"], False),
+        (OrderState.STOREFRONT_NOTIFIED, [], False),
+        (OrderState.CANCELLED, [], False),
+    ],
+)
 def test_only_the_actions_the_state_allows(w, role_client, state, offered, cancel):
     client = role_client("ops")
     order = f.orders(w, 1, state=state)[0]

@@ -1,4 +1,5 @@
 """Every console page and API endpoint, for every role: allowed → 2xx/3xx, denied → 403, anonymous → login."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,7 +24,9 @@ def ids(db):
     mapping = f.mappings(w, w.items[2:3])[0]
     transform = IdentifierTransform.objects.create(name="strip", strip_leading_zeros=True)
     ship = ShippingMethodMap.objects.create(channel=w.channel, storefront_method="std", warehouse_method="DPD")
-    task = PeriodicTask.objects.create(name="job", task="x.y", interval=IntervalSchedule.objects.create(every=60, period="seconds"))
+    task = PeriodicTask.objects.create(
+        name="job", task="x.y", interval=IntervalSchedule.objects.create(every=60, period="seconds")
+    )
     report = recon.generate("stock_drift")
     order = f.orders(w, 1, state=OrderState.HELD)[0]
     from exceptions_app import services as exc
@@ -31,15 +34,26 @@ def ids(db):
 
     f.stock(w, w.items, 3)
     f.pushes(w, w.items[:1])
-    drift = exc.raise_exception(Kind.STOCK_DRIFT, kinds.key(Kind.STOCK_DRIFT, "web", mapping.storefront_sku), "drift",
-                                sku=mapping.storefront_sku, channel=w.channel)
-    stuck = exc.raise_exception(Kind.STUCK_ORDER, kinds.key(Kind.STUCK_ORDER, order.idempotency_key), "stuck",
-                                order_ref=order.idempotency_key, channel=w.channel)
+    drift = exc.raise_exception(
+        Kind.STOCK_DRIFT,
+        kinds.key(Kind.STOCK_DRIFT, "web", mapping.storefront_sku),
+        "drift",
+        sku=mapping.storefront_sku,
+        channel=w.channel,
+    )
+    stuck = exc.raise_exception(
+        Kind.STUCK_ORDER,
+        kinds.key(Kind.STUCK_ORDER, order.idempotency_key),
+        "stuck",
+        order_ref=order.idempotency_key,
+        channel=w.channel,
+    )
     from integration_hub.console.models import ScheduleRun
     from integration_hub.reconciliation.models import ReportSubscription
 
-    run = ScheduleRun.objects.create(periodic_task=task, name="job", task="x.y", celery_task_id="hubrun-rbac",
-                                     launched_at=report.started_at)
+    run = ScheduleRun.objects.create(
+        periodic_task=task, name="job", task="x.y", celery_task_id="hubrun-rbac", launched_at=report.started_at
+    )
     sub = ReportSubscription.objects.create(addresses="fin@example.com")
     from integration_hub.core import audit
     from integration_hub.core.models import AuditEntry
@@ -48,8 +62,24 @@ def ids(db):
         w.rule.safety_buffer = 2
         w.rule.save()
     entry = AuditEntry.objects.filter(object_id=str(w.rule.pk), action="update").latest("id")
-    return dict(entry=entry.pk, run=run.pk, sub=sub.pk, drift=drift.pk, stuck=stuck.pk, stock=StockLevel.objects.first().pk, push=PendingPush.objects.first().pk,rec=rec.pk, rec2=order_rec.pk, mapping=mapping.pk, transform=transform.pk, rule=w.rule.pk, ship=ship.pk,
-                task=task.pk, report=report.pk, order=order.pk)
+    return dict(
+        entry=entry.pk,
+        run=run.pk,
+        sub=sub.pk,
+        drift=drift.pk,
+        stuck=stuck.pk,
+        stock=StockLevel.objects.first().pk,
+        push=PendingPush.objects.first().pk,
+        rec=rec.pk,
+        rec2=order_rec.pk,
+        mapping=mapping.pk,
+        transform=transform.pk,
+        rule=w.rule.pk,
+        ship=ship.pk,
+        task=task.pk,
+        report=report.pk,
+        order=order.pk,
+    )
 
 
 # (url template, roles allowed)
@@ -222,7 +252,12 @@ def test_navigation_shows_only_allowed_sections(ids, client, make_user):
     assert "Finance reports" in html and ">Exceptions<" not in html and "SKU mappings" not in html
     client.force_login(make_user("cx"))
     html = client.get("/exceptions/").content.decode()
-    assert ">Exceptions<" in html and "Finance reports" not in html and "SKU mappings" not in html and "Schedules" not in html
+    assert (
+        ">Exceptions<" in html
+        and "Finance reports" not in html
+        and "SKU mappings" not in html
+        and "Schedules" not in html
+    )
 
 
 def test_csrf_is_enforced(ids, make_user):
@@ -234,7 +269,10 @@ def test_csrf_is_enforced(ids, make_user):
     assert c.post(f"/api/exceptions/{ids['rec']}/acknowledge/", {}).status_code == 403
     page = c.get(f"/exceptions/{ids['rec']}/")
     token = page.cookies["csrftoken"].value
-    assert c.post(f"/exceptions/{ids['rec']}/status/", {"action": "acknowledge", "csrfmiddlewaretoken": token}).status_code == 302
+    assert (
+        c.post(f"/exceptions/{ids['rec']}/status/", {"action": "acknowledge", "csrfmiddlewaretoken": token}).status_code
+        == 302
+    )
 
 
 def test_token_auth_uses_the_same_roles(ids, make_user):
@@ -259,17 +297,24 @@ def test_the_matrix_covers_every_url(ids):
         for p in patterns:
             if isinstance(p, URLResolver):
                 yield from names(p.url_patterns, p.namespace or ns)
-            elif isinstance(p, URLPattern) and p.name and ns in ("console", "exceptions", "reconciliation", "api", "catalog"):
+            elif (
+                isinstance(p, URLPattern)
+                and p.name
+                and ns in ("console", "exceptions", "reconciliation", "api", "catalog")
+            ):
                 yield f"{ns}:{p.name}"
 
     every = set(names(get_resolver().url_patterns))
     covered = {resolve(t.format(**ids).split("?")[0]).view_name for t, _ in PAGES}
     covered |= {resolve(t.format(**ids)).view_name for t, _, _ in POSTS}
-    exempt = {"console:home",  # tested in test_home_routes_each_role
-              "console:favicon",  # public: a redirect to the static icon (tests/console/test_site_pages.py)
-              "api:token",  # public by design: exchanges a username/password for a token
-              "api:token-logout", "api:token-logoutall",  # any token holder revokes its own (tests/api/test_auth_tokens.py)
-              "api:api-root"}
+    exempt = {
+        "console:home",  # tested in test_home_routes_each_role
+        "console:favicon",  # public: a redirect to the static icon (tests/console/test_site_pages.py)
+        "api:token",  # public by design: exchanges a username/password for a token
+        "api:token-logout",
+        "api:token-logoutall",  # any token holder revokes its own (tests/api/test_auth_tokens.py)
+        "api:api-root",
+    }
     missing = sorted(every - covered - exempt)
     assert not missing, missing
 

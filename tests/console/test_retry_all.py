@@ -1,5 +1,6 @@
-""""Retry all matching" on the push queue and the order list: the whole filtered set beyond one page, the count
+""" "Retry all matching" on the push queue and the order list: the whole filtered set beyond one page, the count
 shown before confirming, set-based, a worker for large sets, ops/admin only."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -8,8 +9,8 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from integration_hub.console import retry_all
 from integration_hub.inventory.models import PendingPush
+from integration_hub.orders import actions
 from integration_hub.orders.models import Order, OrderState
 from tests.support import factories as f
 from tests.support.tasks import trap_tasks
@@ -23,8 +24,9 @@ def w(db):
 def failing_pushes(w, n: int, prefix: str = "00") -> list[PendingPush]:
     its = f.items(n, prefix=prefix)
     f.pushes(w, its)
-    PendingPush.objects.filter(item__in=its).update(attempts=3, not_before=timezone.now() + timedelta(hours=1),
-                                                    last_error="RetryableError: 503")
+    PendingPush.objects.filter(item__in=its).update(
+        attempts=3, not_before=timezone.now() + timedelta(hours=1), last_error="RetryableError: 503"
+    )
     return list(PendingPush.objects.filter(item__in=its))
 
 
@@ -48,8 +50,12 @@ def test_retry_all_pushes_keeps_the_filters(w, role_client):
 
     failing_pushes(w, 5)
     other = Channel.objects.create(key="uk", name="UK", connection=w.storefront, external_id="uk")
-    PendingPush.objects.bulk_create([PendingPush(channel=other, item=i, reason="t", attempts=2,
-                                                 not_before=timezone.now() + timedelta(hours=1)) for i in w.items])
+    PendingPush.objects.bulk_create(
+        [
+            PendingPush(channel=other, item=i, reason="t", attempts=2, not_before=timezone.now() + timedelta(hours=1))
+            for i in w.items
+        ]
+    )
     client = role_client("admin")
     client.post("/pushes/retry-all/", {"query": "failing=1&channel=uk", "confirmed": "3"})
     assert PendingPush.objects.filter(channel=other, not_before__isnull=True).count() == 3
@@ -92,8 +98,10 @@ def test_retry_all_matching_orders(w, role_client):
 
 
 def test_a_send_in_flight_is_not_doubled(w):
-    o = f.orders(w, 1, state=OrderState.SENT, claim_token="lease", next_attempt_at=timezone.now() + timedelta(minutes=5))[0]
-    assert retry_all.retry_orders([o.pk]).due == 0
+    o = f.orders(
+        w, 1, state=OrderState.SENT, claim_token="lease", next_attempt_at=timezone.now() + timedelta(minutes=5)
+    )[0]
+    assert actions.retry_orders([o.pk]).due == 0
     o.refresh_from_db()
     assert o.claim_token == "lease"
 

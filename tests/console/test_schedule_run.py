@@ -1,5 +1,6 @@
 """Admins: schedules in words with their next run, bulk enable/disable (audited, beat told to reload), and
 "Run now" recorded with its task id and a result page the worker's signals fill in."""
+
 from datetime import datetime, timedelta, timezone as dt_timezone
 from unittest import mock
 
@@ -16,18 +17,23 @@ NOW = datetime(2026, 12, 3, 6, 15, tzinfo=dt_timezone.utc)
 
 
 def _cron(m, h, dom="*", mon="*", dow="*", tz="UTC"):
-    return CrontabSchedule.objects.create(minute=m, hour=h, day_of_month=dom, month_of_year=mon, day_of_week=dow, timezone=tz)
+    return CrontabSchedule.objects.create(
+        minute=m, hour=h, day_of_month=dom, month_of_year=mon, day_of_week=dow, timezone=tz
+    )
 
 
-@pytest.mark.parametrize("expr,words", [
-    (("0", "2"), "every day at 02:00 UTC"),
-    (("30", "5", "*", "*", "1-5"), "every Monday to Friday at 05:30 UTC"),
-    (("0", "7", "*", "*", "1,3"), "every Monday and Wednesday at 07:00 UTC"),
-    (("15", "3", "1"), "on day 1 of every month at 03:15 UTC"),
-    (("*/15", "*"), "every 15 minutes"),
-    (("5", "*"), "every hour at minute 5"),
-    (("0", "6,18"), "every day at 06:00, 18:00 UTC"),
-])
+@pytest.mark.parametrize(
+    "expr,words",
+    [
+        (("0", "2"), "every day at 02:00 UTC"),
+        (("30", "5", "*", "*", "1-5"), "every Monday to Friday at 05:30 UTC"),
+        (("0", "7", "*", "*", "1,3"), "every Monday and Wednesday at 07:00 UTC"),
+        (("15", "3", "1"), "on day 1 of every month at 03:15 UTC"),
+        (("*/15", "*"), "every 15 minutes"),
+        (("5", "*"), "every hour at minute 5"),
+        (("0", "6,18"), "every day at 06:00, 18:00 UTC"),
+    ],
+)
 def test_cron_in_words(expr, words):
     assert schedules.describe_cron(*(list(expr) + ["*"] * (5 - len(expr)))) == words
 
@@ -46,8 +52,12 @@ def test_next_run(db):
     assert schedules.next_run(daily, NOW) == datetime(2026, 12, 4, 2, 0, tzinfo=dt_timezone.utc)
     london = PeriodicTask.objects.create(name="l", task="core.heartbeat", crontab=_cron("30", "7", tz="Europe/Berlin"))
     assert schedules.next_run(london, NOW) == datetime(2026, 12, 3, 6, 30, tzinfo=dt_timezone.utc)  # 07:30 CET
-    every = PeriodicTask.objects.create(name="i", task="core.heartbeat", last_run_at=NOW - timedelta(seconds=10),
-                                        interval=IntervalSchedule.objects.create(every=60, period="seconds"))
+    every = PeriodicTask.objects.create(
+        name="i",
+        task="core.heartbeat",
+        last_run_at=NOW - timedelta(seconds=10),
+        interval=IntervalSchedule.objects.create(every=60, period="seconds"),
+    )
     assert schedules.next_run(every, NOW) == NOW + timedelta(seconds=50)
     every.enabled = False
     assert schedules.next_run(every, NOW) is None
@@ -59,8 +69,11 @@ def test_list_shows_words_and_next_run_in_fixed_queries(db, role_client):
     small = f.count_queries(client, "/schedules/")
     for i in range(10):
         PeriodicTask.objects.create(name=f"j{i}", task="core.heartbeat", crontab=_cron(str(i), "3"))
-        PeriodicTask.objects.create(name=f"k{i}", task="core.heartbeat",
-                                    interval=IntervalSchedule.objects.get_or_create(every=i + 1, period="minutes")[0])
+        PeriodicTask.objects.create(
+            name=f"k{i}",
+            task="core.heartbeat",
+            interval=IntervalSchedule.objects.get_or_create(every=i + 1, period="minutes")[0],
+        )
     assert f.count_queries(client, "/schedules/") == small
     html = client.get("/schedules/").content.decode()
     assert "every day at 02:00 UTC" in html and "every 3 minutes" in html and "UTC" in html
@@ -92,16 +105,24 @@ def test_bulk_needs_admin_and_csrf(db, role_client, make_user):
 
 
 def test_run_now_sends_the_jobs_task_and_records_the_run(role_client):
-    task = PeriodicTask.objects.create(name="stock: sweep", task="inventory.sweep_pending", kwargs='{"limit": 5}', queue="priority",
-                                       interval=IntervalSchedule.objects.create(every=30, period="seconds"))
+    task = PeriodicTask.objects.create(
+        name="stock: sweep",
+        task="inventory.sweep_pending",
+        kwargs='{"limit": 5}',
+        queue="priority",
+        interval=IntervalSchedule.objects.create(every=30, period="seconds"),
+    )
     client = role_client("admin")
     with mock.patch("integration_hub.celery.app.send_task") as send:
         resp = client.post(f"/schedules/{task.pk}/run/")
     run = ScheduleRun.objects.get()
     assert resp.status_code == 302 and resp["Location"] == f"/schedules/runs/{run.pk}/"
-    send.assert_called_once_with("inventory.sweep_pending", args=[], kwargs={"limit": 5}, queue="priority",
-                                 task_id=run.celery_task_id)
-    assert run.celery_task_id.startswith("hubrun-") and run.state == "queued" and run.launched_by.username == "user-admin"
+    send.assert_called_once_with(
+        "inventory.sweep_pending", args=[], kwargs={"limit": 5}, queue="priority", task_id=run.celery_task_id
+    )
+    assert (
+        run.celery_task_id.startswith("hubrun-") and run.state == "queued" and run.launched_by.username == "user-admin"
+    )
     entry = AuditEntry.objects.get(object_id=str(task.pk), after__has_key="run_now")
     assert entry.after == {"run_now": run.celery_task_id, "run": run.pk} and entry.actor.username == "user-admin"
     page = client.get(f"/schedules/runs/{run.pk}/").content.decode()
@@ -127,8 +148,9 @@ def test_other_tasks_cost_no_query(db, django_assert_num_queries):
 def test_run_now_eager_runs_and_records_failure(role_client, settings):
     from integration_hub.celery import app
 
-    task = PeriodicTask.objects.create(name="hb", task="core.heartbeat",
-                                       interval=IntervalSchedule.objects.create(every=60, period="seconds"))
+    task = PeriodicTask.objects.create(
+        name="hb", task="core.heartbeat", interval=IntervalSchedule.objects.create(every=60, period="seconds")
+    )
     previous, app.conf.task_always_eager = app.conf.task_always_eager, True
     try:
         run = schedules.run_now(task)
@@ -141,8 +163,9 @@ def test_run_now_eager_runs_and_records_failure(role_client, settings):
 
 
 def test_run_now_refused_for_ops(role_client):
-    task = PeriodicTask.objects.create(name="x", task="core.heartbeat",
-                                       interval=IntervalSchedule.objects.create(every=60, period="seconds"))
+    task = PeriodicTask.objects.create(
+        name="x", task="core.heartbeat", interval=IntervalSchedule.objects.create(every=60, period="seconds")
+    )
     with mock.patch("integration_hub.celery.app.send_task") as send:
         assert role_client("ops").post(f"/schedules/{task.pk}/run/").status_code == 403
     send.assert_not_called()

@@ -1,4 +1,5 @@
 """The 403 page in the site layout with the role message, /favicon.ico, and no traceback logged per 403."""
+
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,6 @@
 """Guard rails on changes that move stock: one safety-buffer bound everywhere (console forms, the API, the CSV
 import: 1,000,000) and an impact preview with a confirmation step before a change that moves ATS is saved."""
+
 from __future__ import annotations
 
 import re
@@ -25,8 +26,10 @@ def _confirm(html: str) -> str:
 
 def test_huge_safety_buffer_is_refused_on_the_rule_form(w, role_client):
     client = role_client("admin")
-    r = client.post(f"/rules/channel-rules/{w.rule.pk}/", {"channel": w.channel.pk, "mode": "segregated",
-                                                             "locations": [w.location.pk], "safety_buffer": "99999999999"})
+    r = client.post(
+        f"/rules/channel-rules/{w.rule.pk}/",
+        {"channel": w.channel.pk, "mode": "segregated", "locations": [w.location.pk], "safety_buffer": "99999999999"},
+    )
     assert r.status_code == 400 and "at most 1,000,000" in r.content.decode()
     w.rule.refresh_from_db()
     assert w.rule.safety_buffer == 0
@@ -35,8 +38,16 @@ def test_huge_safety_buffer_is_refused_on_the_rule_form(w, role_client):
 def test_huge_safety_buffer_is_refused_on_the_mapping_form_and_the_api(w, client, make_user):
     user = make_user("admin")
     client.force_login(user)
-    r = client.post("/rules/sku-mappings/new/", {"item_sku": w.items[0].sku, "channel": w.channel.pk, "storefront_sku": "A1",
-                                                  "active": "on", "safety_buffer": "1000001"})
+    r = client.post(
+        "/rules/sku-mappings/new/",
+        {
+            "item_sku": w.items[0].sku,
+            "channel": w.channel.pk,
+            "storefront_sku": "A1",
+            "active": "on",
+            "safety_buffer": "1000001",
+        },
+    )
     assert r.status_code == 400 and "at most 1,000,000" in r.content.decode()
     api = APIClient()
     api.force_authenticate(user)
@@ -74,8 +85,10 @@ def test_rule_change_that_moves_stock_previews_then_saves_on_confirmation(w, rol
 def test_change_that_moves_no_stock_saves_at_once(w, role_client):
     client = role_client("admin")
     f.mappings(w, w.items)  # no stock anywhere: a buffer moves nothing
-    r = client.post(f"/rules/channel-rules/{w.rule.pk}/", {"channel": w.channel.pk, "mode": "segregated",
-                                                             "locations": [w.location.pk], "safety_buffer": "5"})
+    r = client.post(
+        f"/rules/channel-rules/{w.rule.pk}/",
+        {"channel": w.channel.pk, "mode": "segregated", "locations": [w.location.pk], "safety_buffer": "5"},
+    )
     assert r.status_code == 302
     w.rule.refresh_from_db()
     assert w.rule.safety_buffer == 5

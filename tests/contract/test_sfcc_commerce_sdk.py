@@ -7,6 +7,7 @@ optional shipped fulfillment event; one without trackingUrl is refused), and the
 ``apis/products-oas-1.2.0``) for searchProducts, the catalogue audit's route. The package is installed by ``./hub test``
 from ``tests/contract/package-lock.json`` (``npm ci``) when node is on the machine; without it the test is skipped
 and says why."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,10 @@ HERE = Path(__file__).parent
 SCRIPT = HERE / "sfcc_orders_client.js"
 ORG, SITE = "f_ecom_zzxy_prd", "RefArch"
 
-pytestmark = pytest.mark.skipif(not shutil.which("node") or not (HERE / "node_modules" / "commerce-sdk").is_dir(),
-                                reason="node or tests/contract/node_modules/commerce-sdk missing (./hub test runs npm ci)")
+pytestmark = pytest.mark.skipif(
+    not shutil.which("node") or not (HERE / "node_modules" / "commerce-sdk").is_dir(),
+    reason="node or tests/contract/node_modules/commerce-sdk missing (./hub test runs npm ci)",
+)
 
 
 control = controller("sfcc")
@@ -33,17 +36,37 @@ control = controller("sfcc")
 def test_commerce_sdk_orders_client_against_the_sandbox(sandbox):
     control(sandbox, "configure_client", {"client_id": "sdk-client", "client_secret": "sdk-secret"})
     control(sandbox, "seed_catalog", {"channels": ["inv_uk"], "skus": ["SF-001"], "quantity": 5})
-    no = control(sandbox, "create_orders", {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 2}],
-                                                        "gift_message": "Hi"}]})["ids"][0]
-    token = requests.post(f"{sandbox.url}/sfcc/dwsso/oauth2/access_token", auth=("sdk-client", "sdk-secret"), timeout=5,
-                          data={"grant_type": "client_credentials",
-                                "scope": "SALESFORCE_COMMERCE_API:zzxy_prd sfcc.orders.rw"}).json()["access_token"]
-    args = {"baseUri": f"{sandbox.url}/sfcc/checkout/orders/v1", "token": token, "organizationId": ORG, "siteId": SITE,
-            "since": "2000-01-01T00:00:00.000Z", "orderNo": no,
-            "omsEvent": {"id": "hub-evt-1", "occurredAt": "2026-01-02T03:04:05.000Z", "type": "shipped",
-                         "lineItems": [{"id": f"{no}-1", "quantity": 2}], "trackingNumber": "SDK-TRK-1",
-                         "trackingUrl": "https://carrier.example/SDK-TRK-1", "carrier": "DPD"}}
-    proc = subprocess.run(["node", str(SCRIPT), json.dumps(args)], cwd=HERE, capture_output=True, text=True, timeout=120, check=False)
+    no = control(
+        sandbox,
+        "create_orders",
+        {"orders": [{"channel": "inv_uk", "lines": [{"sku": "SF-001", "quantity": 2}], "gift_message": "Hi"}]},
+    )["ids"][0]
+    token = requests.post(
+        f"{sandbox.url}/sfcc/dwsso/oauth2/access_token",
+        auth=("sdk-client", "sdk-secret"),
+        timeout=5,
+        data={"grant_type": "client_credentials", "scope": "SALESFORCE_COMMERCE_API:zzxy_prd sfcc.orders.rw"},
+    ).json()["access_token"]
+    args = {
+        "baseUri": f"{sandbox.url}/sfcc/checkout/orders/v1",
+        "token": token,
+        "organizationId": ORG,
+        "siteId": SITE,
+        "since": "2000-01-01T00:00:00.000Z",
+        "orderNo": no,
+        "omsEvent": {
+            "id": "hub-evt-1",
+            "occurredAt": "2026-01-02T03:04:05.000Z",
+            "type": "shipped",
+            "lineItems": [{"id": f"{no}-1", "quantity": 2}],
+            "trackingNumber": "SDK-TRK-1",
+            "trackingUrl": "https://carrier.example/SDK-TRK-1",
+            "carrier": "DPD",
+        },
+    }
+    proc = subprocess.run(
+        ["node", str(SCRIPT), json.dumps(args)], cwd=HERE, capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     res = {r["call"]: r for r in json.loads(proc.stdout)}
 
@@ -64,8 +87,12 @@ def test_commerce_sdk_orders_client_against_the_sandbox(sandbox):
     after = res["getOrder:after"]["data"]
     assert after["shippingStatus"] == "shipped" and after["exportStatus"] == "exported"
     assert after["c_trackingNumbers"] == "SDK-TRK-1" and after["c_carrier"] == "DPD"
-    for call, status in (("getOrders:limit201", 400), ("getOrders:window", 400), ("getOrder:missing", 404),
-                         ("createOmsStatusEvent:noTrackingUrl", 400)):
+    for call, status in (
+        ("getOrders:limit201", 400),
+        ("getOrders:window", 400),
+        ("getOrder:missing", 404),
+        ("createOmsStatusEvent:noTrackingUrl", 400),
+    ):
         r = res[call]
         assert not r["ok"] and r["status"] == status, r
         assert {"type", "title", "detail"} <= set(r["body"] or {}), r  # RFC 7807 ErrorResponse
@@ -75,14 +102,31 @@ def test_commerce_sdk_products_client_against_the_sandbox(sandbox):
     """commerce-sdk ``Products.searchProducts`` (generated from ``apis/products-oas-1.2.0``) — the catalogue audit's
     route on ``scapi_oci`` — against the sandbox: items and variants, never the master; limit ≤ 200."""
     control(sandbox, "configure_client", {"client_id": "sdk-client", "client_secret": "sdk-secret"})
-    control(sandbox, "seed_catalog", {"channels": ["inv_uk"], "skus": ["SF-001", "SF-002"], "quantity": 5,
-                                      "products": [{"key": "TEE", "skus": ["TEE-S", "TEE-M"]}]})
-    token = requests.post(f"{sandbox.url}/sfcc/dwsso/oauth2/access_token", auth=("sdk-client", "sdk-secret"), timeout=5,
-                          data={"grant_type": "client_credentials",
-                                "scope": "SALESFORCE_COMMERCE_API:zzxy_prd sfcc.products"}).json()["access_token"]
+    control(
+        sandbox,
+        "seed_catalog",
+        {
+            "channels": ["inv_uk"],
+            "skus": ["SF-001", "SF-002"],
+            "quantity": 5,
+            "products": [{"key": "TEE", "skus": ["TEE-S", "TEE-M"]}],
+        },
+    )
+    token = requests.post(
+        f"{sandbox.url}/sfcc/dwsso/oauth2/access_token",
+        auth=("sdk-client", "sdk-secret"),
+        timeout=5,
+        data={"grant_type": "client_credentials", "scope": "SALESFORCE_COMMERCE_API:zzxy_prd sfcc.products"},
+    ).json()["access_token"]
     args = {"baseUri": f"{sandbox.url}/sfcc/product/products/v1", "token": token, "organizationId": ORG, "siteId": SITE}
-    proc = subprocess.run(["node", str(HERE / "sfcc_products_client.js"), json.dumps(args)], cwd=HERE, capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        ["node", str(HERE / "sfcc_products_client.js"), json.dumps(args)],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     res = {r["call"]: r for r in json.loads(proc.stdout)}
     got = res["searchProducts"]

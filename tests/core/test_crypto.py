@@ -1,4 +1,5 @@
 """Secrets at rest: real keys required, HKDF derivation (debug only), MultiFernet rotation, rotate_secrets."""
+
 from __future__ import annotations
 
 import base64
@@ -89,8 +90,11 @@ def test_rotate_secrets_reencrypts_every_stored_secret_with_the_newest_key(db, s
     assert entries.count() == len(rows) and AuditEntry.objects.count() == audited_before + len(rows)
     assert all("secret_encrypted" not in (e.after or {}) for e in entries)  # secrets never in the audit trail
     use_keys(settings, NEW)  # the old key can now go
-    assert [c.get_secret() for c in Connection.objects.exclude(name="env-only").order_by("name")] == \
-        ["api-key-0", "api-key-1", "api-key-2"]
+    assert [c.get_secret() for c in Connection.objects.exclude(name="env-only").order_by("name")] == [
+        "api-key-0",
+        "api-key-1",
+        "api-key-2",
+    ]
     assert Connection.objects.get(name="c0").get_webhook_secret() == "hook-0"
 
 
@@ -106,8 +110,12 @@ def test_rotate_secrets_writes_nothing_when_a_secret_cannot_be_decrypted(db, set
 
 
 def test_rotate_secrets_legacy_moves_sha256_derived_tokens(db, settings):
-    conn = Connection.objects.create(name="old", system_type="wair", base_url="http://x",
-                                     secret_encrypted=Fernet(sha256_key(settings.SECRET_KEY)).encrypt(b"legacy").decode())
+    conn = Connection.objects.create(
+        name="old",
+        system_type="wair",
+        base_url="http://x",
+        secret_encrypted=Fernet(sha256_key(settings.SECRET_KEY)).encrypt(b"legacy").decode(),
+    )
     use_keys(settings, NEW)
     with pytest.raises(CommandError):
         call_command("rotate_secrets", verbosity=0)

@@ -1,5 +1,6 @@
 """Outbound guard (SSRF), redirects, credential forwarding, remote bodies kept from ops, secret variable
 names: over real HTTP against local servers, through the admin form and the console pages."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -30,8 +31,15 @@ class Target(Emulator):
         self.seen: list[dict] = []
 
     def _note(self, req):
-        self.seen.append({"path": req.path, "method": req.method, "api_key": req.header("X-Api-Key"),
-                          "account": req.header("Account"), "auth": req.header("Authorization")})
+        self.seen.append(
+            {
+                "path": req.path,
+                "method": req.method,
+                "api_key": req.header("X-Api-Key"),
+                "account": req.header("Account"),
+                "auth": req.header("Authorization"),
+            }
+        )
 
     @route("GET", r"/things/(?P<id>\d+)")
     def thing(self, req):
@@ -111,12 +119,38 @@ def no_allow(settings):
 
 
 # --- address classes ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("address", [
-    "127.0.0.1", "127.8.9.10", "10.1.2.3", "172.16.5.4", "192.168.1.1", "169.254.169.254", "169.254.0.1",
-    "100.64.0.1", "100.127.255.254", "0.0.0.0", "224.0.0.251", "239.1.2.3", "240.0.0.1", "255.255.255.255",
-    "::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254",
-    "::ffff:10.0.0.1", "64:ff9b::a9fe:a9fe", "2002:7f00:1::1", "192.0.0.8", "198.18.0.1",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "127.8.9.10",
+        "10.1.2.3",
+        "172.16.5.4",
+        "192.168.1.1",
+        "169.254.169.254",
+        "169.254.0.1",
+        "100.64.0.1",
+        "100.127.255.254",
+        "0.0.0.0",
+        "224.0.0.251",
+        "239.1.2.3",
+        "240.0.0.1",
+        "255.255.255.255",
+        "::1",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "fd12:3456::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:169.254.169.254",
+        "::ffff:10.0.0.1",
+        "64:ff9b::a9fe:a9fe",
+        "2002:7f00:1::1",
+        "192.0.0.8",
+        "198.18.0.1",
+    ],
+)
 def test_internal_addresses_are_blocked(address):
     assert egress.blocked_reason(ipaddress.ip_address(address))
 
@@ -171,8 +205,10 @@ def test_every_resolved_address_is_verified(remote, no_allow, monkeypatch):
 
     def fake(host, *a, **kw):
         if host == "mixed.example":
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port)),
-                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+            return [
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+            ]
         return real(host, *a, **kw)
 
     monkeypatch.setattr(socket, "getaddrinfo", fake)
@@ -194,8 +230,14 @@ def test_dns_rebinding_after_the_save_time_check_is_caught_when_connecting(remot
         return real(host, *a, **kw)
 
     monkeypatch.setattr(socket, "getaddrinfo", fake)
-    conn = Connection(name="rebind", system_type="wair", base_url=f"http://rebind.example:{port}/t", max_retries=0,
-                      rate_limit_per_second=1000, rate_limit_burst=1000)
+    conn = Connection(
+        name="rebind",
+        system_type="wair",
+        base_url=f"http://rebind.example:{port}/t",
+        max_retries=0,
+        rate_limit_per_second=1000,
+        rate_limit_burst=1000,
+    )
     conn.full_clean()  # public at save time
     with pytest.raises(errors.UnsafeDestinationError, match="loopback"):
         HttpClient.for_connection(conn).get("/things/1")
@@ -268,15 +310,25 @@ def test_remote_body_reaches_admins_only(remote, db, role_client, make_user, cli
     rec = ExceptionRecord.objects.get(connection=conn)
     assert MARKER not in rec.message and MARKER not in str(rec.context)
 
-    planner = Connection.objects.create(name="planner", system_type="inventory_planner", base_url=f"{main.url}/t",
-                                        max_retries=0, rate_limit_per_second=1000)
+    planner = Connection.objects.create(
+        name="planner",
+        system_type="inventory_planner",
+        base_url=f"{main.url}/t",
+        max_retries=0,
+        rate_limit_per_second=1000,
+    )
     with pytest.raises(errors.RetryableError) as failed:
         HttpClient.for_connection(planner).get("/api/v1/stock/changes")
     Connection.record_error(planner.pk, failed.value)
 
     ops = role_client("ops")
-    for url in (reverse("console:dashboard"), reverse("exceptions:list"), reverse("exceptions:detail", args=[rec.pk]),
-                "/api/exceptions/", "/planning/"):
+    for url in (
+        reverse("console:dashboard"),
+        reverse("exceptions:list"),
+        reverse("exceptions:detail", args=[rec.pk]),
+        "/api/exceptions/",
+        "/planning/",
+    ):
         page = ops.get(url)
         assert page.status_code == 200, url
         assert MARKER not in page.content.decode(), url
@@ -298,10 +350,23 @@ def test_remote_body_reaches_admins_only(remote, db, role_client, make_user, cli
 
 # --- save time: the admin form -----------------------------------------------------------------------
 def _form_data(conn: Connection, **changes) -> dict:
-    data = {"name": conn.name, "system_type": conn.system_type, "base_url": conn.base_url, "auth_url": conn.auth_url,
-            "client_id": conn.client_id, "secret_env": conn.secret_env, "webhook_secret_env": conn.webhook_secret_env,
-            "options": "{}", "rate_limit_per_second": "10", "rate_limit_burst": "10", "timeout_seconds": "10",
-            "max_retries": "5", "enabled": "on", "secret": "", "webhook_secret": ""}
+    data = {
+        "name": conn.name,
+        "system_type": conn.system_type,
+        "base_url": conn.base_url,
+        "auth_url": conn.auth_url,
+        "client_id": conn.client_id,
+        "secret_env": conn.secret_env,
+        "webhook_secret_env": conn.webhook_secret_env,
+        "options": "{}",
+        "rate_limit_per_second": "10",
+        "rate_limit_burst": "10",
+        "timeout_seconds": "10",
+        "max_retries": "5",
+        "enabled": "on",
+        "secret": "",
+        "webhook_secret": "",
+    }
     data.update(changes)
     return data
 
@@ -316,8 +381,11 @@ def admin_client(make_user, client):
 def test_admin_refuses_internal_urls_with_a_clear_message(admin_client, no_allow, db):
     conn = Connection.objects.create(name="shop", system_type="wair", base_url="https://api.example.com")
     url = f"/admin/core/connection/{conn.pk}/change/"
-    for field, value in (("base_url", "http://169.254.169.254/latest"), ("auth_url", "http://10.0.0.5/token"),
-                         ("options", '{"token_url": "http://[::1]:8080/x"}')):
+    for field, value in (
+        ("base_url", "http://169.254.169.254/latest"),
+        ("auth_url", "http://10.0.0.5/token"),
+        ("options", '{"token_url": "http://[::1]:8080/x"}'),
+    ):
         page = admin_client.post(url, _form_data(conn, **{field: value}))
         assert page.status_code == 200, field  # the form again, with the error
         body = page.content.decode()
@@ -330,8 +398,15 @@ def test_admin_refuses_secret_env_outside_the_prefix(admin_client, db):
     conn = Connection.objects.create(name="shop", system_type="wair", base_url="https://api.example.com")
     url = f"/admin/core/connection/{conn.pk}/change/"
     for field in ("secret_env", "webhook_secret_env"):
-        for name in ("HUB_SECRET_KEY", "HUB_ENCRYPTION_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL",
-                     "HUB_CONNX", "hub_conn_lower"):
+        for name in (
+            "HUB_SECRET_KEY",
+            "HUB_ENCRYPTION_KEY",
+            "DATABASE_URL",
+            "CELERY_BROKER_URL",
+            "REDIS_URL",
+            "HUB_CONNX",
+            "hub_conn_lower",
+        ):
             page = admin_client.post(url, _form_data(conn, **{field: name}))
             assert page.status_code == 200 and "HUB_CONN_" in page.content.decode(), (field, name)
     conn.refresh_from_db()
@@ -345,8 +420,13 @@ def test_admin_refuses_secret_env_outside_the_prefix(admin_client, db):
 def test_get_secret_never_reads_a_disallowed_variable(db, monkeypatch):
     monkeypatch.setenv("HUB_SECRET_KEY", "the-hub-key")
     monkeypatch.setenv("HUB_CONN_SHOP", "shop-key")
-    conn = Connection(name="shop", system_type="wair", base_url="https://api.example.com", secret_env="HUB_SECRET_KEY",
-                      webhook_secret_env="DATABASE_URL")
+    conn = Connection(
+        name="shop",
+        system_type="wair",
+        base_url="https://api.example.com",
+        secret_env="HUB_SECRET_KEY",
+        webhook_secret_env="DATABASE_URL",
+    )
     with pytest.raises(SecretEnvNotAllowed, match="HUB_CONN_") as exc:
         conn.get_secret()
     assert "the-hub-key" not in str(exc.value)
@@ -357,8 +437,9 @@ def test_get_secret_never_reads_a_disallowed_variable(db, monkeypatch):
 
 
 def test_changing_the_url_in_the_admin_clears_stored_secrets(admin_client, db):
-    conn = Connection(name="shop", system_type="wair", base_url="https://api.example.com",
-                      webhook_secret_env="HUB_CONN_SHOP_HOOK")
+    conn = Connection(
+        name="shop", system_type="wair", base_url="https://api.example.com", webhook_secret_env="HUB_CONN_SHOP_HOOK"
+    )
     conn.set_secret("old-api-key")
     conn.set_webhook_secret("old-hook")
     conn.save()
@@ -378,7 +459,10 @@ def test_changing_the_url_in_the_admin_clears_stored_secrets(admin_client, db):
     assert conn.secret_encrypted == "" and conn.webhook_secret_encrypted == "" and conn.webhook_secret_env == ""
 
     # new URL with the new secret in the same save: the new one is kept
-    assert admin_client.post(url, _form_data(conn, auth_url="https://auth.example.net", secret="new-key")).status_code == 302
+    assert (
+        admin_client.post(url, _form_data(conn, auth_url="https://auth.example.net", secret="new-key")).status_code
+        == 302
+    )
     conn.refresh_from_db()
     assert conn.get_secret() == "new-key"
 
@@ -422,8 +506,13 @@ def test_a_disallowed_secret_env_in_the_database_stops_the_sync_with_a_record(db
     from integration_hub.inventory.tasks import poll_stock
 
     monkeypatch.setenv("HUB_ENCRYPTION_KEY", "never-sent")
-    conn = Connection.objects.create(name="old", system_type="wair", base_url="https://api.example.com",
-                                     secret_env="HUB_ENCRYPTION_KEY", max_retries=0)
+    conn = Connection.objects.create(
+        name="old",
+        system_type="wair",
+        base_url="https://api.example.com",
+        secret_env="HUB_ENCRYPTION_KEY",
+        max_retries=0,
+    )
     assert "error" in poll_stock(conn.pk)
     rec = ExceptionRecord.objects.get(connection=conn)
     assert "HUB_CONN_" in rec.message and "never-sent" not in rec.message
@@ -432,10 +521,13 @@ def test_a_disallowed_secret_env_in_the_database_stops_the_sync_with_a_record(db
 
 
 # --- every secret named by environment variable, every non-HTTP destination ---------------------------------
-@pytest.mark.parametrize("system_type, options", [
-    ("inventory_planner", {"account": "a", "delivery": "sftp", "sftp_password_env": "HUB_SECRET_KEY"}),
-    ("commercetools", {"project_key": "p", "relay": {"type": "SQS", "accessSecret_env": "DATABASE_URL"}}),
-])
+@pytest.mark.parametrize(
+    "system_type, options",
+    [
+        ("inventory_planner", {"account": "a", "delivery": "sftp", "sftp_password_env": "HUB_SECRET_KEY"}),
+        ("commercetools", {"project_key": "p", "relay": {"type": "SQS", "accessSecret_env": "DATABASE_URL"}}),
+    ],
+)
 def test_option_secret_variables_outside_the_prefix_are_refused_at_save(db, system_type, options):
     from django.core.exceptions import ValidationError
 

@@ -1,4 +1,5 @@
 """Core models, transforms, exception merge/resolve, secrets, audit, webhook signatures."""
+
 from __future__ import annotations
 
 import time
@@ -29,25 +30,31 @@ def topology(db):
 
 
 # --- transforms ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("identifier,spec,expected", [
-    ("000123", TransformSpec(strip_leading_zeros=True), "123"),
-    ("0000", TransformSpec(strip_leading_zeros=True), "0"),
-    ("123", TransformSpec(pad_to_length=8), "00000123"),
-    (" ab-1 ", TransformSpec(case="upper"), "AB-1"),
-    ("AB-1", TransformSpec(case="lower", prefix="x-"), "x-ab-1"),
-    ("0042", TransformSpec(strip_leading_zeros=True, pad_to_length=6, suffix="-EU"), "000042-EU"),
-    ("12345678", TransformSpec(fixed_length=8), "12345678"),
-])
+@pytest.mark.parametrize(
+    "identifier,spec,expected",
+    [
+        ("000123", TransformSpec(strip_leading_zeros=True), "123"),
+        ("0000", TransformSpec(strip_leading_zeros=True), "0"),
+        ("123", TransformSpec(pad_to_length=8), "00000123"),
+        (" ab-1 ", TransformSpec(case="upper"), "AB-1"),
+        ("AB-1", TransformSpec(case="lower", prefix="x-"), "x-ab-1"),
+        ("0042", TransformSpec(strip_leading_zeros=True, pad_to_length=6, suffix="-EU"), "000042-EU"),
+        ("12345678", TransformSpec(fixed_length=8), "12345678"),
+    ],
+)
 def test_transforms(identifier, spec, expected):
     assert apply(identifier, spec) == expected
 
 
-@pytest.mark.parametrize("identifier,spec", [
-    ("123456789", TransformSpec(pad_to_length=8)),
-    ("1234", TransformSpec(fixed_length=8)),
-    ("", TransformSpec()),
-    ("   ", TransformSpec()),
-])
+@pytest.mark.parametrize(
+    "identifier,spec",
+    [
+        ("123456789", TransformSpec(pad_to_length=8)),
+        ("1234", TransformSpec(fixed_length=8)),
+        ("", TransformSpec()),
+        ("   ", TransformSpec()),
+    ],
+)
 def test_transform_errors(identifier, spec):
     with pytest.raises(TransformError):
         apply(identifier, spec)
@@ -239,5 +246,5 @@ def test_every_celery_setting_is_one_celery_reads(settings):
     from celery.app.defaults import NAMESPACES, flatten
 
     known = {name for name, _ in flatten(NAMESPACES)}
-    ours = {k[len("CELERY_"):].lower() for k in dir(settings) if k.startswith("CELERY_")}
+    ours = {k[len("CELERY_") :].lower() for k in dir(settings) if k.startswith("CELERY_")}
     assert ours - known == set()

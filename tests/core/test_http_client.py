@@ -1,4 +1,5 @@
 """The shared client layer over real HTTP: retries, back-off, Retry-After, OAuth cache, error taxonomy."""
+
 from __future__ import annotations
 
 import time
@@ -124,7 +125,9 @@ def test_error_taxonomy(echo):
     with pytest.raises(errors.BadDataError) as bad:
         c.post("/things", json={})
     # the remote's body stays on the error (connectors, admins), never in the message ops read
-    assert bad.value.status == 400 and "name is required" in bad.value.detail and "name is required" not in str(bad.value)
+    assert (
+        bad.value.status == 400 and "name is required" in bad.value.detail and "name is required" not in str(bad.value)
+    )
     with pytest.raises(errors.NotFoundError):
         c.get("/nothing")
     with pytest.raises(errors.ConflictError) as conflict:
@@ -134,7 +137,9 @@ def test_error_taxonomy(echo):
 
 
 def test_oauth_token_cached_and_refreshed_on_401(echo, settings):
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "oauth-test"}}
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "oauth-test"}
+    }
     from django.core.cache import cache
 
     cache.clear()
@@ -276,7 +281,9 @@ def test_block_is_seen_by_every_holder_of_the_bucket(kind, tmp_path):
 
         _redis_or_skip()
         key = f"hub:ratelimit:test-block-{time.time()}"
-        one, two = (ratelimit.RedisBucket(redis.Redis(host="127.0.0.1", port=6379), key, rate=20, burst=20) for _ in range(2))
+        one, two = (
+            ratelimit.RedisBucket(redis.Redis(host="127.0.0.1", port=6379), key, rate=20, burst=20) for _ in range(2)
+        )
     elif kind == "file":
         one, two = (ratelimit.FileBucket(tmp_path / "x.bucket", rate=20, burst=20) for _ in range(2))
     else:
@@ -299,8 +306,15 @@ def test_429_blocks_the_connection_for_every_worker(echo, settings, tmp_path):
     settings.VAR_DIR = tmp_path
     name = f"conn-test-{time.time()}"
     a_slept, b_slept = [], []
-    a = HttpClient("echo", echo.url + "/echo", rate_per_second=1000, burst=1000, bucket_name=name, max_retries=0,
-                   sleep=a_slept.append)
+    a = HttpClient(
+        "echo",
+        echo.url + "/echo",
+        rate_per_second=1000,
+        burst=1000,
+        bucket_name=name,
+        max_retries=0,
+        sleep=a_slept.append,
+    )
     b = HttpClient("echo", echo.url + "/echo", rate_per_second=1000, burst=1000, bucket_name=name, sleep=b_slept.append)
     echo.emulators["echo"].faults.fail_next = [429]  # the sandbox answers Retry-After: 1
     with pytest.raises(errors.RateLimitedError):
@@ -317,10 +331,25 @@ def test_a_long_retry_after_is_handed_to_the_caller_not_slept_by_every_worker(ec
     settings.VAR_DIR = tmp_path
     name = f"conn-quota-{time.time()}"
     a_slept, b_slept = [], []
-    a = HttpClient("echo", echo.url + "/echo", rate_per_second=1000, burst=1000, bucket_name=name, max_retries=5,
-                   backoff_cap=2.0, sleep=a_slept.append)
-    b = HttpClient("echo", echo.url + "/echo", rate_per_second=1000, burst=1000, bucket_name=name, backoff_cap=2.0,
-                   sleep=b_slept.append)
+    a = HttpClient(
+        "echo",
+        echo.url + "/echo",
+        rate_per_second=1000,
+        burst=1000,
+        bucket_name=name,
+        max_retries=5,
+        backoff_cap=2.0,
+        sleep=a_slept.append,
+    )
+    b = HttpClient(
+        "echo",
+        echo.url + "/echo",
+        rate_per_second=1000,
+        burst=1000,
+        bucket_name=name,
+        backoff_cap=2.0,
+        sleep=b_slept.append,
+    )
     with pytest.raises(errors.RateLimitedError) as caught:
         a.get("/quota")
     assert caught.value.retry_after == 3600

@@ -1,4 +1,5 @@
 """core.nudge.enqueue: by-name sending routes like apply_async and runs in-process in eager mode."""
+
 from __future__ import annotations
 
 from unittest import mock
@@ -18,8 +19,10 @@ def test_eager_mode_runs_the_registered_task_in_process():
     app.conf.task_always_eager = True
     try:
         app.loader.import_default_modules()
-        with mock.patch.object(app.tasks["orders.process"], "apply_async") as run, \
-                mock.patch.object(app, "send_task") as send:
+        with (
+            mock.patch.object(app.tasks["orders.process"], "apply_async") as run,
+            mock.patch.object(app, "send_task") as send,
+        ):
             nudge.enqueue("orders.process", kwargs={"x": 1})
         run.assert_called_once_with(args=(), kwargs={"x": 1})
         send.assert_not_called()
@@ -29,7 +32,14 @@ def test_eager_mode_runs_the_registered_task_in_process():
 
 def test_every_task_name_the_hub_nudges_is_registered():
     app.loader.import_default_modules()
-    for name in ("orders.process", "orders.fetch_orders", "inventory.push_pending", "inventory.full_load",
-                 "reconciliation.run_report", "monitoring.deliver_one", "catalog.drain_item_outbox",
-                 "catalog.pull_master_items"):
+    for name in (
+        "orders.process",
+        "orders.fetch_orders",
+        "inventory.push_pending",
+        "inventory.full_load",
+        "reconciliation.run_report",
+        "monitoring.deliver_one",
+        "catalog.drain_item_outbox",
+        "catalog.pull_master_items",
+    ):
         assert name in app.tasks, name

@@ -1,6 +1,7 @@
 """Polling and sweeping jobs hold short, renewed locks: a SIGKILLed worker in the middle of a poll must not make
 every later poll skip for minutes (a flash sale's catch-up poll after a kill found the dead holder's 300 s lock and
 captured nothing more until it expired)."""
+
 import contextlib
 
 import pytest
@@ -37,8 +38,9 @@ def test_order_polls_take_short_renewed_locks(lock_calls):
 
     from integration_hub.core.models import Channel
 
-    ct = factories.connection("commercetools", "ct", enabled=True,
-                              base_url="https://api.example.com", options={"project_key": "p"})
+    ct = factories.connection(
+        "commercetools", "ct", enabled=True, base_url="https://api.example.com", options={"project_key": "p"}
+    )
     wh = factories.connection("wair", "wh", enabled=True, base_url="https://wair.example.com")
     Channel.objects.create(key="uk-web", name="UK", connection=ct, external_id="uk-web", warehouse=wh)
     assert tasks.poll_orders() == {"ct": {"skipped": "already running"}}

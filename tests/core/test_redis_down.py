@@ -1,5 +1,6 @@
 """Redis down (issue 20, item 7): what was committed is answered 200, the rate limiter falls back to the
 host's bucket and says so. Redis is "down" by pointing REDIS_URL / the cache at a port nobody listens on."""
+
 from __future__ import annotations
 
 import json
@@ -87,14 +88,41 @@ def test_order_webhook_answers_200_for_what_it_committed_while_redis_is_down(san
     task_trap.run_in_place(tasks.fetch_orders)
     ct, _wh, _channel = sandbox_order_world(sandbox)
     redis_down()  # cache, token cache and rate limiter all unreachable from here on
-    [oid] = control(sandbox, "commercetools", "create_orders", {"orders": [
-        {"channel": "uk-web", "order_number": "RD1", "lines": [{"sku": "SKU-1", "quantity": 1}], "shipping_method": "standard"}]})["ids"]
+    [oid] = control(
+        sandbox,
+        "commercetools",
+        "create_orders",
+        {
+            "orders": [
+                {
+                    "channel": "uk-web",
+                    "order_number": "RD1",
+                    "lines": [{"sku": "SKU-1", "quantity": 1}],
+                    "shipping_method": "standard",
+                }
+            ]
+        },
+    )["ids"]
     order = sandbox.emulators["commercetools"].orders[oid]
-    message = {"notificationType": "Message", "projectKey": "demo", "id": "m-1", "version": 1, "sequenceNumber": 1,
-               "resource": {"typeId": "order", "id": oid}, "resourceVersion": order["version"], "type": "OrderCreated",
-               "order": order, "createdAt": order["lastModifiedAt"], "lastModifiedAt": order["lastModifiedAt"]}
-    r = client.post(f"/hooks/orders/{ct.name}/", data=json.dumps(message), content_type="application/json",
-                    HTTP_AUTHORIZATION="ct-hook-secret")
+    message = {
+        "notificationType": "Message",
+        "projectKey": "demo",
+        "id": "m-1",
+        "version": 1,
+        "sequenceNumber": 1,
+        "resource": {"typeId": "order", "id": oid},
+        "resourceVersion": order["version"],
+        "type": "OrderCreated",
+        "order": order,
+        "createdAt": order["lastModifiedAt"],
+        "lastModifiedAt": order["lastModifiedAt"],
+    }
+    r = client.post(
+        f"/hooks/orders/{ct.name}/",
+        data=json.dumps(message),
+        content_type="application/json",
+        HTTP_AUTHORIZATION="ct-hook-secret",
+    )
     assert r.status_code == 200, r.content
     assert Order.objects.filter(external_id=oid).count() == 1
     assert sent, "the worker is still nudged (the one-per-second guard is skipped, not the nudge)"

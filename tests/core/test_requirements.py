@@ -1,6 +1,7 @@
 """requirements.txt alone must run what the README deploys: a Redis broker (kombu's redis transport) and
 the Redis cache / rate limiter. Checked by reading the transport's own imports, so a new undeclared
 dependency in a kombu upgrade fails here instead of in production (issue 20, item 8)."""
+
 from __future__ import annotations
 
 import ast
@@ -44,7 +45,10 @@ def test_redis_transport_and_cache_dependencies_are_pinned():
     assert "packaging" in needed  # the transport's undeclared import this test exists for
     # what kombu declares is installed with it; anything else must be pinned by us, not left to whichever
     # other package happens to pull it in today
-    declared = {re.sub(r"[-_.]+", "-", re.split(r"[ ;<>=!~\[]", r, 1)[0]).lower()
-                for r in (md.requires("kombu") or []) if "extra ==" not in r}
+    declared = {
+        re.sub(r"[-_.]+", "-", re.split(r"[ ;<>=!~\[]", r, 1)[0]).lower()
+        for r in (md.requires("kombu") or [])
+        if "extra ==" not in r
+    }
     missing = needed - declared - {"kombu"} - _pinned()
     assert not missing, f"requirements.txt lacks what kombu's redis transport imports: {sorted(missing)}"

@@ -1,4 +1,5 @@
 """Roles: groups exist, permissions follow ROLE_PERMISSIONS, and the admin site is admin-only."""
+
 import pytest
 from django.contrib.auth.models import Group
 
@@ -52,11 +53,16 @@ def test_admin_can_edit_mappings_ops_cannot_edit_connections(role_client, make_u
     assert admin.get("/admin/catalog/skumapping/add/").status_code == 200
     client.logout()
     client.force_login(make_user("ops"))
-    for url in ("/admin/core/connection/", f"/admin/core/connection/{conn.pk}/change/",
-                "/admin/django_celery_beat/periodictask/"):
+    for url in (
+        "/admin/core/connection/",
+        f"/admin/core/connection/{conn.pk}/change/",
+        "/admin/django_celery_beat/periodictask/",
+    ):
         assert client.get(url).status_code in (302, 403), url
-    r = client.post(f"/admin/core/connection/{conn.pk}/change/", {"name": "hijacked", "system_type": "commercetools",
-                                                                  "base_url": "http://evil"})
+    r = client.post(
+        f"/admin/core/connection/{conn.pk}/change/",
+        {"name": "hijacked", "system_type": "commercetools", "base_url": "http://evil"},
+    )
     assert r.status_code in (302, 403)
     conn.refresh_from_db()
     assert conn.name == "shop" and conn.base_url == "http://127.0.0.1:1/ct"

@@ -1,4 +1,5 @@
 """``./hub up`` a second time refuses at once when a port is taken (nothing started, nothing re-seeded)."""
+
 from __future__ import annotations
 
 import socket

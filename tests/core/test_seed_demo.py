@@ -1,4 +1,5 @@
 """The demo seeder: realistic volumes, idempotent, switches pairs, starts over with --reset."""
+
 from django.contrib.auth import authenticate
 from django.core.management import call_command
 
@@ -19,7 +20,9 @@ def test_seed_hub_side(db):
 
     default = set(Connection.objects.filter(enabled=True).values_list("system_type", flat=True))
     assert default == {"commercetools", "clarus", "inventory_planner", "wair_replenishment"}
-    assert not [s for s in default if api_notice(s)[0]]  # ./hub up's default pair: every connector follows a published API
+    assert not [
+        s for s in default if api_notice(s)[0]
+    ]  # ./hub up's default pair: every connector follows a published API
 
     call_command("seed_demo", no_sandbox=True, storefront="sfcc", master="clarus")  # switch pair, keep data
     assert Item.objects.count() == 3001

@@ -1,6 +1,7 @@
 """Production-safe settings: debug off by default and never on a public host, keys required, URL
 passwords masked in error reports, `check --deploy` clean, owner-only var/, static files and a CSP on
 the production path (debug off, the WSGI app)."""
+
 from __future__ import annotations
 
 import io
@@ -26,25 +27,38 @@ PROD_SECRET = "prod-like-secret-" + "x7Qp2" * 10
 
 def clean_env(tmp_path, **overrides) -> dict:
     """The process environment without any HUB_* setting (as on a fresh host), plus ``overrides``."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("HUB_", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"))}
-    env.update(HUB_VAR_DIR=str(tmp_path / "var"), DJANGO_SETTINGS_MODULE="integration_hub.settings", PYTHONPATH=str(ROOT))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HUB_", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"))
+    }
+    env.update(
+        HUB_VAR_DIR=str(tmp_path / "var"), DJANGO_SETTINGS_MODULE="integration_hub.settings", PYTHONPATH=str(ROOT)
+    )
     env.update(overrides)
     return env
 
 
 def prod_env(tmp_path, **overrides) -> dict:
-    production = {"HUB_SECRET_KEY": PROD_SECRET, "HUB_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-                  "HUB_ALLOWED_HOSTS": "hub.example.com", "HUB_CSRF_TRUSTED_ORIGINS": "https://hub.example.com",
-                  "HUB_SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO"}
+    production = {
+        "HUB_SECRET_KEY": PROD_SECRET,
+        "HUB_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "HUB_ALLOWED_HOSTS": "hub.example.com",
+        "HUB_CSRF_TRUSTED_ORIGINS": "https://hub.example.com",
+        "HUB_SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO",
+    }
     return clean_env(tmp_path, **{**production, **overrides})
 
 
 def import_settings(env) -> subprocess.CompletedProcess:
-    code = ("import json, integration_hub.settings as s; print(json.dumps({'DEBUG': s.DEBUG, "
-            "'SSL': s.SECURE_SSL_REDIRECT, 'COOKIE': s.SESSION_COOKIE_SECURE, 'HSTS': s.SECURE_HSTS_SECONDS, "
-            "'PROXY': s.SECURE_PROXY_SSL_HEADER}))")
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=120)
+    code = (
+        "import json, integration_hub.settings as s; print(json.dumps({'DEBUG': s.DEBUG, "
+        "'SSL': s.SECURE_SSL_REDIRECT, 'COOKIE': s.SESSION_COOKIE_SECURE, 'HSTS': s.SECURE_HSTS_SECONDS, "
+        "'PROXY': s.SECURE_PROXY_SSL_HEADER}))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=120
+    )
 
 
 # --- debug -----------------------------------------------------------------------------------------
@@ -71,13 +85,16 @@ def test_debug_demo_on_loopback_starts_without_keys(tmp_path):
     assert json.loads(out.stdout)["DEBUG"] is True
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"HUB_SECRET_KEY": ""}, "HUB_SECRET_KEY must be set"),
-    ({"HUB_SECRET_KEY": "dev-only-insecure-key-change-me-in-production-0123456789"}, "HUB_SECRET_KEY must be set"),
-    ({"HUB_ENCRYPTION_KEY": ""}, "HUB_ENCRYPTION_KEY must be set"),
-    ({"HUB_ENCRYPTION_KEY": "not-a-fernet-key"}, "not a Fernet key"),
-    ({"HUB_ENCRYPTION_KEY": f"{Fernet.generate_key().decode()},short"}, "key #2 is not a Fernet key"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"HUB_SECRET_KEY": ""}, "HUB_SECRET_KEY must be set"),
+        ({"HUB_SECRET_KEY": "dev-only-insecure-key-change-me-in-production-0123456789"}, "HUB_SECRET_KEY must be set"),
+        ({"HUB_ENCRYPTION_KEY": ""}, "HUB_ENCRYPTION_KEY must be set"),
+        ({"HUB_ENCRYPTION_KEY": "not-a-fernet-key"}, "not a Fernet key"),
+        ({"HUB_ENCRYPTION_KEY": f"{Fernet.generate_key().decode()},short"}, "key #2 is not a Fernet key"),
+    ],
+)
 def test_production_refuses_missing_or_weak_keys(tmp_path, overrides, message):
     out = import_settings(prod_env(tmp_path, **overrides))
     assert out.returncode != 0
@@ -86,16 +103,25 @@ def test_production_refuses_missing_or_weak_keys(tmp_path, overrides, message):
 
 
 def test_check_deploy_passes_with_production_env(tmp_path):
-    out = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-                         cwd=ROOT, env=prod_env(tmp_path), capture_output=True, text=True, check=False, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=prod_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "no issues" in out.stdout
 
 
 # --- error reports ---------------------------------------------------------------------------------
 # Made at run time, so the source lines the report shows never contain them.
-PW = {name: f"{name}-pass-{secrets.token_hex(4)}" for name in
-      ["pg", "broker", "redis", "env", "frame", "msg", "nested", "sensitive"]}
+PW = {
+    name: f"{name}-pass-{secrets.token_hex(4)}"
+    for name in ["pg", "broker", "redis", "env", "frame", "msg", "nested", "sensitive"]
+}
 PASSWORDS = list(PW.values())
 
 
@@ -113,8 +139,9 @@ def _render_500(settings, *, is_email=False):
     settings.REDIS_URL = f"redis://default:{PW['redis']}@redis:6379/1"
     settings.HUB_EXTRA_SERVICES = {"cache": {"LOCATION": f"rediss://cache:{PW['nested']}@cache:6380/0"}}
     # runserver copies the process environment into request.META
-    request = RequestFactory().get("/boom/", DATABASE_URL=f"postgres://hub:{PW['env']}@db/hub",
-                                   CELERY_BROKER_URL=f"amqp://u:{PW['env']}@rabbit//")
+    request = RequestFactory().get(
+        "/boom/", DATABASE_URL=f"postgres://hub:{PW['env']}@db/hub", CELERY_BROKER_URL=f"amqp://u:{PW['env']}@rabbit//"
+    )
     try:
         _fail_with_secrets(f"redis://:{PW['broker']}@redis:6379/0")
     except ConnectionError:
@@ -158,8 +185,15 @@ def _mode(path: Path) -> int:
 
 def test_fresh_migrate_makes_var_owner_only(tmp_path):
     env = clean_env(tmp_path, HUB_DEBUG="true")
-    out = subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, check=False, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
     var = tmp_path / "var"
     assert _mode(var) == 0o700
@@ -177,8 +211,15 @@ def test_existing_world_readable_var_is_tightened(tmp_path):
     db.touch()
     os.chmod(db, 0o644)
     code = "import django; django.setup(); from django.db import connection; connection.ensure_connection()"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean_env(tmp_path, HUB_DEBUG="true"),
-                         capture_output=True, text=True, check=False, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=clean_env(tmp_path, HUB_DEBUG="true"),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert _mode(var) == 0o700
     assert _mode(db) == 0o600
@@ -188,9 +229,18 @@ def test_existing_world_readable_var_is_tightened(tmp_path):
 
 # --- static files and CSP on the production path ------------------------------------------------
 def _wsgi_get(app, path, **extra):
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "testserver",
-               "SERVER_PORT": "80", "HTTP_HOST": "testserver", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""),
-               "SERVER_PROTOCOL": "HTTP/1.1", **extra}
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "HTTP_HOST": "testserver",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        **extra,
+    }
     status = {}
 
     def start_response(line, headers, exc_info=None):
@@ -207,10 +257,12 @@ def test_wsgi_app_serves_collected_static_files_with_debug_off(db, settings, tmp
     settings.STATIC_ROOT = tmp_path / "static"
     call_command("collectstatic", interactive=False, verbosity=0)
     app = get_wsgi_application()  # what waitress serves: WhiteNoise reads STATIC_ROOT at start-up
-    for path in ["/static/admin/css/base.css",
-                 "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js",
-                 "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui.css",
-                 "/static/console/hub.js"]:
+    for path in [
+        "/static/admin/css/base.css",
+        "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js",
+        "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui.css",
+        "/static/console/hub.js",
+    ]:
         code, headers, body = _wsgi_get(app, path)
         assert code == 200, path
         assert len(body) > 100, path
@@ -227,7 +279,9 @@ def test_csp_header_and_no_inline_script(role_client):
     from integration_hub.inventory.models import ChannelStockRule
 
     conn = Connection.objects.create(name="ct", system_type="commercetools", base_url="http://x")
-    rule = ChannelStockRule.objects.create(channel=Channel.objects.create(key="web", name="Web", connection=conn, external_id="web"))
+    rule = ChannelStockRule.objects.create(
+        channel=Channel.objects.create(key="web", name="Web", connection=conn, external_id="web")
+    )
     c = role_client("admin")
     pages = ["/", "/exceptions/", "/pushes/", f"/rules/channel-rules/{rule.pk}/", "/api/docs/", "/admin/"]
     for url in pages:

@@ -1,6 +1,7 @@
 """Inbound webhook security (issue 11, items 1, 3, 4, 5): no input makes a verifier raise or a secret show,
 no shared default secret, order notifications are hints re-read from the storefront, signed requests are
 accepted once, and rows stamped in the future cannot freeze a SKU."""
+
 from __future__ import annotations
 
 import json
@@ -50,9 +51,16 @@ def level(sku="A", loc="dc1"):
 
 
 def stock_body(*rows) -> bytes:
-    return json.dumps({"type": "stock.changed", "changes": [
-        {"skuId": sku, "locationId": "DC1", "state": "available", "quantity": q, **extra} for sku, q, *more in rows
-        for extra in [more[0] if more else {}]]}).encode()
+    return json.dumps(
+        {
+            "type": "stock.changed",
+            "changes": [
+                {"skuId": sku, "locationId": "DC1", "state": "available", "quantity": q, **extra}
+                for sku, q, *more in rows
+                for extra in [more[0] if more else {}]
+            ],
+        }
+    ).encode()
 
 
 def post_stock(client, body: bytes, header: str | None = None, name="wair"):
@@ -69,19 +77,29 @@ def test_non_ascii_signature_is_a_401_not_a_500(master, client):
     assert r.status_code == 401 and level() is None
 
 
-@pytest.mark.parametrize("header", [
-    "", "garbage", "t=,v1=", "v1=" + "a" * 64, "t=" + str(int(time.time())),
-    f"t={int(time.time())},v1={'A' * 64}",  # upper-case hex is not what sign() makes
-    f"t={int(time.time())},v1={'a' * 63}", f"t={int(time.time())},v1={'a' * 65}",
-    f"t={int(time.time())},v1={'g' * 64}",
-    f"t=١٧٩٦١٨٦٥٤٩,v1={'a' * 64}",  # Arabic-Indic digits: int() accepts them, the format does not
-    f"t={'9' * 100_000},v1={'a' * 64}",  # huge
-    ",".join([f"t={int(time.time())}"] * 500 + ["v1=" + "a" * 64] * 500),  # repeated parts
-    f"t={int(time.time())},t={int(time.time())},v1={'a' * 64}",
-    f"v1={'a' * 64},t={int(time.time())}",
-    f" t={int(time.time())} , v1={'a' * 64}",
-    "t=1\x00,v1=" + "a" * 64, "\ud800", "t=-5,v1=" + "a" * 64,
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "",
+        "garbage",
+        "t=,v1=",
+        "v1=" + "a" * 64,
+        "t=" + str(int(time.time())),
+        f"t={int(time.time())},v1={'A' * 64}",  # upper-case hex is not what sign() makes
+        f"t={int(time.time())},v1={'a' * 63}",
+        f"t={int(time.time())},v1={'a' * 65}",
+        f"t={int(time.time())},v1={'g' * 64}",
+        f"t=١٧٩٦١٨٦٥٤٩,v1={'a' * 64}",  # Arabic-Indic digits: int() accepts them, the format does not
+        f"t={'9' * 100_000},v1={'a' * 64}",  # huge
+        ",".join([f"t={int(time.time())}"] * 500 + ["v1=" + "a" * 64] * 500),  # repeated parts
+        f"t={int(time.time())},t={int(time.time())},v1={'a' * 64}",
+        f"v1={'a' * 64},t={int(time.time())}",
+        f" t={int(time.time())} , v1={'a' * 64}",
+        "t=1\x00,v1=" + "a" * 64,
+        "\ud800",
+        "t=-5,v1=" + "a" * 64,
+    ],
+)
 def test_malformed_signature_headers_are_refused(master, client, header):
     body = stock_body(("A", 5))
     assert post_stock(client, body, header).status_code == 401
@@ -96,22 +114,37 @@ def test_a_valid_signature_with_extra_parts_or_duplicates_is_refused(master, cli
     assert post_stock(client, body, good).status_code == 200 and level() == 5
 
 
-@hsettings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(header=st.one_of(
-    st.text(max_size=300),
-    st.builds(lambda t, v: f"t={t},v1={v}", st.one_of(st.integers(), st.text(max_size=20)), st.text(max_size=80)),
-    st.builds(lambda t, v: f"t={t},v1={v}", st.integers(min_value=0, max_value=10**13),
-              st.text(alphabet=HEX + "ABCDEFé", min_size=60, max_size=68)),
-    st.lists(st.sampled_from(["t=1", f"t={int(time.time())}", "v1=" + "a" * 64, "v1=é", "=", ",", "t", "v1"]),
-             max_size=50).map(",".join),
-), body=st.binary(max_size=300))
+@hsettings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    header=st.one_of(
+        st.text(max_size=300),
+        st.builds(lambda t, v: f"t={t},v1={v}", st.one_of(st.integers(), st.text(max_size=20)), st.text(max_size=80)),
+        st.builds(
+            lambda t, v: f"t={t},v1={v}",
+            st.integers(min_value=0, max_value=10**13),
+            st.text(alphabet=HEX + "ABCDEFé", min_size=60, max_size=68),
+        ),
+        st.lists(
+            st.sampled_from(["t=1", f"t={int(time.time())}", "v1=" + "a" * 64, "v1=é", "=", ",", "t", "v1"]),
+            max_size=50,
+        ).map(",".join),
+    ),
+    body=st.binary(max_size=300),
+)
 @example(header=f"t={int(time.time())},v1=é", body=b"{}")
 @example(header="x" * 1_000_000, body=b"{}")
 def test_fuzzed_signature_headers_never_500_and_never_verify(master, client, header, body):
     r = post_stock(client, body, header)
     assert r.status_code == 401, (header[:80], r.status_code)
-    for verify in (lambda: signatures.verify_hmac(SECRET, body, {HEADER: header}),
-                   lambda: signatures.verify_static_header(SECRET, {"Authorization": header})):
+    for verify in (
+        lambda: signatures.verify_hmac(SECRET, body, {HEADER: header}),
+        lambda: signatures.verify_static_header(SECRET, {"Authorization": header}),
+    ):
         assert verify() is False
 
 
@@ -123,7 +156,9 @@ def test_fuzzed_static_authorization_header_never_raises(ct_conn, value):
     from connectors.registry import get_connector
 
     connector = get_connector(ct_conn)
-    assert connector.verify_webhook(b"{}", {"Authorization": value}) is (value in ("ct-hook-secret", "Bearer ct-hook-secret"))
+    assert connector.verify_webhook(b"{}", {"Authorization": value}) is (
+        value in ("ct-hook-secret", "Bearer ct-hook-secret")
+    )
 
 
 @pytest.fixture
@@ -132,7 +167,12 @@ def ct_conn(db):
     from integration_hub.core.models import Connection
 
     clear_cache()
-    conn = Connection(name="ct", system_type="commercetools", base_url="http://127.0.0.1:9/commercetools", options={"project_key": "p"})
+    conn = Connection(
+        name="ct",
+        system_type="commercetools",
+        base_url="http://127.0.0.1:9/commercetools",
+        options={"project_key": "p"},
+    )
     conn.set_webhook_secret("ct-hook-secret")
     conn.save()
     yield conn
@@ -143,12 +183,18 @@ def test_static_header_accepts_the_secret_as_sent_over_http(ct_conn, client):
     """A non-ASCII secret still verifies: WSGI hands the header over as latin-1 text of the sent UTF-8 bytes."""
     ct_conn.set_webhook_secret("clé-secrète")
     ct_conn.save()
-    body = json.dumps({"notificationType": "Message", "type": "CustomerCreated", "resource": {"typeId": "customer", "id": "c"}})
+    body = json.dumps(
+        {"notificationType": "Message", "type": "CustomerCreated", "resource": {"typeId": "customer", "id": "c"}}
+    )
     sent = "clé-secrète".encode().decode("latin-1")
     r = client.post("/hooks/orders/ct/", data=body, content_type="application/json", HTTP_AUTHORIZATION=sent)
     assert r.status_code == 200, r.content
-    assert client.post("/hooks/orders/ct/", data=body, content_type="application/json",
-                       HTTP_AUTHORIZATION="clé-secrète").status_code == 401  # not the bytes a sender would send
+    assert (
+        client.post(
+            "/hooks/orders/ct/", data=body, content_type="application/json", HTTP_AUTHORIZATION="clé-secrète"
+        ).status_code
+        == 401
+    )  # not the bytes a sender would send
 
 
 def _error_report(connector, body: bytes, request) -> str:
@@ -174,7 +220,9 @@ def test_no_secret_or_expected_digest_in_an_error_report(master, monkeypatch):
 
     # a comparison that raises from C (as compare_digest did on a non-ASCII str): no frame of its own
     monkeypatch.setattr(signatures.hmac, "compare_digest", operator.truediv)
-    request = RequestFactory().post("/hooks/stock/wair/", data=body, content_type="application/json", HTTP_X_HUB_SIGNATURE=header)
+    request = RequestFactory().post(
+        "/hooks/stock/wair/", data=body, content_type="application/json", HTTP_X_HUB_SIGNATURE=header
+    )
     html = _error_report(get_connector(master), body, request)
     expected = sign(SECRET, body, timestamp=int(header.split(",")[0][2:])).split("v1=")[1]
     assert "unsupported operand" in html and "verify_hmac" in html and "verify_webhook" in html  # about the verifier
@@ -237,7 +285,7 @@ def test_dashboard_warns_of_enabled_webhook_connections_without_a_secret(db, rol
     client = role_client("ops")
     html = client.get("/dashboard/").content.decode()
     start = html.index('data-testid="webhook-secret-missing"')
-    warning = html[start:html.index("</ul>", start)]
+    warning = html[start : html.index("</ul>", start)]
     assert "2 enabled connections" in warning and "bare-master" in warning and "bare-shop" in warning
     assert "off-master" not in warning and "planner" not in warning and "has-secret" not in warning
     Connection.objects.filter(name__startswith="bare-").update(enabled=False)
@@ -249,16 +297,21 @@ def test_dashboard_warning_for_clarus_follows_its_identification_headers_not_a_s
     (connectors/clarus.py verify_webhook), so a webhook secret neither helps nor is needed there."""
     from integration_hub.core.models import Connection
 
-    ident = {"subdomain": "demo", "webhook_domain": "https://demo.claruswms.co.uk", "webhook_api_domain": "https://clarus-api.com",
-             "webhook_automation_ids": ["41"]}
+    ident = {
+        "subdomain": "demo",
+        "webhook_domain": "https://demo.claruswms.co.uk",
+        "webhook_api_domain": "https://clarus-api.com",
+        "webhook_automation_ids": ["41"],
+    }
     Connection.objects.create(name="clarus-ready", system_type="clarus", base_url="http://127.0.0.1:9/c", options=ident)
-    useless = Connection(name="clarus-secret-only", system_type="clarus", base_url="http://127.0.0.1:9/c2",
-                         options={"subdomain": "demo"})
+    useless = Connection(
+        name="clarus-secret-only", system_type="clarus", base_url="http://127.0.0.1:9/c2", options={"subdomain": "demo"}
+    )
     useless.set_webhook_secret("never-compared")
     useless.save()
     html = role_client("ops").get("/dashboard/").content.decode()
     start = html.index('data-testid="webhook-secret-missing"')
-    warning = html[start:html.index("</ul>", start)]
+    warning = html[start : html.index("</ul>", start)]
     assert "clarus-secret-only" in warning and "clarus-ready" not in warning and "identification headers" in warning
 
 
@@ -274,27 +327,41 @@ def eager_celery():
 
 
 def _drain():
-    from integration_hub.orders import services
+    from integration_hub.orders import processing
 
     for _ in range(20):
-        if not any(services.process_due().values()):
+        if not any(processing.process_due().values()):
             return
 
 
-def test_a_forged_order_created_message_never_reaches_the_warehouse(db, sandbox, client, eager_celery,
-                                                                   django_capture_on_commit_callbacks, monkeypatch):
+def test_a_forged_order_created_message_never_reaches_the_warehouse(
+    db, sandbox, client, eager_celery, django_capture_on_commit_callbacks, monkeypatch
+):
     import copy
     import uuid
 
-    from integration_hub.orders import services
+    from integration_hub.orders import claims
     from integration_hub.orders.models import Order
     from tests.support.factories import sandbox_order_world
     from tests.support.sandbox import control
 
-    monkeypatch.setattr(services, "kick", lambda delay=0: None)
+    monkeypatch.setattr(claims, "kick", lambda delay=0: None)
     ct, _wh, _channel = sandbox_order_world(sandbox)
-    [real] = control(sandbox, "commercetools", "create_orders", {"orders": [
-        {"channel": "uk-web", "order_number": "REAL-1", "lines": [{"sku": "SKU-1", "quantity": 1}], "shipping_method": "standard"}]})["ids"]
+    [real] = control(
+        sandbox,
+        "commercetools",
+        "create_orders",
+        {
+            "orders": [
+                {
+                    "channel": "uk-web",
+                    "order_number": "REAL-1",
+                    "lines": [{"sku": "SKU-1", "quantity": 1}],
+                    "shipping_method": "standard",
+                }
+            ]
+        },
+    )["ids"]
     emu = sandbox.emulators["commercetools"]
     template = emu._message(emu.orders[real], "demo")
     forged_id = str(uuid.uuid4())
@@ -307,8 +374,12 @@ def test_a_forged_order_created_message_never_reaches_the_warehouse(db, sandbox,
     tampered["order"]["shippingAddress"]["streetName"] = "Somewhere Else"
 
     with django_capture_on_commit_callbacks(execute=True):
-        r = client.post(f"/hooks/orders/{ct.name}/", data=json.dumps([forged, tampered]), content_type="application/json",
-                        HTTP_AUTHORIZATION="ct-hook-secret")
+        r = client.post(
+            f"/hooks/orders/{ct.name}/",
+            data=json.dumps([forged, tampered]),
+            content_type="application/json",
+            HTTP_AUTHORIZATION="ct-hook-secret",
+        )
     assert r.status_code == 200
     _drain()
     assert not Order.objects.filter(external_id=forged_id).exists()
@@ -319,7 +390,9 @@ def test_a_forged_order_created_message_never_reaches_the_warehouse(db, sandbox,
     assert "Somewhere Else" not in json.dumps(order.shipping_address)
     sent = control(sandbox, "wair", "state")["orders"]
     assert list(sent) == [order.idempotency_key]
-    assert "FORGED-1" not in json.dumps(sent) and all(ln["quantity"] == 1 for ln in sent[order.idempotency_key]["request"]["lines"])
+    assert "FORGED-1" not in json.dumps(sent) and all(
+        ln["quantity"] == 1 for ln in sent[order.idempotency_key]["request"]["lines"]
+    )
     assert r.json() == {"to_fetch": 2, "to_refresh": 0}  # the webhook itself only queued the two reads
 
 
@@ -329,7 +402,10 @@ def test_order_hints_split_ids_and_re_reads_and_never_take_an_order(db):
     from tests.orders.conftest import make_so
 
     so = make_so("ct-embedded")
-    assert split_hints(["a", so, OrderChanged("b", "ReturnInfoAdded"), "a", "b", OrderChanged("b"), ""]) == (["a", "ct-embedded"], ["b"])
+    assert split_hints(["a", so, OrderChanged("b", "ReturnInfoAdded"), "a", "b", OrderChanged("b"), ""]) == (
+        ["a", "ct-embedded"],
+        ["b"],
+    )
 
 
 # --- 5. replay and time travel ----------------------------------------------------------------------------------
@@ -341,7 +417,10 @@ def test_a_replayed_signed_batch_is_refused_and_changes_nothing(master, client):
     r = post_stock(client, first, captured)  # the attacker replays the captured request inside the window
     assert r.status_code == 401 and level() == 20
     # the sender re-signing the same body later is a new request, not a replay
-    assert post_stock(client, first, sign(SECRET, first, timestamp=int(time.time()) + 1)).status_code == 200 and level() == 10
+    assert (
+        post_stock(client, first, sign(SECRET, first, timestamp=int(time.time()) + 1)).status_code == 200
+        and level() == 10
+    )
 
 
 def test_replay_cache_is_per_connection_and_pruned_after_the_window(master):
@@ -397,8 +476,12 @@ def test_concurrent_replays_across_connections_to_the_database_are_accepted_once
     header = sign(SECRET, body)
 
     def post(_):
-        return requests.post(f"{live_server.url}/hooks/stock/wair/", data=body, timeout=30,
-                             headers={HEADER: header, "Content-Type": "application/json"}).status_code
+        return requests.post(
+            f"{live_server.url}/hooks/stock/wair/",
+            data=body,
+            timeout=30,
+            headers={HEADER: header, "Content-Type": "application/json"},
+        ).status_code
 
     with ThreadPoolExecutor(6) as pool:
         codes = sorted(pool.map(post, range(6)))
@@ -410,15 +493,22 @@ def test_a_row_dated_in_the_future_is_rejected_and_cannot_freeze_the_sku(master)
     from integration_hub.inventory.services import apply_stock_changes
 
     now = datetime.now(UTC)
-    res = apply_stock_changes(master, [StockChange("A", "DC1", 5, changed_at=datetime(2102, 1, 1, tzinfo=UTC)),
-                                       StockChange("B", "DC1", 3, changed_at=now)])
+    res = apply_stock_changes(
+        master,
+        [
+            StockChange("A", "DC1", 5, changed_at=datetime(2102, 1, 1, tzinfo=UTC)),
+            StockChange("B", "DC1", 3, changed_at=now),
+        ],
+    )
     assert (res.applied, res.rejected) == (1, 1) and level("A") is None and level("B") == 3
     rec = ExceptionRecord.objects.get(dedupe_key="bad_payload:wair:stock:A@DC1")
     assert "future" in rec.message and rec.sku == "A"
     # the real change that follows is applied (it would have been "stale" against 2102)
     assert apply_stock_changes(master, [StockChange("A", "DC1", 7, changed_at=now)]).applied == 1 and level("A") == 7
     # a little ahead (clock skew within the tolerance) is fine
-    assert apply_stock_changes(master, [StockChange("A", "DC1", 8, changed_at=now + timedelta(seconds=60))]).applied == 1
+    assert (
+        apply_stock_changes(master, [StockChange("A", "DC1", 8, changed_at=now + timedelta(seconds=60))]).applied == 1
+    )
 
 
 def test_a_level_already_frozen_by_a_future_time_accepts_real_changes(master):

@@ -1,5 +1,6 @@
 """A real Celery worker process consumes tasks from the configured broker (and from RabbitMQ when one
 is running), and the beat registry installs editable schedules."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """CX in the exception queue: the order number on every order exception (search by it too), plain-language
 problem text with the technical detail one click away, and "escalate to ops" with a note."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,9 +20,15 @@ def w(db):
 def _stuck(w):
     o = f.orders(w, 1, start=100233)[0]
     Order.objects.filter(pk=o.pk).update(order_number="UK-100233", customer_email="jane.doe@example.com")
-    exc.raise_exception("stuck_order", kinds.key("stuck_order", o.idempotency_key), f"Order {o} not acknowledged",
-                        message="HTTP 504 from POST /orders: <html>gateway timeout</html>", order_ref=o.idempotency_key,
-                        context={"order_id": o.pk, "action": "retry_order"}, channel=w.channel)
+    exc.raise_exception(
+        "stuck_order",
+        kinds.key("stuck_order", o.idempotency_key),
+        f"Order {o} not acknowledged",
+        message="HTTP 504 from POST /orders: <html>gateway timeout</html>",
+        order_ref=o.idempotency_key,
+        context={"order_id": o.pk, "action": "retry_order"},
+        channel=w.channel,
+    )
     return o
 
 
@@ -38,7 +45,9 @@ def test_queue_query_count_is_fixed(w, role_client):
     _stuck(w)
     small = f.count_queries(client, "/exceptions/")
     for o in f.orders(w, 20, start=7000):
-        exc.raise_exception("stuck_order", kinds.key("stuck_order", o.idempotency_key), "x", order_ref=o.idempotency_key)
+        exc.raise_exception(
+            "stuck_order", kinds.key("stuck_order", o.idempotency_key), "x", order_ref=o.idempotency_key
+        )
     assert f.count_queries(client, "/exceptions/") == small
 
 
@@ -57,7 +66,9 @@ def test_cx_escalates_an_order_to_ops_with_a_note(w, role_client):
     client = role_client("cx")
     page = client.get(f"/orders/{o.pk}/").content.decode()
     assert "Escalate to ops" in page
-    assert client.post(f"/orders/{o.pk}/escalate/", {"note": ""}, follow=True).content.decode().count("Say what ops") == 1
+    assert (
+        client.post(f"/orders/{o.pk}/escalate/", {"note": ""}, follow=True).content.decode().count("Say what ops") == 1
+    )
     r = client.post(f"/orders/{o.pk}/escalate/", {"note": "customer called twice, wants it by Friday"}, follow=True)
     assert "escalated to ops" in r.content.decode()
     rec = ExceptionRecord.objects.get(kind="escalated")

@@ -1,4 +1,5 @@
 """The exception-kind registry: every kind declared, every declared fix action and permission real, keys as before."""
+
 from __future__ import annotations
 
 import pytest
@@ -45,7 +46,11 @@ def test_keys_are_the_kind_and_the_parts_joined():
 def test_lookups():
     assert kinds.having(action="map_sku") == (Kind.SKU_MISMATCH, Kind.UNKNOWN_SKU)
     assert set(kinds.having(grouping=Grouping.CONNECTION)) == {Kind.SYNC_TIMEOUT, Kind.RATE_LIMITED, Kind.AUTH_FAILURE}
-    assert set(kinds.having(grouping=Grouping.CHANNEL)) == {Kind.MISSING_DISPATCH, Kind.ORPHANED_ORDER, Kind.STOCK_DRIFT}
+    assert set(kinds.having(grouping=Grouping.CHANNEL)) == {
+        Kind.MISSING_DISPATCH,
+        Kind.ORPHANED_ORDER,
+        Kind.STOCK_DRIFT,
+    }
     assert set(kinds.having(grouping=Grouping.OWN)) == {Kind.SKU_MISMATCH, Kind.UNKNOWN_SKU, Kind.ESCALATED}
     assert kinds.permissions("order", "edit") == ("orders.change_order", "orders.retry_order")
     assert kinds.fix_action(Kind.UNKNOWN_SKU, {"action": "retry_order"}) == "map_sku"

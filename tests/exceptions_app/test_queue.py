@@ -1,6 +1,7 @@
 """The ops queue: root-cause groups set when records are raised, the 24 h trend, the grouped sortable list with
 fixed query counts, and the bulk bar (assign, snooze, status, retry; parents act on their records; all
 matching with a count to confirm; a worker above the inline limit), with role checks and CSRF."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -28,13 +29,24 @@ def w(db):
     return f.console_world()
 
 
-def outage(w, n: int, start: int = 0, message: str = "WAIR 422: locationId: location 'uk-web' is not known") -> list[ExceptionRecord]:
+def outage(
+    w, n: int, start: int = 0, message: str = "WAIR 422: locationId: location 'uk-web' is not known"
+) -> list[ExceptionRecord]:
     """One WAIR refusal of ``n`` orders: a bad_payload per order, same connection, same error."""
     orders = f.orders(w, n, state=OrderState.FAILED, start=start)
-    problems = [exc.Problem("bad_payload", kinds.key("bad_payload", "wair", "order-send", o.idempotency_key),
-                            f"wair refused order-send for order {o.order_number}", message=f"{message} (order {o.order_number})",
-                            connection_id=w.master.pk, channel_id=w.channel.pk, order_ref=o.idempotency_key,
-                            context={"order_id": o.pk, "action": "check_order"}) for o in orders]
+    problems = [
+        exc.Problem(
+            "bad_payload",
+            kinds.key("bad_payload", "wair", "order-send", o.idempotency_key),
+            f"wair refused order-send for order {o.order_number}",
+            message=f"{message} (order {o.order_number})",
+            connection_id=w.master.pk,
+            channel_id=w.channel.pk,
+            order_ref=o.idempotency_key,
+            context={"order_id": o.pk, "action": "check_order"},
+        )
+        for o in orders
+    ]
     exc.raise_many(problems)
     return list(ExceptionRecord.objects.filter(dedupe_key__in=[p.key for p in problems]).order_by("id"))
 
@@ -42,12 +54,20 @@ def outage(w, n: int, start: int = 0, message: str = "WAIR 422: locationId: loca
 # --- grouping when records are raised --------------------------------------------------------------------------
 def test_one_outage_is_one_group_and_other_causes_are_not(w):
     recs = outage(w, 5)
-    assert len({r.group_key for r in recs}) == 1 and recs[0].fingerprint and recs[0].group_key.startswith(recs[0].fingerprint + "@")
+    assert (
+        len({r.group_key for r in recs}) == 1
+        and recs[0].fingerprint
+        and recs[0].group_key.startswith(recs[0].fingerprint + "@")
+    )
     other = outage(w, 2, start=100, message="WAIR 422: shippingMethod 'NEXT' is not known")
     assert len({r.group_key for r in other}) == 1 and other[0].group_key != recs[0].group_key
     # connection-level failures of several operations of one connection: one group
-    a = exc.raise_exception("sync_timeout", "sync_timeout:wair:poll", "Polling stock from wair failed", connection=w.master)
-    b = exc.raise_exception("sync_timeout", "sync_timeout:wair:order-send", "wair: order-send failing", connection=w.master)
+    a = exc.raise_exception(
+        "sync_timeout", "sync_timeout:wair:poll", "Polling stock from wair failed", connection=w.master
+    )
+    b = exc.raise_exception(
+        "sync_timeout", "sync_timeout:wair:order-send", "wair: order-send failing", connection=w.master
+    )
     assert a.group_key == b.group_key
     # SKU problems are each their own fix
     skus = f.sku_exceptions(w, w.items)
@@ -63,20 +83,35 @@ def test_a_group_is_an_episode_within_the_window(w, settings):
     later = outage(w, 2, start=20)
     assert later[0].group_key != key  # the outage ended more than a window ago: a new group
     old = first[0]  # an old record that recurs joins the current episode
-    exc.raise_many([exc.Problem("bad_payload", old.dedupe_key, old.title, message=old.message, connection_id=w.master.pk,
-                                channel_id=w.channel.pk, order_ref=old.order_ref)])
+    exc.raise_many(
+        [
+            exc.Problem(
+                "bad_payload",
+                old.dedupe_key,
+                old.title,
+                message=old.message,
+                connection_id=w.master.pk,
+                channel_id=w.channel.pk,
+                order_ref=old.order_ref,
+            )
+        ]
+    )
     old.refresh_from_db()
     assert old.group_key == later[0].group_key
 
 
 def test_occurrences_are_counted_per_hour_and_a_recurrence_unsnoozes(w):
     rec = outage(w, 1)[0]
-    exc.raise_many([exc.Problem("bad_payload", rec.dedupe_key, rec.title, message=rec.message, connection_id=w.master.pk)] * 2)
+    exc.raise_many(
+        [exc.Problem("bad_payload", rec.dedupe_key, rec.title, message=rec.message, connection_id=w.master.pk)] * 2
+    )
     exc.raise_exception("bad_payload", rec.dedupe_key, rec.title, message=rec.message, connection=w.master)
     occ = ExceptionOccurrence.objects.get(record=rec)
     assert occ.n == 4 and occ.hour.minute == 0
     ExceptionRecord.objects.filter(pk=rec.pk).update(status=Status.RESOLVED, snooze_until_sync=True)
-    exc.raise_many([exc.Problem("bad_payload", rec.dedupe_key, rec.title, message=rec.message, connection_id=w.master.pk)])
+    exc.raise_many(
+        [exc.Problem("bad_payload", rec.dedupe_key, rec.title, message=rec.message, connection_id=w.master.pk)]
+    )
     rec.refresh_from_db()
     assert rec.status == Status.OPEN and not rec.snooze_until_sync
 
@@ -184,10 +219,16 @@ def test_snooze_choices_validation_and_unsnooze(w, role_client):
     client.post("/exceptions/bulk/", {"ids": [recs[0].pk], "action": "snooze", "snooze": "4h"})
     until = ExceptionRecord.objects.get(pk=recs[0].pk).snoozed_until
     assert timedelta(hours=3, minutes=59) < until - timezone.now() <= timedelta(hours=4)
-    r = client.post("/exceptions/bulk/", {"ids": [recs[1].pk], "action": "snooze", "snooze": "until", "snooze_until": "2020-01-01 10:00"},
-                    follow=True)
+    r = client.post(
+        "/exceptions/bulk/",
+        {"ids": [recs[1].pk], "action": "snooze", "snooze": "until", "snooze_until": "2020-01-01 10:00"},
+        follow=True,
+    )
     assert "choose a time in the future" in r.content.decode()
-    client.post("/exceptions/bulk/", {"ids": [recs[1].pk], "action": "snooze", "snooze": "until", "snooze_until": "2099-01-01 10:00"})
+    client.post(
+        "/exceptions/bulk/",
+        {"ids": [recs[1].pk], "action": "snooze", "snooze": "until", "snooze_until": "2099-01-01 10:00"},
+    )
     assert ExceptionRecord.objects.get(pk=recs[1].pk).snoozed_until.year == 2099
     client.post("/exceptions/bulk/", {"ids": [recs[2].pk], "action": "snooze_sync"})
     assert ExceptionRecord.objects.get(pk=recs[2].pk).snooze_until_sync
@@ -234,22 +275,44 @@ def test_large_sets_go_to_a_worker(w, role_client, settings):
 def test_retry_hands_records_back_to_their_flows(w, role_client):
     recs = outage(w, 3)  # refused orders (failed, and invalid: no shipping method): revalidated, reasons kept
     stuck = f.orders(w, 2, state=OrderState.SENT, start=300, next_attempt_at=timezone.now() + timedelta(hours=1))
-    exc.raise_many([exc.Problem("stuck_order", f"stuck_order:{o.idempotency_key}", f"Order {o} not acknowledged",
-                                connection_id=w.master.pk, channel_id=w.channel.pk, order_ref=o.idempotency_key,
-                                context={"order_id": o.pk, "action": "retry_order"}) for o in stuck])
+    exc.raise_many(
+        [
+            exc.Problem(
+                "stuck_order",
+                f"stuck_order:{o.idempotency_key}",
+                f"Order {o} not acknowledged",
+                connection_id=w.master.pk,
+                channel_id=w.channel.pk,
+                order_ref=o.idempotency_key,
+                context={"order_id": o.pk, "action": "retry_order"},
+            )
+            for o in stuck
+        ]
+    )
     stuck_recs = list(ExceptionRecord.objects.filter(kind=Kind.STUCK_ORDER))
     f.mappings(w, w.items[:1])
-    push = exc.raise_exception("stock_drift", "stock_drift:web:" + w.items[0].sku.lstrip("0"), "drift", channel=w.channel,
-                               sku=w.items[0].sku.lstrip("0"))
-    auth = exc.raise_exception("auth_failure", "auth_failure:wair", "wair refused the hub's credentials", connection=w.master)
+    push = exc.raise_exception(
+        "stock_drift",
+        "stock_drift:web:" + w.items[0].sku.lstrip("0"),
+        "drift",
+        channel=w.channel,
+        sku=w.items[0].sku.lstrip("0"),
+    )
+    auth = exc.raise_exception(
+        "auth_failure", "auth_failure:wair", "wair refused the hub's credentials", connection=w.master
+    )
     client = role_client("ops")
     picked = [r.pk for r in recs + stuck_recs] + [push.pk, auth.pk]
     r = client.post("/exceptions/bulk/", {"ids": picked, "action": "retry"}, follow=True)
     text = r.content.decode()
-    assert "6 exception(s) retried: 2 order(s) due for resend (3 still invalid" in text, text[text.find('class="messages"'):][:600]
+    assert "6 exception(s) retried: 2 order(s) due for resend (3 still invalid" in text, text[
+        text.find('class="messages"') :
+    ][:600]
     assert "1 stock push(es) queued" in text and "1 left as they are" in text and "credentials" in text
     assert PendingPush.objects.filter(channel=w.channel, item=w.items[0]).exists()
-    for o in Order.objects.filter(pk__in=[x.context["order_id"] for x in ExceptionRecord.objects.filter(pk__in=[x.pk for x in recs])]):
+    for o in Order.objects.filter(
+        pk__in=[x.context["order_id"] for x in ExceptionRecord.objects.filter(pk__in=[x.pk for x in recs])]
+    ):
         assert o.send_attempts == 0 and "shipping_method" in o.hold_reason  # a fresh budget, revalidated
     assert not Order.objects.filter(pk__in=[o.pk for o in stuck], next_attempt_at__isnull=False).exists()  # due now
     assert ExceptionRecord.objects.get(pk=auth.pk).status == Status.OPEN
@@ -261,7 +324,9 @@ def test_cx_and_finance_cannot_act_on_the_queue(w, role_client, role):
     recs = f.sku_exceptions(w, w.items)
     client = role_client(role)
     for action in ("assign_me", "snooze", "retry", "resolve"):
-        assert client.post("/exceptions/bulk/", {"ids": [recs[0].pk], "action": action, "snooze": "1h"}).status_code == 403
+        assert (
+            client.post("/exceptions/bulk/", {"ids": [recs[0].pk], "action": action, "snooze": "1h"}).status_code == 403
+        )
     assert not ExceptionRecord.objects.filter(assignee__isnull=False).exists()
 
 

@@ -1,4 +1,5 @@
 """The queue's search syntax: parsing (pure) and what each key selects."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -13,11 +14,19 @@ from tests.support import factories as f
 
 
 def test_parses_keys_quoted_values_and_free_text():
-    q = search.parse('kind:unknown_sku channel:uk-web sku:00045 order:UK-1002 is:open assignee:me '
-                     'free text "a phrase" sku:"A 1"')
+    q = search.parse(
+        'kind:unknown_sku channel:uk-web sku:00045 order:UK-1002 is:open assignee:me free text "a phrase" sku:"A 1"'
+    )
     assert q.errors == []
-    assert q.filters == [("kind", "unknown_sku"), ("channel", "uk-web"), ("sku", "00045"), ("order", "UK-1002"),
-                         ("is", "open"), ("assignee", "me"), ("sku", "A 1")]
+    assert q.filters == [
+        ("kind", "unknown_sku"),
+        ("channel", "uk-web"),
+        ("sku", "00045"),
+        ("order", "UK-1002"),
+        ("is", "open"),
+        ("assignee", "me"),
+        ("sku", "A 1"),
+    ]
     assert q.words == ["free", "text", "a phrase"]
     assert q.sets_status and not q.wants_snoozed
 
@@ -28,14 +37,17 @@ def test_keys_and_fixed_values_are_case_insensitive_but_values_keep_their_case()
     assert q.wants_snoozed
 
 
-@pytest.mark.parametrize("text, message", [
-    ("colour:red", 'Unknown search key "colour:"'),
-    ("kind:", '"kind:" needs a value'),
-    ('sku:"00045', "A quote is not closed"),
-    ("kind:nonsense", '"nonsense" is not an exception kind'),
-    ("is:later", '"is:later" is not known'),
-    ("severity:huge", '"huge" is not a severity'),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("colour:red", 'Unknown search key "colour:"'),
+        ("kind:", '"kind:" needs a value'),
+        ('sku:"00045', "A quote is not closed"),
+        ("kind:nonsense", '"nonsense" is not an exception kind'),
+        ("is:later", '"is:later" is not known'),
+        ("severity:huge", '"huge" is not a severity'),
+    ],
+)
 def test_bad_input_gets_a_clear_message(text, message):
     q = search.parse(text)
     assert q.errors and message in q.errors[0], q.errors
@@ -64,12 +76,21 @@ def test_each_key_selects_what_it_names(make_user):
 
     Order.objects.filter(pk=order.pk).update(order_number="UK-1002", customer_email="jane@example.com")
     me = make_user("ops")
-    a = exc.raise_exception("unknown_sku", "unknown_sku:uk-web:00045", "Unknown SKU 00045 on uk-web", channel=other_channel,
-                            sku="00045")
-    b = exc.raise_exception("stuck_order", f"stuck_order:{order.idempotency_key}", "Order UK-1002 not acknowledged",
-                            channel=w.channel, connection=w.master, order_ref=order.idempotency_key,
-                            message="the warehouse never answered")
-    c = exc.raise_exception("bad_payload", "bad_payload:wair:x", "WAIR refused", severity="critical", connection=w.master)
+    a = exc.raise_exception(
+        "unknown_sku", "unknown_sku:uk-web:00045", "Unknown SKU 00045 on uk-web", channel=other_channel, sku="00045"
+    )
+    b = exc.raise_exception(
+        "stuck_order",
+        f"stuck_order:{order.idempotency_key}",
+        "Order UK-1002 not acknowledged",
+        channel=w.channel,
+        connection=w.master,
+        order_ref=order.idempotency_key,
+        message="the warehouse never answered",
+    )
+    c = exc.raise_exception(
+        "bad_payload", "bad_payload:wair:x", "WAIR refused", severity="critical", connection=w.master
+    )
     ExceptionRecord.objects.filter(pk=c.pk).update(assignee=me, status=Status.RESOLVED)
 
     def ids(text):

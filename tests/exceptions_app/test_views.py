@@ -1,4 +1,5 @@
 """Exception queue screens: filters, pagination, fixed query counts, status actions with audit, SKU fixes."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -81,7 +82,10 @@ def test_acknowledge_ignore_resolve_are_audited(w, role_client):
     rec.refresh_from_db()
     assert rec.status == Status.IGNORED and rec.status_reason == "discontinued line"
     entries = list(history_for(rec))
-    assert [(e.before["status"], e.after["status"]) for e in reversed(entries)] == [("open", "acknowledged"), ("acknowledged", "ignored")]
+    assert [(e.before["status"], e.after["status"]) for e in reversed(entries)] == [
+        ("open", "acknowledged"),
+        ("acknowledged", "ignored"),
+    ]
     assert all(e.actor.username == "user-ops" for e in entries)
     html = client.get(f"/exceptions/{rec.pk}/").content.decode()
     assert "discontinued line" in html and "Audit history" in html
@@ -118,8 +122,17 @@ class ConfirmingStorefront:
         from connectors.base import InventoryResult
 
         self.pushed += [(t.sku, t.quantity) for t in targets]
-        return [InventoryResult(t.sku, t.channel_ref, t.quantity, version=1, ok=not self.fail,
-                                error=errors.RetryableError("storefront down") if self.fail else None) for t in targets]
+        return [
+            InventoryResult(
+                t.sku,
+                t.channel_ref,
+                t.quantity,
+                version=1,
+                ok=not self.fail,
+                error=errors.RetryableError("storefront down") if self.fail else None,
+            )
+            for t in targets
+        ]
 
 
 def drain_pushes(monkeypatch, storefront):
@@ -144,7 +157,11 @@ def test_fix_sku_mismatch_acknowledges_then_the_confirmed_push_resolves(w, role_
     assert rec.status == Status.ACKNOWLEDGED and rec.status_changed_by.username == "user-ops"
     assert "resolves when the storefront confirms" in rec.status_reason
     change = history_for(rec).get()
-    assert (change.before["status"], change.after["status"], change.actor.username) == ("open", "acknowledged", "user-ops")
+    assert (change.before["status"], change.after["status"], change.actor.username) == (
+        "open",
+        "acknowledged",
+        "user-ops",
+    )
     assert PendingPush.objects.filter(channel=w.channel, item=w.items[0]).exists()
     audit = list(history_for(m))
     assert audit and audit[0].action == "create" and audit[0].actor.username == "user-ops"
@@ -167,7 +184,9 @@ def test_map_to_chosen_item_and_bad_input(w, role_client):
     r = client.post(f"/exceptions/{rec.pk}/map-sku/", {"mode": "item", "item_sku": "NOPE"})
     assert r.status_code == 400 and "No master item" in r.content.decode()
     assert not SkuMapping.objects.exists()
-    r = client.post(f"/exceptions/{rec.pk}/map-sku/", {"mode": "item", "item_sku": w.items[2].sku, "all_channels": "on"})
+    r = client.post(
+        f"/exceptions/{rec.pk}/map-sku/", {"mode": "item", "item_sku": w.items[2].sku, "all_channels": "on"}
+    )
     assert r.status_code == 302
     m = SkuMapping.objects.get(storefront_sku=rec.sku)
     assert m.item == w.items[2] and m.channel is None and m.transform is None
@@ -204,8 +223,13 @@ def test_order_action_without_order_flow_is_refused_cleanly(w, role_client, monk
     from integration_hub.orders.models import OrderState
 
     order = f.orders(w, 1, state=OrderState.HELD)[0]
-    rec = exc.raise_exception(Kind.STUCK_ORDER, kinds.key(Kind.STUCK_ORDER, order.idempotency_key), "stuck",
-                              order_ref=order.idempotency_key, channel=w.channel)
+    rec = exc.raise_exception(
+        Kind.STUCK_ORDER,
+        kinds.key(Kind.STUCK_ORDER, order.idempotency_key),
+        "stuck",
+        order_ref=order.idempotency_key,
+        channel=w.channel,
+    )
     monkeypatch.setattr(triage, "order_flow", SimpleNamespace())  # an order flow offering nothing
     client = role_client("cx")
     html = client.get(f"/exceptions/{rec.pk}/").content.decode()
@@ -223,8 +247,13 @@ def test_order_actions_call_the_order_services(w, role_client, monkeypatch):
     from integration_hub.orders.models import OrderState
 
     order = f.orders(w, 1, state=OrderState.HELD)[0]
-    rec = exc.raise_exception(Kind.STUCK_ORDER, kinds.key(Kind.STUCK_ORDER, order.idempotency_key), "stuck",
-                              order_ref=order.idempotency_key, channel=w.channel)
+    rec = exc.raise_exception(
+        Kind.STUCK_ORDER,
+        kinds.key(Kind.STUCK_ORDER, order.idempotency_key),
+        "stuck",
+        order_ref=order.idempotency_key,
+        channel=w.channel,
+    )
     calls = []
     fake = {
         "retry_send": lambda o, actor=None: calls.append(("retry", o.pk, actor.username)),
@@ -250,8 +279,14 @@ def test_repush_stock_for_drift(w, role_client):
     f.stock(w, w.items, 5)
     f.mappings(w, w.items[:1])
     sku = w.items[0].sku.lstrip("0")
-    rec = exc.raise_exception(Kind.STOCK_DRIFT, kinds.key(Kind.STOCK_DRIFT, "web", sku), "drift", sku=sku, channel=w.channel,
-                              context={"master_ats": 5, "storefront_quantity": 9, "action": "repush_stock"})
+    rec = exc.raise_exception(
+        Kind.STOCK_DRIFT,
+        kinds.key(Kind.STOCK_DRIFT, "web", sku),
+        "drift",
+        sku=sku,
+        channel=w.channel,
+        context={"master_ats": 5, "storefront_quantity": 9, "action": "repush_stock"},
+    )
     client = role_client("ops")
     assert "Queue a stock push" in client.get(f"/exceptions/{rec.pk}/").content.decode()
     assert client.post(f"/exceptions/{rec.pk}/repush/").status_code == 302
@@ -268,16 +303,24 @@ def test_held_order_exception_offers_the_named_field(w, role_client, monkeypatch
     order = f.orders(w, 1, state=OrderState.HELD)[0]
     line = order.lines.get()
     path = f"lines.{line.line_id}.storefront_sku"
-    rec = exc.raise_exception(Kind.BAD_PAYLOAD, kinds.key(Kind.BAD_PAYLOAD, "ct", "order", order.idempotency_key),
-                              f"Order {order} held: {path}", context={"fields": {path: "unknown SKU"}, "action": "retry_order",
-                                                                      "order_id": order.pk})
+    rec = exc.raise_exception(
+        Kind.BAD_PAYLOAD,
+        kinds.key(Kind.BAD_PAYLOAD, "ct", "order", order.idempotency_key),
+        f"Order {order} held: {path}",
+        context={"fields": {path: "unknown SKU"}, "action": "retry_order", "order_id": order.pk},
+    )
     assert triage.order_for(rec) == order
     client = role_client("ops")
     html = client.get(f"/exceptions/{rec.pk}/").content.decode()
     assert f'value="{path}"' in html
     calls = []
-    monkeypatch.setattr(triage, "order_flow", SimpleNamespace(**{"update_field_and_resend": lambda o, field, value, actor=None:
-                                                           calls.append((field, value))}))
+    monkeypatch.setattr(
+        triage,
+        "order_flow",
+        SimpleNamespace(
+            **{"update_field_and_resend": lambda o, field, value, actor=None: calls.append((field, value))}
+        ),
+    )
     client.post(f"/exceptions/{rec.pk}/order/", {"action": "edit", "field": path, "value": "SKU-9"})
     assert calls == [(path, "SKU-9")]
     html = client.get(f"/orders/{order.pk}/").content.decode()
@@ -302,10 +345,16 @@ def test_missing_dispatch_offers_resend_notification(w, role_client, monkeypatch
     from integration_hub.orders.models import OrderState
 
     order = f.orders(w, 1, state=OrderState.DISPATCHED, dispatched_at=f.ago(hours=3))[0]
-    rec = exc.raise_exception(Kind.MISSING_DISPATCH, kinds.key(Kind.MISSING_DISPATCH, order.idempotency_key), "not shipped",
-                              context={"order_id": order.pk, "action": "resend_dispatch"})
+    rec = exc.raise_exception(
+        Kind.MISSING_DISPATCH,
+        kinds.key(Kind.MISSING_DISPATCH, order.idempotency_key),
+        "not shipped",
+        context={"order_id": order.pk, "action": "resend_dispatch"},
+    )
     calls = []
-    monkeypatch.setattr(triage, "order_flow", SimpleNamespace(**{"notify_storefront": lambda o, actor=None: calls.append(o.pk)}))
+    monkeypatch.setattr(
+        triage, "order_flow", SimpleNamespace(**{"notify_storefront": lambda o, actor=None: calls.append(o.pk)})
+    )
     client = role_client("cx")
     html = client.get(f"/exceptions/{rec.pk}/").content.decode()
     assert "Resend shipped notification" in html and "Retry send" not in html
@@ -331,13 +380,19 @@ def test_triage_offers_near_matches_and_configured_transforms_as_choices(w, role
     assert m.item == plain and m.transform is None  # "1000" is "1000": no transform needed
 
     # a configured transform (prefix + strip zeros) that turns a master SKU into the storefront SKU
-    uk = IdentifierTransform.objects.create(name="uk shop", channel=w.channel, connection=w.storefront, prefix="UK-",
-                                            strip_leading_zeros=True)
+    uk = IdentifierTransform.objects.create(
+        name="uk shop", channel=w.channel, connection=w.storefront, prefix="UK-", strip_leading_zeros=True
+    )
     IdentifierTransform.objects.create(name="other", channel=w.channel, prefix="FR-")  # produces nothing here
     from exceptions_app import services as exc
 
-    other = exc.raise_exception(Kind.UNKNOWN_SKU, kinds.key(Kind.UNKNOWN_SKU, "web", "UK-1001"), "UK-1001 unknown",
-                                sku="UK-1001", channel=w.channel)
+    other = exc.raise_exception(
+        Kind.UNKNOWN_SKU,
+        kinds.key(Kind.UNKNOWN_SKU, "web", "UK-1001"),
+        "UK-1001 unknown",
+        sku="UK-1001",
+        channel=w.channel,
+    )
     assert [(t.name, i.sku) for t, i in triage.transform_options(other)] == [("uk shop", w.items[1].sku)]
     html = client.get(f"/exceptions/{other.pk}/").content.decode()
     assert 'id="transform-options"' in html and f"{w.items[1].sku} → UK-1001" in html and "FR-" not in html
@@ -348,7 +403,12 @@ def test_triage_offers_near_matches_and_configured_transforms_as_choices(w, role
     other.refresh_from_db()
     assert other.status == Status.ACKNOWLEDGED
     # a choice the page did not offer is refused
-    third = exc.raise_exception(Kind.UNKNOWN_SKU, kinds.key(Kind.UNKNOWN_SKU, "web", "UK-1002"), "UK-1002 unknown",
-                                sku="UK-1002", channel=w.channel)
+    third = exc.raise_exception(
+        Kind.UNKNOWN_SKU,
+        kinds.key(Kind.UNKNOWN_SKU, "web", "UK-1002"),
+        "UK-1002 unknown",
+        sku="UK-1002",
+        channel=w.channel,
+    )
     r = client.post(f"/exceptions/{third.pk}/map-sku/", {"mode": "transform", "transform": f"{uk.pk}:{w.items[1].pk}"})
     assert r.status_code == 400 and not SkuMapping.objects.filter(storefront_sku="UK-1002").exists()

@@ -1,16 +1,22 @@
-"""The console's fixes against the real order flow (integration_hub.orders.services)."""
+"""The console's fixes against the real order flow (integration_hub.orders: its phase modules and actions)."""
+
 from __future__ import annotations
 
 import pytest
 
 from exceptions_app.models import ExceptionRecord, Kind, Status
+from integration_hub.orders import claims, validate
 from integration_hub.orders.models import Order, OrderLine, OrderState, ShippingMethodMap
 from tests.support import factories as f
 
-order_services = pytest.importorskip("integration_hub.orders.services")
-
-ADDRESS = {"first_name": "Ada", "last_name": "Lovelace", "street": "1 High St", "postal_code": "N1 1AA", "city": "London",
-           "country": "GB"}
+ADDRESS = {
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "street": "1 High St",
+    "postal_code": "N1 1AA",
+    "city": "London",
+    "country": "GB",
+}
 
 
 @pytest.fixture
@@ -18,17 +24,24 @@ def held(db, settings):
     settings.CELERY_TASK_ALWAYS_EAGER = False
     w = f.console_world()
     ShippingMethodMap.objects.create(channel=w.channel, storefront_method="std", warehouse_method="DPD-NEXT")
-    order = Order.objects.create(channel=w.channel, external_id="o-1", order_number="WEB-1", idempotency_key="web-o-1",
-                                 state=OrderState.CAPTURED, shipping_method="std", shipping_address=ADDRESS)
+    order = Order.objects.create(
+        channel=w.channel,
+        external_id="o-1",
+        order_number="WEB-1",
+        idempotency_key="web-o-1",
+        state=OrderState.CAPTURED,
+        shipping_method="std",
+        shipping_address=ADDRESS,
+    )
     sf_sku = w.items[0].sku.lstrip("0")
     OrderLine.objects.create(order=order, line_id="L1", storefront_sku=sf_sku, quantity=1)
-    order_services.validate(order)
+    validate.validate(order)
     order.refresh_from_db()
     return w, order, sf_sku
 
 
 def test_mapping_an_unknown_sku_releases_the_held_order(held, role_client, monkeypatch):
-    monkeypatch.setattr(order_services, "kick", lambda *a, **k: None)  # no broker needed: we check the state
+    monkeypatch.setattr(claims, "kick", lambda *a, **k: None)  # no broker needed: we check the state
     w, order, sf_sku = held
     assert order.state == OrderState.HELD
     rec = ExceptionRecord.objects.get(kind=Kind.UNKNOWN_SKU, sku=sf_sku)

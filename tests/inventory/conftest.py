@@ -1,4 +1,5 @@
 """Stock-engine fixtures: a small topology (the support World builder) and an in-memory storefront fake."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,8 +14,12 @@ from tests.support.sandbox import control
 def world(db, settings):
     """A :class:`tests.support.factories.World` on storefront ``shop`` (commercetools) and master ``wair``."""
     settings.HUB = {**settings.HUB, "STOCK_PUSH_ON_COMMIT": False}
-    return World(storefront=connection("commercetools", "shop", base_url="http://127.0.0.1:9/commercetools", options={"project_key": "p"}),
-                 master=connection("wair", webhook_secret="wair-hook-secret"))  # each connection its own secret: there is no default
+    return World(
+        storefront=connection(
+            "commercetools", "shop", base_url="http://127.0.0.1:9/commercetools", options={"project_key": "p"}
+        ),
+        master=connection("wair", webhook_secret="wair-hook-secret"),
+    )  # each connection its own secret: there is no default
 
 
 class FakeStorefront:
@@ -46,8 +51,11 @@ class FakeStorefront:
         return out
 
     def get_stock(self, skus, channel_ref):
-        return [StorefrontStock(s, channel_ref, self.quantities[(channel_ref, s)], self.versions.get((channel_ref, s)))
-                for s in skus if (channel_ref, s) in self.quantities]
+        return [
+            StorefrontStock(s, channel_ref, self.quantities[(channel_ref, s)], self.versions.get((channel_ref, s)))
+            for s in skus
+            if (channel_ref, s) in self.quantities
+        ]
 
     def list_skus(self):
         return sorted({s for _, s in self.quantities})
@@ -81,6 +89,8 @@ def ct_world(world, sandbox):
     shop.set_secret("hub-demo-secret")
     shop.save()
     world.sandbox = sandbox
-    world.control = lambda action, payload=None, method="POST": control(sandbox, "commercetools", action, payload, method=method)
+    world.control = lambda action, payload=None, method="POST": control(
+        sandbox, "commercetools", action, payload, method=method
+    )
     yield world
     registry.clear_cache()

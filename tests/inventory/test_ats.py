@@ -1,4 +1,5 @@
 """ATS rules, computed set-based, checked against hand-worked numbers and the naive per-pair spec."""
+
 from __future__ import annotations
 
 import pytest
@@ -147,7 +148,9 @@ def test_bundle_buffer_and_missing_component_stock(world):
     assert both(world, "web", "kit4") == 14  # an explicit bundle buffer holds bundles back on top
     from integration_hub.catalog.models import SkuMapping
 
-    SkuMapping.objects.create(item=world.items["a"], channel=world.channels["web"], storefront_sku="A-WEB", safety_buffer=15)
+    SkuMapping.objects.create(
+        item=world.items["a"], channel=world.channels["web"], storefront_sku="A-WEB", safety_buffer=15
+    )
     assert both(world, "web", "kit2") == 6  # the component's own per-SKU buffer counts too: 21-15
     world.item("c", mapped=False)
     world.item("kit3", bundle_of={"a": 1, "c": 1})  # c has no stock rows at all
@@ -236,14 +239,20 @@ def test_channel_mode_picks_the_same_mapping_as_pair_mode(world, seed):
         it = world.items[f"i{n}"]
         for k in range(rnd.randint(0, 3)):  # competing mappings: channel-specific, some inactive, some global
             channel = world.channels[rnd.choice(["c0", "c1"])] if rnd.random() < 0.7 else None
-            SkuMapping.objects.create(item=it, channel=channel, storefront_sku=f"X{n}-{k}",
-                                      safety_buffer=rnd.choice([None, 0, 1, 5]), active=rnd.random() < 0.8)
+            SkuMapping.objects.create(
+                item=it,
+                channel=channel,
+                storefront_sku=f"X{n}-{k}",
+                safety_buffer=rnd.choice([None, 0, 1, 5]),
+                active=rnd.random() < 0.8,
+            )
     world.item("k1", bundle_of={"i0": 2, "i1": 1})
     for key in ("c0", "c1"):
         ch = world.channels[key]
         whole = ats.for_channel(ch.pk)
         pairs = ats.for_pairs([(ch.pk, it.pk) for it in world.items.values()])
-        assert {i: (a.storefront_sku, a.quantity) for i, a in whole.items()} == \
-               {i: (a.storefront_sku, a.quantity) for (_, i), a in pairs.items()}
+        assert {i: (a.storefront_sku, a.quantity) for i, a in whole.items()} == {
+            i: (a.storefront_sku, a.quantity) for (_, i), a in pairs.items()
+        }
         for sku, it in world.items.items():
             assert (whole[it.pk].quantity if it.pk in whole else None) == ats.naive_for_pair(ch.pk, it.pk), (key, sku)

@@ -1,5 +1,6 @@
 """SKU mapping and bundle edits re-queue stock in the same transaction, whoever makes them (Django
 admin, console, API, shell) — set-based for queryset deletes."""
+
 from __future__ import annotations
 
 import pytest
@@ -46,7 +47,9 @@ def test_mapping_moved_to_another_channel_requeues_both(cat):
     assert pending() == {("app", "C")}
     from integration_hub.inventory.models import ChannelStock
 
-    ChannelStock.objects.create(channel=cat.channels["app"], item=cat.items["C"], storefront_sku="SF-C", confirmed_quantity=4)
+    ChannelStock.objects.create(
+        channel=cat.channels["app"], item=cat.items["C"], storefront_sku="SF-C", confirmed_quantity=4
+    )
     PendingPush.objects.all().delete()
     m.channel = cat.channels["web"]
     m.save()
@@ -80,9 +83,18 @@ def test_queryset_delete_requeues_once_for_the_whole_set(cat):
 
 def test_django_admin_edit_requeues(cat, admin_client, settings):
     m = SkuMapping.objects.get(storefront_sku="SF-B")
-    resp = admin_client.post(f"/admin/catalog/skumapping/{m.pk}/change/", {
-        "item": m.item_id, "channel": "", "storefront_sku": "SF-B", "storefront_product": "", "transform": "",
-        "safety_buffer": "4", "active": "on"})
+    resp = admin_client.post(
+        f"/admin/catalog/skumapping/{m.pk}/change/",
+        {
+            "item": m.item_id,
+            "channel": "",
+            "storefront_sku": "SF-B",
+            "storefront_product": "",
+            "transform": "",
+            "safety_buffer": "4",
+            "active": "on",
+        },
+    )
     assert resp.status_code == 302, resp.content[:500]
     assert pending() == {("web", "B"), ("app", "B")}
     PendingPush.objects.all().delete()
@@ -91,8 +103,10 @@ def test_django_admin_edit_requeues(cat, admin_client, settings):
     assert pending() == {("web", "B"), ("app", "B")}
     bc = BundleComponent.objects.get(bundle=cat.items["K"])
     PendingPush.objects.all().delete()
-    resp = admin_client.post(f"/admin/catalog/bundlecomponent/{bc.pk}/change/", {
-        "bundle": bc.bundle_id, "component": bc.component_id, "quantity": "5"})
+    resp = admin_client.post(
+        f"/admin/catalog/bundlecomponent/{bc.pk}/change/",
+        {"bundle": bc.bundle_id, "component": bc.component_id, "quantity": "5"},
+    )
     assert resp.status_code == 302, resp.content[:500]
     assert {("web", "K"), ("app", "K")} <= pending()
 

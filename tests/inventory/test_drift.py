@@ -1,4 +1,5 @@
 """Full drift check: hub ATS vs storefront read-back."""
+
 from __future__ import annotations
 
 import pytest
@@ -61,7 +62,9 @@ def test_unreadable_storefront_is_recorded_and_cleared(topo, fake_storefront):
     from integration_hub.inventory.tasks import drift_check
 
     real = fake_storefront.get_stock
-    fake_storefront.get_stock = lambda skus, ref: (_ for _ in ()).throw(errors.NotFoundError("no supply channel sc-web"))
+    fake_storefront.get_stock = lambda skus, ref: (_ for _ in ()).throw(
+        errors.NotFoundError("no supply channel sc-web")
+    )
     assert "no supply channel" in drift_check()[0]["error"]
     rec = ExceptionRecord.objects.get(dedupe_key="sync_timeout:shop:drift_check/web")
     fake_storefront.get_stock = real

@@ -1,4 +1,5 @@
 """Inbound from the WAIR sandbox over real HTTP: poll since cursor, snapshot resync, signed webhook."""
+
 from __future__ import annotations
 
 import json
@@ -35,14 +36,25 @@ def wair(world, sandbox):
 
 
 def qty(world, sku, loc, state="available"):
-    return StockLevel.objects.filter(item=world.items[sku], location=world.locations[loc], state=state).values_list("quantity", flat=True).first()
+    return (
+        StockLevel.objects.filter(item=world.items[sku], location=world.locations[loc], state=state)
+        .values_list("quantity", flat=True)
+        .first()
+    )
 
 
 def test_poll_pages_through_the_feed_and_resumes_from_the_cursor(wair):
-    wair.wair("set_stock", {"rows": [{"sku": s, "location": "DC1", "quantity": n} for n, s in enumerate("ABC", 1)]
-                            + [{"sku": "A", "location": "DC2", "state": "inTransit", "quantity": 9},
-                               {"sku": "A", "location": "DC9", "quantity": 1},
-                               {"sku": "ZZZ", "location": "DC1", "quantity": 1}]})
+    wair.wair(
+        "set_stock",
+        {
+            "rows": [{"sku": s, "location": "DC1", "quantity": n} for n, s in enumerate("ABC", 1)]
+            + [
+                {"sku": "A", "location": "DC2", "state": "inTransit", "quantity": 9},
+                {"sku": "A", "location": "DC9", "quantity": 1},
+                {"sku": "ZZZ", "location": "DC1", "quantity": 1},
+            ]
+        },
+    )
     res = poll_master(wair.master)
     assert res.pages == 2 and res.changes == 6 and res.applied.applied == 4 and res.applied.rejected == 2
     assert (qty(wair, "A", "dc1"), qty(wair, "C", "dc1"), qty(wair, "A", "dc2", "in_transit")) == (1, 3, 9)
@@ -55,8 +67,15 @@ def test_poll_pages_through_the_feed_and_resumes_from_the_cursor(wair):
 
 
 def test_snapshot_resync_catches_what_the_feed_never_carried(wair):
-    wair.wair("seed_stock", {"rows": [{"sku": "A", "location": "DC1", "quantity": 7},
-                                      {"sku": "B", "location": "DC2", "state": "damaged", "quantity": 2}]})  # no feed entries
+    wair.wair(
+        "seed_stock",
+        {
+            "rows": [
+                {"sku": "A", "location": "DC1", "quantity": 7},
+                {"sku": "B", "location": "DC2", "state": "damaged", "quantity": 2},
+            ]
+        },
+    )  # no feed entries
     assert poll_master(wair.master).changes == 0
     res = resync_master(wair.master)
     assert res.applied == 2 and qty(wair, "A", "dc1") == 7 and qty(wair, "B", "dc2", "damaged") == 2
@@ -64,19 +83,59 @@ def test_snapshot_resync_catches_what_the_feed_never_carried(wair):
 
 
 def test_signed_webhook_from_the_sandbox_format(wair, client):
-    body = json.dumps({"type": "stock.changed", "batchId": "b1", "changes": [
-        {"id": 1, "skuId": "A", "locationId": "DC1", "state": "available", "quantity": 5, "changedAt": "2026-01-01T10:00:00Z"},
-        {"id": 2, "skuId": "B", "locationId": "DC1", "state": "available", "quantity": "lots", "changedAt": "2026-01-01T10:00:00Z"},
-    ]}).encode()
-    r = client.post("/hooks/stock/wair/", data=body, content_type="application/json", headers={HEADER: sign("wair-hook-secret", body)})
+    body = json.dumps(
+        {
+            "type": "stock.changed",
+            "batchId": "b1",
+            "changes": [
+                {
+                    "id": 1,
+                    "skuId": "A",
+                    "locationId": "DC1",
+                    "state": "available",
+                    "quantity": 5,
+                    "changedAt": "2026-01-01T10:00:00Z",
+                },
+                {
+                    "id": 2,
+                    "skuId": "B",
+                    "locationId": "DC1",
+                    "state": "available",
+                    "quantity": "lots",
+                    "changedAt": "2026-01-01T10:00:00Z",
+                },
+            ],
+        }
+    ).encode()
+    r = client.post(
+        "/hooks/stock/wair/",
+        data=body,
+        content_type="application/json",
+        headers={HEADER: sign("wair-hook-secret", body)},
+    )
     assert r.status_code == 200 and r.json()["applied"] == 1 and r.json()["rejected"] == 1
-    older = json.dumps({"type": "stock.changed", "changes": [
-        {"id": 3, "skuId": "A", "locationId": "DC1", "quantity": 1, "changedAt": "2025-12-31T10:00:00Z"}]}).encode()
-    r = client.post("/hooks/stock/wair/", data=older, content_type="application/json", headers={HEADER: sign("wair-hook-secret", older)})
+    older = json.dumps(
+        {
+            "type": "stock.changed",
+            "changes": [
+                {"id": 3, "skuId": "A", "locationId": "DC1", "quantity": 1, "changedAt": "2025-12-31T10:00:00Z"}
+            ],
+        }
+    ).encode()
+    r = client.post(
+        "/hooks/stock/wair/",
+        data=older,
+        content_type="application/json",
+        headers={HEADER: sign("wair-hook-secret", older)},
+    )
     assert r.json()["stale"] == 1 and qty(wair, "A", "dc1") == 5
     wrong_type = json.dumps({"type": "dispatch.confirmed", "changes": []}).encode()
-    r = client.post("/hooks/stock/wair/", data=wrong_type, content_type="application/json",
-                    headers={HEADER: sign("wair-hook-secret", wrong_type)})
+    r = client.post(
+        "/hooks/stock/wair/",
+        data=wrong_type,
+        content_type="application/json",
+        headers={HEADER: sign("wair-hook-secret", wrong_type)},
+    )
     assert r.status_code == 400
 
 
@@ -86,7 +145,9 @@ def test_resync_task_records_a_master_that_is_down(wair):
     wair.wair("set_api_key", {"key": "rotated"})  # our key is refused now: 401
     out = resync_masters()
     assert out[0]["connection"] == "wair" and "error" in out[0]
-    rec = ExceptionRecord.objects.get(dedupe_key="auth_failure:wair")  # refused credentials: one record on the connection
+    rec = ExceptionRecord.objects.get(
+        dedupe_key="auth_failure:wair"
+    )  # refused credentials: one record on the connection
     wair.wair("set_api_key", {"key": "wair-demo-key"})
     resync_masters()
     rec.refresh_from_db()

@@ -1,5 +1,6 @@
 """The push path over real HTTP against the commercetools sandbox: 409 conflicts, 429 with
 Retry-After, the per-connection rate limit, drift read-back and the catalogue audit."""
+
 from __future__ import annotations
 
 import time
@@ -20,7 +21,9 @@ def shop(ct_world):
         w.item(f"I{n:02d}", storefront_sku=f"SKU-{n:02d}")
         w.stock(f"I{n:02d}", "dc1", n)
         w.stock(f"I{n:02d}", "dc2", 5)
-    w.control("seed_catalog", {"channels": ["sc-web", "sc-app"], "skus": [f"SKU-{n:02d}" for n in range(12)], "quantity": 0})
+    w.control(
+        "seed_catalog", {"channels": ["sc-web", "sc-app"], "skus": [f"SKU-{n:02d}" for n in range(12)], "quantity": 0}
+    )
     outbox.enqueue([i.pk for i in w.items.values()])
     return w
 

@@ -1,4 +1,5 @@
 """Inbound stock: apply_stock_changes, the signed webhook view, the cursor poll."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,11 @@ def topo(world):
 
 
 def level(world, sku, loc, state="available"):
-    return StockLevel.objects.filter(item=world.items[sku], location=world.locations[loc], state=state).values_list("quantity", flat=True).first()
+    return (
+        StockLevel.objects.filter(item=world.items[sku], location=world.locations[loc], state=state)
+        .values_list("quantity", flat=True)
+        .first()
+    )
 
 
 def test_apply_updates_levels_and_enqueues_in_bulk(topo, django_assert_max_num_queries):
@@ -54,15 +59,22 @@ def test_older_changes_are_ignored(topo):
     res = apply_stock_changes(topo.master, [StockChange("A", "DC1", 2, changed_at=now + timedelta(seconds=1))])
     assert res.applied == 1 and level(topo, "A", "dc1") == 2
     # within one batch the newest wins, whatever the order
-    apply_stock_changes(topo.master, [StockChange("B", "DC1", 8, changed_at=now + timedelta(seconds=5)),
-                                      StockChange("B", "DC1", 3, changed_at=now + timedelta(seconds=2))])
+    apply_stock_changes(
+        topo.master,
+        [
+            StockChange("B", "DC1", 8, changed_at=now + timedelta(seconds=5)),
+            StockChange("B", "DC1", 3, changed_at=now + timedelta(seconds=2)),
+        ],
+    )
     assert level(topo, "B", "dc1") == 8
 
 
 def test_bad_rows_become_exceptions_and_lose_nothing_else(topo):
     changes = [
         StockChange("A", "DC1", 4),
-        StockChange("A", "SHOP", -3, state="reserved", ref="chg-neg"),  # a negative *available* figure is a fact (below)
+        StockChange(
+            "A", "SHOP", -3, state="reserved", ref="chg-neg"
+        ),  # a negative *available* figure is a fact (below)
         {"sku": "B", "location": "DC1", "quantity": "lots", "ref": "chg-str"},
         {"sku": "B", "location": "SHOP", "quantity": 2.5},
         StockChange("kit", "DC1", 6, state="sold"),
@@ -77,8 +89,14 @@ def test_bad_rows_become_exceptions_and_lose_nothing_else(topo):
     assert level(topo, "A", "dc1") == 4 and level(topo, "B", "shop") == 12
     assert level(topo, "A", "shop") is None
     keys = set(ExceptionRecord.objects.values_list("dedupe_key", flat=True))
-    assert {"bad_payload:wair:stock:A@SHOP", "bad_payload:wair:stock:B@DC1", "bad_payload:wair:stock:B@SHOP",
-            "bad_payload:wair:stock:kit@DC1", "unknown_sku:wair:NOPE", "bad_payload:wair:stock-location:MARS"} <= keys
+    assert {
+        "bad_payload:wair:stock:A@SHOP",
+        "bad_payload:wair:stock:B@DC1",
+        "bad_payload:wair:stock:B@SHOP",
+        "bad_payload:wair:stock:kit@DC1",
+        "unknown_sku:wair:NOPE",
+        "bad_payload:wair:stock-location:MARS",
+    } <= keys
     nope = ExceptionRecord.objects.get(dedupe_key="unknown_sku:wair:NOPE")
     assert nope.kind == "unknown_sku" and nope.context["changes"] == 2 and nope.connection == topo.master
     neg = ExceptionRecord.objects.get(dedupe_key="bad_payload:wair:stock:A@SHOP")
@@ -94,13 +112,22 @@ def test_rows_the_connector_rejected_are_filed_like_the_validators(topo):
     validator rejects (one ``bad_payload`` per sku@location, the ref when the row names no pair)."""
     from connectors.parsing import ParsedBatch, RejectedRow
 
-    batch = ParsedBatch([StockChange("A", "DC1", 4)], [
-        RejectedRow(0, "r-1", "quantity", "quantity 'lots' is not a whole number", raw={"sku": "B", "location": "DC1"}),
-        RejectedRow(1, "r-2", "row", "not a stock row", raw=["garbage"])])
+    batch = ParsedBatch(
+        [StockChange("A", "DC1", 4)],
+        [
+            RejectedRow(
+                0, "r-1", "quantity", "quantity 'lots' is not a whole number", raw={"sku": "B", "location": "DC1"}
+            ),
+            RejectedRow(1, "r-2", "row", "not a stock row", raw=["garbage"]),
+        ],
+    )
     res = apply_stock_changes(topo.master, batch)
     assert res.received == 3 and res.applied == 1 and res.rejected == 2 and level(topo, "A", "dc1") == 4
     rec = ExceptionRecord.objects.get(dedupe_key="bad_payload:wair:stock:B@DC1")
-    assert rec.title == "Rejected stock change from wair: quantity 'lots' is not a whole number" and rec.context["ref"] == "r-1"
+    assert (
+        rec.title == "Rejected stock change from wair: quantity 'lots' is not a whole number"
+        and rec.context["ref"] == "r-1"
+    )
     assert ExceptionRecord.objects.get(dedupe_key="bad_payload:wair:stock:r-2").message == "not a stock row (×1)"
 
 
@@ -127,7 +154,9 @@ class FakeMaster:
         return verify_hmac(self.connection.get_webhook_secret(), body, headers, connection=self.connection)
 
     def parse_stock_webhook(self, payload):
-        return [StockChange(r["sku"], r["location"], r["quantity"], r.get("state", "available")) for r in payload["changes"]]
+        return [
+            StockChange(r["sku"], r["location"], r["quantity"], r.get("state", "available")) for r in payload["changes"]
+        ]
 
     def stock_changes(self, cursor):
         self.cursors_seen.append(cursor)
@@ -140,12 +169,20 @@ def fake_master(topo, fake_connectors):
 
 
 def post(client, body: bytes, secret="wair-hook-secret", name="wair"):
-    return client.post(f"/hooks/stock/{name}/", data=body, content_type="application/json",
-                       headers={HEADER: sign(secret, body)})
+    return client.post(
+        f"/hooks/stock/{name}/", data=body, content_type="application/json", headers={HEADER: sign(secret, body)}
+    )
 
 
 def test_webhook_view(topo, fake_master, client):
-    body = json.dumps({"changes": [{"sku": "A", "location": "DC1", "quantity": 11}, {"sku": "A", "location": "DC1", "quantity": "lots"}]}).encode()
+    body = json.dumps(
+        {
+            "changes": [
+                {"sku": "A", "location": "DC1", "quantity": 11},
+                {"sku": "A", "location": "DC1", "quantity": "lots"},
+            ]
+        }
+    ).encode()
     r = post(client, body)
     assert r.status_code == 200, r.content
     assert r.json()["applied"] == 1 and r.json()["rejected"] == 1
@@ -162,8 +199,10 @@ def test_webhook_view(topo, fake_master, client):
 def test_poll_advances_cursor_with_each_page(topo, fake_master):
     from integration_hub.core.models import SyncCursor
 
-    fake_master.pages = [Page([StockChange("A", "DC1", 3)], "c1", has_more=True),
-                         Page([StockChange("B", "DC1", 4), StockChange("A", "DC1", -2, state="reserved")], "c2", has_more=False)]
+    fake_master.pages = [
+        Page([StockChange("A", "DC1", 3)], "c1", has_more=True),
+        Page([StockChange("B", "DC1", 4), StockChange("A", "DC1", -2, state="reserved")], "c2", has_more=False),
+    ]
     res = poll_master(topo.master)
     assert fake_master.cursors_seen == ["", "c1"]
     assert res.pages == 2 and res.changes == 3 and res.applied.applied == 2 and res.applied.rejected == 1
@@ -199,7 +238,7 @@ def test_poll_failure_keeps_cursor(topo, fake_master):
 def test_thousand_master_changes_to_one_sku_leave_one_push_row(topo):
     changes = [StockChange("A", "DC1", n % 37) for n in range(1000)]
     for start in range(0, 1000, 100):  # ten webhook batches
-        apply_stock_changes(topo.master, changes[start:start + 100])
+        apply_stock_changes(topo.master, changes[start : start + 100])
     rows = PendingPush.objects.filter(item=topo.items["A"])
     assert rows.count() == 1 and rows[0].changes == 1000
     assert level(topo, "A", "dc1") == 999 % 37  # the last change wins
@@ -209,8 +248,12 @@ def test_webhook_is_csrf_exempt(topo, fake_master):
     from django.test import Client
 
     body = json.dumps({"changes": [{"sku": "B", "location": "DC1", "quantity": 2}]}).encode()
-    r = Client(enforce_csrf_checks=True).post("/hooks/stock/wair/", data=body, content_type="application/json",
-                                             headers={HEADER: sign("wair-hook-secret", body)})
+    r = Client(enforce_csrf_checks=True).post(
+        "/hooks/stock/wair/",
+        data=body,
+        content_type="application/json",
+        headers={HEADER: sign("wair-hook-secret", body)},
+    )
     assert r.status_code == 200 and level(topo, "B", "dc1") == 2
 
 
@@ -276,7 +319,10 @@ def test_negative_available_figure_is_a_fact_zero_for_ats_one_record_per_pair(to
     res = apply_stock_changes(topo.master, [StockChange("A", "DC1", -7, ref="oversold")])
     assert res.applied == 1 and res.rejected == 0 and res.enqueued >= 1
     assert level(topo, "A", "dc1") == -7  # the real figure, for drift and reports
-    got = {pair: a.quantity for pair, a in ats.for_pairs([(c.pk, topo.items["A"].pk) for c in topo.channels.values()]).items()}
+    got = {
+        pair: a.quantity
+        for pair, a in ats.for_pairs([(c.pk, topo.items["A"].pk) for c in topo.channels.values()]).items()
+    }
     a_id = topo.items["A"].pk
     assert got[(topo.channels["web"].pk, a_id)] == 0  # nothing to sell at DC1 (it was 26)
     assert got[(topo.channels["both"].pk, a_id)] == 5  # SHOP's 5 still sell: -7 is not taken from them
@@ -293,8 +339,9 @@ def test_negative_available_figure_is_a_fact_zero_for_ats_one_record_per_pair(to
 def test_two_different_bad_rows_on_one_pair_keep_both_messages(topo):
     """Issue 20, item 9: one record per sku@location, but each distinct problem listed with its count —
     in one batch and across batches."""
-    apply_stock_changes(topo.master, [{"sku": "B", "location": "DC1", "quantity": "lots"},
-                                      StockChange("B", "DC1", 1, state="sold")])
+    apply_stock_changes(
+        topo.master, [{"sku": "B", "location": "DC1", "quantity": "lots"}, StockChange("B", "DC1", 1, state="sold")]
+    )
     apply_stock_changes(topo.master, [{"sku": "B", "location": "DC1", "quantity": "lots"}])
     rec = ExceptionRecord.objects.get(dedupe_key="bad_payload:wair:stock:B@DC1")
     by_message = {e["message"]: e["count"] for e in rec.context["problems"]}

@@ -1,4 +1,5 @@
 """The outbox: which pairs get queued, coalescing, same-transaction semantics, bulk upsert."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,8 +32,15 @@ def pairs():
 
 def test_enqueue_every_channel_with_a_mapping_plus_bundles(topo):
     n = outbox.enqueue([topo.items["A"].pk, topo.items["C"].pk, topo.items["D"].pk])
-    assert pairs() == {("de", "A"), ("fr", "A"), ("outlet", "A"), ("outlet", "C"),
-                       ("de", "kit"), ("fr", "kit"), ("outlet", "kit")}
+    assert pairs() == {
+        ("de", "A"),
+        ("fr", "A"),
+        ("outlet", "A"),
+        ("outlet", "C"),
+        ("de", "kit"),
+        ("fr", "kit"),
+        ("outlet", "kit"),
+    }
     assert n == 7
 
 
@@ -154,11 +162,17 @@ def test_kick_routes_order_work_to_the_stock_queue_and_is_throttled(task_trap):
 
     cache.clear()
     sent = task_trap.calls(tasks.push_pending)
-    assert all(outbox.kick(ORDER) for _ in range(50)) and all(outbox.kick(ROUTINE) for _ in range(50)) and outbox.kick(None)
-    assert sent == [{"kwargs": {"max_priority": 0}, "countdown": None, "retry": False},
-                    {"kwargs": {"max_priority": 0}, "countdown": outbox.KICK_WINDOW_SECONDS, "retry": False},
-                    {"kwargs": {}, "countdown": None, "retry": False},
-                    {"kwargs": {}, "countdown": outbox.KICK_WINDOW_SECONDS, "retry": False}]
+    assert (
+        all(outbox.kick(ORDER) for _ in range(50))
+        and all(outbox.kick(ROUTINE) for _ in range(50))
+        and outbox.kick(None)
+    )
+    assert sent == [
+        {"kwargs": {"max_priority": 0}, "countdown": None, "retry": False},
+        {"kwargs": {"max_priority": 0}, "countdown": outbox.KICK_WINDOW_SECONDS, "retry": False},
+        {"kwargs": {}, "countdown": None, "retry": False},
+        {"kwargs": {}, "countdown": outbox.KICK_WINDOW_SECONDS, "retry": False},
+    ]
     route = app.amqp.router.route
     assert route({}, "inventory.push_pending", kwargs={"max_priority": 0})["queue"].name == "stock"
     assert route({}, "inventory.push_pending", kwargs={})["queue"].name == "default"

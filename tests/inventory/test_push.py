@@ -1,5 +1,6 @@
 """Draining the outbox against a fake storefront: skip-if-confirmed, mid-push changes, back-off,
 exception records, priority, claims, and a fixed query count per batch."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -37,11 +38,18 @@ def test_push_sends_absolute_targets_and_records_confirmation(topo, fake_storefr
     enqueue_all(topo)
     res = push.push_batch()
     assert (res.claimed, res.pushed, res.failed) == (6, 6, 0)
-    assert fake_storefront.quantities[("sc-web", "SF-S2")] == 11 and fake_storefront.quantities[("sc-b2b", "SF-S2")] == 12
+    assert (
+        fake_storefront.quantities[("sc-web", "SF-S2")] == 11 and fake_storefront.quantities[("sc-b2b", "SF-S2")] == 12
+    )
     assert len(fake_storefront.calls) == 1  # one call per storefront connection
     assert not PendingPush.objects.exists()
     cs = ChannelStock.objects.get(channel=topo.channels["web"], item=topo.items["S0"])
-    assert (cs.confirmed_quantity, cs.storefront_version, cs.storefront_sku, cs.storefront_ref) == (9, 1, "SF-S0", "ie-SF-S0")
+    assert (cs.confirmed_quantity, cs.storefront_version, cs.storefront_sku, cs.storefront_ref) == (
+        9,
+        1,
+        "SF-S0",
+        "ie-SF-S0",
+    )
     # unchanged ATS: nothing is sent again
     enqueue_all(topo)
     res = push.push_batch()
@@ -108,7 +116,10 @@ def test_timeouts_raise_sync_timeout(topo, fake_storefront):
 
 def test_per_item_failures(topo, fake_storefront):
     enqueue_all(topo)
-    fake_storefront.item_errors = {"SF-S1": errors.NotFoundError("no such sku"), "SF-S2": errors.BadDataError("quantity too big")}
+    fake_storefront.item_errors = {
+        "SF-S1": errors.NotFoundError("no such sku"),
+        "SF-S2": errors.BadDataError("quantity too big"),
+    }
     res = push.push_batch()
     assert res.pushed == 2 and res.failed == 4
     assert set(PendingPush.objects.values_list("item__sku", flat=True)) == {"S1", "S2"}
@@ -147,7 +158,9 @@ def test_claims_are_exclusive_and_expired_claims_recover(topo):
     t2, lease2, rows2 = push.claim(batch_size=4)
     assert len(rows1) == 4 and len(rows2) == 2 and not {r["id"] for r in rows1} & {r["id"] for r in rows2}
     assert push.claim()[2] == []
-    PendingPush.objects.filter(claim_token=t1).update(claimed_until=timezone.now() - timedelta(seconds=1))  # worker died
+    PendingPush.objects.filter(claim_token=t1).update(
+        claimed_until=timezone.now() - timedelta(seconds=1)
+    )  # worker died
     assert push.release_expired_claims() == 4
     assert push.claimable_counts() == {"order": 0, "other": 4}
 
@@ -173,7 +186,7 @@ def test_push_runs_a_fixed_number_of_queries(world, fake_storefront):
     counts, start = [], 0
     for n in (3, 60, 130):  # fresh items each time (confirmed ones would be skipped)
         PendingPush.objects.all().delete()
-        outbox.enqueue(items[start:start + n])  # 2n rows over two channels
+        outbox.enqueue(items[start : start + n])  # 2n rows over two channels
         start += n
         counts.append(_queries(lambda: push.push_batch(batch_size=400)))
         assert len(fake_storefront.calls[-1]) == 2 * n
@@ -189,7 +202,9 @@ def test_sweep_releases_dead_claims_and_dispatches_by_priority(topo, task_trap):
     sent = task_trap.calls(tasks.push_pending)
     outbox.enqueue([topo.items["S0"].pk], priority=ORDER)
     outbox.enqueue([topo.items["S1"].pk])
-    PendingPush.objects.filter(item=topo.items["S1"]).update(claimed_until=timezone.now() - timedelta(seconds=5), claim_token="dead")
+    PendingPush.objects.filter(item=topo.items["S1"]).update(
+        claimed_until=timezone.now() - timedelta(seconds=5), claim_token="dead"
+    )
     out = tasks.sweep_pending()
     assert out == {"released": 2, "order": 2, "other": 2}
     assert {"kwargs": {"max_priority": 0}} in sent and {} in sent  # routed to "stock" / "default" by core.queues
@@ -254,7 +269,6 @@ def test_concurrent_claims_never_overlap(transactional_db):
 def test_storefronts_are_pushed_concurrently_and_independently(world, monkeypatch):
     import threading
     import time as _time
-
 
     from .conftest import FakeStorefront
 
@@ -406,7 +420,9 @@ def test_one_drain_per_connection_at_a_time_and_the_leaver_rekicks(topo, fake_st
     with exclusive(f"stock-drain-{conn_id}-all"):  # a drain of this connection runs elsewhere
         assert tasks.push_pending(connection_id=conn_id) == {"skipped": "a drain of this connection is running"}
         assert tasks.push_pending(connection_id=conn_id) == {"skipped": "a drain of this connection is running"}
-        assert tasks.push_pending(max_priority=ORDER, connection_id=conn_id)["claimed"] == 0  # the urgent drain is its own
+        assert (
+            tasks.push_pending(max_priority=ORDER, connection_id=conn_id)["claimed"] == 0
+        )  # the urgent drain is its own
     assert PendingPush.objects.count() == rows and not fake_storefront.calls
     # in case the holder died: one delayed retry after the lock's lifetime, however many drains were skipped
     [retry] = sent
@@ -450,6 +466,7 @@ def test_write_that_landed_before_a_kill_is_never_skipped_later(topo, fake_store
         for t in targets:
             fake_storefront.quantities[(t.channel_ref, t.sku)] = t.quantity  # the write lands ...
         raise _Killed()  # ... and the worker is killed before any answer is recorded
+
     fake_storefront.on_call = lands_then_dies
     with pytest.raises(_Killed):
         push.push_batch()
@@ -484,6 +501,7 @@ def test_lease_is_short_and_renewed_while_the_push_is_in_flight(topo, fake_store
         time.sleep(2.5)  # far past the 1 s lease
         seen["claimable"] = push._claimable(timezone.now(), None).count()
         seen["until"] = PendingPush.objects.values_list("claimed_until", flat=True).first()
+
     fake_storefront.on_call = slow
     res = push.push_batch(lease_seconds=1)
     assert seen["claimable"] == 0, "the lease ran out while the push was still in flight"

@@ -1,4 +1,5 @@
 """Whoever edits which locations feed a channel (admin, console, API, shell), the channel's SKUs are re-queued."""
+
 from integration_hub.inventory.models import PendingPush
 
 

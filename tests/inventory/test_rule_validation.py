@@ -1,6 +1,7 @@
 """A channel stock rule that cannot feed its channel (shared without a pool, segregated without
 locations) is refused — by the model, the database and the Django admin — instead of silently giving
 every SKU ATS 0."""
+
 from __future__ import annotations
 
 import pytest
@@ -33,8 +34,9 @@ def test_admin_refuses_rules_that_feed_nothing(world, admin_client):
     url = f"/admin/inventory/channelstockrule/{ch.stock_rule.pk}/change/"
     r = admin_client.post(url, {"channel": ch.pk, "mode": "segregated", "safety_buffer": "0"})
     assert r.status_code == 200 and "needs at least one location" in r.content.decode()
-    r = admin_client.post(url, {"channel": ch.pk, "mode": "shared", "safety_buffer": "0",
-                                "locations": [world.location("dc1").pk]})
+    r = admin_client.post(
+        url, {"channel": ch.pk, "mode": "shared", "safety_buffer": "0", "locations": [world.location("dc1").pk]}
+    )
     assert r.status_code == 200 and "needs a stock pool" in r.content.decode()
     pool = world.pool("uk", ["dc1"])
     r = admin_client.post(url, {"channel": ch.pk, "mode": "shared", "pool": pool.pk, "safety_buffer": "0"})

@@ -1,6 +1,7 @@
 """A pair that stops being pushable (mapping deleted / deactivated / moved to another SKU, channel
 deactivated, rule deleted) must not leave its last quantity on sale: the push sets the storefront to 0
 over real HTTP, and the drift check sees such pairs."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,8 +20,10 @@ def shop(ct_world):
     for n in range(4):
         w.item(f"I{n}", storefront_sku=f"SKU-{n}")
         w.stock(f"I{n}", "dc1", 10 + n)
-    w.control("seed_catalog", {"channels": ["sc-web", "sc-app"], "skus": [f"SKU-{n}" for n in range(4)] + ["SKU-1B"],
-                               "quantity": 0})
+    w.control(
+        "seed_catalog",
+        {"channels": ["sc-web", "sc-app"], "skus": [f"SKU-{n}" for n in range(4)] + ["SKU-1B"], "quantity": 0},
+    )
     outbox.enqueue([i.pk for i in w.items.values()])
     assert push.push_batch().pushed == 8
     return w

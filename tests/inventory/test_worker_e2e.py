@@ -1,5 +1,6 @@
 """End to end with real processes: WAIR sandbox → hub (webhook over HTTP, or poll) → outbox → a real
 Celery worker → commercetools sandbox; and a worker killed mid-drain, recovered by the sweep."""
+
 from __future__ import annotations
 
 import time
@@ -31,10 +32,20 @@ def hub(transactional_db, sandbox):
     registry.clear_cache()
     w = World()
     w.storefront = connection(
-        "commercetools", "shop", base_url=f"{sandbox.url}/commercetools", auth_url=f"{sandbox.url}/commercetools",
-        client_id="hub-demo", options={"project_key": "hubtest"}, rate_limit_per_second=200, rate_limit_burst=20, max_retries=3,
-        secret="hub-demo-secret")
-    w.master = connection("wair", base_url=f"{sandbox.url}/wair", secret="wair-demo-key", webhook_secret="wair-hook-secret")
+        "commercetools",
+        "shop",
+        base_url=f"{sandbox.url}/commercetools",
+        auth_url=f"{sandbox.url}/commercetools",
+        client_id="hub-demo",
+        options={"project_key": "hubtest"},
+        rate_limit_per_second=200,
+        rate_limit_burst=20,
+        max_retries=3,
+        secret="hub-demo-secret",
+    )
+    w.master = connection(
+        "wair", base_url=f"{sandbox.url}/wair", secret="wair-demo-key", webhook_secret="wair-hook-secret"
+    )
     w.channel("web", locations=["dc1", "dc2"], external_id="sc-web")
     skus = [f"SKU-{n:02d}" for n in range(30)]
     for n, sku in enumerate(skus):
@@ -54,10 +65,17 @@ def storefront_qty(w, skus=None):
 
 def test_wair_webhook_reaches_commercetools_via_real_worker(hub, live_server, celery_worker_process):
     hub.wair("configure_webhooks", {"stock_url": f"{live_server.url}/hooks/stock/wair/", "secret": "wair-hook-secret"})
-    hub.wair("set_stock", {"rows": [{"sku": f"M{n:02d}", "location": "DC1", "state": "available", "quantity": n} for n in range(30)]
-                           + [{"sku": "M05", "location": "DC2", "state": "available", "quantity": 4},
-                              {"sku": "M06", "location": "DC2", "state": "damaged", "quantity": 50},
-                              {"sku": "M07", "location": "DC1", "state": "available", "quantity": -2}]})
+    hub.wair(
+        "set_stock",
+        {
+            "rows": [{"sku": f"M{n:02d}", "location": "DC1", "state": "available", "quantity": n} for n in range(30)]
+            + [
+                {"sku": "M05", "location": "DC2", "state": "available", "quantity": 4},
+                {"sku": "M06", "location": "DC2", "state": "damaged", "quantity": 50},
+                {"sku": "M07", "location": "DC1", "state": "available", "quantity": -2},
+            ]
+        },
+    )
     assert hub.wair("wait_webhooks", {"timeout": 20})["pending"] == 0
     want = {f"SKU-{n:02d}": n for n in range(30)}
     want.update({"SKU-05": 9, "SKU-07": 0})  # DC2 adds 4 to M05; damaged never counts; -2 (oversold) sells nothing
@@ -75,15 +93,22 @@ def test_wair_webhook_reaches_commercetools_via_real_worker(hub, live_server, ce
 
     with transaction.atomic():
         Reservation.objects.create(item=hub.items["M20"], channel=hub.channels["web"], order_ref="o-1", quantity=3)
-        outbox.enqueue([hub.items["M20"].pk], location_ids=outbox.locations_for_channel(hub.channels["web"].pk),
-                       priority=PendingPush.Priority.ORDER, reason="order o-1")
+        outbox.enqueue(
+            [hub.items["M20"].pk],
+            location_ids=outbox.locations_for_channel(hub.channels["web"].pk),
+            priority=PendingPush.Priority.ORDER,
+            reason="order o-1",
+        )
     assert wait_for(lambda: storefront_qty(hub, ["SKU-20"]).get("SKU-20") == 17, timeout=30)
 
 
 def test_poll_path_via_real_worker(hub, celery_worker_process):
     from integration_hub.inventory.tasks import poll_masters
 
-    hub.wair("set_stock", {"rows": [{"sku": "M01", "location": "DC2", "quantity": 12}, {"sku": "M02", "location": "DC1", "quantity": 3}]})
+    hub.wair(
+        "set_stock",
+        {"rows": [{"sku": "M01", "location": "DC2", "quantity": 12}, {"sku": "M02", "location": "DC1", "quantity": 3}]},
+    )
     poll_masters.apply_async()  # what beat does every minute
     assert wait_for(lambda: storefront_qty(hub, ["SKU-01", "SKU-02"]) == {"SKU-01": 12, "SKU-02": 3}, timeout=60)
     from integration_hub.core.models import SyncCursor
@@ -100,7 +125,9 @@ def test_worker_killed_mid_drain_then_sweep_recovers(hub, celery_worker_process,
 
     settings.HUB = {**settings.HUB, "STOCK_PUSH_ON_COMMIT": False}  # this test dispatches by hand
     dc1 = hub.location("dc1")
-    StockLevel.objects.bulk_create([StockLevel(item=hub.items[f"M{n:02d}"], location=dc1, quantity=100 + n) for n in range(30)])
+    StockLevel.objects.bulk_create(
+        [StockLevel(item=hub.items[f"M{n:02d}"], location=dc1, quantity=100 + n) for n in range(30)]
+    )
     with transaction.atomic():
         outbox.enqueue([i.pk for i in hub.items.values()])
     hub.ct("faults", {"latency_ms": 120})  # ~0.15 s per pushed SKU: the drain takes several seconds

@@ -1,4 +1,5 @@
 """Monitoring fixtures: a small topology and a local HTTP receiver (a tiny http.server thread)."""
+
 from __future__ import annotations
 
 import json

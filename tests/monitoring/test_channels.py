@@ -1,5 +1,6 @@
 """Notification channels: each delivers to a local HTTP receiver or Django's test mail outbox, the webhook
 signature verifies, a failing channel retries without blocking the others, never twice per firing."""
+
 from __future__ import annotations
 
 import json
@@ -33,10 +34,12 @@ def fire(rule_value=50.0, when=None):
 
 
 def test_every_channel_kind_delivers(receiver, django_capture_on_commit_callbacks):
-    chans = [make_channel("mail", "email", recipients="ops@example.com, oncall@example.com"),
-             make_channel("slack", "slack", url=receiver.url + "/slack"),
-             make_channel("teams", "teams", url=receiver.url + "/teams"),
-             make_channel("hook", "webhook", url=receiver.url + "/hook", secret="hook-secret")]
+    chans = [
+        make_channel("mail", "email", recipients="ops@example.com, oncall@example.com"),
+        make_channel("slack", "slack", url=receiver.url + "/slack"),
+        make_channel("teams", "teams", url=receiver.url + "/teams"),
+        make_channel("hook", "webhook", url=receiver.url + "/hook", secret="hook-secret"),
+    ]
     make_rule(name="queue high", threshold=10, channels=chans, severity="critical")
     fire()
     ids = delivery.due()
@@ -201,8 +204,16 @@ def test_daily_digest_per_role_once_a_day(make_user):
     rules.evaluate({("push_queue_depth", ""): 50.0}, now - timedelta(hours=3))
     rules.evaluate({("push_queue_depth", ""): 1.0}, now - timedelta(hours=2))
     rules.evaluate({("push_queue_depth", ""): 50.0}, now - timedelta(hours=1))
-    Firing.objects.create(rule=Firing.objects.first().rule, key="old", severity="error", value=1, peak=1, message="old one",
-                          started_at=now - timedelta(days=3), recovered_at=now - timedelta(days=2))
+    Firing.objects.create(
+        rule=Firing.objects.first().rule,
+        key="old",
+        severity="error",
+        value=1,
+        peak=1,
+        message="old one",
+        started_at=now - timedelta(days=3),
+        recovered_at=now - timedelta(days=2),
+    )
     assert delivery.queue_digests() == 1
     assert delivery.queue_digests() == 1  # same day again: the unique key keeps one
     (pk,) = Delivery.objects.filter(event="digest").values_list("pk", flat=True)
@@ -270,8 +281,9 @@ def test_admin_refuses_a_channel_url_at_an_internal_address(admin_client, settin
     assert resp.status_code == 302 and NotificationChannel.objects.get().get_url() == "http://10.1.2.3/hook"
 
 
-def test_broker_down_loses_no_notification_and_the_sweep_sends_it_later(receiver, eager, monkeypatch,
-                                                                       django_capture_on_commit_callbacks):
+def test_broker_down_loses_no_notification_and_the_sweep_sends_it_later(
+    receiver, eager, monkeypatch, django_capture_on_commit_callbacks
+):
     """The outbox row is written with the firing; if the broker refuses the task the row stays pending (no
     error reaches the evaluation) and the beat sweep (``monitoring.deliver_due``) sends it once it is back."""
     from kombu.exceptions import OperationalError

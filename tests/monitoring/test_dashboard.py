@@ -1,5 +1,6 @@
 """The live dashboard fragment: tiles coloured by open firings, charts from samples, progress bars; fixed
 query count; what each role sees; no inline script (CSP-ready)."""
+
 from __future__ import annotations
 
 import re
@@ -31,12 +32,14 @@ def _samples(n_minutes: int):
     rows = []
     for m in range(n_minutes):
         at = now - timedelta(minutes=m)
-        rows += [Sample(at=at, figure="push_queue_depth", key="", value=m % 7),
-                 Sample(at=at, figure="propagation_lag_p50_seconds", key="", value=1.5),
-                 Sample(at=at, figure="propagation_lag_p95_seconds", key="", value=9),
-                 Sample(at=at, figure="orders_in_state", key="sent", value=3),
-                 Sample(at=at, figure="exceptions_opened_1h", key="", value=2),
-                 Sample(at=at, figure="exceptions_resolved_1h", key="", value=1)]
+        rows += [
+            Sample(at=at, figure="push_queue_depth", key="", value=m % 7),
+            Sample(at=at, figure="propagation_lag_p50_seconds", key="", value=1.5),
+            Sample(at=at, figure="propagation_lag_p95_seconds", key="", value=9),
+            Sample(at=at, figure="orders_in_state", key="sent", value=3),
+            Sample(at=at, figure="exceptions_opened_1h", key="", value=2),
+            Sample(at=at, figure="exceptions_resolved_1h", key="", value=1),
+        ]
     Sample.objects.bulk_create(rows)
 
 

@@ -1,4 +1,5 @@
 """The hub's own figures: right values, and a fixed number of queries whatever the data size."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -19,9 +20,17 @@ from tests.support import factories
 
 def _exc(kind, key, severity="error", channel=None, status=Status.OPEN, first_seen=None, changed=None):
     now = timezone.now()
-    return ExceptionRecord.objects.create(kind=kind, dedupe_key=key, title=key, severity=severity, channel=channel,
-                                          status=status, first_seen=first_seen or now, last_seen=now,
-                                          status_changed_at=changed)
+    return ExceptionRecord.objects.create(
+        kind=kind,
+        dedupe_key=key,
+        title=key,
+        severity=severity,
+        channel=channel,
+        status=status,
+        first_seen=first_seen or now,
+        last_seen=now,
+        status_changed_at=changed,
+    )
 
 
 def test_push_queue_per_channel_and_total(w):
@@ -40,9 +49,14 @@ def test_push_queue_per_channel_and_total(w):
 
 
 def test_orders_past_their_agreed_times(w, settings):
-    settings.HUB = {**settings.HUB, "ACK_TIMEOUT_MINUTES": 15, "DISPATCH_DUE_MINUTES": 60, "DISPATCH_NOTIFY_MINUTES": 30}
+    settings.HUB = {
+        **settings.HUB,
+        "ACK_TIMEOUT_MINUTES": 15,
+        "DISPATCH_DUE_MINUTES": 60,
+        "DISPATCH_NOTIFY_MINUTES": 30,
+    }
     now = timezone.now()
-    f.orders(w, 2, state=OrderState.SENT, sent_at=now - timedelta(minutes=20))           # late
+    f.orders(w, 2, state=OrderState.SENT, sent_at=now - timedelta(minutes=20))  # late
     f.orders(w, 1, state=OrderState.SENT, start=10, sent_at=now - timedelta(minutes=5))  # in time
     f.orders(w, 3, state=OrderState.ACKNOWLEDGED, start=20, acknowledged_at=now - timedelta(minutes=61))
     f.orders(w, 1, state=OrderState.DISPATCHED, start=30, dispatch_received_at=now - timedelta(minutes=31))
@@ -77,18 +91,22 @@ def test_exceptions_by_kind_severity_drift_and_hourly(w):
 
 def test_connection_failing(w):
     now = timezone.now()
-    Connection.objects.filter(pk=w.master.pk).update(last_success_at=now - timedelta(minutes=40),
-                                                     last_error_at=now - timedelta(minutes=1))
+    Connection.objects.filter(pk=w.master.pk).update(
+        last_success_at=now - timedelta(minutes=40), last_error_at=now - timedelta(minutes=1)
+    )
     Connection.objects.filter(pk=w.storefront.pk).update(last_success_at=now, last_error_at=now - timedelta(minutes=1))
-    factories.connection("inventory_planner", "ip", base_url="http://127.0.0.1:1/ip",
-                         last_error_at=now - timedelta(minutes=2))
+    factories.connection(
+        "inventory_planner", "ip", base_url="http://127.0.0.1:1/ip", last_error_at=now - timedelta(minutes=2)
+    )
     v = figures.compute()
     assert v[("connection_failing", "wair")] == 1
     assert 39 < v[("connection_failing_minutes", "wair")] < 41
     assert v[("connection_failing", "ct")] == 0
     assert v[("planner_failing", "ip")] == 1
     # an old error with no traffic since is not "failing now"
-    Connection.objects.filter(pk=w.master.pk).update(last_error_at=now - timedelta(hours=2), last_success_at=now - timedelta(hours=3))
+    Connection.objects.filter(pk=w.master.pk).update(
+        last_error_at=now - timedelta(hours=2), last_success_at=now - timedelta(hours=3)
+    )
     assert figures.compute()[("connection_failing", "wair")] == 0
 
 
@@ -155,17 +173,45 @@ def test_holds_piling_up_per_master(w, settings):
 
     settings.HUB = {**settings.HUB, "MASTER_FEED_LAG_SECONDS": 120}
     now = timezone.now()
-    Reservation.objects.bulk_create([
-        Reservation(item=w.items[0], channel=w.channel, order_ref="a", quantity=1, warehouse=w.master, acknowledged_at=now - timedelta(seconds=30)),
-        Reservation(item=w.items[1], channel=w.channel, order_ref="b", quantity=2, warehouse=w.master, acknowledged_at=now - timedelta(seconds=500)),
-        Reservation(item=w.items[2], channel=w.channel, order_ref="c", quantity=1),  # not acknowledged: the hub's own hold
-        Reservation(item=w.items[2], channel=w.channel, order_ref="d", quantity=1, warehouse=w.master,
-                    acknowledged_at=now - timedelta(hours=2), released_at=now),  # released
-    ])
+    Reservation.objects.bulk_create(
+        [
+            Reservation(
+                item=w.items[0],
+                channel=w.channel,
+                order_ref="a",
+                quantity=1,
+                warehouse=w.master,
+                acknowledged_at=now - timedelta(seconds=30),
+            ),
+            Reservation(
+                item=w.items[1],
+                channel=w.channel,
+                order_ref="b",
+                quantity=2,
+                warehouse=w.master,
+                acknowledged_at=now - timedelta(seconds=500),
+            ),
+            Reservation(
+                item=w.items[2], channel=w.channel, order_ref="c", quantity=1
+            ),  # not acknowledged: the hub's own hold
+            Reservation(
+                item=w.items[2],
+                channel=w.channel,
+                order_ref="d",
+                quantity=1,
+                warehouse=w.master,
+                acknowledged_at=now - timedelta(hours=2),
+                released_at=now,
+            ),  # released
+        ]
+    )
     v = figures.compute(now=now)
     assert v[("holds_acknowledged", "wair")] == v[("holds_acknowledged", "")] == 2
     assert v[("holds_overdue", "wair")] == v[("holds_overdue", "")] == 1
-    assert 499 <= v[("holds_oldest_age_seconds", "wair")] <= 501 and v[("holds_oldest_age_seconds", "")] == v[("holds_oldest_age_seconds", "wair")]
+    assert (
+        499 <= v[("holds_oldest_age_seconds", "wair")] <= 501
+        and v[("holds_oldest_age_seconds", "")] == v[("holds_oldest_age_seconds", "wair")]
+    )
 
 
 def test_dead_worker_and_intake_behind(w):
@@ -174,13 +220,17 @@ def test_dead_worker_and_intake_behind(w):
 
     now = timezone.now()
     v = figures.compute(now=now)
-    assert v[("worker_heartbeat_age_seconds", "")] > 50 * 365 * 86400  # no worker has ever run: absent is as old as it gets
+    assert (
+        v[("worker_heartbeat_age_seconds", "")] > 50 * 365 * 86400
+    )  # no worker has ever run: absent is as old as it gets
     assert v[("leases_expired", "")] == 0 and v[("intake_oldest_seconds", "")] == 0
     Heartbeat.objects.create(name="worker", at=now - timedelta(seconds=200))
     Heartbeat.objects.create(name="other", at=now - timedelta(seconds=40))
     # a worker died holding two push rows and an order: its leases ran out, nobody renews them
     f.pushes(w, w.items)
-    PendingPush.objects.filter(item__in=w.items[:2]).update(claim_token="dead", claimed_until=now - timedelta(seconds=5))
+    PendingPush.objects.filter(item__in=w.items[:2]).update(
+        claim_token="dead", claimed_until=now - timedelta(seconds=5)
+    )
     PendingPush.objects.filter(item=w.items[2]).update(claim_token="live", claimed_until=now + timedelta(seconds=20))
     sent = f.orders(w, 2, state=OrderState.SENT)
     Order.objects.filter(pk=sent[0].pk).update(claim_token="dead", next_attempt_at=now - timedelta(seconds=1))
@@ -198,7 +248,13 @@ def test_flash_sale_figures_have_shipped_alert_rules():
     from integration_hub.monitoring.defaults import DEFAULT_RULES
 
     figures_with_rules = {r["figure"] for r in DEFAULT_RULES}
-    for name in ("holds_overdue", "leases_expired", "worker_heartbeat_age_seconds", "intake_oldest_seconds", "drift_pairs"):
+    for name in (
+        "holds_overdue",
+        "leases_expired",
+        "worker_heartbeat_age_seconds",
+        "intake_oldest_seconds",
+        "drift_pairs",
+    ):
         assert name in figures.FIGURES and name in figures_with_rules, name
 
 
@@ -207,17 +263,36 @@ def test_flash_sale_conditions_reach_the_exception_queue_and_clear(w, settings):
     from integration_hub.monitoring import watch
 
     settings.HUB = {**settings.HUB, "INTAKE_BEHIND_SECONDS": 120}
-    bad = {("worker_heartbeat_age_seconds", ""): 400.0, ("leases_expired", ""): 3.0, ("intake_oldest_seconds", ""): 300.0,
-           ("holds_overdue", ""): 7.0}
+    bad = {
+        ("worker_heartbeat_age_seconds", ""): 400.0,
+        ("leases_expired", ""): 3.0,
+        ("intake_oldest_seconds", ""): 300.0,
+        ("holds_overdue", ""): 7.0,
+    }
     assert all(watch.record(bad).values())
     open_keys = set(ExceptionRecord.objects.filter(status="open").values_list("dedupe_key", flat=True))
-    assert open_keys == {"sync_timeout:hub:worker-heartbeat", "sync_timeout:hub:expired-leases", "stuck_order:hub:intake-behind",
-                         "stock_drift:hub:holds-overdue"}
+    assert open_keys == {
+        "sync_timeout:hub:worker-heartbeat",
+        "sync_timeout:hub:expired-leases",
+        "stuck_order:hub:intake-behind",
+        "stock_drift:hub:holds-overdue",
+    }
     assert ExceptionRecord.objects.get(dedupe_key="sync_timeout:hub:worker-heartbeat").severity == "critical"
     watch.record(bad)  # still true: merged, not doubled
     assert ExceptionRecord.objects.count() == 4
-    assert not any(watch.record({**bad, ("worker_heartbeat_age_seconds", ""): 20.0, ("leases_expired", ""): 0.0,
-                                 ("intake_oldest_seconds", ""): 5.0, ("holds_overdue", ""): 0.0}).values())
+    assert not any(
+        watch.record(
+            {
+                **bad,
+                ("worker_heartbeat_age_seconds", ""): 20.0,
+                ("leases_expired", ""): 0.0,
+                ("intake_oldest_seconds", ""): 5.0,
+                ("holds_overdue", ""): 0.0,
+            }
+        ).values()
+    )
     assert not ExceptionRecord.objects.filter(status="open").exists()
-    watch.record({("worker_heartbeat_age_seconds", ""): 55 * 365 * 86400.0})  # never seen: the dashboard's, not a record
+    watch.record(
+        {("worker_heartbeat_age_seconds", ""): 55 * 365 * 86400.0}
+    )  # never seen: the dashboard's, not a record
     assert not ExceptionRecord.objects.filter(status="open").exists()

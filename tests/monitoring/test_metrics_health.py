@@ -1,4 +1,5 @@
 """Prometheus endpoint behind a bearer token, /healthz, /readyz, JSON log lines, optional Sentry."""
+
 from __future__ import annotations
 
 import json
@@ -105,10 +106,22 @@ def test_json_log_lines():
 def test_json_logging_is_chosen_by_env():
     import subprocess
 
-    out = subprocess.run([sys.executable, "-c", (
-        "import django, logging; django.setup(); logging.getLogger('hub.x').warning('hello %s', 1)")],
-        env={**__import__('os').environ, "HUB_LOG_FORMAT": "json", "DJANGO_SETTINGS_MODULE": "integration_hub.settings"},
-        capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            ("import django, logging; django.setup(); logging.getLogger('hub.x').warning('hello %s', 1)"),
+        ],
+        env={
+            **__import__('os').environ,
+            "HUB_LOG_FORMAT": "json",
+            "DJANGO_SETTINGS_MODULE": "integration_hub.settings",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     lines = [ln for ln in out.stderr.splitlines() if ln.startswith("{")]
     assert lines and json.loads(lines[-1])["message"] == "hello 1", out.stderr[-2000:]
 
@@ -161,9 +174,18 @@ def _settings_in_a_fresh_process(env: dict, expr: str) -> str:
     import os
     import subprocess
 
-    out = subprocess.run([sys.executable, "-c", f"import django; django.setup(); from django.conf import settings; print(repr(({expr},)))"],
-                         env={**os.environ, "DJANGO_SETTINGS_MODULE": "integration_hub.settings", **env},
-                         capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import django; django.setup(); from django.conf import settings; print(repr(({expr},)))",
+        ],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "integration_hub.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout.strip().splitlines()[-1]
 
@@ -171,9 +193,14 @@ def _settings_in_a_fresh_process(env: dict, expr: str) -> str:
 def test_smtp_settings_come_from_the_environment():
     expr = "settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS, settings.EMAIL_USE_SSL"
     # (a 1-tuple of the expression for one value, the tuple itself for several)
-    assert _settings_in_a_fresh_process({"HUB_SMTP_HOST": ""}, "settings.EMAIL_BACKEND") == \
-        "('django.core.mail.backends.console.EmailBackend',)"
-    assert _settings_in_a_fresh_process({"HUB_SMTP_HOST": "smtp.example.com", "HUB_SMTP_PORT": "2525"}, expr) == \
-        "('django.core.mail.backends.smtp.EmailBackend', 'smtp.example.com', 2525, True, False)"
+    assert (
+        _settings_in_a_fresh_process({"HUB_SMTP_HOST": ""}, "settings.EMAIL_BACKEND")
+        == "('django.core.mail.backends.console.EmailBackend',)"
+    )
+    assert (
+        _settings_in_a_fresh_process({"HUB_SMTP_HOST": "smtp.example.com", "HUB_SMTP_PORT": "2525"}, expr)
+        == "('django.core.mail.backends.smtp.EmailBackend', 'smtp.example.com', 2525, True, False)"
+    )
     assert _settings_in_a_fresh_process({"HUB_SMTP_HOST": "smtp.example.com", "HUB_SMTP_SSL": "true"}, expr).endswith(
-        "False, True)")
+        "False, True)"
+    )

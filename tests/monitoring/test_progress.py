@@ -1,6 +1,7 @@
 """Long work feeds the dashboard's progress bars (issue 18): finance reports (on demand, daily), the console's bulk
 push retry and full loads — each creates, advances and finishes a TaskProgress row the live fragment shows, with
 a bounded number of progress writes (never one per row)."""
+
 from __future__ import annotations
 
 import pytest
@@ -126,7 +127,11 @@ def _bulk_world(w, monkeypatch, n):
 
     def push_batch(batch_size, channel_ids, full):  # a storefront bulk import: takes up to batch_size rows a round
         assert full
-        pks = list(PendingPush.objects.filter(channel_id__in=channel_ids).order_by("pk").values_list("pk", flat=True)[:batch_size])
+        pks = list(
+            PendingPush.objects.filter(channel_id__in=channel_ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:batch_size]
+        )
         PendingPush.objects.filter(pk__in=pks).delete()
         rounds.append(TaskProgress.objects.get(key=f"full-load:{w.channel.pk}").done)  # bar before this round
         return push.BatchResult(claimed=len(pks), pushed=len(pks))

@@ -1,4 +1,5 @@
 """Alert rules: fire once per breach, recover once, window, cooldown, per-key rules, audit, fixed queries."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -55,7 +56,7 @@ def test_window_requires_the_condition_to_hold():
     make_rule(threshold=10, window_minutes=5)
     assert rules.evaluate(q(11), at(0)).fired == []
     assert rules.evaluate(q(11), at(4)).fired == []
-    assert rules.evaluate(q(1), at(4.5)).fired == []   # dipped: the window restarts
+    assert rules.evaluate(q(1), at(4.5)).fired == []  # dipped: the window restarts
     assert rules.evaluate(q(11), at(5)).fired == []
     assert rules.evaluate(q(11), at(9)).fired == []
     assert len(rules.evaluate(q(11), at(10)).fired) == 1
@@ -65,7 +66,7 @@ def test_cooldown_after_recovery():
     make_rule(threshold=10, cooldown_minutes=30)
     rules.evaluate(q(11), at(0))
     rules.evaluate(q(1), at(1))
-    assert rules.evaluate(q(11), at(10)).fired == []   # flapping inside the cooldown: quiet
+    assert rules.evaluate(q(11), at(10)).fired == []  # flapping inside the cooldown: quiet
     assert rules.evaluate(q(11), at(30)).fired == []
     assert len(rules.evaluate(q(11), at(31)).fired) == 1
 
@@ -146,10 +147,22 @@ def test_two_evaluations_at_once_open_one_firing():
 def test_rule_changes_are_audited(admin_client):
     from integration_hub.monitoring.models import NotificationChannel
 
-    resp = admin_client.post("/admin/monitoring/alertrule/add/", {
-        "name": "queue high", "figure": "push_queue_depth", "key": "", "op": "gt", "threshold": "100",
-        "window_minutes": "5", "cooldown_minutes": "15", "severity": "error", "flow": "", "notify_recovery": "on",
-        "enabled": "on"})
+    resp = admin_client.post(
+        "/admin/monitoring/alertrule/add/",
+        {
+            "name": "queue high",
+            "figure": "push_queue_depth",
+            "key": "",
+            "op": "gt",
+            "threshold": "100",
+            "window_minutes": "5",
+            "cooldown_minutes": "15",
+            "severity": "error",
+            "flow": "",
+            "notify_recovery": "on",
+            "enabled": "on",
+        },
+    )
     assert resp.status_code == 302, resp.content[:2000]
     rule = AlertRule.objects.get(name="queue high")
     entry = AuditEntry.objects.filter(object_id=str(rule.pk), action="create").get()
@@ -159,9 +172,18 @@ def test_rule_changes_are_audited(admin_client):
     upd = AuditEntry.objects.filter(object_id=str(rule.pk), action="update").get()
     assert upd.before["threshold"] == 100 and upd.after["threshold"] == 50
     # channel secrets never reach the audit trail
-    resp = admin_client.post("/admin/monitoring/notificationchannel/add/", {
-        "name": "hook", "kind": "webhook", "recipients": "", "min_severity": "warning", "enabled": "on",
-        "url": "https://hooks.example.com/abc", "secret": "s3cret"})
+    resp = admin_client.post(
+        "/admin/monitoring/notificationchannel/add/",
+        {
+            "name": "hook",
+            "kind": "webhook",
+            "recipients": "",
+            "min_severity": "warning",
+            "enabled": "on",
+            "url": "https://hooks.example.com/abc",
+            "secret": "s3cret",
+        },
+    )
     assert resp.status_code == 302, resp.content[:2000]
     ch = NotificationChannel.objects.get(name="hook")
     assert ch.get_url() == "https://hooks.example.com/abc" and ch.get_secret() == "s3cret"
@@ -170,13 +192,24 @@ def test_rule_changes_are_audited(admin_client):
 
 
 def test_bad_rule_input_is_a_form_error_not_a_500(admin_client):
-    resp = admin_client.post("/admin/monitoring/alertrule/add/", {
-        "name": "x", "figure": "no_such_figure", "op": "gt", "threshold": "abc", "window_minutes": "-1",
-        "cooldown_minutes": "0", "severity": "error"})
+    resp = admin_client.post(
+        "/admin/monitoring/alertrule/add/",
+        {
+            "name": "x",
+            "figure": "no_such_figure",
+            "op": "gt",
+            "threshold": "abc",
+            "window_minutes": "-1",
+            "cooldown_minutes": "0",
+            "severity": "error",
+        },
+    )
     assert resp.status_code == 200
     assert not AlertRule.objects.exists()
-    resp = admin_client.post("/admin/monitoring/notificationchannel/add/", {
-        "name": "hook", "kind": "webhook", "min_severity": "warning", "url": "ftp://x", "secret": ""})
+    resp = admin_client.post(
+        "/admin/monitoring/notificationchannel/add/",
+        {"name": "hook", "kind": "webhook", "min_severity": "warning", "url": "ftp://x", "secret": ""},
+    )
     assert resp.status_code == 200 and b"errorlist" in resp.content
 
 
@@ -186,14 +219,31 @@ def test_a_rules_channels_are_audited():
     rule = make_rule(threshold=1, channels=[a])
     rule.channels.add(b)
     rule.channels.remove(a)
-    entries = [(e.before, e.after) for e in AuditEntry.objects.filter(
-        object_id=str(rule.pk), content_type__model="alertrule", action="update").order_by("id")]
-    assert entries == [({"channels": []}, {"channels": ["a"]}), ({"channels": ["a"]}, {"channels": ["a", "b"]}),
-                       ({"channels": ["a", "b"]}, {"channels": ["b"]})]
+    entries = [
+        (e.before, e.after)
+        for e in AuditEntry.objects.filter(
+            object_id=str(rule.pk), content_type__model="alertrule", action="update"
+        ).order_by("id")
+    ]
+    assert entries == [
+        ({"channels": []}, {"channels": ["a"]}),
+        ({"channels": ["a"]}, {"channels": ["a", "b"]}),
+        ({"channels": ["a", "b"]}, {"channels": ["b"]}),
+    ]
 
 
 def test_each_key_colours_its_own_flow():
     make_rule(name="any exception", figure="exceptions_open", key="*", threshold=0)
-    out = rules.evaluate({("exceptions_open", "sku_mismatch"): 2.0, ("exceptions_open", "missing_dispatch"): 1.0,
-                          ("exceptions_open", "stuck_order"): 0.0, ("exceptions_open", "sku_mismatch:error"): 2.0}, at(0))
-    assert sorted((f.key, f.flow) for f in out.fired) == [("missing_dispatch", "dispatch"), ("sku_mismatch", "catalogue")]
+    out = rules.evaluate(
+        {
+            ("exceptions_open", "sku_mismatch"): 2.0,
+            ("exceptions_open", "missing_dispatch"): 1.0,
+            ("exceptions_open", "stuck_order"): 0.0,
+            ("exceptions_open", "sku_mismatch:error"): 2.0,
+        },
+        at(0),
+    )
+    assert sorted((f.key, f.flow) for f in out.fired) == [
+        ("missing_dispatch", "dispatch"),
+        ("sku_mismatch", "catalogue"),
+    ]

@@ -1,4 +1,5 @@
 """Monitoring's place in the hub: beat jobs installed by setup_beat, the resync task feeding its progress bar."""
+
 from __future__ import annotations
 
 import pytest
@@ -70,10 +71,12 @@ def test_the_shipped_critical_exceptions_rule_fires_for_critical_ones_only():
     AlertRule.objects.filter(name="Critical exceptions open").update(enabled=True)
     now = timezone.now()
     for i, severity in enumerate(("info", "warning", "error")):
-        ExceptionRecord.objects.create(kind=Kind.STUCK_ORDER, dedupe_key=f"k{i}", title="t", severity=severity,
-                                       first_seen=now, last_seen=now)
+        ExceptionRecord.objects.create(
+            kind=Kind.STUCK_ORDER, dedupe_key=f"k{i}", title="t", severity=severity, first_seen=now, last_seen=now
+        )
     assert rules.evaluate(figures.compute()).fired == []
-    ExceptionRecord.objects.create(kind=Kind.SKU_MISMATCH, dedupe_key="crit", title="t", severity="critical",
-                                   first_seen=now, last_seen=now)
+    ExceptionRecord.objects.create(
+        kind=Kind.SKU_MISMATCH, dedupe_key="crit", title="t", severity="critical", first_seen=now, last_seen=now
+    )
     (firing,) = rules.evaluate(figures.compute()).fired
     assert firing.key == "critical" and firing.severity == "critical" and firing.value == 1

@@ -1,5 +1,6 @@
 """A real Celery worker runs the beat job: one firing per breach (however many ticks run, concurrently), one
 notification, one recovery — delivered over real HTTP to a local receiver."""
+
 from __future__ import annotations
 
 import time
@@ -42,7 +43,9 @@ def test_fire_once_recover_once_on_a_real_worker(celery_worker_process, receiver
         tick.delay()
     wait_for(lambda: len(receiver.to("/hook")) >= 1, what="the fired notification")
     wait_for(lambda: Sample.objects.filter(figure="push_queue_depth", key="").count() >= 4, what="4 ticks")
-    wait_for(lambda: Delivery.objects.filter(channel=broken, attempts__gte=1).exists(), what="the failing channel's try")
+    wait_for(
+        lambda: Delivery.objects.filter(channel=broken, attempts__gte=1).exists(), what="the failing channel's try"
+    )
     time.sleep(1.5)
     assert Firing.objects.count() == 1
     assert [b["event"] for b in receiver.json("/hook")] == ["fired"]

@@ -1,4 +1,5 @@
 """Order-flow fixtures: a small catalogue + channel, fakes for unit tests, sandbox connections for HTTP tests."""
+
 from __future__ import annotations
 
 import itertools
@@ -15,15 +16,33 @@ _seq = itertools.count(1)
 def make_so(external_id=None, lines=(("SKU-1", 1),), channel_ref="uk-web", **kw) -> StorefrontOrder:
     n = next(_seq)
     external_id = external_id or f"ct-{n}"
-    addr = kw.pop("shipping_address", None) or Address(first_name="Alex", last_name="Morgan", street="12 High Street",
-                                                       postal_code="SW1A 1AA", city="London", country="GB", email="a@example.com")
+    addr = kw.pop("shipping_address", None) or Address(
+        first_name="Alex",
+        last_name="Morgan",
+        street="12 High Street",
+        postal_code="SW1A 1AA",
+        city="London",
+        country="GB",
+        email="a@example.com",
+    )
     return StorefrontOrder(
-        external_id=external_id, order_number=kw.pop("order_number", f"N{n}"), channel_ref=channel_ref,
-        lines=[OrderLineData(line_id=f"{external_id}-L{i}", sku=s, quantity=q, unit_price_cents=1000)
-               for i, (s, q) in enumerate(lines, 1)],
-        version=1, placed_at=datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc), currency="GBP", total_cents=2000,
-        customer_email="a@example.com", shipping_address=addr, billing_address=addr,
-        shipping_method=kw.pop("shipping_method", "standard"), **kw)
+        external_id=external_id,
+        order_number=kw.pop("order_number", f"N{n}"),
+        channel_ref=channel_ref,
+        lines=[
+            OrderLineData(line_id=f"{external_id}-L{i}", sku=s, quantity=q, unit_price_cents=1000)
+            for i, (s, q) in enumerate(lines, 1)
+        ],
+        version=1,
+        placed_at=datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc),
+        currency="GBP",
+        total_cents=2000,
+        customer_email="a@example.com",
+        shipping_address=addr,
+        billing_address=addr,
+        shipping_method=kw.pop("shipping_method", "standard"),
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -53,8 +72,13 @@ class FakeWarehouse:
                 raise outcome
         dup = wo.order_ref in self.ids
         self.ids.setdefault(wo.order_ref, f"WO-{len(self.ids) + 1}")
-        return Acknowledgement(order_ref=wo.order_ref, warehouse_ref=self.ids[wo.order_ref], duplicate=dup,
-                               received_at=self.received_at, allocations=dict(self.allocations.get(wo.order_ref, {})))
+        return Acknowledgement(
+            order_ref=wo.order_ref,
+            warehouse_ref=self.ids[wo.order_ref],
+            duplicate=dup,
+            received_at=self.received_at,
+            allocations=dict(self.allocations.get(wo.order_ref, {})),
+        )
 
     def order_status(self, ref):
         return self.status.get(ref, "accepted" if ref in self.ids else None)
@@ -117,5 +141,3 @@ def fakes(world, fake_connectors):
     fake_connectors.install(sf, real=WEBHOOK_PARTS)
     fake_connectors.install(wh, system_type="wair", real=WEBHOOK_PARTS)
     return wh, sf
-
-

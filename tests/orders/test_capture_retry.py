@@ -1,10 +1,11 @@
 """A catch-up poll overlapping a burst of webhook captures collides with them again and again (issue 20's fault test
 saw three collisions in a row and the poll task failed): capture retries, re-reading what the others took."""
+
 from __future__ import annotations
 
 from django.db import IntegrityError
 
-from integration_hub.orders import services
+from integration_hub.orders import capture, keys
 from integration_hub.orders.models import Order
 
 from .conftest import make_so
@@ -12,7 +13,7 @@ from .conftest import make_so
 
 def test_capture_survives_repeated_collisions_with_concurrent_captures(world, monkeypatch):
     real = Order.objects.bulk_create
-    collisions = {"left": services.CAPTURE_ATTEMPTS - 1}
+    collisions = {"left": capture.CAPTURE_ATTEMPTS - 1}
 
     def colliding(objs, *a, **kw):
         if collisions["left"]:
@@ -21,10 +22,10 @@ def test_capture_survives_repeated_collisions_with_concurrent_captures(world, mo
         return real(objs, *a, **kw)
 
     monkeypatch.setattr(Order.objects, "bulk_create", colliding)
-    monkeypatch.setattr(services.time, "sleep", lambda s: None)
-    res = services.capture_many(world.ct, [make_so("ct-c1"), make_so("ct-c2")])
+    monkeypatch.setattr(capture.time, "sleep", lambda s: None)
+    res = capture.capture_many(world.ct, [make_so("ct-c1"), make_so("ct-c2")])
     assert len(res.created) == 2 and Order.objects.count() == 2
-    assert collisions["left"] == 0 and services.CAPTURE_ATTEMPTS >= 5
+    assert collisions["left"] == 0 and capture.CAPTURE_ATTEMPTS >= 5
 
 
 def test_an_order_a_concurrent_capture_inserted_first_is_left_to_it(world, monkeypatch):
@@ -32,10 +33,10 @@ def test_an_order_a_concurrent_capture_inserted_first_is_left_to_it(world, monke
     (no IntegrityError, no second set of lines), captures the rest and counts ct-d1 as existing."""
     from integration_hub.orders.models import OrderLine
 
-    first = services.capture_many(world.ct, [make_so("ct-d1", lines=[("SKU-1", 2)])])
+    first = capture.capture_many(world.ct, [make_so("ct-d1", lines=[("SKU-1", 2)])])
     assert len(first.created) == 1
-    monkeypatch.setattr(services, "_known_pairs", lambda pairs: set())
-    res = services.capture_many(world.ct, [make_so("ct-d1", lines=[("SKU-1", 2)]), make_so("ct-d2")])
+    monkeypatch.setattr(keys, "known_pairs", lambda pairs: set())
+    res = capture.capture_many(world.ct, [make_so("ct-d1", lines=[("SKU-1", 2)]), make_so("ct-d2")])
     assert [o.external_id for o in res.created] == ["ct-d2"] and res.existing == 1
     assert Order.objects.count() == 2 and OrderLine.objects.filter(order__external_id="ct-d1").count() == 1
     assert not Order.objects.exclude(claim_token="").exists()  # the insert's token never outlives it

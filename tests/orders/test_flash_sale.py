@@ -9,6 +9,7 @@ Every order must reach the warehouse exactly once (one WAIR order per hub order;
 idempotency key are fine) and no storefront order may be marked shipped before the warehouse confirms
 its dispatch.
 """
+
 from __future__ import annotations
 
 import time
@@ -49,15 +50,44 @@ def test_flash_sale_every_order_once_none_shipped_without_dispatch(sandbox, cele
     # draw 429s; one 429 is also injected on commercetools (the first poll) so that path always runs
     ct, wh, channel = sandbox_order_world(sandbox, rate=100, retries=2, timeout=1.0)
     for i in range(0, N, 1000):
-        control(sandbox, "commercetools", "create_orders", {"orders": [
-            {"channel": "uk-web", "order_number": f"FS{j}", "shipping_method": "standard" if j % 3 else "express",
-             "gift_message": "Enjoy" if j % 7 == 0 else "", "lines": [{"sku": "SKU-1", "quantity": 1 + j % 2}, {"sku": "SKU-3", "quantity": 1}]}
-            for j in range(i, i + 1000)]})
-    faults(sandbox, "wair", rate_limit_per_second=200, rate_limit_burst=40, conflict_rate=0.03, timeout_rate=0.005, hang_seconds=1.5)
+        control(
+            sandbox,
+            "commercetools",
+            "create_orders",
+            {
+                "orders": [
+                    {
+                        "channel": "uk-web",
+                        "order_number": f"FS{j}",
+                        "shipping_method": "standard" if j % 3 else "express",
+                        "gift_message": "Enjoy" if j % 7 == 0 else "",
+                        "lines": [{"sku": "SKU-1", "quantity": 1 + j % 2}, {"sku": "SKU-3", "quantity": 1}],
+                    }
+                    for j in range(i, i + 1000)
+                ]
+            },
+        )
+    faults(
+        sandbox,
+        "wair",
+        rate_limit_per_second=200,
+        rate_limit_burst=40,
+        conflict_rate=0.03,
+        timeout_rate=0.005,
+        hang_seconds=1.5,
+    )
     # order stored, answer lost beyond the client's 1 s timeout: the retry (same Idempotency-Key) must be a replay
     control(sandbox, "wair", "lose_responses", {"rate": 0.01, "hang_seconds": 1.2})
-    faults(sandbox, "commercetools", rate_limit_per_second=300, rate_limit_burst=60, conflict_rate=0.05, timeout_rate=0.003,
-           hang_seconds=1.5, fail_next=[429])
+    faults(
+        sandbox,
+        "commercetools",
+        rate_limit_per_second=300,
+        rate_limit_burst=60,
+        conflict_rate=0.05,
+        timeout_rate=0.003,
+        hang_seconds=1.5,
+        fail_next=[429],
+    )
 
     def tick():
         tasks.sweep.apply_async(kwargs={"lease_seconds": 15, "workers": 2}, queue="priority")
@@ -70,7 +100,9 @@ def test_flash_sale_every_order_once_none_shipped_without_dispatch(sandbox, cele
     celery_worker_process.kill()
     killed_at = _counts()
     celery_worker_process.restart()
-    tasks.poll_orders.apply_async(kwargs={"max_pages": 50})  # catch-up poll overlapping what was captured: no duplicates
+    tasks.poll_orders.apply_async(
+        kwargs={"max_pages": 50}
+    )  # catch-up poll overlapping what was captured: no duplicates
     _wait("capture", lambda: Order.objects.count() >= N, 240, tick)
     phases["capture"] = time.time() - t
     _wait("all acknowledged", lambda: _counts()[S.ACKNOWLEDGED] == N, 420, tick)
@@ -86,8 +118,12 @@ def test_flash_sale_every_order_once_none_shipped_without_dispatch(sandbox, cele
         control(sandbox, "wair", "dispatch", {"order_ref": k, "parcels": [{"carrier": "dhl"}]})
     t = time.time()
     tasks.poll_dispatches.apply_async(kwargs={"max_pages": 50})
-    _wait("storefront notified", lambda: _counts()[S.STOREFRONT_NOTIFIED] == DISPATCHED, 420,
-          lambda: (tick(), tasks.poll_dispatches.apply_async(kwargs={"max_pages": 50})))
+    _wait(
+        "storefront notified",
+        lambda: _counts()[S.STOREFRONT_NOTIFIED] == DISPATCHED,
+        420,
+        lambda: (tick(), tasks.poll_dispatches.apply_async(kwargs={"max_pages": 50})),
+    )
 
     phases["notified"] = time.time() - t
     # exactly once in the warehouse
@@ -98,7 +134,9 @@ def test_flash_sale_every_order_once_none_shipped_without_dispatch(sandbox, cele
     # shipped in the storefront exactly when dispatched in the warehouse
     ct_state = control(sandbox, "commercetools", "state")["orders"]
     shipped = {oid for oid, o in ct_state.items() if o["shipment_state"] == "Shipped"}
-    dispatched_ids = set(Order.objects.filter(idempotency_key__in=keys[:DISPATCHED]).values_list("external_id", flat=True))
+    dispatched_ids = set(
+        Order.objects.filter(idempotency_key__in=keys[:DISPATCHED]).values_list("external_id", flat=True)
+    )
     assert shipped == dispatched_ids
     assert all(ct_state[oid]["deliveries"] == 1 for oid in shipped)
     counts = _counts()
@@ -113,5 +151,7 @@ def test_flash_sale_every_order_once_none_shipped_without_dispatch(sandbox, cele
     assert sorted(o["orderId"] for o in state["orders"].values()) == [f"WO-{i:07d}" for i in range(1, N + 1)]
     receipts = sum(state["order_receipts"].values())
     assert receipts > N and all(state["order_receipts"][k] >= 1 for k in keys)  # the lost answers were replayed
-    print(f"flash sale: {N} orders in {time.time() - started:.0f}s; warehouse receipts {receipts} (replays {receipts - N}); "
-          f"acknowledged at kill: {killed_at[S.ACKNOWLEDGED]}; phases {({k: round(v) for k, v in phases.items()})}")
+    print(
+        f"flash sale: {N} orders in {time.time() - started:.0f}s; warehouse receipts {receipts} (replays {receipts - N}); "
+        f"acknowledged at kill: {killed_at[S.ACKNOWLEDGED]}; phases { ({k: round(v) for k, v in phases.items()}) }"
+    )

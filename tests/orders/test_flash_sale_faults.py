@@ -29,6 +29,7 @@ Asserted from the sandboxes' state:
   rule applied to WAIR's final figures (Σ available, a negative shelf counting 0, minus Σ reserved over DC1 and
   DC2) minus the hub's remaining holds, and every remaining hold belongs to an order still open at WAIR.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,9 +59,15 @@ FAULTS_MIN, FAULTS_MAX = 60, 120  # s the faults stay on (until 80 % of the orde
 SKUS = [f"FS-{n:03d}" for n in range(N_SKUS)]
 LOCATIONS = ("DC1", "DC2")
 FAST_BEAT = {  # PeriodicTask name → seconds (the production schedule, compressed)
-    "orders: sweep": 10, "stock: sweep pending pushes": 10, "orders: poll storefront orders": 15,
-    "orders: poll warehouse dispatches": 15, "stock: poll inventory masters": 15, "stock: repair sweep": 20,
-    "stock: expire old holds": 30, "orders: resend unacknowledged": 30, "core: worker heartbeat": 10,
+    "orders: sweep": 10,
+    "stock: sweep pending pushes": 10,
+    "orders: poll storefront orders": 15,
+    "orders: poll warehouse dispatches": 15,
+    "stock: poll inventory masters": 15,
+    "stock: repair sweep": 20,
+    "stock: expire old holds": 30,
+    "orders: resend unacknowledged": 30,
+    "core: worker heartbeat": 10,
 }
 
 
@@ -80,8 +87,14 @@ class Proc:
     def start(self):
         self.log_path.write_bytes(b"")
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "integration_hub", *self.args], cwd=ROOT, env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "integration_hub", *self.args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.time() + 90
         while time.time() < deadline:
@@ -199,14 +212,31 @@ def _world(sandbox, live_server):
 
     cache.clear()
     clear_cache()
-    ct = Connection(name="ct", system_type="commercetools", base_url=f"{sandbox.url}/commercetools",
-                    auth_url=f"{sandbox.url}/commercetools", client_id="hub-demo", options={"project_key": "demo"},
-                    rate_limit_per_second=60, rate_limit_burst=30, timeout_seconds=4, max_retries=3)
+    ct = Connection(
+        name="ct",
+        system_type="commercetools",
+        base_url=f"{sandbox.url}/commercetools",
+        auth_url=f"{sandbox.url}/commercetools",
+        client_id="hub-demo",
+        options={"project_key": "demo"},
+        rate_limit_per_second=60,
+        rate_limit_burst=30,
+        timeout_seconds=4,
+        max_retries=3,
+    )
     ct.set_secret("hub-demo-secret")
     ct.set_webhook_secret("ct-hook-secret")
     ct.save()
-    wh = Connection(name="wair", system_type="wair", base_url=f"{sandbox.url}/wair", rate_limit_per_second=100,
-                    rate_limit_burst=50, timeout_seconds=3, max_retries=3, options={"page_size": 500})
+    wh = Connection(
+        name="wair",
+        system_type="wair",
+        base_url=f"{sandbox.url}/wair",
+        rate_limit_per_second=100,
+        rate_limit_burst=50,
+        timeout_seconds=3,
+        max_retries=3,
+        options={"page_size": 500},
+    )
     wh.set_secret("wair-demo-key")
     wh.set_webhook_secret("wair-hook-secret")
     wh.save()
@@ -223,15 +253,30 @@ def _world(sandbox, live_server):
         assert PeriodicTask.objects.filter(name=name).update(interval=every, enabled=True) == 1, name
 
     control(sandbox, "commercetools", "seed_catalog", {"channels": ["uk-web"], "skus": SKUS, "quantity": 0})
-    control(sandbox, "commercetools", "configure_webhooks", {"order_url": f"{live_server.url}/hooks/orders/ct/",
-                                                             "secret": "ct-hook-secret", "concurrency": 4})
+    control(
+        sandbox,
+        "commercetools",
+        "configure_webhooks",
+        {"order_url": f"{live_server.url}/hooks/orders/ct/", "secret": "ct-hook-secret", "concurrency": 4},
+    )
     control(sandbox, "wair", "seed_locations", {"locations": [{"id": code} for code in LOCATIONS]})
-    control(sandbox, "wair", "configure_webhooks", {"stock_url": f"{live_server.url}/hooks/stock/wair/",
-                                                    "dispatch_url": f"{live_server.url}/hooks/dispatch/wair/",
-                                                    "secret": "wair-hook-secret"})
+    control(
+        sandbox,
+        "wair",
+        "configure_webhooks",
+        {
+            "stock_url": f"{live_server.url}/hooks/stock/wair/",
+            "dispatch_url": f"{live_server.url}/hooks/dispatch/wair/",
+            "secret": "wair-hook-secret",
+        },
+    )
     rng = random.Random(20)
-    control(sandbox, "wair", "set_stock", {"rows": [{"sku": s, "location": loc, "quantity": rng.randint(20, 60)}
-                                                    for s in SKUS for loc in LOCATIONS]})
+    control(
+        sandbox,
+        "wair",
+        "set_stock",
+        {"rows": [{"sku": s, "location": loc, "quantity": rng.randint(20, 60)} for s in SKUS for loc in LOCATIONS]},
+    )
     return ct, wh, channel
 
 
@@ -241,7 +286,10 @@ def _expected(wair_stock: dict) -> dict[str, int]:
     out = {}
     for sku in SKUS:
         shelves = wair_stock.get(sku, {})
-        total = sum(max(0, shelves.get(loc, {}).get("available", 0)) - shelves.get(loc, {}).get("reserved", 0) for loc in LOCATIONS)
+        total = sum(
+            max(0, shelves.get(loc, {}).get("available", 0)) - shelves.get(loc, {}).get("reserved", 0)
+            for loc in LOCATIONS
+        )
         out[sku] = max(0, total)
     return out
 
@@ -270,8 +318,13 @@ def test_flash_sale_under_faults_converges_without_anyone(sandbox, live_server, 
     started = time.time()
     _world(sandbox, live_server)
     broker = os.environ.get("CELERY_BROKER_URL", "")
-    env = dict(os.environ, HUB_DB_NAME_OVERRIDE=str(connection.settings_dict["NAME"]), CELERY_TASK_ALWAYS_EAGER="0",
-               PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="integration_hub.settings")
+    env = dict(
+        os.environ,
+        HUB_DB_NAME_OVERRIDE=str(connection.settings_dict["NAME"]),
+        CELERY_TASK_ALWAYS_EAGER="0",
+        PYTHONUNBUFFERED="1",
+        DJANGO_SETTINGS_MODULE="integration_hub.settings",
+    )
     proxy = None
     if broker.startswith("redis://"):
         target = urlsplit(broker)
@@ -281,8 +334,18 @@ def test_flash_sale_under_faults_converges_without_anyone(sandbox, live_server, 
         redis_url = os.environ.get("REDIS_URL", "")
         if redis_url and urlsplit(redis_url).netloc == target.netloc:
             env["REDIS_URL"] = _via(redis_url, proxy)  # the cache and the shared rate limiter go down with it
-    worker_args = ["worker", "-Q", "priority,stock,default", "-c", "2", "--without-heartbeat", "--without-gossip",
-                   "--without-mingle", "-l", "INFO"]
+    worker_args = [
+        "worker",
+        "-Q",
+        "priority,stock,default",
+        "-c",
+        "2",
+        "--without-heartbeat",
+        "--without-gossip",
+        "--without-mingle",
+        "-l",
+        "INFO",
+    ]
     workers = [Proc(n, [*worker_args, "-n", f"{n}@%h"], env, b"ready.") for n in ("flash-a", "flash-b")]
     beat = Proc("flash-beat", ["beat", "-l", "INFO", "--pidfile=", "--max-interval", "5"], env, b"beat: Starting")
     procs = [*workers, beat]
@@ -293,13 +356,28 @@ def test_flash_sale_under_faults_converges_without_anyone(sandbox, live_server, 
         for p in procs:
             p.start()
         # before the sale: WAIR's figures reach commercetools through the webhooks and the workers
-        _wait("the opening stock", lambda: (lambda w: _storefront(sandbox) == _expected(w) or w)(
-            control(sandbox, "wair", "state", {"skus": SKUS, "brief": True})["stock"]), 120, tick=2)
+        _wait(
+            "the opening stock",
+            lambda: (lambda w: _storefront(sandbox) == _expected(w) or w)(
+                control(sandbox, "wair", "state", {"skus": SKUS, "brief": True})["stock"]
+            ),
+            120,
+            tick=2,
+        )
         opened = time.time()
         print(f"\nopening stock converged after {opened - started:.0f}s", flush=True)
 
-        faults(sandbox, "commercetools", rate_limit_per_second=30, rate_limit_burst=30, conflict_rate=0.12, error_rate=0.03,
-               timeout_rate=0.01, hang_seconds=6, fail_next=[429])
+        faults(
+            sandbox,
+            "commercetools",
+            rate_limit_per_second=30,
+            rate_limit_burst=30,
+            conflict_rate=0.12,
+            error_rate=0.03,
+            timeout_rate=0.01,
+            hang_seconds=6,
+            fail_next=[429],
+        )
         faults(sandbox, "wair", conflict_rate=0.05, error_rate=0.03)
         control(sandbox, "wair", "lose_responses", {"count": 3, "rate": 0.02, "hang_seconds": 4})  # a few for certain
 
@@ -307,8 +385,21 @@ def test_flash_sale_under_faults_converges_without_anyone(sandbox, live_server, 
             rng = random.Random(7)
             while not stop_moving.wait(2):
                 try:
-                    control(sandbox, "wair", "set_stock", {"rows": [
-                        {"sku": rng.choice(SKUS), "location": rng.choice(LOCATIONS), "quantity": rng.randint(25, 70)} for _ in range(10)]})
+                    control(
+                        sandbox,
+                        "wair",
+                        "set_stock",
+                        {
+                            "rows": [
+                                {
+                                    "sku": rng.choice(SKUS),
+                                    "location": rng.choice(LOCATIONS),
+                                    "quantity": rng.randint(25, 70),
+                                }
+                                for _ in range(10)
+                            ]
+                        },
+                    )
                 except Exception as exc:  # noqa: BLE001 — the run goes on; the final figures are what is compared
                     notes.append(f"mutate: {exc}")
 
@@ -317,7 +408,11 @@ def test_flash_sale_under_faults_converges_without_anyone(sandbox, live_server, 
                 try:
                     orders = control(sandbox, "wair", "state", {"brief": True})["orders"]
                     for ref, o in orders.items():
-                        if ref not in dispatched and o["status"] == "accepted" and int(ref.rsplit("-", 1)[-1], 36) % 10 < 7:
+                        if (
+                            ref not in dispatched
+                            and o["status"] == "accepted"
+                            and int(ref.rsplit("-", 1)[-1], 36) % 10 < 7
+                        ):
                             control(sandbox, "wair", "dispatch", {"order_ref": ref, "parcels": [{"carrier": "dhl"}]})
                             dispatched.add(ref)
                 except Exception as exc:  # noqa: BLE001
@@ -330,10 +425,23 @@ def test_flash_sale_under_faults_converges_without_anyone(sandbox, live_server, 
             t.start()
 
         def burst(n):
-            control(sandbox, "commercetools", "create_orders", {"orders": [
-                {"channel": "uk-web", "order_number": f"FSF{j:04d}", "shipping_method": "standard",
-                 "lines": [{"sku": SKUS[j % N_SKUS], "quantity": 1 + j % 2}] + ([{"sku": SKUS[(j * 7 + 3) % N_SKUS], "quantity": 1}] if j % 3 == 0 else [])}
-                for j in range(n * BURST, (n + 1) * BURST)]})
+            control(
+                sandbox,
+                "commercetools",
+                "create_orders",
+                {
+                    "orders": [
+                        {
+                            "channel": "uk-web",
+                            "order_number": f"FSF{j:04d}",
+                            "shipping_method": "standard",
+                            "lines": [{"sku": SKUS[j % N_SKUS], "quantity": 1 + j % 2}]
+                            + ([{"sku": SKUS[(j * 7 + 3) % N_SKUS], "quantity": 1}] if j % 3 == 0 else []),
+                        }
+                        for j in range(n * BURST, (n + 1) * BURST)
+                    ]
+                },
+            )
 
         t0 = time.time()
         burst(0)
@@ -354,8 +462,10 @@ def test_flash_sale_under_faults_converges_without_anyone(sandbox, live_server, 
         beat.start()  # beat restarted
         burst(2)
         # faults stay on for at least a minute, and until most orders went through them (at most two minutes)
-        while time.time() - t0 < FAULTS_MIN or (time.time() - t0 < FAULTS_MAX and
-                                                len(control(sandbox, "wair", "state", {"brief": True})["orders"]) < N_ORDERS * 0.8):
+        while time.time() - t0 < FAULTS_MIN or (
+            time.time() - t0 < FAULTS_MAX
+            and len(control(sandbox, "wair", "state", {"brief": True})["orders"]) < N_ORDERS * 0.8
+        ):
             time.sleep(2)
         faults(sandbox, "commercetools", rate_limit_per_second=0, conflict_rate=0, error_rate=0, timeout_rate=0)
         faults(sandbox, "wair", conflict_rate=0, error_rate=0)
@@ -364,8 +474,11 @@ def test_flash_sale_under_faults_converges_without_anyone(sandbox, live_server, 
         for t in movers:
             t.join(10)
         faults_off = time.time()
-        print(f"sale over after {faults_off - t0:.0f}s; at WAIR {len(control(sandbox, 'wair', 'state', {'brief': True})['orders'])}, "
-              f"dispatched {len(dispatched)}", flush=True)
+        print(
+            f"sale over after {faults_off - t0:.0f}s; at WAIR {len(control(sandbox, 'wair', 'state', {'brief': True})['orders'])}, "
+            f"dispatched {len(dispatched)}",
+            flush=True,
+        )
 
         # settle: nobody runs anything; the dispatcher keeps shipping what WAIR accepts
         chosen = lambda ref: int(ref.rsplit("-", 1)[-1], 36) % 10 < 7  # noqa: E731
@@ -406,10 +519,14 @@ def test_flash_sale_under_faults_converges_without_anyone(sandbox, live_server, 
         by_number = {o["request"]["orderNumber"]: (ref, o) for ref, o in wair_full["orders"].items()}
         ct_orders = {oid: o for oid, o in emu_ct.orders.items()}
         assert len(ct_orders) == N_ORDERS and sorted(by_number) == sorted(o["orderNumber"] for o in ct_orders.values())
-        assert sorted(o["orderId"] for o in wair_full["orders"].values()) == [f"WO-{i:07d}" for i in range(1, N_ORDERS + 1)]
+        assert sorted(o["orderId"] for o in wair_full["orders"].values()) == [
+            f"WO-{i:07d}" for i in range(1, N_ORDERS + 1)
+        ]
         assert Order.objects.count() == N_ORDERS
         # … each within WAREHOUSE_WITHIN of being placed
-        delays = sorted(_ts(by_number[o["orderNumber"]][1]["receivedAt"]) - _ts(o["createdAt"]) for o in ct_orders.values())
+        delays = sorted(
+            _ts(by_number[o["orderNumber"]][1]["receivedAt"]) - _ts(o["createdAt"]) for o in ct_orders.values()
+        )
         assert delays[-1] <= WAREHOUSE_WITHIN, delays[-10:]
         # every dispatched order shipped with its tracking, no other
         ct_state = control(sandbox, "commercetools", "state", {})["orders"]
@@ -425,11 +542,13 @@ def test_flash_sale_under_faults_converges_without_anyone(sandbox, live_server, 
         assert cs.rate_limited and cs.conflicts and ws.injected_timeouts + wair_full["lost_responses"] > 0, (cs, ws)
         assert wair_full["lost_responses"] > 0
         assert killed_at < N_ORDERS
-        print(f"\nflash sale under faults: {N_ORDERS} orders / {N_SKUS} SKUs; opening stock {opened - started:.0f}s; "
-              f"placement→WAIR p50 {delays[len(delays) // 2]:.1f}s p95 {delays[int(len(delays) * .95)]:.1f}s max {delays[-1]:.1f}s; "
-              f"settled {settle_s:.0f}s after faults off; {len(dispatched)} dispatched; holds left {len(state['holds'])}; "
-              f"lost WAIR answers {wair_full['lost_responses']}; ct 429 {cs.rate_limited} 409 {cs.conflicts}; "
-              f"total {time.time() - started:.0f}s; {'; '.join(dict.fromkeys(notes))}")
+        print(
+            f"\nflash sale under faults: {N_ORDERS} orders / {N_SKUS} SKUs; opening stock {opened - started:.0f}s; "
+            f"placement→WAIR p50 {delays[len(delays) // 2]:.1f}s p95 {delays[int(len(delays) * 0.95)]:.1f}s max {delays[-1]:.1f}s; "
+            f"settled {settle_s:.0f}s after faults off; {len(dispatched)} dispatched; holds left {len(state['holds'])}; "
+            f"lost WAIR answers {wair_full['lost_responses']}; ct 429 {cs.rate_limited} 409 {cs.conflicts}; "
+            f"total {time.time() - started:.0f}s; {'; '.join(dict.fromkeys(notes))}"
+        )
     finally:
         stop.set()
         stop_moving.set()

@@ -8,6 +8,7 @@
   hold-bound beat before anything is expired.
 * Every acknowledged hold is bounded: one the feed never carries is released after the feed lag with a record.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -18,8 +19,9 @@ from django.utils import timezone
 from connectors.base import StockChange
 from integration_hub.catalog.models import Item
 from integration_hub.inventory.models import Reservation, StockLevel
-from integration_hub.inventory.services import apply_stock_changes, expire_holds, recheck_holds
-from integration_hub.orders import services
+from integration_hub.inventory.reservations import expire_holds, recheck_holds
+from integration_hub.inventory.services import apply_stock_changes
+from integration_hub.orders import capture, processing
 from integration_hub.orders.models import OrderState as S
 
 from .conftest import make_so
@@ -39,7 +41,7 @@ def _held(o):
 def test_the_allocation_location_is_recorded_and_only_a_figure_there_releases(world, fakes):
     wh, _ = fakes
     eu1 = _eu1(world)
-    o, _ = services.capture(world.channel, make_so("ct-a1", lines=[("SKU-1", 2), ("SKU-2", 1)]))
+    o, _ = capture.capture(world.channel, make_so("ct-a1", lines=[("SKU-1", 2), ("SKU-2", 1)]))
     wh.allocations[o.idempotency_key] = {"SKU-1": "EU1", "SKU-2": "DC1"}
     run_all()
     o.refresh_from_db()
@@ -59,11 +61,13 @@ def test_the_allocation_location_is_recorded_and_only_a_figure_there_releases(wo
 
 def test_without_allocations_any_moved_figure_of_the_master_releases(world, fakes):
     _eu1(world)
-    o, _ = services.capture(world.channel, make_so("ct-a2", lines=[("SKU-1", 1)]))
+    o, _ = capture.capture(world.channel, make_so("ct-a2", lines=[("SKU-1", 1)]))
     run_all()
     (hold,) = _held(o)
     assert hold.allocated_location_id is None
-    res = apply_stock_changes(world.wh, [StockChange("SKU-1", "EU1", 7, changed_at=hold.acknowledged_at + timedelta(milliseconds=1))])
+    res = apply_stock_changes(
+        world.wh, [StockChange("SKU-1", "EU1", 7, changed_at=hold.acknowledged_at + timedelta(milliseconds=1))]
+    )
     assert res.released == 1 and not _held(o).exists()
 
 
@@ -74,11 +78,13 @@ def test_an_allocation_figure_applied_before_the_acknowledgement_is_rechecked(wo
     _eu1(world)
     received = timezone.now() - timedelta(seconds=2)
     wh.received_at = received
-    o, _ = services.capture(world.channel, make_so("ct-race", lines=[("SKU-1", 2), ("SKU-2", 1)]))
+    o, _ = capture.capture(world.channel, make_so("ct-race", lines=[("SKU-1", 2), ("SKU-2", 1)]))
     wh.allocations[o.idempotency_key] = {"SKU-1": "EU1", "SKU-2": "EU1"}
-    services.validate_due()
+    processing.validate_due()
     # the allocation figure arrives first: no acknowledged hold yet, so nothing is released
-    res = apply_stock_changes(world.wh, [StockChange("SKU-1", "EU1", 2, state="reserved", changed_at=received + timedelta(seconds=1))])
+    res = apply_stock_changes(
+        world.wh, [StockChange("SKU-1", "EU1", 2, state="reserved", changed_at=received + timedelta(seconds=1))]
+    )
     assert res.released == 0 and _held(o).count() == 2
     # an old SKU-2 figure (before WAIR received the order) cannot be the allocation
     apply_stock_changes(world.wh, [StockChange("SKU-2", "EU1", 5, changed_at=received - timedelta(seconds=5))])
@@ -94,12 +100,14 @@ def test_a_repeated_figure_does_not_count_as_moved(world, fakes):
     """``StockLevel.moved_at`` moves only with the quantity: a master re-reporting the same figure (Clarus's polls
     re-read everything) never releases a hold on re-check."""
     wh, _ = fakes
-    o, _ = services.capture(world.channel, make_so("ct-rep", lines=[("SKU-1", 1)]))
+    o, _ = capture.capture(world.channel, make_so("ct-rep", lines=[("SKU-1", 1)]))
     t0 = timezone.now() - timedelta(seconds=30)
     apply_stock_changes(world.wh, [StockChange("SKU-1", "DC1", 9, changed_at=t0)])
     wh.received_at = timezone.now() - timedelta(seconds=10)
     run_all()
-    apply_stock_changes(world.wh, [StockChange("SKU-1", "DC1", 9, changed_at=timezone.now())])  # same figure, later read
+    apply_stock_changes(
+        world.wh, [StockChange("SKU-1", "DC1", 9, changed_at=timezone.now())]
+    )  # same figure, later read
     level = StockLevel.objects.get(item__sku="SKU-1", location=world.location, state="available")
     assert level.moved_at == t0 and level.source_updated_at > t0
     assert recheck_holds() == 0 and _held(o).count() == 1
@@ -113,13 +121,15 @@ def test_the_hold_bound_rechecks_before_it_expires(world, fakes, settings):
 
     settings.HUB = {**settings.HUB, "HOLD_MAX_SECONDS": 600}
     wh, _ = fakes
-    a, _ = services.capture(world.channel, make_so("ct-b1", lines=[("SKU-1", 1)]))
-    b, _ = services.capture(world.channel, make_so("ct-b2", lines=[("SKU-2", 1)]))
+    a, _ = capture.capture(world.channel, make_so("ct-b1", lines=[("SKU-1", 1)]))
+    b, _ = capture.capture(world.channel, make_so("ct-b2", lines=[("SKU-2", 1)]))
     run_all()
     old = timezone.now() - timedelta(seconds=700)
     Reservation.objects.filter(order_ref__in=[a.idempotency_key, b.idempotency_key]).update(acknowledged_at=old)
     # a's figure moved after its acknowledgement, in a transaction that raced the mark (simulated: written directly)
-    StockLevel.objects.create(item=world.items["SKU-1"], location=world.location, quantity=4, moved_at=old + timedelta(seconds=1))
+    StockLevel.objects.create(
+        item=world.items["SKU-1"], location=world.location, quantity=4, moved_at=old + timedelta(seconds=1)
+    )
     assert expire_holds() == 1
     assert Reservation.objects.get(order_ref=a.idempotency_key).release_reason == "master stock feed (re-checked)"
     assert Reservation.objects.get(order_ref=b.idempotency_key).release_reason == "hold expired"
@@ -148,8 +158,17 @@ def test_wair_allocates_elsewhere_and_its_figure_arrives_before_the_acknowledgem
     eu1 = Location.objects.create(code="eu1", name="EU1", connection=wh, external_id="EU1")
     ChannelStockRule.objects.create(channel=channel, mode="segregated").locations.add(dc1)
     control(sandbox, "wair", "seed_locations", {"locations": [{"id": "DC1"}, {"id": "EU1"}]})
-    control(sandbox, "wair", "set_stock", {"rows": [{"sku": "SKU-1", "location": "DC1", "quantity": 16},
-                                                    {"sku": "SKU-1", "location": "EU1", "quantity": 40}]})
+    control(
+        sandbox,
+        "wair",
+        "set_stock",
+        {
+            "rows": [
+                {"sku": "SKU-1", "location": "DC1", "quantity": 16},
+                {"sku": "SKU-1", "location": "EU1", "quantity": 40},
+            ]
+        },
+    )
     poll_master(wh)
     control(sandbox, "wair", "set_allocation", {"enabled": True, "location": "EU1"})
     control(sandbox, "wair", "set_auto_ack", {"enabled": False})
@@ -158,7 +177,7 @@ def test_wair_allocates_elsewhere_and_its_figure_arrives_before_the_acknowledgem
     def uk_web_ats():
         return ats.for_pairs([(channel.pk, item.pk)])[(channel.pk, item.pk)].quantity
 
-    o, _ = services.capture(channel, make_so("ct-eu1", lines=[("SKU-1", 5)]))
+    o, _ = capture.capture(channel, make_so("ct-eu1", lines=[("SKU-1", 5)]))
     assert uk_web_ats() == 11  # held from capture
     run_all()
     o.refresh_from_db()

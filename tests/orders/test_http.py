@@ -1,4 +1,5 @@
 """The order flow over real HTTP: hub webhooks (live server) ↔ commercetools and WAIR emulators."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +7,7 @@ import json
 import pytest
 import requests
 
-from integration_hub.orders import services
+from integration_hub.orders import actions, capture, checks, claims, fulfilments, notify, polls, processing, remote
 from integration_hub.orders.models import Order, OrderState as S
 
 from .conftest import make_so
@@ -17,19 +18,24 @@ from tests.support.sandbox import control
 @pytest.fixture
 def no_kick(monkeypatch):
     """No worker runs in these tests: the test drives processing itself."""
-    monkeypatch.setattr(services, "kick", lambda delay=0: None)
+    monkeypatch.setattr(claims, "kick", lambda delay=0: None)
 
 
 def drain():
     for _ in range(20):
-        if not any(services.process_due().values()):
+        if not any(processing.process_due().values()):
             return
     raise AssertionError("orders still due after 20 passes")
 
 
 def spec(i, **kw):
-    return {"channel": "uk-web", "order_number": f"FS{i}", "lines": [{"sku": "SKU-1", "quantity": 1}, {"sku": "SKU-2", "quantity": 2}],
-            "shipping_method": "standard", **kw}
+    return {
+        "channel": "uk-web",
+        "order_number": f"FS{i}",
+        "lines": [{"sku": "SKU-1", "quantity": 1}, {"sku": "SKU-2", "quantity": 2}],
+        "shipping_method": "standard",
+        **kw,
+    }
 
 
 # --- webhook edges ------------------------------------------------------------------------------------
@@ -52,13 +58,27 @@ def test_order_webhook_rejects_bad_auth_and_bad_bodies(world, client):
 def test_dispatch_webhook_needs_hmac(world, fakes, client):
     from connectors.signatures import sign
 
-    o, _ = services.capture(world.channel, make_so("ct-w"))
+    o, _ = capture.capture(world.channel, make_so("ct-w"))
     for _ in range(3):
-        services.process_due()
-    body = json.dumps({"type": "dispatch.confirmed", "dispatches": [
-        {"id": 5, "orderRef": o.idempotency_key, "orderId": "WO-1", "dispatchedAt": "2026-11-22T10:00:00Z", "complete": True,
-         "parcels": [{"carrier": "dhl", "trackingNumber": "JD01", "lines": [{"skuId": "SKU-1", "quantity": 1}]}]},
-        {"id": 6, "parcels": []}]}).encode()
+        processing.process_due()
+    body = json.dumps(
+        {
+            "type": "dispatch.confirmed",
+            "dispatches": [
+                {
+                    "id": 5,
+                    "orderRef": o.idempotency_key,
+                    "orderId": "WO-1",
+                    "dispatchedAt": "2026-11-22T10:00:00Z",
+                    "complete": True,
+                    "parcels": [
+                        {"carrier": "dhl", "trackingNumber": "JD01", "lines": [{"skuId": "SKU-1", "quantity": 1}]}
+                    ],
+                },
+                {"id": 6, "parcels": []},
+            ],
+        }
+    ).encode()
     url = "/hooks/dispatch/wair/"
     assert client.post(url, data=body, content_type="application/json").status_code == 401
     sig = sign("wair-hook-secret", body)
@@ -74,12 +94,26 @@ def test_dispatch_webhook_replay_is_refused_and_a_future_dispatch_time_is_clampe
 
     from connectors.signatures import sign
 
-    o, _ = services.capture(world.channel, make_so("ct-future"))
+    o, _ = capture.capture(world.channel, make_so("ct-future"))
     for _ in range(3):
-        services.process_due()
-    body = json.dumps({"type": "dispatch.confirmed", "dispatches": [
-        {"id": 7, "orderRef": o.idempotency_key, "orderId": "WO-7", "dispatchedAt": "2102-01-01T00:00:00Z", "complete": True,
-         "parcels": [{"carrier": "dhl", "trackingNumber": "JD07", "lines": [{"skuId": "SKU-1", "quantity": 1}]}]}]}).encode()
+        processing.process_due()
+    body = json.dumps(
+        {
+            "type": "dispatch.confirmed",
+            "dispatches": [
+                {
+                    "id": 7,
+                    "orderRef": o.idempotency_key,
+                    "orderId": "WO-7",
+                    "dispatchedAt": "2102-01-01T00:00:00Z",
+                    "complete": True,
+                    "parcels": [
+                        {"carrier": "dhl", "trackingNumber": "JD07", "lines": [{"skuId": "SKU-1", "quantity": 1}]}
+                    ],
+                }
+            ],
+        }
+    ).encode()
     sig = sign("wair-hook-secret", body)
     before = timezone.now()
     r = client.post("/hooks/dispatch/wair/", data=body, content_type="application/json", HTTP_X_HUB_SIGNATURE=sig)
@@ -92,25 +126,37 @@ def test_dispatch_webhook_replay_is_refused_and_a_future_dispatch_time_is_clampe
 
 # --- end to end over HTTP --------------------------------------------------------------------------------
 @pytest.mark.django_db(transaction=True)
-def test_webhook_twice_plus_poll_overlap_gives_one_order_and_one_warehouse_receipt(sandbox, live_server, no_kick, eager_celery):
+def test_webhook_twice_plus_poll_overlap_gives_one_order_and_one_warehouse_receipt(
+    sandbox, live_server, no_kick, eager_celery
+):
     ct, wh, channel = sandbox_order_world(sandbox)
     hook = f"{live_server.url}/hooks/orders/{ct.name}/"
     control(sandbox, "commercetools", "configure_webhooks", {"order_url": hook, "secret": "ct-hook-secret"})
-    control(sandbox, "wair", "configure_webhooks", {"dispatch_url": f"{live_server.url}/hooks/dispatch/{wh.name}/",
-                                                    "secret": "wair-hook-secret"})
-    created = control(sandbox, "commercetools", "create_orders",
-                      {"orders": [spec(i, gift_message="For you", delivery_notes="Ring twice") for i in range(25)]})
+    control(
+        sandbox,
+        "wair",
+        "configure_webhooks",
+        {"dispatch_url": f"{live_server.url}/hooks/dispatch/{wh.name}/", "secret": "wair-hook-secret"},
+    )
+    created = control(
+        sandbox,
+        "commercetools",
+        "create_orders",
+        {"orders": [spec(i, gift_message="For you", delivery_notes="Ring twice") for i in range(25)]},
+    )
     stats = control(sandbox, "commercetools", "wait_webhooks", {"timeout": 30})
     assert stats["pending"] == 0
     assert Order.objects.count() == 25
     # the subscription delivers the same message again (at-least-once)
     emu = sandbox.emulators["commercetools"]
     msg = emu._message(emu.orders[created["ids"][0]], "demo")
-    r = requests.post(hook, data=json.dumps(msg), headers={"Authorization": "ct-hook-secret", "Content-Type": "application/json"})
+    r = requests.post(
+        hook, data=json.dumps(msg), headers={"Authorization": "ct-hook-secret", "Content-Type": "application/json"}
+    )
     assert r.status_code == 200 and r.json() == {"to_fetch": 1, "to_refresh": 0}  # a hint: the order is read, not taken
     assert Order.objects.count() == 25
     # and the catch-up poll overlaps everything
-    res = services.poll_orders(ct)
+    res = polls.poll_orders(ct)
     assert res["created"] == 0 and res["existing"] == 25
     drain()
     assert set(Order.objects.values_list("state", flat=True)) == {S.ACKNOWLEDGED}
@@ -125,12 +171,14 @@ def test_webhook_twice_plus_poll_overlap_gives_one_order_and_one_warehouse_recei
     assert sorted((ln["skuId"], ln["quantity"]) for ln in req["lines"]) == [("SKU-1", 1), ("SKU-2", 2)]
 
     # nothing shipped in the storefront before the warehouse confirms
-    assert not any(x["shipment_state"] == "Shipped" for x in control(sandbox, "commercetools", "state")["orders"].values())
+    assert not any(
+        x["shipment_state"] == "Shipped" for x in control(sandbox, "commercetools", "state")["orders"].values()
+    )
     for k in sorted(keys)[:10]:
         control(sandbox, "wair", "dispatch", {"order_ref": k, "parcels": [{"carrier": "dhl"}]})
     assert control(sandbox, "wair", "wait_webhooks", {"timeout": 30})["pending"] == 0
     assert Order.objects.filter(state=S.DISPATCHED).count() == 10
-    assert services.poll_dispatches(wh)["duplicate"] == 10  # poll overlapping the webhook changes nothing
+    assert polls.poll_dispatches(wh)["duplicate"] == 10  # poll overlapping the webhook changes nothing
     drain()
     ct_orders = control(sandbox, "commercetools", "state")["orders"]
     shipped = {oid for oid, x in ct_orders.items() if x["shipment_state"] == "Shipped"}
@@ -142,7 +190,7 @@ def test_webhook_twice_plus_poll_overlap_gives_one_order_and_one_warehouse_recei
         assert ct_orders[oid]["deliveries"] == 1
     # notifying again (e.g. a retried task) adds no second delivery
     hub = Order.objects.get(external_id=next(iter(shipped)))
-    services._connector(ct).mark_shipped(hub.external_id, services._parcels(hub))
+    remote.connector(ct).mark_shipped(hub.external_id, notify._parcels(hub))
     assert control(sandbox, "commercetools", "state")["orders"][hub.external_id]["deliveries"] == 1
 
 
@@ -156,16 +204,18 @@ def test_unacknowledged_order_is_resent_until_acknowledged_never_duplicated(sand
 
     ct, wh, channel = sandbox_order_world(sandbox)
     control(sandbox, "wair", "set_auto_ack", {"enabled": False})
-    order, _ = services.capture(channel, make_so("ct-ack"))
+    order, _ = capture.capture(channel, make_so("ct-ack"))
     drain()
     order.refresh_from_db()
     assert order.state == S.SENT and "not acknowledged" in order.last_error
-    Order.objects.filter(pk=order.pk).update(sent_at=timezone.now() - timedelta(minutes=settings.HUB["ACK_TIMEOUT_MINUTES"] + 5))
-    assert services.resend_unacknowledged()["stuck"] == 1
+    Order.objects.filter(pk=order.pk).update(
+        sent_at=timezone.now() - timedelta(minutes=settings.HUB["ACK_TIMEOUT_MINUTES"] + 5)
+    )
+    assert checks.resend_unacknowledged()["stuck"] == 1
     assert ExceptionRecord.objects.get(dedupe_key=f"stuck_order:{order.idempotency_key}").status == "open"
     control(sandbox, "wair", "set_auto_ack", {"enabled": True})
     control(sandbox, "wair", "acknowledge", {})
-    services.resend_unacknowledged()
+    checks.resend_unacknowledged()
     order.refresh_from_db()
     assert order.state == S.ACKNOWLEDGED and order.warehouse_ref.startswith("WO-")
     assert ExceptionRecord.objects.get(dedupe_key=f"stuck_order:{order.idempotency_key}").status == "resolved"
@@ -179,13 +229,13 @@ def test_warehouse_validation_error_holds_order_naming_the_field(sandbox, no_kic
 
     ct, wh, channel = sandbox_order_world(sandbox)
     control(sandbox, "wair", "set_service_codes", {"codes": ["EXP24"]})
-    order, _ = services.capture(channel, make_so("ct-422"))
+    order, _ = capture.capture(channel, make_so("ct-422"))
     drain()
     order.refresh_from_db()
     assert order.state == S.HELD and "serviceCode" in order.hold_reason
     rec = ExceptionRecord.objects.get(dedupe_key=f"bad_payload:{wh.name}:order:{order.idempotency_key}")
     assert "serviceCode" in rec.context["fields"]
-    order = services.update_field_and_resend(order, "shipping_method", "express")
+    order = actions.update_field_and_resend(order, "shipping_method", "express")
     assert order.state == S.ACKNOWLEDGED
     assert control(sandbox, "wair", "state")["orders"][order.idempotency_key]["request"]["serviceCode"] == "EXP24"
 
@@ -196,17 +246,22 @@ def test_storefront_side_fulfilment_reported_to_master_until_acknowledged(sandbo
 
     ct, wh, channel = sandbox_order_world(sandbox)
     created = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1)]})
-    services.poll_orders(ct)
+    polls.poll_orders(ct)
     drain()
-    control(sandbox, "commercetools", "store_fulfil", {"order": created["ids"][0], "lines": [["SKU-2", 2]], "tracking": "STORE-1"})
-    services.poll_orders(ct)
-    services.poll_orders(ct)  # seen again: still one row
+    control(
+        sandbox,
+        "commercetools",
+        "store_fulfil",
+        {"order": created["ids"][0], "lines": [["SKU-2", 2]], "tracking": "STORE-1"},
+    )
+    polls.poll_orders(ct)
+    polls.poll_orders(ct)  # seen again: still one row
     f = StorefrontFulfilment.objects.get()
     assert f.lines == [["SKU-2", 2]] and f.ack_id == ""
     control(sandbox, "wair", "faults", {"fail_next": [503, 503, 503, 503, 503]})
-    assert services.send_fulfilments()["retrying"] == 1
+    assert fulfilments.send_fulfilments()["retrying"] == 1
     StorefrontFulfilment.objects.update(next_attempt_at=None)
-    assert services.send_fulfilments()["acknowledged"] == 1
+    assert fulfilments.send_fulfilments()["acknowledged"] == 1
     f.refresh_from_db()
     assert f.ack_id.startswith("FF-") and f.attempts == 2
     wair = control(sandbox, "wair", "state")["fulfilments"]
@@ -217,9 +272,9 @@ def test_storefront_side_fulfilment_reported_to_master_until_acknowledged(sandbo
 def test_change_notification_ids_are_fetched_and_captured_once(sandbox, no_kick):
     ct, wh, channel = sandbox_order_world(sandbox)
     created = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1), spec(2)]})
-    r = services.fetch_and_capture(ct, created["ids"] + created["ids"][:1])
+    r = polls.fetch_and_capture(ct, created["ids"] + created["ids"][:1])
     assert len(r.created) == 2
-    assert len(services.fetch_and_capture(ct, created["ids"]).created) == 0
+    assert len(polls.fetch_and_capture(ct, created["ids"]).created) == 0
     o = Order.objects.get(external_id=created["ids"][0])
     assert o.order_number == "FS1" and o.lines.count() == 2
 
@@ -231,19 +286,25 @@ def test_webhook_burst_with_concurrent_duplicates_gives_each_order_once(sandbox,
     ct, wh, channel = sandbox_order_world(sandbox)
     hook = f"{live_server.url}/hooks/orders/{ct.name}/"
     emu = sandbox.emulators["commercetools"]
-    created = control(sandbox, "commercetools", "create_orders", {"orders": [spec(i) for i in range(300)]})  # no subscription yet
+    created = control(
+        sandbox, "commercetools", "create_orders", {"orders": [spec(i) for i in range(300)]}
+    )  # no subscription yet
     messages = [json.dumps(emu._message(emu.orders[oid], "demo")) for oid in created["ids"]]
 
     def post(body):
-        r = requests.post(hook, data=body, headers={"Authorization": "ct-hook-secret", "Content-Type": "application/json"}, timeout=60)
+        r = requests.post(
+            hook, data=body, headers={"Authorization": "ct-hook-secret", "Content-Type": "application/json"}, timeout=60
+        )
         return r.status_code, r.json()
 
     with ThreadPoolExecutor(8) as pool:  # every message twice, concurrently, in a shuffled order
         results = list(pool.map(post, messages + messages[::-1]))
     assert {code for code, _ in results} == {200}
-    assert all(body == {"to_fetch": 1, "to_refresh": 0} for _, body in results)  # each a hint, read from ct after commit
+    assert all(
+        body == {"to_fetch": 1, "to_refresh": 0} for _, body in results
+    )  # each a hint, read from ct after commit
     assert Order.objects.count() == 300
-    assert services.poll_orders(ct)["created"] == 0
+    assert polls.poll_orders(ct)["created"] == 0
     drain()
     state = control(sandbox, "wair", "state")
     assert Order.objects.count() == len(state["orders"]) == 300
@@ -267,10 +328,20 @@ def ct_message(sandbox, order_id, message_type, **fields):
     import uuid
 
     order = sandbox.emulators["commercetools"].orders[order_id]
-    return {"notificationType": "Message", "projectKey": "demo", "id": str(uuid.uuid4()), "version": 1,
-            "sequenceNumber": order["version"], "resource": {"typeId": "order", "id": order_id},
-            "resourceVersion": order["version"], "resourceUserProvidedIdentifiers": {"orderNumber": order["orderNumber"]},
-            "type": message_type, "createdAt": order["lastModifiedAt"], "lastModifiedAt": order["lastModifiedAt"], **fields}
+    return {
+        "notificationType": "Message",
+        "projectKey": "demo",
+        "id": str(uuid.uuid4()),
+        "version": 1,
+        "sequenceNumber": order["version"],
+        "resource": {"typeId": "order", "id": order_id},
+        "resourceVersion": order["version"],
+        "resourceUserProvidedIdentifiers": {"orderNumber": order["orderNumber"]},
+        "type": message_type,
+        "createdAt": order["lastModifiedAt"],
+        "lastModifiedAt": order["lastModifiedAt"],
+        **fields,
+    }
 
 
 def hook_post(url, message, secret="ct-hook-secret"):
@@ -285,9 +356,11 @@ def test_return_messages_re_read_a_known_order_and_record_its_returns_once(sandb
     ct, wh, channel = sandbox_order_world(sandbox)
     hook = f"{live_server.url}/hooks/orders/{ct.name}/"
     [oid] = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1)]})["ids"]
-    assert services.poll_orders(ct)["created"] == 1  # the hub has the order
+    assert polls.poll_orders(ct)["created"] == 1  # the hub has the order
     order = Order.objects.get(external_id=oid)
-    [item_id] = control(sandbox, "commercetools", "add_return", {"order": oid, "items": [{"sku": "SKU-2", "quantity": 1}]})["return_item_ids"]
+    [item_id] = control(
+        sandbox, "commercetools", "add_return", {"order": oid, "items": [{"sku": "SKU-2", "quantity": 1}]}
+    )["return_item_ids"]
     emu = sandbox.emulators["commercetools"]
     added = ct_message(sandbox, oid, "ReturnInfoAdded", returnInfo=emu.orders[oid]["returnInfo"][-1])
 
@@ -307,11 +380,13 @@ def test_return_messages_re_read_a_known_order_and_record_its_returns_once(sandb
     # at-least-once delivery: the same message again changes nothing
     assert hook_post(hook, added).status_code == 200
     assert ReturnLine.objects.count() == 1 and ReturnLine.objects.get().updated_at == first_change
-    assert services.fetch_and_capture(ct, [], refresh_ids=[oid, oid]).returns == 0
+    assert polls.fetch_and_capture(ct, [], refresh_ids=[oid, oid]).returns == 0
 
     # the item moves on in the storefront (setReturnShipmentState), the message says so
     _ct_update(ct, oid, {"action": "setReturnShipmentState", "returnItemId": item_id, "shipmentState": "Returned"})
-    changed = ct_message(sandbox, oid, "OrderReturnShipmentStateChanged", returnItemId=item_id, returnShipmentState="Returned")
+    changed = ct_message(
+        sandbox, oid, "OrderReturnShipmentStateChanged", returnItemId=item_id, returnShipmentState="Returned"
+    )
     assert hook_post(hook, changed).status_code == 200
     assert ReturnLine.objects.get().condition == "inspection"
     control(sandbox, "commercetools", "return_state", {"order": oid, "return_item_id": item_id, "state": "BackInStock"})
@@ -320,7 +395,7 @@ def test_return_messages_re_read_a_known_order_and_record_its_returns_once(sandb
     assert ReturnLine.objects.get().condition == "available"
 
     # the scheduled poll reads the same order afterwards: nothing counted twice
-    res = services.poll_orders(ct)
+    res = polls.poll_orders(ct)
     assert res["returns"] == 0 and res["created"] == 0, res
     assert ReturnLine.objects.count() == 1 and Order.objects.count() == 1
 
@@ -335,12 +410,19 @@ def _ct_update(ct_conn, order_id, *actions):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_return_message_about_an_order_the_hub_lacks_captures_it_with_its_returns(sandbox, live_server, no_kick, eager_celery):
+def test_return_message_about_an_order_the_hub_lacks_captures_it_with_its_returns(
+    sandbox, live_server, no_kick, eager_celery
+):
     from integration_hub.planning.models import ReturnLine
 
     ct, wh, channel = sandbox_order_world(sandbox)
     [oid] = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1)]})["ids"]  # OrderCreated was lost
-    control(sandbox, "commercetools", "add_return", {"order": oid, "items": [{"sku": "SKU-1", "quantity": 1, "state": "Returned"}]})
+    control(
+        sandbox,
+        "commercetools",
+        "add_return",
+        {"order": oid, "items": [{"sku": "SKU-1", "quantity": 1, "state": "Returned"}]},
+    )
     r = hook_post(f"{live_server.url}/hooks/orders/{ct.name}/", ct_message(sandbox, oid, "ReturnInfoAdded"))
     assert r.status_code == 200
     assert Order.objects.get().external_id == oid and ReturnLine.objects.get().condition == "inspection"
@@ -352,7 +434,7 @@ def test_cancelled_in_the_storefront_message_cancels_a_known_order(sandbox, live
     ct, wh, channel = sandbox_order_world(sandbox)
     hook = f"{live_server.url}/hooks/orders/{ct.name}/"
     [oid] = control(sandbox, "commercetools", "create_orders", {"orders": [spec(1)]})["ids"]
-    services.poll_orders(ct)
+    polls.poll_orders(ct)
     # another state change names the known order: not re-read (one task, no storefront call)
     r = hook_post(hook, ct_message(sandbox, oid, "OrderStateChanged", orderState="Confirmed", oldOrderState="Open"))
     assert r.status_code == 200 and (r.json()["to_fetch"], r.json()["to_refresh"]) == (1, 0)
@@ -373,7 +455,10 @@ def test_order_webhook_query_count_is_fixed_and_unknown_messages_are_acknowledge
     url, good = "/hooks/orders/ct/", "ct-hook-secret"
 
     def msgs(n, kind="ReturnInfoAdded"):
-        return [{"notificationType": "Message", "type": kind, "resource": {"typeId": "order", "id": f"o-{i}"}} for i in range(n)]
+        return [
+            {"notificationType": "Message", "type": kind, "resource": {"typeId": "order", "id": f"o-{i}"}}
+            for i in range(n)
+        ]
 
     counts = []
     for batch in (msgs(1), msgs(5) + msgs(5, "OrderReturnShipmentStateChanged")):
@@ -387,8 +472,10 @@ def test_order_webhook_query_count_is_fixed_and_unknown_messages_are_acknowledge
     assert r.json()["to_refresh"] == 5 and r.json()["to_fetch"] == 0  # five orders, each re-read once
     assert not ReturnLine.objects.exists()
 
-    for unknown in ({"notificationType": "Message", "type": "CustomerCreated", "resource": {"typeId": "customer", "id": "c-1"}},
-                    {"notificationType": "ResourceUpdated", "resource": {"typeId": "product", "id": "p-1"}}):
+    for unknown in (
+        {"notificationType": "Message", "type": "CustomerCreated", "resource": {"typeId": "customer", "id": "c-1"}},
+        {"notificationType": "ResourceUpdated", "resource": {"typeId": "product", "id": "p-1"}},
+    ):
         r = client.post(url, data=json.dumps(unknown), content_type="application/json", HTTP_AUTHORIZATION=good)
         assert r.status_code == 200 and r.json()["to_fetch"] == r.json()["to_refresh"] == 0
     bad = {"notificationType": "Message", "type": "ReturnInfoAdded", "resource": {"typeId": "customer", "id": "c-1"}}

@@ -1,4 +1,5 @@
 """SKU resolution: mappings (channel first), transforms (most specific first, confirmed by re-applying), ambiguity."""
+
 from __future__ import annotations
 
 from integration_hub.catalog.models import IdentifierTransform, Item, SkuMapping

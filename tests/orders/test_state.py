@@ -1,4 +1,5 @@
 """The order state machine: every illegal move rejected, every move logged."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,8 +12,9 @@ ALL = list(S.values)
 
 def _order(world, state, n=[0]):
     n[0] += 1
-    return Order.objects.create(channel=world.channel, external_id=f"x{n[0]}-{state}", state=state,
-                                idempotency_key=f"k{n[0]}-{state}")
+    return Order.objects.create(
+        channel=world.channel, external_id=f"x{n[0]}-{state}", state=state, idempotency_key=f"k{n[0]}-{state}"
+    )
 
 
 def test_every_illegal_transition_is_rejected_and_leaves_no_trace(world):
@@ -44,7 +46,12 @@ def test_every_allowed_transition_is_logged_with_time_cause_and_actor(world, mak
     orders = [_order(world, S.VALIDATED) for _ in range(3)] + [_order(world, S.DISPATCHED)]
     moved = transition_many([o.pk for o in orders], S.SENT, "bulk send")
     assert sorted(moved) == sorted(o.pk for o in orders[:3])
-    assert OrderTransition.objects.filter(order_id__in=moved, from_state=S.VALIDATED, to_state=S.SENT, cause="bulk send").count() == 3
+    assert (
+        OrderTransition.objects.filter(
+            order_id__in=moved, from_state=S.VALIDATED, to_state=S.SENT, cause="bulk send"
+        ).count()
+        == 3
+    )
     assert Order.objects.get(pk=orders[3].pk).state == S.DISPATCHED
 
 

@@ -1,4 +1,5 @@
 """Thin edges: Celery tasks, beat registration, admin actions."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -7,7 +8,7 @@ from django.utils import timezone
 
 from connectors import errors
 from exceptions_app.models import ExceptionRecord
-from integration_hub.orders import services, tasks
+from integration_hub.orders import capture, processing, tasks
 from integration_hub.orders.models import Order, OrderState as S
 
 from .conftest import make_so
@@ -20,17 +21,24 @@ def test_beat_jobs_point_at_registered_tasks():
     from integration_hub.orders.beat import SCHEDULE
 
     names = {j.task for j in SCHEDULE}
-    assert {"orders.sweep", "orders.poll_orders", "orders.poll_dispatches", "orders.resend_unacknowledged", "orders.find_orphans",
-            "orders.find_missing_dispatches", "orders.send_fulfilments"} <= names
+    assert {
+        "orders.sweep",
+        "orders.poll_orders",
+        "orders.poll_dispatches",
+        "orders.resend_unacknowledged",
+        "orders.find_orphans",
+        "orders.find_missing_dispatches",
+        "orders.send_fulfilments",
+    } <= names
     assert names <= set(current_app.tasks)
 
 
 def test_process_task_runs_the_flow_and_sweep_recovers_dead_claims(world, fakes):
-    services.capture_many(world.ct, [make_so() for _ in range(5)])
+    capture.capture_many(world.ct, [make_so() for _ in range(5)])
     out = tasks.process.apply().get()
     assert out["validated"] == 5 and out["send_acknowledged"] == 5
     # an order claimed by a worker that died: the lease expires, the sweep clears the claim, it is due again
-    o, _ = services.capture(world.channel, make_so("ct-dead"))
+    o, _ = capture.capture(world.channel, make_so("ct-dead"))
     Order.objects.filter(pk=o.pk).update(claim_token="deadbeef", next_attempt_at=timezone.now() - timedelta(seconds=1))
     res = tasks.sweep.apply(kwargs={"lease_seconds": 5}).get()
     assert res == {"released": 1, "due": 1}
@@ -63,9 +71,9 @@ def test_poll_task_failure_is_recorded_and_cleared(world, fakes, monkeypatch):
 
 
 def test_admin_retry_and_cancel_actions_call_the_services(world, fakes, admin_client):
-    held, _ = services.capture(world.channel, make_so("ct-adm1", lines=[("MISSING", 1)]))
-    other, _ = services.capture(world.channel, make_so("ct-adm2"))
-    services.process_due()
+    held, _ = capture.capture(world.channel, make_so("ct-adm1", lines=[("MISSING", 1)]))
+    other, _ = capture.capture(world.channel, make_so("ct-adm2"))
+    processing.process_due()
     url = "/admin/orders/order/"
     r = admin_client.post(url, {"action": "cancel_orders", "_selected_action": [held.pk]}, follow=True)
     assert r.status_code == 200

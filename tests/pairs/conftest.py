@@ -1,5 +1,6 @@
 """End-to-end pair fixtures: real connectors against the sandbox emulators over HTTP, the stock and order
 engines' services run eagerly in-process (no broker), topology rows as the demo would create them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,7 +26,9 @@ class Pair:
         self.conns[conn.name] = conn
         return conn
 
-    def topology(self, storefront, master, *, channel_key="web", list_id="web-stock", locations=("DC1",), skus=("A", "B", "C")):
+    def topology(
+        self, storefront, master, *, channel_key="web", list_id="web-stock", locations=("DC1",), skus=("A", "B", "C")
+    ):
         """Channel ``channel_key`` on ``storefront`` (external id ``list_id``) fulfilled by ``master``, stock from
         ``locations`` of ``master``; items A, B, C (storefront SKUs SF-A …) and a bundle KIT = A + 2×B."""
         locs = [f.location(master, l.lower(), name=l, external_id=l) for l in locations]
@@ -39,8 +42,11 @@ class Pair:
         f.shipping_maps([("standard", "STD48", "DPD")])
         self.channels[channel_key] = ch
         self.control(master.system_type, "seed_locations", {"locations": [{"id": l, "name": l} for l in locations]})
-        self.control(storefront.system_type, "seed_catalog",
-                     {"channels": [list_id], "skus": [f"SF-{s}" for s in (*skus, "KIT")], "quantity": 0})
+        self.control(
+            storefront.system_type,
+            "seed_catalog",
+            {"channels": [list_id], "skus": [f"SF-{s}" for s in (*skus, "KIT")], "quantity": 0},
+        )
         return ch
 
     # --- the three flows, as the engines' tasks would run them ----------------------------------------
@@ -59,16 +65,16 @@ class Pair:
         return push.drain(time_budget=20)[0]
 
     def orders_out(self, storefront):
-        from integration_hub.orders import services
+        from integration_hub.orders import polls, processing
 
-        polled = services.poll_orders(storefront)
-        return polled, services.process_due()
+        polled = polls.poll_orders(storefront)
+        return polled, processing.process_due()
 
     def dispatch_back(self, master):
-        from integration_hub.orders import services
+        from integration_hub.orders import polls, processing
 
-        polled = services.poll_dispatches(master)
-        return polled, services.process_due()
+        polled = polls.poll_dispatches(master)
+        return polled, processing.process_due()
 
 
 @pytest.fixture

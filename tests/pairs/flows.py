@@ -1,12 +1,13 @@
 """The three flows every pair runs (stock push, order out, dispatch back), written once and driven through
 the control contract every emulator implements, so each pair test reads as its system-specific bits."""
+
 from __future__ import annotations
 
 STOCK_ROWS = [
     {"sku": "A", "location": "DC1", "state": "available", "quantity": 7},
     {"sku": "B", "location": "DC1", "state": "available", "quantity": 4},
-    {"sku": "B", "location": "DC1", "state": "damaged", "quantity": 3},       # never sellable
-    {"sku": "C", "location": "DC1", "state": "inspection", "quantity": 5},    # quarantined: not sellable
+    {"sku": "B", "location": "DC1", "state": "damaged", "quantity": 3},  # never sellable
+    {"sku": "C", "location": "DC1", "state": "inspection", "quantity": 5},  # quarantined: not sellable
     {"sku": "C", "location": "DC1", "state": "available", "quantity": 2},
 ]
 
@@ -23,7 +24,11 @@ def stock_push(pair, storefront, master, list_id):
     inv = storefront_inventory(pair, storefront, list_id)
     assert (inv["SF-A"], inv["SF-B"], inv["SF-C"]) == (7, 4, 2), inv
     assert inv["SF-KIT"] == 2, inv  # bundle ATS: min(A 7, B 4 // 2)
-    pair.control(master.system_type, "set_stock", {"rows": [{"sku": "A", "location": "DC1", "state": "available", "quantity": 1}]})
+    pair.control(
+        master.system_type,
+        "set_stock",
+        {"rows": [{"sku": "A", "location": "DC1", "state": "available", "quantity": 1}]},
+    )
     pair.stock_sync(master)
     inv = storefront_inventory(pair, storefront, list_id)
     assert (inv["SF-A"], inv["SF-KIT"]) == (1, 1), inv
@@ -32,9 +37,15 @@ def stock_push(pair, storefront, master, list_id):
 
 
 def place_order(pair, storefront, list_id, **extra):
-    spec = {"channel": list_id, "lines": [{"sku": "SF-A", "quantity": 1}, {"sku": "SF-KIT", "quantity": 1}],
-            "shipping_method": "standard", "gift_message": "Happy birthday", "delivery_notes": "Leave at the side door",
-            "email": "ann@example.com", **extra}
+    spec = {
+        "channel": list_id,
+        "lines": [{"sku": "SF-A", "quantity": 1}, {"sku": "SF-KIT", "quantity": 1}],
+        "shipping_method": "standard",
+        "gift_message": "Happy birthday",
+        "delivery_notes": "Leave at the side door",
+        "email": "ann@example.com",
+        **extra,
+    }
     return pair.control(storefront.system_type, "create_orders", {"orders": [spec]})["ids"][0]
 
 
@@ -66,8 +77,15 @@ def storefront_order(pair, storefront, order):
 
 def dispatch_back(pair, storefront, master, order, shipped_state, **dispatch_extra):
     """Warehouse confirmation → order dispatched → storefront shipped with the tracking number."""
-    pair.control(master.system_type, "dispatch", {"order_ref": order.idempotency_key,
-                                                  "parcels": [{"carrier": "DPD", "tracking_number": "TRK-0001"}], **dispatch_extra})
+    pair.control(
+        master.system_type,
+        "dispatch",
+        {
+            "order_ref": order.idempotency_key,
+            "parcels": [{"carrier": "DPD", "tracking_number": "TRK-0001"}],
+            **dispatch_extra,
+        },
+    )
     polled, processed = pair.dispatch_back(master)
     order.refresh_from_db()
     assert order.state == "storefront_notified", (order.state, polled, processed)
@@ -95,8 +113,9 @@ def stock_held_until_dispatch(pair, storefront, master, list_id):
     pair.stock_sync(master)  # the master's allocation arrives: it carries the order, the hold goes
     seen.append(storefront_inventory(pair, storefront, list_id))
     assert not Reservation.objects.filter(order_ref=order.idempotency_key, released_at__isnull=True).exists()
-    assert set(Reservation.objects.filter(order_ref=order.idempotency_key).values_list("release_reason", flat=True)) == \
-        {"master stock feed"}
+    assert set(
+        Reservation.objects.filter(order_ref=order.idempotency_key).values_list("release_reason", flat=True)
+    ) == {"master stock feed"}
     pair.stock_sync(master)
     seen.append(storefront_inventory(pair, storefront, list_id))
     for inv in seen:  # A 7 − 2, B 4 − 2, KIT min(5, 2 // 2): reduced at every step, never back up

@@ -1,4 +1,5 @@
 """Pair: Archean R247 Stock (inventory master + fulfilment) ↔ commercetools (storefront)."""
+
 from . import flows
 
 

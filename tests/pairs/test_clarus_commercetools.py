@@ -1,4 +1,5 @@
 """Pair: Clarus WMS (warehouse + inventory master, on its published API) ↔ commercetools (storefront)."""
+
 from . import flows
 
 
@@ -17,12 +18,22 @@ def test_order_out_and_dispatch_back_only_when_the_goods_out_completes(pair):
     sf, wh = setup(pair)
     order = flows.order_out(pair, sf, wh, "sc-web")
     state = pair.control("clarus", "state")
-    assert set(state["products"]) == {"A", "B"}  # created in Clarus before the goods out named them (the kit is paperwork)
+    assert set(state["products"]) == {
+        "A",
+        "B",
+    }  # created in Clarus before the goods out named them (the kit is paperwork)
     [line_b] = [ln for ln in state["orders"][order.idempotency_key]["lines"] if ln["code"] == "B"]
     assert line_b["attributes"]["string1"] == "KIT" and line_b["order_quantity"] == 2
     # picked but not completed (dispatched): not a confirmed dispatch, the storefront stays unshipped
-    opened = pair.control("clarus", "dispatch", {"order_ref": order.idempotency_key, "close_manifest": False,
-                                                 "parcels": [{"carrier": "DPD", "tracking_number": "TRK-0001"}]})
+    opened = pair.control(
+        "clarus",
+        "dispatch",
+        {
+            "order_ref": order.idempotency_key,
+            "close_manifest": False,
+            "parcels": [{"carrier": "DPD", "tracking_number": "TRK-0001"}],
+        },
+    )
     pair.dispatch_back(wh)
     order.refresh_from_db()
     assert order.state == "acknowledged"

@@ -1,6 +1,7 @@
 """A commercetools channel's first sync goes out through the Import API (issue 12, part 4): the rows wait in the
 outbox as ImportPending, the outcome task confirms only the imported pairs and files exception records for the
 validationFailed / unresolved / rejected ones — over real HTTP against the sandbox."""
+
 import time
 from tests.support.sandbox import SandboxClient
 
@@ -24,8 +25,14 @@ def _world(pair):
     items = Item.objects.bulk_create([Item(sku=f"FL{i:04d}", name=f"Full load {i}") for i in range(N)])
     SkuMapping.objects.bulk_create([SkuMapping(item=it, storefront_sku=f"SF-FL{i:04d}") for i, it in enumerate(items)])
     dc1 = Location.objects.get(code="dc1")
-    StockLevel.objects.bulk_create([StockLevel(item=it, location=dc1, state="available", quantity=i % 9) for i, it in enumerate(items)])
-    pair.control("commercetools", "seed_catalog", {"channels": ["ct-web"], "skus": [f"SF-FL{i:04d}" for i in range(N)], "quantity": None})
+    StockLevel.objects.bulk_create(
+        [StockLevel(item=it, location=dc1, state="available", quantity=i % 9) for i, it in enumerate(items)]
+    )
+    pair.control(
+        "commercetools",
+        "seed_catalog",
+        {"channels": ["ct-web"], "skus": [f"SF-FL{i:04d}" for i in range(N)], "quantity": None},
+    )
     return ct, ch
 
 
@@ -74,13 +81,21 @@ def test_a_first_sync_is_imported_and_confirmed_only_for_imported_pairs(pair):
     # still processing: nothing is confirmed, the write-ahead says "outcome unknown"
     out = import_outcomes.settle(ct)
     assert out["processing"] == N and out["imported"] == 0, (out, list(emu.import_queue)[:2], time.monotonic())
-    assert not ChannelStock.objects.filter(channel=ch, storefront_sku__startswith="SF-FL", confirmed_quantity__isnull=False).exists()
-    assert ChannelStock.objects.filter(channel=ch, storefront_sku__startswith="SF-FL", attempted_at__isnull=False).count() == N
+    assert not ChannelStock.objects.filter(
+        channel=ch, storefront_sku__startswith="SF-FL", confirmed_quantity__isnull=False
+    ).exists()
+    assert (
+        ChannelStock.objects.filter(channel=ch, storefront_sku__startswith="SF-FL", attempted_at__isnull=False).count()
+        == N
+    )
     _land(pair)
     out = _settle(ct)
     assert out["imported"] == N - 1 and out["failed"] == 1, out
-    confirmed = dict(ChannelStock.objects.filter(channel=ch, storefront_sku__startswith="SF-FL", confirmed_quantity__isnull=False)
-                     .values_list("storefront_sku", "confirmed_quantity"))
+    confirmed = dict(
+        ChannelStock.objects.filter(
+            channel=ch, storefront_sku__startswith="SF-FL", confirmed_quantity__isnull=False
+        ).values_list("storefront_sku", "confirmed_quantity")
+    )
     assert len(confirmed) == N - 1 and "SF-FL0003" not in confirmed and confirmed["SF-FL0007"] == 7
     assert not ChannelStock.objects.filter(channel=ch, storefront_sku="SF-FL0007", attempted_at__isnull=False).exists()
     inv = pair.control("commercetools", "state", {})["inventory"]["ct-web"]
@@ -114,7 +129,9 @@ def test_unresolved_channels_reach_the_exception_queue(pair):
     assert out["failed"] == N and out["imported"] == 0, out
     rec = ExceptionRecord.objects.get(dedupe_key=f"bad_payload:{ct.name}:set_stock:{ch.key}/SF-FL0011")
     assert "unresolved channel key 'ct-web'" in rec.message
-    assert not ChannelStock.objects.filter(channel=ch, storefront_sku__startswith="SF-FL", confirmed_quantity__isnull=False).exists()
+    assert not ChannelStock.objects.filter(
+        channel=ch, storefront_sku__startswith="SF-FL", confirmed_quantity__isnull=False
+    ).exists()
     with emu.lock:
         emu.channel_by_key["ct-web"] = cid
 
@@ -155,8 +172,9 @@ def test_a_pair_changed_after_its_submission_is_released_not_deleted_and_a_repla
     replaced = ChannelStock.objects.get(channel=ch, storefront_sku="SF-FL0002")
     later = replaced.attempted_at + timedelta(seconds=3)
     ChannelStock.objects.filter(pk=replaced.pk).update(attempted_at=later, attempted_quantity=99)
-    PendingPush.objects.filter(channel=ch, item__sku="FL0002").update(claimed_until=timezone.now() + timedelta(seconds=30),
-                                                                     claim_token="drain")
+    PendingPush.objects.filter(channel=ch, item__sku="FL0002").update(
+        claimed_until=timezone.now() + timedelta(seconds=30), claim_token="drain"
+    )
     out = _settle(ct)
     assert out["imported"] == N - 1 and out["released"] == 1, out
     row = PendingPush.objects.get(pk=changed.pk)
@@ -175,8 +193,13 @@ def test_the_outcome_chain_runs_again_only_while_imports_are_processing(pair, ta
     pair.control("commercetools", "import_settings", {"delay": 30})
     sent = task_trap.calls(import_outcomes.settle_imports)
     full_load.push_channels([ch])
-    assert sent == [{"kwargs": {"connection_id": ct.pk, "chain": True}, "countdown": import_outcomes.IMPORT_POLL_SECONDS,
-                     "retry": False}]  # the full load starts the chain
+    assert sent == [
+        {
+            "kwargs": {"connection_id": ct.pk, "chain": True},
+            "countdown": import_outcomes.IMPORT_POLL_SECONDS,
+            "retry": False,
+        }
+    ]  # the full load starts the chain
     out = import_outcomes.settle_imports(ct.pk, chain=True)
     assert out[ct.name]["processing"] == N and len(sent) == 2  # still processing: polled again in 10 s
     _land(pair)

@@ -13,8 +13,13 @@ def _world(pair, *, extra_skus=()):
     from integration_hub.inventory.models import StockLevel
 
     sf, wh = pair.connection("sfcc"), pair.connection("wair")
-    sf.options = {**sf.options, "api_family": "scapi_oci", "organization_id": "f_ecom_hubt_001",
-                  "oci_tenant_group_id": "tg-hubt", "oci_import_poll_seconds": 0.15}
+    sf.options = {
+        **sf.options,
+        "api_family": "scapi_oci",
+        "organization_id": "f_ecom_hubt_001",
+        "oci_tenant_group_id": "tg-hubt",
+        "oci_import_poll_seconds": 0.15,
+    }
     sf.save()
     pair.control("sfcc", "configure_site", {"inventory": "oci", "tenant_group_id": "tg-hubt"})
     pair.control("sfcc", "configure_impex", {"delay": 0.1})
@@ -23,12 +28,18 @@ def _world(pair, *, extra_skus=()):
     items = Item.objects.bulk_create([Item(sku=f"FL{i:04d}", name=f"Full load {i}") for i in range(N)])
     storefront_skus = [f"SF-FL{i:04d}" for i in range(N)] + list(extra_skus)
     extra = Item.objects.bulk_create([Item(sku=f"X{i}", name=s) for i, s in enumerate(extra_skus)])
-    SkuMapping.objects.bulk_create([SkuMapping(item=it, storefront_sku=s) for it, s in zip(items + extra, storefront_skus)])
+    SkuMapping.objects.bulk_create(
+        [SkuMapping(item=it, storefront_sku=s) for it, s in zip(items + extra, storefront_skus)]
+    )
     dc1 = Location.objects.get(code="dc1")
-    StockLevel.objects.bulk_create([StockLevel(item=it, location=dc1, state="available", quantity=i % 9)
-                                    for i, it in enumerate(items + extra)])
-    pair.control("sfcc", "seed_catalog", {"channels": ["inv_web"], "skus": [s for s in storefront_skus if " " not in s],
-                                          "quantity": 0})
+    StockLevel.objects.bulk_create(
+        [StockLevel(item=it, location=dc1, state="available", quantity=i % 9) for i, it in enumerate(items + extra)]
+    )
+    pair.control(
+        "sfcc",
+        "seed_catalog",
+        {"channels": ["inv_web"], "skus": [s for s in storefront_skus if " " not in s], "quantity": 0},
+    )
     return sf, ch
 
 
@@ -92,7 +103,9 @@ def test_a_storefront_without_a_bulk_path_is_left_to_the_drain(pair):
     assert pair.push().skipped == 4  # the drain finds them confirmed already
 
 
-def test_a_rule_change_queues_the_channel_and_a_full_load_pushes_it(pair, task_trap, django_capture_on_commit_callbacks):
+def test_a_rule_change_queues_the_channel_and_a_full_load_pushes_it(
+    pair, task_trap, django_capture_on_commit_callbacks
+):
     """The hub's full-resync path (every SKU of the channel re-queued: its stock rule created or changed, its
     locations changed, the channel reactivated) hands an OCI channel to the full-load task after the commit."""
     from integration_hub.inventory import tasks

@@ -1,6 +1,7 @@
 """Pair: WAIR for Retail (inventory master + warehouse) ↔ Salesforce Commerce Cloud (storefront), on both SFCC API
 families: ``ocapi`` (OCAPI Shop/Data API, inventory lists) and ``scapi_oci`` (B2C Commerce API Admin Orders,
 Omnichannel Inventory — the site reserves its own orders, the hub sends on hand)."""
+
 import pytest
 
 from . import flows
@@ -20,8 +21,12 @@ def pair(pair, family):
 def setup(pair):
     sf, wh = pair.connection("sfcc"), pair.connection("wair")
     if pair.family == "scapi_oci":
-        sf.options = {**sf.options, "api_family": "scapi_oci", "organization_id": "f_ecom_hubt_001",
-                      "oci_tenant_group_id": "tg-hubt"}
+        sf.options = {
+            **sf.options,
+            "api_family": "scapi_oci",
+            "organization_id": "f_ecom_hubt_001",
+            "oci_tenant_group_id": "tg-hubt",
+        }
         sf.save()
         pair.control("sfcc", "configure_site", {"inventory": "oci", "tenant_group_id": "tg-hubt"})
     pair.topology(sf, wh, list_id="inv_web")
@@ -50,46 +55,61 @@ def _fulfilment_world(pair):
     sf, wh = setup(pair)
     order = flows.order_out(pair, sf, wh, "inv_web")  # captured, sent, acknowledged (WAIR allocated it at DC1)
     pair.control("wair", "seed_locations", {"locations": [{"id": "STORE1", "name": "High Street store"}]})
-    pair.control("wair", "seed_stock", {"rows": [{"sku": s, "location": "STORE1", "state": "available", "quantity": 10}
-                                                 for s in ("A", "B")]})
+    pair.control(
+        "wair",
+        "seed_stock",
+        {"rows": [{"sku": s, "location": "STORE1", "state": "available", "quantity": 10} for s in ("A", "B")]},
+    )
     return sf, wh, order
 
 
 def test_store_shipped_order_reaches_wair_once_and_is_resent_until_acknowledged(pair):
-    from integration_hub.orders import services
+    from integration_hub.orders import fulfilments
     from integration_hub.orders.models import StorefrontFulfilment
 
     sf, wh, order = _fulfilment_world(pair)
     pair.control("wair", "set_auto_ack", {"fulfilments": False})  # WAIR takes fulfilments but holds them pending
-    pair.control("sfcc", "store_ship", {"order_no": order.external_id, "tracking": "STORE-TRK-1", "carrier": "Royal Mail",
-                                        "store": "STORE1"})
+    pair.control(
+        "sfcc",
+        "store_ship",
+        {"order_no": order.external_id, "tracking": "STORE-TRK-1", "carrier": "Royal Mail", "store": "STORE1"},
+    )
     pair.orders_out(sf)
     pair.orders_out(sf)  # the next poll: nothing new, still one row
     f = StorefrontFulfilment.objects.get()
-    assert (f.order_id, f.fulfilment_ref, f.location, f.warehouse_id) == (order.pk, f"{order.external_id}/me", "STORE1", wh.pk)
+    assert (f.order_id, f.fulfilment_ref, f.location, f.warehouse_id) == (
+        order.pk,
+        f"{order.external_id}/me",
+        "STORE1",
+        wh.pk,
+    )
     assert f.lines == [["A", 2], ["B", 2]]  # SF-A 1 + the kit's A 1 and B 2, in master SKUs
     # WAIR unavailable: nothing reaches it, the row waits for the next round
     pair.control("wair", "faults", {"fail_next": [503, 503, 503]})
-    assert services.send_fulfilments() == {"acknowledged": 0, "retrying": 1}
+    assert fulfilments.send_fulfilments() == {"acknowledged": 0, "retrying": 1}
     assert pair.control("wair", "state")["fulfilments"] == []
     # received but not acknowledged (202 pending): sent again, every round, until WAIR acknowledges
     for _ in range(2):
         StorefrontFulfilment.objects.update(next_attempt_at=None)
-        assert services.send_fulfilments() == {"acknowledged": 0, "retrying": 1}
+        assert fulfilments.send_fulfilments() == {"acknowledged": 0, "retrying": 1}
     f.refresh_from_db()
     assert f.ack_id == "" and "not acknowledged" in f.last_error
     pair.control("wair", "acknowledge", {"order_refs": [order.idempotency_key]})
     StorefrontFulfilment.objects.update(next_attempt_at=None)
-    assert services.send_fulfilments() == {"acknowledged": 1, "retrying": 0}
+    assert fulfilments.send_fulfilments() == {"acknowledged": 1, "retrying": 0}
     StorefrontFulfilment.objects.update(next_attempt_at=None)
-    assert services.send_fulfilments() == {"acknowledged": 0, "retrying": 0}  # acknowledged: never sent again
+    assert fulfilments.send_fulfilments() == {"acknowledged": 0, "retrying": 0}  # acknowledged: never sent again
     pair.orders_out(sf)
     assert StorefrontFulfilment.objects.count() == 1
     f.refresh_from_db()
     assert f.ack_id.startswith("FF-") and f.attempts == 4 and f.last_error == ""
     state = pair.control("wair", "state", {"skus": ["A", "B"]})
     [got] = state["fulfilments"]  # exactly once at WAIR, however often it was sent
-    assert got["orderRef"] == order.idempotency_key and got["fulfilmentRef"] == f.fulfilment_ref and got["locationId"] == "STORE1"
+    assert (
+        got["orderRef"] == order.idempotency_key
+        and got["fulfilmentRef"] == f.fulfilment_ref
+        and got["locationId"] == "STORE1"
+    )
     assert sorted((ln["skuId"], ln["quantity"]) for ln in got["lines"]) == [("A", 2), ("B", 2)]
     assert (state["stock"]["A"]["STORE1"]["available"], state["stock"]["B"]["STORE1"]["available"]) == (8, 8)
 
@@ -122,8 +142,11 @@ def test_unreadable_store_shipment_is_an_exception_until_it_reads(pair):
     assert rec.context["rejected"][0]["field"] == "shipping_status"
     assert not StorefrontFulfilment.objects.exists()
     # the store records which lines left: it reads, the fulfilment is recorded and the exception resolves
-    made = pair.control("sfcc", "store_ship", {"order_no": order.external_id, "tracking": "S-1", "store": "STORE1",
-                                               "lines": [["SF-A", 1]]})
+    made = pair.control(
+        "sfcc",
+        "store_ship",
+        {"order_no": order.external_id, "tracking": "S-1", "store": "STORE1", "lines": [["SF-A", 1]]},
+    )
     pair.orders_out(sf)
     rec.refresh_from_db()
     assert rec.status == "resolved"
@@ -145,8 +168,13 @@ def test_an_order_placed_while_a_push_is_in_flight_is_not_oversold(pair, monkeyp
     def computed_then_ordered(*args, **kwargs):
         figures = real(*args, **kwargs)
         if not placed:
-            placed.append(pair.control("sfcc", "create_orders", {"orders": [
-                {"channel": "inv_web", "lines": [{"sku": "SF-A", "quantity": 2}]}]})["ids"][0])
+            placed.append(
+                pair.control(
+                    "sfcc",
+                    "create_orders",
+                    {"orders": [{"channel": "inv_web", "lines": [{"sku": "SF-A", "quantity": 2}]}]},
+                )["ids"][0]
+            )
         return figures
 
     monkeypatch.setattr(ats, "for_pairs", computed_then_ordered)
@@ -195,14 +223,14 @@ def test_a_lost_export_mark_is_repaired_when_the_order_is_read_again(pair):
     """SFCC is down when WAIR acknowledges: the export mark is lost (a warning record says so); the hub's own
     shipped update later bumps the order, the poll reads it still ``ready`` and marks it exported."""
     from exceptions_app.models import ExceptionRecord
-    from integration_hub.orders import services
+    from integration_hub.orders import polls, processing
     from integration_hub.orders.models import Order
 
     sf, wh = setup(pair)
     no = flows.place_order(pair, sf, "inv_web")
-    services.poll_orders(sf)
+    polls.poll_orders(sf)
     pair.control("sfcc", "faults", {"fail_next": [503, 503, 503]})
-    services.process_due()
+    processing.process_due()
     order = Order.objects.get(external_id=no)
     assert order.state == "acknowledged" and flows.storefront_order(pair, sf, order)["export_status"] == "ready"
     rec = ExceptionRecord.objects.get(dedupe_key=f"sync_timeout:{sf.name}:mark_exported")

@@ -1,5 +1,6 @@
 """Planning: demand feed built from orders (set-based), sent to the Inventory Planner emulator over real
 HTTP; returns and non-saleable states; recommendations read back; the ops page."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,8 +28,17 @@ def pull(sandbox, live_server):
         if conn.pk not in tokens:
             tokens[conn.pk] = feeds.issue_token(conn)
         root = f"{live_server.url}/planning/feeds/{conn.name}/{warehouse}"
-        res = ip_control(sandbox, "pull", {"products_url": f"{root}/products.csv", "sales_orders_url": f"{root}/sales-orders.csv",
-                                           "warehouse": warehouse, "username": "planner", "password": tokens[conn.pk]})
+        res = ip_control(
+            sandbox,
+            "pull",
+            {
+                "products_url": f"{root}/products.csv",
+                "sales_orders_url": f"{root}/sales-orders.csv",
+                "warehouse": warehouse,
+                "username": "planner",
+                "password": tokens[conn.pk],
+            },
+        )
         assert res["ok"], res
         return ip_control(sandbox, "state")["lines"]
 
@@ -39,8 +49,17 @@ def pull(sandbox, live_server):
 def world(db, sandbox):
     sf = factories.connection("commercetools", "ct", base_url="http://127.0.0.1:1/ct")
     wh = factories.connection("clarus", "clarus-dc", base_url="http://127.0.0.1:1/clarus")
-    ip = factories.connection("inventory_planner", "planner", base_url=f"{sandbox.url}/inventory_planner", client_id="demo-account",
-                              rate_limit_per_second=1000, rate_limit_burst=1000, timeout_seconds=5, max_retries=1, secret="ip-demo-key")
+    ip = factories.connection(
+        "inventory_planner",
+        "planner",
+        base_url=f"{sandbox.url}/inventory_planner",
+        client_id="demo-account",
+        rate_limit_per_second=1000,
+        rate_limit_burst=1000,
+        timeout_seconds=5,
+        max_retries=1,
+        secret="ip-demo-key",
+    )
     channel = factories.channel(sf, "uk-web", name="UK web", external_id="uk", warehouse=wh)
     a, b = factories.item("A", name="Mug"), factories.item("B", name="Spoon")
     kit = factories.item("KIT", bundle_of={a: 1, b: 2})
@@ -50,21 +69,41 @@ def world(db, sandbox):
 def make_order(world, ref, state, lines, promos=("SUMMER",)):
     from integration_hub.orders.models import Order, OrderLine
 
-    order = Order.objects.create(channel=world["channel"], external_id=ref, order_number=ref, idempotency_key=f"uk-web:{ref}",
-                                 state=state, warehouse=world["wh"], promotion_codes=list(promos), placed_at=timezone.now(),
-                                 currency="GBP")
+    order = Order.objects.create(
+        channel=world["channel"],
+        external_id=ref,
+        order_number=ref,
+        idempotency_key=f"uk-web:{ref}",
+        state=state,
+        warehouse=world["wh"],
+        promotion_codes=list(promos),
+        placed_at=timezone.now(),
+        currency="GBP",
+    )
     made = {}
     for line_id, sku, qty, parent in lines:
-        made[line_id] = OrderLine.objects.create(order=order, line_id=line_id, storefront_sku=sku, item=world[sku], quantity=qty,
-                                                 parent=made.get(parent), unit_price_cents=999)
+        made[line_id] = OrderLine.objects.create(
+            order=order,
+            line_id=line_id,
+            storefront_sku=sku,
+            item=world[sku],
+            quantity=qty,
+            parent=made.get(parent),
+            unit_price_cents=999,
+        )
     return order
 
 
 @pytest.fixture
 def orders(world):
     o1 = make_order(world, "O1", "dispatched", [("1", "A", 2, None), ("2", "KIT", 1, None)])  # bundle not exploded
-    o2 = make_order(world, "O2", "sent", [("1", "KIT", 2, None), ("1a", "A", 2, "1"), ("1b", "B", 4, "1"), ("2", "A", 1, None)],
-                    promos=())
+    o2 = make_order(
+        world,
+        "O2",
+        "sent",
+        [("1", "KIT", 2, None), ("1a", "A", 2, "1"), ("1b", "B", 4, "1"), ("2", "A", 1, None)],
+        promos=(),
+    )
     o3 = make_order(world, "O3", "captured", [("1", "A", 5, None)])
     o4 = make_order(world, "O4", "cancelled", [("1", "B", 3, None)])
     return o1, o2, o3, o4
@@ -76,17 +115,19 @@ def test_first_feed_sends_each_demand_line_once(world, orders, sandbox, pull):
     lines = pull(world["ip"])
     got = {k: v["quantity"] for k, v in lines.items()}
     assert got == {
-        "uk-web:O1|A||sale": 2,        # plain line
-        "uk-web:O1|A|KIT|sale": 1,     # bundle exploded from the catalogue
+        "uk-web:O1|A||sale": 2,  # plain line
+        "uk-web:O1|A|KIT|sale": 1,  # bundle exploded from the catalogue
         "uk-web:O1|B|KIT|sale": 2,
-        "uk-web:O2|A|KIT|sale": 2,     # components exploded by the order flow (parent)
+        "uk-web:O2|A|KIT|sale": 2,  # components exploded by the order flow (parent)
         "uk-web:O2|B|KIT|sale": 4,
         "uk-web:O2|A||sale": 1,
     }  # O3 is not validated yet, O4 was cancelled before it was ever sent
     first = lines["uk-web:O1|A||sale"]
     assert first["channel"] == "uk-web" and first["warehouse"] == "clarus-dc" and first["currency"] == "GBP"
     assert first["order_id"] == "uk-web:O1" and first["price"] == "9.99"
-    assert lines["uk-web:O1|B|KIT|sale"]["price"] == ""  # a component exploded from the catalogue has no price of its own
+    assert (
+        lines["uk-web:O1|B|KIT|sale"]["price"] == ""
+    )  # a component exploded from the catalogue has no price of its own
     assert DemandFeedEntry.objects.filter(connection=world["ip"]).count() == 6
 
     sent_at = set(DemandFeedEntry.objects.values_list("sent_at", flat=True))
@@ -113,13 +154,27 @@ def test_cancelled_after_sending_is_resent_as_zero(world, orders, sandbox, pull)
 
 def test_returns_only_saleable_units_offset_demand(world, orders, sandbox, pull):
     services.push_demand_feed(world["ip"])
-    stored = services.record_returns([
-        {"external_ref": "RMA-1", "order_ref": "uk-web:O2", "line_id": "2", "quantity": 1, "condition": "available"},
-        {"external_ref": "RMA-2", "order_ref": "uk-web:O2", "line_id": "1b", "quantity": 2, "condition": "damaged"},
-        {"external_ref": "RMA-3", "order_ref": "uk-web:O1", "line_id": "2", "quantity": 1, "condition": "inspection"},
-        {"external_ref": "RMA-4", "order_ref": "uk-web:O9", "line_id": "1", "quantity": 1},
-        {"external_ref": "RMA-5", "order_ref": "uk-web:O2", "line_id": "2", "quantity": 0},
-    ])
+    stored = services.record_returns(
+        [
+            {
+                "external_ref": "RMA-1",
+                "order_ref": "uk-web:O2",
+                "line_id": "2",
+                "quantity": 1,
+                "condition": "available",
+            },
+            {"external_ref": "RMA-2", "order_ref": "uk-web:O2", "line_id": "1b", "quantity": 2, "condition": "damaged"},
+            {
+                "external_ref": "RMA-3",
+                "order_ref": "uk-web:O1",
+                "line_id": "2",
+                "quantity": 1,
+                "condition": "inspection",
+            },
+            {"external_ref": "RMA-4", "order_ref": "uk-web:O9", "line_id": "1", "quantity": 1},
+            {"external_ref": "RMA-5", "order_ref": "uk-web:O2", "line_id": "2", "quantity": 0},
+        ]
+    )
     assert stored == 3 and ReturnLine.objects.count() == 3
     assert ExceptionRecord.objects.filter(kind="bad_payload", dedupe_key__contains="RMA-4").exists()
     assert ExceptionRecord.objects.filter(kind="bad_payload", dedupe_key__contains="RMA-5").exists()
@@ -129,7 +184,9 @@ def test_returns_only_saleable_units_offset_demand(world, orders, sandbox, pull)
     returns = {k: v["quantity"] for k, v in lines.items() if v["type"] == "return"}
     assert returns == {"uk-web:O2|A||return": -1}  # damaged / quarantined units are not sent
     # the inspected bundle comes back saleable: its components go as returns with the bundle kept
-    services.record_returns([{"external_ref": "RMA-3", "order_ref": "uk-web:O1", "line_id": "2", "quantity": 1, "condition": "available"}])
+    services.record_returns(
+        [{"external_ref": "RMA-3", "order_ref": "uk-web:O1", "line_id": "2", "quantity": 1, "condition": "available"}]
+    )
     services.push_demand_feed(world["ip"])
     lines = pull(world["ip"])
     assert lines["uk-web:O1|A|KIT|return"]["quantity"] == -1 and lines["uk-web:O1|B|KIT|return"]["quantity"] == -2
@@ -149,8 +206,15 @@ def _sftp(world, server, monkeypatch, port=None):
     import connectors.registry as registry
 
     monkeypatch.setenv("HUB_CONN_IP_SFTP_PASSWORD", server.password)
-    world["ip"].options = {"delivery": "sftp", "sftp_host": server.host, "sftp_port": port or server.port, "sftp_username": server.username,
-                           "sftp_password_env": "HUB_CONN_IP_SFTP_PASSWORD", "sftp_host_key": server.host_key_line, "sftp_timeout": 2}
+    world["ip"].options = {
+        "delivery": "sftp",
+        "sftp_host": server.host,
+        "sftp_port": port or server.port,
+        "sftp_username": server.username,
+        "sftp_password_env": "HUB_CONN_IP_SFTP_PASSWORD",
+        "sftp_host_key": server.host_key_line,
+        "sftp_timeout": 2,
+    }
     world["ip"].save()
     registry.clear_cache()
 
@@ -184,14 +248,26 @@ def test_planner_failure_becomes_exception_and_next_run_resumes(world, orders, s
 
 
 def test_recommendations_refresh_replaces_rows(world, orders, sandbox, pull):
-    ip_control(sandbox, "seed_variants", {"variants": [{"sku": "A", "warehouse": "clarus-dc", "stock": 1, "vendor": "Acme"},
-                                                       {"sku": "GHOST", "warehouse": "clarus-dc", "stock": -3}]})
+    ip_control(
+        sandbox,
+        "seed_variants",
+        {
+            "variants": [
+                {"sku": "A", "warehouse": "clarus-dc", "stock": 1, "vendor": "Acme"},
+                {"sku": "GHOST", "warehouse": "clarus-dc", "stock": -3},
+            ]
+        },
+    )
     services.push_demand_feed(world["ip"])
     pull(world["ip"])
     res = services.refresh_recommendations(world["ip"])
     assert not res.error and res.unknown_skus == 1
     recs = {r.sku: r for r in Recommendation.objects.all()}
-    assert recs["A"].recommended_quantity == 2 + 1 + 2 + 1 - 1 and recs["A"].supplier == "acme" and recs["A"].item == world["A"]
+    assert (
+        recs["A"].recommended_quantity == 2 + 1 + 2 + 1 - 1
+        and recs["A"].supplier == "acme"
+        and recs["A"].item == world["A"]
+    )
     assert recs["B"].recommended_quantity == 6 and recs["GHOST"].item is None
     ip_control(sandbox, "seed_variants", {"variants": [{"sku": "B", "warehouse": "clarus-dc", "stock": 100}]})
     res = services.refresh_recommendations(world["ip"])
@@ -204,8 +280,21 @@ def test_tasks_run_every_planner(world, orders, sandbox, pull):
     out = tasks.push_demand()
     assert out["planner"]["sent"] == 6
     pull(world["ip"])
-    ip_control(sandbox, "seed_purchase_orders", {"orders": [{"id": "po1", "reference": "PO-1", "type": "po", "vendor": "Acme",
-                                                             "items": [{"sku": "A", "replenishment": 5, "received_qty": 1}]}]})
+    ip_control(
+        sandbox,
+        "seed_purchase_orders",
+        {
+            "orders": [
+                {
+                    "id": "po1",
+                    "reference": "PO-1",
+                    "type": "po",
+                    "vendor": "Acme",
+                    "items": [{"sku": "A", "replenishment": 5, "received_qty": 1}],
+                }
+            ]
+        },
+    )
     out = tasks.refresh_recommendations()["planner"]
     assert out["stored"] >= 2 and out["stock_orders"]["stored"] == 1
 
@@ -249,8 +338,14 @@ def test_planner_warehouse_ids_from_options(world, orders, sandbox, pull):
 
 
 def test_record_returns_is_idempotent_and_follows_state_changes(world, orders, sandbox, pull):
-    row = {"external_ref": "ct/R1", "order_ref": "uk-web:O1", "line_id": "1", "quantity": 2, "condition": "advised",
-           "returned_at": "2026-11-20T10:00:00Z"}
+    row = {
+        "external_ref": "ct/R1",
+        "order_ref": "uk-web:O1",
+        "line_id": "1",
+        "quantity": 2,
+        "condition": "advised",
+        "returned_at": "2026-11-20T10:00:00Z",
+    }
     assert services.record_returns([row]) == 1
     first = ReturnLine.objects.get()
     assert services.record_returns([row, dict(row)]) == 0  # seen again: nothing written
@@ -263,15 +358,27 @@ def test_record_returns_is_idempotent_and_follows_state_changes(world, orders, s
     assert services.push_demand_feed(world["ip"]).returns_sent == 1
     assert pull(world["ip"])["uk-web:O1|A||return"]["quantity"] == -2
     assert services.record_returns([dict(row, condition="available", returned_at="yesterday")]) == 0
-    assert ExceptionRecord.objects.filter(dedupe_key="bad_payload:returns:return:ct/R1", title__contains="returned_at").exists()
+    assert ExceptionRecord.objects.filter(
+        dedupe_key="bad_payload:returns:return:ct/R1", title__contains="returned_at"
+    ).exists()
 
 
 def test_ops_page_shows_returns_in_fixed_queries(world, orders, sandbox, role_client, django_assert_num_queries):
     client = role_client("ops")
 
     def add(n, start):
-        services.record_returns([{"external_ref": f"R{i}", "order_ref": "uk-web:O2", "line_id": "2", "quantity": 1,
-                                  "condition": ("available", "damaged", "inspection", "advised")[i % 4]} for i in range(start, start + n)])
+        services.record_returns(
+            [
+                {
+                    "external_ref": f"R{i}",
+                    "order_ref": "uk-web:O2",
+                    "line_id": "2",
+                    "quantity": 1,
+                    "condition": ("available", "damaged", "inspection", "advised")[i % 4],
+                }
+                for i in range(start, start + n)
+            ]
+        )
 
     add(5, 0)
     client.get("/planning/")

@@ -1,5 +1,6 @@
 """The demand files Inventory Planner's Starter CSV connector pulls from the hub: token-protected, complete,
 streamed, in the published columns; and the planner's stock orders on the ops page."""
+
 from __future__ import annotations
 
 import base64
@@ -33,11 +34,21 @@ URL = "/planning/feeds/planner/clarus-dc/"
 
 def test_files_need_the_feed_token(fed, client):
     token = feeds.issue_token(fed["ip"])
-    assert FeedToken.objects.get().token_sha256 != token and len(FeedToken.objects.get().token_sha256) == 64  # only a hash is kept
-    for headers, q in (({}, ""), (basic("nope"), ""), ({}, "?token=nope"), (basic(""), ""), ({"HTTP_AUTHORIZATION": "Basic !!"}, "")):
+    assert (
+        FeedToken.objects.get().token_sha256 != token and len(FeedToken.objects.get().token_sha256) == 64
+    )  # only a hash is kept
+    for headers, q in (
+        ({}, ""),
+        (basic("nope"), ""),
+        ({}, "?token=nope"),
+        (basic(""), ""),
+        ({"HTTP_AUTHORIZATION": "Basic !!"}, ""),
+    ):
         r = client.get(URL + "sales-orders.csv" + q, **headers)
         assert r.status_code == 401 and r["WWW-Authenticate"].startswith("Basic"), (headers, q)
-    assert client.get("/planning/feeds/ct/clarus-dc/sales-orders.csv", **basic(token)).status_code == 401  # not a planner
+    assert (
+        client.get("/planning/feeds/ct/clarus-dc/sales-orders.csv", **basic(token)).status_code == 401
+    )  # not a planner
     assert client.get("/planning/feeds/ghost/clarus-dc/sales-orders.csv", **basic(token)).status_code == 401
     ok = client.get(URL + "sales-orders.csv", **basic(token))
     assert ok.status_code == 200 and isinstance(ok, StreamingHttpResponse) and ok["Cache-Control"] == "no-store"
@@ -59,8 +70,14 @@ def test_sales_orders_file_is_complete_in_the_published_columns(fed, client):
     rows = {r["ORDER_ID"]: r for r in parse_csv(body)}
     assert set(rows) == {"uk-web:O1|A||sale", "uk-web:O1|A|KIT|sale", "uk-web:O1|B|KIT|sale"}  # O2 was never sold
     plain = rows["uk-web:O1|A||sale"]
-    assert (plain["ID"], plain["QUANTITY"], plain["PRICE"], plain["CURRENCY"], plain["WAREHOUSE"], plain["REMOVED"]) == (
-        "uk-web:O1", "2", "9.99", "GBP", "clarus-dc", "false")
+    assert (
+        plain["ID"],
+        plain["QUANTITY"],
+        plain["PRICE"],
+        plain["CURRENCY"],
+        plain["WAREHOUSE"],
+        plain["REMOVED"],
+    ) == ("uk-web:O1", "2", "9.99", "GBP", "clarus-dc", "false")
     Order.objects.filter(idempotency_key="uk-web:O1").update(state="cancelled", updated_at=timezone.now())
     services.push_demand_feed(fed["ip"])
     body = b"".join(client.get(URL + "sales-orders.csv", **basic(token)).streaming_content).decode()
@@ -76,7 +93,10 @@ def test_products_file_carries_available_stock_of_the_warehouse(fed, client):
     StockLevel.objects.create(item=fed["A"], location=loc, state="available", quantity=7)
     StockLevel.objects.create(item=fed["A"], location=loc, state="damaged", quantity=3)
     token = feeds.issue_token(fed["ip"])
-    rows = {r["SKU"]: r for r in parse_csv(b"".join(client.get(URL + "products.csv", **basic(token)).streaming_content).decode())}
+    rows = {
+        r["SKU"]: r
+        for r in parse_csv(b"".join(client.get(URL + "products.csv", **basic(token)).streaming_content).decode())
+    }
     assert list(next(iter(rows.values()))) == list(PRODUCT_COLUMNS)
     assert set(rows) == {"A", "B"}  # bundles are not variants the sales lines name
     assert rows["A"]["stock_quantity"] == "7" and rows["A"]["title"] == "Mug" and rows["B"]["stock_quantity"] == "0"
@@ -99,7 +119,9 @@ def test_planner_feed_token_command_prints_the_urls(fed):
     from django.core.management.base import CommandError
 
     out = StringIO()
-    call_command("planner_feed_token", "planner", "--base-url", "https://hub.test", "--warehouse", "clarus-dc", stdout=out)
+    call_command(
+        "planner_feed_token", "planner", "--base-url", "https://hub.test", "--warehouse", "clarus-dc", stdout=out
+    )
     text = out.getvalue()
     token = text.split("any user name): ")[1].split()[0]
     assert feeds.authorised_connection("planner", token) == fed["ip"]
@@ -110,11 +132,34 @@ def test_planner_feed_token_command_prints_the_urls(fed):
 
 def test_stock_orders_reach_the_ops_page(fed, sandbox, role_client):
 
-    control(sandbox, "inventory_planner", "seed_purchase_orders", {"orders": [
-        {"id": "po1", "reference": "PO-1001", "status": "open", "type": "po", "vendor": "Acme", "warehouse": "clarus-dc",
-         "expected_date": "2026-12-10T00:00:00Z", "items": [{"sku": "A", "replenishment": 10, "received_qty": 4}]},
-        {"id": "tr1", "reference": "TR-7", "status": "sent", "type": "transfer", "source_warehouse": "DC2", "warehouse": "clarus-dc",
-         "items": [{"sku": "B", "replenishment": 3}]}]})
+    control(
+        sandbox,
+        "inventory_planner",
+        "seed_purchase_orders",
+        {
+            "orders": [
+                {
+                    "id": "po1",
+                    "reference": "PO-1001",
+                    "status": "open",
+                    "type": "po",
+                    "vendor": "Acme",
+                    "warehouse": "clarus-dc",
+                    "expected_date": "2026-12-10T00:00:00Z",
+                    "items": [{"sku": "A", "replenishment": 10, "received_qty": 4}],
+                },
+                {
+                    "id": "tr1",
+                    "reference": "TR-7",
+                    "status": "sent",
+                    "type": "transfer",
+                    "source_warehouse": "DC2",
+                    "warehouse": "clarus-dc",
+                    "items": [{"sku": "B", "replenishment": 3}],
+                },
+            ]
+        },
+    )
     res = services.refresh_stock_orders(fed["ip"])
     assert not res.error and res.stored == 2
     body = role_client("ops").get("/planning/").content.decode()

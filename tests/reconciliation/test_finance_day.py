@@ -1,5 +1,6 @@
 """Finance: a report for a chosen business day, "run all", and a CSV that opens cleanly in Excel (UTF-8 BOM,
 SKUs as text, channel names, currency, two-decimal money)."""
+
 from __future__ import annotations
 
 import csv
@@ -28,8 +29,9 @@ def test_past_business_day_covers_that_days_orders(w, role_client, django_captur
     Order.objects.filter(order_number="WEB-0").update(total_cents=123456, currency="EUR")
     client = role_client("finance")
     with django_capture_on_commit_callbacks(execute=True):
-        r = client.post("/reports/run/", {"kind": ReportKind.DISPATCHED_NOT_SHIPPED, "run_date": yesterday.isoformat()},
-                        follow=True)
+        r = client.post(
+            "/reports/run/", {"kind": ReportKind.DISPATCHED_NOT_SHIPPED, "run_date": yesterday.isoformat()}, follow=True
+        )
     assert "queued for " + yesterday.isoformat() in r.content.decode()
     report = Report.objects.get()
     report = services.generate(report.kind, report=report)  # what the worker runs
@@ -39,8 +41,18 @@ def test_past_business_day_covers_that_days_orders(w, role_client, django_captur
     body = b"".join(client.get(f"/reports/{report.pk}/csv/").streaming_content)
     assert body.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
-    assert rows[0] == ["channel", "channel name", "order", "storefront order id", "hub state", "warehouse ref",
-                       "shipped/dispatched at (UTC)", "minutes overdue", "order total", "currency"]
+    assert rows[0] == [
+        "channel",
+        "channel name",
+        "order",
+        "storefront order id",
+        "hub state",
+        "warehouse ref",
+        "shipped/dispatched at (UTC)",
+        "minutes overdue",
+        "order total",
+        "currency",
+    ]
     assert rows[1][:2] == ["web", "Web shop"] and rows[1][-2:] == ["1234.56", "EUR"]
 
 
@@ -66,4 +78,6 @@ def test_run_all(w, role_client, django_capture_on_commit_callbacks):
     past = timezone.localdate() - timedelta(days=1)
     with django_capture_on_commit_callbacks(execute=True):
         client.post("/reports/run/", {"kind": "all", "run_date": past.isoformat()})
-    assert sorted(Report.objects.values_list("kind", flat=True)) == sorted(set(ReportKind.values) - {ReportKind.STOCK_DRIFT})
+    assert sorted(Report.objects.values_list("kind", flat=True)) == sorted(
+        set(ReportKind.values) - {ReportKind.STOCK_DRIFT}
+    )

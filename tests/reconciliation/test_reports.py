@@ -1,4 +1,5 @@
 """Finance reconciliation: the three reports (set-based), CSV streaming, pages, beat job."""
+
 from __future__ import annotations
 
 import csv
@@ -28,17 +29,29 @@ def _csv(response) -> list[list[str]]:
 
 def test_shipped_in_storefront_but_open_in_warehouse(w):
     now = timezone.now()
-    f.orders(w, 2, state=OrderState.ACKNOWLEDGED, start=0, raw={"shipmentState": "Shipped"})  # storefront shipped it itself
+    f.orders(
+        w, 2, state=OrderState.ACKNOWLEDGED, start=0, raw={"shipmentState": "Shipped"}
+    )  # storefront shipped it itself
     f.orders(w, 1, state=OrderState.SENT, start=10, raw={"shipmentState": "Pending"})  # not shipped anywhere
     f.orders(w, 1, state=OrderState.STOREFRONT_NOTIFIED, start=20, dispatched_at=now, notified_at=now)  # consistent
-    f.orders(w, 1, state=OrderState.CANCELLED, start=30, raw={"shipmentState": "Shipped"})  # cancelled: not finance's problem
+    f.orders(
+        w, 1, state=OrderState.CANCELLED, start=30, raw={"shipmentState": "Shipped"}
+    )  # cancelled: not finance's problem
     f.orders(w, 1, state=OrderState.SENT, start=40, raw={"shipping_status": "shipped"})  # SFCC shape
     from integration_hub.orders.models import StorefrontFulfilment
 
     ship_from_store = f.orders(w, 2, state=OrderState.VALIDATED, start=50)
-    StorefrontFulfilment.objects.create(order=ship_from_store[0], fulfilment_ref="F1", warehouse=w.master, fulfilled_at=f.ago(hours=2))
-    StorefrontFulfilment.objects.create(order=ship_from_store[1], fulfilment_ref="F2", warehouse=w.master,
-                                        fulfilled_at=f.ago(hours=2), ack_id="A2", acknowledged_at=f.ago(hours=1))
+    StorefrontFulfilment.objects.create(
+        order=ship_from_store[0], fulfilment_ref="F1", warehouse=w.master, fulfilled_at=f.ago(hours=2)
+    )
+    StorefrontFulfilment.objects.create(
+        order=ship_from_store[1],
+        fulfilment_ref="F2",
+        warehouse=w.master,
+        fulfilled_at=f.ago(hours=2),
+        ack_id="A2",
+        acknowledged_at=f.ago(hours=1),
+    )
     report = services.generate(ReportKind.SHIPPED_NOT_DISPATCHED)
     assert report.status == Report.Status.DONE, report.error
     rows = {r.order_ref: r for r in ReportRow.objects.filter(report=report)}
@@ -52,8 +65,12 @@ def test_dispatched_but_not_shipped_after_agreed_time(w, settings):
     settings.HUB = {**settings.HUB, "DISPATCH_NOTIFY_MINUTES": 60}
     f.orders(w, 1, state=OrderState.DISPATCHED, start=0, dispatched_at=f.ago(minutes=90))  # overdue
     f.orders(w, 1, state=OrderState.DISPATCHED, start=1, dispatched_at=f.ago(minutes=30))  # still within the window
-    f.orders(w, 1, state=OrderState.STOREFRONT_NOTIFIED, start=2, dispatched_at=f.ago(hours=5), notified_at=f.ago(hours=4))
-    f.orders(w, 1, state=OrderState.DISPATCHED, start=3, dispatched_at=f.ago(hours=3), raw={"shipmentState": "Delivered"})
+    f.orders(
+        w, 1, state=OrderState.STOREFRONT_NOTIFIED, start=2, dispatched_at=f.ago(hours=5), notified_at=f.ago(hours=4)
+    )
+    f.orders(
+        w, 1, state=OrderState.DISPATCHED, start=3, dispatched_at=f.ago(hours=3), raw={"shipmentState": "Delivered"}
+    )
     report = services.generate(ReportKind.DISPATCHED_NOT_SHIPPED)
     rows = list(ReportRow.objects.filter(report=report))
     assert [r.order_ref for r in rows] == ["WEB-0"]
@@ -132,11 +149,30 @@ def test_failed_report_keeps_no_rows(w, monkeypatch):
 
 
 def test_csv_download_streams_in_chunks_without_loading_all_rows(w):
-    report = Report.objects.create(kind=ReportKind.STOCK_DRIFT, run_date=timezone.localdate(), status=Report.Status.DONE,
-                                   started_at=timezone.now(), row_count=60_000)
-    ReportRow.objects.bulk_create([ReportRow(report=report, channel_key="web", sku=f"S{i}", storefront_sku=f"s{i}", master_quantity=i,
-                                             storefront_quantity=i + 1, difference=1, unit_cost=Decimal("1.5"),
-                                             value=Decimal("1.5")) for i in range(60_000)], batch_size=5000)
+    report = Report.objects.create(
+        kind=ReportKind.STOCK_DRIFT,
+        run_date=timezone.localdate(),
+        status=Report.Status.DONE,
+        started_at=timezone.now(),
+        row_count=60_000,
+    )
+    ReportRow.objects.bulk_create(
+        [
+            ReportRow(
+                report=report,
+                channel_key="web",
+                sku=f"S{i}",
+                storefront_sku=f"s{i}",
+                master_quantity=i,
+                storefront_quantity=i + 1,
+                difference=1,
+                unit_cost=Decimal("1.5"),
+                value=Decimal("1.5"),
+            )
+            for i in range(60_000)
+        ],
+        batch_size=5000,
+    )
     response = _download(report)
     tracemalloc.start()
     lines = 0
@@ -155,11 +191,31 @@ def test_csv_content_and_header(w):
     f.channel_stock(w, w.items[:1], observed=5)
     report = services.generate(ReportKind.STOCK_DRIFT)
     data = _csv(_download(report))
-    assert data[0] == ["channel", "channel name", "master sku", "storefront sku", "master ATS", "storefront quantity",
-                       "difference (storefront - master)", "unit cost", "value at cost", "currency"]
+    assert data[0] == [
+        "channel",
+        "channel name",
+        "master sku",
+        "storefront sku",
+        "master ATS",
+        "storefront quantity",
+        "difference (storefront - master)",
+        "unit cost",
+        "value at cost",
+        "currency",
+    ]
     # SKUs as text cells for Excel (leading zeros kept), money with two decimals, the cost currency
-    assert data[1] == ["web", "Web shop", f'="{w.items[0].sku}"', f'="{w.items[0].sku.lstrip("0")}"', "2", "5", "3",
-                       "2.50", "7.50", "GBP"]
+    assert data[1] == [
+        "web",
+        "Web shop",
+        f'="{w.items[0].sku}"',
+        f'="{w.items[0].sku.lstrip("0")}"',
+        "2",
+        "5",
+        "3",
+        "2.50",
+        "7.50",
+        "GBP",
+    ]
 
 
 def test_report_pages_run_fixed_queries(w, role_client):
@@ -171,13 +227,16 @@ def test_report_pages_run_fixed_queries(w, role_client):
     ReportRow.objects.bulk_create([ReportRow(report=report, sku=f"T{i}") for i in range(45)])
     Report.objects.filter(pk=report.pk).update(row_count=50)
     for _ in range(45):
-        Report.objects.create(kind=ReportKind.STOCK_DRIFT, run_date=timezone.localdate(), started_at=timezone.now(), status="done")
+        Report.objects.create(
+            kind=ReportKind.STOCK_DRIFT, run_date=timezone.localdate(), started_at=timezone.now(), status="done"
+        )
     big = f.count_queries(client, f"/reports/{report.pk}/"), f.count_queries(client, "/reports/")
     assert small == big
 
 
-def test_run_on_demand_is_queued_to_a_worker_and_listed_when_done(w, role_client, task_trap,
-                                                                   django_capture_on_commit_callbacks):
+def test_run_on_demand_is_queued_to_a_worker_and_listed_when_done(
+    w, role_client, task_trap, django_capture_on_commit_callbacks
+):
     from integration_hub.reconciliation import tasks as recon_tasks
 
     sent = []
@@ -204,7 +263,9 @@ def test_run_on_demand_is_queued_to_a_worker_and_listed_when_done(w, role_client
     assert Report.objects.count() == 1
 
 
-def test_run_on_demand_with_the_broker_down_fails_visibly(w, role_client, task_trap, django_capture_on_commit_callbacks):
+def test_run_on_demand_with_the_broker_down_fails_visibly(
+    w, role_client, task_trap, django_capture_on_commit_callbacks
+):
     from integration_hub.reconciliation import tasks as recon_tasks
 
     task_trap.fail(recon_tasks.run_report, ConnectionRefusedError("broker unreachable"))
@@ -218,12 +279,22 @@ def test_run_on_demand_with_the_broker_down_fails_visibly(w, role_client, task_t
 
 def test_daily_beat_job_generates_every_report_and_purges_old(w):
     assert any(j.task == "reconciliation.daily_reports" and j.crontab for j in collect())
-    old = Report.objects.create(kind=ReportKind.STOCK_DRIFT, run_date=timezone.localdate(), started_at=f.ago(days=120), status="done")
+    old = Report.objects.create(
+        kind=ReportKind.STOCK_DRIFT, run_date=timezone.localdate(), started_at=f.ago(days=120), status="done"
+    )
     ReportRow.objects.create(report=old, sku="x")
-    lost = Report.objects.create(kind=ReportKind.STOCK_DRIFT, run_date=timezone.localdate(), started_at=f.ago(hours=7),
-                                 status=Report.Status.RUNNING)
-    fresh = Report.objects.create(kind=ReportKind.STOCK_DRIFT, run_date=timezone.localdate(), started_at=f.ago(hours=1),
-                                  status=Report.Status.RUNNING)
+    lost = Report.objects.create(
+        kind=ReportKind.STOCK_DRIFT,
+        run_date=timezone.localdate(),
+        started_at=f.ago(hours=7),
+        status=Report.Status.RUNNING,
+    )
+    fresh = Report.objects.create(
+        kind=ReportKind.STOCK_DRIFT,
+        run_date=timezone.localdate(),
+        started_at=f.ago(hours=1),
+        status=Report.Status.RUNNING,
+    )
     out = tasks.daily_reports.apply(kwargs={"keep_days": 90}).get()
     assert set(out["reports"]) == set(ReportKind.values) and out["purged"] == 1 and out["stale_failed"] == 1
     lost.refresh_from_db()
@@ -235,10 +306,22 @@ def test_daily_beat_job_generates_every_report_and_purges_old(w):
 
 
 def test_csv_neutralises_spreadsheet_formulas(w):
-    report = Report.objects.create(kind=ReportKind.STOCK_DRIFT, run_date=timezone.localdate(), status=Report.Status.DONE,
-                                   started_at=timezone.now(), row_count=1)
-    ReportRow.objects.create(report=report, channel_key="web", sku="=HYPERLINK(\"http://x\")", storefront_sku="@SUM(A1)",
-                             master_quantity=-3, storefront_quantity=0, difference=3)
+    report = Report.objects.create(
+        kind=ReportKind.STOCK_DRIFT,
+        run_date=timezone.localdate(),
+        status=Report.Status.DONE,
+        started_at=timezone.now(),
+        row_count=1,
+    )
+    ReportRow.objects.create(
+        report=report,
+        channel_key="web",
+        sku="=HYPERLINK(\"http://x\")",
+        storefront_sku="@SUM(A1)",
+        master_quantity=-3,
+        storefront_quantity=0,
+        difference=3,
+    )
     data = _csv(_download(report))
     # SKU cells are string literals (="…", quotes doubled): Excel shows the text and evaluates nothing in it
     assert data[1][2] == '="=HYPERLINK(""http://x"")"' and data[1][3] == '="@SUM(A1)"' and data[1][4] == "-3"

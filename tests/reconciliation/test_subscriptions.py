@@ -1,5 +1,6 @@
 """Finance: reports delivered by e-mail after the daily run, through the monitoring outbox — per user or per
 address, chosen reports, XLSX (or CSV) attached, once per run, retried when the mail server refuses."""
+
 from __future__ import annotations
 
 import io
@@ -39,8 +40,10 @@ def test_finance_subscribes_and_gets_the_report_attached_once(w, make_user):
     user.save()
     c = Client()
     c.force_login(user)
-    r = c.post("/reports/subscriptions/", {"send_to_me": "on", "kinds": [ReportKind.STOCK_DRIFT],
-                                           "addresses": "cfo@example.com; ", "format": "xlsx"})
+    r = c.post(
+        "/reports/subscriptions/",
+        {"send_to_me": "on", "kinds": [ReportKind.STOCK_DRIFT], "addresses": "cfo@example.com; ", "format": "xlsx"},
+    )
     assert r.status_code == 302, r.content.decode()[:2000]
     sub = ReportSubscription.objects.get()
     assert sub.recipients() == ["fin@example.com", "cfo@example.com"] and sub.kinds == ["stock_drift"]
@@ -50,7 +53,7 @@ def test_finance_subscribes_and_gets_the_report_attached_once(w, make_user):
     (m,) = mail.outbox
     assert m.to == ["fin@example.com", "cfo@example.com"] and "Stock drift" in m.subject
     assert "3 row(s)" in m.body
-    (name, content, mimetype), = m.attachments
+    ((name, content, mimetype),) = m.attachments
     assert name.startswith("stock_drift-") and name.endswith(".xlsx")
     ws = openpyxl.load_workbook(io.BytesIO(content)).worksheets[0]
     skus = {row[2] for row in ws.iter_rows(min_row=2, values_only=True)}
@@ -74,9 +77,11 @@ def test_smtp_failure_is_retried_then_sent(w, make_user):
     Delivery.objects.filter(pk=d.pk).update(next_attempt_at=None)  # back-off over
     assert delivery.deliver(d.pk) == "sent"
     (m,) = mail.outbox
-    (name, content, mimetype), = m.attachments
+    ((name, content, mimetype),) = m.attachments
     assert name.endswith(".csv") and mimetype == "text/csv"
-    assert content.startswith("\ufeffchannel,channel name")  # Django keeps text/* attachments as text (UTF-8 on the wire)
+    assert content.startswith(
+        "\ufeffchannel,channel name"
+    )  # Django keeps text/* attachments as text (UTF-8 on the wire)
 
 
 def test_paused_subscription_gets_nothing(w):

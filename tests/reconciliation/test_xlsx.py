@@ -1,6 +1,7 @@
 """Finance: each report downloads as an Excel workbook that parses back with openpyxl: SKUs as text (leading
 zeros), money as two-decimal numbers next to a currency column, channel names; role-checked; streamed from
 a constant-memory writer (more rows than a sheet holds continue on another sheet)."""
+
 from __future__ import annotations
 
 import io

@@ -12,6 +12,7 @@
 Everything here writes rows; nothing patches. Fakes live in :mod:`tests.support.fakes`, the sandbox client in
 :mod:`tests.support.sandbox`.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -25,20 +26,40 @@ _seq = itertools.count(1)
 
 # --- connections -------------------------------------------------------------------------------------------
 # the credentials each sandbox emulator accepts by default
-SECRETS = {"commercetools": "hub-demo-secret", "sfcc": "am-secret", "wair": "wair-demo-key", "clarus": "clarus-demo-key",
-           "archean": "archean-demo-key", "inventory_planner": "ip-demo-key", "wair_replenishment": "wair-demo-password"}
+SECRETS = {
+    "commercetools": "hub-demo-secret",
+    "sfcc": "am-secret",
+    "wair": "wair-demo-key",
+    "clarus": "clarus-demo-key",
+    "archean": "archean-demo-key",
+    "inventory_planner": "ip-demo-key",
+    "wair_replenishment": "wair-demo-password",
+}
 
-CLARUS_OPTIONS = {"subdomain": "demo", "account_id": "1", "warehouse_id": "DC1", "webhook_domain": "https://demo.claruswms.co.uk",
-                  "webhook_api_domain": "https://clarus-api.com", "webhook_automation_ids": ["41", "42", "43"]}
+CLARUS_OPTIONS = {
+    "subdomain": "demo",
+    "account_id": "1",
+    "warehouse_id": "DC1",
+    "webhook_domain": "https://demo.claruswms.co.uk",
+    "webhook_api_domain": "https://clarus-api.com",
+    "webhook_automation_ids": ["41", "42", "43"],
+}
 
 # the options without which a connector of the type cannot be built (connectors/options.py)
-VALID_OPTIONS = {"commercetools": {"project_key": "demo"}, "sfcc": {"site_id": "RefArch"}, "clarus": {"subdomain": "demo"},
-                 "inventory_planner": {"account": "demo-account"}, "wair_replenishment": {"tenant": "DEMO"},
-                 "wair": {}, "archean": {}}
+VALID_OPTIONS = {
+    "commercetools": {"project_key": "demo"},
+    "sfcc": {"site_id": "RefArch"},
+    "clarus": {"subdomain": "demo"},
+    "inventory_planner": {"account": "demo-account"},
+    "wair_replenishment": {"tenant": "DEMO"},
+    "wair": {},
+    "archean": {},
+}
 
 
-def connection(system_type: str, name: str | None = None, *, secret: str | None = None, webhook_secret: str | None = None,
-               **fields):
+def connection(
+    system_type: str, name: str | None = None, *, secret: str | None = None, webhook_secret: str | None = None, **fields
+):
     """A saved ``Connection`` of ``system_type`` (named after it unless ``name``), at an unreachable local URL unless
     ``base_url``, with valid options for its type unless ``options`` is given. ``secret`` / ``webhook_secret`` are
     stored encrypted; any other ``Connection`` field may be passed."""
@@ -62,11 +83,23 @@ def sandbox_connection(sandbox, system_type: str, name: str | None = None, **fie
     from tests.support.sandbox import control
 
     url = f"{sandbox.url}/{system_type}"
-    fields = {"base_url": url, "rate_limit_per_second": 500, "rate_limit_burst": 100, "timeout_seconds": 5, "max_retries": 2,
-              **_sandbox_defaults(system_type, url), **fields}
+    fields = {
+        "base_url": url,
+        "rate_limit_per_second": 500,
+        "rate_limit_burst": 100,
+        "timeout_seconds": 5,
+        "max_retries": 2,
+        **_sandbox_defaults(system_type, url),
+        **fields,
+    }
     fields.setdefault("secret", SECRETS[system_type])
     if system_type == "sfcc":
-        control(sandbox, "sfcc", "configure_client", {"client_id": fields.get("client_id", "am-client"), "client_secret": fields["secret"]})
+        control(
+            sandbox,
+            "sfcc",
+            "configure_client",
+            {"client_id": fields.get("client_id", "am-client"), "client_secret": fields["secret"]},
+        )
     return connection(system_type, name, **fields)
 
 
@@ -88,15 +121,22 @@ def _sandbox_defaults(system_type: str, url: str) -> dict:
 def location(connection, code: str, *, external_id: str | None = None, name: str | None = None, **fields):
     from integration_hub.core.models import Location
 
-    return Location.objects.create(code=code, name=name or code, connection=connection, external_id=external_id or code.upper(),
-                                   **fields)
+    return Location.objects.create(
+        code=code, name=name or code, connection=connection, external_id=external_id or code.upper(), **fields
+    )
 
 
 def channel(connection, key: str, *, external_id: str | None = None, name: str | None = None, warehouse=None, **fields):
     from integration_hub.core.models import Channel
 
-    return Channel.objects.create(key=key, name=name or key, connection=connection, external_id=external_id or f"sc-{key}",
-                                  warehouse=warehouse, **fields)
+    return Channel.objects.create(
+        key=key,
+        name=name or key,
+        connection=connection,
+        external_id=external_id or f"sc-{key}",
+        warehouse=warehouse,
+        **fields,
+    )
 
 
 def pool(code: str, locations=()):
@@ -160,15 +200,20 @@ def shipping_maps(rows=(("standard", "STD48", "royal_mail"), ("express", "EXP24"
     """Storefront shipping method → warehouse method + carrier (default: standard → STD48 royal_mail, express → EXP24 dhl)."""
     from integration_hub.orders.models import ShippingMethodMap
 
-    return [ShippingMethodMap.objects.create(channel=channel, storefront_method=sf, warehouse_method=wh, carrier=carrier)
-            for sf, wh, carrier in rows]
+    return [
+        ShippingMethodMap.objects.create(channel=channel, storefront_method=sf, warehouse_method=wh, carrier=carrier)
+        for sf, wh, carrier in rows
+    ]
 
 
 def items(n: int, prefix: str = "00", cost="1.25") -> list:
     """``n`` items in one bulk insert (SKUs ``<prefix>005000`` …), sorted by SKU."""
     from integration_hub.catalog.models import Item
 
-    objs = [Item(sku=f"{prefix}{5000 + i:06d}", name=f"bulk {i}", unit_cost=Decimal(cost) if cost else None) for i in range(n)]
+    objs = [
+        Item(sku=f"{prefix}{5000 + i:06d}", name=f"bulk {i}", unit_cost=Decimal(cost) if cost else None)
+        for i in range(n)
+    ]
     Item.objects.bulk_create(objs)
     return list(Item.objects.filter(sku__in=[o.sku for o in objs]).order_by("sku"))
 
@@ -177,15 +222,22 @@ def items(n: int, prefix: str = "00", cost="1.25") -> list:
 def stock_level(item, location, quantity: int, state: str = "available"):
     from integration_hub.inventory.models import StockLevel
 
-    level, _ = StockLevel.objects.update_or_create(item=item, location=location, state=state, defaults={"quantity": quantity})
+    level, _ = StockLevel.objects.update_or_create(
+        item=item, location=location, state=state, defaults={"quantity": quantity}
+    )
     return level
 
 
 def reservation(item, channel, quantity: int, *, order_ref: str | None = None, released: bool = False):
     from integration_hub.inventory.models import Reservation
 
-    return Reservation.objects.create(item=item, channel=channel, order_ref=order_ref or f"o-{next(_seq)}", quantity=quantity,
-                                      released_at=timezone.now() if released else None)
+    return Reservation.objects.create(
+        item=item,
+        channel=channel,
+        order_ref=order_ref or f"o-{next(_seq)}",
+        quantity=quantity,
+        released_at=timezone.now() if released else None,
+    )
 
 
 # --- orders ------------------------------------------------------------------------------------------------
@@ -195,9 +247,15 @@ def order(channel, external_id: str, lines=(), *, state="captured", warehouse=No
 
     fields.setdefault("order_number", external_id)
     fields.setdefault("idempotency_key", f"{channel.key}:{external_id}")
-    o = Order.objects.create(channel=channel, external_id=external_id, state=state, warehouse=warehouse or channel.warehouse, **fields)
-    OrderLine.objects.bulk_create([OrderLine(order=o, line_id=f"l{i}", storefront_sku=it.sku, item=it, quantity=qty)
-                                   for i, (it, qty) in enumerate(lines, 1)])
+    o = Order.objects.create(
+        channel=channel, external_id=external_id, state=state, warehouse=warehouse or channel.warehouse, **fields
+    )
+    OrderLine.objects.bulk_create(
+        [
+            OrderLine(order=o, line_id=f"l{i}", storefront_sku=it.sku, item=it, quantity=qty)
+            for i, (it, qty) in enumerate(lines, 1)
+        ]
+    )
     return o
 
 
@@ -236,8 +294,13 @@ class World:
         # re-queue stock after mapping / bundle edits use save() and delete() themselves)
         it = item(sku, bundle_of={self.items[comp]: qty for comp, qty in (bundle_of or {}).items()}, signals=False)
         if mapped:
-            mapping(it, storefront_sku or f"SF-{sku}", channel=self.channels[channel] if channel else None, safety_buffer=buffer,
-                    signals=False)
+            mapping(
+                it,
+                storefront_sku or f"SF-{sku}",
+                channel=self.channels[channel] if channel else None,
+                safety_buffer=buffer,
+                signals=False,
+            )
         self.items[sku] = it
         return it
 
@@ -271,8 +334,9 @@ def order_world() -> Scene:
     """The order tests' start: storefront ``ct`` and warehouse ``wair`` (own webhook secrets), channel ``uk-web``
     from ``dc1``, items SKU-1…3 and 000123, bundle BUNDLE-1 = 2×SKU-1 + SKU-2, mappings for SKU-1, SKU-2, BUNDLE-1,
     the standard / express shipping maps. ``ct`` / ``wh``, ``channel``, ``location``, ``items`` (by SKU)."""
-    ct = connection("commercetools", "ct", base_url="http://127.0.0.1:9/commercetools",
-                    webhook_secret="ct-hook-secret")  # each connection its own secret: there is no default
+    ct = connection(
+        "commercetools", "ct", base_url="http://127.0.0.1:9/commercetools", webhook_secret="ct-hook-secret"
+    )  # each connection its own secret: there is no default
     wh = connection("wair", "wair", base_url="http://127.0.0.1:9/wair", webhook_secret="wair-hook-secret")
     ch = channel(ct, "uk-web", name="UK web", external_id="uk-web", warehouse=wh)
     loc = location(wh, "dc1", name="DC1", external_id="DC1")
@@ -295,12 +359,32 @@ def sandbox_order_world(sandbox, *, rate=1000.0, retries=4, timeout=5.0):
 
     cache.clear()
     clear_cache()
-    limits = {"rate_limit_per_second": rate, "rate_limit_burst": int(rate), "timeout_seconds": timeout, "max_retries": retries}
-    ct = connection("commercetools", "ct-sbx", base_url=f"{sandbox.url}/commercetools", auth_url=f"{sandbox.url}/commercetools",
-                    client_id="hub-demo", options={"project_key": "demo"}, secret="hub-demo-secret", webhook_secret="ct-hook-secret",
-                    **limits)
-    wh = connection("wair", "wair-sbx", base_url=f"{sandbox.url}/wair", options={"page_size": 500}, secret="wair-demo-key",
-                    webhook_secret="wair-hook-secret", **limits)
+    limits = {
+        "rate_limit_per_second": rate,
+        "rate_limit_burst": int(rate),
+        "timeout_seconds": timeout,
+        "max_retries": retries,
+    }
+    ct = connection(
+        "commercetools",
+        "ct-sbx",
+        base_url=f"{sandbox.url}/commercetools",
+        auth_url=f"{sandbox.url}/commercetools",
+        client_id="hub-demo",
+        options={"project_key": "demo"},
+        secret="hub-demo-secret",
+        webhook_secret="ct-hook-secret",
+        **limits,
+    )
+    wh = connection(
+        "wair",
+        "wair-sbx",
+        base_url=f"{sandbox.url}/wair",
+        options={"page_size": 500},
+        secret="wair-demo-key",
+        webhook_secret="wair-hook-secret",
+        **limits,
+    )
     ch = channel(ct, "uk-web", name="UK web", external_id="uk-web", warehouse=wh)
     skus = ["SKU-1", "SKU-2", "SKU-3"]
     for s in skus:
@@ -320,9 +404,18 @@ def sku_exceptions(w, its, kind=None, strip=True):
     problems = []
     for it in its:
         sf = it.sku.lstrip("0") if strip else f"X{it.sku}"
-        problems.append(exc.Problem(kind=kind, key=kinds.key(kind, w.channel.key, sf), title=f"{sf} unmapped on web",
-                                    severity="warning", channel_id=w.channel.pk, connection_id=w.storefront.pk, sku=sf,
-                                    context={"storefront_sku": sf, "channel": w.channel.key, "action": "map_sku"}))
+        problems.append(
+            exc.Problem(
+                kind=kind,
+                key=kinds.key(kind, w.channel.key, sf),
+                title=f"{sf} unmapped on web",
+                severity="warning",
+                channel_id=w.channel.pk,
+                connection_id=w.storefront.pk,
+                sku=sf,
+                context={"storefront_sku": sf, "channel": w.channel.key, "action": "map_sku"},
+            )
+        )
     exc.raise_many(problems)
     return list(ExceptionRecord.objects.filter(dedupe_key__in=[p.key for p in problems]).order_by("id"))
 
@@ -332,12 +425,26 @@ def orders(w, n: int, state=None, start=0, **fields) -> list:
     from integration_hub.orders.models import Order, OrderLine, OrderState
 
     state = state or OrderState.SENT
-    objs = [Order(channel=w.channel, external_id=f"ext-{start + i}", order_number=f"WEB-{start + i}", state=state,
-                  idempotency_key=f"web:ext-{start + i}", warehouse=w.master, **fields) for i in range(n)]
+    objs = [
+        Order(
+            channel=w.channel,
+            external_id=f"ext-{start + i}",
+            order_number=f"WEB-{start + i}",
+            state=state,
+            idempotency_key=f"web:ext-{start + i}",
+            warehouse=w.master,
+            **fields,
+        )
+        for i in range(n)
+    ]
     Order.objects.bulk_create(objs)
     out = list(Order.objects.filter(idempotency_key__in=[o.idempotency_key for o in objs]).order_by("id"))
-    OrderLine.objects.bulk_create([OrderLine(order=o, line_id="l1", storefront_sku=w.items[0].sku.lstrip("0"), item=w.items[0], quantity=1)
-                                   for o in out])
+    OrderLine.objects.bulk_create(
+        [
+            OrderLine(order=o, line_id="l1", storefront_sku=w.items[0].sku.lstrip("0"), item=w.items[0], quantity=1)
+            for o in out
+        ]
+    )
     return out
 
 
@@ -350,22 +457,35 @@ def pushes(w, its) -> None:
 def stock(w, its, qty: int) -> None:
     from integration_hub.inventory.models import StockLevel
 
-    StockLevel.objects.bulk_create([StockLevel(item=i, location=w.location, state="available", quantity=qty) for i in its])
+    StockLevel.objects.bulk_create(
+        [StockLevel(item=i, location=w.location, state="available", quantity=qty) for i in its]
+    )
 
 
 def mappings(w, its, channel=True) -> list:
     from integration_hub.catalog.models import SkuMapping
 
-    SkuMapping.objects.bulk_create([SkuMapping(item=i, channel=w.channel if channel else None, storefront_sku=i.sku.lstrip("0"))
-                                    for i in its])
+    SkuMapping.objects.bulk_create(
+        [SkuMapping(item=i, channel=w.channel if channel else None, storefront_sku=i.sku.lstrip("0")) for i in its]
+    )
     return list(SkuMapping.objects.filter(item__in=its))
 
 
 def channel_stock(w, its, observed: int | None, confirmed: int | None = None) -> None:
     from integration_hub.inventory.models import ChannelStock
 
-    ChannelStock.objects.bulk_create([ChannelStock(channel=w.channel, item=i, storefront_sku=i.sku.lstrip("0"),
-                                                   observed_quantity=observed, confirmed_quantity=confirmed) for i in its])
+    ChannelStock.objects.bulk_create(
+        [
+            ChannelStock(
+                channel=w.channel,
+                item=i,
+                storefront_sku=i.sku.lstrip("0"),
+                observed_quantity=observed,
+                confirmed_quantity=confirmed,
+            )
+            for i in its
+        ]
+    )
 
 
 def grow_rule_tables(w, n: int, tag: str) -> None:
@@ -376,14 +496,18 @@ def grow_rule_tables(w, n: int, tag: str) -> None:
 
     mappings(w, items(n, prefix=tag))
     for i in range(n):
-        IdentifierTransform.objects.create(name=f"t{tag}-{i}", connection=w.storefront, channel=w.channel, prefix=f"P{i}")
+        IdentifierTransform.objects.create(
+            name=f"t{tag}-{i}", connection=w.storefront, channel=w.channel, prefix=f"P{i}"
+        )
         ch = channel(w.storefront, f"c{tag}-{i}", name=f"Channel {tag}-{i}", external_id=f"x{tag}{i}")
         loc = location(w.master, f"l{tag}-{i}", name="loc", external_id=f"L{tag}{i}")
         if i % 2:
             stock_rule(ch, locations=[loc, w.location], add=True)
         else:
             stock_rule(ch, pool=StockPool.objects.create(code=f"p{tag}-{i}", name="pool"))
-        ShippingMethodMap.objects.create(channel=ch if i % 2 else None, storefront_method=f"m{tag}-{i}", warehouse_method="STD")
+        ShippingMethodMap.objects.create(
+            channel=ch if i % 2 else None, storefront_method=f"m{tag}-{i}", warehouse_method="STD"
+        )
 
 
 def ago(**kw):

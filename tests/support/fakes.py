@@ -9,6 +9,7 @@ caller (order send, stock push, polls, audits, webhooks) — tests never patch a
 
 Rules are tried newest first; a connection no rule matches gets its real connector.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,8 +22,15 @@ class FakeConnectors:
         self._real = real
         self._rules: list[tuple[Callable[[Any], bool], Any, tuple[str, ...]]] = []
 
-    def install(self, fake, *, connection=None, system_type=None, when: Callable[[Any], bool] | None = None,
-                real: tuple[str, ...] = ()):
+    def install(
+        self,
+        fake,
+        *,
+        connection=None,
+        system_type=None,
+        when: Callable[[Any], bool] | None = None,
+        real: tuple[str, ...] = (),
+    ):
         """Answer with ``fake`` for ``connection`` (a Connection or several, matched by pk), for connections of
         ``system_type`` (a name or several), for those ``when(connection)`` is true — or, with none given, for every
         connection. ``fake`` may be a ``callable(connection) -> connector`` wrapped in :func:`per_connection`.

@@ -12,6 +12,7 @@ emulator objects — so a test reads as a description of what the outside world 
 Modules whose helpers always speak to one emulator bind it once (``control = controller("archean")``) and keep
 their call sites: ``control(sandbox, "seed_stock", {...})``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -50,9 +51,12 @@ class SandboxClient:
             return cls(sandbox)
         return cls(sandbox.url)
 
-    def _call(self, method: str, path: str, payload: Any = None, *, expect: int | None = 200, timeout: float | None = None):
+    def _call(
+        self, method: str, path: str, payload: Any = None, *, expect: int | None = 200, timeout: float | None = None
+    ):
         r = requests.request(  # no shared session: tests call from several threads
-            method, f"{self.url}/_sandbox/{path}", json=payload, timeout=timeout or self.timeout)
+            method, f"{self.url}/_sandbox/{path}", json=payload, timeout=timeout or self.timeout
+        )
         if expect is not None and r.status_code != expect:
             raise SandboxError(f"{method} /_sandbox/{path} → {r.status_code} (expected {expect}): {r.text}")
         return r.json() if r.content else None
@@ -65,8 +69,16 @@ class SandboxClient:
         """Every emulator back to empty, faults and stats off (what the ``sandbox`` fixture does before each test)."""
         return self._call("POST", "reset")
 
-    def control(self, prefix: str, action: str, payload: Any = None, *, expect: int | None = 200, method: str = "POST",
-                timeout: float | None = None) -> Any:
+    def control(
+        self,
+        prefix: str,
+        action: str,
+        payload: Any = None,
+        *,
+        expect: int | None = 200,
+        method: str = "POST",
+        timeout: float | None = None,
+    ) -> Any:
         """``POST /_sandbox/<prefix>/<action>`` (an emulator's ``control_<action>``); the JSON answer.
         ``method="GET"`` calls the action with no payload."""
         body = (payload or {}) if method == "POST" else payload

@@ -17,6 +17,7 @@ reaches the broker; nothing runs unless asked::
 ``queue=``, ``retry=`` …, as the call site wrote them, whichever of the three ways it used), the shape a
 ``mock``'s ``call.kwargs`` has. It is a live list: it grows as tasks are sent and may be cleared by the test.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -167,7 +168,11 @@ class TaskTrap:
         return _Result(s, options.get("task_id") or str(uuid.uuid4()))
 
     def _enqueue(self, name, *, args=(), kwargs=None, **options):
-        call = {**({"args": args} if args != () else {}), **({"kwargs": kwargs} if kwargs is not None else {}), **options}
+        call = {
+            **({"args": args} if args != () else {}),
+            **({"kwargs": kwargs} if kwargs is not None else {}),
+            **options,
+        }
         return self._record(name, args, kwargs, options, "enqueue", call)
 
     def _apply_async(self, task, *a, **kw):
@@ -194,8 +199,11 @@ class TaskTrap:
         def send_task(app, name, *a, **kw):
             return trap._send_task(app, name, *a, **kw)
 
-        return [mock.patch.object(nudge, "enqueue", self._enqueue), mock.patch.object(Task, "apply_async", apply_async),
-                mock.patch.object(Celery, "send_task", send_task)]
+        return [
+            mock.patch.object(nudge, "enqueue", self._enqueue),
+            mock.patch.object(Task, "apply_async", apply_async),
+            mock.patch.object(Celery, "send_task", send_task),
+        ]
 
 
 @contextlib.contextmanager

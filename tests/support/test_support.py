@@ -1,4 +1,5 @@
 """The test support itself: the task trap sees every way in, the fake patch point picks the newest matching rule."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,10 +19,17 @@ def test_the_trap_records_enqueue_apply_async_delay_and_send_task_without_runnin
         push_pending.apply_async(kwargs={"max_priority": 0}, countdown=None, retry=False)
         push_pending.delay(batch_size=3)
         app.send_task("inventory.poll_stock", args=[7], queue="default")
-    assert trap.names() == ["orders.process", "inventory.push_pending", "inventory.push_pending", "inventory.poll_stock"]
+    assert trap.names() == [
+        "orders.process",
+        "inventory.push_pending",
+        "inventory.push_pending",
+        "inventory.poll_stock",
+    ]
     assert trap.calls("orders.process") == [{"kwargs": {"batch_size": 5}, "countdown": 2, "retry": False}]
-    assert trap.calls(push_pending) == [{"kwargs": {"max_priority": 0}, "countdown": None, "retry": False},
-                                        {"args": (), "kwargs": {"batch_size": 3}}]
+    assert trap.calls(push_pending) == [
+        {"kwargs": {"max_priority": 0}, "countdown": None, "retry": False},
+        {"args": (), "kwargs": {"batch_size": 3}},
+    ]
     assert trap.assert_enqueued("inventory.poll_stock").args == (7,)
     assert trap.assert_enqueued(push_pending, batch_size=3).via == "apply_async"
     assert not any(s.ran for s in trap.sent)

@@ -19,7 +19,8 @@ Modelled on the published HTTP API (docs.commercetools.com, confirmed via the SD
   400 on a second draft; actions ``changeQuantity``, ``addQuantity``, ``removeQuantity``;
   ``availableQuantity`` = ``quantityOnStock`` - reserved), product projections (``/product-projections``)
   Products API updates (``POST /products/{id}``: ``setAttribute`` / ``changeName``, staged or not, see
-  :meth:`CommercetoolsEmulator.product_update`) and Orders (``/orders``: actions ``changeShipmentState``, ``changeOrderState``, ``addDelivery`` with
+  :meth:`CommercetoolsEmulator.product_update`) and Orders (``/orders``: actions ``changeShipmentState``,
+  ``changeOrderState``, ``addDelivery`` with
   ``parcels[].trackingData {trackingId, carrier, ...}``, ``addParcelToDelivery``, ``addReturnInfo`` (ReturnItemDrafts →
   LineItemReturnItems with ``shipmentState`` Advised | Returned | BackInStock | Unusable, paymentState Initial; no
   more units returned than ordered), ``setReturnShipmentState``, ``setReturnPaymentState``; ``expand`` of

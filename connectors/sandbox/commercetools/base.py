@@ -2,6 +2,7 @@
 the project path prefix ``P``, timestamps (``now_iso`` / ``parse_dt``), ``clone`` (deep copies of pages) and
 ``ct_error`` (ct's error body).
 """
+
 from __future__ import annotations
 
 import functools
@@ -40,6 +41,7 @@ def parse_dt(value: str) -> datetime | None:
         return None
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
+
 _ISO_RX = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
 
 
@@ -50,4 +52,6 @@ def clone(data):
 
 
 def ct_error(status: int, code: str, message: str, **extra) -> HttpError:
-    return HttpError(status, {"statusCode": status, "message": message, "errors": [{"code": code, "message": message, **extra}]})
+    return HttpError(
+        status, {"statusCode": status, "message": message, "errors": [{"code": code, "message": message, **extra}]}
+    )

@@ -2,6 +2,7 @@
 route uses (``_tick``, ``_body``, ``_query``, ``_check_version``, ``_actions``) and the controls that span resources
 (``seed_catalog``, ``state``).
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -19,7 +20,9 @@ from .products import ProductRoutes
 from .subscriptions import SubscriptionRoutes
 
 
-class CommercetoolsEmulator(AuthRoutes, InventoryRoutes, TypeRoutes, ImportRoutes, ProductRoutes, OrderRoutes, SubscriptionRoutes, Emulator):
+class CommercetoolsEmulator(
+    AuthRoutes, InventoryRoutes, TypeRoutes, ImportRoutes, ProductRoutes, OrderRoutes, SubscriptionRoutes, Emulator
+):
     prefix = "commercetools"
     exempt_patterns = (r"^/oauth/token$", r"^/oauth2/v1/certs$")
 
@@ -50,8 +53,16 @@ class CommercetoolsEmulator(AuthRoutes, InventoryRoutes, TypeRoutes, ImportRoute
             raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON.")
         return data
 
-    def _query(self, req: Request, items, *, default_sort: list[str] | None = None, transform=None,
-               index: dict[str, Callable] | None = None, ordered: dict[str, Callable] | None = None) -> Response:
+    def _query(
+        self,
+        req: Request,
+        items,
+        *,
+        default_sort: list[str] | None = None,
+        transform=None,
+        index: dict[str, Callable] | None = None,
+        ordered: dict[str, Callable] | None = None,
+    ) -> Response:
         """A PagedQueryResponse over ``items()``, narrowed where the predicate allows: ``index`` (field path →
         lookup(values) → candidates, for ``=`` / ``in`` terms, also under ``or`` / nested predicates when every
         alternative's path has a lookup); ``ordered`` (field → walk(lower bound or None) → objects in ascending order
@@ -99,7 +110,7 @@ class CommercetoolsEmulator(AuthRoutes, InventoryRoutes, TypeRoutes, ImportRoute
                 matched = [o for o in pool if pred(o)]
                 if sorts:
                     apply_sort(matched, sorts)
-            page = clone(matched[offset:offset + limit])
+            page = clone(matched[offset : offset + limit])
             if transform:
                 page = [transform(o, req) for o in page]
         body = {"limit": limit, "offset": offset, "count": len(page), "results": page}
@@ -110,19 +121,38 @@ class CommercetoolsEmulator(AuthRoutes, InventoryRoutes, TypeRoutes, ImportRoute
     def _check_version(self, resource: dict, data: dict, type_name: str) -> None:
         version = data.get("version")
         if not isinstance(version, int):
-            raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON: missing required field 'version'.")
+            raise ct_error(
+                400, "InvalidJsonInput", "Request body does not contain valid JSON: missing required field 'version'."
+            )
         current = resource["version"]
         if version != current or self.maybe_conflict():
             msg = f"Object {resource['id']} has a different version than expected. Expected: {version} - Actual: {current}."
-            raise HttpError(409, {"statusCode": 409, "message": msg, "errors": [
-                {"code": "ConcurrentModification", "message": msg, "currentVersion": current,
-                 "expectedVersion": version, "resourceId": resource["id"]}]})
+            raise HttpError(
+                409,
+                {
+                    "statusCode": 409,
+                    "message": msg,
+                    "errors": [
+                        {
+                            "code": "ConcurrentModification",
+                            "message": msg,
+                            "currentVersion": current,
+                            "expectedVersion": version,
+                            "resourceId": resource["id"],
+                        }
+                    ],
+                },
+            )
 
     @staticmethod
     def _actions(data: dict) -> list[dict]:
         actions = data.get("actions")
         if not isinstance(actions, list) or not all(isinstance(a, dict) and a.get("action") for a in actions):
-            raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON: 'actions' must be a list of update actions.")
+            raise ct_error(
+                400,
+                "InvalidJsonInput",
+                "Request body does not contain valid JSON: 'actions' must be a list of update actions.",
+            )
         return actions
 
     def control_seed_catalog(self, payload: dict) -> dict:
@@ -139,7 +169,9 @@ class CommercetoolsEmulator(AuthRoutes, InventoryRoutes, TypeRoutes, ImportRoute
                 for p in products:
                     if p["key"] in self.product_by_key:
                         continue
-                    self._new_product(p["key"], list(p.get("skus") or []), p.get("name"), currency, p.get("published", True))
+                    self._new_product(
+                        p["key"], list(p.get("skus") or []), p.get("name"), currency, p.get("published", True)
+                    )
                     skus += [s for s in p.get("skus") or [] if s not in skus]
             else:
                 for sku in skus:
@@ -153,8 +185,12 @@ class CommercetoolsEmulator(AuthRoutes, InventoryRoutes, TypeRoutes, ImportRoute
                         if (sku, cid) not in self.inventory_index:
                             self._new_entry(sku, cid, int(quantity))
                             created += 1
-            return {"channels": len(self.channels), "products": len(self.products), "skus": len(self.sku_product),
-                    "inventory_entries_created": created}
+            return {
+                "channels": len(self.channels),
+                "products": len(self.products),
+                "skus": len(self.sku_product),
+                "inventory_entries_created": created,
+            }
 
     def control_state(self, payload: dict) -> dict:
         skus = set(payload.get("skus") or [])
@@ -174,14 +210,39 @@ class CommercetoolsEmulator(AuthRoutes, InventoryRoutes, TypeRoutes, ImportRoute
             for o in self.orders.values():
                 deliveries = self._all_deliveries(o)
                 orders[o["id"]] = {
-                    "order_number": o["orderNumber"], "version": o["version"], "order_state": o["orderState"],
-                    "shipment_state": o.get("shipmentState"), "deliveries": len(deliveries),
-                    "tracking": [p["trackingData"].get("trackingId") for d in deliveries for p in d["parcels"] if p.get("trackingData")],
-                    "carriers": [p["trackingData"].get("carrier") for d in deliveries for p in d["parcels"] if p.get("trackingData")],
-                    "returns": {it["id"]: {"line_item_id": it.get("lineItemId"), "quantity": it.get("quantity"),
-                                           "shipment_state": it.get("shipmentState")}
-                                for info in o.get("returnInfo") or [] if isinstance(info, dict)
-                                for it in info.get("items") or [] if isinstance(it, dict) and it.get("id")},
+                    "order_number": o["orderNumber"],
+                    "version": o["version"],
+                    "order_state": o["orderState"],
+                    "shipment_state": o.get("shipmentState"),
+                    "deliveries": len(deliveries),
+                    "tracking": [
+                        p["trackingData"].get("trackingId")
+                        for d in deliveries
+                        for p in d["parcels"]
+                        if p.get("trackingData")
+                    ],
+                    "carriers": [
+                        p["trackingData"].get("carrier")
+                        for d in deliveries
+                        for p in d["parcels"]
+                        if p.get("trackingData")
+                    ],
+                    "returns": {
+                        it["id"]: {
+                            "line_item_id": it.get("lineItemId"),
+                            "quantity": it.get("quantity"),
+                            "shipment_state": it.get("shipmentState"),
+                        }
+                        for info in o.get("returnInfo") or []
+                        if isinstance(info, dict)
+                        for it in info.get("items") or []
+                        if isinstance(it, dict) and it.get("id")
+                    },
                 }
-            return {"inventory": inventory, "versions": versions, "orders": orders, "tokens_issued": self.tokens_issued,
-                    "webhooks": dict(self.webhook_stats, pending=self._queue.unfinished_tasks)}
+            return {
+                "inventory": inventory,
+                "versions": versions,
+                "orders": orders,
+                "tokens_issued": self.tokens_issued,
+                "webhooks": dict(self.webhook_stats, pending=self._queue.unfinished_tasks),
+            }

@@ -9,6 +9,7 @@ Cost per request: pending operations wait in a heap by due time (a request proce
 container indexes its operations by state and by resourceKey, so the listing, its totals and the summary never scan
 the project's operations.
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,13 +24,44 @@ from ..server import Response, route
 from .base import MAX_LIMIT, MAX_OFFSET, P, clone, ct_error, now_iso
 
 # Import API (api-specs/import): ImportResourceType, ProcessingState, the fields of an InventoryImport
-IMPORT_RESOURCE_TYPES = {"business-unit", "category", "customer", "discount-code", "inventory", "order", "order-patch",
-                         "price", "product", "product-draft", "product-type", "product-variant", "product-variant-patch",
-                         "product-selection", "standalone-price", "type"}
-IMPORT_STATES = ("processing", "validationFailed", "unresolved", "waitForMasterVariant", "imported", "rejected", "canceled",
-                 "partiallyImported")
-INVENTORY_IMPORT_FIELDS = {"key", "sku", "quantityOnStock", "restockableInDays", "expectedDelivery",
-                           "reservationExpirationInMinutes", "supplyChannel", "custom"}
+IMPORT_RESOURCE_TYPES = {
+    "business-unit",
+    "category",
+    "customer",
+    "discount-code",
+    "inventory",
+    "order",
+    "order-patch",
+    "price",
+    "product",
+    "product-draft",
+    "product-type",
+    "product-variant",
+    "product-variant-patch",
+    "product-selection",
+    "standalone-price",
+    "type",
+}
+IMPORT_STATES = (
+    "processing",
+    "validationFailed",
+    "unresolved",
+    "waitForMasterVariant",
+    "imported",
+    "rejected",
+    "canceled",
+    "partiallyImported",
+)
+INVENTORY_IMPORT_FIELDS = {
+    "key",
+    "sku",
+    "quantityOnStock",
+    "restockableInDays",
+    "expectedDelivery",
+    "reservationExpirationInMinutes",
+    "supplyChannel",
+    "custom",
+}
 
 
 class ImportRoutes:
@@ -69,12 +101,22 @@ class ImportRoutes:
             raise ct_error(400, "InvalidField", "ImportContainerDraft needs a key of 2-256 [A-Za-z0-9_-].", field="key")
         rtype = data.get("resourceType")
         if rtype is not None and rtype not in IMPORT_RESOURCE_TYPES:
-            raise ct_error(400, "InvalidField", f"Invalid value '{rtype}' for field 'resourceType'.", field="resourceType")
+            raise ct_error(
+                400, "InvalidField", f"Invalid value '{rtype}' for field 'resourceType'.", field="resourceType"
+            )
         with self.lock:
             if key in self.import_containers:
-                raise ct_error(400, "DuplicateField", f"A duplicate value '\"{key}\"' exists for field 'key'.", field="key")
+                raise ct_error(
+                    400, "DuplicateField", f"A duplicate value '\"{key}\"' exists for field 'key'.", field="key"
+                )
             ts = self._tick()
-            c = {"key": key, "version": 1, "createdAt": ts, "lastModifiedAt": ts, **({"resourceType": rtype} if rtype else {})}
+            c = {
+                "key": key,
+                "version": 1,
+                "createdAt": ts,
+                "lastModifiedAt": ts,
+                **({"resourceType": rtype} if rtype else {}),
+            }
             self.import_containers[key] = c
             self.import_by_container[key] = {}
             self.import_by_state[key] = {state: {} for state in IMPORT_STATES}
@@ -98,19 +140,40 @@ class ImportRoutes:
                 out.append({"code": "RequiredField", "message": f"The required field '{f}' is missing.", "field": f})
         key = res.get("key")
         if key not in (None, "") and (not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9_-]{2,256}", key)):
-            out.append({"code": "InvalidField", "message": "The value of 'key' must match ^[A-Za-z0-9_-]+$ (2-256).", "field": "key"})
+            out.append(
+                {
+                    "code": "InvalidField",
+                    "message": "The value of 'key' must match ^[A-Za-z0-9_-]+$ (2-256).",
+                    "field": "key",
+                }
+            )
         if res.get("sku") not in (None, "") and not isinstance(res.get("sku"), str):
             out.append({"code": "InvalidField", "message": "The value of 'sku' must be a string.", "field": "sku"})
         qty = res.get("quantityOnStock")
         if qty is not None and (isinstance(qty, bool) or not isinstance(qty, int)):
-            out.append({"code": "InvalidField", "message": "The value of 'quantityOnStock' must be an integer.", "field": "quantityOnStock"})
+            out.append(
+                {
+                    "code": "InvalidField",
+                    "message": "The value of 'quantityOnStock' must be an integer.",
+                    "field": "quantityOnStock",
+                }
+            )
         ch = res.get("supplyChannel")
-        if ch is not None and not (isinstance(ch, dict) and ch.get("typeId") == "channel" and isinstance(ch.get("key"), str) and ch["key"]):
-            out.append({"code": "InvalidField", "message": "supplyChannel must be a ChannelKeyReference {typeId: channel, key}.",
-                        "field": "supplyChannel"})
+        if ch is not None and not (
+            isinstance(ch, dict) and ch.get("typeId") == "channel" and isinstance(ch.get("key"), str) and ch["key"]
+        ):
+            out.append(
+                {
+                    "code": "InvalidField",
+                    "message": "supplyChannel must be a ChannelKeyReference {typeId: channel, key}.",
+                    "field": "supplyChannel",
+                }
+            )
         unknown = sorted(set(res) - INVENTORY_IMPORT_FIELDS)
         if unknown:
-            out.append({"code": "InvalidField", "message": f"Unknown field(s) {', '.join(unknown)}.", "field": unknown[0]})
+            out.append(
+                {"code": "InvalidField", "message": f"Unknown field(s) {', '.join(unknown)}.", "field": unknown[0]}
+            )
         return out
 
     @route("POST", P + r"/inventories/import-containers/(?P<key>[^/]+)")
@@ -126,14 +189,25 @@ class ImportRoutes:
         with self.lock:
             container = self._import_container(req.params["key"])
             if container.get("resourceType") not in (None, "inventory"):
-                raise ct_error(400, "InvalidInput", f"Import container '{container['key']}' takes {container['resourceType']} resources.")
+                raise ct_error(
+                    400,
+                    "InvalidInput",
+                    f"Import container '{container['key']}' takes {container['resourceType']} resources.",
+                )
             out = []
             due = time.monotonic() + self.import_delay
             for res in resources:
                 ts = self._tick()
-                op = {"id": str(uuid.uuid4()), "version": 1, "importContainerKey": container["key"],
-                      "resourceKey": str(res.get("key") or "") if isinstance(res, dict) else "", "state": "processing",
-                      "createdAt": ts, "lastModifiedAt": ts, "expiresAt": now_iso(datetime.now(timezone.utc) + timedelta(hours=48))}
+                op = {
+                    "id": str(uuid.uuid4()),
+                    "version": 1,
+                    "importContainerKey": container["key"],
+                    "resourceKey": str(res.get("key") or "") if isinstance(res, dict) else "",
+                    "state": "processing",
+                    "createdAt": ts,
+                    "lastModifiedAt": ts,
+                    "expiresAt": now_iso(datetime.now(timezone.utc) + timedelta(hours=48)),
+                }
                 problems = self._import_problems(res)
                 if problems:
                     op["state"] = "validationFailed"
@@ -145,7 +219,13 @@ class ImportRoutes:
                 self.import_by_container[container["key"]][op["id"]] = op
                 self.import_by_state[container["key"]][op["state"]][op["id"]] = op
                 self.import_by_resource_key[container["key"]].setdefault(op["resourceKey"], {})[op["id"]] = op
-                out.append({"operationId": op["id"], "state": op["state"], **({"errors": op["errors"]} if op.get("errors") else {})})
+                out.append(
+                    {
+                        "operationId": op["id"],
+                        "state": op["state"],
+                        **({"errors": op["errors"]} if op.get("errors") else {}),
+                    }
+                )
             return Response(201, {"operationStatus": out})
 
     def _run_imports(self) -> None:
@@ -184,25 +264,32 @@ class ImportRoutes:
         cid = self.channel_by_key.get(ch_key) if ch_key else None
         custom = res.get("custom")
         type_id = self.type_by_key.get(((custom or {}).get("type") or {}).get("key")) if custom else None
-        missing = ([{"typeId": "channel", "key": ch_key}] if ch_key and not cid else []) + \
-                  ([{"typeId": "type", "key": ((custom or {}).get("type") or {}).get("key")}] if custom and not type_id else [])
+        missing = ([{"typeId": "channel", "key": ch_key}] if ch_key and not cid else []) + (
+            [{"typeId": "type", "key": ((custom or {}).get("type") or {}).get("key")}] if custom and not type_id else []
+        )
         if missing:
             self._set_import_state(op, "unresolved")
             op["unresolvedReferences"] = missing
             return True
         op.pop("unresolvedReferences", None)
-        fields = {k: (v.get("value") if isinstance(v, dict) else v) for k, v in ((custom or {}).get("fields") or {}).items()}
+        fields = {
+            k: (v.get("value") if isinstance(v, dict) else v) for k, v in ((custom or {}).get("fields") or {}).items()
+        }
         if custom:
             defined = {f["name"] for f in self.types[type_id].get("fieldDefinitions") or []}
             bad = sorted(set(fields) - defined)
             if bad:
                 self._set_import_state(op, "validationFailed")
-                op["errors"] = [{"code": "InvalidField", "message": f"The field '{f}' is not defined in the Type.", "field": f}
-                                for f in bad]
+                op["errors"] = [
+                    {"code": "InvalidField", "message": f"The field '{f}' is not defined in the Type.", "field": f}
+                    for f in bad
+                ]
                 return False
         if res["sku"] in self.import_reject_skus:
             self._set_import_state(op, "rejected")
-            op["errors"] = [{"code": "GenericError", "message": "The resource could not be imported (retry limit reached)."}]
+            op["errors"] = [
+                {"code": "GenericError", "message": "The resource could not be imported (retry limit reached)."}
+            ]
             return False
         eid = self.inventory_by_key.get(res["key"]) or self.inventory_index.get((res["sku"], cid))
         if eid is None:
@@ -257,16 +344,20 @@ class ImportRoutes:
             if sorts in ([], ["createdAt asc"]):  # creation order is createdAt order (strictly increasing ticks)
                 window = itertools.islice(ops.values() if isinstance(ops, dict) else ops, offset, offset + limit)
             elif sorts == ["createdAt desc"]:
-                window = itertools.islice(reversed(ops.values() if isinstance(ops, dict) else ops), offset, offset + limit)
+                window = itertools.islice(
+                    reversed(ops.values() if isinstance(ops, dict) else ops), offset, offset + limit
+                )
             else:
                 ordered = list(ops.values() if isinstance(ops, dict) else ops)
                 for spec in reversed(sorts):
                     fld, direction = spec.split()
                     ordered.sort(key=lambda o, f=fld: o.get(f) or "", reverse=direction == "desc")
-                window = ordered[offset:offset + limit]
+                window = ordered[offset : offset + limit]
             debug = req.q("debug", "") == "true"
             page = [{k: v for k, v in o.items() if debug or k != "unresolvedReferences"} for o in window]
-            return Response(200, {"limit": limit, "offset": offset, "count": len(page), "total": len(ops), "results": clone(page)})
+            return Response(
+                200, {"limit": limit, "offset": offset, "count": len(page), "total": len(ops), "results": clone(page)}
+            )
 
     @route("GET", P + r"/import-containers/(?P<key>[^/]+)/import-summaries")
     def import_summary(self, req):

@@ -2,6 +2,7 @@
 ``addQuantity`` / ``removeQuantity``, custom fields), order decrements that land ``decrement_delay`` seconds late, and
 the inventory test switches (``set_inventory``, ``inventory_settings``, ``land_decrements``, ``reserve``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,13 +28,22 @@ class InventoryRoutes:
         # an order's decrement is queued and lands ``decrement_delay`` seconds later (0 = at once)
         self.decrement_delay = 0.0
         self.pending_decrements: list[dict] = []  # {"due", "entry", "quantity", "order"} oldest first
-        self.land_on_write = 0  # test switch: land one pending decrement just before each of the next N inventory updates
+        self.land_on_write = (
+            0  # test switch: land one pending decrement just before each of the next N inventory updates
+        )
         self.lose_inventory_responses = 0  # test switch: apply the next N inventory updates, then answer 502
 
     def _new_channel(self, key: str, name: str | None = None, roles=None) -> dict:
         ts = self._tick()
-        ch = {"id": str(uuid.uuid4()), "version": 1, "key": key, "roles": roles or ["InventorySupply"],
-              "name": {"en": name or key}, "createdAt": ts, "lastModifiedAt": ts}
+        ch = {
+            "id": str(uuid.uuid4()),
+            "version": 1,
+            "key": key,
+            "roles": roles or ["InventorySupply"],
+            "name": {"en": name or key},
+            "createdAt": ts,
+            "lastModifiedAt": ts,
+        }
         self.channels[ch["id"]] = ch
         self.channel_by_key[key] = ch["id"]
         return ch
@@ -41,9 +51,15 @@ class InventoryRoutes:
     @route("GET", P + r"/channels")
     def channels_query(self, req):
         self._auth(req)
-        return self._query(req, lambda: self.channels.values(), default_sort=["createdAt asc"], index={
-            "id": lambda ids: [self.channels[i] for i in ids if i in self.channels],
-            "key": lambda keys: [self.channels[self.channel_by_key[k]] for k in keys if k in self.channel_by_key]})
+        return self._query(
+            req,
+            lambda: self.channels.values(),
+            default_sort=["createdAt asc"],
+            index={
+                "id": lambda ids: [self.channels[i] for i in ids if i in self.channels],
+                "key": lambda keys: [self.channels[self.channel_by_key[k]] for k in keys if k in self.channel_by_key],
+            },
+        )
 
     @route("POST", P + r"/channels")
     def channels_create(self, req):
@@ -51,10 +67,18 @@ class InventoryRoutes:
         data = self._body(req)
         key = data.get("key")
         if not key:
-            raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON: missing required field 'key'.")
+            raise ct_error(
+                400, "InvalidJsonInput", "Request body does not contain valid JSON: missing required field 'key'."
+            )
         with self.lock:
             if key in self.channel_by_key:
-                raise ct_error(400, "DuplicateField", f"A duplicate value '\"{key}\"' exists for field 'key'.", field="key", duplicateValue=key)
+                raise ct_error(
+                    400,
+                    "DuplicateField",
+                    f"A duplicate value '\"{key}\"' exists for field 'key'.",
+                    field="key",
+                    duplicateValue=key,
+                )
             name = data.get("name", {}).get("en") if isinstance(data.get("name"), dict) else None
             return Response(201, copy.deepcopy(self._new_channel(key, name, data.get("roles"))))
 
@@ -62,7 +86,9 @@ class InventoryRoutes:
         cid = self.channel_by_key.get(id_or_key) if by_key else id_or_key
         ch = self.channels.get(cid or "")
         if not ch:
-            raise ct_error(404, "ResourceNotFound", f"The Resource with {'key' if by_key else 'ID'} '{id_or_key}' was not found.")
+            raise ct_error(
+                404, "ResourceNotFound", f"The Resource with {'key' if by_key else 'ID'} '{id_or_key}' was not found."
+            )
         return ch
 
     @route("GET", P + r"/channels/(?P<id>[^/=]+)")
@@ -84,21 +110,41 @@ class InventoryRoutes:
             raise ct_error(400, "InvalidJsonInput", "supplyChannel must be a ResourceIdentifier to a channel.")
         if ref.get("id"):
             if ref["id"] not in self.channels:
-                raise ct_error(400, "ReferencedResourceNotFound", f"The referenced object of type 'channel' with identifier '{ref['id']}' was not found.",
-                               typeId="channel", id=ref["id"])
+                raise ct_error(
+                    400,
+                    "ReferencedResourceNotFound",
+                    f"The referenced object of type 'channel' with identifier '{ref['id']}' was not found.",
+                    typeId="channel",
+                    id=ref["id"],
+                )
             return ref["id"]
         if ref.get("key"):
             cid = self.channel_by_key.get(ref["key"])
             if not cid:
-                raise ct_error(400, "ReferencedResourceNotFound", f"The referenced object of type 'channel' with key '{ref['key']}' was not found.",
-                               typeId="channel", key=ref["key"])
+                raise ct_error(
+                    400,
+                    "ReferencedResourceNotFound",
+                    f"The referenced object of type 'channel' with key '{ref['key']}' was not found.",
+                    typeId="channel",
+                    key=ref["key"],
+                )
             return cid
         raise ct_error(400, "InvalidJsonInput", "supplyChannel needs an id or a key.")
 
-    def _new_entry(self, sku: str, channel_id: str | None, quantity: int, key: str | None = None, extra: dict | None = None) -> dict:
+    def _new_entry(
+        self, sku: str, channel_id: str | None, quantity: int, key: str | None = None, extra: dict | None = None
+    ) -> dict:
         ts = self._tick()
-        entry = {"id": str(uuid.uuid4()), "version": 1, "sku": sku, "quantityOnStock": quantity, "availableQuantity": quantity,
-                 "reserved": 0, "createdAt": ts, "lastModifiedAt": ts}
+        entry = {
+            "id": str(uuid.uuid4()),
+            "version": 1,
+            "sku": sku,
+            "quantityOnStock": quantity,
+            "availableQuantity": quantity,
+            "reserved": 0,
+            "createdAt": ts,
+            "lastModifiedAt": ts,
+        }
         if key:
             entry["key"] = key
         if channel_id:
@@ -143,9 +189,16 @@ class InventoryRoutes:
         self._auth(req)
         with self.lock:
             self._land_due()
-        return self._query(req, lambda: self.inventory.values(), default_sort=["createdAt asc"], transform=self._public_entry, index={
-            "id": lambda ids: [self.inventory[i] for i in ids if i in self.inventory],
-            "sku": lambda skus: [self.inventory[i] for sku in skus for i in self.inventory_by_sku.get(sku, ())]})
+        return self._query(
+            req,
+            lambda: self.inventory.values(),
+            default_sort=["createdAt asc"],
+            transform=self._public_entry,
+            index={
+                "id": lambda ids: [self.inventory[i] for i in ids if i in self.inventory],
+                "sku": lambda skus: [self.inventory[i] for sku in skus for i in self.inventory_by_sku.get(sku, ())],
+            },
+        )
 
     @route("POST", P + r"/inventory")
     def inventory_create(self, req):
@@ -153,19 +206,40 @@ class InventoryRoutes:
         data = self._body(req)
         sku, qty = data.get("sku"), data.get("quantityOnStock")
         if not isinstance(sku, str) or not sku:
-            raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON: missing required field 'sku'.")
+            raise ct_error(
+                400, "InvalidJsonInput", "Request body does not contain valid JSON: missing required field 'sku'."
+            )
         if not isinstance(qty, int) or isinstance(qty, bool):
-            raise ct_error(400, "InvalidJsonInput", "Request body does not contain valid JSON: 'quantityOnStock' must be an integer.")
+            raise ct_error(
+                400,
+                "InvalidJsonInput",
+                "Request body does not contain valid JSON: 'quantityOnStock' must be an integer.",
+            )
         with self.lock:
             channel_id = self._resolve_channel_ref(data.get("supplyChannel"))
             if (sku, channel_id) in self.inventory_index:
-                msg = (f"An inventory entry for SKU '{sku}' and supply channel '{channel_id}' already exists."
-                       if channel_id else f"An inventory entry for SKU '{sku}' without supply channel already exists.")
-                raise ct_error(400, "DuplicateField", msg, field="sku", duplicateValue=sku,
-                               conflictingResource={"typeId": "inventory-entry", "id": self.inventory_index[(sku, channel_id)]})
+                msg = (
+                    f"An inventory entry for SKU '{sku}' and supply channel '{channel_id}' already exists."
+                    if channel_id
+                    else f"An inventory entry for SKU '{sku}' without supply channel already exists."
+                )
+                raise ct_error(
+                    400,
+                    "DuplicateField",
+                    msg,
+                    field="sku",
+                    duplicateValue=sku,
+                    conflictingResource={"typeId": "inventory-entry", "id": self.inventory_index[(sku, channel_id)]},
+                )
             key = data.get("key")
             if key and key in self.inventory_by_key:
-                raise ct_error(400, "DuplicateField", f"A duplicate value '\"{key}\"' exists for field 'key'.", field="key", duplicateValue=key)
+                raise ct_error(
+                    400,
+                    "DuplicateField",
+                    f"A duplicate value '\"{key}\"' exists for field 'key'.",
+                    field="key",
+                    duplicateValue=key,
+                )
             entry = self._new_entry(sku, channel_id, qty, key, data)
             return Response(201, self._public_entry(copy.deepcopy(entry)))
 
@@ -175,7 +249,9 @@ class InventoryRoutes:
         eid = self.inventory_by_key.get(ident) if by_key else ident
         entry = self.inventory.get(eid or "")
         if not entry:
-            raise ct_error(404, "ResourceNotFound", f"The Resource with {'key' if by_key else 'ID'} '{ident}' was not found.")
+            raise ct_error(
+                404, "ResourceNotFound", f"The Resource with {'key' if by_key else 'ID'} '{ident}' was not found."
+            )
         return entry
 
     @route("GET", P + r"/inventory/(?P<id>[^/=]+)")
@@ -208,7 +284,11 @@ class InventoryRoutes:
                 if kind in ("changeQuantity", "addQuantity", "removeQuantity"):
                     q = a.get("quantity")
                     if not isinstance(q, int) or isinstance(q, bool):
-                        raise ct_error(400, "InvalidJsonInput", f"Request body does not contain valid JSON: {kind}.quantity must be an integer.")
+                        raise ct_error(
+                            400,
+                            "InvalidJsonInput",
+                            f"Request body does not contain valid JSON: {kind}.quantity must be an integer.",
+                        )
                     if kind == "changeQuantity":
                         target = q
                     elif kind == "addQuantity":
@@ -231,7 +311,9 @@ class InventoryRoutes:
             entry.update(new)
             if self.lose_inventory_responses > 0:  # applied, but the answer never reaches the client
                 self.lose_inventory_responses -= 1
-                raise HttpError(502, {"statusCode": 502, "message": "Bad Gateway (injected: update applied, response lost)"})
+                raise HttpError(
+                    502, {"statusCode": 502, "message": "Bad Gateway (injected: update applied, response lost)"}
+                )
             return Response(200, self._public_entry(copy.deepcopy(entry)))
 
     @route("DELETE", P + r"/inventory/(?P<id>[^/=]+)")
@@ -281,8 +363,12 @@ class InventoryRoutes:
             for name, cast in (("decrement_delay", float), ("land_on_write", int), ("lose_inventory_responses", int)):
                 if name in payload:
                     setattr(self, name, cast(payload[name]))
-            return {"decrement_delay": self.decrement_delay, "land_on_write": self.land_on_write,
-                    "lose_inventory_responses": self.lose_inventory_responses, "pending": len(self.pending_decrements)}
+            return {
+                "decrement_delay": self.decrement_delay,
+                "land_on_write": self.land_on_write,
+                "lose_inventory_responses": self.lose_inventory_responses,
+                "pending": len(self.pending_decrements),
+            }
 
     def control_land_decrements(self, payload: dict) -> dict:
         """Land the ``count`` oldest pending order decrements now (all when ``count`` is absent)."""

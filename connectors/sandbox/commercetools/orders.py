@@ -1,6 +1,7 @@
 """Orders (``/orders``: shipment / order state, deliveries and parcels, returns, ``expand``), shipping methods and
 discount codes, and the storefront-side controls (``create_orders``, ``store_fulfil``, ``add_return``, ``return_state``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,9 +35,17 @@ class OrderRoutes:
         if sid:
             return self.shipping_methods[sid]
         ts = self._tick()
-        sm = {"id": str(uuid.uuid4()), "version": 1, "key": key, "name": key.replace("-", " ").title(),
-              "localizedName": {"en": key.replace("-", " ").title()}, "isDefault": False, "zoneRates": [],
-              "createdAt": ts, "lastModifiedAt": ts}
+        sm = {
+            "id": str(uuid.uuid4()),
+            "version": 1,
+            "key": key,
+            "name": key.replace("-", " ").title(),
+            "localizedName": {"en": key.replace("-", " ").title()},
+            "isDefault": False,
+            "zoneRates": [],
+            "createdAt": ts,
+            "lastModifiedAt": ts,
+        }
         self.shipping_methods[sm["id"]] = sm
         self.shipping_method_by_key[key] = sm["id"]
         return sm
@@ -45,8 +54,17 @@ class OrderRoutes:
         dc = self.discount_codes.get(code)
         if dc is None:
             ts = self._tick()
-            dc = {"id": str(uuid.uuid4()), "version": 1, "code": code, "isActive": True, "cartDiscounts": [],
-                  "groups": [], "references": [], "createdAt": ts, "lastModifiedAt": ts}
+            dc = {
+                "id": str(uuid.uuid4()),
+                "version": 1,
+                "code": code,
+                "isActive": True,
+                "cartDiscounts": [],
+                "groups": [],
+                "references": [],
+                "createdAt": ts,
+                "lastModifiedAt": ts,
+            }
             self.discount_codes[code] = dc
         return dc
 
@@ -91,11 +109,18 @@ class OrderRoutes:
         if not isinstance(a, dict):
             raise ct_error(400, "InvalidJsonInput", "address must be an object")
         out = {
-            "firstName": a.get("firstName", a.get("first_name", "")), "lastName": a.get("lastName", a.get("last_name", "")),
-            "company": a.get("company", ""), "streetName": a.get("streetName", a.get("street", "")),
-            "streetNumber": a.get("streetNumber", ""), "additionalStreetInfo": a.get("additionalStreetInfo", a.get("street2", "")),
-            "postalCode": a.get("postalCode", a.get("postal_code", "")), "city": a.get("city", ""), "region": a.get("region", ""),
-            "country": a.get("country", "GB"), "phone": a.get("phone", ""), "email": a.get("email", email),
+            "firstName": a.get("firstName", a.get("first_name", "")),
+            "lastName": a.get("lastName", a.get("last_name", "")),
+            "company": a.get("company", ""),
+            "streetName": a.get("streetName", a.get("street", "")),
+            "streetNumber": a.get("streetNumber", ""),
+            "additionalStreetInfo": a.get("additionalStreetInfo", a.get("street2", "")),
+            "postalCode": a.get("postalCode", a.get("postal_code", "")),
+            "city": a.get("city", ""),
+            "region": a.get("region", ""),
+            "country": a.get("country", "GB"),
+            "phone": a.get("phone", ""),
+            "email": a.get("email", email),
         }
         return {k: v for k, v in out.items() if v not in ("", None)}
 
@@ -120,9 +145,19 @@ class OrderRoutes:
             self.order_seq += 1
             number = f"CT{self.order_seq}"
         if number in self.order_by_number:
-            raise ct_error(400, "DuplicateField", f"A duplicate value '\"{number}\"' exists for field 'orderNumber'.",
-                           field="orderNumber", duplicateValue=number)
-        money = lambda cents: {"type": "centPrecision", "currencyCode": currency, "centAmount": int(cents), "fractionDigits": 2}  # noqa: E731
+            raise ct_error(
+                400,
+                "DuplicateField",
+                f"A duplicate value '\"{number}\"' exists for field 'orderNumber'.",
+                field="orderNumber",
+                duplicateValue=number,
+            )
+        money = lambda cents: {  # noqa: E731
+            "type": "centPrecision",
+            "currencyCode": currency,
+            "centAmount": int(cents),
+            "fractionDigits": 2,
+        }  # noqa: E731
         line_items, total = [], 0
         for ln in lines:
             sku, qty = ln.get("sku"), ln.get("quantity", 1)
@@ -131,21 +166,33 @@ class OrderRoutes:
             cents = int(ln.get("price", self.sku_prices.get(sku) or self._price_for(sku)))
             pid, vid = self.sku_product.get(sku, (None, 1))
             pname = self.products[pid]["name"]["en"] if pid else sku
-            li = {"id": str(uuid.uuid4()), "productId": pid or str(uuid.uuid5(uuid.NAMESPACE_URL, "ct-product/" + sku)),
-                  "productKey": self.products[pid]["key"] if pid else None, "name": {"en": ln.get("name") or pname},
-                  "productType": {"typeId": "product-type", "id": "apparel"},
-                  "variant": {"id": vid, "sku": sku, "prices": [], "attributes": [], "images": []},
-                  "price": {"id": str(uuid.uuid4()), "value": money(cents)}, "quantity": qty,
-                  "totalPrice": money(cents * qty), "discountedPricePerQuantity": [], "taxedPricePortions": [],
-                  "state": [{"quantity": qty, "state": {"typeId": "state", "id": "initial"}}],
-                  "priceMode": "Platform", "lineItemMode": "Standard", "inventoryMode": "TrackOnly"}
+            li = {
+                "id": str(uuid.uuid4()),
+                "productId": pid or str(uuid.uuid5(uuid.NAMESPACE_URL, "ct-product/" + sku)),
+                "productKey": self.products[pid]["key"] if pid else None,
+                "name": {"en": ln.get("name") or pname},
+                "productType": {"typeId": "product-type", "id": "apparel"},
+                "variant": {"id": vid, "sku": sku, "prices": [], "attributes": [], "images": []},
+                "price": {"id": str(uuid.uuid4()), "value": money(cents)},
+                "quantity": qty,
+                "totalPrice": money(cents * qty),
+                "discountedPricePerQuantity": [],
+                "taxedPricePortions": [],
+                "state": [{"quantity": qty, "state": {"typeId": "state", "id": "initial"}}],
+                "priceMode": "Platform",
+                "lineItemMode": "Standard",
+                "inventoryMode": "TrackOnly",
+            }
             if li["productKey"] is None:
                 del li["productKey"]
             if channel_id:
                 li["supplyChannel"] = {"typeId": "channel", "id": channel_id}
                 li["distributionChannel"] = {"typeId": "channel", "id": channel_id}
             if ln.get("custom_fields"):
-                li["custom"] = {"type": {"typeId": "type", "id": "line-item-fields"}, "fields": dict(ln["custom_fields"])}
+                li["custom"] = {
+                    "type": {"typeId": "type", "id": "line-item-fields"},
+                    "fields": dict(ln["custom_fields"]),
+                }
             line_items.append(li)
             total += cents * qty
         shipping_cents = int(spec.get("shipping_price", 395))
@@ -154,29 +201,61 @@ class OrderRoutes:
         sm = self._shipping_method(sm_key)
         email = spec.get("email") or f"customer{self.order_seq}@example.com"
         address = self._address(spec.get("address"), email) or {
-            "firstName": "Alex", "lastName": "Morgan", "streetName": "High Street", "streetNumber": "12", "postalCode": "SW1A 1AA",
-            "city": "London", "country": "GB", "email": email}
+            "firstName": "Alex",
+            "lastName": "Morgan",
+            "streetName": "High Street",
+            "streetNumber": "12",
+            "postalCode": "SW1A 1AA",
+            "city": "London",
+            "country": "GB",
+            "email": email,
+        }
         fields = dict(spec.get("custom_fields") or {})
         if spec.get("gift_message"):
             fields["giftMessage"] = spec["gift_message"]
         if spec.get("delivery_notes"):
             fields["deliveryNotes"] = spec["delivery_notes"]
         order = {
-            "id": spec.get("id") or str(uuid.uuid4()), "version": 1, "orderNumber": number, "customerEmail": email,
-            "createdAt": ts, "lastModifiedAt": ts, "completedAt": None, "origin": "Customer",
-            "lineItems": line_items, "customLineItems": [], "totalPrice": money(total),
+            "id": spec.get("id") or str(uuid.uuid4()),
+            "version": 1,
+            "orderNumber": number,
+            "customerEmail": email,
+            "createdAt": ts,
+            "lastModifiedAt": ts,
+            "completedAt": None,
+            "origin": "Customer",
+            "lineItems": line_items,
+            "customLineItems": [],
+            "totalPrice": money(total),
             "taxedPrice": {"totalNet": money(round(total / 1.2)), "totalGross": money(total), "taxPortions": []},
-            "shippingAddress": address, "billingAddress": self._address(spec.get("billing_address"), email) or copy.deepcopy(address),
+            "shippingAddress": address,
+            "billingAddress": self._address(spec.get("billing_address"), email) or copy.deepcopy(address),
             "shippingMode": "Single",
-            "shippingInfo": {"shippingMethodName": sm["name"], "price": money(shipping_cents),
-                             "shippingRate": {"price": money(shipping_cents), "tiers": []},
-                             "shippingMethod": {"typeId": "shipping-method", "id": sm["id"]},
-                             "shippingMethodState": "MatchesCart", "deliveries": []},
-            "discountCodes": [{"discountCode": {"typeId": "discount-code", "id": self._discount_code(c)["id"]},
-                               "state": "MatchesCart"} for c in spec.get("discount_codes") or []],
-            "orderState": "Open", "shipmentState": "Pending", "paymentState": "Paid",
-            "inventoryMode": "TrackOnly", "taxMode": "Platform", "taxRoundingMode": "HalfEven", "refusedGifts": [],
-            "syncInfo": [], "returnInfo": [], "itemShippingAddresses": [],
+            "shippingInfo": {
+                "shippingMethodName": sm["name"],
+                "price": money(shipping_cents),
+                "shippingRate": {"price": money(shipping_cents), "tiers": []},
+                "shippingMethod": {"typeId": "shipping-method", "id": sm["id"]},
+                "shippingMethodState": "MatchesCart",
+                "deliveries": [],
+            },
+            "discountCodes": [
+                {
+                    "discountCode": {"typeId": "discount-code", "id": self._discount_code(c)["id"]},
+                    "state": "MatchesCart",
+                }
+                for c in spec.get("discount_codes") or []
+            ],
+            "orderState": "Open",
+            "shipmentState": "Pending",
+            "paymentState": "Paid",
+            "inventoryMode": "TrackOnly",
+            "taxMode": "Platform",
+            "taxRoundingMode": "HalfEven",
+            "refusedGifts": [],
+            "syncInfo": [],
+            "returnInfo": [],
+            "itemShippingAddresses": [],
         }
         del order["completedAt"]
         if spec.get("shipping_mode") == "Multiple":
@@ -184,17 +263,29 @@ class OrderRoutes:
             # shippingAddress} holds its own deliveries, and line items say where they go (shippingDetails)
             key = spec.get("shipping_key") or sm_key
             order["shippingMode"] = "Multiple"
-            order["shipping"] = [{"shippingKey": key, "shippingInfo": order.pop("shippingInfo"),
-                                  "shippingAddress": copy.deepcopy(address)}]
+            order["shipping"] = [
+                {
+                    "shippingKey": key,
+                    "shippingInfo": order.pop("shippingInfo"),
+                    "shippingAddress": copy.deepcopy(address),
+                }
+            ]
             for li in line_items:
-                li["shippingDetails"] = {"targets": [{"addressKey": key, "quantity": li["quantity"], "shippingMethodKey": key}],
-                                         "valid": True}
+                li["shippingDetails"] = {
+                    "targets": [{"addressKey": key, "quantity": li["quantity"], "shippingMethodKey": key}],
+                    "valid": True,
+                }
         if channel_key:
             order["store"] = {"typeId": "store", "key": channel_key}
         if fields:
-            order["custom"] = {"type": {"typeId": "type", "id": "order-fields", "key": "order-fields"}, "fields": fields}
+            order["custom"] = {
+                "type": {"typeId": "type", "id": "order-fields", "key": "order-fields"},
+                "fields": fields,
+            }
         if order["id"] in self.orders:
-            raise ct_error(400, "DuplicateField", f"order id {order['id']} exists", field="id", duplicateValue=order["id"])
+            raise ct_error(
+                400, "DuplicateField", f"order id {order['id']} exists", field="id", duplicateValue=order["id"]
+            )
         return order
 
     def _track_inventory(self, order: dict) -> None:
@@ -206,8 +297,14 @@ class OrderRoutes:
             ch = (li.get("supplyChannel") or {}).get("id")
             eid = self.inventory_index.get((li["variant"]["sku"], ch))
             if eid and self.decrement_delay > 0:
-                self.pending_decrements.append({"due": time.monotonic() + self.decrement_delay, "entry": eid,
-                                                "quantity": li["quantity"], "order": order["id"]})
+                self.pending_decrements.append(
+                    {
+                        "due": time.monotonic() + self.decrement_delay,
+                        "entry": eid,
+                        "quantity": li["quantity"],
+                        "order": order["id"],
+                    }
+                )
             elif eid:
                 entry = self.inventory[eid]
                 self._set_entry_quantity(entry, entry["quantityOnStock"] - li["quantity"])
@@ -228,9 +325,18 @@ class OrderRoutes:
     @route("GET", P + r"/orders")
     def orders_query(self, req):
         self._auth(req)
-        return self._query(req, lambda: self.orders.values(), default_sort=["createdAt asc"], transform=self._expand, index={
-            "id": lambda ids: [self.orders[i] for i in ids if i in self.orders],
-            "orderNumber": lambda ns: [self.orders[self.order_by_number[n]] for n in ns if n in self.order_by_number]})
+        return self._query(
+            req,
+            lambda: self.orders.values(),
+            default_sort=["createdAt asc"],
+            transform=self._expand,
+            index={
+                "id": lambda ids: [self.orders[i] for i in ids if i in self.orders],
+                "orderNumber": lambda ns: [
+                    self.orders[self.order_by_number[n]] for n in ns if n in self.order_by_number
+                ],
+            },
+        )
 
     @route("GET", P + r"/orders/(?P<id>[^/=]+)")
     @route("GET", P + r"/orders/order-number=(?P<number>[^/]+)")
@@ -268,15 +374,33 @@ class OrderRoutes:
                 elif kind == "changePaymentState":
                     new["paymentState"] = a.get("paymentState")
                 elif kind == "addDelivery":
-                    if a.get("deliveryKey") and any(d.get("key") == a["deliveryKey"] for d in self._all_deliveries(new)):
-                        raise ct_error(400, "DuplicateField", f"A duplicate value '\"{a['deliveryKey']}\"' exists for field 'key'.",
-                                       field="key", duplicateValue=a["deliveryKey"])
+                    if a.get("deliveryKey") and any(
+                        d.get("key") == a["deliveryKey"] for d in self._all_deliveries(new)
+                    ):
+                        raise ct_error(
+                            400,
+                            "DuplicateField",
+                            f"A duplicate value '\"{a['deliveryKey']}\"' exists for field 'key'.",
+                            field="key",
+                            duplicateValue=a["deliveryKey"],
+                        )
                     self._deliveries_for(new, a.get("shippingKey")).append(self._delivery(a, line_ids))
                 elif kind == "addParcelToDelivery":
-                    delivery = next((d for d in self._all_deliveries(new) if d["id"] == a.get("deliveryId")
-                                     or (a.get("deliveryKey") and d.get("key") == a.get("deliveryKey"))), None)
+                    delivery = next(
+                        (
+                            d
+                            for d in self._all_deliveries(new)
+                            if d["id"] == a.get("deliveryId")
+                            or (a.get("deliveryKey") and d.get("key") == a.get("deliveryKey"))
+                        ),
+                        None,
+                    )
                     if delivery is None:
-                        raise ct_error(400, "InvalidOperation", f"No delivery {a.get('deliveryId') or a.get('deliveryKey')!r} on this order.")
+                        raise ct_error(
+                            400,
+                            "InvalidOperation",
+                            f"No delivery {a.get('deliveryId') or a.get('deliveryKey')!r} on this order.",
+                        )
                     delivery["parcels"].append(self._parcel(a, line_ids))
                 elif kind == "addReturnInfo":
                     new.setdefault("returnInfo", []).append(self._return_info(new, a))
@@ -288,8 +412,11 @@ class OrderRoutes:
                     set_return_info = True
                 elif kind in ("setReturnShipmentState", "setReturnPaymentState"):
                     item = self._return_item(new, a)
-                    field, allowed = (("shipmentState", RETURN_SHIPMENT_STATES) if kind == "setReturnShipmentState"
-                                      else ("paymentState", RETURN_PAYMENT_STATES))
+                    field, allowed = (
+                        ("shipmentState", RETURN_SHIPMENT_STATES)
+                        if kind == "setReturnShipmentState"
+                        else ("paymentState", RETURN_PAYMENT_STATES)
+                    )
                     if a.get(field) not in allowed:
                         raise ct_error(400, "InvalidInput", f"Invalid {field} {a.get(field)!r}")
                     item[field] = a[field]
@@ -301,24 +428,36 @@ class OrderRoutes:
                     else:
                         custom["fields"][a.get("name")] = a["value"]
                 else:
-                    raise ct_error(400, "InvalidOperation", f"Unknown or unsupported update action '{kind}' for orders.")
+                    raise ct_error(
+                        400, "InvalidOperation", f"Unknown or unsupported update action '{kind}' for orders."
+                    )
             new["version"] = order["version"] + 1
             new["lastModifiedAt"] = self._tick()
             old_state = order.get("orderState")
-            before_returns = {it["id"]: it.get("shipmentState") for info in order.get("returnInfo") or [] for it in info.get("items") or []}
+            before_returns = {
+                it["id"]: it.get("shipmentState")
+                for info in order.get("returnInfo") or []
+                for it in info.get("items") or []
+            }
             order.clear()
             order.update(new)
-            self._emit_update_messages(order, req.params.get("project") or "demo", old_state, before_returns, set_return_info)
+            self._emit_update_messages(
+                order, req.params.get("project") or "demo", old_state, before_returns, set_return_info
+            )
             return Response(200, self._expand(copy.deepcopy(order), req))
 
     def _items(self, items, line_ids: dict) -> list[dict]:
         out = []
         for it in items or []:
             if not isinstance(it, dict) or it.get("id") not in line_ids:
-                raise ct_error(400, "InvalidOperation", f"Delivery item {it!r} does not reference a line item of this order.")
+                raise ct_error(
+                    400, "InvalidOperation", f"Delivery item {it!r} does not reference a line item of this order."
+                )
             q = it.get("quantity")
             if not isinstance(q, int) or q < 1 or q > line_ids[it["id"]]:
-                raise ct_error(400, "InvalidOperation", f"Delivery item quantity {q!r} is not between 1 and the ordered quantity.")
+                raise ct_error(
+                    400, "InvalidOperation", f"Delivery item quantity {q!r} is not between 1 and the ordered quantity."
+                )
             out.append({"id": it["id"], "quantity": q})
         return out
 
@@ -328,7 +467,9 @@ class OrderRoutes:
         if td is not None:
             if not isinstance(td, dict):
                 raise ct_error(400, "InvalidJsonInput", "trackingData must be an object")
-            parcel["trackingData"] = {k: td[k] for k in ("trackingId", "carrier", "provider", "providerTransaction", "isReturn") if k in td}
+            parcel["trackingData"] = {
+                k: td[k] for k in ("trackingId", "carrier", "provider", "providerTransaction", "isReturn") if k in td
+            }
         if p.get("key"):
             parcel["key"] = p["key"]
         if p.get("measurements"):
@@ -338,7 +479,9 @@ class OrderRoutes:
     @staticmethod
     def _all_deliveries(order: dict) -> list[dict]:
         if order.get("shippingMode") == "Multiple":
-            return [d for sh in order.get("shipping") or [] for d in (sh.get("shippingInfo") or {}).get("deliveries") or []]
+            return [
+                d for sh in order.get("shipping") or [] for d in (sh.get("shippingInfo") or {}).get("deliveries") or []
+            ]
         return list((order.get("shippingInfo") or {}).get("deliveries") or [])
 
     @staticmethod
@@ -347,7 +490,9 @@ class OrderRoutes:
         needs one naming a Shipping of the order."""
         if order.get("shippingMode") != "Multiple":
             if shipping_key is not None:
-                raise ct_error(400, "InvalidOperation", "shippingKey can only be set on Orders with ShippingMode 'Multiple'.")
+                raise ct_error(
+                    400, "InvalidOperation", "shippingKey can only be set on Orders with ShippingMode 'Multiple'."
+                )
             return order["shippingInfo"]["deliveries"]
         if not shipping_key:
             raise ct_error(400, "InvalidOperation", "shippingKey is required for Orders with ShippingMode 'Multiple'.")
@@ -357,8 +502,12 @@ class OrderRoutes:
         raise ct_error(400, "InvalidOperation", f"The order has no Shipping with shippingKey '{shipping_key}'.")
 
     def _delivery(self, a: dict, line_ids: dict) -> dict:
-        d = {"id": str(uuid.uuid4()), "createdAt": self._tick(), "items": self._items(a.get("items"), line_ids),
-             "parcels": [self._parcel(p, line_ids) for p in a.get("parcels") or []]}
+        d = {
+            "id": str(uuid.uuid4()),
+            "createdAt": self._tick(),
+            "items": self._items(a.get("items"), line_ids),
+            "parcels": [self._parcel(p, line_ids) for p in a.get("parcels") or []],
+        }
         if a.get("deliveryKey"):
             d["key"] = a["deliveryKey"]
         if a.get("address"):
@@ -384,17 +533,31 @@ class OrderRoutes:
                 raise ct_error(400, "InvalidJsonInput", "a return item draft must be an object")
             line, qty, state = d.get("lineItemId"), d.get("quantity"), d.get("shipmentState")
             if line not in ordered:
-                raise ct_error(400, "InvalidOperation", f"Return item draft {d!r} does not reference a line item of this order.")
+                raise ct_error(
+                    400, "InvalidOperation", f"Return item draft {d!r} does not reference a line item of this order."
+                )
             if not isinstance(qty, int) or isinstance(qty, bool) or qty < 1:
                 raise ct_error(400, "InvalidInput", f"Return item quantity {qty!r} must be a positive integer.")
             if state not in RETURN_SHIPMENT_STATES:
                 raise ct_error(400, "InvalidInput", f"Invalid shipmentState {state!r}")
             returned[line] = returned.get(line, 0) + qty
             if returned[line] > ordered[line]:
-                raise ct_error(400, "InvalidOperation", f"Line item {line} has {ordered[line]} units; {returned[line]} would be returned.")
+                raise ct_error(
+                    400,
+                    "InvalidOperation",
+                    f"Line item {line} has {ordered[line]} units; {returned[line]} would be returned.",
+                )
             ts = self._tick()
-            item = {"type": "LineItemReturnItem", "id": str(uuid.uuid4()), "quantity": qty, "lineItemId": line,
-                    "shipmentState": state, "paymentState": "Initial", "createdAt": ts, "lastModifiedAt": ts}
+            item = {
+                "type": "LineItemReturnItem",
+                "id": str(uuid.uuid4()),
+                "quantity": qty,
+                "lineItemId": line,
+                "shipmentState": state,
+                "paymentState": "Initial",
+                "createdAt": ts,
+                "lastModifiedAt": ts,
+            }
             for k in ("key", "comment"):
                 if d.get(k):
                     item[k] = d[k]
@@ -412,9 +575,15 @@ class OrderRoutes:
     def _return_item(order: dict, a: dict) -> dict:
         for info in order.get("returnInfo") or []:
             for it in info.get("items") or []:
-                if (a.get("returnItemId") and it.get("id") == a["returnItemId"]) or (a.get("returnItemKey") and it.get("key") == a["returnItemKey"]):
+                if (a.get("returnItemId") and it.get("id") == a["returnItemId"]) or (
+                    a.get("returnItemKey") and it.get("key") == a["returnItemKey"]
+                ):
                     return it
-        raise ct_error(400, "InvalidOperation", f"No return item {a.get('returnItemId') or a.get('returnItemKey')!r} on this order.")
+        raise ct_error(
+            400,
+            "InvalidOperation",
+            f"No return item {a.get('returnItemId') or a.get('returnItemKey')!r} on this order.",
+        )
 
     def control_create_orders(self, payload: dict) -> dict:
         specs = payload.get("orders") or []
@@ -452,8 +621,10 @@ class OrderRoutes:
             parcel = {"items": items}
             if payload.get("tracking"):
                 parcel["trackingData"] = {"trackingId": payload["tracking"], "carrier": payload.get("carrier", "")}
-            delivery = self._delivery({"items": items, "parcels": [parcel], "deliveryKey": f"store-{uuid.uuid4().hex[:12]}"},
-                                      {li["id"]: li["quantity"] for li in order["lineItems"]})
+            delivery = self._delivery(
+                {"items": items, "parcels": [parcel], "deliveryKey": f"store-{uuid.uuid4().hex[:12]}"},
+                {li["id"]: li["quantity"] for li in order["lineItems"]},
+            )
             key = order["shipping"][0]["shippingKey"] if order.get("shippingMode") == "Multiple" else None
             self._deliveries_for(order, key).append(delivery)
             order["version"] += 1
@@ -478,15 +649,31 @@ class OrderRoutes:
             for it in payload.get("items") or []:
                 line = it.get("line_item_id") or by_sku.get(it.get("sku"))
                 if line is None:
-                    raise ct_error(400, "InvalidOperation", f"order {payload.get('order')} has no line for {it.get('sku')!r}")
-                drafts.append({"lineItemId": line, "quantity": it.get("quantity", 1), "shipmentState": it.get("state", "Advised"),
-                               **({"comment": it["comment"]} if it.get("comment") else {})})
-            info = self._return_info(order, {"items": drafts, "returnTrackingId": payload.get("tracking"),
-                                             "returnDate": payload.get("return_date")})
+                    raise ct_error(
+                        400, "InvalidOperation", f"order {payload.get('order')} has no line for {it.get('sku')!r}"
+                    )
+                drafts.append(
+                    {
+                        "lineItemId": line,
+                        "quantity": it.get("quantity", 1),
+                        "shipmentState": it.get("state", "Advised"),
+                        **({"comment": it["comment"]} if it.get("comment") else {}),
+                    }
+                )
+            info = self._return_info(
+                order,
+                {
+                    "items": drafts,
+                    "returnTrackingId": payload.get("tracking"),
+                    "returnDate": payload.get("return_date"),
+                },
+            )
             order.setdefault("returnInfo", []).append(info)
             order["version"] += 1
             order["lastModifiedAt"] = self._tick()
-            self._enqueue([self._message(order, payload.get("project_key") or "demo", "ReturnInfoAdded", returnInfo=info)])
+            self._enqueue(
+                [self._message(order, payload.get("project_key") or "demo", "ReturnInfoAdded", returnInfo=info)]
+            )
             return {"return_item_ids": [i["id"] for i in info["items"]], "version": order["version"]}
 
     def control_return_state(self, payload: dict) -> dict:
@@ -501,6 +688,15 @@ class OrderRoutes:
             item["lastModifiedAt"] = self._tick()
             order["version"] += 1
             order["lastModifiedAt"] = item["lastModifiedAt"]
-            self._enqueue([self._message(order, payload.get("project_key") or "demo", "OrderReturnShipmentStateChanged",
-                                         returnItemId=item["id"], returnShipmentState=item["shipmentState"])])
+            self._enqueue(
+                [
+                    self._message(
+                        order,
+                        payload.get("project_key") or "demo",
+                        "OrderReturnShipmentStateChanged",
+                        returnItemId=item["id"],
+                        returnShipmentState=item["shipmentState"],
+                    )
+                ]
+            )
             return {"version": order["version"]}

@@ -3,6 +3,7 @@ not in (...), is defined, is not defined, is empty, contains, and, or, not(...)`
 objects / references / arrays. :func:`compile_where_plan` also says what narrows a query's candidates through an
 index (:meth:`connectors.sandbox.commercetools.emulator.CommercetoolsEmulator._query`); the predicate still decides.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,13 +13,16 @@ from typing import Any, Callable
 
 from .base import ct_error, parse_dt
 
-_TOKEN_RX = re.compile(r"""
+_TOKEN_RX = re.compile(
+    r"""
     \s*(?:
       (?P<str>"(?:[^"\\]|\\.)*")
     | (?P<num>-?\d+(?:\.\d+)?)
     | (?P<op><=|>=|!=|<>|=|<|>|\(|\)|,)
     | (?P<word>[A-Za-z_][A-Za-z0-9_.]*)
-    )""", re.X)
+    )""",
+    re.X,
+)
 
 
 def _tokenize(text: str) -> list[tuple[str, Any]]:
@@ -27,7 +31,9 @@ def _tokenize(text: str) -> list[tuple[str, Any]]:
     while pos < len(text):
         m = _TOKEN_RX.match(text, pos)
         if not m or m.end() == pos:
-            raise ct_error(400, "InvalidInput", f"Malformed parameter: where: syntax error at {pos}: {text[pos:pos + 20]!r}")
+            raise ct_error(
+                400, "InvalidInput", f"Malformed parameter: where: syntax error at {pos}: {text[pos : pos + 20]!r}"
+            )
         pos = m.end()
         if m.group("str") is not None:
             out.append(("val", json.loads(m.group("str"))))
@@ -162,7 +168,9 @@ class _Parser:
     @staticmethod
     def alt(path: list[str], vals) -> list[tuple[str, set]] | None:
         """``path`` has one of ``vals``, when an exact index lookup finds every such object (plain strings and ints)."""
-        if all(isinstance(v, int) and not isinstance(v, bool) or isinstance(v, str) and parse_dt(v) is None for v in vals):
+        if all(
+            isinstance(v, int) and not isinstance(v, bool) or isinstance(v, str) and parse_dt(v) is None for v in vals
+        ):
             return [(".".join(path), set(vals))]
         return None
 
@@ -195,8 +203,9 @@ class _Parser:
             self.level -= 1
             self.take("op", ")")
             prefix = ".".join(path)
-            return (lambda o: over(get(o), lambda v: isinstance(v, dict) and inner(v))), \
-                ([(f"{prefix}.{p}", vals) for p, vals in alts] if alts is not None else None)
+            return (lambda o: over(get(o), lambda v: isinstance(v, dict) and inner(v))), (
+                [(f"{prefix}.{p}", vals) for p, vals in alts] if alts is not None else None
+            )
         if tok[0] == "op":
             op = self.take()[1]
             val = self.take("val")[1]
@@ -204,14 +213,18 @@ class _Parser:
                 self.hint(path, [val])
             elif op in (">", ">=") and self.level == 0 and isinstance(val, (str, int)) and not isinstance(val, bool):
                 self.lower[".".join(path)] = val
-            return (lambda o: over(get(o), lambda v: _compare(v, op, val))), (self.alt(path, [val]) if op == "=" else None)
+            return (lambda o: over(get(o), lambda v: _compare(v, op, val))), (
+                self.alt(path, [val]) if op == "=" else None
+            )
         if tok == ("kw", "in"):
             self.take()
             vals = self.values()
             self.hint(path, vals)
             if all(isinstance(x, str) and parse_dt(x) is None for x in vals):
                 plain = set(vals)
-                return (lambda o: over(get(o), lambda v: v in plain if isinstance(v, str) else False)), self.alt(path, vals)
+                return (lambda o: over(get(o), lambda v: v in plain if isinstance(v, str) else False)), self.alt(
+                    path, vals
+                )
             return (lambda o: over(get(o), lambda v: any(_compare(v, "=", x) for x in vals))), self.alt(path, vals)
         if tok == ("kw", "not") and self.peek(1) == ("kw", "in"):
             self.take(), self.take()
@@ -303,6 +316,7 @@ def _sort_key_fn(sorts: list[str]):
 def apply_sort(items: list[dict], sorts: list[str]) -> list[dict]:
     specs = _sort_key_fn(sorts)
     for path, desc in reversed(specs):  # stable multi-key sort
+
         def key(o, path=path):
             for p in path:
                 o = o.get(p) if isinstance(o, dict) else None
@@ -312,5 +326,6 @@ def apply_sort(items: list[dict], sorts: list[str]) -> list[dict]:
                     return (1, dt.timestamp(), "")
                 return (1, 0, o)
             return (0 if o is None else 1, o if isinstance(o, (int, float)) else 0, "")
+
         items.sort(key=key, reverse=desc)
     return items

@@ -1,6 +1,7 @@
 """Product projections (``/product-projections``, current or staged) and the Products API updates the hub sends
 (``setAttribute``, ``changeName``), plus ``set_variant`` (a merchant's change in the Merchant Center).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -30,23 +31,51 @@ class ProductRoutes:
     def _price_for(sku: str) -> int:
         return 1500 + int(hashlib.sha1(sku.encode()).hexdigest()[:4], 16) % 8500  # 15.00 … 99.99
 
-    def _new_product(self, key: str, skus: list[str], name: str | None = None, currency: str = "GBP", published: bool = True) -> dict:
+    def _new_product(
+        self, key: str, skus: list[str], name: str | None = None, currency: str = "GBP", published: bool = True
+    ) -> dict:
         ts = self._tick()
         pid = str(uuid.uuid4())
         variants = []
         for i, sku in enumerate(skus, start=1):
             cents = self.sku_prices.setdefault(sku, self._price_for(sku))
-            variants.append({"id": i, "sku": sku, "key": sku,
-                             "prices": [{"id": str(uuid.uuid4()), "value": {"type": "centPrecision", "currencyCode": currency,
-                                                                            "centAmount": cents, "fractionDigits": 2}}],
-                             "attributes": [], "images": []})
+            variants.append(
+                {
+                    "id": i,
+                    "sku": sku,
+                    "key": sku,
+                    "prices": [
+                        {
+                            "id": str(uuid.uuid4()),
+                            "value": {
+                                "type": "centPrecision",
+                                "currencyCode": currency,
+                                "centAmount": cents,
+                                "fractionDigits": 2,
+                            },
+                        }
+                    ],
+                    "attributes": [],
+                    "images": [],
+                }
+            )
             self.sku_product[sku] = (pid, i)
             self.products_by_sku.setdefault(sku, []).append(pid)
-        product = {"id": pid, "version": 1, "key": key, "productType": {"typeId": "product-type", "id": "apparel"},
-                   "name": {"en": name or key}, "slug": {"en": key.lower()}, "categories": [],
-                   "masterVariant": variants[0] if variants else {"id": 1, "attributes": [], "prices": [], "images": []},
-                   "variants": variants[1:], "published": bool(published), "hasStagedChanges": False,
-                   "createdAt": ts, "lastModifiedAt": ts}
+        product = {
+            "id": pid,
+            "version": 1,
+            "key": key,
+            "productType": {"typeId": "product-type", "id": "apparel"},
+            "name": {"en": name or key},
+            "slug": {"en": key.lower()},
+            "categories": [],
+            "masterVariant": variants[0] if variants else {"id": 1, "attributes": [], "prices": [], "images": []},
+            "variants": variants[1:],
+            "published": bool(published),
+            "hasStagedChanges": False,
+            "createdAt": ts,
+            "lastModifiedAt": ts,
+        }
         self.products[pid] = product
         self.product_by_key[key] = pid
         self.product_ids_sorted = None
@@ -61,12 +90,16 @@ class ProductRoutes:
             return self.staged_products.get(p["id"], p) if staged else p
 
         def by_ids(ids):
-            return [view(self.products[i]) for i in ids if i in self.products and (staged or self.products[i]["published"])]
+            return [
+                view(self.products[i]) for i in ids if i in self.products and (staged or self.products[i]["published"])
+            ]
 
         def by_skus(skus):
             return by_ids(dict.fromkeys(pid for sku in skus for pid in self.products_by_sku.get(sku, ())))
 
-        def from_id(lower):  # ids ascending from ``lower``: paging by id (``id > last``, ``sort=id asc``) reads one page
+        def from_id(
+            lower,
+        ):  # ids ascending from ``lower``: paging by id (``id > last``, ``sort=id asc``) reads one page
             if self.product_ids_sorted is None:
                 self.product_ids_sorted = sorted(self.products)
             ids = self.product_ids_sorted
@@ -74,8 +107,14 @@ class ProductRoutes:
                 p = self.products[ids[i]]
                 if staged or p["published"]:
                     yield view(p)
-        return self._query(req, lambda: [view(p) for p in self.products.values() if staged or p["published"]], default_sort=["createdAt asc"],
-                           index={"id": by_ids, "masterVariant.sku": by_skus, "variants.sku": by_skus}, ordered={"id": from_id})
+
+        return self._query(
+            req,
+            lambda: [view(p) for p in self.products.values() if staged or p["published"]],
+            default_sort=["createdAt asc"],
+            index={"id": by_ids, "masterVariant.sku": by_skus, "variants.sku": by_skus},
+            ordered={"id": from_id},
+        )
 
     # Products API update (docs.commercetools.com/api/projects/products#update-product): ``POST /products/{id}`` with
     # ``{version, actions}``; the actions the hub sends are emulated — ``setAttribute`` (``sku`` or ``variantId``,
@@ -103,7 +142,9 @@ class ProductRoutes:
         kind = a["action"]
         if kind == "setAttribute":
             if not isinstance(a.get("name"), str) or not a["name"]:
-                raise ct_error(400, "InvalidInput", "Request body does not contain valid JSON: setAttribute.name is required.")
+                raise ct_error(
+                    400, "InvalidInput", "Request body does not contain valid JSON: setAttribute.name is required."
+                )
             v = self._product_variant(product, a)
             attrs = [x for x in v.get("attributes") or [] if x.get("name") != a["name"]]
             if a.get("value") is not None:
@@ -111,8 +152,16 @@ class ProductRoutes:
             v["attributes"] = sorted(attrs, key=lambda x: x["name"])
         elif kind == "changeName":
             name = a.get("name")
-            if not isinstance(name, dict) or not name or not all(isinstance(k, str) and isinstance(val, str) for k, val in name.items()):
-                raise ct_error(400, "InvalidInput", "Request body does not contain valid JSON: changeName.name must be a LocalizedString.")
+            if (
+                not isinstance(name, dict)
+                or not name
+                or not all(isinstance(k, str) and isinstance(val, str) for k, val in name.items())
+            ):
+                raise ct_error(
+                    400,
+                    "InvalidInput",
+                    "Request body does not contain valid JSON: changeName.name must be a LocalizedString.",
+                )
             product["name"] = dict(name)
         else:
             raise ct_error(400, "InvalidOperation", f"Unknown or unsupported update action '{kind}' for products.")
@@ -131,9 +180,15 @@ class ProductRoutes:
             staged = copy.deepcopy(self.staged_products.get(product["id"], product))
             for a in actions:
                 if a["action"] not in self.PRODUCT_ACTIONS:
-                    raise ct_error(400, "InvalidOperation", f"Unknown or unsupported update action '{a['action']}' for products.")
+                    raise ct_error(
+                        400, "InvalidOperation", f"Unknown or unsupported update action '{a['action']}' for products."
+                    )
                 if "staged" in a and not isinstance(a["staged"], bool):
-                    raise ct_error(400, "InvalidInput", f"Request body does not contain valid JSON: {a['action']}.staged must be a boolean.")
+                    raise ct_error(
+                        400,
+                        "InvalidInput",
+                        f"Request body does not contain valid JSON: {a['action']}.staged must be a boolean.",
+                    )
                 self._apply_product_action(staged, a)
                 if a.get("staged", True) is False:
                     self._apply_product_action(current, a)
@@ -141,8 +196,9 @@ class ProductRoutes:
             for p in (current, staged):
                 p["version"] = product["version"] + 1
                 p["lastModifiedAt"] = ts
-            has_staged = json.dumps({k: staged[k] for k in ("name", "masterVariant", "variants")}, sort_keys=True) != \
-                json.dumps({k: current[k] for k in ("name", "masterVariant", "variants")}, sort_keys=True)
+            has_staged = json.dumps(
+                {k: staged[k] for k in ("name", "masterVariant", "variants")}, sort_keys=True
+            ) != json.dumps({k: current[k] for k in ("name", "masterVariant", "variants")}, sort_keys=True)
             current["hasStagedChanges"] = staged["hasStagedChanges"] = has_staged
             product.clear()
             product.update(current)
@@ -155,15 +211,31 @@ class ProductRoutes:
     @staticmethod
     def _product_resource(current: dict, staged: dict) -> dict:
         """The Product the Products API answers: ``masterData {current, staged, published, hasStagedChanges}``."""
+
         def data(p):
-            return {"name": copy.deepcopy(p["name"]), "categories": copy.deepcopy(p.get("categories") or []),
-                    "slug": copy.deepcopy(p.get("slug") or {}), "masterVariant": copy.deepcopy(p["masterVariant"]),
-                    "variants": copy.deepcopy(p["variants"]), "searchKeywords": {}}
-        return {"id": current["id"], "version": current["version"], "key": current.get("key"),
-                "productType": copy.deepcopy(current["productType"]), "createdAt": current["createdAt"],
-                "lastModifiedAt": current["lastModifiedAt"],
-                "masterData": {"current": data(current), "staged": data(staged), "published": bool(current["published"]),
-                               "hasStagedChanges": bool(staged["hasStagedChanges"])}}
+            return {
+                "name": copy.deepcopy(p["name"]),
+                "categories": copy.deepcopy(p.get("categories") or []),
+                "slug": copy.deepcopy(p.get("slug") or {}),
+                "masterVariant": copy.deepcopy(p["masterVariant"]),
+                "variants": copy.deepcopy(p["variants"]),
+                "searchKeywords": {},
+            }
+
+        return {
+            "id": current["id"],
+            "version": current["version"],
+            "key": current.get("key"),
+            "productType": copy.deepcopy(current["productType"]),
+            "createdAt": current["createdAt"],
+            "lastModifiedAt": current["lastModifiedAt"],
+            "masterData": {
+                "current": data(current),
+                "staged": data(staged),
+                "published": bool(current["published"]),
+                "hasStagedChanges": bool(staged["hasStagedChanges"]),
+            },
+        }
 
     @route("GET", P + r"/product-projections/(?P<id>[^/=]+)")
     def product_projection_get(self, req):

@@ -3,6 +3,7 @@ bounded queue on background threads: GoogleCloudPubSub → the push endpoint set
 envelope, OIDC token signed by the sandbox key, certs at ``GET /oauth2/v1/certs``), SQS → ``SendMessage``, and the
 ``configure_webhooks`` harness (an operator relay forwarding bare Messages). ``wait_webhooks`` blocks until drained.
 """
+
 from __future__ import annotations
 
 import base64
@@ -22,9 +23,14 @@ from .base import P, ct_error, now_iso
 
 # Subscription Destinations of the API reference (Destination discriminator) and the fields each requires
 DESTINATIONS: dict[str, tuple[str, ...]] = {
-    "GoogleCloudPubSub": ("projectId", "topic"), "SQS": ("queueUrl", "region"), "SNS": ("topicArn",),
-    "EventBridge": ("region", "accountId"), "EventGrid": ("uri", "accessKey"), "AzureServiceBus": ("connectionString",),
-    "ConfluentCloud": ("bootstrapServer", "apiKey", "apiSecret", "acks", "topic"), "IronMQ": ("uri",),
+    "GoogleCloudPubSub": ("projectId", "topic"),
+    "SQS": ("queueUrl", "region"),
+    "SNS": ("topicArn",),
+    "EventBridge": ("region", "accountId"),
+    "EventGrid": ("uri", "accessKey"),
+    "AzureServiceBus": ("connectionString",),
+    "ConfluentCloud": ("bootstrapServer", "apiKey", "apiSecret", "acks", "topic"),
+    "IronMQ": ("uri",),
 }
 SECRET_FIELDS = ("accessSecret", "apiSecret", "connectionString", "accessKey")
 WEBHOOK_QUEUE_SIZE = 100_000
@@ -47,9 +53,16 @@ def _signing_key():
             key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
             name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sandbox pubsub signer")])
             now = datetime.now(timezone.utc)
-            cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-                    .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
-                    .not_valid_after(now + timedelta(days=3650)).sign(key, hashes.SHA256()))
+            cert = (
+                x509.CertificateBuilder()
+                .subject_name(name)
+                .issuer_name(name)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - timedelta(days=1))
+                .not_valid_after(now + timedelta(days=3650))
+                .sign(key, hashes.SHA256())
+            )
             _KEY = (secrets.token_hex(8), cert.public_bytes(serialization.Encoding.PEM).decode(), key)
         return _KEY
 
@@ -66,8 +79,16 @@ def oidc_token(audience: str, email: str, issuer: str = "https://accounts.google
     kid, _, key = _signing_key()
     now = int(time.time())
     header = {"alg": "RS256", "kid": kid, "typ": "JWT"}
-    claims = {"iss": issuer, "aud": audience, "email": email, "email_verified": True, "sub": "1" + kid,
-              "azp": "1" + kid, "iat": now, "exp": now + ttl}
+    claims = {
+        "iss": issuer,
+        "aud": audience,
+        "email": email,
+        "email_verified": True,
+        "sub": "1" + kid,
+        "azp": "1" + kid,
+        "iat": now,
+        "exp": now + ttl,
+    }
     signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
     signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
     return f"{signing_input}.{_b64url(signature)}"
@@ -97,23 +118,42 @@ class SubscriptionRoutes(WebhookQueue):
         OrderReturnShipmentStateChanged {returnItemId, returnShipmentState})."""
         seq = self.message_seq.get(order["id"], 0) + 1
         self.message_seq[order["id"]] = seq
-        m = {"notificationType": "Message", "projectKey": project, "id": str(uuid.uuid4()), "version": 1,
-             "sequenceNumber": seq, "resource": {"typeId": "order", "id": order["id"]}, "resourceVersion": order["version"],
-             "resourceUserProvidedIdentifiers": {"orderNumber": order["orderNumber"]}, "type": kind,
-             "createdAt": order["lastModifiedAt"], "lastModifiedAt": order["lastModifiedAt"],
-             "createdBy": {"isPlatformClient": True}, "lastModifiedBy": {"isPlatformClient": True}, **copy.deepcopy(fields)}
+        m = {
+            "notificationType": "Message",
+            "projectKey": project,
+            "id": str(uuid.uuid4()),
+            "version": 1,
+            "sequenceNumber": seq,
+            "resource": {"typeId": "order", "id": order["id"]},
+            "resourceVersion": order["version"],
+            "resourceUserProvidedIdentifiers": {"orderNumber": order["orderNumber"]},
+            "type": kind,
+            "createdAt": order["lastModifiedAt"],
+            "lastModifiedAt": order["lastModifiedAt"],
+            "createdBy": {"isPlatformClient": True},
+            "lastModifiedBy": {"isPlatformClient": True},
+            **copy.deepcopy(fields),
+        }
         if kind == "OrderCreated":
             m["order"] = copy.deepcopy(order)
         return m
 
-    def _emit_update_messages(self, order: dict, project: str, old_state, before_returns: dict, set_return_info: bool = False) -> None:
+    def _emit_update_messages(
+        self, order: dict, project: str, old_state, before_returns: dict, set_return_info: bool = False
+    ) -> None:
         """The Messages an order update produces (lock held): OrderStateChanged, ReturnInfoAdded / ReturnInfoSet,
         OrderReturnShipmentStateChanged."""
         out = []
         if order.get("orderState") != old_state:
-            out.append(self._message(order, project, "OrderStateChanged", orderState=order["orderState"], oldOrderState=old_state))
+            out.append(
+                self._message(
+                    order, project, "OrderStateChanged", orderState=order["orderState"], oldOrderState=old_state
+                )
+            )
         if set_return_info:
-            self._enqueue(out + [self._message(order, project, "ReturnInfoSet", returnInfo=order.get("returnInfo") or [])])
+            self._enqueue(
+                out + [self._message(order, project, "ReturnInfoSet", returnInfo=order.get("returnInfo") or [])]
+            )
             return
         for info in order.get("returnInfo") or []:
             items = info.get("items") or []
@@ -121,8 +161,15 @@ class SubscriptionRoutes(WebhookQueue):
                 out.append(self._message(order, project, "ReturnInfoAdded", returnInfo=info))
             for it in items:
                 if it["id"] in before_returns and before_returns[it["id"]] != it.get("shipmentState"):
-                    out.append(self._message(order, project, "OrderReturnShipmentStateChanged", returnItemId=it["id"],
-                                             returnShipmentState=it.get("shipmentState")))
+                    out.append(
+                        self._message(
+                            order,
+                            project,
+                            "OrderReturnShipmentStateChanged",
+                            returnItemId=it["id"],
+                            returnShipmentState=it.get("shipmentState"),
+                        )
+                    )
         self._enqueue(out)
 
     def _targets(self, resource_type: str, message_type: str) -> list[tuple]:
@@ -131,8 +178,10 @@ class SubscriptionRoutes(WebhookQueue):
             if message_type in relay["types"]:
                 out.append((self.generation, "direct", relay))
         for sub in self.subscriptions.values():
-            if not any(m.get("resourceTypeId") == resource_type and (not m.get("types") or message_type in m["types"])
-                       for m in sub.get("messages") or []):
+            if not any(
+                m.get("resourceTypeId") == resource_type and (not m.get("types") or message_type in m["types"])
+                for m in sub.get("messages") or []
+            ):
                 continue
             dest = sub["destination"]
             if dest["type"] == "GoogleCloudPubSub":
@@ -164,7 +213,9 @@ class SubscriptionRoutes(WebhookQueue):
         dest = data.get("destination")
         kind = dest.get("type") if isinstance(dest, dict) else None
         if kind not in DESTINATIONS:
-            raise ct_error(400, "InvalidInput", f"Destination type {kind!r} is not valid. Valid types: {', '.join(DESTINATIONS)}.")
+            raise ct_error(
+                400, "InvalidInput", f"Destination type {kind!r} is not valid. Valid types: {', '.join(DESTINATIONS)}."
+            )
         missing = [f for f in DESTINATIONS[kind] if not dest.get(f)]
         if kind == "SQS" and dest.get("authenticationMode", "Credentials") == "Credentials":
             missing += [f for f in ("accessKey", "accessSecret") if not dest.get(f)]
@@ -174,7 +225,9 @@ class SubscriptionRoutes(WebhookQueue):
             raise ct_error(400, "InvalidInput", f"{kind} destination is missing or has invalid: {', '.join(missing)}.")
         fmt = data.get("format") or {"type": "Platform"}
         if not isinstance(fmt, dict) or fmt.get("type") not in ("Platform", "CloudEvents"):
-            raise ct_error(400, "InvalidInput", "format must be {type: Platform} or {type: CloudEvents, cloudEventsVersion}.")
+            raise ct_error(
+                400, "InvalidInput", "format must be {type: Platform} or {type: CloudEvents, cloudEventsVersion}."
+            )
         messages = data.get("messages", [])
         if not isinstance(messages, list) or not all(isinstance(m, dict) and m.get("resourceTypeId") for m in messages):
             raise ct_error(400, "InvalidInput", "messages must be a list of {resourceTypeId, types}.")
@@ -188,10 +241,18 @@ class SubscriptionRoutes(WebhookQueue):
     def _upsert_subscription(self, data: dict) -> dict:
         self._validate_subscription(data)
         ts = self._tick()
-        sub = {"id": str(uuid.uuid4()), "version": 1, "key": data.get("key"), "destination": copy.deepcopy(data["destination"]),
-               "messages": copy.deepcopy(data.get("messages") or []), "changes": copy.deepcopy(data.get("changes") or []),
-               "format": copy.deepcopy(data.get("format") or {"type": "Platform"}), "status": "Healthy", "createdAt": ts,
-               "lastModifiedAt": ts}
+        sub = {
+            "id": str(uuid.uuid4()),
+            "version": 1,
+            "key": data.get("key"),
+            "destination": copy.deepcopy(data["destination"]),
+            "messages": copy.deepcopy(data.get("messages") or []),
+            "changes": copy.deepcopy(data.get("changes") or []),
+            "format": copy.deepcopy(data.get("format") or {"type": "Platform"}),
+            "status": "Healthy",
+            "createdAt": ts,
+            "lastModifiedAt": ts,
+        }
         if not sub["key"]:
             del sub["key"]
         self.subscriptions[sub["id"]] = sub
@@ -203,14 +264,23 @@ class SubscriptionRoutes(WebhookQueue):
         else:
             sub = self.subscriptions.get(req.params["id"])
         if not sub:
-            raise ct_error(404, "ResourceNotFound", f"The Resource with {'key' if req.params.get('key') is not None else 'ID'} "
-                                                    f"'{req.params.get('key') or req.params.get('id')}' was not found.")
+            raise ct_error(
+                404,
+                "ResourceNotFound",
+                f"The Resource with {'key' if req.params.get('key') is not None else 'ID'} "
+                f"'{req.params.get('key') or req.params.get('id')}' was not found.",
+            )
         return sub
 
     @route("GET", P + r"/subscriptions")
     def subscriptions_query(self, req):
         self._auth(req)
-        return self._query(req, lambda: self.subscriptions.values(), default_sort=["createdAt asc"], transform=self._public_subscription)
+        return self._query(
+            req,
+            lambda: self.subscriptions.values(),
+            default_sort=["createdAt asc"],
+            transform=self._public_subscription,
+        )
 
     @route("POST", P + r"/subscriptions")
     def subscriptions_create(self, req):
@@ -218,8 +288,13 @@ class SubscriptionRoutes(WebhookQueue):
         data = self._body(req)
         with self.lock:
             if data.get("key") and any(s.get("key") == data["key"] for s in self.subscriptions.values()):
-                raise ct_error(400, "DuplicateField", f"A duplicate value '\"{data['key']}\"' exists for field 'key'.",
-                               field="key", duplicateValue=data["key"])
+                raise ct_error(
+                    400,
+                    "DuplicateField",
+                    f"A duplicate value '\"{data['key']}\"' exists for field 'key'.",
+                    field="key",
+                    duplicateValue=data["key"],
+                )
             return Response(201, self._public_subscription(copy.deepcopy(self._upsert_subscription(data))))
 
     @route("GET", P + r"/subscriptions/(?P<id>[^/=]+)")
@@ -241,11 +316,18 @@ class SubscriptionRoutes(WebhookQueue):
             new = copy.deepcopy(sub)
             for a in actions:
                 if a["action"] == "changeDestination":
-                    self._validate_subscription({"destination": a.get("destination"), "messages": new["messages"], "format": new["format"]})
+                    self._validate_subscription(
+                        {"destination": a.get("destination"), "messages": new["messages"], "format": new["format"]}
+                    )
                     new["destination"] = copy.deepcopy(a["destination"])
                 elif a["action"] == "setMessages":
-                    self._validate_subscription({"destination": new["destination"], "messages": a.get("messages") or [],
-                                                 "format": new["format"]})
+                    self._validate_subscription(
+                        {
+                            "destination": new["destination"],
+                            "messages": a.get("messages") or [],
+                            "format": new["format"],
+                        }
+                    )
                     new["messages"] = copy.deepcopy(a.get("messages") or [])
                 elif a["action"] == "setChanges":
                     new["changes"] = copy.deepcopy(a.get("changes") or [])
@@ -295,13 +377,26 @@ class SubscriptionRoutes(WebhookQueue):
                 headers["Authorization"] = cfg["header"]
             return 200 <= session.post(cfg["url"], data=body, timeout=10, headers=headers).status_code < 300
         if kind == "pubsub":
-            envelope = {"message": {"data": base64.b64encode(body).decode(), "attributes": {"resourceTypeId": "order",
-                                                                                           "type": message["type"]},
-                                    "messageId": str(int(time.time() * 1000)) + secrets.token_hex(2), "publishTime": now_iso()},
-                        "subscription": cfg.get("subscription") or cfg["topic"].replace("/topics/", "/subscriptions/") + "-push"}
-            token = oidc_token(cfg.get("audience") or cfg["push_url"], cfg.get("service_account") or "ct-relay@sandbox.iam.gserviceaccount.com")
-            r = session.post(cfg["push_url"], json=envelope, timeout=10,
-                             headers={"Authorization": f"Bearer {token}", "User-Agent": "APIs-Google (sandbox)"})
+            envelope = {
+                "message": {
+                    "data": base64.b64encode(body).decode(),
+                    "attributes": {"resourceTypeId": "order", "type": message["type"]},
+                    "messageId": str(int(time.time() * 1000)) + secrets.token_hex(2),
+                    "publishTime": now_iso(),
+                },
+                "subscription": cfg.get("subscription")
+                or cfg["topic"].replace("/topics/", "/subscriptions/") + "-push",
+            }
+            token = oidc_token(
+                cfg.get("audience") or cfg["push_url"],
+                cfg.get("service_account") or "ct-relay@sandbox.iam.gserviceaccount.com",
+            )
+            r = session.post(
+                cfg["push_url"],
+                json=envelope,
+                timeout=10,
+                headers={"Authorization": f"Bearer {token}", "User-Agent": "APIs-Google (sandbox)"},
+            )
             return r.status_code in (102, 200, 201, 202, 204)
         if kind == "sqs":
             import boto3
@@ -325,7 +420,9 @@ class SubscriptionRoutes(WebhookQueue):
             if not payload.get("push_url"):
                 self.pubsub_push.pop(topic, None)
                 return {"relays": sorted(self.pubsub_push)}
-            self.pubsub_push[topic] = {k: payload.get(k) for k in ("push_url", "audience", "service_account", "subscription")}
+            self.pubsub_push[topic] = {
+                k: payload.get(k) for k in ("push_url", "audience", "service_account", "subscription")
+            }
             return {"relays": sorted(self.pubsub_push)}
 
     def control_configure_webhooks(self, payload: dict) -> dict:
@@ -342,6 +439,9 @@ class SubscriptionRoutes(WebhookQueue):
             if not url:
                 self.direct_relays.pop("hub-orders", None)
                 return {"relay": None}
-            self.direct_relays["hub-orders"] = {"url": url, "header": payload.get("secret") or None,
-                                                "types": set(payload.get("types") or ["OrderCreated"])}
+            self.direct_relays["hub-orders"] = {
+                "url": url,
+                "header": payload.get("secret") or None,
+                "types": set(payload.get("types") or ["OrderCreated"]),
+            }
             return {"relay": {"url": url, "types": sorted(self.direct_relays["hub-orders"]["types"])}}

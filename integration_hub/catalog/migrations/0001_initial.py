@@ -5,18 +5,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
             name='BundleComponent',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('quantity', models.PositiveIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1)])),
+                (
+                    'quantity',
+                    models.PositiveIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1)]),
+                ),
             ],
         ),
         migrations.CreateModel(
@@ -25,11 +26,26 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.CharField(max_length=100, unique=True)),
                 ('strip_leading_zeros', models.BooleanField(default=False)),
-                ('pad_to_length', models.PositiveSmallIntegerField(blank=True, help_text='left-pad with zeros to this length', null=True)),
-                ('fixed_length', models.PositiveSmallIntegerField(blank=True, help_text='reject identifiers not of this length', null=True)),
+                (
+                    'pad_to_length',
+                    models.PositiveSmallIntegerField(
+                        blank=True, help_text='left-pad with zeros to this length', null=True
+                    ),
+                ),
+                (
+                    'fixed_length',
+                    models.PositiveSmallIntegerField(
+                        blank=True, help_text='reject identifiers not of this length', null=True
+                    ),
+                ),
                 ('prefix', models.CharField(blank=True, max_length=20)),
                 ('suffix', models.CharField(blank=True, max_length=20)),
-                ('case', models.CharField(choices=[('keep', 'keep'), ('upper', 'UPPER'), ('lower', 'lower')], default='keep', max_length=5)),
+                (
+                    'case',
+                    models.CharField(
+                        choices=[('keep', 'keep'), ('upper', 'UPPER'), ('lower', 'lower')], default='keep', max_length=5
+                    ),
+                ),
                 ('active', models.BooleanField(default=True)),
             ],
             options={
@@ -42,7 +58,10 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('sku', models.CharField(max_length=100, unique=True, verbose_name='master SKU')),
                 ('name', models.CharField(blank=True, max_length=300)),
-                ('parent_sku', models.CharField(blank=True, db_index=True, max_length=100, verbose_name='style / parent')),
+                (
+                    'parent_sku',
+                    models.CharField(blank=True, db_index=True, max_length=100, verbose_name='style / parent'),
+                ),
                 ('attributes', models.JSONField(blank=True, default=dict, help_text='size, colour …')),
                 ('unit_cost', models.DecimalField(blank=True, decimal_places=4, max_digits=12, null=True)),
                 ('is_bundle', models.BooleanField(default=False)),
@@ -57,8 +76,18 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('storefront_sku', models.CharField(db_index=True, max_length=100)),
-                ('storefront_product', models.CharField(blank=True, help_text='product key / id of the parent, when known', max_length=200)),
-                ('safety_buffer', models.PositiveIntegerField(blank=True, help_text='overrides the channel buffer for this SKU', null=True)),
+                (
+                    'storefront_product',
+                    models.CharField(
+                        blank=True, help_text='product key / id of the parent, when known', max_length=200
+                    ),
+                ),
+                (
+                    'safety_buffer',
+                    models.PositiveIntegerField(
+                        blank=True, help_text='overrides the channel buffer for this SKU', null=True
+                    ),
+                ),
                 ('active', models.BooleanField(default=True)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('updated_at', models.DateTimeField(auto_now=True)),

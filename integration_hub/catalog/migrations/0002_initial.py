@@ -5,7 +5,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -17,37 +16,70 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='identifiertransform',
             name='channel',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='transforms', to='core.channel'),
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name='transforms',
+                to='core.channel',
+            ),
         ),
         migrations.AddField(
             model_name='identifiertransform',
             name='connection',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='transforms', to='core.connection'),
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name='transforms',
+                to='core.connection',
+            ),
         ),
         migrations.AddField(
             model_name='bundlecomponent',
             name='bundle',
-            field=models.ForeignKey(limit_choices_to={'is_bundle': True}, on_delete=django.db.models.deletion.CASCADE, related_name='components', to='catalog.item'),
+            field=models.ForeignKey(
+                limit_choices_to={'is_bundle': True},
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name='components',
+                to='catalog.item',
+            ),
         ),
         migrations.AddField(
             model_name='bundlecomponent',
             name='component',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='used_in_bundles', to='catalog.item'),
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name='used_in_bundles', to='catalog.item'
+            ),
         ),
         migrations.AddField(
             model_name='skumapping',
             name='channel',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='sku_mappings', to='core.channel'),
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name='sku_mappings',
+                to='core.channel',
+            ),
         ),
         migrations.AddField(
             model_name='skumapping',
             name='item',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='mappings', to='catalog.item'),
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name='mappings', to='catalog.item'
+            ),
         ),
         migrations.AddField(
             model_name='skumapping',
             name='transform',
-            field=models.ForeignKey(blank=True, help_text='transform that produced this mapping, if any', null=True, on_delete=django.db.models.deletion.SET_NULL, to='catalog.identifiertransform'),
+            field=models.ForeignKey(
+                blank=True,
+                help_text='transform that produced this mapping, if any',
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                to='catalog.identifiertransform',
+            ),
         ),
         migrations.AddConstraint(
             model_name='bundlecomponent',
@@ -55,7 +87,9 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='bundlecomponent',
-            constraint=models.CheckConstraint(condition=models.Q(('quantity__gte', 1)), name='bundle_component_qty_positive'),
+            constraint=models.CheckConstraint(
+                condition=models.Q(('quantity__gte', 1)), name='bundle_component_qty_positive'
+            ),
         ),
         migrations.AddConstraint(
             model_name='skumapping',
@@ -63,6 +97,10 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='skumapping',
-            constraint=models.UniqueConstraint(condition=models.Q(('channel__isnull', True)), fields=('storefront_sku',), name='uniq_mapping_global_sku'),
+            constraint=models.UniqueConstraint(
+                condition=models.Q(('channel__isnull', True)),
+                fields=('storefront_sku',),
+                name='uniq_mapping_global_sku',
+            ),
         ),
     ]

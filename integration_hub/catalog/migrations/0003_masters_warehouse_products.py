@@ -5,7 +5,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('catalog', '0002_initial'),
         ('core', '0006_masters_wair_replenishment'),
@@ -18,8 +17,22 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('external_id', models.CharField(max_length=100)),
                 ('synced_at', models.DateTimeField(auto_now=True)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='warehouse_products', to='core.connection')),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='warehouse_products', to='catalog.item')),
+                (
+                    'connection',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name='warehouse_products',
+                        to='core.connection',
+                    ),
+                ),
+                (
+                    'item',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name='warehouse_products',
+                        to='catalog.item',
+                    ),
+                ),
             ],
             options={
                 'constraints': [models.UniqueConstraint(fields=('connection', 'item'), name='uniq_warehouse_product')],

@@ -5,7 +5,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('catalog', '0003_masters_warehouse_products'),
     ]
@@ -14,6 +13,15 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='skumapping',
             name='safety_buffer',
-            field=models.PositiveIntegerField(blank=True, help_text='overrides the channel buffer for this SKU', null=True, validators=[django.core.validators.MaxValueValidator(1000000, message='A safety buffer is at most 1,000,000 units.')]),
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text='overrides the channel buffer for this SKU',
+                null=True,
+                validators=[
+                    django.core.validators.MaxValueValidator(
+                        1000000, message='A safety buffer is at most 1,000,000 units.'
+                    )
+                ],
+            ),
         ),
     ]

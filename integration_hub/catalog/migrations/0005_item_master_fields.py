@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('catalog', '0004_console_safety_buffer_bound'),
         ('core', '0006_masters_wair_replenishment'),
@@ -21,12 +20,19 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='item',
             name='pending',
-            field=models.BooleanField(default=False, help_text='created from a master SKU the hub did not know (stock feed); the master pull or an import completes it'),
+            field=models.BooleanField(
+                default=False,
+                help_text='created from a master SKU the hub did not know (stock feed); the master pull or an import completes it',
+            ),
         ),
         migrations.AddField(
             model_name='item',
             name='source',
-            field=models.CharField(blank=True, help_text='what last wrote the master fields: csv-import, master:<connection>, stock:<connection>', max_length=40),
+            field=models.CharField(
+                blank=True,
+                help_text='what last wrote the master fields: csv-import, master:<connection>, stock:<connection>',
+                max_length=40,
+            ),
         ),
         migrations.AddField(
             model_name='item',
@@ -42,7 +48,9 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='item',
             name='weight_unit',
-            field=models.CharField(blank=True, choices=[('g', 'g'), ('kg', 'kg'), ('lb', 'lb'), ('oz', 'oz')], max_length=2),
+            field=models.CharField(
+                blank=True, choices=[('g', 'g'), ('kg', 'kg'), ('lb', 'lb'), ('oz', 'oz')], max_length=2
+            ),
         ),
         migrations.CreateModel(
             name='PendingItemSync',
@@ -56,8 +64,20 @@ class Migration(migrations.Migration):
                 ('last_error', models.TextField(blank=True)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('updated_at', models.DateTimeField(auto_now=True)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='pending_item_syncs', to='core.connection')),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='pending_syncs', to='catalog.item')),
+                (
+                    'connection',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name='pending_item_syncs',
+                        to='core.connection',
+                    ),
+                ),
+                (
+                    'item',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name='pending_syncs', to='catalog.item'
+                    ),
+                ),
             ],
             options={
                 'constraints': [models.UniqueConstraint(fields=('connection', 'item'), name='uniq_pending_item_sync')],

@@ -4,11 +4,9 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
@@ -17,7 +15,10 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
             ],
             options={
-                'permissions': [('view_dashboard', 'Can view the sync health dashboard'), ('import_mappings', 'Can import SKU mappings from CSV')],
+                'permissions': [
+                    ('view_dashboard', 'Can view the sync health dashboard'),
+                    ('import_mappings', 'Can import SKU mappings from CSV'),
+                ],
                 'managed': False,
                 'default_permissions': (),
             },

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('console', '0001_initial'),
         ('django_celery_beat', '0019_alter_periodictasks_options'),
@@ -22,13 +21,43 @@ class Migration(migrations.Migration):
                 ('task', models.CharField(max_length=200)),
                 ('celery_task_id', models.CharField(max_length=64, unique=True)),
                 ('launched_at', models.DateTimeField(db_index=True)),
-                ('state', models.CharField(choices=[('queued', 'queued (waiting for a worker)'), ('started', 'running'), ('succeeded', 'succeeded'), ('failed', 'failed')], default='queued', max_length=10)),
+                (
+                    'state',
+                    models.CharField(
+                        choices=[
+                            ('queued', 'queued (waiting for a worker)'),
+                            ('started', 'running'),
+                            ('succeeded', 'succeeded'),
+                            ('failed', 'failed'),
+                        ],
+                        default='queued',
+                        max_length=10,
+                    ),
+                ),
                 ('started_at', models.DateTimeField(blank=True, null=True)),
                 ('finished_at', models.DateTimeField(blank=True, null=True)),
                 ('outcome', models.TextField(blank=True, help_text="the task's return value (JSON)")),
                 ('error', models.TextField(blank=True)),
-                ('launched_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('periodic_task', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='django_celery_beat.periodictask')),
+                (
+                    'launched_by',
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name='+',
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    'periodic_task',
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name='+',
+                        to='django_celery_beat.periodictask',
+                    ),
+                ),
             ],
             options={
                 'ordering': ['-launched_at', '-id'],

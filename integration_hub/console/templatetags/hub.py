@@ -1,4 +1,5 @@
 """Template filters of the staff screens: money, safe links, addresses, one date format."""
+
 from __future__ import annotations
 
 from datetime import UTC
@@ -53,8 +54,18 @@ def person(address) -> str:
 def address_lines(address) -> list[str]:
     a = address or {}
     city = " ".join(p for p in (a.get("postal_code", ""), a.get("city", "")) if p)
-    return [line for line in (a.get("company", "") if person(a) != a.get("company") else "", a.get("street", ""),
-                              a.get("street2", ""), city, a.get("region", ""), a.get("country", "")) if line]
+    return [
+        line
+        for line in (
+            a.get("company", "") if person(a) != a.get("company") else "",
+            a.get("street", ""),
+            a.get("street2", ""),
+            city,
+            a.get("region", ""),
+            a.get("country", ""),
+        )
+        if line
+    ]
 
 
 @register.filter

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -20,15 +19,48 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.SlugField(max_length=64, unique=True)),
-                ('system_type', models.CharField(choices=[('commercetools', 'commercetools'), ('sfcc', 'Salesforce Commerce Cloud'), ('wair', 'WAIR for Retail'), ('clarus', 'Clarus WMS'), ('archean', 'Archean R247 Stock'), ('inventory_planner', 'Inventory Planner')], max_length=32)),
-                ('base_url', models.URLField(help_text='API root, e.g. https://api.europe-west1.gcp.commercetools.com', max_length=500)),
-                ('auth_url', models.URLField(blank=True, help_text='OAuth token endpoint root, when separate', max_length=500)),
+                (
+                    'system_type',
+                    models.CharField(
+                        choices=[
+                            ('commercetools', 'commercetools'),
+                            ('sfcc', 'Salesforce Commerce Cloud'),
+                            ('wair', 'WAIR for Retail'),
+                            ('clarus', 'Clarus WMS'),
+                            ('archean', 'Archean R247 Stock'),
+                            ('inventory_planner', 'Inventory Planner'),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                (
+                    'base_url',
+                    models.URLField(
+                        help_text='API root, e.g. https://api.europe-west1.gcp.commercetools.com', max_length=500
+                    ),
+                ),
+                (
+                    'auth_url',
+                    models.URLField(blank=True, help_text='OAuth token endpoint root, when separate', max_length=500),
+                ),
                 ('client_id', models.CharField(blank=True, max_length=200)),
-                ('secret_env', models.CharField(blank=True, help_text='Environment variable holding the client secret / API key', max_length=100)),
+                (
+                    'secret_env',
+                    models.CharField(
+                        blank=True, help_text='Environment variable holding the client secret / API key', max_length=100
+                    ),
+                ),
                 ('secret_encrypted', models.TextField(blank=True, editable=False)),
                 ('webhook_secret_env', models.CharField(blank=True, max_length=100)),
                 ('webhook_secret_encrypted', models.TextField(blank=True, editable=False)),
-                ('options', models.JSONField(blank=True, default=dict, help_text='System specific settings: project key, site id, scopes, account id …')),
+                (
+                    'options',
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text='System specific settings: project key, site id, scopes, account id …',
+                    ),
+                ),
                 ('rate_limit_per_second', models.FloatField(default=10.0)),
                 ('rate_limit_burst', models.PositiveIntegerField(default=10)),
                 ('timeout_seconds', models.FloatField(default=10.0)),
@@ -48,10 +80,30 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('key', models.SlugField(max_length=64, unique=True)),
                 ('name', models.CharField(max_length=200)),
-                ('external_id', models.CharField(help_text='Supply channel key (commercetools) or inventory list id (SFCC)', max_length=200)),
+                (
+                    'external_id',
+                    models.CharField(
+                        help_text='Supply channel key (commercetools) or inventory list id (SFCC)', max_length=200
+                    ),
+                ),
                 ('active', models.BooleanField(default=True)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='channels', to='core.connection')),
-                ('warehouse', models.ForeignKey(blank=True, help_text="Warehouse system that fulfils this channel's orders", null=True, on_delete=django.db.models.deletion.PROTECT, related_name='fulfilled_channels', to='core.connection')),
+                (
+                    'connection',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name='channels', to='core.connection'
+                    ),
+                ),
+                (
+                    'warehouse',
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Warehouse system that fulfils this channel's orders",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name='fulfilled_channels',
+                        to='core.connection',
+                    ),
+                ),
             ],
             options={
                 'ordering': ['key'],
@@ -63,18 +115,36 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('object_id', models.CharField(max_length=64)),
                 ('object_repr', models.CharField(max_length=300)),
-                ('action', models.CharField(choices=[('create', 'Create'), ('update', 'Update'), ('delete', 'Delete')], max_length=10)),
+                (
+                    'action',
+                    models.CharField(
+                        choices=[('create', 'Create'), ('update', 'Update'), ('delete', 'Delete')], max_length=10
+                    ),
+                ),
                 ('at', models.DateTimeField(auto_now_add=True, db_index=True)),
                 ('before', models.JSONField(blank=True, null=True)),
                 ('after', models.JSONField(blank=True, null=True)),
-                ('source', models.CharField(blank=True, help_text='admin, console, api, csv-import, system', max_length=32)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('content_type', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='contenttypes.contenttype')),
+                (
+                    'source',
+                    models.CharField(blank=True, help_text='admin, console, api, csv-import, system', max_length=32),
+                ),
+                (
+                    'actor',
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    'content_type',
+                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='contenttypes.contenttype'),
+                ),
             ],
             options={
                 'verbose_name_plural': 'audit entries',
                 'ordering': ['-at', '-id'],
-                'indexes': [models.Index(fields=['content_type', 'object_id', '-at'], name='core_audite_content_4eaf42_idx')],
+                'indexes': [
+                    models.Index(fields=['content_type', 'object_id', '-at'], name='core_audite_content_4eaf42_idx')
+                ],
             },
         ),
         migrations.CreateModel(
@@ -85,11 +155,18 @@ class Migration(migrations.Migration):
                 ('name', models.CharField(max_length=200)),
                 ('external_id', models.CharField(max_length=200)),
                 ('active', models.BooleanField(default=True)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='locations', to='core.connection')),
+                (
+                    'connection',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name='locations', to='core.connection'
+                    ),
+                ),
             ],
             options={
                 'ordering': ['code'],
-                'constraints': [models.UniqueConstraint(fields=('connection', 'external_id'), name='uniq_location_external')],
+                'constraints': [
+                    models.UniqueConstraint(fields=('connection', 'external_id'), name='uniq_location_external')
+                ],
             },
         ),
         migrations.CreateModel(
@@ -99,7 +176,12 @@ class Migration(migrations.Migration):
                 ('stream', models.CharField(max_length=64)),
                 ('value', models.CharField(blank=True, max_length=500)),
                 ('updated_at', models.DateTimeField(auto_now=True)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='cursors', to='core.connection')),
+                (
+                    'connection',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name='cursors', to='core.connection'
+                    ),
+                ),
             ],
             options={
                 'constraints': [models.UniqueConstraint(fields=('connection', 'stream'), name='uniq_cursor')],

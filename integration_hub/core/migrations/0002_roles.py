@@ -1,6 +1,7 @@
 """Create the four role groups. Their permissions are attached by
 integration_hub.core.roles.sync_role_permissions after every migrate (so permissions of models added
 later reach the roles too)."""
+
 from django.db import migrations
 
 ROLES = ("ops", "cx", "finance", "admin")

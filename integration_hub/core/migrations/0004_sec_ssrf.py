@@ -4,7 +4,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('core', '0003_heartbeat'),
     ]
@@ -13,11 +12,15 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='connection',
             name='last_error_detail',
-            field=models.TextField(blank=True, editable=False, help_text='what the remote answered to the last failure; admins only'),
+            field=models.TextField(
+                blank=True, editable=False, help_text='what the remote answered to the last failure; admins only'
+            ),
         ),
         migrations.AlterField(
             model_name='connection',
             name='last_error',
-            field=models.TextField(blank=True, help_text='classified summary of the last failure (status, error class, URL)'),
+            field=models.TextField(
+                blank=True, help_text='classified summary of the last failure (status, error class, URL)'
+            ),
         ),
     ]

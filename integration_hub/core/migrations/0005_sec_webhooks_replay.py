@@ -5,7 +5,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('core', '0004_sec_ssrf'),
     ]
@@ -17,10 +16,17 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('digest', models.CharField(max_length=64)),
                 ('expires_at', models.DateTimeField(db_index=True)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='core.connection')),
+                (
+                    'connection',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name='+', to='core.connection'
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('connection', 'digest'), name='uniq_webhook_signature')],
+                'constraints': [
+                    models.UniqueConstraint(fields=('connection', 'digest'), name='uniq_webhook_signature')
+                ],
             },
         ),
     ]

@@ -4,7 +4,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('core', '0005_sec_webhooks_replay'),
     ]
@@ -13,6 +12,17 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='connection',
             name='system_type',
-            field=models.CharField(choices=[('commercetools', 'commercetools'), ('sfcc', 'Salesforce Commerce Cloud'), ('wair', 'WAIR for Retail'), ('clarus', 'Clarus WMS'), ('archean', 'Archean R247 Stock'), ('inventory_planner', 'Inventory Planner'), ('wair_replenishment', 'WAIR (replenishment API)')], max_length=32),
+            field=models.CharField(
+                choices=[
+                    ('commercetools', 'commercetools'),
+                    ('sfcc', 'Salesforce Commerce Cloud'),
+                    ('wair', 'WAIR for Retail'),
+                    ('clarus', 'Clarus WMS'),
+                    ('archean', 'Archean R247 Stock'),
+                    ('inventory_planner', 'Inventory Planner'),
+                    ('wair_replenishment', 'WAIR (replenishment API)'),
+                ],
+                max_length=32,
+            ),
         ),
     ]

@@ -5,7 +5,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -27,12 +26,36 @@ class Migration(migrations.Migration):
             name='ChannelStockRule',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('mode', models.CharField(choices=[('segregated', 'segregated locations'), ('shared', 'shared pool')], default='segregated', max_length=12)),
-                ('safety_buffer', models.PositiveIntegerField(default=0, help_text='units held back per SKU on this channel')),
+                (
+                    'mode',
+                    models.CharField(
+                        choices=[('segregated', 'segregated locations'), ('shared', 'shared pool')],
+                        default='segregated',
+                        max_length=12,
+                    ),
+                ),
+                (
+                    'safety_buffer',
+                    models.PositiveIntegerField(default=0, help_text='units held back per SKU on this channel'),
+                ),
                 ('updated_at', models.DateTimeField(auto_now=True)),
-                ('channel', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='stock_rule', to='core.channel')),
+                (
+                    'channel',
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name='stock_rule', to='core.channel'
+                    ),
+                ),
                 ('locations', models.ManyToManyField(blank=True, related_name='segregated_rules', to='core.location')),
-                ('pool', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='rules', to='inventory.stockpool')),
+                (
+                    'pool',
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name='rules',
+                        to='inventory.stockpool',
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
@@ -42,12 +65,30 @@ class Migration(migrations.Migration):
                 ('storefront_sku', models.CharField(max_length=100)),
                 ('confirmed_quantity', models.IntegerField(blank=True, null=True)),
                 ('storefront_version', models.BigIntegerField(blank=True, null=True)),
-                ('storefront_ref', models.CharField(blank=True, help_text='inventory entry id / record id', max_length=200)),
+                (
+                    'storefront_ref',
+                    models.CharField(blank=True, help_text='inventory entry id / record id', max_length=200),
+                ),
                 ('confirmed_at', models.DateTimeField(blank=True, null=True)),
-                ('observed_quantity', models.IntegerField(blank=True, help_text='last quantity read back from the storefront (drift check)', null=True)),
+                (
+                    'observed_quantity',
+                    models.IntegerField(
+                        blank=True, help_text='last quantity read back from the storefront (drift check)', null=True
+                    ),
+                ),
                 ('observed_at', models.DateTimeField(blank=True, null=True)),
-                ('channel', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='confirmed_stock', to='core.channel')),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='channel_stock', to='catalog.item')),
+                (
+                    'channel',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name='confirmed_stock', to='core.channel'
+                    ),
+                ),
+                (
+                    'item',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name='channel_stock', to='catalog.item'
+                    ),
+                ),
             ],
             options={
                 'constraints': [models.UniqueConstraint(fields=('channel', 'item'), name='uniq_channel_stock')],
@@ -57,17 +98,36 @@ class Migration(migrations.Migration):
             name='PendingPush',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('priority', models.PositiveSmallIntegerField(choices=[(0, 'live order decrement'), (5, 'routine adjustment'), (9, 'drift / sweep')], default=5)),
+                (
+                    'priority',
+                    models.PositiveSmallIntegerField(
+                        choices=[(0, 'live order decrement'), (5, 'routine adjustment'), (9, 'drift / sweep')],
+                        default=5,
+                    ),
+                ),
                 ('reason', models.CharField(blank=True, max_length=100)),
                 ('changes', models.PositiveIntegerField(default=1, help_text='raw changes coalesced into this row')),
                 ('attempts', models.PositiveIntegerField(default=0)),
                 ('not_before', models.DateTimeField(blank=True, help_text='back-off: do not try before', null=True)),
-                ('claimed_until', models.DateTimeField(blank=True, help_text='a worker holds this row until then', null=True)),
+                (
+                    'claimed_until',
+                    models.DateTimeField(blank=True, help_text='a worker holds this row until then', null=True),
+                ),
                 ('last_error', models.TextField(blank=True)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('updated_at', models.DateTimeField(auto_now=True)),
-                ('channel', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='pending_pushes', to='core.channel')),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='pending_pushes', to='catalog.item')),
+                (
+                    'channel',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name='pending_pushes', to='core.channel'
+                    ),
+                ),
+                (
+                    'item',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name='pending_pushes', to='catalog.item'
+                    ),
+                ),
             ],
             options={
                 'indexes': [models.Index(fields=['priority', 'created_at'], name='inventory_p_priorit_cc2621_idx')],
@@ -83,28 +143,74 @@ class Migration(migrations.Migration):
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('released_at', models.DateTimeField(blank=True, null=True)),
                 ('release_reason', models.CharField(blank=True, max_length=50)),
-                ('channel', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reservations', to='core.channel')),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reservations', to='catalog.item')),
+                (
+                    'channel',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name='reservations', to='core.channel'
+                    ),
+                ),
+                (
+                    'item',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name='reservations', to='catalog.item'
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(condition=models.Q(('released_at__isnull', True)), fields=['item'], name='active_reservations')],
-                'constraints': [models.UniqueConstraint(fields=('order_ref', 'item', 'channel'), name='uniq_reservation')],
+                'indexes': [
+                    models.Index(
+                        condition=models.Q(('released_at__isnull', True)), fields=['item'], name='active_reservations'
+                    )
+                ],
+                'constraints': [
+                    models.UniqueConstraint(fields=('order_ref', 'item', 'channel'), name='uniq_reservation')
+                ],
             },
         ),
         migrations.CreateModel(
             name='StockLevel',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('available', 'available'), ('inspection', 'in inspection'), ('damaged', 'damaged'), ('in_transit', 'in transit'), ('reserved', 'reserved')], default='available', max_length=12)),
+                (
+                    'state',
+                    models.CharField(
+                        choices=[
+                            ('available', 'available'),
+                            ('inspection', 'in inspection'),
+                            ('damaged', 'damaged'),
+                            ('in_transit', 'in transit'),
+                            ('reserved', 'reserved'),
+                        ],
+                        default='available',
+                        max_length=12,
+                    ),
+                ),
                 ('quantity', models.IntegerField(default=0)),
-                ('source_updated_at', models.DateTimeField(blank=True, help_text="master's timestamp; older updates are ignored", null=True)),
+                (
+                    'source_updated_at',
+                    models.DateTimeField(
+                        blank=True, help_text="master's timestamp; older updates are ignored", null=True
+                    ),
+                ),
                 ('updated_at', models.DateTimeField(auto_now=True)),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='stock_levels', to='catalog.item')),
-                ('location', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='stock_levels', to='core.location')),
+                (
+                    'item',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name='stock_levels', to='catalog.item'
+                    ),
+                ),
+                (
+                    'location',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name='stock_levels', to='core.location'
+                    ),
+                ),
             ],
             options={
                 'indexes': [models.Index(fields=['location', 'state', 'item'], name='inventory_s_locatio_621200_idx')],
-                'constraints': [models.UniqueConstraint(fields=('item', 'location', 'state'), name='uniq_stock_item_loc_state')],
+                'constraints': [
+                    models.UniqueConstraint(fields=('item', 'location', 'state'), name='uniq_stock_item_loc_state')
+                ],
             },
         ),
     ]

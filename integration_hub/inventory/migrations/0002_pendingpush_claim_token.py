@@ -4,7 +4,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('inventory', '0001_initial'),
     ]
@@ -13,6 +12,11 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='pendingpush',
             name='claim_token',
-            field=models.CharField(blank=True, default='', help_text='set by the claiming worker; any new change clears it, so the worker deletes the row after its push only if nothing changed meanwhile', max_length=32),
+            field=models.CharField(
+                blank=True,
+                default='',
+                help_text='set by the claiming worker; any new change clears it, so the worker deletes the row after its push only if nothing changed meanwhile',
+                max_length=32,
+            ),
         ),
     ]

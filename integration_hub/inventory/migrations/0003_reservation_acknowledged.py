@@ -5,7 +5,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('core', '0003_heartbeat'),
         ('inventory', '0002_pendingpush_claim_token'),
@@ -15,11 +14,22 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='reservation',
             name='acknowledged_at',
-            field=models.DateTimeField(blank=True, help_text="when the warehouse took the order; the master's stock feed releases the row with its first update changed at or after this", null=True),
+            field=models.DateTimeField(
+                blank=True,
+                help_text="when the warehouse took the order; the master's stock feed releases the row with its first update changed at or after this",
+                null=True,
+            ),
         ),
         migrations.AddField(
             model_name='reservation',
             name='warehouse',
-            field=models.ForeignKey(blank=True, help_text='the master that acknowledged the order (whose stock feed releases the row)', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='core.connection'),
+            field=models.ForeignKey(
+                blank=True,
+                help_text='the master that acknowledged the order (whose stock feed releases the row)',
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name='+',
+                to='core.connection',
+            ),
         ),
     ]

@@ -1,4 +1,5 @@
 """A shared channel stock rule must name its pool (it would otherwise give every SKU ATS 0)."""
+
 from django.db import migrations, models
 
 
@@ -12,7 +13,6 @@ def segregate_poolless_shared_rules(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("inventory", "0003_reservation_acknowledged"),
     ]
@@ -21,7 +21,9 @@ class Migration(migrations.Migration):
         migrations.RunPython(segregate_poolless_shared_rules, migrations.RunPython.noop),
         migrations.AddConstraint(
             model_name="channelstockrule",
-            constraint=models.CheckConstraint(condition=models.Q(("mode", "shared"), _negated=True) | models.Q(("pool__isnull", False)),
-                                              name="shared_rule_has_pool"),
+            constraint=models.CheckConstraint(
+                condition=models.Q(("mode", "shared"), _negated=True) | models.Q(("pool__isnull", False)),
+                name="shared_rule_has_pool",
+            ),
         ),
     ]

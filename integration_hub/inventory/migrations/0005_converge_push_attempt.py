@@ -4,7 +4,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('inventory', '0004_shared_rule_has_pool'),
     ]
@@ -18,6 +17,8 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='channelstock',
             name='attempted_quantity',
-            field=models.IntegerField(blank=True, help_text='last quantity sent whose outcome is not known yet', null=True),
+            field=models.IntegerField(
+                blank=True, help_text='last quantity sent whose outcome is not known yet', null=True
+            ),
         ),
     ]

@@ -5,7 +5,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('inventory', '0005_converge_push_attempt'),
     ]
@@ -14,6 +13,14 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='channelstockrule',
             name='safety_buffer',
-            field=models.PositiveIntegerField(default=0, help_text='units held back per SKU on this channel', validators=[django.core.validators.MaxValueValidator(1000000, message='A safety buffer is at most 1,000,000 units.')]),
+            field=models.PositiveIntegerField(
+                default=0,
+                help_text='units held back per SKU on this channel',
+                validators=[
+                    django.core.validators.MaxValueValidator(
+                        1000000, message='A safety buffer is at most 1,000,000 units.'
+                    )
+                ],
+            ),
         ),
     ]

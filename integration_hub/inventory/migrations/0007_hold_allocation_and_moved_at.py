@@ -5,7 +5,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('core', '0006_masters_wair_replenishment'),
         ('inventory', '0006_console_safety_buffer_bound'),
@@ -15,11 +14,22 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='reservation',
             name='allocated_location',
-            field=models.ForeignKey(blank=True, help_text="where the master said it allocated this line (any location of the master's when it did not say)", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='core.location'),
+            field=models.ForeignKey(
+                blank=True,
+                help_text="where the master said it allocated this line (any location of the master's when it did not say)",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name='+',
+                to='core.location',
+            ),
         ),
         migrations.AddField(
             model_name='stocklevel',
             name='moved_at',
-            field=models.DateTimeField(blank=True, help_text="master's time of the last change that moved the quantity (a repeated figure leaves it): what re-checks an acknowledged order's hold", null=True),
+            field=models.DateTimeField(
+                blank=True,
+                help_text="master's time of the last change that moved the quantity (a repeated figure leaves it): what re-checks an acknowledged order's hold",
+                null=True,
+            ),
         ),
     ]

@@ -5,11 +5,9 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
@@ -17,15 +15,68 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.CharField(max_length=120, unique=True)),
-                ('figure', models.CharField(help_text="which of the hub's figures (see monitoring.figures.FIGURES)", max_length=48)),
-                ('key', models.CharField(blank=True, help_text='blank = the hub-wide value; "*" = every key separately; or one channel key / connection name / kind', max_length=120)),
-                ('op', models.CharField(choices=[('gt', 'above'), ('gte', 'at least'), ('lt', 'below')], default='gt', max_length=3)),
+                (
+                    'figure',
+                    models.CharField(
+                        help_text="which of the hub's figures (see monitoring.figures.FIGURES)", max_length=48
+                    ),
+                ),
+                (
+                    'key',
+                    models.CharField(
+                        blank=True,
+                        help_text='blank = the hub-wide value; "*" = every key separately; or one channel key / connection name / kind',
+                        max_length=120,
+                    ),
+                ),
+                (
+                    'op',
+                    models.CharField(
+                        choices=[('gt', 'above'), ('gte', 'at least'), ('lt', 'below')], default='gt', max_length=3
+                    ),
+                ),
                 ('threshold', models.FloatField()),
-                ('window_minutes', models.PositiveIntegerField(default=0, help_text='the condition must hold this long before it fires')),
-                ('cooldown_minutes', models.PositiveIntegerField(default=15, help_text='after a recovery, no new firing for this long')),
-                ('severity', models.CharField(choices=[('warning', 'warning (amber)'), ('error', 'error (red)'), ('critical', 'critical (red)')], default='error', max_length=10)),
-                ('flow', models.CharField(blank=True, choices=[('stock', 'stock'), ('orders', 'orders'), ('dispatch', 'dispatch'), ('demand', 'demand'), ('catalogue', 'catalogue')], help_text="dashboard tile it colours; blank = the figure's own flow", max_length=10)),
-                ('notify_recovery', models.BooleanField(default=True, help_text='send a recovery notice when it clears')),
+                (
+                    'window_minutes',
+                    models.PositiveIntegerField(
+                        default=0, help_text='the condition must hold this long before it fires'
+                    ),
+                ),
+                (
+                    'cooldown_minutes',
+                    models.PositiveIntegerField(default=15, help_text='after a recovery, no new firing for this long'),
+                ),
+                (
+                    'severity',
+                    models.CharField(
+                        choices=[
+                            ('warning', 'warning (amber)'),
+                            ('error', 'error (red)'),
+                            ('critical', 'critical (red)'),
+                        ],
+                        default='error',
+                        max_length=10,
+                    ),
+                ),
+                (
+                    'flow',
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ('stock', 'stock'),
+                            ('orders', 'orders'),
+                            ('dispatch', 'dispatch'),
+                            ('demand', 'demand'),
+                            ('catalogue', 'catalogue'),
+                        ],
+                        help_text="dashboard tile it colours; blank = the figure's own flow",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    'notify_recovery',
+                    models.BooleanField(default=True, help_text='send a recovery notice when it clears'),
+                ),
                 ('enabled', models.BooleanField(default=True)),
                 ('updated_at', models.DateTimeField(auto_now=True)),
             ],
@@ -38,13 +89,58 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.SlugField(max_length=64, unique=True)),
-                ('kind', models.CharField(choices=[('email', 'email'), ('slack', 'Slack incoming webhook'), ('teams', 'Microsoft Teams incoming webhook'), ('webhook', 'generic webhook (HMAC signed)')], max_length=10)),
-                ('recipients', models.CharField(blank=True, help_text='email: comma separated addresses', max_length=500)),
-                ('url_encrypted', models.TextField(blank=True, editable=False, help_text='webhook URL (a credential: stored encrypted)')),
-                ('secret_encrypted', models.TextField(blank=True, editable=False, help_text='generic webhook: HMAC secret')),
-                ('role', models.CharField(blank=True, choices=[('ops', 'ops'), ('cx', 'cx'), ('finance', 'finance'), ('admin', 'admin')], help_text='email: also every active user of this role who has an address', max_length=20)),
-                ('min_severity', models.CharField(choices=[('warning', 'warning (amber)'), ('error', 'error (red)'), ('critical', 'critical (red)')], default='warning', help_text='firings below this severity are not sent here', max_length=10)),
-                ('daily_digest', models.BooleanField(default=False, help_text='also send a daily digest of the last 24 hours')),
+                (
+                    'kind',
+                    models.CharField(
+                        choices=[
+                            ('email', 'email'),
+                            ('slack', 'Slack incoming webhook'),
+                            ('teams', 'Microsoft Teams incoming webhook'),
+                            ('webhook', 'generic webhook (HMAC signed)'),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    'recipients',
+                    models.CharField(blank=True, help_text='email: comma separated addresses', max_length=500),
+                ),
+                (
+                    'url_encrypted',
+                    models.TextField(
+                        blank=True, editable=False, help_text='webhook URL (a credential: stored encrypted)'
+                    ),
+                ),
+                (
+                    'secret_encrypted',
+                    models.TextField(blank=True, editable=False, help_text='generic webhook: HMAC secret'),
+                ),
+                (
+                    'role',
+                    models.CharField(
+                        blank=True,
+                        choices=[('ops', 'ops'), ('cx', 'cx'), ('finance', 'finance'), ('admin', 'admin')],
+                        help_text='email: also every active user of this role who has an address',
+                        max_length=20,
+                    ),
+                ),
+                (
+                    'min_severity',
+                    models.CharField(
+                        choices=[
+                            ('warning', 'warning (amber)'),
+                            ('error', 'error (red)'),
+                            ('critical', 'critical (red)'),
+                        ],
+                        default='warning',
+                        help_text='firings below this severity are not sent here',
+                        max_length=10,
+                    ),
+                ),
+                (
+                    'daily_digest',
+                    models.BooleanField(default=False, help_text='also send a daily digest of the last 24 hours'),
+                ),
                 ('enabled', models.BooleanField(default=True)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
             ],
@@ -74,14 +170,42 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('key', models.CharField(blank=True, default='', max_length=120)),
-                ('severity', models.CharField(choices=[('warning', 'warning (amber)'), ('error', 'error (red)'), ('critical', 'critical (red)')], max_length=10)),
-                ('flow', models.CharField(blank=True, choices=[('stock', 'stock'), ('orders', 'orders'), ('dispatch', 'dispatch'), ('demand', 'demand'), ('catalogue', 'catalogue')], max_length=10)),
+                (
+                    'severity',
+                    models.CharField(
+                        choices=[
+                            ('warning', 'warning (amber)'),
+                            ('error', 'error (red)'),
+                            ('critical', 'critical (red)'),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    'flow',
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ('stock', 'stock'),
+                            ('orders', 'orders'),
+                            ('dispatch', 'dispatch'),
+                            ('demand', 'demand'),
+                            ('catalogue', 'catalogue'),
+                        ],
+                        max_length=10,
+                    ),
+                ),
                 ('value', models.FloatField(help_text='the figure when it fired')),
                 ('peak', models.FloatField(help_text='worst value seen while open')),
                 ('message', models.CharField(max_length=500)),
                 ('started_at', models.DateTimeField(db_index=True)),
                 ('recovered_at', models.DateTimeField(blank=True, null=True)),
-                ('rule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='firings', to='monitoring.alertrule')),
+                (
+                    'rule',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name='firings', to='monitoring.alertrule'
+                    ),
+                ),
             ],
             options={
                 'ordering': ['-started_at', '-id'],
@@ -91,18 +215,58 @@ class Migration(migrations.Migration):
             name='Delivery',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('event', models.CharField(choices=[('fired', 'fired'), ('recovered', 'recovered'), ('test', 'test'), ('digest', 'daily digest')], max_length=10)),
-                ('status', models.CharField(choices=[('pending', 'pending'), ('sent', 'sent'), ('failed', 'failed')], db_index=True, default='pending', max_length=8)),
+                (
+                    'event',
+                    models.CharField(
+                        choices=[
+                            ('fired', 'fired'),
+                            ('recovered', 'recovered'),
+                            ('test', 'test'),
+                            ('digest', 'daily digest'),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    'status',
+                    models.CharField(
+                        choices=[('pending', 'pending'), ('sent', 'sent'), ('failed', 'failed')],
+                        db_index=True,
+                        default='pending',
+                        max_length=8,
+                    ),
+                ),
                 ('attempts', models.PositiveIntegerField(default=0)),
                 ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
                 ('claim_token', models.CharField(blank=True, default='', max_length=32)),
                 ('claimed_until', models.DateTimeField(blank=True, null=True)),
                 ('last_error', models.TextField(blank=True)),
-                ('digest_day', models.DateField(blank=True, help_text='digest: the day it covers (one per channel and day)', null=True)),
+                (
+                    'digest_day',
+                    models.DateField(
+                        blank=True, help_text='digest: the day it covers (one per channel and day)', null=True
+                    ),
+                ),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('firing', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='monitoring.firing')),
-                ('channel', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='monitoring.notificationchannel')),
+                (
+                    'firing',
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name='deliveries',
+                        to='monitoring.firing',
+                    ),
+                ),
+                (
+                    'channel',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name='deliveries',
+                        to='monitoring.notificationchannel',
+                    ),
+                ),
             ],
             options={
                 'ordering': ['-created_at', '-id'],
@@ -119,7 +283,12 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('at', models.DateTimeField(db_index=True)),
                 ('figure', models.CharField(max_length=48)),
-                ('key', models.CharField(blank=True, default='', help_text="channel / connection / kind; '' = hub total", max_length=120)),
+                (
+                    'key',
+                    models.CharField(
+                        blank=True, default='', help_text="channel / connection / kind; '' = hub total", max_length=120
+                    ),
+                ),
                 ('value', models.FloatField()),
             ],
             options={
@@ -135,7 +304,12 @@ class Migration(migrations.Migration):
                 ('last_value', models.FloatField(blank=True, null=True)),
                 ('last_recovered_at', models.DateTimeField(blank=True, null=True)),
                 ('evaluated_at', models.DateTimeField(blank=True, null=True)),
-                ('rule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='states', to='monitoring.alertrule')),
+                (
+                    'rule',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name='states', to='monitoring.alertrule'
+                    ),
+                ),
             ],
             options={
                 'constraints': [models.UniqueConstraint(fields=('rule', 'key'), name='alerts_uniq_state')],
@@ -143,7 +317,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='firing',
-            constraint=models.UniqueConstraint(condition=models.Q(('recovered_at__isnull', True)), fields=('rule', 'key'), name='alerts_one_open_firing'),
+            constraint=models.UniqueConstraint(
+                condition=models.Q(('recovered_at__isnull', True)),
+                fields=('rule', 'key'),
+                name='alerts_one_open_firing',
+            ),
         ),
         migrations.AddIndex(
             model_name='delivery',
@@ -155,6 +333,8 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='delivery',
-            constraint=models.UniqueConstraint(condition=models.Q(('event', 'digest')), fields=('channel', 'digest_day'), name='alerts_uniq_digest'),
+            constraint=models.UniqueConstraint(
+                condition=models.Q(('event', 'digest')), fields=('channel', 'digest_day'), name='alerts_uniq_digest'
+            ),
         ),
     ]

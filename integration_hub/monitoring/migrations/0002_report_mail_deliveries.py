@@ -5,7 +5,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('monitoring', '0001_alerts_initial'),
         ('reconciliation', '0002_report_subscriptions'),
@@ -15,30 +14,63 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='delivery',
             name='context',
-            field=models.JSONField(blank=True, default=dict, help_text='report e-mail: the report ids of the run it carries'),
+            field=models.JSONField(
+                blank=True, default=dict, help_text='report e-mail: the report ids of the run it carries'
+            ),
         ),
         migrations.AddField(
             model_name='delivery',
             name='subscription',
-            field=models.ForeignKey(blank=True, help_text='report e-mail: whose', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='reconciliation.reportsubscription'),
+            field=models.ForeignKey(
+                blank=True,
+                help_text='report e-mail: whose',
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name='deliveries',
+                to='reconciliation.reportsubscription',
+            ),
         ),
         migrations.AlterField(
             model_name='delivery',
             name='channel',
-            field=models.ForeignKey(blank=True, help_text="empty for finance report e-mails (sent to their subscription's addresses)", null=True, on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='monitoring.notificationchannel'),
+            field=models.ForeignKey(
+                blank=True,
+                help_text="empty for finance report e-mails (sent to their subscription's addresses)",
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name='deliveries',
+                to='monitoring.notificationchannel',
+            ),
         ),
         migrations.AlterField(
             model_name='delivery',
             name='digest_day',
-            field=models.DateField(blank=True, help_text='digest: the day it covers (one per channel and day); report e-mail: the business day of the run', null=True),
+            field=models.DateField(
+                blank=True,
+                help_text='digest: the day it covers (one per channel and day); report e-mail: the business day of the run',
+                null=True,
+            ),
         ),
         migrations.AlterField(
             model_name='delivery',
             name='event',
-            field=models.CharField(choices=[('fired', 'fired'), ('recovered', 'recovered'), ('test', 'test'), ('digest', 'daily digest'), ('report', 'finance report e-mail')], max_length=10),
+            field=models.CharField(
+                choices=[
+                    ('fired', 'fired'),
+                    ('recovered', 'recovered'),
+                    ('test', 'test'),
+                    ('digest', 'daily digest'),
+                    ('report', 'finance report e-mail'),
+                ],
+                max_length=10,
+            ),
         ),
         migrations.AddConstraint(
             model_name='delivery',
-            constraint=models.UniqueConstraint(condition=models.Q(('event', 'report')), fields=('subscription', 'digest_day'), name='alerts_uniq_report_mail'),
+            constraint=models.UniqueConstraint(
+                condition=models.Q(('event', 'report')),
+                fields=('subscription', 'digest_day'),
+                name='alerts_uniq_report_mail',
+            ),
         ),
     ]

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -22,7 +21,25 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('external_id', models.CharField(help_text='storefront order id', max_length=100)),
                 ('order_number', models.CharField(blank=True, db_index=True, max_length=100)),
-                ('state', models.CharField(choices=[('captured', 'captured'), ('validated', 'validated'), ('sent', 'sent to warehouse'), ('acknowledged', 'acknowledged by warehouse'), ('dispatched', 'dispatched'), ('storefront_notified', 'shipped in storefront'), ('held', 'held'), ('cancelled', 'cancelled'), ('failed', 'failed')], db_index=True, default='captured', max_length=24)),
+                (
+                    'state',
+                    models.CharField(
+                        choices=[
+                            ('captured', 'captured'),
+                            ('validated', 'validated'),
+                            ('sent', 'sent to warehouse'),
+                            ('acknowledged', 'acknowledged by warehouse'),
+                            ('dispatched', 'dispatched'),
+                            ('storefront_notified', 'shipped in storefront'),
+                            ('held', 'held'),
+                            ('cancelled', 'cancelled'),
+                            ('failed', 'failed'),
+                        ],
+                        db_index=True,
+                        default='captured',
+                        max_length=24,
+                    ),
+                ),
                 ('storefront_version', models.BigIntegerField(blank=True, null=True)),
                 ('placed_at', models.DateTimeField(blank=True, null=True)),
                 ('currency', models.CharField(blank=True, max_length=3)),
@@ -30,7 +47,10 @@ class Migration(migrations.Migration):
                 ('customer_email', models.EmailField(blank=True, max_length=254)),
                 ('shipping_address', models.JSONField(blank=True, default=dict)),
                 ('billing_address', models.JSONField(blank=True, default=dict)),
-                ('shipping_method', models.CharField(blank=True, help_text='storefront shipping method key', max_length=100)),
+                (
+                    'shipping_method',
+                    models.CharField(blank=True, help_text='storefront shipping method key', max_length=100),
+                ),
                 ('warehouse_shipping_method', models.CharField(blank=True, max_length=100)),
                 ('gift_message', models.TextField(blank=True)),
                 ('delivery_notes', models.TextField(blank=True)),
@@ -38,23 +58,48 @@ class Migration(migrations.Migration):
                 ('promotion_codes', models.JSONField(blank=True, default=list)),
                 ('raw', models.JSONField(blank=True, default=dict, help_text='payload as received')),
                 ('idempotency_key', models.CharField(max_length=100, unique=True)),
-                ('warehouse_ref', models.CharField(blank=True, help_text='acknowledgement id from the warehouse', max_length=100)),
+                (
+                    'warehouse_ref',
+                    models.CharField(blank=True, help_text='acknowledgement id from the warehouse', max_length=100),
+                ),
                 ('send_attempts', models.PositiveIntegerField(default=0)),
                 ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
                 ('sent_at', models.DateTimeField(blank=True, null=True)),
                 ('acknowledged_at', models.DateTimeField(blank=True, null=True)),
                 ('dispatched_at', models.DateTimeField(blank=True, null=True)),
                 ('notified_at', models.DateTimeField(blank=True, null=True)),
-                ('tracking', models.JSONField(blank=True, default=list, help_text='[{carrier, tracking_number, tracking_url, lines}]')),
+                (
+                    'tracking',
+                    models.JSONField(
+                        blank=True, default=list, help_text='[{carrier, tracking_number, tracking_url, lines}]'
+                    ),
+                ),
                 ('hold_reason', models.TextField(blank=True)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('updated_at', models.DateTimeField(auto_now=True)),
-                ('channel', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='orders', to='core.channel')),
-                ('warehouse', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='warehouse_orders', to='core.connection')),
+                (
+                    'channel',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name='orders', to='core.channel'
+                    ),
+                ),
+                (
+                    'warehouse',
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name='warehouse_orders',
+                        to='core.connection',
+                    ),
+                ),
             ],
             options={
                 'ordering': ['-created_at'],
-                'permissions': [('retry_order', 'Can retry sending an order to the warehouse'), ('cancel_order', 'Can cancel an order in the hub')],
+                'permissions': [
+                    ('retry_order', 'Can retry sending an order to the warehouse'),
+                    ('cancel_order', 'Can cancel an order in the hub'),
+                ],
             },
         ),
         migrations.CreateModel(
@@ -67,9 +112,33 @@ class Migration(migrations.Migration):
                 ('unit_price_cents', models.BigIntegerField(blank=True, null=True)),
                 ('custom_fields', models.JSONField(blank=True, default=dict)),
                 ('shipped_quantity', models.PositiveIntegerField(default=0)),
-                ('item', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='order_lines', to='catalog.item')),
-                ('order', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='lines', to='orders.order')),
-                ('parent', models.ForeignKey(blank=True, help_text='bundle line this component was exploded from', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='components', to='orders.orderline')),
+                (
+                    'item',
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name='order_lines',
+                        to='catalog.item',
+                    ),
+                ),
+                (
+                    'order',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name='lines', to='orders.order'
+                    ),
+                ),
+                (
+                    'parent',
+                    models.ForeignKey(
+                        blank=True,
+                        help_text='bundle line this component was exploded from',
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name='components',
+                        to='orders.orderline',
+                    ),
+                ),
             ],
             options={
                 'ordering': ['id'],
@@ -83,8 +152,18 @@ class Migration(migrations.Migration):
                 ('to_state', models.CharField(max_length=24)),
                 ('cause', models.CharField(max_length=300)),
                 ('at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('order', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='transitions', to='orders.order')),
+                (
+                    'actor',
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    'order',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name='transitions', to='orders.order'
+                    ),
+                ),
             ],
             options={
                 'ordering': ['at', 'id'],
@@ -98,7 +177,16 @@ class Migration(migrations.Migration):
                 ('warehouse_method', models.CharField(max_length=100)),
                 ('carrier', models.CharField(blank=True, max_length=100)),
                 ('active', models.BooleanField(default=True)),
-                ('channel', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='shipping_maps', to='core.channel')),
+                (
+                    'channel',
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name='shipping_maps',
+                        to='core.channel',
+                    ),
+                ),
             ],
             options={
                 'ordering': ['storefront_method'],

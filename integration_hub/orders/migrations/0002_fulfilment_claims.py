@@ -3,7 +3,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('core', '0001_initial'),
         ('orders', '0001_initial'),
@@ -13,7 +12,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='order',
             name='claim_token',
-            field=models.CharField(blank=True, db_index=True, help_text='set while a worker works on the order; the lease is next_attempt_at', max_length=32),
+            field=models.CharField(
+                blank=True,
+                db_index=True,
+                help_text='set while a worker works on the order; the lease is next_attempt_at',
+                max_length=32,
+            ),
         ),
         migrations.AddField(
             model_name='order',
@@ -44,12 +48,28 @@ class Migration(migrations.Migration):
                 ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
                 ('last_error', models.TextField(blank=True)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('order', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='storefront_fulfilments', to='orders.order')),
-                ('warehouse', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='storefront_fulfilments', to='core.connection')),
+                (
+                    'order',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name='storefront_fulfilments',
+                        to='orders.order',
+                    ),
+                ),
+                (
+                    'warehouse',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name='storefront_fulfilments',
+                        to='core.connection',
+                    ),
+                ),
             ],
             options={
                 'ordering': ['id'],
-                'indexes': [models.Index(fields=['acknowledged_at', 'next_attempt_at'], name='orders_stor_acknowl_086727_idx')],
+                'indexes': [
+                    models.Index(fields=['acknowledged_at', 'next_attempt_at'], name='orders_stor_acknowl_086727_idx')
+                ],
                 'constraints': [models.UniqueConstraint(fields=('order', 'fulfilment_ref'), name='uniq_sf_fulfilment')],
             },
         ),

@@ -4,7 +4,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('orders', '0002_fulfilment_claims'),
     ]
@@ -18,12 +17,18 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='order',
             name='cancel_requested_at',
-            field=models.DateTimeField(blank=True, help_text='a cancel the warehouse must confirm (the order reached it)', null=True),
+            field=models.DateTimeField(
+                blank=True, help_text='a cancel the warehouse must confirm (the order reached it)', null=True
+            ),
         ),
         migrations.AddField(
             model_name='order',
             name='dispatch_received_at',
-            field=models.DateTimeField(blank=True, help_text='when the hub received the dispatch confirmation (the agreed time to show it shipped runs from here)', null=True),
+            field=models.DateTimeField(
+                blank=True,
+                help_text='when the hub received the dispatch confirmation (the agreed time to show it shipped runs from here)',
+                null=True,
+            ),
         ),
         migrations.AlterField(
             model_name='order',

@@ -5,7 +5,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -19,13 +18,36 @@ class Migration(migrations.Migration):
             name='ReturnLine',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('external_ref', models.CharField(help_text='return / RMA line id from the storefront or master', max_length=150, unique=True)),
+                (
+                    'external_ref',
+                    models.CharField(
+                        help_text='return / RMA line id from the storefront or master', max_length=150, unique=True
+                    ),
+                ),
                 ('quantity', models.PositiveIntegerField()),
-                ('condition', models.CharField(choices=[('available', 'saleable'), ('inspection', 'inspection / quarantine'), ('damaged', 'damaged')], default='available', max_length=16)),
+                (
+                    'condition',
+                    models.CharField(
+                        choices=[
+                            ('available', 'saleable'),
+                            ('inspection', 'inspection / quarantine'),
+                            ('damaged', 'damaged'),
+                        ],
+                        default='available',
+                        max_length=16,
+                    ),
+                ),
                 ('returned_at', models.DateTimeField(blank=True, null=True)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('updated_at', models.DateTimeField(auto_now=True, db_index=True)),
-                ('order_line', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='planning_returns', to='orders.orderline')),
+                (
+                    'order_line',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name='planning_returns',
+                        to='orders.orderline',
+                    ),
+                ),
             ],
             options={
                 'ordering': ['-created_at'],
@@ -43,8 +65,22 @@ class Migration(migrations.Migration):
                 ('quantity', models.IntegerField(help_text='negative for return lines')),
                 ('is_return', models.BooleanField(default=False)),
                 ('sent_at', models.DateTimeField()),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='demand_entries', to='core.connection')),
-                ('order', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='demand_entries', to='orders.order')),
+                (
+                    'connection',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name='demand_entries', to='core.connection'
+                    ),
+                ),
+                (
+                    'order',
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name='demand_entries',
+                        to='orders.order',
+                    ),
+                ),
             ],
             options={
                 'verbose_name_plural': 'demand feed entries',
@@ -58,18 +94,43 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('sku', models.CharField(db_index=True, max_length=100)),
                 ('location', models.CharField(blank=True, max_length=100)),
-                ('kind', models.CharField(choices=[('purchase', 'purchase'), ('transfer', 'transfer')], default='purchase', max_length=10)),
+                (
+                    'kind',
+                    models.CharField(
+                        choices=[('purchase', 'purchase'), ('transfer', 'transfer')], default='purchase', max_length=10
+                    ),
+                ),
                 ('recommended_quantity', models.IntegerField()),
                 ('supplier', models.CharField(blank=True, max_length=200)),
                 ('reason', models.TextField(blank=True)),
                 ('raw', models.JSONField(blank=True, default=dict)),
                 ('fetched_at', models.DateTimeField(db_index=True)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='recommendations', to='core.connection')),
-                ('item', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='recommendations', to='catalog.item')),
+                (
+                    'connection',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name='recommendations',
+                        to='core.connection',
+                    ),
+                ),
+                (
+                    'item',
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name='recommendations',
+                        to='catalog.item',
+                    ),
+                ),
             ],
             options={
                 'ordering': ['-recommended_quantity', 'sku'],
-                'constraints': [models.UniqueConstraint(fields=('connection', 'sku', 'location', 'kind'), name='uniq_recommendation')],
+                'constraints': [
+                    models.UniqueConstraint(
+                        fields=('connection', 'sku', 'location', 'kind'), name='uniq_recommendation'
+                    )
+                ],
             },
         ),
     ]

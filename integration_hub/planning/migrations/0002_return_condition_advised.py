@@ -4,7 +4,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('planning', '0001_initial'),
     ]
@@ -13,6 +12,15 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='returnline',
             name='condition',
-            field=models.CharField(choices=[('advised', 'advised (not back yet)'), ('available', 'saleable'), ('inspection', 'inspection / quarantine'), ('damaged', 'damaged')], default='available', max_length=16),
+            field=models.CharField(
+                choices=[
+                    ('advised', 'advised (not back yet)'),
+                    ('available', 'saleable'),
+                    ('inspection', 'inspection / quarantine'),
+                    ('damaged', 'damaged'),
+                ],
+                default='available',
+                max_length=16,
+            ),
         ),
     ]

@@ -5,7 +5,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('core', '0003_heartbeat'),
         ('planning', '0002_return_condition_advised'),
@@ -38,7 +37,12 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('token_sha256', models.CharField(max_length=64)),
                 ('created_at', models.DateTimeField(auto_now=True)),
-                ('connection', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='feed_token', to='core.connection')),
+                (
+                    'connection',
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name='feed_token', to='core.connection'
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
@@ -47,7 +51,14 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('external_id', models.CharField(max_length=100)),
                 ('reference', models.CharField(blank=True, max_length=200)),
-                ('kind', models.CharField(choices=[('po', 'purchase order'), ('transfer', 'transfer'), ('assembly', 'assembly')], default='po', max_length=10)),
+                (
+                    'kind',
+                    models.CharField(
+                        choices=[('po', 'purchase order'), ('transfer', 'transfer'), ('assembly', 'assembly')],
+                        default='po',
+                        max_length=10,
+                    ),
+                ),
                 ('status', models.CharField(blank=True, max_length=64)),
                 ('vendor', models.CharField(blank=True, max_length=200)),
                 ('warehouse', models.CharField(blank=True, max_length=100)),
@@ -58,7 +69,12 @@ class Migration(migrations.Migration):
                 ('units_open', models.IntegerField(default=0, help_text='ordered − received over all lines')),
                 ('raw', models.JSONField(blank=True, default=dict)),
                 ('fetched_at', models.DateTimeField(db_index=True)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='stock_orders', to='core.connection')),
+                (
+                    'connection',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name='stock_orders', to='core.connection'
+                    ),
+                ),
             ],
             options={
                 'ordering': ['expected_at', 'reference'],

@@ -4,7 +4,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('planning', '0003_masters_planner_files'),
     ]
@@ -13,6 +12,10 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='recommendation',
             name='kind',
-            field=models.CharField(choices=[('purchase', 'purchase'), ('transfer', 'transfer'), ('target', 'stock target')], default='purchase', max_length=10),
+            field=models.CharField(
+                choices=[('purchase', 'purchase'), ('transfer', 'transfer'), ('target', 'stock target')],
+                default='purchase',
+                max_length=10,
+            ),
         ),
     ]

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -18,21 +17,70 @@ class Migration(migrations.Migration):
             name='Report',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('shipped_open', 'Fulfilled in storefront, open in warehouse'), ('dispatched_unshipped', 'Dispatched in warehouse, not shipped in storefront'), ('stock_drift', 'Stock drift (master ATS vs storefront)')], db_index=True, max_length=24)),
+                (
+                    'kind',
+                    models.CharField(
+                        choices=[
+                            ('shipped_open', 'Fulfilled in storefront, open in warehouse'),
+                            ('dispatched_unshipped', 'Dispatched in warehouse, not shipped in storefront'),
+                            ('stock_drift', 'Stock drift (master ATS vs storefront)'),
+                        ],
+                        db_index=True,
+                        max_length=24,
+                    ),
+                ),
                 ('run_date', models.DateField(db_index=True, help_text='business day the report covers')),
-                ('status', models.CharField(choices=[('running', 'running'), ('done', 'done'), ('failed', 'failed')], default='running', max_length=10)),
-                ('trigger', models.CharField(choices=[('schedule', 'daily schedule'), ('on_demand', 'on demand')], default='on_demand', max_length=10)),
+                (
+                    'status',
+                    models.CharField(
+                        choices=[('running', 'running'), ('done', 'done'), ('failed', 'failed')],
+                        default='running',
+                        max_length=10,
+                    ),
+                ),
+                (
+                    'trigger',
+                    models.CharField(
+                        choices=[('schedule', 'daily schedule'), ('on_demand', 'on demand')],
+                        default='on_demand',
+                        max_length=10,
+                    ),
+                ),
                 ('started_at', models.DateTimeField()),
                 ('finished_at', models.DateTimeField(blank=True, null=True)),
                 ('row_count', models.PositiveIntegerField(default=0)),
-                ('total_value', models.DecimalField(blank=True, decimal_places=4, help_text='sum of row values at unit cost, where known', max_digits=18, null=True)),
-                ('params', models.JSONField(blank=True, default=dict, help_text='thresholds and sources used for this run')),
+                (
+                    'total_value',
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=4,
+                        help_text='sum of row values at unit cost, where known',
+                        max_digits=18,
+                        null=True,
+                    ),
+                ),
+                (
+                    'params',
+                    models.JSONField(blank=True, default=dict, help_text='thresholds and sources used for this run'),
+                ),
                 ('error', models.TextField(blank=True)),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    'requested_by',
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name='+',
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
                 'ordering': ['-started_at', '-id'],
-                'permissions': [('download_report', 'Can download reconciliation reports as CSV'), ('run_report', 'Can run a reconciliation report on demand')],
+                'permissions': [
+                    ('download_report', 'Can download reconciliation reports as CSV'),
+                    ('run_report', 'Can run a reconciliation report on demand'),
+                ],
             },
         ),
         migrations.CreateModel(
@@ -46,7 +94,10 @@ class Migration(migrations.Migration):
                 ('external_id', models.CharField(blank=True, max_length=100)),
                 ('order_state', models.CharField(blank=True, max_length=24)),
                 ('warehouse_ref', models.CharField(blank=True, max_length=100)),
-                ('event_at', models.DateTimeField(blank=True, help_text='dispatch / storefront shipment time', null=True)),
+                (
+                    'event_at',
+                    models.DateTimeField(blank=True, help_text='dispatch / storefront shipment time', null=True),
+                ),
                 ('item_id', models.BigIntegerField(blank=True, null=True)),
                 ('sku', models.CharField(blank=True, help_text='master SKU', max_length=100)),
                 ('storefront_sku', models.CharField(blank=True, max_length=100)),
@@ -55,7 +106,12 @@ class Migration(migrations.Migration):
                 ('difference', models.IntegerField(blank=True, null=True)),
                 ('unit_cost', models.DecimalField(blank=True, decimal_places=4, max_digits=12, null=True)),
                 ('value', models.DecimalField(blank=True, decimal_places=4, max_digits=18, null=True)),
-                ('report', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rows', to='reconciliation.report')),
+                (
+                    'report',
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name='rows', to='reconciliation.report'
+                    ),
+                ),
             ],
             options={
                 'ordering': ['id'],

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ('reconciliation', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
@@ -17,13 +16,42 @@ class Migration(migrations.Migration):
             name='ReportSubscription',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('addresses', models.CharField(blank=True, help_text='more addresses, comma separated', max_length=500)),
+                (
+                    'addresses',
+                    models.CharField(blank=True, help_text='more addresses, comma separated', max_length=500),
+                ),
                 ('kinds', models.JSONField(blank=True, default=list, help_text='report kinds; empty = every report')),
-                ('format', models.CharField(choices=[('xlsx', 'Excel workbook (XLSX)'), ('csv', 'CSV for Excel')], default='xlsx', max_length=4)),
+                (
+                    'format',
+                    models.CharField(
+                        choices=[('xlsx', 'Excel workbook (XLSX)'), ('csv', 'CSV for Excel')],
+                        default='xlsx',
+                        max_length=4,
+                    ),
+                ),
                 ('enabled', models.BooleanField(default=True)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('user', models.ForeignKey(blank=True, help_text="send to this user's own e-mail address", null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    'created_by',
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name='+',
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    'user',
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="send to this user's own e-mail address",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name='+',
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
                 'ordering': ['id'],

@@ -1,4 +1,5 @@
 """``manage.py issue_api_token <username> [--hours N]``: a new API token for a (service) user, printed once."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -14,8 +15,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("username")
-        parser.add_argument("--hours", type=float, default=None,
-                            help="validity in hours (default: HUB_API_TOKEN_TTL_HOURS)")
+        parser.add_argument(
+            "--hours", type=float, default=None, help="validity in hours (default: HUB_API_TOKEN_TTL_HOURS)"
+        )
 
     def handle(self, *args, username, hours, **options):
         try:

@@ -7,6 +7,7 @@ leaves the secrets out). A token no configured key decrypts stops the command be
 ``--legacy`` also decrypts with the unsalted SHA-256-of-SECRET_KEY key older versions derived when
 ``HUB_ENCRYPTION_KEY`` was unset: run it once after setting a real key on such a database.
 """
+
 from __future__ import annotations
 
 import operator
@@ -31,8 +32,11 @@ class Command(BaseCommand):
     help = "Re-encrypt every stored secret (all *_encrypted fields) with the newest HUB_ENCRYPTION_KEY."
 
     def add_arguments(self, parser):
-        parser.add_argument("--legacy", action="store_true",
-                            help="also decrypt tokens made with the old SHA-256-of-SECRET_KEY derivation")
+        parser.add_argument(
+            "--legacy",
+            action="store_true",
+            help="also decrypt tokens made with the old SHA-256-of-SECRET_KEY derivation",
+        )
         parser.add_argument("--dry-run", action="store_true", help="decrypt and count, write nothing")
 
     def handle(self, *args, **opts):
@@ -63,7 +67,8 @@ class Command(BaseCommand):
                     except ValueError:
                         raise CommandError(
                             f"{label} {row.pk}.{field} cannot be decrypted with the configured keys "
-                            "(add the old key after the new one in HUB_ENCRYPTION_KEY, or --legacy); nothing written")
+                            "(add the old key after the new one in HUB_ENCRYPTION_KEY, or --legacy); nothing written"
+                        )
                     touched = True
                 if touched:
                     changed.append(row)
@@ -71,7 +76,8 @@ class Command(BaseCommand):
                 model._default_manager.bulk_update(changed, fields, batch_size=BATCH)
                 # bulk_update sends no signals: audit the rows explicitly (secrets are never in snapshots)
                 fresh = list(model._default_manager.filter(pk__in=[r.pk for r in changed]))
-                audit.record_many(fresh, "update", source="rotate_secrets",
-                                  befores={r.pk: audit.snapshot(r) for r in fresh})
+                audit.record_many(
+                    fresh, "update", source="rotate_secrets", befores={r.pk: audit.snapshot(r) for r in fresh}
+                )
         self.stdout.write(f"{label}: {len(changed)} row(s)")
         return len(changed)

@@ -5,6 +5,7 @@ Ctrl-C stops everything. Used by ``./hub up`` (which sets HUB_DEBUG=true: a loop
 console must listen on a loopback address while debug is on); in production run the parts under a
 process manager with debug off.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,11 @@ class Command(BaseCommand):
     help = "Run sandbox + web + worker + beat together (demo / laptop mode)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--addr", default=os.environ.get("HUB_ADDR", "127.0.0.1:8000"),
-                            help="HOST:PORT (or PORT) the web console listens on; default HUB_ADDR or 127.0.0.1:8000")
+        parser.add_argument(
+            "--addr",
+            default=os.environ.get("HUB_ADDR", "127.0.0.1:8000"),
+            help="HOST:PORT (or PORT) the web console listens on; default HUB_ADDR or 127.0.0.1:8000",
+        )
         parser.add_argument("--no-sandbox", action="store_true", help="talk to real systems; do not start the sandbox")
         parser.add_argument("--no-seed", action="store_true", help="do not seed demo data")
         parser.add_argument("--storefront", default="commercetools", choices=["commercetools", "sfcc"])
@@ -59,10 +63,16 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int, default=2)
 
     def handle(self, *args, **opts):
-        host = opts["addr"].rsplit(":", 1)[0] if ":" in opts["addr"] else ("127.0.0.1" if opts["addr"].isdigit() else opts["addr"])
+        host = (
+            opts["addr"].rsplit(":", 1)[0]
+            if ":" in opts["addr"]
+            else ("127.0.0.1" if opts["addr"].isdigit() else opts["addr"])
+        )
         if settings.DEBUG and host.lower() not in LOOPBACK_HOSTS:
-            raise CommandError(f"debug is on: the demo listens on loopback only, not {opts['addr']} "
-                               "(use --addr 127.0.0.1:PORT, or HUB_DEBUG=false with real keys)")
+            raise CommandError(
+                f"debug is on: the demo listens on loopback only, not {opts['addr']} "
+                "(use --addr 127.0.0.1:PORT, or HUB_DEBUG=false with real keys)"
+            )
         # refuse at once when a port is taken (a second ./hub up): otherwise the health checks would be answered
         # by the running hub, which this one would re-seed and double with a second worker and beat
         ports = [("web console", host, _port(opts["addr"], 8000))]
@@ -71,9 +81,11 @@ class Command(BaseCommand):
             ports.append(("sandbox", sandbox.hostname or "127.0.0.1", sandbox.port or 80))
         for name, h, p in ports:
             if port_in_use(h, p):
-                raise CommandError(f"port {p} on {h} (the {name}) is already in use — is another `./hub up` running? "
-                                   f"Stop it first, or choose other ports: --addr 127.0.0.1:PORT for the web console, "
-                                   f"HUB_SANDBOX_URL for the sandbox. Nothing was started.")
+                raise CommandError(
+                    f"port {p} on {h} (the {name}) is already in use — is another `./hub up` running? "
+                    f"Stop it first, or choose other ports: --addr 127.0.0.1:PORT for the web console, "
+                    f"HUB_SANDBOX_URL for the sandbox. Nothing was started."
+                )
         self.children: list[tuple[str, subprocess.Popen]] = []
         # SIGTERM (process managers, `kill`) stops the children too, like Ctrl-C does.
         signal.signal(signal.SIGTERM, _interrupt)
@@ -90,18 +102,46 @@ class Command(BaseCommand):
             call_command("setup_beat")
             call_command("setup_alerts")  # shipped alert rules (missing ones only)
             if not opts["no_seed"]:
-                call_command("seed_demo", storefront=opts["storefront"], master=opts["master"], hub_url=f"http://{opts['addr']}")
+                call_command(
+                    "seed_demo", storefront=opts["storefront"], master=opts["master"], hub_url=f"http://{opts['addr']}"
+                )
             # one worker per queue (integration_hub/core/queues.py): stock pushes never hold up orders
-            for name, queue, concurrency in (("worker-orders", queues.ORDERS, 2), ("worker-stock", queues.STOCK, 2),
-                                             ("worker", queues.DEFAULT, opts["concurrency"])):
-                self.spawn(name, [py, "-m", "celery", "-A", "integration_hub", "worker", "-Q", queue, "-n", f"{name}@%h",
-                                  "-c", str(concurrency), "-l", "INFO", "--without-gossip", "--without-mingle"], env)
+            for name, queue, concurrency in (
+                ("worker-orders", queues.ORDERS, 2),
+                ("worker-stock", queues.STOCK, 2),
+                ("worker", queues.DEFAULT, opts["concurrency"]),
+            ):
+                self.spawn(
+                    name,
+                    [
+                        py,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "integration_hub",
+                        "worker",
+                        "-Q",
+                        queue,
+                        "-n",
+                        f"{name}@%h",
+                        "-c",
+                        str(concurrency),
+                        "-l",
+                        "INFO",
+                        "--without-gossip",
+                        "--without-mingle",
+                    ],
+                    env,
+                )
             self.spawn("beat", [py, "-m", "celery", "-A", "integration_hub", "beat", "-l", "INFO"], env)
             self.spawn("web", [py, "manage.py", "runserver", opts["addr"], "--noreload"], env)
             self.wait_http(f"http://{opts['addr']}/accounts/login/", "web console")
-            self.stdout.write(self.style.SUCCESS(
-                f"\nIntegration Hub is running: http://{opts['addr']}/  (admin: http://{opts['addr']}/admin/)\n"
-                "Log in as admin / ops / cx / finance with password 'hub-demo'. Ctrl-C stops everything.\n"))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"\nIntegration Hub is running: http://{opts['addr']}/  (admin: http://{opts['addr']}/admin/)\n"
+                    "Log in as admin / ops / cx / finance with password 'hub-demo'. Ctrl-C stops everything.\n"
+                )
+            )
             self.supervise()
         except KeyboardInterrupt:
             self.stdout.write("\nstopping …")

@@ -1,15 +1,16 @@
 """``manage.py stock <action>`` — run the stock engine's jobs synchronously (ops, demos, debugging).
 
-  push      drain the outbox now (``--order-only`` for live-order rows)
-  sweep     free dead workers' claims and dispatch drains to the broker
-  poll      fetch stock changes from every master (or ``--connection NAME``)
-  resync    apply every master's full snapshot (or ``--connection NAME``)
-  drift     compare hub ATS with the storefronts (or ``--channel KEY``)
-  requeue   queue a push of every mapped item on ``--channel KEY`` (after a rule change, a restore …)
-  fullload  push every mapped item on ``--channel KEY`` now as one full load (a first sync / full resync: SFCC on
-            OCI sends one Impex import file; storefronts without a bulk path get the rows queued for the drain)
-  status    what waits in the outbox
+push      drain the outbox now (``--order-only`` for live-order rows)
+sweep     free dead workers' claims and dispatch drains to the broker
+poll      fetch stock changes from every master (or ``--connection NAME``)
+resync    apply every master's full snapshot (or ``--connection NAME``)
+drift     compare hub ATS with the storefronts (or ``--channel KEY``)
+requeue   queue a push of every mapped item on ``--channel KEY`` (after a rule change, a restore …)
+fullload  push every mapped item on ``--channel KEY`` now as one full load (a first sync / full resync: SFCC on
+          OCI sends one Impex import file; storefronts without a bulk path get the rows queued for the drain)
+status    what waits in the outbox
 """
+
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
@@ -36,8 +37,10 @@ class Command(BaseCommand):
 
         if action == "push":
             totals, _ = push.drain(max_priority=0 if order_only else None, batch_size=batch_size, time_budget=3600)
-            self.stdout.write(f"pushed {totals.pushed}, skipped {totals.skipped} (already confirmed), failed {totals.failed}, "
-                              f"dropped {totals.dropped}, requeued {totals.requeued}; left {PendingPush.objects.count()}")
+            self.stdout.write(
+                f"pushed {totals.pushed}, skipped {totals.skipped} (already confirmed), failed {totals.failed}, "
+                f"dropped {totals.dropped}, requeued {totals.requeued}; left {PendingPush.objects.count()}"
+            )
         elif action == "sweep":
             self.stdout.write(str(tasks.sweep_pending()))
         elif action in ("poll", "resync"):
@@ -65,9 +68,13 @@ class Command(BaseCommand):
             ch = Channel.objects.filter(key=channel).first()
             if ch is None:
                 raise CommandError(f"no channel {channel!r}")
-            items = SkuMapping.objects.filter(Q(channel=ch) | Q(channel__isnull=True), active=True).values_list("item_id", flat=True)
+            items = SkuMapping.objects.filter(Q(channel=ch) | Q(channel__isnull=True), active=True).values_list(
+                "item_id", flat=True
+            )
             with transaction.atomic():
-                n = outbox.enqueue(list(items), channel_ids=[ch.pk], priority=PendingPush.Priority.SWEEP, reason="manual requeue")
+                n = outbox.enqueue(
+                    list(items), channel_ids=[ch.pk], priority=PendingPush.Priority.SWEEP, reason="manual requeue"
+                )
             self.stdout.write(f"{n} push(es) queued for {ch.key}")
         elif action == "fullload":
             from integration_hub.inventory import full_load
@@ -76,14 +83,19 @@ class Command(BaseCommand):
             if ch is None:
                 raise CommandError("fullload needs --channel KEY of an existing channel")
             res = full_load.push_channels([ch], reason="manual full load")
-            self.stdout.write(f"{ch.key}: full load pushed {res.pushed}, skipped {res.skipped} (already confirmed), "
-                              f"failed {res.failed}")
+            self.stdout.write(
+                f"{ch.key}: full load pushed {res.pushed}, skipped {res.skipped} (already confirmed), "
+                f"failed {res.failed}"
+            )
         else:  # status
             labels = dict(PendingPush.Priority.choices)
-            rows = PendingPush.objects.values("priority").annotate(n=Count("id"), oldest=Min("created_at"),
-                                                                   failing=Count("id", filter=Q(attempts__gt=0)))
+            rows = PendingPush.objects.values("priority").annotate(
+                n=Count("id"), oldest=Min("created_at"), failing=Count("id", filter=Q(attempts__gt=0))
+            )
             for r in rows.order_by("priority"):
-                self.stdout.write(f"{labels.get(r['priority'], r['priority'])}: {r['n']} waiting "
-                                  f"({r['failing']} failing), oldest {r['oldest']:%Y-%m-%d %H:%M:%S}")
+                self.stdout.write(
+                    f"{labels.get(r['priority'], r['priority'])}: {r['n']} waiting "
+                    f"({r['failing']} failing), oldest {r['oldest']:%Y-%m-%d %H:%M:%S}"
+                )
             if not rows:
                 self.stdout.write("outbox empty")

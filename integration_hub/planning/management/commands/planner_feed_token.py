@@ -1,5 +1,6 @@
 """Issue (or rotate) the feed token a planner uses to pull the hub's demand files, and print the URLs to
 enter in Inventory Planner's CSV connector (one connector per warehouse)."""
+
 from django.core.management.base import BaseCommand, CommandError
 
 from integration_hub.core.models import Connection, PLANNER_SYSTEMS
