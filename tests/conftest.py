@@ -88,9 +88,39 @@ def role_client(make_user, client):
 
 
 # --- real Celery worker ----------------------------------------------------------------------------
+def purge_test_broker() -> int:
+    """Drop every message waiting on the worker's queues (``core.queues.ALL``) of the test broker; returns how many.
+
+    Tests that run no worker still publish to the broker (e.g. an on-commit stock kick: ``inventory.push_pending``
+    with the default batch of 200), and the broker (``var/test-broker.sqlite3`` embedded, Redis db 15 on CI)
+    outlives the test, the run and the database those messages were about. Unpurged, the first real worker of a
+    run would execute them against the next test's rows."""
+    from integration_hub.celery import app
+    from integration_hub.core.queues import ALL
+
+    purged = 0
+    with app.connection_for_write() as conn:
+        for queue in ALL:
+            try:
+                with conn.channel() as channel:  # one per queue: AMQP closes a channel that names an unknown queue
+                    purged += channel.queue_purge(queue) or 0
+            except conn.channel_errors:  # a queue never declared has nothing in it
+                pass
+    return purged
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """A test that starts a real worker starts with an empty broker: what earlier tests left queued is purged
+    before any of its fixtures run (messages its own fixtures send, e.g. ``hub``'s, are kept)."""
+    if "celery_worker_process" in getattr(item, "fixturenames", ()):
+        purge_test_broker()
+
+
 @pytest.fixture
 def celery_worker_process(transactional_db, settings):
-    """Start ``celery worker`` as a separate process on the test database and broker.
+    """Start ``celery worker`` as a separate process on the test database and broker (purged of earlier tests'
+    messages before the test's fixtures run: :func:`pytest_runtest_setup`).
 
     Yields a handle with ``kill()`` (SIGKILL, to test acks_late recovery) and ``restart()``."""
     from django.db import connection

@@ -95,3 +95,16 @@ def test_connection_factory_gives_valid_options_per_system_type(db):
 
     for system_type in factories.VALID_OPTIONS:
         check(factories.connection(system_type))
+
+
+def test_a_worker_test_starts_with_an_empty_broker():
+    """What a test without a worker leaves on the broker (a stock kick: ``inventory.push_pending`` with the default
+    batch) is purged before a worker test's fixtures run, so the worker never runs it against that test's rows."""
+    from integration_hub.celery import app
+    from tests.conftest import purge_test_broker
+
+    purge_test_broker()
+    app.send_task("inventory.push_pending", kwargs={}, queue="default")  # what an untrapped on-commit kick sends
+    app.send_task("orders.process", queue="priority")
+    assert purge_test_broker() == 2
+    assert purge_test_broker() == 0
