@@ -118,6 +118,14 @@ class CommercetoolsEmulator(
             body["total"] = len(matched)
         return Response(200, body)
 
+    @staticmethod
+    def _version_param(req: Request) -> int:
+        """The ``version`` query parameter every DELETE needs (ct's 400 when it is missing or not a number)."""
+        try:
+            return int(req.q("version", ""))
+        except ValueError:
+            raise ct_error(400, "InvalidInput", "Missing or malformed parameter: version") from None
+
     def _check_version(self, resource: dict, data: dict, type_name: str) -> None:
         version = data.get("version")
         if not isinstance(version, int):

@@ -319,10 +319,7 @@ class InventoryRoutes:
     @route("DELETE", P + r"/inventory/(?P<id>[^/=]+)")
     def inventory_delete(self, req):
         self._auth(req)
-        try:
-            version = int(req.q("version", ""))
-        except ValueError:
-            raise ct_error(400, "InvalidInput", "Missing or malformed parameter: version") from None
+        version = self._version_param(req)
         with self.lock:
             entry = self._entry(req)
             self._check_version(entry, {"version": version}, "inventory-entry")

@@ -343,10 +343,7 @@ class SubscriptionRoutes(WebhookQueue):
     @route("DELETE", P + r"/subscriptions/key=(?P<key>[^/]+)")
     def subscription_delete(self, req):
         self._auth(req)
-        try:
-            version = int(req.q("version", ""))
-        except ValueError:
-            raise ct_error(400, "InvalidInput", "Missing or malformed parameter: version") from None
+        version = self._version_param(req)
         with self.lock:
             sub = self._subscription(req)
             self._check_version(sub, {"version": version}, "subscription")
