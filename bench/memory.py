@@ -97,8 +97,9 @@ def build_items(n_rows: int):
     with transaction.atomic(), connection.cursor() as cur:
         for start in range(0, n_items, 20000):
             cur.executemany(
-                f"INSERT INTO {Item._meta.db_table} (sku, name, parent_sku, attributes, is_bundle, active) "
-                "VALUES (%s, '', '', '{}', %s, %s)",
+                f"INSERT INTO {Item._meta.db_table} (sku, name, parent_sku, attributes, is_bundle, active, "
+                "barcode, weight_unit, pending, source, updated_at) "
+                "VALUES (%s, '', '', '{}', %s, %s, '', '', FALSE, 'bench', CURRENT_TIMESTAMP)",
                 [(f"M{n:07d}", False, True) for n in range(start, min(n_items, start + 20000))],
             )
     return master, locs, n_items

@@ -5,7 +5,9 @@ Rules (ARCHITECTURE principle 6 — one query for a whole channel, or for any se
 * Locations a channel sells from: its ChannelStockRule — ``segregated``: ``rule.locations``;
   ``shared``: ``rule.pool.locations``. Channels without a rule, or inactive, have no ATS.
 * Stock: sum of ``state = available`` at those locations minus ``state = reserved`` at those
-  locations. Inspection, damaged and in-transit never count.
+  locations. Inspection, damaged and in-transit never count. That sum is not aggregated here: the database
+  keeps it per (channel, item) in :class:`.models.ChannelOnHand` (triggers, :mod:`.on_hand`), so the
+  statement joins it instead of reading every stock row (issue 19).
 * Hub reservations: active :class:`Reservation` rows (``released_at`` null) of *any* channel whose
   locations overlap this channel's are subtracted (the units are gone from the shared shelf). A
   reservation on a bundle item holds ``quantity × component quantity`` of each component.
@@ -33,7 +35,7 @@ from django.db.models import Sum
 from integration_hub.catalog.models import BundleComponent, Item, SkuMapping
 from integration_hub.core.models import Channel
 
-from .models import ChannelStockRule, InventoryState, Reservation, StockLevel, StockPool
+from .models import ChannelOnHand, ChannelStockRule, InventoryState, Reservation, StockLevel, StockPool
 
 PAIR_CHUNK = 2000  # (channel, item) pairs per statement in pair mode: 4000 bind parameters
 
@@ -60,6 +62,7 @@ def _tables() -> dict[str, str]:
         "item": Item._meta.db_table,
         "bundle": BundleComponent._meta.db_table,
         "stock": StockLevel._meta.db_table,
+        "onhand": ChannelOnHand._meta.db_table,
         "res": Reservation._meta.db_table,
     }
 
@@ -120,31 +123,23 @@ def _sql(pair_count: int | None, channel_count: int | None) -> str:
     chan_filter = ""
     if channel_count:
         chan_filter = " AND r.channel_id IN (" + ", ".join(["%s"] * channel_count) + ")"
-    # a negative available figure (the master oversold) sells nothing, and takes nothing from other shelves
-    stock_sum = "SUM(CASE WHEN sl.state = %s THEN (CASE WHEN sl.quantity > 0 THEN sl.quantity ELSE 0 END) ELSE -sl.quantity END)"
     if pair_count:
         ranked = """ranked AS (
         SELECT cand.*, ROW_NUMBER() OVER (PARTITION BY channel_id, item_id ORDER BY generic, mapping_id) AS rn FROM cand
     ),"""
         winners, winner_filter = "ranked", "\n         WHERE rk.rn = 1"
-        # a few pairs: look their stock up by item (indexed)
-        on_hand = f"""on_hand AS (
-        SELECT n.channel_id, n.item_id, {stock_sum} AS qty
-          FROM need n
-          JOIN chan_loc cl ON cl.channel_id = n.channel_id
-          JOIN {{stock}} sl ON sl.item_id = n.item_id AND sl.location_id = cl.location_id AND sl.state IN (%s, %s)
-         GROUP BY n.channel_id, n.item_id
+        # a few pairs: their maintained on-hand rows by key (unique index)
+        on_hand = """on_hand AS (
+        SELECT n.channel_id, n.item_id, oh.quantity AS qty
+          FROM need n JOIN {onhand} oh ON oh.channel_id = n.channel_id AND oh.item_id = n.item_id
     ),"""
     else:
         ranked, winners, winner_filter = "", "cand", ""
-        # whole channels: one pass over the stock at their locations (hash join + aggregate), not one index
-        # probe per (channel, item); groups of unmapped items are dropped by ``raw``'s join from ``need``
-        on_hand = f"""on_hand AS (
-        SELECT cl.channel_id, sl.item_id, {stock_sum} AS qty
-          FROM chan_loc cl
-          JOIN chan ch ON ch.channel_id = cl.channel_id
-          JOIN {{stock}} sl ON sl.location_id = cl.location_id AND sl.state IN (%s, %s)
-         GROUP BY cl.channel_id, sl.item_id
+        # whole channels: their maintained on-hand rows (one pass); rows of unmapped items are dropped by ``raw``'s
+        # join from ``need``
+        on_hand = """on_hand AS (
+        SELECT oh.channel_id, oh.item_id, oh.quantity AS qty
+          FROM {onhand} oh JOIN chan ch ON ch.channel_id = oh.channel_id
     ),"""
     if pair_count:
         # a few pairs: their holds looked up from the pairs
@@ -258,7 +253,6 @@ def _params(pairs: list[tuple[int, int]] | None, channel_ids: list[int] | None) 
     params += [True, True]  # chan_loc: c.active twice
     params += [True] if pairs else [True] * 5  # cand: m.active (pair mode once; channel mode with its anti-joins)
     params += [False, True]  # need
-    params += [InventoryState.AVAILABLE, InventoryState.AVAILABLE, InventoryState.RESERVED]  # on_hand
     params += [True, True]  # comp: m.active, is_bundle
     params += [True]  # result
     return params

@@ -99,6 +99,25 @@ class StockLevel(models.Model):
         return f"{self.item_id}@{self.location_id}/{self.state}={self.quantity}"
 
 
+class ChannelOnHand(models.Model):
+    """Stock on hand per (channel, item), kept by the database itself: the sum over the channel's locations (its
+    rule's, or its pool's) of ``available`` (a negative figure counts as 0) minus ``reserved``. Triggers on the
+    stock, rule and pool tables keep it exact whatever writes them (migration ``0008_channel_on_hand``; the SQL
+    is in :mod:`.on_hand`), so a whole-catalogue ATS recompute is one join instead of an aggregate over every
+    stock row (issue 19). Never written by application code; :func:`.on_hand.verify` compares it with a fresh
+    aggregate and :func:`.on_hand.rebuild` recomputes it."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="+")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    quantity = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["channel", "item"], name="uniq_channel_on_hand")]
+
+    def __str__(self) -> str:
+        return f"{self.item_id}@{self.channel_id}={self.quantity}"
+
+
 class PendingPush(models.Model):
     """Outbox row: 'channel C must be told SKU S's current ATS'. Keyed (channel, item) so repeated
     changes coalesce; written in the same transaction as the change that caused it."""
