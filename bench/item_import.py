@@ -143,7 +143,7 @@ def _sizes(x: dict) -> str:
 
 
 def peak_ratio(r: dict) -> float:
-    small, big = r["runs"]
+    small, big = r["runs"][0], r["runs"][1]
     return big["peak_mb"] / max(small["peak_mb"], 0.001)
 
 
