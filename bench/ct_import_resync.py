@@ -16,8 +16,7 @@ API at 1M rows and the per-entry path at ``--sync-rows`` (default 20,000), its 1
 (marked ``*``: the per-entry path is one request per row, so its time scales with rows at a fixed rate).
 
 Measured on SQLite, before the bench ran on both engines, 2026-12-03 on 2 cores shared with other sessions (sandbox and
-client in one process, ``--rate 400``, import
-delay 2 s; the bench prints the date, core count and load average):
+client in one process, ``--rate 400``, import delay 2 s; the bench prints the date, core count and load average):
 
 * **1,000,000 rows** (``--rows 1000000``, per entry at the default 20,000; load average 6-12): Import API **53,819
   requests, 0.054 per row** (53,812 to submit: 50,000 imports, 3,812 setup and catalogue — by our count the
