@@ -15,8 +15,8 @@ time ratio. ``python bench/ct_import_resync.py`` (20,000 rows, about a minute); 
 API at 1M rows and the per-entry path at ``--sync-rows`` (default 20,000), its 1M figures extrapolated linearly
 (marked ``*``: the per-entry path is one request per row, so its time scales with rows at a fixed rate).
 
-Measured 2026-12-03 on 2 cores shared with other sessions (sandbox and client in one process, ``--rate 400``, import
-delay 2 s; the bench prints the date, core count and load average):
+Measured on SQLite, before the bench ran on both engines, 2026-12-03 on 2 cores shared with other sessions (sandbox and
+client in one process, ``--rate 400``, import delay 2 s; the bench prints the date, core count and load average):
 
 * **1,000,000 rows** (``--rows 1000000``, per entry at the default 20,000; load average 6-12): Import API **53,819
   requests, 0.054 per row** (53,812 to submit: 50,000 imports, 3,812 setup and catalogue — by our count the
@@ -44,16 +44,16 @@ The time ratio stays below the request ratio because the emulator's work per imp
 checked and applied in Python, on a share of a contended core) is what the run waits on; against ct, where a request
 costs a network round trip whatever it carries, the time at a fixed request rate follows the request count.
 
-Runs on its own: a throwaway SQLite database, its own sandbox server on a free port. Prints numbers, asserts nothing.
+Runs on every reachable engine side by side (bench/_engines.py: a throwaway SQLite database with the host's file
+rate-limit bucket, and PostgreSQL with the shared Redis limiter when they run here), each child with its own sandbox
+server on a free port; one table, a column per engine. Prints numbers, asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -61,32 +61,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import _engines  # noqa: E402  (bench/_engines.py: one child process per engine)
+
+BENCH = "ct_import_resync"
 CHANNELS = ["web", "app"]
-
-
-def setup_django(tmp: str) -> None:
-    os.environ["HUB_VAR_DIR"] = tmp
-    os.environ.setdefault("HUB_OUTBOUND_ALLOW", "127.0.0.1,localhost,::1")  # the bench's own loopback sandbox
-    os.environ.setdefault("HUB_DEBUG", "true")  # a throwaway loopback run (as `./hub bench` sets it)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "integration_hub.settings"
-    for var in ("DATABASE_URL", "REDIS_URL", "HUB_DB_NAME_OVERRIDE"):
-        os.environ.pop(var, None)
-    os.environ["CELERY_BROKER_URL"] = f"sqla+sqlite:///{tmp}/bench-broker.sqlite3"
-    os.environ.setdefault("HUB_LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
-def fmt_s(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    if seconds >= 60:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds:.1f} s"
+fmt_s = _engines.fmt_s
 
 
 def connector(server, name: str, rate: float):
@@ -168,8 +147,8 @@ def run_import(server, rows: int, rate: float, delay: float, poll: float) -> tup
     return emu.stats.requests - before, took, confirmed, {"submit requests": submitted, "polls": polls}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def options(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
         "--quick", action="store_true", help="4,000 rows unless --rows says otherwise (./hub bench --quick)"
     )
@@ -184,53 +163,111 @@ def main() -> None:
         "--import-delay", type=float, default=2.0, help="seconds the sandbox keeps an import operation processing"
     )
     ap.add_argument("--poll", type=float, default=1.0, help="seconds between outcome polls")
-    args = ap.parse_args()
+    _engines.add_engine_args(ap)
+    args = ap.parse_args(argv)
     args.rows = args.rows or (4000 if args.quick else 20_000)
-    sync_rows = args.sync_rows or min(args.rows, 20_000)
-    tmp = tempfile.mkdtemp(prefix="ct-import-bench-")
+    args.sync_rows = args.sync_rows or min(args.rows, 20_000)
+    return args
+
+
+def child(args, engine: str, tmp: str) -> dict:
+    """One engine: the per-entry run, then the Import API run, against this child's own sandbox."""
+    import logging
+
+    logging.getLogger("connectors").setLevel(logging.ERROR)
+    from connectors.sandbox import make_server
+
+    server = make_server(port=0)
+    server.start_in_thread()
     try:
-        setup_django(tmp)
-        import logging
-
-        logging.getLogger("connectors").setLevel(logging.ERROR)
-        from connectors.sandbox import make_server
-
-        server = make_server(port=0)
-        server.start_in_thread()
-        s_req, s_time, s_ok = run_sync(server, sync_rows, args.rate)
+        print(f"    per entry: {args.sync_rows:,} rows at {args.rate:g} req/s …", flush=True)
+        s_req, s_time, s_ok = run_sync(server, args.sync_rows, args.rate)
+        print(f"    per entry: {s_req:,} requests, {s_ok:,} confirmed, {fmt_s(s_time)}", flush=True)
+        print(f"    Import API: {args.rows:,} rows …", flush=True)
         i_req, i_time, i_ok, extra = run_import(server, args.rows, args.rate, args.import_delay, args.poll)
-        server.shutdown()
-        scale = args.rows / sync_rows
-        load = os.getloadavg()
-        print(
-            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, load average {load[0]:.1f} / "
-            f"{load[1]:.1f} / {load[2]:.1f}"
-        )
-        print(
-            f"full resync (first sync) of SKU×channel rows, {len(CHANNELS)} channels, {args.rate:.0f} req/s, "
-            f"import delay {args.import_delay:.0f} s"
-        )
-        print(f"{'path':<12}{'rows':>11}{'requests':>11}{'req/row':>9}{'confirmed':>11}{'time':>10}")
-        print(f"{'per entry':<12}{sync_rows:>11,}{s_req:>11,}{s_req / sync_rows:>9.3f}{s_ok:>11,}{fmt_s(s_time):>10}")
-        if scale != 1:
-            print(
-                f"{'per entry*':<12}{args.rows:>11,}{round(s_req * scale):>11,}{s_req / sync_rows:>9.3f}{'':>11}{fmt_s(s_time * scale):>10}"
-            )
-        print(
-            f"{'import API':<12}{args.rows:>11,}{i_req:>11,}{i_req / args.rows:>9.3f}{i_ok:>11,}{fmt_s(i_time):>10}"
-            f"   ({extra['submit requests']:,} to submit, {extra['polls']} outcome polls)"
-        )
-        print(
-            f"request ratio: {(s_req / sync_rows) / (i_req / args.rows):.1f}x fewer with the Import API; "
-            f"time ratio: {(s_time / sync_rows) / (i_time / args.rows):.1f}x faster"
-        )
-        if scale != 1:
-            print(
-                f"* per-entry figures at {args.rows:,} rows extrapolated linearly from the measured {sync_rows:,}-row run"
-            )
+        print(f"    Import API: {i_req:,} requests, {i_ok:,} confirmed, {fmt_s(i_time)}", flush=True)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        server.shutdown()
+    return {
+        "rows": args.rows,
+        "sync_rows": args.sync_rows,
+        "sync": {"requests": s_req, "seconds": s_time, "confirmed": s_ok},
+        "import": {"requests": i_req, "seconds": i_time, "confirmed": i_ok, **extra},
+        "load": os.getloadavg(),
+        "cpu_s": _engines.cpu_seconds(),
+        "peak_rss_mb": _engines.peak_rss_mb(),
+    }
+
+
+def report(results: dict, skipped: dict, args) -> str:
+    """One table, a column per engine: requests, requests per row, confirmed rows and time of each path, the request
+    ratio and the time ratio (per row, so an extrapolated per-entry run compares at the Import API's size)."""
+    rows: list[tuple[str, dict]] = []
+
+    def row(label, fn):
+        vals = {}
+        for e, r in results.items():
+            try:
+                vals[e] = fn(r)
+            except (KeyError, TypeError, ZeroDivisionError):
+                vals[e] = "—"
+        rows.append((label, vals))
+
+    scale = args.rows / args.sync_rows
+    rows.append(
+        (
+            f"{args.rows:,} SKU×channel rows, {len(CHANNELS)} channels, {args.rate:g} req/s, "
+            f"import delay {args.import_delay:g} s",
+            {},
+        )
+    )
+    rows.append((f"per entry (set_stock, {args.sync_rows:,} rows)", {}))
+    row("    requests (per row)", lambda r: f"{r['sync']['requests']:,} ({r['sync']['requests'] / r['sync_rows']:.3f})")
+    row("    confirmed", lambda r: f"{r['sync']['confirmed']:,}")
+    row("    time", lambda r: fmt_s(r["sync"]["seconds"]))
+    if scale != 1:
+        row(
+            f"    at {args.rows:,} rows, extrapolated*",
+            lambda r: f"{round(r['sync']['requests'] * scale):,} req, {fmt_s(r['sync']['seconds'] * scale)}",
+        )
+    rows.append((f"Import API (push_full, {args.rows:,} rows)", {}))
+    row("    requests (per row)", lambda r: f"{r['import']['requests']:,} ({r['import']['requests'] / r['rows']:.3f})")
+    row(
+        "    to submit / outcome polls",
+        lambda r: f"{r['import']['submit requests']:,} / {r['import']['polls']}",
+    )
+    row("    confirmed (read back as imported)", lambda r: f"{r['import']['confirmed']:,}")
+    row("    time to every pair confirmed", lambda r: fmt_s(r["import"]["seconds"]))
+    row("request ratio (fewer with the Import API)", lambda r: f"{request_ratio(r):.1f}×")
+    row("time ratio (faster with the Import API)", lambda r: f"{time_ratio(r):.1f}×")
+    row(
+        "whole child: wall / CPU s / peak RSS",
+        lambda r: f"{fmt_s(r['_wall'])} / {r['cpu_s']:.0f} / {r['peak_rss_mb']:.0f} MiB",
+    )
+    row("load average at the end (1 / 5 / 15 min)", lambda r: " / ".join(f"{x:.1f}" for x in r["load"]))
+    notes = [
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores; sandbox and client in one process"
+    ]
+    if scale != 1:
+        notes.append(f"* per entry at {args.rows:,} rows extrapolated linearly from the measured {args.sync_rows:,}")
+    return _engines.print_table(
+        f"ct_import_resync ({'quick' if args.quick else 'full'})", rows, list(results), skipped, notes
+    )
+
+
+def request_ratio(r: dict) -> float:
+    return (r["sync"]["requests"] / r["sync_rows"]) / (r["import"]["requests"] / r["rows"])
+
+
+def time_ratio(r: dict) -> float:
+    return (r["sync"]["seconds"] / r["sync_rows"]) / (r["import"]["seconds"] / r["rows"])
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = options(argv)
+    return _engines.run(BENCH, __file__, argv, args, child, lambda res, sk: report(res, sk, args))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
