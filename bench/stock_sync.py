@@ -81,7 +81,8 @@ def build_catalogue(n_items: int, n_channels: int, seed: int = 7):
     with transaction.atomic(), connection.cursor() as cur:
         t_item = Item._meta.db_table
         cur.executemany(
-            f"INSERT INTO {t_item} (sku, name, parent_sku, attributes, is_bundle, active, barcode, weight_unit, pending, source, updated_at) "
+            f"INSERT INTO {t_item} (sku, name, parent_sku, attributes, is_bundle, active, barcode, weight_unit, "
+            "pending, source, updated_at) "
             "VALUES (%s, '', '', '{}', %s, %s, '', '', FALSE, 'bench', CURRENT_TIMESTAMP)",
             [(f"M{n:07d}", n >= n_items - n_bundles, True) for n in range(n_items)],
         )
