@@ -82,17 +82,110 @@ CHANNEL_LOCATIONS_SQL = """
 """
 
 
+def _channel_sql(channel_count: int | None) -> str:
+    """Whole channels (``channel_count`` of them as parameters, or every channel): one pass that joins each target
+    (channel, mapped item) to its maintained on-hand row, its holds and, for a bundle, its kit figure. The kits are
+    figured for every (channel, bundle recipe) — recipes are few next to targets — so no result-sized set is
+    built twice or materialised (issue 19)."""
+    chan_filter = " AND r.channel_id IN (" + ", ".join(["%s"] * channel_count) + ")" if channel_count else ""
+    net = "(CASE WHEN COALESCE(oh.quantity, 0) - COALESCE(h.qty, 0) > 0 THEN COALESCE(oh.quantity, 0) - COALESCE(h.qty, 0) ELSE 0 END)"
+    sql = f"""
+    WITH chan AS (
+        SELECT r.channel_id, r.safety_buffer
+          FROM {{rule}} r JOIN {{channel}} c ON c.id = r.channel_id
+         WHERE c.active = %s{chan_filter}
+    ),
+    chan_loc AS ({CHANNEL_LOCATIONS_SQL}),
+    overlap AS (
+        SELECT DISTINCT a.channel_id, b.channel_id AS other_id
+          FROM chan_loc a JOIN chan_loc b ON b.location_id = a.location_id
+    ),
+    holds AS (
+        SELECT item_id, channel_id, quantity FROM {{res}} WHERE released_at IS NULL
+        UNION ALL
+        SELECT bc.component_id, r.channel_id, r.quantity * bc.quantity
+          FROM {{res}} r JOIN {{bundle}} bc ON bc.bundle_id = r.item_id WHERE r.released_at IS NULL
+    ),
+    held AS (
+        -- every active hold counted once per channel it overlaps (holds are few next to targets)
+        SELECT o.channel_id, h.item_id, SUM(h.quantity) AS qty
+          FROM holds h
+          JOIN overlap o ON o.other_id = h.channel_id
+          JOIN chan ch ON ch.channel_id = o.channel_id
+         GROUP BY o.channel_id, h.item_id
+    ),
+    kits AS (
+        -- per (channel, bundle): min over components of floor((component on hand - holds - its buffer) / quantity),
+        -- the component's buffer being that of its own winning mapping, else the channel's
+        SELECT channel_id, bundle_id AS item_id,
+               MIN(CASE WHEN avail - buffer > 0 THEN avail - buffer ELSE 0 END / quantity) AS qty
+          FROM (
+            SELECT ch.channel_id, bc.bundle_id, bc.quantity, {net} AS avail,
+                   COALESCE((SELECT m.safety_buffer FROM {{mapping}} m
+                              WHERE m.item_id = bc.component_id AND m.active = %s
+                                AND (m.channel_id = ch.channel_id OR m.channel_id IS NULL)
+                              ORDER BY CASE WHEN m.channel_id IS NULL THEN 1 ELSE 0 END, m.id LIMIT 1),
+                            ch.safety_buffer) AS buffer
+              FROM chan ch CROSS JOIN {{bundle}} bc
+              LEFT JOIN {{onhand}} oh ON oh.channel_id = ch.channel_id AND oh.item_id = bc.component_id
+              LEFT JOIN held h ON h.channel_id = ch.channel_id AND h.item_id = bc.component_id
+          ) x
+         GROUP BY channel_id, bundle_id
+    ),
+    cand AS (
+        -- the winning mapping per (channel, item) by anti-joins (channel-specific beats global, lowest id first) —
+        -- the same choice as pair mode's ROW_NUMBER, but the planner estimates anti-joins well (a window filter is
+        -- estimated at a fraction of its rows, which sent PostgreSQL into nested loops at 1M rows)
+        SELECT ch.channel_id, m.item_id, m.storefront_sku, m.safety_buffer AS own_buffer, ch.safety_buffer AS channel_buffer
+          FROM chan ch JOIN {{mapping}} m ON m.channel_id = ch.channel_id AND m.active = %s
+         WHERE NOT EXISTS (SELECT 1 FROM {{mapping}} m2 WHERE m2.channel_id = m.channel_id AND m2.item_id = m.item_id
+                                                      AND m2.active = %s AND m2.id < m.id)
+        UNION ALL
+        SELECT ch.channel_id, m.item_id, m.storefront_sku, m.safety_buffer, ch.safety_buffer
+          FROM chan ch CROSS JOIN {{mapping}} m
+         WHERE m.channel_id IS NULL AND m.active = %s
+           AND NOT EXISTS (SELECT 1 FROM {{mapping}} m2 WHERE m2.channel_id IS NULL AND m2.item_id = m.item_id
+                                                        AND m2.active = %s AND m2.id < m.id)
+           AND NOT EXISTS (SELECT 1 FROM {{mapping}} m3 WHERE m3.channel_id = ch.channel_id AND m3.item_id = m.item_id
+                                                        AND m3.active = %s)
+    )
+    SELECT channel_id, item_id, storefront_sku, CASE WHEN qty > 0 THEN qty ELSE 0 END FROM (
+        SELECT t.channel_id, t.item_id, t.storefront_sku,
+               CASE WHEN i.is_bundle = %s THEN COALESCE(k.qty, 0) - COALESCE(t.own_buffer, 0)
+                    ELSE {net} - COALESCE(t.own_buffer, t.channel_buffer) END AS qty
+          FROM cand t
+          JOIN {{item}} i ON i.id = t.item_id
+          LEFT JOIN {{onhand}} oh ON oh.channel_id = t.channel_id AND oh.item_id = t.item_id
+          LEFT JOIN held h ON h.channel_id = t.channel_id AND h.item_id = t.item_id
+          LEFT JOIN kits k ON k.channel_id = t.channel_id AND k.item_id = t.item_id
+    ) result
+    """
+    return sql.format(**_tables())
+
+
+def _channel_params(channel_ids: list[int] | None) -> list:
+    params: list = [True]  # chan: c.active
+    if channel_ids:
+        params += [int(c) for c in channel_ids]
+    params += [True, True]  # chan_loc: c.active twice
+    params += [True]  # kits: component mapping m.active
+    params += [True] * 5  # cand: m.active with its anti-joins
+    params += [True]  # result: is_bundle
+    return params
+
+
 def _sql(pair_count: int | None, channel_count: int | None) -> str:
     """Build the statement. ``pair_count``: restrict to that many (channel, item) pairs given as
-    parameters; ``channel_count``: restrict to that many channels; neither: every channel."""
-    if pair_count:
-        pairs_cte = (
-            "pairs(channel_id, item_id) AS (VALUES "
-            + ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS BIGINT))"] * pair_count)
-            + "),"
-        )
-        # pair mode: start from the pairs, mapping looked up by item (indexed)
-        scope = """
+    parameters; else whole channels (:func:`_channel_sql`): ``channel_count`` of them, or every channel."""
+    if not pair_count:
+        return _channel_sql(channel_count)
+    pairs_cte = (
+        "pairs(channel_id, item_id) AS (VALUES "
+        + ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS BIGINT))"] * pair_count)
+        + "),"
+    )
+    # pair mode: start from the pairs, mapping looked up by item (indexed), the winner by ROW_NUMBER
+    scope = """
         cand AS (
             SELECT p.channel_id, m.item_id, m.id AS mapping_id, m.storefront_sku, m.safety_buffer AS own_buffer,
                    ch.safety_buffer AS channel_buffer, CASE WHEN m.channel_id IS NULL THEN 1 ELSE 0 END AS generic
@@ -100,64 +193,23 @@ def _sql(pair_count: int | None, channel_count: int | None) -> str:
               JOIN {mapping} m ON m.item_id = p.item_id AND m.active = %s
                                AND (m.channel_id = p.channel_id OR m.channel_id IS NULL)
         ),"""
-    else:
-        pairs_cte = ""
-        # channel mode: the winning mapping per (channel, item) by anti-joins (channel-specific beats global, lowest
-        # id first) — the same choice as pair mode's ROW_NUMBER, but the planner estimates anti-joins well (a
-        # window filter is estimated at a fraction of its rows, which sent PostgreSQL into nested loops at 1M rows)
-        scope = """
-        cand AS (
-            SELECT ch.channel_id, m.item_id, m.storefront_sku, m.safety_buffer AS own_buffer, ch.safety_buffer AS channel_buffer
-              FROM chan ch JOIN {mapping} m ON m.channel_id = ch.channel_id AND m.active = %s
-             WHERE NOT EXISTS (SELECT 1 FROM {mapping} m2 WHERE m2.channel_id = m.channel_id AND m2.item_id = m.item_id
-                                                          AND m2.active = %s AND m2.id < m.id)
-            UNION ALL
-            SELECT ch.channel_id, m.item_id, m.storefront_sku, m.safety_buffer, ch.safety_buffer
-              FROM chan ch CROSS JOIN {mapping} m
-             WHERE m.channel_id IS NULL AND m.active = %s
-               AND NOT EXISTS (SELECT 1 FROM {mapping} m2 WHERE m2.channel_id IS NULL AND m2.item_id = m.item_id
-                                                            AND m2.active = %s AND m2.id < m.id)
-               AND NOT EXISTS (SELECT 1 FROM {mapping} m3 WHERE m3.channel_id = ch.channel_id AND m3.item_id = m.item_id
-                                                            AND m3.active = %s)
-        ),"""
     chan_filter = ""
-    if channel_count:
-        chan_filter = " AND r.channel_id IN (" + ", ".join(["%s"] * channel_count) + ")"
-    if pair_count:
-        ranked = """ranked AS (
+    ranked = """ranked AS (
         SELECT cand.*, ROW_NUMBER() OVER (PARTITION BY channel_id, item_id ORDER BY generic, mapping_id) AS rn FROM cand
     ),"""
-        winners, winner_filter = "ranked", "\n         WHERE rk.rn = 1"
-        # a few pairs: their maintained on-hand rows by key (unique index)
-        on_hand = """on_hand AS (
+    winners, winner_filter = "ranked", "\n         WHERE rk.rn = 1"
+    # their maintained on-hand rows by key (unique index)
+    on_hand = """on_hand AS (
         SELECT n.channel_id, n.item_id, oh.quantity AS qty
           FROM need n JOIN {onhand} oh ON oh.channel_id = n.channel_id AND oh.item_id = n.item_id
     ),"""
-    else:
-        ranked, winners, winner_filter = "", "cand", ""
-        # whole channels: their maintained on-hand rows (one pass); rows of unmapped items are dropped by ``raw``'s
-        # join from ``need``
-        on_hand = """on_hand AS (
-        SELECT oh.channel_id, oh.item_id, oh.quantity AS qty
-          FROM {onhand} oh JOIN chan ch ON ch.channel_id = oh.channel_id
-    ),"""
-    if pair_count:
-        # a few pairs: their holds looked up from the pairs
-        held = """held AS (
+    # their holds looked up from the pairs
+    held = """held AS (
         SELECT n.channel_id, n.item_id, SUM(h.quantity) AS qty
           FROM need n
           JOIN overlap o ON o.channel_id = n.channel_id
           JOIN holds h ON h.item_id = n.item_id AND h.channel_id = o.other_id
          GROUP BY n.channel_id, n.item_id
-    ),"""
-    else:
-        # whole channels: every active hold counted once per channel it overlaps (holds are few next to targets)
-        held = """held AS (
-        SELECT o.channel_id, h.item_id, SUM(h.quantity) AS qty
-          FROM holds h
-          JOIN overlap o ON o.other_id = h.channel_id
-          JOIN chan ch ON ch.channel_id = o.channel_id
-         GROUP BY o.channel_id, h.item_id
     ),"""
     sql = f"""
     WITH {pairs_cte}
@@ -243,15 +295,14 @@ def _sql(pair_count: int | None, channel_count: int | None) -> str:
 
 
 def _params(pairs: list[tuple[int, int]] | None, channel_ids: list[int] | None) -> list:
+    if not pairs:
+        return _channel_params(channel_ids)
     params: list = []
-    if pairs:
-        for c, i in pairs:
-            params += [int(c), int(i)]
+    for c, i in pairs:
+        params += [int(c), int(i)]
     params.append(True)  # chan: c.active
-    if channel_ids:
-        params += [int(c) for c in channel_ids]
     params += [True, True]  # chan_loc: c.active twice
-    params += [True] if pairs else [True] * 5  # cand: m.active (pair mode once; channel mode with its anti-joins)
+    params += [True]  # cand: m.active
     params += [False, True]  # need
     params += [True, True]  # comp: m.active, is_bundle
     params += [True]  # result
