@@ -10,7 +10,9 @@
     outbox rows → storefront pushes actually sent to the commercetools sandbox over HTTP.
 
 (a2) the engine's floor (issue 19, item 2): one plain ``INSERT … SELECT`` writing a result of the same size, next
-    to the hub's statement written the same way and ``ats.compute`` (``--ats-only``: just (a) and (a2)).
+    to the hub's statement written the same way and ``ats.compute`` (``--ats-only``: just (a), (a2) and (a3)).
+(a3) what the maintained on-hand figure (inventory/on_hand.py: database triggers) costs the write path: batches of
+    raw master changes through ``apply_stock_changes`` with the triggers and without them, alternately.
 
 Runs on every reachable engine side by side (bench/_engines.py: a throwaway SQLite database, and PostgreSQL +
 Redis when they run here), its own sandbox server on a free port. ``python bench/stock_sync.py`` or ``--quick``.
@@ -313,6 +315,39 @@ def bench_ats(quick: bool, loops: bool = True, items: int = 0) -> tuple:
     return out, floor, mismatches
 
 
+def bench_apply_cost(quick: bool) -> dict:
+    """What keeping the on-hand figure costs the write path (inventory/on_hand.py): webhook-sized batches of raw
+    master changes through ``apply_stock_changes`` with the database's on-hand triggers installed and with them
+    dropped, alternately, best of each (the triggers are reinstalled, and the table rebuilt, at the end)."""
+    from django.db import connection
+
+    from connectors.base import StockChange
+    from integration_hub.catalog.models import Item
+    from integration_hub.core.models import Connection
+    from integration_hub.inventory import on_hand
+    from integration_hub.inventory.models import PendingPush
+    from integration_hub.inventory.services import apply_stock_changes
+
+    master = Connection.objects.get(name="bench-wair")
+    skus = list(Item.objects.filter(is_bundle=False, sku__startswith="M").values_list("sku", flat=True))
+    rnd = random.Random(5)
+    batches, batch = (3 if quick else 5), 1_000
+    best = {True: float("inf"), False: float("inf")}
+    for _round in range(2):
+        for with_triggers in (True, False):
+            (on_hand.install if with_triggers else on_hand.uninstall)(connection)
+            t0 = time.perf_counter()
+            for _ in range(batches):
+                apply_stock_changes(
+                    master,
+                    [StockChange(rnd.choice(skus), f"L{rnd.randrange(8)}", rnd.randint(0, 60)) for _ in range(batch)],
+                )
+            best[with_triggers] = min(best[with_triggers], (time.perf_counter() - t0) / batches)
+            PendingPush.objects.all().delete()
+    on_hand.install(connection)
+    return {"with": best[True], "without": best[False], "batch": batch}
+
+
 # --- sandbox + push throughput ---------------------------------------------------------------------
 def start_sandbox():
     from connectors.sandbox import make_server
@@ -511,6 +546,8 @@ def child(args, engine: str, tmp: str) -> dict:
     print("(a) ATS recompute", flush=True)
     ats_rows, floor, mismatches = bench_ats(args.quick, loops=not args.ats_only, items=args.items)
     out = {"ats": ats_rows, "floor": floor, "mismatches": mismatches}
+    print("(a3) what the maintained on-hand figure costs the stock apply", flush=True)
+    out["apply"] = bench_apply_cost(args.quick)
     if args.ats_only:
         return out
     server = start_sandbox()
@@ -560,6 +597,13 @@ def report(results: dict, skipped: dict, args) -> None:
     row("    floor: plain SELECT fetched", lambda r: fmt_s(r["floor"]["floor_fetch"]))
     row("    hub ats.compute (fetch + objects)", lambda r: fmt_s(r["floor"]["hub_compute"]))
     row("      ratio", lambda r: f"{r['floor']['hub_compute'] / r['floor']['floor_fetch']:.1f}×")
+    rows.append(("(a3) stock apply, 1,000-change batches (the on-hand triggers' cost)", {}))
+    row("    with the on-hand triggers", lambda r: fmt_s(r["apply"]["with"]) if r.get("apply") else "—")
+    row("    without them", lambda r: fmt_s(r["apply"]["without"]) if r.get("apply") else "—")
+    row(
+        "      ratio",
+        lambda r: f"{r['apply']['with'] / r['apply']['without']:.2f}×" if r.get("apply") else "—",
+    )
     rows.append((f"(b) push throughput, limit {args.rate:g} req/s", {}))
 
     def push(fn):

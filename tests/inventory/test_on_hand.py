@@ -5,6 +5,8 @@ Runs on whichever engine the suite runs on (SQLite embedded, PostgreSQL in CI: i
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.db import transaction
 from django.db.models import F
@@ -202,4 +204,22 @@ def test_a_location_leaving_a_pool_or_a_rule_takes_its_stock_off_the_channel(wor
         web.stock_rule.locations.remove(world.locations["dc1"])
         expected = {de.pk: 12, web.pk: 11}
     assert dict(ChannelOnHand.objects.filter(item=a).values_list("channel_id", "quantity")) == expected
+    assert on_hand.verify() == []
+
+
+def test_the_stock_command_checks_and_repairs_the_figures(world):
+    from django.core.management import CommandError, call_command
+
+    world.channel("web", locations=["dc1"])
+    world.item("A")
+    world.stock("A", "dc1", 9)
+    out = io.StringIO()
+    call_command("stock", "onhand", stdout=out)
+    assert "agree" in out.getvalue()
+    ChannelOnHand.objects.update(quantity=1)
+    with pytest.raises(CommandError, match="1 on-hand figures disagree"):
+        call_command("stock", "onhand", stdout=io.StringIO())
+    out = io.StringIO()
+    call_command("stock", "onhand", "--repair", stdout=out)
+    assert "stored 1, stock rows say 9" in out.getvalue() and "rebuilt" in out.getvalue()
     assert on_hand.verify() == []

@@ -9,6 +9,8 @@ requeue   queue a push of every mapped item on ``--channel KEY`` (after a rule c
 fullload  push every mapped item on ``--channel KEY`` now as one full load (a first sync / full resync: SFCC on
           OCI sends one Impex import file; storefronts without a bulk path get the rows queued for the drain)
 status    what waits in the outbox
+onhand    check the maintained on-hand figures (inventory/on_hand.py) against a fresh aggregate of the stock rows;
+          ``--repair`` rebuilds them (exit status 1 when they disagreed and were not repaired)
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.db.models import Count, Min, Q
 
-ACTIONS = ("push", "sweep", "poll", "resync", "drift", "requeue", "fullload", "status")
+ACTIONS = ("push", "sweep", "poll", "resync", "drift", "requeue", "fullload", "status", "onhand")
 
 
 class Command(BaseCommand):
@@ -29,8 +31,11 @@ class Command(BaseCommand):
         parser.add_argument("--channel", help="channel key (drift, requeue, fullload)")
         parser.add_argument("--order-only", action="store_true", help="push: only live-order rows")
         parser.add_argument("--batch-size", type=int, default=200)
+        parser.add_argument("--repair", action="store_true", help="onhand: rebuild the figures that disagree")
 
     def handle(self, *args, action, connection=None, channel=None, order_only=False, batch_size=200, **opts):
+        if action == "onhand":
+            return self._on_hand(opts.get("repair", False))
         from integration_hub.core.models import Channel
         from integration_hub.inventory import outbox, push, tasks
         from integration_hub.inventory.models import PendingPush
@@ -99,3 +104,20 @@ class Command(BaseCommand):
                 )
             if not rows:
                 self.stdout.write("outbox empty")
+
+    def _on_hand(self, repair: bool) -> None:
+        from integration_hub.inventory import on_hand
+
+        wrong = on_hand.verify()
+        if not wrong:
+            self.stdout.write("on-hand figures agree with the stock rows")
+            return
+        for channel_id, item_id, stored, expected in wrong[:20]:
+            self.stdout.write(f"channel {channel_id} item {item_id}: stored {stored}, stock rows say {expected}")
+        channels = sorted({w[0] for w in wrong})
+        if not repair:
+            raise CommandError(
+                f"{len(wrong)} on-hand figures disagree (on {len(channels)} channels); --repair rebuilds them"
+            )
+        on_hand.rebuild(channels)
+        self.stdout.write(f"rebuilt the on-hand figures of {len(channels)} channels ({len(wrong)} disagreed)")
