@@ -109,11 +109,16 @@ def build_catalogue(n_items: int, n_channels: int, seed: int = 7):
                 rows.append((i, rnd.choice(locs).pk, "reserved", rnd.randint(1, 5), now))
             elif r < 0.15:
                 rows.append((i, rnd.choice(locs).pk, "damaged", rnd.randint(1, 5), now))
-        cur.executemany(
-            "INSERT INTO inventory_stocklevel (item_id, location_id, state, quantity, updated_at) VALUES (%s, %s, %s, %s, %s) "
-            "ON CONFLICT DO NOTHING",
-            rows,
-        )
+        # multi-row statements, as the stock apply writes (a statement per row would run the on-hand triggers,
+        # statement-level on PostgreSQL, once per row)
+        for start in range(0, len(rows), 5000):
+            part = rows[start : start + 5000]
+            cur.execute(
+                "INSERT INTO inventory_stocklevel (item_id, location_id, state, quantity, updated_at) VALUES "
+                + ", ".join(["(%s, %s, %s, %s, %s)"] * len(part))
+                + " ON CONFLICT DO NOTHING",
+                [v for row in part for v in row],
+            )
         cur.executemany(
             "INSERT INTO inventory_reservation (item_id, channel_id, order_ref, quantity, created_at, released_at, release_reason) "
             "VALUES (%s, %s, %s, %s, %s, NULL, '')",

@@ -115,22 +115,25 @@ def _channel_sql(channel_count: int | None) -> str:
          GROUP BY o.channel_id, h.item_id
     ),
     kits AS (
-        -- per (channel, bundle): min over components of floor((component on hand - holds - its buffer) / quantity),
-        -- the component's buffer being that of its own winning mapping, else the channel's
-        SELECT channel_id, bundle_id AS item_id,
-               MIN(CASE WHEN avail - buffer > 0 THEN avail - buffer ELSE 0 END / quantity) AS qty
+        -- per (channel, bundle item): min over components of floor((component on hand - holds - its buffer) /
+        -- quantity), the component's buffer being that of its own winning mapping, else the channel's; a row for
+        -- every bundle item (0 without components), so a target is a bundle exactly when it has a kits row
+        SELECT channel_id, item_id,
+               COALESCE(MIN(CASE WHEN avail - buffer > 0 THEN avail - buffer ELSE 0 END / quantity), 0) AS qty
           FROM (
-            SELECT ch.channel_id, bc.bundle_id, bc.quantity, {net} AS avail,
+            SELECT ch.channel_id, b.id AS item_id, bc.quantity, {net} AS avail,
                    COALESCE((SELECT m.safety_buffer FROM {{mapping}} m
                               WHERE m.item_id = bc.component_id AND m.active = %s
                                 AND (m.channel_id = ch.channel_id OR m.channel_id IS NULL)
                               ORDER BY CASE WHEN m.channel_id IS NULL THEN 1 ELSE 0 END, m.id LIMIT 1),
                             ch.safety_buffer) AS buffer
-              FROM chan ch CROSS JOIN {{bundle}} bc
+              FROM chan ch CROSS JOIN {{item}} b
+              LEFT JOIN {{bundle}} bc ON bc.bundle_id = b.id
               LEFT JOIN {{onhand}} oh ON oh.channel_id = ch.channel_id AND oh.item_id = bc.component_id
               LEFT JOIN held h ON h.channel_id = ch.channel_id AND h.item_id = bc.component_id
+             WHERE b.is_bundle = %s
           ) x
-         GROUP BY channel_id, bundle_id
+         GROUP BY channel_id, item_id
     ),
     cand AS (
         -- the winning mapping per (channel, item) by anti-joins (channel-specific beats global, lowest id first) —
@@ -151,10 +154,9 @@ def _channel_sql(channel_count: int | None) -> str:
     )
     SELECT channel_id, item_id, storefront_sku, CASE WHEN qty > 0 THEN qty ELSE 0 END FROM (
         SELECT t.channel_id, t.item_id, t.storefront_sku,
-               CASE WHEN i.is_bundle = %s THEN COALESCE(k.qty, 0) - COALESCE(t.own_buffer, 0)
+               CASE WHEN k.item_id IS NOT NULL THEN k.qty - COALESCE(t.own_buffer, 0)
                     ELSE {net} - COALESCE(t.own_buffer, t.channel_buffer) END AS qty
           FROM cand t
-          JOIN {{item}} i ON i.id = t.item_id
           LEFT JOIN {{onhand}} oh ON oh.channel_id = t.channel_id AND oh.item_id = t.item_id
           LEFT JOIN held h ON h.channel_id = t.channel_id AND h.item_id = t.item_id
           LEFT JOIN kits k ON k.channel_id = t.channel_id AND k.item_id = t.item_id
@@ -168,9 +170,8 @@ def _channel_params(channel_ids: list[int] | None) -> list:
     if channel_ids:
         params += [int(c) for c in channel_ids]
     params += [True, True]  # chan_loc: c.active twice
-    params += [True]  # kits: component mapping m.active
+    params += [True, True]  # kits: component mapping m.active, b.is_bundle
     params += [True] * 5  # cand: m.active with its anti-joins
-    params += [True]  # result: is_bundle
     return params
 
 

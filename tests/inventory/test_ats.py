@@ -157,6 +157,24 @@ def test_bundle_buffer_and_missing_component_stock(world):
     assert both(world, "web", "kit3") == 0
 
 
+def test_a_bundle_sells_its_kits_never_its_own_stock_rows(world):
+    """A bundle's figure comes from its components only: stock rows filed under the bundle item itself do not count,
+    and a bundle without components sells nothing (in both the pair and the whole-channel statement)."""
+    from tests.support import factories as f
+
+    world.channel("web", locations=["dc1"])
+    world.item("a")
+    world.item("kit", bundle_of={"a": 2})
+    world.stock("a", "dc1", 9)
+    world.stock("kit", "dc1", 50)
+    assert both(world, "web", "kit") == 4
+    empty = f.item("empty-kit", is_bundle=True)
+    f.mapping(empty, "SF-EMPTY", signals=False)
+    world.items["empty-kit"] = empty
+    world.stock("empty-kit", "dc1", 30)
+    assert both(world, "web", "empty-kit") == 0
+
+
 def test_unmapped_items_and_ruleless_channels_are_not_pushed(world):
     from integration_hub.core.models import Channel
 
