@@ -320,8 +320,21 @@ def _host_bucket(name: str, rate: float, burst: int):
         return _local[key]
 
 
-def acquire(bucket, sleep=time.sleep) -> float:
-    wait = bucket.reserve()
-    if wait > 0:
-        sleep(wait)
-    return wait
+LATE_RETURNS = 3  # turns a caller who woke up late may hand back before it goes anyway
+
+
+def acquire(bucket, sleep=time.sleep, clock=time.monotonic) -> float:
+    """Take a turn from ``bucket`` and sleep until it comes; returns the seconds waited. A caller that wakes up
+    more than ``JITTER_SECONDS`` after its turn (its process waited that long for a CPU) lets the turn go unused
+    and takes a new one — sent now, its request would reach the server bunched with the ones sent on time after
+    it — at most ``LATE_RETURNS`` times."""
+    waited = 0.0
+    for _ in range(LATE_RETURNS + 1):
+        wait = bucket.reserve()
+        due = clock() + wait
+        if wait > 0:
+            sleep(wait)
+        waited += wait
+        if clock() - due <= JITTER_SECONDS:
+            break
+    return waited

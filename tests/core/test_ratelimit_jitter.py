@@ -10,10 +10,11 @@ connection settings the benches and most deployments use) emits a backlog; each 
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 
-from connectors import ratelimit
+from connectors import errors, ratelimit
 from connectors.sandbox import server as sandbox_server
 
 LIMIT, LIMIT_BURST = 50.0, 10
@@ -80,3 +81,52 @@ def test_bucket_for_bursts_the_usable_burst(settings, tmp_path):
     bucket = ratelimit.bucket_for("conn:jitter", RATE, BURST)
     waits = [bucket.reserve() for _ in range(6)]
     assert waits[:5] == [0.0] * 5 and waits[5] > 0  # five at once (not nine), then paced
+
+
+class _Bucket:
+    def __init__(self, waits):
+        self.waits, self.taken = list(waits), 0
+
+    def reserve(self):
+        self.taken += 1
+        return self.waits.pop(0)
+
+
+def test_a_caller_that_wakes_up_late_hands_its_turn_back_and_takes_a_new_one():
+    clock = {"now": 0.0}
+    oversleep = [0.3, 0.0]  # the first sleep ends 0.3 s after the turn (the process waited for a CPU)
+
+    def sleep(seconds):
+        clock["now"] += seconds + oversleep.pop(0)
+
+    bucket = _Bucket([0.5, 0.2])
+    assert ratelimit.acquire(bucket, sleep, clock=lambda: clock["now"]) == pytest.approx(0.7)
+    assert bucket.taken == 2 and clock["now"] == pytest.approx(1.0)
+    on_time = _Bucket([0.5])
+    assert ratelimit.acquire(on_time, lambda s: clock.update(now=clock["now"] + s + 0.05), lambda: clock["now"]) == 0.5
+    assert on_time.taken == 1  # 50 ms late is within the jitter the bucket keeps back: the turn is used
+
+
+def test_a_caller_always_late_goes_after_a_few_turns():
+    clock = {"now": 0.0}
+    bucket = _Bucket([0.1] * 10)
+    ratelimit.acquire(bucket, lambda s: clock.update(now=clock["now"] + s + 1.0), lambda: clock["now"])
+    assert bucket.taken == ratelimit.LATE_RETURNS + 1
+
+
+def test_the_client_has_its_token_before_it_takes_its_turn():
+    """A token look-up or fetch between the turn and the request would make the request late."""
+    from connectors.http import Auth, HttpClient
+
+    order = []
+
+    class Recording(Auth):
+        def apply(self, client, headers):
+            order.append("token")
+            raise errors.PermanentError("token endpoint refused us")  # stop before any request is sent
+
+    c = HttpClient("x", "http://127.0.0.1:9", auth=Recording(), bucket_name=f"token-first-{time.time()}")
+    c.bucket = type("B", (), {"reserve": lambda self: order.append("turn") or 0.0})()
+    with pytest.raises(errors.PermanentError):
+        c.get("/anything", retries=0)
+    assert order == ["token"]  # refused at the token: no turn taken, nothing sent
