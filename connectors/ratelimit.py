@@ -330,8 +330,9 @@ def acquire(bucket, sleep=time.sleep, clock=time.monotonic) -> float:
     it — at most ``LATE_RETURNS`` times."""
     waited = 0.0
     for _ in range(LATE_RETURNS + 1):
+        asked = clock()  # the turn is due ``wait`` after the bucket answered, at the earliest after we asked
         wait = bucket.reserve()
-        due = clock() + wait
+        due = asked + wait
         if wait > 0:
             sleep(wait)
         waited += wait

@@ -130,3 +130,18 @@ def test_the_client_has_its_token_before_it_takes_its_turn():
     with pytest.raises(errors.PermanentError):
         c.get("/anything", retries=0)
     assert order == ["token"]  # refused at the token: no turn taken, nothing sent
+
+
+def test_a_turn_whose_answer_came_back_late_counts_as_late():
+    """The bucket's answer can reach a caller late too (its process waited for a CPU): the turn is reckoned from
+    when it was asked for, so a request sent that late is not sent on it."""
+    clock = {"now": 0.0}
+
+    class Slow(_Bucket):
+        def reserve(self):
+            clock["now"] += 0.3 if self.taken == 0 else 0.0  # the first answer arrives 0.3 s after the question
+            return super().reserve()
+
+    bucket = Slow([0.0, 0.0])
+    ratelimit.acquire(bucket, lambda s: clock.update(now=clock["now"] + s), lambda: clock["now"])
+    assert bucket.taken == 2
