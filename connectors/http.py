@@ -401,12 +401,14 @@ class HttpClient:
         attempt, refreshed_auth = 0, False
         url = self.url(path)
         while True:
-            self.stats.waited_seconds += ratelimit.acquire(self.bucket, self.sleep)
             hdrs = dict(self.default_headers)
             if headers:
                 hdrs.update(headers)
             try:
+                # the token (a cache look-up, or a fetch) before the turn: nothing but the request itself may run
+                # between taking a turn and using it, or the request arrives late, bunched with the ones after it
                 self.auth.apply(self, hdrs)
+                self.stats.waited_seconds += ratelimit.acquire(self.bucket, self.sleep)
                 self.stats.requests += 1
                 resp = self._send(method, url, params=params, json=json, data=data, headers=hdrs, ok=ok)
                 if resp.status_code in ok:

@@ -194,6 +194,11 @@ CELERY_TASK_ROUTES = ("integration_hub.core.queues.route",)
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # A task not acked within this window (worker killed mid-task) is redelivered.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+_scheme, _plus, _rest = CELERY_BROKER_URL.partition("+")
+if _plus and _scheme in ("sqla", "sqlalchemy"):
+    # kombu's SQLAlchemy transport (the embedded SQLite broker), polled every 0.1 s instead of 1 s; kombu takes a
+    # transport class by setting only, never from the URL
+    CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT = _rest, "integration_hub.core.embedded_broker:Transport"
 
 # --- DRF --------------------------------------------------------------------------------------
 # --- authentication: login lockout, API tokens (sec-auth) -------------------------------------

@@ -235,8 +235,10 @@ def kick(priority: int | None = None) -> bool:
     rows; anything else to "default" (core.queues routes). Throttled across transactions and requests —
     a flash sale's thousand captures publish about two drains a second, not a thousand: the first kick of
     a window publishes at once, the next one publishes one more a window later (so rows committed in
-    between are seen by a drain that starts after them), the rest are dropped. Best effort: a lost
-    nudge is recovered by the sweep."""
+    between are seen by a drain that starts after them), the rest are dropped. A change that comes while a
+    drain runs, or lingers after pushing (``tasks.DRAIN_LINGER_SECONDS``, longer than the window), is taken by
+    that drain within ``push.LINGER_POLL_SECONDS``: the trailing kick only backs up a drain that let go just
+    before the change committed. Best effort: a lost nudge is recovered by the sweep."""
     urgent = priority is not None and int(priority) <= PendingPush.Priority.ORDER
     kwargs = {"max_priority": int(PendingPush.Priority.ORDER)} if urgent else {}
     name = "order" if urgent else "all"

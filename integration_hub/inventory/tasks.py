@@ -29,15 +29,29 @@ log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 20.0  # one drain task's time budget; it re-kicks itself with work left
 DRAIN_LOCK_SECONDS = 10  # the drain lock's lifetime, renewed while the drain runs: a dead worker's lock frees this fast
+# after pushing, a drain on a worker keeps looking for newly committed rows this long before it lets go
+# (push.drain ``linger``): longer than the kick window, so a change that comes within a window of the last one
+# is taken by the drain that is still running, not by the trailing kick a window later
+DRAIN_LINGER_SECONDS = 1.5
 
 
-@shared_task(name="inventory.push_pending", ignore_result=True)
+def _linger(request, linger: float | None) -> float:
+    """``linger`` as given; by default DRAIN_LINGER_SECONDS on a worker and 0 when the task runs inline (called
+    directly, or eagerly in a web request / a test): a caller waiting for the task must not wait out a linger."""
+    if linger is not None:
+        return max(0.0, float(linger))
+    return 0.0 if (request.called_directly or request.is_eager) else DRAIN_LINGER_SECONDS
+
+
+@shared_task(name="inventory.push_pending", ignore_result=True, bind=True)
 def push_pending(
+    self,
     max_priority: int | None = None,
     batch_size: int = push.BATCH_SIZE,
     time_budget: float = DRAIN_SECONDS,
     lease_seconds: int = push.LEASE_SECONDS,
     connection_id: int | None = None,
+    linger: float | None = None,
 ) -> dict:
     """Drain the outbox (only ORDER rows when ``max_priority`` is 0 — the "stock" queue, see core.queues).
 
@@ -46,7 +60,8 @@ def push_pending(
     worker (a named lock: a second one returns at once), bounded by ``time_budget``; after letting go of
     the lock it re-kicks itself if rows are ready (work left, or rows that arrived while it ran and whose
     own drain found the lock taken), so nothing waits for the beat sweep and nothing queues behind it.
-    ``lease_seconds``: how long a claimed batch stays reserved if this worker dies mid-push."""
+    ``lease_seconds``: how long a claimed batch stays reserved if this worker dies mid-push. ``linger``: how long
+    the drain keeps taking rows committed after its last claim (:func:`_linger`; ``push.drain``)."""
     if connection_id is None:
         conns = push.claimable_connections(max_priority)
         for cid in conns:
@@ -84,6 +99,7 @@ def push_pending(
             time_budget=time_budget,
             lease_seconds=lease_seconds,
             connection_id=connection_id,
+            linger=_linger(self.request, linger),
         )
     if more or push.has_claimable(max_priority, connection_id):
         push_pending.apply_async(

@@ -513,3 +513,60 @@ def test_lease_is_short_and_renewed_while_the_push_is_in_flight(topo, fake_store
     assert push._claimable(timezone.now(), None).count() == 0
     time.sleep(1.2)
     assert push._claimable(timezone.now(), None).count() == 2
+
+
+def test_a_drain_that_pushed_takes_rows_committed_while_it_lingers(topo, fake_storefront):
+    """Issue 19 item 3: a change committed just after the drain's last claim is pushed by that drain (it keeps
+    looking for ``linger`` seconds), not left for the trailing kick, a Celery hop and a new drain."""
+    enqueue_all(topo)
+    polls = []
+
+    def sleep(seconds):
+        polls.append(seconds)
+        if len(polls) == 3:  # a webhook commits a change while the drain lingers
+            topo.stock("S1", "dc1", 50)
+            outbox.enqueue([topo.items["S1"].pk])
+
+    totals, more = push.drain(linger=1.0, poll=0.1, sleep=sleep)
+    assert not PendingPush.objects.exists() and more is False
+    assert totals.claimed == 8 and len(fake_storefront.calls) == 2  # 6 rows, then S1 on both channels
+    assert fake_storefront.quantities[("sc-b2b", "SF-S1")] == 50
+    assert polls[:3] == [0.1] * 3 and len(polls) == 3 + 10  # then it lingered again: ten polls, nothing came
+
+
+def test_a_drain_lets_go_at_once_without_linger_or_when_it_found_nothing(topo, fake_storefront):
+    polls = []
+    assert push.drain(linger=1.0, sleep=polls.append)[0].claimed == 0 and polls == []  # nothing to push: no linger
+    enqueue_all(topo)
+    assert push.drain(sleep=polls.append)[0].claimed == 6 and polls == []  # linger 0 (the default): no polls
+    enqueue_all(topo, priority=ORDER)
+    assert push.drain(linger=1.0, poll=0.25, time_budget=0, sleep=polls.append)[0].claimed == 6
+    assert polls == []  # out of time: it returns (the task re-kicks if rows are ready) instead of lingering
+
+
+def test_push_task_lingers_only_on_a_worker():
+    """A drain task lingers on a worker; run inline (called directly, or eagerly inside a web request or a test)
+    the caller would wait the linger out, so it does not. An explicit ``linger`` wins."""
+    from types import SimpleNamespace
+
+    from integration_hub.inventory import tasks
+
+    worker = SimpleNamespace(called_directly=False, is_eager=False)
+    assert tasks._linger(worker, None) == tasks.DRAIN_LINGER_SECONDS > 0
+    assert tasks._linger(SimpleNamespace(called_directly=True, is_eager=False), None) == 0
+    assert tasks._linger(SimpleNamespace(called_directly=False, is_eager=True), None) == 0
+    assert (
+        tasks._linger(worker, 0) == 0 and tasks._linger(SimpleNamespace(called_directly=True, is_eager=False), 2) == 2
+    )
+
+
+def test_push_task_passes_its_linger_to_the_drain(topo, fake_storefront, monkeypatch):
+    from integration_hub.inventory import tasks
+
+    seen = []
+    real = push.drain
+    monkeypatch.setattr(push, "drain", lambda **kw: seen.append(kw["linger"]) or real(**kw))
+    enqueue_all(topo)
+    tasks.push_pending(connection_id=topo.storefront.pk)  # inline: no linger
+    tasks.push_pending.apply(kwargs={"connection_id": topo.storefront.pk, "linger": 0.5})
+    assert seen == [0.0, 0.5]
