@@ -9,7 +9,7 @@ from collections import defaultdict
 from integration_hub.inventory import reservations
 
 from . import claims, mapping
-from .bulkops import chunks
+from .bulkops import chunks, save_varying
 from .models import OrderLine, OrderState as S
 
 
@@ -43,7 +43,7 @@ def map_lines(order_ids, lines: list[OrderLine] | None = None) -> None:
                 ln.item = r.item
                 changed.append(ln)
     if changed:
-        OrderLine.objects.bulk_update(changed, ["item"], batch_size=500)
+        save_varying(OrderLine, changed, ["item"])
     # explode bundles that have no component lines yet
     bundle_lines = [ln for ln in lines if ln.item_id and ln.item.is_bundle]
     if bundle_lines:
