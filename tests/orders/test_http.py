@@ -268,6 +268,28 @@ def test_a_backlog_poll_captures_a_small_first_page_then_bigger_ones(sandbox, no
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_dispatch_backlog_poll_records_a_small_first_page_then_bigger_ones(sandbox, no_kick, monkeypatch):
+    """The dispatch poll pages like the order poll: FIRST_PAGE dispatches recorded (and committed, so the notify phase
+    can start) before the rest is read; every order dispatched once."""
+    ct, wh, channel = sandbox_order_world(sandbox)
+    control(sandbox, "commercetools", "create_orders", {"orders": [spec(i) for i in range(70)]})
+    polls.poll_orders(ct)
+    drain()
+    for key in Order.objects.values_list("idempotency_key", flat=True):
+        control(sandbox, "wair", "dispatch", {"order_ref": key, "parcels": [{"carrier": "dhl"}]})
+    pages, real = [], polls.record_dispatches
+
+    def recording(connection, dispatches, source="dispatch"):
+        pages.append(len(dispatches))
+        return real(connection, dispatches, source=source)
+
+    monkeypatch.setattr(polls, "record_dispatches", recording)
+    res = polls.poll_dispatches(wh)
+    assert pages == [polls.FIRST_PAGE, 70 - polls.FIRST_PAGE] and res["pages"] == 2 and res["dispatched"] == 70
+    assert set(Order.objects.values_list("state", flat=True)) == {S.DISPATCHED}
+
+
+@pytest.mark.django_db(transaction=True)
 def test_storefront_side_fulfilment_reported_to_master_until_acknowledged(sandbox, no_kick):
     from integration_hub.orders.models import StorefrontFulfilment
 
