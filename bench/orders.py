@@ -360,7 +360,7 @@ def report(results: dict, skipped: dict, args) -> None:
         "    % of the connection's configured rate",
         lambda r: f"{per_min(r['n'], r['tb']) / (ceiling * r['headroom']):.0%} (of {args.rate * r['headroom']:g}/s)",
     )
-    row("    first order marked shipped after", lambda r: f"{r['first']['b']:.2f} s")
+    row("    first batch marked shipped after", lambda r: f"{r['first']['b']:.2f} s")
     row("    storefront requests per shipped order", lambda r: f"{r['req']['b_ct'] / r['n']:.3f}")
     row("    floor: 1 write per order (+ no reads)", lambda r: "1.000")
     row(

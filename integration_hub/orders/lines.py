@@ -13,6 +13,21 @@ from .bulkops import chunks, save_varying
 from .models import OrderLine, OrderState as S
 
 
+LINE_FIELDS = (
+    "id",
+    "order_id",
+    "line_id",
+    "storefront_sku",
+    "item",
+    "quantity",
+    "parent_id",
+    "item__sku",
+    "item__is_bundle",
+    "order__id",
+    "order__channel",
+)
+
+
 def map_lines(order_ids, lines: list[OrderLine] | None = None) -> None:
     """Resolve top-level lines without an item, explode bundles into component lines, reserve stock.
     Idempotent: resolved lines and existing components / reservations are left alone. ``lines``: the
@@ -24,9 +39,11 @@ def map_lines(order_ids, lines: list[OrderLine] | None = None) -> None:
         lines = []
         for chunk in chunks(order_ids):
             lines += list(
-                OrderLine.objects.filter(order_id__in=chunk, parent__isnull=True).select_related(
-                    "item", "order__channel"
-                )
+                OrderLine.objects.filter(order_id__in=chunk, parent__isnull=True)
+                .select_related("item", "order__channel")
+                # what mapping, bundle explosion and the holds read: not the order's JSON fields (the order as
+                # captured is kilobytes a line), which made this read most of validation's CPU
+                .only(*LINE_FIELDS)
             )
     unresolved: dict[int, list[OrderLine]] = defaultdict(list)
     channels = {}
