@@ -5,7 +5,8 @@ Phases, each timed:
 (a) intake: storefront (commercetools emulator) → hub capture (cursor poll) → validate → send to WAIR →
     acknowledged. One WAIR request per order, so the ceiling is 60 × the WAIR limit orders/minute.
 (b) fulfilment: WAIR dispatches every order → hub dispatch poll → commercetools marked shipped. Marking
-    shipped is a read plus a versioned update (two requests), so the ceiling is 30 × the ct limit.
+    shipped is one versioned update built from the order as captured (a read only after a 409), so the ceiling
+    is 60 × the ct limit orders/minute.
 Then it counts: orders lost (in the storefront but not acknowledged / not shipped), duplicated (more
 than one WAIR order or more than one delivery for a storefront order), and receipts (replays of the same
 idempotency key, which the warehouse absorbs).
