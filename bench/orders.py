@@ -53,7 +53,9 @@ def control(url: str, prefix: str, action: str, payload=None):
 
 def build(url: str, rate: float, headroom: float = 0.95):
     """The hub's two connections, configured a little under the sandbox's limit (``headroom``), as production
-    connections should be: request timing jitter then never trips the server's bucket."""
+    connections should be: request timing jitter then never trips the server's bucket. The burst is half the
+    server's: a pause in sending refills both buckets, and a client burst of 95% of the server's (19 of 20) left
+    one request of room after every pause — the 429s of earlier runs, each stalling the connection ≥ 1 s."""
     from integration_hub.catalog.models import Item, SkuMapping
     from integration_hub.core.models import Channel, Connection
     from integration_hub.orders.models import ShippingMethodMap
@@ -66,7 +68,7 @@ def build(url: str, rate: float, headroom: float = 0.95):
         client_id="hub-demo",
         options={"project_key": "demo"},
         rate_limit_per_second=rate * headroom,
-        rate_limit_burst=max(1, int(rate // 5 * headroom)),
+        rate_limit_burst=max(1, int(rate // 5 * headroom / 2)),
         timeout_seconds=2,
         max_retries=3,
     )
@@ -77,7 +79,7 @@ def build(url: str, rate: float, headroom: float = 0.95):
         system_type="wair",
         base_url=f"{url}/wair",
         rate_limit_per_second=rate * headroom,
-        rate_limit_burst=max(1, int(rate // 5 * headroom)),
+        rate_limit_burst=max(1, int(rate // 5 * headroom / 2)),
         timeout_seconds=2,
         max_retries=3,
         options={"page_size": 500},
@@ -303,6 +305,7 @@ def measure(args, sandbox, n: int) -> dict:
         "page": 500,
         "cpu": cpu,
         "first": first,
+        "r429": ws["rate_limited"] + cs["rate_limited"],
         "headroom": args.headroom,
         "faults": args.faults,
         "workers": args.workers,
@@ -418,7 +421,9 @@ def report(results: dict, skipped: dict, args) -> None:
     notes.append(
         f"the connections are set to {args.headroom:.0%} of the sandbox's limit (--headroom), so that share of the "
         "ceiling is the most the hub may send; the gap below it is the time before the first order goes out (the "
-        "first page captured and validated) and the last batch's writes"
+        "first page captured and validated), the last batch's writes, and each 429 (Retry-After ≥ 1 s: "
+        + ", ".join(f"{_engines.LABELS[e]} {r['r429']}" for e, r in results.items() if "r429" in r)
+        + ")"
     )
     notes.append("CPU: the sandbox runs in its own process (bench/_sandbox_proc.py); the hub process runs the pipeline")
     _engines.print_table(f"orders ({'quick' if args.quick else 'full'})", rows, engines, skipped, notes)
