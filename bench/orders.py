@@ -55,7 +55,8 @@ def build(url: str, rate: float, headroom: float = 0.95):
     """The hub's two connections, configured a little under the sandbox's limit (``headroom``), as production
     connections should be: request timing jitter then never trips the server's bucket. The burst is half the
     server's: a pause in sending refills both buckets, and a client burst of 95% of the server's (19 of 20) left
-    one request of room after every pause — the 429s of earlier runs, each stalling the connection ≥ 1 s."""
+    one request of room after every pause. (A stall of the hub process still sends the requests its HTTP threads
+    had already reserved slots for together with the refilled burst: the 429s that remain, each ≥ 1 s lost.)"""
     from integration_hub.catalog.models import Item, SkuMapping
     from integration_hub.core.models import Channel, Connection
     from integration_hub.orders.models import ShippingMethodMap
