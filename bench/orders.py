@@ -5,18 +5,23 @@ Phases, each timed:
 (a) intake: storefront (commercetools emulator) → hub capture (cursor poll) → validate → send to WAIR →
     acknowledged. One WAIR request per order, so the ceiling is 60 × the WAIR limit orders/minute.
 (b) fulfilment: WAIR dispatches every order → hub dispatch poll → commercetools marked shipped. Marking
-    shipped is a read plus a versioned update (two requests), so the ceiling is 30 × the ct limit.
+    shipped is one versioned update built from the order as captured (a read only after a 409), so the ceiling
+    is 60 × the ct limit orders/minute.
 Then it counts: orders lost (in the storefront but not acknowledged / not shipped), duplicated (more
 than one WAIR order or more than one delivery for a storefront order), and receipts (replays of the same
 idempotency key, which the warehouse absorbs).
 
 The pipeline runs in this process through the same service functions the Celery tasks call
 (``integration_hub.orders`` send / notify phases: leased batches, HTTP in a small thread pool; ``--workers`` loops in
-parallel, like worker processes — the capture and dispatch polls run once, then the loops drain), against its own
-sandbox server on a free port, on every reachable engine side by side (bench/_engines.py: a throwaway SQLite
-database, and PostgreSQL + Redis when they run here). ``--faults`` injects 409s, 429s and timeouts on both
-emulators. Also printed (issue 19, item 4): requests per order in each phase next to the floor — one write per
-order per system plus paged reads — and the CPU seconds per 1,000 orders.
+parallel, like worker processes, already running when the capture poll — then the dispatch poll — runs, as a worker
+kicked by the poll's first committed page would be), against a sandbox server in its own process on a free port
+(bench/_sandbox_proc.py: the emulators' CPU is not the hub's, and they do not share its interpreter lock), on every
+reachable engine side by side (bench/_engines.py: a throwaway SQLite database, and PostgreSQL + Redis when they run
+here). ``--faults`` injects 409s, 429s and timeouts on both emulators. Also printed (issue 19, item 4): requests per
+order in each phase next to the floor — one write per order per system plus paged reads — the share of the
+connection's own configured rate (``--headroom`` × the limit: the most the hub may send), when the first order went
+out, and the CPU seconds per 1,000 orders of the hub process and of the sandbox process, per phase, with the rate one
+core could sustain at the hub's CPU per order.
 
 ``python bench/orders.py`` (10,000 orders, a few minutes on 2 cores) or ``--quick`` (1,000 orders).
 Benchmarks are never tests: this prints numbers, it asserts nothing.
@@ -48,7 +53,10 @@ def control(url: str, prefix: str, action: str, payload=None):
 
 def build(url: str, rate: float, headroom: float = 0.95):
     """The hub's two connections, configured a little under the sandbox's limit (``headroom``), as production
-    connections should be: request timing jitter then never trips the server's bucket."""
+    connections should be: request timing jitter then never trips the server's bucket. The burst is half the
+    server's: a pause in sending refills both buckets, and a client burst of 95% of the server's (19 of 20) left
+    one request of room after every pause. (A stall of the hub process still sends the requests its HTTP threads
+    had already reserved slots for together with the refilled burst: the 429s that remain, each ≥ 1 s lost.)"""
     from integration_hub.catalog.models import Item, SkuMapping
     from integration_hub.core.models import Channel, Connection
     from integration_hub.orders.models import ShippingMethodMap
@@ -61,7 +69,7 @@ def build(url: str, rate: float, headroom: float = 0.95):
         client_id="hub-demo",
         options={"project_key": "demo"},
         rate_limit_per_second=rate * headroom,
-        rate_limit_burst=max(1, int(rate // 5 * headroom)),
+        rate_limit_burst=max(1, int(rate // 5 * headroom / 2)),
         timeout_seconds=2,
         max_retries=3,
     )
@@ -72,7 +80,7 @@ def build(url: str, rate: float, headroom: float = 0.95):
         system_type="wair",
         base_url=f"{url}/wair",
         rate_limit_per_second=rate * headroom,
-        rate_limit_burst=max(1, int(rate // 5 * headroom)),
+        rate_limit_burst=max(1, int(rate // 5 * headroom / 2)),
         timeout_seconds=2,
         max_retries=3,
         options={"page_size": 500},
@@ -89,9 +97,9 @@ def build(url: str, rate: float, headroom: float = 0.95):
     return ct, wh, channel, skus
 
 
-def run_until(done, step, limit_s: float, workers: int = 1) -> bool:
+def run_until(done, step, limit_s: float, workers: int = 1, kickoff=None) -> bool:
     """Call ``step`` in ``workers`` threads (each like one Celery worker process running orders.process)
-    until ``done()``."""
+    until ``done()``; ``kickoff`` (the poll that brings the work) runs in this thread once they are running."""
     import threading
 
     from django.db import connection
@@ -111,10 +119,12 @@ def run_until(done, step, limit_s: float, workers: int = 1) -> bool:
     for t in threads:
         t.start()
     try:
+        if kickoff is not None:
+            kickoff()
         while time.monotonic() < deadline:
             if done():
                 return True
-            time.sleep(0.1)
+            time.sleep(0.02)  # the phase's end is read to 20 ms (0.2% of a 10 s phase)
         return done()
     finally:
         finished.set()
@@ -127,13 +137,21 @@ def child(args, engine: str, tmp: str) -> dict:
 
     settings.HUB["STOCK_PUSH_ON_COMMIT"] = False  # no broker round trips: the bench drives everything
     n = args.orders or (1000 if args.quick else 10000)
-    cpu0 = _engines.cpu_seconds()
-    from connectors.sandbox import make_server
+    from _sandbox_proc import SandboxProcess
 
-    server = make_server(port=0)
-    server.start_in_thread()
-    url = server.url
-    from django.db.models import Count
+    sandbox = SandboxProcess(tmp)
+    try:
+        return measure(args, sandbox, n)
+    finally:
+        sandbox.stop()
+
+
+def measure(args, sandbox, n: int) -> dict:
+    from datetime import datetime, timezone as tz
+
+    from django.db.models import Count, Max, Min
+
+    url = sandbox.url
 
     from integration_hub.orders import claims, polls, processing
     from integration_hub.orders.models import Order, OrderState as S
@@ -176,27 +194,51 @@ def child(args, engine: str, tmp: str) -> dict:
         f"{args.headroom:.0%} of it), {args.workers} processing loop(s)"
         f"{' with injected 409s/429s/timeouts' if args.faults else ''}"
     )
-    wem, cem = server.emulators["wair"], server.emulators["commercetools"]
-    r0 = (wem.stats.requests, cem.stats.requests)
-    t0 = time.monotonic()
-    polls.poll_orders(ct, max_pages=1000)  # capture (timed: part of intake)
+
+    def requests_so_far():
+        return sandbox.stats("wair")["requests"], sandbox.stats("commercetools")["requests"]
+
+    def cpu_so_far():
+        return _engines.cpu_seconds(), sandbox.cpu()
 
     def step():
         return any(processing.process_due(batch_size=200).values())
 
-    ok_a = run_until(pending(S.ACKNOWLEDGED), step, 3600, args.workers)
+    r0, c0 = requests_so_far(), cpu_so_far()
+    wall0, t0 = datetime.now(tz.utc), time.monotonic()
+    # capture (timed: part of intake) while the loops already run, as a worker kicked by each committed page does
+    ok_a = run_until(
+        pending(S.ACKNOWLEDGED), step, 3600, args.workers, kickoff=lambda: polls.poll_orders(ct, max_pages=1000)
+    )
     ta = time.monotonic() - t0
-    r1 = (wem.stats.requests, cem.stats.requests)
-    wair = server.emulators["wair"]
+    c1, r1 = cpu_so_far(), requests_so_far()
+    first_sent = Order.objects.aggregate(t=Min("sent_at"))["t"]
     keys = list(Order.objects.values_list("idempotency_key", flat=True))
     for k in keys:
-        wair.control_dispatch({"order_ref": k, "parcels": [{"carrier": "dhl"}]})
-    t1 = time.monotonic()
-    polls.poll_dispatches(wh, max_pages=1000)
-    ok_b = run_until(pending(S.STOREFRONT_NOTIFIED), step, 3600, args.workers)
+        control(url, "wair", "dispatch", {"order_ref": k, "parcels": [{"carrier": "dhl"}]})
+    r1b, c1b = requests_so_far(), cpu_so_far()
+    wall1, t1 = datetime.now(tz.utc), time.monotonic()
+    ok_b = run_until(
+        pending(S.STOREFRONT_NOTIFIED),
+        step,
+        3600,
+        args.workers,
+        kickoff=lambda: polls.poll_dispatches(wh, max_pages=1000),
+    )
     tb = time.monotonic() - t1
-    r2 = (wem.stats.requests, cem.stats.requests)
-    req = {"a_wair": r1[0] - r0[0], "a_ct": r1[1] - r0[1], "b_wair": r2[0] - r1[0], "b_ct": r2[1] - r1[1]}
+    c2, r2 = cpu_so_far(), requests_so_far()
+    notified = Order.objects.aggregate(first=Min("notified_at"), last=Max("notified_at"))
+    req = {"a_wair": r1[0] - r0[0], "a_ct": r1[1] - r0[1], "b_wair": r2[0] - r1b[0], "b_ct": r2[1] - r1b[1]}
+    cpu = {
+        "a_hub": c1[0] - c0[0],
+        "a_sandbox": c1[1] - c0[1],
+        "b_hub": c2[0] - c1b[0],
+        "b_sandbox": c2[1] - c1b[1],
+    }
+    first = {
+        "a": (first_sent - wall0).total_seconds() if first_sent else None,
+        "b": (notified["first"] - wall1).total_seconds() if notified["first"] else None,
+    }
 
     # --- counts ---------------------------------------------------------------------------------
     ct_orders = control(url, "commercetools", "state")["orders"]
@@ -210,7 +252,7 @@ def child(args, engine: str, tmp: str) -> dict:
     dup_hub = len(hub) - len(set(hub.values()))
     dup_deliveries = sum(1 for o in ct_orders.values() if o["deliveries"] > 1)
     receipts = sum(wstate["order_receipts"].values())
-    ws, cs = wair.stats, server.emulators["commercetools"].stats
+    ws, cs = sandbox.stats("wair"), sandbox.stats("commercetools")
 
     def per_min(count, secs):
         return count / secs * 60 if secs else 0.0
@@ -236,10 +278,15 @@ def child(args, engine: str, tmp: str) -> dict:
         f"key: {receipts - len(wstate['orders'])})"
     )
     print(
-        f"    sandbox: WAIR {ws.requests} requests, {ws.rate_limited} × 429, {ws.conflicts} × 409, {ws.injected_timeouts} timeouts; "
-        f"commercetools {cs.requests} requests, {cs.rate_limited} × 429, {cs.conflicts} × 409, {cs.injected_timeouts} timeouts"
+        f"    sandbox: WAIR {ws['requests']} requests, {ws['rate_limited']} × 429, {ws['conflicts']} × 409, "
+        f"{ws['injected_timeouts']} timeouts; commercetools {cs['requests']} requests, {cs['rate_limited']} × 429, "
+        f"{cs['conflicts']} × 409, {cs['injected_timeouts']} timeouts"
     )
-    server.shutdown()
+    print(
+        f"    CPU s, hub process / sandbox process: intake {cpu['a_hub']:.2f} / {cpu['a_sandbox']:.2f}, "
+        f"shipped {cpu['b_hub']:.2f} / {cpu['b_sandbox']:.2f}; first order sent after {first['a']} s, "
+        f"first shipped after {first['b']} s"
+    )
     return {
         "n": n,
         "ta": ta,
@@ -257,7 +304,10 @@ def child(args, engine: str, tmp: str) -> dict:
         "wair_orders": len(wstate["orders"]),
         "req": req,
         "page": 500,
-        "cpu": _engines.cpu_seconds() - cpu0,
+        "cpu": cpu,
+        "first": first,
+        "r429": ws["rate_limited"] + cs["rate_limited"],
+        "headroom": args.headroom,
         "faults": args.faults,
         "workers": args.workers,
     }
@@ -297,6 +347,11 @@ def report(results: dict, skipped: dict, args) -> None:
             + ("" if r["ok_a"] else " INCOMPLETE")
         ),
     )
+    row(
+        "    % of the connection's configured rate",
+        lambda r: f"{per_min(r['n'], r['ta']) / (ceiling * r['headroom']):.0%} (of {args.rate * r['headroom']:g}/s)",
+    )
+    row("    first order sent after (capture of page 1)", lambda r: f"{r['first']['a']:.2f} s")
     row("    WAIR requests per order (floor 1)", lambda r: f"{r['req']['a_wair'] / r['n']:.3f}")
     row("    storefront requests per order (paged reads)", lambda r: f"{r['req']['a_ct'] / r['n']:.3f}")
     row(
@@ -306,6 +361,11 @@ def report(results: dict, skipped: dict, args) -> None:
             + ("" if r["ok_b"] else " INCOMPLETE")
         ),
     )
+    row(
+        "    % of the connection's configured rate",
+        lambda r: f"{per_min(r['n'], r['tb']) / (ceiling * r['headroom']):.0%} (of {args.rate * r['headroom']:g}/s)",
+    )
+    row("    first batch marked shipped after", lambda r: f"{r['first']['b']:.2f} s")
     row("    storefront requests per shipped order", lambda r: f"{r['req']['b_ct'] / r['n']:.3f}")
     row("    floor: 1 write per order (+ no reads)", lambda r: "1.000")
     row(
@@ -315,7 +375,18 @@ def report(results: dict, skipped: dict, args) -> None:
     row("end to end orders/min", lambda r: f"{per_min(r['n'], r['ta'] + r['tb']):,.0f}")
     row("lost (intake / shipping)", lambda r: f"{r['lost_intake']} / {r['lost_shipping']}")
     row("duplicated (WAIR / hub / deliveries)", lambda r: f"{r['dup_wair']} / {r['dup_hub']} / {r['dup_deliveries']}")
-    row("CPU s per 1,000 orders (hub + sandbox)", lambda r: f"{1000 * r['cpu'] / r['n']:.1f}")
+    row(
+        "hub process CPU s per 1,000 orders (a / b)",
+        lambda r: f"{1000 * r['cpu']['a_hub'] / r['n']:.2f} / {1000 * r['cpu']['b_hub'] / r['n']:.2f}",
+    )
+    row(
+        "sandbox process CPU s per 1,000 orders (a / b)",
+        lambda r: f"{1000 * r['cpu']['a_sandbox'] / r['n']:.2f} / {1000 * r['cpu']['b_sandbox'] / r['n']:.2f}",
+    )
+    row(
+        "orders/s one core sustains at the hub's CPU (a / b)",
+        lambda r: f"{r['n'] / r['cpu']['a_hub']:.0f} / {r['n'] / r['cpu']['b_hub']:.0f}",
+    )
     notes = []
     for e, r in results.items():
         per_order = r["req"]["b_ct"] / r["n"]
@@ -339,7 +410,23 @@ def report(results: dict, skipped: dict, args) -> None:
                 f"intake and shipped-back ≥ 95% of the rate-limit ceiling: {ia:.0%} / {ib:.0%}",
             )
         )
-    notes.append("CPU: this process runs the hub pipeline and the sandbox together")
+        for phase, label in (("a", "intake"), ("b", "shipped-back")):
+            hub_ms = 1000 * r["cpu"][f"{phase}_hub"] / r["n"]
+            most = 1000 / hub_ms if hub_ms else float("inf")
+            notes.append(
+                f"{_engines.LABELS[e]}: {label}: hub CPU {hub_ms:.1f} ms per order => at most {most:.0f} orders/s on one "
+                f"core (the hub process runs Python on one core at a time); the ceiling needs {args.rate:g}/s, "
+                f"the connection is set to {args.rate * r['headroom']:g}/s"
+                + (" — CPU-bound" if most < args.rate * r["headroom"] else " — not the CPU: the rate and the startup")
+            )
+    notes.append(
+        f"the connections are set to {args.headroom:.0%} of the sandbox's limit (--headroom), so that share of the "
+        "ceiling is the most the hub may send; the gap below it is the time before the first order goes out (the "
+        "first page captured and validated), the last batch's writes, and each 429 (Retry-After ≥ 1 s: "
+        + ", ".join(f"{_engines.LABELS[e]} {r['r429']}" for e, r in results.items() if "r429" in r)
+        + ")"
+    )
+    notes.append("CPU: the sandbox runs in its own process (bench/_sandbox_proc.py); the hub process runs the pipeline")
     _engines.print_table(f"orders ({'quick' if args.quick else 'full'})", rows, engines, skipped, notes)
 
 

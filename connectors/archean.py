@@ -522,10 +522,11 @@ class ArcheanConnector(Connector, InventoryMaster, Warehouse):
             rows, self.dispatch_from_fulfilment, (self.shape.fulfilment["id"], self.shape.fulfilment["order_ref"])
         )
 
-    def dispatches_since(self, cursor: str) -> Page:
-        """Item fulfilment records since ``cursor`` as Dispatch items (a ParsedBatch; see ``.rejected``)."""
+    def dispatches_since(self, cursor: str, limit: int | None = None) -> Page:
+        """Item fulfilment records since ``cursor`` as Dispatch items (a ParsedBatch; see ``.rejected``); ``limit``
+        records at most (None: the page size)."""
         s, e, p = self.shape, self.shape.envelope, self.shape.params
-        params = {p["limit"]: self.page_size}
+        params = {p["limit"]: limit or self.page_size}
         if cursor:
             params[p["cursor"]] = cursor
         body = self.client.get(s.path(s.item_fulfilments), params=params).json()

@@ -477,8 +477,9 @@ class Warehouse(abc.ABC):
         """Transmit; must be idempotent on ``order.order_ref``. Raises if not positively acknowledged."""
 
     @abc.abstractmethod
-    def dispatches_since(self, cursor: str) -> Page:
-        """Dispatch items confirmed since ``cursor``."""
+    def dispatches_since(self, cursor: str, limit: int | None = None) -> Page:
+        """Dispatch items confirmed since ``cursor``: at most ``limit`` where the API pages (None: the connector's
+        page size)."""
 
     def parse_dispatch_webhook(self, payload: dict) -> list[Dispatch]:
         raise NotImplementedError

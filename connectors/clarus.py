@@ -548,8 +548,9 @@ class ClarusConnector(Connector, Warehouse, InventoryMaster):
             lines.setdefault(str((n.get("goods_out") or {}).get("id")), []).append(n)
         return [dict(n, lines=lines.get(str(n["id"]), [])) for n in nodes]
 
-    def dispatches_since(self, cursor: str) -> Page:
-        """Poll fallback: completed goods outs dispatched at or after ``cursor`` (ISO time; '' = all)."""
+    def dispatches_since(self, cursor: str, limit: int | None = None) -> Page:
+        """Poll fallback: completed goods outs dispatched at or after ``cursor`` (ISO time; '' = all). Clarus answers
+        them in one list: ``limit`` does not apply."""
         nodes = [n for n in self._completed({}) if not cursor or str(n.get("actual_date_of_dispatch") or "") >= cursor]
         batch = parse_rows(nodes, self.dispatch_from_record, ("id", "reference"))
         newest = max([str(n.get("actual_date_of_dispatch") or "") for n in nodes] + [cursor or ""])

@@ -35,9 +35,10 @@ from typing import Any, Callable, Iterable
 from urllib.parse import urljoin, urlsplit
 
 import requests
-from requests.utils import get_environ_proxies, select_proxy
+from requests.utils import select_proxy
 
 from . import egress, errors, ratelimit
+from .proxies import EnvCachedSession, environ_proxies
 from .egress import display_url
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def pooled_session(key: str, pool_size: int = 32) -> requests.Session:
     with _sessions_lock:
         session = _sessions.get(key)
         if session is None:
-            session = requests.Session()
+            session = EnvCachedSession()
             adapter = egress.GuardedAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
@@ -341,7 +342,7 @@ class HttpClient:
     def _proxied(self, url: str) -> bool:
         proxies = dict(self.session.proxies or {})
         if self.session.trust_env:
-            proxies = {**get_environ_proxies(url), **proxies}
+            proxies = {**environ_proxies(url), **proxies}
         return bool(select_proxy(url, proxies))
 
     def _send(self, method: str, url: str, *, params, json, data, headers: dict, ok: set[int]) -> requests.Response:

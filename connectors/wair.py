@@ -564,9 +564,10 @@ class WairConnector(Connector, InventoryMaster, Warehouse):
     def _dispatch_rows(self, rows: list) -> ParsedBatch:
         return parse_rows(rows, self.dispatch_from_row, ("id", "orderRef"))
 
-    def dispatches_since(self, cursor: str) -> Page:
-        """Page.items is a :class:`ParsedBatch` (check ``page.items.rejected``)."""
-        params = {"limit": self.page_size}
+    def dispatches_since(self, cursor: str, limit: int | None = None) -> Page:
+        """Page.items is a :class:`ParsedBatch` (check ``page.items.rejected``); ``limit`` rows at most (None: the
+        page size)."""
+        params = {"limit": limit or self.page_size}
         if cursor:
             params["since"] = cursor
         body = self._json(self._call("GET", "dispatches", params=params))

@@ -9,7 +9,7 @@ from collections import defaultdict
 
 def save_fields(model, objs, fields: list[str], max_groups: int = 20) -> None:
     """Write ``fields`` of ``objs``: one plain UPDATE per distinct combination of values when there are few
-    (the usual case: every acknowledged order gets the same cleared fields), else ``bulk_update``."""
+    (the usual case: every acknowledged order gets the same cleared fields), else per-row values (:func:`save_varying`)."""
     objs = list(objs)
     if not objs:
         return
@@ -17,7 +17,7 @@ def save_fields(model, objs, fields: list[str], max_groups: int = 20) -> None:
     for o in objs:
         groups[tuple(repr(getattr(o, model._meta.get_field(f).attname)) for f in fields)].append(o.pk)
     if len(groups) > max_groups:
-        model.objects.bulk_update(objs, fields, batch_size=500)
+        save_varying(model, objs, fields)
         return
     first = {}
     for o in objs:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from django.db import IntegrityError, transaction
 
@@ -49,7 +49,8 @@ class CaptureResult:
 
 
 def _addr(a) -> dict:
-    return {k: v for k, v in asdict(a).items()} if a is not None else {}
+    """An address's fields (plain strings: a shallow copy, not ``asdict``'s recursive one)."""
+    return {f.name: getattr(a, f.name) for f in fields(a)} if a is not None else {}
 
 
 def _new_order(channel: Channel, so: StorefrontOrder) -> Order:

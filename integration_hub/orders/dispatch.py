@@ -20,7 +20,7 @@ from integration_hub.core.models import Connection
 from integration_hub.inventory import reservations
 
 from . import claims
-from .bulkops import chunks
+from .bulkops import chunks, save_varying
 from .models import Order, OrderState as S
 from .problems import dispatch_for_unknown_order, unreadable_dispatch
 from .shipped import update_shipped
@@ -123,10 +123,8 @@ def record_dispatches(connection: Connection, dispatches, source: str = "dispatc
             o.dispatch_received_at = received
             changed[o.pk] = o
         if changed:
-            Order.objects.bulk_update(
-                list(changed.values()),
-                ["tracking", "warehouse_ref", "dispatched_at", "dispatch_received_at"],
-                batch_size=500,
+            save_varying(
+                Order, list(changed.values()), ["tracking", "warehouse_ref", "dispatched_at", "dispatch_received_at"]
             )
         if to_ack:
             moved = set(

@@ -16,7 +16,7 @@ from exceptions_app import kinds
 from exceptions_app.services import clear, raise_many, transport_keys
 
 from . import claims, remote
-from .bulkops import chunks, save_split
+from .bulkops import chunks, save_split, save_varying
 from .models import Order, OrderLine, OrderState as S
 from .problems import transport_failure
 from .state import transition_many
@@ -83,7 +83,7 @@ def notify_claimed(ids: list[int], actor=None) -> NotifyResult:
                 )
             )
         if later:
-            Order.objects.bulk_update(later, ["last_error", "next_attempt_at", "claim_token"], batch_size=500)
+            save_varying(Order, later, ["last_error", "next_attempt_at", "claim_token"])
             result.retrying = len(later)
         if problems:
             raise_many(problems)

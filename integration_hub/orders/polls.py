@@ -26,6 +26,18 @@ log = logging.getLogger(__name__)
 
 ORDERS_STREAM = "orders"
 DISPATCH_STREAM = "dispatches"
+# a catch-up poll's first page is small and each next one twice the size, up to the page size: with a backlog the
+# worker (kicked by the first page's commit) starts sending after FIRST_PAGE orders are captured, not a full page
+FIRST_PAGE = 50
+DISPATCH_PAGE = 500  # a warehouse connector without a page size of its own
+
+
+def page_sizes(page_size: int, first: int = FIRST_PAGE):
+    """``first``, 2 × ``first``, … capped at ``page_size``, then ``page_size`` for good."""
+    size = max(1, min(first, page_size))
+    while True:
+        yield size
+        size = min(size * 2, page_size)
 
 
 def sync_cursor(conn: Connection, stream: str) -> SyncCursor:
@@ -33,14 +45,15 @@ def sync_cursor(conn: Connection, stream: str) -> SyncCursor:
 
 
 def poll_orders(connection: Connection, max_pages: int = 20, page_size: int = 500) -> dict:
-    """Catch-up: capture storefront orders modified since the stored cursor. The cursor advances in the
-    same transaction as the capture, so a crash re-reads the page (captures are idempotent)."""
+    """Catch-up: capture storefront orders modified since the stored cursor, in pages growing from
+    :data:`FIRST_PAGE` to ``page_size`` (:func:`page_sizes`). The cursor advances in the same transaction as the
+    capture, so a crash re-reads the page (captures are idempotent)."""
     connector = remote.connector(connection)
     cur = sync_cursor(connection, ORDERS_STREAM)
     totals = {"pages": 0, "created": 0, "existing": 0, "rejected": 0, "returns": 0}
     value = cur.value
-    for _ in range(max_pages):
-        page = connector.orders_since(value, limit=page_size)
+    for _, size in zip(range(max_pages), page_sizes(page_size)):
+        page = connector.orders_since(value, limit=size)
         with transaction.atomic():
             r = capture_many(connection, page.items, source="poll")
             SyncCursor.objects.filter(pk=cur.pk).update(value=page.cursor or value, updated_at=timezone.now())
@@ -57,12 +70,15 @@ def poll_orders(connection: Connection, max_pages: int = 20, page_size: int = 50
 
 
 def poll_dispatches(connection: Connection, max_pages: int = 20) -> dict:
+    """Catch-up: record warehouse dispatches since the stored cursor, in pages growing from :data:`FIRST_PAGE` to
+    the connector's page size (the notify phase starts on the first page's orders while the rest is read)."""
     connector = remote.connector(connection)
     cur = sync_cursor(connection, DISPATCH_STREAM)
     totals = defaultdict(int)
     value = cur.value
-    for _ in range(max_pages):
-        page = connector.dispatches_since(value)
+    sizes = page_sizes(int(getattr(connector, "page_size", 0) or DISPATCH_PAGE))
+    for _, size in zip(range(max_pages), sizes):
+        page = connector.dispatches_since(value, limit=size)
         with transaction.atomic():
             r = record_dispatches(connection, page.items, source="dispatch-poll")
             SyncCursor.objects.filter(pk=cur.pk).update(value=page.cursor or value, updated_at=timezone.now())

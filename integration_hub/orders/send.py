@@ -246,7 +246,7 @@ def _write_rows(out: _Outcomes, problems: list, cleared: list[str], actor=None) 
         if later:
             save_split(Order, later, ["last_error", "next_attempt_at"], ["claim_token"])
         if held:
-            Order.objects.bulk_update(held, ["last_error", "hold_reason", "claim_token"], batch_size=500)
+            save_varying(Order, held, ["last_error", "hold_reason", "claim_token"])
             result.held = len(
                 transition_many(
                     [o.pk for o in held],

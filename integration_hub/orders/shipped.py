@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from .bulkops import save_fields
 from .models import Order, OrderLine
 from .models import OrderState as S
 
@@ -73,5 +74,5 @@ def update_shipped(order_ids) -> int:
             if new != ln.shipped_quantity:
                 ln.shipped_quantity = new
                 changed.append(ln)
-    OrderLine.objects.bulk_update(changed, ["shipped_quantity"], batch_size=500)
+    save_fields(OrderLine, changed, ["shipped_quantity"])  # few distinct quantities: one UPDATE each
     return len(changed)

@@ -14,7 +14,7 @@ from exceptions_app import kinds
 from exceptions_app.services import Problem, clear, raise_many
 
 from . import claims, keys, mapping
-from .bulkops import chunks, save_fields
+from .bulkops import chunks, save_fields, save_varying
 from .lines import map_lines
 from .models import Order, OrderLine, OrderState as S
 from .problems import held_order, unknown_order_sku
@@ -118,7 +118,7 @@ def validate_many(order_ids, actor=None, cause: str = "validated") -> Validation
                 claim_token="",
             )
         if held:
-            Order.objects.bulk_update(held, ["hold_reason"], batch_size=500)
+            save_varying(Order, held, ["hold_reason"])
             fresh = [o.pk for o in held if o.state != S.HELD]
             out.held = transition_many(
                 fresh,

@@ -501,3 +501,38 @@ def test_disabled_warehouse_is_not_called_and_a_failing_phase_does_not_block_oth
     assert out["validated"] == 0 and out["send_acknowledged"] == 1  # sending went on without validation
     o.refresh_from_db()
     assert o.state == S.ACKNOWLEDGED
+
+
+def test_dispatch_record_queries_do_not_grow_with_batch(world, fakes):
+    """Recording dispatches writes tracking and times per row in one executemany per 500 orders and the
+    shipped quantities by value: the same number of queries for 5 orders as for 120, and every row written."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    orders = capture.capture_many(world.ct, [make_so(lines=[("SKU-1", 2), ("SKU-2", 1)]) for _ in range(125)]).created
+    run_all()
+    when = timezone.now() - timedelta(minutes=5)
+
+    def dispatches(batch):
+        return [
+            Dispatch(
+                order_ref=o.idempotency_key,
+                warehouse_ref=f"WO-{o.pk}",
+                dispatched_at=when,
+                parcels=[Parcel(carrier="dhl", tracking_number=f"T{o.pk}", lines=[("SKU-1", 2), ("SKU-2", 1)])],
+            )
+            for o in batch
+        ]
+
+    with CaptureQueriesContext(connection) as q_small:
+        assert dispatch.record_dispatches(world.wh, dispatches(orders[:5])).dispatched == 5
+    with CaptureQueriesContext(connection) as q_big:
+        assert dispatch.record_dispatches(world.wh, dispatches(orders[5:])).dispatched == 120
+    assert len(q_big) == len(q_small), [q["sql"][:80] for q in q_big.captured_queries]
+    for o in Order.objects.filter(pk__in=[o.pk for o in orders]):
+        assert o.state == S.DISPATCHED and o.dispatched_at == when and o.dispatch_received_at > when
+        assert o.tracking == [
+            {"carrier": "dhl", "tracking_number": f"T{o.pk}", "tracking_url": "", "lines": [["SKU-1", 2], ["SKU-2", 1]]}
+        ]
+    shipped = set(OrderLine.objects.filter(order__in=orders).values_list("storefront_sku", "shipped_quantity"))
+    assert shipped == {("SKU-1", 2), ("SKU-2", 1)}

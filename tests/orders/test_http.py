@@ -240,6 +240,55 @@ def test_warehouse_validation_error_holds_order_naming_the_field(sandbox, no_kic
     assert control(sandbox, "wair", "state")["orders"][order.idempotency_key]["request"]["serviceCode"] == "EXP24"
 
 
+def test_poll_page_sizes_start_small_and_double_up_to_the_page_size():
+    take = lambda gen, n: [next(gen) for _ in range(n)]  # noqa: E731
+    assert take(polls.page_sizes(500), 6) == [50, 100, 200, 400, 500, 500]
+    assert take(polls.page_sizes(60), 3) == [50, 60, 60]
+    assert take(polls.page_sizes(10), 2) == [10, 10]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backlog_poll_captures_a_small_first_page_then_bigger_ones(sandbox, no_kick, monkeypatch):
+    """A catch-up poll over a backlog commits its first FIRST_PAGE orders (kicking the worker) before reading the
+    rest in pages twice as big, up to the page size; every order is captured once."""
+    ct, wh, channel = sandbox_order_world(sandbox)
+    control(sandbox, "commercetools", "create_orders", {"orders": [spec(i) for i in range(130)]})
+    pages, real = [], polls.capture_many
+
+    def recording(connection, storefront_orders, source="poll"):
+        pages.append(len(storefront_orders))
+        return real(connection, storefront_orders, source=source)
+
+    monkeypatch.setattr(polls, "capture_many", recording)
+    res = polls.poll_orders(ct)
+    assert pages == [polls.FIRST_PAGE, 130 - polls.FIRST_PAGE] and res["pages"] == 2
+    assert res["created"] == 130 and Order.objects.count() == 130
+    pages.clear()
+    assert polls.poll_orders(ct)["created"] == 0 and pages == [0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dispatch_backlog_poll_records_a_small_first_page_then_bigger_ones(sandbox, no_kick, monkeypatch):
+    """The dispatch poll pages like the order poll: FIRST_PAGE dispatches recorded (and committed, so the notify phase
+    can start) before the rest is read; every order dispatched once."""
+    ct, wh, channel = sandbox_order_world(sandbox)
+    control(sandbox, "commercetools", "create_orders", {"orders": [spec(i) for i in range(70)]})
+    polls.poll_orders(ct)
+    drain()
+    for key in Order.objects.values_list("idempotency_key", flat=True):
+        control(sandbox, "wair", "dispatch", {"order_ref": key, "parcels": [{"carrier": "dhl"}]})
+    pages, real = [], polls.record_dispatches
+
+    def recording(connection, dispatches, source="dispatch"):
+        pages.append(len(dispatches))
+        return real(connection, dispatches, source=source)
+
+    monkeypatch.setattr(polls, "record_dispatches", recording)
+    res = polls.poll_dispatches(wh)
+    assert pages == [polls.FIRST_PAGE, 70 - polls.FIRST_PAGE] and res["pages"] == 2 and res["dispatched"] == 70
+    assert set(Order.objects.values_list("state", flat=True)) == {S.DISPATCHED}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_storefront_side_fulfilment_reported_to_master_until_acknowledged(sandbox, no_kick):
     from integration_hub.orders.models import StorefrontFulfilment
