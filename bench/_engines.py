@@ -233,6 +233,22 @@ def print_table(
     return text
 
 
+def row_adder(rows: list, results: dict):
+    """The benches' ``row(label, fn)``: appends ``(label, {engine: fn(result)})`` to ``rows`` for :func:`print_table`;
+    a figure an engine's result lacks (a skipped phase, nothing to divide by) prints as "—"."""
+
+    def row(label, fn):
+        vals = {}
+        for e, r in results.items():
+            try:
+                vals[e] = fn(r)
+            except (KeyError, TypeError, ZeroDivisionError, IndexError):
+                vals[e] = "—"
+        rows.append((label, vals))
+
+    return row
+
+
 def goal(met: bool | None, text: str) -> str:
     return ("MET " if met else "n/a " if met is None else "MISSED ") + text
 

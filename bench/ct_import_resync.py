@@ -204,14 +204,7 @@ def report(results: dict, skipped: dict, args) -> str:
     ratio and the time ratio (per row, so an extrapolated per-entry run compares at the Import API's size)."""
     rows: list[tuple[str, dict]] = []
 
-    def row(label, fn):
-        vals = {}
-        for e, r in results.items():
-            try:
-                vals[e] = fn(r)
-            except (KeyError, TypeError, ZeroDivisionError):
-                vals[e] = "—"
-        rows.append((label, vals))
+    row = _engines.row_adder(rows, results)
 
     scale = args.rows / args.sync_rows
     rows.append(

@@ -112,14 +112,7 @@ def report(results: dict, skipped: dict, args) -> str:
     memory ratio of the larger file to the smaller (1.00× = flat)."""
     rows: list[tuple[str, dict]] = []
 
-    def row(label, fn):
-        vals = {}
-        for e, r in results.items():
-            try:
-                vals[e] = fn(r)
-            except (KeyError, TypeError, ZeroDivisionError, IndexError):
-                vals[e] = "—"
-        rows.append((label, vals))
+    row = _engines.row_adder(rows, results)
 
     for k, rows_k in enumerate((args.big // 4, args.big)):
         rows.append((f"{rows_k:,} rows", {}))

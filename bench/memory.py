@@ -273,14 +273,7 @@ def child(args, engine: str, tmp: str) -> dict:
 def report(results: dict, skipped: dict, args) -> None:
     rows: list[tuple[str, dict]] = []
 
-    def row(label, fn):
-        vals = {}
-        for e, r in results.items():
-            try:
-                vals[e] = fn(r)
-            except (KeyError, TypeError, ZeroDivisionError):
-                vals[e] = "—"
-        rows.append((label, vals))
+    row = _engines.row_adder(rows, results)
 
     first = next(iter(results.values()), {"n": 0})
     rows.append((f"N = {first['n']:,} rows; bound on peak − baseline: {BOUND_MB:.0f} MiB", {}))

@@ -318,19 +318,11 @@ def report(results: dict, skipped: dict, args) -> None:
 
     engines = list(results)
 
-    def row(label, fn):
-        vals = {}
-        for e, r in results.items():
-            try:
-                vals[e] = fn(r)
-            except (KeyError, TypeError, ZeroDivisionError):
-                vals[e] = "—"
-        rows.append((label, vals))
-
     def per_min(count, secs):
         return count / secs * 60 if secs else 0.0
 
     rows: list[tuple[str, dict]] = []
+    row = _engines.row_adder(rows, results)
     first = next(iter(results.values()), {"n": 0, "rate": args.rate})
     rows.append(
         (

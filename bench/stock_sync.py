@@ -568,14 +568,7 @@ def report(results: dict, skipped: dict, args) -> None:
     engines = list(results)
     rows: list[tuple[str, dict]] = []
 
-    def row(label, fn):
-        vals = {}
-        for e, r in results.items():
-            try:
-                vals[e] = fn(r)
-            except (KeyError, TypeError, ZeroDivisionError, IndexError):
-                vals[e] = "—"
-        rows.append((label, vals))
+    row = _engines.row_adder(rows, results)
 
     rows.append(("(a) ATS recompute", {}))
     for k in range(2):
