@@ -82,6 +82,20 @@ CHANNEL_LOCATIONS_SQL = """
 """
 
 
+# Shared by both statements (after ``chan_loc``): ``overlap`` — every channel a hold on another channel reaches (they
+# share a location) — and ``holds`` — the active holds, a bundle's as its components' units.
+HOLDS_CTES = """overlap AS (
+        SELECT DISTINCT a.channel_id, b.channel_id AS other_id
+          FROM chan_loc a JOIN chan_loc b ON b.location_id = a.location_id
+    ),
+    holds AS (
+        SELECT item_id, channel_id, quantity FROM {res} WHERE released_at IS NULL
+        UNION ALL
+        SELECT bc.component_id, r.channel_id, r.quantity * bc.quantity
+          FROM {res} r JOIN {bundle} bc ON bc.bundle_id = r.item_id WHERE r.released_at IS NULL
+    ),"""
+
+
 def _channel_sql(channel_count: int | None) -> str:
     """Whole channels (``channel_count`` of them as parameters, or every channel): one pass that joins each target
     (channel, mapped item) to its maintained on-hand row, its holds and, for a bundle, its kit figure. The kits are
@@ -96,16 +110,7 @@ def _channel_sql(channel_count: int | None) -> str:
          WHERE c.active = %s{chan_filter}
     ),
     chan_loc AS ({CHANNEL_LOCATIONS_SQL}),
-    overlap AS (
-        SELECT DISTINCT a.channel_id, b.channel_id AS other_id
-          FROM chan_loc a JOIN chan_loc b ON b.location_id = a.location_id
-    ),
-    holds AS (
-        SELECT item_id, channel_id, quantity FROM {{res}} WHERE released_at IS NULL
-        UNION ALL
-        SELECT bc.component_id, r.channel_id, r.quantity * bc.quantity
-          FROM {{res}} r JOIN {{bundle}} bc ON bc.bundle_id = r.item_id WHERE r.released_at IS NULL
-    ),
+    {HOLDS_CTES}
     held AS (
         -- every active hold counted once per channel it overlaps (holds are few next to targets)
         SELECT o.channel_id, h.item_id, SUM(h.quantity) AS qty
@@ -194,7 +199,6 @@ def _sql(pair_count: int | None, channel_count: int | None) -> str:
               JOIN {mapping} m ON m.item_id = p.item_id AND m.active = %s
                                AND (m.channel_id = p.channel_id OR m.channel_id IS NULL)
         ),"""
-    chan_filter = ""
     ranked = """ranked AS (
         SELECT cand.*, ROW_NUMBER() OVER (PARTITION BY channel_id, item_id ORDER BY generic, mapping_id) AS rn FROM cand
     ),"""
@@ -217,7 +221,7 @@ def _sql(pair_count: int | None, channel_count: int | None) -> str:
     chan AS (
         SELECT r.channel_id, r.safety_buffer
           FROM {{rule}} r JOIN {{channel}} c ON c.id = r.channel_id
-         WHERE c.active = %s{chan_filter}
+         WHERE c.active = %s
     ),
     chan_loc AS ({CHANNEL_LOCATIONS_SQL}),
     {scope}
@@ -238,16 +242,7 @@ def _sql(pair_count: int | None, channel_count: int | None) -> str:
         ) x GROUP BY channel_id, item_id
     ),
     {on_hand}
-    overlap AS (
-        SELECT DISTINCT a.channel_id, b.channel_id AS other_id
-          FROM chan_loc a JOIN chan_loc b ON b.location_id = a.location_id
-    ),
-    holds AS (
-        SELECT item_id, channel_id, quantity FROM {{res}} WHERE released_at IS NULL
-        UNION ALL
-        SELECT bc.component_id, r.channel_id, r.quantity * bc.quantity
-          FROM {{res}} r JOIN {{bundle}} bc ON bc.bundle_id = r.item_id WHERE r.released_at IS NULL
-    ),
+    {HOLDS_CTES}
     {held}
     raw AS (
         SELECT n.channel_id, n.item_id, n.is_comp,
