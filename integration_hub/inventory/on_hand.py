@@ -257,13 +257,13 @@ def install_sql(vendor: str) -> list[str]:
 
 
 def uninstall_sql(vendor: str) -> list[str]:
-    names = [t[0] for t in RULE_TRIGGERS] + [t[0] for t in _SQLITE_STOCK_TRIGGERS]
-    tables = {t[0]: t[1] for t in RULE_TRIGGERS + _SQLITE_STOCK_TRIGGERS}
+    """Statements dropping what :func:`install_sql` creates on ``vendor`` (if it is there)."""
     if vendor == "postgresql":
-        out = [f"DROP TRIGGER IF EXISTS {n} ON {tables[n]}" for n in names]
-        out += [f"DROP FUNCTION IF EXISTS {n}()" for n in names]
+        triggers = [(t[0], t[1]) for t in RULE_TRIGGERS] + [(t[0], STOCK) for t in _PG_STOCK_TRIGGERS]
+        out = [f"DROP TRIGGER IF EXISTS {name} ON {table}" for name, table in triggers]
+        out += [f"DROP FUNCTION IF EXISTS {name}()" for name, _ in triggers]
     else:
-        out = [f"DROP TRIGGER IF EXISTS {n}" for n in names]
+        out = [f"DROP TRIGGER IF EXISTS {t[0]}" for t in RULE_TRIGGERS + _SQLITE_STOCK_TRIGGERS]
     return out + [f"DROP VIEW IF EXISTS {VIEW}"]
 
 
