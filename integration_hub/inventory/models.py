@@ -101,11 +101,12 @@ class StockLevel(models.Model):
 
 class ChannelOnHand(models.Model):
     """Stock on hand per (channel, item), kept by the database itself: the sum over the channel's locations (its
-    rule's, or its pool's) of ``available`` (a negative figure counts as 0) minus ``reserved``. Triggers on the
-    stock, rule and pool tables keep it exact whatever writes them (migration ``0008_channel_on_hand``; the SQL
-    is in :mod:`.on_hand`), so a whole-catalogue ATS recompute is one join instead of an aggregate over every
-    stock row (issue 19). Never written by application code; :func:`.on_hand.verify` compares it with a fresh
-    aggregate and :func:`.on_hand.rebuild` recomputes it."""
+    rule's, or its pool's) of ``available`` (a negative figure counts as 0) minus ``reserved``; a row for every
+    (channel with a rule, item), 0 without stock. Triggers on the stock, item, rule and pool tables keep it exact
+    whatever writes them (migrations ``0008_channel_on_hand`` and ``0009``; the SQL is in :mod:`.on_hand`), so a
+    whole-catalogue ATS recompute reads these rows instead of aggregating every stock row (issue 19). Never
+    written by application code; :func:`.on_hand.verify` compares it with a fresh aggregate and
+    :func:`.on_hand.rebuild` recomputes it."""
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="+")
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")

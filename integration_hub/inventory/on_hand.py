@@ -15,10 +15,13 @@ the admin, a bulk import, a cascade — so there is no code path that can forget
 * a location joining or leaving a segregated rule or a pool adds or subtracts that location's stock for the
   channels concerned; a rule created, or its mode or pool changed, rebuilds the channel; a rule deleted drops it.
 
-Subtractions only ever ``UPDATE`` existing rows (they never insert), so a cascade that deletes an item or a channel
-cannot leave a row behind pointing at it. Invariant: any stock row with a non-zero contribution has its
-(channel, item) row. :func:`verify` compares the table with a fresh aggregate (the tests run it after random
-interleavings of every kind of write); :func:`rebuild` recomputes it from the stock rows.
+Invariant: a row for every (channel with a rule, item), zero when there is no stock — an item created adds its
+rows for every ruled channel, a rule created adds its channel's row for every item. The whole-channel ATS statement
+is therefore driven from this table (one sequential read, joined to the small mapping set) instead of probing a
+million targets against it (issue 19). Subtractions only ever ``UPDATE`` existing rows (they never insert), so a
+cascade that deletes an item or a channel cannot leave a row behind pointing at it. :func:`verify` compares the
+table with a fresh aggregate and reports a missing row too (the tests run it after random interleavings of every
+kind of write); :func:`rebuild` recomputes it from the stock rows.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ STOCK = "inventory_stocklevel"
 RULE = "inventory_channelstockrule"
 RULE_LOC = "inventory_channelstockrule_locations"
 POOL_LOC = "inventory_stockpool_locations"
+ITEM = "catalog_item"
 COUNTED = "('available', 'reserved')"
 
 
@@ -58,16 +62,25 @@ _ADD = f"ON CONFLICT (channel_id, item_id) DO UPDATE SET quantity = {TABLE}.quan
 
 def _aggregate(where: str) -> str:
     """(channel_id, item_id, quantity) from the stock rows at the channels' locations, filtered by ``where``."""
-    return f"""SELECT v.channel_id, s.item_id, SUM({contribution("s")})
+    return f"""SELECT v.channel_id, s.item_id, SUM({contribution("s")}) AS quantity
                  FROM {STOCK} s JOIN {VIEW} v ON v.location_id = s.location_id
                 WHERE s.state IN {COUNTED} AND {where}
                 GROUP BY v.channel_id, s.item_id"""
 
 
+def _full(where: str) -> str:
+    """(channel_id, item_id, quantity) for every (ruled channel, item) whose rule matches ``where`` (on ``r``): the
+    aggregate of its stock rows, 0 without any — the table's whole content for those channels."""
+    return f"""SELECT r.channel_id, i.id, COALESCE(a.quantity, 0)
+                 FROM {RULE} r CROSS JOIN {ITEM} i
+                 LEFT JOIN ({_aggregate(where.replace("r.", "v."))}) a ON a.channel_id = r.channel_id AND a.item_id = i.id
+                WHERE {where}"""
+
+
 def _rebuild_channel(channel: str) -> list[str]:
     return [
         f"DELETE FROM {TABLE} WHERE channel_id = {channel}",
-        f"INSERT INTO {TABLE} (channel_id, item_id, quantity) {_aggregate(f'v.channel_id = {channel}')} {_ADD}",
+        f"INSERT INTO {TABLE} (channel_id, item_id, quantity) {_full(f'r.channel_id = {channel}')}",
     ]
 
 
@@ -139,8 +152,20 @@ RULE_TRIGGERS = [
     ("hub_onhand_rule_del", RULE, "DELETE", None, [f"DELETE FROM {TABLE} WHERE channel_id = OLD.channel_id"]),
 ]
 
-# SQLite: the stock triggers are row-level too
+# SQLite: the stock and item triggers are row-level too
 _SQLITE_STOCK_TRIGGERS = [
+    (
+        "hub_onhand_item_ins",
+        ITEM,
+        "INSERT",
+        None,
+        # a new item's zero row on every ruled channel (stock written for it first, in the same transaction, already
+        # made its rows: those stay)
+        [
+            f"""INSERT INTO {TABLE} (channel_id, item_id, quantity)
+                SELECT channel_id, NEW.id, 0 FROM {RULE} WHERE 1 = 1 ON CONFLICT (channel_id, item_id) DO NOTHING"""
+        ],
+    ),
     (
         "hub_onhand_stock_ins",
         STOCK,
@@ -190,6 +215,15 @@ def _pg_delta(rows: str, sign: str) -> str:
 # write statement, however many rows it wrote); ordered by key so concurrent writers lock rows in one order
 _PG_STOCK_TRIGGERS = [
     (
+        "hub_onhand_item_ins",
+        "INSERT",
+        "REFERENCING NEW TABLE AS new_items",
+        f"""INSERT INTO {TABLE} (channel_id, item_id, quantity)
+            SELECT r.channel_id, n.id, 0 FROM new_items n CROSS JOIN {RULE} r ORDER BY r.channel_id, n.id
+            ON CONFLICT (channel_id, item_id) DO NOTHING""",
+        ITEM,
+    ),
+    (
         "hub_onhand_stock_ins",
         "INSERT",
         "REFERENCING NEW TABLE AS new_rows",
@@ -198,6 +232,7 @@ _PG_STOCK_TRIGGERS = [
              GROUP BY channel_id, item_id HAVING MAX(CASE WHEN d <> 0 THEN 1 ELSE 0 END) = 1
              ORDER BY channel_id, item_id
             {_ADD}""",
+        STOCK,
     ),
     (
         "hub_onhand_stock_upd",
@@ -215,6 +250,7 @@ _PG_STOCK_TRIGGERS = [
                 {_pg_delta("(SELECT * FROM new_rows WHERE id IN (SELECT id FROM moved))", "")}
             ) x GROUP BY channel_id, item_id ORDER BY channel_id, item_id
             {_ADD}""",
+        STOCK,
     ),
     (
         "hub_onhand_stock_del",
@@ -224,6 +260,7 @@ _PG_STOCK_TRIGGERS = [
               FROM (SELECT channel_id, item_id, SUM(d) AS d FROM ({_pg_delta("old_rows", "")}) y
                      GROUP BY channel_id, item_id) x
              WHERE t.channel_id = x.channel_id AND t.item_id = x.item_id""",
+        STOCK,
     ),
 ]
 
@@ -239,12 +276,12 @@ def install_sql(vendor: str) -> list[str]:
                 f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {guard} {stmts}; RETURN NULL; END $$"
             )
             out.append(f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW EXECUTE FUNCTION {name}()")
-        for name, event, referencing, body in _PG_STOCK_TRIGGERS:
+        for name, event, referencing, body, table in _PG_STOCK_TRIGGERS:
             out.append(
                 f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body}; RETURN NULL; END $$"
             )
             out.append(
-                f"CREATE TRIGGER {name} AFTER {event} ON {STOCK} {referencing} FOR EACH STATEMENT EXECUTE FUNCTION {name}()"
+                f"CREATE TRIGGER {name} AFTER {event} ON {table} {referencing} FOR EACH STATEMENT EXECUTE FUNCTION {name}()"
             )
     else:
         for name, table, event, when, body in RULE_TRIGGERS + _SQLITE_STOCK_TRIGGERS:
@@ -259,7 +296,7 @@ def install_sql(vendor: str) -> list[str]:
 def uninstall_sql(vendor: str) -> list[str]:
     """Statements dropping what :func:`install_sql` creates on ``vendor`` (if it is there)."""
     if vendor == "postgresql":
-        triggers = [(t[0], t[1]) for t in RULE_TRIGGERS] + [(t[0], STOCK) for t in _PG_STOCK_TRIGGERS]
+        triggers = [(t[0], t[1]) for t in RULE_TRIGGERS] + [(t[0], t[4]) for t in _PG_STOCK_TRIGGERS]
         out = [f"DROP TRIGGER IF EXISTS {name} ON {table}" for name, table in triggers]
         out += [f"DROP FUNCTION IF EXISTS {name}()" for name, _ in triggers]
     else:
@@ -287,7 +324,7 @@ def rebuild(channel_ids: Iterable[int] | None = None, conn=None) -> None:
     """Recompute the table (or the given channels' rows) from the stock rows, in one transaction."""
     conn = conn or default_connection
     ids = None if channel_ids is None else sorted({int(c) for c in channel_ids})
-    where, params = ("1 = 1", []) if ids is None else (f"v.channel_id IN ({', '.join(['%s'] * len(ids))})", ids)
+    where, params = ("1 = 1", []) if ids is None else (f"r.channel_id IN ({', '.join(['%s'] * len(ids))})", ids)
     if ids is not None and not ids:
         return
     with transaction.atomic(using=conn.alias), conn.cursor() as cur:
@@ -295,23 +332,28 @@ def rebuild(channel_ids: Iterable[int] | None = None, conn=None) -> None:
             cur.execute(f"DELETE FROM {TABLE}")
         else:
             cur.execute(f"DELETE FROM {TABLE} WHERE channel_id IN ({', '.join(['%s'] * len(ids))})", ids)
-        cur.execute(f"INSERT INTO {TABLE} (channel_id, item_id, quantity) {_aggregate(where)}", params)
+        cur.execute(f"INSERT INTO {TABLE} (channel_id, item_id, quantity) {_full(where)}", params * 2)
 
 
-def verify(conn=None) -> list[tuple[int, int, int, int]]:
-    """(channel_id, item_id, stored, expected) for every pair where the table disagrees with a fresh aggregate
-    (a missing row counts as 0). Empty when the triggers did their job."""
+def verify(conn=None) -> list[tuple[int, int, int | None, int | None]]:
+    """(channel_id, item_id, stored, expected) for every pair where the table disagrees with a fresh aggregate:
+    ``stored`` is None for a missing row, ``expected`` None for a row that should not be there (its channel has no
+    rule). Empty when the triggers did their job."""
     conn = conn or default_connection
     sql = f"""
-        WITH fresh(channel_id, item_id, quantity) AS ({_aggregate("1 = 1")})
-        SELECT t.channel_id, t.item_id, t.quantity, COALESCE(f.quantity, 0)
+        WITH fresh(channel_id, item_id, quantity) AS ({_full("1 = 1")})
+        SELECT t.channel_id, t.item_id, t.quantity, f.quantity
           FROM {TABLE} t LEFT JOIN fresh f ON f.channel_id = t.channel_id AND f.item_id = t.item_id
-         WHERE t.quantity <> COALESCE(f.quantity, 0)
+         WHERE f.item_id IS NULL OR t.quantity <> f.quantity
         UNION ALL
-        SELECT f.channel_id, f.item_id, 0, f.quantity
+        SELECT f.channel_id, f.item_id, NULL, f.quantity
           FROM fresh f LEFT JOIN {TABLE} t ON t.channel_id = f.channel_id AND t.item_id = f.item_id
-         WHERE t.item_id IS NULL AND f.quantity <> 0
+         WHERE t.item_id IS NULL
     """
+
+    def num(v):
+        return None if v is None else int(v)
+
     with conn.cursor() as cur:
         cur.execute(sql)
-        return sorted((int(a), int(b), int(c), int(d)) for a, b, c, d in cur.fetchall())
+        return sorted(((int(a), int(b), num(c), num(d)) for a, b, c, d in cur.fetchall()), key=lambda r: r[:2])

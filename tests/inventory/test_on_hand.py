@@ -43,6 +43,8 @@ steps = st.lists(
         st.tuples(st.just("drop_rule"), chan),
         st.tuples(st.just("drop_item"), itm),
         st.tuples(st.just("drop_location"), loc),
+        st.tuples(st.just("new_item"), itm),
+        st.tuples(st.just("new_rule"), chan, loc),
     ),
     min_size=1,
     max_size=25,
@@ -120,6 +122,16 @@ def run_step(step, locs, pool, items, channels):
     elif kind == "drop_location" and locs[a[0]]:
         locs[a[0]].delete()
         locs[a[0]] = None
+    elif kind == "new_item" and items[a[0]] is None:  # a new item gets its (zero) row on every ruled channel
+        from integration_hub.catalog.models import Item
+
+        it = f.item(f"OHN{Item.objects.count()}-{a[0]}", signals=False)
+        f.mapping(it, f"SF-OH-{it.pk}", signals=False)
+        items[a[0]] = it
+        if locs[a[0] % LOCS]:
+            StockLevel.objects.create(item=it, location=locs[a[0] % LOCS], quantity=3)
+    elif kind == "new_rule" and locs[a[1]] and not ChannelStockRule.objects.filter(channel=channels[a[0]]).exists():
+        f.stock_rule(channels[a[0]], locations=[locs[a[1]]])
 
 
 @settings(
@@ -159,6 +171,24 @@ def test_verify_reports_a_damaged_row_and_rebuild_repairs_it(world):
     on_hand.rebuild([world.channels["web"].pk])
     assert on_hand.verify() == []
     assert ChannelOnHand.objects.get(channel=world.channels["web"], item=world.items["A"]).quantity == 9
+
+
+def test_every_item_has_a_row_on_every_ruled_channel_and_verify_reports_one_missing(world):
+    from integration_hub.catalog.models import Item
+
+    world.item("A")
+    world.stock("A", "dc1", 4)
+    world.channel("web", locations=["dc1"])  # the rule after the item: its channel's rows for every item
+    world.item("B")  # the item after the rule: its rows on every ruled channel, 0 without stock
+    web, a, b = world.channels["web"], world.items["A"], world.items["B"]
+    assert dict(ChannelOnHand.objects.filter(channel=web).values_list("item_id", "quantity")) == {
+        it.pk: (4 if it.pk == a.pk else 0) for it in Item.objects.all()
+    }
+    assert ats.for_channel(web.pk)[b.pk].quantity == 0  # an unstocked mapped item is pushed as 0, not left out
+    ChannelOnHand.objects.filter(channel=web, item=b).delete()  # what no trigger would ever do
+    assert on_hand.verify() == [(web.pk, b.pk, None, 0)]
+    on_hand.rebuild([web.pk])
+    assert on_hand.verify() == []
 
 
 def test_the_apply_rewriting_changed_and_unchanged_figures_keeps_the_table_exact(world):

@@ -113,7 +113,9 @@ class Command(BaseCommand):
             self.stdout.write("on-hand figures agree with the stock rows")
             return
         for channel_id, item_id, stored, expected in wrong[:20]:
-            self.stdout.write(f"channel {channel_id} item {item_id}: stored {stored}, stock rows say {expected}")
+            stored = "no row" if stored is None else f"stored {stored}"
+            expected = "the channel has no rule" if expected is None else f"stock rows say {expected}"
+            self.stdout.write(f"channel {channel_id} item {item_id}: {stored}, {expected}")
         channels = sorted({w[0] for w in wrong})
         if not repair:
             raise CommandError(
