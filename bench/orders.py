@@ -14,14 +14,16 @@ idempotency key, which the warehouse absorbs).
 The pipeline runs in this process through the same service functions the Celery tasks call
 (``integration_hub.orders`` send / notify phases: leased batches, HTTP in a small thread pool; ``--workers`` loops in
 parallel, like worker processes, already running when the capture poll — then the dispatch poll — runs, as a worker
-kicked by the poll's first committed page would be), against a sandbox server in its own process on a free port
-(bench/_sandbox_proc.py: the emulators' CPU is not the hub's, and they do not share its interpreter lock), on every
-reachable engine side by side (bench/_engines.py: a throwaway SQLite database, and PostgreSQL + Redis when they run
-here). ``--faults`` injects 409s, 429s and timeouts on both emulators. Also printed (issue 19, item 4): requests per
-order in each phase next to the floor — one write per order per system plus paged reads — the share of the
-connection's own configured rate (``--headroom`` × the limit: the most the hub may send), when the first order went
-out, and the CPU seconds per 1,000 orders of the hub process and of the sandbox process, per phase, with the rate one
-core could sustain at the hub's CPU per order.
+kicked by the poll's first committed page would be; the poll itself runs in a process of its own, bench/_poll_proc.py,
+as a worker process of its own runs it in the deployment, and its CPU counts as the hub's), against one sandbox server
+per system, each in its own process on a free port (bench/_sandbox_proc.py: the emulators' CPU is not the hub's, and
+neither shares an interpreter lock with the hub or with the other system), on every reachable engine side by side
+(bench/_engines.py: a throwaway SQLite database, and PostgreSQL + Redis when they run here). ``--faults`` injects 409s,
+429s and timeouts on both emulators. Also printed (issue 19, item 4): requests per order in each phase next to the
+floor — one write per order per system plus paged reads — the share of the connection's own configured rate
+(``--headroom`` × the limit: the most the hub may send), when the first order went out, and the CPU seconds per 1,000
+orders of the hub (pipeline + poll process) and of the sandbox processes, per phase, with the rate one core could
+sustain at the hub's CPU per order.
 
 ``python bench/orders.py`` (10,000 orders, a few minutes on 2 cores) or ``--quick`` (1,000 orders).
 Benchmarks are never tests: this prints numbers, it asserts nothing.
@@ -39,8 +41,10 @@ sys.path.insert(0, str(ROOT))
 
 
 import _engines  # noqa: E402  (bench/_engines.py: one child process per engine)
+from _poll_proc import PollProcess  # noqa: E402  (a poll in a process of its own)
 
 BENCH = "orders"
+SYSTEMS = ("commercetools", "wair")
 
 
 def control(url: str, prefix: str, action: str, payload=None):
@@ -51,7 +55,7 @@ def control(url: str, prefix: str, action: str, payload=None):
     return r.json()
 
 
-def build(url: str, rate: float, headroom: float = 0.95):
+def build(urls: dict, rate: float, headroom: float = 0.95):
     """The hub's two connections, configured a little under the sandbox's limit (``headroom``), as production
     connections should be: request timing jitter then never trips the server's bucket. The burst is half the
     server's: a pause in sending refills both buckets, and a client burst of 95% of the server's (19 of 20) left
@@ -64,8 +68,8 @@ def build(url: str, rate: float, headroom: float = 0.95):
     ct = Connection(
         name="bench-ct",
         system_type="commercetools",
-        base_url=f"{url}/commercetools",
-        auth_url=f"{url}/commercetools",
+        base_url=f"{urls['commercetools']}/commercetools",
+        auth_url=f"{urls['commercetools']}/commercetools",
         client_id="hub-demo",
         options={"project_key": "demo"},
         rate_limit_per_second=rate * headroom,
@@ -78,7 +82,7 @@ def build(url: str, rate: float, headroom: float = 0.95):
     wh = Connection(
         name="bench-wair",
         system_type="wair",
-        base_url=f"{url}/wair",
+        base_url=f"{urls['wair']}/wair",
         rate_limit_per_second=rate * headroom,
         rate_limit_burst=max(1, int(rate // 5 * headroom / 2)),
         timeout_seconds=2,
@@ -93,7 +97,12 @@ def build(url: str, rate: float, headroom: float = 0.95):
         SkuMapping.objects.create(item=Item.objects.create(sku=s), storefront_sku=s)
     ShippingMethodMap.objects.create(storefront_method="standard", warehouse_method="STD48", carrier="royal_mail")
     ShippingMethodMap.objects.create(storefront_method="express", warehouse_method="EXP24", carrier="dhl")
-    control(url, "commercetools", "seed_catalog", {"channels": ["uk-web"], "skus": skus, "quantity": 10**6})
+    control(
+        urls["commercetools"],
+        "commercetools",
+        "seed_catalog",
+        {"channels": ["uk-web"], "skus": skus, "quantity": 10**6},
+    )
     return ct, wh, channel, skus
 
 
@@ -139,28 +148,34 @@ def child(args, engine: str, tmp: str) -> dict:
     n = args.orders or (1000 if args.quick else 10000)
     from _sandbox_proc import SandboxProcess
 
-    sandbox = SandboxProcess(tmp)
+    # one sandbox process per system, as the storefront and the warehouse are two systems: one emulator's slow page
+    # (500 dispatches) must not hold up the other's requests and bunch them into its rate limit
+    sandboxes: dict = {}
     try:
-        return measure(args, sandbox, n)
+        for prefix in SYSTEMS:
+            Path(tmp, prefix).mkdir(exist_ok=True)
+            sandboxes[prefix] = SandboxProcess(str(Path(tmp, prefix)))
+        return measure(args, sandboxes, n)
     finally:
-        sandbox.stop()
+        for sandbox in sandboxes.values():
+            sandbox.stop()
 
 
-def measure(args, sandbox, n: int) -> dict:
+def measure(args, sandboxes: dict, n: int) -> dict:
     from datetime import datetime, timezone as tz
 
     from django.db.models import Count, Max, Min
 
-    url = sandbox.url
+    urls = {prefix: sb.url for prefix, sb in sandboxes.items()}
 
-    from integration_hub.orders import claims, polls, processing
+    from integration_hub.orders import claims, processing
     from integration_hub.orders.models import Order, OrderState as S
 
     claims.kick = lambda delay=0: None  # no broker: this process does the work
-    ct, wh, channel, skus = build(url, args.rate, args.headroom)
+    ct, wh, channel, skus = build(urls, args.rate, args.headroom)
     for i in range(0, n, 1000):
         control(
-            url,
+            urls["commercetools"],
             "commercetools",
             "create_orders",
             {
@@ -183,7 +198,7 @@ def measure(args, sandbox, n: int) -> dict:
     if args.faults:
         limits.update(conflict_rate=0.03, timeout_rate=0.005, hang_seconds=2.5)
     for prefix in ("commercetools", "wair"):
-        control(url, prefix, "faults", limits)
+        control(urls[prefix], prefix, "faults", limits)
     claims.BACKOFF_BASE_SECONDS = 1  # a bench wants the retry to happen while it watches
 
     def pending(state):
@@ -196,26 +211,35 @@ def measure(args, sandbox, n: int) -> dict:
     )
 
     def requests_so_far():
-        return sandbox.stats("wair")["requests"], sandbox.stats("commercetools")["requests"]
+        return sandboxes["wair"].stats("wair")["requests"], sandboxes["commercetools"].stats("commercetools")[
+            "requests"
+        ]
 
     def cpu_so_far():
-        return _engines.cpu_seconds(), sandbox.cpu()
+        return _engines.cpu_seconds(), sum(sb.cpu() for sb in sandboxes.values())
 
     def step():
         return any(processing.process_due(batch_size=200).values())
 
+    # each poll runs in a process of its own (bench/_poll_proc.py), started before its phase's clock: in the
+    # deployment it is a worker process beside the order loops', not a thread sharing their interpreter lock
+    from django.db import connections
+
+    connections.close_all()  # the poll process opens its own; SQLite sees its commits as another writer's
+    poll_a = PollProcess("orders", ct.pk)
+    polled = {}
     r0, c0 = requests_so_far(), cpu_so_far()
     wall0, t0 = datetime.now(tz.utc), time.monotonic()
     # capture (timed: part of intake) while the loops already run, as a worker kicked by each committed page does
-    ok_a = run_until(
-        pending(S.ACKNOWLEDGED), step, 3600, args.workers, kickoff=lambda: polls.poll_orders(ct, max_pages=1000)
-    )
+    ok_a = run_until(pending(S.ACKNOWLEDGED), step, 3600, args.workers, kickoff=lambda: polled.update(a=poll_a.run()))
     ta = time.monotonic() - t0
     c1, r1 = cpu_so_far(), requests_so_far()
     first_sent = Order.objects.aggregate(t=Min("sent_at"))["t"]
     keys = list(Order.objects.values_list("idempotency_key", flat=True))
     for k in keys:
-        control(url, "wair", "dispatch", {"order_ref": k, "parcels": [{"carrier": "dhl"}]})
+        control(urls["wair"], "wair", "dispatch", {"order_ref": k, "parcels": [{"carrier": "dhl"}]})
+    connections.close_all()
+    poll_b = PollProcess("dispatches", wh.pk)
     r1b, c1b = requests_so_far(), cpu_so_far()
     wall1, t1 = datetime.now(tz.utc), time.monotonic()
     ok_b = run_until(
@@ -223,16 +247,16 @@ def measure(args, sandbox, n: int) -> dict:
         step,
         3600,
         args.workers,
-        kickoff=lambda: polls.poll_dispatches(wh, max_pages=1000),
+        kickoff=lambda: polled.update(b=poll_b.run()),
     )
     tb = time.monotonic() - t1
     c2, r2 = cpu_so_far(), requests_so_far()
     notified = Order.objects.aggregate(first=Min("notified_at"), last=Max("notified_at"))
     req = {"a_wair": r1[0] - r0[0], "a_ct": r1[1] - r0[1], "b_wair": r2[0] - r1b[0], "b_ct": r2[1] - r1b[1]}
     cpu = {
-        "a_hub": c1[0] - c0[0],
+        "a_hub": c1[0] - c0[0] + polled.get("a", {}).get("cpu", 0.0),  # the hub's processes: loops + poll
         "a_sandbox": c1[1] - c0[1],
-        "b_hub": c2[0] - c1b[0],
+        "b_hub": c2[0] - c1b[0] + polled.get("b", {}).get("cpu", 0.0),
         "b_sandbox": c2[1] - c1b[1],
     }
     first = {
@@ -241,8 +265,8 @@ def measure(args, sandbox, n: int) -> dict:
     }
 
     # --- counts ---------------------------------------------------------------------------------
-    ct_orders = control(url, "commercetools", "state")["orders"]
-    wstate = control(url, "wair", "state")
+    ct_orders = control(urls["commercetools"], "commercetools", "state")["orders"]
+    wstate = control(urls["wair"], "wair", "state")
     hub = dict(Order.objects.values_list("external_id", "idempotency_key"))
     states = dict(Order.objects.values_list("state").annotate(c=Count("pk")))
     lost_intake = sum(1 for oid in ct_orders if oid not in hub or hub[oid] not in wstate["orders"])
@@ -252,7 +276,7 @@ def measure(args, sandbox, n: int) -> dict:
     dup_hub = len(hub) - len(set(hub.values()))
     dup_deliveries = sum(1 for o in ct_orders.values() if o["deliveries"] > 1)
     receipts = sum(wstate["order_receipts"].values())
-    ws, cs = sandbox.stats("wair"), sandbox.stats("commercetools")
+    ws, cs = sandboxes["wair"].stats("wair"), sandboxes["commercetools"].stats("commercetools")
 
     def per_min(count, secs):
         return count / secs * 60 if secs else 0.0
@@ -283,7 +307,7 @@ def measure(args, sandbox, n: int) -> dict:
         f"{cs['conflicts']} × 409, {cs['injected_timeouts']} timeouts"
     )
     print(
-        f"    CPU s, hub process / sandbox process: intake {cpu['a_hub']:.2f} / {cpu['a_sandbox']:.2f}, "
+        f"    CPU s, hub (pipeline + poll processes) / sandbox processes: intake {cpu['a_hub']:.2f} / {cpu['a_sandbox']:.2f}, "
         f"shipped {cpu['b_hub']:.2f} / {cpu['b_sandbox']:.2f}; first order sent after {first['a']} s, "
         f"first shipped after {first['b']} s"
     )
@@ -368,11 +392,11 @@ def report(results: dict, skipped: dict, args) -> None:
     row("lost (intake / shipping)", lambda r: f"{r['lost_intake']} / {r['lost_shipping']}")
     row("duplicated (WAIR / hub / deliveries)", lambda r: f"{r['dup_wair']} / {r['dup_hub']} / {r['dup_deliveries']}")
     row(
-        "hub process CPU s per 1,000 orders (a / b)",
+        "hub CPU s per 1,000 orders, pipeline + poll (a / b)",
         lambda r: f"{1000 * r['cpu']['a_hub'] / r['n']:.2f} / {1000 * r['cpu']['b_hub'] / r['n']:.2f}",
     )
     row(
-        "sandbox process CPU s per 1,000 orders (a / b)",
+        "sandbox processes CPU s per 1,000 orders (a / b)",
         lambda r: f"{1000 * r['cpu']['a_sandbox'] / r['n']:.2f} / {1000 * r['cpu']['b_sandbox'] / r['n']:.2f}",
     )
     row(
@@ -407,7 +431,7 @@ def report(results: dict, skipped: dict, args) -> None:
             most = 1000 / hub_ms if hub_ms else float("inf")
             notes.append(
                 f"{_engines.LABELS[e]}: {label}: hub CPU {hub_ms:.1f} ms per order => at most {most:.0f} orders/s on one "
-                f"core (the hub process runs Python on one core at a time); the ceiling needs {args.rate:g}/s, "
+                f"core (the pipeline process runs Python on one core at a time); the ceiling needs {args.rate:g}/s, "
                 f"the connection is set to {args.rate * r['headroom']:g}/s"
                 + (" — CPU-bound" if most < args.rate * r["headroom"] else " — not the CPU: the rate and the startup")
             )
@@ -418,7 +442,10 @@ def report(results: dict, skipped: dict, args) -> None:
         + ", ".join(f"{_engines.LABELS[e]} {r['r429']}" for e, r in results.items() if "r429" in r)
         + ")"
     )
-    notes.append("CPU: the sandbox runs in its own process (bench/_sandbox_proc.py); the hub process runs the pipeline")
+    notes.append(
+        "CPU: each system's sandbox runs in its own process (bench/_sandbox_proc.py), each poll in its own (bench/_poll_proc.py: "
+        "counted as the hub's), the pipeline loops in the bench's process"
+    )
     _engines.print_table(f"orders ({'quick' if args.quick else 'full'})", rows, engines, skipped, notes)
 
 
