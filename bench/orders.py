@@ -197,7 +197,7 @@ def measure(args, sandboxes: dict, n: int) -> dict:
     limits = {"rate_limit_per_second": args.rate, "rate_limit_burst": max(1, int(args.rate // 5))}
     if args.faults:
         limits.update(conflict_rate=0.03, timeout_rate=0.005, hang_seconds=2.5)
-    for prefix in ("commercetools", "wair"):
+    for prefix in SYSTEMS:
         control(urls[prefix], prefix, "faults", limits)
     claims.BACKOFF_BASE_SECONDS = 1  # a bench wants the retry to happen while it watches
 
@@ -210,10 +210,11 @@ def measure(args, sandboxes: dict, n: int) -> dict:
         f"{' with injected 409s/429s/timeouts' if args.faults else ''}"
     )
 
+    def sent(prefix):
+        return sandboxes[prefix].stats(prefix)["requests"]
+
     def requests_so_far():
-        return sandboxes["wair"].stats("wair")["requests"], sandboxes["commercetools"].stats("commercetools")[
-            "requests"
-        ]
+        return sent("wair"), sent("commercetools")
 
     def cpu_so_far():
         return _engines.cpu_seconds(), sum(sb.cpu() for sb in sandboxes.values())
